@@ -1,0 +1,66 @@
+// Command peerq is the query engine for peer-to-peer clouds: explain and
+// check PQL statements now; run them over real peers and the simulator as
+// those parts land. Flags and wiring only: the work is in the packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes scripts can rely on (docs/CLI.md).
+const (
+	exitOK        = 0
+	exitUsage     = 1 // bad flags, unreadable files, I/O
+	exitStatement = 2 // a statement does not parse or type-check
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes the CLI with the given arguments and streams, and returns the
+// exit code; tests call it directly.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		fmt.Fprintln(stderr, ee.err)
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "peerq:", err)
+	return exitUsage
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "peerq",
+		Short:         "A query engine for peer-to-peer clouds",
+		Long:          "peerq asks the set of connected peers SQL-like questions (PQL), answered by gossip.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newExplainCmd(), newCheckCmd())
+	return root
+}

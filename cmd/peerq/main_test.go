@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExplain(t *testing.T) {
+	code, out, errs := runCLI(t, "", "explain", "--nodes", "10000", "-e",
+		"SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50")
+	if code != exitOK || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	for _, want := range []string{"plan:        top-k", "k:           50", "N=10000", "reliability DESC"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestExplainScriptFromStdin(t *testing.T) {
+	code, out, _ := runCLI(t, "SHOW SUBCLOUDS;\nSELECT COUNT(*) FROM peers WHERE region = 'eu';", "explain", "-f", "-")
+	if code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if strings.Count(out, "statement:") != 2 || !strings.Contains(out, "from tags:   yes") {
+		t.Errorf("two plans expected, the second answered from tags:\n%s", out)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.pql")
+	bad := filepath.Join(dir, "bad.pql")
+	os.WriteFile(good, []byte("SELECT COUNT(*) FROM peers;\nRESERVE 5 AS x FOR 1h;\n"), 0o644)
+	os.WriteFile(bad, []byte("SELECT COUNT(*) FROM peers;\nSELECT node\n  FROM peers WHERE mem_fre > 4GB;\n"), 0o644)
+
+	code, out, _ := runCLI(t, "", "check", "-f", good)
+	if code != exitOK || out != "ok: 2 statement(s)\n" {
+		t.Errorf("good script: exit %d, %q", code, out)
+	}
+	code, _, errs := runCLI(t, "", "check", "-f", bad)
+	want := bad + `:3:20: unknown attribute "mem_fre" (did you mean mem_free?)` + "\n" +
+		"      FROM peers WHERE mem_fre > 4GB;\n" +
+		"                       ^\n"
+	if code != exitStatement || errs != want {
+		t.Errorf("bad script: exit %d, stderr\n%s\nwant\n%s", code, errs, want)
+	}
+	code, _, errs = runCLI(t, "", "check", "-e", "SELECT node FORM peers")
+	if code != exitStatement || !strings.HasPrefix(errs, `1:13: unexpected "FORM" (expected "FROM")`) {
+		t.Errorf("syntax error: exit %d, %q", code, errs)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"check"},
+		{"check", "-f", "/does/not/exist"},
+		{"check", "-e", "SHOW MEMBERS", "-f", "x"},
+		{"explain", "-e", "SHOW MEMBERS", "--nodes", "1"},
+		{"no-such-command"},
+	} {
+		if code, _, errs := runCLI(t, "", args...); code != exitUsage || errs == "" {
+			t.Errorf("%v: exit %d, stderr %q; want %d with a message", args, code, errs, exitUsage)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package query
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/peerq/peerq/parser"
+)
+
+// Origin says where a peer gets an attribute's value, which decides whether
+// a predicate can be answered from the membership list alone.
+type Origin uint8
+
+// The origins of attributes.
+const (
+	OriginMember Origin = iota + 1 // Serf's member list: name, address
+	OriginTag                      // a static Serf tag, set when the agent starts
+	OriginLease                    // the peer's lease table, shown in a Serf tag
+	OriginProbe                    // probed on the peer: CPU, memory, disk
+	OriginLocal                    // computed on the peer: uptime, reliability, rtt
+)
+
+func (o Origin) String() string {
+	switch o {
+	case OriginMember:
+		return "member"
+	case OriginTag:
+		return "tag"
+	case OriginLease:
+		return "lease"
+	case OriginProbe:
+		return "probe"
+	case OriginLocal:
+		return "local"
+	}
+	return "?"
+}
+
+// InMembership reports whether every peer's value is known to every other
+// peer through Serf's membership (member fields and tags).
+func (o Origin) InMembership() bool {
+	return o == OriginMember || o == OriginTag || o == OriginLease
+}
+
+// Attr describes one attribute of a peer's record.
+type Attr struct {
+	Name   string
+	Kind   Kind
+	Origin Origin
+	Doc    string
+	// Min and Max bound the values a peer may report (Clamp); both zero means
+	// unbounded.
+	Min, Max float64
+}
+
+// Catalog is the set of attributes a statement may name. It is immutable
+// once built; WithTags returns a new one.
+type Catalog struct {
+	attrs map[string]Attr
+}
+
+// The built-in attributes of DESIGN.md §2. Names of these are reserved for
+// them: a Serf tag with the same name is ignored by the catalog.
+var builtins = []Attr{
+	{Name: "node", Kind: KindString, Origin: OriginMember, Doc: "the peer's Serf node name"},
+	{Name: "addr", Kind: KindString, Origin: OriginMember, Doc: "the peer's gossip address, host:port"},
+	{Name: "cpu_cores", Kind: KindCount, Origin: OriginProbe, Doc: "logical CPU cores", Min: 0, Max: 1 << 20},
+	{Name: "cpu_load", Kind: KindRatio, Origin: OriginProbe, Doc: "1-minute load average divided by cpu_cores", Min: 0, Max: 1 << 10},
+	{Name: "mem_total", Kind: KindBytes, Origin: OriginProbe, Doc: "physical memory", Min: 0, Max: 1 << 60},
+	{Name: "mem_free", Kind: KindBytes, Origin: OriginProbe, Doc: "memory available to new work", Min: 0, Max: 1 << 60},
+	{Name: "disk_total", Kind: KindBytes, Origin: OriginProbe, Doc: "size of the data dir's file system", Min: 0, Max: 1 << 60},
+	{Name: "disk_free", Kind: KindBytes, Origin: OriginProbe, Doc: "free space on the data dir's file system", Min: 0, Max: 1 << 60},
+	{Name: "uptime", Kind: KindDuration, Origin: OriginLocal, Doc: "time since the agent started", Min: 0, Max: 1 << 40},
+	{Name: "reliability", Kind: KindRatio, Origin: OriginLocal, Doc: "share of the trailing window (7 days) the agent was up, from its journal", Min: 0, Max: 1},
+	{Name: "rtt", Kind: KindDuration, Origin: OriginLocal, Doc: "estimated round-trip time to the asking peer (Serf coordinates)", Min: 0, Max: 3600},
+	{Name: "subcloud", Kind: KindString, Origin: OriginLease, Doc: "the subcloud the peer is reserved to, or NULL"},
+	{Name: "reserved", Kind: KindBool, Origin: OriginLease, Doc: "whether the peer holds a lease"},
+}
+
+// WellKnownTags are the Serf tags DESIGN.md names; the default catalog
+// knows them even before a cluster reports them.
+var WellKnownTags = []string{"region", "zone", "arch", "os", "owner", "class"}
+
+// DefaultCatalog returns the built-in attributes and the well-known tags.
+func DefaultCatalog() *Catalog {
+	c := &Catalog{attrs: make(map[string]Attr, len(builtins)+len(WellKnownTags))}
+	for _, a := range builtins {
+		c.attrs[a.Name] = a
+	}
+	return c.WithTags(WellKnownTags...)
+}
+
+// WithTags returns a catalog that also knows the given Serf tags, as
+// strings. Tags that shadow a built-in, or that peerq uses internally
+// (names starting with "peerq"), are left out.
+func (c *Catalog) WithTags(names ...string) *Catalog {
+	n := &Catalog{attrs: make(map[string]Attr, len(c.attrs)+len(names))}
+	for k, v := range c.attrs {
+		n.attrs[k] = v
+	}
+	for _, name := range names {
+		if _, ok := n.attrs[name]; ok || name == "" || strings.HasPrefix(name, "peerq") {
+			continue
+		}
+		n.attrs[name] = Attr{Name: name, Kind: KindString, Origin: OriginTag, Doc: "Serf tag"}
+	}
+	return n
+}
+
+// Lookup finds an attribute by name: exactly, or else case-insensitively
+// when only one attribute matches that way.
+func (c *Catalog) Lookup(name string) (Attr, bool) {
+	if a, ok := c.attrs[name]; ok {
+		return a, true
+	}
+	var found []Attr
+	for k, a := range c.attrs {
+		if strings.EqualFold(k, name) {
+			found = append(found, a)
+		}
+	}
+	if len(found) == 1 {
+		return found[0], true
+	}
+	return Attr{}, false
+}
+
+// Attrs lists the attributes sorted: built-ins in catalog order, then tags
+// by name.
+func (c *Catalog) Attrs() []Attr {
+	out := make([]Attr, 0, len(c.attrs))
+	for _, b := range builtins {
+		out = append(out, c.attrs[b.Name])
+	}
+	var tags []Attr
+	for _, a := range c.attrs {
+		if a.Origin == OriginTag {
+			tags = append(tags, a)
+		}
+	}
+	sort.Slice(tags, func(i, j int) bool { return tags[i].Name < tags[j].Name })
+	return append(out, tags...)
+}
+
+// Names lists the attribute names, for completion and suggestions.
+func (c *Catalog) Names() []string {
+	attrs := c.Attrs()
+	names := make([]string, len(attrs))
+	for i, a := range attrs {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// suggest returns a "did you mean" suffix for an unknown name, or "".
+func (c *Catalog) suggest(name string) string {
+	if s := parser.Suggest(name, c.Names()); s != "" {
+		return " (did you mean " + s + "?)"
+	}
+	return ""
+}
+
+// Clamp validates and bounds a value a peer reports for attribute a: a value
+// of the wrong kind, NaN or infinite becomes NULL; a number outside the
+// attribute's range is clamped to it.
+func (a Attr) Clamp(v Value) Value {
+	if v.IsNull() {
+		return v
+	}
+	if a.Kind.Numeric() != v.Kind.Numeric() || !a.Kind.Numeric() && a.Kind != v.Kind {
+		return Null
+	}
+	if !a.Kind.Numeric() {
+		return v
+	}
+	if v.Num != v.Num || v.Num > 1e300 || v.Num < -1e300 {
+		return Null
+	}
+	v.Kind = a.Kind
+	if a.Min != 0 || a.Max != 0 {
+		v.Num = max(a.Min, min(a.Max, v.Num))
+	}
+	return v
+}
+
+// Clamp applies Attr.Clamp to every attribute of r the catalog knows, in
+// place, and returns r.
+func (c *Catalog) Clamp(r Record) Record {
+	for name, v := range r {
+		if a, ok := c.attrs[name]; ok {
+			r[name] = a.Clamp(v)
+		}
+	}
+	return r
+}

@@ -1,0 +1,257 @@
+package query
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/peerq/peerq/parser"
+)
+
+func compile(t testing.TB, src string) *Plan {
+	t.Helper()
+	stmt, err := parser.ParseOne(src)
+	if err != nil {
+		t.Fatalf("parse %q: %v", src, err)
+	}
+	p, err := Compile(stmt, DefaultCatalog(), DefaultConfig())
+	if err != nil {
+		t.Fatalf("compile %q: %v", src, err)
+	}
+	return p
+}
+
+// The statements of DESIGN.md §1, with what their plans must say.
+func TestCompileDesignStatements(t *testing.T) {
+	for _, tc := range []struct {
+		src      string
+		kind     PlanKind
+		k        int
+		fromTags bool
+		columns  []string
+		comps    []CompKind
+	}{
+		{"SELECT node, mem_free, reliability FROM peers WHERE mem_free >= 4GB AND region IN ('eu', 'us') ORDER BY reliability DESC LIMIT 50",
+			PlanTopK, 50, false, []string{"node", "mem_free", "reliability"}, nil},
+		{"SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50",
+			PlanTopK, 50, false, []string{"node", "mem_free"}, nil},
+		{"SELECT COUNT(*), AVG(cpu_load), SUM(disk_free), MIN(reliability), MAX(mem_free) FROM peers WHERE arch = 'arm64'",
+			PlanAggregate, 0, false, []string{"COUNT(*)", "AVG(cpu_load)", "SUM(disk_free)", "MIN(reliability)", "MAX(mem_free)"},
+			[]CompKind{CompCount, CompSum, CompCount, CompSum, CompCount, CompMin, CompMax}},
+		{"SELECT region, COUNT(*), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region",
+			PlanAggregate, 0, false, []string{"region", "COUNT(*)", "PERCENTILE(mem_free, 0.9)"},
+			[]CompKind{CompCount, CompQuantile}},
+		{"SELECT region, COUNT(*), AVG(cpu_load) FROM peers GROUP BY region",
+			PlanAggregate, 0, false, []string{"region", "COUNT(*)", "AVG(cpu_load)"}, []CompKind{CompCount, CompSum, CompCount}},
+		{"RESERVE 50 FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC AS analytics FOR 2h",
+			PlanReserve, 75, false, []string{"node", "addr", "reliability"}, nil},
+		{"SELECT node, cpu_load FROM SUBCLOUD analytics ORDER BY cpu_load DESC LIMIT 5",
+			PlanTopK, 5, false, []string{"node", "cpu_load"}, nil},
+		{"SHOW SUBCLOUDS", PlanLocal, 0, false, nil, nil},
+		{"SHOW ATTRIBUTES", PlanLocal, 0, false, nil, nil},
+		{"RELEASE analytics", PlanLocal, 0, false, nil, nil},
+		// Answered from tags alone.
+		{"SELECT COUNT(*) FROM peers WHERE region = 'eu'", PlanAggregate, 0, true, []string{"COUNT(*)"}, []CompKind{CompCount}},
+		{"SELECT node FROM peers WHERE zone = 'a' AND NOT reserved", PlanTopK, 1000, true, []string{"node"}, nil},
+		{"SELECT region, COUNT(DISTINCT zone) FROM peers GROUP BY region", PlanAggregate, 0, true,
+			[]string{"region", "COUNT(DISTINCT zone)"}, []CompKind{CompCount, CompDistinct}},
+		// Everything else in the aggregate family.
+		{"SELECT STDDEV(cpu_load), VARIANCE(cpu_load), MEDIAN(uptime), COUNT(mem_free) FROM peers", PlanAggregate, 0, false,
+			[]string{"STDDEV(cpu_load)", "VARIANCE(cpu_load)", "MEDIAN(uptime)", "COUNT(mem_free)"},
+			[]CompKind{CompCount, CompSum, CompSumSq, CompCount, CompQuantile, CompCount}},
+		{"SELECT SUM(mem_free) / COUNT(*) AS per_peer FROM peers", PlanAggregate, 0, false,
+			[]string{"per_peer"}, []CompKind{CompCount, CompSum, CompCount}},
+		{"SELECT * FROM peers LIMIT 3", PlanTopK, 3, false, DefaultCatalog().Names(), nil},
+		{"SELECT region FROM peers GROUP BY region", PlanAggregate, 0, true, []string{"region"}, []CompKind{CompCount}},
+	} {
+		p := compile(t, tc.src)
+		if p.Kind != tc.kind || p.K != tc.k || p.FromTags != tc.fromTags {
+			t.Errorf("%s:\n kind %v k %d fromTags %v; want %v %d %v", tc.src, p.Kind, p.K, p.FromTags, tc.kind, tc.k, tc.fromTags)
+		}
+		var cols []string
+		for _, c := range p.Columns {
+			cols = append(cols, c.Name)
+		}
+		if !reflect.DeepEqual(cols, tc.columns) {
+			t.Errorf("%s:\n columns %q, want %q", tc.src, cols, tc.columns)
+		}
+		var comps []CompKind
+		for _, c := range p.Components {
+			comps = append(comps, c.Kind)
+		}
+		if !reflect.DeepEqual(comps, tc.comps) {
+			t.Errorf("%s:\n components %v, want %v", tc.src, comps, tc.comps)
+		}
+		if out := Explain(p, 1000); !strings.Contains(out, "plan:") {
+			t.Errorf("%s: EXPLAIN gave %q", tc.src, out)
+		}
+	}
+}
+
+func TestCompileDetails(t *testing.T) {
+	p := compile(t, "RESERVE 10 AS batch WITH AT LEAST 8, KEY 'job-1'")
+	if r := p.Reserve; r.N != 10 || r.AtLeast != 8 || r.Key != "job-1" || r.LeaseSeconds != 3600 || r.Name != "batch" {
+		t.Errorf("reserve spec %+v", *r)
+	}
+	if p.K != 15 || p.Order[0].Expr.Name != "reliability" || !p.Order[0].Desc {
+		t.Errorf("reserve without ORDER BY: k %d order %v", p.K, p.Order[0].Expr)
+	}
+	if !p.Matches(Record{"reserved": Bool(false)}) || p.Matches(Record{"reserved": Bool(true)}) || p.Matches(Record{}) {
+		t.Error("reserve filter must keep exactly the free peers")
+	}
+
+	p = compile(t, "SELECT COUNT(*) FROM peers WITH ROUNDS 30, TIMEOUT 10s, ACCURACY 0.5%")
+	if p.Rounds != 30 || p.TimeoutSeconds != 10 || p.Accuracy != 0.005 || p.RoundBudget(1000) != 30 {
+		t.Errorf("options: rounds %d timeout %v accuracy %v", p.Rounds, p.TimeoutSeconds, p.Accuracy)
+	}
+
+	p = compile(t, "SELECT node, mem_free AS m FROM peers ORDER BY m DESC, 1")
+	if p.Order[0].Expr.Name != "mem_free" || !p.Order[0].Desc || p.Order[1].Expr.Name != "node" {
+		t.Errorf("ORDER BY alias and position: %v %v", p.Order[0].Expr, p.Order[1].Expr)
+	}
+	if p.Limited || p.K != DefaultConfig().MaxRows {
+		t.Errorf("no LIMIT: k %d limited %v", p.K, p.Limited)
+	}
+
+	p = compile(t, "SELECT region, COUNT(*) AS n FROM peers GROUP BY region ORDER BY n DESC LIMIT 3")
+	if p.Order[0].Expr.Op != OpAggRef || p.K != 3 || p.Columns[0].Expr.Op != OpKeyRef {
+		t.Errorf("grouped ORDER BY: %v, k %d", p.Order[0].Expr, p.K)
+	}
+
+	p = compile(t, "SELECT node FROM SUBCLOUD analytics")
+	if p.Subcloud != "analytics" || !p.Matches(Record{"subcloud": Str("analytics")}) || p.Matches(Record{"subcloud": Str("other")}) {
+		t.Errorf("FROM SUBCLOUD filter %v", p.Filter)
+	}
+
+	// The same aggregate twice is one aggregate; AVG and SUM share a sum.
+	p = compile(t, "SELECT AVG(cpu_load), AVG(cpu_load) * 2, SUM(cpu_load) FROM peers")
+	if len(p.Aggs) != 2 || len(p.Components) != 3 {
+		t.Errorf("dedup: %d aggs, %d components", len(p.Aggs), len(p.Components))
+	}
+
+	// Kinds of results.
+	for src, want := range map[string]Kind{
+		"SELECT mem_free / 1GiB FROM peers":           KindNumber,
+		"SELECT mem_free * 2 FROM peers":              KindBytes,
+		"SELECT mem_free - 1GB FROM peers":            KindBytes,
+		"SELECT uptime + 1h FROM peers":               KindDuration,
+		"SELECT mem_free / cpu_cores FROM peers":      KindBytes,
+		"SELECT cpu_cores + 1 FROM peers":             KindCount,
+		"SELECT -rtt FROM peers":                      KindDuration,
+		"SELECT coalesce(zone, region) FROM peers":    KindString,
+		"SELECT length(node) FROM peers":              KindCount,
+		"SELECT TAG('rack') FROM peers":               KindString,
+		"SELECT SUM(cpu_load) FROM peers":             KindNumber,
+		"SELECT AVG(cpu_cores) FROM peers":            KindNumber,
+		"SELECT MIN(node) FROM peers":                 KindString,
+		"SELECT VARIANCE(mem_free) FROM peers":        KindNumber,
+		"SELECT STDDEV(mem_free) FROM peers":          KindBytes,
+		"SELECT PERCENTILE(rtt, 95%) FROM peers":      KindDuration,
+		"SELECT abs(mem_free - mem_total) FROM peers": KindBytes,
+	} {
+		if got := compile(t, src).Columns[0].Kind; got != want {
+			t.Errorf("%s: kind %v, want %v", src, got, want)
+		}
+	}
+}
+
+// Every type error, pinned word for word, pointing at its column.
+func TestCompileErrors(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"SELECT node FROM peers WHERE mem_fre > 4GB", `1:30: unknown attribute "mem_fre" (did you mean mem_free?)`},
+		{"SELECT reigon FROM peers", `1:8: unknown attribute "reigon" (did you mean region?)`},
+		{"SELECT xyzzy FROM peers", `1:8: unknown attribute "xyzzy"`},
+		{"SELECT node FROM peers WHERE mem_free > 2h", `1:39: cannot compare bytes with duration`},
+		{"SELECT node FROM peers WHERE region = 5", `1:37: cannot compare string with number`},
+		{"SELECT node FROM peers WHERE cpu_cores > 4GB", `1:40: cannot compare count with bytes`},
+		{"SELECT node FROM peers WHERE region IN ('eu', 3)", `1:47: cannot compare string with number`},
+		{"SELECT node FROM peers WHERE uptime BETWEEN 1h AND 4GB", `1:52: cannot compare duration with bytes`},
+		{"SELECT node FROM peers WHERE node LIKE 5", `1:35: LIKE needs strings, found number`},
+		{"SELECT mem_free + uptime FROM peers", `1:17: cannot add bytes and duration`},
+		{"SELECT mem_free * mem_total FROM peers", `1:17: cannot multiply bytes by bytes`},
+		{"SELECT 5 / mem_free FROM peers", `1:10: cannot divide number by bytes`},
+		{"SELECT node + 1 FROM peers", `1:13: + needs numbers, found string`},
+		{"SELECT -node FROM peers", `1:8: unary minus needs a number, found string`},
+		{"SELECT node FROM peers WHERE NOT mem_free", `1:30: NOT needs a condition, found bytes`},
+		{"SELECT node FROM peers WHERE mem_free AND reserved", `1:30: AND needs conditions on both sides, found bytes on the left`},
+		{"SELECT node FROM peers WHERE mem_free", `1:30: WHERE needs a condition, found bytes`},
+		{"SELECT node FROM peers WHERE COUNT(*) > 5", `1:30: aggregate COUNT is not allowed in WHERE`},
+		{"SELECT node, COUNT(*) FROM peers", `1:8: column node must appear in GROUP BY or inside an aggregate`},
+		{"SELECT region, node, COUNT(*) FROM peers GROUP BY region", `1:16: column node must appear in GROUP BY or inside an aggregate`},
+		{"SELECT COUNT(*) FROM peers GROUP BY COUNT(*)", `1:37: aggregates are not allowed in GROUP BY`},
+		{"SELECT SUM(AVG(cpu_load)) FROM peers", `1:12: aggregate AVG cannot be nested inside SUM`},
+		{"SELECT SUM(*) FROM peers", `1:8: * is only allowed in COUNT(*), not in SUM`},
+		{"SELECT SUM(DISTINCT mem_free) FROM peers", `1:8: DISTINCT is only supported in COUNT(DISTINCT x), not in SUM`},
+		{"SELECT AVG(region) FROM peers", `1:12: AVG needs a number, found string`},
+		{"SELECT MAX(reserved) FROM peers", `1:12: MAX needs a number or a string, found bool`},
+		{"SELECT PERCENTILE(mem_free) FROM peers", `1:8: PERCENTILE takes 2 arguments (expression, fraction), found 1`},
+		{"SELECT PERCENTILE(mem_free, 1.5) FROM peers", `1:29: PERCENTILE fraction must be between 0 and 1, found 1.5`},
+		{"SELECT PERCENTILE(mem_free, cpu_load) FROM peers", `1:29: PERCENTILE needs a constant fraction such as 0.9 or 90%`},
+		{"SELECT COUNT(a, b) FROM peers", `1:8: COUNT takes * or 1 argument, found 2`},
+		{"SELECT flor(cpu_load) FROM peers", `1:8: unknown function flor (did you mean FLOOR?)`},
+		{"SELECT lower(mem_free) FROM peers", `1:14: LOWER needs a string, found bytes`},
+		{"SELECT abs(1, 2) FROM peers", `1:8: ABS takes 1 argument, found 2`},
+		{"SELECT TAG(region) FROM peers", `1:12: TAG needs a tag name in quotes, such as TAG('rack')`},
+		{"SELECT * , COUNT(*) FROM peers", `1:8: * cannot be used with GROUP BY or aggregates`},
+		{"SELECT node FROM peers LIMIT 0", `1:30: LIMIT must be at least 1, found 0`},
+		{"SELECT node FROM peers LIMIT 2.5", `1:30: LIMIT needs a whole number, found 2.5`},
+		{"SELECT node FROM peers LIMIT 4GB", `1:30: LIMIT needs a whole number, found 4GB`},
+		{"SELECT node FROM peers LIMIT 100000", `1:30: LIMIT 100000 is above the limit of 2000`},
+		{"SELECT node FROM peers ORDER BY 3", `1:33: ORDER BY position 3 is not in the select list (1..1)`},
+		{"SELECT node FROM peers ORDER BY NULL", `1:33: ORDER BY NULL orders nothing`},
+		{"RESERVE 0 AS x", `1:9: RESERVE must be at least 1, found 0`},
+		{"RESERVE 5 AS x FOR 5", `1:20: FOR needs a duration such as 2h, found 5`},
+		{"RESERVE 5 AS x FOR 1s", `1:20: lease 1s is outside 10s..30d`},
+		{"RESERVE 5 FROM SUBCLOUD a AS x", `1:16: RESERVE FROM SUBCLOUD is not possible: a peer holds one lease at a time, and the members of a hold theirs`},
+		{"RESERVE 5 AS x WITH AT LEAST 6", `1:30: AT LEAST 6 is more than the 5 peers reserved`},
+		{"SELECT node FROM peers WITH AT LEAST 2", `1:29: AT LEAST applies only to RESERVE`},
+		{"SELECT node FROM peers WITH KEY 'k'", `1:29: KEY applies only to RESERVE`},
+		{"SELECT node FROM peers WITH ROUNDS 0", `1:36: ROUNDS must be at least 1, found 0`},
+		{"SELECT node FROM peers WITH ROUNDS 5, ROUNDS 6", `1:39: option ROUNDS is given twice`},
+		{"SELECT node FROM peers WITH TIMEOUT 5", `1:37: TIMEOUT needs a positive duration such as 10s, found 5`},
+		{"SELECT node FROM peers WITH ACCURACY 2", `1:38: ACCURACY needs a relative error between 0 and 1 such as 1% or 0.01, found 2`},
+		{"SELECT node FROM peers WHERE " + strings.Repeat("cpu_cores + ", 130) + "1 > 0", `1:64: expression is nested more than 128 deep`},
+	} {
+		stmt, err := parser.ParseOne(tc.src)
+		if err != nil {
+			t.Errorf("%s: parse: %v", tc.src, err)
+			continue
+		}
+		_, err = Compile(stmt, DefaultCatalog(), DefaultConfig())
+		if err == nil {
+			t.Errorf("%s: no error, want %s", tc.src, tc.want)
+			continue
+		}
+		if err.Error() != tc.want {
+			t.Errorf("%s\n got %s\nwant %s", tc.src, err, tc.want)
+		}
+		if _, ok := err.(*parser.Error); !ok {
+			t.Errorf("%s: error is %T, want *parser.Error", tc.src, err)
+		}
+	}
+}
+
+func TestCatalogTags(t *testing.T) {
+	cat := DefaultCatalog().WithTags("rack", "node", "peerq_port")
+	if a, ok := cat.Lookup("rack"); !ok || a.Kind != KindString || a.Origin != OriginTag {
+		t.Errorf("rack: %+v %v", a, ok)
+	}
+	if a, _ := cat.Lookup("node"); a.Origin != OriginMember {
+		t.Error("a tag must not shadow a built-in")
+	}
+	if _, ok := cat.Lookup("peerq_port"); ok {
+		t.Error("peerq's own tags are not attributes")
+	}
+	if a, ok := cat.Lookup("MEM_FREE"); !ok || a.Name != "mem_free" {
+		t.Error("case-insensitive lookup")
+	}
+	a, _ := cat.Lookup("reliability")
+	for _, c := range []struct{ in, want Value }{
+		{Num(KindRatio, 1.5), Num(KindRatio, 1)}, {Num(KindNumber, -1), Num(KindRatio, 0)},
+		{Str("x"), Null}, {Num(KindRatio, 0.5), Num(KindRatio, 0.5)},
+	} {
+		if got := a.Clamp(c.in); got != c.want {
+			t.Errorf("Clamp(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package query
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// The limits table of DESIGN.md §3 (push-pull gossip, uniform peer
+// selection): rounds until every peer's COUNT is within 1%, and until every
+// peer holds the exact top-50, at N = 10^3, 10^4, 10^5, 10^6.
+var (
+	roundsAggregate1pct = [4]float64{16, 19, 21, 24}
+	roundsTopK          = [4]float64{10, 12.5, 15, 17}
+)
+
+// VarianceFactor is the factor by which push-pull averaging shrinks the
+// variance of the estimates each round: 1/(2√e) ≈ 0.303 (Jelasity, Montresor,
+// Babaoglu, "Gossip-based aggregation in large dynamic networks", 2005).
+var VarianceFactor = 1 / (2 * math.Sqrt(math.E))
+
+// ExpectedRounds is the model's number of rounds for a plan over n peers:
+// the limits table interpolated in log10(n) (and extrapolated with its end
+// slopes). For aggregates, an accuracy other than 1% shifts it by the
+// rounds the variance needs to shrink by (0.01/accuracy)²; the table's
+// figure is for the worst peer, so the originator's estimate is usually
+// within the accuracy sooner.
+func ExpectedRounds(kind PlanKind, n int, accuracy float64) int {
+	if n <= 1 {
+		return 0
+	}
+	switch kind {
+	case PlanAggregate:
+		r := interpolate(roundsAggregate1pct, n)
+		if accuracy > 0 {
+			r += math.Log(math.Pow(0.01/accuracy, 2)) / math.Log(1/VarianceFactor)
+		}
+		return max(1, int(math.Ceil(r)))
+	case PlanTopK, PlanReserve:
+		return max(1, int(math.Ceil(interpolate(roundsTopK, n))))
+	}
+	return 0
+}
+
+func interpolate(table [4]float64, n int) float64 {
+	x := math.Log10(float64(n)) - 3 // 0 at 10^3, 3 at 10^6
+	i := int(math.Floor(x))
+	switch {
+	case i < 0:
+		i = 0
+	case i > 2:
+		i = 2
+	}
+	slope := table[i+1] - table[i]
+	return table[i] + slope*(x-float64(i))
+}
+
+// RoundBudget is the number of rounds the engine runs a plan for over n
+// peers: WITH ROUNDS if given, else twice the expected rounds plus a margin
+// of 5, so that loss and churn have room.
+func (p *Plan) RoundBudget(n int) int {
+	if p.Rounds > 0 {
+		return p.Rounds
+	}
+	return 2*ExpectedRounds(p.Kind, max(n, 2), p.Accuracy) + 5
+}
+
+// Size model of one exchange message, in bytes, for EXPLAIN. The protocol
+// packages hold tests that their real encodings stay within it.
+const (
+	MsgHeaderBytes   = 32   // query id, round, kind, lengths
+	MassBytes        = 16   // one (value, weight) pair of float64
+	ExtremeBytes     = 9    // a value and a presence flag
+	QuantileBytes    = 1024 // a quantile sketch of a group
+	DistinctBytes    = 1024 // a distinct-count sketch (HyperLogLog, 2^10 registers)
+	GroupKeyBytes    = 24   // a group key, typical
+	EntryHeaderBytes = 24   // a top-k entry's node name, typical
+	EntryValueBytes  = 9    // one projected or key value, numeric
+	MessagesPerPeer  = 2    // each peer starts one push-pull exchange a round: push and reply
+)
+
+// MessageBytes estimates the size of one exchange message of p.
+func (p *Plan) MessageBytes() int {
+	switch p.Kind {
+	case PlanAggregate:
+		per := 0
+		for _, c := range p.Components {
+			switch {
+			case c.Kind.Additive():
+				per += MassBytes
+			case c.Kind == CompMin || c.Kind == CompMax:
+				per += ExtremeBytes
+			case c.Kind == CompQuantile:
+				per += QuantileBytes
+			default:
+				per += DistinctBytes
+			}
+		}
+		groups := 1
+		if len(p.GroupBy) > 0 {
+			groups = p.MaxGroups
+			per += GroupKeyBytes * len(p.GroupBy)
+		}
+		return MsgHeaderBytes + groups*per
+	case PlanTopK, PlanReserve:
+		entry := EntryHeaderBytes + EntryValueBytes*(len(p.Columns)+len(p.Order))
+		return MsgHeaderBytes + p.K*entry
+	}
+	return 0
+}
+
+// Explain describes how p runs over n peers: the protocol and why, what is
+// answered from membership tags, the components or the ordering, and the
+// expected cost.
+func Explain(p *Plan, n int) string {
+	var b strings.Builder
+	w := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-12s %s\n", label+":", fmt.Sprintf(format, args...))
+	}
+	w("statement", "%s", strings.TrimPrefix(p.Text, "EXPLAIN "))
+	w("plan", "%s  (hash %s)", p.Kind, p.Hash())
+	switch p.Kind {
+	case PlanLocal:
+		if p.Local.Release != "" {
+			w("protocol", "none: the owner releases the leases of %s it holds, peer by peer", quoteName(p.Local.Release))
+		} else {
+			w("protocol", "none: SHOW %s is answered by the asking peer from its member list and catalog", p.Local.Show)
+		}
+		return b.String()
+	case PlanAggregate:
+		w("protocol", "gossip aggregation: push-pull averaging of mass vectors, extremal propagation, mergeable sketches")
+		w("why", "the statement computes aggregates%s", groupedWhy(p))
+	case PlanTopK:
+		w("protocol", "gossip top-k: peers merge bounded candidate lists by the ORDER BY keys")
+		if p.Limited {
+			w("why", "a SELECT without aggregates, LIMIT %d", p.K)
+		} else {
+			w("why", "a SELECT without aggregates and without LIMIT: every matching peer, up to %d", p.K)
+		}
+	case PlanReserve:
+		r := p.Reserve
+		w("protocol", "gossip top-k for %d candidates (%d + slack), then lease claims in rank order", p.K, r.N)
+		mode := "all-or-nothing"
+		if r.AtLeast > 0 {
+			mode = fmt.Sprintf("at least %d", r.AtLeast)
+		}
+		w("why", "RESERVE %d AS %s for %s, %s", r.N, quoteName(r.Name), FormatDuration(r.LeaseSeconds), mode)
+	}
+	explainFilter(&b, w, p)
+	switch p.Kind {
+	case PlanAggregate:
+		for i, g := range p.GroupBy {
+			w(fmt.Sprintf("group key %d", i), "%s (up to %d groups tracked per peer)", g, p.MaxGroups)
+		}
+		for i, c := range p.Components {
+			arg := "every matching peer"
+			if c.Arg != nil {
+				arg = c.Arg.String()
+			}
+			w(fmt.Sprintf("component %d", i), "%s of %s", c.Kind, arg)
+		}
+		for i, a := range p.Aggs {
+			w(fmt.Sprintf("aggregate %d", i), "%s from components %v%s", a.Text, a.Comps, aggNote(a))
+		}
+	default:
+		keys := make([]string, len(p.Order))
+		for i, k := range p.Order {
+			keys[i] = k.Expr.String()
+			if k.Desc {
+				keys[i] += " DESC"
+			}
+		}
+		w("order", "%s, then node name (ties)", strings.Join(keys, ", "))
+		w("k", "%d", p.K)
+	}
+	cols := make([]string, len(p.Columns))
+	for i, c := range p.Columns {
+		cols[i] = fmt.Sprintf("%s %s", c.Name, c.Kind)
+	}
+	if len(cols) > 0 {
+		w("columns", "%s", strings.Join(cols, ", "))
+	}
+	if p.FromTags {
+		w("from tags", "yes: every attribute read is in Serf membership; answered from the member list, no gossip")
+		return b.String()
+	}
+	w("from tags", "no: the statement reads attributes only the peers themselves know")
+	exp := ExpectedRounds(p.Kind, n, p.Accuracy)
+	if p.Kind == PlanAggregate {
+		w("rounds", "≈%d expected for N=%d at accuracy %s; budget %d", exp, n, Num(KindRatio, p.Accuracy), p.RoundBudget(n))
+	} else {
+		w("rounds", "≈%d expected for N=%d until every peer holds the exact top-%d; budget %d", exp, n, p.K, p.RoundBudget(n))
+	}
+	msg := p.MessageBytes()
+	w("messages", "≈%d per peer per round, ≈%s in all until convergence", MessagesPerPeer, thousands(MessagesPerPeer*n*exp))
+	w("size", "≈%s per message, ≈%s per peer per round", FormatBytes(float64(msg)), FormatBytes(float64(MessagesPerPeer*msg)))
+	if p.TimeoutSeconds > 0 {
+		w("timeout", "%s", FormatDuration(p.TimeoutSeconds))
+	}
+	return b.String()
+}
+
+func groupedWhy(p *Plan) string {
+	if len(p.GroupBy) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", grouped by %d key(s)", len(p.GroupBy))
+}
+
+func aggNote(a Aggregate) string {
+	switch a.Func {
+	case AggPercentile:
+		return fmt.Sprintf(", fraction %s", formatNumber(a.Param))
+	case AggStddev, AggVariance:
+		return ", sample (n-1)"
+	}
+	return ""
+}
+
+// explainFilter lists the filter's conjuncts and which can be read from tags.
+func explainFilter(b *strings.Builder, w func(string, string, ...any), p *Plan) {
+	if p.Filter == nil {
+		w("filter", "none: every peer takes part")
+		return
+	}
+	var parts []*Expr
+	var split func(e *Expr)
+	split = func(e *Expr) {
+		if e.Op == OpAnd {
+			split(e.Args[0])
+			split(e.Args[1])
+			return
+		}
+		parts = append(parts, e)
+	}
+	split(p.Filter)
+	c := &compiler{cat: DefaultCatalog()}
+	for i, e := range parts {
+		where := "evaluated by each peer on its own record"
+		if c.fromTags(e) {
+			where = "from membership tags"
+		}
+		label := "filter"
+		if i > 0 {
+			label = "  and"
+		}
+		w(label, "%s  [%s]", e, where)
+	}
+}
+
+// thousands writes n with comma separators: 1,234,567.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
