@@ -25,6 +25,7 @@ type Statement interface {
 type Expr interface {
 	Node
 	String() string
+	text() string
 	expr()
 }
 

@@ -91,6 +91,10 @@ var validCases = []struct {
 }
 
 func TestParseValid(t *testing.T) {
+	// The wanted texts show the tree: every compound expression in
+	// parentheses. TestCanonicalPrint checks the minimal form.
+	fullParens = true
+	t.Cleanup(func() { fullParens = false })
 	for _, tc := range validCases {
 		stmts, err := Parse("", tc.in)
 		if err != nil {
@@ -106,6 +110,38 @@ func TestParseValid(t *testing.T) {
 		}
 		assertRoundTrip(t, stmts[0])
 	}
+}
+
+// The canonical print has only the parentheses the grammar needs.
+func TestCanonicalPrint(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"select a+b-c*d from peers", "SELECT a + b - c * d FROM peers"},
+		{"SELECT a - (b - c) FROM peers", "SELECT a - (b - c) FROM peers"},
+		{"SELECT (a - b) - c FROM peers", "SELECT a - b - c FROM peers"},
+		{"SELECT (a + b) * c FROM peers", "SELECT (a + b) * c FROM peers"},
+		{"SELECT - - a, -(-1), -(a+b) FROM peers", "SELECT - -a, - -1, -(a + b) FROM peers"},
+		{"SELECT a FROM peers WHERE NOT (a = 1 AND b) OR c", "SELECT a FROM peers WHERE NOT (a = 1 AND b) OR c"},
+		{"SELECT a FROM peers WHERE (a OR b) AND c", "SELECT a FROM peers WHERE (a OR b) AND c"},
+		{"SELECT a FROM peers WHERE (a = b) = c", "SELECT a FROM peers WHERE (a = b) = c"},
+		{"SELECT a FROM peers WHERE (x BETWEEN 1 AND 2) IS NULL", "SELECT a FROM peers WHERE (x BETWEEN 1 AND 2) IS NULL"},
+		{"SELECT a FROM peers WHERE x IN ((1), 1 + 2, a OR b)", "SELECT a FROM peers WHERE x IN (1, 1 + 2, a OR b)"},
+	} {
+		s, err := ParseOne(tc.in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if got := s.String(); got != tc.want {
+			t.Errorf("%s\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+		assertRoundTrip(t, s)
+	}
+	// A statement at the nesting limit prints within it.
+	deep := "SELECT a FROM peers WHERE " + strings.Repeat("NOT ", 32) + strings.Repeat("(", 31) + "a" + strings.Repeat(")", 31)
+	s, err := ParseOne(deep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRoundTrip(t, s)
 }
 
 func TestParseScript(t *testing.T) {

@@ -120,15 +120,89 @@ func joinExprs(es []Expr) string {
 	return strings.Join(parts, ", ")
 }
 
-func (e *Binary) String() string {
-	return "(" + e.L.String() + " " + e.Op.String() + " " + e.R.String() + ")"
+// Precedence levels of the grammar, loosest first. The printer writes
+// parentheses only where the grammar needs them, so that a printed statement
+// is never nested deeper than the text it was parsed from (and so always
+// parses back within MaxNesting).
+const (
+	precOr = iota + 1
+	precAnd
+	precNot
+	precCmp
+	precAdd
+	precMul
+	precNeg
+	precPrimary
+)
+
+func precedence(e Expr) int {
+	switch e := e.(type) {
+	case *Binary:
+		switch e.Op {
+		case OpOr:
+			return precOr
+		case OpAnd:
+			return precAnd
+		case OpAdd, OpSub:
+			return precAdd
+		case OpMul, OpDiv, OpMod:
+			return precMul
+		}
+		return precCmp
+	case *Unary:
+		if e.Op == OpNot {
+			return precNot
+		}
+		return precNeg
+	case *In, *Between, *Like, *IsNull:
+		return precCmp
+	}
+	return precPrimary
 }
 
-func (e *Unary) String() string {
-	if e.Op == OpNot {
-		return "(NOT " + e.X.String() + ")"
+// fullParens makes the printer parenthesize every compound expression, so
+// that tests can see the shape of the tree.
+var fullParens = false
+
+// format writes e for a context that needs at least precedence min.
+func format(e Expr, min int) string {
+	s := e.text()
+	if precedence(e) < min || fullParens && precedence(e) < precPrimary {
+		return "(" + s + ")"
 	}
-	return "(-" + e.X.String() + ")"
+	return s
+}
+
+// String prints e in canonical form.
+func (e *Binary) String() string  { return format(e, 0) }
+func (e *Unary) String() string   { return format(e, 0) }
+func (e *In) String() string      { return format(e, 0) }
+func (e *Between) String() string { return format(e, 0) }
+func (e *Like) String() string    { return format(e, 0) }
+func (e *IsNull) String() string  { return format(e, 0) }
+func (e *Literal) String() string { return format(e, 0) }
+func (e *Ident) String() string   { return format(e, 0) }
+func (e *Call) String() string    { return format(e, 0) }
+
+func (e *Binary) text() string {
+	p := precedence(e)
+	if p == precCmp {
+		// Comparisons do not chain: both sides are additive expressions.
+		return format(e.L, precAdd) + " " + e.Op.String() + " " + format(e.R, precAdd)
+	}
+	// Left-associative: the right side must bind tighter.
+	return format(e.L, p) + " " + e.Op.String() + " " + format(e.R, p+1)
+}
+
+func (e *Unary) text() string {
+	if e.Op == OpNot {
+		return "NOT " + format(e.X, precNot)
+	}
+	x := format(e.X, precNeg)
+	if strings.HasPrefix(x, "-") {
+		return "- " + x // "--" would start a comment
+	}
+	return "-" + x
 }
 
 func not(b bool) string {
@@ -138,23 +212,23 @@ func not(b bool) string {
 	return ""
 }
 
-func (e *In) String() string {
-	return "(" + e.X.String() + not(e.Not) + " IN (" + joinExprs(e.List) + "))"
+func (e *In) text() string {
+	return format(e.X, precAdd) + not(e.Not) + " IN (" + joinExprs(e.List) + ")"
 }
 
-func (e *Between) String() string {
-	return "(" + e.X.String() + not(e.Not) + " BETWEEN " + e.Low.String() + " AND " + e.High.String() + ")"
+func (e *Between) text() string {
+	return format(e.X, precAdd) + not(e.Not) + " BETWEEN " + format(e.Low, precAdd) + " AND " + format(e.High, precAdd)
 }
 
-func (e *Like) String() string {
-	return "(" + e.X.String() + not(e.Not) + " LIKE " + e.Pattern.String() + ")"
+func (e *Like) text() string {
+	return format(e.X, precAdd) + not(e.Not) + " LIKE " + format(e.Pattern, precAdd)
 }
 
-func (e *IsNull) String() string {
-	return "(" + e.X.String() + " IS" + not(e.Not) + " NULL)"
+func (e *IsNull) text() string {
+	return format(e.X, precAdd) + " IS" + not(e.Not) + " NULL"
 }
 
-func (e *Literal) String() string {
+func (e *Literal) text() string {
 	switch e.Kind {
 	case LitString:
 		return quoteString(e.Str)
@@ -169,9 +243,9 @@ func (e *Literal) String() string {
 	return e.Raw
 }
 
-func (e *Ident) String() string { return QuoteIdent(e.Name) }
+func (e *Ident) text() string { return QuoteIdent(e.Name) }
 
-func (e *Call) String() string {
+func (e *Call) text() string {
 	var b strings.Builder
 	b.WriteString(QuoteIdent(e.Name))
 	b.WriteByte('(')

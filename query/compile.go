@@ -365,9 +365,6 @@ func (c *compiler) columns(items []*parser.SelectItem, sc scope) ([]Column, erro
 		name := it.Alias
 		if name == "" {
 			name = it.Expr.String()
-			if strings.HasPrefix(name, "(") {
-				name = name[1 : len(name)-1] // (a + b) is named a + b
-			}
 			if id, ok := it.Expr.(*parser.Ident); ok {
 				name = id.Name
 			}

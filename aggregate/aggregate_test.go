@@ -1,0 +1,342 @@
+package aggregate
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+// net is a tiny round-based network for the core's own tests: every peer
+// ticks once a round in random order, messages are delivered at once, each
+// lost with probability loss.
+type net struct {
+	nodes []*Node
+	alive []bool
+	r     *rand.Rand
+	loss  float64
+	bytes int
+}
+
+type sampler struct {
+	self PeerID
+	n    *net
+}
+
+func (s sampler) Sample(r *rand.Rand) (PeerID, bool) {
+	for tries := 0; tries < 100; tries++ {
+		p := PeerID(r.IntN(len(s.n.nodes)))
+		if p != s.self && s.n.alive[p] {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+func newNet(t testing.TB, n int, seed uint64, scheme Scheme, spec Spec, contrib func(i int) Contribution) *net {
+	t.Helper()
+	nw := &net{r: rand.New(rand.NewPCG(seed, 1)), alive: make([]bool, n)}
+	for i := 0; i < n; i++ {
+		cfg := DefaultConfig(spec, rand.New(rand.NewPCG(seed, uint64(i)+2)), sampler{PeerID(i), nw})
+		cfg.Scheme = scheme
+		cfg.Originator = i == 0
+		node, err := New(cfg, contrib(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nw.nodes = append(nw.nodes, node)
+		nw.alive[i] = true
+	}
+	return nw
+}
+
+func (nw *net) round() {
+	for _, i := range nw.r.Perm(len(nw.nodes)) {
+		if !nw.alive[i] {
+			continue
+		}
+		nw.nodes[i].Tick()
+		nw.deliver(PeerID(i))
+	}
+}
+
+func (nw *net) deliver(from PeerID) {
+	for _, env := range nw.nodes[from].Outbox() {
+		nw.bytes += env.Msg.Size()
+		if !nw.alive[env.To] || nw.r.Float64() < nw.loss {
+			continue
+		}
+		nw.nodes[env.To].Step(from, env.Msg)
+		nw.deliver(env.To)
+	}
+}
+
+func (nw *net) mass() float64 {
+	s := 0.0
+	for i, n := range nw.nodes {
+		if nw.alive[i] {
+			s += n.Mass()
+		}
+	}
+	return s
+}
+
+var countSpec = Spec{Comps: []CompKind{Additive}, MaxGroups: 1}
+
+func countAll(int) Contribution {
+	return Contribution{Match: true, Inputs: []Input{{Present: true, Num: 1}}}
+}
+
+// Without loss, averaging conserves the total mass to rounding, under both
+// schemes, while the estimates converge.
+func TestConservation(t *testing.T) {
+	for _, scheme := range []Scheme{FlowUpdating, PushPull} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			nw := newNet(t, 500, seed, scheme, countSpec, func(i int) Contribution {
+				return Contribution{Match: true, Inputs: []Input{{Present: true, Num: float64(i % 7)}}}
+			})
+			want := nw.mass()
+			for r := 0; r < 30; r++ {
+				nw.round()
+				if got := nw.mass(); math.Abs(got-want) > 1e-9*want {
+					t.Fatalf("%v seed %d round %d: mass %v, want %v", scheme, seed, r, got, want)
+				}
+			}
+			// Every peer's mean is now the true mean (3000 - 1 origin)/500.
+			truth := (want - 1) / 500
+			for i, n := range nw.nodes {
+				e := n.Estimate()
+				if got := e.Groups[0].Means[0]; math.Abs(got-truth) > 1e-3*truth {
+					t.Fatalf("%v: peer %d mean %v, want %v", scheme, i, got, truth)
+				}
+			}
+		}
+	}
+}
+
+// With the number of peers from gossip: COUNT = mean / origin mean.
+func TestCountFromGossip(t *testing.T) {
+	const n = 1000
+	nw := newNet(t, n, 7, FlowUpdating, countSpec, countAll)
+	for r := 0; r < 40; r++ {
+		nw.round()
+	}
+	for i, node := range nw.nodes {
+		e := node.Estimate()
+		count := e.Groups[0].Means[0] / e.Origin
+		if math.Abs(count-n) > 0.01*n {
+			t.Fatalf("peer %d: COUNT %v, want %d within 1%%", i, count, n)
+		}
+	}
+}
+
+// Loss: Flow Updating only delays; its error stays far below push-pull's.
+func TestLoss(t *testing.T) {
+	const n = 1000
+	errOf := func(scheme Scheme, seed uint64) float64 {
+		nw := newNet(t, n, seed, scheme, countSpec, countAll)
+		nw.loss = 0.05
+		for r := 0; r < 40; r++ {
+			nw.round()
+		}
+		e := nw.nodes[0].Estimate()
+		return math.Abs(e.Groups[0].Means[0]/e.Origin-n) / n
+	}
+	var fu, pp float64
+	for seed := uint64(1); seed <= 5; seed++ {
+		fu += errOf(FlowUpdating, seed) / 5
+		pp += errOf(PushPull, seed) / 5
+	}
+	if fu > 0.01 {
+		t.Errorf("flow updating at 5%% loss: mean error %.4f, want < 1%%", fu)
+	}
+	if fu >= pp {
+		t.Errorf("flow updating error %.4f not below push-pull's %.4f", fu, pp)
+	}
+	t.Logf("5%% loss, N=%d, 40 rounds: mean relative error of COUNT at the originator: flow updating %.4f, push-pull %.4f", n, fu, pp)
+}
+
+// A crash: survivors drop their links to the dead; the estimate of the
+// survivors' mean stays right.
+func TestCrash(t *testing.T) {
+	const n = 1000
+	nw := newNet(t, n, 3, FlowUpdating, countSpec, func(i int) Contribution {
+		return Contribution{Match: true, Inputs: []Input{{Present: true, Num: float64(i % 10)}}}
+	})
+	for r := 0; r < 5; r++ {
+		nw.round()
+	}
+	var dead []PeerID
+	for i := 1; i < n; i += 5 {
+		nw.alive[i] = false
+		dead = append(dead, PeerID(i))
+	}
+	for i, node := range nw.nodes {
+		if nw.alive[i] {
+			for _, d := range dead {
+				node.RemovePeer(d)
+			}
+		}
+	}
+	for r := 0; r < 40; r++ {
+		nw.round()
+	}
+	sum, alive := 0.0, 0
+	for i := 0; i < n; i++ {
+		if nw.alive[i] {
+			sum += float64(i % 10)
+			alive++
+		}
+	}
+	truth := sum / float64(alive)
+	got := nw.nodes[0].Estimate().Groups[0].Means[0]
+	if math.Abs(got-truth) > 0.02*truth {
+		t.Errorf("mean after crash %v, survivors' %v", got, truth)
+	}
+}
+
+func TestGroupsExtremesSketches(t *testing.T) {
+	spec := Spec{Comps: []CompKind{Additive, Min, Max, Histogram, Distinct}, MaxGroups: 8}
+	const n = 400
+	nw := newNet(t, n, 11, FlowUpdating, spec, func(i int) Contribution {
+		g := []byte{byte('a' + i%3)}
+		x := float64(i)
+		return Contribution{Match: i%10 != 9, Group: g, Inputs: []Input{
+			{Present: true, Num: 1}, {Present: true, Num: x}, {Present: true, Num: x},
+			{Present: true, Num: x + 1}, {Present: true, Hash: Hash64([]byte{byte(i % 50)})},
+		}}
+	})
+	for r := 0; r < 40; r++ {
+		nw.round()
+	}
+	e := nw.nodes[5].Estimate()
+	if len(e.Groups) != 3 {
+		t.Fatalf("%d groups, want 3", len(e.Groups))
+	}
+	for gi, g := range e.Groups {
+		var want []float64
+		for i := gi; i < n; i += 3 {
+			if i%10 != 9 {
+				want = append(want, float64(i))
+			}
+		}
+		count := g.Means[0] * n
+		if math.Abs(count-float64(len(want))) > 0.01*float64(len(want)) {
+			t.Errorf("group %s: count %v, want %d", g.Key, count, len(want))
+		}
+		if !g.HasExt[1] || g.Ext[1].Num != want[0] || g.Ext[2].Num != want[len(want)-1] {
+			t.Errorf("group %s: min %v max %v, want %v %v", g.Key, g.Ext[1].Num, g.Ext[2].Num, want[0], want[len(want)-1])
+		}
+		med, ok := Quantile(g.Buckets[3], 0.5)
+		exact := want[(len(want)+1)/2-1] + 1
+		if !ok || math.Abs(med-exact) > 0.05*exact {
+			t.Errorf("group %s: median %v, want %v", g.Key, med, exact)
+		}
+		if d := g.Distinct[4]; math.Abs(d-45) > 4 {
+			t.Errorf("group %s: distinct %v, want about 45 (50 values, those ending in 9 filtered out)", g.Key, d)
+		}
+	}
+}
+
+func TestMaxGroups(t *testing.T) {
+	spec := Spec{Comps: []CompKind{Additive}, MaxGroups: 2}
+	nw := newNet(t, 100, 5, FlowUpdating, spec, func(i int) Contribution {
+		return Contribution{Match: true, Group: []byte{byte(i % 5)}, Inputs: []Input{{Present: true, Num: 1}}}
+	})
+	want := nw.mass()
+	for r := 0; r < 20; r++ {
+		nw.round()
+	}
+	if got := nw.mass(); math.Abs(got-want) > 1e-9*want {
+		t.Errorf("groups beyond the cap broke conservation: %v vs %v", got, want)
+	}
+	dropped := 0
+	for _, node := range nw.nodes {
+		if len(node.Estimate().Groups) > 2 {
+			t.Fatal("a peer tracks more than MaxGroups groups")
+		}
+		dropped += node.Stats().DroppedGroups
+	}
+	if dropped == 0 {
+		t.Error("dropped groups were not counted")
+	}
+}
+
+func TestHistogramMapping(t *testing.T) {
+	for _, x := range []float64{1e-6, 0.5, 1, 3.7, 1e3, 4e9, 1.5e12, -2, -1e6} {
+		v := HistValue(HistBucket(x))
+		if math.Abs(v-x) > HistAlpha*math.Abs(x)*1.0001 {
+			t.Errorf("bucket of %v stands for %v: relative error above %v", x, v, HistAlpha)
+		}
+	}
+	if HistBucket(0) != 0 || HistValue(0) != 0 {
+		t.Error("zero bucket")
+	}
+}
+
+func TestHLL(t *testing.T) {
+	for _, n := range []int{10, 1000, 100000} {
+		reg := make([]byte, HLLRegisters)
+		for i := 0; i < n; i++ {
+			hllAdd(reg, Hash64([]byte{byte(i), byte(i >> 8), byte(i >> 16)}))
+		}
+		if e := HLLEstimate(reg); math.Abs(e-float64(n)) > 4*1.04/32*float64(n)+1 {
+			t.Errorf("HLL of %d distinct: %v", n, e)
+		}
+	}
+}
+
+func TestMessageRoundTrip(t *testing.T) {
+	m := &Message{Kind: Request, Scheme: FlowUpdating, Seq: 300,
+		Flow:   Vec{Keys: []uint64{5, 1 << 40, 1<<63 + 7}, Vals: []float64{1.5, -2, 0}},
+		Est:    Vec{Keys: []uint64{originSlot}, Vals: []float64{0.25}},
+		Groups: []GroupKey{{Hash: 9, Key: []byte("eu")}},
+		Ext:    []Extreme{{Slot: 1 << 24, Num: 3}, {Slot: 2 << 24, IsStr: true, Str: "x"}},
+		HLL:    []HLLRegs{{Slot: 3 << 24, Regs: make([]byte, HLLRegisters)}},
+	}
+	b := m.Encode(nil)
+	if len(b) != m.Size() {
+		t.Fatalf("Size %d, encoded %d", m.Size(), len(b))
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, m)
+	}
+	for name, bad := range map[string][]byte{
+		"empty": nil, "version": append([]byte{9}, b[1:]...), "truncated": b[:len(b)-3],
+		"trailing": append(append([]byte{}, b...), 0), "kind": append([]byte{1, 0x1f}, b[2:]...),
+		"huge length": {1, 0x11, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+	} {
+		if _, err := Decode(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	nw := newNet(f, 20, 1, FlowUpdating, Spec{Comps: []CompKind{Additive, Max, Distinct, Histogram}, MaxGroups: 4},
+		func(i int) Contribution {
+			return Contribution{Match: true, Group: []byte{byte(i % 2)}, Inputs: []Input{
+				{Present: true, Num: 1}, {Present: true, IsStr: true, Str: "n"}, {Present: true, Hash: uint64(i)}, {Present: true, Num: 3}}}
+		})
+	nw.nodes[0].Tick()
+	for _, env := range nw.nodes[0].Outbox() {
+		f.Add(env.Msg.Encode(nil))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		if got := m.Encode(nil); len(got) != m.Size() {
+			t.Fatalf("Size %d, encoded %d", m.Size(), len(got))
+		}
+		// Whatever decodes, a node must take without panicking.
+		nw.nodes[1].Step(0, m)
+		nw.nodes[1].Estimate()
+	})
+}

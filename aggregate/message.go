@@ -1,0 +1,302 @@
+package aggregate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// MsgKind is the kind of an exchange message.
+type MsgKind uint8
+
+// The kinds of message.
+const (
+	Request MsgKind = iota + 1
+	Reply
+)
+
+// GroupKey announces a group: its hash and its encoded key.
+type GroupKey struct {
+	Hash uint64
+	Key  []byte
+}
+
+// HLLRegs is a distinct-count sketch in a slot.
+type HLLRegs struct {
+	Slot uint64
+	Regs []byte
+}
+
+// Message is one exchange message of the aggregation protocol.
+type Message struct {
+	Kind   MsgKind
+	Scheme Scheme
+	Seq    uint32 // the link (initiator's exchange number)
+	// Flow is, for Flow Updating, the sender's flow on the link; for
+	// push-pull, the request's state or the reply's state before the
+	// exchange.
+	Flow Vec
+	// Est is the sender's estimate, in Flow Updating requests.
+	Est    Vec
+	Groups []GroupKey
+	Ext    []Extreme
+	HLL    []HLLRegs
+}
+
+// Wire format, version 1, little-endian, varints from encoding/binary:
+//
+//	version(1) kind|scheme<<4 (1) seq(uvarint)
+//	flow: n(uvarint) then n × (key delta(uvarint), value(float64 bits, 8))
+//	est:  likewise
+//	groups: n, then n × (hash(uvarint), len(uvarint), bytes)
+//	ext:    n, then n × (slot(uvarint), flag(1), float64 bits(8) | len, bytes)
+//	hll:    n, then n × (slot(uvarint), HLLRegisters bytes)
+const (
+	// WireVersion is the first byte of every message.
+	WireVersion = 1
+	// MaxMessageBytes is the largest message a peer accepts.
+	MaxMessageBytes = 1 << 20
+	// MaxVecSlots bounds each vector of a message.
+	MaxVecSlots = 1 << 16
+	// MaxKeyBytes bounds a group key and a string extreme.
+	MaxKeyBytes   = 1 << 12
+	maxWireGroups = 1024
+)
+
+// ErrMalformed wraps every reason Decode refuses a message.
+var ErrMalformed = errors.New("aggregate: malformed message")
+
+// Encode appends the wire form of m to b.
+func (m *Message) Encode(b []byte) []byte {
+	b = append(b, WireVersion, byte(m.Kind)|byte(m.Scheme)<<4)
+	b = binary.AppendUvarint(b, uint64(m.Seq))
+	b = appendVec(b, &m.Flow)
+	b = appendVec(b, &m.Est)
+	b = binary.AppendUvarint(b, uint64(len(m.Groups)))
+	for _, g := range m.Groups {
+		b = binary.AppendUvarint(b, g.Hash)
+		b = binary.AppendUvarint(b, uint64(len(g.Key)))
+		b = append(b, g.Key...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Ext)))
+	for _, e := range m.Ext {
+		b = binary.AppendUvarint(b, e.Slot)
+		if e.IsStr {
+			b = append(b, 1)
+			b = binary.AppendUvarint(b, uint64(len(e.Str)))
+			b = append(b, e.Str...)
+		} else {
+			b = append(b, 0)
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Num))
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.HLL)))
+	for _, h := range m.HLL {
+		b = binary.AppendUvarint(b, h.Slot)
+		b = append(b, h.Regs...)
+	}
+	return b
+}
+
+func appendVec(b []byte, v *Vec) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v.Keys)))
+	prev := uint64(0)
+	for i, k := range v.Keys {
+		b = binary.AppendUvarint(b, k-prev)
+		prev = k
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Vals[i]))
+	}
+	return b
+}
+
+// Size is len(m.Encode(nil)), computed without encoding.
+func (m *Message) Size() int {
+	n := 2 + uvarintLen(uint64(m.Seq)) + vecSize(&m.Flow) + vecSize(&m.Est)
+	n += uvarintLen(uint64(len(m.Groups)))
+	for _, g := range m.Groups {
+		n += uvarintLen(g.Hash) + uvarintLen(uint64(len(g.Key))) + len(g.Key)
+	}
+	n += uvarintLen(uint64(len(m.Ext)))
+	for _, e := range m.Ext {
+		n += uvarintLen(e.Slot) + 1
+		if e.IsStr {
+			n += uvarintLen(uint64(len(e.Str))) + len(e.Str)
+		} else {
+			n += 8
+		}
+	}
+	n += uvarintLen(uint64(len(m.HLL)))
+	for _, h := range m.HLL {
+		n += uvarintLen(h.Slot) + len(h.Regs)
+	}
+	return n
+}
+
+func vecSize(v *Vec) int {
+	n := uvarintLen(uint64(len(v.Keys))) + 8*len(v.Keys)
+	prev := uint64(0)
+	for _, k := range v.Keys {
+		n += uvarintLen(k - prev)
+		prev = k
+	}
+	return n
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// Decode reads a message. It refuses oversized or malformed input with an
+// error wrapping ErrMalformed, and never panics.
+func Decode(b []byte) (*Message, error) {
+	if len(b) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessageBytes)
+	}
+	d := &decoder{b: b}
+	if v := d.byte(); v != WireVersion {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, v, WireVersion)
+	}
+	ks := d.byte()
+	m := &Message{Kind: MsgKind(ks & 0xf), Scheme: Scheme(ks >> 4)}
+	if m.Kind != Request && m.Kind != Reply || m.Scheme != FlowUpdating && m.Scheme != PushPull {
+		return nil, fmt.Errorf("%w: kind %d scheme %d", ErrMalformed, m.Kind, m.Scheme)
+	}
+	seq := d.uvarint()
+	if seq > math.MaxUint32 {
+		d.fail("sequence out of range")
+	}
+	m.Seq = uint32(seq)
+	d.vec(&m.Flow)
+	d.vec(&m.Est)
+	n := d.count(maxWireGroups)
+	for i := 0; i < n && d.err == nil; i++ {
+		g := GroupKey{Hash: d.uvarint()}
+		g.Key = d.bytes(d.count(MaxKeyBytes))
+		if g.Hash == 0 || g.Hash >= 1<<40 {
+			d.fail("group hash out of range")
+		}
+		m.Groups = append(m.Groups, g)
+	}
+	n = d.count(MaxVecSlots)
+	for i := 0; i < n && d.err == nil; i++ {
+		e := Extreme{Slot: d.uvarint()}
+		switch d.byte() {
+		case 0:
+			e.Num = math.Float64frombits(d.uint64())
+			if math.IsNaN(e.Num) || math.IsInf(e.Num, 0) {
+				d.fail("extreme not finite")
+			}
+		case 1:
+			e.IsStr = true
+			e.Str = string(d.bytes(d.count(MaxKeyBytes)))
+		default:
+			d.fail("bad extreme flag")
+		}
+		m.Ext = append(m.Ext, e)
+	}
+	n = d.count(maxWireGroups)
+	for i := 0; i < n && d.err == nil; i++ {
+		h := HLLRegs{Slot: d.uvarint()}
+		h.Regs = d.bytes(HLLRegisters)
+		m.HLL = append(m.HLL, h)
+	}
+	if d.err == nil && d.i != len(b) {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return m, nil
+}
+
+type decoder struct {
+	b   []byte
+	i   int
+	err error
+}
+
+func (d *decoder) fail(why string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s at byte %d", ErrMalformed, why, d.i)
+	}
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || d.i >= len(d.b) {
+		d.fail("truncated")
+		return 0
+	}
+	d.i++
+	return d.b[d.i-1]
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Uvarint(d.b[d.i:])
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.i += n
+	return x
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err != nil || len(d.b)-d.i < 8 {
+		d.fail("truncated")
+		return 0
+	}
+	x := binary.LittleEndian.Uint64(d.b[d.i:])
+	d.i += 8
+	return x
+}
+
+// count reads a length and checks it against limit and the bytes left.
+func (d *decoder) count(limit int) int {
+	x := d.uvarint()
+	if x > uint64(limit) || x > uint64(len(d.b)-d.i) {
+		d.fail("length out of range")
+		return 0
+	}
+	return int(x)
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if d.err != nil || len(d.b)-d.i < n {
+		d.fail("truncated")
+		return nil
+	}
+	out := append([]byte(nil), d.b[d.i:d.i+n]...)
+	d.i += n
+	return out
+}
+
+// vec reads a sparse vector: keys strictly increasing, values finite.
+func (d *decoder) vec(v *Vec) {
+	n := d.count(MaxVecSlots)
+	prev := uint64(0)
+	for i := 0; i < n && d.err == nil; i++ {
+		delta := d.uvarint()
+		if i > 0 && delta == 0 || delta > math.MaxUint64-prev {
+			d.fail("slot keys not increasing")
+			return
+		}
+		k := prev + delta
+		prev = k
+		x := math.Float64frombits(d.uint64())
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			d.fail("mass not finite")
+			return
+		}
+		v.Keys = append(v.Keys, k)
+		v.Vals = append(v.Vals, x)
+	}
+}
