@@ -130,16 +130,24 @@ type Stats struct {
 	Rejected       int // messages of the wrong shape for this query
 }
 
-// link is one exchange between two peers, seen from one side.
+// link is one exchange between two peers, seen from one side (Flow
+// Updating). Links are kept by value: a peer holds about 2·FoldAfter.
 type link struct {
 	peer      PeerID
 	seq       uint32
 	initiator bool
-	flow      Vec      // Flow Updating: this side's flow to the peer
-	sent      Vec      // push-pull: the state sent in the request
-	groups    groupSet // push-pull: the groups the request listed
-	last      int      // round of the last message on the link
-	tries     int
+	last      int32 // round of the last message on the link
+	flow      Vec   // this side's flow to the peer
+}
+
+// exchange is the exchange this node started and awaits a reply on.
+type exchange struct {
+	active bool
+	peer   PeerID
+	seq    uint32
+	tries  int
+	sent   Vec      // push-pull: the state sent in the request
+	groups groupSet // push-pull: the groups the request listed
 }
 
 // Node is one peer's instance of one query. It is not safe for concurrent
@@ -150,16 +158,19 @@ type Node struct {
 	seq   uint32
 
 	est     Vec // the estimate: input minus flows (FU), or the state (PP)
-	links   []*link
-	pending *link // the exchange this node started and awaits a reply on
+	links   []link
+	pending exchange
 
 	groups []groupKey // sorted by hash
 	ext    []Extreme  // sorted by slot
 	hll    []hllSlot  // sorted by slot
 
 	scratch Vec
-	out     []Envelope
-	stats   Stats
+	// Messages are built in reusable buffers: one for requests, one for
+	// replies. A message is valid until the next call on the Node.
+	reqBuf, repBuf Message
+	out            []Envelope
+	stats          Stats
 }
 
 type groupKey struct {
@@ -250,80 +261,91 @@ func (n *Node) Round() int { return n.round }
 // Stats returns the counters.
 func (n *Node) Stats() Stats { return n.stats }
 
-// Outbox returns the messages to send and forgets them.
+// Outbox returns the messages to send and forgets them. The envelopes and
+// messages are valid until the next call on the Node: encode or deliver
+// them before.
 func (n *Node) Outbox() []Envelope {
 	out := n.out
-	n.out = nil
+	n.out = n.out[:0]
 	return out
 }
 
 // Tick runs one round: fold idle links, then start an exchange, or retry the
 // unanswered one.
 func (n *Node) Tick() {
+	n.out = n.out[:0]
 	n.round++
 	n.fold()
-	if p := n.pending; p != nil {
+	if p := &n.pending; p.active {
 		if n.cfg.Scheme == FlowUpdating && p.tries < n.cfg.Retries {
-			p.tries++
-			p.last = n.round
-			n.stats.Retries++
-			n.send(p.peer, n.request(p))
-			return
+			if l := n.findLink(p.peer, p.seq, true); l != nil {
+				p.tries++
+				l.last = int32(n.round)
+				n.stats.Retries++
+				n.send(p.peer, n.request(l))
+				return
+			}
 		}
 		n.stats.GaveUp++
-		n.pending = nil
+		p.active = false
 	}
 	peer, ok := n.cfg.Sampler.Sample(n.cfg.Rand)
 	if !ok {
 		return
 	}
 	n.seq++
-	l := &link{peer: peer, seq: n.seq, initiator: true, last: n.round}
+	n.pending.active, n.pending.peer, n.pending.seq, n.pending.tries = true, peer, n.seq, 0
 	if n.cfg.Scheme == PushPull {
-		l.sent = n.est.clone()
-	} else {
-		n.links = append(n.links, l)
+		set(&n.pending.sent, 1, &n.est)
+		req := n.request(nil)
+		n.pending.groups = append(n.pending.groups[:0], req.Groups...)
+		n.send(peer, req)
+		return
 	}
-	n.pending = l
-	req := n.request(l)
-	l.groups = req.Groups
-	n.send(peer, req)
+	n.links = append(n.links, link{peer: peer, seq: n.seq, initiator: true, last: int32(n.round)})
+	n.send(peer, n.request(&n.links[len(n.links)-1]))
 }
 
 // fold forgets links idle for FoldAfter rounds. Their flows stay in the
 // estimate: the peer at the other end will not send on them again.
 func (n *Node) fold() {
-	keep := n.links[:0]
-	for _, l := range n.links {
-		if n.round-l.last < n.cfg.FoldAfter || l == n.pending {
-			keep = append(keep, l)
+	keep := 0
+	for i := range n.links {
+		l := &n.links[i]
+		pending := n.pending.active && l.initiator && l.peer == n.pending.peer && l.seq == n.pending.seq
+		if n.round-int(l.last) < n.cfg.FoldAfter || pending {
+			n.links[keep], n.links[i] = n.links[i], n.links[keep]
+			keep++
 		}
 	}
-	for i := len(keep); i < len(n.links); i++ {
-		n.links[i] = nil
-	}
-	n.links = keep
+	n.links = n.links[:keep]
 }
 
+// request builds a request on link l (Flow Updating) or of the pending
+// exchange (push-pull).
 func (n *Node) request(l *link) *Message {
-	m := n.message(Request, l.seq)
+	m := n.message(&n.reqBuf, Request, n.pending.seq)
 	if n.cfg.Scheme == PushPull {
-		m.Flow = l.sent.clone()
+		set(&m.Flow, 1, &n.pending.sent)
+		m.Est.Keys, m.Est.Vals = m.Est.Keys[:0], m.Est.Vals[:0]
 	} else {
-		m.Flow = l.flow.clone()
-		m.Est = n.est.clone()
+		m.Seq = l.seq
+		set(&m.Flow, 1, &l.flow)
+		set(&m.Est, 1, &n.est)
 	}
 	return m
 }
 
-// message starts a message with this node's idempotent state: group keys,
-// extremes and sketches.
-func (n *Node) message(kind MsgKind, seq uint32) *Message {
-	m := &Message{Kind: kind, Scheme: n.cfg.Scheme, Seq: seq}
+// message starts a message in buffer m with this node's idempotent state:
+// group keys, extremes and sketches.
+func (n *Node) message(m *Message, kind MsgKind, seq uint32) *Message {
+	m.Kind, m.Scheme, m.Seq = kind, n.cfg.Scheme, seq
+	m.Groups = m.Groups[:0]
 	for _, g := range n.groups {
 		m.Groups = append(m.Groups, GroupKey{Hash: g.hash, Key: g.key})
 	}
-	m.Ext = append(m.Ext, n.ext...)
+	m.Ext = append(m.Ext[:0], n.ext...)
+	m.HLL = m.HLL[:0]
 	for _, h := range n.hll {
 		m.HLL = append(m.HLL, HLLRegs{Slot: h.slot, Regs: h.reg})
 	}
@@ -335,8 +357,9 @@ func (n *Node) send(to PeerID, m *Message) {
 	n.out = append(n.out, Envelope{To: to, Msg: m})
 }
 
-// Step handles a message from peer `from`.
+// Step handles a message from peer `from`. The message is not retained.
 func (n *Node) Step(from PeerID, m *Message) {
+	n.out = n.out[:0]
 	if m.Scheme != n.cfg.Scheme || (m.Kind != Request && m.Kind != Reply) {
 		n.stats.Rejected++
 		return
@@ -351,10 +374,10 @@ func (n *Node) Step(from PeerID, m *Message) {
 	case m.Kind == Request && n.cfg.Scheme == FlowUpdating:
 		l := n.findLink(from, m.Seq, false)
 		if l == nil {
-			l = &link{peer: from, seq: m.Seq}
-			n.links = append(n.links, l)
+			n.links = append(n.links, link{peer: from, seq: m.Seq})
+			l = &n.links[len(n.links)-1]
 		}
-		l.last = n.round
+		l.last = int32(n.round)
 		n.overwrite(l, flow)
 		// Average with the sender's estimate: move half the difference
 		// onto the link's flow.
@@ -363,8 +386,9 @@ func (n *Node) Step(from PeerID, m *Message) {
 		axpy(&n.scratch, -0.5, est)
 		axpy(&l.flow, 1, &n.scratch)
 		axpy(&n.est, -1, &n.scratch)
-		reply := n.message(Reply, m.Seq)
-		reply.Flow = l.flow.clone()
+		reply := n.message(&n.repBuf, Reply, m.Seq)
+		set(&reply.Flow, 1, &l.flow)
+		reply.Est.Keys, reply.Est.Vals = reply.Est.Keys[:0], reply.Est.Vals[:0]
 		n.send(from, reply)
 
 	case m.Kind == Reply && n.cfg.Scheme == FlowUpdating:
@@ -373,35 +397,36 @@ func (n *Node) Step(from PeerID, m *Message) {
 			n.stats.Stale++
 			return
 		}
-		l.last = n.round
+		l.last = int32(n.round)
 		n.overwrite(l, flow)
-		if n.pending == l {
-			n.pending = nil
+		if p := &n.pending; p.active && p.peer == from && p.seq == m.Seq {
+			p.active = false
 		}
 
 	case m.Kind == Request: // push-pull
-		reply := n.message(Reply, m.Seq)
+		reply := n.message(&n.repBuf, Reply, m.Seq)
 		mine := n.tracked(&n.est, both)
-		reply.Flow = mine.clone()
+		set(&reply.Flow, 1, mine)
+		reply.Est.Keys, reply.Est.Vals = reply.Est.Keys[:0], reply.Est.Vals[:0]
 		// est += (x_i - est)/2 on the groups both track
 		set(&n.scratch, 0.5, flow)
-		axpy(&n.scratch, -0.5, mine)
+		axpy(&n.scratch, -0.5, &reply.Flow)
 		axpy(&n.est, 1, &n.scratch)
 		n.send(from, reply)
 
 	default: // push-pull reply
-		l := n.pending
-		if l == nil || l.peer != from || l.seq != m.Seq {
+		p := &n.pending
+		if !p.active || p.peer != from || p.seq != m.Seq {
 			n.stats.Stale++
 			return
 		}
 		// est += (x_j - sent)/2: a delta, so that exchanges this node
 		// served in the meantime are kept. The responder averaged only the
 		// groups it tracks among those the request listed.
-		set(&n.scratch, 0.5, restrict(flow, l.groups))
-		axpy(&n.scratch, -0.5, restrict(&l.sent, both))
+		set(&n.scratch, 0.5, restrict(flow, p.groups))
+		axpy(&n.scratch, -0.5, restrict(&p.sent, both))
 		axpy(&n.est, 1, &n.scratch)
-		n.pending = nil
+		p.active = false
 	}
 }
 
@@ -414,7 +439,8 @@ func (n *Node) overwrite(l *link, theirs *Vec) {
 }
 
 func (n *Node) findLink(peer PeerID, seq uint32, initiator bool) *link {
-	for _, l := range n.links {
+	for i := range n.links {
+		l := &n.links[i]
 		if l.peer == peer && l.seq == seq && l.initiator == initiator {
 			return l
 		}
@@ -539,17 +565,18 @@ func (n *Node) mergeHLL(slot uint64, reg []byte) {
 // RemovePeer forgets the links to a peer that died, undoing their flows: the
 // mass it exchanged on them leaves with it. Links already folded stay.
 func (n *Node) RemovePeer(p PeerID) {
-	keep := n.links[:0]
-	for _, l := range n.links {
-		if l.peer == p {
-			axpy(&n.est, 1, &l.flow)
+	keep := 0
+	for i := range n.links {
+		if n.links[i].peer == p {
+			axpy(&n.est, 1, &n.links[i].flow)
 			continue
 		}
-		keep = append(keep, l)
+		n.links[keep], n.links[i] = n.links[i], n.links[keep]
+		keep++
 	}
-	n.links = keep
-	if n.pending != nil && n.pending.peer == p {
-		n.pending = nil
+	n.links = n.links[:keep]
+	if n.pending.peer == p {
+		n.pending.active = false
 	}
 }
 

@@ -119,7 +119,7 @@ func FuzzDecodePlan(f *testing.F) {
 		for _, r := range []Record{{}, rec} {
 			p.Matches(r)
 			p.Project(r)
-			p.CompareKeys(p.SortKey(r), p.SortKey(Record{}))
+			p.CompareKeys(p.OrderValues(r), p.OrderValues(Record{}))
 			for _, g := range p.GroupBy {
 				Eval(g, r)
 			}

@@ -100,9 +100,9 @@ func TestProjectAndOrder(t *testing.T) {
 	if row[0] != Str("home-7") || row[1] != Num(KindNumber, 6) {
 		t.Errorf("Project = %v", row)
 	}
-	a := p.SortKey(rec)
-	b := p.SortKey(Record{"cpu_load": Num(KindRatio, 0.5)})
-	c := p.SortKey(Record{})
+	a := p.OrderValues(rec)
+	b := p.OrderValues(Record{"cpu_load": Num(KindRatio, 0.5)})
+	c := p.OrderValues(Record{})
 	if p.CompareKeys(b, a) >= 0 || p.CompareKeys(a, b) <= 0 {
 		t.Error("DESC: higher load first")
 	}

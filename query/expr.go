@@ -407,8 +407,8 @@ func (p *Plan) Project(r Record) []Value {
 	return out
 }
 
-// SortKey evaluates the plan's ORDER BY keys on r (top-k entries).
-func (p *Plan) SortKey(r Record) []Value {
+// OrderValues evaluates the plan's ORDER BY keys on r.
+func (p *Plan) OrderValues(r Record) []Value {
 	out := make([]Value, len(p.Order))
 	for i, k := range p.Order {
 		out[i] = Eval(k.Expr, r)

@@ -1,0 +1,281 @@
+package query
+
+import (
+	"math"
+	"sort"
+	"strings"
+)
+
+// CompResult is the combined value of one component over the peers of one
+// group, exact or estimated by gossip.
+type CompResult struct {
+	// Total is the total of an additive component (count, sum, sum of
+	// squares) over the group's peers.
+	Total float64
+	// Ext is the MIN or MAX; Has is false when no peer had a value.
+	Ext Value
+	Has bool
+	// Quantile reads the q-quantile of a quantile component (nearest rank).
+	Quantile func(q float64) (float64, bool)
+	// Distinct is a distinct-count component's count.
+	Distinct float64
+}
+
+// GroupResult is one group: its GROUP BY values and its components.
+type GroupResult struct {
+	Keys  []Value
+	Comps []CompResult
+}
+
+// Result is the answer to a statement.
+type Result struct {
+	Columns []Column
+	Rows    [][]Value
+	// Nodes names the peer of each row of a top-k answer.
+	Nodes []string
+}
+
+// minCount is the estimated COUNT below which a group or an aggregate is
+// taken to be empty: gossip estimates of an empty group hover near 0.
+const minCount = 0.5
+
+// Finalize computes an aggregate plan's rows from its groups: the aggregates
+// from their components, the columns from the aggregates and keys, then
+// ORDER BY and LIMIT. Ties in ORDER BY are broken by the group keys, so the
+// answer is deterministic.
+func Finalize(p *Plan, groups []GroupResult) *Result {
+	res := &Result{Columns: p.Columns}
+	type row struct {
+		keys, vals, order []Value
+	}
+	var rows []row
+	for _, g := range groups {
+		if len(p.GroupBy) > 0 && (len(g.Comps) == 0 || g.Comps[0].Total < minCount) {
+			continue
+		}
+		aggs := make([]Value, len(p.Aggs))
+		for i, a := range p.Aggs {
+			aggs[i] = finalAgg(a, g.Comps)
+		}
+		r := row{keys: g.Keys}
+		for _, c := range p.Columns {
+			r.vals = append(r.vals, EvalRow(c.Expr, g.Keys, aggs))
+		}
+		for _, k := range p.Order {
+			r.order = append(r.order, EvalRow(k.Expr, g.Keys, aggs))
+		}
+		rows = append(rows, r)
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		if c := p.CompareKeys(rows[i].order, rows[j].order); c != 0 {
+			return c < 0
+		}
+		return compareValues(rows[i].keys, rows[j].keys) < 0
+	})
+	if p.K > 0 && len(rows) > p.K {
+		rows = rows[:p.K]
+	}
+	for _, r := range rows {
+		res.Rows = append(res.Rows, r.vals)
+	}
+	return res
+}
+
+func compareValues(a, b []Value) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		switch {
+		case a[i].IsNull() && b[i].IsNull():
+			continue
+		case a[i].IsNull():
+			return 1
+		case b[i].IsNull():
+			return -1
+		}
+		if c := Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}
+
+// finalAgg computes one aggregate from its components.
+func finalAgg(a Aggregate, comps []CompResult) Value {
+	c := func(i int) CompResult {
+		if a.Comps[i] < len(comps) {
+			return comps[a.Comps[i]]
+		}
+		return CompResult{}
+	}
+	switch a.Func {
+	case AggCount:
+		return Num(KindCount, math.Max(c(0).Total, 0))
+	case AggCountDistinct:
+		return Num(KindCount, c(0).Distinct)
+	case AggSum:
+		if c(1).Total < minCount {
+			return Null
+		}
+		return Num(a.Kind, c(0).Total)
+	case AggAvg:
+		if c(1).Total < minCount {
+			return Null
+		}
+		return Num(a.Kind, c(0).Total/c(1).Total)
+	case AggMin, AggMax:
+		if !c(0).Has {
+			return Null
+		}
+		v := c(0).Ext
+		if v.Kind.Numeric() {
+			v.Kind = a.Kind
+		}
+		return v
+	case AggStddev, AggVariance:
+		n := c(2).Total
+		if n < 1.5 {
+			return Null
+		}
+		mean := c(0).Total / n
+		v := math.Max((c(1).Total-n*mean*mean)/(n-1), 0)
+		if a.Func == AggStddev {
+			return Num(a.Kind, math.Sqrt(v))
+		}
+		return Num(a.Kind, v)
+	case AggPercentile:
+		if c(0).Quantile == nil {
+			return Null
+		}
+		q, ok := c(0).Quantile(a.Param)
+		if !ok {
+			return Null
+		}
+		return Num(a.Kind, q)
+	}
+	return Null
+}
+
+// Exact computes a plan's answer directly from every peer's record: the
+// reference the gossip answers are checked against (tests, the simulator).
+func Exact(p *Plan, records []Record) *Result {
+	switch p.Kind {
+	case PlanAggregate:
+		return Finalize(p, ExactGroups(p, records))
+	case PlanTopK, PlanReserve:
+		type cand struct {
+			key  []byte
+			node string
+			row  []Value
+		}
+		var cs []cand
+		for _, r := range records {
+			if p.Matches(r) {
+				cs = append(cs, cand{key: p.SortKey(r), node: r["node"].Str, row: p.Project(r)})
+			}
+		}
+		sort.Slice(cs, func(i, j int) bool {
+			if c := strings.Compare(string(cs[i].key), string(cs[j].key)); c != 0 {
+				return c < 0
+			}
+			return cs[i].node < cs[j].node
+		})
+		if len(cs) > p.K {
+			cs = cs[:p.K]
+		}
+		res := &Result{Columns: p.Columns}
+		for _, c := range cs {
+			res.Rows = append(res.Rows, c.row)
+			res.Nodes = append(res.Nodes, c.node)
+		}
+		return res
+	}
+	return &Result{}
+}
+
+// ExactGroups computes every group's components exactly.
+func ExactGroups(p *Plan, records []Record) []GroupResult {
+	type acc struct {
+		keys   []Value
+		comps  []CompResult
+		values [][]float64
+		seen   []map[string]bool
+	}
+	groups := map[string]*acc{}
+	var order []string
+	for _, r := range records {
+		if !p.Matches(r) {
+			continue
+		}
+		keys := make([]Value, len(p.GroupBy))
+		for i, g := range p.GroupBy {
+			keys[i] = Eval(g, r)
+		}
+		id := string(EncodeRow(keys))
+		a := groups[id]
+		if a == nil {
+			a = &acc{keys: keys, comps: make([]CompResult, len(p.Components)),
+				values: make([][]float64, len(p.Components)), seen: make([]map[string]bool, len(p.Components))}
+			groups[id] = a
+			order = append(order, id)
+		}
+		for i, c := range p.Components {
+			v := Bool(true)
+			if c.Arg != nil {
+				v = Eval(c.Arg, r)
+			}
+			if v.IsNull() {
+				continue
+			}
+			cr := &a.comps[i]
+			switch c.Kind {
+			case CompCount:
+				cr.Total++
+			case CompSum:
+				cr.Total += v.Num
+			case CompSumSq:
+				cr.Total += v.Num * v.Num
+			case CompMin:
+				if !cr.Has || Compare(v, cr.Ext) < 0 {
+					cr.Ext, cr.Has = v, true
+				}
+			case CompMax:
+				if !cr.Has || Compare(v, cr.Ext) > 0 {
+					cr.Ext, cr.Has = v, true
+				}
+			case CompQuantile:
+				a.values[i] = append(a.values[i], v.Num)
+			case CompDistinct:
+				if a.seen[i] == nil {
+					a.seen[i] = map[string]bool{}
+				}
+				a.seen[i][string(EncodeRow([]Value{v}))] = true
+				cr.Distinct = float64(len(a.seen[i]))
+			}
+		}
+	}
+	var out []GroupResult
+	if len(p.GroupBy) == 0 && len(order) == 0 {
+		// An ungrouped aggregate over no peers still has one row.
+		return []GroupResult{{Comps: make([]CompResult, len(p.Components))}}
+	}
+	for _, id := range order {
+		a := groups[id]
+		for i := range a.comps {
+			if vals := a.values[i]; vals != nil {
+				sort.Float64s(vals)
+				a.comps[i].Quantile = func(q float64) (float64, bool) { return NearestRank(vals, q) }
+			}
+		}
+		out = append(out, GroupResult{Keys: a.keys, Comps: a.comps})
+	}
+	return out
+}
+
+// NearestRank is the q-quantile of sorted values by the nearest-rank rule:
+// the smallest value with at least q of the values at or below it.
+func NearestRank(sorted []float64, q float64) (float64, bool) {
+	if len(sorted) == 0 {
+		return 0, false
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(len(sorted)-1, i))], true
+}

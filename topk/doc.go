@@ -1,0 +1,37 @@
+// Package topk is the gossip top-k core: a pure state machine with which
+// every peer learns the k best entries over all peers (ORDER BY ... LIMIT k,
+// and the candidates of RESERVE).
+//
+// Every peer that passes the filter offers one entry: its node name, an
+// order-preserving byte key of its ORDER BY values, and its projected row.
+// Each round a peer exchanges its bounded candidate list with one random
+// peer (push-pull); both keep the best of the union. The best entry spreads
+// like a rumour, so every peer holds the exact top-k after about
+// log₃(N) + ln ln N rounds (Karp, Schindelhauer, Shenker, Vöcking,
+// "Randomized rumor spreading", FOCS 2000; the push-pull bound). Ties are
+// broken by node name, so the answer is deterministic. A peer knows its list
+// is final when it has not changed for StableRounds rounds.
+//
+// Peers that die are dropped from the lists of the peers that learn of it
+// (RemoveNode), and entries of dead nodes are refused from then on; each
+// list keeps Reserve entries beyond k so that the k-th place can be
+// backfilled.
+//
+// The package does no I/O, reads no clock, starts no goroutine and uses only
+// the random source it is given.
+//
+// # Usage
+//
+//	n := topk.New(cfg, ownEntry)          // ownEntry nil if the peer does not match
+//	each round:      n.Tick(); send n.Outbox()
+//	on message m:    n.Step(from, m); send n.Outbox()
+//	on node dead:    n.RemoveNode(name)
+//	answer:          n.Top(), n.Stable()
+//
+// The caller's duties:
+//
+//  1. Call Tick once per round and Step for every message; send every
+//     envelope of Outbox after each call.
+//  2. Never call two methods of one Node at the same time.
+//  3. Treat entries as immutable: lists share them.
+package topk

@@ -1,0 +1,255 @@
+package topk
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+)
+
+// PeerID names a peer to the core; the caller maps it to an address.
+type PeerID uint64
+
+// Sampler picks a uniformly random live peer other than the caller. It must
+// not block; ok is false when there is no other peer.
+type Sampler interface {
+	Sample(r *rand.Rand) (p PeerID, ok bool)
+}
+
+// Entry is one peer's candidate. Entries are immutable once made.
+type Entry struct {
+	Node string // the peer's name: identity and tie-break
+	Key  []byte // order-preserving encoding of the ORDER BY values: smaller is better
+	Row  []byte // the projected values, opaque to the core
+}
+
+// Less orders entries: by key, then by node name.
+func Less(a, b *Entry) bool {
+	if c := bytes.Compare(a.Key, b.Key); c != 0 {
+		return c < 0
+	}
+	return a.Node < b.Node
+}
+
+// Config configures one peer's instance of one top-k query.
+type Config struct {
+	K int
+	// Reserve is how many entries beyond K each list keeps, to backfill
+	// when peers in the top die.
+	Reserve int
+	// StableRounds is how many rounds without a change in the top K make a
+	// list final.
+	StableRounds int
+	Rand         *rand.Rand
+	Sampler      Sampler
+}
+
+// DefaultConfig returns the configuration peerq uses for k.
+func DefaultConfig(k int, r *rand.Rand, s Sampler) Config {
+	return Config{K: k, Reserve: max(k/4, 4), StableRounds: 5, Rand: r, Sampler: s}
+}
+
+// Envelope is a message and where to send it.
+type Envelope struct {
+	To  PeerID
+	Msg *Message
+}
+
+// MsgKind is the kind of a message.
+type MsgKind uint8
+
+// The kinds of message.
+const (
+	Request MsgKind = iota + 1
+	Reply
+)
+
+// Message carries a candidate list, best first.
+type Message struct {
+	Kind    MsgKind
+	Entries []*Entry
+}
+
+// Stats counts what a Node did.
+type Stats struct {
+	Sent, Received int
+	Refused        int // entries of dead nodes refused
+	Rejected       int // malformed messages (unsorted lists)
+}
+
+// Node is one peer's instance of one top-k query. It is not safe for
+// concurrent use.
+type Node struct {
+	cfg        Config
+	list       []*Entry // best first, at most K+Reserve; replaced, never modified
+	dead       map[string]bool
+	round      int
+	lastChange int
+	out        []Envelope
+	stats      Stats
+}
+
+// New returns a peer's instance; own is its entry, or nil when it does not
+// pass the filter.
+func New(cfg Config, own *Entry) (*Node, error) {
+	switch {
+	case cfg.Rand == nil || cfg.Sampler == nil:
+		return nil, errors.New("topk: Config needs Rand and Sampler")
+	case cfg.K < 1 || cfg.Reserve < 0 || cfg.StableRounds < 1:
+		return nil, fmt.Errorf("topk: bad Config K=%d Reserve=%d StableRounds=%d", cfg.K, cfg.Reserve, cfg.StableRounds)
+	}
+	n := &Node{cfg: cfg}
+	if own != nil {
+		n.list = []*Entry{own}
+	}
+	return n, nil
+}
+
+// Tick runs one round: send the list to a random peer.
+func (n *Node) Tick() {
+	n.round++
+	p, ok := n.cfg.Sampler.Sample(n.cfg.Rand)
+	if !ok {
+		return
+	}
+	n.send(p, Request)
+}
+
+func (n *Node) send(to PeerID, kind MsgKind) {
+	n.stats.Sent++
+	// The list is never modified in place, so the message may share it.
+	n.out = append(n.out, Envelope{To: to, Msg: &Message{Kind: kind, Entries: n.list}})
+}
+
+// Outbox returns the messages to send and forgets them.
+func (n *Node) Outbox() []Envelope {
+	out := n.out
+	n.out = nil
+	return out
+}
+
+// Step handles a message from peer `from`: merge its list, and answer a
+// request with the merged list.
+func (n *Node) Step(from PeerID, m *Message) {
+	if m.Kind != Request && m.Kind != Reply || !sorted(m.Entries) {
+		n.stats.Rejected++
+		return
+	}
+	n.stats.Received++
+	n.merge(m.Entries)
+	if m.Kind == Request {
+		n.send(from, Reply)
+	}
+}
+
+func sorted(es []*Entry) bool {
+	for i := 1; i < len(es); i++ {
+		if es[i] == nil || es[i-1] == nil || !Less(es[i-1], es[i]) {
+			return false
+		}
+	}
+	return len(es) == 0 || es[0] != nil
+}
+
+// merge keeps the best K+Reserve of the union of the list and theirs,
+// without duplicates or dead nodes. It allocates only when the list changes.
+func (n *Node) merge(theirs []*Entry) {
+	limit := n.cfg.K + n.cfg.Reserve
+	// First pass: does the union differ from the list?
+	changed, topChanged := false, false
+	i, j, out := 0, 0, 0
+	for out < limit {
+		e, fromMine := n.pick(theirs, &i, &j)
+		if e == nil {
+			break
+		}
+		if !fromMine {
+			changed = true
+			if out < n.cfg.K {
+				topChanged = true
+			}
+			break
+		}
+		out++
+	}
+	if !changed {
+		return
+	}
+	merged := make([]*Entry, 0, limit)
+	i, j = 0, 0
+	for len(merged) < limit {
+		e, _ := n.pick(theirs, &i, &j)
+		if e == nil {
+			break
+		}
+		merged = append(merged, e)
+	}
+	n.list = merged
+	if topChanged {
+		n.lastChange = n.round
+	}
+}
+
+// pick returns the next entry of the union in order, skipping duplicates and
+// dead nodes, and whether it came from this node's own list.
+func (n *Node) pick(theirs []*Entry, i, j *int) (*Entry, bool) {
+	for {
+		var e *Entry
+		mine := false
+		switch {
+		case *i < len(n.list) && (*j >= len(theirs) || !Less(theirs[*j], n.list[*i])):
+			e, mine = n.list[*i], true
+			*i++
+			// The same entry in both lists: take it once.
+			if *j < len(theirs) && theirs[*j].Node == e.Node && bytes.Equal(theirs[*j].Key, e.Key) {
+				*j++
+			}
+		case *j < len(theirs):
+			e = theirs[*j]
+			*j++
+			if n.dead[e.Node] {
+				n.stats.Refused++
+				continue
+			}
+		default:
+			return nil, false
+		}
+		return e, mine
+	}
+}
+
+// RemoveNode drops a dead node's entry and refuses it from now on.
+func (n *Node) RemoveNode(name string) {
+	if n.dead == nil {
+		n.dead = make(map[string]bool)
+	}
+	n.dead[name] = true
+	for i, e := range n.list {
+		if e.Node == name {
+			l := make([]*Entry, 0, len(n.list)-1)
+			l = append(append(l, n.list[:i]...), n.list[i+1:]...)
+			n.list = l
+			if i < n.cfg.K {
+				n.lastChange = n.round
+			}
+			return
+		}
+	}
+}
+
+// Top returns the best K entries known, best first.
+func (n *Node) Top() []*Entry {
+	if len(n.list) > n.cfg.K {
+		return n.list[:n.cfg.K]
+	}
+	return n.list
+}
+
+// Stable reports whether the top K has not changed for StableRounds rounds.
+func (n *Node) Stable() bool { return n.round-n.lastChange >= n.cfg.StableRounds }
+
+// Round is the number of Ticks so far.
+func (n *Node) Round() int { return n.round }
+
+// Stats returns the counters.
+func (n *Node) Stats() Stats { return n.stats }

@@ -1,0 +1,227 @@
+package topk
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"testing"
+)
+
+type net struct {
+	nodes []*Node
+	alive []bool
+	r     *rand.Rand
+	loss  float64
+}
+
+type sampler struct {
+	self PeerID
+	n    *net
+}
+
+func (s sampler) Sample(r *rand.Rand) (PeerID, bool) {
+	for tries := 0; tries < 100; tries++ {
+		p := PeerID(r.IntN(len(s.n.nodes)))
+		if p != s.self && s.n.alive[p] {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+func newNet(t testing.TB, entries []*Entry, k int, seed uint64) *net {
+	t.Helper()
+	nw := &net{r: rand.New(rand.NewPCG(seed, 0))}
+	for i, e := range entries {
+		n, err := New(DefaultConfig(k, rand.New(rand.NewPCG(seed, uint64(i+1))), sampler{PeerID(i), nw}), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nw.nodes = append(nw.nodes, n)
+		nw.alive = append(nw.alive, true)
+	}
+	return nw
+}
+
+func (nw *net) round() {
+	for _, i := range nw.r.Perm(len(nw.nodes)) {
+		if nw.alive[i] {
+			nw.nodes[i].Tick()
+			nw.deliver(PeerID(i))
+		}
+	}
+}
+
+func (nw *net) deliver(from PeerID) {
+	for _, env := range nw.nodes[from].Outbox() {
+		if nw.alive[env.To] && nw.r.Float64() >= nw.loss {
+			nw.nodes[env.To].Step(from, env.Msg)
+			nw.deliver(env.To)
+		}
+	}
+}
+
+// randomEntries gives peer i an entry with a key from a small alphabet (so
+// that ties are common) or none (it does not match).
+func randomEntries(r *rand.Rand, n int) []*Entry {
+	es := make([]*Entry, n)
+	for i := range es {
+		if r.IntN(5) == 0 {
+			continue
+		}
+		key := []byte{byte(r.IntN(20)), byte(r.IntN(3))}
+		es[i] = &Entry{Node: fmt.Sprintf("n%05d", r.IntN(1_000_000)*n+i), Key: key, Row: []byte{byte(i)}}
+	}
+	return es
+}
+
+func exactTop(es []*Entry, k int) []*Entry {
+	var all []*Entry
+	for _, e := range es {
+		if e != nil {
+			all = append(all, e)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return Less(all[i], all[j]) })
+	if len(all) > k {
+		all = all[:k]
+	}
+	return all
+}
+
+// Property: once stable, every peer's top-k equals an exact sort of the
+// same entries, for random entries, k and seeds.
+func TestExactTopK(t *testing.T) {
+	r := rand.New(rand.NewPCG(42, 42))
+	for trial := 0; trial < 30; trial++ {
+		n := 2 + r.IntN(300)
+		k := 1 + r.IntN(60)
+		es := randomEntries(r, n)
+		want := exactTop(es, k)
+		nw := newNet(t, es, k, uint64(trial))
+		rounds := 0
+		for ; rounds < 200; rounds++ {
+			nw.round()
+			stable := true
+			for _, node := range nw.nodes {
+				stable = stable && node.Stable()
+			}
+			if stable && rounds > 10 {
+				break
+			}
+		}
+		for i, node := range nw.nodes {
+			if got := node.Top(); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+				t.Fatalf("trial %d (n=%d k=%d), peer %d after %d rounds: top differs\n got %v\nwant %v", trial, n, k, i, rounds, names(got), names(want))
+			}
+		}
+	}
+}
+
+func names(es []*Entry) []string {
+	var s []string
+	for _, e := range es {
+		s = append(s, e.Node)
+	}
+	return s
+}
+
+// Loss only slows it down.
+func TestLoss(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	es := randomEntries(r, 500)
+	want := exactTop(es, 20)
+	nw := newNet(t, es, 20, 9)
+	nw.loss = 0.2
+	for i := 0; i < 40; i++ {
+		nw.round()
+	}
+	for i, node := range nw.nodes {
+		if !reflect.DeepEqual(node.Top(), want) {
+			t.Fatalf("peer %d: wrong top-20 at 20%% loss after 40 rounds", i)
+		}
+	}
+}
+
+// A dead node leaves every list of the peers that learned of it, and its
+// place is backfilled from the reserve.
+func TestRemoveNode(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	es := randomEntries(r, 300)
+	nw := newNet(t, es, 10, 5)
+	for i := 0; i < 5; i++ {
+		nw.round()
+	}
+	top := exactTop(es, 10)
+	deadName := top[0].Node
+	for i, e := range es {
+		if e != nil && e.Node == deadName {
+			nw.alive[i] = false
+		}
+	}
+	for i, node := range nw.nodes {
+		if nw.alive[i] {
+			node.RemoveNode(deadName)
+		}
+	}
+	for i := 0; i < 30; i++ {
+		nw.round()
+	}
+	var rest []*Entry
+	for _, e := range es {
+		if e != nil && e.Node != deadName {
+			rest = append(rest, e)
+		}
+	}
+	want := exactTop(rest, 10)
+	for i, node := range nw.nodes {
+		if nw.alive[i] && !reflect.DeepEqual(node.Top(), want) {
+			t.Fatalf("peer %d: top after the death of %s\n got %v\nwant %v", i, deadName, names(node.Top()), names(want))
+		}
+	}
+}
+
+func TestMessageCodec(t *testing.T) {
+	m := &Message{Kind: Reply, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("r")}, {Node: "b", Key: []byte{1}}}}
+	b := m.Encode(nil)
+	if len(b) != m.Size() {
+		t.Fatalf("Size %d, encoded %d", m.Size(), len(b))
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Entries[0], m.Entries[0]) || got.Entries[1].Node != "b" || got.Kind != Reply {
+		t.Errorf("round trip: %+v", got)
+	}
+	unsorted := (&Message{Kind: Request, Entries: []*Entry{m.Entries[1], m.Entries[0]}}).Encode(nil)
+	for name, bad := range map[string][]byte{
+		"empty": nil, "version": {2, 1, 0}, "kind": {1, 7, 0}, "truncated": b[:len(b)-1],
+		"trailing": append(append([]byte{}, b...), 0), "unsorted": unsorted, "count": {1, 1, 0xff, 0xff, 0x03},
+	} {
+		if _, err := Decode(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	r := rand.New(rand.NewPCG(1, 1))
+	es := exactTop(randomEntries(r, 50), 10)
+	f.Add((&Message{Kind: Request, Entries: es}).Encode(nil))
+	f.Add((&Message{Kind: Reply}).Encode(nil))
+	node, _ := New(DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), sampler{0, &net{nodes: []*Node{nil, nil}, alive: []bool{true, true}}}), nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		if got := m.Encode(nil); len(got) != m.Size() || string(got) != string(b) {
+			t.Fatalf("re-encoding differs")
+		}
+		node.Step(1, m)
+		node.Top()
+	})
+}
