@@ -86,10 +86,24 @@ type Config struct {
 	// an unanswered exchange on the same link before it gives up on it.
 	Retries int
 	// FoldAfter is how many rounds a link stays after its last message. It
-	// must exceed Retries + 1, so that a retry never finds its link gone.
+	// must exceed Retries + 1, so that a retry never finds its link gone,
+	// and should exceed the rounds the failure detector needs, so that the
+	// links to a peer that died can still be undone.
 	FoldAfter int
 	Rand      *rand.Rand
 	Sampler   Sampler
+	// Buffers, if set, holds the message and scratch buffers, shared by
+	// every Node given the same Buffers. Sharing saves memory when one
+	// goroutine drives many Nodes (the simulator), and requires that each
+	// message is delivered before any of those Nodes is called again.
+	Buffers *Buffers
+}
+
+// Buffers are reusable message and scratch buffers.
+type Buffers struct {
+	req, rep Message
+	scratch  Vec
+	interned map[uint64][]uint64
 }
 
 // DefaultConfig returns the configuration peerq uses, for the given spec,
@@ -122,22 +136,31 @@ type Envelope struct {
 
 // Stats counts what a Node did.
 type Stats struct {
-	Sent, Received int
-	Retries        int // requests sent again on the same link
-	GaveUp         int // exchanges abandoned after Retries
-	Stale          int // replies for links that were gone
-	DroppedGroups  int // group keys refused because MaxGroups were tracked
-	Rejected       int // messages of the wrong shape for this query
+	Sent, Received int32
+	Retries        int32 // requests sent again on the same link
+	GaveUp         int32 // exchanges abandoned after Retries
+	Stale          int32 // replies for links that were gone
+	DroppedGroups  int32 // group keys refused because MaxGroups were tracked
+	Rejected       int32 // messages of the wrong shape for this query
 }
 
 // link is one exchange between two peers, seen from one side (Flow
 // Updating). Links are kept by value: a peer holds about 2·FoldAfter.
 type link struct {
-	peer      PeerID
-	seq       uint32
-	initiator bool
-	last      int32 // round of the last message on the link
-	flow      Vec   // this side's flow to the peer
+	peer PeerID
+	id   uint32 // the initiator's exchange number, | initiatorBit on the initiator's side
+	last int32  // round of the last message on the link
+}
+
+// initiatorBit marks a link id on the side that started the exchange.
+// Exchange numbers stay below it (they wrap at 2^31).
+const initiatorBit = 1 << 31
+
+func linkID(seq uint32, initiator bool) uint32 {
+	if initiator {
+		return seq | initiatorBit
+	}
+	return seq
 }
 
 // exchange is the exchange this node started and awaits a reply on.
@@ -145,32 +168,51 @@ type exchange struct {
 	active bool
 	peer   PeerID
 	seq    uint32
-	tries  int
-	sent   Vec      // push-pull: the state sent in the request
-	groups groupSet // push-pull: the groups the request listed
+	tries  int32
+	pp     *ppState // push-pull only
+}
+
+// ppState is what a push-pull initiator remembers of its request.
+type ppState struct {
+	sent   Vec      // the state sent
+	groups groupSet // the groups listed
 }
 
 // Node is one peer's instance of one query. It is not safe for concurrent
-// use.
+// use, and must not be copied once initialized (it points into itself).
+//
+// The fields a round touches come first, and the first storage of links,
+// flows, groups and the outbox is inside the Node, so that a round reads
+// one contiguous block of memory: with millions of peers, cache misses, not
+// arithmetic, set the pace.
 type Node struct {
-	cfg   Config
-	round int
-	seq   uint32
-
+	cfg     *Config
+	round   int32
+	oldest  int32 // no link is older than this round
+	seq     uint32
 	est     Vec // the estimate: input minus flows (FU), or the state (PP)
 	links   []link
+	slab    []float64
 	pending exchange
+	groups  []groupKey // sorted by hash
+	group0  uint64     // groups[0].hash, checked without touching groups
+	buf     *Buffers
+	out     []Envelope
+	stats   Stats
+	outArr  [1]Envelope
+	// groupArr is the first storage of groups: most queries have one.
+	groupArr [1]groupKey
 
-	groups []groupKey // sorted by hash
-	ext    []Extreme  // sorted by slot
-	hll    []hllSlot  // sorted by slot
+	// slab holds, under Flow Updating, the estimate's values and then each
+	// link's flow to its peer: est.Vals is slab[0:d] and link i's flow is
+	// slab[(i+1)·d:(i+2)·d], with d = len(est.Keys). Every slot a flow
+	// touches is in the estimate (which is the input minus the flows), so
+	// they can share its keys (interned across peers: Buffers.intern).
+	linkArr [14]link
+	slabArr [32]float64
 
-	scratch Vec
-	// Messages are built in reusable buffers: one for requests, one for
-	// replies. A message is valid until the next call on the Node.
-	reqBuf, repBuf Message
-	out            []Envelope
-	stats          Stats
+	ext []Extreme // sorted by slot
+	hll []hllSlot // sorted by slot
 }
 
 type groupKey struct {
@@ -202,21 +244,40 @@ func (e Extreme) less(o Extreme) bool {
 }
 
 // New returns a peer's instance of a query with the peer's contribution.
-func New(cfg Config, c Contribution) (*Node, error) {
-	if err := cfg.validate(); err != nil {
+//
+// cfg is kept by reference, not copied, so that the many instances a
+// simulator drives can share one; it must not change after New.
+func New(cfg *Config, c Contribution) (*Node, error) {
+	n := new(Node)
+	if err := n.Init(cfg, c); err != nil {
 		return nil, err
 	}
-	if c.Match && len(c.Inputs) != len(cfg.Spec.Comps) {
-		return nil, fmt.Errorf("aggregate: %d inputs for %d components", len(c.Inputs), len(cfg.Spec.Comps))
+	return n, nil
+}
+
+// Init is New in place, for a simulator that keeps its Nodes in one slice
+// (which must then never move: a Node points into itself).
+func (n *Node) Init(cfg *Config, c Contribution) error {
+	if err := cfg.validate(); err != nil {
+		return err
 	}
-	n := &Node{cfg: cfg}
+	if c.Match && len(c.Inputs) != len(cfg.Spec.Comps) {
+		return fmt.Errorf("aggregate: %d inputs for %d components", len(c.Inputs), len(cfg.Spec.Comps))
+	}
+	*n = Node{cfg: cfg, buf: cfg.Buffers}
+	n.out = n.outArr[:0]
+	if n.buf == nil {
+		n.buf = new(Buffers)
+	}
 	var base Vec
 	if cfg.Originator {
 		base.Keys, base.Vals = append(base.Keys, originSlot), append(base.Vals, 1)
 	}
 	if c.Match {
 		g := GroupHash(c.Group)
-		n.groups = []groupKey{{hash: g, key: append([]byte(nil), c.Group...)}}
+		n.groups = n.groupArr[:1]
+		n.groups[0] = groupKey{hash: g, key: append([]byte(nil), c.Group...)}
+		n.group0 = g
 		var add Vec
 		for i, in := range c.Inputs {
 			if !in.Present {
@@ -239,7 +300,17 @@ func New(cfg Config, c Contribution) (*Node, error) {
 		axpy(&base, 1, &add)
 	}
 	n.est = base
-	return n, nil
+	if cfg.Scheme == FlowUpdating {
+		d := len(base.Keys)
+		if want := (1 + 2*cfg.FoldAfter + 4) * d; want <= len(n.slabArr) {
+			n.slab = n.slabArr[:d]
+		} else {
+			n.slab = make([]float64, d, want)
+		}
+		copy(n.slab, base.Vals)
+		n.est.Keys, n.est.Vals = n.buf.intern(base.Keys), n.slab[:d:d]
+	}
+	return nil
 }
 
 func sortVec(v *Vec) {
@@ -256,7 +327,14 @@ func (b byKey) Swap(i, j int) {
 }
 
 // Round is the number of Ticks so far.
-func (n *Node) Round() int { return n.round }
+func (n *Node) Round() int { return int(n.round) }
+
+// Warm reads the memory a round of the Node touches and returns a value
+// that depends on it. A simulator calls it on a peer a few places ahead in
+// its order, so that the cache misses of many peers overlap.
+func (n *Node) Warm() int {
+	return int(n.round) + int(n.linkArr[len(n.linkArr)/2].last) + int(n.slabArr[0]) + len(n.est.Keys)
+}
 
 // Stats returns the counters.
 func (n *Node) Stats() Stats { return n.stats }
@@ -277,10 +355,10 @@ func (n *Node) Tick() {
 	n.round++
 	n.fold()
 	if p := &n.pending; p.active {
-		if n.cfg.Scheme == FlowUpdating && p.tries < n.cfg.Retries {
-			if l := n.findLink(p.peer, p.seq, true); l != nil {
+		if n.cfg.Scheme == FlowUpdating && int(p.tries) < n.cfg.Retries {
+			if l := n.linkIndex(p.peer, linkID(p.seq, true)); l >= 0 {
 				p.tries++
-				l.last = int32(n.round)
+				n.links[l].last = n.round
 				n.stats.Retries++
 				n.send(p.peer, n.request(l))
 				return
@@ -293,44 +371,205 @@ func (n *Node) Tick() {
 	if !ok {
 		return
 	}
-	n.seq++
+	n.seq = (n.seq + 1) % initiatorBit
 	n.pending.active, n.pending.peer, n.pending.seq, n.pending.tries = true, peer, n.seq, 0
 	if n.cfg.Scheme == PushPull {
-		set(&n.pending.sent, 1, &n.est)
-		req := n.request(nil)
-		n.pending.groups = append(n.pending.groups[:0], req.Groups...)
+		if n.pending.pp == nil {
+			n.pending.pp = new(ppState)
+		}
+		set(&n.pending.pp.sent, 1, &n.est)
+		req := n.request(-1)
+		n.pending.pp.groups = append(n.pending.pp.groups[:0], req.Groups...)
 		n.send(peer, req)
 		return
 	}
-	n.links = append(n.links, link{peer: peer, seq: n.seq, initiator: true, last: int32(n.round)})
-	n.send(peer, n.request(&n.links[len(n.links)-1]))
+	n.send(peer, n.request(n.newLink(peer, linkID(n.seq, true))))
+}
+
+// flow returns link i's flow, aligned with est.Keys.
+func (n *Node) flow(i int) []float64 {
+	d := len(n.est.Keys)
+	return n.slab[(i+1)*d : (i+2)*d : (i+2)*d]
+}
+
+// newLink adds a link with a zero flow. Room is made for 2·FoldAfter+4
+// links at first, about what a peer holds at once (FoldAfter each way, and
+// slack for the responder side, whose count is random).
+func (n *Node) newLink(peer PeerID, id uint32) int {
+	if n.links == nil {
+		c := 2*n.cfg.FoldAfter + 4
+		if c <= len(n.linkArr) {
+			n.links = n.linkArr[:0]
+		} else {
+			n.links = make([]link, 0, c)
+		}
+	}
+	n.links = append(n.links, link{peer: peer, id: id, last: n.round})
+	for range n.est.Keys {
+		n.slab = append(n.slab, 0)
+	}
+	n.est.Vals = n.slab[:len(n.est.Keys):len(n.est.Keys)] // the slab may have moved
+	return len(n.links) - 1
+}
+
+// dropLink removes link i; the last link takes its place.
+func (n *Node) dropLink(i int) {
+	last := len(n.links) - 1
+	if i != last {
+		n.links[i] = n.links[last]
+		copy(n.flow(i), n.flow(last))
+	}
+	n.links = n.links[:last]
+	n.slab = n.slab[:(last+1)*len(n.est.Keys)]
+}
+
+func (n *Node) linkIndex(peer PeerID, id uint32) int {
+	for i := range n.links {
+		l := &n.links[i]
+		if l.peer == peer && l.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// ensure adds to the estimate, with value 0, the slots of v it lacks, and
+// keeps every link's flow aligned with it.
+func (n *Node) ensure(v *Vec) {
+	missing := 0
+	i := 0
+	for _, k := range v.Keys {
+		for i < len(n.est.Keys) && n.est.Keys[i] < k {
+			i++
+		}
+		if i == len(n.est.Keys) || n.est.Keys[i] != k {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return
+	}
+	old := n.est.Keys
+	keys := make([]uint64, 0, len(old)+missing)
+	at := make([]int, 0, len(old)) // new index of each old slot
+	i, j := 0, 0
+	for i < len(old) || j < len(v.Keys) {
+		switch {
+		case j == len(v.Keys) || i < len(old) && old[i] < v.Keys[j]:
+			at = append(at, len(keys))
+			keys = append(keys, old[i])
+			i++
+		case i == len(old) || v.Keys[j] < old[i]:
+			keys = append(keys, v.Keys[j])
+			j++
+		default:
+			at = append(at, len(keys))
+			keys = append(keys, old[i])
+			i++
+			j++
+		}
+	}
+	d, nd := len(old), len(keys)
+	size, room := (1+len(n.links))*nd, (1+max(cap(n.links), 2*n.cfg.FoldAfter+4))*nd
+	var tmp [len(Node{}.slabArr)]float64
+	var slab []float64
+	if room <= len(tmp) {
+		slab = tmp[:size] // then copied into the Node's own storage
+	} else {
+		slab = make([]float64, size, room)
+	}
+	for l := 0; l <= len(n.links); l++ { // the estimate, then each flow
+		for i, x := range n.slab[l*d : (l+1)*d] {
+			slab[l*nd+at[i]] = x
+		}
+	}
+	if room <= len(tmp) {
+		slab = n.slabArr[:copy(n.slabArr[:], slab)]
+	}
+	n.slab = slab
+	n.est.Keys, n.est.Vals = n.buf.intern(keys), slab[:nd:nd]
+}
+
+// maxInterned bounds the key sets Buffers shares.
+const maxInterned = 4096
+
+// intern returns a shared copy of keys: peers of one query mostly hold the
+// same slots, and a simulator of millions of peers keeps one copy of each
+// set, hot in the cache. Keys of the estimate are never written in place.
+func (b *Buffers) intern(keys []uint64) []uint64 {
+	h := uint64(len(keys))
+	for _, k := range keys {
+		h = (h ^ k) * 1099511628211
+	}
+	if b.interned == nil {
+		b.interned = make(map[uint64][]uint64)
+	}
+	if got, ok := b.interned[h]; ok && slicesEqual(got, keys) {
+		return got
+	}
+	if len(b.interned) < maxInterned {
+		b.interned[h] = keys
+	}
+	return keys
+}
+
+func slicesEqual(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// sparseFlow writes link l's flow into dst as a sparse vector, leaving out
+// zeros.
+func (n *Node) sparseFlow(dst *Vec, l int) {
+	dst.Keys, dst.Vals = dst.Keys[:0], dst.Vals[:0]
+	for i, x := range n.flow(l) {
+		if x != 0 {
+			dst.Keys = append(dst.Keys, n.est.Keys[i])
+			dst.Vals = append(dst.Vals, x)
+		}
+	}
 }
 
 // fold forgets links idle for FoldAfter rounds. Their flows stay in the
-// estimate: the peer at the other end will not send on them again.
+// estimate: neither side will send on them again. Until then, a link to a
+// peer that dies can be undone (RemovePeers), so FoldAfter should also
+// exceed the rounds the failure detector needs.
 func (n *Node) fold() {
-	keep := 0
-	for i := range n.links {
-		l := &n.links[i]
-		pending := n.pending.active && l.initiator && l.peer == n.pending.peer && l.seq == n.pending.seq
-		if n.round-int(l.last) < n.cfg.FoldAfter || pending {
-			n.links[keep], n.links[i] = n.links[i], n.links[keep]
-			keep++
-		}
+	// Skip the scan until the oldest link can be due (oldest is a lower
+	// bound: links refreshed since keep it conservative).
+	if int(n.round-n.oldest) < n.cfg.FoldAfter {
+		return
 	}
-	n.links = n.links[:keep]
+	n.oldest = n.round
+	for i := 0; i < len(n.links); {
+		l := &n.links[i]
+		pending := n.pending.active && l.peer == n.pending.peer && l.id == linkID(n.pending.seq, true)
+		if !pending && int(n.round-l.last) >= n.cfg.FoldAfter {
+			n.dropLink(i)
+			continue
+		}
+		n.oldest = min(n.oldest, l.last)
+		i++
+	}
 }
 
 // request builds a request on link l (Flow Updating) or of the pending
-// exchange (push-pull).
-func (n *Node) request(l *link) *Message {
-	m := n.message(&n.reqBuf, Request, n.pending.seq)
+// exchange (push-pull, l < 0).
+func (n *Node) request(l int) *Message {
+	m := n.message(&n.buf.req, Request, n.pending.seq)
 	if n.cfg.Scheme == PushPull {
-		set(&m.Flow, 1, &n.pending.sent)
+		set(&m.Flow, 1, &n.pending.pp.sent)
 		m.Est.Keys, m.Est.Vals = m.Est.Keys[:0], m.Est.Vals[:0]
 	} else {
-		m.Seq = l.seq
-		set(&m.Flow, 1, &l.flow)
+		m.Seq = n.links[l].id &^ initiatorBit
+		n.sparseFlow(&m.Flow, l)
 		set(&m.Est, 1, &n.est)
 	}
 	return m
@@ -372,46 +611,64 @@ func (n *Node) Step(from PeerID, m *Message) {
 	flow := n.tracked(&m.Flow, both)
 	switch {
 	case m.Kind == Request && n.cfg.Scheme == FlowUpdating:
-		l := n.findLink(from, m.Seq, false)
-		if l == nil {
-			n.links = append(n.links, link{peer: from, seq: m.Seq})
-			l = &n.links[len(n.links)-1]
+		if m.Seq >= initiatorBit {
+			n.stats.Rejected++
+			return
 		}
-		l.last = int32(n.round)
-		n.overwrite(l, flow)
-		// Average with the sender's estimate: move half the difference
-		// onto the link's flow.
+		l := n.linkIndex(from, linkID(m.Seq, false))
+		if l < 0 {
+			l = n.newLink(from, linkID(m.Seq, false))
+		}
+		n.links[l].last = n.round
 		est := n.tracked(&m.Est, both)
-		set(&n.scratch, 0.5, n.tracked(&n.est, both))
-		axpy(&n.scratch, -0.5, est)
-		axpy(&l.flow, 1, &n.scratch)
-		axpy(&n.est, -1, &n.scratch)
-		reply := n.message(&n.repBuf, Reply, m.Seq)
-		set(&reply.Flow, 1, &l.flow)
+		n.ensure(est)
+		n.overwrite(l, flow)
+		f := n.flow(l)
+		// Average with the sender's estimate on the groups both track:
+		// move half the difference onto the link's flow.
+		j := 0
+		for i, k := range n.est.Keys {
+			if g := slotGroup(k); g != 0 && !(n.hasGroup(g) && both.has(g)) {
+				continue
+			}
+			for j < len(est.Keys) && est.Keys[j] < k {
+				j++
+			}
+			theirs := 0.0
+			if j < len(est.Keys) && est.Keys[j] == k {
+				theirs = est.Vals[j]
+			}
+			d := 0.5*n.est.Vals[i] - 0.5*theirs
+			f[i] += d
+			n.est.Vals[i] -= d
+		}
+		reply := n.message(&n.buf.rep, Reply, m.Seq)
+		n.sparseFlow(&reply.Flow, l)
 		reply.Est.Keys, reply.Est.Vals = reply.Est.Keys[:0], reply.Est.Vals[:0]
 		n.send(from, reply)
 
 	case m.Kind == Reply && n.cfg.Scheme == FlowUpdating:
-		l := n.findLink(from, m.Seq, true)
-		if l == nil {
+		i := n.linkIndex(from, linkID(m.Seq, true))
+		if i < 0 {
 			n.stats.Stale++
 			return
 		}
-		l.last = int32(n.round)
-		n.overwrite(l, flow)
+		n.links[i].last = n.round
+		n.overwrite(i, flow)
 		if p := &n.pending; p.active && p.peer == from && p.seq == m.Seq {
 			p.active = false
 		}
 
 	case m.Kind == Request: // push-pull
-		reply := n.message(&n.repBuf, Reply, m.Seq)
+		reply := n.message(&n.buf.rep, Reply, m.Seq)
 		mine := n.tracked(&n.est, both)
 		set(&reply.Flow, 1, mine)
 		reply.Est.Keys, reply.Est.Vals = reply.Est.Keys[:0], reply.Est.Vals[:0]
 		// est += (x_i - est)/2 on the groups both track
-		set(&n.scratch, 0.5, flow)
-		axpy(&n.scratch, -0.5, &reply.Flow)
-		axpy(&n.est, 1, &n.scratch)
+		scratch := &n.buf.scratch
+		set(scratch, 0.5, flow)
+		axpy(scratch, -0.5, &reply.Flow)
+		axpy(&n.est, 1, scratch)
 		n.send(from, reply)
 
 	default: // push-pull reply
@@ -423,29 +680,32 @@ func (n *Node) Step(from PeerID, m *Message) {
 		// est += (x_j - sent)/2: a delta, so that exchanges this node
 		// served in the meantime are kept. The responder averaged only the
 		// groups it tracks among those the request listed.
-		set(&n.scratch, 0.5, restrict(flow, p.groups))
-		axpy(&n.scratch, -0.5, restrict(&p.sent, both))
-		axpy(&n.est, 1, &n.scratch)
+		scratch := &n.buf.scratch
+		set(scratch, 0.5, restrict(flow, p.pp.groups))
+		axpy(scratch, -0.5, restrict(&p.pp.sent, both))
+		axpy(&n.est, 1, scratch)
 		p.active = false
 	}
 }
 
 // overwrite sets the link's flow to the negated flow of the other side and
 // moves the estimate by the difference.
-func (n *Node) overwrite(l *link, theirs *Vec) {
-	axpy(&n.est, 1, &l.flow)
-	set(&l.flow, -1, theirs)
-	axpy(&n.est, -1, &l.flow)
-}
-
-func (n *Node) findLink(peer PeerID, seq uint32, initiator bool) *link {
-	for i := range n.links {
-		l := &n.links[i]
-		if l.peer == peer && l.seq == seq && l.initiator == initiator {
-			return l
+func (n *Node) overwrite(l int, theirs *Vec) {
+	n.ensure(theirs)
+	f := n.flow(l)
+	j := 0
+	for i, k := range n.est.Keys {
+		t := 0.0
+		for j < len(theirs.Keys) && theirs.Keys[j] < k {
+			j++
 		}
+		if j < len(theirs.Keys) && theirs.Keys[j] == k {
+			t = theirs.Vals[j]
+		}
+		// est += old flow; flow = -theirs; est -= new flow
+		n.est.Vals[i] += f[i] + t
+		f[i] = -t
 	}
-	return nil
 }
 
 // groupSet is the set of groups a message lists.
@@ -493,6 +753,9 @@ func filterVec(v *Vec, keep func(g uint64) bool) *Vec {
 }
 
 func (n *Node) hasGroup(g uint64) bool {
+	if len(n.groups) == 1 {
+		return n.group0 == g
+	}
 	i := sort.Search(len(n.groups), func(i int) bool { return n.groups[i].hash >= g })
 	return i < len(n.groups) && n.groups[i].hash == g
 }
@@ -509,9 +772,13 @@ func (n *Node) learn(m *Message) {
 			continue
 		}
 		i := sort.Search(len(n.groups), func(i int) bool { return n.groups[i].hash >= g.Hash })
+		if n.groups == nil {
+			n.groups = n.groupArr[:0]
+		}
 		n.groups = append(n.groups, groupKey{})
 		copy(n.groups[i+1:], n.groups[i:])
 		n.groups[i] = groupKey{hash: g.Hash, key: append([]byte(nil), g.Key...)}
+		n.group0 = n.groups[0].hash
 	}
 	for _, e := range m.Ext {
 		if n.validSlot(e.Slot, Min, Max) {
@@ -565,20 +832,33 @@ func (n *Node) mergeHLL(slot uint64, reg []byte) {
 // RemovePeer forgets the links to a peer that died, undoing their flows: the
 // mass it exchanged on them leaves with it. Links already folded stay.
 func (n *Node) RemovePeer(p PeerID) {
-	keep := 0
-	for i := range n.links {
-		if n.links[i].peer == p {
-			axpy(&n.est, 1, &n.links[i].flow)
+	n.RemovePeers(func(q PeerID) bool { return q == p })
+}
+
+// RemovePeers is RemovePeer for every peer dead reports true for.
+func (n *Node) RemovePeers(dead func(PeerID) bool) {
+	for i := 0; i < len(n.links); {
+		if dead(n.links[i].peer) {
+			for j, x := range n.flow(i) {
+				n.est.Vals[j] += x
+			}
+			n.dropLink(i)
 			continue
 		}
-		n.links[keep], n.links[i] = n.links[i], n.links[keep]
-		keep++
+		i++
 	}
-	n.links = n.links[:keep]
-	if n.pending.peer == p {
+	if n.pending.active && dead(n.pending.peer) {
 		n.pending.active = false
 	}
 }
+
+// Mean returns the average over all peers of an additive component of the
+// group whose key hashes to g (GroupHash), without allocating.
+func (n *Node) Mean(g uint64, comp int) float64 { return n.est.Get(slotKey(g, comp, 0)) }
+
+// Origin returns the average of the originator's unit mass: 1/Origin
+// estimates the number of peers.
+func (n *Node) Origin() float64 { return n.est.Get(originSlot) }
 
 // Mass returns the sum of every slot of the estimate; conservation tests
 // sum it over all peers.

@@ -41,7 +41,7 @@ func newNet(t testing.TB, n int, seed uint64, scheme Scheme, spec Spec, contrib 
 		cfg := DefaultConfig(spec, rand.New(rand.NewPCG(seed, uint64(i)+2)), sampler{PeerID(i), nw})
 		cfg.Scheme = scheme
 		cfg.Originator = i == 0
-		node, err := New(cfg, contrib(i))
+		node, err := New(&cfg, contrib(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +256,7 @@ func TestMaxGroups(t *testing.T) {
 		if len(node.Estimate().Groups) > 2 {
 			t.Fatal("a peer tracks more than MaxGroups groups")
 		}
-		dropped += node.Stats().DroppedGroups
+		dropped += int(node.Stats().DroppedGroups)
 	}
 	if dropped == 0 {
 		t.Error("dropped groups were not counted")

@@ -1,7 +1,9 @@
 package query
 
 import (
+	"iter"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -54,13 +56,7 @@ func Finalize(p *Plan, groups []GroupResult) *Result {
 			continue
 		}
 		aggs := make([]Value, len(p.Aggs))
-		for i, a := range p.Aggs {
-			aggs[i] = finalAgg(a, g.Comps)
-		}
-		r := row{keys: g.Keys}
-		for _, c := range p.Columns {
-			r.vals = append(r.vals, EvalRow(c.Expr, g.Keys, aggs))
-		}
+		r := row{keys: g.Keys, vals: p.Row(g, aggs, nil)}
 		for _, k := range p.Order {
 			r.order = append(r.order, EvalRow(k.Expr, g.Keys, aggs))
 		}
@@ -79,6 +75,19 @@ func Finalize(p *Plan, groups []GroupResult) *Result {
 		res.Rows = append(res.Rows, r.vals)
 	}
 	return res
+}
+
+// Row computes one group's columns, appending them to out; aggs is a
+// buffer of len(p.Aggs) values it fills with the aggregates. It does not
+// allocate when out has room, so the simulator can call it for every peer.
+func (p *Plan) Row(g GroupResult, aggs []Value, out []Value) []Value {
+	for i, a := range p.Aggs {
+		aggs[i] = finalAgg(a, g.Comps)
+	}
+	for _, c := range p.Columns {
+		out = append(out, EvalRow(c.Expr, g.Keys, aggs))
+	}
+	return out
 }
 
 func compareValues(a, b []Value) int {
@@ -157,9 +166,15 @@ func finalAgg(a Aggregate, comps []CompResult) Value {
 // Exact computes a plan's answer directly from every peer's record: the
 // reference the gossip answers are checked against (tests, the simulator).
 func Exact(p *Plan, records []Record) *Result {
+	return ExactSeq(p, slices.Values(records))
+}
+
+// ExactSeq is Exact over a sequence of records, so that a simulator need not
+// hold every record at once.
+func ExactSeq(p *Plan, records iter.Seq[Record]) *Result {
 	switch p.Kind {
 	case PlanAggregate:
-		return Finalize(p, ExactGroups(p, records))
+		return Finalize(p, exactGroups(p, records))
 	case PlanTopK, PlanReserve:
 		type cand struct {
 			key  []byte
@@ -167,7 +182,7 @@ func Exact(p *Plan, records []Record) *Result {
 			row  []Value
 		}
 		var cs []cand
-		for _, r := range records {
+		for r := range records {
 			if p.Matches(r) {
 				cs = append(cs, cand{key: p.SortKey(r), node: r["node"].Str, row: p.Project(r)})
 			}
@@ -193,6 +208,10 @@ func Exact(p *Plan, records []Record) *Result {
 
 // ExactGroups computes every group's components exactly.
 func ExactGroups(p *Plan, records []Record) []GroupResult {
+	return exactGroups(p, slices.Values(records))
+}
+
+func exactGroups(p *Plan, records iter.Seq[Record]) []GroupResult {
 	type acc struct {
 		keys   []Value
 		comps  []CompResult
@@ -201,7 +220,7 @@ func ExactGroups(p *Plan, records []Record) []GroupResult {
 	}
 	groups := map[string]*acc{}
 	var order []string
-	for _, r := range records {
+	for r := range records {
 		if !p.Matches(r) {
 			continue
 		}

@@ -13,7 +13,7 @@
 // is final when it has not changed for StableRounds rounds.
 //
 // Peers that die are dropped from the lists of the peers that learn of it
-// (RemoveNode), and entries of dead nodes are refused from then on; each
+// (Config.Alive and Prune), and entries of dead nodes are refused from then on; each
 // list keeps Reserve entries beyond k so that the k-th place can be
 // backfilled.
 //
@@ -25,7 +25,7 @@
 //	n := topk.New(cfg, ownEntry)          // ownEntry nil if the peer does not match
 //	each round:      n.Tick(); send n.Outbox()
 //	on message m:    n.Step(from, m); send n.Outbox()
-//	on node dead:    n.RemoveNode(name)
+//	on nodes dead:   n.Prune()            // Config.Alive now says so
 //	answer:          n.Top(), n.Stable()
 //
 // The caller's duties:

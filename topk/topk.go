@@ -40,8 +40,13 @@ type Config struct {
 	// StableRounds is how many rounds without a change in the top K make a
 	// list final.
 	StableRounds int
-	Rand         *rand.Rand
-	Sampler      Sampler
+	// Alive reports whether a node is alive as far as this peer knows
+	// (Serf's membership, the simulator's failure detector). Entries of
+	// nodes it calls dead are refused and pruned. Nil means all are alive.
+	// It must be cheap and must not block.
+	Alive   func(node string) bool
+	Rand    *rand.Rand
+	Sampler Sampler
 }
 
 // DefaultConfig returns the configuration peerq uses for k.
@@ -82,7 +87,6 @@ type Stats struct {
 type Node struct {
 	cfg        Config
 	list       []*Entry // best first, at most K+Reserve; replaced, never modified
-	dead       map[string]bool
 	round      int
 	lastChange int
 	out        []Envelope
@@ -207,7 +211,7 @@ func (n *Node) pick(theirs []*Entry, i, j *int) (*Entry, bool) {
 		case *j < len(theirs):
 			e = theirs[*j]
 			*j++
-			if n.dead[e.Node] {
+			if n.cfg.Alive != nil && !n.cfg.Alive(e.Node) {
 				n.stats.Refused++
 				continue
 			}
@@ -218,22 +222,29 @@ func (n *Node) pick(theirs []*Entry, i, j *int) (*Entry, bool) {
 	}
 }
 
-// RemoveNode drops a dead node's entry and refuses it from now on.
-func (n *Node) RemoveNode(name string) {
-	if n.dead == nil {
-		n.dead = make(map[string]bool)
+// Prune drops the entries of nodes Config.Alive now calls dead; call it
+// when the membership loses peers.
+func (n *Node) Prune() {
+	if n.cfg.Alive == nil {
+		return
 	}
-	n.dead[name] = true
+	var kept []*Entry
 	for i, e := range n.list {
-		if e.Node == name {
-			l := make([]*Entry, 0, len(n.list)-1)
-			l = append(append(l, n.list[:i]...), n.list[i+1:]...)
-			n.list = l
+		if !n.cfg.Alive(e.Node) {
+			if kept == nil {
+				kept = append(make([]*Entry, 0, len(n.list)), n.list[:i]...)
+			}
 			if i < n.cfg.K {
 				n.lastChange = n.round
 			}
-			return
+			continue
 		}
+		if kept != nil {
+			kept = append(kept, e)
+		}
+	}
+	if kept != nil {
+		n.list = kept
 	}
 }
 

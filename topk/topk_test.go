@@ -12,6 +12,7 @@ import (
 type net struct {
 	nodes []*Node
 	alive []bool
+	dead  map[string]bool
 	r     *rand.Rand
 	loss  float64
 }
@@ -33,9 +34,11 @@ func (s sampler) Sample(r *rand.Rand) (PeerID, bool) {
 
 func newNet(t testing.TB, entries []*Entry, k int, seed uint64) *net {
 	t.Helper()
-	nw := &net{r: rand.New(rand.NewPCG(seed, 0))}
+	nw := &net{r: rand.New(rand.NewPCG(seed, 0)), dead: map[string]bool{}}
 	for i, e := range entries {
-		n, err := New(DefaultConfig(k, rand.New(rand.NewPCG(seed, uint64(i+1))), sampler{PeerID(i), nw}), e)
+		cfg := DefaultConfig(k, rand.New(rand.NewPCG(seed, uint64(i+1))), sampler{PeerID(i), nw})
+		cfg.Alive = func(node string) bool { return !nw.dead[node] }
+		n, err := New(cfg, e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,9 +164,10 @@ func TestRemoveNode(t *testing.T) {
 			nw.alive[i] = false
 		}
 	}
+	nw.dead[deadName] = true
 	for i, node := range nw.nodes {
 		if nw.alive[i] {
-			node.RemoveNode(deadName)
+			node.Prune()
 		}
 	}
 	for i := 0; i < 30; i++ {

@@ -1,0 +1,747 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/topk"
+)
+
+// Event changes the population at a round: a share of the live peers
+// crash, or that share of the initial population joins.
+type Event struct {
+	Frac  float64
+	Round int
+}
+
+// ParseEvent reads "f@round", as in --crash 0.2@5.
+func ParseEvent(s string) (Event, error) {
+	f, r, ok := strings.Cut(s, "@")
+	if !ok {
+		return Event{}, fmt.Errorf("sim: event %q is not fraction@round", s)
+	}
+	frac, err1 := strconv.ParseFloat(f, 64)
+	round, err2 := strconv.Atoi(r)
+	if err1 != nil || err2 != nil || frac <= 0 || frac >= 1 || round < 1 {
+		return Event{}, fmt.Errorf("sim: event %q needs a fraction in (0,1) and a round ≥ 1", s)
+	}
+	return Event{Frac: frac, Round: round}, nil
+}
+
+// Config configures a simulation.
+type Config struct {
+	Nodes int
+	// Rounds is how many rounds to run; 0 takes the plan's budget for Nodes.
+	Rounds int
+	// Loss is the probability that a message is lost.
+	Loss    float64
+	Crashes []Event
+	Joins   []Event
+	Seed    uint64
+	Scheme  aggregate.Scheme
+	// NFromGossip scales sums by the gossip estimate of the number of peers
+	// (1/origin mass), as beyond Serf's scale; false uses the live count, as
+	// a peer over Serf reads it from the membership.
+	NFromGossip bool
+	// DetectRounds is how many rounds after a crash the survivors learn of
+	// it.
+	DetectRounds int
+	// Retries and FoldAfter tune Flow Updating (aggregate.Config).
+	Retries, FoldAfter int
+	// MetricsSample bounds the peers whose estimates are measured each round
+	// when a plan needs the full estimate (groups, sketches); the
+	// originator is always measured. Ungrouped additive plans and top-k are
+	// measured on every peer.
+	MetricsSample int
+}
+
+// DefaultConfig is the configuration for n peers.
+func DefaultConfig(n int) Config {
+	return Config{Nodes: n, Seed: 1, Scheme: aggregate.FlowUpdating, NFromGossip: true,
+		DetectRounds: 2, Retries: 2, FoldAfter: 5, MetricsSample: 10_000}
+}
+
+// RoundStats is what happened in one round.
+type RoundStats struct {
+	Round, Alive int
+	Messages     int   // sent, lost or not
+	Bytes        int64 // encoded size of the messages sent
+	// Relative errors of the answer against the exact answer over the live
+	// peers: the originator's, and the median and worst over the measured
+	// peers (Measured of them). A peer without an estimate counts as 1.
+	OriginErr, MedianErr, WorstErr float64
+	Measured                       int
+	// ExactShare is the share of measured peers whose top-k is exact.
+	ExactShare float64
+	// Variance is the variance across live peers of the first additive
+	// component's average: push-pull shrinks it by ~0.303 a round.
+	Variance float64
+	// OriginDead counts crashed peers in the originator's top-k list.
+	OriginDead int
+}
+
+// Sim is one simulation. It is not safe for concurrent use.
+type Sim struct {
+	cfg    Config
+	plan   *query.Plan
+	r      *rand.Rand
+	rounds int
+	round  int
+
+	n       int              // peers created so far
+	alive   []bool           // really alive
+	known   []int32          // peers the survivors believe alive (the sampling pool)
+	pos     []int32          // index of each peer in known, or -1
+	ticking int32            // the peer whose Tick runs
+	sink    [8]int           // keeps the read-ahead from being optimized away
+	agg     []aggregate.Node // in one block, never moved (Nodes point into themselves)
+	top     []*topk.Node
+	detects []detection
+	bufs    aggregate.Buffers
+	// Every aggregate instance shares one of two configurations.
+	peerCfg, originCfg aggregate.Config
+
+	exact     *query.Result
+	exactKeys map[string][]query.Value
+	exactTop  []string
+	stats     RoundStats
+	errs      []float64
+}
+
+type detection struct {
+	round int
+	ids   []int32
+}
+
+// sampler draws a uniformly random peer from those believed alive, other
+// than the peer being ticked: cores sample only inside Tick, and the
+// simulator ticks one peer at a time, so one sampler serves all.
+type sampler struct{ s *Sim }
+
+func (sm sampler) Sample(r *rand.Rand) (aggregate.PeerID, bool) {
+	k := sm.s.known
+	if len(k) < 2 {
+		return 0, false
+	}
+	for {
+		var p int32
+		if len(k) == sm.s.n {
+			p = int32(r.IntN(len(k))) // nobody removed: known[i] == i
+		} else {
+			p = k[r.IntN(len(k))]
+		}
+		if p != sm.s.ticking {
+			return aggregate.PeerID(p), true
+		}
+	}
+}
+
+type topSampler struct{ sampler }
+
+func (t topSampler) Sample(r *rand.Rand) (topk.PeerID, bool) {
+	p, ok := t.sampler.Sample(r)
+	return topk.PeerID(p), ok
+}
+
+// New prepares a simulation of plan; peer 0 is the originator.
+func New(plan *query.Plan, cfg Config) (*Sim, error) {
+	if plan.Kind == query.PlanLocal {
+		return nil, errors.New("sim: a local statement involves no gossip")
+	}
+	if cfg.Nodes < 2 {
+		return nil, errors.New("sim: need at least 2 peers")
+	}
+	if cfg.Loss < 0 || cfg.Loss >= 1 {
+		return nil, fmt.Errorf("sim: loss %v outside [0,1)", cfg.Loss)
+	}
+	s := &Sim{cfg: cfg, plan: plan, r: rand.New(rand.NewPCG(cfg.Seed, 0x5eed))}
+	s.rounds = cfg.Rounds
+	if s.rounds <= 0 {
+		s.rounds = plan.RoundBudget(cfg.Nodes)
+	}
+	total := cfg.Nodes
+	for _, j := range cfg.Joins {
+		total += int(j.Frac * float64(cfg.Nodes))
+	}
+	s.alive = make([]bool, 0, total)
+	s.pos = make([]int32, 0, total)
+	s.known = make([]int32, 0, total)
+	if plan.Kind == query.PlanAggregate {
+		s.peerCfg = aggregate.DefaultConfig(plan.AggregateSpec(), s.r, sampler{s})
+		s.peerCfg.Scheme, s.peerCfg.Retries, s.peerCfg.FoldAfter = cfg.Scheme, cfg.Retries, cfg.FoldAfter
+		s.peerCfg.Buffers = &s.bufs // delivery is immediate: one set serves all
+		s.originCfg = s.peerCfg
+		s.originCfg.Originator = true
+		s.agg = make([]aggregate.Node, 0, total)
+		if total > 0 {
+			adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
+		}
+	} else {
+		s.top = make([]*topk.Node, 0, total)
+	}
+	// Build the peers and the exact answer in one pass over the records.
+	var err error
+	s.setExact(query.ExactSeq(plan, func(yield func(query.Record) bool) {
+		for k := 0; k < cfg.Nodes && err == nil; k++ {
+			var rec query.Record
+			if rec, err = s.addOne(); err == nil && !yield(rec) {
+				return
+			}
+		}
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// add creates m peers with the next synthetic records.
+func (s *Sim) add(m int) error {
+	for k := 0; k < m; k++ {
+		if _, err := s.addOne(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addOne creates the next peer and returns its record.
+func (s *Sim) addOne() (query.Record, error) {
+	i := s.n
+	rec := query.Synthetic(s.cfg.Seed, i)
+	// Every peer draws from the one random source: the simulation is
+	// sequential, so the run is still determined by the seed.
+	if s.agg != nil {
+		cfg := &s.peerCfg
+		if i == 0 {
+			cfg = &s.originCfg
+		}
+		if len(s.agg) == cap(s.agg) {
+			return nil, errors.New("sim: more peers than planned") // a move would break the Nodes
+		}
+		s.agg = s.agg[:len(s.agg)+1]
+		if err := s.agg[i].Init(cfg, s.plan.Contribution(rec)); err != nil {
+			return nil, err
+		}
+	} else {
+		cfg := topk.DefaultConfig(s.plan.K, s.r, topSampler{sampler{s}})
+		cfg.Alive = s.knownAlive
+		node, err := topk.New(cfg, s.plan.Entry(rec))
+		if err != nil {
+			return nil, err
+		}
+		s.top = append(s.top, node)
+	}
+	s.alive = append(s.alive, true)
+	s.pos = append(s.pos, int32(len(s.known)))
+	s.known = append(s.known, int32(i))
+	s.n++
+	return rec, nil
+}
+
+// knownAlive is the top-k cores' view of the membership: a node is dead
+// once the survivors have learned of its crash.
+func (s *Sim) knownAlive(node string) bool {
+	i, err := strconv.Atoi(strings.TrimPrefix(node, "peer-"))
+	return err != nil || i >= len(s.pos) || s.pos[i] >= 0
+}
+
+// Rounds is the number of rounds the simulation runs.
+func (s *Sim) Rounds() int { return s.rounds }
+
+// Done reports whether every round has run.
+func (s *Sim) Done() bool { return s.round >= s.rounds }
+
+// Alive is the number of live peers.
+func (s *Sim) Alive() int {
+	n := 0
+	for _, a := range s.alive {
+		if a {
+			n++
+		}
+	}
+	return n
+}
+
+// Step runs one round and measures it.
+func (s *Sim) Step() RoundStats {
+	s.round++
+	s.stats = RoundStats{Round: s.round}
+	changed := s.events()
+	if s.detect() && s.top != nil {
+		for i, t := range s.top {
+			if s.alive[i] {
+				t.Prune()
+			}
+		}
+	}
+	if changed {
+		s.computeExact()
+	}
+	order := make([]int32, 0, len(s.alive))
+	for i, a := range s.alive {
+		if a {
+			order = append(order, int32(i))
+		}
+	}
+	s.r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	const ahead = 12
+	for k, i := range order {
+		if s.agg != nil && k+ahead < len(order) {
+			// Read a peer a few places ahead so that its cache miss overlaps
+			// this peer's work: at millions of peers, memory latency sets
+			// the pace.
+			// Stored, not summed: a running sum would make each read wait
+			// for the one before.
+			s.sink[k%len(s.sink)] = s.agg[order[k+ahead]].Warm()
+		}
+		s.tick(i)
+	}
+	s.stats.Alive = len(order)
+	s.measure()
+	return s.stats
+}
+
+// events applies this round's crashes and joins.
+func (s *Sim) events() bool {
+	changed := false
+	for _, e := range s.cfg.Crashes {
+		if e.Round != s.round {
+			continue
+		}
+		var live []int32
+		for i := 1; i < len(s.alive); i++ { // the originator does not crash
+			if s.alive[i] {
+				live = append(live, int32(i))
+			}
+		}
+		s.r.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+		dead := live[:int(e.Frac*float64(len(live)+1))]
+		for _, d := range dead {
+			s.alive[d] = false
+		}
+		s.detects = append(s.detects, detection{round: s.round + s.cfg.DetectRounds, ids: dead})
+		changed = true
+	}
+	for _, e := range s.cfg.Joins {
+		if e.Round == s.round {
+			if err := s.add(int(e.Frac * float64(s.cfg.Nodes))); err != nil {
+				panic(err) // the same configuration built the first peers
+			}
+			changed = true
+		}
+	}
+	return changed
+}
+
+// detect tells the survivors of the crashes due this round.
+func (s *Sim) detect() bool {
+	var dead []int32
+	keep := s.detects[:0]
+	for _, d := range s.detects {
+		if d.round <= s.round {
+			dead = append(dead, d.ids...)
+		} else {
+			keep = append(keep, d)
+		}
+	}
+	s.detects = keep
+	if len(dead) == 0 {
+		return false
+	}
+	for _, d := range dead {
+		// Remove from the sampling pool: swap with the last.
+		p := s.pos[d]
+		last := s.known[len(s.known)-1]
+		s.known[p], s.pos[last] = last, p
+		s.known = s.known[:len(s.known)-1]
+		s.pos[d] = -1
+	}
+	if s.agg != nil {
+		isDead := func(p aggregate.PeerID) bool { return s.pos[p] < 0 }
+		for i := range s.agg {
+			if s.alive[i] {
+				s.agg[i].RemovePeers(isDead)
+			}
+		}
+	}
+	return true
+}
+
+// tick runs peer i's round and delivers its exchange.
+func (s *Sim) tick(i int32) {
+	s.ticking = i
+	if s.agg != nil {
+		s.agg[i].Tick()
+		s.deliverAgg(i, s.agg[i].Outbox())
+	} else {
+		s.top[i].Tick()
+		s.deliverTop(i, s.top[i].Outbox())
+	}
+}
+
+func (s *Sim) lost(to int) bool {
+	return !s.alive[to] || s.cfg.Loss > 0 && s.r.Float64() < s.cfg.Loss
+}
+
+func (s *Sim) deliverAgg(from int32, out []aggregate.Envelope) {
+	// A node sends at most one message per call; copy it out before the
+	// receiver's reply comes back into the sender.
+	for len(out) > 0 {
+		env := out[0]
+		out = out[1:]
+		s.stats.Messages++
+		s.stats.Bytes += int64(env.Msg.Size())
+		to := int32(env.To)
+		if s.lost(int(to)) {
+			continue
+		}
+		s.agg[to].Step(aggregate.PeerID(from), env.Msg)
+		s.deliverAgg(to, s.agg[to].Outbox())
+	}
+}
+
+func (s *Sim) deliverTop(from int32, out []topk.Envelope) {
+	for len(out) > 0 {
+		env := out[0]
+		out = out[1:]
+		s.stats.Messages++
+		s.stats.Bytes += int64(env.Msg.Size())
+		to := int32(env.To)
+		if s.lost(int(to)) {
+			continue
+		}
+		s.top[to].Step(topk.PeerID(from), env.Msg)
+		s.deliverTop(to, s.top[to].Outbox())
+	}
+}
+
+// liveRecords yields the records of the live peers, regenerated from the
+// seed so that a million records are never held at once.
+func (s *Sim) liveRecords() iter.Seq[query.Record] {
+	return func(yield func(query.Record) bool) {
+		for i, a := range s.alive {
+			if a && !yield(query.Synthetic(s.cfg.Seed, i)) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Sim) computeExact() { s.setExact(query.ExactSeq(s.plan, s.liveRecords())) }
+
+func (s *Sim) setExact(exact *query.Result) {
+	s.exact = exact
+	s.exactKeys = map[string][]query.Value{}
+	if s.plan.Kind == query.PlanAggregate {
+		for _, row := range s.exact.Rows {
+			s.exactKeys[rowKey(s.plan, row)] = row
+		}
+	}
+	s.exactTop = s.exact.Nodes
+}
+
+// rowKey identifies an aggregate row by its GROUP BY columns: the columns
+// that are keys.
+func rowKey(p *query.Plan, row []query.Value) string {
+	var keys []query.Value
+	for i, c := range p.Columns {
+		if c.Expr.Op == query.OpKeyRef {
+			keys = append(keys, row[i])
+		}
+	}
+	return string(query.EncodeRow(keys))
+}
+
+// Exact is the exact answer over the live peers.
+func (s *Sim) Exact() *query.Result { return s.exact }
+
+// Answer is the originator's answer now.
+func (s *Sim) Answer() (*query.Result, error) { return s.answerOf(0) }
+
+func (s *Sim) answerOf(i int) (*query.Result, error) {
+	if s.top != nil {
+		return s.plan.TopResult(s.top[i].Top())
+	}
+	groups, err := s.plan.GroupResults(s.agg[i].Estimate(), s.nScale())
+	if err != nil {
+		return nil, err
+	}
+	return query.Finalize(s.plan, groups), nil
+}
+
+// nScale is the number of peers a peer multiplies averages by: the live
+// count it knows from the membership, or 0 to use its own gossip estimate.
+func (s *Sim) nScale() float64 {
+	if s.cfg.NFromGossip {
+		return 0
+	}
+	return float64(len(s.known))
+}
+
+// measure fills the round's error figures.
+func (s *Sim) measure() {
+	if s.top != nil {
+		s.measureTop()
+		return
+	}
+	s.stats.Variance = s.variance()
+	s.stats.OriginErr = s.errOf(s.answerOf(0))
+	s.errs = s.errs[:0]
+	if fast := s.fastPath(); fast {
+		s.errs = s.measureAll(s.errs)
+	} else {
+		ids := s.sample()
+		for _, i := range ids {
+			s.errs = append(s.errs, s.errOf(s.answerOf(int(i))))
+		}
+	}
+	s.summarize()
+}
+
+func (s *Sim) summarize() {
+	s.stats.Measured = len(s.errs)
+	if len(s.errs) == 0 {
+		return
+	}
+	worst := 0.0
+	for _, e := range s.errs {
+		worst = math.Max(worst, e)
+	}
+	s.stats.WorstErr = worst
+	s.stats.MedianErr = nth(s.errs, len(s.errs)/2)
+}
+
+// nth returns the k-th smallest of xs (reordering xs): quickselect, linear
+// on average, where a sort of a million errors a round would not be.
+func nth(xs []float64, k int) float64 {
+	lo, hi := 0, len(xs)-1
+	for lo < hi {
+		pivot := xs[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for xs[i] < pivot {
+				i++
+			}
+			for xs[j] > pivot {
+				j--
+			}
+			if i <= j {
+				xs[i], xs[j] = xs[j], xs[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return xs[k]
+		}
+	}
+	return xs[k]
+}
+
+// sample picks up to MetricsSample live peers, the originator first.
+func (s *Sim) sample() []int32 {
+	var live []int32
+	for i, a := range s.alive {
+		if a {
+			live = append(live, int32(i))
+		}
+	}
+	if s.cfg.MetricsSample <= 0 || len(live) <= s.cfg.MetricsSample {
+		return live
+	}
+	r := rand.New(rand.NewPCG(s.cfg.Seed, uint64(s.round)))
+	r.Shuffle(len(live)-1, func(i, j int) { live[i+1], live[j+1] = live[j+1], live[i+1] })
+	return live[:s.cfg.MetricsSample]
+}
+
+// fastPath reports whether every peer's answer can be read from its
+// averages alone, without building its full estimate: one group, additive
+// components only.
+func (s *Sim) fastPath() bool {
+	if len(s.plan.GroupBy) > 0 {
+		return false
+	}
+	for _, c := range s.plan.Components {
+		if !c.Kind.Additive() {
+			return false
+		}
+	}
+	return true
+}
+
+var ungrouped = aggregate.GroupHash(nil)
+
+// measureAll appends every live peer's error on the fast path. The peers
+// are only read, so the work is split over the CPUs; the simulation itself
+// stays on one goroutine.
+func (s *Sim) measureAll(errs []float64) []float64 {
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	parts := make([][]float64, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := w*len(s.agg)/workers, (w+1)*len(s.agg)/workers
+		wg.Add(1)
+		parts[w] = make([]float64, 0, hi-lo)
+		go func() {
+			defer wg.Done()
+			m := errMeter{s: s, comps: make([]query.CompResult, len(s.plan.Components)), aggs: make([]query.Value, len(s.plan.Aggs))}
+			for i := lo; i < hi; i++ {
+				if s.alive[i] {
+					parts[w] = append(parts[w], m.err(&s.agg[i]))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, p := range parts {
+		errs = append(errs, p...)
+	}
+	return errs
+}
+
+// errMeter holds one worker's buffers for measuring peers.
+type errMeter struct {
+	s     *Sim
+	comps []query.CompResult
+	aggs  []query.Value
+	cells []query.Value
+}
+
+// err is one peer's relative error on the fast path.
+func (m *errMeter) err(a *aggregate.Node) float64 {
+	s := m.s
+	n := s.nScale()
+	if n == 0 {
+		o := a.Origin()
+		if o <= 0 {
+			return 1
+		}
+		n = 1 / o
+	}
+	for i := range m.comps {
+		m.comps[i] = query.CompResult{Total: a.Mean(ungrouped, i) * n}
+	}
+	m.cells = s.plan.Row(query.GroupResult{Comps: m.comps}, m.aggs, m.cells[:0])
+	if len(s.exact.Rows) != 1 {
+		return 1
+	}
+	return rowErr(m.cells, s.exact.Rows[0])
+}
+
+// errOf is the relative error of an aggregate answer: the worst over every
+// numeric cell of every exact row; a missing row counts as 1.
+func (s *Sim) errOf(res *query.Result, err error) float64 {
+	if err != nil || res == nil {
+		return 1
+	}
+	got := map[string][]query.Value{}
+	for _, row := range res.Rows {
+		got[rowKey(s.plan, row)] = row
+	}
+	worst := 0.0
+	for k, want := range s.exactKeys {
+		row, ok := got[k]
+		if !ok {
+			return 1
+		}
+		worst = math.Max(worst, rowErr(row, want))
+	}
+	return worst
+}
+
+func rowErr(got, want []query.Value) float64 {
+	worst := 0.0
+	for j, w := range want {
+		g := got[j]
+		switch {
+		case w.Kind.Numeric() && g.Kind.Numeric():
+			d := math.Abs(g.Num - w.Num)
+			if w.Num != 0 {
+				d /= math.Abs(w.Num)
+			}
+			worst = math.Max(worst, d)
+		case w != g:
+			return 1
+		}
+	}
+	return worst
+}
+
+// variance is the variance across live peers of the first additive
+// component's average.
+func (s *Sim) variance() float64 {
+	comp := -1
+	for i, c := range s.plan.Components {
+		if c.Kind == query.CompSum || c.Kind == query.CompCount && c.Arg != nil {
+			comp = i
+			break
+		}
+	}
+	if comp < 0 || len(s.plan.GroupBy) > 0 {
+		return 0
+	}
+	var sum, sumSq float64
+	n := 0
+	for i := range s.agg {
+		if s.alive[i] {
+			x := s.agg[i].Mean(ungrouped, comp)
+			sum += x
+			sumSq += x * x
+			n++
+		}
+	}
+	mean := sum / float64(n)
+	return math.Max(sumSq/float64(n)-mean*mean, 0)
+}
+
+func (s *Sim) measureTop() {
+	exact, total := 0, 0
+	for i, t := range s.top {
+		if !s.alive[i] {
+			continue
+		}
+		total++
+		if sameNodes(t.Top(), s.exactTop) {
+			exact++
+		}
+	}
+	s.stats.Measured = total
+	s.stats.ExactShare = float64(exact) / float64(total)
+	s.stats.OriginErr = 1
+	if sameNodes(s.top[0].Top(), s.exactTop) {
+		s.stats.OriginErr = 0
+	}
+	for _, e := range s.top[0].Top() {
+		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.alive) && !s.alive[i] {
+			s.stats.OriginDead++
+		}
+	}
+}
+
+func sameNodes(es []*topk.Entry, names []string) bool {
+	if len(es) != len(names) {
+		return false
+	}
+	for i, e := range es {
+		if e.Node != names[i] {
+			return false
+		}
+	}
+	return true
+}
