@@ -56,7 +56,11 @@ type Config struct {
 	// DetectRounds is how many rounds after a crash the survivors learn of
 	// it.
 	DetectRounds int
-	// Retries and FoldAfter tune Flow Updating (aggregate.Config).
+	// Retries and FoldAfter tune Flow Updating (aggregate.Config). FoldAfter
+	// 0 chooses: with crashes, links are kept for the whole run, so that a
+	// survivor can undo every flow it exchanged with a peer that died and
+	// the estimate is of the survivors exactly; without, 5 rounds, which
+	// keeps a million peers in memory.
 	Retries, FoldAfter int
 	// MetricsSample bounds the peers whose estimates are measured each round
 	// when a plan needs the full estimate (groups, sketches); the
@@ -68,7 +72,7 @@ type Config struct {
 // DefaultConfig is the configuration for n peers.
 func DefaultConfig(n int) Config {
 	return Config{Nodes: n, Seed: 1, Scheme: aggregate.FlowUpdating, NFromGossip: true,
-		DetectRounds: 2, Retries: 2, FoldAfter: 5, MetricsSample: 10_000}
+		DetectRounds: 2, Retries: 2, MetricsSample: 10_000}
 }
 
 // RoundStats is what happened in one round.
@@ -178,7 +182,13 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	s.known = make([]int32, 0, total)
 	if plan.Kind == query.PlanAggregate {
 		s.peerCfg = aggregate.DefaultConfig(plan.AggregateSpec(), s.r, sampler{s})
-		s.peerCfg.Scheme, s.peerCfg.Retries, s.peerCfg.FoldAfter = cfg.Scheme, cfg.Retries, cfg.FoldAfter
+		s.peerCfg.Scheme, s.peerCfg.Retries = cfg.Scheme, cfg.Retries
+		switch {
+		case cfg.FoldAfter > 0:
+			s.peerCfg.FoldAfter = cfg.FoldAfter
+		case len(cfg.Crashes) > 0:
+			s.peerCfg.FoldAfter = s.rounds + cfg.DetectRounds + 1
+		}
 		s.peerCfg.Buffers = &s.bufs // delivery is immediate: one set serves all
 		s.originCfg = s.peerCfg
 		s.originCfg.Originator = true

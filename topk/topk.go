@@ -87,6 +87,7 @@ type Stats struct {
 type Node struct {
 	cfg        Config
 	list       []*Entry // best first, at most K+Reserve; replaced, never modified
+	own        *Entry   // this peer's entry, offered again after a prune
 	round      int
 	lastChange int
 	out        []Envelope
@@ -102,7 +103,7 @@ func New(cfg Config, own *Entry) (*Node, error) {
 	case cfg.K < 1 || cfg.Reserve < 0 || cfg.StableRounds < 1:
 		return nil, fmt.Errorf("topk: bad Config K=%d Reserve=%d StableRounds=%d", cfg.K, cfg.Reserve, cfg.StableRounds)
 	}
-	n := &Node{cfg: cfg}
+	n := &Node{cfg: cfg, own: own}
 	if own != nil {
 		n.list = []*Entry{own}
 	}
@@ -223,11 +224,18 @@ func (n *Node) pick(theirs []*Entry, i, j *int) (*Entry, bool) {
 }
 
 // Prune drops the entries of nodes Config.Alive now calls dead; call it
-// when the membership loses peers.
+// when the membership loses peers. The peer then offers its own entry again:
+// with places freed at the top, it may now belong there, even if it had
+// fallen out of every list, so the answer stays exact whatever the reserve.
 func (n *Node) Prune() {
 	if n.cfg.Alive == nil {
 		return
 	}
+	defer func() {
+		if n.own != nil {
+			n.merge([]*Entry{n.own})
+		}
+	}()
 	var kept []*Entry
 	for i, e := range n.list {
 		if !n.cfg.Alive(e.Node) {

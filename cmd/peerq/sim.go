@@ -85,6 +85,7 @@ peer against the exact answer computed over the live peers.`,
 	f.StringVar(&scheme, "scheme", "flow-updating", "averaging scheme: flow-updating or push-pull")
 	f.StringVar(&nFrom, "n-from", "gossip", "number of peers for sums: gossip (estimated) or membership (known)")
 	f.IntVar(&cfg.DetectRounds, "detect", cfg.DetectRounds, "rounds until survivors learn of a crash")
+	f.IntVar(&cfg.FoldAfter, "fold-after", cfg.FoldAfter, "rounds a flow-updating link is kept, so its flow can be undone if the peer dies (0: the whole run when --crash is given, else 5)")
 	f.IntVar(&cfg.MetricsSample, "sample", cfg.MetricsSample, "peers measured each round when a plan needs full estimates")
 	f.StringVar(&csvPath, "csv", "", "write the per-round table as CSV to this file")
 	f.StringVar(&plotPath, "plot", "", "draw error against round (log scale) as PNG to this file")
