@@ -332,11 +332,32 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if got := m.Encode(nil); len(got) != m.Size() {
-			t.Fatalf("Size %d, encoded %d", m.Size(), len(got))
+		if got := m.Encode(nil); len(got) != m.Size() || string(got) != string(b) {
+			t.Fatalf("re-encoding differs (Size %d, encoded %d, input %d)", m.Size(), len(got), len(b))
 		}
 		// Whatever decodes, a node must take without panicking.
 		nw.nodes[1].Step(0, m)
 		nw.nodes[1].Estimate()
 	})
+}
+
+func TestTracker(t *testing.T) {
+	var tr Tracker
+	if got := tr.Observe([]float64{100}); got != 1 {
+		t.Errorf("first round: %v, want 1", got)
+	}
+	// An estimate converging geometrically to 50 by ρ a round: the
+	// tracker's error estimate follows the true error within a factor 2.
+	err := 10.0
+	for r := 0; r < 20; r++ {
+		err *= rho
+		est := tr.Observe([]float64{50 + err, 7})
+		truth := err / (50 + err)
+		if r > 2 && (est < truth/2 || est > 4*truth) {
+			t.Errorf("round %d: estimate %.3g, true error %.3g", r, est, truth)
+		}
+	}
+	if got := tr.Observe([]float64{1, 2, 3}); got != 1 {
+		t.Errorf("new shape: %v, want 1", got)
+	}
 }

@@ -241,8 +241,8 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	x, n := binary.Uvarint(d.b[d.i:])
-	if n <= 0 {
-		d.fail("bad varint")
+	if n <= 0 || n != uvarintLen(x) {
+		d.fail("bad varint") // malformed, or not in its shortest form
 		return 0
 	}
 	d.i += n

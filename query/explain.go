@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/peerq/peerq/topk"
 )
 
 // The limits table of DESIGN.md §3 (push-pull gossip, uniform peer
@@ -65,8 +67,8 @@ func (p *Plan) RoundBudget(n int) int {
 	return 2*ExpectedRounds(p.Kind, max(n, 2), p.Accuracy) + 5
 }
 
-// Size model of one exchange message, in bytes, for EXPLAIN. The protocol
-// packages hold tests that their real encodings stay within it.
+// Size model of one exchange message, in bytes, for EXPLAIN. The simulator's
+// tests check it against the encoded messages (sim.TestMessageSizeModel).
 const (
 	MsgHeaderBytes   = 32   // query id, round, kind, lengths
 	MassBytes        = 16   // one (value, weight) pair of float64
@@ -103,8 +105,9 @@ func (p *Plan) MessageBytes() int {
 		}
 		return MsgHeaderBytes + groups*per
 	case PlanTopK, PlanReserve:
+		// Lists carry the top k and the reserve kept to backfill crashes.
 		entry := EntryHeaderBytes + EntryValueBytes*(len(p.Columns)+len(p.Order))
-		return MsgHeaderBytes + p.K*entry
+		return MsgHeaderBytes + (p.K+topk.DefaultConfig(p.K, nil, nil).Reserve)*entry
 	}
 	return 0
 }

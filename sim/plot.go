@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -21,7 +22,7 @@ func PlotErrors(w io.Writer, title string, stats []RoundStats) error {
 	p.X.Label.Text = "round"
 	p.Y.Label.Text = "relative error"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = powerTicks{}
 	p.Add(plotter.NewGrid())
 
 	const floor = 1e-9 // a log axis cannot show 0
@@ -81,4 +82,18 @@ type colorRGB struct{ r, g, b uint8 }
 
 func (c colorRGB) RGBA() (r, g, b, a uint32) {
 	return uint32(c.r) * 0x101, uint32(c.g) * 0x101, uint32(c.b) * 0x101, 0xffff
+}
+
+// powerTicks labels a log axis at the powers of ten: 1e-06 ... 1.
+type powerTicks struct{}
+
+func (powerTicks) Ticks(min, max float64) []plot.Tick {
+	var ticks []plot.Tick
+	for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
+		v := math.Pow(10, e)
+		if v >= min && v <= max {
+			ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+		}
+	}
+	return ticks
 }

@@ -92,6 +92,10 @@ type RoundStats struct {
 	Variance float64
 	// OriginDead counts crashed peers in the originator's top-k list.
 	OriginDead int
+	// ErrEstimate is the error the originator estimates for its own
+	// answer, from its own view alone (aggregate.Tracker); for top-k, 0
+	// once its list is stable, else 1.
+	ErrEstimate float64
 }
 
 // Sim is one simulation. It is not safe for concurrent use.
@@ -120,6 +124,7 @@ type Sim struct {
 	exactTop  []string
 	stats     RoundStats
 	errs      []float64
+	tracker   aggregate.Tracker
 }
 
 type detection struct {
@@ -506,7 +511,20 @@ func (s *Sim) measure() {
 		return
 	}
 	s.stats.Variance = s.variance()
-	s.stats.OriginErr = s.errOf(s.answerOf(0))
+	answer, err := s.answerOf(0)
+	s.stats.OriginErr = s.errOf(answer, err)
+	s.stats.ErrEstimate = 1
+	if err == nil {
+		var cells []float64
+		for _, row := range answer.Rows {
+			for _, v := range row {
+				if v.Kind.Numeric() {
+					cells = append(cells, v.Num)
+				}
+			}
+		}
+		s.stats.ErrEstimate = s.tracker.Observe(cells)
+	}
 	s.errs = s.errs[:0]
 	if fast := s.fastPath(); fast {
 		s.errs = s.measureAll(s.errs)
@@ -736,6 +754,10 @@ func (s *Sim) measureTop() {
 	s.stats.OriginErr = 1
 	if sameNodes(s.top[0].Top(), s.exactTop) {
 		s.stats.OriginErr = 0
+	}
+	s.stats.ErrEstimate = 1
+	if s.top[0].Stable() {
+		s.stats.ErrEstimate = 0
 	}
 	for _, e := range s.top[0].Top() {
 		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.alive) && !s.alive[i] {

@@ -218,3 +218,45 @@ func TestPercentiles(t *testing.T) {
 }
 
 func ftoa(x float64) string { return query.Num(query.KindNumber, x).String() }
+
+// EXPLAIN's size model against the messages the cores really encode.
+func TestMessageSizeModel(t *testing.T) {
+	for _, src := range []string{
+		"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
+		"SELECT AVG(cpu_load), MAX(mem_free) FROM peers",
+		"SELECT node FROM peers ORDER BY reliability DESC LIMIT 50",
+	} {
+		p := plan(t, src)
+		_, stats := run(t, src, config(2000, 20, 1))
+		var msgs, bytes float64
+		for _, st := range stats[10:] { // once lists and vectors are full
+			msgs += float64(st.Messages)
+			bytes += float64(st.Bytes)
+		}
+		got, model := bytes/msgs, float64(p.MessageBytes())
+		if got < model/2 || got > model*1.5 {
+			t.Errorf("%s: %.0f bytes per message, model says %.0f", src, got, model)
+		}
+		t.Logf("%s: %.0f bytes per message, model %.0f", src, got, model)
+	}
+}
+
+// The originator's own error estimate is a sound convergence signal: once it
+// says 0.1%, the true error is below 1%.
+func TestErrorEstimate(t *testing.T) {
+	for _, src := range []string{"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB", "SELECT AVG(cpu_load), SUM(disk_free) FROM peers"} {
+		_, stats := run(t, src, config(10_000, 40, 3))
+		seen := false
+		for _, st := range stats {
+			if st.ErrEstimate < 0.001 {
+				seen = true
+				if st.OriginErr > 0.01 {
+					t.Errorf("%s round %d: estimated %.2e, true error %.2e", src, st.Round, st.ErrEstimate, st.OriginErr)
+				}
+			}
+		}
+		if !seen {
+			t.Errorf("%s: the estimate never fell below 0.1%%", src)
+		}
+	}
+}

@@ -75,13 +75,13 @@ func Decode(b []byte) (*Message, error) {
 		return fail(fmt.Sprintf("kind %d", b[1]))
 	}
 	b = b[2:]
-	count, k := binary.Uvarint(b)
+	count, k := uvarint(b)
 	if k <= 0 || count > MaxEntries || count > uint64(len(b)) {
 		return fail("bad entry count")
 	}
 	b = b[k:]
 	field := func() ([]byte, bool) {
-		l, k := binary.Uvarint(b)
+		l, k := uvarint(b)
 		if k <= 0 || l > MaxFieldBytes || l > uint64(len(b)-k) {
 			return nil, false
 		}
@@ -105,4 +105,14 @@ func Decode(b []byte) (*Message, error) {
 		return fail("entries not in order")
 	}
 	return m, nil
+}
+
+// uvarint reads a varint in its shortest form only, so that every message
+// has one encoding; it returns k ≤ 0 otherwise.
+func uvarint(b []byte) (uint64, int) {
+	x, k := binary.Uvarint(b)
+	if k > 0 && k != uvarintLen(int(x)) {
+		return 0, -1
+	}
+	return x, k
 }

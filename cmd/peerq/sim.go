@@ -102,7 +102,7 @@ func runSim(out io.Writer, plan *query.Plan, cfg sim.Config, csvPath, plotPath s
 	setup := time.Since(start)
 	topK := plan.Kind != query.PlanAggregate
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := "round\talive\tmessages\tbytes\tmsg/peer\tB/peer\torigin err\tmedian err\tworst err\t"
+	header := "round\talive\tmessages\tbytes\tmsg/peer\tB/peer\torigin err\tmedian err\tworst err\torigin's estimate\t"
 	if topK {
 		header = "round\talive\tmessages\tbytes\tmsg/peer\tB/peer\torigin exact\tpeers exact\tdead in origin\t"
 	}
@@ -122,8 +122,8 @@ func runSim(out io.Writer, plan *query.Plan, cfg sim.Config, csvPath, plotPath s
 			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.2f\t%.0f\t%v\t%.2f%%\t%d\t\n", st.Round, st.Alive, st.Messages, st.Bytes,
 				perPeer, bPerPeer, st.OriginErr == 0, 100*st.ExactShare, st.OriginDead)
 		} else {
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.2f\t%.0f\t%s\t%s\t%s\t\n", st.Round, st.Alive, st.Messages, st.Bytes,
-				perPeer, bPerPeer, pct(st.OriginErr), pct(st.MedianErr), pct(st.WorstErr))
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.2f\t%.0f\t%s\t%s\t%s\t±%s\t\n", st.Round, st.Alive, st.Messages, st.Bytes,
+				perPeer, bPerPeer, pct(st.OriginErr), pct(st.MedianErr), pct(st.WorstErr), pct(st.ErrEstimate))
 		}
 	}
 	tw.Flush()
@@ -260,12 +260,13 @@ func writeSimCSV(path string, stats []sim.RoundStats) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"round", "alive", "messages", "bytes", "origin_err", "median_err", "worst_err", "measured", "exact_share", "variance", "origin_dead"})
+	w.Write([]string{"round", "alive", "messages", "bytes", "origin_err", "median_err", "worst_err", "measured", "exact_share", "variance", "origin_dead", "err_estimate"})
 	for _, st := range stats {
 		w.Write([]string{strconv.Itoa(st.Round), strconv.Itoa(st.Alive), strconv.Itoa(st.Messages), strconv.FormatInt(st.Bytes, 10),
 			strconv.FormatFloat(st.OriginErr, 'g', -1, 64), strconv.FormatFloat(st.MedianErr, 'g', -1, 64),
 			strconv.FormatFloat(st.WorstErr, 'g', -1, 64), strconv.Itoa(st.Measured),
-			strconv.FormatFloat(st.ExactShare, 'g', -1, 64), strconv.FormatFloat(st.Variance, 'g', -1, 64), strconv.Itoa(st.OriginDead)})
+			strconv.FormatFloat(st.ExactShare, 'g', -1, 64), strconv.FormatFloat(st.Variance, 'g', -1, 64), strconv.Itoa(st.OriginDead),
+			strconv.FormatFloat(st.ErrEstimate, 'g', -1, 64)})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
