@@ -260,3 +260,25 @@ func TestErrorEstimate(t *testing.T) {
 		}
 	}
 }
+
+// Loss and churn together: 5% of messages lost, 20% of the peers crash at
+// round 5 and 10% new ones join at round 10; COUNT and AVG stay within 2%
+// of the live peers' exact answer.
+func TestLossAndChurn(t *testing.T) {
+	for seed := uint64(1); seed <= 2; seed++ {
+		cfg := config(10_000, 40, seed)
+		cfg.Loss = 0.05
+		cfg.Crashes = []Event{{Frac: 0.2, Round: 5}}
+		cfg.Joins = []Event{{Frac: 0.1, Round: 10}}
+		s, stats := run(t, "SELECT COUNT(*), AVG(mem_free) FROM peers WHERE cpu_cores >= 8", cfg)
+		last := stats[len(stats)-1]
+		if last.Alive != 9000 {
+			t.Fatalf("alive %d, want 9000", last.Alive)
+		}
+		if last.OriginErr > 0.02 {
+			got, _ := s.Answer()
+			t.Errorf("seed %d: originator error %.4f: %v vs %v", seed, last.OriginErr, got.Rows, s.Exact().Rows)
+		}
+		t.Logf("seed %d: originator error %.2e, worst peer %.2e", seed, last.OriginErr, last.WorstErr)
+	}
+}
