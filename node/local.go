@@ -1,0 +1,64 @@
+package node
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/peerq/peerq/parser"
+	"github.com/peerq/peerq/query"
+)
+
+// memberRecords builds, from the member list alone, the record of every
+// live peer as far as membership knows it: name, address and tags.
+func (n *Node) memberRecords() []query.Record {
+	var recs []query.Record
+	for _, m := range n.ov.Members() {
+		rec := query.Record{"node": query.Str(m.Name), "addr": query.Str(m.Addr), "reserved": query.Bool(false)}
+		for k, v := range m.Tags {
+			rec[k] = query.Str(v)
+		}
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
+// fromMembership answers a plan that reads only membership attributes from
+// the member list, exactly, without gossip.
+func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error) {
+	recs := n.memberRecords()
+	return &Result{Result: query.Exact(plan, recs), Peers: len(recs), Elapsed: time.Since(start),
+		PlanHash: plan.Hash(), FromTags: true, Converged: true}, nil
+}
+
+// local answers SHOW statements from this peer's own knowledge.
+func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
+	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
+	res := &query.Result{}
+	switch plan.Local.Show {
+	case parser.ShowMembers:
+		res.Columns = []query.Column{col("node", query.KindString), col("addr", query.KindString), col("tags", query.KindString)}
+		for _, m := range n.ov.Members() {
+			var tags []string
+			for k, v := range m.Tags {
+				tags = append(tags, k+"="+v)
+			}
+			sort.Strings(tags)
+			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), query.Str(strings.Join(tags, ","))})
+		}
+	case parser.ShowAttributes:
+		res.Columns = []query.Column{col("attribute", query.KindString), col("kind", query.KindString),
+			col("source", query.KindString), col("description", query.KindString)}
+		for _, a := range n.Catalog().Attrs() {
+			res.Rows = append(res.Rows, []query.Value{query.Str(a.Name), query.Str(a.Kind.String()),
+				query.Str(a.Origin.String()), query.Str(a.Doc)})
+		}
+	case parser.ShowSubclouds:
+		// Subclouds show in members' tags; until RESERVE exists (issue 6)
+		// no peer carries one, and the list is empty.
+		res.Columns = []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
+			col("size", query.KindCount), col("expires", query.KindDuration)}
+	}
+	return &Result{Result: res, Peers: n.ov.Size(), Elapsed: time.Since(start), PlanHash: plan.Hash(),
+		FromTags: true, Converged: true}, nil
+}

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/peerq/peerq/parser"
+	"github.com/peerq/peerq/query"
+)
+
+func compile(t testing.TB, n *Node, src string) *query.Plan {
+	t.Helper()
+	stmt, err := parser.ParseOne(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := query.Compile(stmt, n.Catalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startEmbedded(t testing.TB, n int) *Embedded {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true, Round: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if err := e.WaitSettled(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestEmbeddedQueries(t *testing.T) {
+	e := startEmbedded(t, 40)
+	asker := e.Nodes[3]
+	for _, src := range []string{
+		"SELECT COUNT(*), AVG(cpu_load), MAX(mem_free) FROM peers WHERE mem_free >= 4GB",
+		"SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 10",
+		"SELECT region, COUNT(*) FROM peers GROUP BY region",
+		"SELECT COUNT(*) FROM peers WHERE region = 'eu'",
+	} {
+		p := compile(t, asker, src)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res, err := asker.Query(ctx, p, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		want := query.Exact(p, e.Records())
+		t.Logf("%s: %d rounds, %v, converged %v, from tags %v", src, res.Rounds, res.Elapsed, res.Converged, res.FromTags)
+		if len(res.Rows) != len(want.Rows) {
+			t.Fatalf("%s: %d rows, want %d\n got %v\nwant %v", src, len(res.Rows), len(want.Rows), res.Rows, want.Rows)
+		}
+		for i := range want.Rows {
+			for j, w := range want.Rows[i] {
+				g := res.Rows[i][j]
+				if w.Kind.Numeric() {
+					if math.Abs(g.Num-w.Num) > 0.01*math.Abs(w.Num)+1e-9 {
+						t.Errorf("%s row %d col %d: %v, want %v", src, i, j, g, w)
+					}
+				} else if g != w {
+					t.Errorf("%s row %d col %d: %v, want %v", src, i, j, g, w)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package overlay
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Cluster is an embedded cluster: many real Serf peers in one process on
+// one MemNetwork.
+type Cluster struct {
+	Mem   *MemNetwork
+	Peers []*Overlay
+}
+
+// StartCluster creates one peer per configuration on a new in-memory
+// network and joins each to up to three random peers already in, one after
+// the other: a join is a full state push-pull with its seeds, and one seed
+// for everyone became the bottleneck past a few hundred peers. progress, if
+// set, is called after each join with the peers created so far. Serve
+// handlers are set by serve before any peer joins.
+func StartCluster(ctx context.Context, cfgs []Config, serve func(i int, o *Overlay), progress func(joined int)) (*Cluster, error) {
+	c := &Cluster{Mem: NewMemNetwork()}
+	r := rand.New(rand.NewPCG(uint64(len(cfgs)), 7))
+	for i, cfg := range cfgs {
+		cfg.Mem = c.Mem
+		o, err := New(cfg)
+		if err != nil {
+			c.Shutdown()
+			return nil, err
+		}
+		if serve != nil {
+			serve(i, o)
+		}
+		c.Peers = append(c.Peers, o)
+		if i > 0 {
+			var seeds []string
+			for k := 0; k < 3 && k < i; k++ {
+				seeds = append(seeds, c.Peers[r.IntN(i)].JoinAddr())
+			}
+			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := o.Join(jctx, seeds)
+			cancel()
+			if err != nil {
+				c.Shutdown()
+				return nil, fmt.Errorf("overlay: peer %d of %d: %w", i+1, len(cfgs), err)
+			}
+		}
+		if progress != nil {
+			progress(i + 1)
+		}
+	}
+	return c, nil
+}
+
+// Settled reports how many peers see every peer of the cluster alive.
+func (c *Cluster) Settled() int {
+	n := 0
+	for _, p := range c.Peers {
+		if p.Size() == len(c.Peers) {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitSettled waits until every peer sees all the others, calling progress
+// with the count of settled peers as it goes.
+func (c *Cluster) WaitSettled(ctx context.Context, progress func(settled int)) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s := c.Settled()
+		if progress != nil {
+			progress(s)
+		}
+		if s == len(c.Peers) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("overlay: %d of %d peers settled: %w", s, len(c.Peers), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Shutdown stops every peer, in parallel.
+func (c *Cluster) Shutdown() {
+	var wg sync.WaitGroup
+	for _, p := range c.Peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Shutdown()
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,36 @@
+// Package overlay is everything peerq takes from Serf: membership, failure
+// detection and tags (hashicorp/serf over hashicorp/memberlist, not
+// re-implemented), a uniform random sampler over the live peerq peers, and a
+// request/response exchange transport for the protocols' point-to-point
+// messages, which Serf cannot carry (its delegate drops or misreads foreign
+// bytes; SERF-NOTES.md).
+//
+// Two modes share the code: real peers over UDP/TCP sockets (memberlist's
+// NetTransport and a TCP exchange listener whose address is advertised in a
+// tag, the way Consul and Nomad advertise their RPC port), and an embedded
+// cluster of many real Serf instances in one process over MemNetwork, an
+// in-memory memberlist transport that, unlike memberlist's MockNetwork,
+// never blocks: each node has a buffered packet queue, a full queue drops
+// the packet as UDP would, streams are net.Pipe pairs with a dial timeout,
+// and Shutdown unregisters the node.
+//
+// The overlay moves opaque bytes and knows nothing of queries.
+//
+// # Usage
+//
+//	ov, err := overlay.New(cfg)             // Serf + exchange listener
+//	ov.Serve(func(from string, req []byte) []byte { ... })
+//	n, err := ov.Join(ctx, seeds)            // retried with backoff
+//	peer, ok := ov.Sample(r)                 // a random live peerq peer
+//	resp, err := ov.Exchange(ctx, peer, req) // point-to-point
+//	ov.Leave(); ov.Shutdown()
+//
+// The caller's duties:
+//
+//  1. Call Serve before Join: a peer may be asked to exchange as soon as it
+//     is known.
+//  2. Keep handlers short and safe for concurrent use; they run on the
+//     transport's goroutines.
+//  3. Read Events (member changes) promptly: the overlay drains Serf's
+//     event channel itself, and drops events a slow reader leaves behind.
+package overlay

@@ -1,0 +1,219 @@
+package overlay
+
+import (
+	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Handler answers an exchange request from the named peer. It runs on the
+// transport's goroutines and must be safe for concurrent use.
+type Handler func(from string, req []byte) ([]byte, error)
+
+// exchanger is a request/response transport between peers.
+type exchanger interface {
+	// Addr is the address to advertise in the exchange tag.
+	Addr() string
+	Serve(h Handler) error
+	Call(addr string, req []byte, timeout time.Duration) ([]byte, error)
+	Close() error
+}
+
+var (
+	_ exchanger = (*memExchange)(nil)
+	_ exchanger = (*tcpExchange)(nil)
+)
+
+// MaxFrameBytes bounds an exchange request or response.
+const MaxFrameBytes = 8 << 20
+
+// frameVersion is the first byte of every TCP exchange frame.
+const frameVersion = 1
+
+// ErrAuth is returned, and counted, when a frame's authenticator does not
+// match the cluster key.
+var ErrAuth = errors.New("overlay: exchange frame failed authentication")
+
+// tcpExchange serves and calls exchanges over TCP. A frame is a 4-byte
+// big-endian length, then: version, sender name (uvarint length + bytes),
+// body, and, when the cluster has a key, an HMAC-SHA256 of everything
+// before it under that key, so that a peer without the key can neither
+// inject nor alter protocol messages.
+type tcpExchange struct {
+	name     string
+	key      []byte
+	ln       net.Listener
+	addr     string
+	mu       sync.Mutex
+	handler  Handler
+	wg       sync.WaitGroup
+	closed   chan struct{}
+	rejected int64
+}
+
+func newTCPExchange(name, bind, advertise string, key []byte) (*tcpExchange, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: exchange listener: %w", err)
+	}
+	addr := advertise
+	if addr == "" {
+		addr = ln.Addr().String()
+	} else if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		host, _, _ := net.SplitHostPort(addr)
+		_, realPort, _ := net.SplitHostPort(ln.Addr().String())
+		addr = net.JoinHostPort(host, realPort)
+	}
+	return &tcpExchange{name: name, key: key, ln: ln, addr: addr, closed: make(chan struct{})}, nil
+}
+
+func (t *tcpExchange) Addr() string { return t.addr }
+
+func (t *tcpExchange) Serve(h Handler) error {
+	t.mu.Lock()
+	first := t.handler == nil
+	t.handler = h
+	t.mu.Unlock()
+	if first {
+		t.wg.Add(1)
+		go t.accept()
+	}
+	return nil
+}
+
+func (t *tcpExchange) accept() {
+	defer t.wg.Done()
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.closed:
+				return
+			default:
+			}
+			time.Sleep(10 * time.Millisecond) // e.g. too many open files
+			continue
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serveConn(c)
+		}()
+	}
+}
+
+// serveConn answers one request per connection.
+func (t *tcpExchange) serveConn(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	from, body, err := t.readFrame(bufio.NewReader(c))
+	if err != nil {
+		t.mu.Lock()
+		t.rejected++
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Lock()
+	h := t.handler
+	t.mu.Unlock()
+	resp, err := h(from, body)
+	if err != nil {
+		return // the caller sees the connection close: an error
+	}
+	t.writeFrame(c, resp)
+}
+
+func (t *tcpExchange) Call(addr string, req []byte, timeout time.Duration) ([]byte, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if err := t.writeFrame(c, req); err != nil {
+		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
+	}
+	_, body, err := t.readFrame(bufio.NewReader(c))
+	if err != nil {
+		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
+	}
+	return body, nil
+}
+
+func (t *tcpExchange) writeFrame(w io.Writer, body []byte) error {
+	f := make([]byte, 4, 4+1+binary.MaxVarintLen64+len(t.name)+len(body)+sha256.Size)
+	f = append(f, frameVersion)
+	f = binary.AppendUvarint(f, uint64(len(t.name)))
+	f = append(f, t.name...)
+	f = append(f, body...)
+	if t.key != nil {
+		m := hmac.New(sha256.New, t.key)
+		m.Write(f[4:])
+		f = m.Sum(f)
+	}
+	if len(f)-4 > MaxFrameBytes {
+		return fmt.Errorf("overlay: frame of %d bytes is over the limit", len(f)-4)
+	}
+	binary.BigEndian.PutUint32(f, uint32(len(f)-4))
+	_, err := w.Write(f)
+	return err
+}
+
+func (t *tcpExchange) readFrame(r io.Reader) (from string, body []byte, err error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return "", nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrameBytes || n < 2 {
+		return "", nil, fmt.Errorf("overlay: frame of %d bytes", n)
+	}
+	f := make([]byte, n)
+	if _, err := io.ReadFull(r, f); err != nil {
+		return "", nil, err
+	}
+	return decodeFrame(f, t.key)
+}
+
+// decodeFrame checks and splits a frame (without its length prefix).
+func decodeFrame(f, key []byte) (from string, body []byte, err error) {
+	if key != nil {
+		if len(f) < sha256.Size {
+			return "", nil, ErrAuth
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write(f[:len(f)-sha256.Size])
+		if !hmac.Equal(m.Sum(nil), f[len(f)-sha256.Size:]) {
+			return "", nil, ErrAuth
+		}
+		f = f[:len(f)-sha256.Size]
+	}
+	if len(f) < 2 || f[0] != frameVersion {
+		return "", nil, errors.New("overlay: bad frame version")
+	}
+	l, k := binary.Uvarint(f[1:])
+	if k <= 0 || l > uint64(len(f)-1-k) || l > 512 {
+		return "", nil, errors.New("overlay: bad sender name")
+	}
+	from = string(f[1+k : 1+k+int(l)])
+	return from, f[1+k+int(l):], nil
+}
+
+func (t *tcpExchange) Close() error {
+	select {
+	case <-t.closed:
+		return nil
+	default:
+	}
+	close(t.closed)
+	err := t.ln.Close()
+	t.wg.Wait()
+	return err
+}

@@ -1,0 +1,202 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// MemNetwork is an in-memory network for many Serf nodes in one process:
+// memberlist transports, and exchange endpoints. It is safe for concurrent
+// use.
+type MemNetwork struct {
+	mu        sync.RWMutex
+	nodes     map[string]*memTransport // by address
+	exchanges map[string]Handler       // by exchange address
+	nextPort  int
+	// PacketQueue is each node's packet buffer; a full queue drops, as a
+	// UDP socket's buffer would.
+	PacketQueue int
+	// Dropped counts packets dropped on full queues or to unknown nodes.
+	dropped int64
+}
+
+// NewMemNetwork returns an empty network.
+func NewMemNetwork() *MemNetwork {
+	return &MemNetwork{nodes: map[string]*memTransport{}, exchanges: map[string]Handler{}, nextPort: 1, PacketQueue: 512}
+}
+
+// Dropped is the number of packets dropped so far.
+func (n *MemNetwork) Dropped() int64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.dropped
+}
+
+// newTransport registers a memberlist transport with a fresh address
+// (127.0.0.1 and a port unique in the network; no socket is opened).
+func (n *MemNetwork) newTransport() (*memTransport, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.nextPort > 65535 {
+		return nil, errors.New("overlay: in-memory network is full (65535 nodes)")
+	}
+	port := n.nextPort
+	n.nextPort++
+	t := &memTransport{
+		net:      n,
+		addr:     &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port},
+		packetCh: make(chan *memberlist.Packet, n.PacketQueue),
+		streamCh: make(chan net.Conn),
+		done:     make(chan struct{}),
+	}
+	n.nodes[t.addr.String()] = t
+	return t, nil
+}
+
+func (n *MemNetwork) lookup(addr string) *memTransport {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.nodes[addr]
+}
+
+// memTransport is one node's memberlist.NodeAwareTransport on a MemNetwork.
+type memTransport struct {
+	net      *MemNetwork
+	addr     *net.UDPAddr
+	packetCh chan *memberlist.Packet
+	streamCh chan net.Conn
+	done     chan struct{}
+	once     sync.Once
+}
+
+var _ memberlist.NodeAwareTransport = (*memTransport)(nil)
+
+func (t *memTransport) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
+	return t.addr.IP, t.addr.Port, nil
+}
+
+func (t *memTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+// WriteToAddress never blocks: a full or missing destination drops the
+// packet, as UDP does.
+func (t *memTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	now := time.Now()
+	dst := t.net.lookup(a.Addr)
+	if dst == nil {
+		t.net.drop()
+		return now, nil
+	}
+	p := &memberlist.Packet{Buf: append([]byte(nil), b...), From: t.addr, Timestamp: now}
+	select {
+	case <-dst.done:
+		t.net.drop()
+	case dst.packetCh <- p:
+	default:
+		t.net.drop()
+	}
+	return now, nil
+}
+
+func (n *MemNetwork) drop() {
+	n.mu.Lock()
+	n.dropped++
+	n.mu.Unlock()
+}
+
+func (t *memTransport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
+
+func (t *memTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// DialAddressTimeout hands one end of a pipe to the destination, waiting at
+// most timeout for it to accept.
+func (t *memTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	dst := t.net.lookup(a.Addr)
+	if dst == nil {
+		return nil, fmt.Errorf("overlay: no node at %s", a.Addr)
+	}
+	mine, theirs := net.Pipe()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case dst.streamCh <- &pipeConn{Conn: theirs, local: dst.addr, remote: t.addr}:
+		return &pipeConn{Conn: mine, local: t.addr, remote: dst.addr}, nil
+	case <-dst.done:
+	case <-timer.C:
+	}
+	mine.Close()
+	theirs.Close()
+	return nil, fmt.Errorf("overlay: dial %s: timeout", a.Addr)
+}
+
+func (t *memTransport) StreamCh() <-chan net.Conn { return t.streamCh }
+
+// Shutdown unregisters the node; packets and dials to it fail from then on.
+func (t *memTransport) Shutdown() error {
+	t.once.Do(func() {
+		t.net.mu.Lock()
+		delete(t.net.nodes, t.addr.String())
+		t.net.mu.Unlock()
+		close(t.done)
+	})
+	return nil
+}
+
+// pipeConn gives a net.Pipe end the addresses memberlist logs and checks.
+type pipeConn struct {
+	net.Conn
+	local, remote net.Addr
+}
+
+func (c *pipeConn) LocalAddr() net.Addr  { return c.local }
+func (c *pipeConn) RemoteAddr() net.Addr { return c.remote }
+
+// memExchange is an exchange endpoint on a MemNetwork: a call runs the
+// destination's handler directly.
+type memExchange struct {
+	net  *MemNetwork
+	addr string
+	name string
+}
+
+func (n *MemNetwork) newExchange(name string) *memExchange {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	addr := "mem:" + strconv.Itoa(n.nextPort) + ":" + name
+	return &memExchange{net: n, addr: addr, name: name}
+}
+
+func (e *memExchange) Addr() string { return e.addr }
+
+func (e *memExchange) Serve(h Handler) error {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	e.net.exchanges[e.addr] = h
+	return nil
+}
+
+func (e *memExchange) Call(addr string, req []byte, timeout time.Duration) ([]byte, error) {
+	e.net.mu.RLock()
+	h := e.net.exchanges[addr]
+	e.net.mu.RUnlock()
+	if h == nil {
+		return nil, fmt.Errorf("overlay: no exchange endpoint at %s", addr)
+	}
+	return h(e.name, req)
+}
+
+func (e *memExchange) Close() error {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	delete(e.net.exchanges, e.addr)
+	return nil
+}

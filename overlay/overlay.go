@@ -1,0 +1,437 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/coordinate"
+	"github.com/hashicorp/serf/serf"
+)
+
+// Tags peerq sets on its own members. A member without TagProtocol is not a
+// peerq peer (a plain `serf agent` in the same cluster) and is ignored.
+const (
+	TagProtocol = "peerq"    // protocol version
+	TagExchange = "peerq_x"  // the exchange transport's address
+	protocolVer = "1"
+	tagPrefix   = "peerq"
+)
+
+// Config configures one peer's overlay.
+type Config struct {
+	// Name is the node name, unique in the cluster.
+	Name string
+	// Tags are the peer's static tags (region, zone, ...); the overlay adds
+	// its own. Serf limits all tags together to 512 bytes encoded.
+	Tags map[string]string
+
+	// Mem, if set, puts the peer on an in-memory network (embedded
+	// cluster); BindAddr, AdvertiseAddr and ExchangeAddr are then unused.
+	Mem *MemNetwork
+	// BindAddr is the gossip address, host:port (port 0: any free port).
+	BindAddr string
+	// AdvertiseAddr is the gossip address others reach; empty: BindAddr.
+	AdvertiseAddr string
+	// ExchangeAddr is the exchange listener's host:port (port 0: any).
+	ExchangeAddr string
+
+	// Key, if set (16, 24 or 32 bytes), encrypts gossip with Serf's keyring
+	// (AES-GCM) and authenticates exchange frames (HMAC-SHA256).
+	Key []byte
+	// SnapshotPath, if set, lets a restarted peer rejoin those it knew.
+	SnapshotPath string
+	// Memberlist tunes memberlist; nil takes TunedConfig for an embedded
+	// cluster and memberlist's DefaultLANConfig for real peers.
+	Memberlist *memberlist.Config
+	// LogOutput receives Serf's and memberlist's logs; nil discards them
+	// (Serf logs every gossip message at DEBUG; one shared logger was a
+	// bottleneck with hundreds of peers in one process).
+	LogOutput io.Writer
+	// ExchangeTimeout bounds one exchange.
+	ExchangeTimeout time.Duration
+}
+
+// DefaultConfig returns a configuration for a real peer named name.
+func DefaultConfig(name string) Config {
+	return Config{Name: name, BindAddr: "0.0.0.0:7946", ExchangeAddr: "0.0.0.0:7947", ExchangeTimeout: 2 * time.Second}
+}
+
+// TunedConfig is memberlist's configuration for many peers in one process
+// (SERF-NOTES.md): the local profile, with compression off (28% of CPU),
+// 16 KiB packets (compound messages count their parts in a byte), more
+// retransmits, and no TCP fallback pings. Probes stay at memberlist's one a
+// second with a suspicion of 4·log10(N+1) probe intervals, so that a peer
+// that dies is declared failed in ~7 s at N=200 (with the 3 s probes of
+// SERF-NOTES' profile it took ~28 s at N=30); BENCHMARKS.md has the settle
+// times this gives.
+func TunedConfig() *memberlist.Config {
+	c := memberlist.DefaultLocalConfig()
+	c.EnableCompression = false
+	c.UDPBufferSize = 16 << 10
+	c.RetransmitMult = 4
+	c.ProbeInterval = time.Second
+	c.ProbeTimeout = 500 * time.Millisecond
+	c.SuspicionMult = 4
+	c.TCPTimeout = 5 * time.Second
+	c.DisableTcpPings = true
+	return c
+}
+
+// Member is a live peerq peer as the membership knows it.
+type Member struct {
+	Name     string
+	Addr     string // gossip address, host:port
+	Exchange string // exchange address
+	Tags     map[string]string
+}
+
+// EventKind says what happened to members.
+type EventKind int
+
+// The kinds of member event.
+const (
+	MemberJoined EventKind = iota + 1
+	MemberLeft             // left gracefully
+	MemberFailed           // declared dead by the failure detector
+	MemberUpdated          // tags changed
+)
+
+// Event is a change in the membership.
+type Event struct {
+	Kind    EventKind
+	Members []string
+}
+
+// Overlay is one peer's view of the cluster. It is safe for concurrent use.
+type Overlay struct {
+	cfg  Config
+	serf *serf.Serf
+	ex   exchanger
+
+	mu      sync.RWMutex
+	members map[string]Member
+	list    []string // names of live peerq members but self, for sampling
+	events  chan Event
+	dropped int64
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// New creates the peer's Serf instance and exchange endpoint. It does not
+// join anyone yet.
+func New(cfg Config) (*Overlay, error) {
+	if cfg.Name == "" || strings.ContainsAny(cfg.Name, "/ ") {
+		return nil, fmt.Errorf("overlay: bad node name %q", cfg.Name)
+	}
+	if n := len(cfg.Key); n != 0 && n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("overlay: key of %d bytes; want 16, 24 or 32", n)
+	}
+	for k := range cfg.Tags {
+		if strings.HasPrefix(k, tagPrefix) {
+			return nil, fmt.Errorf("overlay: tag %q is reserved for peerq", k)
+		}
+	}
+	if cfg.ExchangeTimeout <= 0 {
+		cfg.ExchangeTimeout = 2 * time.Second
+	}
+	logOut := cfg.LogOutput
+	if logOut == nil {
+		logOut = io.Discard
+	}
+	o := &Overlay{cfg: cfg, members: map[string]Member{}, events: make(chan Event, 256), done: make(chan struct{})}
+
+	sc := serf.DefaultConfig()
+	sc.NodeName = cfg.Name
+	sc.Logger = log.New(logOut, "", log.LstdFlags)
+	sc.LogOutput = logOut
+	sc.SnapshotPath = cfg.SnapshotPath
+	sc.RejoinAfterLeave = true
+	ml := cfg.Memberlist
+	if cfg.Mem != nil {
+		if ml == nil {
+			ml = TunedConfig()
+		}
+		t, err := cfg.Mem.newTransport()
+		if err != nil {
+			return nil, err
+		}
+		ml.Transport = t
+		ml.BindAddr, ml.BindPort = t.addr.IP.String(), t.addr.Port
+		ml.AdvertiseAddr, ml.AdvertisePort = t.addr.IP.String(), t.addr.Port
+		o.ex = cfg.Mem.newExchange(cfg.Name)
+	} else {
+		if ml == nil {
+			ml = memberlist.DefaultLANConfig()
+		}
+		host, port, err := splitHostPort(cfg.BindAddr)
+		if err != nil {
+			return nil, err
+		}
+		ml.BindAddr, ml.BindPort = host, port
+		if cfg.AdvertiseAddr != "" {
+			ah, ap, err := splitHostPort(cfg.AdvertiseAddr)
+			if err != nil {
+				return nil, err
+			}
+			ml.AdvertiseAddr, ml.AdvertisePort = ah, ap
+		}
+		advertiseHost := host
+		if cfg.AdvertiseAddr != "" {
+			advertiseHost, _, _ = splitHostPort(cfg.AdvertiseAddr)
+		}
+		exHost, exPort, err := splitHostPort(cfg.ExchangeAddr)
+		if err != nil {
+			return nil, err
+		}
+		if advertiseHost == "0.0.0.0" || advertiseHost == "" {
+			advertiseHost = exHost
+		}
+		ex, err := newTCPExchange(cfg.Name, cfg.ExchangeAddr, net.JoinHostPort(advertiseHost, strconv.Itoa(exPort)), cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		o.ex = ex
+	}
+	ml.Name = cfg.Name
+	ml.LogOutput = logOut
+	ml.Logger = nil
+	if cfg.Key != nil {
+		ml.SecretKey = cfg.Key
+	}
+	sc.MemberlistConfig = ml
+
+	tags := map[string]string{TagProtocol: protocolVer, TagExchange: o.ex.Addr()}
+	for k, v := range cfg.Tags {
+		tags[k] = v
+	}
+	sc.Tags = tags
+	events := make(chan serf.Event, 1024)
+	sc.EventCh = events
+	s, err := serf.Create(sc)
+	if err != nil {
+		o.ex.Close()
+		return nil, fmt.Errorf("overlay: create serf: %w", err)
+	}
+	o.serf = s
+	o.refresh()
+	o.wg.Add(1)
+	go o.drain(events)
+	return o, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, fmt.Errorf("overlay: address %q: %w", hp, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("overlay: address %q: bad port", hp)
+	}
+	return host, port, nil
+}
+
+// drain reads Serf's events (Serf blocks on a full channel), keeps the
+// member table current and forwards membership changes.
+func (o *Overlay) drain(events chan serf.Event) {
+	defer o.wg.Done()
+	for {
+		select {
+		case <-o.done:
+			return
+		case e := <-events:
+			me, ok := e.(serf.MemberEvent)
+			if !ok {
+				continue
+			}
+			o.refresh()
+			var kind EventKind
+			switch me.Type {
+			case serf.EventMemberJoin:
+				kind = MemberJoined
+			case serf.EventMemberLeave, serf.EventMemberReap:
+				kind = MemberLeft
+			case serf.EventMemberFailed:
+				kind = MemberFailed
+			case serf.EventMemberUpdate:
+				kind = MemberUpdated
+			default:
+				continue
+			}
+			var names []string
+			for _, m := range me.Members {
+				names = append(names, m.Name)
+			}
+			select {
+			case o.events <- Event{Kind: kind, Members: names}:
+			default:
+				o.mu.Lock()
+				o.dropped++
+				o.mu.Unlock()
+			}
+		}
+	}
+}
+
+// refresh rebuilds the member table from Serf.
+func (o *Overlay) refresh() {
+	ms := o.serf.Members()
+	members := make(map[string]Member, len(ms))
+	var list []string
+	for _, m := range ms {
+		if m.Status != serf.StatusAlive || m.Tags[TagProtocol] == "" {
+			continue
+		}
+		tags := make(map[string]string, len(m.Tags))
+		for k, v := range m.Tags {
+			if !strings.HasPrefix(k, tagPrefix) {
+				tags[k] = v
+			}
+		}
+		members[m.Name] = Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+			Exchange: m.Tags[TagExchange], Tags: tags}
+		if m.Name != o.cfg.Name {
+			list = append(list, m.Name)
+		}
+	}
+	sort.Strings(list)
+	o.mu.Lock()
+	o.members, o.list = members, list
+	o.mu.Unlock()
+}
+
+// Events delivers membership changes.
+func (o *Overlay) Events() <-chan Event { return o.events }
+
+// Name is this peer's name.
+func (o *Overlay) Name() string { return o.cfg.Name }
+
+// Addr is this peer's gossip address, for others to join.
+func (o *Overlay) Addr() string {
+	m := o.serf.LocalMember()
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+}
+
+// JoinAddr is the address others pass to Join to reach this peer. Serf
+// addresses replies by name, so in memory it is "name/host:port".
+func (o *Overlay) JoinAddr() string {
+	return o.cfg.Name + "/" + o.Addr()
+}
+
+// Join contacts the seeds until one answers or ctx ends, backing off from
+// 100 ms to 5 s between tries. It returns how many seeds answered.
+func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
+	if len(seeds) == 0 {
+		return 0, nil
+	}
+	wait := 100 * time.Millisecond
+	for {
+		n, err := o.serf.Join(seeds, true)
+		if n > 0 {
+			o.refresh()
+			return n, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("overlay: join %v: %w (last: %v)", seeds, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// Members returns the live peerq peers, this one included, by name.
+func (o *Overlay) Members() []Member {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	out := make([]Member, 0, len(o.members))
+	for _, m := range o.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Member looks up a live peerq peer by name.
+func (o *Overlay) Member(name string) (Member, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	m, ok := o.members[name]
+	return m, ok
+}
+
+// Size is the number of live peerq peers, this one included.
+func (o *Overlay) Size() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return len(o.members)
+}
+
+// Sample picks a uniformly random live peerq peer other than this one.
+func (o *Overlay) Sample(r *rand.Rand) (string, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if len(o.list) == 0 {
+		return "", false
+	}
+	return o.list[r.IntN(len(o.list))], true
+}
+
+// Serve sets the handler of incoming exchanges.
+func (o *Overlay) Serve(h Handler) error { return o.ex.Serve(h) }
+
+// Exchange sends a request to the named peer and returns its response.
+func (o *Overlay) Exchange(peer string, req []byte) ([]byte, error) {
+	m, ok := o.Member(peer)
+	if !ok || m.Exchange == "" {
+		return nil, fmt.Errorf("overlay: %s is not a live peerq peer", peer)
+	}
+	return o.ex.Call(m.Exchange, req, o.cfg.ExchangeTimeout)
+}
+
+// SetTags replaces the peer's user tags (peerq's own are kept). It blocks
+// while Serf re-broadcasts them.
+func (o *Overlay) SetTags(tags map[string]string) error {
+	all := map[string]string{TagProtocol: protocolVer, TagExchange: o.ex.Addr()}
+	for k, v := range tags {
+		if strings.HasPrefix(k, tagPrefix) {
+			return fmt.Errorf("overlay: tag %q is reserved for peerq", k)
+		}
+		all[k] = v
+	}
+	if err := o.serf.SetTags(all); err != nil {
+		return fmt.Errorf("overlay: set tags: %w", err)
+	}
+	o.refresh()
+	return nil
+}
+
+// Coordinate is this peer's network coordinate (Vivaldi, from Serf).
+func (o *Overlay) Coordinate() (*coordinate.Coordinate, error) { return o.serf.GetCoordinate() }
+
+// Leave leaves the cluster gracefully: others see "left", not "failed".
+func (o *Overlay) Leave() error { return o.serf.Leave() }
+
+// Shutdown stops the peer without leaving (others will see it fail).
+func (o *Overlay) Shutdown() error {
+	select {
+	case <-o.done:
+		return nil
+	default:
+	}
+	err := o.serf.Shutdown()
+	close(o.done)
+	o.wg.Wait()
+	return errors.Join(err, o.ex.Close())
+}

@@ -1,0 +1,79 @@
+package overlay
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// startMem starts n peers on one in-memory network and waits until every
+// peer sees all n.
+func startMem(t testing.TB, n int) ([]*Overlay, *MemNetwork) {
+	t.Helper()
+	var cfgs []Config
+	for i := 0; i < n; i++ {
+		cfgs = append(cfgs, Config{Name: fmt.Sprintf("p%03d", i), Tags: map[string]string{"region": []string{"eu", "us"}[i%2]}})
+	}
+	c, err := StartCluster(context.Background(), cfgs, func(i int, o *Overlay) {
+		name := cfgs[i].Name
+		o.Serve(func(from string, req []byte) ([]byte, error) { return append([]byte(name+"<-"+from+":"), req...), nil })
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	if err := c.WaitSettled(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	return c.Peers, c.Mem
+}
+
+func TestMemCluster(t *testing.T) {
+	start := time.Now()
+	peers, _ := startMem(t, 30)
+	t.Logf("30 peers settled in %v", time.Since(start))
+	r := rand.New(rand.NewPCG(1, 1))
+	seen := map[string]bool{}
+	for i := 0; i < 300; i++ {
+		p, ok := peers[0].Sample(r)
+		if !ok || p == "p000" {
+			t.Fatalf("sample %q %v", p, ok)
+		}
+		seen[p] = true
+	}
+	if len(seen) != 29 {
+		t.Errorf("sampled %d distinct peers of 29", len(seen))
+	}
+	resp, err := peers[3].Exchange("p007", []byte("hi"))
+	if err != nil || string(resp) != "p007<-p003:hi" {
+		t.Errorf("exchange: %q %v", resp, err)
+	}
+	m, _ := peers[1].Member("p004")
+	if m.Tags["region"] != "eu" || m.Tags[TagExchange] != "" {
+		t.Errorf("member tags %v", m.Tags)
+	}
+	// A peer that stops is seen to fail.
+	peers[29].Shutdown()
+	killed := time.Now()
+	deadline := time.Now().Add(90 * time.Second)
+	for peers[0].Size() != 29 {
+		if time.Now().After(deadline) {
+			t.Fatal("failure not detected")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("failure detected after %v", time.Since(killed))
+	got := false
+	for !got {
+		select {
+		case e := <-peers[0].Events():
+			got = e.Kind == MemberFailed && e.Members[0] == "p029"
+		case <-time.After(time.Second):
+			t.Fatal("no failed event")
+		}
+	}
+}
