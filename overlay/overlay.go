@@ -22,8 +22,8 @@ import (
 // Tags peerq sets on its own members. A member without TagProtocol is not a
 // peerq peer (a plain `serf agent` in the same cluster) and is ignored.
 const (
-	TagProtocol = "peerq"    // protocol version
-	TagExchange = "peerq_x"  // the exchange transport's address
+	TagProtocol = "peerq"   // protocol version
+	TagExchange = "peerq_x" // the exchange transport's address
 	protocolVer = "1"
 	tagPrefix   = "peerq"
 )
@@ -101,10 +101,10 @@ type EventKind int
 
 // The kinds of member event.
 const (
-	MemberJoined EventKind = iota + 1
-	MemberLeft             // left gracefully
-	MemberFailed           // declared dead by the failure detector
-	MemberUpdated          // tags changed
+	MemberJoined  EventKind = iota + 1
+	MemberLeft              // left gracefully
+	MemberFailed            // declared dead by the failure detector
+	MemberUpdated           // tags changed
 )
 
 // Event is a change in the membership.
