@@ -117,9 +117,11 @@ func finalAgg(a Aggregate, comps []CompResult) Value {
 	}
 	switch a.Func {
 	case AggCount:
-		return Num(KindCount, math.Max(c(0).Total, 0))
+		// A count is a whole number: a gossip estimate within ±0.5 of it
+		// rounds to it exactly, and exact ties stay ties for ORDER BY.
+		return Num(KindCount, math.Round(math.Max(c(0).Total, 0)))
 	case AggCountDistinct:
-		return Num(KindCount, c(0).Distinct)
+		return Num(KindCount, math.Round(c(0).Distinct))
 	case AggSum:
 		if c(1).Total < minCount {
 			return Null

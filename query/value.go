@@ -128,7 +128,10 @@ func (v Value) String() string {
 	case KindDuration:
 		return FormatDuration(v.Num)
 	case KindRatio:
-		return strconv.FormatFloat(v.Num*100, 'f', -1, 64) + "%"
+		return strconv.FormatFloat(v.Num*100, 'g', 4, 64) + "%"
+	case KindCount:
+		// A count is a whole number; gossip estimates one to a fraction.
+		return formatNumber(math.Round(v.Num))
 	}
 	return formatNumber(v.Num)
 }

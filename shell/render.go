@@ -1,0 +1,181 @@
+package shell
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
+)
+
+// Format is an output format. It is also a flag value (pflag.Value).
+type Format int
+
+// The output formats.
+const (
+	FormatTable  Format = iota // aligned table with units, for people
+	FormatCSV                  // header line, then raw values
+	FormatJSON                 // one JSON document per statement, with metadata
+	FormatNDJSON               // one JSON object per row, then one metadata line
+)
+
+var formatNames = []string{"table", "csv", "json", "ndjson"}
+
+func (f Format) String() string {
+	if int(f) < len(formatNames) {
+		return formatNames[f]
+	}
+	return "unknown"
+}
+
+// Set parses a format name (pflag.Value).
+func (f *Format) Set(s string) error {
+	for i, n := range formatNames {
+		if strings.EqualFold(s, n) {
+			*f = Format(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("shell: unknown format %q (expected %s)", s, strings.Join(formatNames, ", "))
+}
+
+// Type names the flag's type (pflag.Value).
+func (f *Format) Type() string { return "format" }
+
+// Column is a result column: its name and kind (bytes, duration, ...).
+type Column struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+// Cell is one value: Text for people, Raw for machines (nil, bool,
+// string, int64 or float64).
+type Cell struct {
+	Text string
+	Raw  any
+}
+
+// Table is one statement's answer.
+type Table struct {
+	Statement string
+	Columns   []Column
+	Rows      [][]Cell
+	// Meta is reported beside the rows: peers, rounds, elapsed seconds,
+	// error estimate, plan hash ... in JSON and NDJSON, and as a footer
+	// line (Footer) under a table.
+	Meta   map[string]any
+	Footer string
+}
+
+// Render writes t in format f.
+func Render(w io.Writer, f Format, t *Table) error {
+	switch f {
+	case FormatCSV:
+		return renderCSV(w, t)
+	case FormatJSON:
+		return renderJSON(w, t)
+	case FormatNDJSON:
+		return renderNDJSON(w, t)
+	}
+	return renderTable(w, t)
+}
+
+func renderTable(w io.Writer, t *Table) error {
+	tbl := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
+	header := make([]any, len(t.Columns))
+	for i, c := range t.Columns {
+		header[i] = c.Name
+	}
+	tbl.Header(header...)
+	for _, row := range t.Rows {
+		cells := make([]any, len(row))
+		for i, c := range row {
+			cells[i] = c.Text
+		}
+		if err := tbl.Append(cells...); err != nil {
+			return fmt.Errorf("shell: table: %w", err)
+		}
+	}
+	if err := tbl.Render(); err != nil {
+		return fmt.Errorf("shell: table: %w", err)
+	}
+	if t.Footer != "" {
+		_, err := fmt.Fprintln(w, t.Footer)
+		return err
+	}
+	return nil
+}
+
+func renderCSV(w io.Writer, t *Table) error {
+	cw := csv.NewWriter(w)
+	header := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		header[i] = c.Name
+	}
+	cw.Write(header)
+	for _, row := range t.Rows {
+		rec := make([]string, len(row))
+		for i, c := range row {
+			rec[i] = rawText(c.Raw)
+		}
+		cw.Write(rec)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// rawText writes a raw value for CSV: integers without exponent, NULL empty.
+func rawText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case float64:
+		return fmt.Sprint(x)
+	}
+	return fmt.Sprint(v)
+}
+
+func raws(row []Cell) []any {
+	out := make([]any, len(row))
+	for i, c := range row {
+		out[i] = c.Raw
+	}
+	return out
+}
+
+func renderJSON(w io.Writer, t *Table) error {
+	rows := make([][]any, len(t.Rows))
+	for i, r := range t.Rows {
+		rows[i] = raws(r)
+	}
+	doc := struct {
+		Statement string         `json:"statement,omitempty"`
+		Columns   []Column       `json:"columns"`
+		Rows      [][]any        `json:"rows"`
+		Meta      map[string]any `json:"meta,omitempty"`
+	}{t.Statement, t.Columns, rows, t.Meta}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
+func renderNDJSON(w io.Writer, t *Table) error {
+	enc := json.NewEncoder(w)
+	for _, r := range t.Rows {
+		obj := make(map[string]any, len(r))
+		for i, c := range r {
+			obj[t.Columns[i].Name] = c.Raw
+		}
+		if err := enc.Encode(obj); err != nil {
+			return err
+		}
+	}
+	meta := map[string]any{"statement": t.Statement, "rows": len(t.Rows)}
+	for k, v := range t.Meta {
+		meta[k] = v
+	}
+	return enc.Encode(map[string]any{"_meta": meta})
+}
