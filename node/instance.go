@@ -75,6 +75,9 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire []byte, origin boo
 	q := &instance{n: n, id: id, plan: plan, planBytes: wire, origin: origin,
 		budget: plan.RoundBudget(size), result: make(chan *Result, 1)}
 	rec := n.record()
+	if v, ok := n.rtt(plan.Origin); ok {
+		rec["rtt"] = v
+	}
 	switch plan.Kind {
 	case query.PlanAggregate:
 		q.kind = protoAggregate

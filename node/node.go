@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/serf/coordinate"
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
@@ -148,6 +149,20 @@ func (n *Node) Leave() error {
 }
 
 func peerID(name string) aggregate.PeerID { return aggregate.PeerID(aggregate.Hash64([]byte(name))) }
+
+// rtt estimates the round-trip time from this peer to the one whose
+// coordinate origin is (Plan.Origin), from Serf's network coordinates.
+func (n *Node) rtt(origin []float64) (query.Value, bool) {
+	mine, err := n.ov.Coordinate()
+	if err != nil || mine == nil || len(origin) != 3+len(mine.Vec) {
+		return query.Null, false
+	}
+	other := &coordinate.Coordinate{Error: origin[0], Adjustment: origin[1], Height: origin[2], Vec: origin[3:]}
+	if !mine.IsCompatibleWith(other) || !other.IsValid() {
+		return query.Null, false
+	}
+	return query.Num(query.KindDuration, mine.DistanceTo(other).Seconds()), true
+}
 
 // record is the peer's record with what the node itself knows added.
 func (n *Node) record() query.Record {
@@ -396,6 +411,13 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progre
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
 	}
+	// Carry this peer's network coordinate, so that every peer can compute
+	// its rtt to the asker.
+	withOrigin := *plan
+	if c, err := n.ov.Coordinate(); err == nil && c != nil {
+		withOrigin.Origin = append([]float64{c.Error, c.Adjustment, c.Height}, c.Vec...)
+	}
+	plan = &withOrigin
 	wire, err := plan.Encode()
 	if err != nil {
 		return nil, err

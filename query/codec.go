@@ -98,6 +98,14 @@ func (p *Plan) Validate() error {
 	if p.Kind != PlanLocal && !(p.Accuracy > 0 && p.Accuracy < 1) {
 		return fmt.Errorf("accuracy %v outside (0,1)", p.Accuracy)
 	}
+	if len(p.Origin) > 3+16 {
+		return errors.New("origin coordinate too long")
+	}
+	for _, x := range p.Origin {
+		if !finite(x) {
+			return errors.New("origin coordinate not finite")
+		}
+	}
 	if p.K < 0 || p.K > MaxK {
 		return fmt.Errorf("k %d outside 0..%d", p.K, MaxK)
 	}

@@ -213,6 +213,10 @@ type Plan struct {
 	// membership (member fields and tags), so the asking peer can answer it
 	// from its member list without gossip.
 	FromTags bool `cbor:"19,keyasint,omitempty"`
+	// Origin is the asking peer's network coordinate (Serf's Vivaldi:
+	// error, adjustment, height, then the vector), from which each peer
+	// computes its rtt attribute. The node sets it; nil when unknown.
+	Origin []float64 `cbor:"20,keyasint,omitempty"`
 }
 
 // Hash is a short, stable identifier of the plan: the first 12 hex digits of
