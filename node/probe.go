@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/query"
 	"github.com/shirou/gopsutil/v4/cpu"
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/load"
 	"github.com/shirou/gopsutil/v4/mem"
-	"github.com/peerq/peerq/query"
 )
 
 // Prober reports a real machine's record: resources from gopsutil (not
