@@ -22,7 +22,7 @@ func TestRealSockets(t *testing.T) {
 		rec := query.Synthetic(3, i)
 		ocfg := overlay.DefaultConfig(fmt.Sprintf("real-%d", i))
 		ocfg.BindAddr, ocfg.ExchangeAddr, ocfg.Key = "127.0.0.1:0", "127.0.0.1:0", key
-		ocfg.Memberlist = overlay.TunedConfig() // local timeouts
+		ocfg.Memberlist = overlay.TunedConfig(5) // local timeouts
 		ocfg.Tags = map[string]string{"region": rec["region"].Str}
 		r := rec
 		cfg := DefaultConfig(ocfg, func() query.Record { return r })

@@ -26,6 +26,9 @@ func StartCluster(ctx context.Context, cfgs []Config, serve func(i int, o *Overl
 	r := rand.New(rand.NewPCG(uint64(len(cfgs)), 7))
 	for i, cfg := range cfgs {
 		cfg.Mem = c.Mem
+		if cfg.ClusterSize == 0 {
+			cfg.ClusterSize = len(cfgs)
+		}
 		o, err := New(cfg)
 		if err != nil {
 			c.Shutdown()

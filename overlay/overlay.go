@@ -51,9 +51,11 @@ type Config struct {
 	Key []byte
 	// SnapshotPath, if set, lets a restarted peer rejoin those it knew.
 	SnapshotPath string
-	// Memberlist tunes memberlist; nil takes TunedConfig for an embedded
-	// cluster and memberlist's DefaultLANConfig for real peers.
+	// Memberlist tunes memberlist; nil takes TunedConfig(ClusterSize) for
+	// an embedded cluster and memberlist's DefaultLANConfig for real peers.
 	Memberlist *memberlist.Config
+	// ClusterSize is the expected number of peers, for TunedConfig.
+	ClusterSize int
 	// LogOutput receives Serf's and memberlist's logs; nil discards them
 	// (Serf logs every gossip message at DEBUG; one shared logger was a
 	// bottleneck with hundreds of peers in one process).
@@ -67,15 +69,17 @@ func DefaultConfig(name string) Config {
 	return Config{Name: name, BindAddr: "0.0.0.0:7946", ExchangeAddr: "0.0.0.0:7947", ExchangeTimeout: 2 * time.Second}
 }
 
-// TunedConfig is memberlist's configuration for many peers in one process
+// TunedConfig is memberlist's configuration for n peers in one process
 // (SERF-NOTES.md): the local profile, with compression off (28% of CPU),
 // 16 KiB packets (compound messages count their parts in a byte), more
-// retransmits, and no TCP fallback pings. Probes stay at memberlist's one a
-// second with a suspicion of 4·log10(N+1) probe intervals, so that a peer
-// that dies is declared failed in ~7 s at N=200 (with the 3 s probes of
-// SERF-NOTES' profile it took ~28 s at N=30); BENCHMARKS.md has the settle
-// times this gives.
-func TunedConfig() *memberlist.Config {
+// retransmits, and no TCP fallback pings. Up to 250 peers, probes stay at
+// one a second with a suspicion of 4·log10(N+1) probe intervals, so that a
+// peer that dies is declared failed in ~7 s at N=200 (with 3 s probes it
+// took ~28 s at N=30). Beyond, probing every peer every second costs more
+// CPU than two cores have next to the joins' state exchanges: probes slow
+// to every 3 s, gossip to every 200 ms, and failures take ~30 s to be
+// declared. BENCHMARKS.md has the settle times.
+func TunedConfig(n int) *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()
 	c.EnableCompression = false
 	c.UDPBufferSize = 16 << 10
@@ -85,6 +89,12 @@ func TunedConfig() *memberlist.Config {
 	c.SuspicionMult = 4
 	c.TCPTimeout = 5 * time.Second
 	c.DisableTcpPings = true
+	if n > 250 {
+		c.ProbeInterval = 3 * time.Second
+		c.ProbeTimeout = 1500 * time.Millisecond
+		c.SuspicionMult = 5
+		c.GossipInterval = 200 * time.Millisecond
+	}
 	return c
 }
 
@@ -119,13 +129,15 @@ type Overlay struct {
 	serf *serf.Serf
 	ex   exchanger
 
-	mu      sync.RWMutex
-	members map[string]Member
-	list    []string // names of live peerq members but self, for sampling
-	events  chan Event
-	dropped int64
-	done    chan struct{}
-	wg      sync.WaitGroup
+	mu        sync.RWMutex
+	members   map[string]Member
+	list      []string       // names of live peerq members but self, for sampling
+	pos       map[string]int // index of each name in list
+	events    chan Event
+	dropped   int64
+	responder func(name string, payload []byte) []byte
+	done      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // New creates the peer's Serf instance and exchange endpoint. It does not
@@ -149,7 +161,7 @@ func New(cfg Config) (*Overlay, error) {
 	if logOut == nil {
 		logOut = io.Discard
 	}
-	o := &Overlay{cfg: cfg, members: map[string]Member{}, events: make(chan Event, 256), done: make(chan struct{})}
+	o := &Overlay{cfg: cfg, members: map[string]Member{}, pos: map[string]int{}, events: make(chan Event, 256), done: make(chan struct{})}
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -160,7 +172,7 @@ func New(cfg Config) (*Overlay, error) {
 	ml := cfg.Memberlist
 	if cfg.Mem != nil {
 		if ml == nil {
-			ml = TunedConfig()
+			ml = TunedConfig(cfg.ClusterSize)
 		}
 		t, err := cfg.Mem.newTransport()
 		if err != nil {
@@ -251,11 +263,22 @@ func (o *Overlay) drain(events chan serf.Event) {
 		case <-o.done:
 			return
 		case e := <-events:
+			if q, ok := e.(*serf.Query); ok {
+				o.answerQuery(q)
+				continue
+			}
 			me, ok := e.(serf.MemberEvent)
 			if !ok {
 				continue
 			}
-			o.refresh()
+			o.mu.Lock()
+			for _, m := range me.Members {
+				if me.Type == serf.EventMemberReap || me.Type == serf.EventMemberLeave || me.Type == serf.EventMemberFailed {
+					m.Status = serf.StatusLeft // whatever Serf's copy says, it is gone
+				}
+				o.apply(m)
+			}
+			o.mu.Unlock()
 			var kind EventKind
 			switch me.Type {
 			case serf.EventMemberJoin:
@@ -284,31 +307,48 @@ func (o *Overlay) drain(events chan serf.Event) {
 	}
 }
 
-// refresh rebuilds the member table from Serf.
+// refresh rebuilds the member table from Serf: at start, and after a join
+// or a tag change of our own.
 func (o *Overlay) refresh() {
 	ms := o.serf.Members()
-	members := make(map[string]Member, len(ms))
-	var list []string
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.members, o.list, o.pos = map[string]Member{}, nil, map[string]int{}
 	for _, m := range ms {
-		if m.Status != serf.StatusAlive || m.Tags[TagProtocol] == "" {
-			continue
-		}
-		tags := make(map[string]string, len(m.Tags))
-		for k, v := range m.Tags {
-			if !strings.HasPrefix(k, tagPrefix) {
-				tags[k] = v
+		o.apply(m)
+	}
+}
+
+// apply brings one member's entry up to date. Member events update the
+// table one member at a time: rebuilding it from Serf.Members() on every
+// event cost O(N) per event, N events per peer during formation, N peers in
+// one process, and that was what kept 500 embedded peers from settling.
+// Called with o.mu held.
+func (o *Overlay) apply(m serf.Member) {
+	if m.Status != serf.StatusAlive || m.Tags[TagProtocol] == "" {
+		if _, ok := o.members[m.Name]; ok {
+			delete(o.members, m.Name)
+			if i, ok := o.pos[m.Name]; ok {
+				last := o.list[len(o.list)-1]
+				o.list[i], o.pos[last] = last, i
+				o.list = o.list[:len(o.list)-1]
+				delete(o.pos, m.Name)
 			}
 		}
-		members[m.Name] = Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-			Exchange: m.Tags[TagExchange], Tags: tags}
-		if m.Name != o.cfg.Name {
-			list = append(list, m.Name)
+		return
+	}
+	tags := make(map[string]string, len(m.Tags))
+	for k, v := range m.Tags {
+		if !strings.HasPrefix(k, tagPrefix) {
+			tags[k] = v
 		}
 	}
-	sort.Strings(list)
-	o.mu.Lock()
-	o.members, o.list = members, list
-	o.mu.Unlock()
+	o.members[m.Name] = Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+		Exchange: m.Tags[TagExchange], Tags: tags}
+	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
+		o.pos[m.Name] = len(o.list)
+		o.list = append(o.list, m.Name)
+	}
 }
 
 // Events delivers membership changes.

@@ -1,0 +1,92 @@
+package node
+
+import (
+	"context"
+	"os"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/peerq/peerq/query"
+)
+
+// TestClusterBenchmark measures the embedded cluster for BENCHMARKS.md: the
+// time to settle, the latency of COUNT and top-50 at the default round, and
+// what the asking peer receives per query, next to a serf.Query that every
+// peer answers with its record, on the same cluster. It is a measurement,
+// not a test: it runs only with PEERQ_BENCH=N (the number of peers) and
+// asserts nothing about time.
+//
+//	PEERQ_BENCH=200 go test ./node -run TestClusterBenchmark -v -timeout 30m
+func TestClusterBenchmark(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PEERQ_BENCH"))
+	if n == 0 {
+		t.Skip("set PEERQ_BENCH to the number of peers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	start := time.Now()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	joined := time.Since(start)
+	if err := e.WaitSettled(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("N=%d: joined in %v, settled in %v", n, joined.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if n > 300 {
+		return
+	}
+	asker := e.Nodes[0]
+	for _, node := range e.Nodes {
+		node.Overlay().SetQueryResponder(func(string, []byte) []byte {
+			rec := node.record()
+			return query.EncodeRow([]query.Value{rec["node"], rec["mem_free"], rec["reliability"]})
+		})
+	}
+	time.Sleep(2 * time.Second) // let the membership go quiet
+	for _, src := range []string{
+		"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
+		"SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50",
+	} {
+		p := compile(t, asker, src)
+		var lat []time.Duration
+		var msgs, bytes []int64
+		for run := 0; run < 5; run++ {
+			before := asker.Stats()
+			res, err := asker.Query(ctx, p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := asker.Stats()
+			lat = append(lat, res.Elapsed)
+			msgs = append(msgs, after.Exchanges-before.Exchanges+after.Served-before.Served)
+			bytes = append(bytes, after.BytesReceived-before.BytesReceived)
+			time.Sleep(time.Duration(asker.cfg.Linger+2) * asker.cfg.Round) // let the instances expire
+		}
+		t.Logf("%s: latency median %v (runs %v); asker exchanges %d, bytes received %d (medians)",
+			src, median(lat).Round(time.Millisecond), lat, medianInt(msgs), medianInt(bytes))
+	}
+	for run := 0; run < 3; run++ {
+		st, err := asker.Overlay().QueryAll("records", nil, n, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("serf.Query answered by every peer: %d responses, %d payload bytes, all in by %v", st.Responses, st.Bytes, st.AllBy.Round(time.Millisecond))
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func medianInt(xs []int64) int64 {
+	s := append([]int64(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
