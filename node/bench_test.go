@@ -36,7 +36,8 @@ func TestClusterBenchmark(t *testing.T) {
 	if err := e.WaitSettled(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("N=%d: joined in %v, settled in %v", n, joined.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("N=%d: joined in %v, settled in %v; %d packets dropped on full queues", n, joined.Round(time.Millisecond),
+		time.Since(start).Round(time.Millisecond), e.cluster.Mem.Dropped())
 	if n > 300 {
 		return
 	}

@@ -73,3 +73,66 @@ func TestEmbeddedQueries(t *testing.T) {
 		}
 	}
 }
+
+// Many queries run at once, from several peers, each exchange carrying the
+// messages of all of them, and each answer is right.
+func TestConcurrentQueries(t *testing.T) {
+	e := startEmbedded(t, 40)
+	srcs := []string{
+		"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
+		"SELECT AVG(cpu_load) FROM peers",
+		"SELECT node FROM peers ORDER BY uptime DESC LIMIT 5",
+		"SELECT region, SUM(cpu_cores) FROM peers WHERE cpu_load < 50% GROUP BY region",
+		"SELECT MAX(disk_free), MIN(mem_total) FROM peers",
+		"SELECT node FROM peers ORDER BY mem_free LIMIT 3",
+	}
+	type answer struct {
+		src string
+		res *Result
+		err error
+	}
+	out := make(chan answer, len(srcs))
+	recs := e.Records()
+	for i, src := range srcs {
+		asker := e.Nodes[i*5]
+		p := compile(t, asker, src)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := asker.Query(ctx, p, nil)
+			out <- answer{src, res, err}
+		}()
+	}
+	for range srcs {
+		a := <-out
+		if a.err != nil {
+			t.Fatalf("%s: %v", a.src, a.err)
+		}
+		p := compile(t, e.Nodes[0], a.src)
+		want := query.Exact(p, recs)
+		if len(a.res.Rows) != len(want.Rows) {
+			t.Fatalf("%s: %v, want %v", a.src, a.res.Rows, want.Rows)
+		}
+		for i := range want.Rows {
+			for j, w := range want.Rows[i] {
+				g := a.res.Rows[i][j]
+				if w.Kind.Numeric() && math.Abs(g.Num-w.Num) > 0.01*math.Abs(w.Num) || !w.Kind.Numeric() && g != w {
+					t.Errorf("%s: row %d col %d: %v, want %v", a.src, i, j, g, w)
+				}
+			}
+		}
+	}
+	// Every peer took part in every query, and the instances were collected.
+	time.Sleep(time.Duration(e.Nodes[0].cfg.Linger+5) * e.Nodes[0].cfg.Round * 10)
+	for _, n := range e.Nodes {
+		if s := n.Stats(); s.Joined < int64(len(srcs)-1) {
+			t.Errorf("%s joined %d queries", n.Name(), s.Joined)
+		}
+		n.mu.Lock()
+		left := len(n.queries)
+		n.mu.Unlock()
+		if left != 0 {
+			t.Errorf("%s still holds %d query instances", n.Name(), left)
+		}
+	}
+}
