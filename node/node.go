@@ -51,6 +51,7 @@ type Stats struct {
 	Joined        int64 // queries this peer joined on hearing of them
 	Malformed     int64 // exchanges, plans or messages refused as malformed
 	Refused       int64 // queries refused at MaxQueries
+	Stale         int64 // messages for queries this peer has already collected
 	BytesSent     int64
 	BytesReceived int64
 }
@@ -65,7 +66,11 @@ type Node struct {
 	roundPeer string
 	names     map[aggregate.PeerID]string
 	queries   map[QueryID]*instance
-	stats     Stats
+	// gone remembers the queries this peer has collected, until the round
+	// in the value: a late message for one must not bring it back (peers
+	// that joined later would otherwise keep it alive for ever).
+	gone  map[QueryID]int64
+	stats Stats
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -102,7 +107,8 @@ func Attach(cfg Config, ov *overlay.Overlay) *Node {
 
 func start(cfg Config, ov *overlay.Overlay, seed uint64) *Node {
 	n := &Node{cfg: cfg, ov: ov, r: mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		names: map[aggregate.PeerID]string{}, queries: map[QueryID]*instance{}, done: make(chan struct{})}
+		names: map[aggregate.PeerID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{},
+		done: make(chan struct{})}
 	ov.Serve(n.serve)
 	n.wg.Add(2)
 	go n.loop()
@@ -270,9 +276,15 @@ func (n *Node) tick() {
 		n.names[peerID(peer)] = peer
 	}
 	out := map[string][]entry{}
+	for id, until := range n.gone {
+		if n.stats.Rounds > until {
+			delete(n.gone, id)
+		}
+	}
 	for id, q := range n.queries {
 		if q.expired() {
 			delete(n.queries, id)
+			n.gone[id] = n.stats.Rounds + int64(4*(q.budget+n.cfg.Linger))
 			continue
 		}
 		if q.finished {
@@ -370,6 +382,10 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 
 // join creates this peer's instance of a query it hears of.
 func (n *Node) join(e entry) (*instance, error) {
+	if _, ok := n.gone[e.ID]; ok {
+		n.stats.Stale++
+		return nil, errors.New("node: query already over here")
+	}
 	if len(n.queries) >= n.cfg.MaxQueries {
 		n.stats.Refused++
 		return nil, errors.New("node: too many queries")
@@ -384,6 +400,9 @@ func (n *Node) join(e entry) (*instance, error) {
 		n.stats.Malformed++
 		return nil, err
 	}
+	// Count the query's age from the sender's round, so that every peer
+	// reaches the budget at about the same time.
+	q.rounds = min(int(e.Round), q.budget)
 	n.stats.Joined++
 	n.queries[e.ID] = q
 	return q, nil
