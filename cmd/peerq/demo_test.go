@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/peerq/peerq/parser"
+	"github.com/peerq/peerq/query"
+)
+
+// The demo answers by gossip what the same seed's synthetic machines say,
+// in machine formats with raw values, one block per statement.
+func TestDemoJSON(t *testing.T) {
+	const stmts = "SELECT COUNT(*), SUM(mem_total) FROM peers WHERE mem_free >= 4GB; SELECT node FROM peers ORDER BY uptime DESC LIMIT 3"
+	code, out, errs := runCLI(t, "", "demo", "--nodes", "20", "--freeze", "--seed", "4", "--round", "50ms", "-e", stmts, "--format", "json")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	var docs []struct {
+		Rows [][]any
+		Meta map[string]any
+	}
+	for dec.More() {
+		var d struct {
+			Rows [][]any
+			Meta map[string]any
+		}
+		if err := dec.Decode(&d); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		docs = append(docs, d)
+	}
+	if len(docs) != 2 {
+		t.Fatalf("%d JSON blocks, want 2:\n%s", len(docs), out)
+	}
+	var recs []query.Record
+	for i := 0; i < 20; i++ {
+		recs = append(recs, query.Synthetic(4, i))
+	}
+	ss, _ := parser.Parse("", stmts)
+	for i, s := range ss {
+		p, err := query.Compile(s, query.DefaultCatalog(), query.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := query.Exact(p, recs)
+		got := docs[i].Rows
+		if len(got) != len(want.Rows) {
+			t.Fatalf("statement %d: %v, want %v", i, got, want.Rows)
+		}
+		for r := range want.Rows {
+			for c, w := range want.Rows[r] {
+				switch g := got[r][c].(type) {
+				case float64: // raw: bytes and counts as plain numbers
+					if d := g - w.Num; d > 0.01*w.Num || d < -0.01*w.Num {
+						t.Errorf("statement %d row %d col %d: %v, want %v", i, r, c, g, w.Num)
+					}
+				case string:
+					if g != w.Str {
+						t.Errorf("statement %d row %d col %d: %v, want %v", i, r, c, g, w.Str)
+					}
+				default:
+					t.Errorf("statement %d row %d col %d: %T", i, r, c, g)
+				}
+			}
+		}
+		if docs[i].Meta["peers"].(float64) != 20 || docs[i].Meta["plan_hash"] == "" {
+			t.Errorf("metadata %v", docs[i].Meta)
+		}
+	}
+}
+
+func TestDemoExitCodes(t *testing.T) {
+	if code, _, errs := runCLI(t, "", "demo", "--nodes", "5", "-e", "SELECT node FORM peers"); code != exitStatement || !strings.Contains(errs, `1:13: unexpected "FORM"`) {
+		t.Errorf("syntax error: exit %d, %q", code, errs)
+	}
+	code, out, _ := runCLI(t, "", "demo", "--nodes", "8", "--round", "200ms", "--format", "csv",
+		"-e", "SELECT AVG(cpu_load) FROM peers WITH TIMEOUT 250ms, ACCURACY 0.01%")
+	if code != exitTimeout || !strings.HasPrefix(out, "AVG(cpu_load)\n") {
+		t.Errorf("timeout: exit %d, output %q", code, out)
+	}
+	// Without -e, statements come from standard input and errors do not stop it.
+	code, out, errs := runCLI(t, "SELECT nod FROM peers;\nSELECT COUNT(*)\n FROM peers WHERE region = 'eu';\n", "demo", "--nodes", "6", "--format", "csv")
+	if code != exitOK || !strings.Contains(errs, "did you mean node?") || !strings.Contains(out, "COUNT(*)\n") {
+		t.Errorf("stdin: exit %d\nout %q\nerr %q", code, out, errs)
+	}
+}
