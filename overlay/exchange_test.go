@@ -1,0 +1,67 @@
+package overlay
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// Exchanges over TCP: answered with the right key, refused with a wrong one
+// or none, and a frame altered in flight fails authentication.
+func TestTCPExchangeAuth(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Serve(func(from string, req []byte) ([]byte, error) { return append([]byte(from+":"), req...), nil })
+
+	good, _ := newTCPExchange("good", "127.0.0.1:0", "", key)
+	defer good.Close()
+	resp, err := good.Call(srv.Addr(), []byte("hi"), time.Second)
+	if err != nil || string(resp) != "good:hi" {
+		t.Fatalf("right key: %q %v", resp, err)
+	}
+	for name, k := range map[string][]byte{"wrong key": []byte("fedcba9876543210"), "no key": nil} {
+		bad, _ := newTCPExchange("bad", "127.0.0.1:0", "", k)
+		if _, err := bad.Call(srv.Addr(), []byte("hi"), time.Second); err == nil {
+			t.Errorf("%s: answered", name)
+		}
+		bad.Close()
+	}
+	srv.mu.Lock()
+	rejected := srv.rejected
+	srv.mu.Unlock()
+	if rejected != 2 {
+		t.Errorf("rejected %d frames, want 2", rejected)
+	}
+	// Tampering: flip a byte of the body.
+	var w frameBuf
+	good.writeFrame(&w, []byte("payload"))
+	f := w.b[4:]
+	f[len(f)-sha256Size-1] ^= 1
+	if _, _, err := decodeFrame(f, key); !errors.Is(err, ErrAuth) {
+		t.Errorf("tampered frame: %v", err)
+	}
+}
+
+const sha256Size = 32
+
+type frameBuf struct{ b []byte }
+
+func (f *frameBuf) Write(p []byte) (int, error) { f.b = append(f.b, p...); return len(p), nil }
+
+func FuzzDecodeFrame(f *testing.F) {
+	var w frameBuf
+	(&tcpExchange{name: "x", key: []byte("0123456789abcdef")}).writeFrame(&w, []byte("body"))
+	f.Add(w.b[4:], true)
+	f.Add([]byte{1, 1, 'x', 'b'}, false)
+	f.Fuzz(func(t *testing.T, b []byte, keyed bool) {
+		var key []byte
+		if keyed {
+			key = []byte("0123456789abcdef")
+		}
+		decodeFrame(b, key) // must not panic
+	})
+}
