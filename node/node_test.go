@@ -38,6 +38,35 @@ func startEmbedded(t testing.TB, n int) *Embedded {
 	return e
 }
 
+// ask runs a plan from n and fails the test on error.
+func ask(t testing.TB, n *Node, p *query.Plan) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := n.Query(ctx, p, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", p.Text, err)
+	}
+	return res
+}
+
+// sameAnswer checks a gossip answer against the exact one: the same rows,
+// numbers within 1%, everything else equal.
+func sameAnswer(t testing.TB, got, want *query.Result, label string) {
+	t.Helper()
+	if len(got.Rows) != len(want.Rows) {
+		t.Fatalf("%s: %d rows, want %d\n got %v\nwant %v", label, len(got.Rows), len(want.Rows), got.Rows, want.Rows)
+	}
+	for i := range want.Rows {
+		for j, w := range want.Rows[i] {
+			g := got.Rows[i][j]
+			if w.Kind.Numeric() && math.Abs(g.Num-w.Num) > 0.01*math.Abs(w.Num)+1e-9 || !w.Kind.Numeric() && g != w {
+				t.Errorf("%s: row %d col %d: %v, want %v", label, i, j, g, w)
+			}
+		}
+	}
+}
+
 func TestEmbeddedQueries(t *testing.T) {
 	e := startEmbedded(t, 40)
 	asker := e.Nodes[3]
@@ -48,34 +77,12 @@ func TestEmbeddedQueries(t *testing.T) {
 		"SELECT COUNT(*) FROM peers WHERE region = 'eu'",
 	} {
 		p := compile(t, asker, src)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		res, err := asker.Query(ctx, p, nil)
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: %v", src, err)
-		}
-		want := query.Exact(p, e.Records())
+		res := ask(t, asker, p)
 		t.Logf("%s: %d rounds, %v, converged %v, from tags %v", src, res.Rounds, res.Elapsed, res.Converged, res.FromTags)
-		if len(res.Rows) != len(want.Rows) {
-			t.Fatalf("%s: %d rows, want %d\n got %v\nwant %v", src, len(res.Rows), len(want.Rows), res.Rows, want.Rows)
-		}
-		for i := range want.Rows {
-			for j, w := range want.Rows[i] {
-				g := res.Rows[i][j]
-				if w.Kind.Numeric() {
-					if math.Abs(g.Num-w.Num) > 0.01*math.Abs(w.Num)+1e-9 {
-						t.Errorf("%s row %d col %d: %v, want %v", src, i, j, g, w)
-					}
-				} else if g != w {
-					t.Errorf("%s row %d col %d: %v, want %v", src, i, j, g, w)
-				}
-			}
-		}
+		sameAnswer(t, res.Result, query.Exact(p, e.Records()), src)
 	}
 }
 
-// Many queries run at once, from several peers, each exchange carrying the
-// messages of all of them, and each answer is right.
 func TestConcurrentQueries(t *testing.T) {
 	e := startEmbedded(t, 40)
 	srcs := []string{
@@ -108,19 +115,7 @@ func TestConcurrentQueries(t *testing.T) {
 		if a.err != nil {
 			t.Fatalf("%s: %v", a.src, a.err)
 		}
-		p := compile(t, e.Nodes[0], a.src)
-		want := query.Exact(p, recs)
-		if len(a.res.Rows) != len(want.Rows) {
-			t.Fatalf("%s: %v, want %v", a.src, a.res.Rows, want.Rows)
-		}
-		for i := range want.Rows {
-			for j, w := range want.Rows[i] {
-				g := a.res.Rows[i][j]
-				if w.Kind.Numeric() && math.Abs(g.Num-w.Num) > 0.01*math.Abs(w.Num) || !w.Kind.Numeric() && g != w {
-					t.Errorf("%s: row %d col %d: %v, want %v", a.src, i, j, g, w)
-				}
-			}
-		}
+		sameAnswer(t, a.res.Result, query.Exact(compile(t, e.Nodes[0], a.src), recs), a.src)
 	}
 	// Every peer took part in every query, and the instances were collected.
 	time.Sleep(time.Duration(e.Nodes[0].cfg.Linger+5) * e.Nodes[0].cfg.Round * 10)

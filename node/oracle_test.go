@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"math"
 	"strings"
 	"testing"
@@ -39,12 +38,7 @@ func TestOracle200(t *testing.T) {
 		"SELECT region, PERCENTILE(disk_free, 0.75) FROM peers GROUP BY region",
 	} {
 		p := compile(t, asker, src)
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		res, err := asker.Query(ctx, p, nil)
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: %v", src, err)
-		}
+		res := ask(t, asker, p)
 		if res.FromTags {
 			t.Errorf("%s: answered from tags; the test wants gossip", src)
 		}

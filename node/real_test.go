@@ -58,24 +58,7 @@ func TestRealSockets(t *testing.T) {
 		"SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE cpu_load < 200%",
 	} {
 		p := compile(t, nodes[2], src)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		res, err := nodes[2].Query(ctx, p, nil)
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: %v", src, err)
-		}
-		want := query.Exact(p, recs)
-		if fmt.Sprint(len(res.Rows)) != fmt.Sprint(len(want.Rows)) {
-			t.Fatalf("%s: %v, want %v", src, res.Rows, want.Rows)
-		}
-		for i := range want.Rows {
-			for j, w := range want.Rows[i] {
-				g := res.Rows[i][j]
-				if w.Kind.Numeric() && math.Abs(g.Num-w.Num) > 0.01*math.Abs(w.Num) || !w.Kind.Numeric() && g != w {
-					t.Errorf("%s: row %d col %d: %v, want %v", src, i, j, g, w)
-				}
-			}
-		}
+		sameAnswer(t, ask(t, nodes[2], p).Result, query.Exact(p, recs), src)
 	}
 	if s := nodes[2].Stats(); s.Exchanges == 0 || s.Malformed != 0 {
 		t.Errorf("stats %+v", s)
@@ -130,12 +113,7 @@ func TestKillMidQuery(t *testing.T) {
 	}
 	survivors := e.Records()
 	for _, p := range []*query.Plan{count, top} {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		res, err := asker.Query(ctx, p, nil)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := ask(t, asker, p)
 		want := query.Exact(p, survivors)
 		if fmt.Sprint(res.Rows) != fmt.Sprint(want.Rows) && p == top {
 			t.Errorf("top-5 after the deaths: %v, want %v", res.Rows, want.Rows)
