@@ -1,6 +1,7 @@
 package node
 
 import (
+	"math"
 	"time"
 
 	"github.com/peerq/peerq/aggregate"
@@ -66,6 +67,8 @@ type instance struct {
 	tracker  aggregate.Tracker
 	calm     int
 	minimum  int
+	heard    int32   // messages the originator's core had received at the last report
+	lastErr  float64 // the tracker's last estimate
 }
 
 // newInstance creates this peer's instance of plan, with its contribution
@@ -73,7 +76,7 @@ type instance struct {
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire []byte, origin bool) (*instance, error) {
 	size := max(n.ov.Size(), 2)
 	q := &instance{n: n, id: id, plan: plan, planBytes: wire, origin: origin,
-		budget: plan.RoundBudget(size), result: make(chan *Result, 1)}
+		budget: plan.RoundBudget(size), result: make(chan *Result, 1), lastErr: 1}
 	rec := n.record()
 	if v, ok := n.rtt(plan.Origin); ok {
 		rec["rtt"] = v
@@ -205,7 +208,10 @@ func (q *instance) report(peers int) {
 		return
 	}
 	if q.agg != nil {
-		var cells []float64
+		// The participants' estimate joins the tracked values: while the
+		// originator's mass is still spreading, its answer is not final,
+		// however still it looks (a slow round can deliver nothing).
+		cells := []float64{res.Participants}
 		for _, row := range res.Rows {
 			for _, v := range row {
 				if v.Kind.Numeric() {
@@ -213,19 +219,31 @@ func (q *instance) report(peers int) {
 				}
 			}
 		}
-		res.ErrEstimate = q.tracker.Observe(cells)
-		if res.ErrEstimate <= q.plan.Accuracy/2 {
-			q.calm++
-		} else {
-			q.calm = 0
+		// Only rounds in which something reached the originator count: a
+		// round in which its exchanges stalled (a loaded machine, a slow
+		// peer) changes nothing and proves nothing.
+		if got := q.agg.Stats().Received; got > q.heard {
+			q.heard = got
+			q.lastErr = q.tracker.Observe(cells)
+			if q.lastErr <= q.plan.Accuracy/2 {
+				q.calm++
+			} else {
+				q.calm = 0
+			}
 		}
-		res.Converged = q.rounds >= q.minimum && q.calm >= 3
+		res.ErrEstimate = q.lastErr
+		// Converged: calm for 3 rounds, past half the expected rounds, and
+		// the gossip count of the peers reached agrees with the membership.
+		mixed := math.Abs(res.Participants-float64(peers)) <= 0.05*float64(peers)
+		res.Converged = q.rounds >= q.minimum && q.calm >= 3 && mixed
 	} else {
 		res.ErrEstimate = 1
 		if q.top.Stable() {
 			res.ErrEstimate = 0
 		}
-		res.Converged = q.rounds >= q.minimum && q.top.Stable()
+		// Stable, past the expected rounds, and having heard from enough
+		// exchanges (a slow round can deliver nothing, and look stable).
+		res.Converged = q.rounds >= q.minimum && q.top.Stable() && int(q.top.Stats().Received) >= q.minimum
 	}
 	if q.progress != nil {
 		q.progress(Progress{Round: q.rounds, Budget: q.budget, Peers: peers, Answer: res.Result, ErrEstimate: res.ErrEstimate})
