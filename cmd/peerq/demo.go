@@ -66,6 +66,11 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			if src != "" {
 				return runScript(out, cmd.ErrOrStderr(), asker, src, name, format)
 			}
+			if f, ok := cmd.InOrStdin().(*os.File); ok && isTerminal(f) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Type PQL statements ended by ';' (docs/PQL.md), Ctrl-D to quit. Try:\n"+
+					"  SELECT node, class, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 10;\n"+
+					"  SELECT region, COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region;\n")
+			}
 			return readLoop(cmd.InOrStdin(), out, cmd.ErrOrStderr(), asker, format)
 		},
 	}
@@ -112,7 +117,7 @@ func startDemo(ctx context.Context, w io.Writer, cfg node.EmbeddedConfig) (*node
 	return e, nil
 }
 
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
