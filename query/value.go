@@ -193,3 +193,20 @@ func FormatDuration(secs float64) string {
 // Record is what one peer says about itself: attribute name → value. A
 // missing attribute reads as NULL.
 type Record map[string]Value
+
+// Raw is v for machines: nil for NULL, bool, string, or the number in its
+// base unit (bytes, seconds, a fraction for ratios), whole numbers of bytes
+// and counts as int64.
+func (v Value) Raw() any {
+	switch {
+	case v.IsNull():
+		return nil
+	case v.Kind == KindBool:
+		return v.Bool
+	case v.Kind == KindString:
+		return v.Str
+	case v.Num == math.Trunc(v.Num) && math.Abs(v.Num) < 1<<53 && v.Kind != KindRatio && v.Kind != KindDuration:
+		return int64(v.Num)
+	}
+	return v.Num
+}

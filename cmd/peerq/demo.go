@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -215,7 +214,7 @@ func toTable(plan *query.Plan, res *node.Result) *shell.Table {
 	for _, row := range res.Rows {
 		cells := make([]shell.Cell, len(row))
 		for i, v := range row {
-			cells[i] = shell.Cell{Text: v.String(), Raw: raw(v)}
+			cells[i] = shell.Cell{Text: v.String(), Raw: v.Raw()}
 		}
 		t.Rows = append(t.Rows, cells)
 	}
@@ -243,20 +242,4 @@ func toTable(plan *query.Plan, res *node.Result) *shell.Table {
 	}
 	t.Footer = footer
 	return t
-}
-
-// raw is a value for machines: numbers in base units (bytes, seconds,
-// fractions), whole numbers as integers.
-func raw(v query.Value) any {
-	switch {
-	case v.IsNull():
-		return nil
-	case v.Kind == query.KindBool:
-		return v.Bool
-	case v.Kind == query.KindString:
-		return v.Str
-	case v.Num == math.Trunc(v.Num) && math.Abs(v.Num) < 1<<53 && v.Kind != query.KindRatio && v.Kind != query.KindDuration:
-		return int64(v.Num)
-	}
-	return v.Num
 }

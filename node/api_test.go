@@ -1,0 +1,130 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAPI(t *testing.T) {
+	e := startEmbedded(t, 12)
+	dir := t.TempDir()
+	tok, err := LoadOrCreateToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, TokenFile)); st.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v", st.Mode().Perm())
+	}
+	if again, _ := LoadOrCreateToken(dir); again != tok {
+		t.Error("the token changed on reload")
+	}
+	api, err := e.Nodes[0].ServeAPI("127.0.0.1:0", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	url := "http://" + api.Addr()
+	do := func(method, path, body, token string) *http.Response {
+		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set(TokenHeader, token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, c := range []struct {
+		method, path, body, token string
+		status                    int
+		contains                  string
+	}{
+		{"GET", "/v1/health", "", "", 401, "token"},
+		{"GET", "/v1/health", "", "wrong", 401, "token"},
+		{"GET", "/v1/health", "", tok, 200, `"peers":12`},
+		{"GET", "/v1/members", "", tok, 200, "peer-000011"},
+		{"GET", "/v1/attributes", "", tok, 200, "mem_free"},
+		{"POST", "/v1/query", "{bad json", tok, 400, "bad JSON"},
+		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"column":13`},
+		{"POST", "/v1/query", `{"statement": "SELECT mem_fre FROM peers"}`, tok, 400, "did you mean mem_free?"},
+		{"POST", "/v1/query", `{"statement": "RESERVE 2 AS x"}`, tok, 200, `"code":"unsupported"`},
+		{"POST", "/v1/query", `{"statement": "EXPLAIN SELECT COUNT(*) FROM peers"}`, tok, 200, "gossip aggregation"},
+	} {
+		resp := do(c.method, c.path, c.body, c.token)
+		var b strings.Builder
+		bufio.NewReader(resp.Body).WriteTo(&b)
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.Contains(b.String(), c.contains) {
+			t.Errorf("%s %s %s: %d %s; want %d and %q", c.method, c.path, c.body, resp.StatusCode, b.String(), c.status, c.contains)
+		}
+	}
+
+	// Streaming: progress lines, then the result.
+	resp := do("POST", "/v1/query", `{"statement": "SELECT COUNT(*), AVG(cpu_load) FROM peers WHERE mem_free >= 1GB"}`, tok)
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+		t.Errorf("content type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var progress int
+	var last Line
+	for sc.Scan() {
+		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		if last.Type == "progress" {
+			progress++
+		}
+	}
+	if progress == 0 || last.Type != "result" || last.Meta == nil || last.Meta.Peers != 12 || len(last.Rows) != 1 {
+		t.Errorf("%d progress lines, last %+v", progress, last)
+	}
+}
+
+// A client that goes away cancels its query.
+func TestAPICancel(t *testing.T) {
+	e := startEmbedded(t, 8)
+	api, err := e.Nodes[0].ServeAPI("127.0.0.1:0", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+api.Addr()+"/v1/query",
+		strings.NewReader(`{"statement": "SELECT AVG(cpu_load) FROM peers WITH ROUNDS 1000, ACCURACY 0.001%"}`))
+	req.Header.Set(TokenHeader, "t")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufio.NewReader(resp.Body).ReadString('\n') // the first progress line
+	cancel()
+	resp.Body.Close()
+	n := e.Nodes[0]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n.mu.Lock()
+		running := 0
+		for _, q := range n.queries {
+			if q.origin && !q.finished {
+				running++
+			}
+		}
+		n.mu.Unlock()
+		if running == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the query still runs after its client went away")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
