@@ -19,7 +19,7 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	var (
-		name, bind, advertise, exchange, dataDir, encrypt string
+		name, bind, advertise, exchange, dataDir, encrypt, apiAddr string
 		joins, tags                                       []string
 		round                                             time.Duration
 	)
@@ -29,7 +29,7 @@ func newAgentCmd() *cobra.Command {
 		Long: `agent runs one peer: Serf membership and gossip on --bind (UDP and TCP), the protocol
 exchanges on --exchange (TCP, advertised in a Serf tag), its machine probed with gopsutil, its
 reliability kept in a journal in --data-dir. SIGINT or SIGTERM leaves the cluster gracefully.
-(The local API and the shell that talks to it come next.)`,
+The local HTTP API (docs/API.md) listens on --api with a token written to --data-dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dataDir == "" {
@@ -75,7 +75,19 @@ reliability kept in a journal in --data-dir. SIGINT or SIGTERM leaves the cluste
 				return &exitError{exitUsage, err}
 			}
 			out := cmd.ErrOrStderr()
-			fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s\n", name, n.Overlay().Addr(), exchangeAddr(n))
+			token, err := node.LoadOrCreateToken(dataDir)
+			if err != nil {
+				n.Close()
+				return &exitError{exitUsage, err}
+			}
+			api, err := n.ServeAPI(apiAddr, token)
+			if err != nil {
+				n.Close()
+				return &exitError{exitUsage, err}
+			}
+			defer api.Close()
+			fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s, API on %s (token in %s)\n", name,
+				n.Overlay().Addr(), exchangeAddr(n), api.Addr(), filepath.Join(dataDir, node.TokenFile))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if len(joins) > 0 {
@@ -110,6 +122,7 @@ reliability kept in a journal in --data-dir. SIGINT or SIGTERM leaves the cluste
 	f.StringVar(&dataDir, "data-dir", "", "directory for the journal and Serf's snapshot")
 	f.StringVar(&encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip, authenticates exchanges")
 	f.DurationVar(&round, "round", 200*time.Millisecond, "gossip round")
+	f.StringVar(&apiAddr, "api", "127.0.0.1:7474", "local HTTP API address (keep it on loopback)")
 	return cmd
 }
 

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freePort returns a loopback port nobody listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Three `peerq agent` processes on loopback ports join and answer a query
+// through `peerq query`, in JSON, with the token from the data dir; then
+// they leave on SIGTERM.
+func TestThreeAgents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "peerq")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	type agent struct {
+		cmd       *exec.Cmd
+		api, data string
+	}
+	var agents []agent
+	var seed string
+	for i := 0; i < 3; i++ {
+		gossip := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		a := agent{api: fmt.Sprintf("127.0.0.1:%d", freePort(t)), data: filepath.Join(dir, fmt.Sprint("a", i))}
+		args := []string{"agent", "--node", fmt.Sprint("agent-", i), "--bind", gossip,
+			"--exchange", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--api", a.api, "--data-dir", a.data,
+			"--tag", "region=" + []string{"eu", "us", "eu"}[i], "--round", "50ms"}
+		if seed != "" {
+			args = append(args, "--join", seed)
+		} else {
+			seed = gossip
+		}
+		a.cmd = exec.Command(bin, args...)
+		var stderr strings.Builder
+		a.cmd.Stderr = &stderr
+		if err := a.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.cmd.Process.Kill(); a.cmd.Wait() })
+		agents = append(agents, a)
+	}
+	// Wait until the first agent's API says three peers.
+	var token string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(agents[0].data, "api-token"))
+		token = strings.TrimSpace(string(b))
+		peers := 0
+		if token != "" {
+			req, _ := http.NewRequest("GET", "http://"+agents[0].api+"/v1/health", nil)
+			req.Header.Set("X-Peerq-Token", token)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				var h struct{ Peers int }
+				json.NewDecoder(resp.Body).Decode(&h)
+				resp.Body.Close()
+				peers = h.Peers
+			}
+		}
+		if peers == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agents did not form a cluster of 3 (last: %d)", peers)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	code, out, errs := runCLI(t, "", "query", "--api", agents[0].api, "--data-dir", agents[0].data, "--format", "json",
+		"-e", "SELECT COUNT(*), MIN(cpu_cores) FROM peers WHERE mem_total > 0; SELECT region, COUNT(*) FROM peers GROUP BY region")
+	if code != exitOK {
+		t.Fatalf("query: exit %d: %s", code, errs)
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	var first, second struct{ Rows [][]any }
+	if err := dec.Decode(&first); err != nil || dec.Decode(&second) != nil {
+		t.Fatalf("output: %v\n%s", err, out)
+	}
+	if first.Rows[0][0].(float64) != 3 || len(second.Rows) != 2 {
+		t.Errorf("answers %v %v", first.Rows, second.Rows)
+	}
+	// A wrong token and a bad statement get their exit codes.
+	if code, _, _ := runCLI(t, "", "query", "--api", agents[0].api, "--token", "nope", "-e", "SHOW MEMBERS"); code != exitUsage {
+		t.Errorf("wrong token: exit %d", code)
+	}
+	if code, _, errs := runCLI(t, "", "query", "--api", agents[0].api, "--token", token, "-e", "SELECT cpu_lod FROM peers"); code != exitStatement || !strings.Contains(errs, "did you mean cpu_load?") {
+		t.Errorf("bad statement: exit %d %q", code, errs)
+	}
+	// SIGTERM: each agent leaves gracefully and exits 0.
+	for _, a := range agents {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for i, a := range agents {
+		done := make(chan error, 1)
+		go func() { done <- a.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent %d: %v", i, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("agent %d did not stop on SIGTERM", i)
+		}
+	}
+}
