@@ -8,6 +8,7 @@ require (
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/hashicorp/serf v0.11.0
 	github.com/olekukonko/tablewriter v1.1.5
+	github.com/peterh/liner v1.2.2
 	github.com/shirou/gopsutil/v4 v4.26.10
 	github.com/spf13/cobra v1.10.2
 	gonum.org/v1/plot v0.17.0

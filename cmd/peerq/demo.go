@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -66,11 +65,11 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 				return runScript(out, cmd.ErrOrStderr(), asker, src, name, format)
 			}
 			if f, ok := cmd.InOrStdin().(*os.File); ok && isTerminal(f) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "Type PQL statements ended by ';' (docs/PQL.md), Ctrl-D to quit. Try:\n"+
+				fmt.Fprintf(cmd.ErrOrStderr(), "Try:\n"+
 					"  SELECT node, class, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 10;\n"+
 					"  SELECT region, COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region;\n")
 			}
-			return readLoop(cmd.InOrStdin(), out, cmd.ErrOrStderr(), asker, format)
+			return runShell(cmd, embeddedExec{asker}, format, defaultHistory())
 		},
 	}
 	f := cmd.Flags()
@@ -144,34 +143,6 @@ func runScript(out, errw io.Writer, n *node.Node, src, name string, format shell
 		}
 	}
 	return nil
-}
-
-// readLoop reads statements ended by ';' from in until EOF, and keeps going
-// after errors (the interactive shell of issue 5 will replace it).
-func readLoop(in io.Reader, out, errw io.Writer, n *node.Node, format shell.Format) error {
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), parser.MaxInputBytes)
-	var buf strings.Builder
-	run := func() {
-		src := buf.String()
-		buf.Reset()
-		if strings.TrimSpace(src) == "" {
-			return
-		}
-		if err := runScript(out, errw, n, src, "", format); err != nil {
-			fmt.Fprintln(errw, err)
-		}
-	}
-	for sc.Scan() {
-		line := sc.Text()
-		buf.WriteString(line)
-		buf.WriteByte('\n')
-		if strings.HasSuffix(strings.TrimSpace(line), ";") {
-			run()
-		}
-	}
-	run()
-	return sc.Err()
 }
 
 // runOne runs one statement on n and renders its answer.

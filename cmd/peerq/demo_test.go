@@ -87,3 +87,36 @@ func TestDemoExitCodes(t *testing.T) {
 		t.Errorf("stdin: exit %d\nout %q\nerr %q", code, out, errs)
 	}
 }
+
+// The shell read through a pipe: multi-line statements, meta-commands, an
+// error with its caret that does not stop it, and \quit.
+func TestShellThroughPipe(t *testing.T) {
+	in := strings.Join([]string{
+		`\format csv`,
+		`SELECT COUNT(*)`,
+		`  FROM peers WHERE mem_free >= 1GB;`,
+		`\explain SELECT node FROM peers ORDER BY uptime DESC LIMIT 3`,
+		`SELECT nod FROM peers;`,
+		`\timing`,
+		`SELECT region, COUNT(*) FROM peers GROUP BY region; -- from tags`,
+		`\quit`,
+		`SELECT 1 FROM peers;`,
+	}, "\n")
+	code, out, errs := runCLI(t, in, "demo", "--nodes", "6", "--freeze", "--round", "50ms")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"COUNT(*)\n", "gossip top-k", "region,COUNT(*)\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{`unknown attribute "nod" (did you mean node?)`, "  SELECT nod FROM peers\n         ^", "format: csv", "timing: on", "Time: "} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(out, "\n1\n") {
+		t.Error("a statement after \\quit ran")
+	}
+}

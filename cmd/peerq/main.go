@@ -61,6 +61,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newExplainCmd(), newCheckCmd(), newSimCmd(), newDemoCmd(), newAgentCmd(), newQueryCmd())
+	root.AddCommand(newExplainCmd(), newCheckCmd(), newSimCmd(), newDemoCmd(), newAgentCmd(), newQueryCmd(), newShellCmd())
 	return root
 }

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/peerq/peerq/node"
+	"github.com/peerq/peerq/parser"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/shell"
+)
+
+// embeddedExec runs statements on a peer of the embedded cluster.
+type embeddedExec struct{ n *node.Node }
+
+var _ shell.Executor = embeddedExec{}
+
+func (e embeddedExec) Execute(ctx context.Context, text string, progress func(shell.Progress)) (*shell.Table, error) {
+	stmt, err := parser.ParseOne(text)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := query.Compile(stmt, e.n.Catalog(), query.DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	if plan.Explain {
+		return explainTable(query.Explain(plan, e.n.Overlay().Size())), nil
+	}
+	res, err := e.n.Query(ctx, plan, func(p node.Progress) {
+		if progress != nil {
+			progress(shell.Progress{Round: p.Round, Budget: p.Budget, Peers: p.Peers, ErrEstimate: p.ErrEstimate, Estimate: firstCell(p.Answer)})
+		}
+	})
+	if res == nil {
+		return nil, err
+	}
+	return toTable(plan, res), err
+}
+
+func (e embeddedExec) Words() []string { return e.n.Catalog().Names() }
+
+func firstCell(r *query.Result) string {
+	if r == nil || len(r.Rows) == 0 || len(r.Rows[0]) == 0 {
+		return "…"
+	}
+	return r.Rows[0][0].String()
+}
+
+func explainTable(text string) *shell.Table {
+	t := &shell.Table{Columns: []shell.Column{{Name: "EXPLAIN", Kind: "string"}}}
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		t.Rows = append(t.Rows, []shell.Cell{{Text: l, Raw: l}})
+	}
+	return t
+}
+
+// apiExec runs statements through the local agent's API.
+type apiExec struct{ c *apiClient }
+
+var _ shell.Executor = apiExec{}
+
+func (a apiExec) Execute(ctx context.Context, text string, progress func(shell.Progress)) (*shell.Table, error) {
+	body, _ := json.Marshal(node.QueryRequest{Statement: text})
+	req, err := http.NewRequestWithContext(ctx, "POST", a.c.base+"/v1/query", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(node.TokenHeader, a.c.token)
+	resp, err := a.c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error        string
+			Line, Column int
+		}
+		json.NewDecoder(resp.Body).Decode(&e)
+		if e.Line > 0 {
+			return nil, &parser.Error{Pos: parser.Pos{Line: e.Line, Column: e.Column},
+				Msg: strings.TrimPrefix(e.Error, fmt.Sprintf("%d:%d: ", e.Line, e.Column))}
+		}
+		return nil, fmt.Errorf("agent: %s: %s", resp.Status, e.Error)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var l node.Line
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.UseNumber()
+		if err := dec.Decode(&l); err != nil {
+			return nil, fmt.Errorf("agent sent %q: %w", sc.Text(), err)
+		}
+		switch l.Type {
+		case "progress":
+			if progress != nil {
+				est := "…"
+				if len(l.Text) > 0 && len(l.Text[0]) > 0 {
+					est = l.Text[0][0]
+				}
+				progress(shell.Progress{Round: l.Round, Budget: l.Budget, Peers: l.Peers, ErrEstimate: l.ErrEstimate, Estimate: est})
+			}
+		case "error":
+			return nil, errors.New(l.Error)
+		case "result":
+			if l.Explain != "" {
+				return explainTable(l.Explain), nil
+			}
+			t := lineTable(l)
+			if l.Meta != nil && l.Meta.Timeout {
+				return t, errors.New("timed out; the answer is partial")
+			}
+			return t, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("the agent closed the answer without a result")
+}
+
+func (a apiExec) Words() []string {
+	req, err := http.NewRequest("GET", a.c.base+"/v1/attributes", nil)
+	if err != nil {
+		return nil
+	}
+	req.Header.Set(node.TokenHeader, a.c.token)
+	resp, err := a.c.http.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var attrs []struct{ Name string }
+	json.NewDecoder(resp.Body).Decode(&attrs)
+	var out []string
+	for _, at := range attrs {
+		out = append(out, at.Name)
+	}
+	return out
+}

@@ -1,0 +1,344 @@
+package shell
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/peterh/liner"
+)
+
+// Executor runs statements for the shell: the embedded cluster's runtime,
+// or the local agent's API. The shell knows nothing else of the engine.
+type Executor interface {
+	// Execute runs one statement (its text, ended without ';'), calling
+	// progress while it runs, and returns its answer. A statement error
+	// should implement Positioned so the shell can point at it.
+	Execute(ctx context.Context, statement string, progress func(Progress)) (*Table, error)
+	// Words lists names worth completing: attributes (catalog and live
+	// tags) and subclouds.
+	Words() []string
+}
+
+// Positioned is an error that points at a line and column of a statement.
+type Positioned interface {
+	error
+	Line() int
+	Column() int
+}
+
+// Progress is a running statement's state, for the live progress line.
+type Progress struct {
+	Round, Budget, Peers int
+	ErrEstimate          float64
+	// Estimate is the current answer's first value, with units.
+	Estimate string
+}
+
+// Config configures a shell session.
+type Config struct {
+	In       io.Reader
+	Out, Err io.Writer
+	// Terminal selects the line editor (prompts, history, completion);
+	// otherwise statements are read plainly, for pipes and scripts.
+	Terminal    bool
+	HistoryFile string
+	Format      Format
+	// Keywords are the language's words, for completion.
+	Keywords []string
+}
+
+// lineReader is the small interface the REPL reads lines through: liner on
+// a terminal, bufio otherwise.
+type lineReader interface {
+	Prompt(prompt string) (string, error)
+	AppendHistory(item string)
+	Close() error
+}
+
+type plainReader struct{ sc *bufio.Scanner }
+
+func (p *plainReader) Prompt(string) (string, error) {
+	if p.sc.Scan() {
+		return p.sc.Text(), nil
+	}
+	if err := p.sc.Err(); err != nil {
+		return "", err
+	}
+	return "", io.EOF
+}
+func (p *plainReader) AppendHistory(string) {}
+func (p *plainReader) Close() error         { return nil }
+
+type linerReader struct {
+	*liner.State
+	history string
+}
+
+func (l *linerReader) Close() error {
+	if l.history != "" {
+		if f, err := os.Create(l.history); err == nil {
+			l.WriteHistory(f)
+			f.Close()
+		}
+	}
+	return l.State.Close()
+}
+
+// Session is a running shell.
+type Session struct {
+	cfg    Config
+	exec   Executor
+	in     lineReader
+	format Format
+	timing bool
+}
+
+// Run reads statements until EOF (Ctrl-D) or \quit, runs each, and renders
+// the answers. Errors in statements are reported and the shell goes on.
+func Run(ctx context.Context, exec Executor, cfg Config) error {
+	s := &Session{cfg: cfg, exec: exec, format: cfg.Format}
+	if cfg.Terminal {
+		l := liner.NewLiner()
+		l.SetCtrlCAborts(true)
+		l.SetMultiLineMode(true)
+		l.SetWordCompleter(s.complete)
+		if cfg.HistoryFile != "" {
+			if f, err := os.Open(cfg.HistoryFile); err == nil {
+				l.ReadHistory(f)
+				f.Close()
+			}
+		}
+		s.in = &linerReader{State: l, history: cfg.HistoryFile}
+		fmt.Fprintln(cfg.Err, `peerq shell: statements end with ';'. \help for commands, Ctrl-C cancels, Ctrl-D quits.`)
+	} else {
+		sc := bufio.NewScanner(cfg.In)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		s.in = &plainReader{sc: sc}
+	}
+	defer s.in.Close()
+	return s.loop(ctx)
+}
+
+func (s *Session) loop(ctx context.Context) error {
+	var buf strings.Builder
+	for {
+		prompt := "peerq> "
+		if buf.Len() > 0 {
+			prompt = "   ..> "
+		}
+		line, err := s.in.Prompt(prompt)
+		switch {
+		case errors.Is(err, liner.ErrPromptAborted):
+			buf.Reset() // Ctrl-C at the prompt drops the statement being typed
+			continue
+		case errors.Is(err, io.EOF):
+			if strings.TrimSpace(buf.String()) != "" {
+				s.runText(ctx, buf.String())
+			}
+			return nil
+		case err != nil:
+			return err
+		}
+		trimmed := strings.TrimSpace(line)
+		if buf.Len() == 0 && strings.HasPrefix(trimmed, `\`) {
+			s.in.AppendHistory(trimmed)
+			if quit := s.meta(ctx, trimmed); quit {
+				return nil
+			}
+			continue
+		}
+		buf.WriteString(line)
+		buf.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			text := buf.String()
+			buf.Reset()
+			s.in.AppendHistory(strings.Join(strings.Fields(text), " "))
+			s.runText(ctx, text)
+		}
+	}
+}
+
+// splitStatements splits text at the ';' that end statements, outside
+// strings, quoted names and comments.
+func splitStatements(text string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == '\'' || c == '"':
+			j := i + 1
+			for j < len(text) && text[j] != c {
+				if c == '\'' && text[j] == '\\' {
+					j++ // an escaped character
+				}
+				j++
+			}
+			i = j // the closing quote (a doubled quote reopens: same effect)
+		case c == '-' && i+1 < len(text) && text[i+1] == '-':
+			for i < len(text) && text[i] != '\n' {
+				i++
+			}
+		case c == '/' && i+1 < len(text) && text[i+1] == '*':
+			if end := strings.Index(text[i+2:], "*/"); end >= 0 {
+				i += end + 3
+			} else {
+				i = len(text)
+			}
+		case c == ';':
+			out = append(out, text[start:i])
+			start = i + 1
+		}
+	}
+	if strings.TrimSpace(text[start:]) != "" {
+		out = append(out, text[start:])
+	}
+	return out
+}
+
+// runText runs every statement in text.
+func (s *Session) runText(ctx context.Context, text string) {
+	for _, stmt := range splitStatements(text) {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		s.run(ctx, stmt)
+	}
+}
+
+// run runs one statement; Ctrl-C cancels it, not the shell.
+func (s *Session) run(ctx context.Context, stmt string) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.cfg.Terminal {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt)
+		defer signal.Stop(sig)
+		go func() {
+			select {
+			case <-sig:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	start := time.Now()
+	live := false
+	progress := func(p Progress) {
+		if !s.cfg.Terminal {
+			return
+		}
+		live = true
+		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%.2g%%", p.Round, p.Budget, p.Peers, p.Estimate, 100*p.ErrEstimate)
+	}
+	t, err := s.exec.Execute(ctx, strings.TrimSpace(stmt), progress)
+	if live {
+		fmt.Fprint(s.cfg.Err, "\r\033[K")
+	}
+	if err != nil {
+		s.report(stmt, err)
+		if t == nil {
+			return
+		}
+	}
+	if err := Render(s.cfg.Out, s.format, t); err != nil {
+		fmt.Fprintln(s.cfg.Err, err)
+	}
+	if s.timing {
+		fmt.Fprintf(s.cfg.Err, "Time: %s\n", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// report prints an error; a positioned one with its line and a caret.
+func (s *Session) report(stmt string, err error) {
+	fmt.Fprintln(s.cfg.Err, "error:", err)
+	var pe Positioned
+	if errors.As(err, &pe) {
+		lines := strings.Split(strings.TrimLeft(stmt, "\n"), "\n")
+		if l := pe.Line(); l >= 1 && l <= len(lines) {
+			fmt.Fprintln(s.cfg.Err, "  "+lines[l-1])
+			fmt.Fprintln(s.cfg.Err, "  "+strings.Repeat(" ", max(pe.Column()-1, 0))+"^")
+		}
+	}
+}
+
+const helpText = `Statements end with ';' and may span lines (docs/PQL.md).
+  \help                          this text
+  \format table|csv|json|ndjson  output format
+  \timing                        print each statement's time (toggle)
+  \members                       the live peers (SHOW MEMBERS)
+  \explain STATEMENT             how a statement would run
+  \quit                          leave (or Ctrl-D)
+Ctrl-C cancels the running statement, or the one being typed.`
+
+// meta runs a backslash command; it reports whether to quit.
+func (s *Session) meta(ctx context.Context, line string) bool {
+	cmd, arg, _ := strings.Cut(line, " ")
+	arg = strings.TrimSpace(arg)
+	switch cmd {
+	case `\q`, `\quit`:
+		return true
+	case `\?`, `\h`, `\help`:
+		fmt.Fprintln(s.cfg.Out, helpText)
+	case `\format`:
+		if err := s.format.Set(arg); err != nil {
+			fmt.Fprintln(s.cfg.Err, err)
+		} else {
+			fmt.Fprintln(s.cfg.Err, "format:", s.format)
+		}
+	case `\timing`:
+		s.timing = !s.timing
+		fmt.Fprintln(s.cfg.Err, "timing:", map[bool]string{true: "on", false: "off"}[s.timing])
+	case `\members`:
+		s.run(ctx, "SHOW MEMBERS")
+	case `\explain`:
+		s.run(ctx, "EXPLAIN "+strings.TrimSuffix(arg, ";"))
+	default:
+		fmt.Fprintf(s.cfg.Err, "unknown command %s (\\help lists them)\n", cmd)
+	}
+	return false
+}
+
+// complete offers keywords, attributes and subclouds for the word under the
+// cursor.
+func (s *Session) complete(line string, pos int) (string, []string, string) {
+	start := pos
+	for start > 0 && isWordByte(line[start-1]) {
+		start--
+	}
+	word := line[start:pos]
+	if word == "" {
+		return line[:pos], nil, line[pos:]
+	}
+	seen := map[string]bool{}
+	var out []string
+	add := func(c string, upper bool) {
+		if !strings.HasPrefix(strings.ToLower(c), strings.ToLower(word)) || seen[c] {
+			return
+		}
+		seen[c] = true
+		if upper && word == strings.ToLower(word) {
+			c = strings.ToLower(c) // keep the user's case for keywords
+		}
+		out = append(out, c)
+	}
+	for _, k := range s.cfg.Keywords {
+		add(k, true)
+	}
+	for _, w := range s.exec.Words() {
+		add(w, false)
+	}
+	sort.Strings(out)
+	return line[:start], out, line[pos:]
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
