@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// screen collects what a pseudo-terminal shows.
+type screen struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *screen) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *screen) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// waitFor waits until the screen, after mark, shows want.
+func (s *screen) waitFor(t *testing.T, mark int, want string) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if i := strings.Index(s.String()[mark:], want); i >= 0 {
+			return mark + i + len(want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the terminal never showed %q; it shows:\n%s", want, s.String()[mark:])
+	return 0
+}
+
+// The interactive shell in a pseudo-terminal: Tab completes an attribute,
+// Ctrl-C cancels a running statement and the shell goes on, Ctrl-D quits.
+func TestShellInTerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "peerq")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "demo", "--nodes", "6", "--round", "50ms")
+	cmd.Env = append(cmd.Environ(), "HOME="+dir, "TERM=xterm")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 150})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var sc screen
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := tty.Read(b)
+			sc.Write(b[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	mark := sc.waitFor(t, 0, "peerq> ")
+
+	// Completion: "mem_f" + Tab becomes "mem_free".
+	tty.Write([]byte("SELECT MAX(mem_f\t"))
+	mark = sc.waitFor(t, mark, "mem_free")
+	tty.Write([]byte(") FROM peers;\r"))
+	mark = sc.waitFor(t, mark, "MAX(mem_free)")
+	mark = sc.waitFor(t, mark, "peerq> ")
+
+	// Ctrl-C cancels a statement that would run for 1000 rounds.
+	tty.Write([]byte("SELECT AVG(cpu_load) FROM peers WITH ROUNDS 1000, ACCURACY 0.0001%;\r"))
+	mark = sc.waitFor(t, mark, "round ")
+	tty.Write([]byte{3})
+	mark = sc.waitFor(t, mark, "context canceled")
+	mark = sc.waitFor(t, mark, "peerq> ")
+
+	// The shell is alive: one more statement, then Ctrl-D.
+	tty.Write([]byte("SELECT COUNT(*) FROM peers;\r"))
+	mark = sc.waitFor(t, mark, "COUNT(*)")
+	sc.waitFor(t, mark, "peerq> ")
+	tty.Write([]byte{4})
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("Ctrl-D did not quit")
+	}
+}
