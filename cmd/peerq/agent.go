@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,7 +21,7 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	var (
-		name, bind, advertise, exchange, dataDir, encrypt, apiAddr string
+		name, bind, advertise, exchange, dataDir, encrypt, apiAddr, configFile, logLevel string
 		joins, tags                                                []string
 		round                                                      time.Duration
 	)
@@ -32,22 +34,28 @@ reliability kept in a journal in --data-dir. SIGINT or SIGTERM leaves the cluste
 The local HTTP API (docs/API.md) listens on --api with a token written to --data-dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd, configFile); err != nil {
+					return &exitError{exitUsage, err}
+				}
+			}
+			logs, err := newLevelWriter(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
 			if dataDir == "" {
 				return &exitError{exitUsage, errors.New("peerq: --data-dir is required")}
 			}
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return &exitError{exitUsage, err}
 			}
-			if name == "" {
-				h, err := os.Hostname()
-				if err != nil {
-					return &exitError{exitUsage, err}
-				}
-				name = h
+			if name, err = nodeName(dataDir, name); err != nil {
+				return &exitError{exitUsage, err}
 			}
 			ocfg := overlay.DefaultConfig(name)
 			ocfg.BindAddr, ocfg.AdvertiseAddr, ocfg.ExchangeAddr = bind, advertise, exchange
 			ocfg.SnapshotPath = filepath.Join(dataDir, "serf.snapshot")
+			ocfg.LogOutput = logs
 			ocfg.Tags = map[string]string{}
 			for _, t := range tags {
 				k, v, ok := strings.Cut(t, "=")
@@ -123,6 +131,8 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.StringVar(&encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip, authenticates exchanges")
 	f.DurationVar(&round, "round", 200*time.Millisecond, "gossip round")
 	f.StringVar(&apiAddr, "api", "127.0.0.1:7474", "local HTTP API address (keep it on loopback)")
+	f.StringVar(&configFile, "config", "", "JSON file of flag values, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"]}; flags given on the command line win")
+	f.StringVar(&logLevel, "log-level", "warn", "Serf and memberlist logs shown: error, warn, info or debug")
 	return cmd
 }
 
@@ -131,4 +141,91 @@ func exchangeAddr(n *node.Node) string {
 		return m.Exchange
 	}
 	return "?"
+}
+
+// nodeName picks the agent's name: the flag, else the one saved in the
+// data dir, else the host name; it is saved so that a restart on the same
+// data dir comes back with the same identity.
+func nodeName(dataDir, flag string) (string, error) {
+	path := filepath.Join(dataDir, "node-name")
+	name := flag
+	if name == "" {
+		if b, err := os.ReadFile(path); err == nil {
+			name = strings.TrimSpace(string(b))
+		}
+	}
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", err
+		}
+		name = h
+	}
+	return name, os.WriteFile(path, []byte(name+"\n"), 0o644)
+}
+
+// applyConfigFile sets, from a JSON object of flag names, every flag the
+// command line did not set.
+func applyConfigFile(cmd *cobra.Command, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("peerq: config: %w", err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal(b, &values); err != nil {
+		return fmt.Errorf("peerq: config %s: %w", path, err)
+	}
+	for k, v := range values {
+		f := cmd.Flags().Lookup(k)
+		if f == nil {
+			return fmt.Errorf("peerq: config %s: unknown setting %q", path, k)
+		}
+		if f.Changed {
+			continue
+		}
+		items := []any{v}
+		if list, ok := v.([]any); ok {
+			items = list
+		}
+		for _, it := range items {
+			if err := f.Value.Set(fmt.Sprint(it)); err != nil {
+				return fmt.Errorf("peerq: config %s: %s: %w", path, k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// levelWriter passes on the log lines at or above a level. Serf and
+// memberlist prefix their lines with [DEBUG], [INFO], [WARN] or [ERR].
+type levelWriter struct {
+	w   io.Writer
+	min int
+}
+
+var logLevels = map[string]int{"debug": 0, "info": 1, "warn": 2, "error": 3}
+
+func newLevelWriter(w io.Writer, level string) (*levelWriter, error) {
+	min, ok := logLevels[strings.ToLower(level)]
+	if !ok {
+		return nil, fmt.Errorf("peerq: --log-level %q (expected debug, info, warn or error)", level)
+	}
+	return &levelWriter{w: w, min: min}, nil
+}
+
+func (l *levelWriter) Write(p []byte) (int, error) {
+	line := string(p)
+	level := 1
+	switch {
+	case strings.Contains(line, "[DEBUG]"):
+		level = 0
+	case strings.Contains(line, "[WARN]"):
+		level = 2
+	case strings.Contains(line, "[ERR]"):
+		level = 3
+	}
+	if level >= l.min {
+		return l.w.Write(p)
+	}
+	return len(p), nil
 }

@@ -125,3 +125,43 @@ func TestThreeAgents(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentSettings(t *testing.T) {
+	dir := t.TempDir()
+	// The name: given, then remembered in the data dir.
+	if n, err := nodeName(dir, "alpha"); err != nil || n != "alpha" {
+		t.Fatalf("%q %v", n, err)
+	}
+	if n, _ := nodeName(dir, ""); n != "alpha" {
+		t.Errorf("restart without --node: %q, want alpha", n)
+	}
+	// The config file fills the flags the command line left alone.
+	cfg := filepath.Join(dir, "agent.json")
+	os.WriteFile(cfg, []byte(`{"bind": "127.0.0.1:9000", "tag": ["region=eu", "zone=a"], "round": "300ms"}`), 0o644)
+	cmd := newAgentCmd()
+	cmd.Flags().Parse([]string{"--bind", "127.0.0.1:9999"})
+	if err := applyConfigFile(cmd, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if v := cmd.Flags().Lookup("bind").Value.String(); v != "127.0.0.1:9999" {
+		t.Errorf("bind %s: the command line must win", v)
+	}
+	if v := cmd.Flags().Lookup("tag").Value.String(); v != "[region=eu,zone=a]" {
+		t.Errorf("tags %s", v)
+	}
+	if v := cmd.Flags().Lookup("round").Value.String(); v != "300ms" {
+		t.Errorf("round %s", v)
+	}
+	os.WriteFile(cfg, []byte(`{"bnid": "x"}`), 0o644)
+	if err := applyConfigFile(newAgentCmd(), cfg); err == nil || !strings.Contains(err.Error(), `unknown setting "bnid"`) {
+		t.Errorf("unknown setting: %v", err)
+	}
+	// The log filter.
+	var b strings.Builder
+	w, _ := newLevelWriter(&b, "warn")
+	w.Write([]byte("2026/11/26 [DEBUG] memberlist: x\n"))
+	w.Write([]byte("2026/11/26 [WARN] memberlist: y\n"))
+	if b.String() != "2026/11/26 [WARN] memberlist: y\n" {
+		t.Errorf("filtered logs %q", b.String())
+	}
+}
