@@ -22,8 +22,8 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		name, bind, advertise, exchange, dataDir, encrypt, apiAddr, configFile, logLevel string
-		joins, tags                                                []string
-		round                                                      time.Duration
+		joins, tags                                                                      []string
+		round                                                                            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --data-dir DIR [--bind 0.0.0.0:7946] [--join ADDR]... [--tag k=v]...",
