@@ -105,7 +105,10 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire []byte, origin boo
 			return nil, err
 		}
 		q.top = node
-		q.minimum = query.ExpectedRounds(plan.Kind, size, plan.Accuracy)
+		// A peer's entry starts to spread only once the query has reached
+		// that peer, itself about the expected rounds after the start: the
+		// last entry can need twice as long to reach the originator.
+		q.minimum = 2*query.ExpectedRounds(plan.Kind, size, plan.Accuracy) + 2
 	default:
 		return nil, errNotYet
 	}
