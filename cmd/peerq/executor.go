@@ -61,6 +61,9 @@ func explainTable(text string) *shell.Table {
 	return t
 }
 
+// errPartial says a statement's WITH TIMEOUT ended it: the answer is partial.
+var errPartial = errors.New("timed out; the answer is partial")
+
 // apiExec runs statements through the local agent's API.
 type apiExec struct{ c *apiClient }
 
@@ -116,7 +119,7 @@ func (a apiExec) Execute(ctx context.Context, text string, progress func(shell.P
 			}
 			t := lineTable(l)
 			if l.Meta != nil && l.Meta.Timeout {
-				return t, errors.New("timed out; the answer is partial")
+				return t, errPartial
 			}
 			return t, nil
 		}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -41,20 +39,10 @@ func newQueryCmd() *cobra.Command {
 			if err != nil {
 				return statementError(src, name, err)
 			}
-			if api == "" {
-				api = envOr("PEERQ_API", "127.0.0.1:7474")
+			c, err := newAPIClient(api, token, dataDir, timeout)
+			if err != nil {
+				return err
 			}
-			if token == "" {
-				token = os.Getenv("PEERQ_TOKEN")
-			}
-			if token == "" && dataDir != "" {
-				b, err := os.ReadFile(filepath.Join(dataDir, node.TokenFile))
-				if err != nil {
-					return &exitError{exitUsage, fmt.Errorf("peerq: token: %w", err)}
-				}
-				token = strings.TrimSpace(string(b))
-			}
-			c := &apiClient{base: "http://" + api, token: token, http: &http.Client{Timeout: timeout}}
 			out := cmd.OutOrStdout()
 			for i, s := range stmts {
 				if i > 0 && format == shell.FormatTable {
@@ -98,61 +86,45 @@ type apiClient struct {
 	http        *http.Client
 }
 
-// run sends one statement and renders its result line.
+// newAPIClient finds the agent and its token: the flags, else PEERQ_API and
+// PEERQ_TOKEN, else the token file in the data dir.
+func newAPIClient(api, token, dataDir string, timeout time.Duration) (*apiClient, error) {
+	if api == "" {
+		api = envOr("PEERQ_API", "127.0.0.1:7474")
+	}
+	if token == "" {
+		token = os.Getenv("PEERQ_TOKEN")
+	}
+	if token == "" && dataDir != "" {
+		b, err := os.ReadFile(filepath.Join(dataDir, node.TokenFile))
+		if err != nil {
+			return nil, &exitError{exitUsage, fmt.Errorf("peerq: token: %w", err)}
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	return &apiClient{base: "http://" + api, token: token, http: &http.Client{Timeout: timeout}}, nil
+}
+
+// run sends one statement and renders its answer, with the exit codes of
+// docs/AGENT.md.
 func (c *apiClient) run(out io.Writer, stmt string, format shell.Format) error {
-	body, _ := json.Marshal(node.QueryRequest{Statement: stmt})
-	req, err := http.NewRequest("POST", c.base+"/v1/query", bytes.NewReader(body))
+	t, err := apiExec{c}.Execute(context.Background(), stmt, nil)
 	if err != nil {
-		return &exitError{exitUsage, err}
-	}
-	req.Header.Set(node.TokenHeader, c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return &exitError{exitUsage, fmt.Errorf("peerq: agent: %w", err)}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error        string
-			Line, Column int
-		}
-		json.NewDecoder(resp.Body).Decode(&e)
-		if resp.StatusCode == http.StatusBadRequest && e.Line > 0 {
-			return &exitError{exitStatement, &parser.Error{Pos: parser.Pos{Line: e.Line, Column: e.Column},
-				Msg: strings.TrimPrefix(e.Error, fmt.Sprintf("%d:%d: ", e.Line, e.Column))}}
-		}
-		return &exitError{exitUsage, fmt.Errorf("peerq: agent: %s: %s", resp.Status, e.Error)}
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		var l node.Line
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.UseNumber() // keep integers (bytes, counts) exact and unexponented
-		if err := dec.Decode(&l); err != nil {
-			return &exitError{exitUsage, fmt.Errorf("peerq: agent sent %q: %w", sc.Text(), err)}
-		}
-		switch l.Type {
-		case "error":
-			return &exitError{exitUsage, fmt.Errorf("peerq: %s", l.Error)}
-		case "result":
-			if l.Explain != "" {
-				fmt.Fprint(out, l.Explain)
-				return nil
-			}
-			if err := shell.Render(out, format, lineTable(l)); err != nil {
-				return &exitError{exitUsage, err}
-			}
-			if l.Meta != nil && l.Meta.Timeout {
-				return &exitError{exitTimeout, errors.New("peerq: the statement timed out; the answer is partial")}
-			}
-			return nil
+		var pe *parser.Error
+		switch {
+		case errors.As(err, &pe):
+			return &exitError{exitStatement, pe}
+		case t == nil:
+			return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return &exitError{exitUsage, fmt.Errorf("peerq: agent: %w", err)}
+	if rerr := shell.Render(out, format, t); rerr != nil {
+		return &exitError{exitUsage, rerr}
 	}
-	return &exitError{exitUsage, errors.New("peerq: the agent closed the answer without a result")}
+	if errors.Is(err, errPartial) {
+		return &exitError{exitTimeout, errors.New("peerq: the statement timed out; the answer is partial")}
+	}
+	return nil
 }
 
 // lineTable turns the API's result line into a table for the renderers.

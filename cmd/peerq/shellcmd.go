@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/shell"
 	"github.com/spf13/cobra"
@@ -28,20 +25,10 @@ commands. Ctrl-C cancels the running statement; Ctrl-D quits. When standard inpu
 terminal it reads statements plainly, so it can be scripted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if api == "" {
-				api = envOr("PEERQ_API", "127.0.0.1:7474")
+			c, err := newAPIClient(api, token, dataDir, 10*time.Minute)
+			if err != nil {
+				return err
 			}
-			if token == "" {
-				token = os.Getenv("PEERQ_TOKEN")
-			}
-			if token == "" && dataDir != "" {
-				b, err := os.ReadFile(filepath.Join(dataDir, node.TokenFile))
-				if err != nil {
-					return &exitError{exitUsage, err}
-				}
-				token = strings.TrimSpace(string(b))
-			}
-			c := &apiClient{base: "http://" + api, token: token, http: &http.Client{Timeout: 10 * time.Minute}}
 			return runShell(cmd, apiExec{c}, format, history)
 		},
 	}
