@@ -1,0 +1,146 @@
+package subcloud
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Lease is a peer's grant of itself to a subcloud.
+type Lease struct {
+	Subcloud string    `json:"subcloud"`
+	Owner    string    `json:"owner"` // the node that reserved
+	Token    string    `json:"token"` // chosen by the owner, secret to it
+	Key      string    `json:"key,omitempty"`
+	Granted  time.Time `json:"granted"`
+	Expires  time.Time `json:"expires"`
+}
+
+// Claim asks a peer for a lease.
+type Claim struct {
+	Subcloud string
+	Owner    string
+	Token    string
+	// Key is the RESERVE's idempotency key, if any.
+	Key string
+	// For is how long the lease lasts before it must be renewed.
+	For time.Duration
+}
+
+// Limits on claims.
+const (
+	MaxNameBytes  = 1024
+	MaxTokenBytes = 128
+	MinLease      = 10 * time.Second
+	MaxLease      = 30 * 24 * time.Hour
+)
+
+// Errors a Table returns; callers compare with errors.Is.
+var (
+	// ErrHeld: the peer holds a live lease for another claim.
+	ErrHeld = errors.New("subcloud: peer already reserved")
+	// ErrNoLease: no live lease of that subcloud to renew or release.
+	ErrNoLease = errors.New("subcloud: no such lease")
+	// ErrToken: the token does not match the lease's.
+	ErrToken = errors.New("subcloud: wrong lease token")
+	// ErrBadClaim: the claim is malformed.
+	ErrBadClaim = errors.New("subcloud: malformed claim")
+)
+
+// Table is one peer's lease table: at most one lease at a time.
+type Table struct {
+	lease *Lease
+}
+
+// Current returns the live lease, if any. A lease whose expiry has passed
+// is gone.
+func (t *Table) Current(now time.Time) (Lease, bool) {
+	if t.lease == nil || !now.Before(t.lease.Expires) {
+		return Lease{}, false
+	}
+	return *t.lease, true
+}
+
+func (c Claim) valid() error {
+	switch {
+	case c.Subcloud == "" || len(c.Subcloud) > MaxNameBytes || c.Owner == "" || len(c.Owner) > MaxNameBytes:
+		return fmt.Errorf("%w: name or owner", ErrBadClaim)
+	case len(c.Token) < 16 || len(c.Token) > MaxTokenBytes:
+		return fmt.Errorf("%w: token of %d bytes", ErrBadClaim, len(c.Token))
+	case c.For < MinLease || c.For > MaxLease:
+		return fmt.Errorf("%w: lease of %v outside %v..%v", ErrBadClaim, c.For, MinLease, MaxLease)
+	case len(c.Key) > MaxTokenBytes:
+		return fmt.Errorf("%w: key too long", ErrBadClaim)
+	}
+	return nil
+}
+
+// Claim grants the peer to the claim if it is free (or its lease has
+// expired). The same claim again — same subcloud and token, as a retried
+// RESERVE with its idempotency key sends — gets the same lease back,
+// unchanged. Any other claim on a held peer fails with ErrHeld.
+func (t *Table) Claim(now time.Time, c Claim) (Lease, error) {
+	if err := c.valid(); err != nil {
+		return Lease{}, err
+	}
+	if cur, ok := t.Current(now); ok {
+		if cur.Subcloud == c.Subcloud && cur.Token == c.Token {
+			return cur, nil
+		}
+		return Lease{}, fmt.Errorf("%w (to %s)", ErrHeld, cur.Subcloud)
+	}
+	t.lease = &Lease{Subcloud: c.Subcloud, Owner: c.Owner, Token: c.Token, Key: c.Key,
+		Granted: now, Expires: now.Add(c.For)}
+	return *t.lease, nil
+}
+
+// holder returns the live lease of subcloud if token holds it.
+func (t *Table) holder(now time.Time, subcloud, token string) (*Lease, error) {
+	cur, ok := t.Current(now)
+	if !ok || cur.Subcloud != subcloud {
+		return nil, ErrNoLease
+	}
+	if cur.Token != token {
+		return nil, ErrToken
+	}
+	return t.lease, nil
+}
+
+// Renew extends the lease to now+d; only the token's holder may.
+func (t *Table) Renew(now time.Time, subcloud, token string, d time.Duration) (Lease, error) {
+	if d < MinLease || d > MaxLease {
+		return Lease{}, fmt.Errorf("%w: lease of %v", ErrBadClaim, d)
+	}
+	l, err := t.holder(now, subcloud, token)
+	if err != nil {
+		return Lease{}, err
+	}
+	l.Expires = now.Add(d)
+	return *l, nil
+}
+
+// Release frees the peer at once; only the token's holder may.
+func (t *Table) Release(now time.Time, subcloud, token string) error {
+	if _, err := t.holder(now, subcloud, token); err != nil {
+		return err
+	}
+	t.lease = nil
+	return nil
+}
+
+// Marshal is the Table's durable form (JSON).
+func (t *Table) Marshal() ([]byte, error) { return json.Marshal(t.lease) }
+
+// Unmarshal restores a Table from Marshal's bytes; it refuses anything
+// malformed rather than guess.
+func Unmarshal(b []byte) (*Table, error) {
+	var l *Lease
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("subcloud: lease table: %w", err)
+	}
+	if l != nil && (l.Subcloud == "" || l.Token == "" || l.Expires.Before(l.Granted)) {
+		return nil, errors.New("subcloud: lease table: malformed lease")
+	}
+	return &Table{lease: l}, nil
+}
