@@ -141,7 +141,7 @@ type Line struct {
 	Meta    *Meta        `json:"meta,omitempty"`
 	// error
 	Error   string `json:"error,omitempty"`
-	Code    string `json:"code,omitempty"` // "statement", "timeout", "unsupported", "internal"
+	Code    string `json:"code,omitempty"` // "not_enough_peers", "unsupported", "internal"
 	Line    int    `json:"line,omitempty"`
 	Column  int    `json:"column,omitempty"`
 	Explain string `json:"explain,omitempty"`
@@ -243,8 +243,11 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 	<-done
 	if res == nil {
 		code := "internal"
-		if errors.Is(err, errNotYet) {
+		switch {
+		case errors.Is(err, errNotYet):
 			code = "unsupported"
+		case errors.Is(err, ErrNotEnoughPeers):
+			code = "not_enough_peers"
 		}
 		send(Line{Type: "error", Error: err.Error(), Code: code})
 		return

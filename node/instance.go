@@ -96,7 +96,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire []byte, origin boo
 		}
 		q.agg = node
 		q.minimum = query.ExpectedRounds(plan.Kind, size, plan.Accuracy) / 2
-	case query.PlanTopK:
+	case query.PlanTopK, query.PlanReserve:
 		q.kind = protoTopK
 		cfg := topk.DefaultConfig(plan.K, n.r, topSampler{sampler{n}})
 		cfg.Alive = func(name string) bool { _, ok := n.ov.Member(name); return ok }

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,9 @@ func (n *Node) memberRecords() []query.Record {
 		rec := query.Record{"node": query.Str(m.Name), "addr": query.Str(m.Addr), "reserved": query.Bool(false)}
 		for k, v := range m.Tags {
 			rec[k] = query.Str(v)
+		}
+		if _, ok := m.Tags[TagSubcloud]; ok {
+			rec["reserved"] = query.Bool(true)
 		}
 		recs = append(recs, rec)
 	}
@@ -54,10 +59,44 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 				query.Str(a.Origin.String()), query.Str(a.Doc)})
 		}
 	case parser.ShowSubclouds:
-		// Subclouds show in members' tags; until RESERVE exists (issue 6)
-		// no peer carries one, and the list is empty.
+		// Subclouds show in members' tags: name, owner, size, and the
+		// earliest expiry among the members.
 		res.Columns = []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
-			col("size", query.KindCount), col("expires", query.KindDuration)}
+			col("size", query.KindCount), col("earliest expiry", query.KindDuration), col("members", query.KindString)}
+		type sc struct {
+			owner   string
+			members []string
+			until   int64
+		}
+		subs := map[string]*sc{}
+		for _, m := range n.ov.Members() {
+			name, ok := m.Tags[TagSubcloud]
+			if !ok {
+				continue
+			}
+			s := subs[name]
+			if s == nil {
+				s = &sc{owner: m.Tags[tagOwner]}
+				subs[name] = s
+			}
+			s.members = append(s.members, m.Name)
+			if u, err := strconv.ParseInt(m.Tags[tagUntil], 10, 64); err == nil && (s.until == 0 || u < s.until) {
+				s.until = u
+			}
+		}
+		var names []string
+		for name := range subs {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			s := subs[name]
+			sort.Strings(s.members)
+			res.Rows = append(res.Rows, []query.Value{query.Str(name), query.Str(s.owner),
+				query.Num(query.KindCount, float64(len(s.members))),
+				query.Num(query.KindDuration, math.Max(0, time.Until(time.Unix(s.until, 0)).Seconds())),
+				query.Str(strings.Join(s.members, ","))})
+		}
 	}
 	return &Result{Result: res, Peers: n.ov.Size(), Elapsed: time.Since(start), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true}, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/subcloud"
 	"github.com/peerq/peerq/topk"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	// Linger is how many rounds past its budget an instance is kept, so
 	// that late messages find it.
 	Linger int
+	// DataDir keeps the peer's lease table (fsynced before every answer);
+	// empty keeps it in memory (the embedded cluster).
+	DataDir string
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the
@@ -72,6 +76,11 @@ type Node struct {
 	gone  map[QueryID]int64
 	stats Stats
 
+	leases *leaseState
+	tagCh  chan struct{} // asks the tagger to show the lease
+	ownMu  sync.Mutex
+	owned  map[string]*ownedSubcloud
+
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -92,11 +101,20 @@ func New(cfg Config) (*Node, error) {
 			seed = seed<<8 | uint64(x)
 		}
 	}
+	leases, err := openLeases(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	ov, err := overlay.New(cfg.Overlay)
 	if err != nil {
 		return nil, err
 	}
-	return start(cfg, ov, seed), nil
+	n := start(cfg, ov, seed)
+	n.leases = leases
+	if _, held := n.currentLease(); held {
+		n.showLease() // a restarted peer still holds its lease
+	}
+	return n, nil
 }
 
 // Attach runs the runtime on an overlay that exists already (an embedded
@@ -108,11 +126,14 @@ func Attach(cfg Config, ov *overlay.Overlay) *Node {
 func start(cfg Config, ov *overlay.Overlay, seed uint64) *Node {
 	n := &Node{cfg: cfg, ov: ov, r: mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[aggregate.PeerID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{},
+		leases: &leaseState{table: &subcloud.Table{}}, owned: map[string]*ownedSubcloud{}, tagCh: make(chan struct{}, 1),
 		done: make(chan struct{})}
 	ov.Serve(n.serve)
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go n.loop()
 	go n.watch()
+	go n.leaseLoop()
+	go n.tagger()
 	return n
 }
 
@@ -183,8 +204,11 @@ func (n *Node) record() query.Record {
 		rec["addr"] = query.Str(m.Addr)
 	}
 	rec["node"] = query.Str(n.Name())
-	if _, ok := rec["reserved"]; !ok {
-		rec["reserved"] = query.Bool(false)
+	// The lease table, not the tags (which lag), says whether it is held.
+	delete(rec, TagSubcloud)
+	rec["reserved"] = query.Bool(false)
+	if l, ok := n.currentLease(); ok {
+		rec[TagSubcloud], rec["reserved"] = query.Str(l.Subcloud), query.Bool(true)
 	}
 	return query.DefaultCatalog().Clamp(rec)
 }
@@ -357,6 +381,10 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	n.names[src] = from
 	var replies []entry
 	for _, e := range es {
+		if e.Kind == protoLease {
+			replies = append(replies, entry{Kind: protoLease, Msg: n.handleLease(e.Msg)})
+			continue
+		}
 		q := n.queries[e.ID]
 		if q == nil {
 			if q, err = n.join(e); err != nil {
@@ -414,8 +442,8 @@ func newQueryID() QueryID {
 	return id
 }
 
-// errNotYet is returned for statements whose runtime is not built yet.
-var errNotYet = errors.New("node: RESERVE and RELEASE need subclouds, which are not built yet")
+// errNotYet is returned for statements whose runtime is not built.
+var errNotYet = errors.New("node: this statement cannot run here")
 
 // Query runs a plan from this peer and returns its answer. progress, if
 // set, is called (from the runtime's goroutine; it must not block) each
@@ -423,13 +451,21 @@ var errNotYet = errors.New("node: RESERVE and RELEASE need subclouds, which are 
 func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
 	start := time.Now()
 	switch {
-	case plan.Kind == query.PlanReserve || plan.Kind == query.PlanLocal && plan.Local.Release != "":
-		return nil, errNotYet
+	case plan.Kind == query.PlanReserve:
+		return n.reserve(ctx, plan, progress)
+	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
+		return n.release(plan)
 	case plan.Kind == query.PlanLocal:
 		return n.local(plan, start)
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
 	}
+	return n.gossip(ctx, plan, progress)
+}
+
+// gossip runs a plan by gossip from this peer.
+func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
+	start := time.Now()
 	// Carry this peer's network coordinate, so that every peer can compute
 	// its rtt to the asker.
 	withOrigin := *plan

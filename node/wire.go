@@ -18,6 +18,7 @@ type protoKind uint8
 const (
 	protoAggregate protoKind = iota + 1
 	protoTopK
+	protoLease // a claim, renewal or release of a subcloud lease
 )
 
 // entry is one query's message within an exchange.
@@ -88,7 +89,7 @@ func decodeBatch(b []byte) ([]entry, error) {
 		copy(e.ID[:], b)
 		e.Kind = protoKind(b[16])
 		b = b[17:]
-		if e.Kind != protoAggregate && e.Kind != protoTopK {
+		if e.Kind != protoAggregate && e.Kind != protoTopK && e.Kind != protoLease {
 			return fail("unknown protocol")
 		}
 		r, k := binary.Uvarint(b)

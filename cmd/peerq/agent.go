@@ -77,7 +77,7 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 			}
 			defer prober.Close()
 			cfg := node.DefaultConfig(ocfg, prober.Record)
-			cfg.Round = round
+			cfg.Round, cfg.DataDir = round, dataDir
 			n, err := node.New(cfg)
 			if err != nil {
 				return &exitError{exitUsage, err}

@@ -16,8 +16,11 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// exitTimeout: a statement hit its TIMEOUT; the partial answer was printed.
-const exitTimeout = 4
+// More exit codes (docs/AGENT.md).
+const (
+	exitNotEnough = 3 // a RESERVE could not get the peers it needs; nothing is reserved
+	exitTimeout   = 4 // a statement hit its TIMEOUT; the partial answer was printed
+)
 
 func newDemoCmd() *cobra.Command {
 	var (
@@ -158,6 +161,9 @@ func runOne(out, errw io.Writer, n *node.Node, stmt parser.Statement, format she
 	res, err := n.Query(context.Background(), plan, nil)
 	code := exitOK
 	if err != nil {
+		if errors.Is(err, node.ErrNotEnoughPeers) {
+			return &exitError{exitNotEnough, err}
+		}
 		if res == nil {
 			return &exitError{exitUsage, err}
 		}

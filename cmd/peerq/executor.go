@@ -112,6 +112,9 @@ func (a apiExec) Execute(ctx context.Context, text string, progress func(shell.P
 				progress(shell.Progress{Round: l.Round, Budget: l.Budget, Peers: l.Peers, ErrEstimate: l.ErrEstimate, Estimate: est})
 			}
 		case "error":
+			if l.Code == "not_enough_peers" {
+				return nil, fmt.Errorf("%w: %s", node.ErrNotEnoughPeers, l.Error)
+			}
 			return nil, errors.New(l.Error)
 		case "result":
 			if l.Explain != "" {

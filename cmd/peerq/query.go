@@ -114,6 +114,8 @@ func (c *apiClient) run(out io.Writer, stmt string, format shell.Format) error {
 		switch {
 		case errors.As(err, &pe):
 			return &exitError{exitStatement, pe}
+		case errors.Is(err, node.ErrNotEnoughPeers):
+			return &exitError{exitNotEnough, fmt.Errorf("peerq: %w", err)}
 		case t == nil:
 			return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
 		}
