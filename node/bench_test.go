@@ -71,6 +71,29 @@ func TestClusterBenchmark(t *testing.T) {
 		t.Logf("%s: latency median %v (runs %v); asker exchanges %d, bytes received %d (medians)",
 			src, median(lat).Round(time.Millisecond), lat, medianInt(msgs), medianInt(bytes))
 	}
+	// RESERVE 50 against the same SELECT (DESIGN's benchmark for issue 6).
+	reserve := compile(t, asker, "RESERVE 50 FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC AS a FOR 1h")
+	sel := compile(t, asker, "SELECT node FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50")
+	release := compile(t, asker, "RELEASE a")
+	var rt, st []time.Duration
+	for run := 0; run < 5; run++ {
+		start := time.Now()
+		if _, err := asker.Query(ctx, reserve, nil); err != nil {
+			t.Fatal(err)
+		}
+		rt = append(rt, time.Since(start))
+		if _, err := asker.Query(ctx, release, nil); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		if _, err := asker.Query(ctx, sel, nil); err != nil {
+			t.Fatal(err)
+		}
+		st = append(st, time.Since(start))
+		time.Sleep(time.Duration(asker.cfg.Linger+2) * asker.cfg.Round)
+	}
+	t.Logf("RESERVE 50 (top-k with slack, then claims): median %v (runs %v); the same SELECT: median %v (runs %v)",
+		median(rt).Round(time.Millisecond), rt, median(st).Round(time.Millisecond), st)
 	for run := 0; run < 3; run++ {
 		st, err := asker.Overlay().QueryAll("records", nil, n, 10*time.Second)
 		if err != nil {
