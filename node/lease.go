@@ -295,16 +295,26 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	// next ones. When the candidates run out — other owners took some —
 	// look again among the peers still free, a few times.
 	tried := map[string]bool{}
+	held := map[string]bool{}
 	var cands *Result
-	for attempt := 0; attempt < 3 && len(o.members) < spec.N; attempt++ {
+	for attempt := 0; attempt < 5 && len(o.members) < spec.N; attempt++ {
+		if attempt > 0 {
+			// Owners racing for the same peers back off by a random
+			// fraction of a round or two, so that they stop colliding.
+			n.mu.Lock()
+			wait := time.Duration(n.r.IntN(int(2 * n.cfg.Round)))
+			n.mu.Unlock()
+			time.Sleep(wait)
+		}
 		var err error
 		if cands, err = n.gossip(ctx, plan, progress); err != nil {
 			n.callLease(o.members, leaseMsg{Op: "release", Subcloud: spec.Name, Token: o.token})
 			return nil, err
 		}
+		// A peer refused before may be free now (a rival gave up).
 		var fresh []string
 		for _, p := range cands.Nodes {
-			if !tried[p] {
+			if !held[p] {
 				fresh = append(fresh, p)
 			}
 		}
@@ -318,6 +328,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 				tried[p] = true
 				if r.OK {
 					o.members = append(o.members, p)
+					held[p] = true
 				}
 			}
 		}

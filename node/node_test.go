@@ -25,7 +25,7 @@ func compile(t testing.TB, n *Node, src string) *query.Plan {
 
 func startEmbedded(t testing.TB, n int) *Embedded {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true, Round: 50 * time.Millisecond})
 	if err != nil {

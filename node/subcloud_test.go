@@ -85,13 +85,13 @@ func TestReserveRelease(t *testing.T) {
 	}
 }
 
-// Safety: eight RESERVEs at once from eight peers competing for overlapping
-// candidates. No peer ends in two subclouds; each subcloud that succeeded
+// Safety: eight RESERVEs at once from eight peers of a 200-peer cluster,
+// competing for overlapping candidates (all rank by reliability). No peer ends in two subclouds; each subcloud that succeeded
 // has exactly its n members; each that failed holds nothing.
 func TestReserveRace(t *testing.T) {
 	for _, seed := range []uint64{1, 2} {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: 60, Seed: seed, Freeze: true, Round: 50 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+		e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: 200, Seed: seed, Freeze: true, Round: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,9 +111,9 @@ func TestReserveRace(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				n := e.Nodes[i*7]
+				n := e.Nodes[i*23]
 				name := fmt.Sprint("sc", i)
-				res, err := n.Query(context.Background(), compile(t, n, fmt.Sprintf("RESERVE 9 FROM peers ORDER BY reliability DESC AS %s FOR 1m", name)), nil)
+				res, err := n.Query(context.Background(), compile(t, n, fmt.Sprintf("RESERVE 20 FROM peers ORDER BY reliability DESC AS %s FOR 1m", name)), nil)
 				out[i] = outcome{name: name, err: err}
 				if res != nil {
 					out[i].members = res.Nodes
@@ -139,7 +139,7 @@ func TestReserveRace(t *testing.T) {
 			switch {
 			case o.err == nil:
 				ok++
-				if len(o.members) != 9 || count != 9 {
+				if len(o.members) != 20 || count != 20 {
 					t.Errorf("seed %d: %s succeeded with %d members, %d peers hold it", seed, o.name, len(o.members), count)
 				}
 				for _, m := range o.members {
@@ -151,7 +151,7 @@ func TestReserveRace(t *testing.T) {
 				t.Errorf("seed %d: %s failed (%v) but %d peers hold it", seed, o.name, o.err, count)
 			}
 		}
-		t.Logf("seed %d: %d of 8 RESERVE 9 on 60 peers succeeded, %d peers reserved", seed, ok, len(holders))
+		t.Logf("seed %d: %d of 8 RESERVE 20 on 200 peers succeeded, %d peers reserved", seed, ok, len(holders))
 		closeStart := time.Now()
 		e.Close()
 		t.Logf("seed %d: close took %v", seed, time.Since(closeStart))
