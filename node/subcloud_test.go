@@ -74,6 +74,12 @@ func TestReserveRelease(t *testing.T) {
 			t.Errorf("%s kept a lease of a failed RESERVE: %+v", n.Name(), l)
 		}
 	}
+	// AT LEAST accepts fewer: 25 are free, 26 asked, 20 enough.
+	part := ask(t, other, compile(t, other, "RESERVE 26 AS partial FOR 1m WITH AT LEAST 20"))
+	if len(part.Nodes) != 25 {
+		t.Errorf("AT LEAST 20 of 26 with 25 free: got %d", len(part.Nodes))
+	}
+	ask(t, other, compile(t, other, "RELEASE partial"))
 	rel := ask(t, owner, compile(t, owner, "RELEASE batch"))
 	if rel.Rows[0][1].Num != 5 {
 		t.Errorf("released %v", rel.Rows)
