@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/peerq/peerq/internal/wire"
 )
 
 // MsgKind is the kind of an exchange message.
@@ -112,42 +114,33 @@ func appendVec(b []byte, v *Vec) []byte {
 
 // Size is len(m.Encode(nil)), computed without encoding.
 func (m *Message) Size() int {
-	n := 2 + uvarintLen(uint64(m.Seq)) + vecSize(&m.Flow) + vecSize(&m.Est)
-	n += uvarintLen(uint64(len(m.Groups)))
+	n := 2 + wire.UvarintLen(uint64(m.Seq)) + vecSize(&m.Flow) + vecSize(&m.Est)
+	n += wire.UvarintLen(uint64(len(m.Groups)))
 	for _, g := range m.Groups {
-		n += uvarintLen(g.Hash) + uvarintLen(uint64(len(g.Key))) + len(g.Key)
+		n += wire.UvarintLen(g.Hash) + wire.UvarintLen(uint64(len(g.Key))) + len(g.Key)
 	}
-	n += uvarintLen(uint64(len(m.Ext)))
+	n += wire.UvarintLen(uint64(len(m.Ext)))
 	for _, e := range m.Ext {
-		n += uvarintLen(e.Slot) + 1
+		n += wire.UvarintLen(e.Slot) + 1
 		if e.IsStr {
-			n += uvarintLen(uint64(len(e.Str))) + len(e.Str)
+			n += wire.UvarintLen(uint64(len(e.Str))) + len(e.Str)
 		} else {
 			n += 8
 		}
 	}
-	n += uvarintLen(uint64(len(m.HLL)))
+	n += wire.UvarintLen(uint64(len(m.HLL)))
 	for _, h := range m.HLL {
-		n += uvarintLen(h.Slot) + len(h.Regs)
+		n += wire.UvarintLen(h.Slot) + len(h.Regs)
 	}
 	return n
 }
 
 func vecSize(v *Vec) int {
-	n := uvarintLen(uint64(len(v.Keys))) + 8*len(v.Keys)
+	n := wire.UvarintLen(uint64(len(v.Keys))) + 8*len(v.Keys)
 	prev := uint64(0)
 	for _, k := range v.Keys {
-		n += uvarintLen(k - prev)
+		n += wire.UvarintLen(k - prev)
 		prev = k
-	}
-	return n
-}
-
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
 	}
 	return n
 }
@@ -240,8 +233,8 @@ func (d *decoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	x, n := binary.Uvarint(d.b[d.i:])
-	if n <= 0 || n != uvarintLen(x) {
+	x, n := wire.Uvarint(d.b[d.i:])
+	if n <= 0 {
 		d.fail("bad varint") // malformed, or not in its shortest form
 		return 0
 	}

@@ -156,6 +156,7 @@ type ColumnJSON struct {
 // Meta is what the result line reports beside the rows.
 type Meta struct {
 	Statement    string  `json:"statement"`
+	Protocol     string  `json:"protocol"` // aggregate, top-k, reserve, local
 	Peers        int     `json:"peers"`
 	Participants float64 `json:"participants_estimate,omitempty"`
 	Rounds       int     `json:"rounds"`
@@ -189,11 +190,7 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "bad JSON: " + err.Error()})
 		return
 	}
-	stmt, err := parser.ParseOne(req.Statement)
-	var plan *query.Plan
-	if err == nil {
-		plan, err = query.Compile(stmt, a.n.Catalog(), query.DefaultConfig())
-	}
+	plan, err := query.CompileText(req.Statement, a.n.Catalog(), query.DefaultConfig())
 	if err != nil {
 		e := apiError{Error: err.Error()}
 		var pe *parser.Error
@@ -252,11 +249,18 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 		send(Line{Type: "error", Error: err.Error(), Code: code})
 		return
 	}
-	l := Line{Type: "result", Meta: &Meta{Statement: plan.Text, Peers: res.Peers, Participants: res.Participants,
-		Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate, PlanHash: res.PlanHash,
-		FromTags: res.FromTags, Converged: res.Converged, Timeout: errors.Is(err, ErrTimeout)}}
+	send(ResultLine(plan, res, err))
+}
+
+// ResultLine is an answer as the API's result line: raw values, text with
+// units, metadata. err is the query's error beside the answer (a timeout).
+// The embedded demo renders its answers through it too.
+func ResultLine(plan *query.Plan, res *Result, err error) Line {
+	l := Line{Type: "result", Meta: &Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Peers: res.Peers,
+		Participants: res.Participants, Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate,
+		PlanHash: res.PlanHash, FromTags: res.FromTags, Converged: res.Converged, Timeout: errors.Is(err, ErrTimeout)}}
 	l.Columns, l.Rows, l.Text = resultLines(res.Result)
-	send(l)
+	return l
 }
 
 func (a *API) members(w http.ResponseWriter, r *http.Request) {

@@ -214,14 +214,7 @@ func (q *instance) report(peers int) {
 		// The participants' estimate joins the tracked values: while the
 		// originator's mass is still spreading, its answer is not final,
 		// however still it looks (a slow round can deliver nothing).
-		cells := []float64{res.Participants}
-		for _, row := range res.Rows {
-			for _, v := range row {
-				if v.Kind.Numeric() {
-					cells = append(cells, v.Num)
-				}
-			}
-		}
+		cells := append([]float64{res.Participants}, res.NumericCells()...)
 		// Only rounds in which something reached the originator count: a
 		// round in which its exchanges stalled (a loaded machine, a slow
 		// peer) changes nothing and proves nothing.

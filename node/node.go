@@ -81,8 +81,9 @@ type Node struct {
 	ownMu  sync.Mutex
 	owned  map[string]*ownedSubcloud
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	done    chan struct{}
+	closing sync.Once
+	wg      sync.WaitGroup
 }
 
 // New starts a peer: its overlay (not joined yet) and its round ticker.
@@ -158,14 +159,12 @@ func (n *Node) Stats() Stats {
 
 // Close stops the runtime and shuts the overlay down without leaving.
 func (n *Node) Close() error {
-	select {
-	case <-n.done:
-		return nil
-	default:
-	}
-	close(n.done)
-	err := n.ov.Shutdown()
-	n.wg.Wait()
+	var err error
+	n.closing.Do(func() {
+		close(n.done)
+		err = n.ov.Shutdown()
+		n.wg.Wait()
+	})
 	return err
 }
 
@@ -311,11 +310,10 @@ func (n *Node) tick() {
 			n.gone[id] = n.stats.Rounds + int64(4*(q.budget+n.cfg.Linger))
 			continue
 		}
-		if q.finished {
-			q.rounds++ // lingering: count down, send nothing
-			continue
-		}
 		q.rounds++
+		if q.finished {
+			continue // lingering: counting down, sending nothing
+		}
 		for _, env := range q.tick() {
 			to := n.names[env.to]
 			if to == "" {

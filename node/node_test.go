@@ -6,17 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 )
 
 func compile(t testing.TB, n *Node, src string) *query.Plan {
 	t.Helper()
-	stmt, err := parser.ParseOne(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := query.Compile(stmt, n.Catalog(), query.DefaultConfig())
+	p, err := query.CompileText(src, n.Catalog(), query.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

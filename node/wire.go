@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/peerq/peerq/internal/wire"
 )
 
 // QueryID names one query across the cluster: random, chosen by the
@@ -66,13 +68,13 @@ func decodeBatch(b []byte) ([]entry, error) {
 		return fail("bad version")
 	}
 	b = b[1:]
-	n, k := binary.Uvarint(b)
+	n, k := wire.Uvarint(b)
 	if k <= 0 || n > MaxBatchEntries || n > uint64(len(b)) {
 		return fail("bad count")
 	}
 	b = b[k:]
 	field := func() ([]byte, bool) {
-		l, k := binary.Uvarint(b)
+		l, k := wire.Uvarint(b)
 		if k <= 0 || l > maxField || l > uint64(len(b)-k) {
 			return nil, false
 		}
@@ -92,7 +94,7 @@ func decodeBatch(b []byte) ([]entry, error) {
 		if e.Kind != protoAggregate && e.Kind != protoTopK && e.Kind != protoLease {
 			return fail("unknown protocol")
 		}
-		r, k := binary.Uvarint(b)
+		r, k := wire.Uvarint(b)
 		if k <= 0 || r > 1<<31 {
 			return fail("bad round")
 		}

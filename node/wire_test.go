@@ -31,7 +31,7 @@ func TestBatchRoundTrip(t *testing.T) {
 }
 
 // FuzzDecodeBatch: the exchange decoder never panics, and what it accepts
-// re-encodes to the same bytes when varints are minimal.
+// re-encodes to the same bytes.
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add(encodeBatch([]entry{{ID: QueryID{1}, Kind: protoAggregate, Round: 3, Plan: []byte{1, 2}, Msg: []byte{3}}}))
 	f.Add(encodeBatch(nil))
@@ -40,9 +40,9 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := decodeBatch(encodeBatch(es))
-		if err != nil || len(again) != len(es) {
-			t.Fatalf("re-decoding failed: %v", err)
+		// Varints are read in their shortest form only: one encoding.
+		if again := encodeBatch(es); string(again) != string(b) {
+			t.Fatalf("re-encoding differs")
 		}
 	})
 }

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,24 +56,23 @@ type tcpExchange struct {
 	mu       sync.Mutex
 	handler  Handler
 	wg       sync.WaitGroup
-	closed   chan struct{}
+	closing  sync.Once
+	closed   atomic.Bool
 	rejected int64
 }
 
-func newTCPExchange(name, bind, advertise string, key []byte) (*tcpExchange, error) {
+// newTCPExchange listens on bind and advertises the listener's port on
+// host (the listener's own host when host is empty).
+func newTCPExchange(name, bind, host string, key []byte) (*tcpExchange, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: exchange listener: %w", err)
 	}
-	addr := advertise
-	if addr == "" {
-		addr = ln.Addr().String()
-	} else if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
-		host, _, _ := net.SplitHostPort(addr)
-		_, realPort, _ := net.SplitHostPort(ln.Addr().String())
-		addr = net.JoinHostPort(host, realPort)
+	addr := ln.Addr().(*net.TCPAddr)
+	if host == "" {
+		host = addr.IP.String()
 	}
-	return &tcpExchange{name: name, key: key, ln: ln, addr: addr, closed: make(chan struct{})}, nil
+	return &tcpExchange{name: name, key: key, ln: ln, addr: net.JoinHostPort(host, strconv.Itoa(addr.Port))}, nil
 }
 
 func (t *tcpExchange) Addr() string { return t.addr }
@@ -93,10 +94,8 @@ func (t *tcpExchange) accept() {
 	for {
 		c, err := t.ln.Accept()
 		if err != nil {
-			select {
-			case <-t.closed:
+			if t.closed.Load() {
 				return
-			default:
 			}
 			time.Sleep(10 * time.Millisecond) // e.g. too many open files
 			continue
@@ -207,13 +206,11 @@ func decodeFrame(f, key []byte) (from string, body []byte, err error) {
 }
 
 func (t *tcpExchange) Close() error {
-	select {
-	case <-t.closed:
-		return nil
-	default:
-	}
-	close(t.closed)
-	err := t.ln.Close()
-	t.wg.Wait()
+	var err error
+	t.closing.Do(func() {
+		t.closed.Store(true)
+		err = t.ln.Close()
+		t.wg.Wait()
+	})
 	return err
 }

@@ -141,6 +141,7 @@ type Overlay struct {
 	dropped   int64
 	responder func(name string, payload []byte) []byte
 	done      chan struct{}
+	closing   sync.Once
 	wg        sync.WaitGroup
 }
 
@@ -195,25 +196,21 @@ func New(cfg Config) (*Overlay, error) {
 			return nil, err
 		}
 		ml.BindAddr, ml.BindPort = host, port
+		advertiseHost := host
 		if cfg.AdvertiseAddr != "" {
 			ah, ap, err := splitHostPort(cfg.AdvertiseAddr)
 			if err != nil {
 				return nil, err
 			}
 			ml.AdvertiseAddr, ml.AdvertisePort = ah, ap
+			advertiseHost = ah
 		}
-		advertiseHost := host
-		if cfg.AdvertiseAddr != "" {
-			advertiseHost, _, _ = splitHostPort(cfg.AdvertiseAddr)
+		// The exchange endpoint is advertised on the gossip address's host
+		// (with its own port), unless that host is a wildcard.
+		if ip := net.ParseIP(advertiseHost); advertiseHost == "" || ip != nil && ip.IsUnspecified() {
+			advertiseHost = ""
 		}
-		exHost, exPort, err := splitHostPort(cfg.ExchangeAddr)
-		if err != nil {
-			return nil, err
-		}
-		if advertiseHost == "0.0.0.0" || advertiseHost == "" {
-			advertiseHost = exHost
-		}
-		ex, err := newTCPExchange(cfg.Name, cfg.ExchangeAddr, net.JoinHostPort(advertiseHost, strconv.Itoa(exPort)), cfg.Key)
+		ex, err := newTCPExchange(cfg.Name, cfg.ExchangeAddr, advertiseHost, cfg.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -469,13 +466,12 @@ func (o *Overlay) Leave() error { return o.serf.Leave() }
 
 // Shutdown stops the peer without leaving (others will see it fail).
 func (o *Overlay) Shutdown() error {
-	select {
-	case <-o.done:
-		return nil
-	default:
-	}
-	err := o.serf.Shutdown()
-	close(o.done)
-	o.wg.Wait()
-	return errors.Join(err, o.ex.Close())
+	var err error
+	o.closing.Do(func() {
+		err = o.serf.Shutdown()
+		close(o.done)
+		o.wg.Wait()
+		err = errors.Join(err, o.ex.Close())
+	})
+	return err
 }

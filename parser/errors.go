@@ -3,6 +3,7 @@ package parser
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/alecthomas/participle/v2"
@@ -78,30 +79,22 @@ func fromParticiple(err error) error {
 		}
 		return &Error{Pos: ute.Unexpected.Pos, Msg: msg}
 	}
-	var lerr *participle.ParseError
-	var perr participle.Error
+	var perr participle.Error // a lexer error: the text has no token here
 	if errors.As(err, &perr) {
-		pos := perr.Position()
-		msg := perr.Message()
-		if errors.As(err, &lerr) && strings.HasPrefix(msg, "invalid input text") {
-			msg = lexMessage(msg)
-		}
-		if strings.HasPrefix(msg, "lexer: ") {
-			msg = lexMessage(strings.TrimPrefix(msg, "lexer: "))
-		}
-		return &Error{Pos: pos, Msg: msg}
+		return &Error{Pos: perr.Position(), Msg: lexMessage(strings.TrimPrefix(perr.Message(), "lexer: "))}
 	}
 	return fmt.Errorf("parser: %w", err)
 }
 
-// lexMessage turns the lexer's "invalid input text ..." into what went wrong.
+// lexMessage turns the lexer's "invalid input text ..." into what went
+// wrong. (An unterminated comment lexes as "/" and "*": checkNesting
+// reports it.)
 func lexMessage(msg string) string {
-	const prefix = "invalid input text "
-	if !strings.HasPrefix(msg, prefix) {
+	text, ok := strings.CutPrefix(msg, "invalid input text ")
+	if !ok {
 		return msg
 	}
-	text := strings.TrimPrefix(msg, prefix)
-	if s, err := unquoteGo(text); err == nil {
+	if s, err := strconv.Unquote(text); err == nil {
 		text = s
 	}
 	switch {
@@ -109,20 +102,10 @@ func lexMessage(msg string) string {
 		return "unterminated string (a string ends with ')"
 	case strings.HasPrefix(text, `"`):
 		return `unterminated quoted name (a quoted name ends with ")`
-	case strings.HasPrefix(text, "/*"):
-		return "unterminated comment (a comment ends with */)"
-	}
-	r := []rune(text)
-	if len(r) == 0 {
+	case text == "":
 		return "unexpected input"
 	}
-	return fmt.Sprintf("unexpected character %q", r[0])
-}
-
-func unquoteGo(s string) (string, error) {
-	var out string
-	_, err := fmt.Sscanf(s, "%q", &out)
-	return out, err
+	return fmt.Sprintf("unexpected character %q", []rune(text)[0])
 }
 
 // expectedText extracts the "(expected X)" part of participle's message.

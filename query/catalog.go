@@ -81,14 +81,20 @@ var builtins = []Attr{
 // knows them even before a cluster reports them.
 var WellKnownTags = []string{"region", "zone", "arch", "os", "owner", "class"}
 
-// DefaultCatalog returns the built-in attributes and the well-known tags.
-func DefaultCatalog() *Catalog {
-	c := &Catalog{attrs: make(map[string]Attr, len(builtins)+len(WellKnownTags))}
+// builtinAttrs indexes builtins by name.
+var builtinAttrs = func() map[string]Attr {
+	m := make(map[string]Attr, len(builtins))
 	for _, a := range builtins {
-		c.attrs[a.Name] = a
+		m[a.Name] = a
 	}
-	return c.WithTags(WellKnownTags...)
-}
+	return m
+}()
+
+// defaultCatalog is built once: catalogs are immutable.
+var defaultCatalog = (&Catalog{attrs: builtinAttrs}).WithTags(WellKnownTags...)
+
+// DefaultCatalog returns the built-in attributes and the well-known tags.
+func DefaultCatalog() *Catalog { return defaultCatalog }
 
 // WithTags returns a catalog that also knows the given Serf tags, as
 // strings. Tags that shadow a built-in, or that peerq uses internally

@@ -58,6 +58,15 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 	return p, nil
 }
 
+// CompileText parses one statement and compiles it.
+func CompileText(text string, cat *Catalog, cfg Config) (*Plan, error) {
+	stmt, err := parser.ParseOne(text)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(stmt, cat, cfg)
+}
+
 // compiler holds the state of one compilation.
 type compiler struct {
 	cat   *Catalog
@@ -109,7 +118,7 @@ func (c *compiler) compileSelect(s *parser.Select) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.FromTags = c.planFromTags(p)
+	p.FromTags = p.readsOnlyMembership()
 	return p, nil
 }
 
@@ -122,7 +131,7 @@ func (c *compiler) compileSource(src *parser.Source, where parser.Expr) (*Expr, 
 			return nil, err
 		}
 		if f.Kind != KindBool && f.Kind != KindNull {
-			return nil, parser.Errorf(where.Position(), "WHERE needs a condition, found %s", describe(f))
+			return nil, parser.Errorf(where.Position(), "WHERE needs a condition, found %s", f.Kind)
 		}
 		filter = f
 	}
@@ -278,7 +287,7 @@ func (c *compiler) compileReserve(r *parser.Reserve) (*Plan, error) {
 	slack := max(int(math.Ceil(float64(n)*c.cfg.ReserveSlack)), 4)
 	p.K = min(n+slack, MaxK)
 	p.Limited = true
-	p.FromTags = c.planFromTags(p)
+	p.FromTags = p.readsOnlyMembership()
 	return p, nil
 }
 
@@ -429,27 +438,27 @@ func (c *compiler) columnIndex(items []*parser.SelectItem, item int) int {
 	return n
 }
 
-// planFromTags reports whether every attribute p reads is in membership.
-func (c *compiler) planFromTags(p *Plan) bool {
+// readsOnlyMembership reports whether every attribute p reads is in Serf's
+// membership (member fields and tags), so that the asking peer can answer
+// it from its member list.
+func (p *Plan) readsOnlyMembership() bool {
 	for _, e := range p.exprs() {
-		if !c.fromTags(e) {
+		if !readsOnlyMembership(e) {
 			return false
 		}
 	}
 	return true
 }
 
-// fromTags reports whether e reads only attributes every peer knows of every
-// other through Serf membership.
-func (c *compiler) fromTags(e *Expr) bool {
+// readsOnlyMembership reports whether e reads only attributes every peer
+// knows of every other through Serf membership. Only built-ins can be
+// anything else: any other name is a tag (tags cannot shadow built-ins), so
+// no catalog is needed.
+func readsOnlyMembership(e *Expr) bool {
 	ok := true
 	walkExpr(e, func(x *Expr) {
-		if x.Op == OpAttr {
-			a, known := c.cat.Lookup(x.Name)
-			// A name the catalog does not know came from TAG('x').
-			if known && !a.Origin.InMembership() {
-				ok = false
-			}
+		if a, builtin := builtinAttrs[x.Name]; x.Op == OpAttr && builtin && !a.Origin.InMembership() {
+			ok = false
 		}
 	})
 	return ok
@@ -502,8 +511,4 @@ func aggregatePos(e parser.Expr) parser.Pos {
 		return pos == (parser.Pos{})
 	})
 	return pos
-}
-
-func describe(e *Expr) string {
-	return e.Kind.String()
 }

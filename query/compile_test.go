@@ -10,11 +10,7 @@ import (
 
 func compile(t testing.TB, src string) *Plan {
 	t.Helper()
-	stmt, err := parser.ParseOne(src)
-	if err != nil {
-		t.Fatalf("parse %q: %v", src, err)
-	}
-	p, err := Compile(stmt, DefaultCatalog(), DefaultConfig())
+	p, err := CompileText(src, DefaultCatalog(), DefaultConfig())
 	if err != nil {
 		t.Fatalf("compile %q: %v", src, err)
 	}

@@ -237,10 +237,9 @@ func explainFilter(b *strings.Builder, w func(string, string, ...any), p *Plan) 
 		parts = append(parts, e)
 	}
 	split(p.Filter)
-	c := &compiler{cat: DefaultCatalog()}
 	for i, e := range parts {
 		where := "evaluated by each peer on its own record"
-		if c.fromTags(e) {
+		if readsOnlyMembership(e) {
 			where = "from membership tags"
 		}
 		label := "filter"

@@ -208,11 +208,7 @@ func ExactSeq(p *Plan, records iter.Seq[Record]) *Result {
 	return &Result{}
 }
 
-// ExactGroups computes every group's components exactly.
-func ExactGroups(p *Plan, records []Record) []GroupResult {
-	return exactGroups(p, slices.Values(records))
-}
-
+// exactGroups computes every group's components exactly.
 func exactGroups(p *Plan, records iter.Seq[Record]) []GroupResult {
 	type acc struct {
 		keys   []Value
@@ -299,4 +295,18 @@ func NearestRank(sorted []float64, q float64) (float64, bool) {
 	}
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[max(0, min(len(sorted)-1, i))], true
+}
+
+// NumericCells lists the numeric values of every row, in order: what a
+// convergence tracker watches.
+func (r *Result) NumericCells() []float64 {
+	var cells []float64
+	for _, row := range r.Rows {
+		for _, v := range row {
+			if v.Kind.Numeric() {
+				cells = append(cells, v.Num)
+			}
+		}
+	}
+	return cells
 }

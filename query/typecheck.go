@@ -2,6 +2,7 @@ package query
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/peerq/peerq/parser"
@@ -373,12 +374,10 @@ func argCount(arity [2]int) string {
 	case arity[0] == arity[1] && arity[0] == 1:
 		return "1 argument"
 	case arity[0] == arity[1]:
-		return itoa(arity[0]) + " arguments"
+		return strconv.Itoa(arity[0]) + " arguments"
 	}
-	return "at least " + itoa(arity[0]) + " argument(s)"
+	return "at least " + strconv.Itoa(arity[0]) + " argument(s)"
 }
-
-func itoa(n int) string { return formatNumber(float64(n)) }
 
 // aggregate compiles an aggregate call into an AggRef, registering the
 // aggregate and its components.

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
@@ -111,6 +110,7 @@ type Sim struct {
 	known   []int32          // peers the survivors believe alive (the sampling pool)
 	pos     []int32          // index of each peer in known, or -1
 	ticking int32            // the peer whose Tick runs
+	order   []int32          // this round's order, reused
 	sink    [8]int           // keeps the read-ahead from being optimized away
 	agg     []aggregate.Node // in one block, never moved (Nodes point into themselves)
 	top     []*topk.Node
@@ -198,9 +198,6 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		s.originCfg = s.peerCfg
 		s.originCfg.Originator = true
 		s.agg = make([]aggregate.Node, 0, total)
-		if total > 0 {
-			adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
-		}
 	} else {
 		s.top = make([]*topk.Node, 0, total)
 	}
@@ -267,6 +264,9 @@ func (s *Sim) addOne() (query.Record, error) {
 // knownAlive is the top-k cores' view of the membership: a node is dead
 // once the survivors have learned of its crash.
 func (s *Sim) knownAlive(node string) bool {
+	if len(s.known) == s.n {
+		return true // nobody removed: no need to read the name
+	}
 	i, err := strconv.Atoi(strings.TrimPrefix(node, "peer-"))
 	return err != nil || i >= len(s.pos) || s.pos[i] >= 0
 }
@@ -303,12 +303,13 @@ func (s *Sim) Step() RoundStats {
 	if changed {
 		s.computeExact()
 	}
-	order := make([]int32, 0, len(s.alive))
+	order := s.order[:0]
 	for i, a := range s.alive {
 		if a {
 			order = append(order, int32(i))
 		}
 	}
+	s.order = order
 	s.r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	const ahead = 12
 	for k, i := range order {
@@ -398,10 +399,10 @@ func (s *Sim) tick(i int32) {
 	s.ticking = i
 	if s.agg != nil {
 		s.agg[i].Tick()
-		s.deliverAgg(i, s.agg[i].Outbox())
+		deliver(s, i, s.agg[i].Outbox(), aggDest, aggStep)
 	} else {
 		s.top[i].Tick()
-		s.deliverTop(i, s.top[i].Outbox())
+		deliver(s, i, s.top[i].Outbox(), topDest, topStep)
 	}
 }
 
@@ -409,36 +410,33 @@ func (s *Sim) lost(to int) bool {
 	return !s.alive[to] || s.cfg.Loss > 0 && s.r.Float64() < s.cfg.Loss
 }
 
-func (s *Sim) deliverAgg(from int32, out []aggregate.Envelope) {
-	// A node sends at most one message per call; copy it out before the
-	// receiver's reply comes back into the sender.
-	for len(out) > 0 {
-		env := out[0]
-		out = out[1:]
+// deliver sends a peer's envelopes: each counts as sent, is lost or
+// delivered at once, and what the receiver sends back goes the same way.
+// dest and step are the protocol's; they are plain functions, so that the
+// hot loop allocates nothing.
+func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size int), step func(s *Sim, from, to int32, e E) []E) {
+	for _, e := range out {
+		to, size := dest(e)
 		s.stats.Messages++
-		s.stats.Bytes += int64(env.Msg.Size())
-		to := int32(env.To)
-		if s.lost(int(to)) {
-			continue
+		s.stats.Bytes += int64(size)
+		if !s.lost(int(to)) {
+			deliver(s, to, step(s, from, to, e), dest, step)
 		}
-		s.agg[to].Step(aggregate.PeerID(from), env.Msg)
-		s.deliverAgg(to, s.agg[to].Outbox())
 	}
 }
 
-func (s *Sim) deliverTop(from int32, out []topk.Envelope) {
-	for len(out) > 0 {
-		env := out[0]
-		out = out[1:]
-		s.stats.Messages++
-		s.stats.Bytes += int64(env.Msg.Size())
-		to := int32(env.To)
-		if s.lost(int(to)) {
-			continue
-		}
-		s.top[to].Step(topk.PeerID(from), env.Msg)
-		s.deliverTop(to, s.top[to].Outbox())
-	}
+func aggDest(e aggregate.Envelope) (int32, int) { return int32(e.To), e.Msg.Size() }
+
+func aggStep(s *Sim, from, to int32, e aggregate.Envelope) []aggregate.Envelope {
+	s.agg[to].Step(aggregate.PeerID(from), e.Msg)
+	return s.agg[to].Outbox()
+}
+
+func topDest(e topk.Envelope) (int32, int) { return int32(e.To), e.Msg.Size() }
+
+func topStep(s *Sim, from, to int32, e topk.Envelope) []topk.Envelope {
+	s.top[to].Step(topk.PeerID(from), e.Msg)
+	return s.top[to].Outbox()
 }
 
 // liveRecords yields the records of the live peers, regenerated from the
@@ -515,15 +513,7 @@ func (s *Sim) measure() {
 	s.stats.OriginErr = s.errOf(answer, err)
 	s.stats.ErrEstimate = 1
 	if err == nil {
-		var cells []float64
-		for _, row := range answer.Rows {
-			for _, v := range row {
-				if v.Kind.Numeric() {
-					cells = append(cells, v.Num)
-				}
-			}
-		}
-		s.stats.ErrEstimate = s.tracker.Observe(cells)
+		s.stats.ErrEstimate = s.tracker.Observe(answer.NumericCells())
 	}
 	s.errs = s.errs[:0]
 	if fast := s.fastPath(); fast {

@@ -5,17 +5,12 @@ import (
 	"testing"
 
 	"github.com/peerq/peerq/aggregate"
-	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 )
 
 func plan(t testing.TB, src string) *query.Plan {
 	t.Helper()
-	stmt, err := parser.ParseOne(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := query.Compile(stmt, query.DefaultCatalog(), query.DefaultConfig())
+	p, err := query.CompileText(src, query.DefaultCatalog(), query.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/peerq/peerq/internal/wire"
 )
 
 // Wire format, version 1, varints from encoding/binary:
@@ -39,7 +41,7 @@ func (m *Message) Encode(b []byte) []byte {
 
 // Size is len(m.Encode(nil)), computed without encoding.
 func (m *Message) Size() int {
-	n := 2 + uvarintLen(len(m.Entries))
+	n := 2 + wire.UvarintLen(uint64(len(m.Entries)))
 	for _, e := range m.Entries {
 		n += EntrySize(e)
 	}
@@ -48,16 +50,7 @@ func (m *Message) Size() int {
 
 // EntrySize is the encoded size of one entry.
 func EntrySize(e *Entry) int {
-	return uvarintLen(len(e.Node)) + len(e.Node) + uvarintLen(len(e.Key)) + len(e.Key) + uvarintLen(len(e.Row)) + len(e.Row)
-}
-
-func uvarintLen(x int) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
+	return wire.UvarintLen(uint64(len(e.Node))) + len(e.Node) + wire.UvarintLen(uint64(len(e.Key))) + len(e.Key) + wire.UvarintLen(uint64(len(e.Row))) + len(e.Row)
 }
 
 // Decode reads a message. It refuses oversized, malformed or unsorted input
@@ -75,13 +68,13 @@ func Decode(b []byte) (*Message, error) {
 		return fail(fmt.Sprintf("kind %d", b[1]))
 	}
 	b = b[2:]
-	count, k := uvarint(b)
+	count, k := wire.Uvarint(b)
 	if k <= 0 || count > MaxEntries || count > uint64(len(b)) {
 		return fail("bad entry count")
 	}
 	b = b[k:]
 	field := func() ([]byte, bool) {
-		l, k := uvarint(b)
+		l, k := wire.Uvarint(b)
 		if k <= 0 || l > MaxFieldBytes || l > uint64(len(b)-k) {
 			return nil, false
 		}
@@ -105,14 +98,4 @@ func Decode(b []byte) (*Message, error) {
 		return fail("entries not in order")
 	}
 	return m, nil
-}
-
-// uvarint reads a varint in its shortest form only, so that every message
-// has one encoding; it returns k ≤ 0 otherwise.
-func uvarint(b []byte) (uint64, int) {
-	x, k := binary.Uvarint(b)
-	if k > 0 && k != uvarintLen(int(x)) {
-		return 0, -1
-	}
-	return x, k
 }

@@ -33,10 +33,7 @@ func TestThreeAgents(t *testing.T) {
 		t.Skip("builds the binary and starts processes")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "peerq")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := peerqBinary(t)
 	type agent struct {
 		cmd       *exec.Cmd
 		api, data string

@@ -65,7 +65,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			asker := e.Nodes[0]
 			out := cmd.OutOrStdout()
 			if src != "" {
-				return runScript(out, cmd.ErrOrStderr(), asker, src, name, format)
+				return runScript(out, embeddedExec{asker}, src, name, format)
 			}
 			if f, ok := cmd.InOrStdin().(*os.File); ok && isTerminal(f) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Try:\n"+
@@ -127,96 +127,66 @@ func isTerminal(w any) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// runScript runs every statement of a script; the first error stops it.
-func runScript(out, errw io.Writer, n *node.Node, src, name string, format shell.Format) error {
+// runScript runs every statement of a script through exec; the first
+// error stops it, with its exit code. Each statement is sent as the user
+// wrote it, so that an error found by the executor (a type error, found
+// against the live catalog) points into the script.
+func runScript(out io.Writer, exec shell.Executor, src, name string, format shell.Format) error {
 	stmts, err := parser.Parse(name, src)
 	if err != nil {
 		return statementError(src, name, err)
 	}
 	for i, s := range stmts {
+		start, end := s.Position().Offset, len(src)
+		if i+1 < len(stmts) {
+			end = stmts[i+1].Position().Offset
+		}
 		if i > 0 && format == shell.FormatTable {
 			fmt.Fprintln(out)
 		}
-		if err := runOne(out, errw, n, s, format); err != nil {
-			var ee *exitError
-			if errors.As(err, &ee) && ee.code == exitStatement {
-				return statementError(src, name, ee.err)
+		err := runStatement(out, exec, src[start:end], format)
+		var pe *parser.Error
+		if errors.As(err, &pe) {
+			at := s.Position() // the statement's text starts here
+			pos := parser.Pos{Filename: name, Line: at.Line + pe.Pos.Line - 1, Column: pe.Pos.Column}
+			if pe.Pos.Line == 1 {
+				pos.Column += at.Column - 1
 			}
+			return statementError(src, name, &parser.Error{Pos: pos, Msg: pe.Msg})
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// runOne runs one statement on n and renders its answer.
-func runOne(out, errw io.Writer, n *node.Node, stmt parser.Statement, format shell.Format) error {
-	plan, err := query.Compile(stmt, n.Catalog(), query.DefaultConfig())
-	if err != nil {
-		return &exitError{exitStatement, err}
+// runStatement runs one statement and renders its answer, with the exit
+// codes of docs/AGENT.md; a statement error comes back as the
+// *parser.Error for the caller to place.
+func runStatement(out io.Writer, exec shell.Executor, text string, format shell.Format) error {
+	t, err := exec.Execute(context.Background(), text, nil)
+	var pe *parser.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, node.ErrNotEnoughPeers):
+		return &exitError{exitNotEnough, fmt.Errorf("peerq: %w", err)}
+	case t == nil:
+		return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
 	}
-	if plan.Explain {
-		fmt.Fprint(out, query.Explain(plan, n.Overlay().Size()))
-		return nil
+	if rerr := shell.Render(out, format, t); rerr != nil {
+		return &exitError{exitUsage, rerr}
 	}
-	res, err := n.Query(context.Background(), plan, nil)
-	code := exitOK
-	if err != nil {
-		if errors.Is(err, node.ErrNotEnoughPeers) {
-			return &exitError{exitNotEnough, err}
-		}
-		if res == nil {
-			return &exitError{exitUsage, err}
-		}
-		if errors.Is(err, node.ErrTimeout) {
-			code = exitTimeout
-		}
-		fmt.Fprintln(errw, "peerq:", err)
-	}
-	if err := shell.Render(out, format, toTable(plan, res)); err != nil {
-		return &exitError{exitUsage, err}
-	}
-	if code != exitOK {
-		return &exitError{code, err}
+	if errors.Is(err, node.ErrTimeout) {
+		return &exitError{exitTimeout, fmt.Errorf("peerq: %w; the answer above is partial", err)}
 	}
 	return nil
 }
 
-// toTable converts an answer for the renderers: text with units for
-// people, raw values for scripts.
-func toTable(plan *query.Plan, res *node.Result) *shell.Table {
-	t := &shell.Table{Statement: plan.Text}
-	for _, c := range res.Columns {
-		t.Columns = append(t.Columns, shell.Column{Name: c.Name, Kind: c.Kind.String()})
-	}
-	for _, row := range res.Rows {
-		cells := make([]shell.Cell, len(row))
-		for i, v := range row {
-			cells[i] = shell.Cell{Text: v.String(), Raw: v.Raw()}
-		}
-		t.Rows = append(t.Rows, cells)
-	}
-	t.Meta = map[string]any{
-		"peers": res.Peers, "rounds": res.Rounds, "elapsed_seconds": res.Elapsed.Seconds(),
-		"plan_hash": res.PlanHash, "from_tags": res.FromTags, "converged": res.Converged,
-	}
-	if !res.FromTags {
-		t.Meta["error_estimate"] = res.ErrEstimate
-	}
-	if res.Participants > 0 {
-		t.Meta["participants_estimate"] = res.Participants
-	}
-	footer := fmt.Sprintf("%d row(s) · %d peers", len(res.Rows), res.Peers)
-	if res.FromTags {
-		footer += " · answered from membership tags, no gossip"
-	} else {
-		footer += fmt.Sprintf(" · %d rounds · %s", res.Rounds, res.Elapsed.Round(time.Millisecond))
-		if plan.Kind == query.PlanAggregate {
-			footer += fmt.Sprintf(" · error ±%s (estimated)", query.Num(query.KindRatio, res.ErrEstimate))
-		}
-		if !res.Converged {
-			footer += " · NOT converged"
-		}
-	}
-	t.Footer = footer
-	return t
+// toTable converts an embedded answer for the renderers, through the same
+// result line the agent's API sends.
+func toTable(plan *query.Plan, res *node.Result, err error) *shell.Table {
+	return lineTable(node.ResultLine(plan, res, err))
 }

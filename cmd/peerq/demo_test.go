@@ -120,3 +120,17 @@ func TestShellThroughPipe(t *testing.T) {
 		t.Error("a statement after \\quit ran")
 	}
 }
+
+// A type error, found by the executor against the live catalog, points at
+// its line and column in the script, not in the statement alone.
+func TestScriptErrorPosition(t *testing.T) {
+	code, out, errs := runCLI(t, "", "demo", "--nodes", "4", "--round", "50ms", "--format", "csv",
+		"-e", "SELECT COUNT(*) FROM peers WHERE region = 'eu';\n  SELECT node,\n    mem_fre FROM peers")
+	if code != exitStatement || !strings.Contains(errs, "\n3:5: unknown attribute \"mem_fre\" (did you mean mem_free?)\n") ||
+		!strings.Contains(errs, "        mem_fre FROM peers\n        ^") {
+		t.Errorf("exit %d\nstderr %q", code, errs)
+	}
+	if !strings.HasPrefix(out, "COUNT(*)\n") {
+		t.Errorf("the first statement should have run: %q", out)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/parser"
@@ -22,11 +23,7 @@ type embeddedExec struct{ n *node.Node }
 var _ shell.Executor = embeddedExec{}
 
 func (e embeddedExec) Execute(ctx context.Context, text string, progress func(shell.Progress)) (*shell.Table, error) {
-	stmt, err := parser.ParseOne(text)
-	if err != nil {
-		return nil, err
-	}
-	plan, err := query.Compile(stmt, e.n.Catalog(), query.DefaultConfig())
+	plan, err := query.CompileText(text, e.n.Catalog(), query.DefaultConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +38,7 @@ func (e embeddedExec) Execute(ctx context.Context, text string, progress func(sh
 	if res == nil {
 		return nil, err
 	}
-	return toTable(plan, res), err
+	return toTable(plan, res, err), err
 }
 
 func (e embeddedExec) Words() []string { return e.n.Catalog().Names() }
@@ -60,9 +57,6 @@ func explainTable(text string) *shell.Table {
 	}
 	return t
 }
-
-// errPartial says a statement's WITH TIMEOUT ended it: the answer is partial.
-var errPartial = errors.New("timed out; the answer is partial")
 
 // apiExec runs statements through the local agent's API.
 type apiExec struct{ c *apiClient }
@@ -122,7 +116,7 @@ func (a apiExec) Execute(ctx context.Context, text string, progress func(shell.P
 			}
 			t := lineTable(l)
 			if l.Meta != nil && l.Meta.Timeout {
-				return t, errPartial
+				return t, node.ErrTimeout
 			}
 			return t, nil
 		}
@@ -151,4 +145,44 @@ func (a apiExec) Words() []string {
 		out = append(out, at.Name)
 	}
 	return out
+}
+
+// lineTable turns a result line (the API's, or the embedded runtime's
+// through node.ResultLine) into a table for the renderers.
+func lineTable(l node.Line) *shell.Table {
+	t := &shell.Table{}
+	for _, c := range l.Columns {
+		t.Columns = append(t.Columns, shell.Column{Name: c.Name, Kind: c.Kind})
+	}
+	for i, row := range l.Rows {
+		cells := make([]shell.Cell, len(row))
+		for j, v := range row {
+			cells[j] = shell.Cell{Text: l.Text[i][j], Raw: v}
+		}
+		t.Rows = append(t.Rows, cells)
+	}
+	m := l.Meta
+	if m == nil {
+		return t
+	}
+	t.Statement = m.Statement
+	t.Meta = map[string]any{"peers": m.Peers, "rounds": m.Rounds, "elapsed_seconds": m.Elapsed,
+		"plan_hash": m.PlanHash, "from_tags": m.FromTags, "converged": m.Converged}
+	t.Footer = fmt.Sprintf("%d row(s) · %d peers", len(t.Rows), m.Peers)
+	if m.FromTags {
+		t.Footer += " · answered from membership tags, no gossip"
+		return t
+	}
+	t.Meta["error_estimate"] = m.ErrEstimate
+	if m.Participants > 0 {
+		t.Meta["participants_estimate"] = m.Participants
+	}
+	t.Footer += fmt.Sprintf(" · %d rounds · %s", m.Rounds, time.Duration(m.Elapsed*float64(time.Second)).Round(time.Millisecond))
+	if m.Protocol == query.PlanAggregate.String() {
+		t.Footer += fmt.Sprintf(" · error ±%s (estimated)", query.Num(query.KindRatio, m.ErrEstimate))
+	}
+	if !m.Converged {
+		t.Footer += " · NOT converged"
+	}
+	return t
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,7 +9,6 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/node"
-	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/shell"
 	"github.com/spf13/cobra"
 )
@@ -35,32 +31,11 @@ func newQueryCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			stmts, err := parser.Parse(name, src)
-			if err != nil {
-				return statementError(src, name, err)
-			}
 			c, err := newAPIClient(api, token, dataDir, timeout)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			for i, s := range stmts {
-				if i > 0 && format == shell.FormatTable {
-					fmt.Fprintln(out)
-				}
-				if err := c.run(out, s.String(), format); err != nil {
-					var ee *exitError
-					if errors.As(err, &ee) && ee.code == exitStatement {
-						if pe, ok := ee.err.(*parser.Error); ok {
-							// The agent checked the canonical text; point into ours.
-							pe.Pos = s.Position()
-						}
-						return statementError(src, name, ee.err)
-					}
-					return err
-				}
-			}
-			return nil
+			return runScript(cmd.OutOrStdout(), apiExec{c}, src, name, format)
 		},
 	}
 	f := cmd.Flags()
@@ -103,53 +78,4 @@ func newAPIClient(api, token, dataDir string, timeout time.Duration) (*apiClient
 		token = strings.TrimSpace(string(b))
 	}
 	return &apiClient{base: "http://" + api, token: token, http: &http.Client{Timeout: timeout}}, nil
-}
-
-// run sends one statement and renders its answer, with the exit codes of
-// docs/AGENT.md.
-func (c *apiClient) run(out io.Writer, stmt string, format shell.Format) error {
-	t, err := apiExec{c}.Execute(context.Background(), stmt, nil)
-	if err != nil {
-		var pe *parser.Error
-		switch {
-		case errors.As(err, &pe):
-			return &exitError{exitStatement, pe}
-		case errors.Is(err, node.ErrNotEnoughPeers):
-			return &exitError{exitNotEnough, fmt.Errorf("peerq: %w", err)}
-		case t == nil:
-			return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
-		}
-	}
-	if rerr := shell.Render(out, format, t); rerr != nil {
-		return &exitError{exitUsage, rerr}
-	}
-	if errors.Is(err, errPartial) {
-		return &exitError{exitTimeout, errors.New("peerq: the statement timed out; the answer is partial")}
-	}
-	return nil
-}
-
-// lineTable turns the API's result line into a table for the renderers.
-func lineTable(l node.Line) *shell.Table {
-	t := &shell.Table{}
-	for _, c := range l.Columns {
-		t.Columns = append(t.Columns, shell.Column{Name: c.Name, Kind: c.Kind})
-	}
-	for i, row := range l.Rows {
-		cells := make([]shell.Cell, len(row))
-		for j, v := range row {
-			cells[j] = shell.Cell{Text: l.Text[i][j], Raw: v}
-		}
-		t.Rows = append(t.Rows, cells)
-	}
-	if m := l.Meta; m != nil {
-		t.Statement = m.Statement
-		t.Meta = map[string]any{"peers": m.Peers, "rounds": m.Rounds, "elapsed_seconds": m.Elapsed,
-			"plan_hash": m.PlanHash, "from_tags": m.FromTags, "converged": m.Converged, "error_estimate": m.ErrEstimate}
-		t.Footer = fmt.Sprintf("%d row(s) · %d peers · %d rounds · %.2fs", len(t.Rows), m.Peers, m.Rounds, m.Elapsed)
-		if m.FromTags {
-			t.Footer = fmt.Sprintf("%d row(s) · %d peers · answered from membership tags, no gossip", len(t.Rows), m.Peers)
-		}
-	}
-	return t
 }

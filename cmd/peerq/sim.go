@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -225,13 +226,7 @@ func varianceRatio(stats []sim.RoundStats) (float64, bool) {
 	if len(ratios) == 0 {
 		return 0, false
 	}
-	for i := range ratios {
-		for j := i + 1; j < len(ratios); j++ {
-			if ratios[j] < ratios[i] {
-				ratios[i], ratios[j] = ratios[j], ratios[i]
-			}
-		}
-	}
+	sort.Float64s(ratios)
 	return ratios[len(ratios)/2], true
 }
 
