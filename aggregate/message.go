@@ -151,142 +151,75 @@ func Decode(b []byte) (*Message, error) {
 	if len(b) > MaxMessageBytes {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessageBytes)
 	}
-	d := &decoder{b: b}
-	if v := d.byte(); v != WireVersion {
+	d := wire.NewReader(b, ErrMalformed)
+	if v := d.Byte(); v != WireVersion {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, v, WireVersion)
 	}
-	ks := d.byte()
+	ks := d.Byte()
 	m := &Message{Kind: MsgKind(ks & 0xf), Scheme: Scheme(ks >> 4)}
 	if m.Kind != Request && m.Kind != Reply || m.Scheme != FlowUpdating && m.Scheme != PushPull {
 		return nil, fmt.Errorf("%w: kind %d scheme %d", ErrMalformed, m.Kind, m.Scheme)
 	}
-	seq := d.uvarint()
+	seq := d.Uvarint()
 	if seq > math.MaxUint32 {
-		d.fail("sequence out of range")
+		d.Fail("sequence out of range")
 	}
 	m.Seq = uint32(seq)
-	d.vec(&m.Flow)
-	d.vec(&m.Est)
-	n := d.count(maxWireGroups)
-	for i := 0; i < n && d.err == nil; i++ {
-		g := GroupKey{Hash: d.uvarint()}
-		g.Key = d.bytes(d.count(MaxKeyBytes))
+	readVec(d, &m.Flow)
+	readVec(d, &m.Est)
+	n := d.Count(maxWireGroups)
+	for i := 0; i < n && d.Err() == nil; i++ {
+		g := GroupKey{Hash: d.Uvarint()}
+		g.Key = d.Field(MaxKeyBytes)
 		if g.Hash == 0 || g.Hash >= 1<<40 {
-			d.fail("group hash out of range")
+			d.Fail("group hash out of range")
 		}
 		m.Groups = append(m.Groups, g)
 	}
-	n = d.count(MaxVecSlots)
-	for i := 0; i < n && d.err == nil; i++ {
-		e := Extreme{Slot: d.uvarint()}
-		switch d.byte() {
+	n = d.Count(MaxVecSlots)
+	for i := 0; i < n && d.Err() == nil; i++ {
+		e := Extreme{Slot: d.Uvarint()}
+		switch d.Byte() {
 		case 0:
-			e.Num = math.Float64frombits(d.uint64())
+			e.Num = math.Float64frombits(d.Uint64())
 			if math.IsNaN(e.Num) || math.IsInf(e.Num, 0) {
-				d.fail("extreme not finite")
+				d.Fail("extreme not finite")
 			}
 		case 1:
 			e.IsStr = true
-			e.Str = string(d.bytes(d.count(MaxKeyBytes)))
+			e.Str = string(d.Field(MaxKeyBytes))
 		default:
-			d.fail("bad extreme flag")
+			d.Fail("bad extreme flag")
 		}
 		m.Ext = append(m.Ext, e)
 	}
-	n = d.count(maxWireGroups)
-	for i := 0; i < n && d.err == nil; i++ {
-		h := HLLRegs{Slot: d.uvarint()}
-		h.Regs = d.bytes(HLLRegisters)
+	n = d.Count(maxWireGroups)
+	for i := 0; i < n && d.Err() == nil; i++ {
+		h := HLLRegs{Slot: d.Uvarint()}
+		h.Regs = d.Bytes(HLLRegisters)
 		m.HLL = append(m.HLL, h)
 	}
-	if d.err == nil && d.i != len(b) {
-		d.fail("trailing bytes")
-	}
-	if d.err != nil {
-		return nil, d.err
+	if err := d.Done(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-type decoder struct {
-	b   []byte
-	i   int
-	err error
-}
-
-func (d *decoder) fail(why string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s at byte %d", ErrMalformed, why, d.i)
-	}
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil || d.i >= len(d.b) {
-		d.fail("truncated")
-		return 0
-	}
-	d.i++
-	return d.b[d.i-1]
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := wire.Uvarint(d.b[d.i:])
-	if n <= 0 {
-		d.fail("bad varint") // malformed, or not in its shortest form
-		return 0
-	}
-	d.i += n
-	return x
-}
-
-func (d *decoder) uint64() uint64 {
-	if d.err != nil || len(d.b)-d.i < 8 {
-		d.fail("truncated")
-		return 0
-	}
-	x := binary.LittleEndian.Uint64(d.b[d.i:])
-	d.i += 8
-	return x
-}
-
-// count reads a length and checks it against limit and the bytes left.
-func (d *decoder) count(limit int) int {
-	x := d.uvarint()
-	if x > uint64(limit) || x > uint64(len(d.b)-d.i) {
-		d.fail("length out of range")
-		return 0
-	}
-	return int(x)
-}
-
-func (d *decoder) bytes(n int) []byte {
-	if d.err != nil || len(d.b)-d.i < n {
-		d.fail("truncated")
-		return nil
-	}
-	out := append([]byte(nil), d.b[d.i:d.i+n]...)
-	d.i += n
-	return out
-}
-
 // vec reads a sparse vector: keys strictly increasing, values finite.
-func (d *decoder) vec(v *Vec) {
-	n := d.count(MaxVecSlots)
+func readVec(d *wire.Reader, v *Vec) {
+	n := d.Count(MaxVecSlots)
 	prev := uint64(0)
-	for i := 0; i < n && d.err == nil; i++ {
-		delta := d.uvarint()
+	for i := 0; i < n && d.Err() == nil; i++ {
+		delta := d.Uvarint()
 		if i > 0 && delta == 0 || delta > math.MaxUint64-prev {
-			d.fail("slot keys not increasing")
+			d.Fail("slot keys not increasing")
 			return
 		}
 		k := prev + delta
 		prev = k
-		x := math.Float64frombits(d.uint64())
+		x := math.Float64frombits(d.Uint64())
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			d.fail("mass not finite")
+			d.Fail("mass not finite")
 			return
 		}
 		v.Keys = append(v.Keys, k)

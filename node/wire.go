@@ -63,53 +63,31 @@ func encodeBatch(es []entry) []byte {
 }
 
 func decodeBatch(b []byte) ([]entry, error) {
-	fail := func(why string) ([]entry, error) { return nil, fmt.Errorf("%w: %s", ErrMalformed, why) }
-	if len(b) < 2 || b[0] != batchVersion {
-		return fail("bad version")
+	d := wire.NewReader(b, ErrMalformed)
+	if v := d.Byte(); v != batchVersion {
+		d.Fail(fmt.Sprintf("version %d, want %d", v, batchVersion))
 	}
-	b = b[1:]
-	n, k := wire.Uvarint(b)
-	if k <= 0 || n > MaxBatchEntries || n > uint64(len(b)) {
-		return fail("bad count")
-	}
-	b = b[k:]
-	field := func() ([]byte, bool) {
-		l, k := wire.Uvarint(b)
-		if k <= 0 || l > maxField || l > uint64(len(b)-k) {
-			return nil, false
-		}
-		f := b[k : k+int(l)]
-		b = b[k+int(l):]
-		return f, true
-	}
+	n := d.Count(MaxBatchEntries)
 	es := make([]entry, 0, n)
-	for i := uint64(0); i < n; i++ {
-		if len(b) < 17 {
-			return fail("truncated entry")
-		}
+	for i := 0; i < n && d.Err() == nil; i++ {
 		var e entry
-		copy(e.ID[:], b)
-		e.Kind = protoKind(b[16])
-		b = b[17:]
-		if e.Kind != protoAggregate && e.Kind != protoTopK && e.Kind != protoLease {
-			return fail("unknown protocol")
+		copy(e.ID[:], d.Next(len(e.ID)))
+		if e.Kind = protoKind(d.Byte()); e.Kind != protoAggregate && e.Kind != protoTopK && e.Kind != protoLease {
+			d.Fail("unknown protocol")
 		}
-		r, k := wire.Uvarint(b)
-		if k <= 0 || r > 1<<31 {
-			return fail("bad round")
+		r := d.Uvarint()
+		if r > 1<<31 {
+			d.Fail("bad round")
 		}
 		e.Round = uint32(r)
-		b = b[k:]
-		var ok1, ok2 bool
-		e.Plan, ok1 = field()
-		e.Msg, ok2 = field()
-		if !ok1 || !ok2 {
-			return fail("bad field")
-		}
+		// Plan and Msg alias b, which the exchange hands over for good
+		// (overlay.Handler); the plan bytes are kept for forwarding.
+		e.Plan = d.Next(d.Count(maxField))
+		e.Msg = d.Next(d.Count(maxField))
 		es = append(es, e)
 	}
-	if len(b) != 0 {
-		return fail("trailing bytes")
+	if err := d.Done(); err != nil {
+		return nil, err
 	}
 	return es, nil
 }

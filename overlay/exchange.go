@@ -13,10 +13,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/peerq/peerq/internal/wire"
 )
 
 // Handler answers an exchange request from the named peer. It runs on the
-// transport's goroutines and must be safe for concurrent use.
+// transport's goroutines and must be safe for concurrent use. req is the
+// handler's to keep: no transport reuses it.
 type Handler func(from string, req []byte) ([]byte, error)
 
 // exchanger is a request/response transport between peers.
@@ -43,6 +46,12 @@ const frameVersion = 1
 // match the cluster key.
 var ErrAuth = errors.New("overlay: exchange frame failed authentication")
 
+// errFrame wraps why a frame that passed authentication is refused.
+var errFrame = errors.New("overlay: malformed exchange frame")
+
+// maxNameBytes bounds the sender name in a frame.
+const maxNameBytes = 512
+
 // tcpExchange serves and calls exchanges over TCP. A frame is a 4-byte
 // big-endian length, then: version, sender name (uvarint length + bytes),
 // body, and, when the cluster has a key, an HMAC-SHA256 of everything
@@ -64,6 +73,9 @@ type tcpExchange struct {
 // newTCPExchange listens on bind and advertises the listener's port on
 // host (the listener's own host when host is empty).
 func newTCPExchange(name, bind, host string, key []byte) (*tcpExchange, error) {
+	if len(name) > maxNameBytes {
+		return nil, fmt.Errorf("overlay: node name of %d bytes, more than %d", len(name), maxNameBytes)
+	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: exchange listener: %w", err)
@@ -194,15 +206,13 @@ func decodeFrame(f, key []byte) (from string, body []byte, err error) {
 		}
 		f = f[:len(f)-sha256.Size]
 	}
-	if len(f) < 2 || f[0] != frameVersion {
-		return "", nil, errors.New("overlay: bad frame version")
+	d := wire.NewReader(f, errFrame)
+	if d.Byte() != frameVersion {
+		d.Fail("bad version")
 	}
-	l, k := binary.Uvarint(f[1:])
-	if k <= 0 || l > uint64(len(f)-1-k) || l > 512 {
-		return "", nil, errors.New("overlay: bad sender name")
-	}
-	from = string(f[1+k : 1+k+int(l)])
-	return from, f[1+k+int(l):], nil
+	from = string(d.Next(d.Count(maxNameBytes)))
+	body = d.Rest()
+	return from, body, d.Err()
 }
 
 func (t *tcpExchange) Close() error {

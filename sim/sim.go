@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
@@ -198,6 +199,9 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		s.originCfg = s.peerCfg
 		s.originCfg.Originator = true
 		s.agg = make([]aggregate.Node, 0, total)
+		if total > 0 {
+			adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
+		}
 	} else {
 		s.top = make([]*topk.Node, 0, total)
 	}

@@ -56,46 +56,30 @@ func EntrySize(e *Entry) int {
 // Decode reads a message. It refuses oversized, malformed or unsorted input
 // with an error wrapping ErrMalformed, and never panics.
 func Decode(b []byte) (*Message, error) {
-	fail := func(why string) (*Message, error) { return nil, fmt.Errorf("%w: %s", ErrMalformed, why) }
 	if len(b) > MaxMessageBytes {
-		return fail(fmt.Sprintf("%d bytes, more than %d", len(b), MaxMessageBytes))
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessageBytes)
 	}
-	if len(b) < 2 || b[0] != WireVersion {
-		return fail("bad version")
+	d := wire.NewReader(b, ErrMalformed)
+	if v := d.Byte(); v != WireVersion {
+		d.Fail(fmt.Sprintf("version %d, want %d", v, WireVersion))
 	}
-	m := &Message{Kind: MsgKind(b[1])}
+	m := &Message{Kind: MsgKind(d.Byte())}
 	if m.Kind != Request && m.Kind != Reply {
-		return fail(fmt.Sprintf("kind %d", b[1]))
+		d.Fail(fmt.Sprintf("kind %d", m.Kind))
 	}
-	b = b[2:]
-	count, k := wire.Uvarint(b)
-	if k <= 0 || count > MaxEntries || count > uint64(len(b)) {
-		return fail("bad entry count")
-	}
-	b = b[k:]
-	field := func() ([]byte, bool) {
-		l, k := wire.Uvarint(b)
-		if k <= 0 || l > MaxFieldBytes || l > uint64(len(b)-k) {
-			return nil, false
+	n := d.Count(MaxEntries)
+	for i := 0; i < n && d.Err() == nil; i++ {
+		e := &Entry{Node: string(d.Field(MaxFieldBytes)), Key: d.Field(MaxFieldBytes), Row: d.Field(MaxFieldBytes)}
+		if e.Node == "" {
+			d.Fail("entry without a node")
 		}
-		f := append([]byte(nil), b[k:k+int(l)]...)
-		b = b[k+int(l):]
-		return f, true
+		m.Entries = append(m.Entries, e)
 	}
-	for i := uint64(0); i < count; i++ {
-		node, ok1 := field()
-		key, ok2 := field()
-		row, ok3 := field()
-		if !ok1 || !ok2 || !ok3 || len(node) == 0 {
-			return fail("bad entry")
-		}
-		m.Entries = append(m.Entries, &Entry{Node: string(node), Key: key, Row: row})
-	}
-	if len(b) != 0 {
-		return fail("trailing bytes")
+	if err := d.Done(); err != nil {
+		return nil, err
 	}
 	if !sorted(m.Entries) {
-		return fail("entries not in order")
+		return nil, fmt.Errorf("%w: entries not in order", ErrMalformed)
 	}
 	return m, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 func newSimCmd() *cobra.Command {
 	var (
 		expr, csvPath, plotPath, scheme, nFrom string
+		cpuProfile                             string
 		crashes, joins                         []string
 		cfg                                    = sim.DefaultConfig(10_000)
 		quiet                                  bool
@@ -72,11 +74,23 @@ peer against the exact answer computed over the live peers.`,
 					*list.out = append(*list.out, e)
 				}
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return runSim(cmd.OutOrStdout(), plans[0], cfg, csvPath, plotPath, quiet)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&expr, "execute", "e", "", "the statement to simulate")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of simulated peers")
 	f.IntVar(&cfg.Rounds, "rounds", 0, "rounds to run (0: the plan's budget for --nodes)")
 	f.Float64Var(&cfg.Loss, "loss", 0, "probability that a message is lost")

@@ -1,5 +1,7 @@
-// Package wire holds the varint helpers the wire formats share (aggregate,
-// topk, node): the one place that says every integer has one encoding.
+// Package wire holds what the hand-written wire formats share (aggregate,
+// topk, the node's exchange batch, the overlay's frame): varints with one
+// encoding each, and a Reader whose first failure sticks, so that every
+// decoder bounds lengths the same way and none can panic on hostile input.
 // Standard library only, no I/O.
 package wire
 
