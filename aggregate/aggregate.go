@@ -6,16 +6,9 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
+
+	"github.com/peerq/peerq/peer"
 )
-
-// PeerID names a peer to the core; the caller maps it to an address.
-type PeerID uint64
-
-// Sampler picks a uniformly random live peer other than the caller. It must
-// not block; ok is false when there is no other peer.
-type Sampler interface {
-	Sample(r *rand.Rand) (p PeerID, ok bool)
-}
 
 // Scheme is the averaging scheme.
 type Scheme uint8
@@ -91,7 +84,7 @@ type Config struct {
 	// links to a peer that died can still be undone.
 	FoldAfter int
 	Rand      *rand.Rand
-	Sampler   Sampler
+	Sampler   peer.Sampler
 	// Buffers, if set, holds the message and scratch buffers, shared by
 	// every Node given the same Buffers. Sharing saves memory when one
 	// goroutine drives many Nodes (the simulator), and requires that each
@@ -108,7 +101,7 @@ type Buffers struct {
 
 // DefaultConfig returns the configuration peerq uses, for the given spec,
 // random source and sampler.
-func DefaultConfig(spec Spec, r *rand.Rand, s Sampler) Config {
+func DefaultConfig(spec Spec, r *rand.Rand, s peer.Sampler) Config {
 	return Config{Spec: spec, Scheme: FlowUpdating, Retries: 2, FoldAfter: 5, Rand: r, Sampler: s}
 }
 
@@ -129,10 +122,7 @@ func (c *Config) validate() error {
 }
 
 // Envelope is a message and where to send it.
-type Envelope struct {
-	To  PeerID
-	Msg *Message
-}
+type Envelope = peer.Envelope[*Message]
 
 // Stats counts what a Node did.
 type Stats struct {
@@ -147,7 +137,7 @@ type Stats struct {
 // link is one exchange between two peers, seen from one side (Flow
 // Updating). Links are kept by value: a peer holds about 2·FoldAfter.
 type link struct {
-	peer PeerID
+	peer peer.ID
 	id   uint32 // the initiator's exchange number, | initiatorBit on the initiator's side
 	last int32  // round of the last message on the link
 }
@@ -166,7 +156,7 @@ func linkID(seq uint32, initiator bool) uint32 {
 // exchange is the exchange this node started and awaits a reply on.
 type exchange struct {
 	active bool
-	peer   PeerID
+	peer   peer.ID
 	seq    uint32
 	tries  int32
 	pp     *ppState // push-pull only
@@ -367,12 +357,12 @@ func (n *Node) Tick() {
 		n.stats.GaveUp++
 		p.active = false
 	}
-	peer, ok := n.cfg.Sampler.Sample(n.cfg.Rand)
+	to, ok := n.cfg.Sampler.Sample(n.cfg.Rand)
 	if !ok {
 		return
 	}
 	n.seq = (n.seq + 1) % initiatorBit
-	n.pending.active, n.pending.peer, n.pending.seq, n.pending.tries = true, peer, n.seq, 0
+	n.pending.active, n.pending.peer, n.pending.seq, n.pending.tries = true, to, n.seq, 0
 	if n.cfg.Scheme == PushPull {
 		if n.pending.pp == nil {
 			n.pending.pp = new(ppState)
@@ -380,10 +370,10 @@ func (n *Node) Tick() {
 		set(&n.pending.pp.sent, 1, &n.est)
 		req := n.request(-1)
 		n.pending.pp.groups = append(n.pending.pp.groups[:0], req.Groups...)
-		n.send(peer, req)
+		n.send(to, req)
 		return
 	}
-	n.send(peer, n.request(n.newLink(peer, linkID(n.seq, true))))
+	n.send(to, n.request(n.newLink(to, linkID(n.seq, true))))
 }
 
 // flow returns link i's flow, aligned with est.Keys.
@@ -395,7 +385,7 @@ func (n *Node) flow(i int) []float64 {
 // newLink adds a link with a zero flow. Room is made for 2·FoldAfter+4
 // links at first, about what a peer holds at once (FoldAfter each way, and
 // slack for the responder side, whose count is random).
-func (n *Node) newLink(peer PeerID, id uint32) int {
+func (n *Node) newLink(peer peer.ID, id uint32) int {
 	if n.links == nil {
 		c := 2*n.cfg.FoldAfter + 4
 		if c <= len(n.linkArr) {
@@ -423,7 +413,7 @@ func (n *Node) dropLink(i int) {
 	n.slab = n.slab[:(last+1)*len(n.est.Keys)]
 }
 
-func (n *Node) linkIndex(peer PeerID, id uint32) int {
+func (n *Node) linkIndex(peer peer.ID, id uint32) int {
 	for i := range n.links {
 		l := &n.links[i]
 		if l.peer == peer && l.id == id {
@@ -591,13 +581,13 @@ func (n *Node) message(m *Message, kind MsgKind, seq uint32) *Message {
 	return m
 }
 
-func (n *Node) send(to PeerID, m *Message) {
+func (n *Node) send(to peer.ID, m *Message) {
 	n.stats.Sent++
 	n.out = append(n.out, Envelope{To: to, Msg: m})
 }
 
 // Step handles a message from peer `from`. The message is not retained.
-func (n *Node) Step(from PeerID, m *Message) {
+func (n *Node) Step(from peer.ID, m *Message) {
 	n.out = n.out[:0]
 	if m.Scheme != n.cfg.Scheme || (m.Kind != Request && m.Kind != Reply) {
 		n.stats.Rejected++
@@ -831,12 +821,12 @@ func (n *Node) mergeHLL(slot uint64, reg []byte) {
 
 // RemovePeer forgets the links to a peer that died, undoing their flows: the
 // mass it exchanged on them leaves with it. Links already folded stay.
-func (n *Node) RemovePeer(p PeerID) {
-	n.RemovePeers(func(q PeerID) bool { return q == p })
+func (n *Node) RemovePeer(p peer.ID) {
+	n.RemovePeers(func(q peer.ID) bool { return q == p })
 }
 
 // RemovePeers is RemovePeer for every peer dead reports true for.
-func (n *Node) RemovePeers(dead func(PeerID) bool) {
+func (n *Node) RemovePeers(dead func(peer.ID) bool) {
 	for i := 0; i < len(n.links); {
 		if dead(n.links[i].peer) {
 			for j, x := range n.flow(i) {

@@ -6,39 +6,24 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+
+	"github.com/peerq/peerq/peer"
+	"github.com/peerq/peerq/peer/peertest"
 )
 
-// net is a tiny round-based network for the core's own tests: every peer
-// ticks once a round in random order, messages are delivered at once, each
-// lost with probability loss.
+// net is the cores' shared round-based test network (peertest), with the
+// Nodes kept by their type.
 type net struct {
+	*peertest.Network[*Message]
 	nodes []*Node
-	alive []bool
-	r     *rand.Rand
-	loss  float64
-	bytes int
-}
-
-type sampler struct {
-	self PeerID
-	n    *net
-}
-
-func (s sampler) Sample(r *rand.Rand) (PeerID, bool) {
-	for tries := 0; tries < 100; tries++ {
-		p := PeerID(r.IntN(len(s.n.nodes)))
-		if p != s.self && s.n.alive[p] {
-			return p, true
-		}
-	}
-	return 0, false
 }
 
 func newNet(t testing.TB, n int, seed uint64, scheme Scheme, spec Spec, contrib func(i int) Contribution) *net {
 	t.Helper()
-	nw := &net{r: rand.New(rand.NewPCG(seed, 1)), alive: make([]bool, n)}
+	nw := &net{Network: peertest.New[*Message](seed)}
+	nw.Size = (*Message).Size
 	for i := 0; i < n; i++ {
-		cfg := DefaultConfig(spec, rand.New(rand.NewPCG(seed, uint64(i)+2)), sampler{PeerID(i), nw})
+		cfg := DefaultConfig(spec, rand.New(rand.NewPCG(seed, uint64(i)+2)), nw.Sampler(peer.ID(i)))
 		cfg.Scheme = scheme
 		cfg.Originator = i == 0
 		node, err := New(&cfg, contrib(i))
@@ -46,36 +31,17 @@ func newNet(t testing.TB, n int, seed uint64, scheme Scheme, spec Spec, contrib 
 			t.Fatal(err)
 		}
 		nw.nodes = append(nw.nodes, node)
-		nw.alive[i] = true
+		nw.Add(node)
 	}
 	return nw
 }
 
-func (nw *net) round() {
-	for _, i := range nw.r.Perm(len(nw.nodes)) {
-		if !nw.alive[i] {
-			continue
-		}
-		nw.nodes[i].Tick()
-		nw.deliver(PeerID(i))
-	}
-}
-
-func (nw *net) deliver(from PeerID) {
-	for _, env := range nw.nodes[from].Outbox() {
-		nw.bytes += env.Msg.Size()
-		if !nw.alive[env.To] || nw.r.Float64() < nw.loss {
-			continue
-		}
-		nw.nodes[env.To].Step(from, env.Msg)
-		nw.deliver(env.To)
-	}
-}
+func (nw *net) round() { nw.Round() }
 
 func (nw *net) mass() float64 {
 	s := 0.0
 	for i, n := range nw.nodes {
-		if nw.alive[i] {
+		if nw.Alive[i] {
 			s += n.Mass()
 		}
 	}
@@ -136,7 +102,7 @@ func TestLoss(t *testing.T) {
 	const n = 1000
 	errOf := func(scheme Scheme, seed uint64) float64 {
 		nw := newNet(t, n, seed, scheme, countSpec, countAll)
-		nw.loss = 0.05
+		nw.Loss = 0.05
 		for r := 0; r < 40; r++ {
 			nw.round()
 		}
@@ -167,13 +133,13 @@ func TestCrash(t *testing.T) {
 	for r := 0; r < 5; r++ {
 		nw.round()
 	}
-	var dead []PeerID
+	var dead []peer.ID
 	for i := 1; i < n; i += 5 {
-		nw.alive[i] = false
-		dead = append(dead, PeerID(i))
+		nw.Alive[i] = false
+		dead = append(dead, peer.ID(i))
 	}
 	for i, node := range nw.nodes {
-		if nw.alive[i] {
+		if nw.Alive[i] {
 			for _, d := range dead {
 				node.RemovePeer(d)
 			}
@@ -184,7 +150,7 @@ func TestCrash(t *testing.T) {
 	}
 	sum, alive := 0.0, 0
 	for i := 0; i < n; i++ {
-		if nw.alive[i] {
+		if nw.Alive[i] {
 			sum += float64(i % 10)
 			alive++
 		}
@@ -339,25 +305,4 @@ func FuzzDecodeMessage(f *testing.F) {
 		nw.nodes[1].Step(0, m)
 		nw.nodes[1].Estimate()
 	})
-}
-
-func TestTracker(t *testing.T) {
-	var tr Tracker
-	if got := tr.Observe([]float64{100}); got != 1 {
-		t.Errorf("first round: %v, want 1", got)
-	}
-	// An estimate converging geometrically to 50 by ρ a round: the
-	// tracker's error estimate follows the true error within a factor 2.
-	err := 10.0
-	for r := 0; r < 20; r++ {
-		err *= rho
-		est := tr.Observe([]float64{50 + err, 7})
-		truth := err / (50 + err)
-		if r > 2 && (est < truth/2 || est > 4*truth) {
-			t.Errorf("round %d: estimate %.3g, true error %.3g", r, est, truth)
-		}
-	}
-	if got := tr.Observe([]float64{1, 2, 3}); got != 1 {
-		t.Errorf("new shape: %v, want 1", got)
-	}
 }

@@ -71,6 +71,9 @@ var ErrMalformed = errors.New("aggregate: malformed message")
 
 // Encode appends the wire form of m to b.
 func (m *Message) Encode(b []byte) []byte {
+	if b == nil {
+		b = make([]byte, 0, m.Size())
+	}
 	b = append(b, WireVersion, byte(m.Kind)|byte(m.Scheme)<<4)
 	b = binary.AppendUvarint(b, uint64(m.Seq))
 	b = appendVec(b, &m.Flow)

@@ -10,31 +10,40 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/fakenet"
 )
 
+// The API's tests run on a fake cluster in real time: an HTTP client
+// blocked on a socket would stop synctest's clock.
+func realTimeCluster(t *testing.T, n int) *cluster {
+	return startFake(t, n, fakenet.DefaultConfig(), 1, func(c *Config) { c.Round = 20 * time.Millisecond })
+}
+
 func TestAPI(t *testing.T) {
-	e := startEmbedded(t, 12)
+	c := realTimeCluster(t, 12)
 	dir := t.TempDir()
-	tok, err := LoadOrCreateToken(dir)
+	tok, err := api.LoadOrCreateToken(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := os.Stat(filepath.Join(dir, TokenFile)); st.Mode().Perm() != 0o600 {
+	if st, _ := os.Stat(filepath.Join(dir, api.TokenFile)); st.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode %v", st.Mode().Perm())
 	}
-	if again, _ := LoadOrCreateToken(dir); again != tok {
+	if again, _ := api.LoadOrCreateToken(dir); again != tok {
 		t.Error("the token changed on reload")
 	}
-	api, err := e.Nodes[0].ServeAPI("127.0.0.1:0", tok)
+	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer api.Close()
-	url := "http://" + api.Addr()
+	defer srv.Close()
+	url := "http://" + srv.Addr()
 	do := func(method, path, body, token string) *http.Response {
 		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
 		if token != "" {
-			req.Header.Set(TokenHeader, token)
+			req.Header.Set(api.TokenHeader, token)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -51,6 +60,8 @@ func TestAPI(t *testing.T) {
 		{"GET", "/v1/health", "", "wrong", 401, "token"},
 		{"GET", "/v1/health", "", tok, 200, `"peers":12`},
 		{"GET", "/v1/members", "", tok, 200, "peer-000011"},
+		{"GET", "/v1/health", "", "wrong", 401, "agent peer-000000"},
+		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"code":"statement"`},
 		{"GET", "/v1/attributes", "", tok, 200, "mem_free"},
 		{"POST", "/v1/query", "{bad json", tok, 400, "bad JSON"},
 		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"column":13`},
@@ -76,7 +87,7 @@ func TestAPI(t *testing.T) {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	var progress int
-	var last Line
+	var last api.Line
 	for sc.Scan() {
 		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
 			t.Fatalf("%v: %s", err, sc.Text())
@@ -92,16 +103,16 @@ func TestAPI(t *testing.T) {
 
 // A client that goes away cancels its query.
 func TestAPICancel(t *testing.T) {
-	e := startEmbedded(t, 8)
-	api, err := e.Nodes[0].ServeAPI("127.0.0.1:0", "t")
+	c := realTimeCluster(t, 8)
+	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", "t")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer api.Close()
+	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+api.Addr()+"/v1/query",
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+srv.Addr()+"/v1/query",
 		strings.NewReader(`{"statement": "SELECT AVG(cpu_load) FROM peers WITH ROUNDS 1000, ACCURACY 0.001%"}`))
-	req.Header.Set(TokenHeader, "t")
+	req.Header.Set(api.TokenHeader, "t")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -109,13 +120,13 @@ func TestAPICancel(t *testing.T) {
 	bufio.NewReader(resp.Body).ReadString('\n') // the first progress line
 	cancel()
 	resp.Body.Close()
-	n := e.Nodes[0]
+	n := c.nodes[0]
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		n.mu.Lock()
 		running := 0
 		for _, q := range n.queries {
-			if q.origin && !q.finished {
+			if q.origin && !q.run.Final() {
 				running++
 			}
 		}

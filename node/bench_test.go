@@ -37,13 +37,13 @@ func TestClusterBenchmark(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("N=%d: joined in %v, settled in %v; %d packets dropped on full queues", n, joined.Round(time.Millisecond),
-		time.Since(start).Round(time.Millisecond), e.cluster.Mem.Dropped())
+		time.Since(start).Round(time.Millisecond), e.Cluster().Mem.Dropped())
 	if n > 300 {
 		return
 	}
 	asker := e.Nodes[0]
-	for _, node := range e.Nodes {
-		node.Overlay().SetQueryResponder(func(string, []byte) []byte {
+	for i, node := range e.Nodes {
+		e.Cluster().Peers[i].SetQueryResponder(func(string, []byte) []byte {
 			rec := node.record()
 			return query.EncodeRow([]query.Value{rec["node"], rec["mem_free"], rec["reliability"]})
 		})
@@ -95,7 +95,7 @@ func TestClusterBenchmark(t *testing.T) {
 	t.Logf("RESERVE 50 (top-k with slack, then claims): median %v (runs %v); the same SELECT: median %v (runs %v)",
 		median(rt).Round(time.Millisecond), rt, median(st).Round(time.Millisecond), st)
 	for run := 0; run < 3; run++ {
-		st, err := asker.Overlay().QueryAll("records", nil, n, 10*time.Second)
+		st, err := e.Cluster().Peers[0].QueryAll("records", nil, n, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -73,15 +74,25 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		e.records = append(e.records, &syntheticRecord{rec: rec})
 		ocfgs = append(ocfgs, overlay.Config{Name: query.SyntheticName(i), Tags: tags, ExchangeTimeout: 2 * time.Second})
 	}
+	var startErr error
 	c, err := overlay.StartCluster(ctx, ocfgs, func(i int, o *overlay.Overlay) {
-		ncfg := DefaultConfig(ocfgs[i], e.records[i].get)
-		ncfg.Round, ncfg.Seed = cfg.Round, cfg.Seed*1_000_003+uint64(i)+1
-		e.Nodes = append(e.Nodes, Attach(ncfg, o))
+		ncfg := DefaultConfig(e.records[i].get)
+		ncfg.Round, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[i].Tags
+		n, err := New(ncfg, o)
+		if err != nil {
+			startErr = errors.Join(startErr, err)
+			return
+		}
+		e.Nodes = append(e.Nodes, n)
 	}, func(joined int) {
 		if cfg.OnJoin != nil {
 			cfg.OnJoin(joined, cfg.Nodes)
 		}
 	})
+	if err == nil && startErr != nil {
+		c.Shutdown()
+		err = startErr
+	}
 	if err != nil {
 		for _, n := range e.Nodes {
 			n.Close()
@@ -131,12 +142,9 @@ func (e *Embedded) WaitSettled(ctx context.Context, progress func(settled, total
 func (e *Embedded) Records() []query.Record {
 	var out []query.Record
 	for _, n := range e.Nodes {
-		select {
-		case <-n.done:
-			continue
-		default:
+		if !n.closed() {
+			out = append(out, n.record())
 		}
-		out = append(out, n.record())
 	}
 	return out
 }
@@ -154,12 +162,16 @@ func (e *Embedded) Close() {
 		}()
 	}
 	wg.Wait()
+	e.cluster.Shutdown()
 }
+
+// Cluster is the overlays of the peers, in the order of Nodes.
+func (e *Embedded) Cluster() *overlay.Cluster { return e.cluster }
 
 // Kill stops peer i without leaving: the others see it fail.
 func (e *Embedded) Kill(i int) error {
 	if i < 0 || i >= len(e.Nodes) {
 		return fmt.Errorf("node: no peer %d", i)
 	}
-	return e.Nodes[i].Close()
+	return errors.Join(e.Nodes[i].Close(), e.cluster.Peers[i].Shutdown())
 }

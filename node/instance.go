@@ -1,12 +1,10 @@
 package node
 
 import (
-	"math"
 	"time"
 
-	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
-	"github.com/peerq/peerq/topk"
+	"github.com/peerq/peerq/run"
 )
 
 // Progress is the originator's view of a running query, once a round.
@@ -17,7 +15,7 @@ type Progress struct {
 	// Answer is the current estimate.
 	Answer *query.Result
 	// ErrEstimate is the originator's own estimate of the relative error
-	// of Answer (aggregate.Tracker); for top-k, 0 once its list is stable.
+	// of Answer (run.Rule); for top-k, 0 once its list is stable.
 	ErrEstimate float64
 }
 
@@ -41,211 +39,103 @@ type Result struct {
 	Converged bool
 }
 
-type env struct {
-	to  aggregate.PeerID
-	msg []byte
-}
-
-// instance is one peer's part in one query.
+// instance is one peer's part in one query: the pure run.Instance and
+// what the runtime keeps beside it.
 type instance struct {
-	n         *Node
 	id        QueryID
-	plan      *query.Plan
-	planBytes []byte
+	run       *run.Instance
 	kind      protoKind
+	planBytes []byte
+	coord     []byte // the asker's network coordinate
+	coverage  uint32 // the top-k's coverage filter size
+	planHash  string
 	origin    bool
-	agg       *aggregate.Node
-	top       *topk.Node
-
-	rounds, budget int
-	finished       bool
-	finishedAt     int
+	// finishedAt is the node's round when the asker's answer became
+	// final; the instance lingers from then on.
+	finishedAt int64
+	reported   bool
 
 	started  time.Time
 	progress func(Progress)
 	result   chan *Result
-	tracker  aggregate.Tracker
-	calm     int
-	minimum  int
-	heard    int32   // messages the originator's core had received at the last report
-	lastErr  float64 // the tracker's last estimate
 }
 
-// newInstance creates this peer's instance of plan, with its contribution
-// from its own record. Called with n.mu held.
-func (n *Node) newInstance(id QueryID, plan *query.Plan, wire []byte, origin bool) (*instance, error) {
-	size := max(n.ov.Size(), 2)
-	q := &instance{n: n, id: id, plan: plan, planBytes: wire, origin: origin,
-		budget: plan.RoundBudget(size), result: make(chan *Result, 1), lastErr: 1}
-	rec := n.record()
-	if v, ok := n.rtt(plan.Origin); ok {
-		rec["rtt"] = v
+// newInstance creates this peer's instance of plan, with rec (its record
+// for this query) as its contribution. Called with n.mu held: rec is read
+// before.
+func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
+	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Alive: n.alive, Linger: n.cfg.Linger,
+		Self: n.Name(), Coverage: int(coverage), Members: n.memberNames})
+	if err != nil {
+		return nil, err
 	}
-	switch plan.Kind {
-	case query.PlanAggregate:
-		q.kind = protoAggregate
-		cfg := aggregate.DefaultConfig(plan.AggregateSpec(), n.r, sampler{n})
-		cfg.Originator = origin
-		// Keep every link for the whole query: a peer that dies can then
-		// be undone exactly (docs/PROTOCOLS.md). A peer holds ~2 links a
-		// round, a few kilobytes.
-		cfg.FoldAfter = q.budget + n.cfg.Linger + 2
-		node, err := aggregate.New(&cfg, plan.Contribution(rec))
-		if err != nil {
-			return nil, err
-		}
-		q.agg = node
-		q.minimum = query.ExpectedRounds(plan.Kind, size, plan.Accuracy) / 2
-	case query.PlanTopK, query.PlanReserve:
-		q.kind = protoTopK
-		cfg := topk.DefaultConfig(plan.K, n.r, topSampler{sampler{n}})
-		cfg.Alive = func(name string) bool { _, ok := n.ov.Member(name); return ok }
-		node, err := topk.New(cfg, plan.Entry(rec))
-		if err != nil {
-			return nil, err
-		}
-		q.top = node
-		// A peer's entry starts to spread only once the query has reached
-		// that peer, itself about the expected rounds after the start: the
-		// last entry can need twice as long to reach the originator.
-		q.minimum = 2*query.ExpectedRounds(plan.Kind, size, plan.Accuracy) + 2
-	default:
-		return nil, errNotYet
+	ri, err := b.New(origin, rec)
+	if err != nil {
+		return nil, err
+	}
+	kind := protoAggregate
+	if b.Protocol() == run.TopK {
+		kind = protoTopK
+	}
+	q := &instance{id: id, run: ri, kind: kind, planBytes: wire, coord: coord, coverage: coverage, origin: origin, result: make(chan *Result, 1)}
+	if origin {
+		q.planHash = plan.Hash()
 	}
 	return q, nil
 }
 
-// expired reports whether the instance can be forgotten.
-func (q *instance) expired() bool {
-	if q.finished && q.origin {
-		return q.rounds > q.finishedAt+q.n.cfg.Linger
+// entry wraps one of the core's messages for the batch; requests carry
+// the plan and the asker's coordinate, so that any peer can join.
+func (q *instance) entry(msg []byte, request bool) entry {
+	e := entry{ID: q.id, Kind: q.kind, Round: uint32(q.run.Round()), Msg: msg}
+	if request {
+		e.Plan, e.Origin, e.Coverage = q.planBytes, q.coord, q.coverage
 	}
-	return q.rounds > q.budget+q.n.cfg.Linger
+	return e
 }
 
-func (q *instance) tick() []env {
-	if q.agg != nil {
-		q.agg.Tick()
-	} else {
-		q.top.Tick()
+// expired reports whether the instance can be forgotten at node round now.
+func (q *instance) expired(now int64, linger int) bool {
+	if q.origin && q.run.Final() {
+		return now > q.finishedAt+int64(linger)
 	}
-	return q.outbox()
+	return q.run.Round() > q.run.Budget()+linger
 }
 
-// outbox encodes what the core has to send (at once: the core reuses its
-// buffers on the next call).
-func (q *instance) outbox() []env {
-	var out []env
-	if q.agg != nil {
-		for _, e := range q.agg.Outbox() {
-			out = append(out, env{to: e.To, msg: e.Msg.Encode(nil)})
-		}
-		return out
-	}
-	for _, e := range q.top.Outbox() {
-		out = append(out, env{to: aggregate.PeerID(e.To), msg: e.Msg.Encode(nil)})
-	}
-	return out
+// report is one round's news for the asker, delivered outside the lock.
+type report struct {
+	q        *instance
+	progress Progress
+	final    *Result
 }
 
-// step hands a message to the core; a malformed one is refused.
-func (q *instance) step(from aggregate.PeerID, msg []byte) error {
-	if q.agg != nil {
-		m, err := aggregate.Decode(msg)
-		if err != nil {
-			return err
-		}
-		q.agg.Step(from, m)
-		return nil
-	}
-	m, err := topk.Decode(msg)
+// report applies the convergence rule at the end of the asker's round.
+// Called with n.mu held.
+func (q *instance) report(n *Node, peers int) (report, bool) {
+	a, err := q.run.Report(peers)
 	if err != nil {
-		return err
+		return report{}, false
 	}
-	q.top.Step(topk.PeerID(from), m)
-	return nil
+	rp := report{q: q, progress: Progress{Round: a.Round, Budget: a.Budget, Peers: peers, Answer: a.Result, ErrEstimate: a.ErrEstimate}}
+	if a.Final && !q.reported {
+		q.reported = true
+		q.finishedAt = n.round
+		rp.final = q.result1(n, a, peers)
+	}
+	return rp, true
 }
 
-func (q *instance) removePeers(dead map[aggregate.PeerID]bool) {
-	if q.agg != nil {
-		q.agg.RemovePeers(func(p aggregate.PeerID) bool { return dead[p] })
-	} else {
-		q.top.Prune()
+func (rp report) deliver() {
+	if rp.q.progress != nil {
+		rp.q.progress(rp.progress)
+	}
+	if rp.final != nil {
+		rp.q.result <- rp.final // buffered: sent once
 	}
 }
 
-// answer reads the instance's current answer.
-func (q *instance) answer(peers int) (*Result, error) {
-	res := &Result{Peers: peers, Rounds: q.rounds, Elapsed: time.Since(q.started), PlanHash: q.plan.Hash()}
-	if q.agg != nil {
-		est := q.agg.Estimate()
-		groups, err := q.plan.GroupResults(est, float64(peers))
-		if err != nil {
-			return nil, err
-		}
-		res.Result = query.Finalize(q.plan, groups)
-		if est.Origin > 0 {
-			res.Participants = 1 / est.Origin
-		}
-		return res, nil
-	}
-	var live []*topk.Entry
-	for _, e := range q.top.Top() {
-		if _, ok := q.n.ov.Member(e.Node); ok || e.Node == q.n.Name() {
-			live = append(live, e)
-		}
-	}
-	r, err := q.plan.TopResult(live)
-	if err != nil {
-		return nil, err
-	}
-	res.Result = r
-	return res, nil
-}
-
-// report is the originator's round: progress, and the answer once it has
-// converged or the budget is spent.
-func (q *instance) report(peers int) {
-	res, err := q.answer(peers)
-	if err != nil {
-		return
-	}
-	if q.agg != nil {
-		// The participants' estimate joins the tracked values: while the
-		// originator's mass is still spreading, its answer is not final,
-		// however still it looks (a slow round can deliver nothing).
-		cells := append([]float64{res.Participants}, res.NumericCells()...)
-		// Only rounds in which something reached the originator count: a
-		// round in which its exchanges stalled (a loaded machine, a slow
-		// peer) changes nothing and proves nothing.
-		if got := q.agg.Stats().Received; got > q.heard {
-			q.heard = got
-			q.lastErr = q.tracker.Observe(cells)
-			if q.lastErr <= q.plan.Accuracy/2 {
-				q.calm++
-			} else {
-				q.calm = 0
-			}
-		}
-		res.ErrEstimate = q.lastErr
-		// Converged: calm for 3 rounds, past half the expected rounds, and
-		// the gossip count of the peers reached agrees with the membership.
-		mixed := math.Abs(res.Participants-float64(peers)) <= 0.05*float64(peers)
-		res.Converged = q.rounds >= q.minimum && q.calm >= 3 && mixed
-	} else {
-		res.ErrEstimate = 1
-		if q.top.Stable() {
-			res.ErrEstimate = 0
-		}
-		// Stable, past the expected rounds, and having heard from enough
-		// exchanges (a slow round can deliver nothing, and look stable).
-		res.Converged = q.rounds >= q.minimum && q.top.Stable() && int(q.top.Stats().Received) >= q.minimum
-	}
-	if q.progress != nil {
-		q.progress(Progress{Round: q.rounds, Budget: q.budget, Peers: peers, Answer: res.Result, ErrEstimate: res.ErrEstimate})
-	}
-	if res.Converged || q.rounds >= q.budget {
-		q.finished, q.finishedAt = true, q.rounds
-		q.result <- res
-	}
+// result1 is the asker's answer as a Result.
+func (q *instance) result1(n *Node, a run.Answer, peers int) *Result {
+	return &Result{Result: a.Result, Peers: peers, Participants: a.Participants, Rounds: a.Round,
+		Elapsed: n.clock.Now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash, Converged: a.Converged}
 }

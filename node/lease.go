@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,13 +13,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
 
 // Subclouds: this peer's side (its lease table, persisted before it
-// answers, shown in Serf tags) and the owner's side (RESERVE claims the
-// top-k's candidates in rank order, renews the leases, RELEASE frees them).
+// answers, shown in Serf tags) and the owner's side (RESERVE drives a
+// subcloud.Claimer over the exchanges, renews the leases, RELEASE frees
+// them).
 
 // Tags a reserved peer shows, so that FROM SUBCLOUD and SHOW SUBCLOUDS are
 // answered from the membership.
@@ -44,24 +45,18 @@ type leaseState struct {
 type ownedSubcloud struct {
 	name, token, key string
 	lease            time.Duration
-	members          []string
-	expires          time.Time
+	// members and the expiry each one last confirmed.
+	members map[string]time.Time
+	renewed time.Time
 }
 
-// leaseMsg is a claim, a renewal or a release on the wire (JSON).
-type leaseMsg struct {
-	Op       string        `json:"op"` // claim, renew, release
-	Subcloud string        `json:"subcloud"`
-	Owner    string        `json:"owner,omitempty"`
-	Token    string        `json:"token"`
-	Key      string        `json:"key,omitempty"`
-	For      time.Duration `json:"for,omitempty"`
-}
-
-type leaseReply struct {
-	OK      bool      `json:"ok"`
-	Error   string    `json:"error,omitempty"`
-	Expires time.Time `json:"expires,omitempty"`
+func (o *ownedSubcloud) names() []string {
+	out := make([]string, 0, len(o.members))
+	for m := range o.members {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // openLeases restores the lease table from dataDir ("" for none).
@@ -80,18 +75,19 @@ func openLeases(dataDir string) (*leaseState, error) {
 	}
 	t, err := subcloud.Unmarshal(b)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node: %s: %w", ls.path, err)
 	}
 	ls.table = t
 	return ls, nil
 }
 
-// persist writes the table durably: write, fsync, rename.
-func (ls *leaseState) persist() error {
+// persist writes a table durably: write, fsync, rename. It is the
+// subcloud.Table.Apply hook: the table changes only once this succeeds.
+func (ls *leaseState) persist(t *subcloud.Table) error {
 	if ls.path == "" {
 		return nil
 	}
-	b, err := ls.table.Marshal()
+	b, err := t.Marshal()
 	if err != nil {
 		return err
 	}
@@ -114,44 +110,30 @@ func (ls *leaseState) persist() error {
 	return os.Rename(tmp, ls.path)
 }
 
-// current is the peer's live lease.
+// currentLease is the peer's live lease.
 func (n *Node) currentLease() (subcloud.Lease, bool) {
 	n.leases.mu.Lock()
 	defer n.leases.mu.Unlock()
-	return n.leases.table.Current(time.Now())
+	return n.leases.table.Current(n.clock.Now())
 }
 
 // handleLease applies a claim, renewal or release to this peer's table,
 // persisting it before answering.
 func (n *Node) handleLease(raw []byte) []byte {
-	var m leaseMsg
-	reply := func(r leaseReply) []byte { b, _ := json.Marshal(r); return b }
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return reply(leaseReply{Error: "malformed lease message"})
+	req, err := subcloud.DecodeRequest(raw)
+	if err != nil {
+		n.mu.Lock()
+		n.stats.Malformed++
+		n.mu.Unlock()
+		return subcloud.Reply{Refusal: subcloud.RefusedMalformed}.Encode()
 	}
 	n.leases.mu.Lock()
-	now := time.Now()
-	var l subcloud.Lease
-	var err error
-	switch m.Op {
-	case "claim":
-		l, err = n.leases.table.Claim(now, subcloud.Claim{Subcloud: m.Subcloud, Owner: m.Owner, Token: m.Token, Key: m.Key, For: m.For})
-	case "renew":
-		l, err = n.leases.table.Renew(now, m.Subcloud, m.Token, m.For)
-	case "release":
-		err = n.leases.table.Release(now, m.Subcloud, m.Token)
-	default:
-		err = errors.New("unknown lease operation")
-	}
-	if err == nil {
-		err = n.leases.persist()
-	}
+	rep := n.leases.table.Apply(n.clock.Now(), req, n.leases.persist)
 	n.leases.mu.Unlock()
-	if err != nil {
-		return reply(leaseReply{Error: err.Error()})
+	if rep.OK {
+		n.showLease()
 	}
-	n.showLease()
-	return reply(leaseReply{OK: true, Expires: l.Expires})
+	return rep.Encode()
 }
 
 // showLease asks the tagger to put the peer's lease in its Serf tags. It
@@ -174,14 +156,14 @@ func (n *Node) tagger() {
 		case <-n.tagCh:
 		}
 		tags := map[string]string{}
-		for k, v := range n.cfg.Overlay.Tags {
+		for k, v := range n.cfg.Tags {
 			tags[k] = v
 		}
 		if l, ok := n.currentLease(); ok {
 			tags[TagSubcloud], tags[tagOwner] = l.Subcloud, l.Owner
 			tags[tagUntil] = strconv.FormatInt(l.Expires.Unix(), 10)
 		}
-		n.ov.SetTags(tags)
+		n.net.SetTags(tags)
 	}
 }
 
@@ -189,24 +171,25 @@ func (n *Node) tagger() {
 // this peer owns, at a third of their lease.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(time.Second)
+	t := n.clock.NewTicker(n.cfg.LeaseTick)
 	defer t.Stop()
 	shown := false
 	for {
 		select {
 		case <-n.done:
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		_, held := n.currentLease()
 		if shown && !held {
 			n.showLease() // lapsed: the peer is free again
 		}
 		shown = held
+		now := n.clock.Now()
 		n.ownMu.Lock()
 		var due []*ownedSubcloud
 		for _, o := range n.owned {
-			if time.Until(o.expires) < 2*o.lease/3 {
+			if now.Sub(o.renewed) >= o.lease/3 {
 				due = append(due, o)
 			}
 		}
@@ -217,165 +200,216 @@ func (n *Node) leaseLoop() {
 	}
 }
 
-// callLease sends lease messages to peers, in parallel, and returns each
-// peer's reply (a transport error as a failed reply).
-func (n *Node) callLease(peers []string, m leaseMsg) map[string]leaseReply {
-	out := make(map[string]leaseReply, len(peers))
-	var mu sync.Mutex
+// callLease sends one lease request and returns the peer's reply.
+func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ExchangeTimeout)
+	defer cancel()
+	resp, err := n.net.Exchange(ctx, to, encodeBatch([]entry{{Kind: protoLease, Msg: req.Encode()}}))
+	if err != nil {
+		return subcloud.Reply{}, err
+	}
+	es, err := decodeBatch(resp)
+	if err != nil {
+		return subcloud.Reply{}, err
+	}
+	if len(es) != 1 || es[0].Kind != protoLease {
+		return subcloud.Reply{}, fmt.Errorf("node: %s answered a lease request with %d entries", to, len(es))
+	}
+	return subcloud.DecodeReply(es[0].Msg)
+}
+
+type leaseReply struct {
+	peer string
+	rep  subcloud.Reply
+	err  error
+}
+
+// callLeases sends the same request to peers in parallel and returns the
+// replies.
+func (n *Node) callLeases(peers []string, req subcloud.Request) []leaseReply {
+	out := make([]leaseReply, len(peers))
 	var wg sync.WaitGroup
-	body, _ := json.Marshal(m)
-	for _, p := range peers {
+	for i, p := range peers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var r leaseReply
-			resp, err := n.ov.Exchange(p, encodeBatch([]entry{{Kind: protoLease, Msg: body}}))
-			if err == nil {
-				var es []entry
-				if es, err = decodeBatch(resp); err == nil && len(es) == 1 {
-					err = json.Unmarshal(es[0].Msg, &r)
-				} else if err == nil {
-					err = errors.New("no reply")
-				}
-			}
-			if err != nil {
-				r = leaseReply{Error: err.Error()}
-			}
-			mu.Lock()
-			out[p] = r
-			mu.Unlock()
+			rep, err := n.callLease(n.ctx, p, req)
+			out[i] = leaseReply{p, rep, err}
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
+// renew extends the subcloud's leases. A member that refuses is dropped;
+// one that cannot be reached is kept until its last confirmed expiry (it
+// may come back), then dropped.
 func (n *Node) renew(o *ownedSubcloud) {
-	replies := n.callLease(o.members, leaseMsg{Op: "renew", Subcloud: o.name, Token: o.token, For: o.lease})
+	n.ownMu.Lock()
+	peers := o.names()
+	n.ownMu.Unlock()
+	replies := n.callLeases(peers, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: o.lease})
+	now := n.clock.Now()
 	n.ownMu.Lock()
 	defer n.ownMu.Unlock()
-	var kept []string
-	for _, p := range o.members {
-		if replies[p].OK {
-			kept = append(kept, p)
+	for _, r := range replies {
+		switch {
+		case r.err == nil && r.rep.OK:
+			o.members[r.peer] = time.Unix(0, r.rep.Expires)
+		case r.err == nil, !now.Before(o.members[r.peer]):
+			delete(o.members, r.peer)
 		}
 	}
-	o.members = kept // a member that could not be renewed lapses
-	o.expires = time.Now().Add(o.lease)
+	o.renewed = now
 }
 
 // ErrNotEnoughPeers is returned when a RESERVE could not get the peers it
 // needs; nothing stays reserved.
-var ErrNotEnoughPeers = errors.New("node: not enough free peers")
+var ErrNotEnoughPeers = api.ErrNotEnoughPeers
 
-// reserve runs RESERVE: candidates by top-k, then claims in rank order,
-// backfilling refusals, all-or-nothing unless AT LEAST.
+// reserve runs RESERVE: candidates by top-k, then a subcloud.Claimer
+// claims them in rank order, backfilling refusals, all-or-nothing unless
+// AT LEAST.
 func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
 	spec := plan.Reserve
+	start := n.clock.Now()
 	n.ownMu.Lock()
 	if o, ok := n.owned[spec.Name]; ok {
 		n.ownMu.Unlock()
 		if spec.Key != "" && o.key == spec.Key {
-			return n.ownedResult(plan, o), nil // a retry: the same subcloud
+			return n.ownedResult(plan, o, start), nil // a retry: the same subcloud
 		}
 		return nil, fmt.Errorf("node: this peer already owns a subcloud %s", spec.Name)
 	}
 	n.ownMu.Unlock()
-	start := time.Now()
 	var tok [16]byte
 	rand.Read(tok[:])
-	o := &ownedSubcloud{name: spec.Name, token: hex.EncodeToString(tok[:]), key: spec.Key,
-		lease: time.Duration(spec.LeaseSeconds * float64(time.Second))}
-	claim := leaseMsg{Op: "claim", Subcloud: spec.Name, Owner: n.Name(), Token: o.token, Key: spec.Key, For: o.lease}
-	need := spec.N
-	if spec.AtLeast > 0 {
-		need = spec.AtLeast
+	lease := time.Duration(spec.LeaseSeconds * float64(time.Second))
+	o := &ownedSubcloud{name: spec.Name, token: hex.EncodeToString(tok[:]), key: spec.Key, lease: lease, members: map[string]time.Time{}}
+	c, err := subcloud.NewClaimer(subcloud.ClaimerConfig{Subcloud: spec.Name, Owner: n.Name(), Token: o.token, Key: spec.Key,
+		N: spec.N, AtLeast: spec.AtLeast, Lease: lease})
+	if err != nil {
+		return nil, err
 	}
-	// Claim the candidates in rank order, backfilling refusals from the
-	// next ones. When the candidates run out — other owners took some —
-	// look again among the peers still free, a few times.
-	tried := map[string]bool{}
-	held := map[string]bool{}
-	var cands *Result
-	for attempt := 0; attempt < 5 && len(o.members) < spec.N; attempt++ {
-		if attempt > 0 {
-			// Owners racing for the same peers back off by a random
-			// fraction of a round or two, so that they stop colliding.
-			n.mu.Lock()
-			wait := time.Duration(n.r.IntN(int(2 * n.cfg.Round)))
-			n.mu.Unlock()
-			time.Sleep(wait)
-		}
-		var err error
-		if cands, err = n.gossip(ctx, plan, progress); err != nil {
-			n.callLease(o.members, leaseMsg{Op: "release", Subcloud: spec.Name, Token: o.token})
-			return nil, err
-		}
-		// A peer refused before may be free now (a rival gave up).
-		var fresh []string
-		for _, p := range cands.Nodes {
-			if !held[p] {
-				fresh = append(fresh, p)
+	replies := make(chan leaseReply)
+	inflight := 0
+	var releases []subcloud.Message
+	send := func() {
+		for _, m := range c.Outbox() {
+			if m.Req.Op != subcloud.OpClaim {
+				releases = append(releases, m)
+				continue
 			}
+			inflight++
+			go func() {
+				rep, err := n.callLease(n.ctx, m.To, m.Req)
+				replies <- leaseReply{m.To, rep, err}
+			}()
 		}
-		if len(fresh) == 0 {
-			break
-		}
-		for next := 0; len(o.members) < spec.N && next < len(fresh); {
-			batch := fresh[next:min(len(fresh), next+spec.N-len(o.members))]
-			next += len(batch)
-			for p, r := range n.callLease(batch, claim) {
-				tried[p] = true
-				if r.OK {
-					o.members = append(o.members, p)
-					held[p] = true
+	}
+	var cands *Result
+	for c.State() != subcloud.Done {
+		if c.State() == subcloud.NeedCandidates {
+			if c.Searches() > 0 {
+				// Owners racing for the same peers back off by a random
+				// fraction of a round or two, so that they stop colliding.
+				n.mu.Lock()
+				wait := time.Duration(n.r.Int64N(int64(2 * n.cfg.Round)))
+				n.mu.Unlock()
+				select {
+				case <-n.clock.After(wait):
+				case <-ctx.Done():
+					c.Abort(ctx.Err())
+					continue
 				}
 			}
+			if cands, err = n.gossip(ctx, plan, progress); err != nil {
+				c.Abort(err)
+				continue
+			}
+			c.Candidates(cands.Nodes)
+			send()
+			continue
+		}
+		select {
+		case r := <-replies:
+			inflight--
+			c.Step(r.peer, r.rep, r.err)
+			send()
+		case <-ctx.Done():
+			c.Abort(ctx.Err())
 		}
 	}
-	if len(o.members) < need {
-		n.callLease(o.members, leaseMsg{Op: "release", Subcloud: spec.Name, Token: o.token})
-		return nil, fmt.Errorf("%w: RESERVE %d got %d of the %d peers it tried", ErrNotEnoughPeers, spec.N, len(o.members), len(tried))
+	// Releases go out only once every claim in flight has come back, so
+	// that none overtakes the claim it undoes.
+	for ; inflight > 0; inflight-- {
+		<-replies
 	}
-	sort.Strings(o.members)
-	o.expires = time.Now().Add(o.lease)
+	send()
+	for _, m := range releases {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.callLease(n.ctx, m.To, m.Req)
+		}()
+	}
+	members, err := c.Result()
+	if err != nil {
+		if errors.Is(err, subcloud.ErrNotEnoughPeers) {
+			return nil, &api.Error{Code: api.CodeNotEnoughPeers, Message: err.Error() + "; nothing stays reserved"}
+		}
+		return nil, err
+	}
+	now := n.clock.Now()
+	for _, m := range members {
+		o.members[m] = now.Add(lease)
+	}
+	o.renewed = now
 	n.ownMu.Lock()
 	n.owned[spec.Name] = o
 	n.ownMu.Unlock()
-	res := n.ownedResult(plan, o)
-	res.Elapsed, res.Rounds, res.Peers = time.Since(start), cands.Rounds, cands.Peers
+	res := n.ownedResult(plan, o, start)
+	res.Rounds, res.Peers = cands.Rounds, cands.Peers
 	return res, nil
 }
 
-func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud) *Result {
+func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) *Result {
 	res := &query.Result{Columns: []query.Column{{Name: "node", Kind: query.KindString},
 		{Name: "subcloud", Kind: query.KindString}, {Name: "expires_in", Kind: query.KindDuration}}}
-	for _, m := range o.members {
+	now := n.clock.Now()
+	n.ownMu.Lock()
+	for _, m := range o.names() {
 		res.Rows = append(res.Rows, []query.Value{query.Str(m), query.Str(o.name),
-			query.Num(query.KindDuration, time.Until(o.expires).Seconds())})
+			query.Num(query.KindDuration, o.members[m].Sub(now).Seconds())})
 		res.Nodes = append(res.Nodes, m)
 	}
-	return &Result{Result: res, Peers: n.ov.Size(), PlanHash: plan.Hash(), Converged: true}
+	n.ownMu.Unlock()
+	return &Result{Result: res, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, Elapsed: now.Sub(start)}
 }
 
 // release runs RELEASE: the owner frees its members at once.
 func (n *Node) release(plan *query.Plan) (*Result, error) {
+	start := n.clock.Now()
 	name := plan.Local.Release
 	n.ownMu.Lock()
 	o, ok := n.owned[name]
 	delete(n.owned, name)
+	var members []string
+	if ok {
+		members = o.names()
+	}
 	n.ownMu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("node: this peer owns no subcloud %s", name)
 	}
-	replies := n.callLease(o.members, leaseMsg{Op: "release", Subcloud: name, Token: o.token})
 	freed := 0
-	for _, r := range replies {
-		if r.OK {
+	for _, r := range n.callLeases(members, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: o.token}) {
+		if r.err == nil && r.rep.OK {
 			freed++
 		}
 	}
 	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount}},
 		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed))}}}
-	return &Result{Result: res, Peers: n.ov.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true}, nil
+	return &Result{Result: res, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
+		Elapsed: n.clock.Now().Sub(start)}, nil
 }

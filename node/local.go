@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 )
 
@@ -15,7 +14,7 @@ import (
 // live peer as far as membership knows it: name, address and tags.
 func (n *Node) memberRecords() []query.Record {
 	var recs []query.Record
-	for _, m := range n.ov.Members() {
+	for _, m := range n.net.Members() {
 		rec := query.Record{"node": query.Str(m.Name), "addr": query.Str(m.Addr), "reserved": query.Bool(false)}
 		for k, v := range m.Tags {
 			rec[k] = query.Str(v)
@@ -32,7 +31,7 @@ func (n *Node) memberRecords() []query.Record {
 // the member list, exactly, without gossip.
 func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error) {
 	recs := n.memberRecords()
-	return &Result{Result: query.Exact(plan, recs), Peers: len(recs), Elapsed: time.Since(start),
+	return &Result{Result: query.Exact(plan, recs), Peers: len(recs), Elapsed: n.clock.Now().Sub(start),
 		PlanHash: plan.Hash(), FromTags: true, Converged: true}, nil
 }
 
@@ -41,9 +40,9 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
 	res := &query.Result{}
 	switch plan.Local.Show {
-	case parser.ShowMembers:
+	case query.ShowMembers:
 		res.Columns = []query.Column{col("node", query.KindString), col("addr", query.KindString), col("tags", query.KindString)}
-		for _, m := range n.ov.Members() {
+		for _, m := range n.net.Members() {
 			var tags []string
 			for k, v := range m.Tags {
 				tags = append(tags, k+"="+v)
@@ -51,14 +50,14 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 			sort.Strings(tags)
 			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), query.Str(strings.Join(tags, ","))})
 		}
-	case parser.ShowAttributes:
+	case query.ShowAttributes:
 		res.Columns = []query.Column{col("attribute", query.KindString), col("kind", query.KindString),
 			col("source", query.KindString), col("description", query.KindString)}
 		for _, a := range n.Catalog().Attrs() {
 			res.Rows = append(res.Rows, []query.Value{query.Str(a.Name), query.Str(a.Kind.String()),
 				query.Str(a.Origin.String()), query.Str(a.Doc)})
 		}
-	case parser.ShowSubclouds:
+	case query.ShowSubclouds:
 		// Subclouds show in members' tags: name, owner, size, and the
 		// earliest expiry among the members.
 		res.Columns = []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
@@ -69,7 +68,7 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 			until   int64
 		}
 		subs := map[string]*sc{}
-		for _, m := range n.ov.Members() {
+		for _, m := range n.net.Members() {
 			name, ok := m.Tags[TagSubcloud]
 			if !ok {
 				continue
@@ -94,10 +93,10 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 			sort.Strings(s.members)
 			res.Rows = append(res.Rows, []query.Value{query.Str(name), query.Str(s.owner),
 				query.Num(query.KindCount, float64(len(s.members))),
-				query.Num(query.KindDuration, math.Max(0, time.Until(time.Unix(s.until, 0)).Seconds())),
+				query.Num(query.KindDuration, math.Max(0, time.Unix(s.until, 0).Sub(n.clock.Now()).Seconds())),
 				query.Str(strings.Join(s.members, ","))})
 		}
 	}
-	return &Result{Result: res, Peers: n.ov.Size(), Elapsed: time.Since(start), PlanHash: plan.Hash(),
+	return &Result{Result: res, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true}, nil
 }

@@ -10,23 +10,94 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/serf/coordinate"
-	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
-	"github.com/peerq/peerq/subcloud"
-	"github.com/peerq/peerq/topk"
+	"github.com/peerq/peerq/run"
 )
+
+// Membership is a peer's view of the cluster: overlay.Overlay over Serf,
+// or fakenet.Host in tests. It must be safe for concurrent use; only
+// SetTags may block.
+type Membership interface {
+	// Name is this peer's name.
+	Name() string
+	// Members are the live peers, this one included, sorted by name.
+	Members() []overlay.Member
+	Member(name string) (overlay.Member, bool)
+	// Size is the number of live peers, this one included.
+	Size() int
+	// Sample picks a uniformly random live peer other than this one.
+	Sample(r *mrand.Rand) (string, bool)
+	// Events delivers membership changes.
+	Events() <-chan overlay.Event
+	// SetTags replaces this peer's user tags.
+	SetTags(tags map[string]string) error
+	// Coordinate is this peer's network coordinate, opaque; RTT estimates
+	// the round-trip time to the peer with coordinate coord.
+	Coordinate() []byte
+	RTT(coord []byte) (time.Duration, bool)
+}
+
+// Transport carries the exchanges between peers.
+type Transport interface {
+	// Serve sets the handler of incoming exchanges.
+	Serve(h overlay.Handler) error
+	// Exchange sends req to peer and returns its response, giving up when
+	// ctx ends.
+	Exchange(ctx context.Context, peer string, req []byte) ([]byte, error)
+}
+
+// Network is what a node runs on.
+type Network interface {
+	Membership
+	Transport
+}
+
+var (
+	_ Network = (*overlay.Overlay)(nil)
+)
+
+// Clock is the node's time: the system's, or a test's (under
+// testing/synctest the system clock itself is fake).
+type Clock interface {
+	Now() time.Time
+	NewTicker(d time.Duration) Ticker
+	After(d time.Duration) <-chan time.Time
+}
+
+// Ticker is a Clock's ticker.
+type Ticker interface {
+	C() <-chan time.Time
+	Stop()
+}
+
+// SystemClock is the time package's clock.
+func SystemClock() Clock { return systemClock{} }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (systemClock) NewTicker(d time.Duration) Ticker       { return sysTicker{time.NewTicker(d)} }
+
+type sysTicker struct{ *time.Ticker }
+
+func (t sysTicker) C() <-chan time.Time { return t.Ticker.C }
 
 // Config configures a peer's runtime.
 type Config struct {
-	Overlay overlay.Config
 	// Round is the gossip period: one exchange per peer per round.
 	Round time.Duration
 	// Record returns the peer's current record: its resources and anything
 	// else it reports (the node adds node, addr, its tags and its lease
-	// attributes). It must be cheap and safe for concurrent use.
+	// attributes). It must be safe for concurrent use; it is called
+	// outside the node's lock, so it may take a few milliseconds (probes).
 	Record func() query.Record
+	// Tags are the peer's static tags; the node adds its lease's tags to
+	// them when it is reserved.
+	Tags map[string]string
 	// Seed seeds the peer's random choices; 0 draws one.
 	Seed uint64
 	// MaxQueries bounds the query instances a peer keeps at once; a request
@@ -35,15 +106,24 @@ type Config struct {
 	// Linger is how many rounds past its budget an instance is kept, so
 	// that late messages find it.
 	Linger int
+	// ExchangeTimeout bounds one exchange (the transport may bound it
+	// sooner).
+	ExchangeTimeout time.Duration
+	// LeaseTick is how often the peer checks its own lease for expiry and
+	// renews the subclouds it owns (at a third of their lease).
+	LeaseTick time.Duration
 	// DataDir keeps the peer's lease table (fsynced before every answer);
 	// empty keeps it in memory (the embedded cluster).
 	DataDir string
+	// Clock is the node's time; nil is SystemClock.
+	Clock Clock
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the
-// given overlay configuration and record.
-func DefaultConfig(ov overlay.Config, record func() query.Record) Config {
-	return Config{Overlay: ov, Round: 100 * time.Millisecond, Record: record, MaxQueries: 64, Linger: 10}
+// given record.
+func DefaultConfig(record func() query.Record) Config {
+	return Config{Round: 100 * time.Millisecond, Record: record, MaxQueries: 64, Linger: 10,
+		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second}
 }
 
 // Stats counts what a peer's runtime did.
@@ -62,13 +142,18 @@ type Stats struct {
 
 // Node is a peer's runtime. It is safe for concurrent use.
 type Node struct {
-	cfg Config
-	ov  *overlay.Overlay
+	cfg   Config
+	net   Network
+	clock Clock
+	// ctx ends when the node closes: exchanges in flight give up.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	mu        sync.Mutex
+	mu        sync.Mutex // the gossip state below
 	r         *mrand.Rand
+	round     int64
 	roundPeer string
-	names     map[aggregate.PeerID]string
+	names     map[peer.ID]string
 	queries   map[QueryID]*instance
 	// gone remembers the queries this peer has collected, until the round
 	// in the value: a late message for one must not bring it back (peers
@@ -86,13 +171,24 @@ type Node struct {
 	wg      sync.WaitGroup
 }
 
-// New starts a peer: its overlay (not joined yet) and its round ticker.
-func New(cfg Config) (*Node, error) {
+// New starts a peer's runtime on net: its round ticker, membership watcher,
+// lease keeper and tagger. The network's lifecycle (join, leave, shutdown)
+// stays the caller's.
+func New(cfg Config, net Network) (*Node, error) {
 	if cfg.Round <= 0 || cfg.Record == nil {
 		return nil, errors.New("node: Config needs Round and Record")
 	}
 	if cfg.MaxQueries <= 0 {
 		cfg.MaxQueries = 64
+	}
+	if cfg.ExchangeTimeout <= 0 {
+		cfg.ExchangeTimeout = 2 * time.Second
+	}
+	if cfg.LeaseTick <= 0 {
+		cfg.LeaseTick = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock()
 	}
 	seed := cfg.Seed
 	if seed == 0 {
@@ -106,49 +202,32 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	ov, err := overlay.New(cfg.Overlay)
-	if err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{cfg: cfg, net: net, clock: cfg.Clock, ctx: ctx, cancel: cancel,
+		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
+		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{},
+		leases: leases, owned: map[string]*ownedSubcloud{}, tagCh: make(chan struct{}, 1),
+		done: make(chan struct{})}
+	if err := net.Serve(n.serve); err != nil {
+		cancel()
 		return nil, err
 	}
-	n := start(cfg, ov, seed)
-	n.leases = leases
+	n.wg.Add(4)
+	go n.loop()
+	go n.watch()
+	go n.leaseLoop()
+	go n.tagger()
 	if _, held := n.currentLease(); held {
 		n.showLease() // a restarted peer still holds its lease
 	}
 	return n, nil
 }
 
-// Attach runs the runtime on an overlay that exists already (an embedded
-// cluster creates its overlays together). The Node owns it from then on.
-func Attach(cfg Config, ov *overlay.Overlay) *Node {
-	return start(cfg, ov, cfg.Seed+1)
-}
-
-func start(cfg Config, ov *overlay.Overlay, seed uint64) *Node {
-	n := &Node{cfg: cfg, ov: ov, r: mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		names: map[aggregate.PeerID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{},
-		leases: &leaseState{table: &subcloud.Table{}}, owned: map[string]*ownedSubcloud{}, tagCh: make(chan struct{}, 1),
-		done: make(chan struct{})}
-	ov.Serve(n.serve)
-	n.wg.Add(4)
-	go n.loop()
-	go n.watch()
-	go n.leaseLoop()
-	go n.tagger()
-	return n
-}
-
-// Overlay is the peer's overlay.
-func (n *Node) Overlay() *overlay.Overlay { return n.ov }
+// Network is the network the peer runs on.
+func (n *Node) Network() Network { return n.net }
 
 // Name is the peer's node name.
-func (n *Node) Name() string { return n.ov.Name() }
-
-// Join joins the cluster through the seeds, retrying until ctx ends.
-func (n *Node) Join(ctx context.Context, seeds []string) error {
-	_, err := n.ov.Join(ctx, seeds)
-	return err
-}
+func (n *Node) Name() string { return n.net.Name() }
 
 // Stats returns the runtime's counters.
 func (n *Node) Stats() Stats {
@@ -157,46 +236,47 @@ func (n *Node) Stats() Stats {
 	return n.stats
 }
 
-// Close stops the runtime and shuts the overlay down without leaving.
+// Close stops the runtime: its goroutines end, exchanges in flight give
+// up, and it answers no more exchanges. The network stays up.
 func (n *Node) Close() error {
-	var err error
 	n.closing.Do(func() {
 		close(n.done)
-		err = n.ov.Shutdown()
+		n.cancel()
 		n.wg.Wait()
 	})
-	return err
+	return nil
 }
 
-// Leave leaves the cluster gracefully, then closes.
-func (n *Node) Leave() error {
-	err := n.ov.Leave()
-	return errors.Join(err, n.Close())
-}
-
-func peerID(name string) aggregate.PeerID { return aggregate.PeerID(aggregate.Hash64([]byte(name))) }
-
-// rtt estimates the round-trip time from this peer to the one whose
-// coordinate origin is (Plan.Origin), from Serf's network coordinates.
-func (n *Node) rtt(origin []float64) (query.Value, bool) {
-	mine, err := n.ov.Coordinate()
-	if err != nil || mine == nil || len(origin) != 3+len(mine.Vec) {
-		return query.Null, false
+func (n *Node) closed() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
 	}
-	other := &coordinate.Coordinate{Error: origin[0], Adjustment: origin[1], Height: origin[2], Vec: origin[3:]}
-	if !mine.IsCompatibleWith(other) || !other.IsValid() {
-		return query.Null, false
-	}
-	return query.Num(query.KindDuration, mine.DistanceTo(other).Seconds()), true
 }
 
-// record is the peer's record with what the node itself knows added.
+func peerID(name string) peer.ID { return peer.ID(hash64(name)) }
+
+// hash64 is FNV-1a: names to the cores' peer IDs.
+func hash64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// record is the peer's record with what the node itself knows added. It
+// calls the Record function and the membership: never call it with n.mu
+// held.
 func (n *Node) record() query.Record {
 	rec := query.Record{}
 	for k, v := range n.cfg.Record() {
 		rec[k] = v
 	}
-	if m, ok := n.ov.Member(n.Name()); ok {
+	if m, ok := n.net.Member(n.Name()); ok {
 		for k, v := range m.Tags {
 			rec[k] = query.Str(v)
 		}
@@ -212,11 +292,24 @@ func (n *Node) record() query.Record {
 	return query.DefaultCatalog().Clamp(rec)
 }
 
+// recordFor is the record for a query asked from the peer at coordinate
+// coord: with its rtt to the asker.
+func (n *Node) recordFor(base query.Record, coord []byte) query.Record {
+	rec := make(query.Record, len(base)+1)
+	for k, v := range base {
+		rec[k] = v
+	}
+	if d, ok := n.net.RTT(coord); ok {
+		rec["rtt"] = query.Num(query.KindDuration, d.Seconds())
+	}
+	return query.DefaultCatalog().Clamp(rec)
+}
+
 // Catalog is the default catalog plus every tag the live members carry.
 func (n *Node) Catalog() *query.Catalog {
 	seen := map[string]bool{}
 	var tags []string
-	for _, m := range n.ov.Members() {
+	for _, m := range n.net.Members() {
 		for k := range m.Tags {
 			if !seen[k] {
 				seen[k] = true
@@ -228,34 +321,48 @@ func (n *Node) Catalog() *query.Catalog {
 	return query.DefaultCatalog().WithTags(tags...)
 }
 
+// memberNames are the live members' names: whom a top-k's coverage
+// filter must hold. It is called under n.mu.
+func (n *Node) memberNames() []string {
+	ms := n.net.Members()
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// alive is the top-k cores' view of the membership: the live members, this
+// peer included.
+func (n *Node) alive(name string) bool {
+	if name == n.Name() {
+		return true
+	}
+	_, ok := n.net.Member(name)
+	return ok
+}
+
 // sampler gives the cores the round's peer: every query of a round
-// exchanges with the same peer, in one message.
+// exchanges with the same peer, in one message. It is called under n.mu.
 type sampler struct{ n *Node }
 
-func (s sampler) Sample(*mrand.Rand) (aggregate.PeerID, bool) {
+func (s sampler) Sample(*mrand.Rand) (peer.ID, bool) {
 	if s.n.roundPeer == "" {
 		return 0, false
 	}
 	return peerID(s.n.roundPeer), true
 }
 
-type topSampler struct{ sampler }
-
-func (t topSampler) Sample(r *mrand.Rand) (topk.PeerID, bool) {
-	p, ok := t.sampler.Sample(r)
-	return topk.PeerID(p), ok
-}
-
 // loop drives the rounds.
 func (n *Node) loop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.Round)
+	t := n.clock.NewTicker(n.cfg.Round)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
-		case <-t.C:
+		case <-t.C():
 			n.tick()
 		}
 	}
@@ -268,17 +375,17 @@ func (n *Node) watch() {
 		select {
 		case <-n.done:
 			return
-		case e := <-n.ov.Events():
+		case e := <-n.net.Events():
 			if e.Kind != overlay.MemberFailed && e.Kind != overlay.MemberLeft {
 				continue
 			}
-			dead := map[aggregate.PeerID]bool{}
+			dead := map[peer.ID]bool{}
 			for _, name := range e.Members {
 				dead[peerID(name)] = true
 			}
 			n.mu.Lock()
 			for _, q := range n.queries {
-				q.removePeers(dead)
+				q.run.RemovePeers(func(p peer.ID) bool { return dead[p] })
 			}
 			n.mu.Unlock()
 		}
@@ -287,10 +394,14 @@ func (n *Node) watch() {
 
 // tick runs one round: every live instance takes its turn, the messages go
 // out grouped by peer, one exchange each, and the replies come back in.
+// Progress and answers are handed to their callers after the lock is let
+// go.
 func (n *Node) tick() {
+	peers := n.net.Size()
 	n.mu.Lock()
 	n.stats.Rounds++
-	peer, ok := n.ov.Sample(n.r)
+	n.round++
+	peer, ok := n.net.Sample(n.r)
 	if !ok {
 		peer = ""
 	}
@@ -298,34 +409,38 @@ func (n *Node) tick() {
 	if peer != "" {
 		n.names[peerID(peer)] = peer
 	}
-	out := map[string][]entry{}
 	for id, until := range n.gone {
-		if n.stats.Rounds > until {
+		if n.round > until {
 			delete(n.gone, id)
 		}
 	}
+	out := map[string][]entry{}
+	var reports []report
 	for id, q := range n.queries {
-		if q.expired() {
+		if q.expired(n.round, n.cfg.Linger) {
 			delete(n.queries, id)
-			n.gone[id] = n.stats.Rounds + int64(4*(q.budget+n.cfg.Linger))
+			n.gone[id] = n.round + int64(4*(q.run.Budget()+n.cfg.Linger))
 			continue
 		}
-		q.rounds++
-		if q.finished {
+		if q.origin && q.run.Final() {
 			continue // lingering: counting down, sending nothing
 		}
-		for _, env := range q.tick() {
-			to := n.names[env.to]
-			if to == "" {
-				continue
+		q.run.Tick()
+		for _, env := range q.run.Outbox() {
+			if to := n.names[env.To]; to != "" {
+				out[to] = append(out[to], q.entry(env.Msg, true))
 			}
-			out[to] = append(out[to], entry{ID: id, Kind: q.kind, Round: uint32(q.rounds), Plan: q.planBytes, Msg: env.msg})
 		}
 		if q.origin {
-			q.report(n.ov.Size())
+			if rp, ok := q.report(n, peers); ok {
+				reports = append(reports, rp)
+			}
 		}
 	}
 	n.mu.Unlock()
+	for _, rp := range reports {
+		rp.deliver()
+	}
 	for to, es := range out {
 		n.wg.Add(1)
 		go func() {
@@ -338,7 +453,9 @@ func (n *Node) tick() {
 // exchange sends one batch and steps the replies.
 func (n *Node) exchange(to string, es []entry) {
 	req := encodeBatch(es)
-	resp, err := n.ov.Exchange(to, req)
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
+	resp, err := n.net.Exchange(ctx, to, req)
+	cancel()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.stats.Exchanges++
@@ -356,36 +473,51 @@ func (n *Node) exchange(to string, es []entry) {
 	from := peerID(to)
 	for _, r := range replies {
 		if q := n.queries[r.ID]; q != nil && q.kind == r.Kind {
-			if err := q.step(from, r.Msg); err != nil {
+			if err := q.run.Step(from, r.Msg); err != nil {
 				n.stats.Malformed++
 			}
 		}
 	}
 }
 
-// serve answers an exchange: every entry goes to its query, joining the
-// queries this peer has not heard of, and the replies go back in one batch.
+// serve answers an exchange: lease requests go to the lease table, every
+// other entry to its query, joining the queries this peer has not heard
+// of, and the replies go back in one batch.
 func (n *Node) serve(from string, req []byte) ([]byte, error) {
+	if n.closed() {
+		return nil, errors.New("node: closed")
+	}
 	es, err := decodeBatch(req)
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.stats.Served++
 	n.stats.BytesReceived += int64(len(req))
 	if err != nil {
 		n.stats.Malformed++
+	}
+	n.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	src := peerID(from)
-	n.names[src] = from
-	var replies []entry
+	var replies, gossip []entry
 	for _, e := range es {
 		if e.Kind == protoLease {
+			// The lease table persists before it answers: not under n.mu.
 			replies = append(replies, entry{Kind: protoLease, Msg: n.handleLease(e.Msg)})
-			continue
+		} else {
+			gossip = append(gossip, e)
 		}
+	}
+	var rec query.Record
+	if n.joins(gossip) {
+		rec = n.record()
+	}
+	src := peerID(from)
+	n.mu.Lock()
+	n.names[src] = from
+	for _, e := range gossip {
 		q := n.queries[e.ID]
 		if q == nil {
-			if q, err = n.join(e); err != nil {
+			if q, err = n.join(e, rec); err != nil {
 				continue
 			}
 		}
@@ -393,21 +525,38 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 			n.stats.Malformed++
 			continue
 		}
-		if err := q.step(src, e.Msg); err != nil {
+		if err := q.run.Step(src, e.Msg); err != nil {
 			n.stats.Malformed++
 			continue
 		}
-		for _, env := range q.outbox() {
-			replies = append(replies, entry{ID: e.ID, Kind: q.kind, Round: uint32(q.rounds), Msg: env.msg})
+		for _, env := range q.run.Outbox() {
+			replies = append(replies, q.entry(env.Msg, false))
 		}
 	}
 	resp := encodeBatch(replies)
 	n.stats.BytesSent += int64(len(resp))
+	n.mu.Unlock()
 	return resp, nil
 }
 
-// join creates this peer's instance of a query it hears of.
-func (n *Node) join(e entry) (*instance, error) {
+// joins reports whether a batch holds a query this peer would join: its
+// record must then be read, before taking the lock.
+func (n *Node) joins(es []entry) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, e := range es {
+		if _, ok := n.queries[e.ID]; !ok {
+			if _, over := n.gone[e.ID]; !over {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// join creates this peer's instance of a query it hears of. Called with
+// n.mu held; rec is the peer's record, read before.
+func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 	if _, ok := n.gone[e.ID]; ok {
 		n.stats.Stale++
 		return nil, errors.New("node: query already over here")
@@ -416,19 +565,20 @@ func (n *Node) join(e entry) (*instance, error) {
 		n.stats.Refused++
 		return nil, errors.New("node: too many queries")
 	}
+	if rec == nil {
+		return nil, errors.New("node: no record") // the batch changed between the two looks
+	}
 	plan, err := query.Decode(e.Plan)
 	if err != nil {
 		n.stats.Malformed++
 		return nil, err
 	}
-	q, err := n.newInstance(e.ID, plan, e.Plan, false)
-	if err != nil {
+	q, err := n.newInstance(e.ID, plan, e.Plan, e.Origin, e.Coverage, false, n.recordFor(rec, e.Origin), n.net.Size())
+	if err != nil || q.kind != e.Kind {
 		n.stats.Malformed++
-		return nil, err
+		return nil, fmt.Errorf("node: cannot join: %v", err)
 	}
-	// Count the query's age from the sender's round, so that every peer
-	// reaches the budget at about the same time.
-	q.rounds = min(int(e.Round), q.budget)
+	q.run.JoinAt(int(e.Round))
 	n.stats.Joined++
 	n.queries[e.ID] = q
 	return q, nil
@@ -440,14 +590,18 @@ func newQueryID() QueryID {
 	return id
 }
 
-// errNotYet is returned for statements whose runtime is not built.
-var errNotYet = errors.New("node: this statement cannot run here")
+// ErrTimeout is returned, with the partial answer, when WITH TIMEOUT ends a
+// query before it converged.
+var ErrTimeout = api.ErrTimeout
+
+// ErrClosed is returned for queries cut short by the node closing.
+var ErrClosed = errors.New("node: the peer is shutting down")
 
 // Query runs a plan from this peer and returns its answer. progress, if
-// set, is called (from the runtime's goroutine; it must not block) each
-// round with the current estimate.
+// set, is called each round with the current estimate, from the runtime's
+// goroutine and outside its lock; it must not block for long.
 func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
-	start := time.Now()
+	start := n.clock.Now()
 	switch {
 	case plan.Kind == query.PlanReserve:
 		return n.reserve(ctx, plan, progress)
@@ -463,35 +617,34 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progre
 
 // gossip runs a plan by gossip from this peer.
 func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
-	start := time.Now()
-	// Carry this peer's network coordinate, so that every peer can compute
-	// its rtt to the asker.
-	withOrigin := *plan
-	if c, err := n.ov.Coordinate(); err == nil && c != nil {
-		withOrigin.Origin = append([]float64{c.Error, c.Adjustment, c.Height}, c.Vec...)
-	}
-	plan = &withOrigin
+	start := n.clock.Now()
 	wire, err := plan.Encode()
 	if err != nil {
 		return nil, err
 	}
+	// This peer's network coordinate travels beside the plan, so that
+	// every peer can compute its rtt to the asker.
+	coord := n.net.Coordinate()
+	rec := n.recordFor(n.record(), coord)
+	peers := n.net.Size()
 	id := newQueryID()
 	n.mu.Lock()
-	q, err := n.newInstance(id, plan, wire, true)
+	var coverage uint32
+	if run.ProtocolOf(plan.Kind) == run.TopK {
+		coverage = uint32(run.CoverageFor(peers))
+	}
+	q, err := n.newInstance(id, plan, wire, coord, coverage, true, rec, peers)
 	if err != nil {
 		n.mu.Unlock()
 		return nil, err
 	}
-	q.progress = progress
-	q.started = start
+	q.progress, q.started = progress, start
 	n.queries[id] = q
 	n.mu.Unlock()
 
 	var deadline <-chan time.Time
 	if plan.TimeoutSeconds > 0 {
-		t := time.NewTimer(time.Duration(plan.TimeoutSeconds * float64(time.Second)))
-		defer t.Stop()
-		deadline = t.C
+		deadline = n.clock.After(time.Duration(plan.TimeoutSeconds * float64(time.Second)))
 	}
 	select {
 	case res := <-q.result:
@@ -501,22 +654,20 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 	case <-ctx.Done():
 		return n.partial(q, ctx.Err())
 	case <-n.done:
-		return nil, errors.New("node: closed")
+		return n.partial(q, ErrClosed)
 	}
 }
 
-// ErrTimeout is returned, with the partial answer, when WITH TIMEOUT ends a
-// query before it converged.
-var ErrTimeout = errors.New("node: query timed out before converging")
-
 // partial stops a query early and returns its current answer with err.
 func (n *Node) partial(q *instance, err error) (*Result, error) {
+	peers := n.net.Size()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	q.finished = true
-	res, rerr := q.answer(n.ov.Size())
+	q.run.Stop()
+	a, rerr := q.run.Answer(peers)
+	q.finishedAt = n.round
+	n.mu.Unlock()
 	if rerr != nil {
 		return nil, errors.Join(err, rerr)
 	}
-	return res, fmt.Errorf("%w (after %d rounds)", err, q.rounds)
+	return q.result1(n, a, peers), fmt.Errorf("%w (after %d rounds)", err, a.Round)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
 )
 
@@ -16,12 +17,12 @@ import (
 // between the exact quantiles at p±1% (widened by the histogram's 1%
 // buckets), distinct counts within HyperLogLog's error.
 func TestOracle200(t *testing.T) {
-	if testing.Short() {
-		t.Skip("200 peers")
-	}
-	e := startEmbedded(t, 200)
-	asker := e.Nodes[17]
-	recs := e.Records()
+	fake(t, 200, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) { oracle(t, c.nodes[17], c.records()) })
+}
+
+// oracle asks every kind of statement from asker and checks the answers
+// against recs, the records of every peer.
+func oracle(t *testing.T, asker *Node, recs []query.Record) {
 	for _, src := range []string{
 		"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
 		"SELECT COUNT(*), AVG(cpu_load), SUM(disk_free), MIN(reliability), MAX(mem_free) FROM peers WHERE arch = 'arm64'",
@@ -44,6 +45,9 @@ func TestOracle200(t *testing.T) {
 		}
 		want := query.Exact(p, recs)
 		t.Logf("%s: %d rounds, %v, converged %v", src, res.Rounds, res.Elapsed.Round(time.Millisecond), res.Converged)
+		if !res.Converged {
+			t.Errorf("%s: not converged after %d rounds", src, res.Rounds)
+		}
 		if len(res.Rows) != len(want.Rows) {
 			t.Fatalf("%s: %d rows, want %d\n got %v\nwant %v", src, len(res.Rows), len(want.Rows), res.Rows, want.Rows)
 		}

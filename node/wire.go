@@ -29,15 +29,27 @@ type entry struct {
 	Kind  protoKind
 	Round uint32 // the sender's round in this query, for progress
 	Plan  []byte // requests only: the encoded plan, so that a peer can join
-	Msg   []byte // the core's encoded message
+	// Origin is, in requests, the asker's network coordinate (opaque,
+	// from the overlay), from which a peer computes its rtt.
+	Origin []byte
+	// Coverage is, in requests, the size of a top-k's coverage filter,
+	// chosen by the asker (run.CoverageFor).
+	Coverage uint32
+	Msg      []byte // the core's encoded message
 }
 
-// Batch wire format, version 1 (encoding/binary varints):
+// Batch wire format, version 2 (encoding/binary varints):
 //
 //	version(1) count(uvarint), then per entry:
-//	id(16) kind(1) round(uvarint) plan(len uvarint, bytes) msg(len uvarint, bytes)
+//	id(16) kind(1) round(uvarint) plan(len uvarint, bytes)
+//	origin(len uvarint, bytes) coverage(uvarint) msg(len uvarint, bytes)
 const (
-	batchVersion = 1
+	batchVersion = 2
+	// maxOrigin bounds the asker's coordinate.
+	maxOrigin = 256
+	// maxCoverage bounds a coverage filter's size in bits (topk checks it
+	// exactly).
+	maxCoverage = 1 << 16
 	// MaxBatchEntries bounds the queries one exchange carries.
 	MaxBatchEntries = 256
 	// maxField bounds a plan or message inside a batch.
@@ -56,6 +68,9 @@ func encodeBatch(es []entry) []byte {
 		b = binary.AppendUvarint(b, uint64(e.Round))
 		b = binary.AppendUvarint(b, uint64(len(e.Plan)))
 		b = append(b, e.Plan...)
+		b = binary.AppendUvarint(b, uint64(len(e.Origin)))
+		b = append(b, e.Origin...)
+		b = binary.AppendUvarint(b, uint64(e.Coverage))
 		b = binary.AppendUvarint(b, uint64(len(e.Msg)))
 		b = append(b, e.Msg...)
 	}
@@ -83,6 +98,12 @@ func decodeBatch(b []byte) ([]entry, error) {
 		// Plan and Msg alias b, which the exchange hands over for good
 		// (overlay.Handler); the plan bytes are kept for forwarding.
 		e.Plan = d.Next(d.Count(maxField))
+		e.Origin = d.Next(d.Count(maxOrigin))
+		if c := d.Uvarint(); c > maxCoverage {
+			d.Fail("bad coverage")
+		} else {
+			e.Coverage = uint32(c)
+		}
 		e.Msg = d.Next(d.Count(maxField))
 		es = append(es, e)
 	}

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bufio"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -27,7 +28,9 @@ type exchanger interface {
 	// Addr is the address to advertise in the exchange tag.
 	Addr() string
 	Serve(h Handler) error
-	Call(addr string, req []byte, timeout time.Duration) ([]byte, error)
+	// Call sends req to the endpoint at addr and returns its response,
+	// giving up when ctx ends.
+	Call(ctx context.Context, addr string, req []byte) ([]byte, error)
 	Close() error
 }
 
@@ -141,13 +144,18 @@ func (t *tcpExchange) serveConn(c net.Conn) {
 	t.writeFrame(c, resp)
 }
 
-func (t *tcpExchange) Call(addr string, req []byte, timeout time.Duration) ([]byte, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+func (t *tcpExchange) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
 	if err := t.writeFrame(c, req); err != nil {
 		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
 	}

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -19,13 +20,13 @@ func TestTCPExchangeAuth(t *testing.T) {
 
 	good, _ := newTCPExchange("good", "127.0.0.1:0", "", key)
 	defer good.Close()
-	resp, err := good.Call(srv.Addr(), []byte("hi"), time.Second)
+	resp, err := good.Call(ctxSecond(t), srv.Addr(), []byte("hi"))
 	if err != nil || string(resp) != "good:hi" {
 		t.Fatalf("right key: %q %v", resp, err)
 	}
 	for name, k := range map[string][]byte{"wrong key": []byte("fedcba9876543210"), "no key": nil} {
 		bad, _ := newTCPExchange("bad", "127.0.0.1:0", "", k)
-		if _, err := bad.Call(srv.Addr(), []byte("hi"), time.Second); err == nil {
+		if _, err := bad.Call(ctxSecond(t), srv.Addr(), []byte("hi")); err == nil {
 			t.Errorf("%s: answered", name)
 		}
 		bad.Close()
@@ -72,4 +73,10 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("re-encoding differs (err %v)", err)
 		}
 	})
+}
+
+func ctxSecond(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -184,7 +185,10 @@ func (e *memExchange) Serve(h Handler) error {
 	return nil
 }
 
-func (e *memExchange) Call(addr string, req []byte, timeout time.Duration) ([]byte, error) {
+func (e *memExchange) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	e.net.mu.RLock()
 	h := e.net.exchanges[addr]
 	e.net.mu.RUnlock()

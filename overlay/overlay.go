@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/hashicorp/serf/coordinate"
 	"github.com/hashicorp/serf/serf"
 )
 
@@ -432,13 +431,16 @@ func (o *Overlay) Sample(r *rand.Rand) (string, bool) {
 // Serve sets the handler of incoming exchanges.
 func (o *Overlay) Serve(h Handler) error { return o.ex.Serve(h) }
 
-// Exchange sends a request to the named peer and returns its response.
-func (o *Overlay) Exchange(peer string, req []byte) ([]byte, error) {
+// Exchange sends a request to the named peer and returns its response,
+// within ctx and ExchangeTimeout.
+func (o *Overlay) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
 	m, ok := o.Member(peer)
 	if !ok || m.Exchange == "" {
 		return nil, fmt.Errorf("overlay: %s is not a live peerq peer", peer)
 	}
-	return o.ex.Call(m.Exchange, req, o.cfg.ExchangeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.ExchangeTimeout)
+	defer cancel()
+	return o.ex.Call(ctx, m.Exchange, req)
 }
 
 // SetTags replaces the peer's user tags (peerq's own are kept). It blocks
@@ -457,9 +459,6 @@ func (o *Overlay) SetTags(tags map[string]string) error {
 	o.refresh()
 	return nil
 }
-
-// Coordinate is this peer's network coordinate (Vivaldi, from Serf).
-func (o *Overlay) Coordinate() (*coordinate.Coordinate, error) { return o.serf.GetCoordinate() }
 
 // Leave leaves the cluster gracefully: others see "left", not "failed".
 func (o *Overlay) Leave() error { return o.serf.Leave() }

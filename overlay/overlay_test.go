@@ -48,7 +48,7 @@ func TestMemCluster(t *testing.T) {
 	if len(seen) != 29 {
 		t.Errorf("sampled %d distinct peers of 29", len(seen))
 	}
-	resp, err := peers[3].Exchange("p007", []byte("hi"))
+	resp, err := peers[3].Exchange(context.Background(), "p007", []byte("hi"))
 	if err != nil || string(resp) != "p007<-p003:hi" {
 		t.Errorf("exchange: %q %v", resp, err)
 	}

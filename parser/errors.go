@@ -31,6 +31,9 @@ func (e *Error) Error() string {
 func (e *Error) Line() int   { return e.Pos.Line }
 func (e *Error) Column() int { return e.Pos.Column }
 
+// Reason is the message without its position.
+func (e *Error) Reason() string { return e.Msg }
+
 // Caret returns the source line the error points at and a caret under its
 // column, for a terminal:
 //

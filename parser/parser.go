@@ -138,3 +138,44 @@ func checkNesting(toks []lexer.Token) error {
 // EBNF returns the grammar of PQL in EBNF, as participle derives it from the
 // grammar structs. docs/PQL.md and testdata/grammar.ebnf hold a copy.
 func EBNF() string { return grammar.String() }
+
+// Split finds where the statements of a script end, as the language's
+// lexer sees it: ends are the byte offsets of the ';' that end statements,
+// outside strings, quoted names and comments. complete says that nothing
+// but whitespace and comments follows the last ';'. A script the lexer
+// cannot read to its end (an unterminated string, quoted name or comment)
+// has the ends found before that point, and is not complete: a shell keeps
+// reading, and a script runner sends the rest as it is, for the parser to
+// report.
+func Split(src string) (ends []int, complete bool) {
+	lx, err := pqlLexer.Lex("", strings.NewReader(src))
+	if err != nil {
+		return nil, strings.TrimSpace(src) == ""
+	}
+	sym := pqlLexer.Symbols()
+	ws, comment, op := sym["Whitespace"], sym["Comment"], sym["Op"]
+	complete = true
+	prevSlash := -2
+	for {
+		tok, err := lx.Next()
+		if err != nil {
+			return ends, false
+		}
+		if tok.EOF() {
+			return ends, complete
+		}
+		switch {
+		case tok.Type == ws || tok.Type == comment:
+			continue
+		case tok.Type == op && tok.Value == "*" && prevSlash == tok.Pos.Offset-1:
+			return ends, false // "/*" that the Comment rule did not close
+		case tok.Type == op && tok.Value == ";":
+			ends = append(ends, tok.Pos.Offset)
+			complete = true
+			continue
+		case tok.Type == op && tok.Value == "/":
+			prevSlash = tok.Pos.Offset
+		}
+		complete = false
+	}
+}

@@ -2,6 +2,7 @@ package parser
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -397,5 +398,29 @@ func equalValue(a, b reflect.Value) bool {
 		return x == y || x != x && y != y
 	default:
 		return a.Interface() == b.Interface()
+	}
+}
+
+func TestSplit(t *testing.T) {
+	for _, c := range []struct {
+		src      string
+		ends     []int
+		complete bool
+	}{
+		{"", nil, true},
+		{"SELECT 1 FROM peers;", []int{19}, true},
+		{"SELECT node FROM peers WHERE owner = 'a;\nb';", []int{43}, true},
+		{"SELECT node FROM peers WHERE owner = 'a;", nil, false},
+		{"SELECT a FROM peers -- x;\n", nil, false},
+		{"SELECT a FROM peers; -- done;\n", []int{19}, true},
+		{"SELECT \"a;b\" FROM peers; SHOW", []int{23}, false},
+		{"SELECT 1; /* a; b", []int{8}, false},
+		{"SELECT 1; /* a; b */", []int{8}, true},
+		{";;", []int{0, 1}, true},
+	} {
+		ends, complete := Split(c.src)
+		if fmt.Sprint(ends) != fmt.Sprint(c.ends) || complete != c.complete {
+			t.Errorf("Split(%q) = %v, %v; want %v, %v", c.src, ends, complete, c.ends, c.complete)
+		}
 	}
 }

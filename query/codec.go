@@ -98,14 +98,6 @@ func (p *Plan) Validate() error {
 	if p.Kind != PlanLocal && !(p.Accuracy > 0 && p.Accuracy < 1) {
 		return fmt.Errorf("accuracy %v outside (0,1)", p.Accuracy)
 	}
-	if len(p.Origin) > 3+16 {
-		return errors.New("origin coordinate too long")
-	}
-	for _, x := range p.Origin {
-		if !finite(x) {
-			return errors.New("origin coordinate not finite")
-		}
-	}
 	if p.K < 0 || p.K > MaxK {
 		return fmt.Errorf("k %d outside 0..%d", p.K, MaxK)
 	}
@@ -197,7 +189,7 @@ func (p *Plan) Validate() error {
 		return errors.New("local spec present on the wrong kind of plan")
 	}
 	if l := p.Local; l != nil {
-		if (l.Release == "") == (l.Show == 0) || l.Show < 0 || l.Show > parser.ShowMembers || len(l.Release) > MaxStringBytes {
+		if (l.Release == "") == (l.Show == 0) || l.Show >= showEnd || len(l.Release) > MaxStringBytes {
 			return errors.New("local spec must be one SHOW or one RELEASE")
 		}
 	}

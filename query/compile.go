@@ -42,7 +42,7 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 			err = parser.Errorf(s.Name.Pos, "subcloud name is longer than %d bytes", MaxStringBytes)
 		}
 	case *parser.Show:
-		p = &Plan{Kind: PlanLocal, Local: &LocalSpec{Show: s.What}}
+		p = &Plan{Kind: PlanLocal, Local: &LocalSpec{Show: showOf[s.What]}}
 	default:
 		return nil, fmt.Errorf("query: unknown statement %T", stmt)
 	}
@@ -511,4 +511,12 @@ func aggregatePos(e parser.Expr) parser.Pos {
 		return pos == (parser.Pos{})
 	})
 	return pos
+}
+
+// showOf maps the parser's SHOW to the plan's: the plan's wire format must
+// not depend on the parser's enum numbering.
+var showOf = map[parser.ShowWhat]Show{
+	parser.ShowSubclouds:  ShowSubclouds,
+	parser.ShowAttributes: ShowAttributes,
+	parser.ShowMembers:    ShowMembers,
 }

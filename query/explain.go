@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-
-	"github.com/peerq/peerq/topk"
 )
 
 // The limits table of DESIGN.md §3 (push-pull gossip, uniform peer
@@ -57,14 +55,28 @@ func interpolate(table [4]float64, n int) float64 {
 	return table[i] + slope*(x-float64(i))
 }
 
+// SpreadRounds is the model's number of rounds until a query started by
+// one peer has reached all n: it travels only in requests, so it spreads
+// as a push rumor, in log₂ n + ln n rounds (Pittel, "On spreading a
+// rumor", 1987). The limits table assumes every peer starts at once; the
+// engine's peers start only when the query reaches them.
+func SpreadRounds(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(math.Ceil(math.Log2(float64(n)) + math.Log(float64(n))))
+}
+
 // RoundBudget is the number of rounds the engine runs a plan for over n
-// peers: WITH ROUNDS if given, else twice the expected rounds plus a margin
-// of 5, so that loss and churn have room.
+// peers: WITH ROUNDS if given, else the rounds the query takes to reach
+// every peer plus twice the expected rounds plus a margin of 5, so that
+// loss and churn have room.
 func (p *Plan) RoundBudget(n int) int {
 	if p.Rounds > 0 {
 		return p.Rounds
 	}
-	return 2*ExpectedRounds(p.Kind, max(n, 2), p.Accuracy) + 5
+	n = max(n, 2)
+	return SpreadRounds(n) + 2*ExpectedRounds(p.Kind, n, p.Accuracy) + 5
 }
 
 // Size model of one exchange message, in bytes, for EXPLAIN. The simulator's
@@ -80,6 +92,12 @@ const (
 	EntryValueBytes  = 9    // one projected or key value, numeric
 	MessagesPerPeer  = 2    // each peer starts one push-pull exchange a round: push and reply
 )
+
+// TopKReserve is how many candidates beyond k a top-k list keeps, to
+// backfill when peers in the top die: a quarter of k, at least 4. The
+// runtime configures the top-k core with it (run.Binding), and EXPLAIN's
+// size model counts it.
+func TopKReserve(k int) int { return max(k/4, 4) }
 
 // MessageBytes estimates the size of one exchange message of p.
 func (p *Plan) MessageBytes() int {
@@ -107,7 +125,7 @@ func (p *Plan) MessageBytes() int {
 	case PlanTopK, PlanReserve:
 		// Lists carry the top k and the reserve kept to backfill crashes.
 		entry := EntryHeaderBytes + EntryValueBytes*(len(p.Columns)+len(p.Order))
-		return MsgHeaderBytes + (p.K+topk.DefaultConfig(p.K, nil, nil).Reserve)*entry
+		return MsgHeaderBytes + (p.K+TopKReserve(p.K))*entry
 	}
 	return 0
 }
@@ -189,10 +207,11 @@ func Explain(p *Plan, n int) string {
 	}
 	w("from tags", "no: the statement reads attributes only the peers themselves know")
 	exp := ExpectedRounds(p.Kind, n, p.Accuracy)
+	spread := SpreadRounds(n)
 	if p.Kind == PlanAggregate {
-		w("rounds", "≈%d expected for N=%d at accuracy %s; budget %d", exp, n, Num(KindRatio, p.Accuracy), p.RoundBudget(n))
+		w("rounds", "≈%d to reach every peer, then ≈%d for N=%d at accuracy %s; budget %d", spread, exp, n, Num(KindRatio, p.Accuracy), p.RoundBudget(n))
 	} else {
-		w("rounds", "≈%d expected for N=%d until every peer holds the exact top-%d; budget %d", exp, n, p.K, p.RoundBudget(n))
+		w("rounds", "≈%d to reach every peer, then ≈%d for N=%d until every peer holds the exact top-%d; budget %d", spread, exp, n, p.K, p.RoundBudget(n))
 	}
 	msg := p.MessageBytes()
 	w("messages", "≈%d per peer per round, ≈%s in all until convergence", MessagesPerPeer, thousands(MessagesPerPeer*n*exp))

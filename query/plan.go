@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
-
-	"github.com/peerq/peerq/parser"
 )
 
 // PlanKind is the protocol that answers a statement.
@@ -167,10 +165,34 @@ type ReserveSpec struct {
 	Key          string  `cbor:"5,keyasint,omitempty"` // idempotency key
 }
 
+// Show is what a SHOW statement lists. Its numbering is part of the plan's
+// wire format: add at the end, never renumber.
+type Show uint8
+
+// The SHOW statements.
+const (
+	ShowSubclouds Show = iota + 1
+	ShowAttributes
+	ShowMembers
+	showEnd
+)
+
+func (s Show) String() string {
+	switch s {
+	case ShowSubclouds:
+		return "SUBCLOUDS"
+	case ShowAttributes:
+		return "ATTRIBUTES"
+	case ShowMembers:
+		return "MEMBERS"
+	}
+	return "Show(" + strconv.Itoa(int(s)) + ")"
+}
+
 // LocalSpec is a command the asking peer answers alone.
 type LocalSpec struct {
-	Show    parser.ShowWhat `cbor:"1,keyasint,omitempty"`
-	Release string          `cbor:"2,keyasint,omitempty"`
+	Show    Show   `cbor:"1,keyasint,omitempty"`
+	Release string `cbor:"2,keyasint,omitempty"`
 }
 
 // Plan is a compiled statement. It holds no code: only data that Validate
@@ -213,10 +235,9 @@ type Plan struct {
 	// membership (member fields and tags), so the asking peer can answer it
 	// from its member list without gossip.
 	FromTags bool `cbor:"19,keyasint,omitempty"`
-	// Origin is the asking peer's network coordinate (Serf's Vivaldi:
-	// error, adjustment, height, then the vector), from which each peer
-	// computes its rtt attribute. The node sets it; nil when unknown.
-	Origin []float64 `cbor:"20,keyasint,omitempty"`
+	// Key 20 was the asking peer's network coordinate; it now travels in
+	// the runtime's envelope beside the plan (node), so that a plan's
+	// encoding and hash are the same at every asker. Do not reuse it.
 }
 
 // Hash is a short, stable identifier of the plan: the first 12 hex digits of

@@ -12,35 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/peerq/peerq/api"
 	"github.com/peterh/liner"
 )
-
-// Executor runs statements for the shell: the embedded cluster's runtime,
-// or the local agent's API. The shell knows nothing else of the engine.
-type Executor interface {
-	// Execute runs one statement (its text, ended without ';'), calling
-	// progress while it runs, and returns its answer. A statement error
-	// should implement Positioned so the shell can point at it.
-	Execute(ctx context.Context, statement string, progress func(Progress)) (*Table, error)
-	// Words lists names worth completing: attributes (catalog and live
-	// tags) and subclouds.
-	Words() []string
-}
-
-// Positioned is an error that points at a line and column of a statement.
-type Positioned interface {
-	error
-	Line() int
-	Column() int
-}
-
-// Progress is a running statement's state, for the live progress line.
-type Progress struct {
-	Round, Budget, Peers int
-	ErrEstimate          float64
-	// Estimate is the current answer's first value, with units.
-	Estimate string
-}
 
 // Config configures a shell session.
 type Config struct {
@@ -53,6 +27,10 @@ type Config struct {
 	Format      Format
 	// Keywords are the language's words, for completion.
 	Keywords []string
+	// Split finds where statements end (query.Split): the shell cuts
+	// statements with the language's own lexer, so that a ';' inside a
+	// string or a comment ends nothing.
+	Split Splitter
 }
 
 // lineReader is the small interface the REPL reads lines through: liner on
@@ -95,7 +73,7 @@ func (l *linerReader) Close() error {
 // Session is a running shell.
 type Session struct {
 	cfg    Config
-	exec   Executor
+	exec   api.Executor
 	in     lineReader
 	format Format
 	timing bool
@@ -103,7 +81,10 @@ type Session struct {
 
 // Run reads statements until EOF (Ctrl-D) or \quit, runs each, and renders
 // the answers. Errors in statements are reported and the shell goes on.
-func Run(ctx context.Context, exec Executor, cfg Config) error {
+func Run(ctx context.Context, exec api.Executor, cfg Config) error {
+	if cfg.Split == nil {
+		return errors.New("shell: Config needs Split")
+	}
 	s := &Session{cfg: cfg, exec: exec, format: cfg.Format}
 	if cfg.Terminal {
 		l := liner.NewLiner()
@@ -157,59 +138,27 @@ func (s *Session) loop(ctx context.Context) error {
 		}
 		buf.WriteString(line)
 		buf.WriteByte('\n')
-		if strings.HasSuffix(trimmed, ";") {
-			text := buf.String()
-			buf.Reset()
-			s.in.AppendHistory(strings.Join(strings.Fields(text), " "))
-			s.runText(ctx, text)
+		// Run every statement the buffer now ends; keep the rest.
+		text := buf.String()
+		ends, _ := s.cfg.Split(text)
+		if len(ends) == 0 {
+			continue
 		}
-	}
-}
-
-// splitStatements splits text at the ';' that end statements, outside
-// strings, quoted names and comments.
-func splitStatements(text string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(text); i++ {
-		switch c := text[i]; {
-		case c == '\'' || c == '"':
-			j := i + 1
-			for j < len(text) && text[j] != c {
-				if c == '\'' && text[j] == '\\' {
-					j++ // an escaped character
-				}
-				j++
-			}
-			i = j // the closing quote (a doubled quote reopens: same effect)
-		case c == '-' && i+1 < len(text) && text[i+1] == '-':
-			for i < len(text) && text[i] != '\n' {
-				i++
-			}
-		case c == '/' && i+1 < len(text) && text[i+1] == '*':
-			if end := strings.Index(text[i+2:], "*/"); end >= 0 {
-				i += end + 3
-			} else {
-				i = len(text)
-			}
-		case c == ';':
-			out = append(out, text[start:i])
-			start = i + 1
+		last := ends[len(ends)-1]
+		done, rest := text[:last+1], text[last+1:]
+		buf.Reset()
+		if strings.TrimSpace(rest) != "" {
+			buf.WriteString(rest)
 		}
+		s.in.AppendHistory(strings.Join(strings.Fields(done), " "))
+		s.runText(ctx, done)
 	}
-	if strings.TrimSpace(text[start:]) != "" {
-		out = append(out, text[start:])
-	}
-	return out
 }
 
 // runText runs every statement in text.
 func (s *Session) runText(ctx context.Context, text string) {
-	for _, stmt := range splitStatements(text) {
-		if strings.TrimSpace(stmt) == "" {
-			continue
-		}
-		s.run(ctx, stmt)
+	for _, stmt := range SplitScript(text, s.cfg.Split) {
+		s.run(ctx, stmt.Text)
 	}
 }
 
@@ -231,24 +180,25 @@ func (s *Session) run(ctx context.Context, stmt string) {
 	}
 	start := time.Now()
 	live := false
-	progress := func(p Progress) {
+	progress := func(p api.Progress) {
 		if !s.cfg.Terminal {
 			return
 		}
 		live = true
-		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%.2g%%", p.Round, p.Budget, p.Peers, p.Estimate, 100*p.ErrEstimate)
+		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%.2g%%", p.Round, p.Budget, p.Peers, p.FirstCell(), 100*p.ErrEstimate)
 	}
-	t, err := s.exec.Execute(ctx, strings.TrimSpace(stmt), progress)
+	text := strings.TrimSpace(stmt)
+	ans, err := s.exec.Execute(ctx, text, progress)
 	if live {
 		fmt.Fprint(s.cfg.Err, "\r\033[K")
 	}
 	if err != nil {
-		s.report(stmt, err)
-		if t == nil {
+		s.report(text, err)
+		if ans == nil {
 			return
 		}
 	}
-	if err := Render(s.cfg.Out, s.format, t); err != nil {
+	if err := Render(s.cfg.Out, s.format, TableOf(ans)); err != nil {
 		fmt.Fprintln(s.cfg.Err, err)
 	}
 	if s.timing {
@@ -258,14 +208,14 @@ func (s *Session) run(ctx context.Context, stmt string) {
 
 // report prints an error; a positioned one with its line and a caret.
 func (s *Session) report(stmt string, err error) {
-	fmt.Fprintln(s.cfg.Err, "error:", err)
 	var pe Positioned
-	if errors.As(err, &pe) {
-		lines := strings.Split(strings.TrimLeft(stmt, "\n"), "\n")
-		if l := pe.Line(); l >= 1 && l <= len(lines) {
-			fmt.Fprintln(s.cfg.Err, "  "+lines[l-1])
-			fmt.Fprintln(s.cfg.Err, "  "+strings.Repeat(" ", max(pe.Column()-1, 0))+"^")
-		}
+	if !errors.As(err, &pe) || pe.Line() < 1 {
+		fmt.Fprintln(s.cfg.Err, "error:", err)
+		return
+	}
+	fmt.Fprintf(s.cfg.Err, "error: %d:%d: %s\n", pe.Line(), pe.Column(), reason(pe))
+	if c := Caret(stmt, pe.Line(), pe.Column()); c != "" {
+		fmt.Fprintln(s.cfg.Err, "  "+strings.ReplaceAll(c, "\n", "\n  "))
 	}
 }
 
@@ -332,7 +282,7 @@ func (s *Session) complete(line string, pos int) (string, []string, string) {
 	for _, k := range s.cfg.Keywords {
 		add(k, true)
 	}
-	for _, w := range s.exec.Words() {
+	for _, w := range s.exec.Words(context.Background()) {
 		add(w, false)
 	}
 	sort.Strings(out)

@@ -1,8 +1,9 @@
 package sim
 
 import (
-	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // adviseHugePages asks Linux to back a large block with 2 MiB pages. A
@@ -17,5 +18,5 @@ func adviseHugePages(p unsafe.Pointer, size uintptr) {
 		return
 	}
 	b := unsafe.Slice((*byte)(unsafe.Add(p, start-uintptr(p))), end-start)
-	_ = syscall.Madvise(b, 14 /* MADV_HUGEPAGE */)
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 }

@@ -13,7 +13,9 @@ import (
 	"unsafe"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 	"github.com/peerq/peerq/topk"
 )
 
@@ -62,6 +64,11 @@ type Config struct {
 	// the estimate is of the survivors exactly; without, 5 rounds, which
 	// keeps a million peers in memory.
 	Retries, FoldAfter int
+	// AllStart starts every peer's instance at round 0, as if the query
+	// had reached everyone at once. By default only the originator starts
+	// and a peer joins when a message first reaches it, as the query
+	// spreads in the runtime (node): the engine's rounds.
+	AllStart bool
 	// MetricsSample bounds the peers whose estimates are measured each round
 	// when a plan needs the full estimate (groups, sketches); the
 	// originator is always measured. Ungrouped additive plans and top-k are
@@ -96,6 +103,10 @@ type RoundStats struct {
 	// answer, from its own view alone (aggregate.Tracker); for top-k, 0
 	// once its list is stable, else 1.
 	ErrEstimate float64
+	// RuleConverged says the engine's convergence rule (run.Rule), applied
+	// at the originator as the node applies it, calls the answer final
+	// this round.
+	RuleConverged bool
 }
 
 // Sim is one simulation. It is not safe for concurrent use.
@@ -108,6 +119,7 @@ type Sim struct {
 
 	n       int              // peers created so far
 	alive   []bool           // really alive
+	joined  []bool           // has heard of the query (AllStart: everyone)
 	known   []int32          // peers the survivors believe alive (the sampling pool)
 	pos     []int32          // index of each peer in known, or -1
 	ticking int32            // the peer whose Tick runs
@@ -117,15 +129,16 @@ type Sim struct {
 	top     []*topk.Node
 	detects []detection
 	bufs    aggregate.Buffers
-	// Every aggregate instance shares one of two configurations.
-	peerCfg, originCfg aggregate.Config
+	// bind configures every peer's core; origin is peer 0's instance, which
+	// applies the engine's convergence rule.
+	bind   *run.Binding
+	origin *run.Instance
 
 	exact     *query.Result
 	exactKeys map[string][]query.Value
 	exactTop  []string
 	stats     RoundStats
 	errs      []float64
-	tracker   aggregate.Tracker
 }
 
 type detection struct {
@@ -138,7 +151,7 @@ type detection struct {
 // simulator ticks one peer at a time, so one sampler serves all.
 type sampler struct{ s *Sim }
 
-func (sm sampler) Sample(r *rand.Rand) (aggregate.PeerID, bool) {
+func (sm sampler) Sample(r *rand.Rand) (peer.ID, bool) {
 	k := sm.s.known
 	if len(k) < 2 {
 		return 0, false
@@ -151,16 +164,9 @@ func (sm sampler) Sample(r *rand.Rand) (aggregate.PeerID, bool) {
 			p = k[r.IntN(len(k))]
 		}
 		if p != sm.s.ticking {
-			return aggregate.PeerID(p), true
+			return peer.ID(p), true
 		}
 	}
-}
-
-type topSampler struct{ sampler }
-
-func (t topSampler) Sample(r *rand.Rand) (topk.PeerID, bool) {
-	p, ok := t.sampler.Sample(r)
-	return topk.PeerID(p), ok
 }
 
 // New prepares a simulation of plan; peer 0 is the originator.
@@ -184,20 +190,25 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		total += int(j.Frac * float64(cfg.Nodes))
 	}
 	s.alive = make([]bool, 0, total)
+	s.joined = make([]bool, 0, total)
 	s.pos = make([]int32, 0, total)
 	s.known = make([]int32, 0, total)
+	// Every peer draws from the one random source: the simulation is
+	// sequential, so the run is still determined by the seed.
+	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
+		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5,
+		Buffers: &s.bufs} // delivery is immediate: one set of buffers serves all
+	switch {
+	case cfg.FoldAfter > 0:
+		rc.KeepLinks = cfg.FoldAfter
+	case len(cfg.Crashes) > 0:
+		rc.KeepLinks = s.rounds + cfg.DetectRounds + 1
+	}
+	var err error
+	if s.bind, err = run.Bind(plan, rc); err != nil {
+		return nil, err
+	}
 	if plan.Kind == query.PlanAggregate {
-		s.peerCfg = aggregate.DefaultConfig(plan.AggregateSpec(), s.r, sampler{s})
-		s.peerCfg.Scheme, s.peerCfg.Retries = cfg.Scheme, cfg.Retries
-		switch {
-		case cfg.FoldAfter > 0:
-			s.peerCfg.FoldAfter = cfg.FoldAfter
-		case len(cfg.Crashes) > 0:
-			s.peerCfg.FoldAfter = s.rounds + cfg.DetectRounds + 1
-		}
-		s.peerCfg.Buffers = &s.bufs // delivery is immediate: one set serves all
-		s.originCfg = s.peerCfg
-		s.originCfg.Originator = true
 		s.agg = make([]aggregate.Node, 0, total)
 		if total > 0 {
 			adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
@@ -206,7 +217,6 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		s.top = make([]*topk.Node, 0, total)
 	}
 	// Build the peers and the exact answer in one pass over the records.
-	var err error
 	s.setExact(query.ExactSeq(plan, func(yield func(query.Record) bool) {
 		for k := 0; k < cfg.Nodes && err == nil; k++ {
 			var rec query.Record
@@ -215,6 +225,14 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 			}
 		}
 	}))
+	if err != nil {
+		return nil, err
+	}
+	if s.agg != nil {
+		s.origin, err = s.bind.Attach(&s.agg[0], nil)
+	} else {
+		s.origin, err = s.bind.Attach(nil, s.top[0])
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -235,30 +253,23 @@ func (s *Sim) add(m int) error {
 func (s *Sim) addOne() (query.Record, error) {
 	i := s.n
 	rec := query.Synthetic(s.cfg.Seed, i)
-	// Every peer draws from the one random source: the simulation is
-	// sequential, so the run is still determined by the seed.
 	if s.agg != nil {
-		cfg := &s.peerCfg
-		if i == 0 {
-			cfg = &s.originCfg
-		}
 		if len(s.agg) == cap(s.agg) {
 			return nil, errors.New("sim: more peers than planned") // a move would break the Nodes
 		}
 		s.agg = s.agg[:len(s.agg)+1]
-		if err := s.agg[i].Init(cfg, s.plan.Contribution(rec)); err != nil {
+		if err := s.bind.InitAggregate(&s.agg[i], i == 0, rec); err != nil {
 			return nil, err
 		}
 	} else {
-		cfg := topk.DefaultConfig(s.plan.K, s.r, topSampler{sampler{s}})
-		cfg.Alive = s.knownAlive
-		node, err := topk.New(cfg, s.plan.Entry(rec))
+		node, err := s.bind.NewTopK(rec)
 		if err != nil {
 			return nil, err
 		}
 		s.top = append(s.top, node)
 	}
 	s.alive = append(s.alive, true)
+	s.joined = append(s.joined, s.cfg.AllStart || i == 0)
 	s.pos = append(s.pos, int32(len(s.known)))
 	s.known = append(s.known, int32(i))
 	s.n++
@@ -308,9 +319,13 @@ func (s *Sim) Step() RoundStats {
 		s.computeExact()
 	}
 	order := s.order[:0]
+	alive := 0
 	for i, a := range s.alive {
 		if a {
-			order = append(order, int32(i))
+			alive++
+			if s.joined[i] {
+				order = append(order, int32(i))
+			}
 		}
 	}
 	s.order = order
@@ -327,7 +342,7 @@ func (s *Sim) Step() RoundStats {
 		}
 		s.tick(i)
 	}
-	s.stats.Alive = len(order)
+	s.stats.Alive = alive
 	s.measure()
 	return s.stats
 }
@@ -388,7 +403,7 @@ func (s *Sim) detect() bool {
 		s.pos[d] = -1
 	}
 	if s.agg != nil {
-		isDead := func(p aggregate.PeerID) bool { return s.pos[p] < 0 }
+		isDead := func(p peer.ID) bool { return s.pos[p] < 0 }
 		for i := range s.agg {
 			if s.alive[i] {
 				s.agg[i].RemovePeers(isDead)
@@ -398,14 +413,23 @@ func (s *Sim) detect() bool {
 	return true
 }
 
-// tick runs peer i's round and delivers its exchange.
+// tick runs peer i's round and delivers its exchange. The originator ticks
+// through its run.Instance, which counts the query's rounds for the rule.
 func (s *Sim) tick(i int32) {
 	s.ticking = i
 	if s.agg != nil {
-		s.agg[i].Tick()
+		if i == 0 {
+			s.origin.Tick()
+		} else {
+			s.agg[i].Tick()
+		}
 		deliver(s, i, s.agg[i].Outbox(), aggDest, aggStep)
 	} else {
-		s.top[i].Tick()
+		if i == 0 {
+			s.origin.Tick()
+		} else {
+			s.top[i].Tick()
+		}
 		deliver(s, i, s.top[i].Outbox(), topDest, topStep)
 	}
 }
@@ -424,6 +448,7 @@ func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size in
 		s.stats.Messages++
 		s.stats.Bytes += int64(size)
 		if !s.lost(int(to)) {
+			s.joined[to] = true
 			deliver(s, to, step(s, from, to, e), dest, step)
 		}
 	}
@@ -432,14 +457,14 @@ func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size in
 func aggDest(e aggregate.Envelope) (int32, int) { return int32(e.To), e.Msg.Size() }
 
 func aggStep(s *Sim, from, to int32, e aggregate.Envelope) []aggregate.Envelope {
-	s.agg[to].Step(aggregate.PeerID(from), e.Msg)
+	s.agg[to].Step(peer.ID(from), e.Msg)
 	return s.agg[to].Outbox()
 }
 
 func topDest(e topk.Envelope) (int32, int) { return int32(e.To), e.Msg.Size() }
 
 func topStep(s *Sim, from, to int32, e topk.Envelope) []topk.Envelope {
-	s.top[to].Step(topk.PeerID(from), e.Msg)
+	s.top[to].Step(peer.ID(from), e.Msg)
 	return s.top[to].Outbox()
 }
 
@@ -483,18 +508,33 @@ func rowKey(p *query.Plan, row []query.Value) string {
 // Exact is the exact answer over the live peers.
 func (s *Sim) Exact() *query.Result { return s.exact }
 
-// Answer is the originator's answer now.
-func (s *Sim) Answer() (*query.Result, error) { return s.answerOf(0) }
+// Answer is the originator's answer now, as the engine reads it.
+func (s *Sim) Answer() (*query.Result, error) {
+	a, err := s.origin.Answer(len(s.known))
+	return a.Result, err
+}
 
+// answerOf reads peer i's answer from its core.
 func (s *Sim) answerOf(i int) (*query.Result, error) {
 	if s.top != nil {
-		return s.plan.TopResult(s.top[i].Top())
+		return run.TopResult(s.plan, s.top[i].Top())
 	}
-	groups, err := s.plan.GroupResults(s.agg[i].Estimate(), s.nScale())
+	groups, err := run.GroupResults(s.plan, s.agg[i].Estimate(), s.nScale())
 	if err != nil {
 		return nil, err
 	}
 	return query.Finalize(s.plan, groups), nil
+}
+
+// report applies the engine's convergence rule at the originator, as the
+// node does at the end of each round.
+func (s *Sim) report() (run.Answer, error) {
+	a, err := s.origin.Report(len(s.known))
+	s.stats.ErrEstimate, s.stats.RuleConverged = 1, false
+	if err == nil {
+		s.stats.ErrEstimate, s.stats.RuleConverged = a.ErrEstimate, a.Converged
+	}
+	return a, err
 }
 
 // nScale is the number of peers a peer multiplies averages by: the live
@@ -513,12 +553,8 @@ func (s *Sim) measure() {
 		return
 	}
 	s.stats.Variance = s.variance()
-	answer, err := s.answerOf(0)
-	s.stats.OriginErr = s.errOf(answer, err)
-	s.stats.ErrEstimate = 1
-	if err == nil {
-		s.stats.ErrEstimate = s.tracker.Observe(answer.NumericCells())
-	}
+	answer, err := s.report()
+	s.stats.OriginErr = s.errOf(answer.Result, err)
 	s.errs = s.errs[:0]
 	if fast := s.fastPath(); fast {
 		s.errs = s.measureAll(s.errs)
@@ -749,10 +785,7 @@ func (s *Sim) measureTop() {
 	if sameNodes(s.top[0].Top(), s.exactTop) {
 		s.stats.OriginErr = 0
 	}
-	s.stats.ErrEstimate = 1
-	if s.top[0].Stable() {
-		s.stats.ErrEstimate = 0
-	}
+	s.report()
 	for _, e := range s.top[0].Top() {
 		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.alive) && !s.alive[i] {
 			s.stats.OriginDead++
@@ -770,4 +803,15 @@ func sameNodes(es []*topk.Entry, names []string) bool {
 		}
 	}
 	return true
+}
+
+// ParseScheme reads an averaging scheme's name: flow-updating or
+// push-pull.
+func ParseScheme(name string) (aggregate.Scheme, error) {
+	for _, s := range []aggregate.Scheme{aggregate.FlowUpdating, aggregate.PushPull} {
+		if s.String() == name {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("sim: scheme %q (expected flow-updating or push-pull)", name)
 }

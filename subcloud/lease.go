@@ -88,7 +88,7 @@ func (t *Table) Claim(now time.Time, c Claim) (Lease, error) {
 		if cur.Subcloud == c.Subcloud && cur.Token == c.Token {
 			return cur, nil
 		}
-		return Lease{}, fmt.Errorf("%w (to %s)", ErrHeld, cur.Subcloud)
+		return Lease{}, &heldError{cur.Subcloud}
 	}
 	t.lease = &Lease{Subcloud: c.Subcloud, Owner: c.Owner, Token: c.Token, Key: c.Key,
 		Granted: now, Expires: now.Add(c.For)}
@@ -144,3 +144,76 @@ func Unmarshal(b []byte) (*Table, error) {
 	}
 	return &Table{lease: l}, nil
 }
+
+// Apply carries out a request from an owner and returns the reply. The
+// change is made on a copy, handed to persist (which must store it
+// durably: Marshal, write, fsync), and becomes the Table only when persist
+// succeeds: a peer never answers "granted" for a lease it would forget on
+// restart, and never keeps a lease it answered "refused" for. persist is
+// not called when nothing changed (a refused request, or a retried claim).
+func (t *Table) Apply(now time.Time, r Request, persist func(*Table) error) Reply {
+	next := &Table{}
+	if t.lease != nil {
+		l := *t.lease
+		next.lease = &l
+	}
+	var l Lease
+	var err error
+	switch r.Op {
+	case OpClaim:
+		l, err = next.Claim(now, Claim{Subcloud: r.Subcloud, Owner: r.Owner, Token: r.Token, Key: r.Key, For: r.For})
+	case OpRenew:
+		l, err = next.Renew(now, r.Subcloud, r.Token, r.For)
+	case OpRelease:
+		err = next.Release(now, r.Subcloud, r.Token)
+	default:
+		err = ErrBadClaim
+	}
+	if err != nil {
+		return replyOf(err)
+	}
+	if !next.equal(t) {
+		if perr := persist(next); perr != nil {
+			return Reply{Refusal: RefusedStorage}
+		}
+		t.lease = next.lease
+	}
+	rep := Reply{OK: true}
+	if r.Op != OpRelease {
+		rep.Expires = l.Expires.UnixNano()
+	}
+	return rep
+}
+
+func (t *Table) equal(o *Table) bool {
+	if t.lease == nil || o.lease == nil {
+		return t.lease == nil && o.lease == nil
+	}
+	return *t.lease == *o.lease
+}
+
+// replyOf is a refusal as a reply.
+func replyOf(err error) Reply {
+	var r Reply
+	switch {
+	case errors.Is(err, ErrHeld):
+		r.Refusal = RefusedHeld
+		var h *heldError
+		if errors.As(err, &h) {
+			r.Holder = h.subcloud
+		}
+	case errors.Is(err, ErrNoLease):
+		r.Refusal = RefusedNoLease
+	case errors.Is(err, ErrToken):
+		r.Refusal = RefusedToken
+	default:
+		r.Refusal = RefusedMalformed
+	}
+	return r
+}
+
+// heldError is ErrHeld with the subcloud that holds the peer.
+type heldError struct{ subcloud string }
+
+func (h *heldError) Error() string { return fmt.Sprintf("%v (to %s)", ErrHeld, h.subcloud) }
+func (h *heldError) Unwrap() error { return ErrHeld }

@@ -8,13 +8,14 @@ import (
 	"github.com/peerq/peerq/internal/wire"
 )
 
-// Wire format, version 1, varints from encoding/binary:
+// Wire format, version 2, varints from encoding/binary:
 //
 //	version(1) kind(1) n(uvarint) then n × (node, key, row), each
-//	as len(uvarint) and bytes.
+//	as len(uvarint) and bytes; then the coverage filter: words(uvarint)
+//	and that many 64-bit words, little-endian.
 const (
 	// WireVersion is the first byte of every message.
-	WireVersion = 1
+	WireVersion = 2
 	// MaxEntries is the most entries a message may carry.
 	MaxEntries = 4096
 	// MaxFieldBytes bounds a node name, a key and a row.
@@ -28,6 +29,9 @@ var ErrMalformed = errors.New("topk: malformed message")
 
 // Encode appends the wire form of m to b.
 func (m *Message) Encode(b []byte) []byte {
+	if b == nil {
+		b = make([]byte, 0, m.Size())
+	}
 	b = append(b, WireVersion, byte(m.Kind))
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for _, e := range m.Entries {
@@ -35,6 +39,10 @@ func (m *Message) Encode(b []byte) []byte {
 			b = binary.AppendUvarint(b, uint64(len(f)))
 			b = append(b, f...)
 		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Seen)))
+	for _, w := range m.Seen {
+		b = binary.LittleEndian.AppendUint64(b, w)
 	}
 	return b
 }
@@ -45,7 +53,7 @@ func (m *Message) Size() int {
 	for _, e := range m.Entries {
 		n += EntrySize(e)
 	}
-	return n
+	return n + wire.UvarintLen(uint64(len(m.Seen))) + 8*len(m.Seen)
 }
 
 // EntrySize is the encoded size of one entry.
@@ -74,6 +82,12 @@ func Decode(b []byte) (*Message, error) {
 			d.Fail("entry without a node")
 		}
 		m.Entries = append(m.Entries, e)
+	}
+	if w := d.Count(MaxCoverageBits / 64); w > 0 {
+		m.Seen = make([]uint64, w)
+		for i := range m.Seen {
+			m.Seen[i] = d.Uint64()
+		}
 	}
 	if err := d.Done(); err != nil {
 		return nil, err

@@ -5,16 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+
+	"github.com/peerq/peerq/peer"
 )
-
-// PeerID names a peer to the core; the caller maps it to an address.
-type PeerID uint64
-
-// Sampler picks a uniformly random live peer other than the caller. It must
-// not block; ok is false when there is no other peer.
-type Sampler interface {
-	Sample(r *rand.Rand) (p PeerID, ok bool)
-}
 
 // Entry is one peer's candidate. Entries are immutable once made.
 type Entry struct {
@@ -44,21 +37,24 @@ type Config struct {
 	// (Serf's membership, the simulator's failure detector). Entries of
 	// nodes it calls dead are refused and pruned. Nil means all are alive.
 	// It must be cheap and must not block.
-	Alive   func(node string) bool
-	Rand    *rand.Rand
-	Sampler Sampler
+	Alive func(node string) bool
+	// Self is this peer's name, and CoverageBits (a multiple of 64, at
+	// most MaxCoverageBits; 0 for none) the size of the coverage filter
+	// that says which peers a list has heard from (coverage.go). Every
+	// peer of one query must use the same size.
+	Self         string
+	CoverageBits int
+	Rand         *rand.Rand
+	Sampler      peer.Sampler
 }
 
 // DefaultConfig returns the configuration peerq uses for k.
-func DefaultConfig(k int, r *rand.Rand, s Sampler) Config {
+func DefaultConfig(k int, r *rand.Rand, s peer.Sampler) Config {
 	return Config{K: k, Reserve: max(k/4, 4), StableRounds: 5, Rand: r, Sampler: s}
 }
 
 // Envelope is a message and where to send it.
-type Envelope struct {
-	To  PeerID
-	Msg *Message
-}
+type Envelope = peer.Envelope[*Message]
 
 // MsgKind is the kind of a message.
 type MsgKind uint8
@@ -69,17 +65,19 @@ const (
 	Reply
 )
 
-// Message carries a candidate list, best first.
+// Message carries a candidate list, best first, and the coverage filter
+// of the peers it has absorbed (nil when the query keeps none).
 type Message struct {
 	Kind    MsgKind
 	Entries []*Entry
+	Seen    []uint64
 }
 
 // Stats counts what a Node did.
 type Stats struct {
 	Sent, Received int
 	Refused        int // entries of dead nodes refused
-	Rejected       int // malformed messages (unsorted lists)
+	Rejected       int // malformed messages (unsorted lists, a filter of another size)
 }
 
 // Node is one peer's instance of one top-k query. It is not safe for
@@ -88,6 +86,7 @@ type Node struct {
 	cfg        Config
 	list       []*Entry // best first, at most K+Reserve; replaced, never modified
 	own        *Entry   // this peer's entry, offered again after a prune
+	seen       []uint64 // coverage filter; replaced, never modified in place
 	round      int
 	lastChange int
 	out        []Envelope
@@ -102,8 +101,14 @@ func New(cfg Config, own *Entry) (*Node, error) {
 		return nil, errors.New("topk: Config needs Rand and Sampler")
 	case cfg.K < 1 || cfg.Reserve < 0 || cfg.StableRounds < 1:
 		return nil, fmt.Errorf("topk: bad Config K=%d Reserve=%d StableRounds=%d", cfg.K, cfg.Reserve, cfg.StableRounds)
+	case cfg.CoverageBits < 0 || cfg.CoverageBits%64 != 0 || cfg.CoverageBits > MaxCoverageBits || cfg.CoverageBits > 0 && cfg.Self == "":
+		return nil, fmt.Errorf("topk: bad coverage of %d bits (Self %q)", cfg.CoverageBits, cfg.Self)
 	}
 	n := &Node{cfg: cfg, own: own}
+	if cfg.CoverageBits > 0 {
+		n.seen = make([]uint64, cfg.CoverageBits/64)
+		coverageAdd(n.seen, cfg.Self)
+	}
 	if own != nil {
 		n.list = []*Entry{own}
 	}
@@ -120,10 +125,10 @@ func (n *Node) Tick() {
 	n.send(p, Request)
 }
 
-func (n *Node) send(to PeerID, kind MsgKind) {
+func (n *Node) send(to peer.ID, kind MsgKind) {
 	n.stats.Sent++
 	// The list is never modified in place, so the message may share it.
-	n.out = append(n.out, Envelope{To: to, Msg: &Message{Kind: kind, Entries: n.list}})
+	n.out = append(n.out, Envelope{To: to, Msg: &Message{Kind: kind, Entries: n.list, Seen: n.seen}})
 }
 
 // Outbox returns the messages to send and forgets them.
@@ -135,13 +140,14 @@ func (n *Node) Outbox() []Envelope {
 
 // Step handles a message from peer `from`: merge its list, and answer a
 // request with the merged list.
-func (n *Node) Step(from PeerID, m *Message) {
-	if m.Kind != Request && m.Kind != Reply || !sorted(m.Entries) {
+func (n *Node) Step(from peer.ID, m *Message) {
+	if m.Kind != Request && m.Kind != Reply || !sorted(m.Entries) || len(m.Seen) != 0 && len(m.Seen) != len(n.seen) {
 		n.stats.Rejected++
 		return
 	}
 	n.stats.Received++
 	n.merge(m.Entries)
+	n.mergeCoverage(m.Seen)
 	if m.Kind == Request {
 		n.send(from, Reply)
 	}
@@ -263,6 +269,9 @@ func (n *Node) Top() []*Entry {
 	}
 	return n.list
 }
+
+// Unchanged is how many rounds the top K has not changed for.
+func (n *Node) Unchanged() int { return n.round - n.lastChange }
 
 // Stable reports whether the top K has not changed for StableRounds rounds.
 func (n *Node) Stable() bool { return n.round-n.lastChange >= n.cfg.StableRounds }

@@ -7,64 +7,37 @@ import (
 	"reflect"
 	"sort"
 	"testing"
+
+	"github.com/peerq/peerq/peer"
+	"github.com/peerq/peerq/peer/peertest"
 )
 
+// net is the cores' shared round-based test network (peertest), with the
+// Nodes kept by their type and the names the failure detector declared
+// dead.
 type net struct {
+	*peertest.Network[*Message]
 	nodes []*Node
-	alive []bool
 	dead  map[string]bool
-	r     *rand.Rand
-	loss  float64
-}
-
-type sampler struct {
-	self PeerID
-	n    *net
-}
-
-func (s sampler) Sample(r *rand.Rand) (PeerID, bool) {
-	for tries := 0; tries < 100; tries++ {
-		p := PeerID(r.IntN(len(s.n.nodes)))
-		if p != s.self && s.n.alive[p] {
-			return p, true
-		}
-	}
-	return 0, false
 }
 
 func newNet(t testing.TB, entries []*Entry, k int, seed uint64) *net {
 	t.Helper()
-	nw := &net{r: rand.New(rand.NewPCG(seed, 0)), dead: map[string]bool{}}
+	nw := &net{Network: peertest.New[*Message](seed), dead: map[string]bool{}}
 	for i, e := range entries {
-		cfg := DefaultConfig(k, rand.New(rand.NewPCG(seed, uint64(i+1))), sampler{PeerID(i), nw})
+		cfg := DefaultConfig(k, rand.New(rand.NewPCG(seed, uint64(i+1))), nw.Sampler(peer.ID(i)))
 		cfg.Alive = func(node string) bool { return !nw.dead[node] }
 		n, err := New(cfg, e)
 		if err != nil {
 			t.Fatal(err)
 		}
 		nw.nodes = append(nw.nodes, n)
-		nw.alive = append(nw.alive, true)
+		nw.Add(n)
 	}
 	return nw
 }
 
-func (nw *net) round() {
-	for _, i := range nw.r.Perm(len(nw.nodes)) {
-		if nw.alive[i] {
-			nw.nodes[i].Tick()
-			nw.deliver(PeerID(i))
-		}
-	}
-}
-
-func (nw *net) deliver(from PeerID) {
-	for _, env := range nw.nodes[from].Outbox() {
-		if nw.alive[env.To] && nw.r.Float64() >= nw.loss {
-			nw.nodes[env.To].Step(from, env.Msg)
-			nw.deliver(env.To)
-		}
-	}
-}
+func (nw *net) round() { nw.Round() }
 
 // randomEntries gives peer i an entry with a key from a small alphabet (so
 // that ties are common) or none (it does not match).
@@ -137,7 +110,7 @@ func TestLoss(t *testing.T) {
 	es := randomEntries(r, 500)
 	want := exactTop(es, 20)
 	nw := newNet(t, es, 20, 9)
-	nw.loss = 0.2
+	nw.Loss = 0.2
 	for i := 0; i < 40; i++ {
 		nw.round()
 	}
@@ -161,12 +134,12 @@ func TestRemoveNode(t *testing.T) {
 	deadName := top[0].Node
 	for i, e := range es {
 		if e != nil && e.Node == deadName {
-			nw.alive[i] = false
+			nw.Alive[i] = false
 		}
 	}
 	nw.dead[deadName] = true
 	for i, node := range nw.nodes {
-		if nw.alive[i] {
+		if nw.Alive[i] {
 			node.Prune()
 		}
 	}
@@ -181,7 +154,7 @@ func TestRemoveNode(t *testing.T) {
 	}
 	want := exactTop(rest, 10)
 	for i, node := range nw.nodes {
-		if nw.alive[i] && !reflect.DeepEqual(node.Top(), want) {
+		if nw.Alive[i] && !reflect.DeepEqual(node.Top(), want) {
 			t.Fatalf("peer %d: top after the death of %s\n got %v\nwant %v", i, deadName, names(node.Top()), names(want))
 		}
 	}
@@ -216,7 +189,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	es := exactTop(randomEntries(r, 50), 10)
 	f.Add((&Message{Kind: Request, Entries: es}).Encode(nil))
 	f.Add((&Message{Kind: Reply}).Encode(nil))
-	node, _ := New(DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), sampler{0, &net{nodes: []*Node{nil, nil}, alive: []bool{true, true}}}), nil)
+	node, _ := New(DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0)), nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {
@@ -228,4 +201,60 @@ func FuzzDecodeMessage(f *testing.F) {
 		node.Step(1, m)
 		node.Top()
 	})
+}
+
+// Coverage is sound: whenever the asker's filter holds every peer, its list
+// is the exact top-k — with the query spreading from the asker as it does
+// in the runtime (a peer joins when first contacted), with loss, and over
+// many seeds. And it completes: every run reaches full coverage.
+func TestCoverage(t *testing.T) {
+	covered := 0
+	for trial := 0; trial < 60; trial++ {
+		r := rand.New(rand.NewPCG(uint64(trial), 3))
+		n := 20 + r.IntN(300)
+		es := randomEntries(r, n)
+		names := make([]string, n)
+		for i := range es {
+			names[i] = fmt.Sprint("peer-", i)
+			if es[i] != nil {
+				es[i].Node = names[i]
+			}
+		}
+		k := 1 + r.IntN(30)
+		nw := &net{Network: peertest.New[*Message](uint64(trial)), dead: map[string]bool{}}
+		nw.JoinOnContact = true
+		nw.Loss = []float64{0, 0.1}[trial%2]
+		for i, e := range es {
+			cfg := DefaultConfig(k, rand.New(rand.NewPCG(uint64(trial), uint64(i+1))), nw.Sampler(peer.ID(i)))
+			cfg.Self, cfg.CoverageBits = names[i], CoverageBits(n)
+			node, err := New(cfg, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nw.nodes = append(nw.nodes, node)
+			nw.Add(node)
+		}
+		want := exactTop(es, k)
+		asker := nw.nodes[0]
+		for round := 1; round <= 80; round++ {
+			nw.round()
+			all := true
+			for _, name := range names {
+				all = all && asker.Covers(name)
+			}
+			if all {
+				if !reflect.DeepEqual(asker.Top(), want) {
+					t.Fatalf("trial %d (n=%d, k=%d) round %d: covered, but the list is not the exact top", trial, n, k, round)
+				}
+				covered++
+				break
+			}
+		}
+	}
+	if covered != 60 {
+		t.Errorf("%d of 60 runs reached full coverage in 80 rounds", covered)
+	}
+	if CoverageBits(4096) != MaxCoverageBits || CoverageBits(4097) != 0 || CoverageBits(1) != 512 || CoverageBits(200) != 4096 {
+		t.Errorf("CoverageBits: %d %d %d %d", CoverageBits(4096), CoverageBits(4097), CoverageBits(1), CoverageBits(200))
+	}
 }

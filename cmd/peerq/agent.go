@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,21 +11,70 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/logutils"
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/node"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/probe"
 	"github.com/spf13/cobra"
 )
 
-func newAgentCmd() *cobra.Command {
-	var (
-		name, bind, advertise, exchange, dataDir, encrypt, apiAddr, configFile, logLevel string
-		joins, tags                                                                      []string
-		round                                                                            time.Duration
-	)
+// agentSettings are the agent's settings: the flags, each of which a
+// --config file (JSON, keys named as the flags) may set; the command line
+// wins over the file.
+type agentSettings struct {
+	Node       string
+	Bind       string
+	Advertise  string
+	Exchange   string
+	Join       []string
+	Tag        []string
+	DataDir    string
+	Encrypt    string
+	Round      time.Duration
+	API        string
+	LogLevel   string
+	MaxQueries int
+}
+
+// fields maps each setting's flag name to where its value goes, for the
+// config file's typed decoding.
+func (s *agentSettings) fields() map[string]any {
+	return map[string]any{"node": &s.Node, "bind": &s.Bind, "advertise": &s.Advertise, "exchange": &s.Exchange,
+		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "round": (*jsonDuration)(&s.Round),
+		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries}
+}
+
+// jsonDuration reads "300ms" (or a number of seconds) from JSON.
+type jsonDuration time.Duration
+
+func (d *jsonDuration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (like \"300ms\" or \"2s\")", s)
+		}
+		*d = jsonDuration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("%s is not a duration (like \"300ms\", or a number of seconds)", b)
+	}
+	*d = jsonDuration(secs * float64(time.Second))
+	return nil
+}
+
+func newAgentCmd() *cobra.Command { return agentCmd(&agentSettings{}) }
+
+// agentCmd is the agent command, its settings in s.
+func agentCmd(s *agentSettings) *cobra.Command {
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "agent --data-dir DIR [--bind 0.0.0.0:7946] [--join ADDR]... [--tag k=v]...",
 		Short: "Run one real peer over real sockets",
@@ -35,112 +85,107 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
-				if err := applyConfigFile(cmd, configFile); err != nil {
+				if err := applyConfigFile(cmd, configFile, s); err != nil {
 					return &exitError{exitUsage, err}
 				}
 			}
-			logs, err := newLevelWriter(cmd.ErrOrStderr(), logLevel)
-			if err != nil {
-				return &exitError{exitUsage, err}
-			}
-			if dataDir == "" {
-				return &exitError{exitUsage, errors.New("peerq: --data-dir is required")}
-			}
-			if err := os.MkdirAll(dataDir, 0o755); err != nil {
-				return &exitError{exitUsage, err}
-			}
-			if name, err = nodeName(dataDir, name); err != nil {
-				return &exitError{exitUsage, err}
-			}
-			ocfg := overlay.DefaultConfig(name)
-			ocfg.BindAddr, ocfg.AdvertiseAddr, ocfg.ExchangeAddr = bind, advertise, exchange
-			ocfg.SnapshotPath = filepath.Join(dataDir, "serf.snapshot")
-			ocfg.LogOutput = logs
-			ocfg.Tags = map[string]string{}
-			for _, t := range tags {
-				k, v, ok := strings.Cut(t, "=")
-				if !ok || k == "" {
-					return &exitError{exitUsage, fmt.Errorf("peerq: --tag %q is not key=value", t)}
-				}
-				ocfg.Tags[k] = v
-			}
-			if encrypt != "" {
-				key, err := base64.StdEncoding.DecodeString(encrypt)
-				if err != nil {
-					return &exitError{exitUsage, fmt.Errorf("peerq: --encrypt is not base64: %w", err)}
-				}
-				ocfg.Key = key
-			}
-			prober, err := node.NewProber(dataDir, time.Now())
-			if err != nil {
-				return &exitError{exitUsage, err}
-			}
-			defer prober.Close()
-			cfg := node.DefaultConfig(ocfg, prober.Record)
-			cfg.Round, cfg.DataDir = round, dataDir
-			n, err := node.New(cfg)
-			if err != nil {
-				return &exitError{exitUsage, err}
-			}
-			out := cmd.ErrOrStderr()
-			token, err := node.LoadOrCreateToken(dataDir)
-			if err != nil {
-				n.Close()
-				return &exitError{exitUsage, err}
-			}
-			api, err := n.ServeAPI(apiAddr, token)
-			if err != nil {
-				n.Close()
-				return &exitError{exitUsage, err}
-			}
-			defer api.Close()
-			fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s, API on %s (token in %s)\n", name,
-				n.Overlay().Addr(), exchangeAddr(n), api.Addr(), filepath.Join(dataDir, node.TokenFile))
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			if len(joins) > 0 {
-				if err := n.Join(ctx, joins); err != nil {
-					n.Close()
-					return &exitError{exitUsage, err}
-				}
-				fmt.Fprintf(out, "peerq agent %s: joined, %d peers\n", name, n.Overlay().Size())
-			}
-			beat := time.NewTicker(node.HeartbeatEvery)
-			defer beat.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					fmt.Fprintf(out, "peerq agent %s: leaving\n", name)
-					return n.Leave()
-				case t := <-beat.C:
-					if err := prober.Heartbeat(t); err != nil {
-						fmt.Fprintln(out, "peerq agent:", err)
-					}
-				}
-			}
+			return runAgent(cmd, s)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&name, "node", "", "node name, unique in the cluster (default: the host name)")
-	f.StringVar(&bind, "bind", "0.0.0.0:7946", "gossip address, host:port")
-	f.StringVar(&advertise, "advertise", "", "gossip address the others reach, if not --bind")
-	f.StringVar(&exchange, "exchange", "0.0.0.0:7947", "protocol exchange address, host:port")
-	f.StringArrayVar(&joins, "join", nil, "address of a peer to join (repeatable; retried with backoff)")
-	f.StringArrayVar(&tags, "tag", nil, "static tag key=value (repeatable)")
-	f.StringVar(&dataDir, "data-dir", "", "directory for the journal and Serf's snapshot")
-	f.StringVar(&encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip, authenticates exchanges")
-	f.DurationVar(&round, "round", 200*time.Millisecond, "gossip round")
-	f.StringVar(&apiAddr, "api", "127.0.0.1:7474", "local HTTP API address (keep it on loopback)")
-	f.StringVar(&configFile, "config", "", "JSON file of flag values, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"]}; flags given on the command line win")
-	f.StringVar(&logLevel, "log-level", "warn", "Serf and memberlist logs shown: error, warn, info or debug")
+	f.StringVar(&s.Node, "node", "", "node name, unique in the cluster (default: the one in --data-dir, else the host name)")
+	f.StringVar(&s.Bind, "bind", "0.0.0.0:7946", "gossip address, host:port")
+	f.StringVar(&s.Advertise, "advertise", "", "gossip address the others reach, if not --bind")
+	f.StringVar(&s.Exchange, "exchange", "0.0.0.0:7947", "protocol exchange address, host:port")
+	f.StringArrayVar(&s.Join, "join", nil, "address of a peer to join (repeatable; retried with backoff)")
+	f.StringArrayVar(&s.Tag, "tag", nil, "static tag key=value (repeatable)")
+	f.StringVar(&s.DataDir, "data-dir", "", "directory for the journal, the lease table, the API token and Serf's snapshot")
+	f.StringVar(&s.Encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip, authenticates exchanges")
+	f.DurationVar(&s.Round, "round", 200*time.Millisecond, "gossip round")
+	f.StringVar(&s.API, "api", api.DefaultAddr, "local HTTP API address (keep it on loopback)")
+	f.StringVar(&configFile, "config", "", "JSON file of settings named as the flags, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"], \"round\": \"200ms\"}; flags given on the command line win")
+	f.StringVar(&s.LogLevel, "log-level", "warn", "Serf and memberlist logs shown: error, warn, info or debug")
+	f.IntVar(&s.MaxQueries, "max-queries", node.DefaultConfig(nil).MaxQueries, "queries this peer takes part in at once; more are refused")
 	return cmd
 }
 
-func exchangeAddr(n *node.Node) string {
-	if m, ok := n.Overlay().Member(n.Name()); ok {
-		return m.Exchange
+func runAgent(cmd *cobra.Command, s *agentSettings) error {
+	logs, err := newLevelFilter(cmd.ErrOrStderr(), s.LogLevel)
+	if err != nil {
+		return &exitError{exitUsage, err}
 	}
-	return "?"
+	if s.DataDir == "" {
+		return &exitError{exitUsage, errors.New("peerq: --data-dir is required")}
+	}
+	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
+		return &exitError{exitUsage, err}
+	}
+	name, err := nodeName(s.DataDir, s.Node)
+	if err != nil {
+		return &exitError{exitUsage, err}
+	}
+	tags := map[string]string{}
+	for _, t := range s.Tag {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok || k == "" {
+			return &exitError{exitUsage, fmt.Errorf("peerq: --tag %q is not key=value", t)}
+		}
+		tags[k] = v
+	}
+	var key []byte
+	if s.Encrypt != "" {
+		if key, err = base64.StdEncoding.DecodeString(s.Encrypt); err != nil {
+			return &exitError{exitUsage, fmt.Errorf("peerq: --encrypt is not base64: %w", err)}
+		}
+	}
+	prober, err := probe.New(s.DataDir, time.Now())
+	if err != nil {
+		return &exitError{exitUsage, err}
+	}
+	defer prober.Close()
+	rcfg := node.DefaultConfig(prober.Record)
+	rcfg.Round, rcfg.DataDir, rcfg.Tags, rcfg.MaxQueries = s.Round, s.DataDir, tags, s.MaxQueries
+	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: s.Bind, Advertise: s.Advertise, Exchange: s.Exchange, Key: key,
+		SnapshotPath: filepath.Join(s.DataDir, "serf.snapshot"), LogOutput: logs, Runtime: rcfg})
+	if err != nil {
+		return &exitError{exitUsage, err}
+	}
+	out := cmd.ErrOrStderr()
+	token, err := api.LoadOrCreateToken(s.DataDir)
+	if err != nil {
+		p.Close()
+		return &exitError{exitUsage, err}
+	}
+	srv, err := p.ServeAPI(s.API, token)
+	if err != nil {
+		p.Close()
+		return &exitError{exitUsage, err}
+	}
+	defer srv.Close()
+	fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s, API on %s (token in %s)\n", name,
+		p.Addr(), p.ExchangeAddr(), srv.Addr(), filepath.Join(s.DataDir, api.TokenFile))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(s.Join) > 0 {
+		if err := p.Join(ctx, s.Join); err != nil {
+			p.Close()
+			return &exitError{exitUsage, err}
+		}
+		fmt.Fprintf(out, "peerq agent %s: joined, %d peers\n", name, p.Network().Size())
+	}
+	beat := time.NewTicker(probe.HeartbeatEvery)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(out, "peerq agent %s: leaving\n", name)
+			return p.Leave()
+		case t := <-beat.C:
+			if err := prober.Heartbeat(t); err != nil {
+				fmt.Fprintln(out, "peerq agent:", err)
+			}
+		}
+	}
 }
 
 // nodeName picks the agent's name: the flag, else the one saved in the
@@ -164,68 +209,77 @@ func nodeName(dataDir, flag string) (string, error) {
 	return name, os.WriteFile(path, []byte(name+"\n"), 0o644)
 }
 
-// applyConfigFile sets, from a JSON object of flag names, every flag the
-// command line did not set.
-func applyConfigFile(cmd *cobra.Command, path string) error {
+// applyConfigFile sets, from a JSON object of settings, every setting the
+// command line did not set. Values are decoded by their type: numbers stay
+// numbers, durations are "300ms" or seconds, lists are arrays.
+func applyConfigFile(cmd *cobra.Command, path string, s *agentSettings) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("peerq: config: %w", err)
 	}
-	var values map[string]any
-	if err := json.Unmarshal(b, &values); err != nil {
-		return fmt.Errorf("peerq: config %s: %w", path, err)
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("peerq: config %s: %s", path, jsonError(b, err))
 	}
-	for k, v := range values {
-		f := cmd.Flags().Lookup(k)
-		if f == nil {
-			return fmt.Errorf("peerq: config %s: unknown setting %q", path, k)
+	fields := s.fields()
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		dst, ok := fields[k]
+		if !ok {
+			return fmt.Errorf("peerq: config %s: unknown setting %q (settings are named as the flags: %s)", path, k, strings.Join(settingNames(fields), ", "))
 		}
-		if f.Changed {
+		if cmd.Flags().Changed(k) {
 			continue
 		}
-		items := []any{v}
-		if list, ok := v.([]any); ok {
-			items = list
-		}
-		for _, it := range items {
-			if err := f.Value.Set(fmt.Sprint(it)); err != nil {
-				return fmt.Errorf("peerq: config %s: %s: %w", path, k, err)
-			}
+		dec := json.NewDecoder(bytes.NewReader(raw[k]))
+		if err := dec.Decode(dst); err != nil {
+			return fmt.Errorf("peerq: config %s: setting %q: %s", path, k, typeError(err))
 		}
 	}
 	return nil
 }
 
-// levelWriter passes on the log lines at or above a level. Serf and
-// memberlist prefix their lines with [DEBUG], [INFO], [WARN] or [ERR].
-type levelWriter struct {
-	w   io.Writer
-	min int
+func settingNames(fields map[string]any) []string {
+	var out []string
+	for k := range fields {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
-var logLevels = map[string]int{"debug": 0, "info": 1, "warn": 2, "error": 3}
+// jsonError says where a config file stops being JSON: line and column.
+func jsonError(b []byte, err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		off := max(int(se.Offset)-1, 0) // Offset is just past the character at fault
+		line := 1 + bytes.Count(b[:off], []byte("\n"))
+		col := off - bytes.LastIndexByte(b[:off], '\n')
+		return fmt.Sprintf("%d:%d: %v", line, col, err)
+	}
+	return err.Error()
+}
 
-func newLevelWriter(w io.Writer, level string) (*levelWriter, error) {
-	min, ok := logLevels[strings.ToLower(level)]
+// typeError says what a setting should have been.
+func typeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("want a %s, found a JSON %s", te.Type, te.Value)
+	}
+	return err.Error()
+}
+
+// newLevelFilter passes on Serf's and memberlist's log lines at or above
+// a level (hashicorp/logutils; they prefix lines with [DEBUG], [INFO],
+// [WARN] or [ERR]).
+func newLevelFilter(w io.Writer, level string) (*logutils.LevelFilter, error) {
+	min, ok := map[string]logutils.LogLevel{"debug": "DEBUG", "info": "INFO", "warn": "WARN", "error": "ERR"}[strings.ToLower(level)]
 	if !ok {
 		return nil, fmt.Errorf("peerq: --log-level %q (expected debug, info, warn or error)", level)
 	}
-	return &levelWriter{w: w, min: min}, nil
-}
-
-func (l *levelWriter) Write(p []byte) (int, error) {
-	line := string(p)
-	level := 1
-	switch {
-	case strings.Contains(line, "[DEBUG]"):
-		level = 0
-	case strings.Contains(line, "[WARN]"):
-		level = 2
-	case strings.Contains(line, "[ERR]"):
-		level = 3
-	}
-	if level >= l.min {
-		return l.w.Write(p)
-	}
-	return len(p), nil
+	return &logutils.LevelFilter{Levels: []logutils.LogLevel{"DEBUG", "INFO", "WARN", "ERR"}, MinLevel: min, Writer: w}, nil
 }

@@ -132,30 +132,38 @@ func TestAgentSettings(t *testing.T) {
 	if n, _ := nodeName(dir, ""); n != "alpha" {
 		t.Errorf("restart without --node: %q, want alpha", n)
 	}
-	// The config file fills the flags the command line left alone.
+	// The config file fills the settings the command line left alone, each
+	// decoded by its type.
 	cfg := filepath.Join(dir, "agent.json")
-	os.WriteFile(cfg, []byte(`{"bind": "127.0.0.1:9000", "tag": ["region=eu", "zone=a"], "round": "300ms"}`), 0o644)
-	cmd := newAgentCmd()
+	os.WriteFile(cfg, []byte(`{"bind": "127.0.0.1:9000", "tag": ["region=eu", "zone=a"], "round": "300ms", "max-queries": 1000000}`), 0o644)
+	s := &agentSettings{}
+	cmd := agentCmd(s)
 	cmd.Flags().Parse([]string{"--bind", "127.0.0.1:9999"})
-	if err := applyConfigFile(cmd, cfg); err != nil {
+	if err := applyConfigFile(cmd, cfg, s); err != nil {
 		t.Fatal(err)
 	}
-	if v := cmd.Flags().Lookup("bind").Value.String(); v != "127.0.0.1:9999" {
-		t.Errorf("bind %s: the command line must win", v)
+	if s.Bind != "127.0.0.1:9999" {
+		t.Errorf("bind %s: the command line must win", s.Bind)
 	}
-	if v := cmd.Flags().Lookup("tag").Value.String(); v != "[region=eu,zone=a]" {
-		t.Errorf("tags %s", v)
+	if fmt.Sprint(s.Tag) != "[region=eu zone=a]" || s.Round != 300*time.Millisecond || s.MaxQueries != 1000000 {
+		t.Errorf("settings %+v", s)
 	}
-	if v := cmd.Flags().Lookup("round").Value.String(); v != "300ms" {
-		t.Errorf("round %s", v)
-	}
-	os.WriteFile(cfg, []byte(`{"bnid": "x"}`), 0o644)
-	if err := applyConfigFile(newAgentCmd(), cfg); err == nil || !strings.Contains(err.Error(), `unknown setting "bnid"`) {
-		t.Errorf("unknown setting: %v", err)
+	for body, want := range map[string]string{
+		`{"bnid": "x"}`:           `unknown setting "bnid"`,
+		`{"round": "fast"}`:       `setting "round": "fast" is not a duration`,
+		`{"max-queries": "many"}`: `setting "max-queries": want a int, found a JSON string`,
+		"{\n  \"bind\": 1,,\n}":   `config`,
+		"{\n  \"bind\" \"x\"}":    `2:10: invalid character`,
+	} {
+		os.WriteFile(cfg, []byte(body), 0o644)
+		s := &agentSettings{}
+		if err := applyConfigFile(agentCmd(s), cfg, s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", body, err, want)
+		}
 	}
 	// The log filter.
 	var b strings.Builder
-	w, _ := newLevelWriter(&b, "warn")
+	w, _ := newLevelFilter(&b, "warn")
 	w.Write([]byte("2026/11/26 [DEBUG] memberlist: x\n"))
 	w.Write([]byte("2026/11/26 [WARN] memberlist: y\n"))
 	if b.String() != "2026/11/26 [WARN] memberlist: y\n" {

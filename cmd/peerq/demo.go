@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/node"
-	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/shell"
 	"github.com/spf13/cobra"
@@ -24,10 +23,7 @@ const (
 
 func newDemoCmd() *cobra.Command {
 	var (
-		nodes        int
-		seed         uint64
-		freeze       bool
-		round        time.Duration
+		cfg          = node.EmbeddedConfig{Nodes: 200, Seed: 1, Round: 100 * time.Millisecond}
 		expr, file   string
 		format       shell.Format
 		settleTimout time.Duration
@@ -41,7 +37,7 @@ the same machines), and answers statements by gossip. With -e or -f it runs the 
 exits; otherwise it reads statements, ended by ';', from standard input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if nodes < 2 {
+			if cfg.Nodes < 2 {
 				return &exitError{exitUsage, errors.New("peerq: --nodes must be at least 2")}
 			}
 			var src, name string
@@ -51,13 +47,13 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 					return err
 				}
 				// Check the whole script before starting anything.
-				if _, err := parser.Parse(name, src); err != nil {
-					return statementError(src, name, err)
+				if err := query.ParseScript(name, src); err != nil {
+					return exitFor(shell.Place(src, name, shell.Statement{Line: 1, Column: 1}, err))
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), settleTimout)
 			defer cancel()
-			e, err := startDemo(ctx, cmd.ErrOrStderr(), node.EmbeddedConfig{Nodes: nodes, Seed: seed, Freeze: freeze, Round: round})
+			e, err := startDemo(ctx, cmd.ErrOrStderr(), cfg)
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
@@ -65,21 +61,21 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			asker := e.Nodes[0]
 			out := cmd.OutOrStdout()
 			if src != "" {
-				return runScript(out, embeddedExec{asker}, src, name, format)
+				return exitFor(shell.RunScript(context.Background(), asker, src, name, query.Split, format, out))
 			}
-			if f, ok := cmd.InOrStdin().(*os.File); ok && isTerminal(f) {
+			if isTerminal(cmd.InOrStdin()) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Try:\n"+
 					"  SELECT node, class, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 10;\n"+
 					"  SELECT region, COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region;\n")
 			}
-			return runShell(cmd, embeddedExec{asker}, format, defaultHistory())
+			return runShell(cmd, asker, format, defaultHistory())
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&nodes, "nodes", 200, "number of peers")
-	f.Uint64Var(&seed, "seed", 1, "seed of the peers' machines")
-	f.BoolVar(&freeze, "freeze", false, "keep the machines' load and free memory still (answers can be checked)")
-	f.DurationVar(&round, "round", 100*time.Millisecond, "gossip round")
+	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of peers")
+	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the peers' machines")
+	f.BoolVar(&cfg.Freeze, "freeze", false, "keep the machines' load and free memory still (answers can be checked)")
+	f.DurationVar(&cfg.Round, "round", cfg.Round, "gossip round")
 	f.StringVarP(&expr, "execute", "e", "", "statement(s) to run, then exit")
 	f.StringVarP(&file, "file", "f", "", "script of statements to run, then exit (- for stdin)")
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
@@ -118,75 +114,12 @@ func startDemo(ctx context.Context, w io.Writer, cfg node.EmbeddedConfig) (*node
 	return e, nil
 }
 
-func isTerminal(w any) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether f is a terminal (a character device).
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
 	if !ok {
 		return false
 	}
-	st, err := f.Stat()
+	st, err := file.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// runScript runs every statement of a script through exec; the first
-// error stops it, with its exit code. Each statement is sent as the user
-// wrote it, so that an error found by the executor (a type error, found
-// against the live catalog) points into the script.
-func runScript(out io.Writer, exec shell.Executor, src, name string, format shell.Format) error {
-	stmts, err := parser.Parse(name, src)
-	if err != nil {
-		return statementError(src, name, err)
-	}
-	for i, s := range stmts {
-		start, end := s.Position().Offset, len(src)
-		if i+1 < len(stmts) {
-			end = stmts[i+1].Position().Offset
-		}
-		if i > 0 && format == shell.FormatTable {
-			fmt.Fprintln(out)
-		}
-		err := runStatement(out, exec, src[start:end], format)
-		var pe *parser.Error
-		if errors.As(err, &pe) {
-			at := s.Position() // the statement's text starts here
-			pos := parser.Pos{Filename: name, Line: at.Line + pe.Pos.Line - 1, Column: pe.Pos.Column}
-			if pe.Pos.Line == 1 {
-				pos.Column += at.Column - 1
-			}
-			return statementError(src, name, &parser.Error{Pos: pos, Msg: pe.Msg})
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// runStatement runs one statement and renders its answer, with the exit
-// codes of docs/AGENT.md; a statement error comes back as the
-// *parser.Error for the caller to place.
-func runStatement(out io.Writer, exec shell.Executor, text string, format shell.Format) error {
-	t, err := exec.Execute(context.Background(), text, nil)
-	var pe *parser.Error
-	switch {
-	case err == nil:
-	case errors.As(err, &pe):
-		return pe
-	case errors.Is(err, node.ErrNotEnoughPeers):
-		return &exitError{exitNotEnough, fmt.Errorf("peerq: %w", err)}
-	case t == nil:
-		return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
-	}
-	if rerr := shell.Render(out, format, t); rerr != nil {
-		return &exitError{exitUsage, rerr}
-	}
-	if errors.Is(err, node.ErrTimeout) {
-		return &exitError{exitTimeout, fmt.Errorf("peerq: %w; the answer above is partial", err)}
-	}
-	return nil
-}
-
-// toTable converts an embedded answer for the renderers, through the same
-// result line the agent's API sends.
-func toTable(plan *query.Plan, res *node.Result, err error) *shell.Table {
-	return lineTable(node.ResultLine(plan, res, err))
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 )
 
@@ -39,12 +38,11 @@ func TestDemoJSON(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		recs = append(recs, query.Synthetic(4, i))
 	}
-	ss, _ := parser.Parse("", stmts)
-	for i, s := range ss {
-		p, err := query.Compile(s, query.DefaultCatalog(), query.DefaultConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
+	plans, err := query.CompileScript("", stmts, query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range plans {
 		want := query.Exact(p, recs)
 		got := docs[i].Rows
 		if len(got) != len(want.Rows) {

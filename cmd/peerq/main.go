@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes scripts can rely on (docs/CLI.md).
+// Exit codes scripts can rely on (README, docs/AGENT.md).
 const (
 	exitOK        = 0
 	exitUsage     = 1 // bad flags, unreadable files, I/O

@@ -4,17 +4,18 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/peerq/peerq/parser"
+	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/shell"
 	"github.com/spf13/cobra"
 )
 
 func newShellCmd() *cobra.Command {
 	var (
-		api, token, dataDir, history string
-		format                       shell.Format
+		opts    api.Options
+		history string
+		format  shell.Format
 	)
 	cmd := &cobra.Command{
 		Use:   "shell [--api 127.0.0.1:7474] [--data-dir DIR]",
@@ -25,17 +26,16 @@ commands. Ctrl-C cancels the running statement; Ctrl-D quits. When standard inpu
 terminal it reads statements plainly, so it can be scripted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAPIClient(api, token, dataDir, 10*time.Minute)
+			opts.Timeout = 0 // a statement may run long; Ctrl-C ends it
+			c, err := api.Locate(opts)
 			if err != nil {
-				return err
+				return &exitError{exitUsage, err}
 			}
-			return runShell(cmd, apiExec{c}, format, history)
+			return runShell(cmd, c, format, history)
 		},
 	}
+	apiFlags(cmd, &opts)
 	f := cmd.Flags()
-	f.StringVar(&api, "api", "", "the agent's API address (default $PEERQ_API or 127.0.0.1:7474)")
-	f.StringVar(&token, "token", "", "API token (default $PEERQ_TOKEN, or read from --data-dir)")
-	f.StringVar(&dataDir, "data-dir", "", "the agent's data dir, to read its token")
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.StringVar(&history, "history", defaultHistory(), "history file")
 	return cmd
@@ -50,14 +50,11 @@ func defaultHistory() string {
 
 // runShell runs the REPL on the command's streams: the line editor on a
 // terminal, plain reading otherwise.
-func runShell(cmd *cobra.Command, exec shell.Executor, format shell.Format, history string) error {
+func runShell(cmd *cobra.Command, exec api.Executor, format shell.Format, history string) error {
 	in := cmd.InOrStdin()
-	terminal := false
-	if f, ok := in.(*os.File); ok && isTerminal(f) {
-		terminal = true
-	}
+	terminal := isTerminal(in)
 	cfg := shell.Config{In: in, Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr(), Terminal: terminal,
-		HistoryFile: history, Format: format, Keywords: parser.Keywords()}
+		HistoryFile: history, Format: format, Keywords: query.Keywords(), Split: query.Split}
 	if !terminal {
 		cfg.HistoryFile = ""
 	}

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
-	"github.com/peerq/peerq/parser"
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/shell"
 	"github.com/spf13/cobra"
 )
 
@@ -35,44 +36,32 @@ func readStatements(cmd *cobra.Command, expr, file string) (src, name string, er
 	return "", "", &exitError{exitUsage, fmt.Errorf("peerq: give a statement with -e or a script with -f")}
 }
 
-// compileScript parses and compiles every statement of src. A statement
-// error comes back as an exitError with code exitStatement, formatted
-// "file:line:col: message" (or "line:col: message" for -e) and followed by
-// the line and a caret.
+// compileScript parses and compiles every statement of src against the
+// default catalog. A statement error comes back as an exitError with code
+// exitStatement, "file:line:col: message" and the line with a caret.
 func compileScript(src, name string) ([]*query.Plan, error) {
-	stmts, err := parser.Parse(name, src)
+	plans, err := query.CompileScript(name, src, query.DefaultCatalog(), query.DefaultConfig())
 	if err != nil {
-		return nil, statementError(src, name, err)
-	}
-	cat := query.DefaultCatalog()
-	plans := make([]*query.Plan, 0, len(stmts))
-	for _, s := range stmts {
-		p, err := query.Compile(s, cat, query.DefaultConfig())
-		if err != nil {
-			return nil, statementError(src, name, err)
-		}
-		plans = append(plans, p)
+		return nil, exitFor(shell.Place(src, name, shell.Statement{Line: 1, Column: 1}, err))
 	}
 	return plans, nil
 }
 
-func statementError(src, name string, err error) error {
-	perr, ok := err.(*parser.Error)
-	if !ok {
+// exitFor gives an error from running statements its exit code
+// (docs/AGENT.md).
+func exitFor(err error) error {
+	var se *shell.StatementError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
 		return &exitError{exitStatement, err}
+	case errors.Is(err, api.ErrNotEnoughPeers):
+		return &exitError{exitNotEnough, fmt.Errorf("peerq: %w", err)}
+	case errors.Is(err, api.ErrTimeout):
+		return &exitError{exitTimeout, fmt.Errorf("peerq: %w; the answer above is partial", err)}
 	}
-	msg := perr.Error()
-	if name != "" {
-		msg = name + ":" + msg
-	}
-	if caret := perr.Caret(src); caret != "" {
-		msg += "\n" + indent(caret)
-	}
-	return &exitError{exitStatement, fmt.Errorf("%s", msg)}
-}
-
-func indent(s string) string {
-	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+	return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
 }
 
 func newExplainCmd() *cobra.Command {

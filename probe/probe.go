@@ -1,4 +1,4 @@
-package node
+package probe
 
 import (
 	"bufio"
@@ -34,9 +34,9 @@ type Prober struct {
 	at     time.Time
 }
 
-// NewProber starts probing for an agent whose data dir is dataDir; it
+// New starts probing for an agent whose data dir is dataDir; it
 // opens (or creates) the reliability journal there.
-func NewProber(dataDir string, now time.Time) (*Prober, error) {
+func New(dataDir string, now time.Time) (*Prober, error) {
 	j, err := OpenJournal(filepath.Join(dataDir, "journal"), now)
 	if err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func OpenJournal(path string, now time.Time) (*Journal, error) {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("node: journal: %w", err)
+		return nil, fmt.Errorf("probe: journal: %w", err)
 	default:
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -155,18 +155,18 @@ func (j *Journal) save() error {
 	tmp := j.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return fmt.Errorf("node: journal: %w", err)
+		return fmt.Errorf("probe: journal: %w", err)
 	}
 	if _, err := f.WriteString(b.String()); err != nil {
 		f.Close()
-		return fmt.Errorf("node: journal: %w", err)
+		return fmt.Errorf("probe: journal: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("node: journal: %w", err)
+		return fmt.Errorf("probe: journal: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("node: journal: %w", err)
+		return fmt.Errorf("probe: journal: %w", err)
 	}
 	return os.Rename(tmp, j.path)
 }

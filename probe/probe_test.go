@@ -1,4 +1,4 @@
-package node
+package probe
 
 import (
 	"math"
@@ -54,7 +54,7 @@ func TestJournal(t *testing.T) {
 }
 
 func TestProber(t *testing.T) {
-	p, err := NewProber(t.TempDir(), time.Now())
+	p, err := New(t.TempDir(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

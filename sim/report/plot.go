@@ -1,4 +1,4 @@
-package sim
+package report
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/peerq/peerq/sim"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -16,7 +17,7 @@ import (
 // push-pull averaging allows, √(1/(2√e)) a round for the error (the
 // variance shrinks by 1/(2√e)), from the first round's median. It writes a
 // PNG to w.
-func PlotErrors(w io.Writer, title string, stats []RoundStats) error {
+func PlotErrors(w io.Writer, title string, stats []sim.RoundStats) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "round"
@@ -26,7 +27,7 @@ func PlotErrors(w io.Writer, title string, stats []RoundStats) error {
 	p.Add(plotter.NewGrid())
 
 	const floor = 1e-9 // a log axis cannot show 0
-	line := func(get func(RoundStats) float64) plotter.XYs {
+	line := func(get func(sim.RoundStats) float64) plotter.XYs {
 		var pts plotter.XYs
 		for _, s := range stats {
 			pts = append(pts, plotter.XY{X: float64(s.Round), Y: math.Max(get(s), floor)})
@@ -35,11 +36,11 @@ func PlotErrors(w io.Writer, title string, stats []RoundStats) error {
 	}
 	series := []struct {
 		name string
-		get  func(RoundStats) float64
+		get  func(sim.RoundStats) float64
 	}{
-		{"originator", func(s RoundStats) float64 { return s.OriginErr }},
-		{"median peer", func(s RoundStats) float64 { return s.MedianErr }},
-		{"worst peer", func(s RoundStats) float64 { return s.WorstErr }},
+		{"originator", func(s sim.RoundStats) float64 { return s.OriginErr }},
+		{"median peer", func(s sim.RoundStats) float64 { return s.MedianErr }},
+		{"worst peer", func(s sim.RoundStats) float64 { return s.WorstErr }},
 	}
 	for i, s := range series {
 		l, err := plotter.NewLine(line(s.get))

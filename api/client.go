@@ -1,0 +1,210 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The HTTP API's fixed names.
+const (
+	// TokenHeader carries the API token (Authorization: Bearer works too).
+	TokenHeader = "X-Peerq-Token"
+	// TokenFile is the token's file in the agent's data dir (mode 0600).
+	TokenFile = "api-token"
+	// DefaultAddr is the API's address unless --api says otherwise.
+	DefaultAddr = "127.0.0.1:7474"
+	// MaxRequestBytes bounds a request body.
+	MaxRequestBytes = 1 << 20
+	// MaxLineBytes bounds one NDJSON line a client reads.
+	MaxLineBytes = 64 << 20
+)
+
+// QueryRequest is the body of POST /v1/query.
+type QueryRequest struct {
+	Statement string `json:"statement"`
+}
+
+// Attribute is one entry of GET /v1/attributes.
+type Attribute struct {
+	Name   string `json:"Name"`
+	Kind   string `json:"Kind"`
+	Source string `json:"Source"`
+	Doc    string `json:"Doc"`
+}
+
+// LoadOrCreateToken returns the API token in dataDir, creating a random
+// one (32 hex digits, mode 0600) the first time.
+func LoadOrCreateToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, TokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("api: token: %w", err)
+	}
+	return tok, nil
+}
+
+// Options say where the agent is.
+type Options struct {
+	// Addr is the API's host:port; empty takes $PEERQ_API, else
+	// DefaultAddr.
+	Addr string
+	// Token is the API token; empty takes $PEERQ_TOKEN, else the token
+	// file in DataDir.
+	Token   string
+	DataDir string
+	// Timeout bounds a whole request, answer included (0: none).
+	Timeout time.Duration
+}
+
+// Client talks to an agent's local HTTP API. It implements Executor.
+type Client struct {
+	base, token string
+	http        *http.Client
+}
+
+var _ Executor = (*Client)(nil)
+
+// Locate finds the agent and its token from opts, the environment and the
+// data dir.
+func Locate(opts Options) (*Client, error) {
+	addr := opts.Addr
+	if addr == "" {
+		addr = os.Getenv("PEERQ_API")
+	}
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	token := opts.Token
+	if token == "" {
+		token = os.Getenv("PEERQ_TOKEN")
+	}
+	if token == "" && opts.DataDir != "" {
+		b, err := os.ReadFile(filepath.Join(opts.DataDir, TokenFile))
+		if err != nil {
+			return nil, fmt.Errorf("api: token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	return NewClient(addr, token, opts.Timeout), nil
+}
+
+// NewClient returns a client of the API at addr (host:port).
+func NewClient(addr, token string, timeout time.Duration) *Client {
+	return &Client{base: "http://" + addr, token: token, http: &http.Client{Timeout: timeout}}
+}
+
+func (c *Client) request(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(TokenHeader, c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", strings.TrimPrefix(c.base, "http://"), err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e Error
+		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Message == "" {
+			e.Message = resp.Status
+		}
+		if e.Code == "" {
+			e.Code = CodeBadRequest
+			if resp.StatusCode == http.StatusUnauthorized {
+				e.Code = CodeUnauthorized
+			}
+		}
+		if e.Code != CodeStatement {
+			e.Message = fmt.Sprintf("agent: %s: %s", resp.Status, e.Message)
+		}
+		return nil, &e
+	}
+	return resp, nil
+}
+
+// Execute runs a statement on the agent, streaming its progress.
+func (c *Client) Execute(ctx context.Context, statement string, progress func(Progress)) (*Answer, error) {
+	body, _ := json.Marshal(QueryRequest{Statement: statement})
+	resp, err := c.request(ctx, "POST", "/v1/query", body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
+	for sc.Scan() {
+		var l Line
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.UseNumber() // bytes stay integers
+		if err := dec.Decode(&l); err != nil {
+			return nil, fmt.Errorf("agent sent %q: %w", sc.Text(), err)
+		}
+		switch l.Type {
+		case LineProgress:
+			if progress != nil {
+				progress(l.Progress())
+			}
+		case LineError:
+			return nil, l.Err()
+		case LineResult:
+			a := l.Answer()
+			if a.Meta != nil && a.Meta.Timeout {
+				return a, ErrTimeout
+			}
+			return a, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return nil, errors.New("agent: the answer ended without a result")
+}
+
+// Attributes lists the catalog: built-in attributes and live tags.
+func (c *Client) Attributes(ctx context.Context) ([]Attribute, error) {
+	resp, err := c.request(ctx, "GET", "/v1/attributes", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []Attribute
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("agent: attributes: %w", err)
+	}
+	return out, nil
+}
+
+// Words lists the attribute names, for completion; nil if the agent cannot
+// be reached.
+func (c *Client) Words(ctx context.Context) []string {
+	attrs, err := c.Attributes(ctx)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(attrs))
+	for _, a := range attrs {
+		out = append(out, a.Name)
+	}
+	return out
+}

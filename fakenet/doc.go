@@ -1,0 +1,24 @@
+// Package fakenet is an in-memory cluster for the node runtime's tests:
+// the membership and the exchange transport a node needs (node.Network),
+// with faults injected by seed — loss, delay and jitter, crashes seen by
+// the others only after a failure-detection delay, graceful leaves,
+// partitions, and tags that take time to spread (as Serf's do). It runs no
+// Serf and opens no socket: delays are time.Sleep and timers, so under
+// testing/synctest a 200-peer cluster runs in fake time, as fast as the
+// CPU allows and without flakiness from a loaded machine.
+//
+// It is a test double of overlay.Overlay, not a model of Serf: membership
+// is exact but for the delays configured here. Integration over real Serf
+// stays in the embedded cluster (node.StartEmbedded) and the agent tests.
+//
+// # Usage
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		nw := fakenet.New(fakenet.DefaultConfig())
+//		h := nw.Add("p1", tags)             // a node.Network
+//		n, _ := node.New(cfg, h)
+//		...
+//		nw.Crash("p7")                      // the others see it fail after Detect
+//		nw.Partition([]string{"p1", "p2"})  // p1, p2 cut from the rest
+//	})
+package fakenet

@@ -1,0 +1,385 @@
+package fakenet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/peerq/peerq/overlay"
+)
+
+// Config sets the faults.
+type Config struct {
+	// Latency is the one-way delay of an exchange message; Jitter adds up
+	// to that much more, uniformly.
+	Latency, Jitter time.Duration
+	// Loss is the probability that an exchange is lost; the caller sees
+	// it time out after Timeout.
+	Loss    float64
+	Timeout time.Duration
+	// Detect is how long after a crash the others see the peer fail
+	// (Serf's failure detector takes seconds).
+	Detect time.Duration
+	// TagDelay is how long a peer's new tags take to reach the others.
+	TagDelay time.Duration
+	Seed     uint64
+}
+
+// DefaultConfig is a quiet LAN: 1 ms each way, no loss, failures detected
+// in 2 s, tags spread in 200 ms.
+func DefaultConfig() Config {
+	return Config{Latency: time.Millisecond, Timeout: time.Second, Detect: 2 * time.Second, TagDelay: 200 * time.Millisecond, Seed: 1}
+}
+
+// Network is the cluster. It is safe for concurrent use.
+type Network struct {
+	mu    sync.Mutex
+	cfg   Config
+	r     *rand.Rand
+	hosts map[string]*Host
+	cut   map[string]int // partition group of each host; absent: group 0
+	// Exchanges counts exchanges attempted; Lost those lost to Loss,
+	// crashes or partitions.
+	exchanges, lost int64
+}
+
+// New returns an empty network.
+func New(cfg Config) *Network {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
+	return &Network{cfg: cfg, r: rand.New(rand.NewPCG(cfg.Seed, 0xfa4e)), hosts: map[string]*Host{}, cut: map[string]int{}}
+}
+
+// Host is one peer's view of the network: it implements node.Network.
+type Host struct {
+	nw      *Network
+	name    string
+	tags    map[string]string // as the others see them
+	alive   bool
+	handler overlay.Handler
+	view    map[string]bool // the peers this host believes alive, itself included
+	list    []string        // view minus itself, sorted, for sampling
+	events  chan overlay.Event
+}
+
+// Add joins a new peer with its tags; every live peer sees it at once.
+func (nw *Network) Add(name string, tags map[string]string) *Host {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	h := &Host{nw: nw, name: name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan overlay.Event, 1024)}
+	for _, o := range nw.hosts {
+		if o.alive {
+			h.view[o.name] = true
+			o.see(name, true)
+			o.emit(overlay.MemberJoined, name)
+		}
+	}
+	h.relist()
+	nw.hosts[name] = h
+	return h
+}
+
+func copyTags(t map[string]string) map[string]string {
+	out := make(map[string]string, len(t))
+	for k, v := range t {
+		out[k] = v
+	}
+	return out
+}
+
+func (h *Host) see(name string, alive bool) {
+	if alive {
+		h.view[name] = true
+	} else {
+		delete(h.view, name)
+	}
+	h.relist()
+}
+
+func (h *Host) relist() {
+	h.list = h.list[:0]
+	for n := range h.view {
+		if n != h.name {
+			h.list = append(h.list, n)
+		}
+	}
+	sort.Strings(h.list)
+}
+
+func (h *Host) emit(kind overlay.EventKind, name string) {
+	select {
+	case h.events <- overlay.Event{Kind: kind, Members: []string{name}}:
+	default: // a slow reader loses events, as with the overlay
+	}
+}
+
+// Crash stops a peer without leaving: it answers nothing from now on, and
+// the others see it fail after Detect.
+func (nw *Network) Crash(name string) {
+	nw.mu.Lock()
+	h := nw.hosts[name]
+	if h == nil || !h.alive {
+		nw.mu.Unlock()
+		return
+	}
+	h.alive = false
+	nw.mu.Unlock()
+	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
+}
+
+// Leave takes a peer out gracefully: the others see it leave at once.
+func (nw *Network) Leave(name string) {
+	nw.mu.Lock()
+	if h := nw.hosts[name]; h != nil {
+		h.alive = false
+	}
+	nw.mu.Unlock()
+	nw.forget(name, overlay.MemberLeft)
+}
+
+func (nw *Network) forget(name string, kind overlay.EventKind) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	for _, o := range nw.hosts {
+		if o.name != name && o.view[name] {
+			o.see(name, false)
+			o.emit(kind, name)
+		}
+	}
+}
+
+// Partition cuts the network: the peers in each group reach only each
+// other, and the rest reach only the rest. Exchanges across fail after
+// Timeout; after Detect, each side sees the other fail. Heal undoes it.
+func (nw *Network) Partition(groups ...[]string) {
+	nw.mu.Lock()
+	nw.cut = map[string]int{}
+	for i, g := range groups {
+		for _, n := range g {
+			nw.cut[n] = i + 1
+		}
+	}
+	nw.mu.Unlock()
+	time.AfterFunc(nw.cfg.Detect, func() {
+		nw.mu.Lock()
+		defer nw.mu.Unlock()
+		for _, a := range nw.hosts {
+			for _, b := range nw.hosts {
+				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
+					a.see(b.name, false)
+					a.emit(overlay.MemberFailed, b.name)
+				}
+			}
+		}
+	})
+}
+
+// Heal ends a partition: every live peer sees every other again.
+func (nw *Network) Heal() {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.cut = map[string]int{}
+	for _, a := range nw.hosts {
+		for _, b := range nw.hosts {
+			if a.alive && b.alive && !a.view[b.name] {
+				a.see(b.name, true)
+				a.emit(overlay.MemberJoined, b.name)
+			}
+		}
+	}
+}
+
+// Stats counts the exchanges attempted and those lost.
+func (nw *Network) Stats() (exchanges, lost int64) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	return nw.exchanges, nw.lost
+}
+
+// Name is the peer's name.
+func (h *Host) Name() string { return h.name }
+
+func (h *Host) member(name string) overlay.Member {
+	o := h.nw.hosts[name]
+	return overlay.Member{Name: name, Addr: "fake:" + name, Exchange: "fake:" + name, Tags: copyTags(o.tags)}
+}
+
+// Members are the peers this one believes alive, itself included, by name.
+func (h *Host) Members() []overlay.Member {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	out := make([]overlay.Member, 0, len(h.view))
+	for n := range h.view {
+		out = append(out, h.member(n))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Member looks a peer up in this one's view.
+func (h *Host) Member(name string) (overlay.Member, bool) {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	if !h.view[name] {
+		return overlay.Member{}, false
+	}
+	return h.member(name), true
+}
+
+// Size is the number of peers this one believes alive, itself included.
+func (h *Host) Size() int {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	return len(h.view)
+}
+
+// Sample picks a uniformly random peer of this one's view, not itself.
+func (h *Host) Sample(r *rand.Rand) (string, bool) {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	if len(h.list) == 0 {
+		return "", false
+	}
+	return h.list[r.IntN(len(h.list))], true
+}
+
+// Events delivers this peer's membership changes.
+func (h *Host) Events() <-chan overlay.Event { return h.events }
+
+// SetTags replaces the peer's tags; the others see them after TagDelay.
+func (h *Host) SetTags(tags map[string]string) error {
+	t := copyTags(tags)
+	apply := func() {
+		h.nw.mu.Lock()
+		h.tags = t
+		var others []*Host
+		for _, o := range h.nw.hosts {
+			if o.alive && o.view[h.name] {
+				others = append(others, o)
+			}
+		}
+		for _, o := range others {
+			o.emit(overlay.MemberUpdated, h.name)
+		}
+		h.nw.mu.Unlock()
+	}
+	if h.nw.cfg.TagDelay <= 0 {
+		apply()
+	} else {
+		time.AfterFunc(h.nw.cfg.TagDelay, apply)
+	}
+	return nil
+}
+
+// Coordinate is a fake network coordinate: the peer's name.
+func (h *Host) Coordinate() []byte { return []byte(h.name) }
+
+// RTT is the fake round-trip time to the peer whose Coordinate is coord:
+// twice the latency plus a spread from the names, so that rtt differs
+// between peers. ok is false for an unknown coordinate.
+func (h *Host) RTT(coord []byte) (time.Duration, bool) {
+	h.nw.mu.Lock()
+	_, ok := h.nw.hosts[string(coord)]
+	h.nw.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	var x uint32
+	for _, b := range []byte(h.name + "|" + string(coord)) {
+		x = x*31 + uint32(b)
+	}
+	if string(coord) == h.name {
+		x = 0
+	}
+	return 2*h.nw.cfg.Latency + time.Duration(x%1000)*time.Microsecond, true
+}
+
+// Serve sets the handler of incoming exchanges.
+func (h *Host) Serve(handler overlay.Handler) error {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	h.handler = handler
+	return nil
+}
+
+// ErrUnreachable is returned when an exchange is lost: the peer crashed,
+// is across a partition, or the message was dropped.
+var ErrUnreachable = errors.New("fakenet: exchange timed out")
+
+// Exchange sends req to peer and waits for its answer, with the network's
+// delays and faults.
+func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
+	nw := h.nw
+	nw.mu.Lock()
+	nw.exchanges++
+	to := nw.hosts[peer]
+	ok := h.alive && to != nil && to.alive && to.handler != nil && h.view[peer] && nw.cut[h.name] == nw.cut[peer]
+	lost := !ok || nw.cfg.Loss > 0 && nw.r.Float64() < nw.cfg.Loss
+	delay := nw.delay()
+	back := nw.delay()
+	var handler overlay.Handler
+	if to != nil {
+		handler = to.handler
+	}
+	if lost {
+		nw.lost++
+	}
+	nw.mu.Unlock()
+	if lost {
+		if err := sleep(ctx, nw.cfg.Timeout); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s to %s", ErrUnreachable, h.name, peer)
+	}
+	if err := sleep(ctx, delay); err != nil {
+		return nil, err
+	}
+	resp, err := handler(h.name, append([]byte(nil), req...))
+	if err != nil {
+		return nil, fmt.Errorf("fakenet: %s refused the exchange: %w", peer, err)
+	}
+	if err := sleep(ctx, back); err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), resp...), nil
+}
+
+// delay draws one message's delay. Called with nw.mu held.
+func (nw *Network) delay() time.Duration {
+	d := nw.cfg.Latency
+	if nw.cfg.Jitter > 0 {
+		d += time.Duration(nw.r.Int64N(int64(nw.cfg.Jitter)))
+	}
+	return d
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Names returns the peers ever added, sorted.
+func (nw *Network) Names() []string {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	var out []string
+	for n := range nw.hosts {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,82 @@
+package node
+
+import (
+	"context"
+	"errors"
+
+	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/query"
+)
+
+var _ api.Executor = (*Node)(nil)
+
+// Compile compiles a statement against the live catalog (the built-in
+// attributes and every tag the members carry).
+func (n *Node) Compile(text string) (*query.Plan, error) {
+	return query.CompileText(text, n.Catalog(), query.DefaultConfig())
+}
+
+// Execute runs one statement from this peer: the api.Executor that the
+// embedded shell uses and the HTTP API serves.
+func (n *Node) Execute(ctx context.Context, text string, progress func(api.Progress)) (*api.Answer, error) {
+	plan, err := n.Compile(text)
+	if err != nil {
+		return nil, err
+	}
+	return n.ExecutePlan(ctx, plan, progress)
+}
+
+// ExecutePlan runs a compiled statement and returns its answer for
+// clients. An error beside an answer (ErrTimeout) says it is partial.
+func (n *Node) ExecutePlan(ctx context.Context, plan *query.Plan, progress func(api.Progress)) (*api.Answer, error) {
+	if plan.Explain {
+		return &api.Answer{Explain: query.Explain(plan, n.net.Size()),
+			Meta: &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
+	}
+	var pf func(Progress)
+	if progress != nil {
+		pf = func(p Progress) {
+			progress(api.Progress{Round: p.Round, Budget: p.Budget, Peers: p.Peers, ErrEstimate: p.ErrEstimate, Estimate: rows(p.Answer)})
+		}
+	}
+	res, err := n.Query(ctx, plan, pf)
+	if res == nil {
+		return nil, err
+	}
+	return Answer(plan, res, err), err
+}
+
+// Words lists the names worth completing: the catalog's attributes.
+func (n *Node) Words(context.Context) []string { return n.Catalog().Names() }
+
+// Answer is a result as clients see it: raw values, text with units, and
+// how it was reached. err is the query's error beside the answer (a
+// timeout).
+func Answer(plan *query.Plan, res *Result, err error) *api.Answer {
+	a := rows(res.Result)
+	a.Meta = &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Peers: res.Peers,
+		Participants: res.Participants, Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate,
+		PlanHash: res.PlanHash, FromTags: res.FromTags, Converged: res.Converged, Timeout: isTimeout(err)}
+	return a
+}
+
+func isTimeout(err error) bool { return errors.Is(err, api.ErrTimeout) }
+
+// rows converts a result's columns and rows.
+func rows(r *query.Result) *api.Answer {
+	a := &api.Answer{}
+	if r == nil {
+		return a
+	}
+	for _, c := range r.Columns {
+		a.Columns = append(a.Columns, api.Column{Name: c.Name, Kind: c.Kind.String()})
+	}
+	a.Rows, a.Text = make([][]any, len(r.Rows)), make([][]string, len(r.Rows))
+	for i, row := range r.Rows {
+		a.Rows[i], a.Text[i] = make([]any, len(row)), make([]string, len(row))
+		for j, v := range row {
+			a.Rows[i][j], a.Text[i][j] = v.Raw(), v.String()
+		}
+	}
+	return a
+}

@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/peerq/peerq/overlay"
+)
+
+// PeerConfig configures a real peer: Serf on sockets, the exchange
+// listener, and the runtime.
+type PeerConfig struct {
+	// Name is the node name, unique in the cluster.
+	Name string
+	// Bind is the gossip address (UDP and TCP), Advertise the one others
+	// reach if not Bind, Exchange the exchange listener's address; port 0
+	// takes any free port.
+	Bind, Advertise, Exchange string
+	// Key (16, 24 or 32 bytes), if set, encrypts gossip and authenticates
+	// exchanges.
+	Key []byte
+	// SnapshotPath lets a restarted peer rejoin those it knew.
+	SnapshotPath string
+	// LogOutput receives Serf's and memberlist's logs; nil discards them.
+	LogOutput io.Writer
+	// Local tunes memberlist for peers on one host (loopback tests):
+	// shorter probes and timeouts than the LAN profile.
+	Local bool
+	// Runtime is the runtime's configuration; its Tags are the peer's
+	// static tags.
+	Runtime Config
+}
+
+// Peer is a running real peer: its overlay and its runtime.
+type Peer struct {
+	*Node
+	ov *overlay.Overlay
+}
+
+// StartPeer creates the peer's overlay on its sockets and starts its
+// runtime. It joins no one yet.
+func StartPeer(cfg PeerConfig) (*Peer, error) {
+	ocfg := overlay.DefaultConfig(cfg.Name)
+	if cfg.Bind != "" {
+		ocfg.BindAddr = cfg.Bind
+	}
+	if cfg.Exchange != "" {
+		ocfg.ExchangeAddr = cfg.Exchange
+	}
+	ocfg.AdvertiseAddr, ocfg.Key, ocfg.SnapshotPath, ocfg.LogOutput = cfg.Advertise, cfg.Key, cfg.SnapshotPath, cfg.LogOutput
+	ocfg.Tags = cfg.Runtime.Tags
+	if cfg.Local {
+		ocfg.Memberlist = overlay.TunedConfig(8)
+	}
+	ov, err := overlay.New(ocfg)
+	if err != nil {
+		return nil, err
+	}
+	n, err := New(cfg.Runtime, ov)
+	if err != nil {
+		ov.Shutdown()
+		return nil, err
+	}
+	return &Peer{Node: n, ov: ov}, nil
+}
+
+// Join joins the cluster through the seeds, retrying until ctx ends.
+func (p *Peer) Join(ctx context.Context, seeds []string) error {
+	_, err := p.ov.Join(ctx, seeds)
+	return err
+}
+
+// Addr is the peer's gossip address, for others to join.
+func (p *Peer) Addr() string { return p.ov.Addr() }
+
+// ExchangeAddr is the address of the peer's exchange listener.
+func (p *Peer) ExchangeAddr() string {
+	if m, ok := p.ov.Member(p.Name()); ok {
+		return m.Exchange
+	}
+	return ""
+}
+
+// Leave leaves the cluster gracefully (the others see "left", not
+// "failed"), then stops.
+func (p *Peer) Leave() error {
+	err := p.ov.Leave()
+	return errors.Join(err, p.Close())
+}
+
+// Close stops the runtime and shuts the overlay down without leaving.
+func (p *Peer) Close() error {
+	return errors.Join(p.Node.Close(), p.ov.Shutdown())
+}

@@ -1,0 +1,400 @@
+package run
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/peer"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/topk"
+)
+
+// Protocol is the core a plan runs on.
+type Protocol uint8
+
+// The protocols.
+const (
+	Aggregate Protocol = iota + 1 // gossip averaging, extremes, sketches
+	TopK                          // gossip top-k (SELECT ... ORDER BY ... LIMIT, RESERVE)
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case Aggregate:
+		return "aggregate"
+	case TopK:
+		return "top-k"
+	}
+	return fmt.Sprintf("Protocol(%d)", uint8(p))
+}
+
+// ProtocolOf is the core a plan kind runs on, or 0 for plans that involve
+// no gossip.
+func ProtocolOf(k query.PlanKind) Protocol {
+	switch k {
+	case query.PlanAggregate:
+		return Aggregate
+	case query.PlanTopK, query.PlanReserve:
+		return TopK
+	}
+	return 0
+}
+
+// CoverageFor is the coverage filter's size for a top-k asked over peers
+// live peers (topk.CoverageBits); 0 when the cluster is too large for one.
+func CoverageFor(peers int) int { return topk.CoverageBits(peers) }
+
+// ErrNoGossip is returned for plans that involve no gossip (SHOW, RELEASE).
+var ErrNoGossip = errors.New("run: the statement involves no gossip")
+
+// Config configures the instances of one plan.
+type Config struct {
+	// Peers is the number of live peers when the query starts (the
+	// membership's count): it sets the round budget and the rule's
+	// expectations.
+	Peers int
+	// Rand and Sampler drive the cores' random choices.
+	Rand    *rand.Rand
+	Sampler peer.Sampler
+	// Alive reports whether a node is alive as far as this peer knows
+	// (Serf's membership, the simulator's failure detector): a top-k
+	// refuses and prunes entries of dead nodes, and never answers with
+	// one. Nil means all are alive. It must be cheap and must not block.
+	Alive func(node string) bool
+	// Self is this peer's name; Coverage the size in bits of a top-k's
+	// coverage filter (topk.CoverageBits of the asker's membership, the
+	// same at every peer of a query; 0 for none); Members lists the live
+	// peers at the asker, whom the filter must hold before a top-k is
+	// final.
+	Self     string
+	Coverage int
+	Members  func() []string
+	// NFromGossip scales sums by the gossip estimate of the number of
+	// peers (1/origin mass), as beyond Serf's scale; false scales by the
+	// membership's count passed to Answer.
+	NFromGossip bool
+	// Linger is how many rounds past the budget the driver keeps an
+	// instance, so that late messages find it.
+	Linger int
+	// KeepLinks is how many rounds a Flow Updating link is kept so that
+	// the flow to a peer that dies can be undone exactly
+	// (docs/PROTOCOLS.md); 0 keeps every link for the whole query: the
+	// budget, Linger and two rounds. A peer holds ~2 links a round, a few
+	// kilobytes.
+	KeepLinks int
+	// Scheme and Retries tune aggregation; zero values take
+	// aggregate.DefaultConfig's.
+	Scheme  aggregate.Scheme
+	Retries int
+	// Buffers, if set, is scratch shared by every aggregate core (the
+	// simulator, which delivers at once on one goroutine).
+	Buffers *aggregate.Buffers
+}
+
+// Binding is a plan bound to its core: the configuration every peer's
+// instance of it is built with. Build one per plan and peer process; the
+// simulator builds one for all its peers.
+type Binding struct {
+	plan     *query.Plan
+	cfg      Config
+	protocol Protocol
+	budget   int
+	peerCfg  aggregate.Config
+	origCfg  aggregate.Config
+}
+
+// Bind binds plan with cfg.
+func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
+	b := &Binding{plan: plan, cfg: cfg, protocol: ProtocolOf(plan.Kind), budget: plan.RoundBudget(max(cfg.Peers, 2))}
+	if b.protocol == 0 {
+		return nil, ErrNoGossip
+	}
+	if cfg.Rand == nil || cfg.Sampler == nil {
+		return nil, errors.New("run: Config needs Rand and Sampler")
+	}
+	if b.protocol == Aggregate {
+		c := aggregate.DefaultConfig(Spec(plan), cfg.Rand, cfg.Sampler)
+		if cfg.Scheme != 0 {
+			c.Scheme = cfg.Scheme
+		}
+		if cfg.Retries != 0 {
+			c.Retries = cfg.Retries
+		}
+		c.FoldAfter = cfg.KeepLinks
+		if c.FoldAfter <= 0 {
+			c.FoldAfter = b.budget + cfg.Linger + 2
+		}
+		c.Buffers = cfg.Buffers
+		b.peerCfg, b.origCfg = c, c
+		b.origCfg.Originator = true
+	}
+	return b, nil
+}
+
+// Plan is the bound plan.
+func (b *Binding) Plan() *query.Plan { return b.plan }
+
+// Protocol is the core the plan runs on.
+func (b *Binding) Protocol() Protocol { return b.protocol }
+
+// Budget is the round budget for the plan over Config.Peers.
+func (b *Binding) Budget() int { return b.budget }
+
+// InitAggregate initialises, in place, an aggregate core with the
+// contribution of rec: the simulator keeps a million of them in one block.
+func (b *Binding) InitAggregate(n *aggregate.Node, origin bool, rec query.Record) error {
+	cfg := &b.peerCfg
+	if origin {
+		cfg = &b.origCfg
+	}
+	return n.Init(cfg, Contribution(b.plan, rec))
+}
+
+// NewTopK returns a top-k core with rec's entry.
+func (b *Binding) NewTopK(rec query.Record) (*topk.Node, error) {
+	cfg := topk.DefaultConfig(b.plan.K, b.cfg.Rand, b.cfg.Sampler)
+	cfg.Reserve = query.TopKReserve(b.plan.K)
+	cfg.Alive = b.cfg.Alive
+	cfg.Self, cfg.CoverageBits = b.cfg.Self, b.cfg.Coverage
+	if cfg.Self == "" {
+		cfg.Self = rec["node"].Str
+	}
+	return topk.New(cfg, Entry(b.plan, rec))
+}
+
+// New returns this peer's instance of the plan, with its contribution from
+// its record rec. origin marks the asking peer, which alone applies the
+// convergence rule.
+func (b *Binding) New(origin bool, rec query.Record) (*Instance, error) {
+	q := &Instance{b: b, origin: origin}
+	switch b.protocol {
+	case Aggregate:
+		q.agg = new(aggregate.Node)
+		if err := b.InitAggregate(q.agg, origin, rec); err != nil {
+			return nil, err
+		}
+	case TopK:
+		var err error
+		if q.top, err = b.NewTopK(rec); err != nil {
+			return nil, err
+		}
+	}
+	if origin {
+		q.rule = NewRule(b.plan, b.cfg.Peers)
+	}
+	return q, nil
+}
+
+// Attach wraps a core the caller built with InitAggregate or NewTopK as
+// the asking peer's instance (the simulator's originator). Exactly one of
+// agg and top is set, matching the plan's protocol.
+func (b *Binding) Attach(agg *aggregate.Node, top *topk.Node) (*Instance, error) {
+	if (agg != nil) != (b.protocol == Aggregate) || (top != nil) != (b.protocol == TopK) {
+		return nil, errors.New("run: Attach needs the plan's core")
+	}
+	return &Instance{b: b, agg: agg, top: top, origin: true, rule: NewRule(b.plan, b.cfg.Peers)}, nil
+}
+
+// Instance is one peer's part in one running plan: the core it runs on,
+// the plan's binding to it, its round count and, at the asking peer, the
+// convergence rule. It does no I/O, reads no clock and starts no
+// goroutine; it is not safe for concurrent use.
+type Instance struct {
+	b      *Binding
+	agg    *aggregate.Node
+	top    *topk.Node
+	origin bool
+	rule   *Rule
+	round  int
+	final  bool
+	last   Answer
+}
+
+// Protocol is the core the instance runs on.
+func (q *Instance) Protocol() Protocol { return q.b.protocol }
+
+// Plan is the instance's plan.
+func (q *Instance) Plan() *query.Plan { return q.b.plan }
+
+// Round is the query's round at this peer.
+func (q *Instance) Round() int { return q.round }
+
+// JoinAt sets the round of a peer that joins a running query, from the
+// sender's round, so that every peer reaches the budget at about the same
+// time.
+func (q *Instance) JoinAt(round int) { q.round = min(max(round, 0), q.b.budget) }
+
+// Budget is the round budget.
+func (q *Instance) Budget() int { return q.b.budget }
+
+// Origin says this is the asking peer's instance.
+func (q *Instance) Origin() bool { return q.origin }
+
+// Final says the asking peer's answer is final: the rule fired, the
+// budget is spent, or Stop was called.
+func (q *Instance) Final() bool { return q.final }
+
+// Stop makes the answer final as it stands (a timeout, a cancellation).
+func (q *Instance) Stop() { q.final = true }
+
+// Aggregate and TopK expose the core to drivers that move decoded messages
+// (the simulator); exactly one is non-nil.
+func (q *Instance) Aggregate() *aggregate.Node { return q.agg }
+
+// TopK: see Aggregate.
+func (q *Instance) TopK() *topk.Node { return q.top }
+
+// Tick runs one round.
+func (q *Instance) Tick() {
+	q.round++
+	if q.agg != nil {
+		q.agg.Tick()
+	} else {
+		q.top.Tick()
+	}
+}
+
+// Outbox returns what the core has to send, encoded (at once: the core
+// reuses its buffers on the next call).
+func (q *Instance) Outbox() []peer.Envelope[[]byte] {
+	var out []peer.Envelope[[]byte]
+	if q.agg != nil {
+		for _, e := range q.agg.Outbox() {
+			out = append(out, peer.Envelope[[]byte]{To: e.To, Msg: e.Msg.Encode(nil)})
+		}
+		return out
+	}
+	for _, e := range q.top.Outbox() {
+		out = append(out, peer.Envelope[[]byte]{To: e.To, Msg: e.Msg.Encode(nil)})
+	}
+	return out
+}
+
+// Step decodes a message from a peer and hands it to the core; a malformed
+// one is refused with an error and changes nothing.
+func (q *Instance) Step(from peer.ID, msg []byte) error {
+	if q.agg != nil {
+		m, err := aggregate.Decode(msg)
+		if err != nil {
+			return err
+		}
+		q.agg.Step(from, m)
+		return nil
+	}
+	m, err := topk.Decode(msg)
+	if err != nil {
+		return err
+	}
+	q.top.Step(from, m)
+	return nil
+}
+
+// RemovePeers tells the instance of peers the failure detector declared
+// dead: an aggregate undoes their flows, a top-k prunes their entries
+// (through Config.Alive).
+func (q *Instance) RemovePeers(dead func(peer.ID) bool) {
+	if q.agg != nil {
+		q.agg.RemovePeers(dead)
+	} else {
+		q.top.Prune()
+	}
+}
+
+// Answer is an instance's answer and how far along it is.
+type Answer struct {
+	*query.Result
+	Round, Budget int
+	// Participants is, for aggregates, the gossip estimate of the peers
+	// whose mass reached the answer (1 / the origin's mass): a cross-check
+	// of the membership's count. 0 otherwise.
+	Participants float64
+	// ErrEstimate and Converged are the rule's verdict (asking peer only).
+	ErrEstimate float64
+	Converged   bool
+	// Final says the answer will not change: converged, out of rounds, or
+	// stopped.
+	Final bool
+}
+
+// Answer reads the current answer; peers is the membership's count of live
+// peers, by which sums are scaled (unless Config.NFromGossip). It leaves
+// the rule alone: call Report once a round.
+func (q *Instance) Answer(peers int) (Answer, error) {
+	a, _, err := q.answer(peers)
+	return a, err
+}
+
+func (q *Instance) answer(peers int) (Answer, aggregate.Estimate, error) {
+	a := Answer{Round: q.round, Budget: q.b.budget, ErrEstimate: q.last.ErrEstimate, Converged: q.last.Converged, Final: q.final}
+	var est aggregate.Estimate
+	if q.agg != nil {
+		est = q.agg.Estimate()
+		n := float64(peers)
+		if q.b.cfg.NFromGossip {
+			n = 0
+		}
+		groups, err := GroupResults(q.b.plan, est, n)
+		if err != nil {
+			return a, est, err
+		}
+		a.Result = query.Finalize(q.b.plan, groups)
+		if est.Origin > 0 {
+			a.Participants = 1 / est.Origin
+		}
+		return a, est, nil
+	}
+	var live []*topk.Entry
+	alive := q.b.cfg.Alive
+	for _, e := range q.top.Top() {
+		if alive == nil || alive(e.Node) {
+			live = append(live, e)
+		}
+	}
+	r, err := TopResult(q.b.plan, live)
+	if err != nil {
+		return a, est, err
+	}
+	a.Result = r
+	return a, est, nil
+}
+
+// Report is the asking peer's end of a round: it reads the answer, applies
+// the convergence rule, and makes the answer final once the rule fires or
+// the budget is spent. Call it once a round, after Tick.
+func (q *Instance) Report(peers int) (Answer, error) {
+	if q.rule == nil {
+		return Answer{}, errors.New("run: Report is for the asking peer's instance")
+	}
+	a, est, err := q.answer(peers)
+	if err != nil {
+		return a, err
+	}
+	o := Observation{Round: q.round, Peers: peers}
+	if q.agg != nil {
+		o.Received = int(q.agg.Stats().Received)
+		o.Cells, o.Sketches = Cells(q.b.plan, a.Result, est)
+		o.Participants = a.Participants
+	} else {
+		o.Received = q.top.Stats().Received
+		o.Stable, o.Unchanged = q.top.Stable(), q.top.Unchanged()
+		if q.top.Coverage() && q.b.cfg.Members != nil {
+			o.Coverage, o.Covered = true, true
+			for _, m := range q.b.cfg.Members() {
+				if !q.top.Covers(m) {
+					o.Covered = false
+					break
+				}
+			}
+		}
+	}
+	v := q.rule.Observe(o)
+	a.ErrEstimate, a.Converged = v.ErrEstimate, v.Converged
+	if v.Converged || q.round >= q.b.budget {
+		q.final = true
+	}
+	a.Final = q.final
+	q.last = a
+	return a, nil
+}

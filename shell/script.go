@@ -1,0 +1,167 @@
+package shell
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/peerq/peerq/api"
+)
+
+// Splitter finds where the statements of a script end: the byte offsets
+// of the ';' that end statements (outside strings, quoted names and
+// comments), and whether nothing but whitespace and comments follows the
+// last. The language's lexer provides it (query.Split); the shell knows no
+// grammar.
+type Splitter func(src string) (ends []int, complete bool)
+
+// Statement is one statement of a script and where its text starts.
+type Statement struct {
+	Text         string // without its ';'
+	Offset       int    // of Text in the script
+	Line, Column int    // of Offset, from 1
+}
+
+// SplitScript cuts src into statements with split; the text after the last
+// ';', if it holds more than whitespace, is the last statement.
+func SplitScript(src string, split Splitter) []Statement {
+	ends, _ := split(src)
+	var out []Statement
+	start := 0
+	add := func(end int) {
+		if text := src[start:end]; strings.TrimSpace(text) != "" {
+			line, col := position(src, start)
+			out = append(out, Statement{Text: text, Offset: start, Line: line, Column: col})
+		}
+	}
+	for _, e := range ends {
+		add(e)
+		start = e + 1
+	}
+	add(len(src))
+	return out
+}
+
+// position is the line and column (in characters) of byte offset off.
+func position(src string, off int) (line, col int) {
+	line = 1 + strings.Count(src[:off], "\n")
+	lineStart := strings.LastIndexByte(src[:off], '\n') + 1
+	return line, 1 + len([]rune(src[lineStart:off]))
+}
+
+// Positioned is an error that points at a line and column of a statement.
+type Positioned interface {
+	error
+	Line() int
+	Column() int
+}
+
+// StatementError is a statement's error placed in its script: the
+// script's name, the line and column, the reason, and the line with a
+// caret under the column.
+type StatementError struct {
+	Name         string
+	Line, Column int
+	Reason       string
+	Caret        string
+	Err          error
+}
+
+func (e *StatementError) Error() string {
+	s := fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Reason)
+	if e.Name != "" {
+		s = e.Name + ":" + s
+	}
+	if e.Caret != "" {
+		s += "\n    " + strings.ReplaceAll(e.Caret, "\n", "\n    ")
+	}
+	return s
+}
+
+func (e *StatementError) Unwrap() error { return e.Err }
+
+// positionPrefix is the "line:col: " an error's text starts with.
+var positionPrefix = regexp.MustCompile(`^\d+:\d+: `)
+
+// reason is a positioned error's message without its position.
+func reason(p Positioned) string {
+	if r, ok := p.(interface{ Reason() string }); ok {
+		return r.Reason()
+	}
+	return positionPrefix.ReplaceAllString(p.Error(), "")
+}
+
+// Place places a statement error: err's position is within the text of
+// stmt, which starts at stmt.Line, stmt.Column of src. Errors without a
+// position come back unchanged.
+func Place(src, name string, stmt Statement, err error) error {
+	var p Positioned
+	if !errors.As(err, &p) || p.Line() < 1 {
+		return err
+	}
+	line, col := stmt.Line+p.Line()-1, p.Column()
+	if p.Line() == 1 {
+		col += stmt.Column - 1
+	}
+	return &StatementError{Name: name, Line: line, Column: col, Reason: reason(p), Caret: Caret(src, line, col), Err: err}
+}
+
+// maxCaretContext bounds the characters of the line shown around a caret:
+// a 100 KB line is not echoed whole.
+const maxCaretContext = 60
+
+// Caret returns line `line` of src and a caret under column `col` (both
+// from 1), the line cut to about maxCaretContext characters each side of
+// the column. Tabs before the column are kept so that the caret lines up.
+func Caret(src string, line, col int) string {
+	lines := strings.Split(src, "\n")
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	text := []rune(strings.TrimRight(lines[line-1], "\r"))
+	c := max(col-1, 0)
+	lo, hi := max(0, c-maxCaretContext), min(len(text), c+maxCaretContext)
+	var b, pad strings.Builder
+	if lo > 0 {
+		b.WriteString("…")
+		pad.WriteByte(' ')
+	}
+	b.WriteString(string(text[lo:hi]))
+	if hi < len(text) {
+		b.WriteString("…")
+	}
+	for i := lo; i < c && i < len(text); i++ {
+		if text[i] == '\t' {
+			pad.WriteByte('\t')
+		} else {
+			pad.WriteByte(' ')
+		}
+	}
+	return b.String() + "\n" + pad.String() + "^"
+}
+
+// RunScript runs every statement of src through exec and renders each
+// answer to out; name is the script's name for positions ("" for -e). The
+// first error stops it: a statement error comes back as a
+// *StatementError placed in the script; an answer with an error beside it
+// (api.ErrTimeout) is rendered first, then its error returned.
+func RunScript(ctx context.Context, exec api.Executor, src, name string, split Splitter, format Format, out io.Writer) error {
+	for i, stmt := range SplitScript(src, split) {
+		if i > 0 && format == FormatTable {
+			fmt.Fprintln(out)
+		}
+		ans, err := exec.Execute(ctx, stmt.Text, nil)
+		if ans != nil {
+			if rerr := Render(out, format, TableOf(ans)); rerr != nil {
+				return rerr
+			}
+		}
+		if err != nil {
+			return Place(src, name, stmt, err)
+		}
+	}
+	return nil
+}

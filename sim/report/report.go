@@ -1,0 +1,258 @@
+package report
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/sim"
+	"golang.org/x/sys/unix"
+)
+
+// Options say what to write beside the table.
+type Options struct {
+	// CSVPath, if set, gets the per-round table as CSV; PlotPath a PNG of
+	// the error against the round.
+	CSVPath, PlotPath string
+	// Quiet prints only the summary.
+	Quiet bool
+}
+
+// Run simulates plan with cfg and writes, to out, the table of rounds and
+// the summary; then the CSV and the plot, if asked.
+func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
+	start := time.Now()
+	s, err := sim.New(plan, cfg)
+	if err != nil {
+		return err
+	}
+	setup := time.Since(start)
+	topK := plan.Kind != query.PlanAggregate
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := "round\talive\tmessages\tbytes\tmsg/peer\tB/peer\torigin err\tmedian err\tworst err\torigin's estimate\trule\t"
+	if topK {
+		header = "round\talive\tmessages\tbytes\tmsg/peer\tB/peer\torigin exact\tpeers exact\tdead in origin\trule\t"
+	}
+	if !opts.Quiet {
+		fmt.Fprintln(tw, header)
+	}
+	var stats []sim.RoundStats
+	for !s.Done() {
+		st := s.Step()
+		stats = append(stats, st)
+		if opts.Quiet {
+			continue
+		}
+		perPeer := float64(st.Messages) / float64(st.Alive)
+		bPerPeer := float64(st.Bytes) / float64(st.Alive)
+		rule := ""
+		if st.RuleConverged {
+			rule = "final"
+		}
+		if topK {
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.2f\t%.0f\t%v\t%.2f%%\t%d\t%s\t\n", st.Round, st.Alive, st.Messages, st.Bytes,
+				perPeer, bPerPeer, st.OriginErr == 0, 100*st.ExactShare, st.OriginDead, rule)
+		} else {
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.2f\t%.0f\t%s\t%s\t%s\t±%s\t%s\t\n", st.Round, st.Alive, st.Messages, st.Bytes,
+				perPeer, bPerPeer, pct(st.OriginErr), pct(st.MedianErr), pct(st.WorstErr), pct(st.ErrEstimate), rule)
+		}
+	}
+	tw.Flush()
+	summarize(out, plan, cfg, s, stats, setup, time.Since(start))
+	if opts.CSVPath != "" {
+		if err := writeCSV(opts.CSVPath, stats); err != nil {
+			return err
+		}
+	}
+	if opts.PlotPath != "" {
+		f, err := os.Create(opts.PlotPath)
+		if err != nil {
+			return err
+		}
+		title := fmt.Sprintf("%s — N=%d, loss %.0f%%", plan.Text, cfg.Nodes, 100*cfg.Loss)
+		if err := PlotErrors(f, title, stats); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	return nil
+}
+
+func pct(x float64) string {
+	if x >= 0.01 {
+		return fmt.Sprintf("%.2f%%", 100*x)
+	}
+	return fmt.Sprintf("%.2e", x)
+}
+
+func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stats []sim.RoundStats, setup, elapsed time.Duration) {
+	fmt.Fprintf(out, "\n%s\n", plan.Text)
+	nFrom := "gossip estimate"
+	if !cfg.NFromGossip {
+		nFrom = "membership"
+	}
+	fmt.Fprintf(out, "N=%d, %d rounds, loss %.1f%%, scheme %s, number of peers from the %s, seed %d\n",
+		cfg.Nodes, len(stats), 100*cfg.Loss, cfg.Scheme, nFrom, cfg.Seed)
+	if len(stats) > 0 {
+		var msgs, bytes, peerRounds float64
+		for _, st := range stats {
+			msgs += float64(st.Messages)
+			bytes += float64(st.Bytes)
+			peerRounds += float64(st.Alive)
+		}
+		fmt.Fprintf(out, "per peer per round: %.2f messages, %.0f bytes\n", msgs/peerRounds, bytes/peerRounds)
+		last := stats[len(stats)-1]
+		if plan.Kind == query.PlanAggregate {
+			fmt.Fprintf(out, "final error: originator %s, median %s, worst %s (over %d peers)\n",
+				pct(last.OriginErr), pct(last.MedianErr), pct(last.WorstErr), last.Measured)
+			for _, target := range []float64{0.1, 0.01, 0.001} {
+				fmt.Fprintf(out, "  every measured peer within %g%% from round %s\n", 100*target, FirstRound(stats, func(st sim.RoundStats) bool { return st.WorstErr <= target }))
+			}
+			if ratio, ok := VarianceRatio(stats); ok {
+				fmt.Fprintf(out, "variance reduction per round: %.4f (median over the rounds; theory 1/(2√e) = %.4f)\n", ratio, query.VarianceFactor)
+			}
+		} else {
+			fmt.Fprintf(out, "every peer holds the exact top-%d from round %s\n", plan.K,
+				FirstRound(stats, func(st sim.RoundStats) bool { return st.ExactShare == 1 }))
+			fmt.Fprintf(out, "crashed peers in the originator's final list: %d\n", last.OriginDead)
+		}
+		c := Convergence(plan, stats)
+		fmt.Fprintf(out, "engine's rule: final at round %s (originator's error then %s); originator truly within target from round %s\n",
+			roundOrNever(c.RuleRound), pct(c.ErrAtRule), roundOrNever(c.TrueRound))
+	}
+	if answer, err := s.Answer(); err == nil {
+		printAnswer(out, "originator's answer", answer, 5)
+	}
+	printAnswer(out, "exact answer", s.Exact(), 5)
+	fmt.Fprintf(out, "wall time %.2fs (setup %.2fs), peak RSS %s, %d goroutines\n",
+		elapsed.Seconds(), setup.Seconds(), peakRSS(), runtime.NumGoroutine())
+}
+
+func roundOrNever(r int) string {
+	if r == 0 {
+		return "never"
+	}
+	return strconv.Itoa(r)
+}
+
+// Conv is when a run converged: RuleRound, the first round at which the
+// engine's rule (run.Rule) calls the originator's answer final, and the
+// originator's error then; TrueRound, the first round from which the
+// originator's answer stays within the plan's target (for top-k: exact).
+// 0 is never.
+type Conv struct {
+	RuleRound, TrueRound int
+	ErrAtRule            float64
+}
+
+// Convergence reads a run's rounds.
+func Convergence(plan *query.Plan, stats []sim.RoundStats) Conv {
+	var c Conv
+	for _, st := range stats {
+		if st.RuleConverged {
+			c.RuleRound, c.ErrAtRule = st.Round, st.OriginErr
+			break
+		}
+	}
+	target := plan.Accuracy
+	if plan.Kind != query.PlanAggregate {
+		target = 0
+	}
+	if r, err := strconv.Atoi(FirstRound(stats, func(st sim.RoundStats) bool { return st.OriginErr <= target })); err == nil {
+		c.TrueRound = r
+	}
+	return c
+}
+
+// FirstRound is the first round from which ok holds to the end, or
+// "never".
+func FirstRound(stats []sim.RoundStats, ok func(sim.RoundStats) bool) string {
+	for i, st := range stats {
+		if ok(st) {
+			all := true
+			for _, later := range stats[i:] {
+				all = all && ok(later)
+			}
+			if all {
+				return strconv.Itoa(st.Round)
+			}
+		}
+	}
+	return "never"
+}
+
+// VarianceRatio is the median over rounds of Variance[r+1]/Variance[r],
+// while the variance is well above rounding.
+func VarianceRatio(stats []sim.RoundStats) (float64, bool) {
+	var ratios []float64
+	for i := 1; i < len(stats); i++ {
+		a, b := stats[i-1].Variance, stats[i].Variance
+		if a > 1e-20 && b > 0 {
+			ratios = append(ratios, b/a)
+		}
+	}
+	if len(ratios) == 0 {
+		return 0, false
+	}
+	sort.Float64s(ratios)
+	return ratios[len(ratios)/2], true
+}
+
+func printAnswer(out io.Writer, title string, res *query.Result, limit int) {
+	var names []string
+	for _, c := range res.Columns {
+		names = append(names, c.Name)
+	}
+	fmt.Fprintf(out, "%s (%d rows): %s\n", title, len(res.Rows), strings.Join(names, " | "))
+	for i, row := range res.Rows {
+		if i == limit {
+			fmt.Fprintf(out, "  ...\n")
+			break
+		}
+		var cells []string
+		for _, v := range row {
+			cells = append(cells, v.String())
+		}
+		fmt.Fprintf(out, "  %s\n", strings.Join(cells, " | "))
+	}
+}
+
+func writeCSV(path string, stats []sim.RoundStats) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"round", "alive", "messages", "bytes", "origin_err", "median_err", "worst_err", "measured", "exact_share", "variance", "origin_dead", "err_estimate", "rule_converged"})
+	for _, st := range stats {
+		w.Write([]string{strconv.Itoa(st.Round), strconv.Itoa(st.Alive), strconv.Itoa(st.Messages), strconv.FormatInt(st.Bytes, 10),
+			strconv.FormatFloat(st.OriginErr, 'g', -1, 64), strconv.FormatFloat(st.MedianErr, 'g', -1, 64),
+			strconv.FormatFloat(st.WorstErr, 'g', -1, 64), strconv.Itoa(st.Measured),
+			strconv.FormatFloat(st.ExactShare, 'g', -1, 64), strconv.FormatFloat(st.Variance, 'g', -1, 64), strconv.Itoa(st.OriginDead),
+			strconv.FormatFloat(st.ErrEstimate, 'g', -1, 64), strconv.FormatBool(st.RuleConverged)})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// peakRSS is the process's peak resident set size (getrusage).
+func peakRSS() string {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return "?"
+	}
+	return query.FormatBytes(float64(ru.Maxrss) * 1024) // kilobytes on Linux
+}
