@@ -17,6 +17,8 @@ import (
 // it sees. The embedded cluster of real Serf peers and the peers on real
 // sockets have their own tests (embedded_test.go, real_test.go).
 
+var _ Network = (*fakenet.Host)(nil)
+
 // cluster is a fake cluster of peers with synthetic records.
 type cluster struct {
 	net   *fakenet.Network
@@ -89,6 +91,15 @@ func fake(t *testing.T, n int, fcfg fakenet.Config, f func(t *testing.T, c *clus
 	synctest.Test(t, func(t *testing.T) {
 		f(t, startFake(t, n, fcfg, 1, nil))
 	})
+}
+
+// elapse lets d of fake time pass: only inside a synctest bubble, where
+// synctest.Wait (which panics outside one) holds, and the whole cluster
+// runs meanwhile at the speed of the CPU. Nothing in these tests sleeps
+// for real longer than a poll.
+func elapse(d time.Duration) {
+	synctest.Wait()
+	time.Sleep(d)
 }
 
 func compile(t testing.TB, n *Node, src string) *query.Plan {
@@ -198,7 +209,7 @@ func TestConcurrentQueries(t *testing.T) {
 		// Every peer took part in every query, and the instances were
 		// collected once their budget and linger had passed.
 		n0 := c.nodes[0]
-		time.Sleep(time.Duration(4*(n0.cfg.Linger+60)) * n0.cfg.Round)
+		elapse(time.Duration(4*(n0.cfg.Linger+60)) * n0.cfg.Round)
 		for _, n := range c.nodes {
 			if s := n.Stats(); s.Joined < int64(len(srcs)-1) {
 				t.Errorf("%s joined %d queries", n.Name(), s.Joined)
@@ -235,7 +246,7 @@ func TestKillMidQuery(t *testing.T) {
 			defer close(done)
 			res, err = asker.Query(context.Background(), count, nil)
 		}()
-		time.Sleep(200 * time.Millisecond) // a few rounds in
+		elapse(200 * time.Millisecond) // a few rounds in
 		for _, i := range victims {
 			c.kill(i)
 		}
@@ -247,7 +258,7 @@ func TestKillMidQuery(t *testing.T) {
 		if got := res.Rows[0][0].Num; got < n-float64(len(victims)) || got > n {
 			t.Errorf("COUNT during the kill: %v", got)
 		}
-		time.Sleep(3 * time.Second) // the failure detector
+		elapse(3 * time.Second) // the failure detector
 		if asker.net.Size() != len(c.nodes)-len(victims) {
 			t.Fatalf("the asker still sees %d peers", asker.net.Size())
 		}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 )
 
@@ -69,56 +68,60 @@ func TestEmbedded(t *testing.T) {
 // and a COUNT.
 func TestRealSockets(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	var nodes []*Node
-	var ovs []*overlay.Overlay
+	var peers []*Peer
 	for i := 0; i < 5; i++ {
 		rec := query.Synthetic(3, i)
-		ocfg := overlay.DefaultConfig(fmt.Sprintf("real-%d", i))
-		ocfg.BindAddr, ocfg.ExchangeAddr, ocfg.Key = "127.0.0.1:0", "127.0.0.1:0", key
-		ocfg.Memberlist = overlay.TunedConfig(5) // local timeouts
-		ocfg.Tags = map[string]string{"region": rec["region"].Str}
-		ov, err := overlay.New(ocfg)
-		if err != nil {
-			t.Fatal(err)
-		}
 		r := rec
 		cfg := DefaultConfig(func() query.Record { return r })
-		cfg.Round, cfg.Seed, cfg.Tags = 50*time.Millisecond, uint64(i+1), ocfg.Tags
-		n, err := New(cfg, ov)
+		cfg.Round, cfg.Seed, cfg.Tags = 50*time.Millisecond, uint64(i+1), map[string]string{"region": rec["region"].Str}
+		p, err := StartPeer(PeerConfig{Name: fmt.Sprintf("real-%d", i), Bind: "127.0.0.1:0", Exchange: "127.0.0.1:0",
+			Key: key, Local: true, Runtime: cfg})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { n.Close(); ov.Shutdown() })
-		nodes, ovs = append(nodes, n), append(ovs, ov)
+		t.Cleanup(func() { p.Close() })
+		peers = append(peers, p)
 		if i > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if _, err := ov.Join(ctx, []string{ovs[0].Addr()}); err != nil {
+			if err := p.Join(ctx, []string{peers[0].Addr()}); err != nil {
 				t.Fatal(err)
 			}
 			cancel()
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for _, ov := range ovs {
-		for ov.Size() != 5 {
+	for _, p := range peers {
+		for p.Network().Size() != 5 {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s sees %d peers", ov.Name(), ov.Size())
+				t.Fatalf("%s sees %d peers", p.Name(), p.Network().Size())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	var recs []query.Record
-	for _, n := range nodes {
-		recs = append(recs, n.record())
+	for _, p := range peers {
+		recs = append(recs, p.record())
 	}
+	asker := peers[2].Node
 	for _, src := range []string{
 		"SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3",
 		"SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE cpu_load < 200%",
+		"SELECT node, rtt FROM peers ORDER BY rtt LIMIT 5",
 	} {
-		p := compile(t, nodes[2], src)
-		sameAnswer(t, ask(t, nodes[2], p).Result, query.Exact(p, recs), src)
+		p := compile(t, asker, src)
+		res := ask(t, asker, p)
+		if src == "SELECT node, rtt FROM peers ORDER BY rtt LIMIT 5" {
+			// Serf's coordinates give every peer an rtt to the asker.
+			for _, row := range res.Rows {
+				if row[1].IsNull() {
+					t.Errorf("rtt NULL: %v", res.Rows)
+				}
+			}
+			continue
+		}
+		sameAnswer(t, res.Result, query.Exact(p, recs), src)
 	}
-	if s := nodes[2].Stats(); s.Exchanges == 0 || s.Malformed != 0 {
+	if s := asker.Stats(); s.Exchanges == 0 || s.Malformed != 0 {
 		t.Errorf("stats %+v", s)
 	}
 }

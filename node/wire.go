@@ -60,7 +60,12 @@ const (
 var ErrMalformed = errors.New("node: malformed exchange")
 
 func encodeBatch(es []entry) []byte {
-	b := []byte{batchVersion}
+	size := 1 + binary.MaxVarintLen64
+	for _, e := range es {
+		size += len(e.ID) + 1 + 4*binary.MaxVarintLen64 + len(e.Plan) + len(e.Origin) + len(e.Msg)
+	}
+	b := make([]byte, 1, size)
+	b[0] = batchVersion
 	b = binary.AppendUvarint(b, uint64(len(es)))
 	for _, e := range es {
 		b = append(b, e.ID[:]...)

@@ -14,15 +14,19 @@
 // the packet as UDP would, streams are net.Pipe pairs with a dial timeout,
 // and Shutdown unregisters the node.
 //
-// The overlay moves opaque bytes and knows nothing of queries.
+// The overlay moves opaque bytes and knows nothing of queries. Nothing
+// above it imports Serf or memberlist: network coordinates leave it as
+// opaque bytes (Coordinate) and come back to RTT; members and events are
+// its own types. It implements node.Network.
 //
 // # Usage
 //
-//	ov, err := overlay.New(cfg)             // Serf + exchange listener
-//	ov.Serve(func(from string, req []byte) []byte { ... })
+//	ov, err := overlay.New(cfg)              // Serf + exchange listener
+//	ov.Serve(func(from string, req []byte) ([]byte, error) { ... })
 //	n, err := ov.Join(ctx, seeds)            // retried with backoff
 //	peer, ok := ov.Sample(r)                 // a random live peerq peer
-//	resp, err := ov.Exchange(ctx, peer, req) // point-to-point
+//	resp, err := ov.Exchange(ctx, peer, req) // point-to-point, within ExchangeTimeout
+//	d, ok := ov.RTT(coord)                   // to the peer whose Coordinate() is coord
 //	ov.Leave(); ov.Shutdown()
 //
 // The caller's duties:

@@ -3,6 +3,7 @@ package overlay
 import (
 	"context"
 	"errors"
+	"github.com/hashicorp/serf/coordinate"
 	"testing"
 	"time"
 )
@@ -79,4 +80,37 @@ func ctxSecond(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func TestCoordinateCodec(t *testing.T) {
+	c := coordinate.NewCoordinate(coordinate.DefaultConfig())
+	c.Vec[0], c.Height, c.Error = 0.01, 0.002, 0.5
+	got, ok := decodeCoordinate(encodeCoordinate(c))
+	if !ok || got.Vec[0] != 0.01 || got.Height != 0.002 || len(got.Vec) != len(c.Vec) {
+		t.Fatalf("round trip: %+v %v", got, ok)
+	}
+	nan := encodeCoordinate(c)
+	copy(nan[1:], []byte{0, 0, 0, 0, 0, 0, 0xf8, 0x7f}) // Error = NaN
+	for name, b := range map[string][]byte{"empty": nil, "short": nan[:9], "count": append([]byte{200}, nan[1:]...), "nan": nan} {
+		if _, ok := decodeCoordinate(b); ok {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// FuzzDecodeCoordinate: a coordinate from another peer never panics the
+// decoder, and what it accepts is valid and re-encodes to the same bytes.
+func FuzzDecodeCoordinate(f *testing.F) {
+	f.Add(encodeCoordinate(coordinate.NewCoordinate(coordinate.DefaultConfig())))
+	f.Add([]byte{4})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, ok := decodeCoordinate(b)
+		if !ok {
+			return
+		}
+		if !c.IsValid() || string(encodeCoordinate(c)) != string(b) {
+			t.Fatalf("accepted %x: %+v", b, c)
+		}
+		c.DistanceTo(c)
+	})
 }

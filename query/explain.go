@@ -3,6 +3,7 @@ package query
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 )
 
@@ -99,8 +100,27 @@ const (
 // size model counts it.
 func TopKReserve(k int) int { return max(k/4, 4) }
 
-// MessageBytes estimates the size of one exchange message of p.
-func (p *Plan) MessageBytes() int {
+// CoverageBits is the size of a top-k's coverage filter over n peers (the
+// Bloom filter of the peers a list has heard from, topk/coverage.go): 16
+// bits a peer, a power of two of at least 512 bits; 0 — no filter — when
+// n peers would need more than MaxCoverageBits.
+func CoverageBits(n int) int {
+	want := max(n*CoverageBitsPerPeer, 512)
+	if want > MaxCoverageBits {
+		return 0
+	}
+	return 1 << bits.Len(uint(want-1))
+}
+
+// Coverage filter sizing; MaxCoverageBits is the top-k core's bound.
+const (
+	CoverageBitsPerPeer = 16
+	MaxCoverageBits     = 1 << 16
+)
+
+// MessageBytes estimates the size of one exchange message of p over n
+// peers.
+func (p *Plan) MessageBytes(n int) int {
 	switch p.Kind {
 	case PlanAggregate:
 		per := 0
@@ -125,7 +145,7 @@ func (p *Plan) MessageBytes() int {
 	case PlanTopK, PlanReserve:
 		// Lists carry the top k and the reserve kept to backfill crashes.
 		entry := EntryHeaderBytes + EntryValueBytes*(len(p.Columns)+len(p.Order))
-		return MsgHeaderBytes + (p.K+TopKReserve(p.K))*entry
+		return MsgHeaderBytes + (p.K+TopKReserve(p.K))*entry + CoverageBits(n)/8
 	}
 	return 0
 }
@@ -213,7 +233,7 @@ func Explain(p *Plan, n int) string {
 	} else {
 		w("rounds", "≈%d to reach every peer, then ≈%d for N=%d until every peer holds the exact top-%d; budget %d", spread, exp, n, p.K, p.RoundBudget(n))
 	}
-	msg := p.MessageBytes()
+	msg := p.MessageBytes(n)
 	w("messages", "≈%d per peer per round, ≈%s in all until convergence", MessagesPerPeer, thousands(MessagesPerPeer*n*exp))
 	w("size", "≈%s per message, ≈%s per peer per round", FormatBytes(float64(msg)), FormatBytes(float64(MessagesPerPeer*msg)))
 	if p.TimeoutSeconds > 0 {

@@ -43,8 +43,8 @@ func ProtocolOf(k query.PlanKind) Protocol {
 }
 
 // CoverageFor is the coverage filter's size for a top-k asked over peers
-// live peers (topk.CoverageBits); 0 when the cluster is too large for one.
-func CoverageFor(peers int) int { return topk.CoverageBits(peers) }
+// live peers (query.CoverageBits); 0 when the cluster is too large for one.
+func CoverageFor(peers int) int { return query.CoverageBits(peers) }
 
 // ErrNoGossip is returned for plans that involve no gossip (SHOW, RELEASE).
 var ErrNoGossip = errors.New("run: the statement involves no gossip")

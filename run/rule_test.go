@@ -5,6 +5,7 @@ import (
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/topk"
 )
 
 func cells(vals ...float64) []float64 { return vals }
@@ -80,5 +81,19 @@ func TestRule(t *testing.T) {
 	}
 	if v := r.Observe(Observation{Round: 3, Coverage: true, Covered: true, Unchanged: CoveredRounds}); !v.Converged || v.ErrEstimate != 0 {
 		t.Errorf("covered: %+v", v)
+	}
+}
+
+// The plan's sizing of coverage filters stays within what the top-k core
+// accepts.
+func TestCoverageSizes(t *testing.T) {
+	if query.MaxCoverageBits != topk.MaxCoverageBits {
+		t.Fatalf("query allows %d bits, topk %d", query.MaxCoverageBits, topk.MaxCoverageBits)
+	}
+	for _, n := range []int{1, 2, 31, 32, 200, 1000, 4096, 4097, 1 << 20} {
+		b := CoverageFor(n)
+		if b%64 != 0 || b > topk.MaxCoverageBits || b != 0 && b < 16*n || n <= 4096 && b == 0 {
+			t.Errorf("CoverageFor(%d) = %d", n, b)
+		}
 	}
 }

@@ -1,9 +1,22 @@
-// Package shell is how people see answers: result rendering in four formats
-// (a table for terminals; CSV, JSON and NDJSON for scripts), and, as it
-// grows, the interactive shell. Like cockroach's cli, rendering is separate
-// from execution and from the connection, and everything writes to an
-// io.Writer given to it. The package imports none of the engine: callers
-// hand it Tables of cells that carry both the text a person reads (4.0 GiB,
-// 2h13m, 97.5%) and the raw value a script computes with (bytes as integers,
-// durations in seconds, ratios as fractions).
+// Package shell is how people use peerq: the interactive shell (REPL), the
+// script runner, and result rendering in four formats (a table for
+// terminals; CSV, JSON and NDJSON for scripts).
+//
+// Like cockroach's cli, the REPL, execution and rendering are separate: the
+// shell runs statements through an api.Executor (an agent's own peer, or
+// the agent's HTTP API through api.Client), reads lines through a small
+// interface (liner on a terminal, bufio on pipes), and writes to the
+// io.Writers given to it. It imports none of the engine: statements are
+// cut where the language's lexer says they end (Config.Split, query.Split
+// injected by the command), so a ';' inside a string or a comment ends
+// nothing; answers arrive as api.Answers whose cells carry both the text a
+// person reads (4.0 GiB, 2h13m, 97.5%) and the raw value a script computes
+// with (bytes as integers, durations in seconds, ratios as fractions).
+//
+// # Usage
+//
+//	shell.Run(ctx, exec, shell.Config{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
+//		Terminal: true, Keywords: query.Keywords(), Split: query.Split})
+//	err := shell.RunScript(ctx, exec, src, "script.pql", query.Split, shell.FormatJSON, os.Stdout)
+//	var se *shell.StatementError   // errors.As: file:line:col and a caret
 package shell

@@ -3,13 +3,22 @@
 // exact answer, with message loss, crashes and joins.
 //
 // It follows cockroach's asim: the real algorithms, driven in ticks against
-// state held in slices, with no goroutine per peer and no clock. Each round
-// every live peer starts one exchange, in a random order; a message is
-// delivered at once or lost (the sequential model under which push-pull
-// averaging shrinks the variance by 1/(2√e) a round). Crashed peers stop at
-// once; survivors learn of a crash DetectRounds later, as from a failure
+// state held in slices, with no goroutine per peer and no clock. The cores
+// are bound to the plan by package run, as in the runtime, and the
+// originator applies the engine's convergence rule (run.Rule) each round:
+// RoundStats.RuleConverged says when the engine would answer, next to the
+// true error. Each round every peer that has joined the query starts one
+// exchange, in a random order; a message is delivered at once or lost (the
+// sequential model under which push-pull averaging shrinks the variance by
+// 1/(2√e) a round). As in the runtime, only the originator starts: a peer
+// joins when a message first reaches it (Config.AllStart starts everyone at
+// once, the model of the limits table). Crashed peers stop at once;
+// survivors learn of a crash DetectRounds later, as from a failure
 // detector, and then stop sampling the dead and drop their links to them.
-// Joined peers take part from the round they join.
+// Peers added by a join event take part once the query reaches them.
+//
+// Tables, summaries, CSV and plots are in sim/report, so that the
+// simulator carries no plotting dependency.
 //
 // Peers get the synthetic records of query.Synthetic, the same the embedded
 // demo gives its peers.

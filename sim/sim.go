@@ -198,6 +198,10 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5,
 		Buffers: &s.bufs} // delivery is immediate: one set of buffers serves all
+	if plan.Kind != query.PlanAggregate {
+		// A top-k keeps the coverage filter the runtime would give it.
+		rc.Coverage, rc.Members = run.CoverageFor(cfg.Nodes), s.knownNames
+	}
 	switch {
 	case cfg.FoldAfter > 0:
 		rc.KeepLinks = cfg.FoldAfter
@@ -284,6 +288,16 @@ func (s *Sim) knownAlive(node string) bool {
 	}
 	i, err := strconv.Atoi(strings.TrimPrefix(node, "peer-"))
 	return err != nil || i >= len(s.pos) || s.pos[i] >= 0
+}
+
+// knownNames are the names of the peers the survivors believe alive: whom
+// the originator's coverage filter must hold.
+func (s *Sim) knownNames() []string {
+	out := make([]string, len(s.known))
+	for i, p := range s.known {
+		out[i] = query.SyntheticName(int(p))
+	}
+	return out
 }
 
 // Rounds is the number of rounds the simulation runs.

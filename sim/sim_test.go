@@ -231,7 +231,7 @@ func TestMessageSizeModel(t *testing.T) {
 			msgs += float64(st.Messages)
 			bytes += float64(st.Bytes)
 		}
-		got, model := bytes/msgs, float64(p.MessageBytes())
+		got, model := bytes/msgs, float64(p.MessageBytes(2000))
 		if got < model/2 || got > model*1.5 {
 			t.Errorf("%s: %.0f bytes per message, model says %.0f", src, got, model)
 		}

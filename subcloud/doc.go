@@ -1,31 +1,52 @@
-// Package subcloud is the lease logic of subclouds: pure code, with the
-// clock passed in, that each peer runs about itself.
+// Package subcloud is the lease logic of subclouds, both sides of it, as
+// pure code with the clock passed in: the Table each peer keeps about
+// itself, the Claimer an owner runs for a RESERVE, and the versioned codec
+// of the requests and replies between them.
 //
 // A RESERVE finds candidates with the top-k protocol, then claims them in
 // rank order. Each peer is the only authority over itself: its Table grants
-// a lease to at most one subcloud at a time — a compare-and-set the node
-// persists (fsync) before it answers — with an owner, an expiry and a
-// random token that the owner chose. Only the token's holder may renew or
-// release; a lease that is not renewed lapses at its expiry and the peer is
-// free again, so a subcloud whose owner dies dissolves by itself, with
-// nothing to clean up and no central registry. A retried claim with the same
-// idempotency key, subcloud and token gets the same lease back. Two owners
-// racing for one peer can never both hold it: the Table serializes them.
+// a lease to at most one subcloud at a time — a compare-and-set that
+// commits only once the caller has persisted it (Apply) — with an owner, an
+// expiry and a random token that the owner chose. Only the token's holder
+// may renew or release; a lease that is not renewed lapses at its expiry
+// and the peer is free again, so a subcloud whose owner dies dissolves by
+// itself, with nothing to clean up and no central registry. A retried
+// claim with the same subcloud and token gets the same lease back. Two
+// owners racing for one peer can never both hold it: the Table serializes
+// them.
+//
+// The Claimer claims in rank order, backfills each refusal from the next
+// candidate at once, asks for fresh candidates when a list runs out, and
+// ends holding N peers (or AtLeast) or nothing: on failure it releases
+// every peer it holds or may hold. Its property test model-checks that,
+// over random schedules with loss and failing disks, what an owner reports
+// is exactly what the peers hold.
 //
 // The package does no I/O, reads no clock and starts no goroutine.
 //
 // # Usage
 //
-//	var t subcloud.Table                       // one per peer, restored from disk
-//	lease, err := t.Claim(now, claim)          // persist t, then answer
-//	err = t.Renew(now, name, token, until)      // persist, answer
-//	err = t.Release(now, name, token)           // persist, answer
-//	l, ok := t.Current(now)                    // what the peer's tags show
+//	// a peer, for each request from an owner:
+//	req, err := subcloud.DecodeRequest(b)      // bounded, versioned
+//	rep := table.Apply(now, req, persist)      // persist: write, fsync, rename
+//	send(rep.Encode())
+//
+//	// an owner, for a RESERVE:
+//	c, err := subcloud.NewClaimer(cfg)
+//	for c.State() != subcloud.Done {
+//		if c.State() == subcloud.NeedCandidates {
+//			c.Candidates(topk())
+//		}
+//		for _, m := range c.Outbox() { send m; later c.Step(m.To, reply, err) }
+//	}
+//	members, err := c.Result()                 // then send the releases left in Outbox
 //
 // The caller's duties:
 //
-//  1. Persist the Table (Marshal) durably before answering a claim, a
-//     renewal or a release: a peer that restarts must still hold its lease.
-//  2. Serialize calls: a Table is not safe for concurrent use.
-//  3. Pass a monotonic-enough clock; expiries are absolute times.
+//  1. Persist the Table in Apply's hook durably: a peer that restarts must
+//     still hold what it granted.
+//  2. Serialize calls: Table and Claimer are not safe for concurrent use.
+//  3. Send a Claimer's releases only after its claims in flight have come
+//     back, so that no release overtakes the claim it undoes.
+//  4. Pass a monotonic-enough clock; expiries are absolute times.
 package subcloud

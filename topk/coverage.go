@@ -1,7 +1,5 @@
 package topk
 
-import "math/bits"
-
 // Coverage is a Bloom filter of the peers whose entries a list has
 // absorbed: every peer that takes part sets its own name, the filter
 // travels with the list and is merged by OR as lists are. The entries and
@@ -15,24 +13,13 @@ import "math/bits"
 // (Kirsch–Mitzenmacher double hashing of FNV-1a). A missing peer passes
 // for present with probability about (1 − e^{−hn/m})^h; at m = 16 bits a
 // peer and h = 8 that is 6·10⁻⁴.
+// The size of a query's filter is the runtime's choice, for the cluster
+// it runs on (query.CoverageBits: 16 bits a peer).
 const (
 	CoverageHashes = 8
 	// MaxCoverageBits bounds a filter: 64 Kibit, 8 KiB on the wire.
 	MaxCoverageBits = 1 << 16
-	// CoverageBitsPerPeer sizes a filter for a cluster.
-	CoverageBitsPerPeer = 16
 )
-
-// CoverageBits is the filter size for n peers: 16 bits a peer, a power of
-// two of at least 512 bits; 0 (no filter) when n peers would need more
-// than MaxCoverageBits.
-func CoverageBits(n int) int {
-	want := max(n*CoverageBitsPerPeer, 512)
-	if want > MaxCoverageBits {
-		return 0
-	}
-	return 1 << bits.Len(uint(want-1))
-}
 
 func fnv64(s string, seed uint64) uint64 {
 	h := uint64(14695981039346656037) ^ seed

@@ -9,8 +9,14 @@
 // like a rumour, so every peer holds the exact top-k after about
 // log₃(N) + ln ln N rounds (Karp, Schindelhauer, Shenker, Vöcking,
 // "Randomized rumor spreading", FOCS 2000; the push-pull bound). Ties are
-// broken by node name, so the answer is deterministic. A peer knows its list
-// is final when it has not changed for StableRounds rounds.
+// broken by node name, so the answer is deterministic.
+//
+// Stability alone does not say a list is final: it can stay still for
+// rounds while the last peer's entry is on its way. Each list therefore
+// carries a coverage filter (coverage.go), a Bloom filter of the peers it
+// has absorbed, merged by OR with the lists; once the asker's filter holds
+// every live member, its list is the exact top-k of the live peers (up to
+// the filter's false positives, ~6·10⁻⁴ a missing peer).
 //
 // Peers that die are dropped from the lists of the peers that learn of it
 // (Config.Alive and Prune), and entries of dead nodes are refused from then on; each
@@ -26,7 +32,7 @@
 //	each round:      n.Tick(); send n.Outbox()
 //	on message m:    n.Step(from, m); send n.Outbox()
 //	on nodes dead:   n.Prune()            // Config.Alive now says so
-//	answer:          n.Top(), n.Stable()
+//	answer:          n.Top(), n.Covers(name) for every live member
 //
 // The caller's duties:
 //

@@ -1,6 +1,7 @@
 package topk
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -67,7 +68,9 @@ func Decode(b []byte) (*Message, error) {
 	if len(b) > MaxMessageBytes {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessageBytes)
 	}
-	d := wire.NewReader(b, ErrMalformed)
+	// One copy of the whole message; the entries alias it (they are
+	// immutable), rather than three allocations per entry.
+	d := wire.NewReader(bytes.Clone(b), ErrMalformed)
 	if v := d.Byte(); v != WireVersion {
 		d.Fail(fmt.Sprintf("version %d, want %d", v, WireVersion))
 	}
@@ -77,7 +80,7 @@ func Decode(b []byte) (*Message, error) {
 	}
 	n := d.Count(MaxEntries)
 	for i := 0; i < n && d.Err() == nil; i++ {
-		e := &Entry{Node: string(d.Field(MaxFieldBytes)), Key: d.Field(MaxFieldBytes), Row: d.Field(MaxFieldBytes)}
+		e := &Entry{Node: string(d.Next(d.Count(MaxFieldBytes))), Key: d.Next(d.Count(MaxFieldBytes)), Row: d.Next(d.Count(MaxFieldBytes))}
 		if e.Node == "" {
 			d.Fail("entry without a node")
 		}

@@ -97,6 +97,8 @@ func TestShellThroughPipe(t *testing.T) {
 		`SELECT nod FROM peers;`,
 		`\timing`,
 		`SELECT region, COUNT(*) FROM peers GROUP BY region; -- from tags`,
+		`SELECT COUNT(*) AS semis FROM peers WHERE region = 'a;`,
+		`b'; SELECT COUNT(*) AS two FROM peers /* ; */ WHERE region != 'x';`,
 		`\quit`,
 		`SELECT 1 FROM peers;`,
 	}, "\n")
@@ -104,7 +106,8 @@ func TestShellThroughPipe(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"COUNT(*)\n", "gossip top-k", "region,COUNT(*)\n"} {
+	// A ';' inside a string or a comment ends no statement.
+	for _, want := range []string{"COUNT(*)\n", "gossip top-k", "region,COUNT(*)\n", "semis\n0\n", "two\n6\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

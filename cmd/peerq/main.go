@@ -1,6 +1,3 @@
-// Command peerq is the query engine for peer-to-peer clouds: explain and
-// check PQL statements now; run them over real peers and the simulator as
-// those parts land. Flags and wiring only: the work is in the packages.
 package main
 
 import (

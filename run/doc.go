@@ -1,0 +1,41 @@
+// Package run is one running plan at one peer: the binding of a compiled
+// query.Plan to the protocol core that answers it (aggregate or topk) — the
+// shape of its gossip state, what a peer contributes from its record, how
+// the core's state reads back as rows — and, at the asking peer, the
+// convergence rule (Rule) that decides when the answer is final.
+//
+// It is the one home of both: the node runtime drives Instances over the
+// network, and the simulator drives the same Binding and the same Rule over
+// a million simulated peers, so that the simulator's "rounds to converge"
+// are the engine's (sim/report prints the round at which the rule fires
+// next to the round at which the answer is truly within target).
+//
+// The rule: an aggregate is final when its own error estimate (Tracker) has
+// been calm for CalmRounds rounds that heard something and the gossip
+// estimate of the participants agrees with the membership; a top-k is final
+// when its coverage filter holds every live member (topk/coverage.go) and
+// its list has not moved since — or, in clusters too large for a filter, by
+// the older heuristic of stability after the expected rounds.
+//
+// The package does no I/O, reads no clock and starts no goroutine; the
+// cores' randomness is the *rand.Rand in Config.
+//
+// # Usage
+//
+//	b, err := run.Bind(plan, run.Config{Peers: n, Rand: r, Sampler: s, Alive: alive,
+//		Self: name, Coverage: run.CoverageFor(n), Members: members})
+//	q, err := b.New(origin, record)
+//	each round:  q.Tick(); send q.Outbox()
+//	on message:  q.Step(from, msg); send q.Outbox()
+//	on deaths:   q.RemovePeers(dead)
+//	asker, each round, after Tick:
+//	             a, err := q.Report(peers)   // a.Final: answer now
+//
+// The caller's duties:
+//
+//  1. Never call two methods of one Instance at the same time.
+//  2. At the asking peer, call Report once a round, after Tick: the rule
+//     counts rounds.
+//  3. Give every peer of one query the same Coverage (the asker's choice
+//     travels with the query).
+package run
