@@ -1,0 +1,48 @@
+package report
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/sim"
+)
+
+func TestConvergence(t *testing.T) {
+	p, _ := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	stats := []sim.RoundStats{
+		{Round: 1, OriginErr: 0.5}, {Round: 2, OriginErr: 0.005}, {Round: 3, OriginErr: 0.02},
+		{Round: 4, OriginErr: 0.004}, {Round: 5, OriginErr: 0.003, RuleConverged: true}, {Round: 6, OriginErr: 0.001, RuleConverged: true},
+	}
+	c := Convergence(p, stats)
+	if c.RuleRound != 5 || c.TrueRound != 4 || c.ErrAtRule != 0.003 {
+		t.Errorf("%+v", c)
+	}
+	if FirstRound(stats, func(st sim.RoundStats) bool { return st.OriginErr < 0 }) != "never" {
+		t.Error("never")
+	}
+}
+
+// A small run writes its table, summary, CSV and plot.
+func TestRun(t *testing.T) {
+	p, _ := query.CompileText("SELECT AVG(cpu_load) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	dir := t.TempDir()
+	var out bytes.Buffer
+	cfg := sim.DefaultConfig(300)
+	if err := Run(&out, p, cfg, Options{CSVPath: filepath.Join(dir, "r.csv"), PlotPath: filepath.Join(dir, "r.png")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"origin err", "engine's rule: final at round", "exact answer (1 rows)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	csv, _ := os.ReadFile(filepath.Join(dir, "r.csv"))
+	png, _ := os.ReadFile(filepath.Join(dir, "r.png"))
+	if !bytes.HasPrefix(csv, []byte("round,alive")) || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Errorf("csv %q…, png %d bytes", csv[:min(20, len(csv))], len(png))
+	}
+}
