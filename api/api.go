@@ -46,19 +46,49 @@ const (
 	ProtocolLocal     = "local"
 )
 
+// The statuses of an answer.
+const (
+	// StatusExact: computed exactly, from the membership (tags) or the
+	// asker's own tables.
+	StatusExact = "exact"
+	// StatusConverged: gossip converged over every member alive when the
+	// answer was returned, none unreachable, none refusing (docs/PQL.md,
+	// "What an answer promises").
+	StatusConverged = "converged"
+	// StatusPartial: the answer leaves members out or stopped early —
+	// Reason says which; scripts exit 4 unless --allow-partial.
+	StatusPartial = "partial"
+)
+
 // Meta is how an answer was reached and how complete it is.
 type Meta struct {
-	Statement    string  `json:"statement"`
-	Protocol     string  `json:"protocol"` // aggregate, top-k, reserve, local
-	Peers        int     `json:"peers"`
-	Participants float64 `json:"participants_estimate,omitempty"`
-	Rounds       int     `json:"rounds"`
-	Elapsed      float64 `json:"elapsed_seconds"`
-	ErrEstimate  float64 `json:"error_estimate"`
-	PlanHash     string  `json:"plan_hash"`
-	FromTags     bool    `json:"from_tags"`
-	Converged    bool    `json:"converged"`
-	Timeout      bool    `json:"timeout,omitempty"`
+	Statement string `json:"statement"`
+	Protocol  string `json:"protocol"` // aggregate, top-k, reserve, local
+	// Status is exact, converged or partial; Reason says why partial.
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Peers is the membership the answer is about: the live members when
+	// it was returned, less those that refused.
+	Peers int `json:"peers"`
+	// MembersStart and MembersEnd are the live members when the query
+	// started and ended; Joined and Left those that joined, or left or
+	// failed, in between; Unreachable the members the asker could not
+	// reach at the end; Refused the peers that would not take part.
+	MembersStart int      `json:"members_start,omitempty"`
+	MembersEnd   int      `json:"members_end,omitempty"`
+	Joined       []string `json:"joined,omitempty"`
+	Left         []string `json:"left,omitempty"`
+	Unreachable  []string `json:"unreachable,omitempty"`
+	Refused      []string `json:"refused,omitempty"`
+	Participants float64  `json:"participants_estimate,omitempty"`
+	Rounds       int      `json:"rounds"`
+	Elapsed      float64  `json:"elapsed_seconds"`
+	ErrEstimate  float64  `json:"error_estimate"`
+	PlanHash     string   `json:"plan_hash"`
+	FromTags     bool     `json:"from_tags"`
+	// Converged is Status != partial (kept for clients of the first API).
+	Converged bool `json:"converged"`
+	Timeout   bool `json:"timeout,omitempty"`
 }
 
 // Progress is a running statement's state, once a round.
@@ -87,6 +117,8 @@ const (
 	CodeUnauthorized   Code = "unauthorized"     // missing or wrong token (HTTP 401)
 	CodeNotEnoughPeers Code = "not_enough_peers" // a RESERVE could not get its peers; nothing stays reserved
 	CodeTimeout        Code = "timeout"          // WITH TIMEOUT ended the statement; the answer is partial
+	CodeOverloaded     Code = "overloaded"       // the agent asks as many queries as it may: retry later (HTTP 429)
+	CodePartial        Code = "partial"          // the answer does not cover every member
 	CodeUnsupported    Code = "unsupported"      // the statement cannot run here
 	CodeInternal       Code = "internal"
 )
@@ -98,6 +130,10 @@ var (
 	ErrNotEnoughPeers = &Error{Code: CodeNotEnoughPeers, Message: "not enough free peers"}
 	ErrTimeout        = &Error{Code: CodeTimeout, Message: "the statement's timeout ended it before it converged"}
 	ErrUnsupported    = &Error{Code: CodeUnsupported, Message: "the statement cannot run here"}
+	ErrOverloaded     = &Error{Code: CodeOverloaded, Message: "too many queries at once"}
+	// ErrPartial says an answer is partial (Meta.Status "partial"): some
+	// members were unreachable, refused, or the budget ended first.
+	ErrPartial = &Error{Code: CodePartial, Message: "the answer is partial"}
 )
 
 // Error is an error as the API reports it.
@@ -143,7 +179,7 @@ func ErrorOf(err error) *Error {
 	if errors.As(err, &p) && p.Line() > 0 {
 		return &Error{Message: err.Error(), Code: CodeStatement, LineNo: p.Line(), ColumnNo: p.Column()}
 	}
-	for _, s := range []*Error{ErrNotEnoughPeers, ErrTimeout, ErrUnsupported} {
+	for _, s := range []*Error{ErrNotEnoughPeers, ErrTimeout, ErrUnsupported, ErrOverloaded, ErrPartial} {
 		if errors.Is(err, s) {
 			return &Error{Message: err.Error(), Code: s.Code}
 		}

@@ -31,7 +31,7 @@ func (n *Node) Execute(ctx context.Context, text string, progress func(api.Progr
 func (n *Node) ExecutePlan(ctx context.Context, plan *query.Plan, progress func(api.Progress)) (*api.Answer, error) {
 	if plan.Explain {
 		return &api.Answer{Explain: query.Explain(plan, n.net.Size()),
-			Meta: &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
+			Meta: &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
 	}
 	var pf func(Progress)
 	if progress != nil {
@@ -54,9 +54,17 @@ func (n *Node) Words(context.Context) []string { return n.Catalog().Names() }
 // timeout).
 func Answer(plan *query.Plan, res *Result, err error) *api.Answer {
 	a := rows(res.Result)
-	a.Meta = &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Peers: res.Peers,
+	a.Meta = &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: res.Status, Reason: res.Reason,
+		Peers: res.Peers, MembersStart: res.MembersStart, MembersEnd: res.MembersEnd, Joined: res.Joined, Left: res.Left,
+		Unreachable: res.Unreachable, Refused: res.Refused,
 		Participants: res.Participants, Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate,
 		PlanHash: res.PlanHash, FromTags: res.FromTags, Converged: res.Converged, Timeout: isTimeout(err)}
+	if a.Meta.Status == "" {
+		a.Meta.Status = StatusConverged
+		if !res.Converged {
+			a.Meta.Status = StatusPartial
+		}
+	}
 	return a
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 )
 
 // The local HTTP API (docs/API.md): JSON, on loopback by default, every
@@ -95,6 +97,18 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, api.ErrorOf(err))
 		return
 	}
+	ctx := r.Context()
+	if plan.Kind == query.PlanReserve || run.ProtocolOf(plan.Kind) != 0 && !plan.FromTags && !plan.Explain {
+		// A place is taken before the answer starts, so that a full
+		// agent can say 429 rather than a 200 that fails.
+		var release func()
+		if ctx, release, err = a.n.Admit(ctx); err != nil {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusTooManyRequests, api.ErrorOf(err))
+			return
+		}
+		defer release()
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
@@ -117,7 +131,7 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 	}()
 	// The request's context ends when the client goes away: the query
 	// stops with it.
-	ans, err := a.n.ExecutePlan(r.Context(), plan, func(p api.Progress) {
+	ans, err := a.n.ExecutePlan(ctx, plan, func(p api.Progress) {
 		select {
 		case progress <- p:
 		default:

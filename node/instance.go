@@ -1,8 +1,13 @@
 package node
 
 import (
+	"fmt"
+	"sort"
+	"strings"
 	"time"
 
+	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 )
@@ -15,15 +20,32 @@ type Progress struct {
 	// Answer is the current estimate.
 	Answer *query.Result
 	// ErrEstimate is the originator's own estimate of the relative error
-	// of Answer (run.Rule); for top-k, 0 once its list is stable.
+	// of Answer (run.Rule); for top-k, 0 once it covers every peer.
 	ErrEstimate float64
 }
+
+// The statuses of an answer (api.Meta.Status).
+const (
+	StatusExact     = api.StatusExact
+	StatusConverged = api.StatusConverged
+	StatusPartial   = api.StatusPartial
+)
 
 // Result is a query's answer and how it was reached.
 type Result struct {
 	*query.Result
-	// Peers is the number of live peers when the answer was given.
+	// Status is exact, converged or partial; Reason says why partial.
+	Status, Reason string
+	// Peers is the population the answer is about: the live members when
+	// it was returned, less those that refused to take part.
 	Peers int
+	// MembersStart and MembersEnd count the live members at the start and
+	// the end; Joined and Left name those that joined, or left or failed,
+	// in between; Unreachable the members the asker suspected at the end;
+	// Refused the peers that would not take part.
+	MembersStart, MembersEnd int
+	Joined, Left             []string
+	Unreachable, Refused     []string
 	// Participants is, for gossip aggregates, the gossip estimate of the
 	// peers whose mass reached the answer (1 / the origin's mass): a
 	// cross-check of Peers. 0 otherwise.
@@ -34,8 +56,7 @@ type Result struct {
 	PlanHash     string
 	// FromTags says the answer came from the member list, without gossip.
 	FromTags bool
-	// Converged is false when the budget or a timeout ended the query
-	// first.
+	// Converged is Status != partial.
 	Converged bool
 }
 
@@ -47,6 +68,7 @@ type instance struct {
 	kind      protoKind
 	planBytes []byte
 	coord     []byte // the asker's network coordinate
+	asker     string // the asker's name
 	coverage  uint32 // the top-k's coverage filter size
 	planHash  string
 	origin    bool
@@ -54,6 +76,12 @@ type instance struct {
 	// final; the instance lingers from then on.
 	finishedAt int64
 	reported   bool
+
+	// The asker's bookkeeping: the members at the start, those that
+	// joined and left since, and the peers that refused to take part.
+	atStart      map[string]bool
+	joined, left map[string]bool
+	refused      map[string]bool
 
 	started  time.Time
 	progress func(Progress)
@@ -63,21 +91,34 @@ type instance struct {
 // newInstance creates this peer's instance of plan, with rec (its record
 // for this query) as its contribution. Called with n.mu held: rec is read
 // before.
-func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
+func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
+	q := &instance{id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
+		result: make(chan *Result, 1), joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{}}
+	members := n.memberNames
+	if origin {
+		// A peer that refused is not waited for: the answer is about the
+		// others, and says so.
+		members = func() []string {
+			var out []string
+			for _, m := range n.memberNames() {
+				if !q.refused[m] {
+					out = append(out, m)
+				}
+			}
+			return out
+		}
+	}
 	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Alive: n.alive, Linger: n.cfg.Linger,
-		Self: n.Name(), Coverage: int(coverage), Members: n.memberNames})
+		Self: n.Name(), Coverage: int(coverage), Members: members})
 	if err != nil {
 		return nil, err
 	}
-	ri, err := b.New(origin, rec)
-	if err != nil {
+	if q.run, err = b.New(origin, rec); err != nil {
 		return nil, err
 	}
-	kind := protoAggregate
 	if b.Protocol() == run.TopK {
-		kind = protoTopK
+		q.kind = protoTopK
 	}
-	q := &instance{id: id, run: ri, kind: kind, planBytes: wire, coord: coord, coverage: coverage, origin: origin, result: make(chan *Result, 1)}
 	if origin {
 		q.planHash = plan.Hash()
 	}
@@ -85,11 +126,12 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, cov
 }
 
 // entry wraps one of the core's messages for the batch; requests carry
-// the plan and the asker's coordinate, so that any peer can join.
+// the plan, the asker's name and coordinate and the coverage size, so that
+// any peer can join.
 func (q *instance) entry(msg []byte, request bool) entry {
 	e := entry{ID: q.id, Kind: q.kind, Round: uint32(q.run.Round()), Msg: msg}
 	if request {
-		e.Plan, e.Origin, e.Coverage = q.planBytes, q.coord, q.coverage
+		e.Plan, e.Origin, e.Asker, e.Coverage = q.planBytes, q.coord, q.asker, q.coverage
 	}
 	return e
 }
@@ -102,6 +144,46 @@ func (q *instance) expired(now int64, linger int) bool {
 	return q.run.Round() > q.run.Budget()+linger
 }
 
+// membershipChanged notes, at the asker, a member event during the query.
+func (q *instance) membershipChanged(e overlay.Event) {
+	if !q.origin || q.reported {
+		return
+	}
+	for _, m := range e.Members {
+		switch e.Kind {
+		case overlay.MemberJoined:
+			if !q.atStart[m] {
+				q.joined[m] = true
+			}
+			delete(q.left, m)
+		case overlay.MemberLeft, overlay.MemberFailed:
+			if q.atStart[m] || q.joined[m] {
+				q.left[m] = true
+			}
+			delete(q.joined, m)
+		}
+	}
+}
+
+// refuse notes, at the asker, a peer that would not take part.
+func (q *instance) refuse(peer string) {
+	if !q.reported {
+		q.refused[peer] = true
+	}
+}
+
+// population is how many members the answer is about: the live ones less
+// those that refused.
+func (q *instance) population(members map[string]bool) int {
+	k := len(members)
+	for m := range q.refused {
+		if members[m] {
+			k--
+		}
+	}
+	return max(k, 1)
+}
+
 // report is one round's news for the asker, delivered outside the lock.
 type report struct {
 	q        *instance
@@ -111,8 +193,9 @@ type report struct {
 
 // report applies the convergence rule at the end of the asker's round.
 // Called with n.mu held.
-func (q *instance) report(n *Node, peers int) (report, bool) {
-	a, err := q.run.Report(peers)
+func (q *instance) report(n *Node, members map[string]bool, suspects []string) (report, bool) {
+	peers := q.population(members)
+	a, err := q.run.Report(peers, len(suspects))
 	if err != nil {
 		return report{}, false
 	}
@@ -120,7 +203,8 @@ func (q *instance) report(n *Node, peers int) (report, bool) {
 	if a.Final && !q.reported {
 		q.reported = true
 		q.finishedAt = n.round
-		rp.final = q.result1(n, a, peers)
+		rp.final = q.result1(n, a, members, suspects)
+		n.end(q.id, len(members))
 	}
 	return rp, true
 }
@@ -134,8 +218,52 @@ func (rp report) deliver() {
 	}
 }
 
-// result1 is the asker's answer as a Result.
-func (q *instance) result1(n *Node, a run.Answer, peers int) *Result {
-	return &Result{Result: a.Result, Peers: peers, Participants: a.Participants, Rounds: a.Round,
-		Elapsed: n.clock.Now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash, Converged: a.Converged}
+func sortedNames(set map[string]bool, keep func(string) bool) []string {
+	var out []string
+	for m := range set {
+		if keep == nil || keep(m) {
+			out = append(out, m)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// result1 is the asker's answer as a Result, with how complete it is. A
+// top-k's rows never name a member the asker suspects. Called with n.mu
+// held.
+func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspects []string) *Result {
+	res := &Result{Result: a.Result, Peers: q.population(members), Participants: a.Participants, Rounds: a.Round,
+		Elapsed: n.clock.Now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
+		MembersStart: len(q.atStart), MembersEnd: len(members),
+		Joined: sortedNames(q.joined, nil), Left: sortedNames(q.left, nil), Unreachable: suspects,
+		Refused: sortedNames(q.refused, nil)}
+	if len(suspects) > 0 && res.Result != nil && len(res.Nodes) > 0 {
+		bad := map[string]bool{}
+		for _, s := range suspects {
+			bad[s] = true
+		}
+		kept := &query.Result{Columns: res.Columns}
+		for i, name := range res.Nodes {
+			if !bad[name] {
+				kept.Rows, kept.Nodes = append(kept.Rows, res.Rows[i]), append(kept.Nodes, name)
+			}
+		}
+		res.Result = kept
+	}
+	var why []string
+	switch {
+	case len(suspects) > 0:
+		why = append(why, fmt.Sprintf("%d member(s) unreachable: %s", len(suspects), strings.Join(suspects, ", ")))
+	case !a.Converged:
+		why = append(why, fmt.Sprintf("not converged within the budget of %d rounds", a.Budget))
+	}
+	if len(res.Refused) > 0 {
+		why = append(why, fmt.Sprintf("%d peer(s) refused to take part (at capacity)", len(res.Refused)))
+	}
+	res.Status, res.Converged = StatusConverged, true
+	if len(why) > 0 {
+		res.Status, res.Converged, res.Reason = StatusPartial, false, strings.Join(why, "; ")
+	}
+	return res
 }

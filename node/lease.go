@@ -204,18 +204,18 @@ func (n *Node) leaseLoop() {
 func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ExchangeTimeout)
 	defer cancel()
-	resp, err := n.net.Exchange(ctx, to, encodeBatch([]entry{{Kind: protoLease, Msg: req.Encode()}}))
+	resp, err := n.net.Exchange(ctx, to, encodeBatch(batch{Entries: []entry{{Kind: protoLease, Msg: req.Encode()}}}))
 	if err != nil {
 		return subcloud.Reply{}, err
 	}
-	es, err := decodeBatch(resp)
+	b, err := decodeBatch(resp)
 	if err != nil {
 		return subcloud.Reply{}, err
 	}
-	if len(es) != 1 || es[0].Kind != protoLease {
-		return subcloud.Reply{}, fmt.Errorf("node: %s answered a lease request with %d entries", to, len(es))
+	if len(b.Entries) != 1 || b.Entries[0].Kind != protoLease {
+		return subcloud.Reply{}, fmt.Errorf("node: %s answered a lease request with %d entries", to, len(b.Entries))
 	}
-	return subcloud.DecodeReply(es[0].Msg)
+	return subcloud.DecodeReply(b.Entries[0].Msg)
 }
 
 type leaseReply struct {
@@ -258,6 +258,11 @@ func (n *Node) renew(o *ownedSubcloud) {
 			o.members[r.peer] = time.Unix(0, r.rep.Expires)
 		case r.err == nil, !now.Before(o.members[r.peer]):
 			delete(o.members, r.peer)
+			why := "its lease lapsed unrenewed"
+			if r.err == nil {
+				why = fmt.Sprintf("it refused the renewal: %v", r.rep.Err())
+			}
+			n.logf("subcloud %s: lost member %s (%s); %d member(s) left", o.name, r.peer, why, len(o.members))
 		}
 	}
 	o.renewed = now
@@ -271,6 +276,11 @@ var ErrNotEnoughPeers = api.ErrNotEnoughPeers
 // claims them in rank order, backfilling refusals, all-or-nothing unless
 // AT LEAST.
 func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
+	ctx, leave, err := n.Admit(ctx) // one place for all its searches
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	spec := plan.Reserve
 	start := n.clock.Now()
 	n.ownMu.Lock()
@@ -307,6 +317,30 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 			}()
 		}
 	}
+	// The leases claimed so far are renewed while the RESERVE runs: one
+	// that takes longer than a lease must not return peers that have
+	// lapsed, or been taken by another owner since.
+	held := map[string]time.Time{} // member → its lease's expiry
+	keep := n.clock.NewTicker(n.cfg.LeaseTick)
+	defer keep.Stop()
+	renewHeld := func() {
+		now := n.clock.Now()
+		var due []string
+		for m, exp := range held {
+			if exp.Sub(now) < 2*lease/3 {
+				due = append(due, m)
+			}
+		}
+		for _, r := range n.callLeases(due, subcloud.Request{Op: subcloud.OpRenew, Subcloud: spec.Name, Token: o.token, For: lease}) {
+			switch {
+			case r.err == nil && r.rep.OK:
+				held[r.peer] = time.Unix(0, r.rep.Expires)
+			case r.err == nil, !now.Before(held[r.peer]):
+				delete(held, r.peer)
+				c.Lost(r.peer)
+			}
+		}
+	}
 	var cands *Result
 	for c.State() != subcloud.Done {
 		if c.State() == subcloud.NeedCandidates {
@@ -327,6 +361,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 				c.Abort(err)
 				continue
 			}
+			renewHeld()
 			c.Candidates(cands.Nodes)
 			send()
 			continue
@@ -334,7 +369,13 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		select {
 		case r := <-replies:
 			inflight--
+			if r.err == nil && r.rep.OK {
+				held[r.peer] = time.Unix(0, r.rep.Expires)
+			}
 			c.Step(r.peer, r.rep, r.err)
+			send()
+		case <-keep.C():
+			renewHeld()
 			send()
 		case <-ctx.Done():
 			c.Abort(ctx.Err())
@@ -362,11 +403,12 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	}
 	now := n.clock.Now()
 	for _, m := range members {
-		o.members[m] = now.Add(lease)
+		o.members[m] = held[m]
 	}
 	o.renewed = now
 	n.ownMu.Lock()
 	n.owned[spec.Name] = o
+	delete(n.released, spec.Name)
 	n.ownMu.Unlock()
 	res := n.ownedResult(plan, o, start)
 	res.Rounds, res.Peers = cands.Rounds, cands.Peers
@@ -384,7 +426,7 @@ func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) 
 		res.Nodes = append(res.Nodes, m)
 	}
 	n.ownMu.Unlock()
-	return &Result{Result: res, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, Elapsed: now.Sub(start)}
+	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, Elapsed: now.Sub(start)}
 }
 
 // release runs RELEASE: the owner frees its members at once.
@@ -397,6 +439,9 @@ func (n *Node) release(plan *query.Plan) (*Result, error) {
 	var members []string
 	if ok {
 		members = o.names()
+		// Until the members' tags say so, answers from tags must not
+		// show what this peer has just released (read your writes).
+		n.released[name] = start
 	}
 	n.ownMu.Unlock()
 	if !ok {
@@ -410,6 +455,6 @@ func (n *Node) release(plan *query.Plan) (*Result, error) {
 	}
 	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount}},
 		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed))}}}
-	return &Result{Result: res, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
+	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
 		Elapsed: n.clock.Now().Sub(start)}, nil
 }

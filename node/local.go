@@ -7,20 +7,81 @@ import (
 	"strings"
 	"time"
 
+	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/subcloud"
 )
 
+// leaseOf is what is known of a member's lease.
+type leaseOf struct {
+	subcloud, owner string
+	until           int64 // Unix seconds
+}
+
+// leaseView is every member's lease as this peer knows it: from the members'
+// tags, except for the subclouds this peer owns, which its own table
+// knows exactly and at once, and those it released lately, whose tags may
+// lag (read your writes).
+func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
+	now := n.clock.Now()
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	view := map[string]leaseOf{}
+	stale := map[string]bool{}
+	for _, m := range members {
+		sub, ok := m.Tags[TagSubcloud]
+		if !ok {
+			continue
+		}
+		if _, mine := n.owned[sub]; mine && m.Tags[tagOwner] == n.Name() {
+			continue
+		}
+		if _, gone := n.released[sub]; gone && m.Tags[tagOwner] == n.Name() {
+			stale[sub] = true
+			continue
+		}
+		until, _ := strconv.ParseInt(m.Tags[tagUntil], 10, 64)
+		view[m.Name] = leaseOf{subcloud: sub, owner: m.Tags[tagOwner], until: until}
+	}
+	// A released subcloud is forgotten once no tag shows it any more, or
+	// after its leases would have lapsed anyway.
+	for sub, at := range n.released {
+		if !stale[sub] || now.Sub(at) > subcloud.MaxLease {
+			delete(n.released, sub)
+		}
+	}
+	live := map[string]bool{}
+	for _, m := range members {
+		live[m.Name] = true
+	}
+	for _, o := range n.owned {
+		for m, exp := range o.members {
+			if live[m] && exp.After(now) {
+				view[m] = leaseOf{subcloud: o.name, owner: n.Name(), until: exp.Unix()}
+			}
+		}
+	}
+	return view
+}
+
 // memberRecords builds, from the member list alone, the record of every
-// live peer as far as membership knows it: name, address and tags.
+// live peer as far as membership knows it: name, address, tags, and its
+// lease (leaseView).
 func (n *Node) memberRecords() []query.Record {
+	members := n.net.Members()
+	view := n.leaseView(members)
 	var recs []query.Record
-	for _, m := range n.net.Members() {
+	for _, m := range members {
 		rec := query.Record{"node": query.Str(m.Name), "addr": query.Str(m.Addr), "reserved": query.Bool(false)}
 		for k, v := range m.Tags {
 			rec[k] = query.Str(v)
 		}
-		if _, ok := m.Tags[TagSubcloud]; ok {
-			rec["reserved"] = query.Bool(true)
+		delete(rec, TagSubcloud)
+		delete(rec, tagOwner)
+		delete(rec, tagUntil)
+		if l, ok := view[m.Name]; ok {
+			rec["reserved"], rec[TagSubcloud] = query.Bool(true), query.Str(l.subcloud)
+			rec[tagOwner], rec[tagUntil] = query.Str(l.owner), query.Str(strconv.FormatInt(l.until, 10))
 		}
 		recs = append(recs, rec)
 	}
@@ -31,8 +92,8 @@ func (n *Node) memberRecords() []query.Record {
 // the member list, exactly, without gossip.
 func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error) {
 	recs := n.memberRecords()
-	return &Result{Result: query.Exact(plan, recs), Peers: len(recs), Elapsed: n.clock.Now().Sub(start),
-		PlanHash: plan.Hash(), FromTags: true, Converged: true}, nil
+	return &Result{Result: query.Exact(plan, recs), Status: StatusExact, Peers: len(recs), MembersStart: len(recs), MembersEnd: len(recs),
+		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}, nil
 }
 
 // local answers SHOW statements from this peer's own knowledge.
@@ -68,19 +129,15 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 			until   int64
 		}
 		subs := map[string]*sc{}
-		for _, m := range n.net.Members() {
-			name, ok := m.Tags[TagSubcloud]
-			if !ok {
-				continue
-			}
-			s := subs[name]
+		for name, l := range n.leaseView(n.net.Members()) {
+			s := subs[l.subcloud]
 			if s == nil {
-				s = &sc{owner: m.Tags[tagOwner]}
-				subs[name] = s
+				s = &sc{owner: l.owner}
+				subs[l.subcloud] = s
 			}
-			s.members = append(s.members, m.Name)
-			if u, err := strconv.ParseInt(m.Tags[tagUntil], 10, 64); err == nil && (s.until == 0 || u < s.until) {
-				s.until = u
+			s.members = append(s.members, name)
+			if l.until > 0 && (s.until == 0 || l.until < s.until) {
+				s.until = l.until
 			}
 		}
 		var names []string
@@ -97,6 +154,6 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 				query.Str(strings.Join(s.members, ","))})
 		}
 	}
-	return &Result{Result: res, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
+	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true}, nil
 }

@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerq/peerq/api"
@@ -100,9 +101,20 @@ type Config struct {
 	Tags map[string]string
 	// Seed seeds the peer's random choices; 0 draws one.
 	Seed uint64
-	// MaxQueries bounds the query instances a peer keeps at once; a request
-	// for one more is refused and counted.
+	// MaxQueries bounds the queries a peer takes part in at once (its own
+	// finished ones, lingering, do not count); a peer asked to join one
+	// more refuses and tells the asker, whose answer is then partial.
 	MaxQueries int
+	// MaxAsk bounds the gossip queries this peer asks at once; AskQueue
+	// how many more may wait up to AskWait for a place. Beyond, a query
+	// is refused with api.ErrOverloaded (the API answers 429).
+	MaxAsk, AskQueue int
+	AskWait          time.Duration
+	// HintTTL is how long a failure to reach a peer is remembered and
+	// passed on; ProbeTries how many pings an asker sends a suspect before
+	// it believes it unreachable (suspect.go).
+	HintTTL    time.Duration
+	ProbeTries int
 	// Linger is how many rounds past its budget an instance is kept, so
 	// that late messages find it.
 	Linger int
@@ -117,13 +129,17 @@ type Config struct {
 	DataDir string
 	// Clock is the node's time; nil is SystemClock.
 	Clock Clock
+	// Logf, if set, receives what an operator should know: members lost
+	// by a subcloud, refusals.
+	Logf func(format string, args ...any)
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the
 // given record.
 func DefaultConfig(record func() query.Record) Config {
-	return Config{Round: 100 * time.Millisecond, Record: record, MaxQueries: 64, Linger: 10,
-		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second}
+	return Config{Round: 100 * time.Millisecond, Record: record, MaxQueries: 1024, Linger: 10,
+		MaxAsk: 256, AskQueue: 1024, AskWait: 10 * time.Second,
+		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, HintTTL: 10 * time.Second, ProbeTries: 3}
 }
 
 // Stats counts what a peer's runtime did.
@@ -134,7 +150,10 @@ type Stats struct {
 	Served        int64 // exchanges this peer answered
 	Joined        int64 // queries this peer joined on hearing of them
 	Malformed     int64 // exchanges, plans or messages refused as malformed
-	Refused       int64 // queries refused at MaxQueries
+	Refused       int64 // queries this peer refused to join, at MaxQueries
+	Overloaded    int64 // queries this peer refused to ask, at MaxAsk and AskQueue
+	Probes        int64 // suspects probed
+	Ended         int64 // instances dropped early on hearing their query ended
 	Stale         int64 // messages for queries this peer has already collected
 	BytesSent     int64
 	BytesReceived int64
@@ -158,13 +177,28 @@ type Node struct {
 	// gone remembers the queries this peer has collected, until the round
 	// in the value: a late message for one must not bring it back (peers
 	// that joined later would otherwise keep it alive for ever).
-	gone  map[QueryID]int64
+	gone map[QueryID]int64
+	// ended are the queries known to be over, with the round until which
+	// this peer tells the peers it exchanges with (a rumor), so that
+	// everyone drops them long before their budget.
+	ended map[QueryID]int64
+	sus   suspicions
 	stats Stats
+
+	// askSlots bound the queries this peer asks at once; askWaiting
+	// counts those queued for a slot.
+	askSlots   chan struct{}
+	askWaiting atomic.Int64
+	// asking counts this peer's own queries not yet answered.
+	asking atomic.Int64
 
 	leases *leaseState
 	tagCh  chan struct{} // asks the tagger to show the lease
 	ownMu  sync.Mutex
 	owned  map[string]*ownedSubcloud
+	// released are the subclouds this peer released lately, by when:
+	// answers from tags leave them out until the tags catch up.
+	released map[string]time.Time
 
 	done    chan struct{}
 	closing sync.Once
@@ -178,8 +212,21 @@ func New(cfg Config, net Network) (*Node, error) {
 	if cfg.Round <= 0 || cfg.Record == nil {
 		return nil, errors.New("node: Config needs Round and Record")
 	}
+	def := DefaultConfig(nil)
 	if cfg.MaxQueries <= 0 {
-		cfg.MaxQueries = 64
+		cfg.MaxQueries = def.MaxQueries
+	}
+	if cfg.MaxAsk <= 0 {
+		cfg.MaxAsk = def.MaxAsk
+	}
+	if cfg.AskQueue < 0 {
+		cfg.AskQueue = 0
+	}
+	if cfg.HintTTL <= 0 {
+		cfg.HintTTL = def.HintTTL
+	}
+	if cfg.ProbeTries <= 0 {
+		cfg.ProbeTries = def.ProbeTries
 	}
 	if cfg.ExchangeTimeout <= 0 {
 		cfg.ExchangeTimeout = 2 * time.Second
@@ -205,8 +252,9 @@ func New(cfg Config, net Network) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, net: net, clock: cfg.Clock, ctx: ctx, cancel: cancel,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{},
-		leases: leases, owned: map[string]*ownedSubcloud{}, tagCh: make(chan struct{}, 1),
+		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
+		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk),
+		leases: leases, owned: map[string]*ownedSubcloud{}, released: map[string]time.Time{}, tagCh: make(chan struct{}, 1),
 		done: make(chan struct{})}
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
@@ -221,6 +269,12 @@ func New(cfg Config, net Network) (*Node, error) {
 		n.showLease() // a restarted peer still holds its lease
 	}
 	return n, nil
+}
+
+func (n *Node) logf(format string, args ...any) {
+	if n.cfg.Logf != nil {
+		n.cfg.Logf(format, args...)
+	}
 }
 
 // Network is the network the peer runs on.
@@ -376,16 +430,18 @@ func (n *Node) watch() {
 		case <-n.done:
 			return
 		case e := <-n.net.Events():
-			if e.Kind != overlay.MemberFailed && e.Kind != overlay.MemberLeft {
-				continue
-			}
-			dead := map[peer.ID]bool{}
-			for _, name := range e.Members {
-				dead[peerID(name)] = true
-			}
 			n.mu.Lock()
 			for _, q := range n.queries {
-				q.run.RemovePeers(func(p peer.ID) bool { return dead[p] })
+				q.membershipChanged(e)
+			}
+			if e.Kind == overlay.MemberFailed || e.Kind == overlay.MemberLeft {
+				dead := map[peer.ID]bool{}
+				for _, name := range e.Members {
+					dead[peerID(name)] = true
+				}
+				for _, q := range n.queries {
+					q.run.RemovePeers(func(p peer.ID) bool { return dead[p] })
+				}
 			}
 			n.mu.Unlock()
 		}
@@ -397,7 +453,12 @@ func (n *Node) watch() {
 // Progress and answers are handed to their callers after the lock is let
 // go.
 func (n *Node) tick() {
-	peers := n.net.Size()
+	// The member set is read (O(N)) only by a peer that asks something.
+	var members map[string]bool
+	if n.asking.Load() > 0 {
+		members = n.memberSet()
+	}
+	now := n.clock.Now()
 	n.mu.Lock()
 	n.stats.Rounds++
 	n.round++
@@ -414,12 +475,14 @@ func (n *Node) tick() {
 			delete(n.gone, id)
 		}
 	}
+	if n.round%10 == 0 {
+		n.sus.expire(now, n.cfg.HintTTL, func(name string) bool { _, ok := n.net.Member(name); return ok })
+	}
 	out := map[string][]entry{}
 	var reports []report
 	for id, q := range n.queries {
 		if q.expired(n.round, n.cfg.Linger) {
-			delete(n.queries, id)
-			n.gone[id] = n.round + int64(4*(q.run.Budget()+n.cfg.Linger))
+			n.collect(id, q)
 			continue
 		}
 		if q.origin && q.run.Final() {
@@ -432,11 +495,24 @@ func (n *Node) tick() {
 			}
 		}
 		if q.origin {
-			if rp, ok := q.report(n, peers); ok {
+			suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.refused[name] })
+			n.probeSuspects(suspects)
+			if rp, ok := q.report(n, members, suspects); ok {
 				reports = append(reports, rp)
 			}
 		}
 	}
+	// The news that queries ended goes with the round's exchange.
+	if peer != "" {
+		for id, until := range n.ended {
+			if n.round > until {
+				delete(n.ended, id)
+				continue
+			}
+			out[peer] = append(out[peer], entry{ID: id, Kind: protoEnd})
+		}
+	}
+	hints := n.sus.hints(now, n.cfg.HintTTL)
 	n.mu.Unlock()
 	for _, rp := range reports {
 		rp.deliver()
@@ -445,33 +521,74 @@ func (n *Node) tick() {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.exchange(to, es)
+			n.exchange(to, batch{Hints: hints, Entries: es})
 		}()
 	}
 }
 
+// collect forgets an instance, remembering its id for a while so that late
+// messages do not bring it back. Called with n.mu held.
+func (n *Node) collect(id QueryID, q *instance) {
+	delete(n.queries, id)
+	n.gone[id] = n.round + int64(4*(q.run.Budget()+n.cfg.Linger))
+}
+
+// end records that a query is over: this peer drops its instance (unless
+// it asked it) and spreads the news for as many rounds as the query took
+// to spread. Called with n.mu held.
+func (n *Node) end(id QueryID, peers int) {
+	if _, ok := n.ended[id]; ok {
+		return
+	}
+	n.ended[id] = n.round + int64(query.SpreadRounds(max(peers, 2)))
+	if q := n.queries[id]; q != nil && !q.origin {
+		n.collect(id, q)
+		n.stats.Ended++
+	}
+}
+
+// memberSet is the live members by name. Never call it with n.mu held.
+func (n *Node) memberSet() map[string]bool {
+	ms := n.net.Members()
+	set := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		set[m.Name] = true
+	}
+	return set
+}
+
 // exchange sends one batch and steps the replies.
-func (n *Node) exchange(to string, es []entry) {
-	req := encodeBatch(es)
+func (n *Node) exchange(to string, req batch) {
+	body := encodeBatch(req)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
-	resp, err := n.net.Exchange(ctx, to, req)
+	resp, err := n.net.Exchange(ctx, to, body)
 	cancel()
+	now := n.clock.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.stats.Exchanges++
-	n.stats.BytesSent += int64(len(req))
+	n.stats.BytesSent += int64(len(body))
 	if err != nil {
 		n.stats.Failed++
+		if !n.closed() {
+			n.sus.missed(to, now)
+		}
 		return
 	}
+	n.sus.reached(to, now)
 	n.stats.BytesReceived += int64(len(resp))
 	replies, err := decodeBatch(resp)
 	if err != nil {
 		n.stats.Malformed++
 		return
 	}
+	n.takeHints(replies.Hints, now)
 	from := peerID(to)
-	for _, r := range replies {
+	for _, r := range replies.Entries {
+		if r.Kind == protoEnd {
+			n.end(r.ID, n.net.Size())
+			continue
+		}
 		if q := n.queries[r.ID]; q != nil && q.kind == r.Kind {
 			if err := q.run.Step(from, r.Msg); err != nil {
 				n.stats.Malformed++
@@ -487,19 +604,23 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	if n.closed() {
 		return nil, errors.New("node: closed")
 	}
-	es, err := decodeBatch(req)
+	b, err := decodeBatch(req)
+	now := n.clock.Now()
 	n.mu.Lock()
 	n.stats.Served++
 	n.stats.BytesReceived += int64(len(req))
 	if err != nil {
 		n.stats.Malformed++
+	} else {
+		n.sus.reached(from, now)
+		n.takeHints(b.Hints, now)
 	}
 	n.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	var replies, gossip []entry
-	for _, e := range es {
+	for _, e := range b.Entries {
 		if e.Kind == protoLease {
 			// The lease table persists before it answers: not under n.mu.
 			replies = append(replies, entry{Kind: protoLease, Msg: n.handleLease(e.Msg)})
@@ -511,12 +632,27 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	if n.joins(gossip) {
 		rec = n.record()
 	}
+	peers := n.net.Size()
 	src := peerID(from)
 	n.mu.Lock()
 	n.names[src] = from
 	for _, e := range gossip {
+		switch e.Kind {
+		case protoEnd:
+			n.end(e.ID, peers)
+			continue
+		case protoRefuse:
+			if q := n.queries[e.ID]; q != nil && q.origin {
+				q.refuse(from)
+			}
+			continue
+		}
 		q := n.queries[e.ID]
 		if q == nil {
+			if _, over := n.ended[e.ID]; over {
+				replies = append(replies, entry{ID: e.ID, Kind: protoEnd}) // the requester can drop it too
+				continue
+			}
 			if q, err = n.join(e, rec); err != nil {
 				continue
 			}
@@ -533,7 +669,7 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 			replies = append(replies, q.entry(env.Msg, false))
 		}
 	}
-	resp := encodeBatch(replies)
+	resp := encodeBatch(batch{Hints: n.sus.hints(now, n.cfg.HintTTL), Entries: replies})
 	n.stats.BytesSent += int64(len(resp))
 	n.mu.Unlock()
 	return resp, nil
@@ -545,6 +681,9 @@ func (n *Node) joins(es []entry) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, e := range es {
+		if e.Kind != protoAggregate && e.Kind != protoTopK {
+			continue
+		}
 		if _, ok := n.queries[e.ID]; !ok {
 			if _, over := n.gone[e.ID]; !over {
 				return true
@@ -554,15 +693,40 @@ func (n *Node) joins(es []entry) bool {
 	return false
 }
 
+// running counts the queries that hold a place: all but the asker's own
+// finished ones, lingering. Called with n.mu held.
+func (n *Node) running() int {
+	k := 0
+	for _, q := range n.queries {
+		if !(q.origin && q.run.Final()) {
+			k++
+		}
+	}
+	return k
+}
+
 // join creates this peer's instance of a query it hears of. Called with
-// n.mu held; rec is the peer's record, read before.
+// n.mu held; rec is the peer's record, read before. A peer at MaxQueries
+// refuses, and tells the asker once.
 func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 	if _, ok := n.gone[e.ID]; ok {
 		n.stats.Stale++
 		return nil, errors.New("node: query already over here")
 	}
-	if len(n.queries) >= n.cfg.MaxQueries {
+	if n.running() >= n.cfg.MaxQueries {
 		n.stats.Refused++
+		// Remember the refusal for the query's life, and say it once.
+		n.gone[e.ID] = n.round + int64(4*(query.MaxRounds+n.cfg.Linger))
+		if e.Asker != "" && e.Asker != n.Name() {
+			id, asker := e.ID, e.Asker
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
+				defer cancel()
+				n.net.Exchange(ctx, asker, encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoRefuse}}}))
+			}()
+		}
 		return nil, errors.New("node: too many queries")
 	}
 	if rec == nil {
@@ -573,7 +737,7 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 		n.stats.Malformed++
 		return nil, err
 	}
-	q, err := n.newInstance(e.ID, plan, e.Plan, e.Origin, e.Coverage, false, n.recordFor(rec, e.Origin), n.net.Size())
+	q, err := n.newInstance(e.ID, plan, e.Plan, e.Origin, e.Asker, e.Coverage, false, n.recordFor(rec, e.Origin), n.net.Size())
 	if err != nil || q.kind != e.Kind {
 		n.stats.Malformed++
 		return nil, fmt.Errorf("node: cannot join: %v", err)
@@ -615,8 +779,74 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progre
 	return n.gossip(ctx, plan, progress)
 }
 
+// ErrOverloaded is returned when this peer already asks as many queries
+// as it may and its queue is full (or the wait for a place ran out).
+var ErrOverloaded = api.ErrOverloaded
+
+// admittedKey marks a context whose query already holds a place.
+type admittedKey struct{}
+
+// Admit takes a place for a query this peer asks: at once if one is free,
+// else after waiting in a bounded queue; ErrOverloaded when the queue is
+// full or the wait runs out. The returned context carries the place, so
+// that the query run with it (or the several gossip rounds of a RESERVE)
+// takes no other; the function gives it back. The HTTP API admits before
+// it answers, so that it can say 429.
+func (n *Node) Admit(ctx context.Context) (context.Context, func(), error) {
+	if ctx.Value(admittedKey{}) != nil {
+		return ctx, func() {}, nil
+	}
+	release, err := n.admit(ctx)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return context.WithValue(ctx, admittedKey{}, true), release, nil
+}
+
+func (n *Node) admit(ctx context.Context) (func(), error) {
+	var once sync.Once
+	release := func() { once.Do(func() { <-n.askSlots }) }
+	select {
+	case n.askSlots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	if n.askWaiting.Add(1) > int64(n.cfg.AskQueue) {
+		n.askWaiting.Add(-1)
+		n.mu.Lock()
+		n.stats.Overloaded++
+		n.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d queries running and %d waiting at %s", ErrOverloaded, n.cfg.MaxAsk, n.cfg.AskQueue, n.Name())
+	}
+	defer n.askWaiting.Add(-1)
+	var wait <-chan time.Time
+	if n.cfg.AskWait > 0 {
+		wait = n.clock.After(n.cfg.AskWait)
+	}
+	select {
+	case n.askSlots <- struct{}{}:
+		return release, nil
+	case <-wait:
+		n.mu.Lock()
+		n.stats.Overloaded++
+		n.mu.Unlock()
+		return nil, fmt.Errorf("%w: no place for %v at %s (%d queries running)", ErrOverloaded, n.cfg.AskWait, n.Name(), n.cfg.MaxAsk)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.done:
+		return nil, ErrClosed
+	}
+}
+
 // gossip runs a plan by gossip from this peer.
 func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
+	ctx, release, err := n.Admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	n.asking.Add(1)
+	defer n.asking.Add(-1)
 	start := n.clock.Now()
 	wire, err := plan.Encode()
 	if err != nil {
@@ -626,19 +856,20 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 	// every peer can compute its rtt to the asker.
 	coord := n.net.Coordinate()
 	rec := n.recordFor(n.record(), coord)
-	peers := n.net.Size()
+	members := n.memberSet()
+	peers := len(members)
 	id := newQueryID()
 	n.mu.Lock()
 	var coverage uint32
 	if run.ProtocolOf(plan.Kind) == run.TopK {
 		coverage = uint32(run.CoverageFor(peers))
 	}
-	q, err := n.newInstance(id, plan, wire, coord, coverage, true, rec, peers)
+	q, err := n.newInstance(id, plan, wire, coord, n.Name(), coverage, true, rec, peers)
 	if err != nil {
 		n.mu.Unlock()
 		return nil, err
 	}
-	q.progress, q.started = progress, start
+	q.progress, q.started, q.atStart = progress, start, members
 	n.queries[id] = q
 	n.mu.Unlock()
 
@@ -660,14 +891,21 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 
 // partial stops a query early and returns its current answer with err.
 func (n *Node) partial(q *instance, err error) (*Result, error) {
-	peers := n.net.Size()
+	members := n.memberSet()
 	n.mu.Lock()
 	q.run.Stop()
-	a, rerr := q.run.Answer(peers)
-	q.finishedAt = n.round
+	if !q.reported {
+		q.reported, q.finishedAt = true, n.round
+		n.end(q.id, len(members))
+	}
+	suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.refused[name] })
+	a, rerr := q.run.Answer(q.population(members))
 	n.mu.Unlock()
 	if rerr != nil {
 		return nil, errors.Join(err, rerr)
 	}
-	return q.result1(n, a, peers), fmt.Errorf("%w (after %d rounds)", err, a.Round)
+	res := q.result1(n, a, members, suspects)
+	res.Converged, res.Status = false, StatusPartial
+	res.Reason = err.Error()
+	return res, fmt.Errorf("%w (after %d rounds)", err, a.Round)
 }

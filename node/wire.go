@@ -14,13 +14,16 @@ type QueryID [16]byte
 
 func (q QueryID) String() string { return fmt.Sprintf("%x", q[:6]) }
 
-// protoKind is the core an entry belongs to.
+// protoKind is what an entry carries.
 type protoKind uint8
 
 const (
 	protoAggregate protoKind = iota + 1
 	protoTopK
-	protoLease // a claim, renewal or release of a subcloud lease
+	protoLease  // a claim, renewal or release of a subcloud lease
+	protoEnd    // the query is over: drop it (spreads as a rumor)
+	protoRefuse // the sender will not join the query (sent to its asker)
+	protoEnd_
 )
 
 // entry is one query's message within an exchange.
@@ -30,28 +33,49 @@ type entry struct {
 	Round uint32 // the sender's round in this query, for progress
 	Plan  []byte // requests only: the encoded plan, so that a peer can join
 	// Origin is, in requests, the asker's network coordinate (opaque,
-	// from the overlay), from which a peer computes its rtt.
+	// from the overlay), from which a peer computes its rtt; Asker its
+	// name, to which a peer that refuses to join says so.
 	Origin []byte
+	Asker  string
 	// Coverage is, in requests, the size of a top-k's coverage filter,
 	// chosen by the asker (run.CoverageFor).
 	Coverage uint32
 	Msg      []byte // the core's encoded message
 }
 
+// hint is a peer the sender failed to reach AgeMillis ago: a suspicion an
+// asking peer checks for itself before it trusts an answer (suspect.go).
+type hint struct {
+	Name      string
+	AgeMillis uint32
+}
+
+// batch is one exchange's request or response.
+type batch struct {
+	Hints   []hint
+	Entries []entry
+}
+
 // Batch wire format, version 2 (encoding/binary varints):
 //
-//	version(1) count(uvarint), then per entry:
+//	version(1)
+//	hints(uvarint), then per hint: name(len uvarint, bytes) age-ms(uvarint)
+//	count(uvarint), then per entry:
 //	id(16) kind(1) round(uvarint) plan(len uvarint, bytes)
-//	origin(len uvarint, bytes) coverage(uvarint) msg(len uvarint, bytes)
+//	origin(len uvarint, bytes) asker(len uvarint, bytes) coverage(uvarint)
+//	msg(len uvarint, bytes)
 const (
 	batchVersion = 2
-	// maxOrigin bounds the asker's coordinate.
+	// maxOrigin bounds the asker's coordinate; maxName a node name.
 	maxOrigin = 256
+	maxName   = 512
 	// maxCoverage bounds a coverage filter's size in bits (topk checks it
 	// exactly).
 	maxCoverage = 1 << 16
 	// MaxBatchEntries bounds the queries one exchange carries.
-	MaxBatchEntries = 256
+	MaxBatchEntries = 4096
+	// MaxHints bounds the suspicions one exchange carries.
+	MaxHints = 16
 	// maxField bounds a plan or message inside a batch.
 	maxField = 4 << 20
 )
@@ -59,40 +83,65 @@ const (
 // ErrMalformed wraps every reason decodeBatch refuses an exchange.
 var ErrMalformed = errors.New("node: malformed exchange")
 
-func encodeBatch(es []entry) []byte {
-	size := 1 + binary.MaxVarintLen64
-	for _, e := range es {
-		size += len(e.ID) + 1 + 4*binary.MaxVarintLen64 + len(e.Plan) + len(e.Origin) + len(e.Msg)
+func encodeBatch(b batch) []byte {
+	size := 1 + 2*binary.MaxVarintLen64
+	for _, h := range b.Hints {
+		size += 2*binary.MaxVarintLen64 + len(h.Name)
 	}
-	b := make([]byte, 1, size)
-	b[0] = batchVersion
-	b = binary.AppendUvarint(b, uint64(len(es)))
-	for _, e := range es {
-		b = append(b, e.ID[:]...)
-		b = append(b, byte(e.Kind))
-		b = binary.AppendUvarint(b, uint64(e.Round))
-		b = binary.AppendUvarint(b, uint64(len(e.Plan)))
-		b = append(b, e.Plan...)
-		b = binary.AppendUvarint(b, uint64(len(e.Origin)))
-		b = append(b, e.Origin...)
-		b = binary.AppendUvarint(b, uint64(e.Coverage))
-		b = binary.AppendUvarint(b, uint64(len(e.Msg)))
-		b = append(b, e.Msg...)
+	for _, e := range b.Entries {
+		size += len(e.ID) + 1 + 6*binary.MaxVarintLen64 + len(e.Plan) + len(e.Origin) + len(e.Asker) + len(e.Msg)
 	}
-	return b
+	out := make([]byte, 1, size)
+	out[0] = batchVersion
+	out = binary.AppendUvarint(out, uint64(len(b.Hints)))
+	for _, h := range b.Hints {
+		out = binary.AppendUvarint(out, uint64(len(h.Name)))
+		out = append(out, h.Name...)
+		out = binary.AppendUvarint(out, uint64(h.AgeMillis))
+	}
+	out = binary.AppendUvarint(out, uint64(len(b.Entries)))
+	for _, e := range b.Entries {
+		out = append(out, e.ID[:]...)
+		out = append(out, byte(e.Kind))
+		out = binary.AppendUvarint(out, uint64(e.Round))
+		for _, f := range [][]byte{e.Plan, e.Origin, []byte(e.Asker)} {
+			out = binary.AppendUvarint(out, uint64(len(f)))
+			out = append(out, f...)
+		}
+		out = binary.AppendUvarint(out, uint64(e.Coverage))
+		out = binary.AppendUvarint(out, uint64(len(e.Msg)))
+		out = append(out, e.Msg...)
+	}
+	return out
 }
 
-func decodeBatch(b []byte) ([]entry, error) {
-	d := wire.NewReader(b, ErrMalformed)
+func decodeBatch(in []byte) (batch, error) {
+	var b batch
+	d := wire.NewReader(in, ErrMalformed)
 	if v := d.Byte(); v != batchVersion {
 		d.Fail(fmt.Sprintf("version %d, want %d", v, batchVersion))
 	}
+	nh := d.Count(MaxHints)
+	for i := 0; i < nh && d.Err() == nil; i++ {
+		h := hint{Name: string(d.Next(d.Count(maxName)))}
+		if age := d.Uvarint(); age > 1<<31 {
+			d.Fail("bad hint age")
+		} else {
+			h.AgeMillis = uint32(age)
+		}
+		if h.Name == "" {
+			d.Fail("hint without a name")
+		}
+		b.Hints = append(b.Hints, h)
+	}
 	n := d.Count(MaxBatchEntries)
-	es := make([]entry, 0, n)
+	if d.Err() == nil {
+		b.Entries = make([]entry, 0, n)
+	}
 	for i := 0; i < n && d.Err() == nil; i++ {
 		var e entry
 		copy(e.ID[:], d.Next(len(e.ID)))
-		if e.Kind = protoKind(d.Byte()); e.Kind != protoAggregate && e.Kind != protoTopK && e.Kind != protoLease {
+		if e.Kind = protoKind(d.Byte()); e.Kind == 0 || e.Kind >= protoEnd_ {
 			d.Fail("unknown protocol")
 		}
 		r := d.Uvarint()
@@ -100,20 +149,21 @@ func decodeBatch(b []byte) ([]entry, error) {
 			d.Fail("bad round")
 		}
 		e.Round = uint32(r)
-		// Plan and Msg alias b, which the exchange hands over for good
-		// (overlay.Handler); the plan bytes are kept for forwarding.
+		// Plan and Msg alias the input, which the exchange hands over for
+		// good (overlay.Handler); the plan bytes are kept for forwarding.
 		e.Plan = d.Next(d.Count(maxField))
 		e.Origin = d.Next(d.Count(maxOrigin))
+		e.Asker = string(d.Next(d.Count(maxName)))
 		if c := d.Uvarint(); c > maxCoverage {
 			d.Fail("bad coverage")
 		} else {
 			e.Coverage = uint32(c)
 		}
 		e.Msg = d.Next(d.Count(maxField))
-		es = append(es, e)
+		b.Entries = append(b.Entries, e)
 	}
 	if err := d.Done(); err != nil {
-		return nil, err
+		return batch{}, err
 	}
-	return es, nil
+	return b, nil
 }

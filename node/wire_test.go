@@ -7,24 +7,31 @@ import (
 )
 
 func TestBatchRoundTrip(t *testing.T) {
-	es := []entry{
-		{ID: QueryID{1, 2}, Kind: protoAggregate, Round: 7, Plan: []byte("plan"), Origin: []byte("xy"), Msg: []byte{1, 2, 3}},
-		{ID: QueryID{9}, Kind: protoTopK, Msg: []byte{}},
+	b := batch{
+		Hints: []hint{{Name: "p7", AgeMillis: 1500}},
+		Entries: []entry{
+			{ID: QueryID{1, 2}, Kind: protoAggregate, Round: 7, Plan: []byte("plan"), Origin: []byte("xy"), Asker: "a1", Coverage: 4096, Msg: []byte{1, 2, 3}},
+			{ID: QueryID{9}, Kind: protoTopK, Msg: []byte{}},
+			{ID: QueryID{3}, Kind: protoEnd},
+		},
 	}
-	got, err := decodeBatch(encodeBatch(es))
+	got, err := decodeBatch(encodeBatch(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].ID != es[0].ID || got[0].Round != 7 || string(got[0].Plan) != "plan" || string(got[0].Origin) != "xy" ||
-		!reflect.DeepEqual(got[0].Msg, es[0].Msg) || got[1].Kind != protoTopK || len(got[1].Plan) != 0 {
+	e := got.Entries
+	if len(got.Hints) != 1 || got.Hints[0] != b.Hints[0] || len(e) != 3 || e[0].ID != b.Entries[0].ID || e[0].Round != 7 ||
+		string(e[0].Plan) != "plan" || string(e[0].Origin) != "xy" || e[0].Asker != "a1" || e[0].Coverage != 4096 ||
+		!reflect.DeepEqual(e[0].Msg, b.Entries[0].Msg) || e[1].Kind != protoTopK || len(e[1].Plan) != 0 || e[2].Kind != protoEnd {
 		t.Errorf("round trip: %+v", got)
 	}
-	good := encodeBatch(es)
-	for name, b := range map[string][]byte{
+	good := encodeBatch(batch{Entries: b.Entries[:1]})
+	for name, in := range map[string][]byte{
 		"empty": nil, "version": append([]byte{batchVersion + 1}, good[1:]...), "truncated": good[:len(good)-1],
-		"trailing": append(append([]byte{}, good...), 0), "kind": func() []byte { b := append([]byte{}, good...); b[18] = 9; return b }(),
+		"trailing": append(append([]byte{}, good...), 0), "kind": func() []byte { x := append([]byte{}, good...); x[19] = 99; return x }(),
+		"hints": append([]byte{batchVersion, MaxHints + 1}, good[2:]...),
 	} {
-		if _, err := decodeBatch(b); !errors.Is(err, ErrMalformed) {
+		if _, err := decodeBatch(in); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -33,15 +40,15 @@ func TestBatchRoundTrip(t *testing.T) {
 // FuzzDecodeBatch: the exchange decoder never panics, and what it accepts
 // re-encodes to the same bytes.
 func FuzzDecodeBatch(f *testing.F) {
-	f.Add(encodeBatch([]entry{{ID: QueryID{1}, Kind: protoAggregate, Round: 3, Plan: []byte{1, 2}, Msg: []byte{3}}}))
-	f.Add(encodeBatch(nil))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		es, err := decodeBatch(b)
+	f.Add(encodeBatch(batch{Hints: []hint{{"p", 3}}, Entries: []entry{{ID: QueryID{1}, Kind: protoAggregate, Round: 3, Plan: []byte{1, 2}, Asker: "a", Msg: []byte{3}}}}))
+	f.Add(encodeBatch(batch{}))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		b, err := decodeBatch(in)
 		if err != nil {
 			return
 		}
 		// Varints are read in their shortest form only: one encoding.
-		if again := encodeBatch(es); string(again) != string(b) {
+		if again := encodeBatch(b); string(again) != string(in) {
 			t.Fatalf("re-encoding differs")
 		}
 	})

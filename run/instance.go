@@ -362,8 +362,10 @@ func (q *Instance) answer(peers int) (Answer, aggregate.Estimate, error) {
 
 // Report is the asking peer's end of a round: it reads the answer, applies
 // the convergence rule, and makes the answer final once the rule fires or
-// the budget is spent. Call it once a round, after Tick.
-func (q *Instance) Report(peers int) (Answer, error) {
+// the budget is spent. peers is the membership's count of live peers,
+// suspects how many of them the asker could not reach (the rule waits for
+// them). Call it once a round, after Tick.
+func (q *Instance) Report(peers, suspects int) (Answer, error) {
 	if q.rule == nil {
 		return Answer{}, errors.New("run: Report is for the asking peer's instance")
 	}
@@ -371,7 +373,7 @@ func (q *Instance) Report(peers int) (Answer, error) {
 	if err != nil {
 		return a, err
 	}
-	o := Observation{Round: q.round, Peers: peers}
+	o := Observation{Round: q.round, Peers: peers, Suspects: suspects}
 	if q.agg != nil {
 		o.Received = int(q.agg.Stats().Received)
 		o.Cells, o.Sketches = Cells(q.b.plan, a.Result, est)

@@ -78,8 +78,12 @@ func (r *Rule) Minimum() int { return r.minimum }
 
 // Observation is what the asking peer sees at the end of a round.
 type Observation struct {
+	// Suspects is how many live members the asker could not reach: the
+	// gossip state may hold a dead peer's mass until the failure detector
+	// declares it, so no answer is final while any is suspect.
 	// Round is the query's round at this peer.
-	Round int
+	Suspects int
+	Round    int
 	// Peers is the number of live peers the membership knows.
 	Peers int
 	// Received is how many messages the peer's core has received so far.
@@ -120,6 +124,7 @@ func (r *Rule) Observe(o Observation) Verdict {
 		} else {
 			v.Converged = o.Round >= r.minimum && o.Stable && o.Received >= r.minimum
 		}
+		v.Converged = v.Converged && o.Suspects == 0
 		return v
 	}
 	if o.Received > r.heard {
@@ -134,7 +139,7 @@ func (r *Rule) Observe(o Observation) Verdict {
 	}
 	peers := float64(o.Peers)
 	mixed := math.Abs(o.Participants-peers) <= MixedShare*peers
-	return Verdict{ErrEstimate: r.lastErr, Converged: o.Round >= r.minimum && r.calm >= CalmRounds && mixed}
+	return Verdict{ErrEstimate: r.lastErr, Converged: o.Round >= r.minimum && r.calm >= CalmRounds && mixed && o.Suspects == 0}
 }
 
 // Cells are an aggregate answer's numeric cells as the rule watches them,

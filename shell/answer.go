@@ -32,8 +32,14 @@ func TableOf(a *api.Answer) *Table {
 		return t
 	}
 	t.Statement = m.Statement
-	t.Meta = map[string]any{"peers": m.Peers, "rounds": m.Rounds, "elapsed_seconds": m.Elapsed,
+	t.Meta = map[string]any{"status": m.Status, "peers": m.Peers, "rounds": m.Rounds, "elapsed_seconds": m.Elapsed,
 		"plan_hash": m.PlanHash, "from_tags": m.FromTags, "converged": m.Converged}
+	for k, v := range map[string]any{"reason": m.Reason, "members_start": m.MembersStart, "members_end": m.MembersEnd,
+		"joined": m.Joined, "left": m.Left, "unreachable": m.Unreachable, "refused": m.Refused} {
+		if v != "" && v != 0 && !isEmptyList(v) {
+			t.Meta[k] = v
+		}
+	}
 	t.Footer = fmt.Sprintf("%d row(s) · %d peers", len(t.Rows), m.Peers)
 	if m.FromTags {
 		t.Footer += " · answered from membership tags, no gossip"
@@ -47,10 +53,21 @@ func TableOf(a *api.Answer) *Table {
 	if m.Protocol == api.ProtocolAggregate {
 		t.Footer += fmt.Sprintf(" · error ±%s (estimated)", percent(m.ErrEstimate))
 	}
-	if !m.Converged {
-		t.Footer += " · NOT converged"
+	if changed := len(m.Joined) + len(m.Left); changed > 0 {
+		t.Footer += fmt.Sprintf(" · %d joined, %d left during the query", len(m.Joined), len(m.Left))
+	}
+	if m.Status == api.StatusPartial || !m.Converged {
+		t.Footer += " · PARTIAL"
+		if m.Reason != "" {
+			t.Footer += ": " + m.Reason
+		}
 	}
 	return t
+}
+
+func isEmptyList(v any) bool {
+	l, ok := v.([]string)
+	return ok && len(l) == 0
 }
 
 // percent writes a ratio as a percentage, as the engine writes ratios.

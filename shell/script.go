@@ -143,24 +143,39 @@ func Caret(src string, line, col int) string {
 	return b.String() + "\n" + pad.String() + "^"
 }
 
+// ScriptOptions say how a script runs.
+type ScriptOptions struct {
+	// Name is the script's name for positions ("" for -e).
+	Name   string
+	Split  Splitter
+	Format Format
+	Out    io.Writer
+	// AllowPartial goes on after a partial answer; by default a partial
+	// answer is printed, then stops the script with api.ErrPartial.
+	AllowPartial bool
+}
+
 // RunScript runs every statement of src through exec and renders each
-// answer to out; name is the script's name for positions ("" for -e). The
-// first error stops it: a statement error comes back as a
+// answer. The first error stops it: a statement error comes back as a
 // *StatementError placed in the script; an answer with an error beside it
-// (api.ErrTimeout) is rendered first, then its error returned.
-func RunScript(ctx context.Context, exec api.Executor, src, name string, split Splitter, format Format, out io.Writer) error {
-	for i, stmt := range SplitScript(src, split) {
-		if i > 0 && format == FormatTable {
-			fmt.Fprintln(out)
+// (api.ErrTimeout) is rendered first, then its error returned; so is a
+// partial answer, unless AllowPartial.
+func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOptions) error {
+	for i, stmt := range SplitScript(src, opts.Split) {
+		if i > 0 && opts.Format == FormatTable {
+			fmt.Fprintln(opts.Out)
 		}
 		ans, err := exec.Execute(ctx, stmt.Text, nil)
 		if ans != nil {
-			if rerr := Render(out, format, TableOf(ans)); rerr != nil {
+			if rerr := Render(opts.Out, opts.Format, TableOf(ans)); rerr != nil {
 				return rerr
 			}
 		}
 		if err != nil {
-			return Place(src, name, stmt, err)
+			return Place(src, opts.Name, stmt, err)
+		}
+		if m := ans.Meta; m != nil && m.Status == api.StatusPartial && !opts.AllowPartial {
+			return fmt.Errorf("%w: %s (line %d)", api.ErrPartial, m.Reason, stmt.Line)
 		}
 	}
 	return nil

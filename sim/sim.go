@@ -543,7 +543,7 @@ func (s *Sim) answerOf(i int) (*query.Result, error) {
 // report applies the engine's convergence rule at the originator, as the
 // node does at the end of each round.
 func (s *Sim) report() (run.Answer, error) {
-	a, err := s.origin.Report(len(s.known))
+	a, err := s.origin.Report(len(s.known), 0)
 	s.stats.ErrEstimate, s.stats.RuleConverged = 1, false
 	if err == nil {
 		s.stats.ErrEstimate, s.stats.RuleConverged = a.ErrEstimate, a.Converged

@@ -188,6 +188,19 @@ func (c *Claimer) Step(from string, rep Reply, err error) {
 	c.advance()
 }
 
+// Lost tells the Claimer that a peer it held no longer holds its lease (a
+// renewal while the RESERVE runs was refused, or its lease lapsed): it is
+// not a member, and its place is claimed again from the candidates.
+func (c *Claimer) Lost(peer string) {
+	if !c.held[peer] || c.state == Done {
+		return
+	}
+	delete(c.held, peer)
+	if c.state == Claiming {
+		c.advance()
+	}
+}
+
 // Abort ends the RESERVE now (its context ended): it fails, and releases
 // every peer it holds or may hold, claims in flight included.
 func (c *Claimer) Abort(err error) {

@@ -18,7 +18,8 @@ import (
 // More exit codes (docs/AGENT.md).
 const (
 	exitNotEnough = 3 // a RESERVE could not get the peers it needs; nothing is reserved
-	exitTimeout   = 4 // a statement hit its TIMEOUT; the partial answer was printed
+	exitTimeout    = 4 // an answer is partial (a TIMEOUT, unreachable or refusing members): printed, then exit 4
+	exitOverloaded = 5 // the agent asks as many queries as it may: try again
 )
 
 func newDemoCmd() *cobra.Command {
@@ -27,6 +28,7 @@ func newDemoCmd() *cobra.Command {
 		expr, file   string
 		format       shell.Format
 		settleTimout time.Duration
+		allowPartial bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--nodes 200] [-e STATEMENT | -f FILE]",
@@ -61,7 +63,8 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			asker := e.Nodes[0]
 			out := cmd.OutOrStdout()
 			if src != "" {
-				return exitFor(shell.RunScript(context.Background(), asker, src, name, query.Split, format, out))
+				return exitFor(shell.RunScript(context.Background(), asker, src,
+					shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: out, AllowPartial: allowPartial}))
 			}
 			if isTerminal(cmd.InOrStdin()) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Try:\n"+
@@ -80,6 +83,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	f.StringVarP(&file, "file", "f", "", "script of statements to run, then exit (- for stdin)")
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&settleTimout, "settle-timeout", 3*time.Minute, "how long to wait for the cluster to form")
+	f.BoolVar(&allowPartial, "allow-partial", false, "with -e or -f: go on, exit 0, after a partial answer (default: exit 4)")
 	return cmd
 }
 

@@ -12,17 +12,18 @@ import (
 
 func newQueryCmd() *cobra.Command {
 	var (
-		expr, file string
-		opts       api.Options
-		format     shell.Format
+		expr, file   string
+		opts         api.Options
+		format       shell.Format
+		allowPartial bool
 	)
 	cmd := &cobra.Command{
 		Use:   "query -e STATEMENT | -f FILE [--format table|csv|json|ndjson]",
 		Short: "Run statements through the local agent's API",
 		Long: `query sends each statement to the local agent (--api, or PEERQ_API) with its token
 (--token, PEERQ_TOKEN, or the file in --data-dir) and prints the answers. Exit codes: 0 ok,
-1 usage or I/O (agent unreachable), 2 a statement error, 3 a RESERVE got nothing, 4 a timeout with
-a partial answer.`,
+1 usage or I/O (agent unreachable), 2 a statement error, 3 a RESERVE got nothing, 4 a partial
+answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, name, err := readStatements(cmd, expr, file)
@@ -33,7 +34,8 @@ a partial answer.`,
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
-			return exitFor(shell.RunScript(context.Background(), c, src, name, query.Split, format, cmd.OutOrStdout()))
+			return exitFor(shell.RunScript(context.Background(), c, src,
+				shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: cmd.OutOrStdout(), AllowPartial: allowPartial}))
 		},
 	}
 	f := cmd.Flags()
@@ -42,6 +44,7 @@ a partial answer.`,
 	apiFlags(cmd, &opts)
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up on the agent after this long")
+	f.BoolVar(&allowPartial, "allow-partial", false, "go on, and exit 0, after a partial answer (default: exit 4)")
 	return cmd
 }
 

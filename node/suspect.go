@@ -1,0 +1,152 @@
+package node
+
+import (
+	"context"
+	"sort"
+	"time"
+)
+
+// Suspicion: an answer is about the members alive when it is returned, and
+// a member that crashed (or is cut off) during a query leaves the others'
+// gossip state wrong until the failure detector declares it and its flows
+// are undone — typically seconds after a query ends. So an asking peer does
+// not call an answer final while a member may be unreachable.
+//
+// Every peer notes the peers it failed to exchange with and passes these
+// notes on (hints, at most MaxHints a batch, for HintTTL), first- or
+// second-hand, in every exchange it makes; an exchange with a peer clears
+// the note. The asking peer trusts no hint: it probes the hinted member
+// itself, ProbeTries times. A member that answers is cleared; one that does
+// not stays a suspect, and the answer waits until Serf declares it failed
+// (then its flows are undone and the answer is the survivors') or is
+// returned as partial when the budget ends. Loss only costs probes.
+
+// suspicions is a peer's knowledge of unreachable peers. Guarded by n.mu.
+type suspicions struct {
+	failed  map[string]time.Time // when a failure to reach it was seen, first- or second-hand
+	lastOK  map[string]time.Time // the last exchange with it that succeeded, first-hand
+	probing map[string]bool      // an asker's probe is running
+	// confirmed are members this peer probed and could not reach.
+	confirmed map[string]time.Time
+}
+
+func newSuspicions() suspicions {
+	return suspicions{failed: map[string]time.Time{}, lastOK: map[string]time.Time{}, probing: map[string]bool{},
+		confirmed: map[string]time.Time{}}
+}
+
+// reached records an exchange with peer: it answered, or it called.
+// Called with n.mu held.
+func (s *suspicions) reached(peer string, now time.Time) {
+	s.lastOK[peer] = now
+	delete(s.failed, peer)
+	delete(s.confirmed, peer)
+}
+
+// missed records a failed exchange with peer, seen at t. Called with n.mu
+// held.
+func (s *suspicions) missed(peer string, t time.Time) {
+	if ok := s.lastOK[peer]; !t.After(ok) {
+		return // we have heard from it since
+	}
+	if f, seen := s.failed[peer]; !seen || t.After(f) {
+		s.failed[peer] = t
+	}
+}
+
+// hints are the freshest failures to pass on.
+func (s *suspicions) hints(now time.Time, ttl time.Duration) []hint {
+	if len(s.failed) == 0 {
+		return nil
+	}
+	out := make([]hint, 0, len(s.failed))
+	for name, t := range s.failed {
+		if age := now.Sub(t); age < ttl {
+			out = append(out, hint{Name: name, AgeMillis: uint32(age / time.Millisecond)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].AgeMillis < out[j].AgeMillis || out[i].AgeMillis == out[j].AgeMillis && out[i].Name < out[j].Name })
+	return out[:min(len(out), MaxHints)]
+}
+
+// expire forgets what is older than ttl, and peers no longer members.
+func (s *suspicions) expire(now time.Time, ttl time.Duration, member func(string) bool) {
+	for name, t := range s.failed {
+		if now.Sub(t) >= ttl || !member(name) {
+			delete(s.failed, name)
+		}
+	}
+	for name, t := range s.confirmed {
+		if now.Sub(t) >= ttl || !member(name) {
+			delete(s.confirmed, name)
+		}
+	}
+	for name, t := range s.lastOK {
+		if now.Sub(t) >= 10*ttl {
+			delete(s.lastOK, name)
+		}
+	}
+}
+
+// suspects are the members an asker must not trust an answer over: hinted
+// and not cleared by a probe. Called with n.mu held.
+func (s *suspicions) suspects(member func(string) bool) []string {
+	var out []string
+	for name := range s.failed {
+		if member(name) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// takeHints merges the hints a peer sent. Called with n.mu held.
+func (n *Node) takeHints(hs []hint, now time.Time) {
+	for _, h := range hs {
+		if h.Name == n.Name() {
+			continue
+		}
+		if _, ok := n.net.Member(h.Name); ok {
+			n.sus.missed(h.Name, now.Add(-time.Duration(h.AgeMillis)*time.Millisecond))
+		}
+	}
+}
+
+// probeSuspects starts, for an asker, a probe of each suspect not being
+// probed: ProbeTries pings, each within ExchangeTimeout. Called with n.mu
+// held.
+func (n *Node) probeSuspects(suspects []string) {
+	for _, name := range suspects {
+		if n.sus.probing[name] {
+			continue
+		}
+		if t, ok := n.sus.confirmed[name]; ok && n.clock.Now().Sub(t) < n.cfg.ExchangeTimeout*time.Duration(n.cfg.ProbeTries) {
+			continue // probed lately: wait for the failure detector
+		}
+		n.sus.probing[name] = true
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			ok := false
+			for try := 0; try < n.cfg.ProbeTries && !ok && !n.closed(); try++ {
+				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
+				resp, err := n.net.Exchange(ctx, name, encodeBatch(batch{}))
+				cancel()
+				if err == nil {
+					_, err = decodeBatch(resp)
+				}
+				ok = err == nil
+			}
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			delete(n.sus.probing, name)
+			n.stats.Probes++
+			if ok {
+				n.sus.reached(name, n.clock.Now())
+			} else {
+				n.sus.confirmed[name] = n.clock.Now()
+			}
+		}()
+	}
+}
