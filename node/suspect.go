@@ -65,7 +65,9 @@ func (s *suspicions) hints(now time.Time, ttl time.Duration) []hint {
 			out = append(out, hint{Name: name, AgeMillis: uint32(age / time.Millisecond)})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].AgeMillis < out[j].AgeMillis || out[i].AgeMillis == out[j].AgeMillis && out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].AgeMillis < out[j].AgeMillis || out[i].AgeMillis == out[j].AgeMillis && out[i].Name < out[j].Name
+	})
 	return out[:min(len(out), MaxHints)]
 }
 

@@ -17,7 +17,7 @@ import (
 
 // More exit codes (docs/AGENT.md).
 const (
-	exitNotEnough = 3 // a RESERVE could not get the peers it needs; nothing is reserved
+	exitNotEnough  = 3 // a RESERVE could not get the peers it needs; nothing is reserved
 	exitTimeout    = 4 // an answer is partial (a TIMEOUT, unreachable or refusing members): printed, then exit 4
 	exitOverloaded = 5 // the agent asks as many queries as it may: try again
 )
