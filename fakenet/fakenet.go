@@ -26,7 +26,10 @@ type Config struct {
 	Detect time.Duration
 	// TagDelay is how long a peer's new tags take to reach the others.
 	TagDelay time.Duration
-	Seed     uint64
+	// Duplicate is the probability that a request is delivered twice (the
+	// second answer is dropped), as a retransmission can.
+	Duplicate float64
+	Seed      uint64
 }
 
 // DefaultConfig is a quiet LAN: 1 ms each way, no loss, failures detected
@@ -132,6 +135,31 @@ func (nw *Network) Crash(name string) {
 	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
 }
 
+// Revive brings a crashed peer back, as a restart on the same address:
+// it answers again, and every live peer sees it join. Its handler is
+// cleared: the restarted runtime must Serve again.
+func (nw *Network) Revive(name string) *Host {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	h := nw.hosts[name]
+	if h == nil || h.alive {
+		return h
+	}
+	h.alive, h.handler = true, nil
+	h.view = map[string]bool{name: true}
+	for _, o := range nw.hosts {
+		if o.alive && o != h {
+			h.view[o.name] = true
+			if !o.view[name] {
+				o.see(name, true)
+				o.emit(overlay.MemberJoined, name)
+			}
+		}
+	}
+	h.relist()
+	return h
+}
+
 // Leave takes a peer out gracefully: the others see it leave at once.
 func (nw *Network) Leave(name string) {
 	nw.mu.Lock()
@@ -145,6 +173,9 @@ func (nw *Network) Leave(name string) {
 func (nw *Network) forget(name string, kind overlay.EventKind) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
+	if h := nw.hosts[name]; kind == overlay.MemberFailed && h.alive {
+		return // revived before the others noticed
+	}
 	for _, o := range nw.hosts {
 		if o.name != name && o.view[name] {
 			o.see(name, false)
@@ -322,6 +353,7 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	lost := !ok || nw.cfg.Loss > 0 && nw.r.Float64() < nw.cfg.Loss
 	delay := nw.delay()
 	back := nw.delay()
+	twice := nw.cfg.Duplicate > 0 && nw.r.Float64() < nw.cfg.Duplicate
 	var handler overlay.Handler
 	if to != nil {
 		handler = to.handler
@@ -340,6 +372,9 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 		return nil, err
 	}
 	resp, err := handler(h.name, append([]byte(nil), req...))
+	if twice {
+		handler(h.name, append([]byte(nil), req...))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fakenet: %s refused the exchange: %w", peer, err)
 	}

@@ -571,7 +571,7 @@ func (n *Node) exchange(to string, req batch) {
 	if err != nil {
 		n.stats.Failed++
 		if !n.closed() {
-			n.sus.missed(to, now)
+			n.verify(to, now)
 		}
 		return
 	}

@@ -12,10 +12,11 @@ import (
 // are undone — typically seconds after a query ends. So an asking peer does
 // not call an answer final while a member may be unreachable.
 //
-// Every peer notes the peers it failed to exchange with and passes these
-// notes on (hints, at most MaxHints a batch, for HintTTL), first- or
-// second-hand, in every exchange it makes; an exchange with a peer clears
-// the note. The asking peer trusts no hint: it probes the hinted member
+// Every peer that fails an exchange pings the peer once more at once; if
+// that fails too, it notes the peer and passes the note on (hints, at most
+// MaxHints a batch, for HintTTL), first- or second-hand, in every exchange
+// it makes; an exchange with a peer clears the note. The extra ping keeps
+// a lost message from becoming a suspicion. The asking peer trusts no hint: it probes the hinted member
 // itself, ProbeTries times. A member that answers is cleared; one that does
 // not stays a suspect, and the answer waits until Serf declares it failed
 // (then its flows are undone and the answer is the survivors') or is
@@ -26,13 +27,15 @@ type suspicions struct {
 	failed  map[string]time.Time // when a failure to reach it was seen, first- or second-hand
 	lastOK  map[string]time.Time // the last exchange with it that succeeded, first-hand
 	probing map[string]bool      // an asker's probe is running
+	// verifying peers get a second ping after a failed exchange.
+	verifying map[string]bool
 	// confirmed are members this peer probed and could not reach.
 	confirmed map[string]time.Time
 }
 
 func newSuspicions() suspicions {
 	return suspicions{failed: map[string]time.Time{}, lastOK: map[string]time.Time{}, probing: map[string]bool{},
-		confirmed: map[string]time.Time{}}
+		verifying: map[string]bool{}, confirmed: map[string]time.Time{}}
 }
 
 // reached records an exchange with peer: it answered, or it called.
@@ -103,6 +106,39 @@ func (s *suspicions) suspects(member func(string) bool) []string {
 	return out
 }
 
+// verify pings a peer an exchange with failed at t, once, and notes it
+// as missed only if the ping fails too. Called with n.mu held.
+func (n *Node) verify(peer string, t time.Time) {
+	if n.sus.verifying[peer] {
+		return
+	}
+	n.sus.verifying[peer] = true
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ok := n.ping(peer)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(n.sus.verifying, peer)
+		if ok {
+			n.sus.reached(peer, n.clock.Now())
+		} else if !n.closed() {
+			n.sus.missed(peer, t)
+		}
+	}()
+}
+
+// ping sends an empty exchange to peer: true if it answered.
+func (n *Node) ping(peer string) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
+	defer cancel()
+	resp, err := n.net.Exchange(ctx, peer, encodeBatch(batch{}))
+	if err == nil {
+		_, err = decodeBatch(resp)
+	}
+	return err == nil
+}
+
 // takeHints merges the hints a peer sent. Called with n.mu held.
 func (n *Node) takeHints(hs []hint, now time.Time) {
 	for _, h := range hs {
@@ -132,13 +168,7 @@ func (n *Node) probeSuspects(suspects []string) {
 			defer n.wg.Done()
 			ok := false
 			for try := 0; try < n.cfg.ProbeTries && !ok && !n.closed(); try++ {
-				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
-				resp, err := n.net.Exchange(ctx, name, encodeBatch(batch{}))
-				cancel()
-				if err == nil {
-					_, err = decodeBatch(resp)
-				}
-				ok = err == nil
+				ok = n.ping(name)
 			}
 			n.mu.Lock()
 			defer n.mu.Unlock()

@@ -1,0 +1,383 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/peerq/peerq/fakenet"
+	"github.com/peerq/peerq/query"
+)
+
+// Right or flagged: under every fault below, an answer the asker calls
+// converged is exact (top-k) or within 1% (aggregates) over the members
+// alive when it was returned — the population docs/PQL.md promises — and
+// names no dead peer; any other answer says it is partial.
+
+// check judges one answer against the survivors' records: it returns
+// "right", "flagged" or fails the test on "wrong and unflagged".
+func check(t *testing.T, p *query.Plan, res *Result, err error, survivors []query.Record, dead map[string]bool, label string) string {
+	t.Helper()
+	if res == nil {
+		t.Fatalf("%s: no answer: %v", label, err)
+	}
+	for _, name := range res.Nodes {
+		if dead[name] && res.Status != StatusPartial {
+			t.Errorf("%s: a converged answer names %s, which is dead", label, name)
+		}
+	}
+	if res.Status == StatusPartial {
+		if res.Converged || res.Reason == "" {
+			t.Errorf("%s: partial without a reason (%+v)", label, res)
+		}
+		return "flagged"
+	}
+	if err != nil {
+		t.Errorf("%s: %s answer with an error: %v", label, res.Status, err)
+	}
+	want := query.Exact(p, survivors)
+	if !closeTo(res.Result, want) {
+		t.Errorf("%s: WRONG AND UNFLAGGED (%s): %v, want %v (members %d→%d, left %v)", label, res.Status, res.Rows, want.Rows,
+			res.MembersStart, res.MembersEnd, res.Left)
+		return "wrong"
+	}
+	return "right"
+}
+
+// closeTo says whether got is the exact answer, numbers within 1%.
+func closeTo(got, want *query.Result) bool {
+	if len(got.Rows) != len(want.Rows) {
+		return false
+	}
+	for i := range want.Rows {
+		for j, w := range want.Rows[i] {
+			g := got.Rows[i][j]
+			if w.Kind.Numeric() && math.Abs(g.Num-w.Num) > 0.01*math.Abs(w.Num)+1e-9 || !w.Kind.Numeric() && g != w {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// noticeWithin is how soon after a crash the cluster can know of it: an
+// exchange must meet the dead peer (a round or two among eight), and its
+// ping time out (fakenet's Timeout, 1 s).
+const noticeWithin = 1500 * time.Millisecond
+
+var faultQueries = []string{
+	"SELECT COUNT(*), SUM(cpu_cores) FROM peers",
+	"SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3",
+}
+
+// Two of eight peers killed mid-query (kill -9: no leave): the answers are
+// the survivors' or flagged, and once the failure detector has spoken, the
+// next ones are the survivors', converged.
+func TestCrashMidQuery(t *testing.T) {
+	for seed := uint64(1); seed <= 6; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fcfg := fakenet.DefaultConfig()
+				fcfg.Seed, fcfg.Jitter = seed, 5*time.Millisecond
+				c := startFake(t, 8, fcfg, seed, nil)
+				asker := c.nodes[0]
+				plans := make([]*query.Plan, len(faultQueries))
+				for i, src := range faultQueries {
+					plans[i] = compile(t, asker, src)
+				}
+				type out struct {
+					res *Result
+					err error
+					at  time.Time
+				}
+				outs := make([]out, len(plans))
+				var wg sync.WaitGroup
+				for i, p := range plans {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						res, err := asker.Query(context.Background(), p, nil)
+						outs[i] = out{res, err, time.Now()}
+					}()
+				}
+				elapse(time.Duration(seed) * 100 * time.Millisecond) // a few rounds in
+				before := c.records()
+				dead := map[string]bool{}
+				for _, i := range []int{3, 6} {
+					dead[c.nodes[i].Name()] = true
+					c.kill(i)
+				}
+				killed := time.Now()
+				wg.Wait()
+				survivors := c.records()
+				for i, p := range plans {
+					o := outs[i]
+					// An answer returned within a few rounds of the crash
+					// may be the one from before it: nobody could know yet
+					// (the failure must first be met by an exchange). After
+					// that it is the survivors', or flagged.
+					if o.at.Sub(killed) < noticeWithin && o.res != nil && o.res.Status != StatusPartial && closeTo(o.res.Result, query.Exact(p, before)) {
+						continue
+					}
+					v := check(t, p, o.res, o.err, survivors, dead, fmt.Sprintf("%s (answered %v after the kill)", p.Text, o.at.Sub(killed)))
+					t.Logf("%s: %s, %v after the kill (%s)", p.Text, v, o.at.Sub(killed), o.res.Reason)
+				}
+				elapse(fcfg.Detect + time.Second)
+				for _, p := range plans {
+					res, err := asker.Query(context.Background(), p, nil)
+					if check(t, p, res, err, survivors, dead, "after detection: "+p.Text) != "right" {
+						t.Errorf("after detection: %s not converged: %s", p.Text, res.Reason)
+					}
+				}
+			})
+		})
+	}
+}
+
+// A partition into halves during a query: each side's answers are about
+// the members it can reach — exact or flagged — never the old whole, and
+// never its own half scaled by members it cannot hear.
+func TestPartitionMidQuery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		c := startFake(t, 8, fcfg, 3, nil)
+		asker := c.nodes[1]
+		p := compile(t, asker, faultQueries[0])
+		done := make(chan struct{})
+		var res *Result
+		var err error
+		go func() {
+			defer close(done)
+			res, err = asker.Query(context.Background(), p, nil)
+		}()
+		elapse(300 * time.Millisecond)
+		var half []string
+		for _, n := range c.nodes[:4] {
+			half = append(half, n.Name())
+		}
+		c.net.Partition(half)
+		<-done
+		var side []query.Record
+		for _, n := range c.nodes[:4] {
+			side = append(side, n.record())
+		}
+		if res.Status != StatusPartial && !closeTo(res.Result, query.Exact(p, side)) && !closeTo(res.Result, query.Exact(p, c.records())) {
+			t.Errorf("during the partition: %v, %s (%s)", res.Rows, res.Status, res.Reason)
+		}
+		// Once the sides have declared each other failed: this side's.
+		elapse(fcfg.Detect + time.Second)
+		res, err = asker.Query(context.Background(), p, nil)
+		if check(t, p, res, err, side, nil, "after the partition") != "right" {
+			t.Errorf("after the partition: not converged: %s", res.Reason)
+		}
+		if res.Peers != 4 {
+			t.Errorf("after the partition the asker scales by %d peers, want 4", res.Peers)
+		}
+		// Healed: the whole again.
+		c.net.Heal()
+		elapse(time.Second)
+		res, err = asker.Query(context.Background(), p, nil)
+		check(t, p, res, err, c.records(), nil, "healed")
+	})
+}
+
+// Loss, duplication and jitter: right or flagged, and mostly right.
+func TestLossyNetwork(t *testing.T) {
+	for _, loss := range []float64{0.05, 0.2} {
+		t.Run(fmt.Sprint("loss", loss), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fcfg := fakenet.DefaultConfig()
+				fcfg.Loss, fcfg.Duplicate, fcfg.Jitter = loss, 0.05, 20*time.Millisecond
+				c := startFake(t, 30, fcfg, 5, nil)
+				recs := c.records()
+				right := 0
+				for i := 0; i < 6; i++ {
+					src := faultQueries[i%2]
+					p := compile(t, c.nodes[i], src)
+					res, err := c.nodes[i].Query(context.Background(), p, nil)
+					if check(t, p, res, err, recs, nil, fmt.Sprintf("%s at %.0f%% loss", src, 100*loss)) == "right" {
+						right++
+					}
+				}
+				t.Logf("%.0f%% loss: %d of 6 right, the rest flagged", 100*loss, right)
+				if right < 3 {
+					t.Errorf("only %d of 6 converged at %.0f%% loss", right, 100*loss)
+				}
+			})
+		})
+	}
+}
+
+// Capacity: 200 concurrent queries from one peer of 8 are all answered
+// right; a cluster whose peers take part in only a few queries at once
+// refuses the rest explicitly, and the answers that miss a refusing peer
+// say so.
+func TestConcurrency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 8, fakenet.DefaultConfig(), 7, nil)
+		recs := c.records()
+		p := compile(t, c.nodes[0], faultQueries[0])
+		var wg sync.WaitGroup
+		verdicts := make([]string, 200)
+		for i := range verdicts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := c.nodes[0].Query(context.Background(), p, nil)
+				verdicts[i] = check(t, p, res, err, recs, nil, fmt.Sprint("query ", i))
+			}()
+		}
+		wg.Wait()
+		right := 0
+		for _, v := range verdicts {
+			if v == "right" {
+				right++
+			}
+		}
+		if right < 180 {
+			t.Errorf("%d of 200 concurrent queries right", right)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 8, fakenet.DefaultConfig(), 7, func(cfg *Config) { cfg.MaxQueries, cfg.MaxAsk, cfg.AskQueue = 4, 6, 2 })
+		recs := c.records()
+		p := compile(t, c.nodes[0], faultQueries[0])
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		count := map[string]int{}
+		for i := 0; i < 12; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := c.nodes[i%2].Query(context.Background(), p, nil)
+				v := "overloaded"
+				if res != nil {
+					v = check(t, p, res, err, recs, nil, fmt.Sprint("query ", i))
+					if v == "flagged" && len(res.Refused) == 0 && len(res.Unreachable) == 0 {
+						t.Errorf("query %d flagged without naming who refused: %s", i, res.Reason)
+					}
+				} else if !errorsIsOverloaded(err) {
+					t.Errorf("query %d: %v", i, err)
+				}
+				mu.Lock()
+				count[v]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		t.Logf("12 queries, places for 4 a peer: %v", count)
+		if count["flagged"]+count["overloaded"] == 0 {
+			t.Error("no query was refused or flagged, though peers take part in only 4 at once")
+		}
+	})
+}
+
+// A RESERVE is read back at once by its owner, whatever the tags say; a
+// RELEASE too.
+func TestReadYourWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.TagDelay = 5 * time.Second // tags slower than the statements
+		c := startFake(t, 20, fcfg, 2, nil)
+		owner := c.nodes[0]
+		res := ask(t, owner, compile(t, owner, "RESERVE 6 FROM peers ORDER BY reliability DESC AS x FOR 10m"))
+		if len(res.Nodes) != 6 {
+			t.Fatalf("members %v", res.Nodes)
+		}
+		for src, want := range map[string]float64{
+			"SELECT COUNT(*) FROM SUBCLOUD x":                   6,
+			"SELECT COUNT(*) FROM peers WHERE reserved = TRUE":  6,
+			"SELECT COUNT(*) FROM peers WHERE subcloud = 'x'":   6,
+			"SELECT COUNT(*) FROM peers WHERE reserved = FALSE": 14,
+		} {
+			if got := ask(t, owner, compile(t, owner, src)); got.Rows[0][0].Num != want {
+				t.Errorf("%s right after RESERVE: %v, want %v", src, got.Rows, want)
+			}
+		}
+		if show := ask(t, owner, compile(t, owner, "SHOW SUBCLOUDS")); len(show.Rows) != 1 || show.Rows[0][2].Num != 6 {
+			t.Errorf("SHOW SUBCLOUDS right after RESERVE: %v", show.Rows)
+		}
+		ask(t, owner, compile(t, owner, "RELEASE x"))
+		if show := ask(t, owner, compile(t, owner, "SHOW SUBCLOUDS")); len(show.Rows) != 0 {
+			t.Errorf("SHOW SUBCLOUDS right after RELEASE: %v", show.Rows)
+		}
+		if got := ask(t, owner, compile(t, owner, "SELECT COUNT(*) FROM SUBCLOUD x")); got.Rows[0][0].Num != 0 {
+			t.Errorf("FROM SUBCLOUD x after RELEASE: %v", got.Rows)
+		}
+	})
+}
+
+// A RESERVE slower than its leases (a slow, lossy network; leases of 10 s)
+// returns exactly the peers that hold its lease when it returns.
+func TestSlowReserveKeepsItsLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.Latency, fcfg.Jitter, fcfg.Loss = 300*time.Millisecond, 300*time.Millisecond, 0.05
+		c := startFake(t, 30, fcfg, 4, nil)
+		owner := c.nodes[5]
+		start := time.Now()
+		res, err := owner.Query(context.Background(), compile(t, owner, "RESERVE 10 FROM peers ORDER BY mem_free DESC AS slow FOR 10s"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		holding := map[string]bool{}
+		for _, n := range c.nodes {
+			if l, ok := n.currentLease(); ok && l.Subcloud == "slow" {
+				holding[n.Name()] = true
+			}
+		}
+		for _, m := range res.Nodes {
+			if !holding[m] {
+				t.Errorf("RESERVE (took %v) returned %s, which does not hold its lease", took, m)
+			}
+		}
+		if len(holding) != len(res.Nodes) {
+			t.Errorf("%d peers hold the lease, RESERVE returned %d", len(holding), len(res.Nodes))
+		}
+		t.Logf("RESERVE 10 with 10 s leases took %v", took)
+	})
+}
+
+// A peer restarted on its data dir comes back holding its lease, and the
+// cluster's answers count it again.
+func TestRestart(t *testing.T) {
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.DataDir = "" })
+		rec, tags := splitRecord(1, 6)
+		h := c.net.Add("phoenix", tags)
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.DataDir, cfg.Tags = dir, tags
+		n, err := New(cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := c.nodes[0]
+		ask(t, owner, compile(t, owner, "RESERVE 7 AS all FOR 1m"))
+		n.Close()
+		c.net.Crash("phoenix")
+		elapse(3 * time.Second)
+		c.net.Revive("phoenix")
+		n, err = New(cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		if l, ok := n.currentLease(); !ok || l.Subcloud != "all" {
+			t.Errorf("restarted without its lease: %+v", l)
+		}
+		elapse(time.Second)
+		res := ask(t, owner, compile(t, owner, "SELECT COUNT(*) FROM peers WHERE reserved = TRUE WITH ROUNDS 60"))
+		if res.Rows[0][0].Num != 7 {
+			t.Errorf("after the restart: %v reserved", res.Rows)
+		}
+	})
+}
+
+func errorsIsOverloaded(err error) bool { return errors.Is(err, ErrOverloaded) }
