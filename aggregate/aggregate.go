@@ -76,7 +76,13 @@ type Config struct {
 	Scheme     Scheme
 	Originator bool
 	// Retries is how many further rounds a Flow Updating initiator retries
-	// an unanswered exchange on the same link before it gives up on it.
+	// an unanswered exchange on the same link before it moves on. It does
+	// not give the link up: the responder may have applied its half of
+	// the averaging, and only a message on that link (overwriting the
+	// flows) makes the two sides agree again. So the exchange joins the
+	// stuck ones, of which the initiator retries one a round, oldest
+	// first, until a reply comes or the peer is removed as dead (at most
+	// MaxStuck; beyond, the oldest is given up and counted).
 	Retries int
 	// FoldAfter is how many rounds a link stays after its last message. It
 	// must exceed Retries + 1, so that a retry never finds its link gone,
@@ -95,6 +101,7 @@ type Config struct {
 // Buffers are reusable message and scratch buffers.
 type Buffers struct {
 	req, rep Message
+	retry    Message // a stuck exchange's request, sent in the same round as req
 	scratch  Vec
 	interned map[uint64][]uint64
 }
@@ -128,7 +135,8 @@ type Envelope = peer.Envelope[*Message]
 type Stats struct {
 	Sent, Received int32
 	Retries        int32 // requests sent again on the same link
-	GaveUp         int32 // exchanges abandoned after Retries
+	Stuck          int32 // exchanges left unanswered after Retries, retried later
+	GaveUp         int32 // stuck exchanges abandoned (MaxStuck, push-pull): mass may be lost
 	Stale          int32 // replies for links that were gone
 	DroppedGroups  int32 // group keys refused because MaxGroups were tracked
 	Rejected       int32 // messages of the wrong shape for this query
@@ -184,12 +192,15 @@ type Node struct {
 	links   []link
 	slab    []float64
 	pending exchange
-	groups  []groupKey // sorted by hash
-	group0  uint64     // groups[0].hash, checked without touching groups
-	buf     *Buffers
-	out     []Envelope
-	stats   Stats
-	outArr  [1]Envelope
+	// stuck are Flow Updating exchanges unanswered after Retries, retried
+	// one a round until answered (allocated only under loss).
+	stuck  []exchange
+	groups []groupKey // sorted by hash
+	group0 uint64     // groups[0].hash, checked without touching groups
+	buf    *Buffers
+	out    []Envelope
+	stats  Stats
+	outArr [1]Envelope
 	// groupArr is the first storage of groups: most queries have one.
 	groupArr [1]groupKey
 
@@ -354,9 +365,14 @@ func (n *Node) Tick() {
 				return
 			}
 		}
-		n.stats.GaveUp++
+		if n.cfg.Scheme == FlowUpdating && n.linkIndex(p.peer, linkID(p.seq, true)) >= 0 {
+			n.stick(*p)
+		} else {
+			n.stats.GaveUp++
+		}
 		p.active = false
 	}
+	n.retryStuck()
 	to, ok := n.cfg.Sampler.Sample(n.cfg.Rand)
 	if !ok {
 		return
@@ -374,6 +390,46 @@ func (n *Node) Tick() {
 		return
 	}
 	n.send(to, n.request(n.newLink(to, linkID(n.seq, true))))
+}
+
+// MaxStuck bounds the stuck exchanges a peer keeps retrying.
+const MaxStuck = 32
+
+// stick keeps an unanswered exchange for later retries.
+func (n *Node) stick(e exchange) {
+	n.stats.Stuck++
+	if len(n.stuck) == MaxStuck {
+		n.stats.GaveUp++
+		n.stuck = append(n.stuck[:0], n.stuck[1:]...)
+	}
+	n.stuck = append(n.stuck, e)
+}
+
+// retryStuck sends the oldest stuck exchange again, and puts it last.
+func (n *Node) retryStuck() {
+	for len(n.stuck) > 0 {
+		e := n.stuck[0]
+		n.stuck = append(n.stuck[:0], n.stuck[1:]...)
+		l := n.linkIndex(e.peer, linkID(e.seq, true))
+		if l < 0 {
+			continue // folded or removed
+		}
+		n.links[l].last = n.round
+		n.stats.Retries++
+		n.send(e.peer, n.requestIn(&n.buf.retry, l, e.seq))
+		n.stuck = append(n.stuck, e)
+		return
+	}
+}
+
+// isStuck reports whether link l is a stuck exchange's.
+func (n *Node) isStuck(l *link) bool {
+	for _, e := range n.stuck {
+		if l.peer == e.peer && l.id == linkID(e.seq, true) {
+			return true
+		}
+	}
+	return false
 }
 
 // flow returns link i's flow, aligned with est.Keys.
@@ -541,7 +597,7 @@ func (n *Node) fold() {
 	for i := 0; i < len(n.links); {
 		l := &n.links[i]
 		pending := n.pending.active && l.peer == n.pending.peer && l.id == linkID(n.pending.seq, true)
-		if !pending && int(n.round-l.last) >= n.cfg.FoldAfter {
+		if !pending && int(n.round-l.last) >= n.cfg.FoldAfter && (len(n.stuck) == 0 || !n.isStuck(l)) {
 			n.dropLink(i)
 			continue
 		}
@@ -552,8 +608,11 @@ func (n *Node) fold() {
 
 // request builds a request on link l (Flow Updating) or of the pending
 // exchange (push-pull, l < 0).
-func (n *Node) request(l int) *Message {
-	m := n.message(&n.buf.req, Request, n.pending.seq)
+func (n *Node) request(l int) *Message { return n.requestIn(&n.buf.req, l, n.pending.seq) }
+
+// requestIn builds the request of exchange seq on link l in buffer m.
+func (n *Node) requestIn(m *Message, l int, seq uint32) *Message {
+	m = n.message(m, Request, seq)
 	if n.cfg.Scheme == PushPull {
 		set(&m.Flow, 1, &n.pending.pp.sent)
 		m.Est.Keys, m.Est.Vals = m.Est.Keys[:0], m.Est.Vals[:0]
@@ -606,9 +665,20 @@ func (n *Node) Step(from peer.ID, m *Message) {
 			return
 		}
 		l := n.linkIndex(from, linkID(m.Seq, false))
-		if l < 0 {
-			l = n.newLink(from, linkID(m.Seq, false))
+		if l >= 0 {
+			// A retry of an exchange this peer has answered: its reply was
+			// lost, or is late. Averaging again would leave two replies
+			// with different flows in flight, and the initiator could keep
+			// the older one: answer with the flow already applied, so that
+			// whichever reply arrives, both sides agree.
+			n.links[l].last = n.round
+			reply := n.message(&n.buf.rep, Reply, m.Seq)
+			n.sparseFlow(&reply.Flow, l)
+			reply.Est.Keys, reply.Est.Vals = reply.Est.Keys[:0], reply.Est.Vals[:0]
+			n.send(from, reply)
+			return
 		}
+		l = n.newLink(from, linkID(m.Seq, false))
 		n.links[l].last = n.round
 		est := n.tracked(&m.Est, both)
 		n.ensure(est)
@@ -647,6 +717,12 @@ func (n *Node) Step(from peer.ID, m *Message) {
 		n.overwrite(i, flow)
 		if p := &n.pending; p.active && p.peer == from && p.seq == m.Seq {
 			p.active = false
+		}
+		for k, e := range n.stuck {
+			if e.peer == from && e.seq == m.Seq {
+				n.stuck = append(n.stuck[:k], n.stuck[k+1:]...)
+				break
+			}
 		}
 
 	case m.Kind == Request: // push-pull
@@ -840,6 +916,13 @@ func (n *Node) RemovePeers(dead func(peer.ID) bool) {
 	if n.pending.active && dead(n.pending.peer) {
 		n.pending.active = false
 	}
+	kept := n.stuck[:0]
+	for _, e := range n.stuck {
+		if !dead(e.peer) {
+			kept = append(kept, e)
+		}
+	}
+	n.stuck = kept
 }
 
 // Mean returns the average over all peers of an additive component of the

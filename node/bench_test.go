@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,4 +116,130 @@ func medianInt(xs []int64) int64 {
 	s := append([]int64(nil), xs...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+// TestFaultTable measures, on the embedded cluster of real Serf peers, the
+// table of issue 10: concurrency, loss, kills and a partition during
+// queries, each answer judged right, flagged (partial, or refused at the
+// asker) or wrong (converged, yet not the exact answer over its
+// population). A measurement, not a test: it runs only with
+// PEERQ_FAULTS=N, and fails only on a wrong answer.
+//
+//	PEERQ_FAULTS=200 go test ./node -run TestFaultTable -v -timeout 60m
+func TestFaultTable(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PEERQ_FAULTS"))
+	if n == 0 {
+		t.Skip("set PEERQ_FAULTS to the number of peers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.WaitSettled(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	const src = "SELECT COUNT(*), SUM(cpu_cores) FROM peers"
+	byName := map[string]query.Record{}
+	for _, r := range e.Records() {
+		byName[r["node"].Str] = r
+	}
+	exactOver := func(names []string) *query.Result {
+		var recs []query.Record
+		for _, nm := range names {
+			recs = append(recs, byName[nm])
+		}
+		return query.Exact(compile(t, e.Nodes[0], src), recs)
+	}
+	var all []string
+	for _, nd := range e.Nodes {
+		all = append(all, nd.Name())
+	}
+	// judge: right when converged and within 1% of one of the populations.
+	judge := func(res *Result, err error, pops ...[]string) string {
+		if res == nil {
+			if errors.Is(err, ErrOverloaded) {
+				return "flagged"
+			}
+			return "error"
+		}
+		if res.Status == StatusPartial {
+			return "flagged"
+		}
+		for _, pop := range pops {
+			if closeTo(res.Result, exactOver(pop)) {
+				return "right"
+			}
+		}
+		t.Errorf("WRONG AND UNFLAGGED: %v (%s, peers %d, members %d→%d)", res.Rows, res.Status, res.Peers, res.MembersStart, res.MembersEnd)
+		return "WRONG"
+	}
+	cell := func(name string, askers []*Node, conc int, during func(), pops ...[]string) {
+		var mu sync.Mutex
+		count := map[string]int{}
+		var wg sync.WaitGroup
+		for k := 0; k < conc; k++ {
+			asker := askers[k%len(askers)]
+			p := compile(t, asker, src)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := asker.Query(ctx, p, nil)
+				v := judge(res, err, pops...)
+				mu.Lock()
+				count[v]++
+				mu.Unlock()
+			}()
+		}
+		if during != nil {
+			during()
+		}
+		wg.Wait()
+		t.Logf("%-28s %3d queries: %3d right, %3d flagged, %d WRONG, %d errors", name, conc, count["right"], count["flagged"], count["WRONG"], count["error"])
+		time.Sleep(time.Duration(2*n/10+5) * e.Nodes[0].cfg.Round) // let the instances go
+	}
+	one := e.Nodes[:1]
+	for _, conc := range []int{1, 50, 200} {
+		cell(fmt.Sprintf("concurrency %d, one asker", conc), one, conc, nil, all)
+	}
+	cell("concurrency 500, 8 askers", e.Nodes[:8], 500, nil, all)
+	mem := e.Cluster().Mem
+	for _, loss := range []float64{0.05, 0.2} {
+		mem.SetLoss(loss)
+		cell(fmt.Sprintf("%.0f%% loss", 100*loss), e.Nodes[:4], 20, nil, all)
+		mem.SetLoss(0)
+		time.Sleep(5 * time.Second)
+	}
+	// A quarter of the peers killed a second into 4 queries.
+	var survivors []string
+	cell("a quarter killed mid-query", one, 4, func() {
+		time.Sleep(time.Second)
+		for i := 3 * n / 4; i < n; i++ {
+			e.Kill(i)
+		}
+	}, all, e.names(0, 3*n/4))
+	survivors = e.names(0, 3*n/4)
+	time.Sleep(30 * time.Second)
+	cell("after the failure detector", one, 4, nil, survivors)
+	// A partition into halves a second into queries asked on both sides.
+	half := 3 * n / 8
+	left, right := e.names(0, half), e.names(half, 3*n/4)
+	cell("partition into halves", []*Node{e.Nodes[0], e.Nodes[half]}, 4, func() {
+		time.Sleep(time.Second)
+		mem.Partition(left, right)
+	}, survivors, left, right)
+	time.Sleep(30 * time.Second)
+	cell("halves, after detection", []*Node{e.Nodes[0], e.Nodes[half]}, 4, nil, left, right)
+	mem.Heal()
+}
+
+// names are the names of peers [from, to).
+func (e *Embedded) names(from, to int) []string {
+	var out []string
+	for _, n := range e.Nodes[from:to] {
+		out = append(out, n.Name())
+	}
+	return out
 }

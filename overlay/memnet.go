@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -18,8 +19,14 @@ import (
 type MemNetwork struct {
 	mu        sync.RWMutex
 	nodes     map[string]*memTransport // by address
-	exchanges map[string]Handler       // by exchange address
+	exchanges map[string]*memExchange  // by exchange address
 	nextPort  int
+	// Faults, for benchmarks: group of each node name (Partition; nodes
+	// in different groups cannot reach each other), and the probability
+	// that a packet or an exchange is lost.
+	group map[string]int
+	loss  float64
+	rnd   *rand.Rand
 	// PacketQueue is each node's packet buffer; a full queue drops, as a
 	// UDP socket's buffer would.
 	PacketQueue int
@@ -29,7 +36,39 @@ type MemNetwork struct {
 
 // NewMemNetwork returns an empty network.
 func NewMemNetwork() *MemNetwork {
-	return &MemNetwork{nodes: map[string]*memTransport{}, exchanges: map[string]Handler{}, nextPort: 1, PacketQueue: 512}
+	return &MemNetwork{nodes: map[string]*memTransport{}, exchanges: map[string]*memExchange{}, nextPort: 1, PacketQueue: 512,
+		group: map[string]int{}, rnd: rand.New(rand.NewPCG(1, 2))}
+}
+
+// Partition cuts the network: the named nodes of each group reach only
+// each other; every node not named is in one more group. Heal undoes it.
+func (n *MemNetwork) Partition(groups ...[]string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.group = map[string]int{}
+	for i, g := range groups {
+		for _, name := range g {
+			n.group[name] = i + 1
+		}
+	}
+}
+
+// Heal ends a partition.
+func (n *MemNetwork) Heal() { n.Partition() }
+
+// SetLoss makes every packet and exchange lost with probability p.
+func (n *MemNetwork) SetLoss(p float64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.loss = p
+}
+
+// cut reports whether a message from one node to another is lost to a
+// partition or to loss.
+func (n *MemNetwork) cut(from, to string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.group[from] != n.group[to] || n.loss > 0 && n.rnd.Float64() < n.loss
 }
 
 // Dropped is the number of packets dropped so far.
@@ -41,7 +80,7 @@ func (n *MemNetwork) Dropped() int64 {
 
 // newTransport registers a memberlist transport with a fresh address
 // (127.0.0.1 and a port unique in the network; no socket is opened).
-func (n *MemNetwork) newTransport() (*memTransport, error) {
+func (n *MemNetwork) newTransport(name string) (*memTransport, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.nextPort > 65535 {
@@ -50,6 +89,7 @@ func (n *MemNetwork) newTransport() (*memTransport, error) {
 	port := n.nextPort
 	n.nextPort++
 	t := &memTransport{
+		name:     name,
 		net:      n,
 		addr:     &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port},
 		packetCh: make(chan *memberlist.Packet, n.PacketQueue),
@@ -68,6 +108,7 @@ func (n *MemNetwork) lookup(addr string) *memTransport {
 
 // memTransport is one node's memberlist.NodeAwareTransport on a MemNetwork.
 type memTransport struct {
+	name     string
 	net      *MemNetwork
 	addr     *net.UDPAddr
 	packetCh chan *memberlist.Packet
@@ -91,7 +132,7 @@ func (t *memTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 func (t *memTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
 	now := time.Now()
 	dst := t.net.lookup(a.Addr)
-	if dst == nil {
+	if dst == nil || t.net.cut(t.name, dst.name) {
 		t.net.drop()
 		return now, nil
 	}
@@ -124,6 +165,10 @@ func (t *memTransport) DialAddressTimeout(a memberlist.Address, timeout time.Dur
 	dst := t.net.lookup(a.Addr)
 	if dst == nil {
 		return nil, fmt.Errorf("overlay: no node at %s", a.Addr)
+	}
+	if t.net.cut(t.name, dst.name) {
+		time.Sleep(timeout)
+		return nil, fmt.Errorf("overlay: dial %s: timeout", a.Addr)
 	}
 	mine, theirs := net.Pipe()
 	timer := time.NewTimer(timeout)
@@ -164,9 +209,10 @@ func (c *pipeConn) RemoteAddr() net.Addr { return c.remote }
 // memExchange is an exchange endpoint on a MemNetwork: a call runs the
 // destination's handler directly.
 type memExchange struct {
-	net  *MemNetwork
-	addr string
-	name string
+	net     *MemNetwork
+	addr    string
+	name    string
+	handler Handler
 }
 
 func (n *MemNetwork) newExchange(name string) *memExchange {
@@ -181,7 +227,8 @@ func (e *memExchange) Addr() string { return e.addr }
 func (e *memExchange) Serve(h Handler) error {
 	e.net.mu.Lock()
 	defer e.net.mu.Unlock()
-	e.net.exchanges[e.addr] = h
+	e.handler = h
+	e.net.exchanges[e.addr] = e
 	return nil
 }
 
@@ -190,10 +237,18 @@ func (e *memExchange) Call(ctx context.Context, addr string, req []byte) ([]byte
 		return nil, err
 	}
 	e.net.mu.RLock()
-	h := e.net.exchanges[addr]
+	dst := e.net.exchanges[addr]
+	var h Handler
+	if dst != nil {
+		h = dst.handler
+	}
 	e.net.mu.RUnlock()
 	if h == nil {
 		return nil, fmt.Errorf("overlay: no exchange endpoint at %s", addr)
+	}
+	if e.net.cut(e.name, dst.name) {
+		<-ctx.Done() // lost: the caller times out
+		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, ctx.Err())
 	}
 	return h(e.name, req)
 }

@@ -178,7 +178,7 @@ func New(cfg Config) (*Overlay, error) {
 		if ml == nil {
 			ml = TunedConfig(cfg.ClusterSize)
 		}
-		t, err := cfg.Mem.newTransport()
+		t, err := cfg.Mem.newTransport(cfg.Name)
 		if err != nil {
 			return nil, err
 		}

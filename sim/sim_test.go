@@ -260,17 +260,13 @@ func TestErrorEstimate(t *testing.T) {
 }
 
 // Loss and churn together: 5% of messages lost, 20% of the peers crash at
-// round 5 and 10% new ones join at round 10. Right or flagged: whenever the
-// engine's rule calls the originator's answer final, COUNT and AVG are
-// within 2% of the live peers' exact answer; and most runs get there.
-//
-// Not all do: with the query still spreading when the crash comes, a Flow
-// Updating exchange whose initiator gives up after its retries (every
-// reply lost) leaves the responder's half of the averaging applied, and
-// mass is created or destroyed for good (seed 2: COUNT 7% low). The rule
-// refuses that answer (the participants estimate disagrees with the
-// membership); the core's loss of mass is left for the issue on answers
-// under loss.
+// round 5 (while the query is still spreading) and 10% new ones join at
+// round 10. Right or flagged: whenever the engine's rule calls the
+// originator's answer final, COUNT and AVG are within 1% of the live
+// peers' exact answer; and every run gets there by round 40. (Before
+// stuck exchanges were retried, a Flow Updating initiator gave up after
+// its retries with the responder's half applied: seed 2 ended 7% low for
+// good.)
 func TestLossAndChurn(t *testing.T) {
 	final := 0
 	for seed := uint64(1); seed <= 6; seed++ {
@@ -284,7 +280,7 @@ func TestLossAndChurn(t *testing.T) {
 			t.Fatalf("alive %d, want 9000", last.Alive)
 		}
 		for _, st := range stats {
-			if st.RuleConverged && st.OriginErr > 0.02 {
+			if st.RuleConverged && st.OriginErr > 0.01 {
 				got, _ := s.Answer()
 				t.Errorf("seed %d round %d: the rule calls the answer final with error %.4f: %v vs %v", seed, st.Round, st.OriginErr, got.Rows, s.Exact().Rows)
 			}
@@ -294,7 +290,7 @@ func TestLossAndChurn(t *testing.T) {
 		}
 		t.Logf("seed %d: originator error %.2e, worst peer %.2e, final %v", seed, last.OriginErr, last.WorstErr, last.RuleConverged)
 	}
-	if final < 4 {
+	if final < 6 {
 		t.Errorf("the rule called %d of 6 runs final by round 40", final)
 	}
 }

@@ -39,6 +39,8 @@ type agentSettings struct {
 	API        string
 	LogLevel   string
 	MaxQueries int
+	MaxAsk     int
+	AskQueue   int
 }
 
 // fields maps each setting's flag name to where its value goes, for the
@@ -46,7 +48,7 @@ type agentSettings struct {
 func (s *agentSettings) fields() map[string]any {
 	return map[string]any{"node": &s.Node, "bind": &s.Bind, "advertise": &s.Advertise, "exchange": &s.Exchange,
 		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "round": (*jsonDuration)(&s.Round),
-		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries}
+		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue}
 }
 
 // jsonDuration reads "300ms" (or a number of seconds) from JSON.
@@ -105,7 +107,10 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.StringVar(&s.API, "api", api.DefaultAddr, "local HTTP API address (keep it on loopback)")
 	f.StringVar(&configFile, "config", "", "JSON file of settings named as the flags, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"], \"round\": \"200ms\"}; flags given on the command line win")
 	f.StringVar(&s.LogLevel, "log-level", "warn", "Serf and memberlist logs shown: error, warn, info or debug")
-	f.IntVar(&s.MaxQueries, "max-queries", node.DefaultConfig(nil).MaxQueries, "queries this peer takes part in at once; more are refused")
+	def := node.DefaultConfig(nil)
+	f.IntVar(&s.MaxQueries, "max-queries", def.MaxQueries, "queries this peer takes part in at once; it refuses more, and their answers say partial")
+	f.IntVar(&s.MaxAsk, "max-ask", def.MaxAsk, "queries this agent asks at once")
+	f.IntVar(&s.AskQueue, "ask-queue", def.AskQueue, "queries that may wait for a place beyond --max-ask; more are refused (HTTP 429, exit 5)")
 	return cmd
 }
 
@@ -145,6 +150,8 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	defer prober.Close()
 	rcfg := node.DefaultConfig(prober.Record)
 	rcfg.Round, rcfg.DataDir, rcfg.Tags, rcfg.MaxQueries = s.Round, s.DataDir, tags, s.MaxQueries
+	rcfg.MaxAsk, rcfg.AskQueue = s.MaxAsk, s.AskQueue
+	rcfg.Logf = func(format string, args ...any) { fmt.Fprintf(logs, "[WARN] peerq: "+format+"\n", args...) }
 	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: s.Bind, Advertise: s.Advertise, Exchange: s.Exchange, Key: key,
 		SnapshotPath: filepath.Join(s.DataDir, "serf.snapshot"), LogOutput: logs, Runtime: rcfg})
 	if err != nil {

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# netns-cluster.sh — N real `peerq agent`s, each in its own network
+# namespace on one bridge, with loss and partitions from iptables (this
+# kernel has no netem; delay comes from the runtime's fault layer in tests).
+# Needs root, iproute2 and iptables. docs/AGENT.md has a walkthrough.
+#
+#   scripts/netns-cluster.sh up 8            # agents a1..a8 at 10.77.0.1..8
+#   scripts/netns-cluster.sh query 3 "SELECT COUNT(*) FROM peers" --format json
+#   scripts/netns-cluster.sh loss 20         # drop 20% of packets into every agent
+#   scripts/netns-cluster.sh partition 4     # a1..a4 | a5..aN
+#   scripts/netns-cluster.sh heal            # no loss, no partition
+#   scripts/netns-cluster.sh kill 7          # kill -9 agent 7
+#   scripts/netns-cluster.sh start 7         # start it again on its data dir
+#   scripts/netns-cluster.sh down            # stop everything, remove the namespaces
+set -euo pipefail
+
+BIN=${PEERQ_BIN:-/tmp/peerq-netns/peerq}
+DIR=${PEERQ_NETNS_DIR:-/tmp/peerq-netns}
+BR=pqbr0
+NET=10.77.0
+
+ns() { echo "pq$1"; }
+count() { cat "$DIR/count" 2>/dev/null || echo 0; }
+
+up() {
+	local n=$1
+	mkdir -p "$DIR"
+	if [ ! -x "$BIN" ]; then
+		(cd "$(dirname "$0")/.." && go build -o "$BIN" ./cmd/peerq)
+	fi
+	echo "$n" > "$DIR/count"
+	ip link add "$BR" type bridge 2>/dev/null || true
+	ip addr add "$NET.254/24" dev "$BR" 2>/dev/null || true
+	ip link set "$BR" up
+	for i in $(seq 1 "$n"); do
+		ip netns add "$(ns "$i")"
+		ip link add "veth$i" type veth peer name eth0 netns "$(ns "$i")"
+		ip link set "veth$i" master "$BR" up
+		ip netns exec "$(ns "$i")" ip addr add "$NET.$i/24" dev eth0
+		ip netns exec "$(ns "$i")" ip link set eth0 up
+		ip netns exec "$(ns "$i")" ip link set lo up
+		start "$i"
+	done
+	# Wait until every agent sees every other.
+	for i in $(seq 1 "$n"); do
+		for _ in $(seq 1 150); do
+			got=$(query "$i" "SELECT COUNT(*) FROM peers" --format csv 2>/dev/null | tail -1 || true)
+			[ "$got" = "$n" ] && break
+			sleep 0.2
+		done
+	done
+	echo "up: $n agents"
+}
+
+# start I: start agent I in its namespace (again, after a kill: same
+# data dir, same name, it rejoins).
+start() {
+	local i=$1 join=()
+	[ "$i" -gt 1 ] && join=(--join "$NET.1:7946")
+	[ "$i" -eq 1 ] && [ "$(count)" -gt 1 ] && [ -f "$DIR/a1/serf.snapshot" ] && join=(--join "$NET.2:7946")
+	ip netns exec "$(ns "$i")" "$BIN" agent --node "a$i" --bind "$NET.$i:7946" --exchange "$NET.$i:7947" \
+		--api 127.0.0.1:7474 --data-dir "$DIR/a$i" --round 200ms "${join[@]}" ${PEERQ_AGENT_FLAGS:-} \
+		>> "$DIR/a$i.log" 2>&1 &
+	echo $! > "$DIR/a$i.pid"
+}
+
+# query I STATEMENT [flags]: run a statement at agent I.
+query() {
+	local i=$1 stmt=$2
+	shift 2
+	ip netns exec "$(ns "$i")" "$BIN" query --data-dir "$DIR/a$i" --api 127.0.0.1:7474 -e "$stmt" "$@"
+}
+
+rules() { # rules I: flush agent I's filter
+	ip netns exec "$(ns "$1")" iptables -F INPUT
+}
+
+loss() {
+	local p
+	p=$(awk -v x="$1" 'BEGIN { printf "%.4f", x / 100 }')
+	for i in $(seq 1 "$(count)"); do
+		rules "$i"
+		ip netns exec "$(ns "$i")" iptables -A INPUT -i eth0 -m statistic --mode random --probability "$p" -j DROP
+	done
+}
+
+partition() {
+	local k=$1 n
+	n=$(count)
+	for i in $(seq 1 "$n"); do
+		rules "$i"
+		for j in $(seq 1 "$n"); do
+			if { [ "$i" -le "$k" ] && [ "$j" -gt "$k" ]; } || { [ "$i" -gt "$k" ] && [ "$j" -le "$k" ]; }; then
+				ip netns exec "$(ns "$i")" iptables -A INPUT -s "$NET.$j" -j DROP
+			fi
+		done
+	done
+}
+
+heal() { for i in $(seq 1 "$(count)"); do rules "$i"; done; }
+
+kill_agent() { kill -9 "$(cat "$DIR/a$1.pid")" 2>/dev/null || true; }
+
+down() {
+	for i in $(seq 1 "$(count)"); do
+		kill_agent "$i"
+		ip netns del "$(ns "$i")" 2>/dev/null || true
+	done
+	ip link del "$BR" 2>/dev/null || true
+	rm -f "$DIR/count"
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+up) up "${1:-8}" ;;
+query) query "$@" ;;
+loss) loss "$1" ;;
+partition) partition "$1" ;;
+heal) heal ;;
+kill) kill_agent "$1" ;;
+start) start "$1" ;;
+down) down ;;
+*) sed -n '2,15p' "$0"; exit 1 ;;
+esac
