@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,6 +159,8 @@ func TestFaultTable(t *testing.T) {
 		all = append(all, nd.Name())
 	}
 	// judge: right when converged and within 1% of one of the populations.
+	var reasonsMu sync.Mutex
+	reasons := map[string]int{}
 	judge := func(res *Result, err error, pops ...[]string) string {
 		if res == nil {
 			if errors.Is(err, ErrOverloaded) {
@@ -166,6 +169,13 @@ func TestFaultTable(t *testing.T) {
 			return "error"
 		}
 		if res.Status == StatusPartial {
+			why := res.Reason
+			if len(why) > 40 {
+				why = why[:40]
+			}
+			reasonsMu.Lock()
+			reasons[why]++
+			reasonsMu.Unlock()
 			return "flagged"
 		}
 		for _, pop := range pops {
@@ -176,7 +186,12 @@ func TestFaultTable(t *testing.T) {
 		t.Errorf("WRONG AND UNFLAGGED: %v (%s, peers %d, members %d→%d)", res.Rows, res.Status, res.Peers, res.MembersStart, res.MembersEnd)
 		return "WRONG"
 	}
+	only := os.Getenv("PEERQ_FAULT_CELLS") // a substring of the cells to run
 	cell := func(name string, askers []*Node, conc int, during func(), pops ...[]string) {
+		if only != "" && !strings.Contains(name, only) {
+			return
+		}
+		clear(reasons)
 		var mu sync.Mutex
 		count := map[string]int{}
 		var wg sync.WaitGroup
@@ -197,7 +212,7 @@ func TestFaultTable(t *testing.T) {
 			during()
 		}
 		wg.Wait()
-		t.Logf("%-28s %3d queries: %3d right, %3d flagged, %d WRONG, %d errors", name, conc, count["right"], count["flagged"], count["WRONG"], count["error"])
+		t.Logf("%-28s %3d queries: %3d right, %3d flagged, %d WRONG, %d errors; flagged for %v", name, conc, count["right"], count["flagged"], count["WRONG"], count["error"], reasons)
 		time.Sleep(time.Duration(2*n/10+5) * e.Nodes[0].cfg.Round) // let the instances go
 	}
 	one := e.Nodes[:1]
