@@ -3,6 +3,7 @@ package aggregate
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -50,6 +51,61 @@ type Spec struct {
 	// MaxGroups bounds the groups a peer tracks; groups beyond it do not
 	// spread through this peer and are counted in Stats.DroppedGroups.
 	MaxGroups int
+	// Bounds, if set, holds per component the largest magnitude a peer's
+	// input can have (the catalog's bound on the attribute; 1 for a
+	// count). A message whose estimates or extremes exceed it by more than
+	// averaging allows is refused (Stats.Rejected): values from other
+	// peers are checked on receipt. 0 leaves a component unchecked.
+	Bounds []float64
+}
+
+// slack is how far beyond the inputs' bound an estimate may stray: Flow
+// Updating applies a reply computed from an older estimate, so estimates
+// can overshoot the inputs' range for a while.
+const slack = 4
+
+// validVec reports whether every slot of v belongs to the query's shape —
+// the origin slot, or a tracked group's additive component (bucket 0) or
+// histogram bucket — with a value within bounds (est: the estimates) or
+// finite (flows).
+func (n *Node) validVec(v *Vec, est bool) bool {
+	for i, k := range v.Keys {
+		x := v.Vals[i]
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+		if k == originSlot {
+			if est && math.Abs(x) > slack {
+				return false
+			}
+			continue
+		}
+		c, b := slotComp(k), slotBucket(k)
+		if slotGroup(k) == 0 || c >= len(n.cfg.Spec.Comps) {
+			return false
+		}
+		bound := 0.0
+		switch n.cfg.Spec.Comps[c] {
+		case Additive:
+			if b != 0 {
+				return false
+			}
+			if c < len(n.cfg.Spec.Bounds) {
+				bound = n.cfg.Spec.Bounds[c]
+			}
+		case Histogram:
+			if b < 0 || b > 4*histRange {
+				return false
+			}
+			bound = 1 // a share of the peers
+		default:
+			return false // extremes and sketches do not travel in vectors
+		}
+		if est && bound > 0 && math.Abs(x) > slack*bound {
+			return false
+		}
+	}
+	return true
 }
 
 // Input is one peer's value for one component. Present false is NULL: the
@@ -652,6 +708,10 @@ func (n *Node) Step(from peer.ID, m *Message) {
 		n.stats.Rejected++
 		return
 	}
+	if !n.validVec(&m.Est, true) || !n.validVec(&m.Flow, false) || !n.validExtremes(m) {
+		n.stats.Rejected++
+		return
+	}
 	n.stats.Received++
 	n.learn(m)
 	// Only the groups both sides track are exchanged: mass in a group the
@@ -856,6 +916,21 @@ func (n *Node) learn(m *Message) {
 			n.mergeHLL(h.Slot, h.Regs)
 		}
 	}
+}
+
+// validExtremes checks a message's extremes against the components'
+// bounds.
+func (n *Node) validExtremes(m *Message) bool {
+	for _, e := range m.Ext {
+		c := slotComp(e.Slot)
+		if e.IsStr || c >= len(n.cfg.Spec.Bounds) || n.cfg.Spec.Bounds[c] == 0 {
+			continue
+		}
+		if math.IsNaN(e.Num) || math.Abs(e.Num) > n.cfg.Spec.Bounds[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // validSlot reports whether slot belongs to a tracked group and to a

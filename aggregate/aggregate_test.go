@@ -351,3 +351,38 @@ func TestNoMassLostToLoss(t *testing.T) {
 		}
 	}
 }
+
+// Values from other peers are checked on receipt: a message with slots
+// outside the query's shape, or estimates beyond the inputs' bound, is
+// refused whole and changes nothing.
+func TestRejectsOutOfShape(t *testing.T) {
+	spec := Spec{Comps: []CompKind{Additive, Max}, MaxGroups: 1, Bounds: []float64{1, 100}}
+	nw := newNet(t, 3, 1, FlowUpdating, spec, func(i int) Contribution {
+		return Contribution{Match: true, Inputs: []Input{{Present: true, Num: 1}, {Present: true, Num: 50}}}
+	})
+	for r := 0; r < 10; r++ {
+		nw.round()
+	}
+	victim := nw.nodes[1]
+	before := victim.Mass()
+	g := GroupHash(nil)
+	junk := &Message{Kind: Request, Scheme: FlowUpdating, Seq: 99, Groups: []GroupKey{{Hash: g}}}
+	for i := 0; i < 60000; i++ {
+		junk.Est.Keys = append(junk.Est.Keys, slotKey(g, 1+i%5, i%7)) // components and buckets the query lacks
+		junk.Est.Vals = append(junk.Est.Vals, 1)
+	}
+	bigger := &Message{Kind: Request, Scheme: FlowUpdating, Seq: 98, Groups: []GroupKey{{Hash: g}},
+		Est: Vec{Keys: []uint64{slotKey(g, 0, 0)}, Vals: []float64{1e9}}} // a count's average of 10⁹
+	ext := &Message{Kind: Request, Scheme: FlowUpdating, Seq: 97, Groups: []GroupKey{{Hash: g}},
+		Ext: []Extreme{{Slot: slotKey(g, 1, 0), Num: 1e12}}} // a MAX beyond the attribute's bound
+	for name, m := range map[string]*Message{"junk slots": junk, "out of bounds": bigger, "extreme": ext} {
+		rejected := victim.Stats().Rejected
+		victim.Step(2, m)
+		if victim.Stats().Rejected != rejected+1 || len(victim.Outbox()) != 0 || victim.Mass() != before {
+			t.Errorf("%s: taken (rejected %d→%d, mass %v→%v)", name, rejected, victim.Stats().Rejected, before, victim.Mass())
+		}
+	}
+	if e := victim.Estimate(); e.Groups[0].Ext[1].Num != 50 {
+		t.Errorf("MAX %v, want 50", e.Groups[0].Ext[1].Num)
+	}
+}

@@ -86,6 +86,9 @@ type Meta struct {
 	ErrEstimate  float64  `json:"error_estimate"`
 	PlanHash     string   `json:"plan_hash"`
 	FromTags     bool     `json:"from_tags"`
+	// Warning is said beside a good answer: that the cluster is this peer
+	// alone, say.
+	Warning string `json:"warning,omitempty"`
 	// Converged is Status != partial (kept for clients of the first API).
 	Converged bool `json:"converged"`
 	Timeout   bool `json:"timeout,omitempty"`

@@ -59,6 +59,9 @@ func Answer(plan *query.Plan, res *Result, err error) *api.Answer {
 		Unreachable: res.Unreachable, Refused: res.Refused,
 		Participants: res.Participants, Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate,
 		PlanHash: res.PlanHash, FromTags: res.FromTags, Converged: res.Converged, Timeout: isTimeout(err)}
+	if res.MembersEnd == 1 || res.Peers == 1 && !res.FromTags {
+		a.Meta.Warning = "only this peer is in the cluster: it has joined no one (or every other member has failed)"
+	}
 	if a.Meta.Status == "" {
 		a.Meta.Status = StatusConverged
 		if !res.Converged {

@@ -65,10 +65,12 @@ func closeTo(got, want *query.Result) bool {
 	return true
 }
 
-// noticeWithin is how soon after a crash the cluster can know of it: an
-// exchange must meet the dead peer (a round or two among eight), and its
-// ping time out (fakenet's Timeout, 1 s).
-const noticeWithin = 1500 * time.Millisecond
+// noticeWithin is how soon after a crash the asker can know of it: an
+// exchange must meet the dead peer (a round or two among eight) and time
+// out (fakenet's Timeout, 1 s), its verifying ping too (ExchangeTimeout/4,
+// 0.5 s), and the hint reach the asker (a round or two): the window in
+// which docs/PQL.md says an answer may still count a dead peer.
+const noticeWithin = time.Second + 500*time.Millisecond + 5*100*time.Millisecond
 
 var faultQueries = []string{
 	"SELECT COUNT(*), SUM(cpu_cores) FROM peers",
@@ -79,7 +81,7 @@ var faultQueries = []string{
 // the survivors' or flagged, and once the failure detector has spoken, the
 // next ones are the survivors', converged.
 func TestCrashMidQuery(t *testing.T) {
-	for seed := uint64(1); seed <= 6; seed++ {
+	for seed := uint64(1); seed <= 20; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
@@ -105,7 +107,7 @@ func TestCrashMidQuery(t *testing.T) {
 						outs[i] = out{res, err, time.Now()}
 					}()
 				}
-				elapse(time.Duration(seed) * 100 * time.Millisecond) // a few rounds in
+				elapse(time.Duration(seed%8) * 100 * time.Millisecond) // a few rounds in
 				before := c.records()
 				dead := map[string]bool{}
 				for _, i := range []int{3, 6} {

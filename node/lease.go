@@ -1,12 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -31,8 +32,12 @@ const (
 	tagUntil    = "subcloud_until" // Unix seconds
 )
 
-// leaseFile is the lease table's file in the data dir.
-const leaseFile = "lease.json"
+// leaseFile is the lease table's file in the data dir; ownedFile the
+// subclouds this peer owns.
+const (
+	leaseFile = "lease.json"
+	ownedFile = "owned.json"
+)
 
 // leaseState is a peer's own lease table.
 type leaseState struct {
@@ -59,29 +64,28 @@ func (o *ownedSubcloud) names() []string {
 	return out
 }
 
-// openLeases restores the lease table from dataDir ("" for none).
-func openLeases(dataDir string) (*leaseState, error) {
-	ls := &leaseState{table: &subcloud.Table{}}
+// openLeases restores the lease table from dataDir ("" for none); note
+// says if it had to fall back on the previous copy.
+func openLeases(dataDir string) (ls *leaseState, note string, err error) {
+	ls = &leaseState{table: &subcloud.Table{}}
 	if dataDir == "" {
-		return ls, nil
+		return ls, "", nil
 	}
 	ls.path = filepath.Join(dataDir, leaseFile)
-	b, err := os.ReadFile(ls.path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return ls, nil
-	case err != nil:
-		return nil, fmt.Errorf("node: lease table: %w", err)
-	}
-	t, err := subcloud.Unmarshal(b)
+	note, err = readDurable(ls.path, "lease table", func(b []byte) error {
+		t, err := subcloud.Unmarshal(b)
+		if err == nil {
+			ls.table = t
+		}
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("node: %s: %w", ls.path, err)
+		return nil, "", err
 	}
-	ls.table = t
-	return ls, nil
+	return ls, note, nil
 }
 
-// persist writes a table durably: write, fsync, rename. It is the
+// persist writes a table durably (durable.go). It is the
 // subcloud.Table.Apply hook: the table changes only once this succeeds.
 func (ls *leaseState) persist(t *subcloud.Table) error {
 	if ls.path == "" {
@@ -91,23 +95,90 @@ func (ls *leaseState) persist(t *subcloud.Table) error {
 	if err != nil {
 		return err
 	}
-	tmp := ls.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
+	return writeDurable(ls.path, b)
+}
+
+// ownedJSON is an owned subcloud on disk.
+type ownedJSON struct {
+	Name    string               `json:"name"`
+	Token   string               `json:"token"`
+	Key     string               `json:"key,omitempty"`
+	Lease   time.Duration        `json:"lease"`
+	Members map[string]time.Time `json:"members"` // member → expiry it last confirmed
+}
+
+type ownedDoc struct {
+	Version   int         `json:"version"`
+	Subclouds []ownedJSON `json:"subclouds"`
+}
+
+// openOwned restores the subclouds this peer owns from dataDir ("" for
+// none), so that a restarted owner renews and can release them.
+func openOwned(dataDir string) (map[string]*ownedSubcloud, string, error) {
+	owned := map[string]*ownedSubcloud{}
+	if dataDir == "" {
+		return owned, "", nil
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
+	note, err := readDurable(filepath.Join(dataDir, ownedFile), "owned subclouds", func(b []byte) error {
+		got, err := decodeOwned(b)
+		if err == nil {
+			owned = got
+		}
 		return err
+	})
+	return owned, note, err
+}
+
+// decodeOwned reads the owner's table, bounded and checked.
+func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
+	var doc ownedDoc
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if doc.Version != 1 {
+		return nil, fmt.Errorf("version %d, want 1", doc.Version)
 	}
-	if err := f.Close(); err != nil {
-		return err
+	out := map[string]*ownedSubcloud{}
+	for _, j := range doc.Subclouds {
+		switch {
+		case j.Name == "" || len(j.Name) > subcloud.MaxNameBytes || len(j.Token) < 16 || len(j.Token) > subcloud.MaxTokenBytes ||
+			len(j.Key) > subcloud.MaxTokenBytes || j.Lease < subcloud.MinLease || j.Lease > subcloud.MaxLease ||
+			len(j.Members) > query.MaxReserve || out[j.Name] != nil:
+			return nil, fmt.Errorf("subcloud %q out of bounds", j.Name)
+		}
+		o := &ownedSubcloud{name: j.Name, token: j.Token, key: j.Key, lease: j.Lease, members: map[string]time.Time{}}
+		for m, exp := range j.Members {
+			if m == "" || len(m) > subcloud.MaxNameBytes {
+				return nil, fmt.Errorf("subcloud %q: a bad member name", j.Name)
+			}
+			o.members[m] = exp
+		}
+		out[j.Name] = o
 	}
-	return os.Rename(tmp, ls.path)
+	return out, nil
+}
+
+// persistOwned writes the subclouds this peer owns durably. Called with
+// n.ownMu held.
+func (n *Node) persistOwned() {
+	if n.cfg.DataDir == "" {
+		return
+	}
+	doc := ownedDoc{Version: 1}
+	for _, o := range n.owned {
+		j := ownedJSON{Name: o.name, Token: o.token, Key: o.key, Lease: o.lease, Members: map[string]time.Time{}}
+		for m, exp := range o.members {
+			j.Members[m] = exp
+		}
+		doc.Subclouds = append(doc.Subclouds, j)
+	}
+	sort.Slice(doc.Subclouds, func(i, j int) bool { return doc.Subclouds[i].Name < doc.Subclouds[j].Name })
+	b, _ := json.Marshal(doc)
+	if err := writeDurable(filepath.Join(n.cfg.DataDir, ownedFile), b); err != nil {
+		n.logf("cannot persist the subclouds this peer owns: %v (a restart would forget them; their leases would lapse)", err)
+	}
 }
 
 // currentLease is the peer's live lease.
@@ -266,6 +337,7 @@ func (n *Node) renew(o *ownedSubcloud) {
 		}
 	}
 	o.renewed = now
+	n.persistOwned()
 }
 
 // ErrNotEnoughPeers is returned when a RESERVE could not get the peers it
@@ -292,6 +364,12 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		return nil, fmt.Errorf("node: this peer already owns a subcloud %s", spec.Name)
 	}
 	n.ownMu.Unlock()
+	// A name held by live leases is taken, whoever holds them.
+	for m, l := range n.leaseView(n.net.Members()) {
+		if l.subcloud == spec.Name {
+			return nil, fmt.Errorf("node: subcloud %s is held by %s (%s holds its lease)", spec.Name, l.owner, m)
+		}
+	}
 	var tok [16]byte
 	rand.Read(tok[:])
 	lease := time.Duration(spec.LeaseSeconds * float64(time.Second))
@@ -409,6 +487,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	n.ownMu.Lock()
 	n.owned[spec.Name] = o
 	delete(n.released, spec.Name)
+	n.persistOwned()
 	n.ownMu.Unlock()
 	res := n.ownedResult(plan, o, start)
 	res.Rounds, res.Peers = cands.Rounds, cands.Peers
@@ -442,6 +521,7 @@ func (n *Node) release(plan *query.Plan) (*Result, error) {
 		// Until the members' tags say so, answers from tags must not
 		// show what this peer has just released (read your writes).
 		n.released[name] = start
+		n.persistOwned()
 	}
 	n.ownMu.Unlock()
 	if !ok {

@@ -245,7 +245,11 @@ func New(cfg Config, net Network) (*Node, error) {
 			seed = seed<<8 | uint64(x)
 		}
 	}
-	leases, err := openLeases(cfg.DataDir)
+	leases, leaseNote, err := openLeases(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	owned, ownedNote, err := openOwned(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +258,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk),
-		leases: leases, owned: map[string]*ownedSubcloud{}, released: map[string]time.Time{}, tagCh: make(chan struct{}, 1),
+		leases: leases, owned: owned, released: map[string]time.Time{}, tagCh: make(chan struct{}, 1),
 		done: make(chan struct{})}
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
@@ -265,6 +269,14 @@ func New(cfg Config, net Network) (*Node, error) {
 	go n.watch()
 	go n.leaseLoop()
 	go n.tagger()
+	for _, note := range []string{leaseNote, ownedNote} {
+		if note != "" {
+			n.logf("%s", note)
+		}
+	}
+	if len(owned) > 0 {
+		n.logf("resumed %d subcloud(s) this peer owns; renewing them", len(owned))
+	}
 	if _, held := n.currentLease(); held {
 		n.showLease() // a restarted peer still holds its lease
 	}

@@ -116,7 +116,7 @@ func (n *Node) verify(peer string, t time.Time) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ok := n.ping(peer)
+		ok := n.pingWithin(peer, n.verifyTimeout())
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		delete(n.sus.verifying, peer)
@@ -128,9 +128,16 @@ func (n *Node) verify(peer string, t time.Time) {
 	}()
 }
 
+// verifyTimeout is how long the second ping after a failed exchange may
+// take: short, since the peer was just tried, and every moment before a
+// hint goes out is one in which an asker may trust a dead peer's mass.
+func (n *Node) verifyTimeout() time.Duration { return n.cfg.ExchangeTimeout / 4 }
+
 // ping sends an empty exchange to peer: true if it answered.
-func (n *Node) ping(peer string) bool {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
+func (n *Node) ping(peer string) bool { return n.pingWithin(peer, n.cfg.ExchangeTimeout) }
+
+func (n *Node) pingWithin(peer string, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, d)
 	defer cancel()
 	resp, err := n.net.Exchange(ctx, peer, encodeBatch(batch{}))
 	if err == nil {

@@ -1,11 +1,7 @@
 package overlay
 
 import (
-	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/peerq/peerq/internal/wire"
+	"github.com/hashicorp/memberlist"
 )
 
 // Handler answers an exchange request from the named peer. It runs on the
@@ -39,55 +35,71 @@ var (
 	_ exchanger = (*tcpExchange)(nil)
 )
 
-// MaxFrameBytes bounds an exchange request or response.
-const MaxFrameBytes = 8 << 20
+// Limits of the TCP exchange transport: the connections a peer accepts,
+// and how long it waits for them.
+const (
+	// MaxConns bounds the exchange connections a peer holds open from
+	// others; MaxConnsPerHost those from one address.
+	MaxConns        = 1024
+	MaxConnsPerHost = 128
+	// IdleTimeout closes an incoming connection that brings no frame.
+	IdleTimeout = 30 * time.Second
+	// poolIdle is how long a caller keeps an idle connection for reuse
+	// (below IdleTimeout, so the other side has not closed it); poolSize
+	// how many per peer.
+	poolIdle = 20 * time.Second
+	poolSize = 4
+)
 
-// frameVersion is the first byte of every TCP exchange frame.
-const frameVersion = 1
-
-// ErrAuth is returned, and counted, when a frame's authenticator does not
-// match the cluster key.
-var ErrAuth = errors.New("overlay: exchange frame failed authentication")
-
-// errFrame wraps why a frame that passed authentication is refused.
-var errFrame = errors.New("overlay: malformed exchange frame")
-
-// maxNameBytes bounds the sender name in a frame.
-const maxNameBytes = 512
-
-// tcpExchange serves and calls exchanges over TCP. A frame is a 4-byte
-// big-endian length, then: version, sender name (uvarint length + bytes),
-// body, and, when the cluster has a key, an HMAC-SHA256 of everything
-// before it under that key, so that a peer without the key can neither
-// inject nor alter protocol messages.
+// tcpExchange serves and calls exchanges over persistent TCP connections,
+// one frame each way per exchange (frame.go), sealed with the cluster key
+// when there is one. Connections are reused from a small pool per peer, so
+// an exchange costs no handshake.
 type tcpExchange struct {
-	name     string
-	key      []byte
-	ln       net.Listener
-	addr     string
+	name   string
+	sealer *sealer
+	guard  replayGuard
+	ln     net.Listener
+	addr   string
+	// verify, when set (no key), checks that a frame's sender is the
+	// member whose exchange address the connection comes from.
+	verify func(from string, remote net.Addr) bool
+
 	mu       sync.Mutex
 	handler  Handler
+	conns    map[net.Conn]bool
+	perHost  map[string]int
+	pool     map[string][]pooled
 	wg       sync.WaitGroup
 	closing  sync.Once
 	closed   atomic.Bool
-	rejected int64
+	rejected atomic.Int64 // frames that failed authentication or checks
+	replays  atomic.Int64
+	refused  atomic.Int64 // connections over the caps
+}
+
+type pooled struct {
+	c    net.Conn
+	idle time.Time
 }
 
 // newTCPExchange listens on bind and advertises the listener's port on
-// host (the listener's own host when host is empty).
-func newTCPExchange(name, bind, host string, key []byte) (*tcpExchange, error) {
+// host (the listener's own host when host is empty). A nil keyring sends
+// frames in clear.
+func newTCPExchange(name, bind, host string, keyring *memberlist.Keyring) (*tcpExchange, error) {
 	if len(name) > maxNameBytes {
 		return nil, fmt.Errorf("overlay: node name of %d bytes, more than %d", len(name), maxNameBytes)
 	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
-		return nil, fmt.Errorf("overlay: exchange listener: %w", err)
+		return nil, err
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	if host == "" {
 		host = addr.IP.String()
 	}
-	return &tcpExchange{name: name, key: key, ln: ln, addr: net.JoinHostPort(host, strconv.Itoa(addr.Port))}, nil
+	return &tcpExchange{name: name, sealer: &sealer{keyring: keyring}, ln: ln, addr: net.JoinHostPort(host, strconv.Itoa(addr.Port)),
+		conns: map[net.Conn]bool{}, perHost: map[string]int{}, pool: map[string][]pooled{}}, nil
 }
 
 func (t *tcpExchange) Addr() string { return t.addr }
@@ -115,112 +127,160 @@ func (t *tcpExchange) accept() {
 			time.Sleep(10 * time.Millisecond) // e.g. too many open files
 			continue
 		}
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		t.mu.Lock()
+		if len(t.conns) >= MaxConns || t.perHost[host] >= MaxConnsPerHost {
+			t.mu.Unlock()
+			t.refused.Add(1)
+			c.Close()
+			continue
+		}
+		t.conns[c] = true
+		t.perHost[host]++
+		t.mu.Unlock()
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
 			t.serveConn(c)
+			t.mu.Lock()
+			delete(t.conns, c)
+			if t.perHost[host]--; t.perHost[host] <= 0 {
+				delete(t.perHost, host)
+			}
+			t.mu.Unlock()
 		}()
 	}
 }
 
-// serveConn answers one request per connection.
+// serveConn answers the requests of one connection, one at a time, until
+// it closes, idles out, or sends a frame that fails a check.
 func (t *tcpExchange) serveConn(c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	from, body, err := t.readFrame(bufio.NewReader(c))
-	if err != nil {
+	for !t.closed.Load() {
+		c.SetReadDeadline(time.Now().Add(IdleTimeout))
+		h, body, err := t.sealer.readFrame(c)
+		if err != nil {
+			if errors.Is(err, ErrAuth) || errors.Is(err, errFrame) {
+				t.rejected.Add(1)
+			}
+			return
+		}
+		if h.kind != kindRequest {
+			t.rejected.Add(1)
+			return
+		}
+		if t.sealer.keyring != nil {
+			if err := t.guard.check(h, time.Now()); err != nil {
+				t.replays.Add(1)
+				return
+			}
+		} else if t.verify != nil && !t.verify(h.sender, c.RemoteAddr()) {
+			t.rejected.Add(1)
+			return
+		}
 		t.mu.Lock()
-		t.rejected++
+		handler := t.handler
 		t.mu.Unlock()
+		resp, err := handler(h.sender, body)
+		if err != nil {
+			return // the caller sees the connection close: an error
+		}
+		c.SetWriteDeadline(time.Now().Add(IdleTimeout))
+		if _, err := t.sealer.writeFrame(c, kindResponse, t.name, h.nonce, resp, time.Now()); err != nil {
+			return
+		}
+	}
+}
+
+// conn takes an idle pooled connection to addr, or dials one.
+func (t *tcpExchange) conn(ctx context.Context, addr string) (net.Conn, bool, error) {
+	t.mu.Lock()
+	for ps := t.pool[addr]; len(ps) > 0; ps = t.pool[addr] {
+		p := ps[len(ps)-1]
+		t.pool[addr] = ps[:len(ps)-1]
+		if time.Since(p.idle) < poolIdle {
+			t.mu.Unlock()
+			return p.c, true, nil
+		}
+		p.c.Close()
+	}
+	t.mu.Unlock()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	return c, false, err
+}
+
+// put returns a connection to the pool.
+func (t *tcpExchange) put(addr string, c net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed.Load() || len(t.pool[addr]) >= poolSize {
+		c.Close()
 		return
 	}
-	t.mu.Lock()
-	h := t.handler
-	t.mu.Unlock()
-	resp, err := h(from, body)
-	if err != nil {
-		return // the caller sees the connection close: an error
-	}
-	t.writeFrame(c, resp)
+	t.pool[addr] = append(t.pool[addr], pooled{c, time.Now()})
 }
 
 func (t *tcpExchange) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.conn(ctx, addr)
+		if err != nil {
+			return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
+		}
+		resp, got, err := t.call(ctx, c, req)
+		if err == nil {
+			t.put(addr, c)
+			return resp, nil
+		}
+		c.Close()
+		// A pooled connection the other side had closed fails before a
+		// byte of answer: it never served the request, so try once anew.
+		if reused && !got && attempt == 0 && ctx.Err() == nil {
+			continue
+		}
 		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
 	}
-	defer c.Close()
+}
+
+// call runs one exchange on c; got says whether any of the answer came.
+func (t *tcpExchange) call(ctx context.Context, c net.Conn, req []byte) ([]byte, bool, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
+	} else {
+		c.SetDeadline(time.Time{})
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := t.writeFrame(c, req); err != nil {
-		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
-	}
-	_, body, err := t.readFrame(bufio.NewReader(c))
+	nonce, err := t.sealer.writeFrame(c, kindRequest, t.name, [nonceSize]byte{}, req, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
+		return nil, false, err
 	}
-	return body, nil
+	r := &countingReader{r: c}
+	h, body, err := t.sealer.readFrame(r)
+	if err != nil {
+		return nil, r.n > 0, err
+	}
+	if h.kind != kindResponse || h.re != nonce {
+		return nil, true, fmt.Errorf("%w: an answer to another request", ErrAuth)
+	}
+	return body, true, nil
 }
 
-func (t *tcpExchange) writeFrame(w io.Writer, body []byte) error {
-	f := make([]byte, 4, 4+1+binary.MaxVarintLen64+len(t.name)+len(body)+sha256.Size)
-	f = append(f, frameVersion)
-	f = binary.AppendUvarint(f, uint64(len(t.name)))
-	f = append(f, t.name...)
-	f = append(f, body...)
-	if t.key != nil {
-		m := hmac.New(sha256.New, t.key)
-		m.Write(f[4:])
-		f = m.Sum(f)
-	}
-	if len(f)-4 > MaxFrameBytes {
-		return fmt.Errorf("overlay: frame of %d bytes is over the limit", len(f)-4)
-	}
-	binary.BigEndian.PutUint32(f, uint32(len(f)-4))
-	_, err := w.Write(f)
-	return err
+type countingReader struct {
+	r io.Reader
+	n int
 }
 
-func (t *tcpExchange) readFrame(r io.Reader) (from string, body []byte, err error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return "", nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxFrameBytes || n < 2 {
-		return "", nil, fmt.Errorf("overlay: frame of %d bytes", n)
-	}
-	f := make([]byte, n)
-	if _, err := io.ReadFull(r, f); err != nil {
-		return "", nil, err
-	}
-	return decodeFrame(f, t.key)
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
-// decodeFrame checks and splits a frame (without its length prefix).
-func decodeFrame(f, key []byte) (from string, body []byte, err error) {
-	if key != nil {
-		if len(f) < sha256.Size {
-			return "", nil, ErrAuth
-		}
-		m := hmac.New(sha256.New, key)
-		m.Write(f[:len(f)-sha256.Size])
-		if !hmac.Equal(m.Sum(nil), f[len(f)-sha256.Size:]) {
-			return "", nil, ErrAuth
-		}
-		f = f[:len(f)-sha256.Size]
-	}
-	d := wire.NewReader(f, errFrame)
-	if d.Byte() != frameVersion {
-		d.Fail("bad version")
-	}
-	from = string(d.Next(d.Count(maxNameBytes)))
-	body = d.Rest()
-	return from, body, d.Err()
+// stats are the transport's refusals: frames rejected, replays, and
+// connections over the caps.
+func (t *tcpExchange) stats() (rejected, replays, refused int64) {
+	return t.rejected.Load(), t.replays.Load(), t.refused.Load()
 }
 
 func (t *tcpExchange) Close() error {
@@ -228,6 +288,17 @@ func (t *tcpExchange) Close() error {
 	t.closing.Do(func() {
 		t.closed.Store(true)
 		err = t.ln.Close()
+		t.mu.Lock()
+		for c := range t.conns {
+			c.Close()
+		}
+		for _, ps := range t.pool {
+			for _, p := range ps {
+				p.c.Close()
+			}
+		}
+		t.pool = map[string][]pooled{}
+		t.mu.Unlock()
 		t.wg.Wait()
 	})
 	return err

@@ -1,51 +1,164 @@
 package overlay
 
 import (
+	"bytes"
+	"net"
+
 	"context"
 	"errors"
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/coordinate"
 	"testing"
 	"time"
 )
 
+func keyring(t testing.TB, k string) *memberlist.Keyring {
+	if k == "" {
+		return nil
+	}
+	kr, err := memberlist.NewKeyring(nil, []byte(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
 // Exchanges over TCP: answered with the right key, refused with a wrong one
-// or none, and a frame altered in flight fails authentication.
+// or none; a frame altered in flight fails authentication; a replayed
+// request is refused; connections are reused.
 func TestTCPExchangeAuth(t *testing.T) {
-	key := []byte("0123456789abcdef")
-	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", key)
+	const key = "0123456789abcdef"
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(t, key))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	srv.Serve(func(from string, req []byte) ([]byte, error) { return append([]byte(from+":"), req...), nil })
 
-	good, _ := newTCPExchange("good", "127.0.0.1:0", "", key)
+	good, _ := newTCPExchange("good", "127.0.0.1:0", "", keyring(t, key))
 	defer good.Close()
-	resp, err := good.Call(ctxSecond(t), srv.Addr(), []byte("hi"))
-	if err != nil || string(resp) != "good:hi" {
-		t.Fatalf("right key: %q %v", resp, err)
+	for i := 0; i < 3; i++ {
+		resp, err := good.Call(ctxSecond(t), srv.Addr(), []byte("hi"))
+		if err != nil || string(resp) != "good:hi" {
+			t.Fatalf("right key: %q %v", resp, err)
+		}
 	}
-	for name, k := range map[string][]byte{"wrong key": []byte("fedcba9876543210"), "no key": nil} {
-		bad, _ := newTCPExchange("bad", "127.0.0.1:0", "", k)
+	srv.mu.Lock()
+	open := len(srv.conns)
+	srv.mu.Unlock()
+	if open != 1 {
+		t.Errorf("3 exchanges used %d connections, want 1 (reused)", open)
+	}
+	for name, k := range map[string]string{"wrong key": "fedcba9876543210", "no key": ""} {
+		bad, _ := newTCPExchange("bad", "127.0.0.1:0", "", keyring(t, k))
 		if _, err := bad.Call(ctxSecond(t), srv.Addr(), []byte("hi")); err == nil {
 			t.Errorf("%s: answered", name)
 		}
 		bad.Close()
 	}
-	srv.mu.Lock()
-	rejected := srv.rejected
-	srv.mu.Unlock()
-	if rejected != 2 {
-		t.Errorf("rejected %d frames, want 2", rejected)
-	}
-	// Tampering: flip a byte of the body.
+	waitFor(t, func() bool { r, _, _ := srv.stats(); return r == 2 })
+
+	// Tampering: flip a byte of the sealed body.
 	var w frameBuf
-	good.writeFrame(&w, []byte("payload"))
-	f := w.b[4:]
-	f[len(f)-sha256Size-1] ^= 1
-	if _, _, err := decodeFrame(f, key); !errors.Is(err, ErrAuth) {
+	s := &sealer{keyring: keyring(t, key)}
+	s.writeFrame(&w, kindRequest, "x", [nonceSize]byte{}, []byte("payload"), time.Now())
+	w.b[len(w.b)-1] ^= 1
+	if _, _, err := s.readFrame(bytes.NewReader(w.b)); !errors.Is(err, ErrAuth) {
 		t.Errorf("tampered frame: %v", err)
 	}
+
+	// Replay: a captured request sent again is refused, however valid.
+	var capture frameBuf
+	s.writeFrame(&capture, kindRequest, "good", [nonceSize]byte{}, []byte("claim"), time.Now())
+	for i, want := range []bool{true, false} {
+		c, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(time.Second))
+		c.Write(capture.b)
+		_, _, err = s.readFrame(c)
+		c.Close()
+		if (err == nil) != want {
+			t.Errorf("sending %d: answered %v, want %v", i+1, err == nil, want)
+		}
+	}
+	if _, replays, _ := srv.stats(); replays != 1 {
+		t.Errorf("replays counted %d, want 1", replays)
+	}
+	// An old frame, even unseen, is refused.
+	var old frameBuf
+	s.writeFrame(&old, kindRequest, "good", [nonceSize]byte{}, []byte("x"), time.Now().Add(-2*ReplayWindow))
+	if err := srv.guard.check(mustHeader(t, s, old.b), time.Now()); !errors.Is(err, ErrReplay) {
+		t.Errorf("an old frame: %v", err)
+	}
+}
+
+func mustHeader(t *testing.T, s *sealer, b []byte) header {
+	h, _, err := s.readFrame(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("condition not met in 5 s")
+		}
+	}
+}
+
+// A host without the key cannot make a keyed peer allocate: each
+// connection may announce at most a 1 KiB header, which fails
+// authentication before any body is read; beyond MaxConnsPerHost,
+// connections are refused.
+func TestFloodAllocatesNothing(t *testing.T) {
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(t, "0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Serve(func(string, []byte) ([]byte, error) { return nil, nil })
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Idle connections: MaxConnsPerHost are held (each costs a goroutine
+	// and a few bytes), the rest refused at once.
+	for i := 0; i < MaxConnsPerHost+20; i++ {
+		c, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, func() bool { _, _, refused := srv.stats(); return refused == 20 })
+	srv.mu.Lock()
+	held := len(srv.conns)
+	srv.mu.Unlock()
+	if held != MaxConnsPerHost {
+		t.Errorf("%d connections held, want %d", held, MaxConnsPerHost)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	waitFor(t, func() bool { srv.mu.Lock(); defer srv.mu.Unlock(); return len(srv.conns) == 0 })
+	// Connections that announce the largest frame: refused at the header.
+	for i := 0; i < 50; i++ {
+		c, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.Write([]byte{0xff, 0xff, frameVersion})
+	}
+	waitFor(t, func() bool { rejected, _, _ := srv.stats(); return rejected == 50 })
 }
 
 const sha256Size = 32
@@ -54,24 +167,28 @@ type frameBuf struct{ b []byte }
 
 func (f *frameBuf) Write(p []byte) (int, error) { f.b = append(f.b, p...); return len(p), nil }
 
+// FuzzDecodeFrame: whatever arrives, a peer reading a frame never panics,
+// never allocates more than the authenticated header allows, and what it
+// accepts unkeyed re-encodes to the same fields.
 func FuzzDecodeFrame(f *testing.F) {
+	s := &sealer{keyring: keyring(f, "0123456789abcdef")}
 	var w frameBuf
-	(&tcpExchange{name: "x", key: []byte("0123456789abcdef")}).writeFrame(&w, []byte("body"))
-	f.Add(w.b[4:], true)
-	f.Add([]byte{1, 1, 'x', 'b'}, false)
+	s.writeFrame(&w, kindRequest, "x", [nonceSize]byte{}, []byte("body"), time.Now())
+	f.Add(w.b, true)
+	var p frameBuf
+	(&sealer{}).writeFrame(&p, kindResponse, "y", [nonceSize]byte{1}, []byte("b"), time.Now())
+	f.Add(p.b, false)
 	f.Fuzz(func(t *testing.T, b []byte, keyed bool) {
-		var key []byte
+		sl := &sealer{}
 		if keyed {
-			key = []byte("0123456789abcdef")
+			sl = s
 		}
-		from, body, err := decodeFrame(b, key)
+		h, body, err := sl.readFrame(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
-		// A frame that decodes has one encoding: writing it again gives b.
-		var w frameBuf
-		if err := (&tcpExchange{name: from, key: key}).writeFrame(&w, body); err != nil || string(w.b[4:]) != string(b) {
-			t.Fatalf("re-encoding differs (err %v)", err)
+		if len(body) != h.blen || h.kind != kindRequest && h.kind != kindResponse || len(h.sender) > maxNameBytes {
+			t.Fatalf("accepted %+v with a body of %d", h, len(body))
 		}
 	})
 }

@@ -42,11 +42,13 @@ type Config struct {
 	BindAddr string
 	// AdvertiseAddr is the gossip address others reach; empty: BindAddr.
 	AdvertiseAddr string
-	// ExchangeAddr is the exchange listener's host:port (port 0: any).
+	// ExchangeAddr is the exchange listener's host:port (port 0: any);
+	// empty takes BindAddr's host and its port + 1.
 	ExchangeAddr string
 
 	// Key, if set (16, 24 or 32 bytes), encrypts gossip with Serf's keyring
-	// (AES-GCM) and authenticates exchange frames (HMAC-SHA256).
+	// (AES-GCM), and seals every exchange frame with the same keyring
+	// (AES-GCM, replays refused: frame.go).
 	Key []byte
 	// SnapshotPath, if set, lets a restarted peer rejoin those it knew.
 	SnapshotPath string
@@ -65,7 +67,7 @@ type Config struct {
 
 // DefaultConfig returns a configuration for a real peer named name.
 func DefaultConfig(name string) Config {
-	return Config{Name: name, BindAddr: "0.0.0.0:7946", ExchangeAddr: "0.0.0.0:7947", ExchangeTimeout: 2 * time.Second}
+	return Config{Name: name, BindAddr: "0.0.0.0:7946", ExchangeTimeout: 2 * time.Second}
 }
 
 // TunedConfig is memberlist's configuration for n peers in one process
@@ -174,6 +176,7 @@ func New(cfg Config) (*Overlay, error) {
 	sc.SnapshotPath = cfg.SnapshotPath
 	sc.RejoinAfterLeave = true
 	ml := cfg.Memberlist
+	var keyring *memberlist.Keyring
 	if cfg.Mem != nil {
 		if ml == nil {
 			ml = TunedConfig(cfg.ClusterSize)
@@ -209,16 +212,44 @@ func New(cfg Config) (*Overlay, error) {
 		if ip := net.ParseIP(advertiseHost); advertiseHost == "" || ip != nil && ip.IsUnspecified() {
 			advertiseHost = ""
 		}
-		ex, err := newTCPExchange(cfg.Name, cfg.ExchangeAddr, advertiseHost, cfg.Key)
+		// Without --exchange, the exchange listens on the gossip address,
+		// one port up: agents on one host with their own --bind do not
+		// clash.
+		exAddr := cfg.ExchangeAddr
+		if exAddr == "" {
+			exAddr = net.JoinHostPort(host, strconv.Itoa(port+1))
+			if port == 0 {
+				exAddr = net.JoinHostPort(host, "0")
+			}
+		}
+		if cfg.Key != nil {
+			if keyring, err = memberlist.NewKeyring(nil, cfg.Key); err != nil {
+				return nil, fmt.Errorf("overlay: key: %w", err)
+			}
+		}
+		ex, err := newTCPExchange(cfg.Name, exAddr, advertiseHost, keyring)
 		if err != nil {
-			return nil, err
+			flag := "--exchange"
+			if cfg.ExchangeAddr == "" {
+				flag = "--exchange (it defaults to the --bind port + 1)"
+			}
+			return nil, fmt.Errorf("overlay: exchange listener on %s: %w; choose another with %s", exAddr, err, flag)
+		}
+		if keyring == nil {
+			// Unkeyed: a frame's sender is only what it says, so it must
+			// at least be the member at the address it comes from.
+			ex.verify = o.senderAt
 		}
 		o.ex = ex
 	}
 	ml.Name = cfg.Name
 	ml.LogOutput = logOut
 	ml.Logger = nil
-	if cfg.Key != nil {
+	if keyring != nil {
+		// The same keyring encrypts gossip and seals exchanges, so that
+		// Serf's key rotation covers both.
+		ml.Keyring = keyring
+	} else if cfg.Key != nil {
 		ml.SecretKey = cfg.Key
 	}
 	sc.MemberlistConfig = ml
@@ -462,6 +493,30 @@ func (o *Overlay) SetTags(tags map[string]string) error {
 
 // Leave leaves the cluster gracefully: others see "left", not "failed".
 func (o *Overlay) Leave() error { return o.serf.Leave() }
+
+// senderAt reports whether the exchange connection from remote comes from
+// the member named from: its advertised exchange host.
+func (o *Overlay) senderAt(from string, remote net.Addr) bool {
+	m, ok := o.Member(from)
+	if !ok {
+		return false
+	}
+	host, _, err := net.SplitHostPort(m.Exchange)
+	rhost, _, rerr := net.SplitHostPort(remote.String())
+	return err == nil && rerr == nil && (host == rhost || net.ParseIP(host).Equal(net.ParseIP(rhost)))
+}
+
+// ExchangeStats counts what the exchange transport refused: frames that
+// failed authentication or checks, replays, and connections over its caps.
+func (o *Overlay) ExchangeStats() (rejected, replays, refusedConns int64) {
+	if t, ok := o.ex.(*tcpExchange); ok {
+		return t.stats()
+	}
+	return 0, 0, 0
+}
+
+// Keyed says whether gossip and exchanges are encrypted and authenticated.
+func (o *Overlay) Keyed() bool { return o.cfg.Key != nil }
 
 // Shutdown stops the peer without leaving (others will see it fail).
 func (o *Overlay) Shutdown() error {

@@ -2,6 +2,7 @@ package run
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
@@ -12,10 +13,28 @@ import (
 // and the simulator: the shape of a plan's gossip state, what a peer
 // contributes, and how the cores' state reads back as groups and rows.
 
-// Spec is the shape of an aggregate plan's gossip state.
+// Spec is the shape of an aggregate plan's gossip state, with the bound
+// of each component's inputs where the catalog knows one, so that values
+// from other peers are checked on receipt.
 func Spec(p *query.Plan) aggregate.Spec {
 	spec := aggregate.Spec{MaxGroups: max(p.MaxGroups, 1)}
+	cat := query.DefaultCatalog()
 	for _, c := range p.Components {
+		bound := 0.0
+		if c.Arg != nil && c.Arg.Op == query.OpAttr {
+			if a, ok := cat.Lookup(c.Arg.Name); ok && (a.Min != 0 || a.Max != 0) {
+				bound = math.Max(math.Abs(a.Min), math.Abs(a.Max))
+			}
+		}
+		switch c.Kind {
+		case query.CompCount:
+			bound = 1
+		case query.CompSumSq:
+			bound *= bound
+		case query.CompQuantile:
+			bound = 0 // buckets are shares, checked by the core
+		}
+		spec.Bounds = append(spec.Bounds, bound)
 		var k aggregate.CompKind
 		switch c.Kind {
 		case query.CompCount, query.CompSum, query.CompSumSq:
@@ -145,4 +164,41 @@ func TopResult(p *query.Plan, entries []*topk.Entry) (*query.Result, error) {
 		res.Nodes = append(res.Nodes, e.Node)
 	}
 	return res, nil
+}
+
+// CheckEntry checks a top-k entry received from another peer: its row
+// decodes to the plan's columns, each of its kind (or NULL), numbers finite
+// and, for columns that are attributes, within the catalog's bounds. A
+// peer that lies about its own record cannot be caught, but one cannot
+// inject what no peer could have reported.
+func CheckEntry(p *query.Plan, e *topk.Entry) error {
+	row, err := query.DecodeRow(e.Row)
+	if err != nil || len(row) != len(p.Columns) {
+		return fmt.Errorf("run: a top-k row of %d values for %d columns", len(row), len(p.Columns))
+	}
+	cat := query.DefaultCatalog()
+	for i, v := range row {
+		col := p.Columns[i]
+		if v.IsNull() {
+			continue
+		}
+		if v.Kind != col.Kind && !(v.Kind.Numeric() && col.Kind.Numeric()) {
+			return fmt.Errorf("run: column %s holds a %s, want %s", col.Name, v.Kind, col.Kind)
+		}
+		if !v.Kind.Numeric() {
+			continue
+		}
+		if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
+			return fmt.Errorf("run: column %s is not finite", col.Name)
+		}
+		if col.Expr != nil && col.Expr.Op == query.OpAttr {
+			if a, ok := cat.Lookup(col.Expr.Name); ok && (a.Min != 0 || a.Max != 0) && (v.Num < a.Min || v.Num > a.Max) {
+				return fmt.Errorf("run: %s = %v outside %v..%v", col.Name, v.Num, a.Min, a.Max)
+			}
+		}
+	}
+	if col0 := p.Columns; len(col0) > 0 && col0[0].Name == "node" && row[0].Str != "" && row[0].Str != e.Node {
+		return fmt.Errorf("run: an entry of %s names %s", e.Node, row[0].Str)
+	}
+	return nil
 }

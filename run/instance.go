@@ -287,6 +287,11 @@ func (q *Instance) Step(from peer.ID, msg []byte) error {
 	if err != nil {
 		return err
 	}
+	for _, e := range m.Entries {
+		if err := CheckEntry(q.b.plan, e); err != nil {
+			return err
+		}
+	}
 	q.top.Step(from, m)
 	return nil
 }

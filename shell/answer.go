@@ -56,6 +56,10 @@ func TableOf(a *api.Answer) *Table {
 	if changed := len(m.Joined) + len(m.Left); changed > 0 {
 		t.Footer += fmt.Sprintf(" · %d joined, %d left during the query", len(m.Joined), len(m.Left))
 	}
+	if m.Warning != "" {
+		t.Footer += " · " + m.Warning
+		t.Meta["warning"] = m.Warning
+	}
 	if m.Status == api.StatusPartial || !m.Converged {
 		t.Footer += " · PARTIAL"
 		if m.Reason != "" {

@@ -41,14 +41,23 @@ type agentSettings struct {
 	MaxQueries int
 	MaxAsk     int
 	AskQueue   int
+	// RetryJoin keeps trying --join every RetryInterval (RetryMax times,
+	// 0: for ever) instead of failing after JoinTimeout.
+	RetryJoin     bool
+	RetryInterval time.Duration
+	RetryMax      int
 }
+
+// joinTimeout is how long --join tries without --retry-join.
+const joinTimeout = 10 * time.Second
 
 // fields maps each setting's flag name to where its value goes, for the
 // config file's typed decoding.
 func (s *agentSettings) fields() map[string]any {
 	return map[string]any{"node": &s.Node, "bind": &s.Bind, "advertise": &s.Advertise, "exchange": &s.Exchange,
 		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "round": (*jsonDuration)(&s.Round),
-		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue}
+		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue,
+		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax}
 }
 
 // jsonDuration reads "300ms" (or a number of seconds) from JSON.
@@ -98,8 +107,11 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.StringVar(&s.Node, "node", "", "node name, unique in the cluster (default: the one in --data-dir, else the host name)")
 	f.StringVar(&s.Bind, "bind", "0.0.0.0:7946", "gossip address, host:port")
 	f.StringVar(&s.Advertise, "advertise", "", "gossip address the others reach, if not --bind")
-	f.StringVar(&s.Exchange, "exchange", "0.0.0.0:7947", "protocol exchange address, host:port")
-	f.StringArrayVar(&s.Join, "join", nil, "address of a peer to join (repeatable; retried with backoff)")
+	f.StringVar(&s.Exchange, "exchange", "", "protocol exchange address, host:port (default: --bind's host, its port + 1)")
+	f.StringArrayVar(&s.Join, "join", nil, "address of a peer to join (repeatable); the agent fails if it joins no one within 10 s, unless --retry-join")
+	f.BoolVar(&s.RetryJoin, "retry-join", false, "keep trying --join (every --retry-interval, --retry-max times) rather than fail")
+	f.DurationVar(&s.RetryInterval, "retry-interval", 30*time.Second, "wait between --retry-join attempts")
+	f.IntVar(&s.RetryMax, "retry-max", 0, "attempts of --retry-join before failing (0: for ever)")
 	f.StringArrayVar(&s.Tag, "tag", nil, "static tag key=value (repeatable)")
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the journal, the lease table, the API token and Serf's snapshot")
 	f.StringVar(&s.Encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip, authenticates exchanges")
@@ -171,10 +183,15 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	defer srv.Close()
 	fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s, API on %s (token in %s)\n", name,
 		p.Addr(), p.ExchangeAddr(), srv.Addr(), filepath.Join(s.DataDir, api.TokenFile))
+	if key == nil {
+		fmt.Fprintf(out, "peerq agent %s: WARNING: no --encrypt key: gossip and exchanges travel in clear and are not "+
+			"authenticated; any host that reaches these ports can read answers and, posing as a member, change "+
+			"reservations. Use it on a trusted network only (docs/SECURITY.md).\n", name)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(s.Join) > 0 {
-		if err := p.Join(ctx, s.Join); err != nil {
+		if err := join(ctx, p, s, out); err != nil {
 			p.Close()
 			return &exitError{exitUsage, err}
 		}
@@ -191,6 +208,29 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 			if err := prober.Heartbeat(t); err != nil {
 				fmt.Fprintln(out, "peerq agent:", err)
 			}
+		}
+	}
+}
+
+// join joins through --join: for joinTimeout, or with --retry-join every
+// RetryInterval up to RetryMax attempts. Failing, it says what to check.
+func join(ctx context.Context, p *node.Peer, s *agentSettings, out io.Writer) error {
+	for attempt := 1; ; attempt++ {
+		jctx, cancel := context.WithTimeout(ctx, joinTimeout)
+		err := p.Join(jctx, s.Join)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !s.RetryJoin || s.RetryMax > 0 && attempt >= s.RetryMax {
+			return fmt.Errorf("peerq: joined no one of %s: %w — check the addresses, and that every agent has the same "+
+				"--encrypt key (a peer with another key cannot decrypt the join); --retry-join keeps trying", strings.Join(s.Join, ", "), err)
+		}
+		fmt.Fprintf(out, "peerq agent: join attempt %d failed (%v); again in %v\n", attempt, err, s.RetryInterval)
+		select {
+		case <-time.After(s.RetryInterval):
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }

@@ -111,3 +111,14 @@ func (r *Reader) Field(limit int) []byte { return r.Bytes(r.Count(limit)) }
 
 // Rest returns the bytes not yet read, without copying, and reads them.
 func (r *Reader) Rest() []byte { return r.Next(r.Len()) }
+
+// Uint64Big reads eight bytes, big-endian.
+func (r *Reader) Uint64Big() uint64 {
+	if r.err != nil || r.Len() < 8 {
+		r.Fail("truncated")
+		return 0
+	}
+	x := binary.BigEndian.Uint64(r.b[r.i:])
+	r.i += 8
+	return x
+}
