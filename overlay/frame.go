@@ -44,7 +44,7 @@ const (
 	// clock; clocks of peers must agree that well.
 	ReplayWindow = 30 * time.Second
 	// maxSeen bounds the nonces remembered against replays.
-	maxSeen = 1 << 19
+	maxSeen      = 1 << 19
 	kindRequest  = 1
 	kindResponse = 2
 )
