@@ -258,3 +258,84 @@ func (e *Embedded) names(from, to int) []string {
 	}
 	return out
 }
+
+// TestSocketsBenchmark measures queries over real sockets on loopback: N
+// peers in this process (Serf over UDP/TCP, keyed exchanges over TCP),
+// COUNT and top-50 latency and what the asker receives, with exchange
+// connections kept and reused (the default) against one connection per
+// exchange (the baseline), in the same run. A measurement: it runs only
+// with PEERQ_SOCKETS=N.
+//
+//	PEERQ_SOCKETS=200 go test ./node -run TestSocketsBenchmark -v -timeout 30m
+func TestSocketsBenchmark(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PEERQ_SOCKETS"))
+	if n == 0 {
+		t.Skip("set PEERQ_SOCKETS to the number of peers")
+	}
+	for _, pool := range []int{-1, 0} {
+		label := map[int]string{-1: "one connection per exchange", 0: "pooled connections"}[pool]
+		var peers []*Peer
+		for i := 0; i < n; i++ {
+			rec, tags := splitRecord(1, i)
+			cfg := DefaultConfig(func() query.Record { return rec })
+			cfg.Tags, cfg.Seed = tags, uint64(i+1)
+			p, err := StartPeer(PeerConfig{Name: query.SyntheticName(i), Bind: "127.0.0.1:0", Exchange: "127.0.0.1:0",
+				Key: []byte("0123456789abcdef"), Local: true, ClusterSize: n, ExchangePool: pool, Runtime: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			peers = append(peers, p)
+			if i > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if err := p.Join(ctx, []string{peers[i/2].Addr()}); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+			}
+		}
+		deadline := time.Now().Add(10 * time.Minute)
+		for _, p := range peers {
+			for p.Network().Size() != n && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		time.Sleep(3 * time.Second)
+		asker := peers[0].Node
+		for _, src := range []string{"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
+			"SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50"} {
+			p := compile(t, asker, src)
+			var lat []time.Duration
+			var bytes []int64
+			conv := 0
+			for run := 0; run < 5; run++ {
+				before := asker.Stats()
+				res, err := asker.Query(context.Background(), p, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Converged {
+					conv++
+				} else {
+					t.Logf("partial: %s", res.Reason)
+				}
+				lat = append(lat, res.Elapsed)
+				bytes = append(bytes, asker.Stats().BytesReceived-before.BytesReceived)
+				time.Sleep(2 * time.Second)
+			}
+			t.Logf("N=%d, %s: %s: latency median %v (runs %v), asker received %d bytes (median), %d of 5 converged",
+				n, label, src, median(lat).Round(time.Millisecond), lat, medianInt(bytes), conv)
+		}
+		var rej, rep, ref int64
+		for _, p := range peers {
+			a, b, c := p.ov.ExchangeStats()
+			rej, rep, ref = rej+a, rep+b, ref+c
+		}
+		t.Logf("exchange transport: %d frames rejected, %d replays, %d connections refused", rej, rep, ref)
+		var wg sync.WaitGroup
+		for _, p := range peers {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.Close() }()
+		}
+		wg.Wait()
+	}
+}

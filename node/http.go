@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -24,12 +25,25 @@ import (
 //	GET  /v1/health      this peer and the membership size
 //	GET  /v1/attributes  the catalog
 
+// API limits: a request must arrive whole within APIReadTimeout, an idle
+// connection closes after APIIdleTimeout, each write of an answer must go
+// through within APIWriteTimeout (an answer streams for as long as its
+// query runs), and at most APIMaxRequests are served at once (the rest get
+// 429).
+const (
+	APIReadTimeout  = 10 * time.Second
+	APIIdleTimeout  = 60 * time.Second
+	APIWriteTimeout = 10 * time.Second
+	APIMaxRequests  = 512
+)
+
 // APIServer serves the local HTTP API of a node.
 type APIServer struct {
 	n      *Node
 	token  string
 	server *http.Server
 	ln     net.Listener
+	slots  chan struct{}
 }
 
 // ServeAPI starts the API on addr (use a loopback address) with the token.
@@ -41,15 +55,17 @@ func (n *Node) ServeAPI(addr, token string) (*APIServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: api: %w", err)
 	}
-	a := &APIServer{n: n, token: token, ln: ln}
+	a := &APIServer{n: n, token: token, ln: ln, slots: make(chan struct{}, APIMaxRequests)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/query", a.query)
 	mux.HandleFunc("GET /v1/members", a.members)
 	mux.HandleFunc("GET /v1/health", a.health)
 	mux.HandleFunc("GET /v1/attributes", a.attributes)
-	// The answer streams for as long as the query runs: no write timeout.
-	// Requests are small: they must arrive whole in ReadTimeout.
-	a.server = &http.Server{Handler: a.auth(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	// The answer streams for as long as the query runs: no overall write
+	// timeout, a deadline per write instead (send). Requests are small:
+	// they must arrive whole in APIReadTimeout.
+	a.server = &http.Server{Handler: a.limit(a.auth(mux)), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: APIReadTimeout,
+		IdleTimeout: APIIdleTimeout, MaxHeaderBytes: 64 << 10}
 	go a.server.Serve(ln)
 	return a, nil
 }
@@ -70,6 +86,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// limit serves at most APIMaxRequests at once.
+func (a *APIServer) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case a.slots <- struct{}{}:
+			defer func() { <-a.slots }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusTooManyRequests, &api.Error{Code: api.CodeOverloaded,
+				Message: fmt.Sprintf("the API serves %d requests at once", APIMaxRequests)})
+		}
+	})
+}
+
 func (a *APIServer) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := r.Header.Get(api.TokenHeader)
@@ -86,10 +117,9 @@ func (a *APIServer) auth(next http.Handler) http.Handler {
 }
 
 func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
-	var req api.QueryRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxRequestBytes))
-	if err := dec.Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest, Message: "bad JSON: " + err.Error()})
+	req, err := decodeQueryRequest(http.MaxBytesReader(w, r.Body, api.MaxRequestBytes))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest, Message: err.Error()})
 		return
 	}
 	plan, err := a.n.Compile(req.Statement)
@@ -112,12 +142,11 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	send := func(l api.Line) {
+		rc.SetWriteDeadline(time.Now().Add(APIWriteTimeout))
 		enc.Encode(l)
-		if flusher != nil {
-			flusher.Flush()
-		}
+		rc.Flush()
 	}
 	// Progress comes from the runtime's goroutine: hand it over through a
 	// channel, dropping lines the client is too slow for.
@@ -144,6 +173,24 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	send(api.ResultLine(ans))
+}
+
+// decodeQueryRequest reads the body of POST /v1/query: one JSON object
+// with a statement, nothing else.
+func decodeQueryRequest(r io.Reader) (api.QueryRequest, error) {
+	var req api.QueryRequest
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("bad JSON: %w", err)
+	}
+	if dec.More() {
+		return req, errors.New("bad JSON: more than one object")
+	}
+	if strings.TrimSpace(req.Statement) == "" {
+		return req, errors.New(`bad request: no "statement"`)
+	}
+	return req, nil
 }
 
 func (a *APIServer) members(w http.ResponseWriter, r *http.Request) {

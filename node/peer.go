@@ -17,9 +17,10 @@ type PeerConfig struct {
 	// reach if not Bind, Exchange the exchange listener's address; port 0
 	// takes any free port.
 	Bind, Advertise, Exchange string
-	// Key (16, 24 or 32 bytes), if set, encrypts gossip and authenticates
-	// exchanges.
-	Key []byte
+	// Key (16, 24 or 32 bytes), if set, encrypts gossip and seals
+	// exchanges; OldKeys open them too, during a key rotation.
+	Key     []byte
+	OldKeys [][]byte
 	// SnapshotPath lets a restarted peer rejoin those it knew.
 	SnapshotPath string
 	// LogOutput receives Serf's and memberlist's logs; nil discards them.
@@ -27,6 +28,12 @@ type PeerConfig struct {
 	// Local tunes memberlist for peers on one host (loopback tests):
 	// shorter probes and timeouts than the LAN profile.
 	Local bool
+	// ClusterSize tunes memberlist, with Local, for that many peers in one
+	// process (overlay.TunedConfig); 0 is 8.
+	ClusterSize int
+	// ExchangePool is overlay.Config's: idle connections kept per peer
+	// (0 the default, -1 none).
+	ExchangePool int
 	// Runtime is the runtime's configuration; its Tags are the peer's
 	// static tags.
 	Runtime Config
@@ -48,11 +55,12 @@ func StartPeer(cfg PeerConfig) (*Peer, error) {
 	if cfg.Exchange != "" {
 		ocfg.ExchangeAddr = cfg.Exchange
 	}
-	ocfg.AdvertiseAddr, ocfg.Key, ocfg.SnapshotPath, ocfg.LogOutput = cfg.Advertise, cfg.Key, cfg.SnapshotPath, cfg.LogOutput
+	ocfg.AdvertiseAddr, ocfg.Key, ocfg.OldKeys, ocfg.SnapshotPath, ocfg.LogOutput = cfg.Advertise, cfg.Key, cfg.OldKeys, cfg.SnapshotPath, cfg.LogOutput
 	ocfg.Tags = cfg.Runtime.Tags
 	if cfg.Local {
-		ocfg.Memberlist = overlay.TunedConfig(8)
+		ocfg.Memberlist = overlay.TunedConfig(max(cfg.ClusterSize, 8))
 	}
+	ocfg.ExchangePool = cfg.ExchangePool
 	ov, err := overlay.New(ocfg)
 	if err != nil {
 		return nil, err

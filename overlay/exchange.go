@@ -39,16 +39,25 @@ var (
 // and how long it waits for them.
 const (
 	// MaxConns bounds the exchange connections a peer holds open from
-	// others; MaxConnsPerHost those from one address.
-	MaxConns        = 1024
-	MaxConnsPerHost = 128
+	// others; MaxConnsPerHost those from one address (several agents may
+	// share a host: 200 on one loopback address hold ~200 connections to
+	// each other, pooled). A connection that has not authenticated costs
+	// a goroutine and at most a 1 KiB header.
+	MaxConns        = 2048
+	MaxConnsPerHost = 512
 	// IdleTimeout closes an incoming connection that brings no frame.
 	IdleTimeout = 30 * time.Second
 	// poolIdle is how long a caller keeps an idle connection for reuse
-	// (below IdleTimeout, so the other side has not closed it); poolSize
-	// how many per peer.
-	poolIdle = 20 * time.Second
-	poolSize = 4
+	// (below IdleTimeout, so the other side has not closed it);
+	// DefaultPool how many per peer.
+	poolIdle    = 20 * time.Second
+	DefaultPool = 4
+	// maxPooled bounds the idle connections kept in all: a peer gossips
+	// with random peers, so reuse pays mostly for the few it talks to
+	// often (retries, replies to requests), and every kept connection is
+	// a file descriptor at both ends (200 peers in one process, each
+	// keeping 4 to each of the others, ran out of descriptors).
+	maxPooled = 32
 )
 
 // tcpExchange serves and calls exchanges over persistent TCP connections,
@@ -64,12 +73,16 @@ type tcpExchange struct {
 	// verify, when set (no key), checks that a frame's sender is the
 	// member whose exchange address the connection comes from.
 	verify func(from string, remote net.Addr) bool
+	// poolSize is how many idle connections per peer are kept for reuse;
+	// 0 dials one per exchange (the benchmark's baseline).
+	poolSize int
 
 	mu       sync.Mutex
 	handler  Handler
 	conns    map[net.Conn]bool
 	perHost  map[string]int
 	pool     map[string][]pooled
+	pooled   int
 	wg       sync.WaitGroup
 	closing  sync.Once
 	closed   atomic.Bool
@@ -99,7 +112,7 @@ func newTCPExchange(name, bind, host string, keyring *memberlist.Keyring) (*tcpE
 		host = addr.IP.String()
 	}
 	return &tcpExchange{name: name, sealer: &sealer{keyring: keyring}, ln: ln, addr: net.JoinHostPort(host, strconv.Itoa(addr.Port)),
-		conns: map[net.Conn]bool{}, perHost: map[string]int{}, pool: map[string][]pooled{}}, nil
+		conns: map[net.Conn]bool{}, perHost: map[string]int{}, pool: map[string][]pooled{}, poolSize: DefaultPool}, nil
 }
 
 func (t *tcpExchange) Addr() string { return t.addr }
@@ -198,6 +211,7 @@ func (t *tcpExchange) conn(ctx context.Context, addr string) (net.Conn, bool, er
 	for ps := t.pool[addr]; len(ps) > 0; ps = t.pool[addr] {
 		p := ps[len(ps)-1]
 		t.pool[addr] = ps[:len(ps)-1]
+		t.pooled--
 		if time.Since(p.idle) < poolIdle {
 			t.mu.Unlock()
 			return p.c, true, nil
@@ -214,11 +228,36 @@ func (t *tcpExchange) conn(ctx context.Context, addr string) (net.Conn, bool, er
 func (t *tcpExchange) put(addr string, c net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed.Load() || len(t.pool[addr]) >= poolSize {
+	if t.closed.Load() || len(t.pool[addr]) >= t.poolSize {
 		c.Close()
 		return
 	}
+	if t.pooled >= maxPooled {
+		t.evictOldest()
+	}
 	t.pool[addr] = append(t.pool[addr], pooled{c, time.Now()})
+	t.pooled++
+}
+
+// evictOldest closes the pooled connection idle the longest. Called with
+// t.mu held.
+func (t *tcpExchange) evictOldest() {
+	var oldest string
+	var at time.Time
+	for addr, ps := range t.pool {
+		if len(ps) > 0 && (oldest == "" || ps[0].idle.Before(at)) {
+			oldest, at = addr, ps[0].idle
+		}
+	}
+	if oldest == "" {
+		return
+	}
+	ps := t.pool[oldest]
+	ps[0].c.Close()
+	if t.pool[oldest] = ps[1:]; len(ps) == 1 {
+		delete(t.pool, oldest)
+	}
+	t.pooled--
 }
 
 func (t *tcpExchange) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {

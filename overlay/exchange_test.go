@@ -231,3 +231,84 @@ func FuzzDecodeCoordinate(f *testing.F) {
 		c.DistanceTo(c)
 	})
 }
+
+// A rotation, step by step: an agent at step 2 (sealing with the new key,
+// opening the old) talks with agents at steps 1 (sealing with the old,
+// opening the new) and 3 (the new key alone); one that skipped step 1
+// (the old key alone) cannot read its answers; one with another key is
+// refused.
+func TestKeyRotation(t *testing.T) {
+	const oldKey, newKey = "0123456789abcdef", "fedcba9876543210"
+	ring := func(primary string, others ...string) *memberlist.Keyring {
+		keys := [][]byte{[]byte(primary)}
+		for _, o := range others {
+			keys = append(keys, []byte(o))
+		}
+		kr, err := memberlist.NewKeyring(keys, []byte(primary))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kr
+	}
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", ring(newKey, oldKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Serve(func(from string, req []byte) ([]byte, error) { return req, nil })
+	for _, c := range []struct {
+		name string
+		kr   *memberlist.Keyring
+		ok   bool
+	}{
+		{"step 1", ring(oldKey, newKey), true},
+		{"step 3", ring(newKey), true},
+		{"the old key alone", ring(oldKey), false},
+		{"another key", ring("0000000000000000"), false},
+	} {
+		cl, _ := newTCPExchange("c", "127.0.0.1:0", "", c.kr)
+		_, err := cl.Call(ctxSecond(t), srv.Addr(), []byte("x"))
+		cl.Close()
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+// BenchmarkReplayRefused: how long a keyed peer takes to refuse a replayed
+// request, from the frame's arrival to the connection's close (loopback).
+//
+//	go test ./overlay -run '^$' -bench ReplayRefused -count 5
+func BenchmarkReplayRefused(b *testing.B) {
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(b, "0123456789abcdef"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Serve(func(from string, req []byte) ([]byte, error) { return req, nil })
+	s := &sealer{keyring: keyring(b, "0123456789abcdef")}
+	var capture frameBuf
+	s.writeFrame(&capture, kindRequest, "good", [nonceSize]byte{}, []byte("claim"), time.Now())
+	// Seen once, legitimately.
+	c, _ := net.Dial("tcp", srv.Addr())
+	c.Write(capture.b)
+	s.readFrame(c)
+	c.Close()
+	var one [1]byte
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		c.Write(capture.b)
+		if _, err := c.Read(one[:]); err == nil {
+			b.Fatal("the replay was answered")
+		}
+		b.StopTimer()
+		c.Close()
+		b.StartTimer()
+	}
+}

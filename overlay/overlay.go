@@ -50,6 +50,10 @@ type Config struct {
 	// (AES-GCM), and seals every exchange frame with the same keyring
 	// (AES-GCM, replays refused: frame.go).
 	Key []byte
+	// OldKeys are further keys that open (never seal) gossip and frames:
+	// a rolling key rotation installs the new key beside the old, then
+	// makes it primary, then drops the old one (docs/SECURITY.md).
+	OldKeys [][]byte
 	// SnapshotPath, if set, lets a restarted peer rejoin those it knew.
 	SnapshotPath string
 	// Memberlist tunes memberlist; nil takes TunedConfig(ClusterSize) for
@@ -63,6 +67,9 @@ type Config struct {
 	LogOutput io.Writer
 	// ExchangeTimeout bounds one exchange.
 	ExchangeTimeout time.Duration
+	// ExchangePool is how many idle exchange connections per peer are kept
+	// for reuse; 0 takes DefaultPool, -1 dials one per exchange.
+	ExchangePool int
 }
 
 // DefaultConfig returns a configuration for a real peer named name.
@@ -223,7 +230,7 @@ func New(cfg Config) (*Overlay, error) {
 			}
 		}
 		if cfg.Key != nil {
-			if keyring, err = memberlist.NewKeyring(nil, cfg.Key); err != nil {
+			if keyring, err = memberlist.NewKeyring(append([][]byte{cfg.Key}, cfg.OldKeys...), cfg.Key); err != nil {
 				return nil, fmt.Errorf("overlay: key: %w", err)
 			}
 		}
@@ -234,6 +241,12 @@ func New(cfg Config) (*Overlay, error) {
 				flag = "--exchange (it defaults to the --bind port + 1)"
 			}
 			return nil, fmt.Errorf("overlay: exchange listener on %s: %w; choose another with %s", exAddr, err, flag)
+		}
+		switch {
+		case cfg.ExchangePool < 0:
+			ex.poolSize = 0
+		case cfg.ExchangePool > 0:
+			ex.poolSize = cfg.ExchangePool
 		}
 		if keyring == nil {
 			// Unkeyed: a frame's sender is only what it says, so it must

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -106,25 +107,13 @@ type Journal struct {
 // OpenJournal reads the journal at path and starts a new session at now.
 func OpenJournal(path string, now time.Time) (*Journal, error) {
 	j := &Journal{path: path}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("probe: journal: %w", err)
 	default:
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) != 2 {
-				continue // a torn line from a crash: skip it
-			}
-			a, err1 := strconv.ParseInt(fs[0], 10, 64)
-			b, err2 := strconv.ParseInt(fs[1], 10, 64)
-			if err1 == nil && err2 == nil && b >= a {
-				j.sessions = append(j.sessions, [2]int64{a, b})
-			}
-		}
-		f.Close()
+		j.sessions = parseJournal(b)
 	}
 	// Forget sessions older than the window, then open this one.
 	cut := now.Add(-ReliabilityWindow).Unix()
@@ -137,6 +126,32 @@ func OpenJournal(path string, now time.Time) (*Journal, error) {
 	j.sessions = append(kept, [2]int64{now.Unix(), now.Unix()})
 	return j, j.save()
 }
+
+// parseJournal reads the journal's lines, "start end" in Unix seconds;
+// torn or bad lines (a crash mid-write, a hand edit) are skipped, and at
+// most maxSessions are kept, the latest.
+func parseJournal(b []byte) [][2]int64 {
+	var out [][2]int64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) != 2 {
+			continue
+		}
+		a, err1 := strconv.ParseInt(fs[0], 10, 64)
+		z, err2 := strconv.ParseInt(fs[1], 10, 64)
+		if err1 == nil && err2 == nil && z >= a && a >= 0 {
+			out = append(out, [2]int64{a, z})
+		}
+	}
+	if len(out) > maxSessions {
+		out = out[len(out)-maxSessions:]
+	}
+	return out
+}
+
+// maxSessions bounds the sessions a journal keeps.
+const maxSessions = 100_000
 
 // Up extends the current session to now and persists the journal.
 func (j *Journal) Up(now time.Time) error {

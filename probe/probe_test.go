@@ -69,3 +69,17 @@ func TestProber(t *testing.T) {
 		t.Errorf("implausible probe %v", rec)
 	}
 }
+
+// FuzzJournal: whatever the journal file holds, reading it never panics
+// and keeps only sane sessions.
+func FuzzJournal(f *testing.F) {
+	f.Add([]byte("1700000000 1700000600\n1700001000 1700002000\n"))
+	f.Add([]byte("garbage\n5 3\n-1 4\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, s := range parseJournal(b) {
+			if s[1] < s[0] || s[0] < 0 {
+				t.Fatalf("kept %v", s)
+			}
+		}
+	})
+}

@@ -35,6 +35,7 @@ type agentSettings struct {
 	Tag        []string
 	DataDir    string
 	Encrypt    string
+	OldKeys    []string
 	Round      time.Duration
 	API        string
 	LogLevel   string
@@ -55,7 +56,7 @@ const joinTimeout = 10 * time.Second
 // config file's typed decoding.
 func (s *agentSettings) fields() map[string]any {
 	return map[string]any{"node": &s.Node, "bind": &s.Bind, "advertise": &s.Advertise, "exchange": &s.Exchange,
-		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "round": (*jsonDuration)(&s.Round),
+		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "old-key": &s.OldKeys, "round": (*jsonDuration)(&s.Round),
 		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue,
 		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax}
 }
@@ -114,7 +115,8 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.IntVar(&s.RetryMax, "retry-max", 0, "attempts of --retry-join before failing (0: for ever)")
 	f.StringArrayVar(&s.Tag, "tag", nil, "static tag key=value (repeatable)")
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the journal, the lease table, the API token and Serf's snapshot")
-	f.StringVar(&s.Encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip, authenticates exchanges")
+	f.StringVar(&s.Encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip and seals exchanges (the same on every agent)")
+	f.StringArrayVar(&s.OldKeys, "old-key", nil, "base64 key that still opens gossip and exchanges, during a key rotation (repeatable; docs/SECURITY.md)")
 	f.DurationVar(&s.Round, "round", 200*time.Millisecond, "gossip round")
 	f.StringVar(&s.API, "api", api.DefaultAddr, "local HTTP API address (keep it on loopback)")
 	f.StringVar(&configFile, "config", "", "JSON file of settings named as the flags, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"], \"round\": \"200ms\"}; flags given on the command line win")
@@ -150,10 +152,18 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 		tags[k] = v
 	}
 	var key []byte
+	var oldKeys [][]byte
 	if s.Encrypt != "" {
 		if key, err = base64.StdEncoding.DecodeString(s.Encrypt); err != nil {
 			return &exitError{exitUsage, fmt.Errorf("peerq: --encrypt is not base64: %w", err)}
 		}
+	}
+	for _, k := range s.OldKeys {
+		b, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || key == nil {
+			return &exitError{exitUsage, fmt.Errorf("peerq: --old-key needs --encrypt, and base64 (%v)", err)}
+		}
+		oldKeys = append(oldKeys, b)
 	}
 	prober, err := probe.New(s.DataDir, time.Now())
 	if err != nil {
@@ -164,7 +174,7 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	rcfg.Round, rcfg.DataDir, rcfg.Tags, rcfg.MaxQueries = s.Round, s.DataDir, tags, s.MaxQueries
 	rcfg.MaxAsk, rcfg.AskQueue = s.MaxAsk, s.AskQueue
 	rcfg.Logf = func(format string, args ...any) { fmt.Fprintf(logs, "[WARN] peerq: "+format+"\n", args...) }
-	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: s.Bind, Advertise: s.Advertise, Exchange: s.Exchange, Key: key,
+	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: s.Bind, Advertise: s.Advertise, Exchange: s.Exchange, Key: key, OldKeys: oldKeys,
 		SnapshotPath: filepath.Join(s.DataDir, "serf.snapshot"), LogOutput: logs, Runtime: rcfg})
 	if err != nil {
 		return &exitError{exitUsage, err}

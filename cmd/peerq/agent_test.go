@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -168,5 +169,84 @@ func TestAgentSettings(t *testing.T) {
 	w.Write([]byte("2026/11/26 [WARN] memberlist: y\n"))
 	if b.String() != "2026/11/26 [WARN] memberlist: y\n" {
 		t.Errorf("filtered logs %q", b.String())
+	}
+}
+
+// TestKeylessFlood measures what a host without the key costs a keyed
+// agent: 1,000 connections from 250 loopback addresses, each announcing an
+// 8 MiB frame (the old transport allocated it on trust) and sending it,
+// against the agent's resident memory. A measurement: it runs only with
+// PEERQ_FLOOD=1, and fails only if the agent grows by more than 50 MB.
+//
+//	PEERQ_FLOOD=1 go test ./cmd/peerq -run TestKeylessFlood -v
+//	PEERQ_FLOOD=1 PEERQ_FLOOD_BIN=/tmp/peerq-old go test ./cmd/peerq -run TestKeylessFlood -v
+func TestKeylessFlood(t *testing.T) {
+	if os.Getenv("PEERQ_FLOOD") == "" {
+		t.Skip("set PEERQ_FLOOD=1")
+	}
+	dir := t.TempDir()
+	exch := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	bin := os.Getenv("PEERQ_FLOOD_BIN") // another build to compare with, e.g. before issue 11
+	if bin == "" {
+		bin = peerqBinary(t)
+	}
+	cmd := exec.Command(bin, "agent", "--node", "victim", "--bind", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--exchange", exch, "--api", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--data-dir", dir,
+		"--encrypt", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	rss := func(field string) int64 {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, field+":") {
+				var kb int64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(l, field+":"), "kB")), &kb)
+				return kb
+			}
+		}
+		return 0
+	}
+	for rss("VmRSS") == 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	idle := rss("VmRSS")
+	junk := make([]byte, 8<<20)
+	junk[0], junk[1], junk[2], junk[3] = 0x00, 0x80, 0x00, 0x00 // "8 MiB follow"
+	var wg sync.WaitGroup
+	var refused, cut int64
+	var mu sync.Mutex
+	start := time.Now()
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%250))}, Timeout: 5 * time.Second}
+			c, err := d.Dial("tcp", exch)
+			if err != nil {
+				mu.Lock()
+				refused++
+				mu.Unlock()
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write(junk); err != nil {
+				mu.Lock()
+				cut++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	time.Sleep(time.Second)
+	peak, after := rss("VmHWM"), rss("VmRSS")
+	t.Logf("idle %d MB; 1000 keyless connections announcing 8 MiB each (%d cut off mid-send, %d refused) in %v: peak %d MB, after %d MB",
+		idle/1024, cut, refused, took.Round(time.Millisecond), peak/1024, after/1024)
+	if peak-idle > 50*1024 {
+		t.Errorf("the flood grew the agent by %d MB", (peak-idle)/1024)
 	}
 }

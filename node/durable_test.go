@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/peerq/peerq/fakenet"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/subcloud"
+)
+
+// An owner that restarts on its data dir still owns its subclouds: it
+// renews them, lists them, and can release them.
+func TestOwnerSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 10, fakenet.DefaultConfig(), 1, nil)
+		rec, tags := splitRecord(1, 10)
+		h := c.net.Add("owner", tags)
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.DataDir, cfg.Tags = dir, tags
+		owner, err := New(cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers ORDER BY mem_free DESC AS kept FOR 12s"))
+		members := res.Nodes
+		owner.Close() // a restart
+		owner, err = New(cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer owner.Close()
+		elapse(30 * time.Second) // past two terms: only renewals keep them
+		holding := 0
+		for _, n := range c.nodes {
+			if l, ok := n.currentLease(); ok && l.Subcloud == "kept" {
+				holding++
+			}
+		}
+		if holding != len(members) {
+			t.Errorf("%d peers hold the lease 30 s after the owner restarted, want %d (renewals resumed)", holding, len(members))
+		}
+		if again, err := owner.Query(context.Background(), compile(t, owner, "RESERVE 2 AS kept FOR 1m"), nil); err == nil {
+			t.Errorf("the name was reused: %v", again.Rows)
+		}
+		rel := ask(t, owner, compile(t, owner, "RELEASE kept"))
+		if rel.Rows[0][1].Num != float64(len(members)) {
+			t.Errorf("released %v after the restart", rel.Rows)
+		}
+	})
+}
+
+// A corrupt lease file falls back on the previous copy, and says so; with
+// no good copy, the error names the file and how to start afresh.
+func TestCorruptLeaseFile(t *testing.T) {
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		nw := fakenet.New(fakenet.DefaultConfig())
+		h := nw.Add("p", nil)
+		var logged []string
+		cfg := DefaultConfig(func() query.Record { return query.Record{} })
+		cfg.DataDir = dir
+		cfg.Logf = func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+		n, err := New(cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.handleLease(claimReq("a", strings.Repeat("t", 32)))
+		n.handleLease(releaseReq("a", strings.Repeat("t", 32)))
+		n.handleLease(claimReq("b", strings.Repeat("u", 32)))
+		n.Close()
+		path := filepath.Join(dir, leaseFile)
+		os.WriteFile(path, []byte(`{"subcloud": "b", "tok`), 0o600) // torn
+		if n, err = New(cfg, h); err != nil {
+			t.Fatalf("with a previous copy: %v", err)
+		}
+		n.Close()
+		if !strings.Contains(strings.Join(logged, " "), "restored the previous copy") {
+			t.Errorf("logged %q", logged)
+		}
+		if l, ok := n.currentLease(); ok {
+			t.Errorf("restored %+v; the previous copy held no lease", l)
+		}
+		os.WriteFile(path, []byte("garbage"), 0o600)
+		os.WriteFile(path+".prev", []byte("garbage"), 0o600)
+		_, err = New(cfg, h)
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "mv ") {
+			t.Errorf("with no good copy: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeOwned(f *testing.F) {
+	good, _ := json.Marshal(ownedDoc{Version: 1, Subclouds: []ownedJSON{{Name: "x", Token: strings.Repeat("t", 32), Lease: time.Minute,
+		Members: map[string]time.Time{"p1": time.Unix(1_800_000_000, 0)}}}})
+	f.Add(good)
+	f.Add([]byte(`{"version": 2}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		owned, err := decodeOwned(b)
+		if err != nil {
+			return
+		}
+		for _, o := range owned {
+			if o.name == "" || len(o.token) < 16 || o.lease <= 0 {
+				t.Fatalf("accepted %+v", o)
+			}
+		}
+	})
+}
+
+func FuzzDecodeQueryRequest(f *testing.F) {
+	f.Add([]byte(`{"statement": "SELECT COUNT(*) FROM peers"}`))
+	f.Add([]byte(`{"statement": ""}{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeQueryRequest(strings.NewReader(string(b)))
+		if err == nil && strings.TrimSpace(req.Statement) == "" {
+			t.Fatal("accepted a request without a statement")
+		}
+	})
+}
+
+func claimReq(sub, tok string) []byte {
+	return subcloud.Request{Op: subcloud.OpClaim, Subcloud: sub, Owner: "o", Token: tok, For: time.Minute}.Encode()
+}
+
+func releaseReq(sub, tok string) []byte {
+	return subcloud.Request{Op: subcloud.OpRelease, Subcloud: sub, Token: tok}.Encode()
+}
