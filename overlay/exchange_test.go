@@ -2,7 +2,9 @@ package overlay
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"strconv"
 
 	"context"
 	"errors"
@@ -310,5 +312,67 @@ func BenchmarkReplayRefused(b *testing.B) {
 		b.StopTimer()
 		c.Close()
 		b.StartTimer()
+	}
+}
+
+// Without a key, a frame's sender must be the member at the address the
+// connection comes from.
+func TestUnkeyedSenderChecked(t *testing.T) {
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	members := map[string]string{"member": "127.0.0.1"}
+	srv.verify = func(from string, remote net.Addr) bool {
+		host, _, _ := net.SplitHostPort(remote.String())
+		return members[from] == host
+	}
+	srv.Serve(func(from string, req []byte) ([]byte, error) { return req, nil })
+	for name, ok := range map[string]bool{"member": true, "stranger": false} {
+		cl, _ := newTCPExchange(name, "127.0.0.1:0", "", nil)
+		_, err := cl.Call(ctxSecond(t), srv.Addr(), []byte("claim"))
+		cl.Close()
+		if (err == nil) != ok {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// Agents on one host that set only their gossip address do not clash:
+// each exchange listens one port above its gossip port.
+func TestExchangePortDefault(t *testing.T) {
+	var ovs []*Overlay
+	for i := 0; i < 2; i++ {
+		cfg := DefaultConfig(fmt.Sprint("host-agent-", i))
+		cfg.BindAddr = fmt.Sprintf("127.0.0.1:%d", freeUDPTCPPort(t))
+		cfg.Memberlist = TunedConfig(2)
+		o, err := New(cfg)
+		if err != nil {
+			t.Fatalf("agent %d: %v", i, err)
+		}
+		defer o.Shutdown()
+		ovs = append(ovs, o)
+		_, gport, _ := net.SplitHostPort(cfg.BindAddr)
+		_, xport, _ := net.SplitHostPort(o.ex.Addr())
+		if gp, _ := strconv.Atoi(gport); strconv.Itoa(gp+1) != xport {
+			t.Errorf("gossip %s, exchange %s: want port + 1", cfg.BindAddr, o.ex.Addr())
+		}
+	}
+}
+
+// freeUDPTCPPort returns a port whose next one is free too, for TCP.
+func freeUDPTCPPort(t *testing.T) int {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
+			l2.Close()
+			return p
+		}
 	}
 }
