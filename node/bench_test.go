@@ -16,11 +16,12 @@ import (
 )
 
 // TestClusterBenchmark measures the embedded cluster for BENCHMARKS.md: the
-// time to settle, the latency of COUNT and top-50 at the default round, and
-// what the asking peer receives per query, next to a serf.Query that every
-// peer answers with its record, on the same cluster. It is a measurement,
-// not a test: it runs only with PEERQ_BENCH=N (the number of peers) and
-// asserts nothing about time.
+// time to settle, the latency of COUNT and top-50, what the asking peer
+// receives per query, RESERVE 50 against the same SELECT, and beside them a
+// serf.Query that every peer answers with its record, on the same cluster.
+// It is a measurement, not a test: it runs only with PEERQ_BENCH=N (the
+// number of peers) and asserts nothing about time. Besides its prose it
+// prints one line per figure, "bench: NAME VALUE UNIT" (medians of 5).
 //
 //	PEERQ_BENCH=200 go test ./node -run TestClusterBenchmark -v -timeout 30m
 func TestClusterBenchmark(t *testing.T) {
@@ -28,7 +29,8 @@ func TestClusterBenchmark(t *testing.T) {
 	if n == 0 {
 		t.Skip("set PEERQ_BENCH to the number of peers")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	bench := func(name string, v float64, unit string) { fmt.Printf("bench: %s %.4g %s\n", name, v, unit) }
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	start := time.Now()
 	e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true})
@@ -40,11 +42,10 @@ func TestClusterBenchmark(t *testing.T) {
 	if err := e.WaitSettled(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
+	settle := time.Since(start)
 	t.Logf("N=%d: joined in %v, settled in %v; %d packets dropped on full queues", n, joined.Round(time.Millisecond),
-		time.Since(start).Round(time.Millisecond), e.Cluster().Mem.Dropped())
-	if n > 300 {
-		return
-	}
+		settle.Round(time.Millisecond), e.Cluster().Mem.Dropped())
+	bench("settle_s", settle.Seconds(), "s")
 	asker := e.Nodes[0]
 	for i, node := range e.Nodes {
 		e.Cluster().Peers[i].SetQueryResponder(func(string, []byte) []byte {
@@ -53,29 +54,37 @@ func TestClusterBenchmark(t *testing.T) {
 		})
 	}
 	time.Sleep(2 * time.Second) // let the membership go quiet
-	for _, src := range []string{
-		"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
-		"SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50",
+	pause := func() { time.Sleep(time.Duration(asker.cfg.Linger+2)*asker.cfg.Round + time.Second) }
+	for _, q := range []struct{ name, src string }{
+		{"count", "SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB"},
+		{"top50", "SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50"},
 	} {
-		p := compile(t, asker, src)
+		p := compile(t, asker, q.src)
 		var lat []time.Duration
 		var msgs, bytes []int64
+		conv := 0
 		for run := 0; run < 5; run++ {
 			before := asker.Stats()
 			res, err := asker.Query(ctx, p, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
+			if res.Converged {
+				conv++
+			}
 			after := asker.Stats()
 			lat = append(lat, res.Elapsed)
 			msgs = append(msgs, after.Exchanges-before.Exchanges+after.Served-before.Served)
 			bytes = append(bytes, after.BytesReceived-before.BytesReceived)
-			time.Sleep(time.Duration(asker.cfg.Linger+2) * asker.cfg.Round) // let the instances expire
+			pause()
 		}
-		t.Logf("%s: latency median %v (runs %v); asker exchanges %d, bytes received %d (medians)",
-			src, median(lat).Round(time.Millisecond), lat, medianInt(msgs), medianInt(bytes))
+		t.Logf("%s: latency median %v (runs %v); asker exchanges %d, bytes received %d (medians); %d of 5 converged",
+			q.src, median(lat).Round(time.Millisecond), lat, medianInt(msgs), medianInt(bytes), conv)
+		bench(q.name+"_latency_s", median(lat).Seconds(), "s")
+		bench(q.name+"_asker_bytes", float64(medianInt(bytes)), "B")
+		bench(q.name+"_converged", float64(conv), "of5")
 	}
-	// RESERVE 50 against the same SELECT (DESIGN's benchmark for issue 6).
+	// RESERVE 50 against the same SELECT.
 	reserve := compile(t, asker, "RESERVE 50 FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC AS a FOR 1h")
 	sel := compile(t, asker, "SELECT node FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50")
 	release := compile(t, asker, "RELEASE a")
@@ -89,22 +98,31 @@ func TestClusterBenchmark(t *testing.T) {
 		if _, err := asker.Query(ctx, release, nil); err != nil {
 			t.Fatal(err)
 		}
+		pause()
 		start = time.Now()
 		if _, err := asker.Query(ctx, sel, nil); err != nil {
 			t.Fatal(err)
 		}
 		st = append(st, time.Since(start))
-		time.Sleep(time.Duration(asker.cfg.Linger+2) * asker.cfg.Round)
+		pause()
 	}
 	t.Logf("RESERVE 50 (top-k with slack, then claims): median %v (runs %v); the same SELECT: median %v (runs %v)",
 		median(rt).Round(time.Millisecond), rt, median(st).Round(time.Millisecond), st)
-	for run := 0; run < 3; run++ {
+	bench("reserve_latency_s", median(rt).Seconds(), "s")
+	bench("select_latency_s", median(st).Seconds(), "s")
+	var sl []time.Duration
+	var sb []int64
+	for run := 0; run < 5; run++ {
 		st, err := e.Cluster().Peers[0].QueryAll("records", nil, n, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("serf.Query answered by every peer: %d responses, %d payload bytes, all in by %v", st.Responses, st.Bytes, st.AllBy.Round(time.Millisecond))
+		sl, sb = append(sl, st.AllBy), append(sb, int64(st.Bytes))
+		time.Sleep(time.Second)
 	}
+	bench("serfquery_latency_s", median(sl).Seconds(), "s")
+	bench("serfquery_asker_bytes", float64(medianInt(sb)), "B")
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -89,8 +89,13 @@ func (t sysTicker) C() <-chan time.Time { return t.Ticker.C }
 
 // Config configures a peer's runtime.
 type Config struct {
-	// Round is the gossip period: one exchange per peer per round.
-	Round time.Duration
+	// Rounds are paced by the network: a peer starts its next round as soon
+	// as the exchanges of the last one are all back, but no sooner than
+	// MinRound after its start (so that a fast network does not spin the
+	// CPU) and no later than Round (so that a slow or lost exchange does
+	// not stall the others; an idle peer, with nothing to exchange, ticks
+	// every Round). One exchange per peer per round.
+	Round, MinRound time.Duration
 	// Record returns the peer's current record: its resources and anything
 	// else it reports (the node adds node, addr, its tags and its lease
 	// attributes). It must be safe for concurrent use; it is called
@@ -137,7 +142,7 @@ type Config struct {
 // DefaultConfig returns the runtime configuration for a peer with the
 // given record.
 func DefaultConfig(record func() query.Record) Config {
-	return Config{Round: 100 * time.Millisecond, Record: record, MaxQueries: 1024, Linger: 10,
+	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 1024, Linger: 10,
 		MaxAsk: 256, AskQueue: 1024, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, HintTTL: 10 * time.Second, ProbeTries: 3}
 }
@@ -191,6 +196,10 @@ type Node struct {
 	askWaiting atomic.Int64
 	// asking counts this peer's own queries not yet answered.
 	asking atomic.Int64
+	// inflight counts the exchanges this peer started that are not back;
+	// roundDone says they all are: the next round may start.
+	inflight  atomic.Int64
+	roundDone chan struct{}
 
 	leases *leaseState
 	tagCh  chan struct{} // asks the tagger to show the lease
@@ -221,6 +230,9 @@ func New(cfg Config, net Network) (*Node, error) {
 	}
 	if cfg.AskQueue < 0 {
 		cfg.AskQueue = 0
+	}
+	if cfg.MinRound <= 0 || cfg.MinRound > cfg.Round {
+		cfg.MinRound = min(def.MinRound, cfg.Round)
 	}
 	if cfg.HintTTL <= 0 {
 		cfg.HintTTL = def.HintTTL
@@ -257,7 +269,7 @@ func New(cfg Config, net Network) (*Node, error) {
 	n := &Node{cfg: cfg, net: net, clock: cfg.Clock, ctx: ctx, cancel: cancel,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
-		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk),
+		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		leases: leases, owned: owned, released: map[string]time.Time{}, tagCh: make(chan struct{}, 1),
 		done: make(chan struct{})}
 	if err := net.Serve(n.serve); err != nil {
@@ -422,15 +434,24 @@ func (s sampler) Sample(*mrand.Rand) (peer.ID, bool) {
 // loop drives the rounds.
 func (n *Node) loop() {
 	defer n.wg.Done()
-	t := n.clock.NewTicker(n.cfg.Round)
-	defer t.Stop()
+	last := n.clock.Now()
 	for {
 		select {
 		case <-n.done:
 			return
-		case <-t.C():
-			n.tick()
+		case <-n.roundDone:
+			// The last round's exchanges are back: go on, after MinRound.
+			if d := n.cfg.MinRound - n.clock.Now().Sub(last); d > 0 {
+				select {
+				case <-n.done:
+					return
+				case <-n.clock.After(d):
+				}
+			}
+		case <-n.clock.After(max(n.cfg.Round-n.clock.Now().Sub(last), 0)):
 		}
+		last = n.clock.Now()
+		n.tick()
 	}
 }
 
@@ -529,12 +550,26 @@ func (n *Node) tick() {
 	for _, rp := range reports {
 		rp.deliver()
 	}
+	n.inflight.Add(int64(len(out)))
 	for to, es := range out {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			n.exchange(to, batch{Hints: hints, Entries: es})
+			if n.inflight.Add(-1) == 0 {
+				n.wake()
+			}
 		}()
+	}
+}
+
+// wake lets the next round start after MinRound rather than Round: the
+// last round's exchanges are back, or there is something new to gossip
+// (a query joined or asked) and an idle peer must not sit out a Round.
+func (n *Node) wake() {
+	select {
+	case n.roundDone <- struct{}{}:
+	default:
 	}
 }
 
@@ -757,6 +792,7 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 	q.run.JoinAt(int(e.Round))
 	n.stats.Joined++
 	n.queries[e.ID] = q
+	n.wake()
 	return q, nil
 }
 
@@ -884,6 +920,7 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 	q.progress, q.started, q.atStart = progress, start, members
 	n.queries[id] = q
 	n.mu.Unlock()
+	n.wake()
 
 	var deadline <-chan time.Time
 	if plan.TimeoutSeconds > 0 {
