@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 
@@ -606,25 +607,13 @@ func (b *Buffers) intern(keys []uint64) []uint64 {
 	if b.interned == nil {
 		b.interned = make(map[uint64][]uint64)
 	}
-	if got, ok := b.interned[h]; ok && slicesEqual(got, keys) {
+	if got, ok := b.interned[h]; ok && slices.Equal(got, keys) {
 		return got
 	}
 	if len(b.interned) < maxInterned {
 		b.interned[h] = keys
 	}
 	return keys
-}
-
-func slicesEqual(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // sparseFlow writes link l's flow into dst as a sparse vector, leaving out

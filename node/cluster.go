@@ -29,6 +29,8 @@ type EmbeddedConfig struct {
 	// Freeze keeps the records still; otherwise they drift every second.
 	Freeze bool
 	Round  time.Duration
+	// MinRound is the shortest round (node.Config.MinRound; 0: its default).
+	MinRound time.Duration
 	// OnJoin, if set, is called as peers join (for a progress bar).
 	OnJoin func(joined, total int)
 }
@@ -77,7 +79,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	var startErr error
 	c, err := overlay.StartCluster(ctx, ocfgs, func(i int, o *overlay.Overlay) {
 		ncfg := DefaultConfig(e.records[i].get)
-		ncfg.Round, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[i].Tags
+		ncfg.Round, ncfg.MinRound, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.MinRound, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[i].Tags
 		n, err := New(ncfg, o)
 		if err != nil {
 			startErr = errors.Join(startErr, err)

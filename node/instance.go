@@ -8,6 +8,7 @@ import (
 
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 )
@@ -79,7 +80,9 @@ type instance struct {
 
 	// The asker's bookkeeping: the members at the start, those that
 	// joined and left since, and the peers that refused to take part.
-	atStart      map[string]bool
+	atStart map[string]bool
+	// has are the peers known to have the query: they get no plan.
+	has          map[peer.ID]bool
 	joined, left map[string]bool
 	refused      map[string]bool
 
@@ -125,15 +128,25 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 	return q, nil
 }
 
-// entry wraps one of the core's messages for the batch; requests carry
-// the plan, the asker's name and coordinate and the coverage size, so that
-// any peer can join.
-func (q *instance) entry(msg []byte, request bool) entry {
+// entry wraps one of the core's messages for the batch. A request to a
+// peer not known to have the query carries the plan, the asker's name and
+// coordinate and the coverage size, so that it can join; a peer that has
+// sent this peer a message of the query has it, and gets only the message:
+// the plan goes once, not every round.
+func (q *instance) entry(msg []byte, request bool, to peer.ID) entry {
 	e := entry{ID: q.id, Kind: q.kind, Round: uint32(q.run.Round()), Msg: msg}
-	if request {
+	if request && !q.has[to] {
 		e.Plan, e.Origin, e.Asker, e.Coverage = q.planBytes, q.coord, q.asker, q.coverage
 	}
 	return e
+}
+
+// heard notes that a peer has the query (it sent a message of it).
+func (q *instance) heard(from peer.ID) {
+	if q.has == nil {
+		q.has = map[peer.ID]bool{}
+	}
+	q.has[from] = true
 }
 
 // expired reports whether the instance can be forgotten at node round now.

@@ -524,7 +524,7 @@ func (n *Node) tick() {
 		q.run.Tick()
 		for _, env := range q.run.Outbox() {
 			if to := n.names[env.To]; to != "" {
-				out[to] = append(out[to], q.entry(env.Msg, true))
+				out[to] = append(out[to], q.entry(env.Msg, true, env.To))
 			}
 		}
 		if q.origin {
@@ -639,6 +639,8 @@ func (n *Node) exchange(to string, req batch) {
 		if q := n.queries[r.ID]; q != nil && q.kind == r.Kind {
 			if err := q.run.Step(from, r.Msg); err != nil {
 				n.stats.Malformed++
+			} else {
+				q.heard(from)
 			}
 		}
 	}
@@ -712,8 +714,9 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 			n.stats.Malformed++
 			continue
 		}
+		q.heard(src)
 		for _, env := range q.run.Outbox() {
-			replies = append(replies, q.entry(env.Msg, false))
+			replies = append(replies, q.entry(env.Msg, false, src))
 		}
 	}
 	resp := encodeBatch(batch{Hints: n.sus.hints(now, n.cfg.HintTTL), Entries: replies})

@@ -80,6 +80,7 @@ func (n *Node) mergeCoverage(f []uint64) bool {
 			if !changed {
 				n.seen = append([]uint64(nil), n.seen...)
 				changed = true
+				n.version++
 			}
 			n.seen[i] |= w
 		}

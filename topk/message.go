@@ -11,9 +11,9 @@ import (
 
 // Wire format, version 2, varints from encoding/binary:
 //
-//	version(1) kind(1) n(uvarint) then n × (node, key, row), each
-//	as len(uvarint) and bytes; then the coverage filter: words(uvarint)
-//	and that many 64-bit words, little-endian.
+//	version(1) kind(1) digest(uvarint, 0: none) n(uvarint) then n ×
+//	(node, key, row), each as len(uvarint) and bytes; then the coverage
+//	filter: words(uvarint) and that many 64-bit words, little-endian.
 const (
 	// WireVersion is the first byte of every message.
 	WireVersion = 2
@@ -34,6 +34,7 @@ func (m *Message) Encode(b []byte) []byte {
 		b = make([]byte, 0, m.Size())
 	}
 	b = append(b, WireVersion, byte(m.Kind))
+	b = binary.AppendUvarint(b, m.Digest)
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for _, e := range m.Entries {
 		for _, f := range [][]byte{[]byte(e.Node), e.Key, e.Row} {
@@ -50,7 +51,7 @@ func (m *Message) Encode(b []byte) []byte {
 
 // Size is len(m.Encode(nil)), computed without encoding.
 func (m *Message) Size() int {
-	n := 2 + wire.UvarintLen(uint64(len(m.Entries)))
+	n := 2 + wire.UvarintLen(m.Digest) + wire.UvarintLen(uint64(len(m.Entries)))
 	for _, e := range m.Entries {
 		n += EntrySize(e)
 	}
@@ -78,6 +79,7 @@ func Decode(b []byte) (*Message, error) {
 	if m.Kind != Request && m.Kind != Reply {
 		d.Fail(fmt.Sprintf("kind %d", m.Kind))
 	}
+	m.Digest = d.Uvarint()
 	n := d.Count(MaxEntries)
 	for i := 0; i < n && d.Err() == nil; i++ {
 		e := &Entry{Node: string(d.Next(d.Count(MaxFieldBytes))), Key: d.Next(d.Count(MaxFieldBytes)), Row: d.Next(d.Count(MaxFieldBytes))}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/peerq/peerq/peer"
 )
@@ -66,9 +67,15 @@ const (
 )
 
 // Message carries a candidate list, best first, and the coverage filter
-// of the peers it has absorbed (nil when the query keeps none).
+// of the peers it has absorbed (nil when the query keeps none) — or, in a
+// request from a peer whose list has not changed since its last request,
+// only the Digest of its list and filter: a partner that holds the same
+// answers with nothing, one that does not with its full list. A reply
+// carries only what the requester lacks: the entries not in its list, the
+// filter if it differs. A converged pair exchanges a few bytes.
 type Message struct {
 	Kind    MsgKind
+	Digest  uint64
 	Entries []*Entry
 	Seen    []uint64
 }
@@ -83,14 +90,19 @@ type Stats struct {
 // Node is one peer's instance of one top-k query. It is not safe for
 // concurrent use.
 type Node struct {
-	cfg        Config
-	list       []*Entry // best first, at most K+Reserve; replaced, never modified
-	own        *Entry   // this peer's entry, offered again after a prune
-	seen       []uint64 // coverage filter; replaced, never modified in place
-	round      int
-	lastChange int
-	out        []Envelope
-	stats      Stats
+	cfg  Config
+	list []*Entry // best first, at most K+Reserve; replaced, never modified
+	own  *Entry   // this peer's entry, offered again after a prune
+	seen []uint64 // coverage filter; replaced, never modified in place
+	// version counts changes of the list or the filter; sent is the
+	// version the last request carried in full.
+	version, sent int
+	digest        uint64 // of version digestOf
+	digestOf      int
+	round         int
+	lastChange    int
+	out           []Envelope
+	stats         Stats
 }
 
 // New returns a peer's instance; own is its entry, or nil when it does not
@@ -104,7 +116,7 @@ func New(cfg Config, own *Entry) (*Node, error) {
 	case cfg.CoverageBits < 0 || cfg.CoverageBits%64 != 0 || cfg.CoverageBits > MaxCoverageBits || cfg.CoverageBits > 0 && cfg.Self == "":
 		return nil, fmt.Errorf("topk: bad coverage of %d bits (Self %q)", cfg.CoverageBits, cfg.Self)
 	}
-	n := &Node{cfg: cfg, own: own}
+	n := &Node{cfg: cfg, own: own, version: 1} // its own entry is news
 	if cfg.CoverageBits > 0 {
 		n.seen = make([]uint64, cfg.CoverageBits/64)
 		coverageAdd(n.seen, cfg.Self)
@@ -122,13 +134,74 @@ func (n *Node) Tick() {
 	if !ok {
 		return
 	}
-	n.send(p, Request)
+	n.stats.Sent++
+	if n.version == n.sent && n.version > 0 {
+		// Nothing new since the last request: the digest is enough.
+		n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Digest: n.Digest()}})
+		return
+	}
+	n.sent = n.version
+	// The list is never modified in place, so the message may share it.
+	n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Entries: n.list, Seen: n.seen}})
 }
 
-func (n *Node) send(to peer.ID, kind MsgKind) {
+// Digest is a hash of the list (names and keys) and the filter.
+func (n *Node) Digest() uint64 {
+	if n.digestOf == n.version && n.digest != 0 {
+		return n.digest
+	}
+	h := uint64(14695981039346656037)
+	mix := func(b []byte) {
+		for _, c := range b {
+			h ^= uint64(c)
+			h *= 1099511628211
+		}
+		h ^= 0xff
+		h *= 1099511628211
+	}
+	for _, e := range n.list {
+		mix([]byte(e.Node))
+		mix(e.Key)
+	}
+	var w [8]byte
+	for _, x := range n.seen {
+		for i := range w {
+			w[i] = byte(x >> (8 * i))
+		}
+		mix(w[:])
+	}
+	if h == 0 {
+		h = 1
+	}
+	n.digest, n.digestOf = h, n.version
+	return h
+}
+
+// reply answers a request: with nothing when the digests agree, with
+// what the requester lacks after a full request, with everything after a
+// digest that differs.
+func (n *Node) reply(to peer.ID, m *Message) {
 	n.stats.Sent++
-	// The list is never modified in place, so the message may share it.
-	n.out = append(n.out, Envelope{To: to, Msg: &Message{Kind: kind, Entries: n.list, Seen: n.seen}})
+	r := &Message{Kind: Reply}
+	switch {
+	case m.Digest != 0 && m.Digest == n.Digest():
+	case m.Digest != 0:
+		r.Entries, r.Seen = n.list, n.seen
+	default:
+		theirs := make(map[string]bool, len(m.Entries))
+		for _, e := range m.Entries {
+			theirs[e.Node+"\x00"+string(e.Key)] = true
+		}
+		for _, e := range n.list {
+			if !theirs[e.Node+"\x00"+string(e.Key)] {
+				r.Entries = append(r.Entries, e)
+			}
+		}
+		if !slices.Equal(n.seen, m.Seen) {
+			r.Seen = n.seen
+		}
+	}
+	n.out = append(n.out, Envelope{To: to, Msg: r})
 }
 
 // Outbox returns the messages to send and forgets them.
@@ -149,7 +222,7 @@ func (n *Node) Step(from peer.ID, m *Message) {
 	n.merge(m.Entries)
 	n.mergeCoverage(m.Seen)
 	if m.Kind == Request {
-		n.send(from, Reply)
+		n.reply(from, m)
 	}
 }
 
@@ -196,6 +269,7 @@ func (n *Node) merge(theirs []*Entry) {
 		merged = append(merged, e)
 	}
 	n.list = merged
+	n.version++
 	if topChanged {
 		n.lastChange = n.round
 	}
@@ -259,6 +333,7 @@ func (n *Node) Prune() {
 	}
 	if kept != nil {
 		n.list = kept
+		n.version++
 	}
 }
 

@@ -258,3 +258,83 @@ func TestCoverage(t *testing.T) {
 
 // coverageBits is 16 bits a peer, in whole words.
 func coverageBits(n int) int { return (16*n + 63) / 64 * 64 }
+
+// A request whose list has not changed since its last one carries only a
+// digest; a partner with the same list answers with nothing, one with a
+// different list answers in full; a full request is answered with only
+// what the requester lacks.
+func TestDigestsAndDeltas(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	es := exactTop(randomEntries(r, 40), 30)
+	mk := func(own *Entry) *Node {
+		n, err := New(DefaultConfig(10, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0)), own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a, b := mk(es[0]), mk(es[1])
+	a.merge(es[:12])
+	b.merge(es[5:20])
+	// A full request: b answers with the entries a lacks, and only those.
+	b.Step(1, &Message{Kind: Request, Entries: a.list, Seen: a.seen})
+	out := b.Outbox()
+	if len(out) != 1 || len(out[0].Msg.Entries) == 0 {
+		t.Fatalf("reply to a full request: %+v", out)
+	}
+	inA := map[string]bool{}
+	for _, e := range a.list {
+		inA[e.Node] = true
+	}
+	for _, e := range out[0].Msg.Entries {
+		if inA[e.Node] {
+			t.Errorf("delta repeats %s, which the requester has", e.Node)
+		}
+	}
+	a.Step(2, out[0].Msg)
+	if a.Digest() != b.Digest() {
+		t.Fatalf("after the delta the lists differ: %v / %v", names(a.list), names(b.list))
+	}
+	// Same lists: a digest request, an empty reply.
+	b.Step(1, &Message{Kind: Request, Digest: a.Digest()})
+	if out := b.Outbox(); len(out) != 1 || len(out[0].Msg.Entries) != 0 || out[0].Msg.Seen != nil || out[0].Msg.Size() > 5 {
+		t.Fatalf("reply to an equal digest: %+v", out[0].Msg)
+	}
+	// A list that changed: the digest differs, the reply is full.
+	b.merge(es[:1])
+	b.merge([]*Entry{{Node: "zz-best", Key: []byte{0}}})
+	b.Step(1, &Message{Kind: Request, Digest: a.Digest()})
+	if out := b.Outbox(); len(out[0].Msg.Entries) != len(b.list) {
+		t.Fatalf("reply to a different digest: %d entries, list %d", len(out[0].Msg.Entries), len(b.list))
+	}
+	// Tick: the first request after a change is full, the next a digest.
+	net := peertest.New[*Message](3)
+	c, err := New(DefaultConfig(10, rand.New(rand.NewPCG(2, 2)), net.Sampler(0)), es[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.Add(c)
+	net.Add(mk(es[3]))
+	c.Tick()
+	c.Tick()
+	got := c.Outbox()
+	if len(got) != 2 || got[0].Msg.Digest != 0 || len(got[0].Msg.Entries) == 0 || got[1].Msg.Digest == 0 || len(got[1].Msg.Entries) != 0 {
+		t.Fatalf("ticks: %+v, %+v", got[0].Msg, got[1].Msg)
+	}
+}
+
+// Once the peers agree, a round costs a few bytes per exchange.
+func TestConvergedRoundIsSmall(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	es := randomEntries(r, 200)
+	nw := newNet(t, es, 50, 3)
+	nw.Size = func(m *Message) int { return m.Size() }
+	for i := 0; i < 60; i++ {
+		nw.round()
+	}
+	nw.Bytes, nw.Messages = 0, 0
+	nw.round()
+	if per := nw.Bytes / max(nw.Messages, 1); per > 16 {
+		t.Errorf("converged round: %d bytes per message (%d messages)", per, nw.Messages)
+	}
+}

@@ -37,6 +37,7 @@ type agentSettings struct {
 	Encrypt    string
 	OldKeys    []string
 	Round      time.Duration
+	MinRound   time.Duration
 	API        string
 	LogLevel   string
 	MaxQueries int
@@ -56,7 +57,7 @@ const joinTimeout = 10 * time.Second
 // config file's typed decoding.
 func (s *agentSettings) fields() map[string]any {
 	return map[string]any{"node": &s.Node, "bind": &s.Bind, "advertise": &s.Advertise, "exchange": &s.Exchange,
-		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "old-key": &s.OldKeys, "round": (*jsonDuration)(&s.Round),
+		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "old-key": &s.OldKeys, "round": (*jsonDuration)(&s.Round), "min-round": (*jsonDuration)(&s.MinRound),
 		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue,
 		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax}
 }
@@ -117,7 +118,8 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the journal, the lease table, the API token and Serf's snapshot")
 	f.StringVar(&s.Encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip and seals exchanges (the same on every agent)")
 	f.StringArrayVar(&s.OldKeys, "old-key", nil, "base64 key that still opens gossip and exchanges, during a key rotation (repeatable; docs/SECURITY.md)")
-	f.DurationVar(&s.Round, "round", 200*time.Millisecond, "gossip round")
+	f.DurationVar(&s.Round, "round", 200*time.Millisecond, "longest gossip round: a peer's next round starts when its exchanges are back, at this at the latest")
+	f.DurationVar(&s.MinRound, "min-round", 10*time.Millisecond, "shortest gossip round (bounds the CPU a fast network can take)")
 	f.StringVar(&s.API, "api", api.DefaultAddr, "local HTTP API address (keep it on loopback)")
 	f.StringVar(&configFile, "config", "", "JSON file of settings named as the flags, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"], \"round\": \"200ms\"}; flags given on the command line win")
 	f.StringVar(&s.LogLevel, "log-level", "warn", "Serf and memberlist logs shown: error, warn, info or debug")
@@ -171,7 +173,7 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	}
 	defer prober.Close()
 	rcfg := node.DefaultConfig(prober.Record)
-	rcfg.Round, rcfg.DataDir, rcfg.Tags, rcfg.MaxQueries = s.Round, s.DataDir, tags, s.MaxQueries
+	rcfg.Round, rcfg.MinRound, rcfg.DataDir, rcfg.Tags, rcfg.MaxQueries = s.Round, s.MinRound, s.DataDir, tags, s.MaxQueries
 	rcfg.MaxAsk, rcfg.AskQueue = s.MaxAsk, s.AskQueue
 	rcfg.Logf = func(format string, args ...any) { fmt.Fprintf(logs, "[WARN] peerq: "+format+"\n", args...) }
 	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: s.Bind, Advertise: s.Advertise, Exchange: s.Exchange, Key: key, OldKeys: oldKeys,

@@ -74,7 +74,7 @@ func TestDemoExitCodes(t *testing.T) {
 	if code, _, errs := runCLI(t, "", "demo", "--nodes", "5", "-e", "SELECT node FORM peers"); code != exitStatement || !strings.Contains(errs, `1:13: unexpected "FORM"`) {
 		t.Errorf("syntax error: exit %d, %q", code, errs)
 	}
-	code, out, _ := runCLI(t, "", "demo", "--nodes", "8", "--round", "200ms", "--format", "csv",
+	code, out, _ := runCLI(t, "", "demo", "--nodes", "8", "--round", "200ms", "--min-round", "200ms", "--format", "csv",
 		"-e", "SELECT AVG(cpu_load) FROM peers WITH TIMEOUT 250ms, ACCURACY 0.01%")
 	if code != exitTimeout || !strings.HasPrefix(out, "AVG(cpu_load)\n") {
 		t.Errorf("timeout: exit %d, output %q", code, out)
