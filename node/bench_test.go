@@ -89,25 +89,27 @@ func TestClusterBenchmark(t *testing.T) {
 	sel := compile(t, asker, "SELECT node FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50")
 	release := compile(t, asker, "RELEASE a")
 	var rt, st []time.Duration
+	var rr, sr []int64
 	for run := 0; run < 5; run++ {
 		start := time.Now()
-		if _, err := asker.Query(ctx, reserve, nil); err != nil {
+		res, err := asker.Query(ctx, reserve, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-		rt = append(rt, time.Since(start))
+		rt, rr = append(rt, time.Since(start)), append(rr, int64(res.Rounds))
 		if _, err := asker.Query(ctx, release, nil); err != nil {
 			t.Fatal(err)
 		}
 		pause()
 		start = time.Now()
-		if _, err := asker.Query(ctx, sel, nil); err != nil {
+		if res, err = asker.Query(ctx, sel, nil); err != nil {
 			t.Fatal(err)
 		}
-		st = append(st, time.Since(start))
+		st, sr = append(st, time.Since(start)), append(sr, int64(res.Rounds))
 		pause()
 	}
-	t.Logf("RESERVE 50 (top-k with slack, then claims): median %v (runs %v); the same SELECT: median %v (runs %v)",
-		median(rt).Round(time.Millisecond), rt, median(st).Round(time.Millisecond), st)
+	t.Logf("RESERVE 50 (top-k with slack, then claims): median %v (runs %v, rounds %v); the same SELECT: median %v (runs %v, rounds %v)",
+		median(rt).Round(time.Millisecond), rt, rr, median(st).Round(time.Millisecond), st, sr)
 	bench("reserve_latency_s", median(rt).Seconds(), "s")
 	bench("select_latency_s", median(st).Seconds(), "s")
 	var sl []time.Duration

@@ -111,7 +111,11 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 			return out
 		}
 	}
-	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Alive: n.alive, Linger: n.cfg.Linger,
+	smp := sampler{n: n}
+	if !origin && plan.Kind != query.PlanAggregate {
+		smp.avoid = asker
+	}
+	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: smp, Alive: n.alive, Linger: n.cfg.Linger,
 		Self: n.Name(), Coverage: int(coverage), Members: members})
 	if err != nil {
 		return nil, err

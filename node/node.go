@@ -421,11 +421,16 @@ func (n *Node) alive(name string) bool {
 }
 
 // sampler gives the cores the round's peer: every query of a round
-// exchanges with the same peer, in one message. It is called under n.mu.
-type sampler struct{ n *Node }
+// exchanges with the same peer, in one message. A top-k's peers do not
+// pull from its asker (avoid): the asker pulls deltas from them, and what
+// it receives is what the query costs it. It is called under n.mu.
+type sampler struct {
+	n     *Node
+	avoid string
+}
 
 func (s sampler) Sample(*mrand.Rand) (peer.ID, bool) {
-	if s.n.roundPeer == "" {
+	if s.n.roundPeer == "" || s.n.roundPeer == s.avoid {
 		return 0, false
 	}
 	return peerID(s.n.roundPeer), true

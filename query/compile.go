@@ -275,14 +275,11 @@ func (c *compiler) compileReserve(r *parser.Reserve) (*Plan, error) {
 		// Without ORDER BY, the most reliable free peers are the candidates.
 		p.Order = []OrderKey{{Expr: &Expr{Op: OpAttr, Kind: KindRatio, Name: "reliability"}, Desc: true}}
 	}
-	// The candidates carry their name and address (to be claimed) and the
-	// values they were ranked by.
+	// The candidates carry only their name: the owner claims them by name
+	// (the membership knows where they are), and the answer is the
+	// subcloud, not the ranking. A smaller list is a faster search.
 	p.Columns = []Column{
 		{Name: "node", Kind: KindString, Expr: &Expr{Op: OpAttr, Kind: KindString, Name: "node"}},
-		{Name: "addr", Kind: KindString, Expr: &Expr{Op: OpAttr, Kind: KindString, Name: "addr"}},
-	}
-	for _, k := range p.Order {
-		p.Columns = append(p.Columns, Column{Name: k.Expr.String(), Kind: k.Expr.Kind, Expr: k.Expr})
 	}
 	slack := max(int(math.Ceil(float64(n)*c.cfg.ReserveSlack)), 4)
 	p.K = min(n+slack, MaxK)

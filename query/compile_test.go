@@ -40,7 +40,7 @@ func TestCompileDesignStatements(t *testing.T) {
 		{"SELECT region, COUNT(*), AVG(cpu_load) FROM peers GROUP BY region",
 			PlanAggregate, 0, false, []string{"region", "COUNT(*)", "AVG(cpu_load)"}, []CompKind{CompCount, CompSum, CompCount}},
 		{"RESERVE 50 FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC AS analytics FOR 2h",
-			PlanReserve, 75, false, []string{"node", "addr", "reliability"}, nil},
+			PlanReserve, 75, false, []string{"node"}, nil},
 		{"SELECT node, cpu_load FROM SUBCLOUD analytics ORDER BY cpu_load DESC LIMIT 5",
 			PlanTopK, 5, false, []string{"node", "cpu_load"}, nil},
 		{"SHOW SUBCLOUDS", PlanLocal, 0, false, nil, nil},

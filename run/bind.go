@@ -149,7 +149,19 @@ func Entry(p *query.Plan, r query.Record) *topk.Entry {
 	if !p.Matches(r) {
 		return nil
 	}
-	return &topk.Entry{Node: r["node"].Str, Key: p.SortKey(r), Row: query.EncodeRow(p.Project(r))}
+	row := p.Project(r)
+	for i, c := range p.Columns {
+		if isNode(c) {
+			row[i] = query.Value{} // it travels once, as the entry's Node
+		}
+	}
+	return &topk.Entry{Node: r["node"].Str, Key: p.SortKey(r), Row: query.EncodeRow(row)}
+}
+
+// isNode reports whether a column is the peer's name, which a top-k row
+// leaves out (NULL) and reading fills from the entry's Node.
+func isNode(c query.Column) bool {
+	return c.Expr != nil && c.Expr.Op == query.OpAttr && c.Expr.Name == "node"
 }
 
 // TopResult reads a top-k list as the answer's rows.
@@ -159,6 +171,11 @@ func TopResult(p *query.Plan, entries []*topk.Entry) (*query.Result, error) {
 		row, err := query.DecodeRow(e.Row)
 		if err != nil || len(row) != len(p.Columns) {
 			return nil, fmt.Errorf("run: malformed top-k row from %s", e.Node)
+		}
+		for i, c := range p.Columns {
+			if isNode(c) {
+				row[i] = query.Str(e.Node)
+			}
 		}
 		res.Rows = append(res.Rows, row)
 		res.Nodes = append(res.Nodes, e.Node)
@@ -179,6 +196,9 @@ func CheckEntry(p *query.Plan, e *topk.Entry) error {
 	cat := query.DefaultCatalog()
 	for i, v := range row {
 		col := p.Columns[i]
+		if isNode(col) && !v.IsNull() {
+			return fmt.Errorf("run: column %s is carried by the entry, not the row", col.Name)
+		}
 		if v.IsNull() {
 			continue
 		}
@@ -196,9 +216,6 @@ func CheckEntry(p *query.Plan, e *topk.Entry) error {
 				return fmt.Errorf("run: %s = %v outside %v..%v", col.Name, v.Num, a.Min, a.Max)
 			}
 		}
-	}
-	if col0 := p.Columns; len(col0) > 0 && col0[0].Name == "node" && row[0].Str != "" && row[0].Str != e.Node {
-		return fmt.Errorf("run: an entry of %s names %s", e.Node, row[0].Str)
 	}
 	return nil
 }

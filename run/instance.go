@@ -152,12 +152,16 @@ func (b *Binding) InitAggregate(n *aggregate.Node, origin bool, rec query.Record
 	return n.Init(cfg, Contribution(b.plan, rec))
 }
 
-// NewTopK returns a top-k core with rec's entry.
-func (b *Binding) NewTopK(rec query.Record) (*topk.Node, error) {
+// NewTopK returns a top-k core with rec's entry; origin marks the asker's.
+func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 	cfg := topk.DefaultConfig(b.plan.K, b.cfg.Rand, b.cfg.Sampler)
 	cfg.Reserve = query.TopKReserve(b.plan.K)
+	cfg.SeenAfter = CoveredRounds
+	if b.plan.Reserve != nil {
+		cfg.StableK = min(b.plan.Reserve.N, b.plan.K)
+	}
 	cfg.Alive = b.cfg.Alive
-	cfg.Self, cfg.CoverageBits = b.cfg.Self, b.cfg.Coverage
+	cfg.Self, cfg.CoverageBits, cfg.Origin = b.cfg.Self, b.cfg.Coverage, origin
 	if cfg.Self == "" {
 		cfg.Self = rec["node"].Str
 	}
@@ -177,7 +181,7 @@ func (b *Binding) New(origin bool, rec query.Record) (*Instance, error) {
 		}
 	case TopK:
 		var err error
-		if q.top, err = b.NewTopK(rec); err != nil {
+		if q.top, err = b.NewTopK(rec, origin); err != nil {
 			return nil, err
 		}
 	}

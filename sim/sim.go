@@ -163,6 +163,10 @@ func (sm sampler) Sample(r *rand.Rand) (peer.ID, bool) {
 		} else {
 			p = k[r.IntN(len(k))]
 		}
+		if p == 0 && sm.s.top != nil && sm.s.ticking != 0 {
+			// As in the runtime: nobody pulls from a top-k's asker.
+			return 0, false
+		}
 		if p != sm.s.ticking {
 			return peer.ID(p), true
 		}
@@ -266,7 +270,7 @@ func (s *Sim) addOne() (query.Record, error) {
 			return nil, err
 		}
 	} else {
-		node, err := s.bind.NewTopK(rec)
+		node, err := s.bind.NewTopK(rec, i == 0)
 		if err != nil {
 			return nil, err
 		}

@@ -9,14 +9,17 @@ import (
 	"github.com/peerq/peerq/internal/wire"
 )
 
-// Wire format, version 2, varints from encoding/binary:
+// Wire format, version 3, varints from encoding/binary:
 //
-//	version(1) kind(1) digest(uvarint, 0: none) n(uvarint) then n ×
-//	(node, key, row), each as len(uvarint) and bytes; then the coverage
-//	filter: words(uvarint) and that many 64-bit words, little-endian.
+//	version(1) kind(1) flags(1) digest(uvarint, 0: none) n(uvarint) then
+//	n × (node, key, row), each as len(uvarint) and bytes; then the
+//	coverage filter: words(uvarint) and, dense, that many 64-bit words,
+//	little-endian, or, with FlagSparse, pairs(uvarint) and that many
+//	(gap(uvarint), word(8)): the index of each word past the last, and
+//	the word, never zero.
 const (
 	// WireVersion is the first byte of every message.
-	WireVersion = 2
+	WireVersion = 3
 	// MaxEntries is the most entries a message may carry.
 	MaxEntries = 4096
 	// MaxFieldBytes bounds a node name, a key and a row.
@@ -33,7 +36,7 @@ func (m *Message) Encode(b []byte) []byte {
 	if b == nil {
 		b = make([]byte, 0, m.Size())
 	}
-	b = append(b, WireVersion, byte(m.Kind))
+	b = append(b, WireVersion, byte(m.Kind), m.flags())
 	b = binary.AppendUvarint(b, m.Digest)
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for _, e := range m.Entries {
@@ -43,19 +46,72 @@ func (m *Message) Encode(b []byte) []byte {
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Seen)))
-	for _, w := range m.Seen {
-		b = binary.LittleEndian.AppendUint64(b, w)
+	if !m.Sparse {
+		for _, w := range m.Seen {
+			b = binary.LittleEndian.AppendUint64(b, w)
+		}
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(nonzero(m.Seen)))
+	last := -1
+	for i, w := range m.Seen {
+		if w != 0 {
+			b = binary.AppendUvarint(b, uint64(i-last-1))
+			b = binary.LittleEndian.AppendUint64(b, w)
+			last = i
+		}
 	}
 	return b
 }
 
+// The flag bits.
+const (
+	// FlagNoSeen: the requester wants no filter in the reply.
+	FlagNoSeen = 1 << iota
+	// FlagSparse: the filter is sent as its nonzero words.
+	FlagSparse
+)
+
+func (m *Message) flags() byte {
+	var f byte
+	if m.NoSeen {
+		f |= FlagNoSeen
+	}
+	if m.Sparse {
+		f |= FlagSparse
+	}
+	return f
+}
+
+func nonzero(f []uint64) int {
+	c := 0
+	for _, w := range f {
+		if w != 0 {
+			c++
+		}
+	}
+	return c
+}
+
 // Size is len(m.Encode(nil)), computed without encoding.
 func (m *Message) Size() int {
-	n := 2 + wire.UvarintLen(m.Digest) + wire.UvarintLen(uint64(len(m.Entries)))
+	n := 3 + wire.UvarintLen(m.Digest) + wire.UvarintLen(uint64(len(m.Entries)))
 	for _, e := range m.Entries {
 		n += EntrySize(e)
 	}
-	return n + wire.UvarintLen(uint64(len(m.Seen))) + 8*len(m.Seen)
+	n += wire.UvarintLen(uint64(len(m.Seen)))
+	if !m.Sparse {
+		return n + 8*len(m.Seen)
+	}
+	n += wire.UvarintLen(uint64(nonzero(m.Seen)))
+	last := -1
+	for i, w := range m.Seen {
+		if w != 0 {
+			n += wire.UvarintLen(uint64(i-last-1)) + 8
+			last = i
+		}
+	}
+	return n
 }
 
 // EntrySize is the encoded size of one entry.
@@ -79,6 +135,11 @@ func Decode(b []byte) (*Message, error) {
 	if m.Kind != Request && m.Kind != Reply {
 		d.Fail(fmt.Sprintf("kind %d", m.Kind))
 	}
+	f := d.Byte()
+	if f&^(FlagNoSeen|FlagSparse) != 0 {
+		d.Fail(fmt.Sprintf("flags %#x", f))
+	}
+	m.NoSeen, m.Sparse = f&FlagNoSeen != 0, f&FlagSparse != 0
 	m.Digest = d.Uvarint()
 	n := d.Count(MaxEntries)
 	for i := 0; i < n && d.Err() == nil; i++ {
@@ -88,10 +149,30 @@ func Decode(b []byte) (*Message, error) {
 		}
 		m.Entries = append(m.Entries, e)
 	}
-	if w := d.Count(MaxCoverageBits / 64); w > 0 {
+	// The filter's size is bounded before it is allocated; a dense
+	// filter must be present in full, a sparse one names each word once,
+	// in order, never zero (one encoding per filter).
+	w := d.Uvarint()
+	switch {
+	case w > MaxCoverageBits/64 || !m.Sparse && w*8 > uint64(d.Len()):
+		d.Fail("filter length out of range")
+	case w > 0 && d.Err() == nil:
 		m.Seen = make([]uint64, w)
-		for i := range m.Seen {
-			m.Seen[i] = d.Uint64()
+		if !m.Sparse {
+			for i := range m.Seen {
+				m.Seen[i] = d.Uint64()
+			}
+			break
+		}
+		pairs, at := d.Count(int(w)), -1
+		for p := 0; p < pairs && d.Err() == nil; p++ {
+			at += 1 + int(min(d.Uvarint(), w))
+			word := d.Uint64()
+			if at >= int(w) || word == 0 {
+				d.Fail("sparse filter out of range")
+				break
+			}
+			m.Seen[at] = word
 		}
 	}
 	if err := d.Done(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 
 	"github.com/peerq/peerq/peer"
 )
@@ -31,9 +30,12 @@ type Config struct {
 	// Reserve is how many entries beyond K each list keeps, to backfill
 	// when peers in the top die.
 	Reserve int
-	// StableRounds is how many rounds without a change in the top K make a
-	// list final.
+	// StableRounds is how many rounds without a change in the first
+	// StableK entries (0: K) make a list final. A RESERVE n looks for K = n
+	// plus slack candidates, but only its first n need to hold still: the
+	// slack is there to backfill refusals.
 	StableRounds int
+	StableK      int
 	// Alive reports whether a node is alive as far as this peer knows
 	// (Serf's membership, the simulator's failure detector). Entries of
 	// nodes it calls dead are refused and pruned. Nil means all are alive.
@@ -45,13 +47,21 @@ type Config struct {
 	// peer of one query must use the same size.
 	Self         string
 	CoverageBits int
-	Rand         *rand.Rand
-	Sampler      peer.Sampler
+	// Origin marks the asker, whose received bytes are the ones that
+	// count: its requests always carry its list (so that replies are
+	// deltas) and ask for no filter while its top still changes. (The
+	// runtime also keeps the other peers from pulling from it.) It asks
+	// for filters once its top has not changed for SeenAfter rounds: the
+	// runtime's rule waits that long anyway.
+	Origin    bool
+	SeenAfter int
+	Rand      *rand.Rand
+	Sampler   peer.Sampler
 }
 
 // DefaultConfig returns the configuration peerq uses for k.
 func DefaultConfig(k int, r *rand.Rand, s peer.Sampler) Config {
-	return Config{K: k, Reserve: max(k/4, 4), StableRounds: 5, Rand: r, Sampler: s}
+	return Config{K: k, Reserve: max(k/4, 4), StableRounds: 5, SeenAfter: 2, Rand: r, Sampler: s}
 }
 
 // Envelope is a message and where to send it.
@@ -73,9 +83,18 @@ const (
 // answers with nothing, one that does not with its full list. A reply
 // carries only what the requester lacks: the entries not in its list, the
 // filter if it differs. A converged pair exchanges a few bytes.
+//
+// A reply after a full request carries only the entries that would enter
+// the requester's list (those it lacks, better than its last when its
+// list is full) and only the filter's words that add to the requester's
+// (Sparse: the words not sent are zero, which the OR merge ignores). A
+// request with NoSeen asks for no filter at all: the asker pulls filters
+// only once its list holds still.
 type Message struct {
 	Kind    MsgKind
 	Digest  uint64
+	NoSeen  bool
+	Sparse  bool
 	Entries []*Entry
 	Seen    []uint64
 }
@@ -111,8 +130,8 @@ func New(cfg Config, own *Entry) (*Node, error) {
 	switch {
 	case cfg.Rand == nil || cfg.Sampler == nil:
 		return nil, errors.New("topk: Config needs Rand and Sampler")
-	case cfg.K < 1 || cfg.Reserve < 0 || cfg.StableRounds < 1:
-		return nil, fmt.Errorf("topk: bad Config K=%d Reserve=%d StableRounds=%d", cfg.K, cfg.Reserve, cfg.StableRounds)
+	case cfg.K < 1 || cfg.Reserve < 0 || cfg.StableRounds < 1 || cfg.StableK < 0 || cfg.StableK > cfg.K:
+		return nil, fmt.Errorf("topk: bad Config K=%d Reserve=%d StableRounds=%d StableK=%d", cfg.K, cfg.Reserve, cfg.StableRounds, cfg.StableK)
 	case cfg.CoverageBits < 0 || cfg.CoverageBits%64 != 0 || cfg.CoverageBits > MaxCoverageBits || cfg.CoverageBits > 0 && cfg.Self == "":
 		return nil, fmt.Errorf("topk: bad coverage of %d bits (Self %q)", cfg.CoverageBits, cfg.Self)
 	}
@@ -135,14 +154,15 @@ func (n *Node) Tick() {
 		return
 	}
 	n.stats.Sent++
-	if n.version == n.sent && n.version > 0 {
+	if n.version == n.sent && !n.cfg.Origin {
 		// Nothing new since the last request: the digest is enough.
 		n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Digest: n.Digest()}})
 		return
 	}
 	n.sent = n.version
 	// The list is never modified in place, so the message may share it.
-	n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Entries: n.list, Seen: n.seen}})
+	noSeen := n.cfg.Origin && n.round-n.lastChange < n.cfg.SeenAfter
+	n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Entries: n.list, Seen: n.seen, NoSeen: noSeen}})
 }
 
 // Digest is a hash of the list (names and keys) and the filter.
@@ -192,16 +212,62 @@ func (n *Node) reply(to peer.ID, m *Message) {
 		for _, e := range m.Entries {
 			theirs[e.Node+"\x00"+string(e.Key)] = true
 		}
+		// A full list drops whatever is worse than its last.
+		var worst *Entry
+		if len(m.Entries) >= n.cfg.K+n.cfg.Reserve {
+			worst = m.Entries[len(m.Entries)-1]
+		}
 		for _, e := range n.list {
+			if worst != nil && !Less(e, worst) {
+				break
+			}
 			if !theirs[e.Node+"\x00"+string(e.Key)] {
 				r.Entries = append(r.Entries, e)
 			}
 		}
-		if !slices.Equal(n.seen, m.Seen) {
-			r.Seen = n.seen
+		if !m.NoSeen {
+			r.Seen, r.Sparse = filterNews(n.seen, m.Seen)
 		}
 	}
 	n.out = append(n.out, Envelope{To: to, Msg: r})
+}
+
+// filterNews returns what of mine adds to theirs: nothing when it adds
+// nothing, else the words that add bits, sparse, or all of mine when
+// that is smaller or theirs is of another size.
+func filterNews(mine, theirs []uint64) ([]uint64, bool) {
+	if len(mine) == 0 {
+		return nil, false
+	}
+	if len(theirs) != len(mine) {
+		return mine, false
+	}
+	var news []uint64
+	count := 0
+	for i, w := range mine {
+		if w&^theirs[i] != 0 {
+			if news == nil {
+				news = make([]uint64, len(mine))
+			}
+			news[i] = w
+			count++
+		}
+	}
+	switch {
+	case count == 0:
+		return nil, false
+	case count*9 >= len(mine)*8:
+		return mine, false
+	}
+	return news, true
+}
+
+// stableK is how many leading entries must hold still.
+func (n *Node) stableK() int {
+	if n.cfg.StableK > 0 {
+		return n.cfg.StableK
+	}
+	return n.cfg.K
 }
 
 // Outbox returns the messages to send and forgets them.
@@ -249,7 +315,7 @@ func (n *Node) merge(theirs []*Entry) {
 		}
 		if !fromMine {
 			changed = true
-			if out < n.cfg.K {
+			if out < n.stableK() {
 				topChanged = true
 			}
 			break
@@ -322,7 +388,7 @@ func (n *Node) Prune() {
 			if kept == nil {
 				kept = append(make([]*Entry, 0, len(n.list)), n.list[:i]...)
 			}
-			if i < n.cfg.K {
+			if i < n.stableK() {
 				n.lastChange = n.round
 			}
 			continue

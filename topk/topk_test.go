@@ -19,6 +19,7 @@ type net struct {
 	*peertest.Network[*Message]
 	nodes []*Node
 	dead  map[string]bool
+	size  int // the peers a runtime-shaped network will have
 }
 
 func newNet(t testing.TB, entries []*Entry, k int, seed uint64) *net {
@@ -173,10 +174,26 @@ func TestMessageCodec(t *testing.T) {
 	if !reflect.DeepEqual(got.Entries[0], m.Entries[0]) || got.Entries[1].Node != "b" || got.Kind != Reply {
 		t.Errorf("round trip: %+v", got)
 	}
+	seen := make([]uint64, 16)
+	seen[3], seen[15] = 5, 1<<63
+	sp := &Message{Kind: Reply, Sparse: true, NoSeen: true, Digest: 77, Seen: seen}
+	spb := sp.Encode(nil)
+	if len(spb) != sp.Size() || len(spb) >= 16*8 {
+		t.Fatalf("sparse: Size %d, encoded %d", sp.Size(), len(spb))
+	}
+	if got, err := Decode(spb); err != nil || !reflect.DeepEqual(got.Seen, seen) || !got.Sparse || !got.NoSeen || got.Digest != 77 {
+		t.Fatalf("sparse round trip: %+v, %v", got, err)
+	}
+	head := []byte{WireVersion, byte(Reply), FlagSparse, 0, 0}
 	unsorted := (&Message{Kind: Request, Entries: []*Entry{m.Entries[1], m.Entries[0]}}).Encode(nil)
 	for name, bad := range map[string][]byte{
 		"empty": nil, "version": {2, 1, 0}, "kind": {1, 7, 0}, "truncated": b[:len(b)-1],
 		"trailing": append(append([]byte{}, b...), 0), "unsorted": unsorted, "count": {1, 1, 0xff, 0xff, 0x03},
+		"flags":       {WireVersion, byte(Reply), 0x80, 0, 0, 0},
+		"zero word":   append(append([]byte{}, head...), 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+		"past end":    append(append([]byte{}, head...), 4, 1, 4, 1, 0, 0, 0, 0, 0, 0, 0),
+		"too large":   append(append([]byte{}, head...), 0xff, 0xff, 0x03),
+		"dense short": {WireVersion, byte(Reply), 0, 0, 0, 4, 1, 2, 3},
 	} {
 		if _, err := Decode(bad); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
@@ -189,6 +206,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	es := exactTop(randomEntries(r, 50), 10)
 	f.Add((&Message{Kind: Request, Entries: es}).Encode(nil))
 	f.Add((&Message{Kind: Reply}).Encode(nil))
+	f.Add((&Message{Kind: Reply, Sparse: true, NoSeen: true, Digest: 9, Seen: []uint64{0, 3, 0, 0, 1 << 40}}).Encode(nil))
 	node, _ := New(DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0)), nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
@@ -221,18 +239,11 @@ func TestCoverage(t *testing.T) {
 			}
 		}
 		k := 1 + r.IntN(30)
-		nw := &net{Network: peertest.New[*Message](uint64(trial)), dead: map[string]bool{}}
+		nw := &net{Network: peertest.New[*Message](uint64(trial)), dead: map[string]bool{}, size: n}
 		nw.JoinOnContact = true
 		nw.Loss = []float64{0, 0.1}[trial%2]
 		for i, e := range es {
-			cfg := DefaultConfig(k, rand.New(rand.NewPCG(uint64(trial), uint64(i+1))), nw.Sampler(peer.ID(i)))
-			cfg.Self, cfg.CoverageBits = names[i], coverageBits(n)
-			node, err := New(cfg, e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			nw.nodes = append(nw.nodes, node)
-			nw.Add(node)
+			nw.addAsInRuntime(t, e, names[i], k, uint64(trial), nil)
 		}
 		want := exactTop(es, k)
 		asker := nw.nodes[0]
@@ -297,7 +308,7 @@ func TestDigestsAndDeltas(t *testing.T) {
 	}
 	// Same lists: a digest request, an empty reply.
 	b.Step(1, &Message{Kind: Request, Digest: a.Digest()})
-	if out := b.Outbox(); len(out) != 1 || len(out[0].Msg.Entries) != 0 || out[0].Msg.Seen != nil || out[0].Msg.Size() > 5 {
+	if out := b.Outbox(); len(out) != 1 || len(out[0].Msg.Entries) != 0 || out[0].Msg.Seen != nil || out[0].Msg.Size() > 6 {
 		t.Fatalf("reply to an equal digest: %+v", out[0].Msg)
 	}
 	// A list that changed: the digest differs, the reply is full.
@@ -336,5 +347,132 @@ func TestConvergedRoundIsSmall(t *testing.T) {
 	nw.round()
 	if per := nw.Bytes / max(nw.Messages, 1); per > 16 {
 		t.Errorf("converged round: %d bytes per message (%d messages)", per, nw.Messages)
+	}
+}
+
+// addAsInRuntime adds the next peer as the runtime configures it for a
+// query over n peers: the first is the asker (Origin), which pulls and
+// which nobody pulls from; every peer keeps a coverage filter.
+func (nw *net) addAsInRuntime(t testing.TB, e *Entry, name string, k int, seed uint64, tweak func(*Config)) {
+	t.Helper()
+	i := len(nw.nodes)
+	var smp peer.Sampler = avoidAsker{nw.Sampler(peer.ID(i))}
+	if i == 0 {
+		smp = nw.Sampler(0)
+	}
+	cfg := DefaultConfig(k, rand.New(rand.NewPCG(seed, uint64(i+1))), smp)
+	cfg.Self, cfg.CoverageBits, cfg.Origin = name, coverageBits(nw.size), i == 0
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	node, err := New(cfg, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.nodes = append(nw.nodes, node)
+	nw.Add(node)
+}
+
+// avoidAsker samples as the runtime does for a top-k's other peers: never
+// peer 0, the asker (a round without an exchange instead).
+type avoidAsker struct{ peer.Sampler }
+
+func (a avoidAsker) Sample(r *rand.Rand) (peer.ID, bool) {
+	p, ok := a.Sampler.Sample(r)
+	return p, ok && p != 0
+}
+
+// A reply carries only what would enter the requester's list, and of the
+// filter only the words that add to the requester's, or none when asked.
+func TestReplyCarriesOnlyNews(t *testing.T) {
+	mk := func(own *Entry, self string) *Node {
+		cfg := DefaultConfig(4, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
+		cfg.Self, cfg.CoverageBits = self, 1024
+		n, err := New(cfg, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	e := func(i int) *Entry { return &Entry{Node: fmt.Sprint("n", i), Key: []byte{byte(i)}} }
+	a, b := mk(e(10), "a"), mk(e(0), "b")
+	a.merge([]*Entry{e(2), e(4), e(6), e(8), e(10), e(12), e(14), e(16)}) // full: K+Reserve = 8
+	b.merge([]*Entry{e(1), e(3), e(20), e(22)})
+	b.Step(1, &Message{Kind: Request, Entries: a.list, Seen: a.seen})
+	r := b.Outbox()[0].Msg
+	if got := fmt.Sprint(names(r.Entries)); got != "[n0 n1 n3]" {
+		t.Errorf("delta %s, want the entries better than the requester's last: [n0 n1 n3]", got)
+	}
+	if !r.Sparse || nonzero(r.Seen) == 0 || nonzero(r.Seen) > 8 {
+		t.Errorf("filter: sparse %v, %d words", r.Sparse, nonzero(r.Seen))
+	}
+	a.Step(2, r)
+	if !a.Covers("b") || !a.Covers("a") {
+		t.Error("the sparse filter did not merge")
+	}
+	b.Step(1, &Message{Kind: Request, Entries: a.list, Seen: a.seen, NoSeen: true})
+	b.merge([]*Entry{e(5)})
+	if r := b.Outbox()[0].Msg; r.Seen != nil {
+		t.Errorf("NoSeen answered with a filter of %d words", len(r.Seen))
+	}
+	// The asker asks for filters only once its top holds still.
+	cfg := DefaultConfig(4, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
+	cfg.Self, cfg.CoverageBits, cfg.Origin = "o", 1024, true
+	o, _ := New(cfg, e(9))
+	nw := peertest.New[*Message](1)
+	nw.Add(o)
+	nw.Add(a)
+	o.cfg.Sampler = nw.Sampler(0)
+	o.Tick()
+	if m := o.Outbox()[0].Msg; !m.NoSeen || m.Digest != 0 {
+		t.Errorf("a changing asker's request: NoSeen %v, digest %x", m.NoSeen, m.Digest)
+	}
+	for range cfg.StableRounds {
+		o.Tick()
+	}
+	if m := o.Outbox(); m[len(m)-1].Msg.NoSeen {
+		t.Error("a still asker asks for no filter")
+	}
+}
+
+// BenchmarkAskerBytes runs a top-50 over N peers as the runtime does (the
+// query spreads from the asker, which pulls and is not pulled from) and
+// reports what the asker received and the rounds until its list was
+// covered and stable.
+//
+//	go test ./topk -run - -bench AskerBytes
+func BenchmarkAskerBytes(b *testing.B) {
+	for _, n := range []int{200, 1000} {
+		b.Run(fmt.Sprint("N=", n), func(b *testing.B) {
+			var bytes, rounds int
+			for it := 0; it < b.N; it++ {
+				r := rand.New(rand.NewPCG(uint64(it), 1))
+				nw := &net{Network: peertest.New[*Message](uint64(it)), dead: map[string]bool{}, size: n}
+				nw.JoinOnContact = true
+				nw.Size = func(m *Message) int { return m.Size() }
+				names := make([]string, n)
+				for i := range names {
+					names[i] = fmt.Sprintf("peer-%04d", i)
+					// A row of one 8-byte number, as in SELECT node, mem_free.
+					e := &Entry{Node: names[i], Key: []byte{1, byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256)), 0, 0, 0, 0, 0}, Row: make([]byte, 12)}
+					nw.addAsInRuntime(b, e, names[i], 50, uint64(it), func(c *Config) { c.Reserve = 12 })
+				}
+				asker := nw.nodes[0]
+				for round := 1; round <= 100; round++ {
+					nw.round()
+					all := asker.Unchanged() >= 2 // the runtime's rule
+					for _, nm := range names {
+						all = all && asker.Covers(nm)
+					}
+					if all {
+						rounds += round
+						break
+					}
+				}
+				bytes += nw.Received[0]
+			}
+			b.ReportMetric(float64(bytes)/float64(b.N), "asker-B/query")
+			b.ReportMetric(float64(rounds)/float64(b.N), "rounds/query")
+		})
 	}
 }

@@ -22,8 +22,10 @@ type Network[M any] struct {
 	Loss float64
 	// Size, if set, measures a message for Bytes.
 	Size func(M) int
-	// Messages and Bytes count what was sent, lost or not.
+	// Messages and Bytes count what was sent, lost or not; Received
+	// counts, per peer, the bytes delivered to it.
 	Messages, Bytes int
+	Received        []int
 	// JoinOnContact, when set, starts only peer 0 (the asker); every other
 	// peer ticks only once a message has reached it, as a query spreads
 	// through the runtime: a peer joins when it first hears of it.
@@ -42,6 +44,7 @@ func New[M any](seed uint64) *Network[M] {
 func (nw *Network[M]) Add(c Core[M]) peer.ID {
 	nw.Nodes = append(nw.Nodes, c)
 	nw.Alive = append(nw.Alive, true)
+	nw.Received = append(nw.Received, 0)
 	nw.joined = append(nw.joined, len(nw.joined) == 0)
 	return peer.ID(len(nw.Nodes) - 1)
 }
@@ -68,6 +71,9 @@ func (nw *Network[M]) deliver(from peer.ID) {
 		}
 		if int(env.To) >= len(nw.Nodes) || !nw.Alive[env.To] || nw.Loss > 0 && nw.R.Float64() < nw.Loss {
 			continue
+		}
+		if nw.Size != nil {
+			nw.Received[env.To] += nw.Size(env.Msg)
 		}
 		nw.joined[env.To] = true
 		nw.Nodes[env.To].Step(from, env.Msg)

@@ -1,0 +1,42 @@
+package run
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/topk"
+)
+
+// A top-k row leaves out the node column (the entry carries it once) and
+// reading fills it back; rows from other peers are checked on receipt.
+func TestEntryRows(t *testing.T) {
+	p, err := query.CompileText("SELECT node, mem_free, class FROM peers ORDER BY mem_free DESC LIMIT 3", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := query.Record{"node": query.Str("peer-7"), "mem_free": query.Num(query.KindBytes, 8<<30), "class": query.Str("desktop")}
+	e := Entry(p, rec)
+	if e == nil || strings.Contains(string(e.Row), "peer-7") {
+		t.Fatalf("entry %+v: the row repeats the node", e)
+	}
+	if err := CheckEntry(p, e); err != nil {
+		t.Fatalf("own entry refused: %v", err)
+	}
+	res, err := TopResult(p, []*topk.Entry{e})
+	if err != nil || len(res.Rows) != 1 || res.Rows[0][0].Str != "peer-7" || res.Rows[0][1].Num != 8<<30 || res.Rows[0][2].Str != "desktop" {
+		t.Fatalf("read back: %v %v", res, err)
+	}
+	row := func(vs ...query.Value) []byte { return query.EncodeRow(vs) }
+	for name, bad := range map[string]*topk.Entry{
+		"node in the row":  {Node: "a", Row: row(query.Str("b"), query.Num(query.KindBytes, 1), query.Str("x"))},
+		"wrong kind":       {Node: "a", Row: row(query.Value{}, query.Str("lots"), query.Str("x"))},
+		"out of bounds":    {Node: "a", Row: row(query.Value{}, query.Num(query.KindBytes, -5), query.Str("x"))},
+		"too few columns":  {Node: "a", Row: row(query.Value{})},
+		"not a row at all": {Node: "a", Row: []byte{0xff, 0xff}},
+	} {
+		if err := CheckEntry(p, bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
