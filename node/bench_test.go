@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -125,6 +126,42 @@ func TestClusterBenchmark(t *testing.T) {
 	}
 	bench("serfquery_latency_s", median(sl).Seconds(), "s")
 	bench("serfquery_asker_bytes", float64(medianInt(sb)), "B")
+}
+
+// TestSettleBenchmark starts an embedded cluster of PEERQ_SETTLE=N peers
+// PEERQ_SETTLE_RUNS times (default 10), each time until every peer sees
+// every other alive, and prints each run and the worst:
+//
+//	PEERQ_SETTLE=500 go test ./node -run TestSettleBenchmark -v -timeout 60m
+func TestSettleBenchmark(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PEERQ_SETTLE"))
+	if n == 0 {
+		t.Skip("set PEERQ_SETTLE to the number of peers")
+	}
+	runs, _ := strconv.Atoi(os.Getenv("PEERQ_SETTLE_RUNS"))
+	if runs <= 0 {
+		runs = 10
+	}
+	var all []time.Duration
+	for run := 0; run < runs; run++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		start := time.Now()
+		e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: n, Seed: uint64(run + 1), Freeze: true})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		if err := e.WaitSettled(ctx, nil); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		d := time.Since(start)
+		all = append(all, d)
+		t.Logf("run %d: settled in %v", run, d.Round(time.Millisecond))
+		e.Close()
+		cancel()
+	}
+	worst := slices.Max(all)
+	fmt.Printf("bench: settle_median_s %.4g s\nbench: settle_worst_s %.4g s\n", median(all).Seconds(), worst.Seconds())
 }
 
 func median(ds []time.Duration) time.Duration {

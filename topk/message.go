@@ -46,7 +46,7 @@ func (m *Message) Encode(b []byte) []byte {
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Seen)))
-	if !m.Sparse {
+	if !m.Sparse || len(m.Seen) == 0 {
 		for _, w := range m.Seen {
 			b = binary.LittleEndian.AppendUint64(b, w)
 		}
@@ -77,7 +77,7 @@ func (m *Message) flags() byte {
 	if m.NoSeen {
 		f |= FlagNoSeen
 	}
-	if m.Sparse {
+	if m.Sparse && len(m.Seen) > 0 {
 		f |= FlagSparse
 	}
 	return f
@@ -100,7 +100,7 @@ func (m *Message) Size() int {
 		n += EntrySize(e)
 	}
 	n += wire.UvarintLen(uint64(len(m.Seen)))
-	if !m.Sparse {
+	if !m.Sparse || len(m.Seen) == 0 {
 		return n + 8*len(m.Seen)
 	}
 	n += wire.UvarintLen(uint64(nonzero(m.Seen)))
@@ -156,6 +156,8 @@ func Decode(b []byte) (*Message, error) {
 	switch {
 	case w > MaxCoverageBits/64 || !m.Sparse && w*8 > uint64(d.Len()):
 		d.Fail("filter length out of range")
+	case w == 0 && m.Sparse:
+		d.Fail("a sparse filter of no words")
 	case w > 0 && d.Err() == nil:
 		m.Seen = make([]uint64, w)
 		if !m.Sparse {

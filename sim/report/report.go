@@ -19,6 +19,9 @@ import (
 
 // Options say what to write beside the table.
 type Options struct {
+	// Baseline measures, after the run, one random read from a 1 GiB
+	// array (RandomRead) and prints the time per peer-round against it.
+	Baseline bool
 	// CSVPath, if set, gets the per-round table as CSV; PlotPath a PNG of
 	// the error against the round.
 	CSVPath, PlotPath string
@@ -45,8 +48,13 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 		fmt.Fprintln(tw, header)
 	}
 	var stats []sim.RoundStats
+	var stepping time.Duration
+	var peerRounds int64
 	for !s.Done() {
+		t0 := time.Now()
 		st := s.Step()
+		stepping += time.Since(t0)
+		peerRounds += int64(st.Alive)
 		stats = append(stats, st)
 		if opts.Quiet {
 			continue
@@ -67,6 +75,19 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	}
 	tw.Flush()
 	summarize(out, plan, cfg, s, stats, setup, time.Since(start))
+	perPeerRound := time.Duration(0)
+	if peerRounds > 0 {
+		perPeerRound = stepping / time.Duration(peerRounds)
+	}
+	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs)\n", float64(stepping.Nanoseconds())/float64(max(peerRounds, 1)), peerRounds, stepping.Seconds())
+	if opts.Baseline {
+		read, err := RandomRead(BaselineBytes, 20_000_000)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "baseline: one random 8-byte read from 1 GiB %.1f ns; time per peer-round ÷ read = %.1f\n",
+			float64(read.Nanoseconds()), float64(perPeerRound)/float64(read))
+	}
 	if opts.CSVPath != "" {
 		if err := writeCSV(opts.CSVPath, stats); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
@@ -44,5 +45,19 @@ func TestRun(t *testing.T) {
 	png, _ := os.ReadFile(filepath.Join(dir, "r.png"))
 	if !bytes.HasPrefix(csv, []byte("round,alive")) || !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Errorf("csv %q…, png %d bytes", csv[:min(20, len(csv))], len(png))
+	}
+}
+
+// The baseline reads and times: a positive duration, from a mapping that
+// is gone afterwards (a second call maps again).
+func TestRandomRead(t *testing.T) {
+	for range 2 {
+		d, err := RandomRead(1<<20, 1000)
+		if err != nil || d <= 0 || d > time.Millisecond {
+			t.Fatalf("RandomRead: %v, %v", d, err)
+		}
+	}
+	if _, err := RandomRead(0, 10); err == nil {
+		t.Error("an empty array was mapped")
 	}
 }
