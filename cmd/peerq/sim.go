@@ -95,6 +95,6 @@ convergence rule calls the originator's answer final.`,
 	f.StringVar(&opts.CSVPath, "csv", "", "write the per-round table as CSV to this file")
 	f.StringVar(&opts.PlotPath, "plot", "", "draw error against round (log scale) as PNG to this file")
 	f.BoolVar(&opts.Quiet, "quiet", false, "print only the summary, not the table per round")
-	f.BoolVar(&opts.Baseline, "baseline", false, "after the run, time one random 8-byte read from a 1 GiB array and print the time per peer-round against it")
+	f.BoolVar(&opts.Baseline, "baseline", false, "before the run, time one random 8-byte read from a 1 GiB array and print the time per peer-round against it")
 	return cmd
 }
