@@ -383,3 +383,55 @@ func TestRestart(t *testing.T) {
 }
 
 func errorsIsOverloaded(err error) bool { return errors.Is(err, ErrOverloaded) }
+
+// A peer restarted mid-query, before anyone could notice (same name, same
+// address): its partners had stopped sending it the plan, since it had
+// the query; the first request it leaves unanswered makes them send the
+// plan again, and it takes part anew. The answer is right or flagged.
+func TestRestartMidQuery(t *testing.T) {
+	for _, src := range faultQueries {
+		t.Run(src, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fcfg := fakenet.DefaultConfig()
+				fcfg.Latency = 40 * time.Millisecond
+				c := startFake(t, 3, fcfg, 1, nil)
+				asker, phoenix := c.nodes[0], c.nodes[1]
+				p := compile(t, asker, src+" WITH ACCURACY 0.01%")
+				var res *Result
+				var err error
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					res, err = asker.Query(context.Background(), p, nil)
+				}()
+				// Wait until the asker knows phoenix has the query.
+				for knows := false; !knows; {
+					elapse(10 * time.Millisecond)
+					asker.mu.Lock()
+					for _, q := range asker.queries {
+						knows = knows || q.origin && q.has[peerID(phoenix.Name())]
+					}
+					asker.mu.Unlock()
+				}
+				phoenix.Close()
+				reborn, nerr := New(phoenix.cfg, phoenix.net)
+				if nerr != nil {
+					t.Fatal(nerr)
+				}
+				c.nodes[1] = reborn // closed with the cluster
+				select {
+				case <-done:
+					t.Fatal("the query ended before the restart: make it longer")
+				default:
+				}
+				<-done
+				if reborn.Stats().Joined != 1 {
+					t.Errorf("the restarted peer joined %d queries, want 1: nobody sent it the plan again", reborn.Stats().Joined)
+				}
+				recs := c.records()
+				v := check(t, p, res, err, recs, nil, src)
+				t.Logf("%s: %s (%s)", src, v, res.Reason)
+			})
+		})
+	}
+}

@@ -96,7 +96,7 @@ type instance struct {
 // before.
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
 	q := &instance{id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
-		result: make(chan *Result, 1), joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{}}
+		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{}}
 	members := n.memberNames
 	if origin {
 		// A peer that refused is not waited for: the answer is about the
@@ -111,11 +111,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 			return out
 		}
 	}
-	smp := sampler{n: n}
-	if !origin && plan.Kind != query.PlanAggregate {
-		smp.avoid = asker
-	}
-	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: smp, Alive: n.alive, Linger: n.cfg.Linger,
+	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Asker: peerID(asker), Alive: n.alive, Linger: n.cfg.Linger,
 		Self: n.Name(), Coverage: int(coverage), Members: members})
 	if err != nil {
 		return nil, err
@@ -146,12 +142,7 @@ func (q *instance) entry(msg []byte, request bool, to peer.ID) entry {
 }
 
 // heard notes that a peer has the query (it sent a message of it).
-func (q *instance) heard(from peer.ID) {
-	if q.has == nil {
-		q.has = map[peer.ID]bool{}
-	}
-	q.has[from] = true
-}
+func (q *instance) heard(from peer.ID) { q.has[from] = true }
 
 // expired reports whether the instance can be forgotten at node round now.
 func (q *instance) expired(now int64, linger int) bool {

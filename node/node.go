@@ -421,16 +421,11 @@ func (n *Node) alive(name string) bool {
 }
 
 // sampler gives the cores the round's peer: every query of a round
-// exchanges with the same peer, in one message. A top-k's peers do not
-// pull from its asker (avoid): the asker pulls deltas from them, and what
-// it receives is what the query costs it. It is called under n.mu.
-type sampler struct {
-	n     *Node
-	avoid string
-}
+// exchanges with the same peer, in one message. It is called under n.mu.
+type sampler struct{ n *Node }
 
 func (s sampler) Sample(*mrand.Rand) (peer.ID, bool) {
-	if s.n.roundPeer == "" || s.n.roundPeer == s.avoid {
+	if s.n.roundPeer == "" {
 		return 0, false
 	}
 	return peerID(s.n.roundPeer), true
@@ -636,7 +631,9 @@ func (n *Node) exchange(to string, req batch) {
 	}
 	n.takeHints(replies.Hints, now)
 	from := peerID(to)
+	answered := make(map[QueryID]bool, len(replies.Entries))
 	for _, r := range replies.Entries {
+		answered[r.ID] = true
 		if r.Kind == protoEnd {
 			n.end(r.ID, n.net.Size())
 			continue
@@ -647,6 +644,14 @@ func (n *Node) exchange(to string, req batch) {
 			} else {
 				q.heard(from)
 			}
+		}
+	}
+	// A peer that answered nothing to a request sent without the plan no
+	// longer has the query (it restarted, or let it go): the next request
+	// carries the plan again.
+	for _, e := range req.Entries {
+		if q := n.queries[e.ID]; q != nil && e.Plan == nil && !answered[e.ID] {
+			delete(q.has, from)
 		}
 	}
 }

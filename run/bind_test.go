@@ -1,9 +1,11 @@
 package run
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/topk"
 )
@@ -37,6 +39,39 @@ func TestEntryRows(t *testing.T) {
 	} {
 		if err := CheckEntry(p, bad); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// fixed always draws the same peer.
+type fixed peer.ID
+
+func (f fixed) Sample(*rand.Rand) (peer.ID, bool) { return peer.ID(f), true }
+
+// Nobody pulls from a top-k's asker: a peer that draws it lets the round
+// go; the asker itself samples freely.
+func TestNobodyPullsFromTheAsker(t *testing.T) {
+	p, err := query.CompileText("SELECT node FROM peers ORDER BY mem_free DESC LIMIT 3", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := query.Record{"node": query.Str("peer-1"), "mem_free": query.Num(query.KindBytes, 1<<30)}
+	for _, c := range []struct {
+		draws  peer.ID
+		origin bool
+		sends  int
+	}{{7, false, 0}, {3, false, 1}, {3, true, 1}} {
+		b, err := Bind(p, Config{Peers: 10, Rand: rand.New(rand.NewPCG(1, 1)), Sampler: fixed(c.draws), Asker: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		core, err := b.NewTopK(rec, c.origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		core.Tick()
+		if got := len(core.Outbox()); got != c.sends {
+			t.Errorf("drawing %d (origin %v): %d messages, want %d", c.draws, c.origin, got, c.sends)
 		}
 	}
 }

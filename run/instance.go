@@ -58,6 +58,11 @@ type Config struct {
 	// Rand and Sampler drive the cores' random choices.
 	Rand    *rand.Rand
 	Sampler peer.Sampler
+	// Asker is the asking peer: the other peers of a top-k never pull
+	// from it (a round without an exchange instead, 1 in N). The asker
+	// pulls deltas (topk.Config.Origin), so what it receives is what the
+	// query costs it, not every peer's list.
+	Asker peer.ID
 	// Alive reports whether a node is alive as far as this peer knows
 	// (Serf's membership, the simulator's failure detector): a top-k
 	// refuses and prunes entries of dead nodes, and never answers with
@@ -162,6 +167,9 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 	}
 	cfg.Alive = b.cfg.Alive
 	cfg.Self, cfg.CoverageBits, cfg.Origin = b.cfg.Self, b.cfg.Coverage, origin
+	if !origin {
+		cfg.Sampler = avoiding{cfg.Sampler, b.cfg.Asker}
+	}
 	if cfg.Self == "" {
 		cfg.Self = rec["node"].Str
 	}
@@ -408,4 +416,16 @@ func (q *Instance) Report(peers, suspects int) (Answer, error) {
 	a.Final = q.final
 	q.last = a
 	return a, nil
+}
+
+// avoiding samples as its sampler does, except one peer: drawing it is a
+// round without an exchange.
+type avoiding struct {
+	peer.Sampler
+	not peer.ID
+}
+
+func (a avoiding) Sample(r *rand.Rand) (peer.ID, bool) {
+	p, ok := a.Sampler.Sample(r)
+	return p, ok && p != a.not
 }

@@ -163,10 +163,6 @@ func (sm sampler) Sample(r *rand.Rand) (peer.ID, bool) {
 		} else {
 			p = k[r.IntN(len(k))]
 		}
-		if p == 0 && sm.s.top != nil && sm.s.ticking != 0 {
-			// As in the runtime: nobody pulls from a top-k's asker.
-			return 0, false
-		}
 		if p != sm.s.ticking {
 			return peer.ID(p), true
 		}
@@ -199,7 +195,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	s.known = make([]int32, 0, total)
 	// Every peer draws from the one random source: the simulation is
 	// sequential, so the run is still determined by the seed.
-	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
+	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5,
 		Buffers: &s.bufs} // delivery is immediate: one set of buffers serves all
 	if plan.Kind != query.PlanAggregate {

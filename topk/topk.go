@@ -2,8 +2,10 @@ package topk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 
 	"github.com/peerq/peerq/peer"
@@ -165,36 +167,26 @@ func (n *Node) Tick() {
 	n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Entries: n.list, Seen: n.seen, NoSeen: noSeen}})
 }
 
-// Digest is a hash of the list (names and keys) and the filter.
+// Digest is a hash (FNV-1a) of the list's names and keys and of the
+// filter, computed once per version of them (versions start at 1).
 func (n *Node) Digest() uint64 {
-	if n.digestOf == n.version && n.digest != 0 {
+	if n.digestOf == n.version {
 		return n.digest
 	}
-	h := uint64(14695981039346656037)
-	mix := func(b []byte) {
-		for _, c := range b {
-			h ^= uint64(c)
-			h *= 1099511628211
-		}
-		h ^= 0xff
-		h *= 1099511628211
-	}
+	var b []byte
 	for _, e := range n.list {
-		mix([]byte(e.Node))
-		mix(e.Key)
+		b = binary.AppendUvarint(b, uint64(len(e.Node)))
+		b = append(b, e.Node...)
+		b = binary.AppendUvarint(b, uint64(len(e.Key)))
+		b = append(b, e.Key...)
 	}
-	var w [8]byte
-	for _, x := range n.seen {
-		for i := range w {
-			w[i] = byte(x >> (8 * i))
-		}
-		mix(w[:])
+	for _, w := range n.seen {
+		b = binary.LittleEndian.AppendUint64(b, w)
 	}
-	if h == 0 {
-		h = 1
-	}
-	n.digest, n.digestOf = h, n.version
-	return h
+	h := fnv.New64a()
+	h.Write(b)
+	n.digest, n.digestOf = max(h.Sum64(), 1), n.version // 0 means "no digest"
+	return n.digest
 }
 
 // reply answers a request: with nothing when the digests agree, with
@@ -208,22 +200,25 @@ func (n *Node) reply(to peer.ID, m *Message) {
 	case m.Digest != 0:
 		r.Entries, r.Seen = n.list, n.seen
 	default:
-		theirs := make(map[string]bool, len(m.Entries))
-		for _, e := range m.Entries {
-			theirs[e.Node+"\x00"+string(e.Key)] = true
-		}
-		// A full list drops whatever is worse than its last.
+		// Both lists are in order: one walk finds the entries the
+		// requester lacks. A full list drops whatever is worse than its
+		// last, so those are not sent.
+		theirs := m.Entries
 		var worst *Entry
-		if len(m.Entries) >= n.cfg.K+n.cfg.Reserve {
-			worst = m.Entries[len(m.Entries)-1]
+		if len(theirs) >= n.cfg.K+n.cfg.Reserve {
+			worst = theirs[len(theirs)-1]
 		}
 		for _, e := range n.list {
 			if worst != nil && !Less(e, worst) {
 				break
 			}
-			if !theirs[e.Node+"\x00"+string(e.Key)] {
-				r.Entries = append(r.Entries, e)
+			for len(theirs) > 0 && Less(theirs[0], e) {
+				theirs = theirs[1:]
 			}
+			if len(theirs) > 0 && theirs[0].Node == e.Node && bytes.Equal(theirs[0].Key, e.Key) {
+				continue
+			}
+			r.Entries = append(r.Entries, e)
 		}
 		if !m.NoSeen {
 			r.Seen, r.Sparse = filterNews(n.seen, m.Seen)

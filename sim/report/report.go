@@ -84,14 +84,11 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	}
 	tw.Flush()
 	summarize(out, plan, cfg, s, stats, setup, time.Since(start))
-	perPeerRound := time.Duration(0)
-	if peerRounds > 0 {
-		perPeerRound = stepping / time.Duration(peerRounds)
-	}
-	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs)\n", float64(stepping.Nanoseconds())/float64(max(peerRounds, 1)), peerRounds, stepping.Seconds())
+	perPeerRound := float64(stepping.Nanoseconds()) / float64(max(peerRounds, 1))
+	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs)\n", perPeerRound, peerRounds, stepping.Seconds())
 	if opts.Baseline {
 		fmt.Fprintf(out, "baseline: one random 8-byte read from 1 GiB %.1f ns; time per peer-round ÷ read = %.1f\n",
-			float64(read.Nanoseconds()), float64(perPeerRound)/float64(read))
+			float64(read.Nanoseconds()), perPeerRound/float64(read.Nanoseconds()))
 	}
 	if opts.CSVPath != "" {
 		if err := writeCSV(opts.CSVPath, stats); err != nil {
