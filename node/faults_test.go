@@ -435,3 +435,26 @@ func TestRestartMidQuery(t *testing.T) {
 		})
 	}
 }
+
+// A round whose exchange fails at once (a peer shutting down, or one that
+// does not know this one yet) lasts its full Round: paced rounds must not
+// spin on failures and spend the query's budget in milliseconds, before
+// the membership has had time to catch up. The answer is flagged.
+func TestFastFailuresDoNotSpinRounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 3, fakenet.DefaultConfig(), 1, nil)
+		asker := c.nodes[0]
+		elapse(time.Second)
+		c.nodes[1].Close() // still a member: every exchange with it fails at once
+		c.nodes[2].Close()
+		start := time.Now()
+		res := ask(t, asker, compile(t, asker, "SELECT AVG(cpu_load) FROM peers"))
+		took := time.Since(start)
+		if res.Status != StatusPartial || len(res.Unreachable) != 2 {
+			t.Errorf("an answer without the other peers says %s, unreachable %v", res.Status, res.Unreachable)
+		}
+		if min := time.Duration(res.Rounds) * asker.cfg.Round / 2; took < min {
+			t.Errorf("%d rounds in %v: rounds spun on failed exchanges (want at least %v)", res.Rounds, took, min)
+		}
+	})
+}

@@ -197,8 +197,13 @@ type Node struct {
 	// asking counts this peer's own queries not yet answered.
 	asking atomic.Int64
 	// inflight counts the exchanges this peer started that are not back;
-	// roundDone says they all are: the next round may start.
+	// roundDone says they all are: the next round may start. failed says
+	// one of the round's exchanges got no answer: the round then lasts its
+	// full Round, so that a peer that fails fast (not yet known to the
+	// other side, shutting down) does not spin the rounds and burn the
+	// query's budget in milliseconds.
 	inflight  atomic.Int64
+	failed    atomic.Bool
 	roundDone chan struct{}
 
 	leases *leaseState
@@ -550,13 +555,16 @@ func (n *Node) tick() {
 	for _, rp := range reports {
 		rp.deliver()
 	}
+	n.failed.Store(false)
 	n.inflight.Add(int64(len(out)))
 	for to, es := range out {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.exchange(to, batch{Hints: hints, Entries: es})
-			if n.inflight.Add(-1) == 0 {
+			if !n.exchange(to, batch{Hints: hints, Entries: es}) {
+				n.failed.Store(true)
+			}
+			if n.inflight.Add(-1) == 0 && !n.failed.Load() {
 				n.wake()
 			}
 		}()
@@ -604,8 +612,9 @@ func (n *Node) memberSet() map[string]bool {
 	return set
 }
 
-// exchange sends one batch and steps the replies.
-func (n *Node) exchange(to string, req batch) {
+// exchange sends one batch and steps the replies; it reports whether the
+// peer answered.
+func (n *Node) exchange(to string, req batch) bool {
 	body := encodeBatch(req)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
 	resp, err := n.net.Exchange(ctx, to, body)
@@ -620,14 +629,14 @@ func (n *Node) exchange(to string, req batch) {
 		if !n.closed() {
 			n.verify(to, now)
 		}
-		return
+		return false
 	}
 	n.sus.reached(to, now)
 	n.stats.BytesReceived += int64(len(resp))
 	replies, err := decodeBatch(resp)
 	if err != nil {
 		n.stats.Malformed++
-		return
+		return false
 	}
 	n.takeHints(replies.Hints, now)
 	from := peerID(to)
@@ -654,6 +663,7 @@ func (n *Node) exchange(to string, req batch) {
 			delete(q.has, from)
 		}
 	}
+	return true
 }
 
 // serve answers an exchange: lease requests go to the lease table, every

@@ -38,6 +38,7 @@ func TestThreeAgents(t *testing.T) {
 	type agent struct {
 		cmd       *exec.Cmd
 		api, data string
+		log       string // its standard error, a file the process writes itself
 	}
 	var agents []agent
 	var seed string
@@ -53,8 +54,13 @@ func TestThreeAgents(t *testing.T) {
 			seed = gossip
 		}
 		a.cmd = exec.Command(bin, args...)
-		var stderr strings.Builder
-		a.cmd.Stderr = &stderr
+		a.log = filepath.Join(dir, fmt.Sprint("agent-", i, ".log"))
+		logf, err := os.Create(a.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close() // the child keeps its own descriptor
+		a.cmd.Stderr = logf
 		if err := a.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -89,6 +95,10 @@ func TestThreeAgents(t *testing.T) {
 	code, out, errs := runCLI(t, "", "query", "--api", agents[0].api, "--data-dir", agents[0].data, "--format", "json",
 		"-e", "SELECT COUNT(*), MIN(cpu_cores) FROM peers WHERE mem_total > 0; SELECT region, COUNT(*) FROM peers GROUP BY region")
 	if code != exitOK {
+		for i, a := range agents {
+			b, _ := os.ReadFile(a.log)
+			t.Logf("agent %d's log:\n%s", i, b)
+		}
 		t.Fatalf("query: exit %d: %s", code, errs)
 	}
 	dec := json.NewDecoder(strings.NewReader(out))
