@@ -387,13 +387,6 @@ func (b byKey) Swap(i, j int) {
 // Round is the number of Ticks so far.
 func (n *Node) Round() int { return int(n.round) }
 
-// Warm reads the memory a round of the Node touches and returns a value
-// that depends on it. A simulator calls it on a peer a few places ahead in
-// its order, so that the cache misses of many peers overlap.
-func (n *Node) Warm() int {
-	return int(n.round) + int(n.linkArr[len(n.linkArr)/2].last) + int(n.slabArr[0]) + len(n.est.Keys)
-}
-
 // Stats returns the counters.
 func (n *Node) Stats() Stats { return n.stats }
 

@@ -17,6 +17,12 @@
 // detector, and then stop sampling the dead and drop their links to them.
 // Peers added by a join event take part once the query reaches them.
 //
+// At a million peers memory latency sets the pace: every visit to a peer
+// and to its random partner misses the cache. Step prefetches the peer a
+// dozen places ahead and the partner it will draw (the sampler's random
+// words are drawn ahead of use), so those misses overlap the work of the
+// peers before (package internal/prefetch).
+//
 // Tables, summaries, CSV and plots are in sim/report, so that the
 // simulator carries no plotting dependency.
 //

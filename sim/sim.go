@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/internal/prefetch"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -117,14 +119,17 @@ type Sim struct {
 	rounds int
 	round  int
 
-	n       int              // peers created so far
-	alive   []bool           // really alive
-	joined  []bool           // has heard of the query (AllStart: everyone)
-	known   []int32          // peers the survivors believe alive (the sampling pool)
-	pos     []int32          // index of each peer in known, or -1
-	ticking int32            // the peer whose Tick runs
-	order   []int32          // this round's order, reused
-	sink    [8]int           // keeps the read-ahead from being optimized away
+	n       int         // peers created so far
+	st      []peerState // by peer
+	known   []int32     // peers the survivors believe alive (the sampling pool)
+	pos     []int32     // index of each peer in known, or -1
+	ticking int32       // the peer whose Tick runs
+	order   []int32     // this round's order, reused
+	// draws are the sampler's random words, drawn from r ahead of use so
+	// that Step can read the peers they will name before their turn (see
+	// Step); head is the next unused one.
+	draws   [256]uint64
+	head    int
 	agg     []aggregate.Node // in one block, never moved (Nodes point into themselves)
 	top     []*topk.Node
 	detects []detection
@@ -141,6 +146,13 @@ type Sim struct {
 	errs      []float64
 }
 
+// peerState is what the simulator knows of a peer beside its core, in one
+// place so that reaching a random peer costs one cache miss, not two.
+type peerState struct {
+	alive  bool // really alive
+	joined bool // has heard of the query (AllStart: everyone)
+}
+
 type detection struct {
 	round int
 	ids   []int32
@@ -151,22 +163,48 @@ type detection struct {
 // simulator ticks one peer at a time, so one sampler serves all.
 type sampler struct{ s *Sim }
 
-func (sm sampler) Sample(r *rand.Rand) (peer.ID, bool) {
-	k := sm.s.known
-	if len(k) < 2 {
+func (sm sampler) Sample(*rand.Rand) (peer.ID, bool) {
+	s := sm.s
+	if len(s.known) < 2 {
 		return 0, false
 	}
 	for {
-		var p int32
-		if len(k) == sm.s.n {
-			p = int32(r.IntN(len(k))) // nobody removed: known[i] == i
-		} else {
-			p = k[r.IntN(len(k))]
-		}
-		if p != sm.s.ticking {
+		if p := s.pick(s.draw()); p != s.ticking {
 			return peer.ID(p), true
 		}
 	}
+}
+
+// pick maps a random word to a peer of the sampling pool: the high word of
+// d·len(known) is uniform on [0, len(known)) up to a bias of len/2⁶⁴.
+func (s *Sim) pick(d uint64) int32 {
+	i, _ := bits.Mul64(d, uint64(len(s.known)))
+	if len(s.known) == s.n {
+		return int32(i) // nobody removed: known[i] == i
+	}
+	return s.known[i]
+}
+
+// draw returns the sampler's next random word.
+func (s *Sim) draw() uint64 {
+	s.fill(0)
+	d := s.draws[s.head]
+	s.head++
+	return d
+}
+
+// fill makes sure that draws holds at least k+1 unused words, drawing more
+// from r when it must. The words are drawn in one order whatever k is, so
+// the run stays determined by the seed.
+func (s *Sim) fill(k int) {
+	if s.head+k < len(s.draws) {
+		return
+	}
+	n := copy(s.draws[:], s.draws[s.head:])
+	for i := n; i < len(s.draws); i++ {
+		s.draws[i] = s.r.Uint64()
+	}
+	s.head = 0
 }
 
 // New prepares a simulation of plan; peer 0 is the originator.
@@ -189,8 +227,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	for _, j := range cfg.Joins {
 		total += int(j.Frac * float64(cfg.Nodes))
 	}
-	s.alive = make([]bool, 0, total)
-	s.joined = make([]bool, 0, total)
+	s.st = make([]peerState, 0, total)
 	s.pos = make([]int32, 0, total)
 	s.known = make([]int32, 0, total)
 	// Every peer draws from the one random source: the simulation is
@@ -272,8 +309,7 @@ func (s *Sim) addOne() (query.Record, error) {
 		}
 		s.top = append(s.top, node)
 	}
-	s.alive = append(s.alive, true)
-	s.joined = append(s.joined, s.cfg.AllStart || i == 0)
+	s.st = append(s.st, peerState{alive: true, joined: s.cfg.AllStart || i == 0})
 	s.pos = append(s.pos, int32(len(s.known)))
 	s.known = append(s.known, int32(i))
 	s.n++
@@ -309,7 +345,8 @@ func (s *Sim) Done() bool { return s.round >= s.rounds }
 // Alive is the number of live peers.
 func (s *Sim) Alive() int {
 	n := 0
-	for _, a := range s.alive {
+	for _, st := range s.st {
+		a := st.alive
 		if a {
 			n++
 		}
@@ -324,7 +361,7 @@ func (s *Sim) Step() RoundStats {
 	changed := s.events()
 	if s.detect() && s.top != nil {
 		for i, t := range s.top {
-			if s.alive[i] {
+			if s.st[i].alive {
 				t.Prune()
 			}
 		}
@@ -334,10 +371,11 @@ func (s *Sim) Step() RoundStats {
 	}
 	order := s.order[:0]
 	alive := 0
-	for i, a := range s.alive {
+	for i, st := range s.st {
+		a := st.alive
 		if a {
 			alive++
-			if s.joined[i] {
+			if s.st[i].joined {
 				order = append(order, int32(i))
 			}
 		}
@@ -345,14 +383,19 @@ func (s *Sim) Step() RoundStats {
 	s.order = order
 	s.r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	const ahead = 12
+	size := unsafe.Sizeof(aggregate.Node{})
 	for k, i := range order {
 		if s.agg != nil && k+ahead < len(order) {
-			// Read a peer a few places ahead so that its cache miss overlaps
+			// Ask for a peer a few places ahead, and for the partner that
+			// the draw as many places ahead will most likely name (a
+			// peer's round draws once), so that their cache misses overlap
 			// this peer's work: at millions of peers, memory latency sets
 			// the pace.
-			// Stored, not summed: a running sum would make each read wait
-			// for the one before.
-			s.sink[k%len(s.sink)] = s.agg[order[k+ahead]].Warm()
+			s.fill(ahead)
+			p := s.pick(s.draws[s.head+ahead])
+			prefetch.Range(unsafe.Pointer(&s.agg[order[k+ahead]]), size)
+			prefetch.Range(unsafe.Pointer(&s.agg[p]), size)
+			prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
 		}
 		s.tick(i)
 	}
@@ -369,15 +412,15 @@ func (s *Sim) events() bool {
 			continue
 		}
 		var live []int32
-		for i := 1; i < len(s.alive); i++ { // the originator does not crash
-			if s.alive[i] {
+		for i := 1; i < len(s.st); i++ { // the originator does not crash
+			if s.st[i].alive {
 				live = append(live, int32(i))
 			}
 		}
 		s.r.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
 		dead := live[:int(e.Frac*float64(len(live)+1))]
 		for _, d := range dead {
-			s.alive[d] = false
+			s.st[d].alive = false
 		}
 		s.detects = append(s.detects, detection{round: s.round + s.cfg.DetectRounds, ids: dead})
 		changed = true
@@ -419,7 +462,7 @@ func (s *Sim) detect() bool {
 	if s.agg != nil {
 		isDead := func(p peer.ID) bool { return s.pos[p] < 0 }
 		for i := range s.agg {
-			if s.alive[i] {
+			if s.st[i].alive {
 				s.agg[i].RemovePeers(isDead)
 			}
 		}
@@ -449,7 +492,7 @@ func (s *Sim) tick(i int32) {
 }
 
 func (s *Sim) lost(to int) bool {
-	return !s.alive[to] || s.cfg.Loss > 0 && s.r.Float64() < s.cfg.Loss
+	return !s.st[to].alive || s.cfg.Loss > 0 && s.r.Float64() < s.cfg.Loss
 }
 
 // deliver sends a peer's envelopes: each counts as sent, is lost or
@@ -462,7 +505,7 @@ func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size in
 		s.stats.Messages++
 		s.stats.Bytes += int64(size)
 		if !s.lost(int(to)) {
-			s.joined[to] = true
+			s.st[to].joined = true
 			deliver(s, to, step(s, from, to, e), dest, step)
 		}
 	}
@@ -486,7 +529,8 @@ func topStep(s *Sim, from, to int32, e topk.Envelope) []topk.Envelope {
 // seed so that a million records are never held at once.
 func (s *Sim) liveRecords() iter.Seq[query.Record] {
 	return func(yield func(query.Record) bool) {
-		for i, a := range s.alive {
+		for i, st := range s.st {
+			a := st.alive
 			if a && !yield(query.Synthetic(s.cfg.Seed, i)) {
 				return
 			}
@@ -629,7 +673,8 @@ func nth(xs []float64, k int) float64 {
 // sample picks up to MetricsSample live peers, the originator first.
 func (s *Sim) sample() []int32 {
 	var live []int32
-	for i, a := range s.alive {
+	for i, st := range s.st {
+		a := st.alive
 		if a {
 			live = append(live, int32(i))
 		}
@@ -674,7 +719,7 @@ func (s *Sim) measureAll(errs []float64) []float64 {
 			defer wg.Done()
 			m := errMeter{s: s, comps: make([]query.CompResult, len(s.plan.Components)), aggs: make([]query.Value, len(s.plan.Aggs))}
 			for i := lo; i < hi; i++ {
-				if s.alive[i] {
+				if s.st[i].alive {
 					parts[w] = append(parts[w], m.err(&s.agg[i]))
 				}
 			}
@@ -771,7 +816,7 @@ func (s *Sim) variance() float64 {
 	var sum, sumSq float64
 	n := 0
 	for i := range s.agg {
-		if s.alive[i] {
+		if s.st[i].alive {
 			x := s.agg[i].Mean(ungrouped, comp)
 			sum += x
 			sumSq += x * x
@@ -785,7 +830,7 @@ func (s *Sim) variance() float64 {
 func (s *Sim) measureTop() {
 	exact, total := 0, 0
 	for i, t := range s.top {
-		if !s.alive[i] {
+		if !s.st[i].alive {
 			continue
 		}
 		total++
@@ -801,7 +846,7 @@ func (s *Sim) measureTop() {
 	}
 	s.report()
 	for _, e := range s.top[0].Top() {
-		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.alive) && !s.alive[i] {
+		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.st) && !s.st[i].alive {
 			s.stats.OriginDead++
 		}
 	}
