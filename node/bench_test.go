@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,6 +144,7 @@ func TestSettleBenchmark(t *testing.T) {
 		runs = 10
 	}
 	var all []time.Duration
+	var idle float64
 	for run := 0; run < runs; run++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		start := time.Now()
@@ -151,17 +153,35 @@ func TestSettleBenchmark(t *testing.T) {
 			cancel()
 			t.Fatal(err)
 		}
+		joined := time.Since(start)
 		if err := e.WaitSettled(ctx, nil); err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
 		d := time.Since(start)
 		all = append(all, d)
-		t.Logf("run %d: settled in %v", run, d.Round(time.Millisecond))
+		t.Logf("run %d: joined in %v, settled in %v", run, joined.Round(time.Millisecond), d.Round(time.Millisecond))
+		if run == 0 {
+			// What the settled cluster costs at rest: membership upkeep
+			// (probes, push-pull anti-entropy), no queries.
+			c0, w0 := cpuTime(), time.Now()
+			time.Sleep(5 * time.Second)
+			idle = (cpuTime() - c0).Seconds() / time.Since(w0).Seconds()
+		}
 		e.Close()
 		cancel()
 	}
 	worst := slices.Max(all)
 	fmt.Printf("bench: settle_median_s %.4g s\nbench: settle_worst_s %.4g s\n", median(all).Seconds(), worst.Seconds())
+	fmt.Printf("bench: idle_cpu_cores %.3g cores\n", idle)
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func median(ds []time.Duration) time.Duration {
