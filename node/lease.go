@@ -2,11 +2,7 @@ package node
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -14,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -30,6 +25,7 @@ const (
 	TagSubcloud = "subcloud"
 	tagOwner    = "subcloud_owner"
 	tagUntil    = "subcloud_until" // Unix seconds
+	tagSince    = "subcloud_since" // the subcloud's creation, Unix milliseconds
 )
 
 // leaseFile is the lease table's file in the data dir; ownedFile the
@@ -46,13 +42,36 @@ type leaseState struct {
 	path  string // "" in an embedded cluster: kept in memory only
 }
 
-// ownedSubcloud is a subcloud this peer reserved and keeps renewing.
+// ownedSubcloud is a subcloud this peer reserved and keeps: it renews
+// its members' leases and, unless NO REPAIR, replaces members it loses.
+// Its fields are guarded by Node.ownMu.
 type ownedSubcloud struct {
 	name, token, key string
 	lease            time.Duration
 	// members and the expiry each one last confirmed.
 	members map[string]time.Time
 	renewed time.Time
+	// order is the members best first: in the rank the search gave them,
+	// replacements after. RESIZE releases from the end.
+	order []string
+	// plan is the RESERVE's plan, encoded: repairs and RESIZE search with
+	// its WHERE and ORDER BY. nil for a subcloud restored from an older
+	// table, which then cannot grow.
+	plan   []byte
+	target int  // the size the owner keeps it at
+	repair bool // replace lost members (not NO REPAIR)
+	since  time.Time
+	// repairs counts the members claimed in place of lost ones.
+	repairs    int
+	lastRepair time.Time
+	// dropped are former members that may still hold this subcloud's lease
+	// (they failed, or were cut off, before they could be told): each is
+	// released when it is seen again, and forgotten at its lease's expiry.
+	dropped map[string]time.Time
+	// busy: a repair or RESIZE is claiming (one at a time); no repair is
+	// tried before retryAt (a back-off after one that found nobody).
+	busy    bool
+	retryAt time.Time
 }
 
 func (o *ownedSubcloud) names() []string {
@@ -62,6 +81,45 @@ func (o *ownedSubcloud) names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ranked is the members, best first.
+func (o *ownedSubcloud) ranked() []string {
+	out := make([]string, 0, len(o.members))
+	seen := map[string]bool{}
+	for _, m := range o.order {
+		if _, ok := o.members[m]; ok && !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	// Members the order does not know (an older table) go last, by name.
+	for _, m := range o.names() {
+		if !seen[m] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// add makes peers members (after the ones it has), with their expiries.
+func (o *ownedSubcloud) add(peers []string, held map[string]time.Time) {
+	o.order = o.ranked()
+	for _, m := range peers {
+		o.members[m] = held[m]
+		o.order = append(o.order, m)
+		delete(o.dropped, m)
+	}
+}
+
+// drop removes a member; it may still hold the lease until exp.
+func (o *ownedSubcloud) drop(m string, exp time.Time) {
+	delete(o.members, m)
+	if o.dropped == nil {
+		o.dropped = map[string]time.Time{}
+	}
+	o.dropped[m] = exp
+	o.order = o.ranked()
 }
 
 // openLeases restores the lease table from dataDir ("" for none); note
@@ -105,12 +163,25 @@ type ownedJSON struct {
 	Key     string               `json:"key,omitempty"`
 	Lease   time.Duration        `json:"lease"`
 	Members map[string]time.Time `json:"members"` // member → expiry it last confirmed
+	// Version 2 on.
+	Order      []string             `json:"order,omitempty"`
+	Plan       []byte               `json:"plan,omitempty"`
+	Target     int                  `json:"target,omitempty"`
+	NoRepair   bool                 `json:"no_repair,omitempty"`
+	Since      time.Time            `json:"since,omitzero"`
+	Repairs    int                  `json:"repairs,omitempty"`
+	LastRepair time.Time            `json:"last_repair,omitzero"`
+	Dropped    map[string]time.Time `json:"dropped,omitempty"`
 }
 
 type ownedDoc struct {
 	Version   int         `json:"version"`
 	Subclouds []ownedJSON `json:"subclouds"`
 }
+
+// ownedVersion is the owner's table's version: 2 added the size it keeps,
+// the plan it repairs with, its repairs and the members it dropped.
+const ownedVersion = 2
 
 // openOwned restores the subclouds this peer owns from dataDir ("" for
 // none), so that a restarted owner renews and can release them.
@@ -129,7 +200,9 @@ func openOwned(dataDir string) (map[string]*ownedSubcloud, string, error) {
 	return owned, note, err
 }
 
-// decodeOwned reads the owner's table, bounded and checked.
+// decodeOwned reads the owner's table, bounded and checked. A version 1
+// table (no plan) gives subclouds that keep their size but are not
+// repaired.
 func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
 	var doc ownedDoc
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -137,23 +210,41 @@ func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, err
 	}
-	if doc.Version != 1 {
-		return nil, fmt.Errorf("version %d, want 1", doc.Version)
+	if doc.Version != 1 && doc.Version != ownedVersion {
+		return nil, fmt.Errorf("version %d, want 1 or %d", doc.Version, ownedVersion)
 	}
 	out := map[string]*ownedSubcloud{}
 	for _, j := range doc.Subclouds {
 		switch {
 		case j.Name == "" || len(j.Name) > subcloud.MaxNameBytes || len(j.Token) < 16 || len(j.Token) > subcloud.MaxTokenBytes ||
 			len(j.Key) > subcloud.MaxTokenBytes || j.Lease < subcloud.MinLease || j.Lease > subcloud.MaxLease ||
-			len(j.Members) > query.MaxReserve || out[j.Name] != nil:
+			len(j.Members) > query.MaxReserve || len(j.Order) > 2*query.MaxReserve || len(j.Dropped) > 4*query.MaxReserve ||
+			j.Target < 0 || j.Target > query.MaxReserve || j.Repairs < 0 || out[j.Name] != nil:
 			return nil, fmt.Errorf("subcloud %q out of bounds", j.Name)
 		}
-		o := &ownedSubcloud{name: j.Name, token: j.Token, key: j.Key, lease: j.Lease, members: map[string]time.Time{}}
+		o := &ownedSubcloud{name: j.Name, token: j.Token, key: j.Key, lease: j.Lease, members: map[string]time.Time{},
+			order: j.Order, target: j.Target, since: j.Since, repairs: j.Repairs, lastRepair: j.LastRepair,
+			dropped: map[string]time.Time{}}
 		for m, exp := range j.Members {
 			if m == "" || len(m) > subcloud.MaxNameBytes {
 				return nil, fmt.Errorf("subcloud %q: a bad member name", j.Name)
 			}
 			o.members[m] = exp
+		}
+		for m, exp := range j.Dropped {
+			if m == "" || len(m) > subcloud.MaxNameBytes {
+				return nil, fmt.Errorf("subcloud %q: a bad member name", j.Name)
+			}
+			o.dropped[m] = exp
+		}
+		if len(j.Plan) > 0 {
+			if _, err := query.Decode(j.Plan); err != nil {
+				return nil, fmt.Errorf("subcloud %q: its plan: %w", j.Name, err)
+			}
+			o.plan, o.repair = j.Plan, !j.NoRepair
+		}
+		if o.target == 0 {
+			o.target = len(o.members)
 		}
 		out[j.Name] = o
 	}
@@ -166,9 +257,11 @@ func (n *Node) persistOwned() {
 	if n.cfg.DataDir == "" {
 		return
 	}
-	doc := ownedDoc{Version: 1}
+	doc := ownedDoc{Version: ownedVersion}
 	for _, o := range n.owned {
-		j := ownedJSON{Name: o.name, Token: o.token, Key: o.key, Lease: o.lease, Members: map[string]time.Time{}}
+		j := ownedJSON{Name: o.name, Token: o.token, Key: o.key, Lease: o.lease, Members: map[string]time.Time{},
+			Order: o.ranked(), Plan: o.plan, Target: o.target, NoRepair: !o.repair, Since: o.since,
+			Repairs: o.repairs, LastRepair: o.lastRepair, Dropped: o.dropped}
 		for m, exp := range o.members {
 			j.Members[m] = exp
 		}
@@ -233,308 +326,12 @@ func (n *Node) tagger() {
 		if l, ok := n.currentLease(); ok {
 			tags[TagSubcloud], tags[tagOwner] = l.Subcloud, l.Owner
 			tags[tagUntil] = strconv.FormatInt(l.Expires.Unix(), 10)
+			since := l.Since
+			if since.IsZero() {
+				since = l.Granted
+			}
+			tags[tagSince] = strconv.FormatInt(since.UnixMilli(), 10)
 		}
 		n.net.SetTags(tags)
 	}
-}
-
-// leaseLoop frees an expired lease from the tags, and renews the subclouds
-// this peer owns, at a third of their lease.
-func (n *Node) leaseLoop() {
-	defer n.wg.Done()
-	t := n.clock.NewTicker(n.cfg.LeaseTick)
-	defer t.Stop()
-	shown := false
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C():
-		}
-		_, held := n.currentLease()
-		if shown && !held {
-			n.showLease() // lapsed: the peer is free again
-		}
-		shown = held
-		now := n.clock.Now()
-		n.ownMu.Lock()
-		var due []*ownedSubcloud
-		for _, o := range n.owned {
-			if now.Sub(o.renewed) >= o.lease/3 {
-				due = append(due, o)
-			}
-		}
-		n.ownMu.Unlock()
-		for _, o := range due {
-			n.renew(o)
-		}
-	}
-}
-
-// callLease sends one lease request and returns the peer's reply.
-func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.ExchangeTimeout)
-	defer cancel()
-	resp, err := n.net.Exchange(ctx, to, encodeBatch(batch{Entries: []entry{{Kind: protoLease, Msg: req.Encode()}}}))
-	if err != nil {
-		return subcloud.Reply{}, err
-	}
-	b, err := decodeBatch(resp)
-	if err != nil {
-		return subcloud.Reply{}, err
-	}
-	if len(b.Entries) != 1 || b.Entries[0].Kind != protoLease {
-		return subcloud.Reply{}, fmt.Errorf("node: %s answered a lease request with %d entries", to, len(b.Entries))
-	}
-	return subcloud.DecodeReply(b.Entries[0].Msg)
-}
-
-type leaseReply struct {
-	peer string
-	rep  subcloud.Reply
-	err  error
-}
-
-// callLeases sends the same request to peers in parallel and returns the
-// replies.
-func (n *Node) callLeases(peers []string, req subcloud.Request) []leaseReply {
-	out := make([]leaseReply, len(peers))
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rep, err := n.callLease(n.ctx, p, req)
-			out[i] = leaseReply{p, rep, err}
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-// renew extends the subcloud's leases. A member that refuses is dropped;
-// one that cannot be reached is kept until its last confirmed expiry (it
-// may come back), then dropped.
-func (n *Node) renew(o *ownedSubcloud) {
-	n.ownMu.Lock()
-	peers := o.names()
-	n.ownMu.Unlock()
-	replies := n.callLeases(peers, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: o.lease})
-	now := n.clock.Now()
-	n.ownMu.Lock()
-	defer n.ownMu.Unlock()
-	for _, r := range replies {
-		switch {
-		case r.err == nil && r.rep.OK:
-			o.members[r.peer] = time.Unix(0, r.rep.Expires)
-		case r.err == nil, !now.Before(o.members[r.peer]):
-			delete(o.members, r.peer)
-			why := "its lease lapsed unrenewed"
-			if r.err == nil {
-				why = fmt.Sprintf("it refused the renewal: %v", r.rep.Err())
-			}
-			n.logf("subcloud %s: lost member %s (%s); %d member(s) left", o.name, r.peer, why, len(o.members))
-		}
-	}
-	o.renewed = now
-	n.persistOwned()
-}
-
-// ErrNotEnoughPeers is returned when a RESERVE could not get the peers it
-// needs; nothing stays reserved.
-var ErrNotEnoughPeers = api.ErrNotEnoughPeers
-
-// reserve runs RESERVE: candidates by top-k, then a subcloud.Claimer
-// claims them in rank order, backfilling refusals, all-or-nothing unless
-// AT LEAST.
-func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
-	ctx, leave, err := n.Admit(ctx) // one place for all its searches
-	if err != nil {
-		return nil, err
-	}
-	defer leave()
-	spec := plan.Reserve
-	start := n.clock.Now()
-	n.ownMu.Lock()
-	if o, ok := n.owned[spec.Name]; ok {
-		n.ownMu.Unlock()
-		if spec.Key != "" && o.key == spec.Key {
-			return n.ownedResult(plan, o, start), nil // a retry: the same subcloud
-		}
-		return nil, fmt.Errorf("node: this peer already owns a subcloud %s", spec.Name)
-	}
-	n.ownMu.Unlock()
-	// A name held by live leases is taken, whoever holds them.
-	for m, l := range n.leaseView(n.net.Members()) {
-		if l.subcloud == spec.Name {
-			return nil, fmt.Errorf("node: subcloud %s is held by %s (%s holds its lease)", spec.Name, l.owner, m)
-		}
-	}
-	var tok [16]byte
-	rand.Read(tok[:])
-	lease := time.Duration(spec.LeaseSeconds * float64(time.Second))
-	o := &ownedSubcloud{name: spec.Name, token: hex.EncodeToString(tok[:]), key: spec.Key, lease: lease, members: map[string]time.Time{}}
-	c, err := subcloud.NewClaimer(subcloud.ClaimerConfig{Subcloud: spec.Name, Owner: n.Name(), Token: o.token, Key: spec.Key,
-		N: spec.N, AtLeast: spec.AtLeast, Lease: lease})
-	if err != nil {
-		return nil, err
-	}
-	replies := make(chan leaseReply)
-	inflight := 0
-	var releases []subcloud.Message
-	send := func() {
-		for _, m := range c.Outbox() {
-			if m.Req.Op != subcloud.OpClaim {
-				releases = append(releases, m)
-				continue
-			}
-			inflight++
-			go func() {
-				rep, err := n.callLease(n.ctx, m.To, m.Req)
-				replies <- leaseReply{m.To, rep, err}
-			}()
-		}
-	}
-	// The leases claimed so far are renewed while the RESERVE runs: one
-	// that takes longer than a lease must not return peers that have
-	// lapsed, or been taken by another owner since.
-	held := map[string]time.Time{} // member → its lease's expiry
-	keep := n.clock.NewTicker(n.cfg.LeaseTick)
-	defer keep.Stop()
-	renewHeld := func() {
-		now := n.clock.Now()
-		var due []string
-		for m, exp := range held {
-			if exp.Sub(now) < 2*lease/3 {
-				due = append(due, m)
-			}
-		}
-		for _, r := range n.callLeases(due, subcloud.Request{Op: subcloud.OpRenew, Subcloud: spec.Name, Token: o.token, For: lease}) {
-			switch {
-			case r.err == nil && r.rep.OK:
-				held[r.peer] = time.Unix(0, r.rep.Expires)
-			case r.err == nil, !now.Before(held[r.peer]):
-				delete(held, r.peer)
-				c.Lost(r.peer)
-			}
-		}
-	}
-	var cands *Result
-	for c.State() != subcloud.Done {
-		if c.State() == subcloud.NeedCandidates {
-			if c.Searches() > 0 {
-				// Owners racing for the same peers back off by a random
-				// fraction of a round or two, so that they stop colliding.
-				n.mu.Lock()
-				wait := time.Duration(n.r.Int64N(int64(2 * n.cfg.Round)))
-				n.mu.Unlock()
-				select {
-				case <-n.clock.After(wait):
-				case <-ctx.Done():
-					c.Abort(ctx.Err())
-					continue
-				}
-			}
-			if cands, err = n.gossip(ctx, plan, progress); err != nil {
-				c.Abort(err)
-				continue
-			}
-			renewHeld()
-			c.Candidates(cands.Nodes)
-			send()
-			continue
-		}
-		select {
-		case r := <-replies:
-			inflight--
-			if r.err == nil && r.rep.OK {
-				held[r.peer] = time.Unix(0, r.rep.Expires)
-			}
-			c.Step(r.peer, r.rep, r.err)
-			send()
-		case <-keep.C():
-			renewHeld()
-			send()
-		case <-ctx.Done():
-			c.Abort(ctx.Err())
-		}
-	}
-	// Releases go out only once every claim in flight has come back, so
-	// that none overtakes the claim it undoes.
-	for ; inflight > 0; inflight-- {
-		<-replies
-	}
-	send()
-	for _, m := range releases {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.callLease(n.ctx, m.To, m.Req)
-		}()
-	}
-	members, err := c.Result()
-	if err != nil {
-		if errors.Is(err, subcloud.ErrNotEnoughPeers) {
-			return nil, &api.Error{Code: api.CodeNotEnoughPeers, Message: err.Error() + "; nothing stays reserved"}
-		}
-		return nil, err
-	}
-	now := n.clock.Now()
-	for _, m := range members {
-		o.members[m] = held[m]
-	}
-	o.renewed = now
-	n.ownMu.Lock()
-	n.owned[spec.Name] = o
-	delete(n.released, spec.Name)
-	n.persistOwned()
-	n.ownMu.Unlock()
-	res := n.ownedResult(plan, o, start)
-	res.Rounds, res.Peers = cands.Rounds, cands.Peers
-	return res, nil
-}
-
-func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) *Result {
-	res := &query.Result{Columns: []query.Column{{Name: "node", Kind: query.KindString},
-		{Name: "subcloud", Kind: query.KindString}, {Name: "expires_in", Kind: query.KindDuration}}}
-	now := n.clock.Now()
-	n.ownMu.Lock()
-	for _, m := range o.names() {
-		res.Rows = append(res.Rows, []query.Value{query.Str(m), query.Str(o.name),
-			query.Num(query.KindDuration, o.members[m].Sub(now).Seconds())})
-		res.Nodes = append(res.Nodes, m)
-	}
-	n.ownMu.Unlock()
-	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, Elapsed: now.Sub(start)}
-}
-
-// release runs RELEASE: the owner frees its members at once.
-func (n *Node) release(plan *query.Plan) (*Result, error) {
-	start := n.clock.Now()
-	name := plan.Local.Release
-	n.ownMu.Lock()
-	o, ok := n.owned[name]
-	delete(n.owned, name)
-	var members []string
-	if ok {
-		members = o.names()
-		// Until the members' tags say so, answers from tags must not
-		// show what this peer has just released (read your writes).
-		n.released[name] = start
-		n.persistOwned()
-	}
-	n.ownMu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("node: this peer owns no subcloud %s", name)
-	}
-	freed := 0
-	for _, r := range n.callLeases(members, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: o.token}) {
-		if r.err == nil && r.rep.OK {
-			freed++
-		}
-	}
-	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount}},
-		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed))}}}
-	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
-		Elapsed: n.clock.Now().Sub(start)}, nil
 }

@@ -16,6 +16,7 @@ import (
 type leaseOf struct {
 	subcloud, owner string
 	until           int64 // Unix seconds
+	since           int64 // the subcloud's creation, Unix milliseconds; 0 unknown
 }
 
 // leaseView is every member's lease as this peer knows it: from the members'
@@ -41,7 +42,8 @@ func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
 			continue
 		}
 		until, _ := strconv.ParseInt(m.Tags[tagUntil], 10, 64)
-		view[m.Name] = leaseOf{subcloud: sub, owner: m.Tags[tagOwner], until: until}
+		since, _ := strconv.ParseInt(m.Tags[tagSince], 10, 64)
+		view[m.Name] = leaseOf{subcloud: sub, owner: m.Tags[tagOwner], until: until, since: since}
 	}
 	// A released subcloud is forgotten once no tag shows it any more, or
 	// after its leases would have lapsed anyway.
@@ -57,7 +59,7 @@ func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
 	for _, o := range n.owned {
 		for m, exp := range o.members {
 			if live[m] && exp.After(now) {
-				view[m] = leaseOf{subcloud: o.name, owner: n.Name(), until: exp.Unix()}
+				view[m] = leaseOf{subcloud: o.name, owner: n.Name(), until: exp.Unix(), since: o.since.UnixMilli()}
 			}
 		}
 	}
@@ -79,6 +81,7 @@ func (n *Node) memberRecords() []query.Record {
 		delete(rec, TagSubcloud)
 		delete(rec, tagOwner)
 		delete(rec, tagUntil)
+		delete(rec, tagSince)
 		if l, ok := view[m.Name]; ok {
 			rec["reserved"], rec[TagSubcloud] = query.Bool(true), query.Str(l.subcloud)
 			rec[tagOwner], rec[tagUntil] = query.Str(l.owner), query.Str(strconv.FormatInt(l.until, 10))
@@ -119,41 +122,61 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 				query.Str(a.Origin.String()), query.Str(a.Doc)})
 		}
 	case query.ShowSubclouds:
-		// Subclouds show in members' tags: name, owner, size, and the
-		// earliest expiry among the members.
-		res.Columns = []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
-			col("size", query.KindCount), col("earliest expiry", query.KindDuration), col("members", query.KindString)}
-		type sc struct {
-			owner   string
-			members []string
-			until   int64
-		}
-		subs := map[string]*sc{}
-		for name, l := range n.leaseView(n.net.Members()) {
-			s := subs[l.subcloud]
-			if s == nil {
-				s = &sc{owner: l.owner}
-				subs[l.subcloud] = s
-			}
-			s.members = append(s.members, name)
-			if l.until > 0 && (s.until == 0 || l.until < s.until) {
-				s.until = l.until
-			}
-		}
-		var names []string
-		for name := range subs {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			s := subs[name]
-			sort.Strings(s.members)
-			res.Rows = append(res.Rows, []query.Value{query.Str(name), query.Str(s.owner),
-				query.Num(query.KindCount, float64(len(s.members))),
-				query.Num(query.KindDuration, math.Max(0, time.Unix(s.until, 0).Sub(n.clock.Now()).Seconds())),
-				query.Str(strings.Join(s.members, ","))})
-		}
+		res.Columns, res.Rows = n.showSubclouds()
 	}
 	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true}, nil
+}
+
+// showSubclouds lists the subclouds the membership shows, each counted as
+// its one owner's leases (rightful): name, owner, the size the owner keeps
+// it at, its size now, the repairs done and how long ago the last one was,
+// the earliest expiry among its members, and the members. The target and
+// the repairs are the owner's own: another agent shows them as NULL.
+func (n *Node) showSubclouds() ([]query.Column, [][]query.Value) {
+	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
+	cols := []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
+		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
+		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("members", query.KindString)}
+	now := n.clock.Now()
+	byName := holders(n.leaseView(n.net.Members()))
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	for name, o := range n.owned {
+		if byName[name] == nil {
+			// Owned, with every member lost: it is still the owner's, and
+			// it is being repaired.
+			byName[name] = map[string]*nameHolder{n.Name(): {owner: n.Name(), since: o.since.UnixMilli()}}
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for name := range byName {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var rows [][]query.Value
+	for _, name := range names {
+		h := rightful(byName[name])
+		if o, ok := n.owned[name]; ok && h.owner != n.Name() {
+			h = &nameHolder{owner: n.Name(), since: o.since.UnixMilli()} // an owner knows its own
+		}
+		target, repairs, last := query.Null, query.Null, query.Null
+		members := h.members
+		if o, ok := n.owned[name]; ok {
+			target, repairs = query.Num(query.KindCount, float64(o.target)), query.Num(query.KindCount, float64(o.repairs))
+			if !o.lastRepair.IsZero() {
+				last = query.Num(query.KindDuration, now.Sub(o.lastRepair).Seconds())
+			}
+			members = o.ranked()
+		} else {
+			sort.Strings(members)
+		}
+		expiry := query.Null
+		if h.until > 0 {
+			expiry = query.Num(query.KindDuration, math.Max(0, time.Unix(h.until, 0).Sub(now).Seconds()))
+		}
+		rows = append(rows, []query.Value{query.Str(name), query.Str(h.owner), target,
+			query.Num(query.KindCount, float64(len(members))), repairs, last, expiry, query.Str(strings.Join(members, ","))})
+	}
+	return cols, rows
 }

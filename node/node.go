@@ -208,8 +208,11 @@ type Node struct {
 
 	leases *leaseState
 	tagCh  chan struct{} // asks the tagger to show the lease
-	ownMu  sync.Mutex
-	owned  map[string]*ownedSubcloud
+	// repairKick asks the lease loop to repair the subclouds this peer
+	// owns now (a member failed).
+	repairKick chan struct{}
+	ownMu      sync.Mutex
+	owned      map[string]*ownedSubcloud
 	// released are the subclouds this peer released lately, by when:
 	// answers from tags leave them out until the tags catch up.
 	released map[string]time.Time
@@ -276,7 +279,8 @@ func New(cfg Config, net Network) (*Node, error) {
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		leases: leases, owned: owned, released: map[string]time.Time{}, tagCh: make(chan struct{}, 1),
-		done: make(chan struct{})}
+		repairKick: make(chan struct{}, 1),
+		done:       make(chan struct{})}
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
 		return nil, err
@@ -369,8 +373,12 @@ func (n *Node) record() query.Record {
 	// The lease table, not the tags (which lag), says whether it is held.
 	delete(rec, TagSubcloud)
 	rec["reserved"] = query.Bool(false)
+	delete(rec, tagOwner)
+	delete(rec, tagUntil)
+	delete(rec, tagSince)
 	if l, ok := n.currentLease(); ok {
 		rec[TagSubcloud], rec["reserved"] = query.Str(l.Subcloud), query.Bool(true)
+		rec[tagOwner] = query.Str(l.Owner)
 	}
 	return query.DefaultCatalog().Clamp(rec)
 }
@@ -472,7 +480,8 @@ func (n *Node) watch() {
 			for _, q := range n.queries {
 				q.membershipChanged(e)
 			}
-			if e.Kind == overlay.MemberFailed || e.Kind == overlay.MemberLeft {
+			gone := e.Kind == overlay.MemberFailed || e.Kind == overlay.MemberLeft
+			if gone {
 				dead := map[peer.ID]bool{}
 				for _, name := range e.Members {
 					dead[peerID(name)] = true
@@ -482,6 +491,9 @@ func (n *Node) watch() {
 				}
 			}
 			n.mu.Unlock()
+			if gone {
+				n.membersGone(e.Kind, e.Members)
+			}
 		}
 	}
 }
@@ -837,11 +849,22 @@ var ErrClosed = errors.New("node: the peer is shutting down")
 // goroutine and outside its lock; it must not block for long.
 func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
 	start := n.clock.Now()
+	if plan.Subcloud != "" {
+		// A subcloud's members are the leases of its one owner; a name
+		// nobody holds is an error, not an empty answer after a gossip run.
+		owner, ok := n.subcloudOwner(plan.Subcloud)
+		if !ok {
+			return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s", plan.Subcloud)}
+		}
+		plan = plan.OwnedBy(owner)
+	}
 	switch {
 	case plan.Kind == query.PlanReserve:
 		return n.reserve(ctx, plan, progress)
 	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
 		return n.release(plan)
+	case plan.Kind == query.PlanLocal && plan.Local.Alter != nil:
+		return n.alter(ctx, plan)
 	case plan.Kind == query.PlanLocal:
 		return n.local(plan, start)
 	case plan.FromTags:

@@ -59,9 +59,9 @@ func TestReserveRelease(t *testing.T) {
 		var show *Result
 		until(20*time.Second, func() bool {
 			show = ask(t, c.nodes[9], compile(t, c.nodes[9], "SHOW SUBCLOUDS"))
-			return len(show.Rows) == 1 && show.Rows[0][2].Num == 5
+			return len(show.Rows) == 1 && show.Rows[0][3].Num == 5
 		})
-		if len(show.Rows) != 1 || show.Rows[0][0].Str != "batch" || show.Rows[0][2].Num != 5 || show.Rows[0][1].Str != owner.Name() {
+		if len(show.Rows) != 1 || show.Rows[0][0].Str != "batch" || show.Rows[0][3].Num != 5 || show.Rows[0][1].Str != owner.Name() {
 			t.Errorf("SHOW SUBCLOUDS: %v", show.Rows)
 		}
 		// Another owner asking for more than the free peers gets nothing.
@@ -261,6 +261,232 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 		}
 		if _, ok := n.currentLease(); ok {
 			t.Error("the peer holds a lease it could not persist")
+		}
+	})
+}
+
+// leaseHolders is, for each subcloud, the live peers that hold its lease,
+// by owner: the truth that the owner's account is judged against.
+func (c *cluster) leaseHolders() map[string]map[string][]string {
+	out := map[string]map[string][]string{}
+	for _, n := range c.nodes {
+		if n.closed() {
+			continue
+		}
+		if l, ok := n.currentLease(); ok {
+			if out[l.Subcloud] == nil {
+				out[l.Subcloud] = map[string][]string{}
+			}
+			out[l.Subcloud][l.Owner] = append(out[l.Subcloud][l.Owner], n.Name())
+		}
+	}
+	return out
+}
+
+func (c *cluster) index(name string) int {
+	for i, n := range c.nodes {
+		if n.Name() == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// ownedSize is the owner's count of a subcloud's members and its target.
+func ownedSize(n *Node, name string) (size, target, repairs int) {
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	o, ok := n.owned[name]
+	if !ok {
+		return -1, -1, -1
+	}
+	return len(o.members), o.target, o.repairs
+}
+
+// Self-repair: members that crash are replaced within the failure
+// detection time and a claim round; one cut off by a partition is
+// replaced too, and released when it comes back; NO REPAIR only shrinks.
+// Through it all, what the owner counts is what the peers hold.
+func TestSubcloudRepair(t *testing.T) {
+	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		owner := c.nodes[2]
+		res := ask(t, owner, compile(t, owner, "RESERVE 5 FROM peers ORDER BY reliability DESC AS r FOR 1m"))
+		keep := ask(t, owner, compile(t, owner, "RESERVE 3 FROM peers ORDER BY reliability ASC AS k FOR 1m NO REPAIR"))
+		agree := func(name string, want int) bool {
+			size, _, _ := ownedSize(owner, name)
+			h := c.leaseHolders()[name]
+			return size == want && len(h) == 1 && len(h[owner.Name()]) == want
+		}
+		crashed := time.Now()
+		c.kill(c.index(res.Nodes[0]))
+		c.kill(c.index(res.Nodes[1]))
+		c.kill(c.index(keep.Nodes[0]))
+		detect := fakenet.DefaultConfig().Detect
+		if !until(detect+5*time.Second, func() bool { return agree("r", 5) }) {
+			size, _, _ := ownedSize(owner, "r")
+			t.Fatalf("after two members crashed: the owner counts %d, the peers hold %v", size, c.leaseHolders()["r"])
+		}
+		t.Logf("two crashed members replaced %v after the crash (failure detection %v)", time.Since(crashed), detect)
+		if size, target, repairs := ownedSize(owner, "r"); size != 5 || target != 5 || repairs != 2 {
+			t.Errorf("r: size %d, target %d, repairs %d; want 5, 5, 2", size, target, repairs)
+		}
+		if !agree("k", 2) {
+			size, _, _ := ownedSize(owner, "k")
+			t.Errorf("NO REPAIR: the owner counts %d, the peers hold %v; want 2", size, c.leaseHolders()["k"])
+		}
+		show := ask(t, owner, compile(t, owner, "SHOW SUBCLOUDS"))
+		want := map[string]string{"k": "3 2 0 true", "r": "5 5 2 false"}
+		for _, row := range show.Rows {
+			got := fmt.Sprintf("%v %v %v %v", row[2].Num, row[3].Num, row[4].Num, row[5].Kind == query.KindNull)
+			if got != want[row[0].Str] {
+				t.Errorf("SHOW SUBCLOUDS %s: target, size, repairs, no repair yet = %s; want %s", row[0].Str, got, want[row[0].Str])
+			}
+		}
+		// A member cut off from everyone keeps its lease until it
+		// lapses; the owner replaces it, and releases it when it is back.
+		cut := c.nodes[c.index(res.Nodes[2])]
+		c.net.Partition([]string{cut.Name()})
+		if !until(detect+5*time.Second, func() bool {
+			size, _, repairs := ownedSize(owner, "r")
+			return size == 5 && repairs == 3
+		}) {
+			t.Fatalf("the cut-off member was not replaced: %v", c.leaseHolders()["r"])
+		}
+		if l, ok := cut.currentLease(); !ok || l.Subcloud != "r" {
+			t.Fatalf("the cut-off member should still hold its lease: %+v", l)
+		}
+		c.net.Heal()
+		if !until(5*time.Second, func() bool { _, held := cut.currentLease(); return !held }) {
+			t.Errorf("the replaced member came back and kept its lease")
+		}
+		if !agree("r", 5) {
+			t.Errorf("after the heal: the peers hold %v", c.leaseHolders()["r"])
+		}
+	})
+}
+
+// A former member that comes back while the subcloud still lacks it (no
+// free peer could replace it) is taken back, not released.
+func TestSubcloudTakesBackAReturningMember(t *testing.T) {
+	fake(t, 6, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		owner := c.nodes[0]
+		res := ask(t, owner, compile(t, owner, "RESERVE 6 AS all FOR 1m"))
+		cut := res.Nodes[0]
+		c.net.Partition([]string{cut})
+		if !until(10*time.Second, func() bool { size, _, _ := ownedSize(owner, "all"); return size == 5 }) {
+			t.Fatal("the cut-off member was never dropped")
+		}
+		c.net.Heal()
+		if !until(5*time.Second, func() bool { size, _, _ := ownedSize(owner, "all"); return size == 6 }) {
+			size, _, _ := ownedSize(owner, "all")
+			t.Fatalf("the returning member was not taken back: %d members, holders %v", size, c.leaseHolders()["all"])
+		}
+		if _, _, repairs := ownedSize(owner, "all"); repairs != 0 {
+			t.Errorf("%d repairs: the member should have been taken back, not released and claimed again", repairs)
+		}
+		if h := c.leaseHolders()["all"][owner.Name()]; len(h) != 6 {
+			t.Errorf("holders %v", h)
+		}
+	})
+}
+
+// Two owners reserve one name at once, faster than tags spread: both
+// succeed at first; then the younger (here: by name, they started
+// together) gives the name up and releases its members, and every answer
+// counts the rightful owner's members only. A later RESERVE of the name
+// is refused.
+func TestSubcloudNameIsUnique(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.TagDelay = 3 * time.Second
+		c := startFake(t, 30, fcfg, 1, nil)
+		a, b := c.nodes[1], c.nodes[2]
+		var wg sync.WaitGroup
+		for _, n := range []*Node{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ask(t, n, compile(t, n, "RESERVE 3 AS dup FOR 1m"))
+			}()
+		}
+		wg.Wait()
+		if h := c.leaseHolders()["dup"]; len(h) != 2 {
+			t.Logf("only %d owner(s) got the name at first: %v", len(h), h)
+		}
+		if !until(10*time.Second, func() bool {
+			h := c.leaseHolders()["dup"]
+			return len(h) == 1 && len(h[a.Name()]) == 3
+		}) {
+			t.Fatalf("holders of dup: %v; want only %s's 3", c.leaseHolders()["dup"], a.Name())
+		}
+		if size, _, _ := ownedSize(b, "dup"); size != -1 {
+			t.Errorf("%s still owns dup (%d members)", b.Name(), size)
+		}
+		for _, n := range []*Node{a, b, c.nodes[9]} {
+			var show *Result
+			until(5*time.Second, func() bool {
+				show = ask(t, n, compile(t, n, "SHOW SUBCLOUDS"))
+				return len(show.Rows) == 1 && show.Rows[0][1].Str == a.Name() && show.Rows[0][3].Num == 3
+			})
+			if len(show.Rows) != 1 || show.Rows[0][1].Str != a.Name() || show.Rows[0][3].Num != 3 {
+				t.Errorf("SHOW SUBCLOUDS at %s: %v", n.Name(), show.Rows)
+			}
+			if got := ask(t, n, compile(t, n, "SELECT COUNT(*) FROM SUBCLOUD dup")); got.Rows[0][0].Num != 3 {
+				t.Errorf("COUNT FROM SUBCLOUD dup at %s: %v", n.Name(), got.Rows)
+			}
+		}
+		_, err := c.nodes[5].Query(context.Background(), compile(t, c.nodes[5], "RESERVE 2 AS dup FOR 1m"), nil)
+		if err == nil || err.Error() != "subcloud dup is held by "+a.Name() {
+			t.Errorf("a third RESERVE of dup: %v", err)
+		}
+		c.close()
+	})
+}
+
+// ALTER SUBCLOUD: RESIZE grows by the next candidates and shrinks from
+// the lowest-ranked; a RESIZE that cannot be met changes nothing; EXTEND
+// renews every member for the new length; only the owner may.
+func TestAlterSubcloud(t *testing.T) {
+	fake(t, 20, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		owner, other := c.nodes[3], c.nodes[4]
+		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers ORDER BY reliability DESC AS a FOR 1m"))
+		best := res.Nodes[:2]
+		if got := ask(t, owner, compile(t, owner, "ALTER SUBCLOUD a RESIZE TO 7")); len(got.Nodes) != 7 {
+			t.Fatalf("RESIZE TO 7: %v", got.Nodes)
+		}
+		if h := c.leaseHolders()["a"][owner.Name()]; len(h) != 7 {
+			t.Errorf("after RESIZE TO 7 the peers hold %v", h)
+		}
+		got := ask(t, owner, compile(t, owner, "ALTER SUBCLOUD a RESIZE TO 2"))
+		if fmt.Sprint(got.Nodes) != fmt.Sprint(best) {
+			t.Errorf("RESIZE TO 2 kept %v, want the two best %v", got.Nodes, best)
+		}
+		if h := c.leaseHolders()["a"][owner.Name()]; len(h) != 2 {
+			t.Errorf("after RESIZE TO 2 the peers hold %v", h)
+		}
+		_, err := owner.Query(context.Background(), compile(t, owner, "ALTER SUBCLOUD a RESIZE TO 25"), nil)
+		if !errors.Is(err, ErrNotEnoughPeers) || !strings.Contains(err.Error(), "nothing changed") {
+			t.Errorf("RESIZE above the free peers: %v", err)
+		}
+		elapse(time.Second) // its releases
+		if size, target, _ := ownedSize(owner, "a"); size != 2 || target != 2 || len(c.leaseHolders()["a"][owner.Name()]) != 2 {
+			t.Errorf("after a failed RESIZE: size %d target %d, holders %v", size, target, c.leaseHolders()["a"])
+		}
+		ask(t, owner, compile(t, owner, "ALTER SUBCLOUD a EXTEND FOR 2h"))
+		for _, m := range best {
+			if l, _ := c.nodes[c.index(m)].currentLease(); l.Expires.Sub(time.Now()) < 119*time.Minute {
+				t.Errorf("%s expires in %v after EXTEND FOR 2h", m, l.Expires.Sub(time.Now()))
+			}
+		}
+		for src, want := range map[string]string{
+			"ALTER SUBCLOUD a EXTEND FOR 1h": "subcloud a is owned by " + owner.Name() + " — alter it there",
+			"RELEASE a":                      "subcloud a is owned by " + owner.Name() + " — release it there",
+			"ALTER SUBCLOUD b RESIZE TO 3":   "unknown subcloud b",
+		} {
+			until(5*time.Second, func() bool { _, ok := other.subcloudOwner("a"); return ok }) // the tags spread
+			if _, err := other.Query(context.Background(), compile(t, other, src), nil); err == nil || err.Error() != want {
+				t.Errorf("%s at another agent: %v, want %q", src, err, want)
+			}
 		}
 	})
 }

@@ -106,7 +106,18 @@ type Reserve struct {
 	OrderBy []*OrderKey
 	Name    *Ident
 	For     *Literal // nil when absent
-	With    []*Option
+	// NoRepair: the owner does not replace members that fail (NO REPAIR).
+	NoRepair bool
+	With     []*Option
+}
+
+// Alter is ALTER SUBCLOUD name RESIZE TO n, or ALTER SUBCLOUD name EXTEND
+// FOR d: exactly one of Resize and Extend is set.
+type Alter struct {
+	Pos    Pos
+	Name   *Ident
+	Resize *Literal
+	Extend *Literal
 }
 
 // Release is RELEASE name.
@@ -300,6 +311,7 @@ type Call struct {
 func (s *Select) Position() Pos  { return s.Pos }
 func (s *Reserve) Position() Pos { return s.Pos }
 func (s *Release) Position() Pos { return s.Pos }
+func (s *Alter) Position() Pos   { return s.Pos }
 func (s *Show) Position() Pos    { return s.Pos }
 func (s *Explain) Position() Pos { return s.Pos }
 func (e *Binary) Position() Pos  { return e.Pos }
@@ -315,6 +327,7 @@ func (e *Call) Position() Pos    { return e.Pos }
 func (*Select) statement()  {}
 func (*Reserve) statement() {}
 func (*Release) statement() {}
+func (*Alter) statement()   {}
 func (*Show) statement()    {}
 func (*Explain) statement() {}
 func (*Binary) expr()       {}

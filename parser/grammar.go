@@ -64,6 +64,7 @@ type gInner struct {
 	Reserve *gReserve `parser:"| @@"`
 	Release *gRelease `parser:"| @@"`
 	Show    *gShow    `parser:"| @@"`
+	Alter   *gAlter   `parser:"| @@"`
 }
 
 type gSelect struct {
@@ -106,14 +107,22 @@ type gOption struct {
 }
 
 type gReserve struct {
-	Pos     lexer.Position
-	Count   *gNumber     `parser:"'RESERVE' @@"`
-	From    *gSource     `parser:"( 'FROM' @@ )?"`
-	Where   *gOr         `parser:"( 'WHERE' @@ )?"`
-	OrderBy []*gOrderKey `parser:"( 'ORDER' 'BY' @@ ( ',' @@ )* )?"`
-	Name    *gIdent      `parser:"'AS' @@"`
-	For     *gNumber     `parser:"( 'FOR' @@ )?"`
-	With    []*gOption   `parser:"( 'WITH' @@ ( ',' @@ )* )?"`
+	Pos      lexer.Position
+	Count    *gNumber     `parser:"'RESERVE' @@"`
+	From     *gSource     `parser:"( 'FROM' @@ )?"`
+	Where    *gOr         `parser:"( 'WHERE' @@ )?"`
+	OrderBy  []*gOrderKey `parser:"( 'ORDER' 'BY' @@ ( ',' @@ )* )?"`
+	Name     *gIdent      `parser:"'AS' @@"`
+	For      *gNumber     `parser:"( 'FOR' @@ )?"`
+	NoRepair bool         `parser:"@( 'NO' 'REPAIR' )?"`
+	With     []*gOption   `parser:"( 'WITH' @@ ( ',' @@ )* )?"`
+}
+
+type gAlter struct {
+	Pos    lexer.Position
+	Name   *gIdent  `parser:"'ALTER' 'SUBCLOUD' @@"`
+	Resize *gNumber `parser:"( 'RESIZE' 'TO' @@"`
+	Extend *gNumber `parser:"| 'EXTEND' 'FOR' @@ )"`
 }
 
 type gRelease struct {

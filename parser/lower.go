@@ -24,6 +24,8 @@ func lowerInner(g *gInner) (Statement, error) {
 		return lowerSelect(g.Select)
 	case g.Reserve != nil:
 		return lowerReserve(g.Reserve)
+	case g.Alter != nil:
+		return lowerAlter(g.Alter)
 	case g.Release != nil:
 		name, err := unquoteIdent(g.Release.Name)
 		if err != nil {
@@ -117,10 +119,28 @@ func lowerReserve(g *gReserve) (*Reserve, error) {
 			return nil, err
 		}
 	}
+	r.NoRepair = g.NoRepair
 	if r.With, err = lowerOptions(g.With); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+func lowerAlter(g *gAlter) (*Alter, error) {
+	a := &Alter{Pos: g.Pos}
+	var err error
+	if a.Name, err = unquoteIdent(g.Name); err != nil {
+		return nil, err
+	}
+	if g.Resize != nil {
+		a.Resize, err = parseNumber(g.Resize.Pos, g.Resize.Raw)
+	} else {
+		a.Extend, err = parseNumber(g.Extend.Pos, g.Extend.Raw)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 func lowerSource(g *gSource) (*Source, error) {

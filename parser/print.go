@@ -66,8 +66,18 @@ func (s *Reserve) String() string {
 		b.WriteString(" FOR ")
 		b.WriteString(s.For.Raw)
 	}
+	if s.NoRepair {
+		b.WriteString(" NO REPAIR")
+	}
 	writeWith(&b, s.With)
 	return b.String()
+}
+
+func (s *Alter) String() string {
+	if s.Resize != nil {
+		return "ALTER SUBCLOUD " + QuoteIdent(s.Name.Name) + " RESIZE TO " + s.Resize.Raw
+	}
+	return "ALTER SUBCLOUD " + QuoteIdent(s.Name.Name) + " EXTEND FOR " + s.Extend.Raw
 }
 
 func (s *Release) String() string { return "RELEASE " + QuoteIdent(s.Name.Name) }

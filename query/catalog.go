@@ -75,6 +75,7 @@ var builtins = []Attr{
 	{Name: "rtt", Kind: KindDuration, Origin: OriginLocal, Doc: "estimated round-trip time to the asking peer (Serf coordinates)", Min: 0, Max: 3600},
 	{Name: "subcloud", Kind: KindString, Origin: OriginLease, Doc: "the subcloud the peer is reserved to, or NULL"},
 	{Name: "reserved", Kind: KindBool, Origin: OriginLease, Doc: "whether the peer holds a lease"},
+	{Name: "subcloud_owner", Kind: KindString, Origin: OriginLease, Doc: "the node that owns the peer's subcloud, or NULL"},
 }
 
 // WellKnownTags are the Serf tags DESIGN.md names; the default catalog

@@ -189,8 +189,19 @@ func (p *Plan) Validate() error {
 		return errors.New("local spec present on the wrong kind of plan")
 	}
 	if l := p.Local; l != nil {
-		if (l.Release == "") == (l.Show == 0) || l.Show >= showEnd || len(l.Release) > MaxStringBytes {
-			return errors.New("local spec must be one SHOW or one RELEASE")
+		set := 0
+		for _, b := range []bool{l.Release != "", l.Show != 0, l.Alter != nil} {
+			if b {
+				set++
+			}
+		}
+		if set != 1 || l.Show >= showEnd || len(l.Release) > MaxStringBytes {
+			return errors.New("local spec must be one SHOW, RELEASE or ALTER")
+		}
+		if a := l.Alter; a != nil && (a.Name == "" || len(a.Name) > MaxStringBytes || (a.Resize > 0) == (a.ExtendSeconds > 0) ||
+			a.Resize < 0 || a.Resize > MaxReserve || !finite(a.ExtendSeconds) || a.ExtendSeconds < 0 ||
+			a.ExtendSeconds > 0 && (a.ExtendSeconds < MinLeaseSeconds || a.ExtendSeconds > MaxLeaseSeconds)) {
+			return errors.New("alter spec out of range")
 		}
 	}
 	return nil

@@ -43,6 +43,8 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 		}
 	case *parser.Show:
 		p = &Plan{Kind: PlanLocal, Local: &LocalSpec{Show: showOf[s.What]}}
+	case *parser.Alter:
+		p, err = compileAlter(s)
 	default:
 		return nil, fmt.Errorf("query: unknown statement %T", stmt)
 	}
@@ -148,6 +150,23 @@ func (c *compiler) compileSource(src *parser.Source, where parser.Expr) (*Expr, 
 	return filter, nil
 }
 
+// OwnedBy returns a copy of a FROM SUBCLOUD plan that counts only the
+// members whose lease is owner's: a subcloud's name belongs to one owner,
+// and a peer still holding another owner's lease under the same name (a
+// race the loser is undoing) is not a member. Plans of other kinds are
+// returned as they are.
+func (p *Plan) OwnedBy(owner string) *Plan {
+	if p.Subcloud == "" {
+		return p
+	}
+	q := *p
+	q.Filter = and(q.Filter, &Expr{Op: OpEq, Kind: KindBool, Args: []*Expr{
+		{Op: OpAttr, Kind: KindString, Name: "subcloud_owner"},
+		constant(Str(owner)),
+	}})
+	return &q
+}
+
 func and(a, b *Expr) *Expr {
 	switch {
 	case a == nil:
@@ -245,15 +264,11 @@ func (c *compiler) compileReserve(r *parser.Reserve) (*Plan, error) {
 	}
 	spec := &ReserveSpec{Name: r.Name.Name, N: n, LeaseSeconds: c.cfg.LeaseSeconds}
 	if r.For != nil {
-		if r.For.Kind != parser.LitNumber || r.For.Unit != parser.UnitDuration {
-			return nil, parser.Errorf(r.For.Pos, "FOR needs a duration such as 2h, found %s", r.For.Raw)
+		if spec.LeaseSeconds, err = leaseDuration(r.For, "FOR"); err != nil {
+			return nil, err
 		}
-		if r.For.Num < MinLeaseSeconds || r.For.Num > MaxLeaseSeconds {
-			return nil, parser.Errorf(r.For.Pos, "lease %s is outside %s..%s", r.For.Raw,
-				FormatDuration(MinLeaseSeconds), FormatDuration(MaxLeaseSeconds))
-		}
-		spec.LeaseSeconds = r.For.Num
 	}
+	spec.NoRepair = r.NoRepair
 	p.Reserve = spec
 	filter, err := c.compileSource(nil, r.Where)
 	if err != nil {
@@ -286,6 +301,39 @@ func (c *compiler) compileReserve(r *parser.Reserve) (*Plan, error) {
 	p.Limited = true
 	p.FromTags = p.readsOnlyMembership()
 	return p, nil
+}
+
+func compileAlter(a *parser.Alter) (*Plan, error) {
+	if len(a.Name.Name) > MaxStringBytes {
+		return nil, parser.Errorf(a.Name.Pos, "subcloud name is longer than %d bytes", MaxStringBytes)
+	}
+	spec := &AlterSpec{Name: a.Name.Name}
+	if a.Resize != nil {
+		n, err := positiveInt(a.Resize, "RESIZE TO", MaxReserve)
+		if err != nil {
+			return nil, err
+		}
+		spec.Resize = n
+	} else {
+		secs, err := leaseDuration(a.Extend, "EXTEND FOR")
+		if err != nil {
+			return nil, err
+		}
+		spec.ExtendSeconds = secs
+	}
+	return &Plan{Kind: PlanLocal, Local: &LocalSpec{Alter: spec}}, nil
+}
+
+// leaseDuration reads a lease length (FOR, EXTEND FOR) within the limits.
+func leaseDuration(l *parser.Literal, what string) (float64, error) {
+	if l.Kind != parser.LitNumber || l.Unit != parser.UnitDuration {
+		return 0, parser.Errorf(l.Pos, "%s needs a duration such as 2h, found %s", what, l.Raw)
+	}
+	if l.Num < MinLeaseSeconds || l.Num > MaxLeaseSeconds {
+		return 0, parser.Errorf(l.Pos, "lease %s is outside %s..%s", l.Raw,
+			FormatDuration(MinLeaseSeconds), FormatDuration(MaxLeaseSeconds))
+	}
+	return l.Num, nil
 }
 
 // applyOptions reads WITH options into the plan.

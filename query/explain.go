@@ -162,9 +162,16 @@ func Explain(p *Plan, n int) string {
 	w("plan", "%s  (hash %s)", p.Kind, p.Hash())
 	switch p.Kind {
 	case PlanLocal:
-		if p.Local.Release != "" {
+		switch a := p.Local.Alter; {
+		case a != nil && a.Resize > 0:
+			w("protocol", "the owner of %s resizes it to %d: it claims the next candidates (gossip top-k over the free peers with the subcloud's own WHERE and ORDER BY) or releases its lowest-ranked members", quoteName(a.Name), a.Resize)
+			w("why", "all or nothing: if it cannot reach %d members, it releases what it claimed and the subcloud keeps its size", a.Resize)
+		case a != nil:
+			w("protocol", "none: the owner of %s renews every member's lease for %s from now, peer by peer", quoteName(a.Name), FormatDuration(a.ExtendSeconds))
+			w("why", "all or nothing: if a member refuses, the others are renewed back to the old lease length")
+		case p.Local.Release != "":
 			w("protocol", "none: the owner releases the leases of %s it holds, peer by peer", quoteName(p.Local.Release))
-		} else {
+		default:
 			w("protocol", "none: SHOW %s is answered by the asking peer from its member list and catalog", p.Local.Show)
 		}
 		return b.String()
@@ -186,6 +193,11 @@ func Explain(p *Plan, n int) string {
 			mode = fmt.Sprintf("at least %d", r.AtLeast)
 		}
 		w("why", "RESERVE %d AS %s for %s, %s", r.N, quoteName(r.Name), FormatDuration(r.LeaseSeconds), mode)
+		if r.NoRepair {
+			w("repair", "none (NO REPAIR): members that fail, leave or refuse a renewal are dropped")
+		} else {
+			w("repair", "the owner replaces members that fail, leave or refuse a renewal with the same search, one all-or-nothing claim each")
+		}
 	}
 	explainFilter(&b, w, p)
 	switch p.Kind {

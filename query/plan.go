@@ -19,7 +19,7 @@ const (
 	PlanTopK
 	// PlanReserve: a top-k with slack for candidates, then lease claims.
 	PlanReserve
-	// PlanLocal: answered by the asking peer alone (SHOW, RELEASE).
+	// PlanLocal: answered by the asking peer alone (SHOW, RELEASE, ALTER).
 	PlanLocal
 	planKindEnd
 )
@@ -163,6 +163,8 @@ type ReserveSpec struct {
 	AtLeast      int     `cbor:"3,keyasint,omitempty"` // accept m..N peers; 0 means all-or-nothing
 	LeaseSeconds float64 `cbor:"4,keyasint"`
 	Key          string  `cbor:"5,keyasint,omitempty"` // idempotency key
+	// NoRepair: the owner does not replace members that fail.
+	NoRepair bool `cbor:"6,keyasint,omitempty"`
 }
 
 // Show is what a SHOW statement lists. Its numbering is part of the plan's
@@ -191,8 +193,17 @@ func (s Show) String() string {
 
 // LocalSpec is a command the asking peer answers alone.
 type LocalSpec struct {
-	Show    Show   `cbor:"1,keyasint,omitempty"`
-	Release string `cbor:"2,keyasint,omitempty"`
+	Show    Show       `cbor:"1,keyasint,omitempty"`
+	Release string     `cbor:"2,keyasint,omitempty"`
+	Alter   *AlterSpec `cbor:"3,keyasint,omitempty"`
+}
+
+// AlterSpec is ALTER SUBCLOUD: a new size (Resize > 0) or a new lease
+// length from now for every member (ExtendSeconds > 0), one of the two.
+type AlterSpec struct {
+	Name          string  `cbor:"1,keyasint"`
+	Resize        int     `cbor:"2,keyasint,omitempty"`
+	ExtendSeconds float64 `cbor:"3,keyasint,omitempty"`
 }
 
 // Plan is a compiled statement. It holds no code: only data that Validate

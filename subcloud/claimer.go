@@ -32,6 +32,10 @@ type ClaimerConfig struct {
 	// AtLeast) once the candidates run out. 0 is all-or-nothing.
 	N, AtLeast int
 	Lease      time.Duration
+	// Since is the subcloud's creation, sent with every claim (Lease.Since):
+	// zero for a new subcloud, its first RESERVE's time for a repair or a
+	// RESIZE.
+	Since time.Time
 	// Searches is how many candidate lists the Claimer asks for before it
 	// gives up (the first included).
 	Searches int
@@ -225,7 +229,7 @@ func (c *Claimer) advance() {
 		c.queue = c.queue[1:]
 		c.pending[p], c.tried[p] = true, true
 		c.out = append(c.out, Message{To: p, Req: Request{Op: OpClaim, Subcloud: c.cfg.Subcloud, Owner: c.cfg.Owner,
-			Token: c.cfg.Token, Key: c.cfg.Key, For: c.cfg.Lease}})
+			Token: c.cfg.Token, Key: c.cfg.Key, For: c.cfg.Lease, Since: unixNano(c.cfg.Since)}})
 	}
 	if len(c.pending) > 0 {
 		return
@@ -291,3 +295,11 @@ func (c *Claimer) Result() ([]string, error) {
 
 // Tried is how many distinct peers it sent a claim to.
 func (c *Claimer) Tried() int { return len(c.tried) }
+
+// unixNano is t on the wire: 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

@@ -41,6 +41,8 @@ type Request struct {
 	Key      string `cbor:"5,keyasint,omitempty"`
 	// For is the lease's length (claim, renew), in nanoseconds.
 	For time.Duration `cbor:"6,keyasint,omitempty"`
+	// Since is the subcloud's creation (claim), Unix nanoseconds; 0: now.
+	Since int64 `cbor:"7,keyasint,omitempty"`
 }
 
 // Refusal says why a peer refused a request.
@@ -164,6 +166,8 @@ func DecodeRequest(b []byte) (Request, error) {
 		return Request{}, fmt.Errorf("%w: field too long", ErrMalformed)
 	case r.For < 0 || r.For > MaxLease:
 		return Request{}, fmt.Errorf("%w: lease of %v", ErrMalformed, r.For)
+	case r.Since < 0:
+		return Request{}, fmt.Errorf("%w: since %d", ErrMalformed, r.Since)
 	}
 	return r, nil
 }

@@ -15,6 +15,11 @@ type Lease struct {
 	Key      string    `json:"key,omitempty"`
 	Granted  time.Time `json:"granted"`
 	Expires  time.Time `json:"expires"`
+	// Since is when the owner created the subcloud (its first RESERVE):
+	// the same on every member, replacements included, so that the
+	// subcloud's age is known from any member. It settles which owner a
+	// name belongs to if two ever hold leases under it (the older).
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Claim asks a peer for a lease.
@@ -26,6 +31,8 @@ type Claim struct {
 	Key string
 	// For is how long the lease lasts before it must be renewed.
 	For time.Duration
+	// Since is the subcloud's creation (Lease.Since); zero means now.
+	Since time.Time
 }
 
 // Limits on claims.
@@ -90,8 +97,12 @@ func (t *Table) Claim(now time.Time, c Claim) (Lease, error) {
 		}
 		return Lease{}, &heldError{cur.Subcloud}
 	}
+	since := c.Since
+	if since.IsZero() || since.After(now) {
+		since = now
+	}
 	t.lease = &Lease{Subcloud: c.Subcloud, Owner: c.Owner, Token: c.Token, Key: c.Key,
-		Granted: now, Expires: now.Add(c.For)}
+		Granted: now, Expires: now.Add(c.For), Since: since}
 	return *t.lease, nil
 }
 
@@ -161,7 +172,11 @@ func (t *Table) Apply(now time.Time, r Request, persist func(*Table) error) Repl
 	var err error
 	switch r.Op {
 	case OpClaim:
-		l, err = next.Claim(now, Claim{Subcloud: r.Subcloud, Owner: r.Owner, Token: r.Token, Key: r.Key, For: r.For})
+		c := Claim{Subcloud: r.Subcloud, Owner: r.Owner, Token: r.Token, Key: r.Key, For: r.For}
+		if r.Since > 0 {
+			c.Since = time.Unix(0, r.Since)
+		}
+		l, err = next.Claim(now, c)
 	case OpRenew:
 		l, err = next.Renew(now, r.Subcloud, r.Token, r.For)
 	case OpRelease:
@@ -189,7 +204,9 @@ func (t *Table) equal(o *Table) bool {
 	if t.lease == nil || o.lease == nil {
 		return t.lease == nil && o.lease == nil
 	}
-	return *t.lease == *o.lease
+	a, b := *t.lease, *o.lease
+	return a.Subcloud == b.Subcloud && a.Owner == b.Owner && a.Token == b.Token && a.Key == b.Key &&
+		a.Granted.Equal(b.Granted) && a.Expires.Equal(b.Expires) && a.Since.Equal(b.Since)
 }
 
 // replyOf is a refusal as a reply.

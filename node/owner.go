@@ -1,0 +1,801 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/subcloud"
+)
+
+// The owner's side of subclouds: RESERVE drives a subcloud.Claimer over the
+// exchanges; the lease loop renews the members' leases, replaces the
+// members it loses (self-repair, after P2PCS: a subcloud keeps its shape
+// while its members fail), releases former members that come back, and
+// gives up a name that an older subcloud holds; ALTER resizes or extends;
+// RELEASE frees.
+
+// repairBackoff is how long the owner waits before it searches again for
+// replacements after a repair that found nobody free.
+const repairBackoff = 5 * time.Second
+
+// leaseLoop frees an expired lease from the tags, and keeps the subclouds
+// this peer owns: renewals at a third of their lease, repairs as soon as a
+// member is lost (a kick from the membership watcher) or at the next tick.
+func (n *Node) leaseLoop() {
+	defer n.wg.Done()
+	t := n.clock.NewTicker(n.cfg.LeaseTick)
+	defer t.Stop()
+	shown := false
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C():
+		case <-n.repairKick:
+			n.maintain()
+			continue
+		}
+		_, held := n.currentLease()
+		if shown && !held {
+			n.showLease() // lapsed: the peer is free again
+		}
+		shown = held
+		now := n.clock.Now()
+		n.ownMu.Lock()
+		var due []*ownedSubcloud
+		for _, o := range n.owned {
+			if now.Sub(o.renewed) >= o.lease/3 {
+				due = append(due, o)
+			}
+		}
+		n.ownMu.Unlock()
+		for _, o := range due {
+			n.renew(o)
+		}
+		n.yieldNames()
+		n.maintain()
+	}
+}
+
+// kickRepair asks the lease loop to repair now. It never blocks.
+func (n *Node) kickRepair() {
+	select {
+	case n.repairKick <- struct{}{}:
+	default:
+	}
+}
+
+// membersGone drops the members that the membership says failed or left
+// from the subclouds this peer owns, so that their repair starts now, not
+// at their lease's expiry. They may still hold the lease (a partition):
+// they are released if they come back.
+func (n *Node) membersGone(kind overlay.EventKind, names []string) {
+	why := "it failed"
+	if kind == overlay.MemberLeft {
+		why = "it left"
+	}
+	lost := false
+	n.ownMu.Lock()
+	for _, o := range n.owned {
+		for _, m := range names {
+			if exp, ok := o.members[m]; ok {
+				o.drop(m, exp)
+				lost = true
+				n.logf("subcloud %s: lost member %s (%s); %d of %d left", o.name, m, why, len(o.members), o.target)
+			}
+		}
+	}
+	if lost {
+		n.persistOwned()
+	}
+	n.ownMu.Unlock()
+	if lost {
+		n.kickRepair()
+	}
+}
+
+// maintain starts the repairs that are due and settles the former
+// members that are back: one the subcloud still lacks is taken back (its
+// lease renewed), one it has replaced is released.
+func (n *Node) maintain() {
+	now := n.clock.Now()
+	live := n.memberSet()
+	type returned struct {
+		o    *ownedSubcloud
+		peer string
+		keep bool
+	}
+	var back []returned
+	n.ownMu.Lock()
+	for _, o := range n.owned {
+		short := o.target - len(o.members)
+		for _, m := range keys(o.dropped) {
+			switch exp := o.dropped[m]; {
+			case !now.Before(exp):
+				delete(o.dropped, m) // lapsed by itself
+			case live[m] && o.busy:
+				// A repair or RESIZE is claiming: settle it after.
+			case live[m]:
+				back = append(back, returned{o, m, short > 0})
+				short--
+			}
+		}
+		if o.repair && !o.busy && len(o.members) < o.target && !now.Before(o.retryAt) {
+			o.busy = true
+			n.wg.Add(1)
+			go n.repairRun(o)
+		}
+	}
+	n.ownMu.Unlock()
+	for _, b := range back {
+		if b.keep {
+			n.takeBack(b.o, b.peer)
+			continue
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			rep, err := n.callLease(n.ctx, b.peer, subcloud.Request{Op: subcloud.OpRelease, Subcloud: b.o.name, Token: b.o.token})
+			if err != nil {
+				return // tried again at the next tick
+			}
+			n.ownMu.Lock()
+			delete(b.o.dropped, b.peer)
+			n.persistOwned()
+			n.ownMu.Unlock()
+			if rep.OK {
+				n.logf("subcloud %s: released %s, a former member that came back after it was replaced", b.o.name, b.peer)
+			}
+		}()
+	}
+}
+
+// takeBack renews the lease of a former member that came back while the
+// subcloud still lacks members: if it still holds the lease, it is a
+// member again (no search, no new claim).
+func (n *Node) takeBack(o *ownedSubcloud, peer string) {
+	n.ownMu.Lock()
+	lease := o.lease
+	n.ownMu.Unlock()
+	rep, err := n.callLease(n.ctx, peer, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: lease})
+	if err != nil {
+		return // tried again at the next tick
+	}
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	delete(o.dropped, peer)
+	if rep.OK && n.owned[o.name] == o && len(o.members) < o.target {
+		o.add([]string{peer}, map[string]time.Time{peer: time.Unix(0, rep.Expires)})
+		n.logf("subcloud %s: %s came back holding its lease: a member again; %d of %d members", o.name, peer, len(o.members), o.target)
+	} else if rep.OK {
+		n.releaseLater(o.name, o.token, []string{peer}) // replaced meanwhile
+	}
+	n.persistOwned()
+}
+
+// repairRun claims replacements for the members o lost, with the
+// subcloud's own search, each replacement all-or-nothing (a Claimer with
+// AT LEAST 1: what it gets it keeps, the rest is tried again).
+func (n *Node) repairRun(o *ownedSubcloud) {
+	defer n.wg.Done()
+	n.ownMu.Lock()
+	need := o.target - len(o.members)
+	cfg := subcloud.ClaimerConfig{Subcloud: o.name, Owner: n.Name(), Token: o.token, Key: o.key, N: need, AtLeast: 1,
+		Lease: o.lease, Since: o.since, Searches: 2}
+	raw := o.plan
+	n.ownMu.Unlock()
+	got, held, err := n.claimMore(raw, cfg)
+	now := n.clock.Now()
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	o.busy = false
+	if n.owned[o.name] != o {
+		// Released (or given up) while it claimed: free what it got.
+		n.releaseLater(o.name, o.token, got)
+		return
+	}
+	if err != nil {
+		o.retryAt = now.Add(repairBackoff)
+		n.logf("subcloud %s: repair found no replacement (%v); %d of %d members, trying again in %v",
+			o.name, err, len(o.members), o.target, repairBackoff)
+		return
+	}
+	o.add(got, held)
+	o.repairs += len(got)
+	o.lastRepair = now
+	for _, m := range got {
+		n.logf("subcloud %s: repaired: claimed %s; %d of %d members", o.name, m, len(o.members), o.target)
+	}
+	n.persistOwned()
+}
+
+// claimMore runs a Claimer for more members of an existing subcloud (a
+// repair, a RESIZE) with the subcloud's own plan, and returns the peers it
+// got, best first, with their leases' expiries.
+func (n *Node) claimMore(raw []byte, cfg subcloud.ClaimerConfig) ([]string, map[string]time.Time, error) {
+	if raw == nil {
+		return nil, nil, errors.New("the subcloud was restored from a table without its search")
+	}
+	plan, err := query.Decode(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := subcloud.NewClaimer(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, leave, err := n.Admit(n.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer leave()
+	got, held, _, err := n.claimRun(ctx, plan, c, cfg, nil)
+	return got, held, err
+}
+
+// releaseLater sends releases in the background.
+func (n *Node) releaseLater(name, token string, peers []string) {
+	for _, p := range peers {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.callLease(n.ctx, p, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: token})
+		}()
+	}
+}
+
+// callLease sends one lease request and returns the peer's reply.
+func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ExchangeTimeout)
+	defer cancel()
+	resp, err := n.net.Exchange(ctx, to, encodeBatch(batch{Entries: []entry{{Kind: protoLease, Msg: req.Encode()}}}))
+	if err != nil {
+		return subcloud.Reply{}, err
+	}
+	b, err := decodeBatch(resp)
+	if err != nil {
+		return subcloud.Reply{}, err
+	}
+	if len(b.Entries) != 1 || b.Entries[0].Kind != protoLease {
+		return subcloud.Reply{}, fmt.Errorf("node: %s answered a lease request with %d entries", to, len(b.Entries))
+	}
+	return subcloud.DecodeReply(b.Entries[0].Msg)
+}
+
+type leaseReply struct {
+	peer string
+	rep  subcloud.Reply
+	err  error
+}
+
+// callLeases sends the same request to peers in parallel and returns the
+// replies.
+func (n *Node) callLeases(peers []string, req subcloud.Request) []leaseReply {
+	out := make([]leaseReply, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := n.callLease(n.ctx, p, req)
+			out[i] = leaseReply{p, rep, err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// renew extends the subcloud's leases. A member that refuses is dropped;
+// one that cannot be reached is kept until its last confirmed expiry (it
+// may come back), then dropped. Dropped members are repaired.
+func (n *Node) renew(o *ownedSubcloud) {
+	n.ownMu.Lock()
+	peers := o.names()
+	lease := o.lease
+	n.ownMu.Unlock()
+	replies := n.callLeases(peers, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: lease})
+	now := n.clock.Now()
+	n.ownMu.Lock()
+	lost := false
+	for _, r := range replies {
+		exp, still := o.members[r.peer]
+		if !still {
+			continue // dropped meanwhile (it failed, or RESIZE let it go)
+		}
+		switch {
+		case r.err == nil && r.rep.OK:
+			o.members[r.peer] = time.Unix(0, r.rep.Expires)
+		case r.err == nil, !now.Before(exp):
+			o.drop(r.peer, exp)
+			lost = true
+			why := "its lease lapsed unrenewed"
+			if r.err == nil {
+				why = fmt.Sprintf("it refused the renewal: %v", r.rep.Err())
+			}
+			n.logf("subcloud %s: lost member %s (%s); %d of %d left", o.name, r.peer, why, len(o.members), o.target)
+		}
+	}
+	o.renewed = now
+	n.persistOwned()
+	n.ownMu.Unlock()
+	if lost {
+		n.kickRepair()
+	}
+}
+
+// nameHolder is who holds leases under a subcloud name, as the membership
+// shows it.
+type nameHolder struct {
+	owner   string
+	since   int64 // the subcloud's creation, Unix milliseconds; 0 unknown
+	members []string
+	until   int64 // the earliest expiry among them, Unix seconds
+}
+
+// holders groups the live leases by subcloud name and owner.
+func holders(view map[string]leaseOf) map[string]map[string]*nameHolder {
+	out := map[string]map[string]*nameHolder{}
+	for m, l := range view {
+		byOwner := out[l.subcloud]
+		if byOwner == nil {
+			byOwner = map[string]*nameHolder{}
+			out[l.subcloud] = byOwner
+		}
+		h := byOwner[l.owner]
+		if h == nil {
+			h = &nameHolder{owner: l.owner, since: l.since}
+			byOwner[l.owner] = h
+		}
+		h.members = append(h.members, m)
+		if l.since > 0 && (h.since == 0 || l.since < h.since) {
+			h.since = l.since
+		}
+		if l.until > 0 && (h.until == 0 || l.until < h.until) {
+			h.until = l.until
+		}
+	}
+	return out
+}
+
+// rightful is the owner a name belongs to when several hold leases under
+// it: the oldest subcloud (by its creation time), then the owner's name.
+// Every peer applies the same rule to what the membership shows, so every
+// answer counts the same owner's members.
+func rightful(byOwner map[string]*nameHolder) *nameHolder {
+	var best *nameHolder
+	for _, h := range byOwner {
+		if best == nil || older(h, best) {
+			best = h
+		}
+	}
+	return best
+}
+
+func older(a, b *nameHolder) bool {
+	switch {
+	case a.since != b.since && a.since != 0 && b.since != 0:
+		return a.since < b.since
+	case (a.since == 0) != (b.since == 0):
+		return a.since != 0
+	}
+	return a.owner < b.owner
+}
+
+// subcloudOwner is the owner of the subcloud name as this peer knows it:
+// itself if it owns it, else the rightful holder of its leases.
+func (n *Node) subcloudOwner(name string) (string, bool) {
+	n.ownMu.Lock()
+	_, mine := n.owned[name]
+	n.ownMu.Unlock()
+	if mine {
+		return n.Name(), true
+	}
+	if h := rightful(holders(n.leaseView(n.net.Members()))[name]); h != nil {
+		return h.owner, true
+	}
+	return "", false
+}
+
+// yieldNames gives up a subcloud whose name an older subcloud of another
+// owner holds: two RESERVEs of one name that started within the time tags
+// take to spread can both succeed; the younger one then releases its
+// members and is forgotten, and its owner's log says so.
+func (n *Node) yieldNames() {
+	hs := holders(n.leaseView(n.net.Members()))
+	n.ownMu.Lock()
+	var lost []*ownedSubcloud
+	for name, o := range n.owned {
+		others := hs[name]
+		if len(others) == 0 {
+			continue
+		}
+		me := &nameHolder{owner: n.Name(), since: o.since.UnixMilli()}
+		if h := rightful(others); h != nil && older(h, me) {
+			lost = append(lost, o)
+			delete(n.owned, name)
+			n.released[name] = n.clock.Now()
+			n.logf("subcloud %s: %s has held this name since before this peer reserved it; releasing this peer's %d member(s)",
+				name, h.owner, len(o.members))
+		}
+	}
+	if len(lost) > 0 {
+		n.persistOwned()
+	}
+	n.ownMu.Unlock()
+	for _, o := range lost {
+		n.releaseLater(o.name, o.token, append(o.names(), keys(o.dropped)...))
+	}
+}
+
+func keys(m map[string]time.Time) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrNotEnoughPeers is returned when a RESERVE could not get the peers it
+// needs; nothing stays reserved.
+var ErrNotEnoughPeers = api.ErrNotEnoughPeers
+
+// reserve runs RESERVE: candidates by top-k, then a subcloud.Claimer
+// claims them in rank order, backfilling refusals, all-or-nothing unless
+// AT LEAST.
+func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
+	ctx, leave, err := n.Admit(ctx) // one place for all its searches
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	spec := plan.Reserve
+	start := n.clock.Now()
+	n.ownMu.Lock()
+	if o, ok := n.owned[spec.Name]; ok {
+		n.ownMu.Unlock()
+		if spec.Key != "" && o.key == spec.Key {
+			return n.ownedResult(plan, o, start), nil // a retry: the same subcloud
+		}
+		return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("this agent already owns a subcloud %s; RELEASE it first or choose another name", spec.Name)}
+	}
+	n.ownMu.Unlock()
+	// A name held by live leases is taken, whoever holds them.
+	if h := rightful(holders(n.leaseView(n.net.Members()))[spec.Name]); h != nil {
+		return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("subcloud %s is held by %s", spec.Name, h.owner)}
+	}
+	var tok [16]byte
+	rand.Read(tok[:])
+	lease := time.Duration(spec.LeaseSeconds * float64(time.Second))
+	raw, err := plan.Encode()
+	if err != nil {
+		return nil, err
+	}
+	o := &ownedSubcloud{name: spec.Name, token: hex.EncodeToString(tok[:]), key: spec.Key, lease: lease,
+		members: map[string]time.Time{}, dropped: map[string]time.Time{}, plan: raw, repair: !spec.NoRepair, since: start}
+	cfg := subcloud.ClaimerConfig{Subcloud: spec.Name, Owner: n.Name(), Token: o.token, Key: spec.Key,
+		N: spec.N, AtLeast: spec.AtLeast, Lease: lease, Since: start}
+	c, err := subcloud.NewClaimer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	members, held, cands, err := n.claimRun(ctx, plan, c, cfg, progress)
+	if err != nil {
+		if errors.Is(err, subcloud.ErrNotEnoughPeers) {
+			return nil, &api.Error{Code: api.CodeNotEnoughPeers, Message: err.Error() + "; nothing stays reserved"}
+		}
+		return nil, err
+	}
+	o.add(members, held)
+	o.target = len(members)
+	o.renewed = n.clock.Now()
+	n.ownMu.Lock()
+	n.owned[spec.Name] = o
+	delete(n.released, spec.Name)
+	n.persistOwned()
+	n.ownMu.Unlock()
+	res := n.ownedResult(plan, o, start)
+	res.Rounds, res.Peers = cands.Rounds, cands.Peers
+	return res, nil
+}
+
+// claimRun drives a Claimer to its end: a search with plan whenever it
+// needs candidates (backing off a little before each search after the
+// first, so that racing owners stop colliding), the claims in parallel,
+// the leases it holds renewed while it runs (one that takes longer than a
+// lease must not return peers that have lapsed, or been taken by another
+// owner since), and its releases sent once every claim in flight is back,
+// so that none overtakes the claim it undoes. It returns the members in
+// the rank the searches gave them, with their leases' expiries, and the
+// last search.
+func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claimer, cfg subcloud.ClaimerConfig,
+	progress func(Progress)) ([]string, map[string]time.Time, *Result, error) {
+	replies := make(chan leaseReply)
+	inflight := 0
+	var releases []subcloud.Message
+	send := func() {
+		for _, m := range c.Outbox() {
+			if m.Req.Op != subcloud.OpClaim {
+				releases = append(releases, m)
+				continue
+			}
+			inflight++
+			go func() {
+				rep, err := n.callLease(n.ctx, m.To, m.Req)
+				replies <- leaseReply{m.To, rep, err}
+			}()
+		}
+	}
+	held := map[string]time.Time{} // member → its lease's expiry
+	rank := map[string]int{}       // candidate → first place in a search
+	keep := n.clock.NewTicker(n.cfg.LeaseTick)
+	defer keep.Stop()
+	renewHeld := func() {
+		now := n.clock.Now()
+		var due []string
+		for m, exp := range held {
+			if exp.Sub(now) < 2*cfg.Lease/3 {
+				due = append(due, m)
+			}
+		}
+		for _, r := range n.callLeases(due, subcloud.Request{Op: subcloud.OpRenew, Subcloud: cfg.Subcloud, Token: cfg.Token, For: cfg.Lease}) {
+			switch {
+			case r.err == nil && r.rep.OK:
+				held[r.peer] = time.Unix(0, r.rep.Expires)
+			case r.err == nil, !now.Before(held[r.peer]):
+				delete(held, r.peer)
+				c.Lost(r.peer)
+			}
+		}
+	}
+	var cands *Result
+	var err error
+	for c.State() != subcloud.Done {
+		if c.State() == subcloud.NeedCandidates {
+			if c.Searches() > 0 {
+				n.mu.Lock()
+				wait := time.Duration(n.r.Int64N(int64(2 * n.cfg.Round)))
+				n.mu.Unlock()
+				select {
+				case <-n.clock.After(wait):
+				case <-ctx.Done():
+					c.Abort(ctx.Err())
+					continue
+				}
+			}
+			if cands, err = n.gossip(ctx, plan, progress); err != nil {
+				c.Abort(err)
+				continue
+			}
+			for _, p := range cands.Nodes {
+				if _, ok := rank[p]; !ok {
+					rank[p] = len(rank)
+				}
+			}
+			renewHeld()
+			c.Candidates(cands.Nodes)
+			send()
+			continue
+		}
+		select {
+		case r := <-replies:
+			inflight--
+			if r.err == nil && r.rep.OK {
+				held[r.peer] = time.Unix(0, r.rep.Expires)
+			}
+			c.Step(r.peer, r.rep, r.err)
+			send()
+		case <-keep.C():
+			renewHeld()
+			send()
+		case <-ctx.Done():
+			c.Abort(ctx.Err())
+		}
+	}
+	for ; inflight > 0; inflight-- {
+		<-replies
+	}
+	send()
+	for _, m := range releases {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.callLease(n.ctx, m.To, m.Req)
+		}()
+	}
+	members, err := c.Result()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sort.SliceStable(members, func(i, j int) bool { return rank[members[i]] < rank[members[j]] })
+	return members, held, cands, nil
+}
+
+// ownedResult is a subcloud this peer owns as an answer: its members, best
+// first, with the time their leases have left.
+func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) *Result {
+	res := &query.Result{Columns: []query.Column{{Name: "node", Kind: query.KindString},
+		{Name: "subcloud", Kind: query.KindString}, {Name: "expires_in", Kind: query.KindDuration}}}
+	now := n.clock.Now()
+	n.ownMu.Lock()
+	for _, m := range o.ranked() {
+		res.Rows = append(res.Rows, []query.Value{query.Str(m), query.Str(o.name),
+			query.Num(query.KindDuration, o.members[m].Sub(now).Seconds())})
+		res.Nodes = append(res.Nodes, m)
+	}
+	n.ownMu.Unlock()
+	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, Elapsed: now.Sub(start)}
+}
+
+// notOwned is the error for RELEASE or ALTER of a subcloud this peer does
+// not own: who owns it, if anyone does.
+func (n *Node) notOwned(verb, name string) error {
+	if owner, ok := n.subcloudOwner(name); ok {
+		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("subcloud %s is owned by %s — %s it there", name, owner, verb)}
+	}
+	return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s", name)}
+}
+
+// release runs RELEASE: the owner frees its members at once.
+func (n *Node) release(plan *query.Plan) (*Result, error) {
+	start := n.clock.Now()
+	name := plan.Local.Release
+	n.ownMu.Lock()
+	o, ok := n.owned[name]
+	delete(n.owned, name)
+	var members, dropped []string
+	if ok {
+		members, dropped = o.names(), keys(o.dropped)
+		// Until the members' tags say so, answers from tags must not
+		// show what this peer has just released (read your writes).
+		n.released[name] = start
+		n.persistOwned()
+	}
+	n.ownMu.Unlock()
+	if !ok {
+		return nil, n.notOwned("release", name)
+	}
+	freed := 0
+	for _, r := range n.callLeases(members, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: o.token}) {
+		if r.err == nil && r.rep.OK {
+			freed++
+		}
+	}
+	n.releaseLater(name, o.token, dropped)
+	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount}},
+		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed))}}}
+	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
+		Elapsed: n.clock.Now().Sub(start)}, nil
+}
+
+// alter runs ALTER SUBCLOUD: RESIZE TO n grows by claiming the next
+// candidates (all or nothing) or shrinks by releasing the lowest-ranked
+// members; EXTEND FOR d renews every member for d from now (all or
+// nothing: if one cannot be renewed, the others are renewed back to the
+// old lease length). Only the owner may; one change at a time, and not
+// while a repair claims.
+func (n *Node) alter(ctx context.Context, plan *query.Plan) (*Result, error) {
+	start := n.clock.Now()
+	a := plan.Local.Alter
+	n.ownMu.Lock()
+	o, ok := n.owned[a.Name]
+	if ok && o.busy {
+		n.ownMu.Unlock()
+		return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("subcloud %s is being repaired or resized; try again in a moment", a.Name)}
+	}
+	if ok {
+		o.busy = true
+	}
+	n.ownMu.Unlock()
+	if !ok {
+		return nil, n.notOwned("alter", a.Name)
+	}
+	defer func() {
+		n.ownMu.Lock()
+		o.busy = false
+		n.ownMu.Unlock()
+	}()
+	var err error
+	if a.Resize > 0 {
+		err = n.resize(ctx, o, a.Resize)
+	} else {
+		err = n.extend(o, time.Duration(a.ExtendSeconds*float64(time.Second)))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return n.ownedResult(plan, o, start), nil
+}
+
+func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
+	n.ownMu.Lock()
+	have := len(o.members)
+	switch {
+	case size <= have:
+		// Shrink: the lowest-ranked go.
+		ranked := o.ranked()
+		gone := ranked[size:]
+		for _, m := range gone {
+			delete(o.members, m)
+		}
+		o.order, o.target = ranked[:size], size
+		n.persistOwned()
+		n.ownMu.Unlock()
+		for _, r := range n.callLeases(gone, subcloud.Request{Op: subcloud.OpRelease, Subcloud: o.name, Token: o.token}) {
+			if r.err != nil {
+				n.ownMu.Lock()
+				o.drop(r.peer, n.clock.Now().Add(o.lease)) // released when it is seen again
+				n.persistOwned()
+				n.ownMu.Unlock()
+			}
+		}
+		n.logf("subcloud %s: resized from %d to %d members", o.name, have, size)
+		return nil
+	}
+	cfg := subcloud.ClaimerConfig{Subcloud: o.name, Owner: n.Name(), Token: o.token, Key: o.key, N: size - have,
+		Lease: o.lease, Since: o.since}
+	raw := o.plan
+	n.ownMu.Unlock()
+	got, held, err := n.claimMore(raw, cfg)
+	if err != nil {
+		if errors.Is(err, subcloud.ErrNotEnoughPeers) {
+			return &api.Error{Code: api.CodeNotEnoughPeers, Message: fmt.Sprintf(
+				"RESIZE %s TO %d needs %d more free peers: %v; nothing changed, it keeps %d members", o.name, size, size-have, err, have)}
+		}
+		return fmt.Errorf("RESIZE %s TO %d: %w; nothing changed", o.name, size, err)
+	}
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	if n.owned[o.name] != o {
+		n.releaseLater(o.name, o.token, got)
+		return fmt.Errorf("subcloud %s was released while it grew", o.name)
+	}
+	o.add(got, held)
+	o.target = len(o.members)
+	n.persistOwned()
+	n.logf("subcloud %s: resized from %d to %d members", o.name, have, len(o.members))
+	return nil
+}
+
+func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
+	n.ownMu.Lock()
+	peers, old := o.names(), o.lease
+	n.ownMu.Unlock()
+	replies := n.callLeases(peers, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: d})
+	var failed []string
+	var renewed []string
+	for _, r := range replies {
+		if r.err == nil && r.rep.OK {
+			renewed = append(renewed, r.peer)
+		} else {
+			failed = append(failed, r.peer)
+		}
+	}
+	if len(failed) > 0 {
+		// Back to the old length: what the others hold is then what they
+		// would have held with a renewal now.
+		n.callLeases(renewed, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: old})
+		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf(
+			"EXTEND %s: %d member(s) could not be renewed (%s); nothing changed, the leases stay at %s",
+			o.name, len(failed), failed[0], query.FormatDuration(old.Seconds()))}
+	}
+	n.ownMu.Lock()
+	for _, r := range replies {
+		if _, ok := o.members[r.peer]; ok {
+			o.members[r.peer] = time.Unix(0, r.rep.Expires)
+		}
+	}
+	o.lease, o.renewed = d, n.clock.Now()
+	n.persistOwned()
+	n.ownMu.Unlock()
+	return nil
+}
