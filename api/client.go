@@ -195,8 +195,8 @@ func (c *Client) Attributes(ctx context.Context) ([]Attribute, error) {
 	return out, nil
 }
 
-// Words lists the attribute names, for completion; nil if the agent cannot
-// be reached.
+// Words lists the attribute and subcloud names, for completion; nil if
+// the agent cannot be reached.
 func (c *Client) Words(ctx context.Context) []string {
 	attrs, err := c.Attributes(ctx)
 	if err != nil {
@@ -205,6 +205,14 @@ func (c *Client) Words(ctx context.Context) []string {
 	out := make([]string, 0, len(attrs))
 	for _, a := range attrs {
 		out = append(out, a.Name)
+	}
+	// SHOW SUBCLOUDS is answered by the agent alone, from its tables.
+	if subs, err := c.Execute(ctx, "SHOW SUBCLOUDS", nil); err == nil {
+		for _, row := range subs.Text {
+			if len(row) > 0 {
+				out = append(out, row[0])
+			}
+		}
 	}
 	return out
 }

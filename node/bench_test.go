@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -415,4 +416,109 @@ func TestSocketsBenchmark(t *testing.T) {
 		}
 		wg.Wait()
 	}
+}
+
+// TestChurnBenchmark measures issue 13's figures on the embedded cluster
+// of real Serf peers: a subcloud of 20 kept by its owner while 10% of the
+// peers a minute are killed and restarted on their own state (30 s down).
+// Sampled every second: the share of time the subcloud is at 20 (the
+// peers that hold the owner's lease, and the owner's own count), the
+// fewest members, the time from a member's loss to its replacement, and
+// whether the owner ever counted a peer that did not hold its lease.
+//
+//	PEERQ_CHURN=200 PEERQ_CHURN_MINUTES=10 go test ./node -run TestChurnBenchmark -v -timeout 60m
+func TestChurnBenchmark(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PEERQ_CHURN"))
+	if n == 0 {
+		t.Skip("set PEERQ_CHURN to the number of peers")
+	}
+	minutes, _ := strconv.ParseFloat(os.Getenv("PEERQ_CHURN_MINUTES"), 64)
+	if minutes <= 0 {
+		minutes = 10
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(minutes+20)*time.Minute)
+	defer cancel()
+	e := startEmbeddedWith(t, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true, DataDir: t.TempDir()})
+	owner := e.Node(0)
+	plan, err := owner.Compile("RESERVE 20 FROM peers ORDER BY reliability DESC AS bench FOR 1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Query(ctx, plan, nil); err != nil {
+		t.Fatal(err)
+	}
+	churnCtx, stop := context.WithTimeout(ctx, time.Duration(minutes*float64(time.Minute)))
+	defer stop()
+	done := make(chan error, 1)
+	var kills atomic.Int64
+	go func() {
+		done <- e.Churn(churnCtx, ChurnConfig{PerMinute: 0.1, Down: 30 * time.Second, Spare: []int{0}, Seed: 1,
+			Log: func(format string, args ...any) {
+				if strings.HasPrefix(format, "churn: killed") {
+					kills.Add(1)
+				}
+			}})
+	}()
+	truth := func() (held int, strays []string) {
+		holding := map[string]bool{}
+		for i := range e.Nodes {
+			if e.Down(i) {
+				continue
+			}
+			if l, ok := e.Node(i).currentLease(); ok && l.Subcloud == "bench" && l.Owner == owner.Name() {
+				holding[e.Node(i).Name()] = true
+			}
+		}
+		owner.ownMu.Lock()
+		for m := range owner.owned["bench"].members {
+			if !holding[m] {
+				strays = append(strays, m)
+			}
+		}
+		owner.ownMu.Unlock()
+		return len(holding), strays
+	}
+	var samples, atTarget, ownerAtTarget, strayed int
+	fewest := 20
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-churnCtx.Done():
+			break loop
+		case <-tick.C:
+		}
+		held, strays := truth()
+		size, _, _ := ownedSize(owner, "bench")
+		samples++
+		if held == 20 {
+			atTarget++
+		}
+		if size == 20 {
+			ownerAtTarget++
+		}
+		if len(strays) > 0 {
+			strayed++
+		}
+		fewest = min(fewest, held)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	owner.ownMu.Lock()
+	o := owner.owned["bench"]
+	times := append([]time.Duration(nil), o.repairTimes...)
+	repairs := o.repairs
+	owner.ownMu.Unlock()
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	med, worst := time.Duration(0), time.Duration(0)
+	if len(times) > 0 {
+		med, worst = times[len(times)/2], times[len(times)-1]
+	}
+	t.Logf("%d peers, %.0f min of churn (%d kills), subcloud of 20: %d samples, %d repairs", n, minutes, kills.Load(), samples, repairs)
+	fmt.Printf("bench: churn_at_target_share %.4f\nbench: churn_owner_at_target_share %.4f\nbench: churn_fewest_members %d\n",
+		float64(atTarget)/float64(samples), float64(ownerAtTarget)/float64(samples), fewest)
+	fmt.Printf("bench: churn_repairs %d\nbench: churn_repair_median_s %.3f s\nbench: churn_repair_worst_s %.3f s\nbench: churn_owner_counted_nonholder_samples %d\n",
+		repairs, med.Seconds(), worst.Seconds(), strayed)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,11 +17,16 @@ import (
 // Embedded is an embedded cluster: many real Serf peers in one process,
 // each with the runtime, on an in-memory network, with synthetic records.
 type Embedded struct {
+	// Nodes are the peers' runtimes; a restarted peer gets a new one (use
+	// Node(i) while peers restart).
 	Nodes   []*Node
 	cluster *overlay.Cluster
 	records []*syntheticRecord
+	ncfgs   []Config
 	stop    chan struct{}
 	wg      sync.WaitGroup
+	mu      sync.Mutex // Nodes and down, while peers restart
+	down    map[int]bool
 }
 
 // EmbeddedConfig configures an embedded cluster.
@@ -33,6 +40,9 @@ type EmbeddedConfig struct {
 	MinRound time.Duration
 	// OnJoin, if set, is called as peers join (for a progress bar).
 	OnJoin func(joined, total int)
+	// DataDir, if set, gives each peer its own data dir, DataDir/name: its
+	// lease, its owned subclouds and its journal survive a Restart.
+	DataDir string
 }
 
 // syntheticRecord is one demo peer's record: query.Synthetic, drifting.
@@ -62,7 +72,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.Round <= 0 {
 		cfg.Round = 100 * time.Millisecond
 	}
-	e := &Embedded{stop: make(chan struct{})}
+	e := &Embedded{stop: make(chan struct{}), down: map[int]bool{}}
 	var ocfgs []overlay.Config
 	for i := 0; i < cfg.Nodes; i++ {
 		rec := query.Synthetic(cfg.Seed, i)
@@ -80,6 +90,14 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	c, err := overlay.StartCluster(ctx, ocfgs, func(i int, o *overlay.Overlay) {
 		ncfg := DefaultConfig(e.records[i].get)
 		ncfg.Round, ncfg.MinRound, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.MinRound, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[i].Tags
+		if cfg.DataDir != "" {
+			ncfg.DataDir = filepath.Join(cfg.DataDir, ocfgs[i].Name)
+			if err := os.MkdirAll(ncfg.DataDir, 0o700); err != nil {
+				startErr = errors.Join(startErr, err)
+				return
+			}
+		}
+		e.ncfgs = append(e.ncfgs, ncfg)
 		n, err := New(ncfg, o)
 		if err != nil {
 			startErr = errors.Join(startErr, err)
@@ -142,6 +160,8 @@ func (e *Embedded) WaitSettled(ctx context.Context, progress func(settled, total
 // Records returns every live peer's current record as the peers
 // themselves would report it: the test oracle.
 func (e *Embedded) Records() []query.Record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	var out []query.Record
 	for _, n := range e.Nodes {
 		if !n.closed() {
@@ -155,6 +175,8 @@ func (e *Embedded) Records() []query.Record {
 func (e *Embedded) Close() {
 	close(e.stop)
 	e.wg.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, n := range e.Nodes {
 		wg.Add(1)
@@ -172,8 +194,126 @@ func (e *Embedded) Cluster() *overlay.Cluster { return e.cluster }
 
 // Kill stops peer i without leaving: the others see it fail.
 func (e *Embedded) Kill(i int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if i < 0 || i >= len(e.Nodes) {
 		return fmt.Errorf("node: no peer %d", i)
 	}
+	e.down[i] = true
 	return errors.Join(e.Nodes[i].Close(), e.cluster.Peers[i].Shutdown())
+}
+
+// Node is peer i's runtime now.
+func (e *Embedded) Node(i int) *Node {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.Nodes[i]
+}
+
+// Down reports whether peer i was killed and not restarted.
+func (e *Embedded) Down(i int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.down[i]
+}
+
+// Restart starts a killed peer again, at its old address, on its own
+// state (its data dir, with DataDir), and joins it to the others.
+func (e *Embedded) Restart(ctx context.Context, i int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.down[i] {
+		return fmt.Errorf("node: peer %d is not down", i)
+	}
+	var nerr error
+	_, err := e.cluster.Restart(ctx, i, func(o *overlay.Overlay) {
+		n, err := New(e.ncfgs[i], o)
+		if err != nil {
+			nerr = err
+			return
+		}
+		e.Nodes[i] = n
+	})
+	if err = errors.Join(nerr, err); err != nil {
+		return err
+	}
+	delete(e.down, i)
+	return nil
+}
+
+// ChurnConfig is how an embedded cluster's peers come and go.
+type ChurnConfig struct {
+	// PerMinute is the share of the peers killed each minute (0.1: 10%).
+	PerMinute float64
+	// Down is how long a killed peer stays down before it restarts.
+	Down time.Duration
+	// Spare are peers never killed (the asking peer, owners).
+	Spare []int
+	Seed  uint64
+	// Log, if set, is told of each kill and restart.
+	Log func(format string, args ...any)
+}
+
+// Churn kills random peers at the configured rate and restarts each after
+// Down, on its own state, until ctx ends; then it restarts the peers still
+// down and returns.
+func (e *Embedded) Churn(ctx context.Context, cfg ChurnConfig) error {
+	if cfg.PerMinute <= 0 {
+		return errors.New("node: churn needs a positive rate")
+	}
+	r := rand.New(rand.NewPCG(cfg.Seed, 0xc4a2))
+	spare := map[int]bool{}
+	for _, i := range cfg.Spare {
+		spare[i] = true
+	}
+	logf := cfg.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	every := time.Duration(float64(time.Minute) / (cfg.PerMinute * float64(len(e.Nodes))))
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	type pending struct {
+		i  int
+		at time.Time
+	}
+	var queue []pending
+	restart := func(p pending) {
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.Restart(rctx, p.i); err != nil {
+			logf("churn: restarting %s: %v", query.SyntheticName(p.i), err)
+			return
+		}
+		logf("churn: restarted %s", query.SyntheticName(p.i))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			for _, p := range queue {
+				restart(p)
+			}
+			return nil
+		case now := <-tick.C:
+			for len(queue) > 0 && !now.Before(queue[0].at) {
+				restart(queue[0])
+				queue = queue[1:]
+			}
+			var live []int
+			for i := range e.Nodes {
+				if !spare[i] && !e.Down(i) {
+					live = append(live, i)
+				}
+			}
+			if len(live) == 0 {
+				continue
+			}
+			i := live[r.IntN(len(live))]
+			if err := e.Kill(i); err != nil {
+				logf("churn: killing %s: %v", query.SyntheticName(i), err)
+			}
+			logf("churn: killed %s", query.SyntheticName(i))
+			queue = append(queue, pending{i, now.Add(cfg.Down)})
+		}
+	}
 }

@@ -47,7 +47,9 @@ func (n *Node) ExecutePlan(ctx context.Context, plan *query.Plan, progress func(
 }
 
 // Words lists the names worth completing: the catalog's attributes.
-func (n *Node) Words(context.Context) []string { return n.Catalog().Names() }
+func (n *Node) Words(context.Context) []string {
+	return append(n.Catalog().Names(), n.subcloudNames()...)
+}
 
 // Answer is a result as clients see it: raw values, text with units, and
 // how it was reached. err is the query's error beside the answer (a

@@ -72,6 +72,13 @@ type ownedSubcloud struct {
 	// tried before retryAt (a back-off after one that found nobody).
 	busy    bool
 	retryAt time.Time
+	// lostAt are the times members were lost and not yet replaced, oldest
+	// first; repairTimes how long each replacement took from its loss
+	// (the last 1000), for the churn benchmark.
+	lostAt      []time.Time
+	repairTimes []time.Duration
+	// misses counts each member's checks in a row that got no answer.
+	misses map[string]int
 }
 
 func (o *ownedSubcloud) names() []string {
@@ -112,9 +119,10 @@ func (o *ownedSubcloud) add(peers []string, held map[string]time.Time) {
 	}
 }
 
-// drop removes a member; it may still hold the lease until exp.
-func (o *ownedSubcloud) drop(m string, exp time.Time) {
+// drop removes a member lost at now; it may still hold the lease until exp.
+func (o *ownedSubcloud) drop(m string, exp, now time.Time) {
 	delete(o.members, m)
+	o.lostAt = append(o.lostAt, now)
 	if o.dropped == nil {
 		o.dropped = map[string]time.Time{}
 	}

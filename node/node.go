@@ -129,6 +129,13 @@ type Config struct {
 	// LeaseTick is how often the peer checks its own lease for expiry and
 	// renews the subclouds it owns (at a third of their lease).
 	LeaseTick time.Duration
+	// MemberCheck is how often an owner asks each member of its subclouds
+	// whether it still holds the lease (a check changes nothing at the
+	// peer): a member that refuses, or misses CheckMisses checks in a row,
+	// is lost and replaced at once, without waiting for the failure
+	// detector or the lease's expiry.
+	MemberCheck time.Duration
+	CheckMisses int
 	// DataDir keeps the peer's lease table (fsynced before every answer);
 	// empty keeps it in memory (the embedded cluster).
 	DataDir string
@@ -144,7 +151,8 @@ type Config struct {
 func DefaultConfig(record func() query.Record) Config {
 	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 1024, Linger: 10,
 		MaxAsk: 256, AskQueue: 1024, AskWait: 10 * time.Second,
-		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, HintTTL: 10 * time.Second, ProbeTries: 3}
+		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 2,
+		HintTTL: 10 * time.Second, ProbeTries: 3}
 }
 
 // Stats counts what a peer's runtime did.
@@ -285,10 +293,11 @@ func New(cfg Config, net Network) (*Node, error) {
 		cancel()
 		return nil, err
 	}
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.loop()
 	go n.watch()
 	go n.leaseLoop()
+	go n.checkLoop()
 	go n.tagger()
 	for _, note := range []string{leaseNote, ownedNote} {
 		if note != "" {

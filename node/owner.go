@@ -66,6 +66,85 @@ func (n *Node) leaseLoop() {
 	}
 }
 
+// checkLoop checks the members of the subclouds this peer owns every
+// MemberCheck, apart from the lease loop, so that a member that hangs
+// delays neither renewals nor repairs.
+func (n *Node) checkLoop() {
+	defer n.wg.Done()
+	if n.cfg.MemberCheck <= 0 {
+		return
+	}
+	t := n.clock.NewTicker(n.cfg.MemberCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C():
+		}
+		n.checkMembers()
+	}
+}
+
+// checkMembers asks every member whether it still holds its lease. One
+// that refuses is lost; one that does not answer CheckMisses times in a
+// row is lost too (it may hold the lease still: it is released, or taken
+// back, if it returns).
+func (n *Node) checkMembers() {
+	n.ownMu.Lock()
+	type job struct {
+		o     *ownedSubcloud
+		peers []string
+	}
+	var jobs []job
+	for _, o := range n.owned {
+		if len(o.members) > 0 {
+			jobs = append(jobs, job{o, o.names()})
+		}
+	}
+	n.ownMu.Unlock()
+	lost := false
+	for _, j := range jobs {
+		o := j.o
+		replies := n.callLeases(j.peers, subcloud.Request{Op: subcloud.OpCheck, Subcloud: o.name, Token: o.token})
+		now := n.clock.Now()
+		n.ownMu.Lock()
+		if o.misses == nil {
+			o.misses = map[string]int{}
+		}
+		for _, r := range replies {
+			exp, still := o.members[r.peer]
+			if !still {
+				continue
+			}
+			var why string
+			switch {
+			case r.err == nil && r.rep.OK:
+				delete(o.misses, r.peer)
+				continue
+			case r.err == nil:
+				why = fmt.Sprintf("it no longer holds the lease: %v", r.rep.Err())
+			default:
+				if o.misses[r.peer]++; o.misses[r.peer] < max(n.cfg.CheckMisses, 1) {
+					continue
+				}
+				why = fmt.Sprintf("it did not answer %d checks: %v", o.misses[r.peer], r.err)
+			}
+			delete(o.misses, r.peer)
+			o.drop(r.peer, exp, now)
+			lost = true
+			n.logf("subcloud %s: lost member %s (%s); %d of %d left", o.name, r.peer, why, len(o.members), o.target)
+		}
+		if lost {
+			n.persistOwned()
+		}
+		n.ownMu.Unlock()
+	}
+	if lost {
+		n.kickRepair()
+	}
+}
+
 // kickRepair asks the lease loop to repair now. It never blocks.
 func (n *Node) kickRepair() {
 	select {
@@ -88,7 +167,7 @@ func (n *Node) membersGone(kind overlay.EventKind, names []string) {
 	for _, o := range n.owned {
 		for _, m := range names {
 			if exp, ok := o.members[m]; ok {
-				o.drop(m, exp)
+				o.drop(m, exp, n.clock.Now())
 				lost = true
 				n.logf("subcloud %s: lost member %s (%s); %d of %d left", o.name, m, why, len(o.members), o.target)
 			}
@@ -128,6 +207,9 @@ func (n *Node) maintain() {
 				back = append(back, returned{o, m, short > 0})
 				short--
 			}
+		}
+		if len(o.members) >= o.target {
+			o.lostAt = nil // nothing left to repair (taken back, or resized)
 		}
 		if o.repair && !o.busy && len(o.members) < o.target && !now.Before(o.retryAt) {
 			o.busy = true
@@ -175,6 +257,9 @@ func (n *Node) takeBack(o *ownedSubcloud, peer string) {
 	delete(o.dropped, peer)
 	if rep.OK && n.owned[o.name] == o && len(o.members) < o.target {
 		o.add([]string{peer}, map[string]time.Time{peer: time.Unix(0, rep.Expires)})
+		if len(o.lostAt) > 0 {
+			o.lostAt = o.lostAt[1:]
+		}
 		n.logf("subcloud %s: %s came back holding its lease: a member again; %d of %d members", o.name, peer, len(o.members), o.target)
 	} else if rep.OK {
 		n.releaseLater(o.name, o.token, []string{peer}) // replaced meanwhile
@@ -212,6 +297,15 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 	o.add(got, held)
 	o.repairs += len(got)
 	o.lastRepair = now
+	for range got {
+		if len(o.lostAt) > 0 {
+			o.repairTimes = append(o.repairTimes, now.Sub(o.lostAt[0]))
+			o.lostAt = o.lostAt[1:]
+		}
+	}
+	if len(o.repairTimes) > 1000 {
+		o.repairTimes = o.repairTimes[len(o.repairTimes)-1000:]
+	}
 	for _, m := range got {
 		n.logf("subcloud %s: repaired: claimed %s; %d of %d members", o.name, m, len(o.members), o.target)
 	}
@@ -315,7 +409,7 @@ func (n *Node) renew(o *ownedSubcloud) {
 		case r.err == nil && r.rep.OK:
 			o.members[r.peer] = time.Unix(0, r.rep.Expires)
 		case r.err == nil, !now.Before(exp):
-			o.drop(r.peer, exp)
+			o.drop(r.peer, exp, now)
 			lost = true
 			why := "its lease lapsed unrenewed"
 			if r.err == nil {
@@ -403,6 +497,23 @@ func (n *Node) subcloudOwner(name string) (string, bool) {
 		return h.owner, true
 	}
 	return "", false
+}
+
+// subcloudNames are the subclouds this peer knows of (owned, or seen in
+// the members' tags), for completion.
+func (n *Node) subcloudNames() []string {
+	names := holders(n.leaseView(n.net.Members()))
+	n.ownMu.Lock()
+	for name := range n.owned {
+		names[name] = nil
+	}
+	n.ownMu.Unlock()
+	out := make([]string, 0, len(names))
+	for name := range names {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // yieldNames gives up a subcloud whose name an older subcloud of another
@@ -733,7 +844,8 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 		for _, r := range n.callLeases(gone, subcloud.Request{Op: subcloud.OpRelease, Subcloud: o.name, Token: o.token}) {
 			if r.err != nil {
 				n.ownMu.Lock()
-				o.drop(r.peer, n.clock.Now().Add(o.lease)) // released when it is seen again
+				o.drop(r.peer, n.clock.Now().Add(o.lease), n.clock.Now()) // released when it is seen again
+				o.lostAt = o.lostAt[:len(o.lostAt)-1]                     // not a loss to repair
 				n.persistOwned()
 				n.ownMu.Unlock()
 			}

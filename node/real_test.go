@@ -15,9 +15,16 @@ import (
 
 func startEmbedded(t testing.TB, n int) *Embedded {
 	t.Helper()
+	return startEmbeddedWith(t, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true, Round: 50 * time.Millisecond})
+}
+
+// startEmbeddedWith starts an embedded cluster and waits until it settles
+// (up to 3 minutes); it is closed when the test ends.
+func startEmbeddedWith(t testing.TB, cfg EmbeddedConfig) *Embedded {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{Nodes: n, Seed: 1, Freeze: true, Round: 50 * time.Millisecond})
+	e, err := StartEmbedded(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,4 +131,45 @@ func TestRealSockets(t *testing.T) {
 	if s := asker.Stats(); s.Exchanges == 0 || s.Malformed != 0 {
 		t.Errorf("stats %+v", s)
 	}
+}
+
+// A killed member of a subcloud restarts on its own data dir, at its old
+// address: it rejoins, still holds its lease, and the owner — who may have
+// dropped it meanwhile — ends with the subcloud at its size, every member
+// holding the lease.
+func TestEmbeddedRestartKeepsItsLease(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e := startEmbeddedWith(t, EmbeddedConfig{Nodes: 8, Seed: 1, Freeze: true, Round: 50 * time.Millisecond, DataDir: t.TempDir()})
+	owner := e.Node(0)
+	res := ask(t, owner, compile(t, owner, "RESERVE 3 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS kept FOR 1m"))
+	victim := -1
+	for i := range e.Nodes {
+		if e.Node(i).Name() == res.Nodes[0] {
+			victim = i
+		}
+	}
+	if err := e.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Restart(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := e.Node(victim).currentLease(); !ok || l.Subcloud != "kept" {
+		t.Fatalf("restarted without its lease: %+v", l)
+	}
+	for ctx.Err() == nil {
+		holders := 0
+		for i := range e.Nodes {
+			if l, ok := e.Node(i).currentLease(); ok && l.Subcloud == "kept" {
+				holders++
+			}
+		}
+		if size, _, _ := ownedSize(owner, "kept"); size == 3 && holders == 3 && len(owner.net.Members()) == 8 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	size, _, _ := ownedSize(owner, "kept")
+	t.Fatalf("after the restart: the owner counts %d members; %d peers are alive", size, len(owner.net.Members()))
 }

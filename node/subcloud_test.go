@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,11 @@ func TestReserveRelease(t *testing.T) {
 		})
 		if len(show.Rows) != 1 || show.Rows[0][0].Str != "batch" || show.Rows[0][3].Num != 5 || show.Rows[0][1].Str != owner.Name() {
 			t.Errorf("SHOW SUBCLOUDS: %v", show.Rows)
+		}
+		for _, n := range []*Node{owner, c.nodes[9]} {
+			if words := n.Words(context.Background()); !slices.Contains(words, "batch") || !slices.Contains(words, "mem_free") {
+				t.Errorf("%s completes %v: want the subcloud and the attributes", n.Name(), words)
+			}
 		}
 		// Another owner asking for more than the free peers gets nothing.
 		other := c.nodes[7]

@@ -13,6 +13,8 @@ import (
 type Cluster struct {
 	Mem   *MemNetwork
 	Peers []*Overlay
+	cfgs  []Config
+	r     *rand.Rand
 }
 
 // StartCluster creates one peer per configuration on a new in-memory
@@ -22,8 +24,8 @@ type Cluster struct {
 // set, is called after each join with the peers created so far. Serve
 // handlers are set by serve before any peer joins.
 func StartCluster(ctx context.Context, cfgs []Config, serve func(i int, o *Overlay), progress func(joined int)) (*Cluster, error) {
-	c := &Cluster{Mem: NewMemNetwork()}
-	r := rand.New(rand.NewPCG(uint64(len(cfgs)), 7))
+	c := &Cluster{Mem: NewMemNetwork(), r: rand.New(rand.NewPCG(uint64(len(cfgs)), 7))}
+	r := c.r
 	for i, cfg := range cfgs {
 		cfg.Mem = c.Mem
 		if cfg.ClusterSize == 0 {
@@ -38,6 +40,7 @@ func StartCluster(ctx context.Context, cfgs []Config, serve func(i int, o *Overl
 			serve(i, o)
 		}
 		c.Peers = append(c.Peers, o)
+		c.cfgs = append(c.cfgs, cfg)
 		if i > 0 {
 			var seeds []string
 			for k := 0; k < 3 && k < i; k++ {
@@ -56,6 +59,38 @@ func StartCluster(ctx context.Context, cfgs []Config, serve func(i int, o *Overl
 		}
 	}
 	return c, nil
+}
+
+// Restart starts peer i again after its overlay was shut down (a crash),
+// at its old address, and joins it through up to three random live peers.
+// serve is called before it joins, as in StartCluster.
+func (c *Cluster) Restart(ctx context.Context, i int, serve func(o *Overlay)) (*Overlay, error) {
+	old := c.Peers[i]
+	_, port, err := splitHostPort(old.Addr())
+	if err != nil {
+		return nil, err
+	}
+	cfg := c.cfgs[i]
+	cfg.MemPort = port
+	o, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if serve != nil {
+		serve(o)
+	}
+	var seeds []string
+	for tries := 0; len(seeds) < 3 && tries < 20; tries++ {
+		k := c.r.IntN(len(c.Peers))
+		if p := c.Peers[k]; k != i && !p.closed() {
+			seeds = append(seeds, p.JoinAddr())
+		}
+	}
+	c.Peers[i] = o
+	if _, err := o.Join(ctx, seeds); err != nil {
+		return o, fmt.Errorf("overlay: restarting peer %d: %w", i+1, err)
+	}
+	return o, nil
 }
 
 // Settled reports how many peers see every peer of the cluster alive.

@@ -80,14 +80,21 @@ func (n *MemNetwork) Dropped() int64 {
 
 // newTransport registers a memberlist transport with a fresh address
 // (127.0.0.1 and a port unique in the network; no socket is opened).
-func (n *MemNetwork) newTransport(name string) (*memTransport, error) {
+func (n *MemNetwork) newTransport(name string, port int) (*memTransport, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.nextPort > 65535 {
+	switch {
+	case port > 0:
+		// A restart at its old address (Cluster.Restart).
+		if n.nodes[(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}).String()] != nil {
+			return nil, fmt.Errorf("overlay: in-memory address port %d is in use", port)
+		}
+	case n.nextPort > 65535:
 		return nil, errors.New("overlay: in-memory network is full (65535 nodes)")
+	default:
+		port = n.nextPort
+		n.nextPort++
 	}
-	port := n.nextPort
-	n.nextPort++
 	t := &memTransport{
 		name:     name,
 		net:      n,

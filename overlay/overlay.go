@@ -38,6 +38,10 @@ type Config struct {
 	// Mem, if set, puts the peer on an in-memory network (embedded
 	// cluster); BindAddr, AdvertiseAddr and ExchangeAddr are then unused.
 	Mem *MemNetwork
+	// MemPort is the in-memory address's port: 0 takes the next free one;
+	// a restarted peer takes its old one (Cluster.Restart), so that the
+	// others know it again.
+	MemPort int
 	// BindAddr is the gossip address, host:port (port 0: any free port).
 	BindAddr string
 	// AdvertiseAddr is the gossip address others reach; empty: BindAddr.
@@ -188,7 +192,7 @@ func New(cfg Config) (*Overlay, error) {
 		if ml == nil {
 			ml = TunedConfig(cfg.ClusterSize)
 		}
-		t, err := cfg.Mem.newTransport(cfg.Name)
+		t, err := cfg.Mem.newTransport(cfg.Name, cfg.MemPort)
 		if err != nil {
 			return nil, err
 		}
@@ -530,6 +534,16 @@ func (o *Overlay) ExchangeStats() (rejected, replays, refusedConns int64) {
 
 // Keyed says whether gossip and exchanges are encrypted and authenticated.
 func (o *Overlay) Keyed() bool { return o.cfg.Key != nil }
+
+// closed reports whether Shutdown was called.
+func (o *Overlay) closed() bool {
+	select {
+	case <-o.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // Shutdown stops the peer without leaving (others will see it fail).
 func (o *Overlay) Shutdown() error {

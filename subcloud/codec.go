@@ -16,6 +16,9 @@ const (
 	OpClaim Op = iota + 1
 	OpRenew
 	OpRelease
+	// OpCheck asks whether the peer still holds the lease: the owner's
+	// quick liveness check of its members. It changes nothing.
+	OpCheck
 	opEnd
 )
 
@@ -27,6 +30,8 @@ func (o Op) String() string {
 		return "renew"
 	case OpRelease:
 		return "release"
+	case OpCheck:
+		return "check"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }

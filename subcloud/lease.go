@@ -181,6 +181,11 @@ func (t *Table) Apply(now time.Time, r Request, persist func(*Table) error) Repl
 		l, err = next.Renew(now, r.Subcloud, r.Token, r.For)
 	case OpRelease:
 		err = next.Release(now, r.Subcloud, r.Token)
+	case OpCheck:
+		var cur *Lease
+		if cur, err = next.holder(now, r.Subcloud, r.Token); err == nil {
+			l = *cur
+		}
 	default:
 		err = ErrBadClaim
 	}

@@ -171,3 +171,41 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// A check says whether the token holds the lease, and changes nothing:
+// nothing is persisted. A claim carries the subcloud's creation time.
+func TestApplyCheckAndSince(t *testing.T) {
+	var tb Table
+	persisted := 0
+	persist := func(*Table) error { persisted++; return nil }
+	since := t0.Add(-time.Hour)
+	rep := tb.Apply(t0, Request{Op: OpClaim, Subcloud: "a", Owner: "o", Token: tokA, For: time.Minute, Since: since.UnixNano()}, persist)
+	if !rep.OK || persisted != 1 {
+		t.Fatalf("claim: %+v, persisted %d", rep, persisted)
+	}
+	if l, _ := tb.Current(t0); !l.Since.Equal(since) || !l.Granted.Equal(t0) {
+		t.Errorf("since %v granted %v", l.Since, l.Granted)
+	}
+	for _, c := range []struct {
+		req  Request
+		want error
+	}{
+		{Request{Op: OpCheck, Subcloud: "a", Token: tokA}, nil},
+		{Request{Op: OpCheck, Subcloud: "a", Token: tokB}, ErrToken},
+		{Request{Op: OpCheck, Subcloud: "b", Token: tokA}, ErrNoLease},
+	} {
+		rep := tb.Apply(t0.Add(time.Second), c.req, persist)
+		if err := rep.Err(); !errors.Is(err, c.want) && !(err == nil && c.want == nil) {
+			t.Errorf("%+v: %v, want %v", c.req, err, c.want)
+		}
+		if c.want == nil && rep.Expires != t0.Add(time.Minute).UnixNano() {
+			t.Errorf("check: expires %d", rep.Expires)
+		}
+	}
+	if persisted != 1 {
+		t.Errorf("checks persisted %d times", persisted-1)
+	}
+	if rep := tb.Apply(t0.Add(2*time.Minute), Request{Op: OpCheck, Subcloud: "a", Token: tokA}, persist); !errors.Is(rep.Err(), ErrNoLease) {
+		t.Errorf("check after expiry: %+v", rep)
+	}
+}

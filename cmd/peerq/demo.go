@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,8 @@ func newDemoCmd() *cobra.Command {
 		format       shell.Format
 		settleTimout time.Duration
 		allowPartial bool
+		churn        string
+		churnDown    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--nodes 200] [-e STATEMENT | -f FILE]",
@@ -41,6 +45,22 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Nodes < 2 {
 				return &exitError{exitUsage, errors.New("peerq: --nodes must be at least 2")}
+			}
+			var rate float64
+			if churn != "" {
+				var err error
+				if rate, err = parseChurnRate(churn); err != nil {
+					return &exitError{exitUsage, err}
+				}
+				if cfg.DataDir == "" {
+					// Restarted peers come back on their own state.
+					dir, err := os.MkdirTemp("", "peerq-demo-")
+					if err != nil {
+						return &exitError{exitUsage, err}
+					}
+					defer os.RemoveAll(dir)
+					cfg.DataDir = dir
+				}
 			}
 			var src, name string
 			if expr != "" || file != "" {
@@ -61,6 +81,17 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			}
 			defer e.Close()
 			asker := e.Nodes[0]
+			if rate > 0 {
+				churnCtx, stopChurn := context.WithCancel(context.Background())
+				churned := make(chan struct{})
+				go func() {
+					defer close(churned)
+					e.Churn(churnCtx, node.ChurnConfig{PerMinute: rate, Down: churnDown, Spare: []int{0}, Seed: cfg.Seed})
+				}()
+				defer func() { stopChurn(); <-churned }()
+				fmt.Fprintf(cmd.ErrOrStderr(), "peerq demo: churn: %.3g%% of the peers killed a minute (one every %.1fs), each restarted %v later on its own state; %s (this shell's peer) is spared\n",
+					100*rate, 60/(rate*float64(cfg.Nodes)), churnDown, asker.Name())
+			}
 			out := cmd.OutOrStdout()
 			if src != "" {
 				return exitFor(shell.RunScript(context.Background(), asker, src,
@@ -85,6 +116,9 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&settleTimout, "settle-timeout", 3*time.Minute, "how long to wait for the cluster to form")
 	f.BoolVar(&allowPartial, "allow-partial", false, "with -e or -f: go on, exit 0, after a partial answer (default: exit 4)")
+	f.StringVar(&churn, "churn", "", "kill and restart random peers at this rate, e.g. 10%/min (watch subclouds repair with SHOW SUBCLOUDS)")
+	f.DurationVar(&churnDown, "churn-down", 30*time.Second, "with --churn: how long a killed peer stays down before it restarts")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "give each peer a data dir under this one (leases and owned subclouds survive restarts); --churn makes a temporary one if unset")
 	return cmd
 }
 
@@ -127,4 +161,35 @@ func isTerminal(f any) bool {
 	}
 	st, err := file.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// parseChurnRate reads a churn rate such as 10%/min, 0.1/min, 1%/s or
+// 30%/h as a share of the peers killed a minute.
+func parseChurnRate(s string) (float64, error) {
+	num, per, ok := strings.Cut(strings.ReplaceAll(s, " ", ""), "/")
+	bad := fmt.Errorf("peerq: --churn %q: want a share of the peers and a unit of time, such as 10%%/min", s)
+	if !ok {
+		return 0, bad
+	}
+	scale := 1.0
+	if strings.HasSuffix(num, "%") {
+		num, scale = strings.TrimSuffix(num, "%"), 0.01
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v <= 0 || math.IsInf(v, 0) {
+		return 0, bad
+	}
+	switch per {
+	case "s", "sec":
+		scale *= 60
+	case "m", "min":
+	case "h", "hour":
+		scale /= 60
+	default:
+		return 0, bad
+	}
+	if v*scale > 60 {
+		return 0, fmt.Errorf("peerq: --churn %q: more than every peer each second", s)
+	}
+	return v * scale, nil
 }

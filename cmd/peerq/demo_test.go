@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -133,5 +134,38 @@ func TestScriptErrorPosition(t *testing.T) {
 	}
 	if !strings.HasPrefix(out, "COUNT(*)\n") {
 		t.Errorf("the first statement should have run: %q", out)
+	}
+}
+
+func TestParseChurnRate(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want float64
+		err  bool
+	}{
+		{"10%/min", 0.1, false}, {"0.1/min", 0.1, false}, {"10% / m", 0.1, false},
+		{"1%/s", 0.6, false}, {"30%/h", 0.005, false},
+		{"10%", 0, true}, {"10%/day", 0, true}, {"-5%/min", 0, true}, {"x/min", 0, true}, {"200/s", 0, true},
+	} {
+		got, err := parseChurnRate(c.in)
+		if (err != nil) != c.err || !c.err && math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("parseChurnRate(%q) = %v, %v; want %v (error %v)", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
+// --churn starts the churn beside the script and says so; the subcloud the
+// script reserves is there, kept by this shell's spared peer.
+func TestDemoChurn(t *testing.T) {
+	code, out, errs := runCLI(t, "", "demo", "--nodes", "12", "--freeze", "--round", "50ms", "--churn", "60%/min", "--churn-down", "2s",
+		"-e", "RESERVE 3 AS c FOR 1m; SHOW SUBCLOUDS", "--format", "csv")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "churn: 60% of the peers killed a minute (one every 8.3s)") || !strings.Contains(errs, "peer-000000 (this shell's peer) is spared") {
+		t.Errorf("stderr: %s", errs)
+	}
+	if !strings.Contains(out, "c,peer-000000,3,3,0,") {
+		t.Errorf("SHOW SUBCLOUDS: %s", out)
 	}
 }
