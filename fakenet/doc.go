@@ -18,7 +18,8 @@
 //		h := nw.Add("p1", tags)             // a node.Network
 //		n, _ := node.New(cfg, h)
 //		...
-//		nw.Crash("p7")                      // the others see it fail after Detect
+//		nw.Crash("p7")                      // silent; the others see it fail after Detect
+//		nw.Stop("p8")                       // its process gone: exchanges refused at once
 //		nw.Partition([]string{"p1", "p2"})  // p1, p2 cut from the rest
 //	})
 package fakenet

@@ -64,6 +64,7 @@ type Host struct {
 	name    string
 	tags    map[string]string // as the others see them
 	alive   bool
+	stopped bool // the process is gone, the machine answers: exchanges are refused
 	handler overlay.Handler
 	view    map[string]bool // the peers this host believes alive, itself included
 	list    []string        // view minus itself, sorted, for sampling
@@ -135,6 +136,21 @@ func (nw *Network) Crash(name string) {
 	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
 }
 
+// Stop ends a peer's process while its machine stays up: exchanges to it
+// are refused at once (overlay.ErrNoEndpoint, as a connection refused),
+// and the others see it fail after Detect. Revive brings it back.
+func (nw *Network) Stop(name string) {
+	nw.mu.Lock()
+	h := nw.hosts[name]
+	if h == nil || !h.alive {
+		nw.mu.Unlock()
+		return
+	}
+	h.alive, h.stopped = false, true
+	nw.mu.Unlock()
+	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
+}
+
 // Revive brings a crashed peer back, as a restart on the same address:
 // it answers again, and every live peer sees it join. Its handler is
 // cleared: the restarted runtime must Serve again.
@@ -145,7 +161,7 @@ func (nw *Network) Revive(name string) *Host {
 	if h == nil || h.alive {
 		return h
 	}
-	h.alive, h.handler = true, nil
+	h.alive, h.stopped, h.handler = true, false, nil
 	h.view = map[string]bool{name: true}
 	for _, o := range nw.hosts {
 		if o.alive && o != h {
@@ -350,6 +366,7 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	nw.exchanges++
 	to := nw.hosts[peer]
 	ok := h.alive && to != nil && to.alive && to.handler != nil && h.view[peer] && nw.cut[h.name] == nw.cut[peer]
+	refused := h.alive && to != nil && to.stopped && nw.cut[h.name] == nw.cut[peer]
 	lost := !ok || nw.cfg.Loss > 0 && nw.r.Float64() < nw.cfg.Loss
 	delay := nw.delay()
 	back := nw.delay()
@@ -358,10 +375,16 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	if to != nil {
 		handler = to.handler
 	}
-	if lost {
+	if lost && !refused {
 		nw.lost++
 	}
 	nw.mu.Unlock()
+	if refused {
+		if err := sleep(ctx, delay); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("fakenet: %s to %s: %w", h.name, peer, overlay.ErrNoEndpoint)
+	}
 	if lost {
 		if err := sleep(ctx, nw.cfg.Timeout); err != nil {
 			return nil, err

@@ -297,7 +297,11 @@ func New(cfg Config, net Network) (*Node, error) {
 	go n.loop()
 	go n.watch()
 	go n.leaseLoop()
-	go n.checkLoop()
+	go n.every(n.cfg.LeaseTick, n.repairKick, n.maintain)
+	if n.cfg.MemberCheck > 0 {
+		n.wg.Add(1)
+		go n.every(n.cfg.MemberCheck, nil, n.checkMembers)
+	}
 	go n.tagger()
 	for _, note := range []string{leaseNote, ownedNote} {
 		if note != "" {

@@ -23,6 +23,7 @@ var _ Network = (*fakenet.Host)(nil)
 type cluster struct {
 	net   *fakenet.Network
 	nodes []*Node
+	cfgs  []Config
 }
 
 // staticTest are the synthetic attributes that are tags, as in the
@@ -57,9 +58,22 @@ func startFake(t testing.TB, n int, fcfg fakenet.Config, seed uint64, tune func(
 			t.Fatal(err)
 		}
 		c.nodes = append(c.nodes, node)
+		c.cfgs = append(c.cfgs, cfg)
 	}
 	t.Cleanup(c.close)
 	return c
+}
+
+// restart brings a killed peer back on its own configuration (and data
+// dir, if it has one), as a restarted agent.
+func (c *cluster) restart(t testing.TB, i int) {
+	t.Helper()
+	h := c.net.Revive(c.nodes[i].Name())
+	n, err := New(c.cfgs[i], h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[i] = n
 }
 
 func (c *cluster) close() {

@@ -27,9 +27,8 @@ import (
 // replacements after a repair that found nobody free.
 const repairBackoff = 5 * time.Second
 
-// leaseLoop frees an expired lease from the tags, and keeps the subclouds
-// this peer owns: renewals at a third of their lease, repairs as soon as a
-// member is lost (a kick from the membership watcher) or at the next tick.
+// leaseLoop frees an expired lease from the tags, and renews the
+// subclouds this peer owns at a third of their lease.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
 	t := n.clock.NewTicker(n.cfg.LeaseTick)
@@ -40,9 +39,6 @@ func (n *Node) leaseLoop() {
 		case <-n.done:
 			return
 		case <-t.C():
-		case <-n.repairKick:
-			n.maintain()
-			continue
 		}
 		_, held := n.currentLease()
 		if shown && !held {
@@ -62,34 +58,36 @@ func (n *Node) leaseLoop() {
 			n.renew(o)
 		}
 		n.yieldNames()
-		n.maintain()
 	}
 }
 
-// checkLoop checks the members of the subclouds this peer owns every
-// MemberCheck, apart from the lease loop, so that a member that hangs
-// delays neither renewals nor repairs.
-func (n *Node) checkLoop() {
+// every runs f every d, and at once whenever kick fires (nil: never),
+// until the node closes. The owner runs three such loops apart, so that
+// none waits on another: renewals (the lease loop) may wait on members
+// that do not answer; repairs (every lease tick, and as soon as a member
+// is lost: a kick from the membership watcher, a renewal or a check);
+// checks (every MemberCheck).
+func (n *Node) every(d time.Duration, kick <-chan struct{}, f func()) {
 	defer n.wg.Done()
-	if n.cfg.MemberCheck <= 0 {
-		return
-	}
-	t := n.clock.NewTicker(n.cfg.MemberCheck)
+	t := n.clock.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-t.C():
+		case <-kick:
 		}
-		n.checkMembers()
+		f()
 	}
 }
 
 // checkMembers asks every member whether it still holds its lease. One
-// that refuses is lost; one that does not answer CheckMisses times in a
-// row is lost too (it may hold the lease still: it is released, or taken
-// back, if it returns).
+// that refuses is lost; so is one whose address refuses the connection
+// CheckMisses times in a row (its process is gone; it may hold the lease
+// still, on disk: it is released, or taken back, when it returns). A
+// check that times out counts for nothing: loss does that too, and a
+// member cut off is the failure detector's to judge.
 func (n *Node) checkMembers() {
 	n.ownMu.Lock()
 	type job struct {
@@ -124,11 +122,13 @@ func (n *Node) checkMembers() {
 				continue
 			case r.err == nil:
 				why = fmt.Sprintf("it no longer holds the lease: %v", r.rep.Err())
+			case !errors.Is(r.err, overlay.ErrNoEndpoint):
+				continue
 			default:
 				if o.misses[r.peer]++; o.misses[r.peer] < max(n.cfg.CheckMisses, 1) {
 					continue
 				}
-				why = fmt.Sprintf("it did not answer %d checks: %v", o.misses[r.peer], r.err)
+				why = fmt.Sprintf("nothing served its address for %d checks in a row", o.misses[r.peer])
 			}
 			delete(o.misses, r.peer)
 			o.drop(r.peer, exp, now)

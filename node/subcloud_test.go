@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -494,5 +497,128 @@ func TestAlterSubcloud(t *testing.T) {
 				t.Errorf("%s at another agent: %v, want %q", src, err, want)
 			}
 		}
+	})
+}
+
+// Safety under churn: three owners reserve at once on a lossy, jittery
+// network, then peers crash and restart on their own data dirs for a
+// 40 s while the owners repair. No peer is ever counted by two owners;
+// once the churn stops, every subcloud that succeeded is back at its size,
+// and what each owner counts is exactly the peers that hold its lease.
+func TestReserveRaceUnderChurn(t *testing.T) {
+	for _, seed := range []uint64{1, 2} {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			root := t.TempDir()
+			synctest.Test(t, func(t *testing.T) {
+				fcfg := fakenet.DefaultConfig()
+				fcfg.Seed, fcfg.Jitter, fcfg.Loss = seed, 20*time.Millisecond, 0.02
+				c := startFake(t, 40, fcfg, seed, func(cfg *Config) {
+					cfg.DataDir = filepath.Join(root, fmt.Sprint(cfg.Seed))
+					if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+						t.Fatal(err)
+					}
+				})
+				owners := []int{0, 1, 2}
+				var wg sync.WaitGroup
+				for _, i := range owners {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						n := c.nodes[i]
+						n.Query(context.Background(), compile(t, n, fmt.Sprintf("RESERVE 8 FROM peers ORDER BY reliability DESC AS sc%d FOR 30s", i)), nil)
+					}()
+				}
+				wg.Wait()
+				r := rand.New(rand.NewPCG(seed, 99))
+				down := map[int]time.Time{}
+				for step := 0; step < 40; step++ {
+					for i, at := range down {
+						if time.Since(at) >= 5*time.Second {
+							c.restart(t, i)
+							delete(down, i)
+						}
+					}
+					if i := 3 + r.IntN(len(c.nodes)-3); down[i].IsZero() {
+						c.kill(i)
+						down[i] = time.Now()
+					}
+					elapse(time.Second)
+					counted := map[string]string{}
+					for _, i := range owners {
+						o := c.nodes[i]
+						o.ownMu.Lock()
+						for name, sc := range o.owned {
+							for m := range sc.members {
+								if prev, ok := counted[m]; ok {
+									t.Errorf("step %d: %s is counted by %s and by %s", step, m, prev, name)
+								}
+								counted[m] = name
+							}
+						}
+						o.ownMu.Unlock()
+					}
+				}
+				for i := range down {
+					c.restart(t, i)
+				}
+				ok := 0
+				if !until(30*time.Second, func() bool {
+					ok = 0
+					holders := c.leaseHolders()
+					for _, i := range owners {
+						o := c.nodes[i]
+						name := fmt.Sprint("sc", i)
+						size, target, _ := ownedSize(o, name)
+						if size < 0 {
+							if len(holders[name]) > 0 {
+								return false // a failed RESERVE's releases still on their way
+							}
+							continue
+						}
+						if size != target || len(holders[name]) != 1 || len(holders[name][o.Name()]) != size {
+							return false
+						}
+						ok++
+					}
+					return true
+				}) {
+					for _, i := range owners {
+						size, target, repairs := ownedSize(c.nodes[i], fmt.Sprint("sc", i))
+						t.Errorf("sc%d: size %d target %d repairs %d; holders %v", i, size, target, repairs, c.leaseHolders()[fmt.Sprint("sc", i)])
+					}
+				}
+				t.Logf("seed %d: %d of 3 subclouds held through a minute of churn", seed, ok)
+			})
+		})
+	}
+}
+
+// A member whose process stops (its machine answers, refusing the
+// connection) is replaced after two checks, long before a slow failure
+// detector says so; a check lost to the network counts for nothing.
+func TestSubcloudRepairsAStoppedMemberAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.Detect = time.Minute // the failure detector will not help
+		fcfg.Loss = 0.25          // nor will lost checks count against anyone
+		c := startFake(t, 20, fcfg, 1, nil)
+		owner := c.nodes[0]
+		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS s FOR 1m"))
+		elapse(10 * time.Second) // lossy checks: nobody is dropped
+		if _, _, repairs := ownedSize(owner, "s"); repairs != 0 {
+			t.Fatalf("%d repairs of healthy members under 25%% loss", repairs)
+		}
+		stopped := time.Now()
+		c.nodes[c.index(res.Nodes[0])].Close()
+		c.net.Stop(res.Nodes[0])
+		if !until(20*time.Second, func() bool {
+			size, _, repairs := ownedSize(owner, "s")
+			return size == 4 && repairs == 1
+		}) {
+			size, _, repairs := ownedSize(owner, "s")
+			t.Fatalf("a stopped member: size %d, repairs %d", size, repairs)
+		}
+		t.Logf("replaced %v after its process stopped", time.Since(stopped))
+		c.close()
 	})
 }

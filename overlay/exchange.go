@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -263,6 +264,9 @@ func (t *tcpExchange) evictOldest() {
 func (t *tcpExchange) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
 		c, reused, err := t.conn(ctx, addr)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("overlay: exchange with %s: %w (%w)", addr, ErrNoEndpoint, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
 		}

@@ -52,6 +52,12 @@ const (
 // MaxFrameBytes bounds an exchange request or response body.
 const MaxFrameBytes = 8 << 20
 
+// ErrNoEndpoint says that nothing listens at a peer's exchange address:
+// the connection was refused (in memory: the endpoint is gone). Unlike a
+// timeout, which loss can cause, it means the peer's process is not
+// serving.
+var ErrNoEndpoint = errors.New("overlay: nothing serves exchanges at the peer's address")
+
 // ErrAuth is returned, and counted, when a frame fails authentication.
 var ErrAuth = errors.New("overlay: exchange frame failed authentication")
 

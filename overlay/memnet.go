@@ -251,7 +251,7 @@ func (e *memExchange) Call(ctx context.Context, addr string, req []byte) ([]byte
 	}
 	e.net.mu.RUnlock()
 	if h == nil {
-		return nil, fmt.Errorf("overlay: no exchange endpoint at %s", addr)
+		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, ErrNoEndpoint)
 	}
 	if e.net.cut(e.name, dst.name) {
 		<-ctx.Done() // lost: the caller times out
