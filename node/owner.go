@@ -197,6 +197,7 @@ func (n *Node) maintain() {
 	n.ownMu.Lock()
 	for _, o := range n.owned {
 		short := o.target - len(o.members)
+		takes := 0
 		for _, m := range keys(o.dropped) {
 			switch exp := o.dropped[m]; {
 			case !now.Before(exp):
@@ -205,13 +206,18 @@ func (n *Node) maintain() {
 				// A repair or RESIZE is claiming: settle it after.
 			case live[m]:
 				back = append(back, returned{o, m, short > 0})
+				if short > 0 {
+					takes++
+				}
 				short--
 			}
 		}
 		if len(o.members) >= o.target {
 			o.lostAt = nil // nothing left to repair (taken back, or resized)
 		}
-		if o.repair && !o.busy && len(o.members) < o.target && !now.Before(o.retryAt) {
+		// A repair waits for the members being taken back: what they do
+		// not fill, the next tick repairs.
+		if o.repair && !o.busy && takes == 0 && len(o.members) < o.target && !now.Before(o.retryAt) {
 			o.busy = true
 			n.wg.Add(1)
 			go n.repairRun(o)
@@ -293,6 +299,11 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 		n.logf("subcloud %s: repair found no replacement (%v); %d of %d members, trying again in %v",
 			o.name, err, len(o.members), o.target, repairBackoff)
 		return
+	}
+	if extra := len(o.members) + len(got) - o.target; extra > 0 {
+		// Members came back while it claimed: keep the size.
+		n.releaseLater(o.name, o.token, got[len(got)-extra:])
+		got = got[:len(got)-extra]
 	}
 	o.add(got, held)
 	o.repairs += len(got)
