@@ -136,6 +136,13 @@ func (nw *Network) Crash(name string) {
 	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
 }
 
+// SetLoss changes the share of exchanges lost from now on.
+func (nw *Network) SetLoss(p float64) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.cfg.Loss = p
+}
+
 // Stop ends a peer's process while its machine stays up: exchanges to it
 // are refused at once (overlay.ErrNoEndpoint, as a connection refused),
 // and the others see it fail after Detect. Revive brings it back.

@@ -182,53 +182,41 @@ func (n *Node) membersGone(kind overlay.EventKind, names []string) {
 	}
 }
 
-// maintain starts the repairs that are due and settles the former
-// members that are back: one the subcloud still lacks is taken back (its
-// lease renewed), one it has replaced is released.
+// maintain settles the former members that are back — one the subcloud
+// still lacks is taken back (its lease renewed), one it has replaced is
+// released — and then starts the repairs that are due.
 func (n *Node) maintain() {
 	now := n.clock.Now()
 	live := n.memberSet()
 	type returned struct {
 		o    *ownedSubcloud
 		peer string
-		keep bool
 	}
-	var back []returned
+	var takes, releases []returned
 	n.ownMu.Lock()
 	for _, o := range n.owned {
 		short := o.target - len(o.members)
-		takes := 0
 		for _, m := range keys(o.dropped) {
 			switch exp := o.dropped[m]; {
 			case !now.Before(exp):
 				delete(o.dropped, m) // lapsed by itself
-			case live[m] && o.busy:
-				// A repair or RESIZE is claiming: settle it after.
-			case live[m]:
-				back = append(back, returned{o, m, short > 0})
-				if short > 0 {
-					takes++
-				}
+			case !live[m] || o.busy:
+				// Not back; or a repair or RESIZE is claiming: settle it after.
+			case short > 0:
+				takes = append(takes, returned{o, m})
 				short--
+			default:
+				releases = append(releases, returned{o, m})
 			}
-		}
-		if len(o.members) >= o.target {
-			o.lostAt = nil // nothing left to repair (taken back, or resized)
-		}
-		// A repair waits for the members being taken back: what they do
-		// not fill, the next tick repairs.
-		if o.repair && !o.busy && takes == 0 && len(o.members) < o.target && !now.Before(o.retryAt) {
-			o.busy = true
-			n.wg.Add(1)
-			go n.repairRun(o)
 		}
 	}
 	n.ownMu.Unlock()
-	for _, b := range back {
-		if b.keep {
-			n.takeBack(b.o, b.peer)
-			continue
-		}
+	// Take back first (one that does not answer is not back yet), so that
+	// the repairs below claim only what is still missing.
+	for _, b := range takes {
+		n.takeBack(b.o, b.peer)
+	}
+	for _, b := range releases {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -244,6 +232,18 @@ func (n *Node) maintain() {
 				n.logf("subcloud %s: released %s, a former member that came back after it was replaced", b.o.name, b.peer)
 			}
 		}()
+	}
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	for _, o := range n.owned {
+		if len(o.members) >= o.target {
+			o.lostAt = nil // nothing left to repair (taken back, or resized)
+		}
+		if o.repair && !o.busy && len(o.members) < o.target && !now.Before(o.retryAt) {
+			o.busy = true
+			n.wg.Add(1)
+			go n.repairRun(o)
+		}
 	}
 }
 

@@ -604,17 +604,18 @@ func TestSubcloudRepairsAStoppedMemberAtOnce(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Detect = time.Minute // the failure detector will not help
 		fcfg.Loss = 0.25          // nor will lost checks count against anyone
-		c := startFake(t, 20, fcfg, 1, nil)
+		c := startFake(t, 20, fcfg, 1, func(cfg *Config) { cfg.Logf = t.Logf })
 		owner := c.nodes[0]
 		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS s FOR 1m"))
 		elapse(10 * time.Second) // lossy checks: nobody is dropped
 		if _, _, repairs := ownedSize(owner, "s"); repairs != 0 {
 			t.Fatalf("%d repairs of healthy members under 25%% loss", repairs)
 		}
+		c.net.SetLoss(0.02) // a search that can succeed
 		stopped := time.Now()
 		c.nodes[c.index(res.Nodes[0])].Close()
 		c.net.Stop(res.Nodes[0])
-		if !until(20*time.Second, func() bool {
+		if !until(5*time.Second, func() bool {
 			size, _, repairs := ownedSize(owner, "s")
 			return size == 4 && repairs == 1
 		}) {
