@@ -58,6 +58,10 @@ type Spec struct {
 	// averaging allows is refused (Stats.Rejected): values from other
 	// peers are checked on receipt. 0 leaves a component unchecked.
 	Bounds []float64
+	// Rows is the most rows one peer contributes (InitRows): a table such
+	// as leases gives a peer a row per lease it served. Bounds are per row;
+	// a peer's input may reach Rows times them. 0 means 1.
+	Rows int
 }
 
 // slack is how far beyond the inputs' bound an estimate may stray: Flow
@@ -102,6 +106,7 @@ func (n *Node) validVec(v *Vec, est bool) bool {
 		default:
 			return false // extremes and sketches do not travel in vectors
 		}
+		bound *= float64(max(n.cfg.Spec.Rows, 1))
 		if est && bound > 0 && math.Abs(x) > slack*bound {
 			return false
 		}
@@ -316,11 +321,26 @@ func New(cfg *Config, c Contribution) (*Node, error) {
 // Init is New in place, for a simulator that keeps its Nodes in one slice
 // (which must then never move: a Node points into itself).
 func (n *Node) Init(cfg *Config, c Contribution) error {
+	rows := [1]Contribution{c}
+	return n.InitRows(cfg, rows[:])
+}
+
+// InitRows prepares the Node of a peer that contributes several rows (at
+// most Spec.Rows): their inputs add up per group, their extremes and
+// sketches merge, as if each row were a peer of its own — so that the
+// totals the originator reads (averages times the number of peers) are
+// totals over the rows.
+func (n *Node) InitRows(cfg *Config, rows []Contribution) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	if c.Match && len(c.Inputs) != len(cfg.Spec.Comps) {
-		return fmt.Errorf("aggregate: %d inputs for %d components", len(c.Inputs), len(cfg.Spec.Comps))
+	if len(rows) > max(cfg.Spec.Rows, 1) {
+		return fmt.Errorf("aggregate: %d rows, more than Spec.Rows %d", len(rows), max(cfg.Spec.Rows, 1))
+	}
+	for _, c := range rows {
+		if c.Match && len(c.Inputs) != len(cfg.Spec.Comps) {
+			return fmt.Errorf("aggregate: %d inputs for %d components", len(c.Inputs), len(cfg.Spec.Comps))
+		}
 	}
 	*n = Node{cfg: cfg, buf: cfg.Buffers}
 	n.out = n.outArr[:0]
@@ -331,12 +351,13 @@ func (n *Node) Init(cfg *Config, c Contribution) error {
 	if cfg.Originator {
 		base.Keys, base.Vals = append(base.Keys, originSlot), append(base.Vals, 1)
 	}
-	if c.Match {
+	var add Vec
+	for _, c := range rows {
+		if !c.Match {
+			continue
+		}
 		g := GroupHash(c.Group)
-		n.groups = n.groupArr[:1]
-		n.groups[0] = groupKey{hash: g, key: append([]byte(nil), c.Group...)}
-		n.group0 = g
-		var add Vec
+		n.addGroup(g, c.Group)
 		for i, in := range c.Inputs {
 			if !in.Present {
 				continue
@@ -354,7 +375,20 @@ func (n *Node) Init(cfg *Config, c Contribution) error {
 				n.mergeHLL(slotKey(g, i, 0), reg)
 			}
 		}
+	}
+	if len(add.Keys) > 0 {
 		sortVec(&add)
+		// Rows of one group land in the same slots: add them up.
+		k := 0
+		for i := range add.Keys {
+			if k > 0 && add.Keys[k-1] == add.Keys[i] {
+				add.Vals[k-1] += add.Vals[i]
+				continue
+			}
+			add.Keys[k], add.Vals[k] = add.Keys[i], add.Vals[i]
+			k++
+		}
+		add.Keys, add.Vals = add.Keys[:k], add.Vals[:k]
 		axpy(&base, 1, &add)
 	}
 	n.est = base
@@ -868,25 +902,31 @@ func (n *Node) hasGroup(g uint64) bool {
 	return i < len(n.groups) && n.groups[i].hash == g
 }
 
+// addGroup tracks the peer's own group g (key: its encoded key), up to
+// MaxGroups.
+func (n *Node) addGroup(g uint64, key []byte) {
+	if n.hasGroup(g) {
+		return
+	}
+	if len(n.groups) >= n.cfg.Spec.MaxGroups {
+		n.stats.DroppedGroups++
+		return
+	}
+	i := sort.Search(len(n.groups), func(i int) bool { return n.groups[i].hash >= g })
+	if n.groups == nil {
+		n.groups = n.groupArr[:0]
+	}
+	n.groups = append(n.groups, groupKey{})
+	copy(n.groups[i+1:], n.groups[i:])
+	n.groups[i] = groupKey{hash: g, key: append([]byte(nil), key...)}
+	n.group0 = n.groups[0].hash
+}
+
 // learn merges the idempotent parts of a message: group keys, extremes,
 // sketches.
 func (n *Node) learn(m *Message) {
 	for _, g := range m.Groups {
-		if n.hasGroup(g.Hash) {
-			continue
-		}
-		if len(n.groups) >= n.cfg.Spec.MaxGroups {
-			n.stats.DroppedGroups++
-			continue
-		}
-		i := sort.Search(len(n.groups), func(i int) bool { return n.groups[i].hash >= g.Hash })
-		if n.groups == nil {
-			n.groups = n.groupArr[:0]
-		}
-		n.groups = append(n.groups, groupKey{})
-		copy(n.groups[i+1:], n.groups[i:])
-		n.groups[i] = groupKey{hash: g.Hash, key: append([]byte(nil), g.Key...)}
-		n.group0 = n.groups[0].hash
+		n.addGroup(g.Hash, g.Key)
 	}
 	for _, e := range m.Ext {
 		if n.validSlot(e.Slot, Min, Max) {

@@ -20,14 +20,20 @@ type net struct {
 
 func newNet(t testing.TB, n int, seed uint64, scheme Scheme, spec Spec, contrib func(i int) Contribution) *net {
 	t.Helper()
+	return newNetRows(t, n, seed, scheme, spec, func(i int) []Contribution { return []Contribution{contrib(i)} })
+}
+
+// newNetRows is newNet for peers with several rows each (InitRows).
+func newNetRows(t testing.TB, n int, seed uint64, scheme Scheme, spec Spec, rows func(i int) []Contribution) *net {
+	t.Helper()
 	nw := &net{Network: peertest.New[*Message](seed)}
 	nw.Size = (*Message).Size
 	for i := 0; i < n; i++ {
 		cfg := DefaultConfig(spec, rand.New(rand.NewPCG(seed, uint64(i)+2)), nw.Sampler(peer.ID(i)))
 		cfg.Scheme = scheme
 		cfg.Originator = i == 0
-		node, err := New(&cfg, contrib(i))
-		if err != nil {
+		node := new(Node)
+		if err := node.InitRows(&cfg, rows(i)); err != nil {
 			t.Fatal(err)
 		}
 		nw.nodes = append(nw.nodes, node)
@@ -37,6 +43,20 @@ func newNet(t testing.TB, n int, seed uint64, scheme Scheme, spec Spec, contrib 
 }
 
 func (nw *net) round() { nw.Round() }
+
+// estimateAfter runs rounds and returns peer i's estimate, which must hold
+// groups groups.
+func (nw *net) estimateAfter(t testing.TB, rounds, i, groups int) Estimate {
+	t.Helper()
+	for r := 0; r < rounds; r++ {
+		nw.round()
+	}
+	e := nw.nodes[i].Estimate()
+	if len(e.Groups) != groups {
+		t.Fatalf("%d groups, want %d", len(e.Groups), groups)
+	}
+	return e
+}
 
 func (nw *net) mass() float64 {
 	s := 0.0
@@ -173,13 +193,7 @@ func TestGroupsExtremesSketches(t *testing.T) {
 			{Present: true, Num: x + 1}, {Present: true, Hash: Hash64([]byte{byte(i % 50)})},
 		}}
 	})
-	for r := 0; r < 40; r++ {
-		nw.round()
-	}
-	e := nw.nodes[5].Estimate()
-	if len(e.Groups) != 3 {
-		t.Fatalf("%d groups, want 3", len(e.Groups))
-	}
+	e := nw.estimateAfter(t, 40, 5, 3)
 	for gi, g := range e.Groups {
 		var want []float64
 		for i := gi; i < n; i += 3 {
@@ -384,5 +398,49 @@ func TestRejectsOutOfShape(t *testing.T) {
 	}
 	if e := victim.Estimate(); e.Groups[0].Ext[1].Num != 50 {
 		t.Errorf("MAX %v, want 50", e.Groups[0].Ext[1].Num)
+	}
+}
+
+// A peer with several rows (InitRows) counts as its rows: over 200 peers
+// with 0..5 rows each in two groups, every peer's means times the number
+// of peers converge to the totals over the rows, and the maxima to the
+// rows' maxima.
+func TestRows(t *testing.T) {
+	spec := Spec{Comps: []CompKind{Additive, Additive, Max}, MaxGroups: 4, Rows: 5, Bounds: []float64{1, 10, 0}}
+	const n = 200
+	want := map[string][3]float64{}
+	nw := newNetRows(t, n, 5, FlowUpdating, spec, func(i int) []Contribution {
+		var rows []Contribution
+		for r := 0; r < i%6; r++ {
+			g := []byte{byte('a' + i%2)}
+			v := float64((i*7+r)%10) + 0.5
+			rows = append(rows, Contribution{Match: true, Group: g, Inputs: []Input{{Present: true, Num: 1}, {Present: true, Num: v}, {Present: true, Num: v}}})
+			w := want[string(g)]
+			w[0]++
+			w[1] += v
+			w[2] = math.Max(w[2], v)
+			want[string(g)] = w
+		}
+		return rows
+	})
+	e := nw.estimateAfter(t, 60, 0, 2)
+	for _, g := range e.Groups {
+		w := want[string(g.Key)]
+		count, sum := g.Means[0]*n, g.Means[1]*n
+		if math.Abs(count-w[0]) > 0.01*w[0] || math.Abs(sum-w[1]) > 0.01*w[1] || !g.HasExt[2] || g.Ext[2].Num != w[2] {
+			t.Errorf("group %s: count %.2f sum %.2f max %v; want %v", g.Key, count, sum, g.Ext[2].Num, w)
+		}
+	}
+	rej := int32(0)
+	for _, nd := range nw.nodes {
+		rej += nd.Stats().Rejected
+	}
+	if rej != 0 {
+		t.Errorf("%d messages rejected: the bounds must allow a peer's several rows", rej)
+	}
+	var tooMany Node
+	cfg := DefaultConfig(spec, rand.New(rand.NewPCG(1, 1)), nw.Sampler(0))
+	if err := tooMany.InitRows(&cfg, make([]Contribution, 6)); err == nil {
+		t.Error("6 rows with Spec.Rows 5: no error")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -521,4 +522,22 @@ loop:
 		float64(atTarget)/float64(samples), float64(ownerAtTarget)/float64(samples), fewest)
 	fmt.Printf("bench: churn_repairs %d\nbench: churn_repair_median_s %.3f s\nbench: churn_repair_worst_s %.3f s\nbench: churn_owner_counted_nonholder_samples %d\n",
 		repairs, med.Seconds(), worst.Seconds(), strayed)
+	// Metering: the ledgers, read by gossip, against the owner's account.
+	// Both end a member's span at its last renewal; a renewal in flight
+	// while they are read can differ by one renewal period for one member.
+	res, err := owner.Query(ctx, compile(t, owner, "SELECT owner, SUM(peer_hours) FROM leases GROUP BY owner"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.ownMu.Lock()
+	account := owner.owned["bench"].peerHours()
+	owner.ownMu.Unlock()
+	gossip := 0.0
+	for _, row := range res.Rows {
+		if row[0].Str == owner.Name() {
+			gossip = row[1].Num
+		}
+	}
+	fmt.Printf("bench: metering_gossip_peer_hours %.4f h\nbench: metering_owner_peer_hours %.4f h\nbench: metering_gap_share %.4f\n",
+		gossip, account, math.Abs(gossip-account)/account)
 }

@@ -17,9 +17,13 @@
 // Subclouds: a peer applies claims, renewals and releases to its lease
 // table (subcloud.Table.Apply), which persists (write, fsync, rename)
 // before the change takes effect and before it answers, and shows its lease
-// in its tags. An owner drives a subcloud.Claimer with the top-k's
-// candidates, renews its leases at a third of their term, and releases
-// them.
+// in its tags, and enters each lease it served in its ledger (FROM
+// leases: metering by gossip). An owner drives a subcloud.Claimer with the
+// top-k's candidates, renews its leases at a third of their term, checks
+// its members, and keeps the subcloud at its size (owner.go): members that
+// fail, leave or refuse are replaced with the subcloud's own search,
+// former members that return are taken back or released, a name held by
+// an older subcloud is given up; ALTER SUBCLOUD resizes and extends.
 //
 // The runtime depends on small interfaces — Membership, Transport (together
 // a Network) and Clock — implemented by overlay.Overlay over Serf, and by

@@ -103,6 +103,11 @@ func FuzzDecodeOwned(f *testing.F) {
 		Members: map[string]time.Time{"p1": time.Unix(1_800_000_000, 0)}}}})
 	f.Add(good)
 	f.Add([]byte(`{"version": 2}`))
+	v2, _ := json.Marshal(ownedDoc{Version: 2, Subclouds: []ownedJSON{{Name: "x", Token: strings.Repeat("t", 32), Lease: time.Minute,
+		Members: map[string]time.Time{"p1": time.Unix(1_800_000_000, 0)}, Order: []string{"p1"}, Target: 2, Repairs: 1,
+		Dropped: map[string]time.Time{"p2": time.Unix(1_800_000_000, 0)}, Metered: time.Hour,
+		Episodes: map[string][2]time.Time{"p1": {time.Unix(1_800_000_000, 0), time.Unix(1_800_000_060, 0)}}}}})
+	f.Add(v2)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		owned, err := decodeOwned(b)
 		if err != nil {
@@ -133,4 +138,27 @@ func claimReq(sub, tok string) []byte {
 
 func releaseReq(sub, tok string) []byte {
 	return subcloud.Request{Op: subcloud.OpRelease, Subcloud: sub, Token: tok}.Encode()
+}
+
+// The ledger decoder refuses what is malformed or too large, and what it
+// accepts is bounded.
+func FuzzDecodeLedger(f *testing.F) {
+	good, _ := json.Marshal(map[string]any{"version": 1, "entries": []ledgerEntry{{Subcloud: "x", Owner: "o",
+		Start: time.Unix(1_800_000_000, 0), Until: time.Unix(1_800_000_060, 0), Open: true}}})
+	f.Add(good)
+	f.Add([]byte(`{"version": 1, "entries": [{"subcloud": "x", "start": "2030-01-01T00:00:00Z", "until": "2029-01-01T00:00:00Z"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, err := decodeLedger(b)
+		if err != nil {
+			return
+		}
+		if len(entries) > query.MaxLedgerRows {
+			t.Fatalf("%d entries accepted", len(entries))
+		}
+		for _, e := range entries {
+			if e.Subcloud == "" || e.Until.Before(e.Start) {
+				t.Fatalf("accepted %+v", e)
+			}
+		}
+	})
 }

@@ -116,7 +116,11 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 	if err != nil {
 		return nil, err
 	}
-	if q.run, err = b.New(origin, rec); err != nil {
+	rows := []query.Record{rec}
+	if plan.Table == query.TableLeases {
+		rows = n.ledgerRows()
+	}
+	if q.run, err = b.NewRows(origin, rows); err != nil {
 		return nil, err
 	}
 	if b.Protocol() == run.TopK {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,9 +38,10 @@ const (
 
 // leaseState is a peer's own lease table.
 type leaseState struct {
-	mu    sync.Mutex
-	table *subcloud.Table
-	path  string // "" in an embedded cluster: kept in memory only
+	mu     sync.Mutex
+	table  *subcloud.Table
+	path   string        // "" in an embedded cluster: kept in memory only
+	ledger []ledgerEntry // the leases served, oldest first (ledger.go)
 }
 
 // ownedSubcloud is a subcloud this peer reserved and keeps: it renews
@@ -79,6 +81,40 @@ type ownedSubcloud struct {
 	repairTimes []time.Duration
 	// misses counts each member's checks in a row that got no answer.
 	misses map[string]int
+	// episodes and metered are the owner's account of the subcloud, by the
+	// ledger's rule (ledger.go): each member's span from its claim to the
+	// last renewal it answered (kept while it is dropped, as it may come
+	// back), and the spans closed.
+	episodes map[string]*episode
+	metered  time.Duration
+}
+
+// episode is a member's metered span.
+type episode struct{ start, until time.Time }
+
+// renewedAt moves a member's metered span to now.
+func (o *ownedSubcloud) renewedAt(m string, now time.Time) {
+	if e := o.episodes[m]; e != nil {
+		e.until = now
+	}
+}
+
+// closeEpisode ends a member's metered span at its last renewal: it was
+// released, or its lease lapsed.
+func (o *ownedSubcloud) closeEpisode(m string) {
+	if e := o.episodes[m]; e != nil {
+		o.metered += e.until.Sub(e.start)
+		delete(o.episodes, m)
+	}
+}
+
+// peerHours is the owner's account of the subcloud.
+func (o *ownedSubcloud) peerHours() float64 {
+	d := o.metered
+	for _, e := range o.episodes {
+		d += e.until.Sub(e.start)
+	}
+	return d.Hours()
 }
 
 func (o *ownedSubcloud) names() []string {
@@ -110,12 +146,20 @@ func (o *ownedSubcloud) ranked() []string {
 }
 
 // add makes peers members (after the ones it has), with their expiries.
-func (o *ownedSubcloud) add(peers []string, held map[string]time.Time) {
+func (o *ownedSubcloud) add(peers []string, held map[string]time.Time, now time.Time) {
 	o.order = o.ranked()
+	if o.episodes == nil {
+		o.episodes = map[string]*episode{}
+	}
 	for _, m := range peers {
 		o.members[m] = held[m]
 		o.order = append(o.order, m)
 		delete(o.dropped, m)
+		if e := o.episodes[m]; e != nil {
+			e.until = now // taken back: its span goes on
+		} else {
+			o.episodes[m] = &episode{start: now, until: now}
+		}
 	}
 }
 
@@ -147,6 +191,13 @@ func openLeases(dataDir string) (ls *leaseState, note string, err error) {
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	var lnote string
+	if ls.ledger, lnote, err = openLedger(dataDir); err != nil {
+		return nil, "", err
+	}
+	if lnote != "" {
+		note = strings.TrimSpace(note + "; " + lnote)
 	}
 	return ls, note, nil
 }
@@ -180,6 +231,10 @@ type ownedJSON struct {
 	Repairs    int                  `json:"repairs,omitempty"`
 	LastRepair time.Time            `json:"last_repair,omitzero"`
 	Dropped    map[string]time.Time `json:"dropped,omitempty"`
+	// The owner's account: open spans (member → [start, until]) and the
+	// closed ones' total.
+	Episodes map[string][2]time.Time `json:"episodes,omitempty"`
+	Metered  time.Duration           `json:"metered,omitempty"`
 }
 
 type ownedDoc struct {
@@ -227,12 +282,18 @@ func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
 		case j.Name == "" || len(j.Name) > subcloud.MaxNameBytes || len(j.Token) < 16 || len(j.Token) > subcloud.MaxTokenBytes ||
 			len(j.Key) > subcloud.MaxTokenBytes || j.Lease < subcloud.MinLease || j.Lease > subcloud.MaxLease ||
 			len(j.Members) > query.MaxReserve || len(j.Order) > 2*query.MaxReserve || len(j.Dropped) > 4*query.MaxReserve ||
-			j.Target < 0 || j.Target > query.MaxReserve || j.Repairs < 0 || out[j.Name] != nil:
+			j.Target < 0 || j.Target > query.MaxReserve || j.Repairs < 0 || j.Metered < 0 || len(j.Episodes) > 4*query.MaxReserve || out[j.Name] != nil:
 			return nil, fmt.Errorf("subcloud %q out of bounds", j.Name)
 		}
 		o := &ownedSubcloud{name: j.Name, token: j.Token, key: j.Key, lease: j.Lease, members: map[string]time.Time{},
 			order: j.Order, target: j.Target, since: j.Since, repairs: j.Repairs, lastRepair: j.LastRepair,
-			dropped: map[string]time.Time{}}
+			dropped: map[string]time.Time{}, episodes: map[string]*episode{}, metered: j.Metered}
+		for m, span := range j.Episodes {
+			if m == "" || len(m) > subcloud.MaxNameBytes || span[1].Before(span[0]) {
+				return nil, fmt.Errorf("subcloud %q: a bad account entry", j.Name)
+			}
+			o.episodes[m] = &episode{start: span[0], until: span[1]}
+		}
 		for m, exp := range j.Members {
 			if m == "" || len(m) > subcloud.MaxNameBytes {
 				return nil, fmt.Errorf("subcloud %q: a bad member name", j.Name)
@@ -269,7 +330,10 @@ func (n *Node) persistOwned() {
 	for _, o := range n.owned {
 		j := ownedJSON{Name: o.name, Token: o.token, Key: o.key, Lease: o.lease, Members: map[string]time.Time{},
 			Order: o.ranked(), Plan: o.plan, Target: o.target, NoRepair: !o.repair, Since: o.since,
-			Repairs: o.repairs, LastRepair: o.lastRepair, Dropped: o.dropped}
+			Repairs: o.repairs, LastRepair: o.lastRepair, Dropped: o.dropped, Metered: o.metered, Episodes: map[string][2]time.Time{}}
+		for m, e := range o.episodes {
+			j.Episodes[m] = [2]time.Time{e.start, e.until}
+		}
 		for m, exp := range o.members {
 			j.Members[m] = exp
 		}
@@ -299,8 +363,12 @@ func (n *Node) handleLease(raw []byte) []byte {
 		n.mu.Unlock()
 		return subcloud.Reply{Refusal: subcloud.RefusedMalformed}.Encode()
 	}
+	now := n.clock.Now()
 	n.leases.mu.Lock()
-	rep := n.leases.table.Apply(n.clock.Now(), req, n.leases.persist)
+	rep := n.leases.table.Apply(now, req, n.leases.persist)
+	if rep.OK {
+		n.leases.meter(req, now, n.logf)
+	}
 	n.leases.mu.Unlock()
 	if rep.OK {
 		n.showLease()

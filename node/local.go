@@ -131,13 +131,15 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 // showSubclouds lists the subclouds the membership shows, each counted as
 // its one owner's leases (rightful): name, owner, the size the owner keeps
 // it at, its size now, the repairs done and how long ago the last one was,
-// the earliest expiry among its members, and the members. The target and
-// the repairs are the owner's own: another agent shows them as NULL.
+// the earliest expiry among its members, the owner's account of its
+// peer-hours (the ledger's rule), and the members. The target, the repairs
+// and the account are the owner's own: another agent shows them as NULL.
 func (n *Node) showSubclouds() ([]query.Column, [][]query.Value) {
 	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
 	cols := []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
 		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
-		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("members", query.KindString)}
+		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("peer_hours", query.KindNumber),
+		col("members", query.KindString)}
 	now := n.clock.Now()
 	byName := holders(n.leaseView(n.net.Members()))
 	n.ownMu.Lock()
@@ -160,10 +162,11 @@ func (n *Node) showSubclouds() ([]query.Column, [][]query.Value) {
 		if o, ok := n.owned[name]; ok && h.owner != n.Name() {
 			h = &nameHolder{owner: n.Name(), since: o.since.UnixMilli()} // an owner knows its own
 		}
-		target, repairs, last := query.Null, query.Null, query.Null
+		target, repairs, last, hours := query.Null, query.Null, query.Null, query.Null
 		members := h.members
 		if o, ok := n.owned[name]; ok {
 			target, repairs = query.Num(query.KindCount, float64(o.target)), query.Num(query.KindCount, float64(o.repairs))
+			hours = query.Num(query.KindNumber, o.peerHours())
 			if !o.lastRepair.IsZero() {
 				last = query.Num(query.KindDuration, now.Sub(o.lastRepair).Seconds())
 			}
@@ -176,7 +179,7 @@ func (n *Node) showSubclouds() ([]query.Column, [][]query.Value) {
 			expiry = query.Num(query.KindDuration, math.Max(0, time.Unix(h.until, 0).Sub(now).Seconds()))
 		}
 		rows = append(rows, []query.Value{query.Str(name), query.Str(h.owner), target,
-			query.Num(query.KindCount, float64(len(members))), repairs, last, expiry, query.Str(strings.Join(members, ","))})
+			query.Num(query.KindCount, float64(len(members))), repairs, last, expiry, hours, query.Str(strings.Join(members, ","))})
 	}
 	return cols, rows
 }

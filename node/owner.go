@@ -43,6 +43,11 @@ func (n *Node) leaseLoop() {
 		_, held := n.currentLease()
 		if shown && !held {
 			n.showLease() // lapsed: the peer is free again
+			n.leases.mu.Lock()
+			if n.leases.closeLapsed(n.clock.Now()) {
+				n.leases.persistLedger(n.logf)
+			}
+			n.leases.mu.Unlock()
 		}
 		shown = held
 		now := n.clock.Now()
@@ -200,6 +205,7 @@ func (n *Node) maintain() {
 			switch exp := o.dropped[m]; {
 			case !now.Before(exp):
 				delete(o.dropped, m) // lapsed by itself
+				o.closeEpisode(m)
 			case !live[m] || o.busy:
 				// Not back; or a repair or RESIZE is claiming: settle it after.
 			case short > 0:
@@ -226,6 +232,10 @@ func (n *Node) maintain() {
 			}
 			n.ownMu.Lock()
 			delete(b.o.dropped, b.peer)
+			if rep.OK {
+				b.o.renewedAt(b.peer, n.clock.Now()) // metered to its release, as its ledger is
+			}
+			b.o.closeEpisode(b.peer)
 			n.persistOwned()
 			n.ownMu.Unlock()
 			if rep.OK {
@@ -262,13 +272,17 @@ func (n *Node) takeBack(o *ownedSubcloud, peer string) {
 	defer n.ownMu.Unlock()
 	delete(o.dropped, peer)
 	if rep.OK && n.owned[o.name] == o && len(o.members) < o.target {
-		o.add([]string{peer}, map[string]time.Time{peer: time.Unix(0, rep.Expires)})
+		o.add([]string{peer}, map[string]time.Time{peer: time.Unix(0, rep.Expires)}, n.clock.Now())
 		if len(o.lostAt) > 0 {
 			o.lostAt = o.lostAt[1:]
 		}
 		n.logf("subcloud %s: %s came back holding its lease: a member again; %d of %d members", o.name, peer, len(o.members), o.target)
 	} else if rep.OK {
 		n.releaseLater(o.name, o.token, []string{peer}) // replaced meanwhile
+		o.renewedAt(peer, n.clock.Now())
+		o.closeEpisode(peer)
+	} else {
+		o.closeEpisode(peer) // it no longer holds the lease: its span ended at its last renewal
 	}
 	n.persistOwned()
 }
@@ -305,7 +319,7 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 		n.releaseLater(o.name, o.token, got[len(got)-extra:])
 		got = got[:len(got)-extra]
 	}
-	o.add(got, held)
+	o.add(got, held, now)
 	o.repairs += len(got)
 	o.lastRepair = now
 	for range got {
@@ -419,6 +433,7 @@ func (n *Node) renew(o *ownedSubcloud) {
 		switch {
 		case r.err == nil && r.rep.OK:
 			o.members[r.peer] = time.Unix(0, r.rep.Expires)
+			o.renewedAt(r.peer, now)
 		case r.err == nil, !now.Before(exp):
 			o.drop(r.peer, exp, now)
 			lost = true
@@ -617,7 +632,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		}
 		return nil, err
 	}
-	o.add(members, held)
+	o.add(members, held, n.clock.Now())
 	o.target = len(members)
 	o.renewed = n.clock.Now()
 	n.ownMu.Lock()
@@ -853,13 +868,16 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 		n.persistOwned()
 		n.ownMu.Unlock()
 		for _, r := range n.callLeases(gone, subcloud.Request{Op: subcloud.OpRelease, Subcloud: o.name, Token: o.token}) {
+			n.ownMu.Lock()
 			if r.err != nil {
-				n.ownMu.Lock()
 				o.drop(r.peer, n.clock.Now().Add(o.lease), n.clock.Now()) // released when it is seen again
 				o.lostAt = o.lostAt[:len(o.lostAt)-1]                     // not a loss to repair
-				n.persistOwned()
-				n.ownMu.Unlock()
+			} else {
+				o.renewedAt(r.peer, n.clock.Now()) // metered to its release, as its ledger is
+				o.closeEpisode(r.peer)
 			}
+			n.persistOwned()
+			n.ownMu.Unlock()
 		}
 		n.logf("subcloud %s: resized from %d to %d members", o.name, have, size)
 		return nil
@@ -882,7 +900,7 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 		n.releaseLater(o.name, o.token, got)
 		return fmt.Errorf("subcloud %s was released while it grew", o.name)
 	}
-	o.add(got, held)
+	o.add(got, held, n.clock.Now())
 	o.target = len(o.members)
 	n.persistOwned()
 	n.logf("subcloud %s: resized from %d to %d members", o.name, have, len(o.members))
@@ -912,12 +930,14 @@ func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
 			o.name, len(failed), failed[0], query.FormatDuration(old.Seconds()))}
 	}
 	n.ownMu.Lock()
+	now := n.clock.Now()
 	for _, r := range replies {
 		if _, ok := o.members[r.peer]; ok {
 			o.members[r.peer] = time.Unix(0, r.rep.Expires)
+			o.renewedAt(r.peer, now)
 		}
 	}
-	o.lease, o.renewed = d, n.clock.Now()
+	o.lease, o.renewed = d, now
 	n.persistOwned()
 	n.ownMu.Unlock()
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -624,5 +625,41 @@ func TestSubcloudRepairsAStoppedMemberAtOnce(t *testing.T) {
 		}
 		t.Logf("replaced %v after its process stopped", time.Since(stopped))
 		c.close()
+	})
+}
+
+// Metering: every peer's ledger, read cloud-wide by gossip (FROM leases),
+// agrees with the owner's own account; released leases stay in the
+// ledger, closed.
+func TestMetering(t *testing.T) {
+	fake(t, 20, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		owner, asker := c.nodes[1], c.nodes[7]
+		ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000007' ORDER BY reliability DESC AS m FOR 30s"))
+		elapse(65 * time.Second) // renewals every 10 s
+		ask(t, owner, compile(t, owner, "ALTER SUBCLOUD m RESIZE TO 3"))
+		elapse(40 * time.Second)
+		owner.ownMu.Lock()
+		account := owner.owned["m"].peerHours()
+		owner.ownMu.Unlock()
+		res := ask(t, asker, compile(t, asker, "SELECT owner, SUM(peer_hours), COUNT(*) FROM leases GROUP BY owner"))
+		if len(res.Rows) != 1 || res.Rows[0][0].Str != owner.Name() {
+			t.Fatalf("FROM leases by owner: %v", res.Rows)
+		}
+		gossip, rows := res.Rows[0][1].Num, res.Rows[0][2].Num
+		t.Logf("peer-hours: gossip %.5f, owner's account %.5f; %v ledger rows", gossip, account, rows)
+		if account < 4*60/3600.0 || math.Abs(gossip-account) > 0.01*account {
+			t.Errorf("gossip says %.5f peer-hours, the owner %.5f: want within 1%%", gossip, account)
+		}
+		if math.Abs(rows-4) > 0.05 {
+			t.Errorf("%v ledger rows, want 4 (3 held, 1 released)", rows)
+		}
+		open := ask(t, asker, compile(t, asker, "SELECT COUNT(*) FROM leases WHERE open AND started_ago <= 1h"))
+		if math.Abs(open.Rows[0][0].Num-3) > 0.05 {
+			t.Errorf("open leases: %v, want 3", open.Rows)
+		}
+		show := ask(t, owner, compile(t, owner, "SHOW SUBCLOUDS"))
+		if got := show.Rows[0][7].Num; math.Abs(got-account) > 1e-9 {
+			t.Errorf("SHOW SUBCLOUDS peer_hours %v, want the account %v", got, account)
+		}
 	})
 }

@@ -49,10 +49,12 @@ type SelectItem struct {
 	Alias string // "" when absent
 }
 
-// Source is what a statement reads: every peer, or the members of a subcloud.
+// Source is what a statement reads: every peer, the members of a
+// subcloud, or the leases every peer has served (its ledger).
 type Source struct {
 	Pos      Pos
-	Subcloud string // "" means FROM peers
+	Subcloud string // "" means FROM peers (or leases)
+	Leases   bool   // FROM leases
 }
 
 // OrderKey is one key of ORDER BY.

@@ -134,7 +134,7 @@ var ruleFirst = map[string][]string{
 	"GCmp": {"an expression"}, "GAdd": {"an expression"}, "GMul": {"an expression"},
 	"GUnary": {"an expression"}, "GPrimary": {"an expression"}, "GBetween": {"an expression"},
 	"GNumber": {"a number"}, "GString": {"a string"}, "GIdent": {"a name"}, "GName": {"a name"},
-	"GSource":  {`"PEERS"`, `"SUBCLOUD"`},
+	"GSource":  {`"PEERS"`, `"SUBCLOUD"`, `"LEASES"`},
 	"GOption":  {`"ROUNDS"`, `"TIMEOUT"`, `"ACCURACY"`, `"AT LEAST"`, `"KEY"`},
 	"GCmpTail": {"a comparison"}, "GCmpOp": {"a comparison"}, "GIsNull": {`"IS"`},
 	"GPred": {`"NOT"`, `"IN"`, `"BETWEEN"`, `"LIKE"`}, "GCall": {`"("`},

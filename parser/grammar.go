@@ -89,6 +89,7 @@ type gSource struct {
 	Pos      lexer.Position
 	Peers    bool    `parser:"  @'PEERS'"`
 	Subcloud *gIdent `parser:"| 'SUBCLOUD' @@"`
+	Leases   bool    `parser:"| @'LEASES'"`
 }
 
 type gOrderKey struct {

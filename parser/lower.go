@@ -144,7 +144,7 @@ func lowerAlter(g *gAlter) (*Alter, error) {
 }
 
 func lowerSource(g *gSource) (*Source, error) {
-	src := &Source{Pos: g.Pos}
+	src := &Source{Pos: g.Pos, Leases: g.Leases}
 	if g.Subcloud != nil {
 		id, err := unquoteIdent(g.Subcloud)
 		if err != nil {

@@ -44,6 +44,9 @@ func (it *SelectItem) String() string {
 }
 
 func (s *Source) String() string {
+	if s != nil && s.Leases {
+		return "leases"
+	}
 	if s == nil || s.Subcloud == "" {
 		return "peers"
 	}

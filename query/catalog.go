@@ -18,6 +18,7 @@ const (
 	OriginLease                    // the peer's lease table, shown in a Serf tag
 	OriginProbe                    // probed on the peer: CPU, memory, disk
 	OriginLocal                    // computed on the peer: uptime, reliability, rtt
+	OriginLedger                   // the peer's ledger of the leases it served (FROM leases)
 )
 
 func (o Origin) String() string {
@@ -32,6 +33,8 @@ func (o Origin) String() string {
 		return "probe"
 	case OriginLocal:
 		return "local"
+	case OriginLedger:
+		return "ledger"
 	}
 	return "?"
 }
@@ -77,6 +80,31 @@ var builtins = []Attr{
 	{Name: "reserved", Kind: KindBool, Origin: OriginLease, Doc: "whether the peer holds a lease"},
 	{Name: "subcloud_owner", Kind: KindString, Origin: OriginLease, Doc: "the node that owns the peer's subcloud, or NULL"},
 }
+
+// ledgerAttrs are the columns of FROM leases: a row per lease a peer
+// served, from its own ledger. A lease is metered from its grant to the
+// last renewal the peer answered (or its release): the same span its
+// owner accounts for.
+var ledgerAttrs = []Attr{
+	{Name: "node", Kind: KindString, Origin: OriginLedger, Doc: "the peer that served the lease"},
+	{Name: "subcloud", Kind: KindString, Origin: OriginLedger, Doc: "the subcloud it served"},
+	{Name: "owner", Kind: KindString, Origin: OriginLedger, Doc: "the node that owned the subcloud"},
+	{Name: "peer_hours", Kind: KindNumber, Origin: OriginLedger, Doc: "hours served: from the grant to the last renewal or the release", Min: 0, Max: 1 << 20},
+	{Name: "started_ago", Kind: KindDuration, Origin: OriginLedger, Doc: "how long ago the lease was granted", Min: 0, Max: 1 << 40},
+	{Name: "ended_ago", Kind: KindDuration, Origin: OriginLedger, Doc: "how long ago it was last renewed or released; 0 while it is held", Min: 0, Max: 1 << 40},
+	{Name: "open", Kind: KindBool, Origin: OriginLedger, Doc: "whether the peer still holds it"},
+}
+
+var leasesCatalog = func() *Catalog {
+	c := &Catalog{attrs: map[string]Attr{}}
+	for _, a := range ledgerAttrs {
+		c.attrs[a.Name] = a
+	}
+	return c
+}()
+
+// LeasesCatalog is the catalog of FROM leases.
+func LeasesCatalog() *Catalog { return leasesCatalog }
 
 // WellKnownTags are the Serf tags DESIGN.md names; the default catalog
 // knows them even before a cluster reports them.

@@ -185,6 +185,9 @@ func (p *Plan) Validate() error {
 			return errors.New("reserve spec out of range")
 		}
 	}
+	if p.Table >= tableEnd || p.Table == TableLeases && (p.Kind != PlanAggregate || p.FromTags) {
+		return errors.New("table out of range, or leases read other than by aggregates")
+	}
 	if (p.Kind == PlanLocal) != (p.Local != nil) {
 		return errors.New("local spec present on the wrong kind of plan")
 	}

@@ -94,6 +94,18 @@ type scope struct {
 
 func (c *compiler) compileSelect(s *parser.Select) (*Plan, error) {
 	p := &Plan{}
+	if s.From.Leases {
+		// The ledger has its own columns, and several rows a peer: only
+		// aggregates add them up (a top-k ranks one entry a peer).
+		c.cat, p.Table = LeasesCatalog(), TableLeases
+		grouped := len(s.GroupBy) > 0
+		for _, it := range s.Items {
+			grouped = grouped || !it.Star && hasAggregate(it.Expr)
+		}
+		if !grouped {
+			return nil, parser.Errorf(s.From.Pos, "FROM leases answers aggregates (SUM, COUNT, AVG, MIN, MAX with GROUP BY), not rows: a peer holds several leases; try SELECT owner, SUM(peer_hours) FROM leases GROUP BY owner")
+		}
+	}
 	filter, err := c.compileSource(s.From, s.Where)
 	if err != nil {
 		return nil, err
@@ -120,7 +132,8 @@ func (c *compiler) compileSelect(s *parser.Select) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.FromTags = p.readsOnlyMembership()
+	// A ledger is each peer's own: nothing of it is in the membership.
+	p.FromTags = p.Table == TablePeers && p.readsOnlyMembership()
 	return p, nil
 }
 

@@ -256,3 +256,27 @@ func TestCatalogTags(t *testing.T) {
 		}
 	}
 }
+
+// FROM leases reads the ledger's catalog, by aggregates only, never from
+// tags (its owner column is not the owner tag).
+func TestCompileLeases(t *testing.T) {
+	p, err := CompileText("SELECT owner, SUM(peer_hours) FROM leases WHERE started_ago <= 1d GROUP BY owner", DefaultCatalog(), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Table != TableLeases || p.Kind != PlanAggregate || p.FromTags {
+		t.Errorf("table %v kind %v from tags %v", p.Table, p.Kind, p.FromTags)
+	}
+	if !strings.Contains(Explain(p, 100), "every peer contributes a row per lease") {
+		t.Errorf("EXPLAIN:\n%s", Explain(p, 100))
+	}
+	for src, want := range map[string]string{
+		"SELECT node FROM leases":                        "1:18: FROM leases answers aggregates",
+		"SELECT COUNT(*) FROM leases WHERE mem_free > 1": "1:35: unknown attribute",
+		"SELECT SUM(peer_hours) FROM peers":              "1:12: unknown attribute",
+	} {
+		if _, err := CompileText(src, DefaultCatalog(), DefaultConfig()); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %s…", src, err, want)
+		}
+	}
+}

@@ -178,6 +178,9 @@ func Explain(p *Plan, n int) string {
 	case PlanAggregate:
 		w("protocol", "gossip aggregation: push-pull averaging of mass vectors, extremal propagation, mergeable sketches")
 		w("why", "the statement computes aggregates%s", groupedWhy(p))
+		if p.Table == TableLeases {
+			w("source", "leases: every peer contributes a row per lease in its ledger (up to %d), added up per group as if each row were a peer", MaxLedgerRows)
+		}
 	case PlanTopK:
 		w("protocol", "gossip top-k: peers merge bounded candidate lists by the ORDER BY keys")
 		if p.Limited {

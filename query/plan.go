@@ -191,6 +191,21 @@ func (s Show) String() string {
 	return "Show(" + strconv.Itoa(int(s)) + ")"
 }
 
+// Table is a statement's source. Its numbering is part of the plan's wire
+// format.
+type Table uint8
+
+// The tables.
+const (
+	TablePeers  Table = iota // every live peer, a row each
+	TableLeases              // the leases every peer served, a row each (several a peer)
+	tableEnd
+)
+
+// MaxLedgerRows is the most rows a peer contributes to FROM leases: its
+// ledger keeps its latest leases up to this many.
+const MaxLedgerRows = 1000
+
 // LocalSpec is a command the asking peer answers alone.
 type LocalSpec struct {
 	Show    Show       `cbor:"1,keyasint,omitempty"`
@@ -246,6 +261,9 @@ type Plan struct {
 	// membership (member fields and tags), so the asking peer can answer it
 	// from its member list without gossip.
 	FromTags bool `cbor:"19,keyasint,omitempty"`
+	// Table is what the statement reads: TablePeers (a row a peer) or
+	// TableLeases (a row per lease a peer served: its ledger).
+	Table Table `cbor:"21,keyasint,omitempty"`
 	// Key 20 was the asking peer's network coordinate; it now travels in
 	// the runtime's envelope beside the plan (node), so that a plan's
 	// encoding and hash are the same at every asker. Do not reuse it.

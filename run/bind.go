@@ -19,6 +19,9 @@ import (
 func Spec(p *query.Plan) aggregate.Spec {
 	spec := aggregate.Spec{MaxGroups: max(p.MaxGroups, 1)}
 	cat := query.DefaultCatalog()
+	if p.Table == query.TableLeases {
+		cat, spec.Rows = query.LeasesCatalog(), query.MaxLedgerRows
+	}
 	for _, c := range p.Components {
 		bound := 0.0
 		if c.Arg != nil && c.Arg.Op == query.OpAttr {

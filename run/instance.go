@@ -180,16 +180,33 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 // its record rec. origin marks the asking peer, which alone applies the
 // convergence rule.
 func (b *Binding) New(origin bool, rec query.Record) (*Instance, error) {
+	return b.NewRows(origin, []query.Record{rec})
+}
+
+// NewRows is New for a peer with several rows (FROM leases: a row per
+// lease in its ledger, possibly none). Only aggregates take several.
+func (b *Binding) NewRows(origin bool, recs []query.Record) (*Instance, error) {
 	q := &Instance{b: b, origin: origin}
 	switch b.protocol {
 	case Aggregate:
+		cfg := &b.peerCfg
+		if origin {
+			cfg = &b.origCfg
+		}
+		rows := make([]aggregate.Contribution, len(recs))
+		for i, r := range recs {
+			rows[i] = Contribution(b.plan, r)
+		}
 		q.agg = new(aggregate.Node)
-		if err := b.InitAggregate(q.agg, origin, rec); err != nil {
+		if err := q.agg.InitRows(cfg, rows); err != nil {
 			return nil, err
 		}
 	case TopK:
+		if len(recs) != 1 {
+			return nil, fmt.Errorf("run: a top-k takes one row a peer, not %d", len(recs))
+		}
 		var err error
-		if q.top, err = b.NewTopK(rec, origin); err != nil {
+		if q.top, err = b.NewTopK(recs[0], origin); err != nil {
 			return nil, err
 		}
 	}
