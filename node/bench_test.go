@@ -479,7 +479,7 @@ func TestChurnBenchmark(t *testing.T) {
 		owner.ownMu.Unlock()
 		return len(holding), strays
 	}
-	var samples, atTarget, ownerAtTarget, strayed int
+	var samples, atTarget, atLeast, ownerAtTarget, strayed int
 	fewest := 20
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -495,6 +495,9 @@ loop:
 		samples++
 		if held == 20 {
 			atTarget++
+		}
+		if held >= 20 {
+			atLeast++ // a replaced member back from a restart holds its lease until the owner releases it
 		}
 		if size == 20 {
 			ownerAtTarget++
@@ -518,8 +521,8 @@ loop:
 		med, worst = times[len(times)/2], times[len(times)-1]
 	}
 	t.Logf("%d peers, %.0f min of churn (%d kills), subcloud of 20: %d samples, %d repairs", n, minutes, kills.Load(), samples, repairs)
-	fmt.Printf("bench: churn_at_target_share %.4f\nbench: churn_owner_at_target_share %.4f\nbench: churn_fewest_members %d\n",
-		float64(atTarget)/float64(samples), float64(ownerAtTarget)/float64(samples), fewest)
+	fmt.Printf("bench: churn_at_target_share %.4f\nbench: churn_at_least_target_share %.4f\nbench: churn_owner_at_target_share %.4f\nbench: churn_fewest_members %d\n",
+		float64(atTarget)/float64(samples), float64(atLeast)/float64(samples), float64(ownerAtTarget)/float64(samples), fewest)
 	fmt.Printf("bench: churn_repairs %d\nbench: churn_repair_median_s %.3f s\nbench: churn_repair_worst_s %.3f s\nbench: churn_owner_counted_nonholder_samples %d\n",
 		repairs, med.Seconds(), worst.Seconds(), strayed)
 	// Metering: the ledgers, read by gossip, against the owner's account.

@@ -506,6 +506,8 @@ func (n *Node) watch() {
 			n.mu.Unlock()
 			if gone {
 				n.membersGone(e.Kind, e.Members)
+			} else if e.Kind == overlay.MemberJoined && n.wasMember(e.Members) {
+				n.kickRepair() // a former member is back: take it back or release it now
 			}
 		}
 	}

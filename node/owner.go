@@ -25,7 +25,7 @@ import (
 
 // repairBackoff is how long the owner waits before it searches again for
 // replacements after a repair that found nobody free.
-const repairBackoff = 5 * time.Second
+const repairBackoff = 2 * time.Second
 
 // leaseLoop frees an expired lease from the tags, and renews the
 // subclouds this peer owns at a third of their lease.
@@ -185,6 +185,21 @@ func (n *Node) membersGone(kind overlay.EventKind, names []string) {
 	if lost {
 		n.kickRepair()
 	}
+}
+
+// wasMember reports whether any of names is a former member of a
+// subcloud this peer owns that may still hold its lease.
+func (n *Node) wasMember(names []string) bool {
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	for _, o := range n.owned {
+		for _, m := range names {
+			if _, ok := o.dropped[m]; ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // maintain settles the former members that are back — one the subcloud
