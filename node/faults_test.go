@@ -351,7 +351,7 @@ func TestSlowReserveKeepsItsLeases(t *testing.T) {
 func TestRestart(t *testing.T) {
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
-		c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.DataDir = "" })
+		c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.DataDir = ""; cfg.Logf = t.Logf })
 		rec, tags := splitRecord(1, 6)
 		h := c.net.Add("phoenix", tags)
 		cfg := DefaultConfig(func() query.Record { return rec })
@@ -377,7 +377,8 @@ func TestRestart(t *testing.T) {
 		elapse(time.Second)
 		res := ask(t, owner, compile(t, owner, "SELECT COUNT(*) FROM peers WHERE reserved = TRUE WITH ROUNDS 60"))
 		if res.Rows[0][0].Num != 7 {
-			t.Errorf("after the restart: %v reserved", res.Rows)
+			l, ok := n.currentLease()
+			t.Errorf("after the restart: %v reserved (status %v, peers %d; phoenix holds %+v %v)", res.Rows, res.Status, res.Peers, l, ok)
 		}
 	})
 }

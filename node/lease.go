@@ -87,6 +87,10 @@ type ownedSubcloud struct {
 	// back), and the spans closed.
 	episodes map[string]*episode
 	metered  time.Duration
+	// spares are the last search's candidates that were neither claimed
+	// nor refused, best first: a repair claims from them at once, and
+	// searches only when they run out (not kept across restarts).
+	spares []string
 }
 
 // episode is a member's metered span.

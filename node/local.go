@@ -28,6 +28,7 @@ func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
 	n.ownMu.Lock()
 	defer n.ownMu.Unlock()
 	view := map[string]leaseOf{}
+	mineByTags := map[string]leaseOf{} // leases of this peer's subclouds, as members' tags show them
 	stale := map[string]bool{}
 	for _, m := range members {
 		sub, ok := m.Tags[TagSubcloud]
@@ -35,6 +36,9 @@ func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
 			continue
 		}
 		if _, mine := n.owned[sub]; mine && m.Tags[tagOwner] == n.Name() {
+			until, _ := strconv.ParseInt(m.Tags[tagUntil], 10, 64)
+			since, _ := strconv.ParseInt(m.Tags[tagSince], 10, 64)
+			mineByTags[m.Name] = leaseOf{subcloud: sub, owner: n.Name(), until: until, since: since}
 			continue
 		}
 		if _, gone := n.released[sub]; gone && m.Tags[tagOwner] == n.Name() {
@@ -60,6 +64,14 @@ func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
 		for m, exp := range o.members {
 			if live[m] && exp.After(now) {
 				view[m] = leaseOf{subcloud: o.name, owner: n.Name(), until: exp.Unix(), since: o.since.UnixMilli()}
+			}
+		}
+		// A former member back from a restart holds the lease until this
+		// peer takes it back or releases it: its tags say so, and they are
+		// right.
+		for m, exp := range o.dropped {
+			if l, ok := mineByTags[m]; ok && l.subcloud == o.name && live[m] && exp.After(now) {
+				view[m] = l
 			}
 		}
 	}

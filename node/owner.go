@@ -311,9 +311,8 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 	need := o.target - len(o.members)
 	cfg := subcloud.ClaimerConfig{Subcloud: o.name, Owner: n.Name(), Token: o.token, Key: o.key, N: need, AtLeast: 1,
 		Lease: o.lease, Since: o.since, Searches: 2}
-	raw := o.plan
 	n.ownMu.Unlock()
-	got, held, err := n.claimMore(raw, cfg)
+	got, held, err := n.claimMore(o, cfg)
 	now := n.clock.Now()
 	n.ownMu.Lock()
 	defer n.ownMu.Unlock()
@@ -355,13 +354,22 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 // claimMore runs a Claimer for more members of an existing subcloud (a
 // repair, a RESIZE) with the subcloud's own plan, and returns the peers it
 // got, best first, with their leases' expiries.
-func (n *Node) claimMore(raw []byte, cfg subcloud.ClaimerConfig) ([]string, map[string]time.Time, error) {
+func (n *Node) claimMore(o *ownedSubcloud, cfg subcloud.ClaimerConfig) ([]string, map[string]time.Time, error) {
+	n.ownMu.Lock()
+	raw, first := o.plan, o.spares
+	n.ownMu.Unlock()
 	if raw == nil {
 		return nil, nil, errors.New("the subcloud was restored from a table without its search")
 	}
 	plan, err := query.Decode(raw)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.Searches <= 0 {
+		cfg.Searches = subcloud.DefaultSearches
+	}
+	if len(first) > 0 {
+		cfg.Searches++ // the spares count as one
 	}
 	c, err := subcloud.NewClaimer(cfg)
 	if err != nil {
@@ -372,7 +380,10 @@ func (n *Node) claimMore(raw []byte, cfg subcloud.ClaimerConfig) ([]string, map[
 		return nil, nil, err
 	}
 	defer leave()
-	got, held, _, err := n.claimRun(ctx, plan, c, cfg, nil)
+	got, held, _, spares, err := n.claimRun(ctx, plan, c, cfg, first, nil)
+	n.ownMu.Lock()
+	o.spares = spares
+	n.ownMu.Unlock()
 	return got, held, err
 }
 
@@ -640,7 +651,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	if err != nil {
 		return nil, err
 	}
-	members, held, cands, err := n.claimRun(ctx, plan, c, cfg, progress)
+	members, held, cands, spares, err := n.claimRun(ctx, plan, c, cfg, nil, progress)
 	if err != nil {
 		if errors.Is(err, subcloud.ErrNotEnoughPeers) {
 			return nil, &api.Error{Code: api.CodeNotEnoughPeers, Message: err.Error() + "; nothing stays reserved"}
@@ -648,7 +659,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		return nil, err
 	}
 	o.add(members, held, n.clock.Now())
-	o.target = len(members)
+	o.target, o.spares = len(members), spares
 	o.renewed = n.clock.Now()
 	n.ownMu.Lock()
 	n.owned[spec.Name] = o
@@ -669,8 +680,8 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 // so that none overtakes the claim it undoes. It returns the members in
 // the rank the searches gave them, with their leases' expiries, and the
 // last search.
-func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claimer, cfg subcloud.ClaimerConfig,
-	progress func(Progress)) ([]string, map[string]time.Time, *Result, error) {
+func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claimer, cfg subcloud.ClaimerConfig, first []string,
+	progress func(Progress)) (members []string, held map[string]time.Time, cands *Result, spares []string, err error) {
 	replies := make(chan leaseReply)
 	inflight := 0
 	var releases []subcloud.Message
@@ -687,8 +698,10 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 			}()
 		}
 	}
-	held := map[string]time.Time{} // member → its lease's expiry
-	rank := map[string]int{}       // candidate → first place in a search
+	held = map[string]time.Time{} // member → its lease's expiry
+	rank := map[string]int{}      // candidate → first place in a search
+	refused := map[string]bool{}
+	var last []string // the last candidates given
 	keep := n.clock.NewTicker(n.cfg.LeaseTick)
 	defer keep.Stop()
 	renewHeld := func() {
@@ -709,9 +722,18 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 			}
 		}
 	}
-	var cands *Result
-	var err error
 	for c.State() != subcloud.Done {
+		if c.State() == subcloud.NeedCandidates && c.Searches() == 0 && len(first) > 0 {
+			// Spares from the last search: claim at once, search only
+			// when they run out.
+			for _, p := range first {
+				rank[p] = len(rank)
+			}
+			last = first
+			c.Candidates(first)
+			send()
+			continue
+		}
 		if c.State() == subcloud.NeedCandidates {
 			if c.Searches() > 0 {
 				n.mu.Lock()
@@ -734,6 +756,7 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 				}
 			}
 			renewHeld()
+			last = cands.Nodes
 			c.Candidates(cands.Nodes)
 			send()
 			continue
@@ -743,6 +766,8 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 			inflight--
 			if r.err == nil && r.rep.OK {
 				held[r.peer] = time.Unix(0, r.rep.Expires)
+			} else {
+				refused[r.peer] = true
 			}
 			c.Step(r.peer, r.rep, r.err)
 			send()
@@ -764,12 +789,16 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 			n.callLease(n.ctx, m.To, m.Req)
 		}()
 	}
-	members, err := c.Result()
-	if err != nil {
-		return nil, nil, nil, err
+	if members, err = c.Result(); err != nil {
+		return nil, nil, nil, nil, err
 	}
 	sort.SliceStable(members, func(i, j int) bool { return rank[members[i]] < rank[members[j]] })
-	return members, held, cands, nil
+	for _, p := range last {
+		if _, ok := held[p]; !ok && !refused[p] {
+			spares = append(spares, p)
+		}
+	}
+	return members, held, cands, spares, nil
 }
 
 // ownedResult is a subcloud this peer owns as an answer: its members, best
@@ -899,9 +928,8 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 	}
 	cfg := subcloud.ClaimerConfig{Subcloud: o.name, Owner: n.Name(), Token: o.token, Key: o.key, N: size - have,
 		Lease: o.lease, Since: o.since}
-	raw := o.plan
 	n.ownMu.Unlock()
-	got, held, err := n.claimMore(raw, cfg)
+	got, held, err := n.claimMore(o, cfg)
 	if err != nil {
 		if errors.Is(err, subcloud.ErrNotEnoughPeers) {
 			return &api.Error{Code: api.CodeNotEnoughPeers, Message: fmt.Sprintf(
