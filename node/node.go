@@ -131,9 +131,10 @@ type Config struct {
 	LeaseTick time.Duration
 	// MemberCheck is how often an owner asks each member of its subclouds
 	// whether it still holds the lease (a check changes nothing at the
-	// peer): a member that refuses, or misses CheckMisses checks in a row,
-	// is lost and replaced at once, without waiting for the failure
-	// detector or the lease's expiry.
+	// peer): a member that refuses it, or whose address refuses the
+	// connection CheckMisses times in a row (its process is gone), is lost
+	// and replaced at once, without waiting for the failure detector or
+	// the lease's expiry. A check that times out counts for nothing.
 	MemberCheck time.Duration
 	CheckMisses int
 	// DataDir keeps the peer's lease table (fsynced before every answer);
@@ -151,7 +152,7 @@ type Config struct {
 func DefaultConfig(record func() query.Record) Config {
 	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 1024, Linger: 10,
 		MaxAsk: 256, AskQueue: 1024, AskWait: 10 * time.Second,
-		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 2,
+		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3}
 }
 

@@ -133,7 +133,7 @@ func (n *Node) checkMembers() {
 				if o.misses[r.peer]++; o.misses[r.peer] < max(n.cfg.CheckMisses, 1) {
 					continue
 				}
-				why = fmt.Sprintf("nothing served its address for %d checks in a row", o.misses[r.peer])
+				why = fmt.Sprintf("nothing served its address (%d check(s) in a row)", o.misses[r.peer])
 			}
 			delete(o.misses, r.peer)
 			o.drop(r.peer, exp, now)

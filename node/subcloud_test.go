@@ -598,7 +598,7 @@ func TestReserveRaceUnderChurn(t *testing.T) {
 }
 
 // A member whose process stops (its machine answers, refusing the
-// connection) is replaced after two checks, long before a slow failure
+// connection) is replaced after a check, long before a slow failure
 // detector says so; a check lost to the network counts for nothing.
 func TestSubcloudRepairsAStoppedMemberAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -22,6 +22,9 @@ var planCorpus = []string{
 	"SELECT region, COUNT(DISTINCT zone), STDDEV(cpu_load) AS s FROM peers WHERE NOT reserved GROUP BY region ORDER BY s DESC LIMIT 3",
 	"SELECT node FROM peers WHERE zone IS NULL AND node LIKE 'a%' AND uptime NOT BETWEEN 1h AND 2h WITH ROUNDS 9, TIMEOUT 3s, ACCURACY 2%",
 	"SELECT coalesce(zone, 'none'), -rtt, abs(cpu_load - 0.5) FROM peers LIMIT 7",
+	"RESERVE 5 AS batch FOR 1h NO REPAIR",
+	"ALTER SUBCLOUD analytics RESIZE TO 60", "ALTER SUBCLOUD analytics EXTEND FOR 8h",
+	"SELECT owner, SUM(peer_hours), COUNT(*) FROM leases WHERE started_ago <= 1d GROUP BY owner",
 }
 
 func TestPlanRoundTrip(t *testing.T) {

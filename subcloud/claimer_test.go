@@ -235,6 +235,8 @@ func TestCodecRoundTrip(t *testing.T) {
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add(Request{Op: OpClaim, Subcloud: "analytics", Owner: "a1", Token: tokA, Key: "k", For: time.Hour}.Encode())
 	f.Add(Request{Op: OpRelease, Subcloud: "x", Token: tokB}.Encode())
+	f.Add(Request{Op: OpCheck, Subcloud: "x", Token: tokB}.Encode())
+	f.Add(Request{Op: OpClaim, Subcloud: "x", Owner: "o", Token: tokA, For: time.Minute, Since: 1_800_000_000_000_000_000}.Encode())
 	f.Add(Reply{OK: true, Expires: 5}.Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeRequest(b); err == nil {
