@@ -140,3 +140,63 @@ func TestAPICancel(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// GET /metrics: the Prometheus text format, behind the token, with the
+// runtime's counters, the subclouds this peer owns and the latency of the
+// statements it asked.
+func TestMetricsEndpoint(t *testing.T) {
+	c := realTimeCluster(t, 8)
+	tok := "metrics-token-0123456789abcdef"
+	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ask(t, c.nodes[0], compile(t, c.nodes[0], "SELECT COUNT(*) FROM peers WHERE mem_free >= 1GB"))
+	ask(t, c.nodes[0], compile(t, c.nodes[0], "SELECT COUNT(*) FROM peers"))
+	ask(t, c.nodes[0], compile(t, c.nodes[0], "RESERVE 2 AS watched FOR 1m"))
+	get := func(token string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+srv.Addr()+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := get("wrong"); code != 401 {
+		t.Errorf("a wrong token: %d", code)
+	}
+	code, body := get(tok)
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d\n%s", code, body)
+	}
+	for _, want := range []string{
+		`peerq_exchanges_total{direction="out"} `,
+		`peerq_members 8`,
+		`peerq_subclouds_owned 1`,
+		`peerq_subcloud_members{subcloud="watched"} 2`,
+		`peerq_subcloud_target{subcloud="watched"} 2`,
+		`peerq_query_duration_seconds_count{kind="aggregate"} 1`,
+		`peerq_query_duration_seconds_count{kind="reserve"} 1`,
+		`peerq_query_duration_seconds_count{kind="membership"} 1`,
+		`peerq_query_rounds_count 2`,
+		`peerq_decoder_rejections_total 0`,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `peerq_exchanges_total{direction="out"} 0`+"\n") {
+		t.Error("no exchanges counted after a gossip query")
+	}
+}

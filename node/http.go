@@ -61,6 +61,7 @@ func (n *Node) ServeAPI(addr, token string) (*APIServer, error) {
 	mux.HandleFunc("GET /v1/members", a.members)
 	mux.HandleFunc("GET /v1/health", a.health)
 	mux.HandleFunc("GET /v1/attributes", a.attributes)
+	mux.Handle("GET /metrics", n.metricsHandler())
 	// The answer streams for as long as the query runs: no overall write
 	// timeout, a deadline per write instead (send). Requests are small:
 	// they must arrive whole in APIReadTimeout.

@@ -220,6 +220,7 @@ type Node struct {
 	// repairKick asks the lease loop to repair the subclouds this peer
 	// owns now (a member failed).
 	repairKick chan struct{}
+	metrics    *queryMetrics
 	ownMu      sync.Mutex
 	owned      map[string]*ownedSubcloud
 	// released are the subclouds this peer released lately, by when:
@@ -288,8 +289,8 @@ func New(cfg Config, net Network) (*Node, error) {
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		leases: leases, owned: owned, released: map[string]time.Time{}, tagCh: make(chan struct{}, 1),
-		repairKick: make(chan struct{}, 1),
-		done:       make(chan struct{})}
+		repairKick: make(chan struct{}, 1), metrics: newQueryMetrics(),
+		done: make(chan struct{})}
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
 		return nil, err
@@ -865,6 +866,13 @@ var ErrClosed = errors.New("node: the peer is shutting down")
 // goroutine and outside its lock; it must not block for long.
 func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
 	start := n.clock.Now()
+	res, err := n.statement(ctx, plan, progress, start)
+	n.metrics.observe(plan, res, n.clock.Now().Sub(start))
+	return res, err
+}
+
+// statement runs a plan: Query without the metrics.
+func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Progress), start time.Time) (*Result, error) {
 	if plan.Subcloud != "" {
 		// A subcloud's members are the leases of its one owner; a name
 		// nobody holds is an error, not an empty answer after a gossip run.

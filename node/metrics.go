@@ -1,0 +1,156 @@
+package node
+
+import (
+	"sort"
+	"time"
+
+	"github.com/peerq/peerq/query"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"net/http"
+)
+
+// Prometheus metrics (client_golang), served by the API at GET /metrics
+// behind the API's token. The runtime's counters are read when Prometheus
+// scrapes (a collector, no second set of counters to keep in step); the
+// two histograms are observed as this peer's own statements end.
+
+// queryMetrics are what the node observes itself.
+type queryMetrics struct {
+	latency *prometheus.HistogramVec // by kind of statement
+	rounds  prometheus.Histogram
+}
+
+func newQueryMetrics() *queryMetrics {
+	return &queryMetrics{
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "peerq_query_duration_seconds",
+			Help:    "Time from a statement asked at this peer to its answer, by kind (aggregate, topk, reserve, local, membership).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14), // 5 ms .. 41 s
+		}, []string{"kind"}),
+		rounds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "peerq_query_rounds",
+			Help:    "Gossip rounds a statement asked at this peer took to its answer.",
+			Buckets: []float64{1, 2, 4, 8, 12, 16, 20, 25, 30, 40, 60, 100},
+		}),
+	}
+}
+
+// observe records a statement's end.
+func (m *queryMetrics) observe(plan *query.Plan, res *Result, took time.Duration) {
+	kind := "local"
+	switch {
+	case plan.Kind == query.PlanReserve:
+		kind = "reserve"
+	case plan.Kind == query.PlanLocal:
+	case plan.FromTags:
+		kind = "membership"
+	case plan.Kind == query.PlanAggregate:
+		kind = "aggregate"
+	case plan.Kind == query.PlanTopK:
+		kind = "topk"
+	}
+	m.latency.WithLabelValues(kind).Observe(took.Seconds())
+	if res != nil && res.Rounds > 0 {
+		m.rounds.Observe(float64(res.Rounds))
+	}
+}
+
+// collector reads a node's state at scrape time.
+type collector struct{ n *Node }
+
+var (
+	descExchanges    = prometheus.NewDesc("peerq_exchanges_total", "Gossip exchanges: out (this peer started them) and in (it answered them).", []string{"direction"}, nil)
+	descFailures     = prometheus.NewDesc("peerq_exchange_failures_total", "Exchanges this peer started that got no answer.", nil, nil)
+	descBytes        = prometheus.NewDesc("peerq_exchange_bytes_total", "Bytes of gossip exchanges, sent and received.", []string{"direction"}, nil)
+	descRounds       = prometheus.NewDesc("peerq_rounds_total", "Gossip rounds this peer ran.", nil, nil)
+	descJoined       = prometheus.NewDesc("peerq_queries_joined_total", "Queries of other peers this peer joined.", nil, nil)
+	descRefused      = prometheus.NewDesc("peerq_queries_refused_total", "Queries refused: to join (max_queries) or to ask (overloaded).", []string{"reason"}, nil)
+	descRunning      = prometheus.NewDesc("peerq_queries_running", "Query instances this peer takes part in now.", nil, nil)
+	descAsking       = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
+	descQueued       = prometheus.NewDesc("peerq_queries_queued", "Statements waiting for a place to be asked.", nil, nil)
+	descMembers      = prometheus.NewDesc("peerq_members", "Live members this peer sees, itself included.", nil, nil)
+	descLease        = prometheus.NewDesc("peerq_lease_held", "1 if this peer holds a lease (is a member of a subcloud).", nil, nil)
+	descOwned        = prometheus.NewDesc("peerq_subclouds_owned", "Subclouds this peer owns.", nil, nil)
+	descSubMembers   = prometheus.NewDesc("peerq_subcloud_members", "Members of a subcloud this peer owns.", []string{"subcloud"}, nil)
+	descSubTarget    = prometheus.NewDesc("peerq_subcloud_target", "The size this peer keeps a subcloud it owns at.", []string{"subcloud"}, nil)
+	descRepairs      = prometheus.NewDesc("peerq_subcloud_repairs_total", "Members claimed in place of lost ones, per subcloud this peer owns.", []string{"subcloud"}, nil)
+	descPeerHours    = prometheus.NewDesc("peerq_subcloud_peer_hours", "The owner's account of a subcloud's use, in peer-hours.", []string{"subcloud"}, nil)
+	descMalformed    = prometheus.NewDesc("peerq_decoder_rejections_total", "Exchanges, plans and messages refused as malformed.", nil, nil)
+	descAuthFailures = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed or out of time (replay), connections refused at the limit (connections).", []string{"reason"}, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+	c.n.metrics.latency.Describe(ch)
+	c.n.metrics.rounds.Describe(ch)
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	st := n.Stats()
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(descExchanges, st.Exchanges, "out")
+	counter(descExchanges, st.Served, "in")
+	counter(descFailures, st.Failed)
+	counter(descBytes, st.BytesSent, "sent")
+	counter(descBytes, st.BytesReceived, "received")
+	counter(descRounds, st.Rounds)
+	counter(descJoined, st.Joined)
+	counter(descRefused, st.Refused, "max_queries")
+	counter(descRefused, st.Overloaded, "overloaded")
+	counter(descMalformed, st.Malformed)
+	n.mu.Lock()
+	running := len(n.queries)
+	n.mu.Unlock()
+	gauge(descRunning, float64(running))
+	gauge(descAsking, float64(n.asking.Load()))
+	gauge(descQueued, float64(n.askWaiting.Load()))
+	gauge(descMembers, float64(n.net.Size()))
+	held := 0.0
+	if _, ok := n.currentLease(); ok {
+		held = 1
+	}
+	gauge(descLease, held)
+	n.ownMu.Lock()
+	names := make([]string, 0, len(n.owned))
+	for name := range n.owned {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	gauge(descOwned, float64(len(names)))
+	for _, name := range names {
+		o := n.owned[name]
+		gauge(descSubMembers, float64(len(o.members)), name)
+		gauge(descSubTarget, float64(o.target), name)
+		counter(descRepairs, int64(o.repairs), name)
+		gauge(descPeerHours, o.peerHours(), name)
+	}
+	n.ownMu.Unlock()
+	if s, ok := n.net.(interface {
+		ExchangeStats() (rejected, replays, refusedConns int64)
+	}); ok {
+		rejected, replays, refused := s.ExchangeStats()
+		counter(descAuthFailures, rejected, "auth")
+		counter(descAuthFailures, replays, "replay")
+		counter(descAuthFailures, refused, "connections")
+	}
+	n.metrics.latency.Collect(ch)
+	n.metrics.rounds.Collect(ch)
+}
+
+// metricsHandler serves the node's metrics, with the Go runtime's and the
+// process's beside them, from a registry of its own (no global state: an
+// embedded cluster has many nodes in one process).
+func (n *Node) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
