@@ -16,6 +16,10 @@ type Executor interface {
 	// Words lists names worth completing: attributes (the catalog and live
 	// tags) and subclouds.
 	Words(ctx context.Context) []string
+	// Watch runs a standing query (WATCH … EVERY d), calling each with
+	// every epoch's answer (or the epoch's error) until ctx ends or each
+	// returns false. A statement that does not compile is its error.
+	Watch(ctx context.Context, statement string, each func(*Answer, error) bool) error
 }
 
 // Column is a result column: its name and its kind (bytes, duration,
@@ -92,6 +96,10 @@ type Meta struct {
 	// Converged is Status != partial (kept for clients of the first API).
 	Converged bool `json:"converged"`
 	Timeout   bool `json:"timeout,omitempty"`
+	// Epoch and At place an answer of a WATCH: its epoch (1, 2, ...) and
+	// when it was answered (RFC 3339, UTC).
+	Epoch int    `json:"epoch,omitempty"`
+	At    string `json:"at,omitempty"`
 }
 
 // Progress is a running statement's state, once a round.

@@ -145,10 +145,42 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte) 
 
 // Execute runs a statement on the agent, streaming its progress.
 func (c *Client) Execute(ctx context.Context, statement string, progress func(Progress)) (*Answer, error) {
+	var ans *Answer
+	var aerr error
+	err := c.stream(ctx, statement, progress, func(a *Answer, err error) bool {
+		ans, aerr = a, err
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ans == nil && aerr == nil {
+		return nil, errors.New("agent: the answer ended without a result")
+	}
+	return ans, aerr
+}
+
+// Watch runs a standing query at the agent: each gets every epoch's
+// answer until ctx ends or each returns false (the connection is then
+// closed, and the agent stops the query).
+func (c *Client) Watch(ctx context.Context, statement string, each func(*Answer, error) bool) error {
+	// A standing query lasts as long as it is watched: the client's
+	// timeout, meant for one answer, does not apply.
+	hc := *c.http
+	hc.Timeout = 0
+	w := *c
+	w.http = &hc
+	return w.stream(ctx, statement, nil, each)
+}
+
+// stream posts a statement and reads the NDJSON answer: progress lines to
+// progress, each result (or error) line to each, until each returns false
+// or the answer ends.
+func (c *Client) stream(ctx context.Context, statement string, progress func(Progress), each func(*Answer, error) bool) error {
 	body, _ := json.Marshal(QueryRequest{Statement: statement})
 	resp, err := c.request(ctx, "POST", "/v1/query", body)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -158,27 +190,35 @@ func (c *Client) Execute(ctx context.Context, statement string, progress func(Pr
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
 		dec.UseNumber() // bytes stay integers
 		if err := dec.Decode(&l); err != nil {
-			return nil, fmt.Errorf("agent sent %q: %w", sc.Text(), err)
+			return fmt.Errorf("agent sent %q: %w", sc.Text(), err)
 		}
+		var more bool
 		switch l.Type {
 		case LineProgress:
 			if progress != nil {
 				progress(l.Progress())
 			}
+			continue
 		case LineError:
-			return nil, l.Err()
+			more = each(nil, l.Err())
 		case LineResult:
 			a := l.Answer()
+			var aerr error
 			if a.Meta != nil && a.Meta.Timeout {
-				return a, ErrTimeout
+				aerr = ErrTimeout
 			}
-			return a, nil
+			more = each(a, aerr)
+		default:
+			continue
+		}
+		if !more {
+			return nil
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("agent: %w", err)
 	}
-	return nil, errors.New("agent: the answer ended without a result")
+	return nil
 }
 
 // Attributes lists the catalog: built-in attributes and live tags.

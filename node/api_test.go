@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/peerq/peerq/api"
@@ -199,4 +200,70 @@ func TestMetricsEndpoint(t *testing.T) {
 	if strings.Contains(body, `peerq_exchanges_total{direction="out"} 0`+"\n") {
 		t.Error("no exchanges counted after a gossip query")
 	}
+}
+
+// WATCH over the API: an answer per epoch, each with its epoch and time,
+// until the client lets go; then no instance of it is left running at any
+// peer. A WATCH whose epoch is shorter than a round is refused.
+func TestWatchAPI(t *testing.T) {
+	c := realTimeCluster(t, 8)
+	tok := "watch-token-0123456789abcdef"
+	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client := api.NewClient(srv.Addr(), tok, 5*time.Second)
+	var got []*api.Answer
+	start := time.Now()
+	err = client.Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", func(a *api.Answer, err error) bool {
+		if err != nil {
+			t.Errorf("epoch %d: %v", len(got)+1, err)
+		}
+		got = append(got, a)
+		return len(got) < 3
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d answers", len(got))
+	}
+	for i, a := range got {
+		if a.Meta.Epoch != i+1 || a.Meta.At == "" || a.Meta.Status == api.StatusPartial || a.Rows[0][0] != json.Number("8") {
+			t.Errorf("epoch %d: %+v rows %v", i+1, a.Meta, a.Rows)
+		}
+	}
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("3 epochs of 1s in %v", took)
+	}
+	// The client let go: the asker stops, and every peer's instance of the
+	// last epoch ends with it.
+	deadline := time.Now().Add(20 * time.Second)
+	for running := -1; running != 0; {
+		running = 0
+		for _, n := range c.nodes {
+			n.mu.Lock()
+			running += len(n.queries)
+			n.mu.Unlock()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d query instances still running after the watch stopped", running)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := c.nodes[0].Execute(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 5s", nil); err == nil || !strings.Contains(err.Error(), "once every epoch") {
+		t.Errorf("Execute of a WATCH: %v", err)
+	}
+}
+
+func TestWatchEveryBelowRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 2, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.Round, cfg.MinRound = 2*time.Second, time.Second })
+		err := c.nodes[0].Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 1s", func(*api.Answer, error) bool { return true })
+		if err == nil || !strings.Contains(err.Error(), "shorter than this agent's round") {
+			t.Errorf("EVERY 1s with 2s rounds: %v", err)
+		}
+		c.close()
+	})
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
@@ -29,6 +31,9 @@ func (n *Node) Execute(ctx context.Context, text string, progress func(api.Progr
 // ExecutePlan runs a compiled statement and returns its answer for
 // clients. An error beside an answer (ErrTimeout) says it is partial.
 func (n *Node) ExecutePlan(ctx context.Context, plan *query.Plan, progress func(api.Progress)) (*api.Answer, error) {
+	if plan.Watch != nil && !plan.Explain {
+		return nil, &api.Error{Code: api.CodeStatement, Message: "WATCH answers once every epoch, for as long as it is watched: run it in the shell, with peerq query, or through the API's stream"}
+	}
 	if plan.Explain {
 		return &api.Answer{Explain: query.Explain(plan, n.net.Size()),
 			Meta: &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
@@ -44,6 +49,59 @@ func (n *Node) ExecutePlan(ctx context.Context, plan *query.Plan, progress func(
 		return nil, err
 	}
 	return Answer(plan, res, err), err
+}
+
+// Watch runs a standing query from this peer (api.Executor).
+func (n *Node) Watch(ctx context.Context, text string, each func(*api.Answer, error) bool) error {
+	plan, err := n.Compile(text)
+	if err != nil {
+		return err
+	}
+	return n.WatchPlan(ctx, plan, each)
+}
+
+// WatchPlan runs a WATCH: every EVERY, a fresh gossip instance of the
+// statement (an epoch), its answer to each with its epoch and time, until
+// ctx ends or each returns false. An epoch that outlasts EVERY is followed
+// at once by the next. Nothing is left running at any peer when it stops:
+// each epoch's instance ends with its answer, and the last one's with ctx.
+func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.Answer, error) bool) error {
+	if plan.Watch == nil {
+		return &api.Error{Code: api.CodeStatement, Message: "not a WATCH statement"}
+	}
+	if err := n.checkWatch(plan); err != nil {
+		return err
+	}
+	every := time.Duration(plan.Watch.EverySeconds * float64(time.Second))
+	epoch := plan.Epoch()
+	start := n.clock.Now()
+	for k := 1; ; k++ {
+		ans, err := n.ExecutePlan(ctx, epoch, nil)
+		if ctx.Err() != nil {
+			return nil // stopped mid-epoch: nothing to say
+		}
+		if ans != nil && ans.Meta != nil {
+			ans.Meta.Statement, ans.Meta.Epoch, ans.Meta.At = plan.Text, k, n.clock.Now().UTC().Format(time.RFC3339Nano)
+		}
+		if !each(ans, err) {
+			return nil
+		}
+		if wait := start.Add(time.Duration(k) * every).Sub(n.clock.Now()); wait > 0 {
+			select {
+			case <-n.clock.After(wait):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// checkWatch refuses a WATCH whose epoch is shorter than a round.
+func (n *Node) checkWatch(plan *query.Plan) error {
+	if every := time.Duration(plan.Watch.EverySeconds * float64(time.Second)); every < n.cfg.Round {
+		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("EVERY %v is shorter than this agent's round (%v): an epoch could not even start", every, n.cfg.Round)}
+	}
+	return nil
 }
 
 // Words lists the names worth completing: the catalog's attributes.

@@ -128,6 +128,12 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, api.ErrorOf(err))
 		return
 	}
+	if plan.Watch != nil && !plan.Explain {
+		if err := a.n.checkWatch(plan); err != nil {
+			writeJSON(w, http.StatusBadRequest, api.ErrorOf(err))
+			return
+		}
+	}
 	ctx := r.Context()
 	if plan.Kind == query.PlanReserve || run.ProtocolOf(plan.Kind) != 0 && !plan.FromTags && !plan.Explain {
 		// A place is taken before the answer starts, so that a full
@@ -148,6 +154,22 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 		rc.SetWriteDeadline(time.Now().Add(APIWriteTimeout))
 		enc.Encode(l)
 		rc.Flush()
+	}
+	if plan.Watch != nil && !plan.Explain {
+		// A standing query: an answer line per epoch, until the client
+		// goes away (the request's context ends, and the epoch with it).
+		err := a.n.WatchPlan(ctx, plan, func(ans *api.Answer, err error) bool {
+			if ans == nil {
+				send(api.ErrorLine(err))
+			} else {
+				send(api.ResultLine(ans))
+			}
+			return ctx.Err() == nil
+		})
+		if err != nil {
+			send(api.ErrorLine(err))
+		}
+		return
 	}
 	// Progress comes from the runtime's goroutine: hand it over through a
 	// channel, dropping lines the client is too slow for.

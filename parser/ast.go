@@ -113,6 +113,14 @@ type Reserve struct {
 	With     []*Option
 }
 
+// Watch is WATCH select [EVERY d]: a standing query, answered anew each
+// epoch.
+type Watch struct {
+	Pos    Pos
+	Select *Select
+	Every  *Literal // nil when absent
+}
+
 // Alter is ALTER SUBCLOUD name RESIZE TO n, or ALTER SUBCLOUD name EXTEND
 // FOR d: exactly one of Resize and Extend is set.
 type Alter struct {
@@ -314,6 +322,7 @@ func (s *Select) Position() Pos  { return s.Pos }
 func (s *Reserve) Position() Pos { return s.Pos }
 func (s *Release) Position() Pos { return s.Pos }
 func (s *Alter) Position() Pos   { return s.Pos }
+func (s *Watch) Position() Pos   { return s.Pos }
 func (s *Show) Position() Pos    { return s.Pos }
 func (s *Explain) Position() Pos { return s.Pos }
 func (e *Binary) Position() Pos  { return e.Pos }
@@ -330,6 +339,7 @@ func (*Select) statement()  {}
 func (*Reserve) statement() {}
 func (*Release) statement() {}
 func (*Alter) statement()   {}
+func (*Watch) statement()   {}
 func (*Show) statement()    {}
 func (*Explain) statement() {}
 func (*Binary) expr()       {}

@@ -124,11 +124,11 @@ func expectedText(msg string) string {
 // start with. Participle reports the whole remaining sequence of the rule
 // ("FROM" GSource ("WHERE" GOr)? ...); users need only its first tokens.
 var ruleFirst = map[string][]string{
-	"GScript":    {`"SELECT"`, `"RESERVE"`, `"RELEASE"`, `"SHOW"`, `"ALTER"`, `"EXPLAIN"`},
-	"GStatement": {`"SELECT"`, `"RESERVE"`, `"RELEASE"`, `"SHOW"`, `"ALTER"`, `"EXPLAIN"`},
-	"GInner":     {`"SELECT"`, `"RESERVE"`, `"RELEASE"`, `"SHOW"`, `"ALTER"`},
+	"GScript":    {`"SELECT"`, `"RESERVE"`, `"RELEASE"`, `"SHOW"`, `"ALTER"`, `"WATCH"`, `"EXPLAIN"`},
+	"GStatement": {`"SELECT"`, `"RESERVE"`, `"RELEASE"`, `"SHOW"`, `"ALTER"`, `"WATCH"`, `"EXPLAIN"`},
+	"GInner":     {`"SELECT"`, `"RESERVE"`, `"RELEASE"`, `"SHOW"`, `"ALTER"`, `"WATCH"`},
 	"GExplain":   {`"EXPLAIN"`}, "GSelect": {`"SELECT"`}, "GReserve": {`"RESERVE"`},
-	"GRelease": {`"RELEASE"`}, "GShow": {`"SHOW"`}, "GAlter": {`"ALTER"`},
+	"GRelease": {`"RELEASE"`}, "GShow": {`"SHOW"`}, "GAlter": {`"ALTER"`}, "GWatch": {`"WATCH"`},
 	"GItem": {`"*"`, "an expression"}, "GOrderKey": {"an expression"},
 	"GOr": {"an expression"}, "GAnd": {"an expression"}, "GNot": {"an expression"},
 	"GCmp": {"an expression"}, "GAdd": {"an expression"}, "GMul": {"an expression"},

@@ -65,6 +65,13 @@ type gInner struct {
 	Release *gRelease `parser:"| @@"`
 	Show    *gShow    `parser:"| @@"`
 	Alter   *gAlter   `parser:"| @@"`
+	Watch   *gWatch   `parser:"| @@"`
+}
+
+type gWatch struct {
+	Pos    lexer.Position
+	Select *gSelect `parser:"'WATCH' @@"`
+	Every  *gNumber `parser:"( 'EVERY' @@ )?"`
 }
 
 type gSelect struct {

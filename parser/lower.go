@@ -26,6 +26,18 @@ func lowerInner(g *gInner) (Statement, error) {
 		return lowerReserve(g.Reserve)
 	case g.Alter != nil:
 		return lowerAlter(g.Alter)
+	case g.Watch != nil:
+		sel, err := lowerSelect(g.Watch.Select)
+		if err != nil {
+			return nil, err
+		}
+		w := &Watch{Pos: g.Watch.Pos, Select: sel}
+		if g.Watch.Every != nil {
+			if w.Every, err = parseNumber(g.Watch.Every.Pos, g.Watch.Every.Raw); err != nil {
+				return nil, err
+			}
+		}
+		return w, nil
 	case g.Release != nil:
 		name, err := unquoteIdent(g.Release.Name)
 		if err != nil {

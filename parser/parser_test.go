@@ -37,6 +37,8 @@ var validCases = []struct {
 	{"select owner, SUM(peer_hours) from Leases group by owner", "SELECT owner, SUM(peer_hours) FROM leases GROUP BY owner"},
 	{"reserve 20 as batch for 1h no repair with key 'j'", "RESERVE 20 AS batch FOR 1h NO REPAIR WITH KEY 'j'"},
 	{"alter subcloud batch resize to 30", "ALTER SUBCLOUD batch RESIZE TO 30"},
+	{"watch select region, COUNT(*) from peers group by region every 30s", "WATCH SELECT region, COUNT(*) FROM peers GROUP BY region EVERY 30s"},
+	{"WATCH SELECT node FROM peers ORDER BY cpu_load DESC LIMIT 3 WITH ROUNDS 20", "WATCH SELECT node FROM peers ORDER BY cpu_load DESC LIMIT 3 WITH ROUNDS 20"},
 	{"ALTER SUBCLOUD \"my batch\" EXTEND FOR 2h30m", "ALTER SUBCLOUD \"my batch\" EXTEND FOR 2h30m"},
 	{"EXPLAIN ALTER SUBCLOUD x RESIZE TO 2", "EXPLAIN ALTER SUBCLOUD x RESIZE TO 2"},
 	// The words of ALTER and NO REPAIR stay names elsewhere.
@@ -252,7 +254,7 @@ var errorCases = []struct {
 	{"ALTER SUBCLOUD x RESIZE 3", `1:25: unexpected "3" (expected "TO")`},
 	{"ALTER SUBCLOUD x GROW TO 3", `1:18: unexpected "GROW" (expected "RESIZE" or "EXTEND")`},
 	{"RESERVE 3 AS x NO FIX", `1:19: unexpected "FIX" (expected "REPAIR")`},
-	{"EXPLAIN EXPLAIN SELECT a FROM peers", `1:9: unexpected "EXPLAIN" (expected "SELECT", "RESERVE", "RELEASE", "SHOW" or "ALTER")`},
+	{"EXPLAIN EXPLAIN SELECT a FROM peers", `1:9: unexpected "EXPLAIN" (expected "SELECT", "RESERVE", "RELEASE", "SHOW", "ALTER" or "WATCH")`},
 	{"SELEC a FROM peers", `1:1: unexpected "SELEC" (did you mean SELECT?)`},
 	{"SELECT a FROM peers; garbage", `1:22: unexpected "garbage"`},
 	{"SELECT a FROM peers SELECT b FROM peers", `1:21: unexpected "SELECT"`},

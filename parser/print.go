@@ -76,6 +76,13 @@ func (s *Reserve) String() string {
 	return b.String()
 }
 
+func (s *Watch) String() string {
+	if s.Every != nil {
+		return "WATCH " + s.Select.String() + " EVERY " + s.Every.Raw
+	}
+	return "WATCH " + s.Select.String()
+}
+
 func (s *Alter) String() string {
 	if s.Resize != nil {
 		return "ALTER SUBCLOUD " + QuoteIdent(s.Name.Name) + " RESIZE TO " + s.Resize.Raw

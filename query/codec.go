@@ -188,6 +188,10 @@ func (p *Plan) Validate() error {
 	if p.Table >= tableEnd || p.Table == TableLeases && (p.Kind != PlanAggregate || p.FromTags) {
 		return errors.New("table out of range, or leases read other than by aggregates")
 	}
+	if w := p.Watch; w != nil && (p.Kind == PlanLocal || p.Kind == PlanReserve || !finite(w.EverySeconds) ||
+		w.EverySeconds < MinWatchSeconds || w.EverySeconds > MaxWatchSeconds) {
+		return errors.New("watch spec out of range, or on a statement that cannot be watched")
+	}
 	if (p.Kind == PlanLocal) != (p.Local != nil) {
 		return errors.New("local spec present on the wrong kind of plan")
 	}

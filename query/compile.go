@@ -45,6 +45,21 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 		p = &Plan{Kind: PlanLocal, Local: &LocalSpec{Show: showOf[s.What]}}
 	case *parser.Alter:
 		p, err = compileAlter(s)
+	case *parser.Watch:
+		if p, err = c.compileSelect(s.Select); err == nil {
+			p.Watch = &WatchSpec{EverySeconds: DefaultWatchSeconds}
+			if s.Every != nil {
+				l := s.Every
+				switch {
+				case l.Kind != parser.LitNumber || l.Unit != parser.UnitDuration:
+					err = parser.Errorf(l.Pos, "EVERY needs a duration such as 10s, found %s", l.Raw)
+				case l.Num < MinWatchSeconds || l.Num > MaxWatchSeconds:
+					err = parser.Errorf(l.Pos, "EVERY %s is outside %s..%s", l.Raw, FormatDuration(MinWatchSeconds), FormatDuration(MaxWatchSeconds))
+				default:
+					p.Watch.EverySeconds = l.Num
+				}
+			}
+		}
 	default:
 		return nil, fmt.Errorf("query: unknown statement %T", stmt)
 	}

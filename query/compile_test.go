@@ -280,3 +280,28 @@ func TestCompileLeases(t *testing.T) {
 		}
 	}
 }
+
+func TestCompileWatch(t *testing.T) {
+	p, err := CompileText("WATCH SELECT region, COUNT(*) FROM peers GROUP BY region EVERY 30s", DefaultCatalog(), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Watch == nil || p.Watch.EverySeconds != 30 || p.Kind != PlanAggregate || p.Epoch().Watch != nil || p.Watch == nil {
+		t.Errorf("watch %+v kind %v", p.Watch, p.Kind)
+	}
+	if !strings.Contains(Explain(p, 10), "answered anew every 30s") {
+		t.Errorf("EXPLAIN:\n%s", Explain(p, 10))
+	}
+	if d, _ := CompileText("WATCH SELECT COUNT(*) FROM peers", DefaultCatalog(), DefaultConfig()); d.Watch.EverySeconds != DefaultWatchSeconds {
+		t.Errorf("default EVERY %v", d.Watch.EverySeconds)
+	}
+	for src, want := range map[string]string{
+		"WATCH SELECT COUNT(*) FROM peers EVERY 10":   "1:40: EVERY needs a duration such as 10s, found 10",
+		"WATCH SELECT COUNT(*) FROM peers EVERY 10ms": "1:40: EVERY 10ms is outside 1s..1d",
+		"WATCH RESERVE 3 AS x":                        "1:7: unexpected",
+	} {
+		if _, err := CompileText(src, DefaultCatalog(), DefaultConfig()); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %s…", src, err, want)
+		}
+	}
+}

@@ -160,6 +160,9 @@ func Explain(p *Plan, n int) string {
 	}
 	w("statement", "%s", strings.TrimPrefix(p.Text, "EXPLAIN "))
 	w("plan", "%s  (hash %s)", p.Kind, p.Hash())
+	if p.Watch != nil {
+		w("watch", "a standing query: answered anew every %s, each epoch a fresh gossip instance started by this peer, until the client stops it", FormatDuration(p.Watch.EverySeconds))
+	}
 	switch p.Kind {
 	case PlanLocal:
 		switch a := p.Local.Alter; {

@@ -202,6 +202,26 @@ const (
 	tableEnd
 )
 
+// WatchSpec is a standing query's epoch.
+type WatchSpec struct {
+	EverySeconds float64 `cbor:"1,keyasint"`
+}
+
+// Limits of WATCH … EVERY.
+const (
+	DefaultWatchSeconds = 10
+	MinWatchSeconds     = 1
+	MaxWatchSeconds     = 24 * 3600
+)
+
+// Epoch returns the plan one epoch of a WATCH runs: the same statement,
+// answered once.
+func (p *Plan) Epoch() *Plan {
+	q := *p
+	q.Watch = nil
+	return &q
+}
+
 // MaxLedgerRows is the most rows a peer contributes to FROM leases: its
 // ledger keeps its latest leases up to this many.
 const MaxLedgerRows = 1000
@@ -264,6 +284,9 @@ type Plan struct {
 	// Table is what the statement reads: TablePeers (a row a peer) or
 	// TableLeases (a row per lease a peer served: its ledger).
 	Table Table `cbor:"21,keyasint,omitempty"`
+	// Watch makes the statement a standing query (WATCH … EVERY d): the
+	// asking peer answers it anew every EverySeconds.
+	Watch *WatchSpec `cbor:"22,keyasint,omitempty"`
 	// Key 20 was the asking peer's network coordinate; it now travels in
 	// the runtime's envelope beside the plan (node), so that a plan's
 	// encoding and hash are the same at every asker. Do not reuse it.

@@ -188,6 +188,10 @@ func (s *Session) run(ctx context.Context, stmt string) {
 		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%.2g%%", p.Round, p.Budget, p.Peers, p.FirstCell(), 100*p.ErrEstimate)
 	}
 	text := strings.TrimSpace(stmt)
+	if IsWatch(text) {
+		s.watch(ctx, text)
+		return
+	}
 	ans, err := s.exec.Execute(ctx, text, progress)
 	if live {
 		fmt.Fprint(s.cfg.Err, "\r\033[K")
@@ -254,6 +258,34 @@ func (s *Session) meta(ctx context.Context, line string) bool {
 		fmt.Fprintf(s.cfg.Err, "unknown command %s (\\help lists them)\n", cmd)
 	}
 	return false
+}
+
+// watch shows a WATCH's answers as they come, each drawn over the last on
+// a terminal (as watch(1) does), until Ctrl-C; then the shell goes on.
+func (s *Session) watch(ctx context.Context, text string) {
+	lines := 0
+	err := s.exec.Watch(ctx, text, func(ans *api.Answer, err error) bool {
+		var b strings.Builder
+		if ans == nil {
+			fmt.Fprintf(&b, "%v\n", err)
+		} else {
+			if ans.Meta != nil {
+				fmt.Fprintf(&b, "%s · epoch %d · %s · %s\n", text, ans.Meta.Epoch, ans.Meta.At, ans.Meta.Status)
+			}
+			if rerr := Render(&b, s.format, TableOf(ans)); rerr != nil {
+				fmt.Fprintf(&b, "%v\n", rerr)
+			}
+		}
+		if s.cfg.Terminal && lines > 0 {
+			fmt.Fprintf(s.cfg.Out, "\033[%dA\033[J", lines) // up over the last answer, and clear
+		}
+		fmt.Fprint(s.cfg.Out, b.String())
+		lines = strings.Count(b.String(), "\n")
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		s.report(text, err)
+	}
 }
 
 // complete offers keywords, attributes and subclouds for the word under the

@@ -153,6 +153,52 @@ type ScriptOptions struct {
 	// AllowPartial goes on after a partial answer; by default a partial
 	// answer is printed, then stops the script with api.ErrPartial.
 	AllowPartial bool
+	// Epochs ends a WATCH after that many answers; 0 watches until ctx
+	// ends (Ctrl-C).
+	Epochs int
+}
+
+// IsWatch reports whether a statement is a WATCH (its first word).
+func IsWatch(stmt string) bool {
+	f := strings.Fields(stmt)
+	return len(f) > 0 && strings.EqualFold(f[0], "WATCH")
+}
+
+// watchScript runs a WATCH of a script: one block per epoch (table, csv,
+// json), or per row plus a meta line (ndjson), until Epochs answers or ctx
+// ends. A partial epoch is printed and, unless AllowPartial, ends it with
+// api.ErrPartial.
+func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statement, opts ScriptOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var failed error
+	epochs := 0
+	err := exec.Watch(ctx, stmt.Text, func(ans *api.Answer, err error) bool {
+		epochs++
+		if ans == nil {
+			failed = Place(src, opts.Name, stmt, err)
+			return false
+		}
+		if epochs > 1 && opts.Format == FormatTable {
+			fmt.Fprintln(opts.Out)
+		}
+		if opts.Format == FormatTable && ans.Meta != nil {
+			fmt.Fprintf(opts.Out, "epoch %d · %s\n", ans.Meta.Epoch, ans.Meta.At)
+		}
+		if rerr := Render(opts.Out, opts.Format, TableOf(ans)); rerr != nil {
+			failed = rerr
+			return false
+		}
+		if m := ans.Meta; m != nil && m.Status == api.StatusPartial && !opts.AllowPartial {
+			failed = fmt.Errorf("%w: %s (line %d, epoch %d)", api.ErrPartial, m.Reason, stmt.Line, m.Epoch)
+			return false
+		}
+		return opts.Epochs == 0 || epochs < opts.Epochs
+	})
+	if err != nil {
+		return Place(src, opts.Name, stmt, err)
+	}
+	return failed
 }
 
 // RunScript runs every statement of src through exec and renders each
@@ -164,6 +210,12 @@ func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOp
 	for i, stmt := range SplitScript(src, opts.Split) {
 		if i > 0 && opts.Format == FormatTable {
 			fmt.Fprintln(opts.Out)
+		}
+		if IsWatch(stmt.Text) {
+			if err := watchScript(ctx, exec, src, stmt, opts); err != nil {
+				return err
+			}
+			continue
 		}
 		ans, err := exec.Execute(ctx, stmt.Text, nil)
 		if ans != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ func newDemoCmd() *cobra.Command {
 		allowPartial bool
 		churn        string
 		churnDown    time.Duration
+		epochs       int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--nodes 200] [-e STATEMENT | -f FILE]",
@@ -94,8 +96,10 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			}
 			out := cmd.OutOrStdout()
 			if src != "" {
-				return exitFor(shell.RunScript(context.Background(), asker, src,
-					shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: out, AllowPartial: allowPartial}))
+				sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt) // Ctrl-C ends a WATCH cleanly
+				defer stop()
+				return exitFor(shell.RunScript(sctx, asker, src,
+					shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: out, AllowPartial: allowPartial, Epochs: epochs}))
 			}
 			if isTerminal(cmd.InOrStdin()) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Try:\n"+
@@ -116,6 +120,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&settleTimout, "settle-timeout", 3*time.Minute, "how long to wait for the cluster to form")
 	f.BoolVar(&allowPartial, "allow-partial", false, "with -e or -f: go on, exit 0, after a partial answer (default: exit 4)")
+	f.IntVar(&epochs, "epochs", 0, "with -e or -f: end a WATCH after this many answers (default: until Ctrl-C)")
 	f.StringVar(&churn, "churn", "", "kill and restart random peers at this rate, e.g. 10%/min (watch subclouds repair with SHOW SUBCLOUDS)")
 	f.DurationVar(&churnDown, "churn-down", 30*time.Second, "with --churn: how long a killed peer stays down before it restarts")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "give each peer a data dir under this one (leases and owned subclouds survive restarts); --churn makes a temporary one if unset")

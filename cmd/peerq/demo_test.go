@@ -169,3 +169,28 @@ func TestDemoChurn(t *testing.T) {
 		t.Errorf("SHOW SUBCLOUDS: %s", out)
 	}
 }
+
+// WATCH in a script: one block per epoch, as many as --epochs; in ndjson,
+// each epoch's rows and a meta line with its epoch.
+func TestDemoWatch(t *testing.T) {
+	code, out, errs := runCLI(t, "", "demo", "--nodes", "12", "--freeze", "--round", "50ms", "--epochs", "2",
+		"-e", "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", "--format", "ndjson")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var epochs []int
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if m, ok := l["_meta"].(map[string]any); ok {
+			epochs = append(epochs, int(m["epoch"].(float64)))
+		} else if l["COUNT(*)"] != json.Number("12") && l["COUNT(*)"] != 12.0 {
+			t.Errorf("row %v", l)
+		}
+	}
+	if len(epochs) != 2 || epochs[0] != 1 || epochs[1] != 2 {
+		t.Errorf("epochs %v in\n%s", epochs, out)
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/signal"
 	"time"
 
 	"github.com/peerq/peerq/api"
@@ -16,6 +18,7 @@ func newQueryCmd() *cobra.Command {
 		opts         api.Options
 		format       shell.Format
 		allowPartial bool
+		epochs       int
 	)
 	cmd := &cobra.Command{
 		Use:   "query -e STATEMENT | -f FILE [--format table|csv|json|ndjson]",
@@ -34,8 +37,11 @@ answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry).
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
-			return exitFor(shell.RunScript(context.Background(), c, src,
-				shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: cmd.OutOrStdout(), AllowPartial: allowPartial}))
+			// Ctrl-C ends a WATCH (and the script) cleanly.
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			return exitFor(shell.RunScript(ctx, c, src,
+				shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: cmd.OutOrStdout(), AllowPartial: allowPartial, Epochs: epochs}))
 		},
 	}
 	f := cmd.Flags()
@@ -45,6 +51,7 @@ answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry).
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up on the agent after this long")
 	f.BoolVar(&allowPartial, "allow-partial", false, "go on, and exit 0, after a partial answer (default: exit 4)")
+	f.IntVar(&epochs, "epochs", 0, "end a WATCH after this many answers (default: until Ctrl-C)")
 	return cmd
 }
 
