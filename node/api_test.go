@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -266,4 +267,50 @@ func TestWatchEveryBelowRound(t *testing.T) {
 		}
 		c.close()
 	})
+}
+
+// --export: a standing query's latest answer as gauges, a group a gauge.
+func TestExportGauges(t *testing.T) {
+	c := realTimeCluster(t, 8)
+	tok := "export-token-0123456789abcdef"
+	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := c.nodes[0].Export("SELECT SUM(peer_hours) FROM leases"); err != nil {
+		t.Fatalf("an aggregate export: %v", err)
+	}
+	if err := c.nodes[0].Export("SELECT node FROM peers LIMIT 3 EVERY 1s"); err == nil {
+		t.Error("a top-k export was accepted")
+	}
+	if err := c.nodes[0].Export("SELECT region, COUNT(*), AVG(cpu_load) FROM peers WHERE mem_free >= 0B GROUP BY region EVERY 1s"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", "http://"+srv.Addr()+"/metrics", nil)
+		req.Header.Set(api.TokenHeader, tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0.0
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, `peerq_export_value{column="COUNT(*)",export="1",group="`) {
+				var v float64
+				fmt.Sscan(l[strings.LastIndexByte(l, ' ')+1:], &v)
+				total += v
+			}
+		}
+		resp.Body.Close()
+		if total > 7.9 && total < 8.1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exported counts add up to %v, want 8", total)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -1,15 +1,19 @@
 package node
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"net/http"
 )
 
 // Prometheus metrics (client_golang), served by the API at GET /metrics
@@ -83,7 +87,11 @@ var (
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
+	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descRefused,
+		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
+		descRepairs, descPeerHours, descMalformed, descAuthFailures, descExport, descExportEpoch, descExportFailures} {
+		ch <- d
+	}
 	c.n.metrics.latency.Describe(ch)
 	c.n.metrics.rounds.Describe(ch)
 }
@@ -144,6 +152,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	n.metrics.latency.Collect(ch)
 	n.metrics.rounds.Collect(ch)
+	n.collectExports(ch)
 }
 
 // metricsHandler serves the node's metrics, with the Go runtime's and the
@@ -153,4 +162,118 @@ func (n *Node) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// export is a standing query whose latest answer /metrics shows as gauges
+// (--export): cloud-wide metrics with no central collector.
+type export struct {
+	text string
+	ans  *api.Answer // the latest epoch's; nil before the first
+	err  error
+}
+
+// Export starts a standing query whose answers /metrics exposes:
+// "SELECT … EVERY d" (or WATCH SELECT …) with aggregates. It runs until
+// the node closes; an epoch that fails keeps the last good answer and
+// counts in peerq_export_failures_total.
+func (n *Node) Export(text string) error {
+	if !strings.EqualFold(firstWord(text), "WATCH") {
+		text = "WATCH " + text
+	}
+	plan, err := n.Compile(text)
+	if err != nil {
+		return err
+	}
+	if plan.Kind != query.PlanAggregate {
+		return fmt.Errorf("--export %q: only aggregates (COUNT, SUM, AVG, … with GROUP BY) become gauges", text)
+	}
+	if err := n.checkWatch(plan); err != nil {
+		return err
+	}
+	e := &export{text: text}
+	n.exportMu.Lock()
+	n.exports = append(n.exports, e)
+	n.exportMu.Unlock()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.WatchPlan(n.ctx, plan, func(ans *api.Answer, err error) bool {
+			n.exportMu.Lock()
+			defer n.exportMu.Unlock()
+			if ans != nil && ans.Meta != nil && ans.Meta.Status != api.StatusPartial {
+				e.ans = ans
+			}
+			e.err = err
+			if ans == nil || ans.Meta == nil || ans.Meta.Status == api.StatusPartial {
+				n.exportFailures++
+			}
+			return true
+		})
+	}()
+	return nil
+}
+
+func firstWord(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
+var (
+	descExport         = prometheus.NewDesc("peerq_export_value", "A standing query's latest answer (--export): one gauge per group and aggregate column; group is the GROUP BY keys joined by '/'.", []string{"export", "column", "group"}, nil)
+	descExportEpoch    = prometheus.NewDesc("peerq_export_epoch", "The epoch of a standing query's latest complete answer.", []string{"export"}, nil)
+	descExportFailures = prometheus.NewDesc("peerq_export_failures_total", "Epochs of standing queries that failed or were partial (the last complete answer stays).", nil, nil)
+)
+
+// collectExports emits the standing queries' latest answers.
+func (n *Node) collectExports(ch chan<- prometheus.Metric) {
+	n.exportMu.Lock()
+	defer n.exportMu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descExportFailures, prometheus.CounterValue, float64(n.exportFailures))
+	for i, e := range n.exports {
+		if e.ans == nil {
+			continue
+		}
+		id := strconv.Itoa(i)
+		ch <- prometheus.MustNewConstMetric(descExportEpoch, prometheus.GaugeValue, float64(e.ans.Meta.Epoch), id)
+		groupCols := map[int]bool{}
+		for j, c := range e.ans.Columns {
+			if c.Kind == "string" || c.Kind == "bool" {
+				groupCols[j] = true
+			}
+		}
+		for r, row := range e.ans.Rows {
+			var keys []string
+			for j := range row {
+				if groupCols[j] {
+					keys = append(keys, e.ans.Text[r][j])
+				}
+			}
+			for j, v := range row {
+				if groupCols[j] {
+					continue
+				}
+				if x, ok := number(v); ok {
+					ch <- prometheus.MustNewConstMetric(descExport, prometheus.GaugeValue, x, id, e.ans.Columns[j].Name, strings.Join(keys, "/"))
+				}
+			}
+		}
+	}
+}
+
+// number reads a raw answer value as a float: NULL and text are not.
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int64:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }

@@ -221,8 +221,12 @@ type Node struct {
 	// owns now (a member failed).
 	repairKick chan struct{}
 	metrics    *queryMetrics
-	ownMu      sync.Mutex
-	owned      map[string]*ownedSubcloud
+	// exports are the standing queries /metrics shows (Export).
+	exportMu       sync.Mutex
+	exports        []*export
+	exportFailures int64
+	ownMu          sync.Mutex
+	owned          map[string]*ownedSubcloud
 	// released are the subclouds this peer released lately, by when:
 	// answers from tags leave them out until the tags catch up.
 	released map[string]time.Time

@@ -48,6 +48,8 @@ type agentSettings struct {
 	RetryJoin     bool
 	RetryInterval time.Duration
 	RetryMax      int
+	// Export are standing queries whose answers /metrics shows.
+	Export []string
 }
 
 // joinTimeout is how long --join tries without --retry-join.
@@ -59,7 +61,7 @@ func (s *agentSettings) fields() map[string]any {
 	return map[string]any{"node": &s.Node, "bind": &s.Bind, "advertise": &s.Advertise, "exchange": &s.Exchange,
 		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "old-key": &s.OldKeys, "round": (*jsonDuration)(&s.Round), "min-round": (*jsonDuration)(&s.MinRound),
 		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue,
-		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax}
+		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax, "export": &s.Export}
 }
 
 // jsonDuration reads "300ms" (or a number of seconds) from JSON.
@@ -115,6 +117,7 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.DurationVar(&s.RetryInterval, "retry-interval", 30*time.Second, "wait between --retry-join attempts")
 	f.IntVar(&s.RetryMax, "retry-max", 0, "attempts of --retry-join before failing (0: for ever)")
 	f.StringArrayVar(&s.Tag, "tag", nil, "static tag key=value (repeatable)")
+	f.StringArrayVar(&s.Export, "export", nil, "a standing aggregate query whose answers /metrics shows as gauges, e.g. \"SELECT region, COUNT(*) FROM peers GROUP BY region EVERY 30s\" (repeatable)")
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the journal, the lease table, the API token and Serf's snapshot")
 	f.StringVar(&s.Encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip and seals exchanges (the same on every agent)")
 	f.StringArrayVar(&s.OldKeys, "old-key", nil, "base64 key that still opens gossip and exchanges, during a key rotation (repeatable; docs/SECURITY.md)")
@@ -193,6 +196,12 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 		return &exitError{exitUsage, err}
 	}
 	defer srv.Close()
+	for _, e := range s.Export {
+		if err := p.Export(e); err != nil {
+			p.Close()
+			return &exitError{exitStatement, fmt.Errorf("peerq: --export: %w", err)}
+		}
+	}
 	fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s, API on %s (token in %s)\n", name,
 		p.Addr(), p.ExchangeAddr(), srv.Addr(), filepath.Join(s.DataDir, api.TokenFile))
 	if key == nil {
