@@ -149,11 +149,7 @@ func TestAPICancel(t *testing.T) {
 func TestMetricsEndpoint(t *testing.T) {
 	c := realTimeCluster(t, 8)
 	tok := "metrics-token-0123456789abcdef"
-	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := serveAPI(t, c.nodes[0], tok)
 	ask(t, c.nodes[0], compile(t, c.nodes[0], "SELECT COUNT(*) FROM peers WHERE mem_free >= 1GB"))
 	ask(t, c.nodes[0], compile(t, c.nodes[0], "SELECT COUNT(*) FROM peers"))
 	ask(t, c.nodes[0], compile(t, c.nodes[0], "RESERVE 2 AS watched FOR 1m"))
@@ -209,15 +205,11 @@ func TestMetricsEndpoint(t *testing.T) {
 func TestWatchAPI(t *testing.T) {
 	c := realTimeCluster(t, 8)
 	tok := "watch-token-0123456789abcdef"
-	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := serveAPI(t, c.nodes[0], tok)
 	client := api.NewClient(srv.Addr(), tok, 5*time.Second)
 	var got []*api.Answer
 	start := time.Now()
-	err = client.Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", func(a *api.Answer, err error) bool {
+	err := client.Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", func(a *api.Answer, err error) bool {
 		if err != nil {
 			t.Errorf("epoch %d: %v", len(got)+1, err)
 		}
@@ -273,11 +265,7 @@ func TestWatchEveryBelowRound(t *testing.T) {
 func TestExportGauges(t *testing.T) {
 	c := realTimeCluster(t, 8)
 	tok := "export-token-0123456789abcdef"
-	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := serveAPI(t, c.nodes[0], tok)
 	if err := c.nodes[0].Export("SELECT SUM(peer_hours) FROM leases"); err != nil {
 		t.Fatalf("an aggregate export: %v", err)
 	}
@@ -313,4 +301,15 @@ func TestExportGauges(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// serveAPI serves n's API on loopback until the test ends.
+func serveAPI(t *testing.T, n *Node, tok string) *APIServer {
+	t.Helper()
+	srv, err := n.ServeAPI("127.0.0.1:0", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
