@@ -15,6 +15,7 @@ import (
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
+	"github.com/peerq/peerq/ui"
 )
 
 // The local HTTP API (docs/API.md): JSON, on loopback by default, every
@@ -62,6 +63,9 @@ func (n *Node) ServeAPI(addr, token string) (*APIServer, error) {
 	mux.HandleFunc("GET /v1/health", a.health)
 	mux.HandleFunc("GET /v1/attributes", a.attributes)
 	mux.Handle("GET /metrics", n.metricsHandler())
+	mux.Handle("GET /ui/", ui.Handler())
+	mux.HandleFunc("POST /ui/login", a.login)
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusSeeOther))
 	// The answer streams for as long as the query runs: no overall write
 	// timeout, a deadline per write instead (send). Requests are small:
 	// they must arrive whole in APIReadTimeout.
@@ -104,9 +108,19 @@ func (a *APIServer) limit(next http.Handler) http.Handler {
 
 func (a *APIServer) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The console's pages hold no secret, and its login form is how a
+		// browser gets the token's cookie: they are open.
+		if r.Method == http.MethodGet && (strings.HasPrefix(r.URL.Path, "/ui/") || r.URL.Path == "/") ||
+			r.Method == http.MethodPost && r.URL.Path == "/ui/login" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		tok := r.Header.Get(api.TokenHeader)
 		if tok == "" {
 			tok = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		}
+		if c, err := r.Cookie(ui.CookieName); tok == "" && err == nil {
+			tok = c.Value
 		}
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) != 1 {
 			writeJSON(w, http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized,
@@ -115,6 +129,24 @@ func (a *APIServer) auth(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// login takes the console's login form: the right token is kept in a
+// cookie (HttpOnly: no script reads it; SameSite=Strict: no other site's
+// page sends it), and the console opens; a wrong one is sent back to the
+// form, refused.
+func (a *APIServer) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad login form", http.StatusBadRequest)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("token")), []byte(a.token)) != 1 {
+		http.Redirect(w, r, "/ui/?denied=1", http.StatusSeeOther)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: ui.CookieName, Value: a.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
 func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {

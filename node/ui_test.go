@@ -1,0 +1,111 @@
+package node
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's Chromium for the console's browser tests; .ci/run
+// installs it where it can.
+func chromium(t *testing.T) string {
+	for _, p := range []string{os.Getenv("PEERQ_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if p != "" {
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	t.Skip("no Chromium here (apt-get install chromium, or set PEERQ_CHROMIUM): the console's browser test cannot run")
+	return ""
+}
+
+// The console in a real browser (headless Chromium through chromedp): a
+// wrong token is refused; the right one logs in (a cookie the page's
+// scripts cannot read); a statement runs and its rows and status show;
+// EXPLAIN shows the plan; the members and subclouds are listed.
+func TestConsoleInBrowser(t *testing.T) {
+	bin := chromium(t)
+	c := realTimeCluster(t, 6)
+	tok := "console-token-0123456789abcdef"
+	srv := serveAPI(t, c.nodes[0], tok)
+	ask(t, c.nodes[0], compile(t, c.nodes[0], "RESERVE 2 AS shown FOR 1m"))
+	base := "http://" + srv.Addr()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+
+	do := func(acts ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, acts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible("#login-form"),
+		chromedp.SendKeys("#token", "wrong"), chromedp.Click("#login-button"), chromedp.WaitVisible("#login-error"))
+	denied := text("#login-error")
+	do(chromedp.SetValue("#token", tok), chromedp.Click("#login-button"), chromedp.WaitVisible("#console"))
+	cookieSeen, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(chromedp.SetValue("#statement", "SELECT region, COUNT(*) FROM peers WHERE mem_free >= 0B GROUP BY region"),
+		chromedp.Click("#run"), chromedp.WaitVisible("#result tr:nth-child(2)"))
+	rows, status := text("#result"), text("#status")
+	do(chromedp.Click("#explain"), chromedp.WaitVisible("#explain-text"))
+	explain := text("#explain-text")
+	do(chromedp.WaitVisible("#subclouds tr:nth-child(2)"))
+	members, subclouds := text("#members"), text("#subclouds")
+	if path := os.Getenv("PEERQ_SCREENSHOT"); path != "" {
+		// The picture in docs/img: PEERQ_SCREENSHOT=$PWD/docs/img/console.png
+		do(chromedp.EmulateViewport(1280, 720), chromedp.Click("#run"), chromedp.WaitVisible("#result tr:nth-child(2)"))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if denied != "wrong token" {
+		t.Errorf("a wrong token: %q", denied)
+	}
+	if strings.Contains(cookieSeen, tok) {
+		t.Error("the page's scripts can read the token cookie (want HttpOnly)")
+	}
+	if !strings.Contains(rows, "region") || !strings.Contains(rows, "COUNT(*)") {
+		t.Errorf("rows: %q", rows)
+	}
+	if !strings.Contains(status, "6 peers") || !strings.Contains(status, "converged") {
+		t.Errorf("status: %q", status)
+	}
+	if !strings.Contains(explain, "gossip aggregation") {
+		t.Errorf("EXPLAIN: %q", explain)
+	}
+	if !strings.Contains(members, c.nodes[5].Name()) || !strings.Contains(subclouds, "shown") {
+		t.Errorf("members %q, subclouds %q", members, subclouds)
+	}
+}

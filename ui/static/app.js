@@ -1,0 +1,129 @@
+// The peerq console: the agent's HTTP API (docs/API.md), authenticated by
+// the cookie the login form set. No framework, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+async function api(path, init) {
+  const resp = await fetch(path, Object.assign({ credentials: "same-origin" }, init));
+  if (resp.status === 401) {
+    showLogin("");
+    throw new Error("not logged in");
+  }
+  return resp;
+}
+
+function showLogin(message) {
+  $("console").hidden = true;
+  $("login").hidden = false;
+  $("login-error").hidden = !message;
+  $("login-error").textContent = message;
+}
+
+function cell(tr, text, tag, numeric) {
+  const c = document.createElement(tag);
+  c.textContent = text;
+  if (numeric) c.className = "num";
+  tr.appendChild(c);
+}
+
+// table renders an answer: its columns and the rows as text with units.
+function table(el, columns, rows) {
+  el.replaceChildren();
+  const head = document.createElement("tr");
+  columns.forEach((c) => cell(head, c.name, "th"));
+  el.appendChild(head);
+  rows.forEach((row) => {
+    const tr = document.createElement("tr");
+    row.forEach((v, i) => cell(tr, v, "td", columns[i].kind !== "string" && columns[i].kind !== "bool"));
+    el.appendChild(tr);
+  });
+}
+
+// query posts a statement and reads the NDJSON answer: progress lines as
+// they come, then the result (or error) line.
+async function query(statement, onProgress) {
+  const resp = await api("/v1/query", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ statement }) });
+  if (!resp.ok) {
+    const e = await resp.json();
+    throw new Error(e.error || resp.statusText);
+  }
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = JSON.parse(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      if (line.type === "progress" && onProgress) onProgress(line);
+      if (line.type === "error") throw new Error(line.error);
+      if (line.type === "result") return line;
+    }
+  }
+  throw new Error("the answer ended without a result");
+}
+
+async function run(explain) {
+  const text = $("statement").value.trim().replace(/;$/, "");
+  $("error").hidden = true;
+  $("explain-text").hidden = true;
+  $("status").textContent = "";
+  $("progress").textContent = "…";
+  try {
+    const res = await query(explain ? "EXPLAIN " + text : text, (p) => {
+      $("progress").textContent = `round ${p.round}/${p.budget} · ${p.peers} peers · ±${(100 * (p.error_estimate || 0)).toFixed(2)}%`;
+    });
+    $("progress").textContent = "";
+    if (res.explain) {
+      $("explain-text").textContent = res.explain;
+      $("explain-text").hidden = false;
+      $("result").replaceChildren();
+    } else {
+      table($("result"), res.columns || [], res.text || []);
+    }
+    const m = res.meta || {};
+    $("status").textContent = `${(res.text || []).length} row(s) · ${m.peers} peers · ${m.rounds} rounds · ${m.status}` + (m.reason ? ` (${m.reason})` : "");
+    $("status").className = m.status === "partial" ? "partial" : "";
+    refreshSide();
+  } catch (e) {
+    $("progress").textContent = "";
+    $("error").textContent = e.message;
+    $("error").hidden = false;
+  }
+}
+
+async function refreshSide() {
+  try {
+    const members = await (await api("/v1/members")).json();
+    table($("members"), [{ name: "node", kind: "string" }, { name: "addr", kind: "string" }],
+      members.map((m) => [m.Name || m.name, m.Addr || m.addr]));
+    const subs = await query("SHOW SUBCLOUDS");
+    const keep = ["subcloud", "owner", "target", "size", "earliest expiry"];
+    const idx = keep.map((k) => (subs.columns || []).findIndex((c) => c.name === k)).filter((i) => i >= 0);
+    table($("subclouds"), idx.map((i) => subs.columns[i]), (subs.text || []).map((r) => idx.map((i) => r[i])));
+    const attrs = await (await api("/v1/attributes")).json();
+    $("words").replaceChildren(...attrs.map((a) => { const o = document.createElement("option"); o.value = a.name || a.Name; return o; }));
+  } catch (e) { /* shown on the next run */ }
+}
+
+async function start() {
+  const resp = await fetch("/v1/health", { credentials: "same-origin" });
+  if (resp.status === 401) {
+    showLogin(new URLSearchParams(location.search).has("denied") ? "wrong token" : "");
+    return;
+  }
+  const h = await resp.json();
+  $("agent").textContent = `agent ${h.node} · ${h.peers} peers`;
+  $("login").hidden = true;
+  $("console").hidden = false;
+  refreshSide();
+}
+
+$("run").addEventListener("click", () => run(false));
+$("explain").addEventListener("click", () => run(true));
+$("statement").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(false); });
+start();
