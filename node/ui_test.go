@@ -67,7 +67,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible("#login-form"),
 		chromedp.SendKeys("#token", "wrong"), chromedp.Click("#login-button"), chromedp.WaitVisible("#login-error"))
 	denied := text("#login-error")
-	do(chromedp.SetValue("#token", tok), chromedp.Click("#login-button"), chromedp.WaitVisible("#console"))
+	do(chromedp.SetValue("#token", tok), chromedp.Click("#login-button"), chromedp.WaitVisible("body[data-ready]"))
 	cookieSeen, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))
 	if err != nil {
 		t.Fatal(err)
@@ -79,9 +79,41 @@ func TestConsoleInBrowser(t *testing.T) {
 	explain := text("#explain-text")
 	do(chromedp.WaitVisible("#subclouds tr:nth-child(2)"))
 	members, subclouds := text("#members"), text("#subclouds")
+	// WATCH: at least two epochs redraw the table and the chart; leaving
+	// the page (the tab closes its request) stops the standing query at
+	// every peer.
+	do(chromedp.SetValue("#statement", "WATCH SELECT region, COUNT(*) FROM peers WHERE mem_free >= 0B GROUP BY region EVERY 1s"),
+		chromedp.Click("#run"), chromedp.WaitVisible("#chart canvas"))
+	var watched string
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(watched, "epoch 2"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("WATCH: no second epoch; status %q", watched)
+		}
+		watched = text("#status")
+	}
+	do(chromedp.Navigate("about:blank"))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		running := 0
+		for _, n := range c.nodes {
+			n.mu.Lock()
+			running += len(n.queries)
+			n.mu.Unlock()
+		}
+		if running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d query instances still run after the tab left the WATCH", running)
+		}
+	}
 	if path := os.Getenv("PEERQ_SCREENSHOT"); path != "" {
 		// The picture in docs/img: PEERQ_SCREENSHOT=$PWD/docs/img/console.png
-		do(chromedp.EmulateViewport(1280, 720), chromedp.Click("#run"), chromedp.WaitVisible("#result tr:nth-child(2)"))
+		do(chromedp.EmulateViewport(1280, 760), chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible("body[data-ready]"),
+			chromedp.SetValue("#statement", "WATCH SELECT region, AVG(cpu_load) FROM peers GROUP BY region EVERY 1s"),
+			chromedp.Click("#run"), chromedp.WaitVisible("#chart canvas"))
+		for shot := ""; !strings.Contains(shot, "epoch 4"); time.Sleep(100 * time.Millisecond) {
+			shot = text("#status")
+		}
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)

@@ -67,8 +67,77 @@ async function query(statement, onProgress) {
   throw new Error("the answer ended without a result");
 }
 
+// A WATCH streams an answer per epoch: the table is redrawn and the chart
+// (uPlot) gains a point per group, for the first numeric column, until
+// Stop, another statement, or the tab closes (the request is aborted, and
+// the agent stops the standing query).
+let watching = null;
+
+function stopWatch() {
+  if (watching) watching.abort();
+  watching = null;
+  $("stop").hidden = true;
+}
+
+async function watch(text) {
+  stopWatch();
+  const ctl = new AbortController();
+  watching = ctl;
+  $("stop").hidden = false;
+  $("chart").replaceChildren();
+  let plot = null, labels = [], data = null;
+  try {
+    const resp = await api("/v1/query", { method: "POST", signal: ctl.signal, headers: { "Content-Type": "application/json" }, body: JSON.stringify({ statement: text }) });
+    if (!resp.ok) throw new Error((await resp.json()).error || resp.statusText);
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (line.type === "error") { $("error").textContent = line.error; $("error").hidden = false; continue; }
+        if (line.type !== "result") continue;
+        const cols = line.columns || [], rows = line.rows || [], m = line.meta || {};
+        table($("result"), cols, line.text || []);
+        $("status").textContent = `epoch ${m.epoch} · ${m.at} · ${rows.length} row(s) · ${m.peers} peers · ${m.status}`;
+        $("status").className = m.status === "partial" ? "partial" : "";
+        const num = cols.findIndex((c) => c.kind !== "string" && c.kind !== "bool");
+        if (num < 0) continue;
+        const label = (r, i) => cols.map((c, j) => (c.kind === "string" || c.kind === "bool") ? r[j] : null).filter((x) => x !== null).join("/") || cols[num].name || String(i);
+        if (!plot) {
+          labels = rows.slice(0, 8).map(label);
+          data = [[], ...labels.map(() => [])];
+          plot = new uPlot({ width: 640, height: 240, title: cols[num].name,
+            series: [{}, ...labels.map((l, i) => ({ label: l, stroke: `hsl(${(i * 137) % 360} 60% 45%)` }))] }, data, $("chart"));
+        }
+        data[0].push(Date.parse(m.at) / 1000);
+        labels.forEach((l, i) => {
+          const r = rows.find((row, k) => label(row, k) === l);
+          data[i + 1].push(r ? Number(r[num]) : null);
+        });
+        plot.setData(data);
+      }
+    }
+  } catch (e) {
+    if (e.name !== "AbortError") { $("error").textContent = e.message; $("error").hidden = false; }
+  } finally {
+    if (watching === ctl) stopWatch();
+  }
+}
+
 async function run(explain) {
   const text = $("statement").value.trim().replace(/;$/, "");
+  stopWatch();
+  if (!explain && /^watch\b/i.test(text)) {
+    $("error").hidden = true;
+    $("explain-text").hidden = true;
+    return watch(text);
+  }
   $("error").hidden = true;
   $("explain-text").hidden = true;
   $("status").textContent = "";
@@ -120,10 +189,12 @@ async function start() {
   $("agent").textContent = `agent ${h.node} · ${h.peers} peers`;
   $("login").hidden = true;
   $("console").hidden = false;
-  refreshSide();
+  await refreshSide();
+  document.body.dataset.ready = "1"; // for tests: the console is loaded and listed
 }
 
 $("run").addEventListener("click", () => run(false));
 $("explain").addEventListener("click", () => run(true));
+$("stop").addEventListener("click", stopWatch);
 $("statement").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(false); });
-start();
+window.addEventListener("load", start);
