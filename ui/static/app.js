@@ -40,6 +40,28 @@ function table(el, columns, rows) {
   });
 }
 
+// ndjson reads a streamed answer line by line, handing each parsed line
+// to onLine until it returns false or the stream ends.
+async function ndjson(resp, onLine) {
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = JSON.parse(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      if (onLine(line) === false) {
+        reader.cancel();
+        return;
+      }
+    }
+  }
+}
+
 // query posts a statement and reads the NDJSON answer: progress lines as
 // they come, then the result (or error) line.
 async function query(statement, onProgress) {
@@ -48,22 +70,14 @@ async function query(statement, onProgress) {
     const e = await resp.json();
     throw new Error(e.error || resp.statusText);
   }
-  const reader = resp.body.getReader();
-  const decoder = new TextDecoder();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = JSON.parse(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      if (line.type === "progress" && onProgress) onProgress(line);
-      if (line.type === "error") throw new Error(line.error);
-      if (line.type === "result") return line;
-    }
-  }
+  let result = null;
+  await ndjson(resp, (line) => {
+    if (line.type === "progress" && onProgress) onProgress(line);
+    if (line.type === "error") throw new Error(line.error);
+    if (line.type === "result") { result = line; return false; }
+    return true;
+  });
+  if (result) return result;
   throw new Error("the answer ended without a result");
 }
 
@@ -89,40 +103,30 @@ async function watch(text) {
   try {
     const resp = await api("/v1/query", { method: "POST", signal: ctl.signal, headers: { "Content-Type": "application/json" }, body: JSON.stringify({ statement: text }) });
     if (!resp.ok) throw new Error((await resp.json()).error || resp.statusText);
-    const reader = resp.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = JSON.parse(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (line.type === "error") { $("error").textContent = line.error; $("error").hidden = false; continue; }
-        if (line.type !== "result") continue;
-        const cols = line.columns || [], rows = line.rows || [], m = line.meta || {};
-        table($("result"), cols, line.text || []);
-        $("status").textContent = `epoch ${m.epoch} · ${m.at} · ${rows.length} row(s) · ${m.peers} peers · ${m.status}`;
-        $("status").className = m.status === "partial" ? "partial" : "";
-        const num = cols.findIndex((c) => c.kind !== "string" && c.kind !== "bool");
-        if (num < 0) continue;
-        const label = (r, i) => cols.map((c, j) => (c.kind === "string" || c.kind === "bool") ? r[j] : null).filter((x) => x !== null).join("/") || cols[num].name || String(i);
-        if (!plot) {
-          labels = rows.slice(0, 8).map(label);
-          data = [[], ...labels.map(() => [])];
-          plot = new uPlot({ width: 640, height: 240, title: cols[num].name,
-            series: [{}, ...labels.map((l, i) => ({ label: l, stroke: `hsl(${(i * 137) % 360} 60% 45%)` }))] }, data, $("chart"));
-        }
-        data[0].push(Date.parse(m.at) / 1000);
-        labels.forEach((l, i) => {
-          const r = rows.find((row, k) => label(row, k) === l);
-          data[i + 1].push(r ? Number(r[num]) : null);
-        });
-        plot.setData(data);
+    await ndjson(resp, (line) => {
+      if (line.type === "error") { $("error").textContent = line.error; $("error").hidden = false; return true; }
+      if (line.type !== "result") return true;
+      const cols = line.columns || [], rows = line.rows || [], m = line.meta || {};
+      table($("result"), cols, line.text || []);
+      $("status").textContent = `epoch ${m.epoch} · ${m.at} · ${rows.length} row(s) · ${m.peers} peers · ${m.status}`;
+      $("status").className = m.status === "partial" ? "partial" : "";
+      const num = cols.findIndex((c) => c.kind !== "string" && c.kind !== "bool");
+      if (num < 0) return true;
+      const label = (r, i) => cols.map((c, j) => (c.kind === "string" || c.kind === "bool") ? r[j] : null).filter((x) => x !== null).join("/") || cols[num].name || String(i);
+      if (!plot) {
+        labels = rows.slice(0, 8).map(label);
+        data = [[], ...labels.map(() => [])];
+        plot = new uPlot({ width: 640, height: 240, title: cols[num].name,
+          series: [{}, ...labels.map((l, i) => ({ label: l, stroke: `hsl(${(i * 137) % 360} 60% 45%)` }))] }, data, $("chart"));
       }
-    }
+      data[0].push(Date.parse(m.at) / 1000);
+      labels.forEach((l, i) => {
+        const r = rows.find((row, k) => label(row, k) === l);
+        data[i + 1].push(r ? Number(r[num]) : null);
+      });
+      plot.setData(data);
+      return true;
+    });
   } catch (e) {
     if (e.name !== "AbortError") { $("error").textContent = e.message; $("error").hidden = false; }
   } finally {
