@@ -79,6 +79,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	explain := text("#explain-text")
 	do(chromedp.WaitVisible("#subclouds tr:nth-child(2)"))
 	members, subclouds := text("#members"), text("#subclouds")
+	// RESERVE from the form, RELEASE from the list.
+	do(chromedp.SetValue("#reserve-n", "2"), chromedp.SetValue("#reserve-name", "formed"), chromedp.SetValue("#reserve-for", "10m"),
+		chromedp.Click("#reserve"), chromedp.WaitVisible(`button.release[data-name="formed"]`))
+	if size, _, _ := ownedSize(c.nodes[0], "formed"); size != 2 {
+		t.Errorf("RESERVE from the console: %d members", size)
+	}
+	do(chromedp.Click(`button.release[data-name="formed"]`), chromedp.WaitNotPresent(`button.release[data-name="formed"]`))
+	if size, _, _ := ownedSize(c.nodes[0], "formed"); size != -1 {
+		t.Errorf("RELEASE from the console: still owned (%d members)", size)
+	}
 	// WATCH: at least two epochs redraw the table and the chart; leaving
 	// the page (the tab closes its request) stops the standing query at
 	// every peer.
@@ -137,7 +147,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(explain, "gossip aggregation") {
 		t.Errorf("EXPLAIN: %q", explain)
 	}
-	if !strings.Contains(members, c.nodes[5].Name()) || !strings.Contains(subclouds, "shown") {
+	if !strings.Contains(members, c.nodes[5].Name()) || !strings.Contains(members, "region=") || !strings.Contains(subclouds, "shown") {
 		t.Errorf("members %q, subclouds %q", members, subclouds)
 	}
 }

@@ -134,6 +134,12 @@ async function watch(text) {
   }
 }
 
+// runText puts a statement in the editor and runs it.
+function runText(text) {
+  $("statement").value = text;
+  return run(false);
+}
+
 async function run(explain) {
   const text = $("statement").value.trim().replace(/;$/, "");
   stopWatch();
@@ -172,12 +178,31 @@ async function run(explain) {
 async function refreshSide() {
   try {
     const members = await (await api("/v1/members")).json();
-    table($("members"), [{ name: "node", kind: "string" }, { name: "addr", kind: "string" }],
-      members.map((m) => [m.Name || m.name, m.Addr || m.addr]));
+    table($("members"), [{ name: "node", kind: "string" }, { name: "addr", kind: "string" }, { name: "tags", kind: "string" }],
+      members.map((m) => {
+        const tags = m.Tags || m.tags || {};
+        return [m.Name || m.name, m.Addr || m.addr,
+          Object.keys(tags).filter((k) => !k.startsWith("peerq") && !k.startsWith("subcloud")).sort().map((k) => `${k}=${tags[k]}`).join(" ")];
+      }));
     const subs = await query("SHOW SUBCLOUDS");
     const keep = ["subcloud", "owner", "target", "size", "earliest expiry"];
     const idx = keep.map((k) => (subs.columns || []).findIndex((c) => c.name === k)).filter((i) => i >= 0);
     table($("subclouds"), idx.map((i) => subs.columns[i]), (subs.text || []).map((r) => idx.map((i) => r[i])));
+    // This agent's own subclouds (it knows their target) can be released here.
+    const target = (subs.columns || []).findIndex((c) => c.name === "target");
+    $("subclouds").querySelectorAll("tr").forEach((tr, k) => {
+      if (k === 0) return;
+      const row = (subs.rows || [])[k - 1] || [];
+      if (target < 0 || row[target] === null) return;
+      const b = document.createElement("button");
+      b.textContent = "Release";
+      b.className = "release";
+      b.dataset.name = row[0];
+      b.addEventListener("click", () => runText(`RELEASE "${row[0].replaceAll('"', '""')}"`));
+      const td = document.createElement("td");
+      td.appendChild(b);
+      tr.appendChild(td);
+    });
     const attrs = await (await api("/v1/attributes")).json();
     $("words").replaceChildren(...attrs.map((a) => { const o = document.createElement("option"); o.value = a.name || a.Name; return o; }));
   } catch (e) { /* shown on the next run */ }
@@ -200,5 +225,10 @@ async function start() {
 $("run").addEventListener("click", () => run(false));
 $("explain").addEventListener("click", () => run(true));
 $("stop").addEventListener("click", stopWatch);
+$("reserve-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const name = $("reserve-name").value.trim().replaceAll('"', '""');
+  runText(`RESERVE ${Number($("reserve-n").value)} AS "${name}" FOR ${$("reserve-for").value.trim()}`);
+});
 $("statement").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(false); });
 window.addEventListener("load", start);
