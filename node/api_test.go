@@ -179,7 +179,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	for _, want := range []string{
 		`peerq_exchanges_total{direction="out"} `,
-		`peerq_members 8`,
+		`peerq_members{state="alive"} 8`,
 		`peerq_subclouds_owned 1`,
 		`peerq_subcloud_members{subcloud="watched"} 2`,
 		`peerq_subcloud_target{subcloud="watched"} 2`,

@@ -253,7 +253,11 @@ func (a *APIServer) members(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *APIServer) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node": a.n.Name(), "peers": a.n.net.Size()})
+	h := map[string]any{"status": "ok", "node": a.n.Name(), "peers": a.n.net.Size()}
+	if s, ok := a.n.net.(interface{ MemberStates() map[string]int }); ok {
+		h["members"] = s.MemberStates() // by state: alive, leaving, left, failed
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 func (a *APIServer) attributes(w http.ResponseWriter, r *http.Request) {

@@ -75,7 +75,7 @@ var (
 	descRunning      = prometheus.NewDesc("peerq_queries_running", "Query instances this peer takes part in now.", nil, nil)
 	descAsking       = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
 	descQueued       = prometheus.NewDesc("peerq_queries_queued", "Statements waiting for a place to be asked.", nil, nil)
-	descMembers      = prometheus.NewDesc("peerq_members", "Live members this peer sees, itself included.", nil, nil)
+	descMembers      = prometheus.NewDesc("peerq_members", "Members this peer's Serf knows, by state (alive, leaving, left, failed); alive includes itself.", []string{"state"}, nil)
 	descLease        = prometheus.NewDesc("peerq_lease_held", "1 if this peer holds a lease (is a member of a subcloud).", nil, nil)
 	descOwned        = prometheus.NewDesc("peerq_subclouds_owned", "Subclouds this peer owns.", nil, nil)
 	descSubMembers   = prometheus.NewDesc("peerq_subcloud_members", "Members of a subcloud this peer owns.", []string{"subcloud"}, nil)
@@ -121,7 +121,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRunning, float64(running))
 	gauge(descAsking, float64(n.asking.Load()))
 	gauge(descQueued, float64(n.askWaiting.Load()))
-	gauge(descMembers, float64(n.net.Size()))
+	if s, ok := n.net.(interface{ MemberStates() map[string]int }); ok {
+		for state, k := range s.MemberStates() {
+			gauge(descMembers, float64(k), state)
+		}
+	} else {
+		gauge(descMembers, float64(n.net.Size()), "alive")
+	}
 	held := 0.0
 	if _, ok := n.currentLease(); ok {
 		held = 1

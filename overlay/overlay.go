@@ -466,6 +466,17 @@ func (o *Overlay) Size() int {
 	return len(o.members)
 }
 
+// MemberStates counts Serf's members by state — alive, leaving, left,
+// failed — as this peer's Serf knows them (failed and left members stay
+// until Serf reaps them).
+func (o *Overlay) MemberStates() map[string]int {
+	out := map[string]int{}
+	for _, m := range o.serf.Members() {
+		out[m.Status.String()]++
+	}
+	return out
+}
+
 // Sample picks a uniformly random live peerq peer other than this one.
 func (o *Overlay) Sample(r *rand.Rand) (string, bool) {
 	o.mu.RLock()

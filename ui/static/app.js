@@ -215,7 +215,8 @@ async function start() {
     return;
   }
   const h = await resp.json();
-  $("agent").textContent = `agent ${h.node} · ${h.peers} peers`;
+  const states = Object.entries(h.members || {}).filter(([s, k]) => s !== "alive" && k > 0).map(([s, k]) => `${k} ${s}`);
+  $("agent").textContent = `agent ${h.node} · ${h.peers} peers` + (states.length ? ` (${states.join(", ")})` : "");
   $("login").hidden = true;
   $("console").hidden = false;
   await refreshSide();
