@@ -150,6 +150,13 @@ func (n *Node) checkMembers() {
 	}
 }
 
+// owns reports whether this peer owns any subcloud.
+func (n *Node) owns() bool {
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	return len(n.owned) > 0
+}
+
 // kickRepair asks the lease loop to repair now. It never blocks.
 func (n *Node) kickRepair() {
 	select {
@@ -206,6 +213,9 @@ func (n *Node) wasMember(names []string) bool {
 // still lacks is taken back (its lease renewed), one it has replaced is
 // released — and then starts the repairs that are due.
 func (n *Node) maintain() {
+	if !n.owns() {
+		return // most peers own nothing: no O(N) member set a tick
+	}
 	now := n.clock.Now()
 	live := n.memberSet()
 	type returned struct {
@@ -573,6 +583,9 @@ func (n *Node) subcloudNames() []string {
 // take to spread can both succeed; the younger one then releases its
 // members and is forgotten, and its owner's log says so.
 func (n *Node) yieldNames() {
+	if !n.owns() {
+		return
+	}
 	hs := holders(n.leaseView(n.net.Members()))
 	n.ownMu.Lock()
 	var lost []*ownedSubcloud

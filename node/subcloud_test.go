@@ -663,3 +663,29 @@ func TestMetering(t *testing.T) {
 		}
 	})
 }
+
+// EXTEND is all or nothing: with a member cut off, it fails, says which,
+// and the others are renewed back to the old length.
+func TestExtendRollsBack(t *testing.T) {
+	fake(t, 12, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		owner := c.nodes[0]
+		res := ask(t, owner, compile(t, owner, "RESERVE 3 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS e FOR 1m NO REPAIR"))
+		cut := res.Nodes[0]
+		c.net.Partition([]string{cut})
+		_, err := owner.Query(context.Background(), compile(t, owner, "ALTER SUBCLOUD e EXTEND FOR 2h"), nil)
+		if err == nil || !strings.Contains(err.Error(), "could not be renewed ("+cut+")") || !strings.Contains(err.Error(), "nothing changed") {
+			t.Fatalf("EXTEND with a member cut off: %v", err)
+		}
+		for _, m := range res.Nodes[1:] {
+			if l, _ := c.nodes[c.index(m)].currentLease(); l.Expires.Sub(time.Now()) > 2*time.Minute {
+				t.Errorf("%s kept the 2h lease after a failed EXTEND: expires in %v", m, l.Expires.Sub(time.Now()))
+			}
+		}
+		owner.ownMu.Lock()
+		lease := owner.owned["e"].lease
+		owner.ownMu.Unlock()
+		if lease != time.Minute {
+			t.Errorf("the owner's lease length is %v after a failed EXTEND", lease)
+		}
+	})
+}
