@@ -405,6 +405,70 @@ func (n *Node) InitRows(cfg *Config, rows []Contribution) error {
 	return nil
 }
 
+// ErrNotIncremental is a new contribution that a running instance cannot
+// take in place (Reinput).
+var ErrNotIncremental = errors.New("aggregate: the contribution changed more than additive inputs")
+
+// Reinput changes this peer's contribution while the instance runs, as
+// Flow Updating allows for dynamic inputs (Jesus, Baquero and Almeida,
+// "Flow updating: Fault-tolerant aggregation for dynamic networks", JPDC
+// 2015): the estimate is the input minus the flows, so a new input moves
+// the estimate by the difference and later exchanges spread it. Under
+// Push-Pull the difference is mass added to the state, which conserves
+// the new total the same way.
+//
+// Only additive inputs of the same group may change. A peer that starts or
+// stops matching, changes group or histogram bucket, or changes a MIN, MAX
+// or COUNT DISTINCT input gets ErrNotIncremental: an extreme or a sketch
+// cannot take back a value it has spread. A peer with several rows cannot
+// reinput.
+func (n *Node) Reinput(old, c Contribution) error {
+	if max(n.cfg.Spec.Rows, 1) > 1 || old.Match != c.Match || string(old.Group) != string(c.Group) ||
+		len(old.Inputs) != len(c.Inputs) {
+		return ErrNotIncremental
+	}
+	if !c.Match {
+		return nil
+	}
+	g := GroupHash(c.Group)
+	type move struct {
+		k int
+		d float64
+	}
+	var moves []move // applied only once every input is checked
+	for i, in := range c.Inputs {
+		was := old.Inputs[i]
+		if in.Present != was.Present {
+			return ErrNotIncremental
+		}
+		if !in.Present {
+			continue
+		}
+		switch n.cfg.Spec.Comps[i] {
+		case Additive:
+		case Histogram:
+			if HistBucket(in.Num) != HistBucket(was.Num) {
+				return ErrNotIncremental
+			}
+			continue
+		default:
+			if in != was {
+				return ErrNotIncremental
+			}
+			continue
+		}
+		k := sort.Search(len(n.est.Keys), func(j int) bool { return n.est.Keys[j] >= slotKey(g, i, 0) })
+		if k == len(n.est.Keys) || n.est.Keys[k] != slotKey(g, i, 0) {
+			return ErrNotIncremental
+		}
+		moves = append(moves, move{k, in.Num - was.Num})
+	}
+	for _, m := range moves {
+		n.est.Vals[m.k] += m.d
+	}
+	return nil
+}
+
 func sortVec(v *Vec) {
 	sort.Sort(byKey{v})
 }

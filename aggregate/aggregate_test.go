@@ -444,3 +444,40 @@ func TestRows(t *testing.T) {
 		t.Error("6 rows with Spec.Rows 5: no error")
 	}
 }
+
+// Reinput under both schemes: SUM moves to the new total; a change it
+// cannot take (a MAX input, a new group, a peer that stops matching)
+// leaves the Node as it was.
+func TestReinput(t *testing.T) {
+	spec := Spec{Comps: []CompKind{Additive, Max}, MaxGroups: 4}
+	in := func(x float64) Contribution {
+		return Contribution{Match: true, Inputs: []Input{{Present: true, Num: x}, {Present: true, Num: 7}}}
+	}
+	for _, scheme := range []Scheme{FlowUpdating, PushPull} {
+		nw := newNet(t, 50, 1, scheme, spec, func(i int) Contribution { return in(float64(i)) })
+		for range 30 {
+			nw.round()
+		}
+		// Peer 3 goes from 3 to 103: the sum from 1225 to 1325.
+		if err := nw.nodes[3].Reinput(in(3), in(103)); err != nil {
+			t.Fatal(err)
+		}
+		before := nw.nodes[5].Estimate()
+		for _, bad := range []Contribution{
+			{Match: true, Inputs: []Input{{Present: true, Num: 1}, {Present: true, Num: 9}}}, // MAX changed
+			{Match: true, Group: []byte("x"), Inputs: in(5).Inputs},                          // a new group
+			{}, // stops matching
+		} {
+			if err := nw.nodes[5].Reinput(in(5), bad); !errors.Is(err, ErrNotIncremental) {
+				t.Errorf("%v: Reinput gave %v, want ErrNotIncremental", scheme, err)
+			}
+		}
+		if after := nw.nodes[5].Estimate(); after.Groups[0].Means[0] != before.Groups[0].Means[0] {
+			t.Errorf("%v: a refused Reinput changed the estimate from %v to %v", scheme, before.Groups[0].Means[0], after.Groups[0].Means[0])
+		}
+		e := nw.estimateAfter(t, 40, 0, 1)
+		if sum := e.Groups[0].Means[0] / e.Origin; math.Abs(sum-1325)/1325 > 0.01 {
+			t.Errorf("%v: SUM after Reinput %.1f, want 1325", scheme, sum)
+		}
+	}
+}

@@ -53,4 +53,8 @@
 //     exactly one peer Originator = true.
 //  4. Tell the Node of peers that died (RemovePeer), once the failure
 //     detector is sure.
+//
+// A running Node can take a new contribution in place (Reinput) when only
+// its additive inputs changed; the runtime does not (a WATCH restarts per
+// epoch, docs/PROTOCOLS.md), the simulator measures it.
 package aggregate

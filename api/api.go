@@ -154,9 +154,14 @@ type Error struct {
 	// LineNo and ColumnNo point into the statement (CodeStatement).
 	LineNo   int `json:"line,omitempty"`
 	ColumnNo int `json:"column,omitempty"`
+	// Cause is the error it reports, if any, for errors.As in this
+	// process; it does not cross the API.
+	Cause error `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
+
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Line and Column place a statement error (shell.Positioned).
 func (e *Error) Line() int   { return e.LineNo }

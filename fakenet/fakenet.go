@@ -21,6 +21,9 @@ type Config struct {
 	// it time out after Timeout.
 	Loss    float64
 	Timeout time.Duration
+	// ReplyLoss is the probability that a reply is lost after the request
+	// was handled: the peer acted on it, the caller sees a time-out.
+	ReplyLoss float64
 	// Detect is how long after a crash the others see the peer fail
 	// (Serf's failure detector takes seconds).
 	Detect time.Duration
@@ -141,6 +144,13 @@ func (nw *Network) SetLoss(p float64) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	nw.cfg.Loss = p
+}
+
+// SetReplyLoss changes the share of replies lost from now on.
+func (nw *Network) SetReplyLoss(p float64) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.cfg.ReplyLoss = p
 }
 
 // Stop ends a peer's process while its machine stays up: exchanges to it
@@ -378,6 +388,7 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	delay := nw.delay()
 	back := nw.delay()
 	twice := nw.cfg.Duplicate > 0 && nw.r.Float64() < nw.cfg.Duplicate
+	lostBack := nw.cfg.ReplyLoss > 0 && nw.r.Float64() < nw.cfg.ReplyLoss
 	var handler overlay.Handler
 	if to != nil {
 		handler = to.handler
@@ -407,6 +418,15 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fakenet: %s refused the exchange: %w", peer, err)
+	}
+	if lostBack {
+		nw.mu.Lock()
+		nw.lost++
+		nw.mu.Unlock()
+		if err := sleep(ctx, nw.cfg.Timeout-delay); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s to %s (the reply)", ErrUnreachable, h.name, peer)
 	}
 	if err := sleep(ctx, back); err != nil {
 		return nil, err

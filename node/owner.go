@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -303,7 +304,7 @@ func (n *Node) takeBack(o *ownedSubcloud, peer string) {
 		}
 		n.logf("subcloud %s: %s came back holding its lease: a member again; %d of %d members", o.name, peer, len(o.members), o.target)
 	} else if rep.OK {
-		n.releaseLater(o.name, o.token, []string{peer}) // replaced meanwhile
+		n.releaseLater(o.name, o.token, []string{peer}, o.lease) // replaced meanwhile
 		o.renewedAt(peer, n.clock.Now())
 		o.closeEpisode(peer)
 	} else {
@@ -329,7 +330,7 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 	o.busy = false
 	if n.owned[o.name] != o {
 		// Released (or given up) while it claimed: free what it got.
-		n.releaseLater(o.name, o.token, got)
+		n.releaseLater(o.name, o.token, got, o.lease)
 		return
 	}
 	if err != nil {
@@ -340,7 +341,7 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 	}
 	if extra := len(o.members) + len(got) - o.target; extra > 0 {
 		// Members came back while it claimed: keep the size.
-		n.releaseLater(o.name, o.token, got[len(got)-extra:])
+		n.releaseLater(o.name, o.token, got[len(got)-extra:], o.lease)
 		got = got[:len(got)-extra]
 	}
 	o.add(got, held, now)
@@ -397,16 +398,88 @@ func (n *Node) claimMore(o *ownedSubcloud, cfg subcloud.ClaimerConfig) ([]string
 	return got, held, err
 }
 
-// releaseLater sends releases in the background.
-func (n *Node) releaseLater(name, token string, peers []string) {
+// releaseTries is how many times releaseNow sends a release before it
+// gives up waiting; the release is then tried in the background.
+const releaseTries = 3
+
+// releaseNow releases peers from subcloud name and waits for their
+// answers: each release is sent until its peer answers (any answer: one
+// that no longer holds the lease says so), up to releaseTries times. It
+// returns the peers that never answered; those are tried in the background
+// until lease has passed, when their leases lapse on their own.
+func (n *Node) releaseNow(name, token string, peers []string, lease time.Duration) (unconfirmed []string) {
+	until := n.clock.Now().Add(lease)
+	req := subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: token}
+	done := make([]bool, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done[i] = n.sendRelease(p, req, until, releaseTries)
+		}()
+	}
+	wg.Wait()
+	for i, p := range peers {
+		if !done[i] {
+			unconfirmed = append(unconfirmed, p)
+		}
+	}
+	n.releaseLater(name, token, unconfirmed, lease)
+	return unconfirmed
+}
+
+// releaseLater releases peers from subcloud name in the background, each
+// sent until its peer answers or lease has passed (the peer's lease has
+// lapsed by then, released or not). A release that is lost would
+// otherwise keep a peer out of every other subcloud until its expiry.
+func (n *Node) releaseLater(name, token string, peers []string, lease time.Duration) {
+	until := n.clock.Now().Add(lease)
+	req := subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: token}
 	for _, p := range peers {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.callLease(n.ctx, p, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: token})
+			n.sendRelease(p, req, until, 0)
 		}()
 	}
 }
+
+// sendRelease sends req to p until p answers, tries times (0: no limit),
+// or until has passed; the waits between tries double from MemberCheck up
+// to a minute. It reports whether p answered.
+func (n *Node) sendRelease(p string, req subcloud.Request, until time.Time, tries int) bool {
+	wait := max(n.cfg.MemberCheck, 100*time.Millisecond)
+	for i := 1; ; i++ {
+		if _, err := n.callLease(n.ctx, p, req); err == nil {
+			return true
+		}
+		if (tries > 0 && i >= tries) || !n.clock.Now().Before(until) {
+			return false
+		}
+		select {
+		case <-n.clock.After(wait):
+		case <-n.ctx.Done():
+			return false
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+// unreleasedError is a claim that failed and left peers that did not
+// answer their release: they may hold a lease until it lapses.
+type unreleasedError struct {
+	err   error
+	peers []string
+	lease time.Duration
+}
+
+func (e *unreleasedError) Error() string {
+	return fmt.Sprintf("%v; %d peer(s) it claimed did not answer their release (%s): each is released when it answers, or its lease lapses within %v",
+		e.err, len(e.peers), strings.Join(e.peers, ", "), e.lease)
+}
+
+func (e *unreleasedError) Unwrap() error { return e.err }
 
 // callLease sends one lease request and returns the peer's reply.
 func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
@@ -608,7 +681,7 @@ func (n *Node) yieldNames() {
 	}
 	n.ownMu.Unlock()
 	for _, o := range lost {
-		n.releaseLater(o.name, o.token, append(o.names(), keys(o.dropped)...))
+		n.releaseLater(o.name, o.token, append(o.names(), keys(o.dropped)...), o.lease)
 	}
 }
 
@@ -666,8 +739,12 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	}
 	members, held, cands, spares, err := n.claimRun(ctx, plan, c, cfg, nil, progress)
 	if err != nil {
+		var left *unreleasedError
+		if !errors.As(err, &left) {
+			err = fmt.Errorf("%w; nothing stays reserved", err)
+		}
 		if errors.Is(err, subcloud.ErrNotEnoughPeers) {
-			return nil, &api.Error{Code: api.CodeNotEnoughPeers, Message: err.Error() + "; nothing stays reserved"}
+			return nil, &api.Error{Code: api.CodeNotEnoughPeers, Message: err.Error(), Cause: err}
 		}
 		return nil, err
 	}
@@ -795,16 +872,19 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 		<-replies
 	}
 	send()
+	var free []string // every release is of this subcloud with its token
 	for _, m := range releases {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.callLease(n.ctx, m.To, m.Req)
-		}()
+		free = append(free, m.To)
 	}
 	if members, err = c.Result(); err != nil {
+		// The caller says nothing stays reserved: make it so before it
+		// answers, or say which peers may still hold a lease.
+		if left := n.releaseNow(cfg.Subcloud, cfg.Token, free, cfg.Lease); len(left) > 0 {
+			err = &unreleasedError{err: err, peers: left, lease: cfg.Lease}
+		}
 		return nil, nil, nil, nil, err
 	}
+	n.releaseLater(cfg.Subcloud, cfg.Token, free, cfg.Lease)
 	sort.SliceStable(members, func(i, j int) bool { return rank[members[i]] < rank[members[j]] })
 	for _, p := range last {
 		if _, ok := held[p]; !ok && !refused[p] {
@@ -859,12 +939,16 @@ func (n *Node) release(plan *query.Plan) (*Result, error) {
 		return nil, n.notOwned("release", name)
 	}
 	freed := 0
+	var silent []string
 	for _, r := range n.callLeases(members, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: o.token}) {
 		if r.err == nil && r.rep.OK {
 			freed++
+		} else if r.err != nil {
+			silent = append(silent, r.peer) // tried again until its lease would lapse
 		}
 	}
-	n.releaseLater(name, o.token, dropped)
+	n.releaseLater(name, o.token, silent, o.lease)
+	n.releaseLater(name, o.token, dropped, o.lease)
 	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount}},
 		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed))}}}
 	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
@@ -953,7 +1037,7 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 	n.ownMu.Lock()
 	defer n.ownMu.Unlock()
 	if n.owned[o.name] != o {
-		n.releaseLater(o.name, o.token, got)
+		n.releaseLater(o.name, o.token, got, o.lease)
 		return fmt.Errorf("subcloud %s was released while it grew", o.name)
 	}
 	o.add(got, held, n.clock.Now())

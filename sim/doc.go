@@ -27,7 +27,10 @@
 // simulator carries no plotting dependency.
 //
 // Peers get the synthetic records of query.Synthetic, the same the embedded
-// demo gives its peers.
+// demo gives its peers. Drift moves them (query.Drift) and puts the new
+// values into the running cores in place: the long-lived instance a WATCH
+// could keep across epochs, measured against a restart per epoch by
+// BenchmarkWatchEpochs.
 //
 // # Usage
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -138,6 +139,10 @@ type Sim struct {
 	// applies the engine's convergence rule.
 	bind   *run.Binding
 	origin *run.Instance
+
+	// recs are the peers' records once Drift has moved them (nil before:
+	// records are regenerated from the seed).
+	recs []query.Record
 
 	exact     *query.Result
 	exactKeys map[string][]query.Value
@@ -308,6 +313,9 @@ func (s *Sim) addOne() (query.Record, error) {
 			return nil, err
 		}
 		s.top = append(s.top, node)
+	}
+	if s.recs != nil {
+		s.recs = append(s.recs, rec)
 	}
 	s.st = append(s.st, peerState{alive: true, joined: s.cfg.AllStart || i == 0})
 	s.pos = append(s.pos, int32(len(s.known)))
@@ -530,12 +538,56 @@ func topStep(s *Sim, from, to int32, e topk.Envelope) []topk.Envelope {
 func (s *Sim) liveRecords() iter.Seq[query.Record] {
 	return func(yield func(query.Record) bool) {
 		for i, st := range s.st {
-			a := st.alive
-			if a && !yield(query.Synthetic(s.cfg.Seed, i)) {
+			if !st.alive {
+				continue
+			}
+			rec := s.record(i)
+			if !yield(rec) {
 				return
 			}
 		}
 	}
+}
+
+// record is peer i's record now.
+func (s *Sim) record(i int) query.Record {
+	if s.recs != nil {
+		return s.recs[i]
+	}
+	return query.Synthetic(s.cfg.Seed, i)
+}
+
+// Drift moves every live peer's dynamic attributes by dt seconds
+// (query.Drift) and gives its running core the new contribution in place
+// (aggregate's Reinput), as a long-lived instance would take a new epoch
+// of a WATCH; the exact answer follows. It fails with
+// aggregate.ErrNotIncremental for plans whose contributions cannot change
+// in place (top-k, MIN, MAX, COUNT DISTINCT, a peer whose filter or group
+// changed), which leaves the cores partly moved.
+func (s *Sim) Drift(dt float64) error {
+	if s.agg == nil {
+		return aggregate.ErrNotIncremental
+	}
+	if s.recs == nil {
+		s.recs = make([]query.Record, s.n)
+		for i := range s.recs {
+			s.recs[i] = query.Synthetic(s.cfg.Seed, i)
+		}
+	}
+	for i, st := range s.st {
+		if !st.alive {
+			continue
+		}
+		old := run.Contribution(s.plan, s.recs[i])
+		rec := maps.Clone(s.recs[i])
+		query.Drift(rec, s.r, dt)
+		if err := s.agg[i].Reinput(old, run.Contribution(s.plan, rec)); err != nil {
+			return fmt.Errorf("sim: peer %d: %w", i, err)
+		}
+		s.recs[i] = rec
+	}
+	s.computeExact()
+	return nil
 }
 
 func (s *Sim) computeExact() { s.setExact(query.ExactSeq(s.plan, s.liveRecords())) }
