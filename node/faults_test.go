@@ -35,6 +35,7 @@ func check(t *testing.T, p *query.Plan, res *Result, err error, survivors []quer
 		if res.Converged || res.Reason == "" {
 			t.Errorf("%s: partial without a reason (%+v)", label, res)
 		}
+		t.Logf("%s: flagged: %s", label, res.Reason)
 		return "flagged"
 	}
 	if err != nil {

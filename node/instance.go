@@ -86,6 +86,11 @@ type instance struct {
 	joined, left map[string]bool
 	refused      map[string]bool
 
+	// graceUntil: the asker reached its budget while it still probed a
+	// suspect, and holds its answer back until the probe ends or this
+	// time (Node.awaitProbes).
+	graceUntil time.Time
+
 	started  time.Time
 	progress func(Progress)
 	result   chan *Result
@@ -149,9 +154,11 @@ func (q *instance) entry(msg []byte, request bool, to peer.ID) entry {
 func (q *instance) heard(from peer.ID) { q.has[from] = true }
 
 // expired reports whether the instance can be forgotten at node round now.
-func (q *instance) expired(now int64, linger int) bool {
-	if q.origin && q.run.Final() {
-		return now > q.finishedAt+int64(linger)
+func (q *instance) expired(round int64, linger int) bool {
+	if q.origin {
+		// The asker's instance ends with its answer, at its budget or
+		// after a short wait for probes (Node.awaitProbes), then lingers.
+		return q.run.Final() && round > q.finishedAt+int64(linger)
 	}
 	return q.run.Round() > q.run.Budget()+linger
 }

@@ -568,6 +568,9 @@ func (n *Node) tick() {
 		if q.origin {
 			suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.refused[name] })
 			n.probeSuspects(suspects)
+			if q.run.Round() >= q.run.Budget() && n.awaitProbes(q, suspects, now) {
+				continue
+			}
 			if rp, ok := q.report(n, members, suspects); ok {
 				reports = append(reports, rp)
 			}

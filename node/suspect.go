@@ -158,6 +158,26 @@ func (n *Node) takeHints(hs []hint, now time.Time) {
 	}
 }
 
+// awaitProbes says whether an asker at the end of its budget holds its
+// answer back: a probe of a suspect is still out, and its outcome decides
+// between a final answer and a partial one — under loss, most suspects
+// are peers whose messages were lost, and a probe clears them. It holds
+// at most one whole probe (ProbeTries × ExchangeTimeout) past the budget;
+// the gossip goes on meanwhile. Called with n.mu held.
+func (n *Node) awaitProbes(q *instance, suspects []string, now time.Time) bool {
+	pending := false
+	for _, s := range suspects {
+		pending = pending || n.sus.probing[s]
+	}
+	if !pending {
+		return false
+	}
+	if q.graceUntil.IsZero() {
+		q.graceUntil = now.Add(time.Duration(n.cfg.ProbeTries) * n.cfg.ExchangeTimeout)
+	}
+	return now.Before(q.graceUntil)
+}
+
 // probeSuspects starts, for an asker, a probe of each suspect not being
 // probed: ProbeTries pings, each within ExchangeTimeout. Called with n.mu
 // held.
