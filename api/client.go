@@ -22,6 +22,9 @@ const (
 	TokenHeader = "X-Peerq-Token"
 	// TokenFile is the token's file in the agent's data dir (mode 0600).
 	TokenFile = "api-token"
+	// AddrFile is where an agent leaves its API address in its data dir,
+	// so that --data-dir alone finds both the agent and its token.
+	AddrFile = "api-addr"
 	// DefaultAddr is the API's address unless --api says otherwise.
 	DefaultAddr = "127.0.0.1:7474"
 	// MaxRequestBytes bounds a request body.
@@ -37,10 +40,18 @@ type QueryRequest struct {
 
 // Attribute is one entry of GET /v1/attributes.
 type Attribute struct {
-	Name   string `json:"Name"`
-	Kind   string `json:"Kind"`
-	Source string `json:"Source"`
-	Doc    string `json:"Doc"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Source string `json:"source"`
+	Doc    string `json:"doc"`
+}
+
+// Member is one entry of GET /v1/members: a live peer.
+type Member struct {
+	Name     string            `json:"name"`
+	Addr     string            `json:"addr"`     // gossip address, host:port
+	Exchange string            `json:"exchange"` // exchange address
+	Tags     map[string]string `json:"tags"`
 }
 
 // LoadOrCreateToken returns the API token in dataDir, creating a random
@@ -65,8 +76,8 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 
 // Options say where the agent is.
 type Options struct {
-	// Addr is the API's host:port; empty takes $PEERQ_API, else
-	// DefaultAddr.
+	// Addr is the API's host:port; empty takes the address the agent
+	// left in DataDir, else $PEERQ_API, else DefaultAddr.
 	Addr string
 	// Token is the API token; empty takes $PEERQ_TOKEN, else the token
 	// file in DataDir.
@@ -79,7 +90,9 @@ type Options struct {
 // Client talks to an agent's local HTTP API. It implements Executor.
 type Client struct {
 	base, token string
-	http        *http.Client
+	// tokenFrom says where the token came from, for the hint of a 401.
+	tokenFrom string
+	http      *http.Client
 }
 
 var _ Executor = (*Client)(nil)
@@ -88,30 +101,49 @@ var _ Executor = (*Client)(nil)
 // data dir.
 func Locate(opts Options) (*Client, error) {
 	addr := opts.Addr
+	if addr == "" && opts.DataDir != "" {
+		if b, err := os.ReadFile(filepath.Join(opts.DataDir, AddrFile)); err == nil {
+			addr = strings.TrimSpace(string(b))
+		}
+	}
 	if addr == "" {
 		addr = os.Getenv("PEERQ_API")
 	}
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	token := opts.Token
+	token, from := opts.Token, "--token"
 	if token == "" {
-		token = os.Getenv("PEERQ_TOKEN")
+		token, from = os.Getenv("PEERQ_TOKEN"), "$PEERQ_TOKEN"
 	}
 	if token == "" && opts.DataDir != "" {
-		b, err := os.ReadFile(filepath.Join(opts.DataDir, TokenFile))
+		path := filepath.Join(opts.DataDir, TokenFile)
+		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("api: token: %w", err)
+			return nil, fmt.Errorf("no API token: %w (is %s an agent's data dir?)", err, opts.DataDir)
 		}
-		token = strings.TrimSpace(string(b))
+		token, from = strings.TrimSpace(string(b)), path
 	}
-	return NewClient(addr, token, opts.Timeout), nil
+	if token == "" {
+		from = ""
+	}
+	c := NewClient(addr, token, opts.Timeout)
+	c.tokenFrom = from
+	return c, nil
+}
+
+// WriteAddr leaves an agent's API address in its data dir (AddrFile).
+func WriteAddr(dataDir, addr string) error {
+	return os.WriteFile(filepath.Join(dataDir, AddrFile), []byte(addr+"\n"), 0o644)
 }
 
 // NewClient returns a client of the API at addr (host:port).
 func NewClient(addr, token string, timeout time.Duration) *Client {
 	return &Client{base: "http://" + addr, token: token, http: &http.Client{Timeout: timeout}}
 }
+
+// Addr is the agent's API address.
+func (c *Client) Addr() string { return strings.TrimPrefix(c.base, "http://") }
 
 func (c *Client) request(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
@@ -121,7 +153,7 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte) 
 	req.Header.Set(TokenHeader, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("agent at %s: %w", strings.TrimPrefix(c.base, "http://"), err)
+		return nil, fmt.Errorf("agent at %s: %w", c.Addr(), err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -135,8 +167,16 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte) 
 				e.Code = CodeUnauthorized
 			}
 		}
-		if e.Code != CodeStatement {
-			e.Message = fmt.Sprintf("agent: %s: %s", resp.Status, e.Message)
+		if e.Code == CodeUnauthorized {
+			e.Message = fmt.Sprintf("%s: %s", c.Addr(), e.Message)
+			switch c.tokenFrom {
+			case "":
+				e.Message += " — no token given: use --token, $PEERQ_TOKEN or --data-dir (the agent's data dir holds it)"
+			default:
+				e.Message += fmt.Sprintf(" — the token from %s is not this agent's: give --api the address of the agent it belongs to, or --data-dir alone", c.tokenFrom)
+			}
+		} else if e.Code != CodeStatement {
+			e.Message = fmt.Sprintf("agent at %s: %s", c.Addr(), e.Message)
 		}
 		return nil, &e
 	}

@@ -249,7 +249,12 @@ func decodeQueryRequest(r io.Reader) (api.QueryRequest, error) {
 }
 
 func (a *APIServer) members(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.n.net.Members())
+	ms := a.n.net.Members()
+	out := make([]api.Member, len(ms))
+	for i, m := range ms {
+		out[i] = api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: m.Tags}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *APIServer) health(w http.ResponseWriter, r *http.Request) {

@@ -195,8 +195,9 @@ func FormatDuration(secs float64) string {
 type Record map[string]Value
 
 // Raw is v for machines: nil for NULL, bool, string, or the number in its
-// base unit (bytes, seconds, a fraction for ratios), whole numbers of bytes
-// and counts as int64.
+// base unit (bytes, seconds, a fraction for ratios); counts and bytes are
+// whole (int64, rounded: an AVG of bytes is a number of bytes), as is any
+// other whole number.
 func (v Value) Raw() any {
 	switch {
 	case v.IsNull():
@@ -205,6 +206,10 @@ func (v Value) Raw() any {
 		return v.Bool
 	case v.Kind == KindString:
 		return v.Str
+	case (v.Kind == KindCount || v.Kind == KindBytes) && math.Abs(v.Num) < 1<<53:
+		// Gossip estimates of counts and sizes (a SUM, an AVG of bytes)
+		// are whole things: the nearest one, as the text shows it.
+		return int64(math.Round(v.Num))
 	case v.Num == math.Trunc(v.Num) && math.Abs(v.Num) < 1<<53 && v.Kind != KindRatio && v.Kind != KindDuration:
 		return int64(v.Num)
 	}

@@ -78,7 +78,7 @@ func isEmptyList(v any) bool {
 func percent(x float64) string { return strconv.FormatFloat(x*100, 'g', 4, 64) + "%" }
 
 func explainTable(text string) *Table {
-	t := &Table{Columns: []Column{{Name: "EXPLAIN", Kind: "string"}}}
+	t := &Table{Columns: []Column{{Name: "EXPLAIN", Kind: "string"}}, Plain: strings.TrimRight(text, "\n") + "\n"}
 	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
 		t.Rows = append(t.Rows, []Cell{{Text: l, Raw: l}})
 	}

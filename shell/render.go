@@ -1,10 +1,12 @@
 package shell
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/olekukonko/tablewriter"
@@ -42,6 +44,11 @@ func (f *Format) Set(s string) error {
 	return fmt.Errorf("shell: unknown format %q (expected %s)", s, strings.Join(formatNames, ", "))
 }
 
+// separated says whether answers in f are separated by an empty line:
+// tables and CSV (each answer has its own header); JSON documents and
+// NDJSON lines delimit themselves.
+func (f Format) separated() bool { return f == FormatTable || f == FormatCSV }
+
 // Type names the flag's type (pflag.Value).
 func (f *Format) Type() string { return "format" }
 
@@ -68,6 +75,8 @@ type Table struct {
 	// line (Footer) under a table.
 	Meta   map[string]any
 	Footer string
+	// Plain is text a table shows as it is, instead of rows (EXPLAIN).
+	Plain string
 }
 
 // Render writes t in format f.
@@ -83,17 +92,42 @@ func Render(w io.Writer, f Format, t *Table) error {
 	return renderTable(w, t)
 }
 
+// maxListItems is how many items of a list cell (SHOW SUBCLOUDS' members)
+// a table shows; the rest are counted (\d SUBCLOUD name lists them all,
+// as do the machine formats).
+const maxListItems = 6
+
+// cutList shortens a long comma-separated list cell for a table.
+func cutList(text string) string {
+	items := strings.Split(text, ", ")
+	if len(items) <= maxListItems+1 {
+		return text
+	}
+	return strings.Join(items[:maxListItems], ", ") + fmt.Sprintf(", … (%d more)", len(items)-maxListItems)
+}
+
 func renderTable(w io.Writer, t *Table) error {
-	tbl := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
+	if t.Plain != "" {
+		_, err := io.WriteString(w, t.Plain)
+		return err
+	}
+	// Text reads from the left, numbers line up on the right (psql).
+	align := make([]tw.Align, len(t.Columns))
 	header := make([]any, len(t.Columns))
 	for i, c := range t.Columns {
 		header[i] = c.Name
+		align[i] = tw.AlignRight
+		if c.Kind == "string" || c.Kind == "bool" || c.Kind == "" {
+			align[i] = tw.AlignLeft
+		}
 	}
+	tbl := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{Global: tw.AlignRight, PerColumn: align}))
 	tbl.Header(header...)
 	for _, row := range t.Rows {
 		cells := make([]any, len(row))
 		for i, c := range row {
-			cells[i] = c.Text
+			cells[i] = cutList(c.Text)
 		}
 		if err := tbl.Append(cells...); err != nil {
 			return fmt.Errorf("shell: table: %w", err)
@@ -133,7 +167,11 @@ func rawText(v any) string {
 	case nil:
 		return ""
 	case float64:
-		return fmt.Sprint(x)
+		return strconv.FormatFloat(x, 'f', -1, 64) // never an exponent
+	case json.Number:
+		if f, err := x.Float64(); err == nil && strings.ContainsAny(string(x), "eE") {
+			return strconv.FormatFloat(f, 'f', -1, 64)
+		}
 	}
 	return fmt.Sprint(v)
 }
@@ -162,14 +200,45 @@ func renderJSON(w io.Writer, t *Table) error {
 	return enc.Encode(doc)
 }
 
+// objectKeys are the columns' names as object keys: a name that repeats
+// (SELECT node, node) gets _2, _3 ... so that no value is lost.
+func objectKeys(cols []Column) []string {
+	seen := map[string]int{}
+	keys := make([]string, len(cols))
+	for i, c := range cols {
+		seen[c.Name]++
+		keys[i] = c.Name
+		if n := seen[c.Name]; n > 1 {
+			keys[i] = fmt.Sprintf("%s_%d", c.Name, n)
+		}
+	}
+	return keys
+}
+
 func renderNDJSON(w io.Writer, t *Table) error {
 	enc := json.NewEncoder(w)
+	keys := objectKeys(t.Columns)
+	var b bytes.Buffer
 	for _, r := range t.Rows {
-		obj := make(map[string]any, len(r))
+		// An object with its keys in the columns' order (a map would
+		// sort them).
+		b.Reset()
+		b.WriteByte('{')
 		for i, c := range r {
-			obj[t.Columns[i].Name] = c.Raw
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(keys[i])
+			v, err := json.Marshal(c.Raw)
+			if err != nil {
+				return err
+			}
+			b.Write(k)
+			b.WriteByte(':')
+			b.Write(v)
 		}
-		if err := enc.Encode(obj); err != nil {
+		b.WriteString("}\n")
+		if _, err := w.Write(b.Bytes()); err != nil {
 			return err
 		}
 	}

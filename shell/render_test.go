@@ -3,8 +3,14 @@ package shell
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/peerq/peerq/api"
 )
 
 var sample = &Table{
@@ -67,5 +73,59 @@ func TestFormatFlag(t *testing.T) {
 	}
 	if err := f.Set("xml"); err == nil {
 		t.Error("xml accepted")
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test ./shell -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// The renderers against golden files: text left and numbers right in a
+// table, a long list cut, EXPLAIN as plain text; raw values without
+// exponents in CSV; NDJSON keys in the columns' order, a repeated name
+// kept; answers separated in tables and CSV.
+func TestRenderGolden(t *testing.T) {
+	var members []string
+	for i := range 12 {
+		members = append(members, fmt.Sprintf("peer-%02d", i))
+	}
+	tbl := &Table{
+		Statement: "SELECT node, mem_free, load, AVG(x), node FROM peers",
+		Columns:   []Column{{"node", "string"}, {"mem_free", "bytes"}, {"load", "ratio"}, {"big", "number"}, {"node", "string"}},
+		Rows: [][]Cell{
+			{{"peer-1", "peer-1"}, {"4.0 GiB", int64(4 << 30)}, {"25%", 0.25}, {"1.2e+21", 1.2e21}, {strings.Join(members, ", "), strings.Join(members, ", ")}},
+			{{"a-much-longer-name", "a-much-longer-name"}, {"NULL", nil}, {"97.5%", 0.975}, {"0.5", 0.5}, {"x", "x"}},
+		},
+		Meta:   map[string]any{"peers": 2, "rounds": 7},
+		Footer: "2 row(s) · 2 peers",
+	}
+	explain := TableOf(&api.Answer{Explain: "protocol: flow updating\n  rounds: 23\n"})
+	for _, f := range []Format{FormatTable, FormatCSV, FormatJSON, FormatNDJSON} {
+		var b bytes.Buffer
+		for i, tb := range []*Table{tbl, explain} {
+			if i > 0 && f.separated() {
+				b.WriteString("\n")
+			}
+			if err := Render(&b, f, tb); err != nil {
+				t.Fatal(err)
+			}
+		}
+		golden(t, "render."+f.String(), b.String())
 	}
 }

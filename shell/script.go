@@ -26,13 +26,18 @@ type Statement struct {
 }
 
 // SplitScript cuts src into statements with split; the text after the last
-// ';', if it holds more than whitespace, is the last statement.
+// ';', if it holds more than whitespace, is the last statement. A statement
+// of nothing but comments is no statement.
 func SplitScript(src string, split Splitter) []Statement {
 	ends, _ := split(src)
 	var out []Statement
 	start := 0
 	add := func(end int) {
-		if text := src[start:end]; strings.TrimSpace(text) != "" {
+		text := src[start:end]
+		if e, blank := split(text); len(e) == 0 && blank {
+			return // only whitespace and comments: nothing to run
+		}
+		if strings.TrimSpace(text) != "" {
 			line, col := position(src, start)
 			out = append(out, Statement{Text: text, Offset: start, Line: line, Column: col})
 		}
@@ -179,7 +184,7 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 			failed = Place(src, opts.Name, stmt, err)
 			return false
 		}
-		if epochs > 1 && opts.Format == FormatTable {
+		if epochs > 1 && opts.Format.separated() {
 			fmt.Fprintln(opts.Out)
 		}
 		if opts.Format == FormatTable && ans.Meta != nil {
@@ -208,7 +213,7 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 // partial answer, unless AllowPartial.
 func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOptions) error {
 	for i, stmt := range SplitScript(src, opts.Split) {
-		if i > 0 && opts.Format == FormatTable {
+		if i > 0 && opts.Format.separated() {
 			fmt.Fprintln(opts.Out)
 		}
 		if IsWatch(stmt.Text) {

@@ -196,6 +196,10 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 		return &exitError{exitUsage, err}
 	}
 	defer srv.Close()
+	if err := api.WriteAddr(s.DataDir, srv.Addr()); err != nil {
+		p.Close()
+		return &exitError{exitUsage, err}
+	}
 	for _, e := range s.Export {
 		if err := p.Export(e); err != nil {
 			p.Close()

@@ -109,9 +109,19 @@ func TestThreeAgents(t *testing.T) {
 	if first.Rows[0][0].(float64) != 3 || len(second.Rows) != 2 {
 		t.Errorf("answers %v %v", first.Rows, second.Rows)
 	}
-	// A wrong token and a bad statement get their exit codes.
-	if code, _, _ := runCLI(t, "", "query", "--api", agents[0].api, "--token", "nope", "-e", "SHOW MEMBERS"); code != exitUsage {
-		t.Errorf("wrong token: exit %d", code)
+	// --data-dir alone finds the agent (the address it left there) and its
+	// token; another agent's token at an address gets a 401 that says
+	// whose address it tried and where the token came from.
+	if code, out, errs := runCLI(t, "", "query", "--data-dir", agents[1].data, "-e", "SHOW MEMBERS"); code != exitOK || !strings.Contains(out, "agent-1") {
+		t.Errorf("--data-dir alone: exit %d %q %q", code, out, errs)
+	}
+	code, _, errs = runCLI(t, "", "query", "--api", agents[0].api, "--token", "nope", "-e", "SHOW MEMBERS")
+	if code != exitUsage || !strings.Contains(errs, agents[0].api) || !strings.Contains(errs, "--token is not this agent's") {
+		t.Errorf("wrong token: exit %d %q", code, errs)
+	}
+	code, _, errs = runCLI(t, "", "query", "--api", agents[0].api, "--data-dir", agents[1].data, "-e", "SHOW MEMBERS")
+	if code != exitUsage || !strings.Contains(errs, filepath.Join(agents[1].data, "api-token")) {
+		t.Errorf("another agent's data dir: exit %d %q", code, errs)
 	}
 	if code, _, errs := runCLI(t, "", "query", "--api", agents[0].api, "--token", token, "-e", "SELECT cpu_lod FROM peers"); code != exitStatement || !strings.Contains(errs, "did you mean cpu_load?") {
 		t.Errorf("bad statement: exit %d %q", code, errs)

@@ -57,7 +57,10 @@ func newRootCmd() *cobra.Command {
 		Long:          "peerq asks the set of connected peers SQL-like questions (PQL), answered by gossip.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionText(),
 	}
-	root.AddCommand(newExplainCmd(), newCheckCmd(), newSimCmd(), newDemoCmd(), newAgentCmd(), newQueryCmd(), newShellCmd())
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(newExplainCmd(), newCheckCmd(), newSimCmd(), newDemoCmd(), newAgentCmd(), newQueryCmd(), newShellCmd(),
+		newVersionCmd())
 	return root
 }

@@ -111,3 +111,12 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, _ := runCLI(t, "", args...)
+		if code != exitOK || !strings.HasPrefix(out, "peerq "+version) || !strings.Contains(out, "go1.") {
+			t.Errorf("%v: exit %d, %q", args, code, out)
+		}
+	}
+}

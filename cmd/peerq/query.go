@@ -58,7 +58,7 @@ answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry).
 // apiFlags are the flags that find the agent.
 func apiFlags(cmd *cobra.Command, opts *api.Options) {
 	f := cmd.Flags()
-	f.StringVar(&opts.Addr, "api", "", "the agent's API address (default $PEERQ_API or "+api.DefaultAddr+")")
+	f.StringVar(&opts.Addr, "api", "", "the agent's API address (default: the one in --data-dir, else $PEERQ_API, else "+api.DefaultAddr+")")
 	f.StringVar(&opts.Token, "token", "", "API token (default $PEERQ_TOKEN, or read from --data-dir)")
-	f.StringVar(&opts.DataDir, "data-dir", "", "the agent's data dir, to read its token")
+	f.StringVar(&opts.DataDir, "data-dir", "", "the agent's data dir: its API address and token are read from it")
 }

@@ -180,8 +180,8 @@ async function refreshSide() {
     const members = await (await api("/v1/members")).json();
     table($("members"), [{ name: "node", kind: "string" }, { name: "addr", kind: "string" }, { name: "tags", kind: "string" }],
       members.map((m) => {
-        const tags = m.Tags || m.tags || {};
-        return [m.Name || m.name, m.Addr || m.addr,
+        const tags = m.tags || {};
+        return [m.name, m.addr,
           Object.keys(tags).filter((k) => !k.startsWith("peerq") && !k.startsWith("subcloud")).sort().map((k) => `${k}=${tags[k]}`).join(" ")];
       }));
     const subs = await query("SHOW SUBCLOUDS");
@@ -204,7 +204,7 @@ async function refreshSide() {
       tr.appendChild(td);
     });
     const attrs = await (await api("/v1/attributes")).json();
-    $("words").replaceChildren(...attrs.map((a) => { const o = document.createElement("option"); o.value = a.name || a.Name; return o; }));
+    $("words").replaceChildren(...attrs.map((a) => { const o = document.createElement("option"); o.value = a.name; return o; }));
   } catch (e) { /* shown on the next run */ }
 }
 
