@@ -145,6 +145,8 @@ var (
 	// ErrPartial says an answer is partial (Meta.Status "partial"): some
 	// members were unreachable, refused, or the budget ended first.
 	ErrPartial = &Error{Code: CodePartial, Message: "the answer is partial"}
+	// ErrStatement matches every statement error (errors.Is).
+	ErrStatement = &Error{Code: CodeStatement, Message: "the statement has an error"}
 )
 
 // Error is an error as the API reports it.

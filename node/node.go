@@ -1015,6 +1015,16 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 	}
 }
 
+// stoppedError is a query stopped early: a sentence for people, the cause
+// for errors.Is.
+type stoppedError struct {
+	err error
+	msg string
+}
+
+func (e *stoppedError) Error() string { return e.msg }
+func (e *stoppedError) Unwrap() error { return e.err }
+
 // partial stops a query early and returns its current answer with err.
 func (n *Node) partial(q *instance, err error) (*Result, error) {
 	members := n.memberSet()
@@ -1032,6 +1042,13 @@ func (n *Node) partial(q *instance, err error) (*Result, error) {
 	}
 	res := q.result1(n, a, members, suspects)
 	res.Converged, res.Status = false, StatusPartial
-	res.Reason = err.Error()
-	return res, fmt.Errorf("%w (after %d rounds)", err, a.Round)
+	why := err.Error()
+	switch {
+	case errors.Is(err, context.Canceled):
+		why = "canceled" // Ctrl-C, or the client went away
+	case errors.Is(err, context.DeadlineExceeded):
+		why = "the client's time limit ended it"
+	}
+	res.Reason = why
+	return res, &stoppedError{err: err, msg: fmt.Sprintf("%s after %d rounds", why, a.Round)}
 }

@@ -391,7 +391,7 @@ func (n *Node) claimMore(o *ownedSubcloud, cfg subcloud.ClaimerConfig) ([]string
 		return nil, nil, err
 	}
 	defer leave()
-	got, held, _, spares, err := n.claimRun(ctx, plan, c, cfg, first, nil)
+	got, held, _, spares, err := n.claimRun(ctx, plan, c, cfg, first, false, nil)
 	n.ownMu.Lock()
 	o.spares = spares
 	n.ownMu.Unlock()
@@ -737,7 +737,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	if err != nil {
 		return nil, err
 	}
-	members, held, cands, spares, err := n.claimRun(ctx, plan, c, cfg, nil, progress)
+	members, held, cands, spares, err := n.claimRun(ctx, plan, c, cfg, nil, true, progress)
 	if err != nil {
 		var left *unreleasedError
 		if !errors.As(err, &left) {
@@ -767,10 +767,13 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 // the leases it holds renewed while it runs (one that takes longer than a
 // lease must not return peers that have lapsed, or been taken by another
 // owner since), and its releases sent once every claim in flight is back,
-// so that none overtakes the claim it undoes. It returns the members in
+// so that none overtakes the claim it undoes. With confirm (a RESERVE,
+// which answers that nothing stays reserved), a failed run waits for its
+// releases (releaseNow); otherwise (repairs, RESIZE) they go on in the
+// background. It returns the members in
 // the rank the searches gave them, with their leases' expiries, and the
 // last search.
-func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claimer, cfg subcloud.ClaimerConfig, first []string,
+func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claimer, cfg subcloud.ClaimerConfig, first []string, confirm bool,
 	progress func(Progress)) (members []string, held map[string]time.Time, cands *Result, spares []string, err error) {
 	replies := make(chan leaseReply)
 	inflight := 0
@@ -877,6 +880,10 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 		free = append(free, m.To)
 	}
 	if members, err = c.Result(); err != nil {
+		if !confirm {
+			n.releaseLater(cfg.Subcloud, cfg.Token, free, cfg.Lease)
+			return nil, nil, nil, nil, err
+		}
 		// The caller says nothing stays reserved: make it so before it
 		// answers, or say which peers may still hold a lease.
 		if left := n.releaseNow(cfg.Subcloud, cfg.Token, free, cfg.Lease); len(left) > 0 {

@@ -163,8 +163,14 @@ func (n *Node) takeHints(hs []hint, now time.Time) {
 // between a final answer and a partial one — under loss, most suspects
 // are peers whose messages were lost, and a probe clears them. It holds
 // at most one whole probe (ProbeTries × ExchangeTimeout) past the budget;
-// the gossip goes on meanwhile. Called with n.mu held.
+// the gossip goes on meanwhile. Searches for RESERVE and repairs do not
+// wait. Called with n.mu held.
 func (n *Node) awaitProbes(q *instance, suspects []string, now time.Time) bool {
+	if q.run.Plan().Reserve != nil {
+		// A RESERVE's (or a repair's) search: its claims check every
+		// candidate themselves, and a repair must not wait.
+		return false
+	}
 	pending := false
 	for _, s := range suspects {
 		pending = pending || n.sus.probing[s]

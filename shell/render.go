@@ -97,11 +97,18 @@ func Render(w io.Writer, f Format, t *Table) error {
 // as do the machine formats).
 const maxListItems = 6
 
-// cutList shortens a long comma-separated list cell for a table.
+// cutList shortens a long cell that lists names (comma-separated words
+// without spaces, as SHOW SUBCLOUDS' members) for a table.
 func cutList(text string) string {
-	items := strings.Split(text, ", ")
+	items := strings.Split(text, ",")
 	if len(items) <= maxListItems+1 {
 		return text
+	}
+	for i, it := range items {
+		items[i] = strings.TrimSpace(it)
+		if items[i] == "" || strings.ContainsAny(items[i], " \t") {
+			return text // prose, not a list of names
+		}
 	}
 	return strings.Join(items[:maxListItems], ", ") + fmt.Sprintf(", … (%d more)", len(items)-maxListItems)
 }

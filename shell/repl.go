@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"sort"
 	"strings"
@@ -31,7 +32,31 @@ type Config struct {
 	// statements with the language's own lexer, so that a ';' inside a
 	// string or a comment ends nothing.
 	Split Splitter
+	// Pager, on a terminal, shows an answer taller than the screen
+	// (Rows() lines, read at each answer: the window may change) through
+	// this command ("less -FRX" style); empty pages nothing. \pager
+	// turns it off and on.
+	Pager string
+	Rows  func() int
 }
+
+// FailedError is what a session that is not on a terminal returns when
+// statements failed: how many, and the first failure (a statement error,
+// a partial answer, ...), so that a piped shell exits as `peerq query`
+// would. The shell reported each failure as it went on.
+type FailedError struct {
+	N     int
+	First error
+}
+
+func (e *FailedError) Error() string {
+	if e.N == 1 {
+		return fmt.Sprintf("1 statement failed: %v", e.First)
+	}
+	return fmt.Sprintf("%d statements failed; the first: %v", e.N, e.First)
+}
+
+func (e *FailedError) Unwrap() error { return e.First }
 
 // lineReader is the small interface the REPL reads lines through: liner on
 // a terminal, bufio otherwise.
@@ -77,6 +102,11 @@ type Session struct {
 	in     lineReader
 	format Format
 	timing bool
+	pager  bool
+	// failed counts the statements that failed; first is the first
+	// failure.
+	failed int
+	first  error
 }
 
 // Run reads statements until EOF (Ctrl-D) or \quit, runs each, and renders
@@ -85,7 +115,7 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 	if cfg.Split == nil {
 		return errors.New("shell: Config needs Split")
 	}
-	s := &Session{cfg: cfg, exec: exec, format: cfg.Format}
+	s := &Session{cfg: cfg, exec: exec, format: cfg.Format, pager: cfg.Terminal && cfg.Pager != "" && cfg.Rows != nil}
 	if cfg.Terminal {
 		l := liner.NewLiner()
 		l.SetCtrlCAborts(true)
@@ -105,8 +135,25 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 		s.in = &plainReader{sc: sc}
 	}
 	defer s.in.Close()
-	return s.loop(ctx)
+	if err := s.loop(ctx); err != nil {
+		return err
+	}
+	if s.failed > 0 && !cfg.Terminal {
+		return &FailedError{N: s.failed, First: s.first}
+	}
+	return nil
 }
+
+// fail notes a failed statement.
+func (s *Session) fail(err error) {
+	if s.failed == 0 {
+		s.first = err
+	}
+	s.failed++
+}
+
+// words typed alone at the prompt, as psql takes them: not PQL.
+var bareCommands = map[string]string{"help": `\help`, "exit": `\quit`, "quit": `\quit`}
 
 func (s *Session) loop(ctx context.Context) error {
 	var buf strings.Builder
@@ -121,6 +168,9 @@ func (s *Session) loop(ctx context.Context) error {
 			buf.Reset() // Ctrl-C at the prompt drops the statement being typed
 			continue
 		case errors.Is(err, io.EOF):
+			if s.cfg.Terminal {
+				fmt.Fprintln(s.cfg.Out) // Ctrl-D: leave the prompt's line
+			}
 			if strings.TrimSpace(buf.String()) != "" {
 				s.runText(ctx, buf.String())
 			}
@@ -129,6 +179,9 @@ func (s *Session) loop(ctx context.Context) error {
 			return err
 		}
 		trimmed := strings.TrimSpace(line)
+		if cmd, ok := bareCommands[strings.ToLower(strings.TrimSuffix(trimmed, ";"))]; ok && buf.Len() == 0 {
+			trimmed = cmd
+		}
 		if buf.Len() == 0 && strings.HasPrefix(trimmed, `\`) {
 			s.in.AppendHistory(trimmed)
 			if quit := s.meta(ctx, trimmed); quit {
@@ -140,8 +193,11 @@ func (s *Session) loop(ctx context.Context) error {
 		buf.WriteByte('\n')
 		// Run every statement the buffer now ends; keep the rest.
 		text := buf.String()
-		ends, _ := s.cfg.Split(text)
+		ends, blank := s.cfg.Split(text)
 		if len(ends) == 0 {
+			if blank {
+				buf.Reset() // only comments: nothing is being typed
+			}
 			continue
 		}
 		last := ends[len(ends)-1]
@@ -198,16 +254,55 @@ func (s *Session) run(ctx context.Context, stmt string) {
 	}
 	if err != nil {
 		s.report(text, err)
+		s.fail(err)
 		if ans == nil {
 			return
 		}
+	} else if m := ans.Meta; m != nil && m.Status == api.StatusPartial {
+		s.fail(fmt.Errorf("%w: %s", api.ErrPartial, m.Reason))
 	}
-	if err := Render(s.cfg.Out, s.format, TableOf(ans)); err != nil {
-		fmt.Fprintln(s.cfg.Err, err)
-	}
+	s.show(TableOf(ans))
 	if s.timing {
 		fmt.Fprintf(s.cfg.Err, "Time: %s\n", time.Since(start).Round(time.Millisecond))
 	}
+}
+
+// show renders a table, through the pager when it is taller than the
+// terminal.
+func (s *Session) show(t *Table) {
+	if !s.pager {
+		if err := Render(s.cfg.Out, s.format, t); err != nil {
+			fmt.Fprintln(s.cfg.Err, err)
+		}
+		return
+	}
+	var b strings.Builder
+	if err := Render(&b, s.format, t); err != nil {
+		fmt.Fprintln(s.cfg.Err, err)
+		return
+	}
+	if rows := s.cfg.Rows(); rows <= 0 || strings.Count(b.String(), "\n") < rows-1 {
+		fmt.Fprint(s.cfg.Out, b.String())
+		return
+	}
+	if err := page(s.cfg.Pager, b.String(), s.cfg.Out, s.cfg.Err); err != nil {
+		fmt.Fprintf(s.cfg.Err, "pager %q: %v (\\pager off shows answers plainly)\n", s.cfg.Pager, err)
+		fmt.Fprint(s.cfg.Out, b.String())
+	}
+}
+
+// page runs the pager command (split on spaces) with text on its input.
+func page(pager, text string, out, errw io.Writer) error {
+	args := strings.Fields(pager)
+	if len(args) == 0 {
+		return errors.New("no command")
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(text), out, errw
+	// The pager owns the terminal meanwhile: Ctrl-C is its to handle.
+	signal.Ignore(os.Interrupt)
+	defer signal.Reset(os.Interrupt)
+	return cmd.Run()
 }
 
 // report prints an error; a positioned one with its line and a caret.
@@ -227,9 +322,13 @@ const helpText = `Statements end with ';' and may span lines (docs/PQL.md).
   \help                          this text
   \format table|csv|json|ndjson  output format
   \timing                        print each statement's time (toggle)
+  \pager                         page answers taller than the screen (toggle)
   \members                       the live peers (SHOW MEMBERS)
+  \d                             the attributes (SHOW ATTRIBUTES)
+  \d NAME                        one attribute, or a subcloud and its members
+  \d SUBCLOUD NAME               a subcloud: size, owner, expiry, every member
   \explain STATEMENT             how a statement would run
-  \quit                          leave (or Ctrl-D)
+  \quit                          leave (or Ctrl-D; quit and exit work too)
 Ctrl-C cancels the running statement, or the one being typed.`
 
 // meta runs a backslash command; it reports whether to quit.
@@ -250,12 +349,81 @@ func (s *Session) meta(ctx context.Context, line string) bool {
 	case `\timing`:
 		s.timing = !s.timing
 		fmt.Fprintln(s.cfg.Err, "timing:", map[bool]string{true: "on", false: "off"}[s.timing])
+	case `\pager`:
+		switch {
+		case !s.cfg.Terminal:
+			fmt.Fprintln(s.cfg.Err, "pager: off (not a terminal)")
+		case s.cfg.Pager == "" || s.cfg.Rows == nil:
+			fmt.Fprintln(s.cfg.Err, "pager: none ($PEERQ_PAGER or $PAGER names one)")
+		default:
+			s.pager = !s.pager
+			fmt.Fprintln(s.cfg.Err, "pager:", map[bool]string{true: "on (" + s.cfg.Pager + ")", false: "off"}[s.pager])
+		}
+	case `\d`:
+		s.describe(ctx, arg)
 	case `\members`:
 		s.run(ctx, "SHOW MEMBERS")
 	case `\explain`:
 		s.run(ctx, "EXPLAIN "+strings.TrimSuffix(arg, ";"))
 	default:
 		fmt.Fprintf(s.cfg.Err, "unknown command %s (\\help lists them)\n", cmd)
+	}
+	return false
+}
+
+// describe is \d: the attributes; one attribute; or a subcloud with its
+// members, one a line.
+func (s *Session) describe(ctx context.Context, arg string) {
+	f := strings.Fields(strings.TrimSuffix(arg, ";"))
+	switch {
+	case len(f) == 0:
+		s.run(ctx, "SHOW ATTRIBUTES")
+		return
+	case len(f) == 2 && strings.EqualFold(f[0], "SUBCLOUD"):
+		if !s.describeRow(ctx, "SHOW SUBCLOUDS", f[1]) {
+			fmt.Fprintf(s.cfg.Err, "unknown subcloud %s (SHOW SUBCLOUDS lists them)\n", f[1])
+		}
+		return
+	case len(f) == 1:
+		if !s.describeRow(ctx, "SHOW ATTRIBUTES", f[0]) && !s.describeRow(ctx, "SHOW SUBCLOUDS", f[0]) {
+			fmt.Fprintf(s.cfg.Err, "no attribute or subcloud is named %s (\\d lists the attributes, SHOW SUBCLOUDS the subclouds)\n", f[0])
+		}
+		return
+	}
+	fmt.Fprintln(s.cfg.Err, `usage: \d, \d NAME or \d SUBCLOUD NAME`)
+}
+
+// describeRow runs a SHOW statement and prints the row whose first column
+// is name, a field a line (a list of names one item a line); it reports
+// whether there was one.
+func (s *Session) describeRow(ctx context.Context, show, name string) bool {
+	ans, err := s.exec.Execute(ctx, show, nil)
+	if err != nil {
+		s.report(show, err)
+		return true // said why
+	}
+	for _, row := range ans.Text {
+		if len(row) == 0 || row[0] != name {
+			continue
+		}
+		width := 0
+		for _, c := range ans.Columns {
+			width = max(width, len(c.Name))
+		}
+		for i, c := range ans.Columns {
+			items := strings.Split(row[i], ",")
+			if c.Kind == "string" && len(items) > 1 && cutList(row[i]) != row[i] || c.Name == "members" {
+				fmt.Fprintf(s.cfg.Out, "%-*s  (%d)\n", width, c.Name, len(items))
+				for _, it := range items {
+					if it = strings.TrimSpace(it); it != "" {
+						fmt.Fprintf(s.cfg.Out, "  %s\n", it)
+					}
+				}
+				continue
+			}
+			fmt.Fprintf(s.cfg.Out, "%-*s  %s\n", width, c.Name, row[i])
+		}
+		return true
 	}
 	return false
 }

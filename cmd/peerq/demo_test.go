@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -80,9 +81,10 @@ func TestDemoExitCodes(t *testing.T) {
 	if code != exitTimeout || !strings.HasPrefix(out, "AVG(cpu_load)\n") {
 		t.Errorf("timeout: exit %d, output %q", code, out)
 	}
-	// Without -e, statements come from standard input and errors do not stop it.
+	// Without -e, statements come from standard input and errors do not
+	// stop it; the exit code is the first error's, as with -e.
 	code, out, errs := runCLI(t, "SELECT nod FROM peers;\nSELECT COUNT(*)\n FROM peers WHERE region = 'eu';\n", "demo", "--nodes", "6", "--format", "csv")
-	if code != exitOK || !strings.Contains(errs, "did you mean node?") || !strings.Contains(out, "COUNT(*)\n") {
+	if code != exitStatement || !strings.Contains(errs, "did you mean node?") || !strings.Contains(out, "COUNT(*)\n") {
 		t.Errorf("stdin: exit %d\nout %q\nerr %q", code, out, errs)
 	}
 }
@@ -100,12 +102,29 @@ func TestShellThroughPipe(t *testing.T) {
 		`SELECT region, COUNT(*) FROM peers GROUP BY region; -- from tags`,
 		`SELECT COUNT(*) AS semis FROM peers WHERE region = 'a;`,
 		`b'; SELECT COUNT(*) AS two FROM peers /* ; */ WHERE region != 'x';`,
-		`\quit`,
+		`-- only a comment`,
+		`help`,
+		`\format table`,
+		`RESERVE 2 AS job FOR 1m;`,
+		`\d SUBCLOUD job`,
+		`\d cpu_load`,
+		`\d nosuch`,
+		`exit`,
 		`SELECT 1 FROM peers;`,
 	}, "\n")
 	code, out, errs := runCLI(t, in, "demo", "--nodes", "6", "--freeze", "--round", "50ms")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errs)
+	// The shell went on after the bad statement, and exits as a script
+	// would for it.
+	if code != exitStatement || !strings.Contains(errs, "1 statement failed") {
+		t.Fatalf("exit %d, want %d: %s", code, exitStatement, errs)
+	}
+	for _, want := range []string{`\\pager`, `(?m)^members +\(2\)\n  peer-0+\d+\n  peer-`, `(?m)^kind +ratio$`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errs, "no attribute or subcloud is named nosuch") || strings.Contains(errs, "empty statement") {
+		t.Errorf("stderr: %s", errs)
 	}
 	// A ';' inside a string or a comment ends no statement.
 	for _, want := range []string{"COUNT(*)\n", "gossip top-k", "region,COUNT(*)\n", "semis\n0\n", "two\n6\n"} {

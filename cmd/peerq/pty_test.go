@@ -52,7 +52,7 @@ func TestShellInTerminal(t *testing.T) {
 	dir := t.TempDir()
 	bin := peerqBinary(t)
 	cmd := exec.Command(bin, "demo", "--nodes", "6", "--round", "50ms")
-	cmd.Env = append(cmd.Environ(), "HOME="+dir, "TERM=xterm")
+	cmd.Env = append(cmd.Environ(), "HOME="+dir, "TERM=xterm", "PEERQ_PAGER=sed s/^/PAGED:/")
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 150})
 	if err != nil {
 		t.Fatal(err)
@@ -82,13 +82,24 @@ func TestShellInTerminal(t *testing.T) {
 	tty.Write([]byte("SELECT AVG(cpu_load) FROM peers WITH ROUNDS 1000, ACCURACY 0.0001%;\r"))
 	mark = sc.waitFor(t, mark, "round ")
 	tty.Write([]byte{3})
-	mark = sc.waitFor(t, mark, "context canceled")
+	mark = sc.waitFor(t, mark, "canceled after")
 	mark = sc.waitFor(t, mark, "peerq> ")
 
-	// The shell is alive: one more statement, then Ctrl-D.
+	// The shell is alive: one more statement (short: not paged).
 	tty.Write([]byte("SELECT COUNT(*) FROM peers;\r"))
 	mark = sc.waitFor(t, mark, "COUNT(*)")
+	mark = sc.waitFor(t, mark, "peerq> ")
+	if strings.Contains(sc.String(), "PAGED:") {
+		t.Error("a short answer went through the pager")
+	}
+	// On a short screen, a long answer goes through the pager.
+	if err := pty.Setsize(tty, &pty.Winsize{Rows: 10, Cols: 150}); err != nil {
+		t.Fatal(err)
+	}
+	tty.Write([]byte("\\d\r"))
+	mark = sc.waitFor(t, mark, "PAGED:")
 	sc.waitFor(t, mark, "peerq> ")
+	// Then Ctrl-D.
 	tty.Write([]byte{4})
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

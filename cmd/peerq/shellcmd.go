@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 
 	"github.com/peerq/peerq/api"
@@ -58,8 +61,40 @@ func runShell(cmd *cobra.Command, exec api.Executor, format shell.Format, histor
 	if !terminal {
 		cfg.HistoryFile = ""
 	}
-	if err := shell.Run(context.Background(), exec, cfg); err != nil {
+	if out := cmd.OutOrStdout(); terminal && terminalRows(out) > 0 {
+		cfg.Pager, cfg.Rows = pagerCommand(), func() int { return terminalRows(out) }
+	}
+	err := shell.Run(context.Background(), exec, cfg)
+	var failed *shell.FailedError
+	if errors.As(err, &failed) {
+		// Piped statements failed: exit as `peerq query` would for the
+		// first (each was reported as the shell went on).
+		code := exitUsage
+		var ee *exitError
+		if errors.As(exitFor(failed.First), &ee) {
+			code = ee.code
+		}
+		return &exitError{code, fmt.Errorf("peerq shell: %v", failed)}
+	}
+	if err != nil {
 		return &exitError{exitUsage, err}
 	}
 	return nil
+}
+
+// pagerCommand is the pager for answers taller than the terminal:
+// $PEERQ_PAGER, else $PAGER, else less if it is installed (-F: quit if
+// the answer fits, -R: colours, -X: leave it on the screen). An empty
+// PEERQ_PAGER turns paging off.
+func pagerCommand() string {
+	if p, ok := os.LookupEnv("PEERQ_PAGER"); ok {
+		return p
+	}
+	if p := os.Getenv("PAGER"); p != "" {
+		return p
+	}
+	if _, err := osexec.LookPath("less"); err == nil {
+		return "less -FRX"
+	}
+	return ""
 }

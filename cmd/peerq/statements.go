@@ -51,10 +51,11 @@ func compileScript(src, name string) ([]*query.Plan, error) {
 // (docs/AGENT.md).
 func exitFor(err error) error {
 	var se *shell.StatementError
+	var pe shell.Positioned
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &se):
+	case errors.As(err, &se), errors.Is(err, api.ErrStatement), errors.As(err, &pe) && pe.Line() > 0:
 		return &exitError{exitStatement, err}
 	case errors.Is(err, api.ErrNotEnoughPeers):
 		return &exitError{exitNotEnough, fmt.Errorf("peerq: %w", err)}
