@@ -69,7 +69,7 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 	}
 	tok := hex.EncodeToString(b[:])
 	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("api: token: %w", err)
+		return "", fmt.Errorf("API token: %w", err)
 	}
 	return tok, nil
 }

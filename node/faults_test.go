@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -457,6 +458,24 @@ func TestFastFailuresDoNotSpinRounds(t *testing.T) {
 		}
 		if min := time.Duration(res.Rounds) * asker.cfg.Round / 2; took < min {
 			t.Errorf("%d rounds in %v: rounds spun on failed exchanges (want at least %v)", res.Rounds, took, min)
+		}
+	})
+}
+
+// A peer alone in its cluster answers exactly at once, from its own record,
+// and says it is alone.
+func TestAloneIsExact(t *testing.T) {
+	fake(t, 1, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		n := c.nodes[0]
+		for _, src := range []string{"SELECT COUNT(*), SUM(cpu_cores) FROM peers", "SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3"} {
+			p := compile(t, n, src)
+			res := ask(t, n, p)
+			if res.Status != StatusExact || !closeTo(res.Result, query.Exact(p, c.records())) || res.Rounds != 0 {
+				t.Errorf("%s: %s after %d rounds: %v", src, res.Status, res.Rounds, res.Rows)
+			}
+			if a := Answer(p, res, nil); !strings.Contains(a.Meta.Warning, "only this peer") {
+				t.Errorf("%s: no warning that the peer is alone: %+v", src, a.Meta)
+			}
 		}
 	})
 }

@@ -111,6 +111,19 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error
 		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}, nil
 }
 
+// alone answers a statement when this peer is the only member: its own
+// record (or its ledger's rows) is the whole table, so the answer is exact
+// at once — gossip with nobody would only wait out its budget. The answer
+// still warns that the peer has joined no one.
+func (n *Node) alone(plan *query.Plan, start time.Time) (*Result, error) {
+	rows := []query.Record{n.recordFor(n.record(), n.net.Coordinate())}
+	if plan.Table == query.TableLeases {
+		rows = n.ledgerRows()
+	}
+	return &Result{Result: query.Exact(plan, rows), Status: StatusExact, Peers: 1, MembersStart: 1, MembersEnd: 1,
+		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), Converged: true}, nil
+}
+
 // local answers SHOW statements from this peer's own knowledge.
 func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }

@@ -846,7 +846,7 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 	q, err := n.newInstance(e.ID, plan, e.Plan, e.Origin, e.Asker, e.Coverage, false, n.recordFor(rec, e.Origin), n.net.Size())
 	if err != nil || q.kind != e.Kind {
 		n.stats.Malformed++
-		return nil, fmt.Errorf("node: cannot join: %v", err)
+		return nil, fmt.Errorf("cannot join the query: %v", err)
 	}
 	q.run.JoinAt(int(e.Round))
 	n.stats.Joined++
@@ -866,7 +866,7 @@ func newQueryID() QueryID {
 var ErrTimeout = api.ErrTimeout
 
 // ErrClosed is returned for queries cut short by the node closing.
-var ErrClosed = errors.New("node: the peer is shutting down")
+var ErrClosed = errors.New("the peer is shutting down")
 
 // Query runs a plan from this peer and returns its answer. progress, if
 // set, is called each round with the current estimate, from the runtime's
@@ -890,6 +890,13 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Pr
 		plan = plan.OwnedBy(owner)
 	}
 	switch {
+	case plan.Empty():
+		res := &query.Result{}
+		for _, c := range plan.Columns {
+			res.Columns = append(res.Columns, query.Column{Name: c.Name, Kind: c.Kind})
+		}
+		return &Result{Result: res, Status: StatusExact, Converged: true, Peers: n.net.Size(), PlanHash: plan.Hash(),
+			Elapsed: n.clock.Now().Sub(start)}, nil
 	case plan.Kind == query.PlanReserve:
 		return n.reserve(ctx, plan, progress)
 	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
@@ -900,6 +907,8 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Pr
 		return n.local(plan, start)
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
+	case n.net.Size() == 1:
+		return n.alone(plan, start)
 	}
 	return n.gossip(ctx, plan, progress)
 }

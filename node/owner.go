@@ -717,6 +717,16 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		}
 		return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("this agent already owns a subcloud %s; RELEASE it first or choose another name", spec.Name)}
 	}
+	if spec.Key != "" {
+		for _, o := range n.owned {
+			if o.key == spec.Key {
+				n.ownMu.Unlock()
+				// A key names one reservation: a retry must repeat it whole.
+				return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf(
+					"KEY '%s' already reserved subcloud %s; a key names one reservation (retry it AS %s, or choose a new key)", spec.Key, o.name, o.name)}
+			}
+		}
+	}
 	n.ownMu.Unlock()
 	// A name held by live leases is taken, whoever holds them.
 	if h := rightful(holders(n.leaseView(n.net.Members()))[spec.Name]); h != nil {

@@ -56,6 +56,11 @@ func TestReserveRelease(t *testing.T) {
 		if fmt.Sprint(again.Nodes) != fmt.Sprint(res.Nodes) {
 			t.Errorf("retry with the key: %v, want %v", again.Nodes, res.Nodes)
 		}
+		// The key under another name is an error, not a second subcloud.
+		if _, err := owner.Query(context.Background(), compile(t, owner, "RESERVE 2 AS other FOR 1m WITH KEY 'k1'"), nil); err == nil ||
+			!strings.Contains(err.Error(), "KEY 'k1' already reserved subcloud batch") {
+			t.Errorf("the key reused under another name: %v", err)
+		}
 		// The tags spread; then membership answers see the subcloud.
 		sub := compile(t, owner, "SELECT node FROM SUBCLOUD batch")
 		if !until(20*time.Second, func() bool { return len(ask(t, owner, sub).Nodes) == 5 }) {

@@ -161,14 +161,14 @@ type Overlay struct {
 // join anyone yet.
 func New(cfg Config) (*Overlay, error) {
 	if cfg.Name == "" || strings.ContainsAny(cfg.Name, "/ ") {
-		return nil, fmt.Errorf("overlay: bad node name %q", cfg.Name)
+		return nil, fmt.Errorf("bad node name %q", cfg.Name)
 	}
 	if n := len(cfg.Key); n != 0 && n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("overlay: key of %d bytes; want 16, 24 or 32", n)
+		return nil, fmt.Errorf("key of %d bytes; want 16, 24 or 32", n)
 	}
 	for k := range cfg.Tags {
 		if strings.HasPrefix(k, tagPrefix) {
-			return nil, fmt.Errorf("overlay: tag %q is reserved for peerq", k)
+			return nil, fmt.Errorf("tag %q is reserved for peerq", k)
 		}
 	}
 	if cfg.ExchangeTimeout <= 0 {
@@ -244,7 +244,7 @@ func New(cfg Config) (*Overlay, error) {
 			if cfg.ExchangeAddr == "" {
 				flag = "--exchange (it defaults to the --bind port + 1)"
 			}
-			return nil, fmt.Errorf("overlay: exchange listener on %s: %w; choose another with %s", exAddr, err, flag)
+			return nil, fmt.Errorf("exchange listener on %s: %w; choose another with %s", exAddr, err, flag)
 		}
 		switch {
 		case cfg.ExchangePool < 0:
@@ -293,11 +293,11 @@ func New(cfg Config) (*Overlay, error) {
 func splitHostPort(hp string) (string, int, error) {
 	host, p, err := net.SplitHostPort(hp)
 	if err != nil {
-		return "", 0, fmt.Errorf("overlay: address %q: %w", hp, err)
+		return "", 0, fmt.Errorf("address %q: %w", hp, err)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("overlay: address %q: bad port", hp)
+		return "", 0, fmt.Errorf("address %q: bad port", hp)
 	}
 	return host, port, nil
 }
@@ -432,7 +432,7 @@ func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("overlay: join %v: %w (last: %v)", seeds, ctx.Err(), err)
+			return 0, fmt.Errorf("join %v: %w (last: %v)", seeds, ctx.Err(), err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)
@@ -495,7 +495,7 @@ func (o *Overlay) Serve(h Handler) error { return o.ex.Serve(h) }
 func (o *Overlay) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
 	m, ok := o.Member(peer)
 	if !ok || m.Exchange == "" {
-		return nil, fmt.Errorf("overlay: %s is not a live peerq peer", peer)
+		return nil, fmt.Errorf("%s is not a live peerq peer", peer)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.ExchangeTimeout)
 	defer cancel()
@@ -508,7 +508,7 @@ func (o *Overlay) SetTags(tags map[string]string) error {
 	all := map[string]string{TagProtocol: protocolVer, TagExchange: o.ex.Addr()}
 	for k, v := range tags {
 		if strings.HasPrefix(k, tagPrefix) {
-			return fmt.Errorf("overlay: tag %q is reserved for peerq", k)
+			return fmt.Errorf("tag %q is reserved for peerq", k)
 		}
 		all[k] = v
 	}

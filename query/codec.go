@@ -77,6 +77,10 @@ func Decode(b []byte) (*Plan, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformedPlan, err)
 	}
+	if p.Empty() {
+		// LIMIT 0 is answered by its asker alone: no peer runs it.
+		return nil, fmt.Errorf("%w: LIMIT 0 is never sent", ErrMalformedPlan)
+	}
 	return &p, nil
 }
 
@@ -171,7 +175,7 @@ func (p *Plan) Validate() error {
 			return errors.New("aggregate plan must start with COUNT(*)")
 		}
 	case PlanTopK, PlanReserve:
-		if p.K < 1 || len(p.Order) == 0 || len(p.Aggs) > 0 || len(p.GroupBy) > 0 {
+		if p.K < 1 && !(p.Kind == PlanTopK && p.Empty()) || len(p.Order) == 0 || len(p.Aggs) > 0 || len(p.GroupBy) > 0 {
 			return errors.New("top-k plan needs k, an order and no aggregates")
 		}
 	}

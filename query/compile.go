@@ -223,7 +223,7 @@ func (c *compiler) compileTopK(p *Plan, s *parser.Select) error {
 	}
 	p.K = c.cfg.MaxRows
 	if s.Limit != nil {
-		if p.K, err = positiveInt(s.Limit, "LIMIT", MaxK); err != nil {
+		if p.K, err = limit(s.Limit); err != nil {
 			return err
 		}
 		p.Limited = true
@@ -266,7 +266,7 @@ func (c *compiler) compileAggregate(p *Plan, s *parser.Select) error {
 		return err
 	}
 	if s.Limit != nil {
-		if p.K, err = positiveInt(s.Limit, "LIMIT", MaxK); err != nil {
+		if p.K, err = limit(s.Limit); err != nil {
 			return err
 		}
 		p.Limited = true
@@ -414,6 +414,15 @@ func (c *compiler) applyOptions(p *Plan, opts []*parser.Option, reserve bool) er
 		}
 	}
 	return nil
+}
+
+// limit reads LIMIT n: 0 is allowed, as in SQL (no rows; the asking peer
+// answers it alone, see Plan.Empty).
+func limit(l *parser.Literal) (int, error) {
+	if l.Kind == parser.LitNumber && l.Unit == parser.UnitNone && l.Num == 0 {
+		return 0, nil
+	}
+	return positiveInt(l, "LIMIT", MaxK)
 }
 
 // positiveInt reads a whole-number literal in 1..limit.

@@ -189,7 +189,6 @@ func TestCompileErrors(t *testing.T) {
 		{"SELECT abs(1, 2) FROM peers", `1:8: ABS takes 1 argument, found 2`},
 		{"SELECT TAG(region) FROM peers", `1:12: TAG needs a tag name in quotes, such as TAG('rack')`},
 		{"SELECT * , COUNT(*) FROM peers", `1:8: * cannot be used with GROUP BY or aggregates`},
-		{"SELECT node FROM peers LIMIT 0", `1:30: LIMIT must be at least 1, found 0`},
 		{"SELECT node FROM peers LIMIT 2.5", `1:30: LIMIT needs a whole number, found 2.5`},
 		{"SELECT node FROM peers LIMIT 4GB", `1:30: LIMIT needs a whole number, found 4GB`},
 		{"SELECT node FROM peers LIMIT 100000", `1:30: LIMIT 100000 is above the limit of 2000`},
@@ -302,6 +301,26 @@ func TestCompileWatch(t *testing.T) {
 	} {
 		if _, err := CompileText(src, DefaultCatalog(), DefaultConfig()); err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: %v, want %s…", src, err, want)
+		}
+	}
+}
+
+// LIMIT 0 compiles (SQL answers no rows) and is never sent to a peer.
+func TestLimitZero(t *testing.T) {
+	for _, src := range []string{"SELECT node FROM peers LIMIT 0", "SELECT region, COUNT(*) FROM peers GROUP BY region LIMIT 0"} {
+		p, err := CompileText(src, DefaultCatalog(), DefaultConfig())
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if !p.Empty() || !strings.Contains(Explain(p, 100), "LIMIT 0 has no rows") {
+			t.Errorf("%s: Empty %v\n%s", src, p.Empty(), Explain(p, 100))
+		}
+		b, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(b); err == nil {
+			t.Errorf("%s: a peer decoded a LIMIT 0 plan", src)
 		}
 	}
 }

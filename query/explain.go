@@ -239,6 +239,10 @@ func Explain(p *Plan, n int) string {
 	if len(cols) > 0 {
 		w("columns", "%s", strings.Join(cols, ", "))
 	}
+	if p.Empty() {
+		w("answered", "by the asking peer alone: LIMIT 0 has no rows, no gossip")
+		return b.String()
+	}
 	if p.FromTags {
 		w("from tags", "yes: every attribute read is in Serf membership; answered from the member list, no gossip")
 		return b.String()

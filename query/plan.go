@@ -241,6 +241,10 @@ type AlterSpec struct {
 	ExtendSeconds float64 `cbor:"3,keyasint,omitempty"`
 }
 
+// Empty says the plan answers no rows whatever the peers hold (LIMIT 0):
+// the asking peer answers it with its columns alone, and never sends it.
+func (p *Plan) Empty() bool { return p.Limited && p.K == 0 }
+
 // Plan is a compiled statement. It holds no code: only data that Validate
 // can bound. The zero value is not a valid plan; use Compile or Decode.
 type Plan struct {

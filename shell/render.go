@@ -41,7 +41,7 @@ func (f *Format) Set(s string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("shell: unknown format %q (expected %s)", s, strings.Join(formatNames, ", "))
+	return fmt.Errorf("unknown format %q (expected %s)", s, strings.Join(formatNames, ", "))
 }
 
 // separated says whether answers in f are separated by an empty line:
@@ -137,11 +137,11 @@ func renderTable(w io.Writer, t *Table) error {
 			cells[i] = cutList(c.Text)
 		}
 		if err := tbl.Append(cells...); err != nil {
-			return fmt.Errorf("shell: table: %w", err)
+			return fmt.Errorf("table: %w", err)
 		}
 	}
 	if err := tbl.Render(); err != nil {
-		return fmt.Errorf("shell: table: %w", err)
+		return fmt.Errorf("table: %w", err)
 	}
 	if t.Footer != "" {
 		_, err := fmt.Fprintln(w, t.Footer)

@@ -88,13 +88,21 @@ func TestCheck(t *testing.T) {
 	code, _, errs := runCLI(t, "", "check", "-f", bad)
 	want := bad + `:3:20: unknown attribute "mem_fre" (did you mean mem_free?)` + "\n" +
 		"      FROM peers WHERE mem_fre > 4GB;\n" +
-		"                       ^\n"
+		"                       ^\n" +
+		"1 of 2 statement(s) have errors\n"
 	if code != exitStatement || errs != want {
 		t.Errorf("bad script: exit %d, stderr\n%s\nwant\n%s", code, errs, want)
 	}
 	code, _, errs = runCLI(t, "", "check", "-e", "SELECT node FORM peers")
 	if code != exitStatement || !strings.HasPrefix(errs, `1:13: unexpected "FORM" (expected "FROM")`) {
 		t.Errorf("syntax error: exit %d, %q", code, errs)
+	}
+	// Every statement's error, as a linter lists them; comments alone are
+	// no statement.
+	code, _, errs = runCLI(t, "", "check", "-e", "SELECT nod FROM peers; -- a note\nSELECT node FORM peers; SELECT COUNT(*) FROM peers LIMIT 0; /* end */")
+	if code != exitStatement || !strings.Contains(errs, `1:8: unknown attribute "nod"`) || !strings.Contains(errs, `2:13: unexpected "FORM"`) ||
+		!strings.HasSuffix(errs, "2 of 3 statement(s) have errors\n") {
+		t.Errorf("several errors: exit %d, %q", code, errs)
 	}
 }
 
