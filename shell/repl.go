@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/peerq/peerq/api"
 	"github.com/peterh/liner"
@@ -95,6 +96,28 @@ func (l *linerReader) Close() error {
 	return l.State.Close()
 }
 
+// maxHistoryLine bounds one history entry read back (a statement's
+// limit); a longer line is skipped, not the rest of the file.
+const maxHistoryLine = 1 << 20
+
+// loadHistory reads a history file into the line editor. liner's own
+// reader stops at the first line over 4 KB, losing every later entry; this
+// one reads lines of any length, skipping only those it cannot keep.
+func loadHistory(l interface{ AppendHistory(string) }, r io.Reader) (n int) {
+	in := bufio.NewReader(r)
+	for {
+		line, err := in.ReadString('\n')
+		line = strings.TrimRight(line, "\r\n")
+		if line != "" && len(line) <= maxHistoryLine && utf8.ValidString(line) {
+			l.AppendHistory(line)
+			n++
+		}
+		if err != nil {
+			return n
+		}
+	}
+}
+
 // Session is a running shell.
 type Session struct {
 	cfg    Config
@@ -103,6 +126,8 @@ type Session struct {
 	format Format
 	timing bool
 	pager  bool
+	// typing: a statement begun on an earlier line is being typed.
+	typing bool
 	// failed counts the statements that failed; first is the first
 	// failure.
 	failed int
@@ -123,7 +148,7 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 		l.SetWordCompleter(s.complete)
 		if cfg.HistoryFile != "" {
 			if f, err := os.Open(cfg.HistoryFile); err == nil {
-				l.ReadHistory(f)
+				loadHistory(l, f)
 				f.Close()
 			}
 		}
@@ -162,6 +187,7 @@ func (s *Session) loop(ctx context.Context) error {
 		if buf.Len() > 0 {
 			prompt = "   ..> "
 		}
+		s.typing = buf.Len() > 0
 		line, err := s.in.Prompt(prompt)
 		switch {
 		case errors.Is(err, liner.ErrPromptAborted):
@@ -456,37 +482,108 @@ func (s *Session) watch(ctx context.Context, text string) {
 	}
 }
 
-// complete offers keywords, attributes and subclouds for the word under the
-// cursor.
+// complete offers, for the word under the cursor, what may stand there:
+// statement keywords at the start of a statement; the tables after FROM;
+// subcloud names after SUBCLOUD and RELEASE; what SHOW shows; elsewhere
+// attributes and the other keywords. Nothing inside a string.
 func (s *Session) complete(line string, pos int) (string, []string, string) {
 	start := pos
 	for start > 0 && isWordByte(line[start-1]) {
 		start--
 	}
 	word := line[start:pos]
-	if word == "" {
+	if word == "" || strings.Count(line[:start], "'")%2 == 1 {
 		return line[:pos], nil, line[pos:]
+	}
+	prev := strings.ToUpper(previousWord(line[:start]))
+	if prev == "" && s.typing {
+		prev = "?" // the statement began on an earlier line: not its start
+	}
+	var cands []string
+	keywords := func(keep func(string) bool) {
+		for _, k := range s.cfg.Keywords {
+			if keep(k) {
+				cands = append(cands, k)
+			}
+		}
+	}
+	switch prev {
+	case "", ";":
+		keywords(func(k string) bool { return statementStarts[k] })
+		cands = append(cands, "help", "quit", "exit")
+	case "FROM":
+		cands = append(cands, "peers", "leases", "SUBCLOUD")
+	case "SUBCLOUD", "RELEASE":
+		cands = append(cands, s.subclouds()...)
+	case "SHOW":
+		cands = append(cands, "MEMBERS", "SUBCLOUDS", "ATTRIBUTES")
+	case "EXPLAIN", "WATCH":
+		keywords(func(k string) bool { return statementStarts[k] && k != "WATCH" })
+	default:
+		subs := map[string]bool{}
+		for _, n := range s.subclouds() {
+			subs[n] = true
+		}
+		for _, w := range s.exec.Words(context.Background()) {
+			if !subs[w] {
+				cands = append(cands, w) // attributes
+			}
+		}
+		keywords(func(k string) bool { return !statementStarts[k] })
 	}
 	seen := map[string]bool{}
 	var out []string
-	add := func(c string, upper bool) {
-		if !strings.HasPrefix(strings.ToLower(c), strings.ToLower(word)) || seen[c] {
-			return
+	for _, c := range cands {
+		if !strings.HasPrefix(strings.ToLower(c), strings.ToLower(word)) {
+			continue
 		}
-		seen[c] = true
-		if upper && word == strings.ToLower(word) {
+		if c == strings.ToUpper(c) && word == strings.ToLower(word) {
 			c = strings.ToLower(c) // keep the user's case for keywords
 		}
-		out = append(out, c)
-	}
-	for _, k := range s.cfg.Keywords {
-		add(k, true)
-	}
-	for _, w := range s.exec.Words(context.Background()) {
-		add(w, false)
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
 	}
 	sort.Strings(out)
 	return line[:start], out, line[pos:]
+}
+
+// statementStarts are the keywords a statement begins with.
+var statementStarts = map[string]bool{"SELECT": true, "RESERVE": true, "RELEASE": true, "SHOW": true, "EXPLAIN": true,
+	"WATCH": true, "ALTER": true}
+
+// previousWord is the last word before the end of text, or the symbol
+// there (';', '(', ',' ...).
+func previousWord(text string) string {
+	t := strings.TrimRight(text, " \t\n")
+	if strings.HasSuffix(t, ";") {
+		return ";"
+	}
+	i := len(t)
+	for i > 0 && isWordByte(t[i-1]) {
+		i--
+	}
+	if i == len(t) && i > 0 {
+		return t[i-1:] // an operator or a parenthesis: an expression goes on
+	}
+	return t[i:]
+}
+
+// subclouds are the subcloud names SHOW SUBCLOUDS lists (answered by the
+// agent from its tables, no gossip).
+func (s *Session) subclouds() []string {
+	ans, err := s.exec.Execute(context.Background(), "SHOW SUBCLOUDS", nil)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, row := range ans.Text {
+		if len(row) > 0 {
+			out = append(out, row[0])
+		}
+	}
+	return out
 }
 
 func isWordByte(c byte) bool {

@@ -21,7 +21,7 @@ func PlotErrors(w io.Writer, title string, stats []sim.RoundStats) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "round"
-	p.Y.Label.Text = "relative error"
+	p.Y.Label.Text = "relative error (an error of 0 is drawn at 1e-9)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = powerTicks{}
 	p.Add(plotter.NewGrid())

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"sort"
@@ -110,11 +111,15 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	return nil
 }
 
+// pct writes a relative error as a percentage with three significant
+// digits, never in exponent notation, so that a column reads one way
+// (12.4%, 0.00123%); errors below 10⁻¹² of the value read as 0%.
 func pct(x float64) string {
-	if x >= 0.01 {
-		return fmt.Sprintf("%.2f%%", 100*x)
+	if x < 1e-14 {
+		return "0%"
 	}
-	return fmt.Sprintf("%.2e", x)
+	d := min(max(int(math.Ceil(-math.Log10(100*x)))+2, 2), 12)
+	return strconv.FormatFloat(100*x, 'f', d, 64) + "%"
 }
 
 func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stats []sim.RoundStats, setup, elapsed time.Duration) {

@@ -61,3 +61,12 @@ func TestRandomRead(t *testing.T) {
 		t.Error("an empty array was mapped")
 	}
 }
+
+// One column reads one way: percentages, never an exponent.
+func TestPct(t *testing.T) {
+	for x, want := range map[float64]string{0.1243: "12.43%", 0.0123: "1.23%", 1.23e-5: "0.00123%", 0: "0%", 1e-9: "0.000000100%"} {
+		if got := pct(x); got != want {
+			t.Errorf("pct(%g) = %q, want %q", x, got, want)
+		}
+	}
+}
