@@ -13,10 +13,18 @@
 // person reads (4.0 GiB, 2h13m, 97.5%) and the raw value a script computes
 // with (bytes as integers, durations in seconds, ratios as fractions).
 //
+// On a terminal the shell completes by context (statement words where a
+// statement starts, tables after FROM, subclouds after SUBCLOUD and
+// RELEASE, attributes in expressions, nothing inside a string), pages
+// answers taller than the screen (Config.Pager) and describes the catalog
+// and subclouds (\d). On a pipe it goes on after errors and returns a
+// FailedError, so that the command exits as a script would.
+//
 // # Usage
 //
 //	shell.Run(ctx, exec, shell.Config{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
 //		Terminal: true, Keywords: query.Keywords(), Split: query.Split})
-//	err := shell.RunScript(ctx, exec, src, "script.pql", query.Split, shell.FormatJSON, os.Stdout)
+//	err := shell.RunScript(ctx, exec, src, shell.ScriptOptions{Name: "script.pql", Split: query.Split,
+//		Format: shell.FormatJSON, Out: os.Stdout})
 //	var se *shell.StatementError   // errors.As: file:line:col and a caret
 package shell
