@@ -49,7 +49,10 @@ func TestThreeAgents(t *testing.T) {
 			"--exchange", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--api", a.api, "--data-dir", a.data,
 			"--tag", "region=" + []string{"eu", "us", "eu"}[i], "--round", "50ms"}
 		if seed != "" {
-			args = append(args, "--join", seed)
+			// The first agent may take seconds to listen on a loaded
+			// machine: keep trying, as a deployment that starts its agents
+			// together would (a lone --join gives up after 10 s).
+			args = append(args, "--join", seed, "--retry-join", "--retry-interval", "1s")
 		} else {
 			seed = gossip
 		}
@@ -69,7 +72,7 @@ func TestThreeAgents(t *testing.T) {
 	}
 	// Wait until the first agent's API says three peers.
 	var token string
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		b, _ := os.ReadFile(filepath.Join(agents[0].data, "api-token"))
 		token = strings.TrimSpace(string(b))
@@ -88,7 +91,11 @@ func TestThreeAgents(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agents did not form a cluster of 3 (last: %d)", peers)
+			for i, a := range agents {
+				b, _ := os.ReadFile(a.log)
+				t.Logf("agent %d's log:\n%s", i, b)
+			}
+			t.Fatalf("agents did not form a cluster of 3 in 60 s (last: %d)", peers)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
