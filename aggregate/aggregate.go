@@ -62,6 +62,12 @@ type Spec struct {
 	// as leases gives a peer a row per lease it served. Bounds are per row;
 	// a peer's input may reach Rows times them. 0 means 1.
 	Rows int
+	// ValidKey, if set, checks a GROUP BY key another peer sent (the
+	// core cannot read keys; the binding can): a message with a key it
+	// refuses, or whose hash does not match its key, is refused whole
+	// (Stats.Rejected), so that a lying peer cannot leave the asker a
+	// group it cannot read.
+	ValidKey func(key []byte) bool
 }
 
 // slack is how far beyond the inputs' bound an estimate may stray: Flow
@@ -788,7 +794,7 @@ func (n *Node) Step(from peer.ID, m *Message) {
 		n.stats.Rejected++
 		return
 	}
-	if !n.validVec(&m.Est, true) || !n.validVec(&m.Flow, false) || !n.validExtremes(m) {
+	if !n.validVec(&m.Est, true) || !n.validVec(&m.Flow, false) || !n.validExtremes(m) || !n.validGroups(m) {
 		n.stats.Rejected++
 		return
 	}
@@ -984,6 +990,22 @@ func (n *Node) addGroup(g uint64, key []byte) {
 	copy(n.groups[i+1:], n.groups[i:])
 	n.groups[i] = groupKey{hash: g, key: append([]byte(nil), key...)}
 	n.group0 = n.groups[0].hash
+}
+
+// validGroups checks the group keys a message lists that this peer does
+// not track yet (a tracked one's key is never replaced, and checking only
+// new ones keeps the check off the common path): each hashes to its hash
+// and, with Spec.ValidKey, is a key of this query.
+func (n *Node) validGroups(m *Message) bool {
+	for _, g := range m.Groups {
+		if n.hasGroup(g.Hash) {
+			continue
+		}
+		if GroupHash(g.Key) != g.Hash || n.cfg.Spec.ValidKey != nil && !n.cfg.Spec.ValidKey(g.Key) {
+			return false
+		}
+	}
+	return true
 }
 
 // learn merges the idempotent parts of a message: group keys, extremes,

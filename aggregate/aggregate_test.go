@@ -481,3 +481,28 @@ func TestReinput(t *testing.T) {
 		}
 	}
 }
+
+// A lying peer's message with a group key the query cannot read, or whose
+// hash is not its key's, is refused whole; an honest one is taken.
+func TestGroupKeysCheckedOnReceipt(t *testing.T) {
+	spec := Spec{Comps: []CompKind{Additive}, MaxGroups: 4, ValidKey: func(k []byte) bool { return string(k) != "bad" }}
+	nw := newNet(t, 2, 1, FlowUpdating, spec, func(i int) Contribution {
+		return Contribution{Match: true, Group: []byte("g"), Inputs: []Input{{Present: true, Num: 1}}}
+	})
+	n := nw.nodes[1]
+	for _, c := range []struct {
+		key    string
+		hash   uint64
+		reject bool
+	}{
+		{"bad", GroupHash([]byte("bad")), true},
+		{"other", GroupHash([]byte("x")), true},
+		{"fine", GroupHash([]byte("fine")), false},
+	} {
+		before := n.Stats().Rejected
+		n.Step(0, &Message{Scheme: FlowUpdating, Kind: Reply, Seq: initiatorBit, Groups: []GroupKey{{Hash: c.hash, Key: []byte(c.key)}}})
+		if got := n.Stats().Rejected > before; got != c.reject {
+			t.Errorf("key %q: rejected %v, want %v", c.key, got, c.reject)
+		}
+	}
+}

@@ -116,7 +116,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 			return out
 		}
 	}
-	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Asker: peerID(asker), Alive: n.alive, Linger: n.cfg.Linger,
+	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Asker: peerID(asker), Alive: n.alive, Linger: n.cfg.Linger, CheckReceived: true,
 		Self: n.Name(), Coverage: int(coverage), Members: members})
 	if err != nil {
 		return nil, err

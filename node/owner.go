@@ -787,11 +787,11 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 	progress func(Progress)) (members []string, held map[string]time.Time, cands *Result, spares []string, err error) {
 	replies := make(chan leaseReply)
 	inflight := 0
-	var releases []subcloud.Message
+	var free []string // peers to release: every release is of this subcloud with its token
 	send := func() {
 		for _, m := range c.Outbox() {
 			if m.Req.Op != subcloud.OpClaim {
-				releases = append(releases, m)
+				free = append(free, m.To)
 				continue
 			}
 			inflight++
@@ -885,10 +885,6 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 		<-replies
 	}
 	send()
-	var free []string // every release is of this subcloud with its token
-	for _, m := range releases {
-		free = append(free, m.To)
-	}
 	if members, err = c.Result(); err != nil {
 		if !confirm {
 			n.releaseLater(cfg.Subcloud, cfg.Token, free, cfg.Lease)

@@ -13,6 +13,15 @@ import (
 // and the simulator: the shape of a plan's gossip state, what a peer
 // contributes, and how the cores' state reads back as groups and rows.
 
+// validKey checks a GROUP BY key from another peer as GroupResults will
+// read it (Config.CheckReceived).
+func validKey(p *query.Plan) func([]byte) bool {
+	return func(key []byte) bool {
+		keys, err := query.DecodeRow(key)
+		return err == nil && len(keys) == len(p.GroupBy)
+	}
+}
+
 // Spec is the shape of an aggregate plan's gossip state, with the bound
 // of each component's inputs where the catalog knows one, so that values
 // from other peers are checked on receipt.

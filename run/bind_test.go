@@ -75,3 +75,17 @@ func TestNobodyPullsFromTheAsker(t *testing.T) {
 		}
 	}
 }
+
+// The binding gives both cores a check of what other peers send: a group
+// key or a row the plan cannot read is refused on receipt.
+func TestBindingChecksKeysAndRows(t *testing.T) {
+	grouped, err := query.CompileText("SELECT region, COUNT(*) FROM peers GROUP BY region", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := validKey(grouped)
+	good := query.EncodeRow([]query.Value{query.Str("eu")})
+	if !valid(good) || valid([]byte{0xff, 0x01}) || valid(query.EncodeRow(nil)) {
+		t.Error("ValidKey: a readable one-key row must pass, garbage and a key of the wrong arity must not")
+	}
+}

@@ -83,6 +83,12 @@ type Config struct {
 	// Linger is how many rounds past the budget the driver keeps an
 	// instance, so that late messages find it.
 	Linger int
+	// CheckReceived: messages come from other processes, which may lie.
+	// The cores then refuse a group key or a row the plan cannot read
+	// (aggregate.Spec.ValidKey, topk.Config.ValidRow). The runtime sets
+	// it; the simulator, whose peers are all its own cores, does not (the
+	// rows' decoding would cost it half again its time on a top-k).
+	CheckReceived bool
 	// KeepLinks is how many rounds a Flow Updating link is kept so that
 	// the flow to a peer that dies can be undone exactly
 	// (docs/PROTOCOLS.md); 0 keeps every link for the whole query: the
@@ -120,7 +126,11 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 		return nil, errors.New("run: Config needs Rand and Sampler")
 	}
 	if b.protocol == Aggregate {
-		c := aggregate.DefaultConfig(Spec(plan), cfg.Rand, cfg.Sampler)
+		spec := Spec(plan)
+		if cfg.CheckReceived {
+			spec.ValidKey = validKey(plan)
+		}
+		c := aggregate.DefaultConfig(spec, cfg.Rand, cfg.Sampler)
 		if cfg.Scheme != 0 {
 			c.Scheme = cfg.Scheme
 		}
@@ -166,6 +176,12 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 		cfg.StableK = min(b.plan.Reserve.N, b.plan.K)
 	}
 	cfg.Alive = b.cfg.Alive
+	if b.cfg.CheckReceived {
+		cfg.ValidRow = func(row []byte) bool {
+			vals, err := query.DecodeRow(row)
+			return err == nil && len(vals) == len(b.plan.Columns) // as TopResult reads it
+		}
+	}
 	cfg.Self, cfg.CoverageBits, cfg.Origin = b.cfg.Self, b.cfg.Coverage, origin
 	if !origin {
 		cfg.Sampler = avoiding{cfg.Sampler, b.cfg.Asker}

@@ -476,3 +476,22 @@ func BenchmarkAskerBytes(b *testing.B) {
 		})
 	}
 }
+
+// A lying peer's entry with a row the query cannot read is refused with
+// its whole message; honest rows are merged.
+func TestRowsCheckedOnReceipt(t *testing.T) {
+	cfg := DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
+	cfg.ValidRow = func(row []byte) bool { return string(row) != "bad" }
+	n, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Step(1, &Message{Kind: Reply, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("ok")}, {Node: "b", Key: []byte{2}, Row: []byte("bad")}}})
+	if n.Stats().Rejected != 1 || len(n.Top()) != 0 {
+		t.Errorf("a bad row: rejected %d, top %d", n.Stats().Rejected, len(n.Top()))
+	}
+	n.Step(1, &Message{Kind: Reply, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("ok")}}})
+	if n.Stats().Rejected != 1 || len(n.Top()) != 1 {
+		t.Errorf("a good row: rejected %d, top %d", n.Stats().Rejected, len(n.Top()))
+	}
+}
