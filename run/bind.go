@@ -17,6 +17,9 @@ import (
 // read it (Config.CheckReceived).
 func validKey(p *query.Plan) func([]byte) bool {
 	return func(key []byte) bool {
+		if len(p.GroupBy) == 0 {
+			return len(key) == 0 // ungrouped: the one group has no key
+		}
 		keys, err := query.DecodeRow(key)
 		return err == nil && len(keys) == len(p.GroupBy)
 	}

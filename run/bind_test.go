@@ -88,4 +88,13 @@ func TestBindingChecksKeysAndRows(t *testing.T) {
 	if !valid(good) || valid([]byte{0xff, 0x01}) || valid(query.EncodeRow(nil)) {
 		t.Error("ValidKey: a readable one-key row must pass, garbage and a key of the wrong arity must not")
 	}
+	// Ungrouped, the one group's key is empty: a peer that matches nothing
+	// must still take its neighbours' messages.
+	ungrouped, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := validKey(ungrouped); !v(nil) || v(good) {
+		t.Error("ValidKey ungrouped: the empty key must pass, any other must not")
+	}
 }
