@@ -3,6 +3,7 @@ module github.com/peerq/peerq
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/alecthomas/participle/v2 v2.1.4
 	github.com/chromedp/chromedp v0.23.0
 	github.com/creack/pty v1.1.24

@@ -54,9 +54,9 @@ type Spec struct {
 	MaxGroups int
 	// Bounds, if set, holds per component the largest magnitude a peer's
 	// input can have (the catalog's bound on the attribute; 1 for a
-	// count). A message whose estimates or extremes exceed it by more than
-	// averaging allows is refused (Stats.Rejected): values from other
-	// peers are checked on receipt. 0 leaves a component unchecked.
+	// count). A message whose estimates, flows or extremes exceed it by
+	// more than averaging allows is refused (Stats.Rejected): values from
+	// other peers are checked on receipt. 0 leaves a component unchecked.
 	Bounds []float64
 	// Rows is the most rows one peer contributes (InitRows): a table such
 	// as leases gives a peer a row per lease it served. Bounds are per row;
@@ -66,8 +66,23 @@ type Spec struct {
 	// core cannot read keys; the binding can): a message with a key it
 	// refuses, or whose hash does not match its key, is refused whole
 	// (Stats.Rejected), so that a lying peer cannot leave the asker a
-	// group it cannot read.
+	// group it cannot read, or one no peer could be in.
 	ValidKey func(key []byte) bool
+	// ValidExtreme and ValidBucket, if set, check what another peer sent
+	// for component comp beyond Bounds, as only the binding can (it knows
+	// the catalog): a Min or Max extreme (its kind, its range, a string's
+	// length), a Histogram bucket that carries mass (whether any input
+	// within the component's range falls in it). A message with a value
+	// either refuses is refused whole (Stats.Rejected). Both must not
+	// block.
+	ValidExtreme func(comp int, e Extreme) bool
+	ValidBucket  func(comp, bucket int) bool
+	// CheckSketches checks every register of a COUNT DISTINCT sketch
+	// another peer sent against the ranks a hash can give: a message with
+	// one above is refused (Stats.Rejected). It reads a kilobyte a sketch:
+	// the runtime sets it, the simulator (whose sketches are all its own)
+	// does not.
+	CheckSketches bool
 }
 
 // slack is how far beyond the inputs' bound an estimate may stray: Flow
@@ -76,17 +91,18 @@ type Spec struct {
 const slack = 4
 
 // validVec reports whether every slot of v belongs to the query's shape —
-// the origin slot, or a tracked group's additive component (bucket 0) or
-// histogram bucket — with a value within bounds (est: the estimates) or
-// finite (flows).
-func (n *Node) validVec(v *Vec, est bool) bool {
+// the origin slot, or an additive component (bucket 0) or histogram bucket
+// (one ValidBucket accepts) — with a finite value within bounds. Estimates
+// and flows have the same bound: a flow is half the difference of two
+// estimates (Flow Updating), and push-pull sends its state as the flow.
+func (n *Node) validVec(v *Vec) bool {
 	for i, k := range v.Keys {
 		x := v.Vals[i]
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return false
 		}
 		if k == originSlot {
-			if est && math.Abs(x) > slack {
+			if math.Abs(x) > slack {
 				return false
 			}
 			continue
@@ -105,7 +121,7 @@ func (n *Node) validVec(v *Vec, est bool) bool {
 				bound = n.cfg.Spec.Bounds[c]
 			}
 		case Histogram:
-			if b < 0 || b > 4*histRange {
+			if b < 0 || b > 4*histRange || n.cfg.Spec.ValidBucket != nil && !n.cfg.Spec.ValidBucket(c, b) {
 				return false
 			}
 			bound = 1 // a share of the peers
@@ -113,7 +129,7 @@ func (n *Node) validVec(v *Vec, est bool) bool {
 			return false // extremes and sketches do not travel in vectors
 		}
 		bound *= float64(max(n.cfg.Spec.Rows, 1))
-		if est && bound > 0 && math.Abs(x) > slack*bound {
+		if bound > 0 && math.Abs(x) > slack*bound {
 			return false
 		}
 	}
@@ -794,7 +810,7 @@ func (n *Node) Step(from peer.ID, m *Message) {
 		n.stats.Rejected++
 		return
 	}
-	if !n.validVec(&m.Est, true) || !n.validVec(&m.Flow, false) || !n.validExtremes(m) || !n.validGroups(m) {
+	if !n.validVec(&m.Est) || !n.validVec(&m.Flow) || !n.validExtremes(m) || !n.validSketches(m) || !n.validGroups(m) {
 		n.stats.Rejected++
 		return
 	}
@@ -1027,15 +1043,39 @@ func (n *Node) learn(m *Message) {
 }
 
 // validExtremes checks a message's extremes against the components'
-// bounds.
+// bounds and, with Spec.ValidExtreme, their kind and range.
 func (n *Node) validExtremes(m *Message) bool {
 	for _, e := range m.Ext {
 		c := slotComp(e.Slot)
-		if e.IsStr || c >= len(n.cfg.Spec.Bounds) || n.cfg.Spec.Bounds[c] == 0 {
-			continue
+		if c >= len(n.cfg.Spec.Comps) || n.cfg.Spec.Comps[c] != Min && n.cfg.Spec.Comps[c] != Max {
+			continue // not merged (learn)
 		}
-		if math.IsNaN(e.Num) || math.Abs(e.Num) > n.cfg.Spec.Bounds[c] {
+		if !e.IsStr && c < len(n.cfg.Spec.Bounds) && n.cfg.Spec.Bounds[c] != 0 &&
+			(math.IsNaN(e.Num) || math.Abs(e.Num) > n.cfg.Spec.Bounds[c]) {
 			return false
+		}
+		if n.cfg.Spec.ValidExtreme != nil && !n.cfg.Spec.ValidExtreme(c, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// validSketches checks, with Spec.CheckSketches, that a message's
+// distinct-count sketches hold ranks a hash can give: a register above
+// would count more values than there are hashes.
+func (n *Node) validSketches(m *Message) bool {
+	if !n.cfg.Spec.CheckSketches {
+		return true
+	}
+	for _, h := range m.HLL {
+		if len(h.Regs) != HLLRegisters {
+			return false
+		}
+		for _, r := range h.Regs {
+			if r > hllMaxRank {
+				return false
+			}
 		}
 	}
 	return true

@@ -389,7 +389,11 @@ func TestRejectsOutOfShape(t *testing.T) {
 		Est: Vec{Keys: []uint64{slotKey(g, 0, 0)}, Vals: []float64{1e9}}} // a count's average of 10⁹
 	ext := &Message{Kind: Request, Scheme: FlowUpdating, Seq: 97, Groups: []GroupKey{{Hash: g}},
 		Ext: []Extreme{{Slot: slotKey(g, 1, 0), Num: 1e12}}} // a MAX beyond the attribute's bound
-	for name, m := range map[string]*Message{"junk slots": junk, "out of bounds": bigger, "extreme": ext} {
+	flow := &Message{Kind: Request, Scheme: FlowUpdating, Seq: 96, Groups: []GroupKey{{Hash: g}},
+		Flow: Vec{Keys: []uint64{slotKey(g, 0, 0)}, Vals: []float64{-1e9}}} // a flow that would move 10⁹
+	weight := &Message{Kind: Request, Scheme: FlowUpdating, Seq: 95, Groups: []GroupKey{{Hash: g}},
+		Flow: Vec{Keys: []uint64{originSlot}, Vals: []float64{-1e9}}} // the originator's mass, likewise
+	for name, m := range map[string]*Message{"junk slots": junk, "out of bounds": bigger, "extreme": ext, "flow": flow, "weight": weight} {
 		rejected := victim.Stats().Rejected
 		victim.Step(2, m)
 		if victim.Stats().Rejected != rejected+1 || len(victim.Outbox()) != 0 || victim.Mass() != before {
@@ -504,5 +508,83 @@ func TestGroupKeysCheckedOnReceipt(t *testing.T) {
 		if got := n.Stats().Rejected > before; got != c.reject {
 			t.Errorf("key %q: rejected %v, want %v", c.key, got, c.reject)
 		}
+	}
+}
+
+// Honest peers never trip the bounds: with inputs at both ends of the
+// bound (the widest spread, where estimates overshoot most), under loss,
+// with either scheme, no message is refused — flows included.
+func TestHonestWithinBounds(t *testing.T) {
+	for _, scheme := range []Scheme{FlowUpdating, PushPull} {
+		spec := Spec{Comps: []CompKind{Additive, Additive}, MaxGroups: 2, Bounds: []float64{1, 100}}
+		nw := newNet(t, 300, 3, scheme, spec, func(i int) Contribution {
+			return Contribution{Match: true, Group: []byte{byte(i % 2)}, Inputs: []Input{{Present: true, Num: 1}, {Present: true, Num: float64(i%3/2) * 100}}}
+		})
+		nw.Loss = 0.1
+		for r := 0; r < 60; r++ {
+			nw.round()
+		}
+		for i, n := range nw.nodes {
+			if s := n.Stats(); s.Rejected != 0 {
+				t.Fatalf("%s: peer %d refused %d honest messages", scheme, i, s.Rejected)
+			}
+		}
+	}
+}
+
+// What only the binding can judge is put to its checks (Spec.ValidExtreme,
+// ValidBucket, CheckSketches): a message with an extreme, a bucket or a
+// sketch register they refuse is refused whole and changes nothing;
+// honest values at the bounds are taken.
+func TestValuesCheckedOnReceipt(t *testing.T) {
+	lo, hi := HistBucket(0.5), HistBucket(10)
+	spec := Spec{Comps: []CompKind{Additive, Min, Histogram, Distinct}, MaxGroups: 1, Bounds: []float64{1, 10, 0, 0},
+		ValidExtreme:  func(c int, e Extreme) bool { return c == 1 && !e.IsStr && e.Num >= 0.5 },
+		ValidBucket:   func(c, b int) bool { return c == 2 && HistValue(b) >= HistValue(lo) && HistValue(b) <= HistValue(hi) },
+		CheckSketches: true}
+	nw := newNet(t, 3, 1, FlowUpdating, spec, func(i int) Contribution {
+		return Contribution{Match: true, Inputs: []Input{{Present: true, Num: 1}, {Present: true, Num: 5}, {Present: true, Num: 5}, {Present: true, Hash: uint64(i)}}}
+	})
+	for r := 0; r < 5; r++ {
+		nw.round()
+	}
+	n := nw.nodes[1]
+	g := GroupHash(nil)
+	regs := func(r byte) []byte {
+		b := make([]byte, HLLRegisters)
+		b[7] = r
+		return b
+	}
+	seq := uint32(1000)
+	for _, c := range []struct {
+		name string
+		m    Message
+		ok   bool
+	}{
+		{"MIN at the bound", Message{Ext: []Extreme{{Slot: slotKey(g, 1, 0), Num: 0.5}}}, true},
+		{"MIN below the bound", Message{Ext: []Extreme{{Slot: slotKey(g, 1, 0), Num: 0.4}}}, false},
+		{"MIN a string", Message{Ext: []Extreme{{Slot: slotKey(g, 1, 0), IsStr: true, Str: "a"}}}, false},
+		{"buckets at the bounds", Message{Est: Vec{Keys: []uint64{slotKey(g, 2, lo), slotKey(g, 2, hi)}, Vals: []float64{0.1, 0.1}}}, true},
+		{"a bucket beyond", Message{Est: Vec{Keys: []uint64{slotKey(g, 2, HistBucket(11))}, Vals: []float64{0.1}}}, false},
+		{"a flow into a bucket beyond", Message{Flow: Vec{Keys: []uint64{slotKey(g, 2, HistBucket(0.4))}, Vals: []float64{-0.1}}}, false},
+		{"the highest rank", Message{HLL: []HLLRegs{{Slot: slotKey(g, 3, 0), Regs: regs(hllMaxRank)}}}, true},
+		{"a rank no hash gives", Message{HLL: []HLLRegs{{Slot: slotKey(g, 3, 0), Regs: regs(hllMaxRank + 1)}}}, false},
+	} {
+		m := c.m
+		seq++
+		m.Kind, m.Scheme, m.Seq, m.Groups = Request, FlowUpdating, seq, []GroupKey{{Hash: g}}
+		before, mass, est := n.Stats().Rejected, n.Mass(), n.Estimate()
+		n.Step(2, &m)
+		refused := n.Stats().Rejected != before
+		if refused == c.ok {
+			t.Errorf("%s: refused %v, want %v", c.name, refused, !c.ok)
+		}
+		if after := n.Estimate(); refused && (n.Mass() != mass || len(n.Outbox()) != 0 || !reflect.DeepEqual(after, est)) {
+			t.Errorf("%s: refused, but the state changed", c.name)
+		}
+		n.Outbox()
+	}
+	if e := n.Estimate().Groups[0]; e.Ext[1].Num != 0.5 {
+		t.Errorf("MIN %v, want the honest 0.5", e.Ext[1].Num)
 	}
 }

@@ -97,6 +97,9 @@ const (
 	hllP = 10
 	// HLLRegisters is the number of HyperLogLog registers per sketch.
 	HLLRegisters = 1 << hllP
+	// hllMaxRank is the largest rank hllAdd stores: the hash's bits past
+	// the index, with one set at the end.
+	hllMaxRank = 64 - hllP + 1
 )
 
 // hllAdd adds a 64-bit hash to registers.

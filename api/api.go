@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Executor runs statements: an agent's own peer (node.Node), or the agent
@@ -84,6 +85,10 @@ type Meta struct {
 	Left         []string `json:"left,omitempty"`
 	Unreachable  []string `json:"unreachable,omitempty"`
 	Refused      []string `json:"refused,omitempty"`
+	// Excluded are members left out of the answer, which is exact or
+	// converged over the others: their clock is off (Warning says by how
+	// much).
+	Excluded     []string `json:"excluded,omitempty"`
 	Participants float64  `json:"participants_estimate,omitempty"`
 	Rounds       int      `json:"rounds"`
 	Elapsed      float64  `json:"elapsed_seconds"`
@@ -131,7 +136,14 @@ const (
 	CodeOverloaded     Code = "overloaded"       // the agent asks as many queries as it may: retry later (HTTP 429)
 	CodePartial        Code = "partial"          // the answer does not cover every member
 	CodeUnsupported    Code = "unsupported"      // the statement cannot run here
-	CodeInternal       Code = "internal"
+	// CodeIncomplete: a change was made where it could be, and the error
+	// names the members it could not reach (RELEASE with members that did
+	// not answer; RESIZE that lost members while it answered). Exit 6.
+	CodeIncomplete Code = "incomplete"
+	// CodeStorage: an agent could not write its data dir (disk full,
+	// read-only): the statement changed nothing and holds nothing. Exit 7.
+	CodeStorage  Code = "storage"
+	CodeInternal Code = "internal"
 )
 
 // Sentinels for the codes callers branch on; match with errors.Is. The
@@ -147,6 +159,10 @@ var (
 	ErrPartial = &Error{Code: CodePartial, Message: "the answer is partial"}
 	// ErrStatement matches every statement error (errors.Is).
 	ErrStatement = &Error{Code: CodeStatement, Message: "the statement has an error"}
+	// ErrIncomplete says a change reached some of its members only.
+	ErrIncomplete = &Error{Code: CodeIncomplete, Message: "the change did not reach every member"}
+	// ErrStorage says a data dir could not be written; nothing changed.
+	ErrStorage = &Error{Code: CodeStorage, Message: "a data dir cannot be written"}
 )
 
 // Error is an error as the API reports it.
@@ -156,12 +172,23 @@ type Error struct {
 	// LineNo and ColumnNo point into the statement (CodeStatement).
 	LineNo   int `json:"line,omitempty"`
 	ColumnNo int `json:"column,omitempty"`
+	// RetryAfter is how many seconds a refused client should wait before
+	// it tries again (CodeOverloaded; the HTTP answer's Retry-After).
+	RetryAfter int `json:"retry_after,omitempty"`
 	// Cause is the error it reports, if any, for errors.As in this
 	// process; it does not cross the API.
 	Cause error `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Busy is the error of an agent that refuses work it cannot take now: its
+// message reads "busy, retry after N s: <reason>", and it matches
+// ErrOverloaded. retryAfter is in seconds, at least 1.
+func Busy(retryAfter int, reason string) *Error {
+	retryAfter = max(retryAfter, 1)
+	return &Error{Code: CodeOverloaded, RetryAfter: retryAfter, Message: fmt.Sprintf("busy, retry after %d s: %s", retryAfter, reason)}
+}
 
 func (e *Error) Unwrap() error { return e.Cause }
 
@@ -191,13 +218,13 @@ func ErrorOf(err error) *Error {
 	}
 	var e *Error
 	if errors.As(err, &e) {
-		return &Error{Message: err.Error(), Code: e.Code, LineNo: e.LineNo, ColumnNo: e.ColumnNo}
+		return &Error{Message: err.Error(), Code: e.Code, LineNo: e.LineNo, ColumnNo: e.ColumnNo, RetryAfter: e.RetryAfter}
 	}
 	var p positioned
 	if errors.As(err, &p) && p.Line() > 0 {
 		return &Error{Message: err.Error(), Code: CodeStatement, LineNo: p.Line(), ColumnNo: p.Column()}
 	}
-	for _, s := range []*Error{ErrNotEnoughPeers, ErrTimeout, ErrUnsupported, ErrOverloaded, ErrPartial} {
+	for _, s := range []*Error{ErrNotEnoughPeers, ErrTimeout, ErrUnsupported, ErrOverloaded, ErrPartial, ErrIncomplete, ErrStorage} {
 		if errors.Is(err, s) {
 			return &Error{Message: err.Error(), Code: s.Code}
 		}

@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -69,7 +71,7 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 	}
 	tok := hex.EncodeToString(b[:])
 	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("API token: %w", err)
+		return tok, fmt.Errorf("cannot store the API token: %w", err) // the token for this run only
 	}
 	return tok, nil
 }
@@ -132,9 +134,14 @@ func Locate(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// WriteAddr leaves an agent's API address in its data dir (AddrFile).
+// WriteAddr leaves an agent's API address in its data dir (AddrFile),
+// unless it is there already.
 func WriteAddr(dataDir, addr string) error {
-	return os.WriteFile(filepath.Join(dataDir, AddrFile), []byte(addr+"\n"), 0o644)
+	path := filepath.Join(dataDir, AddrFile)
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == addr {
+		return nil
+	}
+	return os.WriteFile(path, []byte(addr+"\n"), 0o644)
 }
 
 // NewClient returns a client of the API at addr (host:port).
@@ -163,9 +170,15 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte) 
 		}
 		if e.Code == "" {
 			e.Code = CodeBadRequest
-			if resp.StatusCode == http.StatusUnauthorized {
+			switch resp.StatusCode {
+			case http.StatusUnauthorized:
 				e.Code = CodeUnauthorized
+			case http.StatusTooManyRequests:
+				e.Code = CodeOverloaded
 			}
+		}
+		if resp.StatusCode == http.StatusTooManyRequests || e.Code == CodeOverloaded {
+			e = *busy(&e, resp.Header.Get("Retry-After"))
 		}
 		if e.Code == CodeUnauthorized {
 			e.Message = fmt.Sprintf("%s: %s", c.Addr(), e.Message)
@@ -181,6 +194,24 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte) 
 		return nil, &e
 	}
 	return resp, nil
+}
+
+// busy is a refusal as Busy says it, whatever the agent (or a proxy in
+// front of it) sent: the body's retry_after, else the Retry-After header
+// (seconds, or an HTTP date), else 1 s.
+func busy(e *Error, header string) *Error {
+	n := e.RetryAfter
+	if n <= 0 {
+		if s, err := strconv.Atoi(strings.TrimSpace(header)); err == nil {
+			n = s
+		} else if t, err := http.ParseTime(header); err == nil {
+			n = int(math.Ceil(time.Until(t).Seconds()))
+		}
+	}
+	if strings.HasPrefix(e.Message, "busy, retry after ") && e.RetryAfter > 0 {
+		return e
+	}
+	return Busy(n, e.Message)
 }
 
 // Execute runs a statement on the agent, streaming its progress.

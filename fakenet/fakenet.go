@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/overlay"
 )
 
@@ -48,6 +49,10 @@ type Network struct {
 	r     *rand.Rand
 	hosts map[string]*Host
 	cut   map[string]int // partition group of each host; absent: group 0
+	// clock is each host's clock offset (SetClockOffset): exchanges
+	// between two hosts whose clocks differ by more than the replay window
+	// are refused, as the overlay refuses them.
+	clock map[string]time.Duration
 	// Exchanges counts exchanges attempted; Lost those lost to Loss,
 	// crashes or partitions.
 	exchanges, lost int64
@@ -58,7 +63,8 @@ func New(cfg Config) *Network {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
 	}
-	return &Network{cfg: cfg, r: rand.New(rand.NewPCG(cfg.Seed, 0xfa4e)), hosts: map[string]*Host{}, cut: map[string]int{}}
+	return &Network{cfg: cfg, r: rand.New(rand.NewPCG(cfg.Seed, 0xfa4e)), hosts: map[string]*Host{}, cut: map[string]int{},
+		clock: map[string]time.Duration{}}
 }
 
 // Host is one peer's view of the network: it implements node.Network.
@@ -69,9 +75,13 @@ type Host struct {
 	alive   bool
 	stopped bool // the process is gone, the machine answers: exchanges are refused
 	handler overlay.Handler
-	view    map[string]bool // the peers this host believes alive, itself included
-	list    []string        // view minus itself, sorted, for sampling
-	events  chan overlay.Event
+	// key and boot are the peer's identity and incarnation, as the others
+	// see them (SetIdentity).
+	key    identity.Public
+	boot   uint64
+	view   map[string]bool // the peers this host believes alive, itself included
+	list   []string        // view minus itself, sorted, for sampling
+	events chan overlay.Event
 }
 
 // Add joins a new peer with its tags; every live peer sees it at once.
@@ -137,6 +147,17 @@ func (nw *Network) Crash(name string) {
 	h.alive = false
 	nw.mu.Unlock()
 	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
+}
+
+// SetClockOffset sets a host's clock ahead of the others' by d (behind,
+// if negative): from now on, an exchange between two hosts whose clocks
+// differ by more than overlay.ReplayWindow is refused by the receiver with
+// an overlay.SkewError, as a real peer refuses a request whose time is out
+// of its replay window.
+func (nw *Network) SetClockOffset(name string, d time.Duration) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.clock[name] = d
 }
 
 // SetLoss changes the share of exchanges lost from now on.
@@ -270,7 +291,16 @@ func (h *Host) Name() string { return h.name }
 
 func (h *Host) member(name string) overlay.Member {
 	o := h.nw.hosts[name]
-	return overlay.Member{Name: name, Addr: "fake:" + name, Exchange: "fake:" + name, Tags: copyTags(o.tags)}
+	return overlay.Member{Name: name, Addr: "fake:" + name, Exchange: "fake:" + name, Tags: copyTags(o.tags), Key: o.key, Boot: o.boot}
+}
+
+// SetIdentity sets the peer's public key and incarnation as every peer
+// sees them from now on (a real overlay shows them in its tags; the node
+// tells a fake host when it starts).
+func (h *Host) SetIdentity(key identity.Public, boot uint64) {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	h.key, h.boot = key, boot
 }
 
 // Members are the peers this one believes alive, itself included, by name.
@@ -396,7 +426,14 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	if lost && !refused {
 		nw.lost++
 	}
+	skew := nw.clock[peer] - nw.clock[h.name] // the receiver's clock minus the sender's
 	nw.mu.Unlock()
+	if !lost && !refused && (skew > overlay.ReplayWindow || -skew > overlay.ReplayWindow) {
+		if err := sleep(ctx, 2*delay); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("fakenet: %s to %s: %w", h.name, peer, &overlay.SkewError{Peer: peer, Offset: skew})
+	}
 	if refused {
 		if err := sleep(ctx, delay); err != nil {
 			return nil, err

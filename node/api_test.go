@@ -68,7 +68,7 @@ func TestAPI(t *testing.T) {
 		{"POST", "/v1/query", "{bad json", tok, 400, "bad JSON"},
 		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"column":13`},
 		{"POST", "/v1/query", `{"statement": "SELECT mem_fre FROM peers"}`, tok, 400, "did you mean mem_free?"},
-		{"POST", "/v1/query", `{"statement": "RELEASE nothing"}`, tok, 200, `"error":"unknown subcloud nothing","code":"statement"`},
+		{"POST", "/v1/query", `{"statement": "RELEASE nothing"}`, tok, 200, `"error":"unknown subcloud nothing: no agent owns it","code":"statement"`},
 		{"POST", "/v1/query", `{"statement": "RESERVE 100 AS x"}`, tok, 200, `"code":"not_enough_peers"`},
 		{"POST", "/v1/query", `{"statement": "EXPLAIN SELECT COUNT(*) FROM peers"}`, tok, 200, "gossip aggregation"},
 	} {

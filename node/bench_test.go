@@ -406,7 +406,7 @@ func TestSocketsBenchmark(t *testing.T) {
 		}
 		var rej, rep, ref int64
 		for _, p := range peers {
-			a, b, c := p.ov.ExchangeStats()
+			a, b, c, _, _ := p.ov.ExchangeStats()
 			rej, rep, ref = rej+a, rep+b, ref+c
 		}
 		t.Logf("exchange transport: %d frames rejected, %d replays, %d connections refused", rej, rep, ref)

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 )
@@ -84,7 +88,12 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		delete(rec, "node")
 		delete(rec, "addr")
 		e.records = append(e.records, &syntheticRecord{rec: rec})
-		ocfgs = append(ocfgs, overlay.Config{Name: query.SyntheticName(i), Tags: tags, ExchangeTimeout: 2 * time.Second})
+		name := query.SyntheticName(i)
+		id, err := embeddedIdentity(cfg, name, i)
+		if err != nil {
+			return nil, err
+		}
+		ocfgs = append(ocfgs, overlay.Config{Name: name, Tags: tags, ExchangeTimeout: 2 * time.Second, Identity: id})
 	}
 	var startErr error
 	c, err := overlay.StartCluster(ctx, ocfgs, func(i int, o *overlay.Overlay) {
@@ -125,6 +134,23 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		go e.drift(cfg.Seed)
 	}
 	return e, nil
+}
+
+// embeddedIdentity is peer i's key: from its data dir if the cluster has
+// one (it survives a Restart), else made from the seed.
+func embeddedIdentity(cfg EmbeddedConfig, name string, i int) (*identity.Key, error) {
+	if cfg.DataDir != "" {
+		dir := filepath.Join(cfg.DataDir, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		id, _, err := identity.Open(durable.OS(), dir, crand.Reader)
+		return id, err
+	}
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], cfg.Seed)
+	binary.LittleEndian.PutUint64(seed[8:], uint64(i))
+	return identity.New(rand.NewChaCha8(seed))
 }
 
 // drift moves every record once a second, as machines' load and free

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/fakenet"
+	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -65,6 +67,7 @@ func TestCorruptLeaseFile(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nw := fakenet.New(fakenet.DefaultConfig())
 		h := nw.Add("p", nil)
+		o := testOwner(nw, "o")
 		var logged []string
 		cfg := DefaultConfig(func() query.Record { return query.Record{} })
 		cfg.DataDir = dir
@@ -73,9 +76,9 @@ func TestCorruptLeaseFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.handleLease(claimReq("a", strings.Repeat("t", 32)))
-		n.handleLease(releaseReq("a", strings.Repeat("t", 32)))
-		n.handleLease(claimReq("b", strings.Repeat("u", 32)))
+		n.handleLease("o", o.claim(n, "a", strings.Repeat("t", 32)))
+		n.handleLease("o", o.release(n, "a", strings.Repeat("t", 32)))
+		n.handleLease("o", o.claim(n, "b", strings.Repeat("u", 32)))
 		n.Close()
 		path := filepath.Join(dir, leaseFile)
 		os.WriteFile(path, []byte(`{"subcloud": "b", "tok`), 0o600) // torn
@@ -83,7 +86,7 @@ func TestCorruptLeaseFile(t *testing.T) {
 			t.Fatalf("with a previous copy: %v", err)
 		}
 		n.Close()
-		if !strings.Contains(strings.Join(logged, " "), "restored the previous copy") {
+		if !strings.Contains(strings.Join(logged, " "), "loaded its previous copy") {
 			t.Errorf("logged %q", logged)
 		}
 		if l, ok := n.currentLease(); ok {
@@ -132,12 +135,37 @@ func FuzzDecodeQueryRequest(f *testing.F) {
 	})
 }
 
-func claimReq(sub, tok string) []byte {
-	return subcloud.Request{Op: subcloud.OpClaim, Subcloud: sub, Owner: "o", Token: tok, For: time.Minute}.Encode()
+// fakeOwner is an identity on a fake network that signs lease requests,
+// as an owner's runtime does: a test speaks to a node's table directly.
+type fakeOwner struct {
+	name string
+	key  *identity.Key
 }
 
-func releaseReq(sub, tok string) []byte {
-	return subcloud.Request{Op: subcloud.OpRelease, Subcloud: sub, Token: tok}.Encode()
+// testOwner adds an owner named name to the network, with a key the
+// others see.
+func testOwner(nw *fakenet.Network, name string) *fakeOwner {
+	k, err := identity.New(mrand.NewChaCha8([32]byte{byte(len(name)), name[0]}))
+	if err != nil {
+		panic(err)
+	}
+	nw.Add(name, nil).SetIdentity(k.Public(), k.Boot())
+	return &fakeOwner{name: name, key: k}
+}
+
+// req is r signed for peer n, in n's present incarnation.
+func (o *fakeOwner) req(n *Node, r subcloud.Request) []byte {
+	r.Owner, r.Target, r.Boot = o.name, n.Name(), n.id.Boot()
+	r.Sign(o.key)
+	return r.Encode()
+}
+
+func (o *fakeOwner) claim(n *Node, sub, tok string) []byte {
+	return o.req(n, subcloud.Request{Op: subcloud.OpClaim, Subcloud: sub, Token: tok, For: time.Minute})
+}
+
+func (o *fakeOwner) release(n *Node, sub, tok string) []byte {
+	return o.req(n, subcloud.Request{Op: subcloud.OpRelease, Subcloud: sub, Token: tok})
 }
 
 // The ledger decoder refuses what is malformed or too large, and what it

@@ -116,11 +116,17 @@ func Answer(plan *query.Plan, res *Result, err error) *api.Answer {
 	a := rows(res.Result)
 	a.Meta = &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: res.Status, Reason: res.Reason,
 		Peers: res.Peers, MembersStart: res.MembersStart, MembersEnd: res.MembersEnd, Joined: res.Joined, Left: res.Left,
-		Unreachable: res.Unreachable, Refused: res.Refused,
+		Unreachable: res.Unreachable, Refused: res.Refused, Excluded: res.Excluded,
 		Participants: res.Participants, Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate,
 		PlanHash: res.PlanHash, FromTags: res.FromTags, Converged: res.Converged, Timeout: isTimeout(err)}
 	if res.MembersEnd == 1 || res.Peers == 1 && !res.FromTags {
 		a.Meta.Warning = "only this peer is in the cluster: it has joined no one (or every other member has failed)"
+	}
+	if res.Warning != "" {
+		a.Meta.Warning = res.Warning
+	}
+	if res.ExcludedWhy != "" {
+		a.Meta.Warning = fmt.Sprintf("%d member(s) %s", len(res.Excluded), res.ExcludedWhy)
 	}
 	if a.Meta.Status == "" {
 		a.Meta.Status = StatusConverged

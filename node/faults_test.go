@@ -310,8 +310,8 @@ func TestReadYourWrites(t *testing.T) {
 		if show := ask(t, owner, compile(t, owner, "SHOW SUBCLOUDS")); len(show.Rows) != 0 {
 			t.Errorf("SHOW SUBCLOUDS right after RELEASE: %v", show.Rows)
 		}
-		if _, err := owner.Query(context.Background(), compile(t, owner, "SELECT COUNT(*) FROM SUBCLOUD x"), nil); err == nil || err.Error() != "unknown subcloud x" {
-			t.Errorf("FROM SUBCLOUD x after RELEASE: %v, want unknown subcloud x", err)
+		if _, err := owner.Query(context.Background(), compile(t, owner, "SELECT COUNT(*) FROM SUBCLOUD x"), nil); err == nil || err.Error() != "unknown subcloud x: no agent owns it" {
+			t.Errorf("FROM SUBCLOUD x after RELEASE: %v, want unknown subcloud x: no agent owns it", err)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,37 +27,91 @@ import (
 //	GET  /v1/health      this peer and the membership size
 //	GET  /v1/attributes  the catalog
 
-// API limits: a request must arrive whole within APIReadTimeout, an idle
-// connection closes after APIIdleTimeout, each write of an answer must go
-// through within APIWriteTimeout (an answer streams for as long as its
-// query runs), and at most APIMaxRequests are served at once (the rest get
-// 429).
+// API limits: a request's header must arrive within APIReadHeaderTimeout
+// of the agent's reading it (else 408), the whole request within
+// APIReadTimeout, an idle connection closes after APIIdleTimeout, each
+// write of an answer must go through within APIWriteTimeout (an answer
+// streams for as long as its query runs). By default the API holds at most
+// APIMaxConns connections and serves APIMaxRequests requests at once; the
+// rest get 429 (http_limit.go).
 const (
-	APIReadTimeout  = 10 * time.Second
-	APIIdleTimeout  = 60 * time.Second
-	APIWriteTimeout = 10 * time.Second
-	APIMaxRequests  = 512
+	APIReadHeaderTimeout = 5 * time.Second
+	APIReadTimeout       = 10 * time.Second
+	APIIdleTimeout       = 60 * time.Second
+	APIWriteTimeout      = 10 * time.Second
+	APIMaxRequests       = 512
+	APIMaxConns          = 512
 )
+
+// APIConfig configures the local HTTP API (ServeAPIWith).
+type APIConfig struct {
+	// Addr is the host:port to listen on: use a loopback address.
+	Addr string
+	// Token is what every request must carry (docs/API.md).
+	Token string
+	// MaxConns bounds the connections held open at once, idle keep-alive
+	// ones included. One beyond is answered 429 when it is accepted,
+	// before its request is read, and closed: a few microseconds and no
+	// goroutine of the HTTP server, where a held connection costs its
+	// goroutine and buffers, ~28 KB with its request (BENCHMARKS.md,
+	// "Reliability: overload"). Higher serves more of a burst and costs
+	// memory: 10,000 clients at once took the agent's peak to 56 MB at
+	// 512 (80 MB for gossip statements), 79 MB at 1024 (93 MB).
+	MaxConns int
+	// MaxRequests bounds the requests served at once (a streaming query
+	// holds its place for as long as it runs); the rest get 429. At
+	// MaxConns or above (the default) it never refuses; below, the
+	// connections beyond it serve idle keep-alive clients.
+	MaxRequests int
+	// HeaderTimeout is how long a held connection may take to send its
+	// request's header once the agent reads it; a connection that sends
+	// nothing in time is answered 408 and closed. Longer is kinder to
+	// starved clients and lets idle connections hold places longer.
+	HeaderTimeout time.Duration
+}
+
+// DefaultAPIConfig returns the API's limits: APIMaxConns, APIMaxRequests,
+// APIReadHeaderTimeout.
+func DefaultAPIConfig() APIConfig {
+	return APIConfig{MaxConns: APIMaxConns, MaxRequests: APIMaxRequests, HeaderTimeout: APIReadHeaderTimeout}
+}
 
 // APIServer serves the local HTTP API of a node.
 type APIServer struct {
 	n      *Node
 	token  string
 	server *http.Server
-	ln     net.Listener
+	ln     *capListener
 	slots  chan struct{}
+	// requests paces the 429s of the request limit, statements those of
+	// the node's admission (Admit).
+	requests, statements *pacer
 }
 
-// ServeAPI starts the API on addr (use a loopback address) with the token.
+// ServeAPI starts the API on addr (use a loopback address) with the token
+// and the default limits.
 func (n *Node) ServeAPI(addr, token string) (*APIServer, error) {
-	if token == "" {
+	cfg := DefaultAPIConfig()
+	cfg.Addr, cfg.Token = addr, token
+	return n.ServeAPIWith(cfg)
+}
+
+// ServeAPIWith starts the API as cfg says.
+func (n *Node) ServeAPIWith(cfg APIConfig) (*APIServer, error) {
+	if cfg.Token == "" {
 		return nil, errors.New("node: the API needs a token")
 	}
-	ln, err := net.Listen("tcp", addr)
+	if cfg.MaxConns < 1 || cfg.MaxRequests < 1 || cfg.HeaderTimeout <= 0 {
+		return nil, fmt.Errorf("node: api: MaxConns (%d), MaxRequests (%d) and HeaderTimeout (%v) must be positive",
+			cfg.MaxConns, cfg.MaxRequests, cfg.HeaderTimeout)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("node: api: %w", err)
 	}
-	a := &APIServer{n: n, token: token, ln: ln, slots: make(chan struct{}, APIMaxRequests)}
+	a := &APIServer{n: n, token: cfg.Token, ln: newCapListener(ln, cfg.MaxConns, cfg.HeaderTimeout),
+		slots:    make(chan struct{}, cfg.MaxRequests),
+		requests: newPacer(time.Now, cfg.MaxRequests), statements: newPacer(time.Now, cfg.MaxRequests)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/query", a.query)
 	mux.HandleFunc("GET /v1/members", a.members)
@@ -69,9 +124,9 @@ func (n *Node) ServeAPI(addr, token string) (*APIServer, error) {
 	// The answer streams for as long as the query runs: no overall write
 	// timeout, a deadline per write instead (send). Requests are small:
 	// they must arrive whole in APIReadTimeout.
-	a.server = &http.Server{Handler: a.limit(a.auth(mux)), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: APIReadTimeout,
+	a.server = &http.Server{Handler: a.limit(a.auth(mux)), ReadHeaderTimeout: cfg.HeaderTimeout, ReadTimeout: max(APIReadTimeout, cfg.HeaderTimeout),
 		IdleTimeout: APIIdleTimeout, MaxHeaderBytes: 64 << 10}
-	go a.server.Serve(ln)
+	go a.server.Serve(a.ln)
 	return a, nil
 }
 
@@ -91,17 +146,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// limit serves at most APIMaxRequests at once.
+// limit serves at most MaxRequests at once.
 func (a *APIServer) limit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case a.slots <- struct{}{}:
-			defer func() { <-a.slots }()
+			defer func() {
+				<-a.slots
+				a.requests.done()
+			}()
 			next.ServeHTTP(w, r)
 		default:
-			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusTooManyRequests, &api.Error{Code: api.CodeOverloaded,
-				Message: fmt.Sprintf("the API serves %d requests at once", APIMaxRequests)})
+			busy(w, a.requests.retryAfter(), fmt.Sprintf("the API serves %d requests at once", cap(a.slots)))
 		}
 	})
 }
@@ -172,11 +228,23 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 		// agent can say 429 rather than a 200 that fails.
 		var release func()
 		if ctx, release, err = a.n.Admit(ctx); err != nil {
-			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusTooManyRequests, api.ErrorOf(err))
+			var e *api.Error
+			switch {
+			case errors.As(err, &e) && e.Code == api.CodeOverloaded && e.RetryAfter > 0:
+				// The node said when to come back itself.
+				w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+				writeJSON(w, http.StatusTooManyRequests, api.ErrorOf(err))
+			case errors.Is(err, api.ErrOverloaded):
+				busy(w, a.statements.retryAfter(), err.Error())
+			default: // the node is closing, or the client left
+				writeJSON(w, http.StatusServiceUnavailable, api.ErrorOf(err))
+			}
 			return
 		}
-		defer release()
+		defer func() {
+			release()
+			a.statements.done()
+		}()
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -43,10 +43,14 @@ type Result struct {
 	// MembersStart and MembersEnd count the live members at the start and
 	// the end; Joined and Left name those that joined, or left or failed,
 	// in between; Unreachable the members the asker suspected at the end;
-	// Refused the peers that would not take part.
+	// Refused the peers that would not take part; Excluded the members
+	// left out of the answer (their clock is off: ExcludedWhy says how
+	// much), which it is exact or converged without.
 	MembersStart, MembersEnd int
 	Joined, Left             []string
 	Unreachable, Refused     []string
+	Excluded                 []string
+	ExcludedWhy              string
 	// Participants is, for gossip aggregates, the gossip estimate of the
 	// peers whose mass reached the answer (1 / the origin's mass): a
 	// cross-check of Peers. 0 otherwise.
@@ -57,6 +61,8 @@ type Result struct {
 	PlanHash     string
 	// FromTags says the answer came from the member list, without gossip.
 	FromTags bool
+	// Warning is said beside the answer (a view partly from tags).
+	Warning string
 	// Converged is Status != partial.
 	Converged bool
 }
@@ -85,6 +91,12 @@ type instance struct {
 	has          map[peer.ID]bool
 	joined, left map[string]bool
 	refused      map[string]bool
+	// skewed are members left out of the answer for clock skew (they
+	// refuse every exchange: overlay.SkewError), with their offsets;
+	// selfSkew says, instead, that most members refused this peer's
+	// exchanges — its own clock is off — and the answer is partial.
+	skewed   map[string]time.Duration
+	selfSkew string
 
 	// graceUntil: the asker reached its budget while it still probed a
 	// suspect, and holds its answer back until the probe ends or this
@@ -101,7 +113,8 @@ type instance struct {
 // before.
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
 	q := &instance{id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
-		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{}}
+		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
+		skewed: map[string]time.Duration{}}
 	members := n.memberNames
 	if origin {
 		// A peer that refused is not waited for: the answer is about the
@@ -109,7 +122,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 		members = func() []string {
 			var out []string
 			for _, m := range n.memberNames() {
-				if !q.refused[m] {
+				if !q.out(m) {
 					out = append(out, m)
 				}
 			}
@@ -191,16 +204,50 @@ func (q *instance) refuse(peer string) {
 	}
 }
 
+// out reports whether a member is left out of the answer: it refused to
+// take part, or its clock is off.
+func (q *instance) out(m string) bool {
+	_, skewed := q.skewed[m]
+	return q.refused[m] || skewed
+}
+
 // population is how many members the answer is about: the live ones less
-// those that refused.
+// those left out.
 func (q *instance) population(members map[string]bool) int {
 	k := len(members)
-	for m := range q.refused {
-		if members[m] {
+	for m := range members {
+		if q.out(m) {
 			k--
 		}
 	}
 	return max(k, 1)
+}
+
+// noteSkew leaves out of the query the members whose clocks are off from
+// this one's — unless most are, and then this peer's own clock is off:
+// the answer is partial, and says so. Called with n.mu held.
+func (n *Node) noteSkew(q *instance, members map[string]bool, now time.Time) {
+	sk := n.sus.skewedMembers(now, n.cfg.HintTTL, func(m string) bool { return members[m] })
+	if len(sk) == 0 {
+		return
+	}
+	if others := len(members) - 1; others >= 2 && 2*len(sk) > others {
+		offs := make([]time.Duration, 0, len(sk))
+		for _, off := range sk {
+			offs = append(offs, off)
+		}
+		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+		q.selfSkew = fmt.Sprintf("clock skew at %s (%s): %d of %d members refused its exchanges for the time on them; set its clock (NTP)",
+			n.Name(), overlay.FormatOffset(-offs[len(offs)/2]), len(sk), others)
+		clear(q.skewed) // the others are not at fault
+		return
+	}
+	if q.selfSkew != "" {
+		return
+	}
+	for m, off := range sk {
+		q.skewed[m] = off
+	}
 }
 
 // report is one round's news for the asker, delivered outside the lock.
@@ -248,6 +295,17 @@ func sortedNames(set map[string]bool, keep func(string) bool) []string {
 	return out
 }
 
+// withoutNodes is a top-k's rows less those of the named members.
+func withoutNodes[V any](r *query.Result, drop map[string]V) *query.Result {
+	kept := &query.Result{Columns: r.Columns}
+	for i, name := range r.Nodes {
+		if _, out := drop[name]; !out {
+			kept.Rows, kept.Nodes = append(kept.Rows, r.Rows[i]), append(kept.Nodes, name)
+		}
+	}
+	return kept
+}
+
 // result1 is the asker's answer as a Result, with how complete it is. A
 // top-k's rows never name a member the asker suspects. Called with n.mu
 // held.
@@ -257,6 +315,19 @@ func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspe
 		MembersStart: len(q.atStart), MembersEnd: len(members),
 		Joined: sortedNames(q.joined, nil), Left: sortedNames(q.left, nil), Unreachable: suspects,
 		Refused: sortedNames(q.refused, nil)}
+	if len(q.skewed) > 0 {
+		var why []string
+		for m, off := range q.skewed {
+			res.Excluded = append(res.Excluded, m)
+			why = append(why, fmt.Sprintf("%s %s", m, overlay.FormatOffset(off)))
+		}
+		sort.Strings(res.Excluded)
+		sort.Strings(why)
+		res.ExcludedWhy = fmt.Sprintf("left out for clock skew (their clock minus this one's): %s", strings.Join(why, ", "))
+		if res.Result != nil && len(res.Nodes) > 0 {
+			res.Result = withoutNodes(res.Result, q.skewed)
+		}
+	}
 	if len(suspects) > 0 && res.Result != nil && len(res.Nodes) > 0 {
 		bad := map[string]bool{}
 		for _, s := range suspects {
@@ -272,6 +343,8 @@ func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspe
 	}
 	var why []string
 	switch {
+	case q.selfSkew != "":
+		why = append(why, q.selfSkew)
 	case len(suspects) > 0:
 		why = append(why, fmt.Sprintf("%d member(s) unreachable: %s", len(suspects), strings.Join(suspects, ", ")))
 	case !a.Converged:

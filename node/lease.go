@@ -7,10 +7,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -27,22 +28,10 @@ const (
 	tagOwner    = "subcloud_owner"
 	tagUntil    = "subcloud_until" // Unix seconds
 	tagSince    = "subcloud_since" // the subcloud's creation, Unix milliseconds
+	// TagStorage is shown while the peer's data dir cannot be written:
+	// "disk full", "read-only", ... (absent when it can).
+	TagStorage = "storage"
 )
-
-// leaseFile is the lease table's file in the data dir; ownedFile the
-// subclouds this peer owns.
-const (
-	leaseFile = "lease.json"
-	ownedFile = "owned.json"
-)
-
-// leaseState is a peer's own lease table.
-type leaseState struct {
-	mu     sync.Mutex
-	table  *subcloud.Table
-	path   string        // "" in an embedded cluster: kept in memory only
-	ledger []ledgerEntry // the leases served, oldest first (ledger.go)
-}
 
 // ownedSubcloud is a subcloud this peer reserved and keeps: it renews
 // its members' leases and, unless NO REPAIR, replaces members it loses.
@@ -91,6 +80,10 @@ type ownedSubcloud struct {
 	// nor refused, best first: a repair claims from them at once, and
 	// searches only when they run out (not kept across restarts).
 	spares []string
+	// keepers are the peers that granted the subcloud's name, now or
+	// before (the set moves with the membership): RELEASE gives it up at
+	// every one.
+	keepers []string
 }
 
 // episode is a member's metered span.
@@ -178,47 +171,6 @@ func (o *ownedSubcloud) drop(m string, exp, now time.Time) {
 	o.order = o.ranked()
 }
 
-// openLeases restores the lease table from dataDir ("" for none); note
-// says if it had to fall back on the previous copy.
-func openLeases(dataDir string) (ls *leaseState, note string, err error) {
-	ls = &leaseState{table: &subcloud.Table{}}
-	if dataDir == "" {
-		return ls, "", nil
-	}
-	ls.path = filepath.Join(dataDir, leaseFile)
-	note, err = readDurable(ls.path, "lease table", func(b []byte) error {
-		t, err := subcloud.Unmarshal(b)
-		if err == nil {
-			ls.table = t
-		}
-		return err
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	var lnote string
-	if ls.ledger, lnote, err = openLedger(dataDir); err != nil {
-		return nil, "", err
-	}
-	if lnote != "" {
-		note = strings.TrimSpace(note + "; " + lnote)
-	}
-	return ls, note, nil
-}
-
-// persist writes a table durably (durable.go). It is the
-// subcloud.Table.Apply hook: the table changes only once this succeeds.
-func (ls *leaseState) persist(t *subcloud.Table) error {
-	if ls.path == "" {
-		return nil
-	}
-	b, err := t.Marshal()
-	if err != nil {
-		return err
-	}
-	return writeDurable(ls.path, b)
-}
-
 // ownedJSON is an owned subcloud on disk.
 type ownedJSON struct {
 	Name    string               `json:"name"`
@@ -239,6 +191,8 @@ type ownedJSON struct {
 	// closed ones' total.
 	Episodes map[string][2]time.Time `json:"episodes,omitempty"`
 	Metered  time.Duration           `json:"metered,omitempty"`
+	// Version 3 on: the name's keepers.
+	Keepers []string `json:"keepers,omitempty"`
 }
 
 type ownedDoc struct {
@@ -247,24 +201,28 @@ type ownedDoc struct {
 }
 
 // ownedVersion is the owner's table's version: 2 added the size it keeps,
-// the plan it repairs with, its repairs and the members it dropped.
-const ownedVersion = 2
+// the plan it repairs with, its repairs and the members it dropped; 3 the
+// name's keepers.
+const ownedVersion = 3
 
 // openOwned restores the subclouds this peer owns from dataDir ("" for
 // none), so that a restarted owner renews and can release them.
-func openOwned(dataDir string) (map[string]*ownedSubcloud, string, error) {
+func openOwned(fsys durable.FS, dataDir string) (map[string]*ownedSubcloud, string, error) {
 	owned := map[string]*ownedSubcloud{}
 	if dataDir == "" {
 		return owned, "", nil
 	}
-	note, err := readDurable(filepath.Join(dataDir, ownedFile), "owned subclouds", func(b []byte) error {
+	note, _, err := durable.Read(fsys, filepath.Join(dataDir, ownedFile), func(b []byte) error {
 		got, err := decodeOwned(b)
 		if err == nil {
 			owned = got
 		}
 		return err
 	})
-	return owned, note, err
+	if err != nil {
+		return nil, "", fmt.Errorf("node: owned subclouds: %w (the subclouds this peer owned are no longer renewed and lapse at their expiry)", err)
+	}
+	return owned, note, nil
 }
 
 // decodeOwned reads the owner's table, bounded and checked. A version 1
@@ -277,8 +235,8 @@ func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, err
 	}
-	if doc.Version != 1 && doc.Version != ownedVersion {
-		return nil, fmt.Errorf("version %d, want 1 or %d", doc.Version, ownedVersion)
+	if doc.Version < 1 || doc.Version > ownedVersion {
+		return nil, fmt.Errorf("version %d, want 1 to %d", doc.Version, ownedVersion)
 	}
 	out := map[string]*ownedSubcloud{}
 	for _, j := range doc.Subclouds {
@@ -286,12 +244,13 @@ func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
 		case j.Name == "" || len(j.Name) > subcloud.MaxNameBytes || len(j.Token) < 16 || len(j.Token) > subcloud.MaxTokenBytes ||
 			len(j.Key) > subcloud.MaxTokenBytes || j.Lease < subcloud.MinLease || j.Lease > subcloud.MaxLease ||
 			len(j.Members) > query.MaxReserve || len(j.Order) > 2*query.MaxReserve || len(j.Dropped) > 4*query.MaxReserve ||
-			j.Target < 0 || j.Target > query.MaxReserve || j.Repairs < 0 || j.Metered < 0 || len(j.Episodes) > 4*query.MaxReserve || out[j.Name] != nil:
+			j.Target < 0 || j.Target > query.MaxReserve || j.Repairs < 0 || j.Metered < 0 || len(j.Episodes) > 4*query.MaxReserve || out[j.Name] != nil ||
+			len(j.Keepers) > 4*subcloud.KeeperCount:
 			return nil, fmt.Errorf("subcloud %q out of bounds", j.Name)
 		}
 		o := &ownedSubcloud{name: j.Name, token: j.Token, key: j.Key, lease: j.Lease, members: map[string]time.Time{},
 			order: j.Order, target: j.Target, since: j.Since, repairs: j.Repairs, lastRepair: j.LastRepair,
-			dropped: map[string]time.Time{}, episodes: map[string]*episode{}, metered: j.Metered}
+			dropped: map[string]time.Time{}, episodes: map[string]*episode{}, metered: j.Metered, keepers: j.Keepers}
 		for m, span := range j.Episodes {
 			if m == "" || len(m) > subcloud.MaxNameBytes || span[1].Before(span[0]) {
 				return nil, fmt.Errorf("subcloud %q: a bad account entry", j.Name)
@@ -324,17 +283,54 @@ func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
 	return out, nil
 }
 
-// persistOwned writes the subclouds this peer owns durably. Called with
-// n.ownMu held.
-func (n *Node) persistOwned() {
+// ownedStore writes the owner's table: one writer at a time, the newest
+// state wins, and no lock of the owner's is held while it writes.
+type ownedStore struct {
+	mu      sync.Mutex
+	seq     uint64 // the last snapshot taken (guarded by Node.ownMu)
+	written uint64 // the last snapshot on disk (guarded by mu)
+}
+
+// saveOwned writes the subclouds this peer owns durably, and returns when
+// the state as it was at the call is on disk (or could not be). It takes
+// ownMu only to copy the table: call it without ownMu held.
+func (n *Node) saveOwned() error {
 	if n.cfg.DataDir == "" {
-		return
+		return nil
 	}
+	n.ownMu.Lock()
+	b := n.marshalOwned()
+	n.store.seq++
+	seq := n.store.seq
+	n.ownMu.Unlock()
+	n.store.mu.Lock()
+	defer n.store.mu.Unlock()
+	if n.store.written >= seq {
+		return nil // a later snapshot, which holds this one's changes, is on disk
+	}
+	if err := n.keeper.stored(durable.Write(n.fs, filepath.Join(n.cfg.DataDir, ownedFile), b)); err != nil {
+		return err
+	}
+	n.store.written = seq
+	return nil
+}
+
+// saved is saveOwned for the owner's background work (renewals, repairs,
+// checks): a failure is logged, and the peer's storage fault says it.
+func (n *Node) saved() {
+	if err := n.saveOwned(); err != nil {
+		n.logf("cannot store the subclouds this peer owns: %v (a restart would forget the last change; its members would ask, and be released)", err)
+	}
+}
+
+// marshalOwned is the owner's table on disk. Called with n.ownMu held.
+func (n *Node) marshalOwned() []byte {
 	doc := ownedDoc{Version: ownedVersion}
 	for _, o := range n.owned {
 		j := ownedJSON{Name: o.name, Token: o.token, Key: o.key, Lease: o.lease, Members: map[string]time.Time{},
 			Order: o.ranked(), Plan: o.plan, Target: o.target, NoRepair: !o.repair, Since: o.since,
-			Repairs: o.repairs, LastRepair: o.lastRepair, Dropped: o.dropped, Metered: o.metered, Episodes: map[string][2]time.Time{}}
+			Repairs: o.repairs, LastRepair: o.lastRepair, Dropped: o.dropped, Metered: o.metered, Episodes: map[string][2]time.Time{},
+			Keepers: o.keepers}
 		for m, e := range o.episodes {
 			j.Episodes[m] = [2]time.Time{e.start, e.until}
 		}
@@ -344,22 +340,40 @@ func (n *Node) persistOwned() {
 		doc.Subclouds = append(doc.Subclouds, j)
 	}
 	sort.Slice(doc.Subclouds, func(i, j int) bool { return doc.Subclouds[i].Name < doc.Subclouds[j].Name })
-	b, _ := json.Marshal(doc)
-	if err := writeDurable(filepath.Join(n.cfg.DataDir, ownedFile), b); err != nil {
-		n.logf("cannot persist the subclouds this peer owns: %v (a restart would forget them; their leases would lapse)", err)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		panic(err) // plain structs of strings, times and numbers always encode
 	}
+	return b
 }
 
-// currentLease is the peer's live lease.
+// currentLease is the peer's live lease. It takes no lock.
 func (n *Node) currentLease() (subcloud.Lease, bool) {
-	n.leases.mu.Lock()
-	defer n.leases.mu.Unlock()
-	return n.leases.table.Current(n.clock.Now())
+	return n.keeper.current(n.clock.Now())
 }
 
-// handleLease applies a claim, renewal or release to this peer's table,
-// persisting it before answering.
-func (n *Node) handleLease(raw []byte) []byte {
+// self is this peer as a lease request must name it.
+func (n *Node) self() subcloud.Self {
+	return subcloud.Self{Name: n.Name(), Boot: n.id.Boot(), KeyOf: n.keyOf}
+}
+
+// keyOf is the identity the membership shows for a live member.
+func (n *Node) keyOf(name string) (identity.Public, bool) {
+	m, ok := n.net.Member(name)
+	return m.Key, ok && !m.Key.IsZero()
+}
+
+// bootOf is a live member's incarnation (0: unknown).
+func (n *Node) bootOf(name string) uint64 {
+	m, _ := n.net.Member(name)
+	return m.Boot
+}
+
+// handleLease answers a lease or name request from the peer named from:
+// this peer's table and names persist before answering; an ask goes to the
+// owner's side. A refusal that says another peer forged or replayed
+// something is counted and logged.
+func (n *Node) handleLease(from string, raw []byte) []byte {
 	req, err := subcloud.DecodeRequest(raw)
 	if err != nil {
 		n.mu.Lock()
@@ -367,14 +381,29 @@ func (n *Node) handleLease(raw []byte) []byte {
 		n.mu.Unlock()
 		return subcloud.Reply{Refusal: subcloud.RefusedMalformed}.Encode()
 	}
-	now := n.clock.Now()
-	n.leases.mu.Lock()
-	rep := n.leases.table.Apply(now, req, n.leases.persist)
-	if rep.OK {
-		n.leases.meter(req, now, n.logf)
+	switch req.Op {
+	case subcloud.OpAsk:
+		return n.answerAsk(from, req).Encode()
+	case subcloud.OpInfo:
+		return n.answerInfo(req.Subcloud)
 	}
-	n.leases.mu.Unlock()
-	if rep.OK {
+	if req.Op == subcloud.OpName {
+		n.clearStaleName(req)
+	}
+	now := n.clock.Now()
+	var ownerBoot uint64
+	if req.Op == subcloud.OpClaim || req.Op == subcloud.OpRenew {
+		ownerBoot = n.bootOf(from)
+	}
+	rep := n.keeper.apply(now, n.self(), from, req, ownerBoot)
+	switch rep.Refusal {
+	case subcloud.RefusedForged:
+		n.forged.Add(1)
+		n.logf("refused a %v of subcloud %q from %s: not signed by the owner it names (owner %q) — a forgery, or a relay", req.Op, req.Subcloud, from, req.Owner)
+	case subcloud.RefusedIncarnation:
+		n.stale.Add(1)
+	}
+	if rep.OK && req.Op != subcloud.OpCheck && req.Op != subcloud.OpWho && req.Op != subcloud.OpName && req.Op != subcloud.OpNameRelease {
 		n.showLease()
 	}
 	return rep.Encode()
@@ -403,6 +432,9 @@ func (n *Node) tagger() {
 		for k, v := range n.cfg.Tags {
 			tags[k] = v
 		}
+		if f := n.keeper.fault(); f != nil {
+			tags[TagStorage] = f.reason
+		}
 		if l, ok := n.currentLease(); ok {
 			tags[TagSubcloud], tags[tagOwner] = l.Subcloud, l.Owner
 			tags[tagUntil] = strconv.FormatInt(l.Expires.Unix(), 10)
@@ -412,6 +444,9 @@ func (n *Node) tagger() {
 			}
 			tags[tagSince] = strconv.FormatInt(since.UnixMilli(), 10)
 		}
-		n.net.SetTags(tags)
+		if err := n.net.SetTags(tags); err != nil {
+			n.tagFailures.Add(1)
+			n.logf("cannot show this peer's lease in its tags: %v (others see the old tags until the next change)", err)
+		}
 	}
 }

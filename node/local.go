@@ -1,10 +1,14 @@
 package node
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/peerq/peerq/overlay"
@@ -124,20 +128,57 @@ func (n *Node) alone(plan *query.Plan, start time.Time) (*Result, error) {
 		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), Converged: true}, nil
 }
 
-// local answers SHOW statements from this peer's own knowledge.
-func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
+// local answers SHOW statements from this peer's own knowledge (and, for
+// SHOW SUBCLOUDS, the owners').
+func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*Result, error) {
 	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
 	res := &query.Result{}
+	warning := ""
 	switch plan.Local.Show {
 	case query.ShowMembers:
-		res.Columns = []query.Column{col("node", query.KindString), col("addr", query.KindString), col("tags", query.KindString)}
+		// clock_offset is the member's clock minus this one's, as the
+		// exchanges measured it lately (NULL: not measured); beyond the
+		// replay window (30 s) the two cannot exchange. storage is the
+		// member's data dir fault, if any (it grants no lease meanwhile).
+		res.Columns = []query.Column{col("node", query.KindString), col("addr", query.KindString),
+			col("clock_offset", query.KindString), col("storage", query.KindString), col("identity", query.KindString), col("tags", query.KindString)}
+		var offsets map[string]time.Duration
+		if o, ok := n.net.(interface {
+			ClockOffsets() map[string]time.Duration
+		}); ok {
+			offsets = o.ClockOffsets()
+		}
+		n.mu.Lock()
+		for name, k := range n.sus.skewed {
+			if _, known := offsets[name]; !known {
+				if offsets == nil {
+					offsets = map[string]time.Duration{}
+				}
+				offsets[name] = k.off
+			}
+		}
+		n.mu.Unlock()
 		for _, m := range n.net.Members() {
 			var tags []string
 			for k, v := range m.Tags {
-				tags = append(tags, k+"="+v)
+				if k != TagStorage {
+					tags = append(tags, k+"="+v)
+				}
 			}
 			sort.Strings(tags)
-			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), query.Str(strings.Join(tags, ","))})
+			offset, storage, id := query.Null, query.Str("ok"), query.Null
+			if off, ok := offsets[m.Name]; ok && m.Name != n.Name() {
+				offset = query.Str(overlay.FormatOffset(off))
+			} else if m.Name == n.Name() {
+				offset = query.Str(overlay.FormatOffset(0))
+			}
+			if f := m.Tags[TagStorage]; f != "" {
+				storage = query.Str(f)
+			}
+			if !m.Key.IsZero() {
+				id = query.Str(m.Key.Short())
+			}
+			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), offset, storage, id, query.Str(strings.Join(tags, ","))})
 		}
 	case query.ShowAttributes:
 		res.Columns = []query.Column{col("attribute", query.KindString), col("kind", query.KindString),
@@ -147,64 +188,161 @@ func (n *Node) local(plan *query.Plan, start time.Time) (*Result, error) {
 				query.Str(a.Origin.String()), query.Str(a.Doc)})
 		}
 	case query.ShowSubclouds:
-		res.Columns, res.Rows = n.showSubclouds()
+		var stale bool
+		res.Columns, res.Rows, stale = n.showSubclouds(ctx)
+		warning = "subclouds owned by other agents are found through their members' tags, which reach this agent within a few seconds of a change (Serf's gossip); " +
+			"a row from its owner is exact as of this answer"
+		if stale {
+			warning += "; a row from members' tags (its owner did not answer) is as old as the tags"
+		}
 	}
 	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
-		FromTags: true, Converged: true}, nil
+		FromTags: true, Converged: true, Warning: warning}, nil
 }
 
-// showSubclouds lists the subclouds the membership shows, each counted as
-// its one owner's leases (rightful): name, owner, the size the owner keeps
-// it at, its size now, the repairs done and how long ago the last one was,
-// the earliest expiry among its members, the owner's account of its
-// peer-hours (the ledger's rule), and the members. The target, the repairs
-// and the account are the owner's own: another agent shows them as NULL.
-func (n *Node) showSubclouds() ([]query.Column, [][]query.Value) {
+// showSubclouds lists the subclouds this agent knows of: those it owns,
+// from its own table (exact, at once); the others from their owners, asked
+// now (OpInfo: exact, as old as the exchange), or — for an owner that does
+// not answer — from the members' tags, which lag behind by Serf's gossip
+// (a few seconds), and the source column says which. Each subcloud is
+// counted as its one owner's leases (rightful). The columns: name, owner,
+// the size the owner keeps it at, its size now, the repairs done and how
+// long ago the last one was, the earliest expiry among its members, the
+// owner's account of its peer-hours (the ledger's rule), the members, and
+// where the row comes from.
+func (n *Node) showSubclouds(ctx context.Context) ([]query.Column, [][]query.Value, bool) {
 	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
 	cols := []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
 		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
 		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("peer_hours", query.KindNumber),
-		col("members", query.KindString)}
+		col("members", query.KindString), col("source", query.KindString)}
 	now := n.clock.Now()
 	byName := holders(n.leaseView(n.net.Members()))
+	infos := map[string]subcloud.Info{}
 	n.ownMu.Lock()
-	defer n.ownMu.Unlock()
 	for name, o := range n.owned {
-		if byName[name] == nil {
-			// Owned, with every member lost: it is still the owner's, and
-			// it is being repaired.
-			byName[name] = map[string]*nameHolder{n.Name(): {owner: n.Name(), since: o.since.UnixMilli()}}
+		infos[name] = n.infoLocked(o, now)
+	}
+	n.ownMu.Unlock()
+	// Ask the owners of the others, at once.
+	type asked struct {
+		name string
+		info subcloud.Info
+		ok   bool
+	}
+	var wg sync.WaitGroup
+	answers := make(chan asked, len(byName))
+	for name, owners := range byName {
+		if _, mine := infos[name]; mine {
+			continue
+		}
+		h := rightful(owners)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			info, err := n.callInfo(ctx, h.owner, name)
+			answers <- asked{name, info, err == nil && info.Owner == h.owner}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	fromOwner := map[string]bool{}
+	for a := range answers {
+		if a.ok {
+			infos[a.name], fromOwner[a.name] = a.info, true
 		}
 	}
-	names := make([]string, 0, len(byName))
+	names := make([]string, 0, len(byName)+len(infos))
+	seen := map[string]bool{}
 	for name := range byName {
-		names = append(names, name)
+		names, seen[name] = append(names, name), true
+	}
+	for name := range infos {
+		if !seen[name] {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	var rows [][]query.Value
+	stale := false
 	for _, name := range names {
-		h := rightful(byName[name])
-		if o, ok := n.owned[name]; ok && h.owner != n.Name() {
-			h = &nameHolder{owner: n.Name(), since: o.since.UnixMilli()} // an owner knows its own
-		}
-		target, repairs, last, hours := query.Null, query.Null, query.Null, query.Null
-		members := h.members
-		if o, ok := n.owned[name]; ok {
-			target, repairs = query.Num(query.KindCount, float64(o.target)), query.Num(query.KindCount, float64(o.repairs))
-			hours = query.Num(query.KindNumber, o.peerHours())
-			if !o.lastRepair.IsZero() {
-				last = query.Num(query.KindDuration, now.Sub(o.lastRepair).Seconds())
+		if info, ok := infos[name]; ok {
+			source := "its owner"
+			if !fromOwner[name] {
+				source = "this agent"
 			}
-			members = o.ranked()
-		} else {
-			sort.Strings(members)
+			last, expiry := query.Null, query.Null
+			if info.LastRepair > 0 {
+				last = query.Num(query.KindDuration, info.LastRepair.Seconds())
+			}
+			if len(info.Members) > 0 {
+				expiry = query.Num(query.KindDuration, info.Expiry.Seconds())
+			}
+			rows = append(rows, []query.Value{query.Str(name), query.Str(info.Owner), query.Num(query.KindCount, float64(info.Target)),
+				query.Num(query.KindCount, float64(len(info.Members))), query.Num(query.KindCount, float64(info.Repairs)), last, expiry,
+				query.Num(query.KindNumber, info.PeerHours), query.Str(strings.Join(info.Members, ",")), query.Str(source)})
+			continue
 		}
+		// The owner did not answer: the tags, as old as Serf's gossip.
+		stale = true
+		h := rightful(byName[name])
+		members := append([]string(nil), h.members...)
+		sort.Strings(members)
 		expiry := query.Null
 		if h.until > 0 {
 			expiry = query.Num(query.KindDuration, math.Max(0, time.Unix(h.until, 0).Sub(now).Seconds()))
 		}
-		rows = append(rows, []query.Value{query.Str(name), query.Str(h.owner), target,
-			query.Num(query.KindCount, float64(len(members))), repairs, last, expiry, hours, query.Str(strings.Join(members, ","))})
+		rows = append(rows, []query.Value{query.Str(name), query.Str(h.owner), query.Null,
+			query.Num(query.KindCount, float64(len(members))), query.Null, query.Null, expiry, query.Null,
+			query.Str(strings.Join(members, ",")), query.Str("members' tags")})
 	}
-	return cols, rows
+	return cols, rows, stale
+}
+
+// infoLocked is this peer's account of a subcloud it owns. Called with
+// n.ownMu held.
+func (n *Node) infoLocked(o *ownedSubcloud, now time.Time) subcloud.Info {
+	info := subcloud.Info{Subcloud: o.name, Owner: n.Name(), Target: o.target, Repairs: o.repairs, PeerHours: o.peerHours(),
+		Members: o.ranked()}
+	if !o.lastRepair.IsZero() {
+		info.LastRepair = max(now.Sub(o.lastRepair), time.Nanosecond)
+	}
+	first := true
+	for _, exp := range o.members {
+		if left := max(exp.Sub(now), 0); first || left < info.Expiry {
+			info.Expiry, first = left, false
+		}
+	}
+	return info
+}
+
+// answerInfo is the owner's account of name for an agent that asks, or a
+// refusal if this peer does not own it.
+func (n *Node) answerInfo(name string) []byte {
+	n.ownMu.Lock()
+	defer n.ownMu.Unlock()
+	o, ok := n.owned[name]
+	if !ok {
+		return subcloud.Reply{Refusal: subcloud.RefusedNoLease}.Encode()
+	}
+	return n.infoLocked(o, n.clock.Now()).Encode()
+}
+
+// callInfo asks owner for its account of subcloud name.
+func (n *Node) callInfo(ctx context.Context, owner, name string) (subcloud.Info, error) {
+	if owner == n.Name() {
+		return subcloud.Info{}, errors.New("not owned here")
+	}
+	msg, err := n.callEntry(ctx, owner, subcloud.Request{Op: subcloud.OpInfo, Subcloud: name, Target: owner})
+	if err != nil {
+		return subcloud.Info{}, err
+	}
+	if info, err := subcloud.DecodeInfo(msg); err == nil {
+		return info, nil
+	}
+	rep, err := subcloud.DecodeReply(msg)
+	if err != nil {
+		return subcloud.Info{}, err
+	}
+	return subcloud.Info{}, fmt.Errorf("node: %s does not own subcloud %s: %w", owner, name, rep.Err())
 }

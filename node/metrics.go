@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -76,6 +77,10 @@ var (
 	descAsking       = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
 	descQueued       = prometheus.NewDesc("peerq_queries_queued", "Statements waiting for a place to be asked.", nil, nil)
 	descMembers      = prometheus.NewDesc("peerq_members", "Members this peer's Serf knows, by state (alive, leaving, left, failed); alive includes itself.", []string{"state"}, nil)
+	descRefusedLease = prometheus.NewDesc("peerq_lease_requests_refused_total", "Lease and name requests refused: forged (not signed by the owner they name) or made for an earlier incarnation of this peer.", []string{"reason"}, nil)
+	descTagFailures  = prometheus.NewDesc("peerq_tag_update_failures_total", "Tag updates (the lease, the storage fault) Serf refused.", nil, nil)
+	descStorageFault = prometheus.NewDesc("peerq_storage_fault", "1 while this peer's data dir cannot be written (it grants no lease and owns no new subcloud).", nil, nil)
+	descSkewedPeers  = prometheus.NewDesc("peerq_clock_skewed_peers", "Peers whose clock, as this peer's exchanges measured it lately, is off by more than the replay window.", nil, nil)
 	descLease        = prometheus.NewDesc("peerq_lease_held", "1 if this peer holds a lease (is a member of a subcloud).", nil, nil)
 	descOwned        = prometheus.NewDesc("peerq_subclouds_owned", "Subclouds this peer owns.", nil, nil)
 	descSubMembers   = prometheus.NewDesc("peerq_subcloud_members", "Members of a subcloud this peer owns.", []string{"subcloud"}, nil)
@@ -83,13 +88,14 @@ var (
 	descRepairs      = prometheus.NewDesc("peerq_subcloud_repairs_total", "Members claimed in place of lost ones, per subcloud this peer owns.", []string{"subcloud"}, nil)
 	descPeerHours    = prometheus.NewDesc("peerq_subcloud_peer_hours", "The owner's account of a subcloud's use, in peer-hours.", []string{"subcloud"}, nil)
 	descMalformed    = prometheus.NewDesc("peerq_decoder_rejections_total", "Exchanges, plans and messages refused as malformed.", nil, nil)
-	descAuthFailures = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed or out of time (replay), connections refused at the limit (connections).", []string{"reason"}, nil)
+	descAuthFailures = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed (replay), connections refused at the limit (connections), out of the replay window either way (clock_skew); identity changes of a live member refused (identity_conflict).", []string{"reason"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descRefused,
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
-		descRepairs, descPeerHours, descMalformed, descAuthFailures, descExport, descExportEpoch, descExportFailures} {
+		descRepairs, descPeerHours, descMalformed, descAuthFailures, descExport, descExportEpoch, descExportFailures,
+		descRefusedLease, descTagFailures, descStorageFault, descSkewedPeers} {
 		ch <- d
 	}
 	c.n.metrics.latency.Describe(ch)
@@ -149,12 +155,33 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	n.ownMu.Unlock()
 	if s, ok := n.net.(interface {
-		ExchangeStats() (rejected, replays, refusedConns int64)
+		ExchangeStats() (rejected, replays, refusedConns, skewed, conflicts int64)
 	}); ok {
-		rejected, replays, refused := s.ExchangeStats()
+		rejected, replays, refused, skewed, conflicts := s.ExchangeStats()
 		counter(descAuthFailures, rejected, "auth")
 		counter(descAuthFailures, replays, "replay")
 		counter(descAuthFailures, refused, "connections")
+		counter(descAuthFailures, skewed, "clock_skew")
+		counter(descAuthFailures, conflicts, "identity_conflict")
+	}
+	counter(descRefusedLease, n.forged.Load(), "forged")
+	counter(descRefusedLease, n.stale.Load(), "stale_incarnation")
+	counter(descTagFailures, n.tagFailures.Load())
+	storage := 0.0
+	if n.keeper.fault() != nil {
+		storage = 1
+	}
+	gauge(descStorageFault, storage)
+	if o, ok := n.net.(interface {
+		ClockOffsets() map[string]time.Duration
+	}); ok {
+		skewed := 0
+		for _, off := range o.ClockOffsets() {
+			if off > overlay.ReplayWindow || -off > overlay.ReplayWindow {
+				skewed++
+			}
+		}
+		gauge(descSkewedPeers, float64(skewed))
 	}
 	n.metrics.latency.Collect(ch)
 	n.metrics.rounds.Collect(ch)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
@@ -137,9 +140,21 @@ type Config struct {
 	// the lease's expiry. A check that times out counts for nothing.
 	MemberCheck time.Duration
 	CheckMisses int
-	// DataDir keeps the peer's lease table (fsynced before every answer);
-	// empty keeps it in memory (the embedded cluster).
+	// DataDir keeps the peer's identity, its lease table and ledger, the
+	// names it keeps and the subclouds it owns (each change on disk before
+	// the answer); empty keeps them in memory (the embedded cluster).
 	DataDir string
+	// FS is the file system DataDir is on; nil is the real one (tests
+	// crash and fail it: internal/durable/crashfs).
+	FS durable.FS
+	// Identity is the peer's key (identity.Open in DataDir): it signs the
+	// peer's claims, renewals and releases, and its public half must be the
+	// one the network shows for this peer. nil: New opens it in DataDir, or
+	// makes one from Seed in memory.
+	Identity *identity.Key
+	// StorageProbe is how often the peer checks that its data dir can be
+	// written (a probe file, written durably and removed).
+	StorageProbe time.Duration
 	// Clock is the node's time; nil is SystemClock.
 	Clock Clock
 	// Logf, if set, receives what an operator should know: members lost
@@ -153,7 +168,7 @@ func DefaultConfig(record func() query.Record) Config {
 	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 1024, Linger: 10,
 		MaxAsk: 256, AskQueue: 1024, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
-		HintTTL: 10 * time.Second, ProbeTries: 3}
+		HintTTL: 10 * time.Second, ProbeTries: 3, StorageProbe: 10 * time.Second}
 }
 
 // Stats counts what a peer's runtime did.
@@ -215,8 +230,16 @@ type Node struct {
 	failed    atomic.Bool
 	roundDone chan struct{}
 
-	leases *leaseState
-	tagCh  chan struct{} // asks the tagger to show the lease
+	// id is the peer's identity; fs the file system of its data dir.
+	id *identity.Key
+	fs durable.FS
+	// keeper is the peer's own side of subclouds (keeper.go).
+	keeper *keeper
+	// forged counts lease and name requests refused as not signed by the
+	// owner they name; stale those made for an earlier incarnation;
+	// tagFailures the tag updates Serf refused.
+	forged, stale, tagFailures atomic.Int64
+	tagCh                      chan struct{} // asks the tagger to show the lease
 	// repairKick asks the lease loop to repair the subclouds this peer
 	// owns now (a member failed).
 	repairKick chan struct{}
@@ -227,6 +250,10 @@ type Node struct {
 	exportFailures int64
 	ownMu          sync.Mutex
 	owned          map[string]*ownedSubcloud
+	// claiming are the subclouds a RESERVE is claiming for, by name, with
+	// their tokens: an ask about one of their leases is answered "held".
+	claiming map[string]string
+	store    ownedStore
 	// released are the subclouds this peer released lately, by when:
 	// answers from tags leave them out until the tags catch up.
 	released map[string]time.Time
@@ -279,11 +306,26 @@ func New(cfg Config, net Network) (*Node, error) {
 			seed = seed<<8 | uint64(x)
 		}
 	}
-	leases, leaseNote, err := openLeases(cfg.DataDir)
+	if cfg.FS == nil {
+		cfg.FS = durable.OS()
+	}
+	if cfg.StorageProbe <= 0 {
+		cfg.StorageProbe = def.StorageProbe
+	}
+	logf := func(format string, args ...any) {
+		if cfg.Logf != nil {
+			cfg.Logf(format, args...)
+		}
+	}
+	id, idNote, err := openIdentity(&cfg, seed, net)
 	if err != nil {
 		return nil, err
 	}
-	owned, ownedNote, err := openOwned(cfg.DataDir)
+	keeper, notes, err := openKeeper(cfg.FS, cfg.DataDir, logf)
+	if err != nil {
+		return nil, err
+	}
+	owned, ownedNote, err := openOwned(cfg.FS, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -292,9 +334,10 @@ func New(cfg Config, net Network) (*Node, error) {
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
-		leases: leases, owned: owned, released: map[string]time.Time{}, tagCh: make(chan struct{}, 1),
-		repairKick: make(chan struct{}, 1), metrics: newQueryMetrics(),
+		id: id, fs: cfg.FS, keeper: keeper, owned: owned, claiming: map[string]string{}, released: map[string]time.Time{},
+		tagCh: make(chan struct{}, 1), repairKick: make(chan struct{}, 1), metrics: newQueryMetrics(),
 		done: make(chan struct{})}
+	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
 		return nil, err
@@ -309,7 +352,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		go n.every(n.cfg.MemberCheck, nil, n.checkMembers)
 	}
 	go n.tagger()
-	for _, note := range []string{leaseNote, ownedNote} {
+	for _, note := range append(notes, idNote, ownedNote) {
 		if note != "" {
 			n.logf("%s", note)
 		}
@@ -317,10 +360,59 @@ func New(cfg Config, net Network) (*Node, error) {
 	if len(owned) > 0 {
 		n.logf("resumed %d subcloud(s) this peer owns; renewing them", len(owned))
 	}
-	if _, held := n.currentLease(); held {
-		n.showLease() // a restarted peer still holds its lease
+	if _, held := n.currentLease(); held || keeper.fault() != nil {
+		n.showLease() // a restarted peer still holds its lease; a failing disk shows
 	}
 	return n, nil
+}
+
+// identitySetter is a network that learns the peer's identity from the
+// node (fakenet); a real overlay is given it when it is made, for its tags.
+type identitySetter interface {
+	SetIdentity(key identity.Public, boot uint64)
+}
+
+// identityOwner is a network made with the peer's identity (the overlay).
+type identityOwner interface {
+	Identity() *identity.Key
+}
+
+// openIdentity is the peer's identity: cfg.Identity, or the network's, or
+// the key in the data dir, or one made from seed for a peer without one.
+// It must be the one the network shows for the peer.
+func openIdentity(cfg *Config, seed uint64, net Network) (*identity.Key, string, error) {
+	id, note := cfg.Identity, ""
+	if o, ok := net.(identityOwner); ok && id == nil {
+		id = o.Identity()
+	}
+	if id == nil {
+		var err error
+		if cfg.DataDir != "" {
+			id, note, err = identity.Open(cfg.FS, cfg.DataDir, rand.Reader)
+			if errors.Is(err, identity.ErrEphemeral) {
+				note, err = fmt.Sprintf("%v: this peer's identity lasts until it stops", err), nil
+			}
+		} else {
+			// The key from the seed (repeatable tests); the incarnation
+			// new at every start, as a restarted peer's is.
+			var b [32]byte
+			binary.LittleEndian.PutUint64(b[:], seed)
+			if id, err = identity.New(mrand.NewChaCha8(b)); err == nil {
+				id, err = id.Reborn(rand.Reader)
+			}
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("node: %w", err)
+		}
+	}
+	if s, ok := net.(identitySetter); ok {
+		s.SetIdentity(id.Public(), id.Boot())
+	}
+	if m, ok := net.Member(net.Name()); ok && m.Key != id.Public() {
+		return nil, "", fmt.Errorf("node: the network shows this peer with identity %s, not %s: give the overlay the same key", m.Key.Short(), id.Public().Short())
+	}
+	cfg.Identity = id
+	return id, note, nil
 }
 
 func (n *Node) logf(format string, args ...any) {
@@ -432,7 +524,8 @@ func (n *Node) Catalog() *query.Catalog {
 }
 
 // memberNames are the live members' names: whom a top-k's coverage
-// filter must hold. It is called under n.mu.
+// filter must hold. It takes no lock of the node's (it is called under
+// n.mu, and without).
 func (n *Node) memberNames() []string {
 	ms := n.net.Members()
 	out := make([]string, len(ms))
@@ -566,7 +659,10 @@ func (n *Node) tick() {
 			}
 		}
 		if q.origin {
-			suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.refused[name] })
+			if !q.reported {
+				n.noteSkew(q, members, now)
+			}
+			suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.out(name) })
 			n.probeSuspects(suspects)
 			if q.run.Round() >= q.run.Budget() && n.awaitProbes(q, suspects, now) {
 				continue
@@ -662,9 +758,7 @@ func (n *Node) exchange(to string, req batch) bool {
 	n.stats.BytesSent += int64(len(body))
 	if err != nil {
 		n.stats.Failed++
-		if !n.closed() {
-			n.verify(to, now)
-		}
+		n.failedWith(to, err, now)
 		return false
 	}
 	n.sus.reached(to, now)
@@ -728,7 +822,7 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	for _, e := range b.Entries {
 		if e.Kind == protoLease {
 			// The lease table persists before it answers: not under n.mu.
-			replies = append(replies, entry{Kind: protoLease, Msg: n.handleLease(e.Msg)})
+			replies = append(replies, entry{Kind: protoLease, Msg: n.handleLease(from, e.Msg)})
 		} else {
 			gossip = append(gossip, e)
 		}
@@ -883,11 +977,19 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Pr
 	if plan.Subcloud != "" {
 		// A subcloud's members are the leases of its one owner; a name
 		// nobody holds is an error, not an empty answer after a gossip run.
-		owner, ok := n.subcloudOwner(plan.Subcloud)
+		owner, ok := n.subcloudOwner(ctx, plan.Subcloud)
 		if !ok {
-			return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s", plan.Subcloud)}
+			return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s: no agent owns it", plan.Subcloud)}
 		}
 		plan = plan.OwnedBy(owner)
+		if plan.FromTags && owner != n.Name() {
+			// Only the owner knows its members at once; the tags at any
+			// other agent lag behind them. Every member knows its own
+			// lease exactly: ask them (gossip) instead.
+			fresh := *plan
+			fresh.FromTags = false
+			plan = &fresh
+		}
 	}
 	switch {
 	case plan.Empty():
@@ -900,11 +1002,11 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Pr
 	case plan.Kind == query.PlanReserve:
 		return n.reserve(ctx, plan, progress)
 	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
-		return n.release(plan)
+		return n.release(ctx, plan)
 	case plan.Kind == query.PlanLocal && plan.Local.Alter != nil:
 		return n.alter(ctx, plan)
 	case plan.Kind == query.PlanLocal:
-		return n.local(plan, start)
+		return n.local(ctx, plan, start)
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
 	case n.net.Size() == 1:
@@ -1043,7 +1145,7 @@ func (n *Node) partial(q *instance, err error) (*Result, error) {
 		q.reported, q.finishedAt = true, n.round
 		n.end(q.id, len(members))
 	}
-	suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.refused[name] })
+	suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.out(name) })
 	a, rerr := q.run.Answer(q.population(members))
 	n.mu.Unlock()
 	if rerr != nil {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
@@ -28,30 +30,43 @@ import (
 // replacements after a repair that found nobody free.
 const repairBackoff = 2 * time.Second
 
-// leaseLoop frees an expired lease from the tags, and renews the
+// leaseLoop frees an expired lease from the tags, asks the owner of this
+// peer's lease about it when the owner restarted (or was not heard from
+// for long), checks that the data dir can be written, and renews the
 // subclouds this peer owns at a third of their lease.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
 	t := n.clock.NewTicker(n.cfg.LeaseTick)
 	defer t.Stop()
-	shown := false
+	shown, fault := false, n.keeper.fault() != nil
+	lastProbe := n.clock.Now()
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-t.C():
 		}
-		_, held := n.currentLease()
+		now := n.clock.Now()
+		l, held := n.currentLease()
 		if shown && !held {
 			n.showLease() // lapsed: the peer is free again
-			n.leases.mu.Lock()
-			if n.leases.closeLapsed(n.clock.Now()) {
-				n.leases.persistLedger(n.logf)
-			}
-			n.leases.mu.Unlock()
+			n.keeper.closeLapsed(now)
 		}
 		shown = held
-		now := n.clock.Now()
+		if held {
+			if l2, due := n.keeper.due(now, n.bootOf(l.Owner)); due {
+				n.wg.Add(1)
+				go n.askOwner(l2)
+			}
+		}
+		if now.Sub(lastProbe) >= n.cfg.StorageProbe {
+			lastProbe = now
+			n.keeper.probe()
+		}
+		if f := n.keeper.fault() != nil; f != fault {
+			fault = f
+			n.showLease() // the storage tag comes or goes
+		}
 		n.ownMu.Lock()
 		var due []*ownedSubcloud
 		for _, o := range n.owned {
@@ -63,8 +78,63 @@ func (n *Node) leaseLoop() {
 		for _, o := range due {
 			n.renew(o)
 		}
-		n.yieldNames()
 	}
+}
+
+// askOwner asks the owner of this peer's lease whether it still holds it,
+// and frees the peer if the owner answers, signed with the key the lease
+// was claimed with, that it does not: an owner that restarted without its
+// records, or a claim replayed or made by a RESERVE that failed, leaves
+// no lease that nobody can release.
+func (n *Node) askOwner(l subcloud.Lease) {
+	defer n.wg.Done()
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	req := subcloud.Request{Op: subcloud.OpAsk, Subcloud: l.Subcloud, Token: l.Token, Target: l.Owner,
+		Nonce: binary.BigEndian.Uint64(nonce[:])}
+	rep, err := n.callRaw(n.ctx, l.Owner, req)
+	if err != nil || !rep.OK {
+		return // asked again later
+	}
+	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: n.Name(), Nonce: req.Nonce, Held: rep.Held}
+	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
+		n.forged.Add(1)
+		n.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored", l.Owner, l.Subcloud)
+		return
+	}
+	now := n.clock.Now()
+	if rep.Held {
+		n.keeper.answered(now, n.bootOf(l.Owner))
+		return
+	}
+	err = n.keeper.drop(now, l)
+	n.logf("freed this peer from subcloud %s: its owner %s says it no longer holds it (it restarted without it, or released it)", l.Subcloud, l.Owner)
+	if err != nil {
+		n.logf("the release is in memory only: %v (after a restart this peer asks %s again)", err, l.Owner)
+	}
+	n.showLease()
+}
+
+// answerAsk is the owner's signed answer to a member asking about its
+// lease — held if this peer owns the subcloud with that token, or is
+// claiming for it — or to a keeper asking about a name (no token): held if
+// this peer owns or is reserving it.
+func (n *Node) answerAsk(from string, req subcloud.Request) subcloud.Reply {
+	n.ownMu.Lock()
+	_, claiming := n.claiming[req.Subcloud]
+	held := claiming && (req.Token == "" || n.claiming[req.Subcloud] == req.Token)
+	if o, ok := n.owned[req.Subcloud]; ok && req.Token == "" {
+		held = true
+	} else if ok && o.token == req.Token {
+		_, member := o.members[from]
+		_, dropped := o.dropped[from]
+		// A dropped member is released by the owner when seen again; one
+		// it never knew (a claim it did not keep) is free.
+		held = member || dropped || o.busy
+	}
+	n.ownMu.Unlock()
+	a := subcloud.AskAnswer{Subcloud: req.Subcloud, Token: req.Token, Member: from, Nonce: req.Nonce, Held: held}
+	return subcloud.Reply{OK: true, Held: held, Sig: subcloud.SignAsk(n.id, a), Now: n.clock.Now().UnixNano()}
 }
 
 // every runs f every d, and at once whenever kick fires (nil: never),
@@ -141,12 +211,10 @@ func (n *Node) checkMembers() {
 			lost = true
 			n.logf("subcloud %s: lost member %s (%s); %d of %d left", o.name, r.peer, why, len(o.members), o.target)
 		}
-		if lost {
-			n.persistOwned()
-		}
 		n.ownMu.Unlock()
 	}
 	if lost {
+		n.saved()
 		n.kickRepair()
 	}
 }
@@ -186,11 +254,9 @@ func (n *Node) membersGone(kind overlay.EventKind, names []string) {
 			}
 		}
 	}
-	if lost {
-		n.persistOwned()
-	}
 	n.ownMu.Unlock()
 	if lost {
+		n.saved()
 		n.kickRepair()
 	}
 }
@@ -262,8 +328,8 @@ func (n *Node) maintain() {
 				b.o.renewedAt(b.peer, n.clock.Now()) // metered to its release, as its ledger is
 			}
 			b.o.closeEpisode(b.peer)
-			n.persistOwned()
 			n.ownMu.Unlock()
+			n.saved()
 			if rep.OK {
 				n.logf("subcloud %s: released %s, a former member that came back after it was replaced", b.o.name, b.peer)
 			}
@@ -295,10 +361,11 @@ func (n *Node) takeBack(o *ownedSubcloud, peer string) {
 		return // tried again at the next tick
 	}
 	n.ownMu.Lock()
+	defer n.saved()
 	defer n.ownMu.Unlock()
 	delete(o.dropped, peer)
 	if rep.OK && n.owned[o.name] == o && len(o.members) < o.target {
-		o.add([]string{peer}, map[string]time.Time{peer: time.Unix(0, rep.Expires)}, n.clock.Now())
+		o.add([]string{peer}, map[string]time.Time{peer: rep.ExpiresAt(n.clock.Now())}, n.clock.Now())
 		if len(o.lostAt) > 0 {
 			o.lostAt = o.lostAt[1:]
 		}
@@ -310,7 +377,6 @@ func (n *Node) takeBack(o *ownedSubcloud, peer string) {
 	} else {
 		o.closeEpisode(peer) // it no longer holds the lease: its span ended at its last renewal
 	}
-	n.persistOwned()
 }
 
 // repairRun claims replacements for the members o lost, with the
@@ -326,6 +392,7 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 	got, held, err := n.claimMore(o, cfg)
 	now := n.clock.Now()
 	n.ownMu.Lock()
+	defer n.saved()
 	defer n.ownMu.Unlock()
 	o.busy = false
 	if n.owned[o.name] != o {
@@ -359,7 +426,6 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 	for _, m := range got {
 		n.logf("subcloud %s: repaired: claimed %s; %d of %d members", o.name, m, len(o.members), o.target)
 	}
-	n.persistOwned()
 }
 
 // claimMore runs a Claimer for more members of an existing subcloud (a
@@ -481,22 +547,53 @@ func (e *unreleasedError) Error() string {
 
 func (e *unreleasedError) Unwrap() error { return e.err }
 
-// callLease sends one lease request and returns the peer's reply.
+// callLease sends one request of this peer's, as owner, to peer to:
+// signed, for to's present incarnation as the membership shows it. A peer
+// that restarted since the membership said so answers with its new
+// incarnation: the request is signed anew for it, once.
 func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
+	req.Owner, req.Target, req.Boot = n.Name(), to, n.bootOf(to)
+	for try := 0; ; try++ {
+		req.Sign(n.id)
+		rep, err := n.callRaw(ctx, to, req)
+		if err != nil || rep.Refusal != subcloud.RefusedIncarnation || rep.Boot == 0 || rep.Boot == req.Boot || try > 0 {
+			return rep, err
+		}
+		req.Boot = rep.Boot
+	}
+}
+
+// callRaw sends one lease request as it is and returns the peer's reply.
+func (n *Node) callRaw(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
+	if to == n.Name() {
+		// This peer's own table or names (it may be a member of its own
+		// subcloud, and is a keeper of some names): no exchange.
+		return subcloud.DecodeReply(n.handleLease(to, req.Encode()))
+	}
+	msg, err := n.callEntry(ctx, to, req)
+	if err != nil {
+		return subcloud.Reply{}, err
+	}
+	return subcloud.DecodeReply(msg)
+}
+
+// callEntry sends one lease-kind request to peer to, within
+// ExchangeTimeout, and returns the message of its one answer.
+func (n *Node) callEntry(ctx context.Context, to string, req subcloud.Request) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ExchangeTimeout)
 	defer cancel()
 	resp, err := n.net.Exchange(ctx, to, encodeBatch(batch{Entries: []entry{{Kind: protoLease, Msg: req.Encode()}}}))
 	if err != nil {
-		return subcloud.Reply{}, err
+		return nil, err
 	}
 	b, err := decodeBatch(resp)
 	if err != nil {
-		return subcloud.Reply{}, err
+		return nil, err
 	}
 	if len(b.Entries) != 1 || b.Entries[0].Kind != protoLease {
-		return subcloud.Reply{}, fmt.Errorf("node: %s answered a lease request with %d entries", to, len(b.Entries))
+		return nil, fmt.Errorf("node: %s answered a %v request with %d entries", to, req.Op, len(b.Entries))
 	}
-	return subcloud.DecodeReply(b.Entries[0].Msg)
+	return b.Entries[0].Msg, nil
 }
 
 type leaseReply struct {
@@ -508,13 +605,18 @@ type leaseReply struct {
 // callLeases sends the same request to peers in parallel and returns the
 // replies.
 func (n *Node) callLeases(peers []string, req subcloud.Request) []leaseReply {
+	return n.callLeasesCtx(n.ctx, peers, req)
+}
+
+// callLeasesCtx is callLeases within ctx.
+func (n *Node) callLeasesCtx(ctx context.Context, peers []string, req subcloud.Request) []leaseReply {
 	out := make([]leaseReply, len(peers))
 	var wg sync.WaitGroup
 	for i, p := range peers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep, err := n.callLease(n.ctx, p, req)
+			rep, err := n.callLease(ctx, p, req)
 			out[i] = leaseReply{p, rep, err}
 		}()
 	}
@@ -541,7 +643,7 @@ func (n *Node) renew(o *ownedSubcloud) {
 		}
 		switch {
 		case r.err == nil && r.rep.OK:
-			o.members[r.peer] = time.Unix(0, r.rep.Expires)
+			o.members[r.peer] = r.rep.ExpiresAt(now)
 			o.renewedAt(r.peer, now)
 		case r.err == nil, !now.Before(exp):
 			o.drop(r.peer, exp, now)
@@ -554,11 +656,12 @@ func (n *Node) renew(o *ownedSubcloud) {
 		}
 	}
 	o.renewed = now
-	n.persistOwned()
 	n.ownMu.Unlock()
+	n.saved()
 	if lost {
 		n.kickRepair()
 	}
+	n.renewName(o)
 }
 
 // nameHolder is who holds leases under a subcloud name, as the membership
@@ -619,14 +722,18 @@ func older(a, b *nameHolder) bool {
 	return a.owner < b.owner
 }
 
-// subcloudOwner is the owner of the subcloud name as this peer knows it:
-// itself if it owns it, else the rightful holder of its leases.
-func (n *Node) subcloudOwner(name string) (string, bool) {
+// subcloudOwner is the owner of the subcloud name: this peer if it owns
+// it, else the owner its keepers name (whoOwns); only if none of them can
+// be reached, the rightful holder of the leases the members' tags show.
+func (n *Node) subcloudOwner(ctx context.Context, name string) (string, bool) {
 	n.ownMu.Lock()
 	_, mine := n.owned[name]
 	n.ownMu.Unlock()
 	if mine {
 		return n.Name(), true
+	}
+	if owner, ok, err := n.whoOwns(ctx, name); err == nil {
+		return owner, ok
 	}
 	if h := rightful(holders(n.leaseView(n.net.Members()))[name]); h != nil {
 		return h.owner, true
@@ -649,40 +756,6 @@ func (n *Node) subcloudNames() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// yieldNames gives up a subcloud whose name an older subcloud of another
-// owner holds: two RESERVEs of one name that started within the time tags
-// take to spread can both succeed; the younger one then releases its
-// members and is forgotten, and its owner's log says so.
-func (n *Node) yieldNames() {
-	if !n.owns() {
-		return
-	}
-	hs := holders(n.leaseView(n.net.Members()))
-	n.ownMu.Lock()
-	var lost []*ownedSubcloud
-	for name, o := range n.owned {
-		others := hs[name]
-		if len(others) == 0 {
-			continue
-		}
-		me := &nameHolder{owner: n.Name(), since: o.since.UnixMilli()}
-		if h := rightful(others); h != nil && older(h, me) {
-			lost = append(lost, o)
-			delete(n.owned, name)
-			n.released[name] = n.clock.Now()
-			n.logf("subcloud %s: %s has held this name since before this peer reserved it; releasing this peer's %d member(s)",
-				name, h.owner, len(o.members))
-		}
-	}
-	if len(lost) > 0 {
-		n.persistOwned()
-	}
-	n.ownMu.Unlock()
-	for _, o := range lost {
-		n.releaseLater(o.name, o.token, append(o.names(), keys(o.dropped)...), o.lease)
-	}
 }
 
 func keys(m map[string]time.Time) []string {
@@ -727,28 +800,49 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 			}
 		}
 	}
-	n.ownMu.Unlock()
-	// A name held by live leases is taken, whoever holds them.
-	if h := rightful(holders(n.leaseView(n.net.Members()))[spec.Name]); h != nil {
-		return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("subcloud %s is held by %s", spec.Name, h.owner)}
+	if _, running := n.claiming[spec.Name]; running {
+		n.ownMu.Unlock()
+		return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("a RESERVE of %s is already running at this agent", spec.Name)}
 	}
 	var tok [16]byte
 	rand.Read(tok[:])
+	token := hex.EncodeToString(tok[:])
+	n.claiming[spec.Name] = token
+	n.ownMu.Unlock()
+	defer func() {
+		n.ownMu.Lock()
+		delete(n.claiming, spec.Name)
+		n.ownMu.Unlock()
+	}()
+	// A peer whose data dir cannot be written cannot promise to remember
+	// a subcloud: it owns none until it can.
+	if f := n.keeper.fault(); f != nil {
+		return nil, storageError(fmt.Sprintf("RESERVE %s", spec.Name), n.Name(), f.reason, f.err, "nothing is reserved")
+	}
 	lease := time.Duration(spec.LeaseSeconds * float64(time.Second))
 	raw, err := plan.Encode()
 	if err != nil {
 		return nil, err
 	}
-	o := &ownedSubcloud{name: spec.Name, token: hex.EncodeToString(tok[:]), key: spec.Key, lease: lease,
-		members: map[string]time.Time{}, dropped: map[string]time.Time{}, plan: raw, repair: !spec.NoRepair, since: start}
+	// The name first: two RESERVEs of one name, anywhere, cannot both
+	// get a majority of its keepers.
+	vote, err := n.holdName(ctx, spec.Name, lease)
+	if err != nil {
+		return nil, noted(err, "nothing is reserved")
+	}
+	o := &ownedSubcloud{name: spec.Name, token: token, key: spec.Key, lease: lease,
+		members: map[string]time.Time{}, dropped: map[string]time.Time{}, plan: raw, repair: !spec.NoRepair, since: start,
+		keepers: vote.granted}
 	cfg := subcloud.ClaimerConfig{Subcloud: spec.Name, Owner: n.Name(), Token: o.token, Key: spec.Key,
 		N: spec.N, AtLeast: spec.AtLeast, Lease: lease, Since: start}
 	c, err := subcloud.NewClaimer(cfg)
 	if err != nil {
+		n.releaseName(spec.Name, vote.granted)
 		return nil, err
 	}
 	members, held, cands, spares, err := n.claimRun(ctx, plan, c, cfg, nil, true, progress)
 	if err != nil {
+		n.releaseName(spec.Name, vote.granted)
 		var left *unreleasedError
 		if !errors.As(err, &left) {
 			err = fmt.Errorf("%w; nothing stays reserved", err)
@@ -764,11 +858,44 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	n.ownMu.Lock()
 	n.owned[spec.Name] = o
 	delete(n.released, spec.Name)
-	n.persistOwned()
 	n.ownMu.Unlock()
+	// Yes only once the owner's record is on disk: a restart must not
+	// forget a subcloud that was promised.
+	if err := n.saveOwned(); err != nil {
+		n.ownMu.Lock()
+		delete(n.owned, spec.Name)
+		n.ownMu.Unlock()
+		n.releaseName(spec.Name, vote.granted)
+		what := fmt.Sprintf("released its %d member(s); nothing stays reserved", len(members))
+		if left := n.releaseNow(spec.Name, token, members, lease); len(left) > 0 {
+			what = fmt.Sprintf("released %d of its %d member(s); %s did not answer: each is released when it answers or asks, or its lease lapses within %v",
+				len(members)-len(left), len(members), strings.Join(left, ", "), lease)
+		}
+		return nil, storageError(fmt.Sprintf("RESERVE %s", spec.Name), n.Name(), durable.Reason(err), err, what)
+	}
 	res := n.ownedResult(plan, o, start)
 	res.Rounds, res.Peers = cands.Rounds, cands.Peers
 	return res, nil
+}
+
+// storageError is a statement that failed because a data dir could not be
+// written: "RESERVE big: cannot record it at a5 (disk full); nothing is
+// reserved".
+func storageError(what, at, reason string, cause error, outcome string) error {
+	if reason == "" {
+		reason = "write failed"
+	}
+	return &api.Error{Code: api.CodeStorage, Cause: cause,
+		Message: fmt.Sprintf("%s: %s at %s, whose data dir cannot be written (%v); %s", what, reason, at, cause, outcome)}
+}
+
+// noted adds what became of the statement to err, keeping its code.
+func noted(err error, outcome string) error {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return &api.Error{Code: e.Code, Message: e.Message + "; " + outcome, LineNo: e.LineNo, ColumnNo: e.ColumnNo, Cause: err}
+	}
+	return fmt.Errorf("%w; %s", err, outcome)
 }
 
 // claimRun drives a Claimer to its end: a search with plan whenever it
@@ -924,48 +1051,80 @@ func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) 
 }
 
 // notOwned is the error for RELEASE or ALTER of a subcloud this peer does
-// not own: who owns it, if anyone does.
-func (n *Node) notOwned(verb, name string) error {
-	if owner, ok := n.subcloudOwner(name); ok {
+// not own: who owns it (its keepers say), if anyone does.
+func (n *Node) notOwned(ctx context.Context, verb, name string) error {
+	if owner, ok := n.subcloudOwner(ctx, name); ok {
 		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("subcloud %s is owned by %s — %s it there", name, owner, verb)}
 	}
-	return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s", name)}
+	return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s: no agent owns it", name)}
 }
 
-// release runs RELEASE: the owner frees its members at once.
-func (n *Node) release(plan *query.Plan) (*Result, error) {
+// release runs RELEASE: the owner forgets the subcloud on disk first (a
+// failure changes nothing), then frees every member, waits for their
+// answers, and gives the name up. It answers success only when every
+// member it reached let the lease go; members that did not answer are
+// named (api.CodeIncomplete): each is released when it answers, or when
+// it asks this owner about its lease, or its lease lapses.
+func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
 	start := n.clock.Now()
 	name := plan.Local.Release
 	n.ownMu.Lock()
 	o, ok := n.owned[name]
-	delete(n.owned, name)
-	var members, dropped []string
 	if ok {
-		members, dropped = o.names(), keys(o.dropped)
+		delete(n.owned, name)
 		// Until the members' tags say so, answers from tags must not
 		// show what this peer has just released (read your writes).
 		n.released[name] = start
-		n.persistOwned()
 	}
 	n.ownMu.Unlock()
 	if !ok {
-		return nil, n.notOwned("release", name)
+		return nil, n.notOwned(ctx, "release", name)
 	}
+	if err := n.saveOwned(); err != nil {
+		n.ownMu.Lock()
+		n.owned[name] = o
+		delete(n.released, name)
+		n.ownMu.Unlock()
+		return nil, storageError(fmt.Sprintf("RELEASE %s", name), n.Name(), durable.Reason(err), err,
+			"nothing changed: the subcloud is still held, and renewed")
+	}
+	n.ownMu.Lock()
+	members, dropped, token, lease := o.names(), keys(o.dropped), o.token, o.lease
+	keepers := mergeNames(o.keepers, nil)
+	n.ownMu.Unlock()
 	freed := 0
-	var silent []string
-	for _, r := range n.callLeases(members, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: o.token}) {
-		if r.err == nil && r.rep.OK {
-			freed++
-		} else if r.err != nil {
+	var silent, volatile []string
+	for _, r := range n.callLeases(members, subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: token}) {
+		switch {
+		case r.err != nil:
 			silent = append(silent, r.peer) // tried again until its lease would lapse
+		case r.rep.OK:
+			freed++
+			if r.rep.Volatile {
+				volatile = append(volatile, r.peer)
+			}
+		default:
+			freed++ // it no longer held the lease (lapsed, or released): let go all the same
 		}
 	}
-	n.releaseLater(name, o.token, silent, o.lease)
-	n.releaseLater(name, o.token, dropped, o.lease)
-	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount}},
-		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed))}}}
-	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
-		Elapsed: n.clock.Now().Sub(start)}, nil
+	n.releaseLater(name, token, silent, lease)
+	n.releaseLater(name, token, dropped, lease)
+	n.releaseName(name, mergeNames(keepers, n.keepersOf(name)))
+	if len(volatile) > 0 {
+		n.logf("subcloud %s: %s let go, but could not record it (its data dir cannot be written): after a restart it asks this owner again",
+			name, strings.Join(volatile, ", "))
+	}
+	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount},
+		{Name: "unreachable", Kind: query.KindCount}},
+		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed)), query.Num(query.KindCount, float64(len(silent)))}}}
+	out := &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
+		Elapsed: n.clock.Now().Sub(start)}
+	if len(silent) > 0 {
+		return out, &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf(
+			"RELEASE %s: %d of its %d member(s) let go; %d did not answer (%s): each is released when it answers or asks this owner, or its lease lapses within %v",
+			name, freed, len(members), len(silent), strings.Join(silent, ", "), lease)}
+	}
+	return out, nil
 }
 
 // alter runs ALTER SUBCLOUD: RESIZE TO n grows by claiming the next
@@ -973,7 +1132,8 @@ func (n *Node) release(plan *query.Plan) (*Result, error) {
 // members; EXTEND FOR d renews every member for d from now (all or
 // nothing: if one cannot be renewed, the others are renewed back to the
 // old lease length). Only the owner may; one change at a time, and not
-// while a repair claims.
+// while a repair claims. Each answers success only once the owner's record
+// is on disk.
 func (n *Node) alter(ctx context.Context, plan *query.Plan) (*Result, error) {
 	start := n.clock.Now()
 	a := plan.Local.Alter
@@ -988,40 +1148,83 @@ func (n *Node) alter(ctx context.Context, plan *query.Plan) (*Result, error) {
 	}
 	n.ownMu.Unlock()
 	if !ok {
-		return nil, n.notOwned("alter", a.Name)
+		return nil, n.notOwned(ctx, "alter", a.Name)
 	}
-	defer func() {
-		n.ownMu.Lock()
-		o.busy = false
-		n.ownMu.Unlock()
-	}()
 	var err error
 	if a.Resize > 0 {
 		err = n.resize(ctx, o, a.Resize)
 	} else {
 		err = n.extend(o, time.Duration(a.ExtendSeconds*float64(time.Second)))
 	}
+	n.ownMu.Lock()
+	o.busy = false
+	n.ownMu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if a.Resize > 0 {
+		if err := n.awaitSize(ctx, o, a.Resize); err != nil {
+			return n.ownedResult(plan, o, start), err
+		}
 	}
 	return n.ownedResult(plan, o, start), nil
 }
 
+// resizeWait is how long a RESIZE that reached its size, then lost members
+// while it answered, waits for their repair before it says so.
+const resizeWait = 10 * time.Second
+
+// awaitSize waits until o has size members again (members lost while it
+// grew are repaired once it is no longer busy), or says what it reached.
+func (n *Node) awaitSize(ctx context.Context, o *ownedSubcloud, size int) error {
+	deadline := n.clock.Now().Add(resizeWait)
+	for {
+		n.ownMu.Lock()
+		have, gone := len(o.members), n.owned[o.name] != o
+		n.ownMu.Unlock()
+		switch {
+		case gone:
+			return &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf("RESIZE %s TO %d: the subcloud was released meanwhile", o.name, size)}
+		case have >= size:
+			return nil
+		case !n.clock.Now().Before(deadline):
+			return &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf(
+				"RESIZE %s TO %d reached %d members, then lost %d while it answered: %d of %d now, being repaired (SHOW SUBCLOUDS)",
+				o.name, size, size, size-have, have, size)}
+		}
+		n.kickRepair()
+		select {
+		case <-n.clock.After(n.cfg.LeaseTick):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 	n.ownMu.Lock()
-	have := len(o.members)
-	switch {
-	case size <= have:
-		// Shrink: the lowest-ranked go.
+	have, target := len(o.members), o.target
+	if size <= have {
+		// Shrink: the lowest-ranked go, once the smaller size is on disk.
 		ranked := o.ranked()
-		gone := ranked[size:]
-		for _, m := range gone {
+		gone := map[string]time.Time{}
+		for _, m := range ranked[size:] {
+			gone[m] = o.members[m]
 			delete(o.members, m)
 		}
+		order := o.order
 		o.order, o.target = ranked[:size], size
-		n.persistOwned()
 		n.ownMu.Unlock()
-		for _, r := range n.callLeases(gone, subcloud.Request{Op: subcloud.OpRelease, Subcloud: o.name, Token: o.token}) {
+		if err := n.saveOwned(); err != nil {
+			n.ownMu.Lock()
+			for m, exp := range gone {
+				o.members[m] = exp
+			}
+			o.order, o.target = order, target
+			n.ownMu.Unlock()
+			return storageError(fmt.Sprintf("RESIZE %s TO %d", o.name, size), n.Name(), durable.Reason(err), err, "nothing changed")
+		}
+		for _, r := range n.callLeases(keys(gone), subcloud.Request{Op: subcloud.OpRelease, Subcloud: o.name, Token: o.token}) {
 			n.ownMu.Lock()
 			if r.err != nil {
 				o.drop(r.peer, n.clock.Now().Add(o.lease), n.clock.Now()) // released when it is seen again
@@ -1030,9 +1233,9 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 				o.renewedAt(r.peer, n.clock.Now()) // metered to its release, as its ledger is
 				o.closeEpisode(r.peer)
 			}
-			n.persistOwned()
 			n.ownMu.Unlock()
 		}
+		n.saved()
 		n.logf("subcloud %s: resized from %d to %d members", o.name, have, size)
 		return nil
 	}
@@ -1048,15 +1251,31 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 		return fmt.Errorf("RESIZE %s TO %d: %w; nothing changed", o.name, size, err)
 	}
 	n.ownMu.Lock()
-	defer n.ownMu.Unlock()
 	if n.owned[o.name] != o {
+		n.ownMu.Unlock()
 		n.releaseLater(o.name, o.token, got, o.lease)
 		return fmt.Errorf("subcloud %s was released while it grew", o.name)
 	}
 	o.add(got, held, n.clock.Now())
-	o.target = len(o.members)
-	n.persistOwned()
-	n.logf("subcloud %s: resized from %d to %d members", o.name, have, len(o.members))
+	o.target = size
+	n.ownMu.Unlock()
+	if err := n.saveOwned(); err != nil {
+		n.ownMu.Lock()
+		for _, m := range got {
+			delete(o.members, m)
+			delete(o.episodes, m)
+		}
+		o.target = target
+		n.ownMu.Unlock()
+		left := n.releaseNow(o.name, o.token, got, o.lease)
+		what := fmt.Sprintf("released the %d peer(s) it claimed; nothing changed", len(got))
+		if len(left) > 0 {
+			what = fmt.Sprintf("released %d of the %d peers it claimed (%s did not answer); it keeps %d members", len(got)-len(left), len(got),
+				strings.Join(left, ", "), have)
+		}
+		return storageError(fmt.Sprintf("RESIZE %s TO %d", o.name, size), n.Name(), durable.Reason(err), err, what)
+	}
+	n.logf("subcloud %s: resized from %d to %d members", o.name, have, size)
 	return nil
 }
 
@@ -1074,24 +1293,41 @@ func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
 			failed = append(failed, r.peer)
 		}
 	}
-	if len(failed) > 0 {
+	rollBack := func() {
 		// Back to the old length: what the others hold is then what they
 		// would have held with a renewal now.
 		n.callLeases(renewed, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: old})
+	}
+	if len(failed) > 0 {
+		rollBack()
 		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf(
 			"EXTEND %s: %d member(s) could not be renewed (%s); nothing changed, the leases stay at %s",
 			o.name, len(failed), failed[0], query.FormatDuration(old.Seconds()))}
 	}
 	n.ownMu.Lock()
 	now := n.clock.Now()
+	before := map[string]time.Time{}
 	for _, r := range replies {
-		if _, ok := o.members[r.peer]; ok {
-			o.members[r.peer] = time.Unix(0, r.rep.Expires)
+		if exp, ok := o.members[r.peer]; ok {
+			before[r.peer] = exp
+			o.members[r.peer] = r.rep.ExpiresAt(now)
 			o.renewedAt(r.peer, now)
 		}
 	}
 	o.lease, o.renewed = d, now
-	n.persistOwned()
 	n.ownMu.Unlock()
+	if err := n.saveOwned(); err != nil {
+		n.ownMu.Lock()
+		for m, exp := range before {
+			if _, ok := o.members[m]; ok {
+				o.members[m] = exp
+			}
+		}
+		o.lease = old
+		n.ownMu.Unlock()
+		rollBack()
+		return storageError(fmt.Sprintf("EXTEND %s", o.name), n.Name(), durable.Reason(err), err,
+			"nothing changed: the leases stay at "+query.FormatDuration(old.Seconds()))
+	}
 	return nil
 }

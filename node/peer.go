@@ -2,8 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+
+	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/internal/durable"
 
 	"github.com/peerq/peerq/overlay"
 )
@@ -61,6 +66,39 @@ func StartPeer(cfg PeerConfig) (*Peer, error) {
 		ocfg.Memberlist = overlay.TunedConfig(max(cfg.ClusterSize, 8))
 	}
 	ocfg.ExchangePool = cfg.ExchangePool
+	// The identity first: the overlay shows it in the peer's tags and
+	// seals every exchange with it.
+	if cfg.Runtime.Identity == nil {
+		fsys := cfg.Runtime.FS
+		if fsys == nil {
+			fsys = durable.OS()
+		}
+		var id *identity.Key
+		var note string
+		var err error
+		if cfg.Runtime.DataDir == "" {
+			// A peer without a data dir (tests): an identity for this
+			// process only.
+			id, err = identity.New(rand.Reader)
+		} else {
+			id, note, err = identity.Open(fsys, cfg.Runtime.DataDir, rand.Reader)
+		}
+		switch {
+		case errors.Is(err, identity.ErrEphemeral) && cfg.Runtime.Logf != nil:
+			cfg.Runtime.Logf("%v: this peer's identity lasts until it stops", err)
+		case errors.Is(err, identity.ErrEphemeral):
+		case err != nil:
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		if note != "" && cfg.Runtime.Logf != nil {
+			cfg.Runtime.Logf("%s", note)
+		}
+		cfg.Runtime.Identity = id
+	}
+	ocfg.Identity, ocfg.Logf = cfg.Runtime.Identity, cfg.Runtime.Logf
+	if c := cfg.Runtime.Clock; c != nil {
+		ocfg.Clock = c.Now // the exchanges' times are the runtime's
+	}
 	ov, err := overlay.New(ocfg)
 	if err != nil {
 		return nil, err

@@ -2,11 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/subcloud"
 )
 
 // Integration over real Serf. These tests run in real time; they wait for
@@ -78,37 +81,9 @@ func TestEmbedded(t *testing.T) {
 // exchanges, each on its own ports), with an encryption key, answer a top-k
 // and a COUNT.
 func TestRealSockets(t *testing.T) {
-	key := []byte("0123456789abcdef0123456789abcdef")
-	var peers []*Peer
-	for i := 0; i < 5; i++ {
-		rec := query.Synthetic(3, i)
-		r := rec
-		cfg := DefaultConfig(func() query.Record { return r })
-		cfg.Round, cfg.Seed, cfg.Tags = 50*time.Millisecond, uint64(i+1), map[string]string{"region": rec["region"].Str}
-		p, err := StartPeer(PeerConfig{Name: fmt.Sprintf("real-%d", i), Bind: "127.0.0.1:0", Exchange: "127.0.0.1:0",
-			Key: key, Local: true, Runtime: cfg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		peers = append(peers, p)
-		if i > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := p.Join(ctx, []string{peers[0].Addr()}); err != nil {
-				t.Fatal(err)
-			}
-			cancel()
-		}
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for _, p := range peers {
-		for p.Network().Size() != 5 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s sees %d peers", p.Name(), p.Network().Size())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	peers := startSocketPeers(t, 5, "real", 3, func(i int, rec query.Record, cfg *Config) {
+		cfg.Tags = map[string]string{"region": rec["region"].Str}
+	})
 	var recs []query.Record
 	for _, p := range peers {
 		recs = append(recs, p.record())
@@ -176,4 +151,108 @@ func TestEmbeddedRestartKeepsItsLease(t *testing.T) {
 	}
 	size, _, _ := ownedSize(owner, "kept")
 	t.Fatalf("after the restart: the owner counts %d members; %d peers are alive", size, len(owner.net.Members()))
+}
+
+// startSocketPeers starts n peers named prefix-i on real sockets on
+// 127.0.0.1, with a cluster key and synthetic records of seed, tuned by
+// tune, and waits until each sees all (up to 90 s).
+func startSocketPeers(t *testing.T, n int, prefix string, seed uint64, tune func(i int, rec query.Record, cfg *Config)) []*Peer {
+	t.Helper()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	var peers []*Peer
+	for i := 0; i < n; i++ {
+		rec := query.Synthetic(seed, i)
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.Round, cfg.Seed = 50*time.Millisecond, uint64(i+1)
+		tune(i, rec, &cfg)
+		p, err := StartPeer(PeerConfig{Name: fmt.Sprintf("%s-%d", prefix, i), Bind: "127.0.0.1:0", Exchange: "127.0.0.1:0",
+			Key: key, Local: true, Runtime: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		peers = append(peers, p)
+		if i > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := p.Join(ctx, []string{peers[0].Addr()}); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+		}
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for _, p := range peers {
+		for p.Network().Size() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s sees %d peers", p.Name(), p.Network().Size())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return peers
+}
+
+// offsetClock is the system clock set off by d.
+type offsetClock struct{ d time.Duration }
+
+func (c offsetClock) Now() time.Time                         { return time.Now().Add(c.d) }
+func (c offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (c offsetClock) NewTicker(d time.Duration) Ticker       { return sysTicker{time.NewTicker(d)} }
+
+// Eight peers on real sockets with a cluster key, one of whose clocks is
+// a minute ahead and one of which lies: the skewed peer's exchanges are
+// refused with the time on them (not silence), the others' answers leave
+// it out and name it, exact over the rest, and its own are partial with
+// the reason; the liar, holding the cluster key, cannot release another
+// owner's member, nor speak in its name.
+func TestTrustOverSockets(t *testing.T) {
+	const n, skewed, liarAt = 8, 6, 7
+	peers := startSocketPeers(t, n, "trust", 5, func(i int, _ query.Record, cfg *Config) {
+		cfg.DataDir = t.TempDir()
+		if i == skewed {
+			cfg.Clock = offsetClock{time.Minute}
+		}
+	})
+	// Skew: answers at a peer with the right time leave the skewed one out.
+	asker := peers[0].Node
+	src := "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0"
+	var res *Result
+	for try := 0; try < 20; try++ {
+		res = ask(t, asker, compile(t, asker, src))
+		if res.Status != StatusPartial && len(res.Excluded) == 1 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond) // the first exchanges find the skew
+	}
+	if res.Status == StatusPartial || len(res.Excluded) != 1 || res.Excluded[0] != peers[skewed].Name() || res.Rows[0][0].Num != n-1 {
+		t.Errorf("at a peer with the right time: %s %q, excluded %v, rows %v", res.Status, res.Reason, res.Excluded, res.Rows)
+	}
+	own, _ := peers[skewed].Query(context.Background(), compile(t, peers[skewed].Node, src), nil)
+	if own == nil || own.Status != StatusPartial || !strings.Contains(own.Reason, "clock skew at trust-6 (+60 s)") {
+		t.Errorf("at the skewed peer: %+v", own)
+	}
+	if _, _, _, skews, _ := peers[0].ov.ExchangeStats(); skews == 0 {
+		t.Error("no exchange was counted as refused for clock skew")
+	}
+
+	// The liar: an owner reserves; the liar sends a release of one of its
+	// members, signed with the liar's own key, in the owner's name.
+	owner, liar := peers[1].Node, peers[liarAt].Node
+	got := ask(t, owner, compile(t, owner, "RESERVE 3 FROM peers WHERE node != 'trust-6' AND node != 'trust-7' AS job FOR 10m"))
+	var victim *Node
+	for _, p := range peers {
+		if p.Name() == got.Nodes[0] {
+			victim = p.Node
+		}
+	}
+	l, _ := victim.currentLease()
+	forged := subcloud.Request{Op: subcloud.OpRelease, Subcloud: "job", Owner: owner.Name(), Token: l.Token,
+		Target: victim.Name(), Boot: victim.id.Boot()}
+	forged.Sign(liar.id)
+	if rep := sendLease(t, liar, victim.Name(), forged); !errors.Is(rep.Err(), subcloud.ErrForged) {
+		t.Errorf("a release in the owner's name over sockets: %v", rep.Err())
+	}
+	if cur, ok := victim.currentLease(); !ok || cur.Owner != owner.Name() {
+		t.Errorf("the victim's lease after the forged release: %+v %v", cur, ok)
+	}
 }

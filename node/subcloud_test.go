@@ -15,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
@@ -286,6 +287,7 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nw := fakenet.New(fakenet.DefaultConfig())
 		h := nw.Add("keeper", nil)
+		owner := testOwner(nw, "someone")
 		newPeer := func() *Node {
 			cfg := DefaultConfig(func() query.Record { return query.Record{} })
 			cfg.DataDir = dir
@@ -298,7 +300,7 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 		n := newPeer()
 		token := strings.Repeat("t", 32)
 		call := func(op subcloud.Op, tok string) subcloud.Reply {
-			r, err := subcloud.DecodeReply(n.handleLease(subcloud.Request{Op: op, Subcloud: "kept", Owner: "someone", Token: tok, For: time.Minute}.Encode()))
+			r, err := subcloud.DecodeReply(n.handleLease(owner.name, owner.req(n, subcloud.Request{Op: op, Subcloud: "kept", Token: tok, For: time.Minute})))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -326,7 +328,7 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 			t.Errorf("release: %+v", r)
 		}
 		// A peer whose table cannot be written refuses, and keeps nothing.
-		n.leases.path = dir + "/no/such/dir/lease.json"
+		n.keeper.dir = dir + "/no/such/dir"
 		if r := call(subcloud.OpClaim, token); r.OK || !errors.Is(r.Err(), subcloud.ErrStorage) {
 			t.Errorf("claim with a broken disk: %+v", r)
 		}
@@ -461,54 +463,70 @@ func TestSubcloudTakesBackAReturningMember(t *testing.T) {
 	})
 }
 
-// Two owners reserve one name at once, faster than tags spread: both
-// succeed at first; then the younger (here: by name, they started
-// together) gives the name up and releases its members, and every answer
-// counts the rightful owner's members only. A later RESERVE of the name
-// is refused.
+// Two owners reserve one name at once, faster than tags spread, twenty
+// times: each time exactly one says yes; the other is told who took the
+// name and holds nothing, at once (the name's keepers decide before any
+// peer is claimed); every answer counts the winner's members. A later
+// RESERVE of the name is refused the same way.
 func TestSubcloudNameIsUnique(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.TagDelay = 3 * time.Second
 		c := startFake(t, 30, fcfg, 1, nil)
-		a, b := c.nodes[1], c.nodes[2]
-		var wg sync.WaitGroup
-		for _, n := range []*Node{a, b} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ask(t, n, compile(t, n, "RESERVE 3 AS dup FOR 1m"))
-			}()
-		}
-		wg.Wait()
-		if h := c.leaseHolders()["dup"]; len(h) != 2 {
-			t.Logf("only %d owner(s) got the name at first: %v", len(h), h)
-		}
-		if !until(10*time.Second, func() bool {
-			h := c.leaseHolders()["dup"]
-			return len(h) == 1 && len(h[a.Name()]) == 3
-		}) {
-			t.Fatalf("holders of dup: %v; want only %s's 3", c.leaseHolders()["dup"], a.Name())
-		}
-		if size, _, _ := ownedSize(b, "dup"); size != -1 {
-			t.Errorf("%s still owns dup (%d members)", b.Name(), size)
-		}
-		for _, n := range []*Node{a, b, c.nodes[9]} {
-			var show *Result
-			until(5*time.Second, func() bool {
-				show = ask(t, n, compile(t, n, "SHOW SUBCLOUDS"))
-				return len(show.Rows) == 1 && show.Rows[0][1].Str == a.Name() && show.Rows[0][3].Num == 3
-			})
-			if len(show.Rows) != 1 || show.Rows[0][1].Str != a.Name() || show.Rows[0][3].Num != 3 {
-				t.Errorf("SHOW SUBCLOUDS at %s: %v", n.Name(), show.Rows)
+		for trial := 0; trial < 20; trial++ {
+			a, b := c.nodes[1+trial%7], c.nodes[10+trial%11]
+			name := fmt.Sprint("dup", trial)
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for k, n := range []*Node{a, b} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[k] = n.Query(context.Background(), compile(t, n, "RESERVE 3 AS "+name+" FOR 1m"), nil)
+				}()
 			}
-			if got := ask(t, n, compile(t, n, "SELECT COUNT(*) FROM SUBCLOUD dup")); got.Rows[0][0].Num != 3 {
-				t.Errorf("COUNT FROM SUBCLOUD dup at %s: %v", n.Name(), got.Rows)
+			wg.Wait()
+			if (errs[0] == nil) == (errs[1] == nil) {
+				t.Fatalf("trial %d: %v and %v: want exactly one yes", trial, errs[0], errs[1])
+			}
+			winner, loser, lerr := a, b, errs[1]
+			if errs[0] != nil {
+				winner, loser, lerr = b, a, errs[0]
+			}
+			if !errors.Is(lerr, api.ErrStatement) || !strings.HasPrefix(lerr.Error(), "name "+name+" taken by "+winner.Name()) ||
+				!strings.HasSuffix(lerr.Error(), "nothing is reserved") {
+				t.Errorf("trial %d: the loser was told %q", trial, lerr)
+			}
+			if h := c.leaseHolders()[name]; len(h) != 1 || len(h[winner.Name()]) != 3 {
+				t.Errorf("trial %d: holders of %s: %v; want only %s's 3", trial, name, h, winner.Name())
+			}
+			if size, _, _ := ownedSize(loser, name); size != -1 {
+				t.Errorf("trial %d: %s owns %s (%d members)", trial, loser.Name(), name, size)
+			}
+			if trial > 0 {
+				ask(t, winner, compile(t, winner, "RELEASE "+name)) // the peers for the next trial
 			}
 		}
-		_, err := c.nodes[5].Query(context.Background(), compile(t, c.nodes[5], "RESERVE 2 AS dup FOR 1m"), nil)
-		if err == nil || err.Error() != "subcloud dup is held by "+a.Name() {
-			t.Errorf("a third RESERVE of dup: %v", err)
+		owner, _ := c.nodes[0].subcloudOwner(context.Background(), "dup0")
+		for _, n := range []*Node{c.nodes[1], c.nodes[10], c.nodes[9]} {
+			elapse(4 * time.Second) // the tags
+			show := ask(t, n, compile(t, n, "SHOW SUBCLOUDS"))
+			found := false
+			for _, row := range show.Rows {
+				if row[0].Str == "dup0" {
+					found = row[1].Str == owner && row[3].Num == 3
+				}
+			}
+			if !found {
+				t.Errorf("SHOW SUBCLOUDS at %s: %v; want dup0 of %s with 3", n.Name(), show.Rows, owner)
+			}
+			if got := ask(t, n, compile(t, n, "SELECT COUNT(*) FROM SUBCLOUD dup0")); got.Rows[0][0].Num != 3 {
+				t.Errorf("COUNT FROM SUBCLOUD dup0 at %s: %v", n.Name(), got.Rows)
+			}
+		}
+		_, err := c.nodes[5].Query(context.Background(), compile(t, c.nodes[5], "RESERVE 2 AS dup0 FOR 1m"), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "name dup0 taken by "+owner) {
+			t.Errorf("a third RESERVE of dup0: %v", err)
 		}
 		c.close()
 	})
@@ -552,9 +570,8 @@ func TestAlterSubcloud(t *testing.T) {
 		for src, want := range map[string]string{
 			"ALTER SUBCLOUD a EXTEND FOR 1h": "subcloud a is owned by " + owner.Name() + " — alter it there",
 			"RELEASE a":                      "subcloud a is owned by " + owner.Name() + " — release it there",
-			"ALTER SUBCLOUD b RESIZE TO 3":   "unknown subcloud b",
+			"ALTER SUBCLOUD b RESIZE TO 3":   "unknown subcloud b: no agent owns it",
 		} {
-			until(5*time.Second, func() bool { _, ok := other.subcloudOwner("a"); return ok }) // the tags spread
 			if _, err := other.Query(context.Background(), compile(t, other, src), nil); err == nil || err.Error() != want {
 				t.Errorf("%s at another agent: %v, want %q", src, err, want)
 			}

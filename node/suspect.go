@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"time"
+
+	"github.com/peerq/peerq/overlay"
 )
 
 // Suspicion: an answer is about the members alive when it is returned, and
@@ -31,11 +34,22 @@ type suspicions struct {
 	verifying map[string]bool
 	// confirmed are members this peer probed and could not reach.
 	confirmed map[string]time.Time
+	// skewed are members that refused an exchange with this peer for the
+	// time on it (overlay.SkewError): their clock minus this one's, and
+	// when. They are not unreachable: they are left out of the answers
+	// this peer asks, and named (or, if most members are, this peer's own
+	// clock is the one that is off).
+	skewed map[string]skewNote
+}
+
+type skewNote struct {
+	off time.Duration
+	at  time.Time
 }
 
 func newSuspicions() suspicions {
 	return suspicions{failed: map[string]time.Time{}, lastOK: map[string]time.Time{}, probing: map[string]bool{},
-		verifying: map[string]bool{}, confirmed: map[string]time.Time{}}
+		verifying: map[string]bool{}, confirmed: map[string]time.Time{}, skewed: map[string]skewNote{}}
 }
 
 // reached records an exchange with peer: it answered, or it called.
@@ -44,6 +58,35 @@ func (s *suspicions) reached(peer string, now time.Time) {
 	s.lastOK[peer] = now
 	delete(s.failed, peer)
 	delete(s.confirmed, peer)
+	delete(s.skewed, peer)
+}
+
+// failedWith records why an exchange with peer failed: a peer that
+// refused it for clock skew is reachable, and is noted as skewed; any
+// other failure is verified (a second ping) before it becomes a
+// suspicion. Called with n.mu held.
+func (n *Node) failedWith(peer string, err error, now time.Time) {
+	var skew *overlay.SkewError
+	if errors.As(err, &skew) {
+		n.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
+		delete(n.sus.failed, peer)
+		return
+	}
+	if !n.closed() {
+		n.verify(peer, now)
+	}
+}
+
+// skewedMembers are the members whose last exchange with this peer failed
+// for clock skew, within ttl. Called with n.mu held.
+func (s *suspicions) skewedMembers(now time.Time, ttl time.Duration, member func(string) bool) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, k := range s.skewed {
+		if now.Sub(k.at) < ttl && member(name) {
+			out[name] = k.off
+		}
+	}
+	return out
 }
 
 // missed records a failed exchange with peer, seen at t. Called with n.mu
@@ -86,6 +129,11 @@ func (s *suspicions) expire(now time.Time, ttl time.Duration, member func(string
 			delete(s.confirmed, name)
 		}
 	}
+	for name, k := range s.skewed {
+		if now.Sub(k.at) >= ttl || !member(name) {
+			delete(s.skewed, name)
+		}
+	}
 	for name, t := range s.lastOK {
 		if now.Sub(t) >= 10*ttl {
 			delete(s.lastOK, name)
@@ -116,13 +164,17 @@ func (n *Node) verify(peer string, t time.Time) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ok := n.pingWithin(peer, n.verifyTimeout())
+		err := n.pingWithin(peer, n.verifyTimeout())
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		delete(n.sus.verifying, peer)
-		if ok {
+		var skew *overlay.SkewError
+		switch {
+		case err == nil:
 			n.sus.reached(peer, n.clock.Now())
-		} else if !n.closed() {
+		case errors.As(err, &skew):
+			n.sus.skewed[peer] = skewNote{off: skew.Offset, at: n.clock.Now()}
+		case !n.closed():
 			n.sus.missed(peer, t)
 		}
 	}()
@@ -133,17 +185,17 @@ func (n *Node) verify(peer string, t time.Time) {
 // hint goes out is one in which an asker may trust a dead peer's mass.
 func (n *Node) verifyTimeout() time.Duration { return n.cfg.ExchangeTimeout / 4 }
 
-// ping sends an empty exchange to peer: true if it answered.
-func (n *Node) ping(peer string) bool { return n.pingWithin(peer, n.cfg.ExchangeTimeout) }
+// ping sends an empty exchange to peer: nil if it answered.
+func (n *Node) ping(peer string) error { return n.pingWithin(peer, n.cfg.ExchangeTimeout) }
 
-func (n *Node) pingWithin(peer string, d time.Duration) bool {
+func (n *Node) pingWithin(peer string, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(n.ctx, d)
 	defer cancel()
 	resp, err := n.net.Exchange(ctx, peer, encodeBatch(batch{}))
 	if err == nil {
 		_, err = decodeBatch(resp)
 	}
-	return err == nil
+	return err
 }
 
 // takeHints merges the hints a peer sent. Called with n.mu held.
@@ -199,17 +251,22 @@ func (n *Node) probeSuspects(suspects []string) {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			ok := false
-			for try := 0; try < n.cfg.ProbeTries && !ok && !n.closed(); try++ {
-				ok = n.ping(name)
+			err := errors.New("not probed")
+			var skew *overlay.SkewError
+			for try := 0; try < n.cfg.ProbeTries && err != nil && !errors.As(err, &skew) && !n.closed(); try++ {
+				err = n.ping(name)
 			}
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			delete(n.sus.probing, name)
 			n.stats.Probes++
-			if ok {
+			switch {
+			case err == nil:
 				n.sus.reached(name, n.clock.Now())
-			} else {
+			case skew != nil:
+				n.sus.skewed[name] = skewNote{off: skew.Offset, at: n.clock.Now()}
+				delete(n.sus.failed, name)
+			default:
 				n.sus.confirmed[name] = n.clock.Now()
 			}
 		}()

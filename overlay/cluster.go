@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"context"
+	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -72,6 +73,14 @@ func (c *Cluster) Restart(ctx context.Context, i int, serve func(o *Overlay)) (*
 	}
 	cfg := c.cfgs[i]
 	cfg.MemPort = port
+	if cfg.Identity != nil {
+		// The same key, in a new life: claims made for the old one are
+		// refused by the restarted peer.
+		if cfg.Identity, err = cfg.Identity.Reborn(crand.Reader); err != nil {
+			return nil, err
+		}
+		c.cfgs[i] = cfg
+	}
 	o, err := New(cfg)
 	if err != nil {
 		return nil, err

@@ -25,9 +25,9 @@ type exchanger interface {
 	// Addr is the address to advertise in the exchange tag.
 	Addr() string
 	Serve(h Handler) error
-	// Call sends req to the endpoint at addr and returns its response,
-	// giving up when ctx ends.
-	Call(ctx context.Context, addr string, req []byte) ([]byte, error)
+	// Call sends req to peer's endpoint at addr and returns its
+	// response, giving up when ctx ends.
+	Call(ctx context.Context, peer, addr string, req []byte) ([]byte, error)
 	Close() error
 }
 
@@ -69,8 +69,14 @@ type tcpExchange struct {
 	name   string
 	sealer *sealer
 	guard  replayGuard
-	ln     net.Listener
-	addr   string
+	// logf, if set, is told of what an operator should know: requests
+	// refused for the time on them (at most one line a minute a peer).
+	logf func(format string, args ...any)
+	// clock is the time written on frames and checked against the replay
+	// window: time.Now, or a skewed clock in tests.
+	clock func() time.Time
+	ln    net.Listener
+	addr  string
 	// verify, when set (no key), checks that a frame's sender is the
 	// member whose exchange address the connection comes from.
 	verify func(from string, remote net.Addr) bool
@@ -90,6 +96,8 @@ type tcpExchange struct {
 	rejected atomic.Int64 // frames that failed authentication or checks
 	replays  atomic.Int64
 	refused  atomic.Int64 // connections over the caps
+	skewed   atomic.Int64 // requests refused for their time (clock skew), both ways
+	clocks   clockBook
 }
 
 type pooled struct {
@@ -100,7 +108,7 @@ type pooled struct {
 // newTCPExchange listens on bind and advertises the listener's port on
 // host (the listener's own host when host is empty). A nil keyring sends
 // frames in clear.
-func newTCPExchange(name, bind, host string, keyring *memberlist.Keyring) (*tcpExchange, error) {
+func newTCPExchange(name, bind, host string, keyring *memberlist.Keyring, ids *pairing) (*tcpExchange, error) {
 	if len(name) > maxNameBytes {
 		return nil, fmt.Errorf("overlay: node name of %d bytes, more than %d", len(name), maxNameBytes)
 	}
@@ -112,8 +120,8 @@ func newTCPExchange(name, bind, host string, keyring *memberlist.Keyring) (*tcpE
 	if host == "" {
 		host = addr.IP.String()
 	}
-	return &tcpExchange{name: name, sealer: &sealer{keyring: keyring}, ln: ln, addr: net.JoinHostPort(host, strconv.Itoa(addr.Port)),
-		conns: map[net.Conn]bool{}, perHost: map[string]int{}, pool: map[string][]pooled{}, poolSize: DefaultPool}, nil
+	return &tcpExchange{name: name, sealer: &sealer{keyring: keyring, ids: ids}, ln: ln, addr: net.JoinHostPort(host, strconv.Itoa(addr.Port)),
+		clock: time.Now, conns: map[net.Conn]bool{}, perHost: map[string]int{}, pool: map[string][]pooled{}, poolSize: DefaultPool}, nil
 }
 
 func (t *tcpExchange) Addr() string { return t.addr }
@@ -172,7 +180,7 @@ func (t *tcpExchange) serveConn(c net.Conn) {
 	defer c.Close()
 	for !t.closed.Load() {
 		c.SetReadDeadline(time.Now().Add(IdleTimeout))
-		h, body, err := t.sealer.readFrame(c)
+		h, body, err := t.sealer.readFrame(c, "")
 		if err != nil {
 			if errors.Is(err, ErrAuth) || errors.Is(err, errFrame) {
 				t.rejected.Add(1)
@@ -183,8 +191,25 @@ func (t *tcpExchange) serveConn(c net.Conn) {
 			t.rejected.Add(1)
 			return
 		}
-		if t.sealer.keyring != nil {
-			if err := t.guard.check(h, time.Now()); err != nil {
+		if t.sealer.keyring != nil || t.sealer.ids != nil {
+			now := t.clock()
+			if err := t.guard.check(h, now); errors.Is(err, errOutOfTime) {
+				// An authentic request from a peer whose clock is off:
+				// say so, with this clock, rather than go silent (which
+				// the peer would take for a dead network).
+				t.skewed.Add(1)
+				off := time.Duration(h.at-now.UnixMilli()) * time.Millisecond
+				t.clocks.note(h.sender, off, now)
+				if t.clocks.shouldLog(h.sender, now) && t.logf != nil {
+					t.logf("refused an exchange from %s: its clock is %s from this one's, beyond the %v replay window (run NTP on both machines)",
+						h.sender, FormatOffset(off), ReplayWindow)
+				}
+				c.SetWriteDeadline(time.Now().Add(IdleTimeout))
+				if _, err := t.sealer.writeFrame(c, kindSkew, t.name, h.sender, h.nonce, nil, now); err != nil {
+					return
+				}
+				continue
+			} else if err != nil {
 				t.replays.Add(1)
 				return
 			}
@@ -200,7 +225,7 @@ func (t *tcpExchange) serveConn(c net.Conn) {
 			return // the caller sees the connection close: an error
 		}
 		c.SetWriteDeadline(time.Now().Add(IdleTimeout))
-		if _, err := t.sealer.writeFrame(c, kindResponse, t.name, h.nonce, resp, time.Now()); err != nil {
+		if _, err := t.sealer.writeFrame(c, kindResponse, t.name, h.sender, h.nonce, resp, t.clock()); err != nil {
 			return
 		}
 	}
@@ -261,7 +286,7 @@ func (t *tcpExchange) evictOldest() {
 	t.pooled--
 }
 
-func (t *tcpExchange) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
+func (t *tcpExchange) Call(ctx context.Context, peer, addr string, req []byte) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
 		c, reused, err := t.conn(ctx, addr)
 		if errors.Is(err, syscall.ECONNREFUSED) {
@@ -270,7 +295,7 @@ func (t *tcpExchange) Call(ctx context.Context, addr string, req []byte) ([]byte
 		if err != nil {
 			return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
 		}
-		resp, got, err := t.call(ctx, c, req)
+		resp, got, err := t.call(ctx, c, peer, req)
 		if err == nil {
 			t.put(addr, c)
 			return resp, nil
@@ -285,8 +310,9 @@ func (t *tcpExchange) Call(ctx context.Context, addr string, req []byte) ([]byte
 	}
 }
 
-// call runs one exchange on c; got says whether any of the answer came.
-func (t *tcpExchange) call(ctx context.Context, c net.Conn, req []byte) ([]byte, bool, error) {
+// call runs one exchange with peer on c; got says whether any of the
+// answer came.
+func (t *tcpExchange) call(ctx context.Context, c net.Conn, peer string, req []byte) ([]byte, bool, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	} else {
@@ -294,17 +320,31 @@ func (t *tcpExchange) call(ctx context.Context, c net.Conn, req []byte) ([]byte,
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
-	nonce, err := t.sealer.writeFrame(c, kindRequest, t.name, [nonceSize]byte{}, req, time.Now())
+	sent := t.clock()
+	nonce, err := t.sealer.writeFrame(c, kindRequest, t.name, peer, [nonceSize]byte{}, req, sent)
 	if err != nil {
 		return nil, false, err
 	}
 	r := &countingReader{r: c}
-	h, body, err := t.sealer.readFrame(r)
+	h, body, err := t.sealer.readFrame(r, peer)
 	if err != nil {
 		return nil, r.n > 0, err
 	}
-	if h.kind != kindResponse || h.re != nonce {
+	if h.re != nonce || h.kind == kindRequest {
 		return nil, true, fmt.Errorf("%w: an answer to another request", ErrAuth)
+	}
+	// The peer's clock minus this one's, taken at the middle of the
+	// exchange (the answer's time is the peer's when it answered).
+	now := t.clock()
+	off := time.Duration(h.at-sent.UnixMilli()-now.Sub(sent).Milliseconds()/2) * time.Millisecond
+	t.clocks.note(peer, off, now)
+	if h.kind == kindSkew {
+		t.skewed.Add(1)
+		if t.clocks.shouldLog(peer, now) && t.logf != nil {
+			t.logf("%s refused an exchange: its clock is %s from this one's, beyond the %v replay window (run NTP on both machines)",
+				peer, FormatOffset(off), ReplayWindow)
+		}
+		return nil, true, &SkewError{Peer: peer, Offset: off}
 	}
 	return body, true, nil
 }
@@ -320,10 +360,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// stats are the transport's refusals: frames rejected, replays, and
-// connections over the caps.
-func (t *tcpExchange) stats() (rejected, replays, refused int64) {
-	return t.rejected.Load(), t.replays.Load(), t.refused.Load()
+// stats are the transport's refusals: frames rejected, replays,
+// connections over the caps, and requests refused for their time either
+// way (clock skew).
+func (t *tcpExchange) stats() (rejected, replays, refused, skewed int64) {
+	return t.rejected.Load(), t.replays.Load(), t.refused.Load(), t.skewed.Load()
 }
 
 func (t *tcpExchange) Close() error {

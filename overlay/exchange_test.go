@@ -30,17 +30,17 @@ func keyring(t testing.TB, k string) *memberlist.Keyring {
 // request is refused; connections are reused.
 func TestTCPExchangeAuth(t *testing.T) {
 	const key = "0123456789abcdef"
-	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(t, key))
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(t, key), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	srv.Serve(func(from string, req []byte) ([]byte, error) { return append([]byte(from+":"), req...), nil })
 
-	good, _ := newTCPExchange("good", "127.0.0.1:0", "", keyring(t, key))
+	good, _ := newTCPExchange("good", "127.0.0.1:0", "", keyring(t, key), nil)
 	defer good.Close()
 	for i := 0; i < 3; i++ {
-		resp, err := good.Call(ctxSecond(t), srv.Addr(), []byte("hi"))
+		resp, err := good.Call(ctxSecond(t), "srv", srv.Addr(), []byte("hi"))
 		if err != nil || string(resp) != "good:hi" {
 			t.Fatalf("right key: %q %v", resp, err)
 		}
@@ -52,26 +52,26 @@ func TestTCPExchangeAuth(t *testing.T) {
 		t.Errorf("3 exchanges used %d connections, want 1 (reused)", open)
 	}
 	for name, k := range map[string]string{"wrong key": "fedcba9876543210", "no key": ""} {
-		bad, _ := newTCPExchange("bad", "127.0.0.1:0", "", keyring(t, k))
-		if _, err := bad.Call(ctxSecond(t), srv.Addr(), []byte("hi")); err == nil {
+		bad, _ := newTCPExchange("bad", "127.0.0.1:0", "", keyring(t, k), nil)
+		if _, err := bad.Call(ctxSecond(t), "srv", srv.Addr(), []byte("hi")); err == nil {
 			t.Errorf("%s: answered", name)
 		}
 		bad.Close()
 	}
-	waitFor(t, func() bool { r, _, _ := srv.stats(); return r == 2 })
+	waitFor(t, func() bool { r, _, _, _ := srv.stats(); return r == 2 })
 
 	// Tampering: flip a byte of the sealed body.
 	var w frameBuf
 	s := &sealer{keyring: keyring(t, key)}
-	s.writeFrame(&w, kindRequest, "x", [nonceSize]byte{}, []byte("payload"), time.Now())
+	s.writeFrame(&w, kindRequest, "x", "srv", [nonceSize]byte{}, []byte("payload"), time.Now())
 	w.b[len(w.b)-1] ^= 1
-	if _, _, err := s.readFrame(bytes.NewReader(w.b)); !errors.Is(err, ErrAuth) {
+	if _, _, err := s.readFrame(bytes.NewReader(w.b), ""); !errors.Is(err, ErrAuth) {
 		t.Errorf("tampered frame: %v", err)
 	}
 
 	// Replay: a captured request sent again is refused, however valid.
 	var capture frameBuf
-	s.writeFrame(&capture, kindRequest, "good", [nonceSize]byte{}, []byte("claim"), time.Now())
+	s.writeFrame(&capture, kindRequest, "good", "srv", [nonceSize]byte{}, []byte("claim"), time.Now())
 	for i, want := range []bool{true, false} {
 		c, err := net.Dial("tcp", srv.Addr())
 		if err != nil {
@@ -79,25 +79,25 @@ func TestTCPExchangeAuth(t *testing.T) {
 		}
 		c.SetDeadline(time.Now().Add(time.Second))
 		c.Write(capture.b)
-		_, _, err = s.readFrame(c)
+		_, _, err = s.readFrame(c, "")
 		c.Close()
 		if (err == nil) != want {
 			t.Errorf("sending %d: answered %v, want %v", i+1, err == nil, want)
 		}
 	}
-	if _, replays, _ := srv.stats(); replays != 1 {
+	if _, replays, _, _ := srv.stats(); replays != 1 {
 		t.Errorf("replays counted %d, want 1", replays)
 	}
 	// An old frame, even unseen, is refused.
 	var old frameBuf
-	s.writeFrame(&old, kindRequest, "good", [nonceSize]byte{}, []byte("x"), time.Now().Add(-2*ReplayWindow))
+	s.writeFrame(&old, kindRequest, "good", "srv", [nonceSize]byte{}, []byte("x"), time.Now().Add(-2*ReplayWindow))
 	if err := srv.guard.check(mustHeader(t, s, old.b), time.Now()); !errors.Is(err, ErrReplay) {
 		t.Errorf("an old frame: %v", err)
 	}
 }
 
 func mustHeader(t *testing.T, s *sealer, b []byte) header {
-	h, _, err := s.readFrame(bytes.NewReader(b))
+	h, _, err := s.readFrame(bytes.NewReader(b), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // authentication before any body is read; beyond MaxConnsPerHost,
 // connections are refused.
 func TestFloodAllocatesNothing(t *testing.T) {
-	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(t, "0123456789abcdef"))
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(t, "0123456789abcdef"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestFloodAllocatesNothing(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	waitFor(t, func() bool { _, _, refused := srv.stats(); return refused == 20 })
+	waitFor(t, func() bool { _, _, refused, _ := srv.stats(); return refused == 20 })
 	srv.mu.Lock()
 	held := len(srv.conns)
 	srv.mu.Unlock()
@@ -160,7 +160,7 @@ func TestFloodAllocatesNothing(t *testing.T) {
 		conns = append(conns, c)
 		c.Write([]byte{0xff, 0xff, frameVersion})
 	}
-	waitFor(t, func() bool { rejected, _, _ := srv.stats(); return rejected == 50 })
+	waitFor(t, func() bool { rejected, _, _, _ := srv.stats(); return rejected == 50 })
 }
 
 const sha256Size = 32
@@ -175,17 +175,17 @@ func (f *frameBuf) Write(p []byte) (int, error) { f.b = append(f.b, p...); retur
 func FuzzDecodeFrame(f *testing.F) {
 	s := &sealer{keyring: keyring(f, "0123456789abcdef")}
 	var w frameBuf
-	s.writeFrame(&w, kindRequest, "x", [nonceSize]byte{}, []byte("body"), time.Now())
+	s.writeFrame(&w, kindRequest, "x", "srv", [nonceSize]byte{}, []byte("body"), time.Now())
 	f.Add(w.b, true)
 	var p frameBuf
-	(&sealer{}).writeFrame(&p, kindResponse, "y", [nonceSize]byte{1}, []byte("b"), time.Now())
+	(&sealer{}).writeFrame(&p, kindResponse, "y", "srv", [nonceSize]byte{1}, []byte("b"), time.Now())
 	f.Add(p.b, false)
 	f.Fuzz(func(t *testing.T, b []byte, keyed bool) {
 		sl := &sealer{}
 		if keyed {
 			sl = s
 		}
-		h, body, err := sl.readFrame(bytes.NewReader(b))
+		h, body, err := sl.readFrame(bytes.NewReader(b), "")
 		if err != nil {
 			return
 		}
@@ -252,7 +252,7 @@ func TestKeyRotation(t *testing.T) {
 		}
 		return kr
 	}
-	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", ring(newKey, oldKey))
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", ring(newKey, oldKey), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,8 +268,8 @@ func TestKeyRotation(t *testing.T) {
 		{"the old key alone", ring(oldKey), false},
 		{"another key", ring("0000000000000000"), false},
 	} {
-		cl, _ := newTCPExchange("c", "127.0.0.1:0", "", c.kr)
-		_, err := cl.Call(ctxSecond(t), srv.Addr(), []byte("x"))
+		cl, _ := newTCPExchange("c", "127.0.0.1:0", "", c.kr, nil)
+		_, err := cl.Call(ctxSecond(t), "srv", srv.Addr(), []byte("x"))
 		cl.Close()
 		if (err == nil) != c.ok {
 			t.Errorf("%s: %v", c.name, err)
@@ -282,7 +282,7 @@ func TestKeyRotation(t *testing.T) {
 //
 //	go test ./overlay -run '^$' -bench ReplayRefused -count 5
 func BenchmarkReplayRefused(b *testing.B) {
-	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(b, "0123456789abcdef"))
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", keyring(b, "0123456789abcdef"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -290,11 +290,11 @@ func BenchmarkReplayRefused(b *testing.B) {
 	srv.Serve(func(from string, req []byte) ([]byte, error) { return req, nil })
 	s := &sealer{keyring: keyring(b, "0123456789abcdef")}
 	var capture frameBuf
-	s.writeFrame(&capture, kindRequest, "good", [nonceSize]byte{}, []byte("claim"), time.Now())
+	s.writeFrame(&capture, kindRequest, "good", "srv", [nonceSize]byte{}, []byte("claim"), time.Now())
 	// Seen once, legitimately.
 	c, _ := net.Dial("tcp", srv.Addr())
 	c.Write(capture.b)
-	s.readFrame(c)
+	s.readFrame(c, "")
 	c.Close()
 	var one [1]byte
 	b.ResetTimer()
@@ -318,7 +318,7 @@ func BenchmarkReplayRefused(b *testing.B) {
 // Without a key, a frame's sender must be the member at the address the
 // connection comes from.
 func TestUnkeyedSenderChecked(t *testing.T) {
-	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", nil)
+	srv, err := newTCPExchange("srv", "127.0.0.1:0", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,8 +330,8 @@ func TestUnkeyedSenderChecked(t *testing.T) {
 	}
 	srv.Serve(func(from string, req []byte) ([]byte, error) { return req, nil })
 	for name, ok := range map[string]bool{"member": true, "stranger": false} {
-		cl, _ := newTCPExchange(name, "127.0.0.1:0", "", nil)
-		_, err := cl.Call(ctxSecond(t), srv.Addr(), []byte("claim"))
+		cl, _ := newTCPExchange(name, "127.0.0.1:0", "", nil, nil)
+		_, err := cl.Call(ctxSecond(t), "srv", srv.Addr(), []byte("claim"))
 		cl.Close()
 		if (err == nil) != ok {
 			t.Errorf("%s: %v", name, err)

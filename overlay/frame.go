@@ -23,20 +23,28 @@ import (
 // key — authenticated, before anything else is allocated:
 //
 //	version(1) nonce(12) sealed(fields) [AES-GCM tag, 16 bytes]
-//	fields: kind(1) unix-ms(8) blen(uvarint) sender(len uvarint, bytes) re(12, responses)
+//	fields: kind(1) flags(1) unix-ms(8) blen(uvarint) sender(len uvarint, bytes) re(12, responses)
 //
-// The body is sealed under the same key with the header's nonce with its
-// last bit flipped, the header's nonce as additional data, so it cannot be
-// moved to another frame. The key is the cluster's: the primary key of
-// Serf's keyring seals, every key of it opens, so `serf keys` rotation
-// covers the exchanges too. Without a key, header fields and body travel in
+// The header is sealed with the cluster's key: the primary key of Serf's
+// keyring seals, every key of it opens, so `serf keys` rotation covers the
+// exchanges too. The body is sealed with the key that the sender and the
+// receiver alone share (identity.Key.Pair: X25519 of their identity keys,
+// the ones their membership shows), with the header's nonce with its last
+// bit flipped and the whole header as additional data (flagPair): the
+// sender of every frame is checked, not only its membership of the
+// cluster, and a body cannot be moved to another frame. Without
+// identities (tests of the transport alone) the body is sealed with the
+// cluster key; without a key either, header fields and body travel in
 // clear (trusted networks only).
 //
 // Replay: a request's time must be within ReplayWindow of the receiver's
 // clock and its nonce unseen within that window; a response names the
-// nonce of the request it answers (re) and is accepted only for it.
+// nonce of the request it answers (re) and is accepted only for it. A
+// request refused for its time gets a skew frame (kindSkew, sealed like a
+// response, no body) carrying the receiver's time, so that the sender
+// learns that its clock, not the network, is at fault.
 const (
-	frameVersion   = 2
+	frameVersion   = 3
 	maxHeaderBytes = 1024
 	nonceSize      = 12
 	tagSize        = 16
@@ -47,6 +55,8 @@ const (
 	maxSeen      = 1 << 19
 	kindRequest  = 1
 	kindResponse = 2
+	kindSkew     = 3 // a request refused for its time: the receiver's clock
+	flagPair     = 1 // the body is sealed with the pair's key
 )
 
 // MaxFrameBytes bounds an exchange request or response body.
@@ -64,6 +74,33 @@ var ErrAuth = errors.New("overlay: exchange frame failed authentication")
 // ErrReplay is returned, and counted, for a frame seen before or too old.
 var ErrReplay = errors.New("overlay: exchange frame replayed or out of time")
 
+// ErrSkew matches a SkewError: a peer refused an exchange because the two
+// clocks disagree by more than ReplayWindow.
+var ErrSkew = errors.New("overlay: clock skew")
+
+// SkewError is an exchange refused for the time on it: Offset is the
+// peer's clock minus this one's.
+type SkewError struct {
+	Peer   string
+	Offset time.Duration
+}
+
+func (e *SkewError) Error() string {
+	return fmt.Sprintf("clock skew at %s (%s): it refused the exchange, whose time is beyond the %v replay window",
+		e.Peer, FormatOffset(e.Offset), ReplayWindow)
+}
+
+func (e *SkewError) Unwrap() error { return ErrSkew }
+
+// FormatOffset is a clock offset for people: "+31 s", "-2.5 s".
+func FormatOffset(d time.Duration) string {
+	s := d.Round(100 * time.Millisecond).Seconds()
+	if s == float64(int64(s)) {
+		return fmt.Sprintf("%+d s", int64(s))
+	}
+	return fmt.Sprintf("%+.1f s", s)
+}
+
 // errFrame wraps why an authenticated frame is refused.
 var errFrame = errors.New("overlay: malformed exchange frame")
 
@@ -73,6 +110,7 @@ const maxNameBytes = 512
 // header is a frame's authenticated header.
 type header struct {
 	kind   byte
+	flags  byte
 	at     int64 // unix milliseconds
 	blen   int
 	sender string
@@ -80,10 +118,11 @@ type header struct {
 	re     [nonceSize]byte // responses: the request's nonce
 }
 
-// sealer seals and opens frames with the cluster keyring, or passes them
-// in clear without one.
+// sealer seals and opens frames with the cluster keyring and the peers'
+// identities, or passes them in clear without either.
 type sealer struct {
 	keyring *memberlist.Keyring // nil: no key
+	ids     *pairing            // nil: no identities
 	mu      sync.Mutex
 	aeads   map[string]cipher.AEAD
 }
@@ -94,11 +133,7 @@ func (s *sealer) aead(key []byte) (cipher.AEAD, error) {
 	if a, ok := s.aeads[string(key)]; ok {
 		return a, nil
 	}
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	a, err := cipher.NewGCM(b)
+	a, err := newAEAD(key)
 	if err != nil {
 		return nil, err
 	}
@@ -109,14 +144,23 @@ func (s *sealer) aead(key []byte) (cipher.AEAD, error) {
 	return a, nil
 }
 
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
 func bodyNonce(n [nonceSize]byte) []byte {
 	n[nonceSize-1] ^= 1
 	return n[:]
 }
 
-// writeFrame writes one frame of kind with body; re is the request's nonce
-// for a response. It returns the frame's nonce.
-func (s *sealer) writeFrame(w io.Writer, kind byte, sender string, re [nonceSize]byte, body []byte, now time.Time) ([nonceSize]byte, error) {
+// writeFrame writes one frame of kind with body to peer (whose identity
+// seals the body); re is the request's nonce for a response or a skew
+// frame. It returns the frame's nonce.
+func (s *sealer) writeFrame(w io.Writer, kind byte, sender, peer string, re [nonceSize]byte, body []byte, now time.Time) ([nonceSize]byte, error) {
 	var nonce [nonceSize]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nonce, err
@@ -124,12 +168,21 @@ func (s *sealer) writeFrame(w io.Writer, kind byte, sender string, re [nonceSize
 	if len(body) > MaxFrameBytes {
 		return nonce, fmt.Errorf("overlay: frame of %d bytes is over the limit", len(body))
 	}
-	fields := []byte{kind}
+	var bodyAEAD cipher.AEAD
+	var flags byte
+	if s.ids != nil {
+		a, err := s.ids.aead(peer)
+		if err != nil {
+			return nonce, err
+		}
+		bodyAEAD, flags = a, flagPair
+	}
+	fields := []byte{kind, flags}
 	fields = binary.BigEndian.AppendUint64(fields, uint64(now.UnixMilli()))
 	fields = binary.AppendUvarint(fields, uint64(len(body)))
 	fields = binary.AppendUvarint(fields, uint64(len(sender)))
 	fields = append(fields, sender...)
-	if kind == kindResponse {
+	if kind != kindRequest {
 		fields = append(fields, re[:]...)
 	}
 	hdr := append([]byte{frameVersion}, nonce[:]...)
@@ -140,25 +193,31 @@ func (s *sealer) writeFrame(w io.Writer, kind byte, sender string, re [nonceSize
 			return nonce, err
 		}
 		hdr = a.Seal(hdr, nonce[:], fields, hdr[:1])
-		out = append(out, hdr...)
-		binary.BigEndian.PutUint16(out, uint16(len(hdr)))
-		out = a.Seal(out, bodyNonce(nonce), body, nonce[:])
+		if bodyAEAD == nil {
+			bodyAEAD = a
+		}
 	} else {
 		hdr = append(hdr, fields...)
-		out = append(out, hdr...)
-		binary.BigEndian.PutUint16(out, uint16(len(hdr)))
-		out = append(out, body...)
 	}
 	if len(hdr) > maxHeaderBytes {
 		return nonce, fmt.Errorf("overlay: frame header of %d bytes", len(hdr))
+	}
+	out = append(out, hdr...)
+	binary.BigEndian.PutUint16(out, uint16(len(hdr)))
+	if bodyAEAD != nil {
+		out = bodyAEAD.Seal(out, bodyNonce(nonce), body, hdr)
+	} else {
+		out = append(out, body...)
 	}
 	_, err := w.Write(out)
 	return nonce, err
 }
 
 // readFrame reads one frame. The header is read into at most
-// maxHeaderBytes and authenticated before the body is allocated.
-func (s *sealer) readFrame(r io.Reader) (header, []byte, error) {
+// maxHeaderBytes and authenticated before the body is allocated. peer is
+// the peer a response must come from ("" for a request: any member, by its
+// identity).
+func (s *sealer) readFrame(r io.Reader, peer string) (header, []byte, error) {
 	var h header
 	var l [2]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
@@ -182,28 +241,44 @@ func (s *sealer) readFrame(r io.Reader) (header, []byte, error) {
 	}
 	d := wire.NewReader(fields, errFrame)
 	h.kind = d.Byte()
+	h.flags = d.Byte()
 	h.at = int64(d.Uint64Big())
 	blen := d.Uvarint()
 	h.sender = string(d.Next(d.Count(maxNameBytes)))
-	if h.kind == kindResponse {
+	if h.kind != kindRequest {
 		copy(h.re[:], d.Next(nonceSize))
 	}
-	if err := d.Done(); err != nil || h.kind != kindRequest && h.kind != kindResponse || blen > MaxFrameBytes {
+	if err := d.Done(); err != nil || h.kind < kindRequest || h.kind > kindSkew || h.flags&^flagPair != 0 || blen > MaxFrameBytes ||
+		h.kind == kindSkew && blen != 0 {
 		return h, nil, fmt.Errorf("%w: header", errFrame)
 	}
 	h.blen = int(blen)
+	// Who sealed the body: the pair's key (the sender's identity), else
+	// the cluster's key, else nobody.
+	var bodyAEAD cipher.AEAD
+	switch {
+	case (h.flags&flagPair != 0) != (s.ids != nil):
+		return h, nil, fmt.Errorf("%w: identities on one side only", ErrAuth)
+	case peer != "" && h.sender != peer:
+		return h, nil, fmt.Errorf("%w: an answer from %q, not %q", ErrAuth, h.sender, peer)
+	case s.ids != nil:
+		if bodyAEAD, err = s.ids.aead(h.sender); err != nil {
+			return h, nil, fmt.Errorf("%w: %w", ErrAuth, err)
+		}
+	case key != nil:
+		bodyAEAD, _ = s.aead(key)
+	}
 	// The header is authentic: now the body may be read.
 	size := h.blen
-	if key != nil {
+	if bodyAEAD != nil {
 		size += tagSize
 	}
 	body := make([]byte, size)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return h, nil, err
 	}
-	if key != nil {
-		a, _ := s.aead(key)
-		if body, err = a.Open(body[:0], bodyNonce(h.nonce), body, h.nonce[:]); err != nil {
+	if bodyAEAD != nil {
+		if body, err = bodyAEAD.Open(body[:0], bodyNonce(h.nonce), body, raw); err != nil {
 			return h, nil, ErrAuth
 		}
 	}
@@ -235,11 +310,15 @@ type replayGuard struct {
 	last int64                     // last prune
 }
 
+// errOutOfTime is a request whose time is beyond ReplayWindow from the
+// receiver's clock: the sender gets a skew frame, not silence.
+var errOutOfTime = fmt.Errorf("%w: out of the replay window", ErrReplay)
+
 // check accepts a request's header once, within the window.
 func (g *replayGuard) check(h header, now time.Time) error {
 	t := now.UnixMilli()
 	if d := t - h.at; d > ReplayWindow.Milliseconds() || -d > ReplayWindow.Milliseconds() {
-		return fmt.Errorf("%w: %d ms from this clock", ErrReplay, t-h.at)
+		return fmt.Errorf("%w: %d ms from this clock", errOutOfTime, t-h.at)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

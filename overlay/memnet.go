@@ -239,7 +239,7 @@ func (e *memExchange) Serve(h Handler) error {
 	return nil
 }
 
-func (e *memExchange) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
+func (e *memExchange) Call(ctx context.Context, _, addr string, req []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

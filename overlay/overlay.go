@@ -16,14 +16,17 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+	"github.com/peerq/peerq/identity"
 )
 
 // Tags peerq sets on its own members. A member without TagProtocol is not a
 // peerq peer (a plain `serf agent` in the same cluster) and is ignored.
 const (
-	TagProtocol = "peerq"   // protocol version
-	TagExchange = "peerq_x" // the exchange transport's address
-	protocolVer = "1"
+	TagProtocol = "peerq"      // protocol version
+	TagExchange = "peerq_x"    // the exchange transport's address
+	TagIdentity = "peerq_id"   // the peer's public key (identity.Public.String)
+	TagBoot     = "peerq_boot" // the peer's incarnation, hex
+	protocolVer = "2"
 	tagPrefix   = "peerq"
 )
 
@@ -74,6 +77,18 @@ type Config struct {
 	// ExchangePool is how many idle exchange connections per peer are kept
 	// for reuse; 0 takes DefaultPool, -1 dials one per exchange.
 	ExchangePool int
+	// Identity is the peer's key: its public half and incarnation are
+	// shown in its tags (TagIdentity, TagBoot), and on sockets every
+	// exchange is sealed with the key the two peers share, so that its
+	// sender is checked. nil: no identity (tests of the overlay alone).
+	Identity *identity.Key
+	// Logf, if set, is told what an operator should know: a member whose
+	// identity changed while it was alive (refused), an exchange refused
+	// for clock skew.
+	Logf func(format string, args ...any)
+	// Clock is the time written on exchange frames and checked against
+	// the replay window; nil is time.Now (tests skew it).
+	Clock func() time.Time
 }
 
 // DefaultConfig returns a configuration for a real peer named name.
@@ -120,6 +135,12 @@ type Member struct {
 	Addr     string // gossip address, host:port
 	Exchange string // exchange address
 	Tags     map[string]string
+	// Key is the member's public key as this peer pinned it (the first
+	// one it saw for the name while the member was alive: a change while
+	// it stays alive is refused); zero if it shows none. Boot is its
+	// incarnation (new at every start).
+	Key  identity.Public
+	Boot uint64
 }
 
 // EventKind says what happened to members.
@@ -131,6 +152,9 @@ const (
 	MemberLeft              // left gracefully
 	MemberFailed            // declared dead by the failure detector
 	MemberUpdated           // tags changed
+	// MemberConflict: a member's tags showed another identity while it
+	// was alive; the pinned one is kept.
+	MemberConflict
 )
 
 // Event is a change in the membership.
@@ -145,8 +169,14 @@ type Overlay struct {
 	serf *serf.Serf
 	ex   exchanger
 
-	mu        sync.RWMutex
-	members   map[string]Member
+	mu      sync.RWMutex
+	members map[string]Member
+	// pins are the identities of members by name, kept while the member
+	// is alive and dropped when it fails, leaves or is reaped (a peer that
+	// restarts with a new key must have been seen gone first: Serf binds
+	// a name to its address until then). conflicts counts refused changes.
+	pins      map[string]identity.Public
+	conflicts int64
 	list      []string       // names of live peerq members but self, for sampling
 	pos       map[string]int // index of each name in list
 	events    chan Event
@@ -178,7 +208,8 @@ func New(cfg Config) (*Overlay, error) {
 	if logOut == nil {
 		logOut = io.Discard
 	}
-	o := &Overlay{cfg: cfg, members: map[string]Member{}, pos: map[string]int{}, events: make(chan Event, 256), done: make(chan struct{})}
+	o := &Overlay{cfg: cfg, members: map[string]Member{}, pos: map[string]int{}, pins: map[string]identity.Public{},
+		events: make(chan Event, 256), done: make(chan struct{})}
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -238,7 +269,11 @@ func New(cfg Config) (*Overlay, error) {
 				return nil, fmt.Errorf("overlay: key: %w", err)
 			}
 		}
-		ex, err := newTCPExchange(cfg.Name, exAddr, advertiseHost, keyring)
+		var ids *pairing
+		if cfg.Identity != nil {
+			ids = &pairing{self: cfg.Identity, keyOf: o.identityOf}
+		}
+		ex, err := newTCPExchange(cfg.Name, exAddr, advertiseHost, keyring, ids)
 		if err != nil {
 			flag := "--exchange"
 			if cfg.ExchangeAddr == "" {
@@ -252,10 +287,15 @@ func New(cfg Config) (*Overlay, error) {
 		case cfg.ExchangePool > 0:
 			ex.poolSize = cfg.ExchangePool
 		}
-		if keyring == nil {
-			// Unkeyed: a frame's sender is only what it says, so it must
-			// at least be the member at the address it comes from.
+		if keyring == nil && ids == nil {
+			// Neither key nor identity: a frame's sender is only what it
+			// says, so it must at least be the member at the address it
+			// comes from.
 			ex.verify = o.senderAt
+		}
+		ex.logf = cfg.Logf
+		if cfg.Clock != nil {
+			ex.clock = cfg.Clock
 		}
 		o.ex = ex
 	}
@@ -271,7 +311,7 @@ func New(cfg Config) (*Overlay, error) {
 	}
 	sc.MemberlistConfig = ml
 
-	tags := map[string]string{TagProtocol: protocolVer, TagExchange: o.ex.Addr()}
+	tags := o.ownTags()
 	for k, v := range cfg.Tags {
 		tags[k] = v
 	}
@@ -320,13 +360,26 @@ func (o *Overlay) drain(events chan serf.Event) {
 				continue
 			}
 			o.mu.Lock()
+			var conflicts []string
 			for _, m := range me.Members {
 				if me.Type == serf.EventMemberReap || me.Type == serf.EventMemberLeave || me.Type == serf.EventMemberFailed {
 					m.Status = serf.StatusLeft // whatever Serf's copy says, it is gone
 				}
-				o.apply(m)
+				if o.apply(m) {
+					conflicts = append(conflicts, m.Name)
+				}
 			}
 			o.mu.Unlock()
+			if len(conflicts) > 0 {
+				if o.cfg.Logf != nil {
+					o.cfg.Logf("refused a new identity for member(s) %s while alive: a member in another's name, or a forged update (the first key seen is kept)",
+						strings.Join(conflicts, ", "))
+				}
+				select {
+				case o.events <- Event{Kind: MemberConflict, Members: conflicts}:
+				default:
+				}
+			}
 			var kind EventKind
 			switch me.Type {
 			case serf.EventMemberJoin:
@@ -367,13 +420,15 @@ func (o *Overlay) refresh() {
 	}
 }
 
-// apply brings one member's entry up to date. Member events update the
+// apply brings one member's entry up to date, and reports whether it
+// showed an identity other than the one pinned for its name (refused). Member events update the
 // table one member at a time: rebuilding it from Serf.Members() on every
 // event cost O(N) per event, N events per peer during formation, N peers in
 // one process, and that was what kept 500 embedded peers from settling.
 // Called with o.mu held.
-func (o *Overlay) apply(m serf.Member) {
+func (o *Overlay) apply(m serf.Member) (conflict bool) {
 	if m.Status != serf.StatusAlive || m.Tags[TagProtocol] == "" {
+		delete(o.pins, m.Name)
 		if _, ok := o.members[m.Name]; ok {
 			delete(o.members, m.Name)
 			if i, ok := o.pos[m.Name]; ok {
@@ -383,7 +438,7 @@ func (o *Overlay) apply(m serf.Member) {
 				delete(o.pos, m.Name)
 			}
 		}
-		return
+		return false
 	}
 	tags := make(map[string]string, len(m.Tags))
 	for k, v := range m.Tags {
@@ -391,12 +446,44 @@ func (o *Overlay) apply(m serf.Member) {
 			tags[k] = v
 		}
 	}
+	key, _ := identity.ParsePublic(m.Tags[TagIdentity])
+	boot, _ := strconv.ParseUint(m.Tags[TagBoot], 16, 64)
+	if pinned, ok := o.pins[m.Name]; ok && pinned != key {
+		o.conflicts++
+		key, conflict = pinned, true
+		if old, ok := o.members[m.Name]; ok {
+			boot = old.Boot
+		}
+	} else if !key.IsZero() {
+		o.pins[m.Name] = key
+	}
 	o.members[m.Name] = Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-		Exchange: m.Tags[TagExchange], Tags: tags}
+		Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
 		o.pos[m.Name] = len(o.list)
 		o.list = append(o.list, m.Name)
 	}
+	return conflict
+}
+
+// identityOf is the pinned key of a live member: whose exchanges this peer
+// accepts under that name.
+func (o *Overlay) identityOf(name string) (identity.Public, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	m, ok := o.members[name]
+	return m.Key, ok && !m.Key.IsZero()
+}
+
+// ownTags are the tags the overlay itself shows: protocol, exchange
+// address, identity and incarnation.
+func (o *Overlay) ownTags() map[string]string {
+	tags := map[string]string{TagProtocol: protocolVer, TagExchange: o.ex.Addr()}
+	if id := o.cfg.Identity; id != nil {
+		tags[TagIdentity] = id.Public().String()
+		tags[TagBoot] = strconv.FormatUint(id.Boot(), 16)
+	}
+	return tags
 }
 
 // Events delivers membership changes.
@@ -499,13 +586,13 @@ func (o *Overlay) Exchange(ctx context.Context, peer string, req []byte) ([]byte
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.ExchangeTimeout)
 	defer cancel()
-	return o.ex.Call(ctx, m.Exchange, req)
+	return o.ex.Call(ctx, peer, m.Exchange, req)
 }
 
 // SetTags replaces the peer's user tags (peerq's own are kept). It blocks
 // while Serf re-broadcasts them.
 func (o *Overlay) SetTags(tags map[string]string) error {
-	all := map[string]string{TagProtocol: protocolVer, TagExchange: o.ex.Addr()}
+	all := o.ownTags()
 	for k, v := range tags {
 		if strings.HasPrefix(k, tagPrefix) {
 			return fmt.Errorf("tag %q is reserved for peerq", k)
@@ -535,13 +622,31 @@ func (o *Overlay) senderAt(from string, remote net.Addr) bool {
 }
 
 // ExchangeStats counts what the exchange transport refused: frames that
-// failed authentication or checks, replays, and connections over its caps.
-func (o *Overlay) ExchangeStats() (rejected, replays, refusedConns int64) {
+// failed authentication or checks, replays, connections over its caps,
+// and exchanges refused for clock skew (either way); and the identity
+// changes refused (conflicts).
+func (o *Overlay) ExchangeStats() (rejected, replays, refusedConns, skewed, conflicts int64) {
+	o.mu.RLock()
+	conflicts = o.conflicts
+	o.mu.RUnlock()
 	if t, ok := o.ex.(*tcpExchange); ok {
-		return t.stats()
+		rejected, replays, refusedConns, skewed = t.stats()
 	}
-	return 0, 0, 0
+	return rejected, replays, refusedConns, skewed, conflicts
 }
+
+// ClockOffsets are the other peers' clocks minus this one's, as the
+// exchanges of the last ten minutes measured them (sockets only: in one
+// process every peer shares the clock).
+func (o *Overlay) ClockOffsets() map[string]time.Duration {
+	if t, ok := o.ex.(*tcpExchange); ok {
+		return t.clocks.offsets(t.clock(), 10*time.Minute)
+	}
+	return nil
+}
+
+// Identity is the peer's key, as the overlay shows it (nil: none).
+func (o *Overlay) Identity() *identity.Key { return o.cfg.Identity }
 
 // Keyed says whether gossip and exchanges are encrypted and authenticated.
 func (o *Overlay) Keyed() bool { return o.cfg.Key != nil }

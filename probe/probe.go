@@ -36,13 +36,15 @@ type Prober struct {
 }
 
 // New starts probing for an agent whose data dir is dataDir; it
-// opens (or creates) the reliability journal there.
+// opens (or creates) the reliability journal there. A journal that was
+// read but cannot be stored gives a Prober and the error: the agent runs,
+// its up time is not recorded until the disk can be written.
 func New(dataDir string, now time.Time) (*Prober, error) {
 	j, err := OpenJournal(filepath.Join(dataDir, "journal"), now)
-	if err != nil {
+	if j == nil {
 		return nil, err
 	}
-	return &Prober{dataDir: dataDir, started: now, journal: j}, nil
+	return &Prober{dataDir: dataDir, started: now, journal: j}, err
 }
 
 // Record probes (or returns the probe of the last second).

@@ -1,6 +1,8 @@
 package query
 
 import (
+	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -195,9 +197,14 @@ func (c *Catalog) suggest(name string) string {
 	return ""
 }
 
+// maxMagnitude bounds the numbers of attributes without a range: beyond,
+// a value is no measurement (Clamp makes it NULL).
+const maxMagnitude = 1e300
+
 // Clamp validates and bounds a value a peer reports for attribute a: a value
-// of the wrong kind, NaN or infinite becomes NULL; a number outside the
-// attribute's range is clamped to it.
+// of the wrong kind, NaN or infinite, or a string longer than
+// MaxStringBytes, becomes NULL; a number outside the attribute's range is
+// clamped to it.
 func (a Attr) Clamp(v Value) Value {
 	if v.IsNull() {
 		return v
@@ -206,9 +213,12 @@ func (a Attr) Clamp(v Value) Value {
 		return Null
 	}
 	if !a.Kind.Numeric() {
+		if len(v.Str) > MaxStringBytes {
+			return Null
+		}
 		return v
 	}
-	if v.Num != v.Num || v.Num > 1e300 || v.Num < -1e300 {
+	if v.Num != v.Num || v.Num > maxMagnitude || v.Num < -maxMagnitude {
 		return Null
 	}
 	v.Kind = a.Kind
@@ -216,6 +226,29 @@ func (a Attr) Clamp(v Value) Value {
 		v.Num = max(a.Min, min(a.Max, v.Num))
 	}
 	return v
+}
+
+// Check reports whether v is a value a peer could report for a: one that
+// Clamp leaves as it is (NULL, or of a's kind, finite, within a's range, a
+// string of at most MaxStringBytes). Values received from other peers are
+// checked, not clamped: a peer's own record is clamped, so a value Check
+// refuses was forged on the way.
+func (a Attr) Check(v Value) error {
+	switch {
+	case v.IsNull():
+		return nil
+	case v.Kind != a.Kind:
+		return fmt.Errorf("query: %s holds a %s, want %s", a.Name, v.Kind, a.Kind)
+	case a.Kind == KindString && len(v.Str) > MaxStringBytes:
+		return fmt.Errorf("query: %s of %d bytes, more than %d", a.Name, len(v.Str), MaxStringBytes)
+	case !a.Kind.Numeric():
+		return nil
+	case !finite(v.Num) || math.Abs(v.Num) > maxMagnitude:
+		return fmt.Errorf("query: %s = %v is no measurement", a.Name, v.Num)
+	case (a.Min != 0 || a.Max != 0) && (v.Num < a.Min || v.Num > a.Max):
+		return fmt.Errorf("query: %s = %v outside %v..%v", a.Name, v.Num, a.Min, a.Max)
+	}
+	return nil
 }
 
 // Clamp applies Attr.Clamp to every attribute of r the catalog knows, in

@@ -13,26 +13,14 @@ import (
 // and the simulator: the shape of a plan's gossip state, what a peer
 // contributes, and how the cores' state reads back as groups and rows.
 
-// validKey checks a GROUP BY key from another peer as GroupResults will
-// read it (Config.CheckReceived).
-func validKey(p *query.Plan) func([]byte) bool {
-	return func(key []byte) bool {
-		if len(p.GroupBy) == 0 {
-			return len(key) == 0 // ungrouped: the one group has no key
-		}
-		keys, err := query.DecodeRow(key)
-		return err == nil && len(keys) == len(p.GroupBy)
-	}
-}
-
 // Spec is the shape of an aggregate plan's gossip state, with the bound
 // of each component's inputs where the catalog knows one, so that values
 // from other peers are checked on receipt.
 func Spec(p *query.Plan) aggregate.Spec {
 	spec := aggregate.Spec{MaxGroups: max(p.MaxGroups, 1)}
-	cat := query.DefaultCatalog()
+	cat := catalogOf(p)
 	if p.Table == query.TableLeases {
-		cat, spec.Rows = query.LeasesCatalog(), query.MaxLedgerRows
+		spec.Rows = query.MaxLedgerRows
 	}
 	for _, c := range p.Components {
 		bound := 0.0
@@ -196,41 +184,4 @@ func TopResult(p *query.Plan, entries []*topk.Entry) (*query.Result, error) {
 		res.Nodes = append(res.Nodes, e.Node)
 	}
 	return res, nil
-}
-
-// CheckEntry checks a top-k entry received from another peer: its row
-// decodes to the plan's columns, each of its kind (or NULL), numbers finite
-// and, for columns that are attributes, within the catalog's bounds. A
-// peer that lies about its own record cannot be caught, but one cannot
-// inject what no peer could have reported.
-func CheckEntry(p *query.Plan, e *topk.Entry) error {
-	row, err := query.DecodeRow(e.Row)
-	if err != nil || len(row) != len(p.Columns) {
-		return fmt.Errorf("run: a top-k row of %d values for %d columns", len(row), len(p.Columns))
-	}
-	cat := query.DefaultCatalog()
-	for i, v := range row {
-		col := p.Columns[i]
-		if isNode(col) && !v.IsNull() {
-			return fmt.Errorf("run: column %s is carried by the entry, not the row", col.Name)
-		}
-		if v.IsNull() {
-			continue
-		}
-		if v.Kind != col.Kind && !(v.Kind.Numeric() && col.Kind.Numeric()) {
-			return fmt.Errorf("run: column %s holds a %s, want %s", col.Name, v.Kind, col.Kind)
-		}
-		if !v.Kind.Numeric() {
-			continue
-		}
-		if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
-			return fmt.Errorf("run: column %s is not finite", col.Name)
-		}
-		if col.Expr != nil && col.Expr.Op == query.OpAttr {
-			if a, ok := cat.Lookup(col.Expr.Name); ok && (a.Min != 0 || a.Max != 0) && (v.Num < a.Min || v.Num > a.Max) {
-				return fmt.Errorf("run: %s = %v outside %v..%v", col.Name, v.Num, a.Min, a.Max)
-			}
-		}
-	}
-	return nil
 }

@@ -17,6 +17,12 @@
 // its list has not moved since — or, in clusters too large for a filter, by
 // the older heuristic of stability after the expected rounds.
 //
+// Peers are strangers: with Config.CheckReceived (the runtime), every
+// value another peer sends is checked where it is used against the plan
+// and the catalog's bounds (check.go, which also says what a liar can
+// still do), and a message holding one that no peer could have reported is
+// refused (Instance.Step returns ErrRefused).
+//
 // The package does no I/O, reads no clock and starts no goroutine; the
 // cores' randomness is the *rand.Rand in Config.
 //

@@ -84,10 +84,15 @@ type Config struct {
 	// instance, so that late messages find it.
 	Linger int
 	// CheckReceived: messages come from other processes, which may lie.
-	// The cores then refuse a group key or a row the plan cannot read
-	// (aggregate.Spec.ValidKey, topk.Config.ValidRow). The runtime sets
-	// it; the simulator, whose peers are all its own cores, does not (the
-	// rows' decoding would cost it half again its time on a top-k).
+	// The cores then refuse a message with a value no peer could have
+	// reported — a top-k entry's node, sort key or row, a group key, an
+	// extreme or a histogram bucket out of the plan's shape or the
+	// catalog's bounds, a sketch's register above any rank (check.go;
+	// aggregate.Spec.ValidKey, ValidExtreme, ValidBucket and
+	// CheckSketches, topk.Config.ValidEntry) — and Step returns
+	// ErrRefused. The runtime sets it; the simulator, whose peers are all
+	// its own cores, does not (decoding the rows and keys would cost it
+	// half again its time on a top-k).
 	CheckReceived bool
 	// KeepLinks is how many rounds a Flow Updating link is kept so that
 	// the flow to a peer that dies can be undone exactly
@@ -114,6 +119,7 @@ type Binding struct {
 	budget   int
 	peerCfg  aggregate.Config
 	origCfg  aggregate.Config
+	entries  *entryCheck // top-k entries from other peers, with CheckReceived
 }
 
 // Bind binds plan with cfg.
@@ -128,7 +134,8 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 	if b.protocol == Aggregate {
 		spec := Spec(plan)
 		if cfg.CheckReceived {
-			spec.ValidKey = validKey(plan)
+			spec.ValidKey, spec.ValidExtreme, spec.ValidBucket = validKey(plan), validExtreme(plan), validBucket(plan)
+			spec.CheckSketches = true
 		}
 		c := aggregate.DefaultConfig(spec, cfg.Rand, cfg.Sampler)
 		if cfg.Scheme != 0 {
@@ -144,6 +151,9 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 		c.Buffers = cfg.Buffers
 		b.peerCfg, b.origCfg = c, c
 		b.origCfg.Originator = true
+	}
+	if b.protocol == TopK && cfg.CheckReceived {
+		b.entries = newEntryCheck(plan)
 	}
 	return b, nil
 }
@@ -176,11 +186,8 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 		cfg.StableK = min(b.plan.Reserve.N, b.plan.K)
 	}
 	cfg.Alive = b.cfg.Alive
-	if b.cfg.CheckReceived {
-		cfg.ValidRow = func(row []byte) bool {
-			vals, err := query.DecodeRow(row)
-			return err == nil && len(vals) == len(b.plan.Columns) // as TopResult reads it
-		}
+	if b.entries != nil {
+		cfg.ValidEntry = func(e *topk.Entry) bool { return b.entries.check(e) == nil }
 	}
 	cfg.Self, cfg.CoverageBits, cfg.Origin = b.cfg.Self, b.cfg.Coverage, origin
 	if !origin {
@@ -318,26 +325,31 @@ func (q *Instance) Outbox() []peer.Envelope[[]byte] {
 }
 
 // Step decodes a message from a peer and hands it to the core; a malformed
-// one is refused with an error and changes nothing.
+// one, or one the core refuses (ErrRefused: not of the plan's shape or,
+// with Config.CheckReceived, holding a value out of bounds), is refused
+// with an error and changes nothing.
 func (q *Instance) Step(from peer.ID, msg []byte) error {
 	if q.agg != nil {
 		m, err := aggregate.Decode(msg)
 		if err != nil {
 			return err
 		}
+		before := q.agg.Stats().Rejected
 		q.agg.Step(from, m)
+		if q.agg.Stats().Rejected != before {
+			return ErrRefused
+		}
 		return nil
 	}
 	m, err := topk.Decode(msg)
 	if err != nil {
 		return err
 	}
-	for _, e := range m.Entries {
-		if err := CheckEntry(q.b.plan, e); err != nil {
-			return err
-		}
-	}
+	before := q.top.Stats().Rejected
 	q.top.Step(from, m)
+	if q.top.Stats().Rejected != before {
+		return ErrRefused
+	}
 	return nil
 }
 

@@ -11,7 +11,11 @@
 #   scripts/netns-cluster.sh heal            # no loss, no partition
 #   scripts/netns-cluster.sh kill 7          # kill -9 agent 7
 #   scripts/netns-cluster.sh start 7         # start it again on its data dir
+#   scripts/netns-cluster.sh disk 3 full     # fill agent 3's data dir (full|free|ro|rw)
 #   scripts/netns-cluster.sh down            # stop everything, remove the namespaces
+#
+# With PEERQ_NETNS_TMPFS=1, `up` puts each agent's data dir on a 16 MiB
+# tmpfs of its own, so that `disk` can fill it or make it read-only.
 set -euo pipefail
 
 BIN=${PEERQ_BIN:-/tmp/peerq-netns/peerq}
@@ -33,6 +37,10 @@ up() {
 	ip addr add "$NET.254/24" dev "$BR" 2>/dev/null || true
 	ip link set "$BR" up
 	for i in $(seq 1 "$n"); do
+		if [ "${PEERQ_NETNS_TMPFS:-0}" = 1 ] && ! mountpoint -q "$DIR/a$i"; then
+			mkdir -p "$DIR/a$i"
+			mount -t tmpfs -o size=16m,mode=0700 "pq-a$i" "$DIR/a$i"
+		fi
 		ip netns add "$(ns "$i")"
 		ip link add "veth$i" type veth peer name eth0 netns "$(ns "$i")"
 		ip link set "veth$i" master "$BR" up
@@ -101,10 +109,25 @@ heal() { for i in $(seq 1 "$(count)"); do rules "$i"; done; }
 
 kill_agent() { kill -9 "$(cat "$DIR/a$1.pid")" 2>/dev/null || true; }
 
+# disk I full|free|ro|rw: agent I's data dir (a tmpfs: PEERQ_NETNS_TMPFS=1)
+# filled up, freed, made read-only, made writable again.
+disk() {
+	local d="$DIR/a$1"
+	mountpoint -q "$d" || { echo "disk: $d is not a tmpfs (up with PEERQ_NETNS_TMPFS=1)" >&2; return 1; }
+	case "$2" in
+	full) dd if=/dev/zero of="$d/filler" bs=64k 2>/dev/null || true ;;
+	free) rm -f "$d/filler" ;;
+	ro) mount -o remount,ro "$d" ;;
+	rw) mount -o remount,rw "$d" ;;
+	*) echo "disk: full, free, ro or rw" >&2; return 1 ;;
+	esac
+}
+
 down() {
 	for i in $(seq 1 "$(count)"); do
 		kill_agent "$i"
 		ip netns del "$(ns "$i")" 2>/dev/null || true
+		if mountpoint -q "$DIR/a$i"; then umount "$DIR/a$i"; fi
 	done
 	ip link del "$BR" 2>/dev/null || true
 	rm -f "$DIR/count"
@@ -120,6 +143,7 @@ partition) partition "$1" ;;
 heal) heal ;;
 kill) kill_agent "$1" ;;
 start) start "$1" ;;
+disk) disk "$1" "$2" ;;
 down) down ;;
-*) sed -n '2,15p' "$0"; exit 1 ;;
+*) sed -n '2,19p' "$0"; exit 1 ;;
 esac

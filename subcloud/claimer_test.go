@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peerq/peerq/identity"
 )
 
 var errLost = errors.New("lost")
@@ -102,17 +105,17 @@ func checkClaimers(t *testing.T, seed uint64) {
 		if f.msg.Req.Op != OpClaim {
 			// Releases are delivered, and stored (a peer that cannot
 			// store one keeps the lease until it lapses).
-			tb.Apply(t0, f.msg.Req, func(*Table) error { return nil })
+			apply(tb, cfgs[f.owner].Owner, f.msg.To, f.msg.Req, nil)
 			continue
 		}
 		switch x := r.Float64(); {
 		case x < loss/2: // the claim is lost
 			c.Step(f.msg.To, Reply{}, errLost)
 		case x < loss: // the claim is granted, the reply lost
-			tb.Apply(t0, f.msg.Req, persist)
+			apply(tb, cfgs[f.owner].Owner, f.msg.To, f.msg.Req, persist)
 			c.Step(f.msg.To, Reply{}, errLost)
 		default:
-			c.Step(f.msg.To, tb.Apply(t0, f.msg.Req, persist), nil)
+			c.Step(f.msg.To, apply(tb, cfgs[f.owner].Owner, f.msg.To, f.msg.Req, persist), nil)
 		}
 	}
 	for k, c := range owners {
@@ -187,7 +190,7 @@ func TestClaimerConfig(t *testing.T) {
 // A peer whose disk fails refuses, and keeps nothing.
 func TestApplyPersistsFirst(t *testing.T) {
 	var tb Table
-	rep := tb.Apply(t0, Request{Op: OpClaim, Subcloud: "x", Owner: "o", Token: tokA, For: time.Hour}, func(*Table) error { return errors.New("disk") })
+	rep := apply(&tb, "o", "p", Request{Op: OpClaim, Subcloud: "x", Token: tokA, For: time.Hour}, func(*Table) error { return errors.New("disk") })
 	if rep.OK || !errors.Is(rep.Err(), ErrStorage) {
 		t.Errorf("reply %+v", rep)
 	}
@@ -195,7 +198,7 @@ func TestApplyPersistsFirst(t *testing.T) {
 		t.Error("the peer kept a lease it could not persist")
 	}
 	var saved *Table
-	rep = tb.Apply(t0, Request{Op: OpClaim, Subcloud: "x", Owner: "o", Token: tokA, For: time.Hour}, func(n *Table) error { saved = n; return nil })
+	rep = apply(&tb, "o", "p", Request{Op: OpClaim, Subcloud: "x", Token: tokA, For: time.Hour}, func(n *Table) error { saved = n; return nil })
 	if !rep.OK || saved == nil {
 		t.Fatalf("reply %+v", rep)
 	}
@@ -204,22 +207,22 @@ func TestApplyPersistsFirst(t *testing.T) {
 	}
 	// A retry changes nothing and is not persisted again.
 	saved = nil
-	if rep := tb.Apply(t0, Request{Op: OpClaim, Subcloud: "x", Owner: "o", Token: tokA, For: time.Hour}, func(n *Table) error { saved = n; return nil }); !rep.OK || saved != nil {
+	if rep := apply(&tb, "o", "p", Request{Op: OpClaim, Subcloud: "x", Token: tokA, For: time.Hour}, func(n *Table) error { saved = n; return nil }); !rep.OK || saved != nil {
 		t.Errorf("retry: %+v, persisted %v", rep, saved != nil)
 	}
-	if rep := tb.Apply(t0, Request{Op: OpClaim, Subcloud: "y", Owner: "p", Token: tokB, For: time.Hour}, nil); rep.OK || rep.Holder != "x" || !errors.Is(rep.Err(), ErrHeld) {
+	if rep := apply(&tb, "q", "p", Request{Op: OpClaim, Subcloud: "y", Token: tokB, For: time.Hour}, nil); rep.OK || rep.Holder != "x" || !errors.Is(rep.Err(), ErrHeld) {
 		t.Errorf("second claim: %+v", rep)
 	}
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	req := Request{Op: OpRenew, Subcloud: "analytics", Owner: "a1", Token: tokA, Key: "k", For: 90 * time.Second}
+	req := signed("a1", "p1", Request{Op: OpRenew, Subcloud: "analytics", Token: tokA, Key: "k", For: 90 * time.Second})
 	got, err := DecodeRequest(req.Encode())
-	if err != nil || got != req {
+	if err != nil || !reflect.DeepEqual(got, req) || !got.SignedBy(keyOf("a1").Public()) {
 		t.Fatalf("request: %+v %v", got, err)
 	}
-	rep := Reply{Refusal: RefusedHeld, Holder: "batch"}
-	if got, err := DecodeReply(rep.Encode()); err != nil || got != rep {
+	rep := Reply{Refusal: RefusedHeld, Holder: "batch", OwnerKey: make([]byte, identity.PublicSize)}
+	if got, err := DecodeReply(rep.Encode()); err != nil || !reflect.DeepEqual(got, rep) {
 		t.Fatalf("reply: %+v %v", got, err)
 	}
 	for _, b := range [][]byte{nil, {2}, append([]byte{msgVersion}, 0xff), append(req.Encode(), 0)} {
@@ -227,13 +230,15 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Errorf("%x: %v", b, err)
 		}
 	}
-	if _, err := DecodeRequest(Request{Op: 9, Subcloud: "x"}.Encode()); !errors.Is(err, ErrMalformed) {
-		t.Errorf("op 9: %v", err)
+	if _, err := DecodeRequest(Request{Op: opEnd, Subcloud: "x"}.Encode()); !errors.Is(err, ErrMalformed) {
+		t.Errorf("op %d: %v", opEnd, err)
 	}
 }
 
 func FuzzDecodeRequest(f *testing.F) {
-	f.Add(Request{Op: OpClaim, Subcloud: "analytics", Owner: "a1", Token: tokA, Key: "k", For: time.Hour}.Encode())
+	f.Add(signed("a1", "p", Request{Op: OpClaim, Subcloud: "analytics", Token: tokA, Key: "k", For: time.Hour}).Encode())
+	f.Add(signed("a1", "p", Request{Op: OpName, Subcloud: "analytics", For: time.Hour}).Encode())
+	f.Add(Request{Op: OpWho, Subcloud: "analytics"}.Encode())
 	f.Add(Request{Op: OpRelease, Subcloud: "x", Token: tokB}.Encode())
 	f.Add(Request{Op: OpCheck, Subcloud: "x", Token: tokB}.Encode())
 	f.Add(Request{Op: OpClaim, Subcloud: "x", Owner: "o", Token: tokA, For: time.Minute, Since: 1_800_000_000_000_000_000}.Encode())
@@ -241,14 +246,16 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeRequest(b); err == nil {
 			// Whatever decodes re-encodes to something that decodes the same.
-			if again, err := DecodeRequest(r.Encode()); err != nil || again != r {
+			if again, err := DecodeRequest(r.Encode()); err != nil || !reflect.DeepEqual(again, r) {
 				t.Fatalf("request %+v re-decodes as %+v, %v", r, again, err)
 			}
 			var tb Table
-			tb.Apply(t0, r, func(*Table) error { return nil })
+			tb.Apply(t0, self("p"), r.Owner, r, func(*Table) error { return nil })
+			var names Names
+			names.Apply(t0, self("p"), r.Owner, r, func(*Names) error { return nil })
 		}
 		if r, err := DecodeReply(b); err == nil {
-			if again, err := DecodeReply(r.Encode()); err != nil || again != r {
+			if again, err := DecodeReply(r.Encode()); err != nil || !reflect.DeepEqual(again, r) {
 				t.Fatalf("reply %+v re-decodes as %+v, %v", r, again, err)
 			}
 			r.Err()

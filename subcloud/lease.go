@@ -5,16 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/peerq/peerq/identity"
 )
 
 // Lease is a peer's grant of itself to a subcloud.
 type Lease struct {
-	Subcloud string    `json:"subcloud"`
-	Owner    string    `json:"owner"` // the node that reserved
-	Token    string    `json:"token"` // chosen by the owner, secret to it
-	Key      string    `json:"key,omitempty"`
-	Granted  time.Time `json:"granted"`
-	Expires  time.Time `json:"expires"`
+	Subcloud string `json:"subcloud"`
+	Owner    string `json:"owner"` // the node that reserved
+	// OwnerKey is the owner's identity when it claimed: only a request it
+	// signed renews, releases or checks the lease.
+	OwnerKey identity.Public `json:"owner_key,omitzero"`
+	Token    string          `json:"token"` // chosen by the owner, secret to it
+	Key      string          `json:"key,omitempty"`
+	Granted  time.Time       `json:"granted"`
+	Expires  time.Time       `json:"expires"`
 	// Since is when the owner created the subcloud (its first RESERVE):
 	// the same on every member, replacements included, so that the
 	// subcloud's age is known from any member. It settles which owner a
@@ -26,6 +31,7 @@ type Lease struct {
 type Claim struct {
 	Subcloud string
 	Owner    string
+	OwnerKey identity.Public
 	Token    string
 	// Key is the RESERVE's idempotency key, if any.
 	Key string
@@ -101,7 +107,7 @@ func (t *Table) Claim(now time.Time, c Claim) (Lease, error) {
 	if since.IsZero() || since.After(now) {
 		since = now
 	}
-	t.lease = &Lease{Subcloud: c.Subcloud, Owner: c.Owner, Token: c.Token, Key: c.Key,
+	t.lease = &Lease{Subcloud: c.Subcloud, Owner: c.Owner, OwnerKey: c.OwnerKey, Token: c.Token, Key: c.Key,
 		Granted: now, Expires: now.Add(c.For), Since: since}
 	return *t.lease, nil
 }
@@ -156,13 +162,42 @@ func Unmarshal(b []byte) (*Table, error) {
 	return &Table{lease: l}, nil
 }
 
-// Apply carries out a request from an owner and returns the reply. The
-// change is made on a copy, handed to persist (which must store it
-// durably: Marshal, write, fsync), and becomes the Table only when persist
-// succeeds: a peer never answers "granted" for a lease it would forget on
-// restart, and never keeps a lease it answered "refused" for. persist is
-// not called when nothing changed (a refused request, or a retried claim).
-func (t *Table) Apply(now time.Time, r Request, persist func(*Table) error) Reply {
+// Self is what a peer knows to check a request made to it: its name and
+// incarnation, and the identities its membership shows.
+type Self struct {
+	Name string
+	Boot uint64
+	// KeyOf is the identity the membership shows for a member (pinned at
+	// first sight); ok is false for a stranger or a member without one.
+	KeyOf func(name string) (identity.Public, bool)
+}
+
+// authenticate checks that r is for this peer in its present life, came
+// from signer and is signed by key. 0 is authentic.
+func authenticate(self Self, from, signer string, key identity.Public, r Request) Refusal {
+	switch {
+	case r.Target != self.Name:
+		return RefusedMalformed // meant for another peer
+	case r.Boot != self.Boot:
+		return RefusedIncarnation
+	case from != signer || key.IsZero() || !r.SignedBy(key):
+		return RefusedForged
+	}
+	return 0
+}
+
+// Apply carries out a request from an owner — received from the peer named
+// from — and returns the reply. A claim must be signed by the owner it
+// names, with the key the membership shows for it; a renewal, release or
+// check by the owner the lease names, with the key it claimed with; every
+// request must be for this peer in its present incarnation. The change is
+// made on a copy, handed to persist (which must store it durably: Marshal,
+// write, fsync, rename, fsync the directory), and becomes the Table only
+// when persist succeeds: a peer never answers "granted" for a lease it
+// would forget on restart, and never keeps a lease it answered "refused"
+// for. persist is not called when nothing changed (a refused request, or a
+// retried claim).
+func (t *Table) Apply(now time.Time, self Self, from string, r Request, persist func(*Table) error) Reply {
 	next := &Table{}
 	if t.lease != nil {
 		l := *t.lease
@@ -170,9 +205,27 @@ func (t *Table) Apply(now time.Time, r Request, persist func(*Table) error) Repl
 	}
 	var l Lease
 	var err error
+	// Who must have signed it.
+	signer, key := r.Owner, identity.Public{}
+	if r.Op == OpClaim {
+		if self.KeyOf != nil {
+			key, _ = self.KeyOf(r.Owner)
+		}
+	} else if cur, ok := t.Current(now); ok && cur.Subcloud == r.Subcloud {
+		signer, key = cur.Owner, cur.OwnerKey
+	} else if r.Op == OpRenew || r.Op == OpRelease || r.Op == OpCheck {
+		return replyOf(ErrNoLease, now)
+	}
+	if ref := authenticate(self, from, signer, key, r); ref != 0 {
+		rep := Reply{Refusal: ref, Now: now.UnixNano()}
+		if ref == RefusedIncarnation {
+			rep.Boot = self.Boot
+		}
+		return rep
+	}
 	switch r.Op {
 	case OpClaim:
-		c := Claim{Subcloud: r.Subcloud, Owner: r.Owner, Token: r.Token, Key: r.Key, For: r.For}
+		c := Claim{Subcloud: r.Subcloud, Owner: r.Owner, OwnerKey: key, Token: r.Token, Key: r.Key, For: r.For}
 		if r.Since > 0 {
 			c.Since = time.Unix(0, r.Since)
 		}
@@ -190,19 +243,38 @@ func (t *Table) Apply(now time.Time, r Request, persist func(*Table) error) Repl
 		err = ErrBadClaim
 	}
 	if err != nil {
-		return replyOf(err)
+		return replyOf(err, now)
 	}
+	rep := Reply{OK: true, Now: now.UnixNano()}
 	if !next.equal(t) {
 		if perr := persist(next); perr != nil {
-			return Reply{Refusal: RefusedStorage}
+			if r.Op != OpRelease {
+				return Reply{Refusal: RefusedStorage, Now: now.UnixNano()}
+			}
+			// A release frees the peer even when its disk cannot record
+			// it: freeing promises nothing to anybody. After a restart the
+			// lease is back from the disk, and the peer asks its owner
+			// (OpAsk), which answers that it released it.
+			rep.Volatile = true
 		}
 		t.lease = next.lease
 	}
-	rep := Reply{OK: true}
 	if r.Op != OpRelease {
 		rep.Expires = l.Expires.UnixNano()
 	}
 	return rep
+}
+
+// Drop frees the peer from its lease of subcloud with token without an
+// owner's request: the owner answered, signed, that it no longer holds it
+// (OpAsk). Like a release, it takes effect even if persist fails; the
+// error then says the disk does not know it yet.
+func (t *Table) Drop(now time.Time, subcloud, token string, persist func(*Table) error) error {
+	if _, err := t.holder(now, subcloud, token); err != nil {
+		return err
+	}
+	t.lease = nil
+	return persist(&Table{})
 }
 
 func (t *Table) equal(o *Table) bool {
@@ -210,13 +282,13 @@ func (t *Table) equal(o *Table) bool {
 		return t.lease == nil && o.lease == nil
 	}
 	a, b := *t.lease, *o.lease
-	return a.Subcloud == b.Subcloud && a.Owner == b.Owner && a.Token == b.Token && a.Key == b.Key &&
+	return a.Subcloud == b.Subcloud && a.Owner == b.Owner && a.OwnerKey == b.OwnerKey && a.Token == b.Token && a.Key == b.Key &&
 		a.Granted.Equal(b.Granted) && a.Expires.Equal(b.Expires) && a.Since.Equal(b.Since)
 }
 
 // replyOf is a refusal as a reply.
-func replyOf(err error) Reply {
-	var r Reply
+func replyOf(err error, now time.Time) Reply {
+	r := Reply{Now: now.UnixNano()}
 	switch {
 	case errors.Is(err, ErrHeld):
 		r.Refusal = RefusedHeld

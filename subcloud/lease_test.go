@@ -179,7 +179,7 @@ func TestApplyCheckAndSince(t *testing.T) {
 	persisted := 0
 	persist := func(*Table) error { persisted++; return nil }
 	since := t0.Add(-time.Hour)
-	rep := tb.Apply(t0, Request{Op: OpClaim, Subcloud: "a", Owner: "o", Token: tokA, For: time.Minute, Since: since.UnixNano()}, persist)
+	rep := apply(&tb, "o", "p", Request{Op: OpClaim, Subcloud: "a", Token: tokA, For: time.Minute, Since: since.UnixNano()}, persist)
 	if !rep.OK || persisted != 1 {
 		t.Fatalf("claim: %+v, persisted %d", rep, persisted)
 	}
@@ -194,7 +194,7 @@ func TestApplyCheckAndSince(t *testing.T) {
 		{Request{Op: OpCheck, Subcloud: "a", Token: tokB}, ErrToken},
 		{Request{Op: OpCheck, Subcloud: "b", Token: tokA}, ErrNoLease},
 	} {
-		rep := tb.Apply(t0.Add(time.Second), c.req, persist)
+		rep := applyAt(&tb, t0.Add(time.Second), "o", "p", c.req, persist)
 		if err := rep.Err(); !errors.Is(err, c.want) && !(err == nil && c.want == nil) {
 			t.Errorf("%+v: %v, want %v", c.req, err, c.want)
 		}
@@ -205,7 +205,7 @@ func TestApplyCheckAndSince(t *testing.T) {
 	if persisted != 1 {
 		t.Errorf("checks persisted %d times", persisted-1)
 	}
-	if rep := tb.Apply(t0.Add(2*time.Minute), Request{Op: OpCheck, Subcloud: "a", Token: tokA}, persist); !errors.Is(rep.Err(), ErrNoLease) {
+	if rep := applyAt(&tb, t0.Add(2*time.Minute), "o", "p", Request{Op: OpCheck, Subcloud: "a", Token: tokA}, persist); !errors.Is(rep.Err(), ErrNoLease) {
 		t.Errorf("check after expiry: %+v", rep)
 	}
 }

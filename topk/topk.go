@@ -43,12 +43,16 @@ type Config struct {
 	// nodes it calls dead are refused and pruned. Nil means all are alive.
 	// It must be cheap and must not block.
 	Alive func(node string) bool
-	// ValidRow, if set, checks the row of an entry another peer sent
-	// before it enters the list (the core cannot read rows; the binding
-	// can): a message with such a row it refuses is not merged
-	// (Stats.Rejected), so that a lying peer cannot leave the asker a list
-	// it cannot read.
-	ValidRow func(row []byte) bool
+	// ValidEntry, if set, checks an entry another peer sent before it
+	// enters the list: its node, the key it is ordered by and its row (the
+	// core reads none of them but the key's bytes; the binding can). A
+	// message with an entry it refuses changes nothing: not the list, not
+	// the filter, and it gets no reply (Stats.Rejected), so that a lying
+	// peer can neither leave the asker a list it cannot read nor rank
+	// itself by a value no peer could have. Only entries that would enter
+	// the list are checked: reading every entry of every message doubled
+	// the simulator's time (which sets no check). It must not block.
+	ValidEntry func(e *Entry) bool
 	// Self is this peer's name, and CoverageBits (a multiple of 64, at
 	// most MaxCoverageBits; 0 for none) the size of the coverage filter
 	// that says which peers a list has heard from (coverage.go). Every
@@ -111,7 +115,7 @@ type Message struct {
 type Stats struct {
 	Sent, Received int
 	Refused        int // entries of dead nodes refused
-	Rejected       int // malformed messages (unsorted lists, a filter of another size)
+	Rejected       int // malformed messages (unsorted lists, a filter of another size, an entry ValidEntry refuses)
 }
 
 // Node is one peer's instance of one top-k query. It is not safe for
@@ -285,8 +289,11 @@ func (n *Node) Step(from peer.ID, m *Message) {
 		n.stats.Rejected++
 		return
 	}
+	if !n.merge(m.Entries) {
+		n.stats.Rejected++
+		return
+	}
 	n.stats.Received++
-	n.merge(m.Entries)
 	n.mergeCoverage(m.Seen)
 	if m.Kind == Request {
 		n.reply(from, m)
@@ -304,7 +311,9 @@ func sorted(es []*Entry) bool {
 
 // merge keeps the best K+Reserve of the union of the list and theirs,
 // without duplicates or dead nodes. It allocates only when the list changes.
-func (n *Node) merge(theirs []*Entry) {
+// It reports false, changing nothing, when Config.ValidEntry refuses an
+// entry of theirs that would enter the list.
+func (n *Node) merge(theirs []*Entry) bool {
 	limit := n.cfg.K + n.cfg.Reserve
 	// First pass: does the union differ from the list?
 	changed, topChanged := false, false
@@ -324,7 +333,7 @@ func (n *Node) merge(theirs []*Entry) {
 		out++
 	}
 	if !changed {
-		return
+		return true
 	}
 	merged := make([]*Entry, 0, limit)
 	i, j = 0, 0
@@ -333,11 +342,8 @@ func (n *Node) merge(theirs []*Entry) {
 		if e == nil {
 			break
 		}
-		if !fromMine && n.cfg.ValidRow != nil && !n.cfg.ValidRow(e.Row) {
-			// Only rows that would enter the list are read: reading
-			// every row of every message doubled the simulator's time.
-			n.stats.Rejected++
-			return
+		if !fromMine && e != n.own && n.cfg.ValidEntry != nil && !n.cfg.ValidEntry(e) {
+			return false
 		}
 		merged = append(merged, e)
 	}
@@ -346,6 +352,7 @@ func (n *Node) merge(theirs []*Entry) {
 	if topChanged {
 		n.lastChange = n.round
 	}
+	return true
 }
 
 // pick returns the next entry of the union in order, skipping duplicates and

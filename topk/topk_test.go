@@ -477,21 +477,46 @@ func BenchmarkAskerBytes(b *testing.B) {
 	}
 }
 
-// A lying peer's entry with a row the query cannot read is refused with
-// its whole message; honest rows are merged.
-func TestRowsCheckedOnReceipt(t *testing.T) {
+// A lying peer's entry that ValidEntry refuses (a row the query cannot
+// read, a key no peer could have) is refused with its whole message, which
+// changes nothing: not the list, not the filter, and gets no reply. Honest
+// entries are merged, and the peer's own entry is never put to the check.
+func TestEntriesCheckedOnReceipt(t *testing.T) {
 	cfg := DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
-	cfg.ValidRow = func(row []byte) bool { return string(row) != "bad" }
-	n, err := New(cfg, nil)
+	cfg.CoverageBits, cfg.Self = 64, "me"
+	checked := map[string]int{}
+	cfg.ValidEntry = func(e *Entry) bool { checked[e.Node]++; return string(e.Row) != "bad" && e.Key[0] != 0 }
+	n, err := New(cfg, &Entry{Node: "me", Key: []byte{0}, Row: []byte("bad")}) // never checked
+
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Step(1, &Message{Kind: Reply, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("ok")}, {Node: "b", Key: []byte{2}, Row: []byte("bad")}}})
-	if n.Stats().Rejected != 1 || len(n.Top()) != 0 {
-		t.Errorf("a bad row: rejected %d, top %d", n.Stats().Rejected, len(n.Top()))
+	seen := []uint64{1 << 7}
+	for name, es := range map[string][]*Entry{
+		"a bad row": {{Node: "a", Key: []byte{1}, Row: []byte("ok")}, {Node: "b", Key: []byte{2}, Row: []byte("bad")}},
+		"a bad key": {{Node: "c", Key: []byte{0, 1}, Row: []byte("ok")}},
+	} {
+		before := n.Stats()
+		n.Step(1, &Message{Kind: Request, Entries: es, Seen: seen})
+		if n.Stats().Rejected != before.Rejected+1 || n.Stats().Received != before.Received || len(n.Top()) != 1 ||
+			len(n.Outbox()) != 0 || n.seen[0]&seen[0] != 0 {
+			t.Errorf("%s: stats %+v, top %d: the message must change nothing", name, n.Stats(), len(n.Top()))
+		}
+	}
+	n.Step(1, &Message{Kind: Request, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("ok")}}, Seen: seen})
+	if n.Stats().Rejected != 2 || len(n.Top()) != 2 || len(n.Outbox()) != 1 || n.seen[0]&seen[0] == 0 {
+		t.Errorf("a good entry: stats %+v, top %d", n.Stats(), len(n.Top()))
+	}
+	// A list of one: a better entry pushes the own one out; when its
+	// node dies, Prune offers the own entry again, unchecked.
+	cfg.K, cfg.Reserve, cfg.StableK = 1, 0, 0
+	if n, err = New(cfg, &Entry{Node: "me", Key: []byte{5}, Row: []byte("bad")}); err != nil {
+		t.Fatal(err)
 	}
 	n.Step(1, &Message{Kind: Reply, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("ok")}}})
-	if n.Stats().Rejected != 1 || len(n.Top()) != 1 {
-		t.Errorf("a good row: rejected %d, top %d", n.Stats().Rejected, len(n.Top()))
+	n.cfg.Alive = func(node string) bool { return node != "a" }
+	n.Prune()
+	if top := n.Top(); checked["me"] != 0 || len(top) != 1 || top[0].Node != "me" {
+		t.Errorf("the own entry was checked %d times; top %v", checked["me"], top)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/logutils"
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/probe"
 	"github.com/spf13/cobra"
@@ -145,8 +146,14 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 		return &exitError{exitUsage, err}
 	}
 	name, err := nodeName(s.DataDir, s.Node)
-	if err != nil {
+	if err != nil && name == "" {
 		return &exitError{exitUsage, err}
+	}
+	// A data dir that cannot be written does not stop the agent: it says
+	// so, and grants nothing until it can (the runtime checks it too).
+	warnings := []string{}
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("cannot save the node name in the data dir: %v", err))
 	}
 	tags := map[string]string{}
 	for _, t := range s.Tag {
@@ -171,24 +178,38 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 		oldKeys = append(oldKeys, b)
 	}
 	prober, err := probe.New(s.DataDir, time.Now())
-	if err != nil {
+	if prober == nil {
 		return &exitError{exitUsage, err}
+	}
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("cannot store the reliability journal: %v", err))
 	}
 	defer prober.Close()
 	rcfg := node.DefaultConfig(prober.Record)
 	rcfg.Round, rcfg.MinRound, rcfg.DataDir, rcfg.Tags, rcfg.MaxQueries = s.Round, s.MinRound, s.DataDir, tags, s.MaxQueries
 	rcfg.MaxAsk, rcfg.AskQueue = s.MaxAsk, s.AskQueue
 	rcfg.Logf = func(format string, args ...any) { fmt.Fprintf(logs, "[WARN] peerq: "+format+"\n", args...) }
+	snapshot := filepath.Join(s.DataDir, "serf.snapshot")
+	if err := durable.Probe(durable.OS(), s.DataDir); err != nil {
+		// Serf's snapshot needs a writable file: without it a restart
+		// rejoins through --join only.
+		warnings = append(warnings, fmt.Sprintf("the data dir cannot be written (%v): this agent grants no lease and owns no subcloud until it can; "+
+			"Serf's snapshot is off", err))
+		snapshot = ""
+	}
 	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: s.Bind, Advertise: s.Advertise, Exchange: s.Exchange, Key: key, OldKeys: oldKeys,
-		SnapshotPath: filepath.Join(s.DataDir, "serf.snapshot"), LogOutput: logs, Runtime: rcfg})
+		SnapshotPath: snapshot, LogOutput: logs, Runtime: rcfg})
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
 	out := cmd.ErrOrStderr()
 	token, err := api.LoadOrCreateToken(s.DataDir)
-	if err != nil {
+	if token == "" {
 		p.Close()
 		return &exitError{exitUsage, err}
+	}
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("%v: this run's API token is %s (give it with --token)", err, token))
 	}
 	srv, err := p.ServeAPI(s.API, token)
 	if err != nil {
@@ -197,8 +218,7 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	}
 	defer srv.Close()
 	if err := api.WriteAddr(s.DataDir, srv.Addr()); err != nil {
-		p.Close()
-		return &exitError{exitUsage, err}
+		warnings = append(warnings, fmt.Sprintf("cannot leave the API address in the data dir (%v): give --api %s to clients", err, srv.Addr()))
 	}
 	for _, e := range s.Export {
 		if err := p.Export(e); err != nil {
@@ -208,6 +228,9 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	}
 	fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s, API on %s (token in %s)\n", name,
 		p.Addr(), p.ExchangeAddr(), srv.Addr(), filepath.Join(s.DataDir, api.TokenFile))
+	for _, w := range warnings {
+		fmt.Fprintf(out, "peerq agent %s: WARNING: %s\n", name, w)
+	}
 	if key == nil {
 		fmt.Fprintf(out, "peerq agent %s: WARNING: no --encrypt key: gossip and exchanges travel in clear and are not "+
 			"authenticated; any host that reaches these ports can read answers and, posing as a member, change "+
@@ -277,6 +300,9 @@ func nodeName(dataDir, flag string) (string, error) {
 			return "", err
 		}
 		name = h
+	}
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == name {
+		return name, nil // saved already: a read-only data dir does not stop a restart
 	}
 	return name, os.WriteFile(path, []byte(name+"\n"), 0o644)
 }

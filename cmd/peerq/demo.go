@@ -22,7 +22,9 @@ import (
 const (
 	exitNotEnough  = 3 // a RESERVE could not get the peers it needs; nothing is reserved
 	exitTimeout    = 4 // an answer is partial (a TIMEOUT, unreachable or refusing members): printed, then exit 4
-	exitOverloaded = 5 // the agent asks as many queries as it may: try again
+	exitOverloaded = 5 // the agent is busy: "busy, retry after N s"
+	exitIncomplete = 6 // a change reached only some of its members (named); each is released when it answers, or lapses
+	exitStorage    = 7 // a data dir could not be written ("disk full at a5"): nothing changed, nothing held
 )
 
 func newDemoCmd() *cobra.Command {

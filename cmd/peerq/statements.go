@@ -64,7 +64,17 @@ func exitFor(err error) error {
 	case errors.Is(err, api.ErrPartial):
 		return &exitError{exitTimeout, fmt.Errorf("peerq: %w; --allow-partial accepts it", err)}
 	case errors.Is(err, api.ErrOverloaded):
+		// The agent's message says when to retry ("busy, retry after N s:
+		// ..."); the node's own error (peerq demo) does not.
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			return &exitError{exitOverloaded, fmt.Errorf("peerq: %w", err)}
+		}
 		return &exitError{exitOverloaded, fmt.Errorf("peerq: %w; try again shortly", err)}
+	case errors.Is(err, api.ErrIncomplete):
+		return &exitError{exitIncomplete, fmt.Errorf("peerq: %w", err)}
+	case errors.Is(err, api.ErrStorage):
+		return &exitError{exitStorage, fmt.Errorf("peerq: %w", err)}
 	}
 	return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
 }

@@ -1,0 +1,343 @@
+package run
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/peer"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/topk"
+)
+
+func mustCompile(t testing.TB, src string) *query.Plan {
+	t.Helper()
+	p, err := query.CompileText(src, query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// honest is a record a peer could report, with the given values over it.
+func honest(node string, kv ...any) query.Record {
+	r := query.Record{
+		"node": query.Str(node), "reliability": query.Num(query.KindRatio, 0.5),
+		"mem_free": query.Num(query.KindBytes, 1<<30), "cpu_cores": query.Num(query.KindCount, 8),
+		"region": query.Str("eu"), "reserved": query.Bool(false),
+	}
+	for i := 0; i < len(kv); i += 2 {
+		r[kv[i].(string)] = kv[i+1].(query.Value)
+	}
+	return r
+}
+
+func ratio(x float64) query.Value { return query.Num(query.KindRatio, x) }
+func bytes(x float64) query.Value { return query.Num(query.KindBytes, x) }
+
+// lie is the honest entry of rec with its sort key taken from forged: the
+// row says one thing, the key another.
+func lie(p *query.Plan, rec, forged query.Record) *topk.Entry {
+	e := Entry(p, rec)
+	e.Key = p.SortKey(forged)
+	return e
+}
+
+// withKey is e with its key's bytes replaced.
+func withKey(e *topk.Entry, key []byte) *topk.Entry {
+	c := *e
+	c.Key = key
+	return &c
+}
+
+// Every part of a top-k entry from another peer is checked against the
+// plan and the catalog: a lie about a sort key is refused whether or not
+// the row carries the value, honest values at the bounds pass.
+func TestCheckEntry(t *testing.T) {
+	nodeOnly := mustCompile(t, "SELECT node FROM peers ORDER BY reliability DESC LIMIT 3")
+	withRel := mustCompile(t, "SELECT node, reliability, mem_free FROM peers ORDER BY reliability DESC LIMIT 3")
+	reserve := mustCompile(t, "RESERVE 2 FROM peers ORDER BY reliability DESC AS x FOR 1m")
+	byMem := mustCompile(t, "SELECT node FROM peers ORDER BY mem_free DESC, region LIMIT 3")
+	computed := mustCompile(t, "SELECT node FROM peers ORDER BY mem_free / cpu_cores DESC LIMIT 3")
+	computedRow := mustCompile(t, "SELECT node, mem_free, cpu_cores FROM peers ORDER BY mem_free / cpu_cores DESC LIMIT 3")
+	aliased := mustCompile(t, "SELECT node, mem_free / cpu_cores AS per FROM peers ORDER BY per DESC LIMIT 3")
+	byName := mustCompile(t, "SELECT node, region FROM peers LIMIT 3")
+
+	a := honest("peer-1")
+	rel5 := honest("peer-1", "reliability", ratio(5))
+	num := func(x float64) []byte { // a numeric DESC key's bytes, as SortKey would write any float
+		p := &query.Plan{Order: []query.OrderKey{{Expr: &query.Expr{Op: query.OpAttr, Kind: query.KindNumber, Name: "x"}, Desc: true}}}
+		return p.SortKey(query.Record{"x": query.Num(query.KindNumber, x)})
+	}
+	key := num(0.5)
+	for _, c := range []struct {
+		name string
+		p    *query.Plan
+		e    *topk.Entry
+		ok   bool
+	}{
+		// Honest, at the bounds.
+		{"honest", nodeOnly, Entry(nodeOnly, a), true},
+		{"reliability 1", nodeOnly, Entry(nodeOnly, honest("p", "reliability", ratio(1))), true},
+		{"reliability 0", withRel, Entry(withRel, honest("p", "reliability", ratio(0))), true},
+		{"mem_free at its bound", withRel, Entry(withRel, honest("p", "mem_free", bytes(1<<60))), true},
+		{"no reliability (NULL)", withRel, Entry(withRel, honest("p", "reliability", query.Null)), true},
+		{"reserve candidate", reserve, Entry(reserve, a), true},
+		{"two keys", byMem, Entry(byMem, honest("p", "mem_free", bytes(0), "region", query.Str("x\x00y"))), true},
+		{"computed, any finite", computed, lie(computed, a, honest("p", "mem_free", bytes(1<<60), "cpu_cores", query.Num(query.KindCount, 1e-9))), true},
+		{"computed in the row", computedRow, Entry(computedRow, a), true},
+		{"computed alias", aliased, Entry(aliased, a), true},
+		{"by name", byName, Entry(byName, a), true},
+
+		// A sort key out of bounds, the row silent.
+		{"key reliability 5", nodeOnly, lie(nodeOnly, a, rel5), false},
+		{"key reliability -0.1", nodeOnly, lie(nodeOnly, a, honest("p", "reliability", ratio(-0.1))), false},
+		{"reserve key reliability 5", reserve, lie(reserve, a, rel5), false},
+		{"key mem_free above its bound", byMem, lie(byMem, a, honest("p", "mem_free", bytes(1<<61))), false},
+		// A sort key that disagrees with its row.
+		{"key 0.9, row 0.5", withRel, lie(withRel, a, honest("p", "reliability", ratio(0.9))), false},
+		{"key NULL, row 0.5", withRel, lie(withRel, a, honest("p", "reliability", query.Null)), false},
+		{"computed key, row disagrees", computedRow, lie(computedRow, a, honest("p", "mem_free", bytes(1<<40))), false},
+		{"alias key, row disagrees", aliased, lie(aliased, a, honest("p", "mem_free", bytes(1<<40))), false},
+		{"name key of another node", byName, lie(byName, a, honest("peer-0")), false},
+		// A sort key SortKey could not have written.
+		{"key not finite", computed, withKey(Entry(computed, a), append([]byte{1}, num(math.Inf(1))[1:]...)), false},
+		{"key -0", computed, withKey(Entry(computed, a), []byte{1, 0x80, 0, 0, 0, 0, 0, 0, 0}), false},
+		{"key NaN", computed, withKey(Entry(computed, a), []byte{1, 0, 0x07, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}), false},
+		{"key +0", computed, withKey(Entry(computed, a), []byte{1, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}), true},
+		{"key cut short", nodeOnly, withKey(Entry(nodeOnly, a), key[:5]), false},
+		{"key with trailing bytes", nodeOnly, withKey(Entry(nodeOnly, a), append(key, 0)), false},
+		{"key marker", nodeOnly, withKey(Entry(nodeOnly, a), append([]byte{3}, key[1:]...)), false},
+		{"key a string for a number", nodeOnly, withKey(Entry(nodeOnly, a), []byte{1, 'h', 'i', 0, 0}), false},
+		{"key string escape", byMem, withKey(Entry(byMem, a), append(Entry(byMem, a).Key[:10], 'e', 0, 7, 0, 0)), false},
+		{"empty key", nodeOnly, withKey(Entry(nodeOnly, a), nil), false},
+		// The node and the row.
+		{"node too long", nodeOnly, Entry(nodeOnly, honest(strings.Repeat("n", query.MaxStringBytes+1))), false},
+		{"row mem_free above its bound", withRel, lie(withRel, honest("p", "mem_free", bytes(1<<61)), honest("p")), false},
+		{"row reliability of another kind", withRel, &topk.Entry{Node: "p", Key: Entry(withRel, a).Key,
+			Row: query.EncodeRow([]query.Value{{}, query.Num(query.KindDuration, 0.5), bytes(1 << 30)})}, false},
+	} {
+		err := CheckEntry(c.p, c.e)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok %v", c.name, err, c.ok)
+		}
+	}
+}
+
+// GROUP BY keys, extremes and histogram buckets from other peers are
+// checked against the attributes' bounds: lies refused, honest values at
+// the bounds taken.
+func TestAggregateChecks(t *testing.T) {
+	cores := mustCompile(t, "SELECT cpu_cores, region, COUNT(*) FROM peers GROUP BY cpu_cores, region")
+	key := func(vs ...query.Value) []byte { return query.EncodeRow(vs) }
+	count := func(x float64) query.Value { return query.Num(query.KindCount, x) }
+	for _, c := range []struct {
+		name string
+		key  []byte
+		ok   bool
+	}{
+		{"honest", key(count(8), query.Str("eu")), true},
+		{"at the bounds", key(count(0), query.Str(strings.Repeat("r", query.MaxStringBytes))), true},
+		{"at the upper bound", key(count(1<<20), query.Null), true},
+		{"cores above the bound", key(count(1<<20+1), query.Str("eu")), false},
+		{"cores negative", key(count(-1), query.Str("eu")), false},
+		{"cores of another kind", key(query.Num(query.KindBytes, 8), query.Str("eu")), false},
+		{"region a number", key(count(8), count(1)), false},
+		{"region too long", key(count(8), query.Str(strings.Repeat("r", query.MaxStringBytes+1))), false},
+		{"arity", key(count(8)), false},
+	} {
+		if got := validKey(cores)(c.key); got != c.ok {
+			t.Errorf("key %s: %v, want %v", c.name, got, c.ok)
+		}
+	}
+
+	ext := mustCompile(t, "SELECT MIN(reliability), MAX(mem_free), MAX(region), MAX(mem_free / cpu_cores) FROM peers")
+	comp := func(p *query.Plan, k query.CompKind, arg string) int {
+		for i, c := range p.Components {
+			if c.Kind == k && c.Arg.String() == arg {
+				return i
+			}
+		}
+		t.Fatalf("no component %s(%s) in %+v", k, arg, p.Components)
+		return -1
+	}
+	minRel, maxMem, maxRegion, maxPer := comp(ext, query.CompMin, "reliability"), comp(ext, query.CompMax, "mem_free"),
+		comp(ext, query.CompMax, "region"), comp(ext, query.CompMax, "(mem_free / cpu_cores)")
+	n := func(x float64) aggregate.Extreme { return aggregate.Extreme{Num: x} }
+	s := func(x string) aggregate.Extreme { return aggregate.Extreme{IsStr: true, Str: x} }
+	valid := validExtreme(ext)
+	for _, c := range []struct {
+		name string
+		comp int
+		x    aggregate.Extreme
+		ok   bool
+	}{
+		{"reliability 0", minRel, n(0), true},
+		{"reliability 1", minRel, n(1), true},
+		{"reliability 5", minRel, n(5), false},
+		{"reliability -0.1", minRel, n(-0.1), false},
+		{"reliability a string", minRel, s("high"), false},
+		{"mem_free at its bound", maxMem, n(1 << 60), true},
+		{"mem_free above its bound", maxMem, n(1 << 62), false},
+		{"region", maxRegion, s("zz"), true},
+		{"region a number", maxRegion, n(1), false},
+		{"region too long", maxRegion, s(strings.Repeat("z", query.MaxStringBytes+1)), false},
+		{"computed: any finite number", maxPer, n(1e300), true},
+		{"computed: a string", maxPer, s("x"), false},
+		{"no such component", len(ext.Components), n(0), false},
+	} {
+		if got := valid(c.comp, c.x); got != c.ok {
+			t.Errorf("extreme %s: %v, want %v", c.name, got, c.ok)
+		}
+	}
+
+	pct := mustCompile(t, "SELECT PERCENTILE(reliability, 0.9), PERCENTILE(mem_free / cpu_cores, 0.5) FROM peers")
+	bucket := validBucket(pct)
+	rel, per := comp(pct, query.CompQuantile, "reliability"), comp(pct, query.CompQuantile, "(mem_free / cpu_cores)")
+	for _, c := range []struct {
+		name string
+		comp int
+		x    float64
+		ok   bool
+	}{
+		{"reliability 0", rel, 0, true},
+		{"reliability 1", rel, 1, true},
+		{"reliability 0.37", rel, 0.37, true},
+		{"reliability 5", rel, 5, false},
+		{"reliability 1.03", rel, 1.03, false},
+		{"reliability -1", rel, -1, false},
+		{"computed: any", per, -1e30, true},
+	} {
+		if got := bucket(c.comp, aggregate.HistBucket(c.x)); got != c.ok {
+			t.Errorf("bucket of %s: %v, want %v", c.name, got, c.ok)
+		}
+	}
+
+	// FROM leases: the ledger's catalog.
+	leases, err := query.CompileText("SELECT owner, MAX(peer_hours) FROM leases GROUP BY owner", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := validExtreme(leases); !v(1, n(1<<20)) || v(1, n(1<<20+1)) || v(1, n(-1)) {
+		t.Errorf("leases: peer_hours checked against another catalog (components %+v)", leases.Components)
+	}
+	if v := validKey(leases); !v(key(query.Str("peer-1"))) || v(key(count(1))) {
+		t.Error("leases: owner checked against another catalog")
+	}
+}
+
+// The runtime's instances (CheckReceived) refuse a lying peer's message
+// through Step, with ErrRefused, and it changes nothing; the simulator's
+// (no CheckReceived) take it. Honest messages pass both.
+func TestStepRefusesLies(t *testing.T) {
+	top := mustCompile(t, "SELECT node FROM peers ORDER BY reliability DESC LIMIT 3")
+	agg := mustCompile(t, "SELECT MAX(reliability), COUNT(*) FROM peers")
+	recs := []query.Record{honest("peer-0", "reliability", ratio(0.2)), honest("peer-1", "reliability", ratio(0.9))}
+	for _, check := range []bool{true, false} {
+		bind := func(p *query.Plan) *Binding {
+			b, err := Bind(p, Config{Peers: 3, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(1), Asker: 0, CheckReceived: check})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		// Top-k: the liar (peer-2) says reliability 5.
+		b := bind(top)
+		asker, err := b.New(true, recs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := func(es ...*topk.Entry) []byte {
+			return (&topk.Message{Kind: topk.Reply, Entries: es}).Encode(nil)
+		}
+		forged := lie(top, honest("peer-2"), honest("peer-2", "reliability", ratio(5)))
+		err = asker.Step(1, msg(forged, Entry(top, recs[1])))
+		a, _ := asker.Answer(3)
+		if check && (!errors.Is(err, ErrRefused) || len(a.Nodes) != 1) || !check && (err != nil || a.Nodes[0] != "peer-2") {
+			t.Errorf("check %v: a lie about reliability: %v, answer %v", check, err, a.Nodes)
+		}
+		if err := asker.Step(1, msg(Entry(top, recs[1]))); err != nil {
+			t.Errorf("check %v: an honest entry: %v", check, err)
+		}
+
+		// Aggregate: the liar says MAX(reliability) is 5.
+		b = bind(agg)
+		q, err := b.New(false, recs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		liar, err := b.New(false, honest("peer-2", "reliability", ratio(0.5)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		liar.Tick()
+		out := liar.Outbox()
+		if len(out) != 1 {
+			t.Fatalf("the liar sends %d messages", len(out))
+		}
+		m, err := aggregate.Decode(out[0].Msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		honestMsg := m.Encode(nil)
+		forge := func(x float64) []byte {
+			m, _ := aggregate.Decode(honestMsg)
+			for i := range m.Ext {
+				m.Ext[i].Num = x
+			}
+			return m.Encode(nil)
+		}
+		// 5 exceeds the magnitude the core always checks (Spec.Bounds);
+		// -0.5 is within it, but out of reliability's range.
+		if err := q.Step(2, forge(5)); !errors.Is(err, ErrRefused) {
+			t.Errorf("check %v: MAX(reliability) 5: %v", check, err)
+		}
+		err = q.Step(2, forge(-0.5))
+		if check && !errors.Is(err, ErrRefused) || !check && err != nil {
+			t.Errorf("check %v: MAX(reliability) -0.5: %v", check, err)
+		}
+		if err := q.Step(peer.ID(2), honestMsg); err != nil {
+			t.Errorf("check %v: an honest aggregate message: %v", check, err)
+		}
+	}
+}
+
+// Whatever a peer sends, the runtime's instances (CheckReceived) take or
+// refuse it without panicking, and what they take can be read: the checks
+// read every value of a message that would be used.
+func FuzzCheckedStep(f *testing.F) {
+	top := mustCompile(f, "SELECT node, reliability, mem_free / cpu_cores AS per FROM peers ORDER BY reliability DESC, per, region LIMIT 3")
+	agg := mustCompile(f, "SELECT region, MIN(reliability), MAX(region), PERCENTILE(mem_free, 0.5), COUNT(DISTINCT zone) FROM peers GROUP BY region")
+	var bs []*Binding
+	for _, p := range []*query.Plan{top, agg} {
+		b, err := Bind(p, Config{Peers: 3, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(1), CheckReceived: true})
+		if err != nil {
+			f.Fatal(err)
+		}
+		bs = append(bs, b)
+		q, err := b.New(false, honest("peer-1", "zone", query.Str("eu-a")))
+		if err != nil {
+			f.Fatal(err)
+		}
+		q.Tick()
+		for _, env := range q.Outbox() {
+			f.Add(env.Msg)
+		}
+	}
+	f.Add((&topk.Message{Kind: topk.Reply, Entries: []*topk.Entry{lie(top, honest("peer-2"), honest("peer-2", "reliability", ratio(5)))}}).Encode(nil))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		for _, b := range bs {
+			q, err := b.New(true, honest("peer-0", "zone", query.Str("eu-b")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q.Step(1, msg)
+			if _, err := q.Answer(3); err != nil {
+				t.Fatalf("an answer the checks let through cannot be read: %v", err)
+			}
+		}
+	})
+}
