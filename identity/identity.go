@@ -52,11 +52,15 @@ func (p Public) Short() string { return p.String()[:8] }
 // ParsePublic reads a key written by String.
 func ParsePublic(s string) (Public, error) {
 	var p Public
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) != PublicSize {
 		return p, fmt.Errorf("identity: not a public key: %q", s)
 	}
 	copy(p[:], b)
+	if p.String() != s {
+		// One spelling per key: the decoder skips new lines.
+		return Public{}, fmt.Errorf("identity: not a public key: %q", s)
+	}
 	return p, nil
 }
 

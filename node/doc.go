@@ -14,20 +14,45 @@
 // their budget. Statements whose every attribute is in the membership are
 // answered from the member list without gossip; SHOW is local.
 //
-// Subclouds: a peer applies claims, renewals and releases to its lease
-// table (subcloud.Table.Apply), which persists (write, fsync, rename)
-// before the change takes effect and before it answers, and shows its lease
-// in its tags, and enters each lease it served in its ledger (FROM
-// leases: metering by gossip). An owner drives a subcloud.Claimer with the
-// top-k's candidates, renews its leases at a third of their term, checks
-// its members, and keeps the subcloud at its size (owner.go): members that
-// fail, leave or refuse are replaced with the subcloud's own search,
-// former members that return are taken back or released, a name held by
-// an older subcloud is given up; ALTER SUBCLOUD resizes and extends.
+// Each peer has an identity (identity.Key: an ed25519 key in its data
+// dir, a new incarnation at every start) that the network shows beside it;
+// every lease request it sends as an owner is signed with it and names the
+// target's incarnation.
+//
+// Subclouds, the peer's side (keeper.go): a peer applies claims, renewals
+// and releases to its lease table (subcloud.Table.Apply, which checks
+// their signatures), and registrations of names it keeps
+// (subcloud.Names.Apply); each change is written durably
+// (internal/durable: write, fsync, previous copy, rename, fsync the
+// directory) before it takes effect and before the peer answers, and read
+// back without a lock (atomic snapshots). It shows its lease in its tags,
+// enters each lease it served in its ledger (FROM leases: metering by
+// gossip), asks its lease's owner whether it still holds it when either
+// restarted (OpAsk), and checks every 10 s that its data dir can be
+// written. The owner's side (owner.go, names.go): RESERVE registers the
+// name with its keepers, drives a subcloud.Claimer with the top-k's
+// candidates and says yes only once its own record is on disk; the owner
+// renews its leases and its name at a third of their term, checks its
+// members, keeps the subcloud at its size (members that fail, leave or
+// refuse are replaced with the subcloud's own search, former members that
+// return are taken back or released), gives up a name a majority of its
+// keepers hold for another owner, answers members' asks and other agents'
+// requests for its account (SHOW SUBCLOUDS); ALTER SUBCLOUD resizes and
+// extends, RELEASE waits for its members' answers.
+//
+// Load: a peer asks at most MaxAsk statements at once and none while it
+// takes part in MaxQueries (every query reaches every peer: that is the
+// cloud's load); the rest are refused at once, busy with when to retry. A
+// round waits for its exchange (up to twice Round, or three typical
+// exchanges), and rounds in which nothing reached the asker do not spend
+// the query's budget. An exchange refused for clock skew names the skewed
+// member: answers leave it out and say so (suspect.go).
 //
 // The runtime depends on small interfaces — Membership, Transport (together
-// a Network) and Clock — implemented by overlay.Overlay over Serf, and by
-// fakenet in tests, which run under testing/synctest in fake time. Record
+// a Network), Clock and its data dir's durable.FS — implemented by
+// overlay.Overlay over Serf, by fakenet in tests, which run under
+// testing/synctest in fake time, and by crashfs, which crashes a write at
+// any step. Record
 // functions (probes) and progress callbacks are called outside the node's
 // lock. StartPeer wires a real peer on sockets; StartEmbedded an embedded
 // cluster of real Serf peers in one process.

@@ -190,3 +190,22 @@ func FuzzDecodeLedger(f *testing.F) {
 		}
 	})
 }
+
+// The lease file (version 2: the lease and the ledger; version 1: the
+// lease alone) is read bounded and checked.
+func FuzzDecodeLeaseDoc(f *testing.F) {
+	v2, _ := json.Marshal(leaseDoc{Version: 2, Lease: json.RawMessage(`{"subcloud":"x","owner":"o","token":"tttttttttttttttttttttttttttttttt","granted":"2030-01-01T00:00:00Z","expires":"2030-01-01T01:00:00Z"}`),
+		Ledger: []ledgerEntry{{Subcloud: "x", Owner: "o", Start: time.Unix(1_800_000_000, 0), Until: time.Unix(1_800_000_060, 0), Open: true}}})
+	f.Add(v2)
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"subcloud":"x","owner":"o","token":"t","granted":"2030-01-01T00:00:00Z","expires":"2030-01-01T01:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tb, ledger, err := decodeLeaseDoc(b)
+		if err != nil {
+			return
+		}
+		if tb == nil || len(ledger) > query.MaxLedgerRows {
+			t.Fatalf("accepted a table %v with %d ledger rows", tb, len(ledger))
+		}
+	})
+}

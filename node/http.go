@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/peerq/peerq/api"
@@ -282,14 +283,26 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	// The request's context ends when the client goes away: the query
-	// stops with it.
+	// stops with it. A round's progress may still be on its way when the
+	// answer is (the runtime hands both out after its lock): it is
+	// dropped once the channel is closed.
+	var mu sync.Mutex
+	closed := false
 	ans, err := a.n.ExecutePlan(ctx, plan, func(p api.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
 		select {
 		case progress <- p:
 		default:
 		}
 	})
+	mu.Lock()
+	closed = true
 	close(progress)
+	mu.Unlock()
 	<-done
 	if ans == nil {
 		send(api.ErrorLine(err))

@@ -208,7 +208,7 @@ func TestAPIOverloadedStatement(t *testing.T) {
 	if err := checkBusy(r2, b2); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b2), "too many queries at once") {
+	if !strings.Contains(string(b2), "at once (max_ask)") {
 		t.Errorf("the node's reason is missing: %s", b2)
 	}
 

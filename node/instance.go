@@ -63,6 +63,9 @@ type Result struct {
 	FromTags bool
 	// Warning is said beside the answer (a view partly from tags).
 	Warning string
+	// busy, on the asker's channel, says the query stopped for load: the
+	// statement's error, not an answer.
+	busy error
 	// Converged is Status != partial.
 	Converged bool
 }
@@ -173,7 +176,10 @@ func (q *instance) expired(round int64, linger int) bool {
 		// after a short wait for probes (Node.awaitProbes), then lingers.
 		return q.run.Final() && round > q.finishedAt+int64(linger)
 	}
-	return q.run.Round() > q.run.Budget()+linger
+	// A peer's instance outlives the longest the asker runs (its budget
+	// stretches over rounds in which nothing reached it); the news that
+	// the query ended usually drops it long before.
+	return q.run.Round() > run.MaxRoundsFactor*q.run.Budget()+linger
 }
 
 // membershipChanged notes, at the asker, a member event during the query.
@@ -276,7 +282,7 @@ func (q *instance) report(n *Node, members map[string]bool, suspects []string) (
 }
 
 func (rp report) deliver() {
-	if rp.q.progress != nil {
+	if rp.q.progress != nil && (rp.final == nil || rp.final.busy == nil) {
 		rp.q.progress(rp.progress)
 	}
 	if rp.final != nil {

@@ -207,7 +207,7 @@ func (k *keeper) stored(err error) error {
 	if reason == "" {
 		reason = "write failed"
 	}
-	if k.storage.Load() == nil {
+	if f := k.storage.Load(); f == nil || f.reason != reason {
 		k.storage.Store(&storageFault{since: time.Now(), reason: reason, err: err})
 		k.logf("the data dir %s cannot be written (%s: %v): this peer grants no lease and owns no new subcloud until it can", k.dir, reason, err)
 	}

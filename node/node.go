@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,12 +112,20 @@ type Config struct {
 	// Seed seeds the peer's random choices; 0 draws one.
 	Seed uint64
 	// MaxQueries bounds the queries a peer takes part in at once (its own
-	// finished ones, lingering, do not count); a peer asked to join one
-	// more refuses and tells the asker, whose answer is then partial.
+	// finished ones, lingering, do not count): a peer asked to join one
+	// more refuses and tells the asker, which stops the query and answers
+	// busy (api.ErrOverloaded: retry) rather than a partial answer; and a
+	// peer asks a new one only below it. Every query reaches every peer,
+	// so the queries a peer takes part in are the cloud's. 8 agents on 2
+	// cores answered 504 at once, all converged, and 1000 at once with a
+	// quarter partial (BENCHMARKS.md, overload): 512.
 	MaxQueries int
 	// MaxAsk bounds the gossip queries this peer asks at once; AskQueue
-	// how many more may wait up to AskWait for a place. Beyond, a query
-	// is refused with api.ErrOverloaded (the API answers 429).
+	// how many more may wait up to AskWait for a place (0: refused at
+	// once). Beyond, a query is refused with api.ErrOverloaded (the API
+	// answers 429 with Retry-After). It keeps a burst at every agent at
+	// once within what the peers take (MaxQueries): a peer's count of the
+	// cloud's queries lags a burst by the rounds the plans take to spread.
 	MaxAsk, AskQueue int
 	AskWait          time.Duration
 	// HintTTL is how long a failure to reach a peer is remembered and
@@ -165,8 +175,8 @@ type Config struct {
 // DefaultConfig returns the runtime configuration for a peer with the
 // given record.
 func DefaultConfig(record func() query.Record) Config {
-	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 1024, Linger: 10,
-		MaxAsk: 256, AskQueue: 1024, AskWait: 10 * time.Second,
+	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 512, Linger: 10,
+		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, StorageProbe: 10 * time.Second}
 }
@@ -220,6 +230,15 @@ type Node struct {
 	askWaiting atomic.Int64
 	// asking counts this peer's own queries not yet answered.
 	asking atomic.Int64
+	// instances counts the queries this peer takes part in (running()),
+	// for admission without n.mu; statementTime is the recent statements'
+	// duration (an average, nanoseconds), from which a busy agent says
+	// when to retry.
+	instances     atomic.Int64
+	statementTime atomic.Int64
+	// exchangeTime is the recent exchanges' round trip (an average,
+	// nanoseconds): how long a round waits for its exchange.
+	exchangeTime atomic.Int64
 	// inflight counts the exchanges this peer started that are not back;
 	// roundDone says they all are: the next round may start. failed says
 	// one of the round's exchanges got no answer: the round then lasts its
@@ -565,6 +584,15 @@ func (n *Node) loop() {
 		case <-n.done:
 			return
 		case <-n.roundDone:
+			if n.inflight.Load() > 0 {
+				// Something new to gossip (a query joined or asked), but
+				// the last round's exchanges are still out: a round that
+				// started now would count without hearing them, and burn
+				// the queries' budgets in rounds that carry nothing new
+				// (with many askers, joins come all the time). Wait for
+				// them, or Round.
+				continue
+			}
 			// The last round's exchanges are back: go on, after MinRound.
 			if d := n.cfg.MinRound - n.clock.Now().Sub(last); d > 0 {
 				select {
@@ -573,11 +601,26 @@ func (n *Node) loop() {
 				case <-n.clock.After(d):
 				}
 			}
-		case <-n.clock.After(max(n.cfg.Round-n.clock.Now().Sub(last), 0)):
+		case <-n.clock.After(max(n.roundLength()-n.clock.Now().Sub(last), 0)):
 		}
 		last = n.clock.Now()
 		n.tick()
 	}
+}
+
+// roundLength is how long a round may last: Round, unless its exchanges
+// are still out — then twice Round, or three times the recent exchanges'
+// average round trip if they took long (a loaded machine, a slow network),
+// at most ExchangeTimeout. A round that starts before its exchanges are back
+// counts without hearing them: on a machine busy enough, every round did,
+// and the queries' budgets ran out unconverged (13% of 200 statements at
+// once on 8 agents). A single slow or dead peer holds a round no longer
+// than two rounds, or three typical exchanges.
+func (n *Node) roundLength() time.Duration {
+	if n.inflight.Load() == 0 {
+		return n.cfg.Round
+	}
+	return min(max(2*n.cfg.Round, 3*time.Duration(n.exchangeTime.Load())), n.cfg.ExchangeTimeout)
 }
 
 // watch applies membership changes to the running queries.
@@ -664,7 +707,17 @@ func (n *Node) tick() {
 			}
 			suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.out(name) })
 			n.probeSuspects(suspects)
-			if q.run.Round() >= q.run.Budget() && n.awaitProbes(q, suspects, now) {
+			if q.run.Spent() && n.awaitProbes(q, suspects, now) {
+				continue
+			}
+			if len(q.refused) > 0 && !q.reported {
+				// A peer at capacity would not join: the answer would
+				// leave it out. Stop, and say busy — retry — rather than
+				// answer partial.
+				q.reported, q.finishedAt = true, n.round
+				n.end(q.id, len(members))
+				reports = append(reports, report{q: q, final: &Result{busy: n.busy(fmt.Sprintf("%d peer(s) were at capacity and would not take part (%s)",
+					len(q.refused), strings.Join(sortedNames(q.refused, nil), ", ")))}})
 				continue
 			}
 			if rp, ok := q.report(n, members, suspects); ok {
@@ -683,6 +736,7 @@ func (n *Node) tick() {
 		}
 	}
 	hints := n.sus.hints(now, n.cfg.HintTTL)
+	n.instances.Store(int64(n.running()))
 	n.mu.Unlock()
 	for _, rp := range reports {
 		rp.deliver()
@@ -717,7 +771,7 @@ func (n *Node) wake() {
 // messages do not bring it back. Called with n.mu held.
 func (n *Node) collect(id QueryID, q *instance) {
 	delete(n.queries, id)
-	n.gone[id] = n.round + int64(4*(q.run.Budget()+n.cfg.Linger))
+	n.gone[id] = n.round + int64(4*(run.MaxRoundsFactor*q.run.Budget()+n.cfg.Linger))
 }
 
 // end records that a query is over: this peer drops its instance (unless
@@ -749,9 +803,13 @@ func (n *Node) memberSet() map[string]bool {
 func (n *Node) exchange(to string, req batch) bool {
 	body := encodeBatch(req)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
+	sent := n.clock.Now()
 	resp, err := n.net.Exchange(ctx, to, body)
 	cancel()
 	now := n.clock.Now()
+	if err == nil {
+		noteTime(&n.exchangeTime, now.Sub(sent))
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.stats.Exchanges++
@@ -913,7 +971,7 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 		n.stats.Stale++
 		return nil, errors.New("node: query already over here")
 	}
-	if n.running() >= n.cfg.MaxQueries {
+	if n.running() >= n.cfg.MaxQueries || n.loaded() != "" {
 		n.stats.Refused++
 		// Remember the refusal for the query's life, and say it once.
 		n.gone[e.ID] = n.round + int64(4*(query.MaxRounds+n.cfg.Linger))
@@ -945,6 +1003,7 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 	q.run.JoinAt(int(e.Round))
 	n.stats.Joined++
 	n.queries[e.ID] = q
+	n.instances.Add(1)
 	n.wake()
 	return q, nil
 }
@@ -968,7 +1027,11 @@ var ErrClosed = errors.New("the peer is shutting down")
 func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
 	start := n.clock.Now()
 	res, err := n.statement(ctx, plan, progress, start)
-	n.metrics.observe(plan, res, n.clock.Now().Sub(start))
+	took := n.clock.Now().Sub(start)
+	n.metrics.observe(plan, res, took)
+	if res != nil && res.Rounds > 0 {
+		noteTime(&n.statementTime, took)
+	}
 	return res, err
 }
 
@@ -1040,6 +1103,12 @@ func (n *Node) Admit(ctx context.Context) (context.Context, func(), error) {
 }
 
 func (n *Node) admit(ctx context.Context) (func(), error) {
+	if why := n.loaded(); why != "" {
+		n.mu.Lock()
+		n.stats.Overloaded++
+		n.mu.Unlock()
+		return nil, n.busy(why)
+	}
 	var once sync.Once
 	release := func() { once.Do(func() { <-n.askSlots }) }
 	select {
@@ -1052,7 +1121,7 @@ func (n *Node) admit(ctx context.Context) (func(), error) {
 		n.mu.Lock()
 		n.stats.Overloaded++
 		n.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d queries running and %d waiting at %s", ErrOverloaded, n.cfg.MaxAsk, n.cfg.AskQueue, n.Name())
+		return nil, n.busy(fmt.Sprintf("it asks %d queries at once (max_ask), %d more may wait", n.cfg.MaxAsk, n.cfg.AskQueue))
 	}
 	defer n.askWaiting.Add(-1)
 	var wait <-chan time.Time
@@ -1066,12 +1135,42 @@ func (n *Node) admit(ctx context.Context) (func(), error) {
 		n.mu.Lock()
 		n.stats.Overloaded++
 		n.mu.Unlock()
-		return nil, fmt.Errorf("%w: no place for %v at %s (%d queries running)", ErrOverloaded, n.cfg.AskWait, n.Name(), n.cfg.MaxAsk)
+		return nil, n.busy(fmt.Sprintf("no place for %v (it asks %d queries at once)", n.cfg.AskWait, n.cfg.MaxAsk))
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-n.done:
 		return nil, ErrClosed
 	}
+}
+
+// loaded says why this peer takes no new query now ("" if it does): it
+// takes part in MaxQueries already — the cloud's queries, since every one
+// reaches every peer.
+func (n *Node) loaded() string {
+	if k := n.instances.Load(); k >= int64(n.cfg.MaxQueries) {
+		return fmt.Sprintf("%s takes part in %d queries at once (max_queries %d)", n.Name(), k, n.cfg.MaxQueries)
+	}
+	return ""
+}
+
+// busy is the error of a query refused for load, with when to retry: the
+// recent statements' duration (at least 1 s).
+func (n *Node) busy(why string) error {
+	wait := time.Duration(n.statementTime.Load())
+	secs := max(int(math.Ceil(2*wait.Seconds())), 1)
+	e := api.Busy(min(secs, 60), why)
+	e.Cause = ErrOverloaded
+	return e
+}
+
+// noteTime folds one measure into an average kept in an atomic.
+func noteTime(avg *atomic.Int64, d time.Duration) {
+	old := avg.Load()
+	if old == 0 {
+		avg.Store(int64(d))
+		return
+	}
+	avg.Store(old + (int64(d)-old)/8)
 }
 
 // gossip runs a plan by gossip from this peer.
@@ -1107,6 +1206,7 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 	}
 	q.progress, q.started, q.atStart = progress, start, members
 	n.queries[id] = q
+	n.instances.Add(1)
 	n.mu.Unlock()
 	n.wake()
 
@@ -1116,6 +1216,9 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 	}
 	select {
 	case res := <-q.result:
+		if res.busy != nil {
+			return nil, res.busy
+		}
 		return res, nil
 	case <-deadline:
 		return n.partial(q, ErrTimeout)

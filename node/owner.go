@@ -945,12 +945,40 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 		for _, r := range n.callLeases(due, subcloud.Request{Op: subcloud.OpRenew, Subcloud: cfg.Subcloud, Token: cfg.Token, For: cfg.Lease}) {
 			switch {
 			case r.err == nil && r.rep.OK:
-				held[r.peer] = time.Unix(0, r.rep.Expires)
+				held[r.peer] = r.rep.ExpiresAt(n.clock.Now())
 			case r.err == nil, !now.Before(held[r.peer]):
 				delete(held, r.peer)
 				c.Lost(r.peer)
 			}
 		}
+	}
+	// A search runs beside the loop, which renews what is held meanwhile:
+	// on a slow network a search can outlast a short lease.
+	type searched struct {
+		res *Result
+		err error
+	}
+	var searching chan searched
+	search := func() {
+		searching = make(chan searched, 1)
+		again := c.Searches() > 0
+		go func() {
+			if again {
+				// Back off a little before each search after the
+				// first, so that racing owners stop colliding.
+				n.mu.Lock()
+				wait := time.Duration(n.r.Int64N(int64(2 * n.cfg.Round)))
+				n.mu.Unlock()
+				select {
+				case <-n.clock.After(wait):
+				case <-ctx.Done():
+					searching <- searched{err: ctx.Err()}
+					return
+				}
+			}
+			res, err := n.gossip(ctx, plan, progress)
+			searching <- searched{res, err}
+		}()
 	}
 	for c.State() != subcloud.Done {
 		if c.State() == subcloud.NeedCandidates && c.Searches() == 0 && len(first) > 0 {
@@ -964,22 +992,17 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 			send()
 			continue
 		}
-		if c.State() == subcloud.NeedCandidates {
-			if c.Searches() > 0 {
-				n.mu.Lock()
-				wait := time.Duration(n.r.Int64N(int64(2 * n.cfg.Round)))
-				n.mu.Unlock()
-				select {
-				case <-n.clock.After(wait):
-				case <-ctx.Done():
-					c.Abort(ctx.Err())
-					continue
-				}
-			}
-			if cands, err = n.gossip(ctx, plan, progress); err != nil {
-				c.Abort(err)
+		if c.State() == subcloud.NeedCandidates && searching == nil {
+			search()
+		}
+		select {
+		case s := <-searching:
+			searching = nil
+			if s.err != nil {
+				c.Abort(s.err)
 				continue
 			}
+			cands = s.res
 			for _, p := range cands.Nodes {
 				if _, ok := rank[p]; !ok {
 					rank[p] = len(rank)
@@ -989,13 +1012,10 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 			last = cands.Nodes
 			c.Candidates(cands.Nodes)
 			send()
-			continue
-		}
-		select {
 		case r := <-replies:
 			inflight--
 			if r.err == nil && r.rep.OK {
-				held[r.peer] = time.Unix(0, r.rep.Expires)
+				held[r.peer] = r.rep.ExpiresAt(n.clock.Now())
 			} else {
 				refused[r.peer] = true
 			}
@@ -1010,6 +1030,9 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 	}
 	for ; inflight > 0; inflight-- {
 		<-replies
+	}
+	if searching != nil {
+		<-searching // aborted mid-search: it ends with ctx, or its budget
 	}
 	send()
 	if members, err = c.Result(); err != nil {

@@ -262,7 +262,16 @@ type Instance struct {
 	round  int
 	final  bool
 	last   Answer
+	// quiet counts the asker's rounds in which its core received nothing
+	// (heard, the count it had received at the last round): they do not
+	// spend the budget, up to MaxRoundsFactor times it.
+	quiet, heard int
 }
+
+// MaxRoundsFactor bounds, as a multiple of the budget, the rounds an asker
+// runs when rounds pass without a message reaching it (a loaded machine, a
+// slow network): those do not count against the budget, up to this.
+const MaxRoundsFactor = 2
 
 // Protocol is the core the instance runs on.
 func (q *Instance) Protocol() Protocol { return q.b.protocol }
@@ -280,6 +289,20 @@ func (q *Instance) JoinAt(round int) { q.round = min(max(round, 0), q.b.budget) 
 
 // Budget is the round budget.
 func (q *Instance) Budget() int { return q.b.budget }
+
+// Spent says the asker's budget is spent: as many rounds as the budget in
+// which a message reached it, or MaxRoundsFactor times the budget in all.
+func (q *Instance) Spent() bool {
+	return q.round-q.quiet >= q.b.budget || q.round >= MaxRoundsFactor*q.b.budget
+}
+
+// received is how many messages the core has received.
+func (q *Instance) received() int {
+	if q.agg != nil {
+		return int(q.agg.Stats().Received)
+	}
+	return q.top.Stats().Received
+}
 
 // Origin says this is the asking peer's instance.
 func (q *Instance) Origin() bool { return q.origin }
@@ -300,6 +323,13 @@ func (q *Instance) TopK() *topk.Node { return q.top }
 
 // Tick runs one round.
 func (q *Instance) Tick() {
+	if q.origin && q.round > 0 {
+		if r := q.received(); r == q.heard {
+			q.quiet++
+		} else {
+			q.heard = r
+		}
+	}
 	q.round++
 	if q.agg != nil {
 		q.agg.Tick()
@@ -455,7 +485,7 @@ func (q *Instance) Report(peers, suspects int) (Answer, error) {
 	}
 	v := q.rule.Observe(o)
 	a.ErrEstimate, a.Converged = v.ErrEstimate, v.Converged
-	if v.Converged || q.round >= q.b.budget {
+	if v.Converged || q.Spent() {
 		q.final = true
 	}
 	a.Final = q.final

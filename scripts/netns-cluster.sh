@@ -11,11 +11,15 @@
 #   scripts/netns-cluster.sh heal            # no loss, no partition
 #   scripts/netns-cluster.sh kill 7          # kill -9 agent 7
 #   scripts/netns-cluster.sh start 7         # start it again on its data dir
-#   scripts/netns-cluster.sh disk 3 full     # fill agent 3's data dir (full|free|ro|rw)
+#   scripts/netns-cluster.sh disk 3 full     # agent 3's data dir: full|free|ro|repair
 #   scripts/netns-cluster.sh down            # stop everything, remove the namespaces
 #
-# With PEERQ_NETNS_TMPFS=1, `up` puts each agent's data dir on a 16 MiB
-# tmpfs of its own, so that `disk` can fill it or make it read-only.
+# With PEERQ_NETNS_DISKS=1, `up` puts each agent's data dir on an ext4 file
+# system of its own (a 32 MiB loop image, errors=remount-ro), so that
+# `disk` can fill it, or make it read-only as the kernel does after an I/O
+# error (ext4's trigger_fs_error, which open files do not prevent);
+# `disk I repair` stops the agent, checks the file system, mounts it
+# writable again and restarts the agent.
 set -euo pipefail
 
 BIN=${PEERQ_BIN:-/tmp/peerq-netns/peerq}
@@ -37,9 +41,13 @@ up() {
 	ip addr add "$NET.254/24" dev "$BR" 2>/dev/null || true
 	ip link set "$BR" up
 	for i in $(seq 1 "$n"); do
-		if [ "${PEERQ_NETNS_TMPFS:-0}" = 1 ] && ! mountpoint -q "$DIR/a$i"; then
+		if [ "${PEERQ_NETNS_DISKS:-0}" = 1 ] && ! mountpoint -q "$DIR/a$i"; then
 			mkdir -p "$DIR/a$i"
-			mount -t tmpfs -o size=16m,mode=0700 "pq-a$i" "$DIR/a$i"
+			rm -f "$DIR/a$i.img"
+			truncate -s 32M "$DIR/a$i.img"
+			mkfs.ext4 -q -m 0 "$DIR/a$i.img" # no blocks kept for root: full is full
+			mount -o loop,errors=remount-ro "$DIR/a$i.img" "$DIR/a$i"
+			noreserve "$DIR/a$i"
 		fi
 		ip netns add "$(ns "$i")"
 		ip link add "veth$i" type veth peer name eth0 netns "$(ns "$i")"
@@ -109,17 +117,53 @@ heal() { for i in $(seq 1 "$(count)"); do rules "$i"; done; }
 
 kill_agent() { kill -9 "$(cat "$DIR/a$1.pid")" 2>/dev/null || true; }
 
-# disk I full|free|ro|rw: agent I's data dir (a tmpfs: PEERQ_NETNS_TMPFS=1)
-# filled up, freed, made read-only, made writable again.
+# noreserve DIR: the ext4 file system at DIR keeps no clusters aside
+# (root, which the agents run as, could write into them: full is full).
+noreserve() {
+	echo 0 > "/sys/fs/ext4/$(basename "$(findmnt -n -o SOURCE "$1")")/reserved_clusters"
+}
+
+# disk I full|free|ro|repair: agent I's data dir (its own file system:
+# PEERQ_NETNS_DISKS=1) filled up, freed, made read-only by an error, or
+# repaired (the agent stopped, the file system checked and mounted again,
+# the agent started).
 disk() {
-	local d="$DIR/a$1"
-	mountpoint -q "$d" || { echo "disk: $d is not a tmpfs (up with PEERQ_NETNS_TMPFS=1)" >&2; return 1; }
+	local d="$DIR/a$1" dev
+	mountpoint -q "$d" || { echo "disk: $d is not a file system of its own (up with PEERQ_NETNS_DISKS=1)" >&2; return 1; }
 	case "$2" in
-	full) dd if=/dev/zero of="$d/filler" bs=64k 2>/dev/null || true ;;
-	free) rm -f "$d/filler" ;;
-	ro) mount -o remount,ro "$d" ;;
-	rw) mount -o remount,rw "$d" ;;
-	*) echo "disk: full, free, ro or rw" >&2; return 1 ;;
+	full)
+		dd if=/dev/zero of="$d/filler" bs=64k 2>/dev/null || true
+		dd if=/dev/zero of="$d/filler2" bs=1k 2>/dev/null || true # the last blocks
+		;;
+	free) rm -f "$d/filler" "$d/filler2" ;;
+	ro)
+		dev=$(basename "$(findmnt -n -o SOURCE "$d")")
+		echo 1 > "/sys/fs/ext4/$dev/trigger_fs_error"
+		;;
+	repair)
+		# A file system the kernel made read-only stays so while any mount
+		# namespace (ip netns exec makes one per command) still holds it:
+		# copy its files to a new one instead of checking it in place.
+		kill_agent "$1"
+		for _ in $(seq 1 50); do
+			kill -0 "$(cat "$DIR/a$1.pid")" 2>/dev/null || break
+			sleep 0.1
+		done
+		rm -f "$d.img.new"
+		truncate -s 32M "$d.img.new"
+		mkfs.ext4 -q -m 0 "$d.img.new"
+		mkdir -p "$d.new"
+		mount -o loop "$d.img.new" "$d.new"
+		cp -a "$d/." "$d.new/"
+		rm -f "$d.new/filler" "$d.new/filler2"
+		umount "$d.new"
+		umount -l "$d"
+		mv "$d.img.new" "$d.img"
+		mount -o loop,errors=remount-ro "$d.img" "$d"
+		noreserve "$d"
+		start "$1"
+		;;
+	*) echo "disk: full, free, ro or repair" >&2; return 1 ;;
 	esac
 }
 
@@ -127,7 +171,8 @@ down() {
 	for i in $(seq 1 "$(count)"); do
 		kill_agent "$i"
 		ip netns del "$(ns "$i")" 2>/dev/null || true
-		if mountpoint -q "$DIR/a$i"; then umount "$DIR/a$i"; fi
+		ip link del "veth$i" 2>/dev/null || true # gone with its namespace, unless a process held it
+		if mountpoint -q "$DIR/a$i"; then umount "$DIR/a$i"; rm -f "$DIR/a$i.img"; fi
 	done
 	ip link del "$BR" 2>/dev/null || true
 	rm -f "$DIR/count"

@@ -3,17 +3,26 @@
 // itself, the Claimer an owner runs for a RESERVE, and the versioned codec
 // of the requests and replies between them.
 //
-// A RESERVE finds candidates with the top-k protocol, then claims them in
-// rank order. Each peer is the only authority over itself: its Table grants
-// a lease to at most one subcloud at a time — a compare-and-set that
-// commits only once the caller has persisted it (Apply) — with an owner, an
-// expiry and a random token that the owner chose. Only the token's holder
-// may renew or release; a lease that is not renewed lapses at its expiry
-// and the peer is free again, so a subcloud whose owner dies dissolves by
-// itself, with nothing to clean up and no central registry. A retried
-// claim with the same subcloud and token gets the same lease back. Two
-// owners racing for one peer can never both hold it: the Table serializes
-// them.
+// A RESERVE first registers the subcloud's name with its keepers (Keepers:
+// the few live members with the highest hash of the name and theirs; each
+// keeper's Names grants a name to one owner's key at a time, the owner
+// holds it once a Majority did), then finds candidates with the top-k
+// protocol and claims them in rank order. Each peer is the only authority
+// over itself: its Table grants a lease to at most one subcloud at a time —
+// a compare-and-set that commits only once the caller has persisted it
+// (Apply) — with an owner, the owner's identity key, an expiry and a
+// random token that the owner chose. Every request is signed by its owner
+// (Request.Sign) and names the peer and the incarnation it is for: a claim
+// must be signed with the key the membership shows for the owner it names,
+// a renewal, release or check with the key the lease was claimed with, and
+// a request for another life of the peer is refused, so neither a forged
+// owner nor a replay after a restart takes a peer. A lease that is not
+// renewed lapses at its expiry and the peer is free again, so a subcloud
+// whose owner dies dissolves by itself, with nothing to clean up and no
+// central registry; a member asks its owner about its lease (OpAsk) and
+// drops it on the owner's signed word (Table.Drop). A retried claim with
+// the same subcloud and token gets the same lease back. Two owners racing
+// for one peer can never both hold it: the Table serializes them.
 //
 // The Claimer claims in rank order, backfills each refusal from the next
 // candidate at once, asks for fresh candidates when a list runs out, and
@@ -27,8 +36,8 @@
 // # Usage
 //
 //	// a peer, for each request from an owner:
-//	req, err := subcloud.DecodeRequest(b)      // bounded, versioned
-//	rep := table.Apply(now, req, persist)      // persist: write, fsync, rename
+//	req, err := subcloud.DecodeRequest(b)              // bounded, versioned
+//	rep := table.Apply(now, self, from, req, persist)  // checks the signature; persist: durable.Write
 //	send(rep.Encode())
 //
 //	// an owner, for a RESERVE:

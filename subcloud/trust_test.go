@@ -199,3 +199,39 @@ func FuzzUnmarshalNames(f *testing.F) {
 		}
 	})
 }
+
+// An owner's account round-trips, and whatever decodes is bounded.
+func FuzzDecodeInfo(f *testing.F) {
+	f.Add(Info{Subcloud: "x", Owner: "o", Target: 3, Repairs: 1, Expiry: time.Minute, PeerHours: 1.5, Members: []string{"a", "b"}}.Encode())
+	f.Add(Reply{Refusal: RefusedNoLease}.Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		i, err := DecodeInfo(b)
+		if err != nil {
+			return
+		}
+		if i.Subcloud == "" || len(i.Members) > 4096 || i.Target < 0 || i.PeerHours < 0 {
+			t.Fatalf("accepted %+v", i)
+		}
+		if again, err := DecodeInfo(i.Encode()); err != nil || fmt.Sprint(again) != fmt.Sprint(i) {
+			t.Fatalf("%+v re-decodes as %+v, %v", i, again, err)
+		}
+	})
+}
+
+func TestDecodeInfo(t *testing.T) {
+	in := Info{Subcloud: "x", Owner: "o", Target: 3, Members: []string{"a", "b"}}
+	if got, err := DecodeInfo(in.Encode()); err != nil || fmt.Sprint(got) != fmt.Sprint(in) {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for name, bad := range map[string]Info{
+		"no name":          {Owner: "o"},
+		"negative target":  {Subcloud: "x", Target: -1},
+		"empty member":     {Subcloud: "x", Members: []string{""}},
+		"negative expiry":  {Subcloud: "x", Expiry: -time.Second},
+		"negative account": {Subcloud: "x", PeerHours: -1},
+	} {
+		if _, err := DecodeInfo(bad.Encode()); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -128,8 +128,8 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.StringVar(&configFile, "config", "", "JSON file of settings named as the flags, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"], \"round\": \"200ms\"}; flags given on the command line win")
 	f.StringVar(&s.LogLevel, "log-level", "warn", "Serf and memberlist logs shown: error, warn, info or debug")
 	def := node.DefaultConfig(nil)
-	f.IntVar(&s.MaxQueries, "max-queries", def.MaxQueries, "queries this peer takes part in at once; it refuses more, and their answers say partial")
-	f.IntVar(&s.MaxAsk, "max-ask", def.MaxAsk, "queries this agent asks at once")
+	f.IntVar(&s.MaxQueries, "max-queries", def.MaxQueries, "queries this peer takes part in at once (the cloud's: each reaches every peer); beyond, it asks none and joins none: their askers answer busy, retry after N s (exit 5)")
+	f.IntVar(&s.MaxAsk, "max-ask", def.MaxAsk, "queries this agent asks at once; more are refused at once: busy, retry after N s (HTTP 429, exit 5)")
 	f.IntVar(&s.AskQueue, "ask-queue", def.AskQueue, "queries that may wait for a place beyond --max-ask; more are refused (HTTP 429, exit 5)")
 	return cmd
 }

@@ -184,6 +184,7 @@ type result struct {
 	kind       string // why no reply, or how a 200 ended
 	retryAfter string
 	body       string // a 429's or other status's body
+	answer     string // a result's status: exact, converged or partial
 	latency    time.Duration
 }
 
@@ -260,7 +261,7 @@ func exchange(conn net.Conn, req []byte, deadline time.Time) result {
 	case resp.StatusCode == http.StatusOK && !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson"):
 		r.kind = "ok"
 	case resp.StatusCode == http.StatusOK:
-		r.kind = lastLineType(body)
+		r.kind, r.answer = lastLineType(body)
 	default:
 		r.body = strings.TrimSpace(string(body))
 	}
@@ -268,17 +269,25 @@ func exchange(conn net.Conn, req []byte, deadline time.Time) result {
 }
 
 // lastLineType says how a streamed answer ended: "ok" for a result line,
-// else "error line: <code>".
-func lastLineType(body []byte) string {
+// with the answer's status, else "error line: <code>".
+func lastLineType(body []byte) (kind, answer string) {
 	lines := bytes.Split(bytes.TrimSpace(body), []byte("\n"))
-	var l struct{ Type, Code string }
+	var l struct {
+		Type, Code string
+		Meta       struct{ Status, Reason string }
+	}
 	if json.Unmarshal(lines[len(lines)-1], &l) != nil {
-		return "unreadable last line"
+		return "unreadable last line", ""
 	}
 	if l.Type == "result" {
-		return "ok"
+		if l.Meta.Reason != "" {
+			// The reason's kind, not its names: "3 member(s) unreachable".
+			reason, _, _ := strings.Cut(l.Meta.Reason, ":")
+			return "ok", l.Meta.Status + " (" + reason + ")"
+		}
+		return "ok", l.Meta.Status
 	}
-	return "error line: " + l.Code
+	return "error line: " + l.Code, ""
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) }
@@ -309,6 +318,7 @@ func report(out io.Writer, rs []result, wall time.Duration) {
 	var ok, with, without, answered int
 	statuses := map[int]int{}
 	kinds := map[string]int{}
+	answers := map[string]int{}
 	retry := map[string]int{}
 	samples := map[int]string{}
 	var lat, lat200, lat429 []time.Duration
@@ -325,6 +335,7 @@ func report(out io.Writer, rs []result, wall time.Duration) {
 			lat200 = append(lat200, r.latency)
 			if r.kind == "ok" {
 				ok++
+				answers[r.answer]++
 			} else {
 				kinds["200, then "+r.kind]++
 			}
@@ -354,6 +365,13 @@ func report(out io.Writer, rs []result, wall time.Duration) {
 		fmt.Fprintf(out, ", %d %d", s, statuses[s])
 	}
 	fmt.Fprintln(out)
+	if len(answers) > 0 {
+		fmt.Fprint(out, "results by status:")
+		for _, k := range sortedKeys(answers) {
+			fmt.Fprintf(out, " %s %d", k, answers[k])
+		}
+		fmt.Fprintln(out)
+	}
 	fmt.Fprintf(out, "no reply %d", len(rs)-answered)
 	for _, k := range sortedKeys(kinds) {
 		fmt.Fprintf(out, "; %s %d", k, kinds[k])
