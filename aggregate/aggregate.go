@@ -180,6 +180,10 @@ type Config struct {
 	// goroutine drives many Nodes (the simulator), and requires that each
 	// message is delivered before any of those Nodes is called again.
 	Buffers *Buffers
+	// Excluded, if set, reports the peers left out of the query (lost
+	// while it ran, RemovePeers): their messages are refused, and an
+	// extreme they witnessed is never taken again. It must not block.
+	Excluded func(peer.ID) bool
 }
 
 // Buffers are reusable message and scratch buffers.
@@ -224,6 +228,7 @@ type Stats struct {
 	Stale          int32 // replies for links that were gone
 	DroppedGroups  int32 // group keys refused because MaxGroups were tracked
 	Rejected       int32 // messages of the wrong shape for this query
+	FromExcluded   int32 // messages from peers left out of the query, ignored
 }
 
 // link is one exchange between two peers, seen from one side (Flow
@@ -298,6 +303,10 @@ type Node struct {
 
 	ext []Extreme // sorted by slot
 	hll []hllSlot // sorted by slot
+	// self witnesses this peer's own extremes, own (sorted by slot): a
+	// slot whose extreme's witness is excluded falls back to own.
+	self peer.ID
+	own  []Extreme
 }
 
 type groupKey struct {
@@ -310,12 +319,15 @@ type hllSlot struct {
 	reg  []byte
 }
 
-// Extreme is a MIN or MAX value in a slot.
+// Extreme is a MIN or MAX value in a slot, and the peer whose value it
+// is (its witness): if that peer is left out of the query, the extreme is
+// dropped and found again among the others.
 type Extreme struct {
-	Slot  uint64
-	IsStr bool
-	Num   float64
-	Str   string
+	Slot    uint64
+	IsStr   bool
+	Num     float64
+	Str     string
+	Witness peer.ID
 }
 
 func (e Extreme) less(o Extreme) bool {
@@ -344,7 +356,13 @@ func New(cfg *Config, c Contribution) (*Node, error) {
 // (which must then never move: a Node points into itself).
 func (n *Node) Init(cfg *Config, c Contribution) error {
 	rows := [1]Contribution{c}
-	return n.InitRows(cfg, rows[:])
+	return n.InitRowsAs(cfg, 0, rows[:])
+}
+
+// InitAs is Init for the peer self: it witnesses its own extremes.
+func (n *Node) InitAs(cfg *Config, self peer.ID, c Contribution) error {
+	rows := [1]Contribution{c}
+	return n.InitRowsAs(cfg, self, rows[:])
 }
 
 // InitRows prepares the Node of a peer that contributes several rows (at
@@ -353,6 +371,11 @@ func (n *Node) Init(cfg *Config, c Contribution) error {
 // totals the originator reads (averages times the number of peers) are
 // totals over the rows.
 func (n *Node) InitRows(cfg *Config, rows []Contribution) error {
+	return n.InitRowsAs(cfg, 0, rows)
+}
+
+// InitRowsAs is InitRows for the peer self.
+func (n *Node) InitRowsAs(cfg *Config, self peer.ID, rows []Contribution) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -364,7 +387,7 @@ func (n *Node) InitRows(cfg *Config, rows []Contribution) error {
 			return fmt.Errorf("aggregate: %d inputs for %d components", len(c.Inputs), len(cfg.Spec.Comps))
 		}
 	}
-	*n = Node{cfg: cfg, buf: cfg.Buffers}
+	*n = Node{cfg: cfg, buf: cfg.Buffers, self: self}
 	n.out = n.outArr[:0]
 	if n.buf == nil {
 		n.buf = new(Buffers)
@@ -390,7 +413,7 @@ func (n *Node) InitRows(cfg *Config, rows []Contribution) error {
 			case Histogram:
 				add.Keys, add.Vals = append(add.Keys, slotKey(g, i, HistBucket(in.Num))), append(add.Vals, 1)
 			case Min, Max:
-				n.mergeExtreme(Extreme{Slot: slotKey(g, i, 0), IsStr: in.IsStr, Num: in.Num, Str: in.Str})
+				n.mergeExtreme(Extreme{Slot: slotKey(g, i, 0), IsStr: in.IsStr, Num: in.Num, Str: in.Str, Witness: self})
 			case Distinct:
 				reg := make([]byte, HLLRegisters)
 				hllAdd(reg, in.Hash)
@@ -414,6 +437,9 @@ func (n *Node) InitRows(cfg *Config, rows []Contribution) error {
 		axpy(&base, 1, &add)
 	}
 	n.est = base
+	if len(n.ext) > 0 {
+		n.own = append([]Extreme(nil), n.ext...)
+	}
 	if cfg.Scheme == FlowUpdating {
 		d := len(base.Keys)
 		if want := (1 + 2*cfg.FoldAfter + 4) * d; want <= len(n.slabArr) {
@@ -806,6 +832,10 @@ func (n *Node) send(to peer.ID, m *Message) {
 // Step handles a message from peer `from`. The message is not retained.
 func (n *Node) Step(from peer.ID, m *Message) {
 	n.out = n.out[:0]
+	if n.cfg.Excluded != nil && n.cfg.Excluded(from) {
+		n.stats.FromExcluded++ // it was left out: its mass must not come back
+		return
+	}
 	if m.Scheme != n.cfg.Scheme || (m.Kind != Request && m.Kind != Reply) {
 		n.stats.Rejected++
 		return
@@ -1031,7 +1061,7 @@ func (n *Node) learn(m *Message) {
 		n.addGroup(g.Hash, g.Key)
 	}
 	for _, e := range m.Ext {
-		if n.validSlot(e.Slot, Min, Max) {
+		if n.validSlot(e.Slot, Min, Max) && (n.cfg.Excluded == nil || !n.cfg.Excluded(e.Witness)) {
 			n.mergeExtreme(e)
 		}
 	}
@@ -1124,8 +1154,26 @@ func (n *Node) RemovePeer(p peer.ID) {
 	n.RemovePeers(func(q peer.ID) bool { return q == p })
 }
 
-// RemovePeers is RemovePeer for every peer dead reports true for.
+// RemovePeers is RemovePeer for every peer dead reports true for: its
+// flows are undone (Flow Updating restores the conservation of mass over
+// the others: Jesus, Baquero and Almeida, "Fault-tolerant aggregation by
+// flow updating", 2009), and an extreme it witnessed falls back to this
+// peer's own (the others' come back by gossip, as they would at the
+// start).
 func (n *Node) RemovePeers(dead func(peer.ID) bool) {
+	for i := 0; i < len(n.ext); {
+		if e := n.ext[i]; e.Witness != n.self && dead(e.Witness) {
+			j := sort.Search(len(n.own), func(j int) bool { return n.own[j].Slot >= e.Slot })
+			if j < len(n.own) && n.own[j].Slot == e.Slot {
+				n.ext[i] = n.own[j]
+				i++
+				continue
+			}
+			n.ext = append(n.ext[:i], n.ext[i+1:]...)
+			continue
+		}
+		i++
+	}
 	for i := 0; i < len(n.links); {
 		if dead(n.links[i].peer) {
 			for j, x := range n.flow(i) {

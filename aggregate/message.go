@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/peerq/peerq/peer"
 	"math"
 
 	"github.com/peerq/peerq/internal/wire"
@@ -46,17 +47,17 @@ type Message struct {
 	HLL    []HLLRegs
 }
 
-// Wire format, version 1, little-endian, varints from encoding/binary:
+// Wire format, version 2, little-endian, varints from encoding/binary:
 //
 //	version(1) kind|scheme<<4 (1) seq(uvarint)
 //	flow: n(uvarint) then n × (key delta(uvarint), value(float64 bits, 8))
 //	est:  likewise
 //	groups: n, then n × (hash(uvarint), len(uvarint), bytes)
-//	ext:    n, then n × (slot(uvarint), flag(1), float64 bits(8) | len, bytes)
+//	ext:    n, then n × (slot(uvarint), witness(uvarint), flag(1), float64 bits(8) | len, bytes)
 //	hll:    n, then n × (slot(uvarint), HLLRegisters bytes)
 const (
 	// WireVersion is the first byte of every message.
-	WireVersion = 1
+	WireVersion = 2
 	// MaxMessageBytes is the largest message a peer accepts.
 	MaxMessageBytes = 1 << 20
 	// MaxVecSlots bounds each vector of a message.
@@ -87,6 +88,7 @@ func (m *Message) Encode(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Ext)))
 	for _, e := range m.Ext {
 		b = binary.AppendUvarint(b, e.Slot)
+		b = binary.AppendUvarint(b, uint64(e.Witness))
 		if e.IsStr {
 			b = append(b, 1)
 			b = binary.AppendUvarint(b, uint64(len(e.Str)))
@@ -124,7 +126,7 @@ func (m *Message) Size() int {
 	}
 	n += wire.UvarintLen(uint64(len(m.Ext)))
 	for _, e := range m.Ext {
-		n += wire.UvarintLen(e.Slot) + 1
+		n += wire.UvarintLen(e.Slot) + wire.UvarintLen(uint64(e.Witness)) + 1
 		if e.IsStr {
 			n += wire.UvarintLen(uint64(len(e.Str))) + len(e.Str)
 		} else {
@@ -182,6 +184,7 @@ func Decode(b []byte) (*Message, error) {
 	n = d.Count(MaxVecSlots)
 	for i := 0; i < n && d.Err() == nil; i++ {
 		e := Extreme{Slot: d.Uvarint()}
+		e.Witness = peer.ID(d.Uvarint())
 		switch d.Byte() {
 		case 0:
 			e.Num = math.Float64frombits(d.Uint64())

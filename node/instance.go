@@ -94,11 +94,23 @@ type instance struct {
 	has          map[peer.ID]bool
 	joined, left map[string]bool
 	refused      map[string]bool
-	// skewed are members left out of the answer for clock skew (they
-	// refuse every exchange: overlay.SkewError), with their offsets;
+	// excluded are the members left out of the query (a grow-only set,
+	// carried with every message of it: entry.Excluded), with why: lost
+	// while it ran — a connection refused, direct and indirect probes
+	// unanswered, Serf's verdict — or, at the asker, a clock beyond the
+	// replay window. Every peer undoes its flows with them and drops what
+	// they contributed (run.Instance.Exclude); the answer is about the
+	// others, and names them. wire is the set as entries carry it, sorted,
+	// at most MaxExcluded; beyond, a member is left out at this peer only
+	// (overflow counts them): Flow Updating lets each survivor undo its
+	// own flows with a lost member, but the others may keep theirs, so
+	// those count against the accuracy as unconfirmed losses do
+	// (blocking).
+	excluded map[string]string
+	wire     []string
+	overflow int
 	// selfSkew says, instead, that most members refused this peer's
 	// exchanges — its own clock is off — and the answer is partial.
-	skewed   map[string]time.Duration
 	selfSkew string
 
 	// graceUntil: the asker reached its budget while it still probed a
@@ -117,7 +129,7 @@ type instance struct {
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
 	q := &instance{id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
 		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
-		skewed: map[string]time.Duration{}}
+		excluded: map[string]string{}}
 	members := n.memberNames
 	if origin {
 		// A peer that refused is not waited for: the answer is about the
@@ -133,6 +145,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 		}
 	}
 	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Asker: peerID(asker), Alive: n.alive, Linger: n.cfg.Linger, CheckReceived: true,
+		SelfID: peerID(n.Name()), IDOf: peerID,
 		Self: n.Name(), Coverage: int(coverage), Members: members})
 	if err != nil {
 		return nil, err
@@ -159,7 +172,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 // sent this peer a message of the query has it, and gets only the message:
 // the plan goes once, not every round.
 func (q *instance) entry(msg []byte, request bool, to peer.ID) entry {
-	e := entry{ID: q.id, Kind: q.kind, Round: uint32(q.run.Round()), Msg: msg}
+	e := entry{ID: q.id, Kind: q.kind, Round: uint32(q.run.Round()), Msg: msg, Excluded: q.wire}
 	if request && !q.has[to] {
 		e.Plan, e.Origin, e.Asker, e.Coverage = q.planBytes, q.coord, q.asker, q.coverage
 	}
@@ -211,10 +224,36 @@ func (q *instance) refuse(peer string) {
 }
 
 // out reports whether a member is left out of the answer: it refused to
-// take part, or its clock is off.
+// take part, or it is excluded.
 func (q *instance) out(m string) bool {
-	_, skewed := q.skewed[m]
-	return q.refused[m] || skewed
+	_, excluded := q.excluded[m]
+	return q.refused[m] || excluded
+}
+
+// exclude leaves a member out of the query at this peer, for why; it
+// reports whether that was new. The asker is never left out of its own
+// query; this peer, left out of one it joined by the others, drops it and
+// stops contributing. Called with n.mu held.
+func (n *Node) exclude(q *instance, name, why string) bool {
+	if _, ok := q.excluded[name]; ok || name == q.asker {
+		return false
+	}
+	if name == n.Name() {
+		if !q.origin {
+			n.collect(q.id, q) // the others undo what it gave: it gives no more
+			n.stats.Excluded++
+		}
+		return false
+	}
+	q.excluded[name] = why
+	if len(q.wire) < MaxExcluded {
+		q.wire = append(q.wire, name)
+		sort.Strings(q.wire)
+	} else {
+		q.overflow++
+	}
+	q.run.Exclude(peerID(name))
+	return true
 }
 
 // population is how many members the answer is about: the live ones less
@@ -245,14 +284,13 @@ func (n *Node) noteSkew(q *instance, members map[string]bool, now time.Time) {
 		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 		q.selfSkew = fmt.Sprintf("clock skew at %s (%s): %d of %d members refused its exchanges for the time on them; set its clock (NTP)",
 			n.Name(), overlay.FormatOffset(-offs[len(offs)/2]), len(sk), others)
-		clear(q.skewed) // the others are not at fault
 		return
 	}
 	if q.selfSkew != "" {
 		return
 	}
 	for m, off := range sk {
-		q.skewed[m] = off
+		n.exclude(q, m, "clock skew "+overlay.FormatOffset(off))
 	}
 }
 
@@ -267,7 +305,7 @@ type report struct {
 // Called with n.mu held.
 func (q *instance) report(n *Node, members map[string]bool, suspects []string) (report, bool) {
 	peers := q.population(members)
-	a, err := q.run.Report(peers, len(suspects))
+	a, err := q.run.Report(peers, run.Blocking(len(suspects)+q.overflow, peers, q.run.Plan().Accuracy))
 	if err != nil {
 		return report{}, false
 	}
@@ -301,6 +339,26 @@ func sortedNames(set map[string]bool, keep func(string) bool) []string {
 	return out
 }
 
+// excludedWhy says why members were left out, by reason, names first:
+// "lost while it ran: peer-3 (its address refused the connection),
+// peer-9 (unreachable)".
+func excludedWhy(excluded map[string]string) string {
+	names := make([]string, 0, len(excluded))
+	for m := range excluded {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, min(len(names), 10))
+	for i, m := range names {
+		if i == 10 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(names)-10))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s)", m, excluded[m]))
+	}
+	return "left out of the answer, which is about the others: " + strings.Join(parts, ", ")
+}
+
 // withoutNodes is a top-k's rows less those of the named members.
 func withoutNodes[V any](r *query.Result, drop map[string]V) *query.Result {
 	kept := &query.Result{Columns: r.Columns}
@@ -321,17 +379,15 @@ func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspe
 		MembersStart: len(q.atStart), MembersEnd: len(members),
 		Joined: sortedNames(q.joined, nil), Left: sortedNames(q.left, nil), Unreachable: suspects,
 		Refused: sortedNames(q.refused, nil)}
-	if len(q.skewed) > 0 {
-		var why []string
-		for m, off := range q.skewed {
+	if len(q.excluded) > 0 && q.selfSkew == "" {
+		res.Excluded = make([]string, 0, len(q.excluded))
+		for m := range q.excluded {
 			res.Excluded = append(res.Excluded, m)
-			why = append(why, fmt.Sprintf("%s %s", m, overlay.FormatOffset(off)))
 		}
 		sort.Strings(res.Excluded)
-		sort.Strings(why)
-		res.ExcludedWhy = fmt.Sprintf("left out for clock skew (their clock minus this one's): %s", strings.Join(why, ", "))
+		res.ExcludedWhy = excludedWhy(q.excluded)
 		if res.Result != nil && len(res.Nodes) > 0 {
-			res.Result = withoutNodes(res.Result, q.skewed)
+			res.Result = withoutNodes(res.Result, q.excluded)
 		}
 	}
 	if len(suspects) > 0 && res.Result != nil && len(res.Nodes) > 0 {
@@ -348,9 +404,19 @@ func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspe
 		res.Result = kept
 	}
 	var why []string
+	unshared := run.Blocking(len(suspects)+q.overflow, res.Peers, q.run.Plan().Accuracy) > 0
+	if !unshared {
+		suspects = nil // too few to move the answer: not a reason for partial
+	}
 	switch {
 	case q.selfSkew != "":
 		why = append(why, q.selfSkew)
+	case q.overflow > 0 && unshared:
+		why = append(why, fmt.Sprintf("%d members were lost while it ran, %d more than its peers can tell each other of (%d), and %d unconfirmed: more than the accuracy allows",
+			len(q.excluded), q.overflow, MaxExcluded, len(suspects)))
+	case 2*len(q.excluded) > len(q.atStart) && len(q.atStart) > 2:
+		why = append(why, fmt.Sprintf("%d of the %d members it started with were lost while it ran: the answer is about a minority",
+			len(q.excluded), len(q.atStart)))
 	case len(suspects) > 0:
 		why = append(why, fmt.Sprintf("%d member(s) unreachable: %s", len(suspects), strings.Join(suspects, ", ")))
 	case !a.Converged:

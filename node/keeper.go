@@ -21,9 +21,9 @@ import (
 // the leases it served. Every change is on disk (durable.Write: write,
 // fsync, keep the previous copy, rename over, fsync the directory) before
 // the peer answers; changes are serialized by mu, which is held across
-// their fsync — the write path — and never taken by a read: the lease and
-// the ledger are read from atomic snapshots, so an answer, SHOW SUBCLOUDS
-// or a record never waits for a disk.
+// their fsync — the write path — and never taken by a read: the lease, the
+// ledger and the names are read from atomic snapshots, so an answer, a
+// name lookup (OpWho), SHOW SUBCLOUDS or a record never waits for a disk.
 type keeper struct {
 	fs   durable.FS
 	dir  string // "": in memory (the embedded cluster without a data dir)
@@ -38,9 +38,13 @@ type keeper struct {
 	// it (OpAsk).
 	ownerBoot uint64
 	asked     time.Time
+	// unsigned is the token of the lease whose owner last answered with
+	// a signature that did not verify (logged once per lease).
+	unsigned string
 
 	lease    atomic.Pointer[subcloud.Lease] // nil: none (may have expired: check Expires)
 	ledgerRO atomic.Pointer[[]ledgerEntry]
+	namesRO  atomic.Pointer[subcloud.Names]
 	// storage is the last failure to write the data dir (nil: it writes).
 	storage atomic.Pointer[storageFault]
 }
@@ -164,6 +168,7 @@ func (k *keeper) publish() {
 	}
 	ledger := append([]ledgerEntry(nil), k.ledger...)
 	k.ledgerRO.Store(&ledger)
+	k.namesRO.Store(k.names.Snapshot())
 }
 
 // current is the live lease; it takes no lock.
@@ -230,11 +235,16 @@ func (k *keeper) probe() {
 // incarnation as the membership shows it now, remembered with a claim or
 // renewal (so that the peer asks the owner when the owner restarts).
 func (k *keeper) apply(now time.Time, self subcloud.Self, from string, req subcloud.Request, ownerBoot uint64) subcloud.Reply {
+	if req.Op == subcloud.OpWho { // a read: from the snapshot, not behind a write's fsync
+		return k.namesRO.Load().Apply(now, self, from, req, nil)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	switch req.Op {
-	case subcloud.OpName, subcloud.OpNameRelease, subcloud.OpWho:
-		return k.names.Apply(now, self, from, req, k.writeNames)
+	case subcloud.OpName, subcloud.OpNameRelease:
+		rep := k.names.Apply(now, self, from, req, k.writeNames)
+		k.namesRO.Store(k.names.Snapshot())
+		return rep
 	}
 	var ledger []ledgerEntry
 	changed := false
@@ -258,9 +268,7 @@ func (k *keeper) apply(now time.Time, self subcloud.Self, from string, req subcl
 
 // who is the live record of a name this peer keeps.
 func (k *keeper) who(now time.Time, name string) (subcloud.NameRecord, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.names.Who(now, name)
+	return k.namesRO.Load().Who(now, name)
 }
 
 // dropName forgets the record of name held for key: its owner said it no
@@ -276,6 +284,7 @@ func (k *keeper) dropName(now time.Time, name string, key identity.Public) bool 
 		k.logf("cannot store the names this peer keeps: %v (the dropped record of %s is dropped in memory only)", err, name)
 	}
 	k.names = next
+	k.namesRO.Store(next.Snapshot())
 	return true
 }
 
@@ -326,6 +335,18 @@ func (k *keeper) due(now time.Time, ownerBoot uint64) (subcloud.Lease, bool) {
 	}
 	k.asked = now
 	return l, true
+}
+
+// unverified records an answer from the owner that its lease's key did
+// not sign: the next ask waits askEvery. It reports whether it is the
+// first such answer about this lease (for the log).
+func (k *keeper) unverified(now time.Time, ownerBoot uint64, l subcloud.Lease) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.ownerBoot, k.asked = ownerBoot, now
+	first := k.unsigned != l.Token
+	k.unsigned = l.Token
+	return first
 }
 
 // answered records that the owner (at incarnation ownerBoot) said it

@@ -109,10 +109,38 @@ func (n *Node) memberRecords() []query.Record {
 
 // fromMembership answers a plan that reads only membership attributes from
 // the member list, exactly, without gossip.
+// Members this peer found lost lately (declareLost), which Serf has not
+// declared yet, are left out and named, as a gossip answer would.
 func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error) {
-	recs := n.memberRecords()
-	return &Result{Result: query.Exact(plan, recs), Status: StatusExact, Peers: len(recs), MembersStart: len(recs), MembersEnd: len(recs),
-		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}, nil
+	all := n.memberRecords()
+	n.mu.Lock()
+	lost := map[string]string{}
+	now := n.clock.Now()
+	for name, l := range n.lost {
+		if now.Sub(l.at) < n.cfg.HintTTL {
+			lost[name] = l.why
+		}
+	}
+	n.mu.Unlock()
+	recs := all[:0:0]
+	excluded := map[string]string{}
+	for _, r := range all {
+		if why, ok := lost[r["node"].Str]; ok {
+			excluded[r["node"].Str] = why
+			continue
+		}
+		recs = append(recs, r)
+	}
+	res := &Result{Result: query.Exact(plan, recs), Status: StatusExact, Peers: len(recs), MembersStart: len(all), MembersEnd: len(all),
+		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}
+	if len(excluded) > 0 {
+		for name := range excluded {
+			res.Excluded = append(res.Excluded, name)
+		}
+		sort.Strings(res.Excluded)
+		res.ExcludedWhy = excludedWhy(excluded)
+	}
+	return res, nil
 }
 
 // alone answers a statement when this peer is the only member: its own
@@ -188,13 +216,10 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 				query.Str(a.Origin.String()), query.Str(a.Doc)})
 		}
 	case query.ShowSubclouds:
-		var stale bool
-		res.Columns, res.Rows, stale = n.showSubclouds(ctx)
-		warning = "subclouds owned by other agents are found through their members' tags, which reach this agent within a few seconds of a change (Serf's gossip); " +
-			"a row from its owner is exact as of this answer"
-		if stale {
-			warning += "; a row from members' tags (its owner did not answer) is as old as the tags"
-		}
+		var notes []string
+		res.Columns, res.Rows, notes = n.showSubclouds(ctx)
+		warning = strings.Join(append([]string{"subclouds owned by other agents are found through their members' tags, which reach this agent within a few seconds of a change (Serf's gossip); " +
+			"their owner is the one the name's keepers name, and a row from its owner is exact as of this answer"}, notes...), "; ")
 	}
 	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true, Warning: warning}, nil
@@ -204,15 +229,19 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 // from its own table (exact, at once); the others from their owners, asked
 // now (OpInfo: exact, as old as the exchange), or — for an owner that does
 // not answer — from the members' tags, which lag behind by Serf's gossip
-// (a few seconds), and the source column says which. Each subcloud is
-// counted as its one owner's leases (rightful). The columns: name, owner,
-// the size the owner keeps it at, its size now, the repairs done and how
-// long ago the last one was, the earliest expiry among its members, the
-// owner's account of its peer-hours (the ledger's rule), the members, and
-// where the row comes from.
-func (n *Node) showSubclouds(ctx context.Context) ([]query.Column, [][]query.Value, bool) {
+// (a few seconds), and the source column says which. The owner of a name
+// is the one its keepers name (whoOwns), never the one a lease's creation
+// time favours: any member can write that on its claims. Only when no
+// keeper answers is it the rightful holder of the leases in the tags.
+// Leases under a name held for another owner, or for none (a subcloud
+// just released), are not counted; the notes say so. The columns: name,
+// owner, the size the owner keeps it at, its size now, the repairs done
+// and how long ago the last one was, the earliest expiry among its
+// members, the owner's account of its peer-hours (the ledger's rule), the
+// members, and where the row comes from.
+func (n *Node) showSubclouds(ctx context.Context) (cols []query.Column, rows [][]query.Value, notes []string) {
 	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
-	cols := []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
+	cols = []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
 		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
 		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("peer_hours", query.KindNumber),
 		col("members", query.KindString), col("source", query.KindString)}
@@ -224,11 +253,13 @@ func (n *Node) showSubclouds(ctx context.Context) ([]query.Column, [][]query.Val
 		infos[name] = n.infoLocked(o, now)
 	}
 	n.ownMu.Unlock()
-	// Ask the owners of the others, at once.
+	// Ask the keepers of the others who owns them, then those owners, at
+	// once.
 	type asked struct {
-		name string
-		info subcloud.Info
-		ok   bool
+		name  string
+		owner string // "": nobody owns it
+		info  subcloud.Info
+		ok    bool // info is the owner's answer
 	}
 	var wg sync.WaitGroup
 	answers := make(chan asked, len(byName))
@@ -236,35 +267,51 @@ func (n *Node) showSubclouds(ctx context.Context) ([]query.Column, [][]query.Val
 		if _, mine := infos[name]; mine {
 			continue
 		}
-		h := rightful(owners)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			info, err := n.callInfo(ctx, h.owner, name)
-			answers <- asked{name, info, err == nil && info.Owner == h.owner}
+			owner, held, err := n.whoOwns(ctx, name)
+			keepersSaidNone := err == nil && !held
+			if !held {
+				// No keeper answered, or none (as this agent sees the
+				// membership) holds the name: the holder the tags favour
+				// is asked, and a row is shown only if it says it owns it.
+				owner = rightful(owners).owner
+			}
+			info, err := n.callInfo(ctx, owner, name)
+			if errors.Is(err, subcloud.ErrNoLease) || err != nil && keepersSaidNone {
+				owner = "" // its owner says it holds it no longer, or nobody vouches for it
+			}
+			answers <- asked{name, owner, info, err == nil && info.Owner == owner}
 		}()
 	}
 	wg.Wait()
 	close(answers)
 	fromOwner := map[string]bool{}
+	ownerOf := map[string]string{}
+	var unowned, silent, foreign []string
 	for a := range answers {
-		if a.ok {
+		ownerOf[a.name] = a.owner
+		switch {
+		case a.owner == "":
+			unowned = append(unowned, a.name)
+		case a.ok:
 			infos[a.name], fromOwner[a.name] = a.info, true
+		default:
+			silent = append(silent, a.name)
+		}
+		for o, h := range byName[a.name] {
+			if o != a.owner && a.owner != "" {
+				foreign = append(foreign, fmt.Sprintf("%d under %s held for %s", len(h.members), a.name, o))
+			}
 		}
 	}
 	names := make([]string, 0, len(byName)+len(infos))
-	seen := map[string]bool{}
-	for name := range byName {
-		names, seen[name] = append(names, name), true
-	}
 	for name := range infos {
-		if !seen[name] {
-			names = append(names, name)
-		}
+		names = append(names, name)
 	}
+	names = append(names, silent...)
 	sort.Strings(names)
-	var rows [][]query.Value
-	stale := false
 	for _, name := range names {
 		if info, ok := infos[name]; ok {
 			source := "its owner"
@@ -283,20 +330,36 @@ func (n *Node) showSubclouds(ctx context.Context) ([]query.Column, [][]query.Val
 				query.Num(query.KindNumber, info.PeerHours), query.Str(strings.Join(info.Members, ",")), query.Str(source)})
 			continue
 		}
-		// The owner did not answer: the tags, as old as Serf's gossip.
-		stale = true
-		h := rightful(byName[name])
-		members := append([]string(nil), h.members...)
-		sort.Strings(members)
+		// The owner did not answer: its leases in the tags, as old as
+		// Serf's gossip.
+		owner := ownerOf[name]
+		var members []string
 		expiry := query.Null
-		if h.until > 0 {
-			expiry = query.Num(query.KindDuration, math.Max(0, time.Unix(h.until, 0).Sub(now).Seconds()))
+		if h := byName[name][owner]; h != nil {
+			members = append(members, h.members...)
+			if h.until > 0 {
+				expiry = query.Num(query.KindDuration, math.Max(0, time.Unix(h.until, 0).Sub(now).Seconds()))
+			}
 		}
-		rows = append(rows, []query.Value{query.Str(name), query.Str(h.owner), query.Null,
+		sort.Strings(members)
+		rows = append(rows, []query.Value{query.Str(name), query.Str(owner), query.Null,
 			query.Num(query.KindCount, float64(len(members))), query.Null, query.Null, expiry, query.Null,
 			query.Str(strings.Join(members, ",")), query.Str("members' tags")})
 	}
-	return cols, rows, stale
+	if len(silent) > 0 {
+		sort.Strings(silent)
+		notes = append(notes, fmt.Sprintf("the owner of %s did not answer: its row is from members' tags, as old as they are", strings.Join(silent, ", ")))
+	}
+	if len(unowned) > 0 {
+		sort.Strings(unowned)
+		notes = append(notes, fmt.Sprintf("leases under %s are held for no owner (released, or a RESERVE that failed): not listed; they are let go within seconds, or lapse",
+			strings.Join(unowned, ", ")))
+	}
+	if len(foreign) > 0 {
+		sort.Strings(foreign)
+		notes = append(notes, fmt.Sprintf("leases not counted because the name's keepers name another owner: %s", strings.Join(foreign, "; ")))
+	}
+	return cols, rows, notes
 }
 
 // infoLocked is this peer's account of a subcloud it owns. Called with

@@ -77,7 +77,7 @@ var (
 	descAsking       = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
 	descQueued       = prometheus.NewDesc("peerq_queries_queued", "Statements waiting for a place to be asked.", nil, nil)
 	descMembers      = prometheus.NewDesc("peerq_members", "Members this peer's Serf knows, by state (alive, leaving, left, failed); alive includes itself.", []string{"state"}, nil)
-	descRefusedLease = prometheus.NewDesc("peerq_lease_requests_refused_total", "Lease and name requests refused: forged (not signed by the owner they name) or made for an earlier incarnation of this peer.", []string{"reason"}, nil)
+	descRefusedLease = prometheus.NewDesc("peerq_lease_requests_refused_total", "Lease and name requests refused, and owners' answers ignored: forged (not signed by the owner they name), made for an earlier incarnation of this peer, or signed by an owner's new key (owner_key_changed: it lost its data dir; the lease lapses).", []string{"reason"}, nil)
 	descTagFailures  = prometheus.NewDesc("peerq_tag_update_failures_total", "Tag updates (the lease, the storage fault) Serf refused.", nil, nil)
 	descStorageFault = prometheus.NewDesc("peerq_storage_fault", "1 while this peer's data dir cannot be written (it grants no lease and owns no new subcloud).", nil, nil)
 	descSkewedPeers  = prometheus.NewDesc("peerq_clock_skewed_peers", "Peers whose clock, as this peer's exchanges measured it lately, is off by more than the replay window.", nil, nil)
@@ -165,6 +165,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAuthFailures, conflicts, "identity_conflict")
 	}
 	counter(descRefusedLease, n.forged.Load(), "forged")
+	counter(descRefusedLease, n.keyChanged.Load(), "owner_key_changed")
 	counter(descRefusedLease, n.stale.Load(), "stale_incarnation")
 	counter(descTagFailures, n.tagFailures.Load())
 	storage := 0.0

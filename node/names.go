@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/subcloud"
 )
 
@@ -190,11 +191,32 @@ func (n *Node) clearStaleName(req subcloud.Request) {
 	}
 }
 
+// nameOwner is who a name's keepers say owns it.
+type nameOwner struct {
+	owner string
+	key   identity.Public
+	// since is when the keepers first granted the name to that key (the
+	// median of theirs: one lying keeper cannot move it).
+	since time.Time
+}
+
 // whoOwns asks name's keepers who owns it: the owner a majority of the
 // keepers that answered name, or ok false when none holds it.
 func (n *Node) whoOwns(ctx context.Context, name string) (owner string, ok bool, err error) {
+	o, ok, err := n.nameOwnerOf(ctx, name)
+	return o.owner, ok, err
+}
+
+// nameOwnerOf asks name's keepers who owns it, with the key it registered
+// with and since when: the owner (and key) a majority of the keepers that
+// answered name, or ok false when none holds it.
+func (n *Node) nameOwnerOf(ctx context.Context, name string) (nameOwner, bool, error) {
 	keepers := n.keepersOf(name)
-	votes := map[string]int{}
+	type vote struct {
+		owner string
+		key   identity.Public
+	}
+	votes := map[vote][]time.Time{}
 	answered := 0
 	for _, r := range n.callLeasesCtx(ctx, keepers, subcloud.Request{Op: subcloud.OpWho, Subcloud: name}) {
 		if r.err != nil {
@@ -202,17 +224,28 @@ func (n *Node) whoOwns(ctx context.Context, name string) (owner string, ok bool,
 		}
 		answered++
 		if r.rep.OK && r.rep.Holder != "" {
-			votes[r.rep.Holder]++
+			key, err := identity.PublicOf(r.rep.OwnerKey)
+			if err != nil {
+				continue // a keeper's malformed answer counts as none
+			}
+			v := vote{r.rep.Holder, key}
+			votes[v] = append(votes[v], time.Unix(0, r.rep.Since))
 		}
 	}
 	if answered == 0 && len(keepers) > 0 {
-		return "", false, errors.New("none of the name's keepers answered")
+		return nameOwner{}, false, errors.New("none of the name's keepers answered")
 	}
-	best, most := "", 0
-	for o, k := range votes {
-		if k > most || k == most && o < best {
-			best, most = o, k
+	var best vote
+	most := 0
+	for v, at := range votes {
+		if len(at) > most || len(at) == most && v.owner < best.owner {
+			best, most = v, len(at)
 		}
 	}
-	return best, most > 0 && most*2 > answered, nil
+	if most == 0 || most*2 <= answered {
+		return nameOwner{}, false, nil
+	}
+	at := votes[best]
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	return nameOwner{owner: best.owner, key: best.key, since: at[len(at)/2]}, true, nil
 }

@@ -133,6 +133,10 @@ type Config struct {
 	// it believes it unreachable (suspect.go).
 	HintTTL    time.Duration
 	ProbeTries int
+	// IndirectProbes is how many other members a peer asks to ping a
+	// member it could not reach (SWIM's indirect probes) before it leaves
+	// that member out of its queries.
+	IndirectProbes int
 	// Linger is how many rounds past its budget an instance is kept, so
 	// that late messages find it.
 	Linger int
@@ -178,7 +182,7 @@ func DefaultConfig(record func() query.Record) Config {
 	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 512, Linger: 10,
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
-		HintTTL: 10 * time.Second, ProbeTries: 3, StorageProbe: 10 * time.Second}
+		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: 3, StorageProbe: 10 * time.Second}
 }
 
 // Stats counts what a peer's runtime did.
@@ -194,6 +198,9 @@ type Stats struct {
 	Probes        int64 // suspects probed
 	Ended         int64 // instances dropped early on hearing their query ended
 	Stale         int64 // messages for queries this peer has already collected
+	Excluded      int64 // queries the others left this peer out of (it stopped)
+	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
+	Indirect      int64 // indirect probes this peer ran for others
 	BytesSent     int64
 	BytesReceived int64
 }
@@ -222,6 +229,10 @@ type Node struct {
 	// everyone drops them long before their budget.
 	ended map[QueryID]int64
 	sus   suspicions
+	// lost are the members this peer found lost lately (declareLost):
+	// left out of the queries it takes part in, and of those it asks
+	// while the news is fresh.
+	lost  map[string]lostNote
 	stats Stats
 
 	// askSlots bound the queries this peer asks at once; askWaiting
@@ -258,7 +269,10 @@ type Node struct {
 	// owner they name; stale those made for an earlier incarnation;
 	// tagFailures the tag updates Serf refused.
 	forged, stale, tagFailures atomic.Int64
-	tagCh                      chan struct{} // asks the tagger to show the lease
+	// keyChanged counts owners' answers signed by another key than the
+	// lease was claimed with: the owner lost its key (its data dir).
+	keyChanged atomic.Int64
+	tagCh      chan struct{} // asks the tagger to show the lease
 	// repairKick asks the lease loop to repair the subclouds this peer
 	// owns now (a member failed).
 	repairKick chan struct{}
@@ -308,6 +322,9 @@ func New(cfg Config, net Network) (*Node, error) {
 	if cfg.ProbeTries <= 0 {
 		cfg.ProbeTries = def.ProbeTries
 	}
+	if cfg.IndirectProbes <= 0 {
+		cfg.IndirectProbes = def.IndirectProbes
+	}
 	if cfg.ExchangeTimeout <= 0 {
 		cfg.ExchangeTimeout = 2 * time.Second
 	}
@@ -352,7 +369,7 @@ func New(cfg Config, net Network) (*Node, error) {
 	n := &Node{cfg: cfg, net: net, clock: cfg.Clock, ctx: ctx, cancel: cancel,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
-		sus: newSuspicions(), askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
+		sus: newSuspicions(), lost: map[string]lostNote{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		id: id, fs: cfg.FS, keeper: keeper, owned: owned, claiming: map[string]string{}, released: map[string]time.Time{},
 		tagCh: make(chan struct{}, 1), repairKick: make(chan struct{}, 1), metrics: newQueryMetrics(),
 		done: make(chan struct{})}
@@ -637,12 +654,14 @@ func (n *Node) watch() {
 			}
 			gone := e.Kind == overlay.MemberFailed || e.Kind == overlay.MemberLeft
 			if gone {
-				dead := map[peer.ID]bool{}
-				for _, name := range e.Members {
-					dead[peerID(name)] = true
+				// Serf's verdict confirms what the queries' peers found,
+				// or tells them first: out of every query at once.
+				why := "failed (Serf)"
+				if e.Kind == overlay.MemberLeft {
+					why = "left"
 				}
-				for _, q := range n.queries {
-					q.run.RemovePeers(func(p peer.ID) bool { return dead[p] })
+				for _, name := range e.Members {
+					n.declareLost(name, why, n.clock.Now())
 				}
 			}
 			n.mu.Unlock()
@@ -684,6 +703,11 @@ func (n *Node) tick() {
 	}
 	if n.round%10 == 0 {
 		n.sus.expire(now, n.cfg.HintTTL, func(name string) bool { _, ok := n.net.Member(name); return ok })
+		for name, l := range n.lost {
+			if now.Sub(l.at) >= n.cfg.HintTTL {
+				delete(n.lost, name)
+			}
+		}
 	}
 	out := map[string][]entry{}
 	var reports []report
@@ -819,7 +843,7 @@ func (n *Node) exchange(to string, req batch) bool {
 		n.failedWith(to, err, now)
 		return false
 	}
-	n.sus.reached(to, now)
+	n.reached(to, now)
 	n.stats.BytesReceived += int64(len(resp))
 	replies, err := decodeBatch(resp)
 	if err != nil {
@@ -836,6 +860,9 @@ func (n *Node) exchange(to string, req batch) bool {
 			continue
 		}
 		if q := n.queries[r.ID]; q != nil && q.kind == r.Kind {
+			if !n.takeExcluded(q, r.Excluded, to) {
+				continue
+			}
 			if err := q.run.Step(from, r.Msg); err != nil {
 				n.stats.Malformed++
 			} else {
@@ -869,7 +896,7 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	if err != nil {
 		n.stats.Malformed++
 	} else {
-		n.sus.reached(from, now)
+		n.reached(from, now)
 		n.takeHints(b.Hints, now)
 	}
 	n.mu.Unlock()
@@ -878,10 +905,13 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	}
 	var replies, gossip []entry
 	for _, e := range b.Entries {
-		if e.Kind == protoLease {
+		switch e.Kind {
+		case protoLease:
 			// The lease table persists before it answers: not under n.mu.
 			replies = append(replies, entry{Kind: protoLease, Msg: n.handleLease(from, e.Msg)})
-		} else {
+		case protoProbe:
+			replies = append(replies, n.answerProbe(e.Asker)) // a ping: not under n.mu
+		default:
 			gossip = append(gossip, e)
 		}
 	}
@@ -918,6 +948,9 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 			n.stats.Malformed++
 			continue
 		}
+		if !n.takeExcluded(q, e.Excluded, from) {
+			continue // this peer is left out of it: it gives no more
+		}
 		if err := q.run.Step(src, e.Msg); err != nil {
 			n.stats.Malformed++
 			continue
@@ -931,6 +964,20 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	n.stats.BytesSent += int64(len(resp))
 	n.mu.Unlock()
 	return resp, nil
+}
+
+// takeExcluded merges the members a peer says are left out of query q, as
+// the answer's peers found them, and reports whether this peer still takes
+// part (it is not one of them). Called with n.mu held.
+func (n *Node) takeExcluded(q *instance, names []string, from string) bool {
+	for _, x := range names {
+		if x == n.Name() && !q.origin {
+			n.exclude(q, x, "")
+			return false
+		}
+		n.exclude(q, x, "lost while it ran, as its peers found")
+	}
+	return true
 }
 
 // joins reports whether a batch holds a query this peer would join: its
@@ -1205,6 +1252,13 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 		return nil, err
 	}
 	q.progress, q.started, q.atStart = progress, start, members
+	// Members this peer found lost lately are left out from the start:
+	// a query asked now would otherwise wait to find them again.
+	for name, l := range n.lost {
+		if members[name] && start.Sub(l.at) < n.cfg.HintTTL {
+			n.exclude(q, name, l.why)
+		}
+	}
 	n.queries[id] = q
 	n.instances.Add(1)
 	n.mu.Unlock()

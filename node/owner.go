@@ -97,12 +97,25 @@ func (n *Node) askOwner(l subcloud.Lease) {
 		return // asked again later
 	}
 	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: n.Name(), Nonce: req.Nonce, Held: rep.Held}
+	now := n.clock.Now()
 	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
+		// Asked again only after askEvery, and said once per lease: an
+		// owner that lost its key answers every time with its new one.
+		first := n.keeper.unverified(now, n.bootOf(l.Owner), l)
+		if key, _ := n.keyOf(l.Owner); key != l.OwnerKey {
+			n.keyChanged.Add(1)
+			if first {
+				n.logf("%s answered about this peer's lease of subcloud %s with a new key (%s; the lease was claimed by %s): it lost its data dir, and nobody can renew or release the lease — it lapses at %s",
+					l.Owner, l.Subcloud, key.Short(), l.OwnerKey.Short(), l.Expires.Format(time.RFC3339))
+			}
+			return
+		}
 		n.forged.Add(1)
-		n.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored", l.Owner, l.Subcloud)
+		if first {
+			n.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored (asked again in %v)", l.Owner, l.Subcloud, askEvery)
+		}
 		return
 	}
-	now := n.clock.Now()
 	if rep.Held {
 		n.keeper.answered(now, n.bootOf(l.Owner))
 		return
@@ -815,7 +828,12 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		n.ownMu.Unlock()
 	}()
 	// A peer whose data dir cannot be written cannot promise to remember
-	// a subcloud: it owns none until it can.
+	// a subcloud: it owns none until it can. A fault seen earlier is
+	// probed again first: a disk freed since is usable at once, not at the
+	// next periodic probe.
+	if n.keeper.fault() != nil {
+		n.keeper.probe()
+	}
 	if f := n.keeper.fault(); f != nil {
 		return nil, storageError(fmt.Sprintf("RESERVE %s", spec.Name), n.Name(), f.reason, f.err, "nothing is reserved")
 	}
@@ -865,6 +883,13 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		n.ownMu.Lock()
 		delete(n.owned, spec.Name)
 		n.ownMu.Unlock()
+		// A save of another change, snapshotted while this subcloud was in
+		// the table, may still land after this one failed: write the
+		// table without it once more, so that a restart does not resume
+		// a subcloud the user was told failed.
+		if err := n.saveOwned(); err != nil {
+			n.logf("subcloud %s: RESERVE could not record it, nor the table without it (%v)", spec.Name, err)
+		}
 		n.releaseName(spec.Name, vote.granted)
 		what := fmt.Sprintf("released its %d member(s); nothing stays reserved", len(members))
 		if left := n.releaseNow(spec.Name, token, members, lease); len(left) > 0 {
@@ -1126,8 +1151,12 @@ func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
 			if r.rep.Volatile {
 				volatile = append(volatile, r.peer)
 			}
-		default:
+		case r.rep.Refusal == subcloud.RefusedNoLease || r.rep.Refusal == subcloud.RefusedToken:
 			freed++ // it no longer held the lease (lapsed, or released): let go all the same
+		default:
+			// Refused for another reason (it could not check the
+			// signature, a malformed frame): it may still hold the lease.
+			silent = append(silent, r.peer)
 		}
 	}
 	n.releaseLater(name, token, silent, lease)
@@ -1182,6 +1211,9 @@ func (n *Node) alter(ctx context.Context, plan *query.Plan) (*Result, error) {
 	n.ownMu.Lock()
 	o.busy = false
 	n.ownMu.Unlock()
+	if errors.Is(err, api.ErrIncomplete) {
+		return n.ownedResult(plan, o, start), err // it changed, with members to let go later
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -1247,11 +1279,14 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 			n.ownMu.Unlock()
 			return storageError(fmt.Sprintf("RESIZE %s TO %d", o.name, size), n.Name(), durable.Reason(err), err, "nothing changed")
 		}
+		var silent []string
 		for _, r := range n.callLeases(keys(gone), subcloud.Request{Op: subcloud.OpRelease, Subcloud: o.name, Token: o.token}) {
+			let := r.err == nil && (r.rep.OK || r.rep.Refusal == subcloud.RefusedNoLease || r.rep.Refusal == subcloud.RefusedToken)
 			n.ownMu.Lock()
-			if r.err != nil {
+			if !let {
 				o.drop(r.peer, n.clock.Now().Add(o.lease), n.clock.Now()) // released when it is seen again
 				o.lostAt = o.lostAt[:len(o.lostAt)-1]                     // not a loss to repair
+				silent = append(silent, r.peer)
 			} else {
 				o.renewedAt(r.peer, n.clock.Now()) // metered to its release, as its ledger is
 				o.closeEpisode(r.peer)
@@ -1260,6 +1295,14 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 		}
 		n.saved()
 		n.logf("subcloud %s: resized from %d to %d members", o.name, have, size)
+		if len(silent) > 0 {
+			sort.Strings(silent)
+			// As RELEASE: the smaller size holds, but a member let go may
+			// still hold its lease until it answers or it lapses.
+			return &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf(
+				"RESIZE %s TO %d: it has %d members; %d of the %d let go did not answer (%s): each is released when it answers or asks this owner, or its lease lapses within %v",
+				o.name, size, size, len(silent), len(gone), strings.Join(silent, ", "), o.lease)}
+		}
 		return nil
 	}
 	cfg := subcloud.ClaimerConfig{Subcloud: o.name, Owner: n.Name(), Token: o.token, Key: o.key, N: size - have,

@@ -23,6 +23,10 @@ const (
 	protoLease  // a claim, renewal or release of a subcloud lease
 	protoEnd    // the query is over: drop it (spreads as a rumor)
 	protoRefuse // the sender will not join the query (sent to its asker)
+	// protoProbe asks the receiver to ping the member named in Asker (an
+	// indirect probe, SWIM's: the sender could not reach it); the answer
+	// is the same kind, Round 1 if the receiver reached it.
+	protoProbe
 	protoEnd_
 )
 
@@ -41,6 +45,10 @@ type entry struct {
 	// chosen by the asker (run.CoverageFor).
 	Coverage uint32
 	Msg      []byte // the core's encoded message
+	// Excluded are the members left out of the query so far, as the
+	// sender knows them (a grow-only set, at most MaxExcluded): each
+	// receiver merges them and leaves them out too.
+	Excluded []string
 }
 
 // hint is a peer the sender failed to reach AgeMillis ago: a suspicion an
@@ -56,16 +64,16 @@ type batch struct {
 	Entries []entry
 }
 
-// Batch wire format, version 2 (encoding/binary varints):
+// Batch wire format, version 3 (encoding/binary varints):
 //
 //	version(1)
 //	hints(uvarint), then per hint: name(len uvarint, bytes) age-ms(uvarint)
 //	count(uvarint), then per entry:
 //	id(16) kind(1) round(uvarint) plan(len uvarint, bytes)
 //	origin(len uvarint, bytes) asker(len uvarint, bytes) coverage(uvarint)
-//	msg(len uvarint, bytes)
+//	msg(len uvarint, bytes) excluded(uvarint), then per name (len uvarint, bytes)
 const (
-	batchVersion = 2
+	batchVersion = 3
 	// maxOrigin bounds the asker's coordinate; maxName a node name.
 	maxOrigin = 256
 	maxName   = 512
@@ -76,6 +84,9 @@ const (
 	MaxBatchEntries = 4096
 	// MaxHints bounds the suspicions one exchange carries.
 	MaxHints = 16
+	// MaxExcluded bounds the members one query may leave out: beyond,
+	// its answer is partial.
+	MaxExcluded = 64
 	// maxField bounds a plan or message inside a batch.
 	maxField = 4 << 20
 )
@@ -89,7 +100,10 @@ func encodeBatch(b batch) []byte {
 		size += 2*binary.MaxVarintLen64 + len(h.Name)
 	}
 	for _, e := range b.Entries {
-		size += len(e.ID) + 1 + 6*binary.MaxVarintLen64 + len(e.Plan) + len(e.Origin) + len(e.Asker) + len(e.Msg)
+		size += len(e.ID) + 1 + 7*binary.MaxVarintLen64 + len(e.Plan) + len(e.Origin) + len(e.Asker) + len(e.Msg)
+		for _, x := range e.Excluded {
+			size += binary.MaxVarintLen64 + len(x)
+		}
 	}
 	out := make([]byte, 1, size)
 	out[0] = batchVersion
@@ -111,6 +125,11 @@ func encodeBatch(b batch) []byte {
 		out = binary.AppendUvarint(out, uint64(e.Coverage))
 		out = binary.AppendUvarint(out, uint64(len(e.Msg)))
 		out = append(out, e.Msg...)
+		out = binary.AppendUvarint(out, uint64(len(e.Excluded)))
+		for _, x := range e.Excluded {
+			out = binary.AppendUvarint(out, uint64(len(x)))
+			out = append(out, x...)
+		}
 	}
 	return out
 }
@@ -160,6 +179,14 @@ func decodeBatch(in []byte) (batch, error) {
 			e.Coverage = uint32(c)
 		}
 		e.Msg = d.Next(d.Count(maxField))
+		nx := d.Count(MaxExcluded)
+		for j := 0; j < nx && d.Err() == nil; j++ {
+			x := string(d.Next(d.Count(maxName)))
+			if x == "" {
+				d.Fail("an excluded member without a name")
+			}
+			e.Excluded = append(e.Excluded, x)
+		}
 		b.Entries = append(b.Entries, e)
 	}
 	if err := d.Done(); err != nil {

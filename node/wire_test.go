@@ -10,7 +10,8 @@ func TestBatchRoundTrip(t *testing.T) {
 	b := batch{
 		Hints: []hint{{Name: "p7", AgeMillis: 1500}},
 		Entries: []entry{
-			{ID: QueryID{1, 2}, Kind: protoAggregate, Round: 7, Plan: []byte("plan"), Origin: []byte("xy"), Asker: "a1", Coverage: 4096, Msg: []byte{1, 2, 3}},
+			{ID: QueryID{1, 2}, Kind: protoAggregate, Round: 7, Plan: []byte("plan"), Origin: []byte("xy"), Asker: "a1", Coverage: 4096, Msg: []byte{1, 2, 3},
+				Excluded: []string{"p3", "p9"}},
 			{ID: QueryID{9}, Kind: protoTopK, Msg: []byte{}},
 			{ID: QueryID{3}, Kind: protoEnd},
 		},
@@ -22,7 +23,8 @@ func TestBatchRoundTrip(t *testing.T) {
 	e := got.Entries
 	if len(got.Hints) != 1 || got.Hints[0] != b.Hints[0] || len(e) != 3 || e[0].ID != b.Entries[0].ID || e[0].Round != 7 ||
 		string(e[0].Plan) != "plan" || string(e[0].Origin) != "xy" || e[0].Asker != "a1" || e[0].Coverage != 4096 ||
-		!reflect.DeepEqual(e[0].Msg, b.Entries[0].Msg) || e[1].Kind != protoTopK || len(e[1].Plan) != 0 || e[2].Kind != protoEnd {
+		!reflect.DeepEqual(e[0].Msg, b.Entries[0].Msg) || !reflect.DeepEqual(e[0].Excluded, b.Entries[0].Excluded) || e[1].Kind != protoTopK ||
+		len(e[1].Plan) != 0 || e[2].Kind != protoEnd {
 		t.Errorf("round trip: %+v", got)
 	}
 	good := encodeBatch(batch{Entries: b.Entries[:1]})
@@ -40,7 +42,8 @@ func TestBatchRoundTrip(t *testing.T) {
 // FuzzDecodeBatch: the exchange decoder never panics, and what it accepts
 // re-encodes to the same bytes.
 func FuzzDecodeBatch(f *testing.F) {
-	f.Add(encodeBatch(batch{Hints: []hint{{"p", 3}}, Entries: []entry{{ID: QueryID{1}, Kind: protoAggregate, Round: 3, Plan: []byte{1, 2}, Asker: "a", Msg: []byte{3}}}}))
+	f.Add(encodeBatch(batch{Hints: []hint{{"p", 3}}, Entries: []entry{{ID: QueryID{1}, Kind: protoAggregate, Round: 3, Plan: []byte{1, 2}, Asker: "a", Msg: []byte{3},
+		Excluded: []string{"x"}}}}))
 	f.Add(encodeBatch(batch{}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		b, err := decodeBatch(in)

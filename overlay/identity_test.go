@@ -2,7 +2,9 @@ package overlay
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,8 +77,9 @@ func TestTCPExchangeIdentity(t *testing.T) {
 	}
 
 	// Clock skew: good's clock runs 60 s ahead.
-	var logged []string
+	var logged, callerLogged []string
 	srv.logf = func(format string, args ...any) { logged = append(logged, format) }
+	good.logf = func(format string, args ...any) { callerLogged = append(callerLogged, fmt.Sprintf(format, args...)) }
 	good.clock = func() time.Time { return time.Now().Add(time.Minute) }
 	_, err := good.Call(ctxSecond(t), "srv", srv.Addr(), []byte("late"))
 	var skew *SkewError
@@ -92,6 +95,11 @@ func TestTCPExchangeIdentity(t *testing.T) {
 	if len(logged) != 1 {
 		t.Errorf("srv logged %d lines about the skew, want 1", len(logged))
 	}
+	// The caller says so too, naming the peer that refused and the offset.
+	if len(callerLogged) != 1 || !strings.Contains(callerLogged[0], "srv refused an exchange") || !strings.Contains(callerLogged[0], "-60 s") {
+		t.Errorf("the caller logged %q, want one line naming srv and -60 s", callerLogged)
+	}
+	good.logf = nil
 	// Back in time: answered again on the same connection.
 	good.clock = time.Now
 	if resp, err := good.Call(ctxSecond(t), "srv", srv.Addr(), []byte("again")); err != nil || string(resp) != "good:again" {

@@ -107,6 +107,15 @@ type Config struct {
 	// Buffers, if set, is scratch shared by every aggregate core (the
 	// simulator, which delivers at once on one goroutine).
 	Buffers *aggregate.Buffers
+	// SelfID is this peer as the cores know it (the witness of its own
+	// extremes); IDOf maps a node's name to its ID (top-k entries name
+	// nodes). Excluded, if set, says which peers are left out of the
+	// query for every instance of the binding (the simulator's view of
+	// what the query's peers know); nil gives each instance its own set,
+	// which Instance.Exclude grows (the runtime).
+	SelfID   peer.ID
+	IDOf     func(name string) peer.ID
+	Excluded func(peer.ID) bool
 }
 
 // Binding is a plan bound to its core: the configuration every peer's
@@ -146,9 +155,10 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 		}
 		c.FoldAfter = cfg.KeepLinks
 		if c.FoldAfter <= 0 {
-			c.FoldAfter = b.budget + cfg.Linger + 2
+			c.FoldAfter = MaxRoundsFactor*b.budget + cfg.Linger + 2
 		}
 		c.Buffers = cfg.Buffers
+		c.Excluded = cfg.Excluded
 		b.peerCfg, b.origCfg = c, c
 		b.origCfg.Originator = true
 	}
@@ -167,14 +177,15 @@ func (b *Binding) Protocol() Protocol { return b.protocol }
 // Budget is the round budget for the plan over Config.Peers.
 func (b *Binding) Budget() int { return b.budget }
 
-// InitAggregate initialises, in place, an aggregate core with the
-// contribution of rec: the simulator keeps a million of them in one block.
-func (b *Binding) InitAggregate(n *aggregate.Node, origin bool, rec query.Record) error {
+// InitAggregate initialises, in place, the aggregate core of peer self
+// with the contribution of rec: the simulator keeps a million of them in
+// one block.
+func (b *Binding) InitAggregate(n *aggregate.Node, origin bool, self peer.ID, rec query.Record) error {
 	cfg := &b.peerCfg
 	if origin {
 		cfg = &b.origCfg
 	}
-	return n.Init(cfg, Contribution(b.plan, rec))
+	return n.InitAs(cfg, self, Contribution(b.plan, rec))
 }
 
 // NewTopK returns a top-k core with rec's entry; origin marks the asker's.
@@ -186,6 +197,10 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 		cfg.StableK = min(b.plan.Reserve.N, b.plan.K)
 	}
 	cfg.Alive = b.cfg.Alive
+	if ex, idOf := b.cfg.Excluded, b.cfg.IDOf; ex != nil && idOf != nil {
+		alive := cfg.Alive
+		cfg.Alive = func(node string) bool { return (alive == nil || alive(node)) && !ex(idOf(node)) }
+	}
 	if b.entries != nil {
 		cfg.ValidEntry = func(e *topk.Entry) bool { return b.entries.check(e) == nil }
 	}
@@ -210,18 +225,28 @@ func (b *Binding) New(origin bool, rec query.Record) (*Instance, error) {
 // lease in its ledger, possibly none). Only aggregates take several.
 func (b *Binding) NewRows(origin bool, recs []query.Record) (*Instance, error) {
 	q := &Instance{b: b, origin: origin}
+	bb := b
+	if b.cfg.Excluded == nil {
+		// The instance keeps its own set of excluded peers: the cores ask
+		// it. (A binding per instance, as the runtime makes them.)
+		q.excluded = map[peer.ID]bool{}
+		c := *b
+		c.cfg.Excluded = q.isExcluded
+		c.peerCfg.Excluded, c.origCfg.Excluded = q.isExcluded, q.isExcluded
+		bb = &c
+	}
 	switch b.protocol {
 	case Aggregate:
-		cfg := &b.peerCfg
+		cfg := &bb.peerCfg
 		if origin {
-			cfg = &b.origCfg
+			cfg = &bb.origCfg
 		}
 		rows := make([]aggregate.Contribution, len(recs))
 		for i, r := range recs {
 			rows[i] = Contribution(b.plan, r)
 		}
 		q.agg = new(aggregate.Node)
-		if err := q.agg.InitRows(cfg, rows); err != nil {
+		if err := q.agg.InitRowsAs(cfg, b.cfg.SelfID, rows); err != nil {
 			return nil, err
 		}
 	case TopK:
@@ -229,7 +254,7 @@ func (b *Binding) NewRows(origin bool, recs []query.Record) (*Instance, error) {
 			return nil, fmt.Errorf("run: a top-k takes one row a peer, not %d", len(recs))
 		}
 		var err error
-		if q.top, err = b.NewTopK(recs[0], origin); err != nil {
+		if q.top, err = bb.NewTopK(recs[0], origin); err != nil {
 			return nil, err
 		}
 	}
@@ -266,6 +291,41 @@ type Instance struct {
 	// (heard, the count it had received at the last round): they do not
 	// spend the budget, up to MaxRoundsFactor times it.
 	quiet, heard int
+	// excluded are the peers left out of the query at this peer (nil when
+	// the binding's Config.Excluded decides).
+	excluded map[peer.ID]bool
+}
+
+func (q *Instance) isExcluded(p peer.ID) bool { return q.excluded[p] }
+
+// Exclude leaves peers out of the query at this peer — they were lost
+// while it ran: the flows with them are undone (the others' mass is
+// conserved without theirs), the extremes they witnessed and their top-k
+// entries dropped, and their later messages refused. It reports whether
+// any was new. For an instance whose binding decides exclusion itself
+// (Config.Excluded), it applies that set to the cores and reports false.
+func (q *Instance) Exclude(ids ...peer.ID) bool {
+	added := false
+	if q.excluded != nil {
+		for _, id := range ids {
+			if !q.excluded[id] {
+				q.excluded[id], added = true, true
+			}
+		}
+		if !added {
+			return false
+		}
+	}
+	dead := q.b.cfg.Excluded
+	if q.excluded != nil {
+		dead = q.isExcluded
+	}
+	if q.agg != nil {
+		q.agg.RemovePeers(dead)
+	} else {
+		q.top.Prune()
+	}
+	return added
 }
 
 // MaxRoundsFactor bounds, as a multiple of the budget, the rounds an asker

@@ -181,3 +181,20 @@ func readsQuantile(p *query.Plan, e *query.Expr) bool {
 	}
 	return false
 }
+
+// Blocking is how many of s suspects (members lost while a query ran that
+// no peer has left out yet: unconfirmed, or past what the query's peers
+// can tell each other of) hold an answer over peers back. Such a member
+// still counts as having taken part: its mass stays with its neighbours'
+// flows (Flow Updating), so the answer moves by its share, at most about
+// 1/peers of it, not more. Below half the accuracy in all, they need not
+// be waited for — at 10^4 peers with one-hour sessions three members are
+// lost every second, and some are always being confirmed; at 60 peers one
+// is 1.7%, and is. The runtime (node) and the simulator apply this one
+// rule.
+func Blocking(s, peers int, accuracy float64) int {
+	if s == 0 || float64(s) > accuracy/2*float64(peers) {
+		return s
+	}
+	return 0
+}

@@ -72,6 +72,14 @@ type Config struct {
 	// and a peer joins when a message first reaches it, as the query
 	// spreads in the runtime (node): the engine's rounds.
 	AllStart bool
+	// Session is the median session of a peer, in rounds: churn as a
+	// process (churn.go), with as many joins as leaves; 0 is none.
+	// DetectRounds is then Serf's verdict on a lost member.
+	Session float64
+	// ExcludeRounds is how many rounds after a member is lost the query's
+	// peers have left it out (probes, and the set spread); MaxExcluded
+	// bounds the set they tell each other of.
+	ExcludeRounds, MaxExcluded int
 	// MetricsSample bounds the peers whose estimates are measured each round
 	// when a plan needs the full estimate (groups, sketches); the
 	// originator is always measured. Ungrouped additive plans and top-k are
@@ -110,6 +118,10 @@ type RoundStats struct {
 	// at the originator as the node applies it, calls the answer final
 	// this round.
 	RuleConverged bool
+	// Under churn: members left out so far, and members lost that took
+	// part and are not left out yet. The errors are NaN but at the final
+	// round (Outcome).
+	Excluded, Unconfirmed int
 }
 
 // Sim is one simulation. It is not safe for concurrent use.
@@ -149,6 +161,14 @@ type Sim struct {
 	exactTop  []string
 	stats     RoundStats
 	errs      []float64
+
+	// Churn (churn.go): exclusions due; how many members were left out by
+	// the query's peers (excluded) or removed in all (removed, Serf's
+	// verdicts included); ghosts, crashed and joined while it ran; the
+	// asker's answer once final.
+	excludes                                    []detection
+	excluded, removed, ghosts, crashed, joinedN int
+	outcome                                     *Outcome
 }
 
 // peerState is what the simulator knows of a peer beside its core, in one
@@ -232,6 +252,15 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	for _, j := range cfg.Joins {
 		total += int(j.Frac * float64(cfg.Nodes))
 	}
+	if cfg.Session < 0 || cfg.Session > 0 && (cfg.ExcludeRounds < 1 || cfg.MaxExcluded < 1) {
+		return nil, errors.New("sim: churn needs a session > 0, ExcludeRounds ≥ 1 and MaxExcluded ≥ 1")
+	}
+	if cfg.Session > 0 {
+		// Joins at the churn's rate, with room for chance: the cores
+		// live in one block that must never move.
+		mean := float64(s.rounds) * float64(cfg.Nodes) * (1 - math.Exp2(-1/cfg.Session))
+		total += int(2*mean+6*math.Sqrt(mean)) + 64
+	}
 	s.st = make([]peerState, 0, total)
 	s.pos = make([]int32, 0, total)
 	s.known = make([]int32, 0, total)
@@ -247,7 +276,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	switch {
 	case cfg.FoldAfter > 0:
 		rc.KeepLinks = cfg.FoldAfter
-	case len(cfg.Crashes) > 0:
+	case len(cfg.Crashes) > 0 || cfg.Session > 0:
 		rc.KeepLinks = s.rounds + cfg.DetectRounds + 1
 	}
 	var err error
@@ -273,6 +302,9 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	}))
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Session > 0 {
+		s.seedGhosts()
 	}
 	if s.agg != nil {
 		s.origin, err = s.bind.Attach(&s.agg[0], nil)
@@ -304,7 +336,7 @@ func (s *Sim) addOne() (query.Record, error) {
 			return nil, errors.New("sim: more peers than planned") // a move would break the Nodes
 		}
 		s.agg = s.agg[:len(s.agg)+1]
-		if err := s.bind.InitAggregate(&s.agg[i], i == 0, rec); err != nil {
+		if err := s.bind.InitAggregate(&s.agg[i], i == 0, peer.ID(i), rec); err != nil {
 			return nil, err
 		}
 	} else {
@@ -367,15 +399,9 @@ func (s *Sim) Step() RoundStats {
 	s.round++
 	s.stats = RoundStats{Round: s.round}
 	changed := s.events()
-	if s.detect() && s.top != nil {
-		for i, t := range s.top {
-			if s.st[i].alive {
-				t.Prune()
-			}
-		}
-	}
-	if changed {
-		s.computeExact()
+	s.detect()
+	if changed && !s.churning() {
+		s.computeExact() // under churn: over those that took part, once final (settle)
 	}
 	order := s.order[:0]
 	alive := 0
@@ -441,41 +467,21 @@ func (s *Sim) events() bool {
 			changed = true
 		}
 	}
+	if s.churning() {
+		s.churn()
+		changed = true
+	}
 	return changed
 }
 
-// detect tells the survivors of the crashes due this round.
-func (s *Sim) detect() bool {
-	var dead []int32
-	keep := s.detects[:0]
-	for _, d := range s.detects {
-		if d.round <= s.round {
-			dead = append(dead, d.ids...)
-		} else {
-			keep = append(keep, d)
-		}
+// detect tells the survivors of the crashes due this round: Serf's
+// verdicts, and under churn the query's own exclusions.
+func (s *Sim) detect() {
+	dead := s.due(&s.detects)
+	if s.churning() {
+		dead = append(dead, s.exclusions(dead)...)
 	}
-	s.detects = keep
-	if len(dead) == 0 {
-		return false
-	}
-	for _, d := range dead {
-		// Remove from the sampling pool: swap with the last.
-		p := s.pos[d]
-		last := s.known[len(s.known)-1]
-		s.known[p], s.pos[last] = last, p
-		s.known = s.known[:len(s.known)-1]
-		s.pos[d] = -1
-	}
-	if s.agg != nil {
-		isDead := func(p peer.ID) bool { return s.pos[p] < 0 }
-		for i := range s.agg {
-			if s.st[i].alive {
-				s.agg[i].RemovePeers(isDead)
-			}
-		}
-	}
-	return true
+	s.remove(dead)
 }
 
 // tick runs peer i's round and delivers its exchange. The originator ticks
@@ -639,10 +645,18 @@ func (s *Sim) answerOf(i int) (*query.Result, error) {
 // report applies the engine's convergence rule at the originator, as the
 // node does at the end of each round.
 func (s *Sim) report() (run.Answer, error) {
-	a, err := s.origin.Report(len(s.known), 0)
+	unconfirmed := 0
+	if s.churning() {
+		unconfirmed = s.unconfirmed()
+		s.stats.Unconfirmed, s.stats.Excluded = unconfirmed, s.excluded
+	}
+	a, err := s.origin.Report(len(s.known), run.Blocking(unconfirmed, len(s.known), s.plan.Accuracy))
 	s.stats.ErrEstimate, s.stats.RuleConverged = 1, false
 	if err == nil {
 		s.stats.ErrEstimate, s.stats.RuleConverged = a.ErrEstimate, a.Converged
+	}
+	if s.churning() && s.outcome == nil && (err != nil || a.Final || s.round >= s.rounds) {
+		s.settle(a, err, unconfirmed)
 	}
 	return a, err
 }
@@ -664,6 +678,17 @@ func (s *Sim) measure() {
 	}
 	s.stats.Variance = s.variance()
 	answer, err := s.report()
+	if s.churning() {
+		// The exact answer over those that took part is computed once, at
+		// the final round (settle): at a million peers it costs a pass
+		// over every record.
+		nan := math.NaN()
+		s.stats.OriginErr, s.stats.MedianErr, s.stats.WorstErr = nan, nan, nan
+		if o := s.outcome; o != nil && o.Round == s.round {
+			s.stats.OriginErr = o.Err
+		}
+		return
+	}
 	s.stats.OriginErr = s.errOf(answer.Result, err)
 	s.errs = s.errs[:0]
 	if fast := s.fastPath(); fast {
@@ -880,6 +905,14 @@ func (s *Sim) variance() float64 {
 }
 
 func (s *Sim) measureTop() {
+	if s.churning() {
+		s.report()
+		s.stats.OriginErr, s.stats.ExactShare = math.NaN(), math.NaN()
+		if o := s.outcome; o != nil && o.Round == s.round {
+			s.stats.OriginErr = o.Err
+		}
+		return
+	}
 	exact, total := 0, 0
 	for i, t := range s.top {
 		if !s.st[i].alive {

@@ -170,6 +170,22 @@ type Self struct {
 	// KeyOf is the identity the membership shows for a member (pinned at
 	// first sight); ok is false for a stranger or a member without one.
 	KeyOf func(name string) (identity.Public, bool)
+	// NameHolder is who the keepers of a subcloud's name say holds it,
+	// asked before a claim is granted: known is false when none of them
+	// answered. A claim under a name they hold for another key is refused,
+	// and a claim's Since is never earlier than when they first granted
+	// the name to its signer (now, if they do not know it), so that no
+	// member can make its subcloud look older than it is. Nil: not asked
+	// (only tests of the table alone).
+	NameHolder func(name string) (h NameHolder, known bool)
+}
+
+// NameHolder is who a name's keepers say holds it: Owner "" for nobody.
+type NameHolder struct {
+	Owner string
+	Key   identity.Public
+	// Since is when they first granted the name to that key.
+	Since time.Time
 }
 
 // authenticate checks that r is for this peer in its present life, came
@@ -228,6 +244,19 @@ func (t *Table) Apply(now time.Time, self Self, from string, r Request, persist 
 		c := Claim{Subcloud: r.Subcloud, Owner: r.Owner, OwnerKey: key, Token: r.Token, Key: r.Key, For: r.For}
 		if r.Since > 0 {
 			c.Since = time.Unix(0, r.Since)
+		}
+		if self.NameHolder != nil {
+			if _, held := t.Current(now); !held {
+				h, known := self.NameHolder(r.Subcloud)
+				switch {
+				case known && h.Owner != "" && h.Key != key:
+					return Reply{Refusal: RefusedHeld, Holder: h.Owner, Now: now.UnixNano()}
+				case known && h.Owner != "" && c.Since.Before(h.Since):
+					c.Since = h.Since
+				case !known || h.Owner == "":
+					c.Since = now
+				}
+			}
 		}
 		l, err = next.Claim(now, c)
 	case OpRenew:

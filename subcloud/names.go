@@ -116,6 +116,11 @@ func (t *Names) clone(now time.Time) *Names {
 	return next
 }
 
+// Snapshot is the table as it is now, for readers that take no lock: it
+// shares the records, which is safe because Apply and Without never change
+// a map or a record they have made visible (they change a clone).
+func (t *Names) Snapshot() *Names { return &Names{recs: t.recs} }
+
 // Without is the table without the live record of name held for key (its
 // owner said it no longer holds it), and whether there was one.
 func (t *Names) Without(now time.Time, name string, key identity.Public) (*Names, bool) {

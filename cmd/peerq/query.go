@@ -26,7 +26,9 @@ func newQueryCmd() *cobra.Command {
 		Long: `query sends each statement to the local agent (--api, or PEERQ_API) with its token
 (--token, PEERQ_TOKEN, or the file in --data-dir) and prints the answers. Exit codes: 0 ok,
 1 usage or I/O (agent unreachable), 2 a statement error, 3 a RESERVE got nothing, 4 a partial
-answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry).`,
+answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry), 6 done
+but incomplete (a RELEASE or RESIZE whose named members did not all answer), 7 a data dir
+could not be written (nothing changed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, name, err := readStatements(cmd, expr, file)

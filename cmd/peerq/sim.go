@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"github.com/peerq/peerq/sim"
 	"github.com/peerq/peerq/sim/report"
@@ -16,6 +18,9 @@ func newSimCmd() *cobra.Command {
 		crashes, joins                  []string
 		cfg                             = sim.DefaultConfig(10_000)
 		opts                            report.Options
+		session, round, excludeAfter    time.Duration
+		serfProbe                       time.Duration
+		suspicionMult, trials           int
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --nodes N -e STATEMENT",
@@ -60,6 +65,14 @@ convergence rule calls the originator's answer final.`,
 					*list.out = append(*list.out, e)
 				}
 			}
+			if session > 0 {
+				if round <= 0 || excludeAfter <= 0 || serfProbe <= 0 || suspicionMult < 1 {
+					return &exitError{exitUsage, fmt.Errorf("peerq: --session needs --round, --exclude-after, --serf-probe > 0 and --suspicion-mult ≥ 1")}
+				}
+				churn(&cfg, session, round, excludeAfter, serfProbe, suspicionMult, !cmd.Flags().Changed("detect"))
+			} else if trials > 1 {
+				return &exitError{exitUsage, fmt.Errorf("peerq: --trials measures answers under churn: give --session")}
+			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -70,6 +83,12 @@ convergence rule calls the originator's answer final.`,
 					return &exitError{exitUsage, err}
 				}
 				defer pprof.StopCPUProfile()
+			}
+			if trials > 1 {
+				if err := report.Trials(cmd.OutOrStdout(), plans[0], cfg, trials); err != nil {
+					return &exitError{exitUsage, err}
+				}
+				return nil
 			}
 			if err := report.Run(cmd.OutOrStdout(), plans[0], cfg, opts); err != nil {
 				return &exitError{exitUsage, err}
@@ -96,5 +115,27 @@ convergence rule calls the originator's answer final.`,
 	f.StringVar(&opts.PlotPath, "plot", "", "draw error against round (log scale) as PNG to this file")
 	f.BoolVar(&opts.Quiet, "quiet", false, "print only the summary, not the table per round")
 	f.BoolVar(&opts.Baseline, "baseline", false, "before the run, time one random 8-byte read from a 1 GiB array and print the time per peer-round against it")
+	f.DurationVar(&session, "session", 0, "churn as a process: the median time a peer stays (exponential sessions; as many join as leave), e.g. 1h")
+	f.DurationVar(&round, "round", 100*time.Millisecond, "time per round, to turn --session and the delays below into rounds")
+	f.DurationVar(&excludeAfter, "exclude-after", 3*time.Second, "with --session: time from a member's loss until a query's peer leaves it out (a failed exchange, then direct and indirect probes); the set then spreads in log2(N) rounds")
+	f.IntVar(&cfg.MaxExcluded, "max-excluded", 64, "with --session: members a query's peers tell each other they left out (the runtime's bound); later losses wait for Serf's verdict")
+	f.DurationVar(&serfProbe, "serf-probe", time.Second, "with --session: Serf's probe interval (memberlist's LAN profile), for its verdict on a lost member")
+	f.IntVar(&suspicionMult, "suspicion-mult", 4, "with --session: Serf's suspicion multiplier: a verdict takes suspicion-mult × log10(N) probe intervals")
+	f.IntVar(&trials, "trials", 1, "with --session: run this many statements (seeds --seed, --seed+1, …) and print the share the runtime would call converged and their error")
 	return cmd
+}
+
+// churn sets cfg up for churn as a process: the session, the query's
+// exclusions and, unless --detect was given, Serf's verdict, in rounds of
+// round. A verdict takes SuspicionMult × log10(N) probe intervals
+// (memberlist's suspicion timeout; Lifeguard can stretch it), at least
+// one interval.
+func churn(cfg *sim.Config, session, round, excludeAfter, probe time.Duration, mult int, serfDetect bool) {
+	rounds := func(d time.Duration) int { return max(1, int(math.Ceil(float64(d)/float64(round)))) }
+	cfg.Session = float64(session) / float64(round)
+	cfg.ExcludeRounds = rounds(excludeAfter) + int(math.Ceil(math.Log2(float64(cfg.Nodes))))
+	if serfDetect {
+		verdict := time.Duration(float64(mult) * math.Max(1, math.Log10(float64(cfg.Nodes))) * float64(probe))
+		cfg.DetectRounds = rounds(verdict)
+	}
 }

@@ -115,6 +115,9 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 // digits, never in exponent notation, so that a column reads one way
 // (12.4%, 0.00123%); errors below 10⁻¹² of the value read as 0%.
 func pct(x float64) string {
+	if math.IsNaN(x) {
+		return "–" // not measured this round (under churn: at the final round only)
+	}
 	if x < 1e-14 {
 		return "0%"
 	}
@@ -157,10 +160,17 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 		fmt.Fprintf(out, "engine's rule: final at round %s (originator's error then %s); originator truly within target from round %s\n",
 			roundOrNever(c.RuleRound), pct(c.ErrAtRule), roundOrNever(c.TrueRound))
 	}
+	if o := s.Outcome(); o != nil {
+		fmt.Fprintf(out, "under churn (median session %.0f rounds): %s\n", cfg.Session, describe(plan, o))
+	}
 	if answer, err := s.Answer(); err == nil {
 		printAnswer(out, "originator's answer", answer, 5)
 	}
-	printAnswer(out, "exact answer", s.Exact(), 5)
+	exactOf := "exact answer"
+	if cfg.Session > 0 {
+		exactOf = "exact answer over the members that took part"
+	}
+	printAnswer(out, exactOf, s.Exact(), 5)
 	fmt.Fprintf(out, "wall time %.2fs (setup %.2fs), peak RSS %s, %d goroutines\n",
 		elapsed.Seconds(), setup.Seconds(), peakRSS(), runtime.NumGoroutine())
 }
@@ -283,4 +293,99 @@ func peakRSS() string {
 		return "?"
 	}
 	return query.FormatBytes(float64(ru.Maxrss) * 1024) // kilobytes on Linux
+}
+
+// describe is an outcome in a line: the status the runtime would give, the
+// error over the members that took part, and who was left out.
+func describe(plan *query.Plan, o *sim.Outcome) string {
+	status := "partial"
+	if o.Converged {
+		status = "converged"
+	}
+	return fmt.Sprintf("%s at round %d, error %s over the %d members that took part (accuracy %g%%); left out %d by the query, %d on Serf's verdict; %d lost unconfirmed; %d lost before it started; %d left and %d joined while it ran",
+		status, o.Round, pct(o.Err), o.TookPart, 100*plan.Accuracy, o.Excluded, o.ByVerdict, o.Unconfirmed, o.Ghosts, o.Crashed, o.Joined)
+}
+
+// Trials runs k simulations of plan under cfg, with seeds cfg.Seed,
+// cfg.Seed+1, …, and writes one line each and a summary: the share of
+// answers the runtime would call converged, and their error over the
+// members that took part. It is for churn (cfg.Session): each trial is one
+// statement asked at a random moment of the process.
+func Trials(out io.Writer, plan *query.Plan, cfg sim.Config, k int) error {
+	if cfg.Session <= 0 {
+		return fmt.Errorf("report: trials measure answers under churn: give a session")
+	}
+	var outcomes []sim.Outcome
+	start := time.Now()
+	for i := 0; i < k; i++ {
+		c := cfg
+		c.Seed = cfg.Seed + uint64(i)
+		s, err := sim.New(plan, c)
+		if err != nil {
+			return err
+		}
+		for !s.Done() && s.Outcome() == nil {
+			s.Step()
+		}
+		o := s.Outcome()
+		if o == nil {
+			return fmt.Errorf("report: trial %d ended without an answer", i)
+		}
+		outcomes = append(outcomes, *o)
+		fmt.Fprintf(out, "seed %d: %s\n", c.Seed, describe(plan, o))
+	}
+	sum := SummarizeTrials(plan, outcomes)
+	fmt.Fprintf(out, "\n%s\nN=%d, median session %.0f rounds, left out after %d rounds (at most %d told), Serf's verdict after %d rounds, %d trials in %.1fs\n",
+		plan.Text, cfg.Nodes, cfg.Session, cfg.ExcludeRounds, cfg.MaxExcluded, cfg.DetectRounds, k, time.Since(start).Seconds())
+	fmt.Fprintf(out, "converged %d of %d (%.1f%%); error of the converged over the members that took part: median %s, worst %s; %d converged beyond the accuracy\n",
+		sum.Converged, sum.Trials, 100*sum.Share(), pct(sum.MedianErr), pct(sum.WorstErr), sum.Beyond)
+	fmt.Fprintf(out, "per answer: %.1f members left out (%.3f%% of those that took part), %.1f lost unconfirmed, %.1f lost before it started, rounds median %d\n",
+		sum.Excluded, 100*sum.ExcludedShare, sum.Unconfirmed, sum.Ghosts, sum.Rounds)
+	return nil
+}
+
+// TrialSummary sums up outcomes.
+type TrialSummary struct {
+	Trials, Converged, Beyond int
+	// MedianErr and WorstErr are over the converged answers.
+	MedianErr, WorstErr float64
+	// Means per answer.
+	Excluded, ExcludedShare, Unconfirmed, Ghosts float64
+	Rounds                                       int
+}
+
+// Share is the share of converged answers.
+func (t TrialSummary) Share() float64 { return float64(t.Converged) / float64(max(t.Trials, 1)) }
+
+// SummarizeTrials sums up outcomes against plan's accuracy.
+func SummarizeTrials(plan *query.Plan, outcomes []sim.Outcome) TrialSummary {
+	t := TrialSummary{Trials: len(outcomes)}
+	var errs []float64
+	var rounds []int
+	for _, o := range outcomes {
+		rounds = append(rounds, o.Round)
+		t.Excluded += float64(o.Excluded + o.ByVerdict)
+		t.ExcludedShare += float64(o.Excluded+o.ByVerdict) / float64(max(o.TookPart, 1))
+		t.Unconfirmed += float64(o.Unconfirmed)
+		t.Ghosts += float64(o.Ghosts)
+		if o.Converged {
+			t.Converged++
+			errs = append(errs, o.Err)
+			if o.Err > plan.Accuracy {
+				t.Beyond++
+			}
+		}
+	}
+	if n := float64(max(len(outcomes), 1)); n > 0 {
+		t.Excluded, t.ExcludedShare, t.Unconfirmed, t.Ghosts = t.Excluded/n, t.ExcludedShare/n, t.Unconfirmed/n, t.Ghosts/n
+	}
+	if len(errs) > 0 {
+		sort.Float64s(errs)
+		t.MedianErr, t.WorstErr = errs[len(errs)/2], errs[len(errs)-1]
+	}
+	if len(rounds) > 0 {
+		sort.Ints(rounds)
+		t.Rounds = rounds[len(rounds)/2]
+	}
+	return t
 }
