@@ -442,7 +442,7 @@ func (n *Node) InitRowsAs(cfg *Config, self peer.ID, rows []Contribution) error 
 	}
 	if cfg.Scheme == FlowUpdating {
 		d := len(base.Keys)
-		if want := (1 + 2*cfg.FoldAfter + 4) * d; want <= len(n.slabArr) {
+		if want := (1 + min(2*cfg.FoldAfter+4, maxLinkRoom)) * d; want <= len(n.slabArr) {
 			n.slab = n.slabArr[:d]
 		} else {
 			n.slab = make([]float64, d, want)
@@ -636,10 +636,13 @@ func (n *Node) flow(i int) []float64 {
 
 // newLink adds a link with a zero flow. Room is made for 2·FoldAfter+4
 // links at first, about what a peer holds at once (FoldAfter each way, and
-// slack for the responder side, whose count is random).
+// slack for the responder side, whose count is random), but for no more
+// than maxLinkRoom: with links kept for a whole run (FoldAfter of hundreds
+// of rounds, to undo the flows of peers lost late) most peers never hold
+// that many, and a million peers' room would be gigabytes.
 func (n *Node) newLink(peer peer.ID, id uint32) int {
 	if n.links == nil {
-		c := 2*n.cfg.FoldAfter + 4
+		c := min(2*n.cfg.FoldAfter+4, maxLinkRoom)
 		if c <= len(n.linkArr) {
 			n.links = n.linkArr[:0]
 		} else {
@@ -653,6 +656,9 @@ func (n *Node) newLink(peer peer.ID, id uint32) int {
 	n.est.Vals = n.slab[:len(n.est.Keys):len(n.est.Keys)] // the slab may have moved
 	return len(n.links) - 1
 }
+
+// maxLinkRoom bounds the links a peer makes room for at first.
+const maxLinkRoom = 64
 
 // dropLink removes link i; the last link takes its place.
 func (n *Node) dropLink(i int) {
@@ -712,7 +718,7 @@ func (n *Node) ensure(v *Vec) {
 		}
 	}
 	d, nd := len(old), len(keys)
-	size, room := (1+len(n.links))*nd, (1+max(cap(n.links), 2*n.cfg.FoldAfter+4))*nd
+	size, room := (1+len(n.links))*nd, (1+max(cap(n.links), min(2*n.cfg.FoldAfter+4, maxLinkRoom)))*nd
 	var tmp [len(Node{}.slabArr)]float64
 	var slab []float64
 	if room <= len(tmp) {

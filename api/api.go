@@ -86,15 +86,18 @@ type Meta struct {
 	Unreachable  []string `json:"unreachable,omitempty"`
 	Refused      []string `json:"refused,omitempty"`
 	// Excluded are members left out of the answer, which is exact or
-	// converged over the others: their clock is off (Warning says by how
-	// much).
-	Excluded     []string `json:"excluded,omitempty"`
-	Participants float64  `json:"participants_estimate,omitempty"`
-	Rounds       int      `json:"rounds"`
-	Elapsed      float64  `json:"elapsed_seconds"`
-	ErrEstimate  float64  `json:"error_estimate"`
-	PlanHash     string   `json:"plan_hash"`
-	FromTags     bool     `json:"from_tags"`
+	// converged over the others (Warning says why, by member): lost while
+	// it ran, as the query's peers found (a failed exchange, pings and
+	// indirect probes) or as Serf declared, or their clock is off.
+	// ExcludedCount is how many; Excluded names the first MaxNamed.
+	Excluded      []string `json:"excluded,omitempty"`
+	ExcludedCount int      `json:"excluded_count,omitempty"`
+	Participants  float64  `json:"participants_estimate,omitempty"`
+	Rounds        int      `json:"rounds"`
+	Elapsed       float64  `json:"elapsed_seconds"`
+	ErrEstimate   float64  `json:"error_estimate"`
+	PlanHash      string   `json:"plan_hash"`
+	FromTags      bool     `json:"from_tags"`
 	// Warning is said beside a good answer: that the cluster is this peer
 	// alone, say.
 	Warning string `json:"warning,omitempty"`
@@ -106,6 +109,10 @@ type Meta struct {
 	Epoch int    `json:"epoch,omitempty"`
 	At    string `json:"at,omitempty"`
 }
+
+// MaxNamed is how many excluded members an answer names (Meta.Excluded);
+// ExcludedCount counts them all.
+const MaxNamed = 64
 
 // Progress is a running statement's state, once a round.
 type Progress struct {

@@ -43,10 +43,25 @@
 // Load: a peer asks at most MaxAsk statements at once and none while it
 // takes part in MaxQueries (every query reaches every peer: that is the
 // cloud's load); the rest are refused at once, busy with when to retry. A
-// round waits for its exchange (up to twice Round, or three typical
-// exchanges), and rounds in which nothing reached the asker do not spend
-// the query's budget. An exchange refused for clock skew names the skewed
+// round waits for its exchange (three typical exchanges, at least two
+// MinRounds), one exchange is in flight per peer, a round that could send
+// nothing lasts Round, and rounds in which nothing reached the asker do
+// not spend the query's budget. An exchange refused for clock skew names the skewed
 // member: answers leave it out and say so (suspect.go).
+//
+// Churn (suspect.go, instance.go): a member lost while a query runs is
+// excluded by the query's own peers, not waited for. An exchange that takes
+// longer than eight recent ones (suspectAfter) is followed by a ping and
+// indirect probes through IndirectProbes others (SWIM's, per query); if
+// none reaches the member, the peer leaves it out of every query it takes
+// part in, and the set (grow-only, MaxExcluded names) travels in every
+// message of the query: each peer that hears it undoes its flows with the
+// member and drops its rows (run.Instance.Exclude), and a member that hears
+// it is left out stops contributing. Serf's verdict only confirms. The
+// asker's answer is converged over the others and names them; partial only
+// for what exclusion cannot fix (losses unconfirmed or beyond MaxExcluded
+// that could move it past the accuracy, run.Blocking; a lost majority; the
+// budget). Excluded is not released: leases follow Serf's verdict.
 //
 // The runtime depends on small interfaces — Membership, Transport (together
 // a Network), Clock and its data dir's durable.FS — implemented by

@@ -116,7 +116,7 @@ func Answer(plan *query.Plan, res *Result, err error) *api.Answer {
 	a := rows(res.Result)
 	a.Meta = &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: res.Status, Reason: res.Reason,
 		Peers: res.Peers, MembersStart: res.MembersStart, MembersEnd: res.MembersEnd, Joined: res.Joined, Left: res.Left,
-		Unreachable: res.Unreachable, Refused: res.Refused, Excluded: res.Excluded,
+		Unreachable: res.Unreachable, Refused: res.Refused, Excluded: res.Excluded[:min(len(res.Excluded), api.MaxNamed)], ExcludedCount: len(res.Excluded),
 		Participants: res.Participants, Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate,
 		PlanHash: res.PlanHash, FromTags: res.FromTags, Converged: res.Converged, Timeout: isTimeout(err)}
 	if res.MembersEnd == 1 || res.Peers == 1 && !res.FromTags {

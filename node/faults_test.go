@@ -418,7 +418,7 @@ func TestRestart(t *testing.T) {
 		res := ask(t, owner, compile(t, owner, "SELECT COUNT(*) FROM peers WHERE reserved = TRUE WITH ROUNDS 60"))
 		if res.Rows[0][0].Num != 7 {
 			l, ok := n.currentLease()
-			t.Errorf("after the restart: %v reserved (status %v, peers %d; phoenix holds %+v %v)", res.Rows, res.Status, res.Peers, l, ok)
+			t.Errorf("after the restart: %v reserved (status %v, peers %d, excluded %v; phoenix holds %+v %v)", res.Rows, res.Status, res.Peers, res.Excluded, l, ok)
 		}
 	})
 }
@@ -466,7 +466,10 @@ func TestRestartMidQuery(t *testing.T) {
 				default:
 				}
 				<-done
-				if reborn.Stats().Joined != 1 {
+				// A top-k whose list already covers every member may end
+				// before anyone asks the reborn peer; an aggregate at
+				// 0.01% runs on, and must bring it back.
+				if j := reborn.Stats().Joined; j > 1 || j == 0 && p.Kind == query.PlanAggregate {
 					t.Errorf("the restarted peer joined %d queries, want 1: nobody sent it the plan again", reborn.Stats().Joined)
 				}
 				recs := c.records()

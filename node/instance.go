@@ -73,6 +73,7 @@ type Result struct {
 // instance is one peer's part in one query: the pure run.Instance and
 // what the runtime keeps beside it.
 type instance struct {
+	since     time.Time // when this peer made it
 	id        QueryID
 	run       *run.Instance
 	kind      protoKind
@@ -127,7 +128,7 @@ type instance struct {
 // for this query) as its contribution. Called with n.mu held: rec is read
 // before.
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
-	q := &instance{id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
+	q := &instance{since: n.clock.Now(), id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
 		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
 		excluded: map[string]string{}}
 	members := n.memberNames
@@ -144,7 +145,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 			return out
 		}
 	}
-	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Asker: peerID(asker), Alive: n.alive, Linger: n.cfg.Linger, CheckReceived: true,
+	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Asker: peerID(asker), Alive: n.alive, Linger: n.cfg.Linger, CheckReceived: true, Retries: -1,
 		SelfID: peerID(n.Name()), IDOf: peerID,
 		Self: n.Name(), Coverage: int(coverage), Members: members})
 	if err != nil {
@@ -183,16 +184,19 @@ func (q *instance) entry(msg []byte, request bool, to peer.ID) entry {
 func (q *instance) heard(from peer.ID) { q.has[from] = true }
 
 // expired reports whether the instance can be forgotten at node round now.
-func (q *instance) expired(round int64, linger int) bool {
+func (q *instance) expired(round int64, linger int, now time.Time, hold time.Duration) bool {
 	if q.origin {
 		// The asker's instance ends with its answer, at its budget or
 		// after a short wait for probes (Node.awaitProbes), then lingers.
 		return q.run.Final() && round > q.finishedAt+int64(linger)
 	}
 	// A peer's instance outlives the longest the asker runs (its budget
-	// stretches over rounds in which nothing reached it); the news that
+	// stretches over rounds in which nothing reached it, and is held
+	// while lost members may not have been found: Hold); the news that
 	// the query ended usually drops it long before.
-	return q.run.Round() > run.MaxRoundsFactor*q.run.Budget()+linger
+	rounds := q.run.Round() - linger
+	return rounds > run.HoldFactor*run.MaxRoundsFactor*q.run.Budget() ||
+		rounds > run.MaxRoundsFactor*q.run.Budget() && now.Sub(q.since) > 2*hold
 }
 
 // membershipChanged notes, at the asker, a member event during the query.

@@ -182,7 +182,7 @@ func DefaultConfig(record func() query.Record) Config {
 	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 512, Linger: 10,
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
-		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: 3, StorageProbe: 10 * time.Second}
+		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second}
 }
 
 // Stats counts what a peer's runtime did.
@@ -199,7 +199,9 @@ type Stats struct {
 	Ended         int64 // instances dropped early on hearing their query ended
 	Stale         int64 // messages for queries this peer has already collected
 	Excluded      int64 // queries the others left this peer out of (it stopped)
+	Skipped       int64 // batches not sent: an exchange with that peer was still out
 	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
+	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
 	Indirect      int64 // indirect probes this peer ran for others
 	BytesSent     int64
 	BytesReceived int64
@@ -232,7 +234,9 @@ type Node struct {
 	// lost are the members this peer found lost lately (declareLost):
 	// left out of the queries it takes part in, and of those it asks
 	// while the news is fresh.
-	lost  map[string]lostNote
+	lost map[string]lostNote
+	// outTo counts the exchanges in flight to each peer (at most one).
+	outTo map[string]int
 	stats Stats
 
 	// askSlots bound the queries this peer asks at once; askWaiting
@@ -250,6 +254,11 @@ type Node struct {
 	// exchangeTime is the recent exchanges' round trip (an average,
 	// nanoseconds): how long a round waits for its exchange.
 	exchangeTime atomic.Int64
+	// health and healthAt are this peer's local health (suspect.go:
+	// degrade), guarded by mu; healthMul is 1+health, read without it.
+	health    int
+	healthAt  time.Time
+	healthMul atomic.Int64
 	// inflight counts the exchanges this peer started that are not back;
 	// roundDone says they all are: the next round may start. failed says
 	// one of the round's exchanges got no answer: the round then lasts its
@@ -258,6 +267,7 @@ type Node struct {
 	// query's budget in milliseconds.
 	inflight  atomic.Int64
 	failed    atomic.Bool
+	idle      atomic.Bool // the last round sent nothing
 	roundDone chan struct{}
 
 	// id is the peer's identity; fs the file system of its data dir.
@@ -369,10 +379,11 @@ func New(cfg Config, net Network) (*Node, error) {
 	n := &Node{cfg: cfg, net: net, clock: cfg.Clock, ctx: ctx, cancel: cancel,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
-		sus: newSuspicions(), lost: map[string]lostNote{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
+		sus: newSuspicions(), lost: map[string]lostNote{}, outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		id: id, fs: cfg.FS, keeper: keeper, owned: owned, claiming: map[string]string{}, released: map[string]time.Time{},
 		tagCh: make(chan struct{}, 1), repairKick: make(chan struct{}, 1), metrics: newQueryMetrics(),
 		done: make(chan struct{})}
+	n.healthMul.Store(1)
 	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
@@ -592,6 +603,26 @@ func (s sampler) Sample(*mrand.Rand) (peer.ID, bool) {
 	return peerID(s.n.roundPeer), true
 }
 
+// roundPartner draws the round's peer from the membership, passing over
+// (a few times) the members this peer found lost lately: Serf lists them
+// until its verdict — seconds, or never for one that came back in time —
+// and an exchange with one carries nothing and costs the round. ""
+// without one. Called with n.mu held.
+func (n *Node) roundPartner() string {
+	var peer string
+	for try := 0; try < 4; try++ {
+		p, ok := n.net.Sample(n.r)
+		if !ok {
+			return ""
+		}
+		peer = p
+		if _, lost := n.lost[p]; !lost {
+			break
+		}
+	}
+	return peer
+}
+
 // loop drives the rounds.
 func (n *Node) loop() {
 	defer n.wg.Done()
@@ -601,13 +632,14 @@ func (n *Node) loop() {
 		case <-n.done:
 			return
 		case <-n.roundDone:
-			if n.inflight.Load() > 0 {
+			if n.inflight.Load() > 0 || n.failed.Load() {
 				// Something new to gossip (a query joined or asked), but
 				// the last round's exchanges are still out: a round that
 				// started now would count without hearing them, and burn
 				// the queries' budgets in rounds that carry nothing new
 				// (with many askers, joins come all the time). Wait for
-				// them, or Round.
+				// them, or Round. An exchange that failed re-arms the
+				// wait: that round lasts its full Round.
 				continue
 			}
 			// The last round's exchanges are back: go on, after MinRound.
@@ -626,18 +658,27 @@ func (n *Node) loop() {
 }
 
 // roundLength is how long a round may last: Round, unless its exchanges
-// are still out — then twice Round, or three times the recent exchanges'
-// average round trip if they took long (a loaded machine, a slow network),
-// at most ExchangeTimeout. A round that starts before its exchanges are back
-// counts without hearing them: on a machine busy enough, every round did,
-// and the queries' budgets ran out unconverged (13% of 200 statements at
-// once on 8 agents). A single slow or dead peer holds a round no longer
-// than two rounds, or three typical exchanges.
+// are still out — then three times the recent exchanges' average round
+// trip, at least two MinRounds, at most ExchangeTimeout. A round that
+// starts before its exchanges are back may count without hearing them
+// (on a machine busy enough every round did, and budgets ran out: 13% of
+// 200 statements at once on 8 agents), hence the wait, which grows with
+// the exchanges' time on a loaded machine or a slow network; rounds that
+// heard nothing do not spend the budget (run.Instance). But one dead or
+// slow partner must not hold a peer's rounds much longer than a typical
+// exchange: waiting two Rounds for it (as before) held a peer that met a
+// dead member for 40 of a LAN's 10 ms rounds — three times, with the
+// retries — and under churn many peers stopped mixing while the asker,
+// calm, answered without their mass mixed in (GROUP BY averages 1–3% off
+// at 60 peers, 60%/min).
 func (n *Node) roundLength() time.Duration {
-	if n.inflight.Load() == 0 {
+	if n.inflight.Load() == 0 || n.idle.Load() || n.failed.Load() {
+		// Nothing out, the last round sent nothing (its partners'
+		// exchanges still out) or one of its exchanges failed: a full
+		// Round, not a spin.
 		return n.cfg.Round
 	}
-	return min(max(2*n.cfg.Round, 3*time.Duration(n.exchangeTime.Load())), n.cfg.ExchangeTimeout)
+	return min(max(2*n.cfg.MinRound, 3*time.Duration(n.exchangeTime.Load())), n.cfg.ExchangeTimeout)
 }
 
 // watch applies membership changes to the running queries.
@@ -664,6 +705,11 @@ func (n *Node) watch() {
 					n.declareLost(name, why, n.clock.Now())
 				}
 			}
+			if e.Kind == overlay.MemberJoined {
+				for _, name := range e.Members {
+					delete(n.lost, name) // back: the queries asked from now on count it
+				}
+			}
 			n.mu.Unlock()
 			if gone {
 				n.membersGone(e.Kind, e.Members)
@@ -688,10 +734,7 @@ func (n *Node) tick() {
 	n.mu.Lock()
 	n.stats.Rounds++
 	n.round++
-	peer, ok := n.net.Sample(n.r)
-	if !ok {
-		peer = ""
-	}
+	peer := n.roundPartner()
 	n.roundPeer = peer
 	if peer != "" {
 		n.names[peerID(peer)] = peer
@@ -701,18 +744,23 @@ func (n *Node) tick() {
 			delete(n.gone, id)
 		}
 	}
+	n.healthMul.Store(int64(n.healthFactor(now)))
 	if n.round%10 == 0 {
 		n.sus.expire(now, n.cfg.HintTTL, func(name string) bool { _, ok := n.net.Member(name); return ok })
+		looks := 0 // a few a second: the map's order picks them at random
 		for name, l := range n.lost {
 			if now.Sub(l.at) >= n.cfg.HintTTL {
 				delete(n.lost, name)
+			} else if _, ok := n.net.Member(name); ok && looks < maxRelooks {
+				n.relook(name)
+				looks++
 			}
 		}
 	}
 	out := map[string][]entry{}
 	var reports []report
 	for id, q := range n.queries {
-		if q.expired(n.round, n.cfg.Linger) {
+		if q.expired(n.round, n.cfg.Linger, now, n.findWithin()) {
 			n.collect(id, q)
 			continue
 		}
@@ -734,6 +782,7 @@ func (n *Node) tick() {
 			if q.run.Spent() && n.awaitProbes(q, suspects, now) {
 				continue
 			}
+			q.run.Hold(now.Sub(q.started) < n.findWithin())
 			if len(q.refused) > 0 && !q.reported {
 				// A peer at capacity would not join: the answer would
 				// leave it out. Stop, and say busy — retry — rather than
@@ -759,6 +808,19 @@ func (n *Node) tick() {
 			out[peer] = append(out[peer], entry{ID: id, Kind: protoEnd})
 		}
 	}
+	for to := range out {
+		if n.outTo[to] > 0 {
+			// One exchange in flight per peer: the last one to it is not
+			// back (slow, or dead and being verified). This round's
+			// messages to it are dropped, as lost ones are (the cores
+			// retry); sending more would pile exchanges onto a peer that
+			// may be gone, one a round until it is found lost.
+			delete(out, to)
+			n.stats.Skipped++
+			continue
+		}
+		n.outTo[to]++
+	}
 	hints := n.sus.hints(now, n.cfg.HintTTL)
 	n.instances.Store(int64(n.running()))
 	n.mu.Unlock()
@@ -766,6 +828,7 @@ func (n *Node) tick() {
 		rp.deliver()
 	}
 	n.failed.Store(false)
+	n.idle.Store(len(out) == 0)
 	n.inflight.Add(int64(len(out)))
 	for to, es := range out {
 		n.wg.Add(1)
@@ -773,6 +836,7 @@ func (n *Node) tick() {
 			defer n.wg.Done()
 			if !n.exchange(to, batch{Hints: hints, Entries: es}) {
 				n.failed.Store(true)
+				n.wake() // the round's length changed: the loop re-arms
 			}
 			if n.inflight.Add(-1) == 0 && !n.failed.Load() {
 				n.wake()
@@ -823,12 +887,14 @@ func (n *Node) memberSet() map[string]bool {
 }
 
 // exchange sends one batch and steps the replies; it reports whether the
-// peer answered.
+// round may go on at once: the peer answered, or refused the connection.
 func (n *Node) exchange(to string, req batch) bool {
 	body := encodeBatch(req)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
 	sent := n.clock.Now()
+	slow := n.suspectIfSlow(to)
 	resp, err := n.net.Exchange(ctx, to, body)
+	close(slow)
 	cancel()
 	now := n.clock.Now()
 	if err == nil {
@@ -836,12 +902,17 @@ func (n *Node) exchange(to string, req batch) bool {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.outTo[to]--; n.outTo[to] <= 0 {
+		delete(n.outTo, to)
+	}
 	n.stats.Exchanges++
 	n.stats.BytesSent += int64(len(body))
 	if err != nil {
 		n.stats.Failed++
 		n.failedWith(to, err, now)
-		return false
+		// A refused connection is an answer: the peer is gone (and now
+		// lost), and the next round need not wait a Round for it.
+		return errors.Is(err, overlay.ErrNoEndpoint)
 	}
 	n.reached(to, now)
 	n.stats.BytesReceived += int64(len(resp))
@@ -1209,6 +1280,61 @@ func (n *Node) busy(why string) error {
 	e.Cause = ErrOverloaded
 	return e
 }
+
+// suspectIfSlow verifies peer (a ping, then indirect probes: verify) if
+// the exchange just sent to it takes longer than suspectAfter, while the
+// exchange goes on: its reply, if it comes, still counts. An exchange
+// given up while the peer applied it would leave its flow on one side
+// only — mass that no one holds until a retry gets through, which a
+// converged answer would carry (Flow Updating conserves mass only over
+// answered exchanges). Close the channel returned when the exchange ends.
+func (n *Node) suspectIfSlow(peer string) chan struct{} {
+	answered := make(chan struct{})
+	wait := n.suspectAfter()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		select {
+		case <-answered:
+		case <-n.done:
+		case <-n.clock.After(wait):
+			n.mu.Lock()
+			if !n.closed() {
+				n.verify(peer, n.clock.Now())
+			}
+			n.mu.Unlock()
+		}
+	}()
+	return answered
+}
+
+// suspectAfter is how long an exchange may take before the peer is
+// verified (SWIM's probe timeout, adapted to the exchanges' round trip):
+// eight recent exchanges' time, at least MinSuspect, at most
+// ExchangeTimeout. A peer lost without a word — a machine switched off —
+// is then left out of the queries within about a second on a LAN
+// (verify's pings take as long again), not the 2 s of ExchangeTimeout
+// plus the probes: a query over a thousand peers takes about as long.
+func (n *Node) suspectAfter() time.Duration {
+	avg := time.Duration(n.exchangeTime.Load())
+	if avg == 0 {
+		return n.cfg.ExchangeTimeout
+	}
+	return min(max(8*avg, MinSuspect)*time.Duration(n.healthMul.Load()), n.cfg.ExchangeTimeout)
+}
+
+// findWithin is how long the query's peers take to find a member lost
+// just before or as a query started: an exchange that outlasts
+// suspectAfter, a ping and indirect probes (verifyTimeout each, and the
+// probes' own), and a few rounds for the news. An answer not converged
+// is held that long (run.Instance.Hold), rather than called partial for a
+// member nobody could have found yet.
+func (n *Node) findWithin() time.Duration {
+	return n.suspectAfter() + 3*n.verifyTimeout() + 10*n.cfg.MinRound
+}
+
+// MinSuspect is the least time an exchange or a verifying ping is given.
+const MinSuspect = 250 * time.Millisecond
 
 // noteTime folds one measure into an average kept in an atomic.
 func noteTime(avg *atomic.Int64, d time.Duration) {

@@ -150,6 +150,11 @@ func (p *Plan) MessageBytes(n int) int {
 	return 0
 }
 
+// IndirectProbes is how many other members a peer asks to reach a member
+// it could not reach itself before leaving it out of a query (SWIM's k;
+// node.DefaultConfig's IndirectProbes).
+const IndirectProbes = 3
+
 // Explain describes how p runs over n peers: the protocol and why, what is
 // answered from membership tags, the components or the ordering, and the
 // expected cost.
@@ -255,6 +260,7 @@ func Explain(p *Plan, n int) string {
 	} else {
 		w("rounds", "≈%d to reach every peer, then ≈%d for N=%d until every peer holds the exact top-%d; budget %d", spread, exp, n, p.K, p.RoundBudget(n))
 	}
+	w("churn", "a member the query's peers cannot reach (a failed exchange, 2 pings, indirect probes through %d others) is left out by all of them: flows with it undone, its rows dropped; the answer is over the others and names them (partial if more are lost unnamed than accuracy %s allows)", IndirectProbes, Num(KindRatio, p.Accuracy))
 	msg := p.MessageBytes(n)
 	w("messages", "≈%d per peer per round, ≈%s in all until convergence", MessagesPerPeer, thousands(MessagesPerPeer*n*exp))
 	w("size", "≈%s per message, ≈%s per peer per round", FormatBytes(float64(msg)), FormatBytes(float64(MessagesPerPeer*msg)))

@@ -17,6 +17,13 @@
 // its list has not moved since — or, in clusters too large for a filter, by
 // the older heuristic of stability after the expected rounds.
 //
+// Under churn the rule waits for exclusions to settle: a member left out
+// of the query restarts the calm count (the survivors' estimates move once
+// its flows are undone), for SpreadRounds+ExpectedRounds rounds after the
+// last exclusion, within MaxRoundsFactor times the budget; and an answer is
+// only converged while the members lost and not yet left out are too few
+// to move it past half the accuracy (Blocking).
+//
 // Peers are strangers: with Config.CheckReceived (the runtime), every
 // value another peer sends is checked where it is used against the plan
 // and the catalog's bounds (check.go, which also says what a liar can
@@ -34,6 +41,7 @@
 //	each round:  q.Tick(); send q.Outbox()
 //	on message:  q.Step(from, msg); send q.Outbox()
 //	on deaths:   q.RemovePeers(dead)
+//	on a member left out of this query (by its peers): q.Exclude(id)
 //	asker, each round, after Tick:
 //	             a, err := q.Report(peers)   // a.Final: answer now
 //

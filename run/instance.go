@@ -101,7 +101,11 @@ type Config struct {
 	// kilobytes.
 	KeepLinks int
 	// Scheme and Retries tune aggregation; zero values take
-	// aggregate.DefaultConfig's.
+	// aggregate.DefaultConfig's, and Retries < 0 means none: an exchange
+	// unanswered at the next round is kept to retry later (aggregate's
+	// stuck exchanges) while the round goes to a new partner — the
+	// runtime's choice, whose exchanges are request and reply, and for
+	// which a retry to a peer still out is no use.
 	Scheme  aggregate.Scheme
 	Retries int
 	// Buffers, if set, is scratch shared by every aggregate core (the
@@ -151,11 +155,14 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 			c.Scheme = cfg.Scheme
 		}
 		if cfg.Retries != 0 {
-			c.Retries = cfg.Retries
+			c.Retries = max(cfg.Retries, 0)
 		}
 		c.FoldAfter = cfg.KeepLinks
 		if c.FoldAfter <= 0 {
-			c.FoldAfter = MaxRoundsFactor*b.budget + cfg.Linger + 2
+			// Every link for as long as a peer keeps the query (a spent
+			// budget may be held, and a peer keeps it for as long: Hold),
+			// so that the flow with a member lost late is undone.
+			c.FoldAfter = HoldFactor * (MaxRoundsFactor*b.budget + cfg.Linger + 2)
 		}
 		c.Buffers = cfg.Buffers
 		c.Excluded = cfg.Excluded
@@ -292,8 +299,12 @@ type Instance struct {
 	// spend the budget, up to MaxRoundsFactor times it.
 	quiet, heard int
 	// excluded are the peers left out of the query at this peer (nil when
-	// the binding's Config.Excluded decides).
-	excluded map[peer.ID]bool
+	// the binding's Config.Excluded decides); excludedAt is the round of
+	// the last exclusion that changed something (0: none).
+	excluded   map[peer.ID]bool
+	excludedAt int
+	// held: see Hold.
+	held bool
 }
 
 func (q *Instance) isExcluded(p peer.ID) bool { return q.excluded[p] }
@@ -306,6 +317,9 @@ func (q *Instance) isExcluded(p peer.ID) bool { return q.excluded[p] }
 // (Config.Excluded), it applies that set to the cores and reports false.
 func (q *Instance) Exclude(ids ...peer.ID) bool {
 	added := false
+	if q.excluded == nil && q.b.cfg.Excluded == nil {
+		q.excluded = map[peer.ID]bool{} // an attached core (the simulator's): undo, nothing to refuse with
+	}
 	if q.excluded != nil {
 		for _, id := range ids {
 			if !q.excluded[id] {
@@ -325,13 +339,29 @@ func (q *Instance) Exclude(ids ...peer.ID) bool {
 	} else {
 		q.top.Prune()
 	}
+	q.excludedAt = max(q.round, 1)
 	return added
+}
+
+// regrace is how many rounds an asker keeps running after an exclusion
+// that changed its state, budget or not: undoing the flows with a lost
+// member that held much of the originator's mass (one of its first
+// partners) puts that mass back where it came from, and it must spread and
+// mix again — the rounds of a query over n peers, less the slack.
+func (b *Binding) regrace() int {
+	n := max(b.cfg.Peers, 2)
+	return query.SpreadRounds(n) + query.ExpectedRounds(b.plan.Kind, n, b.plan.Accuracy)
 }
 
 // MaxRoundsFactor bounds, as a multiple of the budget, the rounds an asker
 // runs when rounds pass without a message reaching it (a loaded machine, a
 // slow network): those do not count against the budget, up to this.
 const MaxRoundsFactor = 2
+
+// HoldFactor bounds, as a multiple of MaxRoundsFactor times the budget, the
+// rounds an instance may run while its answer is held (Hold) and a peer
+// keeps a query it joined.
+const HoldFactor = 4
 
 // Protocol is the core the instance runs on.
 func (q *Instance) Protocol() Protocol { return q.b.protocol }
@@ -351,9 +381,16 @@ func (q *Instance) JoinAt(round int) { q.round = min(max(round, 0), q.b.budget) 
 func (q *Instance) Budget() int { return q.b.budget }
 
 // Spent says the asker's budget is spent: as many rounds as the budget in
-// which a message reached it, or MaxRoundsFactor times the budget in all.
+// which a message reached it, and the rounds to mix again (regrace) since
+// its last exclusion — or MaxRoundsFactor times the budget in all.
 func (q *Instance) Spent() bool {
-	return q.round-q.quiet >= q.b.budget || q.round >= MaxRoundsFactor*q.b.budget
+	switch {
+	case q.round >= MaxRoundsFactor*q.b.budget:
+		return true
+	case q.round-q.quiet < q.b.budget:
+		return false
+	}
+	return q.excludedAt == 0 || q.round >= q.excludedAt+q.b.regrace()
 }
 
 // received is how many messages the core has received.
@@ -373,6 +410,13 @@ func (q *Instance) Final() bool { return q.final }
 
 // Stop makes the answer final as it stands (a timeout, a cancellation).
 func (q *Instance) Stop() { q.final = true }
+
+// Hold keeps a spent budget from making the answer final while on: only
+// convergence does. The runtime holds an answer, within Spent's rounds
+// and a short time, until a member lost before or as it started can have
+// been found and left out: on a fast network the rounds outrun the
+// probes, which take time, not rounds.
+func (q *Instance) Hold(on bool) { q.held = on }
 
 // Aggregate and TopK expose the core to drivers that move decoded messages
 // (the simulator); exactly one is non-nil.
@@ -545,7 +589,7 @@ func (q *Instance) Report(peers, suspects int) (Answer, error) {
 	}
 	v := q.rule.Observe(o)
 	a.ErrEstimate, a.Converged = v.ErrEstimate, v.Converged
-	if v.Converged || q.Spent() {
+	if v.Converged || q.Spent() && !q.held {
 		q.final = true
 	}
 	a.Final = q.final

@@ -24,7 +24,13 @@ import (
 //  3. the gossip estimate of the peers whose mass reached the answer
 //     agrees with the membership's count within MixedShare: while the
 //     originator's mass is still spreading the answer is not final,
-//     however still it looks.
+//     however still it looks;
+//  4. for a COUNT or a SUM, which scale an average by the membership's
+//     count, the two agree within half the accuracy (Counted): under
+//     churn the membership still lists members lost before the query
+//     reached them, and a sum over that count would be off by their
+//     share. The query's peers leave them out as they meet them, which
+//     brings the count back.
 //
 // A top-k with a coverage filter (topk, coverage.go) has converged when
 // the filter holds every live member — every peer's entry, or better ones,
@@ -41,6 +47,8 @@ type Rule struct {
 	accuracy float64
 	minimum  int
 
+	// scaled: the answer has a COUNT or a SUM (condition 4).
+	scaled  bool
 	tracker Tracker
 	calm    int
 	heard   int
@@ -65,6 +73,9 @@ func NewRule(plan *query.Plan, peers int) *Rule {
 	peers = max(peers, 2)
 	exp := query.ExpectedRounds(plan.Kind, peers, plan.Accuracy)
 	r := &Rule{kind: plan.Kind, accuracy: plan.Accuracy, lastErr: 1}
+	for _, a := range plan.Aggs {
+		r.scaled = r.scaled || a.Func == query.AggCount || a.Func == query.AggSum
+	}
 	if plan.Kind == query.PlanAggregate {
 		r.minimum = exp / 2
 	} else {
@@ -139,7 +150,16 @@ func (r *Rule) Observe(o Observation) Verdict {
 	}
 	peers := float64(o.Peers)
 	mixed := math.Abs(o.Participants-peers) <= MixedShare*peers
-	return Verdict{ErrEstimate: r.lastErr, Converged: o.Round >= r.minimum && r.calm >= CalmRounds && mixed && o.Suspects == 0}
+	counted := r.Counted(o.Participants, o.Peers)
+	return Verdict{ErrEstimate: r.lastErr, Converged: o.Round >= r.minimum && r.calm >= CalmRounds && mixed && counted && o.Suspects == 0}
+}
+
+// Counted says the membership's count of peers, by which a COUNT or a SUM
+// is scaled, agrees within half the accuracy with the gossip estimate of
+// the peers that took part (condition 4); true for answers that do not
+// scale.
+func (r *Rule) Counted(participants float64, peers int) bool {
+	return !r.scaled || math.Abs(participants-float64(peers)) <= r.accuracy/2*float64(peers)
 }
 
 // Cells are an aggregate answer's numeric cells as the rule watches them,

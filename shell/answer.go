@@ -35,7 +35,8 @@ func TableOf(a *api.Answer) *Table {
 	t.Meta = map[string]any{"status": m.Status, "peers": m.Peers, "rounds": m.Rounds, "elapsed_seconds": m.Elapsed,
 		"plan_hash": m.PlanHash, "from_tags": m.FromTags, "converged": m.Converged}
 	for k, v := range map[string]any{"reason": m.Reason, "members_start": m.MembersStart, "members_end": m.MembersEnd,
-		"joined": m.Joined, "left": m.Left, "unreachable": m.Unreachable, "refused": m.Refused, "epoch": m.Epoch, "at": m.At} {
+		"joined": m.Joined, "left": m.Left, "unreachable": m.Unreachable, "refused": m.Refused, "excluded": m.Excluded,
+		"excluded_count": m.ExcludedCount, "epoch": m.Epoch, "at": m.At} {
 		if v != "" && v != 0 && !isEmptyList(v) {
 			t.Meta[k] = v
 		}

@@ -241,18 +241,33 @@ func (s *Sim) remove(dead []int32) {
 	if k == 0 {
 		return
 	}
+	// The originator leaves them out through its run.Instance, as the
+	// runtime's asker does, so that its budget makes room to mix again.
+	if s.churning() {
+		ids := make([]peer.ID, 0, k)
+		for _, d := range dead {
+			ids = append(ids, peer.ID(d))
+		}
+		s.origin.Exclude(ids...)
+	}
 	if s.agg != nil {
 		isDead := func(p peer.ID) bool { return s.pos[p] < 0 }
-		for i := range s.agg {
+		for i := 1; i < len(s.agg); i++ {
 			if s.st[i].alive {
 				s.agg[i].RemovePeers(isDead)
 			}
 		}
+		if !s.churning() {
+			s.agg[0].RemovePeers(isDead)
+		}
 	} else {
-		for i, t := range s.top {
+		for i := 1; i < len(s.top); i++ {
 			if s.st[i].alive {
-				t.Prune()
+				s.top[i].Prune()
 			}
+		}
+		if !s.churning() {
+			s.top[0].Prune()
 		}
 	}
 }

@@ -17,6 +17,18 @@
 // detector, and then stop sampling the dead and drop their links to them.
 // Peers added by a join event take part once the query reaches them.
 //
+// Churn can also be a process (Config.Session, peerq sim --session 1h):
+// peers leave without notice after exponential sessions of that median and
+// as many join, members that left before the query started stay listed
+// until Serf's verdict (DetectRounds, SuspicionMult × log10(N) probe
+// intervals), and the query's own peers leave a lost member out
+// ExcludeRounds after its loss (a failed exchange, pings and indirect
+// probes, then the set spreads), up to MaxExcluded members a query, as the
+// runtime does (node's query-scoped exclusion). Outcome is what the asker
+// would answer at the first round the rule calls final: the runtime's
+// status (run.Blocking for members lost and not yet left out) and the
+// error over the members that took part.
+//
 // At a million peers memory latency sets the pace: every visit to a peer
 // and to its random partner misses the cache. Step prefetches the peer a
 // dozen places ahead and the partner it will draw (the sampler's random

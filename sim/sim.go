@@ -247,6 +247,11 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	s.rounds = cfg.Rounds
 	if s.rounds <= 0 {
 		s.rounds = plan.RoundBudget(cfg.Nodes)
+		if cfg.Session > 0 {
+			// As long as the asker may run (run.Instance.Spent): rounds
+			// to mix again after an exclusion extend its budget.
+			s.rounds *= run.MaxRoundsFactor
+		}
 	}
 	total := cfg.Nodes
 	for _, j := range cfg.Joins {
