@@ -327,3 +327,62 @@ func rightOverTookPart(p *query.Plan, res *Result, before, after map[string]bool
 	}
 	return ok, core, doubt
 }
+
+// Left out of a query is not lost for a subcloud: a member cut off from
+// the asker's side (with its owner, which still reaches it) is left out of
+// the asker's answers, and keeps its lease and its place; the owner does
+// not repair it. Leases follow Serf's verdict and the owner's own checks.
+func TestExcludedIsNotReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.Detect = time.Minute
+		c := startFake(t, 10, fcfg, 9, func(cfg *Config) { cfg.MinRound = cfg.Round })
+		asker, owner := c.nodes[0], c.nodes[1]
+		res := ask(t, owner, compile(t, owner, "RESERVE 8 FROM peers WHERE node != 'peer-000000' AS kept FOR 5m"))
+		var member *Node
+		for _, m := range res.Nodes {
+			if i := c.index(m); i > 1 {
+				member = c.nodes[i]
+				break
+			}
+		}
+		if member == nil {
+			t.Fatalf("no member to cut off among %v", res.Nodes)
+		}
+		var rest []string
+		for _, n := range c.nodes {
+			if n != owner && n != member {
+				rest = append(rest, n.Name())
+			}
+		}
+		var got *Result
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			got = ask(t, asker, compile(t, asker, "SELECT COUNT(*) FROM peers WHERE mem_free >= 0"))
+		}()
+		elapse(300 * time.Millisecond)
+		c.net.Partition([]string{owner.Name(), member.Name()}, rest)
+		elapse(1500 * time.Millisecond)
+		c.net.Heal() // the member hears it was left out, and stops
+		<-done
+		if !slices.Contains(got.Excluded, member.Name()) {
+			t.Fatalf("the member cut off was not left out: %s, excluded %v", got.Status, got.Excluded)
+		}
+		if member.Stats().Excluded < 1 {
+			t.Errorf("the member never heard it was left out")
+		}
+		elapse(5 * time.Second)
+		if l, ok := member.currentLease(); !ok || l.Subcloud != "kept" {
+			t.Errorf("the member left out of a query lost its lease: %+v %v", l, ok)
+		}
+		owner.ownMu.Lock()
+		o := owner.owned["kept"]
+		_, still := o.members[member.Name()]
+		repairs := o.repairs
+		owner.ownMu.Unlock()
+		if !still || repairs != 0 {
+			t.Errorf("the owner dropped the member left out of a query (still a member %v, repairs %d)", still, repairs)
+		}
+	})
+}
