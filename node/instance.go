@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -128,7 +128,7 @@ type instance struct {
 // for this query) as its contribution. Called with n.mu held: rec is read
 // before.
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
-	q := &instance{since: n.clock.Now(), id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
+	q := &instance{since: n.now(), id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
 		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
 		excluded: map[string]string{}}
 	members := n.memberNames
@@ -200,18 +200,18 @@ func (q *instance) expired(round int64, linger int, now time.Time, hold time.Dur
 }
 
 // membershipChanged notes, at the asker, a member event during the query.
-func (q *instance) membershipChanged(e overlay.Event) {
+func (q *instance) membershipChanged(e network.Event) {
 	if !q.origin || q.reported {
 		return
 	}
 	for _, m := range e.Members {
 		switch e.Kind {
-		case overlay.MemberJoined:
+		case network.MemberJoined:
 			if !q.atStart[m] {
 				q.joined[m] = true
 			}
 			delete(q.left, m)
-		case overlay.MemberLeft, overlay.MemberFailed:
+		case network.MemberLeft, network.MemberFailed:
 			if q.atStart[m] || q.joined[m] {
 				q.left[m] = true
 			}
@@ -287,14 +287,14 @@ func (n *Node) noteSkew(q *instance, members map[string]bool, now time.Time) {
 		}
 		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 		q.selfSkew = fmt.Sprintf("clock skew at %s (%s): %d of %d members refused its exchanges for the time on them; set its clock (NTP)",
-			n.Name(), overlay.FormatOffset(-offs[len(offs)/2]), len(sk), others)
+			n.Name(), network.FormatOffset(-offs[len(offs)/2]), len(sk), others)
 		return
 	}
 	if q.selfSkew != "" {
 		return
 	}
 	for m, off := range sk {
-		n.exclude(q, m, "clock skew "+overlay.FormatOffset(off))
+		n.exclude(q, m, "clock skew "+network.FormatOffset(off))
 	}
 }
 
@@ -379,7 +379,7 @@ func withoutNodes[V any](r *query.Result, drop map[string]V) *query.Result {
 // held.
 func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspects []string) *Result {
 	res := &Result{Result: a.Result, Peers: q.population(members), Participants: a.Participants, Rounds: a.Round,
-		Elapsed: n.clock.Now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
+		Elapsed: n.now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
 		MembersStart: len(q.atStart), MembersEnd: len(members),
 		Joined: sortedNames(q.joined, nil), Left: sortedNames(q.left, nil), Unreachable: suspects,
 		Refused: sortedNames(q.refused, nil)}

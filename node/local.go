@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -27,8 +27,8 @@ type leaseOf struct {
 // tags, except for the subclouds this peer owns, which its own table
 // knows exactly and at once, and those it released lately, whose tags may
 // lag (read your writes).
-func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
-	now := n.clock.Now()
+func (n *Node) leaseView(members []network.Member) map[string]leaseOf {
+	now := n.now()
 	n.ownMu.Lock()
 	defer n.ownMu.Unlock()
 	view := map[string]leaseOf{}
@@ -115,7 +115,7 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error
 	all := n.memberRecords()
 	n.mu.Lock()
 	lost := map[string]string{}
-	now := n.clock.Now()
+	now := n.now()
 	for name, l := range n.lost {
 		if now.Sub(l.at) < n.cfg.HintTTL {
 			lost[name] = l.why
@@ -132,7 +132,7 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error
 		recs = append(recs, r)
 	}
 	res := &Result{Result: query.Exact(plan, recs), Status: StatusExact, Peers: len(recs), MembersStart: len(all), MembersEnd: len(all),
-		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}
+		Elapsed: n.now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}
 	if len(excluded) > 0 {
 		for name := range excluded {
 			res.Excluded = append(res.Excluded, name)
@@ -153,7 +153,7 @@ func (n *Node) alone(plan *query.Plan, start time.Time) (*Result, error) {
 		rows = n.ledgerRows()
 	}
 	return &Result{Result: query.Exact(plan, rows), Status: StatusExact, Peers: 1, MembersStart: 1, MembersEnd: 1,
-		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), Converged: true}, nil
+		Elapsed: n.now().Sub(start), PlanHash: plan.Hash(), Converged: true}, nil
 }
 
 // local answers SHOW statements from this peer's own knowledge (and, for
@@ -196,9 +196,9 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 			sort.Strings(tags)
 			offset, storage, id := query.Null, query.Str("ok"), query.Null
 			if off, ok := offsets[m.Name]; ok && m.Name != n.Name() {
-				offset = query.Str(overlay.FormatOffset(off))
+				offset = query.Str(network.FormatOffset(off))
 			} else if m.Name == n.Name() {
-				offset = query.Str(overlay.FormatOffset(0))
+				offset = query.Str(network.FormatOffset(0))
 			}
 			if f := m.Tags[TagStorage]; f != "" {
 				storage = query.Str(f)
@@ -221,7 +221,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 		warning = strings.Join(append([]string{"subclouds owned by other agents are found through their members' tags, which reach this agent within a few seconds of a change (Serf's gossip); " +
 			"their owner is the one the name's keepers name, and a row from its owner is exact as of this answer"}, notes...), "; ")
 	}
-	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
+	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true, Warning: warning}, nil
 }
 
@@ -245,7 +245,7 @@ func (n *Node) showSubclouds(ctx context.Context) (cols []query.Column, rows [][
 		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
 		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("peer_hours", query.KindNumber),
 		col("members", query.KindString), col("source", query.KindString)}
-	now := n.clock.Now()
+	now := n.now()
 	byName := holders(n.leaseView(n.net.Members()))
 	infos := map[string]subcloud.Info{}
 	n.ownMu.Lock()
@@ -388,7 +388,7 @@ func (n *Node) answerInfo(name string) []byte {
 	if !ok {
 		return subcloud.Reply{Refusal: subcloud.RefusedNoLease}.Encode()
 	}
-	return n.infoLocked(o, n.clock.Now()).Encode()
+	return n.infoLocked(o, n.now()).Encode()
 }
 
 // callInfo asks owner for its account of subcloud name.

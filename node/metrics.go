@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -178,7 +178,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}); ok {
 		skewed := 0
 		for _, off := range o.ClockOffsets() {
-			if off > overlay.ReplayWindow || -off > overlay.ReplayWindow {
+			if off > network.ReplayWindow || -off > network.ReplayWindow {
 				skewed++
 			}
 		}

@@ -175,7 +175,7 @@ func decodeBatch(in []byte) (batch, error) {
 		}
 		e.Round = uint32(r)
 		// Plan and Msg alias the input, which the exchange hands over for
-		// good (overlay.Handler); the plan bytes are kept for forwarding.
+		// good (network.Handler); the plan bytes are kept for forwarding.
 		e.Plan = d.Next(d.Count(maxField))
 		e.Origin = d.Next(d.Count(maxOrigin))
 		e.Asker = string(d.Next(d.Count(maxName)))
