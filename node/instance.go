@@ -87,6 +87,8 @@ type instance struct {
 	// final; the instance lingers from then on.
 	finishedAt int64
 	reported   bool
+	// last is the asker's last answer that could be read.
+	last run.Answer
 
 	// The asker's bookkeeping: the members at the start, those that
 	// joined and left since, and the peers that refused to take part.
@@ -303,6 +305,8 @@ type report struct {
 	q        *instance
 	progress Progress
 	final    *Result
+	// noProgress: the round has no new estimate to show (failed).
+	noProgress bool
 }
 
 // report applies the convergence rule at the end of the asker's round.
@@ -311,8 +315,12 @@ func (q *instance) report(n *Node, members map[string]bool, suspects []string) (
 	peers := q.population(members)
 	a, err := q.run.Report(peers, run.Blocking(len(suspects)+q.overflow, peers, q.run.Plan().Accuracy))
 	if err != nil {
-		return report{}, false
+		if q.reported {
+			return report{}, false
+		}
+		return q.failed(n, members, suspects, err), true
 	}
+	q.last = a
 	rp := report{q: q, progress: Progress{Round: a.Round, Budget: a.Budget, Peers: peers, Answer: a.Result, ErrEstimate: a.ErrEstimate}}
 	if a.Final && !q.reported {
 		q.reported = true
@@ -323,8 +331,29 @@ func (q *instance) report(n *Node, members map[string]bool, suspects []string) (
 	return rp, true
 }
 
+// failed ends the asker's query when its answer cannot be read (run's
+// Report fails: a row or group key that does not decode): waiting would
+// not change it, and the instance would never expire. The answer is the
+// last one read, partial, and says why. Called with n.mu held.
+func (q *instance) failed(n *Node, members map[string]bool, suspects []string, err error) report {
+	q.run.Stop()
+	q.reported, q.finishedAt = true, n.round
+	n.end(q.id, len(members))
+	n.stats.Unreadable++
+	a := q.last
+	a.Round, a.Budget, a.Converged, a.Final = q.run.Round(), q.run.Budget(), false, true
+	res := q.result1(n, a, members, suspects)
+	res.Status, res.Converged = StatusPartial, false
+	res.Reason = fmt.Sprintf("stopped at round %d: the answer could not be read (%v)", a.Round, err)
+	if res.Result == nil {
+		res.Result = &query.Result{Columns: q.run.Plan().Columns}
+	}
+	n.logf("query %s (%s): %s", q.planHash, q.run.Plan().Text, res.Reason)
+	return report{q: q, final: res, noProgress: true}
+}
+
 func (rp report) deliver() {
-	if rp.q.progress != nil && (rp.final == nil || rp.final.busy == nil) {
+	if rp.q.progress != nil && !rp.noProgress && (rp.final == nil || rp.final.busy == nil) {
 		rp.q.progress(rp.progress)
 	}
 	if rp.final != nil {

@@ -178,6 +178,9 @@ type Stats struct {
 	Ended         int64 // instances dropped early on hearing their query ended
 	Stale         int64 // messages for queries this peer has already collected
 	Excluded      int64 // queries the others left this peer out of (it stopped)
+	Unreadable    int64 // queries this peer asked whose answer could not be read (ended partial, with the reason)
+	TagFailures   int64 // tag updates (the lease, the storage fault) the network refused
+	BadLeaseTags  int64 // members' lease tags that did not parse, once per member and tag
 	Skipped       int64 // batches not sent: an exchange with that peer was still out
 	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
 	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
@@ -258,6 +261,8 @@ type Node struct {
 	// owner they name; stale those made for an earlier incarnation;
 	// tagFailures the tag updates Serf refused.
 	forged, stale, tagFailures atomic.Int64
+	// badTags are the members' lease tags that did not parse (leaseView).
+	badTags badTags
 	// keyChanged counts owners' answers signed by another key than the
 	// lease was claimed with: the owner lost its key (its data dir).
 	keyChanged atomic.Int64
@@ -456,8 +461,10 @@ func (n *Node) Name() string { return n.net.Name() }
 // Stats returns the runtime's counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.stats
+	st := n.stats
+	n.mu.Unlock()
+	st.TagFailures, st.BadLeaseTags = n.tagFailures.Load(), n.badTags.count.Load()
+	return st
 }
 
 // Close stops the runtime: its goroutines end, exchanges in flight give
@@ -1079,7 +1086,18 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 				defer n.wg.Done()
 				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
 				defer cancel()
-				n.net.Exchange(ctx, asker, encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoRefuse}}}))
+				body := encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoRefuse}}})
+				_, err := n.net.Exchange(ctx, asker, body)
+				// Unheard, the asker takes this peer for slow: its answer
+				// waits, or is partial, rather than busy. Counted as any
+				// exchange that got no answer.
+				n.mu.Lock()
+				n.stats.Exchanges++
+				n.stats.BytesSent += int64(len(body))
+				if err != nil {
+					n.stats.Failed++
+				}
+				n.mu.Unlock()
 			}()
 		}
 		return nil, errors.New("node: too many queries")

@@ -103,8 +103,7 @@ func StartPeer(cfg PeerConfig) (*Peer, error) {
 	}
 	n, err := New(cfg.Runtime, ov)
 	if err != nil {
-		ov.Shutdown()
-		return nil, err
+		return nil, errors.Join(err, ov.Shutdown())
 	}
 	return &Peer{Node: n, ov: ov}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -36,6 +37,32 @@ func startEmbeddedWith(t testing.TB, cfg EmbeddedConfig) *Embedded {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// The embedded cluster's test-only views.
+
+// Records returns every live peer's current record as the peers
+// themselves would report it: the test oracle.
+func (e *Embedded) Records() []query.Record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []query.Record
+	for _, n := range e.Nodes {
+		if !n.closed() {
+			out = append(out, n.record())
+		}
+	}
+	return out
+}
+
+// Cluster is the overlays of the peers, in the order of Nodes.
+func (e *Embedded) Cluster() *overlay.Cluster { return e.cluster }
+
+// Node is peer i's runtime now (Restart replaces it).
+func (e *Embedded) Node(i int) *Node {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.Nodes[i]
 }
 
 // The embedded cluster: real Serf peers on the in-memory memberlist
