@@ -4,8 +4,8 @@
 // running statement, the error codes, the NDJSON lines of the local HTTP
 // API (docs/API.md), and the Client that `peerq query` and `peerq shell`
 // use. It holds no engine: node implements Executor for an agent's own
-// peer and serves it over HTTP; Client implements it over HTTP; the shell
-// takes any Executor.
+// peer and server serves the peer over HTTP; Client implements Executor
+// over HTTP; the shell takes any Executor.
 //
 // # Usage
 //

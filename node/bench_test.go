@@ -355,7 +355,7 @@ func TestSocketsBenchmark(t *testing.T) {
 		label := map[int]string{-1: "one connection per exchange", 0: "pooled connections"}[pool]
 		var peers []*Peer
 		for i := 0; i < n; i++ {
-			rec, tags := splitRecord(1, i)
+			rec, tags := SyntheticPeer(1, i)
 			cfg := DefaultConfig(func() query.Record { return rec })
 			cfg.Tags, cfg.Seed = tags, uint64(i+1)
 			p, err := StartPeer(PeerConfig{Name: query.SyntheticName(i), Bind: "127.0.0.1:0", Exchange: "127.0.0.1:0",

@@ -65,11 +65,24 @@ func (s *syntheticRecord) get() query.Record {
 	return out
 }
 
-// staticTags are the synthetic attributes that are Serf tags.
-var staticTags = []string{"region", "zone", "arch", "os", "class"}
+// SyntheticPeer is synthetic peer i's record and tags for a seed
+// (query.Synthetic): its static attributes (region, zone, arch, os,
+// class) are Serf tags, not in the record, and its node and addr are the
+// network's.
+func SyntheticPeer(seed uint64, i int) (query.Record, map[string]string) {
+	rec := query.Synthetic(seed, i)
+	tags := map[string]string{}
+	for _, t := range []string{"region", "zone", "arch", "os", "class"} {
+		tags[t] = rec[t].Str
+		delete(rec, t)
+	}
+	delete(rec, "node")
+	delete(rec, "addr")
+	return rec, tags
+}
 
 // StartEmbedded starts the cluster: peer i is query.SyntheticName(i) with
-// the record query.Synthetic(seed, i), its static attributes as Serf tags.
+// the record and tags of SyntheticPeer(seed, i).
 // It returns once every peer has joined; call WaitSettled to wait until
 // every peer sees every other.
 func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
@@ -79,14 +92,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	e := &Embedded{stop: make(chan struct{}), down: map[int]bool{}}
 	var ocfgs []overlay.Config
 	for i := 0; i < cfg.Nodes; i++ {
-		rec := query.Synthetic(cfg.Seed, i)
-		tags := map[string]string{}
-		for _, t := range staticTags {
-			tags[t] = rec[t].Str
-			delete(rec, t)
-		}
-		delete(rec, "node")
-		delete(rec, "addr")
+		rec, tags := SyntheticPeer(cfg.Seed, i)
 		e.records = append(e.records, &syntheticRecord{rec: rec})
 		name := query.SyntheticName(i)
 		id, err := embeddedIdentity(cfg, name, i)

@@ -1,6 +1,8 @@
 // Package node is a peer's runtime: it runs plans over the network with
-// run.Instances, answers the local HTTP API, keeps the peer's own lease
-// table and drives the subclouds it owns.
+// run.Instances, keeps the peer's own lease table and drives the subclouds
+// it owns. It serves no HTTP: package server serves a Node's statements,
+// members and metrics (Metrics, a Prometheus collector) over the local
+// API.
 //
 // The asking peer compiles a statement (Compile, Execute), starts its
 // instance and streams progress; the plan spreads epidemically inside the
@@ -80,7 +82,6 @@
 //	p, err := node.StartPeer(node.PeerConfig{Name: "a1", Bind: "0.0.0.0:7946", Runtime: node.DefaultConfig(record)})
 //	err = p.Join(ctx, seeds)
 //	ans, err := p.Execute(ctx, "SELECT COUNT(*) FROM peers", progress)
-//	srv, err := p.ServeAPI("127.0.0.1:7474", token)
 //	p.Leave()
 //
 // or, on any Network:

@@ -14,6 +14,8 @@ import (
 
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Errors are not swallowed: what fails ends, is logged and is counted.
@@ -47,12 +49,22 @@ next:
 	return out
 }
 
+// metricsText is n's collector in the text format that /metrics serves.
+func metricsText(t *testing.T, n *Node) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(n.Metrics()); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
 // metric is the value /metrics shows for a metric with no labels.
 func metric(t *testing.T, n *Node, name string) string {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	n.metricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, line := range strings.Split(rec.Body.String(), "\n") {
+	for _, line := range strings.Split(metricsText(t, n), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			return v
 		}
@@ -216,7 +228,7 @@ func (refusingTags) SetTags(map[string]string) error { return errors.New("serf: 
 func TestTagUpdateFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nw := fakenet.New(fakenet.DefaultConfig())
-		rec, tags := splitRecord(1, 0)
+		rec, tags := SyntheticPeer(1, 0)
 		cfg := DefaultConfig(func() query.Record { return rec })
 		logs := &logLines{}
 		cfg.Tags, cfg.Logf = tags, logs.logf

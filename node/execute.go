@@ -19,7 +19,7 @@ func (n *Node) Compile(text string) (*query.Plan, error) {
 }
 
 // Execute runs one statement from this peer: the api.Executor that the
-// embedded shell uses and the HTTP API serves.
+// embedded shell uses.
 func (n *Node) Execute(ctx context.Context, text string, progress func(api.Progress)) (*api.Answer, error) {
 	plan, err := n.Compile(text)
 	if err != nil {
@@ -69,7 +69,7 @@ func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.A
 	if plan.Watch == nil {
 		return &api.Error{Code: api.CodeStatement, Message: "not a WATCH statement"}
 	}
-	if err := n.checkWatch(plan); err != nil {
+	if err := n.CheckWatch(plan); err != nil {
 		return err
 	}
 	every := time.Duration(plan.Watch.EverySeconds * float64(time.Second))
@@ -96,8 +96,10 @@ func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.A
 	}
 }
 
-// checkWatch refuses a WATCH whose epoch is shorter than a round.
-func (n *Node) checkWatch(plan *query.Plan) error {
+// CheckWatch refuses a WATCH whose epoch is shorter than a round: WatchPlan
+// does, and the HTTP API asks first, so that the refusal comes before the
+// answer starts.
+func (n *Node) CheckWatch(plan *query.Plan) error {
 	if every := time.Duration(plan.Watch.EverySeconds * float64(time.Second)); every < n.cfg.Round {
 		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("EVERY %v is shorter than this agent's round (%v): an epoch could not even start", every, n.cfg.Round)}
 	}

@@ -392,7 +392,7 @@ func TestRestart(t *testing.T) {
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.DataDir = ""; cfg.Logf = t.Logf })
-		rec, tags := splitRecord(1, 6)
+		rec, tags := SyntheticPeer(1, 6)
 		h := c.net.Add("phoenix", tags)
 		cfg := DefaultConfig(func() query.Record { return rec })
 		cfg.DataDir, cfg.Tags = dir, tags

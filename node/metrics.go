@@ -3,7 +3,6 @@ package node
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,14 +12,13 @@ import (
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Prometheus metrics (client_golang), served by the API at GET /metrics
-// behind the API's token. The runtime's counters are read when Prometheus
-// scrapes (a collector, no second set of counters to keep in step); the
-// two histograms are observed as this peer's own statements end.
+// Prometheus metrics (client_golang): a collector (Metrics) that the HTTP
+// API serves at GET /metrics behind its token. The runtime's counters are
+// read when Prometheus scrapes (no second set of counters to keep in
+// step); the two histograms are observed as this peer's own statements
+// end.
 
 // queryMetrics are what the node observes itself.
 type queryMetrics struct {
@@ -129,8 +127,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRunning, float64(running))
 	gauge(descAsking, float64(n.asking.Load()))
 	gauge(descQueued, float64(n.askWaiting.Load()))
-	if s, ok := n.net.(interface{ MemberStates() map[string]int }); ok {
-		for state, k := range s.MemberStates() {
+	if states := n.MemberStates(); states != nil {
+		for state, k := range states {
 			gauge(descMembers, float64(k), state)
 		}
 	} else {
@@ -193,14 +191,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	n.collectExports(ch)
 }
 
-// metricsHandler serves the node's metrics, with the Go runtime's and the
-// process's beside them, from a registry of its own (no global state: an
-// embedded cluster has many nodes in one process).
-func (n *Node) metricsHandler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
-}
+// Metrics is the node's Prometheus collector: its runtime's counters and
+// subclouds read at scrape time, its statements' latency, and its
+// exports. The HTTP API serves it at /metrics, from a registry of its own
+// (no global state: an embedded cluster has many nodes in one process).
+func (n *Node) Metrics() prometheus.Collector { return collector{n} }
 
 // export is a standing query whose latest answer /metrics shows as gauges
 // (--export): cloud-wide metrics with no central collector.
@@ -225,7 +220,7 @@ func (n *Node) Export(text string) error {
 	if plan.Kind != query.PlanAggregate {
 		return fmt.Errorf("--export %q: only aggregates (COUNT, SUM, AVG, … with GROUP BY) become gauges", text)
 	}
-	if err := n.checkWatch(plan); err != nil {
+	if err := n.CheckWatch(plan); err != nil {
 		return err
 	}
 	e := &export{text: text}

@@ -458,6 +458,19 @@ func (n *Node) Network() Network { return n.net }
 // Name is the peer's node name.
 func (n *Node) Name() string { return n.net.Name() }
 
+// Members are the live peers, this one included, sorted by name.
+func (n *Node) Members() []network.Member { return n.net.Members() }
+
+// MemberStates counts the members the network knows by state (alive,
+// leaving, left, failed; Serf keeps failed and left members until it
+// reaps them), or is nil where the network keeps no states (fakenet).
+func (n *Node) MemberStates() map[string]int {
+	if s, ok := n.net.(interface{ MemberStates() map[string]int }); ok {
+		return s.MemberStates()
+	}
+	return nil
+}
+
 // Stats returns the runtime's counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()

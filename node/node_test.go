@@ -26,27 +26,14 @@ type cluster struct {
 	cfgs  []Config
 }
 
-// staticTest are the synthetic attributes that are tags, as in the
-// embedded cluster.
-func splitRecord(seed uint64, i int) (query.Record, map[string]string) {
-	rec := query.Synthetic(seed, i)
-	tags := map[string]string{}
-	for _, t := range staticTags {
-		tags[t] = rec[t].Str
-		delete(rec, t)
-	}
-	delete(rec, "node")
-	delete(rec, "addr")
-	return rec, tags
-}
-
 // startFake starts n peers on a fake network. Inside synctest.Test it runs
-// in fake time; outside, in real time (for the HTTP API's tests).
+// in fake time; outside, in real time (for standing queries, whose epochs
+// wait on the wall clock).
 func startFake(t testing.TB, n int, fcfg fakenet.Config, seed uint64, tune func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{net: fakenet.New(fcfg)}
 	for i := 0; i < n; i++ {
-		rec, tags := splitRecord(seed, i)
+		rec, tags := SyntheticPeer(seed, i)
 		h := c.net.Add(query.SyntheticName(i), tags)
 		cfg := DefaultConfig(func() query.Record { return rec })
 		cfg.Tags, cfg.Seed = tags, seed*1_000_003+uint64(i)+1

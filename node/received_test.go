@@ -128,7 +128,7 @@ func TestReceivedValuesChecked(t *testing.T) {
 		c := &cluster{net: fakenet.New(fakenet.DefaultConfig())}
 		var l *liar
 		for i := 0; i < n; i++ {
-			rec, tags := splitRecord(1, i)
+			rec, tags := SyntheticPeer(1, i)
 			h := c.net.Add(query.SyntheticName(i), tags)
 			var nw Network = h
 			if i == liarAt {

@@ -21,6 +21,7 @@ import (
 	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/probe"
+	"github.com/peerq/peerq/server"
 	"github.com/spf13/cobra"
 )
 
@@ -211,7 +212,9 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	if err != nil {
 		warnings = append(warnings, fmt.Sprintf("%v: this run's API token is %s (give it with --token)", err, token))
 	}
-	srv, err := p.ServeAPI(s.API, token)
+	scfg := server.DefaultConfig()
+	scfg.Addr, scfg.Token, scfg.Logf = s.API, token, rcfg.Logf
+	srv, err := server.Start(p, scfg)
 	if err != nil {
 		p.Close()
 		return &exitError{exitUsage, err}

@@ -6,9 +6,9 @@
 //
 // It is flags and wiring only: settings are parsed here (the agent's typed
 // config file, flags on top), exit codes are given here (exitFor), and the
-// work is in the packages — node (the runtime), api (the client), shell
-// (the REPL, script runner and renderers), probe (the machine), sim and
-// sim/report (the simulator and its tables and plots), query (the
-// language's compiler). It imports no protocol core, no overlay and no
-// parser.
+// work is in the packages — node (the runtime), server (its HTTP API and
+// web console), api (the client), shell (the REPL, script runner and
+// renderers), probe (the machine), sim and sim/report (the simulator and
+// its tables and plots), query (the language's compiler). It imports no
+// protocol core, no overlay and no parser.
 package main

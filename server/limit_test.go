@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"bufio"
@@ -16,21 +16,8 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
-	"github.com/peerq/peerq/fakenet"
+	"github.com/peerq/peerq/node"
 )
-
-// serveAPIWith serves n's API with cfg's limits on loopback until the test
-// ends.
-func serveAPIWith(t *testing.T, n *Node, cfg APIConfig) *APIServer {
-	t.Helper()
-	cfg.Addr = "127.0.0.1:0"
-	srv, err := n.ServeAPIWith(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
 
 // rawRequest sends one request on a connection of its own and reads the
 // answer; err is the connection's failure when no answer came.
@@ -77,9 +64,9 @@ func checkBusy(resp *http.Response, body []byte) error {
 // and the JSON error; none is closed without an answer, and a place freed
 // serves again.
 func TestAPIConnectionLimit(t *testing.T) {
-	c := realTimeCluster(t, 3)
+	nodes := startCluster(t, 3, nil)
 	const maxConns, flood = 4, 300
-	srv := serveAPIWith(t, c.nodes[0], APIConfig{Token: "t", MaxConns: maxConns, MaxRequests: 64, HeaderTimeout: time.Minute})
+	srv := serve(t, nodes[0], Config{Token: "t", MaxConns: maxConns, MaxRequests: 64, HeaderTimeout: time.Minute})
 	addr := srv.Addr()
 
 	// Hold every place with a WATCH, which streams until its client goes.
@@ -149,8 +136,8 @@ func TestAPIConnectionLimit(t *testing.T) {
 // A connection held open without a request is answered 408, not closed in
 // silence.
 func TestAPIHeaderTimeoutAnswers(t *testing.T) {
-	c := realTimeCluster(t, 3)
-	srv := serveAPIWith(t, c.nodes[0], APIConfig{Token: "t", MaxConns: 8, MaxRequests: 8, HeaderTimeout: 100 * time.Millisecond})
+	nodes := startCluster(t, 3, nil)
+	srv := serve(t, nodes[0], Config{Token: "t", MaxConns: 8, MaxRequests: 8, HeaderTimeout: 100 * time.Millisecond})
 	conn, err := net.Dial("tcp", srv.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -177,16 +164,12 @@ func TestAPIHeaderTimeoutAnswers(t *testing.T) {
 	}
 }
 
-// A statement the node will not admit (node.Admit: ErrOverloaded) is a
-// 429 with Retry-After and "busy, retry after N s: " before the node's
+// A statement the peer will not admit (Peer.Admit: ErrOverloaded) is a
+// 429 with Retry-After and "busy, retry after N s: " before the peer's
 // reason; the client makes it the overload error.
 func TestAPIOverloadedStatement(t *testing.T) {
-	c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) {
-		cfg.Round, cfg.MaxAsk, cfg.AskQueue = 20*time.Millisecond, 1, 0
-	})
-	cfg := DefaultAPIConfig()
-	cfg.Token = "t"
-	srv := serveAPIWith(t, c.nodes[0], cfg)
+	nodes := startCluster(t, 6, func(cfg *node.Config) { cfg.MaxAsk, cfg.AskQueue = 1, 0 })
+	srv := serveToken(t, nodes[0], "t")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// One long gossip query takes the only place.
@@ -209,7 +192,7 @@ func TestAPIOverloadedStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b2), "at once (max_ask)") {
-		t.Errorf("the node's reason is missing: %s", b2)
+		t.Errorf("the peer's reason is missing: %s", b2)
 	}
 
 	cl := api.NewClient(srv.Addr(), "t", 10*time.Second)

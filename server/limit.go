@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"encoding/json"
@@ -16,11 +16,11 @@ import (
 )
 
 // Overload (docs/API.md, "Overload"): the API holds at most
-// APIConfig.MaxConns connections. One beyond is answered as soon as it is
+// Config.MaxConns connections. One beyond is answered as soon as it is
 // accepted, before its request is read, with a pre-written 429, a
 // Retry-After and the JSON error, and closed; it costs the agent no
 // http.Server connection (goroutine, buffers, request). A held connection
-// whose request does not come within APIReadHeaderTimeout is answered 408
+// whose request does not come within Config.HeaderTimeout is answered 408
 // rather than closed in silence. Every 429 says when to come back: a
 // pacer measures how fast the agent finishes what it admitted and gives
 // each refused client the next free share of that rate.
@@ -33,7 +33,7 @@ const (
 	// which may destroy the 429 before the client reads it. net/http
 	// waits 500 ms for the same reason; a client starved of CPU in a
 	// burst sends later than that. At most maxLingering linger at once,
-	// a descriptor each (http_linger_*.go); beyond, a refused connection
+	// a descriptor each (linger_*.go); beyond, a refused connection
 	// is closed as soon as its answer is written.
 	refuseLinger = 2 * time.Second
 	maxLingering = 8192
@@ -224,7 +224,7 @@ func (c *capConn) Read(p []byte) (int, error) {
 	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() && c.got.CompareAndSwap(false, true) {
-		c.Conn.SetWriteDeadline(time.Now().Add(APIWriteTimeout))
+		c.Conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		c.Conn.Write(c.l.timedOut)
 	}
 	return n, err

@@ -1,30 +1,130 @@
-package node
+package server
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/fakenet"
+	"github.com/peerq/peerq/node"
+	"github.com/peerq/peerq/query"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The API's tests run on a fake cluster in real time: an HTTP client
-// blocked on a socket would stop synctest's clock.
-func realTimeCluster(t *testing.T, n int) *cluster {
-	return startFake(t, n, fakenet.DefaultConfig(), 1, func(c *Config) { c.Round = 20 * time.Millisecond })
+var _ Peer = (*node.Node)(nil)
+
+// The API's tests serve real nodes on a fake network, in real time: an
+// HTTP client blocked on a socket would stop synctest's clock. Peer i is
+// node.SyntheticPeer(1, i) with 20 ms rounds, as in node's own tests.
+func startCluster(t *testing.T, n int, tune func(*node.Config)) []*node.Node {
+	t.Helper()
+	nw := fakenet.New(fakenet.DefaultConfig())
+	var nodes []*node.Node
+	for i := range n {
+		rec, tags := node.SyntheticPeer(1, i)
+		cfg := node.DefaultConfig(func() query.Record { return rec })
+		cfg.Round, cfg.Tags, cfg.Seed = 20*time.Millisecond, tags, 1_000_003+uint64(i)+1
+		if tune != nil {
+			tune(&cfg)
+		}
+		nd, err := node.New(cfg, nw.Add(query.SyntheticName(i), tags))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Close() })
+		nodes = append(nodes, nd)
+	}
+	return nodes
+}
+
+// serve serves n's API on loopback until the test ends.
+func serve(t *testing.T, n Peer, cfg Config) *Server {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	srv, err := Start(n, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// serveToken serves n's API with the default limits.
+func serveToken(t *testing.T, n Peer, tok string) *Server {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Token = tok
+	return serve(t, n, cfg)
+}
+
+// execute runs a statement at n, as a user of the peer would, and fails
+// the test on error.
+func execute(t *testing.T, n *node.Node, statement string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := n.Execute(ctx, statement, nil); err != nil {
+		t.Fatalf("%s: %v", statement, err)
+	}
+}
+
+// metric is the value of n's gauge name with the labels given (name,
+// value, ...), and whether n shows it, read from its collector.
+func metric(t *testing.T, n *node.Node, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(n.Metrics()); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// running is how many query instances the nodes take part in now, asked
+// or joined (peerq_queries_running).
+func running(t *testing.T, nodes []*node.Node) int {
+	t.Helper()
+	total := 0
+	for _, n := range nodes {
+		v, ok := metric(t, n, "peerq_queries_running")
+		if !ok {
+			t.Fatalf("%s shows no peerq_queries_running", n.Name())
+		}
+		total += int(v)
+	}
+	return total
 }
 
 func TestAPI(t *testing.T) {
-	c := realTimeCluster(t, 12)
+	nodes := startCluster(t, 12, nil)
 	dir := t.TempDir()
 	tok, err := api.LoadOrCreateToken(dir)
 	if err != nil {
@@ -36,11 +136,7 @@ func TestAPI(t *testing.T) {
 	if again, _ := api.LoadOrCreateToken(dir); again != tok {
 		t.Error("the token changed on reload")
 	}
-	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := serveToken(t, nodes[0], tok)
 	url := "http://" + srv.Addr()
 	do := func(method, path, body, token string) *http.Response {
 		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
@@ -103,14 +199,12 @@ func TestAPI(t *testing.T) {
 	}
 }
 
-// A client that goes away cancels its query.
+// A client that goes away cancels its query: the peer asks nothing any
+// more (peerq_queries_asking counts the statements it asks until each
+// stops).
 func TestAPICancel(t *testing.T) {
-	c := realTimeCluster(t, 8)
-	srv, err := c.nodes[0].ServeAPI("127.0.0.1:0", "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	nodes := startCluster(t, 8, nil)
+	srv := serveToken(t, nodes[0], "t")
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+srv.Addr()+"/v1/query",
 		strings.NewReader(`{"statement": "SELECT AVG(cpu_load) FROM peers WITH ROUNDS 1000, ACCURACY 0.001%"}`))
@@ -120,20 +214,18 @@ func TestAPICancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	bufio.NewReader(resp.Body).ReadString('\n') // the first progress line
+	if asking, _ := metric(t, nodes[0], "peerq_queries_asking"); asking != 1 {
+		t.Fatalf("the peer asks %v statements while the client reads, want 1", asking)
+	}
 	cancel()
 	resp.Body.Close()
-	n := c.nodes[0]
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n.mu.Lock()
-		running := 0
-		for _, q := range n.queries {
-			if q.origin && !q.run.Final() {
-				running++
-			}
+		asking, ok := metric(t, nodes[0], "peerq_queries_asking")
+		if !ok {
+			t.Fatal("no peerq_queries_asking")
 		}
-		n.mu.Unlock()
-		if running == 0 {
+		if asking == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -147,12 +239,12 @@ func TestAPICancel(t *testing.T) {
 // runtime's counters, the subclouds this peer owns and the latency of the
 // statements it asked.
 func TestMetricsEndpoint(t *testing.T) {
-	c := realTimeCluster(t, 8)
+	nodes := startCluster(t, 8, nil)
 	tok := "metrics-token-0123456789abcdef"
-	srv := serveAPI(t, c.nodes[0], tok)
-	ask(t, c.nodes[0], compile(t, c.nodes[0], "SELECT COUNT(*) FROM peers WHERE mem_free >= 1GB"))
-	ask(t, c.nodes[0], compile(t, c.nodes[0], "SELECT COUNT(*) FROM peers"))
-	ask(t, c.nodes[0], compile(t, c.nodes[0], "RESERVE 2 AS watched FOR 1m"))
+	srv := serveToken(t, nodes[0], tok)
+	execute(t, nodes[0], "SELECT COUNT(*) FROM peers WHERE mem_free >= 1GB")
+	execute(t, nodes[0], "SELECT COUNT(*) FROM peers")
+	execute(t, nodes[0], "RESERVE 2 AS watched FOR 1m")
 	get := func(token string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+srv.Addr()+"/metrics", nil)
 		if token != "" {
@@ -205,9 +297,9 @@ func TestMetricsEndpoint(t *testing.T) {
 // until the client lets go; then no instance of it is left running at any
 // peer. A WATCH whose epoch is shorter than a round is refused.
 func TestWatchAPI(t *testing.T) {
-	c := realTimeCluster(t, 8)
+	nodes := startCluster(t, 8, nil)
 	tok := "watch-token-0123456789abcdef"
-	srv := serveAPI(t, c.nodes[0], tok)
+	srv := serveToken(t, nodes[0], tok)
 	client := api.NewClient(srv.Addr(), tok, 5*time.Second)
 	var got []*api.Answer
 	start := time.Now()
@@ -235,83 +327,25 @@ func TestWatchAPI(t *testing.T) {
 	// The client let go: the asker stops, and every peer's instance of the
 	// last epoch ends with it.
 	deadline := time.Now().Add(20 * time.Second)
-	for running := -1; running != 0; {
-		running = 0
-		for _, n := range c.nodes {
-			n.mu.Lock()
-			running += len(n.queries)
-			n.mu.Unlock()
-		}
+	for left := -1; left != 0; {
+		left = running(t, nodes)
 		if time.Now().After(deadline) {
-			t.Fatalf("%d query instances still running after the watch stopped", running)
+			t.Fatalf("%d query instances still running after the watch stopped", left)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, err := c.nodes[0].Execute(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 5s", nil); err == nil || !strings.Contains(err.Error(), "once every epoch") {
+	if _, err := nodes[0].Execute(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 5s", nil); err == nil || !strings.Contains(err.Error(), "once every epoch") {
 		t.Errorf("Execute of a WATCH: %v", err)
 	}
 }
 
-func TestWatchEveryBelowRound(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := startFake(t, 2, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.Round, cfg.MinRound = 2*time.Second, time.Second })
-		err := c.nodes[0].Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 1s", func(*api.Answer, error) bool { return true })
-		if err == nil || !strings.Contains(err.Error(), "shorter than this agent's round") {
-			t.Errorf("EVERY 1s with 2s rounds: %v", err)
+func FuzzDecodeQueryRequest(f *testing.F) {
+	f.Add([]byte(`{"statement": "SELECT COUNT(*) FROM peers"}`))
+	f.Add([]byte(`{"statement": ""}{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeQueryRequest(strings.NewReader(string(b)))
+		if err == nil && strings.TrimSpace(req.Statement) == "" {
+			t.Fatal("accepted a request without a statement")
 		}
-		c.close()
 	})
-}
-
-// --export: a standing query's latest answer as gauges, a group a gauge.
-func TestExportGauges(t *testing.T) {
-	c := realTimeCluster(t, 8)
-	tok := "export-token-0123456789abcdef"
-	srv := serveAPI(t, c.nodes[0], tok)
-	if err := c.nodes[0].Export("SELECT SUM(peer_hours) FROM leases"); err != nil {
-		t.Fatalf("an aggregate export: %v", err)
-	}
-	if err := c.nodes[0].Export("SELECT node FROM peers LIMIT 3 EVERY 1s"); err == nil {
-		t.Error("a top-k export was accepted")
-	}
-	if err := c.nodes[0].Export("SELECT region, COUNT(*), AVG(cpu_load) FROM peers WHERE mem_free >= 0B GROUP BY region EVERY 1s"); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		req, _ := http.NewRequest("GET", "http://"+srv.Addr()+"/metrics", nil)
-		req.Header.Set(api.TokenHeader, tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		total := 0.0
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if l := sc.Text(); strings.HasPrefix(l, `peerq_export_value{column="COUNT(*)",export="1",group="`) {
-				var v float64
-				fmt.Sscan(l[strings.LastIndexByte(l, ' ')+1:], &v)
-				total += v
-			}
-		}
-		resp.Body.Close()
-		if total > 7.9 && total < 8.1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the exported counts add up to %v, want 8", total)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// serveAPI serves n's API on loopback until the test ends.
-func serveAPI(t *testing.T, n *Node, tok string) *APIServer {
-	t.Helper()
-	srv, err := n.ServeAPI("127.0.0.1:0", tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
 }

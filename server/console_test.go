@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"context"
@@ -34,10 +34,10 @@ func chromium(t *testing.T) string {
 // EXPLAIN shows the plan; the members and subclouds are listed.
 func TestConsoleInBrowser(t *testing.T) {
 	bin := chromium(t)
-	c := realTimeCluster(t, 6)
+	nodes := startCluster(t, 6, nil)
 	tok := "console-token-0123456789abcdef"
-	srv := serveAPI(t, c.nodes[0], tok)
-	ask(t, c.nodes[0], compile(t, c.nodes[0], "RESERVE 2 AS shown FOR 1m"))
+	srv := serveToken(t, nodes[0], tok)
+	execute(t, nodes[0], "RESERVE 2 AS shown FOR 1m")
 	base := "http://" + srv.Addr()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
@@ -101,12 +101,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	// RESERVE from the form, RELEASE from the list.
 	do(chromedp.SetValue("#reserve-n", "2"), chromedp.SetValue("#reserve-name", "formed"), chromedp.SetValue("#reserve-for", "10m"),
 		chromedp.Click("#reserve"), chromedp.WaitVisible(`button.release[data-name="formed"]`))
-	if size, _, _ := ownedSize(c.nodes[0], "formed"); size != 2 {
-		t.Errorf("RESERVE from the console: %d members", size)
+	// The owner's account of the subcloud, as its collector shows it.
+	if size, ok := metric(t, nodes[0], "peerq_subcloud_members", "subcloud", "formed"); size != 2 {
+		t.Errorf("RESERVE from the console: %v members (owned: %v)", size, ok)
 	}
 	do(chromedp.Click(`button.release[data-name="formed"]`), chromedp.WaitNotPresent(`button.release[data-name="formed"]`))
-	if size, _, _ := ownedSize(c.nodes[0], "formed"); size != -1 {
-		t.Errorf("RELEASE from the console: still owned (%d members)", size)
+	if size, ok := metric(t, nodes[0], "peerq_subcloud_members", "subcloud", "formed"); ok {
+		t.Errorf("RELEASE from the console: still owned (%v members)", size)
 	}
 	// WATCH: at least two epochs redraw the table and the chart; leaving
 	// the page (the tab closes its request) stops the standing query at
@@ -122,17 +123,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	do(chromedp.Navigate("about:blank"))
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		running := 0
-		for _, n := range c.nodes {
-			n.mu.Lock()
-			running += len(n.queries)
-			n.mu.Unlock()
-		}
-		if running == 0 {
+		left := running(t, nodes)
+		if left == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d query instances still run after the tab left the WATCH", running)
+			t.Fatalf("%d query instances still run after the tab left the WATCH", left)
 		}
 	}
 	if path := os.Getenv("PEERQ_SCREENSHOT"); path != "" {
@@ -166,7 +162,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(explain, "gossip aggregation") {
 		t.Errorf("EXPLAIN: %q", explain)
 	}
-	if !strings.Contains(members, c.nodes[5].Name()) || !strings.Contains(members, "region=") || !strings.Contains(subclouds, "shown") {
+	if !strings.Contains(members, nodes[5].Name()) || !strings.Contains(members, "region=") || !strings.Contains(subclouds, "shown") {
 		t.Errorf("members %q, subclouds %q", members, subclouds)
 	}
 }

@@ -1,0 +1,285 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/ui"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The local HTTP API (docs/API.md): JSON, on loopback by default, every
+// request carrying the token the agent wrote to its data dir.
+//
+//	POST /v1/query       {"statement": "..."} → NDJSON: progress lines, then the result
+//	GET  /v1/members     the live peers
+//	GET  /v1/health      this peer and the membership size
+//	GET  /v1/attributes  the catalog
+//	GET  /metrics        Prometheus
+//	GET  /ui/            the web console (open), POST /ui/login its login form
+
+// Peer is the peer whose statements the server serves: *node.Node. Every
+// request calls it on a goroutine of its own, so its methods must be safe
+// for concurrent use.
+type Peer interface {
+	// Name is the peer's name (in /v1/health and in a refusal).
+	Name() string
+	// Compile compiles a statement against the live catalog.
+	Compile(statement string) (*query.Plan, error)
+	// CheckWatch refuses a WATCH the peer cannot run (an epoch shorter
+	// than its round). The server asks before it answers, so that the
+	// refusal is a 400 rather than a 200 that fails.
+	CheckWatch(plan *query.Plan) error
+	// Admit takes a place for a statement the peer asks, at once or after
+	// a bounded wait, or says why not (api.ErrOverloaded, perhaps with
+	// when to retry). The context returned carries the place; the
+	// function gives it back.
+	Admit(ctx context.Context) (context.Context, func(), error)
+	// ExecutePlan runs a compiled statement (not a WATCH), calling
+	// progress from the peer's goroutine while it runs; an error beside
+	// an answer says the answer is partial.
+	ExecutePlan(ctx context.Context, plan *query.Plan, progress func(api.Progress)) (*api.Answer, error)
+	// WatchPlan runs a WATCH, calling each with every epoch's answer
+	// until ctx ends or each returns false.
+	WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.Answer, error) bool) error
+	// Catalog is the attributes statements may name (/v1/attributes).
+	Catalog() *query.Catalog
+	// Members are the live peers, this one included (/v1/members).
+	Members() []network.Member
+	// MemberStates counts the members the network knows by state
+	// (alive, leaving, left, failed); nil where it keeps no states.
+	MemberStates() map[string]int
+	// Metrics is the peer's collector, served at /metrics beside the Go
+	// runtime's and the process's.
+	Metrics() prometheus.Collector
+}
+
+// API limits: a request's header must arrive within DefaultHeaderTimeout
+// of the agent's reading it (else 408), the whole request within
+// ReadTimeout, an idle connection closes after IdleTimeout, each write of
+// an answer must go through within WriteTimeout (an answer streams for as
+// long as its query runs). By default the API holds at most
+// DefaultMaxConns connections and serves DefaultMaxRequests requests at
+// once; the rest get 429 (limit.go).
+const (
+	DefaultHeaderTimeout = 5 * time.Second
+	ReadTimeout          = 10 * time.Second
+	IdleTimeout          = 60 * time.Second
+	WriteTimeout         = 10 * time.Second
+	DefaultMaxRequests   = 512
+	DefaultMaxConns      = 512
+)
+
+// Config configures the local HTTP API (Start).
+type Config struct {
+	// Addr is the host:port to listen on: use a loopback address.
+	Addr string
+	// Token is what every request must carry (docs/API.md).
+	Token string
+	// MaxConns bounds the connections held open at once, idle keep-alive
+	// ones included. One beyond is answered 429 when it is accepted,
+	// before its request is read, and closed: a few microseconds and no
+	// goroutine of the HTTP server, where a held connection costs its
+	// goroutine and buffers, ~28 KB with its request (BENCHMARKS.md,
+	// "Reliability: overload"). Higher serves more of a burst and costs
+	// memory: 10,000 clients at once took the agent's peak to 56 MB at
+	// 512 (80 MB for gossip statements), 79 MB at 1024 (93 MB).
+	MaxConns int
+	// MaxRequests bounds the requests served at once (a streaming query
+	// holds its place for as long as it runs); the rest get 429. At
+	// MaxConns or above (the default) it never refuses; below, the
+	// connections beyond it serve idle keep-alive clients.
+	MaxRequests int
+	// HeaderTimeout is how long a held connection may take to send its
+	// request's header once the agent reads it; a connection that sends
+	// nothing in time is answered 408 and closed. Longer is kinder to
+	// starved clients and lets idle connections hold places longer.
+	HeaderTimeout time.Duration
+	// Logf is told when the server stops on an error of its own; nil
+	// logs with the log package.
+	Logf func(format string, args ...any)
+}
+
+// DefaultConfig returns the API's limits: DefaultMaxConns,
+// DefaultMaxRequests, DefaultHeaderTimeout.
+func DefaultConfig() Config {
+	return Config{MaxConns: DefaultMaxConns, MaxRequests: DefaultMaxRequests, HeaderTimeout: DefaultHeaderTimeout}
+}
+
+// Server serves a peer's local HTTP API.
+type Server struct {
+	p      Peer
+	token  string
+	server *http.Server
+	ln     *capListener
+	slots  chan struct{}
+	// requests paces the 429s of the request limit, statements those of
+	// the peer's admission (Peer.Admit).
+	requests, statements *pacer
+}
+
+// Start serves p's API as cfg says, until Close.
+func Start(p Peer, cfg Config) (*Server, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("server: the API needs a token")
+	}
+	if cfg.MaxConns < 1 || cfg.MaxRequests < 1 || cfg.HeaderTimeout <= 0 {
+		return nil, fmt.Errorf("server: MaxConns (%d), MaxRequests (%d) and HeaderTimeout (%v) must be positive",
+			cfg.MaxConns, cfg.MaxRequests, cfg.HeaderTimeout)
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = log.Printf
+	}
+	// The peer's metrics, with the Go runtime's and the process's beside
+	// them, from a registry of the server's own (no global state: an
+	// embedded cluster has many peers in one process). Registering checks
+	// the collectors' descriptions: do it before taking the port.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(p.Metrics()); err != nil {
+		return nil, fmt.Errorf("server: the peer's metrics: %w", err)
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{p: p, token: cfg.Token, ln: newCapListener(ln, cfg.MaxConns, cfg.HeaderTimeout),
+		slots:    make(chan struct{}, cfg.MaxRequests),
+		requests: newPacer(time.Now, cfg.MaxRequests), statements: newPacer(time.Now, cfg.MaxRequests)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/query", s.query)
+	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/health", s.health)
+	mux.HandleFunc("GET /v1/attributes", s.attributes)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("GET /ui/", ui.Handler())
+	mux.HandleFunc("POST /ui/login", s.login)
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusSeeOther))
+	// The answer streams for as long as the query runs: no overall write
+	// timeout, a deadline per write instead (send). Requests are small:
+	// they must arrive whole in ReadTimeout.
+	s.server = &http.Server{Handler: s.limit(s.auth(mux)), ReadHeaderTimeout: cfg.HeaderTimeout, ReadTimeout: max(ReadTimeout, cfg.HeaderTimeout),
+		IdleTimeout: IdleTimeout, MaxHeaderBytes: 64 << 10}
+	go func() {
+		if err := s.server.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logf("the API on %s stopped: %v", s.ln.Addr(), err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the address the API listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the API: no new connection, and the requests in flight are
+// given 2 s to end (a streaming statement ends with its client or its
+// peer).
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.server.Shutdown(ctx)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// limit serves at most MaxRequests at once.
+func (s *Server) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.slots <- struct{}{}:
+			defer func() {
+				<-s.slots
+				s.requests.done()
+			}()
+			next.ServeHTTP(w, r)
+		default:
+			busy(w, s.requests.retryAfter(), fmt.Sprintf("the API serves %d requests at once", cap(s.slots)))
+		}
+	})
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The console's pages hold no secret, and its login form is how a
+		// browser gets the token's cookie: they are open.
+		if r.Method == http.MethodGet && (strings.HasPrefix(r.URL.Path, "/ui/") || r.URL.Path == "/") ||
+			r.Method == http.MethodPost && r.URL.Path == "/ui/login" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		tok := r.Header.Get(api.TokenHeader)
+		if tok == "" {
+			tok = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		}
+		if c, err := r.Cookie(ui.CookieName); tok == "" && err == nil {
+			tok = c.Value
+		}
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
+			writeJSON(w, http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized,
+				Message: fmt.Sprintf("missing or wrong token for agent %s (header %s)", s.p.Name(), api.TokenHeader)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// login takes the console's login form: the right token is kept in a
+// cookie (HttpOnly: no script reads it; SameSite=Strict: no other site's
+// page sends it), and the console opens; a wrong one is sent back to the
+// form, refused.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad login form", http.StatusBadRequest)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("token")), []byte(s.token)) != 1 {
+		http.Redirect(w, r, "/ui/?denied=1", http.StatusSeeOther)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: ui.CookieName, Value: s.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+func (s *Server) members(w http.ResponseWriter, r *http.Request) {
+	ms := s.p.Members()
+	out := make([]api.Member, len(ms))
+	for i, m := range ms {
+		out[i] = api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: m.Tags}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	h := map[string]any{"status": "ok", "node": s.p.Name(), "peers": len(s.p.Members())}
+	if states := s.p.MemberStates(); states != nil {
+		h["members"] = states // by state: alive, leaving, left, failed
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+func (s *Server) attributes(w http.ResponseWriter, r *http.Request) {
+	var out []api.Attribute
+	for _, at := range s.p.Catalog().Attrs() {
+		out = append(out, api.Attribute{Name: at.Name, Kind: at.Kind.String(), Source: at.Origin.String(), Doc: at.Doc})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
