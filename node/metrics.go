@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/peerq/peerq/api"
@@ -188,7 +189,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	n.metrics.latency.Collect(ch)
 	n.metrics.rounds.Collect(ch)
-	n.collectExports(ch)
+	n.exports.collect(ch)
 }
 
 // Metrics is the node's Prometheus collector: its runtime's counters and
@@ -203,6 +204,34 @@ type export struct {
 	text string
 	ans  *api.Answer // the latest epoch's; nil before the first
 	err  error
+}
+
+// exports are a node's standing queries, as the collector shows them. It
+// is safe for concurrent use.
+type exports struct {
+	mu       sync.Mutex
+	list     []*export
+	failures int64 // epochs that failed or were partial
+}
+
+func (x *exports) add(e *export) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.list = append(x.list, e)
+}
+
+// epoch takes an epoch's answer of e (or its error): a complete one
+// replaces the last, any other counts as a failure.
+func (x *exports) epoch(e *export, ans *api.Answer, err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if ans != nil && ans.Meta != nil && ans.Meta.Status != api.StatusPartial {
+		e.ans = ans
+	}
+	e.err = err
+	if ans == nil || ans.Meta == nil || ans.Meta.Status == api.StatusPartial {
+		x.failures++
+	}
 }
 
 // Export starts a standing query whose answers /metrics exposes:
@@ -224,22 +253,12 @@ func (n *Node) Export(text string) error {
 		return err
 	}
 	e := &export{text: text}
-	n.exportMu.Lock()
-	n.exports = append(n.exports, e)
-	n.exportMu.Unlock()
+	n.exports.add(e)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		err := n.WatchPlan(n.ctx, plan, func(ans *api.Answer, err error) bool {
-			n.exportMu.Lock()
-			defer n.exportMu.Unlock()
-			if ans != nil && ans.Meta != nil && ans.Meta.Status != api.StatusPartial {
-				e.ans = ans
-			}
-			e.err = err
-			if ans == nil || ans.Meta == nil || ans.Meta.Status == api.StatusPartial {
-				n.exportFailures++
-			}
+			n.exports.epoch(e, ans, err)
 			return true
 		})
 		if err != nil { // checked above: only a broken invariant gets here
@@ -262,12 +281,12 @@ var (
 	descExportFailures = prometheus.NewDesc("peerq_export_failures_total", "Epochs of standing queries that failed or were partial (the last complete answer stays).", nil, nil)
 )
 
-// collectExports emits the standing queries' latest answers.
-func (n *Node) collectExports(ch chan<- prometheus.Metric) {
-	n.exportMu.Lock()
-	defer n.exportMu.Unlock()
-	ch <- prometheus.MustNewConstMetric(descExportFailures, prometheus.CounterValue, float64(n.exportFailures))
-	for i, e := range n.exports {
+// collect emits the standing queries' latest answers.
+func (x *exports) collect(ch chan<- prometheus.Metric) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descExportFailures, prometheus.CounterValue, float64(x.failures))
+	for i, e := range x.list {
 		if e.ans == nil {
 			continue
 		}

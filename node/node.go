@@ -272,11 +272,9 @@ type Node struct {
 	repairKick chan struct{}
 	metrics    *queryMetrics
 	// exports are the standing queries /metrics shows (Export).
-	exportMu       sync.Mutex
-	exports        []*export
-	exportFailures int64
-	ownMu          sync.Mutex
-	owned          map[string]*ownedSubcloud
+	exports exports
+	ownMu   sync.Mutex
+	owned   map[string]*ownedSubcloud
 	// claiming are the subclouds a RESERVE is claiming for, by name, with
 	// their tokens: an ask about one of their leases is answered "held".
 	claiming map[string]string
