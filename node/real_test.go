@@ -97,7 +97,7 @@ func TestEmbedded(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The metrics' members by state: the killed one is failed.
-	if states := asker.Network().(interface{ MemberStates() map[string]int }).MemberStates(); states["failed"] != 1 || states["alive"] != len(e.Nodes)-1 {
+	if states := asker.MemberStates(); states["failed"] != 1 || states["alive"] != len(e.Nodes)-1 {
 		t.Errorf("members by state: %v", states)
 	}
 	res := ask(t, asker, top)

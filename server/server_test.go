@@ -199,6 +199,37 @@ func TestAPI(t *testing.T) {
 	}
 }
 
+// /v1/health over real Serf peers: the peers, and Serf's members by state
+// (a fake network keeps no states, and health leaves them out).
+func TestHealthMemberStates(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := node.StartEmbedded(ctx, node.EmbeddedConfig{Nodes: 3, Seed: 1, Freeze: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.WaitSettled(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := serveToken(t, e.Nodes[0], "t")
+	resp, body, err := rawRequest(srv.Addr(), "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Peerq-Token: t\r\nConnection: close\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Node    string
+		Peers   int
+		Members map[string]int
+	}
+	if err := json.Unmarshal(body, &h); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s: %v", resp.StatusCode, body, err)
+	}
+	if h.Node != e.Nodes[0].Name() || h.Peers != 3 || len(h.Members) != 1 || h.Members["alive"] != 3 {
+		t.Errorf("health %s", body)
+	}
+}
+
 // A client that goes away cancels its query: the peer asks nothing any
 // more (peerq_queries_asking counts the statements it asks until each
 // stops).
