@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/identity"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 )
 
 // Config sets the faults.
@@ -74,26 +74,26 @@ type Host struct {
 	tags    map[string]string // as the others see them
 	alive   bool
 	stopped bool // the process is gone, the machine answers: exchanges are refused
-	handler overlay.Handler
+	handler network.Handler
 	// key and boot are the peer's identity and incarnation, as the others
 	// see them (SetIdentity).
 	key    identity.Public
 	boot   uint64
 	view   map[string]bool // the peers this host believes alive, itself included
 	list   []string        // view minus itself, sorted, for sampling
-	events chan overlay.Event
+	events chan network.Event
 }
 
 // Add joins a new peer with its tags; every live peer sees it at once.
 func (nw *Network) Add(name string, tags map[string]string) *Host {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	h := &Host{nw: nw, name: name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan overlay.Event, 1024)}
+	h := &Host{nw: nw, name: name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan network.Event, 1024)}
 	for _, o := range nw.hosts {
 		if o.alive {
 			h.view[o.name] = true
 			o.see(name, true)
-			o.emit(overlay.MemberJoined, name)
+			o.emit(network.MemberJoined, name)
 		}
 	}
 	h.relist()
@@ -128,9 +128,9 @@ func (h *Host) relist() {
 	sort.Strings(h.list)
 }
 
-func (h *Host) emit(kind overlay.EventKind, name string) {
+func (h *Host) emit(kind network.EventKind, name string) {
 	select {
-	case h.events <- overlay.Event{Kind: kind, Members: []string{name}}:
+	case h.events <- network.Event{Kind: kind, Members: []string{name}}:
 	default: // a slow reader loses events, as with the overlay
 	}
 }
@@ -146,13 +146,13 @@ func (nw *Network) Crash(name string) {
 	}
 	h.alive = false
 	nw.mu.Unlock()
-	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
+	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, network.MemberFailed) })
 }
 
 // SetClockOffset sets a host's clock ahead of the others' by d (behind,
 // if negative): from now on, an exchange between two hosts whose clocks
-// differ by more than overlay.ReplayWindow is refused by the receiver with
-// an overlay.SkewError, as a real peer refuses a request whose time is out
+// differ by more than network.ReplayWindow is refused by the receiver with
+// a network.SkewError, as a real peer refuses a request whose time is out
 // of its replay window.
 func (nw *Network) SetClockOffset(name string, d time.Duration) {
 	nw.mu.Lock()
@@ -175,7 +175,7 @@ func (nw *Network) SetReplyLoss(p float64) {
 }
 
 // Stop ends a peer's process while its machine stays up: exchanges to it
-// are refused at once (overlay.ErrNoEndpoint, as a connection refused),
+// are refused at once (network.ErrNoEndpoint, as a connection refused),
 // and the others see it fail after Detect. Revive brings it back.
 func (nw *Network) Stop(name string) {
 	nw.mu.Lock()
@@ -186,7 +186,7 @@ func (nw *Network) Stop(name string) {
 	}
 	h.alive, h.stopped = false, true
 	nw.mu.Unlock()
-	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, overlay.MemberFailed) })
+	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, network.MemberFailed) })
 }
 
 // Revive brings a crashed peer back, as a restart on the same address:
@@ -206,7 +206,7 @@ func (nw *Network) Revive(name string) *Host {
 			h.view[o.name] = true
 			if !o.view[name] {
 				o.see(name, true)
-				o.emit(overlay.MemberJoined, name)
+				o.emit(network.MemberJoined, name)
 			}
 		}
 	}
@@ -221,13 +221,13 @@ func (nw *Network) Leave(name string) {
 		h.alive = false
 	}
 	nw.mu.Unlock()
-	nw.forget(name, overlay.MemberLeft)
+	nw.forget(name, network.MemberLeft)
 }
 
-func (nw *Network) forget(name string, kind overlay.EventKind) {
+func (nw *Network) forget(name string, kind network.EventKind) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	if h := nw.hosts[name]; kind == overlay.MemberFailed && h.alive {
+	if h := nw.hosts[name]; kind == network.MemberFailed && h.alive {
 		return // revived before the others noticed
 	}
 	for _, o := range nw.hosts {
@@ -257,7 +257,7 @@ func (nw *Network) Partition(groups ...[]string) {
 			for _, b := range nw.hosts {
 				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
 					a.see(b.name, false)
-					a.emit(overlay.MemberFailed, b.name)
+					a.emit(network.MemberFailed, b.name)
 				}
 			}
 		}
@@ -273,7 +273,7 @@ func (nw *Network) Heal() {
 		for _, b := range nw.hosts {
 			if a.alive && b.alive && !a.view[b.name] {
 				a.see(b.name, true)
-				a.emit(overlay.MemberJoined, b.name)
+				a.emit(network.MemberJoined, b.name)
 			}
 		}
 	}
@@ -289,9 +289,9 @@ func (nw *Network) Stats() (exchanges, lost int64) {
 // Name is the peer's name.
 func (h *Host) Name() string { return h.name }
 
-func (h *Host) member(name string) overlay.Member {
+func (h *Host) member(name string) network.Member {
 	o := h.nw.hosts[name]
-	return overlay.Member{Name: name, Addr: "fake:" + name, Exchange: "fake:" + name, Tags: copyTags(o.tags), Key: o.key, Boot: o.boot}
+	return network.Member{Name: name, Addr: "fake:" + name, Exchange: "fake:" + name, Tags: copyTags(o.tags), Key: o.key, Boot: o.boot}
 }
 
 // SetIdentity sets the peer's public key and incarnation as every peer
@@ -304,10 +304,10 @@ func (h *Host) SetIdentity(key identity.Public, boot uint64) {
 }
 
 // Members are the peers this one believes alive, itself included, by name.
-func (h *Host) Members() []overlay.Member {
+func (h *Host) Members() []network.Member {
 	h.nw.mu.Lock()
 	defer h.nw.mu.Unlock()
-	out := make([]overlay.Member, 0, len(h.view))
+	out := make([]network.Member, 0, len(h.view))
 	for n := range h.view {
 		out = append(out, h.member(n))
 	}
@@ -316,11 +316,11 @@ func (h *Host) Members() []overlay.Member {
 }
 
 // Member looks a peer up in this one's view.
-func (h *Host) Member(name string) (overlay.Member, bool) {
+func (h *Host) Member(name string) (network.Member, bool) {
 	h.nw.mu.Lock()
 	defer h.nw.mu.Unlock()
 	if !h.view[name] {
-		return overlay.Member{}, false
+		return network.Member{}, false
 	}
 	return h.member(name), true
 }
@@ -343,7 +343,7 @@ func (h *Host) Sample(r *rand.Rand) (string, bool) {
 }
 
 // Events delivers this peer's membership changes.
-func (h *Host) Events() <-chan overlay.Event { return h.events }
+func (h *Host) Events() <-chan network.Event { return h.events }
 
 // SetTags replaces the peer's tags; the others see them after TagDelay.
 func (h *Host) SetTags(tags map[string]string) error {
@@ -358,7 +358,7 @@ func (h *Host) SetTags(tags map[string]string) error {
 			}
 		}
 		for _, o := range others {
-			o.emit(overlay.MemberUpdated, h.name)
+			o.emit(network.MemberUpdated, h.name)
 		}
 		h.nw.mu.Unlock()
 	}
@@ -394,7 +394,7 @@ func (h *Host) RTT(coord []byte) (time.Duration, bool) {
 }
 
 // Serve sets the handler of incoming exchanges.
-func (h *Host) Serve(handler overlay.Handler) error {
+func (h *Host) Serve(handler network.Handler) error {
 	h.nw.mu.Lock()
 	defer h.nw.mu.Unlock()
 	h.handler = handler
@@ -419,7 +419,7 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	back := nw.delay()
 	twice := nw.cfg.Duplicate > 0 && nw.r.Float64() < nw.cfg.Duplicate
 	lostBack := nw.cfg.ReplyLoss > 0 && nw.r.Float64() < nw.cfg.ReplyLoss
-	var handler overlay.Handler
+	var handler network.Handler
 	if to != nil {
 		handler = to.handler
 	}
@@ -428,17 +428,17 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	}
 	skew := nw.clock[peer] - nw.clock[h.name] // the receiver's clock minus the sender's
 	nw.mu.Unlock()
-	if !lost && !refused && (skew > overlay.ReplayWindow || -skew > overlay.ReplayWindow) {
+	if !lost && !refused && (skew > network.ReplayWindow || -skew > network.ReplayWindow) {
 		if err := sleep(ctx, 2*delay); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("fakenet: %s to %s: %w", h.name, peer, &overlay.SkewError{Peer: peer, Offset: skew})
+		return nil, fmt.Errorf("fakenet: %s to %s: %w", h.name, peer, &network.SkewError{Peer: peer, Offset: skew})
 	}
 	if refused {
 		if err := sleep(ctx, delay); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("fakenet: %s to %s: %w", h.name, peer, overlay.ErrNoEndpoint)
+		return nil, fmt.Errorf("fakenet: %s to %s: %w", h.name, peer, network.ErrNoEndpoint)
 	}
 	if lost {
 		if err := sleep(ctx, nw.cfg.Timeout); err != nil {

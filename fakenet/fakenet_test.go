@@ -8,7 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 )
 
 func echo(h *Host) {
@@ -47,7 +47,7 @@ func TestFaults(t *testing.T) {
 		if a.Size() != 2 {
 			t.Errorf("after Detect a sees %d", a.Size())
 		}
-		if e := <-a.Events(); e.Kind != overlay.MemberJoined {
+		if e := <-a.Events(); e.Kind != network.MemberJoined {
 			t.Errorf("first event %+v", e) // b and c joining
 		}
 		nw.Partition([]string{"a"})

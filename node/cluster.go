@@ -21,8 +21,8 @@ import (
 // Embedded is an embedded cluster: many real Serf peers in one process,
 // each with the runtime, on an in-memory network, with synthetic records.
 type Embedded struct {
-	// Nodes are the peers' runtimes; a restarted peer gets a new one (use
-	// Node(i) while peers restart).
+	// Nodes are the peers' runtimes; a restarted peer gets a new one
+	// (Restart replaces it under mu: read it so while peers restart).
 	Nodes   []*Node
 	cluster *overlay.Cluster
 	records []*syntheticRecord
@@ -183,20 +183,6 @@ func (e *Embedded) WaitSettled(ctx context.Context, progress func(settled, total
 	})
 }
 
-// Records returns every live peer's current record as the peers
-// themselves would report it: the test oracle.
-func (e *Embedded) Records() []query.Record {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []query.Record
-	for _, n := range e.Nodes {
-		if !n.closed() {
-			out = append(out, n.record())
-		}
-	}
-	return out
-}
-
 // Close stops every peer.
 func (e *Embedded) Close() {
 	close(e.stop)
@@ -215,9 +201,6 @@ func (e *Embedded) Close() {
 	e.cluster.Shutdown()
 }
 
-// Cluster is the overlays of the peers, in the order of Nodes.
-func (e *Embedded) Cluster() *overlay.Cluster { return e.cluster }
-
 // Kill stops peer i without leaving: the others see it fail.
 func (e *Embedded) Kill(i int) error {
 	e.mu.Lock()
@@ -227,13 +210,6 @@ func (e *Embedded) Kill(i int) error {
 	}
 	e.down[i] = true
 	return errors.Join(e.Nodes[i].Close(), e.cluster.Peers[i].Shutdown())
-}
-
-// Node is peer i's runtime now.
-func (e *Embedded) Node(i int) *Node {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.Nodes[i]
 }
 
 // Down reports whether peer i was killed and not restarted.

@@ -63,11 +63,14 @@
 // that could move it past the accuracy, run.Blocking; a lost majority; the
 // budget). Excluded is not released: leases follow Serf's verdict.
 //
-// The runtime depends on small interfaces — Membership, Transport (together
-// a Network), Clock and its data dir's durable.FS — implemented by
-// overlay.Overlay over Serf, by fakenet in tests, which run under
-// testing/synctest in fake time, and by crashfs, which crashes a write at
-// any step. Record
+// The runtime depends on small interfaces — Membership and Transport
+// (together a Network), whose values (members, events, the exchange
+// handler and its errors) are node/network's, and its data dir's
+// durable.FS — implemented by overlay.Overlay over Serf, by fakenet.Host
+// in tests (it imports no Serf), which run under testing/synctest in fake
+// time, and by crashfs, which crashes a write at any step. Timers are the
+// time package's (fake under synctest); only the wall clock is injected
+// (Config.Clock), so that a test can set one real peer's off. Record
 // functions (probes) and progress callbacks are called outside the node's
 // lock. StartPeer wires a real peer on sockets; StartEmbedded an embedded
 // cluster of real Serf peers in one process.

@@ -74,21 +74,21 @@ func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.A
 	}
 	every := time.Duration(plan.Watch.EverySeconds * float64(time.Second))
 	epoch := plan.Epoch()
-	start := n.clock.Now()
+	start := n.now()
 	for k := 1; ; k++ {
 		ans, err := n.ExecutePlan(ctx, epoch, nil)
 		if ctx.Err() != nil {
 			return nil // stopped mid-epoch: nothing to say
 		}
 		if ans != nil && ans.Meta != nil {
-			ans.Meta.Statement, ans.Meta.Epoch, ans.Meta.At = plan.Text, k, n.clock.Now().UTC().Format(time.RFC3339Nano)
+			ans.Meta.Statement, ans.Meta.Epoch, ans.Meta.At = plan.Text, k, n.now().UTC().Format(time.RFC3339Nano)
 		}
 		if !each(ans, err) {
 			return nil
 		}
-		if wait := start.Add(time.Duration(k) * every).Sub(n.clock.Now()); wait > 0 {
+		if wait := start.Add(time.Duration(k) * every).Sub(n.now()); wait > 0 {
 			select {
-			case <-n.clock.After(wait):
+			case <-time.After(wait):
 			case <-ctx.Done():
 				return nil
 			}

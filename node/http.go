@@ -127,7 +127,11 @@ func (n *Node) ServeAPIWith(cfg APIConfig) (*APIServer, error) {
 	// they must arrive whole in APIReadTimeout.
 	a.server = &http.Server{Handler: a.limit(a.auth(mux)), ReadHeaderTimeout: cfg.HeaderTimeout, ReadTimeout: max(APIReadTimeout, cfg.HeaderTimeout),
 		IdleTimeout: APIIdleTimeout, MaxHeaderBytes: 64 << 10}
-	go a.server.Serve(a.ln)
+	go func() {
+		if err := a.server.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logf("the API on %s stopped: %v", a.ln.Addr(), err)
+		}
+	}()
 	return a, nil
 }
 
@@ -251,10 +255,23 @@ func (a *APIServer) query(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	rc := http.NewResponseController(w)
+	// A line that cannot be written (the client stopped reading for
+	// APIWriteTimeout, or went away) stops the statement: nobody would
+	// read its answer, and a WATCH would run on for ever.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	send := func(l api.Line) {
-		rc.SetWriteDeadline(time.Now().Add(APIWriteTimeout))
-		enc.Encode(l)
-		rc.Flush()
+		if err := rc.SetWriteDeadline(time.Now().Add(APIWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			stop()
+			return
+		}
+		err := enc.Encode(l)
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			stop()
+		}
 	}
 	if plan.Watch != nil && !plan.Explain {
 		// A standing query: an answer line per epoch, until the client

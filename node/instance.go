@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -87,6 +87,8 @@ type instance struct {
 	// final; the instance lingers from then on.
 	finishedAt int64
 	reported   bool
+	// last is the asker's last answer that could be read.
+	last run.Answer
 
 	// The asker's bookkeeping: the members at the start, those that
 	// joined and left since, and the peers that refused to take part.
@@ -129,7 +131,7 @@ type instance struct {
 // for this query) as its contribution. Called with n.mu held: rec is read
 // before.
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
-	q := &instance{since: n.clock.Now(), id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
+	q := &instance{since: n.now(), id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
 		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
 		excluded: map[string]string{}}
 	members := n.memberNames
@@ -201,18 +203,18 @@ func (q *instance) expired(round int64, linger int, now time.Time, hold time.Dur
 }
 
 // membershipChanged notes, at the asker, a member event during the query.
-func (q *instance) membershipChanged(e overlay.Event) {
+func (q *instance) membershipChanged(e network.Event) {
 	if !q.origin || q.reported {
 		return
 	}
 	for _, m := range e.Members {
 		switch e.Kind {
-		case overlay.MemberJoined:
+		case network.MemberJoined:
 			if !q.atStart[m] {
 				q.joined[m] = true
 			}
 			delete(q.left, m)
-		case overlay.MemberLeft, overlay.MemberFailed:
+		case network.MemberLeft, network.MemberFailed:
 			if q.atStart[m] || q.joined[m] {
 				q.left[m] = true
 			}
@@ -291,14 +293,14 @@ func (n *Node) noteSkew(q *instance, members map[string]bool, now time.Time) {
 		}
 		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 		q.selfSkew = fmt.Sprintf("clock skew at %s (%s): %d of %d members refused its exchanges for the time on them; set its clock (NTP)",
-			n.Name(), overlay.FormatOffset(-offs[len(offs)/2]), len(sk), others)
+			n.Name(), network.FormatOffset(-offs[len(offs)/2]), len(sk), others)
 		return
 	}
 	if q.selfSkew != "" {
 		return
 	}
 	for m, off := range sk {
-		n.exclude(q, m, "clock skew "+overlay.FormatOffset(off))
+		n.exclude(q, m, "clock skew "+network.FormatOffset(off))
 	}
 }
 
@@ -307,6 +309,8 @@ type report struct {
 	q        *instance
 	progress Progress
 	final    *Result
+	// noProgress: the round has no new estimate to show (failed).
+	noProgress bool
 }
 
 // report applies the convergence rule at the end of the asker's round.
@@ -315,8 +319,12 @@ func (q *instance) report(n *Node, members map[string]bool, suspects []string) (
 	peers := q.population(members)
 	a, err := q.run.Report(peers, run.Blocking(len(suspects)+q.overflow, peers, q.run.Plan().Accuracy))
 	if err != nil {
-		return report{}, false
+		if q.reported {
+			return report{}, false
+		}
+		return q.failed(n, members, suspects, err), true
 	}
+	q.last = a
 	rp := report{q: q, progress: Progress{Round: a.Round, Budget: a.Budget, Peers: peers, Answer: a.Result, ErrEstimate: a.ErrEstimate}}
 	if a.Final && !q.reported {
 		q.reported = true
@@ -327,8 +335,29 @@ func (q *instance) report(n *Node, members map[string]bool, suspects []string) (
 	return rp, true
 }
 
+// failed ends the asker's query when its answer cannot be read (run's
+// Report fails: a row or group key that does not decode): waiting would
+// not change it, and the instance would never expire. The answer is the
+// last one read, partial, and says why. Called with n.mu held.
+func (q *instance) failed(n *Node, members map[string]bool, suspects []string, err error) report {
+	q.run.Stop()
+	q.reported, q.finishedAt = true, n.round
+	n.end(q.id, len(members))
+	n.stats.Unreadable++
+	a := q.last
+	a.Round, a.Budget, a.Converged, a.Final = q.run.Round(), q.run.Budget(), false, true
+	res := q.result1(n, a, members, suspects)
+	res.Status, res.Converged = StatusPartial, false
+	res.Reason = fmt.Sprintf("stopped at round %d: the answer could not be read (%v)", a.Round, err)
+	if res.Result == nil {
+		res.Result = &query.Result{Columns: q.run.Plan().Columns}
+	}
+	n.logf("query %s (%s): %s", q.planHash, q.run.Plan().Text, res.Reason)
+	return report{q: q, final: res, noProgress: true}
+}
+
 func (rp report) deliver() {
-	if rp.q.progress != nil && (rp.final == nil || rp.final.busy == nil) {
+	if rp.q.progress != nil && !rp.noProgress && (rp.final == nil || rp.final.busy == nil) {
 		rp.q.progress(rp.progress)
 	}
 	if rp.final != nil {
@@ -383,7 +412,7 @@ func withoutNodes[V any](r *query.Result, drop map[string]V) *query.Result {
 // held.
 func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspects []string) *Result {
 	res := &Result{Result: a.Result, Peers: q.population(members), Participants: a.Participants, Rounds: a.Round,
-		Elapsed: n.clock.Now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
+		Elapsed: n.now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
 		MembersStart: len(q.atStart), MembersEnd: len(members),
 		Joined: sortedNames(q.joined, nil), Left: sortedNames(q.left, nil), Unreachable: suspects,
 		Refused: sortedNames(q.refused, nil)}

@@ -350,7 +350,7 @@ func (n *Node) marshalOwned() []byte {
 
 // currentLease is the peer's live lease. It takes no lock.
 func (n *Node) currentLease() (subcloud.Lease, bool) {
-	return n.keeper.current(n.clock.Now())
+	return n.keeper.current(n.now())
 }
 
 // self is this peer as a lease request must name it.
@@ -391,7 +391,7 @@ func (n *Node) handleLease(from string, raw []byte) []byte {
 	if req.Op == subcloud.OpName {
 		n.clearStaleName(req)
 	}
-	now := n.clock.Now()
+	now := n.now()
 	var ownerBoot uint64
 	if req.Op == subcloud.OpClaim || req.Op == subcloud.OpRenew {
 		ownerBoot = n.bootOf(from)
@@ -406,7 +406,7 @@ func (n *Node) handleLease(from string, raw []byte) []byte {
 			// Asked before the keeper's lock is taken: no lock across I/O.
 			h, known := n.nameHolder(req.Subcloud)
 			self.NameHolder = func(string) (subcloud.NameHolder, bool) { return h, known }
-			now = n.clock.Now()
+			now = n.now()
 		}
 	}
 	rep := n.keeper.apply(now, self, from, req, ownerBoot)

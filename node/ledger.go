@@ -98,5 +98,5 @@ func metered(ledger []ledgerEntry, prev, next *subcloud.Table, req subcloud.Requ
 
 // ledgerRows are the peer's rows of FROM leases.
 func (n *Node) ledgerRows() []query.Record {
-	return n.keeper.rows(n.Name(), n.clock.Now())
+	return n.keeper.rows(n.Name(), n.now())
 }

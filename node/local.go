@@ -9,9 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -27,31 +28,28 @@ type leaseOf struct {
 // tags, except for the subclouds this peer owns, which its own table
 // knows exactly and at once, and those it released lately, whose tags may
 // lag (read your writes).
-func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
-	now := n.clock.Now()
+func (n *Node) leaseView(members []network.Member) map[string]leaseOf {
+	byTags := n.leaseTags(members)
+	now := n.now()
 	n.ownMu.Lock()
 	defer n.ownMu.Unlock()
 	view := map[string]leaseOf{}
 	mineByTags := map[string]leaseOf{} // leases of this peer's subclouds, as members' tags show them
 	stale := map[string]bool{}
 	for _, m := range members {
-		sub, ok := m.Tags[TagSubcloud]
+		l, ok := byTags[m.Name]
 		if !ok {
 			continue
 		}
-		if _, mine := n.owned[sub]; mine && m.Tags[tagOwner] == n.Name() {
-			until, _ := strconv.ParseInt(m.Tags[tagUntil], 10, 64)
-			since, _ := strconv.ParseInt(m.Tags[tagSince], 10, 64)
-			mineByTags[m.Name] = leaseOf{subcloud: sub, owner: n.Name(), until: until, since: since}
+		if _, mine := n.owned[l.subcloud]; mine && l.owner == n.Name() {
+			mineByTags[m.Name] = l
 			continue
 		}
-		if _, gone := n.released[sub]; gone && m.Tags[tagOwner] == n.Name() {
-			stale[sub] = true
+		if _, gone := n.released[l.subcloud]; gone && l.owner == n.Name() {
+			stale[l.subcloud] = true
 			continue
 		}
-		until, _ := strconv.ParseInt(m.Tags[tagUntil], 10, 64)
-		since, _ := strconv.ParseInt(m.Tags[tagSince], 10, 64)
-		view[m.Name] = leaseOf{subcloud: sub, owner: m.Tags[tagOwner], until: until, since: since}
+		view[m.Name] = l
 	}
 	// A released subcloud is forgotten once no tag shows it any more, or
 	// after its leases would have lapsed anyway.
@@ -80,6 +78,82 @@ func (n *Node) leaseView(members []overlay.Member) map[string]leaseOf {
 		}
 	}
 	return view
+}
+
+// leaseTags reads the leases the members show in their tags. A time that
+// does not parse is read as unknown (0), as an absent one is, and noted:
+// logged and counted once per member and tag (badTags).
+func (n *Node) leaseTags(members []network.Member) map[string]leaseOf {
+	out := map[string]leaseOf{}
+	var bad map[string]string
+	parse := func(m network.Member, tag string) int64 {
+		s, ok := m.Tags[tag]
+		if !ok {
+			return 0
+		}
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			if bad == nil {
+				bad = map[string]string{}
+			}
+			bad[m.Name+"\x00"+tag] = s
+			return 0
+		}
+		return v
+	}
+	for _, m := range members {
+		if sub, ok := m.Tags[TagSubcloud]; ok {
+			out[m.Name] = leaseOf{subcloud: sub, owner: m.Tags[tagOwner], until: parse(m, tagUntil), since: parse(m, tagSince)}
+		}
+	}
+	for _, msg := range n.badTags.note(bad) {
+		n.logf("%s", msg)
+	}
+	return out
+}
+
+// badTags are the members' lease tags that did not parse when last read,
+// by member and tag. Each is logged and counted when it is first seen, not
+// at every read of the tags (each membership answer and SHOW SUBCLOUDS
+// reads them all); one that parses again, or whose member is gone, is
+// forgotten, and told again if it breaks again.
+type badTags struct {
+	mu    sync.Mutex
+	seen  map[string]bool // member + "\x00" + tag
+	count atomic.Int64
+}
+
+// note takes the malformed tags of one reading (key → value) and returns
+// what to log of those not seen at the last.
+func (b *badTags) note(bad map[string]string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(bad) == 0 && len(b.seen) == 0 {
+		return nil
+	}
+	var msgs []string
+	for key, value := range bad {
+		if b.seen[key] {
+			continue
+		}
+		if b.seen == nil {
+			b.seen = map[string]bool{}
+		}
+		b.seen[key] = true
+		b.count.Add(1)
+		member, tag, _ := strings.Cut(key, "\x00")
+		if len(value) > 40 {
+			value = value[:40] + "…"
+		}
+		msgs = append(msgs, fmt.Sprintf("member %s shows a malformed lease tag %s=%q (not a time): its lease is read with that time unknown", member, tag, value))
+	}
+	for key := range b.seen {
+		if _, still := bad[key]; !still {
+			delete(b.seen, key)
+		}
+	}
+	sort.Strings(msgs)
+	return msgs
 }
 
 // memberRecords builds, from the member list alone, the record of every
@@ -115,7 +189,7 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error
 	all := n.memberRecords()
 	n.mu.Lock()
 	lost := map[string]string{}
-	now := n.clock.Now()
+	now := n.now()
 	for name, l := range n.lost {
 		if now.Sub(l.at) < n.cfg.HintTTL {
 			lost[name] = l.why
@@ -132,7 +206,7 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error
 		recs = append(recs, r)
 	}
 	res := &Result{Result: query.Exact(plan, recs), Status: StatusExact, Peers: len(recs), MembersStart: len(all), MembersEnd: len(all),
-		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}
+		Elapsed: n.now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}
 	if len(excluded) > 0 {
 		for name := range excluded {
 			res.Excluded = append(res.Excluded, name)
@@ -153,7 +227,7 @@ func (n *Node) alone(plan *query.Plan, start time.Time) (*Result, error) {
 		rows = n.ledgerRows()
 	}
 	return &Result{Result: query.Exact(plan, rows), Status: StatusExact, Peers: 1, MembersStart: 1, MembersEnd: 1,
-		Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(), Converged: true}, nil
+		Elapsed: n.now().Sub(start), PlanHash: plan.Hash(), Converged: true}, nil
 }
 
 // local answers SHOW statements from this peer's own knowledge (and, for
@@ -196,9 +270,9 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 			sort.Strings(tags)
 			offset, storage, id := query.Null, query.Str("ok"), query.Null
 			if off, ok := offsets[m.Name]; ok && m.Name != n.Name() {
-				offset = query.Str(overlay.FormatOffset(off))
+				offset = query.Str(network.FormatOffset(off))
 			} else if m.Name == n.Name() {
-				offset = query.Str(overlay.FormatOffset(0))
+				offset = query.Str(network.FormatOffset(0))
 			}
 			if f := m.Tags[TagStorage]; f != "" {
 				storage = query.Str(f)
@@ -221,7 +295,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 		warning = strings.Join(append([]string{"subclouds owned by other agents are found through their members' tags, which reach this agent within a few seconds of a change (Serf's gossip); " +
 			"their owner is the one the name's keepers name, and a row from its owner is exact as of this answer"}, notes...), "; ")
 	}
-	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.clock.Now().Sub(start), PlanHash: plan.Hash(),
+	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true, Warning: warning}, nil
 }
 
@@ -245,7 +319,7 @@ func (n *Node) showSubclouds(ctx context.Context) (cols []query.Column, rows [][
 		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
 		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("peer_hours", query.KindNumber),
 		col("members", query.KindString), col("source", query.KindString)}
-	now := n.clock.Now()
+	now := n.now()
 	byName := holders(n.leaseView(n.net.Members()))
 	infos := map[string]subcloud.Info{}
 	n.ownMu.Lock()
@@ -388,7 +462,7 @@ func (n *Node) answerInfo(name string) []byte {
 	if !ok {
 		return subcloud.Reply{Refusal: subcloud.RefusedNoLease}.Encode()
 	}
-	return n.infoLocked(o, n.clock.Now()).Encode()
+	return n.infoLocked(o, n.now()).Encode()
 }
 
 // callInfo asks owner for its account of subcloud name.

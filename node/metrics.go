@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/api"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -79,6 +79,8 @@ var (
 	descMembers      = prometheus.NewDesc("peerq_members", "Members this peer's Serf knows, by state (alive, leaving, left, failed); alive includes itself.", []string{"state"}, nil)
 	descRefusedLease = prometheus.NewDesc("peerq_lease_requests_refused_total", "Lease and name requests refused, and owners' answers ignored: forged (not signed by the owner they name), made for an earlier incarnation of this peer, or signed by an owner's new key (owner_key_changed: it lost its data dir; the lease lapses).", []string{"reason"}, nil)
 	descTagFailures  = prometheus.NewDesc("peerq_tag_update_failures_total", "Tag updates (the lease, the storage fault) Serf refused.", nil, nil)
+	descBadLeaseTags = prometheus.NewDesc("peerq_lease_tags_malformed_total", "Members' lease tags (subcloud_until, subcloud_since) that did not parse, counted once per member and tag when first seen; the lease is read with that time unknown.", nil, nil)
+	descUnreadable   = prometheus.NewDesc("peerq_queries_unreadable_total", "Statements asked at this peer whose answer could not be read: each ended at once, partial, with the reason.", nil, nil)
 	descStorageFault = prometheus.NewDesc("peerq_storage_fault", "1 while this peer's data dir cannot be written (it grants no lease and owns no new subcloud).", nil, nil)
 	descSkewedPeers  = prometheus.NewDesc("peerq_clock_skewed_peers", "Peers whose clock, as this peer's exchanges measured it lately, is off by more than the replay window.", nil, nil)
 	descLease        = prometheus.NewDesc("peerq_lease_held", "1 if this peer holds a lease (is a member of a subcloud).", nil, nil)
@@ -95,7 +97,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descRefused,
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
 		descRepairs, descPeerHours, descMalformed, descAuthFailures, descExport, descExportEpoch, descExportFailures,
-		descRefusedLease, descTagFailures, descStorageFault, descSkewedPeers} {
+		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers} {
 		ch <- d
 	}
 	c.n.metrics.latency.Describe(ch)
@@ -167,7 +169,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefusedLease, n.forged.Load(), "forged")
 	counter(descRefusedLease, n.keyChanged.Load(), "owner_key_changed")
 	counter(descRefusedLease, n.stale.Load(), "stale_incarnation")
-	counter(descTagFailures, n.tagFailures.Load())
+	counter(descTagFailures, st.TagFailures)
+	counter(descBadLeaseTags, st.BadLeaseTags)
+	counter(descUnreadable, st.Unreadable)
 	storage := 0.0
 	if n.keeper.fault() != nil {
 		storage = 1
@@ -178,7 +182,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}); ok {
 		skewed := 0
 		for _, off := range o.ClockOffsets() {
-			if off > overlay.ReplayWindow || -off > overlay.ReplayWindow {
+			if off > network.ReplayWindow || -off > network.ReplayWindow {
 				skewed++
 			}
 		}
@@ -231,7 +235,7 @@ func (n *Node) Export(text string) error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.WatchPlan(n.ctx, plan, func(ans *api.Answer, err error) bool {
+		err := n.WatchPlan(n.ctx, plan, func(ans *api.Answer, err error) bool {
 			n.exportMu.Lock()
 			defer n.exportMu.Unlock()
 			if ans != nil && ans.Meta != nil && ans.Meta.Status != api.StatusPartial {
@@ -243,6 +247,9 @@ func (n *Node) Export(text string) error {
 			}
 			return true
 		})
+		if err != nil { // checked above: only a broken invariant gets here
+			n.logf("--export %q stopped: %v", text, err)
+		}
 	}()
 	return nil
 }

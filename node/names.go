@@ -106,7 +106,7 @@ func (n *Node) holdName(ctx context.Context, name string, lease time.Duration) (
 		wait := time.Duration(n.r.Int64N(int64(4*n.cfg.Round))) + n.cfg.Round
 		n.mu.Unlock()
 		select {
-		case <-n.clock.After(wait):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return v, ctx.Err()
 		}
@@ -134,7 +134,7 @@ func (n *Node) renewName(o *ownedSubcloud) {
 			return
 		}
 		delete(n.owned, name)
-		n.released[name] = n.clock.Now()
+		n.released[name] = n.now()
 		members := append(o.names(), keys(o.dropped)...)
 		n.ownMu.Unlock()
 		n.saved()
@@ -167,7 +167,7 @@ func mergeNames(a, b []string) []string {
 // could not give the name back). A name nobody holds is then free at once,
 // not at its record's expiry.
 func (n *Node) clearStaleName(req subcloud.Request) {
-	now := n.clock.Now()
+	now := n.now()
 	rec, live := n.keeper.who(now, req.Subcloud)
 	if !live || rec.Owner == req.Owner {
 		return

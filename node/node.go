@@ -17,6 +17,7 @@ import (
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
@@ -25,19 +26,20 @@ import (
 
 // Membership is a peer's view of the cluster: overlay.Overlay over Serf,
 // or fakenet.Host in tests. It must be safe for concurrent use; only
-// SetTags may block.
+// SetTags may block. The values it deals in are node/network's, so that
+// its implementations need not import node (fakenet imports no Serf).
 type Membership interface {
 	// Name is this peer's name.
 	Name() string
 	// Members are the live peers, this one included, sorted by name.
-	Members() []overlay.Member
-	Member(name string) (overlay.Member, bool)
+	Members() []network.Member
+	Member(name string) (network.Member, bool)
 	// Size is the number of live peers, this one included.
 	Size() int
 	// Sample picks a uniformly random live peer other than this one.
 	Sample(r *mrand.Rand) (string, bool)
 	// Events delivers membership changes.
-	Events() <-chan overlay.Event
+	Events() <-chan network.Event
 	// SetTags replaces this peer's user tags.
 	SetTags(tags map[string]string) error
 	// Coordinate is this peer's network coordinate, opaque; RTT estimates
@@ -49,7 +51,7 @@ type Membership interface {
 // Transport carries the exchanges between peers.
 type Transport interface {
 	// Serve sets the handler of incoming exchanges.
-	Serve(h overlay.Handler) error
+	Serve(h network.Handler) error
 	// Exchange sends req to peer and returns its response, giving up when
 	// ctx ends.
 	Exchange(ctx context.Context, peer string, req []byte) ([]byte, error)
@@ -61,36 +63,7 @@ type Network interface {
 	Transport
 }
 
-var (
-	_ Network = (*overlay.Overlay)(nil)
-)
-
-// Clock is the node's time: the system's, or a test's (under
-// testing/synctest the system clock itself is fake).
-type Clock interface {
-	Now() time.Time
-	NewTicker(d time.Duration) Ticker
-	After(d time.Duration) <-chan time.Time
-}
-
-// Ticker is a Clock's ticker.
-type Ticker interface {
-	C() <-chan time.Time
-	Stop()
-}
-
-// SystemClock is the time package's clock.
-func SystemClock() Clock { return systemClock{} }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-func (systemClock) NewTicker(d time.Duration) Ticker       { return sysTicker{time.NewTicker(d)} }
-
-type sysTicker struct{ *time.Ticker }
-
-func (t sysTicker) C() <-chan time.Time { return t.Ticker.C }
+var _ Network = (*overlay.Overlay)(nil) // and fakenet.Host: node_test.go
 
 // Config configures a peer's runtime.
 type Config struct {
@@ -169,8 +142,14 @@ type Config struct {
 	// StorageProbe is how often the peer checks that its data dir can be
 	// written (a probe file, written durably and removed).
 	StorageProbe time.Duration
-	// Clock is the node's time; nil is SystemClock.
-	Clock Clock
+	// Clock reads the peer's wall clock: the time on its exchanges (given
+	// to the overlay by StartPeer), its leases and its answers; nil is
+	// time.Now. Tests set one peer's a minute off on real sockets
+	// (TestTrustOverSockets), which testing/synctest cannot: its fake time
+	// is one for every goroutine. Timers and tickers are not behind it:
+	// they are the time package's, which under synctest is fake already,
+	// so a seam for them would have no second implementation.
+	Clock func() time.Time
 	// Logf, if set, receives what an operator should know: members lost
 	// by a subcloud, refusals.
 	Logf func(format string, args ...any)
@@ -199,6 +178,9 @@ type Stats struct {
 	Ended         int64 // instances dropped early on hearing their query ended
 	Stale         int64 // messages for queries this peer has already collected
 	Excluded      int64 // queries the others left this peer out of (it stopped)
+	Unreadable    int64 // queries this peer asked whose answer could not be read (ended partial, with the reason)
+	TagFailures   int64 // tag updates (the lease, the storage fault) the network refused
+	BadLeaseTags  int64 // members' lease tags that did not parse, once per member and tag
 	Skipped       int64 // batches not sent: an exchange with that peer was still out
 	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
 	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
@@ -209,9 +191,9 @@ type Stats struct {
 
 // Node is a peer's runtime. It is safe for concurrent use.
 type Node struct {
-	cfg   Config
-	net   Network
-	clock Clock
+	cfg Config
+	net Network
+	now func() time.Time // cfg.Clock
 	// ctx ends when the node closes: exchanges in flight give up.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -279,6 +261,8 @@ type Node struct {
 	// owner they name; stale those made for an earlier incarnation;
 	// tagFailures the tag updates Serf refused.
 	forged, stale, tagFailures atomic.Int64
+	// badTags are the members' lease tags that did not parse (leaseView).
+	badTags badTags
 	// keyChanged counts owners' answers signed by another key than the
 	// lease was claimed with: the owner lost its key (its data dir).
 	keyChanged atomic.Int64
@@ -342,7 +326,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		cfg.LeaseTick = time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = SystemClock()
+		cfg.Clock = time.Now
 	}
 	seed := cfg.Seed
 	if seed == 0 {
@@ -376,7 +360,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, net: net, clock: cfg.Clock, ctx: ctx, cancel: cancel,
+	n := &Node{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, cancel: cancel,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), lost: map[string]lostNote{}, outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
@@ -477,8 +461,10 @@ func (n *Node) Name() string { return n.net.Name() }
 // Stats returns the runtime's counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.stats
+	st := n.stats
+	n.mu.Unlock()
+	st.TagFailures, st.BadLeaseTags = n.tagFailures.Load(), n.badTags.count.Load()
+	return st
 }
 
 // Close stops the runtime: its goroutines end, exchanges in flight give
@@ -626,7 +612,7 @@ func (n *Node) roundPartner() string {
 // loop drives the rounds.
 func (n *Node) loop() {
 	defer n.wg.Done()
-	last := n.clock.Now()
+	last := n.now()
 	for {
 		select {
 		case <-n.done:
@@ -643,16 +629,16 @@ func (n *Node) loop() {
 				continue
 			}
 			// The last round's exchanges are back: go on, after MinRound.
-			if d := n.cfg.MinRound - n.clock.Now().Sub(last); d > 0 {
+			if d := n.cfg.MinRound - n.now().Sub(last); d > 0 {
 				select {
 				case <-n.done:
 					return
-				case <-n.clock.After(d):
+				case <-time.After(d):
 				}
 			}
-		case <-n.clock.After(max(n.roundLength()-n.clock.Now().Sub(last), 0)):
+		case <-time.After(max(n.roundLength()-n.now().Sub(last), 0)):
 		}
-		last = n.clock.Now()
+		last = n.now()
 		n.tick()
 	}
 }
@@ -693,19 +679,19 @@ func (n *Node) watch() {
 			for _, q := range n.queries {
 				q.membershipChanged(e)
 			}
-			gone := e.Kind == overlay.MemberFailed || e.Kind == overlay.MemberLeft
+			gone := e.Kind == network.MemberFailed || e.Kind == network.MemberLeft
 			if gone {
 				// Serf's verdict confirms what the queries' peers found,
 				// or tells them first: out of every query at once.
 				why := "failed (Serf)"
-				if e.Kind == overlay.MemberLeft {
+				if e.Kind == network.MemberLeft {
 					why = "left"
 				}
 				for _, name := range e.Members {
-					n.declareLost(name, why, n.clock.Now())
+					n.declareLost(name, why, n.now())
 				}
 			}
-			if e.Kind == overlay.MemberJoined {
+			if e.Kind == network.MemberJoined {
 				for _, name := range e.Members {
 					delete(n.lost, name) // back: the queries asked from now on count it
 				}
@@ -713,7 +699,7 @@ func (n *Node) watch() {
 			n.mu.Unlock()
 			if gone {
 				n.membersGone(e.Kind, e.Members)
-			} else if e.Kind == overlay.MemberJoined && n.wasMember(e.Members) {
+			} else if e.Kind == network.MemberJoined && n.wasMember(e.Members) {
 				n.kickRepair() // a former member is back: take it back or release it now
 			}
 		}
@@ -730,7 +716,7 @@ func (n *Node) tick() {
 	if n.asking.Load() > 0 {
 		members = n.memberSet()
 	}
-	now := n.clock.Now()
+	now := n.now()
 	n.mu.Lock()
 	n.stats.Rounds++
 	n.round++
@@ -891,12 +877,12 @@ func (n *Node) memberSet() map[string]bool {
 func (n *Node) exchange(to string, req batch) bool {
 	body := encodeBatch(req)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
-	sent := n.clock.Now()
+	sent := n.now()
 	slow := n.suspectIfSlow(to)
 	resp, err := n.net.Exchange(ctx, to, body)
 	close(slow)
 	cancel()
-	now := n.clock.Now()
+	now := n.now()
 	if err == nil {
 		noteTime(&n.exchangeTime, now.Sub(sent))
 	}
@@ -912,7 +898,7 @@ func (n *Node) exchange(to string, req batch) bool {
 		n.failedWith(to, err, now)
 		// A refused connection is an answer: the peer is gone (and now
 		// lost), and the next round need not wait a Round for it.
-		return errors.Is(err, overlay.ErrNoEndpoint)
+		return errors.Is(err, network.ErrNoEndpoint)
 	}
 	n.reached(to, now)
 	n.stats.BytesReceived += int64(len(resp))
@@ -960,7 +946,7 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 		return nil, errors.New("node: closed")
 	}
 	b, err := decodeBatch(req)
-	now := n.clock.Now()
+	now := n.now()
 	n.mu.Lock()
 	n.stats.Served++
 	n.stats.BytesReceived += int64(len(req))
@@ -1100,7 +1086,18 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 				defer n.wg.Done()
 				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
 				defer cancel()
-				n.net.Exchange(ctx, asker, encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoRefuse}}}))
+				body := encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoRefuse}}})
+				_, err := n.net.Exchange(ctx, asker, body)
+				// Unheard, the asker takes this peer for slow: its answer
+				// waits, or is partial, rather than busy. Counted as any
+				// exchange that got no answer.
+				n.mu.Lock()
+				n.stats.Exchanges++
+				n.stats.BytesSent += int64(len(body))
+				if err != nil {
+					n.stats.Failed++
+				}
+				n.mu.Unlock()
 			}()
 		}
 		return nil, errors.New("node: too many queries")
@@ -1143,9 +1140,9 @@ var ErrClosed = errors.New("the peer is shutting down")
 // set, is called each round with the current estimate, from the runtime's
 // goroutine and outside its lock; it must not block for long.
 func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
-	start := n.clock.Now()
+	start := n.now()
 	res, err := n.statement(ctx, plan, progress, start)
-	took := n.clock.Now().Sub(start)
+	took := n.now().Sub(start)
 	n.metrics.observe(plan, res, took)
 	if res != nil && res.Rounds > 0 {
 		noteTime(&n.statementTime, took)
@@ -1179,7 +1176,7 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Pr
 			res.Columns = append(res.Columns, query.Column{Name: c.Name, Kind: c.Kind})
 		}
 		return &Result{Result: res, Status: StatusExact, Converged: true, Peers: n.net.Size(), PlanHash: plan.Hash(),
-			Elapsed: n.clock.Now().Sub(start)}, nil
+			Elapsed: n.now().Sub(start)}, nil
 	case plan.Kind == query.PlanReserve:
 		return n.reserve(ctx, plan, progress)
 	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
@@ -1244,7 +1241,7 @@ func (n *Node) admit(ctx context.Context) (func(), error) {
 	defer n.askWaiting.Add(-1)
 	var wait <-chan time.Time
 	if n.cfg.AskWait > 0 {
-		wait = n.clock.After(n.cfg.AskWait)
+		wait = time.After(n.cfg.AskWait)
 	}
 	select {
 	case n.askSlots <- struct{}{}:
@@ -1297,10 +1294,10 @@ func (n *Node) suspectIfSlow(peer string) chan struct{} {
 		select {
 		case <-answered:
 		case <-n.done:
-		case <-n.clock.After(wait):
+		case <-time.After(wait):
 			n.mu.Lock()
 			if !n.closed() {
-				n.verify(peer, n.clock.Now())
+				n.verify(peer, n.now())
 			}
 			n.mu.Unlock()
 		}
@@ -1355,7 +1352,7 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 	defer release()
 	n.asking.Add(1)
 	defer n.asking.Add(-1)
-	start := n.clock.Now()
+	start := n.now()
 	wire, err := plan.Encode()
 	if err != nil {
 		return nil, err
@@ -1392,7 +1389,7 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 
 	var deadline <-chan time.Time
 	if plan.TimeoutSeconds > 0 {
-		deadline = n.clock.After(time.Duration(plan.TimeoutSeconds * float64(time.Second)))
+		deadline = time.After(time.Duration(plan.TimeoutSeconds * float64(time.Second)))
 	}
 	select {
 	case res := <-q.result:

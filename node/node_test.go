@@ -15,7 +15,7 @@ import (
 // cluster lives in fake time, so rounds, timeouts and lease expiries cost
 // only CPU, and a loaded machine slows a test down without changing what
 // it sees. The embedded cluster of real Serf peers and the peers on real
-// sockets have their own tests (embedded_test.go, real_test.go).
+// sockets have their own tests (real_test.go).
 
 var _ Network = (*fakenet.Host)(nil)
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/internal/durable"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -36,17 +36,17 @@ const repairBackoff = 2 * time.Second
 // subclouds this peer owns at a third of their lease.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
-	t := n.clock.NewTicker(n.cfg.LeaseTick)
+	t := time.NewTicker(n.cfg.LeaseTick)
 	defer t.Stop()
 	shown, fault := false, n.keeper.fault() != nil
-	lastProbe := n.clock.Now()
+	lastProbe := n.now()
 	for {
 		select {
 		case <-n.done:
 			return
-		case <-t.C():
+		case <-t.C:
 		}
-		now := n.clock.Now()
+		now := n.now()
 		l, held := n.currentLease()
 		if shown && !held {
 			n.showLease() // lapsed: the peer is free again
@@ -97,7 +97,7 @@ func (n *Node) askOwner(l subcloud.Lease) {
 		return // asked again later
 	}
 	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: n.Name(), Nonce: req.Nonce, Held: rep.Held}
-	now := n.clock.Now()
+	now := n.now()
 	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
 		// Asked again only after askEvery, and said once per lease: an
 		// owner that lost its key answers every time with its new one.
@@ -147,7 +147,7 @@ func (n *Node) answerAsk(from string, req subcloud.Request) subcloud.Reply {
 	}
 	n.ownMu.Unlock()
 	a := subcloud.AskAnswer{Subcloud: req.Subcloud, Token: req.Token, Member: from, Nonce: req.Nonce, Held: held}
-	return subcloud.Reply{OK: true, Held: held, Sig: subcloud.SignAsk(n.id, a), Now: n.clock.Now().UnixNano()}
+	return subcloud.Reply{OK: true, Held: held, Sig: subcloud.SignAsk(n.id, a), Now: n.now().UnixNano()}
 }
 
 // every runs f every d, and at once whenever kick fires (nil: never),
@@ -158,13 +158,13 @@ func (n *Node) answerAsk(from string, req subcloud.Request) subcloud.Reply {
 // checks (every MemberCheck).
 func (n *Node) every(d time.Duration, kick <-chan struct{}, f func()) {
 	defer n.wg.Done()
-	t := n.clock.NewTicker(d)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
-		case <-t.C():
+		case <-t.C:
 		case <-kick:
 		}
 		f()
@@ -194,7 +194,7 @@ func (n *Node) checkMembers() {
 	for _, j := range jobs {
 		o := j.o
 		replies := n.callLeases(j.peers, subcloud.Request{Op: subcloud.OpCheck, Subcloud: o.name, Token: o.token})
-		now := n.clock.Now()
+		now := n.now()
 		n.ownMu.Lock()
 		if o.misses == nil {
 			o.misses = map[string]int{}
@@ -211,7 +211,7 @@ func (n *Node) checkMembers() {
 				continue
 			case r.err == nil:
 				why = fmt.Sprintf("it no longer holds the lease: %v", r.rep.Err())
-			case !errors.Is(r.err, overlay.ErrNoEndpoint):
+			case !errors.Is(r.err, network.ErrNoEndpoint):
 				continue
 			default:
 				if o.misses[r.peer]++; o.misses[r.peer] < max(n.cfg.CheckMisses, 1) {
@@ -251,9 +251,9 @@ func (n *Node) kickRepair() {
 // from the subclouds this peer owns, so that their repair starts now, not
 // at their lease's expiry. They may still hold the lease (a partition):
 // they are released if they come back.
-func (n *Node) membersGone(kind overlay.EventKind, names []string) {
+func (n *Node) membersGone(kind network.EventKind, names []string) {
 	why := "it failed"
-	if kind == overlay.MemberLeft {
+	if kind == network.MemberLeft {
 		why = "it left"
 	}
 	lost := false
@@ -261,7 +261,7 @@ func (n *Node) membersGone(kind overlay.EventKind, names []string) {
 	for _, o := range n.owned {
 		for _, m := range names {
 			if exp, ok := o.members[m]; ok {
-				o.drop(m, exp, n.clock.Now())
+				o.drop(m, exp, n.now())
 				lost = true
 				n.logf("subcloud %s: lost member %s (%s); %d of %d left", o.name, m, why, len(o.members), o.target)
 			}
@@ -296,7 +296,7 @@ func (n *Node) maintain() {
 	if !n.owns() {
 		return // most peers own nothing: no O(N) member set a tick
 	}
-	now := n.clock.Now()
+	now := n.now()
 	live := n.memberSet()
 	type returned struct {
 		o    *ownedSubcloud
@@ -338,7 +338,7 @@ func (n *Node) maintain() {
 			n.ownMu.Lock()
 			delete(b.o.dropped, b.peer)
 			if rep.OK {
-				b.o.renewedAt(b.peer, n.clock.Now()) // metered to its release, as its ledger is
+				b.o.renewedAt(b.peer, n.now()) // metered to its release, as its ledger is
 			}
 			b.o.closeEpisode(b.peer)
 			n.ownMu.Unlock()
@@ -378,14 +378,14 @@ func (n *Node) takeBack(o *ownedSubcloud, peer string) {
 	defer n.ownMu.Unlock()
 	delete(o.dropped, peer)
 	if rep.OK && n.owned[o.name] == o && len(o.members) < o.target {
-		o.add([]string{peer}, map[string]time.Time{peer: rep.ExpiresAt(n.clock.Now())}, n.clock.Now())
+		o.add([]string{peer}, map[string]time.Time{peer: rep.ExpiresAt(n.now())}, n.now())
 		if len(o.lostAt) > 0 {
 			o.lostAt = o.lostAt[1:]
 		}
 		n.logf("subcloud %s: %s came back holding its lease: a member again; %d of %d members", o.name, peer, len(o.members), o.target)
 	} else if rep.OK {
 		n.releaseLater(o.name, o.token, []string{peer}, o.lease) // replaced meanwhile
-		o.renewedAt(peer, n.clock.Now())
+		o.renewedAt(peer, n.now())
 		o.closeEpisode(peer)
 	} else {
 		o.closeEpisode(peer) // it no longer holds the lease: its span ended at its last renewal
@@ -403,7 +403,7 @@ func (n *Node) repairRun(o *ownedSubcloud) {
 		Lease: o.lease, Since: o.since, Searches: 2}
 	n.ownMu.Unlock()
 	got, held, err := n.claimMore(o, cfg)
-	now := n.clock.Now()
+	now := n.now()
 	n.ownMu.Lock()
 	defer n.saved()
 	defer n.ownMu.Unlock()
@@ -487,7 +487,7 @@ const releaseTries = 3
 // returns the peers that never answered; those are tried in the background
 // until lease has passed, when their leases lapse on their own.
 func (n *Node) releaseNow(name, token string, peers []string, lease time.Duration) (unconfirmed []string) {
-	until := n.clock.Now().Add(lease)
+	until := n.now().Add(lease)
 	req := subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: token}
 	done := make([]bool, len(peers))
 	var wg sync.WaitGroup
@@ -513,7 +513,7 @@ func (n *Node) releaseNow(name, token string, peers []string, lease time.Duratio
 // lapsed by then, released or not). A release that is lost would
 // otherwise keep a peer out of every other subcloud until its expiry.
 func (n *Node) releaseLater(name, token string, peers []string, lease time.Duration) {
-	until := n.clock.Now().Add(lease)
+	until := n.now().Add(lease)
 	req := subcloud.Request{Op: subcloud.OpRelease, Subcloud: name, Token: token}
 	for _, p := range peers {
 		n.wg.Add(1)
@@ -533,11 +533,11 @@ func (n *Node) sendRelease(p string, req subcloud.Request, until time.Time, trie
 		if _, err := n.callLease(n.ctx, p, req); err == nil {
 			return true
 		}
-		if (tries > 0 && i >= tries) || !n.clock.Now().Before(until) {
+		if (tries > 0 && i >= tries) || !n.now().Before(until) {
 			return false
 		}
 		select {
-		case <-n.clock.After(wait):
+		case <-time.After(wait):
 		case <-n.ctx.Done():
 			return false
 		}
@@ -646,7 +646,7 @@ func (n *Node) renew(o *ownedSubcloud) {
 	lease := o.lease
 	n.ownMu.Unlock()
 	replies := n.callLeases(peers, subcloud.Request{Op: subcloud.OpRenew, Subcloud: o.name, Token: o.token, For: lease})
-	now := n.clock.Now()
+	now := n.now()
 	n.ownMu.Lock()
 	lost := false
 	for _, r := range replies {
@@ -794,7 +794,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 	}
 	defer leave()
 	spec := plan.Reserve
-	start := n.clock.Now()
+	start := n.now()
 	n.ownMu.Lock()
 	if o, ok := n.owned[spec.Name]; ok {
 		n.ownMu.Unlock()
@@ -870,9 +870,9 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Prog
 		}
 		return nil, err
 	}
-	o.add(members, held, n.clock.Now())
+	o.add(members, held, n.now())
 	o.target, o.spares = len(members), spares
-	o.renewed = n.clock.Now()
+	o.renewed = n.now()
 	n.ownMu.Lock()
 	n.owned[spec.Name] = o
 	delete(n.released, spec.Name)
@@ -957,10 +957,10 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 	rank := map[string]int{}      // candidate → first place in a search
 	refused := map[string]bool{}
 	var last []string // the last candidates given
-	keep := n.clock.NewTicker(n.cfg.LeaseTick)
+	keep := time.NewTicker(n.cfg.LeaseTick)
 	defer keep.Stop()
 	renewHeld := func() {
-		now := n.clock.Now()
+		now := n.now()
 		var due []string
 		for m, exp := range held {
 			if exp.Sub(now) < 2*cfg.Lease/3 {
@@ -970,7 +970,7 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 		for _, r := range n.callLeases(due, subcloud.Request{Op: subcloud.OpRenew, Subcloud: cfg.Subcloud, Token: cfg.Token, For: cfg.Lease}) {
 			switch {
 			case r.err == nil && r.rep.OK:
-				held[r.peer] = r.rep.ExpiresAt(n.clock.Now())
+				held[r.peer] = r.rep.ExpiresAt(n.now())
 			case r.err == nil, !now.Before(held[r.peer]):
 				delete(held, r.peer)
 				c.Lost(r.peer)
@@ -995,7 +995,7 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 				wait := time.Duration(n.r.Int64N(int64(2 * n.cfg.Round)))
 				n.mu.Unlock()
 				select {
-				case <-n.clock.After(wait):
+				case <-time.After(wait):
 				case <-ctx.Done():
 					searching <- searched{err: ctx.Err()}
 					return
@@ -1040,13 +1040,13 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 		case r := <-replies:
 			inflight--
 			if r.err == nil && r.rep.OK {
-				held[r.peer] = r.rep.ExpiresAt(n.clock.Now())
+				held[r.peer] = r.rep.ExpiresAt(n.now())
 			} else {
 				refused[r.peer] = true
 			}
 			c.Step(r.peer, r.rep, r.err)
 			send()
-		case <-keep.C():
+		case <-keep.C:
 			renewHeld()
 			send()
 		case <-ctx.Done():
@@ -1087,7 +1087,7 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) *Result {
 	res := &query.Result{Columns: []query.Column{{Name: "node", Kind: query.KindString},
 		{Name: "subcloud", Kind: query.KindString}, {Name: "expires_in", Kind: query.KindDuration}}}
-	now := n.clock.Now()
+	now := n.now()
 	n.ownMu.Lock()
 	for _, m := range o.ranked() {
 		res.Rows = append(res.Rows, []query.Value{query.Str(m), query.Str(o.name),
@@ -1114,7 +1114,7 @@ func (n *Node) notOwned(ctx context.Context, verb, name string) error {
 // named (api.CodeIncomplete): each is released when it answers, or when
 // it asks this owner about its lease, or its lease lapses.
 func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
-	start := n.clock.Now()
+	start := n.now()
 	name := plan.Local.Release
 	n.ownMu.Lock()
 	o, ok := n.owned[name]
@@ -1170,7 +1170,7 @@ func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
 		{Name: "unreachable", Kind: query.KindCount}},
 		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed)), query.Num(query.KindCount, float64(len(silent)))}}}
 	out := &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
-		Elapsed: n.clock.Now().Sub(start)}
+		Elapsed: n.now().Sub(start)}
 	if len(silent) > 0 {
 		return out, &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf(
 			"RELEASE %s: %d of its %d member(s) let go; %d did not answer (%s): each is released when it answers or asks this owner, or its lease lapses within %v",
@@ -1187,7 +1187,7 @@ func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
 // while a repair claims. Each answers success only once the owner's record
 // is on disk.
 func (n *Node) alter(ctx context.Context, plan *query.Plan) (*Result, error) {
-	start := n.clock.Now()
+	start := n.now()
 	a := plan.Local.Alter
 	n.ownMu.Lock()
 	o, ok := n.owned[a.Name]
@@ -1232,7 +1232,7 @@ const resizeWait = 10 * time.Second
 // awaitSize waits until o has size members again (members lost while it
 // grew are repaired once it is no longer busy), or says what it reached.
 func (n *Node) awaitSize(ctx context.Context, o *ownedSubcloud, size int) error {
-	deadline := n.clock.Now().Add(resizeWait)
+	deadline := n.now().Add(resizeWait)
 	for {
 		n.ownMu.Lock()
 		have, gone := len(o.members), n.owned[o.name] != o
@@ -1242,14 +1242,14 @@ func (n *Node) awaitSize(ctx context.Context, o *ownedSubcloud, size int) error 
 			return &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf("RESIZE %s TO %d: the subcloud was released meanwhile", o.name, size)}
 		case have >= size:
 			return nil
-		case !n.clock.Now().Before(deadline):
+		case !n.now().Before(deadline):
 			return &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf(
 				"RESIZE %s TO %d reached %d members, then lost %d while it answered: %d of %d now, being repaired (SHOW SUBCLOUDS)",
 				o.name, size, size, size-have, have, size)}
 		}
 		n.kickRepair()
 		select {
-		case <-n.clock.After(n.cfg.LeaseTick):
+		case <-time.After(n.cfg.LeaseTick):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -1284,11 +1284,11 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 			let := r.err == nil && (r.rep.OK || r.rep.Refusal == subcloud.RefusedNoLease || r.rep.Refusal == subcloud.RefusedToken)
 			n.ownMu.Lock()
 			if !let {
-				o.drop(r.peer, n.clock.Now().Add(o.lease), n.clock.Now()) // released when it is seen again
-				o.lostAt = o.lostAt[:len(o.lostAt)-1]                     // not a loss to repair
+				o.drop(r.peer, n.now().Add(o.lease), n.now()) // released when it is seen again
+				o.lostAt = o.lostAt[:len(o.lostAt)-1]         // not a loss to repair
 				silent = append(silent, r.peer)
 			} else {
-				o.renewedAt(r.peer, n.clock.Now()) // metered to its release, as its ledger is
+				o.renewedAt(r.peer, n.now()) // metered to its release, as its ledger is
 				o.closeEpisode(r.peer)
 			}
 			n.ownMu.Unlock()
@@ -1322,7 +1322,7 @@ func (n *Node) resize(ctx context.Context, o *ownedSubcloud, size int) error {
 		n.releaseLater(o.name, o.token, got, o.lease)
 		return fmt.Errorf("subcloud %s was released while it grew", o.name)
 	}
-	o.add(got, held, n.clock.Now())
+	o.add(got, held, n.now())
 	o.target = size
 	n.ownMu.Unlock()
 	if err := n.saveOwned(); err != nil {
@@ -1371,7 +1371,7 @@ func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
 			o.name, len(failed), failed[0], query.FormatDuration(old.Seconds()))}
 	}
 	n.ownMu.Lock()
-	now := n.clock.Now()
+	now := n.now()
 	before := map[string]time.Time{}
 	for _, r := range replies {
 		if exp, ok := o.members[r.peer]; ok {

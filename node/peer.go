@@ -96,17 +96,14 @@ func StartPeer(cfg PeerConfig) (*Peer, error) {
 		cfg.Runtime.Identity = id
 	}
 	ocfg.Identity, ocfg.Logf = cfg.Runtime.Identity, cfg.Runtime.Logf
-	if c := cfg.Runtime.Clock; c != nil {
-		ocfg.Clock = c.Now // the exchanges' times are the runtime's
-	}
+	ocfg.Clock = cfg.Runtime.Clock // the exchanges' times are the runtime's (nil: time.Now)
 	ov, err := overlay.New(ocfg)
 	if err != nil {
 		return nil, err
 	}
 	n, err := New(cfg.Runtime, ov)
 	if err != nil {
-		ov.Shutdown()
-		return nil, err
+		return nil, errors.Join(err, ov.Shutdown())
 	}
 	return &Peer{Node: n, ov: ov}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
 )
@@ -36,6 +37,32 @@ func startEmbeddedWith(t testing.TB, cfg EmbeddedConfig) *Embedded {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// The embedded cluster's test-only views.
+
+// Records returns every live peer's current record as the peers
+// themselves would report it: the test oracle.
+func (e *Embedded) Records() []query.Record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []query.Record
+	for _, n := range e.Nodes {
+		if !n.closed() {
+			out = append(out, n.record())
+		}
+	}
+	return out
+}
+
+// Cluster is the overlays of the peers, in the order of Nodes.
+func (e *Embedded) Cluster() *overlay.Cluster { return e.cluster }
+
+// Node is peer i's runtime now (Restart replaces it).
+func (e *Embedded) Node(i int) *Node {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.Nodes[i]
 }
 
 // The embedded cluster: real Serf peers on the in-memory memberlist
@@ -192,13 +219,6 @@ func startSocketPeers(t *testing.T, n int, prefix string, seed uint64, tune func
 	return peers
 }
 
-// offsetClock is the system clock set off by d.
-type offsetClock struct{ d time.Duration }
-
-func (c offsetClock) Now() time.Time                         { return time.Now().Add(c.d) }
-func (c offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-func (c offsetClock) NewTicker(d time.Duration) Ticker       { return sysTicker{time.NewTicker(d)} }
-
 // Eight peers on real sockets with a cluster key, one of whose clocks is
 // a minute ahead and one of which lies: the skewed peer's exchanges are
 // refused with the time on them (not silence), the others' answers leave
@@ -210,7 +230,7 @@ func TestTrustOverSockets(t *testing.T) {
 	peers := startSocketPeers(t, n, "trust", 5, func(i int, _ query.Record, cfg *Config) {
 		cfg.DataDir = t.TempDir()
 		if i == skewed {
-			cfg.Clock = offsetClock{time.Minute}
+			cfg.Clock = func() time.Time { return time.Now().Add(time.Minute) }
 		}
 	})
 	// Skew: answers at a peer with the right time leave the skewed one out.

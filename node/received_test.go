@@ -10,7 +10,7 @@ import (
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/fakenet"
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 	"github.com/peerq/peerq/topk"
@@ -30,7 +30,7 @@ type liar struct {
 	forged atomic.Int64            // messages it forged
 }
 
-func (l *liar) Serve(h overlay.Handler) error {
+func (l *liar) Serve(h network.Handler) error {
 	return l.Host.Serve(func(from string, req []byte) ([]byte, error) {
 		l.learn(req)
 		resp, err := h(from, req)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peerq/peerq/overlay"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/run"
 )
 
@@ -39,7 +39,7 @@ type suspicions struct {
 	// confirmed are members this peer probed and could not reach.
 	confirmed map[string]time.Time
 	// skewed are members that refused an exchange with this peer for the
-	// time on it (overlay.SkewError): their clock minus this one's, and
+	// time on it (network.SkewError): their clock minus this one's, and
 	// when. They are not unreachable: they are left out of the answers
 	// this peer asks, and named (or, if most members are, this peer's own
 	// clock is the one that is off).
@@ -122,13 +122,13 @@ func (n *Node) healthFactor(now time.Time) time.Duration {
 // other failure is verified (a second ping) before it becomes a
 // suspicion. Called with n.mu held.
 func (n *Node) failedWith(peer string, err error, now time.Time) {
-	var skew *overlay.SkewError
+	var skew *network.SkewError
 	switch {
 	case errors.As(err, &skew):
 		n.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
 		delete(n.sus.failed, peer)
 	case n.closed():
-	case errors.Is(err, overlay.ErrNoEndpoint):
+	case errors.Is(err, network.ErrNoEndpoint):
 		n.declareLost(peer, "its address refused the connection", now)
 	default:
 		if l, ok := n.lost[peer]; ok && now.Sub(l.at) < n.cfg.HintTTL {
@@ -259,9 +259,9 @@ func (n *Node) verify(peer string, t time.Time) {
 	go func() {
 		defer n.wg.Done()
 		err := n.pingWithin(peer, n.verifyTimeout())
-		var skew *overlay.SkewError
+		var skew *network.SkewError
 		reachedBy := ""
-		if err != nil && !errors.As(err, &skew) && !errors.Is(err, overlay.ErrNoEndpoint) {
+		if err != nil && !errors.As(err, &skew) && !errors.Is(err, network.ErrNoEndpoint) {
 			n.mu.Lock()
 			n.sus.missed(peer, t)
 			n.mu.Unlock()
@@ -275,14 +275,14 @@ func (n *Node) verify(peer string, t time.Time) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		delete(n.sus.verifying, peer)
-		now := n.clock.Now()
+		now := n.now()
 		switch {
 		case err == nil || reachedBy != "":
 			n.reached(peer, now)
 		case errors.As(err, &skew):
 			n.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
 		case n.closed():
-		case errors.Is(err, overlay.ErrNoEndpoint):
+		case errors.Is(err, network.ErrNoEndpoint):
 			n.declareLost(peer, "its address refused the connection", now)
 		default:
 			n.declareLost(peer, fmt.Sprintf(unreachablePrefix+": 2 pings and %d indirect probes failed", len(helpers)), now)
@@ -308,7 +308,7 @@ func (n *Node) relook(peer string) {
 		defer n.mu.Unlock()
 		delete(n.sus.verifying, peer)
 		if err == nil {
-			n.reached(peer, n.clock.Now())
+			n.reached(peer, n.now())
 		}
 	}()
 }
@@ -443,7 +443,7 @@ func (n *Node) probeSuspects(suspects []string) {
 		if n.sus.probing[name] {
 			continue
 		}
-		if t, ok := n.sus.confirmed[name]; ok && n.clock.Now().Sub(t) < n.cfg.ExchangeTimeout*time.Duration(n.cfg.ProbeTries) {
+		if t, ok := n.sus.confirmed[name]; ok && n.now().Sub(t) < n.cfg.ExchangeTimeout*time.Duration(n.cfg.ProbeTries) {
 			continue // probed lately: wait for the failure detector
 		}
 		n.sus.probing[name] = true
@@ -451,7 +451,7 @@ func (n *Node) probeSuspects(suspects []string) {
 		go func() {
 			defer n.wg.Done()
 			err := errors.New("not probed")
-			var skew *overlay.SkewError
+			var skew *network.SkewError
 			for try := 0; try < n.cfg.ProbeTries && err != nil && !errors.As(err, &skew) && !n.closed(); try++ {
 				err = n.ping(name)
 			}
@@ -461,15 +461,15 @@ func (n *Node) probeSuspects(suspects []string) {
 			n.stats.Probes++
 			switch {
 			case err == nil:
-				n.reached(name, n.clock.Now())
+				n.reached(name, n.now())
 			case skew != nil:
-				n.sus.skewed[name] = skewNote{off: skew.Offset, at: n.clock.Now()}
+				n.sus.skewed[name] = skewNote{off: skew.Offset, at: n.now()}
 				delete(n.sus.failed, name)
 			default:
 				// Hinted by the others, and the asker's own probes fail:
 				// lost, for this query and the next ones.
-				n.sus.confirmed[name] = n.clock.Now()
-				n.declareLost(name, "unreachable: the others' exchanges and the asker's probes failed", n.clock.Now())
+				n.sus.confirmed[name] = n.now()
+				n.declareLost(name, "unreachable: the others' exchanges and the asker's probes failed", n.now())
 			}
 		}()
 	}

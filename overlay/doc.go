@@ -16,17 +16,18 @@
 //
 // Identities: a peer made with an identity.Key shows its public key and
 // incarnation in reserved tags; every peer pins the first key it sees for
-// a member while that member is alive (Member.Key, Member.Boot), and on
-// sockets every exchange's body is sealed with the key the two peers share
-// (pairing.go), so that its sender is checked. A request whose time is
+// a member while that member is alive (network.Member's Key and Boot), and
+// on sockets every exchange's body is sealed with the key the two peers
+// share (pairing.go), so that its sender is checked. A request whose time is
 // beyond the replay window is answered with a skew frame, not dropped: the
-// caller gets a SkewError with the offset, both sides log it, and
+// caller gets a network.SkewError with the offset, both sides log it, and
 // ClockOffsets keeps what each exchange measured.
 //
 // The overlay moves opaque bytes and knows nothing of queries. Nothing
 // above it imports Serf or memberlist: network coordinates leave it as
-// opaque bytes (Coordinate) and come back to RTT; members and events are
-// its own types. It implements node.Network.
+// opaque bytes (Coordinate) and come back to RTT; members, events, the
+// exchange handler and its errors are node/network's types. It implements
+// node.Network.
 //
 // # Usage
 //

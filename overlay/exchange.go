@@ -13,18 +13,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/peerq/peerq/node/network"
 )
-
-// Handler answers an exchange request from the named peer. It runs on the
-// transport's goroutines and must be safe for concurrent use. req is the
-// handler's to keep: no transport reuses it.
-type Handler func(from string, req []byte) ([]byte, error)
 
 // exchanger is a request/response transport between peers.
 type exchanger interface {
 	// Addr is the address to advertise in the exchange tag.
 	Addr() string
-	Serve(h Handler) error
+	Serve(h network.Handler) error
 	// Call sends req to peer's endpoint at addr and returns its
 	// response, giving up when ctx ends.
 	Call(ctx context.Context, peer, addr string, req []byte) ([]byte, error)
@@ -85,7 +81,7 @@ type tcpExchange struct {
 	poolSize int
 
 	mu       sync.Mutex
-	handler  Handler
+	handler  network.Handler
 	conns    map[net.Conn]bool
 	perHost  map[string]int
 	pool     map[string][]pooled
@@ -126,7 +122,7 @@ func newTCPExchange(name, bind, host string, keyring *memberlist.Keyring, ids *p
 
 func (t *tcpExchange) Addr() string { return t.addr }
 
-func (t *tcpExchange) Serve(h Handler) error {
+func (t *tcpExchange) Serve(h network.Handler) error {
 	t.mu.Lock()
 	first := t.handler == nil
 	t.handler = h
@@ -202,7 +198,7 @@ func (t *tcpExchange) serveConn(c net.Conn) {
 				t.clocks.note(h.sender, off, now)
 				if t.clocks.shouldLog(h.sender, now) && t.logf != nil {
 					t.logf("refused an exchange from %s: its clock is %s from this one's, beyond the %v replay window (run NTP on both machines)",
-						h.sender, FormatOffset(off), ReplayWindow)
+						h.sender, network.FormatOffset(off), network.ReplayWindow)
 				}
 				c.SetWriteDeadline(time.Now().Add(IdleTimeout))
 				if _, err := t.sealer.writeFrame(c, kindSkew, t.name, h.sender, h.nonce, nil, now); err != nil {
@@ -290,7 +286,7 @@ func (t *tcpExchange) Call(ctx context.Context, peer, addr string, req []byte) (
 	for attempt := 0; ; attempt++ {
 		c, reused, err := t.conn(ctx, addr)
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("overlay: exchange with %s: %w (%w)", addr, ErrNoEndpoint, err)
+			return nil, fmt.Errorf("overlay: exchange with %s: %w (%w)", addr, network.ErrNoEndpoint, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, err)
@@ -342,9 +338,9 @@ func (t *tcpExchange) call(ctx context.Context, c net.Conn, peer string, req []b
 		t.skewed.Add(1)
 		if t.clocks.shouldLog(peer, now) && t.logf != nil {
 			t.logf("%s refused an exchange: its clock is %s from this one's, beyond the %v replay window (run NTP on both machines)",
-				peer, FormatOffset(off), ReplayWindow)
+				peer, network.FormatOffset(off), network.ReplayWindow)
 		}
-		return nil, true, &SkewError{Peer: peer, Offset: off}
+		return nil, true, &network.SkewError{Peer: peer, Offset: off}
 	}
 	return body, true, nil
 }

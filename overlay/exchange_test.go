@@ -2,16 +2,17 @@ package overlay
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
-
-	"context"
-	"errors"
-	"github.com/hashicorp/memberlist"
-	"github.com/hashicorp/serf/coordinate"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/coordinate"
+	"github.com/peerq/peerq/node/network"
 )
 
 func keyring(t testing.TB, k string) *memberlist.Keyring {
@@ -90,7 +91,7 @@ func TestTCPExchangeAuth(t *testing.T) {
 	}
 	// An old frame, even unseen, is refused.
 	var old frameBuf
-	s.writeFrame(&old, kindRequest, "good", "srv", [nonceSize]byte{}, []byte("x"), time.Now().Add(-2*ReplayWindow))
+	s.writeFrame(&old, kindRequest, "good", "srv", [nonceSize]byte{}, []byte("x"), time.Now().Add(-2*network.ReplayWindow))
 	if err := srv.guard.check(mustHeader(t, s, old.b), time.Now()); !errors.Is(err, ErrReplay) {
 		t.Errorf("an old frame: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/peerq/peerq/internal/wire"
+	"github.com/peerq/peerq/node/network"
 )
 
 // Exchange frames. Each request and each response is one frame:
@@ -37,20 +38,17 @@ import (
 // cluster key; without a key either, header fields and body travel in
 // clear (trusted networks only).
 //
-// Replay: a request's time must be within ReplayWindow of the receiver's
-// clock and its nonce unseen within that window; a response names the
-// nonce of the request it answers (re) and is accepted only for it. A
-// request refused for its time gets a skew frame (kindSkew, sealed like a
-// response, no body) carrying the receiver's time, so that the sender
-// learns that its clock, not the network, is at fault.
+// Replay: a request's time must be within network.ReplayWindow of the
+// receiver's clock and its nonce unseen within that window; a response
+// names the nonce of the request it answers (re) and is accepted only for
+// it. A request refused for its time gets a skew frame (kindSkew, sealed
+// like a response, no body) carrying the receiver's time, so that the
+// sender learns that its clock, not the network, is at fault.
 const (
 	frameVersion   = 3
 	maxHeaderBytes = 1024
 	nonceSize      = 12
 	tagSize        = 16
-	// ReplayWindow is how far a request's time may be from the receiver's
-	// clock; clocks of peers must agree that well.
-	ReplayWindow = 30 * time.Second
 	// maxSeen bounds the nonces remembered against replays.
 	maxSeen      = 1 << 19
 	kindRequest  = 1
@@ -62,44 +60,11 @@ const (
 // MaxFrameBytes bounds an exchange request or response body.
 const MaxFrameBytes = 8 << 20
 
-// ErrNoEndpoint says that nothing listens at a peer's exchange address:
-// the connection was refused (in memory: the endpoint is gone). Unlike a
-// timeout, which loss can cause, it means the peer's process is not
-// serving.
-var ErrNoEndpoint = errors.New("overlay: nothing serves exchanges at the peer's address")
-
 // ErrAuth is returned, and counted, when a frame fails authentication.
 var ErrAuth = errors.New("overlay: exchange frame failed authentication")
 
 // ErrReplay is returned, and counted, for a frame seen before or too old.
 var ErrReplay = errors.New("overlay: exchange frame replayed or out of time")
-
-// ErrSkew matches a SkewError: a peer refused an exchange because the two
-// clocks disagree by more than ReplayWindow.
-var ErrSkew = errors.New("overlay: clock skew")
-
-// SkewError is an exchange refused for the time on it: Offset is the
-// peer's clock minus this one's.
-type SkewError struct {
-	Peer   string
-	Offset time.Duration
-}
-
-func (e *SkewError) Error() string {
-	return fmt.Sprintf("clock skew at %s (%s): it refused the exchange, whose time is beyond the %v replay window",
-		e.Peer, FormatOffset(e.Offset), ReplayWindow)
-}
-
-func (e *SkewError) Unwrap() error { return ErrSkew }
-
-// FormatOffset is a clock offset for people: "+31 s", "-2.5 s".
-func FormatOffset(d time.Duration) string {
-	s := d.Round(100 * time.Millisecond).Seconds()
-	if s == float64(int64(s)) {
-		return fmt.Sprintf("%+d s", int64(s))
-	}
-	return fmt.Sprintf("%+.1f s", s)
-}
 
 // errFrame wraps why an authenticated frame is refused.
 var errFrame = errors.New("overlay: malformed exchange frame")
@@ -303,21 +268,22 @@ func (s *sealer) open(sealed, nonce, ad []byte) ([]byte, []byte, error) {
 	return nil, nil, ErrAuth
 }
 
-// replayGuard remembers the nonces of requests seen within ReplayWindow.
+// replayGuard remembers the nonces of requests seen within
+// network.ReplayWindow.
 type replayGuard struct {
 	mu   sync.Mutex
 	seen map[[nonceSize]byte]int64 // nonce → unix ms
 	last int64                     // last prune
 }
 
-// errOutOfTime is a request whose time is beyond ReplayWindow from the
-// receiver's clock: the sender gets a skew frame, not silence.
+// errOutOfTime is a request whose time is beyond network.ReplayWindow from
+// the receiver's clock: the sender gets a skew frame, not silence.
 var errOutOfTime = fmt.Errorf("%w: out of the replay window", ErrReplay)
 
 // check accepts a request's header once, within the window.
 func (g *replayGuard) check(h header, now time.Time) error {
 	t := now.UnixMilli()
-	if d := t - h.at; d > ReplayWindow.Milliseconds() || -d > ReplayWindow.Milliseconds() {
+	if d := t - h.at; d > network.ReplayWindow.Milliseconds() || -d > network.ReplayWindow.Milliseconds() {
 		return fmt.Errorf("%w: %d ms from this clock", errOutOfTime, t-h.at)
 	}
 	g.mu.Lock()
@@ -330,7 +296,7 @@ func (g *replayGuard) check(h header, now time.Time) error {
 	}
 	if t-g.last > 1000 || len(g.seen) >= maxSeen {
 		for n, at := range g.seen {
-			if t-at > ReplayWindow.Milliseconds() {
+			if t-at > network.ReplayWindow.Milliseconds() {
 				delete(g.seen, n)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/node/network"
 )
 
 // seededKey is a key from a seeded source: tests are repeatable.
@@ -25,7 +26,7 @@ func seededKey(t testing.TB, seed uint64) *identity.Key {
 // (holding the cluster key, not the other's identity) is refused; a
 // sender the membership does not know is refused; a request whose clock
 // is off by more than the replay window is answered with a skew frame,
-// not silence, and the caller gets a SkewError with the offset.
+// not silence, and the caller gets a network.SkewError with the offset.
 func TestTCPExchangeIdentity(t *testing.T) {
 	const key = "0123456789abcdef"
 	keys := map[string]*identity.Key{"srv": seededKey(t, 1), "good": seededKey(t, 2), "liar": seededKey(t, 3)}
@@ -82,8 +83,8 @@ func TestTCPExchangeIdentity(t *testing.T) {
 	good.logf = func(format string, args ...any) { callerLogged = append(callerLogged, fmt.Sprintf(format, args...)) }
 	good.clock = func() time.Time { return time.Now().Add(time.Minute) }
 	_, err := good.Call(ctxSecond(t), "srv", srv.Addr(), []byte("late"))
-	var skew *SkewError
-	if !errors.As(err, &skew) || !errors.Is(err, ErrSkew) {
+	var skew *network.SkewError
+	if !errors.As(err, &skew) || !errors.Is(err, network.ErrSkew) {
 		t.Fatalf("skewed request: %v, want a SkewError", err)
 	}
 	if off := skew.Offset; off > -55*time.Second || off < -65*time.Second {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/peerq/peerq/node/network"
 )
 
 // MemNetwork is an in-memory network for many Serf nodes in one process:
@@ -219,7 +220,7 @@ type memExchange struct {
 	net     *MemNetwork
 	addr    string
 	name    string
-	handler Handler
+	handler network.Handler
 }
 
 func (n *MemNetwork) newExchange(name string) *memExchange {
@@ -231,7 +232,7 @@ func (n *MemNetwork) newExchange(name string) *memExchange {
 
 func (e *memExchange) Addr() string { return e.addr }
 
-func (e *memExchange) Serve(h Handler) error {
+func (e *memExchange) Serve(h network.Handler) error {
 	e.net.mu.Lock()
 	defer e.net.mu.Unlock()
 	e.handler = h
@@ -245,13 +246,13 @@ func (e *memExchange) Call(ctx context.Context, _, addr string, req []byte) ([]b
 	}
 	e.net.mu.RLock()
 	dst := e.net.exchanges[addr]
-	var h Handler
+	var h network.Handler
 	if dst != nil {
 		h = dst.handler
 	}
 	e.net.mu.RUnlock()
 	if h == nil {
-		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, ErrNoEndpoint)
+		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, network.ErrNoEndpoint)
 	}
 	if e.net.cut(e.name, dst.name) {
 		<-ctx.Done() // lost: the caller times out

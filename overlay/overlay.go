@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/node/network"
 )
 
 // Tags peerq sets on its own members. A member without TagProtocol is not a
@@ -129,40 +130,6 @@ func TunedConfig(n int) *memberlist.Config {
 	return c
 }
 
-// Member is a live peerq peer as the membership knows it.
-type Member struct {
-	Name     string
-	Addr     string // gossip address, host:port
-	Exchange string // exchange address
-	Tags     map[string]string
-	// Key is the member's public key as this peer pinned it (the first
-	// one it saw for the name while the member was alive: a change while
-	// it stays alive is refused); zero if it shows none. Boot is its
-	// incarnation (new at every start).
-	Key  identity.Public
-	Boot uint64
-}
-
-// EventKind says what happened to members.
-type EventKind int
-
-// The kinds of member event.
-const (
-	MemberJoined  EventKind = iota + 1
-	MemberLeft              // left gracefully
-	MemberFailed            // declared dead by the failure detector
-	MemberUpdated           // tags changed
-	// MemberConflict: a member's tags showed another identity while it
-	// was alive; the pinned one is kept.
-	MemberConflict
-)
-
-// Event is a change in the membership.
-type Event struct {
-	Kind    EventKind
-	Members []string
-}
-
 // Overlay is one peer's view of the cluster. It is safe for concurrent use.
 type Overlay struct {
 	cfg  Config
@@ -170,7 +137,7 @@ type Overlay struct {
 	ex   exchanger
 
 	mu      sync.RWMutex
-	members map[string]Member
+	members map[string]network.Member
 	// pins are the identities of members by name, kept while the member
 	// is alive and dropped when it fails, leaves or is reaped (a peer that
 	// restarts with a new key must have been seen gone first: Serf binds
@@ -179,7 +146,7 @@ type Overlay struct {
 	conflicts int64
 	list      []string       // names of live peerq members but self, for sampling
 	pos       map[string]int // index of each name in list
-	events    chan Event
+	events    chan network.Event
 	dropped   int64
 	responder func(name string, payload []byte) []byte
 	done      chan struct{}
@@ -208,8 +175,8 @@ func New(cfg Config) (*Overlay, error) {
 	if logOut == nil {
 		logOut = io.Discard
 	}
-	o := &Overlay{cfg: cfg, members: map[string]Member{}, pos: map[string]int{}, pins: map[string]identity.Public{},
-		events: make(chan Event, 256), done: make(chan struct{})}
+	o := &Overlay{cfg: cfg, members: map[string]network.Member{}, pos: map[string]int{}, pins: map[string]identity.Public{},
+		events: make(chan network.Event, 256), done: make(chan struct{})}
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -376,20 +343,20 @@ func (o *Overlay) drain(events chan serf.Event) {
 						strings.Join(conflicts, ", "))
 				}
 				select {
-				case o.events <- Event{Kind: MemberConflict, Members: conflicts}:
+				case o.events <- network.Event{Kind: network.MemberConflict, Members: conflicts}:
 				default:
 				}
 			}
-			var kind EventKind
+			var kind network.EventKind
 			switch me.Type {
 			case serf.EventMemberJoin:
-				kind = MemberJoined
+				kind = network.MemberJoined
 			case serf.EventMemberLeave, serf.EventMemberReap:
-				kind = MemberLeft
+				kind = network.MemberLeft
 			case serf.EventMemberFailed:
-				kind = MemberFailed
+				kind = network.MemberFailed
 			case serf.EventMemberUpdate:
-				kind = MemberUpdated
+				kind = network.MemberUpdated
 			default:
 				continue
 			}
@@ -398,7 +365,7 @@ func (o *Overlay) drain(events chan serf.Event) {
 				names = append(names, m.Name)
 			}
 			select {
-			case o.events <- Event{Kind: kind, Members: names}:
+			case o.events <- network.Event{Kind: kind, Members: names}:
 			default:
 				o.mu.Lock()
 				o.dropped++
@@ -414,7 +381,7 @@ func (o *Overlay) refresh() {
 	ms := o.serf.Members()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.members, o.list, o.pos = map[string]Member{}, nil, map[string]int{}
+	o.members, o.list, o.pos = map[string]network.Member{}, nil, map[string]int{}
 	for _, m := range ms {
 		o.apply(m)
 	}
@@ -457,7 +424,7 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 	} else if !key.IsZero() {
 		o.pins[m.Name] = key
 	}
-	o.members[m.Name] = Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+	o.members[m.Name] = network.Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
 		Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
 		o.pos[m.Name] = len(o.list)
@@ -487,7 +454,7 @@ func (o *Overlay) ownTags() map[string]string {
 }
 
 // Events delivers membership changes.
-func (o *Overlay) Events() <-chan Event { return o.events }
+func (o *Overlay) Events() <-chan network.Event { return o.events }
 
 // Name is this peer's name.
 func (o *Overlay) Name() string { return o.cfg.Name }
@@ -527,10 +494,10 @@ func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
 }
 
 // Members returns the live peerq peers, this one included, by name.
-func (o *Overlay) Members() []Member {
+func (o *Overlay) Members() []network.Member {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	out := make([]Member, 0, len(o.members))
+	out := make([]network.Member, 0, len(o.members))
 	for _, m := range o.members {
 		out = append(out, m)
 	}
@@ -539,7 +506,7 @@ func (o *Overlay) Members() []Member {
 }
 
 // Member looks up a live peerq peer by name.
-func (o *Overlay) Member(name string) (Member, bool) {
+func (o *Overlay) Member(name string) (network.Member, bool) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	m, ok := o.members[name]
@@ -575,7 +542,7 @@ func (o *Overlay) Sample(r *rand.Rand) (string, bool) {
 }
 
 // Serve sets the handler of incoming exchanges.
-func (o *Overlay) Serve(h Handler) error { return o.ex.Serve(h) }
+func (o *Overlay) Serve(h network.Handler) error { return o.ex.Serve(h) }
 
 // Exchange sends a request to the named peer and returns its response,
 // within ctx and ExchangeTimeout.

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/peerq/peerq/node/network"
 )
 
 // startMem starts n peers on one in-memory network and waits until every
@@ -71,7 +73,7 @@ func TestMemCluster(t *testing.T) {
 	for !got {
 		select {
 		case e := <-peers[0].Events():
-			got = e.Kind == MemberFailed && e.Members[0] == "p029"
+			got = e.Kind == network.MemberFailed && e.Members[0] == "p029"
 		case <-time.After(time.Second):
 			t.Fatal("no failed event")
 		}

@@ -16,6 +16,7 @@ type Node interface {
 type Statement interface {
 	Node
 	String() string
+	print(p printer) string
 	statement()
 }
 
@@ -25,7 +26,7 @@ type Statement interface {
 type Expr interface {
 	Node
 	String() string
-	text() string
+	text(p printer) string
 	expr()
 }
 

@@ -100,11 +100,12 @@ var validCases = []struct {
 		"SELECT subcloud, peers, rounds FROM peers WHERE (subcloud = 'x')"},
 }
 
+// treeString is s with every compound expression in parentheses.
+func treeString(s Statement) string { return s.print(printer{tree: true}) }
+
 func TestParseValid(t *testing.T) {
 	// The wanted texts show the tree: every compound expression in
 	// parentheses. TestCanonicalPrint checks the minimal form.
-	fullParens = true
-	t.Cleanup(func() { fullParens = false })
 	for _, tc := range validCases {
 		stmts, err := Parse("", tc.in)
 		if err != nil {
@@ -115,7 +116,7 @@ func TestParseValid(t *testing.T) {
 			t.Errorf("Parse(%q): %d statements, want 1", tc.in, len(stmts))
 			continue
 		}
-		if got := stmts[0].String(); got != tc.want {
+		if got := treeString(stmts[0]); got != tc.want {
 			t.Errorf("Parse(%q)\n got %s\nwant %s", tc.in, got, tc.want)
 		}
 		assertRoundTrip(t, stmts[0])

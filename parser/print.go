@@ -5,26 +5,39 @@ import (
 )
 
 // Printing gives the canonical text of a statement: keywords upper-case,
-// every compound expression in parentheses, literals as written. Parsing the
+// only the parentheses the grammar needs, literals as written. Parsing the
 // printed text gives back the same AST (positions aside); FuzzParse checks it.
 
-func (s *Select) String() string {
+// printer writes statements and expressions. tree puts every compound
+// expression in parentheses, so that the text shows the shape of the tree
+// (the parser's tests print so); String is the canonical form, printer{}.
+type printer struct{ tree bool }
+
+func (s *Select) String() string  { return s.print(printer{}) }
+func (s *Reserve) String() string { return s.print(printer{}) }
+func (s *Watch) String() string   { return s.print(printer{}) }
+func (s *Alter) String() string   { return s.print(printer{}) }
+func (s *Release) String() string { return s.print(printer{}) }
+func (s *Show) String() string    { return s.print(printer{}) }
+func (s *Explain) String() string { return s.print(printer{}) }
+
+func (s *Select) print(p printer) string {
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	for i, it := range s.Items {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(it.String())
+		b.WriteString(p.item(it))
 	}
 	b.WriteString(" FROM ")
 	b.WriteString(s.From.String())
-	writeWhere(&b, s.Where)
+	p.where(&b, s.Where)
 	if len(s.GroupBy) > 0 {
 		b.WriteString(" GROUP BY ")
-		b.WriteString(joinExprs(s.GroupBy))
+		b.WriteString(p.join(s.GroupBy))
 	}
-	writeOrder(&b, s.OrderBy)
+	p.order(&b, s.OrderBy)
 	if s.Limit != nil {
 		b.WriteString(" LIMIT ")
 		b.WriteString(s.Limit.Raw)
@@ -33,14 +46,16 @@ func (s *Select) String() string {
 	return b.String()
 }
 
-func (it *SelectItem) String() string {
+func (it *SelectItem) String() string { return printer{}.item(it) }
+
+func (p printer) item(it *SelectItem) string {
 	if it.Star {
 		return "*"
 	}
 	if it.Alias != "" {
-		return it.Expr.String() + " AS " + QuoteIdent(it.Alias)
+		return p.expr(it.Expr, 0) + " AS " + QuoteIdent(it.Alias)
 	}
-	return it.Expr.String()
+	return p.expr(it.Expr, 0)
 }
 
 func (s *Source) String() string {
@@ -53,7 +68,7 @@ func (s *Source) String() string {
 	return "SUBCLOUD " + QuoteIdent(s.Subcloud)
 }
 
-func (s *Reserve) String() string {
+func (s *Reserve) print(p printer) string {
 	var b strings.Builder
 	b.WriteString("RESERVE ")
 	b.WriteString(s.Count.Raw)
@@ -61,8 +76,8 @@ func (s *Reserve) String() string {
 		b.WriteString(" FROM ")
 		b.WriteString(s.From.String())
 	}
-	writeWhere(&b, s.Where)
-	writeOrder(&b, s.OrderBy)
+	p.where(&b, s.Where)
+	p.order(&b, s.OrderBy)
 	b.WriteString(" AS ")
 	b.WriteString(QuoteIdent(s.Name.Name))
 	if s.For != nil {
@@ -76,32 +91,32 @@ func (s *Reserve) String() string {
 	return b.String()
 }
 
-func (s *Watch) String() string {
+func (s *Watch) print(p printer) string {
 	if s.Every != nil {
-		return "WATCH " + s.Select.String() + " EVERY " + s.Every.Raw
+		return "WATCH " + s.Select.print(p) + " EVERY " + s.Every.Raw
 	}
-	return "WATCH " + s.Select.String()
+	return "WATCH " + s.Select.print(p)
 }
 
-func (s *Alter) String() string {
+func (s *Alter) print(printer) string {
 	if s.Resize != nil {
 		return "ALTER SUBCLOUD " + QuoteIdent(s.Name.Name) + " RESIZE TO " + s.Resize.Raw
 	}
 	return "ALTER SUBCLOUD " + QuoteIdent(s.Name.Name) + " EXTEND FOR " + s.Extend.Raw
 }
 
-func (s *Release) String() string { return "RELEASE " + QuoteIdent(s.Name.Name) }
-func (s *Show) String() string    { return "SHOW " + s.What.String() }
-func (s *Explain) String() string { return "EXPLAIN " + s.Stmt.String() }
+func (s *Release) print(printer) string   { return "RELEASE " + QuoteIdent(s.Name.Name) }
+func (s *Show) print(printer) string      { return "SHOW " + s.What.String() }
+func (s *Explain) print(p printer) string { return "EXPLAIN " + s.Stmt.print(p) }
 
-func writeWhere(b *strings.Builder, where Expr) {
+func (p printer) where(b *strings.Builder, where Expr) {
 	if where != nil {
 		b.WriteString(" WHERE ")
-		b.WriteString(where.String())
+		b.WriteString(p.expr(where, 0))
 	}
 }
 
-func writeOrder(b *strings.Builder, keys []*OrderKey) {
+func (p printer) order(b *strings.Builder, keys []*OrderKey) {
 	if len(keys) == 0 {
 		return
 	}
@@ -110,7 +125,7 @@ func writeOrder(b *strings.Builder, keys []*OrderKey) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(k.Expr.String())
+		b.WriteString(p.expr(k.Expr, 0))
 		if k.Desc {
 			b.WriteString(" DESC")
 		}
@@ -132,10 +147,10 @@ func writeWith(b *strings.Builder, opts []*Option) {
 	}
 }
 
-func joinExprs(es []Expr) string {
+func (p printer) join(es []Expr) string {
 	parts := make([]string, len(es))
 	for i, e := range es {
-		parts[i] = e.String()
+		parts[i] = p.expr(e, 0)
 	}
 	return strings.Join(parts, ", ")
 }
@@ -180,45 +195,41 @@ func precedence(e Expr) int {
 	return precPrimary
 }
 
-// fullParens makes the printer parenthesize every compound expression, so
-// that tests can see the shape of the tree.
-var fullParens = false
-
-// format writes e for a context that needs at least precedence min.
-func format(e Expr, min int) string {
-	s := e.text()
-	if precedence(e) < min || fullParens && precedence(e) < precPrimary {
+// expr writes e for a context that needs at least precedence min.
+func (p printer) expr(e Expr, min int) string {
+	s := e.text(p)
+	if precedence(e) < min || p.tree && precedence(e) < precPrimary {
 		return "(" + s + ")"
 	}
 	return s
 }
 
 // String prints e in canonical form.
-func (e *Binary) String() string  { return format(e, 0) }
-func (e *Unary) String() string   { return format(e, 0) }
-func (e *In) String() string      { return format(e, 0) }
-func (e *Between) String() string { return format(e, 0) }
-func (e *Like) String() string    { return format(e, 0) }
-func (e *IsNull) String() string  { return format(e, 0) }
-func (e *Literal) String() string { return format(e, 0) }
-func (e *Ident) String() string   { return format(e, 0) }
-func (e *Call) String() string    { return format(e, 0) }
+func (e *Binary) String() string  { return printer{}.expr(e, 0) }
+func (e *Unary) String() string   { return printer{}.expr(e, 0) }
+func (e *In) String() string      { return printer{}.expr(e, 0) }
+func (e *Between) String() string { return printer{}.expr(e, 0) }
+func (e *Like) String() string    { return printer{}.expr(e, 0) }
+func (e *IsNull) String() string  { return printer{}.expr(e, 0) }
+func (e *Literal) String() string { return printer{}.expr(e, 0) }
+func (e *Ident) String() string   { return printer{}.expr(e, 0) }
+func (e *Call) String() string    { return printer{}.expr(e, 0) }
 
-func (e *Binary) text() string {
-	p := precedence(e)
-	if p == precCmp {
+func (e *Binary) text(p printer) string {
+	prec := precedence(e)
+	if prec == precCmp {
 		// Comparisons do not chain: both sides are additive expressions.
-		return format(e.L, precAdd) + " " + e.Op.String() + " " + format(e.R, precAdd)
+		return p.expr(e.L, precAdd) + " " + e.Op.String() + " " + p.expr(e.R, precAdd)
 	}
 	// Left-associative: the right side must bind tighter.
-	return format(e.L, p) + " " + e.Op.String() + " " + format(e.R, p+1)
+	return p.expr(e.L, prec) + " " + e.Op.String() + " " + p.expr(e.R, prec+1)
 }
 
-func (e *Unary) text() string {
+func (e *Unary) text(p printer) string {
 	if e.Op == OpNot {
-		return "NOT " + format(e.X, precNot)
+		return "NOT " + p.expr(e.X, precNot)
 	}
-	x := format(e.X, precNeg)
+	x := p.expr(e.X, precNeg)
 	if strings.HasPrefix(x, "-") {
 		return "- " + x // "--" would start a comment
 	}
@@ -232,23 +243,23 @@ func not(b bool) string {
 	return ""
 }
 
-func (e *In) text() string {
-	return format(e.X, precAdd) + not(e.Not) + " IN (" + joinExprs(e.List) + ")"
+func (e *In) text(p printer) string {
+	return p.expr(e.X, precAdd) + not(e.Not) + " IN (" + p.join(e.List) + ")"
 }
 
-func (e *Between) text() string {
-	return format(e.X, precAdd) + not(e.Not) + " BETWEEN " + format(e.Low, precAdd) + " AND " + format(e.High, precAdd)
+func (e *Between) text(p printer) string {
+	return p.expr(e.X, precAdd) + not(e.Not) + " BETWEEN " + p.expr(e.Low, precAdd) + " AND " + p.expr(e.High, precAdd)
 }
 
-func (e *Like) text() string {
-	return format(e.X, precAdd) + not(e.Not) + " LIKE " + format(e.Pattern, precAdd)
+func (e *Like) text(p printer) string {
+	return p.expr(e.X, precAdd) + not(e.Not) + " LIKE " + p.expr(e.Pattern, precAdd)
 }
 
-func (e *IsNull) text() string {
-	return format(e.X, precAdd) + " IS" + not(e.Not) + " NULL"
+func (e *IsNull) text(p printer) string {
+	return p.expr(e.X, precAdd) + " IS" + not(e.Not) + " NULL"
 }
 
-func (e *Literal) text() string {
+func (e *Literal) text(printer) string {
 	switch e.Kind {
 	case LitString:
 		return quoteString(e.Str)
@@ -263,9 +274,9 @@ func (e *Literal) text() string {
 	return e.Raw
 }
 
-func (e *Ident) text() string { return QuoteIdent(e.Name) }
+func (e *Ident) text(printer) string { return QuoteIdent(e.Name) }
 
-func (e *Call) text() string {
+func (e *Call) text(p printer) string {
 	var b strings.Builder
 	b.WriteString(QuoteIdent(e.Name))
 	b.WriteByte('(')
@@ -276,7 +287,7 @@ func (e *Call) text() string {
 		b.WriteString("DISTINCT ")
 		fallthrough
 	default:
-		b.WriteString(joinExprs(e.Args))
+		b.WriteString(p.join(e.Args))
 	}
 	b.WriteByte(')')
 	return b.String()

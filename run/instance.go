@@ -305,6 +305,10 @@ type Instance struct {
 	excludedAt int
 	// held: see Hold.
 	held bool
+	// confirmFrom is the round the rule first fired since the last
+	// exclusion (0: it has not), and confirmedAt the exclusions then;
+	// exclusions counts the members left out: see Report.
+	confirmFrom, confirmedAt, exclusions int
 }
 
 func (q *Instance) isExcluded(p peer.ID) bool { return q.excluded[p] }
@@ -340,6 +344,7 @@ func (q *Instance) Exclude(ids ...peer.ID) bool {
 		q.top.Prune()
 	}
 	q.excludedAt = max(q.round, 1)
+	q.exclusions += len(ids)
 	return added
 }
 
@@ -588,6 +593,26 @@ func (q *Instance) Report(peers, suspects int) (Answer, error) {
 		}
 	}
 	v := q.rule.Observe(o)
+	// Confirmation: the rule must hold for half the spread rounds, with no
+	// exclusion heard meanwhile, before the answer is final. A member left
+	// out by some peers — their flows with it undone — and not yet by the
+	// asker (the news is on its way: about log2 N rounds) leaves the
+	// answer over neither population while the asker's own estimate looks
+	// calm: at 40 peers and a loss every 2.5 s, one answer in 400 was 1–2.4%
+	// off, called converged (TestChurnSchedule); 0 in 720 with this.
+	// Only an aggregate (a top-k's list is exact once covered) that has
+	// left members out pays it, and the count
+	// restarts only for exclusions that could move the answer past half
+	// its accuracy (Blocking): at 10^4 peers with one-hour sessions one is
+	// left out every few rounds, each 1/10^4 of the mass.
+	if v.Converged && q.excludedAt > 0 && q.agg != nil {
+		if q.confirmFrom == 0 || Blocking(q.exclusions-q.confirmedAt, peers, q.b.plan.Accuracy) > 0 {
+			q.confirmFrom, q.confirmedAt = q.round, q.exclusions
+		}
+		v.Converged = q.round >= q.confirmFrom+query.SpreadRounds(max(q.b.cfg.Peers, 2))/2
+	} else if !v.Converged {
+		q.confirmFrom = 0
+	}
 	a.ErrEstimate, a.Converged = v.ErrEstimate, v.Converged
 	if v.Converged || q.Spent() && !q.held {
 		q.final = true

@@ -36,7 +36,9 @@ type Config struct {
 	// Pager, on a terminal, shows an answer taller than the screen
 	// (Rows() lines, read at each answer: the window may change) through
 	// this command ("less -FRX" style); empty pages nothing. \pager
-	// turns it off and on.
+	// turns it off and on. While it runs, Ctrl-C is the pager's: the
+	// shell lets it go on a channel of its own, and leaves the rest of
+	// the process's signal handling as it was.
 	Pager string
 	Rows  func() int
 }
@@ -325,9 +327,16 @@ func page(pager, text string, out, errw io.Writer) error {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(text), out, errw
-	// The pager owns the terminal meanwhile: Ctrl-C is its to handle.
-	signal.Ignore(os.Interrupt)
-	defer signal.Reset(os.Interrupt)
+	// The pager owns the terminal meanwhile: Ctrl-C is its to handle. The
+	// shell catches the interrupt on a channel of its own and lets it go
+	// (by default it would end the process), and then stops only that
+	// channel: whatever else the process does with SIGINT — a caller's
+	// own signal.Notify, an ignored SIGINT — is left as it was.
+	if !signal.Ignored(os.Interrupt) {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt)
+		defer signal.Stop(sig)
+	}
 	return cmd.Run()
 }
 

@@ -31,6 +31,30 @@
 // over random schedules with loss and failing disks, what an owner reports
 // is exactly what the peers hold.
 //
+// The Owner is the rest of an owner's life with one subcloud, as a pure
+// machine around the Claimer: the RESERVE's record (yes only once it is on
+// disk), renewals at a third of the term, member checks, the repair of
+// lost members (spares first, each an all-or-nothing claim), take-back or
+// release of former members that return, RESIZE TO, EXTEND FOR with its
+// roll-back, RELEASE, and giving the name up when a majority of its
+// keepers hold it for another owner. Events go in (Tick with the time,
+// MemberLost, MemberBack, Reply, Candidates, Persisted, NameVote, and the
+// user's Resize, Extend, Release); actions come out of Ready (ActSend,
+// ActSearch, ActPersist, ActRegisterName, ActReleaseName, ActReport,
+// ActLog). Its caller answers every action it asked an answer for — each
+// send once, with the reply or the error when none came in time (wrapping
+// ErrUnreachable when nothing served the address) — writes one persist at
+// a time (EncodeOwned, versioned and fuzzed like the lease codec) and
+// answers it before the next, ticks it at least every MaintainEvery and
+// CheckEvery, and drops it once Idle. Its property test drives two Owners
+// over one pool of modeled peers through loss, late replies, crashes,
+// full disks and random ALTERs, and checks that no Owner counts more
+// members than its size or a member that does not hold its lease, that
+// a yes comes only after the write that records it, and that a failed
+// EXTEND is rolled back. node/owner.go does not drive it yet: it still
+// runs the owner's lifecycle itself (issue 22's next step is to drive this
+// machine from node instead).
+//
 // The package does no I/O, reads no clock and starts no goroutine.
 //
 // # Usage

@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/sim"
 	"github.com/peerq/peerq/sim/report"
 	"github.com/spf13/cobra"
@@ -118,7 +119,7 @@ convergence rule calls the originator's answer final.`,
 	f.DurationVar(&session, "session", 0, "churn as a process: the median time a peer stays (exponential sessions; as many join as leave), e.g. 1h")
 	f.DurationVar(&round, "round", 100*time.Millisecond, "time per round, to turn --session and the delays below into rounds")
 	f.DurationVar(&excludeAfter, "exclude-after", 750*time.Millisecond, "with --session: time from a member's loss until a query's peer leaves it out: an exchange past its time, a ping, a second ping with indirect probes (each at least 250 ms, node.MinSuspect); the set then spreads in log2(N) rounds")
-	f.IntVar(&cfg.MaxExcluded, "max-excluded", 64, "with --session: members a query's peers tell each other they left out (the runtime's bound); later losses wait for Serf's verdict")
+	f.IntVar(&cfg.MaxExcluded, "max-excluded", node.MaxExcluded, "with --session: members a query's peers tell each other they left out (the runtime's bound); later losses wait for Serf's verdict")
 	f.DurationVar(&serfProbe, "serf-probe", time.Second, "with --session: Serf's probe interval (memberlist's LAN profile), for its verdict on a lost member")
 	f.IntVar(&suspicionMult, "suspicion-mult", 4, "with --session: Serf's suspicion multiplier: a verdict takes suspicion-mult × log10(N) probe intervals")
 	f.IntVar(&trials, "trials", 1, "with --session: run this many statements (seeds --seed, --seed+1, …) and print the share the runtime would call converged and their error")

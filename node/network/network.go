@@ -1,0 +1,85 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/peerq/peerq/identity"
+)
+
+// Member is a live peerq peer as the membership knows it.
+type Member struct {
+	Name     string
+	Addr     string // gossip address, host:port
+	Exchange string // exchange address
+	Tags     map[string]string
+	// Key is the member's public key as this peer pinned it (the first
+	// one it saw for the name while the member was alive: a change while
+	// it stays alive is refused); zero if it shows none. Boot is its
+	// incarnation (new at every start).
+	Key  identity.Public
+	Boot uint64
+}
+
+// EventKind says what happened to members.
+type EventKind int
+
+// The kinds of member event.
+const (
+	MemberJoined  EventKind = iota + 1
+	MemberLeft              // left gracefully
+	MemberFailed            // declared dead by the failure detector
+	MemberUpdated           // tags changed
+	// MemberConflict: a member's tags showed another identity while it
+	// was alive; the pinned one is kept.
+	MemberConflict
+)
+
+// Event is a change in the membership.
+type Event struct {
+	Kind    EventKind
+	Members []string
+}
+
+// Handler answers an exchange request from the named peer. It runs on the
+// transport's goroutines and must be safe for concurrent use. req is the
+// handler's to keep: no transport reuses it.
+type Handler func(from string, req []byte) ([]byte, error)
+
+// ReplayWindow is how far a request's time may be from the receiver's
+// clock; clocks of peers must agree that well.
+const ReplayWindow = 30 * time.Second
+
+// ErrNoEndpoint says that nothing listens at a peer's exchange address:
+// the connection was refused (in memory: the endpoint is gone). Unlike a
+// timeout, which loss can cause, it means the peer's process is not
+// serving.
+var ErrNoEndpoint = errors.New("network: nothing serves exchanges at the peer's address")
+
+// ErrSkew matches a SkewError: a peer refused an exchange because the two
+// clocks disagree by more than ReplayWindow.
+var ErrSkew = errors.New("network: clock skew")
+
+// SkewError is an exchange refused for the time on it: Offset is the
+// peer's clock minus this one's.
+type SkewError struct {
+	Peer   string
+	Offset time.Duration
+}
+
+func (e *SkewError) Error() string {
+	return fmt.Sprintf("clock skew at %s (%s): it refused the exchange, whose time is beyond the %v replay window",
+		e.Peer, FormatOffset(e.Offset), ReplayWindow)
+}
+
+func (e *SkewError) Unwrap() error { return ErrSkew }
+
+// FormatOffset is a clock offset for people: "+31 s", "-2.5 s".
+func FormatOffset(d time.Duration) string {
+	s := d.Round(100 * time.Millisecond).Seconds()
+	if s == float64(int64(s)) {
+		return fmt.Sprintf("%+d s", int64(s))
+	}
+	return fmt.Sprintf("%+.1f s", s)
+}
