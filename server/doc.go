@@ -5,14 +5,15 @@
 // that it needs (compile, check a WATCH, admit, run a plan or a WATCH, the
 // catalog, the members, the metrics' collector), which *node.Node has.
 //
-// Every request but the console's pages and login carries the agent's
-// token (a header, a bearer token or the console's cookie). A statement
-// is answered as NDJSON (server.go, query.go): whatever can refuse it —
-// its JSON, its compilation, a WATCH's epoch, the peer's admission — is
-// answered before the stream starts (400, 429 with Retry-After, 503); then
-// progress lines and the result, or an answer per epoch of a WATCH, each
-// write within WriteTimeout; a client that goes away or stops reading
-// stops the statement.
+// Every request but the console's (its pages, its login form, and / that
+// leads to them) carries the agent's token: a header, a bearer token or
+// the console's cookie (server.go). A statement is answered as NDJSON
+// (query.go): whatever can refuse it — its JSON, its compilation, a
+// WATCH's epoch, the peer's admission — is answered before the stream
+// starts (400, 429 with Retry-After, 503); then progress lines and the
+// result, or an answer per epoch of a WATCH, each write within
+// WriteTimeout; a client that goes away or stops reading stops the
+// statement.
 //
 // Overload (limit.go): the server holds at most Config.MaxConns
 // connections (one beyond is answered 429 as it is accepted, before its
