@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/node/network"
@@ -1368,7 +1369,7 @@ func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
 		rollBack()
 		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf(
 			"EXTEND %s: %d member(s) could not be renewed (%s); nothing changed, the leases stay at %s",
-			o.name, len(failed), failed[0], query.FormatDuration(old.Seconds()))}
+			o.name, len(failed), failed[0], answer.FormatDuration(old.Seconds()))}
 	}
 	n.ownMu.Lock()
 	now := n.now()
@@ -1393,7 +1394,7 @@ func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
 		n.ownMu.Unlock()
 		rollBack()
 		return storageError(fmt.Sprintf("EXTEND %s", o.name), n.Name(), durable.Reason(err), err,
-			"nothing changed: the leases stay at "+query.FormatDuration(old.Seconds()))
+			"nothing changed: the leases stay at "+answer.FormatDuration(old.Seconds()))
 	}
 	return nil
 }

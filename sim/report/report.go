@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
 	"golang.org/x/sys/unix"
@@ -292,7 +293,7 @@ func peakRSS() string {
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		return "?"
 	}
-	return query.FormatBytes(float64(ru.Maxrss) * 1024) // kilobytes on Linux
+	return answer.FormatBytes(float64(ru.Maxrss) * 1024) // kilobytes on Linux
 }
 
 // describe is an outcome in a line: the status the runtime would give, the
