@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/fakenet"
 )
@@ -209,9 +210,9 @@ func TestWatchAPI(t *testing.T) {
 	tok := "watch-token-0123456789abcdef"
 	srv := serveAPI(t, c.nodes[0], tok)
 	client := api.NewClient(srv.Addr(), tok, 5*time.Second)
-	var got []*api.Answer
+	var got []*answer.Answer
 	start := time.Now()
-	err := client.Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", func(a *api.Answer, err error) bool {
+	err := client.Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", func(a *answer.Answer, err error) bool {
 		if err != nil {
 			t.Errorf("epoch %d: %v", len(got)+1, err)
 		}
@@ -225,7 +226,7 @@ func TestWatchAPI(t *testing.T) {
 		t.Fatalf("%d answers", len(got))
 	}
 	for i, a := range got {
-		if a.Meta.Epoch != i+1 || a.Meta.At == "" || a.Meta.Status == api.StatusPartial || a.Rows[0][0] != json.Number("8") {
+		if a.Meta.Epoch != i+1 || a.Meta.At == "" || a.Meta.Status == answer.StatusPartial || a.Rows[0][0].Raw() != int64(8) {
 			t.Errorf("epoch %d: %+v rows %v", i+1, a.Meta, a.Rows)
 		}
 	}
@@ -255,7 +256,7 @@ func TestWatchAPI(t *testing.T) {
 func TestWatchEveryBelowRound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 2, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.Round, cfg.MinRound = 2*time.Second, time.Second })
-		err := c.nodes[0].Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 1s", func(*api.Answer, error) bool { return true })
+		err := c.nodes[0].Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 1s", func(*answer.Answer, error) bool { return true })
 		if err == nil || !strings.Contains(err.Error(), "shorter than this agent's round") {
 			t.Errorf("EVERY 1s with 2s rounds: %v", err)
 		}
