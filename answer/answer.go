@@ -232,10 +232,24 @@ func (j JSON) Answer() *Answer {
 			a.Rows[i][k] = ValueOf(raw, kind)
 		}
 	}
-	if len(j.Text) == len(j.Rows) {
+	if sameShape(j.Text, j.Rows) {
 		a.text = j.Text
 	}
 	return a
+}
+
+// sameShape reports whether text has a cell for every raw value: else the
+// text is made anew from the values, rather than trusted to index.
+func sameShape(text [][]string, rows [][]any) bool {
+	if len(text) != len(rows) {
+		return false
+	}
+	for i := range rows {
+		if len(text[i]) != len(rows[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // MarshalJSON writes a as the API does.

@@ -76,6 +76,14 @@ func TestJSONFromAnotherBuild(t *testing.T) {
 	if a.Meta != nil {
 		t.Errorf("meta %+v from an answer without one", a.Meta)
 	}
+	// Text that does not match the rows is made anew from the values.
+	var b Answer
+	if err := json.Unmarshal([]byte(`{"columns":[{"name":"n","kind":"count"}],"rows":[[3],[4]],"text":[["3"],[]]}`), &b); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Text(); !reflect.DeepEqual(got, [][]string{{"3"}, {"4"}}) {
+		t.Errorf("text %q for rows %v", got, b.Rows)
+	}
 }
 
 func TestProgressFirstCell(t *testing.T) {
