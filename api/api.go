@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/peerq/peerq/answer"
 )
 
 // Executor runs statements: an agent's own peer (node.Node), or the agent
@@ -13,121 +15,14 @@ type Executor interface {
 	// progress (if set) while it runs. It returns the answer; an error
 	// beside an answer (ErrTimeout) says the answer is partial. A
 	// statement error implements Line() and Column().
-	Execute(ctx context.Context, statement string, progress func(Progress)) (*Answer, error)
+	Execute(ctx context.Context, statement string, progress func(answer.Progress)) (*answer.Answer, error)
 	// Words lists names worth completing: attributes (the catalog and live
 	// tags) and subclouds.
 	Words(ctx context.Context) []string
 	// Watch runs a standing query (WATCH … EVERY d), calling each with
 	// every epoch's answer (or the epoch's error) until ctx ends or each
 	// returns false. A statement that does not compile is its error.
-	Watch(ctx context.Context, statement string, each func(*Answer, error) bool) error
-}
-
-// Column is a result column: its name and its kind (bytes, duration,
-// ratio, count, number, string, bool).
-type Column struct {
-	Name string `json:"name"`
-	Kind string `json:"kind"`
-}
-
-// Answer is a statement's answer.
-type Answer struct {
-	Columns []Column `json:"columns,omitempty"`
-	// Rows are raw values: bytes as integers, durations in seconds, ratios
-	// as fractions, NULL as nil.
-	Rows [][]any `json:"rows,omitempty"`
-	// Text is the same values with units, for people.
-	Text [][]string `json:"text,omitempty"`
-	Meta *Meta      `json:"meta,omitempty"`
-	// Explain is EXPLAIN's description, instead of rows.
-	Explain string `json:"explain,omitempty"`
-}
-
-// Protocols a Meta names.
-const (
-	ProtocolAggregate = "aggregate"
-	ProtocolTopK      = "top-k"
-	ProtocolReserve   = "reserve"
-	ProtocolLocal     = "local"
-)
-
-// The statuses of an answer.
-const (
-	// StatusExact: computed exactly, from the membership (tags) or the
-	// asker's own tables.
-	StatusExact = "exact"
-	// StatusConverged: gossip converged over every member alive when the
-	// answer was returned, none unreachable, none refusing (docs/PQL.md,
-	// "What an answer promises").
-	StatusConverged = "converged"
-	// StatusPartial: the answer leaves members out or stopped early —
-	// Reason says which; scripts exit 4 unless --allow-partial.
-	StatusPartial = "partial"
-)
-
-// Meta is how an answer was reached and how complete it is.
-type Meta struct {
-	Statement string `json:"statement"`
-	Protocol  string `json:"protocol"` // aggregate, top-k, reserve, local
-	// Status is exact, converged or partial; Reason says why partial.
-	Status string `json:"status"`
-	Reason string `json:"reason,omitempty"`
-	// Peers is the membership the answer is about: the live members when
-	// it was returned, less those that refused.
-	Peers int `json:"peers"`
-	// MembersStart and MembersEnd are the live members when the query
-	// started and ended; Joined and Left those that joined, or left or
-	// failed, in between; Unreachable the members the asker could not
-	// reach at the end; Refused the peers that would not take part.
-	MembersStart int      `json:"members_start,omitempty"`
-	MembersEnd   int      `json:"members_end,omitempty"`
-	Joined       []string `json:"joined,omitempty"`
-	Left         []string `json:"left,omitempty"`
-	Unreachable  []string `json:"unreachable,omitempty"`
-	Refused      []string `json:"refused,omitempty"`
-	// Excluded are members left out of the answer, which is exact or
-	// converged over the others (Warning says why, by member): lost while
-	// it ran, as the query's peers found (a failed exchange, pings and
-	// indirect probes) or as Serf declared, or their clock is off.
-	// ExcludedCount is how many; Excluded names the first MaxNamed.
-	Excluded      []string `json:"excluded,omitempty"`
-	ExcludedCount int      `json:"excluded_count,omitempty"`
-	Participants  float64  `json:"participants_estimate,omitempty"`
-	Rounds        int      `json:"rounds"`
-	Elapsed       float64  `json:"elapsed_seconds"`
-	ErrEstimate   float64  `json:"error_estimate"`
-	PlanHash      string   `json:"plan_hash"`
-	FromTags      bool     `json:"from_tags"`
-	// Warning is said beside a good answer: that the cluster is this peer
-	// alone, say.
-	Warning string `json:"warning,omitempty"`
-	// Converged is Status != partial (kept for clients of the first API).
-	Converged bool `json:"converged"`
-	Timeout   bool `json:"timeout,omitempty"`
-	// Epoch and At place an answer of a WATCH: its epoch (1, 2, ...) and
-	// when it was answered (RFC 3339, UTC).
-	Epoch int    `json:"epoch,omitempty"`
-	At    string `json:"at,omitempty"`
-}
-
-// MaxNamed is how many excluded members an answer names (Meta.Excluded);
-// ExcludedCount counts them all.
-const MaxNamed = 64
-
-// Progress is a running statement's state, once a round.
-type Progress struct {
-	Round, Budget, Peers int
-	ErrEstimate          float64
-	// Estimate is the current answer (columns, rows and text; no meta).
-	Estimate *Answer
-}
-
-// FirstCell is the estimate's first value with its unit, or "…".
-func (p Progress) FirstCell() string {
-	if p.Estimate == nil || len(p.Estimate.Text) == 0 || len(p.Estimate.Text[0]) == 0 {
-		return "…"
-	}
-	return p.Estimate.Text[0][0]
+	Watch(ctx context.Context, statement string, each func(*answer.Answer, error) bool) error
 }
 
 // Code classifies an error for clients and exit codes.
@@ -161,7 +56,7 @@ var (
 	ErrTimeout        = &Error{Code: CodeTimeout, Message: "the statement's timeout ended it before it converged"}
 	ErrUnsupported    = &Error{Code: CodeUnsupported, Message: "the statement cannot run here"}
 	ErrOverloaded     = &Error{Code: CodeOverloaded, Message: "too many queries at once"}
-	// ErrPartial says an answer is partial (Meta.Status "partial"): some
+	// ErrPartial says an answer is partial (answer.Meta.Status "partial"): some
 	// members were unreachable, refused, or the budget ended first.
 	ErrPartial = &Error{Code: CodePartial, Message: "the answer is partial"}
 	// ErrStatement matches every statement error (errors.Is).
@@ -248,12 +143,9 @@ type Line struct {
 	Budget      int     `json:"budget,omitempty"`
 	Peers       int     `json:"peers,omitempty"`
 	ErrEstimate float64 `json:"error_estimate,omitempty"`
-	// result (and the current estimate in progress lines)
-	Columns []Column   `json:"columns,omitempty"`
-	Rows    [][]any    `json:"rows,omitempty"`
-	Text    [][]string `json:"text,omitempty"`
-	Meta    *Meta      `json:"meta,omitempty"`
-	Explain string     `json:"explain,omitempty"`
+	// result (and the current estimate in progress lines): the answer's
+	// fields, at the line's top level
+	answer.JSON
 	// error
 	Error  string `json:"error,omitempty"`
 	Code   Code   `json:"code,omitempty"`
@@ -269,17 +161,18 @@ const (
 )
 
 // ProgressLine is p as a line.
-func ProgressLine(p Progress) Line {
+func ProgressLine(p answer.Progress) Line {
 	l := Line{Type: LineProgress, Round: p.Round, Budget: p.Budget, Peers: p.Peers, ErrEstimate: p.ErrEstimate}
 	if a := p.Estimate; a != nil {
-		l.Columns, l.Rows, l.Text = a.Columns, a.Rows, a.Text
+		l.JSON = a.JSON()
+		l.Meta, l.Explain = nil, ""
 	}
 	return l
 }
 
 // ResultLine is a as a line.
-func ResultLine(a *Answer) Line {
-	return Line{Type: LineResult, Columns: a.Columns, Rows: a.Rows, Text: a.Text, Meta: a.Meta, Explain: a.Explain}
+func ResultLine(a *answer.Answer) Line {
+	return Line{Type: LineResult, JSON: a.JSON()}
 }
 
 // ErrorLine is err as a line.
@@ -289,14 +182,13 @@ func ErrorLine(err error) Line {
 }
 
 // Answer is a result line's answer.
-func (l Line) Answer() *Answer {
-	return &Answer{Columns: l.Columns, Rows: l.Rows, Text: l.Text, Meta: l.Meta, Explain: l.Explain}
-}
+func (l Line) Answer() *answer.Answer { return l.JSON.Answer() }
 
 // Progress is a progress line's progress.
-func (l Line) Progress() Progress {
-	return Progress{Round: l.Round, Budget: l.Budget, Peers: l.Peers, ErrEstimate: l.ErrEstimate,
-		Estimate: &Answer{Columns: l.Columns, Rows: l.Rows, Text: l.Text}}
+func (l Line) Progress() answer.Progress {
+	est := l.JSON
+	est.Meta, est.Explain = nil, ""
+	return answer.Progress{Round: l.Round, Budget: l.Budget, Peers: l.Peers, ErrEstimate: l.ErrEstimate, Estimate: est.Answer()}
 }
 
 // Err is an error line's error.

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peerq/peerq/answer"
 )
 
 // The HTTP API's fixed names.
@@ -215,10 +217,10 @@ func busy(e *Error, header string) *Error {
 }
 
 // Execute runs a statement on the agent, streaming its progress.
-func (c *Client) Execute(ctx context.Context, statement string, progress func(Progress)) (*Answer, error) {
-	var ans *Answer
+func (c *Client) Execute(ctx context.Context, statement string, progress func(answer.Progress)) (*answer.Answer, error) {
+	var ans *answer.Answer
 	var aerr error
-	err := c.stream(ctx, statement, progress, func(a *Answer, err error) bool {
+	err := c.stream(ctx, statement, progress, func(a *answer.Answer, err error) bool {
 		ans, aerr = a, err
 		return false
 	})
@@ -234,7 +236,7 @@ func (c *Client) Execute(ctx context.Context, statement string, progress func(Pr
 // Watch runs a standing query at the agent: each gets every epoch's
 // answer until ctx ends or each returns false (the connection is then
 // closed, and the agent stops the query).
-func (c *Client) Watch(ctx context.Context, statement string, each func(*Answer, error) bool) error {
+func (c *Client) Watch(ctx context.Context, statement string, each func(*answer.Answer, error) bool) error {
 	// A standing query lasts as long as it is watched: the client's
 	// timeout, meant for one answer, does not apply.
 	hc := *c.http
@@ -247,7 +249,7 @@ func (c *Client) Watch(ctx context.Context, statement string, each func(*Answer,
 // stream posts a statement and reads the NDJSON answer: progress lines to
 // progress, each result (or error) line to each, until each returns false
 // or the answer ends.
-func (c *Client) stream(ctx context.Context, statement string, progress func(Progress), each func(*Answer, error) bool) error {
+func (c *Client) stream(ctx context.Context, statement string, progress func(answer.Progress), each func(*answer.Answer, error) bool) error {
 	body, _ := json.Marshal(QueryRequest{Statement: statement})
 	resp, err := c.request(ctx, "POST", "/v1/query", body)
 	if err != nil {
@@ -259,7 +261,7 @@ func (c *Client) stream(ctx context.Context, statement string, progress func(Pro
 	for sc.Scan() {
 		var l Line
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.UseNumber() // bytes stay integers
+		dec.UseNumber() // numbers as written, typed by their columns (answer.ValueOf)
 		if err := dec.Decode(&l); err != nil {
 			return fmt.Errorf("agent sent %q: %w", sc.Text(), err)
 		}
@@ -319,7 +321,7 @@ func (c *Client) Words(ctx context.Context) []string {
 	}
 	// SHOW SUBCLOUDS is answered by the agent alone, from its tables.
 	if subs, err := c.Execute(ctx, "SHOW SUBCLOUDS", nil); err == nil {
-		for _, row := range subs.Text {
+		for _, row := range subs.Text() {
 			if len(row) > 0 {
 				out = append(out, row[0])
 			}

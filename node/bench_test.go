@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 )
 
@@ -77,7 +78,7 @@ func TestClusterBenchmark(t *testing.T) {
 				conv++
 			}
 			after := asker.Stats()
-			lat = append(lat, res.Elapsed)
+			lat = append(lat, res.Took())
 			msgs = append(msgs, after.Exchanges-before.Exchanges+after.Served-before.Served)
 			bytes = append(bytes, after.BytesReceived-before.BytesReceived)
 			pause()
@@ -232,7 +233,7 @@ func TestFaultTable(t *testing.T) {
 	for _, r := range e.Records() {
 		byName[r["node"].Str] = r
 	}
-	exactOver := func(names []string) *query.Result {
+	exactOver := func(names []string) *answer.Answer {
 		var recs []query.Record
 		for _, nm := range names {
 			recs = append(recs, byName[nm])
@@ -246,7 +247,7 @@ func TestFaultTable(t *testing.T) {
 	// judge: right when converged and within 1% of one of the populations.
 	var reasonsMu sync.Mutex
 	reasons := map[string]int{}
-	judge := func(res *Result, err error, pops ...[]string) string {
+	judge := func(res *answer.Answer, err error, pops ...[]string) string {
 		if res == nil {
 			if errors.Is(err, ErrOverloaded) {
 				return "flagged"
@@ -267,7 +268,7 @@ func TestFaultTable(t *testing.T) {
 			return "flagged"
 		}
 		for _, pop := range pops {
-			if closeTo(res.Result, exactOver(pop)) {
+			if closeTo(res, exactOver(pop)) {
 				return "right"
 			}
 		}
@@ -411,7 +412,7 @@ func TestSocketsBenchmark(t *testing.T) {
 				} else {
 					t.Logf("partial: %s", res.Reason)
 				}
-				lat = append(lat, res.Elapsed)
+				lat = append(lat, res.Took())
 				bytes = append(bytes, asker.Stats().BytesReceived-before.BytesReceived)
 				time.Sleep(2 * time.Second)
 			}

@@ -14,6 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
 )
@@ -72,7 +73,7 @@ func TestLostMidQueryIsExcluded(t *testing.T) {
 						lose()
 						elapse(-at)
 					}
-					outs := make([]*Result, len(churnQueries))
+					outs := make([]*answer.Answer, len(churnQueries))
 					errs := make([]error, len(churnQueries))
 					var wg sync.WaitGroup
 					for i, src := range churnQueries {
@@ -105,7 +106,7 @@ func TestLostMidQueryIsExcluded(t *testing.T) {
 						if excluded {
 							want = query.Exact(p, survivors)
 						}
-						if !closeTo(res.Result, want) {
+						if !closeTo(res, want) {
 							t.Errorf("%s: %v, want %v (excluded %v)", src, res.Rows, want.Rows, res.Excluded)
 						}
 						if excluded && slices.Contains(res.Nodes, lostName) {
@@ -113,10 +114,10 @@ func TestLostMidQueryIsExcluded(t *testing.T) {
 						}
 						// (An answer from the membership exchanges with no one:
 						// it counts the member until some peer finds it lost.)
-						if !excluded && !res.FromTags && (at < 0 || how == "stopped" && res.Elapsed > at+time.Second) {
-							t.Errorf("%s: the member lost %v in did not count as lost (answered in %v)", src, at, res.Elapsed)
+						if !excluded && !res.FromTags && (at < 0 || how == "stopped" && res.Took() > at+time.Second) {
+							t.Errorf("%s: the member lost %v in did not count as lost (answered in %v)", src, at, res.Took())
 						}
-						t.Logf("%s: %s in %v, excluded %v", src, res.Status, res.Elapsed.Round(time.Millisecond), res.Excluded)
+						t.Logf("%s: %s in %v, excluded %v", src, res.Status, res.Took().Round(time.Millisecond), res.Excluded)
 					}
 				})
 			})
@@ -148,7 +149,7 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 		}
 		src := "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0"
 		p := compile(t, asker, src)
-		var res *Result
+		var res *answer.Answer
 		var err error
 		done := make(chan struct{})
 		go func() {
@@ -164,12 +165,12 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !slices.Contains(res.Excluded, cut) {
-			t.Fatalf("the member cut off was not left out: %s in %v (%d rounds), excluded %v", res.Status, res.Elapsed, res.Rounds, res.Excluded)
+			t.Fatalf("the member cut off was not left out: %s in %v (%d rounds), excluded %v", res.Status, res.Took(), res.Rounds, res.Excluded)
 		}
 		if res.Status == StatusPartial {
-			t.Errorf("partial (%s) in %v, want converged over the others", res.Reason, res.Elapsed)
+			t.Errorf("partial (%s) in %v, want converged over the others", res.Reason, res.Took())
 		}
-		if want := query.Exact(p, survivors); !closeTo(res.Result, want) {
+		if want := query.Exact(p, survivors); !closeTo(res, want) {
 			t.Errorf("%v, want %v over the others", res.Rows, want.Rows)
 		}
 		if got := c.nodes[cutIdx].Stats().Excluded; got < 1 {
@@ -315,7 +316,7 @@ func TestChurnSchedule(t *testing.T) {
 			ok, core, doubt := rightOverTookPart(p, res, before, after, during, byName)
 			if !ok {
 				t.Errorf("WRONG: %s: %v (%s; up throughout %d, in doubt %v; exact over those %v; %d rounds, error estimate %.4f, participants %.1f of %d peers)",
-					p.Text, res.Rows, res.ExcludedWhy, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers)
+					p.Text, res.Rows, res.Warning, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers)
 			}
 		}
 		close(stop)
@@ -337,7 +338,7 @@ func TestChurnSchedule(t *testing.T) {
 // population. moved may be nil where the churn is too slow for a member to
 // go and come back within one statement. It returns those up throughout
 // and those in doubt.
-func rightOverTookPart(p *query.Plan, res *Result, before, after, moved map[string]bool, byName map[string]query.Record) (ok bool, core []query.Record, doubt []string) {
+func rightOverTookPart(p *query.Plan, res *answer.Answer, before, after, moved map[string]bool, byName map[string]query.Record) (ok bool, core []query.Record, doubt []string) {
 	inDoubt := map[string]bool{}
 	for m := range before {
 		if after[m] && !moved[m] {
@@ -369,7 +370,7 @@ func rightOverTookPart(p *query.Plan, res *Result, before, after, moved map[stri
 				recs = append(recs, byName[m])
 			}
 		}
-		ok = closeTo(res.Result, query.Exact(p, recs))
+		ok = closeTo(res, query.Exact(p, recs))
 	}
 	return ok, core, doubt
 }
@@ -401,7 +402,7 @@ func TestExcludedIsNotReleased(t *testing.T) {
 				rest = append(rest, n.Name())
 			}
 		}
-		var got *Result
+		var got *answer.Answer
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

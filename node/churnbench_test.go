@@ -134,16 +134,16 @@ func TestQueryChurnBenchmark(t *testing.T) {
 				tl.reasons[why]++
 				continue
 			}
-			tl.lat = append(tl.lat, res.Elapsed)
+			tl.lat = append(tl.lat, res.Took())
 			tl.rounds = append(tl.rounds, res.Rounds)
 			if len(res.Excluded) == 0 {
-				tl.latClean = append(tl.latClean, res.Elapsed)
+				tl.latClean = append(tl.latClean, res.Took())
 			}
 			ok, core, doubt := rightOverTookPart(p, res, before, after, nil, byName)
 			if !ok {
 				tl.wrong++
 				t.Logf("%s: WRONG: %s: %v (excluded %v; up throughout %d, in doubt %v; exact over those up throughout %v; %d rounds, error estimate %.4f, participants %.1f of %d peers, %v)",
-					name, p.Text, res.Rows, res.ExcludedWhy, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers, res.Elapsed)
+					name, p.Text, res.Rows, res.Warning, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers, res.Took())
 			}
 		}
 		sort.Slice(tl.lat, func(i, j int) bool { return tl.lat[i] < tl.lat[j] })

@@ -4,10 +4,12 @@
 // members and metrics (Metrics, a Prometheus collector) over the local
 // API.
 //
-// The asking peer compiles a statement (Compile, Execute), starts its
-// instance and streams progress; the plan spreads epidemically inside the
-// protocol messages, with the asker's network coordinate and the top-k's
-// coverage size beside it in the batch entry: a peer that receives a
+// The asking peer compiles a statement (Compile) and runs it with Query,
+// the one entry point for statements (Execute and Watch compile text and
+// call it), which returns an answer.Answer and streams answer.Progress.
+// A gossip statement starts the asker's instance; the plan spreads
+// epidemically inside the protocol messages, with the asker's network
+// coordinate and the top-k's coverage size beside it in the batch entry: a peer that receives a
 // message for a query it does not know decodes the plan (refusing anything
 // malformed), evaluates it on its own record and joins. The originator
 // never contacts every peer. A ticker drives rounds: each round a peer
@@ -87,7 +89,7 @@
 // or, on any Network:
 //
 //	n, err := node.New(cfg, network)
-//	res, err := n.Query(ctx, plan, func(node.Progress) { ... })
+//	res, err := n.Query(ctx, plan, func(answer.Progress) { ... })  // res.Status, res.Rows, ...
 //	n.Close()
 //
 // The caller's duties:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
 )
@@ -18,41 +19,48 @@ func (n *Node) Compile(text string) (*query.Plan, error) {
 	return query.CompileText(text, n.Catalog(), query.DefaultConfig())
 }
 
-// Execute runs one statement from this peer: the api.Executor that the
-// embedded shell uses.
-func (n *Node) Execute(ctx context.Context, text string, progress func(api.Progress)) (*api.Answer, error) {
+// Execute runs one statement's text from this peer (api.Executor, for
+// the embedded shell): Compile, then Query.
+func (n *Node) Execute(ctx context.Context, text string, progress func(answer.Progress)) (*answer.Answer, error) {
 	plan, err := n.Compile(text)
 	if err != nil {
 		return nil, err
 	}
-	return n.ExecutePlan(ctx, plan, progress)
+	return n.Query(ctx, plan, progress)
 }
 
-// ExecutePlan runs a compiled statement and returns its answer for
-// clients. An error beside an answer (ErrTimeout) says it is partial.
-func (n *Node) ExecutePlan(ctx context.Context, plan *query.Plan, progress func(api.Progress)) (*api.Answer, error) {
+// Query runs a compiled statement from this peer and returns its answer:
+// the node's one entry point for statements (Execute and Watch compile
+// text and call it; the HTTP API compiles first, to refuse a statement
+// that does not compile before it streams). An error beside an answer
+// (ErrTimeout, a stop) says it is partial. progress, if set, is called
+// each round with the current estimate, from the runtime's goroutine and
+// outside its lock; it must not block for long. A WATCH is refused: it
+// answers once an epoch (Watch).
+func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
 	if plan.Watch != nil && !plan.Explain {
 		return nil, &api.Error{Code: api.CodeStatement, Message: "WATCH answers once every epoch, for as long as it is watched: run it in the shell, with peerq query, or through the API's stream"}
 	}
 	if plan.Explain {
-		return &api.Answer{Explain: query.Explain(plan, n.net.Size()),
-			Meta: &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
+		return &answer.Answer{Explain: query.Explain(plan, n.net.Size()),
+			Meta: &answer.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
 	}
-	var pf func(Progress)
-	if progress != nil {
-		pf = func(p Progress) {
-			progress(api.Progress{Round: p.Round, Budget: p.Budget, Peers: p.Peers, ErrEstimate: p.ErrEstimate, Estimate: rows(p.Answer)})
-		}
-	}
-	res, err := n.Query(ctx, plan, pf)
+	start := n.now()
+	res, err := n.statement(ctx, plan, progress, start)
+	took := n.now().Sub(start)
+	n.metrics.observe(plan, res, took)
 	if res == nil {
 		return nil, err
 	}
-	return Answer(plan, res, err), err
+	if res.Rounds > 0 {
+		noteTime(&n.statementTime, took)
+	}
+	completeMeta(plan, res.Meta, err)
+	return res, err
 }
 
 // Watch runs a standing query from this peer (api.Executor).
-func (n *Node) Watch(ctx context.Context, text string, each func(*api.Answer, error) bool) error {
+func (n *Node) Watch(ctx context.Context, text string, each func(*answer.Answer, error) bool) error {
 	plan, err := n.Compile(text)
 	if err != nil {
 		return err
@@ -65,7 +73,7 @@ func (n *Node) Watch(ctx context.Context, text string, each func(*api.Answer, er
 // ctx ends or each returns false. An epoch that outlasts EVERY is followed
 // at once by the next. Nothing is left running at any peer when it stops:
 // each epoch's instance ends with its answer, and the last one's with ctx.
-func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.Answer, error) bool) error {
+func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*answer.Answer, error) bool) error {
 	if plan.Watch == nil {
 		return &api.Error{Code: api.CodeStatement, Message: "not a WATCH statement"}
 	}
@@ -76,7 +84,7 @@ func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.A
 	epoch := plan.Epoch()
 	start := n.now()
 	for k := 1; ; k++ {
-		ans, err := n.ExecutePlan(ctx, epoch, nil)
+		ans, err := n.Query(ctx, epoch, nil)
 		if ctx.Err() != nil {
 			return nil // stopped mid-epoch: nothing to say
 		}
@@ -111,51 +119,19 @@ func (n *Node) Words(context.Context) []string {
 	return append(n.Catalog().Names(), n.subcloudNames()...)
 }
 
-// Answer is a result as clients see it: raw values, text with units, and
-// how it was reached. err is the query's error beside the answer (a
-// timeout).
-func Answer(plan *query.Plan, res *Result, err error) *api.Answer {
-	a := rows(res.Result)
-	a.Meta = &api.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: res.Status, Reason: res.Reason,
-		Peers: res.Peers, MembersStart: res.MembersStart, MembersEnd: res.MembersEnd, Joined: res.Joined, Left: res.Left,
-		Unreachable: res.Unreachable, Refused: res.Refused, Excluded: res.Excluded[:min(len(res.Excluded), api.MaxNamed)], ExcludedCount: len(res.Excluded),
-		Participants: res.Participants, Rounds: res.Rounds, Elapsed: res.Elapsed.Seconds(), ErrEstimate: res.ErrEstimate,
-		PlanHash: res.PlanHash, FromTags: res.FromTags, Converged: res.Converged, Timeout: isTimeout(err)}
-	if res.MembersEnd == 1 || res.Peers == 1 && !res.FromTags {
-		a.Meta.Warning = "only this peer is in the cluster: it has joined no one (or every other member has failed)"
+// completeMeta fills in what every statement's answer says, whichever
+// path answered it: the statement and its protocol, whether its timeout
+// ended it (err), that this peer is alone (unless the path had a warning
+// of its own), and its status where the path left it to Converged.
+func completeMeta(plan *query.Plan, m *answer.Meta, err error) {
+	m.Statement, m.Protocol, m.Timeout = plan.Text, plan.Kind.String(), errors.Is(err, api.ErrTimeout)
+	if m.Warning == "" && (m.MembersEnd == 1 || m.Peers == 1 && !m.FromTags) {
+		m.Warning = "only this peer is in the cluster: it has joined no one (or every other member has failed)"
 	}
-	if res.Warning != "" {
-		a.Meta.Warning = res.Warning
-	}
-	if res.ExcludedWhy != "" {
-		a.Meta.Warning = fmt.Sprintf("%d member(s) %s", len(res.Excluded), res.ExcludedWhy)
-	}
-	if a.Meta.Status == "" {
-		a.Meta.Status = StatusConverged
-		if !res.Converged {
-			a.Meta.Status = StatusPartial
+	if m.Status == "" {
+		m.Status = StatusConverged
+		if !m.Converged {
+			m.Status = StatusPartial
 		}
 	}
-	return a
-}
-
-func isTimeout(err error) bool { return errors.Is(err, api.ErrTimeout) }
-
-// rows converts a result's columns and rows.
-func rows(r *query.Result) *api.Answer {
-	a := &api.Answer{}
-	if r == nil {
-		return a
-	}
-	for _, c := range r.Columns {
-		a.Columns = append(a.Columns, api.Column{Name: c.Name, Kind: c.Kind.String()})
-	}
-	a.Rows, a.Text = make([][]any, len(r.Rows)), make([][]string, len(r.Rows))
-	for i, row := range r.Rows {
-		a.Rows[i], a.Text[i] = make([]any, len(row)), make([]string, len(row))
-		for j, v := range row {
-			a.Rows[i][j], a.Text[i][j] = v.Raw(), v.String()
-		}
-	}
-	return a
 }

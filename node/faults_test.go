@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
 )
@@ -23,7 +24,7 @@ import (
 
 // check judges one answer against the survivors' records: it returns
 // "right", "flagged" or fails the test on "wrong and unflagged".
-func check(t *testing.T, p *query.Plan, res *Result, err error, survivors []query.Record, dead map[string]bool, label string) string {
+func check(t *testing.T, p *query.Plan, res *answer.Answer, err error, survivors []query.Record, dead map[string]bool, label string) string {
 	t.Helper()
 	if res == nil {
 		t.Fatalf("%s: no answer: %v", label, err)
@@ -57,10 +58,10 @@ func check(t *testing.T, p *query.Plan, res *Result, err error, survivors []quer
 		}
 	}
 	if len(res.Excluded) > 0 {
-		t.Logf("%s: left out %v (%s)", label, res.Excluded, res.ExcludedWhy)
+		t.Logf("%s: left out %v (%s)", label, res.Excluded, res.Warning)
 	}
 	want := query.Exact(p, took)
-	if !closeTo(res.Result, want) {
+	if !closeTo(res, want) {
 		t.Errorf("%s: WRONG AND UNFLAGGED (%s): %v, want %v (members %d→%d, left %v)", label, res.Status, res.Rows, want.Rows,
 			res.MembersStart, res.MembersEnd, res.Left)
 		return "wrong"
@@ -69,7 +70,7 @@ func check(t *testing.T, p *query.Plan, res *Result, err error, survivors []quer
 }
 
 // closeTo says whether got is the exact answer, numbers within 1%.
-func closeTo(got, want *query.Result) bool {
+func closeTo(got, want *answer.Answer) bool {
 	if len(got.Rows) != len(want.Rows) {
 		return false
 	}
@@ -112,7 +113,7 @@ func TestCrashMidQuery(t *testing.T) {
 					plans[i] = compile(t, asker, src)
 				}
 				type out struct {
-					res *Result
+					res *answer.Answer
 					err error
 					at  time.Time
 				}
@@ -142,7 +143,7 @@ func TestCrashMidQuery(t *testing.T) {
 					// may be the one from before it: nobody could know yet
 					// (the failure must first be met by an exchange). After
 					// that it is the survivors', or flagged.
-					if o.at.Sub(killed) < noticeWithin && o.res != nil && o.res.Status != StatusPartial && closeTo(o.res.Result, query.Exact(p, before)) {
+					if o.at.Sub(killed) < noticeWithin && o.res != nil && o.res.Status != StatusPartial && closeTo(o.res, query.Exact(p, before)) {
 						continue
 					}
 					v := check(t, p, o.res, o.err, survivors, dead, fmt.Sprintf("%s (answered %v after the kill)", p.Text, o.at.Sub(killed)))
@@ -170,7 +171,7 @@ func TestPartitionMidQuery(t *testing.T) {
 		asker := c.nodes[1]
 		p := compile(t, asker, faultQueries[0])
 		done := make(chan struct{})
-		var res *Result
+		var res *answer.Answer
 		var err error
 		go func() {
 			defer close(done)
@@ -187,7 +188,7 @@ func TestPartitionMidQuery(t *testing.T) {
 		for _, n := range c.nodes[:4] {
 			side = append(side, n.record())
 		}
-		if res.Status != StatusPartial && !closeTo(res.Result, query.Exact(p, side)) && !closeTo(res.Result, query.Exact(p, c.records())) {
+		if res.Status != StatusPartial && !closeTo(res, query.Exact(p, side)) && !closeTo(res, query.Exact(p, c.records())) {
 			t.Errorf("during the partition: %v, %s (%s)", res.Rows, res.Status, res.Reason)
 		}
 		// Once the sides have declared each other failed: this side's.
@@ -438,7 +439,7 @@ func TestRestartMidQuery(t *testing.T) {
 				c := startFake(t, 3, fcfg, 1, nil)
 				asker, phoenix := c.nodes[0], c.nodes[1]
 				p := compile(t, asker, src+" WITH ACCURACY 0.01%")
-				var res *Result
+				var res *answer.Answer
 				var err error
 				done := make(chan struct{})
 				go func() {
@@ -511,11 +512,11 @@ func TestAloneIsExact(t *testing.T) {
 		for _, src := range []string{"SELECT COUNT(*), SUM(cpu_cores) FROM peers", "SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3"} {
 			p := compile(t, n, src)
 			res := ask(t, n, p)
-			if res.Status != StatusExact || !closeTo(res.Result, query.Exact(p, c.records())) || res.Rounds != 0 {
+			if res.Status != StatusExact || !closeTo(res, query.Exact(p, c.records())) || res.Rounds != 0 {
 				t.Errorf("%s: %s after %d rounds: %v", src, res.Status, res.Rounds, res.Rows)
 			}
-			if a := Answer(p, res, nil); !strings.Contains(a.Meta.Warning, "only this peer") {
-				t.Errorf("%s: no warning that the peer is alone: %+v", src, a.Meta)
+			if !strings.Contains(res.Warning, "only this peer") {
+				t.Errorf("%s: no warning that the peer is alone: %+v", src, res.Meta)
 			}
 		}
 	})

@@ -6,68 +6,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 )
 
-// Progress is the originator's view of a running query, once a round.
-type Progress struct {
-	Round, Budget int
-	// Peers is the number of live peers in the membership.
-	Peers int
-	// Answer is the current estimate.
-	Answer *query.Result
-	// ErrEstimate is the originator's own estimate of the relative error
-	// of Answer (run.Rule); for top-k, 0 once it covers every peer.
-	ErrEstimate float64
-}
-
-// The statuses of an answer (api.Meta.Status).
+// The statuses of an answer (answer.Meta.Status).
 const (
-	StatusExact     = api.StatusExact
-	StatusConverged = api.StatusConverged
-	StatusPartial   = api.StatusPartial
+	StatusExact     = answer.StatusExact
+	StatusConverged = answer.StatusConverged
+	StatusPartial   = answer.StatusPartial
 )
 
-// Result is a query's answer and how it was reached.
-type Result struct {
-	*query.Result
-	// Status is exact, converged or partial; Reason says why partial.
-	Status, Reason string
-	// Peers is the population the answer is about: the live members when
-	// it was returned, less those that refused to take part.
-	Peers int
-	// MembersStart and MembersEnd count the live members at the start and
-	// the end; Joined and Left name those that joined, or left or failed,
-	// in between; Unreachable the members the asker suspected at the end;
-	// Refused the peers that would not take part; Excluded the members
-	// left out of the answer (their clock is off: ExcludedWhy says how
-	// much), which it is exact or converged without.
-	MembersStart, MembersEnd int
-	Joined, Left             []string
-	Unreachable, Refused     []string
-	Excluded                 []string
-	ExcludedWhy              string
-	// Participants is, for gossip aggregates, the gossip estimate of the
-	// peers whose mass reached the answer (1 / the origin's mass): a
-	// cross-check of Peers. 0 otherwise.
-	Participants float64
-	Rounds       int
-	Elapsed      time.Duration
-	ErrEstimate  float64
-	PlanHash     string
-	// FromTags says the answer came from the member list, without gossip.
-	FromTags bool
-	// Warning is said beside the answer (a view partly from tags).
-	Warning string
-	// busy, on the asker's channel, says the query stopped for load: the
-	// statement's error, not an answer.
+// outcome is what the asker's round hands its query: the answer, or busy
+// — the query stopped for load: the statement's error, not an answer.
+type outcome struct {
+	ans  *answer.Answer
 	busy error
-	// Converged is Status != partial.
-	Converged bool
 }
 
 // instance is one peer's part in one query: the pure run.Instance and
@@ -87,8 +44,8 @@ type instance struct {
 	// final; the instance lingers from then on.
 	finishedAt int64
 	reported   bool
-	// last is the asker's last answer that could be read.
-	last run.Answer
+	// last is the asker's last answer that could be read (nil before).
+	last *answer.Answer
 
 	// The asker's bookkeeping: the members at the start, those that
 	// joined and left since, and the peers that refused to take part.
@@ -123,8 +80,8 @@ type instance struct {
 	graceUntil time.Time
 
 	started  time.Time
-	progress func(Progress)
-	result   chan *Result
+	progress func(answer.Progress)
+	result   chan outcome
 }
 
 // newInstance creates this peer's instance of plan, with rec (its record
@@ -132,7 +89,7 @@ type instance struct {
 // before.
 func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
 	q := &instance{since: n.now(), id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
-		result: make(chan *Result, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
+		result: make(chan outcome, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
 		excluded: map[string]string{}}
 	members := n.memberNames
 	if origin {
@@ -307,8 +264,11 @@ func (n *Node) noteSkew(q *instance, members map[string]bool, now time.Time) {
 // report is one round's news for the asker, delivered outside the lock.
 type report struct {
 	q        *instance
-	progress Progress
-	final    *Result
+	progress answer.Progress
+	// final is the answer, once there is one; busy instead says the query
+	// stopped for load.
+	final *answer.Answer
+	busy  error
 	// noProgress: the round has no new estimate to show (failed).
 	noProgress bool
 }
@@ -325,7 +285,8 @@ func (q *instance) report(n *Node, members map[string]bool, suspects []string) (
 		return q.failed(n, members, suspects, err), true
 	}
 	q.last = a
-	rp := report{q: q, progress: Progress{Round: a.Round, Budget: a.Budget, Peers: peers, Answer: a.Result, ErrEstimate: a.ErrEstimate}}
+	rp := report{q: q, progress: answer.Progress{Round: a.Rounds, Budget: a.Budget, Peers: peers, ErrEstimate: a.ErrEstimate,
+		Estimate: &answer.Answer{Columns: a.Columns, Rows: a.Rows}}}
 	if a.Final && !q.reported {
 		q.reported = true
 		q.finishedAt = n.round
@@ -344,24 +305,25 @@ func (q *instance) failed(n *Node, members map[string]bool, suspects []string, e
 	q.reported, q.finishedAt = true, n.round
 	n.end(q.id, len(members))
 	n.stats.Unreadable++
-	a := q.last
-	a.Round, a.Budget, a.Converged, a.Final = q.run.Round(), q.run.Budget(), false, true
+	a := &answer.Answer{Columns: q.run.Plan().AnswerColumns(), Meta: &answer.Meta{}}
+	if q.last != nil { // a copy: the last answer's rows, as far as it got
+		meta := *q.last.Meta
+		a = &answer.Answer{Columns: q.last.Columns, Rows: q.last.Rows, Nodes: q.last.Nodes, Meta: &meta}
+	}
+	a.Rounds, a.Budget, a.Converged, a.Final = q.run.Round(), q.run.Budget(), false, true
 	res := q.result1(n, a, members, suspects)
 	res.Status, res.Converged = StatusPartial, false
-	res.Reason = fmt.Sprintf("stopped at round %d: the answer could not be read (%v)", a.Round, err)
-	if res.Result == nil {
-		res.Result = &query.Result{Columns: q.run.Plan().Columns}
-	}
+	res.Reason = fmt.Sprintf("stopped at round %d: the answer could not be read (%v)", a.Rounds, err)
 	n.logf("query %s (%s): %s", q.planHash, q.run.Plan().Text, res.Reason)
 	return report{q: q, final: res, noProgress: true}
 }
 
 func (rp report) deliver() {
-	if rp.q.progress != nil && !rp.noProgress && (rp.final == nil || rp.final.busy == nil) {
+	if rp.q.progress != nil && !rp.noProgress && rp.busy == nil {
 		rp.q.progress(rp.progress)
 	}
-	if rp.final != nil {
-		rp.q.result <- rp.final // buffered: sent once
+	if rp.final != nil || rp.busy != nil {
+		rp.q.result <- outcome{ans: rp.final, busy: rp.busy} // buffered: sent once
 	}
 }
 
@@ -376,69 +338,66 @@ func sortedNames(set map[string]bool, keep func(string) bool) []string {
 	return out
 }
 
-// excludedWhy says why members were left out, by reason, names first:
-// "lost while it ran: peer-3 (its address refused the connection),
-// peer-9 (unreachable)".
-func excludedWhy(excluded map[string]string) string {
+// leftOut names in m the members left out of its answer (excluded, with
+// why): the first MaxNamed, how many, and why, by reason, names first, in
+// its warning: "3 member(s) left out of the answer, which is about the
+// others: peer-3 (its address refused the connection), peer-9
+// (unreachable), …".
+func leftOut(m *answer.Meta, excluded map[string]string) {
+	if len(excluded) == 0 {
+		return
+	}
 	names := make([]string, 0, len(excluded))
-	for m := range excluded {
-		names = append(names, m)
+	for name := range excluded {
+		names = append(names, name)
 	}
 	sort.Strings(names)
+	m.Excluded, m.ExcludedCount = names[:min(len(names), answer.MaxNamed)], len(names)
 	parts := make([]string, 0, min(len(names), 10))
-	for i, m := range names {
+	for i, name := range names {
 		if i == 10 {
 			parts = append(parts, fmt.Sprintf("and %d more", len(names)-10))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("%s (%s)", m, excluded[m]))
+		parts = append(parts, fmt.Sprintf("%s (%s)", name, excluded[name]))
 	}
-	return "left out of the answer, which is about the others: " + strings.Join(parts, ", ")
+	m.Warning = fmt.Sprintf("%d member(s) left out of the answer, which is about the others: %s", len(names), strings.Join(parts, ", "))
 }
 
-// withoutNodes is a top-k's rows less those of the named members.
-func withoutNodes[V any](r *query.Result, drop map[string]V) *query.Result {
-	kept := &query.Result{Columns: r.Columns}
-	for i, name := range r.Nodes {
+// withoutNodes drops from a top-k's rows those of the named members.
+func withoutNodes[V any](a *answer.Answer, drop map[string]V) {
+	var rows [][]answer.Value
+	var nodes []string
+	for i, name := range a.Nodes {
 		if _, out := drop[name]; !out {
-			kept.Rows, kept.Nodes = append(kept.Rows, r.Rows[i]), append(kept.Nodes, name)
+			rows, nodes = append(rows, a.Rows[i]), append(nodes, name)
 		}
 	}
-	return kept
+	a.Rows, a.Nodes = rows, nodes
 }
 
-// result1 is the asker's answer as a Result, with how complete it is. A
+// result1 is the asker's answer, a (run's), with how complete it is. A
 // top-k's rows never name a member the asker suspects. Called with n.mu
 // held.
-func (q *instance) result1(n *Node, a run.Answer, members map[string]bool, suspects []string) *Result {
-	res := &Result{Result: a.Result, Peers: q.population(members), Participants: a.Participants, Rounds: a.Round,
-		Elapsed: n.now().Sub(q.started), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
+func (q *instance) result1(n *Node, a *answer.Answer, members map[string]bool, suspects []string) *answer.Answer {
+	res := &answer.Answer{Columns: a.Columns, Rows: a.Rows, Nodes: a.Nodes, Meta: &answer.Meta{
+		Peers: q.population(members), Participants: a.Participants, Rounds: a.Rounds, Budget: a.Budget, Final: a.Final,
+		Elapsed: n.now().Sub(q.started).Seconds(), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
 		MembersStart: len(q.atStart), MembersEnd: len(members),
 		Joined: sortedNames(q.joined, nil), Left: sortedNames(q.left, nil), Unreachable: suspects,
-		Refused: sortedNames(q.refused, nil)}
+		Refused: sortedNames(q.refused, nil)}}
 	if len(q.excluded) > 0 && q.selfSkew == "" {
-		res.Excluded = make([]string, 0, len(q.excluded))
-		for m := range q.excluded {
-			res.Excluded = append(res.Excluded, m)
-		}
-		sort.Strings(res.Excluded)
-		res.ExcludedWhy = excludedWhy(q.excluded)
-		if res.Result != nil && len(res.Nodes) > 0 {
-			res.Result = withoutNodes(res.Result, q.excluded)
+		leftOut(res.Meta, q.excluded)
+		if len(res.Nodes) > 0 {
+			withoutNodes(res, q.excluded)
 		}
 	}
-	if len(suspects) > 0 && res.Result != nil && len(res.Nodes) > 0 {
+	if len(suspects) > 0 && len(res.Nodes) > 0 {
 		bad := map[string]bool{}
 		for _, s := range suspects {
 			bad[s] = true
 		}
-		kept := &query.Result{Columns: res.Columns}
-		for i, name := range res.Nodes {
-			if !bad[name] {
-				kept.Rows, kept.Nodes = append(kept.Rows, res.Rows[i]), append(kept.Nodes, name)
-			}
-		}
-		res.Result = kept
+		withoutNodes(res, bad)
 	}
 	var why []string
 	unshared := run.Blocking(len(suspects)+q.overflow, res.Peers, q.run.Plan().Accuracy) > 0

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
@@ -185,7 +186,7 @@ func (n *Node) memberRecords() []query.Record {
 // the member list, exactly, without gossip.
 // Members this peer found lost lately (declareLost), which Serf has not
 // declared yet, are left out and named, as a gossip answer would.
-func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error) {
+func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*answer.Answer, error) {
 	all := n.memberRecords()
 	n.mu.Lock()
 	lost := map[string]string{}
@@ -205,15 +206,10 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error
 		}
 		recs = append(recs, r)
 	}
-	res := &Result{Result: query.Exact(plan, recs), Status: StatusExact, Peers: len(recs), MembersStart: len(all), MembersEnd: len(all),
-		Elapsed: n.now().Sub(start), PlanHash: plan.Hash(), FromTags: true, Converged: true}
-	if len(excluded) > 0 {
-		for name := range excluded {
-			res.Excluded = append(res.Excluded, name)
-		}
-		sort.Strings(res.Excluded)
-		res.ExcludedWhy = excludedWhy(excluded)
-	}
+	res := query.Exact(plan, recs)
+	res.Meta = &answer.Meta{Status: StatusExact, Peers: len(recs), MembersStart: len(all), MembersEnd: len(all),
+		Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(), FromTags: true, Converged: true}
+	leftOut(res.Meta, excluded)
 	return res, nil
 }
 
@@ -221,20 +217,22 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*Result, error
 // record (or its ledger's rows) is the whole table, so the answer is exact
 // at once — gossip with nobody would only wait out its budget. The answer
 // still warns that the peer has joined no one.
-func (n *Node) alone(plan *query.Plan, start time.Time) (*Result, error) {
+func (n *Node) alone(plan *query.Plan, start time.Time) (*answer.Answer, error) {
 	rows := []query.Record{n.recordFor(n.record(), n.net.Coordinate())}
 	if plan.Table == query.TableLeases {
 		rows = n.ledgerRows()
 	}
-	return &Result{Result: query.Exact(plan, rows), Status: StatusExact, Peers: 1, MembersStart: 1, MembersEnd: 1,
-		Elapsed: n.now().Sub(start), PlanHash: plan.Hash(), Converged: true}, nil
+	res := query.Exact(plan, rows)
+	res.Meta = &answer.Meta{Status: StatusExact, Peers: 1, MembersStart: 1, MembersEnd: 1,
+		Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(), Converged: true}
+	return res, nil
 }
 
 // local answers SHOW statements from this peer's own knowledge (and, for
 // SHOW SUBCLOUDS, the owners').
-func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*Result, error) {
-	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
-	res := &query.Result{}
+func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*answer.Answer, error) {
+	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
+	res := &answer.Answer{}
 	warning := ""
 	switch plan.Local.Show {
 	case query.ShowMembers:
@@ -242,7 +240,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 		// exchanges measured it lately (NULL: not measured); beyond the
 		// replay window (30 s) the two cannot exchange. storage is the
 		// member's data dir fault, if any (it grants no lease meanwhile).
-		res.Columns = []query.Column{col("node", query.KindString), col("addr", query.KindString),
+		res.Columns = []answer.Column{col("node", query.KindString), col("addr", query.KindString),
 			col("clock_offset", query.KindString), col("storage", query.KindString), col("identity", query.KindString), col("tags", query.KindString)}
 		var offsets map[string]time.Duration
 		if o, ok := n.net.(interface {
@@ -283,7 +281,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), offset, storage, id, query.Str(strings.Join(tags, ","))})
 		}
 	case query.ShowAttributes:
-		res.Columns = []query.Column{col("attribute", query.KindString), col("kind", query.KindString),
+		res.Columns = []answer.Column{col("attribute", query.KindString), col("kind", query.KindString),
 			col("source", query.KindString), col("description", query.KindString)}
 		for _, a := range n.Catalog().Attrs() {
 			res.Rows = append(res.Rows, []query.Value{query.Str(a.Name), query.Str(a.Kind.String()),
@@ -295,8 +293,9 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 		warning = strings.Join(append([]string{"subclouds owned by other agents are found through their members' tags, which reach this agent within a few seconds of a change (Serf's gossip); " +
 			"their owner is the one the name's keepers name, and a row from its owner is exact as of this answer"}, notes...), "; ")
 	}
-	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start), PlanHash: plan.Hash(),
-		FromTags: true, Converged: true, Warning: warning}, nil
+	res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(),
+		FromTags: true, Converged: true, Warning: warning}
+	return res, nil
 }
 
 // showSubclouds lists the subclouds this agent knows of: those it owns,
@@ -313,9 +312,9 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*R
 // and how long ago the last one was, the earliest expiry among its
 // members, the owner's account of its peer-hours (the ledger's rule), the
 // members, and where the row comes from.
-func (n *Node) showSubclouds(ctx context.Context) (cols []query.Column, rows [][]query.Value, notes []string) {
-	col := func(name string, k query.Kind) query.Column { return query.Column{Name: name, Kind: k} }
-	cols = []query.Column{col("subcloud", query.KindString), col("owner", query.KindString),
+func (n *Node) showSubclouds(ctx context.Context) (cols []answer.Column, rows [][]query.Value, notes []string) {
+	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
+	cols = []answer.Column{col("subcloud", query.KindString), col("owner", query.KindString),
 		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
 		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("peer_hours", query.KindNumber),
 		col("members", query.KindString), col("source", query.KindString)}

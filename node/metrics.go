@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -9,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +42,7 @@ func newQueryMetrics() *queryMetrics {
 }
 
 // observe records a statement's end.
-func (m *queryMetrics) observe(plan *query.Plan, res *Result, took time.Duration) {
+func (m *queryMetrics) observe(plan *query.Plan, res *answer.Answer, took time.Duration) {
 	kind := "local"
 	switch {
 	case plan.Kind == query.PlanReserve:
@@ -202,7 +201,7 @@ func (n *Node) Metrics() prometheus.Collector { return collector{n} }
 // (--export): cloud-wide metrics with no central collector.
 type export struct {
 	text string
-	ans  *api.Answer // the latest epoch's; nil before the first
+	ans  *answer.Answer // the latest epoch's; nil before the first
 	err  error
 }
 
@@ -222,14 +221,14 @@ func (x *exports) add(e *export) {
 
 // epoch takes an epoch's answer of e (or its error): a complete one
 // replaces the last, any other counts as a failure.
-func (x *exports) epoch(e *export, ans *api.Answer, err error) {
+func (x *exports) epoch(e *export, ans *answer.Answer, err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if ans != nil && ans.Meta != nil && ans.Meta.Status != api.StatusPartial {
+	if ans != nil && ans.Meta != nil && ans.Meta.Status != answer.StatusPartial {
 		e.ans = ans
 	}
 	e.err = err
-	if ans == nil || ans.Meta == nil || ans.Meta.Status == api.StatusPartial {
+	if ans == nil || ans.Meta == nil || ans.Meta.Status == answer.StatusPartial {
 		x.failures++
 	}
 }
@@ -257,7 +256,7 @@ func (n *Node) Export(text string) error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		err := n.WatchPlan(n.ctx, plan, func(ans *api.Answer, err error) bool {
+		err := n.WatchPlan(n.ctx, plan, func(ans *answer.Answer, err error) bool {
 			n.exports.epoch(e, ans, err)
 			return true
 		})
@@ -294,22 +293,23 @@ func (x *exports) collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descExportEpoch, prometheus.GaugeValue, float64(e.ans.Meta.Epoch), id)
 		groupCols := map[int]bool{}
 		for j, c := range e.ans.Columns {
-			if c.Kind == "string" || c.Kind == "bool" {
+			if c.Kind == answer.KindString || c.Kind == answer.KindBool {
 				groupCols[j] = true
 			}
 		}
+		text := e.ans.Text()
 		for r, row := range e.ans.Rows {
 			var keys []string
 			for j := range row {
 				if groupCols[j] {
-					keys = append(keys, e.ans.Text[r][j])
+					keys = append(keys, text[r][j])
 				}
 			}
 			for j, v := range row {
 				if groupCols[j] {
 					continue
 				}
-				if x, ok := number(v); ok {
+				if x, ok := gauge(v); ok {
 					ch <- prometheus.MustNewConstMetric(descExport, prometheus.GaugeValue, x, id, e.ans.Columns[j].Name, strings.Join(keys, "/"))
 				}
 			}
@@ -317,18 +317,14 @@ func (x *exports) collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// number reads a raw answer value as a float: NULL and text are not.
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
+// gauge is a value as a gauge reads it: its raw value (a count or a size
+// is whole, as the API writes it); NULL and text are not.
+func gauge(v answer.Value) (float64, bool) {
+	switch x := v.Raw().(type) {
 	case float64:
 		return x, true
 	case int64:
 		return float64(x), true
-	case int:
-		return float64(x), true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
 	}
 	return 0, false
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
@@ -786,8 +787,8 @@ func (n *Node) tick() {
 				// answer partial.
 				q.reported, q.finishedAt = true, n.round
 				n.end(q.id, len(members))
-				reports = append(reports, report{q: q, final: &Result{busy: n.busy(fmt.Sprintf("%d peer(s) were at capacity and would not take part (%s)",
-					len(q.refused), strings.Join(sortedNames(q.refused, nil), ", ")))}})
+				reports = append(reports, report{q: q, busy: n.busy(fmt.Sprintf("%d peer(s) were at capacity and would not take part (%s)",
+					len(q.refused), strings.Join(sortedNames(q.refused, nil), ", ")))})
 				continue
 			}
 			if rp, ok := q.report(n, members, suspects); ok {
@@ -1147,22 +1148,9 @@ var ErrTimeout = api.ErrTimeout
 // ErrClosed is returned for queries cut short by the node closing.
 var ErrClosed = errors.New("the peer is shutting down")
 
-// Query runs a plan from this peer and returns its answer. progress, if
-// set, is called each round with the current estimate, from the runtime's
-// goroutine and outside its lock; it must not block for long.
-func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
-	start := n.now()
-	res, err := n.statement(ctx, plan, progress, start)
-	took := n.now().Sub(start)
-	n.metrics.observe(plan, res, took)
-	if res != nil && res.Rounds > 0 {
-		noteTime(&n.statementTime, took)
-	}
-	return res, err
-}
-
-// statement runs a plan: Query without the metrics.
-func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Progress), start time.Time) (*Result, error) {
+// statement runs a plan: Query without EXPLAIN, WATCH's refusal, the
+// metrics and the answer's common meta.
+func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
 	if plan.Subcloud != "" {
 		// A subcloud's members are the leases of its one owner; a name
 		// nobody holds is an error, not an empty answer after a gossip run.
@@ -1182,12 +1170,8 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(Pr
 	}
 	switch {
 	case plan.Empty():
-		res := &query.Result{}
-		for _, c := range plan.Columns {
-			res.Columns = append(res.Columns, query.Column{Name: c.Name, Kind: c.Kind})
-		}
-		return &Result{Result: res, Status: StatusExact, Converged: true, Peers: n.net.Size(), PlanHash: plan.Hash(),
-			Elapsed: n.now().Sub(start)}, nil
+		return &answer.Answer{Columns: plan.AnswerColumns(), Meta: &answer.Meta{Status: StatusExact, Converged: true, Peers: n.net.Size(), PlanHash: plan.Hash(),
+			Elapsed: n.now().Sub(start).Seconds()}}, nil
 	case plan.Kind == query.PlanReserve:
 		return n.reserve(ctx, plan, progress)
 	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
@@ -1355,7 +1339,7 @@ func noteTime(avg *atomic.Int64, d time.Duration) {
 }
 
 // gossip runs a plan by gossip from this peer.
-func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
+func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
 	ctx, release, err := n.Admit(ctx)
 	if err != nil {
 		return nil, err
@@ -1403,11 +1387,11 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(Progr
 		deadline = time.After(time.Duration(plan.TimeoutSeconds * float64(time.Second)))
 	}
 	select {
-	case res := <-q.result:
-		if res.busy != nil {
-			return nil, res.busy
+	case out := <-q.result:
+		if out.busy != nil {
+			return nil, out.busy
 		}
-		return res, nil
+		return out.ans, nil
 	case <-deadline:
 		return n.partial(q, ErrTimeout)
 	case <-ctx.Done():
@@ -1428,7 +1412,7 @@ func (e *stoppedError) Error() string { return e.msg }
 func (e *stoppedError) Unwrap() error { return e.err }
 
 // partial stops a query early and returns its current answer with err.
-func (n *Node) partial(q *instance, err error) (*Result, error) {
+func (n *Node) partial(q *instance, err error) (*answer.Answer, error) {
 	members := n.memberSet()
 	n.mu.Lock()
 	q.run.Stop()
@@ -1452,5 +1436,5 @@ func (n *Node) partial(q *instance, err error) (*Result, error) {
 		why = "the client's time limit ended it"
 	}
 	res.Reason = why
-	return res, &stoppedError{err: err, msg: fmt.Sprintf("%s after %d rounds", why, a.Round)}
+	return res, &stoppedError{err: err, msg: fmt.Sprintf("%s after %d rounds", why, a.Rounds)}
 }

@@ -7,6 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
 )
@@ -126,7 +127,7 @@ func compile(t testing.TB, n *Node, src string) *query.Plan {
 }
 
 // ask runs a plan from n and fails the test on error.
-func ask(t testing.TB, n *Node, p *query.Plan) *Result {
+func ask(t testing.TB, n *Node, p *query.Plan) *answer.Answer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -139,7 +140,7 @@ func ask(t testing.TB, n *Node, p *query.Plan) *Result {
 
 // sameAnswer checks a gossip answer against the exact one: the same rows,
 // numbers within 1%, everything else equal.
-func sameAnswer(t testing.TB, got, want *query.Result, label string) {
+func sameAnswer(t testing.TB, got, want *answer.Answer, label string) {
 	t.Helper()
 	if len(got.Rows) != len(want.Rows) {
 		t.Fatalf("%s: %d rows, want %d\n got %v\nwant %v", label, len(got.Rows), len(want.Rows), got.Rows, want.Rows)
@@ -166,7 +167,7 @@ func TestQueries(t *testing.T) {
 		} {
 			p := compile(t, asker, src)
 			res := ask(t, asker, p)
-			t.Logf("%s: %d rounds, %v (fake time), converged %v: %v", src, res.Rounds, res.Elapsed, res.Converged, res.Rows)
+			t.Logf("%s: %d rounds, %v (fake time), converged %v: %v", src, res.Rounds, res.Took(), res.Converged, res.Rows)
 			if !res.Converged {
 				t.Errorf("%s: not converged", src)
 			}
@@ -182,7 +183,7 @@ func TestQueries(t *testing.T) {
 					t.Errorf("rtt is NULL: %v", res.Rows)
 				}
 			}
-			sameAnswer(t, res.Result, want, src)
+			sameAnswer(t, res, want, src)
 		}
 	})
 }
@@ -197,19 +198,19 @@ func TestConcurrentQueries(t *testing.T) {
 			"SELECT MAX(disk_free), MIN(mem_total) FROM peers",
 			"SELECT node FROM peers ORDER BY mem_free LIMIT 3",
 		}
-		type answer struct {
+		type asked struct {
 			src string
-			res *Result
+			res *answer.Answer
 			err error
 		}
-		out := make(chan answer, len(srcs))
+		out := make(chan asked, len(srcs))
 		recs := c.records()
 		for i, src := range srcs {
 			asker := c.nodes[i*5]
 			p := compile(t, asker, src)
 			go func() {
 				res, err := asker.Query(context.Background(), p, nil)
-				out <- answer{src, res, err}
+				out <- asked{src, res, err}
 			}()
 		}
 		for range srcs {
@@ -218,7 +219,7 @@ func TestConcurrentQueries(t *testing.T) {
 				t.Fatalf("%s: %v", a.src, a.err)
 			}
 			t.Logf("%s: %d rounds, converged %v, %v", a.src, a.res.Rounds, a.res.Converged, a.res.Rows)
-			sameAnswer(t, a.res.Result, query.Exact(compile(t, c.nodes[0], a.src), recs), a.src)
+			sameAnswer(t, a.res, query.Exact(compile(t, c.nodes[0], a.src), recs), a.src)
 		}
 		// Every peer took part in every query, and the instances were
 		// collected once their budget and linger had passed.
@@ -254,7 +255,7 @@ func TestKillMidQuery(t *testing.T) {
 			}
 		}
 		done := make(chan struct{})
-		var res *Result
+		var res *answer.Answer
 		var err error
 		go func() {
 			defer close(done)
@@ -280,7 +281,7 @@ func TestKillMidQuery(t *testing.T) {
 		for _, p := range []*query.Plan{count, top} {
 			res := ask(t, asker, p)
 			want := query.Exact(p, survivors)
-			sameAnswer(t, res.Result, want, p.Text)
+			sameAnswer(t, res, want, p.Text)
 			for _, name := range res.Nodes {
 				if name == best {
 					t.Errorf("the top-k returned %s, which the membership knows is dead", best)

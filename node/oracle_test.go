@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
 )
@@ -44,7 +45,7 @@ func oracle(t *testing.T, asker *Node, recs []query.Record) {
 			t.Errorf("%s: answered from tags; the test wants gossip", src)
 		}
 		want := query.Exact(p, recs)
-		t.Logf("%s: %d rounds, %v, converged %v", src, res.Rounds, res.Elapsed.Round(time.Millisecond), res.Converged)
+		t.Logf("%s: %d rounds, %v, converged %v", src, res.Rounds, res.Took().Round(time.Millisecond), res.Converged)
 		if !res.Converged {
 			t.Errorf("%s: not converged after %d rounds", src, res.Rounds)
 		}
@@ -76,7 +77,7 @@ func oracle(t *testing.T, asker *Node, recs []query.Record) {
 }
 
 // checkPercentile compares a gossip percentile with the exact ones at p±1%.
-func checkPercentile(t *testing.T, src string, p *query.Plan, col int, recs []query.Record, want *query.Result, row int, got query.Value) {
+func checkPercentile(t *testing.T, src string, p *query.Plan, col int, recs []query.Record, want *answer.Answer, row int, got query.Value) {
 	t.Helper()
 	a := p.Aggs[p.Columns[col].Expr.Index]
 	bound := func(q float64) float64 {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/node/network"
@@ -787,7 +788,7 @@ var ErrNotEnoughPeers = api.ErrNotEnoughPeers
 // reserve runs RESERVE: candidates by top-k, then a subcloud.Claimer
 // claims them in rank order, backfilling refusals, all-or-nothing unless
 // AT LEAST.
-func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(Progress)) (*Result, error) {
+func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
 	ctx, leave, err := n.Admit(ctx) // one place for all its searches
 	if err != nil {
 		return nil, err
@@ -936,7 +937,7 @@ func noted(err error, outcome string) error {
 // the rank the searches gave them, with their leases' expiries, and the
 // last search.
 func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claimer, cfg subcloud.ClaimerConfig, first []string, confirm bool,
-	progress func(Progress)) (members []string, held map[string]time.Time, cands *Result, spares []string, err error) {
+	progress func(answer.Progress)) (members []string, held map[string]time.Time, cands *answer.Answer, spares []string, err error) {
 	replies := make(chan leaseReply)
 	inflight := 0
 	var free []string // peers to release: every release is of this subcloud with its token
@@ -980,7 +981,7 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 	// A search runs beside the loop, which renews what is held meanwhile:
 	// on a slow network a search can outlast a short lease.
 	type searched struct {
-		res *Result
+		res *answer.Answer
 		err error
 	}
 	var searching chan searched
@@ -1084,8 +1085,8 @@ func (n *Node) claimRun(ctx context.Context, plan *query.Plan, c *subcloud.Claim
 
 // ownedResult is a subcloud this peer owns as an answer: its members, best
 // first, with the time their leases have left.
-func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) *Result {
-	res := &query.Result{Columns: []query.Column{{Name: "node", Kind: query.KindString},
+func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) *answer.Answer {
+	res := &answer.Answer{Columns: []answer.Column{{Name: "node", Kind: query.KindString},
 		{Name: "subcloud", Kind: query.KindString}, {Name: "expires_in", Kind: query.KindDuration}}}
 	now := n.now()
 	n.ownMu.Lock()
@@ -1095,7 +1096,8 @@ func (n *Node) ownedResult(plan *query.Plan, o *ownedSubcloud, start time.Time) 
 		res.Nodes = append(res.Nodes, m)
 	}
 	n.ownMu.Unlock()
-	return &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, Elapsed: now.Sub(start)}
+	res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, Elapsed: now.Sub(start).Seconds()}
+	return res
 }
 
 // notOwned is the error for RELEASE or ALTER of a subcloud this peer does
@@ -1113,7 +1115,7 @@ func (n *Node) notOwned(ctx context.Context, verb, name string) error {
 // member it reached let the lease go; members that did not answer are
 // named (api.CodeIncomplete): each is released when it answers, or when
 // it asks this owner about its lease, or its lease lapses.
-func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
+func (n *Node) release(ctx context.Context, plan *query.Plan) (*answer.Answer, error) {
 	start := n.now()
 	name := plan.Local.Release
 	n.ownMu.Lock()
@@ -1166,11 +1168,11 @@ func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
 		n.logf("subcloud %s: %s let go, but could not record it (its data dir cannot be written): after a restart it asks this owner again",
 			name, strings.Join(volatile, ", "))
 	}
-	res := &query.Result{Columns: []query.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount},
+	out := &answer.Answer{Columns: []answer.Column{{Name: "subcloud", Kind: query.KindString}, {Name: "released", Kind: query.KindCount},
 		{Name: "unreachable", Kind: query.KindCount}},
-		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed)), query.Num(query.KindCount, float64(len(silent)))}}}
-	out := &Result{Result: res, Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
-		Elapsed: n.now().Sub(start)}
+		Rows: [][]query.Value{{query.Str(name), query.Num(query.KindCount, float64(freed)), query.Num(query.KindCount, float64(len(silent)))}},
+		Meta: &answer.Meta{Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true, FromTags: true,
+			Elapsed: n.now().Sub(start).Seconds()}}
 	if len(silent) > 0 {
 		return out, &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf(
 			"RELEASE %s: %d of its %d member(s) let go; %d did not answer (%s): each is released when it answers or asks this owner, or its lease lapses within %v",
@@ -1186,7 +1188,7 @@ func (n *Node) release(ctx context.Context, plan *query.Plan) (*Result, error) {
 // old lease length). Only the owner may; one change at a time, and not
 // while a repair claims. Each answers success only once the owner's record
 // is on disk.
-func (n *Node) alter(ctx context.Context, plan *query.Plan) (*Result, error) {
+func (n *Node) alter(ctx context.Context, plan *query.Plan) (*answer.Answer, error) {
 	start := n.now()
 	a := plan.Local.Alter
 	n.ownMu.Lock()
@@ -1368,7 +1370,7 @@ func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
 		rollBack()
 		return &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf(
 			"EXTEND %s: %d member(s) could not be renewed (%s); nothing changed, the leases stay at %s",
-			o.name, len(failed), failed[0], query.FormatDuration(old.Seconds()))}
+			o.name, len(failed), failed[0], answer.FormatDuration(old.Seconds()))}
 	}
 	n.ownMu.Lock()
 	now := n.now()
@@ -1393,7 +1395,7 @@ func (n *Node) extend(o *ownedSubcloud, d time.Duration) error {
 		n.ownMu.Unlock()
 		rollBack()
 		return storageError(fmt.Sprintf("EXTEND %s", o.name), n.Name(), durable.Reason(err), err,
-			"nothing changed: the leases stay at "+query.FormatDuration(old.Seconds()))
+			"nothing changed: the leases stay at "+answer.FormatDuration(old.Seconds()))
 	}
 	return nil
 }

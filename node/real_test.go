@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/subcloud"
@@ -79,8 +80,8 @@ func TestEmbedded(t *testing.T) {
 	} {
 		p := compile(t, asker, src)
 		res := ask(t, asker, p)
-		t.Logf("%s: %d rounds, %v, converged %v, from tags %v", src, res.Rounds, res.Elapsed, res.Converged, res.FromTags)
-		sameAnswer(t, res.Result, query.Exact(p, e.Records()), src)
+		t.Logf("%s: %d rounds, %v, converged %v, from tags %v", src, res.Rounds, res.Took(), res.Converged, res.FromTags)
+		sameAnswer(t, res, query.Exact(p, e.Records()), src)
 	}
 	top := compile(t, asker, "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 3")
 	best := ask(t, asker, top).Nodes[0]
@@ -101,7 +102,7 @@ func TestEmbedded(t *testing.T) {
 		t.Errorf("members by state: %v", states)
 	}
 	res := ask(t, asker, top)
-	sameAnswer(t, res.Result, query.Exact(top, e.Records()), top.Text)
+	sameAnswer(t, res, query.Exact(top, e.Records()), top.Text)
 }
 
 // Five peers on real sockets on 127.0.0.1 (UDP and TCP gossip, TCP
@@ -132,7 +133,7 @@ func TestRealSockets(t *testing.T) {
 			}
 			continue
 		}
-		sameAnswer(t, res.Result, query.Exact(p, recs), src)
+		sameAnswer(t, res, query.Exact(p, recs), src)
 	}
 	if s := asker.Stats(); s.Exchanges == 0 || s.Malformed != 0 {
 		t.Errorf("stats %+v", s)
@@ -236,7 +237,7 @@ func TestTrustOverSockets(t *testing.T) {
 	// Skew: answers at a peer with the right time leave the skewed one out.
 	asker := peers[0].Node
 	src := "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0"
-	var res *Result
+	var res *answer.Answer
 	for try := 0; try < 20; try++ {
 		res = ask(t, asker, compile(t, asker, src))
 		if res.Status != StatusPartial && len(res.Excluded) == 1 {

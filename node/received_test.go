@@ -172,7 +172,7 @@ func TestReceivedValuesChecked(t *testing.T) {
 		if slices.Contains(res.Nodes, liarName) {
 			t.Errorf("the liar is ranked: %v", res.Nodes)
 		}
-		sameAnswer(t, res.Result, query.Exact(top, honest), top.Text)
+		sameAnswer(t, res, query.Exact(top, honest), top.Text)
 		if l.forged.Load() == 0 || malformed() == 0 {
 			t.Errorf("the liar forged %d messages, the others refused %d: the lie did not arrive", l.forged.Load(), malformed())
 		}
@@ -182,7 +182,7 @@ func TestReceivedValuesChecked(t *testing.T) {
 		if rel, mem := res.Rows[0][0], res.Rows[0][1]; rel.Num < 0 || mem.Num < 0 {
 			t.Errorf("MIN(reliability) %v, MIN(mem_free) %v: below what any peer could report", rel, mem)
 		}
-		sameAnswer(t, res.Result, query.Exact(low, honest), low.Text)
+		sameAnswer(t, res, query.Exact(low, honest), low.Text)
 
 		before := malformed()
 		res = ask(t, asker, compile(t, asker, "RESERVE 2 FROM peers ORDER BY reliability DESC AS x FOR 1m"))

@@ -15,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
@@ -67,7 +68,7 @@ func TestReserveRelease(t *testing.T) {
 		if !until(20*time.Second, func() bool { return len(ask(t, owner, sub).Nodes) == 5 }) {
 			t.Fatalf("FROM SUBCLOUD batch: %v", ask(t, owner, sub).Nodes)
 		}
-		var show *Result
+		var show *answer.Answer
 		until(20*time.Second, func() bool {
 			show = ask(t, c.nodes[9], compile(t, c.nodes[9], "SHOW SUBCLOUDS"))
 			return len(show.Rows) == 1 && show.Rows[0][3].Num == 5

@@ -323,8 +323,8 @@ func TestClockSkewIsNamed(t *testing.T) {
 		for _, src := range []string{"SELECT COUNT(*) FROM peers WHERE mem_free >= 0", "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 8"} {
 			res := ask(t, c.nodes[0], compile(t, c.nodes[0], src))
 			if res.Status == StatusPartial || fmt.Sprint(res.Excluded) != "["+skewed.Name()+"]" || res.Peers != 7 ||
-				!strings.Contains(res.ExcludedWhy, skewed.Name()+" (clock skew +60 s)") {
-				t.Errorf("%s at a peer with the right time: %s %q, excluded %v (%s), peers %d", src, res.Status, res.Reason, res.Excluded, res.ExcludedWhy, res.Peers)
+				!strings.Contains(res.Warning, skewed.Name()+" (clock skew +60 s)") {
+				t.Errorf("%s at a peer with the right time: %s %q, excluded %v (%s), peers %d", src, res.Status, res.Reason, res.Excluded, res.Warning, res.Peers)
 			}
 			if strings.HasPrefix(src, "SELECT COUNT") && res.Rows[0][0].Num != 7 {
 				t.Errorf("COUNT(*) over the others: %v, want 7", res.Rows)

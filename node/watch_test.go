@@ -8,7 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/fakenet"
 )
 
@@ -24,7 +24,7 @@ func realTimeCluster(t *testing.T, n int) *cluster {
 func TestWatchEveryBelowRound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 2, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.Round, cfg.MinRound = 2*time.Second, time.Second })
-		err := c.nodes[0].Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 1s", func(*api.Answer, error) bool { return true })
+		err := c.nodes[0].Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 1s", func(*answer.Answer, error) bool { return true })
 		if err == nil || !strings.Contains(err.Error(), "shorter than this agent's round") {
 			t.Errorf("EVERY 1s with 2s rounds: %v", err)
 		}

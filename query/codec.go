@@ -238,7 +238,7 @@ func (v *validator) expr(e *Expr, row bool, depth int) error {
 	if v.nodes > MaxExprNodes {
 		return fmt.Errorf("more than %d expression nodes", MaxExprNodes)
 	}
-	if e.Kind >= kindEnd {
+	if !e.Kind.Valid() {
 		return fmt.Errorf("unknown kind %d", e.Kind)
 	}
 	if len(e.Name) > MaxStringBytes {
@@ -308,7 +308,7 @@ func checkValue(v *Value) error {
 	if v == nil {
 		return errors.New("constant without a value")
 	}
-	if v.Kind >= kindEnd || !finite(v.Num) || len(v.Str) > MaxStringBytes {
+	if !v.Kind.Valid() || !finite(v.Num) || len(v.Str) > MaxStringBytes {
 		return errors.New("malformed constant")
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/parser"
 )
 
@@ -54,7 +55,7 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 				case l.Kind != parser.LitNumber || l.Unit != parser.UnitDuration:
 					err = parser.Errorf(l.Pos, "EVERY needs a duration such as 10s, found %s", l.Raw)
 				case l.Num < MinWatchSeconds || l.Num > MaxWatchSeconds:
-					err = parser.Errorf(l.Pos, "EVERY %s is outside %s..%s", l.Raw, FormatDuration(MinWatchSeconds), FormatDuration(MaxWatchSeconds))
+					err = parser.Errorf(l.Pos, "EVERY %s is outside %s..%s", l.Raw, answer.FormatDuration(MinWatchSeconds), answer.FormatDuration(MaxWatchSeconds))
 				default:
 					p.Watch.EverySeconds = l.Num
 				}
@@ -359,7 +360,7 @@ func leaseDuration(l *parser.Literal, what string) (float64, error) {
 	}
 	if l.Num < MinLeaseSeconds || l.Num > MaxLeaseSeconds {
 		return 0, parser.Errorf(l.Pos, "lease %s is outside %s..%s", l.Raw,
-			FormatDuration(MinLeaseSeconds), FormatDuration(MaxLeaseSeconds))
+			answer.FormatDuration(MinLeaseSeconds), answer.FormatDuration(MaxLeaseSeconds))
 	}
 	return l.Num, nil
 }

@@ -38,7 +38,11 @@
 // duration in seconds, ratio, count, or a plain number). Comparisons and
 // arithmetic are checked: bytes never meet durations, strings never meet
 // numbers; a plain number literal takes the unit of what it meets, so
-// mem_free > 4000000000 means bytes. NULL follows SQL: a missing tag is NULL,
-// comparisons with NULL are NULL, and WHERE keeps a peer only when the filter
-// is TRUE.
+// mem_free > 4000000000 means bytes. NULL follows SQL: a missing tag is
+// NULL, comparisons with NULL are NULL, and WHERE keeps a peer only when the
+// filter is TRUE.
+//
+// Kind and Value are package answer's (aliases here), so that an answer
+// carries typed values to the API and the shell without the engine; Exact
+// and Finalize return answer.Answers.
 package query

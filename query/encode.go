@@ -175,7 +175,7 @@ func DecodeRow(b []byte) ([]Value, error) {
 		return nil, fmt.Errorf("query: malformed row: %w", err)
 	}
 	for _, v := range vals {
-		if v.Kind >= kindEnd || !finite(v.Num) {
+		if !v.Kind.Valid() || !finite(v.Num) {
 			return nil, fmt.Errorf("query: malformed row value")
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/bits"
 	"strings"
+
+	"github.com/peerq/peerq/answer"
 )
 
 // The limits table of DESIGN.md §3 (push-pull gossip, uniform peer
@@ -166,7 +168,7 @@ func Explain(p *Plan, n int) string {
 	w("statement", "%s", strings.TrimPrefix(p.Text, "EXPLAIN "))
 	w("plan", "%s  (hash %s)", p.Kind, p.Hash())
 	if p.Watch != nil {
-		w("watch", "a standing query: answered anew every %s, each epoch a fresh gossip instance started by this peer, until the client stops it", FormatDuration(p.Watch.EverySeconds))
+		w("watch", "a standing query: answered anew every %s, each epoch a fresh gossip instance started by this peer, until the client stops it", answer.FormatDuration(p.Watch.EverySeconds))
 	}
 	switch p.Kind {
 	case PlanLocal:
@@ -175,7 +177,7 @@ func Explain(p *Plan, n int) string {
 			w("protocol", "the owner of %s resizes it to %d: it claims the next candidates (gossip top-k over the free peers with the subcloud's own WHERE and ORDER BY) or releases its lowest-ranked members", quoteName(a.Name), a.Resize)
 			w("why", "all or nothing: if it cannot reach %d members, it releases what it claimed and the subcloud keeps its size", a.Resize)
 		case a != nil:
-			w("protocol", "none: the owner of %s renews every member's lease for %s from now, peer by peer", quoteName(a.Name), FormatDuration(a.ExtendSeconds))
+			w("protocol", "none: the owner of %s renews every member's lease for %s from now, peer by peer", quoteName(a.Name), answer.FormatDuration(a.ExtendSeconds))
 			w("why", "all or nothing: if a member refuses, the others are renewed back to the old lease length")
 		case p.Local.Release != "":
 			w("protocol", "none: the owner releases the leases of %s it holds, peer by peer", quoteName(p.Local.Release))
@@ -203,7 +205,7 @@ func Explain(p *Plan, n int) string {
 		if r.AtLeast > 0 {
 			mode = fmt.Sprintf("at least %d", r.AtLeast)
 		}
-		w("why", "RESERVE %d AS %s for %s, %s", r.N, quoteName(r.Name), FormatDuration(r.LeaseSeconds), mode)
+		w("why", "RESERVE %d AS %s for %s, %s", r.N, quoteName(r.Name), answer.FormatDuration(r.LeaseSeconds), mode)
 		if r.NoRepair {
 			w("repair", "none (NO REPAIR): members that fail, leave or refuse a renewal are dropped")
 		} else {
@@ -263,9 +265,9 @@ func Explain(p *Plan, n int) string {
 	w("churn", "a member the query's peers cannot reach (a failed exchange, 2 pings, indirect probes through %d others) is left out by all of them: flows with it undone, its rows dropped; the answer is over the others and names them (partial if more are lost unnamed than accuracy %s allows)", IndirectProbes, Num(KindRatio, p.Accuracy))
 	msg := p.MessageBytes(n)
 	w("messages", "≈%d per peer per round, ≈%s in all until convergence", MessagesPerPeer, thousands(MessagesPerPeer*n*exp))
-	w("size", "≈%s per message, ≈%s per peer per round", FormatBytes(float64(msg)), FormatBytes(float64(MessagesPerPeer*msg)))
+	w("size", "≈%s per message, ≈%s per peer per round", answer.FormatBytes(float64(msg)), answer.FormatBytes(float64(MessagesPerPeer*msg)))
 	if p.TimeoutSeconds > 0 {
-		w("timeout", "%s", FormatDuration(p.TimeoutSeconds))
+		w("timeout", "%s", answer.FormatDuration(p.TimeoutSeconds))
 	}
 	return b.String()
 }
@@ -280,7 +282,7 @@ func groupedWhy(p *Plan) string {
 func aggNote(a Aggregate) string {
 	switch a.Func {
 	case AggPercentile:
-		return fmt.Sprintf(", fraction %s", formatNumber(a.Param))
+		return fmt.Sprintf(", fraction %s", answer.FormatNumber(a.Param))
 	case AggStddev, AggVariance:
 		return ", sample (n-1)"
 	}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/peerq/peerq/answer"
 )
 
 // Op is the operation of an expression node in a Plan.
@@ -131,9 +133,9 @@ func literalText(v Value) string {
 	case KindDuration:
 		return withUnit(v.Num, durationUnits)
 	case KindRatio:
-		return formatNumber(v.Num*100) + "%"
+		return answer.FormatNumber(v.Num*100) + "%"
 	}
-	return formatNumber(v.Num)
+	return answer.FormatNumber(v.Num)
 }
 
 type unitStep struct {
@@ -152,10 +154,10 @@ var (
 func withUnit(x float64, units []unitStep) string {
 	for _, u := range units {
 		if q := x / u.size; x != 0 && q == math.Trunc(q) && math.Abs(q) < 1e15 {
-			return formatNumber(q) + u.name
+			return answer.FormatNumber(q) + u.name
 		}
 	}
-	return formatNumber(x) + units[len(units)-1].name
+	return answer.FormatNumber(x) + units[len(units)-1].name
 }
 
 // env is what an expression reads: a peer's record, or a result row.

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/peerq/peerq/answer"
 )
 
 // CompResult is the combined value of one component over the peers of one
@@ -29,12 +31,13 @@ type GroupResult struct {
 	Comps []CompResult
 }
 
-// Result is the answer to a statement.
-type Result struct {
-	Columns []Column
-	Rows    [][]Value
-	// Nodes names the peer of each row of a top-k answer.
-	Nodes []string
+// AnswerColumns are the plan's columns as its answer names them.
+func (p *Plan) AnswerColumns() []answer.Column {
+	cols := make([]answer.Column, len(p.Columns))
+	for i, c := range p.Columns {
+		cols[i] = answer.Column{Name: c.Name, Kind: c.Kind}
+	}
+	return cols
 }
 
 // minCount is the estimated COUNT below which a group or an aggregate is
@@ -45,8 +48,8 @@ const minCount = 0.5
 // from their components, the columns from the aggregates and keys, then
 // ORDER BY and LIMIT. Ties in ORDER BY are broken by the group keys, so the
 // answer is deterministic.
-func Finalize(p *Plan, groups []GroupResult) *Result {
-	res := &Result{Columns: p.Columns}
+func Finalize(p *Plan, groups []GroupResult) *answer.Answer {
+	res := &answer.Answer{Columns: p.AnswerColumns()}
 	type row struct {
 		keys, vals, order []Value
 	}
@@ -167,13 +170,13 @@ func finalAgg(a Aggregate, comps []CompResult) Value {
 
 // Exact computes a plan's answer directly from every peer's record: the
 // reference the gossip answers are checked against (tests, the simulator).
-func Exact(p *Plan, records []Record) *Result {
+func Exact(p *Plan, records []Record) *answer.Answer {
 	return ExactSeq(p, slices.Values(records))
 }
 
 // ExactSeq is Exact over a sequence of records, so that a simulator need not
 // hold every record at once.
-func ExactSeq(p *Plan, records iter.Seq[Record]) *Result {
+func ExactSeq(p *Plan, records iter.Seq[Record]) *answer.Answer {
 	switch p.Kind {
 	case PlanAggregate:
 		return Finalize(p, exactGroups(p, records))
@@ -198,14 +201,14 @@ func ExactSeq(p *Plan, records iter.Seq[Record]) *Result {
 		if len(cs) > p.K {
 			cs = cs[:p.K]
 		}
-		res := &Result{Columns: p.Columns}
+		res := &answer.Answer{Columns: p.AnswerColumns()}
 		for _, c := range cs {
 			res.Rows = append(res.Rows, c.row)
 			res.Nodes = append(res.Nodes, c.node)
 		}
 		return res
 	}
-	return &Result{}
+	return &answer.Answer{}
 }
 
 // exactGroups computes every group's components exactly.
@@ -295,18 +298,4 @@ func NearestRank(sorted []float64, q float64) (float64, bool) {
 	}
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[max(0, min(len(sorted)-1, i))], true
-}
-
-// NumericCells lists the numeric values of every row, in order: what a
-// convergence tracker watches.
-func (r *Result) NumericCells() []float64 {
-	var cells []float64
-	for _, row := range r.Rows {
-		for _, v := range row {
-			if v.Kind.Numeric() {
-				cells = append(cells, v.Num)
-			}
-		}
-	}
-	return cells
 }

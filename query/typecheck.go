@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/parser"
 )
 
@@ -220,7 +221,7 @@ func comparable(pos parser.Pos, verb string, a, b Kind) error {
 	case a == KindNull || b == KindNull:
 		return nil
 	case a.Numeric() && b.Numeric():
-		if a.dim() == b.dim() || a == KindNumber || b == KindNumber {
+		if dimOf(a) == dimOf(b) || a == KindNumber || b == KindNumber {
 			return nil
 		}
 	case a == b:
@@ -251,18 +252,18 @@ func arithKind(x *parser.Binary, l, r Kind) (Kind, error) {
 			return l, nil
 		case l == KindNumber:
 			return r, nil
-		case l.dim() == dimNone && r.dim() == dimNone:
+		case dimOf(l) == dimNone && dimOf(r) == dimNone:
 			return KindNumber, nil
 		}
 		verb := map[parser.Op]string{parser.OpAdd: "add", parser.OpSub: "subtract", parser.OpMod: "take the remainder of"}[x.Op]
 		return 0, parser.Errorf(x.Pos, "cannot %s %s and %s", verb, l, r)
 	case parser.OpMul:
 		switch {
-		case l.dim() != dimNone && r.dim() != dimNone:
+		case dimOf(l) != dimNone && dimOf(r) != dimNone:
 			return 0, parser.Errorf(x.Pos, "cannot multiply %s by %s", l, r)
-		case l.dim() != dimNone:
+		case dimOf(l) != dimNone:
 			return l, nil
-		case r.dim() != dimNone:
+		case dimOf(r) != dimNone:
 			return r, nil
 		case l == KindNumber:
 			return r, nil
@@ -273,11 +274,11 @@ func arithKind(x *parser.Binary, l, r Kind) (Kind, error) {
 	}
 	// Division.
 	switch {
-	case l.dim() != dimNone && l.dim() == r.dim():
+	case dimOf(l) != dimNone && dimOf(l) == dimOf(r):
 		return KindNumber, nil // mem_free / 1GiB is a plain number
-	case r.dim() != dimNone:
+	case dimOf(r) != dimNone:
 		return 0, parser.Errorf(x.Pos, "cannot divide %s by %s", l, r)
-	case l.dim() != dimNone:
+	case dimOf(l) != dimNone:
 		return l, nil
 	case r == KindNumber && l != KindNumber:
 		return l, nil
@@ -482,7 +483,7 @@ func numKindOr(k Kind) Kind {
 }
 
 func aggKey(a Aggregate) string {
-	return a.Func.String() + "|" + a.Arg.String() + "|" + formatNumber(a.Param)
+	return a.Func.String() + "|" + a.Arg.String() + "|" + answer.FormatNumber(a.Param)
 }
 
 // componentsFor lists the components an aggregate is computed from.

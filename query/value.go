@@ -1,39 +1,43 @@
 package query
 
 import (
-	"fmt"
-	"math"
-	"strconv"
 	"strings"
+
+	"github.com/peerq/peerq/answer"
 )
 
-// Kind is the type of a value.
-type Kind uint8
+// Kind and Value are the answer package's (as os.FileMode is io/fs's): an
+// answer carries typed values from the cores to the API and the shell,
+// which import no engine. Their names stay here too, for the compiler and
+// the evaluator, which speak of them everywhere.
+type (
+	Kind  = answer.Kind
+	Value = answer.Value
+)
 
-// The kinds. The numeric kinds differ by unit: a plain number has none.
+// The kinds (answer's).
 const (
-	KindNull     Kind = iota // the type of the NULL literal
-	KindBool                 // TRUE or FALSE
-	KindString               // text
-	KindNumber               // a plain number
-	KindCount                // a whole number of things (cpu_cores)
-	KindRatio                // a fraction, usually 0..1 (cpu_load, reliability)
-	KindBytes                // a size in bytes
-	KindDuration             // a duration in seconds
-	kindEnd
+	KindNull     = answer.KindNull
+	KindBool     = answer.KindBool
+	KindString   = answer.KindString
+	KindNumber   = answer.KindNumber
+	KindCount    = answer.KindCount
+	KindRatio    = answer.KindRatio
+	KindBytes    = answer.KindBytes
+	KindDuration = answer.KindDuration
 )
 
-var kindNames = [...]string{"null", "bool", "string", "number", "count", "ratio", "bytes", "duration"}
+// Null is the NULL value.
+var Null = answer.Null
 
-func (k Kind) String() string {
-	if k < kindEnd {
-		return kindNames[k]
-	}
-	return "kind(" + strconv.Itoa(int(k)) + ")"
-}
+// Num returns a numeric value of kind k.
+func Num(k Kind, v float64) Value { return answer.Num(k, v) }
 
-// Numeric reports whether k is one of the number kinds.
-func (k Kind) Numeric() bool { return k >= KindNumber && k < kindEnd }
+// Str returns a string value.
+func Str(s string) Value { return answer.Str(s) }
+
+// Bool returns a bool value.
+func Bool(b bool) Value { return answer.Bool(b) }
 
 // dimension groups the numeric kinds that may be compared and added.
 type dimension uint8
@@ -44,7 +48,7 @@ const (
 	dimDuration
 )
 
-func (k Kind) dim() dimension {
+func dimOf(k Kind) dimension {
 	switch k {
 	case KindBytes:
 		return dimBytes
@@ -53,29 +57,6 @@ func (k Kind) dim() dimension {
 	}
 	return dimNone
 }
-
-// Value is one typed value. The zero Value is NULL.
-type Value struct {
-	Kind Kind    `cbor:"1,keyasint,omitempty"`
-	Num  float64 `cbor:"2,keyasint,omitempty"` // numeric kinds
-	Str  string  `cbor:"3,keyasint,omitempty"` // KindString
-	Bool bool    `cbor:"4,keyasint,omitempty"` // KindBool
-}
-
-// Null is the NULL value.
-var Null = Value{}
-
-// Num returns a numeric value of kind k.
-func Num(k Kind, v float64) Value { return Value{Kind: k, Num: v} }
-
-// Str returns a string value.
-func Str(s string) Value { return Value{Kind: KindString, Str: s} }
-
-// Bool returns a bool value.
-func Bool(b bool) Value { return Value{Kind: KindBool, Bool: b} }
-
-// IsNull reports whether v is NULL.
-func (v Value) IsNull() bool { return v.Kind == KindNull }
 
 // Compare orders two non-NULL values of comparable kinds: numbers by value,
 // strings bytewise, FALSE before TRUE. It returns -1, 0 or +1.
@@ -111,107 +92,6 @@ func Compare(a, b Value) int {
 	return 0
 }
 
-// String formats v for people, with units: 4.0 GiB, 2h13m, 97.5%.
-func (v Value) String() string {
-	switch v.Kind {
-	case KindNull:
-		return "NULL"
-	case KindBool:
-		if v.Bool {
-			return "true"
-		}
-		return "false"
-	case KindString:
-		return v.Str
-	case KindBytes:
-		return FormatBytes(v.Num)
-	case KindDuration:
-		return FormatDuration(v.Num)
-	case KindRatio:
-		return strconv.FormatFloat(v.Num*100, 'g', 4, 64) + "%"
-	case KindCount:
-		// A count is a whole number; gossip estimates one to a fraction.
-		return formatNumber(math.Round(v.Num))
-	}
-	return formatNumber(v.Num)
-}
-
-func formatNumber(x float64) string {
-	if x == math.Trunc(x) && math.Abs(x) < 1e15 {
-		return strconv.FormatFloat(x, 'f', 0, 64)
-	}
-	return strconv.FormatFloat(x, 'g', 6, 64)
-}
-
-// FormatBytes prints a size with a binary prefix and one decimal: 4.0 GiB.
-func FormatBytes(b float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	x, i := math.Abs(b), 0
-	for x >= 1024 && i < len(units)-1 {
-		x /= 1024
-		i++
-	}
-	if b < 0 {
-		x = -x
-	}
-	if i == 0 {
-		return fmt.Sprintf("%s B", formatNumber(x))
-	}
-	return fmt.Sprintf("%.1f %s", x, units[i])
-}
-
-// FormatDuration prints seconds the way a person reads them, to two units at
-// most: 250ms, 1.5s, 45m10s, 2h13m, 3d4h.
-func FormatDuration(secs float64) string {
-	if math.IsNaN(secs) || math.IsInf(secs, 0) {
-		return strconv.FormatFloat(secs, 'g', -1, 64)
-	}
-	sign := ""
-	if secs < 0 {
-		sign, secs = "-", -secs
-	}
-	two := func(big int64, bigUnit string, small int64, smallUnit string) string {
-		if small == 0 {
-			return fmt.Sprintf("%s%d%s", sign, big, bigUnit)
-		}
-		return fmt.Sprintf("%s%d%s%d%s", sign, big, bigUnit, small, smallUnit)
-	}
-	s := int64(secs)
-	switch {
-	case secs < 1:
-		return sign + strconv.FormatFloat(math.Round(secs*10000)/10, 'f', -1, 64) + "ms"
-	case secs < 60:
-		return sign + strconv.FormatFloat(math.Round(secs*10)/10, 'f', -1, 64) + "s"
-	case secs < 3600:
-		return two(s/60, "m", s%60, "s")
-	case secs < 86400:
-		return two(s/3600, "h", s%3600/60, "m")
-	}
-	return two(s/86400, "d", s%86400/3600, "h")
-}
-
 // Record is what one peer says about itself: attribute name → value. A
 // missing attribute reads as NULL.
 type Record map[string]Value
-
-// Raw is v for machines: nil for NULL, bool, string, or the number in its
-// base unit (bytes, seconds, a fraction for ratios); counts and bytes are
-// whole (int64, rounded: an AVG of bytes is a number of bytes), as is any
-// other whole number.
-func (v Value) Raw() any {
-	switch {
-	case v.IsNull():
-		return nil
-	case v.Kind == KindBool:
-		return v.Bool
-	case v.Kind == KindString:
-		return v.Str
-	case (v.Kind == KindCount || v.Kind == KindBytes) && math.Abs(v.Num) < 1<<53:
-		// Gossip estimates of counts and sizes (a SUM, an AVG of bytes)
-		// are whole things: the nearest one, as the text shows it.
-		return int64(math.Round(v.Num))
-	case v.Num == math.Trunc(v.Num) && math.Abs(v.Num) < 1<<53 && v.Kind != KindRatio && v.Kind != KindDuration:
-		return int64(v.Num)
-	}
-	return v.Num
-}

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/topk"
 )
@@ -168,8 +169,8 @@ func isNode(c query.Column) bool {
 }
 
 // TopResult reads a top-k list as the answer's rows.
-func TopResult(p *query.Plan, entries []*topk.Entry) (*query.Result, error) {
-	res := &query.Result{Columns: p.Columns}
+func TopResult(p *query.Plan, entries []*topk.Entry) (*answer.Answer, error) {
+	res := &answer.Answer{Columns: p.AnswerColumns()}
 	for _, e := range entries {
 		row, err := query.DecodeRow(e.Row)
 		if err != nil || len(row) != len(p.Columns) {

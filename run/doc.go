@@ -1,8 +1,8 @@
 // Package run is one running plan at one peer: the binding of a compiled
 // query.Plan to the protocol core that answers it (aggregate or topk) — the
 // shape of its gossip state, what a peer contributes from its record, how
-// the core's state reads back as rows — and, at the asking peer, the
-// convergence rule (Rule) that decides when the answer is final.
+// the core's state reads back as an answer.Answer — and, at the asking
+// peer, the convergence rule (Rule) that decides when the answer is final.
 //
 // It is the one home of both: the node runtime drives Instances over the
 // network, and the simulator drives the same Binding and the same Rule over

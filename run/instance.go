@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/topk"
@@ -293,7 +294,7 @@ type Instance struct {
 	rule   *Rule
 	round  int
 	final  bool
-	last   Answer
+	last   Verdict // the rule's, at the last Report
 	// quiet counts the asker's rounds in which its core received nothing
 	// (heard, the count it had received at the last round): they do not
 	// spend the budget, up to MaxRoundsFactor times it.
@@ -503,32 +504,22 @@ func (q *Instance) RemovePeers(dead func(peer.ID) bool) {
 	}
 }
 
-// Answer is an instance's answer and how far along it is.
-type Answer struct {
-	*query.Result
-	Round, Budget int
-	// Participants is, for aggregates, the gossip estimate of the peers
-	// whose mass reached the answer (1 / the origin's mass): a cross-check
-	// of the membership's count. 0 otherwise.
-	Participants float64
-	// ErrEstimate and Converged are the rule's verdict (asking peer only).
-	ErrEstimate float64
-	Converged   bool
-	// Final says the answer will not change: converged, out of rounds, or
-	// stopped.
-	Final bool
-}
-
 // Answer reads the current answer; peers is the membership's count of live
 // peers, by which sums are scaled (unless Config.NFromGossip). It leaves
-// the rule alone: call Report once a round.
-func (q *Instance) Answer(peers int) (Answer, error) {
+// the rule alone: call Report once a round. Its Meta says how far along
+// it is: Rounds, Budget, Participants (for aggregates, the gossip estimate
+// of the peers whose mass reached the answer, 1 / the origin's mass: a
+// cross-check of the membership's count; 0 otherwise), the rule's last
+// verdict (ErrEstimate and Converged, at the asking peer) and Final (the
+// answer will not change: converged, out of rounds, or stopped). On an
+// error the answer has its Meta and no rows.
+func (q *Instance) Answer(peers int) (*answer.Answer, error) {
 	a, _, err := q.answer(peers)
 	return a, err
 }
 
-func (q *Instance) answer(peers int) (Answer, aggregate.Estimate, error) {
-	a := Answer{Round: q.round, Budget: q.b.budget, ErrEstimate: q.last.ErrEstimate, Converged: q.last.Converged, Final: q.final}
+func (q *Instance) answer(peers int) (*answer.Answer, aggregate.Estimate, error) {
+	a := &answer.Answer{Meta: &answer.Meta{Rounds: q.round, Budget: q.b.budget, ErrEstimate: q.last.ErrEstimate, Converged: q.last.Converged, Final: q.final}}
 	var est aggregate.Estimate
 	if q.agg != nil {
 		est = q.agg.Estimate()
@@ -540,7 +531,8 @@ func (q *Instance) answer(peers int) (Answer, aggregate.Estimate, error) {
 		if err != nil {
 			return a, est, err
 		}
-		a.Result = query.Finalize(q.b.plan, groups)
+		res := query.Finalize(q.b.plan, groups)
+		a.Columns, a.Rows = res.Columns, res.Rows
 		if est.Origin > 0 {
 			a.Participants = 1 / est.Origin
 		}
@@ -557,7 +549,7 @@ func (q *Instance) answer(peers int) (Answer, aggregate.Estimate, error) {
 	if err != nil {
 		return a, est, err
 	}
-	a.Result = r
+	a.Columns, a.Rows, a.Nodes = r.Columns, r.Rows, r.Nodes
 	return a, est, nil
 }
 
@@ -566,9 +558,9 @@ func (q *Instance) answer(peers int) (Answer, aggregate.Estimate, error) {
 // the budget is spent. peers is the membership's count of live peers,
 // suspects how many of them the asker could not reach (the rule waits for
 // them). Call it once a round, after Tick.
-func (q *Instance) Report(peers, suspects int) (Answer, error) {
+func (q *Instance) Report(peers, suspects int) (*answer.Answer, error) {
 	if q.rule == nil {
-		return Answer{}, errors.New("run: Report is for the asking peer's instance")
+		return nil, errors.New("run: Report is for the asking peer's instance")
 	}
 	a, est, err := q.answer(peers)
 	if err != nil {
@@ -577,7 +569,7 @@ func (q *Instance) Report(peers, suspects int) (Answer, error) {
 	o := Observation{Round: q.round, Peers: peers, Suspects: suspects}
 	if q.agg != nil {
 		o.Received = int(q.agg.Stats().Received)
-		o.Cells, o.Sketches = Cells(q.b.plan, a.Result, est)
+		o.Cells, o.Sketches = Cells(q.b.plan, a, est)
 		o.Participants = a.Participants
 	} else {
 		o.Received = q.top.Stats().Received
@@ -618,7 +610,7 @@ func (q *Instance) Report(peers, suspects int) (Answer, error) {
 		q.final = true
 	}
 	a.Final = q.final
-	q.last = a
+	q.last = v
 	return a, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 )
 
@@ -167,7 +168,7 @@ func (r *Rule) Counted(participants float64, peers int) bool {
 // watched itself: at a rank boundary it jumps between two peers' values
 // while the distribution under it is still to a hair; the sketch's
 // cumulative distribution is watched instead (Tracker).
-func Cells(p *query.Plan, r *query.Result, est aggregate.Estimate) ([]float64, [][]aggregate.Bucket) {
+func Cells(p *query.Plan, r *answer.Answer, est aggregate.Estimate) ([]float64, [][]aggregate.Bucket) {
 	var cells []float64
 	for _, row := range r.Rows {
 		for j, v := range row {

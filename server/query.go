@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -88,7 +89,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	if plan.Watch != nil && !plan.Explain {
 		// A standing query: an answer line per epoch, until the client
 		// goes away (the request's context ends, and the epoch with it).
-		err := s.p.WatchPlan(ctx, plan, func(ans *api.Answer, err error) bool {
+		err := s.p.WatchPlan(ctx, plan, func(ans *answer.Answer, err error) bool {
 			if ans == nil {
 				send(api.ErrorLine(err))
 			} else {
@@ -103,7 +104,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	}
 	// Progress comes from the peer's goroutine: hand it over through a
 	// channel, dropping lines the client is too slow for.
-	progress := make(chan api.Progress, 8)
+	progress := make(chan answer.Progress, 8)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -117,7 +118,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	// once the channel is closed.
 	var mu sync.Mutex
 	closed := false
-	ans, err := s.p.ExecutePlan(ctx, plan, func(p api.Progress) {
+	ans, err := s.p.Query(ctx, plan, func(p answer.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		if closed {

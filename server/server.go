@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
@@ -48,13 +49,13 @@ type Peer interface {
 	// when to retry). The context returned carries the place; the
 	// function gives it back.
 	Admit(ctx context.Context) (context.Context, func(), error)
-	// ExecutePlan runs a compiled statement (not a WATCH), calling
-	// progress from the peer's goroutine while it runs; an error beside
-	// an answer says the answer is partial.
-	ExecutePlan(ctx context.Context, plan *query.Plan, progress func(api.Progress)) (*api.Answer, error)
+	// Query runs a compiled statement (not a WATCH), calling progress
+	// from the peer's goroutine while it runs; an error beside an answer
+	// says the answer is partial.
+	Query(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error)
 	// WatchPlan runs a WATCH, calling each with every epoch's answer
 	// until ctx ends or each returns false.
-	WatchPlan(ctx context.Context, plan *query.Plan, each func(*api.Answer, error) bool) error
+	WatchPlan(ctx context.Context, plan *query.Plan, each func(*answer.Answer, error) bool) error
 	// Catalog is the attributes statements may name (/v1/attributes).
 	Catalog() *query.Catalog
 	// Members are the live peers, this one included (/v1/members).

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/node"
@@ -332,9 +333,9 @@ func TestWatchAPI(t *testing.T) {
 	tok := "watch-token-0123456789abcdef"
 	srv := serveToken(t, nodes[0], tok)
 	client := api.NewClient(srv.Addr(), tok, 5*time.Second)
-	var got []*api.Answer
+	var got []*answer.Answer
 	start := time.Now()
-	err := client.Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", func(a *api.Answer, err error) bool {
+	err := client.Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s", func(a *answer.Answer, err error) bool {
 		if err != nil {
 			t.Errorf("epoch %d: %v", len(got)+1, err)
 		}
@@ -348,7 +349,7 @@ func TestWatchAPI(t *testing.T) {
 		t.Fatalf("%d answers", len(got))
 	}
 	for i, a := range got {
-		if a.Meta.Epoch != i+1 || a.Meta.At == "" || a.Meta.Status == api.StatusPartial || a.Rows[0][0] != json.Number("8") {
+		if a.Meta.Epoch != i+1 || a.Meta.At == "" || a.Meta.Status == answer.StatusPartial || a.Rows[0][0].Raw() != int64(8) {
 			t.Errorf("epoch %d: %+v rows %v", i+1, a.Meta, a.Rows)
 		}
 	}

@@ -6,24 +6,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/answer"
 )
 
 // TableOf turns an answer into a table for the renderers: cells with text
 // and raw values, the metadata, and a footer that says how complete the
 // answer is.
-func TableOf(a *api.Answer) *Table {
+func TableOf(a *answer.Answer) *Table {
 	if a.Explain != "" {
 		return explainTable(a.Explain)
 	}
 	t := &Table{}
 	for _, c := range a.Columns {
-		t.Columns = append(t.Columns, Column{Name: c.Name, Kind: c.Kind})
+		t.Columns = append(t.Columns, Column{Name: c.Name, Kind: c.Kind.String()})
 	}
+	text := a.Text()
 	for i, row := range a.Rows {
 		cells := make([]Cell, len(row))
 		for j, v := range row {
-			cells[j] = Cell{Text: a.Text[i][j], Raw: v}
+			cells[j] = Cell{Text: text[i][j], Raw: v.Raw()}
 		}
 		t.Rows = append(t.Rows, cells)
 	}
@@ -50,8 +51,8 @@ func TableOf(a *api.Answer) *Table {
 	if m.Participants > 0 {
 		t.Meta["participants_estimate"] = m.Participants
 	}
-	t.Footer += fmt.Sprintf(" · %d rounds · %s", m.Rounds, time.Duration(m.Elapsed*float64(time.Second)).Round(time.Millisecond))
-	if m.Protocol == api.ProtocolAggregate {
+	t.Footer += fmt.Sprintf(" · %d rounds · %s", m.Rounds, m.Took().Round(time.Millisecond))
+	if m.Protocol == answer.ProtocolAggregate {
 		t.Footer += fmt.Sprintf(" · error ±%s (estimated)", percent(m.ErrEstimate))
 	}
 	if changed := len(m.Joined) + len(m.Left); changed > 0 {
@@ -61,7 +62,7 @@ func TableOf(a *api.Answer) *Table {
 		t.Footer += " · " + m.Warning
 		t.Meta["warning"] = m.Warning
 	}
-	if m.Status == api.StatusPartial || !m.Converged {
+	if m.Status == answer.StatusPartial || !m.Converged {
 		t.Footer += " · PARTIAL"
 		if m.Reason != "" {
 			t.Footer += ": " + m.Reason

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 )
 
@@ -17,9 +18,9 @@ func (words) Words(context.Context) []string {
 	return []string{"reliability", "region", "mem_free", "node", "analytics", "batch"}
 }
 
-func (words) Execute(_ context.Context, stmt string, _ func(api.Progress)) (*api.Answer, error) {
-	return &api.Answer{Columns: []api.Column{{Name: "subcloud", Kind: "string"}},
-		Text: [][]string{{"analytics"}, {"batch"}}}, nil
+func (words) Execute(_ context.Context, stmt string, _ func(answer.Progress)) (*answer.Answer, error) {
+	return &answer.Answer{Columns: []answer.Column{{Name: "subcloud", Kind: answer.KindString}},
+		Rows: [][]answer.Value{{answer.Str("analytics")}, {answer.Str("batch")}}}, nil
 }
 
 // Completion by context: what may stand where the cursor is.

@@ -9,9 +9,10 @@
 // io.Writers given to it. It imports none of the engine: statements are
 // cut where the language's lexer says they end (Config.Split, query.Split
 // injected by the command), so a ';' inside a string or a comment ends
-// nothing; answers arrive as api.Answers whose cells carry both the text a
-// person reads (4.0 GiB, 2h13m, 97.5%) and the raw value a script computes
-// with (bytes as integers, durations in seconds, ratios as fractions).
+// nothing; answers arrive as answer.Answers (a leaf package) whose typed
+// values give both the text a person reads (4.0 GiB, 2h13m, 97.5%) and
+// the raw value a script computes with (bytes as integers, durations in
+// seconds, ratios as fractions).
 //
 // On a terminal the shell completes by context (statement words where a
 // statement starts, tables after FROM, subclouds after SUBCLOUD and

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/answer"
 )
 
 var sample = &Table{
@@ -115,7 +115,7 @@ func TestRenderGolden(t *testing.T) {
 		Meta:   map[string]any{"peers": 2, "rounds": 7},
 		Footer: "2 row(s) · 2 peers",
 	}
-	explain := TableOf(&api.Answer{Explain: "protocol: flow updating\n  rounds: 23\n"})
+	explain := TableOf(&answer.Answer{Explain: "protocol: flow updating\n  rounds: 23\n"})
 	for _, f := range []Format{FormatTable, FormatCSV, FormatJSON, FormatNDJSON} {
 		var b bytes.Buffer
 		for i, tb := range []*Table{tbl, explain} {

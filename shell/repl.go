@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peterh/liner"
 )
@@ -264,7 +265,7 @@ func (s *Session) run(ctx context.Context, stmt string) {
 	}
 	start := time.Now()
 	live := false
-	progress := func(p api.Progress) {
+	progress := func(p answer.Progress) {
 		if !s.cfg.Terminal {
 			return
 		}
@@ -286,7 +287,7 @@ func (s *Session) run(ctx context.Context, stmt string) {
 		if ans == nil {
 			return
 		}
-	} else if m := ans.Meta; m != nil && m.Status == api.StatusPartial {
+	} else if m := ans.Meta; m != nil && m.Status == answer.StatusPartial {
 		s.fail(fmt.Errorf("%w: %s", api.ErrPartial, m.Reason))
 	}
 	s.show(TableOf(ans))
@@ -437,7 +438,7 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 		s.report(show, err)
 		return true // said why
 	}
-	for _, row := range ans.Text {
+	for _, row := range ans.Text() {
 		if len(row) == 0 || row[0] != name {
 			continue
 		}
@@ -447,7 +448,7 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 		}
 		for i, c := range ans.Columns {
 			items := strings.Split(row[i], ",")
-			if c.Kind == "string" && len(items) > 1 && cutList(row[i]) != row[i] || c.Name == "members" {
+			if c.Kind == answer.KindString && len(items) > 1 && cutList(row[i]) != row[i] || c.Name == "members" {
 				fmt.Fprintf(s.cfg.Out, "%-*s  (%d)\n", width, c.Name, len(items))
 				for _, it := range items {
 					if it = strings.TrimSpace(it); it != "" {
@@ -467,7 +468,7 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 // a terminal (as watch(1) does), until Ctrl-C; then the shell goes on.
 func (s *Session) watch(ctx context.Context, text string) {
 	lines := 0
-	err := s.exec.Watch(ctx, text, func(ans *api.Answer, err error) bool {
+	err := s.exec.Watch(ctx, text, func(ans *answer.Answer, err error) bool {
 		var b strings.Builder
 		if ans == nil {
 			fmt.Fprintf(&b, "%v\n", err)
@@ -587,7 +588,7 @@ func (s *Session) subclouds() []string {
 		return nil
 	}
 	var out []string
-	for _, row := range ans.Text {
+	for _, row := range ans.Text() {
 		if len(row) > 0 {
 			out = append(out, row[0])
 		}

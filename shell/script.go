@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 )
 
@@ -178,7 +179,7 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 	defer cancel()
 	var failed error
 	epochs := 0
-	err := exec.Watch(ctx, stmt.Text, func(ans *api.Answer, err error) bool {
+	err := exec.Watch(ctx, stmt.Text, func(ans *answer.Answer, err error) bool {
 		epochs++
 		if ans == nil {
 			failed = Place(src, opts.Name, stmt, err)
@@ -194,7 +195,7 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 			failed = rerr
 			return false
 		}
-		if m := ans.Meta; m != nil && m.Status == api.StatusPartial && !opts.AllowPartial {
+		if m := ans.Meta; m != nil && m.Status == answer.StatusPartial && !opts.AllowPartial {
 			failed = fmt.Errorf("%w: %s (line %d, epoch %d)", api.ErrPartial, m.Reason, stmt.Line, m.Epoch)
 			return false
 		}
@@ -231,7 +232,7 @@ func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOp
 		if err != nil {
 			return Place(src, opts.Name, stmt, err)
 		}
-		if m := ans.Meta; m != nil && m.Status == api.StatusPartial && !opts.AllowPartial {
+		if m := ans.Meta; m != nil && m.Status == answer.StatusPartial && !opts.AllowPartial {
 			return fmt.Errorf("%w: %s (line %d)", api.ErrPartial, m.Reason, stmt.Line)
 		}
 	}

@@ -8,21 +8,21 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/answer"
 )
 
 // epochs is an executor whose WATCH answers n epochs, a count each.
 type epochs struct{ n int }
 
-func (e epochs) Execute(context.Context, string, func(api.Progress)) (*api.Answer, error) {
+func (e epochs) Execute(context.Context, string, func(answer.Progress)) (*answer.Answer, error) {
 	return nil, nil
 }
 func (e epochs) Words(context.Context) []string { return nil }
-func (e epochs) Watch(ctx context.Context, _ string, each func(*api.Answer, error) bool) error {
+func (e epochs) Watch(ctx context.Context, _ string, each func(*answer.Answer, error) bool) error {
 	for k := 1; k <= e.n; k++ {
-		a := &api.Answer{Columns: []api.Column{{Name: "COUNT(*)", Kind: "count"}}, Rows: [][]any{{10 + k}},
-			Text: [][]string{{strconv.Itoa(10 + k)}},
-			Meta: &api.Meta{Statement: "WATCH", Status: api.StatusConverged, Converged: true, Epoch: k, At: fmt.Sprintf("2026-11-27T00:00:%02dZ", k)}}
+		a := &answer.Answer{Columns: []answer.Column{{Name: "COUNT(*)", Kind: answer.KindCount}},
+			Rows: [][]answer.Value{{answer.Num(answer.KindCount, float64(10+k))}},
+			Meta: &answer.Meta{Statement: "WATCH", Status: answer.StatusConverged, Converged: true, Epoch: k, At: fmt.Sprintf("2026-11-27T00:00:%02dZ", k)}}
 		if !each(a, nil) {
 			return nil
 		}

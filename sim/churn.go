@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -184,7 +185,7 @@ func (s *Sim) tookPart(yield func(query.Record) bool) {
 
 // settle records the outcome at the first final round: the runtime's
 // status and the error over the members that took part.
-func (s *Sim) settle(a run.Answer, err error, unconfirmed int) {
+func (s *Sim) settle(a *answer.Answer, err error, unconfirmed int) {
 	o := &Outcome{Round: s.round, Excluded: s.excluded, Unconfirmed: unconfirmed, Ghosts: s.ghosts,
 		Crashed: s.crashed, Joined: s.joinedN}
 	o.Converged = err == nil && a.Converged && run.Blocking(unconfirmed, len(s.known), s.plan.Accuracy) == 0
@@ -195,10 +196,10 @@ func (s *Sim) settle(a run.Answer, err error, unconfirmed int) {
 	}
 	o.ByVerdict = s.removed - s.excluded
 	s.setExact(query.ExactSeq(s.plan, s.tookPart))
-	o.Err = s.errOf(a.Result, err)
+	o.Err = s.errOf(a, err)
 	if s.top != nil {
 		o.Err = 1
-		if err == nil && sameNames(a.Result.Nodes, s.exactTop) {
+		if err == nil && sameNames(a.Nodes, s.exactTop) {
 			o.Err = 0
 		}
 	}

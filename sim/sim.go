@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/internal/prefetch"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
@@ -156,7 +157,7 @@ type Sim struct {
 	// records are regenerated from the seed).
 	recs []query.Record
 
-	exact     *query.Result
+	exact     *answer.Answer
 	exactKeys map[string][]query.Value
 	exactTop  []string
 	stats     RoundStats
@@ -603,7 +604,7 @@ func (s *Sim) Drift(dt float64) error {
 
 func (s *Sim) computeExact() { s.setExact(query.ExactSeq(s.plan, s.liveRecords())) }
 
-func (s *Sim) setExact(exact *query.Result) {
+func (s *Sim) setExact(exact *answer.Answer) {
 	s.exact = exact
 	s.exactKeys = map[string][]query.Value{}
 	if s.plan.Kind == query.PlanAggregate {
@@ -627,16 +628,15 @@ func rowKey(p *query.Plan, row []query.Value) string {
 }
 
 // Exact is the exact answer over the live peers.
-func (s *Sim) Exact() *query.Result { return s.exact }
+func (s *Sim) Exact() *answer.Answer { return s.exact }
 
 // Answer is the originator's answer now, as the engine reads it.
-func (s *Sim) Answer() (*query.Result, error) {
-	a, err := s.origin.Answer(len(s.known))
-	return a.Result, err
+func (s *Sim) Answer() (*answer.Answer, error) {
+	return s.origin.Answer(len(s.known))
 }
 
 // answerOf reads peer i's answer from its core.
-func (s *Sim) answerOf(i int) (*query.Result, error) {
+func (s *Sim) answerOf(i int) (*answer.Answer, error) {
 	if s.top != nil {
 		return run.TopResult(s.plan, s.top[i].Top())
 	}
@@ -649,7 +649,7 @@ func (s *Sim) answerOf(i int) (*query.Result, error) {
 
 // report applies the engine's convergence rule at the originator, as the
 // node does at the end of each round.
-func (s *Sim) report() (run.Answer, error) {
+func (s *Sim) report() (*answer.Answer, error) {
 	unconfirmed := 0
 	if s.churning() {
 		unconfirmed = s.unconfirmed()
@@ -682,7 +682,7 @@ func (s *Sim) measure() {
 		return
 	}
 	s.stats.Variance = s.variance()
-	answer, err := s.report()
+	ans, err := s.report()
 	if s.churning() {
 		// The exact answer over those that took part is computed once, at
 		// the final round (settle): at a million peers it costs a pass
@@ -694,7 +694,7 @@ func (s *Sim) measure() {
 		}
 		return
 	}
-	s.stats.OriginErr = s.errOf(answer.Result, err)
+	s.stats.OriginErr = s.errOf(ans, err)
 	s.errs = s.errs[:0]
 	if fast := s.fastPath(); fast {
 		s.errs = s.measureAll(s.errs)
@@ -845,7 +845,7 @@ func (m *errMeter) err(a *aggregate.Node) float64 {
 
 // errOf is the relative error of an aggregate answer: the worst over every
 // numeric cell of every exact row; a missing row counts as 1.
-func (s *Sim) errOf(res *query.Result, err error) float64 {
+func (s *Sim) errOf(res *answer.Answer, err error) float64 {
 	if err != nil || res == nil {
 		return 1
 	}

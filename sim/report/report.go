@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
 )
@@ -162,8 +163,8 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 	if o := s.Outcome(); o != nil {
 		fmt.Fprintf(out, "under churn (median session %.0f rounds): %s\n", cfg.Session, describe(plan, o))
 	}
-	if answer, err := s.Answer(); err == nil {
-		printAnswer(out, "originator's answer", answer, 5)
+	if ans, err := s.Answer(); err == nil {
+		printAnswer(out, "originator's answer", ans, 5)
 	}
 	exactOf := "exact answer"
 	if cfg.Session > 0 {
@@ -244,7 +245,7 @@ func VarianceRatio(stats []sim.RoundStats) (float64, bool) {
 	return ratios[len(ratios)/2], true
 }
 
-func printAnswer(out io.Writer, title string, res *query.Result, limit int) {
+func printAnswer(out io.Writer, title string, res *answer.Answer, limit int) {
 	var names []string
 	for _, c := range res.Columns {
 		names = append(names, c.Name)

@@ -5,7 +5,7 @@ package report
 import (
 	"runtime"
 
-	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/answer"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,5 +20,5 @@ func peakRSS() string {
 	if runtime.GOOS == "darwin" || runtime.GOOS == "ios" {
 		unit = 1 // macOS counts bytes
 	}
-	return query.FormatBytes(float64(ru.Maxrss) * unit)
+	return answer.FormatBytes(float64(ru.Maxrss) * unit)
 }
