@@ -284,12 +284,18 @@ func decodeOwned(b []byte) (map[string]*ownedSubcloud, error) {
 	return out, nil
 }
 
-// ownedStore writes the owner's table: one writer at a time, the newest
-// state wins, and no lock of the owner's is held while it writes.
+// ownedStore writes the owner's table: one write at a time (turn), the
+// newest snapshot wins, and no lock is held while it writes — not ownMu,
+// which leaseView, SHOW SUBCLOUDS and FROM SUBCLOUD take, and not mu.
 type ownedStore struct {
-	mu      sync.Mutex
 	seq     uint64 // the last snapshot taken (guarded by Node.ownMu)
+	mu      sync.Mutex
+	turn    turn   // the write under way (its cond is on mu)
 	written uint64 // the last snapshot on disk (guarded by mu)
+	// tried is the last snapshot whose write was tried, and failed the
+	// error it failed with, if it did (guarded by mu).
+	tried  uint64
+	failed error
 }
 
 // saveOwned writes the subclouds this peer owns durably, and returns when
@@ -304,15 +310,38 @@ func (n *Node) saveOwned() error {
 	n.store.seq++
 	seq := n.store.seq
 	n.ownMu.Unlock()
-	n.store.mu.Lock()
-	defer n.store.mu.Unlock()
-	if n.store.written >= seq {
+	return n.store.write(seq, func() error {
+		return n.keeper.stored(durable.Write(n.fs, filepath.Join(n.cfg.DataDir, ownedFile), b))
+	})
+}
+
+// write runs w, the write of snapshot seq, in its turn and with no lock
+// held, unless a later snapshot is on disk already (then it is done) or a
+// later one's write failed (then an older snapshot must not overwrite what
+// may be on disk of it: seq's state is not stored, and the error says so).
+// The zero ownedStore is ready: its turn's cond is bound on first use.
+func (s *ownedStore) write(seq uint64, w func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.turn.free.L == nil {
+		s.turn.free.L = &s.mu
+	}
+	defer s.turn.take()()
+	if s.written >= seq {
 		return nil // a later snapshot, which holds this one's changes, is on disk
 	}
-	if err := n.keeper.stored(durable.Write(n.fs, filepath.Join(n.cfg.DataDir, ownedFile), b)); err != nil {
+	if s.tried > seq {
+		return fmt.Errorf("node: a later state of the owned subclouds could not be stored: %w", s.failed)
+	}
+	s.tried = seq
+	s.mu.Unlock()
+	err := w()
+	s.mu.Lock()
+	if err != nil {
+		s.failed = err
 		return err
 	}
-	n.store.written = seq
+	s.written = seq
 	return nil
 }
 
