@@ -66,7 +66,7 @@ const (
 	leaseFile  = "lease.json"    // the lease and the ledger, version 2
 	ledgerFile = "ledger.json"   // the ledger of version 1 tables, read once
 	namesFile  = "names.json"    // the names this peer keeps
-	ownedFile  = "owned.json"    // the subclouds this peer owns
+	ownedFile  = "owned.json"    // the subclouds this peer owns (the name from its JSON days: node/owner reads both forms)
 	askEvery   = 5 * time.Minute // a member asks its owner about a lease not renewed since
 )
 

@@ -32,9 +32,7 @@ func TestUnreachableMemberIsNamed(t *testing.T) {
 				ask(t, owner, compile(t, owner, "RESERVE 7 AS all FOR 1h"))
 				// The member to lose: the lowest-ranked, the one a RESIZE
 				// TO 6 lets go.
-				owner.ownMu.Lock()
-				ranked := owner.owned["all"].ranked()
-				owner.ownMu.Unlock()
+				ranked := ownedMembers(owner, "all")
 				var m *Node
 				for _, n := range c.nodes {
 					if n.Name() == ranked[len(ranked)-1] {
@@ -171,93 +169,6 @@ func TestReadsDoNotWaitForAnFsync(t *testing.T) {
 	close(g.release)
 	if rep := <-wrote; !rep.OK {
 		t.Errorf("the blocked registration: %v", rep.Err())
-	}
-}
-
-// The owner's table is written with no lock of the owner's held: while a
-// write waits in its fsync, what reads the owned subclouds (leaseView, an
-// agent's OpInfo) answers, and a later save waits for its turn and then
-// stores the newest state.
-func TestOwnerTableWriteHoldsNoLock(t *testing.T) {
-	dir := t.TempDir()
-	g := &syncGate{FS: durable.OS(), entered: make(chan struct{}), release: make(chan struct{})}
-	k, _, err := openKeeper(g, dir, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &Node{cfg: Config{DataDir: dir}, fs: g, keeper: k, now: time.Now, owned: map[string]*ownedSubcloud{},
-		net: fakenet.New(fakenet.DefaultConfig()).Add("o", nil)}
-	n.owned["s"] = &ownedSubcloud{name: "s", token: strings.Repeat("t", 32), lease: time.Minute,
-		members: map[string]time.Time{"m1": time.Now().Add(time.Minute)}, target: 1}
-	g.armed.Store(true)
-	first := make(chan error, 1)
-	go func() { first <- n.saveOwned() }() // its write blocks in the fsync
-	<-g.entered
-	read := make(chan subcloud.Info, 1)
-	go func() {
-		n.leaseView(nil)
-		info, err := subcloud.DecodeInfo(n.answerInfo("s"))
-		if err != nil {
-			t.Errorf("OpInfo s during a write: %v", err)
-		}
-		read <- info
-	}()
-	select {
-	case info := <-read:
-		if info.Subcloud != "s" || len(info.Members) != 1 {
-			t.Errorf("OpInfo s during a write: %+v", info)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a read of the owned subclouds waited for the owner table's fsync")
-	}
-	n.ownMu.Lock()
-	n.owned["s"].target = 3 // a change after the blocked snapshot
-	n.ownMu.Unlock()
-	second := make(chan error, 1)
-	go func() { second <- n.saveOwned() }()
-	close(g.release)
-	if err := <-first; err != nil {
-		t.Errorf("the blocked save: %v", err)
-	}
-	if err := <-second; err != nil {
-		t.Errorf("the save after it: %v", err)
-	}
-	owned, _, err := openOwned(durable.OS(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o := owned["s"]; o == nil || o.target != 3 {
-		t.Errorf("on disk after both saves: %+v; want the newest state (target 3)", o)
-	}
-}
-
-// An older snapshot of the owner's table never overwrites a newer one: it
-// is done when a newer one is on disk, and refused when a newer one's write
-// failed (its own change is in that one).
-func TestOwnedStoreNewestWins(t *testing.T) {
-	var s ownedStore
-	var wrote []uint64
-	w := func(seq uint64, err error) func() error {
-		return func() error {
-			wrote = append(wrote, seq)
-			return err
-		}
-	}
-	full := errors.New("disk full")
-	if err := s.write(2, w(2, full)); !errors.Is(err, full) {
-		t.Errorf("snapshot 2 on a full disk: %v", err)
-	}
-	if err := s.write(1, w(1, nil)); !errors.Is(err, full) {
-		t.Errorf("snapshot 1 after 2 failed: %v; want 2's failure", err)
-	}
-	if err := s.write(3, w(3, nil)); err != nil {
-		t.Errorf("snapshot 3: %v", err)
-	}
-	if err := s.write(2, w(2, nil)); err != nil {
-		t.Errorf("snapshot 2 after 3 is on disk: %v", err)
-	}
-	if len(wrote) != 2 || wrote[0] != 2 || wrote[1] != 3 {
-		t.Errorf("written %v; want [2 3] (no older snapshot after a newer one)", wrote)
 	}
 }
 
