@@ -794,10 +794,14 @@ func (o *Owner) Wake() time.Time {
 			w = t
 		}
 	}
+	// What waits for answers (a renewal round, checks, a finished claim's
+	// last replies) has no time of its own: its answers are steps.
 	if o.phase == PhaseHeld {
-		at(o.renewed.Add(o.st.Lease / 3))
+		if o.round == 0 && !o.op.blocksRenewals() {
+			at(o.renewed.Add(o.st.Lease / 3))
+		}
 		at(o.lastMaint.Add(o.cfg.MaintainEvery))
-		if o.cfg.CheckEvery > 0 && len(o.st.Members) > 0 {
+		if o.cfg.CheckEvery > 0 && o.checks == 0 && len(o.st.Members) > 0 {
 			at(o.lastCheck.Add(o.cfg.CheckEvery))
 		}
 		if o.op != nil && o.op.phase == opAwaiting {
@@ -806,7 +810,9 @@ func (o *Owner) Wake() time.Time {
 	}
 	if j := o.job; j != nil {
 		at(j.searchAt)
-		at(j.lastRenew.Add(o.cfg.MaintainEvery))
+		if j.c.State() != Done {
+			at(j.lastRenew.Add(o.cfg.MaintainEvery))
+		}
 	}
 	for _, m := range []map[string]*retry{o.releases, o.rollback} {
 		for _, r := range m {

@@ -45,9 +45,9 @@ type Config struct {
 	Name string
 	// Owner is the machines' configuration (subcloud.DefaultOwnerConfig).
 	Owner subcloud.OwnerConfig
-	// MinTick is the shortest wait between two ticks of one subcloud, so
-	// that a machine whose next timed step is due but waits for an answer
-	// (a renewal round in flight) is not ticked in a loop.
+	// MinTick is the shortest wait between two ticks of one subcloud: a
+	// bound on the ticker's work should a machine's Wake stay in the past
+	// (it does not while it waits for answers: those are steps).
 	MinTick time.Duration
 	// Rand seeds the machines' random choices (search back-offs).
 	Rand *rand.Rand
