@@ -485,13 +485,11 @@ func TestChurnBenchmark(t *testing.T) {
 				holding[e.Node(i).Name()] = true
 			}
 		}
-		owner.ownMu.Lock()
-		for m := range owner.owned["bench"].members {
+		for _, m := range ownedMembers(owner, "bench") {
 			if !holding[m] {
 				strays = append(strays, m)
 			}
 		}
-		owner.ownMu.Unlock()
 		return len(holding), strays
 	}
 	var samples, atTarget, atLeast, ownerAtTarget, strayed int
@@ -525,11 +523,9 @@ loop:
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	owner.ownMu.Lock()
-	o := owner.owned["bench"]
-	times := append([]time.Duration(nil), o.repairTimes...)
-	repairs := o.repairs
-	owner.ownMu.Unlock()
+	o, _ := owner.owner.Lookup("bench")
+	times := o.RepairTimes
+	repairs := o.Info.Repairs
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	med, worst := time.Duration(0), time.Duration(0)
 	if len(times) > 0 {
@@ -547,9 +543,10 @@ loop:
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner.ownMu.Lock()
-	account := owner.owned["bench"].peerHours()
-	owner.ownMu.Unlock()
+	account := o.Info.PeerHours
+	if v, ok := owner.owner.Lookup("bench"); ok {
+		account = v.Info.PeerHours
+	}
 	gossip := 0.0
 	for _, row := range res.Rows {
 		if row[0].Str == owner.Name() {

@@ -423,11 +423,8 @@ func TestExcludedIsNotReleased(t *testing.T) {
 		if l, ok := member.currentLease(); !ok || l.Subcloud != "kept" {
 			t.Errorf("the member left out of a query lost its lease: %+v %v", l, ok)
 		}
-		owner.ownMu.Lock()
-		o := owner.owned["kept"]
-		_, still := o.members[member.Name()]
-		repairs := o.repairs
-		owner.ownMu.Unlock()
+		still := slices.Contains(ownedMembers(owner, "kept"), member.Name())
+		_, _, repairs := ownedSize(owner, "kept")
 		if !still || repairs != 0 {
 			t.Errorf("the owner dropped the member left out of a query (still a member %v, repairs %d)", still, repairs)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable/crashfs"
+	"github.com/peerq/peerq/node/owner"
 	"github.com/peerq/peerq/subcloud"
 )
 
@@ -131,28 +132,37 @@ func TestCrashAtEveryStep(t *testing.T) {
 		subclouds := []string{"s1", "s2", "s3"}
 		rep := crashfs.Explore(t, func(fsys *crashfs.FS, ack func()) error {
 			n := crashNode(fsys, dir)
+			// The owner role's writer stores the whole table at each change.
+			table := map[string]subcloud.OwnerState{}
+			store := func() error {
+				var states []subcloud.OwnerState
+				for _, st := range table {
+					states = append(states, st)
+				}
+				return ownerEnv{n}.Store(owner.EncodeTable(states))
+			}
 			for i, name := range subclouds {
-				n.ownMu.Lock()
-				n.owned[name] = &ownedSubcloud{name: name, token: strings.Repeat(fmt.Sprint(i), 32), lease: time.Hour,
-					members: map[string]time.Time{"m" + name: t0.Add(time.Hour)}, dropped: map[string]time.Time{}, target: 1}
-				n.ownMu.Unlock()
-				if err := n.saveOwned(); err != nil {
+				table[name] = subcloud.OwnerState{Subcloud: name, Token: strings.Repeat(fmt.Sprint(i), 32), Lease: time.Hour,
+					Members: map[string]time.Time{"m" + name: t0.Add(time.Hour)}, Target: 1}
+				if err := store(); err != nil {
 					return err
 				}
 				ack() // RESERVE answered
 			}
-			n.ownMu.Lock()
-			delete(n.owned, "s1")
-			n.ownMu.Unlock()
-			if err := n.saveOwned(); err != nil {
+			delete(table, "s1")
+			if err := store(); err != nil {
 				return err
 			}
 			ack() // RELEASE answered
 			return nil
 		}, func(after *crashfs.FS, acked int) error {
-			owned, _, err := openOwned(after, dir)
+			states, _, err := openOwned(after, dir)
 			if err != nil {
 				return fmt.Errorf("restart: %w", err)
+			}
+			owned := map[string]*subcloud.OwnerState{}
+			for i := range states {
+				owned[states[i].Subcloud] = &states[i]
 			}
 			for i := 0; i < min(acked, len(subclouds)); i++ {
 				if owned[subclouds[i]] == nil && !(i == 0 && acked >= len(subclouds)) {
@@ -238,5 +248,5 @@ func TestCrashAtEveryStep(t *testing.T) {
 // crashNode is the part of a Node that writes the owner's table.
 func crashNode(fsys *crashfs.FS, dir string) *Node {
 	k, _, _ := openKeeper(fsys, dir, func(string, ...any) {})
-	return &Node{cfg: Config{DataDir: dir}, fs: fsys, keeper: k, owned: map[string]*ownedSubcloud{}}
+	return &Node{cfg: Config{DataDir: dir}, fs: fsys, keeper: k}
 }

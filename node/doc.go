@@ -33,15 +33,17 @@
 // enters each lease it served in its ledger (FROM leases: metering by
 // gossip), asks its lease's owner whether it still holds it when either
 // restarted (OpAsk), and checks every 10 s that its data dir can be
-// written. The owner's side (owner.go, names.go): RESERVE registers the
-// name with its keepers, drives a subcloud.Claimer with the top-k's
-// candidates and says yes only once its own record is on disk; the owner
-// renews its leases and its name at a third of their term, checks its
-// members, keeps the subcloud at its size (members that fail, leave or
-// refuse are replaced with the subcloud's own search, former members that
-// return are taken back or released), gives up a name a majority of its
-// keepers hold for another owner, answers members' asks and other agents'
-// requests for its account (SHOW SUBCLOUDS); ALTER SUBCLOUD resizes and
+// written. The owner's side is the owner role (node/owner: one
+// subcloud.Owner per subcloud, with its own lock and goroutines, reached
+// through owner.Env; wired in owner.go, names.go): RESERVE registers the
+// name with its keepers, then the role claims the top-k's candidates and
+// says yes only once its record is on disk; it renews the leases and the
+// name at a third of their term, checks the members, keeps the subcloud at
+// its size (members that fail, leave or refuse are replaced with the
+// subcloud's own search, former members that return are taken back or
+// released), gives up a name a majority of its keepers hold for another
+// owner; the node answers members' asks and other agents' requests for
+// its account (SHOW SUBCLOUDS) from it; ALTER SUBCLOUD resizes and
 // extends, RELEASE waits for its members' answers.
 //
 // Load: a peer asks at most MaxAsk statements at once and none while it

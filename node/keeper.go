@@ -20,16 +20,20 @@ import (
 // one), the names it keeps for owners (subcloud.Keepers), and the ledger of
 // the leases it served. Every change is on disk (durable.Write: write,
 // fsync, keep the previous copy, rename over, fsync the directory) before
-// the peer answers; changes are serialized by mu, which is held across
-// their fsync — the write path — and never taken by a read: the lease, the
-// ledger and the names are read from atomic snapshots, so an answer, a
-// name lookup (OpWho), SHOW SUBCLOUDS or a record never waits for a disk.
+// the peer answers. Changes take their turn (turn): one is decided and
+// written at a time, in order, with mu released across its write, so that
+// nothing waits for a disk but the next change: the lease, the ledger and
+// the names are read from atomic snapshots, and what takes mu for a moment
+// (due, answered) never waits behind an fsync. An answer, a name lookup
+// (OpWho), SHOW SUBCLOUDS or a record never waits for a disk.
 type keeper struct {
 	fs   durable.FS
 	dir  string // "": in memory (the embedded cluster without a data dir)
 	logf func(string, ...any)
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// turn is the change being decided and written (its cond is on mu).
+	turn   turn
 	table  *subcloud.Table
 	names  *subcloud.Names
 	ledger []ledgerEntry
@@ -62,7 +66,7 @@ const (
 	leaseFile  = "lease.json"    // the lease and the ledger, version 2
 	ledgerFile = "ledger.json"   // the ledger of version 1 tables, read once
 	namesFile  = "names.json"    // the names this peer keeps
-	ownedFile  = "owned.json"    // the subclouds this peer owns
+	ownedFile  = "owned.json"    // the subclouds this peer owns (the name from its JSON days: node/owner reads both forms)
 	askEvery   = 5 * time.Minute // a member asks its owner about a lease not renewed since
 )
 
@@ -78,6 +82,7 @@ type leaseDoc struct {
 // for the log (a previous copy restored, a table migrated).
 func openKeeper(fsys durable.FS, dir string, logf func(string, ...any)) (*keeper, []string, error) {
 	k := &keeper{fs: fsys, dir: dir, logf: logf, table: &subcloud.Table{}, names: &subcloud.Names{}}
+	k.turn.free.L = &k.mu
 	var notes []string
 	if dir != "" {
 		path := filepath.Join(dir, leaseFile)
@@ -180,7 +185,8 @@ func (k *keeper) current(now time.Time) (subcloud.Lease, bool) {
 	return *l, true
 }
 
-// write stores the lease and the ledger durably.
+// write stores the lease and the ledger durably. Called with mu held and
+// the turn taken; it releases mu across the write.
 func (k *keeper) write(t *subcloud.Table, ledger []ledgerEntry) error {
 	if k.dir == "" {
 		return nil
@@ -196,7 +202,17 @@ func (k *keeper) write(t *subcloud.Table, ledger []ledgerEntry) error {
 	if err != nil {
 		return err
 	}
-	return k.stored(durable.Write(k.fs, filepath.Join(k.dir, leaseFile), b))
+	return k.store(leaseFile, b)
+}
+
+// store writes b to file in the data dir durably, with mu released: called
+// with mu held and the turn taken, which keeps the writes one at a time and
+// in the order their changes were decided (a change waits for the turn,
+// so it is decided on the state the last write left).
+func (k *keeper) store(file string, b []byte) error {
+	k.mu.Unlock()
+	defer k.mu.Lock()
+	return k.stored(durable.Write(k.fs, filepath.Join(k.dir, file), b))
 }
 
 // stored notes the outcome of a write of the data dir: a failure is the
@@ -240,6 +256,11 @@ func (k *keeper) apply(now time.Time, self subcloud.Self, from string, req subcl
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if req.Op != subcloud.OpCheck {
+		// A change (or a request that may be one) waits for its turn; a
+		// check changes nothing and reads the table as the disk has it.
+		defer k.turn.take()() // given back before mu is unlocked
+	}
 	switch req.Op {
 	case subcloud.OpName, subcloud.OpNameRelease:
 		rep := k.names.Apply(now, self, from, req, k.writeNames)
@@ -276,6 +297,7 @@ func (k *keeper) who(now time.Time, name string) (subcloud.NameRecord, bool) {
 func (k *keeper) dropName(now time.Time, name string, key identity.Public) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.turn.take()()
 	next, ok := k.names.Without(now, name, key)
 	if !ok {
 		return false
@@ -288,7 +310,8 @@ func (k *keeper) dropName(now time.Time, name string, key identity.Public) bool 
 	return true
 }
 
-// writeNames stores the names this peer keeps durably.
+// writeNames stores the names this peer keeps durably. Called with mu held
+// and the turn taken; it releases mu across the write.
 func (k *keeper) writeNames(t *subcloud.Names) error {
 	if k.dir == "" {
 		return nil
@@ -297,7 +320,7 @@ func (k *keeper) writeNames(t *subcloud.Names) error {
 	if err != nil {
 		return err
 	}
-	return k.stored(durable.Write(k.fs, filepath.Join(k.dir, namesFile), b))
+	return k.store(namesFile, b)
 }
 
 // drop frees the peer from a lease its owner says (signed) it no longer
@@ -305,6 +328,7 @@ func (k *keeper) writeNames(t *subcloud.Names) error {
 func (k *keeper) drop(now time.Time, l subcloud.Lease) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.turn.take()()
 	cur, ok := k.table.Current(now)
 	if !ok || cur.Subcloud != l.Subcloud || cur.Token != l.Token {
 		return nil // renewed, released or lapsed meanwhile
@@ -362,6 +386,7 @@ func (k *keeper) answered(now time.Time, ownerBoot uint64) {
 func (k *keeper) closeLapsed(now time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.turn.take()()
 	last := len(k.ledger) - 1
 	if last < 0 || !k.ledger[last].Open || k.stillOpen(now, k.ledger[last]) {
 		return
@@ -401,6 +426,28 @@ func (k *keeper) rows(self string, now time.Time) []query.Record {
 		}))
 	}
 	return rows
+}
+
+// turn lets the writes of one file happen one at a time, in order, with
+// no lock held across them: a writer takes the turn under the lock that
+// guards it (waiting on free, which releases that lock), writes with the
+// lock released, and gives the turn back under the lock.
+type turn struct {
+	busy bool
+	free sync.Cond // signalled when the turn is given back; its L is the guarding lock
+}
+
+// take waits for the turn and takes it; it returns the function that gives
+// it back. Both are called with free.L held.
+func (t *turn) take() (giveBack func()) {
+	for t.busy {
+		t.free.Wait()
+	}
+	t.busy = true
+	return func() {
+		t.busy = false
+		t.free.Signal()
+	}
 }
 
 // errNoStorage is a grant refused because the data dir cannot be

@@ -32,8 +32,8 @@ type leaseOf struct {
 func (n *Node) leaseView(members []network.Member) map[string]leaseOf {
 	byTags := n.leaseTags(members)
 	now := n.now()
-	n.ownMu.Lock()
-	defer n.ownMu.Unlock()
+	mine := n.owner.Held()
+	released := n.owner.Released(subcloud.MaxLease)
 	view := map[string]leaseOf{}
 	mineByTags := map[string]leaseOf{} // leases of this peer's subclouds, as members' tags show them
 	stale := map[string]bool{}
@@ -42,11 +42,11 @@ func (n *Node) leaseView(members []network.Member) map[string]leaseOf {
 		if !ok {
 			continue
 		}
-		if _, mine := n.owned[l.subcloud]; mine && l.owner == n.Name() {
+		if _, ok := mine[l.subcloud]; ok && l.owner == n.Name() {
 			mineByTags[m.Name] = l
 			continue
 		}
-		if _, gone := n.released[l.subcloud]; gone && l.owner == n.Name() {
+		if _, gone := released[l.subcloud]; gone && l.owner == n.Name() {
 			stale[l.subcloud] = true
 			continue
 		}
@@ -54,26 +54,26 @@ func (n *Node) leaseView(members []network.Member) map[string]leaseOf {
 	}
 	// A released subcloud is forgotten once no tag shows it any more, or
 	// after its leases would have lapsed anyway.
-	for sub, at := range n.released {
-		if !stale[sub] || now.Sub(at) > subcloud.MaxLease {
-			delete(n.released, sub)
+	for sub := range released {
+		if !stale[sub] {
+			n.owner.ForgetReleased(sub)
 		}
 	}
 	live := map[string]bool{}
 	for _, m := range members {
 		live[m.Name] = true
 	}
-	for _, o := range n.owned {
-		for m, exp := range o.members {
-			if live[m] && exp.After(now) {
-				view[m] = leaseOf{subcloud: o.name, owner: n.Name(), until: exp.Unix(), since: o.since.UnixMilli()}
+	for _, o := range mine {
+		for _, m := range o.Members {
+			if live[m.Name] && m.Expires.After(now) {
+				view[m.Name] = leaseOf{subcloud: o.Subcloud, owner: n.Name(), until: m.Expires.Unix(), since: o.Since.UnixMilli()}
 			}
 		}
 		// A former member back from a restart holds the lease until this
 		// peer takes it back or releases it: its tags say so, and they are
 		// right.
-		for m, exp := range o.dropped {
-			if l, ok := mineByTags[m]; ok && l.subcloud == o.name && live[m] && exp.After(now) {
+		for m, exp := range o.Dropped {
+			if l, ok := mineByTags[m]; ok && l.subcloud == o.Subcloud && live[m] && exp.After(now) {
 				view[m] = l
 			}
 		}
@@ -321,11 +321,9 @@ func (n *Node) showSubclouds(ctx context.Context) (cols []answer.Column, rows []
 	now := n.now()
 	byName := holders(n.leaseView(n.net.Members()))
 	infos := map[string]subcloud.Info{}
-	n.ownMu.Lock()
-	for name, o := range n.owned {
-		infos[name] = n.infoLocked(o, now)
+	for name, v := range n.owner.Held() {
+		infos[name] = v.Info
 	}
-	n.ownMu.Unlock()
 	// Ask the keepers of the others who owns them, then those owners, at
 	// once.
 	type asked struct {
@@ -435,33 +433,14 @@ func (n *Node) showSubclouds(ctx context.Context) (cols []answer.Column, rows []
 	return cols, rows, notes
 }
 
-// infoLocked is this peer's account of a subcloud it owns. Called with
-// n.ownMu held.
-func (n *Node) infoLocked(o *ownedSubcloud, now time.Time) subcloud.Info {
-	info := subcloud.Info{Subcloud: o.name, Owner: n.Name(), Target: o.target, Repairs: o.repairs, PeerHours: o.peerHours(),
-		Members: o.ranked()}
-	if !o.lastRepair.IsZero() {
-		info.LastRepair = max(now.Sub(o.lastRepair), time.Nanosecond)
-	}
-	first := true
-	for _, exp := range o.members {
-		if left := max(exp.Sub(now), 0); first || left < info.Expiry {
-			info.Expiry, first = left, false
-		}
-	}
-	return info
-}
-
 // answerInfo is the owner's account of name for an agent that asks, or a
 // refusal if this peer does not own it.
 func (n *Node) answerInfo(name string) []byte {
-	n.ownMu.Lock()
-	defer n.ownMu.Unlock()
-	o, ok := n.owned[name]
+	v, ok := n.owner.Lookup(name)
 	if !ok {
 		return subcloud.Reply{Refusal: subcloud.RefusedNoLease}.Encode()
 	}
-	return n.infoLocked(o, n.now()).Encode()
+	return v.Info.Encode()
 }
 
 // callInfo asks owner for its account of subcloud name.

@@ -139,21 +139,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		held = 1
 	}
 	gauge(descLease, held)
-	n.ownMu.Lock()
-	names := make([]string, 0, len(n.owned))
-	for name := range n.owned {
+	owned := n.owner.Held()
+	names := make([]string, 0, len(owned))
+	for name := range owned {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	gauge(descOwned, float64(len(names)))
 	for _, name := range names {
-		o := n.owned[name]
-		gauge(descSubMembers, float64(len(o.members)), name)
-		gauge(descSubTarget, float64(o.target), name)
-		counter(descRepairs, int64(o.repairs), name)
-		gauge(descPeerHours, o.peerHours(), name)
+		o := owned[name]
+		gauge(descSubMembers, float64(len(o.Members)), name)
+		gauge(descSubTarget, float64(o.Info.Target), name)
+		counter(descRepairs, int64(o.Info.Repairs), name)
+		gauge(descPeerHours, o.Info.PeerHours, name)
 	}
-	n.ownMu.Unlock()
 	if s, ok := n.net.(interface {
 		ExchangeStats() (rejected, replays, refusedConns, skewed, conflicts int64)
 	}); ok {

@@ -113,40 +113,6 @@ func (n *Node) holdName(ctx context.Context, name string, lease time.Duration) (
 	}
 }
 
-// renewName registers an owned subcloud's name again with its keepers (as
-// they are now: the membership changes) when its leases are renewed. If a
-// majority of them hold it for another owner, the name is that owner's:
-// this peer gives its subcloud up (a split membership let two RESERVEs
-// both win), releases its members, and its log says so.
-func (n *Node) renewName(o *ownedSubcloud) {
-	n.ownMu.Lock()
-	name, lease := o.name, o.lease
-	n.ownMu.Unlock()
-	v := n.registerName(n.ctx, name, lease)
-	n.ownMu.Lock()
-	o.keepers = mergeNames(o.keepers, v.granted)
-	n.ownMu.Unlock()
-	switch {
-	case v.lost():
-		n.ownMu.Lock()
-		if n.owned[name] != o {
-			n.ownMu.Unlock()
-			return
-		}
-		delete(n.owned, name)
-		n.released[name] = n.now()
-		members := append(o.names(), keys(o.dropped)...)
-		n.ownMu.Unlock()
-		n.saved()
-		n.logf("subcloud %s: %d of its %d keepers hold the name for %s: giving it up, releasing this peer's %d member(s)",
-			name, v.rivals, len(v.keepers), v.rival, len(members))
-		n.releaseLater(name, o.token, members, lease)
-		n.releaseName(name, v.granted)
-	case !v.held() && v.rival != "":
-		n.logf("subcloud %s: the name is contested: %d of its %d keepers hold it for this peer, %d for %s", name, len(v.granted), len(v.keepers), v.rivals, v.rival)
-	}
-}
-
 func mergeNames(a, b []string) []string {
 	seen := map[string]bool{}
 	var out []string

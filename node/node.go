@@ -19,6 +19,7 @@ import (
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/node/owner"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
@@ -268,21 +269,16 @@ type Node struct {
 	// lease was claimed with: the owner lost its key (its data dir).
 	keyChanged atomic.Int64
 	tagCh      chan struct{} // asks the tagger to show the lease
-	// repairKick asks the lease loop to repair the subclouds this peer
-	// owns now (a member failed).
-	repairKick chan struct{}
 	metrics    *queryMetrics
 	// exports are the standing queries /metrics shows (Export).
 	exports exports
-	ownMu   sync.Mutex
-	owned   map[string]*ownedSubcloud
-	// claiming are the subclouds a RESERVE is claiming for, by name, with
-	// their tokens: an ask about one of their leases is answered "held".
+	// owner is the owner role: the subclouds this peer owns.
+	owner *owner.Role
+	// claiming are the subclouds a RESERVE is registering the name of, by
+	// name, with their tokens, until the owner role has them: an ask about
+	// one is answered "held" (guarded by claimMu).
+	claimMu  sync.Mutex
 	claiming map[string]string
-	store    ownedStore
-	// released are the subclouds this peer released lately, by when:
-	// answers from tags leave them out until the tags catch up.
-	released map[string]time.Time
 
 	done    chan struct{}
 	closing sync.Once
@@ -363,8 +359,8 @@ func New(cfg Config, net Network) (*Node, error) {
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), lost: map[string]lostNote{}, outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
-		id: id, fs: cfg.FS, keeper: keeper, owned: owned, claiming: map[string]string{}, released: map[string]time.Time{},
-		tagCh: make(chan struct{}, 1), repairKick: make(chan struct{}, 1), metrics: newQueryMetrics(),
+		id: id, fs: cfg.FS, keeper: keeper, claiming: map[string]string{},
+		tagCh: make(chan struct{}, 1), metrics: newQueryMetrics(),
 		done: make(chan struct{})}
 	n.healthMul.Store(1)
 	keeper.probe() // says so at once if the data dir cannot be written
@@ -372,15 +368,18 @@ func New(cfg Config, net Network) (*Node, error) {
 		cancel()
 		return nil, err
 	}
-	n.wg.Add(5)
+	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), n.r.Uint64()), ownerEnv{n}, owned, func(p string) bool {
+		_, ok := net.Member(p)
+		return ok
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("node: owned subclouds: %w", err)
+	}
+	n.wg.Add(4)
 	go n.loop()
 	go n.watch()
 	go n.leaseLoop()
-	go n.every(n.cfg.LeaseTick, n.repairKick, n.maintain)
-	if n.cfg.MemberCheck > 0 {
-		n.wg.Add(1)
-		go n.every(n.cfg.MemberCheck, nil, n.checkMembers)
-	}
 	go n.tagger()
 	for _, note := range append(notes, idNote, ownedNote) {
 		if note != "" {
@@ -485,6 +484,7 @@ func (n *Node) Close() error {
 	n.closing.Do(func() {
 		close(n.done)
 		n.cancel()
+		n.owner.Close()
 		n.wg.Wait()
 	})
 	return nil
@@ -709,10 +709,19 @@ func (n *Node) watch() {
 				}
 			}
 			n.mu.Unlock()
-			if gone {
-				n.membersGone(e.Kind, e.Members)
-			} else if e.Kind == network.MemberJoined && n.wasMember(e.Members) {
-				n.kickRepair() // a former member is back: take it back or release it now
+			switch {
+			case gone:
+				why := "it failed"
+				if e.Kind == network.MemberLeft {
+					why = "it left"
+				}
+				for _, m := range e.Members {
+					n.owner.MemberLost(m, why)
+				}
+			case e.Kind == network.MemberJoined:
+				for _, m := range e.Members {
+					n.owner.MemberBack(m) // a former member is back: taken back or released now
+				}
 			}
 		}
 	}

@@ -32,9 +32,7 @@ func TestUnreachableMemberIsNamed(t *testing.T) {
 				ask(t, owner, compile(t, owner, "RESERVE 7 AS all FOR 1h"))
 				// The member to lose: the lowest-ranked, the one a RESIZE
 				// TO 6 lets go.
-				owner.ownMu.Lock()
-				ranked := owner.owned["all"].ranked()
-				owner.ownMu.Unlock()
+				ranked := ownedMembers(owner, "all")
 				var m *Node
 				for _, n := range c.nodes {
 					if n.Name() == ranked[len(ranked)-1] {
@@ -154,6 +152,10 @@ func TestReadsDoNotWaitForAnFsync(t *testing.T) {
 	go func() {
 		k.current(now)
 		k.rows("peer", now)
+		// These take the keeper's lock for a moment: not held across the
+		// write.
+		k.due(now, 1)
+		k.answered(now, 1)
 		read <- k.apply(now, keeperSelf, "x", subcloud.Request{Op: subcloud.OpWho, Subcloud: "n"}, 0)
 	}()
 	select {

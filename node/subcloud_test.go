@@ -368,13 +368,21 @@ func (c *cluster) index(name string) int {
 
 // ownedSize is the owner's count of a subcloud's members and its target.
 func ownedSize(n *Node, name string) (size, target, repairs int) {
-	n.ownMu.Lock()
-	defer n.ownMu.Unlock()
-	o, ok := n.owned[name]
+	v, ok := n.owner.Lookup(name)
 	if !ok {
 		return -1, -1, -1
 	}
-	return len(o.members), o.target, o.repairs
+	return len(v.Members), v.Info.Target, v.Info.Repairs
+}
+
+// ownedMembers are the owner's members of a subcloud, best first.
+func ownedMembers(n *Node, name string) []string {
+	v, _ := n.owner.Lookup(name)
+	var out []string
+	for _, m := range v.Members {
+		out = append(out, m.Name)
+	}
+	return out
 }
 
 // Self-repair: members that crash are replaced within the failure
@@ -626,19 +634,17 @@ func TestReserveRaceUnderChurn(t *testing.T) {
 					counted := map[string]string{}
 					for _, i := range owners {
 						o := c.nodes[i]
-						o.ownMu.Lock()
-						for name, sc := range o.owned {
-							if len(sc.members) > sc.target {
-								t.Errorf("step %d: %s has %d members, more than its %d", step, name, len(sc.members), sc.target)
+						for name, sc := range o.owner.Held() {
+							if len(sc.Members) > sc.Info.Target {
+								t.Errorf("step %d: %s has %d members, more than its %d", step, name, len(sc.Members), sc.Info.Target)
 							}
-							for m := range sc.members {
-								if prev, ok := counted[m]; ok {
-									t.Errorf("step %d: %s is counted by %s and by %s", step, m, prev, name)
+							for _, m := range sc.Members {
+								if prev, ok := counted[m.Name]; ok {
+									t.Errorf("step %d: %s is counted by %s and by %s", step, m.Name, prev, name)
 								}
-								counted[m] = name
+								counted[m.Name] = name
 							}
 						}
-						o.ownMu.Unlock()
 					}
 				}
 				for i := range down {
@@ -717,9 +723,8 @@ func TestMetering(t *testing.T) {
 		elapse(65 * time.Second) // renewals every 10 s
 		ask(t, owner, compile(t, owner, "ALTER SUBCLOUD m RESIZE TO 3"))
 		elapse(40 * time.Second)
-		owner.ownMu.Lock()
-		account := owner.owned["m"].peerHours()
-		owner.ownMu.Unlock()
+		v, _ := owner.owner.Lookup("m")
+		account := v.Info.PeerHours
 		res := ask(t, asker, compile(t, asker, "SELECT owner, SUM(peer_hours), COUNT(*) FROM leases GROUP BY owner"))
 		if len(res.Rows) != 1 || res.Rows[0][0].Str != owner.Name() {
 			t.Fatalf("FROM leases by owner: %v", res.Rows)
@@ -755,14 +760,17 @@ func TestExtendRollsBack(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "could not be renewed ("+cut+")") || !strings.Contains(err.Error(), "nothing changed") {
 			t.Fatalf("EXTEND with a member cut off: %v", err)
 		}
+		// The owner's machine (subcloud.Owner) sends the roll-backs as it
+		// answers and sends each again until it lands, where the old
+		// owner waited for one try of each: they land within an exchange.
+		elapse(time.Second)
 		for _, m := range res.Nodes[1:] {
 			if l, _ := c.nodes[c.index(m)].currentLease(); l.Expires.Sub(time.Now()) > 2*time.Minute {
 				t.Errorf("%s kept the 2h lease after a failed EXTEND: expires in %v", m, l.Expires.Sub(time.Now()))
 			}
 		}
-		owner.ownMu.Lock()
-		lease := owner.owned["e"].lease
-		owner.ownMu.Unlock()
+		v, _ := owner.owner.Lookup("e")
+		lease := v.Lease
 		if lease != time.Minute {
 			t.Errorf("the owner's lease length is %v after a failed EXTEND", lease)
 		}

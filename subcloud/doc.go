@@ -51,9 +51,8 @@
 // full disks and random ALTERs, and checks that no Owner counts more
 // members than its size or a member that does not hold its lease, that
 // a yes comes only after the write that records it, and that a failed
-// EXTEND is rolled back. node/owner.go does not drive it yet: it still
-// runs the owner's lifecycle itself (issue 22's next step is to drive this
-// machine from node instead).
+// EXTEND is rolled back. node/owner (the owner role) drives one per
+// subcloud a peer owns.
 //
 // The package does no I/O, reads no clock and starts no goroutine.
 //

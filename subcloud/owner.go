@@ -486,7 +486,7 @@ const (
 	jobGrow
 )
 
-// claimJob drives a Claimer (node's claimRun): a search whenever it needs
+// claimJob drives a Claimer: a search whenever it needs
 // candidates, its claims, the leases it holds renewed while it runs, and
 // its releases sent only once every claim in flight is back.
 type claimJob struct {
@@ -554,7 +554,7 @@ func (u *userOp) busy() bool {
 }
 
 // Owner is the owner's side of one subcloud as a pure state machine: what
-// node/owner.go does for each subcloud it owns, with every decision made
+// node/owner drives for each subcloud a peer owns, with every decision made
 // here and every exchange, search, write and log line handed to the caller
 // as an Action. It is not safe for concurrent use.
 //
@@ -794,10 +794,14 @@ func (o *Owner) Wake() time.Time {
 			w = t
 		}
 	}
+	// What waits for answers (a renewal round, checks, a finished claim's
+	// last replies) has no time of its own: its answers are steps.
 	if o.phase == PhaseHeld {
-		at(o.renewed.Add(o.st.Lease / 3))
+		if o.round == 0 && !o.op.blocksRenewals() {
+			at(o.renewed.Add(o.st.Lease / 3))
+		}
 		at(o.lastMaint.Add(o.cfg.MaintainEvery))
-		if o.cfg.CheckEvery > 0 && len(o.st.Members) > 0 {
+		if o.cfg.CheckEvery > 0 && o.checks == 0 && len(o.st.Members) > 0 {
 			at(o.lastCheck.Add(o.cfg.CheckEvery))
 		}
 		if o.op != nil && o.op.phase == opAwaiting {
@@ -806,7 +810,9 @@ func (o *Owner) Wake() time.Time {
 	}
 	if j := o.job; j != nil {
 		at(j.searchAt)
-		at(j.lastRenew.Add(o.cfg.MaintainEvery))
+		if j.c.State() != Done {
+			at(j.lastRenew.Add(o.cfg.MaintainEvery))
+		}
 	}
 	for _, m := range []map[string]*retry{o.releases, o.rollback} {
 		for _, r := range m {
@@ -1521,8 +1527,9 @@ func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []strin
 				out = OutcomeNotEnough
 			}
 			if len(g.silent) > 0 {
-				o.finish(u, out, err, "", "%v; %d peer(s) it claimed did not answer their release (%s): each is released when it answers, or its lease lapses within %v",
+				r := o.finish(u, out, err, "", "%v; %d peer(s) it claimed did not answer their release (%s): each is released when it answers, or its lease lapses within %v",
 					err, len(g.silent), strings.Join(g.silent, ", "), o.st.Lease)
+				r.Unanswered = append([]string(nil), g.silent...) // the peers that may still hold a lease
 				return
 			}
 			o.finish(u, out, err, "", "%v; nothing stays reserved", err)
@@ -1836,8 +1843,8 @@ func (o *Owner) recordedOK(now time.Time, u *userOp) {
 }
 
 func (o *Owner) recordFailed(now time.Time, u *userOp, err error) {
-	fail := func(then string) {
-		o.finish(u, OutcomeStorage, err, then, "%s: cannot record it at %s (%v); %s", u.what, o.owner, err, then)
+	fail := func(then string) *Report {
+		return o.finish(u, OutcomeStorage, err, then, "%s: cannot record it at %s (%v); %s", u.what, o.owner, err, then)
 	}
 	o.dirty = true // the disk has an older state: write what is true now
 	switch u.change {
@@ -1853,7 +1860,7 @@ func (o *Owner) recordFailed(now time.Time, u *userOp, err error) {
 				what = fmt.Sprintf("released %d of its %d member(s); %s did not answer: each is released when it answers or asks, or its lease lapses within %v",
 					len(members)-len(g.silent), len(members), strings.Join(g.silent, ", "), o.st.Lease)
 			}
-			fail(what)
+			fail(what).Unanswered = append([]string(nil), g.silent...)
 		})
 	case ChangeResize:
 		if o.phase != PhaseHeld {

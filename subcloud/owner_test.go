@@ -1518,3 +1518,26 @@ func TestOwnerWake(t *testing.T) {
 		t.Errorf("gone, with releases in flight and nothing timed: wake at %v", w.Sub(t0))
 	}
 }
+
+// Wake is never in the past while what is due waits for answers (a
+// renewal round, member checks): a caller that sleeps until Wake would
+// otherwise tick in a loop until they come.
+func TestOwnerWakeWhileAnswersAreDue(t *testing.T) {
+	r := heldRig(t, 2, nil)
+	acts := r.tick(rigLease / 3) // the renewal round and the checks are due
+	if len(sends(acts, OpRenew)) != 2 || len(sends(acts, OpCheck)) != 2 {
+		t.Fatalf("at a third of the term: %+v", acts)
+	}
+	if w := r.o.Wake(); !w.After(r.now) {
+		t.Errorf("renewals and checks in flight: wake at %v, now %v", w.Sub(t0), r.now.Sub(t0))
+	}
+	for _, a := range acts {
+		if a.Kind == ActSend {
+			r.o.Reply(r.now, a.ID, r.ok(rigLease), nil)
+		}
+	}
+	r.ready()
+	if w := r.o.Wake(); !w.Equal(r.now.Add(r.o.cfg.CheckEvery)) {
+		t.Errorf("all answered: wake at %v, want the next check at %v", w.Sub(t0), r.now.Add(r.o.cfg.CheckEvery).Sub(t0))
+	}
+}
