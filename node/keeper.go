@@ -51,6 +51,10 @@ type keeper struct {
 	namesRO  atomic.Pointer[subcloud.Names]
 	// storage is the last failure to write the data dir (nil: it writes).
 	storage atomic.Pointer[storageFault]
+	// faultChanged, if set, is called when the storage fault comes, goes
+	// or changes its reason (the node shows it in its tags). It must not
+	// block; it is set before the keeper is shared.
+	faultChanged func()
 }
 
 // storageFault is a data dir that could not be written: since when, and
@@ -221,6 +225,7 @@ func (k *keeper) stored(err error) error {
 	if err == nil {
 		if f := k.storage.Swap(nil); f != nil {
 			k.logf("the data dir %s can be written again (it could not since %s: %s)", k.dir, f.since.Format(time.RFC3339), f.reason)
+			k.notifyFault()
 		}
 		return nil
 	}
@@ -231,8 +236,16 @@ func (k *keeper) stored(err error) error {
 	if f := k.storage.Load(); f == nil || f.reason != reason {
 		k.storage.Store(&storageFault{since: time.Now(), reason: reason, err: err})
 		k.logf("the data dir %s cannot be written (%s: %v): this peer grants no lease and owns no new subcloud until it can", k.dir, reason, err)
+		k.notifyFault()
 	}
 	return err
+}
+
+// notifyFault says that the storage fault changed.
+func (k *keeper) notifyFault() {
+	if k.faultChanged != nil {
+		k.faultChanged()
+	}
 }
 
 // fault is the data dir's present failure, or nil.

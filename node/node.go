@@ -363,7 +363,8 @@ func New(cfg Config, net Network) (*Node, error) {
 		tagCh: make(chan struct{}, 1), metrics: newQueryMetrics(),
 		done: make(chan struct{})}
 	n.healthMul.Store(1)
-	keeper.probe() // says so at once if the data dir cannot be written
+	keeper.faultChanged = n.showLease // the storage tag comes or goes with the fault
+	keeper.probe()                    // says so at once if the data dir cannot be written
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
 		return nil, err
@@ -389,8 +390,8 @@ func New(cfg Config, net Network) (*Node, error) {
 	if len(owned) > 0 {
 		n.logf("resumed %d subcloud(s) this peer owns; renewing them", len(owned))
 	}
-	if _, held := n.currentLease(); held || keeper.fault() != nil {
-		n.showLease() // a restarted peer still holds its lease; a failing disk shows
+	if _, held := n.currentLease(); held {
+		n.showLease() // a restarted peer still holds its lease
 	}
 	return n, nil
 }

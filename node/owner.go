@@ -122,7 +122,7 @@ func (n *Node) leaseLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.LeaseTick)
 	defer t.Stop()
-	shown, fault := false, n.keeper.fault() != nil
+	shown := false
 	lastProbe := n.now()
 	for {
 		select {
@@ -145,11 +145,7 @@ func (n *Node) leaseLoop() {
 		}
 		if now.Sub(lastProbe) >= n.cfg.StorageProbe {
 			lastProbe = now
-			n.keeper.probe()
-		}
-		if f := n.keeper.fault() != nil; f != fault {
-			fault = f
-			n.showLease() // the storage tag comes or goes
+			n.keeper.probe() // a change of the fault shows in the tags (keeper.faultChanged)
 		}
 	}
 }
