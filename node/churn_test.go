@@ -168,7 +168,7 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 			t.Fatalf("the member cut off was not left out: %s in %v (%d rounds), excluded %v", res.Status, res.Took(), res.Rounds, res.Excluded)
 		}
 		if res.Status == StatusPartial {
-			t.Errorf("partial (%s) in %v, want converged over the others", res.Reason, res.Took())
+			t.Errorf("partial (%s) in %v, want converged over the others (unreachable at the end %v)", res.Reason, res.Took(), res.Unreachable)
 		}
 		if want := query.Exact(p, survivors); !closeTo(res, want) {
 			t.Errorf("%v, want %v over the others", res.Rows, want.Rows)
@@ -189,27 +189,32 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 // or came up while it ran. The share of partial answers is reported (the
 // goal, at 60 peers and 60%/min, is in BENCHMARKS.md).
 //
-// It runs with PEERQ_FCHURN=1 only (25 s a run). Before the asker
+// It runs on demand: it is not yet right every time. Before the asker
 // confirmed its rule (run.Instance.Report), about one answer in 400 was a
-// small group's average 1–2.4% off, called converged; since, 0 in 240 at
-// this pace (BENCHMARKS.md) — too few to call it gone.
+// small group's average 1–2.4% off, called converged; since, the GROUP BY
+// alone is still wrong about one answer in 170 (PEERQ_FCHURN_GROUPS=1):
+// a member switched off mid-query, about a second before the answer, that
+// its partners were still verifying and had not yet hinted (BENCHMARKS.md,
+// "Answers under churn"). A WRONG line names the doubtful members' kills
+// and restarts and where finding them stood.
 //
-//	PEERQ_FCHURN=1 go test ./node -run TestChurnSchedule -v -count=4
+//	PEERQ_FCHURN=1 go test ./node -run TestChurnSchedule -v -count=20   # 120 answers a run
 func TestChurnSchedule(t *testing.T) {
 	if os.Getenv("PEERQ_FCHURN") == "" {
 		t.Skip("set PEERQ_FCHURN=1: not yet right every time (see the comment)")
+	}
+	answersWanted := 120
+	if k, _ := strconv.Atoi(os.Getenv("PEERQ_FCHURN_ANSWERS")); k > 0 {
+		answersWanted = k // a longer study
 	}
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Detect, fcfg.Jitter = 7*time.Second, 2*time.Millisecond
 		// One lost every 2.5 s is 60%/min at 40 peers, the issue's
 		// harshest goal; PEERQ_FCHURN_EVERY sets another pace.
-		n, answersWanted, every := 40, 120, 2500*time.Millisecond
+		n, every := 40, 2500*time.Millisecond
 		if d, err := time.ParseDuration(os.Getenv("PEERQ_FCHURN_EVERY")); err == nil && d > 0 {
 			every = d
-		}
-		if k, _ := strconv.Atoi(os.Getenv("PEERQ_FCHURN_ANSWERS")); k > 0 {
-			answersWanted = k // a longer study
 		}
 		c := startFake(t, n, fcfg, 11, func(cfg *Config) { cfg.MinRound = cfg.Round / 2 })
 		asker := c.nodes[0]
@@ -230,6 +235,10 @@ func TestChurnSchedule(t *testing.T) {
 		var mu sync.Mutex
 		down := map[int]bool{}
 		moved := map[string]bool{} // went down or came up since the last live(true)
+		// history is each member's kills and restarts, in fake time since
+		// the churn began: a WRONG answer names those of its doubtful members.
+		history := map[string][]string{}
+		began := time.Now()
 		live := func(reset bool) (up, wentOrCame map[string]bool) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -268,6 +277,11 @@ func TestChurnSchedule(t *testing.T) {
 				}
 				down[i] = true
 				moved[query.SyntheticName(i)] = true
+				how := "switched off"
+				if k%2 != 0 {
+					how = "stopped"
+				}
+				history[query.SyntheticName(i)] = append(history[query.SyntheticName(i)], fmt.Sprintf("%s at %v", how, time.Since(began)))
 				mu.Unlock()
 				if k%2 == 0 {
 					c.kill(i)
@@ -278,11 +292,19 @@ func TestChurnSchedule(t *testing.T) {
 				restarts.Add(1)
 				time.AfterFunc(4*time.Second, func() {
 					defer restarts.Done()
-					c.restart(t, i)
 					mu.Lock()
+					defer mu.Unlock()
+					// Not c.restart: its t.Fatal cannot end the test from
+					// this goroutine.
+					back, err := New(c.cfgs[i], c.net.Revive(c.nodes[i].Name()))
+					if err != nil {
+						t.Errorf("restart of %s: %v", c.nodes[i].Name(), err)
+						return
+					}
+					c.nodes[i] = back
 					delete(down, i)
 					moved[query.SyntheticName(i)] = true
-					mu.Unlock()
+					history[query.SyntheticName(i)] = append(history[query.SyntheticName(i)], fmt.Sprintf("back at %v", time.Since(began)))
 				})
 			}
 		}()
@@ -294,6 +316,7 @@ func TestChurnSchedule(t *testing.T) {
 		for k := 0; k < answersWanted; k++ {
 			p := plans[k%len(plans)]
 			before, _ := live(true)
+			asked := time.Since(began)
 			res, err := asker.Query(context.Background(), p, nil)
 			after, during := live(false)
 			if err != nil {
@@ -315,8 +338,41 @@ func TestChurnSchedule(t *testing.T) {
 			}
 			ok, core, doubt := rightOverTookPart(p, res, before, after, during, byName)
 			if !ok {
-				t.Errorf("WRONG: %s: %v (%s; up throughout %d, in doubt %v; exact over those %v; %d rounds, error estimate %.4f, participants %.1f of %d peers)",
-					p.Text, res.Rows, res.Warning, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers)
+				mu.Lock()
+				var lives []string
+				for _, m := range doubt {
+					lives = append(lives, fmt.Sprintf("%s %v", m, history[m]))
+				}
+				// Where finding the doubtful members stood when the answer
+				// came (under mu: a restart writes c.nodes under it).
+				var found []string
+				for _, m := range doubt {
+					failed, verifying, lost := 0, 0, 0
+					for _, x := range c.nodes {
+						if x.closed() {
+							continue
+						}
+						x.mu.Lock()
+						if _, ok := x.sus.failed[m]; ok {
+							failed++
+						}
+						if x.sus.verifying[m] {
+							verifying++
+						}
+						if _, ok := x.lost[m]; ok {
+							lost++
+						}
+						x.mu.Unlock()
+					}
+					asker.mu.Lock()
+					_, askerFailed := asker.sus.failed[m]
+					asker.mu.Unlock()
+					found = append(found, fmt.Sprintf("%s: suspected by %d, verifying at %d, found lost by %d, suspected by the asker %v", m, failed, verifying, lost, askerFailed))
+				}
+				mu.Unlock()
+				lives = append(lives, found...)
+				t.Errorf("WRONG: %s: %v (%s; up throughout %d, in doubt %v; exact over those %v; %d rounds, error estimate %.4f, participants %.1f of %d peers; asked at %v, answered in %v; the doubtful: %s)",
+					p.Text, res.Rows, res.Warning, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers, asked, res.Took(), strings.Join(lives, "; "))
 			}
 		}
 		close(stop)
@@ -324,6 +380,12 @@ func TestChurnSchedule(t *testing.T) {
 		// A restart still pending would start a peer after the cluster's
 		// cleanup has closed the others, and the bubble would never end.
 		restarts.Wait()
+		// An answer that is partial is never wrong, so a runtime that gave
+		// up on everything would pass the checks above: 3 in 2,400 were
+		// partial at this pace (BENCHMARKS.md); a fifth is a regression.
+		if partial*5 > answers {
+			t.Errorf("%d of %d answers partial under churn (%v), want at most a fifth", partial, answers, reasons)
+		}
 		t.Logf("%d answers under churn (a peer in 40 lost every %v, down 4 s): %d partial (%.1f%%), %d from the member list, %d members left out in all; partial for %v",
 			answers, every, partial, 100*float64(partial)/float64(answers), fromTags, excluded, reasons)
 	})
