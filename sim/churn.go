@@ -247,14 +247,14 @@ func (s *Sim) remove(dead []int32) {
 		return
 	}
 	isOut := func(p peer.ID) bool { return s.st[p].out }
-	for i := range s.peers {
+	for i := range s.st {
 		if !s.st[i].alive {
 			continue
 		}
 		if s.churning() {
-			s.peers[i].Exclude(ids...)
+			s.peer(int32(i)).Exclude(ids...)
 		} else {
-			s.peers[i].RemovePeers(isOut)
+			s.peer(int32(i)).RemovePeers(isOut)
 		}
 	}
 }

@@ -146,19 +146,20 @@ type Sim struct {
 	// draws are the sampler's random words, drawn from r ahead of use so
 	// that Step can read the peers they will name before their turn (see
 	// Step); head is the next unused one.
-	draws   [256]uint64
-	head    int
-	agg     []aggregate.Node // in one block, never moved (Nodes point into themselves)
+	draws [256]uint64
+	head  int
+	// agg (aggregates) or tops (top-k) are the peers' run.Instances, by
+	// peer, in one block never moved (a core points into itself, an
+	// instance at its core): every round, message and exclusion goes
+	// through them, as in the runtime (peer). origin is peer 0's, which
+	// applies the engine's convergence rule.
+	agg     []aggPeer
+	tops    []run.Instance
+	origin  *run.Instance
 	detects []detection
 	bufs    aggregate.Buffers
-	// bind configures every peer's core; peers are their run.Instances, by
-	// peer, in one block never moved (aggregates point into agg, top-k's
-	// hold their core): every round, message and exclusion goes through
-	// them, as in the runtime. origin is peer 0's, which applies the
-	// engine's convergence rule.
-	bind   *run.Binding
-	peers  []run.Instance
-	origin *run.Instance
+	// bind configures every peer's core.
+	bind *run.Binding
 
 	// recs are the peers' records once Drift has moved them (nil before:
 	// records are regenerated from the seed).
@@ -184,6 +185,22 @@ type Sim struct {
 	refused int
 	refusal error
 	gone    []peer.ID // remove's scratch
+}
+
+// aggPeer is an aggregate peer: its instance beside its core, so that
+// reaching one reaches the other (the same few cache lines; a block of
+// instances apart cost a miss more a visit).
+type aggPeer struct {
+	q    run.Instance
+	core aggregate.Node
+}
+
+// peer is peer i's instance.
+func (s *Sim) peer(i int32) *run.Instance {
+	if s.agg != nil {
+		return &s.agg[i].q
+	}
+	return &s.tops[i]
 }
 
 // peerState is what the simulator knows of a peer beside its core, in one
@@ -288,14 +305,17 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	// Every peer draws from the one random source: the simulation is
 	// sequential, so the run is still determined by the seed.
 	// The peers check what they receive as the runtime's do
-	// (CheckReceived), and share one view of who is left out of the query
-	// (Excluded): a set per peer would not fit a million. Until a peer is
-	// removed nobody is out, and the check reads nothing else (as the
-	// runtime's empty set): it runs on every message.
+	// (CheckReceived).
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
-		Excluded: func(p peer.ID) bool { return s.removed > 0 && s.st[p].out },
-		Buffers:  &s.bufs} // delivery is immediate: one set of buffers serves all
+		Buffers: &s.bufs} // delivery is immediate: one set of buffers serves all
+	if len(cfg.Crashes) > 0 || cfg.Session > 0 {
+		// Peers can be lost: they share one view of who is left out of
+		// the query (a set per peer would not fit a million), which the
+		// cores read on every message. Without losses nobody is ever out,
+		// and the check is left off the hot path.
+		rc.Excluded = func(p peer.ID) bool { return s.st[p].out }
+	}
 	if plan.Kind != query.PlanAggregate {
 		// A top-k keeps the coverage filter the runtime would give it.
 		rc.Coverage, rc.Members = run.CoverageFor(cfg.Nodes), s.knownNames
@@ -311,10 +331,11 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	if plan.Kind == query.PlanAggregate {
-		s.agg = make([]aggregate.Node, 0, total)
+		s.agg = make([]aggPeer, 0, total)
 		adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
+	} else {
+		s.tops = make([]run.Instance, 0, total)
 	}
-	s.peers = make([]run.Instance, 0, total)
 	// Build the peers and the exact answer in one pass over the records.
 	s.setExact(query.ExactSeq(plan, func(yield func(query.Record) bool) {
 		for k := 0; k < cfg.Nodes && err == nil; k++ {
@@ -330,7 +351,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	if cfg.Session > 0 {
 		s.seedGhosts()
 	}
-	s.origin = &s.peers[0]
+	s.origin = s.peer(0)
 	return s, nil
 }
 
@@ -348,24 +369,24 @@ func (s *Sim) add(m int) error {
 func (s *Sim) addOne() (query.Record, error) {
 	i := s.n
 	rec := query.Synthetic(s.cfg.Seed, i)
-	if len(s.peers) == cap(s.peers) {
-		return nil, errors.New("sim: more peers than planned") // a move would break the Nodes and s.origin
+	if len(s.agg) == cap(s.agg) && len(s.tops) == cap(s.tops) {
+		return nil, errors.New("sim: more peers than planned") // a move would break the cores and instances
 	}
 	var agg *aggregate.Node
 	var top *topk.Node
 	var err error
 	if s.agg != nil {
-		s.agg = s.agg[:len(s.agg)+1]
-		agg = &s.agg[i]
+		s.agg = s.agg[:i+1]
+		agg = &s.agg[i].core
 		err = s.bind.InitAggregate(agg, i == 0, peer.ID(i), rec)
 	} else {
+		s.tops = s.tops[:i+1]
 		top, err = s.bind.NewTopK(rec, i == 0)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.peers = s.peers[:i+1]
-	if err := s.bind.Attach(&s.peers[i], i == 0, agg, top); err != nil {
+	if err := s.bind.Attach(s.peer(int32(i)), i == 0, agg, top); err != nil {
 		return nil, err
 	}
 	if s.recs != nil {
@@ -439,7 +460,7 @@ func (s *Sim) Step() RoundStats {
 	s.order = order
 	s.r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	const ahead = 12
-	size := unsafe.Sizeof(aggregate.Node{})
+	size := unsafe.Sizeof(aggPeer{})
 	for k, i := range order {
 		if s.agg != nil && k+ahead < len(order) {
 			// Ask for a peer a few places ahead, and for the partner that
@@ -451,9 +472,7 @@ func (s *Sim) Step() RoundStats {
 			p := s.pick(s.draws[s.head+ahead])
 			next := order[k+ahead]
 			prefetch.Range(unsafe.Pointer(&s.agg[next]), size)
-			prefetch.Range(unsafe.Pointer(&s.peers[next]), unsafe.Sizeof(s.peers[next]))
 			prefetch.Range(unsafe.Pointer(&s.agg[p]), size)
-			prefetch.Range(unsafe.Pointer(&s.peers[p]), unsafe.Sizeof(s.peers[p]))
 			prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
 		}
 		s.tick(i)
@@ -513,7 +532,7 @@ func (s *Sim) detect() {
 // and delivers its exchange.
 func (s *Sim) tick(i int32) {
 	s.ticking = i
-	q := &s.peers[i]
+	q := s.peer(i)
 	q.Tick()
 	if s.agg != nil {
 		deliver(s, i, q.Aggregate().Outbox(), aggDest, aggStep)
@@ -542,9 +561,9 @@ func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size in
 		}
 		if !s.st[to].joined {
 			s.st[to].joined = true
-			s.peers[to].JoinAt(s.peers[from].Round())
+			s.peer(to).JoinAt(s.peer(from).Round())
 		}
-		reply, err := step(&s.peers[to], from, e)
+		reply, err := step(s.peer(to), from, e)
 		if err != nil {
 			s.refuse(err)
 			continue
@@ -633,7 +652,7 @@ func (s *Sim) Drift(dt float64) error {
 		old := run.Contribution(s.plan, s.recs[i])
 		rec := maps.Clone(s.recs[i])
 		query.Drift(rec, s.r, dt)
-		if err := s.agg[i].Reinput(old, run.Contribution(s.plan, rec)); err != nil {
+		if err := s.agg[i].core.Reinput(old, run.Contribution(s.plan, rec)); err != nil {
 			return fmt.Errorf("sim: peer %d: %w", i, err)
 		}
 		s.recs[i] = rec
@@ -731,7 +750,7 @@ func (s *Sim) measure() {
 		ids := s.sample()
 		for _, i := range ids {
 			// Each peer's answer as the engine reads it (its instance).
-			a, err := s.peers[i].Answer(len(s.known))
+			a, err := s.peer(i).Answer(len(s.known))
 			s.errs = append(s.errs, s.errOf(a.Result, err))
 		}
 	}
@@ -833,7 +852,7 @@ func (s *Sim) measureAll(errs []float64) []float64 {
 			m := errMeter{s: s, comps: make([]query.CompResult, len(s.plan.Components)), aggs: make([]query.Value, len(s.plan.Aggs))}
 			for i := lo; i < hi; i++ {
 				if s.st[i].alive {
-					parts[w] = append(parts[w], m.err(&s.agg[i]))
+					parts[w] = append(parts[w], m.err(&s.agg[i].core))
 				}
 			}
 		}()
@@ -930,7 +949,7 @@ func (s *Sim) variance() float64 {
 	n := 0
 	for i := range s.agg {
 		if s.st[i].alive {
-			x := s.agg[i].Mean(ungrouped, comp)
+			x := s.agg[i].core.Mean(ungrouped, comp)
 			sum += x
 			sumSq += x * x
 			n++
@@ -950,12 +969,12 @@ func (s *Sim) measureTop() {
 		return
 	}
 	exact, total := 0, 0
-	for i := range s.peers {
+	for i := range s.tops {
 		if !s.st[i].alive {
 			continue
 		}
 		total++
-		if sameNodes(s.peers[i].TopK().Top(), s.exactTop) {
+		if sameNodes(s.tops[i].TopK().Top(), s.exactTop) {
 			exact++
 		}
 	}

@@ -334,7 +334,7 @@ func TestPeersCheckWhatTheyReceive(t *testing.T) {
 		if got := n == 1 && errors.Is(rerr, run.ErrRefused); got != tc.refused {
 			t.Errorf("reliability %v: %d refused (%v), want refused %v", tc.reliability, n, rerr, tc.refused)
 		}
-		top := s.peers[3].TopK().Top()
+		top := s.peer(3).TopK().Top()
 		if entered := slices.Contains(top, e); entered == tc.refused {
 			t.Errorf("reliability %v: the entry entered the list %v, want %v", tc.reliability, entered, !tc.refused)
 		}

@@ -2,13 +2,17 @@ package sim
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkStep times the simulator's round with every peer working
 // (AllStart) — the cost the scale issue measures — and counts its
 // allocations: an op is one round of N peers, and ns/peer-round is the
-// time per working peer-round.
+// time per working peer-round; cpu-ns/peer-round is the process's CPU time
+// (every thread) per working peer-round, which a machine shared with other
+// work inflates less than the wall time.
 //
 //	go test ./sim -run '^$' -bench BenchmarkStep -benchmem
 func BenchmarkStep(b *testing.B) {
@@ -29,6 +33,7 @@ func BenchmarkStep(b *testing.B) {
 					s.Step() // past the first rounds' growth of lists and links
 				}
 				b.ReportAllocs()
+				cpu0 := cpuTime(b)
 				b.ResetTimer()
 				working := 0
 				for range b.N {
@@ -36,7 +41,17 @@ func BenchmarkStep(b *testing.B) {
 				}
 				b.StopTimer()
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(working), "ns/peer-round")
+				b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(working), "cpu-ns/peer-round")
 			})
 		}
 	}
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
