@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -166,7 +167,7 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 			t.Fatalf("the member cut off was not left out: %s in %v (%d rounds), excluded %v", res.Status, res.Elapsed, res.Rounds, res.Excluded)
 		}
 		if res.Status == StatusPartial {
-			t.Errorf("partial (%s) in %v, want converged over the others", res.Reason, res.Elapsed)
+			t.Errorf("partial (%s) in %v, want converged over the others (unreachable at the end %v)", res.Reason, res.Elapsed, res.Unreachable)
 		}
 		if want := query.Exact(p, survivors); !closeTo(res.Result, want) {
 			t.Errorf("%v, want %v over the others", res.Rows, want.Rows)
@@ -187,27 +188,32 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 // or came up while it ran. The share of partial answers is reported (the
 // goal, at 60 peers and 60%/min, is in BENCHMARKS.md).
 //
-// It runs with PEERQ_FCHURN=1 only (25 s a run). Before the asker
+// It runs on demand: it is not yet right every time. Before the asker
 // confirmed its rule (run.Instance.Report), about one answer in 400 was a
-// small group's average 1–2.4% off, called converged; since, 0 in 240 at
-// this pace (BENCHMARKS.md) — too few to call it gone.
+// small group's average 1–2.4% off, called converged; since, the GROUP BY
+// alone is still wrong about one answer in 170 (PEERQ_FCHURN_GROUPS=1):
+// a member switched off mid-query, about a second before the answer, that
+// its partners were still verifying and had not yet hinted (BENCHMARKS.md,
+// "Answers under churn"). A WRONG line names the doubtful members' kills
+// and restarts and where finding them stood.
 //
-//	PEERQ_FCHURN=1 go test ./node -run TestChurnSchedule -v -count=4
+//	PEERQ_FCHURN=1 go test ./node -run TestChurnSchedule -v -count=20   # 120 answers a run
 func TestChurnSchedule(t *testing.T) {
 	if os.Getenv("PEERQ_FCHURN") == "" {
 		t.Skip("set PEERQ_FCHURN=1: not yet right every time (see the comment)")
+	}
+	answersWanted := 120
+	if k, _ := strconv.Atoi(os.Getenv("PEERQ_FCHURN_ANSWERS")); k > 0 {
+		answersWanted = k // a longer study
 	}
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Detect, fcfg.Jitter = 7*time.Second, 2*time.Millisecond
 		// One lost every 2.5 s is 60%/min at 40 peers, the issue's
 		// harshest goal; PEERQ_FCHURN_EVERY sets another pace.
-		n, answersWanted, every := 40, 120, 2500*time.Millisecond
+		n, every := 40, 2500*time.Millisecond
 		if d, err := time.ParseDuration(os.Getenv("PEERQ_FCHURN_EVERY")); err == nil && d > 0 {
 			every = d
-		}
-		if k, _ := strconv.Atoi(os.Getenv("PEERQ_FCHURN_ANSWERS")); k > 0 {
-			answersWanted = k // a longer study
 		}
 		c := startFake(t, n, fcfg, 11, func(cfg *Config) { cfg.MinRound = cfg.Round / 2 })
 		asker := c.nodes[0]
@@ -223,21 +229,35 @@ func TestChurnSchedule(t *testing.T) {
 			plans[i] = compile(t, asker, src)
 		}
 		r := rand.New(rand.NewPCG(7, 7))
+		// mu guards down and moved; c.nodes[i] is written only by the
+		// restart of i, so the test reads names, not c.nodes, here.
 		var mu sync.Mutex
 		down := map[int]bool{}
-		live := func() map[string]bool {
+		moved := map[string]bool{} // went down or came up since the last live(true)
+		// history is each member's kills and restarts, in fake time since
+		// the churn began: a WRONG answer names those of its doubtful members.
+		history := map[string][]string{}
+		began := time.Now()
+		live := func(reset bool) (up, wentOrCame map[string]bool) {
 			mu.Lock()
 			defer mu.Unlock()
-			out := map[string]bool{}
-			for i := range c.nodes {
+			up = map[string]bool{}
+			for i := range n {
 				if !down[i] {
-					out[c.nodes[i].Name()] = true
+					up[query.SyntheticName(i)] = true
 				}
 			}
-			return out
+			wentOrCame = maps.Clone(moved)
+			if reset {
+				moved = map[string]bool{}
+			}
+			return up, wentOrCame
 		}
 		stop := make(chan struct{})
 		churned := make(chan struct{})
+		// restarts are the restarts still to come: waited for before the
+		// cluster closes.
+		var restarts sync.WaitGroup
 		go func() { // the churn, in fake time
 			defer close(churned)
 			tick := time.NewTicker(every)
@@ -255,6 +275,12 @@ func TestChurnSchedule(t *testing.T) {
 					continue
 				}
 				down[i] = true
+				moved[query.SyntheticName(i)] = true
+				how := "switched off"
+				if k%2 != 0 {
+					how = "stopped"
+				}
+				history[query.SyntheticName(i)] = append(history[query.SyntheticName(i)], fmt.Sprintf("%s at %v", how, time.Since(began)))
 				mu.Unlock()
 				if k%2 == 0 {
 					c.kill(i)
@@ -262,11 +288,22 @@ func TestChurnSchedule(t *testing.T) {
 					c.nodes[i].Close()
 					c.net.Stop(c.nodes[i].Name())
 				}
+				restarts.Add(1)
 				time.AfterFunc(4*time.Second, func() {
-					c.restart(t, i)
+					defer restarts.Done()
 					mu.Lock()
+					defer mu.Unlock()
+					// Not c.restart: its t.Fatal cannot end the test from
+					// this goroutine.
+					back, err := New(c.cfgs[i], c.net.Revive(c.nodes[i].Name()))
+					if err != nil {
+						t.Errorf("restart of %s: %v", c.nodes[i].Name(), err)
+						return
+					}
+					c.nodes[i] = back
 					delete(down, i)
-					mu.Unlock()
+					moved[query.SyntheticName(i)] = true
+					history[query.SyntheticName(i)] = append(history[query.SyntheticName(i)], fmt.Sprintf("back at %v", time.Since(began)))
 				})
 			}
 		}()
@@ -277,9 +314,10 @@ func TestChurnSchedule(t *testing.T) {
 		}
 		for k := 0; k < answersWanted; k++ {
 			p := plans[k%len(plans)]
-			before := live()
+			before, _ := live(true)
+			asked := time.Since(began)
 			res, err := asker.Query(context.Background(), p, nil)
-			after := live()
+			after, during := live(false)
 			if err != nil {
 				t.Fatalf("%s: %v", p.Text, err)
 			}
@@ -297,15 +335,56 @@ func TestChurnSchedule(t *testing.T) {
 				fromTags++
 				continue
 			}
-			ok, core, doubt := rightOverTookPart(p, res, before, after, byName)
+			ok, core, doubt := rightOverTookPart(p, res, before, after, during, byName)
 			if !ok {
-				t.Errorf("WRONG: %s: %v (%s; up throughout %d, in doubt %v; exact over those %v; %d rounds, error estimate %.4f, participants %.1f of %d peers)",
-					p.Text, res.Rows, res.ExcludedWhy, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers)
+				mu.Lock()
+				var lives []string
+				for _, m := range doubt {
+					lives = append(lives, fmt.Sprintf("%s %v", m, history[m]))
+				}
+				// Where finding the doubtful members stood when the answer
+				// came (under mu: a restart writes c.nodes under it).
+				var found []string
+				for _, m := range doubt {
+					failed, verifying, lost := 0, 0, 0
+					for _, x := range c.nodes {
+						if x.closed() {
+							continue
+						}
+						x.mu.Lock()
+						if _, ok := x.sus.failed[m]; ok {
+							failed++
+						}
+						if x.sus.verifying[m] {
+							verifying++
+						}
+						if _, ok := x.lost[m]; ok {
+							lost++
+						}
+						x.mu.Unlock()
+					}
+					asker.mu.Lock()
+					_, askerFailed := asker.sus.failed[m]
+					asker.mu.Unlock()
+					found = append(found, fmt.Sprintf("%s: suspected by %d, verifying at %d, found lost by %d, suspected by the asker %v", m, failed, verifying, lost, askerFailed))
+				}
+				mu.Unlock()
+				lives = append(lives, found...)
+				t.Errorf("WRONG: %s: %v (%s; up throughout %d, in doubt %v; exact over those %v; %d rounds, error estimate %.4f, participants %.1f of %d peers; asked at %v, answered in %v; the doubtful: %s)",
+					p.Text, res.Rows, res.ExcludedWhy, len(core), doubt, query.Exact(p, core).Rows, res.Rounds, res.ErrEstimate, res.Participants, res.Peers, asked, res.Elapsed, strings.Join(lives, "; "))
 			}
 		}
 		close(stop)
 		<-churned
-		elapse(5 * time.Second) // the last restarts (4 s after their kills), before the cluster closes
+		// A restart still pending would start a peer after the cluster's
+		// cleanup has closed the others, and the bubble would never end.
+		restarts.Wait()
+		// An answer that is partial is never wrong, so a runtime that gave
+		// up on everything would pass the checks above: 3 in 2,400 were
+		// partial at this pace (BENCHMARKS.md); a fifth is a regression.
+		if partial*5 > answers {
+			t.Errorf("%d of %d answers partial under churn (%v), want at most a fifth", partial, answers, reasons)
+		}
 		t.Logf("%d answers under churn (a peer in 40 lost every %v, down 4 s): %d partial (%.1f%%), %d from the member list, %d members left out in all; partial for %v",
 			answers, every, partial, 100*float64(partial)/float64(answers), fromTags, excluded, reasons)
 	})
@@ -313,25 +392,38 @@ func TestChurnSchedule(t *testing.T) {
 
 // rightOverTookPart says whether an answer is right over the members that
 // took part: who did is known only up to the members that went down or
-// came up while it ran (live before it, after it), so every subset of
+// came up while it ran (live before it, after it, and those the churn
+// moved in between: a member down at both ends may have been up for part
+// of it, and one up at both ends may have been down), so every subset of
 // those, with the members up throughout and not left out, is a right
-// population. It returns those up throughout and those in doubt.
-func rightOverTookPart(p *query.Plan, res *Result, before, after map[string]bool, byName map[string]query.Record) (ok bool, core []query.Record, doubt []string) {
+// population. moved may be nil where the churn is too slow for a member to
+// go and come back within one statement. It returns those up throughout
+// and those in doubt.
+func rightOverTookPart(p *query.Plan, res *Result, before, after, moved map[string]bool, byName map[string]query.Record) (ok bool, core []query.Record, doubt []string) {
+	inDoubt := map[string]bool{}
 	for m := range before {
-		if slices.Contains(res.Excluded, m) {
-			continue
-		}
-		if after[m] {
-			core = append(core, byName[m])
+		if after[m] && !moved[m] {
+			if !slices.Contains(res.Excluded, m) {
+				core = append(core, byName[m])
+			}
 		} else {
-			doubt = append(doubt, m)
+			inDoubt[m] = true
 		}
 	}
 	for m := range after {
-		if !before[m] && !slices.Contains(res.Excluded, m) {
+		if !before[m] {
+			inDoubt[m] = true
+		}
+	}
+	for m := range moved {
+		inDoubt[m] = true
+	}
+	for m := range inDoubt {
+		if !slices.Contains(res.Excluded, m) {
 			doubt = append(doubt, m)
 		}
 	}
+	slices.Sort(doubt)
 	for mask := 0; mask < 1<<min(len(doubt), 10) && !ok; mask++ {
 		recs := slices.Clone(core)
 		for i, m := range doubt {

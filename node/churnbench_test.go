@@ -139,7 +139,7 @@ func TestQueryChurnBenchmark(t *testing.T) {
 			if len(res.Excluded) == 0 {
 				tl.latClean = append(tl.latClean, res.Elapsed)
 			}
-			ok, core, doubt := rightOverTookPart(p, res, before, after, byName)
+			ok, core, doubt := rightOverTookPart(p, res, before, after, nil, byName)
 			if !ok {
 				tl.wrong++
 				t.Logf("%s: WRONG: %s: %v (excluded %v; up throughout %d, in doubt %v; exact over those up throughout %v; %d rounds, error estimate %.4f, participants %.1f of %d peers, %v)",

@@ -108,7 +108,8 @@ type instance struct {
 	// (overflow counts them): Flow Updating lets each survivor undo its
 	// own flows with a lost member, but the others may keep theirs, so
 	// those count against the accuracy as unconfirmed losses do
-	// (blocking).
+	// (blocking). wire is never changed in place: entries share it and
+	// are encoded outside n.mu, so a new member makes a new slice.
 	excluded map[string]string
 	wire     []string
 	overflow int
@@ -253,8 +254,11 @@ func (n *Node) exclude(q *instance, name, why string) bool {
 	}
 	q.excluded[name] = why
 	if len(q.wire) < MaxExcluded {
-		q.wire = append(q.wire, name)
-		sort.Strings(q.wire)
+		w := make([]string, len(q.wire), len(q.wire)+1)
+		copy(w, q.wire)
+		w = append(w, name)
+		sort.Strings(w)
+		q.wire = w // a new array: the entries of this round's exchanges still read the old one
 	} else {
 		q.overflow++
 	}

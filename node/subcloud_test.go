@@ -116,7 +116,7 @@ func TestReserveRelease(t *testing.T) {
 // subcloud that succeeded has exactly its n members, each holding its
 // lease; each that failed holds nothing.
 func TestReserveRace(t *testing.T) {
-	for _, seed := range []uint64{1, 2} {
+	for _, seed := range seeds(1, 2) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
@@ -193,7 +193,7 @@ func TestReserveRace(t *testing.T) {
 // otherwise the error names the peers that did not answer their release;
 // those are released once the network heals, long before the lease lapses.
 func TestFailedReserveReleasesUnderLoss(t *testing.T) {
-	for _, seed := range []uint64{1, 2, 3} {
+	for _, seed := range seeds(1, 2, 3) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
@@ -585,7 +585,7 @@ func TestAlterSubcloud(t *testing.T) {
 // once the churn stops, every subcloud that succeeded is back at its size,
 // and what each owner counts is exactly the peers that hold its lease.
 func TestReserveRaceUnderChurn(t *testing.T) {
-	for _, seed := range []uint64{1, 2} {
+	for _, seed := range seeds(1, 2) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			root := t.TempDir()
 			synctest.Test(t, func(t *testing.T) {

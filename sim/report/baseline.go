@@ -1,11 +1,8 @@
 package report
 
 import (
-	"fmt"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // BaselineBytes is the size of the random-read baseline's array: 1 GiB,
@@ -21,12 +18,16 @@ const BaselineBytes = 1 << 30
 // starts and unmapped after, so it adds nothing to the simulation's RSS.
 // The addresses come from a xorshift generator, not from the array: the
 // reads are independent and the CPU may overlap their misses.
+//
+// It needs an anonymous mmap (baseline_unix.go): on Windows it is not
+// available and returns an error that wraps errors.ErrUnsupported
+// (baseline_other.go), rather than a figure taken some other way.
 func RandomRead(size, reads int) (time.Duration, error) {
-	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	b, unmap, err := mapAnon(size)
 	if err != nil {
-		return 0, fmt.Errorf("report: mapping the baseline's %d bytes: %w", size, err)
+		return 0, err
 	}
-	defer unix.Munmap(b)
+	defer unmap()
 	words := unsafe.Slice((*uint64)(unsafe.Pointer(&b[0])), size/8)
 	for i := 0; i < len(words); i += 512 {
 		words[i] = uint64(i) // one write a page: every page is present

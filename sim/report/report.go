@@ -15,7 +15,6 @@ import (
 
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
-	"golang.org/x/sys/unix"
 )
 
 // Options say what to write beside the table.
@@ -300,15 +299,6 @@ func writeCSV(path string, stats []sim.RoundStats) error {
 		return err
 	}
 	return f.Close()
-}
-
-// peakRSS is the process's peak resident set size (getrusage).
-func peakRSS() string {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return "?"
-	}
-	return query.FormatBytes(float64(ru.Maxrss) * 1024) // kilobytes on Linux
 }
 
 // describe is an outcome in a line: the status the runtime would give, the
