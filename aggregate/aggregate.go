@@ -536,6 +536,10 @@ func (n *Node) Round() int { return int(n.round) }
 // Stats returns the counters.
 func (n *Node) Stats() Stats { return n.stats }
 
+// Rejected is Stats().Rejected without copying the others: a driver reads
+// it around every Step to tell a refused message (package run).
+func (n *Node) Rejected() int32 { return n.stats.Rejected }
+
 // Outbox returns the messages to send and forgets them. The envelopes and
 // messages are valid until the next call on the Node: encode or deliver
 // them before.

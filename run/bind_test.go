@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
@@ -96,5 +97,13 @@ func TestBindingChecksKeysAndRows(t *testing.T) {
 	}
 	if v := validKey(ungrouped); !v(nil) || v(good) {
 		t.Error("ValidKey ungrouped: the empty key must pass, any other must not")
+	}
+}
+
+// An Instance stays small: the simulator keeps one per peer, a million in
+// one block visited at random, so it must fit a cache line.
+func TestInstanceIsSmall(t *testing.T) {
+	if size := unsafe.Sizeof(Instance{}); size > 64 {
+		t.Errorf("an Instance is %d bytes; keep what only the asker needs behind asking", size)
 	}
 }

@@ -5,10 +5,12 @@
 // peer, the convergence rule (Rule) that decides when the answer is final.
 //
 // It is the one home of both: the node runtime drives Instances over the
-// network, and the simulator drives the same Binding and the same Rule over
-// a million simulated peers, so that the simulator's "rounds to converge"
-// are the engine's (sim/report prints the round at which the rule fires
-// next to the round at which the answer is truly within target).
+// network, and the simulator drives an Instance for each of a million
+// simulated peers — the same rounds, checks on receipt, exclusions and
+// Rule, with messages handed over decoded (StepAggregate, StepTopK) rather
+// than as bytes — so that the simulator's "rounds to converge" are the
+// engine's (sim/report prints the round at which the rule fires next to
+// the round at which the answer is truly within target).
 //
 // The rule: an aggregate is final when its own error estimate (Tracker) has
 // been calm for CalmRounds rounds that heard something and the gossip
@@ -40,6 +42,7 @@
 //	q, err := b.New(origin, record)
 //	each round:  q.Tick(); send q.Outbox()
 //	on message:  q.Step(from, msg); send q.Outbox()
+//	             (or, decoded: q.StepAggregate(from, m) / q.StepTopK(from, m))
 //	on deaths:   q.RemovePeers(dead)
 //	on a member left out of this query (by its peers): q.Exclude(id)
 //	asker, each round, after Tick:

@@ -91,9 +91,9 @@ type Config struct {
 	// catalog's bounds, a sketch's register above any rank (check.go;
 	// aggregate.Spec.ValidKey, ValidExtreme, ValidBucket and
 	// CheckSketches, topk.Config.ValidEntry) — and Step returns
-	// ErrRefused. The runtime sets it; the simulator, whose peers are all
-	// its own cores, does not (decoding the rows and keys would cost it
-	// half again its time on a top-k).
+	// ErrRefused. The runtime and the simulator set it (the simulator's
+	// peers are honest: a refusal there is a check that would refuse an
+	// honest peer).
 	CheckReceived bool
 	// KeepLinks is how many rounds a Flow Updating link is kept so that
 	// the flow to a peer that dies can be undone exactly
@@ -267,45 +267,62 @@ func (b *Binding) NewRows(origin bool, recs []query.Record) (*Instance, error) {
 		}
 	}
 	if origin {
-		q.rule = NewRule(b.plan, b.cfg.Peers)
+		q.asking = &asking{rule: NewRule(b.plan, b.cfg.Peers)}
 	}
 	return q, nil
 }
 
-// Attach wraps a core the caller built with InitAggregate or NewTopK as
-// the asking peer's instance (the simulator's originator). Exactly one of
-// agg and top is set, matching the plan's protocol.
-func (b *Binding) Attach(agg *aggregate.Node, top *topk.Node) (*Instance, error) {
+// Attach makes q, in place, the instance of a core the caller built with
+// InitAggregate or NewTopK: the simulator keeps a million instances in one
+// block beside its block of cores. origin marks the asking peer's (built
+// with origin set too). Exactly one of agg and top is set, matching the
+// plan's protocol. Without Config.Excluded the instance keeps its own set
+// of excluded peers, made at the first exclusion.
+func (b *Binding) Attach(q *Instance, origin bool, agg *aggregate.Node, top *topk.Node) error {
 	if (agg != nil) != (b.protocol == Aggregate) || (top != nil) != (b.protocol == TopK) {
-		return nil, errors.New("run: Attach needs the plan's core")
+		return errors.New("run: Attach needs the plan's core")
 	}
-	return &Instance{b: b, agg: agg, top: top, origin: true, rule: NewRule(b.plan, b.cfg.Peers)}, nil
+	*q = Instance{b: b, agg: agg, top: top, origin: origin}
+	if origin {
+		q.asking = &asking{rule: NewRule(b.plan, b.cfg.Peers)}
+	}
+	return nil
 }
 
 // Instance is one peer's part in one running plan: the core it runs on,
 // the plan's binding to it, its round count and, at the asking peer, the
 // convergence rule. It does no I/O, reads no clock and starts no
 // goroutine; it is not safe for concurrent use.
+//
+// It is small (the simulator keeps one per peer, a million in one block):
+// what only the asker needs is behind asking, nil at the other peers.
 type Instance struct {
-	b      *Binding
-	agg    *aggregate.Node
-	top    *topk.Node
-	origin bool
-	rule   *Rule
-	round  int
-	final  bool
-	last   Verdict // the rule's, at the last Report
+	b   *Binding
+	agg *aggregate.Node
+	top *topk.Node
+	*asking
+	// excluded are the peers left out of the query at this peer (nil when
+	// the binding's Config.Excluded decides).
+	excluded map[peer.ID]bool
+	round    int
+	origin   bool
+	final    bool
+	// held: see Hold.
+	held bool
+}
+
+// asking is the asking peer's part of an Instance: the rule and what it
+// counts.
+type asking struct {
+	rule *Rule
+	last Verdict // the rule's, at the last Report
 	// quiet counts the asker's rounds in which its core received nothing
 	// (heard, the count it had received at the last round): they do not
 	// spend the budget, up to MaxRoundsFactor times it.
 	quiet, heard int
-	// excluded are the peers left out of the query at this peer (nil when
-	// the binding's Config.Excluded decides); excludedAt is the round of
-	// the last exclusion that changed something (0: none).
-	excluded   map[peer.ID]bool
+	// excludedAt is the round of the last exclusion that changed
+	// something (0: none).
 	excludedAt int
-	// held: see Hold.
-	held bool
 	// confirmFrom is the round the rule first fired since the last
 	// exclusion (0: it has not), and confirmedAt the exclusions then;
 	// exclusions counts the members left out: see Report.
@@ -323,7 +340,7 @@ func (q *Instance) isExcluded(p peer.ID) bool { return q.excluded[p] }
 func (q *Instance) Exclude(ids ...peer.ID) bool {
 	added := false
 	if q.excluded == nil && q.b.cfg.Excluded == nil {
-		q.excluded = map[peer.ID]bool{} // an attached core (the simulator's): undo, nothing to refuse with
+		q.excluded = map[peer.ID]bool{} // an attached core: undo, nothing to refuse with
 	}
 	if q.excluded != nil {
 		for _, id := range ids {
@@ -344,8 +361,10 @@ func (q *Instance) Exclude(ids ...peer.ID) bool {
 	} else {
 		q.top.Prune()
 	}
-	q.excludedAt = max(q.round, 1)
-	q.exclusions += len(ids)
+	if q.asking != nil {
+		q.excludedAt = max(q.round, 1)
+		q.exclusions += len(ids)
+	}
 	return added
 }
 
@@ -388,8 +407,12 @@ func (q *Instance) Budget() int { return q.b.budget }
 
 // Spent says the asker's budget is spent: as many rounds as the budget in
 // which a message reached it, and the rounds to mix again (regrace) since
-// its last exclusion — or MaxRoundsFactor times the budget in all.
+// its last exclusion — or MaxRoundsFactor times the budget in all. At
+// another peer: the budget's rounds have passed.
 func (q *Instance) Spent() bool {
+	if q.asking == nil {
+		return q.round >= q.b.budget
+	}
 	switch {
 	case q.round >= MaxRoundsFactor*q.b.budget:
 		return true
@@ -433,7 +456,7 @@ func (q *Instance) TopK() *topk.Node { return q.top }
 
 // Tick runs one round.
 func (q *Instance) Tick() {
-	if q.origin && q.round > 0 {
+	if q.asking != nil && q.round > 0 {
 		if r := q.received(); r == q.heard {
 			q.quiet++
 		} else {
@@ -474,20 +497,32 @@ func (q *Instance) Step(from peer.ID, msg []byte) error {
 		if err != nil {
 			return err
 		}
-		before := q.agg.Stats().Rejected
-		q.agg.Step(from, m)
-		if q.agg.Stats().Rejected != before {
-			return ErrRefused
-		}
-		return nil
+		return q.StepAggregate(from, m)
 	}
 	m, err := topk.Decode(msg)
 	if err != nil {
 		return err
 	}
-	before := q.top.Stats().Rejected
+	return q.StepTopK(from, m)
+}
+
+// StepAggregate is Step for a message already decoded: a driver that moves
+// messages without encoding them (the simulator) takes the runtime's path
+// from there, its checks included. Its reply is in the core's Outbox.
+func (q *Instance) StepAggregate(from peer.ID, m *aggregate.Message) error {
+	before := q.agg.Rejected()
+	q.agg.Step(from, m)
+	if q.agg.Rejected() != before {
+		return ErrRefused
+	}
+	return nil
+}
+
+// StepTopK: see StepAggregate.
+func (q *Instance) StepTopK(from peer.ID, m *topk.Message) error {
+	before := q.top.Rejected()
 	q.top.Step(from, m)
-	if q.top.Stats().Rejected != before {
+	if q.top.Rejected() != before {
 		return ErrRefused
 	}
 	return nil
@@ -519,7 +554,10 @@ func (q *Instance) Answer(peers int) (*answer.Answer, error) {
 }
 
 func (q *Instance) answer(peers int) (*answer.Answer, aggregate.Estimate, error) {
-	a := &answer.Answer{Meta: &answer.Meta{Rounds: q.round, Budget: q.b.budget, ErrEstimate: q.last.ErrEstimate, Converged: q.last.Converged, Final: q.final}}
+	a := &answer.Answer{Meta: &answer.Meta{Rounds: q.round, Budget: q.b.budget, Final: q.final}}
+	if q.asking != nil {
+		a.ErrEstimate, a.Converged = q.last.ErrEstimate, q.last.Converged
+	}
 	var est aggregate.Estimate
 	if q.agg != nil {
 		est = q.agg.Estimate()
@@ -559,7 +597,7 @@ func (q *Instance) answer(peers int) (*answer.Answer, aggregate.Estimate, error)
 // suspects how many of them the asker could not reach (the rule waits for
 // them). Call it once a round, after Tick.
 func (q *Instance) Report(peers, suspects int) (*answer.Answer, error) {
-	if q.rule == nil {
+	if q.asking == nil {
 		return nil, errors.New("run: Report is for the asking peer's instance")
 	}
 	a, est, err := q.answer(peers)

@@ -197,7 +197,7 @@ func (s *Sim) settle(a *answer.Answer, err error, unconfirmed int) {
 	o.ByVerdict = s.removed - s.excluded
 	s.setExact(query.ExactSeq(s.plan, s.tookPart))
 	o.Err = s.errOf(a, err)
-	if s.top != nil {
+	if s.agg == nil {
 		o.Err = 1
 		if err == nil && sameNames(a.Nodes, s.exactTop) {
 			o.Err = 0
@@ -223,10 +223,13 @@ func sameNames(a, b []string) bool {
 }
 
 // remove takes lost members out of the sampling pool and out of every
-// live peer's state (flows and extremes; a top-k's rows), as the query's
-// peers do when they leave a member out, or on Serf's verdict.
+// live peer's instance: under churn the query's peers leave them out
+// (run.Instance.Exclude: flows undone, extremes and rows dropped, their
+// messages refused), as the runtime's do, and the asker's budget makes
+// room to mix again; otherwise the failure detector's verdict prunes them
+// (run.Instance.RemovePeers).
 func (s *Sim) remove(dead []int32) {
-	k := 0
+	ids := s.gone[:0]
 	for _, d := range dead {
 		if s.pos[d] < 0 {
 			continue
@@ -236,39 +239,23 @@ func (s *Sim) remove(dead []int32) {
 		s.known[p], s.pos[last] = last, p
 		s.known = s.known[:len(s.known)-1]
 		s.pos[d] = -1
+		s.st[d].out = true
 		s.removed++
-		k++
+		ids = append(ids, peer.ID(d))
 	}
-	if k == 0 {
+	s.gone = ids
+	if len(ids) == 0 {
 		return
 	}
-	// The originator leaves them out through its run.Instance, as the
-	// runtime's asker does, so that its budget makes room to mix again.
-	if s.churning() {
-		ids := make([]peer.ID, 0, k)
-		for _, d := range dead {
-			ids = append(ids, peer.ID(d))
+	isOut := func(p peer.ID) bool { return s.st[p].out }
+	for i := range s.st {
+		if !s.st[i].alive {
+			continue
 		}
-		s.origin.Exclude(ids...)
-	}
-	if s.agg != nil {
-		isDead := func(p peer.ID) bool { return s.pos[p] < 0 }
-		for i := 1; i < len(s.agg); i++ {
-			if s.st[i].alive {
-				s.agg[i].RemovePeers(isDead)
-			}
-		}
-		if !s.churning() {
-			s.agg[0].RemovePeers(isDead)
-		}
-	} else {
-		for i := 1; i < len(s.top); i++ {
-			if s.st[i].alive {
-				s.top[i].Prune()
-			}
-		}
-		if !s.churning() {
-			s.top[0].Prune()
+		if s.churning() {
+			s.peer(int32(i)).Exclude(ids...)
+		} else {
+			s.peer(int32(i)).RemovePeers(isOut)
 		}
 	}
 }

@@ -30,6 +30,7 @@ func TestChurnOutcome(t *testing.T) {
 		for !s.Done() && s.Outcome() == nil {
 			s.Step()
 		}
+		noneRefused(t, s)
 		o := s.Outcome()
 		if o == nil {
 			t.Fatalf("seed %d: no answer in %d rounds", seed, s.Rounds())
@@ -74,6 +75,7 @@ func TestExclusionsMakeItConverge(t *testing.T) {
 		for !s.Done() && s.Outcome() == nil {
 			s.Step()
 		}
+		noneRefused(t, s)
 		return s.Outcome()
 	}
 	fast, never := run(3), run(100_000)
@@ -105,6 +107,7 @@ func TestExclusionsBeyondTheBound(t *testing.T) {
 		for !s.Done() && s.Outcome() == nil {
 			s.Step()
 		}
+		noneRefused(t, s)
 		o := s.Outcome()
 		if o.Excluded > 16 {
 			t.Errorf("seed %d: %d left out by the query's peers, more than the 16 they can tell", seed, o.Excluded)

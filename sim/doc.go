@@ -3,11 +3,13 @@
 // exact answer, with message loss, crashes and joins.
 //
 // It follows cockroach's asim: the real algorithms, driven in ticks against
-// state held in slices, with no goroutine per peer and no clock. The cores
-// are bound to the plan by package run, as in the runtime, and the
-// originator applies the engine's convergence rule (run.Rule) each round:
-// RoundStats.RuleConverged says when the engine would answer, next to the
-// true error. Each round every peer that has joined the query starts one
+// state held in slices, with no goroutine per peer and no clock. Every peer
+// is a run.Instance, as in the runtime: its rounds, every message it
+// receives (with the runtime's checks on receipt: RoundStats.Refused, 0
+// with honest peers) and the members it leaves out go through it, and the
+// originator's applies the engine's convergence rule (run.Rule) each
+// round: RoundStats.RuleConverged says when the engine would answer, next
+// to the true error. Messages are handed over decoded, not as bytes. Each round every peer that has joined the query starts one
 // exchange, in a random order; a message is delivered at once or lost (the
 // sequential model under which push-pull averaging shrinks the variance by
 // 1/(2√e) a round). As in the runtime, only the originator starts: a peer

@@ -96,9 +96,11 @@ func DefaultConfig(n int) Config {
 
 // RoundStats is what happened in one round.
 type RoundStats struct {
-	Round, Alive int
-	Messages     int   // sent, lost or not
-	Bytes        int64 // encoded size of the messages sent
+	// Working counts the live peers that hold the query and ran their
+	// round (all of Alive with AllStart; fewer while the query spreads).
+	Round, Alive, Working int
+	Messages              int   // sent, lost or not
+	Bytes                 int64 // encoded size of the messages sent
 	// Relative errors of the answer against the exact answer over the live
 	// peers: the originator's, and the median and worst over the measured
 	// peers (Measured of them). A peer without an estimate counts as 1.
@@ -123,6 +125,9 @@ type RoundStats struct {
 	// part and are not left out yet. The errors are NaN but at the final
 	// round (Outcome).
 	Excluded, Unconfirmed int
+	// Refused counts the messages the peers refused this round (the
+	// runtime's checks on receipt, run.ErrRefused): 0 with honest peers.
+	Refused int
 }
 
 // Sim is one simulation. It is not safe for concurrent use.
@@ -142,16 +147,20 @@ type Sim struct {
 	// draws are the sampler's random words, drawn from r ahead of use so
 	// that Step can read the peers they will name before their turn (see
 	// Step); head is the next unused one.
-	draws   [256]uint64
-	head    int
-	agg     []aggregate.Node // in one block, never moved (Nodes point into themselves)
-	top     []*topk.Node
+	draws [256]uint64
+	head  int
+	// agg (aggregates) or tops (top-k) are the peers' run.Instances, by
+	// peer, in one block never moved (a core points into itself, an
+	// instance at its core): every round, message and exclusion goes
+	// through them, as in the runtime (peer). origin is peer 0's, which
+	// applies the engine's convergence rule.
+	agg     []aggPeer
+	tops    []run.Instance
+	origin  *run.Instance
 	detects []detection
 	bufs    aggregate.Buffers
-	// bind configures every peer's core; origin is peer 0's instance, which
-	// applies the engine's convergence rule.
-	bind   *run.Binding
-	origin *run.Instance
+	// bind configures every peer's core.
+	bind *run.Binding
 
 	// recs are the peers' records once Drift has moved them (nil before:
 	// records are regenerated from the seed).
@@ -170,6 +179,29 @@ type Sim struct {
 	excludes                                    []detection
 	excluded, removed, ghosts, crashed, joinedN int
 	outcome                                     *Outcome
+	// refused counts the messages a peer's instance refused (run.ErrRefused:
+	// the runtime's checks on receipt), and refusal is the first such
+	// error: every simulated peer is honest, so one is a check that would
+	// refuse an honest peer in the runtime.
+	refused int
+	refusal error
+	gone    []peer.ID // remove's scratch
+}
+
+// aggPeer is an aggregate peer: its instance beside its core, so that
+// reaching one reaches the other (the same few cache lines; a block of
+// instances apart cost a miss more a visit).
+type aggPeer struct {
+	q    run.Instance
+	core aggregate.Node
+}
+
+// peer is peer i's instance.
+func (s *Sim) peer(i int32) *run.Instance {
+	if s.agg != nil {
+		return &s.agg[i].q
+	}
+	return &s.tops[i]
 }
 
 // peerState is what the simulator knows of a peer beside its core, in one
@@ -177,6 +209,7 @@ type Sim struct {
 type peerState struct {
 	alive  bool // really alive
 	joined bool // has heard of the query (AllStart: everyone)
+	out    bool // left out of the query, or removed on a verdict: its peers refuse it
 }
 
 type detection struct {
@@ -272,9 +305,18 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	s.known = make([]int32, 0, total)
 	// Every peer draws from the one random source: the simulation is
 	// sequential, so the run is still determined by the seed.
+	// The peers check what they receive as the runtime's do
+	// (CheckReceived).
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
-		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5,
+		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
 		Buffers: &s.bufs} // delivery is immediate: one set of buffers serves all
+	if len(cfg.Crashes) > 0 || cfg.Session > 0 {
+		// Peers can be lost: they share one view of who is left out of
+		// the query (a set per peer would not fit a million), which the
+		// cores read on every message. Without losses nobody is ever out,
+		// and the check is left off the hot path.
+		rc.Excluded = func(p peer.ID) bool { return s.st[p].out }
+	}
 	if plan.Kind != query.PlanAggregate {
 		// A top-k keeps the coverage filter the runtime would give it.
 		rc.Coverage, rc.Members = run.CoverageFor(cfg.Nodes), s.knownNames
@@ -290,12 +332,10 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	if plan.Kind == query.PlanAggregate {
-		s.agg = make([]aggregate.Node, 0, total)
-		if total > 0 {
-			adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
-		}
+		s.agg = make([]aggPeer, 0, total)
+		adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
 	} else {
-		s.top = make([]*topk.Node, 0, total)
+		s.tops = make([]run.Instance, 0, total)
 	}
 	// Build the peers and the exact answer in one pass over the records.
 	s.setExact(query.ExactSeq(plan, func(yield func(query.Record) bool) {
@@ -312,14 +352,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	if cfg.Session > 0 {
 		s.seedGhosts()
 	}
-	if s.agg != nil {
-		s.origin, err = s.bind.Attach(&s.agg[0], nil)
-	} else {
-		s.origin, err = s.bind.Attach(nil, s.top[0])
-	}
-	if err != nil {
-		return nil, err
-	}
+	s.origin = s.peer(0)
 	return s, nil
 }
 
@@ -337,20 +370,25 @@ func (s *Sim) add(m int) error {
 func (s *Sim) addOne() (query.Record, error) {
 	i := s.n
 	rec := query.Synthetic(s.cfg.Seed, i)
+	if len(s.agg) == cap(s.agg) && len(s.tops) == cap(s.tops) {
+		return nil, errors.New("sim: more peers than planned") // a move would break the cores and instances
+	}
+	var agg *aggregate.Node
+	var top *topk.Node
+	var err error
 	if s.agg != nil {
-		if len(s.agg) == cap(s.agg) {
-			return nil, errors.New("sim: more peers than planned") // a move would break the Nodes
-		}
-		s.agg = s.agg[:len(s.agg)+1]
-		if err := s.bind.InitAggregate(&s.agg[i], i == 0, peer.ID(i), rec); err != nil {
-			return nil, err
-		}
+		s.agg = s.agg[:i+1]
+		agg = &s.agg[i].core
+		err = s.bind.InitAggregate(agg, i == 0, peer.ID(i), rec)
 	} else {
-		node, err := s.bind.NewTopK(rec, i == 0)
-		if err != nil {
-			return nil, err
-		}
-		s.top = append(s.top, node)
+		s.tops = s.tops[:i+1]
+		top, err = s.bind.NewTopK(rec, i == 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.bind.Attach(s.peer(int32(i)), i == 0, agg, top); err != nil {
+		return nil, err
 	}
 	if s.recs != nil {
 		s.recs = append(s.recs, rec)
@@ -423,7 +461,7 @@ func (s *Sim) Step() RoundStats {
 	s.order = order
 	s.r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	const ahead = 12
-	size := unsafe.Sizeof(aggregate.Node{})
+	size := unsafe.Sizeof(aggPeer{})
 	for k, i := range order {
 		if s.agg != nil && k+ahead < len(order) {
 			// Ask for a peer a few places ahead, and for the partner that
@@ -433,13 +471,14 @@ func (s *Sim) Step() RoundStats {
 			// the pace.
 			s.fill(ahead)
 			p := s.pick(s.draws[s.head+ahead])
-			prefetch.Range(unsafe.Pointer(&s.agg[order[k+ahead]]), size)
+			next := order[k+ahead]
+			prefetch.Range(unsafe.Pointer(&s.agg[next]), size)
 			prefetch.Range(unsafe.Pointer(&s.agg[p]), size)
 			prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
 		}
 		s.tick(i)
 	}
-	s.stats.Alive = alive
+	s.stats.Alive, s.stats.Working = alive, len(order)
 	s.measure()
 	return s.stats
 }
@@ -490,24 +529,16 @@ func (s *Sim) detect() {
 	s.remove(dead)
 }
 
-// tick runs peer i's round and delivers its exchange. The originator ticks
-// through its run.Instance, which counts the query's rounds for the rule.
+// tick runs peer i's round through its run.Instance, as the runtime does,
+// and delivers its exchange.
 func (s *Sim) tick(i int32) {
 	s.ticking = i
+	q := s.peer(i)
+	q.Tick()
 	if s.agg != nil {
-		if i == 0 {
-			s.origin.Tick()
-		} else {
-			s.agg[i].Tick()
-		}
-		deliver(s, i, s.agg[i].Outbox(), aggDest, aggStep)
+		deliver(s, i, q.Aggregate().Outbox(), aggDest, aggStep)
 	} else {
-		if i == 0 {
-			s.origin.Tick()
-		} else {
-			s.top[i].Tick()
-		}
-		deliver(s, i, s.top[i].Outbox(), topDest, topStep)
+		deliver(s, i, q.TopK().Outbox(), topDest, topStep)
 	}
 }
 
@@ -516,33 +547,62 @@ func (s *Sim) lost(to int) bool {
 }
 
 // deliver sends a peer's envelopes: each counts as sent, is lost or
-// delivered at once, and what the receiver sends back goes the same way.
-// dest and step are the protocol's; they are plain functions, so that the
-// hot loop allocates nothing.
-func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size int), step func(s *Sim, from, to int32, e E) []E) {
+// delivered at once to the receiver's run.Instance (a peer that had not
+// heard of the query joins it at the sender's round, as in the runtime),
+// and what the receiver sends back goes the same way. dest and step are
+// the protocol's; they are plain functions, so that the hot loop
+// allocates nothing.
+func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size int), step func(q *run.Instance, from int32, e E) ([]E, error)) {
 	for _, e := range out {
 		to, size := dest(e)
 		s.stats.Messages++
 		s.stats.Bytes += int64(size)
-		if !s.lost(int(to)) {
-			s.st[to].joined = true
-			deliver(s, to, step(s, from, to, e), dest, step)
+		if s.lost(int(to)) {
+			continue
 		}
+		if !s.st[to].joined {
+			s.st[to].joined = true
+			s.peer(to).JoinAt(s.peer(from).Round())
+		}
+		reply, err := step(s.peer(to), from, e)
+		if err != nil {
+			s.refuse(err)
+			continue
+		}
+		deliver(s, to, reply, dest, step)
 	}
 }
 
+// refuse counts a message a peer's instance refused.
+func (s *Sim) refuse(err error) {
+	if s.refused == 0 {
+		s.refusal = err
+	}
+	s.refused++
+	s.stats.Refused++
+}
+
+// Refused is how many messages the peers refused in all, and the first
+// refusal's error: with honest peers only, 0 and nil (a refusal is a check
+// on receipt that would refuse an honest peer in the runtime).
+func (s *Sim) Refused() (int, error) { return s.refused, s.refusal }
+
 func aggDest(e aggregate.Envelope) (int32, int) { return int32(e.To), e.Msg.Size() }
 
-func aggStep(s *Sim, from, to int32, e aggregate.Envelope) []aggregate.Envelope {
-	s.agg[to].Step(peer.ID(from), e.Msg)
-	return s.agg[to].Outbox()
+func aggStep(q *run.Instance, from int32, e aggregate.Envelope) ([]aggregate.Envelope, error) {
+	if err := q.StepAggregate(peer.ID(from), e.Msg); err != nil {
+		return nil, err
+	}
+	return q.Aggregate().Outbox(), nil
 }
 
 func topDest(e topk.Envelope) (int32, int) { return int32(e.To), e.Msg.Size() }
 
-func topStep(s *Sim, from, to int32, e topk.Envelope) []topk.Envelope {
-	s.top[to].Step(peer.ID(from), e.Msg)
-	return s.top[to].Outbox()
+func topStep(q *run.Instance, from int32, e topk.Envelope) ([]topk.Envelope, error) {
+	if err := q.StepTopK(peer.ID(from), e.Msg); err != nil {
+		return nil, err
+	}
+	return q.TopK().Outbox(), nil
 }
 
 // liveRecords yields the records of the live peers, regenerated from the
@@ -593,7 +653,7 @@ func (s *Sim) Drift(dt float64) error {
 		old := run.Contribution(s.plan, s.recs[i])
 		rec := maps.Clone(s.recs[i])
 		query.Drift(rec, s.r, dt)
-		if err := s.agg[i].Reinput(old, run.Contribution(s.plan, rec)); err != nil {
+		if err := s.agg[i].core.Reinput(old, run.Contribution(s.plan, rec)); err != nil {
 			return fmt.Errorf("sim: peer %d: %w", i, err)
 		}
 		s.recs[i] = rec
@@ -635,18 +695,6 @@ func (s *Sim) Answer() (*answer.Answer, error) {
 	return s.origin.Answer(len(s.known))
 }
 
-// answerOf reads peer i's answer from its core.
-func (s *Sim) answerOf(i int) (*answer.Answer, error) {
-	if s.top != nil {
-		return run.TopResult(s.plan, s.top[i].Top())
-	}
-	groups, err := run.GroupResults(s.plan, s.agg[i].Estimate(), s.nScale())
-	if err != nil {
-		return nil, err
-	}
-	return query.Finalize(s.plan, groups), nil
-}
-
 // report applies the engine's convergence rule at the originator, as the
 // node does at the end of each round.
 func (s *Sim) report() (*answer.Answer, error) {
@@ -677,7 +725,7 @@ func (s *Sim) nScale() float64 {
 
 // measure fills the round's error figures.
 func (s *Sim) measure() {
-	if s.top != nil {
+	if s.agg == nil {
 		s.measureTop()
 		return
 	}
@@ -701,7 +749,9 @@ func (s *Sim) measure() {
 	} else {
 		ids := s.sample()
 		for _, i := range ids {
-			s.errs = append(s.errs, s.errOf(s.answerOf(int(i))))
+			// Each peer's answer as the engine reads it (its instance).
+			a, err := s.peer(i).Answer(len(s.known))
+			s.errs = append(s.errs, s.errOf(a, err))
 		}
 	}
 	s.summarize()
@@ -802,7 +852,7 @@ func (s *Sim) measureAll(errs []float64) []float64 {
 			m := errMeter{s: s, comps: make([]query.CompResult, len(s.plan.Components)), aggs: make([]query.Value, len(s.plan.Aggs))}
 			for i := lo; i < hi; i++ {
 				if s.st[i].alive {
-					parts[w] = append(parts[w], m.err(&s.agg[i]))
+					parts[w] = append(parts[w], m.err(&s.agg[i].core))
 				}
 			}
 		}()
@@ -899,7 +949,7 @@ func (s *Sim) variance() float64 {
 	n := 0
 	for i := range s.agg {
 		if s.st[i].alive {
-			x := s.agg[i].Mean(ungrouped, comp)
+			x := s.agg[i].core.Mean(ungrouped, comp)
 			sum += x
 			sumSq += x * x
 			n++
@@ -919,23 +969,23 @@ func (s *Sim) measureTop() {
 		return
 	}
 	exact, total := 0, 0
-	for i, t := range s.top {
+	for i := range s.tops {
 		if !s.st[i].alive {
 			continue
 		}
 		total++
-		if sameNodes(t.Top(), s.exactTop) {
+		if sameNodes(s.tops[i].TopK().Top(), s.exactTop) {
 			exact++
 		}
 	}
 	s.stats.Measured = total
 	s.stats.ExactShare = float64(exact) / float64(total)
 	s.stats.OriginErr = 1
-	if sameNodes(s.top[0].Top(), s.exactTop) {
+	if sameNodes(s.origin.TopK().Top(), s.exactTop) {
 		s.stats.OriginErr = 0
 	}
 	s.report()
-	for _, e := range s.top[0].Top() {
+	for _, e := range s.origin.TopK().Top() {
 		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.st) && !s.st[i].alive {
 			s.stats.OriginDead++
 		}

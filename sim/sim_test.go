@@ -1,11 +1,15 @@
 package sim
 
 import (
+	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
+	"github.com/peerq/peerq/topk"
 )
 
 func plan(t testing.TB, src string) *query.Plan {
@@ -27,7 +31,18 @@ func simulate(t testing.TB, src string, cfg Config) (*Sim, []RoundStats) {
 	for !s.Done() {
 		stats = append(stats, s.Step())
 	}
+	noneRefused(t, s)
 	return s, stats
+}
+
+// noneRefused fails when a peer's instance refused a message: every
+// simulated peer is honest, so the runtime's checks on receipt, which the
+// simulator's peers apply, must pass all they send.
+func noneRefused(t testing.TB, s *Sim) {
+	t.Helper()
+	if n, err := s.Refused(); n != 0 || err != nil {
+		t.Errorf("%d messages from honest peers refused; the first: %v", n, err)
+	}
 }
 
 // oneGoroutine skips a test under the race detector, and only there: its
@@ -309,5 +324,36 @@ func TestLossAndChurn(t *testing.T) {
 	}
 	if final < 6 {
 		t.Errorf("the rule called %d of 6 runs final by round 40", final)
+	}
+}
+
+// A message reaches a simulated peer through its run.Instance, with the
+// runtime's checks on receipt: a top-k entry whose sort key no peer could
+// have (reliability 5, beyond the catalog's [0, 1]) is refused, counted,
+// and leaves the receiver's list as it was; the same entry with an honest
+// value enters it.
+func TestPeersCheckWhatTheyReceive(t *testing.T) {
+	p := plan(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 5")
+	for _, tc := range []struct {
+		reliability float64
+		refused     bool
+	}{{5, true}, {1, false}} {
+		s, err := New(p, config(50, 10, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := query.Synthetic(1, 7)
+		rec["reliability"] = query.Num(query.KindRatio, tc.reliability)
+		e := run.Entry(p, rec)
+		msg := &topk.Message{Kind: topk.Request, Entries: []*topk.Entry{e}}
+		deliver(s, 7, []topk.Envelope{{To: 3, Msg: msg}}, topDest, topStep)
+		n, rerr := s.Refused()
+		if got := n == 1 && errors.Is(rerr, run.ErrRefused); got != tc.refused {
+			t.Errorf("reliability %v: %d refused (%v), want refused %v", tc.reliability, n, rerr, tc.refused)
+		}
+		top := s.peer(3).TopK().Top()
+		if entered := slices.Contains(top, e); entered == tc.refused {
+			t.Errorf("reliability %v: the entry entered the list %v, want %v", tc.reliability, entered, !tc.refused)
+		}
 	}
 }

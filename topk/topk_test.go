@@ -520,3 +520,29 @@ func TestEntriesCheckedOnReceipt(t *testing.T) {
 		t.Errorf("the own entry was checked %d times; top %v", checked["me"], top)
 	}
 }
+
+// An entry is checked once: one that passed is not checked again, at this
+// peer or another of the query (the simulator hands the same entry from
+// peer to peer), while one refused is checked, and refused, each time.
+func TestEntryCheckedOnce(t *testing.T) {
+	checks := map[string]int{}
+	cfg := DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
+	cfg.ValidEntry = func(e *Entry) bool { checks[e.Node]++; return string(e.Row) != "bad" }
+	good := &Entry{Node: "a", Key: []byte{1}, Row: []byte("ok")}
+	bad := &Entry{Node: "b", Key: []byte{2}, Row: []byte("bad")}
+	for i := range 2 {
+		cfg.Self = fmt.Sprintf("peer-%d", i)
+		n, err := New(cfg, &Entry{Node: cfg.Self, Key: []byte{9}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Step(1, &Message{Kind: Reply, Entries: []*Entry{good}})
+		n.Step(1, &Message{Kind: Reply, Entries: []*Entry{bad}})
+		if top := n.Top(); len(top) != 2 || top[0] != good || n.Stats().Rejected != 1 {
+			t.Errorf("peer %d: top %v, stats %+v", i, top, n.Stats())
+		}
+	}
+	if checks["a"] != 1 || checks["b"] != 2 {
+		t.Errorf("checks %v: want the good entry once, the bad one at each peer", checks)
+	}
+}

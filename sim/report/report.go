@@ -59,12 +59,13 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	}
 	var stats []sim.RoundStats
 	var stepping time.Duration
-	var peerRounds int64
+	var peerRounds, working int64
 	for !s.Done() {
 		t0 := time.Now()
 		st := s.Step()
 		stepping += time.Since(t0)
 		peerRounds += int64(st.Alive)
+		working += int64(st.Working)
 		stats = append(stats, st)
 		if opts.Quiet {
 			continue
@@ -86,10 +87,15 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	tw.Flush()
 	summarize(out, plan, cfg, s, stats, setup, time.Since(start))
 	perPeerRound := float64(stepping.Nanoseconds()) / float64(max(peerRounds, 1))
-	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs)\n", perPeerRound, peerRounds, stepping.Seconds())
+	perWorking := float64(stepping.Nanoseconds()) / float64(max(working, 1))
+	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs); per working peer-round %.0f ns (%d peer-rounds that held the query)\n",
+		perPeerRound, peerRounds, stepping.Seconds(), perWorking, working)
 	if opts.Baseline {
-		fmt.Fprintf(out, "baseline: one random 8-byte read from 1 GiB %.1f ns; time per peer-round ÷ read = %.1f\n",
-			float64(read.Nanoseconds()), perPeerRound/float64(read.Nanoseconds()))
+		fmt.Fprintf(out, "baseline: one random 8-byte read from 1 GiB %.1f ns; time per peer-round ÷ read = %.1f, per working peer-round ÷ read = %.1f\n",
+			float64(read.Nanoseconds()), perPeerRound/float64(read.Nanoseconds()), perWorking/float64(read.Nanoseconds()))
+	}
+	if err := honest(s); err != nil {
+		return err
 	}
 	if opts.CSVPath != "" {
 		if err := writeCSV(opts.CSVPath, stats); err != nil {
@@ -173,6 +179,16 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 	printAnswer(out, exactOf, s.Exact(), 5)
 	fmt.Fprintf(out, "wall time %.2fs (setup %.2fs), peak RSS %s, %d goroutines\n",
 		elapsed.Seconds(), setup.Seconds(), peakRSS(), runtime.NumGoroutine())
+}
+
+// honest fails when the peers refused a message: every simulated peer is
+// honest, so a refusal is a check on receipt (package run) that would
+// refuse an honest peer in the runtime.
+func honest(s *sim.Sim) error {
+	if n, err := s.Refused(); n > 0 {
+		return fmt.Errorf("report: %d messages from honest peers refused (the first: %w)", n, err)
+	}
+	return nil
 }
 
 func roundOrNever(r int) string {
@@ -317,6 +333,9 @@ func Trials(out io.Writer, plan *query.Plan, cfg sim.Config, k int) error {
 		}
 		for !s.Done() && s.Outcome() == nil {
 			s.Step()
+		}
+		if err := honest(s); err != nil {
+			return fmt.Errorf("report: trial %d: %w", i, err)
 		}
 		o := s.Outcome()
 		if o == nil {
