@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var _ api.Executor = (*Node)(nil)
@@ -117,6 +119,54 @@ func (n *Node) CheckWatch(plan *query.Plan) error {
 // Words lists the names worth completing: the catalog's attributes.
 func (n *Node) Words(context.Context) []string {
 	return append(n.Catalog().Names(), n.subcloudNames()...)
+}
+
+// Metrics is the node's Prometheus collector (the metrics role): its
+// runtime's counters and subclouds read at scrape time, its statements'
+// latency, and its exports. The HTTP API serves it at /metrics, from a
+// registry of its own (no global state: an embedded cluster has many
+// nodes in one process).
+func (n *Node) Metrics() prometheus.Collector { return n.metrics }
+
+// Export starts a standing query whose answers /metrics exposes:
+// "SELECT … EVERY d" (or WATCH SELECT …) with aggregates. It runs until
+// the node closes; an epoch that fails keeps the last good answer and
+// counts in peerq_export_failures_total.
+func (n *Node) Export(text string) error {
+	if !strings.EqualFold(firstWord(text), "WATCH") {
+		text = "WATCH " + text
+	}
+	plan, err := n.Compile(text)
+	if err != nil {
+		return err
+	}
+	if plan.Kind != query.PlanAggregate {
+		return fmt.Errorf("--export %q: only aggregates (COUNT, SUM, AVG, … with GROUP BY) become gauges", text)
+	}
+	if err := n.CheckWatch(plan); err != nil {
+		return err
+	}
+	e := &export{text: text}
+	n.metrics.exports.add(e)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		err := n.WatchPlan(n.ctx, plan, func(ans *answer.Answer, err error) bool {
+			n.metrics.exports.epoch(e, ans, err)
+			return true
+		})
+		if err != nil { // checked above: only a broken invariant gets here
+			n.logf("--export %q stopped: %v", text, err)
+		}
+	}()
+	return nil
+}
+
+func firstWord(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return ""
 }
 
 // completeMeta fills in what every statement's answer says, whichever

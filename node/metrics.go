@@ -1,7 +1,6 @@
 package node
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,24 +9,49 @@ import (
 
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/node/owner"
 	"github.com/peerq/peerq/query"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Prometheus metrics (client_golang): a collector (Metrics) that the HTTP
-// API serves at GET /metrics behind its token. The runtime's counters are
-// read when Prometheus scrapes (no second set of counters to keep in
-// step); the two histograms are observed as this peer's own statements
-// end.
-
-// queryMetrics are what the node observes itself.
-type queryMetrics struct {
+// metrics is the metrics role: the Prometheus collector (client_golang)
+// that package server serves at GET /metrics behind its token (Node.Metrics).
+// It keeps only what it observes itself — the two histograms, observed as
+// this peer's own statements end, and the standing queries (exports) — and
+// reads everything else at scrape time from the roles that count it
+// (metricsSource): no second set of counters to keep in step.
+//
+// It has no lock of its own: the histograms are safe for concurrent use,
+// the exports have theirs (exports.mu, which guards their latest answers
+// and is held only to store or emit them), and each source takes its own
+// to copy its snapshot. No lock is held across I/O.
+type metrics struct {
+	src     metricsSource
 	latency *prometheus.HistogramVec // by kind of statement
 	rounds  prometheus.Histogram
+	exports exports
 }
 
-func newQueryMetrics() *queryMetrics {
-	return &queryMetrics{
+// metricsSource is the peer as the collector reads it: each role's
+// counters and gauges as a snapshot. The collector calls them on the
+// scrape's goroutine: they must be safe for concurrent use and must not
+// block (they copy; none waits on I/O).
+type metricsSource struct {
+	// runtime is the query runtime's and the lease keeper's counters and
+	// gauges (the node: Stats).
+	runtime interface{ Stats() Stats }
+	// owner is the subclouds this peer owns (owner.Role.Held).
+	owner interface{ Held() map[string]owner.View }
+	// net is the membership; a network that counts more says so through
+	// MemberStates, ExchangeStats and ClockOffsets (the overlay; fakenet
+	// does not).
+	net interface{ Size() int }
+}
+
+var _ prometheus.Collector = (*metrics)(nil)
+
+func newMetrics(src metricsSource) *metrics {
+	return &metrics{src: src,
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "peerq_query_duration_seconds",
 			Help:    "Time from a statement asked at this peer to its answer, by kind (aggregate, topk, reserve, local, membership).",
@@ -41,8 +65,45 @@ func newQueryMetrics() *queryMetrics {
 	}
 }
 
+// Stats counts what a peer's runtime did, and holds what it does now
+// (Running, Asking, Queued, LeaseHeld, StorageFault: gauges).
+type Stats struct {
+	Rounds        int64
+	Exchanges     int64 // exchanges this peer started
+	Failed        int64 // exchanges that got no answer
+	Served        int64 // exchanges this peer answered
+	Joined        int64 // queries this peer joined on hearing of them
+	Malformed     int64 // exchanges, plans or messages refused as malformed
+	Refused       int64 // queries this peer refused to join, at MaxQueries
+	Overloaded    int64 // queries this peer refused to ask, at MaxAsk and AskQueue
+	Probes        int64 // suspects probed
+	Ended         int64 // instances dropped early on hearing their query ended
+	Stale         int64 // messages for queries this peer has already collected
+	Excluded      int64 // queries the others left this peer out of (it stopped)
+	Unreadable    int64 // queries this peer asked whose answer could not be read (ended partial, with the reason)
+	TagFailures   int64 // tag updates (the lease, the storage fault) the network refused
+	BadLeaseTags  int64 // members' lease tags that did not parse, once per member and tag
+	Skipped       int64 // batches not sent: an exchange with that peer was still out
+	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
+	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
+	Indirect      int64 // indirect probes this peer ran for others
+	BytesSent     int64
+	BytesReceived int64
+	// Lease and name requests refused as not signed by the owner they
+	// name (Forged) or made for an earlier incarnation of this peer
+	// (StaleIncarnation); owners' answers signed by another key than the
+	// lease was claimed with (OwnerKeyChanged: the owner lost its data dir).
+	Forged, StaleIncarnation, OwnerKeyChanged int64
+
+	Running      int64 // query instances this peer takes part in
+	Asking       int64 // statements this peer asks
+	Queued       int64 // statements waiting for a place to be asked
+	LeaseHeld    bool  // this peer is a member of a subcloud
+	StorageFault bool  // this peer's data dir cannot be written
+}
+
 // observe records a statement's end.
-func (m *queryMetrics) observe(plan *query.Plan, res *answer.Answer, took time.Duration) {
+func (m *metrics) observe(plan *query.Plan, res *answer.Answer, took time.Duration) {
 	kind := "local"
 	switch {
 	case plan.Kind == query.PlanReserve:
@@ -60,9 +121,6 @@ func (m *queryMetrics) observe(plan *query.Plan, res *answer.Answer, took time.D
 		m.rounds.Observe(float64(res.Rounds))
 	}
 }
-
-// collector reads a node's state at scrape time.
-type collector struct{ n *Node }
 
 var (
 	descExchanges    = prometheus.NewDesc("peerq_exchanges_total", "Gossip exchanges: out (this peer started them) and in (it answered them).", []string{"direction"}, nil)
@@ -91,25 +149,31 @@ var (
 	descAuthFailures = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed (replay), connections refused at the limit (connections), out of the replay window either way (clock_skew); identity changes of a live member refused (identity_conflict).", []string{"reason"}, nil)
 )
 
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descRefused,
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
 		descRepairs, descPeerHours, descMalformed, descAuthFailures, descExport, descExportEpoch, descExportFailures,
 		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers} {
 		ch <- d
 	}
-	c.n.metrics.latency.Describe(ch)
-	c.n.metrics.rounds.Describe(ch)
+	m.latency.Describe(ch)
+	m.rounds.Describe(ch)
 }
 
-func (c collector) Collect(ch chan<- prometheus.Metric) {
-	n := c.n
-	st := n.Stats()
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	st := m.src.runtime.Stats()
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	flag := func(d *prometheus.Desc, on bool) {
+		v := 0.0
+		if on {
+			v = 1
+		}
+		gauge(d, v)
 	}
 	counter(descExchanges, st.Exchanges, "out")
 	counter(descExchanges, st.Served, "in")
@@ -121,25 +185,23 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefused, st.Refused, "max_queries")
 	counter(descRefused, st.Overloaded, "overloaded")
 	counter(descMalformed, st.Malformed)
-	n.mu.Lock()
-	running := len(n.queries)
-	n.mu.Unlock()
-	gauge(descRunning, float64(running))
-	gauge(descAsking, float64(n.asking.Load()))
-	gauge(descQueued, float64(n.askWaiting.Load()))
-	if states := n.MemberStates(); states != nil {
+	gauge(descRunning, float64(st.Running))
+	gauge(descAsking, float64(st.Asking))
+	gauge(descQueued, float64(st.Queued))
+	net := m.src.net
+	var states map[string]int
+	if s, ok := net.(interface{ MemberStates() map[string]int }); ok {
+		states = s.MemberStates()
+	}
+	if states != nil {
 		for state, k := range states {
 			gauge(descMembers, float64(k), state)
 		}
 	} else {
-		gauge(descMembers, float64(n.net.Size()), "alive")
+		gauge(descMembers, float64(net.Size()), "alive")
 	}
-	held := 0.0
-	if _, ok := n.currentLease(); ok {
-		held = 1
-	}
-	gauge(descLease, held)
-	owned := n.owner.Held()
+	flag(descLease, st.LeaseHeld)
+	owned := m.src.owner.Held()
 	names := make([]string, 0, len(owned))
 	for name := range owned {
 		names = append(names, name)
@@ -153,7 +215,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRepairs, int64(o.Info.Repairs), name)
 		gauge(descPeerHours, o.Info.PeerHours, name)
 	}
-	if s, ok := n.net.(interface {
+	if s, ok := net.(interface {
 		ExchangeStats() (rejected, replays, refusedConns, skewed, conflicts int64)
 	}); ok {
 		rejected, replays, refused, skewed, conflicts := s.ExchangeStats()
@@ -163,18 +225,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAuthFailures, skewed, "clock_skew")
 		counter(descAuthFailures, conflicts, "identity_conflict")
 	}
-	counter(descRefusedLease, n.forged.Load(), "forged")
-	counter(descRefusedLease, n.keyChanged.Load(), "owner_key_changed")
-	counter(descRefusedLease, n.stale.Load(), "stale_incarnation")
+	counter(descRefusedLease, st.Forged, "forged")
+	counter(descRefusedLease, st.OwnerKeyChanged, "owner_key_changed")
+	counter(descRefusedLease, st.StaleIncarnation, "stale_incarnation")
 	counter(descTagFailures, st.TagFailures)
 	counter(descBadLeaseTags, st.BadLeaseTags)
 	counter(descUnreadable, st.Unreadable)
-	storage := 0.0
-	if n.keeper.fault() != nil {
-		storage = 1
-	}
-	gauge(descStorageFault, storage)
-	if o, ok := n.net.(interface {
+	flag(descStorageFault, st.StorageFault)
+	if o, ok := net.(interface {
 		ClockOffsets() map[string]time.Duration
 	}); ok {
 		skewed := 0
@@ -185,16 +243,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descSkewedPeers, float64(skewed))
 	}
-	n.metrics.latency.Collect(ch)
-	n.metrics.rounds.Collect(ch)
-	n.exports.collect(ch)
+	m.latency.Collect(ch)
+	m.rounds.Collect(ch)
+	m.exports.collect(ch)
 }
-
-// Metrics is the node's Prometheus collector: its runtime's counters and
-// subclouds read at scrape time, its statements' latency, and its
-// exports. The HTTP API serves it at /metrics, from a registry of its own
-// (no global state: an embedded cluster has many nodes in one process).
-func (n *Node) Metrics() prometheus.Collector { return collector{n} }
 
 // export is a standing query whose latest answer /metrics shows as gauges
 // (--export): cloud-wide metrics with no central collector.
@@ -230,47 +282,6 @@ func (x *exports) epoch(e *export, ans *answer.Answer, err error) {
 	if ans == nil || ans.Meta == nil || ans.Meta.Status == answer.StatusPartial {
 		x.failures++
 	}
-}
-
-// Export starts a standing query whose answers /metrics exposes:
-// "SELECT … EVERY d" (or WATCH SELECT …) with aggregates. It runs until
-// the node closes; an epoch that fails keeps the last good answer and
-// counts in peerq_export_failures_total.
-func (n *Node) Export(text string) error {
-	if !strings.EqualFold(firstWord(text), "WATCH") {
-		text = "WATCH " + text
-	}
-	plan, err := n.Compile(text)
-	if err != nil {
-		return err
-	}
-	if plan.Kind != query.PlanAggregate {
-		return fmt.Errorf("--export %q: only aggregates (COUNT, SUM, AVG, … with GROUP BY) become gauges", text)
-	}
-	if err := n.CheckWatch(plan); err != nil {
-		return err
-	}
-	e := &export{text: text}
-	n.exports.add(e)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		err := n.WatchPlan(n.ctx, plan, func(ans *answer.Answer, err error) bool {
-			n.exports.epoch(e, ans, err)
-			return true
-		})
-		if err != nil { // checked above: only a broken invariant gets here
-			n.logf("--export %q stopped: %v", text, err)
-		}
-	}()
-	return nil
-}
-
-func firstWord(s string) string {
-	if f := strings.Fields(s); len(f) > 0 {
-		return f[0]
-	}
-	return ""
 }
 
 var (

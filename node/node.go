@@ -166,31 +166,6 @@ func DefaultConfig(record func() query.Record) Config {
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second}
 }
 
-// Stats counts what a peer's runtime did.
-type Stats struct {
-	Rounds        int64
-	Exchanges     int64 // exchanges this peer started
-	Failed        int64 // exchanges that got no answer
-	Served        int64 // exchanges this peer answered
-	Joined        int64 // queries this peer joined on hearing of them
-	Malformed     int64 // exchanges, plans or messages refused as malformed
-	Refused       int64 // queries this peer refused to join, at MaxQueries
-	Overloaded    int64 // queries this peer refused to ask, at MaxAsk and AskQueue
-	Probes        int64 // suspects probed
-	Ended         int64 // instances dropped early on hearing their query ended
-	Stale         int64 // messages for queries this peer has already collected
-	Excluded      int64 // queries the others left this peer out of (it stopped)
-	Unreadable    int64 // queries this peer asked whose answer could not be read (ended partial, with the reason)
-	TagFailures   int64 // tag updates (the lease, the storage fault) the network refused
-	BadLeaseTags  int64 // members' lease tags that did not parse, once per member and tag
-	Skipped       int64 // batches not sent: an exchange with that peer was still out
-	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
-	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
-	Indirect      int64 // indirect probes this peer ran for others
-	BytesSent     int64
-	BytesReceived int64
-}
-
 // Node is a peer's runtime. It is safe for concurrent use.
 type Node struct {
 	cfg Config
@@ -269,9 +244,9 @@ type Node struct {
 	// lease was claimed with: the owner lost its key (its data dir).
 	keyChanged atomic.Int64
 	tagCh      chan struct{} // asks the tagger to show the lease
-	metrics    *queryMetrics
-	// exports are the standing queries /metrics shows (Export).
-	exports exports
+	// metrics is the metrics role: the collector, its histograms and the
+	// standing queries /metrics shows (Export).
+	metrics *metrics
 	// owner is the owner role: the subclouds this peer owns.
 	owner *owner.Role
 	// claiming are the subclouds a RESERVE is registering the name of, by
@@ -360,7 +335,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), lost: map[string]lostNote{}, outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		id: id, fs: cfg.FS, keeper: keeper, claiming: map[string]string{},
-		tagCh: make(chan struct{}, 1), metrics: newQueryMetrics(),
+		tagCh: make(chan struct{}, 1),
 		done: make(chan struct{})}
 	n.healthMul.Store(1)
 	keeper.faultChanged = n.showLease // the storage tag comes or goes with the fault
@@ -377,6 +352,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		cancel()
 		return nil, fmt.Errorf("node: owned subclouds: %w", err)
 	}
+	n.metrics = newMetrics(metricsSource{runtime: n, owner: n.owner, net: net})
 	n.wg.Add(4)
 	go n.loop()
 	go n.watch()
@@ -470,12 +446,18 @@ func (n *Node) MemberStates() map[string]int {
 	return nil
 }
 
-// Stats returns the runtime's counters.
+// Stats returns the runtime's counters and gauges, and the lease
+// keeper's: what the metrics role reads at scrape time. It takes n.mu.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
 	st := n.stats
+	st.Running = int64(len(n.queries))
 	n.mu.Unlock()
 	st.TagFailures, st.BadLeaseTags = n.tagFailures.Load(), n.badTags.count.Load()
+	st.Forged, st.StaleIncarnation, st.OwnerKeyChanged = n.forged.Load(), n.stale.Load(), n.keyChanged.Load()
+	st.Asking, st.Queued = n.asking.Load(), n.askWaiting.Load()
+	_, st.LeaseHeld = n.currentLease()
+	st.StorageFault = n.keeper.fault() != nil
 	return st
 }
 
