@@ -139,7 +139,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 				for _, st := range table {
 					states = append(states, st)
 				}
-				return ownerEnv{n}.Store(owner.EncodeTable(states))
+				return ownerEnv{fs: n.fs, dir: dir, stored: n.keeper.stored}.Store(owner.EncodeTable(states))
 			}
 			for i, name := range subclouds {
 				table[name] = subcloud.OwnerState{Subcloud: name, Token: strings.Repeat(fmt.Sprint(i), 32), Lease: time.Hour,

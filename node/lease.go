@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"strconv"
 	"time"
 
@@ -11,7 +13,8 @@ import (
 
 // Subclouds, this peer's side: its lease table (the keeper, persisted
 // before it answers), shown in Serf tags, and the lease requests it
-// answers; the owner's side is the owner role (owner.go).
+// answers, and the asks about its lease, both sides (leaseLoop, askOwner,
+// answerAsk); the owner's side is the owner role (owner.go).
 
 // Tags a reserved peer shows, so that FROM SUBCLOUD and SHOW SUBCLOUDS are
 // answered from the membership.
@@ -161,4 +164,100 @@ func (n *Node) tagger() {
 			n.logf("cannot show this peer's lease in its tags: %v (others see the old tags until the next change)", err)
 		}
 	}
+}
+
+// leaseLoop frees an expired lease from the tags, asks the owner of this
+// peer's lease about it when the owner restarted (or was not heard from
+// for long), and checks that the data dir can be written.
+func (n *Node) leaseLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.LeaseTick)
+	defer t.Stop()
+	shown := false
+	lastProbe := n.now()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+		}
+		now := n.now()
+		l, held := n.currentLease()
+		if shown && !held {
+			n.showLease() // lapsed: the peer is free again
+			n.keeper.closeLapsed(now)
+		}
+		shown = held
+		if held {
+			if l2, due := n.keeper.due(now, n.bootOf(l.Owner)); due {
+				n.wg.Add(1)
+				go n.askOwner(l2)
+			}
+		}
+		if now.Sub(lastProbe) >= n.cfg.StorageProbe {
+			lastProbe = now
+			n.keeper.probe() // a change of the fault shows in the tags (keeper.faultChanged)
+		}
+	}
+}
+
+// askOwner asks the owner of this peer's lease whether it still holds it,
+// and frees the peer if the owner answers, signed with the key the lease
+// was claimed with, that it does not: an owner that restarted without its
+// records, or a claim replayed or made by a RESERVE that failed, leaves
+// no lease that nobody can release.
+func (n *Node) askOwner(l subcloud.Lease) {
+	defer n.wg.Done()
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	req := subcloud.Request{Op: subcloud.OpAsk, Subcloud: l.Subcloud, Token: l.Token, Target: l.Owner,
+		Nonce: binary.BigEndian.Uint64(nonce[:])}
+	rep, err := n.calls.raw(n.ctx, l.Owner, req)
+	if err != nil || !rep.OK {
+		return // asked again later
+	}
+	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: n.Name(), Nonce: req.Nonce, Held: rep.Held}
+	now := n.now()
+	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
+		// Asked again only after askEvery, and said once per lease: an
+		// owner that lost its key answers every time with its new one.
+		first := n.keeper.unverified(now, n.bootOf(l.Owner), l)
+		if key, _ := n.keyOf(l.Owner); key != l.OwnerKey {
+			n.keyChanged.Add(1)
+			if first {
+				n.logf("%s answered about this peer's lease of subcloud %s with a new key (%s; the lease was claimed by %s): it lost its data dir, and nobody can renew or release the lease — it lapses at %s",
+					l.Owner, l.Subcloud, key.Short(), l.OwnerKey.Short(), l.Expires.Format(time.RFC3339))
+			}
+			return
+		}
+		n.forged.Add(1)
+		if first {
+			n.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored (asked again in %v)", l.Owner, l.Subcloud, askEvery)
+		}
+		return
+	}
+	if rep.Held {
+		n.keeper.answered(now, n.bootOf(l.Owner))
+		return
+	}
+	err = n.keeper.drop(now, l)
+	n.logf("freed this peer from subcloud %s: its owner %s says it no longer holds it (it restarted without it, or released it)", l.Subcloud, l.Owner)
+	if err != nil {
+		n.logf("the release is in memory only: %v (after a restart this peer asks %s again)", err, l.Owner)
+	}
+	n.showLease()
+}
+
+// answerAsk is the owner's signed answer to a member asking about its
+// lease — held if this peer owns the subcloud with that token and counts
+// it (a member, a former one not yet settled, or while a claim runs) — or
+// to a keeper asking about a name (no token): held if this peer owns or is
+// reserving it.
+func (n *Node) answerAsk(from string, req subcloud.Request) subcloud.Reply {
+	n.claimMu.Lock()
+	tok, claiming := n.claiming[req.Subcloud]
+	n.claimMu.Unlock()
+	held := claiming && (req.Token == "" || tok == req.Token) || n.owner.Holds(req.Subcloud, req.Token, from)
+	a := subcloud.AskAnswer{Subcloud: req.Subcloud, Token: req.Token, Member: from, Nonce: req.Nonce, Held: held}
+	return subcloud.Reply{OK: true, Held: held, Sig: subcloud.SignAsk(n.id, a), Now: n.now().UnixNano()}
 }

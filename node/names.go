@@ -46,7 +46,7 @@ func (n *Node) keepersOf(name string) []string {
 func (n *Node) registerName(ctx context.Context, name string, lease time.Duration) nameVote {
 	v := nameVote{keepers: n.keepersOf(name)}
 	byRival := map[string]int{}
-	for _, r := range n.callLeasesCtx(ctx, v.keepers, subcloud.Request{Op: subcloud.OpName, Subcloud: name, For: lease}) {
+	for _, r := range n.calls.leasesCtx(ctx, v.keepers, subcloud.Request{Op: subcloud.OpName, Subcloud: name, For: lease}) {
 		switch {
 		case r.err == nil && r.rep.OK:
 			v.granted = append(v.granted, r.peer)
@@ -72,7 +72,7 @@ func (n *Node) registerName(ctx context.Context, name string, lease time.Duratio
 // outvotes meanwhile.
 func (n *Node) releaseName(name string, keepers []string) {
 	if len(keepers) > 0 {
-		n.callLeases(keepers, subcloud.Request{Op: subcloud.OpNameRelease, Subcloud: name})
+		n.calls.leases(keepers, subcloud.Request{Op: subcloud.OpNameRelease, Subcloud: name})
 	}
 }
 
@@ -144,7 +144,7 @@ func (n *Node) clearStaleName(req subcloud.Request) {
 	var b [8]byte
 	rand.Read(b[:])
 	ask := subcloud.Request{Op: subcloud.OpAsk, Subcloud: req.Subcloud, Target: rec.Owner, Nonce: binary.BigEndian.Uint64(b[:])}
-	rep, err := n.callRaw(n.ctx, rec.Owner, ask)
+	rep, err := n.calls.raw(n.ctx, rec.Owner, ask)
 	if err != nil || !rep.OK || rep.Held {
 		return
 	}
@@ -184,7 +184,7 @@ func (n *Node) nameOwnerOf(ctx context.Context, name string) (nameOwner, bool, e
 	}
 	votes := map[vote][]time.Time{}
 	answered := 0
-	for _, r := range n.callLeasesCtx(ctx, keepers, subcloud.Request{Op: subcloud.OpWho, Subcloud: name}) {
+	for _, r := range n.calls.leasesCtx(ctx, keepers, subcloud.Request{Op: subcloud.OpWho, Subcloud: name}) {
 		if r.err != nil {
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
+	"github.com/peerq/peerq/subcloud"
 )
 
 // Membership is a peer's view of the cluster: overlay.Overlay over Serf,
@@ -249,6 +250,8 @@ type Node struct {
 	metrics *metrics
 	// owner is the owner role: the subclouds this peer owns.
 	owner *owner.Role
+	// calls are this peer's lease requests: as owner, name client, member.
+	calls *leaseCalls
 	// claiming are the subclouds a RESERVE is registering the name of, by
 	// name, with their tokens, until the owner role has them: an ask about
 	// one is answered "held" (guarded by claimMu).
@@ -258,6 +261,17 @@ type Node struct {
 	done    chan struct{}
 	closing sync.Once
 	wg      sync.WaitGroup
+}
+
+// ownerConfig is the role's configuration from the node's.
+func ownerConfig(cfg Config, name string, seed uint64) owner.Config {
+	oc := subcloud.DefaultOwnerConfig()
+	oc.MaintainEvery, oc.CheckEvery, oc.CheckMisses = cfg.LeaseTick, cfg.MemberCheck, max(cfg.CheckMisses, 1)
+	oc.SearchBackoff = 2 * cfg.Round
+	oc.ReleaseRetry = max(cfg.MemberCheck, 100*time.Millisecond)
+	oc.ReleaseRetryMax = max(oc.ReleaseRetryMax, oc.ReleaseRetry)
+	return owner.Config{Name: name, Owner: oc, MinTick: min(cfg.LeaseTick, max(cfg.MemberCheck, 10*time.Millisecond)) / 10,
+		Rand: mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
 // New starts a peer's runtime on net: its round ticker, membership watcher,
@@ -336,15 +350,16 @@ func New(cfg Config, net Network) (*Node, error) {
 		sus: newSuspicions(), lost: map[string]lostNote{}, outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		id: id, fs: cfg.FS, keeper: keeper, claiming: map[string]string{},
 		tagCh: make(chan struct{}, 1),
-		done: make(chan struct{})}
+		done:  make(chan struct{})}
 	n.healthMul.Store(1)
+	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout, bootOf: n.bootOf, self: n.handleLease, ctx: ctx}
 	keeper.faultChanged = n.showLease // the storage tag comes or goes with the fault
 	keeper.probe()                    // says so at once if the data dir cannot be written
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
 		return nil, err
 	}
-	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), n.r.Uint64()), ownerEnv{n}, owned, func(p string) bool {
+	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), n.r.Uint64()), ownerEnv{calls: n.calls, peer: n, fs: cfg.FS, dir: cfg.DataDir, stored: keeper.stored, now: n.now, logf: n.logf}, owned, func(p string) bool {
 		_, ok := net.Member(p)
 		return ok
 	})

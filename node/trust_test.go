@@ -23,7 +23,7 @@ import (
 // named, any fields.
 func sendLease(t testing.TB, n *Node, to string, req subcloud.Request) subcloud.Reply {
 	t.Helper()
-	rep, err := n.callRaw(context.Background(), to, req)
+	rep, err := n.calls.raw(context.Background(), to, req)
 	if err != nil {
 		t.Fatalf("%s to %s: %v", n.Name(), to, err)
 	}
