@@ -1,8 +1,9 @@
 // Package node is a peer's runtime: it runs plans over the network with
 // run.Instances, keeps the peer's own lease table and drives the subclouds
 // it owns. It serves no HTTP: package server serves a Node's statements,
-// members and metrics (Metrics, a Prometheus collector) over the local
-// API.
+// members and metrics (Metrics: the metrics role, a Prometheus collector
+// that reads each role's counters and gauges at scrape time) over the
+// local API.
 //
 // The asking peer compiles a statement (Compile) and runs it with Query,
 // the one entry point for statements (Execute and Watch compile text and
@@ -35,9 +36,11 @@
 // restarted (OpAsk), and checks every 10 s that its data dir can be
 // written. The owner's side is the owner role (node/owner: one
 // subcloud.Owner per subcloud, with its own lock and goroutines, reached
-// through owner.Env; wired in owner.go, names.go): RESERVE registers the
-// name with its keepers, then the role claims the top-k's candidates and
-// says yes only once its record is on disk; it renews the leases and the
+// through owner.Env: ownerEnv, owner.go; its lease requests go through
+// leaseCalls, calls.go; its statements are in local.go, its names in
+// names.go): RESERVE registers the name with its keepers, then the role
+// claims the top-k's candidates and says yes only once its record is on
+// disk; it renews the leases and the
 // name at a third of their term, checks the members, keeps the subcloud at
 // its size (members that fail, leave or refuse are replaced with the
 // subcloud's own search, former members that return are taken back or
