@@ -65,8 +65,9 @@ func newMetrics(src metricsSource) *metrics {
 	}
 }
 
-// Stats counts what a peer's runtime did, and holds what it does now
-// (Running, Asking, Queued, LeaseHeld, StorageFault: gauges).
+// Stats counts what a peer's runtime and its lease keeper did, and holds
+// what they do now (Running, Asking, Queued, LeaseHeld, StorageFault:
+// gauges).
 type Stats struct {
 	Rounds        int64
 	Exchanges     int64 // exchanges this peer started
