@@ -33,8 +33,8 @@
 // back without a lock (atomic snapshots). It shows its lease in its tags,
 // enters each lease it served in its ledger (FROM leases: metering by
 // gossip), asks its lease's owner whether it still holds it when either
-// restarted (OpAsk), and checks every 10 s that its data dir can be
-// written. The owner's side is the owner role (node/owner: one
+// restarted (OpAsk, lease.go), and checks every 10 s that its data dir
+// can be written. The owner's side is the owner role (node/owner: one
 // subcloud.Owner per subcloud, with its own lock and goroutines, reached
 // through owner.Env: ownerEnv, owner.go; its lease requests go through
 // leaseCalls, calls.go; its statements are in local.go, its names in
