@@ -76,12 +76,12 @@ func (e ownerEnv) Search(ctx context.Context, raw []byte) ([]string, error) {
 }
 
 func (e ownerEnv) RegisterName(ctx context.Context, name string, lease time.Duration) subcloud.Vote {
-	v := e.n.registerName(ctx, name, lease)
+	v := e.n.nameKeepers.register(ctx, name, lease)
 	return subcloud.Vote{Keepers: v.keepers, Granted: v.granted, Rival: v.rival, Rivals: v.rivals}
 }
 
 func (e ownerEnv) ReleaseName(ctx context.Context, name string, peers []string) {
-	e.n.releaseName(name, mergeNames(peers, e.n.keepersOf(name)))
+	e.n.nameKeepers.release(name, mergeNames(peers, e.n.nameKeepers.keepersOf(name)))
 }
 
 func (e ownerEnv) Store(b []byte) error {
@@ -131,14 +131,14 @@ func (n *Node) leaseLoop() {
 		case <-t.C:
 		}
 		now := n.now()
-		l, held := n.currentLease()
+		l, held := n.leases.current()
 		if shown && !held {
-			n.showLease() // lapsed: the peer is free again
+			n.leases.show() // lapsed: the peer is free again
 			n.keeper.closeLapsed(now)
 		}
 		shown = held
 		if held {
-			if l2, due := n.keeper.due(now, n.bootOf(l.Owner)); due {
+			if l2, due := n.keeper.due(now, n.leases.bootOf(l.Owner)); due {
 				n.wg.Add(1)
 				go n.askOwner(l2)
 			}
@@ -170,8 +170,8 @@ func (n *Node) askOwner(l subcloud.Lease) {
 	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
 		// Asked again only after askEvery, and said once per lease: an
 		// owner that lost its key answers every time with its new one.
-		first := n.keeper.unverified(now, n.bootOf(l.Owner), l)
-		if key, _ := n.keyOf(l.Owner); key != l.OwnerKey {
+		first := n.keeper.unverified(now, n.leases.bootOf(l.Owner), l)
+		if key, _ := n.leases.keyOf(l.Owner); key != l.OwnerKey {
 			n.keyChanged.Add(1)
 			if first {
 				n.logf("%s answered about this peer's lease of subcloud %s with a new key (%s; the lease was claimed by %s): it lost its data dir, and nobody can renew or release the lease — it lapses at %s",
@@ -179,14 +179,14 @@ func (n *Node) askOwner(l subcloud.Lease) {
 			}
 			return
 		}
-		n.forged.Add(1)
+		n.leases.forged.Add(1)
 		if first {
 			n.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored (asked again in %v)", l.Owner, l.Subcloud, askEvery)
 		}
 		return
 	}
 	if rep.Held {
-		n.keeper.answered(now, n.bootOf(l.Owner))
+		n.keeper.answered(now, n.leases.bootOf(l.Owner))
 		return
 	}
 	err = n.keeper.drop(now, l)
@@ -194,7 +194,7 @@ func (n *Node) askOwner(l subcloud.Lease) {
 	if err != nil {
 		n.logf("the release is in memory only: %v (after a restart this peer asks %s again)", err, l.Owner)
 	}
-	n.showLease()
+	n.leases.show()
 }
 
 // answerAsk is the owner's signed answer to a member asking about its
@@ -216,7 +216,7 @@ func (n *Node) answerAsk(from string, req subcloud.Request) subcloud.Reply {
 // that restarted since the membership said so answers with its new
 // incarnation: the request is signed anew for it, once.
 func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
-	req.Owner, req.Target, req.Boot = n.Name(), to, n.bootOf(to)
+	req.Owner, req.Target, req.Boot = n.Name(), to, n.leases.bootOf(to)
 	for try := 0; ; try++ {
 		req.Sign(n.id)
 		rep, err := n.callRaw(ctx, to, req)
@@ -232,7 +232,7 @@ func (n *Node) callRaw(ctx context.Context, to string, req subcloud.Request) (su
 	if to == n.Name() {
 		// This peer's own table or names (it may be a member of its own
 		// subcloud, and is a keeper of some names): no exchange.
-		return subcloud.DecodeReply(n.handleLease(to, req.Encode()))
+		return subcloud.DecodeReply(n.leases.handle(to, req.Encode()))
 	}
 	msg, err := n.callEntry(ctx, to, req)
 	if err != nil {
@@ -258,34 +258,6 @@ func (n *Node) callEntry(ctx context.Context, to string, req subcloud.Request) (
 		return nil, fmt.Errorf("node: %s answered a %v request with %d entries", to, req.Op, len(b.Entries))
 	}
 	return b.Entries[0].Msg, nil
-}
-
-type leaseReply struct {
-	peer string
-	rep  subcloud.Reply
-	err  error
-}
-
-// callLeases sends the same request to peers in parallel and returns the
-// replies.
-func (n *Node) callLeases(peers []string, req subcloud.Request) []leaseReply {
-	return n.callLeasesCtx(n.ctx, peers, req)
-}
-
-// callLeasesCtx is callLeases within ctx.
-func (n *Node) callLeasesCtx(ctx context.Context, peers []string, req subcloud.Request) []leaseReply {
-	out := make([]leaseReply, len(peers))
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rep, err := n.callLease(ctx, p, req)
-			out[i] = leaseReply{p, rep, err}
-		}()
-	}
-	wg.Wait()
-	return out
 }
 
 // nameHolder is who holds leases under a subcloud name, as the membership
@@ -353,7 +325,7 @@ func (n *Node) subcloudOwner(ctx context.Context, name string) (string, bool) {
 	if _, mine := n.owner.Lookup(name); mine {
 		return n.Name(), true
 	}
-	if owner, ok, err := n.whoOwns(ctx, name); err == nil {
+	if owner, ok, err := n.nameKeepers.whoOwns(ctx, name); err == nil {
 		return owner, ok
 	}
 	if h := rightful(holders(n.leaseView(n.net.Members()))[name]); h != nil {
@@ -437,7 +409,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(answ
 	if err != nil {
 		return nil, err
 	}
-	vote, err := n.holdName(ctx, spec.Name, lease)
+	vote, err := n.nameKeepers.hold(ctx, spec.Name, lease)
 	if err != nil {
 		return nil, noted(err, "nothing is reserved")
 	}
@@ -456,7 +428,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(answ
 	rep, err := n.owner.Reserve(ctx, subcloud.Reserve{Subcloud: spec.Name, Owner: n.Name(), Token: token, Key: spec.Key,
 		N: spec.N, AtLeast: spec.AtLeast, Lease: lease, Plan: raw, NoRepair: spec.NoRepair, Keepers: vote.granted}, search)
 	if err != nil {
-		n.releaseName(spec.Name, vote.granted)
+		n.nameKeepers.release(spec.Name, vote.granted)
 		return nil, &api.Error{Code: api.CodeStatement, Message: err.Error(), Cause: err}
 	}
 	if err := n.reportError(rep); err != nil {
