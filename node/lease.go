@@ -15,9 +15,8 @@ import (
 	"github.com/peerq/peerq/subcloud"
 )
 
-// Subclouds, this peer's side: its lease table (the keeper, persisted
-// before it answers), shown in Serf tags, and the lease requests it
-// answers; the owner's side is the owner role (owner.go).
+// Subclouds, this peer's side: the lease keeper role below; the owner's
+// side is the owner role (node/owner, wired in owner.go).
 
 // Tags a reserved peer shows, so that FROM SUBCLOUD and SHOW SUBCLOUDS are
 // answered from the membership.
@@ -36,14 +35,17 @@ const (
 // (claims, renewals, releases, checks; registrations and lookups of the
 // names it keeps) from its keeper (keeper.go: the table, the names and the
 // ledger, on disk before it answers), shows its lease and its storage
-// fault in its tags, and gives its ledger's rows to FROM leases.
+// fault in its tags, frees the peer from a lease that lapsed or that its
+// owner no longer holds, checks that the data dir can be written, and
+// gives its ledger's rows to FROM leases.
 //
 // It has no lock of its own: the table is the keeper's (its lock, taken
 // per change, and atomic snapshots for the readers), the counters are
-// atomic, and its one goroutine, the tagger, is fed by a channel of one
-// slot. Nothing it does holds a lock across a request or a write. It
-// talks to the membership through keeperNet, sends its asks through
-// leaseCaller, and leaves what is asked of the owner's side to owners.
+// atomic, and its goroutines share nothing else: the tagger, fed by a
+// channel of one slot, the lease loop, and the asks the loop starts.
+// Nothing it does holds a lock across a request or a write. It talks to
+// the membership through keeperNet, sends its asks through leaseCaller,
+// and passes what is asked of the subclouds this peer owns to ownerSide.
 type leaseKeeper struct {
 	keeper *keeper
 	net    keeperNet
@@ -51,20 +53,26 @@ type leaseKeeper struct {
 	now    func() time.Time
 	// tags are the peer's static tags, shown with its lease.
 	tags  map[string]string
-	owner owners
+	owner ownerSide
 	call  leaseCaller
 	names *nameKeepers
 	// ask bounds a lookup of a name's owner for a dated claim: half an
 	// exchange, so that the claim's answer is not late.
-	ask  time.Duration
-	logf func(string, ...any)
+	ask time.Duration
+	// tick is how often the lease loop checks the lease for expiry and
+	// its owner (Config.LeaseTick); probeEvery how often it checks that
+	// the data dir can be written (Config.StorageProbe).
+	tick, probeEvery time.Duration
+	logf             func(string, ...any)
 
 	// forged counts lease and name requests refused as not signed by the
 	// owner they name (and owners' answers about this peer's lease with
 	// a bad signature); stale those made for an earlier incarnation;
 	// malformed those that did not decode; tagFailures the tag updates
-	// the network refused.
-	forged, stale, malformed, tagFailures atomic.Int64
+	// the network refused; keyChanged the owners' answers signed by
+	// another key than the lease was claimed with (the owner lost its
+	// data dir).
+	forged, stale, malformed, tagFailures, keyChanged atomic.Int64
 
 	// ctx ends when the keeper stops: asks in flight give up.
 	ctx    context.Context
@@ -83,11 +91,11 @@ type keeperNet interface {
 	SetTags(tags map[string]string) error
 }
 
-// owners answers what a lease request asks of the subclouds this peer
+// ownerSide answers what a lease request asks of the subclouds this peer
 // owns: whether it still holds one (an ask from a member or a keeper,
 // signed), and its account of one (for another agent's SHOW SUBCLOUDS).
 // Both must be safe for concurrent use and must not block on a request.
-type owners interface {
+type ownerSide interface {
 	answerAsk(from string, req subcloud.Request) subcloud.Reply
 	answerInfo(name string) []byte
 }
@@ -101,17 +109,19 @@ func newLeaseKeeper(lk *leaseKeeper) *leaseKeeper {
 	return lk
 }
 
-// start starts the tagger, and shows the lease a restarted peer still
-// holds.
+// start starts the tagger and the lease loop, and shows the lease a
+// restarted peer still holds.
 func (lk *leaseKeeper) start() {
-	lk.wg.Add(1)
+	lk.wg.Add(2)
 	go lk.tagger()
+	go lk.loop()
 	if _, held := lk.current(); held {
 		lk.show()
 	}
 }
 
-// stop ends the tagger and the asks in flight, and waits for them.
+// stop ends the tagger, the lease loop and the asks in flight, and waits
+// for them.
 func (lk *leaseKeeper) stop() {
 	close(lk.done)
 	lk.cancel()
@@ -289,4 +299,86 @@ func (lk *leaseKeeper) tagger() {
 			lk.logf("cannot show this peer's lease in its tags: %v (others see the old tags until the next change)", err)
 		}
 	}
+}
+
+// loop frees an expired lease from the tags, asks the owner of this
+// peer's lease about it when the owner restarted (or was not heard from
+// for long), and checks that the data dir can be written.
+func (lk *leaseKeeper) loop() {
+	defer lk.wg.Done()
+	t := time.NewTicker(lk.tick)
+	defer t.Stop()
+	shown := false
+	lastProbe := lk.now()
+	for {
+		select {
+		case <-lk.done:
+			return
+		case <-t.C:
+		}
+		now := lk.now()
+		l, held := lk.current()
+		if shown && !held {
+			lk.show() // lapsed: the peer is free again
+			lk.keeper.closeLapsed(now)
+		}
+		shown = held
+		if held {
+			if l2, due := lk.keeper.due(now, lk.bootOf(l.Owner)); due {
+				lk.wg.Add(1)
+				go lk.askOwner(l2)
+			}
+		}
+		if now.Sub(lastProbe) >= lk.probeEvery {
+			lastProbe = now
+			lk.keeper.probe() // a change of the fault shows in the tags (keeper.faultChanged)
+		}
+	}
+}
+
+// askOwner asks the owner of this peer's lease whether it still holds it,
+// and frees the peer if the owner answers, signed with the key the lease
+// was claimed with, that it does not: an owner that restarted without its
+// records, or a claim replayed or made by a RESERVE that failed, leaves
+// no lease that nobody can release.
+func (lk *leaseKeeper) askOwner(l subcloud.Lease) {
+	defer lk.wg.Done()
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	req := subcloud.Request{Op: subcloud.OpAsk, Subcloud: l.Subcloud, Token: l.Token, Target: l.Owner,
+		Nonce: binary.BigEndian.Uint64(nonce[:])}
+	rep, err := lk.call.callRaw(lk.ctx, l.Owner, req)
+	if err != nil || !rep.OK {
+		return // asked again later
+	}
+	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: lk.net.Name(), Nonce: req.Nonce, Held: rep.Held}
+	now := lk.now()
+	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
+		// Asked again only after askEvery, and said once per lease: an
+		// owner that lost its key answers every time with its new one.
+		first := lk.keeper.unverified(now, lk.bootOf(l.Owner), l)
+		if key, _ := lk.keyOf(l.Owner); key != l.OwnerKey {
+			lk.keyChanged.Add(1)
+			if first {
+				lk.logf("%s answered about this peer's lease of subcloud %s with a new key (%s; the lease was claimed by %s): it lost its data dir, and nobody can renew or release the lease — it lapses at %s",
+					l.Owner, l.Subcloud, key.Short(), l.OwnerKey.Short(), l.Expires.Format(time.RFC3339))
+			}
+			return
+		}
+		lk.forged.Add(1)
+		if first {
+			lk.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored (asked again in %v)", l.Owner, l.Subcloud, askEvery)
+		}
+		return
+	}
+	if rep.Held {
+		lk.keeper.answered(now, lk.bootOf(l.Owner))
+		return
+	}
+	err = lk.keeper.drop(now, l)
+	lk.logf("freed this peer from subcloud %s: its owner %s says it no longer holds it (it restarted without it, or released it)", l.Subcloud, l.Owner)
+	if err != nil {
+		lk.logf("the release is in memory only: %v (after a restart this peer asks %s again)", err, l.Owner)
+	}
+	lk.show()
 }

@@ -164,7 +164,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAuthFailures, conflicts, "identity_conflict")
 	}
 	counter(descRefusedLease, n.leases.forged.Load(), "forged")
-	counter(descRefusedLease, n.keyChanged.Load(), "owner_key_changed")
+	counter(descRefusedLease, n.leases.keyChanged.Load(), "owner_key_changed")
 	counter(descRefusedLease, n.leases.stale.Load(), "stale_incarnation")
 	counter(descTagFailures, st.TagFailures)
 	counter(descBadLeaseTags, st.BadLeaseTags)

@@ -266,10 +266,7 @@ type Node struct {
 	nameKeepers *nameKeepers
 	// badTags are the members' lease tags that did not parse (leaseView).
 	badTags badTags
-	// keyChanged counts owners' answers signed by another key than the
-	// lease was claimed with: the owner lost its key (its data dir).
-	keyChanged atomic.Int64
-	metrics    *queryMetrics
+	metrics *queryMetrics
 	// exports are the standing queries /metrics shows (Export).
 	exports exports
 	// owner is the owner role: the subclouds this peer owns.
@@ -368,7 +365,7 @@ func New(cfg Config, net Network) (*Node, error) {
 	n.nameKeepers = &nameKeepers{self: n.Name(), members: n.memberNames, call: n, round: cfg.Round, ctx: ctx,
 		r: mrand.New(mrand.NewPCG(seed, 0x6a09e667f3bcc909))}
 	n.leases = newLeaseKeeper(&leaseKeeper{keeper: keeper, net: net, boot: id.Boot(), now: cfg.Clock, tags: cfg.Tags,
-		owner: n, call: n, names: n.nameKeepers, ask: cfg.ExchangeTimeout / 2, logf: logf})
+		owner: n, call: n, names: n.nameKeepers, ask: cfg.ExchangeTimeout / 2, tick: cfg.LeaseTick, probeEvery: cfg.StorageProbe, logf: logf})
 	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
@@ -382,10 +379,9 @@ func New(cfg Config, net Network) (*Node, error) {
 		cancel()
 		return nil, fmt.Errorf("node: owned subclouds: %w", err)
 	}
-	n.wg.Add(3)
+	n.wg.Add(2)
 	go n.loop()
 	go n.watch()
-	go n.leaseLoop()
 	n.leases.start() // a restarted peer shows the lease it still holds
 	for _, note := range append(notes, idNote, ownedNote) {
 		if note != "" {

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,9 +24,8 @@ import (
 // The owner's side of subclouds is the owner role (node/owner), one
 // subcloud.Owner per subcloud it owns; this file wires it to the peer
 // (ownerEnv: exchanges, searches, names, the data dir), answers RESERVE,
-// RELEASE and ALTER with what the role reports, and keeps the peer's side
-// of the lease loop (its own lease's expiry and owner, the data dir's
-// probe).
+// RELEASE and ALTER with what the role reports, and answers members'
+// and keepers' asks about the subclouds it owns.
 
 // ownerConfig is the role's configuration from the node's.
 func ownerConfig(cfg Config, name string, seed uint64) owner.Config {
@@ -113,88 +111,6 @@ func openOwned(fsys durable.FS, dataDir string) ([]subcloud.OwnerState, string, 
 		return nil, "", fmt.Errorf("node: owned subclouds: %w (the subclouds this peer owned are no longer renewed and lapse at their expiry)", err)
 	}
 	return states, note, nil
-}
-
-// leaseLoop frees an expired lease from the tags, asks the owner of this
-// peer's lease about it when the owner restarted (or was not heard from
-// for long), and checks that the data dir can be written.
-func (n *Node) leaseLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.LeaseTick)
-	defer t.Stop()
-	shown := false
-	lastProbe := n.now()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-		}
-		now := n.now()
-		l, held := n.leases.current()
-		if shown && !held {
-			n.leases.show() // lapsed: the peer is free again
-			n.keeper.closeLapsed(now)
-		}
-		shown = held
-		if held {
-			if l2, due := n.keeper.due(now, n.leases.bootOf(l.Owner)); due {
-				n.wg.Add(1)
-				go n.askOwner(l2)
-			}
-		}
-		if now.Sub(lastProbe) >= n.cfg.StorageProbe {
-			lastProbe = now
-			n.keeper.probe() // a change of the fault shows in the tags (keeper.faultChanged)
-		}
-	}
-}
-
-// askOwner asks the owner of this peer's lease whether it still holds it,
-// and frees the peer if the owner answers, signed with the key the lease
-// was claimed with, that it does not: an owner that restarted without its
-// records, or a claim replayed or made by a RESERVE that failed, leaves
-// no lease that nobody can release.
-func (n *Node) askOwner(l subcloud.Lease) {
-	defer n.wg.Done()
-	var nonce [8]byte
-	rand.Read(nonce[:])
-	req := subcloud.Request{Op: subcloud.OpAsk, Subcloud: l.Subcloud, Token: l.Token, Target: l.Owner,
-		Nonce: binary.BigEndian.Uint64(nonce[:])}
-	rep, err := n.callRaw(n.ctx, l.Owner, req)
-	if err != nil || !rep.OK {
-		return // asked again later
-	}
-	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: n.Name(), Nonce: req.Nonce, Held: rep.Held}
-	now := n.now()
-	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
-		// Asked again only after askEvery, and said once per lease: an
-		// owner that lost its key answers every time with its new one.
-		first := n.keeper.unverified(now, n.leases.bootOf(l.Owner), l)
-		if key, _ := n.leases.keyOf(l.Owner); key != l.OwnerKey {
-			n.keyChanged.Add(1)
-			if first {
-				n.logf("%s answered about this peer's lease of subcloud %s with a new key (%s; the lease was claimed by %s): it lost its data dir, and nobody can renew or release the lease — it lapses at %s",
-					l.Owner, l.Subcloud, key.Short(), l.OwnerKey.Short(), l.Expires.Format(time.RFC3339))
-			}
-			return
-		}
-		n.leases.forged.Add(1)
-		if first {
-			n.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored (asked again in %v)", l.Owner, l.Subcloud, askEvery)
-		}
-		return
-	}
-	if rep.Held {
-		n.keeper.answered(now, n.leases.bootOf(l.Owner))
-		return
-	}
-	err = n.keeper.drop(now, l)
-	n.logf("freed this peer from subcloud %s: its owner %s says it no longer holds it (it restarted without it, or released it)", l.Subcloud, l.Owner)
-	if err != nil {
-		n.logf("the release is in memory only: %v (after a restart this peer asks %s again)", err, l.Owner)
-	}
-	n.leases.show()
 }
 
 // answerAsk is the owner's signed answer to a member asking about its

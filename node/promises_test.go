@@ -225,7 +225,7 @@ func TestOwnerWithANewKey(t *testing.T) {
 		var changed, forged int64
 		lines := 0
 		for i, n := range c.nodes[1:] {
-			changed += n.keyChanged.Load()
+			changed += n.leases.keyChanged.Load()
 			forged += n.leases.forged.Load()
 			if _, held := n.leases.current(); held {
 				l := logs[c.cfgs[i+1].Seed]
