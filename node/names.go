@@ -214,6 +214,7 @@ func (k *nameKeepers) ownerOf(ctx context.Context, name string) (nameOwner, bool
 	return nameOwner{owner: best.owner, key: best.key, since: at[len(at)/2]}, true, nil
 }
 
+// leaseReply is one keeper's reply to callAll, or why there is none.
 type leaseReply struct {
 	peer string
 	rep  subcloud.Reply
