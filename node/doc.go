@@ -23,7 +23,8 @@
 // every lease request it sends as an owner is signed with it and names the
 // target's incarnation.
 //
-// Subclouds, the peer's side (keeper.go): a peer applies claims, renewals
+// Subclouds, the peer's side (the lease keeper role, lease.go, over the
+// keeper's table on disk, keeper.go): a peer applies claims, renewals
 // and releases to its lease table (subcloud.Table.Apply, which checks
 // their signatures), and registrations of names it keeps
 // (subcloud.Names.Apply); each change is written durably
@@ -35,7 +36,8 @@
 // restarted (OpAsk), and checks every 10 s that its data dir can be
 // written. The owner's side is the owner role (node/owner: one
 // subcloud.Owner per subcloud, with its own lock and goroutines, reached
-// through owner.Env; wired in owner.go, names.go): RESERVE registers the
+// through owner.Env; wired in owner.go; names.go asks the keepers of
+// names, for the role, RESERVE and SHOW SUBCLOUDS): RESERVE registers the
 // name with its keepers, then the role claims the top-k's candidates and
 // says yes only once its record is on disk; it renews the leases and the
 // name at a third of their term, checks the members, keeps the subcloud at

@@ -220,7 +220,7 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*answer.Answer
 func (n *Node) alone(plan *query.Plan, start time.Time) (*answer.Answer, error) {
 	rows := []query.Record{n.recordFor(n.record(), n.net.Coordinate())}
 	if plan.Table == query.TableLeases {
-		rows = n.ledgerRows()
+		rows = n.leases.ledgerRows()
 	}
 	res := query.Exact(plan, rows)
 	res.Meta = &answer.Meta{Status: StatusExact, Peers: 1, MembersStart: 1, MembersEnd: 1,
@@ -341,7 +341,7 @@ func (n *Node) showSubclouds(ctx context.Context) (cols []answer.Column, rows []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			owner, held, err := n.whoOwns(ctx, name)
+			owner, held, err := n.nameKeepers.whoOwns(ctx, name)
 			keepersSaidNone := err == nil && !held
 			if !held {
 				// No keeper answered, or none (as this agent sees the

@@ -135,7 +135,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descMembers, float64(n.net.Size()), "alive")
 	}
 	held := 0.0
-	if _, ok := n.currentLease(); ok {
+	if _, ok := n.leases.current(); ok {
 		held = 1
 	}
 	gauge(descLease, held)
@@ -163,9 +163,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAuthFailures, skewed, "clock_skew")
 		counter(descAuthFailures, conflicts, "identity_conflict")
 	}
-	counter(descRefusedLease, n.forged.Load(), "forged")
-	counter(descRefusedLease, n.keyChanged.Load(), "owner_key_changed")
-	counter(descRefusedLease, n.stale.Load(), "stale_incarnation")
+	counter(descRefusedLease, n.leases.forged.Load(), "forged")
+	counter(descRefusedLease, n.leases.keyChanged.Load(), "owner_key_changed")
+	counter(descRefusedLease, n.leases.stale.Load(), "stale_incarnation")
 	counter(descTagFailures, st.TagFailures)
 	counter(descBadLeaseTags, st.BadLeaseTags)
 	counter(descUnreadable, st.Unreadable)

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,9 +24,8 @@ import (
 // The owner's side of subclouds is the owner role (node/owner), one
 // subcloud.Owner per subcloud it owns; this file wires it to the peer
 // (ownerEnv: exchanges, searches, names, the data dir), answers RESERVE,
-// RELEASE and ALTER with what the role reports, and keeps the peer's side
-// of the lease loop (its own lease's expiry and owner, the data dir's
-// probe).
+// RELEASE and ALTER with what the role reports, and answers members'
+// and keepers' asks about the subclouds it owns.
 
 // ownerConfig is the role's configuration from the node's.
 func ownerConfig(cfg Config, name string, seed uint64) owner.Config {
@@ -76,12 +74,12 @@ func (e ownerEnv) Search(ctx context.Context, raw []byte) ([]string, error) {
 }
 
 func (e ownerEnv) RegisterName(ctx context.Context, name string, lease time.Duration) subcloud.Vote {
-	v := e.n.registerName(ctx, name, lease)
+	v := e.n.nameKeepers.register(ctx, name, lease)
 	return subcloud.Vote{Keepers: v.keepers, Granted: v.granted, Rival: v.rival, Rivals: v.rivals}
 }
 
 func (e ownerEnv) ReleaseName(ctx context.Context, name string, peers []string) {
-	e.n.releaseName(name, mergeNames(peers, e.n.keepersOf(name)))
+	e.n.nameKeepers.release(name, mergeNames(peers, e.n.nameKeepers.keepersOf(name)))
 }
 
 func (e ownerEnv) Store(b []byte) error {
@@ -115,88 +113,6 @@ func openOwned(fsys durable.FS, dataDir string) ([]subcloud.OwnerState, string, 
 	return states, note, nil
 }
 
-// leaseLoop frees an expired lease from the tags, asks the owner of this
-// peer's lease about it when the owner restarted (or was not heard from
-// for long), and checks that the data dir can be written.
-func (n *Node) leaseLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.LeaseTick)
-	defer t.Stop()
-	shown := false
-	lastProbe := n.now()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-		}
-		now := n.now()
-		l, held := n.currentLease()
-		if shown && !held {
-			n.showLease() // lapsed: the peer is free again
-			n.keeper.closeLapsed(now)
-		}
-		shown = held
-		if held {
-			if l2, due := n.keeper.due(now, n.bootOf(l.Owner)); due {
-				n.wg.Add(1)
-				go n.askOwner(l2)
-			}
-		}
-		if now.Sub(lastProbe) >= n.cfg.StorageProbe {
-			lastProbe = now
-			n.keeper.probe() // a change of the fault shows in the tags (keeper.faultChanged)
-		}
-	}
-}
-
-// askOwner asks the owner of this peer's lease whether it still holds it,
-// and frees the peer if the owner answers, signed with the key the lease
-// was claimed with, that it does not: an owner that restarted without its
-// records, or a claim replayed or made by a RESERVE that failed, leaves
-// no lease that nobody can release.
-func (n *Node) askOwner(l subcloud.Lease) {
-	defer n.wg.Done()
-	var nonce [8]byte
-	rand.Read(nonce[:])
-	req := subcloud.Request{Op: subcloud.OpAsk, Subcloud: l.Subcloud, Token: l.Token, Target: l.Owner,
-		Nonce: binary.BigEndian.Uint64(nonce[:])}
-	rep, err := n.callRaw(n.ctx, l.Owner, req)
-	if err != nil || !rep.OK {
-		return // asked again later
-	}
-	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: n.Name(), Nonce: req.Nonce, Held: rep.Held}
-	now := n.now()
-	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
-		// Asked again only after askEvery, and said once per lease: an
-		// owner that lost its key answers every time with its new one.
-		first := n.keeper.unverified(now, n.bootOf(l.Owner), l)
-		if key, _ := n.keyOf(l.Owner); key != l.OwnerKey {
-			n.keyChanged.Add(1)
-			if first {
-				n.logf("%s answered about this peer's lease of subcloud %s with a new key (%s; the lease was claimed by %s): it lost its data dir, and nobody can renew or release the lease — it lapses at %s",
-					l.Owner, l.Subcloud, key.Short(), l.OwnerKey.Short(), l.Expires.Format(time.RFC3339))
-			}
-			return
-		}
-		n.forged.Add(1)
-		if first {
-			n.logf("%s answered about this peer's lease of subcloud %s without the signature of the key that claimed it: ignored (asked again in %v)", l.Owner, l.Subcloud, askEvery)
-		}
-		return
-	}
-	if rep.Held {
-		n.keeper.answered(now, n.bootOf(l.Owner))
-		return
-	}
-	err = n.keeper.drop(now, l)
-	n.logf("freed this peer from subcloud %s: its owner %s says it no longer holds it (it restarted without it, or released it)", l.Subcloud, l.Owner)
-	if err != nil {
-		n.logf("the release is in memory only: %v (after a restart this peer asks %s again)", err, l.Owner)
-	}
-	n.showLease()
-}
-
 // answerAsk is the owner's signed answer to a member asking about its
 // lease — held if this peer owns the subcloud with that token and counts
 // it (a member, a former one not yet settled, or while a claim runs) — or
@@ -216,7 +132,7 @@ func (n *Node) answerAsk(from string, req subcloud.Request) subcloud.Reply {
 // that restarted since the membership said so answers with its new
 // incarnation: the request is signed anew for it, once.
 func (n *Node) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
-	req.Owner, req.Target, req.Boot = n.Name(), to, n.bootOf(to)
+	req.Owner, req.Target, req.Boot = n.Name(), to, n.leases.bootOf(to)
 	for try := 0; ; try++ {
 		req.Sign(n.id)
 		rep, err := n.callRaw(ctx, to, req)
@@ -232,7 +148,7 @@ func (n *Node) callRaw(ctx context.Context, to string, req subcloud.Request) (su
 	if to == n.Name() {
 		// This peer's own table or names (it may be a member of its own
 		// subcloud, and is a keeper of some names): no exchange.
-		return subcloud.DecodeReply(n.handleLease(to, req.Encode()))
+		return subcloud.DecodeReply(n.leases.handle(to, req.Encode()))
 	}
 	msg, err := n.callEntry(ctx, to, req)
 	if err != nil {
@@ -258,34 +174,6 @@ func (n *Node) callEntry(ctx context.Context, to string, req subcloud.Request) (
 		return nil, fmt.Errorf("node: %s answered a %v request with %d entries", to, req.Op, len(b.Entries))
 	}
 	return b.Entries[0].Msg, nil
-}
-
-type leaseReply struct {
-	peer string
-	rep  subcloud.Reply
-	err  error
-}
-
-// callLeases sends the same request to peers in parallel and returns the
-// replies.
-func (n *Node) callLeases(peers []string, req subcloud.Request) []leaseReply {
-	return n.callLeasesCtx(n.ctx, peers, req)
-}
-
-// callLeasesCtx is callLeases within ctx.
-func (n *Node) callLeasesCtx(ctx context.Context, peers []string, req subcloud.Request) []leaseReply {
-	out := make([]leaseReply, len(peers))
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rep, err := n.callLease(ctx, p, req)
-			out[i] = leaseReply{p, rep, err}
-		}()
-	}
-	wg.Wait()
-	return out
 }
 
 // nameHolder is who holds leases under a subcloud name, as the membership
@@ -353,7 +241,7 @@ func (n *Node) subcloudOwner(ctx context.Context, name string) (string, bool) {
 	if _, mine := n.owner.Lookup(name); mine {
 		return n.Name(), true
 	}
-	if owner, ok, err := n.whoOwns(ctx, name); err == nil {
+	if owner, ok, err := n.nameKeepers.whoOwns(ctx, name); err == nil {
 		return owner, ok
 	}
 	if h := rightful(holders(n.leaseView(n.net.Members()))[name]); h != nil {
@@ -437,7 +325,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(answ
 	if err != nil {
 		return nil, err
 	}
-	vote, err := n.holdName(ctx, spec.Name, lease)
+	vote, err := n.nameKeepers.hold(ctx, spec.Name, lease)
 	if err != nil {
 		return nil, noted(err, "nothing is reserved")
 	}
@@ -456,7 +344,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(answ
 	rep, err := n.owner.Reserve(ctx, subcloud.Reserve{Subcloud: spec.Name, Owner: n.Name(), Token: token, Key: spec.Key,
 		N: spec.N, AtLeast: spec.AtLeast, Lease: lease, Plan: raw, NoRepair: spec.NoRepair, Keepers: vote.granted}, search)
 	if err != nil {
-		n.releaseName(spec.Name, vote.granted)
+		n.nameKeepers.release(spec.Name, vote.granted)
 		return nil, &api.Error{Code: api.CodeStatement, Message: err.Error(), Cause: err}
 	}
 	if err := n.reportError(rep); err != nil {
