@@ -481,7 +481,7 @@ func TestChurnBenchmark(t *testing.T) {
 			if e.Down(i) {
 				continue
 			}
-			if l, ok := e.Node(i).currentLease(); ok && l.Subcloud == "bench" && l.Owner == owner.Name() {
+			if l, ok := e.Node(i).leases.current(); ok && l.Subcloud == "bench" && l.Owner == owner.Name() {
 				holding[e.Node(i).Name()] = true
 			}
 		}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/peerq/peerq/identity"
@@ -16,10 +15,13 @@ import (
 // ask about its lease and an account's request (as they are). It is the
 // client side of the exchange that handleLease serves.
 //
-// It holds no lock and no state that changes: every field is set once by
-// New, so its methods are safe for concurrent use; the functions it is
-// given (bootOf, self) must be too. A request to this peer itself goes to
-// self, without an exchange.
+// It is the leaseCaller of the lease keeper and the name keepers, and the
+// owner's (ownerEnv). It holds no lock and no state that changes: every
+// field is set once by New, so its methods are safe for concurrent use;
+// the functions it is given (bootOf, self) must be too. A request to this
+// peer itself goes to self, without an exchange.
+var _ leaseCaller = (*leaseCalls)(nil)
+
 type leaseCalls struct {
 	name string        // this peer's
 	id   *identity.Key // signs the requests made as owner
@@ -33,19 +35,17 @@ type leaseCalls struct {
 	// self answers a request from this peer to itself (it may be a member
 	// of its own subcloud, and is a keeper of some names).
 	self func(from string, msg []byte) []byte
-	// ctx ends when the node closes: requests in flight give up (leases).
-	ctx context.Context
 }
 
-// lease sends one request of this peer's, as owner, to peer to: signed,
+// callLease sends one request of this peer's, as owner, to peer to: signed,
 // for to's present incarnation as the membership shows it. A peer that
 // restarted since the membership said so answers with its new
 // incarnation: the request is signed anew for it, once.
-func (c *leaseCalls) lease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
+func (c *leaseCalls) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
 	req.Owner, req.Target, req.Boot = c.name, to, c.bootOf(to)
 	for try := 0; ; try++ {
 		req.Sign(c.id)
-		rep, err := c.raw(ctx, to, req)
+		rep, err := c.callRaw(ctx, to, req)
 		if err != nil || rep.Refusal != subcloud.RefusedIncarnation || rep.Boot == 0 || rep.Boot == req.Boot || try > 0 {
 			return rep, err
 		}
@@ -53,8 +53,8 @@ func (c *leaseCalls) lease(ctx context.Context, to string, req subcloud.Request)
 	}
 }
 
-// raw sends one lease request as it is and returns the peer's reply.
-func (c *leaseCalls) raw(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
+// callRaw sends one lease request as it is and returns the peer's reply.
+func (c *leaseCalls) callRaw(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
 	if to == c.name {
 		return subcloud.DecodeReply(c.self(to, req.Encode())) // no exchange
 	}
@@ -82,32 +82,4 @@ func (c *leaseCalls) entry(ctx context.Context, to string, req subcloud.Request)
 		return nil, fmt.Errorf("node: %s answered a %v request with %d entries", to, req.Op, len(b.Entries))
 	}
 	return b.Entries[0].Msg, nil
-}
-
-type leaseReply struct {
-	peer string
-	rep  subcloud.Reply
-	err  error
-}
-
-// leases sends the same request, as owner, to peers in parallel and
-// returns the replies, until the node closes.
-func (c *leaseCalls) leases(peers []string, req subcloud.Request) []leaseReply {
-	return c.leasesCtx(c.ctx, peers, req)
-}
-
-// leasesCtx is leases within ctx.
-func (c *leaseCalls) leasesCtx(ctx context.Context, peers []string, req subcloud.Request) []leaseReply {
-	out := make([]leaseReply, len(peers))
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rep, err := c.lease(ctx, p, req)
-			out[i] = leaseReply{p, rep, err}
-		}()
-	}
-	wg.Wait()
-	return out
 }

@@ -482,7 +482,7 @@ func TestExcludedIsNotReleased(t *testing.T) {
 			t.Errorf("the member never heard it was left out")
 		}
 		elapse(5 * time.Second)
-		if l, ok := member.currentLease(); !ok || l.Subcloud != "kept" {
+		if l, ok := member.leases.current(); !ok || l.Subcloud != "kept" {
 			t.Errorf("the member left out of a query lost its lease: %+v %v", l, ok)
 		}
 		still := slices.Contains(ownedMembers(owner, "kept"), member.Name())

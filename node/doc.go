@@ -24,7 +24,8 @@
 // every lease request it sends as an owner is signed with it and names the
 // target's incarnation.
 //
-// Subclouds, the peer's side (keeper.go): a peer applies claims, renewals
+// Subclouds, the peer's side (the lease keeper role, lease.go, over the
+// keeper's table on disk, keeper.go): a peer applies claims, renewals
 // and releases to its lease table (subcloud.Table.Apply, which checks
 // their signatures), and registrations of names it keeps
 // (subcloud.Names.Apply); each change is written durably
@@ -36,11 +37,12 @@
 // restarted (OpAsk, lease.go), and checks every 10 s that its data dir
 // can be written. The owner's side is the owner role (node/owner: one
 // subcloud.Owner per subcloud, with its own lock and goroutines, reached
-// through owner.Env: ownerEnv, owner.go; its lease requests go through
-// leaseCalls, calls.go; its statements are in local.go, its names in
-// names.go): RESERVE registers the name with its keepers, then the role
-// claims the top-k's candidates and says yes only once its record is on
-// disk; it renews the leases and the
+// through owner.Env: ownerEnv, owner.go; lease requests go through
+// leaseCalls, calls.go; its statements are in local.go; names.go asks the
+// keepers of names, for the role, RESERVE and SHOW SUBCLOUDS): RESERVE
+// registers the name with its keepers, then the role claims the top-k's
+// candidates and says yes only once its record is on disk; it renews the
+// leases and the
 // name at a third of their term, checks the members, keeps the subcloud at
 // its size (members that fail, leave or refuse are replaced with the
 // subcloud's own search, former members that return are taken back or

@@ -57,7 +57,7 @@ func ownerRestarts(t *testing.T, upgraded bool) {
 		elapse(30 * time.Second) // past two terms: only renewals keep them
 		holding := 0
 		for _, n := range c.nodes {
-			if l, ok := n.currentLease(); ok && l.Subcloud == "kept" {
+			if l, ok := n.leases.current(); ok && l.Subcloud == "kept" {
 				holding++
 			}
 		}
@@ -121,9 +121,9 @@ func TestCorruptLeaseFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.handleLease("o", o.claim(n, "a", strings.Repeat("t", 32)))
-		n.handleLease("o", o.release(n, "a", strings.Repeat("t", 32)))
-		n.handleLease("o", o.claim(n, "b", strings.Repeat("u", 32)))
+		n.leases.handle("o", o.claim(n, "a", strings.Repeat("t", 32)))
+		n.leases.handle("o", o.release(n, "a", strings.Repeat("t", 32)))
+		n.leases.handle("o", o.claim(n, "b", strings.Repeat("u", 32)))
 		n.Close()
 		path := filepath.Join(dir, leaseFile)
 		os.WriteFile(path, []byte(`{"subcloud": "b", "tok`), 0o600) // torn
@@ -134,7 +134,7 @@ func TestCorruptLeaseFile(t *testing.T) {
 		if !strings.Contains(strings.Join(logged, " "), "loaded its previous copy") {
 			t.Errorf("logged %q", logged)
 		}
-		if l, ok := n.currentLease(); ok {
+		if l, ok := n.leases.current(); ok {
 			t.Errorf("restored %+v; the previous copy held no lease", l)
 		}
 		os.WriteFile(path, []byte("garbage"), 0o600)

@@ -237,7 +237,7 @@ func TestTagUpdateFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer n.Close()
-		n.showLease()
+		n.leases.show()
 		elapse(time.Second)
 		toldOnce(t, n, n.Stats().TagFailures, "peerq_tag_update_failures_total", logs, "tags too large")
 	})

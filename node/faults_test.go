@@ -371,7 +371,7 @@ func TestSlowReserveKeepsItsLeases(t *testing.T) {
 		took := time.Since(start)
 		holding := map[string]bool{}
 		for _, n := range c.nodes {
-			if l, ok := n.currentLease(); ok && l.Subcloud == "slow" {
+			if l, ok := n.leases.current(); ok && l.Subcloud == "slow" {
 				holding[n.Name()] = true
 			}
 		}
@@ -412,13 +412,13 @@ func TestRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer n.Close()
-		if l, ok := n.currentLease(); !ok || l.Subcloud != "all" {
+		if l, ok := n.leases.current(); !ok || l.Subcloud != "all" {
 			t.Errorf("restarted without its lease: %+v", l)
 		}
 		elapse(time.Second)
 		res := ask(t, owner, compile(t, owner, "SELECT COUNT(*) FROM peers WHERE reserved = TRUE WITH ROUNDS 60"))
 		if res.Rows[0][0].Num != 7 {
-			l, ok := n.currentLease()
+			l, ok := n.leases.current()
 			t.Errorf("after the restart: %v reserved (status %v, peers %d, excluded %v; phoenix holds %+v %v)", res.Rows, res.Status, res.Peers, res.Excluded, l, ok)
 		}
 	})

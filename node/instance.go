@@ -113,7 +113,7 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 	}
 	rows := []query.Record{rec}
 	if plan.Table == query.TableLeases {
-		rows = n.ledgerRows()
+		rows = n.leases.ledgerRows()
 	}
 	if q.run, err = b.NewRows(origin, rows); err != nil {
 		return nil, err

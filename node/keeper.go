@@ -52,7 +52,7 @@ type keeper struct {
 	// storage is the last failure to write the data dir (nil: it writes).
 	storage atomic.Pointer[storageFault]
 	// faultChanged, if set, is called when the storage fault comes, goes
-	// or changes its reason (the node shows it in its tags). It must not
+	// or changes its reason (the lease keeper shows it in its tags). It must not
 	// block; it is set before the keeper is shared.
 	faultChanged func()
 }

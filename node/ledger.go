@@ -95,8 +95,3 @@ func metered(ledger []ledgerEntry, prev, next *subcloud.Table, req subcloud.Requ
 	}
 	return out
 }
-
-// ledgerRows are the peer's rows of FROM leases.
-func (n *Node) ledgerRows() []query.Record {
-	return n.keeper.rows(n.Name(), n.now())
-}

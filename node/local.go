@@ -225,7 +225,7 @@ func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*answer.Answer
 func (n *Node) alone(plan *query.Plan, start time.Time) (*answer.Answer, error) {
 	rows := []query.Record{n.recordFor(n.record(), n.net.Coordinate())}
 	if plan.Table == query.TableLeases {
-		rows = n.ledgerRows()
+		rows = n.leases.ledgerRows()
 	}
 	res := query.Exact(plan, rows)
 	res.Meta = &answer.Meta{Status: StatusExact, Peers: 1, MembersStart: 1, MembersEnd: 1,
@@ -346,7 +346,7 @@ func (n *Node) showSubclouds(ctx context.Context) (cols []answer.Column, rows []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			owner, held, err := n.whoOwns(ctx, name)
+			owner, held, err := n.nameKeepers.whoOwns(ctx, name)
 			keepersSaidNone := err == nil && !held
 			if !held {
 				// No keeper answered, or none (as this agent sees the
@@ -467,6 +467,20 @@ func (n *Node) callInfo(ctx context.Context, owner, name string) (subcloud.Info,
 	return subcloud.Info{}, fmt.Errorf("node: %s does not own subcloud %s: %w", owner, name, rep.Err())
 }
 
+// answerAsk is the owner's signed answer to a member asking about its
+// lease — held if this peer owns the subcloud with that token and counts
+// it (a member, a former one not yet settled, or while a claim runs) — or
+// to a keeper asking about a name (no token): held if this peer owns or is
+// reserving it.
+func (n *Node) answerAsk(from string, req subcloud.Request) subcloud.Reply {
+	n.claimMu.Lock()
+	tok, claiming := n.claiming[req.Subcloud]
+	n.claimMu.Unlock()
+	held := claiming && (req.Token == "" || tok == req.Token) || n.owner.Holds(req.Subcloud, req.Token, from)
+	a := subcloud.AskAnswer{Subcloud: req.Subcloud, Token: req.Token, Member: from, Nonce: req.Nonce, Held: held}
+	return subcloud.Reply{OK: true, Held: held, Sig: subcloud.SignAsk(n.id, a), Now: n.now().UnixNano()}
+}
+
 // Subclouds as statements see them: who owns a name, and RESERVE, RELEASE
 // and ALTER SUBCLOUD, which drive the owner role (owner.go) and answer
 // with what it reports.
@@ -536,7 +550,7 @@ func (n *Node) subcloudOwner(ctx context.Context, name string) (string, bool) {
 	if _, mine := n.owner.Lookup(name); mine {
 		return n.Name(), true
 	}
-	if owner, ok, err := n.whoOwns(ctx, name); err == nil {
+	if owner, ok, err := n.nameKeepers.whoOwns(ctx, name); err == nil {
 		return owner, ok
 	}
 	if h := rightful(holders(n.leaseView(n.net.Members()))[name]); h != nil {
@@ -620,7 +634,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(answ
 	if err != nil {
 		return nil, err
 	}
-	vote, err := n.holdName(ctx, spec.Name, lease)
+	vote, err := n.nameKeepers.hold(ctx, spec.Name, lease)
 	if err != nil {
 		return nil, noted(err, "nothing is reserved")
 	}
@@ -639,7 +653,7 @@ func (n *Node) reserve(ctx context.Context, plan *query.Plan, progress func(answ
 	rep, err := n.owner.Reserve(ctx, subcloud.Reserve{Subcloud: spec.Name, Owner: n.Name(), Token: token, Key: spec.Key,
 		N: spec.N, AtLeast: spec.AtLeast, Lease: lease, Plan: raw, NoRepair: spec.NoRepair, Keepers: vote.granted}, search)
 	if err != nil {
-		n.releaseName(spec.Name, vote.granted)
+		n.nameKeepers.release(spec.Name, vote.granted)
 		return nil, &api.Error{Code: api.CodeStatement, Message: err.Error(), Cause: err}
 	}
 	if err := reportError(rep, n.Name()); err != nil {

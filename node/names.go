@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/peerq/peerq/api"
@@ -20,6 +20,35 @@ import (
 // a majority of them grant it, renews it with its leases, and gives it up
 // with RELEASE. Who owns a name is asked of its keepers, never read from a
 // creation time that any member could write on its claims.
+
+// nameKeepers is this peer asking the keepers of subcloud names: it
+// registers a name for a RESERVE (hold) or the owner role (register),
+// gives names up (release), and asks who owns one (whoOwns, ownerOf) for
+// SHOW SUBCLOUDS, FROM SUBCLOUD and the lease keeper's dated claims. The
+// keepers' side — the names this peer keeps — is the lease keeper's
+// (lease.go). Its one state is the random source of hold's back-off,
+// guarded by mu because RESERVEs run at once; no lock is held across a
+// request (the calls go out in parallel, each on its own goroutine).
+type nameKeepers struct {
+	self    string          // this peer's name
+	members func() []string // the live members' names, this peer's included
+	call    leaseCaller
+	round   time.Duration // hold's back-off is 1–5 rounds
+	// ctx ends when the node closes: a release in flight gives up.
+	ctx context.Context
+
+	mu sync.Mutex
+	r  *mrand.Rand
+}
+
+// leaseCaller sends one lease request from this peer to a peer and returns
+// its reply: callLease signs it as this peer's own, for the peer's present
+// incarnation; callRaw sends it as it is (an ask). Both answer this peer's
+// own requests without an exchange, and must be safe for concurrent use.
+type leaseCaller interface {
+	callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error)
+	callRaw(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error)
+}
 
 // nameVote is what the keepers of a name said to one registration.
 type nameVote struct {
@@ -38,19 +67,19 @@ func (v nameVote) held() bool { return len(v.granted) >= subcloud.Majority(len(v
 func (v nameVote) lost() bool { return v.rivals >= subcloud.Majority(len(v.keepers)) }
 
 // keepersOf are the keepers of name as this peer sees the membership.
-func (n *Node) keepersOf(name string) []string {
-	return subcloud.Keepers(name, n.memberNames())
+func (k *nameKeepers) keepersOf(name string) []string {
+	return subcloud.Keepers(name, k.members())
 }
 
-// registerName asks name's keepers to grant it to this peer for lease.
-func (n *Node) registerName(ctx context.Context, name string, lease time.Duration) nameVote {
-	v := nameVote{keepers: n.keepersOf(name)}
+// register asks name's keepers to grant it to this peer for lease.
+func (k *nameKeepers) register(ctx context.Context, name string, lease time.Duration) nameVote {
+	v := nameVote{keepers: k.keepersOf(name)}
 	byRival := map[string]int{}
-	for _, r := range n.calls.leasesCtx(ctx, v.keepers, subcloud.Request{Op: subcloud.OpName, Subcloud: name, For: lease}) {
+	for _, r := range k.callAll(ctx, v.keepers, subcloud.Request{Op: subcloud.OpName, Subcloud: name, For: lease}) {
 		switch {
 		case r.err == nil && r.rep.OK:
 			v.granted = append(v.granted, r.peer)
-		case r.err == nil && r.rep.Refusal == subcloud.RefusedHeld && r.rep.Holder != "" && r.rep.Holder != n.Name():
+		case r.err == nil && r.rep.Refusal == subcloud.RefusedHeld && r.rep.Holder != "" && r.rep.Holder != k.self:
 			byRival[r.rep.Holder]++
 		default:
 			v.silent = append(v.silent, r.peer)
@@ -65,14 +94,14 @@ func (n *Node) registerName(ctx context.Context, name string, lease time.Duratio
 	return v
 }
 
-// releaseName gives name up at keepers (every one it may be registered
+// release gives name up at keepers (every one it may be registered
 // with) and waits for their answers, so that the next question to the
 // keepers finds the name free (read your writes). A release that is lost
 // leaves a record that lapses at its expiry, and that the majority rule
 // outvotes meanwhile.
-func (n *Node) releaseName(name string, keepers []string) {
+func (k *nameKeepers) release(name string, keepers []string) {
 	if len(keepers) > 0 {
-		n.calls.leases(keepers, subcloud.Request{Op: subcloud.OpNameRelease, Subcloud: name})
+		k.callAll(k.ctx, keepers, subcloud.Request{Op: subcloud.OpNameRelease, Subcloud: name})
 	}
 }
 
@@ -80,19 +109,19 @@ func (n *Node) releaseName(name string, keepers []string) {
 // owner got a majority (two RESERVEs at once, a keeper cut off).
 const nameTries = 4
 
-// holdName registers name for a RESERVE: it returns once a majority of the
+// hold registers name for a RESERVE: it returns once a majority of the
 // name's keepers granted it, or an error that says who holds it, or that
 // its keepers could not be reached. It backs off and tries again when a
 // rival holds some keepers and nobody a majority (two RESERVEs of one name
 // at once), so that exactly one of them goes on.
-func (n *Node) holdName(ctx context.Context, name string, lease time.Duration) (nameVote, error) {
+func (k *nameKeepers) hold(ctx context.Context, name string, lease time.Duration) (nameVote, error) {
 	var v nameVote
 	for try := 1; ; try++ {
-		v = n.registerName(ctx, name, lease)
+		v = k.register(ctx, name, lease)
 		if v.held() {
 			return v, nil
 		}
-		n.releaseName(name, v.granted)
+		k.release(name, v.granted)
 		switch {
 		case v.lost() || v.rival != "" && try >= nameTries:
 			return v, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf(
@@ -102,9 +131,9 @@ func (n *Node) holdName(ctx context.Context, name string, lease time.Duration) (
 			return v, fmt.Errorf("could not register the name %s: %d of its %d keepers answered (%s did not)",
 				name, len(v.keepers)-len(v.silent), len(v.keepers), strings.Join(v.silent, ", "))
 		}
-		n.mu.Lock()
-		wait := time.Duration(n.r.Int64N(int64(4*n.cfg.Round))) + n.cfg.Round
-		n.mu.Unlock()
+		k.mu.Lock()
+		wait := time.Duration(k.r.Int64N(int64(4*k.round))) + k.round
+		k.mu.Unlock()
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -126,37 +155,6 @@ func mergeNames(a, b []string) []string {
 	return out
 }
 
-// clearStaleName runs at a keeper before it answers a registration of a
-// name it holds for another owner: it asks that owner whether it still
-// holds the name, and drops the record if the owner answers, signed, that
-// it does not (it restarted without its records, or a RESERVE that failed
-// could not give the name back). A name nobody holds is then free at once,
-// not at its record's expiry.
-func (n *Node) clearStaleName(req subcloud.Request) {
-	now := n.now()
-	rec, live := n.keeper.who(now, req.Subcloud)
-	if !live || rec.Owner == req.Owner {
-		return
-	}
-	if _, alive := n.net.Member(rec.Owner); !alive {
-		return // cannot ask: the majority rule, or the record's expiry
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	ask := subcloud.Request{Op: subcloud.OpAsk, Subcloud: req.Subcloud, Target: rec.Owner, Nonce: binary.BigEndian.Uint64(b[:])}
-	rep, err := n.calls.raw(n.ctx, rec.Owner, ask)
-	if err != nil || !rep.OK || rep.Held {
-		return
-	}
-	a := subcloud.AskAnswer{Subcloud: req.Subcloud, Member: n.Name(), Nonce: ask.Nonce}
-	if !subcloud.VerifyAsk(rec.OwnerKey, a, rep.Sig) {
-		return
-	}
-	if n.keeper.dropName(now, req.Subcloud, rec.OwnerKey) {
-		n.logf("name %s: %s no longer holds it (it says so, signed): its record here is dropped", req.Subcloud, rec.Owner)
-	}
-}
-
 // nameOwner is who a name's keepers say owns it.
 type nameOwner struct {
 	owner string
@@ -168,23 +166,23 @@ type nameOwner struct {
 
 // whoOwns asks name's keepers who owns it: the owner a majority of the
 // keepers that answered name, or ok false when none holds it.
-func (n *Node) whoOwns(ctx context.Context, name string) (owner string, ok bool, err error) {
-	o, ok, err := n.nameOwnerOf(ctx, name)
+func (k *nameKeepers) whoOwns(ctx context.Context, name string) (owner string, ok bool, err error) {
+	o, ok, err := k.ownerOf(ctx, name)
 	return o.owner, ok, err
 }
 
-// nameOwnerOf asks name's keepers who owns it, with the key it registered
+// ownerOf asks name's keepers who owns it, with the key it registered
 // with and since when: the owner (and key) a majority of the keepers that
 // answered name, or ok false when none holds it.
-func (n *Node) nameOwnerOf(ctx context.Context, name string) (nameOwner, bool, error) {
-	keepers := n.keepersOf(name)
+func (k *nameKeepers) ownerOf(ctx context.Context, name string) (nameOwner, bool, error) {
+	keepers := k.keepersOf(name)
 	type vote struct {
 		owner string
 		key   identity.Public
 	}
 	votes := map[vote][]time.Time{}
 	answered := 0
-	for _, r := range n.calls.leasesCtx(ctx, keepers, subcloud.Request{Op: subcloud.OpWho, Subcloud: name}) {
+	for _, r := range k.callAll(ctx, keepers, subcloud.Request{Op: subcloud.OpWho, Subcloud: name}) {
 		if r.err != nil {
 			continue
 		}
@@ -214,4 +212,28 @@ func (n *Node) nameOwnerOf(ctx context.Context, name string) (nameOwner, bool, e
 	at := votes[best]
 	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
 	return nameOwner{owner: best.owner, key: best.key, since: at[len(at)/2]}, true, nil
+}
+
+// leaseReply is one keeper's reply to callAll, or why there is none.
+type leaseReply struct {
+	peer string
+	rep  subcloud.Reply
+	err  error
+}
+
+// callAll sends the same request, signed as this peer's, to peers in
+// parallel within ctx and returns their replies.
+func (k *nameKeepers) callAll(ctx context.Context, peers []string, req subcloud.Request) []leaseReply {
+	out := make([]leaseReply, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := k.call.callLease(ctx, p, req)
+			out[i] = leaseReply{p, rep, err}
+		}()
+	}
+	wg.Wait()
+	return out
 }

@@ -233,18 +233,15 @@ type Node struct {
 	// id is the peer's identity; fs the file system of its data dir.
 	id *identity.Key
 	fs durable.FS
-	// keeper is the peer's own side of subclouds (keeper.go).
+	// keeper is the peer's own side of subclouds on disk (keeper.go).
 	keeper *keeper
-	// forged counts lease and name requests refused as not signed by the
-	// owner they name; stale those made for an earlier incarnation;
-	// tagFailures the tag updates Serf refused.
-	forged, stale, tagFailures atomic.Int64
+	// leases is the lease keeper role, which answers lease and name
+	// requests about this peer over keeper (lease.go).
+	leases *leaseKeeper
+	// nameKeepers asks the keepers of subcloud names (names.go).
+	nameKeepers *nameKeepers
 	// badTags are the members' lease tags that did not parse (leaseView).
 	badTags badTags
-	// keyChanged counts owners' answers signed by another key than the
-	// lease was claimed with: the owner lost its key (its data dir).
-	keyChanged atomic.Int64
-	tagCh      chan struct{} // asks the tagger to show the lease
 	// metrics is the metrics role: the collector, its histograms and the
 	// standing queries /metrics shows (Export).
 	metrics *metrics
@@ -349,17 +346,22 @@ func New(cfg Config, net Network) (*Node, error) {
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
 		sus: newSuspicions(), lost: map[string]lostNote{}, outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		id: id, fs: cfg.FS, keeper: keeper, claiming: map[string]string{},
-		tagCh: make(chan struct{}, 1),
-		done:  make(chan struct{})}
+		done: make(chan struct{})}
 	n.healthMul.Store(1)
-	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout, bootOf: n.bootOf, self: n.handleLease, ctx: ctx}
-	keeper.faultChanged = n.showLease // the storage tag comes or goes with the fault
-	keeper.probe()                    // says so at once if the data dir cannot be written
+	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout,
+		bootOf: func(p string) uint64 { return n.leases.bootOf(p) }, self: func(from string, msg []byte) []byte { return n.leases.handle(from, msg) }}
+	// The roles of subclouds' peer side (lease.go, names.go); the name
+	// keepers' back-off draws from its own source, not the gossip's n.r.
+	n.nameKeepers = &nameKeepers{self: n.Name(), members: n.memberNames, call: n.calls, round: cfg.Round, ctx: ctx,
+		r: mrand.New(mrand.NewPCG(seed, 0x6a09e667f3bcc909))}
+	n.leases = newLeaseKeeper(&leaseKeeper{keeper: keeper, net: net, boot: id.Boot(), now: cfg.Clock, tags: cfg.Tags,
+		owner: n, call: n.calls, names: n.nameKeepers, ask: cfg.ExchangeTimeout / 2, tick: cfg.LeaseTick, probeEvery: cfg.StorageProbe, logf: logf})
+	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(n.serve); err != nil {
 		cancel()
 		return nil, err
 	}
-	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), n.r.Uint64()), ownerEnv{calls: n.calls, peer: n, fs: cfg.FS, dir: cfg.DataDir, stored: keeper.stored, now: n.now, logf: n.logf}, owned, func(p string) bool {
+	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), n.r.Uint64()), ownerEnv{calls: n.calls, peer: n, names: n.nameKeepers, fs: cfg.FS, dir: cfg.DataDir, stored: keeper.stored, now: n.now, logf: n.logf}, owned, func(p string) bool {
 		_, ok := net.Member(p)
 		return ok
 	})
@@ -368,11 +370,10 @@ func New(cfg Config, net Network) (*Node, error) {
 		return nil, fmt.Errorf("node: owned subclouds: %w", err)
 	}
 	n.metrics = newMetrics(metricsSource{runtime: n, owner: n.owner, net: net})
-	n.wg.Add(4)
+	n.wg.Add(2)
 	go n.loop()
 	go n.watch()
-	go n.leaseLoop()
-	go n.tagger()
+	n.leases.start() // a restarted peer shows the lease it still holds
 	for _, note := range append(notes, idNote, ownedNote) {
 		if note != "" {
 			n.logf("%s", note)
@@ -380,9 +381,6 @@ func New(cfg Config, net Network) (*Node, error) {
 	}
 	if len(owned) > 0 {
 		n.logf("resumed %d subcloud(s) this peer owns; renewing them", len(owned))
-	}
-	if _, held := n.currentLease(); held {
-		n.showLease() // a restarted peer still holds its lease
 	}
 	return n, nil
 }
@@ -468,10 +466,11 @@ func (n *Node) Stats() Stats {
 	st := n.stats
 	st.Running = int64(len(n.queries))
 	n.mu.Unlock()
-	st.TagFailures, st.BadLeaseTags = n.tagFailures.Load(), n.badTags.count.Load()
-	st.Forged, st.StaleIncarnation, st.OwnerKeyChanged = n.forged.Load(), n.stale.Load(), n.keyChanged.Load()
+	st.TagFailures, st.BadLeaseTags = n.leases.tagFailures.Load(), n.badTags.count.Load()
+	st.Malformed += n.leases.malformed.Load()
+	st.Forged, st.StaleIncarnation, st.OwnerKeyChanged = n.leases.forged.Load(), n.leases.stale.Load(), n.leases.keyChanged.Load()
 	st.Asking, st.Queued = n.asking.Load(), n.askWaiting.Load()
-	_, st.LeaseHeld = n.currentLease()
+	_, st.LeaseHeld = n.leases.current()
 	st.StorageFault = n.keeper.fault() != nil
 	return st
 }
@@ -482,6 +481,7 @@ func (n *Node) Close() error {
 	n.closing.Do(func() {
 		close(n.done)
 		n.cancel()
+		n.leases.stop()
 		n.owner.Close()
 		n.wg.Wait()
 	})
@@ -530,7 +530,7 @@ func (n *Node) record() query.Record {
 	delete(rec, tagOwner)
 	delete(rec, tagUntil)
 	delete(rec, tagSince)
-	if l, ok := n.currentLease(); ok {
+	if l, ok := n.leases.current(); ok {
 		rec[TagSubcloud], rec["reserved"] = query.Str(l.Subcloud), query.Bool(true)
 		rec[tagOwner] = query.Str(l.Owner)
 	}
@@ -984,7 +984,7 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 		switch e.Kind {
 		case protoLease:
 			// The lease table persists before it answers: not under n.mu.
-			replies = append(replies, entry{Kind: protoLease, Msg: n.handleLease(from, e.Msg)})
+			replies = append(replies, entry{Kind: protoLease, Msg: n.leases.handle(from, e.Msg)})
 		case protoProbe:
 			replies = append(replies, n.answerProbe(e.Asker)) // a ping: not under n.mu
 		default:

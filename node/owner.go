@@ -26,12 +26,12 @@ import (
 // ownerEnv is the peer as the owner role sees it (owner.Env). It holds no
 // lock and no state that changes: its fields are set once by New, and
 // each method is safe for concurrent use as what it calls is (the lease
-// calls, the node's statements and name keepers' client, the durable
-// write). The role calls it outside its own lock; Store runs on the role's
+// calls, the node's statements, the names' keepers, the durable write). The role calls it outside its own lock; Store runs on the role's
 // one writer goroutine and holds no lock of the peer's across the fsync.
 type ownerEnv struct {
-	calls *leaseCalls // the owner's signed lease requests
-	peer  ownerPeer   // searches and the names' keepers
+	calls leaseCaller // the owner's signed lease requests
+	peer  ownerPeer   // searches
+	names ownerNames  // the names' keepers
 	// fs and dir are the peer's data dir, which holds the owner's table
 	// (dir "" keeps it in memory only); stored tells the lease keeper how
 	// a write went, so that a data dir that cannot be written shows as the
@@ -45,20 +45,25 @@ type ownerEnv struct {
 
 // ownerPeer is what the owner's environment asks of the rest of the peer
 // (the node has it): a search, run as a statement of this peer's in one
-// of its places, and the names' keepers. Its methods must be safe for
-// concurrent use; they block for as long as the gossip or the keepers'
-// exchanges take, and take no lock of the role's.
+// of its places. It must be safe for concurrent use; it blocks for as long
+// as the gossip takes, and takes no lock of the role's.
 type ownerPeer interface {
 	gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error)
-	registerName(ctx context.Context, name string, lease time.Duration) nameVote
-	releaseName(name string, keepers []string)
+}
+
+// ownerNames is the names' keepers as the owner's environment asks them
+// (nameKeepers, names.go): safe for concurrent use, each call as long as
+// the keepers' exchanges take.
+type ownerNames interface {
+	register(ctx context.Context, name string, lease time.Duration) nameVote
+	release(name string, keepers []string)
 	keepersOf(name string) []string
 }
 
 var _ owner.Env = ownerEnv{}
 
 func (e ownerEnv) Send(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
-	rep, err := e.calls.lease(ctx, to, req)
+	rep, err := e.calls.callLease(ctx, to, req)
 	if errors.Is(err, network.ErrNoEndpoint) {
 		err = fmt.Errorf("%w: %w", subcloud.ErrUnreachable, err)
 	}
@@ -83,12 +88,12 @@ func (e ownerEnv) Search(ctx context.Context, raw []byte) ([]string, error) {
 }
 
 func (e ownerEnv) RegisterName(ctx context.Context, name string, lease time.Duration) subcloud.Vote {
-	v := e.peer.registerName(ctx, name, lease)
+	v := e.names.register(ctx, name, lease)
 	return subcloud.Vote{Keepers: v.keepers, Granted: v.granted, Rival: v.rival, Rivals: v.rivals}
 }
 
 func (e ownerEnv) ReleaseName(ctx context.Context, name string, peers []string) {
-	e.peer.releaseName(name, mergeNames(peers, e.peer.keepersOf(name)))
+	e.names.release(name, mergeNames(peers, e.names.keepersOf(name)))
 }
 
 func (e ownerEnv) Store(b []byte) error {

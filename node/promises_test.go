@@ -39,7 +39,7 @@ func TestUnreachableMemberIsNamed(t *testing.T) {
 						m = n
 					}
 				}
-				if l, ok := m.currentLease(); !ok || l.Subcloud != "all" {
+				if l, ok := m.leases.current(); !ok || l.Subcloud != "all" {
 					t.Fatalf("%s holds %+v %v", m.Name(), l, ok)
 				}
 				if strings.HasSuffix(how, "partition") {
@@ -57,7 +57,7 @@ func TestUnreachableMemberIsNamed(t *testing.T) {
 				}
 				if strings.HasSuffix(how, "partition") {
 					c.net.Heal()
-					if !until(3*time.Minute, func() bool { _, held := m.currentLease(); return !held }) {
+					if !until(3*time.Minute, func() bool { _, held := m.leases.current(); return !held }) {
 						t.Error("once it can be reached, the member still holds the lease")
 					}
 				}
@@ -105,7 +105,7 @@ func TestNoClaimIsOlderThanItsName(t *testing.T) {
 		if rep := claim("other"); !rep.OK {
 			t.Fatalf("a claim under a free name: %+v", rep)
 		}
-		if l, ok := victim.currentLease(); !ok || l.Since.Before(now) {
+		if l, ok := victim.leases.current(); !ok || l.Since.Before(now) {
 			t.Errorf("the lease under a free name: %+v; want since no earlier than %v", l, now)
 		}
 	})
@@ -225,9 +225,9 @@ func TestOwnerWithANewKey(t *testing.T) {
 		var changed, forged int64
 		lines := 0
 		for i, n := range c.nodes[1:] {
-			changed += n.keyChanged.Load()
-			forged += n.forged.Load()
-			if _, held := n.currentLease(); held {
+			changed += n.leases.keyChanged.Load()
+			forged += n.leases.forged.Load()
+			if _, held := n.leases.current(); held {
 				l := logs[c.cfgs[i+1].Seed]
 				l.mu.Lock()
 				for _, line := range l.lines {

@@ -162,13 +162,13 @@ func TestEmbeddedRestartKeepsItsLease(t *testing.T) {
 	if err := e.Restart(ctx, victim); err != nil {
 		t.Fatal(err)
 	}
-	if l, ok := e.Node(victim).currentLease(); !ok || l.Subcloud != "kept" {
+	if l, ok := e.Node(victim).leases.current(); !ok || l.Subcloud != "kept" {
 		t.Fatalf("restarted without its lease: %+v", l)
 	}
 	for ctx.Err() == nil {
 		holders := 0
 		for i := range e.Nodes {
-			if l, ok := e.Node(i).currentLease(); ok && l.Subcloud == "kept" {
+			if l, ok := e.Node(i).leases.current(); ok && l.Subcloud == "kept" {
 				holders++
 			}
 		}
@@ -266,14 +266,14 @@ func TestTrustOverSockets(t *testing.T) {
 			victim = p.Node
 		}
 	}
-	l, _ := victim.currentLease()
+	l, _ := victim.leases.current()
 	forged := subcloud.Request{Op: subcloud.OpRelease, Subcloud: "job", Owner: owner.Name(), Token: l.Token,
 		Target: victim.Name(), Boot: victim.id.Boot()}
 	forged.Sign(liar.id)
 	if rep := sendLease(t, liar, victim.Name(), forged); !errors.Is(rep.Err(), subcloud.ErrForged) {
 		t.Errorf("a release in the owner's name over sockets: %v", rep.Err())
 	}
-	if cur, ok := victim.currentLease(); !ok || cur.Owner != owner.Name() {
+	if cur, ok := victim.leases.current(); !ok || cur.Owner != owner.Name() {
 		t.Errorf("the victim's lease after the forged release: %+v %v", cur, ok)
 	}
 }

@@ -190,7 +190,7 @@ func TestReceivedValuesChecked(t *testing.T) {
 		if slices.Contains(res.Nodes, liarName) || len(res.Nodes) != 2 || !slices.Equal(res.Nodes, want.Nodes) {
 			t.Errorf("RESERVE 2 ... ORDER BY reliability DESC took %v, want the honest best %v (the liar is %s)", res.Nodes, want.Nodes, liarName)
 		}
-		if _, held := c.nodes[liarAt].currentLease(); held {
+		if _, held := c.nodes[liarAt].leases.current(); held {
 			t.Error("the liar holds a lease")
 		}
 		if malformed() == before {

@@ -44,7 +44,7 @@ func TestReserveRelease(t *testing.T) {
 		}
 		held := 0
 		for _, n := range c.nodes {
-			if l, ok := n.currentLease(); ok {
+			if l, ok := n.leases.current(); ok {
 				held++
 				if l.Subcloud != "batch" || l.Owner != owner.Name() {
 					t.Errorf("%s holds %+v", n.Name(), l)
@@ -89,7 +89,7 @@ func TestReserveRelease(t *testing.T) {
 		}
 		elapse(time.Second) // the releases
 		for _, n := range c.nodes {
-			if l, ok := n.currentLease(); ok && l.Subcloud != "batch" {
+			if l, ok := n.leases.current(); ok && l.Subcloud != "batch" {
 				t.Errorf("%s kept a lease of a failed RESERVE: %+v", n.Name(), l)
 			}
 		}
@@ -104,7 +104,7 @@ func TestReserveRelease(t *testing.T) {
 			t.Errorf("released %v", rel.Rows)
 		}
 		for _, n := range c.nodes {
-			if _, ok := n.currentLease(); ok {
+			if _, ok := n.leases.current(); ok {
 				t.Errorf("%s still holds a lease after RELEASE", n.Name())
 			}
 		}
@@ -149,7 +149,7 @@ func TestReserveRace(t *testing.T) {
 				elapse(time.Second) // the releases of the failed
 				holders := map[string]string{}
 				for _, n := range c.nodes {
-					if l, ok := n.currentLease(); ok {
+					if l, ok := n.leases.current(); ok {
 						holders[n.Name()] = l.Subcloud
 					}
 				}
@@ -207,7 +207,7 @@ func TestFailedReserveReleasesUnderLoss(t *testing.T) {
 				_, err := owner.Query(context.Background(), compile(t, owner, "RESERVE 40 AS big FOR 10m"), nil)
 				held := func() (k int) {
 					for _, n := range c.nodes {
-						if l, ok := n.currentLease(); ok && l.Subcloud == "big" {
+						if l, ok := n.leases.current(); ok && l.Subcloud == "big" {
 							k++
 						}
 					}
@@ -252,7 +252,7 @@ func TestLeaseRenewAndLapse(t *testing.T) {
 		}
 		elapse(25 * time.Second) // past two expiries: renewed
 		for _, n := range c.nodes {
-			if l, ok := n.currentLease(); members[n.Name()] && (!ok || l.Subcloud != "short") {
+			if l, ok := n.leases.current(); members[n.Name()] && (!ok || l.Subcloud != "short") {
 				t.Errorf("%s lost its lease though the owner renews it", n.Name())
 			}
 		}
@@ -261,7 +261,7 @@ func TestLeaseRenewAndLapse(t *testing.T) {
 		held := func() int {
 			k := 0
 			for i, n := range c.nodes {
-				if _, ok := n.currentLease(); ok && i != 1 {
+				if _, ok := n.leases.current(); ok && i != 1 {
 					k++
 				}
 			}
@@ -301,7 +301,7 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 		n := newPeer()
 		token := strings.Repeat("t", 32)
 		call := func(op subcloud.Op, tok string) subcloud.Reply {
-			r, err := subcloud.DecodeReply(n.handleLease(owner.name, owner.req(n, subcloud.Request{Op: op, Subcloud: "kept", Token: tok, For: time.Minute})))
+			r, err := subcloud.DecodeReply(n.leases.handle(owner.name, owner.req(n, subcloud.Request{Op: op, Subcloud: "kept", Token: tok, For: time.Minute})))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -313,7 +313,7 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 		n.Close()
 		n = newPeer()
 		defer n.Close()
-		if l, ok := n.currentLease(); !ok || l.Subcloud != "kept" || l.Token != token {
+		if l, ok := n.leases.current(); !ok || l.Subcloud != "kept" || l.Token != token {
 			t.Fatalf("after a restart: %+v %v", l, ok)
 		}
 		if r := call(subcloud.OpRenew, strings.Repeat("x", 32)); r.OK || !errors.Is(r.Err(), subcloud.ErrToken) {
@@ -333,7 +333,7 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 		if r := call(subcloud.OpClaim, token); r.OK || !errors.Is(r.Err(), subcloud.ErrStorage) {
 			t.Errorf("claim with a broken disk: %+v", r)
 		}
-		if _, ok := n.currentLease(); ok {
+		if _, ok := n.leases.current(); ok {
 			t.Error("the peer holds a lease it could not persist")
 		}
 	})
@@ -347,7 +347,7 @@ func (c *cluster) leaseHolders() map[string]map[string][]string {
 		if n.closed() {
 			continue
 		}
-		if l, ok := n.currentLease(); ok {
+		if l, ok := n.leases.current(); ok {
 			if out[l.Subcloud] == nil {
 				out[l.Subcloud] = map[string][]string{}
 			}
@@ -434,11 +434,11 @@ func TestSubcloudRepair(t *testing.T) {
 		}) {
 			t.Fatalf("the cut-off member was not replaced: %v", c.leaseHolders()["r"])
 		}
-		if l, ok := cut.currentLease(); !ok || l.Subcloud != "r" {
+		if l, ok := cut.leases.current(); !ok || l.Subcloud != "r" {
 			t.Fatalf("the cut-off member should still hold its lease: %+v", l)
 		}
 		c.net.Heal()
-		if !until(5*time.Second, func() bool { _, held := cut.currentLease(); return !held }) {
+		if !until(5*time.Second, func() bool { _, held := cut.leases.current(); return !held }) {
 			t.Errorf("the replaced member came back and kept its lease")
 		}
 		if !agree("r", 5) {
@@ -572,7 +572,7 @@ func TestAlterSubcloud(t *testing.T) {
 		}
 		ask(t, owner, compile(t, owner, "ALTER SUBCLOUD a EXTEND FOR 2h"))
 		for _, m := range best {
-			if l, _ := c.nodes[c.index(m)].currentLease(); l.Expires.Sub(time.Now()) < 119*time.Minute {
+			if l, _ := c.nodes[c.index(m)].leases.current(); l.Expires.Sub(time.Now()) < 119*time.Minute {
 				t.Errorf("%s expires in %v after EXTEND FOR 2h", m, l.Expires.Sub(time.Now()))
 			}
 		}
@@ -765,7 +765,7 @@ func TestExtendRollsBack(t *testing.T) {
 		// owner waited for one try of each: they land within an exchange.
 		elapse(time.Second)
 		for _, m := range res.Nodes[1:] {
-			if l, _ := c.nodes[c.index(m)].currentLease(); l.Expires.Sub(time.Now()) > 2*time.Minute {
+			if l, _ := c.nodes[c.index(m)].leases.current(); l.Expires.Sub(time.Now()) > 2*time.Minute {
 				t.Errorf("%s kept the 2h lease after a failed EXTEND: expires in %v", m, l.Expires.Sub(time.Now()))
 			}
 		}

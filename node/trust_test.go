@@ -23,7 +23,7 @@ import (
 // named, any fields.
 func sendLease(t testing.TB, n *Node, to string, req subcloud.Request) subcloud.Reply {
 	t.Helper()
-	rep, err := n.calls.raw(context.Background(), to, req)
+	rep, err := n.calls.callRaw(context.Background(), to, req)
 	if err != nil {
 		t.Fatalf("%s to %s: %v", n.Name(), to, err)
 	}
@@ -70,7 +70,7 @@ func TestForgedClaimsAreRefused(t *testing.T) {
 		owner, liar := c.nodes[1], c.nodes[2]
 		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000002' AS job FOR 10m"))
 		victim := c.nodes[c.index(res.Nodes[0])]
-		cur, _ := victim.currentLease()
+		cur, _ := victim.leases.current()
 		token := cur.Token // the worst case: the liar learned the token
 		forged := func(r subcloud.Request) subcloud.Request {
 			r.Target, r.Boot = victim.Name(), victim.id.Boot()
@@ -95,13 +95,13 @@ func TestForgedClaimsAreRefused(t *testing.T) {
 		if rep := sendLease(t, liar, c.nodes[11].Name(), relayed); !errors.Is(rep.Err(), subcloud.ErrForged) {
 			t.Errorf("a claim relayed by another peer: %v", rep.Err())
 		}
-		if got := victim.forged.Load(); got != 3 {
+		if got := victim.leases.forged.Load(); got != 3 {
 			t.Errorf("the victim counted %d forgeries, want 3", got)
 		}
 		if !logs[victim.cfg.Seed%12].has("not signed by the owner it names") {
 			t.Error("the victim logged nothing about the forgeries")
 		}
-		if l, ok := victim.currentLease(); !ok || l.Owner != owner.Name() || l.Expires.Sub(time.Now()) > 11*time.Minute {
+		if l, ok := victim.leases.current(); !ok || l.Owner != owner.Name() || l.Expires.Sub(time.Now()) > 11*time.Minute {
 			t.Errorf("the victim's lease after the forgeries: %+v %v", l, ok)
 		}
 		// The liar reserves the name with an earlier creation time on its
@@ -159,7 +159,7 @@ func TestReplayAfterRestartIsRefused(t *testing.T) {
 		if rep.OK || !errors.Is(rep.Err(), subcloud.ErrIncarnation) {
 			t.Errorf("the replayed claim: %+v", rep)
 		}
-		if _, held := target.currentLease(); held {
+		if _, held := target.leases.current(); held {
 			t.Error("the restarted peer holds the replayed lease")
 		}
 	})
@@ -266,24 +266,24 @@ func TestReleaseOfAReadOnlyMember(t *testing.T) {
 		})
 		owner, member := c.nodes[0], c.nodes[3]
 		ask(t, owner, compile(t, owner, "RESERVE 7 AS all FOR 1h"))
-		if l, ok := member.currentLease(); !ok || l.Subcloud != "all" {
+		if l, ok := member.leases.current(); !ok || l.Subcloud != "all" {
 			t.Fatalf("peer 3 holds %+v %v", l, ok)
 		}
 		disk.SetReadOnly(true)
 		if _, err := owner.Query(context.Background(), compile(t, owner, "RELEASE all"), nil); err != nil {
 			t.Errorf("RELEASE with a read-only member: %v", err)
 		}
-		if _, held := member.currentLease(); held {
+		if _, held := member.leases.current(); held {
 			t.Error("the read-only member still holds the lease after RELEASE")
 		}
 		c.kill(3)
 		elapse(3 * time.Second)
 		c.restart(t, 3)
 		member = c.nodes[3]
-		if _, held := member.currentLease(); !held {
+		if _, held := member.leases.current(); !held {
 			t.Error("the lease did not come back from the disk: the release was never recorded there, so the restart must find it")
 		}
-		if !until(time.Minute, func() bool { _, held := member.currentLease(); return !held }) {
+		if !until(time.Minute, func() bool { _, held := member.leases.current(); return !held }) {
 			t.Error("a minute after its restart the read-only member still holds the released lease")
 		}
 	})
