@@ -351,7 +351,8 @@ func (p *prober) suspects(member func(string) bool) []string {
 	return p.sus.suspects(member)
 }
 
-// suspicions is a peer's knowledge of unreachable peers. Guarded by prober.mu: the pure part of the prober (no I/O, no clock of its own).
+// suspicions is a peer's knowledge of unreachable peers: the prober's
+// pure part (no I/O, no clock of its own), guarded by prober.mu.
 type suspicions struct {
 	failed  map[string]time.Time // when a failure to reach it was seen, first- or second-hand
 	lastOK  map[string]time.Time // the last exchange with it that succeeded, first-hand
