@@ -354,6 +354,10 @@ func New(cfg Config, net Network) (*Node, error) {
 		id: id, fs: cfg.FS, keeper: keeper, claiming: map[string]string{},
 		tagCh: make(chan struct{}, 1), metrics: newQueryMetrics(),
 		done: make(chan struct{})}
+	// The prober before Serve: an exchange may come in at once.
+	n.prober = newProber(ctx, proberConfig{HintTTL: cfg.HintTTL, ProbeTries: cfg.ProbeTries, IndirectProbes: cfg.IndirectProbes,
+		ExchangeTimeout: cfg.ExchangeTimeout, MinRound: cfg.MinRound, Now: cfg.Clock, Rand: mrand.New(mrand.NewPCG(seed, 0x6a09e667f3bcc909)),
+		ExchangeTime: func() time.Duration { return time.Duration(n.exchangeTime.Load()) }}, net, n.memberLost)
 	keeper.faultChanged = n.showLease // the storage tag comes or goes with the fault
 	keeper.probe()                    // says so at once if the data dir cannot be written
 	if err := net.Serve(n.serve); err != nil {
@@ -368,9 +372,6 @@ func New(cfg Config, net Network) (*Node, error) {
 		cancel()
 		return nil, fmt.Errorf("node: owned subclouds: %w", err)
 	}
-	n.prober = newProber(ctx, proberConfig{HintTTL: cfg.HintTTL, ProbeTries: cfg.ProbeTries, IndirectProbes: cfg.IndirectProbes,
-		ExchangeTimeout: cfg.ExchangeTimeout, MinRound: cfg.MinRound, Now: cfg.Clock, Rand: mrand.New(mrand.NewPCG(n.r.Uint64(), seed)),
-		ExchangeTime: func() time.Duration { return time.Duration(n.exchangeTime.Load()) }}, net, n.memberLost)
 	n.wg.Add(4)
 	go n.loop()
 	go n.watch()
