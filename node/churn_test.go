@@ -352,21 +352,21 @@ func TestChurnSchedule(t *testing.T) {
 						if x.closed() {
 							continue
 						}
-						x.mu.Lock()
-						if _, ok := x.sus.failed[m]; ok {
+						x.prober.mu.Lock()
+						if _, ok := x.prober.sus.failed[m]; ok {
 							failed++
 						}
-						if x.sus.verifying[m] {
+						if x.prober.sus.verifying[m] {
 							verifying++
 						}
-						if _, ok := x.lost[m]; ok {
+						if _, ok := x.prober.lost[m]; ok {
 							lost++
 						}
-						x.mu.Unlock()
+						x.prober.mu.Unlock()
 					}
-					asker.mu.Lock()
-					_, askerFailed := asker.sus.failed[m]
-					asker.mu.Unlock()
+					asker.prober.mu.Lock()
+					_, askerFailed := asker.prober.sus.failed[m]
+					asker.prober.mu.Unlock()
 					found = append(found, fmt.Sprintf("%s: suspected by %d, verifying at %d, found lost by %d, suspected by the asker %v", m, failed, verifying, lost, askerFailed))
 				}
 				mu.Unlock()

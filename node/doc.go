@@ -72,7 +72,10 @@
 // asker's answer is converged over the others and names them; partial only
 // for what exclusion cannot fix (losses unconfirmed or beyond MaxExcluded
 // that could move it past the accuracy, run.Blocking; a lost majority; the
-// budget). Excluded is not released: leases follow Serf's verdict.
+// budget). Excluded is not released: leases follow Serf's verdict. The
+// finding is the prober's (suspect.go), a role with its own lock and
+// goroutines, on the network's exchanges: it tells the runtime of a loss,
+// which leaves the member out of the instances it runs (instance.go).
 //
 // The runtime depends on small interfaces — Membership and Transport
 // (together a Network), whose values (members, events, the exchange

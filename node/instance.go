@@ -28,7 +28,8 @@ type outcome struct {
 }
 
 // instance is one peer's part in one query: the pure run.Instance and
-// what the runtime keeps beside it.
+// what the runtime keeps beside it. The runtime's lock guards it: its
+// methods are called with that lock held, and do no I/O.
 type instance struct {
 	since     time.Time // when this peer made it
 	id        QueryID
@@ -37,6 +38,7 @@ type instance struct {
 	planBytes []byte
 	coord     []byte // the asker's network coordinate
 	asker     string // the asker's name
+	self      string // this peer's name
 	coverage  uint32 // the top-k's coverage filter size
 	planHash  string
 	origin    bool
@@ -66,7 +68,8 @@ type instance struct {
 	// own flows with a lost member, but the others may keep theirs, so
 	// those count against the accuracy as unconfirmed losses do
 	// (blocking). wire is never changed in place: entries share it and
-	// are encoded outside n.mu, so a new member makes a new slice.
+	// are encoded outside the runtime's lock, so a new member makes a new
+	// slice.
 	excluded map[string]string
 	wire     []string
 	overflow int
@@ -76,7 +79,7 @@ type instance struct {
 
 	// graceUntil: the asker reached its budget while it still probed a
 	// suspect, and holds its answer back until the probe ends or this
-	// time (Node.awaitProbes).
+	// time (awaitProbes).
 	graceUntil time.Time
 
 	started  time.Time
@@ -84,20 +87,22 @@ type instance struct {
 	result   chan outcome
 }
 
-// newInstance creates this peer's instance of plan, with rec (its record
-// for this query) as its contribution. Called with n.mu held: rec is read
-// before.
-func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
-	q := &instance{since: n.now(), id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, coverage: coverage, origin: origin,
+// newInstance creates this peer's instance of plan, asked by asker,
+// with rows as its contribution (its record for this query, or its
+// ledger's rows). cfg is the runtime's part of the binding — its random
+// source, the round's peer, the membership, this peer's name, Peers —
+// to which the instance adds the asker's and the coverage; an asker's
+// instance does not wait for the members it leaves out.
+func newInstance(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rows []query.Record, since time.Time, cfg run.Config) (*instance, error) {
+	q := &instance{since: since, id: id, kind: protoAggregate, planBytes: wire, coord: coord, asker: asker, self: cfg.Self, coverage: coverage, origin: origin,
 		result: make(chan outcome, 1), has: map[peer.ID]bool{}, joined: map[string]bool{}, left: map[string]bool{}, refused: map[string]bool{},
 		excluded: map[string]string{}}
-	members := n.memberNames
-	if origin {
+	if members := cfg.Members; origin && members != nil {
 		// A peer that refused is not waited for: the answer is about the
 		// others, and says so.
-		members = func() []string {
+		cfg.Members = func() []string {
 			var out []string
-			for _, m := range n.memberNames() {
+			for _, m := range members() {
 				if !q.out(m) {
 					out = append(out, m)
 				}
@@ -105,15 +110,10 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 			return out
 		}
 	}
-	b, err := run.Bind(plan, run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n}, Asker: peerID(asker), Alive: n.alive, Linger: n.cfg.Linger, CheckReceived: true, Retries: -1,
-		SelfID: peerID(n.Name()), IDOf: peerID,
-		Self: n.Name(), Coverage: int(coverage), Members: members})
+	cfg.Asker, cfg.Coverage = peerID(asker), int(coverage)
+	b, err := run.Bind(plan, cfg)
 	if err != nil {
 		return nil, err
-	}
-	rows := []query.Record{rec}
-	if plan.Table == query.TableLeases {
-		rows = n.leases.ledgerRows()
 	}
 	if q.run, err = b.NewRows(origin, rows); err != nil {
 		return nil, err
@@ -125,6 +125,19 @@ func (n *Node) newInstance(id QueryID, plan *query.Plan, wire, coord []byte, ask
 		q.planHash = plan.Hash()
 	}
 	return q, nil
+}
+
+// peerID is a member's ID in the cores: its name's hash.
+func peerID(name string) peer.ID { return peer.ID(hash64(name)) }
+
+// hash64 is FNV-1a: names to the cores' peer IDs.
+func hash64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // entry wraps one of the core's messages for the batch. A request to a
@@ -147,7 +160,7 @@ func (q *instance) heard(from peer.ID) { q.has[from] = true }
 func (q *instance) expired(round int64, linger int, now time.Time, hold time.Duration) bool {
 	if q.origin {
 		// The asker's instance ends with its answer, at its budget or
-		// after a short wait for probes (Node.awaitProbes), then lingers.
+		// after a short wait for probes (awaitProbes), then lingers.
 		return q.run.Final() && round > q.finishedAt+int64(linger)
 	}
 	// A peer's instance outlives the longest the asker runs (its budget
@@ -196,17 +209,10 @@ func (q *instance) out(m string) bool {
 
 // exclude leaves a member out of the query at this peer, for why; it
 // reports whether that was new. The asker is never left out of its own
-// query; this peer, left out of one it joined by the others, drops it and
-// stops contributing. Called with n.mu held.
-func (n *Node) exclude(q *instance, name, why string) bool {
-	if _, ok := q.excluded[name]; ok || name == q.asker {
-		return false
-	}
-	if name == n.Name() {
-		if !q.origin {
-			n.collect(q.id, q) // the others undo what it gave: it gives no more
-			n.stats.Excluded++
-		}
+// query, nor this peer out of its instance: left out of one it joined by
+// the others, it drops the query instead (the runtime: takeExcluded).
+func (q *instance) exclude(name, why string) bool {
+	if _, ok := q.excluded[name]; ok || name == q.asker || name == q.self {
 		return false
 	}
 	q.excluded[name] = why
@@ -236,29 +242,53 @@ func (q *instance) population(members map[string]bool) int {
 }
 
 // noteSkew leaves out of the query the members whose clocks are off from
-// this one's — unless most are, and then this peer's own clock is off:
-// the answer is partial, and says so. Called with n.mu held.
-func (n *Node) noteSkew(q *instance, members map[string]bool, now time.Time) {
-	sk := n.sus.skewedMembers(now, n.cfg.HintTTL, func(m string) bool { return members[m] })
-	if len(sk) == 0 {
+// this one's (skewed: among members, their clock minus this one's) —
+// unless most are, and then this peer's own clock is off: the answer is
+// partial, and says so.
+func (q *instance) noteSkew(skewed map[string]time.Duration, members map[string]bool) {
+	if len(skewed) == 0 {
 		return
 	}
-	if others := len(members) - 1; others >= 2 && 2*len(sk) > others {
-		offs := make([]time.Duration, 0, len(sk))
-		for _, off := range sk {
+	if others := len(members) - 1; others >= 2 && 2*len(skewed) > others {
+		offs := make([]time.Duration, 0, len(skewed))
+		for _, off := range skewed {
 			offs = append(offs, off)
 		}
 		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 		q.selfSkew = fmt.Sprintf("clock skew at %s (%s): %d of %d members refused its exchanges for the time on them; set its clock (NTP)",
-			n.Name(), network.FormatOffset(-offs[len(offs)/2]), len(sk), others)
+			q.self, network.FormatOffset(-offs[len(offs)/2]), len(skewed), others)
 		return
 	}
 	if q.selfSkew != "" {
 		return
 	}
-	for m, off := range sk {
-		n.exclude(q, m, "clock skew "+network.FormatOffset(off))
+	for m, off := range skewed {
+		q.exclude(m, "clock skew "+network.FormatOffset(off))
 	}
+}
+
+// awaitProbes says whether an asker at the end of its budget holds its
+// answer back: a probe of a suspect is still out (pending), and its
+// outcome decides between a final answer and a partial one — under loss,
+// most suspects are peers whose messages were lost, and a probe clears
+// them. It holds at most grace (one whole probe) past the budget; the
+// gossip goes on meanwhile. Searches for RESERVE and repairs do not wait.
+func (q *instance) awaitProbes(suspects []string, pending bool, grace time.Duration, now time.Time) bool {
+	if q.run.Plan().Reserve != nil {
+		// A RESERVE's (or a repair's) search: its claims check every
+		// candidate themselves, and a repair must not wait.
+		return false
+	}
+	if run.Blocking(len(suspects), max(len(q.atStart), 1), q.run.Plan().Accuracy) == 0 {
+		return false // too few to move the answer (blocking)
+	}
+	if !pending {
+		return false
+	}
+	if q.graceUntil.IsZero() {
+		q.graceUntil = now.Add(grace)
+	}
+	return now.Before(q.graceUntil)
 }
 
 // report is one round's news for the asker, delivered outside the lock.
@@ -269,29 +299,30 @@ type report struct {
 	// stopped for load.
 	final *answer.Answer
 	busy  error
-	// noProgress: the round has no new estimate to show (failed).
-	noProgress bool
+	// unreadable says why the answer could not be read (failed): the
+	// round has no new estimate to show.
+	unreadable error
 }
 
-// report applies the convergence rule at the end of the asker's round.
-// Called with n.mu held.
-func (q *instance) report(n *Node, members map[string]bool, suspects []string) (report, bool) {
+// report applies the convergence rule at the end of the asker's round
+// (the node's round, at now). A report with a final answer ends the
+// query: the runtime spreads the news.
+func (q *instance) report(round int64, now time.Time, members map[string]bool, suspects []string) (report, bool) {
 	peers := q.population(members)
 	a, err := q.run.Report(peers, run.Blocking(len(suspects)+q.overflow, peers, q.run.Plan().Accuracy))
 	if err != nil {
 		if q.reported {
 			return report{}, false
 		}
-		return q.failed(n, members, suspects, err), true
+		return q.failed(round, now, members, suspects, err), true
 	}
 	q.last = a
 	rp := report{q: q, progress: answer.Progress{Round: a.Rounds, Budget: a.Budget, Peers: peers, ErrEstimate: a.ErrEstimate,
 		Estimate: &answer.Answer{Columns: a.Columns, Rows: a.Rows}}}
 	if a.Final && !q.reported {
 		q.reported = true
-		q.finishedAt = n.round
-		rp.final = q.result1(n, a, members, suspects)
-		n.end(q.id, len(members))
+		q.finishedAt = round
+		rp.final = q.result1(a, members, suspects, now)
 	}
 	return rp, true
 }
@@ -299,27 +330,24 @@ func (q *instance) report(n *Node, members map[string]bool, suspects []string) (
 // failed ends the asker's query when its answer cannot be read (run's
 // Report fails: a row or group key that does not decode): waiting would
 // not change it, and the instance would never expire. The answer is the
-// last one read, partial, and says why. Called with n.mu held.
-func (q *instance) failed(n *Node, members map[string]bool, suspects []string, err error) report {
+// last one read, partial, and says why.
+func (q *instance) failed(round int64, now time.Time, members map[string]bool, suspects []string, err error) report {
 	q.run.Stop()
-	q.reported, q.finishedAt = true, n.round
-	n.end(q.id, len(members))
-	n.stats.Unreadable++
+	q.reported, q.finishedAt = true, round
 	a := &answer.Answer{Columns: q.run.Plan().AnswerColumns(), Meta: &answer.Meta{}}
 	if q.last != nil { // a copy: the last answer's rows, as far as it got
 		meta := *q.last.Meta
 		a = &answer.Answer{Columns: q.last.Columns, Rows: q.last.Rows, Nodes: q.last.Nodes, Meta: &meta}
 	}
 	a.Rounds, a.Budget, a.Converged, a.Final = q.run.Round(), q.run.Budget(), false, true
-	res := q.result1(n, a, members, suspects)
+	res := q.result1(a, members, suspects, now)
 	res.Status, res.Converged = StatusPartial, false
 	res.Reason = fmt.Sprintf("stopped at round %d: the answer could not be read (%v)", a.Rounds, err)
-	n.logf("query %s (%s): %s", q.planHash, q.run.Plan().Text, res.Reason)
-	return report{q: q, final: res, noProgress: true}
+	return report{q: q, final: res, unreadable: err}
 }
 
 func (rp report) deliver() {
-	if rp.q.progress != nil && !rp.noProgress && rp.busy == nil {
+	if rp.q.progress != nil && rp.unreadable == nil && rp.busy == nil {
 		rp.q.progress(rp.progress)
 	}
 	if rp.final != nil || rp.busy != nil {
@@ -376,13 +404,12 @@ func withoutNodes[V any](a *answer.Answer, drop map[string]V) {
 	a.Rows, a.Nodes = rows, nodes
 }
 
-// result1 is the asker's answer, a (run's), with how complete it is. A
-// top-k's rows never name a member the asker suspects. Called with n.mu
-// held.
-func (q *instance) result1(n *Node, a *answer.Answer, members map[string]bool, suspects []string) *answer.Answer {
+// result1 is the asker's answer, a (run's), at now, with how complete it
+// is. A top-k's rows never name a member the asker suspects.
+func (q *instance) result1(a *answer.Answer, members map[string]bool, suspects []string, now time.Time) *answer.Answer {
 	res := &answer.Answer{Columns: a.Columns, Rows: a.Rows, Nodes: a.Nodes, Meta: &answer.Meta{
 		Peers: q.population(members), Participants: a.Participants, Rounds: a.Rounds, Budget: a.Budget, Final: a.Final,
-		Elapsed: n.now().Sub(q.started).Seconds(), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
+		Elapsed: now.Sub(q.started).Seconds(), ErrEstimate: a.ErrEstimate, PlanHash: q.planHash,
 		MembersStart: len(q.atStart), MembersEnd: len(members),
 		Joined: sortedNames(q.joined, nil), Left: sortedNames(q.left, nil), Unreachable: suspects,
 		Refused: sortedNames(q.refused, nil)}}

@@ -193,15 +193,7 @@ func (n *Node) memberRecords() []query.Record {
 // declared yet, are left out and named, as a gossip answer would.
 func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*answer.Answer, error) {
 	all := n.memberRecords()
-	n.mu.Lock()
-	lost := map[string]string{}
-	now := n.now()
-	for name, l := range n.lost {
-		if now.Sub(l.at) < n.cfg.HintTTL {
-			lost[name] = l.why
-		}
-	}
-	n.mu.Unlock()
+	lost := n.prober.lostLately(n.now())
 	recs := all[:0:0]
 	excluded := map[string]string{}
 	for _, r := range all {
@@ -253,16 +245,14 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 		}); ok {
 			offsets = o.ClockOffsets()
 		}
-		n.mu.Lock()
-		for name, k := range n.sus.skewed {
+		for name, off := range n.prober.skewed(n.now(), false, nil) {
 			if _, known := offsets[name]; !known {
 				if offsets == nil {
 					offsets = map[string]time.Duration{}
 				}
-				offsets[name] = k.off
+				offsets[name] = off
 			}
 		}
-		n.mu.Unlock()
 		for _, m := range n.net.Members() {
 			var tags []string
 			for k, v := range m.Tags {

@@ -190,11 +190,6 @@ type Node struct {
 	// this peer tells the peers it exchanges with (a rumor), so that
 	// everyone drops them long before their budget.
 	ended map[QueryID]int64
-	sus   suspicions
-	// lost are the members this peer found lost lately (declareLost):
-	// left out of the queries it takes part in, and of those it asks
-	// while the news is fresh.
-	lost map[string]lostNote
 	// outTo counts the exchanges in flight to each peer (at most one).
 	outTo map[string]int
 	stats Stats
@@ -214,11 +209,6 @@ type Node struct {
 	// exchangeTime is the recent exchanges' round trip (an average,
 	// nanoseconds): how long a round waits for its exchange.
 	exchangeTime atomic.Int64
-	// health and healthAt are this peer's local health (suspect.go:
-	// degrade), guarded by mu; healthMul is 1+health, read without it.
-	health    int
-	healthAt  time.Time
-	healthMul atomic.Int64
 	// inflight counts the exchanges this peer started that are not back;
 	// roundDone says they all are: the next round may start. failed says
 	// one of the round's exchanges got no answer: the round then lasts its
@@ -247,6 +237,8 @@ type Node struct {
 	metrics *metrics
 	// owner is the owner role: the subclouds this peer owns.
 	owner *owner.Role
+	// prober finds the members lost while queries run (suspect.go).
+	prober *prober
 	// calls are this peer's lease requests: as owner, name client, member.
 	calls *leaseCalls
 	// claiming are the subclouds a RESERVE is registering the name of, by
@@ -344,10 +336,13 @@ func New(cfg Config, net Network) (*Node, error) {
 	n := &Node{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, cancel: cancel,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
-		sus: newSuspicions(), lost: map[string]lostNote{}, outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
+		outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		id: id, fs: cfg.FS, keeper: keeper, claiming: map[string]string{},
 		done: make(chan struct{})}
-	n.healthMul.Store(1)
+	// The prober before Serve: an exchange may come in at once.
+	n.prober = newProber(ctx, proberConfig{HintTTL: cfg.HintTTL, ProbeTries: cfg.ProbeTries, IndirectProbes: cfg.IndirectProbes,
+		ExchangeTimeout: cfg.ExchangeTimeout, MinRound: cfg.MinRound, Now: cfg.Clock, Rand: mrand.New(mrand.NewPCG(seed, 0xbb67ae8584caa73b)),
+		ExchangeTime: func() time.Duration { return time.Duration(n.exchangeTime.Load()) }}, net, n.memberLost)
 	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout,
 		bootOf: func(p string) uint64 { return n.leases.bootOf(p) }, self: func(from string, msg []byte) []byte { return n.leases.handle(from, msg) }}
 	// The roles of subclouds' peer side (lease.go, names.go); the name
@@ -468,6 +463,8 @@ func (n *Node) Stats() Stats {
 	n.mu.Unlock()
 	st.TagFailures, st.BadLeaseTags = n.leases.tagFailures.Load(), n.badTags.count.Load()
 	st.Malformed += n.leases.malformed.Load()
+	c := &n.prober.counts
+	st.Lost, st.FalseLost, st.Probes, st.Indirect = c.lost.Load(), c.falseLost.Load(), c.probes.Load(), c.indirect.Load()
 	st.Forged, st.StaleIncarnation, st.OwnerKeyChanged = n.leases.forged.Load(), n.leases.stale.Load(), n.leases.keyChanged.Load()
 	st.Asking, st.Queued = n.asking.Load(), n.askWaiting.Load()
 	_, st.LeaseHeld = n.leases.current()
@@ -484,6 +481,7 @@ func (n *Node) Close() error {
 		n.leases.stop()
 		n.owner.Close()
 		n.wg.Wait()
+		n.prober.close() // after the node's goroutines, which start probes
 	})
 	return nil
 }
@@ -495,18 +493,6 @@ func (n *Node) closed() bool {
 	default:
 		return false
 	}
-}
-
-func peerID(name string) peer.ID { return peer.ID(hash64(name)) }
-
-// hash64 is FNV-1a: names to the cores' peer IDs.
-func hash64(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
 }
 
 // record is the peer's record with what the node itself knows added. It
@@ -612,7 +598,7 @@ func (n *Node) roundPartner() string {
 			return ""
 		}
 		peer = p
-		if _, lost := n.lost[p]; !lost {
+		if !n.prober.isLost(p) {
 			break
 		}
 	}
@@ -685,26 +671,27 @@ func (n *Node) watch() {
 		case <-n.done:
 			return
 		case e := <-n.net.Events():
-			n.mu.Lock()
-			for _, q := range n.queries {
-				q.membershipChanged(e)
-			}
 			gone := e.Kind == network.MemberFailed || e.Kind == network.MemberLeft
 			if gone {
 				// Serf's verdict confirms what the queries' peers found,
-				// or tells them first: out of every query at once.
+				// or tells them first: out of every query at once (the
+				// prober calls memberLost: not under n.mu).
 				why := "failed (Serf)"
 				if e.Kind == network.MemberLeft {
 					why = "left"
 				}
 				for _, name := range e.Members {
-					n.declareLost(name, why, n.now())
+					n.prober.declareLost(name, why, n.now())
 				}
 			}
 			if e.Kind == network.MemberJoined {
 				for _, name := range e.Members {
-					delete(n.lost, name) // back: the queries asked from now on count it
+					n.prober.back(name) // the queries asked from now on count it
 				}
+			}
+			n.mu.Lock()
+			for _, q := range n.queries {
+				q.membershipChanged(e)
 			}
 			n.mu.Unlock()
 			switch {
@@ -749,23 +736,11 @@ func (n *Node) tick() {
 			delete(n.gone, id)
 		}
 	}
-	n.healthMul.Store(int64(n.healthFactor(now)))
-	if n.round%10 == 0 {
-		n.sus.expire(now, n.cfg.HintTTL, func(name string) bool { _, ok := n.net.Member(name); return ok })
-		looks := 0 // a few a second: the map's order picks them at random
-		for name, l := range n.lost {
-			if now.Sub(l.at) >= n.cfg.HintTTL {
-				delete(n.lost, name)
-			} else if _, ok := n.net.Member(name); ok && looks < maxRelooks {
-				n.relook(name)
-				looks++
-			}
-		}
-	}
+	n.prober.tick(n.round, now)
 	out := map[string][]entry{}
 	var reports []report
 	for id, q := range n.queries {
-		if q.expired(n.round, n.cfg.Linger, now, n.findWithin()) {
+		if q.expired(n.round, n.cfg.Linger, now, n.prober.findWithin()) {
 			n.collect(id, q)
 			continue
 		}
@@ -780,14 +755,14 @@ func (n *Node) tick() {
 		}
 		if q.origin {
 			if !q.reported {
-				n.noteSkew(q, members, now)
+				q.noteSkew(n.prober.skewed(now, true, func(m string) bool { return members[m] }), members)
 			}
-			suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.out(name) })
-			n.probeSuspects(suspects)
-			if q.run.Spent() && n.awaitProbes(q, suspects, now) {
+			suspects := n.prober.suspects(func(name string) bool { return members[name] && !q.out(name) })
+			pending, grace := n.prober.probeSuspects(suspects)
+			if q.run.Spent() && q.awaitProbes(suspects, pending, grace, now) {
 				continue
 			}
-			q.run.Hold(now.Sub(q.started) < n.findWithin())
+			q.run.Hold(now.Sub(q.started) < n.prober.findWithin())
 			if len(q.refused) > 0 && !q.reported {
 				// A peer at capacity would not join: the answer would
 				// leave it out. Stop, and say busy — retry — rather than
@@ -798,7 +773,14 @@ func (n *Node) tick() {
 					len(q.refused), strings.Join(sortedNames(q.refused, nil), ", ")))})
 				continue
 			}
-			if rp, ok := q.report(n, members, suspects); ok {
+			if rp, ok := q.report(n.round, n.now(), members, suspects); ok {
+				if rp.final != nil {
+					n.end(q.id, len(members)) // over: the news spreads
+				}
+				if rp.unreadable != nil {
+					n.stats.Unreadable++
+					n.logf("query %s (%s): %s", q.planHash, q.run.Plan().Text, rp.final.Reason)
+				}
 				reports = append(reports, rp)
 			}
 		}
@@ -826,7 +808,7 @@ func (n *Node) tick() {
 		}
 		n.outTo[to]++
 	}
-	hints := n.sus.hints(now, n.cfg.HintTTL)
+	hints := n.prober.hints(now)
 	n.instances.Store(int64(n.running()))
 	n.mu.Unlock()
 	for _, rp := range reports {
@@ -897,13 +879,15 @@ func (n *Node) exchange(to string, req batch) bool {
 	body := encodeBatch(req)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ExchangeTimeout)
 	sent := n.now()
-	slow := n.suspectIfSlow(to)
+	slow := n.prober.suspectIfSlow(to)
 	resp, err := n.net.Exchange(ctx, to, body)
 	close(slow)
 	cancel()
 	now := n.now()
 	if err == nil {
 		noteTime(&n.exchangeTime, now.Sub(sent))
+	} else {
+		n.prober.failedWith(to, err, now) // before n.mu: a refused connection is a loss (memberLost)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -914,19 +898,18 @@ func (n *Node) exchange(to string, req batch) bool {
 	n.stats.BytesSent += int64(len(body))
 	if err != nil {
 		n.stats.Failed++
-		n.failedWith(to, err, now)
 		// A refused connection is an answer: the peer is gone (and now
 		// lost), and the next round need not wait a Round for it.
 		return errors.Is(err, network.ErrNoEndpoint)
 	}
-	n.reached(to, now)
+	n.prober.reached(to, now)
 	n.stats.BytesReceived += int64(len(resp))
 	replies, err := decodeBatch(resp)
 	if err != nil {
 		n.stats.Malformed++
 		return false
 	}
-	n.takeHints(replies.Hints, now)
+	n.prober.takeHints(replies.Hints, now)
 	from := peerID(to)
 	answered := make(map[QueryID]bool, len(replies.Entries))
 	for _, r := range replies.Entries {
@@ -972,8 +955,8 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 	if err != nil {
 		n.stats.Malformed++
 	} else {
-		n.reached(from, now)
-		n.takeHints(b.Hints, now)
+		n.prober.reached(from, now)
+		n.prober.takeHints(b.Hints, now)
 	}
 	n.mu.Unlock()
 	if err != nil {
@@ -986,7 +969,7 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 			// The lease table persists before it answers: not under n.mu.
 			replies = append(replies, entry{Kind: protoLease, Msg: n.leases.handle(from, e.Msg)})
 		case protoProbe:
-			replies = append(replies, n.answerProbe(e.Asker)) // a ping: not under n.mu
+			replies = append(replies, n.prober.answerProbe(e.Asker)) // a ping: not under n.mu
 		default:
 			gossip = append(gossip, e)
 		}
@@ -1036,7 +1019,7 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 			replies = append(replies, q.entry(env.Msg, false, src))
 		}
 	}
-	resp := encodeBatch(batch{Hints: n.sus.hints(now, n.cfg.HintTTL), Entries: replies})
+	resp := encodeBatch(batch{Hints: n.prober.hints(now), Entries: replies})
 	n.stats.BytesSent += int64(len(resp))
 	n.mu.Unlock()
 	return resp, nil
@@ -1048,12 +1031,24 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 func (n *Node) takeExcluded(q *instance, names []string, from string) bool {
 	for _, x := range names {
 		if x == n.Name() && !q.origin {
-			n.exclude(q, x, "")
+			n.collect(q.id, q) // the others undo what it gave: it gives no more
+			n.stats.Excluded++
 			return false
 		}
-		n.exclude(q, x, "lost while it ran, as its peers found")
+		q.exclude(x, "lost while it ran, as its peers found")
 	}
 	return true
+}
+
+// memberLost leaves a member the prober found lost out of every query
+// this peer takes part in (each spreads the news with its messages). The
+// prober calls it without n.mu.
+func (n *Node) memberLost(name, why string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, q := range n.queries {
+		q.exclude(name, why)
+	}
 }
 
 // joins reports whether a batch holds a query this peer would join: its
@@ -1129,7 +1124,7 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 		n.stats.Malformed++
 		return nil, err
 	}
-	q, err := n.newInstance(e.ID, plan, e.Plan, e.Origin, e.Asker, e.Coverage, false, n.recordFor(rec, e.Origin), n.net.Size())
+	q, err := n.bind(e.ID, plan, e.Plan, e.Origin, e.Asker, e.Coverage, false, n.recordFor(rec, e.Origin), n.net.Size())
 	if err != nil || q.kind != e.Kind {
 		n.stats.Malformed++
 		return nil, fmt.Errorf("cannot join the query: %v", err)
@@ -1140,6 +1135,19 @@ func (n *Node) join(e entry, rec query.Record) (*instance, error) {
 	n.instances.Add(1)
 	n.wake()
 	return q, nil
+}
+
+// bind makes this peer's instance of a plan, bound to this runtime — its
+// random source, the round's peer, the membership — with rec as its
+// contribution, or its ledger's rows FROM leases. Called with n.mu held:
+// rec is read before.
+func (n *Node) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
+	rows := []query.Record{rec}
+	if plan.Table == query.TableLeases {
+		rows = n.leases.ledgerRows()
+	}
+	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, n.now(), run.Config{Peers: peers, Rand: n.r, Sampler: sampler{n},
+		Alive: n.alive, Linger: n.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(n.Name()), IDOf: peerID, Self: n.Name(), Members: n.memberNames})
 }
 
 func newQueryID() QueryID {
@@ -1280,61 +1288,6 @@ func (n *Node) busy(why string) error {
 	return e
 }
 
-// suspectIfSlow verifies peer (a ping, then indirect probes: verify) if
-// the exchange just sent to it takes longer than suspectAfter, while the
-// exchange goes on: its reply, if it comes, still counts. An exchange
-// given up while the peer applied it would leave its flow on one side
-// only — mass that no one holds until a retry gets through, which a
-// converged answer would carry (Flow Updating conserves mass only over
-// answered exchanges). Close the channel returned when the exchange ends.
-func (n *Node) suspectIfSlow(peer string) chan struct{} {
-	answered := make(chan struct{})
-	wait := n.suspectAfter()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		select {
-		case <-answered:
-		case <-n.done:
-		case <-time.After(wait):
-			n.mu.Lock()
-			if !n.closed() {
-				n.verify(peer, n.now())
-			}
-			n.mu.Unlock()
-		}
-	}()
-	return answered
-}
-
-// suspectAfter is how long an exchange may take before the peer is
-// verified (SWIM's probe timeout, adapted to the exchanges' round trip):
-// eight recent exchanges' time, at least MinSuspect, at most
-// ExchangeTimeout. A peer lost without a word — a machine switched off —
-// is then left out of the queries within about a second on a LAN
-// (verify's pings take as long again), not the 2 s of ExchangeTimeout
-// plus the probes: a query over a thousand peers takes about as long.
-func (n *Node) suspectAfter() time.Duration {
-	avg := time.Duration(n.exchangeTime.Load())
-	if avg == 0 {
-		return n.cfg.ExchangeTimeout
-	}
-	return min(max(8*avg, MinSuspect)*time.Duration(n.healthMul.Load()), n.cfg.ExchangeTimeout)
-}
-
-// findWithin is how long the query's peers take to find a member lost
-// just before or as a query started: an exchange that outlasts
-// suspectAfter, a ping and indirect probes (verifyTimeout each, and the
-// probes' own), and a few rounds for the news. An answer not converged
-// is held that long (run.Instance.Hold), rather than called partial for a
-// member nobody could have found yet.
-func (n *Node) findWithin() time.Duration {
-	return n.suspectAfter() + 3*n.verifyTimeout() + 10*n.cfg.MinRound
-}
-
-// MinSuspect is the least time an exchange or a verifying ping is given.
-const MinSuspect = 250 * time.Millisecond
-
 // noteTime folds one measure into an average kept in an atomic.
 func noteTime(avg *atomic.Int64, d time.Duration) {
 	old := avg.Load()
@@ -1371,7 +1324,7 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(answe
 	if run.ProtocolOf(plan.Kind) == run.TopK {
 		coverage = uint32(run.CoverageFor(peers))
 	}
-	q, err := n.newInstance(id, plan, wire, coord, n.Name(), coverage, true, rec, peers)
+	q, err := n.bind(id, plan, wire, coord, n.Name(), coverage, true, rec, peers)
 	if err != nil {
 		n.mu.Unlock()
 		return nil, err
@@ -1379,9 +1332,9 @@ func (n *Node) gossip(ctx context.Context, plan *query.Plan, progress func(answe
 	q.progress, q.started, q.atStart = progress, start, members
 	// Members this peer found lost lately are left out from the start:
 	// a query asked now would otherwise wait to find them again.
-	for name, l := range n.lost {
-		if members[name] && start.Sub(l.at) < n.cfg.HintTTL {
-			n.exclude(q, name, l.why)
+	for name, why := range n.prober.lostLately(start) {
+		if members[name] {
+			q.exclude(name, why)
 		}
 	}
 	n.queries[id] = q
@@ -1427,13 +1380,13 @@ func (n *Node) partial(q *instance, err error) (*answer.Answer, error) {
 		q.reported, q.finishedAt = true, n.round
 		n.end(q.id, len(members))
 	}
-	suspects := n.sus.suspects(func(name string) bool { return members[name] && !q.out(name) })
+	suspects := n.prober.suspects(func(name string) bool { return members[name] && !q.out(name) })
 	a, rerr := q.run.Answer(q.population(members))
 	n.mu.Unlock()
 	if rerr != nil {
 		return nil, errors.Join(err, rerr)
 	}
-	res := q.result1(n, a, members, suspects)
+	res := q.result1(a, members, suspects, n.now())
 	res.Converged, res.Status = false, StatusPartial
 	why := err.Error()
 	switch {

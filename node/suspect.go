@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerq/peerq/node/network"
-	"github.com/peerq/peerq/run"
 )
 
 // Suspicion: an answer is about the members alive when it is returned, and
@@ -29,7 +31,328 @@ import (
 // (then its flows are undone and the answer is the survivors') or is
 // returned as partial when the budget ends. Loss only costs probes.
 
-// suspicions is a peer's knowledge of unreachable peers. Guarded by n.mu.
+// prober is the peer's failure finding for the queries: SWIM's probes,
+// per query (verify), the asker's own probes of the members others hint
+// at (probeSuspects), the hints themselves, clock skew as the exchanges
+// found it, and the peer's local health (Lifeguard). It decides that a
+// member is lost and tells the runtime (onLost), which leaves it out of
+// every query it takes part in; it reaches the network through probeNet.
+//
+// Locks: mu guards the state below it — suspicions, lost, health and the
+// random source. The runtime calls the prober with its own lock held
+// (n.mu, then p.mu: never the other way round); the prober calls onLost,
+// which takes the runtime's lock, only with mu let go, and never from a
+// call the runtime makes with its lock held — so declareLost and
+// failedWith, which may call it, must be called without n.mu. That
+// suffices to keep a lost member out of every query: onLost runs after
+// the member is in lost, and a query asked meanwhile reads lost
+// (lostLately) under the runtime's lock as it enters the query table;
+// either it sees the member, or onLost, which waits for that lock, finds
+// the query in the table. No lock is held across a ping or an exchange:
+// they run on the prober's goroutines (wg), which close joins; its
+// context is the node's, so closing the node cuts them short.
+type prober struct {
+	cfg    proberConfig
+	net    probeNet
+	onLost func(name, why string)
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// healthMul is 1+health.level, for the timeouts read without mu;
+	// counts are the prober's part of Stats, read without mu too.
+	healthMul atomic.Int64
+	counts    probeCounts
+
+	mu  sync.Mutex
+	r   *mrand.Rand
+	sus suspicions
+	// lost are the members this peer found lost lately (declareLost):
+	// left out of the queries it takes part in, and of those it asks
+	// while the news is fresh.
+	lost   map[string]lostNote
+	health health
+}
+
+// proberConfig is how the prober probes: the node's Config's fields of
+// the same names (their comments say what each costs), and the runtime's
+// measures.
+type proberConfig struct {
+	HintTTL         time.Duration
+	ProbeTries      int
+	IndirectProbes  int
+	ExchangeTimeout time.Duration
+	// MinRound bounds how fast the news of a loss spreads (findWithin).
+	MinRound time.Duration
+	// ExchangeTime is the recent exchanges' round trip, as the runtime
+	// measures it (0 before the first): the timeouts follow it.
+	ExchangeTime func() time.Duration
+	// Now is the wall clock (Config.Clock).
+	Now func() time.Time
+	// Rand draws the helpers of indirect probes.
+	Rand *mrand.Rand
+}
+
+// probeNet is what the prober needs of the network (a Network is one).
+// It must be safe for concurrent use; the prober calls Name, Member and
+// Sample with its lock held, Exchange never.
+type probeNet interface {
+	Name() string
+	Member(name string) (network.Member, bool)
+	Sample(r *mrand.Rand) (string, bool)
+	Exchange(ctx context.Context, peer string, req []byte) ([]byte, error)
+}
+
+// probeCounts are what the prober did (Stats' fields of the same names).
+type probeCounts struct {
+	lost, falseLost, probes, indirect atomic.Int64
+}
+
+// newProber makes the prober of the peer on net; ctx is the node's:
+// when it ends, the probes in flight give up. onLost must be safe for
+// concurrent use (it is called from the prober's goroutines).
+func newProber(ctx context.Context, cfg proberConfig, net probeNet, onLost func(name, why string)) *prober {
+	p := &prober{cfg: cfg, net: net, onLost: onLost, r: cfg.Rand, sus: newSuspicions(), lost: map[string]lostNote{}}
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	p.healthMul.Store(1)
+	return p
+}
+
+// close stops the probes in flight and waits for the prober's
+// goroutines. The node calls it once its own goroutines, which start
+// probes, are done.
+func (p *prober) close() {
+	p.cancel()
+	p.wg.Wait()
+}
+
+// reached records an exchange with peer: it answered, or it called. It
+// is no longer lost for the queries asked from now on (those that left
+// it out keep it out).
+func (p *prober) reached(peer string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear(peer, now)
+}
+
+// clear is reached with mu held.
+func (p *prober) clear(peer string, now time.Time) {
+	p.sus.reached(peer, now)
+	if l, ok := p.lost[peer]; ok && now.Sub(l.at) < p.cfg.HintTTL && strings.HasPrefix(l.why, unreachablePrefix) {
+		// Found lost by this peer's own probes, and alive: this peer's
+		// timeouts were too short for the network or its own machine.
+		p.health.mistake(now)
+		p.counts.falseLost.Add(1)
+	}
+	delete(p.lost, peer)
+}
+
+// Local health, after Lifeguard (Dadgar, Banks and Kaufman, "Lifeguard:
+// Local Health Awareness for More Accurate Failure Detection", 2018): a
+// peer that finds members lost which then answer is itself slow — its
+// machine loaded, its network congested — and every member it probes
+// looks dead to it. Each such mistake raises health by one (at most
+// maxHealth), and every timeout this peer's suspicion uses is multiplied
+// by 1+health; a quiet healthDecay without one lowers it by one. On 200
+// peers of one 2-core machine under churn, 4,067 members were found lost
+// in 78 s for 26 that were (all the others' exchanges were slow), and the
+// probes that found them made the machine slower still.
+const (
+	// unreachablePrefix begins the reason of a member this peer's own
+	// probes found lost (not one whose address refused the connection: its
+	// process was down, and may be back).
+	unreachablePrefix = "unreachable"
+	maxHealth         = 8
+	healthDecay       = 5 * time.Second
+)
+
+// health is this peer's local health: level, raised by each member
+// wrongly found lost, at the last change.
+type health struct {
+	level int
+	at    time.Time
+}
+
+// mistake notes a member wrongly found lost.
+func (h *health) mistake(now time.Time) {
+	h.level = min(h.level+1, maxHealth)
+	h.at = now
+}
+
+// factor is the multiplier of this peer's suspicion timeouts, after
+// letting health recover for the quiet time since the last mistake.
+func (h *health) factor(now time.Time) time.Duration {
+	if h.level > 0 {
+		if k := int(now.Sub(h.at) / healthDecay); k > 0 {
+			h.level = max(h.level-k, 0)
+			h.at = now
+		}
+	}
+	return time.Duration(1 + h.level)
+}
+
+// tick is the prober's part of the runtime's round: health recovers, and
+// every tenth round old news is forgotten and a few members found lost
+// that the network still lists are looked at again (relook).
+func (p *prober) tick(round int64, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.healthMul.Store(int64(p.health.factor(now)))
+	if round%10 != 0 {
+		return
+	}
+	p.sus.expire(now, p.cfg.HintTTL, func(name string) bool { _, ok := p.net.Member(name); return ok })
+	looks := 0 // a few a second: the map's order picks them at random
+	for name, l := range p.lost {
+		if now.Sub(l.at) >= p.cfg.HintTTL {
+			delete(p.lost, name)
+		} else if _, ok := p.net.Member(name); ok && looks < maxRelooks {
+			p.relook(name)
+			looks++
+		}
+	}
+}
+
+// failedWith records why an exchange with peer failed: a peer that
+// refused it for clock skew is reachable, and is noted as skewed; any
+// other failure is verified (a second ping) before it becomes a
+// suspicion. Call it without the runtime's lock: a refused connection is
+// a loss (onLost).
+func (p *prober) failedWith(peer string, err error, now time.Time) {
+	p.mu.Lock()
+	why := ""
+	var skew *network.SkewError
+	switch {
+	case errors.As(err, &skew):
+		p.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
+		delete(p.sus.failed, peer)
+	case p.ctx.Err() != nil:
+	case errors.Is(err, network.ErrNoEndpoint):
+		why = p.lose(peer, "its address refused the connection", now)
+	default:
+		if l, ok := p.lost[peer]; !ok || now.Sub(l.at) >= p.cfg.HintTTL {
+			p.verify(peer, now) // unless verified while the exchange waited (suspectIfSlow)
+		}
+	}
+	p.mu.Unlock()
+	if why != "" {
+		p.onLost(peer, why)
+	}
+}
+
+// declareLost leaves a member this peer found lost out of every query it
+// takes part in (each spreads the news with its messages), and out of
+// the queries it asks next while the news is fresh (HintTTL). The
+// member is not released from a subcloud for it: leases follow Serf's
+// verdict and the owner's checks. Call it without the runtime's lock.
+func (p *prober) declareLost(name, why string, now time.Time) {
+	p.mu.Lock()
+	why = p.lose(name, why, now)
+	p.mu.Unlock()
+	if why != "" {
+		p.onLost(name, why)
+	}
+}
+
+// lose notes name lost, with mu held, and returns why, for onLost once
+// mu is let go ("" for this peer itself, never lost).
+func (p *prober) lose(name, why string, now time.Time) string {
+	if name == p.net.Name() {
+		return ""
+	}
+	if _, ok := p.lost[name]; !ok {
+		p.counts.lost.Add(1)
+	}
+	p.lost[name] = lostNote{why: why, at: now}
+	p.sus.missed(name, now) // hinted too, for askers that have not heard yet
+	return why
+}
+
+// lostNote is a member this peer found lost, and why.
+type lostNote struct {
+	why string
+	at  time.Time
+}
+
+// back forgets that a member was lost: the network says it joined, and
+// the queries asked from now on count it.
+func (p *prober) back(name string) {
+	p.mu.Lock()
+	delete(p.lost, name)
+	p.mu.Unlock()
+}
+
+// isLost says whether this peer found name lost (and has not heard from
+// it since).
+func (p *prober) isLost(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.lost[name]
+	return ok
+}
+
+// lostLately are the members found lost within HintTTL of now, with why:
+// a query asked now leaves them out from the start, rather than wait to
+// find them again.
+func (p *prober) lostLately(now time.Time) map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]string{}
+	for name, l := range p.lost {
+		if now.Sub(l.at) < p.cfg.HintTTL {
+			out[name] = l.why
+		}
+	}
+	return out
+}
+
+// skewed are the members whose last exchange with this peer failed for
+// clock skew, with their clock minus this one's: if fresh, those noted
+// within HintTTL that member keeps (the answers leave them out); else
+// every note not yet expired (SHOW MEMBERS).
+func (p *prober) skewed(now time.Time, fresh bool, member func(string) bool) map[string]time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if fresh {
+		return p.sus.skewedMembers(now, p.cfg.HintTTL, member)
+	}
+	out := make(map[string]time.Duration, len(p.sus.skewed))
+	for name, k := range p.sus.skewed {
+		out[name] = k.off
+	}
+	return out
+}
+
+// hints are the freshest failures this peer passes on in an exchange.
+func (p *prober) hints(now time.Time) []hint {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sus.hints(now, p.cfg.HintTTL)
+}
+
+// takeHints merges the hints a peer sent.
+func (p *prober) takeHints(hs []hint, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range hs {
+		if h.Name == p.net.Name() {
+			continue
+		}
+		if _, ok := p.net.Member(h.Name); ok {
+			p.sus.missed(h.Name, now.Add(-time.Duration(h.AgeMillis)*time.Millisecond))
+		}
+	}
+}
+
+// suspects are the members an asker must not trust an answer over:
+// hinted and not cleared by a probe, among those member keeps.
+func (p *prober) suspects(member func(string) bool) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sus.suspects(member)
+}
+
+// suspicions is a peer's knowledge of unreachable peers: the prober's
+// pure part (no I/O, no clock of its own), guarded by prober.mu.
 type suspicions struct {
 	failed  map[string]time.Time // when a failure to reach it was seen, first- or second-hand
 	lastOK  map[string]time.Time // the last exchange with it that succeeded, first-hand
@@ -57,7 +380,6 @@ func newSuspicions() suspicions {
 }
 
 // reached records an exchange with peer: it answered, or it called.
-// Called with n.mu held.
 func (s *suspicions) reached(peer string, now time.Time) {
 	s.lastOK[peer] = now
 	delete(s.failed, peer)
@@ -65,106 +387,8 @@ func (s *suspicions) reached(peer string, now time.Time) {
 	delete(s.skewed, peer)
 }
 
-// reached records an exchange with peer: it is no longer lost for the
-// queries asked from now on (those that left it out keep it out). Called
-// with n.mu held.
-func (n *Node) reached(peer string, now time.Time) {
-	n.sus.reached(peer, now)
-	if l, ok := n.lost[peer]; ok && now.Sub(l.at) < n.cfg.HintTTL && strings.HasPrefix(l.why, unreachablePrefix) {
-		// Found lost by this peer's own probes, and alive: this peer's
-		// timeouts were too short for the network or its own machine.
-		n.degrade(now)
-	}
-	delete(n.lost, peer)
-}
-
-// Local health, after Lifeguard (Dadgar, Banks and Kaufman, "Lifeguard:
-// Local Health Awareness for More Accurate Failure Detection", 2018): a
-// peer that finds members lost which then answer is itself slow — its
-// machine loaded, its network congested — and every member it probes
-// looks dead to it. Each such mistake raises health by one (at most
-// maxHealth), and every timeout this peer's suspicion uses is multiplied
-// by 1+health; a quiet healthDecay without one lowers it by one. On 200
-// peers of one 2-core machine under churn, 4,067 members were found lost
-// in 78 s for 26 that were (all the others' exchanges were slow), and the
-// probes that found them made the machine slower still.
-const (
-	// unreachablePrefix begins the reason of a member this peer's own
-	// probes found lost (not one whose address refused the connection: its
-	// process was down, and may be back).
-	unreachablePrefix = "unreachable"
-	maxHealth         = 8
-	healthDecay       = 5 * time.Second
-)
-
-// degrade notes a member wrongly found lost. Called with n.mu held.
-func (n *Node) degrade(now time.Time) {
-	n.health = min(n.health+1, maxHealth)
-	n.healthAt = now
-	n.stats.FalseLost++
-}
-
-// healthFactor is the multiplier of this peer's suspicion timeouts, after
-// letting health recover for the quiet time since the last mistake.
-// Called with n.mu held.
-func (n *Node) healthFactor(now time.Time) time.Duration {
-	if n.health > 0 {
-		if k := int(now.Sub(n.healthAt) / healthDecay); k > 0 {
-			n.health = max(n.health-k, 0)
-			n.healthAt = now
-		}
-	}
-	return time.Duration(1 + n.health)
-}
-
-// failedWith records why an exchange with peer failed: a peer that
-// refused it for clock skew is reachable, and is noted as skewed; any
-// other failure is verified (a second ping) before it becomes a
-// suspicion. Called with n.mu held.
-func (n *Node) failedWith(peer string, err error, now time.Time) {
-	var skew *network.SkewError
-	switch {
-	case errors.As(err, &skew):
-		n.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
-		delete(n.sus.failed, peer)
-	case n.closed():
-	case errors.Is(err, network.ErrNoEndpoint):
-		n.declareLost(peer, "its address refused the connection", now)
-	default:
-		if l, ok := n.lost[peer]; ok && now.Sub(l.at) < n.cfg.HintTTL {
-			return // verified while the exchange waited (suspectIfSlow)
-		}
-		n.verify(peer, now)
-	}
-}
-
-// declareLost leaves a member this peer found lost out of every query it
-// takes part in (each spreads the news with its messages), and out of
-// the queries it asks next while the news is fresh (HintTTL). The
-// member is not released from a subcloud for it: leases follow Serf's
-// verdict and the owner's checks. Called with n.mu held.
-func (n *Node) declareLost(name, why string, now time.Time) {
-	if name == n.Name() {
-		return
-	}
-	if _, ok := n.lost[name]; !ok {
-		n.stats.Lost++
-	}
-	n.lost[name] = lostNote{why: why, at: now}
-	n.sus.missed(name, now) // hinted too, for askers that have not heard yet
-	for _, q := range n.queries {
-		n.exclude(q, name, why)
-	}
-}
-
-// lostNote is a member this peer found lost, and why.
-type lostNote struct {
-	why string
-	at  time.Time
-}
-
 // skewedMembers are the members whose last exchange with this peer failed
-// for clock skew, within ttl. Called with n.mu held.
+// for clock skew, within ttl.
 func (s *suspicions) skewedMembers(now time.Time, ttl time.Duration, member func(string) bool) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for name, k := range s.skewed {
@@ -175,8 +399,7 @@ func (s *suspicions) skewedMembers(now time.Time, ttl time.Duration, member func
 	return out
 }
 
-// missed records a failed exchange with peer, seen at t. Called with n.mu
-// held.
+// missed records a failed exchange with peer, seen at t.
 func (s *suspicions) missed(peer string, t time.Time) {
 	if ok := s.lastOK[peer]; !t.After(ok) {
 		return // we have heard from it since
@@ -228,7 +451,7 @@ func (s *suspicions) expire(now time.Time, ttl time.Duration, member func(string
 }
 
 // suspects are the members an asker must not trust an answer over: hinted
-// and not cleared by a probe. Called with n.mu held.
+// and not cleared by a probe.
 func (s *suspicions) suspects(member func(string) bool) []string {
 	var out []string
 	for name := range s.failed {
@@ -248,44 +471,47 @@ func (s *suspicions) suspects(member func(string) bool) []string {
 // at once. Under loss every probe may fail for a live peer: with 20% of
 // exchanges lost, one failure in about 3,000 ends so (0.2 × 0.2 × 0.36³);
 // the answers then leave it out and name it, right over the others.
-// Called with n.mu held.
-func (n *Node) verify(peer string, t time.Time) {
-	if n.sus.verifying[peer] {
+// Called with mu held.
+func (p *prober) verify(peer string, t time.Time) {
+	if p.sus.verifying[peer] {
 		return
 	}
-	n.sus.verifying[peer] = true
-	helpers := n.helpersFor(peer)
-	n.wg.Add(1)
+	p.sus.verifying[peer] = true
+	helpers := p.helpersFor(peer)
+	p.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		err := n.pingWithin(peer, n.verifyTimeout())
+		defer p.wg.Done()
+		err := p.ping(peer, p.verifyTimeout())
 		var skew *network.SkewError
 		reachedBy := ""
 		if err != nil && !errors.As(err, &skew) && !errors.Is(err, network.ErrNoEndpoint) {
-			n.mu.Lock()
-			n.sus.missed(peer, t)
-			n.mu.Unlock()
+			p.mu.Lock()
+			p.sus.missed(peer, t)
+			p.mu.Unlock()
 			again := make(chan error, 1)
-			go func() { again <- n.pingWithin(peer, n.verifyTimeout()) }()
-			reachedBy = n.probeThrough(peer, helpers)
+			go func() { again <- p.ping(peer, p.verifyTimeout()) }()
+			reachedBy = p.probeThrough(peer, helpers)
 			if <-again == nil {
-				reachedBy = n.Name()
+				reachedBy = p.net.Name()
 			}
 		}
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		delete(n.sus.verifying, peer)
-		now := n.now()
+		p.mu.Lock()
+		delete(p.sus.verifying, peer)
+		now, why := p.cfg.Now(), ""
 		switch {
 		case err == nil || reachedBy != "":
-			n.reached(peer, now)
+			p.clear(peer, now)
 		case errors.As(err, &skew):
-			n.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
-		case n.closed():
+			p.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
+		case p.ctx.Err() != nil:
 		case errors.Is(err, network.ErrNoEndpoint):
-			n.declareLost(peer, "its address refused the connection", now)
+			why = p.lose(peer, "its address refused the connection", now)
 		default:
-			n.declareLost(peer, fmt.Sprintf(unreachablePrefix+": 2 pings and %d indirect probes failed", len(helpers)), now)
+			why = p.lose(peer, fmt.Sprintf(unreachablePrefix+": 2 pings and %d indirect probes failed", len(helpers)), now)
+		}
+		p.mu.Unlock()
+		if why != "" {
+			p.onLost(peer, why)
 		}
 	}()
 }
@@ -294,21 +520,21 @@ func (n *Node) verify(peer string, t time.Time) {
 // rounds pass over it (roundPartner), so without a look it would stay
 // left out of the queries asked here for HintTTL after it came back — a
 // machine restarted in a few seconds, before Serf noticed. Called with
-// n.mu held, once a second for up to maxRelooks such members.
-func (n *Node) relook(peer string) {
-	if n.sus.verifying[peer] {
+// mu held, once a second for up to maxRelooks such members.
+func (p *prober) relook(peer string) {
+	if p.sus.verifying[peer] {
 		return
 	}
-	n.sus.verifying[peer] = true
-	n.wg.Add(1)
+	p.sus.verifying[peer] = true
+	p.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		err := n.pingWithin(peer, n.verifyTimeout())
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		delete(n.sus.verifying, peer)
+		defer p.wg.Done()
+		err := p.ping(peer, p.verifyTimeout())
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.sus.verifying, peer)
 		if err == nil {
-			n.reached(peer, n.now())
+			p.clear(peer, p.cfg.Now())
 		}
 	}()
 }
@@ -318,12 +544,12 @@ func (n *Node) relook(peer string) {
 const maxRelooks = 4
 
 // helpersFor picks the members that probe peer for this one: up to
-// IndirectProbes live members, not peer, not this one. Called with n.mu
-// held (it draws from n.r).
-func (n *Node) helpersFor(peer string) []string {
+// IndirectProbes live members, not peer, not this one. Called with mu
+// held (it draws from r).
+func (p *prober) helpersFor(peer string) []string {
 	var out []string
-	for tries := 0; len(out) < n.cfg.IndirectProbes && tries < 4*n.cfg.IndirectProbes; tries++ {
-		h, ok := n.net.Sample(n.r)
+	for tries := 0; len(out) < p.cfg.IndirectProbes && tries < 4*p.cfg.IndirectProbes; tries++ {
+		h, ok := p.net.Sample(p.r)
 		if !ok {
 			break
 		}
@@ -336,13 +562,13 @@ func (n *Node) helpersFor(peer string) []string {
 
 // probeThrough asks each helper to ping peer (protoProbe), in parallel,
 // and returns the first that reached it ("" if none did).
-func (n *Node) probeThrough(peer string, helpers []string) string {
+func (p *prober) probeThrough(peer string, helpers []string) string {
 	got := make(chan string, len(helpers))
 	for _, h := range helpers {
 		go func() {
-			ctx, cancel := context.WithTimeout(n.ctx, n.verifyTimeout()+n.cfg.ExchangeTimeout/2)
+			ctx, cancel := context.WithTimeout(p.ctx, p.verifyTimeout()+p.cfg.ExchangeTimeout/2)
 			defer cancel()
-			resp, err := n.net.Exchange(ctx, h, encodeBatch(batch{Entries: []entry{{Kind: protoProbe, Asker: peer}}}))
+			resp, err := p.net.Exchange(ctx, h, encodeBatch(batch{Entries: []entry{{Kind: protoProbe, Asker: peer}}}))
 			if err == nil {
 				if b, err := decodeBatch(resp); err == nil && len(b.Entries) == 1 && b.Entries[0].Kind == protoProbe && b.Entries[0].Round == 1 {
 					got <- h
@@ -362,12 +588,10 @@ func (n *Node) probeThrough(peer string, helpers []string) string {
 
 // answerProbe pings target for a peer that could not reach it (an
 // indirect probe) and says whether it answered.
-func (n *Node) answerProbe(target string) entry {
-	n.mu.Lock()
-	n.stats.Indirect++
-	n.mu.Unlock()
+func (p *prober) answerProbe(target string) entry {
+	p.counts.indirect.Add(1)
 	e := entry{Kind: protoProbe, Asker: target}
-	if n.pingWithin(target, n.verifyTimeout()) == nil {
+	if p.ping(target, p.verifyTimeout()) == nil {
 		e.Round = 1
 	}
 	return e
@@ -376,101 +600,124 @@ func (n *Node) answerProbe(target string) entry {
 // verifyTimeout is how long the second ping after a failed exchange may
 // take: short, since the peer was just tried, and every moment before a
 // hint goes out is one in which an asker may trust a dead peer's mass.
-func (n *Node) verifyTimeout() time.Duration {
-	h := time.Duration(n.healthMul.Load())
-	return min(max(4*time.Duration(n.exchangeTime.Load()), MinSuspect)*h, n.cfg.ExchangeTimeout/4*h, n.cfg.ExchangeTimeout)
+func (p *prober) verifyTimeout() time.Duration {
+	h := time.Duration(p.healthMul.Load())
+	return min(max(4*p.cfg.ExchangeTime(), MinSuspect)*h, p.cfg.ExchangeTimeout/4*h, p.cfg.ExchangeTimeout)
 }
 
-// ping sends an empty exchange to peer: nil if it answered.
-func (n *Node) ping(peer string) error { return n.pingWithin(peer, n.cfg.ExchangeTimeout) }
-
-func (n *Node) pingWithin(peer string, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(n.ctx, d)
+// ping sends an empty exchange to peer, giving up after d: nil if it
+// answered.
+func (p *prober) ping(peer string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()
-	resp, err := n.net.Exchange(ctx, peer, encodeBatch(batch{}))
+	resp, err := p.net.Exchange(ctx, peer, encodeBatch(batch{}))
 	if err == nil {
 		_, err = decodeBatch(resp)
 	}
 	return err
 }
 
-// takeHints merges the hints a peer sent. Called with n.mu held.
-func (n *Node) takeHints(hs []hint, now time.Time) {
-	for _, h := range hs {
-		if h.Name == n.Name() {
-			continue
+// suspectIfSlow verifies peer (a ping, then indirect probes: verify) if
+// the exchange just sent to it takes longer than suspectAfter, while the
+// exchange goes on: its reply, if it comes, still counts. An exchange
+// given up while the peer applied it would leave its flow on one side
+// only — mass that no one holds until a retry gets through, which a
+// converged answer would carry (Flow Updating conserves mass only over
+// answered exchanges). Close the channel returned when the exchange ends.
+func (p *prober) suspectIfSlow(peer string) chan struct{} {
+	answered := make(chan struct{})
+	wait := p.suspectAfter()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		select {
+		case <-answered:
+		case <-p.ctx.Done():
+		case <-time.After(wait):
+			p.mu.Lock()
+			if p.ctx.Err() == nil {
+				p.verify(peer, p.cfg.Now())
+			}
+			p.mu.Unlock()
 		}
-		if _, ok := n.net.Member(h.Name); ok {
-			n.sus.missed(h.Name, now.Add(-time.Duration(h.AgeMillis)*time.Millisecond))
-		}
-	}
+	}()
+	return answered
 }
 
-// awaitProbes says whether an asker at the end of its budget holds its
-// answer back: a probe of a suspect is still out, and its outcome decides
-// between a final answer and a partial one — under loss, most suspects
-// are peers whose messages were lost, and a probe clears them. It holds
-// at most one whole probe (ProbeTries × ExchangeTimeout) past the budget;
-// the gossip goes on meanwhile. Searches for RESERVE and repairs do not
-// wait. Called with n.mu held.
-func (n *Node) awaitProbes(q *instance, suspects []string, now time.Time) bool {
-	if q.run.Plan().Reserve != nil {
-		// A RESERVE's (or a repair's) search: its claims check every
-		// candidate themselves, and a repair must not wait.
-		return false
+// suspectAfter is how long an exchange may take before the peer is
+// verified (SWIM's probe timeout, adapted to the exchanges' round trip):
+// eight recent exchanges' time, at least MinSuspect, at most
+// ExchangeTimeout. A peer lost without a word — a machine switched off —
+// is then left out of the queries within about a second on a LAN
+// (verify's pings take as long again), not the 2 s of ExchangeTimeout
+// plus the probes: a query over a thousand peers takes about as long.
+func (p *prober) suspectAfter() time.Duration {
+	avg := p.cfg.ExchangeTime()
+	if avg == 0 {
+		return p.cfg.ExchangeTimeout
 	}
-	if run.Blocking(len(suspects), max(len(q.atStart), 1), q.run.Plan().Accuracy) == 0 {
-		return false // too few to move the answer (blocking)
-	}
-	pending := false
-	for _, s := range suspects {
-		pending = pending || n.sus.probing[s]
-	}
-	if !pending {
-		return false
-	}
-	if q.graceUntil.IsZero() {
-		q.graceUntil = now.Add(time.Duration(n.cfg.ProbeTries) * n.cfg.ExchangeTimeout)
-	}
-	return now.Before(q.graceUntil)
+	return min(max(8*avg, MinSuspect)*time.Duration(p.healthMul.Load()), p.cfg.ExchangeTimeout)
 }
+
+// findWithin is how long the query's peers take to find a member lost
+// just before or as a query started: an exchange that outlasts
+// suspectAfter, a ping and indirect probes (verifyTimeout each, and the
+// probes' own), and a few rounds for the news. An answer not converged
+// is held that long (run.Instance.Hold), rather than called partial for a
+// member nobody could have found yet.
+func (p *prober) findWithin() time.Duration {
+	return p.suspectAfter() + 3*p.verifyTimeout() + 10*p.cfg.MinRound
+}
+
+// MinSuspect is the least time an exchange or a verifying ping is given.
+const MinSuspect = 250 * time.Millisecond
 
 // probeSuspects starts, for an asker, a probe of each suspect not being
-// probed: ProbeTries pings, each within ExchangeTimeout. Called with n.mu
-// held.
-func (n *Node) probeSuspects(suspects []string) {
+// probed: ProbeTries pings, each within ExchangeTimeout. It says whether
+// a probe of one of them is out, and how long an asker at the end of its
+// budget may hold its answer for it: a whole probe (awaitProbes).
+func (p *prober) probeSuspects(suspects []string) (pending bool, grace time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	grace = time.Duration(p.cfg.ProbeTries) * p.cfg.ExchangeTimeout
 	for _, name := range suspects {
-		if n.sus.probing[name] {
+		if p.sus.probing[name] {
+			pending = true
 			continue
 		}
-		if t, ok := n.sus.confirmed[name]; ok && n.now().Sub(t) < n.cfg.ExchangeTimeout*time.Duration(n.cfg.ProbeTries) {
+		if t, ok := p.sus.confirmed[name]; ok && p.cfg.Now().Sub(t) < p.cfg.ExchangeTimeout*time.Duration(p.cfg.ProbeTries) {
 			continue // probed lately: wait for the failure detector
 		}
-		n.sus.probing[name] = true
-		n.wg.Add(1)
+		p.sus.probing[name], pending = true, true
+		p.wg.Add(1)
 		go func() {
-			defer n.wg.Done()
+			defer p.wg.Done()
 			err := errors.New("not probed")
 			var skew *network.SkewError
-			for try := 0; try < n.cfg.ProbeTries && err != nil && !errors.As(err, &skew) && !n.closed(); try++ {
-				err = n.ping(name)
+			for try := 0; try < p.cfg.ProbeTries && err != nil && !errors.As(err, &skew) && p.ctx.Err() == nil; try++ {
+				err = p.ping(name, p.cfg.ExchangeTimeout)
 			}
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			delete(n.sus.probing, name)
-			n.stats.Probes++
+			p.mu.Lock()
+			delete(p.sus.probing, name)
+			p.counts.probes.Add(1)
+			why := ""
 			switch {
 			case err == nil:
-				n.reached(name, n.now())
+				p.clear(name, p.cfg.Now())
 			case skew != nil:
-				n.sus.skewed[name] = skewNote{off: skew.Offset, at: n.now()}
-				delete(n.sus.failed, name)
+				p.sus.skewed[name] = skewNote{off: skew.Offset, at: p.cfg.Now()}
+				delete(p.sus.failed, name)
 			default:
 				// Hinted by the others, and the asker's own probes fail:
 				// lost, for this query and the next ones.
-				n.sus.confirmed[name] = n.now()
-				n.declareLost(name, "unreachable: the others' exchanges and the asker's probes failed", n.now())
+				p.sus.confirmed[name] = p.cfg.Now()
+				why = p.lose(name, "unreachable: the others' exchanges and the asker's probes failed", p.cfg.Now())
+			}
+			p.mu.Unlock()
+			if why != "" {
+				p.onLost(name, why)
 			}
 		}()
 	}
+	return pending, grace
 }
