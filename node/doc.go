@@ -42,9 +42,8 @@
 // keepers of names, for the role, RESERVE and SHOW SUBCLOUDS): RESERVE
 // registers the name with its keepers, then the role claims the top-k's
 // candidates and says yes only once its record is on disk; it renews the
-// leases and the
-// name at a third of their term, checks the members, keeps the subcloud at
-// its size (members that fail, leave or refuse are replaced with the
+// leases and the name at a third of their term, checks the members, keeps
+// the subcloud at its size (members that fail, leave or refuse are replaced with the
 // subcloud's own search, former members that return are taken back or
 // released), gives up a name a majority of its keepers hold for another
 // owner; the node answers members' asks and other agents' requests for
