@@ -1,0 +1,65 @@
+package node
+
+import (
+	"context"
+	"errors"
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/peerq/peerq/node/network"
+)
+
+// boots is a probeNet of members and their incarnations, reaching no one.
+type boots map[string]uint64
+
+func (b boots) Name() string { return "self" }
+func (b boots) Member(name string) (network.Member, bool) {
+	boot, ok := b[name]
+	return network.Member{Name: name, Boot: boot}, ok
+}
+func (b boots) Sample(r *mrand.Rand) (string, bool) { return "", false }
+func (b boots) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
+	return nil, errors.New("unreachable")
+}
+
+// A member this peer found lost that answers again is a mistake of this
+// peer's timeouts (local health goes up) unless it is back as a new
+// incarnation: then it really was gone.
+func TestLocalHealthCountsOnlyMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		why        string
+		bootBefore uint64
+		bootAfter  uint64
+		want       int
+	}{
+		{"alive all along", unreachablePrefix + ": 2 pings failed", 7, 7, 1},
+		{"restarted", unreachablePrefix + ": 2 pings failed", 7, 8, 0},
+		{"boot unknown", unreachablePrefix + ": 2 pings failed", 0, 8, 1},
+		{"refused: its process was down", "its address refused the connection", 7, 7, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			net := boots{"a": tc.bootBefore}
+			now := time.Unix(1000, 0)
+			cfg := proberConfig{HintTTL: 10 * time.Second, ProbeTries: 1, IndirectProbes: 3, ExchangeTimeout: time.Second,
+				MinRound: 50 * time.Millisecond, ExchangeTime: func() time.Duration { return 0 }, Now: func() time.Time { return now },
+				Rand: mrand.New(mrand.NewPCG(1, 1))}
+			var lost []string
+			p := newProber(context.Background(), cfg, net, func(name, why string) { lost = append(lost, name) })
+			defer p.close()
+			p.declareLost("a", tc.why, now)
+			if len(lost) != 1 || !p.isLost("a") {
+				t.Fatalf("declareLost: onLost got %v, isLost %v", lost, p.isLost("a"))
+			}
+			net["a"] = tc.bootAfter
+			p.reached("a", now.Add(2*time.Second))
+			if p.isLost("a") {
+				t.Errorf("still lost after it answered")
+			}
+			if p.health.level != tc.want {
+				t.Errorf("health %d, want %d", p.health.level, tc.want)
+			}
+		})
+	}
+}
