@@ -108,7 +108,7 @@ func TestQueryChurnBenchmark(t *testing.T) {
 			c1 := counters()
 			t.Logf("bench: %s: peers' rounds %d, exchanges %d (failed %d), members found lost %d (%d wrongly), probes %d (indirect %d) in %v; asker's exchange time %v",
 				name, c1.Rounds-c0.Rounds, c1.Exchanges-c0.Exchanges, c1.Failed-c0.Failed, c1.Lost-c0.Lost, c1.FalseLost-c0.FalseLost, c1.Probes-c0.Probes, c1.Indirect-c0.Indirect,
-				time.Since(t0).Round(time.Second), time.Duration(asker.exchangeTime.Load()))
+				time.Since(t0).Round(time.Second), time.Duration(asker.rt.exchangeTime.Load()))
 		}()
 		tl := tally{reasons: map[string]int{}}
 		end := time.Now().Add(d)

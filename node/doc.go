@@ -5,6 +5,19 @@
 // that reads each role's counters and gauges at scrape time) over the
 // local API.
 //
+// A Node hosts roles, each a type with its own state and lock, made and
+// stopped by it (node.go: New, Close) and talking to the others through
+// narrow interfaces: the query runtime (runtime.go: the instances of the
+// queries the peer takes part in, its rounds and exchanges, the queries it
+// asks, admitted by admission.go), the prober (suspect.go), the lease
+// keeper (lease.go, over keeper.go), the name keepers' client (names.go),
+// the owner (node/owner, reached through owner.go and calls.go), the
+// subclouds' statements and the owner's answers to its members
+// (subclouds.go) and metrics (metrics.go). Statements enter at execute.go
+// (Query), which hands them to the runtime (gossip), the subclouds role,
+// or answers them at once (local.go: SHOW, the member list). config.go
+// holds Config and the seams the node runs on.
+//
 // The asking peer compiles a statement (Compile) and runs it with Query,
 // the one entry point for statements (Execute and Watch compile text and
 // call it), which returns an answer.Answer and streams answer.Progress.
@@ -38,7 +51,7 @@
 // can be written. The owner's side is the owner role (node/owner: one
 // subcloud.Owner per subcloud, with its own lock and goroutines, reached
 // through owner.Env: ownerEnv, owner.go; lease requests go through
-// leaseCalls, calls.go; its statements are in local.go; names.go asks the
+// leaseCalls, calls.go; its statements are in subclouds.go; names.go asks the
 // keepers of names, for the role, RESERVE and SHOW SUBCLOUDS): RESERVE
 // registers the name with its keepers, then the role claims the top-k's
 // candidates and says yes only once its record is on disk; it renews the
@@ -46,7 +59,7 @@
 // the subcloud at its size (members that fail, leave or refuse are replaced with the
 // subcloud's own search, former members that return are taken back or
 // released), gives up a name a majority of its keepers hold for another
-// owner; the node answers members' asks and other agents' requests for
+// owner; the subclouds role answers members' asks and other agents' requests for
 // its account (SHOW SUBCLOUDS) from it; ALTER SUBCLOUD resizes and
 // extends, RELEASE waits for its members' answers.
 //

@@ -26,3 +26,24 @@ func noted(err error, outcome string) error {
 	}
 	return fmt.Errorf("%w; %s", err, outcome)
 }
+
+// ErrTimeout is returned, with the partial answer, when WITH TIMEOUT ends a
+// query before it converged.
+var ErrTimeout = api.ErrTimeout
+
+// ErrClosed is returned for queries cut short by the node closing.
+var ErrClosed = errors.New("the peer is shutting down")
+
+// ErrOverloaded is returned when this peer already asks as many queries
+// as it may and its queue is full (or the wait for a place ran out).
+var ErrOverloaded = api.ErrOverloaded
+
+// stoppedError is a query stopped early: a sentence for people, the cause
+// for errors.Is.
+type stoppedError struct {
+	err error
+	msg string
+}
+
+func (e *stoppedError) Error() string { return e.msg }
+func (e *stoppedError) Unwrap() error { return e.err }

@@ -144,9 +144,9 @@ func TestUnreadableAnswerEndsQuery(t *testing.T) {
 		toldOnce(t, asker, asker.Stats().Unreadable, "peerq_queries_unreadable_total", logs, "could not be read")
 		// The asker's instance ends and is collected, as any answered one.
 		elapse(10 * time.Second)
-		asker.mu.Lock()
-		left := len(asker.queries)
-		asker.mu.Unlock()
+		asker.rt.mu.Lock()
+		left := len(asker.rt.queries)
+		asker.rt.mu.Unlock()
 		if left != 0 {
 			t.Errorf("%d instances still at the asker", left)
 		}
@@ -183,7 +183,7 @@ func TestMalformedLeaseTags(t *testing.T) {
 			t.Helper()
 			var l leaseOf
 			for range 5 { // every membership answer reads them all
-				l = n.leaseView(n.net.Members())[c.nodes[2].Name()]
+				l = n.sc.leaseView(n.net.Members())[c.nodes[2].Name()]
 			}
 			return l
 		}

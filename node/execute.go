@@ -55,7 +55,7 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(answer
 		return nil, err
 	}
 	if res.Rounds > 0 {
-		noteTime(&n.statementTime, took)
+		noteTime(&n.rt.adm.statementTime, took)
 	}
 	completeMeta(plan, res.Meta, err)
 	return res, err
@@ -118,7 +118,7 @@ func (n *Node) CheckWatch(plan *query.Plan) error {
 
 // Words lists the names worth completing: the catalog's attributes.
 func (n *Node) Words(context.Context) []string {
-	return append(n.Catalog().Names(), n.subcloudNames()...)
+	return append(n.Catalog().Names(), n.sc.subcloudNames()...)
 }
 
 // Metrics is the node's Prometheus collector (the metrics role): its
@@ -184,4 +184,52 @@ func completeMeta(plan *query.Plan, m *answer.Meta, err error) {
 			m.Status = StatusPartial
 		}
 	}
+}
+
+// Admit takes a place for a query this peer asks, at once or after a
+// bounded wait; ErrOverloaded when there is none (the runtime's Admit
+// says how). The HTTP API admits before it answers, so that it can say
+// 429; the statement run with the returned context takes no other place.
+func (n *Node) Admit(ctx context.Context) (context.Context, func(), error) {
+	return n.rt.adm.Admit(ctx)
+}
+
+// statement runs a plan: Query without EXPLAIN, WATCH's refusal, the
+// metrics and the answer's common meta.
+func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
+	if plan.Subcloud != "" {
+		// A subcloud's members are the leases of its one owner; a name
+		// nobody holds is an error, not an empty answer after a gossip run.
+		owner, ok := n.sc.subcloudOwner(ctx, plan.Subcloud)
+		if !ok {
+			return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s: no agent owns it", plan.Subcloud)}
+		}
+		plan = plan.OwnedBy(owner)
+		if plan.FromTags && owner != n.Name() {
+			// Only the owner knows its members at once; the tags at any
+			// other agent lag behind them. Every member knows its own
+			// lease exactly: ask them (gossip) instead.
+			fresh := *plan
+			fresh.FromTags = false
+			plan = &fresh
+		}
+	}
+	switch {
+	case plan.Empty():
+		return &answer.Answer{Columns: plan.AnswerColumns(), Meta: &answer.Meta{Status: StatusExact, Converged: true, Peers: n.net.Size(), PlanHash: plan.Hash(),
+			Elapsed: n.now().Sub(start).Seconds()}}, nil
+	case plan.Kind == query.PlanReserve:
+		return n.sc.reserve(ctx, plan, progress)
+	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
+		return n.sc.release(ctx, plan)
+	case plan.Kind == query.PlanLocal && plan.Local.Alter != nil:
+		return n.sc.alter(ctx, plan)
+	case plan.Kind == query.PlanLocal:
+		return n.local(ctx, plan, start)
+	case plan.FromTags:
+		return n.fromMembership(plan, start)
+	case n.net.Size() == 1:
+		return n.alone(plan, start)
+	}
+	return n.rt.gossip(ctx, plan, progress)
 }

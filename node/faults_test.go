@@ -449,11 +449,11 @@ func TestRestartMidQuery(t *testing.T) {
 				// Wait until the asker knows phoenix has the query.
 				for knows := false; !knows; {
 					elapse(10 * time.Millisecond)
-					asker.mu.Lock()
-					for _, q := range asker.queries {
+					asker.rt.mu.Lock()
+					for _, q := range asker.rt.queries {
 						knows = knows || q.origin && q.has[peerID(phoenix.Name())]
 					}
-					asker.mu.Unlock()
+					asker.rt.mu.Unlock()
 				}
 				phoenix.Close()
 				reborn, nerr := New(phoenix.cfg, phoenix.net)

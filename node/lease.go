@@ -182,7 +182,7 @@ func (lk *leaseKeeper) handle(from string, raw []byte) []byte {
 	if req.Op == subcloud.OpClaim && req.Since > 0 && now.Sub(time.Unix(0, req.Since)) > sinceSlack {
 		if _, held := lk.current(); !held {
 			// Asked before the keeper's lock is taken: no lock across I/O.
-			h, known := lk.nameHolder(req.Subcloud)
+			h, known := lk.holderOf(req.Subcloud)
 			self.NameHolder = func(string) (subcloud.NameHolder, bool) { return h, known }
 			now = lk.now()
 		}
@@ -206,10 +206,10 @@ func (lk *leaseKeeper) handle(from string, raw []byte) []byte {
 // started).
 const sinceSlack = 30 * time.Second
 
-// nameHolder asks the keepers of a subcloud's name who holds it, for a
+// holderOf asks the keepers of a subcloud's name who holds it, for a
 // claim about to be granted (subcloud.Self.NameHolder), within half an
 // exchange's time so that the claim's answer is not late.
-func (lk *leaseKeeper) nameHolder(name string) (subcloud.NameHolder, bool) {
+func (lk *leaseKeeper) holderOf(name string) (subcloud.NameHolder, bool) {
 	ctx, cancel := context.WithTimeout(lk.ctx, lk.ask)
 	defer cancel()
 	o, held, err := lk.names.ownerOf(ctx, name)

@@ -176,7 +176,7 @@ func TestQueries(t *testing.T) {
 				// rtt is to the asker: the oracle computes it the same way.
 				var recs []query.Record
 				for _, n := range c.nodes {
-					recs = append(recs, n.recordFor(n.record(), asker.net.Coordinate()))
+					recs = append(recs, recordFor(n.net, n.record(), asker.net.Coordinate()))
 				}
 				want = query.Exact(p, recs)
 				if res.Rows[0][1].IsNull() {
@@ -229,9 +229,9 @@ func TestConcurrentQueries(t *testing.T) {
 			if s := n.Stats(); s.Joined < int64(len(srcs)-1) {
 				t.Errorf("%s joined %d queries", n.Name(), s.Joined)
 			}
-			n.mu.Lock()
-			left := len(n.queries)
-			n.mu.Unlock()
+			n.rt.mu.Lock()
+			left := len(n.rt.queries)
+			n.rt.mu.Unlock()
 			if left != 0 {
 				t.Errorf("%s still holds %d query instances", n.Name(), left)
 			}

@@ -12,12 +12,13 @@ import (
 	"testing/synctest"
 	"time"
 
+	mrand "math/rand/v2"
+
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/subcloud"
-	mrand "math/rand/v2"
 )
 
 // RELEASE, and a RESIZE that shrinks, with a member that cannot be

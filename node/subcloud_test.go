@@ -516,7 +516,7 @@ func TestSubcloudNameIsUnique(t *testing.T) {
 				ask(t, winner, compile(t, winner, "RELEASE "+name)) // the peers for the next trial
 			}
 		}
-		owner, _ := c.nodes[0].subcloudOwner(context.Background(), "dup0")
+		owner, _ := c.nodes[0].sc.subcloudOwner(context.Background(), "dup0")
 		for _, n := range []*Node{c.nodes[1], c.nodes[10], c.nodes[9]} {
 			elapse(4 * time.Second) // the tags
 			show := ask(t, n, compile(t, n, "SHOW SUBCLOUDS"))

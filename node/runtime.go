@@ -1,0 +1,827 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/peer"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
+)
+
+// runtime is the query runtime, the peer's role in every query: the
+// instances of the queries it takes part in (instance.go), its rounds —
+// one exchange a round, carrying every query's message to the round's
+// peer — the exchanges it serves, joining the queries it hears of, and
+// the queries it asks (gossip), admitted within its bounds. The prober
+// finds the members lost meanwhile and tells it (memberLost); the rest
+// of the peer is reached through the fields below: the peer's record,
+// its lease keeper (lease requests arrive in the same exchanges, and a
+// query FROM leases reads its ledger) and the log.
+//
+// Locks: mu guards the gossip state below it; the prober's lock is taken
+// after it, never before (suspect.go). No exchange, ping or fsync runs
+// with mu held: exchanges run on the runtime's goroutines (wg), which
+// the node's Close waits for.
+type runtime struct {
+	cfg Config
+	net Network
+	now func() time.Time // cfg.Clock
+	// ctx ends when the node closes: exchanges in flight give up; done
+	// is closed then.
+	ctx  context.Context
+	done <-chan struct{}
+	wg   sync.WaitGroup
+
+	prober *prober
+	leases leaseSide
+	// record is the peer's own record (Node.record): read without mu.
+	record func() query.Record
+	logf   func(format string, args ...any)
+
+	mu        sync.Mutex // the gossip state below
+	r         *mrand.Rand
+	round     int64
+	roundPeer string
+	names     map[peer.ID]string
+	queries   map[QueryID]*instance
+	// gone remembers the queries this peer has collected, until the round
+	// in the value: a late message for one must not bring it back (peers
+	// that joined later would otherwise keep it alive for ever).
+	gone map[QueryID]int64
+	// ended are the queries known to be over, with the round until which
+	// this peer tells the peers it exchanges with (a rumor), so that
+	// everyone drops them long before their budget.
+	ended map[QueryID]int64
+	// outTo counts the exchanges in flight to each peer (at most one).
+	outTo map[string]int
+	// stats are the runtime's counters (Node.Stats adds the other roles').
+	stats Stats
+
+	// adm admits the queries this peer asks (admission.go).
+	adm *admission
+	// asking counts this peer's own queries not yet answered.
+	asking atomic.Int64
+	// instances counts the queries this peer takes part in (running()),
+	// for admission without mu.
+	instances atomic.Int64
+	// exchangeTime is the recent exchanges' round trip (an average,
+	// nanoseconds): how long a round waits for its exchange.
+	exchangeTime atomic.Int64
+	// inflight counts the exchanges this peer started that are not back;
+	// roundDone says they all are: the next round may start. failed says
+	// one of the round's exchanges got no answer: the round then lasts its
+	// full Round, so that a peer that fails fast (not yet known to the
+	// other side, shutting down) does not spin the rounds and burn the
+	// query's budget in milliseconds.
+	inflight  atomic.Int64
+	failed    atomic.Bool
+	idle      atomic.Bool // the last round sent nothing
+	roundDone chan struct{}
+}
+
+// leaseSide is what the runtime needs of the lease keeper (lease.go): it
+// answers the lease requests that come in exchanges, and its ledger is
+// the table FROM leases.
+type leaseSide interface {
+	handle(from string, msg []byte) []byte
+	ledgerRows() []query.Record
+}
+
+// newRuntime makes the runtime of the peer on net; the node sets prober,
+// leases, record and logf before start. seed seeds its random source (the
+// rounds' peers, the cores').
+func newRuntime(cfg Config, net Network, ctx context.Context, done <-chan struct{}, seed uint64) *runtime {
+	rt := &runtime{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, done: done,
+		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
+		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
+		outTo: map[string]int{}, roundDone: make(chan struct{}, 1)}
+	rt.adm = newAdmission(cfg, net.Name(), &rt.instances, done)
+	return rt
+}
+
+// start runs the rounds until the node closes (done); wait waits for the
+// runtime's goroutines after that.
+func (rt *runtime) start() {
+	rt.wg.Add(1)
+	go rt.loop()
+}
+
+func (rt *runtime) wait() { rt.wg.Wait() }
+
+// counters are the runtime's stats, with the queries it holds.
+func (rt *runtime) counters() Stats {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	st := rt.stats
+	st.Running = int64(len(rt.queries))
+	st.Overloaded = rt.adm.overloaded.Load()
+	return st
+}
+
+// membershipChanged tells the queries this peer asks of a member event.
+func (rt *runtime) membershipChanged(e network.Event) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, q := range rt.queries {
+		q.membershipChanged(e)
+	}
+}
+
+func (rt *runtime) closed() bool {
+	select {
+	case <-rt.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// roundPartner draws the round's peer from the membership, passing over
+// (a few times) the members this peer found lost lately: Serf lists them
+// until its verdict — seconds, or never for one that came back in time —
+// and an exchange with one carries nothing and costs the round. ""
+// without one. Called with rt.mu held.
+func (rt *runtime) roundPartner() string {
+	var peer string
+	for try := 0; try < 4; try++ {
+		p, ok := rt.net.Sample(rt.r)
+		if !ok {
+			return ""
+		}
+		peer = p
+		if !rt.prober.isLost(p) {
+			break
+		}
+	}
+	return peer
+}
+
+// loop drives the rounds.
+func (rt *runtime) loop() {
+	defer rt.wg.Done()
+	last := rt.now()
+	for {
+		select {
+		case <-rt.done:
+			return
+		case <-rt.roundDone:
+			if rt.inflight.Load() > 0 || rt.failed.Load() {
+				// Something new to gossip (a query joined or asked), but
+				// the last round's exchanges are still out: a round that
+				// started now would count without hearing them, and burn
+				// the queries' budgets in rounds that carry nothing new
+				// (with many askers, joins come all the time). Wait for
+				// them, or Round. An exchange that failed re-arms the
+				// wait: that round lasts its full Round.
+				continue
+			}
+			// The last round's exchanges are back: go on, after MinRound.
+			if d := rt.cfg.MinRound - rt.now().Sub(last); d > 0 {
+				select {
+				case <-rt.done:
+					return
+				case <-time.After(d):
+				}
+			}
+		case <-time.After(max(rt.roundLength()-rt.now().Sub(last), 0)):
+		}
+		last = rt.now()
+		rt.tick()
+	}
+}
+
+// roundLength is how long a round may last: Round, unless its exchanges
+// are still out — then three times the recent exchanges' average round
+// trip, at least two MinRounds, at most ExchangeTimeout. A round that
+// starts before its exchanges are back may count without hearing them
+// (on a machine busy enough every round did, and budgets ran out: 13% of
+// 200 statements at once on 8 agents), hence the wait, which grows with
+// the exchanges' time on a loaded machine or a slow network; rounds that
+// heard nothing do not spend the budget (run.Instance). But one dead or
+// slow partner must not hold a peer's rounds much longer than a typical
+// exchange: waiting two Rounds for it (as before) held a peer that met a
+// dead member for 40 of a LAN's 10 ms rounds — three times, with the
+// retries — and under churn many peers stopped mixing while the asker,
+// calm, answered without their mass mixed in (GROUP BY averages 1–3% off
+// at 60 peers, 60%/min).
+func (rt *runtime) roundLength() time.Duration {
+	if rt.inflight.Load() == 0 || rt.idle.Load() || rt.failed.Load() {
+		// Nothing out, the last round sent nothing (its partners'
+		// exchanges still out) or one of its exchanges failed: a full
+		// Round, not a spin.
+		return rt.cfg.Round
+	}
+	return min(max(2*rt.cfg.MinRound, 3*time.Duration(rt.exchangeTime.Load())), rt.cfg.ExchangeTimeout)
+}
+
+// tick runs one round: every live instance takes its turn, the messages go
+// out grouped by peer, one exchange each, and the replies come back in.
+// Progress and answers are handed to their callers after the lock is let
+// go.
+func (rt *runtime) tick() {
+	// The member set is read (O(N)) only by a peer that asks something.
+	var members map[string]bool
+	if rt.asking.Load() > 0 {
+		members = memberSet(rt.net)
+	}
+	now := rt.now()
+	rt.mu.Lock()
+	rt.stats.Rounds++
+	rt.round++
+	peer := rt.roundPartner()
+	rt.roundPeer = peer
+	if peer != "" {
+		rt.names[peerID(peer)] = peer
+	}
+	for id, until := range rt.gone {
+		if rt.round > until {
+			delete(rt.gone, id)
+		}
+	}
+	rt.prober.tick(rt.round, now)
+	out := map[string][]entry{}
+	var reports []report
+	for id, q := range rt.queries {
+		if q.expired(rt.round, rt.cfg.Linger, now, rt.prober.findWithin()) {
+			rt.collect(id, q)
+			continue
+		}
+		if q.origin && q.run.Final() {
+			continue // lingering: counting down, sending nothing
+		}
+		q.run.Tick()
+		for _, env := range q.run.Outbox() {
+			if to := rt.names[env.To]; to != "" {
+				out[to] = append(out[to], q.entry(env.Msg, true, env.To))
+			}
+		}
+		if q.origin {
+			if rp, ok := rt.askerRound(q, members, now); ok {
+				reports = append(reports, rp)
+			}
+		}
+	}
+	// The news that queries ended goes with the round's exchange.
+	if peer != "" {
+		for id, until := range rt.ended {
+			if rt.round > until {
+				delete(rt.ended, id)
+				continue
+			}
+			out[peer] = append(out[peer], entry{ID: id, Kind: protoEnd})
+		}
+	}
+	for to := range out {
+		if rt.outTo[to] > 0 {
+			// One exchange in flight per peer: the last one to it is not
+			// back (slow, or dead and being verified). This round's
+			// messages to it are dropped, as lost ones are (the cores
+			// retry); sending more would pile exchanges onto a peer that
+			// may be gone, one a round until it is found lost.
+			delete(out, to)
+			rt.stats.Skipped++
+			continue
+		}
+		rt.outTo[to]++
+	}
+	hints := rt.prober.hints(now)
+	rt.instances.Store(int64(rt.running()))
+	rt.mu.Unlock()
+	for _, rp := range reports {
+		rp.deliver()
+	}
+	rt.failed.Store(false)
+	rt.idle.Store(len(out) == 0)
+	rt.inflight.Add(int64(len(out)))
+	for to, es := range out {
+		rt.wg.Add(1)
+		go func() {
+			defer rt.wg.Done()
+			if !rt.exchange(to, batch{Hints: hints, Entries: es}) {
+				rt.failed.Store(true)
+				rt.wake() // the round's length changed: the loop re-arms
+			}
+			if rt.inflight.Add(-1) == 0 && !rt.failed.Load() {
+				rt.wake()
+			}
+		}()
+	}
+}
+
+// askerRound is the asking peer's part of a round for its query q: the
+// members found skewed or suspected, the asker's own probes of those, the
+// hold while a lost member may not yet have been found, a refusal at
+// capacity (busy), and the convergence rule (report). It returns the
+// round's report, if there is one. Called with rt.mu held.
+func (rt *runtime) askerRound(q *instance, members map[string]bool, now time.Time) (report, bool) {
+	if !q.reported {
+		q.noteSkew(rt.prober.skewed(now, true, func(m string) bool { return members[m] }), members)
+	}
+	suspects := rt.prober.suspects(func(name string) bool { return members[name] && !q.out(name) })
+	pending, grace := rt.prober.probeSuspects(suspects)
+	if q.run.Spent() && q.awaitProbes(suspects, pending, grace, now) {
+		return report{}, false
+	}
+	q.run.Hold(now.Sub(q.started) < rt.prober.findWithin())
+	if len(q.refused) > 0 && !q.reported {
+		// A peer at capacity would not join: the answer would leave it
+		// out. Stop, and say busy — retry — rather than answer partial.
+		q.reported, q.finishedAt = true, rt.round
+		rt.end(q.id, len(members))
+		return report{q: q, busy: rt.adm.busy(fmt.Sprintf("%d peer(s) were at capacity and would not take part (%s)",
+			len(q.refused), strings.Join(sortedNames(q.refused, nil), ", ")))}, true
+	}
+	rp, ok := q.report(rt.round, rt.now(), members, suspects)
+	if !ok {
+		return report{}, false
+	}
+	if rp.final != nil {
+		rt.end(q.id, len(members)) // over: the news spreads
+	}
+	if rp.unreadable != nil {
+		rt.stats.Unreadable++
+		rt.logf("query %s (%s): %s", q.planHash, q.run.Plan().Text, rp.final.Reason)
+	}
+	return rp, true
+}
+
+// wake lets the next round start after MinRound rather than Round: the
+// last round's exchanges are back, or there is something new to gossip
+// (a query joined or asked) and an idle peer must not sit out a Round.
+func (rt *runtime) wake() {
+	select {
+	case rt.roundDone <- struct{}{}:
+	default:
+	}
+}
+
+// collect forgets an instance, remembering its id for a while so that late
+// messages do not bring it back. Called with rt.mu held.
+func (rt *runtime) collect(id QueryID, q *instance) {
+	delete(rt.queries, id)
+	rt.gone[id] = rt.round + int64(4*(run.MaxRoundsFactor*q.run.Budget()+rt.cfg.Linger))
+}
+
+// end records that a query is over: this peer drops its instance (unless
+// it asked it) and spreads the news for as many rounds as the query took
+// to spread. Called with rt.mu held.
+func (rt *runtime) end(id QueryID, peers int) {
+	if _, ok := rt.ended[id]; ok {
+		return
+	}
+	rt.ended[id] = rt.round + int64(query.SpreadRounds(max(peers, 2)))
+	if q := rt.queries[id]; q != nil && !q.origin {
+		rt.collect(id, q)
+		rt.stats.Ended++
+	}
+}
+
+// memberSet is the live members by name. Never call it with rt.mu held.
+func memberSet(net Network) map[string]bool {
+	ms := net.Members()
+	set := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		set[m.Name] = true
+	}
+	return set
+}
+
+// exchange sends one batch and steps the replies; it reports whether the
+// round may go on at once: the peer answered, or refused the connection.
+func (rt *runtime) exchange(to string, req batch) bool {
+	body := encodeBatch(req)
+	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.ExchangeTimeout)
+	sent := rt.now()
+	slow := rt.prober.suspectIfSlow(to)
+	resp, err := rt.net.Exchange(ctx, to, body)
+	close(slow)
+	cancel()
+	now := rt.now()
+	if err == nil {
+		noteTime(&rt.exchangeTime, now.Sub(sent))
+	} else {
+		rt.prober.failedWith(to, err, now) // before rt.mu: a refused connection is a loss (memberLost)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.outTo[to]--; rt.outTo[to] <= 0 {
+		delete(rt.outTo, to)
+	}
+	rt.stats.Exchanges++
+	rt.stats.BytesSent += int64(len(body))
+	if err != nil {
+		rt.stats.Failed++
+		// A refused connection is an answer: the peer is gone (and now
+		// lost), and the next round need not wait a Round for it.
+		return errors.Is(err, network.ErrNoEndpoint)
+	}
+	rt.prober.reached(to, now)
+	rt.stats.BytesReceived += int64(len(resp))
+	replies, err := decodeBatch(resp)
+	if err != nil {
+		rt.stats.Malformed++
+		return false
+	}
+	rt.prober.takeHints(replies.Hints, now)
+	from := peerID(to)
+	answered := make(map[QueryID]bool, len(replies.Entries))
+	for _, r := range replies.Entries {
+		answered[r.ID] = true
+		if r.Kind == protoEnd {
+			rt.end(r.ID, rt.net.Size())
+			continue
+		}
+		if q := rt.queries[r.ID]; q != nil && q.kind == r.Kind {
+			if !rt.takeExcluded(q, r.Excluded, to) {
+				continue
+			}
+			if err := q.run.Step(from, r.Msg); err != nil {
+				rt.stats.Malformed++
+			} else {
+				q.heard(from)
+			}
+		}
+	}
+	// A peer that answered nothing to a request sent without the plan no
+	// longer has the query (it restarted, or let it go): the next request
+	// carries the plan again.
+	for _, e := range req.Entries {
+		if q := rt.queries[e.ID]; q != nil && e.Plan == nil && !answered[e.ID] {
+			delete(q.has, from)
+		}
+	}
+	return true
+}
+
+// serve answers an exchange: lease requests go to the lease table, every
+// other entry to its query, joining the queries this peer has not heard
+// of, and the replies go back in one batch.
+func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
+	if rt.closed() {
+		return nil, errors.New("node: closed")
+	}
+	b, err := decodeBatch(req)
+	now := rt.now()
+	rt.mu.Lock()
+	rt.stats.Served++
+	rt.stats.BytesReceived += int64(len(req))
+	if err != nil {
+		rt.stats.Malformed++
+	} else {
+		rt.prober.reached(from, now)
+		rt.prober.takeHints(b.Hints, now)
+	}
+	rt.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	var replies, gossip []entry
+	for _, e := range b.Entries {
+		switch e.Kind {
+		case protoLease:
+			// The lease table persists before it answers: not under rt.mu.
+			replies = append(replies, entry{Kind: protoLease, Msg: rt.leases.handle(from, e.Msg)})
+		case protoProbe:
+			replies = append(replies, rt.prober.answerProbe(e.Asker)) // a ping: not under rt.mu
+		default:
+			gossip = append(gossip, e)
+		}
+	}
+	var rec query.Record
+	if rt.joins(gossip) {
+		rec = rt.record()
+	}
+	peers := rt.net.Size()
+	src := peerID(from)
+	rt.mu.Lock()
+	rt.names[src] = from
+	for _, e := range gossip {
+		switch e.Kind {
+		case protoEnd:
+			rt.end(e.ID, peers)
+			continue
+		case protoRefuse:
+			if q := rt.queries[e.ID]; q != nil && q.origin {
+				q.refuse(from)
+			}
+			continue
+		}
+		q := rt.queries[e.ID]
+		if q == nil {
+			if _, over := rt.ended[e.ID]; over {
+				replies = append(replies, entry{ID: e.ID, Kind: protoEnd}) // the requester can drop it too
+				continue
+			}
+			if q, err = rt.join(e, rec); err != nil {
+				continue
+			}
+		}
+		if q.kind != e.Kind {
+			rt.stats.Malformed++
+			continue
+		}
+		if !rt.takeExcluded(q, e.Excluded, from) {
+			continue // this peer is left out of it: it gives no more
+		}
+		if err := q.run.Step(src, e.Msg); err != nil {
+			rt.stats.Malformed++
+			continue
+		}
+		q.heard(src)
+		for _, env := range q.run.Outbox() {
+			replies = append(replies, q.entry(env.Msg, false, src))
+		}
+	}
+	resp := encodeBatch(batch{Hints: rt.prober.hints(now), Entries: replies})
+	rt.stats.BytesSent += int64(len(resp))
+	rt.mu.Unlock()
+	return resp, nil
+}
+
+// takeExcluded merges the members a peer says are left out of query q, as
+// the answer's peers found them, and reports whether this peer still takes
+// part (it is not one of them). Called with rt.mu held.
+func (rt *runtime) takeExcluded(q *instance, names []string, from string) bool {
+	for _, x := range names {
+		if x == rt.net.Name() && !q.origin {
+			rt.collect(q.id, q) // the others undo what it gave: it gives no more
+			rt.stats.Excluded++
+			return false
+		}
+		q.exclude(x, "lost while it ran, as its peers found")
+	}
+	return true
+}
+
+// memberLost leaves a member the prober found lost out of every query
+// this peer takes part in (each spreads the news with its messages). The
+// prober calls it without rt.mu.
+func (rt *runtime) memberLost(name, why string) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, q := range rt.queries {
+		q.exclude(name, why)
+	}
+}
+
+// joins reports whether a batch holds a query this peer would join: its
+// record must then be read, before taking the lock.
+func (rt *runtime) joins(es []entry) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, e := range es {
+		if e.Kind != protoAggregate && e.Kind != protoTopK {
+			continue
+		}
+		if _, ok := rt.queries[e.ID]; !ok {
+			if _, over := rt.gone[e.ID]; !over {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// running counts the queries that hold a place: all but the asker's own
+// finished ones, lingering. Called with rt.mu held.
+func (rt *runtime) running() int {
+	k := 0
+	for _, q := range rt.queries {
+		if !(q.origin && q.run.Final()) {
+			k++
+		}
+	}
+	return k
+}
+
+// join creates this peer's instance of a query it hears of. Called with
+// rt.mu held; rec is the peer's record, read before. A peer at MaxQueries
+// refuses, and tells the asker once.
+func (rt *runtime) join(e entry, rec query.Record) (*instance, error) {
+	if _, ok := rt.gone[e.ID]; ok {
+		rt.stats.Stale++
+		return nil, errors.New("node: query already over here")
+	}
+	if rt.running() >= rt.cfg.MaxQueries || rt.adm.loaded() != "" {
+		rt.stats.Refused++
+		// Remember the refusal for the query's life, and say it once.
+		rt.gone[e.ID] = rt.round + int64(4*(query.MaxRounds+rt.cfg.Linger))
+		if e.Asker != "" && e.Asker != rt.net.Name() {
+			id, asker := e.ID, e.Asker
+			rt.wg.Add(1)
+			go func() {
+				defer rt.wg.Done()
+				ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.ExchangeTimeout)
+				defer cancel()
+				body := encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoRefuse}}})
+				_, err := rt.net.Exchange(ctx, asker, body)
+				// Unheard, the asker takes this peer for slow: its answer
+				// waits, or is partial, rather than busy. Counted as any
+				// exchange that got no answer.
+				rt.mu.Lock()
+				rt.stats.Exchanges++
+				rt.stats.BytesSent += int64(len(body))
+				if err != nil {
+					rt.stats.Failed++
+				}
+				rt.mu.Unlock()
+			}()
+		}
+		return nil, errors.New("node: too many queries")
+	}
+	if rec == nil {
+		return nil, errors.New("node: no record") // the batch changed between the two looks
+	}
+	plan, err := query.Decode(e.Plan)
+	if err != nil {
+		rt.stats.Malformed++
+		return nil, err
+	}
+	q, err := rt.bind(e.ID, plan, e.Plan, e.Origin, e.Asker, e.Coverage, false, recordFor(rt.net, rec, e.Origin), rt.net.Size())
+	if err != nil || q.kind != e.Kind {
+		rt.stats.Malformed++
+		return nil, fmt.Errorf("cannot join the query: %v", err)
+	}
+	q.run.JoinAt(int(e.Round))
+	rt.stats.Joined++
+	rt.queries[e.ID] = q
+	rt.instances.Add(1)
+	rt.wake()
+	return q, nil
+}
+
+// bind makes this peer's instance of a plan, bound to this runtime — its
+// random source, the round's peer, the membership — with rec as its
+// contribution, or its ledger's rows FROM leases. Called with rt.mu held:
+// rec is read before.
+func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
+	rows := []query.Record{rec}
+	if plan.Table == query.TableLeases {
+		rows = rt.leases.ledgerRows()
+	}
+	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
+		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) }})
+}
+
+// gossip runs a plan by gossip from this peer.
+func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
+	ctx, release, err := rt.adm.Admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	rt.asking.Add(1)
+	defer rt.asking.Add(-1)
+	start := rt.now()
+	wire, err := plan.Encode()
+	if err != nil {
+		return nil, err
+	}
+	// This peer's network coordinate travels beside the plan, so that
+	// every peer can compute its rtt to the asker.
+	coord := rt.net.Coordinate()
+	rec := recordFor(rt.net, rt.record(), coord)
+	members := memberSet(rt.net)
+	peers := len(members)
+	id := newQueryID()
+	rt.mu.Lock()
+	var coverage uint32
+	if run.ProtocolOf(plan.Kind) == run.TopK {
+		coverage = uint32(run.CoverageFor(peers))
+	}
+	q, err := rt.bind(id, plan, wire, coord, rt.net.Name(), coverage, true, rec, peers)
+	if err != nil {
+		rt.mu.Unlock()
+		return nil, err
+	}
+	q.progress, q.started, q.atStart = progress, start, members
+	// Members this peer found lost lately are left out from the start:
+	// a query asked now would otherwise wait to find them again.
+	for name, why := range rt.prober.lostLately(start) {
+		if members[name] {
+			q.exclude(name, why)
+		}
+	}
+	rt.queries[id] = q
+	rt.instances.Add(1)
+	rt.mu.Unlock()
+	rt.wake()
+
+	var deadline <-chan time.Time
+	if plan.TimeoutSeconds > 0 {
+		deadline = time.After(time.Duration(plan.TimeoutSeconds * float64(time.Second)))
+	}
+	select {
+	case out := <-q.result:
+		if out.busy != nil {
+			return nil, out.busy
+		}
+		return out.ans, nil
+	case <-deadline:
+		return rt.partial(q, ErrTimeout)
+	case <-ctx.Done():
+		return rt.partial(q, ctx.Err())
+	case <-rt.done:
+		return rt.partial(q, ErrClosed)
+	}
+}
+
+// partial stops a query early and returns its current answer with err.
+func (rt *runtime) partial(q *instance, err error) (*answer.Answer, error) {
+	members := memberSet(rt.net)
+	rt.mu.Lock()
+	q.run.Stop()
+	if !q.reported {
+		q.reported, q.finishedAt = true, rt.round
+		rt.end(q.id, len(members))
+	}
+	suspects := rt.prober.suspects(func(name string) bool { return members[name] && !q.out(name) })
+	a, rerr := q.run.Answer(q.population(members))
+	rt.mu.Unlock()
+	if rerr != nil {
+		return nil, errors.Join(err, rerr)
+	}
+	res := q.result1(a, members, suspects, rt.now())
+	res.Converged, res.Status = false, StatusPartial
+	why := err.Error()
+	switch {
+	case errors.Is(err, context.Canceled):
+		why = "canceled" // Ctrl-C, or the client went away
+	case errors.Is(err, context.DeadlineExceeded):
+		why = "the client's time limit ended it"
+	}
+	res.Reason = why
+	return res, &stoppedError{err: err, msg: fmt.Sprintf("%s after %d rounds", why, a.Rounds)}
+}
+
+// recordFor is the record base of the peer on net for a query asked from
+// the peer at coordinate coord: with its rtt to the asker.
+func recordFor(net Network, base query.Record, coord []byte) query.Record {
+	rec := make(query.Record, len(base)+1)
+	for k, v := range base {
+		rec[k] = v
+	}
+	if d, ok := net.RTT(coord); ok {
+		rec["rtt"] = query.Num(query.KindDuration, d.Seconds())
+	}
+	return query.DefaultCatalog().Clamp(rec)
+}
+
+// memberNames are the live members' names: whom a top-k's coverage
+// filter must hold. It takes no lock of the node's (it is called under
+// rt.mu, and without).
+func memberNames(net Network) []string {
+	ms := net.Members()
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// alive is the top-k cores' view of the membership: the live members, this
+// peer included.
+func alive(net Network, name string) bool {
+	if name == net.Name() {
+		return true
+	}
+	_, ok := net.Member(name)
+	return ok
+}
+
+// sampler gives the cores the round's peer: every query of a round
+// exchanges with the same peer, in one message. It is called under rt.mu.
+type sampler struct{ rt *runtime }
+
+func (s sampler) Sample(*mrand.Rand) (peer.ID, bool) {
+	if s.rt.roundPeer == "" {
+		return 0, false
+	}
+	return peerID(s.rt.roundPeer), true
+}
+
+func newQueryID() QueryID {
+	var id QueryID
+	rand.Read(id[:])
+	return id
+}
+
+// noteTime folds one measure into an average kept in an atomic.
+func noteTime(avg *atomic.Int64, d time.Duration) {
+	old := avg.Load()
+	if old == 0 {
+		avg.Store(int64(d))
+		return
+	}
+	avg.Store(old + (int64(d)-old)/8)
+}
