@@ -38,12 +38,12 @@ func (r *Role) Reserve(ctx context.Context, spec subcloud.Reserve, search func(c
 		return nil, fmt.Errorf("this agent already owns a subcloud %s; RELEASE it first or choose another name", spec.Subcloud)
 	}
 	now := r.env.Now()
-	o, err := subcloud.NewOwner(r.cfg.Owner, spec, now, r.newRand())
+	o, err := subcloud.NewOwner(r.cfg.Owner, spec, now, newRand(r.rng))
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
-	s := r.newSub(spec.Subcloud, o)
+	s := newSub(r.env, spec.Subcloud, o)
 	s.search = search
 	r.subs[spec.Subcloud] = s
 	delete(r.released, spec.Subcloud)

@@ -117,12 +117,12 @@ func New(cfg Config, env Env, restored []subcloud.OwnerState, live func(string) 
 		kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1)}
 	now := env.Now()
 	for _, st := range restored {
-		o, err := subcloud.Restore(cfg.Owner, cfg.Name, st, r.newRand())
+		o, err := subcloud.Restore(cfg.Owner, cfg.Name, st, newRand(r.rng))
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("owner: subcloud %s: %w", st.Subcloud, err)
 		}
-		s := r.newSub(st.Subcloud, o)
+		s := newSub(env, st.Subcloud, o)
 		r.subs[st.Subcloud] = s
 		r.table[st.Subcloud] = o.State()
 		for _, m := range o.Dropped() {
@@ -150,12 +150,16 @@ func (r *Role) Close() {
 	r.wg.Wait()
 }
 
-func (r *Role) newRand() *rand.Rand { return rand.New(rand.NewPCG(r.rng.Uint64(), r.rng.Uint64())) }
+// newRand is a machine's own random source, drawn from rng (the role's,
+// with its lock held).
+func newRand(rng *rand.Rand) *rand.Rand { return rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())) }
 
-func (r *Role) newSub(name string, o *subcloud.Owner) *sub {
+// newSub is a subcloud's machine o as the role drives it, searching
+// through env with o's plan.
+func newSub(env Env, name string, o *subcloud.Owner) *sub {
 	s := &sub{name: name, o: o, waits: map[subcloud.Change]chan *subcloud.Report{}}
 	plan := o.Plan()
-	s.search = func(ctx context.Context) ([]string, error) { return r.env.Search(ctx, plan) }
+	s.search = func(ctx context.Context) ([]string, error) { return env.Search(ctx, plan) }
 	return s
 }
 
