@@ -95,6 +95,9 @@ type Stats struct {
 	// (StaleIncarnation); owners' answers signed by another key than the
 	// lease was claimed with (OwnerKeyChanged: the owner lost its data dir).
 	Forged, StaleIncarnation, OwnerKeyChanged int64
+	// ForgedRecords are records (top-k entries) refused as not signed
+	// by the node they name (seal.go).
+	ForgedRecords int64
 
 	Running      int64 // query instances this peer takes part in
 	Asking       int64 // statements this peer asks
@@ -124,36 +127,37 @@ func (m *metrics) observe(plan *query.Plan, res *answer.Answer, took time.Durati
 }
 
 var (
-	descExchanges    = prometheus.NewDesc("peerq_exchanges_total", "Gossip exchanges: out (this peer started them) and in (it answered them).", []string{"direction"}, nil)
-	descFailures     = prometheus.NewDesc("peerq_exchange_failures_total", "Exchanges this peer started that got no answer.", nil, nil)
-	descBytes        = prometheus.NewDesc("peerq_exchange_bytes_total", "Bytes of gossip exchanges, sent and received.", []string{"direction"}, nil)
-	descRounds       = prometheus.NewDesc("peerq_rounds_total", "Gossip rounds this peer ran.", nil, nil)
-	descJoined       = prometheus.NewDesc("peerq_queries_joined_total", "Queries of other peers this peer joined.", nil, nil)
-	descRefused      = prometheus.NewDesc("peerq_queries_refused_total", "Queries refused: to join (max_queries) or to ask (overloaded).", []string{"reason"}, nil)
-	descRunning      = prometheus.NewDesc("peerq_queries_running", "Query instances this peer takes part in now.", nil, nil)
-	descAsking       = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
-	descQueued       = prometheus.NewDesc("peerq_queries_queued", "Statements waiting for a place to be asked.", nil, nil)
-	descMembers      = prometheus.NewDesc("peerq_members", "Members this peer's Serf knows, by state (alive, leaving, left, failed); alive includes itself.", []string{"state"}, nil)
-	descRefusedLease = prometheus.NewDesc("peerq_lease_requests_refused_total", "Lease and name requests refused, and owners' answers ignored: forged (not signed by the owner they name), made for an earlier incarnation of this peer, or signed by an owner's new key (owner_key_changed: it lost its data dir; the lease lapses).", []string{"reason"}, nil)
-	descTagFailures  = prometheus.NewDesc("peerq_tag_update_failures_total", "Tag updates (the lease, the storage fault) Serf refused.", nil, nil)
-	descBadLeaseTags = prometheus.NewDesc("peerq_lease_tags_malformed_total", "Members' lease tags (subcloud_until, subcloud_since) that did not parse, counted once per member and tag when first seen; the lease is read with that time unknown.", nil, nil)
-	descUnreadable   = prometheus.NewDesc("peerq_queries_unreadable_total", "Statements asked at this peer whose answer could not be read: each ended at once, partial, with the reason.", nil, nil)
-	descStorageFault = prometheus.NewDesc("peerq_storage_fault", "1 while this peer's data dir cannot be written (it grants no lease and owns no new subcloud).", nil, nil)
-	descSkewedPeers  = prometheus.NewDesc("peerq_clock_skewed_peers", "Peers whose clock, as this peer's exchanges measured it lately, is off by more than the replay window.", nil, nil)
-	descLease        = prometheus.NewDesc("peerq_lease_held", "1 if this peer holds a lease (is a member of a subcloud).", nil, nil)
-	descOwned        = prometheus.NewDesc("peerq_subclouds_owned", "Subclouds this peer owns.", nil, nil)
-	descSubMembers   = prometheus.NewDesc("peerq_subcloud_members", "Members of a subcloud this peer owns.", []string{"subcloud"}, nil)
-	descSubTarget    = prometheus.NewDesc("peerq_subcloud_target", "The size this peer keeps a subcloud it owns at.", []string{"subcloud"}, nil)
-	descRepairs      = prometheus.NewDesc("peerq_subcloud_repairs_total", "Members claimed in place of lost ones, per subcloud this peer owns.", []string{"subcloud"}, nil)
-	descPeerHours    = prometheus.NewDesc("peerq_subcloud_peer_hours", "The owner's account of a subcloud's use, in peer-hours.", []string{"subcloud"}, nil)
-	descMalformed    = prometheus.NewDesc("peerq_decoder_rejections_total", "Exchanges, plans and messages refused as malformed.", nil, nil)
-	descAuthFailures = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed (replay), connections refused at the limit (connections), out of the replay window either way (clock_skew); identity changes of a live member refused (identity_conflict).", []string{"reason"}, nil)
+	descExchanges     = prometheus.NewDesc("peerq_exchanges_total", "Gossip exchanges: out (this peer started them) and in (it answered them).", []string{"direction"}, nil)
+	descFailures      = prometheus.NewDesc("peerq_exchange_failures_total", "Exchanges this peer started that got no answer.", nil, nil)
+	descBytes         = prometheus.NewDesc("peerq_exchange_bytes_total", "Bytes of gossip exchanges, sent and received.", []string{"direction"}, nil)
+	descRounds        = prometheus.NewDesc("peerq_rounds_total", "Gossip rounds this peer ran.", nil, nil)
+	descJoined        = prometheus.NewDesc("peerq_queries_joined_total", "Queries of other peers this peer joined.", nil, nil)
+	descRefused       = prometheus.NewDesc("peerq_queries_refused_total", "Queries refused: to join (max_queries) or to ask (overloaded).", []string{"reason"}, nil)
+	descRunning       = prometheus.NewDesc("peerq_queries_running", "Query instances this peer takes part in now.", nil, nil)
+	descAsking        = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
+	descQueued        = prometheus.NewDesc("peerq_queries_queued", "Statements waiting for a place to be asked.", nil, nil)
+	descMembers       = prometheus.NewDesc("peerq_members", "Members this peer's Serf knows, by state (alive, leaving, left, failed); alive includes itself.", []string{"state"}, nil)
+	descRefusedLease  = prometheus.NewDesc("peerq_lease_requests_refused_total", "Lease and name requests refused, and owners' answers ignored: forged (not signed by the owner they name), made for an earlier incarnation of this peer, or signed by an owner's new key (owner_key_changed: it lost its data dir; the lease lapses).", []string{"reason"}, nil)
+	descForgedRecords = prometheus.NewDesc("peerq_records_refused_total", "Records other peers sent (top-k entries) refused as not signed by the node they name: unsigned, altered, or written for another node or query.", []string{"reason"}, nil)
+	descTagFailures   = prometheus.NewDesc("peerq_tag_update_failures_total", "Tag updates (the lease, the storage fault) Serf refused.", nil, nil)
+	descBadLeaseTags  = prometheus.NewDesc("peerq_lease_tags_malformed_total", "Members' lease tags (subcloud_until, subcloud_since) that did not parse, counted once per member and tag when first seen; the lease is read with that time unknown.", nil, nil)
+	descUnreadable    = prometheus.NewDesc("peerq_queries_unreadable_total", "Statements asked at this peer whose answer could not be read: each ended at once, partial, with the reason.", nil, nil)
+	descStorageFault  = prometheus.NewDesc("peerq_storage_fault", "1 while this peer's data dir cannot be written (it grants no lease and owns no new subcloud).", nil, nil)
+	descSkewedPeers   = prometheus.NewDesc("peerq_clock_skewed_peers", "Peers whose clock, as this peer's exchanges measured it lately, is off by more than the replay window.", nil, nil)
+	descLease         = prometheus.NewDesc("peerq_lease_held", "1 if this peer holds a lease (is a member of a subcloud).", nil, nil)
+	descOwned         = prometheus.NewDesc("peerq_subclouds_owned", "Subclouds this peer owns.", nil, nil)
+	descSubMembers    = prometheus.NewDesc("peerq_subcloud_members", "Members of a subcloud this peer owns.", []string{"subcloud"}, nil)
+	descSubTarget     = prometheus.NewDesc("peerq_subcloud_target", "The size this peer keeps a subcloud it owns at.", []string{"subcloud"}, nil)
+	descRepairs       = prometheus.NewDesc("peerq_subcloud_repairs_total", "Members claimed in place of lost ones, per subcloud this peer owns.", []string{"subcloud"}, nil)
+	descPeerHours     = prometheus.NewDesc("peerq_subcloud_peer_hours", "The owner's account of a subcloud's use, in peer-hours.", []string{"subcloud"}, nil)
+	descMalformed     = prometheus.NewDesc("peerq_decoder_rejections_total", "Exchanges, plans and messages refused as malformed.", nil, nil)
+	descAuthFailures  = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed (replay), connections refused at the limit (connections), out of the replay window either way (clock_skew); identity changes of a live member refused (identity_conflict).", []string{"reason"}, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descRefused,
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
-		descRepairs, descPeerHours, descMalformed, descAuthFailures, descExport, descExportEpoch, descExportFailures,
+		descRepairs, descPeerHours, descMalformed, descForgedRecords, descAuthFailures, descExport, descExportEpoch, descExportFailures,
 		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers} {
 		ch <- d
 	}
@@ -229,6 +233,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefusedLease, st.Forged, "forged")
 	counter(descRefusedLease, st.OwnerKeyChanged, "owner_key_changed")
 	counter(descRefusedLease, st.StaleIncarnation, "stale_incarnation")
+	counter(descForgedRecords, st.ForgedRecords, "forged")
 	counter(descTagFailures, st.TagFailures)
 	counter(descBadLeaseTags, st.BadLeaseTags)
 	counter(descUnreadable, st.Unreadable)

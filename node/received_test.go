@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,105 +17,151 @@ import (
 	"github.com/peerq/peerq/topk"
 )
 
-// liar is a peer that lies on the wire. Its runtime is honest — a peer's
-// own record is clamped to the catalog's bounds (Node.record) — so the
-// lies are written into what it sends: every top-k message carries its
-// entry made from the record it claims (reliability 5 where the bound is
-// 1, mem_free above its bound), every aggregate message -0.5 for every
-// numeric extreme (within MIN(reliability)'s magnitude, below its range).
-type liar struct {
+// wireLiar is a peer that lies on the wire: its runtime is honest, and
+// lie rewrites each message of a query it has seen the plan of (under
+// mu), in every batch it sends or answers with; lie reports whether it
+// changed it.
+type wireLiar struct {
 	*fakenet.Host
-	mu     sync.Mutex
-	claims query.Record            // the record it claims
-	plans  map[QueryID]*query.Plan // the queries it has seen, to forge their entries
-	forged atomic.Int64            // messages it forged
+	mu    sync.Mutex
+	plans map[QueryID]*query.Plan // the queries it has seen
+	lie   func(p *query.Plan, e *entry) bool
 }
 
-func (l *liar) Serve(h network.Handler) error {
-	return l.Host.Serve(func(from string, req []byte) ([]byte, error) {
-		l.learn(req)
+func (w *wireLiar) Serve(h network.Handler) error {
+	return w.Host.Serve(func(from string, req []byte) ([]byte, error) {
+		w.learn(req)
 		resp, err := h(from, req)
 		if err != nil {
 			return resp, err
 		}
-		return l.rewrite(resp), nil
+		return w.rewrite(resp), nil
 	})
 }
 
-func (l *liar) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
-	l.learn(req)
-	return l.Host.Exchange(ctx, peer, l.rewrite(req))
+func (w *wireLiar) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
+	w.learn(req)
+	return w.Host.Exchange(ctx, peer, w.rewrite(req))
 }
 
 // learn keeps the plans a batch carries.
-func (l *liar) learn(body []byte) {
+func (w *wireLiar) learn(body []byte) {
 	b, err := decodeBatch(body)
 	if err != nil {
 		return
 	}
 	for _, e := range b.Entries {
-		if len(e.Plan) == 0 {
-			continue
-		}
-		if p, err := query.Decode(e.Plan); err == nil {
-			l.mu.Lock()
-			l.plans[e.ID] = p
-			l.mu.Unlock()
+		if p, err := query.Decode(e.Plan); len(e.Plan) > 0 && err == nil {
+			w.mu.Lock()
+			w.plans[e.ID] = p
+			w.mu.Unlock()
 		}
 	}
 }
 
 // rewrite puts the lies into a batch.
-func (l *liar) rewrite(body []byte) []byte {
+func (w *wireLiar) rewrite(body []byte) []byte {
 	b, err := decodeBatch(body)
 	if err != nil {
 		return body
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i, e := range b.Entries {
-		p := l.plans[e.ID]
-		if p == nil || l.claims == nil {
-			continue
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range b.Entries {
+		if p := w.plans[b.Entries[i].ID]; p != nil {
+			w.lie(p, &b.Entries[i])
 		}
-		switch e.Kind {
-		case protoTopK:
-			m, err := topk.Decode(e.Msg)
-			lie := run.Entry(p, l.claims)
-			if err != nil || lie == nil {
-				continue
-			}
-			es := []*topk.Entry{lie}
-			for _, x := range m.Entries {
-				if x.Node != lie.Node {
-					es = append(es, x)
-				}
-			}
-			slices.SortFunc(es, func(a, b *topk.Entry) int {
-				if topk.Less(a, b) {
-					return -1
-				}
-				return 1
-			})
-			m.Entries = es
-			b.Entries[i].Msg = m.Encode(nil)
-		case protoAggregate:
-			m, err := aggregate.Decode(e.Msg)
-			if err != nil || len(m.Ext) == 0 {
-				continue
-			}
-			for j := range m.Ext {
-				if !m.Ext[j].IsStr {
-					m.Ext[j].Num = -0.5
-				}
-			}
-			b.Entries[i].Msg = m.Encode(nil)
-		default:
-			continue
-		}
-		l.forged.Add(1)
 	}
 	return encodeBatch(b)
+}
+
+// sortEntries puts a top-k list in the order the core keeps.
+func sortEntries(es []*topk.Entry) {
+	slices.SortFunc(es, func(a, b *topk.Entry) int {
+		if topk.Less(a, b) {
+			return -1
+		}
+		return 1
+	})
+}
+
+// liar lies about itself on the wire (wireLiar): every top-k message
+// carries its entry made from the record it claims (reliability 5 where
+// the bound is 1, mem_free above its bound), every aggregate message -0.5
+// for every numeric extreme (within MIN(reliability)'s magnitude, below
+// its range). Set claims under w.mu.
+type liar struct {
+	wireLiar
+	claims query.Record // the record it claims
+	forged atomic.Int64 // messages it forged
+}
+
+func newLiar(h *fakenet.Host) *liar {
+	l := &liar{wireLiar: wireLiar{Host: h, plans: map[QueryID]*query.Plan{}}}
+	l.lie = l.rewriteEntry
+	return l
+}
+
+func (l *liar) rewriteEntry(p *query.Plan, e *entry) bool {
+	if l.claims == nil {
+		return false
+	}
+	switch e.Kind {
+	case protoTopK:
+		m, err := topk.Decode(e.Msg)
+		lie := run.Entry(p, l.claims)
+		if err != nil || lie == nil {
+			return false
+		}
+		es := []*topk.Entry{lie}
+		for _, x := range m.Entries {
+			if x.Node != lie.Node {
+				es = append(es, x)
+			}
+		}
+		sortEntries(es)
+		m.Entries = es
+		e.Msg = m.Encode(nil)
+	case protoAggregate:
+		m, err := aggregate.Decode(e.Msg)
+		if err != nil || len(m.Ext) == 0 {
+			return false
+		}
+		for j := range m.Ext {
+			if !m.Ext[j].IsStr {
+				m.Ext[j].Num = -0.5
+			}
+		}
+		e.Msg = m.Encode(nil)
+	default:
+		return false
+	}
+	l.forged.Add(1)
+	return true
+}
+
+// liarCluster starts n fake peers with synthetic records, the one at
+// liarAt on the network lie makes of its host.
+func liarCluster(t *testing.T, n, liarAt int, lie func(*fakenet.Host) Network) *cluster {
+	t.Helper()
+	c := &cluster{net: fakenet.New(fakenet.DefaultConfig())}
+	for i := 0; i < n; i++ {
+		rec, tags := SyntheticPeer(1, i)
+		h := c.net.Add(query.SyntheticName(i), tags)
+		var nw Network = h
+		if i == liarAt {
+			nw = lie(h)
+		}
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.Tags, cfg.Seed = tags, uint64(i)+1
+		node, err := New(cfg, nw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nodes, c.cfgs = append(c.nodes, node), append(c.cfgs, cfg)
+	}
+	t.Cleanup(c.close)
+	return c
 }
 
 // A peer that reports reliability 5 (bound 0..1) and more free memory
@@ -125,25 +172,8 @@ func (l *liar) rewrite(body []byte) []byte {
 func TestReceivedValuesChecked(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n, liarAt = 12, 4
-		c := &cluster{net: fakenet.New(fakenet.DefaultConfig())}
 		var l *liar
-		for i := 0; i < n; i++ {
-			rec, tags := SyntheticPeer(1, i)
-			h := c.net.Add(query.SyntheticName(i), tags)
-			var nw Network = h
-			if i == liarAt {
-				l = &liar{Host: h, plans: map[QueryID]*query.Plan{}}
-				nw = l
-			}
-			cfg := DefaultConfig(func() query.Record { return rec })
-			cfg.Tags, cfg.Seed = tags, uint64(i)+1
-			node, err := New(cfg, nw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.nodes, c.cfgs = append(c.nodes, node), append(c.cfgs, cfg)
-		}
-		t.Cleanup(c.close)
+		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { l = newLiar(h); return l })
 		claims := c.nodes[liarAt].record()
 		claims["reliability"] = query.Num(query.KindRatio, 5)
 		claims["mem_free"] = query.Num(query.KindBytes, 1<<62)
@@ -197,4 +227,98 @@ func TestReceivedValuesChecked(t *testing.T) {
 			t.Error("the RESERVE's search met no lie")
 		}
 	})
+}
+
+// forger lies about others on the wire (wireLiar): in every top-k
+// message it relays, each other node's entry is replaced by one made from
+// a better record for that node (reliability 1, within the catalog's
+// bounds: the checks of values cannot see it), unsigned (forge) or with
+// the node's own signature kept (alter). Set recs under w.mu.
+type forger struct {
+	wireLiar
+	name  string
+	alter bool
+	recs  map[string]query.Record // every node's record, to forge from
+	sent  atomic.Int64            // entries it forged
+}
+
+func newForger(h *fakenet.Host, alter bool) *forger {
+	f := &forger{wireLiar: wireLiar{Host: h, plans: map[QueryID]*query.Plan{}}, name: h.Name(), alter: alter}
+	f.lie = f.rewriteEntry
+	return f
+}
+
+func (f *forger) rewriteEntry(p *query.Plan, e *entry) bool {
+	if e.Kind != protoTopK || f.recs == nil {
+		return false
+	}
+	m, err := topk.Decode(e.Msg)
+	if err != nil {
+		return false
+	}
+	es := make([]*topk.Entry, 0, len(m.Entries))
+	for _, x := range m.Entries {
+		rec := f.recs[x.Node]
+		if x.Node == f.name || rec == nil {
+			es = append(es, x)
+			continue
+		}
+		better := maps.Clone(rec)
+		better["reliability"] = query.Num(query.KindRatio, 1)
+		lie := run.Entry(p, better)
+		if lie == nil {
+			es = append(es, x)
+			continue
+		}
+		if f.alter {
+			lie.Proof = x.Proof
+		}
+		es = append(es, lie)
+		f.sent.Add(1)
+	}
+	sortEntries(es)
+	m.Entries = es
+	e.Msg = m.Encode(nil)
+	return true
+}
+
+// A peer can lie about itself only: entries it writes for other nodes —
+// unsigned, or altered under their signatures — are refused where they
+// arrive and counted (peerq_records_refused_total{reason="forged"}), so
+// ORDER BY reliability DESC answers the true ranking, and the refusals
+// show. Mutation: without the check (run.Config.Seal unset at the
+// receivers), the forged entries, within every bound, win the ranking
+// (TestForgedEntriesAreRefused fails).
+func TestForgedEntriesAreRefused(t *testing.T) {
+	for _, alter := range []bool{false, true} {
+		name := map[bool]string{false: "forged", true: "altered"}[alter]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const n, liarAt = 12, 4
+				var f *forger
+				c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { f = newForger(h, alter); return f })
+				recs := map[string]query.Record{}
+				all := c.records()
+				for _, r := range all {
+					recs[r["node"].Str] = r
+				}
+				f.mu.Lock()
+				f.recs = recs
+				f.mu.Unlock()
+				asker := c.nodes[0]
+				top := compile(t, asker, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
+				res := ask(t, asker, top)
+				sameAnswer(t, res, query.Exact(top, all), top.Text)
+				var refused int64
+				for i, nd := range c.nodes {
+					if i != liarAt {
+						refused += nd.Stats().ForgedRecords
+					}
+				}
+				if f.sent.Load() == 0 || refused == 0 {
+					t.Errorf("the forger wrote %d entries for others, the others refused %d: the lie did not arrive", f.sent.Load(), refused)
+				}
+			})
+		})
+	}
 }

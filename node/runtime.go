@@ -43,6 +43,8 @@ type runtime struct {
 	wg   sync.WaitGroup
 
 	prober *prober
+	// seal signs this peer's top-k entries and checks the others' (seal.go).
+	seal   *sealer
 	leases leaseSide
 	// record is the peer's own record (Node.record): read without mu.
 	record func() query.Record
@@ -670,7 +672,8 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 		rows = rt.leases.ledgerRows()
 	}
 	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
-		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) }})
+		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) },
+		Seal: rt.seal, Query: id[:]})
 }
 
 // gossip runs a plan by gossip from this peer.

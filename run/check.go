@@ -1,6 +1,7 @@
 package run
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -33,9 +34,17 @@ import (
 //     maps to. Masses (estimates, flows) are checked by the core against
 //     Spec's Bounds; sketch registers against the ranks a hash can give.
 //
+//   - With Config.Seal (the runtime), a top-k entry's proof: the
+//     signature of the node it names over the query, the node, the key and
+//     the row (EntryMessage), checked last — once per entry and receiver:
+//     the core does not check an entry twice, and the runtime's Sealer
+//     remembers the signatures it verified. An entry unsigned, or signed
+//     by another key, refuses the message (ErrForged).
+//
 // What a liar can still do: report any value a peer could, about itself —
-// reliability 1.0, all memory free — or about another peer's name (an
-// entry is not signed by its node); claim to match the WHERE clause; send
+// reliability 1.0, all memory free — but not about another peer's name
+// where entries are sealed (not in the simulator); claim to match the
+// WHERE clause; send
 // any mass within the bounds' slack to shift a sum or an average, or
 // registers (up to the highest rank) that inflate a COUNT DISTINCT; set
 // every bit of a top-k's coverage filter, so that the asker may answer
@@ -82,11 +91,33 @@ func checkValue(cat *query.Catalog, e *query.Expr, v query.Value) error {
 	return nil
 }
 
+// ErrForged wraps the refusal of a record that is not signed by the node
+// it names: unsigned, altered, or signed for another query.
+var ErrForged = errors.New("run: not signed by the node it names")
+
+// entryProof is the domain of a top-k entry's signature (EntryMessage).
+const entryProof = "peerq topk entry v1"
+
+// EntryMessage is what a top-k entry's proof signs: the query (Config.
+// Query), the entry's node, sort key and row, each with its length.
+func EntryMessage(query []byte, e *topk.Entry) []byte {
+	out := make([]byte, 0, len(entryProof)+len(query)+len(e.Node)+len(e.Key)+len(e.Row)+4*binary.MaxVarintLen64)
+	out = append(out, entryProof...)
+	for _, f := range [][]byte{query, []byte(e.Node), e.Key, e.Row} {
+		out = binary.AppendUvarint(out, uint64(len(f)))
+		out = append(out, f...)
+	}
+	return out
+}
+
 // entryCheck checks top-k entries of one plan; what it can derive from
 // the plan alone is worked out once.
 type entryCheck struct {
 	p   *query.Plan
 	cat *query.Catalog
+	// seal checks each entry's proof, for query (Config.Seal, Query).
+	seal  Sealer
+	query []byte
 	// attrs holds, per column, the attribute a column that is one carries
 	// (not the node, which the entry carries), or "".
 	attrs []string
@@ -194,6 +225,12 @@ func (c *entryCheck) check(e *topk.Entry) error {
 		if !same(v, want) {
 			return fmt.Errorf("run: %s's sort key says %s = %v, its row %v", e.Node, k.Expr, v, want)
 		}
+	}
+	if c.seal == nil {
+		return nil
+	}
+	if err := c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof); err != nil {
+		return fmt.Errorf("run: %s's entry: %w", e.Node, err)
 	}
 	return nil
 }

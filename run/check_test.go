@@ -1,7 +1,9 @@
 package run
 
 import (
+	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -340,4 +342,71 @@ func FuzzCheckedStep(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keys is a Sealer over ed25519 keys by node: this peer signs as self.
+type keys struct {
+	self string
+	priv map[string]ed25519.PrivateKey
+}
+
+func (k keys) Sign(msg []byte) []byte { return ed25519.Sign(k.priv[k.self], msg) }
+func (k keys) Verify(node string, msg, sig []byte) error {
+	priv, ok := k.priv[node]
+	if !ok || len(sig) != ed25519.SignatureSize || !ed25519.Verify(priv.Public().(ed25519.PublicKey), msg, sig) {
+		return fmt.Errorf("%w: %s", ErrForged, node)
+	}
+	return nil
+}
+
+// With a Sealer, an entry counts only if the node it names signed it for
+// this query: unsigned, altered, signed by another node or for another
+// query, it is refused (ErrForged); one's own entry goes out signed.
+func TestSealedEntries(t *testing.T) {
+	p := mustCompile(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
+	k := keys{self: "peer-0", priv: map[string]ed25519.PrivateKey{}}
+	for i, name := range []string{"peer-0", "peer-1", "peer-2"} {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i + 1)
+		k.priv[name] = ed25519.NewKeyFromSeed(seed)
+	}
+	qid := []byte("query-1")
+	signed := func(node string, rel float64, by string, q []byte) *topk.Entry {
+		e := Entry(p, honest(node, "reliability", ratio(rel)))
+		e.Proof = ed25519.Sign(k.priv[by], EntryMessage(q, e))
+		return e
+	}
+	altered := signed("peer-1", 0.5, "peer-1", qid)
+	altered.Key = Entry(p, honest("peer-1", "reliability", ratio(0.9))).Key
+	altered.Row = Entry(p, honest("peer-1", "reliability", ratio(0.9))).Row
+	c := newEntryCheck(p)
+	c.seal, c.query = k, qid
+	for _, tc := range []struct {
+		name string
+		e    *topk.Entry
+		ok   bool
+	}{
+		{"signed by its node", signed("peer-1", 0.5, "peer-1", qid), true},
+		{"unsigned", Entry(p, honest("peer-1", "reliability", ratio(0.5))), false},
+		{"signed by another node", signed("peer-1", 0.5, "peer-2", qid), false},
+		{"signed for another query", signed("peer-1", 0.5, "peer-1", []byte("query-2")), false},
+		{"altered after signing", altered, false},
+		{"a node without a key", signed("peer-9", 0.5, "peer-1", qid), false},
+	} {
+		err := c.check(tc.e)
+		if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrForged) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	b, err := Bind(p, Config{Peers: 3, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(1), CheckReceived: true, Seal: k, Query: qid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := b.NewTopK(honest("peer-0", "reliability", ratio(0.3)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := own.Top(); len(es) != 1 || c.check(es[0]) != nil {
+		t.Errorf("this peer's own entry does not pass the check: %v", es)
+	}
 }

@@ -121,6 +121,25 @@ type Config struct {
 	SelfID   peer.ID
 	IDOf     func(name string) peer.ID
 	Excluded func(peer.ID) bool
+	// Seal, if set, signs this peer's top-k entry and, with
+	// CheckReceived, checks that every entry another peer sends is signed
+	// by the node it names (check.go): no peer can write, alter or replay
+	// another's entry. Query is what names the query in what is signed
+	// (the runtime's query ID), so that an entry of one query is no proof
+	// in another. The simulator sets neither: its peers have no keys.
+	Seal  Sealer
+	Query []byte
+}
+
+// Sealer signs this peer's records and checks other peers' against the
+// keys the membership pinned for them (the runtime's identity). It must be
+// safe for concurrent use.
+type Sealer interface {
+	// Sign is this peer's signature over msg.
+	Sign(msg []byte) []byte
+	// Verify says whether sig is node's over msg: nil, or an error
+	// wrapping ErrForged.
+	Verify(node string, msg, sig []byte) error
 }
 
 // Binding is a plan bound to its core: the configuration every peer's
@@ -172,6 +191,7 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 	}
 	if b.protocol == TopK && cfg.CheckReceived {
 		b.entries = newEntryCheck(plan)
+		b.entries.seal, b.entries.query = cfg.Seal, cfg.Query
 	}
 	return b, nil
 }
@@ -219,7 +239,11 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 	if cfg.Self == "" {
 		cfg.Self = rec["node"].Str
 	}
-	return topk.New(cfg, Entry(b.plan, rec))
+	own := Entry(b.plan, rec)
+	if own != nil && b.cfg.Seal != nil {
+		own.Proof = b.cfg.Seal.Sign(EntryMessage(b.cfg.Query, own))
+	}
+	return topk.New(cfg, own)
 }
 
 // New returns this peer's instance of the plan, with its contribution from

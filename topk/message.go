@@ -9,21 +9,23 @@ import (
 	"github.com/peerq/peerq/internal/wire"
 )
 
-// Wire format, version 3, varints from encoding/binary:
+// Wire format, version 4, varints from encoding/binary:
 //
 //	version(1) kind(1) flags(1) digest(uvarint, 0: none) n(uvarint) then
-//	n × (node, key, row), each as len(uvarint) and bytes; then the
+//	n × (node, key, row, proof), each as len(uvarint) and bytes; then the
 //	coverage filter: words(uvarint) and, dense, that many 64-bit words,
 //	little-endian, or, with FlagSparse, pairs(uvarint) and that many
 //	(gap(uvarint), word(8)): the index of each word past the last, and
 //	the word, never zero.
 const (
 	// WireVersion is the first byte of every message.
-	WireVersion = 3
+	WireVersion = 4
 	// MaxEntries is the most entries a message may carry.
 	MaxEntries = 4096
 	// MaxFieldBytes bounds a node name, a key and a row.
 	MaxFieldBytes = 4096
+	// MaxProofBytes bounds an entry's proof (an ed25519 signature is 64).
+	MaxProofBytes = 128
 	// MaxMessageBytes is the largest message a peer accepts.
 	MaxMessageBytes = 4 << 20
 )
@@ -40,7 +42,7 @@ func (m *Message) Encode(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Digest)
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for _, e := range m.Entries {
-		for _, f := range [][]byte{[]byte(e.Node), e.Key, e.Row} {
+		for _, f := range [][]byte{[]byte(e.Node), e.Key, e.Row, e.Proof} {
 			b = binary.AppendUvarint(b, uint64(len(f)))
 			b = append(b, f...)
 		}
@@ -116,7 +118,8 @@ func (m *Message) Size() int {
 
 // EntrySize is the encoded size of one entry.
 func EntrySize(e *Entry) int {
-	return wire.UvarintLen(uint64(len(e.Node))) + len(e.Node) + wire.UvarintLen(uint64(len(e.Key))) + len(e.Key) + wire.UvarintLen(uint64(len(e.Row))) + len(e.Row)
+	return wire.UvarintLen(uint64(len(e.Node))) + len(e.Node) + wire.UvarintLen(uint64(len(e.Key))) + len(e.Key) + wire.UvarintLen(uint64(len(e.Row))) + len(e.Row) +
+		wire.UvarintLen(uint64(len(e.Proof))) + len(e.Proof)
 }
 
 // Decode reads a message. It refuses oversized, malformed or unsorted input
@@ -143,7 +146,8 @@ func Decode(b []byte) (*Message, error) {
 	m.Digest = d.Uvarint()
 	n := d.Count(MaxEntries)
 	for i := 0; i < n && d.Err() == nil; i++ {
-		e := &Entry{Node: string(d.Next(d.Count(MaxFieldBytes))), Key: d.Next(d.Count(MaxFieldBytes)), Row: d.Next(d.Count(MaxFieldBytes))}
+		e := &Entry{Node: string(d.Next(d.Count(MaxFieldBytes))), Key: d.Next(d.Count(MaxFieldBytes)), Row: d.Next(d.Count(MaxFieldBytes)),
+			Proof: d.Next(d.Count(MaxProofBytes))}
 		if e.Node == "" {
 			d.Fail("entry without a node")
 		}

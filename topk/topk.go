@@ -16,6 +16,10 @@ type Entry struct {
 	Node string // the peer's name: identity and tie-break
 	Key  []byte // order-preserving encoding of the ORDER BY values: smaller is better
 	Row  []byte // the projected values, opaque to the core
+	// Proof is the node's signature over the entry (opaque to the core,
+	// at most MaxProofBytes): the driver signs its own and checks others'
+	// in ValidEntry, so that no peer can write an entry for another.
+	Proof []byte
 	// checked: the entry passed Config.ValidEntry. Entries are never
 	// modified and every peer of a query checks them alike, so one that
 	// passed is not checked again: the simulator hands one entry from

@@ -162,7 +162,7 @@ func TestRemoveNode(t *testing.T) {
 }
 
 func TestMessageCodec(t *testing.T) {
-	m := &Message{Kind: Reply, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("r")}, {Node: "b", Key: []byte{1}}}}
+	m := &Message{Kind: Reply, Entries: []*Entry{{Node: "a", Key: []byte{1}, Row: []byte("r"), Proof: []byte("sig")}, {Node: "b", Key: []byte{1}}}}
 	b := m.Encode(nil)
 	if len(b) != m.Size() {
 		t.Fatalf("Size %d, encoded %d", m.Size(), len(b))
@@ -206,6 +206,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	es := exactTop(randomEntries(r, 50), 10)
 	f.Add((&Message{Kind: Request, Entries: es}).Encode(nil))
 	f.Add((&Message{Kind: Reply}).Encode(nil))
+	f.Add((&Message{Kind: Reply, Entries: []*Entry{{Node: "p", Key: []byte{2}, Row: []byte{1}, Proof: make([]byte, 64)}}}).Encode(nil))
 	f.Add((&Message{Kind: Reply, Sparse: true, NoSeen: true, Digest: 9, Seen: []uint64{0, 3, 0, 0, 1 << 40}}).Encode(nil))
 	node, _ := New(DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0)), nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
