@@ -38,8 +38,14 @@ func newSealer(id *identity.Key, net Membership) *sealer {
 	return &sealer{id: id, net: net, verified: map[[sha256.Size]byte]struct{}{}}
 }
 
-// Sign is this peer's signature over msg.
-func (s *sealer) Sign(msg []byte) []byte { return s.id.Sign(sealDomain, msg) }
+// Sign is this peer's signature over msg, as node: nil for another node
+// (a peer signs only what it says about itself).
+func (s *sealer) Sign(node string, msg []byte) []byte {
+	if node != s.net.Name() {
+		return nil
+	}
+	return s.id.Sign(sealDomain, msg)
+}
 
 // Verify says whether sig is node's signature over msg: nil, or an error
 // wrapping run.ErrForged — no signature, a node the membership does not

@@ -35,7 +35,7 @@ func sealPair(tb testing.TB) (signer, checker *sealer) {
 func TestSealer(t *testing.T) {
 	a, b := sealPair(t)
 	msg := []byte("entry")
-	sig := a.Sign(msg)
+	sig := a.Sign("a", msg)
 	for i := 0; i < 2; i++ { // the second from the cache
 		if err := b.Verify("a", msg, sig); err != nil {
 			t.Fatalf("a's own signature: %v", err)
@@ -46,13 +46,16 @@ func TestSealer(t *testing.T) {
 		msg, sig []byte
 	}{
 		"unsigned":           {"a", msg, nil},
-		"another's":          {"a", msg, b.Sign(msg)},
+		"another's":          {"a", msg, b.Sign("b", msg)},
 		"another message":    {"a", []byte("other"), sig},
 		"a node without key": {"ghost", msg, sig},
 	} {
 		if err := b.Verify(c.node, c.msg, c.sig); !errors.Is(err, run.ErrForged) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+	if a.Sign("b", msg) != nil {
+		t.Error("a signs as b")
 	}
 	if got := b.forged.Load(); got != 4 {
 		t.Errorf("forged counted %d, want 4", got)
@@ -67,10 +70,10 @@ func TestSealer(t *testing.T) {
 func BenchmarkSealer(b *testing.B) {
 	signer, checker := sealPair(b)
 	msg := make([]byte, 120) // a top-k entry's EntryMessage is ~60-200 bytes
-	sig := signer.Sign(msg)
+	sig := signer.Sign("a", msg)
 	b.Run("sign", func(b *testing.B) {
 		for b.Loop() {
-			signer.Sign(msg)
+			signer.Sign("a", msg)
 		}
 	})
 	b.Run("verify", func(b *testing.B) {

@@ -350,7 +350,12 @@ type keys struct {
 	priv map[string]ed25519.PrivateKey
 }
 
-func (k keys) Sign(msg []byte) []byte { return ed25519.Sign(k.priv[k.self], msg) }
+func (k keys) Sign(node string, msg []byte) []byte {
+	if node != k.self {
+		return nil
+	}
+	return ed25519.Sign(k.priv[k.self], msg)
+}
 func (k keys) Verify(node string, msg, sig []byte) error {
 	priv, ok := k.priv[node]
 	if !ok || len(sig) != ed25519.SignatureSize || !ed25519.Verify(priv.Public().(ed25519.PublicKey), msg, sig) {

@@ -135,8 +135,10 @@ type Config struct {
 // keys the membership pinned for them (the runtime's identity). It must be
 // safe for concurrent use.
 type Sealer interface {
-	// Sign is this peer's signature over msg.
-	Sign(msg []byte) []byte
+	// Sign is node's signature over msg, where this peer may sign as
+	// node (the runtime's peer as itself only; the simulator's model as
+	// any honest peer): nil where it may not.
+	Sign(node string, msg []byte) []byte
 	// Verify says whether sig is node's over msg: nil, or an error
 	// wrapping ErrForged.
 	Verify(node string, msg, sig []byte) error
@@ -241,7 +243,7 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 	}
 	own := Entry(b.plan, rec)
 	if own != nil && b.cfg.Seal != nil {
-		own.Proof = b.cfg.Seal.Sign(EntryMessage(b.cfg.Query, own))
+		own.Proof = b.cfg.Seal.Sign(own.Node, EntryMessage(b.cfg.Query, own))
 	}
 	return topk.New(cfg, own)
 }

@@ -46,6 +46,14 @@
 // could keep across epochs, measured against a restart per epoch by
 // BenchmarkWatchEpochs.
 //
+// Liars (liars.go, Config.Liars and Lie): a share of the peers rewrites
+// the top-k messages it sends, writing entries for other nodes (forge) or
+// changing theirs under their signatures (alter). The peers then sign and
+// check entries as the runtime does (run.Sealer), with a keyed hash as the
+// model of each peer's ed25519 signature; a message refused for a lie is
+// counted apart from the refusals of honest ones, and the asker's final
+// list is checked for entries that are not what their node says.
+//
 // # Usage
 //
 //	s, err := sim.New(plan, sim.DefaultConfig(100_000))

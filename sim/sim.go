@@ -86,6 +86,13 @@ type Config struct {
 	// originator is always measured. Ungrouped additive plans and top-k are
 	// measured on every peer.
 	MetricsSample int
+	// Liars is the share of peers that lie (never the asker), as Lie
+	// says (liars.go); 0 is none. With liars, the peers sign their
+	// top-k entries and check the others' (a model of the runtime's
+	// signatures), and the messages they refuse for a lie are counted
+	// apart (RoundStats.LiesRefused).
+	Liars float64
+	Lie   Lie
 }
 
 // DefaultConfig is the configuration for n peers.
@@ -128,6 +135,10 @@ type RoundStats struct {
 	// Refused counts the messages the peers refused this round (the
 	// runtime's checks on receipt, run.ErrRefused): 0 with honest peers.
 	Refused int
+	// With liars: the messages refused that a liar had rewritten, and
+	// the entries in the asker's top-k list that are not what their node
+	// says (written by a liar for another node).
+	LiesRefused, ForgedAccepted int
 }
 
 // Sim is one simulation. It is not safe for concurrent use.
@@ -309,7 +320,11 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	// (CheckReceived).
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
-		Buffers: &s.bufs} // delivery is immediate: one set of buffers serves all
+		Buffers: &s.bufs, // delivery is immediate: one set of buffers serves all
+		Seal: newSeal(cfg), Query: []byte("sim")}
+	if cfg.Liars < 0 || cfg.Liars >= 1 || cfg.Liars > 0 && cfg.Lie == 0 {
+		return nil, fmt.Errorf("sim: liars %v outside [0,1), or no lie given", cfg.Liars)
+	}
 	if len(cfg.Crashes) > 0 || cfg.Session > 0 {
 		// Peers can be lost: they share one view of who is left out of
 		// the query (a set per peer would not fit a million), which the
@@ -564,7 +579,18 @@ func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size in
 			s.st[to].joined = true
 			s.peer(to).JoinAt(s.peer(from).Round())
 		}
+		lied := false
+		if s.cfg.Liars > 0 && s.liar(from) {
+			if m, ok := any(e).(topk.Envelope); ok {
+				m, lied = s.lie(from, m)
+				e = any(m).(E)
+			}
+		}
 		reply, err := step(s.peer(to), from, e)
+		if err != nil && lied {
+			s.stats.LiesRefused++
+			continue
+		}
 		if err != nil {
 			s.refuse(err)
 			continue
@@ -985,6 +1011,9 @@ func (s *Sim) measureTop() {
 		s.stats.OriginErr = 0
 	}
 	s.report()
+	if s.cfg.Liars > 0 {
+		s.stats.ForgedAccepted = s.forgedAccepted()
+	}
 	for _, e := range s.origin.TopK().Top() {
 		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.st) && !s.st[i].alive {
 			s.stats.OriginDead++

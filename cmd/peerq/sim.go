@@ -22,6 +22,7 @@ func newSimCmd() *cobra.Command {
 		session, round, excludeAfter    time.Duration
 		serfProbe                       time.Duration
 		suspicionMult, trials           int
+		lie                             string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --nodes N -e STATEMENT",
@@ -45,6 +46,11 @@ convergence rule calls the originator's answer final.`,
 			}
 			if cfg.Scheme, err = sim.ParseScheme(scheme); err != nil {
 				return &exitError{exitUsage, err}
+			}
+			if cfg.Liars > 0 {
+				if cfg.Lie, err = sim.ParseLie(lie); err != nil {
+					return &exitError{exitUsage, err}
+				}
 			}
 			switch nFrom {
 			case "gossip":
@@ -122,6 +128,8 @@ convergence rule calls the originator's answer final.`,
 	f.IntVar(&cfg.MaxExcluded, "max-excluded", node.MaxExcluded, "with --session: members a query's peers tell each other they left out (the runtime's bound); later losses wait for Serf's verdict")
 	f.DurationVar(&serfProbe, "serf-probe", time.Second, "with --session: Serf's probe interval (memberlist's LAN profile), for its verdict on a lost member")
 	f.IntVar(&suspicionMult, "suspicion-mult", 4, "with --session: Serf's suspicion multiplier: a verdict takes suspicion-mult × log10(N) probe intervals")
+	f.Float64Var(&cfg.Liars, "liars", 0, "share of the peers that lie (never the asker), as --lie says; the peers then sign their top-k entries and check the others'")
+	f.StringVar(&lie, "lie", "forge", "with --liars: forge (entries written for other nodes) or alter (others' entries changed under their signatures)")
 	f.IntVar(&trials, "trials", 1, "with --session: run this many statements (seeds --seed, --seed+1, …) and print the share the runtime would call converged and their error")
 	return cmd
 }

@@ -161,6 +161,18 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 			fmt.Fprintf(out, "every peer holds the exact top-%d from round %s\n", plan.K,
 				FirstRound(stats, func(st sim.RoundStats) bool { return st.ExactShare == 1 }))
 			fmt.Fprintf(out, "crashed peers in the originator's final list: %d\n", last.OriginDead)
+			if cfg.Liars > 0 {
+				refused := 0
+				for _, st := range stats {
+					refused += st.LiesRefused
+				}
+				honest := "no"
+				if last.OriginErr == 0 {
+					honest = "yes"
+				}
+				fmt.Fprintf(out, "liars %.2f%% (%s): messages refused for a lie %d; forged entries %d in the originator's final list; honest top-%d %s\n",
+					100*cfg.Liars, cfg.Lie, refused, last.ForgedAccepted, plan.K, honest)
+			}
 		}
 		c := Convergence(plan, stats)
 		fmt.Fprintf(out, "engine's rule: final at round %s (originator's error then %s); originator truly within target from round %s\n",
