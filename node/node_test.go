@@ -17,6 +17,15 @@ import (
 // only CPU, and a loaded machine slows a test down without changing what
 // it sees. The embedded cluster of real Serf peers and the peers on real
 // sockets have their own tests (real_test.go).
+//
+// Every test of the package calls t.Parallel (go test runs GOMAXPROCS of
+// them at once): each builds its own cluster — fake network, embedded Serf
+// on its own in-memory transport, or sockets on ports the system picks —
+// and the package has no state they share. A test in fake time runs in a
+// bubble of its own, its clock untouched by the others; one in real time
+// waits for conditions with deadlines. The measurements (PEERQ_* set:
+// bench_test.go, churnbench_test.go, TestFaultTable's full table) run
+// alone.
 
 var _ Network = (*fakenet.Host)(nil)
 
@@ -156,6 +165,7 @@ func sameAnswer(t testing.TB, got, want *answer.Answer, label string) {
 }
 
 func TestQueries(t *testing.T) {
+	t.Parallel()
 	fake(t, 40, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		asker := c.nodes[3]
 		for _, src := range []string{
@@ -189,6 +199,7 @@ func TestQueries(t *testing.T) {
 }
 
 func TestConcurrentQueries(t *testing.T) {
+	t.Parallel()
 	fake(t, 40, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		srcs := []string{
 			"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
@@ -243,6 +254,7 @@ func TestConcurrentQueries(t *testing.T) {
 // failure detector has declared the dead, answers are the survivors', and a
 // top-k never returns a peer the membership knows is dead.
 func TestKillMidQuery(t *testing.T) {
+	t.Parallel()
 	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		asker := c.nodes[0]
 		count := compile(t, asker, "SELECT COUNT(*), SUM(cpu_cores) FROM peers WITH ROUNDS 150")

@@ -123,6 +123,7 @@ func (l *liar) rewrite(body []byte) []byte {
 // RESERVE claims the honest best, and a MIN is no lower than any peer
 // could report.
 func TestReceivedValuesChecked(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const n, liarAt = 12, 4
 		c := &cluster{net: fakenet.New(fakenet.DefaultConfig())}
