@@ -12,6 +12,10 @@ import (
 	"github.com/peerq/peerq/topk"
 )
 
+// Every test here calls t.Parallel: each simulates on a Sim of its own,
+// and the package has no state they share (its one global, ungrouped, is a
+// constant).
+
 func plan(t testing.TB, src string) *query.Plan {
 	t.Helper()
 	p, err := query.CompileText(src, query.DefaultCatalog(), query.DefaultConfig())
@@ -69,6 +73,7 @@ func config(n, rounds int, seed uint64) Config {
 // The targets of issue 3 at N=10^4, checked with several seeds: COUNT(*)
 // at the originator within 1% after 40 rounds at 5% message loss.
 func TestCountUnderLoss(t *testing.T) {
+	t.Parallel()
 	for seed := uint64(1); seed <= 3; seed++ {
 		cfg := config(10_000, 40, seed)
 		cfg.Loss = 0.05
@@ -90,6 +95,7 @@ func TestCountUnderLoss(t *testing.T) {
 // 2% of the survivors, with the number of peers from gossip and from the
 // membership.
 func TestCountUnderCrash(t *testing.T) {
+	t.Parallel()
 	const q = "SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB"
 	for seed := uint64(1); seed <= 3; seed++ {
 		for _, fromGossip := range []bool{true, false} {
@@ -114,6 +120,7 @@ func TestCountUnderCrash(t *testing.T) {
 // learned of it, no crashed peer is in the originator's list, and the list
 // is the exact top-50 of the survivors.
 func TestTopKUnderCrash(t *testing.T) {
+	t.Parallel()
 	oneGoroutine(t)
 	for seed := uint64(1); seed <= 3; seed++ {
 		cfg := config(10_000, 40, seed)
@@ -138,6 +145,7 @@ func TestTopKUnderCrash(t *testing.T) {
 // Push-pull averaging shrinks the variance by about 1/(2√e) a round (a
 // property of averaging: every peer starts at once).
 func TestVarianceFactor(t *testing.T) {
+	t.Parallel()
 	cfg := config(10_000, 15, 4)
 	cfg.AllStart = true
 	_, stats := simulate(t, "SELECT AVG(cpu_load) FROM peers", cfg)
@@ -152,6 +160,7 @@ func TestVarianceFactor(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
+	t.Parallel()
 	_, a := simulate(t, "SELECT AVG(mem_free) FROM peers", config(2000, 20, 9))
 	_, b := simulate(t, "SELECT AVG(mem_free) FROM peers", config(2000, 20, 9))
 	_, c := simulate(t, "SELECT AVG(mem_free) FROM peers", config(2000, 20, 10))
@@ -166,6 +175,7 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestJoin(t *testing.T) {
+	t.Parallel()
 	cfg := config(5000, 40, 2)
 	cfg.Joins = []Event{{Frac: 0.2, Round: 10}}
 	s, stats := simulate(t, "SELECT COUNT(*), SUM(cpu_cores) FROM peers", cfg)
@@ -181,6 +191,7 @@ func TestJoin(t *testing.T) {
 // exact answer: top-k exactly; sums and averages within 1%; quantiles
 // within the histogram's accuracy; distinct counts within the HyperLogLog's.
 func TestDesignStatements(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		src string
 		tol float64
@@ -221,6 +232,7 @@ func TestDesignStatements(t *testing.T) {
 // them alone would run with this seed — the same messages, the same
 // answers — at a quarter of the CPU.
 func TestPercentiles(t *testing.T) {
+	t.Parallel()
 	oneGoroutine(t)
 	const n = 1500
 	var recs []query.Record
@@ -267,6 +279,7 @@ func ftoa(x float64) string { return query.Num(query.KindNumber, x).String() }
 
 // EXPLAIN's size model against the messages the cores really encode.
 func TestMessageSizeModel(t *testing.T) {
+	t.Parallel()
 	for _, src := range []string{
 		"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
 		"SELECT AVG(cpu_load), MAX(mem_free) FROM peers",
@@ -290,6 +303,7 @@ func TestMessageSizeModel(t *testing.T) {
 // The originator's own error estimate is a sound convergence signal: once it
 // says 0.1%, the true error is below 1%.
 func TestErrorEstimate(t *testing.T) {
+	t.Parallel()
 	for _, src := range []string{"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB", "SELECT AVG(cpu_load), SUM(disk_free) FROM peers"} {
 		_, stats := simulate(t, src, config(10_000, 40, 3))
 		seen := false
@@ -316,6 +330,7 @@ func TestErrorEstimate(t *testing.T) {
 // its retries with the responder's half applied: seed 2 ended 7% low for
 // good.)
 func TestLossAndChurn(t *testing.T) {
+	t.Parallel()
 	final := 0
 	for seed := uint64(1); seed <= 6; seed++ {
 		cfg := config(10_000, 40, seed)
@@ -349,6 +364,7 @@ func TestLossAndChurn(t *testing.T) {
 // and leaves the receiver's list as it was; the same entry with an honest
 // value enters it.
 func TestPeersCheckWhatTheyReceive(t *testing.T) {
+	t.Parallel()
 	p := plan(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 5")
 	for _, tc := range []struct {
 		reliability float64
