@@ -190,6 +190,12 @@ type Node struct {
 	// this peer tells the peers it exchanges with (a rumor), so that
 	// everyone drops them long before their budget.
 	ended map[QueryID]int64
+	// told are the queries whose end this peer has told for its rounds,
+	// until the round in the value: hearing it again does not start the
+	// rumor anew (it would go round for ever, each peer passing it back
+	// to those that had stopped: every exchange carrying every query that
+	// ever ended).
+	told map[QueryID]int64
 	// outTo counts the exchanges in flight to each peer (at most one).
 	outTo map[string]int
 	stats Stats
@@ -335,7 +341,7 @@ func New(cfg Config, net Network) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, cancel: cancel,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
+		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{}, told: map[QueryID]int64{},
 		outTo: map[string]int{}, askSlots: make(chan struct{}, cfg.MaxAsk), roundDone: make(chan struct{}, 1),
 		id: id, fs: cfg.FS, keeper: keeper, claiming: map[string]string{},
 		done: make(chan struct{})}
@@ -736,6 +742,11 @@ func (n *Node) tick() {
 			delete(n.gone, id)
 		}
 	}
+	for id, until := range n.told {
+		if n.round > until {
+			delete(n.told, id)
+		}
+	}
 	n.prober.tick(n.round, now)
 	out := map[string][]entry{}
 	var reports []report
@@ -790,6 +801,7 @@ func (n *Node) tick() {
 		for id, until := range n.ended {
 			if n.round > until {
 				delete(n.ended, id)
+				n.told[id] = n.round + int64(4*(query.MaxRounds+n.cfg.Linger))
 				continue
 			}
 			out[peer] = append(out[peer], entry{ID: id, Kind: protoEnd})
@@ -854,6 +866,9 @@ func (n *Node) collect(id QueryID, q *instance) {
 // to spread. Called with n.mu held.
 func (n *Node) end(id QueryID, peers int) {
 	if _, ok := n.ended[id]; ok {
+		return
+	}
+	if _, ok := n.told[id]; ok {
 		return
 	}
 	n.ended[id] = n.round + int64(query.SpreadRounds(max(peers, 2)))
@@ -995,7 +1010,8 @@ func (n *Node) serve(from string, req []byte) ([]byte, error) {
 		}
 		q := n.queries[e.ID]
 		if q == nil {
-			if _, over := n.ended[e.ID]; over {
+			_, over := n.ended[e.ID]
+			if _, told := n.told[e.ID]; over || told {
 				replies = append(replies, entry{ID: e.ID, Kind: protoEnd}) // the requester can drop it too
 				continue
 			}
