@@ -863,15 +863,14 @@ func (n *Node) collect(id QueryID, q *instance) {
 
 // end records that a query is over: this peer drops its instance (unless
 // it asked it) and spreads the news for as many rounds as the query took
-// to spread. Called with n.mu held.
+// to spread, once (not if it has told it already). Called with n.mu held.
 func (n *Node) end(id QueryID, peers int) {
 	if _, ok := n.ended[id]; ok {
 		return
 	}
-	if _, ok := n.told[id]; ok {
-		return
+	if _, ok := n.told[id]; !ok { // told already: not anew
+		n.ended[id] = n.round + int64(query.SpreadRounds(max(peers, 2)))
 	}
-	n.ended[id] = n.round + int64(query.SpreadRounds(max(peers, 2)))
 	if q := n.queries[id]; q != nil && !q.origin {
 		n.collect(id, q)
 		n.stats.Ended++
