@@ -253,6 +253,12 @@ func TestHistogramMapping(t *testing.T) {
 	if HistBucket(0) != 0 || HistValue(0) != 0 {
 		t.Error("zero bucket")
 	}
+	// The table is the formula, bucket for bucket, and beyond it.
+	for b := -2; b <= 4*histRange+2; b++ {
+		if got, want := HistValue(b), histValue(b); got != want {
+			t.Fatalf("HistValue(%d) = %v, want %v", b, got, want)
+		}
+	}
 }
 
 func TestHLL(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -71,6 +72,7 @@ func New(cfg Config) *Network {
 type Host struct {
 	nw      *Network
 	name    string
+	addr    string            // "fake:" + name, its gossip and exchange address
 	tags    map[string]string // as the others see them
 	alive   bool
 	stopped bool // the process is gone, the machine answers: exchanges are refused
@@ -88,7 +90,7 @@ type Host struct {
 func (nw *Network) Add(name string, tags map[string]string) *Host {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	h := &Host{nw: nw, name: name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan network.Event, 1024)}
+	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan network.Event, 1024)}
 	for _, o := range nw.hosts {
 		if o.alive {
 			h.view[o.name] = true
@@ -101,12 +103,14 @@ func (nw *Network) Add(name string, tags map[string]string) *Host {
 	return h
 }
 
+// copyTags copies a peer's tags: never nil. maps.Clone copies the map's
+// table whole; the node asks for members (Member, Members) many times a
+// round, and copying key by key was a seventh of a 200-peer test's CPU.
 func copyTags(t map[string]string) map[string]string {
-	out := make(map[string]string, len(t))
-	for k, v := range t {
-		out[k] = v
+	if t == nil {
+		return map[string]string{}
 	}
-	return out
+	return maps.Clone(t)
 }
 
 func (h *Host) see(name string, alive bool) {
@@ -291,7 +295,7 @@ func (h *Host) Name() string { return h.name }
 
 func (h *Host) member(name string) network.Member {
 	o := h.nw.hosts[name]
-	return network.Member{Name: name, Addr: "fake:" + name, Exchange: "fake:" + name, Tags: copyTags(o.tags), Key: o.key, Boot: o.boot}
+	return network.Member{Name: name, Addr: o.addr, Exchange: o.addr, Tags: copyTags(o.tags), Key: o.key, Boot: o.boot}
 }
 
 // SetIdentity sets the peer's public key and incarnation as every peer

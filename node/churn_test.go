@@ -38,6 +38,7 @@ var churnQueries = []string{
 // it, and is right over them. The lost member holds the largest mem_free:
 // MAX and the top-k must find the next.
 func TestLostMidQueryIsExcluded(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"stopped", "crashed"} {
 		for _, at := range []time.Duration{-time.Second, 0, 150 * time.Millisecond, 500 * time.Millisecond, 1200 * time.Millisecond} {
 			t.Run(fmt.Sprintf("%s at %v", how, at), func(t *testing.T) {
@@ -131,6 +132,7 @@ func TestLostMidQueryIsExcluded(t *testing.T) {
 // the answer is over the others (it names the member) and right over
 // them, whatever the member gave before it was cut and would give after.
 func TestExcludedAliveMemberStops(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Detect = time.Minute
@@ -201,6 +203,7 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 //	go test ./node -run TestChurnSchedule -v -count=20   # 120 answers a run
 //	PEERQ_FCHURN_GROUPS=1 ...                           # the GROUP BY alone
 func TestChurnSchedule(t *testing.T) {
+	t.Parallel()
 	answersWanted := 120
 	if raceDetector {
 		answersWanted = 48 // each statement 8 times: the race run looks for races, 44 s for 120
@@ -443,6 +446,7 @@ func rightOverTookPart(p *query.Plan, res *answer.Answer, before, after, moved m
 // the asker's answers, and keeps its lease and its place; the owner does
 // not repair it. Leases follow Serf's verdict and the owner's own checks.
 func TestExcludedIsNotReleased(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Detect = time.Minute

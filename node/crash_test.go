@@ -23,6 +23,7 @@ import (
 // "reserved" is forgotten by its owner, and the identity is the one the
 // peer had (it would otherwise become another peer).
 func TestCrashAtEveryStep(t *testing.T) {
+	t.Parallel()
 	const dir = "/data"
 	t0 := time.Unix(1_800_000_000, 0)
 	keys := map[string]*identity.Key{}

@@ -25,8 +25,12 @@ import (
 // wrote before the owner role (version 3, as node wrote it) and writes it
 // again in the new form.
 func TestOwnerSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	for _, upgraded := range []bool{false, true} {
-		t.Run(fmt.Sprint("upgraded=", upgraded), func(t *testing.T) { ownerRestarts(t, upgraded) })
+		t.Run(fmt.Sprint("upgraded=", upgraded), func(t *testing.T) {
+			t.Parallel()
+			ownerRestarts(t, upgraded)
+		})
 	}
 }
 
@@ -108,6 +112,7 @@ func writeJSONTable(t *testing.T, path string) {
 // A corrupt lease file falls back on the previous copy, and says so; with
 // no good copy, the error names the file and how to start afresh.
 func TestCorruptLeaseFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
 		nw := fakenet.New(fakenet.DefaultConfig())

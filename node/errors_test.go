@@ -95,6 +95,7 @@ func toldOnce(t *testing.T, n *Node, stat int64, name string, logs *logLines, wo
 // where the others' tag says text, +Inf: its GROUP BY key does not decode
 // (run.GroupResults), from the first round on.
 func TestUnreadableAnswerEndsQuery(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		logs := &logLines{}
 		i := 0
@@ -158,6 +159,7 @@ func TestUnreadableAnswerEndsQuery(t *testing.T) {
 // and tag however often the tags are read, and again if it breaks again
 // after it was mended.
 func TestMalformedLeaseTags(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		logs := &logLines{}
 		i := 0
@@ -226,6 +228,7 @@ func (refusingTags) SetTags(map[string]string) error { return errors.New("serf: 
 
 // A tag update the network refuses is logged and counted.
 func TestTagUpdateFailures(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		nw := fakenet.New(fakenet.DefaultConfig())
 		rec, tags := SyntheticPeer(1, 0)

@@ -101,6 +101,7 @@ var faultQueries = []string{
 // the survivors' or flagged, and once the failure detector has spoken, the
 // next ones are the survivors', converged.
 func TestCrashMidQuery(t *testing.T) {
+	t.Parallel()
 	for seed := uint64(1); seed <= 20; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -165,6 +166,7 @@ func TestCrashMidQuery(t *testing.T) {
 // the members it can reach — exact or flagged — never the old whole, and
 // never its own half scaled by members it cannot hear.
 func TestPartitionMidQuery(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		c := startFake(t, 8, fcfg, 3, nil)
@@ -210,8 +212,10 @@ func TestPartitionMidQuery(t *testing.T) {
 
 // Loss, duplication and jitter: right or flagged, and mostly right.
 func TestLossyNetwork(t *testing.T) {
+	t.Parallel()
 	for _, loss := range []float64{0.05, 0.2} {
 		t.Run(fmt.Sprint("loss", loss), func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
 				fcfg.Loss, fcfg.Duplicate, fcfg.Jitter = loss, 0.05, 20*time.Millisecond
@@ -240,6 +244,7 @@ func TestLossyNetwork(t *testing.T) {
 // refuses the rest explicitly, and the answers that miss a refusing peer
 // say so.
 func TestConcurrency(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 8, fakenet.DefaultConfig(), 7, func(cfg *Config) { cfg.MaxAsk = 256 })
 		if right := rightOfConcurrent(t, c, faultQueries[0], 200, 1); right < 180 {
@@ -285,6 +290,7 @@ func TestConcurrency(t *testing.T) {
 // round must not start while the last one's exchange is out — rounds that
 // hear nothing burned the budgets (125 of 200 answers partial before).
 func TestManyAskersConverge(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fc := fakenet.DefaultConfig()
 		fc.Latency, fc.Jitter = 30*time.Millisecond, 60*time.Millisecond
@@ -323,6 +329,7 @@ func rightOfConcurrent(t *testing.T, c *cluster, src string, n, askers int) int 
 // A RESERVE is read back at once by its owner, whatever the tags say; a
 // RELEASE too.
 func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.TagDelay = 5 * time.Second // tags slower than the statements
@@ -358,6 +365,7 @@ func TestReadYourWrites(t *testing.T) {
 // A RESERVE slower than its leases (a slow, lossy network; leases of 10 s)
 // returns exactly the peers that hold its lease when it returns.
 func TestSlowReserveKeepsItsLeases(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Latency, fcfg.Jitter, fcfg.Loss = 300*time.Millisecond, 300*time.Millisecond, 0.05
@@ -390,6 +398,7 @@ func TestSlowReserveKeepsItsLeases(t *testing.T) {
 // A peer restarted on its data dir comes back holding its lease, and the
 // cluster's answers count it again.
 func TestRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.DataDir = ""; cfg.Logf = t.Logf })
@@ -431,6 +440,7 @@ func errorsIsOverloaded(err error) bool { return errors.Is(err, ErrOverloaded) }
 // the query; the first request it leaves unanswered makes them send the
 // plan again, and it takes part anew. The answer is right or flagged.
 func TestRestartMidQuery(t *testing.T) {
+	t.Parallel()
 	for _, src := range faultQueries {
 		t.Run(src, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -486,6 +496,7 @@ func TestRestartMidQuery(t *testing.T) {
 // spin on failures and spend the query's budget in milliseconds, before
 // the membership has had time to catch up. The answer is flagged.
 func TestFastFailuresDoNotSpinRounds(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 3, fakenet.DefaultConfig(), 1, nil)
 		asker := c.nodes[0]
@@ -507,6 +518,7 @@ func TestFastFailuresDoNotSpinRounds(t *testing.T) {
 // A peer alone in its cluster answers exactly at once, from its own record,
 // and says it is alone.
 func TestAloneIsExact(t *testing.T) {
+	t.Parallel()
 	fake(t, 1, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		n := c.nodes[0]
 		for _, src := range []string{"SELECT COUNT(*), SUM(cpu_cores) FROM peers", "SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3"} {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"testing/synctest"
@@ -17,6 +18,15 @@ import (
 // only CPU, and a loaded machine slows a test down without changing what
 // it sees. The embedded cluster of real Serf peers and the peers on real
 // sockets have their own tests (real_test.go).
+//
+// Every test of the package calls t.Parallel (go test runs GOMAXPROCS of
+// them at once): each builds its own cluster — fake network, embedded Serf
+// on its own in-memory transport, or sockets on ports the system picks —
+// and the package has no state they share. A test in fake time runs in a
+// bubble of its own, its clock untouched by the others; one in real time
+// waits for conditions with deadlines. The measurements (PEERQ_* set:
+// bench_test.go, churnbench_test.go, TestFaultTable's full table) run
+// alone.
 
 var _ Network = (*fakenet.Host)(nil)
 
@@ -156,6 +166,7 @@ func sameAnswer(t testing.TB, got, want *answer.Answer, label string) {
 }
 
 func TestQueries(t *testing.T) {
+	t.Parallel()
 	fake(t, 40, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		asker := c.nodes[3]
 		for _, src := range []string{
@@ -189,6 +200,7 @@ func TestQueries(t *testing.T) {
 }
 
 func TestConcurrentQueries(t *testing.T) {
+	t.Parallel()
 	fake(t, 40, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		srcs := []string{
 			"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB",
@@ -239,10 +251,39 @@ func TestConcurrentQueries(t *testing.T) {
 	})
 }
 
+// The news that a query ended spreads for a few rounds from each peer that
+// hears it, then stops: a peer that has told it does not start again when
+// a later peer passes it back. It once went round for ever — every
+// exchange of an idle cluster carried every query that had ever ended,
+// and 30 idle peers spent 7 s of CPU a minute after 40 queries.
+func TestEndedNewsStops(t *testing.T) {
+	t.Parallel()
+	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		asker := c.nodes[0]
+		for k := range 10 {
+			ask(t, asker, compile(t, asker, fmt.Sprintf("SELECT COUNT(*) FROM peers WHERE cpu_cores >= %d", k)))
+		}
+		elapse(time.Minute)
+		told := 0
+		for _, n := range c.nodes {
+			n.rt.mu.Lock()
+			if len(n.rt.ended) != 0 {
+				t.Errorf("%s still tells %d ended queries a minute after the last", n.Name(), len(n.rt.ended))
+			}
+			told += len(n.rt.told)
+			n.rt.mu.Unlock()
+		}
+		if told == 0 {
+			t.Error("no peer told the news of an ended query")
+		}
+	})
+}
+
 // A peer killed mid-query does not stop the query: it ends. Once the
 // failure detector has declared the dead, answers are the survivors', and a
 // top-k never returns a peer the membership knows is dead.
 func TestKillMidQuery(t *testing.T) {
+	t.Parallel()
 	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		asker := c.nodes[0]
 		count := compile(t, asker, "SELECT COUNT(*), SUM(cpu_cores) FROM peers WITH ROUNDS 150")

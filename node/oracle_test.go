@@ -18,6 +18,7 @@ import (
 // between the exact quantiles at p±1% (widened by the histogram's 1%
 // buckets), distinct counts within HyperLogLog's error.
 func TestOracle200(t *testing.T) {
+	t.Parallel()
 	fake(t, 200, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) { oracle(t, c.nodes[17], c.records()) })
 }
 

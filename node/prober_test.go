@@ -27,6 +27,7 @@ func (b boots) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 // peer's timeouts (local health goes up) unless it is back as a new
 // incarnation: then it really was gone.
 func TestLocalHealthCountsOnlyMistakes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		why        string

@@ -25,6 +25,7 @@ import (
 // reached (cut off, or stopped) exit "incomplete" naming it; once it can
 // be reached again it lets go.
 func TestUnreachableMemberIsNamed(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"release/partition", "release/stop", "resize/partition"} {
 		t.Run(how, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -72,6 +73,7 @@ func TestUnreachableMemberIsNamed(t *testing.T) {
 // key), and SHOW SUBCLOUDS anywhere names the owner the keepers name. A
 // claim under a free name is dated now, whatever it says.
 func TestNoClaimIsOlderThanItsName(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 12, fakenet.DefaultConfig(), 1, nil)
 		owner, liar, victim := c.nodes[1], c.nodes[2], c.nodes[10]
@@ -133,6 +135,7 @@ func (g *syncGate) SyncDir(dir string) error {
 // FROM SUBCLOUD and SHOW SUBCLOUDS at other agents send) — do not wait
 // for another request's fsync.
 func TestReadsDoNotWaitForAnFsync(t *testing.T) {
+	t.Parallel()
 	g := &syncGate{FS: durable.OS(), entered: make(chan struct{}), release: make(chan struct{})}
 	k, _, err := openKeeper(g, t.TempDir(), t.Logf)
 	if err != nil {
@@ -177,6 +180,7 @@ func TestReadsDoNotWaitForAnFsync(t *testing.T) {
 // (between the two renames of an old write). The lease is read from it,
 // and no second owner is granted the peer.
 func TestLeaseKeptInThePreviousCopy(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	k, _, err := openKeeper(durable.OS(), dir, t.Logf)
 	if err != nil {
@@ -210,6 +214,7 @@ func TestLeaseKeptInThePreviousCopy(t *testing.T) {
 // owner_key_changed, not as a forgery, say so once, and ask again only
 // after askEvery — not every few seconds until the lease lapses.
 func TestOwnerWithANewKey(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		logs := map[uint64]*logged{}
 		c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) {

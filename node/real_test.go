@@ -70,6 +70,7 @@ func (e *Embedded) Node(i int) *Node {
 // transport answer every kind of statement; a killed peer is declared dead
 // by Serf's failure detector, and the next answers are the survivors'.
 func TestEmbedded(t *testing.T) {
+	t.Parallel()
 	e := startEmbedded(t, 24)
 	asker := e.Nodes[3]
 	for _, src := range []string{
@@ -109,6 +110,7 @@ func TestEmbedded(t *testing.T) {
 // exchanges, each on its own ports), with an encryption key, answer a top-k
 // and a COUNT.
 func TestRealSockets(t *testing.T) {
+	t.Parallel()
 	peers := startSocketPeers(t, 5, "real", 3, func(i int, rec query.Record, cfg *Config) {
 		cfg.Tags = map[string]string{"region": rec["region"].Str}
 	})
@@ -145,6 +147,7 @@ func TestRealSockets(t *testing.T) {
 // dropped it meanwhile — ends with the subcloud at its size, every member
 // holding the lease.
 func TestEmbeddedRestartKeepsItsLease(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	e := startEmbeddedWith(t, EmbeddedConfig{Nodes: 8, Seed: 1, Freeze: true, Round: 50 * time.Millisecond, DataDir: t.TempDir()})
@@ -227,6 +230,7 @@ func startSocketPeers(t *testing.T, n int, prefix string, seed uint64, tune func
 // the reason; the liar, holding the cluster key, cannot release another
 // owner's member, nor speak in its name.
 func TestTrustOverSockets(t *testing.T) {
+	t.Parallel()
 	const n, skewed, liarAt = 8, 6, 7
 	peers := startSocketPeers(t, n, "trust", 5, func(i int, _ query.Record, cfg *Config) {
 		cfg.DataDir = t.TempDir()

@@ -170,6 +170,7 @@ func liarCluster(t *testing.T, n, liarAt int, lie func(*fakenet.Host) Network) *
 // RESERVE claims the honest best, and a MIN is no lower than any peer
 // could report.
 func TestReceivedValuesChecked(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const n, liarAt = 12, 4
 		var l *liar

@@ -64,6 +64,12 @@ type runtime struct {
 	// this peer tells the peers it exchanges with (a rumor), so that
 	// everyone drops them long before their budget.
 	ended map[QueryID]int64
+	// told are the queries whose end this peer has told for its rounds,
+	// until the round in the value: hearing it again does not start the
+	// rumor anew (it would go round for ever, each peer passing it back
+	// to those that had stopped: every exchange carrying every query that
+	// ever ended).
+	told map[QueryID]int64
 	// outTo counts the exchanges in flight to each peer (at most one).
 	outTo map[string]int
 	// stats are the runtime's counters (Node.Stats adds the other roles').
@@ -105,7 +111,7 @@ type leaseSide interface {
 func newRuntime(cfg Config, net Network, ctx context.Context, done <-chan struct{}, seed uint64) *runtime {
 	rt := &runtime{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, done: done,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{},
+		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{}, told: map[QueryID]int64{},
 		outTo: map[string]int{}, roundDone: make(chan struct{}, 1)}
 	rt.adm = newAdmission(cfg, net.Name(), &rt.instances, done)
 	return rt
@@ -250,6 +256,11 @@ func (rt *runtime) tick() {
 			delete(rt.gone, id)
 		}
 	}
+	for id, until := range rt.told {
+		if rt.round > until {
+			delete(rt.told, id)
+		}
+	}
 	rt.prober.tick(rt.round, now)
 	out := map[string][]entry{}
 	var reports []report
@@ -278,6 +289,7 @@ func (rt *runtime) tick() {
 		for id, until := range rt.ended {
 			if rt.round > until {
 				delete(rt.ended, id)
+				rt.told[id] = rt.round + int64(4*(query.MaxRounds+rt.cfg.Linger))
 				continue
 			}
 			out[peer] = append(out[peer], entry{ID: id, Kind: protoEnd})
@@ -376,12 +388,15 @@ func (rt *runtime) collect(id QueryID, q *instance) {
 
 // end records that a query is over: this peer drops its instance (unless
 // it asked it) and spreads the news for as many rounds as the query took
-// to spread. Called with rt.mu held.
+// to spread, once (not if it has told it already). Called with rt.mu
+// held.
 func (rt *runtime) end(id QueryID, peers int) {
 	if _, ok := rt.ended[id]; ok {
 		return
 	}
-	rt.ended[id] = rt.round + int64(query.SpreadRounds(max(peers, 2)))
+	if _, ok := rt.told[id]; !ok { // told already: not anew
+		rt.ended[id] = rt.round + int64(query.SpreadRounds(max(peers, 2)))
+	}
 	if q := rt.queries[id]; q != nil && !q.origin {
 		rt.collect(id, q)
 		rt.stats.Ended++
@@ -520,7 +535,8 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 		}
 		q := rt.queries[e.ID]
 		if q == nil {
-			if _, over := rt.ended[e.ID]; over {
+			_, over := rt.ended[e.ID]
+			if _, told := rt.told[e.ID]; over || told {
 				replies = append(replies, entry{ID: e.ID, Kind: protoEnd}) // the requester can drop it too
 				continue
 			}

@@ -36,6 +36,7 @@ func until(d time.Duration, cond func() bool) bool {
 // SHOW SUBCLOUDS see them, a second RESERVE cannot take them, a retry with
 // the key gets the same subcloud, RELEASE frees them.
 func TestReserveRelease(t *testing.T) {
+	t.Parallel()
 	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		owner := c.nodes[2]
 		res := ask(t, owner, compile(t, owner, "RESERVE 5 FROM peers WHERE mem_free >= 1GB ORDER BY reliability DESC AS batch FOR 1m WITH KEY 'k1'"))
@@ -117,8 +118,10 @@ func TestReserveRelease(t *testing.T) {
 // subcloud that succeeded has exactly its n members, each holding its
 // lease; each that failed holds nothing.
 func TestReserveRace(t *testing.T) {
+	t.Parallel()
 	for _, seed := range seeds(1, 2) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
 				fcfg.Seed, fcfg.Jitter, fcfg.Loss, fcfg.ReplyLoss = seed, 20*time.Millisecond, 0.02, 0.02
@@ -194,8 +197,10 @@ func TestReserveRace(t *testing.T) {
 // otherwise the error names the peers that did not answer their release;
 // those are released once the network heals, long before the lease lapses.
 func TestFailedReserveReleasesUnderLoss(t *testing.T) {
+	t.Parallel()
 	for _, seed := range seeds(1, 2, 3) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
 				fcfg.Seed = seed
@@ -243,6 +248,7 @@ func TestFailedReserveReleasesUnderLoss(t *testing.T) {
 // The owner renews its leases; when it dies, they lapse at their expiry and
 // the peers are free again, within expiry plus one lease tick.
 func TestLeaseRenewAndLapse(t *testing.T) {
+	t.Parallel()
 	fake(t, 12, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		owner := c.nodes[1]
 		res := ask(t, owner, compile(t, owner, "RESERVE 3 AS short FOR 10s"))
@@ -284,6 +290,7 @@ func TestLeaseRenewAndLapse(t *testing.T) {
 // and refuses a renewal with a wrong token and a second claim; a peer
 // that cannot persist refuses and holds nothing.
 func TestLeaseSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
 		nw := fakenet.New(fakenet.DefaultConfig())
@@ -390,6 +397,7 @@ func ownedMembers(n *Node, name string) []string {
 // replaced too, and released when it comes back; NO REPAIR only shrinks.
 // Through it all, what the owner counts is what the peers hold.
 func TestSubcloudRepair(t *testing.T) {
+	t.Parallel()
 	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		owner := c.nodes[2]
 		res := ask(t, owner, compile(t, owner, "RESERVE 5 FROM peers ORDER BY reliability DESC AS r FOR 1m"))
@@ -450,6 +458,7 @@ func TestSubcloudRepair(t *testing.T) {
 // A former member that comes back while the subcloud still lacks it (no
 // free peer could replace it) is taken back, not released.
 func TestSubcloudTakesBackAReturningMember(t *testing.T) {
+	t.Parallel()
 	fake(t, 6, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		owner := c.nodes[0]
 		res := ask(t, owner, compile(t, owner, "RESERVE 6 AS all FOR 1m"))
@@ -478,6 +487,7 @@ func TestSubcloudTakesBackAReturningMember(t *testing.T) {
 // peer is claimed); every answer counts the winner's members. A later
 // RESERVE of the name is refused the same way.
 func TestSubcloudNameIsUnique(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.TagDelay = 3 * time.Second
@@ -545,6 +555,7 @@ func TestSubcloudNameIsUnique(t *testing.T) {
 // the lowest-ranked; a RESIZE that cannot be met changes nothing; EXTEND
 // renews every member for the new length; only the owner may.
 func TestAlterSubcloud(t *testing.T) {
+	t.Parallel()
 	fake(t, 20, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		owner, other := c.nodes[3], c.nodes[4]
 		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers ORDER BY reliability DESC AS a FOR 1m"))
@@ -594,8 +605,10 @@ func TestAlterSubcloud(t *testing.T) {
 // once the churn stops, every subcloud that succeeded is back at its size,
 // and what each owner counts is exactly the peers that hold its lease.
 func TestReserveRaceUnderChurn(t *testing.T) {
+	t.Parallel()
 	for _, seed := range seeds(1, 2) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
 			root := t.TempDir()
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
@@ -686,6 +699,7 @@ func TestReserveRaceUnderChurn(t *testing.T) {
 // connection) is replaced after a check, long before a slow failure
 // detector says so; a check lost to the network counts for nothing.
 func TestSubcloudRepairsAStoppedMemberAtOnce(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Detect = time.Minute // the failure detector will not help
@@ -717,6 +731,7 @@ func TestSubcloudRepairsAStoppedMemberAtOnce(t *testing.T) {
 // agrees with the owner's own account; released leases stay in the
 // ledger, closed.
 func TestMetering(t *testing.T) {
+	t.Parallel()
 	fake(t, 20, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		owner, asker := c.nodes[1], c.nodes[7]
 		ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000007' ORDER BY reliability DESC AS m FOR 30s"))
@@ -751,6 +766,7 @@ func TestMetering(t *testing.T) {
 // EXTEND is all or nothing: with a member cut off, it fails, says which,
 // and the others are renewed back to the old length.
 func TestExtendRollsBack(t *testing.T) {
+	t.Parallel()
 	fake(t, 12, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		owner := c.nodes[0]
 		res := ask(t, owner, compile(t, owner, "RESERVE 3 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS e FOR 1m NO REPAIR"))

@@ -60,6 +60,7 @@ func (l *logged) has(s string) bool {
 // subcloud keeps its members. Its own RESERVE of the name is told who
 // holds it.
 func TestForgedClaimsAreRefused(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		logs := make([]*logged, 12)
 		c := startFake(t, 12, fakenet.DefaultConfig(), 1, func(cfg *Config) {
@@ -132,6 +133,7 @@ func TestForgedClaimsAreRefused(t *testing.T) {
 // A claim recorded in one life of a peer and replayed after it restarted
 // is refused: it names the old incarnation.
 func TestReplayAfterRestartIsRefused(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 6, fakenet.DefaultConfig(), 1, func(cfg *Config) {
@@ -170,6 +172,7 @@ func TestReplayAfterRestartIsRefused(t *testing.T) {
 // and free themselves once it answers, signed, that it does not hold them;
 // its keepers free the name when another owner asks for it.
 func TestOwnerWithoutRecordsFreesItsMembers(t *testing.T) {
+	t.Parallel()
 	fsys := map[uint64]*crashfs.FS{}
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 10, fakenet.DefaultConfig(), 1, func(cfg *Config) {
@@ -206,6 +209,7 @@ func TestOwnerWithoutRecordsFreesItsMembers(t *testing.T) {
 // both cases no peer holds anything. The agent shows the fault in its
 // tags.
 func TestReserveOnAFailingDisk(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name  string
 		early bool // the fault is there when the agent starts
@@ -257,6 +261,7 @@ func TestReserveOnAFailingDisk(t *testing.T) {
 // the same disk, it finds the old lease there, asks the owner, and frees
 // itself.
 func TestReleaseOfAReadOnlyMember(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		disk := crashfs.New()
 		c := startFake(t, 8, fakenet.DefaultConfig(), 1, func(cfg *Config) {
@@ -292,6 +297,7 @@ func TestReleaseOfAReadOnlyMember(t *testing.T) {
 // A RESERVE that failed leaves nothing that blocks the next one: a retry
 // right after it, with a size that can be met, succeeds.
 func TestRetryRightAfterAFailedReserve(t *testing.T) {
+	t.Parallel()
 	fake(t, 12, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
 		n := c.nodes[0]
 		if _, err := n.Query(context.Background(), compile(t, n, "RESERVE 40 AS retry FOR 10m"), nil); !errors.Is(err, ErrNotEnoughPeers) {
@@ -313,6 +319,7 @@ var _ = query.DefaultCatalog
 // converged over the rest; its own answers are partial and say that its
 // clock is off.
 func TestClockSkewIsNamed(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 8, fakenet.DefaultConfig(), 1, nil)
 		skewed := c.nodes[5]
@@ -346,6 +353,7 @@ func TestClockSkewIsNamed(t *testing.T) {
 // subcloud sees what its owner sees — asked, not read from tags that lag
 // (here by 3 s) — and says where each row comes from.
 func TestReadsAtAnotherAgentAreFresh(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.TagDelay = 3 * time.Second

@@ -22,6 +22,7 @@ func realTimeCluster(t *testing.T, n int) *cluster {
 }
 
 func TestWatchEveryBelowRound(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 2, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.Round, cfg.MinRound = 2*time.Second, time.Second })
 		err := c.nodes[0].Watch(context.Background(), "WATCH SELECT COUNT(*) FROM peers EVERY 1s", func(*answer.Answer, error) bool { return true })
@@ -34,6 +35,7 @@ func TestWatchEveryBelowRound(t *testing.T) {
 
 // --export: a standing query's latest answer as gauges, a group a gauge.
 func TestExportGauges(t *testing.T) {
+	t.Parallel()
 	c := realTimeCluster(t, 8)
 	if err := c.nodes[0].Export("SELECT SUM(peer_hours) FROM leases"); err != nil {
 		t.Fatalf("an aggregate export: %v", err)

@@ -7,6 +7,7 @@ import (
 )
 
 func TestBatchRoundTrip(t *testing.T) {
+	t.Parallel()
 	b := batch{
 		Hints: []hint{{Name: "p7", AgeMillis: 1500}},
 		Entries: []entry{

@@ -19,6 +19,7 @@ func churnConfig(n int, seed uint64) Config {
 // accuracy of the exact answer over the members that took part; the
 // members lost are left out or waited for, never silently counted wrong.
 func TestChurnOutcome(t *testing.T) {
+	t.Parallel()
 	oneGoroutine(t)
 	const trials = 10
 	converged := 0
@@ -60,6 +61,7 @@ func TestChurnOutcome(t *testing.T) {
 // the members lost while it ran are unconfirmed, too many to ignore, and
 // the answer is partial — never converged and wrong.
 func TestExclusionsMakeItConverge(t *testing.T) {
+	t.Parallel()
 	oneGoroutine(t)
 	src := "SELECT SUM(cpu_cores) FROM peers"
 	run := func(exclude int) *Outcome {
@@ -96,6 +98,7 @@ func TestExclusionsMakeItConverge(t *testing.T) {
 // of, the rest wait for Serf's verdict: unconfirmed, and the answer is
 // converged only while they are too few to move it (run.Blocking).
 func TestExclusionsBeyondTheBound(t *testing.T) {
+	t.Parallel()
 	oneGoroutine(t)
 	for seed := uint64(1); seed <= 5; seed++ {
 		cfg := churnConfig(3000, seed)

@@ -16,6 +16,7 @@ const watchQuery = "SELECT COUNT(*), AVG(cpu_load), SUM(mem_free) FROM peers"
 // A long-lived instance that takes drifted values in place converges to the
 // new exact answer: flows carry the differences as they carried the values.
 func TestDriftReconverges(t *testing.T) {
+	t.Parallel()
 	s, _ := simulate(t, watchQuery, config(2_000, 40, 1))
 	for epoch := 1; epoch <= 3; epoch++ {
 		if err := s.Drift(600); err != nil {
@@ -39,6 +40,7 @@ func TestDriftReconverges(t *testing.T) {
 
 // MIN, MAX, COUNT DISTINCT and top-k cannot take back what they spread.
 func TestDriftNotIncremental(t *testing.T) {
+	t.Parallel()
 	for _, src := range []string{"SELECT MAX(cpu_load) FROM peers", "SELECT COUNT(DISTINCT cpu_load), SUM(cpu_load) FROM peers",
 		"SELECT node FROM peers ORDER BY cpu_load DESC LIMIT 5"} {
 		s, err := New(plan(t, src), config(50, 5, 1))
