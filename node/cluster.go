@@ -102,8 +102,10 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		ocfgs = append(ocfgs, overlay.Config{Name: name, Tags: tags, ExchangeTimeout: 2 * time.Second, Identity: id})
 	}
 	var startErr error
+	verified := NewSignatureCache() // the peers share a process, and so the signatures they checked
 	c, err := overlay.StartCluster(ctx, ocfgs, func(i int, o *overlay.Overlay) {
 		ncfg := DefaultConfig(e.records[i].get)
+		ncfg.Verified = verified
 		ncfg.Round, ncfg.MinRound, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.MinRound, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[i].Tags
 		if cfg.DataDir != "" {
 			ncfg.DataDir = filepath.Join(cfg.DataDir, ocfgs[i].Name)

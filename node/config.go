@@ -141,6 +141,12 @@ type Config struct {
 	// Logf, if set, receives what an operator should know: members lost
 	// by a subcloud, refusals.
 	Logf func(format string, args ...any)
+	// Verified remembers the signatures the peer has checked (seal.go);
+	// nil gives the peer its own. Peers of one process may share one:
+	// what a signature proves does not depend on who checks it (the
+	// embedded cluster does, so that its 200 peers on one machine do not
+	// pay 200 machines' checks).
+	Verified *SignatureCache
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the

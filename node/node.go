@@ -150,7 +150,7 @@ func New(cfg Config, net Network) (*Node, error) {
 	n.prober = newProber(ctx, proberConfig{HintTTL: cfg.HintTTL, ProbeTries: cfg.ProbeTries, IndirectProbes: cfg.IndirectProbes,
 		ExchangeTimeout: cfg.ExchangeTimeout, MinRound: cfg.MinRound, Now: cfg.Clock, Rand: mrand.New(mrand.NewPCG(seed, 0xbb67ae8584caa73b)),
 		ExchangeTime: func() time.Duration { return time.Duration(rt.exchangeTime.Load()) }}, net, rt.memberLost)
-	rt.prober, rt.record, rt.logf, rt.seal = n.prober, n.record, n.logf, newSealer(id, net)
+	rt.prober, rt.record, rt.logf, rt.seal = n.prober, n.record, n.logf, newSealer(id, net, cfg.Verified)
 	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout,
 		bootOf: func(p string) uint64 { return n.leases.bootOf(p) }, self: func(from string, msg []byte) []byte { return n.leases.handle(from, msg) }}
 	// The roles of subclouds' peer side (lease.go, names.go); the name

@@ -75,16 +75,6 @@ func (w *wireLiar) rewrite(body []byte) []byte {
 	return encodeBatch(b)
 }
 
-// sortEntries puts a top-k list in the order the core keeps.
-func sortEntries(es []*topk.Entry) {
-	slices.SortFunc(es, func(a, b *topk.Entry) int {
-		if topk.Less(a, b) {
-			return -1
-		}
-		return 1
-	})
-}
-
 // liar lies about itself on the wire (wireLiar): every top-k message
 // carries its entry made from the record it claims (reliability 5 where
 // the bound is 1, mem_free above its bound), every aggregate message -0.5
@@ -119,7 +109,7 @@ func (l *liar) rewriteEntry(p *query.Plan, e *entry) bool {
 				es = append(es, x)
 			}
 		}
-		sortEntries(es)
+		topk.Sort(es)
 		m.Entries = es
 		e.Msg = m.Encode(nil)
 	case protoAggregate:
@@ -277,7 +267,7 @@ func (f *forger) rewriteEntry(p *query.Plan, e *entry) bool {
 		es = append(es, lie)
 		f.sent.Add(1)
 	}
-	sortEntries(es)
+	topk.Sort(es)
 	m.Entries = es
 	e.Msg = m.Encode(nil)
 	return true

@@ -17,18 +17,18 @@ import (
 // lie about itself only: an entry written, altered or replayed for
 // another node is refused, and counted (Stats.ForgedRecords).
 //
-// Each signature is verified once per process (verified): an entry
-// travels to every peer and reaches each several times, and what a
-// signature proves — this key signed this message — does not depend on
-// who asks. A real agent is one peer, so that is once per peer: ~100
+// Each signature is verified once by the cache the peer is given
+// (Config.Verified): an entry travels to every peer and reaches each
+// several times. A real agent is one peer with its own cache: ~100
 // verifications (64 µs each on the 2-core machine, BenchmarkSealer) for a
-// top-50 over 200 peers. The embedded cluster's peers share the process,
-// and so the checks: 200 peers verifying every entry each made a top-50
-// over 200 of them on 2 cores 4× slower (1.1 s against 0.26 s), a cost
-// that 200 real machines pay one two-hundredth each.
+// top-50 over 200 peers. The embedded cluster's peers share one: 200
+// peers each verifying every entry made a top-50 over 200 of them on 2
+// cores 4× slower (1.1 s against 0.26 s), a cost that 200 real machines
+// pay one two-hundredth each.
 type sealer struct {
-	id  *identity.Key
-	net Membership
+	id       *identity.Key
+	net      Membership
+	verified *SignatureCache
 
 	forged atomic.Int64
 	// verifies counts the signatures this peer checked itself (not
@@ -36,22 +36,47 @@ type sealer struct {
 	verifies atomic.Int64
 }
 
-// verified remembers the signatures checked in this process, by the hash
-// of (node, message, signature), up to maxVerified; past it, it forgets
-// them all (a query's entries are checked again, once).
-var verified = struct {
-	sync.Mutex
-	m map[[sha256.Size]byte]struct{}
-}{m: map[[sha256.Size]byte]struct{}{}}
+// SignatureCache remembers signatures found good, by the hash of (node,
+// message, signature), up to maxVerified; past it, it forgets them all (a
+// query's entries are checked again, once). It is safe for concurrent
+// use.
+type SignatureCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]struct{}
+}
+
+// NewSignatureCache returns an empty cache.
+func NewSignatureCache() *SignatureCache {
+	return &SignatureCache{m: map[[sha256.Size]byte]struct{}{}}
+}
+
+func (c *SignatureCache) has(sum [sha256.Size]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[sum]
+	return ok
+}
+
+func (c *SignatureCache) add(sum [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxVerified {
+		clear(c.m)
+	}
+	c.m[sum] = struct{}{}
+}
 
 // sealDomain separates these signatures from the peer's others (leases).
 const sealDomain = "peerq record v1"
 
-// maxVerified bounds the signatures the process remembers (2 MiB).
+// maxVerified bounds the signatures a cache remembers (2 MiB).
 const maxVerified = 1 << 16
 
-func newSealer(id *identity.Key, net Membership) *sealer {
-	return &sealer{id: id, net: net}
+func newSealer(id *identity.Key, net Membership, verified *SignatureCache) *sealer {
+	if verified == nil {
+		verified = NewSignatureCache()
+	}
+	return &sealer{id: id, net: net, verified: verified}
 }
 
 // Sign is this peer's signature over msg, as node: nil for another node
@@ -73,10 +98,7 @@ func (s *sealer) Verify(node string, msg, sig []byte) error {
 	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
-	verified.Lock()
-	_, ok := verified.m[sum]
-	verified.Unlock()
-	if ok {
+	if s.verified.has(sum) {
 		return nil
 	}
 	s.verifies.Add(1)
@@ -93,11 +115,6 @@ func (s *sealer) Verify(node string, msg, sig []byte) error {
 		s.forged.Add(1)
 		return fmt.Errorf("%w: %s (%s)", run.ErrForged, node, why)
 	}
-	verified.Lock()
-	if len(verified.m) >= maxVerified {
-		clear(verified.m)
-	}
-	verified.m[sum] = struct{}{}
-	verified.Unlock()
+	s.verified.add(sum)
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -131,12 +130,7 @@ func (s *Sim) lie(from int32, e topk.Envelope) (topk.Envelope, bool) {
 	if !lied {
 		return e, false
 	}
-	slices.SortFunc(es, func(a, b *topk.Entry) int {
-		if topk.Less(a, b) {
-			return -1
-		}
-		return 1
-	})
+	topk.Sort(es)
 	m.Entries = es
 	e.Msg = &m
 	return e, true

@@ -321,7 +321,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
 		Buffers: &s.bufs, // delivery is immediate: one set of buffers serves all
-		Seal: newSeal(cfg), Query: []byte("sim")}
+		Seal:    newSeal(cfg), Query: []byte("sim")}
 	if cfg.Liars < 0 || cfg.Liars >= 1 || cfg.Liars > 0 && cfg.Lie == 0 {
 		return nil, fmt.Errorf("sim: liars %v outside [0,1), or no lie given", cfg.Liars)
 	}
@@ -1015,7 +1015,7 @@ func (s *Sim) measureTop() {
 		s.stats.ForgedAccepted = s.forgedAccepted()
 	}
 	for _, e := range s.origin.TopK().Top() {
-		if i, err := strconv.Atoi(strings.TrimPrefix(e.Node, "peer-")); err == nil && i < len(s.st) && !s.st[i].alive {
+		if i, ok := peerIndex(e.Node); ok && i < len(s.st) && !s.st[i].alive {
 			s.stats.OriginDead++
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/peerq/peerq/peer"
 )
@@ -308,6 +309,19 @@ func (n *Node) Step(from peer.ID, m *Message) {
 	if m.Kind == Request {
 		n.reply(from, m)
 	}
+}
+
+// Sort puts entries in the order of a message's list (Less).
+func Sort(es []*Entry) {
+	slices.SortFunc(es, func(a, b *Entry) int {
+		if Less(a, b) {
+			return -1
+		}
+		if Less(b, a) {
+			return 1
+		}
+		return 0
+	})
 }
 
 func sorted(es []*Entry) bool {
