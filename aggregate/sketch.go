@@ -181,3 +181,12 @@ func Hash64(b []byte) uint64 {
 	h ^= h >> 31
 	return h
 }
+
+// SlotComp is the component a vector's key is a slot of, false for the
+// originator's mass (a driver that models a liar rewrites flows by it).
+func SlotComp(key uint64) (int, bool) {
+	if key == originSlot {
+		return 0, false
+	}
+	return slotComp(key), true
+}

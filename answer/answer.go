@@ -100,7 +100,61 @@ const (
 	// StatusPartial: the answer leaves members out or stopped early —
 	// Reason says which; scripts exit 4 unless --allow-partial.
 	StatusPartial = "partial"
+	// StatusContested: an independent sample of members contradicts the
+	// gossip answer, or holds one record that alone bends it (Meta.Check
+	// has both figures; Reason says which): a liar may have bent it.
+	// Scripts exit 8 unless --allow-contested.
+	StatusContested = "contested"
 )
+
+// The verdicts of a sample check (Check.Verdict).
+const (
+	CheckAgrees    = "agrees"
+	CheckContested = "contested"
+	CheckUnchecked = "unchecked"
+)
+
+// Check is how a gossip aggregate was checked against an independent
+// sample of members (docs/SECURITY.md, "Answers checked against a
+// sample"): the asker picked Asked members by a hash of the query and
+// evaluated the statement on the records Sampled of them sent, each
+// signed by its member.
+type Check struct {
+	Asked   int `json:"asked"`
+	Sampled int `json:"sampled"`
+	// Refused names the sampled members whose reply was not signed by
+	// them or held a value outside the catalog's bounds.
+	Refused []string `json:"refused,omitempty"`
+	// Verdict is agrees, contested or unchecked; Reason says why it is
+	// not agrees.
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason,omitempty"`
+	// Rows and Text are the sample's own answer in the answer's columns:
+	// raw, and with units.
+	Rows [][]any    `json:"rows,omitempty"`
+	Text [][]string `json:"text,omitempty"`
+}
+
+// SetRows sets the sample's own answer.
+func (c *Check) SetRows(a *Answer) {
+	j := a.JSON()
+	c.Rows, c.Text = j.Rows, j.Text
+}
+
+// Flagged says the answer may be wrong, and says so: partial or
+// contested. Scripts exit non-zero on it unless told otherwise.
+func (m *Meta) Flagged() bool {
+	return m != nil && (m.Status == StatusPartial || m.Status == StatusContested)
+}
+
+// Contest marks the answer contested, why being the sample check's
+// reason; a partial answer's reason is kept after it.
+func (m *Meta) Contest(why string) {
+	if m.Status == StatusPartial && m.Reason != "" {
+		why += "; also partial: " + m.Reason
+	}
+	m.Status, m.Reason, m.Converged = StatusContested, why, false
+}
 
 // Meta is how an answer was reached and how complete it is. The JSON
 // names are the API's (docs/API.md); the fields marked "-" are the
@@ -145,6 +199,9 @@ type Meta struct {
 	// (run.Rule); for a top-k, 0 once it covers every peer.
 	ErrEstimate float64 `json:"error_estimate"`
 	PlanHash    string  `json:"plan_hash"`
+	// Check is the sample check of a gossip aggregate; nil for the
+	// others.
+	Check *Check `json:"check,omitempty"`
 	// FromTags says the answer came from the member list, without gossip.
 	FromTags bool `json:"from_tags"`
 	// Warning is said beside a good answer: that the cluster is this peer

@@ -37,7 +37,11 @@ const (
 	CodeTimeout        Code = "timeout"          // WITH TIMEOUT ended the statement; the answer is partial
 	CodeOverloaded     Code = "overloaded"       // the agent asks as many queries as it may: retry later (HTTP 429)
 	CodePartial        Code = "partial"          // the answer does not cover every member
-	CodeUnsupported    Code = "unsupported"      // the statement cannot run here
+	// CodeContested: an independent sample of members contradicts the
+	// gossip answer (answer.Meta.Status "contested"): a liar may have bent
+	// it. Exit 8.
+	CodeContested   Code = "contested"
+	CodeUnsupported Code = "unsupported" // the statement cannot run here
 	// CodeIncomplete: a change was made where it could be, and the error
 	// names the members it could not reach (RELEASE with members that did
 	// not answer; RESIZE that lost members while it answered). Exit 6.
@@ -59,6 +63,9 @@ var (
 	// ErrPartial says an answer is partial (answer.Meta.Status "partial"): some
 	// members were unreachable, refused, or the budget ended first.
 	ErrPartial = &Error{Code: CodePartial, Message: "the answer is partial"}
+	// ErrContested says an answer is contested (answer.Meta.Status
+	// "contested"): the sample check found it bent.
+	ErrContested = &Error{Code: CodeContested, Message: "the answer is contested by an independent sample"}
 	// ErrStatement matches every statement error (errors.Is).
 	ErrStatement = &Error{Code: CodeStatement, Message: "the statement has an error"}
 	// ErrIncomplete says a change reached some of its members only.
@@ -126,7 +133,7 @@ func ErrorOf(err error) *Error {
 	if errors.As(err, &p) && p.Line() > 0 {
 		return &Error{Message: err.Error(), Code: CodeStatement, LineNo: p.Line(), ColumnNo: p.Column()}
 	}
-	for _, s := range []*Error{ErrNotEnoughPeers, ErrTimeout, ErrUnsupported, ErrOverloaded, ErrPartial, ErrIncomplete, ErrStorage} {
+	for _, s := range []*Error{ErrNotEnoughPeers, ErrTimeout, ErrUnsupported, ErrOverloaded, ErrPartial, ErrContested, ErrIncomplete, ErrStorage} {
 		if errors.Is(err, s) {
 			return &Error{Message: err.Error(), Code: s.Code}
 		}

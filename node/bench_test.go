@@ -258,7 +258,7 @@ func TestFaultTable(t *testing.T) {
 			}
 			return "error"
 		}
-		if res.Status == StatusPartial {
+		if res.Flagged() {
 			why := res.Reason
 			if len(why) > 40 {
 				why = why[:40]

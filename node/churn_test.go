@@ -95,7 +95,7 @@ func TestLostMidQueryIsExcluded(t *testing.T) {
 						if res == nil {
 							t.Fatalf("%s: %v", src, err)
 						}
-						if res.Status == StatusPartial {
+						if res.Flagged() {
 							t.Errorf("%s: partial (%s), want converged over the others", src, res.Reason)
 							continue
 						}
@@ -169,7 +169,7 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 		if !slices.Contains(res.Excluded, cut) {
 			t.Fatalf("the member cut off was not left out: %s in %v (%d rounds), excluded %v", res.Status, res.Took(), res.Rounds, res.Excluded)
 		}
-		if res.Status == StatusPartial {
+		if res.Flagged() {
 			t.Errorf("partial (%s) in %v, want converged over the others (unreachable at the end %v)", res.Reason, res.Took(), res.Unreachable)
 		}
 		if want := query.Exact(p, survivors); !closeTo(res, want) {
@@ -328,7 +328,7 @@ func TestChurnSchedule(t *testing.T) {
 			}
 			answers++
 			excluded += len(res.Excluded)
-			if res.Status == StatusPartial {
+			if res.Flagged() {
 				partial++
 				reasons[strings.SplitN(res.Reason, ":", 2)[0]]++
 				continue

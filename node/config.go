@@ -10,6 +10,7 @@ import (
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 )
 
 // Membership is a peer's view of the cluster: overlay.Overlay over Serf,
@@ -147,6 +148,11 @@ type Config struct {
 	// embedded cluster does, so that its 200 peers on one machine do not
 	// pay 200 machines' checks).
 	Verified *SignatureCache
+	// Sample is the check of this peer's gossip aggregates against an
+	// independent sample of members (run.SampleCheck; sample.go):
+	// Sample.Size members, chosen by a hash of the query, asked for
+	// their records, signed. Size 0 checks nothing.
+	Sample run.SampleCheck
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the
@@ -155,5 +161,6 @@ func DefaultConfig(record func() query.Record) Config {
 	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 512, Linger: 10,
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
-		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second}
+		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
+		Sample: run.DefaultSampleCheck()}
 }

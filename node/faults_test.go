@@ -30,11 +30,11 @@ func check(t *testing.T, p *query.Plan, res *answer.Answer, err error, survivors
 		t.Fatalf("%s: no answer: %v", label, err)
 	}
 	for _, name := range res.Nodes {
-		if dead[name] && res.Status != StatusPartial {
+		if dead[name] && !res.Flagged() {
 			t.Errorf("%s: a converged answer names %s, which is dead", label, name)
 		}
 	}
-	if res.Status == StatusPartial {
+	if res.Flagged() {
 		if res.Converged || res.Reason == "" {
 			t.Errorf("%s: partial without a reason (%+v)", label, res)
 		}

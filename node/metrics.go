@@ -240,11 +240,11 @@ func (x *exports) add(e *export) {
 func (x *exports) epoch(e *export, ans *answer.Answer, err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if ans != nil && ans.Meta != nil && ans.Meta.Status != answer.StatusPartial {
+	if ans != nil && ans.Meta != nil && !ans.Meta.Flagged() {
 		e.ans = ans
 	}
 	e.err = err
-	if ans == nil || ans.Meta == nil || ans.Meta.Status == answer.StatusPartial {
+	if ans == nil || ans.Meta == nil || ans.Meta.Flagged() {
 		x.failures++
 	}
 }

@@ -510,6 +510,8 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 			replies = append(replies, entry{Kind: protoLease, Msg: rt.leases.handle(from, e.Msg)})
 		case protoProbe:
 			replies = append(replies, rt.prober.answerProbe(e.Asker)) // a ping: not under rt.mu
+		case protoSample:
+			replies = append(replies, rt.answerSample(e)) // reads the record: not under rt.mu
 		default:
 			gossip = append(gossip, e)
 		}
@@ -735,6 +737,7 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 	rt.instances.Add(1)
 	rt.mu.Unlock()
 	rt.wake()
+	sample := rt.startSample(id, plan, wire, coord, rec, members)
 
 	var deadline <-chan time.Time
 	if plan.TimeoutSeconds > 0 {
@@ -745,6 +748,7 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 		if out.busy != nil {
 			return nil, out.busy
 		}
+		rt.finishSample(q, sample, out.ans)
 		return out.ans, nil
 	case <-deadline:
 		return rt.partial(q, ErrTimeout)

@@ -27,6 +27,11 @@ const (
 	// indirect probe, SWIM's: the sender could not reach it); the answer
 	// is the same kind, Round 1 if the receiver reached it.
 	protoProbe
+	// protoSample asks the receiver, one of the members an aggregate's
+	// asker sampled, for the attributes the plan (in Plan) reads, signed
+	// (sample.go); the answer is the same kind, its Msg the row and the
+	// signature.
+	protoSample
 	protoEnd_
 )
 

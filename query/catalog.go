@@ -56,6 +56,10 @@ type Attr struct {
 	// Min and Max bound the values a peer may report (Clamp); both zero means
 	// unbounded.
 	Min, Max float64
+	// Typical, if not 0, is the most any machine reports in practice, far
+	// below Max (which must admit every machine): a sampled value above
+	// it that moves an answer contests the answer (run's sample check).
+	Typical float64
 }
 
 // Catalog is the set of attributes a statement may name. It is immutable
@@ -69,13 +73,13 @@ type Catalog struct {
 var builtins = []Attr{
 	{Name: "node", Kind: KindString, Origin: OriginMember, Doc: "the peer's Serf node name"},
 	{Name: "addr", Kind: KindString, Origin: OriginMember, Doc: "the peer's gossip address, host:port"},
-	{Name: "cpu_cores", Kind: KindCount, Origin: OriginProbe, Doc: "logical CPU cores", Min: 0, Max: 1 << 20},
-	{Name: "cpu_load", Kind: KindRatio, Origin: OriginProbe, Doc: "1-minute load average divided by cpu_cores", Min: 0, Max: 1 << 10},
-	{Name: "mem_total", Kind: KindBytes, Origin: OriginProbe, Doc: "physical memory", Min: 0, Max: 1 << 60},
-	{Name: "mem_free", Kind: KindBytes, Origin: OriginProbe, Doc: "memory available to new work", Min: 0, Max: 1 << 60},
-	{Name: "disk_total", Kind: KindBytes, Origin: OriginProbe, Doc: "size of the data dir's file system", Min: 0, Max: 1 << 60},
-	{Name: "disk_free", Kind: KindBytes, Origin: OriginProbe, Doc: "free space on the data dir's file system", Min: 0, Max: 1 << 60},
-	{Name: "uptime", Kind: KindDuration, Origin: OriginLocal, Doc: "time since the agent started", Min: 0, Max: 1 << 40},
+	{Name: "cpu_cores", Kind: KindCount, Origin: OriginProbe, Doc: "logical CPU cores", Min: 0, Max: 1 << 20, Typical: 1024},
+	{Name: "cpu_load", Kind: KindRatio, Origin: OriginProbe, Doc: "1-minute load average divided by cpu_cores", Min: 0, Max: 1 << 10, Typical: 16},
+	{Name: "mem_total", Kind: KindBytes, Origin: OriginProbe, Doc: "physical memory", Min: 0, Max: 1 << 60, Typical: 64 << 40},
+	{Name: "mem_free", Kind: KindBytes, Origin: OriginProbe, Doc: "memory available to new work", Min: 0, Max: 1 << 60, Typical: 64 << 40},
+	{Name: "disk_total", Kind: KindBytes, Origin: OriginProbe, Doc: "size of the data dir's file system", Min: 0, Max: 1 << 60, Typical: 1 << 50},
+	{Name: "disk_free", Kind: KindBytes, Origin: OriginProbe, Doc: "free space on the data dir's file system", Min: 0, Max: 1 << 60, Typical: 1 << 50},
+	{Name: "uptime", Kind: KindDuration, Origin: OriginLocal, Doc: "time since the agent started", Min: 0, Max: 1 << 40, Typical: 10 * 365 * 86400},
 	{Name: "reliability", Kind: KindRatio, Origin: OriginLocal, Doc: "share of the trailing window (7 days) the agent was up, from its journal", Min: 0, Max: 1},
 	{Name: "rtt", Kind: KindDuration, Origin: OriginLocal, Doc: "estimated round-trip time to the asking peer (Serf coordinates)", Min: 0, Max: 3600},
 	{Name: "subcloud", Kind: KindString, Origin: OriginLease, Doc: "the subcloud the peer is reserved to, or NULL"},

@@ -3,6 +3,7 @@ package query
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/peerq/peerq/answer"
@@ -602,4 +603,22 @@ var showOf = map[parser.ShowWhat]Show{
 	parser.ShowSubclouds:  ShowSubclouds,
 	parser.ShowAttributes: ShowAttributes,
 	parser.ShowMembers:    ShowMembers,
+}
+
+// Reads lists, sorted and once each, the attributes the plan reads from a
+// peer's record: what a peer must show of itself for another to evaluate
+// the plan on it (run's sample check asks sampled peers for these alone).
+func (p *Plan) Reads() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range p.exprs() {
+		walkExpr(e, func(x *Expr) {
+			if x.Op == OpAttr && !seen[x.Name] {
+				seen[x.Name] = true
+				out = append(out, x.Name)
+			}
+		})
+	}
+	slices.Sort(out)
+	return out
 }

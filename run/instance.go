@@ -695,3 +695,18 @@ func (a avoiding) Sample(r *rand.Rand) (peer.ID, bool) {
 	p, ok := a.Sampler.Sample(r)
 	return p, ok && p != a.not
 }
+
+// CheckSample checks an aggregate's answer as it stands against sampled
+// members' records (sample.go), n being the live members its sums are
+// scaled by and the sample was drawn from. A top-k has no check: its
+// entries are each signed by their node.
+func (q *Instance) CheckSample(sample []query.Record, n int, c SampleCheck) (SampleVerdict, error) {
+	if q.agg == nil {
+		return SampleVerdict{}, errors.New("run: only an aggregate's answer is checked against a sample")
+	}
+	groups, err := GroupResults(q.b.plan, q.agg.Estimate(), float64(n))
+	if err != nil {
+		return SampleVerdict{}, err
+	}
+	return CheckSample(q.b.plan, groups, sample, float64(n), c), nil
+}

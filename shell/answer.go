@@ -62,7 +62,25 @@ func TableOf(a *answer.Answer) *Table {
 		t.Footer += " · " + m.Warning
 		t.Meta["warning"] = m.Warning
 	}
-	if m.Status == answer.StatusPartial || !m.Converged {
+	if c := m.Check; c != nil {
+		t.Meta["check"] = c
+		if c.Verdict == answer.CheckAgrees {
+			t.Footer += fmt.Sprintf(" · %d sampled members agree", c.Sampled)
+		} else if c.Verdict == answer.CheckUnchecked {
+			t.Footer += " · unchecked: " + c.Reason
+		}
+	}
+	switch {
+	case m.Status == answer.StatusContested:
+		t.Footer += " · CONTESTED: " + m.Reason
+		if c := m.Check; c != nil && len(c.Text) > 0 {
+			rows := make([]string, len(c.Text))
+			for i, r := range c.Text {
+				rows[i] = strings.Join(r, " | ")
+			}
+			t.Footer += fmt.Sprintf(" · the %d sampled members alone say: %s", c.Sampled, strings.Join(rows, "; "))
+		}
+	case m.Status == answer.StatusPartial || !m.Converged:
 		t.Footer += " · PARTIAL"
 		if m.Reason != "" {
 			t.Footer += ": " + m.Reason

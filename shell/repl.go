@@ -289,6 +289,8 @@ func (s *Session) run(ctx context.Context, stmt string) {
 		}
 	} else if m := ans.Meta; m != nil && m.Status == answer.StatusPartial {
 		s.fail(fmt.Errorf("%w: %s", api.ErrPartial, m.Reason))
+	} else if m != nil && m.Status == answer.StatusContested {
+		s.fail(fmt.Errorf("%w: %s", api.ErrContested, m.Reason))
 	}
 	s.show(TableOf(ans))
 	if s.timing {

@@ -159,6 +159,10 @@ type ScriptOptions struct {
 	// AllowPartial goes on after a partial answer; by default a partial
 	// answer is printed, then stops the script with api.ErrPartial.
 	AllowPartial bool
+	// AllowContested goes on after a contested answer (the sample check
+	// found it bent: answer.StatusContested); by default it is printed,
+	// then stops the script with api.ErrContested.
+	AllowContested bool
 	// Epochs ends a WATCH after that many answers; 0 watches until ctx
 	// ends (Ctrl-C).
 	Epochs int
@@ -195,8 +199,8 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 			failed = rerr
 			return false
 		}
-		if m := ans.Meta; m != nil && m.Status == answer.StatusPartial && !opts.AllowPartial {
-			failed = fmt.Errorf("%w: %s (line %d, epoch %d)", api.ErrPartial, m.Reason, stmt.Line, m.Epoch)
+		if err := flagged(ans.Meta, opts); err != nil {
+			failed = fmt.Errorf("%w (line %d, epoch %d)", err, stmt.Line, ans.Meta.Epoch)
 			return false
 		}
 		return opts.Epochs == 0 || epochs < opts.Epochs
@@ -232,9 +236,24 @@ func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOp
 		if err != nil {
 			return Place(src, opts.Name, stmt, err)
 		}
-		if m := ans.Meta; m != nil && m.Status == answer.StatusPartial && !opts.AllowPartial {
-			return fmt.Errorf("%w: %s (line %d)", api.ErrPartial, m.Reason, stmt.Line)
+		if err := flagged(ans.Meta, opts); err != nil {
+			return fmt.Errorf("%w (line %d)", err, stmt.Line)
 		}
+	}
+	return nil
+}
+
+// flagged is the error that stops a script after a flagged answer: a
+// contested one (api.ErrContested) unless AllowContested, a partial one
+// (api.ErrPartial) unless AllowPartial; nil for the others.
+func flagged(m *answer.Meta, opts ScriptOptions) error {
+	switch {
+	case m == nil:
+		return nil
+	case m.Status == answer.StatusContested && !opts.AllowContested:
+		return fmt.Errorf("%w: %s", api.ErrContested, m.Reason)
+	case m.Status == answer.StatusPartial && !opts.AllowPartial:
+		return fmt.Errorf("%w: %s", api.ErrPartial, m.Reason)
 	}
 	return nil
 }

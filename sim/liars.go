@@ -6,20 +6,26 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 	"github.com/peerq/peerq/topk"
 )
 
-// Lie is what a lying peer does (Config.Liars). A liar's own record and
-// protocol are honest; its lies are written into the messages it sends.
+// Lie is what a lying peer does (Config.Liars): about itself, in the
+// record it contributes and shows the asker's sample (inflate, extreme),
+// or in the messages it sends (flow, forge, alter, drop).
 type Lie int
 
-// The lies modelled so far (issue 23 lists more: inflate, extreme, flow,
-// selfrank, drop — not built).
+// The lies (issue 23). selfrank, a liar claiming reliability 1, is
+// inflate's effect on that attribute; it needs reliability observed by
+// others, which the simulator does not model yet.
 const (
 	// LieForge writes, in every top-k message, an entry for each other
 	// node it carries, made from a better record for that node
@@ -28,27 +34,79 @@ const (
 	// LieAlter does the same under the node's own signature, copied
 	// from the entry it replaces.
 	LieAlter
+	// LieInflate claims every numeric attribute 1000 times its value,
+	// capped at the catalog's bound: in range, wildly.
+	LieInflate
+	// LieExtreme claims every numeric attribute at the catalog's bound.
+	LieExtreme
+	// LieFlow sends made-up flows and estimates: every additive value of
+	// its aggregate messages 1000 times, capped at the bound a receiver
+	// checks (run.Spec).
+	LieFlow
+	// LieDrop swallows the other nodes' entries of the top-k messages it
+	// sends.
+	LieDrop
 )
 
-// ParseLie reads a lie's name: forge or alter.
+var lieNames = []string{LieForge: "forge", LieAlter: "alter", LieInflate: "inflate", LieExtreme: "extreme", LieFlow: "flow", LieDrop: "drop"}
+
+// ParseLie reads a lie's name.
 func ParseLie(name string) (Lie, error) {
-	switch name {
-	case "forge":
-		return LieForge, nil
-	case "alter":
-		return LieAlter, nil
+	for l, n := range lieNames {
+		if n != "" && n == name {
+			return Lie(l), nil
+		}
 	}
-	return 0, fmt.Errorf("sim: --lie is forge or alter, not %q", name)
+	return 0, fmt.Errorf("sim: --lie is one of forge, alter, inflate, extreme, flow or drop, not %q", name)
 }
 
 func (l Lie) String() string {
-	switch l {
-	case LieForge:
-		return "forge"
-	case LieAlter:
-		return "alter"
+	if l > 0 && int(l) < len(lieNames) {
+		return lieNames[l]
 	}
 	return "none"
+}
+
+// claim is the record peer i contributes and shows: its own, or, for a
+// liar about itself, what it claims.
+func (s *Sim) claim(i int, rec query.Record) query.Record {
+	if s.cfg.Lie != LieInflate && s.cfg.Lie != LieExtreme || !s.liar(int32(i)) {
+		return rec
+	}
+	out := maps.Clone(rec)
+	for name, v := range rec {
+		a, ok := query.DefaultCatalog().Lookup(name)
+		if !ok || !v.Kind.Numeric() || a.Max <= 0 {
+			continue
+		}
+		x := a.Max
+		if s.cfg.Lie == LieInflate {
+			x = math.Min(1000*v.Num, a.Max)
+		}
+		out[name] = query.Num(v.Kind, x)
+	}
+	return out
+}
+
+// lieFlows rewrites an aggregate message a flow liar sends: a copy, its
+// additive values 1000 times, within the bounds receivers check.
+func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
+	m := *e.Msg
+	lied := false
+	for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
+		vals := slices.Clone(v.Vals)
+		for i, k := range v.Keys {
+			c, ok := aggregate.SlotComp(k)
+			if !ok || c >= len(s.bounds) || s.bounds[c] == 0 || vals[i] == 0 {
+				continue
+			}
+			vals[i] = math.Copysign(math.Min(1000*math.Abs(vals[i]), s.bounds[c]), vals[i])
+			lied = true
+		}
+		v.Vals = vals
+	}
+	e.Msg = &m
+	return e, lied
 }
 
 // liar says whether peer i lies: a share Liars of the peers, drawn from
@@ -104,6 +162,9 @@ func newSeal(cfg Config) run.Sealer {
 // lie rewrites a top-k message liar from sends, as its Lie says, and
 // reports whether it changed anything.
 func (s *Sim) lie(from int32, e topk.Envelope) (topk.Envelope, bool) {
+	if s.cfg.Lie != LieForge && s.cfg.Lie != LieAlter && s.cfg.Lie != LieDrop {
+		return e, false
+	}
 	m := *e.Msg
 	self := query.SyntheticName(int(from))
 	es := make([]*topk.Entry, 0, len(m.Entries))
@@ -112,6 +173,10 @@ func (s *Sim) lie(from int32, e topk.Envelope) (topk.Envelope, bool) {
 		i, ok := peerIndex(x.Node)
 		if x.Node == self || !ok || i >= s.n {
 			es = append(es, x)
+			continue
+		}
+		if s.cfg.Lie == LieDrop {
+			lied = true
 			continue
 		}
 		better := maps.Clone(s.record(i))
@@ -157,4 +222,73 @@ func (s *Sim) forgedAccepted() int {
 		}
 	}
 	return k
+}
+
+// sampleQuery names the simulated query in the sample's ranks.
+func (s *Sim) sampleQuery() []byte { return fmt.Appendf(nil, "sim-%d", s.cfg.Seed) }
+
+// judge makes, once the originator's answer is final (or at the last
+// round), the sample check the runtime's asker makes (node/sample.go):
+// the live members of lowest rank, their records as they claim them; and,
+// with liars, measures the answer against the honest peers' alone.
+func (s *Sim) judge(ans *answer.Answer, err error) {
+	s.stats.HonestErr = math.NaN()
+	if s.cfg.Liars > 0 && !s.churning() {
+		if s.honestKeys == nil {
+			s.honestKeys = map[string][]query.Value{}
+			exact := query.ExactSeq(s.plan, func(yield func(query.Record) bool) {
+				for i, st := range s.st {
+					if st.alive && !s.liar(int32(i)) && !yield(s.record(i)) {
+						return
+					}
+				}
+			})
+			for _, row := range exact.Rows {
+				s.honestKeys[rowKey(s.plan, row)] = row
+			}
+		}
+		s.stats.HonestErr = s.errAgainst(ans, err, s.honestKeys)
+	}
+	if !run.Sampled(s.plan) {
+		return
+	}
+	if s.check == nil && (s.origin.Final() || s.round >= s.rounds) {
+		c := run.DefaultSampleCheck()
+		names := make([]string, len(s.known))
+		for k, i := range s.known {
+			names[k] = query.SyntheticName(int(i))
+		}
+		var recs []query.Record
+		for _, name := range run.SampleOf(s.sampleQuery(), names, c.Size) {
+			i, _ := peerIndex(name)
+			recs = append(recs, s.record(i))
+		}
+		v, err := s.origin.CheckSample(recs, len(s.known), c)
+		if err != nil {
+			v = run.SampleVerdict{Reason: err.Error()}
+		}
+		s.check = &v
+	}
+	if s.check != nil {
+		s.stats.Checked, s.stats.Flagged = true, s.check.Contested
+	}
+}
+
+// Check is the sample check of the originator's answer, once made.
+func (s *Sim) Check() (run.SampleVerdict, bool) {
+	if s.check == nil {
+		return run.SampleVerdict{}, false
+	}
+	return *s.check, true
+}
+
+// honestValue is the first cell of the answer over the honest peers (0
+// before it is computed, or for a non-numeric cell).
+func (s *Sim) honestValue() float64 {
+	for _, row := range s.honestKeys {
+		if len(row) > 0 && row[0].Kind.Numeric() {
+			return row[0].Num
+		}
+	}
+	return 0
 }

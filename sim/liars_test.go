@@ -1,6 +1,11 @@
 package sim
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
+)
 
 // Liars that write top-k entries for other nodes — unsigned, or under
 // the nodes' own signatures — get no entry into any list: their messages
@@ -33,5 +38,100 @@ func TestLiarsCannotForge(t *testing.T) {
 				t.Errorf("forged entries in the asker's list: %d; its top-50 exact: %v", last.ForgedAccepted, last.OriginErr == 0)
 			}
 		})
+	}
+}
+
+// run runs a simulation to its end and returns its last round.
+func runSim(t *testing.T, p *query.Plan, cfg Config) (*Sim, RoundStats) {
+	t.Helper()
+	s, err := New(p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last RoundStats
+	for !s.Done() {
+		last = s.Step()
+	}
+	if n, err := s.Refused(); n > 0 {
+		t.Fatalf("%d honest messages refused: %v", n, err)
+	}
+	return s, last
+}
+
+// Right or flagged: 1% of the peers lie — about themselves (inflate,
+// extreme) or with made-up flows — and the asker's answer is either
+// within the issue's bound of the answer over the honest peers, or
+// contested by the sample check (made-up flows: within 100%, or
+// contested; smaller bends are below what 64 sampled members can see). The lies are not idle: each bends the
+// unchecked answer past the bound (HonestErr), which is what makes the
+// flag necessary. Mutation: with the check's outlier rule off
+// (OutlierRatio +Inf), the inflate and extreme runs in which a liar is
+// sampled come back unflagged, 10× off.
+func TestLiarsFlaggedOrRight(t *testing.T) {
+	const n, liars = 2000, 0.01
+	statements := []struct {
+		text string
+		// bound is the honest error allowed unflagged, relative: for
+		// AVG(cpu_load) 0.05; for sums twice the liars' share of the
+		// range (issue 23), against the honest total.
+		bound func(honest float64) float64
+	}{
+		{"SELECT AVG(cpu_load) FROM peers", func(float64) float64 { return 0.05 }},
+		{"SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB", func(h float64) float64 { return 2 * liars * n / h }},
+		{"SELECT SUM(cpu_cores) FROM peers", func(h float64) float64 { return 2 * liars * n * (1 << 20) / h }},
+	}
+	for _, st := range statements {
+		p := plan(t, st.text)
+		for _, lie := range []Lie{LieInflate, LieExtreme, LieFlow} {
+			for seed := uint64(1); seed <= 3; seed++ {
+				cfg := DefaultConfig(n)
+				cfg.Liars, cfg.Lie, cfg.Seed, cfg.NFromGossip = liars, lie, seed, false
+				s, last := runSim(t, p, cfg)
+				v, ok := s.Check()
+				if !ok || !last.Checked || v.Sampled != run.DefaultSampleCheck().Size {
+					t.Fatalf("%s, %s, seed %d: no sample check (%+v)", st.text, lie, seed, v)
+				}
+				h := s.honestValue()
+				bound := st.bound(h)
+				if lie == LieFlow {
+					// Made-up flows are caught only past the sample's
+					// interval (at 64 sampled: ±27% of a share, up to
+					// 2× for a skewed sum): a gross bend always.
+					bound = max(bound, 1)
+				}
+				if !last.Flagged && last.HonestErr > bound {
+					t.Errorf("%s, %s, seed %d: unflagged, honest error %.3g > %.3g", st.text, lie, seed, last.HonestErr, st.bound(h))
+				}
+				t.Logf("%s, %s, seed %d: honest error %.3g, flagged %v %s", st.text, lie, seed, last.HonestErr, last.Flagged, v.Reason)
+			}
+		}
+	}
+}
+
+// The honest cluster is never contested: five statements, each kind of
+// component the sample checks, several seeds and sizes.
+func TestSampleHonestClusters(t *testing.T) {
+	seeds := uint64(4)
+	if testing.Short() || raceDetector {
+		seeds = 1
+	}
+	for _, text := range []string{
+		"SELECT AVG(cpu_load) FROM peers",
+		"SELECT SUM(mem_free), COUNT(*) FROM peers",
+		"SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB",
+		"SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region",
+		"SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers",
+	} {
+		p := plan(t, text)
+		for _, n := range []int{50, 1500} {
+			for seed := uint64(1); seed <= seeds; seed++ {
+				cfg := DefaultConfig(n)
+				cfg.Seed, cfg.NFromGossip = seed, false
+				s, last := runSim(t, p, cfg)
+				if v, _ := s.Check(); !last.Checked || last.Flagged {
+					t.Errorf("%s, %d peers, seed %d: checked %v, contested: %s", text, n, seed, last.Checked, v.Reason)
+				}
+			}
+		}
 	}
 }

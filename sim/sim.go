@@ -139,6 +139,14 @@ type RoundStats struct {
 	// the entries in the asker's top-k list that are not what their node
 	// says (written by a liar for another node).
 	LiesRefused, ForgedAccepted int
+	// HonestErr is, with liars, the originator's relative error against
+	// the answer over the honest peers only (their true records); NaN
+	// without liars or under churn. Checked says the sample check of the
+	// originator's answer is made (it is, once, when the answer is final
+	// or at the last round: Sim.Check), Flagged that it contested the
+	// answer.
+	HonestErr        float64
+	Checked, Flagged bool
 }
 
 // Sim is one simulation. It is not safe for concurrent use.
@@ -170,8 +178,16 @@ type Sim struct {
 	origin  *run.Instance
 	detects []detection
 	bufs    aggregate.Buffers
-	// bind configures every peer's core.
-	bind *run.Binding
+	// bind configures every peer's core; bounds are the bounds of its
+	// components that receivers check (a flow liar's lies stay within).
+	bind   *run.Binding
+	bounds []float64
+	// check is the sample check of the originator's answer, made once
+	// when it is final (or at the last round); honestExact the answer
+	// over the honest peers' true records, once there are liars
+	// (liars.go).
+	check      *run.SampleVerdict
+	honestKeys map[string][]query.Value
 
 	// recs are the peers' records once Drift has moved them (nil before:
 	// records are regenerated from the seed).
@@ -347,6 +363,9 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	if plan.Kind == query.PlanAggregate {
+		s.bounds = run.Spec(plan).Bounds
+	}
+	if plan.Kind == query.PlanAggregate {
 		s.agg = make([]aggPeer, 0, total)
 		adviseHugePages(unsafe.Pointer(unsafe.SliceData(s.agg[:1])), uintptr(total)*unsafe.Sizeof(s.agg[:1][0]))
 	} else {
@@ -384,7 +403,7 @@ func (s *Sim) add(m int) error {
 // addOne creates the next peer and returns its record.
 func (s *Sim) addOne() (query.Record, error) {
 	i := s.n
-	rec := query.Synthetic(s.cfg.Seed, i)
+	rec := s.claim(i, query.Synthetic(s.cfg.Seed, i))
 	if len(s.agg) == cap(s.agg) && len(s.tops) == cap(s.tops) {
 		return nil, errors.New("sim: more peers than planned") // a move would break the cores and instances
 	}
@@ -581,9 +600,15 @@ func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size in
 		}
 		lied := false
 		if s.cfg.Liars > 0 && s.liar(from) {
-			if m, ok := any(e).(topk.Envelope); ok {
+			switch m := any(e).(type) {
+			case topk.Envelope:
 				m, lied = s.lie(from, m)
 				e = any(m).(E)
+			case aggregate.Envelope:
+				if s.cfg.Lie == LieFlow {
+					m, lied = s.lieFlows(m)
+					e = any(m).(E)
+				}
 			}
 		}
 		reply, err := step(s.peer(to), from, e)
@@ -652,7 +677,7 @@ func (s *Sim) record(i int) query.Record {
 	if s.recs != nil {
 		return s.recs[i]
 	}
-	return query.Synthetic(s.cfg.Seed, i)
+	return s.claim(i, query.Synthetic(s.cfg.Seed, i))
 }
 
 // Drift moves every live peer's dynamic attributes by dt seconds
@@ -669,7 +694,7 @@ func (s *Sim) Drift(dt float64) error {
 	if s.recs == nil {
 		s.recs = make([]query.Record, s.n)
 		for i := range s.recs {
-			s.recs[i] = query.Synthetic(s.cfg.Seed, i)
+			s.recs[i] = s.claim(i, query.Synthetic(s.cfg.Seed, i))
 		}
 	}
 	for i, st := range s.st {
@@ -769,6 +794,7 @@ func (s *Sim) measure() {
 		return
 	}
 	s.stats.OriginErr = s.errOf(ans, err)
+	s.judge(ans, err)
 	s.errs = s.errs[:0]
 	if fast := s.fastPath(); fast {
 		s.errs = s.measureAll(s.errs)
@@ -922,6 +948,11 @@ func (m *errMeter) err(a *aggregate.Node) float64 {
 // errOf is the relative error of an aggregate answer: the worst over every
 // numeric cell of every exact row; a missing row counts as 1.
 func (s *Sim) errOf(res *answer.Answer, err error) float64 {
+	return s.errAgainst(res, err, s.exactKeys)
+}
+
+// errAgainst is errOf against another exact answer's rows, by rowKey.
+func (s *Sim) errAgainst(res *answer.Answer, err error, exactKeys map[string][]query.Value) float64 {
 	if err != nil || res == nil {
 		return 1
 	}
@@ -930,7 +961,7 @@ func (s *Sim) errOf(res *answer.Answer, err error) float64 {
 		got[rowKey(s.plan, row)] = row
 	}
 	worst := 0.0
-	for k, want := range s.exactKeys {
+	for k, want := range exactKeys {
 		row, ok := got[k]
 		if !ok {
 			return 1

@@ -25,18 +25,23 @@ const (
 	exitOverloaded = 5 // the agent is busy: "busy, retry after N s"
 	exitIncomplete = 6 // a change reached only some of its members (named); each is released when it answers, or lapses
 	exitStorage    = 7 // a data dir could not be written ("disk full at a5"): nothing changed, nothing held
+	// exitContested: an answer the sample check contested (printed with
+	// both figures; --allow-contested accepts it). Not 6, which a script
+	// reads as "a change reached only some members".
+	exitContested = 8
 )
 
 func newDemoCmd() *cobra.Command {
 	var (
-		cfg          = node.EmbeddedConfig{Nodes: 200, Seed: 1, Round: 100 * time.Millisecond}
-		expr, file   string
-		format       shell.Format
-		settleTimout time.Duration
-		allowPartial bool
-		churn        string
-		churnDown    time.Duration
-		epochs       int
+		cfg            = node.EmbeddedConfig{Nodes: 200, Seed: 1, Round: 100 * time.Millisecond}
+		expr, file     string
+		format         shell.Format
+		settleTimout   time.Duration
+		allowPartial   bool
+		allowContested bool
+		churn          string
+		churnDown      time.Duration
+		epochs         int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--nodes 200] [-e STATEMENT | -f FILE]",
@@ -101,7 +106,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 				sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt) // Ctrl-C ends a WATCH cleanly
 				defer stop()
 				return exitFor(shell.RunScript(sctx, asker, src,
-					shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: out, AllowPartial: allowPartial, Epochs: epochs}))
+					shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: out, AllowPartial: allowPartial, AllowContested: allowContested, Epochs: epochs}))
 			}
 			if isTerminal(cmd.InOrStdin()) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Try:\n"+
@@ -122,6 +127,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&settleTimout, "settle-timeout", 3*time.Minute, "how long to wait for the cluster to form")
 	f.BoolVar(&allowPartial, "allow-partial", false, "with -e or -f: go on, exit 0, after a partial answer (default: exit 4)")
+	f.BoolVar(&allowContested, "allow-contested", false, "with -e or -f: go on, exit 0, after an answer an independent sample contested (default: exit 8)")
 	f.IntVar(&epochs, "epochs", 0, "with -e or -f: end a WATCH after this many answers (default: until Ctrl-C)")
 	f.StringVar(&churn, "churn", "", "kill and restart random peers at this rate, e.g. 10%/min (watch subclouds repair with SHOW SUBCLOUDS)")
 	f.DurationVar(&churnDown, "churn-down", 30*time.Second, "with --churn: how long a killed peer stays down before it restarts")

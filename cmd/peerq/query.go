@@ -14,11 +14,12 @@ import (
 
 func newQueryCmd() *cobra.Command {
 	var (
-		expr, file   string
-		opts         api.Options
-		format       shell.Format
-		allowPartial bool
-		epochs       int
+		expr, file     string
+		opts           api.Options
+		format         shell.Format
+		allowPartial   bool
+		allowContested bool
+		epochs         int
 	)
 	cmd := &cobra.Command{
 		Use:   "query -e STATEMENT | -f FILE [--format table|csv|json|ndjson]",
@@ -28,7 +29,8 @@ func newQueryCmd() *cobra.Command {
 1 usage or I/O (agent unreachable), 2 a statement error, 3 a RESERVE got nothing, 4 a partial
 answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry), 6 done
 but incomplete (a RELEASE or RESIZE whose named members did not all answer), 7 a data dir
-could not be written (nothing changed).`,
+could not be written (nothing changed), 8 an answer an independent sample of members
+contested (printed with both figures; --allow-contested accepts it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, name, err := readStatements(cmd, expr, file)
@@ -43,7 +45,7 @@ could not be written (nothing changed).`,
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			return exitFor(shell.RunScript(ctx, c, src,
-				shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: cmd.OutOrStdout(), AllowPartial: allowPartial, Epochs: epochs}))
+				shell.ScriptOptions{Name: name, Split: query.Split, Format: format, Out: cmd.OutOrStdout(), AllowPartial: allowPartial, AllowContested: allowContested, Epochs: epochs}))
 		},
 	}
 	f := cmd.Flags()
@@ -53,6 +55,7 @@ could not be written (nothing changed).`,
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up on the agent after this long")
 	f.BoolVar(&allowPartial, "allow-partial", false, "go on, and exit 0, after a partial answer (default: exit 4)")
+	f.BoolVar(&allowContested, "allow-contested", false, "go on, and exit 0, after an answer an independent sample contested (default: exit 8)")
 	f.IntVar(&epochs, "epochs", 0, "end a WATCH after this many answers (default: until Ctrl-C)")
 	return cmd
 }

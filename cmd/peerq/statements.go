@@ -61,6 +61,8 @@ func exitFor(err error) error {
 		return &exitError{exitNotEnough, fmt.Errorf("peerq: %w", err)}
 	case errors.Is(err, api.ErrTimeout):
 		return &exitError{exitTimeout, fmt.Errorf("peerq: %w; the answer above is partial", err)}
+	case errors.Is(err, api.ErrContested):
+		return &exitError{exitContested, fmt.Errorf("peerq: %w; --allow-contested accepts it", err)}
 	case errors.Is(err, api.ErrPartial):
 		return &exitError{exitTimeout, fmt.Errorf("peerq: %w; --allow-partial accepts it", err)}
 	case errors.Is(err, api.ErrOverloaded):

@@ -157,6 +157,25 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 			if ratio, ok := VarianceRatio(stats); ok {
 				fmt.Fprintf(out, "variance reduction per round: %.4f (median over the rounds; theory 1/(2√e) = %.4f)\n", ratio, query.VarianceFactor)
 			}
+			if v, ok := s.Check(); ok {
+				verdict := "agrees"
+				if v.Contested {
+					verdict = "contested: " + v.Reason
+				}
+				fmt.Fprintf(out, "sample check (%d sampled members): %s\n", v.Sampled, verdict)
+			}
+			if cfg.Liars > 0 {
+				flagged := "no"
+				if last.Flagged {
+					flagged = "yes"
+				}
+				refused := 0
+				for _, st := range stats {
+					refused += st.LiesRefused
+				}
+				fmt.Fprintf(out, "liars %.2f%% (%s): honest error %s, flagged %s; messages refused for a lie %d\n",
+					100*cfg.Liars, cfg.Lie, pct(last.HonestErr), flagged, refused)
+			}
 		} else {
 			fmt.Fprintf(out, "every peer holds the exact top-%d from round %s\n", plan.K,
 				FirstRound(stats, func(st sim.RoundStats) bool { return st.ExactShare == 1 }))
@@ -298,13 +317,14 @@ func writeCSV(path string, stats []sim.RoundStats) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"round", "alive", "messages", "bytes", "origin_err", "median_err", "worst_err", "measured", "exact_share", "variance", "origin_dead", "err_estimate", "rule_converged"})
+	w.Write([]string{"round", "alive", "messages", "bytes", "origin_err", "median_err", "worst_err", "measured", "exact_share", "variance", "origin_dead", "err_estimate", "rule_converged", "honest_err", "flagged"})
 	for _, st := range stats {
 		w.Write([]string{strconv.Itoa(st.Round), strconv.Itoa(st.Alive), strconv.Itoa(st.Messages), strconv.FormatInt(st.Bytes, 10),
 			strconv.FormatFloat(st.OriginErr, 'g', -1, 64), strconv.FormatFloat(st.MedianErr, 'g', -1, 64),
 			strconv.FormatFloat(st.WorstErr, 'g', -1, 64), strconv.Itoa(st.Measured),
 			strconv.FormatFloat(st.ExactShare, 'g', -1, 64), strconv.FormatFloat(st.Variance, 'g', -1, 64), strconv.Itoa(st.OriginDead),
-			strconv.FormatFloat(st.ErrEstimate, 'g', -1, 64), strconv.FormatBool(st.RuleConverged)})
+			strconv.FormatFloat(st.ErrEstimate, 'g', -1, 64), strconv.FormatBool(st.RuleConverged),
+			strconv.FormatFloat(st.HonestErr, 'g', -1, 64), strconv.FormatBool(st.Flagged)})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

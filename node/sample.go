@@ -1,0 +1,230 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
+)
+
+// The sample check at the asker (run/sample.go says what it checks and
+// why): when a gossip aggregate starts, the asker picks Config.Sample.Size
+// members by a hash of the query's ID and asks each, in one exchange, for
+// the attributes the plan reads, signed by that member. When the answer is
+// final, the asker evaluates the plan on the records that came back and
+// compares: an answer the sample contests says so (answer.StatusContested)
+// with both figures; the others carry the sample's own answer beside
+// theirs (Meta.Check).
+
+// sampleConcurrency bounds the asker's sample requests in flight.
+const sampleConcurrency = 16
+
+// sampling is an asker's sample for one query: the records the sampled
+// members sent, verified, as they arrive.
+type sampling struct {
+	asked int
+	done  chan struct{} // closed when every request has ended
+
+	mu      sync.Mutex
+	recs    []query.Record
+	refused []string // replies not signed by their node, or out of bounds
+}
+
+// startSample asks query id's sampled members for their records, in the
+// background; the query's answer waits for them (finishSample).
+func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte, self query.Record, members map[string]bool) *sampling {
+	if rt.cfg.Sample.Size <= 0 || !run.Sampled(plan) {
+		return nil
+	}
+	names := make([]string, 0, len(members))
+	for m := range members {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	picked := run.SampleOf(id[:], names, rt.cfg.Sample.Size)
+	s := &sampling{asked: len(picked), done: make(chan struct{})}
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		defer close(s.done)
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, sampleConcurrency)
+		for _, name := range picked {
+			if name == rt.net.Name() {
+				s.add(self, "") // the asker's own word, to itself
+				continue
+			}
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				rec, err := rt.askSample(id, wire, coord, plan, name)
+				switch {
+				case errors.Is(err, run.ErrForged) || errors.Is(err, errSampleRefused):
+					s.add(nil, name)
+				case err == nil:
+					s.add(rec, "")
+				}
+				// An unreachable member is one record fewer: the check
+				// uses those that came.
+			}()
+		}
+		wg.Wait()
+	}()
+	return s
+}
+
+func (s *sampling) add(rec query.Record, refused string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec != nil {
+		s.recs = append(s.recs, rec)
+	}
+	if refused != "" {
+		s.refused = append(s.refused, refused)
+	}
+}
+
+// errSampleRefused is a sampled member's reply that is not a record of
+// the plan's attributes within the catalog's bounds.
+var errSampleRefused = errors.New("node: sampled record refused")
+
+// askSample asks one sampled member for its record, and verifies it.
+func (rt *runtime) askSample(id QueryID, wire, coord []byte, plan *query.Plan, name string) (query.Record, error) {
+	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.ExchangeTimeout)
+	defer cancel()
+	body := encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoSample, Plan: wire, Origin: coord, Asker: rt.net.Name()}}})
+	resp, err := rt.net.Exchange(ctx, name, body)
+	rt.mu.Lock()
+	rt.stats.Exchanges++
+	rt.stats.BytesSent += int64(len(body))
+	rt.stats.BytesReceived += int64(len(resp))
+	if err != nil {
+		rt.stats.Failed++
+	}
+	rt.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	b, err := decodeBatch(resp)
+	if err != nil || len(b.Entries) != 1 || b.Entries[0].Kind != protoSample || b.Entries[0].ID != id {
+		return nil, fmt.Errorf("%w: %s sent no sample reply", errSampleRefused, name)
+	}
+	row, sig, err := decodeSampleReply(b.Entries[0].Msg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errSampleRefused, name, err)
+	}
+	rec, err := run.SampleRecord(plan, rt.seal, id[:], name, row, sig)
+	if err != nil && !errors.Is(err, run.ErrForged) {
+		err = fmt.Errorf("%w: %v", errSampleRefused, err)
+	}
+	return rec, err
+}
+
+// answerSample is a sampled member's reply: its record's attributes that
+// the plan reads, signed. A request whose plan is not a sampled aggregate
+// gets an empty reply.
+func (rt *runtime) answerSample(e entry) entry {
+	reply := entry{ID: e.ID, Kind: protoSample}
+	plan, err := query.Decode(e.Plan)
+	if err != nil || !run.Sampled(plan) {
+		return reply
+	}
+	rec := recordFor(rt.net, rt.record(), e.Origin)
+	row := run.SampleRow(plan, rec)
+	sig := rt.seal.Sign(rt.net.Name(), run.SampleMessage(e.ID[:], rt.net.Name(), row))
+	reply.Msg = encodeSampleReply(row, sig)
+	return reply
+}
+
+// maxSampleRow bounds a sampled row: a plan reads at most a few dozen
+// attributes, each at most query.MaxStringBytes.
+const maxSampleRow = 64 << 10
+
+// encodeSampleReply writes a sample reply: row(len uvarint, bytes)
+// signature(len uvarint, bytes).
+func encodeSampleReply(row, sig []byte) []byte {
+	out := binary.AppendUvarint(nil, uint64(len(row)))
+	out = append(out, row...)
+	out = binary.AppendUvarint(out, uint64(len(sig)))
+	return append(out, sig...)
+}
+
+func decodeSampleReply(b []byte) (row, sig []byte, err error) {
+	field := func(limit int) ([]byte, error) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(limit) || n > uint64(len(b)-k) {
+			return nil, errors.New("malformed sample reply")
+		}
+		f := b[k : k+int(n)]
+		b = b[k+int(n):]
+		return f, nil
+	}
+	if row, err = field(maxSampleRow); err != nil {
+		return nil, nil, err
+	}
+	if sig, err = field(128); err != nil {
+		return nil, nil, err
+	}
+	if len(b) != 0 {
+		return nil, nil, errors.New("malformed sample reply: trailing bytes")
+	}
+	return row, sig, nil
+}
+
+// finishSample checks query q's final answer res against its sample,
+// once every sample request has ended: res then carries the check
+// (Meta.Check) and, contested, says so in its status.
+func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
+	if s == nil || res == nil || res.Meta == nil {
+		return
+	}
+	select {
+	case <-s.done:
+	case <-rt.done:
+		return
+	}
+	s.mu.Lock()
+	recs, refused := s.recs, s.refused
+	s.mu.Unlock()
+	check := &answer.Check{Asked: s.asked, Sampled: len(recs), Refused: refused}
+	res.Check = check
+	if len(recs) < rt.cfg.Sample.Size/2 && len(recs) < s.asked {
+		check.Verdict = answer.CheckUnchecked
+		check.Reason = fmt.Sprintf("%d of %d sampled members answered: too few to check the answer", len(recs), s.asked)
+		return
+	}
+	// The answer is about the live members it did not leave out: so is
+	// the sample (a member that answered it and left since is not in
+	// the answer's sums).
+	members := memberSet(rt.net)
+	rt.mu.Lock()
+	kept := recs[:0:0]
+	for _, r := range recs {
+		if name := r["node"].Str; members[name] && !q.out(name) {
+			kept = append(kept, r)
+		}
+	}
+	v, err := q.run.CheckSample(kept, res.Peers, rt.cfg.Sample)
+	rt.mu.Unlock()
+	check.Sampled = len(kept)
+	if err != nil {
+		check.Verdict, check.Reason = answer.CheckUnchecked, err.Error()
+		return
+	}
+	if v.Answer != nil {
+		check.SetRows(v.Answer)
+	}
+	check.Verdict = answer.CheckAgrees
+	if v.Contested {
+		check.Verdict, check.Reason = answer.CheckContested, v.Reason
+		res.Contest(v.Reason)
+	}
+}

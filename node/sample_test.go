@@ -1,0 +1,122 @@
+package node
+
+import (
+	"math"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/fakenet"
+	"github.com/peerq/peerq/query"
+)
+
+// An honest cluster's aggregates are checked against the sample and agree:
+// every member sampled (fewer than Sample.Size), each record verified,
+// the sample's own answer carried beside the answer. A top-k, whose
+// entries are each signed, and an answer from the member list carry none.
+func TestSampleCheckAgrees(t *testing.T) {
+	t.Parallel()
+	fake(t, 24, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		asker := c.nodes[5]
+		for _, src := range []string{
+			"SELECT AVG(mem_free), SUM(cpu_cores), COUNT(*) FROM peers WHERE cpu_load < 2",
+			"SELECT region, COUNT(*), AVG(cpu_load) FROM peers GROUP BY region",
+		} {
+			p := compile(t, asker, src)
+			res := ask(t, asker, p)
+			sameAnswer(t, res, query.Exact(p, c.records()), src)
+			ch := res.Check
+			switch {
+			case res.Status != StatusConverged:
+				t.Errorf("%s: %s (%s)", src, res.Status, res.Reason)
+			case ch == nil:
+				t.Errorf("%s: no sample check", src)
+			case ch.Verdict != answer.CheckAgrees || ch.Asked != len(c.nodes) || ch.Sampled != len(c.nodes) || len(ch.Text) == 0 || len(ch.Refused) > 0:
+				t.Errorf("%s: check %+v, want agrees over all %d members", src, *ch, len(c.nodes))
+			}
+		}
+		for _, src := range []string{
+			"SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3",
+			"SELECT region, COUNT(*) FROM peers GROUP BY region", // from the member list
+		} {
+			if res := ask(t, asker, compile(t, asker, src)); res.Check != nil {
+				t.Errorf("%s: checked against a sample: %+v", src, *res.Check)
+			}
+		}
+	})
+}
+
+// flowLiar sends made-up flows: every value of magnitude above 1.5 in
+// the aggregate messages it sends (sums of bytes; counts and shares stay
+// below, so that the checks of bounds on receipt pass them) is times 50.
+// Its record and its sample reply are honest.
+type flowLiar struct {
+	wireLiar
+	lies atomic.Int64
+}
+
+func newFlowLiar(h *fakenet.Host) *flowLiar {
+	l := &flowLiar{wireLiar: wireLiar{Host: h, plans: map[QueryID]*query.Plan{}}}
+	l.lie = l.rewriteEntry
+	return l
+}
+
+func (l *flowLiar) rewriteEntry(_ *query.Plan, e *entry) bool {
+	if e.Kind != protoAggregate {
+		return false
+	}
+	m, err := aggregate.Decode(e.Msg)
+	if err != nil {
+		return false
+	}
+	lied := false
+	for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
+		for i, x := range v.Vals {
+			if math.Abs(x) > 1.5 {
+				v.Vals[i], lied = x*50, true
+			}
+		}
+	}
+	if lied {
+		e.Msg = m.Encode(nil)
+		l.lies.Add(1)
+	}
+	return lied
+}
+
+// One peer sending made-up flows bends SUM and AVG, within every bound a
+// receiver can check; the sample check at the asker contests the answer
+// (right or flagged: never a bent answer called converged). Mutation:
+// without the check (Config.Sample.Size 0) the bent answer comes back
+// converged and this fails.
+func TestFlowLiarIsContested(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 16, 6
+		var l *flowLiar
+		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { l = newFlowLiar(h); return l })
+		asker := c.nodes[0]
+		p := compile(t, asker, "SELECT SUM(mem_free), AVG(mem_free) FROM peers")
+		exact := query.Exact(p, c.records())
+		contested := 0
+		for range 3 {
+			res := ask(t, asker, p)
+			off := math.Abs(res.Rows[0][0].Num-exact.Rows[0][0].Num) > 0.02*exact.Rows[0][0].Num
+			switch {
+			case res.Status == answer.StatusContested:
+				contested++
+				if res.Check == nil || res.Check.Verdict != answer.CheckContested || !strings.Contains(res.Reason, "gossip says") || len(res.Check.Text) == 0 {
+					t.Errorf("contested without both figures: %s, %+v", res.Reason, res.Check)
+				}
+			case off:
+				t.Errorf("a bent answer (%v, exact %v) came back %s; check %+v", res.Rows[0][0], exact.Rows[0][0], res.Status, res.Check)
+			}
+		}
+		if l.lies.Load() == 0 || contested == 0 {
+			t.Fatalf("the liar sent %d bent messages, %d of 3 answers contested: the lie did not bend an answer", l.lies.Load(), contested)
+		}
+	})
+}

@@ -1,0 +1,509 @@
+package run
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/query"
+)
+
+// The sample check: an aggregate's gossip answer compared with an
+// independent sample of signed records (docs/SECURITY.md, "Answers checked
+// against a sample").
+//
+// Flow updating conserves mass only while every peer follows it: one peer
+// that sends made-up flows moves COUNT, SUM and AVG anywhere, and no peer
+// can tell from the flows. And a peer that lies about itself within the
+// catalog's bounds moves a sum by up to the bound. What a liar cannot do
+// is choose which peers the asker samples, or speak for them: the asker
+// ranks every member it knows by a hash of the query's ID (its own random
+// choice, made after every name was) and the member's name, asks the
+// Size members of lowest rank for the attributes the plan reads, signed
+// by each (node/sample.go), and evaluates the plan on those records
+// itself. A liar in the sample counts as one record of Size.
+//
+// CheckSample then compares, per group, each additive component's gossip
+// total with the sample's estimate (the members' count times the sample's
+// mean) and each quantile with the sample's order statistics. A gap
+// beyond Z standard errors plus the answer's own accuracy contests the
+// answer; so does one sampled value of a sum that is OutlierRatio times
+// the next largest and most of the sampled total (a liar about itself,
+// inflating a sum). The honest cluster is never contested in the simulator's 500 runs
+// (sim.TestSampleNoFalseAlarms, BENCHMARKS.md); what a liar can still do
+// undetected is move the answer by less than the check's interval, which
+// EXPLAIN states (ExplainCheck).
+
+// sampleDomain separates a sample rank from every other use of SHA-256.
+const sampleDomain = "peerq sample rank v1"
+
+// SampleRank is node's rank in query's sample: the sample is the members
+// of lowest rank.
+func SampleRank(queryID []byte, node string) uint64 {
+	h := sha256.New()
+	h.Write([]byte(sampleDomain))
+	h.Write([]byte{0})
+	h.Write(queryID)
+	h.Write([]byte{0})
+	h.Write([]byte(node))
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
+}
+
+// SampleOf is query's sample of members: the k of lowest rank, lowest
+// first.
+func SampleOf(queryID []byte, members []string, k int) []string {
+	type ranked struct {
+		rank uint64
+		node string
+	}
+	rs := make([]ranked, 0, len(members))
+	for _, m := range members {
+		rs = append(rs, ranked{SampleRank(queryID, m), m})
+	}
+	slices.SortFunc(rs, func(a, b ranked) int {
+		if c := cmp.Compare(a.rank, b.rank); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.node, b.node)
+	})
+	out := make([]string, 0, min(k, len(rs)))
+	for _, r := range rs[:min(k, len(rs))] {
+		out = append(out, r.node)
+	}
+	return out
+}
+
+// Sampled reports whether the sample check applies to plan: aggregates
+// over peers' records answered by gossip. (FROM leases has many rows a
+// peer, which its ledger signs apart; an answer from the member list is
+// exact already.)
+func Sampled(p *query.Plan) bool {
+	return p.Kind == query.PlanAggregate && p.Table == query.TablePeers && !p.FromTags
+}
+
+// SampleCheck tunes the check.
+type SampleCheck struct {
+	// Size is how many members the asker samples.
+	Size int
+	// Z is how many standard errors of the sample's estimate a gossip
+	// total may be from it, on top of the answer's accuracy: twice as
+	// many above it for a sum (a skewed attribute's sample misses its
+	// rare large values more often than it holds too many).
+	Z float64
+	// OutlierRatio and OutlierMin: one sampled value of a sum that is
+	// at least OutlierRatio times the next largest and half the sampled
+	// total contests the answer, where OutlierMin or more were sampled.
+	OutlierRatio float64
+	OutlierMin   int
+	// MinMatches is the fewest sampled records of a group with a value
+	// for a sum or a quantile to be checked: below it the sample's spread
+	// says too little of the population's, whose rare large values
+	// (servers among phones) it may all have missed. Counts, whose spread
+	// is known (a share), are checked at any size, and so is everything
+	// when the sample holds every member.
+	MinMatches int
+}
+
+// DefaultSampleCheck is the check the runtime and the simulator make.
+// Size 64 costs the asker 64 short replies (about 7 KB) and 64
+// verifications (~4 ms); Z 4.5 makes a false alarm on one total about 1
+// in 150,000 where the sample's mean is near normal.
+func DefaultSampleCheck() SampleCheck {
+	return SampleCheck{Size: 64, Z: 4.5, OutlierRatio: 50, OutlierMin: 16, MinMatches: 30}
+}
+
+// SampleVerdict is what the check found.
+type SampleVerdict struct {
+	// Sampled is how many records the check used.
+	Sampled int
+	// Contested says the gossip answer disagrees with the sample, or the
+	// sample holds a record that alone bends it; Reason says which, with
+	// both figures.
+	Contested bool
+	Reason    string
+	// Answer is the sample's own answer, in the plan's columns: what the
+	// records alone say.
+	Answer *answer.Answer
+}
+
+// CheckSample checks an aggregate's gossip answer (flow, its groups as
+// GroupResults reads them, scaled by n) against the sampled members'
+// records, n being the members the sample was drawn from.
+func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record, n float64, c SampleCheck) SampleVerdict {
+	v := SampleVerdict{Sampled: len(sample)}
+	k := float64(len(sample))
+	if k == 0 || n < 1 {
+		return v
+	}
+	contribs := make([]aggregateRow, len(sample))
+	keys := []string{}
+	seen := map[string]bool{}
+	for i, r := range sample {
+		ct := Contribution(p, r)
+		contribs[i] = aggregateRow{node: r["node"].Str, match: ct.Match, group: string(ct.Group), inputs: ct.Inputs}
+		if ct.Match && !seen[string(ct.Group)] {
+			seen[string(ct.Group)] = true
+			keys = append(keys, string(ct.Group))
+		}
+	}
+	flowOf := map[string]*query.GroupResult{}
+	for i := range flow {
+		g := &flow[i]
+		key := ""
+		if len(p.GroupBy) > 0 {
+			key = string(query.EncodeRow(g.Keys))
+		}
+		flowOf[key] = g
+		if !seen[key] {
+			seen[key] = true
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	fpc := math.Sqrt(math.Max(0, 1-k/n)) // sampled without replacement
+	var groups []query.GroupResult
+	for _, key := range keys {
+		g := query.GroupResult{Comps: make([]query.CompResult, len(p.Components))}
+		if len(p.GroupBy) > 0 {
+			ks, err := query.DecodeRow([]byte(key))
+			if err != nil {
+				continue
+			}
+			g.Keys = ks
+		}
+		fg := flowOf[key]
+		for j, comp := range p.Components {
+			xs, nodes := values(contribs, key, j)
+			switch {
+			case comp.Kind.Additive():
+				g.Comps[j].Total = n * sum(xs) / k
+				if v.Contested || fg == nil && len(xs) == 0 || comp.Kind == query.CompSumSq {
+					// A sum of squares (STDDEV, VARIANCE) is too
+					// heavy-tailed for 64 records to bound; its
+					// sum and count are checked.
+					continue
+				}
+				total := 0.0
+				if fg != nil {
+					total = fg.Comps[j].Total
+				}
+				if why := c.checkTotal(p, j, comp.Kind, xs, k, n, fpc, total); why != "" {
+					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+				} else if why := c.checkOutlier(p, j, comp.Kind, xs, nodes); why != "" {
+					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+				}
+			case comp.Kind == query.CompQuantile:
+				sorted := slices.Sorted(slices.Values(xs))
+				g.Comps[j].Quantile = func(q float64) (float64, bool) { return nearestRank(sorted, q) }
+				if v.Contested || fg == nil || fg.Comps[j].Quantile == nil || len(xs) < c.MinMatches && fpc > 0 {
+					continue
+				}
+				if why := c.checkQuantiles(p, j, sorted, fg.Comps[j].Quantile); why != "" {
+					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+				}
+			case comp.Kind == query.CompMin || comp.Kind == query.CompMax:
+				g.Comps[j] = sampleExtreme(contribs, key, j, comp)
+			}
+		}
+		groups = append(groups, g)
+	}
+	v.Answer = query.Finalize(p, groups)
+	return v
+}
+
+// aggregateRow is one sampled record's contribution.
+type aggregateRow struct {
+	node   string
+	match  bool
+	group  string
+	inputs []aggregate.Input
+}
+
+// values lists the sampled values of component j in group key, with the
+// node of each.
+func values(rows []aggregateRow, key string, j int) (xs []float64, nodes []string) {
+	for _, r := range rows {
+		if r.match && r.group == key && j < len(r.inputs) && r.inputs[j].Present {
+			xs = append(xs, r.inputs[j].Num)
+			nodes = append(nodes, r.node)
+		}
+	}
+	return xs, nodes
+}
+
+func sum(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
+
+// checkTotal compares a gossip total with the sample's estimate n·mean,
+// the k sampled records each counting 0 where they are not in the group.
+func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []float64, k, n, fpc, total float64) string {
+	est := n * sum(xs) / k
+	var se float64
+	if kind == query.CompCount {
+		// A share: Agresti–Coull's, which stays honest at 0 or k
+		// matches, where the plain standard error is 0.
+		share := (float64(len(xs)) + 2) / (k + 4)
+		se = n * math.Sqrt(share*(1-share)/(k+4)) * fpc
+		// Or the spread the gossip's own share would give the sample,
+		// if larger (the score test's): a sample that by chance holds
+		// few of a group understates its spread.
+		if f := math.Min(math.Max(total/n, 0), 1); f > 0 && f < 1 {
+			se = math.Max(se, n*math.Sqrt(f*(1-f)/k)*fpc)
+		}
+	} else {
+		if len(xs) < c.MinMatches && fpc > 0 {
+			return ""
+		}
+		mean := sum(xs) / k
+		ss := 0.0
+		for _, x := range xs {
+			ss += (x - mean) * (x - mean)
+		}
+		ss += (k - float64(len(xs))) * mean * mean // the records outside the group, each 0
+		se = n * math.Sqrt(ss/(k-1)/k) * fpc
+	}
+	z := c.Z
+	if total > est && kind != query.CompCount {
+		// Above the sample: the sample may have missed the rare large
+		// values of a skewed attribute (servers' memory among phones'),
+		// whose spread its own then understates.
+		z *= 2
+	}
+	tol := z*se + 3*p.Accuracy*math.Max(math.Abs(total), math.Abs(est))
+	if math.Abs(total-est) <= tol {
+		return ""
+	}
+	return fmt.Sprintf("%s: gossip says %s, an independent sample of %d members says %s ± %s", componentName(p, j), fmtNum(total), int(k), fmtNum(est), fmtNum(tol))
+}
+
+// checkOutlier looks for one sampled value of a sum that bends it: above
+// what any machine reports (the catalog's Typical) and more than the
+// accuracy's worth of the sampled total; or at least OutlierRatio times
+// the next largest, and most of the sampled total. Honest values of one attribute span classes of machines (a
+// phone's disk, a server's), but among OutlierMin or more sampled values
+// the next largest is of a class near the largest's; a liar's ×1000 or
+// the catalog's bound is not.
+func (c SampleCheck) checkOutlier(p *query.Plan, j int, kind query.CompKind, xs []float64, nodes []string) string {
+	if kind != query.CompSum || len(xs) < c.OutlierMin {
+		return ""
+	}
+	top, next, total := -1, 0.0, 0.0
+	for i, x := range xs {
+		total += math.Abs(x)
+		switch {
+		case top < 0 || math.Abs(x) > math.Abs(xs[top]):
+			if top >= 0 {
+				next = math.Abs(xs[top])
+			}
+			top = i
+		case math.Abs(x) > next:
+			next = math.Abs(x)
+		}
+	}
+	big := math.Abs(xs[top])
+	if typical := typicalOf(p, j); typical > 0 && big > typical && big > 3*p.Accuracy*total {
+		return fmt.Sprintf("%s: sampled member %s says %s, more than any machine reports (%s), %.0f%% of the sampled total",
+			componentName(p, j), nodes[top], fmtNum(xs[top]), fmtNum(typical), 100*big/total)
+	}
+	if big < c.OutlierRatio*next || big < total/2 || big == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: sampled member %s says %s, %s times the next largest of %d sampled, %.0f%% of their total",
+		componentName(p, j), nodes[top], fmtNum(xs[top]), timesOf(big, next), len(xs), 100*big/total)
+}
+
+// typicalOf is the catalog's Typical for the attribute component j sums
+// (query.Attr.Typical), or 0 where it sums an expression or an attribute
+// without one.
+func typicalOf(p *query.Plan, j int) float64 {
+	arg := p.Components[j].Arg
+	if arg == nil || arg.Op != query.OpAttr {
+		return 0
+	}
+	a, ok := catalogOf(p).Lookup(arg.Name)
+	if !ok {
+		return 0
+	}
+	return a.Typical
+}
+
+// timesOf is a/b for a reason, "∞" when b is 0.
+func timesOf(a, b float64) string {
+	if b == 0 {
+		return "∞"
+	}
+	return fmt.Sprintf("%.0f", a/b)
+}
+
+// checkQuantiles compares the gossip quantiles of component j with the
+// sample's order statistics: the q-quantile's rank in m sampled values is
+// binomial, so the true quantile lies between the values Z standard
+// deviations of rank either side, widened by the histogram's error.
+func (c SampleCheck) checkQuantiles(p *query.Plan, j int, sorted []float64, gossip func(float64) (float64, bool)) string {
+	m := float64(len(sorted))
+	for _, a := range p.Aggs {
+		if a.Func != query.AggPercentile || len(a.Comps) == 0 || a.Comps[0] != j {
+			continue
+		}
+		got, ok := gossip(a.Param)
+		if !ok {
+			continue
+		}
+		half := c.Z*math.Sqrt(m*a.Param*(1-a.Param)) + 1
+		lo, hi := math.Inf(-1), math.Inf(1)
+		if i := int(math.Floor(m*a.Param - half)); i >= 0 {
+			lo = sorted[i]
+		}
+		if i := int(math.Ceil(m*a.Param + half)); i < len(sorted) {
+			hi = sorted[i]
+		}
+		slack := 3 * (p.Accuracy + 0.01) // the histogram's buckets: aggregate.HistAlpha
+		if got < lo-slack*math.Abs(lo) || got > hi+slack*math.Abs(hi) {
+			return fmt.Sprintf("%s: gossip says %s, an independent sample of %d values puts it in [%s, %s]", a.Text, fmtNum(got), len(sorted), fmtNum(lo), fmtNum(hi))
+		}
+	}
+	return ""
+}
+
+// nearestRank is the q-quantile of sorted values by nearest rank.
+func nearestRank(sorted []float64, q float64) (float64, bool) {
+	if len(sorted) == 0 {
+		return 0, false
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)], true
+}
+
+// sampleExtreme is the sample's MIN or MAX of component j in group key
+// (shown beside the answer; not checked: an extreme is one peer's value).
+func sampleExtreme(rows []aggregateRow, key string, j int, comp query.Component) query.CompResult {
+	var out query.CompResult
+	for _, r := range rows {
+		if !r.match || r.group != key || j >= len(r.inputs) || !r.inputs[j].Present {
+			continue
+		}
+		in := r.inputs[j]
+		x := query.Num(comp.Arg.Kind, in.Num)
+		if in.IsStr {
+			x = query.Str(in.Str)
+		}
+		if !out.Has || comp.Kind == query.CompMin && query.Compare(x, out.Ext) < 0 || comp.Kind == query.CompMax && query.Compare(x, out.Ext) > 0 {
+			out.Ext, out.Has = x, true
+		}
+	}
+	return out
+}
+
+// componentName names component j by the first aggregate that uses it:
+// the aggregate itself where the component is its value (COUNT's count,
+// SUM's sum), else which part of it ("AVG(x)'s sum").
+func componentName(p *query.Plan, j int) string {
+	kind := p.Components[j].Kind
+	for _, a := range p.Aggs {
+		if !slices.Contains(a.Comps, j) {
+			continue
+		}
+		if a.Func == query.AggCount || a.Func == query.AggSum && kind == query.CompSum || a.Func == query.AggPercentile {
+			return a.Text
+		}
+		return a.Text + "'s " + kind.String()
+	}
+	if kind == query.CompCount {
+		return "the count of members that match"
+	}
+	return kind.String()
+}
+
+// groupName says which group a reason is about ("" when ungrouped).
+func groupName(p *query.Plan, keys []query.Value) string {
+	if len(p.GroupBy) == 0 {
+		return ""
+	}
+	s := "group ("
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += k.String()
+	}
+	return s + ") "
+}
+
+func fmtNum(x float64) string { return fmt.Sprintf("%.4g", x) }
+
+// sampleProof is the domain of a sampled record's signature
+// (SampleMessage).
+const sampleProof = "peerq sample record v1"
+
+// SampleRow is what a sampled member sends of itself for plan: the values
+// of the attributes the plan reads (query.Plan.Reads, in that order),
+// encoded as a row. It signs SampleMessage over it.
+func SampleRow(p *query.Plan, rec query.Record) []byte {
+	attrs := p.Reads()
+	row := make([]query.Value, len(attrs))
+	for i, a := range attrs {
+		row[i] = rec[a]
+	}
+	return query.EncodeRow(row)
+}
+
+// SampleMessage is what a sampled member signs: its row for query, as
+// node.
+func SampleMessage(queryID []byte, node string, row []byte) []byte {
+	out := make([]byte, 0, len(sampleProof)+len(queryID)+len(node)+len(row)+3*binary.MaxVarintLen64)
+	out = append(out, sampleProof...)
+	for _, f := range [][]byte{queryID, []byte(node), row} {
+		out = binary.AppendUvarint(out, uint64(len(f)))
+		out = append(out, f...)
+	}
+	return out
+}
+
+// SampleRecord reads a sampled member's reply — node's row for query,
+// with its signature — as the record the check evaluates the plan on.
+// It refuses a reply not signed by node (an error wrapping ErrForged),
+// a row that is not the plan's attributes, and a value outside the
+// catalog's bounds: a member can lie about itself, within them, only.
+func SampleRecord(p *query.Plan, seal Sealer, queryID []byte, node string, row, sig []byte) (query.Record, error) {
+	if err := seal.Verify(node, SampleMessage(queryID, node, row), sig); err != nil {
+		return nil, err
+	}
+	vals, err := query.DecodeRow(row)
+	if err != nil {
+		return nil, err
+	}
+	attrs := p.Reads()
+	if len(vals) != len(attrs) {
+		return nil, fmt.Errorf("run: %s sent %d values for %d attributes", node, len(vals), len(attrs))
+	}
+	cat := catalogOf(p)
+	rec := query.Record{"node": query.Str(node)}
+	for i, a := range attrs {
+		if a == "node" {
+			continue
+		}
+		if vals[i].IsNull() {
+			continue // a tag it does not have
+		}
+		e := &query.Expr{Op: query.OpAttr, Name: a, Kind: vals[i].Kind}
+		if at, ok := cat.Lookup(a); ok {
+			e.Kind = at.Kind
+		}
+		if err := checkValue(cat, e, vals[i]); err != nil {
+			return nil, fmt.Errorf("run: %s: %w", node, err)
+		}
+		rec[a] = vals[i]
+	}
+	return rec, nil
+}

@@ -1,0 +1,237 @@
+package run
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/peerq/peerq/query"
+)
+
+// sampleStatements are the statements the false-alarm checks run: one of
+// each kind of component the sample checks.
+var sampleStatements = []string{
+	"SELECT AVG(cpu_load) FROM peers",
+	"SELECT SUM(mem_free), COUNT(*) FROM peers",
+	"SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB",
+	"SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region",
+	"SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers",
+}
+
+// exactGroups is what converged gossip reads as groups (GroupResults),
+// computed exactly from every record, each additive total then moved by
+// up to ±err of itself, as gossip's own error.
+func exactGroups(t *testing.T, p *query.Plan, recs []query.Record, err float64, r *rand.Rand) []query.GroupResult {
+	t.Helper()
+	type acc struct {
+		keys  []query.Value
+		tot   []float64
+		quant [][]float64
+	}
+	groups := map[string]*acc{}
+	for _, rec := range recs {
+		c := Contribution(p, rec)
+		if !c.Match {
+			continue
+		}
+		g := groups[string(c.Group)]
+		if g == nil {
+			g = &acc{tot: make([]float64, len(p.Components)), quant: make([][]float64, len(p.Components))}
+			if len(p.GroupBy) > 0 {
+				ks, err := query.DecodeRow(c.Group)
+				if err != nil {
+					t.Fatal(err)
+				}
+				g.keys = ks
+			}
+			groups[string(c.Group)] = g
+		}
+		for j, in := range c.Inputs {
+			if !in.Present {
+				continue
+			}
+			g.tot[j] += in.Num
+			g.quant[j] = append(g.quant[j], in.Num)
+		}
+	}
+	var out []query.GroupResult
+	for _, key := range slices.Sorted(maps.Keys(groups)) {
+		g := groups[key]
+		gr := query.GroupResult{Keys: g.keys, Comps: make([]query.CompResult, len(p.Components))}
+		for j, comp := range p.Components {
+			gr.Comps[j].Total = g.tot[j] * (1 + err*(2*r.Float64()-1))
+			if comp.Kind == query.CompQuantile {
+				sorted := slices.Sorted(slices.Values(g.quant[j]))
+				gr.Comps[j].Quantile = func(q float64) (float64, bool) {
+					x, ok := nearestRank(sorted, q)
+					return x * (1 + err*(2*r.Float64()-1)), ok
+				}
+			}
+		}
+		out = append(out, gr)
+	}
+	return out
+}
+
+func synthetic(seed uint64, n int) ([]query.Record, []string) {
+	recs := make([]query.Record, n)
+	names := make([]string, n)
+	for i := range recs {
+		recs[i] = query.Synthetic(seed, i)
+		names[i] = recs[i]["node"].Str
+	}
+	return recs, names
+}
+
+// sampleRecords are the records of query qid's sample, as the asker would
+// receive them.
+func sampleRecords(recs []query.Record, names []string, qid []byte, k int) []query.Record {
+	index := map[string]int{}
+	for i, n := range names {
+		index[n] = i
+	}
+	var out []query.Record
+	for _, n := range SampleOf(qid, names, k) {
+		out = append(out, recs[index[n]])
+	}
+	return out
+}
+
+func compile(t *testing.T, text string) *query.Plan {
+	t.Helper()
+	p, err := query.CompileText(text, query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSampleNoFalseAlarms: honest clusters of several sizes, answers off
+// by up to their accuracy, five statements: the check never contests.
+// (The simulator's TestSampleHonestClusters runs the engine itself.)
+func TestSampleNoFalseAlarms(t *testing.T) {
+	c := DefaultSampleCheck()
+	seeds := 30
+	if s, err := strconv.Atoi(os.Getenv("PEERQ_SAMPLE_SEEDS")); err == nil && s > 0 {
+		seeds = s // a longer run for BENCHMARKS.md
+	} else if testing.Short() {
+		seeds = 10
+	}
+	for _, n := range []int{40, 1000, 10000} {
+		for seed := range uint64(seeds) {
+			recs, names := synthetic(seed+1, n)
+			r := rand.New(rand.NewPCG(seed, 7))
+			for _, text := range sampleStatements {
+				p := compile(t, text)
+				flow := exactGroups(t, p, recs, p.Accuracy, r)
+				qid := fmt.Appendf(nil, "q-%d-%d", n, seed)
+				v := CheckSample(p, flow, sampleRecords(recs, names, qid, c.Size), float64(n), c)
+				if v.Contested {
+					t.Errorf("n=%d seed %d %q: contested an honest answer: %s", n, seed, text, v.Reason)
+				}
+				if v.Sampled != min(c.Size, n) || v.Answer == nil || len(v.Answer.Rows) == 0 {
+					t.Errorf("n=%d seed %d %q: sampled %d, answer %v", n, seed, text, v.Sampled, v.Answer)
+				}
+			}
+		}
+	}
+}
+
+// TestSampleCatchesLies: the lies the check is for, each contested with a
+// reason that names the aggregate; the same answer untouched is not.
+func TestSampleCatchesLies(t *testing.T) {
+	const n = 5000
+	recs, names := synthetic(3, n)
+	qid := []byte("q-lies")
+	c := DefaultSampleCheck()
+	scale := func(f float64) func([]query.GroupResult) {
+		return func(gs []query.GroupResult) {
+			for i := range gs {
+				for j := range gs[i].Comps {
+					gs[i].Comps[j].Total *= f
+				}
+			}
+		}
+	}
+	cases := []struct {
+		name, text string
+		// bend moves the gossip answer as lying flows would; inflate
+		// rewrites one sampled record as a liar about itself would.
+		bend    func([]query.GroupResult)
+		inflate func(query.Record)
+		want    string
+	}{
+		{name: "honest", text: "SELECT AVG(cpu_load) FROM peers"},
+		{name: "sum ×5", text: "SELECT SUM(mem_free) FROM peers", bend: func(gs []query.GroupResult) { gs[0].Comps[1].Total *= 5 }, want: "SUM(mem_free): gossip says"},
+		{name: "count ×0.3", text: "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 8", bend: scale(0.3), want: "gossip says"},
+		{name: "count ×1.2", text: "SELECT COUNT(*) FROM peers", bend: scale(1.2), want: "gossip says"},
+		{name: "avg's sum ×3", text: "SELECT AVG(cpu_load) FROM peers", bend: func(gs []query.GroupResult) { gs[0].Comps[1].Total *= 3 }, want: "AVG(cpu_load)'s sum: gossip says"},
+		{name: "one group", text: "SELECT arch, SUM(cpu_cores) FROM peers GROUP BY arch",
+			bend: func(gs []query.GroupResult) { gs[0].Comps[1].Total *= 4 }, want: "group (amd64) SUM(cpu_cores)"},
+		{name: "quantile", text: "SELECT MEDIAN(mem_free) FROM peers", bend: func(gs []query.GroupResult) {
+			q := gs[0].Comps[1].Quantile
+			gs[0].Comps[1].Quantile = func(x float64) (float64, bool) { v, ok := q(x); return v * 20, ok }
+		}, want: "MEDIAN(mem_free): gossip says"},
+		{name: "inflated record", text: "SELECT AVG(cpu_load) FROM peers", inflate: func(r query.Record) {
+			r["cpu_load"] = query.Num(query.KindRatio, 1024)
+		}, want: "more than any machine reports (16)"},
+		{name: "inflated record, in an expression", text: "SELECT SUM(cpu_cores * 2) FROM peers", inflate: func(r query.Record) {
+			r["cpu_cores"] = query.Num(query.KindCount, 100000)
+		}, want: "times the next largest"},
+		{name: "a large honest record", text: "SELECT AVG(cpu_load) FROM peers", inflate: func(r query.Record) {
+			r["cpu_load"] = query.Num(query.KindRatio, 4) // the most a synthetic machine has
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := compile(t, tc.text)
+			flow := exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1)))
+			if tc.bend != nil {
+				tc.bend(flow)
+			}
+			sample := sampleRecords(recs, names, qid, c.Size)
+			if tc.inflate != nil {
+				sample[7] = maps.Clone(sample[7])
+				tc.inflate(sample[7])
+			}
+			v := CheckSample(p, flow, sample, n, c)
+			if v.Contested != (tc.want != "") || !strings.Contains(v.Reason, tc.want) {
+				t.Fatalf("contested %v (%s), want %v with %q", v.Contested, v.Reason, tc.want != "", tc.want)
+			}
+		})
+	}
+}
+
+// TestSampleOf: the sample is the k lowest ranks, whatever the members'
+// order, and another query's is another sample.
+func TestSampleOf(t *testing.T) {
+	_, names := synthetic(1, 1000)
+	a := SampleOf([]byte("q1"), names, 64)
+	rev := slices.Clone(names)
+	slices.Reverse(rev)
+	if b := SampleOf([]byte("q1"), rev, 64); !slices.Equal(a, b) {
+		t.Fatal("the sample depends on the members' order")
+	}
+	for i := 1; i < len(a); i++ {
+		if SampleRank([]byte("q1"), a[i-1]) > SampleRank([]byte("q1"), a[i]) {
+			t.Fatal("the sample is not in rank order")
+		}
+	}
+	common := 0
+	for _, x := range SampleOf([]byte("q2"), names, 64) {
+		if slices.Contains(a, x) {
+			common++
+		}
+	}
+	if common > 16 {
+		t.Fatalf("two queries share %d of 64 sampled members: the rank does not depend on the query", common)
+	}
+	if got := SampleOf([]byte("q1"), names[:10], 64); len(got) != 10 {
+		t.Fatalf("sample of 10 members has %d", len(got))
+	}
+}
