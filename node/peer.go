@@ -52,7 +52,11 @@ type Peer struct {
 
 // StartPeer creates the peer's overlay on its sockets and starts its
 // runtime. It joins no one yet.
-func StartPeer(cfg PeerConfig) (*Peer, error) {
+func StartPeer(cfg PeerConfig) (*Peer, error) { return startPeer(cfg, nil) }
+
+// startPeer is StartPeer with the runtime's network wrapped by wrap, if
+// set: a test's lying peer on real sockets (its wire rewritten).
+func startPeer(cfg PeerConfig, wrap func(Network) Network) (*Peer, error) {
 	ocfg := overlay.DefaultConfig(cfg.Name)
 	if cfg.Bind != "" {
 		ocfg.BindAddr = cfg.Bind
@@ -101,7 +105,11 @@ func StartPeer(cfg PeerConfig) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := New(cfg.Runtime, ov)
+	var nw Network = ov
+	if wrap != nil {
+		nw = wrap(ov)
+	}
+	n, err := New(cfg.Runtime, nw)
 	if err != nil {
 		return nil, errors.Join(err, ov.Shutdown())
 	}

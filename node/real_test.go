@@ -189,6 +189,13 @@ func TestEmbeddedRestartKeepsItsLease(t *testing.T) {
 // tune, and waits until each sees all (up to 90 s).
 func startSocketPeers(t *testing.T, n int, prefix string, seed uint64, tune func(i int, rec query.Record, cfg *Config)) []*Peer {
 	t.Helper()
+	return startSocketPeersWrapped(t, n, prefix, seed, tune, nil)
+}
+
+// startSocketPeersWrapped is startSocketPeers with peer i's network
+// wrapped by wrap(i, …) where it returns one (a lying peer's wire).
+func startSocketPeersWrapped(t *testing.T, n int, prefix string, seed uint64, tune func(i int, rec query.Record, cfg *Config), wrap func(i int, nw Network) Network) []*Peer {
+	t.Helper()
 	key := []byte("0123456789abcdef0123456789abcdef")
 	var peers []*Peer
 	for i := 0; i < n; i++ {
@@ -196,8 +203,12 @@ func startSocketPeers(t *testing.T, n int, prefix string, seed uint64, tune func
 		cfg := DefaultConfig(func() query.Record { return rec })
 		cfg.Round, cfg.Seed = 50*time.Millisecond, uint64(i+1)
 		tune(i, rec, &cfg)
-		p, err := StartPeer(PeerConfig{Name: fmt.Sprintf("%s-%d", prefix, i), Bind: "127.0.0.1:0", Exchange: "127.0.0.1:0",
-			Key: key, Local: true, Runtime: cfg})
+		var w func(Network) Network
+		if wrap != nil {
+			w = func(nw Network) Network { return wrap(i, nw) }
+		}
+		p, err := startPeer(PeerConfig{Name: fmt.Sprintf("%s-%d", prefix, i), Bind: "127.0.0.1:0", Exchange: "127.0.0.1:0",
+			Key: key, Local: true, Runtime: cfg}, w)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"github.com/peerq/peerq/identity"
 	"maps"
 	"slices"
 	"sync"
@@ -22,14 +23,14 @@ import (
 // mu), in every batch it sends or answers with; lie reports whether it
 // changed it.
 type wireLiar struct {
-	*fakenet.Host
+	Network
 	mu    sync.Mutex
 	plans map[QueryID]*query.Plan // the queries it has seen
 	lie   func(p *query.Plan, e *entry) bool
 }
 
 func (w *wireLiar) Serve(h network.Handler) error {
-	return w.Host.Serve(func(from string, req []byte) ([]byte, error) {
+	return w.Network.Serve(func(from string, req []byte) ([]byte, error) {
 		w.learn(req)
 		resp, err := h(from, req)
 		if err != nil {
@@ -41,7 +42,15 @@ func (w *wireLiar) Serve(h network.Handler) error {
 
 func (w *wireLiar) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
 	w.learn(req)
-	return w.Host.Exchange(ctx, peer, w.rewrite(req))
+	return w.Network.Exchange(ctx, peer, w.rewrite(req))
+}
+
+// SetIdentity and Identity pass the peer's identity through to the
+// network it wraps (fakenet takes it from the node; the overlay gives it).
+func (w *wireLiar) SetIdentity(key identity.Public, boot uint64) {
+	if s, ok := w.Network.(identitySetter); ok {
+		s.SetIdentity(key, boot)
+	}
 }
 
 // learn keeps the plans a batch carries.
@@ -87,7 +96,7 @@ type liar struct {
 }
 
 func newLiar(h *fakenet.Host) *liar {
-	l := &liar{wireLiar: wireLiar{Host: h, plans: map[QueryID]*query.Plan{}}}
+	l := &liar{wireLiar: wireLiar{Network: h, plans: map[QueryID]*query.Plan{}}}
 	l.lie = l.rewriteEntry
 	return l
 }
@@ -234,7 +243,7 @@ type forger struct {
 }
 
 func newForger(h *fakenet.Host, alter bool) *forger {
-	f := &forger{wireLiar: wireLiar{Host: h, plans: map[QueryID]*query.Plan{}}, name: h.Name(), alter: alter}
+	f := &forger{wireLiar: wireLiar{Network: h, plans: map[QueryID]*query.Plan{}}, name: h.Name(), alter: alter}
 	f.lie = f.rewriteEntry
 	return f
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/internal/wire"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 )
@@ -145,8 +146,12 @@ func (rt *runtime) answerSample(e entry) entry {
 }
 
 // maxSampleRow bounds a sampled row: a plan reads at most a few dozen
-// attributes, each at most query.MaxStringBytes.
-const maxSampleRow = 64 << 10
+// attributes, each at most query.MaxStringBytes; maxSampleSig a
+// signature (ed25519's are 64 bytes).
+const (
+	maxSampleRow = 64 << 10
+	maxSampleSig = 128
+)
 
 // encodeSampleReply writes a sample reply: row(len uvarint, bytes)
 // signature(len uvarint, bytes).
@@ -158,23 +163,11 @@ func encodeSampleReply(row, sig []byte) []byte {
 }
 
 func decodeSampleReply(b []byte) (row, sig []byte, err error) {
-	field := func(limit int) ([]byte, error) {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(limit) || n > uint64(len(b)-k) {
-			return nil, errors.New("malformed sample reply")
-		}
-		f := b[k : k+int(n)]
-		b = b[k+int(n):]
-		return f, nil
-	}
-	if row, err = field(maxSampleRow); err != nil {
+	d := wire.NewReader(b, ErrMalformed)
+	row = d.Field(maxSampleRow)
+	sig = d.Field(maxSampleSig)
+	if err := d.Done(); err != nil {
 		return nil, nil, err
-	}
-	if sig, err = field(128); err != nil {
-		return nil, nil, err
-	}
-	if len(b) != 0 {
-		return nil, nil, errors.New("malformed sample reply: trailing bytes")
 	}
 	return row, sig, nil
 }

@@ -58,8 +58,8 @@ type flowLiar struct {
 	lies atomic.Int64
 }
 
-func newFlowLiar(h *fakenet.Host) *flowLiar {
-	l := &flowLiar{wireLiar: wireLiar{Host: h, plans: map[QueryID]*query.Plan{}}}
+func newFlowLiar(h Network) *flowLiar {
+	l := &flowLiar{wireLiar: wireLiar{Network: h, plans: map[QueryID]*query.Plan{}}}
 	l.lie = l.rewriteEntry
 	return l
 }
@@ -119,4 +119,58 @@ func TestFlowLiarIsContested(t *testing.T) {
 			t.Fatalf("the liar sent %d bent messages, %d of 3 answers contested: the lie did not bend an answer", l.lies.Load(), contested)
 		}
 	})
+}
+
+// FuzzDecodeSampleReply: the sample reply's decoder never panics, and
+// what it accepts re-encodes to the same bytes.
+func FuzzDecodeSampleReply(f *testing.F) {
+	f.Add(encodeSampleReply([]byte{0x82, 1, 2}, make([]byte, 64)))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		row, sig, err := decodeSampleReply(in)
+		if err != nil {
+			return
+		}
+		if again := encodeSampleReply(row, sig); string(again) != string(in) {
+			t.Fatal("re-encoding differs")
+		}
+	})
+}
+
+// The same over real Serf and sockets, with a cluster key: eight agents,
+// one sending made-up flows. Every answer is right or contested, and the
+// lie bends at least one (else the test proves nothing).
+func TestFlowLiarOverSockets(t *testing.T) {
+	t.Parallel()
+	const n, liarAt = 8, 7
+	var l *flowLiar
+	peers := startSocketPeersWrapped(t, n, "flow", 9, func(int, query.Record, *Config) {}, func(i int, nw Network) Network {
+		if i != liarAt {
+			return nw
+		}
+		l = newFlowLiar(nw)
+		return l
+	})
+	asker := peers[0].Node
+	p := compile(t, asker, "SELECT SUM(mem_free), AVG(mem_free) FROM peers")
+	var recs []query.Record
+	for _, pr := range peers {
+		recs = append(recs, pr.record())
+	}
+	exact := query.Exact(p, recs)
+	contested := 0
+	for range 3 {
+		res := ask(t, asker, p)
+		off := math.Abs(res.Rows[0][0].Num-exact.Rows[0][0].Num) > 0.02*exact.Rows[0][0].Num
+		switch {
+		case res.Status == answer.StatusContested:
+			contested++
+			t.Logf("contested: %s", res.Reason)
+		case off:
+			t.Errorf("a bent answer (%v, exact %v) came back %s", res.Rows[0][0], exact.Rows[0][0], res.Status)
+		}
+	}
+	if l.lies.Load() == 0 || contested == 0 {
+		t.Fatalf("the liar sent %d bent messages, %d of 3 answers contested", l.lies.Load(), contested)
+	}
 }

@@ -227,6 +227,10 @@ func Explain(p *Plan, n int) string {
 		}
 		for i, a := range p.Aggs {
 			w(fmt.Sprintf("aggregate %d", i), "%s from components %v%s", a.Text, a.Comps, aggNote(a))
+			w("  a liar", "%s", liarNote(p, a))
+		}
+		if p.Table == TablePeers && !p.FromTags {
+			w("check", "the answer is compared with the signed records of %d members the asker samples by a hash of the query (docs/SECURITY.md): contested past the sample's interval, or if a sampled claim stands out", SampleSize)
 		}
 	default:
 		keys := make([]string, len(p.Order))
@@ -270,6 +274,43 @@ func Explain(p *Plan, n int) string {
 		w("timeout", "%s", answer.FormatDuration(p.TimeoutSeconds))
 	}
 	return b.String()
+}
+
+// SampleSize is how many members an asker samples to check a gossip
+// aggregate (run.DefaultSampleCheck; EXPLAIN says it).
+const SampleSize = 64
+
+// liarNote says what one lying member can do to aggregate a, and what the
+// sample check catches (docs/SECURITY.md).
+func liarNote(p *Plan, a Aggregate) string {
+	if p.Table != TablePeers {
+		return "each peer's ledger rows are its own word: not sampled"
+	}
+	bound, typical := "its inputs' bounds", ""
+	if a.Arg != nil && a.Arg.Op == OpAttr {
+		if at, ok := DefaultCatalog().Lookup(a.Arg.Name); ok && at.Max != 0 {
+			bound = Num(at.Kind, at.Max).String()
+			if at.Typical > 0 {
+				typical = fmt.Sprintf(" above %s (more than any machine reports) or", Num(at.Kind, at.Typical))
+			}
+		}
+	}
+	flows := "made-up flows move it anywhere within the bounds a receiver checks; the check contests a bend past the sample's interval"
+	switch a.Func {
+	case AggCount:
+		return "counts once, as itself (it may say it matches); " + flows
+	case AggSum, AggAvg:
+		return fmt.Sprintf("may claim up to %s; a sampled claim%s 10× the others is contested; %s", bound, typical, flows)
+	case AggStddev, AggVariance:
+		return fmt.Sprintf("may claim up to %s; its sum and count are checked, its sum of squares is not", bound)
+	case AggPercentile:
+		return "moves it by one rank as itself; made-up histogram flows are contested past the sample's order statistics"
+	case AggMin, AggMax:
+		return fmt.Sprintf("decides it with any value up to %s: not checked (one peer's value)", bound)
+	case AggCountDistinct:
+		return "adds its own value, or inflates the sketch within its ranks: not checked"
+	}
+	return "not checked"
 }
 
 func groupedWhy(p *Plan) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/answer"
@@ -115,7 +116,7 @@ type SampleCheck struct {
 // verifications (~4 ms); Z 4.5 makes a false alarm on one total about 1
 // in 150,000 where the sample's mean is near normal.
 func DefaultSampleCheck() SampleCheck {
-	return SampleCheck{Size: 64, Z: 4.5, OutlierRatio: 50, OutlierMin: 16, MinMatches: 30}
+	return SampleCheck{Size: query.SampleSize, Z: 4.5, OutlierRatio: 10, OutlierMin: 48, MinMatches: 30}
 }
 
 // SampleVerdict is what the check found.
@@ -251,16 +252,16 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 	est := n * sum(xs) / k
 	var se float64
 	if kind == query.CompCount {
-		// A share: Agresti–Coull's, which stays honest at 0 or k
-		// matches, where the plain standard error is 0.
+		// A share. The larger of two spreads: the score test's, of the
+		// share the gossip says (were it right, the sampled count would
+		// be binomial about it), kept off 0 and 1 by half a record; and
+		// Agresti–Coull's about the sampled share, which stays honest
+		// where the normal approximation is not (a small group that
+		// the sample happens to hold many of: a binomial's tail is
+		// heavier than the normal's there).
+		f := math.Min(math.Max(total/n, 0.5/k), 1-0.5/k)
 		share := (float64(len(xs)) + 2) / (k + 4)
-		se = n * math.Sqrt(share*(1-share)/(k+4)) * fpc
-		// Or the spread the gossip's own share would give the sample,
-		// if larger (the score test's): a sample that by chance holds
-		// few of a group understates its spread.
-		if f := math.Min(math.Max(total/n, 0), 1); f > 0 && f < 1 {
-			se = math.Max(se, n*math.Sqrt(f*(1-f)/k)*fpc)
-		}
+		se = n * math.Max(math.Sqrt(f*(1-f)/k), math.Sqrt(share*(1-share)/(k+4))) * fpc
 	} else {
 		if len(xs) < c.MinMatches && fpc > 0 {
 			return ""
@@ -290,37 +291,57 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 // checkOutlier looks for one sampled value of a sum that bends it: above
 // what any machine reports (the catalog's Typical) and more than the
 // accuracy's worth of the sampled total; or at least OutlierRatio times
-// the next largest, and most of the sampled total. Honest values of one attribute span classes of machines (a
-// phone's disk, a server's), but among OutlierMin or more sampled values
-// the next largest is of a class near the largest's; a liar's ×1000 or
-// the catalog's bound is not.
+// the next largest and most of the sampled total. Honest values of one
+// attribute span classes of machines (a phone's disk, a server's), but
+// among OutlierMin or more sampled values the next largest is of a class
+// near the largest's (in the simulator's machines, within 3×); a liar's
+// ×1000 is not. One honest machine far above every other sampled one is
+// contested too, and rightly: the answer then rests on its word, which a
+// liar could have given.
 func (c SampleCheck) checkOutlier(p *query.Plan, j int, kind query.CompKind, xs []float64, nodes []string) string {
-	if kind != query.CompSum || len(xs) < c.OutlierMin {
+	if kind != query.CompSum || len(xs) == 0 {
 		return ""
 	}
-	top, next, total := -1, 0.0, 0.0
+	order := make([]int, len(xs))
+	total := 0.0
 	for i, x := range xs {
+		order[i] = i
 		total += math.Abs(x)
-		switch {
-		case top < 0 || math.Abs(x) > math.Abs(xs[top]):
-			if top >= 0 {
-				next = math.Abs(xs[top])
-			}
-			top = i
-		case math.Abs(x) > next:
-			next = math.Abs(x)
-		}
 	}
-	big := math.Abs(xs[top])
-	if typical := typicalOf(p, j); typical > 0 && big > typical && big > 3*p.Accuracy*total {
-		return fmt.Sprintf("%s: sampled member %s says %s, more than any machine reports (%s), %.0f%% of the sampled total",
-			componentName(p, j), nodes[top], fmtNum(xs[top]), fmtNum(typical), 100*big/total)
-	}
-	if big < c.OutlierRatio*next || big < total/2 || big == 0 {
+	if total == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s: sampled member %s says %s, %s times the next largest of %d sampled, %.0f%% of their total",
-		componentName(p, j), nodes[top], fmtNum(xs[top]), timesOf(big, next), len(xs), 100*big/total)
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(math.Abs(xs[b]), math.Abs(xs[a])) })
+	top := order[0]
+	if typical := typicalOf(p, j); typical > 0 && math.Abs(xs[top]) > typical && math.Abs(xs[top]) > 3*p.Accuracy*total {
+		return fmt.Sprintf("%s: sampled member %s says %s, more than any machine reports (%s), %.0f%% of the sampled total",
+			componentName(p, j), nodes[top], fmtNum(xs[top]), fmtNum(typical), 100*math.Abs(xs[top])/total)
+	}
+	if len(xs) < c.OutlierMin {
+		return ""
+	}
+	// The few largest (a liar sampled twice or three times, which at 1%
+	// liars and 64 sampled is one sample in eight or in forty), together
+	// most of the total, each OutlierRatio times the rest.
+	held := 0.0
+	for n := 1; n <= 3 && n < len(order); n++ {
+		last, next := math.Abs(xs[order[n-1]]), math.Abs(xs[order[n]])
+		held += last
+		if held < total/2 || last < c.OutlierRatio*next {
+			continue
+		}
+		if n == 1 {
+			return fmt.Sprintf("%s: sampled member %s says %s, %s times the next largest of %d sampled, %.0f%% of their total",
+				componentName(p, j), nodes[top], fmtNum(xs[top]), timesOf(last, next), len(xs), 100*held/total)
+		}
+		who := make([]string, n)
+		for i, k := range order[:n] {
+			who[i] = nodes[k] + " " + fmtNum(xs[k])
+		}
+		return fmt.Sprintf("%s: sampled members %s say %.0f%% of the sampled total, each %s times or more the next largest of %d sampled",
+			componentName(p, j), strings.Join(who, ", "), 100*held/total, timesOf(last, next), len(xs))
+	}
+	return ""
 }
 
 // typicalOf is the catalog's Typical for the attribute component j sums

@@ -267,19 +267,22 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 		if err != nil {
 			v = run.SampleVerdict{Reason: err.Error()}
 		}
-		s.check = &v
+		s.check, s.honestAtCheck = &v, s.stats.HonestErr
 	}
 	if s.check != nil {
 		s.stats.Checked, s.stats.Flagged = true, s.check.Contested
 	}
 }
 
-// Check is the sample check of the originator's answer, once made.
-func (s *Sim) Check() (run.SampleVerdict, bool) {
+// Check is the sample check of the originator's answer, once made, and
+// (with liars) that answer's error against the honest peers' alone: the
+// answer the runtime's asker returns is the one the rule made final, and
+// the check is of it (the simulation's later rounds go on moving it).
+func (s *Sim) Check() (v run.SampleVerdict, honestErr float64, ok bool) {
 	if s.check == nil {
-		return run.SampleVerdict{}, false
+		return run.SampleVerdict{}, math.NaN(), false
 	}
-	return *s.check, true
+	return *s.check, s.honestAtCheck, true
 }
 
 // honestValue is the first cell of the answer over the honest peers (0

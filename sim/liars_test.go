@@ -87,7 +87,7 @@ func TestLiarsFlaggedOrRight(t *testing.T) {
 				cfg := DefaultConfig(n)
 				cfg.Liars, cfg.Lie, cfg.Seed, cfg.NFromGossip = liars, lie, seed, false
 				s, last := runSim(t, p, cfg)
-				v, ok := s.Check()
+				v, honestErr, ok := s.Check()
 				if !ok || !last.Checked || v.Sampled != run.DefaultSampleCheck().Size {
 					t.Fatalf("%s, %s, seed %d: no sample check (%+v)", st.text, lie, seed, v)
 				}
@@ -99,10 +99,10 @@ func TestLiarsFlaggedOrRight(t *testing.T) {
 					// 2× for a skewed sum): a gross bend always.
 					bound = max(bound, 1)
 				}
-				if !last.Flagged && last.HonestErr > bound {
-					t.Errorf("%s, %s, seed %d: unflagged, honest error %.3g > %.3g", st.text, lie, seed, last.HonestErr, st.bound(h))
+				if !v.Contested && honestErr > bound {
+					t.Errorf("%s, %s, seed %d: unflagged, honest error %.3g > %.3g", st.text, lie, seed, honestErr, bound)
 				}
-				t.Logf("%s, %s, seed %d: honest error %.3g, flagged %v %s", st.text, lie, seed, last.HonestErr, last.Flagged, v.Reason)
+				t.Logf("%s, %s, seed %d: honest error %.3g, flagged %v %s", st.text, lie, seed, honestErr, v.Contested, v.Reason)
 			}
 		}
 	}
@@ -128,7 +128,7 @@ func TestSampleHonestClusters(t *testing.T) {
 				cfg := DefaultConfig(n)
 				cfg.Seed, cfg.NFromGossip = seed, false
 				s, last := runSim(t, p, cfg)
-				if v, _ := s.Check(); !last.Checked || last.Flagged {
+				if v, _, _ := s.Check(); !last.Checked || last.Flagged {
 					t.Errorf("%s, %d peers, seed %d: checked %v, contested: %s", text, n, seed, last.Checked, v.Reason)
 				}
 			}

@@ -186,8 +186,9 @@ type Sim struct {
 	// when it is final (or at the last round); honestExact the answer
 	// over the honest peers' true records, once there are liars
 	// (liars.go).
-	check      *run.SampleVerdict
-	honestKeys map[string][]query.Value
+	check         *run.SampleVerdict
+	honestAtCheck float64
+	honestKeys    map[string][]query.Value
 
 	// recs are the peers' records once Drift has moved them (nil before:
 	// records are regenerated from the seed).

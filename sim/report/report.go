@@ -157,24 +157,24 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 			if ratio, ok := VarianceRatio(stats); ok {
 				fmt.Fprintf(out, "variance reduction per round: %.4f (median over the rounds; theory 1/(2√e) = %.4f)\n", ratio, query.VarianceFactor)
 			}
-			if v, ok := s.Check(); ok {
+			if v, honestErr, ok := s.Check(); ok {
 				verdict := "agrees"
 				if v.Contested {
 					verdict = "contested: " + v.Reason
 				}
-				fmt.Fprintf(out, "sample check (%d sampled members): %s\n", v.Sampled, verdict)
-			}
-			if cfg.Liars > 0 {
-				flagged := "no"
-				if last.Flagged {
-					flagged = "yes"
+				fmt.Fprintf(out, "sample check of the final answer (%d sampled members): %s\n", v.Sampled, verdict)
+				if cfg.Liars > 0 {
+					flagged := "no"
+					if v.Contested {
+						flagged = "yes"
+					}
+					refused := 0
+					for _, st := range stats {
+						refused += st.LiesRefused
+					}
+					fmt.Fprintf(out, "liars %.2f%% (%s): honest error %s, flagged %s; messages refused for a lie %d\n",
+						100*cfg.Liars, cfg.Lie, pct(honestErr), flagged, refused)
 				}
-				refused := 0
-				for _, st := range stats {
-					refused += st.LiesRefused
-				}
-				fmt.Fprintf(out, "liars %.2f%% (%s): honest error %s, flagged %s; messages refused for a lie %d\n",
-					100*cfg.Liars, cfg.Lie, pct(last.HonestErr), flagged, refused)
 			}
 		} else {
 			fmt.Fprintf(out, "every peer holds the exact top-%d from round %s\n", plan.K,

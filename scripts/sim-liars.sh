@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Issue 23's simulator figures for lying peers (BENCHMARKS.md, "Lying
+# peers"): for each statement and lie, SEEDS runs of `peerq sim` with a
+# share LIARS of liars at NODES peers, and how many came back right
+# (honest error within the bound) or flagged (contested by the sample
+# check); then SEEDS runs of each statement with no liars, and how many
+# were contested (false alarms); then the top-50 under forge, alter and
+# drop: forged entries accepted and honest top-50s.
+#
+#   scripts/sim-liars.sh                 # 10^4 peers, 1% liars, 20 seeds
+#   SEEDS=100 scripts/sim-liars.sh       # the issue's 100 seeds
+#   PARTS=honest SEEDS=100 scripts/sim-liars.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NODES=${NODES:-10000}
+LIARS=${LIARS:-0.01}
+SEEDS=${SEEDS:-20}
+PARTS=${PARTS:-"aggregates honest topk"}
+bin=$(mktemp -d)/peerq
+go build -o "$bin" ./cmd/peerq
+
+run() { "$bin" sim --nodes "$NODES" --quiet --n-from membership "$@" 2>&1; }
+
+aggregates=("SELECT AVG(cpu_load) FROM peers" "SELECT SUM(mem_free) FROM peers" "SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB")
+honest=("${aggregates[@]}" "SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region" "SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers")
+
+for part in $PARTS; do
+	case $part in
+	aggregates)
+		echo "# $NODES peers, liars $LIARS, $SEEDS seeds: flagged, and the unflagged runs' honest error (median, worst)"
+		for stmt in "${aggregates[@]}"; do
+			for lie in inflate extreme flow; do
+				flagged=0 errs=()
+				for seed in $(seq 1 "$SEEDS"); do
+					out=$(run -e "$stmt" --liars "$LIARS" --lie "$lie" --seed "$seed")
+					line=$(grep '^liars' <<<"$out")
+					if grep -q 'flagged yes' <<<"$line"; then
+						flagged=$((flagged + 1))
+					else
+						errs+=("$(sed -E 's/.*honest error ([^,]*),.*/\1/' <<<"$line")")
+					fi
+				done
+				unflagged=$(printf '%s\n' "${errs[@]:-}" | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {if (NR) printf "median %s, worst %s", a[int((NR+1)/2)], a[NR]; else printf "none"}')
+				echo "$stmt | $lie | flagged $flagged/$SEEDS | unflagged: $unflagged"
+			done
+		done
+		;;
+	honest)
+		echo "# $NODES peers, no liars, $SEEDS seeds: answers contested (false alarms)"
+		for stmt in "${honest[@]}"; do
+			contested=0 checked=0
+			for seed in $(seq 1 "$SEEDS"); do
+				out=$(run -e "$stmt" --seed "$seed")
+				grep -q '^sample check' <<<"$out" && checked=$((checked + 1))
+				grep -q '^sample check.*contested' <<<"$out" && contested=$((contested + 1)) && grep '^sample check' <<<"$out"
+			done
+			echo "$stmt | checked $checked/$SEEDS | contested $contested"
+		done
+		;;
+	topk)
+		echo "# $NODES peers, liars $LIARS, $SEEDS seeds: top-50 by reliability"
+		for lie in forge alter drop; do
+			forged=0 honestTop=0
+			for seed in $(seq 1 "$SEEDS"); do
+				out=$(run -e "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 50" --liars "$LIARS" --lie "$lie" --seed "$seed")
+				line=$(grep '^liars' <<<"$out")
+				forged=$((forged + $(sed -E 's/.*forged entries ([0-9]+).*/\1/' <<<"$line")))
+				grep -q 'honest top-50 yes' <<<"$line" && honestTop=$((honestTop + 1))
+			done
+			echo "top-50 | $lie | forged entries accepted $forged | honest top-50 $honestTop/$SEEDS"
+		done
+		;;
+	esac
+done
