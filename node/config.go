@@ -148,6 +148,11 @@ type Config struct {
 	// embedded cluster does, so that its 200 peers on one machine do not
 	// pay 200 machines' checks).
 	Verified *SignatureCache
+	// ReliabilityWindow is the trailing window over which this peer
+	// watches every member's availability (observe.go): a member may
+	// claim no more reliability than the share of it this peer saw it
+	// alive. The catalog's reliability is over 7 days.
+	ReliabilityWindow time.Duration
 	// Sample is the check of this peer's gossip aggregates against an
 	// independent sample of members (run.SampleCheck; sample.go):
 	// Sample.Size members, chosen by a hash of the query, asked for
@@ -162,5 +167,5 @@ func DefaultConfig(record func() query.Record) Config {
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
-		Sample: run.DefaultSampleCheck()}
+		ReliabilityWindow: 7 * 24 * time.Hour, Sample: run.DefaultSampleCheck()}
 }

@@ -151,6 +151,12 @@ func New(cfg Config, net Network) (*Node, error) {
 		ExchangeTimeout: cfg.ExchangeTimeout, MinRound: cfg.MinRound, Now: cfg.Clock, Rand: mrand.New(mrand.NewPCG(seed, 0xbb67ae8584caa73b)),
 		ExchangeTime: func() time.Duration { return time.Duration(rt.exchangeTime.Load()) }}, net, rt.memberLost)
 	rt.prober, rt.record, rt.logf, rt.seal = n.prober, n.record, n.logf, newSealer(id, net, cfg.Verified)
+	// The observer of every member's availability, from the members live
+	// now: what bounds their reliability claims (observe.go).
+	rt.observer = newObserver(cfg.ReliabilityWindow, cfg.Clock())
+	for _, m := range net.Members() {
+		rt.observer.up(m.Name, cfg.Clock())
+	}
 	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout,
 		bootOf: func(p string) uint64 { return n.leases.bootOf(p) }, self: func(from string, msg []byte) []byte { return n.leases.handle(from, msg) }}
 	// The roles of subclouds' peer side (lease.go, names.go); the name
@@ -368,6 +374,12 @@ func (n *Node) watch() {
 			if e.Kind == network.MemberJoined {
 				for _, name := range e.Members {
 					n.prober.back(name) // the queries asked from now on count it
+					n.rt.observer.up(name, n.now())
+				}
+			}
+			if gone {
+				for _, name := range e.Members {
+					n.rt.observer.down(name, n.now())
 				}
 			}
 			n.rt.membershipChanged(e)

@@ -2,13 +2,15 @@ package node
 
 import (
 	"context"
-	"github.com/peerq/peerq/identity"
 	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
+
+	"github.com/peerq/peerq/identity"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/fakenet"
@@ -321,4 +323,43 @@ func TestForgedEntriesAreRefused(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A member that was down for much of the window and then claims
+// reliability 1 (its own journal's word, which nobody can check) ranks
+// nowhere: every peer saw it down, and refuses an entry that claims more
+// than it saw (observe.go). The honest members, up all along, rank as
+// they say. Mutation: without the observer's bound (run.Config's
+// Reliability unset in rt.bind), the liar comes first and this fails.
+func TestSelfRankIsRefused(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 10, 4
+		window := 2 * time.Minute
+		c := startFake(t, n, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.ReliabilityWindow = window })
+		elapse(window + 10*time.Second) // every peer has watched a whole window
+		c.kill(liarAt)
+		elapse(window / 2)
+		claim := maps.Clone(c.nodes[liarAt].cfg.Record())
+		claim["reliability"] = query.Num(query.KindRatio, 1)
+		c.cfgs[liarAt].Record = func() query.Record { return claim }
+		c.restart(t, liarAt)
+		elapse(5 * time.Second) // the others see it back
+		asker := c.nodes[0]
+		p := compile(t, asker, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
+		res := ask(t, asker, p)
+		var honest []query.Record
+		for _, r := range c.records() {
+			if r["node"].Str != c.nodes[liarAt].Name() {
+				honest = append(honest, r)
+			}
+		}
+		sameAnswer(t, res, query.Exact(p, honest), p.Text)
+		if slices.Contains(res.Nodes, c.nodes[liarAt].Name()) {
+			t.Errorf("the member down half the window ranks in the top 3 claiming reliability 1: %v", res.Rows)
+		}
+		if most, ok := asker.rt.observer.atMost(c.nodes[liarAt].Name(), asker.now()); !ok || most > 0.9 {
+			t.Errorf("the asker saw the liar up %v of the window (known %v), want about 0.5 and some doubt", most, ok)
+		}
+	})
 }

@@ -44,8 +44,11 @@ type runtime struct {
 
 	prober *prober
 	// seal signs this peer's top-k entries and checks the others' (seal.go).
-	seal   *sealer
-	leases leaseSide
+	seal *sealer
+	// observer bounds what members may claim of their reliability
+	// (observe.go).
+	observer *observer
+	leases   leaseSide
 	// record is the peer's own record (Node.record): read without mu.
 	record func() query.Record
 	logf   func(format string, args ...any)
@@ -691,7 +694,7 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 	}
 	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
 		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) },
-		Seal: rt.seal, Query: id[:]})
+		Seal: rt.seal, Query: id[:], Reliability: func(node string) (float64, bool) { return rt.observer.atMost(node, rt.now()) }})
 }
 
 // gossip runs a plan by gossip from this peer.

@@ -80,7 +80,7 @@ var builtins = []Attr{
 	{Name: "disk_total", Kind: KindBytes, Origin: OriginProbe, Doc: "size of the data dir's file system", Min: 0, Max: 1 << 60, Typical: 1 << 50},
 	{Name: "disk_free", Kind: KindBytes, Origin: OriginProbe, Doc: "free space on the data dir's file system", Min: 0, Max: 1 << 60, Typical: 1 << 50},
 	{Name: "uptime", Kind: KindDuration, Origin: OriginLocal, Doc: "time since the agent started", Min: 0, Max: 1 << 40, Typical: 10 * 365 * 86400},
-	{Name: "reliability", Kind: KindRatio, Origin: OriginLocal, Doc: "share of the trailing window (7 days) the agent was up, from its journal", Min: 0, Max: 1},
+	{Name: "reliability", Kind: KindRatio, Origin: OriginLocal, Doc: "share of the trailing window (7 days) the agent was up, from its journal; no peer takes a claim above what it saw", Min: 0, Max: 1},
 	{Name: "rtt", Kind: KindDuration, Origin: OriginLocal, Doc: "estimated round-trip time to the asking peer (Serf coordinates)", Min: 0, Max: 3600},
 	{Name: "subcloud", Kind: KindString, Origin: OriginLease, Doc: "the subcloud the peer is reserved to, or NULL"},
 	{Name: "reserved", Kind: KindBool, Origin: OriginLease, Doc: "whether the peer holds a lease"},

@@ -118,6 +118,8 @@ type entryCheck struct {
 	// seal checks each entry's proof, for query (Config.Seal, Query).
 	seal  Sealer
 	query []byte
+	// reliability bounds a node's reliability claims (Config.Reliability).
+	reliability func(node string) (float64, bool)
 	// attrs holds, per column, the attribute a column that is one carries
 	// (not the node, which the entry carries), or "".
 	attrs []string
@@ -192,6 +194,9 @@ func (c *entryCheck) check(e *topk.Entry) error {
 		if err := checkValue(c.cat, col.Expr, v); err != nil {
 			return fmt.Errorf("run: column %s: %w", col.Name, err)
 		}
+		if err := c.plausible(e.Node, col.Expr, v); err != nil {
+			return err
+		}
 	}
 	keys, err := c.p.DecodeSortKey(e.Key)
 	if err != nil {
@@ -210,6 +215,9 @@ func (c *entryCheck) check(e *topk.Entry) error {
 		v := keys[i]
 		if err := checkValue(c.cat, k.Expr, v); err != nil {
 			return fmt.Errorf("run: %s's sort key: %w", e.Node, err)
+		}
+		if err := c.plausible(e.Node, k.Expr, v); err != nil {
+			return err
 		}
 		var want query.Value
 		switch at := c.keyCol[i]; {
@@ -231,6 +239,18 @@ func (c *entryCheck) check(e *topk.Entry) error {
 	}
 	if err := c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof); err != nil {
 		return fmt.Errorf("run: %s's entry: %w", e.Node, err)
+	}
+	return nil
+}
+
+// plausible checks a value node claims for expression e against this
+// peer's observations: its reliability no higher than it saw.
+func (c *entryCheck) plausible(node string, e *query.Expr, v query.Value) error {
+	if c.reliability == nil || e.Op != query.OpAttr || e.Name != "reliability" || v.IsNull() {
+		return nil
+	}
+	if most, ok := c.reliability(node); ok && v.Num > most+ReliabilitySlack {
+		return fmt.Errorf("%w: %s claims reliability %.3f, this peer saw it up at most %.3f of the window", ErrImplausible, node, v.Num, most)
 	}
 	return nil
 }

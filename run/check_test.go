@@ -415,3 +415,34 @@ func TestSealedEntries(t *testing.T) {
 		t.Errorf("this peer's own entry does not pass the check: %v", es)
 	}
 }
+
+// A reliability a node claims above what this peer saw of it (the share
+// of the window it was up, the time unwatched counted as up) is refused,
+// as a column or as a sort key; within the slack, or of a node this peer
+// cannot judge, it passes.
+func TestReliabilityClaimsBounded(t *testing.T) {
+	seen := map[string]float64{"peer-1": 0.5}
+	observed := func(node string) (float64, bool) { x, ok := seen[node]; return x, ok }
+	for _, text := range []string{
+		"SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3",
+		"SELECT node FROM peers ORDER BY reliability DESC LIMIT 3",
+	} {
+		p := mustCompile(t, text)
+		c := newEntryCheck(p)
+		c.reliability = observed
+		for _, tc := range []struct {
+			node string
+			rel  float64
+			ok   bool
+		}{
+			{"peer-1", 0.99, false},
+			{"peer-1", 0.5005, true},
+			{"peer-2", 0.99, true}, // never seen: not judged here
+		} {
+			err := c.check(Entry(p, honest(tc.node, "reliability", ratio(tc.rel))))
+			if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrImplausible) {
+				t.Errorf("%s: %s claims %v: %v", text, tc.node, tc.rel, err)
+			}
+		}
+	}
+}

@@ -129,7 +129,23 @@ type Config struct {
 	// in another. The simulator sets neither: its peers have no keys.
 	Seal  Sealer
 	Query []byte
+	// Reliability, if set, is the most reliability this peer's own
+	// observations allow node to claim (the share of the trailing window
+	// this peer saw it alive, counting the time it did not watch as up),
+	// ok false where it cannot judge. With CheckReceived, a top-k entry
+	// whose reliability (a column or a sort key) is above it by more than
+	// ReliabilitySlack is refused (ErrImplausible): a node cannot rank
+	// itself above what the others saw.
+	Reliability func(node string) (atMost float64, ok bool)
 }
+
+// ReliabilitySlack is how far above an observer's bound a reliability
+// claim may be: membership events reach peers seconds apart.
+const ReliabilitySlack = 0.001
+
+// ErrImplausible wraps the refusal of a value a peer claims about itself
+// that this peer's own observations contradict (reliability).
+var ErrImplausible = errors.New("run: a claim this peer's observations contradict")
 
 // Sealer signs this peer's records and checks other peers' against the
 // keys the membership pinned for them (the runtime's identity). It must be
@@ -193,7 +209,7 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 	}
 	if b.protocol == TopK && cfg.CheckReceived {
 		b.entries = newEntryCheck(plan)
-		b.entries.seal, b.entries.query = cfg.Seal, cfg.Query
+		b.entries.seal, b.entries.query, b.entries.reliability = cfg.Seal, cfg.Query, cfg.Reliability
 	}
 	return b, nil
 }

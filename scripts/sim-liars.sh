@@ -59,15 +59,17 @@ for part in $PARTS; do
 		;;
 	topk)
 		echo "# $NODES peers, liars $LIARS, $SEEDS seeds: top-50 by reliability"
-		for lie in forge alter drop; do
-			forged=0 honestTop=0
+		for lie in forge alter drop selfrank inflate; do
+			forged=0 ranked=0 shares=()
 			for seed in $(seq 1 "$SEEDS"); do
 				out=$(run -e "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 50" --liars "$LIARS" --lie "$lie" --seed "$seed")
 				line=$(grep '^liars' <<<"$out")
 				forged=$((forged + $(sed -E 's/.*forged entries ([0-9]+).*/\1/' <<<"$line")))
-				grep -q 'honest top-50 yes' <<<"$line" && honestTop=$((honestTop + 1))
+				ranked=$((ranked + $(sed -E 's/.*observed of them ([0-9]+).*/\1/' <<<"$line")))
+				shares+=("$(sed -E 's/.*share ([0-9]+)%.*/\1/' <<<"$line")")
 			done
-			echo "top-50 | $lie | forged entries accepted $forged | honest top-50 $honestTop/$SEEDS"
+			worst=$(printf '%s\n' "${shares[@]}" | sort -n | head -1)
+			echo "top-50 | $lie | forged entries accepted $forged | liars ranked above what was observed $ranked | honest top-50 share: worst $worst%"
 		done
 		;;
 	esac

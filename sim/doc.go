@@ -46,13 +46,21 @@
 // could keep across epochs, measured against a restart per epoch by
 // BenchmarkWatchEpochs.
 //
-// Liars (liars.go, Config.Liars and Lie): a share of the peers rewrites
-// the top-k messages it sends, writing entries for other nodes (forge) or
-// changing theirs under their signatures (alter). The peers then sign and
-// check entries as the runtime does (run.Sealer), with a keyed hash as the
-// model of each peer's ed25519 signature; a message refused for a lie is
-// counted apart from the refusals of honest ones, and the asker's final
-// list is checked for entries that are not what their node says.
+// Liars (liars.go, Config.Liars and Lie): a share of the peers lies —
+// about itself, in the record it contributes and shows the sample
+// (inflate, extreme, selfrank), or in the messages it sends (flow: made-up
+// flows; forge, alter: top-k entries for other nodes; drop: the others'
+// entries swallowed). The peers then sign and check entries as the
+// runtime does (run.Sealer), with a keyed hash as the model of each
+// peer's ed25519 signature, and bound reliability claims by their
+// observation (the true value: every peer watched every other); a message
+// refused for a lie is counted apart from the refusals of honest ones. An
+// aggregate's final answer is checked against the asker's sample as the
+// runtime does (run.CheckSample) and measured against the answer over the
+// honest peers' true records (RoundStats.HonestErr, Sim.Check); a top-k's
+// final list is checked for entries that are not what their node says,
+// liars ranked above what was observed of them, and the share of the
+// honest top-k it holds.
 //
 // # Usage
 //

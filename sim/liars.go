@@ -23,9 +23,7 @@ import (
 // or in the messages it sends (flow, forge, alter, drop).
 type Lie int
 
-// The lies (issue 23). selfrank, a liar claiming reliability 1, is
-// inflate's effect on that attribute; it needs reliability observed by
-// others, which the simulator does not model yet.
+// The lies (issue 23).
 const (
 	// LieForge writes, in every top-k message, an entry for each other
 	// node it carries, made from a better record for that node
@@ -46,9 +44,14 @@ const (
 	// LieDrop swallows the other nodes' entries of the top-k messages it
 	// sends.
 	LieDrop
+	// LieSelfrank claims reliability 1, its other attributes true. The
+	// simulated peers observed every peer's true reliability (a model of
+	// the runtime's observer: node/observe.go) and refuse a claim above
+	// it (run.Config.Reliability).
+	LieSelfrank
 )
 
-var lieNames = []string{LieForge: "forge", LieAlter: "alter", LieInflate: "inflate", LieExtreme: "extreme", LieFlow: "flow", LieDrop: "drop"}
+var lieNames = []string{LieForge: "forge", LieAlter: "alter", LieInflate: "inflate", LieExtreme: "extreme", LieFlow: "flow", LieDrop: "drop", LieSelfrank: "selfrank"}
 
 // ParseLie reads a lie's name.
 func ParseLie(name string) (Lie, error) {
@@ -57,7 +60,7 @@ func ParseLie(name string) (Lie, error) {
 			return Lie(l), nil
 		}
 	}
-	return 0, fmt.Errorf("sim: --lie is one of forge, alter, inflate, extreme, flow or drop, not %q", name)
+	return 0, fmt.Errorf("sim: --lie is one of forge, alter, inflate, extreme, flow, drop or selfrank, not %q", name)
 }
 
 func (l Lie) String() string {
@@ -70,10 +73,14 @@ func (l Lie) String() string {
 // claim is the record peer i contributes and shows: its own, or, for a
 // liar about itself, what it claims.
 func (s *Sim) claim(i int, rec query.Record) query.Record {
-	if s.cfg.Lie != LieInflate && s.cfg.Lie != LieExtreme || !s.liar(int32(i)) {
+	if s.cfg.Lie != LieInflate && s.cfg.Lie != LieExtreme && s.cfg.Lie != LieSelfrank || !s.liar(int32(i)) {
 		return rec
 	}
 	out := maps.Clone(rec)
+	if s.cfg.Lie == LieSelfrank {
+		out["reliability"] = query.Num(query.KindRatio, 1)
+		return out
+	}
 	for name, v := range rec {
 		a, ok := query.DefaultCatalog().Lookup(name)
 		if !ok || !v.Kind.Numeric() || a.Max <= 0 {
@@ -294,4 +301,60 @@ func (s *Sim) honestValue() float64 {
 		}
 	}
 	return 0
+}
+
+// observedReliability is the simulated peers' observation of node: its
+// true reliability (every peer watched every other the whole window).
+func (s *Sim) observedReliability(node string) (float64, bool) {
+	i, ok := peerIndex(node)
+	if !ok || i >= s.n {
+		return 0, false
+	}
+	return query.Synthetic(s.cfg.Seed, i)["reliability"].Num, true
+}
+
+// selfRanked counts the liars in the asker's final top-k list that claim
+// more reliability than the peers observed (beyond run.ReliabilitySlack).
+func (s *Sim) selfRanked() int {
+	k := 0
+	for _, e := range s.origin.TopK().Top() {
+		i, ok := peerIndex(e.Node)
+		if !ok || i >= s.n || !s.liar(int32(i)) {
+			continue
+		}
+		seen, _ := s.observedReliability(e.Node)
+		if claimed := s.record(i)["reliability"].Num; claimed > seen+run.ReliabilitySlack {
+			k++
+		}
+	}
+	return k
+}
+
+// honestShare is the share of the top-k over the peers' true records (the
+// honest answer: a liar about itself ranked by what it is) that the
+// asker's final list holds.
+func (s *Sim) honestShare() float64 {
+	if s.honestTop == nil {
+		exact := query.ExactSeq(s.plan, func(yield func(query.Record) bool) {
+			for i, st := range s.st {
+				if st.alive && !yield(query.Synthetic(s.cfg.Seed, i)) {
+					return
+				}
+			}
+		})
+		s.honestTop = map[string]bool{}
+		for _, n := range exact.Nodes {
+			s.honestTop[n] = true
+		}
+	}
+	if len(s.honestTop) == 0 {
+		return 1
+	}
+	in := 0
+	for _, e := range s.origin.TopK().Top() {
+		if s.honestTop[e.Node] {
+			in++
+		}
+	}
+	return float64(in) / float64(len(s.honestTop))
 }

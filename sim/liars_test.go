@@ -135,3 +135,37 @@ func TestSampleHonestClusters(t *testing.T) {
 		}
 	}
 }
+
+// Liars that claim reliability 1 rank only where the peers observed them
+// that reliable: their claims above it are refused where they arrive, and
+// the asker's top-50 is the one over the true records but for liars
+// within the slack of the top. drop: a liar that swallows the others'
+// entries changes nothing (every entry reaches the asker by other paths).
+func TestSelfRankersAndDroppers(t *testing.T) {
+	p := plan(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 50")
+	for _, lie := range []Lie{LieSelfrank, LieDrop} {
+		t.Run(lie.String(), func(t *testing.T) {
+			cfg := DefaultConfig(1000)
+			cfg.Liars, cfg.Lie = 0.02, lie
+			s, err := New(p, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var last RoundStats
+			refused := 0
+			for !s.Done() {
+				last = s.Step()
+				refused += last.LiesRefused
+			}
+			if n, err := s.Refused(); n > 0 {
+				t.Fatalf("%d honest messages refused: %v", n, err)
+			}
+			if last.SelfRanked != 0 || last.HonestShare < 0.96 {
+				t.Errorf("%d liars ranked above what was observed; honest share %.2f", last.SelfRanked, last.HonestShare)
+			}
+			if lie == LieSelfrank && refused == 0 {
+				t.Error("no claim was refused: the liars did not lie")
+			}
+		})
+	}
+}

@@ -139,6 +139,11 @@ type RoundStats struct {
 	// the entries in the asker's top-k list that are not what their node
 	// says (written by a liar for another node).
 	LiesRefused, ForgedAccepted int
+	// SelfRanked counts, with liars, the liars in the asker's top-k list
+	// that claim more reliability than the peers observed; HonestShare is
+	// the share of the top-k over the true records that the list holds.
+	SelfRanked  int
+	HonestShare float64
 	// HonestErr is, with liars, the originator's relative error against
 	// the answer over the honest peers only (their true records); NaN
 	// without liars or under churn. Checked says the sample check of the
@@ -189,6 +194,7 @@ type Sim struct {
 	check         *run.SampleVerdict
 	honestAtCheck float64
 	honestKeys    map[string][]query.Value
+	honestTop     map[string]bool
 
 	// recs are the peers' records once Drift has moved them (nil before:
 	// records are regenerated from the seed).
@@ -339,6 +345,9 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
 		Buffers: &s.bufs, // delivery is immediate: one set of buffers serves all
 		Seal:    newSeal(cfg), Query: []byte("sim")}
+	if cfg.Liars > 0 {
+		rc.Reliability = s.observedReliability
+	}
 	if cfg.Liars < 0 || cfg.Liars >= 1 || cfg.Liars > 0 && cfg.Lie == 0 {
 		return nil, fmt.Errorf("sim: liars %v outside [0,1), or no lie given", cfg.Liars)
 	}
@@ -601,9 +610,14 @@ func deliver[E any](s *Sim, from int32, out []E, dest func(E) (to int32, size in
 		}
 		lied := false
 		if s.cfg.Liars > 0 && s.liar(from) {
+			// A liar about itself carries its claim in what it sends:
+			// a refusal of its message is a lie refused.
+			lied = s.cfg.Lie == LieInflate || s.cfg.Lie == LieExtreme || s.cfg.Lie == LieSelfrank
 			switch m := any(e).(type) {
 			case topk.Envelope:
-				m, lied = s.lie(from, m)
+				var l bool
+				m, l = s.lie(from, m)
+				lied = lied || l
 				e = any(m).(E)
 			case aggregate.Envelope:
 				if s.cfg.Lie == LieFlow {
@@ -1044,7 +1058,7 @@ func (s *Sim) measureTop() {
 	}
 	s.report()
 	if s.cfg.Liars > 0 {
-		s.stats.ForgedAccepted = s.forgedAccepted()
+		s.stats.ForgedAccepted, s.stats.SelfRanked, s.stats.HonestShare = s.forgedAccepted(), s.selfRanked(), s.honestShare()
 	}
 	for _, e := range s.origin.TopK().Top() {
 		if i, ok := peerIndex(e.Node); ok && i < len(s.st) && !s.st[i].alive {

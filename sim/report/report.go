@@ -185,12 +185,8 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 				for _, st := range stats {
 					refused += st.LiesRefused
 				}
-				honest := "no"
-				if last.OriginErr == 0 {
-					honest = "yes"
-				}
-				fmt.Fprintf(out, "liars %.2f%% (%s): messages refused for a lie %d; forged entries %d in the originator's final list; honest top-%d %s\n",
-					100*cfg.Liars, cfg.Lie, refused, last.ForgedAccepted, plan.K, honest)
+				fmt.Fprintf(out, "liars %.2f%% (%s): messages refused for a lie %d; forged entries %d in the originator's final list; liars ranked above what was observed of them %d; honest top-%d share %.0f%%\n",
+					100*cfg.Liars, cfg.Lie, refused, last.ForgedAccepted, last.SelfRanked, plan.K, 100*last.HonestShare)
 			}
 		}
 		c := Convergence(plan, stats)
