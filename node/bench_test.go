@@ -60,6 +60,10 @@ func TestClusterBenchmark(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // let the membership go quiet
 	pause := func() { time.Sleep(time.Duration(asker.cfg.Linger+2)*asker.cfg.Round + time.Second) }
+	if os.Getenv("PEERQ_BENCH_DEFENCE") == "ab" {
+		defenceAB(t, ctx, e, asker, pause, bench)
+		return
+	}
 	for _, q := range []struct{ name, src string }{
 		{"count", "SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB"},
 		{"top50", "SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50"},
@@ -558,4 +562,52 @@ loop:
 	}
 	fmt.Printf("bench: metering_gossip_peer_hours %.4f h\nbench: metering_owner_peer_hours %.4f h\nbench: metering_gap_share %.4f\n",
 		gossip, account, math.Abs(gossip-account)/account)
+}
+
+// defenceAB measures what the defences against lying peers cost (issue
+// 23): the same statements on the same cluster, in turn with the
+// defences on (signed top-k entries, the sample check, the reliability
+// bound) and off (runtime.undefended), 5 of each; the medians and their
+// ratio, and the CPU the asker's process spent verifying.
+func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause func(), bench func(string, float64, string)) {
+	setOff := func(off bool) {
+		for _, n := range e.Nodes {
+			n.rt.undefended.Store(off)
+		}
+	}
+	defer setOff(false)
+	for _, q := range []struct{ name, src string }{
+		{"count", "SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB"},
+		{"top50", "SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50"},
+	} {
+		p := compile(t, asker, q.src)
+		lat := map[bool][]time.Duration{}
+		bytes := map[bool][]int64{}
+		for run := 0; run < 10; run++ {
+			off := run%2 == 1
+			setOff(off)
+			before := asker.Stats()
+			res, err := asker.Query(ctx, p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := asker.Stats()
+			if !off && p.Kind == query.PlanAggregate && (res.Check == nil || res.Check.Verdict != answer.CheckAgrees) {
+				t.Errorf("%s: defended, but the sample check says %+v", q.src, res.Check)
+			}
+			if off && res.Check != nil {
+				t.Errorf("%s: undefended, yet checked", q.src)
+			}
+			lat[off] = append(lat[off], res.Took())
+			bytes[off] = append(bytes[off], after.BytesReceived-before.BytesReceived)
+			pause()
+		}
+		on, off := median(lat[false]), median(lat[true])
+		t.Logf("%s: defended %v (runs %v), undefended %v (runs %v): ratio %.2f; asker bytes %d vs %d (medians)",
+			q.src, on.Round(time.Millisecond), lat[false], off.Round(time.Millisecond), lat[true], on.Seconds()/off.Seconds(),
+			medianInt(bytes[false]), medianInt(bytes[true]))
+		bench(q.name+"_defended_s", on.Seconds(), "s")
+		bench(q.name+"_undefended_s", off.Seconds(), "s")
+		bench(q.name+"_defence_ratio", on.Seconds()/off.Seconds(), "x")
+	}
 }

@@ -151,6 +151,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		ExchangeTimeout: cfg.ExchangeTimeout, MinRound: cfg.MinRound, Now: cfg.Clock, Rand: mrand.New(mrand.NewPCG(seed, 0xbb67ae8584caa73b)),
 		ExchangeTime: func() time.Duration { return time.Duration(rt.exchangeTime.Load()) }}, net, rt.memberLost)
 	rt.prober, rt.record, rt.logf, rt.seal = n.prober, n.record, n.logf, newSealer(id, net, cfg.Verified)
+	rt.seal.off = &rt.undefended
 	// The observer of every member's availability, from the members live
 	// now: what bounds their reliability claims (observe.go).
 	rt.observer = newObserver(cfg.ReliabilityWindow, cfg.Clock())

@@ -48,7 +48,11 @@ type runtime struct {
 	// observer bounds what members may claim of their reliability
 	// (observe.go).
 	observer *observer
-	leases   leaseSide
+	// undefended turns the defences against lying peers off — signatures,
+	// the sample check, the reliability bound — for the cluster
+	// benchmark's A/B of their cost (bench_test.go). Nothing else sets it.
+	undefended atomic.Bool
+	leases     leaseSide
 	// record is the peer's own record (Node.record): read without mu.
 	record func() query.Record
 	logf   func(format string, args ...any)
@@ -694,7 +698,12 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 	}
 	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
 		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) },
-		Seal: rt.seal, Query: id[:], Reliability: func(node string) (float64, bool) { return rt.observer.atMost(node, rt.now()) }})
+		Seal: rt.seal, Query: id[:], Reliability: func(node string) (float64, bool) {
+			if rt.undefended.Load() {
+				return 0, false
+			}
+			return rt.observer.atMost(node, rt.now())
+		}})
 }
 
 // gossip runs a plan by gossip from this peer.

@@ -40,7 +40,7 @@ type sampling struct {
 // startSample asks query id's sampled members for their records, in the
 // background; the query's answer waits for them (finishSample).
 func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte, self query.Record, members map[string]bool) *sampling {
-	if rt.cfg.Sample.Size <= 0 || !run.Sampled(plan) {
+	if rt.cfg.Sample.Size <= 0 || !run.Sampled(plan) || rt.undefended.Load() {
 		return nil
 	}
 	names := make([]string, 0, len(members))
