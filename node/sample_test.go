@@ -88,10 +88,11 @@ func (l *flowLiar) rewriteEntry(_ *query.Plan, e *entry) bool {
 }
 
 // One peer sending made-up flows bends SUM and AVG, within every bound a
-// receiver can check; the sample check at the asker contests the answer
-// (right or flagged: never a bent answer called converged). Mutation:
-// without the check (Config.Sample.Size 0) the bent answer comes back
-// converged and this fails.
+// receiver can check; the sample check at the asker contests the answer,
+// with both figures. Mutation: without the check (Config.Sample.Size 0)
+// the bent answers (12–21 EiB against 279 GiB) come back partial, "not
+// converged within the budget" (or, in one run of three, converged),
+// never saying that a liar bent them, and this fails.
 func TestFlowLiarIsContested(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

@@ -69,6 +69,10 @@ func runSim(t *testing.T, p *query.Plan, cfg Config) (*Sim, RoundStats) {
 // sampled come back unflagged, 10× off.
 func TestLiarsFlaggedOrRight(t *testing.T) {
 	const n, liars = 2000, 0.01
+	seeds := uint64(3)
+	if raceDetector {
+		seeds = 1 // the same checks; three seeds cost a minute under -race
+	}
 	statements := []struct {
 		text string
 		// bound is the honest error allowed unflagged, relative: for
@@ -83,7 +87,7 @@ func TestLiarsFlaggedOrRight(t *testing.T) {
 	for _, st := range statements {
 		p := plan(t, st.text)
 		for _, lie := range []Lie{LieInflate, LieExtreme, LieFlow} {
-			for seed := uint64(1); seed <= 3; seed++ {
+			for seed := uint64(1); seed <= seeds; seed++ {
 				cfg := DefaultConfig(n)
 				cfg.Liars, cfg.Lie, cfg.Seed, cfg.NFromGossip = liars, lie, seed, false
 				s, last := runSim(t, p, cfg)
