@@ -1287,16 +1287,47 @@ func (n *Node) Estimate() Estimate {
 	return e
 }
 
-// Quantile reads the p-quantile (0 ≤ p ≤ 1) of a histogram: the value of the
-// bucket where the cumulative mass first reaches p of the total. Masses that
-// averaging drove slightly negative count as zero.
-func Quantile(buckets []Bucket, p float64) (float64, bool) {
+// inOrder is a copy of buckets in the order of their values, and their
+// total mass, masses that averaging drove slightly negative counting as
+// zero.
+func inOrder(buckets []Bucket) ([]Bucket, float64) {
 	bs := append([]Bucket(nil), buckets...)
 	sort.Slice(bs, func(i, j int) bool { return histOrder(bs[i].Index) < histOrder(bs[j].Index) })
 	total := 0.0
 	for _, b := range bs {
 		total += max(b.Mass, 0)
 	}
+	return bs, total
+}
+
+// TrimmedMean reads the mean of a histogram's values without the share p
+// of the mass at each end (0 ≤ p < 0.5), the cut falling inside a bucket
+// taking that bucket in part: the trimmed mean that GoTrim computes by
+// gossip, here from the averaged histogram, so that each value is within
+// HistAlpha of its bucket's. Masses that averaging drove slightly negative
+// count as zero.
+func TrimmedMean(buckets []Bucket, p float64) (float64, bool) {
+	bs, total := inOrder(buckets)
+	lo, hi := p*total, (1-p)*total
+	if total <= 0 || hi <= lo {
+		return 0, false
+	}
+	acc, sum := 0.0, 0.0
+	for _, b := range bs {
+		m := max(b.Mass, 0)
+		if w := min(acc+m, hi) - max(acc, lo); w > 0 {
+			sum += w * HistValue(b.Index)
+		}
+		acc += m
+	}
+	return sum / (hi - lo), true
+}
+
+// Quantile reads the p-quantile (0 ≤ p ≤ 1) of a histogram: the value of the
+// bucket where the cumulative mass first reaches p of the total. Masses that
+// averaging drove slightly negative count as zero.
+func Quantile(buckets []Bucket, p float64) (float64, bool) {
+	bs, total := inOrder(buckets)
 	if total <= 0 {
 		return 0, false
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/peerq/peerq/peer"
@@ -258,6 +259,50 @@ func TestHistogramMapping(t *testing.T) {
 		if got, want := HistValue(b), histValue(b); got != want {
 			t.Fatalf("HistValue(%d) = %v, want %v", b, got, want)
 		}
+	}
+}
+
+// TestTrimmedMean: a histogram's trimmed mean is the values' within
+// HistAlpha, the cut falling inside a bucket taking it in part, and the
+// share left out at each end leaves out an outlier.
+func TestTrimmedMean(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	exact := func(xs []float64, p float64) float64 {
+		// The definition: value i stands for ranks [i, i+1).
+		sorted := append([]float64(nil), xs...)
+		slices.Sort(sorted)
+		n := float64(len(sorted))
+		sum := 0.0
+		for i, x := range sorted {
+			sum += max(0, min(float64(i+1), (1-p)*n)-max(float64(i), p*n)) * x
+		}
+		return sum / ((1 - 2*p) * n)
+	}
+	for _, p := range []float64{0.01, 0.05, 0.25} {
+		xs := make([]float64, 1000)
+		for i := range xs {
+			xs[i] = 0.3 * r.ExpFloat64()
+		}
+		xs[7] = 1e9 // one liar: left out
+		mass := map[int]float64{}
+		for _, x := range xs {
+			mass[HistBucket(x)]++
+		}
+		var bs []Bucket
+		for b, m := range mass {
+			bs = append(bs, Bucket{Index: b, Mass: m})
+		}
+		got, ok := TrimmedMean(bs, p)
+		want := exact(xs, p)
+		if !ok || math.Abs(got-want) > HistAlpha*want || want > 1 {
+			t.Errorf("trim %v: got %v (%v), want %v within %v", p, got, ok, want, HistAlpha)
+		}
+	}
+	if _, ok := TrimmedMean(nil, 0.1); ok {
+		t.Error("a trimmed mean of nothing")
+	}
+	if got, _ := TrimmedMean([]Bucket{{Index: HistBucket(2), Mass: 4}}, 0.1); math.Abs(got-2) > HistAlpha*2 {
+		t.Errorf("one bucket's trimmed mean %v, want 2", got)
 	}
 }
 

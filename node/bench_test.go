@@ -567,8 +567,8 @@ loop:
 // defenceAB measures what the defences against lying peers cost (issue
 // 23): the same statements on the same cluster, in turn with the
 // defences on (signed top-k entries, the sample check, the reliability
-// bound) and off (runtime.undefended), 5 of each; the medians and their
-// ratio, and the CPU the asker's process spent verifying.
+// bound) and off (runtime.undefended), PEERQ_BENCH_AB_PAIRS of each
+// (default 5); the medians, their ratio and the bytes the asker received.
 func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause func(), bench func(string, float64, string)) {
 	setOff := func(off bool) {
 		for _, n := range e.Nodes {
@@ -576,6 +576,14 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 		}
 	}
 	defer setOff(false)
+	pairs := 5
+	if s := os.Getenv("PEERQ_BENCH_AB_PAIRS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("PEERQ_BENCH_AB_PAIRS=%q: want a positive number", s)
+		}
+		pairs = n
+	}
 	for _, q := range []struct{ name, src string }{
 		{"count", "SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB"},
 		{"top50", "SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50"},
@@ -583,7 +591,8 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 		p := compile(t, asker, q.src)
 		lat := map[bool][]time.Duration{}
 		bytes := map[bool][]int64{}
-		for run := 0; run < 10; run++ {
+		rounds := map[bool][]int64{}
+		for run := 0; run < 2*pairs; run++ {
 			off := run%2 == 1
 			setOff(off)
 			before := asker.Stats()
@@ -599,13 +608,14 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 				t.Errorf("%s: undefended, yet checked", q.src)
 			}
 			lat[off] = append(lat[off], res.Took())
+			rounds[off] = append(rounds[off], int64(res.Rounds))
 			bytes[off] = append(bytes[off], after.BytesReceived-before.BytesReceived)
 			pause()
 		}
 		on, off := median(lat[false]), median(lat[true])
-		t.Logf("%s: defended %v (runs %v), undefended %v (runs %v): ratio %.2f; asker bytes %d vs %d (medians)",
+		t.Logf("%s: defended %v (runs %v), undefended %v (runs %v): ratio %.2f; asker bytes %d vs %d, rounds %d vs %d (medians)",
 			q.src, on.Round(time.Millisecond), lat[false], off.Round(time.Millisecond), lat[true], on.Seconds()/off.Seconds(),
-			medianInt(bytes[false]), medianInt(bytes[true]))
+			medianInt(bytes[false]), medianInt(bytes[true]), medianInt(rounds[false]), medianInt(rounds[true]))
 		bench(q.name+"_defended_s", on.Seconds(), "s")
 		bench(q.name+"_undefended_s", off.Seconds(), "s")
 		bench(q.name+"_defence_ratio", on.Seconds()/off.Seconds(), "x")

@@ -49,6 +49,51 @@ func TestSampleCheckAgrees(t *testing.T) {
 	})
 }
 
+// A member that lies about itself, within the catalog's bounds (cpu_load
+// 1000, where no machine reports over 16), bends AVG and is contested;
+// AVG(x) TRIM p leaves its value out, agrees with the sample and stays
+// near the honest members' answer. Mutation: without the trim (a plain
+// AVG) the same statement is contested, which the first half checks.
+func TestTrimmedMeanWithstandsALiar(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liar = 24, 3
+		i := 0
+		c := startFake(t, n, fakenet.DefaultConfig(), 1, func(cfg *Config) {
+			if i == liar {
+				honest := cfg.Record
+				cfg.Record = func() query.Record {
+					r := honest()
+					r["cpu_load"] = query.Num(query.KindRatio, 1000)
+					return r
+				}
+			}
+			i++
+		})
+		asker := c.nodes[5]
+		avg := ask(t, asker, compile(t, asker, "SELECT AVG(cpu_load) FROM peers"))
+		if avg.Status != answer.StatusContested || !strings.Contains(avg.Reason, "more than any machine reports") {
+			t.Fatalf("AVG with a liar among %d: %s (%s), want contested by its claim", n, avg.Status, avg.Reason)
+		}
+		p := compile(t, asker, "SELECT AVG(cpu_load) TRIM 10% FROM peers")
+		res := ask(t, asker, p)
+		sameAnswer(t, res, query.Exact(p, c.records()), "trimmed")
+		if res.Status != StatusConverged || res.Check == nil || res.Check.Verdict != answer.CheckAgrees {
+			t.Fatalf("trimmed: %s (%s), check %+v", res.Status, res.Reason, res.Check)
+		}
+		var honest []query.Record
+		for j, r := range c.records() {
+			if j != liar {
+				honest = append(honest, r)
+			}
+		}
+		got, want := res.Rows[0][0].Num, query.Exact(p, honest).Rows[0][0].Num
+		if math.Abs(got-want) > 0.2*want {
+			t.Errorf("trimmed with a liar: %v, over the honest members %v", got, want)
+		}
+	})
+}
+
 // flowLiar sends made-up flows: every value of magnitude above 1.5 in
 // the aggregate messages it sends (sums of bytes; counts and shares stay
 // below, so that the checks of bounds on receipt pass them) is times 50.

@@ -317,6 +317,9 @@ type Call struct {
 	Star     bool   // COUNT(*)
 	Distinct bool   // COUNT(DISTINCT x)
 	Args     []Expr
+	// Trim is the fraction after TRIM (AVG(x) TRIM 1%): the share of
+	// values left out at each end; nil without TRIM.
+	Trim *Literal
 }
 
 func (s *Select) Position() Pos  { return s.Pos }

@@ -249,6 +249,8 @@ type gCall struct {
 	Star     bool   `parser:"'(' ( @'*'"`
 	Distinct bool   `parser:"    | @'DISTINCT'?"`
 	Args     []*gOr `parser:"      @@ ( ',' @@ )* )? ')'"`
+	// Trim is AVG(x) TRIM 1%: the trimmed mean.
+	Trim *gNumber `parser:"( 'TRIM' @@ )?"`
 }
 
 type gNumber struct {

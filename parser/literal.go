@@ -196,5 +196,5 @@ func IsReserved(word string) bool {
 func Keywords() []string {
 	words := append([]string(nil), reserved...)
 	return append(words, "PEERS", "LEASES", "SUBCLOUD", "SUBCLOUDS", "ATTRIBUTES", "MEMBERS",
-		"ROUNDS", "TIMEOUT", "ACCURACY", "AT", "LEAST", "KEY", "NO", "REPAIR", "ALTER", "RESIZE", "TO", "EXTEND", "WATCH", "EVERY")
+		"ROUNDS", "TIMEOUT", "ACCURACY", "AT", "LEAST", "KEY", "NO", "REPAIR", "ALTER", "RESIZE", "TO", "EXTEND", "WATCH", "EVERY", "TRIM")
 }

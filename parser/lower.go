@@ -388,5 +388,12 @@ func lowerPrimary(g *gPrimary) (Expr, error) {
 		}
 		call.Args = append(call.Args, e)
 	}
+	if t := g.Name.Call.Trim; t != nil {
+		lit, err := parseNumber(t.Pos, t.Raw)
+		if err != nil {
+			return nil, err
+		}
+		call.Trim = lit
+	}
 	return call, nil
 }

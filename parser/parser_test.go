@@ -26,6 +26,8 @@ var validCases = []struct {
 		"SELECT COUNT(*), AVG(cpu_load), SUM(disk_free), MIN(reliability), MAX(mem_free) FROM peers WHERE (arch = 'arm64')"},
 	{"SELECT region, COUNT(*), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region",
 		"SELECT region, COUNT(*), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region"},
+	{"select avg(cpu_load) trim 1%, AVG(mem_free) TRIM 0.05 as m from peers",
+		"SELECT avg(cpu_load) TRIM 1%, AVG(mem_free) TRIM 0.05 AS m FROM peers"},
 	{"RESERVE 50 FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC AS analytics FOR 2h",
 		"RESERVE 50 FROM peers WHERE (mem_free >= 4GB) ORDER BY reliability DESC AS analytics FOR 2h"},
 	{"SELECT node, cpu_load FROM SUBCLOUD analytics ORDER BY cpu_load DESC LIMIT 5",

@@ -290,5 +290,9 @@ func (e *Call) text(p printer) string {
 		b.WriteString(p.join(e.Args))
 	}
 	b.WriteByte(')')
+	if e.Trim != nil {
+		b.WriteString(" TRIM ")
+		b.WriteString(e.Trim.text(p))
+	}
 	return b.String()
 }

@@ -151,7 +151,8 @@ func (p *Plan) Validate() error {
 		}
 	}
 	for i, a := range p.Aggs {
-		if a.Func < AggCount || a.Func >= aggFuncEnd || !finite(a.Param) || a.Param < 0 || a.Param > 1 {
+		if a.Func < AggCount || a.Func >= aggFuncEnd || !finite(a.Param) || a.Param < 0 || a.Param > 1 ||
+			a.Func == AggTrimmedAvg && !(a.Param > 0 && a.Param < 0.5) {
 			return fmt.Errorf("aggregate %d is malformed", i)
 		}
 		if len(a.Comps) == 0 || len(a.Comps) > 3 || len(a.Text) > MaxStringBytes {

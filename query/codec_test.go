@@ -14,6 +14,7 @@ var planCorpus = []string{
 	"SELECT node, mem_free, reliability FROM peers WHERE mem_free >= 4GB AND region IN ('eu', 'us') ORDER BY reliability DESC LIMIT 50",
 	"SELECT COUNT(*), AVG(cpu_load), SUM(disk_free), MIN(reliability), MAX(mem_free) FROM peers WHERE arch = 'arm64'",
 	"SELECT region, COUNT(*), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region",
+	"SELECT region, AVG(cpu_load) TRIM 2% FROM peers GROUP BY region",
 	"RESERVE 50 FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC AS analytics FOR 2h WITH AT LEAST 40, KEY 'k'",
 	"SELECT node, cpu_load FROM SUBCLOUD analytics ORDER BY cpu_load DESC LIMIT 5",
 	"SHOW SUBCLOUDS", "SHOW MEMBERS", "RELEASE analytics",
@@ -53,8 +54,8 @@ func TestPlanRoundTrip(t *testing.T) {
 
 func TestDecodeRefuses(t *testing.T) {
 	good, _ := compile(t, planCorpus[0]).Encode()
-	mutate := func(f func(p *Plan)) []byte {
-		p := compile(t, planCorpus[0])
+	mutateOf := func(src string, f func(p *Plan)) []byte {
+		p := compile(t, src)
 		f(p)
 		body, err := encMode.Marshal(p)
 		if err != nil {
@@ -62,6 +63,8 @@ func TestDecodeRefuses(t *testing.T) {
 		}
 		return append([]byte{PlanVersion}, body...)
 	}
+	mutate := func(f func(p *Plan)) []byte { return mutateOf(planCorpus[0], f) }
+	trim := "SELECT AVG(cpu_load) TRIM 5% FROM peers"
 	deep := &Expr{Op: OpAttr, Name: "x", Kind: KindBool}
 	for i := 0; i < MaxExprDepth+1; i++ {
 		deep = &Expr{Op: OpNot, Kind: KindBool, Args: []*Expr{deep}}
@@ -86,6 +89,8 @@ func TestDecodeRefuses(t *testing.T) {
 		"no order":      mutate(func(p *Plan) { p.Order = nil }),
 		"reserve spec":  mutate(func(p *Plan) { p.Reserve = &ReserveSpec{Name: "x", N: 1, LeaseSeconds: 60} }),
 		"filter kind":   mutate(func(p *Plan) { p.Filter = &Expr{Op: OpAttr, Name: "mem_free", Kind: KindBytes} }),
+		"trim half":     mutateOf(trim, func(p *Plan) { p.Aggs[0].Param = 0.5 }),
+		"trim nothing":  mutateOf(trim, func(p *Plan) { p.Aggs[0].Param = 0 }),
 		"unknown field": append([]byte{PlanVersion}, 0xa1, 0x18, 0x63, 0x01), // {99: 1}
 	} {
 		_, err := Decode(b)

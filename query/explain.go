@@ -295,7 +295,7 @@ func liarNote(p *Plan, a Aggregate) string {
 			}
 		}
 	}
-	flows := "made-up flows move it anywhere within the bounds a receiver checks; the check contests a bend past the sample's interval"
+	flows := "made-up flows move it within the bounds a receiver checks; the check contests a bend past the sample's interval (at 64 sampled about ±30% of a share): a smaller one passes"
 	switch a.Func {
 	case AggCount:
 		return "counts once, as itself (it may say it matches); " + flows
@@ -304,7 +304,9 @@ func liarNote(p *Plan, a Aggregate) string {
 	case AggStddev, AggVariance:
 		return fmt.Sprintf("may claim up to %s; its sum and count are checked, its sum of squares is not", bound)
 	case AggPercentile:
-		return "moves it by one rank as itself; made-up histogram flows are contested past the sample's order statistics"
+		return "moves it by one rank as itself; made-up histogram flows move it by tens of percent of rank before the sample's order statistics (±30% of rank at 64 sampled) contest it"
+	case AggTrimmedAvg:
+		return fmt.Sprintf("may claim up to %s, which lands among the values left out (more such claims than the trim leaves out are contested), so it moves the answer by one value's share, not its own; made-up histogram flows move it by up to a few tens of percent before the sample's quartiles and trimmed mean contest it", bound)
 	case AggMin, AggMax:
 		return fmt.Sprintf("decides it with any value up to %s: not checked (one peer's value)", bound)
 	case AggCountDistinct:
@@ -320,12 +322,25 @@ func groupedWhy(p *Plan) string {
 	return fmt.Sprintf(", grouped by %d key(s)", len(p.GroupBy))
 }
 
+// aggNote names the estimator an aggregate uses (docs/PROTOCOLS.md).
 func aggNote(a Aggregate) string {
 	switch a.Func {
-	case AggPercentile:
-		return fmt.Sprintf(", fraction %s", answer.FormatNumber(a.Param))
+	case AggCount:
+		return ": a count by flow updating"
+	case AggSum:
+		return ": a sum by flow updating"
+	case AggAvg:
+		return ": a sum ÷ a count, each by flow updating"
 	case AggStddev, AggVariance:
-		return ", sample (n-1)"
+		return ": sums of values and squares and a count by flow updating, sample (n-1)"
+	case AggPercentile:
+		return fmt.Sprintf(": the nearest rank at %s in a histogram averaged by flow updating (buckets within 1%%)", answer.FormatNumber(a.Param))
+	case AggTrimmedAvg:
+		return fmt.Sprintf(": the mean of a histogram averaged by flow updating without %s%% of it at each end (buckets within 1%%)", answer.FormatNumber(100*a.Param))
+	case AggMin, AggMax:
+		return ": extremal propagation"
+	case AggCountDistinct:
+		return ": HyperLogLog registers merged by maximum"
 	}
 	return ""
 }

@@ -52,6 +52,7 @@ const (
 	AggStddev   // sample standard deviation
 	AggVariance // sample variance
 	AggPercentile
+	AggTrimmedAvg // AVG(x) TRIM p: the mean of the values between the p- and (1-p)-quantiles
 	aggFuncEnd
 )
 
@@ -80,6 +81,8 @@ func (f AggFunc) String() string {
 		return "VARIANCE"
 	case AggPercentile:
 		return "PERCENTILE"
+	case AggTrimmedAvg:
+		return "AVG TRIM"
 	}
 	return "agg(" + strconv.Itoa(int(f)) + ")"
 }
@@ -135,7 +138,7 @@ type Component struct {
 type Aggregate struct {
 	Func  AggFunc `cbor:"1,keyasint"`
 	Arg   *Expr   `cbor:"2,keyasint,omitempty"`
-	Param float64 `cbor:"3,keyasint,omitempty"` // PERCENTILE's fraction
+	Param float64 `cbor:"3,keyasint,omitempty"` // PERCENTILE's fraction; TRIM's share at each end
 	Kind  Kind    `cbor:"4,keyasint,omitempty"` // the result kind
 	Text  string  `cbor:"5,keyasint,omitempty"` // as the user wrote it, canonical
 	Comps []int   `cbor:"6,keyasint,omitempty"` // indices into Plan.Components

@@ -21,6 +21,9 @@ type CompResult struct {
 	Has bool
 	// Quantile reads the q-quantile of a quantile component (nearest rank).
 	Quantile func(q float64) (float64, bool)
+	// Trimmed reads the mean of a quantile component's values without the
+	// share p of them at each end (TrimmedMean).
+	Trimmed func(p float64) (float64, bool)
 	// Distinct is a distinct-count component's count.
 	Distinct float64
 }
@@ -164,6 +167,15 @@ func finalAgg(a Aggregate, comps []CompResult) Value {
 			return Null
 		}
 		return Num(a.Kind, q)
+	case AggTrimmedAvg:
+		if c(0).Trimmed == nil {
+			return Null
+		}
+		m, ok := c(0).Trimmed(a.Param)
+		if !ok {
+			return Null
+		}
+		return Num(a.Kind, m)
 	}
 	return Null
 }
@@ -283,6 +295,7 @@ func exactGroups(p *Plan, records iter.Seq[Record]) []GroupResult {
 			if vals := a.values[i]; vals != nil {
 				sort.Float64s(vals)
 				a.comps[i].Quantile = func(q float64) (float64, bool) { return NearestRank(vals, q) }
+				a.comps[i].Trimmed = func(p float64) (float64, bool) { return TrimmedMean(vals, p) }
 			}
 		}
 		out = append(out, GroupResult{Keys: a.keys, Comps: a.comps})
@@ -298,4 +311,23 @@ func NearestRank(sorted []float64, q float64) (float64, bool) {
 	}
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[max(0, min(len(sorted)-1, i))], true
+}
+
+// TrimmedMean is the mean of sorted values without the share p of them at
+// each end (0 ≤ p < 0.5): value i stands for ranks [i, i+1), and only the
+// ranks between p·n and (1-p)·n count, so that a value the cut falls in
+// counts in part (aggregate.TrimmedMean reads a histogram the same way).
+func TrimmedMean(sorted []float64, p float64) (float64, bool) {
+	n := float64(len(sorted))
+	lo, hi := p*n, (1-p)*n
+	if len(sorted) == 0 || hi <= lo {
+		return 0, false
+	}
+	sum := 0.0
+	for i, x := range sorted {
+		if w := min(float64(i+1), hi) - max(float64(i), lo); w > 0 {
+			sum += w * x
+		}
+	}
+	return sum / (hi - lo), true
 }

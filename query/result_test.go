@@ -138,3 +138,24 @@ func TestSynthetic(t *testing.T) {
 		t.Error("drift")
 	}
 }
+
+func TestTrimmedMean(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		p    float64
+		want float64
+		ok   bool
+	}{
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.1, 5.5, true},
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.05, 5.5, true}, // 1 and 10 count half
+		{[]float64{1, 2, 3, 4, 100}, 0.2, 3, true},                  // the outlier left out
+		{[]float64{1, 2, 3, 4, 100}, 0.1, (0.5*1 + 2 + 3 + 4 + 0.5*100) / 4, true},
+		{[]float64{7}, 0.25, 7, true},
+		{nil, 0.1, 0, false},
+	} {
+		got, ok := TrimmedMean(c.xs, c.p)
+		if ok != c.ok || math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("TrimmedMean(%v, %v) = %v, %v; want %v, %v", c.xs, c.p, got, ok, c.want, c.ok)
+		}
+	}
+}

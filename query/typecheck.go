@@ -304,6 +304,9 @@ func (c *compiler) call(x *parser.Call, sc scope, depth int) (*Expr, error) {
 	if f, ok := aggNames[name]; ok {
 		return c.aggregate(x, f, name, sc, depth)
 	}
+	if x.Trim != nil {
+		return nil, parser.Errorf(x.Trim.Pos, "TRIM applies only to AVG, not to %s", strings.ToUpper(name))
+	}
 	arity, ok := scalarFuncs[name]
 	if !ok {
 		msg := ""
@@ -462,6 +465,17 @@ func (c *compiler) aggregate(x *parser.Call, f AggFunc, name string, sc scope, d
 		}
 		agg.Param = lit.Num
 	}
+	if t := x.Trim; t != nil {
+		switch {
+		case f != AggAvg:
+			return nil, parser.Errorf(t.Pos, "TRIM applies only to AVG, not to %s", upper)
+		case t.Unit != parser.UnitNone && t.Unit != parser.UnitPercent:
+			return nil, parser.Errorf(t.Pos, "TRIM needs a constant share such as 1%% or 0.01, found %s", t.Raw)
+		case !(t.Num > 0 && t.Num < 0.5):
+			return nil, parser.Errorf(t.Pos, "TRIM share must be above 0 and below 50%%, found %s", t.Raw)
+		}
+		agg.Func, agg.Param = AggTrimmedAvg, t.Num
+	}
 	// The same aggregate written twice is computed once.
 	text := aggKey(agg)
 	for i, t := range c.aggText {
@@ -504,7 +518,7 @@ func (c *compiler) componentsFor(a Aggregate) []int {
 		kinds = []CompKind{CompMax}
 	case AggStddev, AggVariance:
 		kinds = []CompKind{CompSum, CompSumSq, CompCount}
-	case AggPercentile:
+	case AggPercentile, AggTrimmedAvg:
 		kinds = []CompKind{CompQuantile}
 	}
 	idx := make([]int, len(kinds))

@@ -202,10 +202,20 @@ func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record,
 			case comp.Kind == query.CompQuantile:
 				sorted := slices.Sorted(slices.Values(xs))
 				g.Comps[j].Quantile = func(q float64) (float64, bool) { return nearestRank(sorted, q) }
-				if v.Contested || fg == nil || fg.Comps[j].Quantile == nil || len(xs) < c.MinMatches && fpc > 0 {
+				g.Comps[j].Trimmed = func(q float64) (float64, bool) { return query.TrimmedMean(sorted, q) }
+				if v.Contested || fg == nil || fg.Comps[j].Quantile == nil {
+					continue
+				}
+				if why := checkTrimmedTop(p, j, fg.Comps[j]); why != "" {
+					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+					continue
+				}
+				if len(xs) < c.MinMatches && fpc > 0 {
 					continue
 				}
 				if why := c.checkQuantiles(p, j, sorted, fg.Comps[j].Quantile); why != "" {
+					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+				} else if why := c.checkTrimmed(p, j, sorted, fg.Comps[j], fpc); why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
 				}
 			case comp.Kind == query.CompMin || comp.Kind == query.CompMax:
@@ -370,29 +380,118 @@ func timesOf(a, b float64) string {
 // checkQuantiles compares the gossip quantiles of component j with the
 // sample's order statistics: the q-quantile's rank in m sampled values is
 // binomial, so the true quantile lies between the values Z standard
-// deviations of rank either side, widened by the histogram's error.
+// deviations of rank either side, widened by the histogram's error. A
+// trimmed mean's histogram is checked so at its quartiles.
 func (c SampleCheck) checkQuantiles(p *query.Plan, j int, sorted []float64, gossip func(float64) (float64, bool)) string {
 	m := float64(len(sorted))
 	for _, a := range p.Aggs {
-		if a.Func != query.AggPercentile || len(a.Comps) == 0 || a.Comps[0] != j {
+		if len(a.Comps) == 0 || a.Comps[0] != j {
 			continue
 		}
-		got, ok := gossip(a.Param)
-		if !ok {
+		var qs []float64
+		switch a.Func {
+		case query.AggPercentile:
+			qs = []float64{a.Param}
+		case query.AggTrimmedAvg:
+			qs = []float64{0.25, 0.5, 0.75}
+		}
+		for _, q := range qs {
+			got, ok := gossip(q)
+			if !ok {
+				continue
+			}
+			half := c.Z*math.Sqrt(m*q*(1-q)) + 1
+			lo, hi := math.Inf(-1), math.Inf(1)
+			if i := int(math.Floor(m*q - half)); i >= 0 {
+				lo = sorted[i]
+			}
+			if i := int(math.Ceil(m*q + half)); i < len(sorted) {
+				hi = sorted[i]
+			}
+			slack := 3 * (p.Accuracy + 0.01) // the histogram's buckets: aggregate.HistAlpha
+			if got < lo-slack*math.Abs(lo) || got > hi+slack*math.Abs(hi) {
+				what := a.Text
+				if a.Func == query.AggTrimmedAvg {
+					what += fmt.Sprintf("'s %s-quantile", fmtNum(q))
+				}
+				return fmt.Sprintf("%s: gossip says %s, an independent sample of %d values puts it in [%s, %s]", what, fmtNum(got), len(sorted), fmtNum(lo), fmtNum(hi))
+			}
+		}
+	}
+	return ""
+}
+
+// checkTrimmedTop contests a trimmed mean of component j that keeps
+// values above what any machine reports (the catalog's Typical): more
+// members claim them than the trim leaves out, and the answer is theirs.
+// It reads the gossip histogram alone, so it holds for a group of any
+// size.
+func checkTrimmedTop(p *query.Plan, j int, flow query.CompResult) string {
+	typical := typicalOf(p, j)
+	if typical <= 0 || flow.Quantile == nil {
+		return ""
+	}
+	for _, a := range p.Aggs {
+		if a.Func != query.AggTrimmedAvg || len(a.Comps) == 0 || a.Comps[0] != j {
 			continue
 		}
-		half := c.Z*math.Sqrt(m*a.Param*(1-a.Param)) + 1
-		lo, hi := math.Inf(-1), math.Inf(1)
-		if i := int(math.Floor(m*a.Param - half)); i >= 0 {
-			lo = sorted[i]
+		if top, ok := flow.Quantile(1 - a.Param); ok && top > typical {
+			return fmt.Sprintf("%s: more than %s%% of the values are above %s (more than any machine reports): trim more, or ask who (ORDER BY %s DESC)",
+				a.Text, fmtNum(100*a.Param), fmtNum(typical), p.Components[j].Arg)
 		}
-		if i := int(math.Ceil(m*a.Param + half)); i < len(sorted) {
-			hi = sorted[i]
+	}
+	return ""
+}
+
+// trimCheckMin is the fewest sampled values a trimmed mean's check leaves
+// out at each end: a sampled liar's value is one of them, whatever share
+// the statement trims (1% of 64 is less than one value).
+const trimCheckMin = 3
+
+// checkTrimmed compares a gossip trimmed mean (AVG(x) TRIM p) of
+// component j with the sample's: both trimmed by the larger of p and
+// trimCheckMin sampled values at each end, so that they estimate the same
+// mean and a sampled liar's value is left out of the sample's. The
+// spread is the trimmed mean's (Tukey and McLaughlin 1963: the winsorized
+// sample's standard deviation over (1-2p)√m), widened by the histogram's
+// error. Where the sample holds every member the two are compared at p.
+func (c SampleCheck) checkTrimmed(p *query.Plan, j int, sorted []float64, flow query.CompResult, fpc float64) string {
+	m := float64(len(sorted))
+	for _, a := range p.Aggs {
+		if a.Func != query.AggTrimmedAvg || len(a.Comps) == 0 || a.Comps[0] != j || flow.Trimmed == nil || flow.Quantile == nil {
+			continue
 		}
-		slack := 3 * (p.Accuracy + 0.01) // the histogram's buckets: aggregate.HistAlpha
-		if got < lo-slack*math.Abs(lo) || got > hi+slack*math.Abs(hi) {
-			return fmt.Sprintf("%s: gossip says %s, an independent sample of %d values puts it in [%s, %s]", a.Text, fmtNum(got), len(sorted), fmtNum(lo), fmtNum(hi))
+		gossip := flow.Trimmed
+		trim := a.Param
+		if fpc > 0 {
+			trim = math.Max(trim, trimCheckMin/m)
 		}
+		if trim >= 0.4 {
+			continue // too few sampled values to say anything of the middle
+		}
+		got, ok1 := gossip(trim)
+		est, ok2 := query.TrimmedMean(sorted, trim)
+		if !ok1 || !ok2 {
+			continue
+		}
+		g := int(math.Floor(trim * m))
+		lo, hi := sorted[g], sorted[len(sorted)-1-g]
+		mean, ss := 0.0, 0.0
+		for _, x := range sorted {
+			mean += min(max(x, lo), hi)
+		}
+		mean /= m
+		for _, x := range sorted {
+			d := min(max(x, lo), hi) - mean
+			ss += d * d
+		}
+		se := math.Sqrt(ss/(m-1)) / ((1 - 2*trim) * math.Sqrt(m)) * fpc
+		tol := c.Z*se + 3*(p.Accuracy+0.01)*math.Max(math.Abs(got), math.Abs(est))
+		if math.Abs(got-est) <= tol {
+			continue
+		}
+		return fmt.Sprintf("%s: gossip's mean without %s%% at each end is %s, an independent sample of %d values says %s ± %s",
+			a.Text, fmtNum(100*trim), fmtNum(got), len(sorted), fmtNum(est), fmtNum(tol))
 	}
 	return ""
 }
@@ -435,7 +534,7 @@ func componentName(p *query.Plan, j int) string {
 		if !slices.Contains(a.Comps, j) {
 			continue
 		}
-		if a.Func == query.AggCount || a.Func == query.AggSum && kind == query.CompSum || a.Func == query.AggPercentile {
+		if a.Func == query.AggCount || a.Func == query.AggSum && kind == query.CompSum || a.Func == query.AggPercentile || a.Func == query.AggTrimmedAvg {
 			return a.Text
 		}
 		return a.Text + "'s " + kind.String()

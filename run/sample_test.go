@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
 )
 
@@ -21,6 +22,7 @@ var sampleStatements = []string{
 	"SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB",
 	"SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region",
 	"SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers",
+	"SELECT AVG(cpu_load) TRIM 1%, AVG(mem_free) TRIM 10% FROM peers",
 }
 
 // exactGroups is what converged gossip reads as groups (GroupResults),
@@ -70,6 +72,11 @@ func exactGroups(t *testing.T, p *query.Plan, recs []query.Record, err float64, 
 				gr.Comps[j].Quantile = func(q float64) (float64, bool) {
 					x, ok := nearestRank(sorted, q)
 					return x * (1 + err*(2*r.Float64()-1)), ok
+				}
+				gr.Comps[j].Trimmed = func(q float64) (float64, bool) {
+					// The histogram's: each value within HistAlpha.
+					x, ok := query.TrimmedMean(sorted, q)
+					return x * (1 + (err+aggregate.HistAlpha)*(2*r.Float64()-1)), ok
 				}
 			}
 		}
@@ -183,6 +190,26 @@ func TestSampleCatchesLies(t *testing.T) {
 		{name: "inflated record, in an expression", text: "SELECT SUM(cpu_cores * 2) FROM peers", inflate: func(r query.Record) {
 			r["cpu_cores"] = query.Num(query.KindCount, 100000)
 		}, want: "times the next largest"},
+		{name: "trimmed, a liar sampled", text: "SELECT AVG(cpu_load) TRIM 1% FROM peers", inflate: func(r query.Record) {
+			r["cpu_load"] = query.Num(query.KindRatio, 1024)
+		}},
+		{name: "trimmed mean ×3", text: "SELECT AVG(cpu_load) TRIM 1% FROM peers", bend: func(gs []query.GroupResult) {
+			tr := gs[0].Comps[1].Trimmed
+			gs[0].Comps[1].Trimmed = func(x float64) (float64, bool) { v, ok := tr(x); return v * 3, ok }
+		}, want: "AVG(cpu_load) TRIM 1%: gossip's mean without 4.688% at each end"},
+		{name: "trimmed, liars beyond the trim", text: "SELECT AVG(cpu_load) TRIM 1% FROM peers", bend: func(gs []query.GroupResult) {
+			q := gs[0].Comps[1].Quantile
+			gs[0].Comps[1].Quantile = func(x float64) (float64, bool) {
+				if x >= 0.985 {
+					return 1024, true // 1.5% claim the catalog's bound
+				}
+				return q(x)
+			}
+		}, want: "AVG(cpu_load) TRIM 1%: more than 1% of the values are above 16"},
+		{name: "trimmed mean's histogram", text: "SELECT AVG(mem_free) TRIM 5% FROM peers", bend: func(gs []query.GroupResult) {
+			q := gs[0].Comps[1].Quantile
+			gs[0].Comps[1].Quantile = func(x float64) (float64, bool) { v, ok := q(x); return v * 20, ok }
+		}, want: "AVG(mem_free) TRIM 5%'s 0.25-quantile: gossip says"},
 		{name: "a large honest record", text: "SELECT AVG(cpu_load) FROM peers", inflate: func(r query.Record) {
 			r["cpu_load"] = query.Num(query.KindRatio, 4) // the most a synthetic machine has
 		}},

@@ -26,8 +26,8 @@ go build -o "$bin" ./cmd/peerq
 
 run() { "$bin" sim --nodes "$NODES" --quiet --n-from membership --sample 200 "$@" 2>&1; }
 
-aggregates=("SELECT AVG(cpu_load) FROM peers" "SELECT SUM(mem_free) FROM peers" "SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB")
-honest=("${aggregates[@]}" "SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region" "SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers")
+aggregates=("SELECT AVG(cpu_load) FROM peers" "SELECT SUM(mem_free) FROM peers" "SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB" "SELECT AVG(cpu_load) TRIM 2% FROM peers" "SELECT AVG(cpu_load) TRIM 5% FROM peers" "SELECT MEDIAN(cpu_load) FROM peers")
+honest=("${aggregates[@]:0:3}" "SELECT AVG(cpu_load) TRIM 1%, AVG(mem_free) TRIM 10% FROM peers" "SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region" "SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers")
 
 for part in $PARTS; do
 	case $part in

@@ -96,7 +96,8 @@ func (s *Sim) claim(i int, rec query.Record) query.Record {
 }
 
 // lieFlows rewrites an aggregate message a flow liar sends: a copy, its
-// additive values 1000 times, within the bounds receivers check.
+// additive values and histogram buckets 1000 times, within the bounds
+// receivers check.
 func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 	m := *e.Msg
 	lied := false

@@ -79,10 +79,14 @@ func TestLiarsFlaggedOrRight(t *testing.T) {
 		// AVG(cpu_load) 0.05; for sums twice the liars' share of the
 		// range (issue 23), against the honest total.
 		bound func(honest float64) float64
+		// robust: a lie about a liar's own value neither bends the
+		// answer past the bound nor gets it flagged (TRIM).
+		robust bool
 	}{
-		{"SELECT AVG(cpu_load) FROM peers", func(float64) float64 { return 0.05 }},
-		{"SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB", func(h float64) float64 { return 2 * liars * n / h }},
-		{"SELECT SUM(cpu_cores) FROM peers", func(h float64) float64 { return 2 * liars * n * (1 << 20) / h }},
+		{"SELECT AVG(cpu_load) FROM peers", func(float64) float64 { return 0.05 }, false},
+		{"SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB", func(h float64) float64 { return 2 * liars * n / h }, false},
+		{"SELECT SUM(cpu_cores) FROM peers", func(h float64) float64 { return 2 * liars * n * (1 << 20) / h }, false},
+		{"SELECT AVG(cpu_load) TRIM 5% FROM peers", func(float64) float64 { return 0.05 }, true},
 	}
 	for _, st := range statements {
 		p := plan(t, st.text)
@@ -105,6 +109,9 @@ func TestLiarsFlaggedOrRight(t *testing.T) {
 				}
 				if !v.Contested && honestErr > bound {
 					t.Errorf("%s, %s, seed %d: unflagged, honest error %.3g > %.3g", st.text, lie, seed, honestErr, bound)
+				}
+				if st.robust && lie != LieFlow && (v.Contested || honestErr > bound) {
+					t.Errorf("%s, %s, seed %d: a robust answer, yet honest error %.3g (bound %.3g), flagged %v %s", st.text, lie, seed, honestErr, bound, v.Contested, v.Reason)
 				}
 				t.Logf("%s, %s, seed %d: honest error %.3g, flagged %v %s", st.text, lie, seed, honestErr, v.Contested, v.Reason)
 			}

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,7 +374,15 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	if plan.Kind == query.PlanAggregate {
-		s.bounds = run.Spec(plan).Bounds
+		// What a flow liar may send of each component: an additive one's
+		// bound, a histogram bucket's share of the peers (1).
+		spec := run.Spec(plan)
+		s.bounds = slices.Clone(spec.Bounds)
+		for c, k := range spec.Comps {
+			if k == aggregate.Histogram && c < len(s.bounds) {
+				s.bounds[c] = 1
+			}
+		}
 	}
 	if plan.Kind == query.PlanAggregate {
 		s.agg = make([]aggPeer, 0, total)
