@@ -761,6 +761,11 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 			return nil, out.busy
 		}
 		rt.finishSample(q, sample, out.ans)
+		if out.ans != nil && out.ans.Meta != nil && !rt.undefended.Load() {
+			if why := run.Implausible(plan, out.ans); why != "" {
+				out.ans.Contest(why)
+			}
+		}
 		return out.ans, nil
 	case <-deadline:
 		return rt.partial(q, ErrTimeout)

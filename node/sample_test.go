@@ -52,7 +52,8 @@ func TestSampleCheckAgrees(t *testing.T) {
 // A member that lies about itself, within the catalog's bounds (cpu_load
 // 1000, where no machine reports over 16), bends AVG and is contested;
 // AVG(x) TRIM p leaves its value out, agrees with the sample and stays
-// near the honest members' answer. Mutation: without the trim (a plain
+// near the honest members' answer; a ranking it tops is contested by its
+// implausible claim (run.Implausible). Mutation: without the trim (a plain
 // AVG) the same statement is contested, which the first half checks.
 func TestTrimmedMeanWithstandsALiar(t *testing.T) {
 	t.Parallel()
@@ -90,6 +91,16 @@ func TestTrimmedMeanWithstandsALiar(t *testing.T) {
 		got, want := res.Rows[0][0].Num, query.Exact(p, honest).Rows[0][0].Num
 		if math.Abs(got-want) > 0.2*want {
 			t.Errorf("trimmed with a liar: %v, over the honest members %v", got, want)
+		}
+		// In a ranking the liar takes the first place, and the answer says
+		// its claim is more than any machine reports.
+		top := ask(t, asker, compile(t, asker, "SELECT node, cpu_load FROM peers ORDER BY cpu_load DESC LIMIT 3"))
+		if len(top.Nodes) == 0 || top.Nodes[0] != c.nodes[liar].Name() || top.Status != answer.StatusContested ||
+			!strings.Contains(top.Reason, c.nodes[liar].Name()+" claims cpu_load") {
+			t.Errorf("top 3 by cpu_load with a liar: %v, %s (%s)", top.Nodes, top.Status, top.Reason)
+		}
+		if top := ask(t, asker, compile(t, asker, "SELECT node, cpu_load FROM peers WHERE cpu_load < 16 ORDER BY cpu_load DESC LIMIT 3")); top.Status != StatusConverged {
+			t.Errorf("top 3 of the plausible: %s (%s)", top.Status, top.Reason)
 		}
 	})
 }

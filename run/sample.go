@@ -196,7 +196,7 @@ func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record,
 				}
 				if why := c.checkTotal(p, j, comp.Kind, xs, k, n, fpc, total); why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
-				} else if why := c.checkOutlier(p, j, comp.Kind, xs, nodes); why != "" {
+				} else if why := c.checkOutlier(p, j, comp.Kind, xs, nodes, fpc == 0); why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
 				}
 			case comp.Kind == query.CompQuantile:
@@ -307,8 +307,8 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 // near the largest's (in the simulator's machines, within 3×); a liar's
 // ×1000 is not. One honest machine far above every other sampled one is
 // contested too, and rightly: the answer then rests on its word, which a
-// liar could have given.
-func (c SampleCheck) checkOutlier(p *query.Plan, j int, kind query.CompKind, xs []float64, nodes []string) string {
+// liar could have given. everyone: the sample holds every member.
+func (c SampleCheck) checkOutlier(p *query.Plan, j int, kind query.CompKind, xs []float64, nodes []string, everyone bool) string {
 	if kind != query.CompSum || len(xs) == 0 {
 		return ""
 	}
@@ -328,6 +328,19 @@ func (c SampleCheck) checkOutlier(p *query.Plan, j int, kind query.CompKind, xs 
 			componentName(p, j), nodes[top], fmtNum(xs[top]), fmtNum(typical), 100*math.Abs(xs[top])/total)
 	}
 	if len(xs) < c.OutlierMin {
+		// Few sampled: in a small cluster the sample is every member,
+		// and one value OutlierRatio² times the next largest and nearly
+		// all of the total is contested — the answer rests on one
+		// member's word (one agent among 8 claiming 20 TiB of free
+		// memory). Not in a group, nor where the sample is a part: a
+		// group's few sampled members may well be a server among phones.
+		if everyone && len(p.GroupBy) == 0 && len(order) >= 2 {
+			last, next := math.Abs(xs[top]), math.Abs(xs[order[1]])
+			if last >= c.OutlierRatio*c.OutlierRatio*next && last >= 0.9*total {
+				return fmt.Sprintf("%s: sampled member %s says %s, %s times the next largest of %d sampled, %.0f%% of their total: the answer rests on its word",
+					componentName(p, j), nodes[top], fmtNum(xs[top]), timesOf(last, next), len(xs), 100*last/total)
+			}
+		}
 		return ""
 	}
 	// The few largest (a liar sampled twice or three times, which at 1%
@@ -486,7 +499,11 @@ func (c SampleCheck) checkTrimmed(p *query.Plan, j int, sorted []float64, flow q
 			ss += d * d
 		}
 		se := math.Sqrt(ss/(m-1)) / ((1 - 2*trim) * math.Sqrt(m)) * fpc
-		tol := c.Z*se + 3*(p.Accuracy+0.01)*math.Max(math.Abs(got), math.Abs(est))
+		z := c.Z
+		if got > est {
+			z *= 2 // as for a sum: the sample may have missed a skewed attribute's rare large values
+		}
+		tol := z*se + 3*(p.Accuracy+0.01)*math.Max(math.Abs(got), math.Abs(est))
 		if math.Abs(got-est) <= tol {
 			continue
 		}
@@ -626,4 +643,38 @@ func SampleRecord(p *query.Plan, seal Sealer, queryID []byte, node string, row, 
 		rec[a] = vals[i]
 	}
 	return rec, nil
+}
+
+// Implausible names the first value of a top-k answer (SELECT … ORDER BY
+// … LIMIT, over peers) that no machine reports: a column that is an
+// attribute of the catalog with a Typical, holding a value above it. A
+// member may lie about itself, and in a ranking its lie takes one place;
+// a claim above what any machine reports says so, and the answer is
+// contested rather than handing the top place to it quietly. "" when
+// every value is plausible.
+func Implausible(p *query.Plan, a *answer.Answer) string {
+	if p.Kind != query.PlanTopK || p.Table != query.TablePeers || a == nil {
+		return ""
+	}
+	cat := catalogOf(p)
+	for j, col := range p.Columns {
+		if col.Expr == nil || col.Expr.Op != query.OpAttr {
+			continue
+		}
+		at, ok := cat.Lookup(col.Expr.Name)
+		if !ok || at.Typical <= 0 {
+			continue
+		}
+		for i, row := range a.Rows {
+			if j < len(row) && row[j].Kind.Numeric() && row[j].Num > at.Typical {
+				who := "a member"
+				if i < len(a.Nodes) {
+					who = a.Nodes[i]
+				}
+				return fmt.Sprintf("%s claims %s %s, more than any machine reports (%s)", who, col.Name,
+					query.Num(at.Kind, row[j].Num), query.Num(at.Kind, at.Typical))
+			}
+		}
+	}
+	return ""
 }

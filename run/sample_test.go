@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 )
 
@@ -260,5 +261,55 @@ func TestSampleOf(t *testing.T) {
 	}
 	if got := SampleOf([]byte("q1"), names[:10], 64); len(got) != 10 {
 		t.Fatalf("sample of 10 members has %d", len(got))
+	}
+}
+
+// TestSampleSmallClusterOneWord: where the sample holds every member, a
+// sum that one member's claim makes (100× the next largest, 90% of the
+// total) is contested, as the netns run's liar among 8 agents claiming
+// 20 TiB of free memory; the honest cluster is not.
+func TestSampleSmallClusterOneWord(t *testing.T) {
+	const n = 8
+	recs, names := synthetic(11, n)
+	p := compile(t, "SELECT SUM(mem_free) FROM peers")
+	c := DefaultSampleCheck()
+	qid := []byte("q-small")
+	if v := CheckSample(p, exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1))), sampleRecords(recs, names, qid, c.Size), n, c); v.Contested {
+		t.Fatalf("honest cluster of %d contested: %s", n, v.Reason)
+	}
+	liar := maps.Clone(recs[5])
+	liar["mem_free"] = query.Num(query.KindBytes, 1000*liar["mem_free"].Num)
+	recs = append(slices.Clone(recs[:5]), append([]query.Record{liar}, recs[6:]...)...)
+	v := CheckSample(p, exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1))), sampleRecords(recs, names, qid, c.Size), n, c)
+	if !v.Contested || !strings.Contains(v.Reason, "the answer rests on its word") {
+		t.Fatalf("a liar's ×1000 among %d: contested %v (%s)", n, v.Contested, v.Reason)
+	}
+}
+
+func TestImplausible(t *testing.T) {
+	for _, c := range []struct {
+		src  string
+		rows [][]query.Value
+		want string
+	}{
+		{"SELECT node, cpu_cores FROM peers ORDER BY cpu_cores DESC LIMIT 2",
+			[][]query.Value{{query.Str("a8"), query.Num(query.KindCount, 2000)}, {query.Str("a1"), query.Num(query.KindCount, 2)}},
+			"a8 claims cpu_cores 2000, more than any machine reports (1024)"},
+		{"SELECT node, cpu_cores FROM peers ORDER BY cpu_cores DESC LIMIT 2",
+			[][]query.Value{{query.Str("a8"), query.Num(query.KindCount, 1024)}, {query.Str("a1"), query.Num(query.KindCount, 2)}}, ""},
+		{"SELECT node, cpu_cores * 2 AS c FROM peers ORDER BY c DESC LIMIT 1", // an expression: no Typical
+			[][]query.Value{{query.Str("a8"), query.Num(query.KindCount, 1e6)}}, ""},
+		{"SELECT COUNT(*) FROM peers", [][]query.Value{{query.Num(query.KindCount, 1e9)}}, ""}, // not a ranking
+	} {
+		p := compile(t, c.src)
+		a := &answer.Answer{Rows: c.rows}
+		for _, r := range c.rows {
+			if r[0].Kind == query.KindString {
+				a.Nodes = append(a.Nodes, r[0].Str)
+			}
+		}
+		if got := Implausible(p, a); got != c.want {
+			t.Errorf("%s: %q, want %q", c.src, got, c.want)
+		}
 	}
 }
