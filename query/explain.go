@@ -308,6 +308,9 @@ func liarNote(p *Plan, a Aggregate) string {
 	case AggTrimmedAvg:
 		return fmt.Sprintf("may claim up to %s, which lands among the values left out (more such claims than the trim leaves out are contested), so it moves the answer by one value's share, not its own; made-up histogram flows move it by up to a few tens of percent before the sample's quartiles and trimmed mean contest it", bound)
 	case AggMin, AggMax:
+		if typical != "" {
+			return fmt.Sprintf("decides it with any value up to %s: contested%s; a claim within the honest range is not seen (one peer's value)", bound, strings.TrimSuffix(typical, " or"))
+		}
 		return fmt.Sprintf("decides it with any value up to %s: not checked (one peer's value)", bound)
 	case AggCountDistinct:
 		return "adds its own value, or inflates the sketch within its ranks: not checked"

@@ -220,6 +220,11 @@ func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record,
 				}
 			case comp.Kind == query.CompMin || comp.Kind == query.CompMax:
 				g.Comps[j] = sampleExtreme(contribs, key, j, comp)
+				if !v.Contested && fg != nil {
+					if why := checkExtreme(p, j, fg.Comps[j]); why != "" {
+						v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+					}
+				}
 			}
 		}
 		groups = append(groups, g)
@@ -522,6 +527,19 @@ func nearestRank(sorted []float64, q float64) (float64, bool) {
 	return sorted[min(max(i, 0), len(sorted)-1)], true
 }
 
+// checkExtreme contests a gossip MAX (or MIN) of an attribute that is
+// above what any machine reports (the catalog's Typical): an extreme is
+// one member's word, and that word is a liar's. An extreme within the
+// honest range is not checked.
+func checkExtreme(p *query.Plan, j int, flow query.CompResult) string {
+	typical := typicalOf(p, j)
+	if typical <= 0 || !flow.Has || !flow.Ext.Kind.Numeric() || math.Abs(flow.Ext.Num) <= typical {
+		return ""
+	}
+	return fmt.Sprintf("%s is %s, more than any machine reports (%s): one member's claim", componentName(p, j),
+		flow.Ext, query.Num(flow.Ext.Kind, typical))
+}
+
 // sampleExtreme is the sample's MIN or MAX of component j in group key
 // (shown beside the answer; not checked: an extreme is one peer's value).
 func sampleExtreme(rows []aggregateRow, key string, j int, comp query.Component) query.CompResult {
@@ -551,7 +569,8 @@ func componentName(p *query.Plan, j int) string {
 		if !slices.Contains(a.Comps, j) {
 			continue
 		}
-		if a.Func == query.AggCount || a.Func == query.AggSum && kind == query.CompSum || a.Func == query.AggPercentile || a.Func == query.AggTrimmedAvg {
+		if a.Func == query.AggCount || a.Func == query.AggSum && kind == query.CompSum || a.Func == query.AggPercentile || a.Func == query.AggTrimmedAvg ||
+			a.Func == query.AggMin && kind == query.CompMin || a.Func == query.AggMax && kind == query.CompMax {
 			return a.Text
 		}
 		return a.Text + "'s " + kind.String()

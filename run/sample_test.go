@@ -68,6 +68,13 @@ func exactGroups(t *testing.T, p *query.Plan, recs []query.Record, err float64, 
 		gr := query.GroupResult{Keys: g.keys, Comps: make([]query.CompResult, len(p.Components))}
 		for j, comp := range p.Components {
 			gr.Comps[j].Total = g.tot[j] * (1 + err*(2*r.Float64()-1))
+			if (comp.Kind == query.CompMin || comp.Kind == query.CompMax) && len(g.quant[j]) > 0 {
+				x := slices.Max(g.quant[j])
+				if comp.Kind == query.CompMin {
+					x = slices.Min(g.quant[j])
+				}
+				gr.Comps[j].Ext, gr.Comps[j].Has = query.Num(comp.Arg.Kind, x), true
+			}
 			if comp.Kind == query.CompQuantile {
 				sorted := slices.Sorted(slices.Values(g.quant[j]))
 				gr.Comps[j].Quantile = func(q float64) (float64, bool) {
@@ -191,6 +198,14 @@ func TestSampleCatchesLies(t *testing.T) {
 		{name: "inflated record, in an expression", text: "SELECT SUM(cpu_cores * 2) FROM peers", inflate: func(r query.Record) {
 			r["cpu_cores"] = query.Num(query.KindCount, 100000)
 		}, want: "times the next largest"},
+		{name: "a maximum no machine reports", text: "SELECT MAX(cpu_cores), MIN(cpu_load) FROM peers", bend: func(gs []query.GroupResult) {
+			for j := range gs[0].Comps {
+				if gs[0].Comps[j].Has && gs[0].Comps[j].Ext.Kind == query.KindCount {
+					gs[0].Comps[j].Ext = query.Num(query.KindCount, 1<<20)
+				}
+			}
+		}, want: "MAX(cpu_cores) is 1048576, more than any machine reports (1024): one member's claim"},
+		{name: "honest extremes", text: "SELECT MAX(cpu_cores), MIN(cpu_load), MAX(mem_free) FROM peers"},
 		{name: "trimmed, a liar sampled", text: "SELECT AVG(cpu_load) TRIM 1% FROM peers", inflate: func(r query.Record) {
 			r["cpu_load"] = query.Num(query.KindRatio, 1024)
 		}},
