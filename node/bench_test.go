@@ -612,6 +612,11 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 			bytes[off] = append(bytes[off], after.BytesReceived-before.BytesReceived)
 			pause()
 		}
+		forged := int64(0)
+		for _, n := range e.Nodes {
+			forged += n.Stats().ForgedRecords
+		}
+		t.Logf("%s: %d records refused as forged on all peers so far", q.src, forged)
 		on, off := median(lat[false]), median(lat[true])
 		t.Logf("%s: defended %v (runs %v), undefended %v (runs %v): ratio %.2f; asker bytes %d vs %d, rounds %d vs %d (medians)",
 			q.src, on.Round(time.Millisecond), lat[false], off.Round(time.Millisecond), lat[true], on.Seconds()/off.Seconds(),

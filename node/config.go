@@ -153,6 +153,10 @@ type Config struct {
 	// claim no more reliability than the share of it this peer saw it
 	// alive. The catalog's reliability is over 7 days.
 	ReliabilityWindow time.Duration
+	// ObserveSaveEvery is how often the peer saves what it observed
+	// (<data-dir>/observed.json; also on Close), so that a restart keeps
+	// it. 0 takes the default; without a DataDir nothing is saved.
+	ObserveSaveEvery time.Duration
 	// Sample is the check of this peer's gossip aggregates against an
 	// independent sample of members (run.SampleCheck; sample.go):
 	// Sample.Size members, chosen by a hash of the query, asked for
@@ -167,5 +171,5 @@ func DefaultConfig(record func() query.Record) Config {
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
-		ReliabilityWindow: 7 * 24 * time.Hour, Sample: run.DefaultSampleCheck()}
+		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck()}
 }

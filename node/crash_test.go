@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"strings"
 	"syscall"
@@ -179,6 +180,70 @@ func TestCrashAtEveryStep(t *testing.T) {
 			t.Fatalf("explored %+v", rep)
 		}
 		t.Logf("%d steps, %d crashes, %d restarts checked", rep.Steps, rep.Crashes, rep.Restarts)
+	})
+
+	// What the peer observed: after a crash in its second save it reads
+	// back the first or the second, never an error, never a torn one.
+	t.Run("observed", func(t *testing.T) {
+		const w = time.Hour
+		restart, later := t0.Add(time.Minute), t0.Add(2*time.Minute)
+		// The two saves the workload makes, and a's bound as each
+		// restores it: up since t0 (saved at 10 s), then down at 20 s
+		// (saved at 40 s).
+		saves := func(each func(o *observer, at time.Time) error) error {
+			o := newObserver(w, t0)
+			o.up("a", t0)
+			if err := each(o, t0.Add(10*time.Second)); err != nil {
+				return err
+			}
+			o.down("a", t0.Add(20*time.Second))
+			return each(o, t0.Add(40*time.Second))
+		}
+		var bounds []float64
+		if err := saves(func(o *observer, at time.Time) error {
+			r, err := decodeObserved(o.encode(at), w, restart)
+			if err != nil {
+				return err
+			}
+			x, _ := r.atMost("a", later)
+			bounds = append(bounds, x)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if bounds[0] == bounds[1] {
+			t.Fatalf("the two saves restore the same bound %v: the test cannot tell them apart", bounds)
+		}
+		rep := crashfs.Explore(t, func(fsys *crashfs.FS, ack func()) error {
+			return saves(func(o *observer, at time.Time) error {
+				if err := writeObserved(fsys, dir, o, at); err != nil {
+					return err
+				}
+				ack()
+				return nil
+			})
+		}, func(after *crashfs.FS, acked int) error {
+			cfg := DefaultConfig(nil)
+			cfg.FS, cfg.DataDir, cfg.ReliabilityWindow, cfg.Clock = after, dir, w, func() time.Time { return restart }
+			r, note := openObserved(cfg)
+			if strings.Contains(note, "cannot be read") {
+				return fmt.Errorf("restart: %s", note)
+			}
+			got, known := r.atMost("a", later)
+			// The last acked save, or the one in progress; before any,
+			// nothing (a fresh observer does not know a).
+			ok := acked == 0 && !known
+			for i := max(acked-1, 0); i <= min(acked, 1); i++ {
+				ok = ok || known && math.Abs(got-bounds[i]) < 1e-9
+			}
+			if !ok {
+				return fmt.Errorf("acked %d saves, restored a's bound %v (known %v; the saves restore %v)", acked, got, known, bounds)
+			}
+			return nil
+		})
+		if rep.Restarts == 0 {
+			t.Fatalf("explored %+v", rep)
+		}
 	})
 
 	t.Run("identity", func(t *testing.T) {

@@ -152,9 +152,11 @@ func New(cfg Config, net Network) (*Node, error) {
 		ExchangeTime: func() time.Duration { return time.Duration(rt.exchangeTime.Load()) }}, net, rt.memberLost)
 	rt.prober, rt.record, rt.logf, rt.seal = n.prober, n.record, n.logf, newSealer(id, net, cfg.Verified)
 	rt.seal.off = &rt.undefended
-	// The observer of every member's availability, from the members live
-	// now: what bounds their reliability claims (observe.go).
-	rt.observer = newObserver(cfg.ReliabilityWindow, cfg.Clock())
+	// The observer of every member's availability, from what it saw
+	// before a restart and the members live now: what bounds their
+	// reliability claims (observe.go).
+	var observedNote string
+	rt.observer, observedNote = openObserved(cfg)
 	for _, m := range net.Members() {
 		rt.observer.up(m.Name, cfg.Clock())
 	}
@@ -185,10 +187,11 @@ func New(cfg Config, net Network) (*Node, error) {
 	n.sc.owner = n.owner
 	n.metrics = newMetrics(metricsSource{runtime: n, owner: n.owner, net: net})
 	rt.start()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watch()
+	go n.saveObserved()
 	n.leases.start() // a restarted peer shows the lease it still holds
-	for _, note := range append(notes, idNote, ownedNote) {
+	for _, note := range append(notes, idNote, ownedNote, observedNote) {
 		if note != "" {
 			n.logf("%s", note)
 		}

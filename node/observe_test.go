@@ -1,6 +1,8 @@
 package node
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -55,4 +57,89 @@ func TestObserverBound(t *testing.T) {
 	if n := len(o.members["c"].ups); n > maxSpans {
 		t.Errorf("%d spans kept, want at most %d", n, maxSpans)
 	}
+}
+
+// What a peer observed survives its restart: the spans it saw, a member
+// alive at the save seen so until then, and the time it was down a gap
+// it did not watch (counted as up, as the time before it began).
+func TestObserverSurvivesRestart(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d * time.Second) }
+	const w = 200 * time.Second
+	o := newObserver(w, t0)
+	o.up("a", at(0))
+	o.down("a", at(100))
+	o.up("b", at(0))
+	b := o.encode(at(150))
+	// Restored at once, it judges as before.
+	same, err := decodeObserved(b, w, at(150))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"a", "b"} {
+		want, _ := o.atMost(m, at(150))
+		if got, ok := same.atMost(m, at(150)); !ok || math.Abs(got-want) > 1e-9 {
+			t.Errorf("%s restored at the save: %v, want %v", m, got, want)
+		}
+	}
+	// Restarted 50 s later: [150, 200] is a gap; b is alive again.
+	r, err := decodeObserved(b, w, at(200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.up("b", at(200))
+	doubt := func(changes int) float64 { return float64(changes) * eventDoubt.Seconds() / w.Seconds() }
+	// a at 250 (window [50, 250]): up [50, 100], the gap [150, 200], 2 changes.
+	if got, _ := r.atMost("a", at(250)); math.Abs(got-(100.0/200+doubt(2))) > 1e-9 {
+		t.Errorf("a after the restart: %v, want %v", got, 100.0/200+doubt(2))
+	}
+	// A fresh observer would have judged a at 250 by 50 s of watching.
+	if got, _ := newObserver(w, at(200)).atMost("a", at(250)); got != 0 {
+		t.Errorf("a fresh observer knows a: %v", got)
+	}
+	// Anything that is not what encode writes is refused.
+	for name, doc := range map[string]string{
+		"empty":       ``,
+		"version":     `{"version":2,"saved":2,"since":1,"members":{}}`,
+		"future save": fmt.Sprintf(`{"version":1,"saved":%d,"since":1,"members":{}}`, at(999).UnixNano()),
+		"since after": `{"version":1,"saved":2,"since":3,"members":{}}`,
+		"order":       `{"version":1,"saved":9,"since":1,"members":{"a":{"first_seen":1,"ups":[[5,6],[2,3]],"changes":2}}}`,
+		"past save":   `{"version":1,"saved":9,"since":1,"members":{"a":{"first_seen":1,"ups":[[5,10]],"changes":2}}}`,
+		"negative":    `{"version":1,"saved":9,"since":1,"members":{"a":{"first_seen":1,"changes":-1}}}`,
+		"no name":     `{"version":1,"saved":9,"since":1,"members":{"":{"first_seen":1,"changes":1}}}`,
+		"unknown":     `{"version":1,"saved":9,"since":1,"members":{},"x":1}`,
+	} {
+		if _, err := decodeObserved([]byte(doc), w, at(300)); !errors.Is(err, errObserved) {
+			t.Errorf("%s: %v, want errObserved", name, err)
+		}
+	}
+}
+
+func FuzzDecodeObserved(f *testing.F) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	o := newObserver(time.Hour, t0)
+	o.up("a", t0)
+	o.down("a", t0.Add(time.Minute))
+	o.up("b", t0.Add(time.Second))
+	f.Add(o.encode(t0.Add(2 * time.Minute)))
+	f.Add([]byte(`{"version":1,"saved":9,"since":1,"gaps":[[2,3]],"members":{"a":{"first_seen":1,"ups":[[1,2]],"up_since":4,"changes":2}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		now := t0.Add(time.Hour)
+		r, err := decodeObserved(b, time.Hour, now)
+		if err != nil {
+			return
+		}
+		// What it restored it can judge and save again.
+		for name := range r.members {
+			if x, ok := r.atMost(name, now); !ok || x < 0 || x > 1 || math.IsNaN(x) {
+				t.Fatalf("%s: atMost %v, %v", name, x, ok)
+			}
+			if len(r.members[name].ups) > maxSpans+1 {
+				t.Fatalf("%s: %d spans", name, len(r.members[name].ups))
+			}
+		}
+		if _, err := decodeObserved(r.encode(now), time.Hour, now); err != nil {
+			t.Fatalf("a restored observer's own file is refused: %v", err)
+		}
+	})
 }

@@ -363,3 +363,32 @@ func TestSelfRankIsRefused(t *testing.T) {
 		}
 	})
 }
+
+// What a peer observed survives its crash and restart (observed.json,
+// saved every ObserveSaveEvery): the asker, restarted after the liar's
+// half-window down, still bounds it. Mutation: without a data dir the
+// restarted asker watches anew, counts the whole window as up, and its
+// bound is 1.
+func TestObservationsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 6, 4
+		window := 5 * time.Minute // each change seen is 10 s of doubt: a window long beside them
+		c := startFake(t, n, fakenet.DefaultConfig(), 1, func(cfg *Config) {
+			cfg.ReliabilityWindow, cfg.ObserveSaveEvery, cfg.DataDir = window, 10*time.Second, t.TempDir()
+		})
+		elapse(window + 10*time.Second)
+		c.kill(liarAt)
+		elapse(window / 2)
+		c.restart(t, liarAt)
+		elapse(15 * time.Second) // the others see it back; a save
+		c.kill(0)
+		c.restart(t, 0)
+		elapse(5 * time.Second)
+		liar := c.nodes[liarAt].Name()
+		most, ok := c.nodes[0].rt.observer.atMost(liar, c.nodes[0].now())
+		if !ok || most > 0.9 {
+			t.Errorf("the restarted asker bounds the member down half the window at %v (known %v), want about 0.6", most, ok)
+		}
+	})
+}
