@@ -288,7 +288,6 @@ func decodeObserved(b []byte, window time.Duration, now time.Time) (*observer, e
 	return o, nil
 }
 
-
 // writeObserved saves o at now in dir, durably.
 func writeObserved(fsys durable.FS, dir string, o *observer, now time.Time) error {
 	return durable.Write(fsys, filepath.Join(dir, observedFile), o.encode(now))
