@@ -4,12 +4,14 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/identity"
 
 	"github.com/peerq/peerq/aggregate"
@@ -360,6 +362,16 @@ func TestSelfRankIsRefused(t *testing.T) {
 		}
 		if most, ok := asker.rt.observer.atMost(c.nodes[liarAt].Name(), asker.now()); !ok || most > 0.9 {
 			t.Errorf("the asker saw the liar up %v of the window (known %v), want about 0.5 and some doubt", most, ok)
+		}
+		// A filter on its claim: the sampled claim is refuted by what the
+		// asker saw, and the count it bends is contested; a statement that
+		// does not read reliability is not.
+		cnt := ask(t, asker, compile(t, asker, "SELECT COUNT(*) FROM peers WHERE reliability >= 0.99"))
+		if cnt.Status != answer.StatusContested || !strings.Contains(cnt.Reason, c.nodes[liarAt].Name()+" claims reliability 100%") {
+			t.Errorf("a count over the liar's claim: %s (%s)", cnt.Status, cnt.Reason)
+		}
+		if other := ask(t, asker, compile(t, asker, "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1")); other.Status != StatusConverged {
+			t.Errorf("a count that does not read reliability: %s (%s)", other.Status, other.Reason)
 		}
 	})
 }
