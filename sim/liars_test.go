@@ -88,9 +88,15 @@ func TestLiarsFlaggedOrRight(t *testing.T) {
 		{"SELECT SUM(cpu_cores) FROM peers", func(h float64) float64 { return 2 * liars * n * (1 << 20) / h }, false},
 		{"SELECT AVG(cpu_load) TRIM 5% FROM peers", func(float64) float64 { return 0.05 }, true},
 	}
-	for _, st := range statements {
+	for si, st := range statements {
 		p := plan(t, st.text)
-		for _, lie := range []Lie{LieInflate, LieExtreme, LieFlow} {
+		lies := []Lie{LieInflate, LieExtreme, LieFlow}
+		if raceDetector {
+			// Each statement one lie, each lie some statement: the same
+			// checks, a third of the runs (CI's race run has 15 minutes).
+			lies = lies[si%3 : si%3+1]
+		}
+		for _, lie := range lies {
 			for seed := uint64(1); seed <= seeds; seed++ {
 				cfg := DefaultConfig(n)
 				cfg.Liars, cfg.Lie, cfg.Seed, cfg.NFromGossip = liars, lie, seed, false
