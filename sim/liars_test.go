@@ -125,7 +125,7 @@ func TestLiarsFlaggedOrRight(t *testing.T) {
 	}
 }
 
-// The honest cluster is never contested: five statements, each kind of
+// The honest cluster is never contested: six statements, each kind of
 // component the sample checks, several seeds and sizes.
 func TestSampleHonestClusters(t *testing.T) {
 	seeds := uint64(4)
@@ -138,6 +138,7 @@ func TestSampleHonestClusters(t *testing.T) {
 		"SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB",
 		"SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region",
 		"SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers",
+		"SELECT AVG(cpu_load) TRIM 1%, AVG(mem_free) TRIM 10% FROM peers",
 	} {
 		p := plan(t, text)
 		for _, n := range []int{50, 1500} {
