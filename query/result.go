@@ -14,7 +14,8 @@ import (
 // group, exact or estimated by gossip.
 type CompResult struct {
 	// Total is the total of an additive component (count, sum, sum of
-	// squares) over the group's peers.
+	// squares) over the group's peers; for a quantile component, how many
+	// values it holds.
 	Total float64
 	// Ext is the MIN or MAX; Has is false when no peer had a value.
 	Ext Value
@@ -275,6 +276,7 @@ func exactGroups(p *Plan, records iter.Seq[Record]) []GroupResult {
 				}
 			case CompQuantile:
 				a.values[i] = append(a.values[i], v.Num)
+				cr.Total++
 			case CompDistinct:
 				if a.seen[i] == nil {
 					a.seen[i] = map[string]bool{}

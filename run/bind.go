@@ -134,6 +134,7 @@ func GroupResults(p *query.Plan, e aggregate.Estimate, n float64) ([]query.Group
 				}
 			case query.CompQuantile:
 				buckets := g.Buckets[i]
+				cr.Total = g.Means[i] * n // the histogram's mass: the values it holds
 				cr.Quantile = func(q float64) (float64, bool) { return aggregate.Quantile(buckets, q) }
 				cr.Trimmed = func(p float64) (float64, bool) { return aggregate.TrimmedMean(buckets, p) }
 			case query.CompDistinct:

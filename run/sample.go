@@ -203,7 +203,15 @@ func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record,
 				sorted := slices.Sorted(slices.Values(xs))
 				g.Comps[j].Quantile = func(q float64) (float64, bool) { return nearestRank(sorted, q) }
 				g.Comps[j].Trimmed = func(q float64) (float64, bool) { return query.TrimmedMean(sorted, q) }
+				g.Comps[j].Total = n * float64(len(xs)) / k
 				if v.Contested || fg == nil || fg.Comps[j].Quantile == nil {
+					continue
+				}
+				// The histogram's mass is a count (the members with a
+				// value): made-up bucket flows move it as they move a
+				// COUNT, and the sample knows the share.
+				if why := c.checkTotal(p, j, query.CompCount, ones(len(xs)), k, n, fpc, fg.Comps[j].Total); why != "" {
+					v.Contested, v.Reason = true, groupName(p, g.Keys)+"the values of "+why
 					continue
 				}
 				if why := checkTrimmedTop(p, j, fg.Comps[j]); why != "" {
@@ -231,6 +239,15 @@ func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record,
 	}
 	v.Answer = query.Finalize(p, groups)
 	return v
+}
+
+// ones is n ones: the sampled values of a count.
+func ones(n int) []float64 {
+	xs := make([]float64, n)
+	for i := range xs {
+		xs[i] = 1
+	}
+	return xs
 }
 
 // aggregateRow is one sampled record's contribution.

@@ -68,6 +68,9 @@ func exactGroups(t *testing.T, p *query.Plan, recs []query.Record, err float64, 
 		gr := query.GroupResult{Keys: g.keys, Comps: make([]query.CompResult, len(p.Components))}
 		for j, comp := range p.Components {
 			gr.Comps[j].Total = g.tot[j] * (1 + err*(2*r.Float64()-1))
+			if comp.Kind == query.CompQuantile {
+				gr.Comps[j].Total = float64(len(g.quant[j])) * (1 + err*(2*r.Float64()-1))
+			}
 			if (comp.Kind == query.CompMin || comp.Kind == query.CompMax) && len(g.quant[j]) > 0 {
 				x := slices.Max(g.quant[j])
 				if comp.Kind == query.CompMin {

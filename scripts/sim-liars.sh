@@ -11,6 +11,7 @@
 #   SEEDS=100 scripts/sim-liars.sh       # the issue's 100 seeds
 #   PARTS=honest SEEDS=100 scripts/sim-liars.sh
 #   ONLY=GROUP PARTS=honest scripts/sim-liars.sh   # the statements matching a regex
+#   LIES=flow PARTS=aggregates scripts/sim-liars.sh # some of the lies
 # The simulator measures at most 200 peers' full estimates a round
 # (--sample): the figures here are the asker's, and grouped statements
 # at 10^4 peers cost 20 s a run measuring every peer.
@@ -21,6 +22,7 @@ LIARS=${LIARS:-0.01}
 SEEDS=${SEEDS:-20}
 PARTS=${PARTS:-"aggregates honest topk"}
 ONLY=${ONLY:-.}
+LIES=${LIES:-"inflate extreme flow"}
 bin=$(mktemp -d)/peerq
 go build -o "$bin" ./cmd/peerq
 
@@ -35,7 +37,7 @@ for part in $PARTS; do
 		echo "# $NODES peers, liars $LIARS, $SEEDS seeds: flagged, and the unflagged runs' honest error (median, worst)"
 		for stmt in "${aggregates[@]}"; do
 			grep -qE "$ONLY" <<<"$stmt" || continue
-			for lie in inflate extreme flow; do
+			for lie in $LIES; do
 				flagged=0 errs=()
 				for seed in $(seq 1 "$SEEDS"); do
 					out=$(run -e "$stmt" --liars "$LIARS" --lie "$lie" --seed "$seed")
