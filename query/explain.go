@@ -304,9 +304,9 @@ func liarNote(p *Plan, a Aggregate) string {
 	case AggStddev, AggVariance:
 		return fmt.Sprintf("may claim up to %s; its sum and count are checked, its sum of squares is not", bound)
 	case AggPercentile:
-		return "moves it by one rank as itself; made-up histogram flows move it by tens of percent of rank before the sample's order statistics (±30% of rank at 64 sampled) contest it"
+		return "moves it by one rank as itself; made-up histogram flows are contested when they move the histogram's mass (the members with a value) past the sample's count, or the value past the sample's order statistics (±30% of rank at 64 sampled)"
 	case AggTrimmedAvg:
-		return fmt.Sprintf("may claim up to %s, which lands among the values left out (more such claims than the trim leaves out are contested), so it moves the answer by one value's share, not its own; made-up histogram flows move it by up to a few tens of percent before the sample's quartiles and trimmed mean contest it", bound)
+		return fmt.Sprintf("may claim up to %s, which lands among the values left out (more such claims than the trim leaves out are contested), so it moves the answer by one value's share, not its own; made-up histogram flows are contested when they move the histogram's mass past the sample's count, or its quartiles or trimmed mean past the sample's", bound)
 	case AggMin, AggMax:
 		if typical != "" {
 			return fmt.Sprintf("decides it with any value up to %s: contested%s; a claim within the honest range is not seen (one peer's value)", bound, strings.TrimSuffix(typical, " or"))
