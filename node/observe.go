@@ -276,6 +276,9 @@ func decodeObserved(b []byte, window time.Duration, now time.Time) (*observer, e
 		if m.UpSince != 0 {
 			// Seen alive until the save; not a change it saw (it stopped
 			// watching), and the membership's up after the restart is one.
+			if n := len(s.ups); n > 0 && s.ups[n-1].to.After(time.Unix(0, m.UpSince)) {
+				return nil, fmt.Errorf("%w: member %.40q alive since before its last span ended", errObserved, name)
+			}
 			s.ups = append(s.ups, span{time.Unix(0, m.UpSince), saved})
 		}
 		o.trim(s, now)

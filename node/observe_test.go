@@ -108,6 +108,7 @@ func TestObserverSurvivesRestart(t *testing.T) {
 		"negative":    `{"version":1,"saved":9,"since":1,"members":{"a":{"first_seen":1,"changes":-1}}}`,
 		"no name":     `{"version":1,"saved":9,"since":1,"members":{"":{"first_seen":1,"changes":1}}}`,
 		"unknown":     `{"version":1,"saved":9,"since":1,"members":{},"x":1}`,
+		"overlap":     `{"version":1,"saved":9,"since":1,"members":{"a":{"first_seen":1,"ups":[[2,6]],"up_since":4,"changes":3}}}`,
 	} {
 		if _, err := decodeObserved([]byte(doc), w, at(300)); !errors.Is(err, errObserved) {
 			t.Errorf("%s: %v, want errObserved", name, err)

@@ -216,32 +216,8 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 		check.SetRows(v.Answer)
 	}
 	check.Verdict = answer.CheckAgrees
-	if !v.Contested {
-		v.Contested, v.Reason = rt.overclaimed(kept)
-	}
 	if v.Contested {
 		check.Verdict, check.Reason = answer.CheckContested, v.Reason
 		res.Contest(v.Reason)
 	}
-}
-
-// overclaimed finds a sampled record that claims more reliability than
-// this peer saw of its node (observe.go): a member's claim the statement
-// reads (a filter such as WHERE reliability >= 0.99, or an aggregate of
-// it) that the others' observations refute. The sample carries
-// reliability only where the statement reads it.
-func (rt *runtime) overclaimed(recs []query.Record) (bool, string) {
-	now := rt.now()
-	for _, r := range recs {
-		claim, ok := r["reliability"]
-		if !ok || !claim.Kind.Numeric() {
-			continue
-		}
-		name := r["node"].Str
-		if most, seen := rt.observer.atMost(name, now); seen && claim.Num > most+run.ReliabilitySlack {
-			return true, fmt.Sprintf("sampled member %s claims reliability %s, and was seen up at most %s of the window",
-				name, claim, query.Num(query.KindRatio, most))
-		}
-	}
-	return false, ""
 }

@@ -159,24 +159,21 @@ func finalAgg(a Aggregate, comps []CompResult) Value {
 			return Num(a.Kind, math.Sqrt(v))
 		}
 		return Num(a.Kind, v)
-	case AggPercentile:
-		if c(0).Quantile == nil {
+	case AggPercentile, AggTrimmedAvg:
+		// Both read the quantile component at Param: a rank, or the
+		// share left out at each end.
+		read := c(0).Quantile
+		if a.Func == AggTrimmedAvg {
+			read = c(0).Trimmed
+		}
+		if read == nil {
 			return Null
 		}
-		q, ok := c(0).Quantile(a.Param)
+		x, ok := read(a.Param)
 		if !ok {
 			return Null
 		}
-		return Num(a.Kind, q)
-	case AggTrimmedAvg:
-		if c(0).Trimmed == nil {
-			return Null
-		}
-		m, ok := c(0).Trimmed(a.Param)
-		if !ok {
-			return Null
-		}
-		return Num(a.Kind, m)
+		return Num(a.Kind, x)
 	}
 	return Null
 }

@@ -724,5 +724,9 @@ func (q *Instance) CheckSample(sample []query.Record, n int, c SampleCheck) (Sam
 	if err != nil {
 		return SampleVerdict{}, err
 	}
-	return CheckSample(q.b.plan, groups, sample, float64(n), c), nil
+	v := CheckSample(q.b.plan, groups, sample, float64(n), c)
+	if !v.Contested {
+		v.Contested, v.Reason = overclaimed(sample, q.b.cfg.Reliability)
+	}
+	return v, nil
 }

@@ -392,12 +392,15 @@ func (c SampleCheck) checkOutlier(p *query.Plan, j int, kind query.CompKind, xs 
 // typicalOf is the catalog's Typical for the attribute component j sums
 // (query.Attr.Typical), or 0 where it sums an expression or an attribute
 // without one.
-func typicalOf(p *query.Plan, j int) float64 {
-	arg := p.Components[j].Arg
-	if arg == nil || arg.Op != query.OpAttr {
+func typicalOf(p *query.Plan, j int) float64 { return typicalOfExpr(p, p.Components[j].Arg) }
+
+// typicalOfExpr is the catalog's Typical for e where e is an attribute
+// with one, else 0.
+func typicalOfExpr(p *query.Plan, e *query.Expr) float64 {
+	if e == nil || e.Op != query.OpAttr {
 		return 0
 	}
-	a, ok := catalogOf(p).Lookup(arg.Name)
+	a, ok := catalogOf(p).Lookup(e.Name)
 	if !ok {
 		return 0
 	}
@@ -493,7 +496,7 @@ const trimCheckMin = 3
 func (c SampleCheck) checkTrimmed(p *query.Plan, j int, sorted []float64, flow query.CompResult, fpc float64) string {
 	m := float64(len(sorted))
 	for _, a := range p.Aggs {
-		if a.Func != query.AggTrimmedAvg || len(a.Comps) == 0 || a.Comps[0] != j || flow.Trimmed == nil || flow.Quantile == nil {
+		if a.Func != query.AggTrimmedAvg || len(a.Comps) == 0 || a.Comps[0] != j || flow.Trimmed == nil {
 			continue
 		}
 		gossip := flow.Trimmed
@@ -692,25 +695,45 @@ func Implausible(p *query.Plan, a *answer.Answer) string {
 	if p.Kind != query.PlanTopK || p.Table != query.TablePeers || a == nil {
 		return ""
 	}
-	cat := catalogOf(p)
 	for j, col := range p.Columns {
-		if col.Expr == nil || col.Expr.Op != query.OpAttr {
-			continue
-		}
-		at, ok := cat.Lookup(col.Expr.Name)
-		if !ok || at.Typical <= 0 {
+		typical := typicalOfExpr(p, col.Expr)
+		if typical <= 0 {
 			continue
 		}
 		for i, row := range a.Rows {
-			if j < len(row) && row[j].Kind.Numeric() && row[j].Num > at.Typical {
+			if j < len(row) && row[j].Kind.Numeric() && row[j].Num > typical {
 				who := "a member"
 				if i < len(a.Nodes) {
 					who = a.Nodes[i]
 				}
 				return fmt.Sprintf("%s claims %s %s, more than any machine reports (%s)", who, col.Name,
-					query.Num(at.Kind, row[j].Num), query.Num(at.Kind, at.Typical))
+					row[j], query.Num(row[j].Kind, typical))
 			}
 		}
 	}
 	return ""
+}
+
+// overclaimed finds a sampled record that claims more reliability than
+// this peer observed of its node (Config.Reliability, as a top-k entry's
+// claim is bounded): a claim the statement reads (a filter such as WHERE
+// reliability >= 0.99, or an aggregate of it) that the others'
+// observations refute. The sample carries reliability only where the
+// statement reads it.
+func overclaimed(sample []query.Record, bound func(node string) (float64, bool)) (bool, string) {
+	if bound == nil {
+		return false, ""
+	}
+	for _, r := range sample {
+		claim, ok := r["reliability"]
+		if !ok || !claim.Kind.Numeric() {
+			continue
+		}
+		name := r["node"].Str
+		if most, seen := bound(name); seen && claim.Num > most+ReliabilitySlack {
+			return true, fmt.Sprintf("sampled member %s claims reliability %s, and was seen up at most %s of the window",
+				name, claim, query.Num(query.KindRatio, most))
+		}
+	}
+	return false, ""
 }

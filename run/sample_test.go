@@ -331,3 +331,29 @@ func TestImplausible(t *testing.T) {
 		}
 	}
 }
+
+func TestOverclaimed(t *testing.T) {
+	bound := func(node string) (float64, bool) { return map[string]float64{"a": 0.5, "b": 1}[node], node != "c" }
+	rec := func(node string, rel float64) query.Record {
+		return query.Record{"node": query.Str(node), "reliability": query.Num(query.KindRatio, rel)}
+	}
+	for _, c := range []struct {
+		name   string
+		sample []query.Record
+		want   bool
+	}{
+		{"within the bound", []query.Record{rec("a", 0.5), rec("b", 1)}, false},
+		{"within the slack", []query.Record{rec("a", 0.5+ReliabilitySlack/2)}, false},
+		{"above what was seen", []query.Record{rec("b", 0.9), rec("a", 1)}, true},
+		{"a member never seen is not judged", []query.Record{rec("c", 1)}, false},
+		{"a sample that does not carry reliability", []query.Record{{"node": query.Str("a")}}, false},
+	} {
+		got, why := overclaimed(c.sample, bound)
+		if got != c.want || got && !strings.Contains(why, "sampled member a claims reliability 100%") {
+			t.Errorf("%s: %v (%s), want %v", c.name, got, why, c.want)
+		}
+	}
+	if got, _ := overclaimed([]query.Record{rec("a", 1)}, nil); got {
+		t.Error("judged without a bound")
+	}
+}
