@@ -726,7 +726,7 @@ func (q *Instance) CheckSample(sample []query.Record, n int, c SampleCheck) (Sam
 	}
 	v := CheckSample(q.b.plan, groups, sample, float64(n), c)
 	if !v.Contested {
-		v.Contested, v.Reason = overclaimed(sample, q.b.cfg.Reliability)
+		v.Contested, v.Reason = overclaimed(q.b.plan, sample, q.b.cfg.Reliability)
 	}
 	return v, nil
 }

@@ -718,10 +718,11 @@ func Implausible(p *query.Plan, a *answer.Answer) string {
 // this peer observed of its node (Config.Reliability, as a top-k entry's
 // claim is bounded): a claim the statement reads (a filter such as WHERE
 // reliability >= 0.99, or an aggregate of it) that the others'
-// observations refute. The sample carries reliability only where the
-// statement reads it.
-func overclaimed(sample []query.Record, bound func(node string) (float64, bool)) (bool, string) {
-	if bound == nil {
+// observations refute. A claim the statement does not read bends
+// nothing and is not judged (the runtime's sample does not even carry
+// it; the simulator's records are whole).
+func overclaimed(p *query.Plan, sample []query.Record, bound func(node string) (float64, bool)) (bool, string) {
+	if bound == nil || !slices.Contains(p.Reads(), "reliability") {
 		return false, ""
 	}
 	for _, r := range sample {

@@ -333,6 +333,7 @@ func TestImplausible(t *testing.T) {
 }
 
 func TestOverclaimed(t *testing.T) {
+	reads := compile(t, "SELECT COUNT(*) FROM peers WHERE reliability >= 0.99")
 	bound := func(node string) (float64, bool) { return map[string]float64{"a": 0.5, "b": 1}[node], node != "c" }
 	rec := func(node string, rel float64) query.Record {
 		return query.Record{"node": query.Str(node), "reliability": query.Num(query.KindRatio, rel)}
@@ -348,12 +349,15 @@ func TestOverclaimed(t *testing.T) {
 		{"a member never seen is not judged", []query.Record{rec("c", 1)}, false},
 		{"a sample that does not carry reliability", []query.Record{{"node": query.Str("a")}}, false},
 	} {
-		got, why := overclaimed(c.sample, bound)
+		got, why := overclaimed(reads, c.sample, bound)
 		if got != c.want || got && !strings.Contains(why, "sampled member a claims reliability 100%") {
 			t.Errorf("%s: %v (%s), want %v", c.name, got, why, c.want)
 		}
 	}
-	if got, _ := overclaimed([]query.Record{rec("a", 1)}, nil); got {
+	if got, _ := overclaimed(reads, []query.Record{rec("a", 1)}, nil); got {
 		t.Error("judged without a bound")
+	}
+	if got, _ := overclaimed(compile(t, "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"), []query.Record{rec("a", 1)}, bound); got {
+		t.Error("judged a claim the statement does not read")
 	}
 }
