@@ -125,6 +125,11 @@ type Check struct {
 	// Refused names the sampled members whose reply was not signed by
 	// them or held a value outside the catalog's bounds.
 	Refused []string `json:"refused,omitempty"`
+	// Unverified is, FROM leases, how many sampled ledger rows name an
+	// owner that is not a live member at the asker: their receipts are
+	// checked against the key the member shows, which nobody ties to
+	// the owner.
+	Unverified int `json:"unverified,omitempty"`
 	// Verdict is agrees, contested or unchecked; Reason says why it is
 	// not agrees.
 	Verdict string `json:"verdict"`

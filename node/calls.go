@@ -28,7 +28,8 @@ type leaseCalls struct {
 	net  interface {
 		Exchange(ctx context.Context, peer string, req []byte) ([]byte, error)
 	}
-	timeout time.Duration // one exchange's bound (Config.ExchangeTimeout)
+	timeout time.Duration    // one exchange's bound (Config.ExchangeTimeout)
+	now     func() time.Time // the time an owner's request is signed at (Request.At: its receipt's)
 	// bootOf is a live member's incarnation as the membership shows it (0:
 	// unknown).
 	bootOf func(peer string) uint64
@@ -42,7 +43,7 @@ type leaseCalls struct {
 // restarted since the membership said so answers with its new
 // incarnation: the request is signed anew for it, once.
 func (c *leaseCalls) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
-	req.Owner, req.Target, req.Boot = c.name, to, c.bootOf(to)
+	req.Owner, req.Target, req.Boot, req.At = c.name, to, c.bootOf(to), c.now().UnixNano()
 	for try := 0; ; try++ {
 		req.Sign(c.id)
 		rep, err := c.callRaw(ctx, to, req)

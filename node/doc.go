@@ -45,8 +45,9 @@
 // (internal/durable: write, fsync, previous copy, rename, fsync the
 // directory) before it takes effect and before the peer answers, and read
 // back without a lock (atomic snapshots). It shows its lease in its tags,
-// enters each lease it served in its ledger (FROM leases: metering by
-// gossip), asks its lease's owner whether it still holds it when either
+// enters each lease it served in its ledger with its owner's signed
+// receipts (FROM leases: metering by gossip, ledger.go; a sampled member
+// shows its receipts to the asker's check, sample.go), asks its lease's owner whether it still holds it when either
 // restarted (OpAsk, lease.go), and checks every 10 s that its data dir
 // can be written. The owner's side is the owner role (node/owner: one
 // subcloud.Owner per subcloud, with its own lock and goroutines, reached

@@ -13,6 +13,7 @@ import (
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 	"github.com/peerq/peerq/subcloud"
 )
 
@@ -421,7 +422,24 @@ func (k *keeper) stillOpen(now time.Time, e ledgerEntry) bool {
 
 // rows are the peer's rows of FROM leases; they take no lock.
 func (k *keeper) rows(self string, now time.Time) []query.Record {
+	return k.rowsOf(*k.ledgerRO.Load(), self, now)
+}
+
+// shown is the peer's ledger as it shows it to an asker's sample check
+// of p (FROM leases): each row as p reads it, with its receipts. It takes
+// no lock.
+func (k *keeper) shown(p *query.Plan, self string, now time.Time) []shownRow {
 	ledger := *k.ledgerRO.Load()
+	rows := k.rowsOf(ledger, self, now)
+	out := make([]shownRow, len(rows))
+	for i, r := range rows {
+		out[i] = shownRow{row: run.SampleRow(p, r), key: ledger[i].OwnerKey, grant: ledger[i].Grant, last: ledger[i].Last}
+	}
+	return out
+}
+
+// rowsOf is ledger's rows of FROM leases, one per entry.
+func (k *keeper) rowsOf(ledger []ledgerEntry, self string, now time.Time) []query.Record {
 	cur, held := k.current(now)
 	rows := make([]query.Record, 0, len(ledger))
 	for i, e := range ledger {
@@ -430,9 +448,10 @@ func (k *keeper) rows(self string, now time.Time) []query.Record {
 		if !open {
 			ended = now.Sub(e.Until).Seconds()
 		}
+		hours, receipted := e.hours(self)
 		rows = append(rows, query.LeasesCatalog().Clamp(query.Record{
 			"node": query.Str(self), "subcloud": query.Str(e.Subcloud), "owner": query.Str(e.Owner),
-			"peer_hours":  query.Num(query.KindNumber, e.Until.Sub(e.Start).Hours()),
+			"peer_hours": query.Num(query.KindNumber, hours), "receipted": query.Bool(receipted),
 			"started_ago": query.Num(query.KindDuration, now.Sub(e.Start).Seconds()),
 			"ended_ago":   query.Num(query.KindDuration, max(ended, 0)),
 			"open":        query.Bool(open),

@@ -259,6 +259,12 @@ func (lk *leaseKeeper) ledgerRows() []query.Record {
 	return lk.keeper.rows(lk.net.Name(), lk.now())
 }
 
+// ledgerShown is the ledger as a sampled member shows it (ledger.go); it
+// takes no lock.
+func (lk *leaseKeeper) ledgerShown(p *query.Plan) []shownRow {
+	return lk.keeper.shown(p, lk.net.Name(), lk.now())
+}
+
 // show asks the tagger to put the peer's lease in its Serf tags. It
 // never blocks: requests made while one is pending are one request.
 func (lk *leaseKeeper) show() {

@@ -160,7 +160,7 @@ func New(cfg Config, net Network) (*Node, error) {
 	for _, m := range net.Members() {
 		rt.observer.up(m.Name, cfg.Clock())
 	}
-	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout,
+	n.calls = &leaseCalls{name: net.Name(), id: id, net: net, timeout: cfg.ExchangeTimeout, now: cfg.Clock,
 		bootOf: func(p string) uint64 { return n.leases.bootOf(p) }, self: func(from string, msg []byte) []byte { return n.leases.handle(from, msg) }}
 	// The roles of subclouds' peer side (lease.go, names.go); the name
 	// keepers' back-off draws from its own source, not the gossip's n.r.

@@ -110,6 +110,9 @@ type runtime struct {
 type leaseSide interface {
 	handle(from string, msg []byte) []byte
 	ledgerRows() []query.Record
+	// ledgerShown is the ledger as a sampled member shows it to the
+	// sample check of p (ledger.go).
+	ledgerShown(p *query.Plan) []shownRow
 }
 
 // newRuntime makes the runtime of the peer on net; the node sets prober,

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/wire"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -35,6 +36,21 @@ type sampling struct {
 	mu      sync.Mutex
 	recs    []query.Record
 	refused []string // replies not signed by their node, or out of bounds
+	// FROM leases: recs are the rows of the members that answered
+	// (answered), unverified how many name an owner not live here, lies
+	// what members showed that their receipts do not back.
+	answered   []string
+	unverified int
+	lies       []string
+}
+
+// sampleReply is one sampled member's reply, verified: its record, or
+// its ledger's rows (FROM leases) with what their receipts showed.
+type sampleReply struct {
+	node       string
+	recs       []query.Record
+	unverified int
+	lie        string
 }
 
 // startSample asks query id's sampled members for their records, in the
@@ -58,7 +74,11 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 		slots := make(chan struct{}, sampleConcurrency)
 		for _, name := range picked {
 			if name == rt.net.Name() {
-				s.add(self, "") // the asker's own word, to itself
+				own := sampleReply{node: name, recs: []query.Record{self}} // the asker's own word, to itself
+				if plan.Table == query.TableLeases {
+					own.recs = rt.leases.ledgerRows()
+				}
+				s.add(own, "")
 				continue
 			}
 			slots <- struct{}{}
@@ -66,12 +86,12 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				rec, err := rt.askSample(id, wire, coord, plan, name)
+				rep, err := rt.askSample(id, wire, coord, plan, name)
 				switch {
 				case errors.Is(err, run.ErrForged) || errors.Is(err, errSampleRefused):
-					s.add(nil, name)
+					s.add(sampleReply{}, name)
 				case err == nil:
-					s.add(rec, "")
+					s.add(rep, "")
 				}
 				// An unreachable member is one record fewer: the check
 				// uses those that came.
@@ -82,11 +102,16 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 	return s
 }
 
-func (s *sampling) add(rec query.Record, refused string) {
+func (s *sampling) add(rep sampleReply, refused string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rec != nil {
-		s.recs = append(s.recs, rec)
+	if rep.node != "" {
+		s.recs = append(s.recs, rep.recs...)
+		s.answered = append(s.answered, rep.node)
+		s.unverified += rep.unverified
+		if rep.lie != "" {
+			s.lies = append(s.lies, rep.lie)
+		}
 	}
 	if refused != "" {
 		s.refused = append(s.refused, refused)
@@ -97,8 +122,9 @@ func (s *sampling) add(rec query.Record, refused string) {
 // the plan's attributes within the catalog's bounds.
 var errSampleRefused = errors.New("node: sampled record refused")
 
-// askSample asks one sampled member for its record, and verifies it.
-func (rt *runtime) askSample(id QueryID, wire, coord []byte, plan *query.Plan, name string) (query.Record, error) {
+// askSample asks one sampled member for its record (or its ledger's
+// rows), and verifies it.
+func (rt *runtime) askSample(id QueryID, wire, coord []byte, plan *query.Plan, name string) (sampleReply, error) {
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.ExchangeTimeout)
 	defer cancel()
 	body := encodeBatch(batch{Entries: []entry{{ID: id, Kind: protoSample, Plan: wire, Origin: coord, Asker: rt.net.Name()}}})
@@ -112,21 +138,48 @@ func (rt *runtime) askSample(id QueryID, wire, coord []byte, plan *query.Plan, n
 	}
 	rt.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return sampleReply{}, err
 	}
 	b, err := decodeBatch(resp)
 	if err != nil || len(b.Entries) != 1 || b.Entries[0].Kind != protoSample || b.Entries[0].ID != id {
-		return nil, fmt.Errorf("%w: %s sent no sample reply", errSampleRefused, name)
+		return sampleReply{}, fmt.Errorf("%w: %s sent no sample reply", errSampleRefused, name)
 	}
 	row, sig, err := decodeSampleReply(b.Entries[0].Msg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", errSampleRefused, name, err)
+		return sampleReply{}, fmt.Errorf("%w: %s: %v", errSampleRefused, name, err)
+	}
+	if plan.Table == query.TableLeases {
+		return rt.checkLedgerReply(id, plan, name, row, sig)
 	}
 	rec, err := run.SampleRecord(plan, rt.seal, id[:], name, row, sig)
-	if err != nil && !errors.Is(err, run.ErrForged) {
-		err = fmt.Errorf("%w: %v", errSampleRefused, err)
+	if err != nil {
+		if !errors.Is(err, run.ErrForged) {
+			err = fmt.Errorf("%w: %v", errSampleRefused, err)
+		}
+		return sampleReply{}, err
 	}
-	return rec, err
+	return sampleReply{node: name, recs: []query.Record{rec}}, nil
+}
+
+// checkLedgerReply verifies a sampled member's shown ledger (ledger.go):
+// signed by it, rows of the plan's attributes, hours backed by its
+// owners' receipts.
+func (rt *runtime) checkLedgerReply(id QueryID, plan *query.Plan, name string, shown, sig []byte) (sampleReply, error) {
+	if err := rt.seal.Verify(name, run.SampleMessage(id[:], name, shown), sig); err != nil {
+		return sampleReply{}, err
+	}
+	rows, err := decodeShown(shown)
+	if err != nil {
+		return sampleReply{}, fmt.Errorf("%w: %s: %v", errSampleRefused, name, err)
+	}
+	l, err := checkShown(plan, name, rows, func(owner string) (identity.Public, bool) {
+		m, ok := rt.net.Member(owner)
+		return m.Key, ok && !m.Key.IsZero()
+	})
+	if err != nil {
+		return sampleReply{}, fmt.Errorf("%w: %v", errSampleRefused, err)
+	}
+	return sampleReply{node: name, recs: l.recs, unverified: l.unverified, lie: l.lie}, nil
 }
 
 // answerSample is a sampled member's reply: its record's attributes that
@@ -138,8 +191,12 @@ func (rt *runtime) answerSample(e entry) entry {
 	if err != nil || !run.Sampled(plan) {
 		return reply
 	}
-	rec := recordFor(rt.net, rt.record(), e.Origin)
-	row := run.SampleRow(plan, rec)
+	var row []byte
+	if plan.Table == query.TableLeases {
+		row = encodeShown(rt.leases.ledgerShown(plan))
+	} else {
+		row = run.SampleRow(plan, recordFor(rt.net, rt.record(), e.Origin))
+	}
 	sig := rt.seal.Sign(rt.net.Name(), run.SampleMessage(e.ID[:], rt.net.Name(), row))
 	reply.Msg = encodeSampleReply(row, sig)
 	return reply
@@ -164,7 +221,7 @@ func encodeSampleReply(row, sig []byte) []byte {
 
 func decodeSampleReply(b []byte) (row, sig []byte, err error) {
 	d := wire.NewReader(b, ErrMalformed)
-	row = d.Field(maxSampleRow)
+	row = d.Field(max(maxSampleRow, maxShownBytes))
 	sig = d.Field(maxSampleSig)
 	if err := d.Done(); err != nil {
 		return nil, nil, err
@@ -185,13 +242,20 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 		return
 	}
 	s.mu.Lock()
-	recs, refused := s.recs, s.refused
+	recs, refused, answered, lies := s.recs, s.refused, s.answered, s.lies
+	check := &answer.Check{Asked: s.asked, Sampled: len(answered), Refused: refused, Unverified: s.unverified}
 	s.mu.Unlock()
-	check := &answer.Check{Asked: s.asked, Sampled: len(recs), Refused: refused}
 	res.Check = check
-	if len(recs) < rt.cfg.Sample.Size/2 && len(recs) < s.asked {
+	if len(lies) > 0 {
+		// A member showed hours its owners' receipts do not back: its
+		// word is a lie about itself, whatever the totals say.
+		check.Verdict, check.Reason = answer.CheckContested, lies[0]
+		res.Contest(lies[0])
+		return
+	}
+	if len(answered) < rt.cfg.Sample.Size/2 && len(answered) < s.asked {
 		check.Verdict = answer.CheckUnchecked
-		check.Reason = fmt.Sprintf("%d of %d sampled members answered: too few to check the answer", len(recs), s.asked)
+		check.Reason = fmt.Sprintf("%d of %d sampled members answered: too few to check the answer", len(answered), s.asked)
 		return
 	}
 	// The answer is about the live members it did not leave out: so is
@@ -199,15 +263,28 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 	// the answer's sums).
 	members := memberSet(rt.net)
 	rt.mu.Lock()
+	in := func(name string) bool { return members[name] && !q.out(name) }
 	kept := recs[:0:0]
 	for _, r := range recs {
-		if name := r["node"].Str; members[name] && !q.out(name) {
+		if in(r["node"].Str) {
 			kept = append(kept, r)
 		}
 	}
-	v, err := q.run.CheckSample(kept, res.Peers, rt.cfg.Sample)
+	keptMembers := 0
+	for _, name := range answered {
+		if in(name) {
+			keptMembers++
+		}
+	}
+	var v run.SampleVerdict
+	var err error
+	if q.run.Plan().Table == query.TableLeases {
+		v, err = q.run.CheckLedgerSample(kept, keptMembers, res.Peers, rt.cfg.Sample)
+	} else {
+		v, err = q.run.CheckSample(kept, res.Peers, rt.cfg.Sample)
+	}
 	rt.mu.Unlock()
-	check.Sampled = len(kept)
+	check.Sampled = keptMembers
 	if err != nil {
 		check.Verdict, check.Reason = answer.CheckUnchecked, err.Error()
 		return

@@ -189,7 +189,7 @@ func Explain(p *Plan, n int) string {
 		w("protocol", "gossip aggregation: push-pull averaging of mass vectors, extremal propagation, mergeable sketches")
 		w("why", "the statement computes aggregates%s", groupedWhy(p))
 		if p.Table == TableLeases {
-			w("source", "leases: every peer contributes a row per lease in its ledger (up to %d), added up per group as if each row were a peer", MaxLedgerRows)
+			w("source", "leases: every peer contributes a row per lease in its ledger (up to %d), added up per group as if each row were a peer; its hours are what the owner's signed receipts span, on the owner's clock", MaxLedgerRows)
 		}
 	case PlanTopK:
 		w("protocol", "gossip top-k: peers merge bounded candidate lists by the ORDER BY keys")
@@ -229,7 +229,10 @@ func Explain(p *Plan, n int) string {
 			w(fmt.Sprintf("aggregate %d", i), "%s from components %v%s", a.Text, a.Comps, aggNote(a))
 			w("  a liar", "%s", liarNote(p, a))
 		}
-		if p.Table == TablePeers && !p.FromTags {
+		switch {
+		case p.Table == TableLeases:
+			w("check", "%d members the asker samples by a hash of the query show their ledgers with their owners' signed receipts (docs/SECURITY.md): a row that bills hours no receipt backs contests the answer, naming its member; the sums are compared as for peers", SampleSize)
+		case !p.FromTags:
 			w("check", "the answer is compared with the signed records of %d members the asker samples by a hash of the query (docs/SECURITY.md): contested past the sample's interval, or if a sampled claim stands out", SampleSize)
 		}
 	default:
@@ -284,7 +287,7 @@ const SampleSize = 64
 // sample check catches (docs/SECURITY.md).
 func liarNote(p *Plan, a Aggregate) string {
 	if p.Table != TablePeers {
-		return "each peer's ledger rows are its own word: not sampled"
+		return "a peer bills only hours its owners' receipts back where it is sampled; one that is not sampled moves the sums within the sample's interval, as made-up flows do"
 	}
 	bound, typical := "its inputs' bounds", ""
 	if a.Arg != nil && a.Arg.Op == OpAttr {

@@ -730,3 +730,17 @@ func (q *Instance) CheckSample(sample []query.Record, n int, c SampleCheck) (Sam
 	}
 	return v, nil
 }
+
+// CheckLedgerSample checks an aggregate FROM leases against sampled
+// members' ledger rows, their hours as their owners' receipts show them
+// (CheckLedgerSample in sample.go); members is how many answered.
+func (q *Instance) CheckLedgerSample(rows []query.Record, members, n int, c SampleCheck) (SampleVerdict, error) {
+	if q.agg == nil || q.b.plan.Table != query.TableLeases {
+		return SampleVerdict{}, errors.New("run: only an aggregate FROM leases is checked against sampled ledgers")
+	}
+	groups, err := GroupResults(q.b.plan, q.agg.Estimate(), float64(n))
+	if err != nil {
+		return SampleVerdict{}, err
+	}
+	return CheckLedgerSample(q.b.plan, groups, rows, members, float64(n), c), nil
+}

@@ -81,11 +81,11 @@ func SampleOf(queryID []byte, members []string, k int) []string {
 }
 
 // Sampled reports whether the sample check applies to plan: aggregates
-// over peers' records answered by gossip. (FROM leases has many rows a
-// peer, which its ledger signs apart; an answer from the member list is
-// exact already.)
+// answered by gossip, over peers' records or over their ledgers (FROM
+// leases: a sampled member shows its rows with its owners' receipts,
+// CheckLedgerSample). An answer from the member list is exact already.
 func Sampled(p *query.Plan) bool {
-	return p.Kind == query.PlanAggregate && p.Table == query.TablePeers && !p.FromTags
+	return p.Kind == query.PlanAggregate && !p.FromTags
 }
 
 // SampleCheck tunes the check.
@@ -109,6 +109,11 @@ type SampleCheck struct {
 	// is known (a share), are checked at any size, and so is everything
 	// when the sample holds every member.
 	MinMatches int
+	// LedgerMinMatches is MinMatches for FROM leases, where a sampled
+	// unit is a member's ledger: most members served no lease (zeros the
+	// spread counts), and hours are bounded by the receipts' span, not
+	// spread over classes of machines.
+	LedgerMinMatches int
 }
 
 // DefaultSampleCheck is the check the runtime and the simulator make.
@@ -116,7 +121,7 @@ type SampleCheck struct {
 // verifications (~4 ms); Z 4.5 makes a false alarm on one total about 1
 // in 150,000 where the sample's mean is near normal.
 func DefaultSampleCheck() SampleCheck {
-	return SampleCheck{Size: query.SampleSize, Z: 4.5, OutlierRatio: 10, OutlierMin: 48, MinMatches: 30}
+	return SampleCheck{Size: query.SampleSize, Z: 4.5, OutlierRatio: 10, OutlierMin: 48, MinMatches: 30, LedgerMinMatches: 8}
 }
 
 // SampleVerdict is what the check found.
@@ -137,20 +142,64 @@ type SampleVerdict struct {
 // GroupResults reads them, scaled by n) against the sampled members'
 // records, n being the members the sample was drawn from.
 func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record, n float64, c SampleCheck) SampleVerdict {
-	v := SampleVerdict{Sampled: len(sample)}
-	k := float64(len(sample))
-	if k == 0 || n < 1 {
-		return v
-	}
 	contribs := make([]aggregateRow, len(sample))
-	keys := []string{}
-	seen := map[string]bool{}
 	for i, r := range sample {
 		ct := Contribution(p, r)
 		contribs[i] = aggregateRow{node: r["node"].Str, match: ct.Match, group: string(ct.Group), inputs: ct.Inputs}
-		if ct.Match && !seen[string(ct.Group)] {
-			seen[string(ct.Group)] = true
-			keys = append(keys, string(ct.Group))
+	}
+	return c.check(p, flow, contribs, len(sample), n, false)
+}
+
+// CheckLedgerSample is CheckSample for a statement FROM leases: rows are
+// the sampled members' ledger rows (their hours as their owners' receipts
+// show them), members the members that answered (with rows or without:
+// a member that served no lease is a 0 in every sum). A member is one
+// sampled unit: its rows' contributions are summed per group, and the
+// additive components are checked as sums of those (a member's COUNT may
+// be more than 1, so a count is not a share here). Quantiles and
+// extremes of leases are not checked.
+func CheckLedgerSample(p *query.Plan, flow []query.GroupResult, rows []query.Record, members int, n float64, c SampleCheck) SampleVerdict {
+	type unit struct{ node, group string }
+	byUnit := map[unit]int{}
+	var contribs []aggregateRow
+	for _, r := range rows {
+		ct := Contribution(p, r)
+		if !ct.Match {
+			continue
+		}
+		u := unit{r["node"].Str, string(ct.Group)}
+		i, ok := byUnit[u]
+		if !ok {
+			i = len(contribs)
+			byUnit[u] = i
+			contribs = append(contribs, aggregateRow{node: u.node, match: true, group: u.group, inputs: make([]aggregate.Input, len(p.Components))})
+		}
+		for j, in := range ct.Inputs {
+			if in.Present && p.Components[j].Kind.Additive() {
+				contribs[i].inputs[j].Present = true
+				contribs[i].inputs[j].Num += in.Num
+			}
+		}
+	}
+	c.MinMatches = c.LedgerMinMatches
+	return c.check(p, flow, contribs, members, n, true)
+}
+
+// check compares flow with contribs, the sampled units' contributions, k
+// of them having answered. perMember: a unit is a member's rows summed
+// (CheckLedgerSample), not one record.
+func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []aggregateRow, sampled int, n float64, perMember bool) SampleVerdict {
+	v := SampleVerdict{Sampled: sampled}
+	k := float64(sampled)
+	if k == 0 || n < 1 {
+		return v
+	}
+	keys := []string{}
+	seen := map[string]bool{}
+	for _, r := range contribs {
+		if r.match && !seen[r.group] {
+			seen[r.group] = true
+			keys = append(keys, r.group)
 		}
 	}
 	flowOf := map[string]*query.GroupResult{}
@@ -194,11 +243,23 @@ func CheckSample(p *query.Plan, flow []query.GroupResult, sample []query.Record,
 				if fg != nil {
 					total = fg.Comps[j].Total
 				}
-				if why := c.checkTotal(p, j, comp.Kind, xs, k, n, fpc, total); why != "" {
+				kind := comp.Kind
+				if perMember {
+					// A member's rows are checked as the sum they
+					// are; their values are receipted hours, and a
+					// member serves leases of any length, so the
+					// outlier rule does not apply.
+					kind = query.CompSum
+				}
+				if why := c.checkTotal(p, j, kind, xs, k, n, fpc, total); why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+				} else if perMember {
+					continue
 				} else if why := c.checkOutlier(p, j, comp.Kind, xs, nodes, fpc == 0); why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
 				}
+			case perMember:
+				continue // a member's rows are one unit: no order statistic of rows
 			case comp.Kind == query.CompQuantile:
 				sorted := slices.Sorted(slices.Values(xs))
 				g.Comps[j].Quantile = func(q float64) (float64, bool) { return nearestRank(sorted, q) }
@@ -655,6 +716,13 @@ func SampleRecord(p *query.Plan, seal Sealer, queryID []byte, node string, row, 
 	if err := seal.Verify(node, SampleMessage(queryID, node, row), sig); err != nil {
 		return nil, err
 	}
+	return DecodeSampleRow(p, node, row)
+}
+
+// DecodeSampleRow reads one row a sampled member sent (SampleRow), its
+// signature checked already: the plan's attributes, each of its kind and
+// within the catalog's bounds.
+func DecodeSampleRow(p *query.Plan, node string, row []byte) (query.Record, error) {
 	vals, err := query.DecodeRow(row)
 	if err != nil {
 		return nil, err

@@ -88,9 +88,15 @@ type Request struct {
 	// Nonce is an ask's: the owner's answer must name it (no replayed
 	// answer frees a member).
 	Nonce uint64 `cbor:"10,keyasint,omitempty"`
-	// Sig is the sender's signature of the request without Sig
-	// (identity.DomainLease).
+	// Sig is the sender's signature of the request's receipt
+	// (Receipt: the request with its token's digest in place of the
+	// token), identity.DomainLease.
 	Sig []byte `cbor:"11,keyasint,omitempty"`
+	// At is the sender's clock when it signed (claim, renew, release),
+	// Unix nanoseconds: a peer meters a lease from its grant's At to its
+	// last renewal's (or release's), on the owner's clock and under the
+	// owner's signature (Metered).
+	At int64 `cbor:"12,keyasint,omitempty"`
 }
 
 // Refusal says why a peer refused a request.
@@ -264,20 +270,30 @@ func DecodeRequest(b []byte) (Request, error) {
 	if err := decode(b, &r); err != nil {
 		return Request{}, err
 	}
-	switch {
-	case r.Op == 0 || r.Op >= opEnd:
-		return Request{}, fmt.Errorf("%w: op %d", ErrMalformed, r.Op)
-	case len(r.Subcloud) > MaxNameBytes || len(r.Owner) > MaxNameBytes || len(r.Token) > MaxTokenBytes || len(r.Key) > MaxTokenBytes ||
-		len(r.Target) > MaxNameBytes:
-		return Request{}, fmt.Errorf("%w: field too long", ErrMalformed)
-	case r.Sig != nil && len(r.Sig) != identity.SignatureSize:
-		return Request{}, fmt.Errorf("%w: a signature of %d bytes", ErrMalformed, len(r.Sig))
-	case r.For < 0 || r.For > MaxLease:
-		return Request{}, fmt.Errorf("%w: lease of %v", ErrMalformed, r.For)
-	case r.Since < 0:
-		return Request{}, fmt.Errorf("%w: since %d", ErrMalformed, r.Since)
+	if err := r.check(); err != nil {
+		return Request{}, err
 	}
 	return r, nil
+}
+
+// check bounds a request's fields (a received one, or a receipt's).
+func (r Request) check() error {
+	switch {
+	case r.Op == 0 || r.Op >= opEnd:
+		return fmt.Errorf("%w: op %d", ErrMalformed, r.Op)
+	case len(r.Subcloud) > MaxNameBytes || len(r.Owner) > MaxNameBytes || len(r.Token) > MaxTokenBytes || len(r.Key) > MaxTokenBytes ||
+		len(r.Target) > MaxNameBytes:
+		return fmt.Errorf("%w: field too long", ErrMalformed)
+	case r.Sig != nil && len(r.Sig) != identity.SignatureSize:
+		return fmt.Errorf("%w: a signature of %d bytes", ErrMalformed, len(r.Sig))
+	case r.For < 0 || r.For > MaxLease:
+		return fmt.Errorf("%w: lease of %v", ErrMalformed, r.For)
+	case r.Since < 0:
+		return fmt.Errorf("%w: since %d", ErrMalformed, r.Since)
+	case r.At < 0:
+		return fmt.Errorf("%w: at %d", ErrMalformed, r.At)
+	}
+	return nil
 }
 
 // DecodeReply reads a peer's reply, bounded and checked.
@@ -293,21 +309,16 @@ func DecodeReply(b []byte) (Reply, error) {
 	return r, nil
 }
 
-// signingBytes is what a request's signature covers: the request without
-// its signature.
-func (r Request) signingBytes() []byte {
-	r.Sig = nil
-	return r.Encode()
-}
-
-// Sign signs the request with the sender's key.
+// Sign signs the request with the sender's key: its signature covers the
+// request's Receipt, so that the receipt can be shown to others without
+// the lease's token.
 func (r *Request) Sign(k *identity.Key) {
-	r.Sig = k.Sign(identity.DomainLease, r.signingBytes())
+	r.Sig = k.Sign(identity.DomainLease, r.Receipt().body.bytes())
 }
 
 // SignedBy reports whether pub signed the request.
 func (r Request) SignedBy(pub identity.Public) bool {
-	return identity.Verify(pub, identity.DomainLease, r.signingBytes(), r.Sig)
+	return r.Receipt().SignedBy(pub)
 }
 
 // AskAnswer is what an owner signs when a member asks about its lease:

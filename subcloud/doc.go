@@ -16,7 +16,11 @@
 // must be signed with the key the membership shows for the owner it names,
 // a renewal, release or check with the key the lease was claimed with, and
 // a request for another life of the peer is refused, so neither a forged
-// owner nor a replay after a restart takes a peer. A lease that is not
+// owner nor a replay after a restart takes a peer. A claim, renewal or
+// release carries the owner's clock (Request.At) under its signature,
+// which covers the request's Receipt (the token's digest in its place):
+// the member keeps the receipts, and Metered is the span they account
+// for, all a member can bill (receipt.go). A lease that is not
 // renewed lapses at its expiry and the peer is free again, so a subcloud
 // whose owner dies dissolves by itself, with nothing to clean up and no
 // central registry; a member asks its owner about its lease (OpAsk) and
