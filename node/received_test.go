@@ -344,6 +344,15 @@ func TestSelfRankIsRefused(t *testing.T) {
 		elapse(window / 2)
 		claim := maps.Clone(c.nodes[liarAt].cfg.Record())
 		claim["reliability"] = query.Num(query.KindRatio, 1)
+		// It also claims the most free memory, by a little: a ranking by
+		// memory among the reliable would put it first.
+		most := 0.0
+		for i, r := range c.records() {
+			if i != liarAt {
+				most = max(most, r["mem_free"].Num)
+			}
+		}
+		claim["mem_free"] = query.Num(query.KindBytes, most+(1<<30))
 		c.cfgs[liarAt].Record = func() query.Record { return claim }
 		c.restart(t, liarAt)
 		elapse(5 * time.Second) // the others see it back
@@ -372,6 +381,19 @@ func TestSelfRankIsRefused(t *testing.T) {
 		}
 		if other := ask(t, asker, compile(t, asker, "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1")); other.Status != StatusConverged {
 			t.Errorf("a count that does not read reliability: %s (%s)", other.Status, other.Reason)
+		}
+		// A WHERE on its claim in a ranking by something else: its entry
+		// does not carry the claim, but the filter's floor is checked
+		// against what each peer saw (run's reliabilityFloor); RESERVE
+		// ranks the same way. Mutation: without the floor the liar tops
+		// both.
+		mem := compile(t, asker, "SELECT node, mem_free FROM peers WHERE reliability >= 0.8 ORDER BY mem_free DESC LIMIT 3")
+		if top := ask(t, asker, mem); slices.Contains(top.Nodes, c.nodes[liarAt].Name()) {
+			t.Errorf("the member down half the window passes WHERE reliability >= 0.8 on its claim: %v", top.Rows)
+		}
+		res = ask(t, asker, compile(t, asker, "RESERVE 2 FROM peers WHERE reliability >= 0.8 ORDER BY mem_free DESC AS r FOR 1m"))
+		if slices.Contains(res.Nodes, c.nodes[liarAt].Name()) {
+			t.Errorf("RESERVE WHERE reliability >= 0.8 took the member down half the window: %v", res.Nodes)
 		}
 	})
 }

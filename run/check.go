@@ -129,10 +129,18 @@ type entryCheck struct {
 	keyCol  []int
 	keyEval []bool
 	evals   bool // some keyEval
+	// relFloor is the least reliability the plan's WHERE requires of a
+	// member (reliabilityFloor), 0 for none: a member whose own claim
+	// passes it, but that this peer saw up less, is refused, although
+	// the entry need not carry its claim.
+	relFloor float64
 }
 
 func newEntryCheck(p *query.Plan) *entryCheck {
 	c := &entryCheck{p: p, cat: catalogOf(p), attrs: make([]string, len(p.Columns))}
+	if p.Table == query.TablePeers {
+		c.relFloor = reliabilityFloor(p.Filter)
+	}
 	carried := map[string]bool{"node": true}
 	for i, col := range p.Columns {
 		if col.Expr != nil && col.Expr.Op == query.OpAttr && !isNode(col) {
@@ -160,6 +168,49 @@ func newEntryCheck(p *query.Plan) *entryCheck {
 	return c
 }
 
+// reliabilityFloor is the least reliability filter requires of a
+// member: the largest c of its top-level AND terms reliability >= c,
+// reliability > c, c <= reliability, c < reliability and reliability
+// BETWEEN c AND d; 0 when it has none. (A member evaluates the WHERE on
+// its own record, its own claim of reliability among it; this is what
+// its entry says of that claim, whichever columns it carries.)
+func reliabilityFloor(filter *query.Expr) float64 {
+	if filter == nil {
+		return 0
+	}
+	if filter.Op == query.OpAnd {
+		floor := 0.0
+		for _, a := range filter.Args {
+			floor = max(floor, reliabilityFloor(a))
+		}
+		return floor
+	}
+	isRel := func(e *query.Expr) bool { return e.Op == query.OpAttr && e.Name == "reliability" }
+	constant := func(e *query.Expr) (float64, bool) {
+		if e.Op != query.OpConst || e.Val == nil || !e.Val.Kind.Numeric() {
+			return 0, false
+		}
+		return e.Val.Num, true
+	}
+	if len(filter.Args) < 2 {
+		return 0
+	}
+	a, b := filter.Args[0], filter.Args[1]
+	switch filter.Op {
+	case query.OpGe, query.OpGt, query.OpBetween:
+		if c, ok := constant(b); ok && isRel(a) {
+			return max(c, 0)
+		}
+	}
+	switch filter.Op {
+	case query.OpLe, query.OpLt:
+		if c, ok := constant(a); ok && isRel(b) {
+			return max(c, 0)
+		}
+	}
+	return 0
+}
+
 func walk(e *query.Expr, fn func(*query.Expr)) {
 	if e == nil {
 		return
@@ -181,6 +232,11 @@ func (c *entryCheck) check(e *topk.Entry) error {
 	}
 	if err := checkValue(c.cat, nodeExpr, query.Str(e.Node)); err != nil {
 		return fmt.Errorf("run: a top-k entry's node: %w", err)
+	}
+	if c.relFloor > 0 && c.reliability != nil {
+		if most, ok := c.reliability(e.Node); ok && most+ReliabilitySlack < c.relFloor {
+			return fmt.Errorf("%w: %s passes WHERE reliability >= %.3f on its own claim, and this peer saw it up at most %.3f of the window", ErrImplausible, e.Node, c.relFloor, most)
+		}
 	}
 	row, err := query.DecodeRow(e.Row)
 	if err != nil || len(row) != len(c.p.Columns) {

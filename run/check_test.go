@@ -446,3 +446,38 @@ func TestReliabilityClaimsBounded(t *testing.T) {
 		}
 	}
 }
+
+// A member's claim that passes a WHERE on reliability is bounded too,
+// although its entry does not carry it: the filter's floor is read from
+// the plan's top-level AND terms, and a member seen up less is refused.
+func TestReliabilityFilterBounded(t *testing.T) {
+	seen := map[string]float64{"peer-1": 0.5, "peer-2": 0.995}
+	observed := func(node string) (float64, bool) { x, ok := seen[node]; return x, ok }
+	for _, tc := range []struct {
+		text  string
+		floor float64
+	}{
+		{"SELECT node, mem_free FROM peers WHERE reliability >= 0.99 ORDER BY mem_free DESC LIMIT 3", 0.99},
+		{"SELECT node, mem_free FROM peers WHERE cpu_cores >= 2 AND reliability > 0.9 ORDER BY mem_free DESC LIMIT 3", 0.9},
+		{"SELECT node, mem_free FROM peers WHERE 0.8 <= reliability AND reliability >= 0.7 ORDER BY mem_free DESC LIMIT 3", 0.8},
+		{"SELECT node, mem_free FROM peers WHERE reliability BETWEEN 0.95 AND 1 ORDER BY mem_free DESC LIMIT 3", 0.95},
+		{"SELECT node, mem_free FROM peers WHERE reliability >= 0.99 OR cpu_cores >= 2 ORDER BY mem_free DESC LIMIT 3", 0},
+		{"SELECT node, mem_free FROM peers WHERE NOT reliability < 0.99 ORDER BY mem_free DESC LIMIT 3", 0},
+		{"SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3", 0},
+	} {
+		p := mustCompile(t, tc.text)
+		c := newEntryCheck(p)
+		if c.relFloor != tc.floor {
+			t.Errorf("%s: floor %v, want %v", tc.text, c.relFloor, tc.floor)
+		}
+		c.reliability = observed
+		for _, node := range []string{"peer-1", "peer-2", "peer-3"} {
+			// Each claims 1: its record passes the WHERE where it is.
+			err := c.check(Entry(p, honest(node, "mem_free", query.Num(query.KindBytes, 8<<30), "reliability", ratio(1))))
+			refuse := node == "peer-1" && tc.floor > 0.5+ReliabilitySlack
+			if refuse != (err != nil) || refuse && !errors.Is(err, ErrImplausible) {
+				t.Errorf("%s: %s (seen up %v): %v, want refused %v", tc.text, node, seen[node], err, refuse)
+			}
+		}
+	}
+}
