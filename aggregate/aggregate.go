@@ -328,6 +328,13 @@ type Extreme struct {
 	Num     float64
 	Str     string
 	Witness peer.ID
+	// Node and Proof are the witness's name and its signature of the
+	// extreme, opaque to the core (at most MaxKeyBytes and MaxProofBytes):
+	// the driver signs its own (SignOwn) and checks others' with
+	// Spec.ValidExtreme, so that an extreme is a value its witness
+	// vouched for, and a peer can set one with its own value only.
+	Node  string
+	Proof []byte
 }
 
 func (e Extreme) less(o Extreme) bool {
@@ -1078,6 +1085,20 @@ func (n *Node) learn(m *Message) {
 	for _, h := range m.HLL {
 		if n.validSlot(h.Slot, Distinct, Distinct) && len(h.Regs) == HLLRegisters {
 			n.mergeHLL(h.Slot, h.Regs)
+		}
+	}
+}
+
+// SignOwn lets sign set the witness's name and proof of each extreme
+// this peer witnesses (its own, from Init): the driver signs them once,
+// before the first round.
+func (n *Node) SignOwn(sign func(e *Extreme)) {
+	for i := range n.own {
+		sign(&n.own[i])
+	}
+	for i := range n.ext {
+		if n.ext[i].Witness == n.self {
+			sign(&n.ext[i])
 		}
 	}
 }

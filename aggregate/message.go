@@ -53,11 +53,12 @@ type Message struct {
 //	flow: n(uvarint) then n × (key delta(uvarint), value(float64 bits, 8))
 //	est:  likewise
 //	groups: n, then n × (hash(uvarint), len(uvarint), bytes)
-//	ext:    n, then n × (slot(uvarint), witness(uvarint), flag(1), float64 bits(8) | len, bytes)
+//	ext:    n, then n × (slot(uvarint), witness(uvarint), flag(1), float64 bits(8) | len, bytes,
+//	        node(len, bytes), proof(len, bytes))
 //	hll:    n, then n × (slot(uvarint), HLLRegisters bytes)
 const (
 	// WireVersion is the first byte of every message.
-	WireVersion = 2
+	WireVersion = 3
 	// MaxMessageBytes is the largest message a peer accepts.
 	MaxMessageBytes = 1 << 20
 	// MaxVecSlots bounds each vector of a message.
@@ -65,6 +66,8 @@ const (
 	// MaxKeyBytes bounds a group key and a string extreme.
 	MaxKeyBytes   = 1 << 12
 	maxWireGroups = 1024
+	// MaxProofBytes bounds an extreme's proof (an ed25519 signature is 64).
+	MaxProofBytes = 128
 )
 
 // ErrMalformed wraps every reason Decode refuses a message.
@@ -97,6 +100,10 @@ func (m *Message) Encode(b []byte) []byte {
 			b = append(b, 0)
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Num))
 		}
+		b = binary.AppendUvarint(b, uint64(len(e.Node)))
+		b = append(b, e.Node...)
+		b = binary.AppendUvarint(b, uint64(len(e.Proof)))
+		b = append(b, e.Proof...)
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.HLL)))
 	for _, h := range m.HLL {
@@ -126,7 +133,8 @@ func (m *Message) Size() int {
 	}
 	n += wire.UvarintLen(uint64(len(m.Ext)))
 	for _, e := range m.Ext {
-		n += wire.UvarintLen(e.Slot) + wire.UvarintLen(uint64(e.Witness)) + 1
+		n += wire.UvarintLen(e.Slot) + wire.UvarintLen(uint64(e.Witness)) + 1 +
+			wire.UvarintLen(uint64(len(e.Node))) + len(e.Node) + wire.UvarintLen(uint64(len(e.Proof))) + len(e.Proof)
 		if e.IsStr {
 			n += wire.UvarintLen(uint64(len(e.Str))) + len(e.Str)
 		} else {
@@ -196,6 +204,10 @@ func Decode(b []byte) (*Message, error) {
 			e.Str = string(d.Field(MaxKeyBytes))
 		default:
 			d.Fail("bad extreme flag")
+		}
+		e.Node = string(d.Field(MaxKeyBytes))
+		if proof := d.Field(MaxProofBytes); len(proof) > 0 {
+			e.Proof = append([]byte(nil), proof...) // the input may be reused
 		}
 		m.Ext = append(m.Ext, e)
 	}

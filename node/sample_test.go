@@ -110,42 +110,45 @@ func TestTrimmedMeanWithstandsALiar(t *testing.T) {
 	})
 }
 
-// flowLiar sends made-up flows: every value of magnitude above 1.5 in
-// the aggregate messages it sends (sums of bytes; counts and shares stay
-// below, so that the checks of bounds on receipt pass them) is times 50.
-// Its record and its sample reply are honest.
-type flowLiar struct {
+// aggLiar rewrites the aggregate messages it sends (rewrite) and counts
+// those it changed. Its record and its sample reply are honest.
+type aggLiar struct {
 	wireLiar
 	lies atomic.Int64
 }
 
-func newFlowLiar(h Network) *flowLiar {
-	l := &flowLiar{wireLiar: wireLiar{Network: h, plans: map[QueryID]*query.Plan{}}}
-	l.lie = l.rewriteEntry
+func newAggLiar(h Network, rewrite func(m *aggregate.Message) bool) *aggLiar {
+	l := &aggLiar{wireLiar: wireLiar{Network: h, plans: map[QueryID]*query.Plan{}}}
+	l.lie = func(_ *query.Plan, e *entry) bool {
+		if e.Kind != protoAggregate {
+			return false
+		}
+		m, err := aggregate.Decode(e.Msg)
+		if err != nil || !rewrite(m) {
+			return false
+		}
+		e.Msg = m.Encode(nil)
+		l.lies.Add(1)
+		return true
+	}
 	return l
 }
 
-func (l *flowLiar) rewriteEntry(_ *query.Plan, e *entry) bool {
-	if e.Kind != protoAggregate {
-		return false
-	}
-	m, err := aggregate.Decode(e.Msg)
-	if err != nil {
-		return false
-	}
-	lied := false
-	for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
-		for i, x := range v.Vals {
-			if math.Abs(x) > 1.5 {
-				v.Vals[i], lied = x*50, true
+// newFlowLiar sends made-up flows: every value of magnitude above 1.5 in
+// the aggregate messages it sends (sums of bytes; counts and shares stay
+// below, so that the checks of bounds on receipt pass them) is times 50.
+func newFlowLiar(h Network) *aggLiar {
+	return newAggLiar(h, func(m *aggregate.Message) bool {
+		lied := false
+		for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
+			for i, x := range v.Vals {
+				if math.Abs(x) > 1.5 {
+					v.Vals[i], lied = x*50, true
+				}
 			}
 		}
-	}
-	if lied {
-		e.Msg = m.Encode(nil)
-		l.lies.Add(1)
-	}
-	return lied
+		return lied
+	})
 }
 
 // One peer sending made-up flows bends SUM and AVG, within every bound a
@@ -158,7 +161,7 @@ func TestFlowLiarIsContested(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const n, liarAt = 16, 6
-		var l *flowLiar
+		var l *aggLiar
 		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { l = newFlowLiar(h); return l })
 		rightOrContested(t, c.nodes[0], c.records(), l)
 	})
@@ -168,7 +171,7 @@ func TestFlowLiarIsContested(t *testing.T) {
 // peers' records recs, with liar l among them: every answer is within 2%
 // of the exact one or contested with both figures, and at least one is
 // contested (else the lie bent nothing and the test proves nothing).
-func rightOrContested(t *testing.T, asker *Node, recs []query.Record, l *flowLiar) {
+func rightOrContested(t *testing.T, asker *Node, recs []query.Record, l *aggLiar) {
 	t.Helper()
 	p := compile(t, asker, "SELECT SUM(mem_free), AVG(mem_free) FROM peers")
 	exact := query.Exact(p, recs)
@@ -213,7 +216,7 @@ func FuzzDecodeSampleReply(f *testing.F) {
 func TestFlowLiarOverSockets(t *testing.T) {
 	t.Parallel()
 	const n, liarAt = 8, 7
-	var l *flowLiar
+	var l *aggLiar
 	peers := startSocketPeersWrapped(t, n, "flow", 9, func(int, query.Record, *Config) {}, func(i int, nw Network) Network {
 		if i != liarAt {
 			return nw
@@ -226,4 +229,46 @@ func TestFlowLiarOverSockets(t *testing.T) {
 		recs = append(recs, pr.record())
 	}
 	rightOrContested(t, peers[0].Node, recs, l)
+}
+
+// newExtremeLiar raises every numeric extreme it sends by half, keeping
+// its witness: a MAX another member vouched for, made larger.
+func newExtremeLiar(h Network) *aggLiar {
+	return newAggLiar(h, func(m *aggregate.Message) bool {
+		for i := range m.Ext {
+			if !m.Ext[i].IsStr {
+				m.Ext[i].Num *= 1.5
+			}
+		}
+		return len(m.Ext) > 0
+	})
+}
+
+// A MAX is a value its witness signed (run's ExtremeMessage): a peer that
+// raises the extremes it passes on, within every bound, is refused where
+// they arrive, and the answer is the honest one. Mutation: with
+// extremes unsigned and unchecked (Binding.signExtremes and
+// validExtreme's signature check off) the raised MAX compounds from
+// peer to peer (700–800 PiB against 171 GiB) and this fails; the answer
+// is contested then only because the value passes what any machine
+// reports, which a liar that raised it less would not.
+func TestExtremeLiarIsRefused(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 16, 6
+		var l *aggLiar
+		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { l = newExtremeLiar(h); return l })
+		asker := c.nodes[0]
+		p := compile(t, asker, "SELECT MAX(mem_free), MIN(cpu_load) FROM peers")
+		exact := query.Exact(p, c.records())
+		for range 3 {
+			res := ask(t, asker, p)
+			if res.Rows[0][0].Num != exact.Rows[0][0].Num || res.Rows[0][1].Num != exact.Rows[0][1].Num {
+				t.Errorf("MAX, MIN %v, %v (%s), exact %v, %v", res.Rows[0][0], res.Rows[0][1], res.Status, exact.Rows[0][0], exact.Rows[0][1])
+			}
+		}
+		if l.lies.Load() == 0 {
+			t.Fatal("the liar raised no extreme: the test proves nothing")
+		}
+	})
 }

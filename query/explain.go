@@ -312,9 +312,9 @@ func liarNote(p *Plan, a Aggregate) string {
 		return fmt.Sprintf("may claim up to %s, which lands among the values left out (more such claims than the trim leaves out are contested), so it moves the answer by one value's share, not its own; made-up histogram flows are contested when they move the histogram's mass past the sample's count, or its quartiles or trimmed mean past the sample's", bound)
 	case AggMin, AggMax:
 		if typical != "" {
-			return fmt.Sprintf("decides it with any value up to %s: contested%s; a claim within the honest range is not seen (one peer's value)", bound, strings.TrimSuffix(typical, " or"))
+			return fmt.Sprintf("decides it with its own value, up to %s: contested%s; a claim within the honest range is not seen (one peer's value, signed by it: it cannot set another's)", bound, strings.TrimSuffix(typical, " or"))
 		}
-		return fmt.Sprintf("decides it with any value up to %s: not checked (one peer's value)", bound)
+		return fmt.Sprintf("decides it with its own value, up to %s: not checked (one peer's value, signed by it: it cannot set another's)", bound)
 	case AggCountDistinct:
 		return "adds its own value, or inflates the sketch within its ranks: not checked"
 	}
@@ -344,7 +344,7 @@ func aggNote(a Aggregate) string {
 	case AggTrimmedAvg:
 		return fmt.Sprintf(": the mean of a histogram averaged by flow updating without %s%% of it at each end (buckets within 1%%)", answer.FormatNumber(100*a.Param))
 	case AggMin, AggMax:
-		return ": extremal propagation"
+		return ": extremal propagation of values their witnesses signed"
 	case AggCountDistinct:
 		return ": HyperLogLog registers merged by maximum"
 	}

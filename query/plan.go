@@ -338,3 +338,13 @@ func DefaultConfig() Config {
 		ReserveSlack: 0.5,
 	}
 }
+
+// HasExtremes reports whether the plan has a MIN or MAX component.
+func (p *Plan) HasExtremes() bool {
+	for _, c := range p.Components {
+		if c.Kind == CompMin || c.Kind == CompMax {
+			return true
+		}
+	}
+	return false
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
@@ -108,6 +109,29 @@ func EntryMessage(query []byte, e *topk.Entry) []byte {
 		out = append(out, f...)
 	}
 	return out
+}
+
+// extremeProof is the domain of a MIN or MAX extreme's signature
+// (ExtremeMessage).
+const extremeProof = "peerq extreme v1"
+
+// ExtremeMessage is what an extreme's proof signs: the query, the
+// witness's name, the slot (its group and component) and the value.
+func ExtremeMessage(query []byte, e aggregate.Extreme) []byte {
+	out := make([]byte, 0, len(extremeProof)+len(query)+len(e.Node)+len(e.Str)+4*binary.MaxVarintLen64+9)
+	out = append(out, extremeProof...)
+	for _, f := range [][]byte{query, []byte(e.Node)} {
+		out = binary.AppendUvarint(out, uint64(len(f)))
+		out = append(out, f...)
+	}
+	out = binary.AppendUvarint(out, e.Slot)
+	if e.IsStr {
+		out = append(out, 1)
+		out = binary.AppendUvarint(out, uint64(len(e.Str)))
+		return append(out, e.Str...)
+	}
+	out = append(out, 0)
+	return binary.LittleEndian.AppendUint64(out, math.Float64bits(e.Num))
 }
 
 // entryCheck checks top-k entries of one plan; what it can derive from
@@ -349,9 +373,18 @@ func validKey(p *query.Plan) func([]byte) bool {
 // validExtreme checks a MIN or MAX extreme from another peer as
 // GroupResults will read it: a string for a string argument, else a number
 // of the argument's kind, within its bounds.
-func validExtreme(p *query.Plan) func(int, aggregate.Extreme) bool {
+//
+// With cfg.Seal, the extreme must also be signed by the witness it names
+// (ExtremeMessage): an extreme is a value its node vouched for.
+func validExtreme(p *query.Plan, cfg Config) func(int, aggregate.Extreme) bool {
 	cat := catalogOf(p)
 	return func(comp int, x aggregate.Extreme) bool {
+		if cfg.Seal != nil {
+			if x.Node == "" || cfg.IDOf != nil && cfg.IDOf(x.Node) != x.Witness ||
+				cfg.Seal.Verify(x.Node, ExtremeMessage(cfg.Query, x), x.Proof) != nil {
+				return false
+			}
+		}
 		if comp >= len(p.Components) || p.Components[comp].Arg == nil {
 			return false
 		}

@@ -170,7 +170,7 @@ func TestAggregateChecks(t *testing.T) {
 		comp(ext, query.CompMax, "region"), comp(ext, query.CompMax, "(mem_free / cpu_cores)")
 	n := func(x float64) aggregate.Extreme { return aggregate.Extreme{Num: x} }
 	s := func(x string) aggregate.Extreme { return aggregate.Extreme{IsStr: true, Str: x} }
-	valid := validExtreme(ext)
+	valid := validExtreme(ext, Config{})
 	for _, c := range []struct {
 		name string
 		comp int
@@ -223,7 +223,7 @@ func TestAggregateChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := validExtreme(leases); !v(1, n(1<<20)) || v(1, n(1<<20+1)) || v(1, n(-1)) {
+	if v := validExtreme(leases, Config{}); !v(1, n(1<<20)) || v(1, n(1<<20+1)) || v(1, n(-1)) {
 		t.Errorf("leases: peer_hours checked against another catalog (components %+v)", leases.Components)
 	}
 	if v := validKey(leases); !v(key(query.Str("peer-1"))) || v(key(count(1))) {
@@ -350,6 +350,17 @@ type keys struct {
 	priv map[string]ed25519.PrivateKey
 }
 
+// threeKeys are peer-0's (which signs), peer-1's and peer-2's keys.
+func threeKeys() keys {
+	k := keys{self: "peer-0", priv: map[string]ed25519.PrivateKey{}}
+	for i, name := range []string{"peer-0", "peer-1", "peer-2"} {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i + 1)
+		k.priv[name] = ed25519.NewKeyFromSeed(seed)
+	}
+	return k
+}
+
 func (k keys) Sign(node string, msg []byte) []byte {
 	if node != k.self {
 		return nil
@@ -369,12 +380,7 @@ func (k keys) Verify(node string, msg, sig []byte) error {
 // query, it is refused (ErrForged); one's own entry goes out signed.
 func TestSealedEntries(t *testing.T) {
 	p := mustCompile(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
-	k := keys{self: "peer-0", priv: map[string]ed25519.PrivateKey{}}
-	for i, name := range []string{"peer-0", "peer-1", "peer-2"} {
-		seed := make([]byte, ed25519.SeedSize)
-		seed[0] = byte(i + 1)
-		k.priv[name] = ed25519.NewKeyFromSeed(seed)
-	}
+	k := threeKeys()
 	qid := []byte("query-1")
 	signed := func(node string, rel float64, by string, q []byte) *topk.Entry {
 		e := Entry(p, honest(node, "reliability", ratio(rel)))
@@ -479,5 +485,80 @@ func TestReliabilityFilterBounded(t *testing.T) {
 				t.Errorf("%s: %s (seen up %v): %v, want refused %v", tc.text, node, seen[node], err, refuse)
 			}
 		}
+	}
+}
+
+// A MIN or MAX extreme is taken only with its witness's signature: one
+// unsigned, signed by another node, for another query, under another
+// witness ID, or altered after signing is refused; this peer's own
+// extremes are signed at New and pass.
+func TestSealedExtremes(t *testing.T) {
+	p := mustCompile(t, "SELECT MAX(mem_free), MIN(region) FROM peers")
+	k := threeKeys()
+	idOf := func(name string) peer.ID { return peer.ID(len(name)*1000 + int(name[len(name)-1])) }
+	qid := []byte("query-1")
+	cfg := Config{Peers: 3, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(1), CheckReceived: true, Seal: k, Query: qid, IDOf: idOf, Self: "peer-0", SelfID: idOf("peer-0")}
+	valid := validExtreme(p, cfg)
+	signed := func(node string, x float64, by string, q []byte) aggregate.Extreme {
+		e := aggregate.Extreme{Num: x, Node: node, Witness: idOf(node)}
+		e.Proof = ed25519.Sign(k.priv[by], ExtremeMessage(q, e))
+		return e
+	}
+	altered := signed("peer-1", 8<<30, "peer-1", qid)
+	altered.Num = 64 << 30
+	otherID := signed("peer-1", 8<<30, "peer-1", qid)
+	otherID.Witness = idOf("peer-2")
+	for _, tc := range []struct {
+		name string
+		e    aggregate.Extreme
+		ok   bool
+	}{
+		{"signed by its witness", signed("peer-1", 8<<30, "peer-1", qid), true},
+		{"unsigned", aggregate.Extreme{Num: 8 << 30, Node: "peer-1", Witness: idOf("peer-1")}, false},
+		{"signed by another node", signed("peer-1", 8<<30, "peer-2", qid), false},
+		{"signed for another query", signed("peer-1", 8<<30, "peer-1", []byte("query-2")), false},
+		{"altered after signing", altered, false},
+		{"under another witness's ID", otherID, false},
+		{"no witness named", aggregate.Extreme{Num: 8 << 30}, false},
+	} {
+		if got := valid(1, tc.e); got != tc.ok { // 1: MAX(mem_free) (0 counts the rows)
+			t.Errorf("%s: valid %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+	// Over the wire: peer-0's own extremes reach peer-1 and pass; the
+	// same message with its MAX raised is refused.
+	inst := func(self string, origin bool, mem float64) *Instance {
+		c := cfg
+		c.Self, c.SelfID = self, idOf(self)
+		b, err := Bind(p, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := b.New(origin, honest(self, "mem_free", query.Num(query.KindBytes, mem)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	q0, q1 := inst("peer-0", true, 4<<30), inst("peer-1", false, 2<<30)
+	q0.Tick()
+	out := q0.Outbox()
+	if len(out) == 0 {
+		t.Fatal("peer-0 sent nothing: the test checks nothing")
+	}
+	m, err := aggregate.Decode(out[0].Msg)
+	if err != nil || len(m.Ext) == 0 {
+		t.Fatalf("peer-0's message: %v, %d extremes", err, len(m.Ext))
+	}
+	if err := q1.Step(idOf("peer-0"), out[0].Msg); err != nil {
+		t.Errorf("peer-0's own extremes refused: %v", err)
+	}
+	for i := range m.Ext {
+		if !m.Ext[i].IsStr {
+			m.Ext[i].Num *= 16
+		}
+	}
+	if err := q1.Step(idOf("peer-0"), m.Encode(nil)); !errors.Is(err, ErrRefused) {
+		t.Errorf("a raised MAX under peer-0's signature: %v, want refused", err)
 	}
 }

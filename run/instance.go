@@ -121,10 +121,10 @@ type Config struct {
 	SelfID   peer.ID
 	IDOf     func(name string) peer.ID
 	Excluded func(peer.ID) bool
-	// Seal, if set, signs this peer's top-k entry and, with
-	// CheckReceived, checks that every entry another peer sends is signed
-	// by the node it names (check.go): no peer can write, alter or replay
-	// another's entry. Query is what names the query in what is signed
+	// Seal, if set, signs this peer's top-k entry (and the MIN and MAX
+	// extremes it witnesses) and, with CheckReceived, checks that every
+	// entry (extreme) another peer sends is signed by the node it names
+	// (check.go): no peer can write, alter or replay another's. Query is what names the query in what is signed
 	// (the runtime's query ID), so that an entry of one query is no proof
 	// in another. The simulator sets neither: its peers have no keys.
 	Seal  Sealer
@@ -185,7 +185,7 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 	if b.protocol == Aggregate {
 		spec := Spec(plan)
 		if cfg.CheckReceived {
-			spec.ValidKey, spec.ValidExtreme, spec.ValidBucket = validKey(plan), validExtreme(plan), validBucket(plan)
+			spec.ValidKey, spec.ValidExtreme, spec.ValidBucket = validKey(plan), validExtreme(plan, cfg), validBucket(plan)
 			spec.CheckSketches = true
 		}
 		c := aggregate.DefaultConfig(spec, cfg.Rand, cfg.Sampler)
@@ -231,7 +231,25 @@ func (b *Binding) InitAggregate(n *aggregate.Node, origin bool, self peer.ID, re
 	if origin {
 		cfg = &b.origCfg
 	}
-	return n.InitAs(cfg, self, Contribution(b.plan, rec))
+	if err := n.InitAs(cfg, self, Contribution(b.plan, rec)); err != nil {
+		return err
+	}
+	b.signExtremes(n, rec["node"].Str)
+	return nil
+}
+
+// signExtremes signs the extremes node witnesses (its own MIN and MAX
+// values), with Config.Seal: a receiver takes an extreme only with its
+// witness's signature (validExtreme), so a peer can set one with its own
+// value only.
+func (b *Binding) signExtremes(n *aggregate.Node, node string) {
+	if b.cfg.Seal == nil || !b.plan.HasExtremes() {
+		return
+	}
+	n.SignOwn(func(e *aggregate.Extreme) {
+		e.Node = node
+		e.Proof = b.cfg.Seal.Sign(node, ExtremeMessage(b.cfg.Query, *e))
+	})
 }
 
 // NewTopK returns a top-k core with rec's entry; origin marks the asker's.
@@ -299,6 +317,11 @@ func (b *Binding) NewRows(origin bool, recs []query.Record) (*Instance, error) {
 		if err := q.agg.InitRowsAs(cfg, b.cfg.SelfID, rows); err != nil {
 			return nil, err
 		}
+		name := b.cfg.Self
+		if name == "" && len(recs) > 0 {
+			name = recs[0]["node"].Str
+		}
+		b.signExtremes(q.agg, name)
 	case TopK:
 		if len(recs) != 1 {
 			return nil, fmt.Errorf("run: a top-k takes one row a peer, not %d", len(recs))

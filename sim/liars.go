@@ -37,9 +37,9 @@ const (
 	LieInflate
 	// LieExtreme claims every numeric attribute at the catalog's bound.
 	LieExtreme
-	// LieFlow sends made-up flows and estimates: every additive value of
-	// its aggregate messages 1000 times, capped at the bound a receiver
-	// checks (run.Spec).
+	// LieFlow sends made-up flows and estimates: every additive value,
+	// histogram bucket and numeric extreme of its aggregate messages 1000
+	// times, capped at the bound a receiver checks (run.Spec).
 	LieFlow
 	// LieDrop swallows the other nodes' entries of the top-k messages it
 	// sends.
@@ -96,8 +96,8 @@ func (s *Sim) claim(i int, rec query.Record) query.Record {
 }
 
 // lieFlows rewrites an aggregate message a flow liar sends: a copy, its
-// additive values and histogram buckets 1000 times, within the bounds
-// receivers check.
+// additive values, histogram buckets and numeric extremes 1000 times,
+// within the bounds receivers check.
 func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 	m := *e.Msg
 	lied := false
@@ -112,6 +112,20 @@ func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 			lied = true
 		}
 		v.Vals = vals
+	}
+	// And its extremes: every numeric MIN or MAX it passes on, raised
+	// 1000 times within the bounds, under its witness's name and proof.
+	if len(m.Ext) > 0 {
+		ext := slices.Clone(m.Ext)
+		for i := range ext {
+			c, ok := aggregate.SlotComp(ext[i].Slot)
+			if !ok || ext[i].IsStr || ext[i].Num == 0 || c >= len(s.bounds) || s.bounds[c] == 0 {
+				continue
+			}
+			ext[i].Num = math.Copysign(math.Min(1000*math.Abs(ext[i].Num), s.bounds[c]), ext[i].Num)
+			lied = true
+		}
+		m.Ext = ext
 	}
 	e.Msg = &m
 	return e, lied

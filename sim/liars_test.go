@@ -187,3 +187,24 @@ func TestSelfRankersAndDroppers(t *testing.T) {
 		})
 	}
 }
+
+// MIN and MAX under flow liars that raise every extreme they pass on
+// (×1000, within the bounds): an extreme is a value its witness signed
+// (the simulator's model of the signatures), so the raised ones are
+// refused where they arrive and the asker's answer is exact. Mutation:
+// without the witness's signature checked (run's validExtreme) the answer
+// comes back 400 times off (the MAX at the catalog's bound), and no
+// message is refused.
+func TestExtremesWitnessed(t *testing.T) {
+	p := plan(t, "SELECT MAX(cpu_load), MIN(mem_free) FROM peers")
+	cfg := DefaultConfig(2000)
+	cfg.Liars, cfg.Lie, cfg.NFromGossip = 0.01, LieFlow, false
+	_, last := runSim(t, p, cfg)
+	if last.OriginErr != 0 {
+		t.Errorf("MAX and MIN off by %.3g under liars that raise extremes (%d of their messages refused)", last.OriginErr, last.LiesRefused)
+	}
+	if last.LiesRefused == 0 {
+		t.Error("no lie refused: the liars raised no extreme, and the test proves nothing")
+	}
+	t.Logf("%d lying messages refused, the asker's error %v", last.LiesRefused, last.OriginErr)
+}
