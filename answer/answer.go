@@ -130,6 +130,10 @@ type Check struct {
 	// checked against the key the member shows, which nobody ties to
 	// the owner.
 	Unverified int `json:"unverified,omitempty"`
+	// Escalated: the first sample could neither confirm the answer nor
+	// contest it, and the asker sampled more members (Asked counts
+	// them all) before it judged.
+	Escalated bool `json:"escalated,omitempty"`
 	// Verdict is agrees, contested or unchecked; Reason says why it is
 	// not agrees.
 	Verdict string `json:"verdict"`

@@ -32,6 +32,13 @@ const sampleConcurrency = 16
 type sampling struct {
 	asked int
 	done  chan struct{} // closed when every request has ended
+	// What the requests are made of, and the members the sample is
+	// drawn from (sorted): a doubt asks the next ones (finishSample).
+	id          QueryID
+	plan        *query.Plan
+	wire, coord []byte
+	self        query.Record
+	names       []string
 
 	mu      sync.Mutex
 	recs    []query.Record
@@ -65,41 +72,48 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 	}
 	sort.Strings(names)
 	picked := run.SampleOf(id[:], names, rt.cfg.Sample.Size)
-	s := &sampling{asked: len(picked), done: make(chan struct{})}
+	s := &sampling{asked: len(picked), done: make(chan struct{}), id: id, plan: plan, wire: wire, coord: coord, self: self, names: names}
 	rt.wg.Add(1)
 	go func() {
 		defer rt.wg.Done()
 		defer close(s.done)
-		var wg sync.WaitGroup
-		slots := make(chan struct{}, sampleConcurrency)
-		for _, name := range picked {
-			if name == rt.net.Name() {
-				own := sampleReply{node: name, recs: []query.Record{self}} // the asker's own word, to itself
-				if plan.Table == query.TableLeases {
-					own.recs = rt.leases.ledgerRows()
-				}
-				s.add(own, "")
-				continue
-			}
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				rep, err := rt.askSample(id, wire, coord, plan, name)
-				switch {
-				case errors.Is(err, run.ErrForged) || errors.Is(err, errSampleRefused):
-					s.add(sampleReply{}, name)
-				case err == nil:
-					s.add(rep, "")
-				}
-				// An unreachable member is one record fewer: the check
-				// uses those that came.
-			}()
-		}
-		wg.Wait()
+		rt.askAll(s, picked)
 	}()
 	return s
+}
+
+// askAll asks each of names for its record (its ledger's rows), at most
+// sampleConcurrency at once, and adds what comes back to s; it returns
+// when every request has ended.
+func (rt *runtime) askAll(s *sampling, names []string) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, sampleConcurrency)
+	for _, name := range names {
+		if name == rt.net.Name() {
+			own := sampleReply{node: name, recs: []query.Record{s.self}} // the asker's own word, to itself
+			if s.plan.Table == query.TableLeases {
+				own.recs = rt.leases.ledgerRows()
+			}
+			s.add(own, "")
+			continue
+		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			rep, err := rt.askSample(s.id, s.wire, s.coord, s.plan, name)
+			switch {
+			case errors.Is(err, run.ErrForged) || errors.Is(err, errSampleRefused):
+				s.add(sampleReply{}, name)
+			case err == nil:
+				s.add(rep, "")
+			}
+			// An unreachable member is one record fewer: the check
+			// uses those that came.
+		}()
+	}
+	wg.Wait()
 }
 
 func (s *sampling) add(rep sampleReply, refused string) {
@@ -241,22 +255,41 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 	case <-rt.done:
 		return
 	}
+	v, check := rt.judgeSample(q, s, res)
+	if first := check.Asked; v.Doubt && !v.Contested && check.Verdict == answer.CheckAgrees && rt.cfg.Sample.More > 0 && len(s.names) > first {
+		// The first sample could not tell: ask the next More members
+		// in the same order and judge with them all.
+		more := run.SampleOf(s.id[:], s.names, first+rt.cfg.Sample.More)[first:]
+		rt.askAll(s, more)
+		s.mu.Lock()
+		s.asked += len(more)
+		s.mu.Unlock()
+		v, check = rt.judgeSample(q, s, res)
+		check.Escalated = true
+	}
+	if v.Contested {
+		check.Verdict, check.Reason = answer.CheckContested, v.Reason
+		res.Contest(v.Reason)
+	}
+}
+
+// judgeSample checks query q's final answer res against the records s
+// holds, and sets res.Check to what it found.
+func (rt *runtime) judgeSample(q *instance, s *sampling, res *answer.Answer) (run.SampleVerdict, *answer.Check) {
 	s.mu.Lock()
-	recs, refused, answered, lies := s.recs, s.refused, s.answered, s.lies
-	check := &answer.Check{Asked: s.asked, Sampled: len(answered), Refused: refused, Unverified: s.unverified}
+	recs, refused, answered, lies, asked := s.recs, s.refused, s.answered, s.lies, s.asked
+	check := &answer.Check{Asked: asked, Sampled: len(answered), Refused: refused, Unverified: s.unverified}
 	s.mu.Unlock()
 	res.Check = check
 	if len(lies) > 0 {
 		// A member showed hours its owners' receipts do not back: its
 		// word is a lie about itself, whatever the totals say.
-		check.Verdict, check.Reason = answer.CheckContested, lies[0]
-		res.Contest(lies[0])
-		return
+		return run.SampleVerdict{Contested: true, Reason: lies[0]}, check
 	}
-	if len(answered) < rt.cfg.Sample.Size/2 && len(answered) < s.asked {
+	if len(answered) < rt.cfg.Sample.Size/2 && len(answered) < asked {
 		check.Verdict = answer.CheckUnchecked
-		check.Reason = fmt.Sprintf("%d of %d sampled members answered: too few to check the answer", len(answered), s.asked)
-		return
+		check.Reason = fmt.Sprintf("%d of %d sampled members answered: too few to check the answer", len(answered), asked)
+		return run.SampleVerdict{}, check
 	}
 	// The answer is about the live members it did not leave out: so is
 	// the sample (a member that answered it and left since is not in
@@ -287,14 +320,11 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 	check.Sampled = keptMembers
 	if err != nil {
 		check.Verdict, check.Reason = answer.CheckUnchecked, err.Error()
-		return
+		return run.SampleVerdict{}, check
 	}
 	if v.Answer != nil {
 		check.SetRows(v.Answer)
 	}
 	check.Verdict = answer.CheckAgrees
-	if v.Contested {
-		check.Verdict, check.Reason = answer.CheckContested, v.Reason
-		res.Contest(v.Reason)
-	}
+	return v, check
 }

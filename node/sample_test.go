@@ -272,3 +272,24 @@ func TestExtremeLiarIsRefused(t *testing.T) {
 		}
 	})
 }
+
+// A doubt asks more: with a first sample of 8 that always leaves one
+// (Escalate tiny), the asker asks the next 16 — every member of 24 — and
+// judges with them all: the honest answer agrees, the check says it
+// escalated and counts every member asked.
+func TestSampleEscalates(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 24, fakenet.DefaultConfig(), 1, func(cfg *Config) {
+			cfg.Sample.Size, cfg.Sample.More, cfg.Sample.Escalate, cfg.Sample.MinMatches = 8, 16, 1e-9, 1
+		})
+		asker := c.nodes[3]
+		p := compile(t, asker, "SELECT SUM(mem_free), COUNT(*) FROM peers WHERE cpu_load < 1")
+		res := ask(t, asker, p)
+		sameAnswer(t, res, query.Exact(p, c.records()), p.Text)
+		ch := res.Check
+		if ch == nil || ch.Verdict != answer.CheckAgrees || !ch.Escalated || ch.Asked != 24 || ch.Sampled != 24 {
+			t.Fatalf("%s (%s), check %+v: want agrees after asking all 24", res.Status, res.Reason, ch)
+		}
+	})
+}

@@ -233,7 +233,7 @@ func Explain(p *Plan, n int) string {
 		case p.Table == TableLeases:
 			w("check", "%d members the asker samples by a hash of the query show their ledgers with their owners' signed receipts (docs/SECURITY.md): a row that bills hours no receipt backs contests the answer, naming its member; the sums are compared as for peers", SampleSize)
 		case !p.FromTags:
-			w("check", "the answer is compared with the signed records of %d members the asker samples by a hash of the query (docs/SECURITY.md): contested past the sample's interval, or if a sampled claim stands out", SampleSize)
+			w("check", "the answer is compared with the signed records of %d members the asker samples by a hash of the query (docs/SECURITY.md): contested past the sample's interval, or if a sampled claim stands out; where the first %d leave a doubt, %d more are asked", SampleSize, SampleSize, SampleMore)
 		}
 	default:
 		keys := make([]string, len(p.Order))
@@ -283,6 +283,10 @@ func Explain(p *Plan, n int) string {
 // aggregate (run.DefaultSampleCheck; EXPLAIN says it).
 const SampleSize = 64
 
+// SampleMore is how many more members the check asks where the first
+// SampleSize leave a doubt (run.SampleCheck.More).
+const SampleMore = 7 * SampleSize
+
 // liarNote says what one lying member can do to aggregate a, and what the
 // sample check catches (docs/SECURITY.md).
 func liarNote(p *Plan, a Aggregate) string {
@@ -298,7 +302,7 @@ func liarNote(p *Plan, a Aggregate) string {
 			}
 		}
 	}
-	flows := "made-up flows move it within the bounds a receiver checks; the check contests a bend past the sample's interval (at 64 sampled about ±30% of a share): a smaller one passes"
+	flows := "made-up flows move it within the bounds a receiver checks; the check contests a bend past the sample's interval (for a count at a share of one half, ±28 points of it at 64 sampled; where they leave a doubt, 448 more narrow it to ±10 points): a smaller one passes"
 	switch a.Func {
 	case AggCount:
 		return "counts once, as itself (it may say it matches); " + flows

@@ -114,6 +114,16 @@ type SampleCheck struct {
 	// spread counts), and hours are bounded by the receipts' span, not
 	// spread over classes of machines.
 	LedgerMinMatches int
+	// Escalate and More: where a total lies past Escalate standard
+	// errors of the sample's estimate but within Z, the sample could
+	// not tell a bend from its own spread, and the asker samples More
+	// members beyond the first Size (the next in the same order,
+	// SampleOf) and checks again with them all (SampleVerdict.Doubt).
+	// A sequential test: honest answers rarely pay for it, and a bend
+	// past about Z/2 of the first sample's standard errors is caught
+	// by the larger one. Escalate 0 never asks more.
+	Escalate float64
+	More     int
 }
 
 // DefaultSampleCheck is the check the runtime and the simulator make.
@@ -121,7 +131,8 @@ type SampleCheck struct {
 // verifications (~4 ms); Z 4.5 makes a false alarm on one total about 1
 // in 150,000 where the sample's mean is near normal.
 func DefaultSampleCheck() SampleCheck {
-	return SampleCheck{Size: query.SampleSize, Z: 4.5, OutlierRatio: 10, OutlierMin: 48, MinMatches: 30, LedgerMinMatches: 8}
+	return SampleCheck{Size: query.SampleSize, Z: 4.5, OutlierRatio: 10, OutlierMin: 48, MinMatches: 30, LedgerMinMatches: 8,
+		Escalate: 1.5, More: query.SampleMore}
 }
 
 // SampleVerdict is what the check found.
@@ -133,6 +144,9 @@ type SampleVerdict struct {
 	// both figures.
 	Contested bool
 	Reason    string
+	// Doubt says a total lay past SampleCheck.Escalate standard errors
+	// of the sample's estimate, within Z: a larger sample decides.
+	Doubt bool
 	// Answer is the sample's own answer, in the plan's columns: what the
 	// records alone say.
 	Answer *answer.Answer
@@ -251,7 +265,9 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 					// outlier rule does not apply.
 					kind = query.CompSum
 				}
-				if why := c.checkTotal(p, j, kind, xs, k, n, fpc, total); why != "" {
+				why, doubt := c.checkTotal(p, j, kind, xs, k, n, fpc, total)
+				v.Doubt = v.Doubt || doubt
+				if why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
 				} else if perMember {
 					continue
@@ -271,7 +287,9 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 				// The histogram's mass is a count (the members with a
 				// value): made-up bucket flows move it as they move a
 				// COUNT, and the sample knows the share.
-				if why := c.checkTotal(p, j, query.CompCount, ones(len(xs)), k, n, fpc, fg.Comps[j].Total); why != "" {
+				why, doubt := c.checkTotal(p, j, query.CompCount, ones(len(xs)), k, n, fpc, fg.Comps[j].Total)
+				v.Doubt = v.Doubt || doubt
+				if why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+"the values of "+why
 					continue
 				}
@@ -341,7 +359,9 @@ func sum(xs []float64) float64 {
 
 // checkTotal compares a gossip total with the sample's estimate n·mean,
 // the k sampled records each counting 0 where they are not in the group.
-func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []float64, k, n, fpc, total float64) string {
+//
+// doubt: the total lies past c.Escalate standard errors, within c.Z.
+func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []float64, k, n, fpc, total float64) (why string, doubt bool) {
 	est := n * sum(xs) / k
 	var se float64
 	if kind == query.CompCount {
@@ -357,7 +377,7 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 		se = n * math.Max(math.Sqrt(f*(1-f)/k), math.Sqrt(share*(1-share)/(k+4))) * fpc
 	} else {
 		if len(xs) < c.MinMatches && fpc > 0 {
-			return ""
+			return "", false
 		}
 		mean := sum(xs) / k
 		ss := 0.0
@@ -367,18 +387,19 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 		ss += (k - float64(len(xs))) * mean * mean // the records outside the group, each 0
 		se = n * math.Sqrt(ss/(k-1)/k) * fpc
 	}
-	z := c.Z
+	above := 1.0
 	if total > est && kind != query.CompCount {
 		// Above the sample: the sample may have missed the rare large
 		// values of a skewed attribute (servers' memory among phones'),
 		// whose spread its own then understates.
-		z *= 2
+		above = 2
 	}
-	tol := z*se + 3*p.Accuracy*math.Max(math.Abs(total), math.Abs(est))
+	slack := 3 * p.Accuracy * math.Max(math.Abs(total), math.Abs(est))
+	tol := above*c.Z*se + slack
 	if math.Abs(total-est) <= tol {
-		return ""
+		return "", c.Escalate > 0 && math.Abs(total-est) > above*c.Escalate*se+slack
 	}
-	return fmt.Sprintf("%s: gossip says %s, an independent sample of %d members says %s ± %s", componentName(p, j), fmtNum(total), int(k), fmtNum(est), fmtNum(tol))
+	return fmt.Sprintf("%s: gossip says %s, an independent sample of %d members says %s ± %s", componentName(p, j), fmtNum(total), int(k), fmtNum(est), fmtNum(tol)), false
 }
 
 // checkOutlier looks for one sampled value of a sum that bends it: above

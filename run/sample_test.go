@@ -106,6 +106,18 @@ func synthetic(seed uint64, n int) ([]query.Record, []string) {
 	return recs, names
 }
 
+// checkEscalating is the check as the runtime's asker makes it: the
+// first c.Size sampled records, and where they leave a doubt, the next
+// c.More with them (SampleCheck.Escalate).
+func checkEscalating(p *query.Plan, flow []query.GroupResult, recs []query.Record, names []string, qid []byte, c SampleCheck) (SampleVerdict, bool) {
+	n := float64(len(recs))
+	v := CheckSample(p, flow, sampleRecords(recs, names, qid, c.Size), n, c)
+	if !v.Doubt || v.Contested || c.More == 0 || len(names) <= c.Size {
+		return v, false
+	}
+	return CheckSample(p, flow, sampleRecords(recs, names, qid, c.Size+c.More), n, c), true
+}
+
 // sampleRecords are the records of query qid's sample, as the asker would
 // receive them.
 func sampleRecords(recs []query.Record, names []string, qid []byte, k int) []query.Record {
@@ -140,6 +152,8 @@ func TestSampleNoFalseAlarms(t *testing.T) {
 	} else if testing.Short() {
 		seeds = 10
 	}
+	checks, escalations := 0, 0
+	defer func() { t.Logf("%d checks, %d of them asked %d more members", checks, escalations, c.More) }()
 	for _, n := range []int{40, 1000, 10000} {
 		for seed := range uint64(seeds) {
 			recs, names := synthetic(seed+1, n)
@@ -148,11 +162,15 @@ func TestSampleNoFalseAlarms(t *testing.T) {
 				p := compile(t, text)
 				flow := exactGroups(t, p, recs, p.Accuracy, r)
 				qid := fmt.Appendf(nil, "q-%d-%d", n, seed)
-				v := CheckSample(p, flow, sampleRecords(recs, names, qid, c.Size), float64(n), c)
+				v, escalated := checkEscalating(p, flow, recs, names, qid, c)
 				if v.Contested {
 					t.Errorf("n=%d seed %d %q: contested an honest answer: %s", n, seed, text, v.Reason)
 				}
-				if v.Sampled != min(c.Size, n) || v.Answer == nil || len(v.Answer.Rows) == 0 {
+				if escalated {
+					escalations++
+				}
+				checks++
+				if !escalated && v.Sampled != min(c.Size, n) || escalated && v.Sampled != min(c.Size+c.More, n) || v.Answer == nil || len(v.Answer.Rows) == 0 {
 					t.Errorf("n=%d seed %d %q: sampled %d, answer %v", n, seed, text, v.Sampled, v.Answer)
 				}
 			}
@@ -429,6 +447,63 @@ func TestCheckLedgerSample(t *testing.T) {
 		t.Logf("%s: false alarms %d/100; contested with the hours ×1.5 %d/100, ×3 %d/100, ×10 %d/100", src, alarms, caught[1.5], caught[3], caught[10])
 		if caught[10] < 95 {
 			t.Errorf("%s: 10× the hours contested in %d/100, want at least 95", src, caught[10])
+		}
+	}
+}
+
+// A COUNT bent by made-up flows less than the first sample's interval:
+// over 10,000 members and 200 queries, a count bent by 15%, 25% and 40%
+// of itself is contested by the first 64 sampled alone in few queries,
+// and in most once a doubt asks 192 more (SampleCheck.Escalate); the
+// honest answer (off by its accuracy) is never contested, and asks more
+// in a few queries only. The figures are logged.
+func TestSampleEscalation(t *testing.T) {
+	recs, names := synthetic(3, 10000)
+	p := compile(t, "SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB")
+	r := rand.New(rand.NewPCG(3, 3))
+	c := DefaultSampleCheck()
+	once := c
+	once.More = 0
+	const queries = 200
+	honestEsc := 0
+	for q := range queries {
+		qid := fmt.Appendf(nil, "esc-%d", q)
+		v, esc := checkEscalating(p, exactGroups(t, p, recs, p.Accuracy, r), recs, names, qid, c)
+		if v.Contested {
+			t.Errorf("query %d: an honest count contested: %s", q, v.Reason)
+		}
+		if esc {
+			honestEsc++
+		}
+	}
+	t.Logf("honest: %d/%d queries asked more", honestEsc, queries)
+	if honestEsc > queries/5 {
+		t.Errorf("honest answers asked more members in %d of %d queries: the escalation costs too much", honestEsc, queries)
+	}
+	for _, bend := range []float64{0.15, 0.25, 0.4} {
+		caughtOnce, caught := 0, 0
+		for q := range queries {
+			qid := fmt.Appendf(nil, "esc-%d", q)
+			flow := exactGroups(t, p, recs, 0, r)
+			for i := range flow {
+				flow[i].Comps = slices.Clone(flow[i].Comps)
+				for j := range flow[i].Comps {
+					flow[i].Comps[j].Total *= 1 - bend
+				}
+			}
+			if v, _ := checkEscalating(p, flow, recs, names, qid, once); v.Contested {
+				caughtOnce++
+			}
+			if v, _ := checkEscalating(p, flow, recs, names, qid, c); v.Contested {
+				caught++
+			}
+		}
+		t.Logf("COUNT bent by %.0f%%: contested by 64 alone %d/%d, with the escalation %d/%d", 100*bend, caughtOnce, queries, caught, queries)
+		if caught < caughtOnce {
+			t.Errorf("bent by %.0f%%: the escalation caught fewer (%d) than 64 alone (%d)", 100*bend, caught, caughtOnce)
+		}
+		if bend >= 0.4 && caught < queries*9/10 {
+			t.Errorf("bent by %.0f%%: contested in %d/%d with the escalation, want 90%%", 100*bend, caught, queries)
 		}
 	}
 }

@@ -66,6 +66,9 @@ func TableOf(a *answer.Answer) *Table {
 		t.Meta["check"] = c
 		if c.Verdict == answer.CheckAgrees {
 			t.Footer += fmt.Sprintf(" · %d sampled members agree", c.Sampled)
+			if c.Escalated {
+				t.Footer += " (the first sample could not tell: more were asked)"
+			}
 			if c.Unverified > 0 {
 				t.Footer += fmt.Sprintf(" (%d of their rows name owners not live here: receipts unverified)", c.Unverified)
 			}

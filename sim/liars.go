@@ -276,23 +276,35 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 	}
 	if s.check == nil && (s.origin.Final() || s.round >= s.rounds) {
 		c := run.DefaultSampleCheck()
+		if s.cfg.CheckOnce {
+			c.More = 0
+		}
 		names := make([]string, len(s.known))
 		for k, i := range s.known {
 			names[k] = query.SyntheticName(int(i))
 		}
-		var recs []query.Record
-		for _, name := range run.SampleOf(s.sampleQuery(), names, c.Size) {
-			i, _ := peerIndex(name)
-			recs = append(recs, s.record(i))
+		check := func(size int) run.SampleVerdict {
+			var recs []query.Record
+			for _, name := range run.SampleOf(s.sampleQuery(), names, size) {
+				i, _ := peerIndex(name)
+				recs = append(recs, s.record(i))
+			}
+			v, err := s.origin.CheckSample(recs, len(s.known), c)
+			if err != nil {
+				v = run.SampleVerdict{Reason: err.Error()}
+			}
+			return v
 		}
-		v, err := s.origin.CheckSample(recs, len(s.known), c)
-		if err != nil {
-			v = run.SampleVerdict{Reason: err.Error()}
+		v := check(c.Size)
+		if v.Doubt && !v.Contested && c.More > 0 && len(names) > c.Size {
+			// As the runtime's asker: a doubt asks the next More.
+			v = check(c.Size + c.More)
+			s.escalated = true
 		}
 		s.check, s.honestAtCheck = &v, s.stats.HonestErr
 	}
 	if s.check != nil {
-		s.stats.Checked, s.stats.Flagged = true, s.check.Contested
+		s.stats.Checked, s.stats.Flagged, s.stats.Escalated = true, s.check.Contested, s.escalated
 	}
 }
 

@@ -94,6 +94,9 @@ type Config struct {
 	// apart (RoundStats.LiesRefused).
 	Liars float64
 	Lie   Lie
+	// CheckOnce makes the sample check judge with its first sample
+	// alone, as if run.SampleCheck.More were 0.
+	CheckOnce bool
 }
 
 // DefaultConfig is the configuration for n peers.
@@ -140,6 +143,9 @@ type RoundStats struct {
 	// the entries in the asker's top-k list that are not what their node
 	// says (written by a liar for another node).
 	LiesRefused, ForgedAccepted int
+	// Escalated: the sample check's first sample left a doubt, and it
+	// sampled run.SampleCheck.More members more (run.SampleVerdict.Doubt).
+	Escalated bool
 	// SelfRanked counts, with liars, the liars in the asker's top-k list
 	// that claim more reliability than the peers observed; HonestShare is
 	// the share of the top-k over the true records that the list holds.
@@ -194,6 +200,7 @@ type Sim struct {
 	// (liars.go).
 	check         *run.SampleVerdict
 	honestAtCheck float64
+	escalated     bool // the check asked More members (RoundStats.Escalated)
 	honestKeys    map[string][]query.Value
 	honestTop     map[string]bool
 
