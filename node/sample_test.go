@@ -273,20 +273,31 @@ func TestExtremeLiarIsRefused(t *testing.T) {
 	})
 }
 
-// A doubt asks more: with a first sample of 8 that always leaves one
-// (Escalate tiny), the asker asks the next 16 — every member of 24 — and
-// judges with them all: the honest answer agrees, the check says it
-// escalated and counts every member asked.
+// A doubt asks more: with a first sample of 8 of 24 that always leaves
+// one and never contests (Escalate tiny, Z huge), the asker asks the next
+// 16 — every member — and judges with them all: the honest answer agrees,
+// the check says it escalated and counts every member asked. The count
+// is not a multiple of 3, so that 8 of 24 never estimate it exactly (24/8
+// times a whole number): the first sample always doubts.
 func TestSampleEscalates(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		c := startFake(t, 24, fakenet.DefaultConfig(), 1, func(cfg *Config) {
-			cfg.Sample.Size, cfg.Sample.More, cfg.Sample.Escalate, cfg.Sample.MinMatches = 8, 16, 1e-9, 1
+			cfg.Sample.Size, cfg.Sample.More, cfg.Sample.Escalate, cfg.Sample.Z = 8, 16, 1e-9, 1e9
 		})
 		asker := c.nodes[3]
-		p := compile(t, asker, "SELECT SUM(mem_free), COUNT(*) FROM peers WHERE cpu_load < 1")
+		var p *query.Plan
+		for _, x := range []string{"0.5", "1", "1.5", "2", "3", "4"} {
+			p = compile(t, asker, "SELECT COUNT(*) FROM peers WHERE cpu_load < "+x)
+			if n := query.Exact(p, c.records()).Rows[0][0].Num; int(n)%3 != 0 {
+				break
+			}
+		}
 		res := ask(t, asker, p)
 		sameAnswer(t, res, query.Exact(p, c.records()), p.Text)
+		if int(res.Rows[0][0].Num+0.5)%3 == 0 {
+			t.Fatalf("%s: %v, a multiple of 3: the first sample may agree, and the test proves nothing", p.Text, res.Rows[0][0])
+		}
 		ch := res.Check
 		if ch == nil || ch.Verdict != answer.CheckAgrees || !ch.Escalated || ch.Asked != 24 || ch.Sampled != 24 {
 			t.Fatalf("%s (%s), check %+v: want agrees after asking all 24", res.Status, res.Reason, ch)
