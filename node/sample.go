@@ -24,8 +24,13 @@ import (
 // with both figures; the others carry the sample's own answer beside
 // theirs (Meta.Check).
 
-// sampleConcurrency bounds the asker's sample requests in flight.
-const sampleConcurrency = 16
+// sampleConcurrency bounds the asker's sample requests in flight (the
+// first sample's 64 run beside the gossip); escalateConcurrency those of
+// a doubt's 448, which the answer waits for.
+const (
+	sampleConcurrency   = 16
+	escalateConcurrency = 64
+)
 
 // sampling is an asker's sample for one query: the records the sampled
 // members sent, verified, as they arrive.
@@ -77,17 +82,17 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 	go func() {
 		defer rt.wg.Done()
 		defer close(s.done)
-		rt.askAll(s, picked)
+		rt.askAll(s, picked, sampleConcurrency)
 	}()
 	return s
 }
 
 // askAll asks each of names for its record (its ledger's rows), at most
-// sampleConcurrency at once, and adds what comes back to s; it returns
-// when every request has ended.
-func (rt *runtime) askAll(s *sampling, names []string) {
+// concurrency at once, and adds what comes back to s; it returns when
+// every request has ended.
+func (rt *runtime) askAll(s *sampling, names []string, concurrency int) {
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, sampleConcurrency)
+	slots := make(chan struct{}, concurrency)
 	for _, name := range names {
 		if name == rt.net.Name() {
 			own := sampleReply{node: name, recs: []query.Record{s.self}} // the asker's own word, to itself
@@ -260,7 +265,7 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 		// The first sample could not tell: ask the next More members
 		// in the same order and judge with them all.
 		more := run.SampleOf(s.id[:], s.names, first+rt.cfg.Sample.More)[first:]
-		rt.askAll(s, more)
+		rt.askAll(s, more, escalateConcurrency)
 		s.mu.Lock()
 		s.asked += len(more)
 		s.mu.Unlock()
