@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -592,11 +594,28 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 		lat := map[bool][]time.Duration{}
 		bytes := map[bool][]int64{}
 		rounds := map[bool][]int64{}
+		alloc := map[bool][]int64{}
+		gcs := map[bool]int{}
+		// Which of a pair runs first is drawn (seeded): in strict
+		// alternation a garbage collection that comes once a pair
+		// lands on the same side every time (10 against 0 in 20 pairs).
+		order := rand.New(rand.NewPCG(23, uint64(len(q.src))))
+		first := false
 		for run := 0; run < 2*pairs; run++ {
-			off := run%2 == 1
+			if run%2 == 0 {
+				first = order.IntN(2) == 1
+			}
+			off := first != (run%2 == 1)
 			setOff(off)
 			before := asker.Stats()
+			var ms0, ms1 goruntime.MemStats
+			goruntime.ReadMemStats(&ms0)
 			res, err := asker.Query(ctx, p, nil)
+			goruntime.ReadMemStats(&ms1)
+			// The cluster's peers share one heap: what they allocate
+			// brings garbage collections, which slow every peer at once.
+			gcs[off] += int(ms1.NumGC - ms0.NumGC)
+			alloc[off] = append(alloc[off], int64(ms1.TotalAlloc-ms0.TotalAlloc)>>20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -618,9 +637,11 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 		}
 		t.Logf("%s: %d records refused as forged on all peers so far", q.src, forged)
 		on, off := median(lat[false]), median(lat[true])
-		t.Logf("%s: defended %v (runs %v), undefended %v (runs %v): ratio %.2f; asker bytes %d vs %d, rounds %d vs %d (medians)",
+		t.Logf("%s: defended %v (runs %v), undefended %v (runs %v): ratio %.2f; asker bytes %v vs %v, rounds %v vs %v; medians: asker bytes %d vs %d, rounds %d vs %d; the cluster allocated %d vs %d MB a run (medians), %d vs %d garbage collections in all",
 			q.src, on.Round(time.Millisecond), lat[false], off.Round(time.Millisecond), lat[true], on.Seconds()/off.Seconds(),
-			medianInt(bytes[false]), medianInt(bytes[true]), medianInt(rounds[false]), medianInt(rounds[true]))
+			bytes[false], bytes[true], rounds[false], rounds[true],
+			medianInt(bytes[false]), medianInt(bytes[true]), medianInt(rounds[false]), medianInt(rounds[true]),
+			medianInt(alloc[false]), medianInt(alloc[true]), gcs[false], gcs[true])
 		bench(q.name+"_defended_s", on.Seconds(), "s")
 		bench(q.name+"_undefended_s", off.Seconds(), "s")
 		bench(q.name+"_defence_ratio", on.Seconds()/off.Seconds(), "x")
