@@ -131,14 +131,29 @@ func TestLostMidQueryIsExcluded(t *testing.T) {
 // heals, from the first peer it exchanges with, and stops contributing:
 // the answer is over the others (it names the member) and right over
 // them, whatever the member gave before it was cut and would give after.
+//
+// With a fanout (Config.Fanout) the member cut off announces to more peers
+// and found several of them lost from where it was; once back, the peers
+// that had left it out took its word on them and left alive members out
+// (3 of 30 answers were over 27). A member left out is not heard on who is
+// lost (runtime.takeExcluded).
 func TestExcludedAliveMemberStops(t *testing.T) {
 	t.Parallel()
+	for _, fanout := range []int{0, 3} {
+		t.Run(fmt.Sprintf("fanout %d", fanout), func(t *testing.T) {
+			t.Parallel()
+			excludedAliveMemberStops(t, fanout)
+		})
+	}
+}
+
+func excludedAliveMemberStops(t *testing.T, fanout int) {
 	synctest.Test(t, func(t *testing.T) {
 		fcfg := fakenet.DefaultConfig()
 		fcfg.Detect = time.Minute
 		// Rounds of 100 ms, as on a LAN (fakenet answers at once: rounds
 		// would otherwise take MinRound, and the budget end before a probe).
-		c := startFake(t, 30, fcfg, 5, func(cfg *Config) { cfg.MinRound = cfg.Round })
+		c := startFake(t, 30, fcfg, 5, func(cfg *Config) { cfg.MinRound, cfg.Fanout = cfg.Round, fanout })
 		asker, cutIdx := c.nodes[0], 4
 		cut := c.nodes[cutIdx].Name()
 		var rest []string
@@ -174,6 +189,13 @@ func TestExcludedAliveMemberStops(t *testing.T) {
 		}
 		if want := query.Exact(p, survivors); !closeTo(res, want) {
 			t.Errorf("%v, want %v over the others", res.Rows, want.Rows)
+		}
+		announced := int64(0)
+		for _, n := range c.nodes {
+			announced += n.Stats().Announced
+		}
+		if (announced > 0) != (fanout > 0) {
+			t.Errorf("fanout %d: %d announcements", fanout, announced)
 		}
 		if got := c.nodes[cutIdx].Stats().Excluded; got < 1 {
 			t.Errorf("the member left out never heard it (Stats.Excluded %d)", got)

@@ -162,6 +162,12 @@ type Config struct {
 	// Sample.Size members, chosen by a hash of the query, asked for
 	// their records, signed. Size 0 checks nothing.
 	Sample run.SampleCheck
+	// Fanout is how many peers beyond its round's partner this peer
+	// tells of a query each round while the query is young (the plan
+	// alone, to peers not known to hold it: run.Instance.Announce), so
+	// that a query reaches N peers in about log_{Fanout+2} N rounds
+	// rather than log₂ N + ln N. 0 tells none.
+	Fanout int
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the
@@ -171,5 +177,5 @@ func DefaultConfig(record func() query.Record) Config {
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
-		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck()}
+		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.Fanout}
 }

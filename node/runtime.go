@@ -288,6 +288,7 @@ func (rt *runtime) tick() {
 				out[to] = append(out[to], q.entry(env.Msg, true, env.To))
 			}
 		}
+		rt.announce(q, q.run.Announce(), out)
 		if q.origin {
 			if rp, ok := rt.askerRound(q, members, now); ok {
 				reports = append(reports, rp)
@@ -326,12 +327,22 @@ func (rt *runtime) tick() {
 	}
 	rt.failed.Store(false)
 	rt.idle.Store(len(out) == 0)
-	rt.inflight.Add(int64(len(out)))
 	for to, es := range out {
+		// An exchange of announcements alone carries nothing the round
+		// waits for: the round neither waits for it nor lasts a full
+		// Round when it fails (the prober still hears of the failure).
+		told := announcements(es)
+		if !told {
+			rt.inflight.Add(1)
+		}
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()
-			if !rt.exchange(to, batch{Hints: hints, Entries: es}) {
+			ok := rt.exchange(to, batch{Hints: hints, Entries: es})
+			if told {
+				return
+			}
+			if !ok {
 				rt.failed.Store(true)
 				rt.wake() // the round's length changed: the loop re-arms
 			}
@@ -339,6 +350,47 @@ func (rt *runtime) tick() {
 				rt.wake()
 			}
 		}()
+	}
+}
+
+// announcements says whether an exchange's entries are all announcements
+// (announce): plans without a message.
+func announcements(es []entry) bool {
+	for _, e := range es {
+		if len(e.Msg) > 0 || len(e.Plan) == 0 {
+			return false
+		}
+	}
+	return len(es) > 0
+}
+
+// announce tells k random live peers not known to hold query q of it —
+// the plan alone, no message of the core — in this round's exchanges
+// (one to each; a peer this round's messages already go to is not
+// drawn). A peer that learns the query so joins it as from any request
+// and starts its rounds; the query then reaches N peers in about
+// log_{k+2} N rounds (query.SpreadRoundsFanout). Called with rt.mu held.
+func (rt *runtime) announce(q *instance, k int, out map[string][]entry) {
+	for try := 0; k > 0 && try < 2*k+2; try++ {
+		p, ok := rt.net.Sample(rt.r)
+		if !ok {
+			return
+		}
+		id := peerID(p)
+		if q.has[id] || rt.prober.isLost(p) || p == rt.net.Name() {
+			continue
+		}
+		if _, sending := out[p]; sending {
+			continue
+		}
+		rt.names[id] = p
+		e := q.entry(nil, true, id)
+		// The plan alone: the members this peer left out go with its
+		// messages, to peers whose flows with them are at stake.
+		e.Excluded = nil
+		out[p] = append(out[p], e)
+		rt.stats.Announced++
+		k--
 	}
 }
 
@@ -405,7 +457,7 @@ func (rt *runtime) end(id QueryID, peers int) {
 		return
 	}
 	if _, ok := rt.told[id]; !ok { // told already: not anew
-		rt.ended[id] = rt.round + int64(query.SpreadRounds(max(peers, 2)))
+		rt.ended[id] = rt.round + int64(query.PushRounds(max(peers, 2)))
 	}
 	if q := rt.queries[id]; q != nil && !q.origin {
 		rt.collect(id, q)
@@ -563,6 +615,12 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 		if !rt.takeExcluded(q, e.Excluded, from) {
 			continue // this peer is left out of it: it gives no more
 		}
+		if len(e.Msg) == 0 && len(e.Plan) > 0 {
+			// An announcement (announce): the plan alone, to join by.
+			// The sender holds the query: it is not told of it again.
+			q.heard(src)
+			continue
+		}
 		if err := q.run.Step(src, e.Msg); err != nil {
 			rt.stats.Malformed++
 			continue
@@ -582,6 +640,14 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 // the answer's peers found them, and reports whether this peer still takes
 // part (it is not one of them). Called with rt.mu held.
 func (rt *runtime) takeExcluded(q *instance, names []string, from string) bool {
+	if q.out(from) {
+		// A member this peer left out may have been cut off from the
+		// others, and found them lost from where it was: its word on
+		// who is lost is not taken (its message is refused by the
+		// instance), or a member cut off for a second would, once
+		// back, have alive members left out by everyone it reached.
+		return true
+	}
 	for _, x := range names {
 		if x == rt.net.Name() && !q.origin {
 			rt.collect(q.id, q) // the others undo what it gave: it gives no more
@@ -701,7 +767,7 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 	}
 	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
 		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) },
-		Seal: rt.seal, Query: id[:], Reliability: func(node string) (float64, bool) {
+		Seal: rt.seal, Query: id[:], Fanout: rt.cfg.Fanout, Reliability: func(node string) (float64, bool) {
 			if rt.undefended.Load() {
 				return 0, false
 			}

@@ -20,6 +20,7 @@ type Stats struct {
 	TagFailures   int64 // tag updates (the lease, the storage fault) the network refused
 	BadLeaseTags  int64 // members' lease tags that did not parse, once per member and tag
 	Skipped       int64 // batches not sent: an exchange with that peer was still out
+	Announced     int64 // queries announced to peers beyond the round's partner (Config.Fanout)
 	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
 	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
 	Indirect      int64 // indirect probes this peer ran for others

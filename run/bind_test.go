@@ -107,3 +107,44 @@ func TestInstanceIsSmall(t *testing.T) {
 		t.Errorf("an Instance is %d bytes; keep what only the asker needs behind asking", size)
 	}
 }
+
+// A peer announces a query to Fanout more peers each round while the
+// query is young — its first query.SpreadRoundsFanout rounds, counted
+// from the round it joined at — and to none after, nor with no fanout.
+func TestAnnounceWhileYoung(t *testing.T) {
+	p, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := query.Record{"node": query.Str("peer-1")}
+	for _, c := range []struct {
+		peers, fanout, join int
+	}{{1000, 3, 0}, {1000, 3, 4}, {100_000, 2, 0}, {1000, 0, 0}} {
+		b, err := Bind(p, Config{Peers: c.peers, Rand: rand.New(rand.NewPCG(1, 1)), Sampler: fixed(3), Fanout: c.fanout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := b.New(false, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.JoinAt(c.join)
+		window := 0
+		if c.fanout > 0 {
+			window = query.SpreadRoundsFanout(c.peers, c.fanout)
+		}
+		for r := c.join + 1; r <= window+3; r++ {
+			q.Tick()
+			want := 0
+			if r <= window {
+				want = c.fanout
+			}
+			if got := q.Announce(); got != want {
+				t.Errorf("%+v: round %d announces to %d, want %d (window %d)", c, r, got, want, window)
+			}
+		}
+	}
+	if _, err := Bind(p, Config{Peers: 10, Rand: rand.New(rand.NewPCG(1, 1)), Sampler: fixed(3), Fanout: -1}); err == nil {
+		t.Error("a negative fanout was taken")
+	}
+}

@@ -137,6 +137,11 @@ type Config struct {
 	// ReliabilitySlack is refused (ErrImplausible): a node cannot rank
 	// itself above what the others saw.
 	Reliability func(node string) (atMost float64, ok bool)
+	// Fanout is how many peers beyond its round's partner a peer tells of
+	// the query in each round while the query is young (Announce): the
+	// plan then spreads as a push with fanout, not one peer a round
+	// (query.SpreadRounds). 0 tells none.
+	Fanout int
 }
 
 // ReliabilitySlack is how far above an observer's bound a reliability
@@ -171,6 +176,7 @@ type Binding struct {
 	peerCfg  aggregate.Config
 	origCfg  aggregate.Config
 	entries  *entryCheck // top-k entries from other peers, with CheckReceived
+	spread   int         // the rounds in which a peer announces the query (Announce)
 }
 
 // Bind binds plan with cfg.
@@ -178,6 +184,12 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 	b := &Binding{plan: plan, cfg: cfg, protocol: ProtocolOf(plan.Kind), budget: plan.RoundBudget(max(cfg.Peers, 2))}
 	if b.protocol == 0 {
 		return nil, ErrNoGossip
+	}
+	if cfg.Fanout < 0 {
+		return nil, fmt.Errorf("run: Fanout %d", cfg.Fanout)
+	}
+	if cfg.Fanout > 0 {
+		b.spread = query.SpreadRoundsFanout(max(cfg.Peers, 2), cfg.Fanout)
 	}
 	if cfg.Rand == nil || cfg.Sampler == nil {
 		return nil, errors.New("run: Config needs Rand and Sampler")
@@ -440,7 +452,7 @@ func (q *Instance) Exclude(ids ...peer.ID) bool {
 // mix again — the rounds of a query over n peers, less the slack.
 func (b *Binding) regrace() int {
 	n := max(b.cfg.Peers, 2)
-	return query.SpreadRounds(n) + query.ExpectedRounds(b.plan.Kind, n, b.plan.Accuracy)
+	return query.PushRounds(n) + query.ExpectedRounds(b.plan.Kind, n, b.plan.Accuracy)
 }
 
 // MaxRoundsFactor bounds, as a multiple of the budget, the rounds an asker
@@ -534,6 +546,26 @@ func (q *Instance) Tick() {
 	} else {
 		q.top.Tick()
 	}
+}
+
+// Announce is how many peers, beyond the round's partner, this peer
+// should tell of the query this round (after Tick): Config.Fanout while
+// the query is young — its first query.SpreadRoundsFanout rounds, by
+// which it has reached every peer with high probability — else 0. The
+// driver sends each the plan alone, to peers not known to hold it; a
+// peer that learns a query from one joins as from any request.
+//
+// Why every young round and not only the first after joining: a peer
+// that tells others only when it learns makes the news grow fast at
+// first, but the last peers are then found only by each round's one
+// exchange, ln n rounds at the end (Pittel 1987); with every informed
+// peer telling Fanout more, an unaware peer is missed with probability
+// e^-(Fanout+1) a round, and the end takes ln n/(Fanout+1).
+func (q *Instance) Announce() int {
+	if q.b.spread == 0 || q.round > q.b.spread || q.final {
+		return 0
+	}
+	return q.b.cfg.Fanout
 }
 
 // Outbox returns what the core has to send, encoded (at once: the core
@@ -704,7 +736,7 @@ func (q *Instance) Report(peers, suspects int) (*answer.Answer, error) {
 		if q.confirmFrom == 0 || Blocking(q.exclusions-q.confirmedAt, peers, q.b.plan.Accuracy) > 0 {
 			q.confirmFrom, q.confirmedAt = q.round, q.exclusions
 		}
-		v.Converged = q.round >= q.confirmFrom+query.SpreadRounds(max(q.b.cfg.Peers, 2))/2
+		v.Converged = q.round >= q.confirmFrom+query.PushRounds(max(q.b.cfg.Peers, 2))/2
 	} else if !v.Converged {
 		q.confirmFrom = 0
 	}

@@ -97,12 +97,23 @@ type Config struct {
 	// CheckOnce makes the sample check judge with its first sample
 	// alone, as if run.SampleCheck.More were 0.
 	CheckOnce bool
+	// Fanout is how many peers beyond its partner a peer tells of the
+	// query each round while it is young (run.Config.Fanout, the
+	// runtime's: node.DefaultConfig); 0 spreads it one partner a round.
+	// Each announcement counts as a message of the plan's size
+	// (AnnounceBytes).
+	Fanout int
 }
+
+// AnnounceOverhead is what an announcement carries beside the encoded
+// plan, in bytes: the query's id, kind, round, the asker's name and
+// coordinate and the lengths (node's batch entry).
+const AnnounceOverhead = 96
 
 // DefaultConfig is the configuration for n peers.
 func DefaultConfig(n int) Config {
 	return Config{Nodes: n, Seed: 1, Scheme: aggregate.FlowUpdating, NFromGossip: true,
-		DetectRounds: 2, Retries: 2, MetricsSample: 10_000}
+		DetectRounds: 2, Retries: 2, MetricsSample: 10_000, Fanout: query.Fanout}
 }
 
 // RoundStats is what happened in one round.
@@ -111,6 +122,7 @@ type RoundStats struct {
 	// round (all of Alive with AllStart; fewer while the query spreads).
 	Round, Alive, Working int
 	Messages              int   // sent, lost or not
+	Announced             int   // of them, announcements of the query (Config.Fanout)
 	Bytes                 int64 // encoded size of the messages sent
 	// Relative errors of the answer against the exact answer over the live
 	// peers: the originator's, and the median and worst over the measured
@@ -194,6 +206,8 @@ type Sim struct {
 	// components that receivers check (a flow liar's lies stay within).
 	bind   *run.Binding
 	bounds []float64
+	// announceBytes is the size of an announcement (Config.Fanout).
+	announceBytes int
 	// check is the sample check of the originator's answer, made once
 	// when it is final (or at the last round); honestExact the answer
 	// over the honest peers' true records, once there are liars
@@ -352,7 +366,14 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
 		Buffers: &s.bufs, // delivery is immediate: one set of buffers serves all
-		Seal:    newSeal(cfg), Query: []byte("sim")}
+		Seal:    newSeal(cfg), Query: []byte("sim"), Fanout: cfg.Fanout}
+	if cfg.Fanout > 0 {
+		wire, err := plan.Encode()
+		if err != nil {
+			return nil, err
+		}
+		s.announceBytes = len(wire) + AnnounceOverhead
+	}
 	if cfg.Liars > 0 {
 		rc.Reliability = s.observedReliability
 	}
@@ -537,6 +558,9 @@ func (s *Sim) Step() RoundStats {
 			prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
 		}
 		s.tick(i)
+		if k := s.peer(i).Announce(); k > 0 {
+			s.announce(i, k)
+		}
 	}
 	s.stats.Alive, s.stats.Working = alive, len(order)
 	s.measure()
@@ -599,6 +623,30 @@ func (s *Sim) tick(i int32) {
 		deliver(s, i, q.Aggregate().Outbox(), aggDest, aggStep)
 	} else {
 		deliver(s, i, q.TopK().Outbox(), topDest, topStep)
+	}
+}
+
+// announce tells k random peers other than from of the query, as the
+// runtime's announcements do (the plan alone): each that had not heard of
+// it joins at from's round and starts the next round. A peer is drawn
+// from the sampling pool, as a partner is; one that already holds the
+// query learns nothing (the runtime sends only to peers not known to hold
+// it, which the simulator does not track, so this counts a few more).
+func (s *Sim) announce(from int32, k int) {
+	r := s.peer(from).Round()
+	for range k {
+		to := s.pick(s.draw())
+		if to == from {
+			continue
+		}
+		s.stats.Messages++
+		s.stats.Announced++
+		s.stats.Bytes += int64(s.announceBytes)
+		if s.lost(int(to)) || s.st[to].joined {
+			continue
+		}
+		s.st[to].joined = true
+		s.peer(to).JoinAt(r)
 	}
 }
 
