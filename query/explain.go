@@ -74,12 +74,13 @@ func PushRounds(n int) int {
 // query each round while the query is young (run.Config.Fanout): the
 // engine's default, 0, spreads a plan one partner a round. 3 brings the
 // last of 10^5 simulated peers within 1% of a COUNT at round 24 instead
-// of 35, and of 10^6 at 27 instead of 38 (peerq sim --fanout 3), but
-// under heavy churn with fast exclusions (sim.TestExclusionsMakeItConverge:
-// a member of 2,000 lost every 3 rounds) it left 4 of 4 seeds' answers
-// partial against 1 of 4 without: the peers all join at once, before any
-// mass has mixed, and the flows undone with each lost member move the
-// asker's estimate for longer. Until that is understood it stays off
+// of 35, and of 10^6 at 27 instead of 38 (peerq sim --fanout 3). It stays
+// off because a query that reaches everyone at once converges worse under
+// heavy churn with fast exclusions (sim.TestExclusionsMakeItConverge, a
+// member of 2,000 lost every 3 rounds): 0 of seeds 3–6 converged with
+// fanout 3, 3 of 4 without — and 0 of 4 with every peer started at round
+// 0 and no fanout, so it is the fast start, not the announcements: the
+// flows undone with each lost member move the asker's estimate for longer
 // (BENCHMARKS.md, issue 24).
 const Fanout = 0
 
