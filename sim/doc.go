@@ -14,7 +14,9 @@
 // sequential model under which push-pull averaging shrinks the variance by
 // 1/(2√e) a round). As in the runtime, only the originator starts: a peer
 // joins when a message first reaches it (Config.AllStart starts everyone at
-// once, the model of the limits table). Crashed peers stop at once;
+// once, the model of the limits table), or an announcement does
+// (Config.Fanout: a young query's peers tell Fanout more a round,
+// run.Instance.Announce). Crashed peers stop at once;
 // survivors learn of a crash DetectRounds later, as from a failure
 // detector, and then stop sampling the dead and drop their links to them.
 // Peers added by a join event take part once the query reaches them.

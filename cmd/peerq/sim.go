@@ -9,6 +9,7 @@ import (
 
 	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/sim"
+	"github.com/peerq/peerq/sim/latency"
 	"github.com/peerq/peerq/sim/report"
 	"github.com/spf13/cobra"
 )
@@ -22,7 +23,8 @@ func newSimCmd() *cobra.Command {
 		session, round, excludeAfter    time.Duration
 		serfProbe                       time.Duration
 		suspicionMult, trials           int
-		lie                             string
+		lie, rtt                        string
+		bandwidth                       float64
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --nodes N -e STATEMENT",
@@ -80,6 +82,17 @@ convergence rule calls the originator's answer final.`,
 			} else if trials > 1 {
 				return &exitError{exitUsage, fmt.Errorf("peerq: --trials measures answers under churn: give --session")}
 			}
+			if rtt != "" {
+				if opts.RTT, err = rttModel(rtt); err != nil {
+					return &exitError{exitUsage, err}
+				}
+				if !(bandwidth > 0) {
+					return &exitError{exitUsage, fmt.Errorf("peerq: --bandwidth %v: want megabits a second, > 0", bandwidth)}
+				}
+				opts.MinRound = node.DefaultConfig(nil).MinRound
+				opts.Serf = latency.DefaultSerf()
+				opts.Serf.Bandwidth = bandwidth * 1e6 / 8
+			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -122,6 +135,8 @@ convergence rule calls the originator's answer final.`,
 	f.StringVar(&opts.CSVPath, "csv", "", "write the per-round table as CSV to this file")
 	f.StringVar(&opts.PlotPath, "plot", "", "draw error against round (log scale) as PNG to this file")
 	f.BoolVar(&opts.Quiet, "quiet", false, "print only the summary, not the table per round")
+	f.StringVar(&rtt, "rtt", "", "a model of the network's round trips — lognormal:MEDIAN[:SIGMA] (lognormal:80ms) or a file of measured ones, one a line — to print the answer's time in seconds beside a serf.Query's on the same model")
+	f.Float64Var(&bandwidth, "bandwidth", 100, "with --rtt: the asker's downlink in Mbit/s, which a serf.Query's answers cross")
 	f.BoolVar(&opts.Baseline, "baseline", false, "before the run, time one random 8-byte read from a 1 GiB array and print the time per peer-round against it")
 	f.DurationVar(&session, "session", 0, "churn as a process: the median time a peer stays (exponential sessions; as many join as leave), e.g. 1h")
 	f.DurationVar(&round, "round", 100*time.Millisecond, "time per round, to turn --session and the delays below into rounds")
@@ -149,4 +164,18 @@ func churn(cfg *sim.Config, session, round, excludeAfter, probe time.Duration, m
 		verdict := time.Duration(float64(mult) * math.Max(1, math.Log10(float64(cfg.Nodes))) * float64(probe))
 		cfg.DetectRounds = rounds(verdict)
 	}
+}
+
+// rttModel reads --rtt: a log-normal, or a file of measured round trips.
+func rttModel(spec string) (*latency.Model, error) {
+	if m, err := latency.Parse(spec); err == nil {
+		return m, nil
+	} else if _, serr := os.Stat(spec); serr != nil {
+		return nil, err
+	}
+	text, err := os.ReadFile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("peerq: --rtt: %w", err)
+	}
+	return latency.FromText(text)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"sort"
@@ -16,6 +17,7 @@ import (
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
+	"github.com/peerq/peerq/sim/latency"
 )
 
 // Options say what to write beside the table.
@@ -28,6 +30,13 @@ type Options struct {
 	CSVPath, PlotPath string
 	// Quiet prints only the summary.
 	Quiet bool
+	// RTT, if set, is a model of the network's round trips: the summary
+	// then gives the answer's time in seconds, with rounds of at least
+	// MinRound (the runtime's), beside a serf.Query's on the same model
+	// (package latency, Serf).
+	RTT      *latency.Model
+	MinRound time.Duration
+	Serf     latency.Serf
 }
 
 // Run simulates plan with cfg and writes, to out, the table of rounds and
@@ -86,6 +95,9 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	}
 	tw.Flush()
 	summarize(out, plan, cfg, s, stats, setup, time.Since(start))
+	if opts.RTT != nil {
+		inSeconds(out, plan, cfg, stats, opts)
+	}
 	perPeerRound := float64(stepping.Nanoseconds()) / float64(max(peerRounds, 1))
 	perWorking := float64(stepping.Nanoseconds()) / float64(max(working, 1))
 	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs); per working peer-round %.0f ns (%d peer-rounds that held the query)\n",
@@ -115,6 +127,34 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 		return f.Close()
 	}
 	return nil
+}
+
+// inSeconds prints the run's rounds as seconds on opts.RTT, and a
+// serf.Query's time and bytes on the same model. The asker's bytes are a
+// peer's until the answer is final (the asker of a gossip aggregate is a
+// peer like the others, plus the sample check's records).
+func inSeconds(out io.Writer, plan *query.Plan, cfg sim.Config, stats []sim.RoundStats, opts Options) {
+	r := rand.New(rand.NewPCG(cfg.Seed, 0x277))
+	round := opts.RTT.RoundTime(r, opts.MinRound, 100_000)
+	c := Convergence(plan, stats)
+	fmt.Fprintf(out, "on the latency model (%s): a round %.1f ms (at least %v)", opts.RTT, float64(round)/1e6, opts.MinRound)
+	var bytes, peerRounds float64
+	for _, st := range stats {
+		bytes += float64(st.Bytes)
+		peerRounds += float64(st.Alive)
+	}
+	gossip := time.Duration(c.RuleRound) * round
+	if c.RuleRound > 0 {
+		fmt.Fprintf(out, "; the answer final at round %d: %.2f s, a peer's bytes until then %.1f KB", c.RuleRound, gossip.Seconds(), bytes/peerRounds*float64(c.RuleRound)/1000)
+	}
+	fmt.Fprintln(out)
+	st := opts.Serf.Time(opts.RTT, r, cfg.Nodes)
+	fmt.Fprintf(out, "serf.Query on the same model (gossip every %v to %d, %d hops; %d answers of %d B at %.0f Mbit/s): last answer in at %.2f s (spread %.2f s, asker's link %.2f s); Serf's default timeout %.1f s; the asker receives %.1f MB\n",
+		opts.Serf.GossipInterval, opts.Serf.GossipNodes, st.Hops, cfg.Nodes, opts.Serf.ReplyBytes, opts.Serf.Bandwidth*8/1e6,
+		st.Last.Seconds(), st.Spread.Seconds(), st.Link.Seconds(), st.Timeout.Seconds(), float64(st.Bytes)/1e6)
+	if c.RuleRound > 0 {
+		fmt.Fprintf(out, "gossip ÷ serf.Query (last answer): %.2f\n", gossip.Seconds()/st.Last.Seconds())
+	}
 }
 
 // pct writes a relative error as a percentage with three significant

@@ -11,6 +11,7 @@ import (
 
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
+	"github.com/peerq/peerq/sim/latency"
 )
 
 func TestConvergence(t *testing.T) {
@@ -71,6 +72,29 @@ func TestPct(t *testing.T) {
 	for x, want := range map[float64]string{0.1243: "12.43%", 0.0123: "1.23%", 1.23e-5: "0.00123%", 0: "0%", 1e-9: "0.000000100%"} {
 		if got := pct(x); got != want {
 			t.Errorf("pct(%g) = %q, want %q", x, got, want)
+		}
+	}
+}
+
+// With a latency model the summary gives the answer in seconds beside a
+// serf.Query's on the same model.
+func TestRunInSeconds(t *testing.T) {
+	p, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := latency.Parse("lognormal:80ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	opts := Options{Quiet: true, RTT: m, MinRound: 10 * time.Millisecond, Serf: latency.DefaultSerf()}
+	if err := Run(&out, p, sim.DefaultConfig(2000), opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"on the latency model (log-normal, median 80ms, sigma 0.5): a round 9", "the answer final at round", "serf.Query on the same model", "gossip ÷ serf.Query (last answer): "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
 		}
 	}
 }
