@@ -519,8 +519,17 @@ func (s *Sim) Alive() int {
 	return n
 }
 
-// Step runs one round and measures it.
+// Step runs one round and measures it: Advance, then Measure.
 func (s *Sim) Step() RoundStats {
+	s.Advance()
+	return s.Measure()
+}
+
+// Advance runs one round: the peers' work, without measuring it (the
+// error of every peer's estimate, which a real cloud never computes:
+// Measure). Drivers that time the protocol apart from the measurement
+// call the two in turn.
+func (s *Sim) Advance() {
 	s.round++
 	s.stats = RoundStats{Round: s.round}
 	changed := s.events()
@@ -563,6 +572,10 @@ func (s *Sim) Step() RoundStats {
 		}
 	}
 	s.stats.Alive, s.stats.Working = alive, len(order)
+}
+
+// Measure measures the round Advance ran and returns its statistics.
+func (s *Sim) Measure() RoundStats {
 	s.measure()
 	return s.stats
 }

@@ -67,12 +67,15 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 		fmt.Fprintln(tw, header)
 	}
 	var stats []sim.RoundStats
-	var stepping time.Duration
+	var stepping, measuring time.Duration
 	var peerRounds, working int64
 	for !s.Done() {
 		t0 := time.Now()
-		st := s.Step()
-		stepping += time.Since(t0)
+		s.Advance()
+		t1 := time.Now()
+		st := s.Measure()
+		stepping += t1.Sub(t0)
+		measuring += time.Since(t1)
 		peerRounds += int64(st.Alive)
 		working += int64(st.Working)
 		stats = append(stats, st)
@@ -100,8 +103,8 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	}
 	perPeerRound := float64(stepping.Nanoseconds()) / float64(max(peerRounds, 1))
 	perWorking := float64(stepping.Nanoseconds()) / float64(max(working, 1))
-	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs); per working peer-round %.0f ns (%d peer-rounds that held the query)\n",
-		perPeerRound, peerRounds, stepping.Seconds(), perWorking, working)
+	fmt.Fprintf(out, "time per peer-round %.0f ns (%d peer-rounds in %.2fs); per working peer-round %.0f ns (%d peer-rounds that held the query); measuring every peer's error besides: %.0f ns a peer-round (%.2fs)\n",
+		perPeerRound, peerRounds, stepping.Seconds(), perWorking, working, float64(measuring.Nanoseconds())/float64(max(peerRounds, 1)), measuring.Seconds())
 	if opts.Baseline {
 		fmt.Fprintf(out, "baseline: one random 8-byte read from 1 GiB %.1f ns; time per peer-round ÷ read = %.1f, per working peer-round ÷ read = %.1f\n",
 			float64(read.Nanoseconds()), perPeerRound/float64(read.Nanoseconds()), perWorking/float64(read.Nanoseconds()))
