@@ -66,6 +66,10 @@ func TestClusterBenchmark(t *testing.T) {
 		defenceAB(t, ctx, e, asker, pause, bench)
 		return
 	}
+	if os.Getenv("PEERQ_BENCH_FANOUT") == "ab" {
+		fanoutAB(t, ctx, e, asker, pause, bench)
+		return
+	}
 	for _, q := range []struct{ name, src string }{
 		{"count", "SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB"},
 		{"top50", "SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50"},
@@ -569,15 +573,71 @@ loop:
 // defenceAB measures what the defences against lying peers cost (issue
 // 23): the same statements on the same cluster, in turn with the
 // defences on (signed top-k entries, the sample check, the reliability
-// bound) and off (runtime.undefended), PEERQ_BENCH_AB_PAIRS of each
-// (default 5); the medians, their ratio and the bytes the asker received.
+// bound) and off (runtime.undefended).
 func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause func(), bench func(string, float64, string)) {
-	setOff := func(off bool) {
+	abSweep(t, ctx, e, asker, pause, bench, abSide{
+		on: "defended", off: "undefended", ratio: "defence_ratio",
+		set: func(n *Node, on bool) { n.rt.undefended.Store(!on) },
+		check: func(p *query.Plan, on bool, res *answer.Answer) error {
+			switch {
+			case on && p.Kind == query.PlanAggregate && (res.Check == nil || res.Check.Verdict != answer.CheckAgrees):
+				return fmt.Errorf("defended, but the sample check says %+v", res.Check)
+			case !on && res.Check != nil:
+				return errors.New("undefended, yet checked")
+			}
+			return nil
+		},
+	})
+}
+
+// fanoutAB measures what announcing a young query to 3 more peers a
+// round gives (issue 24): the same statements on the same
+// cluster with runtime.fanout 3 and 0 in turn.
+func fanoutAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause func(), bench func(string, float64, string)) {
+	abSweep(t, ctx, e, asker, pause, bench, abSide{
+		on: "fanout3", off: "fanout0", ratio: "fanout_ratio",
+		set: func(n *Node, on bool) {
+			f := int32(0)
+			if on {
+				f = 3
+			}
+			n.rt.fanout.Store(f)
+		},
+		check: func(p *query.Plan, on bool, res *answer.Answer) error {
+			if !res.Converged {
+				return fmt.Errorf("%s, not converged", res.Status)
+			}
+			return nil
+		},
+	})
+	announced := int64(0)
+	for _, n := range e.Nodes {
+		announced += n.Stats().Announced
+	}
+	if announced == 0 {
+		t.Error("fanout 3, yet no peer announced a query")
+	}
+}
+
+// abSide names an A/B's two sides, sets one on a node, and checks an
+// answer on it.
+type abSide struct {
+	on, off, ratio string
+	set            func(n *Node, on bool)
+	check          func(p *query.Plan, on bool, res *answer.Answer) error
+}
+
+// abSweep runs the same statements on the same cluster, in turn with a
+// side on and off, PEERQ_BENCH_AB_PAIRS of each (default 5); it logs the
+// medians, their ratio, the bytes the asker received and what the
+// cluster allocated.
+func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause func(), bench func(string, float64, string), side abSide) {
+	setOn := func(on bool) {
 		for _, n := range e.Nodes {
-			n.rt.undefended.Store(off)
+			side.set(n, on)
 		}
 	}
-	defer setOff(false)
+	defer setOn(false)
 	pairs := 5
 	if s := os.Getenv("PEERQ_BENCH_AB_PAIRS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -605,8 +665,8 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 			if run%2 == 0 {
 				first = order.IntN(2) == 1
 			}
-			off := first != (run%2 == 1)
-			setOff(off)
+			on := first != (run%2 == 1)
+			setOn(on)
 			before := asker.Stats()
 			var ms0, ms1 goruntime.MemStats
 			goruntime.ReadMemStats(&ms0)
@@ -614,21 +674,18 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 			goruntime.ReadMemStats(&ms1)
 			// The cluster's peers share one heap: what they allocate
 			// brings garbage collections, which slow every peer at once.
-			gcs[off] += int(ms1.NumGC - ms0.NumGC)
-			alloc[off] = append(alloc[off], int64(ms1.TotalAlloc-ms0.TotalAlloc)>>20)
+			gcs[on] += int(ms1.NumGC - ms0.NumGC)
+			alloc[on] = append(alloc[on], int64(ms1.TotalAlloc-ms0.TotalAlloc)>>20)
 			if err != nil {
 				t.Fatal(err)
 			}
 			after := asker.Stats()
-			if !off && p.Kind == query.PlanAggregate && (res.Check == nil || res.Check.Verdict != answer.CheckAgrees) {
-				t.Errorf("%s: defended, but the sample check says %+v", q.src, res.Check)
+			if err := side.check(p, on, res); err != nil {
+				t.Errorf("%s (%s on %v): %v", q.src, side.on, on, err)
 			}
-			if off && res.Check != nil {
-				t.Errorf("%s: undefended, yet checked", q.src)
-			}
-			lat[off] = append(lat[off], res.Took())
-			rounds[off] = append(rounds[off], int64(res.Rounds))
-			bytes[off] = append(bytes[off], after.BytesReceived-before.BytesReceived)
+			lat[on] = append(lat[on], res.Took())
+			rounds[on] = append(rounds[on], int64(res.Rounds))
+			bytes[on] = append(bytes[on], after.BytesReceived-before.BytesReceived)
 			pause()
 		}
 		forged := int64(0)
@@ -636,14 +693,14 @@ func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, paus
 			forged += n.Stats().ForgedRecords
 		}
 		t.Logf("%s: %d records refused as forged on all peers so far", q.src, forged)
-		on, off := median(lat[false]), median(lat[true])
-		t.Logf("%s: defended %v (runs %v), undefended %v (runs %v): ratio %.2f; asker bytes %v vs %v, rounds %v vs %v; medians: asker bytes %d vs %d, rounds %d vs %d; the cluster allocated %d vs %d MB a run (medians), %d vs %d garbage collections in all",
-			q.src, on.Round(time.Millisecond), lat[false], off.Round(time.Millisecond), lat[true], on.Seconds()/off.Seconds(),
-			bytes[false], bytes[true], rounds[false], rounds[true],
-			medianInt(bytes[false]), medianInt(bytes[true]), medianInt(rounds[false]), medianInt(rounds[true]),
-			medianInt(alloc[false]), medianInt(alloc[true]), gcs[false], gcs[true])
-		bench(q.name+"_defended_s", on.Seconds(), "s")
-		bench(q.name+"_undefended_s", off.Seconds(), "s")
-		bench(q.name+"_defence_ratio", on.Seconds()/off.Seconds(), "x")
+		a, b := median(lat[true]), median(lat[false])
+		t.Logf("%s: %s %v (runs %v), %s %v (runs %v): ratio %.2f; asker bytes %v vs %v, rounds %v vs %v; medians: asker bytes %d vs %d, rounds %d vs %d; the cluster allocated %d vs %d MB a run (medians), %d vs %d garbage collections in all",
+			q.src, side.on, a.Round(time.Millisecond), lat[true], side.off, b.Round(time.Millisecond), lat[false], a.Seconds()/b.Seconds(),
+			bytes[true], bytes[false], rounds[true], rounds[false],
+			medianInt(bytes[true]), medianInt(bytes[false]), medianInt(rounds[true]), medianInt(rounds[false]),
+			medianInt(alloc[true]), medianInt(alloc[false]), gcs[true], gcs[false])
+		bench(q.name+"_"+side.on+"_s", a.Seconds(), "s")
+		bench(q.name+"_"+side.off+"_s", b.Seconds(), "s")
+		bench(q.name+"_"+side.ratio, a.Seconds()/b.Seconds(), "x")
 	}
 }

@@ -52,7 +52,11 @@ type runtime struct {
 	// the sample check, the reliability bound — for the cluster
 	// benchmark's A/B of their cost (bench_test.go). Nothing else sets it.
 	undefended atomic.Bool
-	leases     leaseSide
+	// fanout is Config.Fanout, which the cluster benchmark's A/B of it
+	// changes between statements (bench_test.go): a query takes it when
+	// it is bound.
+	fanout atomic.Int32
+	leases leaseSide
 	// record is the peer's own record (Node.record): read without mu.
 	record func() query.Record
 	logf   func(format string, args ...any)
@@ -124,6 +128,7 @@ func newRuntime(cfg Config, net Network, ctx context.Context, done <-chan struct
 		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{}, told: map[QueryID]int64{},
 		outTo: map[string]int{}, roundDone: make(chan struct{}, 1)}
 	rt.adm = newAdmission(cfg, net.Name(), &rt.instances, done)
+	rt.fanout.Store(int32(cfg.Fanout))
 	return rt
 }
 
@@ -767,7 +772,7 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 	}
 	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
 		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) },
-		Seal: rt.seal, Query: id[:], Fanout: rt.cfg.Fanout, Reliability: func(node string) (float64, bool) {
+		Seal: rt.seal, Query: id[:], Fanout: int(rt.fanout.Load()), Reliability: func(node string) (float64, bool) {
 			if rt.undefended.Load() {
 				return 0, false
 			}
