@@ -166,7 +166,9 @@ type Config struct {
 	// tells of a query each round while the query is young (the plan
 	// alone, to peers not known to hold it: run.Instance.Announce), so
 	// that a query reaches N peers in about log_{Fanout+2} N rounds
-	// rather than log₂ N + ln N. 0 tells none.
+	// rather than log₂ N + ln N. 0 tells none; query.AutoFanout (the
+	// default) takes the engine's for each plan (query.FanoutFor: 3 for a
+	// top-k, 0 for an aggregate).
 	Fanout int
 }
 
@@ -177,5 +179,5 @@ func DefaultConfig(record func() query.Record) Config {
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
-		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.Fanout}
+		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.AutoFanout}
 }

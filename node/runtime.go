@@ -772,7 +772,7 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 	}
 	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
 		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) },
-		Seal: rt.seal, Query: id[:], Fanout: int(rt.fanout.Load()), Reliability: func(node string) (float64, bool) {
+		Seal: rt.seal, Query: id[:], Fanout: query.ResolveFanout(int(rt.fanout.Load()), plan.Kind), Reliability: func(node string) (float64, bool) {
 			if rt.undefended.Load() {
 				return 0, false
 			}

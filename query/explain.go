@@ -70,23 +70,43 @@ func PushRounds(n int) int {
 	return int(math.Ceil(math.Log2(float64(n)) + math.Log(float64(n))))
 }
 
-// Fanout is how many peers beyond its round's partner a peer tells of a
-// query each round while the query is young (run.Config.Fanout): the
-// engine's default, 0, spreads a plan one partner a round. 3 brings the
-// last of 10^5 simulated peers within 1% of a COUNT at round 24 instead
-// of 35, and of 10^6 at 27 instead of 38 (peerq sim --fanout 3). It stays
-// off because a query that reaches everyone at once converges worse under
+// AutoFanout, as a fanout setting (node.Config.Fanout, sim.Config.Fanout),
+// takes the engine's fanout for the plan's kind: FanoutFor.
+const AutoFanout = -1
+
+// FanoutFor is how many peers beyond its round's partner a peer tells of a
+// query of kind each round while the query is young (run.Config.Fanout),
+// as the engine chooses: 3 for a top-k and RESERVE's search, 0 for an
+// aggregate.
+//
+// A top-k's list holds still once every peer's entry has spread: over 200
+// real Serf peers a top-50 took 0.53–0.56 of the time with 3 (node's
+// cluster benchmark, PEERQ_BENCH_FANOUT=ab). An aggregate gains rounds in
+// a calm cloud (the last of 10^5 simulated peers within 1% of a COUNT at
+// round 24 instead of 35, of 10^6 at 27 instead of 38: peerq sim --fanout
+// 3), but a query that reaches everyone at once converges worse under
 // heavy churn with fast exclusions (sim.TestExclusionsMakeItConverge, a
 // member of 2,000 lost every 3 rounds): 0 of seeds 3–6 converged with
-// fanout 3, 3 of 4 without — and 0 of 4 with every peer started at round
-// 0 and no fanout, so it is the fast start, not the announcements: the
-// flows undone with each lost member move the asker's estimate for longer
-// (BENCHMARKS.md, issue 24).
-const Fanout = 0
+// fanout 3, 3 of 4 without, and 0 of 4 with every peer started at round
+// 0 and no fanout — so it is the fast start, not the announcements: each
+// lost member's undone flows move the asker's estimate for longer.
+// Until that is understood an aggregate spreads one partner a round
+// (BENCHMARKS.md, issue 24). A top-k undoes no flows.
+func FanoutFor(kind PlanKind) int {
+	if kind == PlanAggregate {
+		return 0
+	}
+	return 3
+}
 
-// SpreadRounds is the model's number of rounds until a query started by
-// one peer has reached all n with the engine's Fanout.
-func SpreadRounds(n int) int { return SpreadRoundsFanout(n, Fanout) }
+// ResolveFanout is the fanout a setting gives a plan of kind: the setting,
+// or FanoutFor(kind) for AutoFanout.
+func ResolveFanout(setting int, kind PlanKind) int {
+	if setting == AutoFanout {
+		return FanoutFor(kind)
+	}
+	return setting
+}
 
 // SpreadRoundsFanout is the number of rounds until a query reaches all n
 // peers when every peer that holds it tells fanout more each round besides
@@ -300,7 +320,7 @@ func Explain(p *Plan, n int) string {
 	}
 	w("from tags", "no: the statement reads attributes only the peers themselves know")
 	exp := ExpectedRounds(p.Kind, n, p.Accuracy)
-	spread := SpreadRounds(n)
+	spread := SpreadRoundsFanout(n, FanoutFor(p.Kind))
 	if p.Kind == PlanAggregate {
 		w("rounds", "≈%d to reach every peer, then ≈%d for N=%d at accuracy %s; budget %d", spread, exp, n, Num(KindRatio, p.Accuracy), p.RoundBudget(n))
 	} else {

@@ -99,7 +99,8 @@ type Config struct {
 	CheckOnce bool
 	// Fanout is how many peers beyond its partner a peer tells of the
 	// query each round while it is young (run.Config.Fanout, the
-	// runtime's: node.DefaultConfig); 0 spreads it one partner a round.
+	// runtime's: node.DefaultConfig); 0 spreads it one partner a round,
+	// query.AutoFanout (the default) takes the engine's for the plan.
 	// Each announcement counts as a message of the plan's size
 	// (AnnounceBytes).
 	Fanout int
@@ -113,7 +114,7 @@ const AnnounceOverhead = 96
 // DefaultConfig is the configuration for n peers.
 func DefaultConfig(n int) Config {
 	return Config{Nodes: n, Seed: 1, Scheme: aggregate.FlowUpdating, NFromGossip: true,
-		DetectRounds: 2, Retries: 2, MetricsSample: 10_000, Fanout: query.Fanout}
+		DetectRounds: 2, Retries: 2, MetricsSample: 10_000, Fanout: query.AutoFanout}
 }
 
 // RoundStats is what happened in one round.
@@ -366,8 +367,8 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
 		Buffers: &s.bufs, // delivery is immediate: one set of buffers serves all
-		Seal:    newSeal(cfg), Query: []byte("sim"), Fanout: cfg.Fanout}
-	if cfg.Fanout > 0 {
+		Seal:    newSeal(cfg), Query: []byte("sim"), Fanout: query.ResolveFanout(cfg.Fanout, plan.Kind)}
+	if rc.Fanout > 0 {
 		wire, err := plan.Encode()
 		if err != nil {
 			return nil, err
