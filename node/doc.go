@@ -28,7 +28,10 @@
 // malformed), evaluates it on its own record and joins. The originator
 // never contacts every peer. A ticker drives rounds: each round a peer
 // picks one random live peer and sends it one exchange that carries the
-// messages of every active query. Instances are collected some rounds after
+// messages of every active query; while a query is young, a peer also
+// announces it (the plan alone) to Config.Fanout more peers in exchanges
+// of their own that the round does not wait for (announce, run's
+// Announce; by default a top-k's). Instances are collected some rounds after
 // their budget. Statements whose every attribute is in the membership are
 // answered from the member list without gossip; SHOW is local.
 //
