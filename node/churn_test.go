@@ -197,6 +197,9 @@ func excludedAliveMemberStops(t *testing.T, fanout int) {
 		if (announced > 0) != (fanout > 0) {
 			t.Errorf("fanout %d: %d announcements", fanout, announced)
 		}
+		if st, shown := asker.Stats().Announced, metric(t, asker, "peerq_queries_announced_total"); shown != strconv.FormatInt(st, 10) {
+			t.Errorf("/metrics shows %s announcements, Stats %d", shown, st)
+		}
 		if got := c.nodes[cutIdx].Stats().Excluded; got < 1 {
 			t.Errorf("the member left out never heard it (Stats.Excluded %d)", got)
 		}

@@ -91,6 +91,7 @@ var (
 	descBytes         = prometheus.NewDesc("peerq_exchange_bytes_total", "Bytes of gossip exchanges, sent and received.", []string{"direction"}, nil)
 	descRounds        = prometheus.NewDesc("peerq_rounds_total", "Gossip rounds this peer ran.", nil, nil)
 	descJoined        = prometheus.NewDesc("peerq_queries_joined_total", "Queries of other peers this peer joined.", nil, nil)
+	descAnnounced     = prometheus.NewDesc("peerq_queries_announced_total", "Announcements of young queries this peer sent to peers beyond its round's partner (the plan alone: Config.Fanout).", nil, nil)
 	descRefused       = prometheus.NewDesc("peerq_queries_refused_total", "Queries refused: to join (max_queries) or to ask (overloaded).", []string{"reason"}, nil)
 	descRunning       = prometheus.NewDesc("peerq_queries_running", "Query instances this peer takes part in now.", nil, nil)
 	descAsking        = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
@@ -114,7 +115,7 @@ var (
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descRefused,
+	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descAnnounced, descRefused,
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
 		descRepairs, descPeerHours, descMalformed, descForgedRecords, descAuthFailures, descExport, descExportEpoch, descExportFailures,
 		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers} {
@@ -146,6 +147,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytes, st.BytesReceived, "received")
 	counter(descRounds, st.Rounds)
 	counter(descJoined, st.Joined)
+	counter(descAnnounced, st.Announced)
 	counter(descRefused, st.Refused, "max_queries")
 	counter(descRefused, st.Overloaded, "overloaded")
 	counter(descMalformed, st.Malformed)
