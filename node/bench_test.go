@@ -577,7 +577,8 @@ loop:
 func defenceAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause func(), bench func(string, float64, string)) {
 	abSweep(t, ctx, e, asker, pause, bench, abSide{
 		on: "defended", off: "undefended", ratio: "defence_ratio",
-		set: func(n *Node, on bool) { n.rt.undefended.Store(!on) },
+		set:   func(n *Node, on bool) { n.rt.undefended.Store(!on) },
+		reset: func(n *Node) { n.rt.undefended.Store(false) },
 		check: func(p *query.Plan, on bool, res *answer.Answer) error {
 			switch {
 			case on && p.Kind == query.PlanAggregate && (res.Check == nil || res.Check.Verdict != answer.CheckAgrees):
@@ -603,6 +604,7 @@ func fanoutAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause
 			}
 			n.rt.fanout.Store(f)
 		},
+		reset: func(n *Node) { n.rt.fanout.Store(int32(n.rt.cfg.Fanout)) },
 		check: func(p *query.Plan, on bool, res *answer.Answer) error {
 			if !res.Converged {
 				return fmt.Errorf("%s, not converged", res.Status)
@@ -619,11 +621,12 @@ func fanoutAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause
 	}
 }
 
-// abSide names an A/B's two sides, sets one on a node, and checks an
-// answer on it.
+// abSide names an A/B's two sides, sets one on a node, puts the node
+// back as configured, and checks an answer on a side.
 type abSide struct {
 	on, off, ratio string
 	set            func(n *Node, on bool)
+	reset          func(n *Node)
 	check          func(p *query.Plan, on bool, res *answer.Answer) error
 }
 
@@ -637,7 +640,11 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			side.set(n, on)
 		}
 	}
-	defer setOn(false)
+	defer func() {
+		for _, n := range e.Nodes {
+			side.reset(n)
+		}
+	}()
 	pairs := 5
 	if s := os.Getenv("PEERQ_BENCH_AB_PAIRS"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -358,11 +358,11 @@ func (rt *runtime) tick() {
 	}
 }
 
-// announcements says whether an exchange's entries are all announcements
-// (announce): plans without a message.
+// announcements says whether an exchange's entries are all
+// announcements (entry.announces).
 func announcements(es []entry) bool {
 	for _, e := range es {
-		if len(e.Msg) > 0 || len(e.Plan) == 0 {
+		if !e.announces() {
 			return false
 		}
 	}
@@ -620,9 +620,9 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 		if !rt.takeExcluded(q, e.Excluded, from) {
 			continue // this peer is left out of it: it gives no more
 		}
-		if len(e.Msg) == 0 && len(e.Plan) > 0 {
-			// An announcement (announce): the plan alone, to join by.
-			// The sender holds the query: it is not told of it again.
+		if e.announces() {
+			// The plan alone, to join by. The sender holds the query:
+			// it is not told of it again.
 			q.heard(src)
 			continue
 		}

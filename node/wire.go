@@ -56,6 +56,11 @@ type entry struct {
 	Excluded []string
 }
 
+// announces says whether the entry is an announcement (runtime.announce):
+// a query's plan without a message of its core, which a core never
+// sends (every encoded message has at least its version byte).
+func (e entry) announces() bool { return len(e.Msg) == 0 && len(e.Plan) > 0 }
+
 // hint is a peer the sender failed to reach AgeMillis ago: a suspicion an
 // asking peer checks for itself before it trusts an answer (suspect.go).
 type hint struct {

@@ -121,8 +121,20 @@ func SpreadRoundsFanout(n, fanout int) int {
 	if fanout <= 0 {
 		return PushRounds(n)
 	}
+	return PushFanoutRounds(n, fanout+1) + 1
+}
+
+// PushFanoutRounds is ⌈log_{k+1} n + ln n/k⌉: the rounds until a push
+// rumor in which every informed peer tells k random peers a round reaches
+// all n (Pittel's argument with a fanout: the informed grow (k+1)-fold a
+// round, and at the end an unaware peer is missed with probability e^-k a
+// round). It models memberlist's gossip too (sim/latency).
+func PushFanoutRounds(n, k int) int {
+	if n <= 1 || k < 1 {
+		return 0
+	}
 	x := float64(n)
-	return int(math.Ceil(math.Log(x)/math.Log(float64(fanout+2))+math.Log(x)/float64(fanout+1))) + 1
+	return int(math.Ceil(math.Log(x)/math.Log(float64(k+1)) + math.Log(x)/float64(k)))
 }
 
 // RoundBudget is the number of rounds the engine runs a plan for over n

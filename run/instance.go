@@ -140,7 +140,7 @@ type Config struct {
 	// Fanout is how many peers beyond its round's partner a peer tells of
 	// the query in each round while the query is young (Announce): the
 	// plan then spreads as a push with fanout, not one peer a round
-	// (query.SpreadRounds). 0 tells none.
+	// (query.SpreadRoundsFanout). 0 tells none.
 	Fanout int
 }
 

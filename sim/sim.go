@@ -101,8 +101,8 @@ type Config struct {
 	// query each round while it is young (run.Config.Fanout, the
 	// runtime's: node.DefaultConfig); 0 spreads it one partner a round,
 	// query.AutoFanout (the default) takes the engine's for the plan.
-	// Each announcement counts as a message of the plan's size
-	// (AnnounceBytes).
+	// Each announcement counts as a message of the encoded plan's size
+	// plus AnnounceOverhead.
 	Fanout int
 }
 

@@ -11,15 +11,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peerq/peerq/query"
 )
 
 // Model draws round-trip times.
 type Model struct {
 	name string
-	// log-normal: the median and the standard deviation of ln(rtt).
-	median time.Duration
-	sigma  float64
-	// measured: drawn uniformly.
+	// median is the model's; sigma the standard deviation of ln(rtt) of
+	// a log-normal; samples, if set, measured round trips drawn
+	// uniformly.
+	median  time.Duration
+	sigma   float64
 	samples []time.Duration
 }
 
@@ -84,9 +87,9 @@ func FromText(text []byte) (*Model, error) {
 	if len(out) == 0 {
 		return nil, errors.New("latency: no round trips")
 	}
-	s := slices.Clone(out)
-	slices.Sort(s)
-	return &Model{name: fmt.Sprintf("%d measured round trips, median %v", len(out), s[len(s)/2]), samples: out}, nil
+	sorted := slices.Sorted(slices.Values(out))
+	med := sorted[len(sorted)/2]
+	return &Model{name: fmt.Sprintf("%d measured round trips, median %v", len(out), med), median: med, samples: out}, nil
 }
 
 // String says what the model is.
@@ -100,18 +103,8 @@ func (m *Model) Draw(r *rand.Rand) time.Duration {
 	return time.Duration(float64(m.median) * math.Exp(m.sigma*r.NormFloat64()))
 }
 
-// Median is the model's median round trip, by n draws for measured ones.
-func (m *Model) Median(r *rand.Rand, n int) time.Duration {
-	if m.samples == nil {
-		return m.median
-	}
-	d := make([]time.Duration, n)
-	for i := range d {
-		d[i] = m.Draw(r)
-	}
-	slices.Sort(d)
-	return d[n/2]
-}
+// Median is the model's median round trip.
+func (m *Model) Median() time.Duration { return m.median }
 
 // RoundTime is the mean length of a query's round, E[max(minRound, rtt)],
 // over n draws.
@@ -152,10 +145,10 @@ type SerfTime struct {
 }
 
 // Time models a serf.Query over n members.
-func (s Serf) Time(m *Model, r *rand.Rand, n int) SerfTime {
+func (s Serf) Time(m *Model, n int) SerfTime {
 	x := float64(max(n, 2))
-	hops := int(math.Ceil(math.Log(x)/math.Log(float64(s.GossipNodes+1)) + math.Log(x)/float64(s.GossipNodes)))
-	half := m.Median(r, 10_001) / 2
+	hops := query.PushFanoutRounds(max(n, 2), s.GossipNodes)
+	half := m.Median() / 2
 	t := SerfTime{Hops: hops, Bytes: int64(n) * int64(s.ReplyBytes)}
 	t.Spread = time.Duration(hops) * (s.GossipInterval/2 + half)
 	t.Link = time.Duration(float64(t.Bytes) / s.Bandwidth * float64(time.Second))

@@ -97,9 +97,10 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 		}
 	}
 	tw.Flush()
-	summarize(out, plan, cfg, s, stats, setup, time.Since(start))
+	c := Convergence(plan, stats)
+	summarize(out, plan, cfg, s, stats, c, setup, time.Since(start))
 	if opts.RTT != nil {
-		inSeconds(out, plan, cfg, stats, opts)
+		inSeconds(out, cfg, stats, c, opts)
 	}
 	perPeerRound := float64(stepping.Nanoseconds()) / float64(max(peerRounds, 1))
 	perWorking := float64(stepping.Nanoseconds()) / float64(max(working, 1))
@@ -136,22 +137,17 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 // serf.Query's time and bytes on the same model. The asker's bytes are a
 // peer's until the answer is final (the asker of a gossip aggregate is a
 // peer like the others, plus the sample check's records).
-func inSeconds(out io.Writer, plan *query.Plan, cfg sim.Config, stats []sim.RoundStats, opts Options) {
+func inSeconds(out io.Writer, cfg sim.Config, stats []sim.RoundStats, c Conv, opts Options) {
 	r := rand.New(rand.NewPCG(cfg.Seed, 0x277))
 	round := opts.RTT.RoundTime(r, opts.MinRound, 100_000)
-	c := Convergence(plan, stats)
 	fmt.Fprintf(out, "on the latency model (%s): a round %.1f ms (at least %v)", opts.RTT, float64(round)/1e6, opts.MinRound)
-	var bytes, peerRounds float64
-	for _, st := range stats {
-		bytes += float64(st.Bytes)
-		peerRounds += float64(st.Alive)
-	}
 	gossip := time.Duration(c.RuleRound) * round
 	if c.RuleRound > 0 {
-		fmt.Fprintf(out, "; the answer final at round %d: %.2f s, a peer's bytes until then %.1f KB", c.RuleRound, gossip.Seconds(), bytes/peerRounds*float64(c.RuleRound)/1000)
+		_, bytes := perPeerRound(stats)
+		fmt.Fprintf(out, "; the answer final at round %d: %.2f s, a peer's bytes until then %.1f KB", c.RuleRound, gossip.Seconds(), bytes*float64(c.RuleRound)/1000)
 	}
 	fmt.Fprintln(out)
-	st := opts.Serf.Time(opts.RTT, r, cfg.Nodes)
+	st := opts.Serf.Time(opts.RTT, cfg.Nodes)
 	fmt.Fprintf(out, "serf.Query on the same model (gossip every %v to %d, %d hops; %d answers of %d B at %.0f Mbit/s): last answer in at %.2f s (spread %.2f s, asker's link %.2f s); Serf's default timeout %.1f s; the asker receives %.1f MB\n",
 		opts.Serf.GossipInterval, opts.Serf.GossipNodes, st.Hops, cfg.Nodes, opts.Serf.ReplyBytes, opts.Serf.Bandwidth*8/1e6,
 		st.Last.Seconds(), st.Spread.Seconds(), st.Link.Seconds(), st.Timeout.Seconds(), float64(st.Bytes)/1e6)
@@ -174,7 +170,19 @@ func pct(x float64) string {
 	return strconv.FormatFloat(100*x, 'f', d, 64) + "%"
 }
 
-func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stats []sim.RoundStats, setup, elapsed time.Duration) {
+// perPeerRound is what a peer sent in a round, on average over the run:
+// messages and bytes.
+func perPeerRound(stats []sim.RoundStats) (msgs, bytes float64) {
+	var peerRounds float64
+	for _, st := range stats {
+		msgs += float64(st.Messages)
+		bytes += float64(st.Bytes)
+		peerRounds += float64(st.Alive)
+	}
+	return msgs / peerRounds, bytes / peerRounds
+}
+
+func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stats []sim.RoundStats, c Conv, setup, elapsed time.Duration) {
 	fmt.Fprintf(out, "\n%s\n", plan.Text)
 	nFrom := "gossip estimate"
 	if !cfg.NFromGossip {
@@ -183,13 +191,8 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 	fmt.Fprintf(out, "N=%d, %d rounds, loss %.1f%%, scheme %s, number of peers from the %s, seed %d\n",
 		cfg.Nodes, len(stats), 100*cfg.Loss, cfg.Scheme, nFrom, cfg.Seed)
 	if len(stats) > 0 {
-		var msgs, bytes, peerRounds float64
-		for _, st := range stats {
-			msgs += float64(st.Messages)
-			bytes += float64(st.Bytes)
-			peerRounds += float64(st.Alive)
-		}
-		fmt.Fprintf(out, "per peer per round: %.2f messages, %.0f bytes\n", msgs/peerRounds, bytes/peerRounds)
+		msgs, bytes := perPeerRound(stats)
+		fmt.Fprintf(out, "per peer per round: %.2f messages, %.0f bytes\n", msgs, bytes)
 		last := stats[len(stats)-1]
 		if plan.Kind == query.PlanAggregate {
 			fmt.Fprintf(out, "final error: originator %s, median %s, worst %s (over %d peers)\n",
@@ -232,7 +235,6 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 					100*cfg.Liars, cfg.Lie, refused, last.ForgedAccepted, last.SelfRanked, plan.K, 100*last.HonestShare)
 			}
 		}
-		c := Convergence(plan, stats)
 		fmt.Fprintf(out, "engine's rule: final at round %s (originator's error then %s); originator truly within target from round %s\n",
 			roundOrNever(c.RuleRound), pct(c.ErrAtRule), roundOrNever(c.TrueRound))
 	}
