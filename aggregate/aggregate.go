@@ -1262,8 +1262,11 @@ type GroupEstimate struct {
 	// Ext holds, per Min or Max component, the extreme and whether any.
 	Ext    []Extreme
 	HasExt []bool
-	// Distinct holds, per Distinct component, the HyperLogLog estimate.
-	Distinct []float64
+	// Distinct holds, per Distinct component, the HyperLogLog estimate;
+	// Registers its registers (aliasing the node's: read them before the
+	// node's next step), which a union of populations merges by maximum.
+	Distinct  []float64
+	Registers [][]byte
 }
 
 // Bucket is one histogram bucket: the bucket index and its average mass.
@@ -1280,6 +1283,7 @@ func (n *Node) Estimate() Estimate {
 		ge := GroupEstimate{
 			Key: g.key, Means: make([]float64, len(comps)), Buckets: make([][]Bucket, len(comps)),
 			Ext: make([]Extreme, len(comps)), HasExt: make([]bool, len(comps)), Distinct: make([]float64, len(comps)),
+			Registers: make([][]byte, len(comps)),
 		}
 		lo := sort.Search(len(n.est.Keys), func(i int) bool { return n.est.Keys[i] >= slotKey(g.hash, 0, 0) })
 		for i := lo; i < len(n.est.Keys) && slotGroup(n.est.Keys[i]) == g.hash; i++ {
@@ -1300,6 +1304,7 @@ func (n *Node) Estimate() Estimate {
 		for _, h := range n.hll {
 			if slotGroup(h.slot) == g.hash {
 				ge.Distinct[slotComp(h.slot)] = HLLEstimate(h.reg)
+				ge.Registers[slotComp(h.slot)] = h.reg
 			}
 		}
 		e.Groups = append(e.Groups, ge)

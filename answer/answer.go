@@ -211,6 +211,10 @@ type Meta struct {
 	// Check is the sample check of a gossip aggregate; nil for the
 	// others.
 	Check *Check `json:"check,omitempty"`
+	// Pools is, in a cloud of several pools, each pool's part in the
+	// answer (node/pools.go): a pool that did not answer makes the answer
+	// partial, one whose gateways disagree contested, naming it.
+	Pools []PoolStatus `json:"pools,omitempty"`
 	// FromTags says the answer came from the member list, without gossip.
 	FromTags bool `json:"from_tags"`
 	// Warning is said beside a good answer: that the cluster is this peer
@@ -229,6 +233,21 @@ type Meta struct {
 	// reads them from run.
 	Budget int  `json:"-"`
 	Final  bool `json:"-"`
+}
+
+// PoolStatus is one pool's part in an answer: its status and reason as
+// its gateways reported, its members, its rounds, and how many of its
+// gateways (of those the cloud pool listed) agreed on its partial.
+type PoolStatus struct {
+	Pool     string `json:"pool"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason,omitempty"`
+	Peers    int    `json:"peers"`
+	Rounds   int    `json:"rounds"`
+	Gateways int    `json:"gateways"`
+	Agreeing int    `json:"agreeing"`
+	// Check is the verdict of the pool's own sample check, if it made one.
+	Check string `json:"check,omitempty"`
 }
 
 // MaxNamed is how many excluded members an answer names (Meta.Excluded);

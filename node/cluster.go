@@ -23,14 +23,18 @@ import (
 type Embedded struct {
 	// Nodes are the peers' runtimes; a restarted peer gets a new one
 	// (Restart replaces it under mu: read it so while peers restart).
-	Nodes   []*Node
-	cluster *overlay.Cluster
-	records []*syntheticRecord
-	ncfgs   []Config
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex // Nodes and down, while peers restart
-	down    map[int]bool
+	Nodes []*Node
+	// clusters are the pools' Serf pools (one without Pools); peer i is
+	// clusters[at[i].pool].Peers[at[i].j].
+	clusters []*overlay.Cluster
+	at       []poolSeat
+	cloud    *EmbeddedCloud
+	records  []*syntheticRecord
+	ncfgs    []Config
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex // Nodes and down, while peers restart
+	down     map[int]bool
 }
 
 // EmbeddedConfig configures an embedded cluster.
@@ -47,7 +51,40 @@ type EmbeddedConfig struct {
 	// DataDir, if set, gives each peer its own data dir, DataDir/name: its
 	// lease, its owned subclouds and its journal survive a Restart.
 	DataDir string
+	// Pools, if more than 1, spreads the peers over that many Serf pools
+	// (peer i in pool PoolName(i mod Pools)), each on its own in-memory
+	// network, with a cloud pool of their gateways on another
+	// (pools.go); 0 or 1 is one pool, as before.
+	Pools int
 }
+
+// tally is the pools' counts of peers joined or settled, summed for a
+// progress bar; safe for concurrent use.
+type tally struct {
+	mu     sync.Mutex
+	counts []int
+}
+
+func newTally(n int) *tally { return &tally{counts: make([]int, n)} }
+
+// set sets pool k's count and returns the total.
+func (t *tally) set(k, v int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.counts[k] = v
+	total := 0
+	for _, x := range t.counts {
+		total += x
+	}
+	return total
+}
+
+// poolSeat is where a peer of an embedded cluster sits: its pool, and its
+// index among that pool's peers.
+type poolSeat struct{ pool, j int }
+
+// PoolName is the name of an embedded cluster's pool k.
+func PoolName(k int) string { return fmt.Sprintf("pool%d", k) }
 
 // syntheticRecord is one demo peer's record: query.Synthetic, drifting.
 type syntheticRecord struct {
@@ -89,8 +126,14 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.Round <= 0 {
 		cfg.Round = 100 * time.Millisecond
 	}
-	e := &Embedded{stop: make(chan struct{}), down: map[int]bool{}}
-	var ocfgs []overlay.Config
+	pools := max(cfg.Pools, 1)
+	e := &Embedded{stop: make(chan struct{}), down: map[int]bool{}, Nodes: make([]*Node, cfg.Nodes), ncfgs: make([]Config, cfg.Nodes),
+		at: make([]poolSeat, cfg.Nodes), clusters: make([]*overlay.Cluster, pools)}
+	if pools > 1 {
+		e.cloud = NewEmbeddedCloud(3 * pools)
+	}
+	ocfgs := make([][]overlay.Config, pools)
+	index := make([][]int, pools) // the peers of each pool
 	for i := 0; i < cfg.Nodes; i++ {
 		rec, tags := SyntheticPeer(cfg.Seed, i)
 		e.records = append(e.records, &syntheticRecord{rec: rec})
@@ -99,44 +142,82 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		if err != nil {
 			return nil, err
 		}
-		ocfgs = append(ocfgs, overlay.Config{Name: name, Tags: tags, ExchangeTimeout: 2 * time.Second, Identity: id})
+		k := i % pools
+		if pools > 1 {
+			tags[TagPool] = PoolName(k)
+		}
+		e.at[i] = poolSeat{pool: k, j: len(ocfgs[k])}
+		// ClusterSize is the whole process's: the pools share its cores,
+		// and 2 pools of 250 with the profile of 250 (1 s probes) did
+		// not settle in 3 minutes; with that of 500, in 27 s
+		// (overlay.TunedConfig).
+		ocfgs[k] = append(ocfgs[k], overlay.Config{Name: name, Tags: tags, ExchangeTimeout: 2 * time.Second, Identity: id, ClusterSize: cfg.Nodes})
+		index[k] = append(index[k], i)
 	}
+	var mu sync.Mutex // startErr, joined, the slices' elements
 	var startErr error
+	joined := newTally(pools)
 	verified := NewSignatureCache() // the peers share a process, and so the signatures they checked
-	c, err := overlay.StartCluster(ctx, ocfgs, func(i int, o *overlay.Overlay) {
-		ncfg := DefaultConfig(e.records[i].get)
-		ncfg.Verified = verified
-		ncfg.Round, ncfg.MinRound, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.MinRound, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[i].Tags
-		if cfg.DataDir != "" {
-			ncfg.DataDir = filepath.Join(cfg.DataDir, ocfgs[i].Name)
-			if err := os.MkdirAll(ncfg.DataDir, 0o700); err != nil {
-				startErr = errors.Join(startErr, err)
+	var wg sync.WaitGroup
+	for k := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := overlay.StartCluster(ctx, ocfgs[k], func(j int, o *overlay.Overlay) {
+				i := index[k][j]
+				ncfg := DefaultConfig(e.records[i].get)
+				ncfg.Verified = verified
+				ncfg.Round, ncfg.MinRound, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.MinRound, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[k][j].Tags
+				if pools > 1 {
+					ncfg.Pool, ncfg.Cloud = PoolName(k), e.cloud
+				}
+				if cfg.DataDir != "" {
+					ncfg.DataDir = filepath.Join(cfg.DataDir, ocfgs[k][j].Name)
+					if err := os.MkdirAll(ncfg.DataDir, 0o700); err != nil {
+						mu.Lock()
+						startErr = errors.Join(startErr, err)
+						mu.Unlock()
+						return
+					}
+				}
+				n, err := New(ncfg, o)
+				mu.Lock()
+				defer mu.Unlock()
+				e.ncfgs[i] = ncfg
+				if err != nil {
+					startErr = errors.Join(startErr, err)
+					return
+				}
+				e.Nodes[i] = n
+			}, func(j int) {
+				total := joined.set(k, j)
+				if cfg.OnJoin != nil {
+					cfg.OnJoin(total, cfg.Nodes)
+				}
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				startErr = errors.Join(startErr, fmt.Errorf("%s: %w", PoolName(k), err))
 				return
 			}
-		}
-		e.ncfgs = append(e.ncfgs, ncfg)
-		n, err := New(ncfg, o)
-		if err != nil {
-			startErr = errors.Join(startErr, err)
-			return
-		}
-		e.Nodes = append(e.Nodes, n)
-	}, func(joined int) {
-		if cfg.OnJoin != nil {
-			cfg.OnJoin(joined, cfg.Nodes)
-		}
-	})
-	if err == nil && startErr != nil {
-		c.Shutdown()
-		err = startErr
+			e.clusters[k] = c
+		}()
 	}
-	if err != nil {
+	wg.Wait()
+	if startErr != nil {
 		for _, n := range e.Nodes {
-			n.Close()
+			if n != nil {
+				n.Close()
+			}
 		}
-		return nil, err
+		for _, c := range e.clusters {
+			if c != nil {
+				c.Shutdown()
+			}
+		}
+		return nil, startErr
 	}
-	e.cluster = c
 	if !cfg.Freeze {
 		e.wg.Add(1)
 		go e.drift(cfg.Seed)
@@ -183,13 +264,39 @@ func (e *Embedded) drift(seed uint64) {
 }
 
 // WaitSettled waits until every peer sees every other alive.
+// In a cluster of pools, each pool's peers see their own pool, and every
+// pool has its gateways in the cloud pool.
 func (e *Embedded) WaitSettled(ctx context.Context, progress func(settled, total int)) error {
-	return e.cluster.WaitSettled(ctx, func(s int) {
-		if progress != nil {
-			progress(s, len(e.Nodes))
-		}
-	})
+	settled := newTally(len(e.clusters))
+	var wg sync.WaitGroup
+	errs := make([]error, len(e.clusters))
+	for k, c := range e.clusters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = c.WaitSettled(ctx, func(s int) {
+				total := settled.set(k, s)
+				if progress != nil {
+					progress(total, len(e.Nodes))
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if e.cloud == nil {
+		return nil
+	}
+	return e.cloud.waitPools(ctx, len(e.clusters), 3)
 }
+
+// Pools is the number of pools (1 without Pools).
+func (e *Embedded) Pools() int { return len(e.clusters) }
+
+// PoolOf is peer i's pool.
+func (e *Embedded) PoolOf(i int) int { return e.at[i].pool }
 
 // Close stops every peer.
 func (e *Embedded) Close() {
@@ -206,7 +313,12 @@ func (e *Embedded) Close() {
 		}()
 	}
 	wg.Wait()
-	e.cluster.Shutdown()
+	for _, c := range e.clusters {
+		c.Shutdown()
+	}
+	if e.cloud != nil {
+		e.cloud.shutdown()
+	}
 }
 
 // Kill stops peer i without leaving: the others see it fail.
@@ -217,7 +329,8 @@ func (e *Embedded) Kill(i int) error {
 		return fmt.Errorf("node: no peer %d", i)
 	}
 	e.down[i] = true
-	return errors.Join(e.Nodes[i].Close(), e.cluster.Peers[i].Shutdown())
+	at := e.at[i]
+	return errors.Join(e.Nodes[i].Close(), e.clusters[at.pool].Peers[at.j].Shutdown())
 }
 
 // Down reports whether peer i was killed and not restarted.
@@ -236,7 +349,8 @@ func (e *Embedded) Restart(ctx context.Context, i int) error {
 		return fmt.Errorf("node: peer %d is not down", i)
 	}
 	var nerr error
-	_, err := e.cluster.Restart(ctx, i, func(o *overlay.Overlay) {
+	at := e.at[i]
+	_, err := e.clusters[at.pool].Restart(ctx, at.j, func(o *overlay.Overlay) {
 		n, err := New(e.ncfgs[i], o)
 		if err != nil {
 			nerr = err

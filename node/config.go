@@ -170,6 +170,19 @@ type Config struct {
 	// default) takes the engine's for each plan (query.FanoutFor: 3 for a
 	// top-k, 0 for an aggregate).
 	Fanout int
+
+	// Pool names the Serf pool this peer's Network is (pools.go); "" is
+	// a cloud of one pool, where every statement runs over Network alone.
+	// In a pooled cloud Gateways of each pool's live members are its
+	// gateways, checked every GatewayCheck, and join the cloud pool
+	// through Cloud. A statement waits up to PoolTimeout for the pools
+	// (less with WITH TIMEOUT), polling every PollEvery; a pool seen in
+	// the cloud pool within PoolMemory that has no gateway now makes an
+	// answer partial, naming it.
+	Pool                                             string
+	Gateways                                         int
+	Cloud                                            Cloud
+	GatewayCheck, PoolTimeout, PollEvery, PoolMemory time.Duration
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the
@@ -179,5 +192,6 @@ func DefaultConfig(record func() query.Record) Config {
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
-		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.AutoFanout}
+		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.AutoFanout,
+		Gateways: 3, GatewayCheck: time.Second, PoolTimeout: time.Minute, PollEvery: 100 * time.Millisecond, PoolMemory: 10 * time.Minute}
 }

@@ -35,6 +35,17 @@
 // their budget. Statements whose every attribute is in the membership are
 // answered from the member list without gossip; SHOW is local.
 //
+// Pools (pools.go): with Config.Pool, the peer's Network is one Serf
+// pool of a cloud of pools. The pools role keeps the peer in the
+// cloud-wide Serf pool (Config.Cloud) while it is one of its pool's
+// Gateways, runs other pools' statements in its pool as their gateway
+// and reports its pool's run.Partial signed, and answers a gossip
+// statement asked here by having a gateway of this pool coordinate it
+// across the pools, then checking every pool's reports and merging one
+// partial per pool that most of its gateways agree on (run.Merge).
+// EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
+// cloud pool on its own in-memory network).
+//
 // Each peer has an identity (identity.Key: an ed25519 key in its data
 // dir, a new incarnation at every start) that the network shows beside it;
 // every lease request it sends as an owner is signed with it and names the

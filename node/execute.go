@@ -226,6 +226,15 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		return n.sc.alter(ctx, plan)
 	case plan.Kind == query.PlanLocal:
 		return n.local(ctx, plan, start)
+	case n.rt.pools.on() && (plan.Kind == query.PlanAggregate || plan.Kind == query.PlanTopK):
+		// A pooled cloud: every pool answers (pools.go). The member list
+		// is one pool's, so a statement it could answer is gossip too.
+		if plan.FromTags {
+			fresh := *plan
+			fresh.FromTags = false
+			plan = &fresh
+		}
+		return n.rt.pools.ask(ctx, plan, progress, start)
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
 	case n.net.Size() == 1:

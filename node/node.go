@@ -109,6 +109,14 @@ func New(cfg Config, net Network) (*Node, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.Pool != "" {
+		// The pool is a tag (an attribute, `pool`), kept beside the lease's.
+		tags := map[string]string{TagPool: cfg.Pool}
+		for k, v := range cfg.Tags {
+			tags[k] = v
+		}
+		cfg.Tags = tags
+	}
 	seed := cfg.Seed
 	if seed == 0 {
 		var b [8]byte
@@ -171,6 +179,24 @@ func New(cfg Config, net Network) (*Node, error) {
 	n.leases = newLeaseKeeper(&leaseKeeper{keeper: keeper, net: net, boot: id.Boot(), now: cfg.Clock, tags: cfg.Tags,
 		owner: n.sc, call: n.calls, names: n.nameKeepers, ask: cfg.ExchangeTimeout / 2, tick: cfg.LeaseTick, probeEvery: cfg.StorageProbe, logf: logf})
 	rt.leases = n.leases
+	if cfg.Pool != "" {
+		if cfg.Gateways <= 0 {
+			cfg.Gateways = def.Gateways
+		}
+		if cfg.GatewayCheck <= 0 {
+			cfg.GatewayCheck = def.GatewayCheck
+		}
+		if cfg.PoolTimeout <= 0 {
+			cfg.PoolTimeout = def.PoolTimeout
+		}
+		if cfg.PollEvery <= 0 {
+			cfg.PollEvery = def.PollEvery
+		}
+		if cfg.PoolMemory <= 0 {
+			cfg.PoolMemory = def.PoolMemory
+		}
+		rt.pools = newPools(cfg, net, id, rt, ctx, n.logf)
+	}
 	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(rt.serve); err != nil {
 		cancel()
@@ -187,6 +213,13 @@ func New(cfg Config, net Network) (*Node, error) {
 	n.sc.owner = n.owner
 	n.metrics = newMetrics(metricsSource{runtime: n, owner: n.owner, net: net})
 	rt.start()
+	if rt.pools != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			rt.pools.loop(n.done)
+		}()
+	}
 	n.wg.Add(2)
 	go n.watch()
 	go n.saveObserved()

@@ -57,7 +57,7 @@ func (e *Embedded) Records() []query.Record {
 }
 
 // Cluster is the overlays of the peers, in the order of Nodes.
-func (e *Embedded) Cluster() *overlay.Cluster { return e.cluster }
+func (e *Embedded) Cluster() *overlay.Cluster { return e.clusters[0] }
 
 // Node is peer i's runtime now (Restart replaces it).
 func (e *Embedded) Node(i int) *Node {

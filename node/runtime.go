@@ -33,9 +33,12 @@ import (
 // with mu held: exchanges run on the runtime's goroutines (wg), which
 // the node's Close waits for.
 type runtime struct {
-	cfg Config
-	net Network
-	now func() time.Time // cfg.Clock
+	// pools is the pools role (nil in a cloud of one pool): it answers
+	// protoPool entries.
+	pools *pools
+	cfg   Config
+	net   Network
+	now   func() time.Time // cfg.Clock
 	// ctx ends when the node closes: exchanges in flight give up; done
 	// is closed then.
 	ctx  context.Context
@@ -579,6 +582,14 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 			replies = append(replies, rt.prober.answerProbe(e.Asker)) // a ping: not under rt.mu
 		case protoSample:
 			replies = append(replies, rt.answerSample(e)) // reads the record: not under rt.mu
+		case protoPool:
+			var msg []byte
+			if rt.pools.on() {
+				msg = rt.pools.serveLAN(from, e.Msg)
+			} else {
+				msg = encodePool(poolResp{Err: "this peer's cloud is one pool"})
+			}
+			replies = append(replies, entry{ID: e.ID, Kind: protoPool, Msg: msg})
 		default:
 			gossip = append(gossip, e)
 		}
@@ -782,9 +793,54 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 
 // gossip runs a plan by gossip from this peer.
 func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
+	a, _, err := rt.askPlan(ctx, plan, progress)
+	return a, err
+}
+
+// gossipPartial runs plan as gossip does and also returns its pool's
+// share (run.Partial, read from the asking instance once it answered):
+// a gateway's run in its pool (pools.go). With one member, the peer
+// alone, it is the peer's own record's.
+func (rt *runtime) gossipPartial(ctx context.Context, plan *query.Plan) (*answer.Answer, *run.Partial, error) {
+	if rt.net.Size() == 1 {
+		return rt.alonePartial(plan)
+	}
+	a, q, err := rt.askPlan(ctx, plan, nil)
+	if q == nil || a == nil || a.Meta == nil {
+		return a, nil, err
+	}
+	rt.mu.Lock()
+	part, perr := q.run.Partial(a.Meta.Peers)
+	rt.mu.Unlock()
+	if perr != nil {
+		return a, nil, errors.Join(err, perr)
+	}
+	return a, part, err
+}
+
+// alonePartial is the partial of a pool of one: this peer.
+func (rt *runtime) alonePartial(plan *query.Plan) (*answer.Answer, *run.Partial, error) {
+	b, err := run.Bind(plan, run.Config{Peers: 1, Rand: mrand.New(mrand.NewPCG(1, 1)), Sampler: nobody{}, Self: rt.net.Name()}) // one peer: no choices to make
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := b.New(true, recordFor(rt.net, rt.record(), rt.net.Coordinate()))
+	if err != nil {
+		return nil, nil, err
+	}
+	part, err := q.Partial(1)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &answer.Answer{Meta: &answer.Meta{Status: StatusExact, Converged: true, Peers: 1, MembersStart: 1, MembersEnd: 1, PlanHash: plan.Hash()}}
+	return a, part, nil
+}
+
+// askPlan is gossip, with the asking instance (nil when it never started).
+func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, *instance, error) {
 	ctx, release, err := rt.adm.Admit(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer release()
 	rt.asking.Add(1)
@@ -792,7 +848,7 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 	start := rt.now()
 	wire, err := plan.Encode()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// This peer's network coordinate travels beside the plan, so that
 	// every peer can compute its rtt to the asker.
@@ -809,7 +865,7 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 	q, err := rt.bind(id, plan, wire, coord, rt.net.Name(), coverage, true, rec, peers)
 	if err != nil {
 		rt.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	q.progress, q.started, q.atStart = progress, start, members
 	// Members this peer found lost lately are left out from the start:
@@ -832,7 +888,7 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 	select {
 	case out := <-q.result:
 		if out.busy != nil {
-			return nil, out.busy
+			return nil, q, out.busy
 		}
 		rt.finishSample(q, sample, out.ans)
 		if out.ans != nil && out.ans.Meta != nil && !rt.undefended.Load() {
@@ -840,13 +896,16 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 				out.ans.Contest(why)
 			}
 		}
-		return out.ans, nil
+		return out.ans, q, nil
 	case <-deadline:
-		return rt.partial(q, ErrTimeout)
+		a, err := rt.partial(q, ErrTimeout)
+		return a, q, err
 	case <-ctx.Done():
-		return rt.partial(q, ctx.Err())
+		a, err := rt.partial(q, ctx.Err())
+		return a, q, err
 	case <-rt.done:
-		return rt.partial(q, ErrClosed)
+		a, err := rt.partial(q, ErrClosed)
+		return a, q, err
 	}
 }
 
@@ -916,6 +975,11 @@ func alive(net Network, name string) bool {
 // sampler gives the cores the round's peer: every query of a round
 // exchanges with the same peer, in one message. It is called under rt.mu.
 type sampler struct{ rt *runtime }
+
+// nobody is the sampler of a peer alone in its pool.
+type nobody struct{}
+
+func (nobody) Sample(*mrand.Rand) (peer.ID, bool) { return 0, false }
 
 func (s sampler) Sample(*mrand.Rand) (peer.ID, bool) {
 	if s.rt.roundPeer == "" {

@@ -32,6 +32,9 @@ const (
 	// (sample.go); the answer is the same kind, its Msg the row and the
 	// signature.
 	protoSample
+	// protoPool carries the pools role's requests between an asker and a
+	// gateway of its pool (pools.go); the answer is the same kind.
+	protoPool
 	protoEnd_
 )
 

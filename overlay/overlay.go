@@ -574,7 +574,14 @@ func (o *Overlay) SetTags(tags map[string]string) error {
 }
 
 // Leave leaves the cluster gracefully: others see "left", not "failed".
-func (o *Overlay) Leave() error { return o.serf.Leave() }
+// A Serf that shut itself down (it lost a conflict over its name) has
+// left already: memberlist would panic.
+func (o *Overlay) Leave() error {
+	if o.serf.State() == serf.SerfShutdown {
+		return errors.New("overlay: Serf has shut down")
+	}
+	return o.serf.Leave()
+}
 
 // senderAt reports whether the exchange connection from remote comes from
 // the member named from: its advertised exchange host.

@@ -115,7 +115,7 @@ func LeasesCatalog() *Catalog { return leasesCatalog }
 
 // WellKnownTags are the Serf tags DESIGN.md names; the default catalog
 // knows them even before a cluster reports them.
-var WellKnownTags = []string{"region", "zone", "arch", "os", "owner", "class"}
+var WellKnownTags = []string{"region", "zone", "arch", "os", "owner", "class", "pool"}
 
 // builtinAttrs indexes builtins by name.
 var builtinAttrs = func() map[string]Attr {

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/peerq/peerq/internal/strictcbor"
 	"github.com/peerq/peerq/parser"
 )
 
@@ -27,20 +28,8 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
-	decMode, err = cbor.DecOptions{
-		// Each level of an expression is a map holding an array.
-		MaxNestedLevels:   2*MaxExprDepth + 16,
-		MaxArrayElements:  MaxExprNodes,
-		MaxMapPairs:       32,
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		UTF8:              cbor.UTF8DecodeInvalid,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
+	// Each level of an expression is a map holding an array.
+	decMode = strictcbor.DecMode(2*MaxExprDepth+16, MaxExprNodes, 32)
 }
 
 // Encode returns the plan's wire form.

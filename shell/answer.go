@@ -52,6 +52,16 @@ func TableOf(a *answer.Answer) *Table {
 		t.Meta["participants_estimate"] = m.Participants
 	}
 	t.Footer += fmt.Sprintf(" · %d rounds · %s", m.Rounds, m.Took().Round(time.Millisecond))
+	if len(m.Pools) > 0 {
+		t.Meta["pools"] = m.Pools
+		answered := 0
+		for _, p := range m.Pools {
+			if p.Status == answer.StatusExact || p.Status == answer.StatusConverged {
+				answered++
+			}
+		}
+		t.Footer += fmt.Sprintf(" · %d of %d pools", answered, len(m.Pools))
+	}
 	if m.Protocol == answer.ProtocolAggregate {
 		t.Footer += fmt.Sprintf(" · error ±%s (estimated)", percent(m.ErrEstimate))
 	}

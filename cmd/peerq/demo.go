@@ -55,6 +55,9 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			if cfg.Nodes < 2 {
 				return &exitError{exitUsage, errors.New("peerq: --nodes must be at least 2")}
 			}
+			if cfg.Pools < 1 || cfg.Pools > cfg.Nodes {
+				return &exitError{exitUsage, fmt.Errorf("peerq: --pools %d: want 1 to --nodes (%d)", cfg.Pools, cfg.Nodes)}
+			}
 			var rate float64
 			if churn != "" {
 				var err error
@@ -118,6 +121,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of peers")
+	f.IntVar(&cfg.Pools, "pools", 1, "spread the peers over this many Serf pools, joined by a cloud pool of their gateways (docs/PROTOCOLS.md, Pools)")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the peers' machines")
 	f.BoolVar(&cfg.Freeze, "freeze", false, "keep the machines' load and free memory still (answers can be checked)")
 	f.DurationVar(&cfg.Round, "round", cfg.Round, "longest gossip round: a peer's next round starts when its exchanges are back, at this at the latest")
@@ -160,6 +164,11 @@ func startDemo(ctx context.Context, w io.Writer, cfg node.EmbeddedConfig) (*node
 	}
 	if tty {
 		fmt.Fprint(w, "\r\033[K")
+	}
+	if e.Pools() > 1 {
+		fmt.Fprintf(w, "peerq demo: %d peers in %d pools joined in %.1fs, settled in %.1fs (every peer sees its pool, every pool's gateways the cloud pool)\n",
+			cfg.Nodes, e.Pools(), joined.Seconds(), time.Since(start).Seconds())
+		return e, nil
 	}
 	fmt.Fprintf(w, "peerq demo: %d peers joined in %.1fs, settled in %.1fs (every peer sees every other)\n",
 		cfg.Nodes, joined.Seconds(), time.Since(start).Seconds())

@@ -1,0 +1,918 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/internal/strictcbor"
+	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
+)
+
+// The pools role (docs/PROTOCOLS.md, "Pools"): a cloud of many Serf LAN
+// pools, each a few hundred to a few thousand peers, joined by a
+// cloud-wide Serf pool of their gateways — Consul's LAN pools and WAN pool
+// of servers, Astrolabe's zones and their representatives.
+//
+// A pool's gateways are the Config.Gateways live members whose names hash
+// lowest (Gateways: every member computes the same set from its own
+// membership, and a failed gateway is replaced as soon as the pool's
+// failure detector declares it). A gateway joins the cloud pool
+// (Config.Cloud) and leaves it when it stops being one.
+//
+// A statement asked in a pooled cloud goes to a gateway of the asker's
+// pool (the coordinator), which asks every gateway in the cloud pool to
+// run it in its own pool as an ordinary asker and polls them for their
+// reports: the pool's mergeable partial (run.Partial) with its status,
+// signed by the gateway's identity. The asker polls the coordinator, then
+// checks every report itself — the signature, the query, the plan, the
+// gateway's key against the cloud pool's (and, for its own pool, its own
+// membership's) — and counts a pool's partial only when a majority of
+// that pool's gateways report agreeing ones (the same rows, numbers
+// within the plan's accuracy): one lying gateway is outvoted, two that
+// disagree with no majority make the answer contested, naming the pool; a
+// pool whose gateways do not answer makes it partial, naming the pool.
+// The merge is run.Merge: exactly one contribution per pool.
+
+// CloudNetwork is a gateway's membership of the cloud pool: a network it
+// leaves when it stops being a gateway.
+type CloudNetwork interface {
+	Network
+	Leave() error
+	Shutdown() error
+}
+
+// Cloud joins a gateway to the cloud-wide pool.
+type Cloud interface {
+	// Join makes the peer named name, of pool, a member of the cloud
+	// pool with its identity id and a tag pool=pool, and joins it to the
+	// pool's other members; the node serves the returned network's
+	// exchanges.
+	Join(ctx context.Context, name, pool string, id *identity.Key) (CloudNetwork, error)
+}
+
+// TagPool is the tag that names a peer's pool, in its pool and in the
+// cloud pool; `pool` is an attribute (query.WellKnownTags). TagGateway
+// is, in the cloud pool, the gateway's name in its own pool: its name in
+// the cloud pool is its own (a gateway that comes back is a new member
+// there, as Serf wants).
+const (
+	TagPool    = "pool"
+	TagGateway = "gateway"
+)
+
+// Gateways are the names of a pool's k gateways among its live members:
+// those whose names hash lowest (FNV-1a, ties by name). Every member
+// computes the same set from the same membership.
+func Gateways(members []network.Member, k int) []string {
+	type ranked struct {
+		h    uint64
+		name string
+	}
+	rs := make([]ranked, 0, len(members))
+	for _, m := range members {
+		h := fnv.New64a()
+		h.Write([]byte(m.Name))
+		rs = append(rs, ranked{h.Sum64(), m.Name})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].h != rs[j].h {
+			return rs[i].h < rs[j].h
+		}
+		return rs[i].name < rs[j].name
+	})
+	out := make([]string, 0, min(k, len(rs)))
+	for i := 0; i < k && i < len(rs); i++ {
+		out = append(out, rs[i].name)
+	}
+	return out
+}
+
+// The role's operations: an asker's to a gateway of its pool (over the
+// pool's exchanges), a coordinator's to the gateways (over the cloud
+// pool's).
+const (
+	opCloudStart = iota + 1 // coordinate this statement across the pools
+	opCloudPoll             // what have the pools reported?
+	opPoolStart             // run this statement in your pool
+	opPoolPoll              // your pool's report, if it is done
+	opEnd_
+)
+
+type poolReq struct {
+	Op   int    `cbor:"1,keyasint"`
+	ID   []byte `cbor:"2,keyasint"`
+	Plan []byte `cbor:"3,keyasint,omitempty"`
+}
+
+type poolResp struct {
+	Done    bool         `cbor:"1,keyasint,omitempty"`
+	Reports []poolReport `cbor:"2,keyasint,omitempty"`
+	Pools   []poolView   `cbor:"3,keyasint,omitempty"`
+	Err     string       `cbor:"4,keyasint,omitempty"`
+}
+
+// poolView is a pool as the coordinator saw it in the cloud pool: its
+// gateways and their keys; a pool seen lately with none has no Gateways.
+type poolView struct {
+	_        struct{} `cbor:",toarray"`
+	Name     string
+	Gateways []string // names in their pool
+	Keys     [][]byte
+	// at are the gateways' names in the cloud pool, by Gateways' index:
+	// the coordinator's, not sent.
+	at []string
+}
+
+// poolReport is a gateway's signed report of its pool's run.
+type poolReport struct {
+	_       struct{} `cbor:",toarray"`
+	Gateway string
+	Body    []byte // an encoded reportBody
+	Sig     []byte
+}
+
+type reportBody struct {
+	ID      []byte  `cbor:"1,keyasint"`
+	Pool    string  `cbor:"2,keyasint"`
+	Plan    string  `cbor:"3,keyasint"` // the plan's hash
+	Status  string  `cbor:"4,keyasint"`
+	Reason  string  `cbor:"5,keyasint,omitempty"`
+	Peers   int     `cbor:"6,keyasint"`
+	Rounds  int     `cbor:"7,keyasint"`
+	Elapsed float64 `cbor:"8,keyasint"`
+	Partial []byte  `cbor:"9,keyasint,omitempty"`
+	// Check is the verdict of the pool's own sample check (run.SampleCheck).
+	Check string `cbor:"10,keyasint,omitempty"`
+}
+
+// statusFailed is a report's status when its pool gave no answer.
+const statusFailed = "failed"
+
+// reportDomain separates a report's signatures from the identity's others.
+const reportDomain = "peerq pool report v1"
+
+var poolDec = strictcbor.DecMode(6, 4096, 16)
+
+// decodePool reads one of the role's messages from the network, bounded.
+func decodePool(b []byte, v any) error {
+	if len(b) > maxField {
+		return fmt.Errorf("%w: a pool message of %d bytes", ErrMalformed, len(b))
+	}
+	if err := poolDec.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+func encodePool(v any) []byte {
+	b, err := cbor.Marshal(v)
+	if err != nil {
+		panic(err) // our own types: cannot fail
+	}
+	return b
+}
+
+// pools is the role. Its lock guards the maps and cloud; no I/O runs
+// under it.
+type pools struct {
+	cfg  Config
+	lan  Network
+	id   *identity.Key
+	rt   *runtime
+	logf func(string, ...any)
+	now  func() time.Time
+	ctx  context.Context
+
+	// streak counts the checks in a row that disagreed with what this
+	// peer is (a gateway in the cloud pool or not): it changes only after
+	// gatewayStreak of them, so that a membership in flux (a pool
+	// forming, a member flapping) does not churn the cloud pool.
+	streak int
+
+	mu      sync.Mutex
+	cloud   CloudNetwork
+	seen    map[string]time.Time
+	runs    map[QueryID]*poolRun
+	coords  map[QueryID]*coordRun
+	joinErr string
+	// bend, if set, is a lying gateway's lie (tests): what it does to
+	// its pool's partial before it signs it.
+	bend func(*run.Partial)
+}
+
+type poolRun struct {
+	at     time.Time
+	report *poolReport // nil while it runs
+}
+
+type coordRun struct {
+	at      time.Time
+	done    bool
+	view    []poolView
+	reports []poolReport
+}
+
+func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
+	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, now: cfg.Clock, ctx: ctx,
+		seen: map[string]time.Time{}, runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{}}
+}
+
+// on says whether the cloud is pooled.
+func (p *pools) on() bool { return p != nil && p.cfg.Pool != "" }
+
+// loop keeps this peer in the cloud pool while it is one of its pool's
+// gateways, and forgets old runs, until ctx ends.
+func (p *pools) loop(done <-chan struct{}) {
+	t := time.NewTicker(p.cfg.GatewayCheck)
+	defer t.Stop()
+	for {
+		p.tend()
+		select {
+		case <-done:
+			p.mu.Lock()
+			c := p.cloud
+			p.cloud = nil
+			p.mu.Unlock()
+			if c != nil {
+				p.logf("pools: leaving the cloud pool: this peer stops")
+				_ = c.Leave() // best effort: the others' detector finds it anyway
+				if err := c.Shutdown(); err != nil {
+					p.logf("pools: leaving the cloud pool: %v", err)
+				}
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// gatewayStreak is how many checks in a row (Config.GatewayCheck apart)
+// must find this peer chosen, or not, before it joins or leaves the
+// cloud pool. While 1,000 peers formed 4 pools, joining at once made 835
+// members of the cloud pool, 3 left.
+const gatewayStreak = 3
+
+// isGateway says whether this peer is one of its pool's gateways now.
+func (p *pools) isGateway() bool {
+	return slices.Contains(Gateways(p.lan.Members(), p.cfg.Gateways), p.lan.Name())
+}
+
+func (p *pools) tend() {
+	now := p.now()
+	gw := p.isGateway()
+	p.mu.Lock()
+	c := p.cloud
+	for id, r := range p.runs {
+		if now.Sub(r.at) > 2*p.cfg.PoolTimeout {
+			delete(p.runs, id)
+		}
+	}
+	for id, r := range p.coords {
+		if now.Sub(r.at) > 2*p.cfg.PoolTimeout {
+			delete(p.coords, id)
+		}
+	}
+	p.mu.Unlock()
+	if gw != (c != nil) {
+		p.streak++
+	} else {
+		p.streak = 0
+	}
+	change := p.streak >= gatewayStreak
+	switch {
+	case gw && c == nil && p.cfg.Cloud != nil && change:
+		ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+		nc, err := p.cfg.Cloud.Join(ctx, p.lan.Name(), p.cfg.Pool, p.id)
+		cancel()
+		if err == nil {
+			err = nc.Serve(p.serveCloud)
+			if err != nil {
+				_ = nc.Shutdown()
+			}
+		}
+		p.mu.Lock()
+		if err != nil {
+			if p.joinErr != err.Error() {
+				p.logf("pools: this peer is a gateway of pool %s but could not join the cloud pool: %v", p.cfg.Pool, err)
+			}
+			p.joinErr = err.Error()
+		} else {
+			p.cloud, p.joinErr = nc, ""
+			p.logf("pools: this peer is a gateway of pool %s: joined the cloud pool (%d members)", p.cfg.Pool, nc.Size())
+		}
+		p.mu.Unlock()
+	case !gw && c != nil && change:
+		p.mu.Lock()
+		p.cloud = nil
+		p.mu.Unlock()
+		p.logf("pools: this peer is no longer a gateway of pool %s: leaving the cloud pool", p.cfg.Pool)
+		_ = c.Leave()
+		if err := c.Shutdown(); err != nil {
+			p.logf("pools: leaving the cloud pool: %v", err)
+		}
+	case c != nil:
+		p.mu.Lock()
+		for _, m := range c.Members() {
+			if name := m.Tags[TagPool]; name != "" {
+				p.seen[name] = now
+			}
+		}
+		for name, at := range p.seen {
+			if now.Sub(at) > p.cfg.PoolMemory {
+				delete(p.seen, name)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// view is the cloud pool's pools with their gateways, as this gateway
+// sees them, and the pools seen lately that have none now.
+func (p *pools) view(c CloudNetwork) []poolView {
+	byPool := map[string]*poolView{}
+	for _, m := range c.Members() {
+		name := m.Tags[TagPool]
+		if name == "" {
+			continue
+		}
+		v := byPool[name]
+		if v == nil {
+			v = &poolView{Name: name}
+			byPool[name] = v
+		}
+		g := m.Tags[TagGateway]
+		if g == "" {
+			continue
+		}
+		v.Gateways = append(v.Gateways, g)
+		v.Keys = append(v.Keys, m.Key.Bytes())
+		v.at = append(v.at, m.Name)
+	}
+	p.mu.Lock()
+	for name := range p.seen {
+		if byPool[name] == nil {
+			byPool[name] = &poolView{Name: name}
+		}
+	}
+	p.mu.Unlock()
+	out := make([]poolView, 0, len(byPool))
+	for _, v := range byPool {
+		out = append(out, *v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// serveLAN answers an asker of this peer's pool (a protoPool entry).
+func (p *pools) serveLAN(from string, msg []byte) []byte {
+	var req poolReq
+	if err := decodePool(msg, &req); err != nil {
+		return encodePool(poolResp{Err: err.Error()})
+	}
+	var id QueryID
+	if len(req.ID) != len(id) {
+		return encodePool(poolResp{Err: "a pool request without a query id"})
+	}
+	copy(id[:], req.ID)
+	p.mu.Lock()
+	c := p.cloud
+	p.mu.Unlock()
+	if c == nil {
+		return encodePool(poolResp{Err: fmt.Sprintf("%s is not a gateway of pool %s now", p.lan.Name(), p.cfg.Pool)})
+	}
+	switch req.Op {
+	case opCloudStart:
+		plan, err := query.Decode(req.Plan)
+		if err != nil {
+			return encodePool(poolResp{Err: err.Error()})
+		}
+		view := p.view(c)
+		p.mu.Lock()
+		if p.coords[id] == nil {
+			cr := &coordRun{at: p.now(), view: view}
+			p.coords[id] = cr
+			go p.coordinate(c, id, req.Plan, plan, cr)
+		}
+		p.mu.Unlock()
+		return encodePool(poolResp{})
+	case opCloudPoll:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		cr := p.coords[id]
+		if cr == nil {
+			return encodePool(poolResp{Err: "no such statement"})
+		}
+		return encodePool(poolResp{Done: cr.done, Reports: slices.Clone(cr.reports), Pools: cr.view})
+	}
+	return encodePool(poolResp{Err: fmt.Sprintf("operation %d is not for a pool's members", req.Op)})
+}
+
+// serveCloud answers another gateway in the cloud pool.
+func (p *pools) serveCloud(from string, msg []byte) ([]byte, error) {
+	var req poolReq
+	if err := decodePool(msg, &req); err != nil {
+		return nil, err
+	}
+	var id QueryID
+	if len(req.ID) != len(id) {
+		return nil, fmt.Errorf("%w: a pool request without a query id", ErrMalformed)
+	}
+	copy(id[:], req.ID)
+	switch req.Op {
+	case opPoolStart:
+		plan, err := query.Decode(req.Plan)
+		if err != nil {
+			return nil, err
+		}
+		p.startRun(id, plan)
+		return encodePool(poolResp{}), nil
+	case opPoolPoll:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		r := p.runs[id]
+		if r == nil {
+			return encodePool(poolResp{Err: "no such statement"}), nil
+		}
+		if r.report == nil {
+			return encodePool(poolResp{}), nil
+		}
+		return encodePool(poolResp{Done: true, Reports: []poolReport{*r.report}}), nil
+	}
+	return nil, fmt.Errorf("%w: operation %d is not for the cloud pool", ErrMalformed, req.Op)
+}
+
+// startRun runs plan in this gateway's pool, once per query.
+func (p *pools) startRun(id QueryID, plan *query.Plan) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.runs[id] != nil {
+		return
+	}
+	r := &poolRun{at: p.now()}
+	p.runs[id] = r
+	go func() {
+		rep := p.runPool(id, plan)
+		p.mu.Lock()
+		r.report = &rep
+		p.mu.Unlock()
+	}()
+}
+
+// runPool runs plan in this peer's pool as its asker and reports the
+// pool's partial, signed.
+func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
+	start := p.now()
+	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash()}
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
+	defer cancel()
+	a, part, err := p.rt.gossipPartial(ctx, plan)
+	switch {
+	case a == nil || a.Meta == nil || part == nil:
+		body.Status, body.Reason = statusFailed, fmt.Sprint(err)
+	default:
+		body.Status, body.Reason, body.Peers, body.Rounds = a.Meta.Status, a.Meta.Reason, part.Peers, a.Meta.Rounds
+		if a.Meta.Check != nil {
+			body.Check = a.Meta.Check.Verdict
+		}
+		if p.bend != nil {
+			p.bend(part)
+		}
+		if b, perr := part.Encode(); perr != nil {
+			body.Status, body.Reason = statusFailed, perr.Error()
+		} else {
+			body.Partial = b
+		}
+	}
+	body.Elapsed = p.now().Sub(start).Seconds()
+	enc, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	bb, err := enc.Marshal(body)
+	if err != nil {
+		panic(err)
+	}
+	return poolReport{Gateway: p.lan.Name(), Body: bb, Sig: p.id.Sign(reportDomain, bb)}
+}
+
+// coordinate asks every gateway in the view to run the statement in its
+// pool and polls them until each reported, failed, or the time is up.
+func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.Plan, cr *coordRun) {
+	timeout := p.cfg.PoolTimeout
+	if plan.TimeoutSeconds > 0 {
+		timeout = min(timeout, time.Duration(plan.TimeoutSeconds*float64(time.Second)))
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, v := range cr.view {
+		for _, at := range v.at {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rep, ok := p.askGateway(ctx, c, at, id, wire, plan)
+				if ok {
+					p.mu.Lock()
+					cr.reports = append(cr.reports, rep)
+					p.mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	p.mu.Lock()
+	cr.done = true
+	p.mu.Unlock()
+}
+
+// askGateway starts the statement at gateway g (itself without an
+// exchange) and polls it until it reports.
+func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id QueryID, wire []byte, plan *query.Plan) (poolReport, bool) {
+	call := func(op int) (poolResp, error) {
+		var resp poolResp
+		req := encodePool(poolReq{Op: op, ID: id[:], Plan: wire})
+		var out []byte
+		var err error
+		if g == c.Name() {
+			out, err = p.serveCloud(g, req)
+		} else {
+			cctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout)
+			out, err = c.Exchange(cctx, g, req)
+			cancel()
+		}
+		if err == nil {
+			err = decodePool(out, &resp)
+		}
+		if err == nil && resp.Err != "" {
+			err = errors.New(resp.Err)
+		}
+		return resp, err
+	}
+	if _, err := call(opPoolStart); err != nil {
+		p.logf("pools: gateway %s did not take query %s: %v", g, id, err)
+		return poolReport{}, false
+	}
+	misses := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return poolReport{}, false
+		case <-time.After(p.cfg.PollEvery):
+		}
+		resp, err := call(opPoolPoll)
+		switch {
+		case err != nil:
+			if misses++; misses >= 3 {
+				p.logf("pools: gateway %s stopped answering for query %s: %v", g, id, err)
+				return poolReport{}, false
+			}
+		case resp.Done && len(resp.Reports) == 1:
+			return resp.Reports[0], true
+		default:
+			misses = 0
+		}
+	}
+}
+
+// ask runs a statement in every pool (the asker's side): it starts it at a
+// gateway of this peer's pool, polls that gateway, and checks and merges
+// what the pools reported.
+func (p *pools) ask(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
+	wire, err := plan.Encode()
+	if err != nil {
+		return nil, err
+	}
+	ctx, release, err := p.rt.adm.Admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	id := newQueryID()
+	members := p.lan.Members()
+	gws := Gateways(members, p.cfg.Gateways)
+	if i := slices.Index(gws, p.lan.Name()); i > 0 {
+		gws[0], gws[i] = gws[i], gws[0] // itself first: no exchange
+	}
+	var coord string
+	var errs []error
+	for _, g := range gws {
+		if _, err := p.callLAN(ctx, g, poolReq{Op: opCloudStart, ID: id[:], Plan: wire}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", g, err))
+			continue
+		}
+		coord = g
+		break
+	}
+	if coord == "" {
+		return nil, fmt.Errorf("node: no gateway of pool %s took the statement (%w)", p.cfg.Pool, errors.Join(errs...))
+	}
+	var last poolResp
+	misses := 0
+	var stopped error
+poll:
+	for {
+		select {
+		case <-ctx.Done():
+			stopped = ctx.Err()
+			break poll
+		case <-p.ctx.Done():
+			stopped = ErrClosed
+			break poll
+		case <-time.After(p.cfg.PollEvery):
+		}
+		resp, err := p.callLAN(ctx, coord, poolReq{Op: opCloudPoll, ID: id[:]})
+		if err != nil {
+			if misses++; misses >= 3 {
+				stopped = fmt.Errorf("the gateway %s stopped answering: %w", coord, err)
+				break poll
+			}
+			continue
+		}
+		misses, last = 0, resp
+		if progress != nil {
+			progress(answer.Progress{Peers: len(members)})
+		}
+		if resp.Done {
+			break
+		}
+	}
+	a, err := p.combine(plan, id, last, members, start)
+	if err != nil {
+		return nil, err
+	}
+	if stopped != nil {
+		why := stopped.Error()
+		if errors.Is(stopped, context.Canceled) {
+			why = "canceled"
+		}
+		a.Meta.Status, a.Meta.Converged = StatusPartial, false
+		a.Meta.Reason = joinReason(a.Meta.Reason, why)
+		return a, &stoppedError{err: stopped, msg: why}
+	}
+	return a, nil
+}
+
+// callLAN sends one request to a gateway of this peer's pool.
+func (p *pools) callLAN(ctx context.Context, to string, req poolReq) (poolResp, error) {
+	var out []byte
+	if to == p.lan.Name() {
+		out = p.serveLAN(to, encodePool(req))
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout)
+		resp, err := p.lan.Exchange(cctx, to, encodeBatch(batch{Entries: []entry{{ID: QueryID(req.ID), Kind: protoPool, Msg: encodePool(req)}}}))
+		cancel()
+		if err != nil {
+			return poolResp{}, err
+		}
+		b, err := decodeBatch(resp)
+		if err != nil {
+			return poolResp{}, err
+		}
+		if len(b.Entries) != 1 || b.Entries[0].Kind != protoPool {
+			return poolResp{}, fmt.Errorf("node: %s answered a pool request with %d entries", to, len(b.Entries))
+		}
+		out = b.Entries[0].Msg
+	}
+	var r poolResp
+	if err := decodePool(out, &r); err != nil {
+		return poolResp{}, err
+	}
+	if r.Err != "" {
+		return r, errors.New(r.Err)
+	}
+	return r, nil
+}
+
+// verified is a report that passed the asker's checks.
+type verified struct {
+	gateway string
+	body    reportBody
+	part    *run.Partial
+	ans     *answer.Answer // the pool's partial alone, for agreement
+}
+
+// combine checks the reports and merges one partial per pool.
+func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []network.Member, start time.Time) (*answer.Answer, error) {
+	mine := map[string]identity.Public{}
+	for _, m := range members {
+		mine[m.Name] = m.Key
+	}
+	views := map[string]poolView{}
+	keyOf := map[string]identity.Public{}
+	for _, v := range resp.Pools {
+		if len(v.Keys) != len(v.Gateways) {
+			return nil, fmt.Errorf("node: the gateway's view of pool %s is malformed", v.Name)
+		}
+		views[v.Name] = v
+		for i, g := range v.Gateways {
+			k, err := identity.PublicOf(v.Keys[i])
+			if err != nil {
+				continue
+			}
+			keyOf[g] = k
+		}
+	}
+	if _, ok := views[p.cfg.Pool]; !ok {
+		views[p.cfg.Pool] = poolView{Name: p.cfg.Pool}
+	}
+	byPool := map[string][]verified{}
+	var refused []string
+	for _, r := range resp.Reports {
+		v, why := p.check(plan, id, r, keyOf, mine, views)
+		if why != "" {
+			refused = append(refused, fmt.Sprintf("%s: %s", r.Gateway, why))
+			continue
+		}
+		byPool[v.body.Pool] = append(byPool[v.body.Pool], v)
+	}
+	names := make([]string, 0, len(views))
+	for name := range views {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash()}
+	var parts []*run.Partial
+	var partial, contested []string
+	for _, name := range names {
+		v := views[name]
+		ps := answer.PoolStatus{Pool: name, Gateways: len(v.Gateways)}
+		chosen, agreeing, why := choose(plan, byPool[name], len(v.Gateways))
+		ps.Agreeing = agreeing
+		switch {
+		case chosen == nil && why == "disagree":
+			ps.Status, ps.Reason = answer.StatusContested, fmt.Sprintf("its %d gateways' reports disagree and no majority agrees", len(byPool[name]))
+			contested = append(contested, fmt.Sprintf("pool %s: %s", name, ps.Reason))
+		case chosen == nil:
+			ps.Status, ps.Reason = StatusPartial, why
+			partial = append(partial, fmt.Sprintf("pool %s: %s", name, why))
+		default:
+			ps.Status, ps.Reason, ps.Peers, ps.Rounds, ps.Check = chosen.body.Status, chosen.body.Reason, chosen.body.Peers, chosen.body.Rounds, chosen.body.Check
+			parts = append(parts, chosen.part)
+			meta.Peers += chosen.body.Peers
+			meta.Rounds = max(meta.Rounds, chosen.body.Rounds)
+			switch chosen.body.Status {
+			case StatusPartial:
+				partial = append(partial, fmt.Sprintf("pool %s: %s", name, chosen.body.Reason))
+			case answer.StatusContested:
+				contested = append(contested, fmt.Sprintf("pool %s: %s", name, chosen.body.Reason))
+			case StatusConverged:
+				meta.Status = StatusConverged
+			}
+		}
+		meta.Pools = append(meta.Pools, ps)
+	}
+	a, err := run.Merge(plan, parts)
+	if err != nil {
+		return nil, err
+	}
+	if len(partial) > 0 {
+		meta.Status, meta.Converged, meta.Reason = StatusPartial, false, strings.Join(partial, "; ")
+	}
+	if len(refused) > 0 {
+		meta.Warning = "reports refused: " + strings.Join(refused, "; ")
+	}
+	meta.MembersStart, meta.MembersEnd = meta.Peers, meta.Peers
+	meta.Elapsed = p.now().Sub(start).Seconds()
+	a.Meta = meta
+	if len(contested) > 0 {
+		a.Contest(strings.Join(contested, "; "))
+	}
+	return a, nil
+}
+
+// check verifies one report: signed by the key the cloud pool shows for
+// its gateway (and, in this peer's pool, the key its own membership
+// pinned), for this query and plan, from a gateway the view lists in the
+// pool it names, with a partial that fits the plan.
+func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine map[string]identity.Public, views map[string]poolView) (verified, string) {
+	key, ok := keyOf[r.Gateway]
+	if own, in := mine[r.Gateway]; in && !own.IsZero() {
+		if ok && own != key {
+			return verified{}, "its key in the cloud pool is not the one this pool knows"
+		}
+		key, ok = own, true
+	}
+	if !ok || key.IsZero() {
+		return verified{}, "no key known for it"
+	}
+	if !identity.Verify(key, reportDomain, r.Body, r.Sig) {
+		return verified{}, "a bad signature"
+	}
+	var body reportBody
+	if err := decodePool(r.Body, &body); err != nil {
+		return verified{}, err.Error()
+	}
+	switch {
+	case string(body.ID) != string(id[:]):
+		return verified{}, "a report of another query"
+	case body.Plan != plan.Hash():
+		return verified{}, "a report of another plan"
+	case !slices.Contains(views[body.Pool].Gateways, r.Gateway) && !(body.Pool == p.cfg.Pool && mine[r.Gateway] != (identity.Public{})):
+		return verified{}, fmt.Sprintf("not a gateway of pool %s", body.Pool)
+	case body.Peers < 0 || body.Rounds < 0:
+		return verified{}, "negative counts"
+	}
+	v := verified{gateway: r.Gateway, body: body}
+	if body.Status == statusFailed {
+		return v, ""
+	}
+	part, err := run.DecodePartial(body.Partial)
+	if err != nil {
+		return verified{}, err.Error()
+	}
+	if part.Peers != body.Peers {
+		return verified{}, "its partial's members are not its report's"
+	}
+	a, err := run.Merge(plan, []*run.Partial{part})
+	if err != nil {
+		return verified{}, err.Error()
+	}
+	v.part, v.ans = part, a
+	return v, ""
+}
+
+// choose is a pool's partial: one that a majority of its listed
+// gateways report, agreeing. Without one it says why: "disagree" when
+// reports that would make a majority together disagree.
+func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string) {
+	var ok []verified
+	failed, why := 0, ""
+	for _, v := range vs {
+		if v.part == nil {
+			if failed++; why == "" {
+				why = v.body.Reason
+			}
+			continue
+		}
+		ok = append(ok, v)
+	}
+	need := max(listed, len(vs))/2 + 1
+	best, bestN := -1, 0
+	for i := range ok {
+		n := 0
+		for j := range ok {
+			if agree(plan, ok[i].ans, ok[j].ans) {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = i, n
+		}
+	}
+	switch {
+	case bestN >= need:
+		return &ok[best], bestN, ""
+	case listed == 0 && len(vs) == 0:
+		return nil, 0, "it has no gateway in the cloud pool now"
+	case len(ok) >= need:
+		return nil, bestN, "disagree"
+	case failed > 0:
+		return nil, bestN, fmt.Sprintf("%d of its %d gateways reported, %d failed to answer (%s)", len(ok), listed, failed, why)
+	}
+	return nil, bestN, fmt.Sprintf("%d of its %d gateways reported in time", len(ok), listed)
+}
+
+// agree says whether two pools' answers are the same answer: the same
+// rows, numbers within the plan's accuracy (two runs of flow updating in
+// one pool converge each to its own last digits).
+func agree(plan *query.Plan, a, b *answer.Answer) bool {
+	if len(a.Rows) != len(b.Rows) || !slices.Equal(a.Nodes, b.Nodes) {
+		return false
+	}
+	tol := max(plan.Accuracy, 1e-9)
+	for i := range a.Rows {
+		if len(a.Rows[i]) != len(b.Rows[i]) {
+			return false
+		}
+		for j, x := range a.Rows[i] {
+			y := b.Rows[i][j]
+			if x.Kind != y.Kind || x.Str != y.Str || x.Bool != y.Bool {
+				return false
+			}
+			if d := math.Abs(x.Num - y.Num); d > tol*max(math.Abs(x.Num), math.Abs(y.Num)) && d > 1e-9 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func joinReason(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}

@@ -1,0 +1,231 @@
+package run
+
+import (
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/peer"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/topk"
+)
+
+// poolPartial is a pool's partial as its converged asker would hold it:
+// one instance holding every row of the pool (its means, times one peer,
+// are the pool's totals), or the pool's exact top-k list.
+func poolPartial(t *testing.T, p *query.Plan, recs []query.Record) *Partial {
+	t.Helper()
+	if ProtocolOf(p.Kind) == TopK {
+		var es []*topk.Entry
+		for _, r := range recs {
+			if e := Entry(p, r); e != nil {
+				es = append(es, e)
+			}
+		}
+		sort.Slice(es, func(i, j int) bool { return topk.Less(es[i], es[j]) })
+		if p.K > 0 && len(es) > p.K {
+			es = es[:p.K]
+		}
+		part := &Partial{Peers: len(recs)}
+		for _, e := range es {
+			part.Top = append(part.Top, PartialEntry{Node: e.Node, Key: e.Key, Row: e.Row})
+		}
+		return part
+	}
+	q, err := rowsInstance(p, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := q.Partial(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pool's asker averages over its members: its means are the totals
+	// over its n members divided by n.
+	n := float64(len(recs))
+	part.Peers = len(recs)
+	for _, g := range part.Groups {
+		for i := range g.Means {
+			g.Means[i] /= n
+		}
+		for _, bs := range g.Buckets {
+			for i := range bs {
+				bs[i].Mass /= n
+			}
+		}
+	}
+	// The wire, as a gateway sends it.
+	enc, err := part.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodePartial(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return back
+}
+
+// rowsInstance is an asker holding every record as its own rows, alone:
+// its means are the records' totals.
+func rowsInstance(p *query.Plan, recs []query.Record) (*Instance, error) {
+	b, err := Bind(p, Config{Peers: 1, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: alone{}, Self: "pool"})
+	if err != nil {
+		return nil, err
+	}
+	b.origCfg.Spec.Rows = len(recs)
+	return b.NewRows(true, recs)
+}
+
+// alone samples nobody: a peer by itself.
+type alone struct{}
+
+func (alone) Sample(*rand.Rand) (peer.ID, bool) { return 0, false }
+
+func sameRows(a, b *answer.Answer, tol float64) bool {
+	if len(a.Rows) != len(b.Rows) {
+		return false
+	}
+	for i := range a.Rows {
+		for j, x := range a.Rows[i] {
+			y := b.Rows[i][j]
+			if x.Kind != y.Kind || x.Str != y.Str || x.Bool != y.Bool || math.Abs(x.Num-y.Num) > tol*max(1, math.Abs(y.Num)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// TestMergeIsTheUnion: the pools' partials merged are the answer over all
+// their members — exactly for counts, sums, extremes, distinct counts and
+// rankings, and as one pool of everyone would estimate it for quantiles
+// (the histograms add up).
+func TestMergeIsTheUnion(t *testing.T) {
+	recs, _ := synthetic(7, 300)
+	pools := [][]query.Record{recs[:100], recs[100:220], recs[220:221], recs[221:]}
+	for _, src := range []string{
+		"SELECT COUNT(*) FROM peers",
+		"SELECT COUNT(*), SUM(mem_free), AVG(cpu_load) FROM peers WHERE cpu_cores >= 4",
+		"SELECT MIN(mem_free), MAX(cpu_cores), MIN(region), MAX(node) FROM peers",
+		"SELECT COUNT(DISTINCT region), COUNT(DISTINCT os) FROM peers",
+		"SELECT region, COUNT(*), AVG(mem_free), MAX(cpu_cores) FROM peers GROUP BY region",
+		"SELECT MEDIAN(mem_free), PERCENTILE(cpu_load, 0.9) FROM peers",
+		"SELECT AVG(mem_free) TRIM 5% FROM peers",
+		"SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 20",
+		"SELECT node, cpu_cores FROM peers WHERE class = 'phone' ORDER BY cpu_cores, node LIMIT 7",
+	} {
+		t.Run(src, func(t *testing.T) {
+			p := mustCompile(t, src)
+			var parts []*Partial
+			for _, pool := range pools {
+				parts = append(parts, poolPartial(t, p, pool))
+			}
+			got, err := Merge(p, parts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			one, err := Merge(p, []*Partial{poolPartial(t, p, recs)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameRows(got, one, 1e-9) {
+				t.Fatalf("merged\n%v\none pool of all\n%v", got.Text(), one.Text())
+			}
+			if !sameRows(got, query.Exact(p, recs), 1e-9) && !approximate(p) {
+				t.Fatalf("merged\n%v\nexact\n%v", got.Text(), query.Exact(p, recs).Text())
+			}
+			if ProtocolOf(p.Kind) == TopK && len(got.Nodes) != len(query.Exact(p, recs).Nodes) {
+				t.Fatalf("%d nodes, want %d", len(got.Nodes), len(query.Exact(p, recs).Nodes))
+			}
+		})
+	}
+}
+
+// approximate says a plan's answer is a sketch's (quantiles, TRIM,
+// distinct counts), not exact.
+func approximate(p *query.Plan) bool {
+	for _, c := range p.Components {
+		if c.Kind == query.CompQuantile || c.Kind == query.CompDistinct {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMergeRefusesMisfits: a partial from the network whose shape is not
+// the plan's is refused, never merged.
+func TestMergeRefusesMisfits(t *testing.T) {
+	recs, _ := synthetic(3, 40)
+	agg := mustCompile(t, "SELECT COUNT(*), MIN(mem_free), COUNT(DISTINCT region) FROM peers")
+	top := mustCompile(t, "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 5")
+	good := func(p *query.Plan) *Partial { return poolPartial(t, p, recs) }
+	for _, c := range []struct {
+		name string
+		plan *query.Plan
+		bend func(*Partial)
+	}{
+		{"negative members", agg, func(p *Partial) { p.Peers = -1 }},
+		{"a component missing", agg, func(p *Partial) { p.Groups[0].Means = p.Groups[0].Means[:2] }},
+		{"NaN", agg, func(p *Partial) { p.Groups[0].Means[0] = math.NaN() }},
+		{"infinite", agg, func(p *Partial) { p.Groups[0].Means[0] = math.Inf(1) }},
+		{"a group twice", agg, func(p *Partial) { p.Groups = append(p.Groups, p.Groups[0]) }},
+		{"short registers", agg, func(p *Partial) { p.Groups[0].Registers[2] = p.Groups[0].Registers[2][:5] }},
+		{"a string extreme for a number", agg, func(p *Partial) { p.Groups[0].Ext[1].IsStr = true }},
+		{"rows in an aggregate", agg, func(p *Partial) { p.Top = []PartialEntry{{Node: "x"}} }},
+		{"more rows than k", top, func(p *Partial) { p.Top = append(p.Top, PartialEntry{Node: "zzz", Key: []byte{0xff}}) }},
+		{"a name twice", top, func(p *Partial) { p.Top[1] = p.Top[0] }},
+		{"out of order", top, func(p *Partial) { p.Top[0], p.Top[1] = p.Top[1], p.Top[0] }},
+		{"no name", top, func(p *Partial) { p.Top[0].Node = "" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			part := good(c.plan)
+			if _, err := Merge(c.plan, []*Partial{part}); err != nil {
+				t.Fatalf("the honest partial: %v", err)
+			}
+			c.bend(part)
+			if _, err := Merge(c.plan, []*Partial{good(c.plan), part}); err == nil {
+				t.Fatal("merged a misfit")
+			}
+		})
+	}
+}
+
+func FuzzDecodePartial(f *testing.F) {
+	recs, _ := synthetic(5, 30)
+	for _, src := range []string{"SELECT region, COUNT(*), MIN(node), MEDIAN(mem_free), COUNT(DISTINCT os) FROM peers GROUP BY region",
+		"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 5"} {
+		p, err := query.CompileText(src, query.DefaultCatalog(), query.DefaultConfig())
+		if err != nil {
+			f.Fatal(err)
+		}
+		var part *Partial
+		if ProtocolOf(p.Kind) == TopK {
+			part = &Partial{Peers: 3, Top: []PartialEntry{{Node: "a", Key: []byte{1}, Row: []byte{2}}}}
+		} else {
+			q, err := rowsInstance(p, recs)
+			if err != nil {
+				f.Fatal(err)
+			}
+			part, _ = q.Partial(1)
+		}
+		enc, err := part.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	plan, err := query.CompileText("SELECT region, COUNT(*), MIN(node), MEDIAN(mem_free), COUNT(DISTINCT os) FROM peers GROUP BY region", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := DecodePartial(b)
+		if err != nil {
+			return
+		}
+		_, _ = Merge(plan, []*Partial{p}) // refused or merged: never a panic
+	})
+}
