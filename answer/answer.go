@@ -246,6 +246,8 @@ type PoolStatus struct {
 	Rounds   int    `json:"rounds"`
 	Gateways int    `json:"gateways"`
 	Agreeing int    `json:"agreeing"`
+	// GatewayNames are the gateways the cloud pool listed for the pool.
+	GatewayNames []string `json:"gateway_names,omitempty"`
 	// Check is the verdict of the pool's own sample check, if it made one.
 	Check string `json:"check,omitempty"`
 }

@@ -132,6 +132,8 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 			res.Rows = append(res.Rows, []query.Value{query.Str(a.Name), query.Str(a.Kind.String()),
 				query.Str(a.Origin.String()), query.Str(a.Doc)})
 		}
+	case query.ShowPools:
+		return n.showPools(ctx, start)
 	case query.ShowSubclouds:
 		var notes []string
 		res.Columns, res.Rows, notes = n.sc.showSubclouds(ctx)
@@ -141,4 +143,33 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 	res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true, Warning: warning}
 	return res, nil
+}
+
+// showPools lists the cloud's pools: each with its status, members and
+// gateways, as a COUNT(*) run in every pool found them (pools.go); in a
+// cloud of one pool, that pool, from the membership.
+func (n *Node) showPools(ctx context.Context, start time.Time) (*answer.Answer, error) {
+	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
+	res := &answer.Answer{Columns: []answer.Column{col("pool", query.KindString), col("status", query.KindString),
+		col("members", query.KindCount), col("gateways", query.KindString), col("agreeing", query.KindCount)}}
+	if !n.rt.pools.on() {
+		res.Rows = [][]query.Value{{query.Str(""), query.Str(StatusExact), query.Num(query.KindCount, float64(n.net.Size())), query.Null, query.Null}}
+		res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(), FromTags: true, Converged: true,
+			Warning: "the cloud is one pool (no --pool)"}
+		return res, nil
+	}
+	plan, err := n.Compile("SELECT COUNT(*) FROM peers")
+	if err != nil {
+		return nil, err
+	}
+	a, err := n.rt.pools.ask(ctx, plan, nil, start)
+	if a == nil {
+		return nil, err
+	}
+	for _, p := range a.Meta.Pools {
+		res.Rows = append(res.Rows, []query.Value{query.Str(p.Pool), query.Str(p.Status), query.Num(query.KindCount, float64(p.Peers)),
+			query.Str(strings.Join(p.GatewayNames, ",")), query.Num(query.KindCount, float64(p.Agreeing))})
+	}
+	res.Meta = a.Meta
+	return res, err
 }

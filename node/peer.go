@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"slices"
+	"strconv"
+	"sync/atomic"
 
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
-
 	"github.com/peerq/peerq/overlay"
 )
 
@@ -42,6 +45,14 @@ type PeerConfig struct {
 	// Runtime is the runtime's configuration; its Tags are the peer's
 	// static tags.
 	Runtime Config
+	// Pool, if set, makes this peer's Serf pool one pool of a cloud of
+	// pools (Runtime.Pool; pools.go). While it is a gateway it is also a
+	// member of the cloud pool on its gossip port + 2 (exchanges + 3),
+	// joined through the other gateways of its pool and CloudJoin:
+	// addresses of agents' cloud ports (host:port+2), any of which may be
+	// a gateway now.
+	Pool      string
+	CloudJoin []string
 }
 
 // Peer is a running real peer: its overlay and its runtime.
@@ -65,6 +76,13 @@ func startPeer(cfg PeerConfig, wrap func(Network) Network) (*Peer, error) {
 		ocfg.ExchangeAddr = cfg.Exchange
 	}
 	ocfg.AdvertiseAddr, ocfg.Key, ocfg.OldKeys, ocfg.SnapshotPath, ocfg.LogOutput = cfg.Advertise, cfg.Key, cfg.OldKeys, cfg.SnapshotPath, cfg.LogOutput
+	if cfg.Pool != "" {
+		tags := map[string]string{TagPool: cfg.Pool}
+		for k, v := range cfg.Runtime.Tags {
+			tags[k] = v
+		}
+		cfg.Runtime.Tags, cfg.Runtime.Pool = tags, cfg.Pool
+	}
 	ocfg.Tags = cfg.Runtime.Tags
 	if cfg.Local {
 		ocfg.Memberlist = overlay.TunedConfig(max(cfg.ClusterSize, 8))
@@ -105,6 +123,9 @@ func startPeer(cfg PeerConfig, wrap func(Network) Network) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Pool != "" {
+		cfg.Runtime.Cloud = &socketCloud{cfg: cfg, lan: ov}
+	}
 	var nw Network = ov
 	if wrap != nil {
 		nw = wrap(ov)
@@ -143,4 +164,97 @@ func (p *Peer) Leave() error {
 // Close stops the runtime and shuts the overlay down without leaving.
 func (p *Peer) Close() error {
 	return errors.Join(p.Node.Close(), p.ov.Shutdown())
+}
+
+// socketCloud joins a gateway to the cloud pool over sockets: a second
+// Serf on the peer's gossip port + 2 (memberlist's WAN profile, as
+// Consul's servers' WAN pool), its exchanges on port + 3.
+type socketCloud struct {
+	cfg   PeerConfig
+	lan   *overlay.Overlay
+	joins atomic.Int64
+}
+
+// cloudPort is the cloud pool's gossip address of the peer whose pool
+// gossip address is addr.
+func cloudPort(addr string, plus int) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+plus)), nil
+}
+
+func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.Key, gateways []string) (CloudNetwork, error) {
+	first := len(gateways) == 0 || Gateways(c.lan.Members(), len(gateways)+1)[0] == name
+	lan := c.lan.Addr()
+	adv, err := cloudPort(lan, 2)
+	if err != nil {
+		return nil, err
+	}
+	ocfg := overlay.DefaultConfig(fmt.Sprintf("%s.%s.%d", name, pool, c.joins.Add(1)))
+	_, advPort, _ := net.SplitHostPort(adv)
+	host := "0.0.0.0"
+	if c.cfg.Bind != "" {
+		host, _, _ = net.SplitHostPort(c.cfg.Bind)
+	}
+	ocfg.BindAddr = net.JoinHostPort(host, advPort)
+	if ocfg.ExchangeAddr, err = cloudPort(ocfg.BindAddr, 1); err != nil {
+		return nil, err
+	}
+	if c.cfg.Advertise != "" {
+		ocfg.AdvertiseAddr = adv
+	}
+	ocfg.Key, ocfg.OldKeys, ocfg.LogOutput, ocfg.Identity, ocfg.Logf = c.cfg.Key, c.cfg.OldKeys, c.cfg.LogOutput, id, c.cfg.Runtime.Logf
+	ocfg.Clock = c.cfg.Runtime.Clock
+	ocfg.Tags = map[string]string{TagPool: pool, TagGateway: name}
+	if c.cfg.Local {
+		ocfg.Memberlist = overlay.TunedConfig(max(c.cfg.ClusterSize, 8))
+	} else {
+		ocfg.Memberlist = overlay.WANConfig()
+	}
+	o, err := overlay.New(ocfg)
+	if err != nil {
+		return nil, fmt.Errorf("node: the cloud pool: %w", err)
+	}
+	seeds := slices.Clone(c.cfg.CloudJoin)
+	for _, g := range gateways {
+		if a, err := cloudPort(g, 2); err == nil && a != adv {
+			seeds = append(seeds, a)
+		}
+	}
+	seeds = slices.DeleteFunc(seeds, func(s string) bool { return s == adv })
+	m := &socketMember{Overlay: o, seeds: seeds}
+	if len(seeds) == 0 {
+		return m, nil // the first gateway of the cloud: the others join it
+	}
+	if _, err := o.Join(ctx, seeds); err != nil {
+		if first {
+			// Its pool's first gateway starts the cloud pool alone when
+			// nobody is there yet; Heal merges it with the others later.
+			return m, nil
+		}
+		return nil, errors.Join(fmt.Errorf("node: joining the cloud pool through %v: %w", seeds, err), o.Shutdown())
+	}
+	return m, nil
+}
+
+// socketMember is a gateway's overlay in the cloud pool with the seeds it
+// joined through.
+type socketMember struct {
+	*overlay.Overlay
+	seeds []string
+}
+
+// Heal joins the seeds again: two gateways that each started the cloud
+// pool alone (their pools formed at once) become one pool, as memberlist
+// merges the states of any two members that join.
+func (m *socketMember) Heal(ctx context.Context) {
+	if len(m.seeds) > 0 {
+		_, _ = m.Join(ctx, m.seeds) // best effort: the next heal tries again
+	}
 }

@@ -58,9 +58,10 @@ type CloudNetwork interface {
 type Cloud interface {
 	// Join makes the peer named name, of pool, a member of the cloud
 	// pool with its identity id and a tag pool=pool, and joins it to the
-	// pool's other members; the node serves the returned network's
-	// exchanges.
-	Join(ctx context.Context, name, pool string, id *identity.Key) (CloudNetwork, error)
+	// pool's other members (through, among others, the other gateways of
+	// its pool, whose gossip addresses in the pool are gateways); the
+	// node serves the returned network's exchanges.
+	Join(ctx context.Context, name, pool string, id *identity.Key, gateways []string) (CloudNetwork, error)
 }
 
 // TagPool is the tag that names a peer's pool, in its pool and in the
@@ -201,6 +202,8 @@ type pools struct {
 	// gatewayStreak of them, so that a membership in flux (a pool
 	// forming, a member flapping) does not churn the cloud pool.
 	streak int
+	// healed is when this gateway last joined its seeds again (Heal).
+	healed time.Time
 
 	mu      sync.Mutex
 	cloud   CloudNetwork
@@ -265,6 +268,10 @@ func (p *pools) loop(done <-chan struct{}) {
 // members of the cloud pool, 3 left.
 const gatewayStreak = 3
 
+// healEvery is how often a gateway on sockets joins its seeds again, so
+// that cloud pools started apart become one.
+const healEvery = 10 * time.Second
+
 // isGateway says whether this peer is one of its pool's gateways now.
 func (p *pools) isGateway() bool {
 	return slices.Contains(Gateways(p.lan.Members(), p.cfg.Gateways), p.lan.Name())
@@ -295,7 +302,14 @@ func (p *pools) tend() {
 	switch {
 	case gw && c == nil && p.cfg.Cloud != nil && change:
 		ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-		nc, err := p.cfg.Cloud.Join(ctx, p.lan.Name(), p.cfg.Pool, p.id)
+		var others []string
+		ms := p.lan.Members()
+		for _, g := range Gateways(ms, p.cfg.Gateways) {
+			if m, ok := p.lan.Member(g); ok && g != p.lan.Name() {
+				others = append(others, m.Addr)
+			}
+		}
+		nc, err := p.cfg.Cloud.Join(ctx, p.lan.Name(), p.cfg.Pool, p.id, others)
 		cancel()
 		if err == nil {
 			err = nc.Serve(p.serveCloud)
@@ -324,6 +338,12 @@ func (p *pools) tend() {
 			p.logf("pools: leaving the cloud pool: %v", err)
 		}
 	case c != nil:
+		if h, ok := c.(interface{ Heal(context.Context) }); ok && now.Sub(p.healed) >= healEvery {
+			p.healed = now
+			ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+			h.Heal(ctx)
+			cancel()
+		}
 		p.mu.Lock()
 		for _, m := range c.Members() {
 			if name := m.Tags[TagPool]; name != "" {
@@ -748,7 +768,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	var partial, contested []string
 	for _, name := range names {
 		v := views[name]
-		ps := answer.PoolStatus{Pool: name, Gateways: len(v.Gateways)}
+		ps := answer.PoolStatus{Pool: name, Gateways: len(v.Gateways), GatewayNames: v.Gateways}
 		chosen, agreeing, why := choose(plan, byPool[name], len(v.Gateways))
 		ps.Agreeing = agreeing
 		switch {

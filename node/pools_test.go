@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"fmt"
+	"net"
 
 	"slices"
 	"strings"
@@ -196,6 +198,15 @@ func TestPools(t *testing.T) {
 				}
 			}
 		}
+		sp, err := e.ask(t, asker, "SHOW POOLS")
+		if err != nil || len(sp.Rows) != 3 {
+			t.Fatalf("SHOW POOLS: %v, %v", sp, err)
+		}
+		for k, row := range sp.Rows {
+			if row[0].Str != PoolName(k) || row[1].Str != answer.StatusConverged || row[2].Num != 15 || len(strings.Split(row[3].Str, ",")) != 3 {
+				t.Fatalf("SHOW POOLS row %d: %v", k, sp.Text()[k])
+			}
+		}
 		a, err := e.ask(t, gw[0], statements[0]) // from a gateway of another pool
 		if !rightOrFlagged(t, e, statements[0], a, err) {
 			t.Fatalf("asked at a gateway: %s (%s)", a.Meta.Status, a.Meta.Reason)
@@ -262,5 +273,111 @@ func inflate(p *run.Partial) {
 	}
 	if len(p.Top) > 0 {
 		p.Top = p.Top[1:]
+	}
+}
+
+// freeBlock is a loopback port p with p..p+3 free for TCP and UDP: a
+// peer's gossip and exchanges in its pool, and in the cloud pool.
+func freeBlock(t *testing.T) int {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ok := base+3 < 65536
+		for p := base; ok && p <= base+3; p++ {
+			tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				break
+			}
+			ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+			tl.Close()
+			if err != nil {
+				ok = false
+				break
+			}
+			ul.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no block of 4 free ports")
+	return 0
+}
+
+// Two pools of three peers on real sockets, each peer a gateway of its
+// pool in the cloud pool on its port + 2: the pools' first gateways start
+// the cloud pool apart and heal into one; a statement asked in either
+// pool is exact over both.
+func TestPoolsOverSockets(t *testing.T) {
+	t.Parallel()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	type seat struct {
+		pool string
+		port int
+	}
+	var seats []seat
+	for i := range 6 {
+		seats = append(seats, seat{pool: []string{"a", "b"}[i/3], port: freeBlock(t)})
+	}
+	var peers []*Peer
+	var recs []query.Record
+	for i, s := range seats {
+		rec := query.Synthetic(9, i)
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.Round, cfg.Seed = 50*time.Millisecond, uint64(i+1)
+		var cloudJoin []string
+		for _, o := range seats {
+			if o.pool != s.pool {
+				cloudJoin = append(cloudJoin, fmt.Sprintf("127.0.0.1:%d", o.port+2))
+			}
+		}
+		p, err := StartPeer(PeerConfig{Name: fmt.Sprintf("sock-%d", i), Bind: fmt.Sprintf("127.0.0.1:%d", s.port),
+			Exchange: fmt.Sprintf("127.0.0.1:%d", s.port+1), Key: key, Local: true, Runtime: cfg, Pool: s.pool, CloudJoin: cloudJoin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		peers = append(peers, p)
+		if i%3 > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := p.Join(ctx, []string{peers[i-i%3].Addr()}); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+		}
+	}
+	for _, p := range peers {
+		recs = append(recs, p.record())
+	}
+	text := "SELECT pool, COUNT(*), SUM(mem_free) FROM peers GROUP BY pool"
+	plan, err := query.CompileText(text, query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exact := query.Exact(plan, recs)
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, asker := range []*Peer{peers[1], peers[4]} {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			a, err := asker.Execute(ctx, text, nil)
+			cancel()
+			if err == nil && a.Meta.Status == answer.StatusConverged && len(a.Meta.Pools) == 2 && a.Meta.Peers == 6 {
+				if len(a.Rows) != 2 || a.Rows[0][1].Num != exact.Rows[0][1].Num || a.Rows[1][1].Num != exact.Rows[1][1].Num ||
+					absDiff(a.Rows[0][2].Num, exact.Rows[0][2].Num) > plan.Accuracy*exact.Rows[0][2].Num {
+					t.Fatalf("asked at %s:\n%v\nwant\n%v", asker.Name(), a.Text(), exact.Text())
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("asked at %s: no answer over both pools in 2 minutes: %v, %v", asker.Name(), a, err)
+			}
+			time.Sleep(time.Second)
+		}
 	}
 }

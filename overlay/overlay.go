@@ -130,6 +130,10 @@ func TunedConfig(n int) *memberlist.Config {
 	return c
 }
 
+// WANConfig is memberlist's profile for a pool of peers across the
+// internet: a cloud pool of gateways (Consul's WAN pool).
+func WANConfig() *memberlist.Config { return memberlist.DefaultWANConfig() }
+
 // Overlay is one peer's view of the cluster. It is safe for concurrent use.
 type Overlay struct {
 	cfg  Config

@@ -145,6 +145,7 @@ const (
 	ShowSubclouds ShowWhat = iota + 1
 	ShowAttributes
 	ShowMembers
+	ShowPools
 )
 
 func (w ShowWhat) String() string {
@@ -155,11 +156,13 @@ func (w ShowWhat) String() string {
 		return "ATTRIBUTES"
 	case ShowMembers:
 		return "MEMBERS"
+	case ShowPools:
+		return "POOLS"
 	}
 	return "?"
 }
 
-// Show is SHOW SUBCLOUDS | ATTRIBUTES | MEMBERS.
+// Show is SHOW SUBCLOUDS | ATTRIBUTES | MEMBERS | POOLS.
 type Show struct {
 	Pos  Pos
 	What ShowWhat

@@ -51,6 +51,8 @@ func lowerInner(g *gInner) (Statement, error) {
 			show.What = ShowSubclouds
 		case "ATTRIBUTES":
 			show.What = ShowAttributes
+		case "POOLS":
+			show.What = ShowPools
 		default:
 			show.What = ShowMembers
 		}

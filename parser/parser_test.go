@@ -253,7 +253,7 @@ var errorCases = []struct {
 	{"RESERVE 5 FROM peers", `1:21: unexpected end of input (expected "AS")`},
 	{"RESERVE AS x", `1:9: unexpected "AS" (expected a number)`},
 	{"RELEASE", `1:8: unexpected end of input (expected a name)`},
-	{"SHOW FOO", `1:6: unexpected "FOO" (expected "SUBCLOUDS", "ATTRIBUTES" or "MEMBERS")`},
+	{"SHOW FOO", `1:6: unexpected "FOO" (expected "SUBCLOUDS", "ATTRIBUTES", "MEMBERS" or "POOLS")`},
 	{"ALTER SUBCLOUD x RESIZE 3", `1:25: unexpected "3" (expected "TO")`},
 	{"ALTER SUBCLOUD x GROW TO 3", `1:18: unexpected "GROW" (expected "RESIZE" or "EXTEND")`},
 	{"RESERVE 3 AS x NO FIX", `1:19: unexpected "FIX" (expected "REPAIR")`},

@@ -603,6 +603,7 @@ var showOf = map[parser.ShowWhat]Show{
 	parser.ShowSubclouds:  ShowSubclouds,
 	parser.ShowAttributes: ShowAttributes,
 	parser.ShowMembers:    ShowMembers,
+	parser.ShowPools:      ShowPools,
 }
 
 // Reads lists, sorted and once each, the attributes the plan reads from a

@@ -179,6 +179,7 @@ const (
 	ShowSubclouds Show = iota + 1
 	ShowAttributes
 	ShowMembers
+	ShowPools
 	showEnd
 )
 
@@ -190,6 +191,8 @@ func (s Show) String() string {
 		return "ATTRIBUTES"
 	case ShowMembers:
 		return "MEMBERS"
+	case ShowPools:
+		return "POOLS"
 	}
 	return "Show(" + strconv.Itoa(int(s)) + ")"
 }

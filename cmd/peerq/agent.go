@@ -52,6 +52,11 @@ type agentSettings struct {
 	RetryMax      int
 	// Export are standing queries whose answers /metrics shows.
 	Export []string
+	// Pool names this agent's Serf pool in a cloud of pools; CloudJoin
+	// are cloud-pool addresses (an agent's gossip port + 2) a gateway
+	// joins through.
+	Pool      string
+	CloudJoin []string
 }
 
 // joinTimeout is how long --join tries without --retry-join.
@@ -63,7 +68,8 @@ func (s *agentSettings) fields() map[string]any {
 	return map[string]any{"node": &s.Node, "bind": &s.Bind, "advertise": &s.Advertise, "exchange": &s.Exchange,
 		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "old-key": &s.OldKeys, "round": (*jsonDuration)(&s.Round), "min-round": (*jsonDuration)(&s.MinRound),
 		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue,
-		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax, "export": &s.Export}
+		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax, "export": &s.Export,
+		"pool": &s.Pool, "cloud-join": &s.CloudJoin}
 }
 
 // jsonDuration reads "300ms" (or a number of seconds) from JSON.
@@ -115,6 +121,8 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.StringVar(&s.Advertise, "advertise", "", "gossip address the others reach, if not --bind")
 	f.StringVar(&s.Exchange, "exchange", "", "protocol exchange address, host:port (default: --bind's host, its port + 1)")
 	f.StringArrayVar(&s.Join, "join", nil, "address of a peer to join (repeatable); the agent fails if it joins no one within 10 s, unless --retry-join")
+	f.StringVar(&s.Pool, "pool", "", "this agent's Serf pool in a cloud of pools (default: the cloud is one pool); its 3 gateways join the cloud pool on their gossip port + 2 (docs/AGENT.md)")
+	f.StringArrayVar(&s.CloudJoin, "cloud-join", nil, "with --pool: the cloud pool's address of an agent of another pool, HOST:GOSSIP_PORT+2, through which this agent joins the cloud pool when it is a gateway (repeatable)")
 	f.BoolVar(&s.RetryJoin, "retry-join", false, "keep trying --join (every --retry-interval, --retry-max times) rather than fail")
 	f.DurationVar(&s.RetryInterval, "retry-interval", 30*time.Second, "wait between --retry-join attempts")
 	f.IntVar(&s.RetryMax, "retry-max", 0, "attempts of --retry-join before failing (0: for ever)")
@@ -142,6 +150,9 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	}
 	if s.DataDir == "" {
 		return &exitError{exitUsage, errors.New("peerq: --data-dir is required")}
+	}
+	if len(s.CloudJoin) > 0 && s.Pool == "" {
+		return &exitError{exitUsage, errors.New("peerq: --cloud-join needs --pool: a cloud of one pool has no cloud pool")}
 	}
 	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
 		return &exitError{exitUsage, err}
@@ -199,7 +210,7 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 		snapshot = ""
 	}
 	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: s.Bind, Advertise: s.Advertise, Exchange: s.Exchange, Key: key, OldKeys: oldKeys,
-		SnapshotPath: snapshot, LogOutput: logs, Runtime: rcfg})
+		SnapshotPath: snapshot, LogOutput: logs, Runtime: rcfg, Pool: s.Pool, CloudJoin: s.CloudJoin})
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
