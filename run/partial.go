@@ -160,10 +160,16 @@ func Merge(p *query.Plan, parts []*Partial) (*answer.Answer, error) {
 					if a.bkt[i] == nil {
 						a.bkt[i] = map[int]float64{}
 					}
+					if g.Buckets == nil {
+						continue // a pool without values: fits allows it
+					}
 					for _, b := range g.Buckets[i] {
 						a.bkt[i][b.Index] += w * b.Mass
 					}
 				case query.CompMin, query.CompMax:
+					if g.Ext == nil {
+						continue
+					}
 					if x := g.Ext[i]; x.Has && (!a.ge.HasExt[i] || better(comp.Kind, x, a.ge.Ext[i])) {
 						a.ge.Ext[i] = aggregate.Extreme{IsStr: x.IsStr, Num: x.Num, Str: x.Str, Node: x.Node}
 						a.ge.HasExt[i] = true
