@@ -32,6 +32,12 @@
 // still do), and a message holding one that no peer could have reported is
 // refused (Instance.Step returns ErrRefused).
 //
+// In a cloud of pools (node/pools.go), a pool's asking instance hands
+// its share over as a Partial (Instance.Partial: an aggregate's means
+// with the members they average over, histograms, extremes, HyperLogLog
+// registers; a top-k's list) and the asker merges one per pool (Merge),
+// refusing a partial whose shape does not fit the plan.
+//
 // The package does no I/O, reads no clock and starts no goroutine; the
 // cores' randomness is the *rand.Rand in Config.
 //
@@ -47,6 +53,8 @@
 //	on a member left out of this query (by its peers): q.Exclude(id)
 //	asker, each round, after Tick:
 //	             a, err := q.Report(peers)   // a.Final: answer now
+//	a pool's gateway, once final: part, err := q.Partial(peers)
+//	the asker of a cloud of pools:  a, err := run.Merge(plan, parts)
 //
 // The caller's duties:
 //

@@ -64,6 +64,12 @@
 // liars ranked above what was observed of them, and the share of the
 // honest top-k it holds.
 //
+// A cloud of pools (pools.go, RunPools) is a simulation per pool
+// (Config.First keeps their records and random streams apart), each run
+// until its asker's rule calls it final, its run.Partial merged with the
+// others' as the asker of a cloud of pools merges them (run.Merge), the
+// cloud level counted as CloudRounds exchanges.
+//
 // # Usage
 //
 //	s, err := sim.New(plan, sim.DefaultConfig(100_000))

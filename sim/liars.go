@@ -337,7 +337,7 @@ func (s *Sim) observedReliability(node string) (float64, bool) {
 	if !ok || i >= s.n {
 		return 0, false
 	}
-	return query.Synthetic(s.cfg.Seed, i)["reliability"].Num, true
+	return s.synthetic(i)["reliability"].Num, true
 }
 
 // selfRanked counts the liars in the asker's final top-k list that claim
@@ -364,7 +364,7 @@ func (s *Sim) honestShare() float64 {
 	if s.honestTop == nil {
 		exact := query.ExactSeq(s.plan, func(yield func(query.Record) bool) {
 			for i, st := range s.st {
-				if st.alive && !yield(query.Synthetic(s.cfg.Seed, i)) {
+				if st.alive && !yield(s.synthetic(i)) {
 					return
 				}
 			}

@@ -97,6 +97,11 @@ type Config struct {
 	// CheckOnce makes the sample check judge with its first sample
 	// alone, as if run.SampleCheck.More were 0.
 	CheckOnce bool
+	// First is the index of the first peer's record: peer i's record is
+	// query.Synthetic(Seed, First+i), so that the pools of RunPools are
+	// apart and together the records of one cloud; it also moves the
+	// random choices' stream, so that pools do not draw alike.
+	First int
 	// Fanout is how many peers beyond its partner a peer tells of the
 	// query each round while it is young (run.Config.Fanout, the
 	// runtime's: node.DefaultConfig); 0 spreads it one partner a round,
@@ -334,7 +339,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	if cfg.Loss < 0 || cfg.Loss >= 1 {
 		return nil, fmt.Errorf("sim: loss %v outside [0,1)", cfg.Loss)
 	}
-	s := &Sim{cfg: cfg, plan: plan, r: rand.New(rand.NewPCG(cfg.Seed, 0x5eed))}
+	s := &Sim{cfg: cfg, plan: plan, r: rand.New(rand.NewPCG(cfg.Seed, 0x5eed+uint64(cfg.First)))}
 	s.rounds = cfg.Rounds
 	if s.rounds <= 0 {
 		s.rounds = plan.RoundBudget(cfg.Nodes)
@@ -451,7 +456,7 @@ func (s *Sim) add(m int) error {
 // addOne creates the next peer and returns its record.
 func (s *Sim) addOne() (query.Record, error) {
 	i := s.n
-	rec := s.claim(i, query.Synthetic(s.cfg.Seed, i))
+	rec := s.claim(i, s.synthetic(i))
 	if len(s.agg) == cap(s.agg) && len(s.tops) == cap(s.tops) {
 		return nil, errors.New("sim: more peers than planned") // a move would break the cores and instances
 	}
@@ -489,7 +494,8 @@ func (s *Sim) knownAlive(node string) bool {
 		return true // nobody removed: no need to read the name
 	}
 	i, err := strconv.Atoi(strings.TrimPrefix(node, "peer-"))
-	return err != nil || i >= len(s.pos) || s.pos[i] >= 0
+	i -= s.cfg.First
+	return err != nil || i < 0 || i >= len(s.pos) || s.pos[i] >= 0
 }
 
 // knownNames are the names of the peers the survivors believe alive: whom
@@ -497,7 +503,7 @@ func (s *Sim) knownAlive(node string) bool {
 func (s *Sim) knownNames() []string {
 	out := make([]string, len(s.known))
 	for i, p := range s.known {
-		out[i] = query.SyntheticName(int(p))
+		out[i] = query.SyntheticName(s.cfg.First + int(p))
 	}
 	return out
 }
@@ -765,12 +771,15 @@ func (s *Sim) liveRecords() iter.Seq[query.Record] {
 	}
 }
 
+// synthetic is peer i's synthetic record (Config.First).
+func (s *Sim) synthetic(i int) query.Record { return query.Synthetic(s.cfg.Seed, s.cfg.First+i) }
+
 // record is peer i's record now.
 func (s *Sim) record(i int) query.Record {
 	if s.recs != nil {
 		return s.recs[i]
 	}
-	return s.claim(i, query.Synthetic(s.cfg.Seed, i))
+	return s.claim(i, s.synthetic(i))
 }
 
 // Drift moves every live peer's dynamic attributes by dt seconds
@@ -787,7 +796,7 @@ func (s *Sim) Drift(dt float64) error {
 	if s.recs == nil {
 		s.recs = make([]query.Record, s.n)
 		for i := range s.recs {
-			s.recs[i] = s.claim(i, query.Synthetic(s.cfg.Seed, i))
+			s.recs[i] = s.claim(i, s.synthetic(i))
 		}
 	}
 	for i, st := range s.st {
@@ -959,7 +968,7 @@ func (s *Sim) sample() []int32 {
 	if s.cfg.MetricsSample <= 0 || len(live) <= s.cfg.MetricsSample {
 		return live
 	}
-	r := rand.New(rand.NewPCG(s.cfg.Seed, uint64(s.round)))
+	r := rand.New(rand.NewPCG(s.cfg.Seed+uint64(s.cfg.First), uint64(s.round)))
 	r.Shuffle(len(live)-1, func(i, j int) { live[i+1], live[j+1] = live[j+1], live[i+1] })
 	return live[:s.cfg.MetricsSample]
 }

@@ -439,3 +439,38 @@ func TestFanoutSpreadsFaster(t *testing.T) {
 		t.Errorf("within 1%%: from round %d with fanout 3, %d without: want at least 5 rounds sooner", close3, close0)
 	}
 }
+
+// TestPools: a statement over pools, each simulated to its own final
+// answer and merged as the asker of a cloud of pools merges them, is the
+// answer over all their peers; and it is final sooner than one pool of
+// them all.
+func TestPools(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		tol  float64
+	}{
+		{"SELECT COUNT(*), AVG(mem_free) FROM peers", 0.02},
+		{"SELECT region, COUNT(*) FROM peers GROUP BY region", 0.02},
+		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 10", 0},
+	} {
+		p, err := query.CompileText(c.text, query.DefaultCatalog(), query.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultConfig(4000)
+		res, err := RunPools(p, cfg, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Partial > 0 || res.Err > c.tol || len(res.Final) != 8 {
+			t.Fatalf("%s: %d pools partial, error %.4f (want ≤ %g), finals %v", c.text, res.Partial, res.Err, c.tol, res.Final)
+		}
+		one, err := RunPools(p, cfg, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if one.Err > c.tol || res.Rounds > one.Rounds+CloudRounds {
+			t.Fatalf("%s: one pool error %.4f, %d rounds; 8 pools %d rounds", c.text, one.Err, one.Rounds, res.Rounds)
+		}
+	}
+}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/peerq/peerq/node"
+	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
 	"github.com/peerq/peerq/sim/latency"
 	"github.com/peerq/peerq/sim/report"
@@ -22,7 +25,7 @@ func newSimCmd() *cobra.Command {
 		opts                            report.Options
 		session, round, excludeAfter    time.Duration
 		serfProbe                       time.Duration
-		suspicionMult, trials           int
+		suspicionMult, trials, pools    int
 		lie, rtt                        string
 		bandwidth                       float64
 	)
@@ -104,6 +107,9 @@ convergence rule calls the originator's answer final.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if pools > 0 {
+				return simPools(cmd.OutOrStdout(), plans[0], cfg, pools)
+			}
 			if trials > 1 {
 				if err := report.Trials(cmd.OutOrStdout(), plans[0], cfg, trials); err != nil {
 					return &exitError{exitUsage, err}
@@ -147,6 +153,7 @@ convergence rule calls the originator's answer final.`,
 	f.Float64Var(&cfg.Liars, "liars", 0, "share of the peers that lie (never the asker), as --lie says; the peers then sign their top-k entries and check the others'")
 	f.BoolVar(&cfg.CheckOnce, "check-once", false, "the sample check judges with its first sample alone, never asking more members on a doubt (to measure what the escalation adds)")
 	f.StringVar(&lie, "lie", "forge", "with --liars: inflate (its attributes ×1000, within the catalog's bounds), extreme (at the bounds), flow (made-up flows), forge (top-k entries written for other nodes), alter (others' entries changed under their signatures) or drop (others' entries swallowed)")
+	f.IntVar(&pools, "pools", 0, "spread the peers over this many pools, each run to its own final answer, and merge them as the asker of a cloud of pools does (1 runs one pool the same way, for A/B); loss only")
 	f.IntVar(&trials, "trials", 1, "with --session: run this many statements (seeds --seed, --seed+1, …) and print the share the runtime would call converged and their error")
 	return cmd
 }
@@ -178,4 +185,26 @@ func rttModel(spec string) (*latency.Model, error) {
 		return nil, fmt.Errorf("peerq: --rtt: %w", err)
 	}
 	return latency.FromText(text)
+}
+
+// simPools runs a statement over a cloud of pools (sim.RunPools) and
+// prints its rounds, error and bytes.
+func simPools(w io.Writer, plan *query.Plan, cfg sim.Config, pools int) error {
+	start := time.Now()
+	res, err := sim.RunPools(plan, cfg, pools)
+	if err != nil {
+		return &exitError{exitUsage, err}
+	}
+	finals := slices.Clone(res.Final)
+	slices.Sort(finals)
+	fmt.Fprintf(w, "%d peers in %d pools: each pool's answer final at round %d (min) / %d (median) / %d (max), %d ran out of rounds\n",
+		cfg.Nodes, pools, finals[0], finals[len(finals)/2], finals[len(finals)-1], res.Partial)
+	fmt.Fprintf(w, "the asker's answer final at round %d (the slowest pool + %d for the cloud level), error %.4f%% against the exact answer\n",
+		res.Rounds, sim.CloudRounds, 100*res.Err)
+	fmt.Fprintf(w, "bytes per peer per round %.1f in the pools, %.0f per peer for the answer; the cloud level %d bytes (plan and partials, 3 gateways a pool); %.1fs\n",
+		res.BytesPerPeerRound, res.BytesPerPeer, res.CloudBytes, time.Since(start).Seconds())
+	if res.Partial > 0 || res.Err > plan.Accuracy {
+		return &exitError{exitTimeout, fmt.Errorf("peerq: %d pools ran out of rounds, error %.4f", res.Partial, res.Err)}
+	}
+	return nil
 }
