@@ -626,21 +626,29 @@ func (p *pools) ask(ctx context.Context, plan *query.Plan, progress func(answer.
 	if i := slices.Index(gws, p.lan.Name()); i > 0 {
 		gws[0], gws[i] = gws[i], gws[0] // itself first: no exchange
 	}
-	var coord string
+	// Two coordinators, when the pool has them: each tells the asker
+	// which gateways the cloud pool lists for every pool and with which
+	// keys, and the asker believes only what both say (crossCheck), so
+	// that one lying gateway of its own pool cannot make up another
+	// pool's gateways. The pools' runs are one per query at each gateway,
+	// whoever asks.
+	var coords []string
 	var errs []error
 	for _, g := range gws {
+		if len(coords) == 2 {
+			break
+		}
 		if _, err := p.callLAN(ctx, g, poolReq{Op: opCloudStart, ID: id[:], Plan: wire}); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", g, err))
 			continue
 		}
-		coord = g
-		break
+		coords = append(coords, g)
 	}
-	if coord == "" {
+	if len(coords) == 0 {
 		return nil, fmt.Errorf("node: no gateway of pool %s took the statement (%w)", p.cfg.Pool, errors.Join(errs...))
 	}
-	var last poolResp
-	misses := 0
+	last := make([]*poolResp, len(coords))
+	misses := make([]int, len(coords))
 	var stopped error
 poll:
 	for {
@@ -653,25 +661,42 @@ poll:
 			break poll
 		case <-time.After(p.cfg.PollEvery):
 		}
-		resp, err := p.callLAN(ctx, coord, poolReq{Op: opCloudPoll, ID: id[:]})
-		if err != nil {
-			if misses++; misses >= 3 {
-				stopped = fmt.Errorf("the gateway %s stopped answering: %w", coord, err)
-				break poll
+		waiting, alive := false, false
+		for i, c := range coords {
+			if misses[i] >= 3 || last[i] != nil && last[i].Done {
+				alive = alive || misses[i] < 3
+				continue
 			}
-			continue
+			resp, err := p.callLAN(ctx, c, poolReq{Op: opCloudPoll, ID: id[:]})
+			if err != nil {
+				if misses[i]++; misses[i] < 3 {
+					waiting, alive = true, true
+				} else {
+					errs = append(errs, fmt.Errorf("the gateway %s stopped answering: %w", c, err))
+				}
+				continue
+			}
+			misses[i], last[i] = 0, &resp
+			waiting, alive = waiting || !resp.Done, true
 		}
-		misses, last = 0, resp
 		if progress != nil {
 			progress(answer.Progress{Peers: len(members)})
 		}
-		if resp.Done {
+		if !alive {
+			stopped = errors.Join(errs...)
+			break
+		}
+		if !waiting {
 			break
 		}
 	}
-	a, err := p.combine(plan, id, last, members, start)
+	resp, note := crossCheck(coords, last)
+	a, err := p.combine(plan, id, resp, members, start)
 	if err != nil {
 		return nil, err
+	}
+	if note != "" {
+		a.Meta.Warning = joinReason(a.Meta.Warning, note)
 	}
 	if stopped != nil {
 		why := stopped.Error()
@@ -683,6 +708,75 @@ poll:
 		return a, &stoppedError{err: stopped, msg: why}
 	}
 	return a, nil
+}
+
+// crossCheck is what the coordinators that answered agree on: the
+// gateways both list for each pool with the same key, and the reports
+// (one per gateway: a gateway that signed two different ones is dropped).
+// With one coordinator it is its word, said so in note.
+func crossCheck(coords []string, last []*poolResp) (poolResp, string) {
+	var got []*poolResp
+	var from []string
+	for i, r := range last {
+		if r != nil {
+			got, from = append(got, r), append(from, coords[i])
+		}
+	}
+	switch len(got) {
+	case 0:
+		return poolResp{}, ""
+	case 1:
+		return *got[0], fmt.Sprintf("the other pools' gateways as %s alone listed them", from[0])
+	}
+	a, b := got[0], got[1]
+	listed := map[string]string{} // gateway name → key, as b lists it
+	for _, v := range b.Pools {
+		for k, g := range v.Gateways {
+			if k < len(v.Keys) {
+				listed[v.Name+"\x00"+g] = string(v.Keys[k])
+			}
+		}
+	}
+	out := poolResp{Done: a.Done && b.Done}
+	var dropped []string
+	for _, v := range a.Pools {
+		both := poolView{Name: v.Name}
+		for k, g := range v.Gateways {
+			if k < len(v.Keys) && listed[v.Name+"\x00"+g] == string(v.Keys[k]) {
+				both.Gateways, both.Keys = append(both.Gateways, g), append(both.Keys, v.Keys[k])
+			} else {
+				dropped = append(dropped, v.Name+"/"+g)
+			}
+		}
+		out.Pools = append(out.Pools, both)
+	}
+	for _, v := range b.Pools {
+		if !slices.ContainsFunc(out.Pools, func(x poolView) bool { return x.Name == v.Name }) {
+			out.Pools = append(out.Pools, poolView{Name: v.Name}) // one saw it: none of its gateways is agreed
+		}
+	}
+	bodies := map[string][]byte{}
+	twice := map[string]bool{}
+	for _, r := range append(slices.Clone(a.Reports), b.Reports...) {
+		if prev, ok := bodies[r.Gateway]; ok {
+			if string(prev) != string(r.Body) {
+				twice[r.Gateway] = true
+			}
+			continue
+		}
+		bodies[r.Gateway] = r.Body
+		out.Reports = append(out.Reports, r)
+	}
+	out.Reports = slices.DeleteFunc(out.Reports, func(r poolReport) bool { return twice[r.Gateway] })
+	var note []string
+	if len(dropped) > 0 {
+		note = append(note, fmt.Sprintf("gateways %s and %s do not both list %s (left out)", from[0], from[1], strings.Join(dropped, ", ")))
+	}
+	for g := range twice {
+		note = append(note, fmt.Sprintf("%s reported two different partials (both refused)", g))
+	}
+	sort.Strings(note)
+	return out, strings.Join(note, "; ")
 }
 
 // callLAN sends one request to a gateway of this peer's pool.

@@ -381,3 +381,54 @@ func TestPoolsOverSockets(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossCheck: the asker believes of the other pools' gateways only
+// what both its coordinators say: a gateway one of them made up, or whose
+// key it changed, is left out; a gateway that signed two different
+// reports is refused; one coordinator's word is said to be one's.
+func TestCrossCheck(t *testing.T) {
+	view := func(pool string, kv ...string) poolView {
+		v := poolView{Name: pool}
+		for i := 0; i < len(kv); i += 2 {
+			v.Gateways, v.Keys = append(v.Gateways, kv[i]), append(v.Keys, []byte(kv[i+1]))
+		}
+		return v
+	}
+	rep := func(g, body string) poolReport { return poolReport{Gateway: g, Body: []byte(body)} }
+	honest := poolResp{Done: true, Pools: []poolView{view("a", "a1", "k1", "a2", "k2"), view("b", "b1", "k3", "b2", "k4", "b3", "k5")},
+		Reports: []poolReport{rep("a1", "x"), rep("b1", "y")}}
+	liar := poolResp{Done: true, Pools: []poolView{view("a", "a1", "k1", "a2", "k2"), view("b", "b1", "k3", "b2", "FAKE", "evil", "k9")},
+		Reports: []poolReport{rep("a1", "x"), rep("b1", "z"), rep("evil", "w")}}
+	for _, c := range []struct {
+		name     string
+		last     []*poolResp
+		gateways map[string][]string
+		reports  []string
+		note     string
+	}{
+		{"both honest", []*poolResp{&honest, &honest}, map[string][]string{"a": {"a1", "a2"}, "b": {"b1", "b2", "b3"}}, []string{"a1", "b1"}, ""},
+		{"one lies", []*poolResp{&honest, &liar}, map[string][]string{"a": {"a1", "a2"}, "b": {"b1"}}, []string{"a1", "evil"},
+			"b1 reported two different partials (both refused); gateways c1 and c2 do not both list b/b2, b/b3 (left out)"},
+		{"one coordinator", []*poolResp{nil, &liar}, map[string][]string{"a": {"a1", "a2"}, "b": {"b1", "b2", "evil"}}, []string{"a1", "b1", "evil"},
+			"the other pools' gateways as c2 alone listed them"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, note := crossCheck([]string{"c1", "c2"}, c.last)
+			if note != c.note {
+				t.Errorf("note %q, want %q", note, c.note)
+			}
+			for _, v := range out.Pools {
+				if !slices.Equal(v.Gateways, c.gateways[v.Name]) {
+					t.Errorf("pool %s: gateways %v, want %v", v.Name, v.Gateways, c.gateways[v.Name])
+				}
+			}
+			var got []string
+			for _, r := range out.Reports {
+				got = append(got, r.Gateway)
+			}
+			if !slices.Equal(got, c.reports) {
+				t.Errorf("reports from %v, want %v", got, c.reports)
+			}
+		})
+	}
+}

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# netns-pools.sh — a cloud of two pools among real agents (issue 24,
+# docs/AGENT.md "Pools"): 8 `peerq agent`s, each in its own network
+# namespace on netns-cluster.sh's bridge, all with one --encrypt key;
+# a1..a4 in pool "a", a5..a8 in pool "b", each pool joined inside itself,
+# every agent given --cloud-join for the cloud ports (gossip port + 2) of
+# the other pool's agents. It waits until SHOW POOLS at a1 lists both
+# pools converged with 4 members and 3 gateways; asks a COUNT, a top 5
+# and a GROUP BY pool at a1 (ROUNDS times each, 5); then starts a COUNT
+# at a1 and, KILL_AFTER seconds later (0.15; a COUNT takes about 0.4 s),
+# kills -9 one of pool b's gateways while it runs: that answer must be
+# right (8, the agents up when it was asked, or 7, those up when it
+# ended) or flagged (partial or contested, exit 4 or 8) — never another
+# number with exit 0. Then it asks COUNT and SHOW POOLS until the COUNT
+# is 7 and converged and pool b has 3 agreeing gateways again, none of
+# them the dead one (RECOVER_TIMEOUT, 180 s), checks every answer in
+# between the same way, asks the three statements again, prints a summary
+# and exits 1 on a wrong answer or a timeout, 2 if an answer was flagged
+# with no fault going on. (The agents share one host's memory: their
+# mem_free is one figure sampled at different moments, so the top 5 by
+# it ties and reorders from run to run.) Needs root, iproute2, jq and Go
+# (it builds this checkout's peerq). The agents' logs and every answer
+# stay in $PEERQ_NETNS_DIR (/tmp/peerq-netns): a*.log, pools/.
+#
+#   sudo scripts/netns-pools.sh
+#   sudo KILL_AFTER=0.1 ROUNDS=10 scripts/netns-pools.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${PEERQ_NETNS_DIR:-/tmp/peerq-netns}
+NET=10.77.0
+BR=pqbr0
+C=scripts/netns-cluster.sh
+N=8 # a1..a4 in pool a, a5..a8 in pool b
+KILL_AFTER=${KILL_AFTER:-0.15}
+ROUNDS=${ROUNDS:-5}
+FORM_TIMEOUT=${FORM_TIMEOUT:-120}
+RECOVER_TIMEOUT=${RECOVER_TIMEOUT:-180}
+KEY=$(head -c 32 /dev/urandom | base64)
+export PEERQ_BIN="$DIR/peerq" PEERQ_NETNS_DIR="$DIR"
+OUT="$DIR/pools"
+
+pool_of() { if [ "$1" -le 4 ]; then echo a; else echo b; fi; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+trap '$C down' EXIT
+
+mkdir -p "$DIR"
+go build -o "$PEERQ_BIN" ./cmd/peerq # this checkout's agents, not an older build
+$C down > /dev/null 2>&1 || true     # a run before this one, if it left anything
+rm -rf "$DIR"/a* "$OUT"
+mkdir -p "$OUT"
+
+# The namespaces as netns-cluster.sh's `up` makes them; its `start` joins
+# every agent to a1 with the same flags, so the agents are started here,
+# each with its pool's --join and the other pool's --cloud-join. Its
+# count and pid files stay as `up` leaves them: its query, kill and down
+# work on these agents.
+echo "$N" > "$DIR/count"
+ip link add "$BR" type bridge 2>/dev/null || true
+ip addr add "$NET.254/24" dev "$BR" 2>/dev/null || true
+ip link set "$BR" up
+for i in $(seq 1 "$N"); do
+	ip netns add "pq$i"
+	ip link add "veth$i" type veth peer name eth0 netns "pq$i"
+	ip link set "veth$i" master "$BR" up
+	ip netns exec "pq$i" ip addr add "$NET.$i/24" dev eth0
+	ip netns exec "pq$i" ip link set eth0 up
+	ip netns exec "pq$i" ip link set lo up
+done
+for i in $(seq 1 "$N"); do
+	pool=$(pool_of "$i")
+	first=1
+	[ "$pool" = b ] && first=5
+	flags=(--pool "$pool" --encrypt "$KEY")
+	[ "$i" -ne "$first" ] && flags+=(--join "$NET.$first:7946" --retry-join)
+	for j in $(seq 1 "$N"); do
+		[ "$(pool_of "$j")" != "$pool" ] && flags+=(--cloud-join "$NET.$j:7948")
+	done
+	( # in a subshell: not this shell's job, whose kill -9 it would report
+		ip netns exec "pq$i" "$PEERQ_BIN" agent --node "a$i" --bind "$NET.$i:7946" --exchange "$NET.$i:7947" \
+			--api 127.0.0.1:7474 --data-dir "$DIR/a$i" --round 200ms "${flags[@]}" >> "$DIR/a$i.log" 2>&1 &
+		echo $! > "$DIR/a$i.pid"
+	)
+done
+
+# ask FILE STATEMENT: the statement at a1, its JSON answer in FILE; prints
+# its exit code.
+ask() {
+	local code=0
+	$C query 1 "$2" --format json > "$1" 2> "${1%.json}.err" || code=$?
+	echo "$code"
+}
+# pools FILE: SHOW POOLS's rows from FILE, "pool status members gateways agreeing", one a line.
+pools() { jq -r '.rows[] | "\(.[0]) \(.[1]) \(.[2]) \(.[3] // "-") \(.[4] // 0)"' "$1" 2> /dev/null || true; }
+status() { jq -r '.meta.status // "none"' "$1" 2> /dev/null || echo none; }
+first_cell() { jq -r '.rows[0][0] // "none"' "$1" 2> /dev/null || echo none; }
+pools_meta() { # the answer's meta.pools, one pool a line: name status peers agreeing/gateways
+	jq -r '[.meta.pools[]? | "\(.pool):\(.status):\(.peers):\(.agreeing)/\(.gateways)"] | join(" ")' "$1" 2> /dev/null || true
+}
+
+# 1. The cloud forms: 2 pools, each converged with 4 members and 3 gateways.
+t0=$(now)
+formed=""
+k=0
+while (($(date +%s) < ${t0%.*} + FORM_TIMEOUT)); do
+	f="$OUT/form.$k.json"
+	ask "$f" "SHOW POOLS" > /dev/null
+	rows=$(pools "$f")
+	if [ "$(wc -l <<<"$rows")" -eq 2 ] && awk '$2 ~ /^(converged|exact)$/ && $3 == 4 && split($4, g, ",") == 3 { n++ } END { exit n != 2 }' <<<"$rows"; then
+		formed=$(since "$t0" "$(now)")
+		break
+	fi
+	k=$((k + 1))
+	sleep 1
+done
+if [ -z "$formed" ]; then
+	echo "the pools did not form in ${FORM_TIMEOUT}s; SHOW POOLS at a1 said:"
+	cat "$f" "${f%.json}.err"
+	tail -n 5 "$DIR"/a*.log
+	exit 1
+fi
+echo "formed in ${formed}s (${k} SHOW POOLS before):"
+sed 's/^/  /' <<<"$rows"
+
+wrong=0 flags=0
+declare -a TABLE
+row() { TABLE+=("$(printf '%-34s %-10s %-5s %-22s %s' "$@")"); }
+
+# judge STATUS EXIT RIGHT: ok (RIGHT=1, converged or exact, exit 0),
+# flagged (partial or contested, exit 4 or 8) or WRONG (anything else).
+judge() {
+	if [[ "$1" =~ ^(converged|exact)$ ]] && [ "$2" = 0 ]; then
+		if [ "$3" = 1 ]; then echo ok; else echo WRONG; fi
+	elif [[ "$1" =~ ^(partial|contested)$ ]] && [ "$2" != 0 ]; then
+		echo flagged
+	else
+		echo WRONG
+	fi
+}
+
+COUNT="SELECT COUNT(*) FROM peers"
+TOP="SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 5"
+BY="SELECT pool, COUNT(*) FROM peers GROUP BY pool"
+# statements LABEL N BY: the three statements at a1 with no fault going
+# on: the COUNT must be N, the top 5 five distinct members by mem_free,
+# the GROUP BY BY. A flag here has no fault to explain it: counted in
+# flags.
+statements() {
+	local label=$1 n=$2 by=$3 s stmt f t code el st val right v
+	for s in count top by; do
+		case $s in count) stmt=$COUNT ;; top) stmt=$TOP ;; by) stmt=$BY ;; esac
+		f="$OUT/$label.$s.json"
+		t=$(now)
+		code=$(ask "$f" "$stmt")
+		el=$(since "$t" "$(now)")
+		st=$(status "$f")
+		case $s in
+		count) val=$(first_cell "$f"); right=$([ "$val" = "$n" ] && echo 1 || echo 0) ;;
+		top)
+			val=$(jq -r '.rows | map(.[0]) | join(",")' "$f" 2> /dev/null || echo none)
+			right=$(jq -r '[.rows[][1]] as $m | if (.rows | length) == 5 and ([.rows[][0]] | unique | length) == 5 and $m == ($m | sort | reverse) then 1 else 0 end' "$f" 2> /dev/null || echo 0)
+			;;
+		by)
+			val=$(jq -r '.rows | map("\(.[0])=\(.[1])") | join(",")' "$f" 2> /dev/null || echo none)
+			right=$([ "$val" = "$by" ] && echo 1 || echo 0)
+			;;
+		esac
+		v=$(judge "$st" "$code" "$right")
+		case $v in WRONG) wrong=$((wrong + 1)) ;; flagged) flags=$((flags + 1)) ;; esac
+		row "$label $s (${el}s)" "$st" "$code" "$val" "$v $(pools_meta "$f")"
+	done
+}
+
+# 2. Three statements at a1, ROUNDS times each.
+for r in $(seq 1 "$ROUNDS"); do statements "steady-$r" 8 "a=4,b=4"; done
+
+# 3. A COUNT at a1, and one of pool b's gateways (as SHOW POOLS names
+# them now) killed while it runs.
+f="$OUT/before-kill.json"
+ask "$f" "SHOW POOLS" > /dev/null
+victim=$(jq -r '.rows[] | select(.[0] == "b") | .[3] // ""' "$f" 2> /dev/null | cut -d, -f1 || true)
+vi=${victim#a}
+[[ "$vi" =~ ^[5-8]$ ]] || { echo "no gateway of pool b in SHOW POOLS: $(cat "$f")"; exit 1; }
+f="$OUT/kill.json"
+t_ask=$(now)
+(
+	code=0
+	$C query 1 "$COUNT" --format json > "$f" 2> "$OUT/kill.err" || code=$?
+	echo "$code $(now)" > "$OUT/kill.done"
+) &
+qpid=$!
+sleep "$KILL_AFTER"
+t_kill=$(now)
+$C kill "$vi"
+wait "$qpid"
+read -r code t_end < "$OUT/kill.done"
+st=$(status "$f")
+val=$(first_cell "$f")
+verdict=$(judge "$st" "$code" "$([[ "$val" =~ ^[78]$ ]] && echo 1 || echo 0)")
+[ "$verdict" = WRONG ] && wrong=$((wrong + 1))
+mid=$(awk -v k="$t_kill" -v e="$t_end" 'BEGIN { print (k < e) ? "killed mid-query" : "KILLED AFTER THE ANSWER" }')
+row "kill $victim at +$(since "$t_ask" "$t_kill")s, done +$(since "$t_ask" "$t_end")s" "$st" "$code" "$val" "$verdict, $mid $(pools_meta "$f")"
+echo "the answer asked across the kill of $victim:"
+echo "  asked at +0s, $victim killed at +$(since "$t_ask" "$t_kill")s, answered at +$(since "$t_ask" "$t_end")s"
+jq -c '.meta | {status, peers, elapsed_seconds, members_start, members_end, reason, excluded, pools}' "$f" 2> /dev/null || cat "$f" "$OUT/kill.err"
+
+# 4. Until COUNT is 7 and converged and pool b has 3 agreeing gateways
+# (none of them the dead one). Every answer on the way: 7 or 8 (the
+# dead agent until pool b's gateways see it failed) with exit 0, or
+# flagged with exit 4 or 8.
+t_count="" t_agree="" t_pool="" t_both="" b="" k=0 right=0 flagged=0
+declare -A seen=()
+while (($(date +%s) < ${t_kill%.*} + RECOVER_TIMEOUT)); do
+	f="$OUT/after.$k.json"
+	code=$(ask "$f" "$COUNT")
+	st=$(status "$f")
+	val=$(first_cell "$f")
+	t=$(since "$t_kill" "$(now)")
+	if [[ "$st" =~ ^(converged|exact)$ ]] && [ "$code" = 0 ] && [[ "$val" =~ ^[78]$ ]]; then
+		right=$((right + 1))
+	elif [[ "$st" =~ ^(partial|contested)$ ]] && [ "$code" != 0 ]; then
+		flagged=$((flagged + 1))
+	else
+		wrong=$((wrong + 1))
+		row "after the kill +${t}s" "$st" "$code" "$val" "WRONG $(pools_meta "$f")"
+	fi
+	key="$st $code $val | $(pools_meta "$f")"
+	[ -n "${seen[$key]:-}" ] || { seen[$key]=1; echo "  +${t}s COUNT: $key"; }
+	c7=0
+	[[ "$st" =~ ^(converged|exact)$ ]] && [ "$code" = 0 ] && [ "$val" = 7 ] && [ "$(jq -r .meta.peers "$f")" = 7 ] && c7=1
+	[ "$c7" = 1 ] && [ -z "$t_count" ] && t_count=$t
+	p="$OUT/after.$k.pools.json"
+	ask "$p" "SHOW POOLS" > /dev/null
+	b=$(pools "$p" | awk '$1 == "b"')
+	t=$(since "$t_kill" "$(now)")
+	[ -z "$t_agree" ] && awk '{ exit !($5 == 3) }' <<<"$b" && t_agree=$t && echo "  +${t}s SHOW POOLS, pool b has 3 agreeing gateways: $b"
+	if awk -v dead="$victim" '{ n = split($4, g, ","); for (i = 1; i <= n; i++) if (g[i] == dead) exit 1; exit !($5 == 3) }' <<<"$b"; then
+		[ -z "$t_pool" ] && t_pool=$t && echo "  +${t}s SHOW POOLS, pool b has 3 agreeing gateways, $victim no longer listed: $b"
+		if [ -n "$t_count" ] && [ "$c7" = 1 ]; then
+			t_both=$(since "$t_kill" "$(now)")
+			break
+		fi
+	fi
+	k=$((k + 1))
+	sleep 1
+done
+row "COUNT converged 7 after the kill" "" "" "${t_count:-never}" "s after the kill"
+row "pool b: 3 agreeing gateways" "" "" "${t_agree:-never}" "s after the kill"
+row "pool b: and $victim gone from them" "" "" "${t_pool:-never}" "s after the kill: $b"
+row "both at once" "" "" "${t_both:-never}" "s after the kill"
+row "answers after the kill" "" "" "$((k + 1))" "$right right (7 or 8, exit 0), $flagged flagged"
+
+# 5. The next statements, once recovered.
+[ -n "$t_both" ] && statements next 7 "a=4,b=3"
+
+echo
+printf '%-34s %-10s %-5s %-22s %s\n' "what" "status" "exit" "value" "verdict (pool:status:peers:agreeing/gateways)"
+printf '%s\n' "${TABLE[@]}"
+echo "pools formed in ${formed}s; killed $victim (gateway of pool b) $KILL_AFTER s into a COUNT; $wrong wrong answers;" \
+	"$flags flagged with no fault going on (steady, next)"
+[ "$wrong" = 0 ] && [ -n "$t_both" ] || exit 1
+[ "$flags" = 0 ] || exit 2
