@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -991,6 +992,16 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 		return &ok[best], bestN, ""
 	case listed == 0 && len(vs) == 0:
 		return nil, 0, "it has no gateway in the cloud pool now"
+	case len(ok) >= need && changed(ok):
+		// Honest gateways that ran while a member failed or joined count
+		// it or not, each as its run found it (a netns run: a gateway
+		// killed mid-statement made 4 of 10 answers disagree so): the
+		// pool changed, which makes it partial, not a lie.
+		var ns []string
+		for _, v := range ok {
+			ns = append(ns, strconv.Itoa(v.body.Peers))
+		}
+		return nil, bestN, fmt.Sprintf("its gateways' reports differ and so do their members (%s): the pool changed while they ran", strings.Join(ns, ", "))
 	case len(ok) >= need:
 		return nil, bestN, "disagree"
 	case failed > 0:
@@ -1002,9 +1013,21 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 // agree says whether two pools' answers are the same answer: the same
 // rows, numbers within the plan's accuracy (two runs of flow updating in
 // one pool converge each to its own last digits).
+//
+// A top-k's rows agree rank by rank on their values, not on the names: a
+// member's figures move between two runs (free memory, load), and
+// members with nearly equal ones trade places (a netns run contested 2
+// top-5s in 14 so, nothing failing). The members must be the same: a
+// gateway can reorder them, not bring in another or change a value.
 func agree(plan *query.Plan, a, b *answer.Answer) bool {
-	if len(a.Rows) != len(b.Rows) || !slices.Equal(a.Nodes, b.Nodes) {
+	if len(a.Rows) != len(b.Rows) || len(a.Nodes) != len(b.Nodes) {
 		return false
+	}
+	an, bn := slices.Clone(a.Nodes), slices.Clone(b.Nodes)
+	slices.Sort(an)
+	slices.Sort(bn)
+	if !slices.Equal(an, bn) {
+		return false // the same members, in whatever order their values put them
 	}
 	tol := max(plan.Accuracy, 1e-9)
 	for i := range a.Rows {
@@ -1013,6 +1036,9 @@ func agree(plan *query.Plan, a, b *answer.Answer) bool {
 		}
 		for j, x := range a.Rows[i] {
 			y := b.Rows[i][j]
+			if i < len(a.Nodes) && x.Str == a.Nodes[i] && y.Str == b.Nodes[i] {
+				continue // the node's name
+			}
 			if x.Kind != y.Kind || x.Str != y.Str || x.Bool != y.Bool {
 				return false
 			}
@@ -1022,6 +1048,17 @@ func agree(plan *query.Plan, a, b *answer.Answer) bool {
 		}
 	}
 	return true
+}
+
+// changed says whether reports count different members: their pool's
+// membership moved while they ran.
+func changed(vs []verified) bool {
+	for _, v := range vs[1:] {
+		if v.body.Peers != vs[0].body.Peers {
+			return true
+		}
+	}
+	return false
 }
 
 func joinReason(a, b string) string {

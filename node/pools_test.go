@@ -83,6 +83,8 @@ func TestChoose(t *testing.T) {
 		{"one of three", []verified{ans(100)}, 3, 1, "1 of its 3 gateways reported in time"},
 		{"one of three, two failed", []verified{ans(100), failed, failed}, 3, 1, "1 of its 3 gateways reported, 2 failed to answer (busy)"},
 		{"no gateway", nil, 0, 0, "it has no gateway in the cloud pool now"},
+		{"two disagree, a member lost between their runs", []verified{withPeers(ans(8), 4), withPeers(ans(7), 3)}, 3, 1,
+			"its gateways' reports differ and so do their members (4, 3): the pool changed while they ran"},
 		{"more reports than listed", []verified{ans(100), ans(1000), ans(1000)}, 1, 2, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -91,6 +93,45 @@ func TestChoose(t *testing.T) {
 				t.Fatalf("chose %v, %d agreeing, %q; want %d agreeing, %q", got != nil, agreeing, why, c.agreeing, c.why)
 			}
 		})
+	}
+}
+
+func withPeers(v verified, n int) verified {
+	v.body.Peers = n
+	return v
+}
+
+// TestAgreeTopK: two runs of a top-k agree on their members and, rank by
+// rank, on values, not on which of two members with the same values comes
+// first.
+func TestAgreeTopK(t *testing.T) {
+	plan, err := query.CompileText("SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 2", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := func(rows ...any) *answer.Answer {
+		a := &answer.Answer{}
+		for i := 0; i < len(rows); i += 2 {
+			a.Nodes = append(a.Nodes, rows[i].(string))
+			a.Rows = append(a.Rows, []answer.Value{answer.Str(rows[i].(string)), answer.Num(answer.KindBytes, rows[i+1].(float64))})
+		}
+		return a
+	}
+	base := top("x", 9e9, "y", 8e9)
+	for _, c := range []struct {
+		name string
+		b    *answer.Answer
+		want bool
+	}{
+		{"the same", top("x", 9e9, "y", 8e9), true},
+		{"ties in another order", top("y", 9e9, "x", 8e9), true},
+		{"another member", top("x", 9e9, "z", 8e9), false},
+		{"a value changed", top("x", 9e9, "y", 1e9), false},
+		{"a row dropped", top("y", 8e9), false},
+	} {
+		if got := agree(plan, base, c.b); got != c.want {
+			t.Errorf("%s: agree %v, want %v", c.name, got, c.want)
+		}
 	}
 }
 
