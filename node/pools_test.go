@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -472,4 +473,39 @@ func TestCrossCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDecodePool: the pools role's messages from the network are refused
+// or read, never a panic, and what is read goes through the asker's
+// cross-check and report checks without one either.
+func FuzzDecodePool(f *testing.F) {
+	body := encodePool(reportBody{ID: make([]byte, 16), Pool: "a", Plan: "p", Status: "converged", Peers: 3, Partial: []byte{0xa0}})
+	f.Add(encodePool(poolReq{Op: opCloudStart, ID: make([]byte, 16), Plan: []byte{1}}))
+	f.Add(encodePool(poolResp{Done: true, Pools: []poolView{{Name: "a", Gateways: []string{"g"}, Keys: [][]byte{make([]byte, 32)}}},
+		Reports: []poolReport{{Gateway: "g", Body: body, Sig: make([]byte, 64)}}}))
+	f.Add(body)
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := &pools{cfg: Config{Pool: "a"}}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req poolReq
+		_ = decodePool(b, &req)
+		var rb reportBody
+		_ = decodePool(b, &rb)
+		var resp poolResp
+		if decodePool(b, &resp) != nil {
+			return
+		}
+		out, _ := crossCheck([]string{"c1", "c2"}, []*poolResp{&resp, &resp})
+		keyOf := map[string]identity.Public{}
+		views := map[string]poolView{}
+		for _, v := range out.Pools {
+			views[v.Name] = v
+		}
+		for _, r := range out.Reports {
+			p.check(plan, QueryID{}, r, keyOf, keyOf, views)
+		}
+	})
 }
