@@ -110,7 +110,6 @@ const (
 	opCloudPoll             // what have the pools reported?
 	opPoolStart             // run this statement in your pool
 	opPoolPoll              // your pool's report, if it is done
-	opEnd_
 )
 
 type poolReq struct {
@@ -167,6 +166,16 @@ const statusFailed = "failed"
 const reportDomain = "peerq pool report v1"
 
 var poolDec = strictcbor.DecMode(6, 4096, 16)
+
+// reportEnc encodes the report bodies gateways sign: deterministically,
+// so that one report is one byte string (crossCheck compares them).
+var reportEnc = func() cbor.EncMode {
+	m, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}()
 
 // decodePool reads one of the role's messages from the network, bounded.
 func decodePool(b []byte, v any) error {
@@ -518,11 +527,7 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 		}
 	}
 	body.Elapsed = p.now().Sub(start).Seconds()
-	enc, err := cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	bb, err := enc.Marshal(body)
+	bb, err := reportEnc.Marshal(body)
 	if err != nil {
 		panic(err)
 	}
