@@ -96,17 +96,11 @@ convergence rule calls the originator's answer final.`,
 				opts.Serf = latency.DefaultSerf()
 				opts.Serf.Bandwidth = bandwidth * 1e6 / 8
 			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return &exitError{exitUsage, err}
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return &exitError{exitUsage, err}
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return &exitError{exitUsage, err}
 			}
+			defer stopProfile()
 			if pools > 0 {
 				return simPools(cmd.OutOrStdout(), plans[0], cfg, pools)
 			}
@@ -207,4 +201,24 @@ func simPools(w io.Writer, plan *query.Plan, cfg sim.Config, pools int) error {
 		return &exitError{exitTimeout, fmt.Errorf("peerq: %d pools ran out of rounds, error %.4f", res.Partial, res.Err)}
 	}
 	return nil
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called; an
+// empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
