@@ -42,6 +42,10 @@ type Config struct {
 	// the process's signal handling as it was.
 	Pager string
 	Rows  func() int
+	// AllowPartial and AllowContested, when the shell reads a pipe, count
+	// a partial (or contested) answer as answered rather than as a failed
+	// statement (Judge), as peerq query's flags do.
+	AllowPartial, AllowContested bool
 }
 
 // FailedError is what a session that is not on a terminal returns when
@@ -281,16 +285,14 @@ func (s *Session) run(ctx context.Context, stmt string) {
 	if live {
 		fmt.Fprint(s.cfg.Err, "\r\033[K")
 	}
-	if err != nil {
-		s.report(text, err)
-		s.fail(err)
-		if ans == nil {
-			return
+	if judged := Judge(ans, err, s.cfg.AllowPartial, s.cfg.AllowContested); judged != nil {
+		if err != nil {
+			s.report(text, err)
 		}
-	} else if m := ans.Meta; m != nil && m.Status == answer.StatusPartial {
-		s.fail(fmt.Errorf("%w: %s", api.ErrPartial, m.Reason))
-	} else if m != nil && m.Status == answer.StatusContested {
-		s.fail(fmt.Errorf("%w: %s", api.ErrContested, m.Reason))
+		s.fail(judged)
+	}
+	if ans == nil {
+		return
 	}
 	s.show(TableOf(ans))
 	if s.timing {

@@ -199,8 +199,12 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 			failed = rerr
 			return false
 		}
-		if err := flagged(ans.Meta, opts); err != nil {
-			failed = fmt.Errorf("%w (line %d, epoch %d)", err, stmt.Line, ans.Meta.Epoch)
+		if err := Judge(ans, err, opts.AllowPartial, opts.AllowContested); err != nil {
+			epoch := 0
+			if ans.Meta != nil {
+				epoch = ans.Meta.Epoch
+			}
+			failed = fmt.Errorf("%w (line %d, epoch %d)", err, stmt.Line, epoch)
 			return false
 		}
 		return opts.Epochs == 0 || epochs < opts.Epochs
@@ -213,9 +217,10 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 
 // RunScript runs every statement of src through exec and renders each
 // answer. The first error stops it: a statement error comes back as a
-// *StatementError placed in the script; an answer with an error beside it
-// (api.ErrTimeout) is rendered first, then its error returned; so is a
-// partial answer, unless AllowPartial.
+// *StatementError placed in the script; a partial answer (whether a
+// WITH TIMEOUT, the budget or missing members made it so) is rendered
+// first, then its error returned, unless AllowPartial; a contested one
+// likewise unless AllowContested (Judge).
 func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOptions) error {
 	for i, stmt := range SplitScript(src, opts.Split) {
 		if i > 0 && opts.Format.separated() {
@@ -233,27 +238,49 @@ func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOp
 				return rerr
 			}
 		}
-		if err != nil {
-			return Place(src, opts.Name, stmt, err)
-		}
-		if err := flagged(ans.Meta, opts); err != nil {
+		if err := Judge(ans, err, opts.AllowPartial, opts.AllowContested); err != nil {
+			if ans == nil || !ans.Flagged() {
+				return Place(src, opts.Name, stmt, err)
+			}
 			return fmt.Errorf("%w (line %d)", err, stmt.Line)
 		}
 	}
 	return nil
 }
 
-// flagged is the error that stops a script after a flagged answer: a
-// contested one (api.ErrContested) unless AllowContested, a partial one
-// (api.ErrPartial) unless AllowPartial; nil for the others.
-func flagged(m *answer.Meta, opts ScriptOptions) error {
+// Judge is the error that stops a script after a statement: err when there
+// is no answer or err is not about how complete the answer is; for a
+// flagged answer, api.ErrContested unless allowContested, api.ErrPartial
+// (or the error beside it that made it partial, as api.ErrTimeout for
+// WITH TIMEOUT) unless allowPartial; nil otherwise. An error beside a
+// partial answer that only says why it is partial (a timeout) is the
+// answer's status, not a failure of its own: --allow-partial accepts every
+// partial answer, whatever ended it. A cancelled statement (Ctrl-C) is not
+// accepted: its partial answer is not one the script asked for.
+func Judge(ans *answer.Answer, err error, allowPartial, allowContested bool) error {
+	var m *answer.Meta
+	if ans != nil {
+		m = ans.Meta
+	}
+	if err != nil && (m == nil || !partialOnly(err)) {
+		return err
+	}
 	switch {
 	case m == nil:
 		return nil
-	case m.Status == answer.StatusContested && !opts.AllowContested:
+	case m.Status == answer.StatusContested && !allowContested:
 		return fmt.Errorf("%w: %s", api.ErrContested, m.Reason)
-	case m.Status == answer.StatusPartial && !opts.AllowPartial:
+	case (m.Status == answer.StatusPartial || err != nil) && !allowPartial:
+		if err != nil {
+			return err // its own words: "the statement's timeout ended it …"
+		}
 		return fmt.Errorf("%w: %s", api.ErrPartial, m.Reason)
 	}
 	return nil
+}
+
+// partialOnly reports whether err, returned beside an answer, only says
+// why the answer is partial.
+func partialOnly(err error) bool {
+	return errors.Is(err, api.ErrTimeout) || errors.Is(err, api.ErrPartial)
 }

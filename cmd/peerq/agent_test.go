@@ -130,6 +130,18 @@ func TestThreeAgents(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errs, filepath.Join(agents[1].data, "api-token")) {
 		t.Errorf("another agent's data dir: exit %d %q", code, errs)
 	}
+	// Through the API too, --allow-partial accepts an answer WITH TIMEOUT
+	// ended (printed, exit 0); without it, exit 4.
+	const timedOut = "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1 WITH TIMEOUT 1ms"
+	for _, c := range []struct {
+		flags []string
+		code  int
+	}{{nil, exitTimeout}, {[]string{"--allow-partial"}, exitOK}} {
+		args := append([]string{"query", "--data-dir", agents[0].data, "--format", "csv", "-e", timedOut}, c.flags...)
+		if code, out, errs := runCLI(t, "", args...); code != c.code || !strings.HasPrefix(out, "COUNT(*)\n") {
+			t.Errorf("%v: exit %d, want %d: %q %q", c.flags, code, c.code, out, errs)
+		}
+	}
 	if code, _, errs := runCLI(t, "", "query", "--api", agents[0].api, "--token", token, "-e", "SELECT cpu_lod FROM peers"); code != exitStatement || !strings.Contains(errs, "did you mean cpu_load?") {
 		t.Errorf("bad statement: exit %d %q", code, errs)
 	}

@@ -116,7 +116,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 					"  SELECT node, class, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 10;\n"+
 					"  SELECT region, COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region;\n")
 			}
-			return runShell(cmd, asker, format, defaultHistory())
+			return runShell(cmd, asker, shell.Config{Format: format, HistoryFile: defaultHistory(), AllowPartial: allowPartial, AllowContested: allowContested})
 		},
 	}
 	f := cmd.Flags()
@@ -130,8 +130,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	f.StringVarP(&file, "file", "f", "", "script of statements to run, then exit (- for stdin)")
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&settleTimout, "settle-timeout", 3*time.Minute, "how long to wait for the cluster to form")
-	f.BoolVar(&allowPartial, "allow-partial", false, "with -e or -f: go on, exit 0, after a partial answer (default: exit 4)")
-	f.BoolVar(&allowContested, "allow-contested", false, "with -e or -f: go on, exit 0, after an answer an independent sample contested (default: exit 8)")
+	allowFlags(cmd, &allowPartial, &allowContested, "with -e, -f or a pipe: ")
 	f.IntVar(&epochs, "epochs", 0, "with -e or -f: end a WATCH after this many answers (default: until Ctrl-C)")
 	f.StringVar(&churn, "churn", "", "kill and restart random peers at this rate, e.g. 10%/min (watch subclouds repair with SHOW SUBCLOUDS)")
 	f.DurationVar(&churnDown, "churn-down", 30*time.Second, "with --churn: how long a killed peer stays down before it restarts")

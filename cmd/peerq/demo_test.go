@@ -81,9 +81,20 @@ func TestDemoExitCodes(t *testing.T) {
 	if code != exitTimeout || !strings.HasPrefix(out, "AVG(cpu_load)\n") {
 		t.Errorf("timeout: exit %d, output %q", code, out)
 	}
+	// --allow-partial accepts a partial answer whatever made it partial,
+	// WITH TIMEOUT included: in a script and in a shell reading a pipe.
+	const timedOut = "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1 WITH TIMEOUT 1ms"
+	code, out, errs := runCLI(t, "", "demo", "--nodes", "8", "--allow-partial", "--format", "csv", "-e", timedOut+"; "+timedOut)
+	if code != exitOK || strings.Count(out, "COUNT(*)\n") != 2 {
+		t.Errorf("timeout, --allow-partial: exit %d, output %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runCLI(t, timedOut+";\n"+timedOut+";\n", "demo", "--nodes", "8", "--allow-partial", "--format", "csv")
+	if code != exitOK || strings.Count(out, "COUNT(*)\n") != 2 {
+		t.Errorf("timeout, piped shell, --allow-partial: exit %d, output %q, stderr %q", code, out, errs)
+	}
 	// Without -e, statements come from standard input and errors do not
 	// stop it; the exit code is the first error's, as with -e.
-	code, out, errs := runCLI(t, "SELECT nod FROM peers;\nSELECT COUNT(*)\n FROM peers WHERE region = 'eu';\n", "demo", "--nodes", "6", "--format", "csv")
+	code, out, errs = runCLI(t, "SELECT nod FROM peers;\nSELECT COUNT(*)\n FROM peers WHERE region = 'eu';\n", "demo", "--nodes", "6", "--format", "csv")
 	if code != exitStatement || !strings.Contains(errs, "did you mean node?") || !strings.Contains(out, "COUNT(*)\n") {
 		t.Errorf("stdin: exit %d\nout %q\nerr %q", code, out, errs)
 	}

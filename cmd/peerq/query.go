@@ -54,10 +54,17 @@ contested (printed with both figures; --allow-contested accepts it).`,
 	apiFlags(cmd, &opts)
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up on the agent after this long")
-	f.BoolVar(&allowPartial, "allow-partial", false, "go on, and exit 0, after a partial answer (default: exit 4)")
-	f.BoolVar(&allowContested, "allow-contested", false, "go on, and exit 0, after an answer an independent sample contested (default: exit 8)")
+	allowFlags(cmd, &allowPartial, &allowContested, "")
 	f.IntVar(&epochs, "epochs", 0, "end a WATCH after this many answers (default: until Ctrl-C)")
 	return cmd
+}
+
+// allowFlags are --allow-partial and --allow-contested; when names the
+// case they apply in ("with -e or -f: "), or is empty.
+func allowFlags(cmd *cobra.Command, partial, contested *bool, when string) {
+	f := cmd.Flags()
+	f.BoolVar(partial, "allow-partial", false, when+"go on, and exit 0, after a partial answer, whatever made it partial (WITH TIMEOUT, the budget, missing members; default: exit 4)")
+	f.BoolVar(contested, "allow-contested", false, when+"go on, and exit 0, after an answer an independent sample contested (default: exit 8)")
 }
 
 // apiFlags are the flags that find the agent.
