@@ -18,19 +18,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// More exit codes (docs/AGENT.md).
-const (
-	exitNotEnough  = 3 // a RESERVE could not get the peers it needs; nothing is reserved
-	exitTimeout    = 4 // an answer is partial (a TIMEOUT, unreachable or refusing members): printed, then exit 4
-	exitOverloaded = 5 // the agent is busy: "busy, retry after N s"
-	exitIncomplete = 6 // a change reached only some of its members (named); each is released when it answers, or lapses
-	exitStorage    = 7 // a data dir could not be written ("disk full at a5"): nothing changed, nothing held
-	// exitContested: an answer the sample check contested (printed with
-	// both figures; --allow-contested accepts it). Not 6, which a script
-	// reads as "a change reached only some members".
-	exitContested = 8
-)
-
 func newDemoCmd() *cobra.Command {
 	var (
 		cfg            = node.EmbeddedConfig{Nodes: 200, Seed: 1, Round: 100 * time.Millisecond}

@@ -25,12 +25,9 @@ func newQueryCmd() *cobra.Command {
 		Use:   "query -e STATEMENT | -f FILE [--format table|csv|json|ndjson]",
 		Short: "Run statements through the local agent's API",
 		Long: `query sends each statement to the local agent (--api, or PEERQ_API) with its token
-(--token, PEERQ_TOKEN, or the file in --data-dir) and prints the answers. Exit codes: 0 ok,
-1 usage or I/O (agent unreachable), 2 a statement error, 3 a RESERVE got nothing, 4 a partial
-answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry), 6 done
-but incomplete (a RELEASE or RESIZE whose named members did not all answer), 7 a data dir
-could not be written (nothing changed), 8 an answer an independent sample of members
-contested (printed with both figures; --allow-contested accepts it).`,
+(--token, PEERQ_TOKEN, or the file in --data-dir) and prints the answers.
+
+` + exitCodesText(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, name, err := readStatements(cmd, expr, file)
