@@ -22,7 +22,7 @@ type columnJSON struct {
 
 // MarshalJSON writes {"name": ..., "kind": "bytes"}.
 func (c Column) MarshalJSON() ([]byte, error) {
-	return json.Marshal(columnJSON{Name: c.Name, Kind: c.Kind.String()})
+	return Marshal(columnJSON{Name: c.Name, Kind: c.Kind.String()})
 }
 
 // UnmarshalJSON reads a column; a kind this build does not know reads as
@@ -340,7 +340,7 @@ func sameShape(text [][]string, rows [][]any) bool {
 }
 
 // MarshalJSON writes a as the API does.
-func (a *Answer) MarshalJSON() ([]byte, error) { return json.Marshal(a.JSON()) }
+func (a *Answer) MarshalJSON() ([]byte, error) { return Marshal(a.JSON()) }
 
 // UnmarshalJSON reads an answer the API wrote.
 func (a *Answer) UnmarshalJSON(b []byte) error {
@@ -365,6 +365,18 @@ func ValueOf(raw any, k Kind) Value {
 		return Bool(x)
 	case string:
 		return Str(x)
+	case []string:
+		return List(x)
+	case []any:
+		items := make([]string, len(x))
+		for i, it := range x {
+			if s, ok := it.(string); ok {
+				items[i] = s
+			} else {
+				items[i] = fmt.Sprint(it)
+			}
+		}
+		return List(items)
 	}
 	f, ok := number(raw)
 	if !ok {

@@ -274,7 +274,7 @@ func (s *Session) run(ctx context.Context, stmt string) {
 			return
 		}
 		live = true
-		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%.2g%%", p.Round, p.Budget, p.Peers, p.FirstCell(), 100*p.ErrEstimate)
+		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%s", p.Round, p.Budget, p.Peers, p.FirstCell(), answer.FormatPercent(p.ErrEstimate))
 	}
 	text := strings.TrimSpace(stmt)
 	if IsWatch(text) {
@@ -442,8 +442,9 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 		s.report(show, err)
 		return true // said why
 	}
-	for _, row := range ans.Text() {
-		if len(row) == 0 || row[0] != name {
+	raw := ans.Rows
+	for k, row := range ans.Text() {
+		if len(row) == 0 || row[0] != name || k >= len(raw) {
 			continue
 		}
 		width := 0
@@ -451,13 +452,11 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 			width = max(width, len(c.Name))
 		}
 		for i, c := range ans.Columns {
-			items := strings.Split(row[i], ",")
-			if c.Kind == answer.KindString && len(items) > 1 && cutList(row[i]) != row[i] || c.Name == "members" {
+			if c.Kind == answer.KindList && i < len(raw[k]) {
+				items := raw[k][i].Items()
 				fmt.Fprintf(s.cfg.Out, "%-*s  (%d)\n", width, c.Name, len(items))
 				for _, it := range items {
-					if it = strings.TrimSpace(it); it != "" {
-						fmt.Fprintf(s.cfg.Out, "  %s\n", it)
-					}
+					fmt.Fprintf(s.cfg.Out, "  %s\n", it)
 				}
 				continue
 			}

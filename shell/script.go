@@ -174,11 +174,66 @@ func IsWatch(stmt string) bool {
 	return len(f) > 0 && strings.EqualFold(f[0], "WATCH")
 }
 
+// answers writes a script's answers in its format: blocks of table or
+// CSV an empty line apart; JSON documents, inside one array when the
+// script may write more than one (several statements, or a WATCH: one
+// document an epoch), so that the output is always one JSON value;
+// NDJSON lines as they are.
+type answers struct {
+	opts  ScriptOptions
+	array bool // JSON: the documents are an array's items
+	n     int  // answers written
+}
+
+func newAnswers(opts ScriptOptions, stmts []Statement) *answers {
+	many := len(stmts) > 1 || len(stmts) == 1 && IsWatch(stmts[0].Text)
+	return &answers{opts: opts, array: opts.Format == FormatJSON && many}
+}
+
+// write writes one answer; head, if set, is a line a table shows above it.
+func (o *answers) write(ans *answer.Answer, head string) error {
+	w := o.opts.Out
+	switch {
+	case o.array && o.n == 0:
+		if _, err := io.WriteString(w, "[\n"); err != nil {
+			return err
+		}
+	case o.array:
+		if _, err := io.WriteString(w, ",\n"); err != nil {
+			return err
+		}
+	case o.n > 0 && o.opts.Format.separated():
+		if _, err := io.WriteString(w, "\n"); err != nil {
+			return err
+		}
+	}
+	o.n++
+	if o.opts.Format == FormatTable && head != "" {
+		if _, err := fmt.Fprintln(w, head); err != nil {
+			return err
+		}
+	}
+	if o.array {
+		return renderJSON(w, TableOf(ans), "  ")
+	}
+	return Render(w, o.opts.Format, TableOf(ans))
+}
+
+// close ends the JSON array, whatever stopped the script, so that what
+// was written is one JSON value.
+func (o *answers) close() error {
+	if !o.array || o.n == 0 {
+		return nil
+	}
+	_, err := io.WriteString(o.opts.Out, "]\n")
+	return err
+}
+
 // watchScript runs a WATCH of a script: one block per epoch (table, csv,
 // json), or per row plus a meta line (ndjson), until Epochs answers or ctx
 // ends. A partial epoch is printed and, unless AllowPartial, ends it with
 // api.ErrPartial.
-func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statement, opts ScriptOptions) error {
+func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statement, opts ScriptOptions, out *answers) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var failed error
@@ -189,13 +244,11 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 			failed = Place(src, opts.Name, stmt, err)
 			return false
 		}
-		if epochs > 1 && opts.Format.separated() {
-			fmt.Fprintln(opts.Out)
+		head := ""
+		if ans.Meta != nil {
+			head = fmt.Sprintf("epoch %d · %s", ans.Meta.Epoch, ans.Meta.At)
 		}
-		if opts.Format == FormatTable && ans.Meta != nil {
-			fmt.Fprintf(opts.Out, "epoch %d · %s\n", ans.Meta.Epoch, ans.Meta.At)
-		}
-		if rerr := Render(opts.Out, opts.Format, TableOf(ans)); rerr != nil {
+		if rerr := out.write(ans, head); rerr != nil {
 			failed = rerr
 			return false
 		}
@@ -220,21 +273,26 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 // *StatementError placed in the script; a partial answer (whether a
 // WITH TIMEOUT, the budget or missing members made it so) is rendered
 // first, then its error returned, unless AllowPartial; a contested one
-// likewise unless AllowContested (Judge).
-func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOptions) error {
-	for i, stmt := range SplitScript(src, opts.Split) {
-		if i > 0 && opts.Format.separated() {
-			fmt.Fprintln(opts.Out)
+// likewise unless AllowContested (Judge). In JSON, a script of more than
+// one statement, or a WATCH, writes one array of documents.
+func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOptions) (err error) {
+	stmts := SplitScript(src, opts.Split)
+	out := newAnswers(opts, stmts)
+	defer func() {
+		if cerr := out.close(); err == nil {
+			err = cerr
 		}
+	}()
+	for _, stmt := range stmts {
 		if IsWatch(stmt.Text) {
-			if err := watchScript(ctx, exec, src, stmt, opts); err != nil {
+			if err := watchScript(ctx, exec, src, stmt, opts, out); err != nil {
 				return err
 			}
 			continue
 		}
 		ans, err := exec.Execute(ctx, stmt.Text, nil)
 		if ans != nil {
-			if rerr := Render(opts.Out, opts.Format, TableOf(ans)); rerr != nil {
+			if rerr := out.write(ans, ""); rerr != nil {
 				return rerr
 			}
 		}

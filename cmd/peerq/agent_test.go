@@ -108,13 +108,12 @@ func TestThreeAgents(t *testing.T) {
 		}
 		t.Fatalf("query: exit %d: %s", code, errs)
 	}
-	dec := json.NewDecoder(strings.NewReader(out))
-	var first, second struct{ Rows [][]any }
-	if err := dec.Decode(&first); err != nil || dec.Decode(&second) != nil {
+	var docs []struct{ Rows [][]any }
+	if err := json.Unmarshal([]byte(out), &docs); err != nil || len(docs) != 2 {
 		t.Fatalf("output: %v\n%s", err, out)
 	}
-	if first.Rows[0][0].(float64) != 3 || len(second.Rows) != 2 {
-		t.Errorf("answers %v %v", first.Rows, second.Rows)
+	if docs[0].Rows[0][0].(float64) != 3 || len(docs[1].Rows) != 2 {
+		t.Errorf("answers %v %v", docs[0].Rows, docs[1].Rows)
 	}
 	// --data-dir alone finds the agent (the address it left there) and its
 	// token; another agent's token at an address gets a 401 that says

@@ -18,23 +18,16 @@ func TestDemoJSON(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	dec := json.NewDecoder(strings.NewReader(out))
+	// Two statements: one JSON array of two documents.
 	var docs []struct {
 		Rows [][]any
 		Meta map[string]any
 	}
-	for dec.More() {
-		var d struct {
-			Rows [][]any
-			Meta map[string]any
-		}
-		if err := dec.Decode(&d); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		docs = append(docs, d)
+	if err := json.Unmarshal([]byte(out), &docs); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(docs) != 2 {
-		t.Fatalf("%d JSON blocks, want 2:\n%s", len(docs), out)
+		t.Fatalf("%d JSON documents, want 2:\n%s", len(docs), out)
 	}
 	var recs []query.Record
 	for i := 0; i < 20; i++ {
