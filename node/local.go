@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
-	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 )
 
@@ -88,7 +87,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 		// replay window (30 s) the two cannot exchange. storage is the
 		// member's data dir fault, if any (it grants no lease meanwhile).
 		res.Columns = []answer.Column{col("node", query.KindString), col("addr", query.KindString),
-			col("clock_offset", query.KindString), col("storage", query.KindString), col("identity", query.KindString), col("tags", answer.KindList)}
+			col("clock_offset", query.KindDuration), col("storage", query.KindString), col("identity", query.KindString), col("tags", answer.KindList)}
 		var offsets map[string]time.Duration
 		if o, ok := n.net.(interface {
 			ClockOffsets() map[string]time.Duration
@@ -113,9 +112,10 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 			sort.Strings(tags)
 			offset, storage, id := query.Null, query.Str("ok"), query.Null
 			if off, ok := offsets[m.Name]; ok && m.Name != n.Name() {
-				offset = query.Str(network.FormatOffset(off))
+				// In seconds, to the 0.1 s the exchanges measure it to.
+				offset = query.Num(query.KindDuration, off.Round(100*time.Millisecond).Seconds())
 			} else if m.Name == n.Name() {
-				offset = query.Str(network.FormatOffset(0))
+				offset = query.Num(query.KindDuration, 0)
 			}
 			if f := m.Tags[TagStorage]; f != "" {
 				storage = query.Str(f)

@@ -37,12 +37,12 @@ func TableOf(a *answer.Answer) *Table {
 		return t
 	}
 	t.Statement = m.Statement
-	t.Meta = map[string]any{"status": m.Status, "peers": m.Peers, "rounds": m.Rounds, "elapsed_seconds": m.Elapsed,
+	t.Meta = map[string]any{"status": m.Status, "protocol": m.Protocol, "peers": m.Peers, "rounds": m.Rounds, "elapsed_seconds": m.Elapsed,
 		"plan_hash": m.PlanHash, "from_tags": m.FromTags, "converged": m.Converged}
 	for k, v := range map[string]any{"reason": m.Reason, "members_start": m.MembersStart, "members_end": m.MembersEnd,
 		"joined": m.Joined, "left": m.Left, "unreachable": m.Unreachable, "refused": m.Refused, "excluded": m.Excluded,
-		"excluded_count": m.ExcludedCount, "epoch": m.Epoch, "at": m.At, "warning": m.Warning} {
-		if v != "" && v != 0 && !isEmptyList(v) {
+		"excluded_count": m.ExcludedCount, "epoch": m.Epoch, "at": m.At, "warning": m.Warning, "timeout": m.Timeout} {
+		if v != "" && v != 0 && v != false && !isEmptyList(v) {
 			t.Meta[k] = v
 		}
 	}
