@@ -139,6 +139,10 @@ type Session struct {
 	// failure.
 	failed int
 	first  error
+	// array holds the JSON answers of a shell that reads a pipe: one
+	// array of documents, as a script's (closed when the format changes
+	// or the input ends).
+	array *jsonArray
 }
 
 // Run reads statements until EOF (Ctrl-D) or \quit, runs each, and renders
@@ -147,7 +151,7 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 	if cfg.Split == nil {
 		return errors.New("shell: Config needs Split")
 	}
-	s := &Session{cfg: cfg, exec: exec, format: cfg.Format, pager: cfg.Terminal && cfg.Pager != "" && cfg.Rows != nil}
+	s := &Session{cfg: cfg, exec: exec, format: cfg.Format, pager: cfg.Terminal && cfg.Pager != "" && cfg.Rows != nil, array: &jsonArray{w: cfg.Out}}
 	if cfg.Terminal {
 		l := liner.NewLiner()
 		l.SetCtrlCAborts(true)
@@ -167,7 +171,11 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 		s.in = &plainReader{sc: sc}
 	}
 	defer s.in.Close()
-	if err := s.loop(ctx); err != nil {
+	err := s.loop(ctx)
+	if cerr := s.array.close(); err == nil && cerr != nil {
+		err = fmt.Errorf("shell: %w", cerr)
+	}
+	if err != nil {
 		return err
 	}
 	if s.failed > 0 && !cfg.Terminal {
@@ -303,6 +311,12 @@ func (s *Session) run(ctx context.Context, stmt string) {
 // show renders a table, through the pager when it is taller than the
 // terminal.
 func (s *Session) show(t *Table) {
+	if !s.cfg.Terminal && s.format == FormatJSON {
+		if err := s.array.item(t); err != nil {
+			fmt.Fprintln(s.cfg.Err, err)
+		}
+		return
+	}
 	if !s.pager {
 		if err := Render(s.cfg.Out, s.format, t); err != nil {
 			fmt.Fprintln(s.cfg.Err, err)
@@ -381,6 +395,9 @@ func (s *Session) meta(ctx context.Context, line string) bool {
 	case `\?`, `\h`, `\help`:
 		fmt.Fprintln(s.cfg.Out, helpText)
 	case `\format`:
+		if err := s.array.close(); err != nil { // the JSON so far is one value
+			fmt.Fprintln(s.cfg.Err, err)
+		}
 		if err := s.format.Set(arg); err != nil {
 			fmt.Fprintln(s.cfg.Err, err)
 		} else {
@@ -472,11 +489,19 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 func (s *Session) watch(ctx context.Context, text string) {
 	lines := 0
 	err := s.exec.Watch(ctx, text, func(ans *answer.Answer, err error) bool {
+		if ans != nil && !s.cfg.Terminal && s.format == FormatJSON {
+			// A pipe: each epoch an item of the session's one array.
+			if err := s.array.item(TableOf(ans)); err != nil {
+				fmt.Fprintln(s.cfg.Err, err)
+				return false
+			}
+			return true
+		}
 		var b strings.Builder
 		if ans == nil {
 			fmt.Fprintf(&b, "%v\n", err)
 		} else {
-			if ans.Meta != nil {
+			if ans.Meta != nil && (s.format == FormatTable || s.cfg.Terminal) { // a pipe of csv or ndjson stays parseable
 				fmt.Fprintf(&b, "%s · epoch %d · %s · %s\n", text, ans.Meta.Epoch, ans.Meta.At, ans.Meta.Status)
 			}
 			if rerr := Render(&b, s.format, TableOf(ans)); rerr != nil {

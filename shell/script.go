@@ -174,6 +174,34 @@ func IsWatch(stmt string) bool {
 	return len(f) > 0 && strings.EqualFold(f[0], "WATCH")
 }
 
+// jsonArray writes JSON documents as the items of one array: "[" before
+// the first, "," between, "]" at close (only if one was written).
+type jsonArray struct {
+	w io.Writer
+	n int // documents written
+}
+
+func (a *jsonArray) item(t *Table) error {
+	sep := ",\n"
+	if a.n == 0 {
+		sep = "[\n"
+	}
+	a.n++
+	if _, err := io.WriteString(a.w, sep); err != nil {
+		return err
+	}
+	return renderJSON(a.w, t, "  ")
+}
+
+func (a *jsonArray) close() error {
+	if a.n == 0 {
+		return nil
+	}
+	a.n = 0
+	_, err := io.WriteString(a.w, "]\n")
+	return err
+}
+
 // answers writes a script's answers in its format: blocks of table or
 // CSV an empty line apart; JSON documents, inside one array when the
 // script may write more than one (several statements, or a WATCH: one
@@ -181,40 +209,34 @@ func IsWatch(stmt string) bool {
 // NDJSON lines as they are.
 type answers struct {
 	opts  ScriptOptions
-	array bool // JSON: the documents are an array's items
-	n     int  // answers written
+	array *jsonArray // JSON of several answers; nil otherwise
+	n     int        // answers written
 }
 
 func newAnswers(opts ScriptOptions, stmts []Statement) *answers {
-	many := len(stmts) > 1 || len(stmts) == 1 && IsWatch(stmts[0].Text)
-	return &answers{opts: opts, array: opts.Format == FormatJSON && many}
+	o := &answers{opts: opts}
+	if opts.Format == FormatJSON && (len(stmts) > 1 || len(stmts) == 1 && IsWatch(stmts[0].Text)) {
+		o.array = &jsonArray{w: opts.Out}
+	}
+	return o
 }
 
 // write writes one answer; head, if set, is a line a table shows above it.
 func (o *answers) write(ans *answer.Answer, head string) error {
 	w := o.opts.Out
-	switch {
-	case o.array && o.n == 0:
-		if _, err := io.WriteString(w, "[\n"); err != nil {
-			return err
-		}
-	case o.array:
-		if _, err := io.WriteString(w, ",\n"); err != nil {
-			return err
-		}
-	case o.n > 0 && o.opts.Format.separated():
+	if o.n > 0 && o.opts.Format.separated() {
 		if _, err := io.WriteString(w, "\n"); err != nil {
 			return err
 		}
 	}
 	o.n++
+	if o.array != nil {
+		return o.array.item(TableOf(ans))
+	}
 	if o.opts.Format == FormatTable && head != "" {
 		if _, err := fmt.Fprintln(w, head); err != nil {
 			return err
 		}
-	}
-	if o.array {
-		return renderJSON(w, TableOf(ans), "  ")
 	}
 	return Render(w, o.opts.Format, TableOf(ans))
 }
@@ -222,11 +244,10 @@ func (o *answers) write(ans *answer.Answer, head string) error {
 // close ends the JSON array, whatever stopped the script, so that what
 // was written is one JSON value.
 func (o *answers) close() error {
-	if !o.array || o.n == 0 {
+	if o.array == nil {
 		return nil
 	}
-	_, err := io.WriteString(o.opts.Out, "]\n")
-	return err
+	return o.array.close()
 }
 
 // watchScript runs a WATCH of a script: one block per epoch (table, csv,
