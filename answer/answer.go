@@ -80,6 +80,11 @@ func (a *Answer) Text() [][]string {
 	return text
 }
 
+// TimeFormat is how an answer writes a time: RFC 3339 in UTC to the
+// millisecond (2026-11-27T10:04:05.123Z) — a person reads it, a tool
+// parses it, and the nanoseconds a clock gives would only be noise.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // Protocols a Meta names.
 const (
 	ProtocolAggregate = "aggregate"
@@ -224,7 +229,7 @@ type Meta struct {
 	Converged bool `json:"converged"`
 	Timeout   bool `json:"timeout,omitempty"`
 	// Epoch and At place an answer of a WATCH: its epoch (1, 2, ...) and
-	// when it was answered (RFC 3339, UTC).
+	// when it was answered (RFC 3339, UTC, to the millisecond: TimeFormat).
 	Epoch int    `json:"epoch,omitempty"`
 	At    string `json:"at,omitempty"`
 
