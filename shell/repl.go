@@ -395,14 +395,18 @@ func (s *Session) meta(ctx context.Context, line string) bool {
 	case `\?`, `\h`, `\help`:
 		fmt.Fprintln(s.cfg.Out, helpText)
 	case `\format`:
-		if err := s.array.close(); err != nil { // the JSON so far is one value
+		f := s.format
+		if err := f.Set(arg); err != nil {
 			fmt.Fprintln(s.cfg.Err, err)
+			break
 		}
-		if err := s.format.Set(arg); err != nil {
-			fmt.Fprintln(s.cfg.Err, err)
-		} else {
-			fmt.Fprintln(s.cfg.Err, "format:", s.format)
+		if f != s.format {
+			if err := s.array.close(); err != nil { // the JSON so far is one value
+				fmt.Fprintln(s.cfg.Err, err)
+			}
 		}
+		s.format = f
+		fmt.Fprintln(s.cfg.Err, "format:", s.format)
 	case `\timing`:
 		s.timing = !s.timing
 		fmt.Fprintln(s.cfg.Err, "timing:", map[bool]string{true: "on", false: "off"}[s.timing])
