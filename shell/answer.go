@@ -71,11 +71,7 @@ func TableOf(a *answer.Answer) *Table {
 //	(1 row) · converged · 200 peers · 12 rounds · 210 ms · error ±0.5% (estimated)
 func Footer(rows int, m *answer.Meta) string {
 	var b strings.Builder
-	if rows == 1 {
-		b.WriteString("(1 row)")
-	} else {
-		fmt.Fprintf(&b, "(%d rows)", rows)
-	}
+	b.WriteString("(" + count(rows, "row") + ")")
 	status := m.Status
 	if status == "" {
 		status = answer.StatusConverged
@@ -83,11 +79,11 @@ func Footer(rows int, m *answer.Meta) string {
 			status = answer.StatusPartial
 		}
 	}
-	fmt.Fprintf(&b, " · %s · %d peers", status, m.Peers)
+	fmt.Fprintf(&b, " · %s · %s", status, count(m.Peers, "peer"))
 	if m.FromTags {
 		b.WriteString(" · from membership tags, no gossip · " + took(m.Took()))
 	} else {
-		fmt.Fprintf(&b, " · %d rounds · %s", m.Rounds, took(m.Took()))
+		fmt.Fprintf(&b, " · %s · %s", count(m.Rounds, "round"), took(m.Took()))
 	}
 	if len(m.Pools) > 0 {
 		answered := 0
@@ -137,6 +133,14 @@ func Footer(rows int, m *answer.Meta) string {
 		}
 	}
 	return b.String()
+}
+
+// count is n things: "1 row", "3 rows".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }
 
 // took is a statement's time as psql's \timing writes it: 210 ms, 1.52 s.

@@ -27,6 +27,8 @@ func TestFooter(t *testing.T) {
 		{1, answer.Meta{Status: answer.StatusContested, Protocol: answer.ProtocolAggregate, Peers: 8, Rounds: 3, Elapsed: 0.05, ErrEstimate: 0.001, Reason: "bent",
 			Check: &answer.Check{Sampled: 8, Verdict: answer.CheckContested, Text: [][]string{{"5"}}}},
 			"(1 row) · contested · 8 peers · 3 rounds · 50 ms · error ±0.1% (estimated) · CONTESTED: bent · the 8 sampled members alone say: 5"},
+		{1, answer.Meta{Status: answer.StatusExact, Protocol: answer.ProtocolReserve, Peers: 1, Rounds: 1, Elapsed: 0.01},
+			"(1 row) · exact · 1 peer · 1 round · 10 ms"},
 	} {
 		if got := Footer(c.rows, &c.m); got != c.want {
 			t.Errorf("got  %s\nwant %s", got, c.want)
