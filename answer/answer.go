@@ -22,7 +22,7 @@ type columnJSON struct {
 
 // MarshalJSON writes {"name": ..., "kind": "bytes"}.
 func (c Column) MarshalJSON() ([]byte, error) {
-	return json.Marshal(columnJSON{Name: c.Name, Kind: c.Kind.String()})
+	return Marshal(columnJSON{Name: c.Name, Kind: c.Kind.String()})
 }
 
 // UnmarshalJSON reads a column; a kind this build does not know reads as
@@ -79,6 +79,11 @@ func (a *Answer) Text() [][]string {
 	}
 	return text
 }
+
+// TimeFormat is how an answer writes a time: RFC 3339 in UTC to the
+// millisecond (2026-11-27T10:04:05.123Z) — a person reads it, a tool
+// parses it, and the nanoseconds a clock gives would only be noise.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // Protocols a Meta names.
 const (
@@ -224,7 +229,7 @@ type Meta struct {
 	Converged bool `json:"converged"`
 	Timeout   bool `json:"timeout,omitempty"`
 	// Epoch and At place an answer of a WATCH: its epoch (1, 2, ...) and
-	// when it was answered (RFC 3339, UTC).
+	// when it was answered (RFC 3339, UTC, to the millisecond: TimeFormat).
 	Epoch int    `json:"epoch,omitempty"`
 	At    string `json:"at,omitempty"`
 
@@ -340,7 +345,7 @@ func sameShape(text [][]string, rows [][]any) bool {
 }
 
 // MarshalJSON writes a as the API does.
-func (a *Answer) MarshalJSON() ([]byte, error) { return json.Marshal(a.JSON()) }
+func (a *Answer) MarshalJSON() ([]byte, error) { return Marshal(a.JSON()) }
 
 // UnmarshalJSON reads an answer the API wrote.
 func (a *Answer) UnmarshalJSON(b []byte) error {
@@ -365,6 +370,18 @@ func ValueOf(raw any, k Kind) Value {
 		return Bool(x)
 	case string:
 		return Str(x)
+	case []string:
+		return List(x)
+	case []any:
+		items := make([]string, len(x))
+		for i, it := range x {
+			if s, ok := it.(string); ok {
+				items[i] = s
+			} else {
+				items[i] = fmt.Sprint(it)
+			}
+		}
+		return List(items)
 	}
 	f, ok := number(raw)
 	if !ok {

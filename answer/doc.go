@@ -1,6 +1,7 @@
 // Package answer is a statement's answer, one type from the engine to
 // its users: typed values (Value, of a Kind: bytes, duration, ratio,
-// count, number, string, bool, or NULL), the Answer that holds them in
+// count, number, string, bool, or NULL; and list, a list of names that only
+// SHOW answers hold, written as a JSON array), the Answer that holds them in
 // rows under named columns with its Meta (how it was reached and how
 // complete it is: exact, converged or partial), and the Progress of a
 // running statement.
@@ -14,7 +15,11 @@
 // the engine; query keeps Kind and Value under its own names (aliases),
 // for the compiler and the evaluator.
 //
-// The package does no I/O, reads no clock and starts no goroutine.
+// Every JSON peerq writes for tools goes through NewEncoder (or Marshal):
+// no HTML escaping, so that `mem_free >= 4GB` reads as written.
+//
+// The package does no I/O of its own (NewEncoder writes to the writer it
+// is given), reads no clock and starts no goroutine.
 //
 // # Usage
 //

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // Kind is the type of a value.
@@ -19,10 +20,15 @@ const (
 	KindRatio                // a fraction, usually 0..1 (cpu_load, reliability)
 	KindBytes                // a size in bytes
 	KindDuration             // a duration in seconds
+	// KindList is a list of names (a subcloud's members, a member's
+	// tags): JSON writes it as an array of strings, a table as the names
+	// joined by ", ". Only SHOW statements answer with lists; no
+	// expression has this kind.
+	KindList
 	kindEnd
 )
 
-var kindNames = [...]string{"null", "bool", "string", "number", "count", "ratio", "bytes", "duration"}
+var kindNames = [...]string{"null", "bool", "string", "number", "count", "ratio", "bytes", "duration", "list"}
 
 func (k Kind) String() string {
 	if k < kindEnd {
@@ -32,10 +38,12 @@ func (k Kind) String() string {
 }
 
 // Numeric reports whether k is one of the number kinds.
-func (k Kind) Numeric() bool { return k >= KindNumber && k < kindEnd }
+func (k Kind) Numeric() bool { return k >= KindNumber && k <= KindDuration }
 
-// Valid reports whether k is one of the kinds (a decoder's check).
-func (k Kind) Valid() bool { return k < kindEnd }
+// Valid reports whether k is a kind a record, a plan or a row between
+// peers may hold (a decoder's check): any but KindList, which only the
+// asker's SHOW answers hold.
+func (k Kind) Valid() bool { return k < kindEnd && k != KindList }
 
 // KindOf is the kind named name (Kind.String's inverse).
 func KindOf(name string) (Kind, bool) {
@@ -51,8 +59,31 @@ func KindOf(name string) (Kind, bool) {
 type Value struct {
 	Kind Kind    `cbor:"1,keyasint,omitempty"`
 	Num  float64 `cbor:"2,keyasint,omitempty"` // numeric kinds
-	Str  string  `cbor:"3,keyasint,omitempty"` // KindString
+	Str  string  `cbor:"3,keyasint,omitempty"` // KindString; KindList's items, each ended by listSep
 	Bool bool    `cbor:"4,keyasint,omitempty"` // KindBool
+}
+
+// listSep ends each item of a list in Value.Str: a list is held in a
+// string so that a Value stays comparable (==, map keys). It is ASCII's
+// unit separator, which no name holds.
+const listSep = "\x1f"
+
+// List returns a list value of the items, in their order.
+func List(items []string) Value {
+	var b strings.Builder
+	for _, it := range items {
+		b.WriteString(it)
+		b.WriteString(listSep)
+	}
+	return Value{Kind: KindList, Str: b.String()}
+}
+
+// Items is a list value's items (nil for other kinds).
+func (v Value) Items() []string {
+	if v.Kind != KindList || v.Str == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(v.Str, listSep), listSep)
 }
 
 // Null is the NULL value.
@@ -82,12 +113,14 @@ func (v Value) String() string {
 		return "false"
 	case KindString:
 		return v.Str
+	case KindList:
+		return strings.Join(v.Items(), ", ")
 	case KindBytes:
 		return FormatBytes(v.Num)
 	case KindDuration:
 		return FormatDuration(v.Num)
 	case KindRatio:
-		return strconv.FormatFloat(v.Num*100, 'g', 4, 64) + "%"
+		return FormatPercent(v.Num)
 	case KindCount:
 		// A count is a whole number; gossip estimates one to a fraction.
 		return FormatNumber(math.Round(v.Num))
@@ -102,6 +135,19 @@ func FormatNumber(x float64) string {
 		return strconv.FormatFloat(x, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(x, 'g', 6, 64)
+}
+
+// FormatPercent prints a ratio as a percentage to four significant
+// digits, never with an exponent: 97.5%, 100%, 123400%, 0.0001234%.
+func FormatPercent(ratio float64) string {
+	p := ratio * 100
+	s := strconv.FormatFloat(p, 'g', 4, 64)
+	if strings.ContainsAny(s, "e") && !math.IsInf(p, 0) {
+		// Rounded to four significant digits, then written out.
+		r, _ := strconv.ParseFloat(s, 64)
+		s = strconv.FormatFloat(r, 'f', -1, 64)
+	}
+	return s + "%"
 }
 
 // FormatBytes prints a size with a binary prefix and one decimal: 4.0 GiB.
@@ -151,7 +197,8 @@ func FormatDuration(secs float64) string {
 	return two(s/86400, "d", s%86400/3600, "h")
 }
 
-// Raw is v for machines: nil for NULL, bool, string, or the number in its
+// Raw is v for machines: nil for NULL, bool, string, a list's items
+// ([]string, never nil: an empty list is an empty array), or the number in its
 // base unit (bytes, seconds, a fraction for ratios); counts and bytes are
 // whole (int64, rounded: an AVG of bytes is a number of bytes), as is any
 // other whole number.
@@ -163,6 +210,8 @@ func (v Value) Raw() any {
 		return v.Bool
 	case v.Kind == KindString:
 		return v.Str
+	case v.Kind == KindList:
+		return append([]string{}, v.Items()...)
 	case (v.Kind == KindCount || v.Kind == KindBytes) && math.Abs(v.Num) < 1<<53:
 		// Gossip estimates of counts and sizes (a SUM, an AVG of bytes)
 		// are whole things: the nearest one, as the text shows it.

@@ -250,7 +250,7 @@ func (c *Client) Watch(ctx context.Context, statement string, each func(*answer.
 // progress, each result (or error) line to each, until each returns false
 // or the answer ends.
 func (c *Client) stream(ctx context.Context, statement string, progress func(answer.Progress), each func(*answer.Answer, error) bool) error {
-	body, _ := json.Marshal(QueryRequest{Statement: statement})
+	body, _ := answer.Marshal(QueryRequest{Statement: statement})
 	resp, err := c.request(ctx, "POST", "/v1/query", body)
 	if err != nil {
 		return err

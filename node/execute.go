@@ -91,7 +91,7 @@ func (n *Node) WatchPlan(ctx context.Context, plan *query.Plan, each func(*answe
 			return nil // stopped mid-epoch: nothing to say
 		}
 		if ans != nil && ans.Meta != nil {
-			ans.Meta.Statement, ans.Meta.Epoch, ans.Meta.At = plan.Text, k, n.now().UTC().Format(time.RFC3339Nano)
+			ans.Meta.Statement, ans.Meta.Epoch, ans.Meta.At = plan.Text, k, n.now().UTC().Format(answer.TimeFormat)
 		}
 		if !each(ans, err) {
 			return nil

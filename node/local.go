@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
-	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 )
 
@@ -88,7 +87,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 		// replay window (30 s) the two cannot exchange. storage is the
 		// member's data dir fault, if any (it grants no lease meanwhile).
 		res.Columns = []answer.Column{col("node", query.KindString), col("addr", query.KindString),
-			col("clock_offset", query.KindString), col("storage", query.KindString), col("identity", query.KindString), col("tags", query.KindString)}
+			col("clock_offset", query.KindDuration), col("storage", query.KindString), col("identity", query.KindString), col("tags", answer.KindList)}
 		var offsets map[string]time.Duration
 		if o, ok := n.net.(interface {
 			ClockOffsets() map[string]time.Duration
@@ -113,9 +112,10 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 			sort.Strings(tags)
 			offset, storage, id := query.Null, query.Str("ok"), query.Null
 			if off, ok := offsets[m.Name]; ok && m.Name != n.Name() {
-				offset = query.Str(network.FormatOffset(off))
+				// In seconds, to the 0.1 s the exchanges measure it to.
+				offset = query.Num(query.KindDuration, off.Round(100*time.Millisecond).Seconds())
 			} else if m.Name == n.Name() {
-				offset = query.Str(network.FormatOffset(0))
+				offset = query.Num(query.KindDuration, 0)
 			}
 			if f := m.Tags[TagStorage]; f != "" {
 				storage = query.Str(f)
@@ -123,7 +123,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 			if !m.Key.IsZero() {
 				id = query.Str(m.Key.Short())
 			}
-			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), offset, storage, id, query.Str(strings.Join(tags, ","))})
+			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), offset, storage, id, answer.List(tags)})
 		}
 	case query.ShowAttributes:
 		res.Columns = []answer.Column{col("attribute", query.KindString), col("kind", query.KindString),
@@ -151,7 +151,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 func (n *Node) showPools(ctx context.Context, start time.Time) (*answer.Answer, error) {
 	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
 	res := &answer.Answer{Columns: []answer.Column{col("pool", query.KindString), col("status", query.KindString),
-		col("members", query.KindCount), col("gateways", query.KindString), col("agreeing", query.KindCount)}}
+		col("members", query.KindCount), col("gateways", answer.KindList), col("agreeing", query.KindCount)}}
 	if !n.rt.pools.on() {
 		res.Rows = [][]query.Value{{query.Str(""), query.Str(StatusExact), query.Num(query.KindCount, float64(n.net.Size())), query.Null, query.Null}}
 		res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(), FromTags: true, Converged: true,
@@ -168,7 +168,7 @@ func (n *Node) showPools(ctx context.Context, start time.Time) (*answer.Answer, 
 	}
 	for _, p := range a.Meta.Pools {
 		res.Rows = append(res.Rows, []query.Value{query.Str(p.Pool), query.Str(p.Status), query.Num(query.KindCount, float64(p.Peers)),
-			query.Str(strings.Join(p.GatewayNames, ",")), query.Num(query.KindCount, float64(p.Agreeing))})
+			answer.List(p.GatewayNames), query.Num(query.KindCount, float64(p.Agreeing))})
 	}
 	res.Meta = a.Meta
 	return res, err

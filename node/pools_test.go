@@ -245,7 +245,7 @@ func TestPools(t *testing.T) {
 			t.Fatalf("SHOW POOLS: %v, %v", sp, err)
 		}
 		for k, row := range sp.Rows {
-			if row[0].Str != PoolName(k) || row[1].Str != answer.StatusConverged || row[2].Num != 15 || len(strings.Split(row[3].Str, ",")) != 3 {
+			if row[0].Str != PoolName(k) || row[1].Str != answer.StatusConverged || row[2].Num != 15 || len(row[3].Items()) != 3 {
 				t.Fatalf("SHOW POOLS row %d: %v", k, sp.Text()[k])
 			}
 		}

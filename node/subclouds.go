@@ -212,8 +212,8 @@ func (sc *subclouds) showSubclouds(ctx context.Context) (cols []answer.Column, r
 	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
 	cols = []answer.Column{col("subcloud", query.KindString), col("owner", query.KindString),
 		col("target", query.KindCount), col("size", query.KindCount), col("repairs", query.KindCount),
-		col("last repair", query.KindDuration), col("earliest expiry", query.KindDuration), col("peer_hours", query.KindNumber),
-		col("members", query.KindString), col("source", query.KindString)}
+		col("last_repair", query.KindDuration), col("earliest_expiry", query.KindDuration), col("peer_hours", query.KindNumber),
+		col("members", answer.KindList), col("source", query.KindString)}
 	now := sc.now()
 	byName := holders(sc.leaseView(sc.net.Members()))
 	infos := map[string]subcloud.Info{}
@@ -294,7 +294,7 @@ func (sc *subclouds) showSubclouds(ctx context.Context) (cols []answer.Column, r
 			}
 			rows = append(rows, []query.Value{query.Str(name), query.Str(info.Owner), query.Num(query.KindCount, float64(info.Target)),
 				query.Num(query.KindCount, float64(len(info.Members))), query.Num(query.KindCount, float64(info.Repairs)), last, expiry,
-				query.Num(query.KindNumber, info.PeerHours), query.Str(strings.Join(info.Members, ",")), query.Str(source)})
+				query.Num(query.KindNumber, info.PeerHours), answer.List(info.Members), query.Str(source)})
 			continue
 		}
 		// The owner did not answer: its leases in the tags, as old as
@@ -311,7 +311,7 @@ func (sc *subclouds) showSubclouds(ctx context.Context) (cols []answer.Column, r
 		sort.Strings(members)
 		rows = append(rows, []query.Value{query.Str(name), query.Str(owner), query.Null,
 			query.Num(query.KindCount, float64(len(members))), query.Null, query.Null, expiry, query.Null,
-			query.Str(strings.Join(members, ",")), query.Str("members' tags")})
+			answer.List(members), query.Str("members' tags")})
 	}
 	if len(silent) > 0 {
 		sort.Strings(silent)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 )
 
@@ -167,7 +167,7 @@ func newCapListener(ln net.Listener, maxConns int, headerTimeout time.Duration) 
 // rawAnswer is a whole HTTP/1.1 answer with a JSON body that closes the
 // connection.
 func rawAnswer(status int, body *api.Error, header string) []byte {
-	b, _ := json.Marshal(body)
+	b, _ := answer.Marshal(body)
 	b = append(b, '\n')
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%sConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), header, len(b), b)

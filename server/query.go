@@ -66,7 +66,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
+	enc := answer.NewEncoder(w)
 	rc := http.NewResponseController(w)
 	// A line that cannot be written (the client stopped reading for
 	// WriteTimeout, or went away) stops the statement: nobody would read

@@ -21,6 +21,13 @@
 // and subclouds (\d). On a pipe it goes on after errors and returns a
 // FailedError, so that the command exits as a script would.
 //
+// Judge is the one rule for what stops a script (and what a piped shell
+// counts as failed): a statement's error, or a partial or contested
+// answer unless allowed — a partial answer whatever made it partial, WITH
+// TIMEOUT included. A table's footer (Footer) always says the status,
+// as psql's says the rows. In JSON a script of several statements (or a
+// WATCH) writes one array of documents; NDJSON is the format for streams.
+//
 // # Usage
 //
 //	shell.Run(ctx, exec, shell.Config{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
+	"github.com/peerq/peerq/answer"
 )
 
 // Format is an output format. It is also a flag value (pflag.Value).
@@ -85,7 +86,7 @@ func Render(w io.Writer, f Format, t *Table) error {
 	case FormatCSV:
 		return renderCSV(w, t)
 	case FormatJSON:
-		return renderJSON(w, t)
+		return renderJSON(w, t, "")
 	case FormatNDJSON:
 		return renderNDJSON(w, t)
 	}
@@ -97,18 +98,15 @@ func Render(w io.Writer, f Format, t *Table) error {
 // as do the machine formats).
 const maxListItems = 6
 
-// cutList shortens a long cell that lists names (comma-separated words
-// without spaces, as SHOW SUBCLOUDS' members) for a table.
-func cutList(text string) string {
-	items := strings.Split(text, ",")
-	if len(items) <= maxListItems+1 {
-		return text
+// cellText is a cell as a table shows it: a list (a Raw []string, from a
+// list column) joined by ", ", cut after maxListItems items.
+func cellText(c Cell) string {
+	items, ok := c.Raw.([]string)
+	if !ok {
+		return c.Text
 	}
-	for i, it := range items {
-		items[i] = strings.TrimSpace(it)
-		if items[i] == "" || strings.ContainsAny(items[i], " \t") {
-			return text // prose, not a list of names
-		}
+	if len(items) <= maxListItems+1 {
+		return strings.Join(items, ", ")
 	}
 	return strings.Join(items[:maxListItems], ", ") + fmt.Sprintf(", … (%d more)", len(items)-maxListItems)
 }
@@ -134,7 +132,7 @@ func renderTable(w io.Writer, t *Table) error {
 	for _, row := range t.Rows {
 		cells := make([]any, len(row))
 		for i, c := range row {
-			cells[i] = cutList(c.Text)
+			cells[i] = cellText(c)
 		}
 		if err := tbl.Append(cells...); err != nil {
 			return fmt.Errorf("table: %w", err)
@@ -173,6 +171,8 @@ func rawText(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return ""
+	case []string:
+		return strings.Join(x, ",") // one cell: the writer quotes it
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64) // never an exponent
 	case json.Number:
@@ -191,7 +191,9 @@ func raws(row []Cell) []any {
 	return out
 }
 
-func renderJSON(w io.Writer, t *Table) error {
+// renderJSON writes t as one JSON document, each line after the first
+// indented by prefix (an array's item).
+func renderJSON(w io.Writer, t *Table, prefix string) error {
 	rows := make([][]any, len(t.Rows))
 	for i, r := range t.Rows {
 		rows[i] = raws(r)
@@ -202,8 +204,13 @@ func renderJSON(w io.Writer, t *Table) error {
 		Rows      [][]any        `json:"rows"`
 		Meta      map[string]any `json:"meta,omitempty"`
 	}{t.Statement, t.Columns, rows, t.Meta}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	if prefix != "" {
+		if _, err := io.WriteString(w, prefix); err != nil {
+			return err
+		}
+	}
+	enc := answer.NewEncoder(w)
+	enc.SetIndent(prefix, "  ")
 	return enc.Encode(doc)
 }
 
@@ -223,7 +230,7 @@ func objectKeys(cols []Column) []string {
 }
 
 func renderNDJSON(w io.Writer, t *Table) error {
-	enc := json.NewEncoder(w)
+	enc := answer.NewEncoder(w)
 	keys := objectKeys(t.Columns)
 	var b bytes.Buffer
 	for _, r := range t.Rows {
@@ -235,8 +242,8 @@ func renderNDJSON(w io.Writer, t *Table) error {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			k, _ := json.Marshal(keys[i])
-			v, err := json.Marshal(c.Raw)
+			k, _ := answer.Marshal(keys[i])
+			v, err := answer.Marshal(c.Raw)
 			if err != nil {
 				return err
 			}

@@ -98,19 +98,20 @@ func golden(t *testing.T, name, got string) {
 
 // The renderers against golden files: text left and numbers right in a
 // table, a long list cut, EXPLAIN as plain text; raw values without
-// exponents in CSV; NDJSON keys in the columns' order, a repeated name
-// kept; answers separated in tables and CSV.
+// exponents in CSV; lists as arrays in JSON; no HTML escaping (>= as
+// written); NDJSON keys in the columns' order, a repeated name kept;
+// answers separated in tables and CSV.
 func TestRenderGolden(t *testing.T) {
 	var members []string
 	for i := range 12 {
 		members = append(members, fmt.Sprintf("peer-%02d", i))
 	}
 	tbl := &Table{
-		Statement: "SELECT node, mem_free, load, AVG(x), node FROM peers",
-		Columns:   []Column{{"node", "string"}, {"mem_free", "bytes"}, {"load", "ratio"}, {"big", "number"}, {"node", "string"}},
+		Statement: "SELECT node, mem_free, load, AVG(x), node, members FROM peers WHERE mem_free >= 4GB",
+		Columns:   []Column{{"node", "string"}, {"mem_free", "bytes"}, {"load", "ratio"}, {"big", "number"}, {"node", "string"}, {"members", "list"}},
 		Rows: [][]Cell{
-			{{"peer-1", "peer-1"}, {"4.0 GiB", int64(4 << 30)}, {"25%", 0.25}, {"1.2e+21", 1.2e21}, {strings.Join(members, ", "), strings.Join(members, ", ")}},
-			{{"a-much-longer-name", "a-much-longer-name"}, {"NULL", nil}, {"97.5%", 0.975}, {"0.5", 0.5}, {"x", "x"}},
+			{{"peer-1", "peer-1"}, {"4.0 GiB", int64(4 << 30)}, {"25%", 0.25}, {"1.2e+21", 1.2e21}, {"a<b&c", "a<b&c"}, {strings.Join(members, ", "), members}},
+			{{"a-much-longer-name", "a-much-longer-name"}, {"NULL", nil}, {"97.5%", 0.975}, {"0.5", 0.5}, {"x", "x"}, {"", []string{}}},
 		},
 		Meta:   map[string]any{"peers": 2, "rounds": 7},
 		Footer: "2 row(s) · 2 peers",

@@ -42,6 +42,10 @@ type Config struct {
 	// the process's signal handling as it was.
 	Pager string
 	Rows  func() int
+	// AllowPartial and AllowContested, when the shell reads a pipe, count
+	// a partial (or contested) answer as answered rather than as a failed
+	// statement (Judge), as peerq query's flags do.
+	AllowPartial, AllowContested bool
 }
 
 // FailedError is what a session that is not on a terminal returns when
@@ -135,6 +139,10 @@ type Session struct {
 	// failure.
 	failed int
 	first  error
+	// array holds the JSON answers of a shell that reads a pipe: one
+	// array of documents, as a script's (closed when the format changes
+	// or the input ends).
+	array *jsonArray
 }
 
 // Run reads statements until EOF (Ctrl-D) or \quit, runs each, and renders
@@ -143,7 +151,7 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 	if cfg.Split == nil {
 		return errors.New("shell: Config needs Split")
 	}
-	s := &Session{cfg: cfg, exec: exec, format: cfg.Format, pager: cfg.Terminal && cfg.Pager != "" && cfg.Rows != nil}
+	s := &Session{cfg: cfg, exec: exec, format: cfg.Format, pager: cfg.Terminal && cfg.Pager != "" && cfg.Rows != nil, array: &jsonArray{w: cfg.Out}}
 	if cfg.Terminal {
 		l := liner.NewLiner()
 		l.SetCtrlCAborts(true)
@@ -163,7 +171,11 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 		s.in = &plainReader{sc: sc}
 	}
 	defer s.in.Close()
-	if err := s.loop(ctx); err != nil {
+	err := s.loop(ctx)
+	if cerr := s.array.close(); err == nil && cerr != nil {
+		err = fmt.Errorf("shell: %w", cerr)
+	}
+	if err != nil {
 		return err
 	}
 	if s.failed > 0 && !cfg.Terminal {
@@ -270,7 +282,7 @@ func (s *Session) run(ctx context.Context, stmt string) {
 			return
 		}
 		live = true
-		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%.2g%%", p.Round, p.Budget, p.Peers, p.FirstCell(), 100*p.ErrEstimate)
+		fmt.Fprintf(s.cfg.Err, "\r\033[Kround %d/%d · %d peers · %s ±%s", p.Round, p.Budget, p.Peers, p.FirstCell(), answer.FormatPercent(p.ErrEstimate))
 	}
 	text := strings.TrimSpace(stmt)
 	if IsWatch(text) {
@@ -281,16 +293,14 @@ func (s *Session) run(ctx context.Context, stmt string) {
 	if live {
 		fmt.Fprint(s.cfg.Err, "\r\033[K")
 	}
-	if err != nil {
-		s.report(text, err)
-		s.fail(err)
-		if ans == nil {
-			return
+	if judged := Judge(ans, err, s.cfg.AllowPartial, s.cfg.AllowContested); judged != nil {
+		if err != nil {
+			s.report(text, err)
 		}
-	} else if m := ans.Meta; m != nil && m.Status == answer.StatusPartial {
-		s.fail(fmt.Errorf("%w: %s", api.ErrPartial, m.Reason))
-	} else if m != nil && m.Status == answer.StatusContested {
-		s.fail(fmt.Errorf("%w: %s", api.ErrContested, m.Reason))
+		s.fail(judged)
+	}
+	if ans == nil {
+		return
 	}
 	s.show(TableOf(ans))
 	if s.timing {
@@ -301,6 +311,12 @@ func (s *Session) run(ctx context.Context, stmt string) {
 // show renders a table, through the pager when it is taller than the
 // terminal.
 func (s *Session) show(t *Table) {
+	if !s.cfg.Terminal && s.format == FormatJSON {
+		if err := s.array.item(t); err != nil {
+			fmt.Fprintln(s.cfg.Err, err)
+		}
+		return
+	}
 	if !s.pager {
 		if err := Render(s.cfg.Out, s.format, t); err != nil {
 			fmt.Fprintln(s.cfg.Err, err)
@@ -379,11 +395,18 @@ func (s *Session) meta(ctx context.Context, line string) bool {
 	case `\?`, `\h`, `\help`:
 		fmt.Fprintln(s.cfg.Out, helpText)
 	case `\format`:
-		if err := s.format.Set(arg); err != nil {
+		f := s.format
+		if err := f.Set(arg); err != nil {
 			fmt.Fprintln(s.cfg.Err, err)
-		} else {
-			fmt.Fprintln(s.cfg.Err, "format:", s.format)
+			break
 		}
+		if f != s.format {
+			if err := s.array.close(); err != nil { // the JSON so far is one value
+				fmt.Fprintln(s.cfg.Err, err)
+			}
+		}
+		s.format = f
+		fmt.Fprintln(s.cfg.Err, "format:", s.format)
 	case `\timing`:
 		s.timing = !s.timing
 		fmt.Fprintln(s.cfg.Err, "timing:", map[bool]string{true: "on", false: "off"}[s.timing])
@@ -440,8 +463,9 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 		s.report(show, err)
 		return true // said why
 	}
-	for _, row := range ans.Text() {
-		if len(row) == 0 || row[0] != name {
+	raw := ans.Rows
+	for k, row := range ans.Text() {
+		if len(row) == 0 || row[0] != name || k >= len(raw) {
 			continue
 		}
 		width := 0
@@ -449,13 +473,11 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 			width = max(width, len(c.Name))
 		}
 		for i, c := range ans.Columns {
-			items := strings.Split(row[i], ",")
-			if c.Kind == answer.KindString && len(items) > 1 && cutList(row[i]) != row[i] || c.Name == "members" {
+			if c.Kind == answer.KindList && i < len(raw[k]) {
+				items := raw[k][i].Items()
 				fmt.Fprintf(s.cfg.Out, "%-*s  (%d)\n", width, c.Name, len(items))
 				for _, it := range items {
-					if it = strings.TrimSpace(it); it != "" {
-						fmt.Fprintf(s.cfg.Out, "  %s\n", it)
-					}
+					fmt.Fprintf(s.cfg.Out, "  %s\n", it)
 				}
 				continue
 			}
@@ -471,11 +493,19 @@ func (s *Session) describeRow(ctx context.Context, show, name string) bool {
 func (s *Session) watch(ctx context.Context, text string) {
 	lines := 0
 	err := s.exec.Watch(ctx, text, func(ans *answer.Answer, err error) bool {
+		if ans != nil && !s.cfg.Terminal && s.format == FormatJSON {
+			// A pipe: each epoch an item of the session's one array.
+			if err := s.array.item(TableOf(ans)); err != nil {
+				fmt.Fprintln(s.cfg.Err, err)
+				return false
+			}
+			return true
+		}
 		var b strings.Builder
 		if ans == nil {
 			fmt.Fprintf(&b, "%v\n", err)
 		} else {
-			if ans.Meta != nil {
+			if ans.Meta != nil && (s.format == FormatTable || s.cfg.Terminal) { // a pipe of csv or ndjson stays parseable
 				fmt.Fprintf(&b, "%s · epoch %d · %s · %s\n", text, ans.Meta.Epoch, ans.Meta.At, ans.Meta.Status)
 			}
 			if rerr := Render(&b, s.format, TableOf(ans)); rerr != nil {

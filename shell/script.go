@@ -174,11 +174,87 @@ func IsWatch(stmt string) bool {
 	return len(f) > 0 && strings.EqualFold(f[0], "WATCH")
 }
 
+// jsonArray writes JSON documents as the items of one array: "[" before
+// the first, "," between, "]" at close (only if one was written).
+type jsonArray struct {
+	w io.Writer
+	n int // documents written
+}
+
+func (a *jsonArray) item(t *Table) error {
+	sep := ",\n"
+	if a.n == 0 {
+		sep = "[\n"
+	}
+	a.n++
+	if _, err := io.WriteString(a.w, sep); err != nil {
+		return err
+	}
+	return renderJSON(a.w, t, "  ")
+}
+
+func (a *jsonArray) close() error {
+	if a.n == 0 {
+		return nil
+	}
+	a.n = 0
+	_, err := io.WriteString(a.w, "]\n")
+	return err
+}
+
+// answers writes a script's answers in its format: blocks of table or
+// CSV an empty line apart; JSON documents, inside one array when the
+// script may write more than one (several statements, or a WATCH: one
+// document an epoch), so that the output is always one JSON value;
+// NDJSON lines as they are.
+type answers struct {
+	opts  ScriptOptions
+	array *jsonArray // JSON of several answers; nil otherwise
+	n     int        // answers written
+}
+
+func newAnswers(opts ScriptOptions, stmts []Statement) *answers {
+	o := &answers{opts: opts}
+	if opts.Format == FormatJSON && (len(stmts) > 1 || len(stmts) == 1 && IsWatch(stmts[0].Text)) {
+		o.array = &jsonArray{w: opts.Out}
+	}
+	return o
+}
+
+// write writes one answer; head, if set, is a line a table shows above it.
+func (o *answers) write(ans *answer.Answer, head string) error {
+	w := o.opts.Out
+	if o.n > 0 && o.opts.Format.separated() {
+		if _, err := io.WriteString(w, "\n"); err != nil {
+			return err
+		}
+	}
+	o.n++
+	if o.array != nil {
+		return o.array.item(TableOf(ans))
+	}
+	if o.opts.Format == FormatTable && head != "" {
+		if _, err := fmt.Fprintln(w, head); err != nil {
+			return err
+		}
+	}
+	return Render(w, o.opts.Format, TableOf(ans))
+}
+
+// close ends the JSON array, whatever stopped the script, so that what
+// was written is one JSON value.
+func (o *answers) close() error {
+	if o.array == nil {
+		return nil
+	}
+	return o.array.close()
+}
+
 // watchScript runs a WATCH of a script: one block per epoch (table, csv,
 // json), or per row plus a meta line (ndjson), until Epochs answers or ctx
 // ends. A partial epoch is printed and, unless AllowPartial, ends it with
 // api.ErrPartial.
-func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statement, opts ScriptOptions) error {
+func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statement, opts ScriptOptions, out *answers) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var failed error
@@ -189,18 +265,20 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 			failed = Place(src, opts.Name, stmt, err)
 			return false
 		}
-		if epochs > 1 && opts.Format.separated() {
-			fmt.Fprintln(opts.Out)
+		head := ""
+		if ans.Meta != nil {
+			head = fmt.Sprintf("epoch %d · %s", ans.Meta.Epoch, ans.Meta.At)
 		}
-		if opts.Format == FormatTable && ans.Meta != nil {
-			fmt.Fprintf(opts.Out, "epoch %d · %s\n", ans.Meta.Epoch, ans.Meta.At)
-		}
-		if rerr := Render(opts.Out, opts.Format, TableOf(ans)); rerr != nil {
+		if rerr := out.write(ans, head); rerr != nil {
 			failed = rerr
 			return false
 		}
-		if err := flagged(ans.Meta, opts); err != nil {
-			failed = fmt.Errorf("%w (line %d, epoch %d)", err, stmt.Line, ans.Meta.Epoch)
+		if err := Judge(ans, err, opts.AllowPartial, opts.AllowContested); err != nil {
+			epoch := 0
+			if ans.Meta != nil {
+				epoch = ans.Meta.Epoch
+			}
+			failed = fmt.Errorf("%w (line %d, epoch %d)", err, stmt.Line, epoch)
 			return false
 		}
 		return opts.Epochs == 0 || epochs < opts.Epochs
@@ -213,47 +291,75 @@ func watchScript(ctx context.Context, exec api.Executor, src string, stmt Statem
 
 // RunScript runs every statement of src through exec and renders each
 // answer. The first error stops it: a statement error comes back as a
-// *StatementError placed in the script; an answer with an error beside it
-// (api.ErrTimeout) is rendered first, then its error returned; so is a
-// partial answer, unless AllowPartial.
-func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOptions) error {
-	for i, stmt := range SplitScript(src, opts.Split) {
-		if i > 0 && opts.Format.separated() {
-			fmt.Fprintln(opts.Out)
+// *StatementError placed in the script; a partial answer (whether a
+// WITH TIMEOUT, the budget or missing members made it so) is rendered
+// first, then its error returned, unless AllowPartial; a contested one
+// likewise unless AllowContested (Judge). In JSON, a script of more than
+// one statement, or a WATCH, writes one array of documents.
+func RunScript(ctx context.Context, exec api.Executor, src string, opts ScriptOptions) (err error) {
+	stmts := SplitScript(src, opts.Split)
+	out := newAnswers(opts, stmts)
+	defer func() {
+		if cerr := out.close(); err == nil {
+			err = cerr
 		}
+	}()
+	for _, stmt := range stmts {
 		if IsWatch(stmt.Text) {
-			if err := watchScript(ctx, exec, src, stmt, opts); err != nil {
+			if err := watchScript(ctx, exec, src, stmt, opts, out); err != nil {
 				return err
 			}
 			continue
 		}
 		ans, err := exec.Execute(ctx, stmt.Text, nil)
 		if ans != nil {
-			if rerr := Render(opts.Out, opts.Format, TableOf(ans)); rerr != nil {
+			if rerr := out.write(ans, ""); rerr != nil {
 				return rerr
 			}
 		}
-		if err != nil {
-			return Place(src, opts.Name, stmt, err)
-		}
-		if err := flagged(ans.Meta, opts); err != nil {
+		if err := Judge(ans, err, opts.AllowPartial, opts.AllowContested); err != nil {
+			if ans == nil || !ans.Flagged() {
+				return Place(src, opts.Name, stmt, err)
+			}
 			return fmt.Errorf("%w (line %d)", err, stmt.Line)
 		}
 	}
 	return nil
 }
 
-// flagged is the error that stops a script after a flagged answer: a
-// contested one (api.ErrContested) unless AllowContested, a partial one
-// (api.ErrPartial) unless AllowPartial; nil for the others.
-func flagged(m *answer.Meta, opts ScriptOptions) error {
+// Judge is the error that stops a script after a statement: err when there
+// is no answer or err is not about how complete the answer is; for a
+// flagged answer, api.ErrContested unless allowContested, api.ErrPartial
+// (or the error beside it that made it partial, as api.ErrTimeout for
+// WITH TIMEOUT) unless allowPartial; nil otherwise. An error beside a
+// partial answer that only says why it is partial (a timeout) is the
+// answer's status, not a failure of its own: --allow-partial accepts every
+// partial answer, whatever ended it. A cancelled statement (Ctrl-C) is not
+// accepted: its partial answer is not one the script asked for.
+func Judge(ans *answer.Answer, err error, allowPartial, allowContested bool) error {
+	var m *answer.Meta
+	if ans != nil {
+		m = ans.Meta
+	}
+	if err != nil && (m == nil || !partialOnly(err)) {
+		return err
+	}
 	switch {
 	case m == nil:
 		return nil
-	case m.Status == answer.StatusContested && !opts.AllowContested:
+	case m.Status == answer.StatusContested && !allowContested:
 		return fmt.Errorf("%w: %s", api.ErrContested, m.Reason)
-	case m.Status == answer.StatusPartial && !opts.AllowPartial:
+	case (m.Status == answer.StatusPartial || err != nil) && !allowPartial:
+		if err != nil {
+			return err // its own words: "the statement's timeout ended it …"
+		}
 		return fmt.Errorf("%w: %s", api.ErrPartial, m.Reason)
 	}
 	return nil
+}
+
+// partialOnly reports whether err, returned beside an answer, only says
+// why the answer is partial.
+func partialOnly(err error) bool {
+	return errors.Is(err, api.ErrTimeout) || errors.Is(err, api.ErrPartial)
 }

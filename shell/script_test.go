@@ -1,10 +1,17 @@
 package shell
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/api"
 )
 
 // semicolons is a splitter for tests: every ';' ends a statement (the
@@ -69,5 +76,54 @@ func TestCaretLongLine(t *testing.T) {
 	}
 	if got := Caret("\tSELECT x", 1, 9); got != "\tSELECT x\n\t       ^" {
 		t.Errorf("tabs: %q", got)
+	}
+}
+
+// -F json writes one JSON value: a script of several statements (or a
+// WATCH) an array of documents, closed even when a statement fails; a
+// shell reading a pipe likewise, the array closed when \format changes.
+func TestJSONArray(t *testing.T) {
+	run := func(exec api.Executor, src string, opts ScriptOptions) ([]map[string]any, error) {
+		t.Helper()
+		var out bytes.Buffer
+		opts.Split, opts.Format, opts.Out = semicolons, FormatJSON, &out
+		err := RunScript(context.Background(), exec, src, opts)
+		var docs []map[string]any
+		if jerr := json.Unmarshal(out.Bytes(), &docs); jerr != nil {
+			t.Fatalf("%s: not one JSON array: %v\n%s", src, jerr, out.String())
+		}
+		return docs, err
+	}
+	if docs, err := run(timeouts{answer.StatusPartial}, "SELECT 1; SELECT 2; SELECT 3", ScriptOptions{AllowPartial: true}); err != nil || len(docs) != 3 {
+		t.Errorf("three statements: %d documents, %v", len(docs), err)
+	}
+	// The first partial answer stops the script: the array holds it.
+	if docs, err := run(timeouts{answer.StatusPartial}, "SELECT 1; SELECT 2", ScriptOptions{}); err == nil || len(docs) != 1 {
+		t.Errorf("stopped after the first: %d documents, %v", len(docs), err)
+	}
+	if docs, err := run(epochs{3}, "WATCH SELECT COUNT(*) FROM peers EVERY 1s", ScriptOptions{}); err != nil || len(docs) != 3 || docs[2]["meta"].(map[string]any)["epoch"] != 3.0 {
+		t.Errorf("WATCH: %v, %v", docs, err)
+	}
+	// One statement: its document alone.
+	var out bytes.Buffer
+	if err := RunScript(context.Background(), timeouts{answer.StatusPartial}, "SELECT 1", ScriptOptions{Split: semicolons, Format: FormatJSON, Out: &out, AllowPartial: true}); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || doc["statement"] != "SELECT 1" {
+		t.Errorf("one statement: %v\n%s", err, out.String())
+	}
+
+	// A shell on a pipe: an array of two, then CSV after \format.
+	out.Reset()
+	in := "SELECT 1;\nSELECT 2;\n\\format csv\nSELECT 3;\n"
+	if err := Run(context.Background(), timeouts{answer.StatusPartial}, Config{In: strings.NewReader(in), Out: &out, Err: io.Discard,
+		Split: semicolons, Format: FormatJSON, AllowPartial: true}); err != nil {
+		t.Fatal(err)
+	}
+	text, csvPart, ok := strings.Cut(out.String(), "\n]\n")
+	var docs []map[string]any
+	if err := json.Unmarshal([]byte(text+"]"), &docs); !ok || err != nil || len(docs) != 2 || csvPart != "count\n7\n" {
+		t.Errorf("piped shell: %v\n%s", err, out.String())
 	}
 }

@@ -108,13 +108,12 @@ func TestThreeAgents(t *testing.T) {
 		}
 		t.Fatalf("query: exit %d: %s", code, errs)
 	}
-	dec := json.NewDecoder(strings.NewReader(out))
-	var first, second struct{ Rows [][]any }
-	if err := dec.Decode(&first); err != nil || dec.Decode(&second) != nil {
+	var docs []struct{ Rows [][]any }
+	if err := json.Unmarshal([]byte(out), &docs); err != nil || len(docs) != 2 {
 		t.Fatalf("output: %v\n%s", err, out)
 	}
-	if first.Rows[0][0].(float64) != 3 || len(second.Rows) != 2 {
-		t.Errorf("answers %v %v", first.Rows, second.Rows)
+	if docs[0].Rows[0][0].(float64) != 3 || len(docs[1].Rows) != 2 {
+		t.Errorf("answers %v %v", docs[0].Rows, docs[1].Rows)
 	}
 	// --data-dir alone finds the agent (the address it left there) and its
 	// token; another agent's token at an address gets a 401 that says
@@ -129,6 +128,18 @@ func TestThreeAgents(t *testing.T) {
 	code, _, errs = runCLI(t, "", "query", "--api", agents[0].api, "--data-dir", agents[1].data, "-e", "SHOW MEMBERS")
 	if code != exitUsage || !strings.Contains(errs, filepath.Join(agents[1].data, "api-token")) {
 		t.Errorf("another agent's data dir: exit %d %q", code, errs)
+	}
+	// Through the API too, --allow-partial accepts an answer WITH TIMEOUT
+	// ended (printed, exit 0); without it, exit 4.
+	const timedOut = "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1 WITH TIMEOUT 1ms"
+	for _, c := range []struct {
+		flags []string
+		code  int
+	}{{nil, exitTimeout}, {[]string{"--allow-partial"}, exitOK}} {
+		args := append([]string{"query", "--data-dir", agents[0].data, "--format", "csv", "-e", timedOut}, c.flags...)
+		if code, out, errs := runCLI(t, "", args...); code != c.code || !strings.HasPrefix(out, "COUNT(*)\n") {
+			t.Errorf("%v: exit %d, want %d: %q %q", c.flags, code, c.code, out, errs)
+		}
 	}
 	if code, _, errs := runCLI(t, "", "query", "--api", agents[0].api, "--token", token, "-e", "SELECT cpu_lod FROM peers"); code != exitStatement || !strings.Contains(errs, "did you mean cpu_load?") {
 		t.Errorf("bad statement: exit %d %q", code, errs)

@@ -18,19 +18,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// More exit codes (docs/AGENT.md).
-const (
-	exitNotEnough  = 3 // a RESERVE could not get the peers it needs; nothing is reserved
-	exitTimeout    = 4 // an answer is partial (a TIMEOUT, unreachable or refusing members): printed, then exit 4
-	exitOverloaded = 5 // the agent is busy: "busy, retry after N s"
-	exitIncomplete = 6 // a change reached only some of its members (named); each is released when it answers, or lapses
-	exitStorage    = 7 // a data dir could not be written ("disk full at a5"): nothing changed, nothing held
-	// exitContested: an answer the sample check contested (printed with
-	// both figures; --allow-contested accepts it). Not 6, which a script
-	// reads as "a change reached only some members".
-	exitContested = 8
-)
-
 func newDemoCmd() *cobra.Command {
 	var (
 		cfg            = node.EmbeddedConfig{Nodes: 200, Seed: 1, Round: 100 * time.Millisecond}
@@ -122,7 +109,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 					"  SELECT node, class, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 10;\n"+
 					"  SELECT region, COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region;\n")
 			}
-			return runShell(cmd, asker, format, defaultHistory())
+			return runShell(cmd, asker, shell.Config{Format: format, HistoryFile: defaultHistory(), AllowPartial: allowPartial, AllowContested: allowContested})
 		},
 	}
 	f := cmd.Flags()
@@ -136,8 +123,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	f.StringVarP(&file, "file", "f", "", "script of statements to run, then exit (- for stdin)")
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&settleTimout, "settle-timeout", 3*time.Minute, "how long to wait for the cluster to form")
-	f.BoolVar(&allowPartial, "allow-partial", false, "with -e or -f: go on, exit 0, after a partial answer (default: exit 4)")
-	f.BoolVar(&allowContested, "allow-contested", false, "with -e or -f: go on, exit 0, after an answer an independent sample contested (default: exit 8)")
+	allowFlags(cmd, &allowPartial, &allowContested, "with -e, -f or a pipe: ")
 	f.IntVar(&epochs, "epochs", 0, "with -e or -f: end a WATCH after this many answers (default: until Ctrl-C)")
 	f.StringVar(&churn, "churn", "", "kill and restart random peers at this rate, e.g. 10%/min (watch subclouds repair with SHOW SUBCLOUDS)")
 	f.DurationVar(&churnDown, "churn-down", 30*time.Second, "with --churn: how long a killed peer stays down before it restarts")

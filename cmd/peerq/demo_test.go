@@ -18,23 +18,16 @@ func TestDemoJSON(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	dec := json.NewDecoder(strings.NewReader(out))
+	// Two statements: one JSON array of two documents.
 	var docs []struct {
 		Rows [][]any
 		Meta map[string]any
 	}
-	for dec.More() {
-		var d struct {
-			Rows [][]any
-			Meta map[string]any
-		}
-		if err := dec.Decode(&d); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		docs = append(docs, d)
+	if err := json.Unmarshal([]byte(out), &docs); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(docs) != 2 {
-		t.Fatalf("%d JSON blocks, want 2:\n%s", len(docs), out)
+		t.Fatalf("%d JSON documents, want 2:\n%s", len(docs), out)
 	}
 	var recs []query.Record
 	for i := 0; i < 20; i++ {
@@ -81,9 +74,20 @@ func TestDemoExitCodes(t *testing.T) {
 	if code != exitTimeout || !strings.HasPrefix(out, "AVG(cpu_load)\n") {
 		t.Errorf("timeout: exit %d, output %q", code, out)
 	}
+	// --allow-partial accepts a partial answer whatever made it partial,
+	// WITH TIMEOUT included: in a script and in a shell reading a pipe.
+	const timedOut = "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1 WITH TIMEOUT 1ms"
+	code, out, errs := runCLI(t, "", "demo", "--nodes", "8", "--allow-partial", "--format", "csv", "-e", timedOut+"; "+timedOut)
+	if code != exitOK || strings.Count(out, "COUNT(*)\n") != 2 {
+		t.Errorf("timeout, --allow-partial: exit %d, output %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runCLI(t, timedOut+";\n"+timedOut+";\n", "demo", "--nodes", "8", "--allow-partial", "--format", "csv")
+	if code != exitOK || strings.Count(out, "COUNT(*)\n") != 2 {
+		t.Errorf("timeout, piped shell, --allow-partial: exit %d, output %q, stderr %q", code, out, errs)
+	}
 	// Without -e, statements come from standard input and errors do not
 	// stop it; the exit code is the first error's, as with -e.
-	code, out, errs := runCLI(t, "SELECT nod FROM peers;\nSELECT COUNT(*)\n FROM peers WHERE region = 'eu';\n", "demo", "--nodes", "6", "--format", "csv")
+	code, out, errs = runCLI(t, "SELECT nod FROM peers;\nSELECT COUNT(*)\n FROM peers WHERE region = 'eu';\n", "demo", "--nodes", "6", "--format", "csv")
 	if code != exitStatement || !strings.Contains(errs, "did you mean node?") || !strings.Contains(out, "COUNT(*)\n") {
 		t.Errorf("stdin: exit %d\nout %q\nerr %q", code, out, errs)
 	}

@@ -9,13 +9,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes scripts can rely on (README, docs/AGENT.md).
-const (
-	exitOK        = 0
-	exitUsage     = 1 // bad flags, unreadable files, I/O
-	exitStatement = 2 // a statement does not parse or type-check
-)
-
 // exitError carries an exit code out of a command.
 type exitError struct {
 	code int

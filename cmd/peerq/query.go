@@ -25,12 +25,9 @@ func newQueryCmd() *cobra.Command {
 		Use:   "query -e STATEMENT | -f FILE [--format table|csv|json|ndjson]",
 		Short: "Run statements through the local agent's API",
 		Long: `query sends each statement to the local agent (--api, or PEERQ_API) with its token
-(--token, PEERQ_TOKEN, or the file in --data-dir) and prints the answers. Exit codes: 0 ok,
-1 usage or I/O (agent unreachable), 2 a statement error, 3 a RESERVE got nothing, 4 a partial
-answer (printed; --allow-partial accepts it), 5 the agent is overloaded (retry), 6 done
-but incomplete (a RELEASE or RESIZE whose named members did not all answer), 7 a data dir
-could not be written (nothing changed), 8 an answer an independent sample of members
-contested (printed with both figures; --allow-contested accepts it).`,
+(--token, PEERQ_TOKEN, or the file in --data-dir) and prints the answers.
+
+` + exitCodesText(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, name, err := readStatements(cmd, expr, file)
@@ -54,10 +51,17 @@ contested (printed with both figures; --allow-contested accepts it).`,
 	apiFlags(cmd, &opts)
 	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
 	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up on the agent after this long")
-	f.BoolVar(&allowPartial, "allow-partial", false, "go on, and exit 0, after a partial answer (default: exit 4)")
-	f.BoolVar(&allowContested, "allow-contested", false, "go on, and exit 0, after an answer an independent sample contested (default: exit 8)")
+	allowFlags(cmd, &allowPartial, &allowContested, "")
 	f.IntVar(&epochs, "epochs", 0, "end a WATCH after this many answers (default: until Ctrl-C)")
 	return cmd
+}
+
+// allowFlags are --allow-partial and --allow-contested; when names the
+// case they apply in ("with -e or -f: "), or is empty.
+func allowFlags(cmd *cobra.Command, partial, contested *bool, when string) {
+	f := cmd.Flags()
+	f.BoolVar(partial, "allow-partial", false, when+"go on, and exit 0, after a partial answer, whatever made it partial (WITH TIMEOUT, the budget, missing members; default: exit 4)")
+	f.BoolVar(contested, "allow-contested", false, when+"go on, and exit 0, after an answer an independent sample contested (default: exit 8)")
 }
 
 // apiFlags are the flags that find the agent.

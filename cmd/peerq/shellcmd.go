@@ -18,7 +18,7 @@ func newShellCmd() *cobra.Command {
 	var (
 		opts    api.Options
 		history string
-		format  shell.Format
+		cfg     shell.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "shell [--api 127.0.0.1:7474] [--data-dir DIR]",
@@ -34,13 +34,15 @@ terminal it reads statements plainly, so it can be scripted.`,
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
-			return runShell(cmd, c, format, history)
+			cfg.HistoryFile = history
+			return runShell(cmd, c, cfg)
 		},
 	}
 	apiFlags(cmd, &opts)
 	f := cmd.Flags()
-	f.VarP(&format, "format", "F", "output format: table, csv, json or ndjson")
+	f.VarP(&cfg.Format, "format", "F", "output format: table, csv, json or ndjson")
 	f.StringVar(&history, "history", defaultHistory(), "history file")
+	allowFlags(cmd, &cfg.AllowPartial, &cfg.AllowContested, "reading a pipe: ")
 	return cmd
 }
 
@@ -52,12 +54,13 @@ func defaultHistory() string {
 }
 
 // runShell runs the REPL on the command's streams: the line editor on a
-// terminal, plain reading otherwise.
-func runShell(cmd *cobra.Command, exec api.Executor, format shell.Format, history string) error {
+// terminal, plain reading otherwise. cfg holds the flags' settings (format,
+// history file, what a piped shell accepts); the rest is filled in here.
+func runShell(cmd *cobra.Command, exec api.Executor, cfg shell.Config) error {
 	in := cmd.InOrStdin()
 	terminal := isTerminal(in)
-	cfg := shell.Config{In: in, Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr(), Terminal: terminal,
-		HistoryFile: history, Format: format, Keywords: query.Keywords(), Split: query.Split}
+	cfg.In, cfg.Out, cfg.Err, cfg.Terminal = in, cmd.OutOrStdout(), cmd.ErrOrStderr(), terminal
+	cfg.Keywords, cfg.Split = query.Keywords(), query.Split
 	if !terminal {
 		cfg.HistoryFile = ""
 	}

@@ -185,7 +185,7 @@ async function refreshSide() {
           Object.keys(tags).filter((k) => !k.startsWith("peerq") && !k.startsWith("subcloud")).sort().map((k) => `${k}=${tags[k]}`).join(" ")];
       }));
     const subs = await query("SHOW SUBCLOUDS");
-    const keep = ["subcloud", "owner", "target", "size", "earliest expiry"];
+    const keep = ["subcloud", "owner", "target", "size", "earliest_expiry"];
     const idx = keep.map((k) => (subs.columns || []).findIndex((c) => c.name === k)).filter((i) => i >= 0);
     table($("subclouds"), idx.map((i) => subs.columns[i]), (subs.text || []).map((r) => idx.map((i) => r[i])));
     // This agent's own subclouds (it knows their target) can be released here.
