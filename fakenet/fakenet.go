@@ -79,10 +79,14 @@ type Host struct {
 	handler network.Handler
 	// key and boot are the peer's identity and incarnation, as the others
 	// see them (SetIdentity).
-	key    identity.Public
-	boot   uint64
-	view   map[string]bool // the peers this host believes alive, itself included
-	list   []string        // view minus itself, sorted, for sampling
+	key  identity.Public
+	boot uint64
+	view map[string]bool // the peers this host believes alive, itself included
+	// gone are the peers this host saw fail or leave and not come back,
+	// with how they went ("failed", "left"): Departed, as Serf keeps them
+	// until it reaps them (a fake host never reaps).
+	gone   map[string]string
+	list   []string // view minus itself, sorted, for sampling
 	events chan network.Event
 }
 
@@ -90,7 +94,7 @@ type Host struct {
 func (nw *Network) Add(name string, tags map[string]string) *Host {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan network.Event, 1024)}
+	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, gone: map[string]string{}, events: make(chan network.Event, 1024)}
 	for _, o := range nw.hosts {
 		if o.alive {
 			h.view[o.name] = true
@@ -116,10 +120,22 @@ func copyTags(t map[string]string) map[string]string {
 func (h *Host) see(name string, alive bool) {
 	if alive {
 		h.view[name] = true
+		delete(h.gone, name)
 	} else {
 		delete(h.view, name)
 	}
 	h.relist()
+}
+
+// lose takes name out of this host's view, as failed or left (kind), and
+// tells its node.
+func (h *Host) lose(name string, kind network.EventKind) {
+	h.see(name, false)
+	h.gone[name] = "failed"
+	if kind == network.MemberLeft {
+		h.gone[name] = "left"
+	}
+	h.emit(kind, name)
 }
 
 func (h *Host) relist() {
@@ -204,7 +220,7 @@ func (nw *Network) Revive(name string) *Host {
 		return h
 	}
 	h.alive, h.stopped, h.handler = true, false, nil
-	h.view = map[string]bool{name: true}
+	h.view, h.gone = map[string]bool{name: true}, map[string]string{}
 	for _, o := range nw.hosts {
 		if o.alive && o != h {
 			h.view[o.name] = true
@@ -236,8 +252,7 @@ func (nw *Network) forget(name string, kind network.EventKind) {
 	}
 	for _, o := range nw.hosts {
 		if o.name != name && o.view[name] {
-			o.see(name, false)
-			o.emit(kind, name)
+			o.lose(name, kind)
 		}
 	}
 }
@@ -260,8 +275,7 @@ func (nw *Network) Partition(groups ...[]string) {
 		for _, a := range nw.hosts {
 			for _, b := range nw.hosts {
 				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
-					a.see(b.name, false)
-					a.emit(network.MemberFailed, b.name)
+					a.lose(b.name, network.MemberFailed)
 				}
 			}
 		}
@@ -327,6 +341,20 @@ func (h *Host) Member(name string) (network.Member, bool) {
 		return network.Member{}, false
 	}
 	return h.member(name), true
+}
+
+// Departed are the peers this one saw fail or leave and not come back,
+// by name, with the tags they last showed (Serf keeps such members until
+// it reaps them; a fake host keeps them).
+func (h *Host) Departed() []network.Departed {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	out := make([]network.Departed, 0, len(h.gone))
+	for n, status := range h.gone {
+		out = append(out, network.Departed{Member: h.member(n), Status: status})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // Size is the number of peers this one believes alive, itself included.

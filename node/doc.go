@@ -78,6 +78,15 @@
 // its account (SHOW SUBCLOUDS) from it; ALTER SUBCLOUD resizes and
 // extends, RELEASE waits for its members' answers.
 //
+// The operator's view (events.go, nodes.go): the node keeps a ring of
+// the last MemberEventLog membership events it saw (joins, failures,
+// leaves, identity conflicts; not tag updates), Events; the members that
+// failed or left and that its network still knows (Serf, until it reaps
+// them), with when it saw each go (the observer), Departed; and a
+// member's page for the console (NodeInfo: its tags, status, the lease it
+// holds, the subclouds it owns as their members' leases show them, its
+// events), all from local state, without gossip.
+//
 // Load: a peer asks at most MaxAsk statements at once and none while it
 // takes part in MaxQueries (every query reaches every peer: that is the
 // cloud's load); the rest are refused at once, busy with when to retry. A

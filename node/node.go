@@ -54,6 +54,8 @@ type Node struct {
 	// sc is the subclouds role: statements about subclouds, the owner's
 	// answers to its members (subclouds.go).
 	sc *subclouds
+	// events are the last membership changes this peer saw (events.go).
+	events eventLog
 
 	done    chan struct{}
 	closing sync.Once
@@ -395,6 +397,7 @@ func (n *Node) watch() {
 		case <-n.done:
 			return
 		case e := <-n.net.Events():
+			n.noteEvent(e)
 			gone := e.Kind == network.MemberFailed || e.Kind == network.MemberLeft
 			if gone {
 				// Serf's verdict confirms what the queries' peers found,

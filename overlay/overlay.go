@@ -411,14 +411,8 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 		}
 		return false
 	}
-	tags := make(map[string]string, len(m.Tags))
-	for k, v := range m.Tags {
-		if !strings.HasPrefix(k, tagPrefix) {
-			tags[k] = v
-		}
-	}
-	key, _ := identity.ParsePublic(m.Tags[TagIdentity])
-	boot, _ := strconv.ParseUint(m.Tags[TagBoot], 16, 64)
+	nm := memberOf(m)
+	key, boot := nm.Key, nm.Boot
 	if pinned, ok := o.pins[m.Name]; ok && pinned != key {
 		o.conflicts++
 		key, conflict = pinned, true
@@ -428,13 +422,28 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 	} else if !key.IsZero() {
 		o.pins[m.Name] = key
 	}
-	o.members[m.Name] = network.Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-		Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
+	nm.Key, nm.Boot = key, boot
+	o.members[m.Name] = nm
 	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
 		o.pos[m.Name] = len(o.list)
 		o.list = append(o.list, m.Name)
 	}
 	return conflict
+}
+
+// memberOf is a Serf member as peerq shows it: its user tags (the
+// overlay's own taken out), exchange address, identity and incarnation.
+func memberOf(m serf.Member) network.Member {
+	tags := make(map[string]string, len(m.Tags))
+	for k, v := range m.Tags {
+		if !strings.HasPrefix(k, tagPrefix) {
+			tags[k] = v
+		}
+	}
+	key, _ := identity.ParsePublic(m.Tags[TagIdentity])
+	boot, _ := strconv.ParseUint(m.Tags[TagBoot], 16, 64)
+	return network.Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+		Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 }
 
 // identityOf is the pinned key of a live member: whose exchanges this peer
@@ -532,6 +541,22 @@ func (o *Overlay) MemberStates() map[string]int {
 	for _, m := range o.serf.Members() {
 		out[m.Status.String()]++
 	}
+	return out
+}
+
+// Departed are the peerq peers Serf still knows that are not alive —
+// failed, left or leaving — with the tags they last showed, by name,
+// until Serf reaps them (its ReconnectTimeout and TombstoneTimeout,
+// 24 h each by default).
+func (o *Overlay) Departed() []network.Departed {
+	var out []network.Departed
+	for _, m := range o.serf.Members() {
+		if m.Status == serf.StatusAlive || m.Tags[TagProtocol] == "" {
+			continue
+		}
+		out = append(out, network.Departed{Member: memberOf(m), Status: m.Status.String()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 

@@ -9,6 +9,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,7 +28,8 @@ import (
 // request carrying the token the agent wrote to its data dir.
 //
 //	POST /v1/query       {"statement": "..."} → NDJSON: progress lines, then the result
-//	GET  /v1/members     the live peers
+//	GET  /v1/members     the members: live, failed, left (?status=alive)
+//	GET  /v1/nodes/{name} one member: tags, lease, subclouds owned, events
 //	GET  /v1/health      this peer and the membership size
 //	GET  /v1/attributes  the catalog
 //	GET  /metrics        Prometheus
@@ -60,6 +63,13 @@ type Peer interface {
 	Catalog() *query.Catalog
 	// Members are the live peers, this one included (/v1/members).
 	Members() []network.Member
+	// Departed are the members the membership still knows that failed
+	// or left, with when this peer saw each go (/v1/members).
+	Departed() []api.Member
+	// NodeInfo is what the peer knows of one member, with its last
+	// events (at most events) about it; false for a name it does not
+	// know (/v1/nodes/{name}).
+	NodeInfo(name string, events int) (api.Node, bool)
 	// MemberStates counts the members the network knows by state
 	// (alive, leaving, left, failed); nil where it keeps no states.
 	MemberStates() map[string]int
@@ -164,6 +174,7 @@ func Start(p Peer, cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/query", s.query)
 	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/nodes/{name}", s.node)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/attributes", s.attributes)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
@@ -260,13 +271,69 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
+// members serves GET /v1/members: the live members and those the
+// membership still knows that failed or left, by name; ?status=alive (or
+// failed, left, leaving) keeps those in that state.
 func (s *Server) members(w http.ResponseWriter, r *http.Request) {
-	ms := s.p.Members()
-	out := make([]api.Member, len(ms))
-	for i, m := range ms {
-		out[i] = api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: m.Tags}
+	want := r.URL.Query().Get("status")
+	switch want {
+	case "", "alive", "failed", "left", "leaving":
+	default:
+		writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest,
+			Message: fmt.Sprintf("bad status %q: want alive, failed, left or leaving", want)})
+		return
 	}
+	out := []api.Member{}
+	if want == "" || want == "alive" {
+		for _, m := range s.p.Members() {
+			out = append(out, api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: m.Tags, Status: "alive"})
+		}
+	}
+	if want != "alive" {
+		for _, m := range s.p.Departed() {
+			if want == "" || m.Status == want {
+				out = append(out, m)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, http.StatusOK, out)
+}
+
+// Node events: GET /v1/nodes/{name} shows the last DefaultNodeEvents
+// membership events about the node, or ?events=n, at most MaxNodeEvents.
+const (
+	DefaultNodeEvents = 50
+	MaxNodeEvents     = 256
+)
+
+// node serves GET /v1/nodes/{name}: one member as the peer knows it, 404
+// for a name it does not know.
+func (s *Server) node(w http.ResponseWriter, r *http.Request) {
+	events := DefaultNodeEvents
+	if v := r.URL.Query().Get("events"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > MaxNodeEvents {
+			writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest,
+				Message: fmt.Sprintf("bad events %q: want 0 to %d", v, MaxNodeEvents)})
+			return
+		}
+		events = n
+	}
+	name := r.PathValue("name")
+	info, ok := s.p.NodeInfo(name, events)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, &api.Error{Code: api.CodeNotFound,
+			Message: fmt.Sprintf("agent %s knows no member %q (never seen, or reaped by Serf)", s.p.Name(), name)})
+		return
+	}
+	if info.Owns == nil {
+		info.Owns = []api.OwnedSubcloud{}
+	}
+	if info.Events == nil {
+		info.Events = []api.MemberEvent{}
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

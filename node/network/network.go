@@ -22,6 +22,16 @@ type Member struct {
 	Boot uint64
 }
 
+// Departed is a member the membership still knows but no longer counts
+// alive: it failed, or left (or is leaving). Serf keeps such members, with
+// their last tags, until it reaps them; a network that keeps no states
+// lists none.
+type Departed struct {
+	Member
+	// Status is "failed", "left" or "leaving".
+	Status string
+}
+
 // EventKind says what happened to members.
 type EventKind int
 
