@@ -159,6 +159,13 @@ func TestAPI(t *testing.T) {
 		{"GET", "/v1/health", "", "wrong", 401, "token"},
 		{"GET", "/v1/health", "", tok, 200, `"peers":12`},
 		{"GET", "/v1/members", "", tok, 200, "peer-000011"},
+		{"GET", "/v1/members?status=alive", "", tok, 200, `"status":"alive"`},
+		{"GET", "/v1/members?status=gone", "", tok, 400, "want alive, failed, left or leaving"},
+		{"GET", "/v1/nodes/peer-000003", "", "", 401, "token"},
+		{"GET", "/v1/nodes/peer-000003", "", tok, 200, `"name":"peer-000003"`},
+		{"GET", "/v1/nodes/peer-000000?events=0", "", tok, 200, `"self":true`},
+		{"GET", "/v1/nodes/peer-000003?events=257", "", tok, 400, "want 0 to 256"},
+		{"GET", "/v1/nodes/nobody", "", tok, 404, `"code":"not_found"`},
 		{"GET", "/v1/health", "", "wrong", 401, "agent peer-000000"},
 		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"code":"statement"`},
 		{"GET", "/v1/attributes", "", tok, 200, "mem_free"},
@@ -228,6 +235,43 @@ func TestHealthMemberStates(t *testing.T) {
 	}
 	if h.Node != e.Nodes[0].Name() || h.Peers != 3 || len(h.Members) != 1 || h.Members["alive"] != 3 {
 		t.Errorf("health %s", body)
+	}
+
+	// A member that fails stays in /v1/members, failed, with when this
+	// agent saw it go; its node page says so, with the event.
+	victim := e.Nodes[2].Name()
+	if err := e.Kill(2); err != nil {
+		t.Fatal(err)
+	}
+	var members []api.Member
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, body, err := rawRequest(srv.Addr(), "GET /v1/members?status=failed HTTP/1.1\r\nHost: x\r\nX-Peerq-Token: t\r\nConnection: close\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(body, &members); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		if len(members) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed member listed 45 s after %s was killed", victim)
+		}
+	}
+	if len(members) != 1 || members[0].Name != victim || members[0].Status != "failed" || members[0].LastSeen == nil || members[0].Tags["region"] == "" {
+		t.Errorf("failed members: %+v", members)
+	}
+	_, body, err = rawRequest(srv.Addr(), "GET /v1/nodes/"+victim+" HTTP/1.1\r\nHost: x\r\nX-Peerq-Token: t\r\nConnection: close\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page api.Node
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if n := len(page.Events); page.Status != "failed" || n == 0 || page.Events[n-1].Kind != "failed" || page.Events[n-1].Addr == "" {
+		t.Errorf("the failed member's page: %s", body)
 	}
 }
 
