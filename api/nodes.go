@@ -17,7 +17,7 @@ type MemberEvent struct {
 }
 
 // Node is GET /v1/nodes/{name}: one member as the agent knows it, for the
-// console's node page. Tags are the member's own (its lease is in Lease);
+// console's node page. Tags are the member's but its lease's (in Lease);
 // everything is the agent's local knowledge, read without gossip.
 type Node struct {
 	Member
@@ -31,8 +31,8 @@ type Node struct {
 	Lease *Lease `json:"lease"`
 	// Owns are the subclouds it owns, as their members' leases show them.
 	Owns []OwnedSubcloud `json:"owns"`
-	// Events are the agent's last membership events about the node,
-	// oldest first.
+	// Events are the last membership events the agent saw, oldest first:
+	// about the node, or, on the agent's own node's page, all of them.
 	Events []MemberEvent `json:"events"`
 }
 

@@ -30,24 +30,29 @@ func (n *Node) departedMember(d network.Departed) api.Member {
 	return m
 }
 
-// apiMember is a member as the API shows it: its user tags, without the
-// tags of its lease (shown as its lease) or the storage fault's.
+// apiMember is a member as the API shows it (/v1/members).
 func apiMember(m network.Member, status string) api.Member {
-	tags := make(map[string]string, len(m.Tags))
-	for k, v := range m.Tags {
+	return api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: m.Tags, Status: status}
+}
+
+// withoutLease are a member's tags but those of its lease (a node's page
+// shows the lease apart).
+func withoutLease(tags map[string]string) map[string]string {
+	out := make(map[string]string, len(tags))
+	for k, v := range tags {
 		switch k {
 		case TagSubcloud, tagOwner, tagUntil, tagSince:
 		default:
-			tags[k] = v
+			out[k] = v
 		}
 	}
-	return api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: tags, Status: status}
+	return out
 }
 
 // NodeInfo is what this peer knows of the member name, for the console's
 // node page (GET /v1/nodes/{name}): its tags and status, the lease it
-// holds, the subclouds it owns, and the last events (at most events) about
-// it this peer saw. It reads the membership, the owner role and the event
+// holds, the subclouds it owns, and the last membership events (at most
+// events) this peer saw: about it, or, for this peer's own page, all. It reads the membership, the owner role and the event
 // log; no gossip. ok is false for a name the membership does not know (never
 // seen, or reaped).
 func (n *Node) NodeInfo(name string, events int) (info api.Node, ok bool) {
@@ -71,6 +76,7 @@ func (n *Node) NodeInfo(name string, events int) (info api.Node, ok bool) {
 		return info, false
 	}
 	info.Self = name == n.Name()
+	info.Tags = withoutLease(info.Tags)
 	if !mem.Key.IsZero() {
 		info.Identity = mem.Key.Short()
 	}
@@ -87,7 +93,11 @@ func (n *Node) NodeInfo(name string, events int) (info api.Node, ok bool) {
 		info.Lease = &api.Lease{Subcloud: l.subcloud, Owner: l.owner, Expires: timeOrNil(time.Unix(l.until, 0)), Since: timeOrNil(time.UnixMilli(l.since))}
 	}
 	info.Owns = ownedBy(name, info.Self, view)
-	info.Events = n.eventsOf(name, events)
+	if info.Self {
+		info.Events = n.Events(events)
+	} else {
+		info.Events = n.eventsOf(name, events)
+	}
 	return info, true
 }
 

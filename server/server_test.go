@@ -26,7 +26,13 @@ var _ Peer = (*node.Node)(nil)
 // node.SyntheticPeer(1, i) with 20 ms rounds, as in node's own tests.
 func startCluster(t *testing.T, n int, tune func(*node.Config)) []*node.Node {
 	t.Helper()
-	nw := fakenet.New(fakenet.DefaultConfig())
+	return startClusterOn(t, fakenet.New(fakenet.DefaultConfig()), n, tune)
+}
+
+// startClusterOn starts the cluster on nw, for a test that fails its
+// peers.
+func startClusterOn(t *testing.T, nw *fakenet.Network, n int, tune func(*node.Config)) []*node.Node {
+	t.Helper()
 	var nodes []*node.Node
 	for i := range n {
 		rec, tags := node.SyntheticPeer(1, i)
