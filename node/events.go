@@ -14,8 +14,8 @@ import (
 type MemberEvent = api.MemberEvent
 
 // MemberEventLog is how many membership events a peer keeps (Events): the
-// last ones, older ones dropped. 256 covers a 200-peer demo's formation
-// and the changes since; a few tens of kilobytes.
+// last ones, older ones dropped. 256 holds a 200-peer demo's formation (a
+// join each) and more; a few tens of kilobytes.
 const MemberEventLog = 256
 
 // The kinds of MemberEvent.
