@@ -95,7 +95,7 @@ func (nw *Network) Add(name string, tags map[string]string) *Host {
 		if o.alive {
 			h.view[o.name] = true
 			o.see(name, true)
-			o.emit(network.MemberJoined, name)
+			o.emit(network.MemberJoined, h)
 		}
 	}
 	h.relist()
@@ -132,9 +132,12 @@ func (h *Host) relist() {
 	sort.Strings(h.list)
 }
 
-func (h *Host) emit(kind network.EventKind, name string) {
+// emit tells h that m joined, failed or left, with m's address and tags
+// as the overlay tells them. Called with nw.mu held.
+func (h *Host) emit(kind network.EventKind, m *Host) {
+	info := []network.Member{{Name: m.name, Addr: m.addr, Tags: copyTags(m.tags)}}
 	select {
-	case h.events <- network.Event{Kind: kind, Members: []string{name}}:
+	case h.events <- network.Event{Kind: kind, Members: []string{m.name}, Info: info}:
 	default: // a slow reader loses events, as with the overlay
 	}
 }
@@ -210,7 +213,7 @@ func (nw *Network) Revive(name string) *Host {
 			h.view[o.name] = true
 			if !o.view[name] {
 				o.see(name, true)
-				o.emit(network.MemberJoined, name)
+				o.emit(network.MemberJoined, h)
 			}
 		}
 	}
@@ -231,13 +234,14 @@ func (nw *Network) Leave(name string) {
 func (nw *Network) forget(name string, kind network.EventKind) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	if h := nw.hosts[name]; kind == network.MemberFailed && h.alive {
+	h := nw.hosts[name]
+	if kind == network.MemberFailed && h.alive {
 		return // revived before the others noticed
 	}
 	for _, o := range nw.hosts {
 		if o.name != name && o.view[name] {
 			o.see(name, false)
-			o.emit(kind, name)
+			o.emit(kind, h)
 		}
 	}
 }
@@ -261,7 +265,7 @@ func (nw *Network) Partition(groups ...[]string) {
 			for _, b := range nw.hosts {
 				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
 					a.see(b.name, false)
-					a.emit(network.MemberFailed, b.name)
+					a.emit(network.MemberFailed, b)
 				}
 			}
 		}
@@ -277,7 +281,7 @@ func (nw *Network) Heal() {
 		for _, b := range nw.hosts {
 			if a.alive && b.alive && !a.view[b.name] {
 				a.see(b.name, true)
-				a.emit(network.MemberJoined, b.name)
+				a.emit(network.MemberJoined, b)
 			}
 		}
 	}
@@ -362,7 +366,7 @@ func (h *Host) SetTags(tags map[string]string) error {
 			}
 		}
 		for _, o := range others {
-			o.emit(network.MemberUpdated, h.name)
+			o.emit(network.MemberUpdated, h)
 		}
 		h.nw.mu.Unlock()
 	}

@@ -364,12 +364,13 @@ func (o *Overlay) drain(events chan serf.Event) {
 			default:
 				continue
 			}
-			var names []string
-			for _, m := range me.Members {
-				names = append(names, m.Name)
+			names, info := make([]string, len(me.Members)), make([]network.Member, len(me.Members))
+			for i, m := range me.Members {
+				names[i] = m.Name
+				info[i] = network.Member{Name: m.Name, Addr: gossipAddr(m), Tags: m.Tags}
 			}
 			select {
-			case o.events <- network.Event{Kind: kind, Members: names}:
+			case o.events <- network.Event{Kind: kind, Members: names, Info: info, Reap: me.Type == serf.EventMemberReap}:
 			default:
 				o.mu.Lock()
 				o.dropped++
@@ -428,7 +429,7 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 	} else if !key.IsZero() {
 		o.pins[m.Name] = key
 	}
-	o.members[m.Name] = network.Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+	o.members[m.Name] = network.Member{Name: m.Name, Addr: gossipAddr(m),
 		Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
 		o.pos[m.Name] = len(o.list)
@@ -457,6 +458,11 @@ func (o *Overlay) ownTags() map[string]string {
 	return tags
 }
 
+// gossipAddr is a member's gossip address, host:port.
+func gossipAddr(m serf.Member) string {
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+}
+
 // Events delivers membership changes.
 func (o *Overlay) Events() <-chan network.Event { return o.events }
 
@@ -466,7 +472,7 @@ func (o *Overlay) Name() string { return o.cfg.Name }
 // Addr is this peer's gossip address, for others to join.
 func (o *Overlay) Addr() string {
 	m := o.serf.LocalMember()
-	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+	return gossipAddr(m)
 }
 
 // JoinAddr is the address others pass to Join to reach this peer. Serf

@@ -3,7 +3,8 @@
 // console (package ui's pages at /ui/, and their login form). It holds no
 // engine: it is built over Peer, the few methods of the peer it serves
 // that it needs (compile, check a WATCH, admit, run a plan or a WATCH, the
-// catalog, the members, the metrics' collector), which *node.Node has.
+// catalog, the members and their last events, the metrics' collector),
+// which *node.Node has.
 //
 // Every request but the console's (its pages, its login form, and / that
 // leads to them) carries the agent's token: a header, a bearer token or

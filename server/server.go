@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 //	GET  /v1/members     the live peers
 //	GET  /v1/health      this peer and the membership size
 //	GET  /v1/attributes  the catalog
+//	GET  /v1/events      the last membership events (?limit=N, ?node=NAME)
 //	GET  /metrics        Prometheus
 //	GET  /ui/            the web console (open), POST /ui/login its login form
 
@@ -63,6 +65,9 @@ type Peer interface {
 	// MemberStates counts the members the network knows by state
 	// (alive, leaving, left, failed); nil where it keeps no states.
 	MemberStates() map[string]int
+	// Events are the newest limit membership events the peer saw, oldest
+	// first (all it keeps when limit <= 0).
+	Events(limit int) []network.MemberEvent
 	// Metrics is the peer's collector, served at /metrics beside the Go
 	// runtime's and the process's.
 	Metrics() prometheus.Collector
@@ -166,6 +171,7 @@ func Start(p Peer, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/members", s.members)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/attributes", s.attributes)
+	mux.HandleFunc("GET /v1/events", s.events)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("GET /ui/", ui.Handler())
 	mux.HandleFunc("POST /ui/login", s.login)
@@ -275,6 +281,32 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		h["members"] = states // by state: alive, leaving, left, failed
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// events lists the last membership events, oldest first: ?limit=N the
+// newest N (after ?node=NAME keeps one member's).
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("limit %q: want a number of events, 0 or more (0: all kept)", v)})
+			return
+		}
+		limit = n
+	}
+	node := r.URL.Query().Get("node")
+	all := s.p.Events(0)
+	out := make([]api.MemberEvent, 0, len(all))
+	for _, e := range all {
+		if node == "" || e.Node == node {
+			out = append(out, api.MemberEvent{At: e.At.UTC(), Node: e.Node, Event: e.Kind, Addr: e.Addr, Pool: e.Pool})
+		}
+	}
+	if limit > 0 && limit < len(out) {
+		out = out[len(out)-limit:]
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) attributes(w http.ResponseWriter, r *http.Request) {
