@@ -65,6 +65,16 @@ type Member struct {
 	LastSeen *time.Time `json:"last_seen,omitempty"`
 }
 
+// MemberEvent is one entry of GET /v1/events: a member joined, failed,
+// left or was reaped, as this agent saw it.
+type MemberEvent struct {
+	At    time.Time `json:"at"`    // RFC 3339, as this agent's clock read it
+	Node  string    `json:"node"`  // the member
+	Event string    `json:"event"` // member-join, member-failed, member-leave or member-reap (Serf's names)
+	Addr  string    `json:"addr,omitempty"`
+	Pool  string    `json:"pool,omitempty"` // in a cloud of pools
+}
+
 // LoadOrCreateToken returns the API token in dataDir, creating a random
 // one (32 hex digits, mode 0600) the first time.
 func LoadOrCreateToken(dataDir string) (string, error) {

@@ -2,20 +2,6 @@ package api
 
 import "time"
 
-// MemberEvent is a change in the membership an agent saw: a member joined,
-// failed or left, or showed another identity while alive (GET
-// /v1/nodes/{name}: the node page's events).
-type MemberEvent struct {
-	At   time.Time `json:"at"`
-	Node string    `json:"node"`
-	// Kind is "joined", "failed", "left" or "conflict".
-	Kind string `json:"kind"`
-	// Pool is the pool whose membership changed ("" in a cloud of one
-	// pool); Addr the member's gossip address, where the agent knew it.
-	Pool string `json:"pool,omitempty"`
-	Addr string `json:"addr,omitempty"`
-}
-
 // Node is GET /v1/nodes/{name}: one member as the agent knows it, for the
 // console's node page. Tags are the member's but its lease's (in Lease);
 // everything is the agent's local knowledge, read without gossip.
@@ -31,8 +17,9 @@ type Node struct {
 	Lease *Lease `json:"lease"`
 	// Owns are the subclouds it owns, as their members' leases show them.
 	Owns []OwnedSubcloud `json:"owns"`
-	// Events are the last membership events the agent saw, oldest first:
-	// about the node, or, on the agent's own node's page, all of them.
+	// Events are the last membership events the agent saw (as GET
+	// /v1/events lists them), oldest first: about the node, or, on the
+	// agent's own node's page, all of them. The server fills them in.
 	Events []MemberEvent `json:"events"`
 }
 

@@ -99,7 +99,7 @@ func (nw *Network) Add(name string, tags map[string]string) *Host {
 		if o.alive {
 			h.view[o.name] = true
 			o.see(name, true)
-			o.emit(network.MemberJoined, name)
+			o.emit(network.MemberJoined, h)
 		}
 	}
 	h.relist()
@@ -127,15 +127,15 @@ func (h *Host) see(name string, alive bool) {
 	h.relist()
 }
 
-// lose takes name out of this host's view, as failed or left (kind), and
+// lose takes m out of this host's view, as failed or left (kind), and
 // tells its node.
-func (h *Host) lose(name string, kind network.EventKind) {
-	h.see(name, false)
-	h.gone[name] = "failed"
+func (h *Host) lose(m *Host, kind network.EventKind) {
+	h.see(m.name, false)
+	h.gone[m.name] = "failed"
 	if kind == network.MemberLeft {
-		h.gone[name] = "left"
+		h.gone[m.name] = "left"
 	}
-	h.emit(kind, name)
+	h.emit(kind, m)
 }
 
 func (h *Host) relist() {
@@ -148,9 +148,12 @@ func (h *Host) relist() {
 	sort.Strings(h.list)
 }
 
-func (h *Host) emit(kind network.EventKind, name string) {
+// emit tells h that m joined, failed or left, with m's address and tags
+// as the overlay tells them. Called with nw.mu held.
+func (h *Host) emit(kind network.EventKind, m *Host) {
+	info := []network.Member{{Name: m.name, Addr: m.addr, Tags: copyTags(m.tags)}}
 	select {
-	case h.events <- network.Event{Kind: kind, Members: []string{name}}:
+	case h.events <- network.Event{Kind: kind, Members: []string{m.name}, Info: info}:
 	default: // a slow reader loses events, as with the overlay
 	}
 }
@@ -226,7 +229,7 @@ func (nw *Network) Revive(name string) *Host {
 			h.view[o.name] = true
 			if !o.view[name] {
 				o.see(name, true)
-				o.emit(network.MemberJoined, name)
+				o.emit(network.MemberJoined, h)
 			}
 		}
 	}
@@ -247,12 +250,13 @@ func (nw *Network) Leave(name string) {
 func (nw *Network) forget(name string, kind network.EventKind) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	if h := nw.hosts[name]; kind == network.MemberFailed && h.alive {
+	h := nw.hosts[name]
+	if kind == network.MemberFailed && h.alive {
 		return // revived before the others noticed
 	}
 	for _, o := range nw.hosts {
 		if o.name != name && o.view[name] {
-			o.lose(name, kind)
+			o.lose(h, kind)
 		}
 	}
 }
@@ -275,7 +279,7 @@ func (nw *Network) Partition(groups ...[]string) {
 		for _, a := range nw.hosts {
 			for _, b := range nw.hosts {
 				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
-					a.lose(b.name, network.MemberFailed)
+					a.lose(b, network.MemberFailed)
 				}
 			}
 		}
@@ -291,7 +295,7 @@ func (nw *Network) Heal() {
 		for _, b := range nw.hosts {
 			if a.alive && b.alive && !a.view[b.name] {
 				a.see(b.name, true)
-				a.emit(network.MemberJoined, b.name)
+				a.emit(network.MemberJoined, b)
 			}
 		}
 	}
@@ -390,7 +394,7 @@ func (h *Host) SetTags(tags map[string]string) error {
 			}
 		}
 		for _, o := range others {
-			o.emit(network.MemberUpdated, h.name)
+			o.emit(network.MemberUpdated, h)
 		}
 		h.nw.mu.Unlock()
 	}

@@ -2,130 +2,112 @@ package node
 
 import (
 	"sync"
+	"time"
 
-	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/node/network"
 )
 
-// MemberEvent is a change in the membership this peer saw: when, which
-// member, what (Kind: "joined", "failed", "left", "conflict"), in
-// which pool, at which address. It is the API's value (api.MemberEvent),
-// so that the server can serve it without importing node.
-type MemberEvent = api.MemberEvent
-
-// MemberEventLog is how many membership events a peer keeps (Events): the
-// last ones, older ones dropped. 256 holds a 200-peer demo's formation (a
-// join each) and more; a few tens of kilobytes.
-const MemberEventLog = 256
-
-// The kinds of MemberEvent.
+// The kinds of MemberEvent: Serf's own event names (what `serf monitor`
+// and a Serf event handler's SERF_EVENT say), so that an operator who knows
+// Serf reads them as such.
 const (
-	EventJoined   = "joined"
-	EventFailed   = "failed"
-	EventLeft     = "left"
-	EventConflict = "conflict"
+	EventJoin   = "member-join"
+	EventFailed = "member-failed"
+	EventLeave  = "member-leave"
+	EventReap   = "member-reap"
 )
 
-// eventKind is a network event's kind as a MemberEvent's, or "" for
-// changes the log leaves out: tag updates, which every lease change and
-// resize makes and which would push the joins and failures out of it.
-func eventKind(k network.EventKind) string {
-	switch k {
-	case network.MemberJoined:
-		return EventJoined
-	case network.MemberFailed:
-		return EventFailed
-	case network.MemberLeft:
-		return EventLeft
-	case network.MemberConflict:
-		return EventConflict
-	}
-	return ""
-}
+// DefaultEventLog is how many membership events a peer keeps when
+// Config.EventLog is 0: as many as a cluster of that size makes when every
+// member restarts once, and ~30 KB.
+const DefaultEventLog = 256
 
-// eventLog is a ring of the last MemberEventLog events. It is safe for
-// concurrent use.
+// MemberEvent is a change in the membership as this peer saw it: a member
+// joined, failed, left or was reaped. Tag updates are not kept: a lease
+// changes its members' tags, and they would push out the events an
+// operator looks for. It is network's, so that the API's server can name
+// it without importing node.
+type MemberEvent = network.MemberEvent
+
+// eventLog keeps the last membership events in a ring, and tells each to
+// the operator's log as it comes. It is safe for concurrent use.
 type eventLog struct {
+	infof func(format string, args ...any) // nil: nothing is logged
+
 	mu   sync.Mutex
-	buf  []MemberEvent // at most MemberEventLog; next is the oldest once full
-	next int
+	ring []MemberEvent // capacity fixed at creation
+	next int           // where the next event goes once the ring is full
 }
 
-func (l *eventLog) add(e MemberEvent) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.buf) < MemberEventLog {
-		l.buf = append(l.buf, e)
+func newEventLog(size int, infof func(string, ...any)) *eventLog {
+	if size <= 0 {
+		size = DefaultEventLog
+	}
+	return &eventLog{infof: infof, ring: make([]MemberEvent, 0, size)}
+}
+
+// record keeps the events one membership change makes (one per member)
+// and logs them; updates and conflicts are neither kept nor logged here
+// (the overlay logs a conflict).
+func (l *eventLog) record(e network.Event, at time.Time) {
+	var kind, verb string
+	switch {
+	case e.Kind == network.MemberJoined:
+		kind, verb = EventJoin, "joined"
+	case e.Kind == network.MemberFailed:
+		kind, verb = EventFailed, "failed"
+	case e.Kind == network.MemberLeft && e.Reap:
+		kind, verb = EventReap, "reaped"
+	case e.Kind == network.MemberLeft:
+		kind, verb = EventLeave, "left"
+	default:
 		return
 	}
-	l.buf[l.next] = e
-	l.next = (l.next + 1) % MemberEventLog
-}
-
-// last is the last n events that match (all if match is nil), oldest
-// first.
-func (l *eventLog) last(n int, match func(MemberEvent) bool) []MemberEvent {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []MemberEvent
-	for i := len(l.buf) - 1; i >= 0 && len(out) < n; i-- {
-		e := l.buf[(l.next+i)%len(l.buf)]
-		if match == nil || match(e) {
-			out = append(out, e)
+	for i, name := range e.Members {
+		me := MemberEvent{At: at, Node: name, Kind: kind}
+		if i < len(e.Info) {
+			me.Addr, me.Pool = e.Info[i].Addr, e.Info[i].Tags[TagPool]
 		}
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out
-}
-
-// noteEvent enters a membership change in the log, with each member's
-// address where the membership still knows it.
-func (n *Node) noteEvent(e network.Event) {
-	kind := eventKind(e.Kind)
-	if kind == "" {
-		return
-	}
-	var departed map[string]string
-	for _, name := range e.Members {
-		addr := ""
-		if m, ok := n.net.Member(name); ok {
-			addr = m.Addr
+		l.mu.Lock()
+		if len(l.ring) < cap(l.ring) {
+			l.ring = append(l.ring, me)
 		} else {
-			if departed == nil {
-				departed = map[string]string{}
-				for _, d := range n.departed() {
-					departed[d.Name] = d.Addr
-				}
-			}
-			addr = departed[name]
+			l.ring[l.next] = me
+			l.next = (l.next + 1) % len(l.ring)
 		}
-		n.events.add(MemberEvent{At: n.now(), Node: name, Kind: kind, Pool: n.cfg.Pool, Addr: addr})
+		l.mu.Unlock()
+		if l.infof != nil {
+			// As Serf's agent logs its members: name, address; then
+			// what peerq adds.
+			line := "member " + verb + ": " + me.Node
+			if me.Addr != "" {
+				line += " " + me.Addr
+			}
+			if me.Pool != "" {
+				line += " pool=" + me.Pool
+			}
+			l.infof("%s", line)
+		}
 	}
 }
 
-// Events are the last n membership events this peer saw (at most
-// MemberEventLog), oldest first.
-func (n *Node) Events(limit int) []MemberEvent { return n.events.last(limit, nil) }
-
-// eventsOf are the last n membership events about the member name, oldest
-// first.
-func (n *Node) eventsOf(name string, limit int) []MemberEvent {
-	return n.events.last(limit, func(e MemberEvent) bool { return e.Node == name })
-}
-
-// departedLister is a network that keeps the members that failed or left
-// (overlay.Overlay, until Serf reaps them; fakenet.Host).
-type departedLister interface {
-	Departed() []network.Departed
-}
-
-// departed are the members the network knows that failed or left, or
-// none where it keeps no states.
-func (n *Node) departed() []network.Departed {
-	if d, ok := n.net.(departedLister); ok {
-		return d.Departed()
+// last returns the newest n events (all kept when n <= 0), oldest first.
+func (l *eventLog) last(n int) []MemberEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	all := make([]MemberEvent, 0, len(l.ring))
+	all = append(all, l.ring[l.next:]...)
+	all = append(all, l.ring[:l.next]...)
+	if n > 0 && n < len(all) {
+		all = all[len(all)-n:]
 	}
-	return nil
+	return all
 }
+
+// size is how many events the log keeps at most.
+func (l *eventLog) size() int { return cap(l.ring) }
+
+// Events returns the newest n membership events this peer saw (all it
+// keeps, Config.EventLog, when n <= 0), oldest first: joins, failures,
+// leaves and reaps, since it started.
+func (n *Node) Events(limit int) []MemberEvent { return n.events.last(limit) }

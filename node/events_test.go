@@ -1,101 +1,131 @@
 package node
 
 import (
+	"context"
 	"fmt"
-	"slices"
+	"reflect"
+	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/peerq/peerq/fakenet"
+	"github.com/peerq/peerq/node/network"
 )
 
-// The event log keeps the last MemberEventLog events, oldest first, and
-// filters them.
-func TestEventLogRing(t *testing.T) {
+// The ring keeps the newest events, oldest first, and logs each one as
+// Serf's agent logs its members.
+func TestEventLog(t *testing.T) {
 	t.Parallel()
-	var l eventLog
-	at := time.Unix(1_700_000_000, 0)
-	for i := range MemberEventLog + 10 {
-		l.add(MemberEvent{At: at.Add(time.Duration(i) * time.Second), Node: fmt.Sprintf("p%d", i%3), Kind: EventJoined})
-	}
-	all := l.last(1000, nil)
-	if len(all) != MemberEventLog {
-		t.Fatalf("%d events kept, want %d", len(all), MemberEventLog)
-	}
-	if !all[0].At.Equal(at.Add(10*time.Second)) || !all[len(all)-1].At.Equal(at.Add(time.Duration(MemberEventLog+9)*time.Second)) {
-		t.Errorf("kept %v … %v: want the last ones, oldest first", all[0].At, all[len(all)-1].At)
-	}
-	p1 := l.last(3, func(e MemberEvent) bool { return e.Node == "p1" })
-	if len(p1) != 3 || !slices.IsSortedFunc(p1, func(a, b MemberEvent) int { return a.At.Compare(b.At) }) {
-		t.Fatalf("p1's last 3: %v", p1)
-	}
-	for _, e := range p1 {
-		if e.Node != "p1" {
-			t.Errorf("filtered for p1: %v", e)
+	var lines []string
+	l := newEventLog(3, func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) })
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	info := func(name string, pool string) []network.Member {
+		tags := map[string]string{"region": "eu"}
+		if pool != "" {
+			tags[TagPool] = pool
 		}
+		return []network.Member{{Name: name, Addr: "10.0.0.5:7946", Tags: tags}}
 	}
-	if want := all[len(all)-1]; want.Node == "p1" && p1[2] != want {
-		t.Errorf("p1's last event %v, want %v", p1[2], want)
+	l.record(network.Event{Kind: network.MemberJoined, Members: []string{"a"}, Info: info("a", "")}, at)
+	l.record(network.Event{Kind: network.MemberUpdated, Members: []string{"a"}, Info: info("a", "")}, at) // not kept
+	l.record(network.Event{Kind: network.MemberFailed, Members: []string{"b"}, Info: info("b", "west")}, at.Add(time.Second))
+	l.record(network.Event{Kind: network.MemberLeft, Members: []string{"c"}}, at.Add(2*time.Second)) // no Info: no address
+	l.record(network.Event{Kind: network.MemberLeft, Reap: true, Members: []string{"b"}, Info: info("b", "west")}, at.Add(3*time.Second))
+	want := []MemberEvent{
+		{At: at.Add(time.Second), Node: "b", Kind: EventFailed, Pool: "west", Addr: "10.0.0.5:7946"},
+		{At: at.Add(2 * time.Second), Node: "c", Kind: EventLeave},
+		{At: at.Add(3 * time.Second), Node: "b", Kind: EventReap, Pool: "west", Addr: "10.0.0.5:7946"},
+	}
+	if got := l.last(0); !reflect.DeepEqual(got, want) {
+		t.Errorf("last(0) = %+v\nwant %+v", got, want)
+	}
+	if got := l.last(2); !reflect.DeepEqual(got, want[1:]) {
+		t.Errorf("last(2) = %+v\nwant %+v", got, want[1:])
+	}
+	if got := l.last(10); len(got) != 3 {
+		t.Errorf("last(10): %d events, want the 3 kept", len(got))
+	}
+	wantLines := []string{
+		"member joined: a 10.0.0.5:7946",
+		"member failed: b 10.0.0.5:7946 pool=west",
+		"member left: c",
+		"member reaped: b 10.0.0.5:7946 pool=west",
+	}
+	if !reflect.DeepEqual(lines, wantLines) {
+		t.Errorf("logged %q\nwant %q", lines, wantLines)
 	}
 }
 
-// A member that fails is listed as departed, with when this peer saw it
-// go, and its node page says so with its events; a reserved member's
-// page shows its lease, its owner's the subcloud it owns.
-func TestNodeInfo(t *testing.T) {
+// A peer keeps what its network told it of its members — joins, a crash,
+// a graceful leave — logs each, and answers SHOW EVENTS with them.
+func TestShowEvents(t *testing.T) {
 	t.Parallel()
-	fake(t, 6, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
-		elapse(time.Second)
-		asker := c.nodes[0]
-		ask(t, asker, compile(t, asker, "RESERVE 2 AS pair FOR 10m"))
-		elapse(time.Second) // the members' tags spread
-		owner, ok := asker.NodeInfo(asker.Name(), 10)
-		if !ok || !owner.Self || owner.Status != "alive" || len(owner.Owns) != 1 {
-			t.Fatalf("the owner's page: %+v (%v)", owner, ok)
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var logged []string // every peer's lines
+		c := startFake(t, 4, fakenet.DefaultConfig(), 1, func(cfg *Config) {
+			cfg.Infof = func(format string, args ...any) {
+				mu.Lock()
+				defer mu.Unlock()
+				logged = append(logged, fmt.Sprintf(format, args...))
+			}
+		})
+		c.kill(3)
+		c.nodes[2].Close()
+		c.net.Leave(c.nodes[2].Name())
+		elapse(2 * fakenet.DefaultConfig().Detect)
+
+		ev := c.nodes[0].Events(0)
+		var got []string
+		for _, e := range ev {
+			got = append(got, e.Kind+" "+e.Node)
+			if e.Addr == "" || e.At.IsZero() {
+				t.Errorf("event %+v: no address or time", e)
+			}
 		}
-		owns := owner.Owns[0]
-		if owns.Subcloud != "pair" || len(owns.Members) != 2 || owns.EarliestExpiry == nil || owns.Source != "its owner's table" {
-			t.Errorf("owned: %+v", owns)
+		n := func(i int) string { return c.nodes[i].Name() }
+		want := []string{EventJoin + " " + n(1), EventJoin + " " + n(2), EventJoin + " " + n(3), EventLeave + " " + n(2), EventFailed + " " + n(3)}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("peer 0's events %q, want %q", got, want)
 		}
-		member, ok := asker.NodeInfo(owns.Members[0], 10)
-		if !ok || member.Self || member.Lease == nil || member.Lease.Subcloud != "pair" || member.Lease.Owner != asker.Name() || member.Lease.Expires == nil {
-			t.Errorf("a member's page: %+v (%v)", member, ok)
-		}
-		if _, ok := member.Tags[TagSubcloud]; ok {
-			t.Errorf("a member's tags show its lease: %v", member.Tags)
-		}
-		if from, ok := c.nodes[1].NodeInfo(owns.Members[0], 10); !ok || from.Lease == nil || from.Lease.Owner != asker.Name() {
-			t.Errorf("the member's page at another agent: %+v", from)
-		}
-		if o, _ := c.nodes[1].NodeInfo(asker.Name(), 10); len(o.Owns) != 1 || o.Owns[0].Source != "members' tags" {
-			t.Errorf("the owner's page at another agent: %+v", o.Owns)
+		if last := c.nodes[0].Events(1); len(last) != 1 || last[0].Node != n(3) {
+			t.Errorf("Events(1) = %+v, want the failure of %s", last, n(3))
 		}
 
-		victim := c.nodes[5].Name()
-		before := time.Now()
-		c.kill(5)
-		elapse(fakenet.DefaultConfig().Detect + time.Second)
-		dep := asker.Departed()
-		if len(dep) != 1 || dep[0].Name != victim || dep[0].Status != "failed" || dep[0].LastSeen == nil || dep[0].LastSeen.Before(before) {
-			t.Fatalf("departed: %+v", dep)
+		a, err := c.nodes[0].Execute(context.Background(), "SHOW EVENTS", nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		page, ok := asker.NodeInfo(victim, 10)
-		if !ok || page.Status != "failed" || page.LastSeen == nil || page.Tags["region"] == "" {
-			t.Errorf("the failed member's page: %+v (%v)", page, ok)
+		var cols []string
+		for _, col := range a.Columns {
+			cols = append(cols, col.Name)
 		}
-		if n := len(page.Events); n == 0 || page.Events[n-1].Kind != EventFailed || page.Events[n-1].Node != victim {
-			t.Errorf("the failed member's events: %+v", page.Events)
+		if strings.Join(cols, ",") != "at,node,event,addr,pool" || len(a.Rows) != len(want) {
+			t.Fatalf("SHOW EVENTS: columns %v, %d rows; want at,node,event,addr,pool and %d rows", cols, len(a.Rows), len(want))
 		}
-		if _, ok := asker.NodeInfo("no-such-peer", 10); ok {
-			t.Error("a page for a name never seen")
+		for i, r := range a.Rows {
+			if r[2].Str+" "+r[1].Str != want[i] {
+				t.Errorf("SHOW EVENTS row %d: %v, want %s", i, r, want[i])
+			}
+			if _, err := time.Parse(time.RFC3339, r[0].Str); err != nil {
+				t.Errorf("SHOW EVENTS row %d: at %q is not RFC 3339: %v", i, r[0].Str, err)
+			}
 		}
-		c.restart(t, 5)
-		elapse(time.Second)
-		if dep := asker.Departed(); len(dep) != 0 {
-			t.Errorf("departed after it came back: %+v", dep)
-		}
-		if ev := asker.Events(MemberEventLog); len(ev) < 2 || ev[len(ev)-1].Kind != EventJoined || ev[len(ev)-2].Kind != EventFailed {
-			t.Errorf("the last events: %+v", ev)
+
+		mu.Lock()
+		defer mu.Unlock()
+		for _, line := range []string{"member failed: " + n(3) + " fake:" + n(3), "member left: " + n(2) + " fake:" + n(2)} {
+			found := 0
+			for _, l := range logged {
+				if l == line {
+					found++
+				}
+			}
+			if found != 2 { // peers 0 and 1 saw it
+				t.Errorf("%q logged %d times, want 2 (by peers 0 and 1); logged %q", line, found, logged)
+			}
 		}
 	})
 }

@@ -9,6 +9,21 @@ import (
 	"github.com/peerq/peerq/node/network"
 )
 
+// departedLister is a network that keeps the members that failed or left
+// (overlay.Overlay, until Serf reaps them; fakenet.Host).
+type departedLister interface {
+	Departed() []network.Departed
+}
+
+// departed are the members the network knows that failed or left, or
+// none where it keeps no states.
+func (n *Node) departed() []network.Departed {
+	if d, ok := n.net.(departedLister); ok {
+		return d.Departed()
+	}
+	return nil
+}
+
 // Departed are the members the network still knows that failed or left
 // (Serf keeps them until it reaps them), with when this peer saw each go;
 // none where the network keeps no states.
@@ -50,12 +65,11 @@ func withoutLease(tags map[string]string) map[string]string {
 }
 
 // NodeInfo is what this peer knows of the member name, for the console's
-// node page (GET /v1/nodes/{name}): its tags and status, the lease it
-// holds, the subclouds it owns, and the last membership events (at most
-// events) this peer saw: about it, or, for this peer's own page, all. It reads the membership, the owner role and the event
-// log; no gossip. ok is false for a name the membership does not know (never
-// seen, or reaped).
-func (n *Node) NodeInfo(name string, events int) (info api.Node, ok bool) {
+// node page (GET /v1/nodes/{name}, whose server adds the member's events,
+// Events): its tags and status, the lease it holds, the subclouds it
+// owns. It reads the membership and the owner role; no gossip. ok is
+// false for a name the membership does not know (never seen, or reaped).
+func (n *Node) NodeInfo(name string) (info api.Node, ok bool) {
 	members := n.net.Members()
 	var mem network.Member // the member as the membership shows it
 	for _, m := range members {
@@ -93,11 +107,6 @@ func (n *Node) NodeInfo(name string, events int) (info api.Node, ok bool) {
 		info.Lease = &api.Lease{Subcloud: l.subcloud, Owner: l.owner, Expires: timeOrNil(time.Unix(l.until, 0)), Since: timeOrNil(time.UnixMilli(l.since))}
 	}
 	info.Owns = ownedBy(name, info.Self, view)
-	if info.Self {
-		info.Events = n.Events(events)
-	} else {
-		info.Events = n.eventsOf(name, events)
-	}
 	return info, true
 }
 

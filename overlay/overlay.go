@@ -364,12 +364,13 @@ func (o *Overlay) drain(events chan serf.Event) {
 			default:
 				continue
 			}
-			var names []string
-			for _, m := range me.Members {
-				names = append(names, m.Name)
+			names, info := make([]string, len(me.Members)), make([]network.Member, len(me.Members))
+			for i, m := range me.Members {
+				names[i] = m.Name
+				info[i] = network.Member{Name: m.Name, Addr: gossipAddr(m), Tags: m.Tags}
 			}
 			select {
-			case o.events <- network.Event{Kind: kind, Members: names}:
+			case o.events <- network.Event{Kind: kind, Members: names, Info: info, Reap: me.Type == serf.EventMemberReap}:
 			default:
 				o.mu.Lock()
 				o.dropped++
@@ -442,8 +443,7 @@ func memberOf(m serf.Member) network.Member {
 	}
 	key, _ := identity.ParsePublic(m.Tags[TagIdentity])
 	boot, _ := strconv.ParseUint(m.Tags[TagBoot], 16, 64)
-	return network.Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-		Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
+	return network.Member{Name: m.Name, Addr: gossipAddr(m), Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 }
 
 // identityOf is the pinned key of a live member: whose exchanges this peer
@@ -466,6 +466,11 @@ func (o *Overlay) ownTags() map[string]string {
 	return tags
 }
 
+// gossipAddr is a member's gossip address, host:port.
+func gossipAddr(m serf.Member) string {
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+}
+
 // Events delivers membership changes.
 func (o *Overlay) Events() <-chan network.Event { return o.events }
 
@@ -475,7 +480,7 @@ func (o *Overlay) Name() string { return o.cfg.Name }
 // Addr is this peer's gossip address, for others to join.
 func (o *Overlay) Addr() string {
 	m := o.serf.LocalMember()
-	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+	return gossipAddr(m)
 }
 
 // JoinAddr is the address others pass to Join to reach this peer. Serf

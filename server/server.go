@@ -32,6 +32,7 @@ import (
 //	GET  /v1/nodes/{name} one member: tags, lease, subclouds owned, events
 //	GET  /v1/health      this peer and the membership size
 //	GET  /v1/attributes  the catalog
+//	GET  /v1/events      the last membership events (?limit=N, ?node=NAME)
 //	GET  /metrics        Prometheus
 //	GET  /ui/            the web console (open), POST /ui/login its login form
 
@@ -66,13 +67,16 @@ type Peer interface {
 	// Departed are the members the membership still knows that failed
 	// or left, with when this peer saw each go (/v1/members).
 	Departed() []api.Member
-	// NodeInfo is what the peer knows of one member, with its last
-	// events (at most events) about it; false for a name it does not
+	// NodeInfo is what the peer knows of one member, but its events
+	// (the server adds them from Events); false for a name it does not
 	// know (/v1/nodes/{name}).
-	NodeInfo(name string, events int) (api.Node, bool)
+	NodeInfo(name string) (api.Node, bool)
 	// MemberStates counts the members the network knows by state
 	// (alive, leaving, left, failed); nil where it keeps no states.
 	MemberStates() map[string]int
+	// Events are the newest limit membership events the peer saw, oldest
+	// first (all it keeps when limit <= 0).
+	Events(limit int) []network.MemberEvent
 	// Metrics is the peer's collector, served at /metrics beside the Go
 	// runtime's and the process's.
 	Metrics() prometheus.Collector
@@ -177,6 +181,7 @@ func Start(p Peer, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/nodes/{name}", s.node)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/attributes", s.attributes)
+	mux.HandleFunc("GET /v1/events", s.events)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("GET /ui/", ui.Handler())
 	mux.HandleFunc("POST /ui/login", s.login)
@@ -321,7 +326,7 @@ func (s *Server) node(w http.ResponseWriter, r *http.Request) {
 		events = n
 	}
 	name := r.PathValue("name")
-	info, ok := s.p.NodeInfo(name, events)
+	info, ok := s.p.NodeInfo(name)
 	if !ok {
 		writeJSON(w, http.StatusNotFound, &api.Error{Code: api.CodeNotFound,
 			Message: fmt.Sprintf("agent %s knows no member %q (never seen, or reaped by Serf)", s.p.Name(), name)})
@@ -330,8 +335,14 @@ func (s *Server) node(w http.ResponseWriter, r *http.Request) {
 	if info.Owns == nil {
 		info.Owns = []api.OwnedSubcloud{}
 	}
-	if info.Events == nil {
-		info.Events = []api.MemberEvent{}
+	info.Events = []api.MemberEvent{}
+	if events > 0 {
+		// The agent's own page shows every event it saw.
+		about := name
+		if info.Self {
+			about = ""
+		}
+		info.Events = s.lastEvents(about, events)
 	}
 	writeJSON(w, http.StatusOK, info)
 }
@@ -342,6 +353,38 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		h["members"] = states // by state: alive, leaving, left, failed
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// events lists the last membership events, oldest first: ?limit=N the
+// newest N (after ?node=NAME keeps one member's).
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("limit %q: want a number of events, 0 or more (0: all kept)", v)})
+			return
+		}
+		limit = n
+	}
+	writeJSON(w, http.StatusOK, s.lastEvents(r.URL.Query().Get("node"), limit))
+}
+
+// lastEvents are the newest limit membership events the peer keeps (all
+// when limit is 0) about the member node (every member's when ""),
+// oldest first.
+func (s *Server) lastEvents(node string, limit int) []api.MemberEvent {
+	all := s.p.Events(0)
+	out := make([]api.MemberEvent, 0, len(all))
+	for _, e := range all {
+		if node == "" || e.Node == node {
+			out = append(out, api.MemberEvent{At: e.At.UTC(), Node: e.Node, Event: e.Kind, Addr: e.Addr, Pool: e.Pool})
+		}
+	}
+	if limit > 0 && limit < len(out) {
+		out = out[len(out)-limit:]
+	}
+	return out
 }
 
 func (s *Server) attributes(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +178,10 @@ func TestAPI(t *testing.T) {
 		{"GET", "/v1/health", "", "wrong", 401, "agent peer-000000"},
 		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"code":"statement"`},
 		{"GET", "/v1/attributes", "", tok, 200, "mem_free"},
+		{"GET", "/v1/events", "", "", 401, "token"},
+		{"GET", "/v1/events", "", tok, 200, `"node":"peer-000011","event":"member-join","addr":"fake:peer-000011"}]`},
+		{"GET", "/v1/events?node=peer-000003", "", tok, 200, `"node":"peer-000003","event":"member-join"`},
+		{"GET", "/v1/events?limit=x", "", tok, 400, `"code":"bad_request"`},
 		{"POST", "/v1/query", "{bad json", tok, 400, "bad JSON"},
 		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"column":13`},
 		{"POST", "/v1/query", `{"statement": "SELECT mem_fre FROM peers"}`, tok, 400, "did you mean mem_free?"},
@@ -190,6 +195,33 @@ func TestAPI(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != c.status || !strings.Contains(b.String(), c.contains) {
 			t.Errorf("%s %s %s: %d %s; want %d and %q", c.method, c.path, c.body, resp.StatusCode, b.String(), c.status, c.contains)
+		}
+	}
+
+	// The events: peer 0 saw the 11 others join, in order; limit keeps
+	// the newest.
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"peer-000001", "peer-000002", "peer-000003", "peer-000004", "peer-000005", "peer-000006", "peer-000007", "peer-000008", "peer-000009", "peer-000010", "peer-000011"}},
+		{"?limit=2", []string{"peer-000010", "peer-000011"}},
+		{"?node=peer-000004&limit=5", []string{"peer-000004"}},
+		{"?node=nobody", []string{}},
+	} {
+		resp := do("GET", "/v1/events"+c.query, "", tok)
+		var evs []api.MemberEvent
+		err := json.NewDecoder(resp.Body).Decode(&evs)
+		resp.Body.Close()
+		got := []string{}
+		for _, e := range evs {
+			got = append(got, e.Node)
+			if e.Event != "member-join" || e.At.IsZero() {
+				t.Errorf("/v1/events%s: %+v", c.query, e)
+			}
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("/v1/events%s: %v %v, want %v", c.query, got, err, c.want)
 		}
 	}
 
@@ -278,7 +310,7 @@ func TestHealthMemberStates(t *testing.T) {
 	if err := json.Unmarshal(body, &page); err != nil {
 		t.Fatalf("%v: %s", err, body)
 	}
-	if n := len(page.Events); page.Status != "failed" || n == 0 || page.Events[n-1].Kind != "failed" || page.Events[n-1].Addr == "" {
+	if n := len(page.Events); page.Status != "failed" || n == 0 || page.Events[n-1].Event != "member-failed" || page.Events[n-1].Addr == "" {
 		t.Errorf("the failed member's page: %s", body)
 	}
 }

@@ -372,9 +372,9 @@ async function showNode(name) {
     : `the last membership events about ${n.name} this agent saw, newest first`;
   table($("node-events"), [{ name: "at", kind: "string" }, { name: "node", kind: "string" }, { name: "event", kind: "string" },
     { name: "address", kind: "string" }, { name: "pool", kind: "string" }],
-  n.events.slice().reverse().map((e) => [when(e.at), e.node, e.kind, e.addr || "", e.pool || ""]));
+  n.events.slice().reverse().map((e) => [when(e.at), e.node, e.event, e.addr || "", e.pool || ""]));
   $("node-events").querySelectorAll("tr").forEach((tr, k) => {
-    if (k > 0 && tr.cells[2].textContent === "failed") tr.className = "failed";
+    if (k > 0 && tr.cells[2].textContent === "member-failed") tr.className = "failed";
   });
   $("node-view").dataset.loaded = name; // for tests: this node's page is drawn
 }
