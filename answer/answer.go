@@ -9,20 +9,27 @@ import (
 )
 
 // Column is an answer's column: its name and the kind of its values.
+// Key says the column identifies its row: a GROUP BY key of a grouped
+// aggregate's, a top-k's node; the row of the same keys in the next
+// epoch of a WATCH is the same group or peer (the console charts each
+// as one series).
 type Column struct {
 	Name string
 	Kind Kind
+	Key  bool
 }
 
 // columnJSON is a Column on the wire: the kind by name (docs/API.md).
 type columnJSON struct {
 	Name string `json:"name"`
 	Kind string `json:"kind"`
+	Key  bool   `json:"key,omitempty"`
 }
 
-// MarshalJSON writes {"name": ..., "kind": "bytes"}.
+// MarshalJSON writes {"name": ..., "kind": "bytes"}, and "key": true on a
+// key column.
 func (c Column) MarshalJSON() ([]byte, error) {
-	return Marshal(columnJSON{Name: c.Name, Kind: c.Kind.String()})
+	return Marshal(columnJSON{Name: c.Name, Kind: c.Kind.String(), Key: c.Key})
 }
 
 // UnmarshalJSON reads a column; a kind this build does not know reads as
@@ -36,7 +43,7 @@ func (c *Column) UnmarshalJSON(b []byte) error {
 	if !ok {
 		k = KindNumber
 	}
-	*c = Column{Name: w.Name, Kind: k}
+	*c = Column{Name: w.Name, Kind: k, Key: w.Key}
 	return nil
 }
 

@@ -11,8 +11,8 @@ import (
 // whatever their kind, with the text the agent wrote.
 func TestJSONRoundTrip(t *testing.T) {
 	a := &Answer{
-		Columns: []Column{{"n", KindCount}, {"load", KindRatio}, {"mem", KindBytes}, {"up", KindDuration},
-			{"region", KindString}, {"reserved", KindBool}, {"x", KindNumber}},
+		Columns: []Column{{Name: "n", Kind: KindCount}, {Name: "load", Kind: KindRatio}, {Name: "mem", Kind: KindBytes}, {Name: "up", Kind: KindDuration},
+			{Name: "region", Kind: KindString}, {Name: "reserved", Kind: KindBool}, {Name: "x", Kind: KindNumber}},
 		Rows: [][]Value{
 			{Num(KindCount, 3), Num(KindRatio, 0.1466), Num(KindBytes, 4.5e9), Num(KindDuration, 2.5), Str("eu"), Bool(true), Num(KindNumber, 1.25)},
 			{Num(KindCount, 0), Null, Null, Null, Null, Bool(false), Null},
@@ -87,7 +87,7 @@ func TestJSONFromAnotherBuild(t *testing.T) {
 }
 
 func TestProgressFirstCell(t *testing.T) {
-	p := Progress{Estimate: &Answer{Columns: []Column{{"n", KindBytes}}, Rows: [][]Value{{Num(KindBytes, 4<<30)}}}}
+	p := Progress{Estimate: &Answer{Columns: []Column{{Name: "n", Kind: KindBytes}}, Rows: [][]Value{{Num(KindBytes, 4<<30)}}}}
 	if p.FirstCell() != "4.0 GiB" || (Progress{}).FirstCell() != "…" || (Progress{Estimate: &Answer{}}).FirstCell() != "…" {
 		t.Errorf("%q", p.FirstCell())
 	}

@@ -33,6 +33,7 @@ const (
 	CodeStatement      Code = "statement"        // does not parse or type-check (HTTP 400)
 	CodeBadRequest     Code = "bad_request"      // the request itself is malformed (HTTP 400)
 	CodeUnauthorized   Code = "unauthorized"     // missing or wrong token (HTTP 401)
+	CodeNotFound       Code = "not_found"        // no such member: GET /v1/nodes/{name} (HTTP 404)
 	CodeNotEnoughPeers Code = "not_enough_peers" // a RESERVE could not get its peers; nothing stays reserved
 	CodeTimeout        Code = "timeout"          // WITH TIMEOUT ended the statement; the answer is partial
 	CodeOverloaded     Code = "overloaded"       // the agent asks as many queries as it may: retry later (HTTP 429)

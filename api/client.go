@@ -50,12 +50,29 @@ type Attribute struct {
 	Doc    string `json:"doc"`
 }
 
-// Member is one entry of GET /v1/members: a live peer.
+// Member is one entry of GET /v1/members: a live peer, or one the
+// membership still knows that failed or left (Status), with when this
+// agent last saw it alive.
 type Member struct {
 	Name     string            `json:"name"`
 	Addr     string            `json:"addr"`     // gossip address, host:port
 	Exchange string            `json:"exchange"` // exchange address
 	Tags     map[string]string `json:"tags"`
+	// Status is "alive", "failed", "left" or "leaving".
+	Status string `json:"status"`
+	// LastSeen is when this agent saw a member that is not alive go
+	// (nil for a live one, or if this agent never saw it alive).
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+}
+
+// MemberEvent is one entry of GET /v1/events: a member joined, failed,
+// left or was reaped, as this agent saw it.
+type MemberEvent struct {
+	At    time.Time `json:"at"`    // RFC 3339, as this agent's clock read it
+	Node  string    `json:"node"`  // the member
+	Event string    `json:"event"` // member-join, member-failed, member-leave or member-reap (Serf's names)
+	Addr  string    `json:"addr,omitempty"`
+	Pool  string    `json:"pool,omitempty"` // in a cloud of pools
 }
 
 // LoadOrCreateToken returns the API token in dataDir, creating a random

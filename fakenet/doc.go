@@ -2,7 +2,9 @@
 // the membership and the exchange transport a node needs (node.Network),
 // with faults injected by seed — loss, delay and jitter, crashes seen by
 // the others only after a failure-detection delay, graceful leaves,
-// partitions, and tags that take time to spread (as Serf's do). It runs no
+// partitions, and tags that take time to spread (as Serf's do). Each host
+// lists the peers it saw fail or leave (Departed), as Serf keeps them,
+// but never reaps them. It runs no
 // Serf and opens no socket: delays are time.Sleep and timers, so under
 // testing/synctest a 200-peer cluster runs in fake time, as fast as the
 // CPU allows and without flakiness from a loaded machine.

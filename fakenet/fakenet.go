@@ -79,10 +79,14 @@ type Host struct {
 	handler network.Handler
 	// key and boot are the peer's identity and incarnation, as the others
 	// see them (SetIdentity).
-	key    identity.Public
-	boot   uint64
-	view   map[string]bool // the peers this host believes alive, itself included
-	list   []string        // view minus itself, sorted, for sampling
+	key  identity.Public
+	boot uint64
+	view map[string]bool // the peers this host believes alive, itself included
+	// gone are the peers this host saw fail or leave and not come back,
+	// with how they went ("failed", "left"): Departed, as Serf keeps them
+	// until it reaps them (a fake host never reaps).
+	gone   map[string]string
+	list   []string // view minus itself, sorted, for sampling
 	events chan network.Event
 }
 
@@ -90,12 +94,12 @@ type Host struct {
 func (nw *Network) Add(name string, tags map[string]string) *Host {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan network.Event, 1024)}
+	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, gone: map[string]string{}, events: make(chan network.Event, 1024)}
 	for _, o := range nw.hosts {
 		if o.alive {
 			h.view[o.name] = true
 			o.see(name, true)
-			o.emit(network.MemberJoined, name)
+			o.emit(network.MemberJoined, h)
 		}
 	}
 	h.relist()
@@ -116,10 +120,22 @@ func copyTags(t map[string]string) map[string]string {
 func (h *Host) see(name string, alive bool) {
 	if alive {
 		h.view[name] = true
+		delete(h.gone, name)
 	} else {
 		delete(h.view, name)
 	}
 	h.relist()
+}
+
+// lose takes m out of this host's view, as failed or left (kind), and
+// tells its node.
+func (h *Host) lose(m *Host, kind network.EventKind) {
+	h.see(m.name, false)
+	h.gone[m.name] = "failed"
+	if kind == network.MemberLeft {
+		h.gone[m.name] = "left"
+	}
+	h.emit(kind, m)
 }
 
 func (h *Host) relist() {
@@ -132,9 +148,12 @@ func (h *Host) relist() {
 	sort.Strings(h.list)
 }
 
-func (h *Host) emit(kind network.EventKind, name string) {
+// emit tells h that m joined, failed or left, with m's address and tags
+// as the overlay tells them. Called with nw.mu held.
+func (h *Host) emit(kind network.EventKind, m *Host) {
+	info := []network.Member{{Name: m.name, Addr: m.addr, Tags: copyTags(m.tags)}}
 	select {
-	case h.events <- network.Event{Kind: kind, Members: []string{name}}:
+	case h.events <- network.Event{Kind: kind, Members: []string{m.name}, Info: info}:
 	default: // a slow reader loses events, as with the overlay
 	}
 }
@@ -204,13 +223,13 @@ func (nw *Network) Revive(name string) *Host {
 		return h
 	}
 	h.alive, h.stopped, h.handler = true, false, nil
-	h.view = map[string]bool{name: true}
+	h.view, h.gone = map[string]bool{name: true}, map[string]string{}
 	for _, o := range nw.hosts {
 		if o.alive && o != h {
 			h.view[o.name] = true
 			if !o.view[name] {
 				o.see(name, true)
-				o.emit(network.MemberJoined, name)
+				o.emit(network.MemberJoined, h)
 			}
 		}
 	}
@@ -231,13 +250,13 @@ func (nw *Network) Leave(name string) {
 func (nw *Network) forget(name string, kind network.EventKind) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	if h := nw.hosts[name]; kind == network.MemberFailed && h.alive {
+	h := nw.hosts[name]
+	if kind == network.MemberFailed && h.alive {
 		return // revived before the others noticed
 	}
 	for _, o := range nw.hosts {
 		if o.name != name && o.view[name] {
-			o.see(name, false)
-			o.emit(kind, name)
+			o.lose(h, kind)
 		}
 	}
 }
@@ -260,8 +279,7 @@ func (nw *Network) Partition(groups ...[]string) {
 		for _, a := range nw.hosts {
 			for _, b := range nw.hosts {
 				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
-					a.see(b.name, false)
-					a.emit(network.MemberFailed, b.name)
+					a.lose(b, network.MemberFailed)
 				}
 			}
 		}
@@ -277,7 +295,7 @@ func (nw *Network) Heal() {
 		for _, b := range nw.hosts {
 			if a.alive && b.alive && !a.view[b.name] {
 				a.see(b.name, true)
-				a.emit(network.MemberJoined, b.name)
+				a.emit(network.MemberJoined, b)
 			}
 		}
 	}
@@ -329,6 +347,20 @@ func (h *Host) Member(name string) (network.Member, bool) {
 	return h.member(name), true
 }
 
+// Departed are the peers this one saw fail or leave and not come back,
+// by name, with the tags they last showed (Serf keeps such members until
+// it reaps them; a fake host keeps them).
+func (h *Host) Departed() []network.Departed {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	out := make([]network.Departed, 0, len(h.gone))
+	for n, status := range h.gone {
+		out = append(out, network.Departed{Member: h.member(n), Status: status})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // Size is the number of peers this one believes alive, itself included.
 func (h *Host) Size() int {
 	h.nw.mu.Lock()
@@ -362,7 +394,7 @@ func (h *Host) SetTags(tags map[string]string) error {
 			}
 		}
 		for _, o := range others {
-			o.emit(network.MemberUpdated, h.name)
+			o.emit(network.MemberUpdated, h)
 		}
 		h.nw.mu.Unlock()
 	}

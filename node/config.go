@@ -142,6 +142,14 @@ type Config struct {
 	// Logf, if set, receives what an operator should know: members lost
 	// by a subcloud, refusals.
 	Logf func(format string, args ...any)
+	// Infof, if set, receives what happens in the normal course, for the
+	// operator's log at INFO: a member joined, failed, left or was reaped
+	// (events.go). The embedded cluster leaves it nil: 200 peers in one
+	// process would each log every other's join.
+	Infof func(format string, args ...any)
+	// EventLog is how many membership events the peer keeps for SHOW
+	// EVENTS and the API's /v1/events (Node.Events); 0 is DefaultEventLog.
+	EventLog int
 	// Verified remembers the signatures the peer has checked (seal.go);
 	// nil gives the peer its own. Peers of one process may share one:
 	// what a signature proves does not depend on who checks it (the

@@ -15,8 +15,10 @@
 // subclouds' statements and the owner's answers to its members
 // (subclouds.go) and metrics (metrics.go). Statements enter at execute.go
 // (Query), which hands them to the runtime (gossip), the subclouds role,
-// or answers them at once (local.go: SHOW, the member list). config.go
-// holds Config and the seams the node runs on.
+// or answers them at once (local.go: SHOW, the member list). The
+// membership watcher (node.go's watch) also keeps the last membership
+// events in a ring and logs each (events.go: SHOW EVENTS, Node.Events,
+// Config.Infof). config.go holds Config and the seams the node runs on.
 //
 // The asking peer compiles a statement (Compile) and runs it with Query,
 // the one entry point for statements (Execute and Watch compile text and
@@ -77,6 +79,13 @@
 // owner; the subclouds role answers members' asks and other agents' requests for
 // its account (SHOW SUBCLOUDS) from it; ALTER SUBCLOUD resizes and
 // extends, RELEASE waits for its members' answers.
+//
+// The operator's view (nodes.go): besides the events (events.go), the
+// members that failed or left and that its network still knows (Serf,
+// until it reaps them), with when it saw each go (the observer),
+// Departed; and a member's page for the console (NodeInfo: its tags,
+// status, the lease it holds, the subclouds it owns as their members'
+// leases show them), all from local state, without gossip.
 //
 // Load: a peer asks at most MaxAsk statements at once and none while it
 // takes part in MaxQueries (every query reaches every peer: that is the

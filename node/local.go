@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,6 +135,23 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 		}
 	case query.ShowPools:
 		return n.showPools(ctx, start)
+	case query.ShowEvents:
+		// This agent's own log of the membership, oldest first, as
+		// `serf monitor` shows it; other agents saw the same events at
+		// about the same times (Serf's gossip).
+		res.Columns = []answer.Column{col("at", query.KindString), col("node", query.KindString), col("event", query.KindString),
+			col("addr", query.KindString), col("pool", query.KindString)}
+		for _, e := range n.Events(0) {
+			addr, pool := query.Null, query.Null
+			if e.Addr != "" {
+				addr = query.Str(e.Addr)
+			}
+			if e.Pool != "" {
+				pool = query.Str(e.Pool)
+			}
+			res.Rows = append(res.Rows, []query.Value{query.Str(e.At.UTC().Format("2006-01-02T15:04:05.000Z07:00")), query.Str(e.Node), query.Str(e.Kind), addr, pool})
+		}
+		warning = fmt.Sprintf("up to the last %d membership events this agent saw (joins, failures, leaves, reaps), oldest first; other agents saw the same within seconds", n.events.size())
 	case query.ShowSubclouds:
 		var notes []string
 		res.Columns, res.Rows, notes = n.sc.showSubclouds(ctx)

@@ -54,6 +54,9 @@ type Node struct {
 	// sc is the subclouds role: statements about subclouds, the owner's
 	// answers to its members (subclouds.go).
 	sc *subclouds
+	// events are the last membership events, logged as they come
+	// (events.go).
+	events *eventLog
 
 	done    chan struct{}
 	closing sync.Once
@@ -150,7 +153,7 @@ func New(cfg Config, net Network) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, cancel: cancel,
-		id: id, fs: cfg.FS, keeper: keeper,
+		id: id, fs: cfg.FS, keeper: keeper, events: newEventLog(cfg.EventLog, cfg.Infof),
 		done: make(chan struct{})}
 	rt := newRuntime(cfg, net, ctx, n.done, seed)
 	n.rt = rt
@@ -395,6 +398,7 @@ func (n *Node) watch() {
 		case <-n.done:
 			return
 		case e := <-n.net.Events():
+			n.events.record(e, n.now())
 			gone := e.Kind == network.MemberFailed || e.Kind == network.MemberLeft
 			if gone {
 				// Serf's verdict confirms what the queries' peers found,

@@ -143,6 +143,20 @@ func (o *observer) atMost(name string, now time.Time) (float64, bool) {
 	return min(1, float64(up+unwatched+doubt)/float64(o.window)), true
 }
 
+// lastSeen is when this peer last saw name alive: the end of its last
+// span up, as the failure or leave that ended it reached this peer; ok is
+// false while it is alive, and for a member never seen or whose spans
+// fell out of the window.
+func (o *observer) lastSeen(name string) (time.Time, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.members[name]
+	if s == nil || !s.upSince.IsZero() || len(s.ups) == 0 {
+		return time.Time{}, false
+	}
+	return s.ups[len(s.ups)-1].to, true
+}
+
 // overlap is how long [a, b] and [c, d] share.
 func overlap(a, b, c, d time.Time) time.Duration {
 	from, to := a, b

@@ -364,12 +364,13 @@ func (o *Overlay) drain(events chan serf.Event) {
 			default:
 				continue
 			}
-			var names []string
-			for _, m := range me.Members {
-				names = append(names, m.Name)
+			names, info := make([]string, len(me.Members)), make([]network.Member, len(me.Members))
+			for i, m := range me.Members {
+				names[i] = m.Name
+				info[i] = network.Member{Name: m.Name, Addr: gossipAddr(m), Tags: m.Tags}
 			}
 			select {
-			case o.events <- network.Event{Kind: kind, Members: names}:
+			case o.events <- network.Event{Kind: kind, Members: names, Info: info, Reap: me.Type == serf.EventMemberReap}:
 			default:
 				o.mu.Lock()
 				o.dropped++
@@ -411,14 +412,8 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 		}
 		return false
 	}
-	tags := make(map[string]string, len(m.Tags))
-	for k, v := range m.Tags {
-		if !strings.HasPrefix(k, tagPrefix) {
-			tags[k] = v
-		}
-	}
-	key, _ := identity.ParsePublic(m.Tags[TagIdentity])
-	boot, _ := strconv.ParseUint(m.Tags[TagBoot], 16, 64)
+	nm := memberOf(m)
+	key, boot := nm.Key, nm.Boot
 	if pinned, ok := o.pins[m.Name]; ok && pinned != key {
 		o.conflicts++
 		key, conflict = pinned, true
@@ -428,13 +423,27 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 	} else if !key.IsZero() {
 		o.pins[m.Name] = key
 	}
-	o.members[m.Name] = network.Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-		Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
+	nm.Key, nm.Boot = key, boot
+	o.members[m.Name] = nm
 	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
 		o.pos[m.Name] = len(o.list)
 		o.list = append(o.list, m.Name)
 	}
 	return conflict
+}
+
+// memberOf is a Serf member as peerq shows it: its user tags (the
+// overlay's own taken out), exchange address, identity and incarnation.
+func memberOf(m serf.Member) network.Member {
+	tags := make(map[string]string, len(m.Tags))
+	for k, v := range m.Tags {
+		if !strings.HasPrefix(k, tagPrefix) {
+			tags[k] = v
+		}
+	}
+	key, _ := identity.ParsePublic(m.Tags[TagIdentity])
+	boot, _ := strconv.ParseUint(m.Tags[TagBoot], 16, 64)
+	return network.Member{Name: m.Name, Addr: gossipAddr(m), Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 }
 
 // identityOf is the pinned key of a live member: whose exchanges this peer
@@ -457,6 +466,11 @@ func (o *Overlay) ownTags() map[string]string {
 	return tags
 }
 
+// gossipAddr is a member's gossip address, host:port.
+func gossipAddr(m serf.Member) string {
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+}
+
 // Events delivers membership changes.
 func (o *Overlay) Events() <-chan network.Event { return o.events }
 
@@ -466,7 +480,7 @@ func (o *Overlay) Name() string { return o.cfg.Name }
 // Addr is this peer's gossip address, for others to join.
 func (o *Overlay) Addr() string {
 	m := o.serf.LocalMember()
-	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+	return gossipAddr(m)
 }
 
 // JoinAddr is the address others pass to Join to reach this peer. Serf
@@ -532,6 +546,22 @@ func (o *Overlay) MemberStates() map[string]int {
 	for _, m := range o.serf.Members() {
 		out[m.Status.String()]++
 	}
+	return out
+}
+
+// Departed are the peerq peers Serf still knows that are not alive —
+// failed, left or leaving — with the tags they last showed, by name,
+// until Serf reaps them (its ReconnectTimeout and TombstoneTimeout,
+// 24 h each by default).
+func (o *Overlay) Departed() []network.Departed {
+	var out []network.Departed
+	for _, m := range o.serf.Members() {
+		if m.Status == serf.StatusAlive || m.Tags[TagProtocol] == "" {
+			continue
+		}
+		out = append(out, network.Departed{Member: memberOf(m), Status: m.Status.String()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 

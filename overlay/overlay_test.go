@@ -74,6 +74,11 @@ func TestMemCluster(t *testing.T) {
 		select {
 		case e := <-peers[0].Events():
 			got = e.Kind == network.MemberFailed && e.Members[0] == "p029"
+			// The failed member as the event showed it: no longer in
+			// the member table, but its address and tags are told.
+			if got && (len(e.Info) != 1 || e.Info[0].Name != "p029" || e.Info[0].Addr == "" || e.Info[0].Tags["region"] != "us" || e.Reap) {
+				t.Errorf("failed event %+v: want p029's address and tags, not a reap", e)
+			}
 		case <-time.After(time.Second):
 			t.Fatal("no failed event")
 		}

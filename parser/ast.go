@@ -146,6 +146,7 @@ const (
 	ShowAttributes
 	ShowMembers
 	ShowPools
+	ShowEvents
 )
 
 func (w ShowWhat) String() string {
@@ -158,11 +159,13 @@ func (w ShowWhat) String() string {
 		return "MEMBERS"
 	case ShowPools:
 		return "POOLS"
+	case ShowEvents:
+		return "EVENTS"
 	}
 	return "?"
 }
 
-// Show is SHOW SUBCLOUDS | ATTRIBUTES | MEMBERS | POOLS.
+// Show is SHOW SUBCLOUDS | ATTRIBUTES | MEMBERS | POOLS | EVENTS.
 type Show struct {
 	Pos  Pos
 	What ShowWhat

@@ -140,7 +140,7 @@ type gRelease struct {
 
 type gShow struct {
 	Pos  lexer.Position
-	What string `parser:"'SHOW' @( 'SUBCLOUDS' | 'ATTRIBUTES' | 'MEMBERS' | 'POOLS' )"`
+	What string `parser:"'SHOW' @( 'SUBCLOUDS' | 'ATTRIBUTES' | 'MEMBERS' | 'POOLS' | 'EVENTS' )"`
 }
 
 // Expressions, loosest first.

@@ -195,6 +195,6 @@ func IsReserved(word string) bool {
 // completion in the shell.
 func Keywords() []string {
 	words := append([]string(nil), reserved...)
-	return append(words, "PEERS", "LEASES", "SUBCLOUD", "SUBCLOUDS", "ATTRIBUTES", "MEMBERS", "POOLS",
+	return append(words, "PEERS", "LEASES", "SUBCLOUD", "SUBCLOUDS", "ATTRIBUTES", "MEMBERS", "POOLS", "EVENTS",
 		"ROUNDS", "TIMEOUT", "ACCURACY", "AT", "LEAST", "KEY", "NO", "REPAIR", "ALTER", "RESIZE", "TO", "EXTEND", "WATCH", "EVERY", "TRIM")
 }

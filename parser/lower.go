@@ -53,6 +53,8 @@ func lowerInner(g *gInner) (Statement, error) {
 			show.What = ShowAttributes
 		case "POOLS":
 			show.What = ShowPools
+		case "EVENTS":
+			show.What = ShowEvents
 		default:
 			show.What = ShowMembers
 		}

@@ -604,6 +604,7 @@ var showOf = map[parser.ShowWhat]Show{
 	parser.ShowAttributes: ShowAttributes,
 	parser.ShowMembers:    ShowMembers,
 	parser.ShowPools:      ShowPools,
+	parser.ShowEvents:     ShowEvents,
 }
 
 // Reads lists, sorted and once each, the attributes the plan reads from a

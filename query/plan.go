@@ -180,6 +180,7 @@ const (
 	ShowAttributes
 	ShowMembers
 	ShowPools
+	ShowEvents
 	showEnd
 )
 
@@ -193,6 +194,8 @@ func (s Show) String() string {
 		return "MEMBERS"
 	case ShowPools:
 		return "POOLS"
+	case ShowEvents:
+		return "EVENTS"
 	}
 	return "Show(" + strconv.Itoa(int(s)) + ")"
 }

@@ -35,13 +35,32 @@ type GroupResult struct {
 	Comps []CompResult
 }
 
-// AnswerColumns are the plan's columns as its answer names them.
+// AnswerColumns are the plan's columns as its answer names them, those
+// that identify a row marked Key (keyColumn).
 func (p *Plan) AnswerColumns() []answer.Column {
 	cols := make([]answer.Column, len(p.Columns))
 	for i, c := range p.Columns {
-		cols[i] = answer.Column{Name: c.Name, Kind: c.Kind}
+		cols[i] = answer.Column{Name: c.Name, Kind: c.Kind, Key: p.keyColumn(c)}
 	}
 	return cols
+}
+
+// keyColumn says whether c identifies its row: in a grouped aggregate, a
+// column made of GROUP BY keys alone (no aggregate); in a top-k, the
+// peer's name.
+func (p *Plan) keyColumn(c Column) bool {
+	switch p.Kind {
+	case PlanAggregate:
+		keys, aggs := false, false
+		walkExpr(c.Expr, func(e *Expr) {
+			keys = keys || e.Op == OpKeyRef
+			aggs = aggs || e.Op == OpAggRef
+		})
+		return keys && !aggs
+	case PlanTopK, PlanReserve:
+		return c.Expr != nil && c.Expr.Op == OpAttr && c.Expr.Name == "node"
+	}
+	return false
 }
 
 // minCount is the estimated COUNT below which a group or an aggregate is

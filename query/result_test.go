@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -156,6 +157,38 @@ func TestTrimmedMean(t *testing.T) {
 		got, ok := TrimmedMean(c.xs, c.p)
 		if ok != c.ok || math.Abs(got-c.want) > 1e-12 {
 			t.Errorf("TrimmedMean(%v, %v) = %v, %v; want %v, %v", c.xs, c.p, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// The columns that identify a row are marked Key: a grouped aggregate's
+// GROUP BY keys (aliased or not, not mixed with an aggregate), a top-k's
+// node; an ungrouped aggregate has none. The console charts a WATCH's
+// series by them.
+func TestAnswerColumnKeys(t *testing.T) {
+	for _, c := range []struct {
+		stmt string
+		keys string // the key columns' names
+	}{
+		{"SELECT region, COUNT(*), AVG(cpu_load) FROM peers GROUP BY region", "region"},
+		{"SELECT cpu_cores AS c, region, COUNT(*) FROM peers GROUP BY cpu_cores, region", "c,region"},
+		{"SELECT COUNT(*), cpu_cores FROM peers GROUP BY cpu_cores", "cpu_cores"},
+		{"SELECT COUNT(*) AS n, MAX(cpu_cores) FROM peers", ""},
+		{"SELECT node, cpu_load FROM peers ORDER BY cpu_load DESC LIMIT 5", "node"},
+		{"SELECT cpu_load FROM peers ORDER BY cpu_load DESC LIMIT 5", ""},
+	} {
+		p, err := CompileText(c.stmt, DefaultCatalog(), DefaultConfig())
+		if err != nil {
+			t.Fatalf("%s: %v", c.stmt, err)
+		}
+		var keys []string
+		for _, col := range p.AnswerColumns() {
+			if col.Key {
+				keys = append(keys, col.Name)
+			}
+		}
+		if got := strings.Join(keys, ","); got != c.keys {
+			t.Errorf("%s: keys %q, want %q", c.stmt, got, c.keys)
 		}
 	}
 }

@@ -2,13 +2,17 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/peerq/peerq/fakenet"
 )
 
 // chromium finds Debian's Chromium for the console's browser tests; .ci/run
@@ -28,13 +32,22 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// The console in a real browser (headless Chromium through chromedp): a
-// wrong token is refused; the right one logs in (a cookie the page's
-// scripts cannot read); a statement runs and its rows and status show;
-// EXPLAIN shows the plan; the members and subclouds are listed.
+// The console in a real browser (headless Chromium through chromedp), as
+// an operator uses it: the login page shows only the form; a wrong token
+// is refused; the right one logs in (a cookie the page's scripts cannot
+// read); a statement's rows and status show, and the next statement
+// replaces them (an error leaves no old rows, a SELECT no old chart);
+// EXPLAIN shows the plan; the members (a failed one in red, with when it
+// was last seen) and subclouds are listed, RESERVE from the form and
+// RELEASE from the list; a WATCH charts one series per group, each named
+// after the group it draws; Stop says stopped, after how many epochs and
+// rounds, and the standing query ends at every peer; a node's page,
+// reached from the members, the subclouds' owners and an answer's node
+// column, shows its tags, lease, the subclouds it owns and its events.
 func TestConsoleInBrowser(t *testing.T) {
 	bin := chromium(t)
-	nodes := startCluster(t, 6, nil)
+	nw := fakenet.New(fakenet.DefaultConfig())
+	nodes := startClusterOn(t, nw, 7, nil)
 	tok := "console-token-0123456789abcdef"
 	srv := serveToken(t, nodes[0], tok)
 	execute(t, nodes[0], "RESERVE 2 AS shown FOR 1m")
@@ -66,7 +79,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		t.Logf("Chromium did not start (try %d): %v", try, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 
 	do := func(acts ...chromedp.Action[chromedp.Void]) {
@@ -83,18 +96,61 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		return s
 	}
-	do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible("#login-form"),
-		chromedp.SendKeys("#token", "wrong"), chromedp.Click("#login-button"), chromedp.WaitVisible("#login-error"))
+	// until waits for a JavaScript condition on the page (a busy machine
+	// makes it slow, never wrong), failing the test with what is shown.
+	until := func(what, cond string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(50*time.Millisecond),
+			chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+			status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("status").textContent + " | " + document.getElementById("error").textContent`))
+			t.Fatalf("%s: %v (status | error: %q)", what, err, status)
+		}
+	}
+	eval := func(expr string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		return s
+	}
+	// hash moves the page to another view (#/, #/nodes/NAME): a change of
+	// the fragment, which loads nothing (chromedp.Navigate would wait for
+	// a load).
+	hash := func(h string) {
+		t.Helper()
+		eval(`location.hash = ` + strconv.Quote(h))
+	}
+	run := func(statement string) {
+		t.Helper()
+		do(chromedp.SetValue("#statement", statement), chromedp.Click("#run"))
+	}
+
+	// The login page: the form, and nothing of the console (the grid's
+	// display must not undo `hidden`).
+	do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible("#login-form"))
+	if shown := eval(`getComputedStyle(document.getElementById("console")).display + " " + (document.getElementById("statement").getClientRects().length > 0)`); shown != "none false" {
+		t.Errorf("the login page shows the console (display, statement box visible): %s", shown)
+	}
+	do(chromedp.SendKeys("#token", "wrong"), chromedp.Click("#login-button"), chromedp.WaitVisible("#login-error"))
 	denied := text("#login-error")
 	do(chromedp.SetValue("#token", tok), chromedp.Click("#login-button"), chromedp.WaitVisible("body[data-ready]"))
-	cookieSeen, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))
-	if err != nil {
-		t.Fatal(err)
+	cookieSeen := eval(`document.cookie`)
+	if shown := eval(`getComputedStyle(document.getElementById("login")).display`); shown != "none" {
+		t.Errorf("the login form still shows once logged in: display %s", shown)
 	}
-	do(chromedp.SetValue("#statement", "SELECT region, COUNT(*) FROM peers WHERE mem_free >= 0B GROUP BY region"),
-		chromedp.Click("#run"), chromedp.WaitVisible("#result tr:nth-child(2)"))
+
+	// A statement, then one that fails: its error, and none of the old
+	// rows or status.
+	run("SELECT region, COUNT(*) FROM peers WHERE mem_free >= 0B GROUP BY region")
+	do(chromedp.WaitVisible("#result tr:nth-child(2)"))
 	rows, status := text("#result"), text("#status")
-	do(chromedp.Click("#explain"), chromedp.WaitVisible("#explain-text"))
+	run("SELECT mem_fre FROM peers")
+	until("a statement that fails", `!document.getElementById("error").hidden`)
+	if left := eval(`document.querySelectorAll("#result tr").length + " rows, status " + JSON.stringify(document.getElementById("status").textContent)`); left != `0 rows, status ""` {
+		t.Errorf("after a failed statement the old answer stays: %s", left)
+	}
+	do(chromedp.SetValue("#statement", "SELECT COUNT(*) FROM peers"), chromedp.Click("#explain"), chromedp.WaitVisible("#explain-text"))
 	explain := text("#explain-text")
 	do(chromedp.WaitVisible("#subclouds tr:nth-child(2)"))
 	members, subclouds := text("#members"), text("#subclouds")
@@ -109,21 +165,121 @@ func TestConsoleInBrowser(t *testing.T) {
 	if size, ok := metric(t, nodes[0], "peerq_subcloud_members", "subcloud", "formed"); ok {
 		t.Errorf("RELEASE from the console: still owned (%v members)", size)
 	}
-	// WATCH: at least two epochs redraw the table and the chart; leaving
-	// the page (the tab closes its request) stops the standing query at
-	// every peer.
-	do(chromedp.SetValue("#statement", "WATCH SELECT region, COUNT(*) FROM peers WHERE mem_free >= 0B GROUP BY region EVERY 1s"),
-		chromedp.Click("#run"), chromedp.WaitVisible("#chart canvas"))
-	var watched string
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(watched, "epoch 2"); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("WATCH: no second epoch; status %q", watched)
-		}
-		watched = text("#status")
+
+	// WATCH, grouped by a number: a series per group, its legend the
+	// group's key, its last point the group's count in the table.
+	run("WATCH SELECT cpu_cores, COUNT(*) FROM peers WHERE mem_free >= 0B GROUP BY cpu_cores EVERY 1s")
+	do(chromedp.WaitVisible("#chart canvas"))
+	until("a WATCH's second epoch", `/epoch ([2-9]|\d\d)/.test(document.getElementById("status").textContent)`)
+	// The legend and each series' last value, against the table's rows
+	// (the same epoch: both are drawn in one callback; a group missing
+	// from a partial epoch has no point).
+	// The legend is read from the page; the values from the plot
+	// (uPlot's legend shows values only under the cursor).
+	chart := eval(`(() => {
+		const p = document.getElementById("chart").plot || {data: []};
+		const labels = [...document.querySelectorAll("#chart .u-legend .u-series .u-label")].slice(1).map((l) => l.textContent);
+		const series = labels.map((l, i) => [l, (p.data[i + 1] || []).at(-1)]).filter(([, v]) => v !== null).map(([l, v]) => l + "=" + v).sort();
+		const rows = [...document.querySelectorAll("#result tr")].slice(1).map((tr) => tr.cells[0].textContent + "=" + tr.cells[1].textContent).sort();
+		return JSON.stringify({title: document.querySelector("#chart .u-title").textContent, series, rows});
+	})()`)
+	var drawn struct {
+		Title        string
+		Series, Rows []string
 	}
-	do(chromedp.Navigate("about:blank"))
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	if err := json.Unmarshal([]byte(chart), &drawn); err != nil {
+		t.Fatalf("%v: %s", err, chart)
+	}
+	if drawn.Title != "COUNT(*)" || len(drawn.Rows) < 2 || strings.Join(drawn.Series, " ") != strings.Join(drawn.Rows, " ") {
+		t.Errorf("the chart's title %q and series (legend=last value) %v; the table's groups %v", drawn.Title, drawn.Series, drawn.Rows)
+	}
+	// Stop: the status says stopped, and how far it went; every peer
+	// ends the standing query.
+	do(chromedp.Click("#stop"))
+	until("the status after Stop", `/stopped/.test(document.getElementById("status").textContent)`)
+	stopped := text("#status")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		left := running(t, nodes)
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d query instances still run after Stop", left)
+		}
+	}
+	if !regexp.MustCompile(`stopped after ([2-9]|\d\d+) epochs · \d+ rounds`).MatchString(stopped) {
+		t.Errorf("status after Stop: %q", stopped)
+	}
+	// The next statement's answer replaces the chart too.
+	run("SELECT node, cpu_load FROM peers ORDER BY cpu_load DESC LIMIT 3")
+	until("a top-k after the WATCH", `document.querySelectorAll("#result tr").length === 4`)
+	if left := eval(`String(document.querySelectorAll("#chart canvas").length)`); left != "0" {
+		t.Errorf("a SELECT after a WATCH leaves its chart (%s canvases)", left)
+	}
+
+	// A node's page from an answer's node column.
+	first := eval(`document.querySelector("#result tr:nth-child(2) td").textContent`)
+	do(chromedp.Click(`#result a.node-link`))
+	until("the node page from an answer", `document.getElementById("node-view").dataset.loaded === `+strconv.Quote(first))
+	if !strings.Contains(text("#node-tags"), "region") {
+		t.Errorf("%s's page: tags %q", first, text("#node-tags"))
+	}
+	// The owner's page from the subclouds' list: the subcloud it owns;
+	// a member's page from there: its lease.
+	do(chromedp.WaitVisible(`#subclouds a.node-link`), chromedp.Click(`#subclouds a.node-link`))
+	until("the owner's page", `document.getElementById("node-view").dataset.loaded === `+strconv.Quote(nodes[0].Name()))
+	owns := text("#node-owns")
+	do(chromedp.Click(`#node-owns a.node-link`))
+	until("a member's page", `document.getElementById("node-lease").textContent.includes("shown")`)
+	lease := text("#node-lease")
+	// Its record, by a statement the page writes.
+	do(chromedp.Click("#node-record"))
+	until("a node's record", `document.querySelectorAll("#result tr").length === 2`)
+	record := text("#result")
+
+	// A member that fails: in red, with when it was last seen, and its
+	// page says so with the event.
+	victim := nodes[6].Name()
+	nodes[6].Close()
+	nw.Crash(victim)
+	until("a failed member in the list", `[...document.querySelectorAll("#members tr.failed")].some((tr) => tr.textContent.includes(`+strconv.Quote(victim)+`))`)
+	failedRow := eval(`[...document.querySelectorAll("#members tr.failed")].map((tr) => tr.textContent + " " + getComputedStyle(tr).color).join("; ")`)
+	do(chromedp.Click(`#members tr.failed a.node-link`))
+	until("the failed member's page", `document.getElementById("node-view").dataset.loaded === `+strconv.Quote(victim))
+	victimStatus, victimEvents := text("#node-status"), text("#node-events")
+
+	if path := os.Getenv("PEERQ_SCREENSHOT"); path != "" {
+		// The pictures in docs/img: PEERQ_SCREENSHOT=$PWD/docs/img/console.png
+		// (and console-node.png beside it: the owner's page).
+		do(chromedp.EmulateViewport(1280, 760))
+		hash("#/nodes/" + nodes[0].Name())
+		until("the owner's page", `document.getElementById("node-view").dataset.loaded === `+strconv.Quote(nodes[0].Name()))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(strings.TrimSuffix(path, ".png")+"-node.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hash("#/")
+		run("WATCH SELECT region, AVG(cpu_load) FROM peers GROUP BY region EVERY 1s")
+		do(chromedp.WaitVisible("#chart canvas"))
+		until("the screenshot's fourth epoch", `/epoch ([4-9]|\d\d)/.test(document.getElementById("status").textContent)`)
+		if png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Leaving the page (the tab closes its request) stops a WATCH at
+	// every peer.
+	hash("#/")
+	run("WATCH SELECT COUNT(*) FROM peers WHERE mem_free >= 0B EVERY 1s")
+	until("a WATCH's first epoch", `/epoch/.test(document.getElementById("status").textContent)`)
+	do(chromedp.Navigate("about:blank"))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left := running(t, nodes[:6])
 		if left == 0 {
 			break
 		}
@@ -131,22 +287,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("%d query instances still run after the tab left the WATCH", left)
 		}
 	}
-	if path := os.Getenv("PEERQ_SCREENSHOT"); path != "" {
-		// The picture in docs/img: PEERQ_SCREENSHOT=$PWD/docs/img/console.png
-		do(chromedp.EmulateViewport(1280, 760), chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible("body[data-ready]"),
-			chromedp.SetValue("#statement", "WATCH SELECT region, AVG(cpu_load) FROM peers GROUP BY region EVERY 1s"),
-			chromedp.Click("#run"), chromedp.WaitVisible("#chart canvas"))
-		for shot := ""; !strings.Contains(shot, "epoch 4"); time.Sleep(100 * time.Millisecond) {
-			shot = text("#status")
-		}
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+
 	if denied != "wrong token" {
 		t.Errorf("a wrong token: %q", denied)
 	}
@@ -156,7 +297,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(rows, "region") || !strings.Contains(rows, "COUNT(*)") {
 		t.Errorf("rows: %q", rows)
 	}
-	if !strings.Contains(status, "6 peers") || !strings.Contains(status, "converged") {
+	if !strings.Contains(status, "7 peers") || !strings.Contains(status, "converged") {
 		t.Errorf("status: %q", status)
 	}
 	if !strings.Contains(explain, "gossip aggregation") {
@@ -164,5 +305,20 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(members, nodes[5].Name()) || !strings.Contains(members, "region=") || !strings.Contains(subclouds, "shown") {
 		t.Errorf("members %q, subclouds %q", members, subclouds)
+	}
+	if !strings.Contains(owns, "shown") {
+		t.Errorf("the owner's page, subclouds owned: %q", owns)
+	}
+	if !strings.Contains(lease, nodes[0].Name()) {
+		t.Errorf("a member's page, its lease: %q", lease)
+	}
+	if !strings.Contains(record, "cpu_load") || !strings.Contains(record, "mem_free") {
+		t.Errorf("a node's record: %q", record)
+	}
+	if !strings.Contains(failedRow, "last seen") || !strings.Contains(failedRow, "rgb(179, 38, 30)") {
+		t.Errorf("the failed member's row (text, colour): %q", failedRow)
+	}
+	if victimStatus != "failed" || !strings.Contains(victimEvents, "failed") {
+		t.Errorf("the failed member's page: status %q, events %q", victimStatus, victimEvents)
 	}
 }

@@ -3,7 +3,11 @@
 // console (package ui's pages at /ui/, and their login form). It holds no
 // engine: it is built over Peer, the few methods of the peer it serves
 // that it needs (compile, check a WATCH, admit, run a plan or a WATCH, the
-// catalog, the members, the metrics' collector), which *node.Node has.
+// catalog, the members — live, and those that failed or left — and their
+// last events, one member's page, the metrics' collector), which
+// *node.Node has. GET /v1/members lists the members with their status,
+// GET /v1/nodes/{name} one member as the peer knows it (tags, lease,
+// subclouds owned, membership events), bounded to MaxNodeEvents events.
 //
 // Every request but the console's (its pages, its login form, and / that
 // leads to them) carries the agent's token: a header, a bearer token or

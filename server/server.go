@@ -8,6 +8,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +27,11 @@ import (
 // request carrying the token the agent wrote to its data dir.
 //
 //	POST /v1/query       {"statement": "..."} → NDJSON: progress lines, then the result
-//	GET  /v1/members     the live peers
+//	GET  /v1/members     the members: live, failed, left (?status=alive)
+//	GET  /v1/nodes/{name} one member: tags, lease, subclouds owned, events
 //	GET  /v1/health      this peer and the membership size
 //	GET  /v1/attributes  the catalog
+//	GET  /v1/events      the last membership events (?limit=N, ?node=NAME)
 //	GET  /metrics        Prometheus
 //	GET  /ui/            the web console (open), POST /ui/login its login form
 
@@ -59,9 +63,19 @@ type Peer interface {
 	Catalog() *query.Catalog
 	// Members are the live peers, this one included (/v1/members).
 	Members() []network.Member
+	// Departed are the members the membership still knows that failed
+	// or left, with when this peer saw each go (/v1/members).
+	Departed() []api.Member
+	// NodeInfo is what the peer knows of one member, but its events
+	// (the server adds them from Events); false for a name it does not
+	// know (/v1/nodes/{name}).
+	NodeInfo(name string) (api.Node, bool)
 	// MemberStates counts the members the network knows by state
 	// (alive, leaving, left, failed); nil where it keeps no states.
 	MemberStates() map[string]int
+	// Events are the newest limit membership events the peer saw, oldest
+	// first (all it keeps when limit <= 0).
+	Events(limit int) []network.MemberEvent
 	// Metrics is the peer's collector, served at /metrics beside the Go
 	// runtime's and the process's.
 	Metrics() prometheus.Collector
@@ -163,8 +177,10 @@ func Start(p Peer, cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/query", s.query)
 	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/nodes/{name}", s.node)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/attributes", s.attributes)
+	mux.HandleFunc("GET /v1/events", s.events)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("GET /ui/", ui.Handler())
 	mux.HandleFunc("POST /ui/login", s.login)
@@ -259,13 +275,75 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
+// members serves GET /v1/members: the live members and those the
+// membership still knows that failed or left, by name; ?status=alive (or
+// failed, left, leaving) keeps those in that state.
 func (s *Server) members(w http.ResponseWriter, r *http.Request) {
-	ms := s.p.Members()
-	out := make([]api.Member, len(ms))
-	for i, m := range ms {
-		out[i] = api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: m.Tags}
+	want := r.URL.Query().Get("status")
+	switch want {
+	case "", "alive", "failed", "left", "leaving":
+	default:
+		writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest,
+			Message: fmt.Sprintf("bad status %q: want alive, failed, left or leaving", want)})
+		return
 	}
+	out := []api.Member{}
+	if want == "" || want == "alive" {
+		for _, m := range s.p.Members() {
+			out = append(out, api.Member{Name: m.Name, Addr: m.Addr, Exchange: m.Exchange, Tags: m.Tags, Status: "alive"})
+		}
+	}
+	if want != "alive" {
+		for _, m := range s.p.Departed() {
+			if want == "" || m.Status == want {
+				out = append(out, m)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, http.StatusOK, out)
+}
+
+// Node events: GET /v1/nodes/{name} shows the last DefaultNodeEvents
+// membership events about the node, or ?events=n, at most MaxNodeEvents.
+const (
+	DefaultNodeEvents = 50
+	MaxNodeEvents     = 256
+)
+
+// node serves GET /v1/nodes/{name}: one member as the peer knows it, 404
+// for a name it does not know.
+func (s *Server) node(w http.ResponseWriter, r *http.Request) {
+	events := DefaultNodeEvents
+	if v := r.URL.Query().Get("events"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > MaxNodeEvents {
+			writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest,
+				Message: fmt.Sprintf("bad events %q: want 0 to %d", v, MaxNodeEvents)})
+			return
+		}
+		events = n
+	}
+	name := r.PathValue("name")
+	info, ok := s.p.NodeInfo(name)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, &api.Error{Code: api.CodeNotFound,
+			Message: fmt.Sprintf("agent %s knows no member %q (never seen, or reaped by Serf)", s.p.Name(), name)})
+		return
+	}
+	if info.Owns == nil {
+		info.Owns = []api.OwnedSubcloud{}
+	}
+	info.Events = []api.MemberEvent{}
+	if events > 0 {
+		// The agent's own page shows every event it saw.
+		about := name
+		if info.Self {
+			about = ""
+		}
+		info.Events = s.lastEvents(about, events)
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -274,6 +352,38 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		h["members"] = states // by state: alive, leaving, left, failed
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// events lists the last membership events, oldest first: ?limit=N the
+// newest N (after ?node=NAME keeps one member's).
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("limit %q: want a number of events, 0 or more (0: all kept)", v)})
+			return
+		}
+		limit = n
+	}
+	writeJSON(w, http.StatusOK, s.lastEvents(r.URL.Query().Get("node"), limit))
+}
+
+// lastEvents are the newest limit membership events the peer keeps (all
+// when limit is 0) about the member node (every member's when ""),
+// oldest first.
+func (s *Server) lastEvents(node string, limit int) []api.MemberEvent {
+	all := s.p.Events(0)
+	out := make([]api.MemberEvent, 0, len(all))
+	for _, e := range all {
+		if node == "" || e.Node == node {
+			out = append(out, api.MemberEvent{At: e.At.UTC(), Node: e.Node, Event: e.Kind, Addr: e.Addr, Pool: e.Pool})
+		}
+	}
+	if limit > 0 && limit < len(out) {
+		out = out[len(out)-limit:]
+	}
+	return out
 }
 
 func (s *Server) attributes(w http.ResponseWriter, r *http.Request) {

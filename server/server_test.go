@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,13 @@ var _ Peer = (*node.Node)(nil)
 // node.SyntheticPeer(1, i) with 20 ms rounds, as in node's own tests.
 func startCluster(t *testing.T, n int, tune func(*node.Config)) []*node.Node {
 	t.Helper()
-	nw := fakenet.New(fakenet.DefaultConfig())
+	return startClusterOn(t, fakenet.New(fakenet.DefaultConfig()), n, tune)
+}
+
+// startClusterOn starts the cluster on nw, for a test that fails its
+// peers.
+func startClusterOn(t *testing.T, nw *fakenet.Network, n int, tune func(*node.Config)) []*node.Node {
+	t.Helper()
 	var nodes []*node.Node
 	for i := range n {
 		rec, tags := node.SyntheticPeer(1, i)
@@ -159,9 +166,22 @@ func TestAPI(t *testing.T) {
 		{"GET", "/v1/health", "", "wrong", 401, "token"},
 		{"GET", "/v1/health", "", tok, 200, `"peers":12`},
 		{"GET", "/v1/members", "", tok, 200, "peer-000011"},
+		{"GET", "/v1/members?status=alive", "", tok, 200, `"status":"alive"`},
+		{"GET", "/v1/members?status=gone", "", tok, 400, "want alive, failed, left or leaving"},
+		{"GET", "/v1/nodes/peer-000003", "", "", 401, "token"},
+		{"GET", "/v1/nodes/peer-000003", "", tok, 200, `"name":"peer-000003"`},
+		{"GET", "/v1/nodes/peer-000000?events=0", "", tok, 200, `"self":true,"identity":`},
+		{"GET", "/v1/nodes/peer-000000?events=0", "", tok, 200, `"owns":[],"events":[]}`},
+		{"GET", "/v1/nodes/peer-000000?events=1", "", tok, 200, `"events":[{"at":`},
+		{"GET", "/v1/nodes/peer-000003?events=257", "", tok, 400, "want 0 to 256"},
+		{"GET", "/v1/nodes/nobody", "", tok, 404, `"code":"not_found"`},
 		{"GET", "/v1/health", "", "wrong", 401, "agent peer-000000"},
 		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"code":"statement"`},
 		{"GET", "/v1/attributes", "", tok, 200, "mem_free"},
+		{"GET", "/v1/events", "", "", 401, "token"},
+		{"GET", "/v1/events", "", tok, 200, `"node":"peer-000011","event":"member-join","addr":"fake:peer-000011"}]`},
+		{"GET", "/v1/events?node=peer-000003", "", tok, 200, `"node":"peer-000003","event":"member-join"`},
+		{"GET", "/v1/events?limit=x", "", tok, 400, `"code":"bad_request"`},
 		{"POST", "/v1/query", "{bad json", tok, 400, "bad JSON"},
 		{"POST", "/v1/query", `{"statement": "SELECT node FORM peers"}`, tok, 400, `"column":13`},
 		{"POST", "/v1/query", `{"statement": "SELECT mem_fre FROM peers"}`, tok, 400, "did you mean mem_free?"},
@@ -175,6 +195,33 @@ func TestAPI(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != c.status || !strings.Contains(b.String(), c.contains) {
 			t.Errorf("%s %s %s: %d %s; want %d and %q", c.method, c.path, c.body, resp.StatusCode, b.String(), c.status, c.contains)
+		}
+	}
+
+	// The events: peer 0 saw the 11 others join, in order; limit keeps
+	// the newest.
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"peer-000001", "peer-000002", "peer-000003", "peer-000004", "peer-000005", "peer-000006", "peer-000007", "peer-000008", "peer-000009", "peer-000010", "peer-000011"}},
+		{"?limit=2", []string{"peer-000010", "peer-000011"}},
+		{"?node=peer-000004&limit=5", []string{"peer-000004"}},
+		{"?node=nobody", []string{}},
+	} {
+		resp := do("GET", "/v1/events"+c.query, "", tok)
+		var evs []api.MemberEvent
+		err := json.NewDecoder(resp.Body).Decode(&evs)
+		resp.Body.Close()
+		got := []string{}
+		for _, e := range evs {
+			got = append(got, e.Node)
+			if e.Event != "member-join" || e.At.IsZero() {
+				t.Errorf("/v1/events%s: %+v", c.query, e)
+			}
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("/v1/events%s: %v %v, want %v", c.query, got, err, c.want)
 		}
 	}
 
@@ -228,6 +275,43 @@ func TestHealthMemberStates(t *testing.T) {
 	}
 	if h.Node != e.Nodes[0].Name() || h.Peers != 3 || len(h.Members) != 1 || h.Members["alive"] != 3 {
 		t.Errorf("health %s", body)
+	}
+
+	// A member that fails stays in /v1/members, failed, with when this
+	// agent saw it go; its node page says so, with the event.
+	victim := e.Nodes[2].Name()
+	if err := e.Kill(2); err != nil {
+		t.Fatal(err)
+	}
+	var members []api.Member
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, body, err := rawRequest(srv.Addr(), "GET /v1/members?status=failed HTTP/1.1\r\nHost: x\r\nX-Peerq-Token: t\r\nConnection: close\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(body, &members); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		if len(members) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed member listed 45 s after %s was killed", victim)
+		}
+	}
+	if len(members) != 1 || members[0].Name != victim || members[0].Status != "failed" || members[0].LastSeen == nil || members[0].Tags["region"] == "" {
+		t.Errorf("failed members: %+v", members)
+	}
+	_, body, err = rawRequest(srv.Addr(), "GET /v1/nodes/"+victim+" HTTP/1.1\r\nHost: x\r\nX-Peerq-Token: t\r\nConnection: close\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page api.Node
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if n := len(page.Events); page.Status != "failed" || n == 0 || page.Events[n-1].Event != "member-failed" || page.Events[n-1].Addr == "" {
+		t.Errorf("the failed member's page: %s", body)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -135,7 +136,7 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.DurationVar(&s.MinRound, "min-round", 10*time.Millisecond, "shortest gossip round (bounds the CPU a fast network can take)")
 	f.StringVar(&s.API, "api", api.DefaultAddr, "local HTTP API address (keep it on loopback)")
 	f.StringVar(&configFile, "config", "", "JSON file of settings named as the flags, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"], \"round\": \"200ms\"}; flags given on the command line win")
-	f.StringVar(&s.LogLevel, "log-level", "warn", "Serf and memberlist logs shown: error, warn, info or debug")
+	f.StringVar(&s.LogLevel, "log-level", "info", "log lines shown (peerq's, Serf's and memberlist's): error, warn, info (with a line per member joined, failed, left or reaped) or debug")
 	def := node.DefaultConfig(nil)
 	f.IntVar(&s.MaxQueries, "max-queries", def.MaxQueries, "queries this peer takes part in at once (the cloud's: each reaches every peer); beyond, it asks none and joins none: their askers answer busy, retry after N s (exit 5)")
 	f.IntVar(&s.MaxAsk, "max-ask", def.MaxAsk, "queries this agent asks at once; more are refused at once: busy, retry after N s (HTTP 429, exit 5)")
@@ -200,7 +201,11 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	rcfg := node.DefaultConfig(prober.Record)
 	rcfg.Round, rcfg.MinRound, rcfg.DataDir, rcfg.Tags, rcfg.MaxQueries = s.Round, s.MinRound, s.DataDir, tags, s.MaxQueries
 	rcfg.MaxAsk, rcfg.AskQueue = s.MaxAsk, s.AskQueue
-	rcfg.Logf = func(format string, args ...any) { fmt.Fprintf(logs, "[WARN] peerq: "+format+"\n", args...) }
+	// peerq's own lines look like Serf's and memberlist's beside them:
+	// date, time, level, "peerq:"; the level filter passes them as theirs.
+	logger := log.New(logs, "", log.LstdFlags)
+	rcfg.Logf = func(format string, args ...any) { logger.Printf("[WARN] peerq: "+format, args...) }
+	rcfg.Infof = func(format string, args ...any) { logger.Printf("[INFO] peerq: "+format, args...) }
 	snapshot := filepath.Join(s.DataDir, "serf.snapshot")
 	if err := durable.Probe(durable.OS(), s.DataDir); err != nil {
 		// Serf's snapshot needs a writable file: without it a restart
@@ -385,13 +390,31 @@ func typeError(err error) string {
 	return err.Error()
 }
 
-// newLevelFilter passes on Serf's and memberlist's log lines at or above
-// a level (hashicorp/logutils; they prefix lines with [DEBUG], [INFO],
-// [WARN] or [ERR]).
-func newLevelFilter(w io.Writer, level string) (*logutils.LevelFilter, error) {
+// newLevelFilter passes on Serf's, memberlist's and peerq's log lines at
+// or above a level (hashicorp/logutils; they prefix lines with [DEBUG],
+// [INFO], [WARN] or [ERR]). Below debug, Serf's own member event lines
+// ("serf: EventMemberJoin: n1 10.0.0.5") are left out: peerq logs each
+// join, failure, leave and reap itself with the port and pool, and Serf's
+// EventMemberUpdate comes with every lease's tag change.
+func newLevelFilter(w io.Writer, level string) (io.Writer, error) {
 	min, ok := map[string]logutils.LogLevel{"debug": "DEBUG", "info": "INFO", "warn": "WARN", "error": "ERR"}[strings.ToLower(level)]
 	if !ok {
 		return nil, fmt.Errorf("peerq: --log-level %q (expected debug, info, warn or error)", level)
 	}
-	return &logutils.LevelFilter{Levels: []logutils.LogLevel{"DEBUG", "INFO", "WARN", "ERR"}, MinLevel: min, Writer: w}, nil
+	f := &logutils.LevelFilter{Levels: []logutils.LogLevel{"DEBUG", "INFO", "WARN", "ERR"}, MinLevel: min, Writer: w}
+	if min == "DEBUG" {
+		return f, nil
+	}
+	return serfEventsOut{f}, nil
+}
+
+// serfEventsOut drops Serf's member event lines. Serf and memberlist
+// write one line per Write (the log package's Logger).
+type serfEventsOut struct{ w io.Writer }
+
+func (s serfEventsOut) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("] serf: EventMember")) {
+		return len(p), nil
+	}
+	return s.w.Write(p)
 }

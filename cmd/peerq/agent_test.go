@@ -144,8 +144,34 @@ func TestThreeAgents(t *testing.T) {
 	if code, _, errs := runCLI(t, "", "query", "--api", agents[0].api, "--token", token, "-e", "SELECT cpu_lod FROM peers"); code != exitStatement || !strings.Contains(errs, "did you mean cpu_load?") {
 		t.Errorf("bad statement: exit %d %q", code, errs)
 	}
-	// SIGTERM: each agent leaves gracefully and exits 0.
-	for _, a := range agents {
+	// The membership's log: agent 0 logged the others' joins (at the
+	// default level) and shows them in SHOW EVENTS.
+	if code, out, errs := runCLI(t, "", "query", "--data-dir", agents[0].data, "-F", "csv", "-e", "SHOW EVENTS"); code != exitOK ||
+		!strings.Contains(out, ",agent-1,member-join,127.0.0.1:") || !strings.Contains(out, ",agent-2,member-join,127.0.0.1:") {
+		t.Errorf("SHOW EVENTS: exit %d %q %q", code, out, errs)
+	}
+	waitLog := func(i int, line string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			b, _ := os.ReadFile(agents[i].log)
+			if strings.Contains(string(b), line) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("agent %d did not log %q in 60 s:\n%s", i, line, b)
+			}
+		}
+	}
+	waitLog(0, "[INFO] peerq: member joined: agent-1 127.0.0.1:")
+	waitLog(0, "[INFO] peerq: member joined: agent-2 127.0.0.1:")
+	if b, _ := os.ReadFile(agents[0].log); strings.Contains(string(b), "serf: EventMember") {
+		t.Errorf("Serf's own member lines beside peerq's:\n%s", b)
+	}
+	// SIGTERM: each agent leaves gracefully and exits 0; the last one
+	// first, and the first logs that it left.
+	agents[2].cmd.Process.Signal(syscall.SIGTERM)
+	waitLog(0, "[INFO] peerq: member left: agent-2 127.0.0.1:")
+	for _, a := range agents[:2] {
 		a.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	for i, a := range agents {
@@ -207,6 +233,19 @@ func TestAgentSettings(t *testing.T) {
 	w.Write([]byte("2026/11/26 [WARN] memberlist: y\n"))
 	if b.String() != "2026/11/26 [WARN] memberlist: y\n" {
 		t.Errorf("filtered logs %q", b.String())
+	}
+	// Serf's own member lines give way to peerq's, but at debug.
+	for level, want := range map[string]string{
+		"info":  "2026/11/26 [INFO] peerq: member joined: n2 10.0.0.5:7946\n",
+		"debug": "2026/11/26 [INFO] serf: EventMemberJoin: n2 10.0.0.5\n2026/11/26 [INFO] peerq: member joined: n2 10.0.0.5:7946\n",
+	} {
+		var b strings.Builder
+		w, _ := newLevelFilter(&b, level)
+		w.Write([]byte("2026/11/26 [INFO] serf: EventMemberJoin: n2 10.0.0.5\n"))
+		w.Write([]byte("2026/11/26 [INFO] peerq: member joined: n2 10.0.0.5:7946\n"))
+		if b.String() != want {
+			t.Errorf("--log-level %s: logged %q, want %q", level, b.String(), want)
+		}
 	}
 }
 

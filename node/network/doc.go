@@ -1,6 +1,8 @@
 // Package network holds the values that cross node's network seam: the
 // members a peer sees and the events that change them (Member, Event,
-// EventKind), the handler of incoming exchanges (Handler), and what an
+// EventKind; Departed, a member known to have failed or left), the log
+// of those events a peer keeps (MemberEvent, which the API's server names
+// too), the handler of incoming exchanges (Handler), and what an
 // exchange can fail with that the node acts on (ErrNoEndpoint: the peer's
 // process is gone; SkewError: the two clocks disagree by more than
 // ReplayWindow).

@@ -22,6 +22,16 @@ type Member struct {
 	Boot uint64
 }
 
+// Departed is a member the membership still knows but no longer counts
+// alive: it failed, or left (or is leaving). Serf keeps such members, with
+// their last tags, until it reaps them; a network that keeps no states
+// lists none.
+type Departed struct {
+	Member
+	// Status is "failed", "left" or "leaving".
+	Status string
+}
+
 // EventKind says what happened to members.
 type EventKind int
 
@@ -40,6 +50,32 @@ const (
 type Event struct {
 	Kind    EventKind
 	Members []string
+	// Info is each of Members as the event showed it (its address and
+	// tags), in the same order; nil where the implementation does not
+	// tell. A failed or departed member is in it, though no longer in
+	// Members().
+	Info []Member
+	// Reap, on a MemberLeft, says that the member had failed or left
+	// earlier and the membership now forgets it (Serf's reap).
+	Reap bool
+}
+
+// MemberEvent is a change in the membership as one peer saw it: a member
+// joined, failed, left or was reaped (forgotten after it failed or left).
+// node keeps the last ones (node.Node.Events) and names the kinds
+// (node.EventJoin ...).
+type MemberEvent struct {
+	At   time.Time
+	Node string
+	// Kind is Serf's name of the event: "member-join", "member-failed",
+	// "member-leave" or "member-reap".
+	Kind string
+	// Pool is the member's pool in a cloud of pools ("" in a cloud of one
+	// pool).
+	Pool string
+	// Addr is the member's gossip address, host:port ("" if the network
+	// does not tell).
+	Addr string
 }
 
 // Handler answers an exchange request from the named peer. It runs on the
