@@ -37,6 +37,7 @@ type eventLog struct {
 	mu   sync.Mutex
 	ring []MemberEvent // capacity fixed at creation
 	next int           // where the next event goes once the ring is full
+	at   time.Time     // the newest event's time
 }
 
 func newEventLog(size int, infof func(string, ...any)) *eventLog {
@@ -69,6 +70,7 @@ func (l *eventLog) record(e network.Event, at time.Time) {
 			me.Addr, me.Pool = e.Info[i].Addr, e.Info[i].Tags[TagPool]
 		}
 		l.mu.Lock()
+		l.at = at
 		if len(l.ring) < cap(l.ring) {
 			l.ring = append(l.ring, me)
 		} else {
@@ -102,6 +104,13 @@ func (l *eventLog) last(n int) []MemberEvent {
 		all = all[len(all)-n:]
 	}
 	return all
+}
+
+// lastAt is when the newest event came (zero: none yet).
+func (l *eventLog) lastAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
 }
 
 // size is how many events the log keeps at most.
