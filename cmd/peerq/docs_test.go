@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peerq/peerq/node"
+	"github.com/peerq/peerq/query"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -344,6 +346,11 @@ func checkDocCommand(t *testing.T, c docCommand) error {
 				return fmt.Errorf("%s %q: %v", name, v, err)
 			}
 		}
+		if f.Name == "export" && cmd.Name() == "agent" {
+			if err := checkExport(value); err != nil {
+				return err
+			}
+		}
 	}
 	switch {
 	case usage:
@@ -356,6 +363,58 @@ func checkDocCommand(t *testing.T, c docCommand) error {
 		}
 	}
 	return runCheap(t, c, cmd)
+}
+
+// checkExport checks an agent's --export as the agent does before it
+// joins: a snake_case name, and an aggregate that compiles.
+func checkExport(flag string) error {
+	name, stmt := exportName(flag)
+	if err := node.CheckExportName(name); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(stmt)), "WATCH") {
+		stmt = "WATCH " + stmt
+	}
+	plan, err := query.CompileText(stmt, query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		return fmt.Errorf("--export %q: %w", flag, err)
+	}
+	if plan.Kind != query.PlanAggregate {
+		return fmt.Errorf("--export %q: not an aggregate", flag)
+	}
+	return nil
+}
+
+// The config files docs/AGENT.md shows (its hcl and json blocks) are ones
+// the agent reads, every setting and export in them valid.
+func TestDocsConfigFiles(t *testing.T) {
+	b, err := os.ReadFile("../../docs/AGENT.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```(hcl|json)\n(.*?)```").FindAllStringSubmatch(string(b), -1)
+	if len(blocks) < 2 {
+		t.Fatalf("docs/AGENT.md shows %d config files, want an HCL and a JSON one", len(blocks))
+	}
+	for i, m := range blocks {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("agent%d.%s", i, m[1]))
+		if err := os.WriteFile(path, []byte(m[2]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := &agentSettings{}
+		if err := applyConfigFile(agentCmd(s), path, s); err != nil {
+			t.Errorf("docs/AGENT.md's %s config: %v\n%s", m[1], err, m[2])
+			continue
+		}
+		if s.Node == "" || len(s.Join) == 0 {
+			t.Errorf("docs/AGENT.md's %s config read as %+v", m[1], s)
+		}
+		for _, e := range s.Export {
+			if err := checkExport(e); err != nil {
+				t.Errorf("docs/AGENT.md's %s config: %v", m[1], err)
+			}
+		}
+	}
 }
 
 // alternatives are the values a|b|c stands for (a usage line's choices);
