@@ -265,14 +265,19 @@ func shellWords(line string) []shellWord {
 }
 
 // placeholder says whether a word the docs show stands for a value the
-// reader gives (DIR, N, "...", ADDR]..., a|b|c): its flag is checked, its
-// value is not.
+// reader gives (DIR, N, HOST:PORT, NAME=STATEMENT, "...", ADDR]...): its
+// flag is checked, its value is not.
 func placeholder(w string) bool {
 	w = strings.TrimRight(strings.TrimLeft(w, "["), "].…")
 	if w == "" || strings.ContainsAny(w, "$…") || strings.Contains(w, "...") {
 		return true
 	}
-	return metaVar.MatchString(strings.Trim(w, "[]"))
+	for _, part := range strings.FieldsFunc(strings.Trim(w, "[]"), func(r rune) bool { return r == '=' || r == ':' }) {
+		if !metaVar.MatchString(part) {
+			return false
+		}
+	}
+	return true // NAME=STATEMENT, HOST:PORT
 }
 
 // checkDocCommand checks one command against the real command tree, and
