@@ -34,8 +34,9 @@ type MemberEvent = network.MemberEvent
 type eventLog struct {
 	infof func(format string, args ...any) // nil: nothing is logged
 
+	max  int // events kept
 	mu   sync.Mutex
-	ring []MemberEvent // capacity fixed at creation
+	ring []MemberEvent // grows to max (an embedded cluster's 200 peers need not hold 256 each)
 	next int           // where the next event goes once the ring is full
 	at   time.Time     // the newest event's time
 }
@@ -44,7 +45,7 @@ func newEventLog(size int, infof func(string, ...any)) *eventLog {
 	if size <= 0 {
 		size = DefaultEventLog
 	}
-	return &eventLog{infof: infof, ring: make([]MemberEvent, 0, size)}
+	return &eventLog{infof: infof, max: size}
 }
 
 // record keeps the events one membership change makes (one per member)
@@ -71,7 +72,7 @@ func (l *eventLog) record(e network.Event, at time.Time) {
 		}
 		l.mu.Lock()
 		l.at = at
-		if len(l.ring) < cap(l.ring) {
+		if len(l.ring) < l.max {
 			l.ring = append(l.ring, me)
 		} else {
 			l.ring[l.next] = me
@@ -114,7 +115,7 @@ func (l *eventLog) lastAt() time.Time {
 }
 
 // size is how many events the log keeps at most.
-func (l *eventLog) size() int { return cap(l.ring) }
+func (l *eventLog) size() int { return l.max }
 
 // Events returns the newest n membership events this peer saw (all it
 // keeps, Config.EventLog, when n <= 0), oldest first: joins, failures,
