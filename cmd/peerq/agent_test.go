@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +51,10 @@ func TestThreeAgents(t *testing.T) {
 		args := []string{"agent", "--node", fmt.Sprint("agent-", i), "--bind", gossip,
 			"--exchange", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--api", a.api, "--data-dir", a.data,
 			"--tag", "region=" + []string{"eu", "us", "eu"}[i], "--round", "50ms"}
-		if i == 2 {
+		switch i {
+		case 0: // the group any user may give its own files
+			args = append(args, "--token-group", strconv.Itoa(os.Getgid()))
+		case 2:
 			args = append(args, "--export", "peers=SELECT COUNT(*) FROM peers EVERY 1s")
 		}
 		if seed != "" {
@@ -137,6 +141,15 @@ func TestThreeAgents(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "", "query", "--api", agents[0].api, "--token", token, "-e", "SELECT cpu_lod FROM peers"); code != exitStatement || !strings.Contains(errs, "did you mean cpu_load?") {
 		t.Errorf("bad statement: exit %d %q", code, errs)
+	}
+	// --token-group: the group may read the token; without it, only the
+	// agent's user.
+	for i, want := range []os.FileMode{0o640, 0o600} {
+		if st, err := os.Stat(filepath.Join(agents[i].data, "api-token")); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != want {
+			t.Errorf("agent %d's token: mode %v, want %v", i, st.Mode().Perm(), want)
+		}
 	}
 	// /metrics: what the agent runs, and the export under its name, once
 	// the three have settled (node's TestExportSettles: never what an
