@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -93,6 +94,33 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 		return tok, fmt.Errorf("cannot store the API token: %w", err) // the token for this run only
 	}
 	return tok, nil
+}
+
+// ShareToken lets a group read the API token in dataDir: the file is
+// given to group (a name or a number) and made 0640, so that a
+// Prometheus server that runs as its own user in that group can read it
+// (its scrape config's credentials_file). The data dir must let the
+// group in too (its x bit). Ownership is Unix's: on Windows it fails,
+// and the file's ACL is the way (icacls).
+func ShareToken(dataDir, group string) error {
+	path := filepath.Join(dataDir, TokenFile)
+	gid, err := strconv.Atoi(group)
+	if err != nil {
+		g, lerr := user.LookupGroup(group)
+		if lerr != nil {
+			return fmt.Errorf("api: token group: %w", lerr)
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return fmt.Errorf("api: token group %s: gid %q: %w", group, g.Gid, err)
+		}
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("api: giving the token to group %s: %w", group, err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		return fmt.Errorf("api: making the token group-readable: %w", err)
+	}
+	return nil
 }
 
 // Options say where the agent is.

@@ -14,11 +14,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/internal/cputime"
 	"github.com/peerq/peerq/query"
 )
 
@@ -188,13 +188,11 @@ func TestSettleBenchmark(t *testing.T) {
 	fmt.Printf("bench: idle_cpu_cores %.3g cores\n", idle)
 }
 
-// cpuTime is the CPU time (user and system) this process has used.
+// cpuTime is the CPU time (user and system) this process has used; 0
+// where it cannot be read (the idle figure then reads 0).
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	c, _ := cputime.Self()
+	return c
 }
 
 func median(ds []time.Duration) time.Duration {

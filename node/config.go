@@ -147,6 +147,13 @@ type Config struct {
 	// (events.go). The embedded cluster leaves it nil: 200 peers in one
 	// process would each log every other's join.
 	Infof func(format string, args ...any)
+	// ExportSettle is how long the membership must have been still (no
+	// member joined, failed or left, nor the node started) before an
+	// export's first answer is shown (Export): an answer taken while
+	// members still arrive is not the cloud's — an agent that has just
+	// started counts itself alone. Longer waits out slower joins; the
+	// gauges are absent meanwhile. 0 shows the first complete answer.
+	ExportSettle time.Duration
 	// EventLog is how many membership events the peer keeps for SHOW
 	// EVENTS and the API's /v1/events (Node.Events); 0 is DefaultEventLog.
 	EventLog int
@@ -200,6 +207,6 @@ func DefaultConfig(record func() query.Record) Config {
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
-		ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.AutoFanout,
+		ExportSettle: 5 * time.Second, ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.AutoFanout,
 		Gateways: 3, GatewayCheck: time.Second, PoolTimeout: time.Minute, PollEvery: 100 * time.Millisecond, PoolMemory: 10 * time.Minute}
 }

@@ -34,16 +34,18 @@ type MemberEvent = network.MemberEvent
 type eventLog struct {
 	infof func(format string, args ...any) // nil: nothing is logged
 
+	max  int // events kept
 	mu   sync.Mutex
-	ring []MemberEvent // capacity fixed at creation
+	ring []MemberEvent // grows to max (an embedded cluster's 200 peers need not hold 256 each)
 	next int           // where the next event goes once the ring is full
+	at   time.Time     // the newest event's time
 }
 
 func newEventLog(size int, infof func(string, ...any)) *eventLog {
 	if size <= 0 {
 		size = DefaultEventLog
 	}
-	return &eventLog{infof: infof, ring: make([]MemberEvent, 0, size)}
+	return &eventLog{infof: infof, max: size}
 }
 
 // record keeps the events one membership change makes (one per member)
@@ -69,7 +71,8 @@ func (l *eventLog) record(e network.Event, at time.Time) {
 			me.Addr, me.Pool = e.Info[i].Addr, e.Info[i].Tags[TagPool]
 		}
 		l.mu.Lock()
-		if len(l.ring) < cap(l.ring) {
+		l.at = at
+		if len(l.ring) < l.max {
 			l.ring = append(l.ring, me)
 		} else {
 			l.ring[l.next] = me
@@ -104,8 +107,15 @@ func (l *eventLog) last(n int) []MemberEvent {
 	return all
 }
 
+// lastAt is when the newest event came (zero: none yet).
+func (l *eventLog) lastAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
+}
+
 // size is how many events the log keeps at most.
-func (l *eventLog) size() int { return cap(l.ring) }
+func (l *eventLog) size() int { return l.max }
 
 // Events returns the newest n membership events this peer saw (all it
 // keeps, Config.EventLog, when n <= 0), oldest first: joins, failures,

@@ -129,30 +129,32 @@ func (n *Node) Words(context.Context) []string {
 func (n *Node) Metrics() prometheus.Collector { return n.metrics }
 
 // Export starts a standing query whose answers /metrics exposes:
-// "SELECT … EVERY d" (or WATCH SELECT …) with aggregates. It runs until
-// the node closes; an epoch that fails keeps the last good answer and
-// counts in peerq_export_failures_total.
-func (n *Node) Export(text string) error {
-	if !strings.EqualFold(firstWord(text), "WATCH") {
-		text = "WATCH " + text
-	}
-	plan, err := n.Compile(text)
+// "SELECT … EVERY d" (or WATCH SELECT …) with aggregates, its series
+// labelled export="name" (a snake_case name; "" labels them with the
+// statement's text). It runs until the node closes; its first answer is
+// shown once the membership has settled (Config.ExportSettle), and an
+// epoch that fails keeps the last good answer and counts in
+// peerq_export_failures_total.
+func (n *Node) Export(name, text string) error {
+	plan, err := n.CheckExport(text)
 	if err != nil {
 		return err
 	}
-	if plan.Kind != query.PlanAggregate {
-		return fmt.Errorf("--export %q: only aggregates (COUNT, SUM, AVG, … with GROUP BY) become gauges", text)
-	}
-	if err := n.CheckWatch(plan); err != nil {
+	if err := CheckExportName(name); err != nil {
 		return err
 	}
-	e := &export{text: text}
-	n.metrics.exports.add(e)
+	if name == "" {
+		name = plan.Text
+	}
+	e := &export{name: name, text: plan.Text}
+	if err := n.metrics.exports.add(e); err != nil {
+		return err
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		err := n.WatchPlan(n.ctx, plan, func(ans *answer.Answer, err error) bool {
-			n.metrics.exports.epoch(e, ans, err)
+			n.metrics.exports.epoch(e, ans, err, n.settled())
 			return true
 		})
 		if err != nil { // checked above: only a broken invariant gets here
@@ -160,6 +162,50 @@ func (n *Node) Export(text string) error {
 		}
 	}()
 	return nil
+}
+
+// CheckExport compiles an export's statement, as Export would run it, and
+// refuses what cannot be one: it must compile, be an aggregate, and have
+// an epoch this agent can keep. The agent checks its exports with it
+// before it joins, and starts them (Export) after.
+func (n *Node) CheckExport(text string) (*query.Plan, error) {
+	if !strings.EqualFold(firstWord(text), "WATCH") {
+		text = "WATCH " + text
+	}
+	plan, err := n.Compile(text)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Kind != query.PlanAggregate {
+		return nil, fmt.Errorf("--export %q: only aggregates (COUNT, SUM, AVG, … with GROUP BY) become gauges", text)
+	}
+	if err := n.CheckWatch(plan); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// CheckExportName refuses an export's name that is not snake_case: a
+// letter or _, then letters, digits and _, as a Prometheus recording
+// rule's name ("" is no name).
+func CheckExportName(name string) error {
+	for i, r := range name {
+		letter := r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'
+		if !letter && (i == 0 || r < '0' || r > '9') {
+			return fmt.Errorf("export name %q: want snake_case, a letter or _ then letters, digits and _ (it labels the series, export=\"name\")", name)
+		}
+	}
+	return nil
+}
+
+// settled says whether the membership has not changed (no member joined,
+// failed or left, and the node did not start) for Config.ExportSettle.
+func (n *Node) settled() bool {
+	last := n.events.lastAt()
+	if last.Before(n.started) {
+		last = n.started
+	}
+	return n.now().Sub(last) >= n.cfg.ExportSettle
 }
 
 func firstWord(s string) string {

@@ -1,8 +1,8 @@
 package node
 
 import (
+	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -218,8 +218,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // export is a standing query whose latest answer /metrics shows as gauges
 // (--export): cloud-wide metrics with no central collector.
 type export struct {
+	name string // its label, export="name"
 	text string
-	ans  *answer.Answer // the latest epoch's; nil before the first
+	ans  *answer.Answer // the latest complete epoch's; nil before the first shown
 	err  error
 }
 
@@ -231,22 +232,35 @@ type exports struct {
 	failures int64 // epochs that failed or were partial
 }
 
-func (x *exports) add(e *export) {
+// add lists e, whose name no other export may have: it is the series'
+// identity in Prometheus.
+func (x *exports) add(e *export) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	for _, o := range x.list {
+		if o.name == e.name {
+			return fmt.Errorf("node: two exports named %q (%q and %q): give each its own name", e.name, o.text, e.text)
+		}
+	}
 	x.list = append(x.list, e)
+	return nil
 }
 
 // epoch takes an epoch's answer of e (or its error): a complete one
-// replaces the last, any other counts as a failure.
-func (x *exports) epoch(e *export, ans *answer.Answer, err error) {
+// replaces the last, any other counts as a failure. Until e shows its
+// first answer, a complete one is shown only if settled (the membership
+// had not changed for a while when it came): one taken while members
+// still arrive — an agent that has just started counts itself alone,
+// COUNT(*) 1 — is not the cloud's.
+func (x *exports) epoch(e *export, ans *answer.Answer, err error, settled bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if ans != nil && ans.Meta != nil && !ans.Meta.Flagged() {
+	complete := ans != nil && ans.Meta != nil && !ans.Meta.Flagged()
+	if complete && (e.ans != nil || settled) {
 		e.ans = ans
 	}
 	e.err = err
-	if ans == nil || ans.Meta == nil || ans.Meta.Flagged() {
+	if !complete {
 		x.failures++
 	}
 }
@@ -262,11 +276,11 @@ func (x *exports) collect(ch chan<- prometheus.Metric) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descExportFailures, prometheus.CounterValue, float64(x.failures))
-	for i, e := range x.list {
+	for _, e := range x.list {
 		if e.ans == nil {
 			continue
 		}
-		id := strconv.Itoa(i)
+		id := e.name
 		ch <- prometheus.MustNewConstMetric(descExportEpoch, prometheus.GaugeValue, float64(e.ans.Meta.Epoch), id)
 		groupCols := map[int]bool{}
 		for j, c := range e.ans.Columns {

@@ -24,6 +24,9 @@ type Node struct {
 	cfg Config
 	net Network
 	now func() time.Time // cfg.Clock
+	// started is when New made the node: a change of membership, for
+	// exports (settled).
+	started time.Time
 	// ctx ends when the node closes: exchanges in flight give up.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -152,7 +155,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, cancel: cancel,
+	n := &Node{cfg: cfg, net: net, now: cfg.Clock, started: cfg.Clock(), ctx: ctx, cancel: cancel,
 		id: id, fs: cfg.FS, keeper: keeper, events: newEventLog(cfg.EventLog, cfg.Infof),
 		done: make(chan struct{})}
 	rt := newRuntime(cfg, net, ctx, n.done, seed)

@@ -44,22 +44,30 @@ func startFake(t testing.TB, n int, fcfg fakenet.Config, seed uint64, tune func(
 	t.Helper()
 	c := &cluster{net: fakenet.New(fcfg)}
 	for i := 0; i < n; i++ {
-		rec, tags := SyntheticPeer(seed, i)
-		h := c.net.Add(query.SyntheticName(i), tags)
-		cfg := DefaultConfig(func() query.Record { return rec })
-		cfg.Tags, cfg.Seed = tags, seed*1_000_003+uint64(i)+1
-		if tune != nil {
-			tune(&cfg)
-		}
-		node, err := New(cfg, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nodes = append(c.nodes, node)
-		c.cfgs = append(c.cfgs, cfg)
+		c.add(t, seed, tune)
 	}
 	t.Cleanup(c.close)
 	return c
+}
+
+// add starts the next peer, len(c.nodes), on c's network: every live peer
+// sees it join.
+func (c *cluster) add(t testing.TB, seed uint64, tune func(*Config)) {
+	t.Helper()
+	i := len(c.nodes)
+	rec, tags := SyntheticPeer(seed, i)
+	h := c.net.Add(query.SyntheticName(i), tags)
+	cfg := DefaultConfig(func() query.Record { return rec })
+	cfg.Tags, cfg.Seed = tags, seed*1_000_003+uint64(i)+1
+	if tune != nil {
+		tune(&cfg)
+	}
+	node, err := New(cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes = append(c.nodes, node)
+	c.cfgs = append(c.cfgs, cfg)
 }
 
 // seeds are the seeds a test runs its schedule with — under the race

@@ -47,4 +47,7 @@
 //     transport's goroutines.
 //  3. Read Events (member changes) promptly: the overlay drains Serf's
 //     event channel itself, and drops events a slow reader leaves behind.
+//     Each event carries its members' addresses and tags as Serf showed
+//     them (network.Event.Info: a failed member is no longer in Members),
+//     and tells a reap from a leave (Reap), for the node's log of events.
 package overlay

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -125,12 +126,33 @@ type Config struct {
 	// Logf is told when the server stops on an error of its own; nil
 	// logs with the log package.
 	Logf func(format string, args ...any)
+	// Version and Commit are the binary's release and the commit it was
+	// built from ("" where unknown), shown in /metrics as
+	// peerq_build_info{version, commit, go_version} 1, as Prometheus's own
+	// *_build_info: a dashboard joins on it to see which agents run what.
+	Version, Commit string
 }
 
 // DefaultConfig returns the API's limits: DefaultMaxConns,
 // DefaultMaxRequests, DefaultHeaderTimeout.
 func DefaultConfig() Config {
 	return Config{MaxConns: DefaultMaxConns, MaxRequests: DefaultMaxRequests, HeaderTimeout: DefaultHeaderTimeout}
+}
+
+// buildInfo is the gauge peerq_build_info, always 1, whose labels say
+// what the agent runs: its version, commit and Go release.
+func buildInfo(cfg Config) prometheus.Collector {
+	unknown := func(s string) string {
+		if s == "" {
+			return "unknown"
+		}
+		return s
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "peerq_build_info",
+		Help:        "The agent's build: its version, the commit it was built from, and the Go release; always 1.",
+		ConstLabels: prometheus.Labels{"version": unknown(cfg.Version), "commit": unknown(cfg.Commit), "go_version": runtime.Version()}})
+	g.Set(1)
+	return g
 }
 
 // Server serves a peer's local HTTP API.
@@ -166,7 +188,7 @@ func Start(p Peer, cfg Config) (*Server, error) {
 	if err := reg.Register(p.Metrics()); err != nil {
 		return nil, fmt.Errorf("server: the peer's metrics: %w", err)
 	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo(cfg))
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -399,6 +400,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`peerq_lease_tags_malformed_total 0`,
 		`peerq_queries_unreadable_total 0`,
 		`go_goroutines `,
+		`peerq_build_info{commit="unknown",go_version="` + runtime.Version() + `",version="unknown"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -2,9 +2,10 @@ package sim
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerq/peerq/internal/cputime"
 )
 
 // BenchmarkStep times the simulator's round with every peer working
@@ -49,9 +50,9 @@ func BenchmarkStep(b *testing.B) {
 
 // cpuTime is the CPU time the process has used, user and system.
 func cpuTime(b *testing.B) time.Duration {
-	var u syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+	c, err := cputime.Self()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+	return c
 }

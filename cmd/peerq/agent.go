@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -27,8 +25,8 @@ import (
 )
 
 // agentSettings are the agent's settings: the flags, each of which a
-// --config file (JSON, keys named as the flags) may set; the command line
-// wins over the file.
+// --config file (HCL or JSON, keys named as the flags: config.go) may
+// set; the command line wins over the file.
 type agentSettings struct {
 	Node       string
 	Bind       string
@@ -58,6 +56,9 @@ type agentSettings struct {
 	// joins through.
 	Pool      string
 	CloudJoin []string
+	// TokenGroup, if set, may read the API token (a Prometheus server
+	// running as its own user, in that group).
+	TokenGroup string
 }
 
 // joinTimeout is how long --join tries without --retry-join.
@@ -70,28 +71,7 @@ func (s *agentSettings) fields() map[string]any {
 		"join": &s.Join, "tag": &s.Tag, "data-dir": &s.DataDir, "encrypt": &s.Encrypt, "old-key": &s.OldKeys, "round": (*jsonDuration)(&s.Round), "min-round": (*jsonDuration)(&s.MinRound),
 		"api": &s.API, "log-level": &s.LogLevel, "max-queries": &s.MaxQueries, "max-ask": &s.MaxAsk, "ask-queue": &s.AskQueue,
 		"retry-join": &s.RetryJoin, "retry-interval": (*jsonDuration)(&s.RetryInterval), "retry-max": &s.RetryMax, "export": &s.Export,
-		"pool": &s.Pool, "cloud-join": &s.CloudJoin}
-}
-
-// jsonDuration reads "300ms" (or a number of seconds) from JSON.
-type jsonDuration time.Duration
-
-func (d *jsonDuration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("%q is not a duration (like \"300ms\" or \"2s\")", s)
-		}
-		*d = jsonDuration(v)
-		return nil
-	}
-	var secs float64
-	if err := json.Unmarshal(b, &secs); err != nil {
-		return fmt.Errorf("%s is not a duration (like \"300ms\", or a number of seconds)", b)
-	}
-	*d = jsonDuration(secs * float64(time.Second))
-	return nil
+		"pool": &s.Pool, "cloud-join": &s.CloudJoin, "token-group": &s.TokenGroup}
 }
 
 func newAgentCmd() *cobra.Command { return agentCmd(&agentSettings{}) }
@@ -128,14 +108,15 @@ The local HTTP API (docs/API.md) listens on --api with a token written to --data
 	f.DurationVar(&s.RetryInterval, "retry-interval", 30*time.Second, "wait between --retry-join attempts")
 	f.IntVar(&s.RetryMax, "retry-max", 0, "attempts of --retry-join before failing (0: for ever)")
 	f.StringArrayVar(&s.Tag, "tag", nil, "static tag key=value (repeatable)")
-	f.StringArrayVar(&s.Export, "export", nil, "a standing aggregate query whose answers /metrics shows as gauges, e.g. \"SELECT region, COUNT(*) FROM peers GROUP BY region EVERY 30s\" (repeatable)")
+	f.StringArrayVar(&s.Export, "export", nil, "NAME=STATEMENT: a standing aggregate query whose answers /metrics shows as gauges labelled export=\"NAME\", e.g. \"peers_by_region=SELECT region, COUNT(*) FROM peers GROUP BY region EVERY 30s\" (repeatable)")
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the journal, the lease table, the API token and Serf's snapshot")
 	f.StringVar(&s.Encrypt, "encrypt", "", "base64 key of 16, 24 or 32 bytes: encrypts gossip and seals exchanges (the same on every agent)")
 	f.StringArrayVar(&s.OldKeys, "old-key", nil, "base64 key that still opens gossip and exchanges, during a key rotation (repeatable; docs/SECURITY.md)")
 	f.DurationVar(&s.Round, "round", 200*time.Millisecond, "longest gossip round: a peer's next round starts when its exchanges are back, at this at the latest")
 	f.DurationVar(&s.MinRound, "min-round", 10*time.Millisecond, "shortest gossip round (bounds the CPU a fast network can take)")
 	f.StringVar(&s.API, "api", api.DefaultAddr, "local HTTP API address (keep it on loopback)")
-	f.StringVar(&configFile, "config", "", "JSON file of settings named as the flags, e.g. {\"bind\": \"0.0.0.0:7946\", \"join\": [\"10.0.0.5:7946\"], \"tag\": [\"region=eu\"], \"round\": \"200ms\"}; flags given on the command line win")
+	f.StringVar(&s.TokenGroup, "token-group", "", "a group (name or number) that may read the API token in --data-dir: the file is given to it, mode 0640, e.g. prometheus for a scrape config's credentials_file (docs/AGENT.md)")
+	f.StringVar(&configFile, "config", "", "file of settings named as the flags, HCL (FILE.hcl: join = [\"10.0.0.5:7946\"]) or JSON (FILE.json: {\"join\": [\"10.0.0.5:7946\"]}); flags given on the command line win (docs/AGENT.md)")
 	f.StringVar(&s.LogLevel, "log-level", "info", "log lines shown (peerq's, Serf's and memberlist's): error, warn, info (with a line per member joined, failed, left or reaped) or debug")
 	def := node.DefaultConfig(nil)
 	f.IntVar(&s.MaxQueries, "max-queries", def.MaxQueries, "queries this peer takes part in at once (the cloud's: each reaches every peer); beyond, it asks none and joins none: their askers answer busy, retry after N s (exit 5)")
@@ -227,9 +208,16 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	}
 	if err != nil {
 		warnings = append(warnings, fmt.Sprintf("%v: this run's API token is %s (give it with --token)", err, token))
+	} else if s.TokenGroup != "" {
+		if err := api.ShareToken(s.DataDir, s.TokenGroup); err != nil {
+			p.Close()
+			return &exitError{exitUsage, fmt.Errorf("peerq: --token-group: %w", err)}
+		}
 	}
 	scfg := server.DefaultConfig()
 	scfg.Addr, scfg.Token, scfg.Logf = s.API, token, rcfg.Logf
+	scfg.Version = version
+	scfg.Commit, _ = buildCommit()
 	srv, err := server.Start(p, scfg)
 	if err != nil {
 		p.Close()
@@ -239,11 +227,25 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	if err := api.WriteAddr(s.DataDir, srv.Addr()); err != nil {
 		warnings = append(warnings, fmt.Sprintf("cannot leave the API address in the data dir (%v): give --api %s to clients", err, srv.Addr()))
 	}
-	for _, e := range s.Export {
-		if err := p.Export(e); err != nil {
+	// The exports are checked now (a statement error stops the agent at
+	// once) and started once the agent has joined: before, it is alone.
+	exports := make([][2]string, len(s.Export))
+	named := map[string]bool{}
+	for i, e := range s.Export {
+		name, stmt := exportName(e)
+		if err := node.CheckExportName(name); err != nil || named[name] {
+			p.Close()
+			if err == nil {
+				err = fmt.Errorf("two exports named %q: give each its own name", name)
+			}
+			return &exitError{exitUsage, fmt.Errorf("peerq: --export: %w", err)}
+		}
+		named[name] = name != ""
+		if _, err := p.CheckExport(stmt); err != nil {
 			p.Close()
 			return &exitError{exitStatement, fmt.Errorf("peerq: --export: %w", err)}
 		}
+		exports[i] = [2]string{name, stmt}
 	}
 	fmt.Fprintf(out, "peerq agent %s: gossip on %s, exchanges on %s, API on %s (token in %s)\n", name,
 		p.Addr(), p.ExchangeAddr(), srv.Addr(), filepath.Join(s.DataDir, api.TokenFile))
@@ -264,6 +266,12 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 		}
 		fmt.Fprintf(out, "peerq agent %s: joined, %d peers\n", name, p.Network().Size())
 	}
+	for _, e := range exports {
+		if err := p.Export(e[0], e[1]); err != nil {
+			p.Close()
+			return &exitError{exitUsage, fmt.Errorf("peerq: --export: %w", err)}
+		}
+	}
 	beat := time.NewTicker(probe.HeartbeatEvery)
 	defer beat.Stop()
 	for {
@@ -277,6 +285,18 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 			}
 		}
 	}
+}
+
+// exportName splits --export's NAME=STATEMENT; a statement alone has no
+// name (its series are labelled with its text). No statement starts with
+// a name and "=", so the two cannot be confused.
+func exportName(flag string) (name, statement string) {
+	if i := strings.IndexByte(flag, '='); i > 0 {
+		if n := strings.TrimSpace(flag[:i]); !strings.ContainsAny(n, " \t\n(") {
+			return n, strings.TrimSpace(flag[i+1:])
+		}
+	}
+	return "", flag
 }
 
 // join joins through --join: for joinTimeout, or with --retry-join every
@@ -324,70 +344,6 @@ func nodeName(dataDir, flag string) (string, error) {
 		return name, nil // saved already: a read-only data dir does not stop a restart
 	}
 	return name, os.WriteFile(path, []byte(name+"\n"), 0o644)
-}
-
-// applyConfigFile sets, from a JSON object of settings, every setting the
-// command line did not set. Values are decoded by their type: numbers stay
-// numbers, durations are "300ms" or seconds, lists are arrays.
-func applyConfigFile(cmd *cobra.Command, path string, s *agentSettings) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("peerq: config: %w", err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return fmt.Errorf("peerq: config %s: %s", path, jsonError(b, err))
-	}
-	fields := s.fields()
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		dst, ok := fields[k]
-		if !ok {
-			return fmt.Errorf("peerq: config %s: unknown setting %q (settings are named as the flags: %s)", path, k, strings.Join(settingNames(fields), ", "))
-		}
-		if cmd.Flags().Changed(k) {
-			continue
-		}
-		dec := json.NewDecoder(bytes.NewReader(raw[k]))
-		if err := dec.Decode(dst); err != nil {
-			return fmt.Errorf("peerq: config %s: setting %q: %s", path, k, typeError(err))
-		}
-	}
-	return nil
-}
-
-func settingNames(fields map[string]any) []string {
-	var out []string
-	for k := range fields {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// jsonError says where a config file stops being JSON: line and column.
-func jsonError(b []byte, err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		off := max(int(se.Offset)-1, 0) // Offset is just past the character at fault
-		line := 1 + bytes.Count(b[:off], []byte("\n"))
-		col := off - bytes.LastIndexByte(b[:off], '\n')
-		return fmt.Sprintf("%d:%d: %v", line, col, err)
-	}
-	return err.Error()
-}
-
-// typeError says what a setting should have been.
-func typeError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("want a %s, found a JSON %s", te.Type, te.Value)
-	}
-	return err.Error()
 }
 
 // newLevelFilter passes on Serf's, memberlist's and peerq's log lines at

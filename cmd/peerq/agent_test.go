@@ -3,11 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +51,12 @@ func TestThreeAgents(t *testing.T) {
 		args := []string{"agent", "--node", fmt.Sprint("agent-", i), "--bind", gossip,
 			"--exchange", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--api", a.api, "--data-dir", a.data,
 			"--tag", "region=" + []string{"eu", "us", "eu"}[i], "--round", "50ms"}
+		switch i {
+		case 0: // the group any user may give its own files
+			args = append(args, "--token-group", strconv.Itoa(os.Getgid()))
+		case 2:
+			args = append(args, "--export", "peers=SELECT COUNT(*) FROM peers EVERY 1s")
+		}
 		if seed != "" {
 			// The first agent may take seconds to listen on a loaded
 			// machine: keep trying, as a deployment that starts its agents
@@ -144,6 +153,43 @@ func TestThreeAgents(t *testing.T) {
 	if code, _, errs := runCLI(t, "", "query", "--api", agents[0].api, "--token", token, "-e", "SELECT cpu_lod FROM peers"); code != exitStatement || !strings.Contains(errs, "did you mean cpu_load?") {
 		t.Errorf("bad statement: exit %d %q", code, errs)
 	}
+	// --token-group: the group may read the token; without it, only the
+	// agent's user.
+	for i, want := range []os.FileMode{0o640, 0o600} {
+		if st, err := os.Stat(filepath.Join(agents[i].data, "api-token")); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != want {
+			t.Errorf("agent %d's token: mode %v, want %v", i, st.Mode().Perm(), want)
+		}
+	}
+	// /metrics: what the agent runs, and the export under its name, once
+	// the three have settled (node's TestExportSettles: never what an
+	// agent counted while members still arrived).
+	var metrics string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(agents[2].data, "api-token"))
+		req, _ := http.NewRequest("GET", "http://"+agents[2].api+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metrics = string(body)
+		}
+		if strings.Contains(metrics, `peerq_export_value{column="COUNT(*)",export="peers",group=""} 3`+"\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent 2 shows no export of 3 peers in 60 s:\n%s", metrics)
+		}
+	}
+	for _, want := range []string{
+		`peerq_build_info{commit="`,
+		`",go_version="` + runtime.Version() + `",version="` + version + `"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("agent 2's /metrics lacks %q", want)
+		}
+	}
 	// The membership's log: agent 0 logged the others' joins (at the
 	// default level) and shows them in SHOW EVENTS.
 	if code, out, errs := runCLI(t, "", "query", "--data-dir", agents[0].data, "-F", "csv", "-e", "SHOW EVENTS"); code != exitOK ||
@@ -197,33 +243,49 @@ func TestAgentSettings(t *testing.T) {
 	if n, _ := nodeName(dir, ""); n != "alpha" {
 		t.Errorf("restart without --node: %q, want alpha", n)
 	}
-	// The config file fills the settings the command line left alone, each
-	// decoded by its type.
-	cfg := filepath.Join(dir, "agent.json")
-	os.WriteFile(cfg, []byte(`{"bind": "127.0.0.1:9000", "tag": ["region=eu", "zone=a"], "round": "300ms", "max-queries": 1000000}`), 0o644)
-	s := &agentSettings{}
-	cmd := agentCmd(s)
-	cmd.Flags().Parse([]string{"--bind", "127.0.0.1:9999"})
-	if err := applyConfigFile(cmd, cfg, s); err != nil {
-		t.Fatal(err)
-	}
-	if s.Bind != "127.0.0.1:9999" {
-		t.Errorf("bind %s: the command line must win", s.Bind)
-	}
-	if fmt.Sprint(s.Tag) != "[region=eu zone=a]" || s.Round != 300*time.Millisecond || s.MaxQueries != 1000000 {
-		t.Errorf("settings %+v", s)
-	}
-	for body, want := range map[string]string{
-		`{"bnid": "x"}`:           `unknown setting "bnid"`,
-		`{"round": "fast"}`:       `setting "round": "fast" is not a duration`,
-		`{"max-queries": "many"}`: `setting "max-queries": want a int, found a JSON string`,
-		"{\n  \"bind\": 1,,\n}":   `config`,
-		"{\n  \"bind\" \"x\"}":    `2:10: invalid character`,
+	// A config file, HCL or JSON by its extension, fills the settings the
+	// command line left alone, each decoded by its type; the HCL one spells
+	// a name as Consul does (retry_join).
+	for name, body := range map[string]string{
+		"agent.json": `{"bind": "127.0.0.1:9000", "tag": ["region=eu", "zone=a"], "round": "300ms", "max-queries": 1000000, "retry-join": true}`,
+		"agent.hcl":  "# an agent\nbind = \"127.0.0.1:9000\"\ntag  = [\"region=eu\", \"zone=a\"]\nround = \"300ms\"\nmax-queries = 1000000\nretry_join = true\n",
 	} {
+		cfg := filepath.Join(dir, name)
 		os.WriteFile(cfg, []byte(body), 0o644)
 		s := &agentSettings{}
-		if err := applyConfigFile(agentCmd(s), cfg, s); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", body, err, want)
+		cmd := agentCmd(s)
+		cmd.Flags().Parse([]string{"--bind", "127.0.0.1:9999"})
+		if err := applyConfigFile(cmd, cfg, s); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if s.Bind != "127.0.0.1:9999" {
+			t.Errorf("%s: bind %s: the command line must win", name, s.Bind)
+		}
+		if fmt.Sprint(s.Tag) != "[region=eu zone=a]" || s.Round != 300*time.Millisecond || s.MaxQueries != 1000000 || !s.RetryJoin {
+			t.Errorf("%s: settings %+v", name, s)
+		}
+	}
+	// Errors name the format, and the file, line and column.
+	for _, c := range []struct{ file, body, want string }{
+		{"a.json", `{"bnid": "x"}`, `peerq: config (JSON): ` + dir + `/a.json:1:2: unknown setting "bnid" (settings are named as the flags: advertise, api,`},
+		{"a.json", `{"round": "fast"}`, `a.json:1:2: setting "round": "fast" is not a duration`},
+		{"a.json", `{"max-queries": "many"}`, `a.json:1:2: setting "max-queries": want a whole number, found a string`},
+		{"a.json", "{\n  \"bind\": 1,,\n}", `peerq: config (JSON): ` + dir + `/a.json:2:13: `},
+		{"a.json", "{\n  \"bind\" \"x\"}", `peerq: config (JSON): ` + dir + `/a.json:2:10: Missing property value colon`},
+		{"a.json", `{"join": "x", "join": "y"}`, `a.json:1:15: Duplicate attribute definition: The argument "join" was already set at `},
+		{"a.hcl", "bind = \"x\"\n\nbnid = 1\n", `peerq: config (HCL): ` + dir + `/a.hcl:3:1: unknown setting "bnid"`},
+		{"a.hcl", "bind = \"x\"\njoin = [\"a\"\n  tag = 1\n", `peerq: config (HCL): ` + dir + `/a.hcl:3:3: Missing item separator`},
+		{"a.hcl", "round = 2\nretry-join = \"yes please\"\n", `a.hcl:2:1: setting "retry-join": want true or false, found a string`},
+		{"a.hcl", "join = [var.seed]\n", `a.hcl:1:9: Variables not allowed`},
+		{"a.hcl", "join = [\"x\"]\nretry {\n}\n", `a.hcl:2:1: Unexpected "retry" block`},
+		{"a.hcl", "retry_join = true\nretry-join = false\n", `a.hcl:2:1: "retry-join" sets "retry-join" again (as "retry_join" did)`},
+		{"agent.yaml", "bind: x\n", `peerq: config ` + dir + `/agent.yaml: unknown format ".yaml": the file's extension says its format, .hcl (HCL) or .json (JSON)`},
+	} {
+		cfg := filepath.Join(dir, c.file)
+		os.WriteFile(cfg, []byte(c.body), 0o644)
+		s := &agentSettings{}
+		if err := applyConfigFile(agentCmd(s), cfg, s); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %q: %v\nwant %q", c.file, c.body, err, c.want)
 		}
 	}
 	// The log filter.

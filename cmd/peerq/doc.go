@@ -5,7 +5,7 @@
 // (peerq explain, peerq check, peerq sim).
 //
 // It is flags and wiring only: settings are parsed here (the agent's typed
-// config file, flags on top), exit codes are given here (exitFor), and the
+// config file, HCL or JSON: config.go; flags on top), exit codes are given here (exitFor), and the
 // work is in the packages — node (the runtime), server (its HTTP API and
 // web console), api (the client), shell (the REPL, script runner and
 // renderers), probe (the machine), sim and sim/report (the simulator and

@@ -16,25 +16,38 @@ var version = "0.2.0-dev"
 // commit and its time (when built from a checkout), and the Go release.
 func versionText() string {
 	s := "peerq " + version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, at, dirty string
-		for _, kv := range bi.Settings {
-			switch kv.Key {
-			case "vcs.revision":
-				rev = kv.Value
-			case "vcs.time":
-				at = kv.Value
-			case "vcs.modified":
-				if kv.Value == "true" {
-					dirty = "+changes"
-				}
-			}
-		}
-		if rev != "" {
-			s += fmt.Sprintf(" (commit %.12s%s, %s)", rev, dirty, at)
-		}
+	if commit, at := buildCommit(); commit != "" {
+		s += fmt.Sprintf(" (commit %s, %s)", commit, at)
 	}
 	return s + fmt.Sprintf(" %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildCommit is the commit the binary was built from, abbreviated to 12
+// digits, "+changes" after it if the checkout had changes, and the
+// commit's time: from the build's VCS settings (go build in a checkout);
+// "" outside one.
+func buildCommit() (commit, at string) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", ""
+	}
+	var rev, dirty string
+	for _, kv := range bi.Settings {
+		switch kv.Key {
+		case "vcs.revision":
+			rev = kv.Value
+		case "vcs.time":
+			at = kv.Value
+		case "vcs.modified":
+			if kv.Value == "true" {
+				dirty = "+changes"
+			}
+		}
+	}
+	if rev == "" {
+		return "", ""
+	}
+	return fmt.Sprintf("%.12s%s", rev, dirty), at
 }
 
 func newVersionCmd() *cobra.Command {
