@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -18,15 +19,30 @@ import (
 	"time"
 )
 
-// freePort returns a loopback port nobody listens on now.
+// freePort returns a loopback port nobody listens on now, TCP or UDP (Serf
+// binds both). It is drawn from 20000–32767, below every system's range of
+// ephemeral ports (Linux 32768–60999, macOS and Windows 49152–65535): a
+// port from :0 is an ephemeral one, which an agent's own outgoing
+// connections could take between this pick and the agent's bind ("address
+// already in use" when the machine was busy).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for try := 0; try < 200; try++ {
+		port := 20000 + rand.IntN(12768)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port in 20000–32767 after 200 tries")
+	return 0
 }
 
 // Three `peerq agent` processes on loopback ports join and answer a query
