@@ -79,10 +79,13 @@ type Host struct {
 	handler network.Handler
 	// key and boot are the peer's identity and incarnation, as the others
 	// see them (SetIdentity).
-	key    identity.Public
-	boot   uint64
-	view   map[string]bool // the peers this host believes alive, itself included
-	list   []string        // view minus itself, sorted, for sampling
+	key  identity.Public
+	boot uint64
+	view map[string]bool // the peers this host believes alive, itself included
+	// gone are the peers this host saw fail or leave, with when, until
+	// they come back (Serf keeps them until it reaps them; so does this).
+	gone   map[string]network.Known
+	list   []string // view minus itself, sorted, for sampling
 	events chan network.Event
 }
 
@@ -90,7 +93,7 @@ type Host struct {
 func (nw *Network) Add(name string, tags map[string]string) *Host {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, events: make(chan network.Event, 1024)}
+	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, gone: map[string]network.Known{}, events: make(chan network.Event, 1024)}
 	for _, o := range nw.hosts {
 		if o.alive {
 			h.view[o.name] = true
@@ -116,10 +119,18 @@ func copyTags(t map[string]string) map[string]string {
 func (h *Host) see(name string, alive bool) {
 	if alive {
 		h.view[name] = true
+		delete(h.gone, name)
 	} else {
 		delete(h.view, name)
 	}
 	h.relist()
+}
+
+// lose takes a peer out of this one's view, keeping it among the gone
+// with its status (failed, left) and when it was last known alive.
+func (h *Host) lose(name, status string) {
+	h.gone[name] = network.Known{Member: h.member(name), Status: status, LastSeen: time.Now()}
+	h.see(name, false)
 }
 
 func (h *Host) relist() {
@@ -234,9 +245,13 @@ func (nw *Network) forget(name string, kind network.EventKind) {
 	if h := nw.hosts[name]; kind == network.MemberFailed && h.alive {
 		return // revived before the others noticed
 	}
+	status := network.StatusFailed
+	if kind == network.MemberLeft {
+		status = network.StatusLeft
+	}
 	for _, o := range nw.hosts {
 		if o.name != name && o.view[name] {
-			o.see(name, false)
+			o.lose(name, status)
 			o.emit(kind, name)
 		}
 	}
@@ -260,7 +275,7 @@ func (nw *Network) Partition(groups ...[]string) {
 		for _, a := range nw.hosts {
 			for _, b := range nw.hosts {
 				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
-					a.see(b.name, false)
+					a.lose(b.name, network.StatusFailed)
 					a.emit(network.MemberFailed, b.name)
 				}
 			}
@@ -314,6 +329,22 @@ func (h *Host) Members() []network.Member {
 	out := make([]network.Member, 0, len(h.view))
 	for n := range h.view {
 		out = append(out, h.member(n))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Known are the peers this one believes alive, and those it saw fail or
+// leave (kept, as Serf keeps them until it reaps them), by name.
+func (h *Host) Known() []network.Known {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	out := make([]network.Known, 0, len(h.view)+len(h.gone))
+	for n := range h.view {
+		out = append(out, network.Known{Member: h.member(n), Status: network.StatusAlive})
+	}
+	for _, k := range h.gone {
+		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
