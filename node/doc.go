@@ -15,7 +15,8 @@
 // subclouds' statements and the owner's answers to its members
 // (subclouds.go) and metrics (metrics.go). Statements enter at execute.go
 // (Query), which hands them to the runtime (gossip), the subclouds role,
-// or answers them at once (local.go: SHOW, the member list). config.go
+// or answers them at once (local.go: SHOW, the member list, a constant
+// SELECT without FROM). config.go
 // holds Config and the seams the node runs on.
 //
 // The asking peer compiles a statement (Compile) and runs it with Query,

@@ -78,19 +78,13 @@ func (n *Node) alone(plan *query.Plan, start time.Time) (*answer.Answer, error) 
 // local answers SHOW statements from this peer's own knowledge (and, for
 // SHOW SUBCLOUDS, the owners').
 func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*answer.Answer, error) {
-	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
 	res := &answer.Answer{}
 	warning := ""
 	switch plan.Local.Show {
 	case query.ShowMembers:
 		res.Columns, res.Rows = n.showMembers()
 	case query.ShowAttributes:
-		res.Columns = []answer.Column{col("attribute", query.KindString), col("kind", query.KindString),
-			col("source", query.KindString), col("description", query.KindString)}
-		for _, a := range n.Catalog().Attrs() {
-			res.Rows = append(res.Rows, []query.Value{query.Str(a.Name), query.Str(a.Kind.String()),
-				query.Str(a.Origin.String()), query.Str(a.Doc)})
-		}
+		res = n.Catalog().Describe()
 	case query.ShowPools:
 		return n.showPools(ctx, start)
 	case query.ShowSubclouds:

@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -189,5 +190,30 @@ func TestFollowedWordsParse(t *testing.T) {
 	}
 	if tried < 500 {
 		t.Errorf("only %d offered words tried", tried)
+	}
+}
+
+// Help spells out each statement's syntax from the grammar, with the
+// parts it uses, and its example parses.
+func TestHelp(t *testing.T) {
+	for _, topic := range HelpTopics() {
+		text, ok := Help(strings.ToLower(topic))
+		if !ok || !strings.Contains(text, "Statement:   "+topic) || regexp.MustCompile(`\bG[A-Z][a-z]`).MatchString(text) {
+			t.Errorf("Help(%s) = %v\n%s", topic, ok, text)
+		}
+		_, example, _ := strings.Cut(text, "Example:\n  ")
+		if _, err := Parse("", example); err != nil {
+			t.Errorf("Help(%s): example %q: %v", topic, example, err)
+		}
+	}
+	text, _ := Help("RESERVE")
+	for _, want := range []string{`reserve = "RESERVE" number ("FROM" source)?`, `source = "PEERS" | ("SUBCLOUD" name) | "LEASES" .`,
+		`order_key = expr ("ASC" | "DESC")? .`, `option = ("ROUNDS" number)`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("Help(RESERVE) lacks %q:\n%s", want, text)
+		}
+	}
+	if _, ok := Help("SELEKT"); ok {
+		t.Error("Help(SELEKT) is ok")
 	}
 }

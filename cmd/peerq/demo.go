@@ -116,7 +116,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 					"  SELECT node, class, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 10;\n"+
 					"  SELECT region, COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region;\n")
 			}
-			return runShell(cmd, asker, format, defaultHistory())
+			return runShell(cmd, asker, "peer "+asker.Name()+" of the demo, in this process", format, defaultHistory())
 		},
 	}
 	f := cmd.Flags()

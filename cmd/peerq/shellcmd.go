@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"syscall"
 
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
@@ -34,7 +36,7 @@ terminal it reads statements plainly, so it can be scripted.`,
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
-			return runShell(cmd, c, format, history)
+			return runShell(cmd, c, "agent at "+c.Addr(), format, history)
 		},
 	}
 	apiFlags(cmd, &opts)
@@ -53,11 +55,13 @@ func defaultHistory() string {
 
 // runShell runs the REPL on the command's streams: the line editor on a
 // terminal, plain reading otherwise.
-func runShell(cmd *cobra.Command, exec api.Executor, format shell.Format, history string) error {
+func runShell(cmd *cobra.Command, exec api.Executor, agent string, format shell.Format, history string) error {
 	in := cmd.InOrStdin()
 	terminal := isTerminal(in)
 	cfg := shell.Config{In: in, Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr(), Terminal: terminal,
-		HistoryFile: history, Format: format, Keywords: query.Keywords(), Split: query.Split}
+		HistoryFile: history, Format: format, Keywords: query.Keywords(), Split: query.Split,
+		Follow: query.Follow, Functions: query.Functions(), Help: query.Help, Topics: query.HelpTopics(),
+		Tables: query.DescribeTable, Agent: agent, Hint: agentHint}
 	if !terminal {
 		cfg.HistoryFile = ""
 	}
@@ -80,6 +84,22 @@ func runShell(cmd *cobra.Command, exec api.Executor, format shell.Format, histor
 		return &exitError{exitUsage, err}
 	}
 	return nil
+}
+
+// agentHint says, for a refused connection, that no agent runs at the
+// address and how to start one; "" for other errors.
+func agentHint(err error) string {
+	var oe *net.OpError
+	if !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &oe) || oe.Addr == nil {
+		return ""
+	}
+	addr := oe.Addr.String()
+	if addr == api.DefaultAddr {
+		return fmt.Sprintf("no agent is running at %s, the default address. Start one with `peerq agent --data-dir ~/.peerq` "+
+			"(docs/AGENT.md), or try `peerq demo`: 200 peers in this process, with this shell", addr)
+	}
+	return fmt.Sprintf("nothing listens at %s: is an agent running there? (`peerq agent --data-dir DIR` starts one; "+
+		"--api or $PEERQ_API names its address, --data-dir finds it)", addr)
 }
 
 // pagerCommand is the pager for answers taller than the terminal:
