@@ -8,6 +8,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/peerq/peerq/api"
@@ -90,7 +91,12 @@ func runShell(cmd *cobra.Command, exec api.Executor, agent string, format shell.
 // address and how to start one; "" for other errors.
 func agentHint(err error) string {
 	var oe *net.OpError
-	if !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &oe) || oe.Addr == nil {
+	if !errors.As(err, &oe) || oe.Addr == nil {
+		return ""
+	}
+	// Windows's refusal is WSAECONNREFUSED, which is not ECONNREFUSED:
+	// its text says it.
+	if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(err.Error(), "actively refused") {
 		return ""
 	}
 	addr := oe.Addr.String()
