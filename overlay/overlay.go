@@ -341,10 +341,8 @@ func (o *Overlay) drain(events chan serf.Event) {
 					if _, ok := o.members[m.Name]; ok {
 						o.lastSeen[m.Name] = time.Now() // it was alive until now (SHOW MEMBERS)
 					}
-				case serf.EventMemberReap:
-					delete(o.lastSeen, m.Name)
-				case serf.EventMemberJoin:
-					delete(o.lastSeen, m.Name)
+				case serf.EventMemberReap, serf.EventMemberJoin:
+					delete(o.lastSeen, m.Name) // reaped: gone from Serf too; back: alive
 				}
 				if me.Type == serf.EventMemberReap || me.Type == serf.EventMemberLeave || me.Type == serf.EventMemberFailed {
 					m.Status = serf.StatusLeft // whatever Serf's copy says, it is gone

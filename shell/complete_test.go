@@ -66,7 +66,7 @@ func TestCompleteByContext(t *testing.T) {
 		}
 	}
 	// On a continuation line the statement begun on earlier lines counts.
-	s.typing, s.pending = true, "SELECT node\nFROM peers\n"
+	s.pending = "SELECT node\nFROM peers\n"
 	if _, got, _ := s.complete("WHERE rel", 9); !slices.Equal(got, []string{"reliability"}) {
 		t.Errorf("continuation %q: %q", "WHERE rel", got)
 	}

@@ -154,9 +154,8 @@ type Session struct {
 	pager  bool
 	// expanded shows tables a record at a time (\x), as psql does.
 	expanded bool
-	// typing: a statement begun on an earlier line is being typed;
-	// pending is its text so far, for completion.
-	typing  bool
+	// pending is the text of a statement begun on earlier lines (""
+	// when a statement starts), for completion.
 	pending string
 	// failed counts the statements that failed; first is the first
 	// failure.
@@ -218,7 +217,7 @@ func (s *Session) loop(ctx context.Context) error {
 		if buf.Len() > 0 {
 			prompt = "   ..> "
 		}
-		s.typing, s.pending = buf.Len() > 0, buf.String()
+		s.pending = buf.String()
 		line, err := s.in.Prompt(prompt)
 		switch {
 		case errors.Is(err, liner.ErrPromptAborted):
