@@ -10,7 +10,8 @@
 // CPU allows and without flakiness from a loaded machine.
 //
 // It is a test double of overlay.Overlay, not a model of Serf: membership
-// is exact but for the delays configured here. It imports neither overlay
+// is exact but for the delays configured here. Like Serf, a host keeps the
+// peers it saw fail or leave (Known) until they come back. It imports neither overlay
 // nor any Serf package: the members, events, handler and errors it speaks
 // are node/network's, the values of node's seam. Integration over real
 // Serf stays in the embedded cluster (node.StartEmbedded) and the agent

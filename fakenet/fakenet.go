@@ -82,10 +82,9 @@ type Host struct {
 	key  identity.Public
 	boot uint64
 	view map[string]bool // the peers this host believes alive, itself included
-	// gone are the peers this host saw fail or leave and not come back,
-	// with how they went ("failed", "left"): Departed, as Serf keeps them
-	// until it reaps them (a fake host never reaps).
-	gone   map[string]string
+	// gone are the peers this host saw fail or leave, with when, until
+	// they come back (Serf keeps them until it reaps them; so does this).
+	gone   map[string]network.Known
 	list   []string // view minus itself, sorted, for sampling
 	events chan network.Event
 }
@@ -94,7 +93,7 @@ type Host struct {
 func (nw *Network) Add(name string, tags map[string]string) *Host {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, gone: map[string]string{}, events: make(chan network.Event, 1024)}
+	h := &Host{nw: nw, name: name, addr: "fake:" + name, tags: copyTags(tags), alive: true, view: map[string]bool{name: true}, gone: map[string]network.Known{}, events: make(chan network.Event, 1024)}
 	for _, o := range nw.hosts {
 		if o.alive {
 			h.view[o.name] = true
@@ -127,15 +126,11 @@ func (h *Host) see(name string, alive bool) {
 	h.relist()
 }
 
-// lose takes m out of this host's view, as failed or left (kind), and
-// tells its node.
-func (h *Host) lose(m *Host, kind network.EventKind) {
-	h.see(m.name, false)
-	h.gone[m.name] = "failed"
-	if kind == network.MemberLeft {
-		h.gone[m.name] = "left"
-	}
-	h.emit(kind, m)
+// lose takes a peer out of this one's view, keeping it among the gone
+// with its status (failed, left) and when it was last known alive.
+func (h *Host) lose(name, status string) {
+	h.gone[name] = network.Known{Member: h.member(name), Status: status, LastSeen: time.Now()}
+	h.see(name, false)
 }
 
 func (h *Host) relist() {
@@ -223,7 +218,7 @@ func (nw *Network) Revive(name string) *Host {
 		return h
 	}
 	h.alive, h.stopped, h.handler = true, false, nil
-	h.view, h.gone = map[string]bool{name: true}, map[string]string{}
+	h.view, h.gone = map[string]bool{name: true}, map[string]network.Known{}
 	for _, o := range nw.hosts {
 		if o.alive && o != h {
 			h.view[o.name] = true
@@ -254,9 +249,14 @@ func (nw *Network) forget(name string, kind network.EventKind) {
 	if kind == network.MemberFailed && h.alive {
 		return // revived before the others noticed
 	}
+	status := network.StatusFailed
+	if kind == network.MemberLeft {
+		status = network.StatusLeft
+	}
 	for _, o := range nw.hosts {
 		if o.name != name && o.view[name] {
-			o.lose(h, kind)
+			o.lose(name, status)
+			o.emit(kind, h)
 		}
 	}
 }
@@ -279,7 +279,8 @@ func (nw *Network) Partition(groups ...[]string) {
 		for _, a := range nw.hosts {
 			for _, b := range nw.hosts {
 				if a != b && a.view[b.name] && nw.cut[a.name] != nw.cut[b.name] {
-					a.lose(b, network.MemberFailed)
+					a.lose(b.name, network.StatusFailed)
+					a.emit(network.MemberFailed, b)
 				}
 			}
 		}
@@ -337,6 +338,22 @@ func (h *Host) Members() []network.Member {
 	return out
 }
 
+// Known are the peers this one believes alive, and those it saw fail or
+// leave (kept, as Serf keeps them until it reaps them), by name.
+func (h *Host) Known() []network.Known {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	out := make([]network.Known, 0, len(h.view)+len(h.gone))
+	for n := range h.view {
+		out = append(out, network.Known{Member: h.member(n), Status: network.StatusAlive})
+	}
+	for _, k := range h.gone {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // Member looks a peer up in this one's view.
 func (h *Host) Member(name string) (network.Member, bool) {
 	h.nw.mu.Lock()
@@ -345,20 +362,6 @@ func (h *Host) Member(name string) (network.Member, bool) {
 		return network.Member{}, false
 	}
 	return h.member(name), true
-}
-
-// Departed are the peers this one saw fail or leave and not come back,
-// by name, with the tags they last showed (Serf keeps such members until
-// it reaps them; a fake host keeps them).
-func (h *Host) Departed() []network.Departed {
-	h.nw.mu.Lock()
-	defer h.nw.mu.Unlock()
-	out := make([]network.Departed, 0, len(h.gone))
-	for n, status := range h.gone {
-		out = append(out, network.Departed{Member: h.member(n), Status: status})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 // Size is the number of peers this one believes alive, itself included.

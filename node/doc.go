@@ -15,10 +15,11 @@
 // subclouds' statements and the owner's answers to its members
 // (subclouds.go) and metrics (metrics.go). Statements enter at execute.go
 // (Query), which hands them to the runtime (gossip), the subclouds role,
-// or answers them at once (local.go: SHOW, the member list). The
-// membership watcher (node.go's watch) also keeps the last membership
-// events in a ring and logs each (events.go: SHOW EVENTS, Node.Events,
-// Config.Infof). config.go holds Config and the seams the node runs on.
+// or answers them at once (local.go: SHOW, the member list, a constant
+// SELECT without FROM). The membership watcher (node.go's watch) also
+// keeps the last membership events in a ring and logs each (events.go:
+// SHOW EVENTS, Node.Events, Config.Infof). config.go holds Config and the
+// seams the node runs on.
 //
 // The asking peer compiles a statement (Compile) and runs it with Query,
 // the one entry point for statements (Execute and Watch compile text and

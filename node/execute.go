@@ -266,6 +266,11 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 			Elapsed: n.now().Sub(start).Seconds()}}, nil
 	case plan.Kind == query.PlanReserve:
 		return n.sc.reserve(ctx, plan, progress)
+	case plan.Kind == query.PlanLocal && plan.Local.Const:
+		// SELECT 1 + 1: constants, computed here; no member is asked.
+		res := plan.ConstAnswer()
+		res.Meta = &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Elapsed: n.now().Sub(start).Seconds()}
+		return res, nil
 	case plan.Kind == query.PlanLocal && plan.Local.Release != "":
 		return n.sc.release(ctx, plan)
 	case plan.Kind == query.PlanLocal && plan.Local.Alter != nil:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
 )
 
@@ -78,61 +79,14 @@ func (n *Node) alone(plan *query.Plan, start time.Time) (*answer.Answer, error) 
 // local answers SHOW statements from this peer's own knowledge (and, for
 // SHOW SUBCLOUDS, the owners').
 func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*answer.Answer, error) {
-	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
 	res := &answer.Answer{}
 	warning := ""
+	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
 	switch plan.Local.Show {
 	case query.ShowMembers:
-		// clock_offset is the member's clock minus this one's, as the
-		// exchanges measured it lately (NULL: not measured); beyond the
-		// replay window (30 s) the two cannot exchange. storage is the
-		// member's data dir fault, if any (it grants no lease meanwhile).
-		res.Columns = []answer.Column{col("node", query.KindString), col("addr", query.KindString),
-			col("clock_offset", query.KindDuration), col("storage", query.KindString), col("identity", query.KindString), col("tags", answer.KindList)}
-		var offsets map[string]time.Duration
-		if o, ok := n.net.(interface {
-			ClockOffsets() map[string]time.Duration
-		}); ok {
-			offsets = o.ClockOffsets()
-		}
-		for name, off := range n.prober.skewed(n.now(), false, nil) {
-			if _, known := offsets[name]; !known {
-				if offsets == nil {
-					offsets = map[string]time.Duration{}
-				}
-				offsets[name] = off
-			}
-		}
-		for _, m := range n.net.Members() {
-			var tags []string
-			for k, v := range m.Tags {
-				if k != TagStorage {
-					tags = append(tags, k+"="+v)
-				}
-			}
-			sort.Strings(tags)
-			offset, storage, id := query.Null, query.Str("ok"), query.Null
-			if off, ok := offsets[m.Name]; ok && m.Name != n.Name() {
-				// In seconds, to the 0.1 s the exchanges measure it to.
-				offset = query.Num(query.KindDuration, off.Round(100*time.Millisecond).Seconds())
-			} else if m.Name == n.Name() {
-				offset = query.Num(query.KindDuration, 0)
-			}
-			if f := m.Tags[TagStorage]; f != "" {
-				storage = query.Str(f)
-			}
-			if !m.Key.IsZero() {
-				id = query.Str(m.Key.Short())
-			}
-			res.Rows = append(res.Rows, []query.Value{query.Str(m.Name), query.Str(m.Addr), offset, storage, id, answer.List(tags)})
-		}
+		res.Columns, res.Rows = n.showMembers()
 	case query.ShowAttributes:
-		res.Columns = []answer.Column{col("attribute", query.KindString), col("kind", query.KindString),
-			col("source", query.KindString), col("description", query.KindString)}
-		for _, a := range n.Catalog().Attrs() {
-			res.Rows = append(res.Rows, []query.Value{query.Str(a.Name), query.Str(a.Kind.String()),
-				query.Str(a.Origin.String()), query.Str(a.Doc)})
-		}
+		res = n.Catalog().Describe()
 	case query.ShowPools:
 		return n.showPools(ctx, start)
 	case query.ShowEvents:
@@ -161,6 +115,75 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 	res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true, Warning: warning}
 	return res, nil
+}
+
+// showMembers lists every member the membership knows, by name: the
+// live ones and, as Serf keeps them until it reaps them, those that
+// failed or left. status is alive, leaving, left or failed; last_seen
+// is when this agent last knew the member alive (RFC 3339; the answer's
+// time for a live one, NULL if it was gone before this agent heard of
+// it); zone is its zone tag. clock_offset is the member's clock minus
+// this one's, as the exchanges measured it lately (NULL: not measured);
+// beyond the replay window (30 s) the two cannot exchange. storage is
+// the member's data dir fault, if any (it grants no lease meanwhile).
+func (n *Node) showMembers() ([]answer.Column, [][]query.Value) {
+	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
+	cols := []answer.Column{col("node", query.KindString), col("status", query.KindString), col("addr", query.KindString),
+		col("zone", query.KindString), col("last_seen", query.KindString), col("clock_offset", query.KindDuration),
+		col("storage", query.KindString), col("identity", query.KindString), col("tags", answer.KindList)}
+	var offsets map[string]time.Duration
+	if o, ok := n.net.(interface {
+		ClockOffsets() map[string]time.Duration
+	}); ok {
+		offsets = o.ClockOffsets()
+	}
+	for name, off := range n.prober.skewed(n.now(), false, nil) {
+		if _, known := offsets[name]; !known {
+			if offsets == nil {
+				offsets = map[string]time.Duration{}
+			}
+			offsets[name] = off
+		}
+	}
+	members := n.known()
+	now := query.Str(n.now().UTC().Format(time.RFC3339))
+	var rows [][]query.Value
+	for _, m := range members {
+		var tags []string
+		for k, v := range m.Tags {
+			if k != TagStorage {
+				tags = append(tags, k+"="+v)
+			}
+		}
+		sort.Strings(tags)
+		offset, storage, id, zone, seen := query.Null, query.Str("ok"), query.Null, query.Null, query.Null
+		if off, ok := offsets[m.Name]; ok && m.Name != n.Name() {
+			// In seconds, to the 0.1 s the exchanges measure it to.
+			offset = query.Num(query.KindDuration, off.Round(100*time.Millisecond).Seconds())
+		} else if m.Name == n.Name() {
+			offset = query.Num(query.KindDuration, 0)
+		}
+		if f := m.Tags[TagStorage]; f != "" {
+			storage = query.Str(f)
+		}
+		if !m.Key.IsZero() {
+			id = query.Str(m.Key.Short())
+		}
+		if z, ok := m.Tags["zone"]; ok {
+			zone = query.Str(z)
+		}
+		switch {
+		case m.Status == network.StatusAlive:
+			seen = now
+		default:
+			if at, ok := n.lastSeen(m); ok {
+				seen = query.Str(at.Format(time.RFC3339))
+			}
+		}
+		rows = append(rows, []query.Value{query.Str(m.Name), query.Str(m.Status), query.Str(m.Addr), zone, seen, offset, storage, id,
+			answer.List(tags)})
+	}
+	return cols, rows
 }
 
 // showPools lists the cloud's pools: each with its status, members and

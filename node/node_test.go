@@ -339,3 +339,43 @@ func TestKillMidQuery(t *testing.T) {
 		}
 	})
 }
+
+// SHOW MEMBERS lists the members that failed or left beside the live
+// ones, with their status, when they were last seen alive, and their zone.
+func TestShowMembersStatus(t *testing.T) {
+	t.Parallel()
+	fake(t, 5, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		start := time.Now()
+		c.kill(1)
+		c.nodes[2].Close()
+		c.net.Leave(c.nodes[2].Name())
+		elapse(5 * time.Second) // past the fake network's detection delay
+		ans := ask(t, c.nodes[0], compile(t, c.nodes[0], "SHOW MEMBERS"))
+		col := map[string]int{}
+		for i, k := range ans.Columns {
+			col[k.Name] = i
+		}
+		want := map[string]string{c.nodes[0].Name(): "alive", c.nodes[1].Name(): "failed", c.nodes[2].Name(): "left",
+			c.nodes[3].Name(): "alive", c.nodes[4].Name(): "alive"}
+		if len(ans.Rows) != len(want) {
+			t.Fatalf("SHOW MEMBERS has %d rows, want %d: %v", len(ans.Rows), len(want), ans.Text())
+		}
+		for _, row := range ans.Rows {
+			name := row[col["node"]].Str
+			if got := row[col["status"]].Str; got != want[name] {
+				t.Errorf("%s: status %q, want %q", name, got, want[name])
+			}
+			seen, err := time.Parse(time.RFC3339, row[col["last_seen"]].Str)
+			if err != nil || seen.Before(start.Add(-time.Second)) || seen.After(time.Now()) {
+				t.Errorf("%s: last_seen %q (%v), want a time since the test began", name, row[col["last_seen"]].Str, err)
+			}
+			// Left at once, failed once detected (2 s): 3 s ago or more.
+			if want[name] != "alive" && seen.After(time.Now().Add(-3*time.Second)) {
+				t.Errorf("%s (%s): last seen %v, want when it went (3 s ago or more)", name, want[name], seen)
+			}
+			if z := row[col["zone"]]; z.Kind != query.KindString || z.Str == "" {
+				t.Errorf("%s: zone %v", name, z)
+			}
+		}
+	})
+}

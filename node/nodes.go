@@ -9,24 +9,35 @@ import (
 	"github.com/peerq/peerq/node/network"
 )
 
-// departedLister is a network that keeps the members that failed or left
-// (overlay.Overlay, until Serf reaps them; fakenet.Host).
-type departedLister interface {
-	Departed() []network.Departed
+// known are the members the network knows: the live ones and, where it
+// keeps them (overlay.Overlay until Serf reaps them, fakenet.Host), those
+// that failed or left, with when this peer last knew each alive.
+func (n *Node) known() []network.Known {
+	if k, ok := n.net.(interface{ Known() []network.Known }); ok {
+		return k.Known()
+	}
+	var out []network.Known
+	for _, m := range n.net.Members() {
+		out = append(out, network.Known{Member: m, Status: network.StatusAlive})
+	}
+	return out
 }
 
 // departed are the members the network knows that failed or left, or
 // none where it keeps no states.
-func (n *Node) departed() []network.Departed {
-	if d, ok := n.net.(departedLister); ok {
-		return d.Departed()
+func (n *Node) departed() []network.Known {
+	var out []network.Known
+	for _, k := range n.known() {
+		if k.Status != network.StatusAlive {
+			out = append(out, k)
+		}
 	}
-	return nil
+	return out
 }
 
 // Departed are the members the network still knows that failed or left
-// (Serf keeps them until it reaps them), with when this peer saw each go;
-// none where the network keeps no states.
+// (Serf keeps them until it reaps them), with when this peer last knew
+// each alive; none where the network keeps no states.
 func (n *Node) Departed() []api.Member {
 	var out []api.Member
 	for _, d := range n.departed() {
@@ -35,14 +46,28 @@ func (n *Node) Departed() []api.Member {
 	return out
 }
 
-// departedMember is d as the API shows it, with when this peer saw it go.
-func (n *Node) departedMember(d network.Departed) api.Member {
+// departedMember is d as the API shows it, with when this peer last knew
+// it alive.
+func (n *Node) departedMember(d network.Known) api.Member {
 	m := apiMember(d.Member, d.Status)
-	if at, ok := n.rt.observer.lastSeen(d.Name); ok {
-		at = at.UTC()
+	if at, ok := n.lastSeen(d); ok {
 		m.LastSeen = &at
 	}
 	return m
+}
+
+// lastSeen is when this peer last knew the departed member d alive, in
+// UTC: the network's record of its going, else the observer's (which
+// keeps it across the network's reaping); false if this peer never saw it
+// alive.
+func (n *Node) lastSeen(d network.Known) (time.Time, bool) {
+	if !d.LastSeen.IsZero() {
+		return d.LastSeen.UTC(), true
+	}
+	if at, ok := n.rt.observer.lastSeen(d.Name); ok {
+		return at.UTC(), true
+	}
+	return time.Time{}, false
 }
 
 // apiMember is a member as the API shows it (/v1/members).

@@ -27,7 +27,9 @@
 // above it imports Serf or memberlist: network coordinates leave it as
 // opaque bytes (Coordinate) and come back to RTT; members, events, the
 // exchange handler and its errors are node/network's types. It implements
-// node.Network.
+// node.Network. Known lists the members Serf still keeps after they failed
+// or left (until it reaps them), with their status and when this peer last
+// knew them alive, for SHOW MEMBERS.
 //
 // # Usage
 //

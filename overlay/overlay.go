@@ -148,6 +148,9 @@ type Overlay struct {
 	// a name to its address until then). conflicts counts refused changes.
 	pins      map[string]identity.Public
 	conflicts int64
+	// lastSeen is when members that failed or left were last known
+	// alive (their failure or leave event), until Serf reaps them.
+	lastSeen  map[string]time.Time
 	list      []string       // names of live peerq members but self, for sampling
 	pos       map[string]int // index of each name in list
 	events    chan network.Event
@@ -179,7 +182,7 @@ func New(cfg Config) (*Overlay, error) {
 	if logOut == nil {
 		logOut = io.Discard
 	}
-	o := &Overlay{cfg: cfg, members: map[string]network.Member{}, pos: map[string]int{}, pins: map[string]identity.Public{},
+	o := &Overlay{cfg: cfg, members: map[string]network.Member{}, pos: map[string]int{}, pins: map[string]identity.Public{}, lastSeen: map[string]time.Time{},
 		events: make(chan network.Event, 256), done: make(chan struct{})}
 
 	sc := serf.DefaultConfig()
@@ -333,6 +336,14 @@ func (o *Overlay) drain(events chan serf.Event) {
 			o.mu.Lock()
 			var conflicts []string
 			for _, m := range me.Members {
+				switch me.Type {
+				case serf.EventMemberLeave, serf.EventMemberFailed:
+					if _, ok := o.members[m.Name]; ok {
+						o.lastSeen[m.Name] = time.Now() // it was alive until now (SHOW MEMBERS)
+					}
+				case serf.EventMemberReap, serf.EventMemberJoin:
+					delete(o.lastSeen, m.Name) // reaped: gone from Serf too; back: alive
+				}
 				if me.Type == serf.EventMemberReap || me.Type == serf.EventMemberLeave || me.Type == serf.EventMemberFailed {
 					m.Status = serf.StatusLeft // whatever Serf's copy says, it is gone
 				}
@@ -446,6 +457,33 @@ func memberOf(m serf.Member) network.Member {
 	return network.Member{Name: m.Name, Addr: gossipAddr(m), Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 }
 
+// Known returns every peerq member this peer's Serf knows, by name: the
+// live ones, and those failed, leaving or left that Serf has not reaped
+// yet (after its ReconnectTimeout and TombstoneTimeout, 24 h each by
+// default), with the tags they last showed and when this peer last knew
+// them alive.
+func (o *Overlay) Known() []network.Known {
+	all := o.serf.Members() // Serf's own lock: taken before ours, never inside it
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	out := make([]network.Known, 0, len(all))
+	for _, m := range o.members {
+		out = append(out, network.Known{Member: m, Status: network.StatusAlive})
+	}
+	for _, m := range all {
+		if m.Status == serf.StatusAlive || m.Tags[TagProtocol] == "" {
+			continue // alive: in o.members (unless refused); no protocol tag: not peerq
+		}
+		status := m.Status.String()
+		if m.Status == serf.StatusNone {
+			status = network.StatusFailed
+		}
+		out = append(out, network.Known{Member: memberOf(m), Status: status, LastSeen: o.lastSeen[m.Name]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // identityOf is the pinned key of a live member: whose exchanges this peer
 // accepts under that name.
 func (o *Overlay) identityOf(name string) (identity.Public, bool) {
@@ -546,22 +584,6 @@ func (o *Overlay) MemberStates() map[string]int {
 	for _, m := range o.serf.Members() {
 		out[m.Status.String()]++
 	}
-	return out
-}
-
-// Departed are the peerq peers Serf still knows that are not alive —
-// failed, left or leaving — with the tags they last showed, by name,
-// until Serf reaps them (its ReconnectTimeout and TombstoneTimeout,
-// 24 h each by default).
-func (o *Overlay) Departed() []network.Departed {
-	var out []network.Departed
-	for _, m := range o.serf.Members() {
-		if m.Status == serf.StatusAlive || m.Tags[TagProtocol] == "" {
-			continue
-		}
-		out = append(out, network.Departed{Member: memberOf(m), Status: m.Status.String()})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 

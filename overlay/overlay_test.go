@@ -69,6 +69,24 @@ func TestMemCluster(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("failure detected after %v", time.Since(killed))
+	// Serf keeps it, failed, until it reaps it: Known shows it so.
+	alive, failed := 0, 0
+	for _, k := range peers[0].Known() {
+		switch {
+		case k.Status == network.StatusAlive:
+			alive++
+		case k.Name == "p029" && k.Status == network.StatusFailed:
+			failed++
+			if k.LastSeen.Before(start) || k.LastSeen.After(time.Now()) || k.Tags["region"] != "us" || k.Tags[TagExchange] != "" {
+				t.Errorf("failed member %+v: last seen, or tags, wrong", k)
+			}
+		default:
+			t.Errorf("unexpected member %+v", k)
+		}
+	}
+	if alive != 29 || failed != 1 {
+		t.Errorf("Known: %d alive, %d failed; want 29 and 1", alive, failed)
+	}
 	got := false
 	for !got {
 		select {

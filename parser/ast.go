@@ -30,10 +30,12 @@ type Expr interface {
 	expr()
 }
 
-// Select is SELECT items FROM source [WHERE] [GROUP BY] [ORDER BY] [LIMIT] [WITH].
+// Select is SELECT items [FROM source] [WHERE] [GROUP BY] [ORDER BY] [LIMIT] [WITH].
 type Select struct {
-	Pos     Pos
-	Items   []*SelectItem
+	Pos   Pos
+	Items []*SelectItem
+	// From is nil in a constant SELECT (SELECT 1 + 1 AS two), which reads
+	// no table: the asking peer answers it alone.
 	From    *Source
 	Where   Expr // nil when absent
 	GroupBy []Expr

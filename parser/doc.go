@@ -7,6 +7,12 @@
 // precedence and whose every node carries the position it came from, so that
 // the type checker in package query can point at the offending column.
 //
+// Follow says what may come next after a prefix of a script (the shell's
+// completion): it runs the prefix's tokens through the rules of EBNF(), the
+// grammar participle derives from the structs, so it cannot drift from the
+// parser. Help describes each kind of statement with its syntax read from
+// the same rules (the shell's \h).
+//
 // The package does no I/O, reads no clock and starts no goroutine.
 //
 // # Usage

@@ -3,6 +3,7 @@ package parser
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -88,6 +89,29 @@ func fromParticiple(err error) error {
 	}
 	return fmt.Errorf("parser: %w", err)
 }
+
+// missingFrom names FROM in an error that names nothing expected, where
+// FROM could stand: since FROM is optional (a constant SELECT has none),
+// participle cannot say that "SELECT node FORM peers" lacks it, and a
+// missing or misspelt FROM is by far the likeliest mistake there.
+func missingFrom(src string, err error) error {
+	var e *Error
+	if !errors.As(err, &e) || strings.Contains(e.Msg, "(expected ") || e.Pos.Offset > len(src) || e.Pos.Offset > maxHintOffset {
+		return err
+	}
+	if !slices.Contains(Follow(src[:e.Pos.Offset]), "FROM") {
+		return err
+	}
+	if msg, _, ok := strings.Cut(e.Msg, " (did you mean"); ok {
+		e.Msg = msg
+	}
+	e.Msg += ` (expected "FROM")`
+	return e
+}
+
+// maxHintOffset bounds the text missingFrom reads again: hints are for
+// statements people type, not for megabyte scripts.
+const maxHintOffset = 64 << 10
 
 // lexMessage turns the lexer's "invalid input text ..." into what went
 // wrong. (An unterminated comment lexes as "/" and "*": checkNesting

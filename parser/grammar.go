@@ -77,7 +77,7 @@ type gWatch struct {
 type gSelect struct {
 	Pos     lexer.Position
 	Items   []*gItem     `parser:"'SELECT' @@ ( ',' @@ )*"`
-	From    *gSource     `parser:"'FROM' @@"`
+	From    *gSource     `parser:"( 'FROM' @@ )?"`
 	Where   *gOr         `parser:"( 'WHERE' @@ )?"`
 	GroupBy []*gOr       `parser:"( 'GROUP' 'BY' @@ ( ',' @@ )* )?"`
 	OrderBy []*gOrderKey `parser:"( 'ORDER' 'BY' @@ ( ',' @@ )* )?"`

@@ -83,8 +83,10 @@ func lowerSelect(g *gSelect) (*Select, error) {
 		s.Items = append(s.Items, item)
 	}
 	var err error
-	if s.From, err = lowerSource(g.From); err != nil {
-		return nil, err
+	if g.From != nil { // without FROM, a constant SELECT
+		if s.From, err = lowerSource(g.From); err != nil {
+			return nil, err
+		}
 	}
 	if s.Where, err = lowerOptional(g.Where); err != nil {
 		return nil, err

@@ -38,7 +38,7 @@ func Parse(filename, src string) ([]Statement, error) {
 	}
 	tree, err := grammar.ParseFromLexer(peek)
 	if err != nil {
-		return nil, fromParticiple(err)
+		return nil, missingFrom(src, fromParticiple(err))
 	}
 	stmts := make([]Statement, 0, len(tree.Stmts))
 	for _, g := range tree.Stmts {

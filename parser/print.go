@@ -30,8 +30,10 @@ func (s *Select) print(p printer) string {
 		}
 		b.WriteString(p.item(it))
 	}
-	b.WriteString(" FROM ")
-	b.WriteString(s.From.String())
+	if s.From != nil {
+		b.WriteString(" FROM ")
+		b.WriteString(s.From.String())
+	}
 	p.where(&b, s.Where)
 	if len(s.GroupBy) > 0 {
 		b.WriteString(" GROUP BY ")

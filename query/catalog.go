@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/parser"
 )
 
@@ -66,6 +67,9 @@ type Attr struct {
 // once built; WithTags returns a new one.
 type Catalog struct {
 	attrs map[string]Attr
+	// fixed are its attributes other than tags, in their order: the
+	// built-ins, unless it is another table's (FROM leases).
+	fixed []Attr
 }
 
 // The built-in attributes of DESIGN.md §2. Names of these are reserved for
@@ -103,7 +107,7 @@ var ledgerAttrs = []Attr{
 }
 
 var leasesCatalog = func() *Catalog {
-	c := &Catalog{attrs: map[string]Attr{}}
+	c := &Catalog{attrs: map[string]Attr{}, fixed: ledgerAttrs}
 	for _, a := range ledgerAttrs {
 		c.attrs[a.Name] = a
 	}
@@ -167,11 +171,40 @@ func (c *Catalog) Lookup(name string) (Attr, bool) {
 	return Attr{}, false
 }
 
+// Describe is the catalog as SHOW ATTRIBUTES answers it (and the shell's
+// \d TABLE): a row per attribute with its kind, source and description.
+func (c *Catalog) Describe() *answer.Answer {
+	col := func(name string) answer.Column { return answer.Column{Name: name, Kind: KindString} }
+	res := &answer.Answer{Columns: []answer.Column{col("attribute"), col("kind"), col("source"), col("description")}}
+	for _, a := range c.Attrs() {
+		res.Rows = append(res.Rows, []Value{Str(a.Name), Str(a.Kind.String()), Str(a.Origin.String()), Str(a.Doc)})
+	}
+	return res
+}
+
+// DescribeTable describes a table by name, as \d does in the shell:
+// its columns with the default catalog's kinds and descriptions (an
+// agent's own catalog, SHOW ATTRIBUTES, also knows its cluster's tags);
+// nil for a name that is no table.
+func DescribeTable(name string) *answer.Answer {
+	switch strings.ToLower(name) {
+	case "peers":
+		return DefaultCatalog().Describe()
+	case "leases":
+		return LeasesCatalog().Describe()
+	}
+	return nil
+}
+
 // Attrs lists the attributes sorted: built-ins in catalog order, then tags
 // by name.
 func (c *Catalog) Attrs() []Attr {
 	out := make([]Attr, 0, len(c.attrs))
-	for _, b := range builtins {
+	fixed := c.fixed
+	if fixed == nil {
+		fixed = builtins
+	}
+	for _, b := range fixed {
 		out = append(out, c.attrs[b.Name])
 	}
 	var tags []Attr

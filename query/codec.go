@@ -191,13 +191,13 @@ func (p *Plan) Validate() error {
 	}
 	if l := p.Local; l != nil {
 		set := 0
-		for _, b := range []bool{l.Release != "", l.Show != 0, l.Alter != nil} {
+		for _, b := range []bool{l.Release != "", l.Show != 0, l.Alter != nil, l.Const} {
 			if b {
 				set++
 			}
 		}
 		if set != 1 || l.Show >= showEnd || len(l.Release) > MaxStringBytes {
-			return errors.New("local spec must be one SHOW, RELEASE or ALTER")
+			return errors.New("local spec must be one SHOW, RELEASE, ALTER or constant SELECT")
 		}
 		if a := l.Alter; a != nil && (a.Name == "" || len(a.Name) > MaxStringBytes || (a.Resize > 0) == (a.ExtendSeconds > 0) ||
 			a.Resize < 0 || a.Resize > MaxReserve || !finite(a.ExtendSeconds) || a.ExtendSeconds < 0 ||

@@ -35,7 +35,11 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 		}
 		return p, err
 	case *parser.Select:
-		p, err = c.compileSelect(s)
+		if s.From == nil {
+			p, err = c.compileConst(s)
+		} else {
+			p, err = c.compileSelect(s)
+		}
 	case *parser.Reserve:
 		p, err = c.compileReserve(s)
 	case *parser.Release:
@@ -48,6 +52,9 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 	case *parser.Alter:
 		p, err = compileAlter(s)
 	case *parser.Watch:
+		if s.Select.From == nil {
+			return nil, parser.Errorf(s.Select.Pos, "WATCH needs FROM: a SELECT without FROM is a constant, the same at every epoch")
+		}
 		if p, err = c.compileSelect(s.Select); err == nil {
 			p.Watch = &WatchSpec{EverySeconds: DefaultWatchSeconds}
 			if s.Every != nil {
@@ -152,6 +159,70 @@ func (c *compiler) compileSelect(s *parser.Select) (*Plan, error) {
 	// A ledger is each peer's own: nothing of it is in the membership.
 	p.FromTags = p.Table == TablePeers && p.readsOnlyMembership()
 	return p, nil
+}
+
+// compileConst compiles a SELECT without FROM: constants, answered by the
+// asking peer at once. It reads no table, so it has no attributes,
+// aggregates or *, and nothing to group, order or tune.
+func (c *compiler) compileConst(s *parser.Select) (*Plan, error) {
+	noFrom := func(pos parser.Pos, what string) error {
+		return parser.Errorf(pos, "%s needs FROM: a SELECT without FROM computes constants (add FROM peers)", what)
+	}
+	switch {
+	case len(s.GroupBy) > 0:
+		return nil, noFrom(s.GroupBy[0].Position(), "GROUP BY")
+	case len(s.OrderBy) > 0:
+		return nil, noFrom(s.OrderBy[0].Pos, "ORDER BY")
+	case len(s.With) > 0:
+		return nil, noFrom(s.With[0].Pos, "WITH")
+	}
+	exprs := []parser.Expr{s.Where}
+	for _, it := range s.Items {
+		if it.Star {
+			return nil, noFrom(it.Pos, "SELECT *")
+		}
+		exprs = append(exprs, it.Expr)
+	}
+	for _, e := range exprs {
+		if pos := aggregatePos(e); pos != (parser.Pos{}) {
+			return nil, noFrom(pos, "an aggregate")
+		}
+		var name *parser.Ident
+		parser.Walk(e, func(x parser.Expr) bool {
+			if id, ok := x.(*parser.Ident); ok && name == nil {
+				name = id
+			}
+			return name == nil
+		})
+		if name != nil {
+			return nil, noFrom(name.Pos, "attribute "+parser.QuoteIdent(name.Name))
+		}
+	}
+	p := &Plan{Kind: PlanLocal, Local: &LocalSpec{Const: true}, K: 1}
+	var err error
+	if p.Filter, err = c.compileSource(nil, s.Where); err != nil {
+		return nil, err
+	}
+	if p.Columns, err = c.columns(s.Items, scope{clause: "SELECT"}); err != nil {
+		return nil, err
+	}
+	if s.Limit != nil {
+		if p.K, err = limit(s.Limit); err != nil {
+			return nil, err
+		}
+		p.K, p.Limited = min(p.K, 1), true
+	}
+	return p, nil
+}
+
+// ConstAnswer answers a constant SELECT (Local.Const): its one row, or
+// none when its WHERE is not true or its LIMIT is 0.
+func (p *Plan) ConstAnswer() *answer.Answer {
+	res := &answer.Answer{Columns: p.AnswerColumns()}
+	if p.K > 0 && p.Matches(Record{}) {
+		res.Rows = [][]Value{p.Project(Record{})}
+	}
+	return res
 }
 
 // compileSource turns FROM and WHERE into one filter.

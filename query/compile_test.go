@@ -333,3 +333,62 @@ func TestLimitZero(t *testing.T) {
 		}
 	}
 }
+
+// A SELECT without FROM computes constants: one row, answered by the
+// asking peer; what needs a table names FROM.
+func TestCompileConst(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		cols []string
+		rows [][]string
+	}{
+		{"SELECT 1", []string{"1"}, [][]string{{"1"}}},
+		{"SELECT 1 + 1 AS two", []string{"two"}, [][]string{{"2"}}},
+		{"SELECT 'x', UPPER('ab') AS u, 2GiB AS size, 90s AS d", []string{"'x'", "u", "size", "d"}, [][]string{{"x", "AB", "2.0 GiB", "1m30s"}}},
+		{"SELECT 1 / 0, NULL", []string{"1 / 0", "NULL"}, [][]string{{"NULL", "NULL"}}},
+		{"SELECT 1 WHERE 1 > 2", []string{"1"}, nil},
+		{"SELECT 1 WHERE TRUE LIMIT 5", []string{"1"}, [][]string{{"1"}}},
+	} {
+		p := compile(t, tc.src)
+		if p.Kind != PlanLocal || p.Local == nil || !p.Local.Const {
+			t.Fatalf("%s: plan %v %+v, want a local constant", tc.src, p.Kind, p.Local)
+		}
+		enc, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(enc); err != nil {
+			t.Errorf("%s: the plan does not decode: %v", tc.src, err)
+		}
+		ans := p.ConstAnswer()
+		var cols []string
+		for _, c := range ans.Columns {
+			cols = append(cols, c.Name)
+		}
+		if !reflect.DeepEqual(cols, tc.cols) {
+			t.Errorf("%s: columns %q, want %q", tc.src, cols, tc.cols)
+		}
+		if got := ans.Text(); !reflect.DeepEqual(got, tc.rows) && (len(got) > 0 || len(tc.rows) > 0) {
+			t.Errorf("%s: rows %q, want %q", tc.src, got, tc.rows)
+		}
+		if !strings.Contains(Explain(p, 1), "constants") {
+			t.Errorf("%s: EXPLAIN does not say it computes constants:\n%s", tc.src, Explain(p, 1))
+		}
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"SELECT mem_free", "1:8: attribute mem_free needs FROM"},
+		{"SELECT 1 + cpu_load AS x", "1:12: attribute cpu_load needs FROM"},
+		{"SELECT COUNT(*)", "1:8: an aggregate needs FROM"},
+		{"SELECT *", "1:8: SELECT * needs FROM"},
+		{"SELECT 1 WHERE x = 1", "1:16: attribute x needs FROM"},
+		{"SELECT 1 ORDER BY 1", "1:19: ORDER BY needs FROM"},
+		{"SELECT 1 WITH ROUNDS 3", "1:15: WITH needs FROM"},
+		{"WATCH SELECT 1", "1:7: WATCH needs FROM"},
+		{"SELECT 1 + 'a'", "1:"},
+	} {
+		_, err := CompileText(tc.src, DefaultCatalog(), DefaultConfig())
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q…", tc.src, err, tc.want)
+		}
+	}
+}

@@ -3,7 +3,8 @@
 // work the gossip protocols do, with no code in them.
 //
 // A Plan says which protocol answers the statement (gossip aggregation, gossip
-// top-k, a reservation built on top-k, or a local command), the filter and
+// top-k, a reservation built on top-k, or a local command — SHOW, RELEASE,
+// ALTER, and a constant SELECT without FROM, which ConstAnswer answers), the filter and
 // projections as safe expression trees, the aggregate components or the
 // ordering and k, the round budget and the target accuracy. A peer that learns
 // of a query from the network receives its Plan as bytes (Encode/Decode),

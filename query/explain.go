@@ -248,6 +248,8 @@ func Explain(p *Plan, n int) string {
 		case a != nil:
 			w("protocol", "none: the owner of %s renews every member's lease for %s from now, peer by peer", quoteName(a.Name), answer.FormatDuration(a.ExtendSeconds))
 			w("why", "all or nothing: if a member refuses, the others are renewed back to the old lease length")
+		case p.Local.Const:
+			w("protocol", "none: a SELECT without FROM computes constants, answered at once by the asking peer")
 		case p.Local.Release != "":
 			w("protocol", "none: the owner releases the leases of %s it holds, peer by peer", quoteName(p.Local.Release))
 		default:

@@ -240,6 +240,10 @@ type LocalSpec struct {
 	Show    Show       `cbor:"1,keyasint,omitempty"`
 	Release string     `cbor:"2,keyasint,omitempty"`
 	Alter   *AlterSpec `cbor:"3,keyasint,omitempty"`
+	// Const is a SELECT without FROM (SELECT 1 + 1 AS two): its columns
+	// are constants, answered at once with one row (none if its WHERE is
+	// not true or its LIMIT is 0), as psql and SQLite do.
+	Const bool `cbor:"4,keyasint,omitempty"`
 }
 
 // AlterSpec is ALTER SUBCLOUD: a new size (Resize > 0) or a new lease

@@ -14,12 +14,19 @@
 // the raw value a script computes with (bytes as integers, durations in
 // seconds, ratios as fractions).
 //
-// On a terminal the shell completes by context (statement words where a
-// statement starts, tables after FROM, subclouds after SUBCLOUD and
-// RELEASE, attributes in expressions, nothing inside a string), pages
-// answers taller than the screen (Config.Pager) and describes the catalog
-// and subclouds (\d). On a pipe it goes on after errors and returns a
-// FailedError, so that the command exits as a script would.
+// On a terminal the shell says first which agent answers (Config.Agent,
+// with its cluster's size), and hints how to start one when the connection
+// is refused (Config.Hint). It completes only what may come next at the
+// cursor, as the grammar says (Config.Follow, parser.Follow: keywords where
+// the grammar takes them; where it takes a name, subclouds after SUBCLOUD
+// and RELEASE, else attributes and functions; nothing inside a string or
+// after AS), and pages answers taller than the screen (Config.Pager). Its
+// backslash commands are psql's: \d [NAME] describes the catalog, a table
+// (Config.Tables), an attribute or a subcloud; \x shows rows as records
+// (RenderExpanded); \i FILE runs a file, each error at FILE:line:col; \h
+// [STATEMENT] gives a statement's syntax (Config.Help); \timing times each
+// statement. On a pipe it goes on after errors and returns a FailedError,
+// so that the command exits as a script would.
 //
 // Judge is the one rule for what stops a script (and what a piped shell
 // counts as failed): a statement's error, or a partial or contested

@@ -46,6 +46,29 @@ type Config struct {
 	// a partial (or contested) answer as answered rather than as a failed
 	// statement (Judge), as peerq query's flags do.
 	AllowPartial, AllowContested bool
+	// Follow says what may come next after the text of a script
+	// (parser.Follow, injected by the command): the grammar's words and
+	// the classes "<name>", "<number>" and "<string>". Completion offers
+	// only those: names from the catalog and the subclouds where a name
+	// may stand. Without it, completion offers every keyword and name.
+	Follow func(prefix string) []string
+	// Functions are the language's functions, completed where a name may
+	// stand.
+	Functions []string
+	// Help describes a kind of statement for \h (parser.Help): its
+	// syntax from the grammar; Topics are the kinds it knows.
+	Help   func(statement string) (string, bool)
+	Topics []string
+	// Tables describes a table the agent does not (\d leases), nil for a
+	// name that is no table (query.DescribeTable). \d peers asks the
+	// agent's own catalog (SHOW ATTRIBUTES), which knows its tags.
+	Tables func(name string) *answer.Answer
+	// Agent says who answers, for the first line on a terminal ("agent
+	// at 127.0.0.1:7474"); the shell adds the cluster's size.
+	Agent string
+	// Hint, if set, says what to do about an error, or "": for a refused
+	// connection, how to start an agent.
+	Hint func(error) string
 }
 
 // FailedError is what a session that is not on a terminal returns when
@@ -133,8 +156,11 @@ type Session struct {
 	format Format
 	timing bool
 	pager  bool
-	// typing: a statement begun on an earlier line is being typed.
-	typing bool
+	// expanded shows tables a record at a time (\x), as psql does.
+	expanded bool
+	// pending is the text of a statement begun on earlier lines (""
+	// when a statement starts), for completion.
+	pending string
 	// failed counts the statements that failed; first is the first
 	// failure.
 	failed int
@@ -164,7 +190,8 @@ func Run(ctx context.Context, exec api.Executor, cfg Config) error {
 			}
 		}
 		s.in = &linerReader{State: l, history: cfg.HistoryFile}
-		fmt.Fprintln(cfg.Err, `peerq shell: statements end with ';'. \help for commands, Ctrl-C cancels, Ctrl-D quits.`)
+		s.greet(context.Background())
+		fmt.Fprintln(cfg.Err, `peerq shell: statements end with ';'. \? for commands, \h for statements, Ctrl-C cancels, Ctrl-D quits.`)
 	} else {
 		sc := bufio.NewScanner(cfg.In)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -202,7 +229,7 @@ func (s *Session) loop(ctx context.Context) error {
 		if buf.Len() > 0 {
 			prompt = "   ..> "
 		}
-		s.typing = buf.Len() > 0
+		s.pending = buf.String()
 		line, err := s.in.Prompt(prompt)
 		switch {
 		case errors.Is(err, liner.ErrPromptAborted):
@@ -261,6 +288,11 @@ func (s *Session) runText(ctx context.Context, text string) {
 
 // run runs one statement; Ctrl-C cancels it, not the shell.
 func (s *Session) run(ctx context.Context, stmt string) {
+	s.runReporting(ctx, stmt, s.report)
+}
+
+// runReporting runs one statement, reporting its error with report.
+func (s *Session) runReporting(ctx context.Context, stmt string, report func(stmt string, err error)) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if s.cfg.Terminal {
@@ -290,12 +322,13 @@ func (s *Session) run(ctx context.Context, stmt string) {
 		return
 	}
 	ans, err := s.exec.Execute(ctx, text, progress)
+	elapsed := time.Since(start)
 	if live {
 		fmt.Fprint(s.cfg.Err, "\r\033[K")
 	}
 	if judged := Judge(ans, err, s.cfg.AllowPartial, s.cfg.AllowContested); judged != nil {
 		if err != nil {
-			s.report(text, err)
+			report(text, err)
 		}
 		s.fail(judged)
 	}
@@ -304,7 +337,8 @@ func (s *Session) run(ctx context.Context, stmt string) {
 	}
 	s.show(TableOf(ans))
 	if s.timing {
-		fmt.Fprintf(s.cfg.Err, "Time: %s\n", time.Since(start).Round(time.Millisecond))
+		// psql's form: the statement's time to its answer, in ms.
+		fmt.Fprintf(s.cfg.Err, "Time: %.3f ms\n", float64(elapsed)/float64(time.Millisecond))
 	}
 }
 
@@ -318,13 +352,13 @@ func (s *Session) show(t *Table) {
 		return
 	}
 	if !s.pager {
-		if err := Render(s.cfg.Out, s.format, t); err != nil {
+		if err := s.render(s.cfg.Out, t); err != nil {
 			fmt.Fprintln(s.cfg.Err, err)
 		}
 		return
 	}
 	var b strings.Builder
-	if err := Render(&b, s.format, t); err != nil {
+	if err := s.render(&b, t); err != nil {
 		fmt.Fprintln(s.cfg.Err, err)
 		return
 	}
@@ -336,6 +370,15 @@ func (s *Session) show(t *Table) {
 		fmt.Fprintf(s.cfg.Err, "pager %q: %v (\\pager off shows answers plainly)\n", s.cfg.Pager, err)
 		fmt.Fprint(s.cfg.Out, b.String())
 	}
+}
+
+// render writes t in the session's format: a table a record at a time
+// when \x is on.
+func (s *Session) render(w io.Writer, t *Table) error {
+	if s.expanded && s.format == FormatTable {
+		return RenderExpanded(w, t)
+	}
+	return Render(w, s.format, t)
 }
 
 // page runs the pager command (split on spaces) with text on its input.
@@ -364,6 +407,7 @@ func (s *Session) report(stmt string, err error) {
 	var pe Positioned
 	if !errors.As(err, &pe) || pe.Line() < 1 {
 		fmt.Fprintln(s.cfg.Err, "error:", err)
+		s.hint(err)
 		return
 	}
 	fmt.Fprintf(s.cfg.Err, "error: %d:%d: %s\n", pe.Line(), pe.Column(), reason(pe))
@@ -372,18 +416,41 @@ func (s *Session) report(stmt string, err error) {
 	}
 }
 
-const helpText = `Statements end with ';' and may span lines (docs/PQL.md).
-  \help                          this text
-  \format table|csv|json|ndjson  output format
-  \timing                        print each statement's time (toggle)
-  \pager                         page answers taller than the screen (toggle)
-  \members                       the live peers (SHOW MEMBERS)
-  \d                             the attributes (SHOW ATTRIBUTES)
-  \d NAME                        one attribute, or a subcloud and its members
-  \d SUBCLOUD NAME               a subcloud: size, owner, expiry, every member
-  \explain STATEMENT             how a statement would run
-  \quit                          leave (or Ctrl-D; quit and exit work too)
-Ctrl-C cancels the running statement, or the one being typed.`
+const helpText = `Statements end with ';' and may span lines (\h lists them; docs/PQL.md).
+  \?, \help                       this text
+  \h [STATEMENT]                  the statements; one statement's syntax (\h RESERVE)
+  \d                              the attributes (SHOW ATTRIBUTES)
+  \d TABLE                        a table's columns: peers, leases
+  \d NAME                         one attribute, or a subcloud and its members
+  \d SUBCLOUD NAME                a subcloud: size, owner, expiry, every member
+  \members                        the members, failed and left ones too (SHOW MEMBERS)
+  \x [on|off]                     expanded display: one block per row (toggle)
+  \timing [on|off]                print each statement's time (toggle)
+  \format table|csv|json|ndjson   output format
+  \pager [on|off]                 page answers taller than the screen (toggle)
+  \i FILE                         run the statements in FILE
+  \explain STATEMENT              how a statement would run
+  \q, \quit                       leave (or Ctrl-D; quit and exit work too)
+Ctrl-C cancels the running statement, or the one being typed. Tab completes what may come next.`
+
+// toggle sets a setting from \x's, \timing's or \pager's argument: on,
+// off, or nothing to flip it. It reports whether the argument was one of
+// those.
+func toggle(v *bool, arg string) bool {
+	switch strings.ToLower(arg) {
+	case "":
+		*v = !*v
+	case "on":
+		*v = true
+	case "off":
+		*v = false
+	default:
+		return false
+	}
+	return true
+}
+
+func onOff(v bool) string { return map[bool]string{true: "on", false: "off"}[v] }
 
 // meta runs a backslash command; it reports whether to quit.
 func (s *Session) meta(ctx context.Context, line string) bool {
@@ -392,8 +459,10 @@ func (s *Session) meta(ctx context.Context, line string) bool {
 	switch cmd {
 	case `\q`, `\quit`:
 		return true
-	case `\?`, `\h`, `\help`:
+	case `\?`, `\help`:
 		fmt.Fprintln(s.cfg.Out, helpText)
+	case `\h`:
+		s.statementHelp(arg)
 	case `\format`:
 		f := s.format
 		if err := f.Set(arg); err != nil {
@@ -408,32 +477,106 @@ func (s *Session) meta(ctx context.Context, line string) bool {
 		s.format = f
 		fmt.Fprintln(s.cfg.Err, "format:", s.format)
 	case `\timing`:
-		s.timing = !s.timing
-		fmt.Fprintln(s.cfg.Err, "timing:", map[bool]string{true: "on", false: "off"}[s.timing])
+		if !toggle(&s.timing, arg) {
+			fmt.Fprintln(s.cfg.Err, `usage: \timing [on|off]`)
+			break
+		}
+		fmt.Fprintf(s.cfg.Err, "Timing is %s.\n", onOff(s.timing))
+	case `\x`:
+		if !toggle(&s.expanded, arg) {
+			fmt.Fprintln(s.cfg.Err, `usage: \x [on|off]`)
+			break
+		}
+		fmt.Fprintf(s.cfg.Err, "Expanded display is %s.\n", onOff(s.expanded))
+		if s.expanded && s.format != FormatTable {
+			fmt.Fprintf(s.cfg.Err, "(it shows in the table format; the format is %s)\n", s.format)
+		}
 	case `\pager`:
 		switch {
 		case !s.cfg.Terminal:
 			fmt.Fprintln(s.cfg.Err, "pager: off (not a terminal)")
 		case s.cfg.Pager == "" || s.cfg.Rows == nil:
 			fmt.Fprintln(s.cfg.Err, "pager: none ($PEERQ_PAGER or $PAGER names one)")
+		case !toggle(&s.pager, arg):
+			fmt.Fprintln(s.cfg.Err, `usage: \pager [on|off]`)
 		default:
-			s.pager = !s.pager
 			fmt.Fprintln(s.cfg.Err, "pager:", map[bool]string{true: "on (" + s.cfg.Pager + ")", false: "off"}[s.pager])
 		}
 	case `\d`:
 		s.describe(ctx, arg)
+	case `\i`:
+		if arg == "" {
+			fmt.Fprintln(s.cfg.Err, `usage: \i FILE`)
+			break
+		}
+		s.include(ctx, arg)
 	case `\members`:
 		s.run(ctx, "SHOW MEMBERS")
 	case `\explain`:
 		s.run(ctx, "EXPLAIN "+strings.TrimSuffix(arg, ";"))
 	default:
-		fmt.Fprintf(s.cfg.Err, "unknown command %s (\\help lists them)\n", cmd)
+		fmt.Fprintf(s.cfg.Err, "unknown command %s (\\? lists them)\n", cmd)
 	}
 	return false
 }
 
-// describe is \d: the attributes; one attribute; or a subcloud with its
-// members, one a line.
+// statementHelp is \h: the kinds of statement, or one kind's syntax.
+func (s *Session) statementHelp(arg string) {
+	if s.cfg.Help == nil {
+		fmt.Fprintln(s.cfg.Out, helpText)
+		return
+	}
+	arg = strings.TrimSuffix(arg, ";")
+	if f := strings.Fields(arg); len(f) > 0 {
+		arg = f[0] // \h ALTER SUBCLOUD: the statement's first word
+	}
+	if arg == "" {
+		fmt.Fprintf(s.cfg.Out, "Statements (\\h NAME for one's syntax; \\? for the shell's commands):\n  %s\n", strings.Join(s.cfg.Topics, "  "))
+		return
+	}
+	text, ok := s.cfg.Help(arg)
+	if !ok {
+		fmt.Fprintf(s.cfg.Err, "no statement begins with %s (\\h lists them)\n", arg)
+		return
+	}
+	fmt.Fprint(s.cfg.Out, text)
+}
+
+// include is \i FILE: it runs the file's statements one after the other,
+// as a script would, and reports each failure at its file:line:col; the
+// shell goes on after errors, as psql does.
+func (s *Session) include(ctx context.Context, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		err = fmt.Errorf(`\i: %w`, err)
+		fmt.Fprintln(s.cfg.Err, "error:", err)
+		s.fail(err)
+		return
+	}
+	src := string(b)
+	for i, st := range SplitScript(src, s.cfg.Split) {
+		if i > 0 && s.format.separated() {
+			fmt.Fprintln(s.cfg.Out)
+		}
+		// The statement runs without its leading space (run trims it):
+		// its positions count from where its text begins.
+		lead := len(st.Text) - len(strings.TrimLeft(st.Text, " \t\r\n"))
+		st.Text, st.Offset = st.Text[lead:], st.Offset+lead
+		st.Line, st.Column = position(src, st.Offset)
+		s.runReporting(ctx, st.Text, func(_ string, err error) {
+			placed := Place(src, path, st, err)
+			var se *StatementError
+			if !errors.As(placed, &se) {
+				placed = fmt.Errorf("%s:%d: %w", path, st.Line, err)
+			}
+			fmt.Fprintln(s.cfg.Err, "error:", placed)
+			s.hint(err)
+		})
+	}
+}
+
+// describe is \d: the attributes; a table's columns; one attribute; or a
+// subcloud with its members, one a line.
 func (s *Session) describe(ctx context.Context, arg string) {
 	f := strings.Fields(strings.TrimSuffix(arg, ";"))
 	switch {
@@ -445,13 +588,30 @@ func (s *Session) describe(ctx context.Context, arg string) {
 			fmt.Fprintf(s.cfg.Err, "unknown subcloud %s (SHOW SUBCLOUDS lists them)\n", f[1])
 		}
 		return
+	case len(f) == 1 && strings.EqualFold(f[0], "peers"):
+		// The agent's own catalog: it knows its cluster's tags.
+		s.title(`Table "peers": a row per member`)
+		s.run(ctx, "SHOW ATTRIBUTES")
+		return
+	case len(f) == 1 && s.cfg.Tables != nil && s.cfg.Tables(f[0]) != nil:
+		s.title(fmt.Sprintf("Table %q", strings.ToLower(f[0])))
+		s.show(TableOf(s.cfg.Tables(f[0])))
+		return
 	case len(f) == 1:
 		if !s.describeRow(ctx, "SHOW ATTRIBUTES", f[0]) && !s.describeRow(ctx, "SHOW SUBCLOUDS", f[0]) {
-			fmt.Fprintf(s.cfg.Err, "no attribute or subcloud is named %s (\\d lists the attributes, SHOW SUBCLOUDS the subclouds)\n", f[0])
+			fmt.Fprintf(s.cfg.Err, "no table, attribute or subcloud is named %s (\\d lists the attributes, SHOW SUBCLOUDS the subclouds; the tables are peers and leases)\n", f[0])
 		}
 		return
 	}
-	fmt.Fprintln(s.cfg.Err, `usage: \d, \d NAME or \d SUBCLOUD NAME`)
+	fmt.Fprintln(s.cfg.Err, `usage: \d, \d TABLE, \d NAME or \d SUBCLOUD NAME`)
+}
+
+// title heads a description in the table format (the machine formats
+// carry the rows alone).
+func (s *Session) title(text string) {
+	if s.format == FormatTable {
+		fmt.Fprintln(s.cfg.Out, text)
+	}
 }
 
 // describeRow runs a SHOW statement and prints the row whose first column
@@ -508,7 +668,7 @@ func (s *Session) watch(ctx context.Context, text string) {
 			if ans.Meta != nil && (s.format == FormatTable || s.cfg.Terminal) { // a pipe of csv or ndjson stays parseable
 				fmt.Fprintf(&b, "%s · epoch %d · %s · %s\n", text, ans.Meta.Epoch, ans.Meta.At, ans.Meta.Status)
 			}
-			if rerr := Render(&b, s.format, TableOf(ans)); rerr != nil {
+			if rerr := s.render(&b, TableOf(ans)); rerr != nil {
 				fmt.Fprintf(&b, "%v\n", rerr)
 			}
 		}
@@ -524,54 +684,44 @@ func (s *Session) watch(ctx context.Context, text string) {
 	}
 }
 
-// complete offers, for the word under the cursor, what may stand there:
-// statement keywords at the start of a statement; the tables after FROM;
-// subcloud names after SUBCLOUD and RELEASE; what SHOW shows; elsewhere
-// attributes and the other keywords. Nothing inside a string.
+// followName is what Config.Follow calls a place where a name may stand
+// (parser.FollowName).
+const followName = "<name>"
+
+// complete offers, for the word under the cursor, the words that may come
+// next there: those Config.Follow finds in the grammar (keywords where the
+// statement takes keywords), and where it takes a name, subclouds after
+// SUBCLOUD and RELEASE, nothing after AS (a new name), and elsewhere the
+// catalog's attributes and the functions. Nothing inside a string.
 func (s *Session) complete(line string, pos int) (string, []string, string) {
 	start := pos
 	for start > 0 && isWordByte(line[start-1]) {
 		start--
 	}
 	word := line[start:pos]
-	if word == "" || strings.Count(line[:start], "'")%2 == 1 {
+	if strings.Count(s.pending+line[:start], "'")%2 == 1 {
 		return line[:pos], nil, line[pos:]
 	}
-	prev := strings.ToUpper(previousWord(line[:start]))
-	if prev == "" && s.typing {
-		prev = "?" // the statement began on an earlier line: not its start
-	}
 	var cands []string
-	keywords := func(keep func(string) bool) {
-		for _, k := range s.cfg.Keywords {
-			if keep(k) {
-				cands = append(cands, k)
+	if s.cfg.Follow == nil {
+		// No grammar to ask: every word there is.
+		if word == "" {
+			return line[:pos], nil, line[pos:]
+		}
+		cands = append(append(cands, s.cfg.Keywords...), s.exec.Words(context.Background())...)
+	} else {
+		prefix := s.pending + line[:start]
+		if strings.TrimSpace(prefix) == "" {
+			cands = append(cands, "help", "quit", "exit") // bare words the prompt takes
+		}
+		for _, f := range s.cfg.Follow(prefix) {
+			switch {
+			case f == followName:
+				cands = append(cands, s.names(prefix)...)
+			case isWordByte(f[0]) && f[0] != '_':
+				cands = append(cands, f) // a keyword; symbols and other classes are typed
 			}
 		}
-	}
-	switch prev {
-	case "", ";":
-		keywords(func(k string) bool { return statementStarts[k] })
-		cands = append(cands, "help", "quit", "exit")
-	case "FROM":
-		cands = append(cands, "peers", "leases", "SUBCLOUD")
-	case "SUBCLOUD", "RELEASE":
-		cands = append(cands, s.subclouds()...)
-	case "SHOW":
-		cands = append(cands, "MEMBERS", "SUBCLOUDS", "ATTRIBUTES")
-	case "EXPLAIN", "WATCH":
-		keywords(func(k string) bool { return statementStarts[k] && k != "WATCH" })
-	default:
-		subs := map[string]bool{}
-		for _, n := range s.subclouds() {
-			subs[n] = true
-		}
-		for _, w := range s.exec.Words(context.Background()) {
-			if !subs[w] {
-				cands = append(cands, w) // attributes
-			}
-		}
-		keywords(func(k string) bool { return !statementStarts[k] })
 	}
 	seen := map[string]bool{}
 	var out []string
@@ -579,7 +729,7 @@ func (s *Session) complete(line string, pos int) (string, []string, string) {
 		if !strings.HasPrefix(strings.ToLower(c), strings.ToLower(word)) {
 			continue
 		}
-		if c == strings.ToUpper(c) && word == strings.ToLower(word) {
+		if word != "" && c == strings.ToUpper(c) && word == strings.ToLower(word) {
 			c = strings.ToLower(c) // keep the user's case for keywords
 		}
 		if !seen[c] {
@@ -591,9 +741,60 @@ func (s *Session) complete(line string, pos int) (string, []string, string) {
 	return line[:start], out, line[pos:]
 }
 
-// statementStarts are the keywords a statement begins with.
-var statementStarts = map[string]bool{"SELECT": true, "RESERVE": true, "RELEASE": true, "SHOW": true, "EXPLAIN": true,
-	"WATCH": true, "ALTER": true}
+// names are the names that may stand after prefix: subclouds after
+// SUBCLOUD and RELEASE, nothing after AS (a name of the user's own),
+// elsewhere the attributes and the functions.
+func (s *Session) names(prefix string) []string {
+	switch strings.ToUpper(previousWord(prefix)) {
+	case "SUBCLOUD", "RELEASE":
+		return s.subclouds()
+	case "AS":
+		return nil
+	}
+	subs := map[string]bool{}
+	for _, n := range s.subclouds() {
+		subs[n] = true
+	}
+	var out []string
+	for _, w := range s.exec.Words(context.Background()) {
+		if !subs[w] {
+			out = append(out, w) // attributes
+		}
+	}
+	return append(out, s.cfg.Functions...)
+}
+
+// greet says, on a terminal, who answers: the agent, and the size of its
+// cluster (SHOW ATTRIBUTES: answered by the agent alone, at once); if it
+// cannot be reached, why, and what to do.
+func (s *Session) greet(ctx context.Context) {
+	if s.cfg.Agent == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ans, err := s.exec.Execute(ctx, "SHOW ATTRIBUTES", nil)
+	if err != nil {
+		fmt.Fprintf(s.cfg.Err, "peerq shell: %s: %v\n", s.cfg.Agent, err)
+		s.hint(err)
+		return
+	}
+	size := ""
+	if ans.Meta != nil && ans.Meta.Peers > 0 {
+		size = fmt.Sprintf(", in a cluster of %d member(s)", ans.Meta.Peers)
+	}
+	fmt.Fprintf(s.cfg.Err, "peerq shell: connected to %s%s\n", s.cfg.Agent, size)
+}
+
+// hint prints what Config.Hint has to say about err, if anything.
+func (s *Session) hint(err error) {
+	if s.cfg.Hint == nil {
+		return
+	}
+	if h := s.cfg.Hint(err); h != "" {
+		fmt.Fprintln(s.cfg.Err, "hint:", h)
+	}
+}
 
 // previousWord is the last word before the end of text, or the symbol
 // there (';', '(', ',' ...).

@@ -109,7 +109,8 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 					"  SELECT node, class, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 10;\n"+
 					"  SELECT region, COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers GROUP BY region;\n")
 			}
-			return runShell(cmd, asker, shell.Config{Format: format, HistoryFile: defaultHistory(), AllowPartial: allowPartial, AllowContested: allowContested})
+			return runShell(cmd, asker, "peer "+asker.Name()+" of the demo, in this process",
+				shell.Config{Format: format, HistoryFile: defaultHistory(), AllowPartial: allowPartial, AllowContested: allowContested})
 		},
 	}
 	f := cmd.Flags()

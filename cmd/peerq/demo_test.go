@@ -127,7 +127,7 @@ func TestShellThroughPipe(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(errs, "no attribute or subcloud is named nosuch") || strings.Contains(errs, "empty statement") {
+	if !strings.Contains(errs, "no table, attribute or subcloud is named nosuch") || strings.Contains(errs, "empty statement") {
 		t.Errorf("stderr: %s", errs)
 	}
 	// A ';' inside a string or a comment ends no statement.
@@ -136,7 +136,7 @@ func TestShellThroughPipe(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, want := range []string{`unknown attribute "nod" (did you mean node?)`, "  SELECT nod FROM peers\n         ^", "format: csv", "timing: on", "Time: "} {
+	for _, want := range []string{`unknown attribute "nod" (did you mean node?)`, "  SELECT nod FROM peers\n         ^", "format: csv", "Timing is on.", "Time: "} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)
 		}

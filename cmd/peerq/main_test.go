@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/peerq/peerq/api"
 )
 
 // The peerq binary, built once for the tests that start processes.
@@ -126,5 +131,38 @@ func TestVersion(t *testing.T) {
 		if code != exitOK || !strings.HasPrefix(out, "peerq "+version) || !strings.Contains(out, "go1.") {
 			t.Errorf("%v: exit %d, %q", args, code, out)
 		}
+	}
+}
+
+// A refused connection comes with a hint: at the default address, how to
+// start an agent or the demo; elsewhere, which flags name the address.
+func TestAgentHint(t *testing.T) {
+	refused := func(addr string) error {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Errorf("agent at %s: %w", addr, &net.OpError{Op: "dial", Net: "tcp", Addr: a, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	}
+	if h := agentHint(refused(api.DefaultAddr)); !strings.Contains(h, "no agent is running at "+api.DefaultAddr) ||
+		!strings.Contains(h, "peerq agent --data-dir") || !strings.Contains(h, "peerq demo") {
+		t.Errorf("default address: %q", h)
+	}
+	if h := agentHint(refused("127.0.0.1:1")); !strings.Contains(h, "nothing listens at 127.0.0.1:1") || !strings.Contains(h, "--api") {
+		t.Errorf("another address: %q", h)
+	}
+	if h := agentHint(errors.New("unauthorized")); h != "" {
+		t.Errorf("another error: %q", h)
+	}
+	// peerq query says so too: nothing listens on a port just closed.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	code, _, errs := runCLI(t, "", "query", "--api", addr, "-e", "SELECT 1")
+	if code != exitUsage || !strings.Contains(errs, "hint: nothing listens at "+addr) {
+		t.Errorf("exit %d: %s", code, errs)
 	}
 }

@@ -74,13 +74,20 @@ func TestShellInTerminal(t *testing.T) {
 			}
 		}
 	}()
-	mark := sc.waitFor(t, 0, "peerq> ")
+	// The first line says who answers.
+	mark := sc.waitFor(t, 0, "connected to peer peer-000000 of the demo, in this process, in a cluster of 6 member(s)")
+	mark = sc.waitFor(t, mark, "peerq> ")
 
 	// Completion: "mem_f" + Tab becomes "mem_free".
 	tty.Write([]byte("SELECT MAX(mem_f\t"))
 	mark = sc.waitFor(t, mark, "mem_free")
 	tty.Write([]byte(") FROM peers;\r"))
 	mark = sc.waitFor(t, mark, "MAX(mem_free)")
+	mark = sc.waitFor(t, mark, "peerq> ")
+	// After WHERE, "reli" + Tab is the attribute (RELEASE cannot follow).
+	tty.Write([]byte("SELECT COUNT(*) FROM peers WHERE reli\t"))
+	mark = sc.waitFor(t, mark, "reliability")
+	tty.Write([]byte(" > 0;\r"))
 	mark = sc.waitFor(t, mark, "peerq> ")
 
 	// Ctrl-C cancels a statement that would run for 1000 rounds.

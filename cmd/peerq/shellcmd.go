@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
@@ -35,7 +38,7 @@ terminal it reads statements plainly, so it can be scripted.`,
 				return &exitError{exitUsage, err}
 			}
 			cfg.HistoryFile = history
-			return runShell(cmd, c, cfg)
+			return runShell(cmd, c, "agent at "+c.Addr(), cfg)
 		},
 	}
 	apiFlags(cmd, &opts)
@@ -54,13 +57,16 @@ func defaultHistory() string {
 }
 
 // runShell runs the REPL on the command's streams: the line editor on a
-// terminal, plain reading otherwise. cfg holds the flags' settings (format,
-// history file, what a piped shell accepts); the rest is filled in here.
-func runShell(cmd *cobra.Command, exec api.Executor, cfg shell.Config) error {
+// terminal, plain reading otherwise. agent names what it talks to (its
+// first line); cfg holds the flags' settings (format, history file, what a
+// piped shell accepts); the rest is filled in here.
+func runShell(cmd *cobra.Command, exec api.Executor, agent string, cfg shell.Config) error {
 	in := cmd.InOrStdin()
 	terminal := isTerminal(in)
 	cfg.In, cfg.Out, cfg.Err, cfg.Terminal = in, cmd.OutOrStdout(), cmd.ErrOrStderr(), terminal
 	cfg.Keywords, cfg.Split = query.Keywords(), query.Split
+	cfg.Follow, cfg.Functions, cfg.Help, cfg.Topics = query.Follow, query.Functions(), query.Help, query.HelpTopics()
+	cfg.Tables, cfg.Agent, cfg.Hint = query.DescribeTable, agent, agentHint
 	if !terminal {
 		cfg.HistoryFile = ""
 	}
@@ -83,6 +89,27 @@ func runShell(cmd *cobra.Command, exec api.Executor, cfg shell.Config) error {
 		return &exitError{exitUsage, err}
 	}
 	return nil
+}
+
+// agentHint says, for a refused connection, that no agent runs at the
+// address and how to start one; "" for other errors.
+func agentHint(err error) string {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Addr == nil {
+		return ""
+	}
+	// Windows's refusal is WSAECONNREFUSED, which is not ECONNREFUSED:
+	// its text says it.
+	if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(err.Error(), "actively refused") {
+		return ""
+	}
+	addr := oe.Addr.String()
+	if addr == api.DefaultAddr {
+		return fmt.Sprintf("no agent is running at %s, the default address. Start one with `peerq agent --data-dir ~/.peerq` "+
+			"(docs/AGENT.md), or try `peerq demo`: 200 peers in this process, with this shell", addr)
+	}
+	return fmt.Sprintf("nothing listens at %s: is an agent running there? (`peerq agent --data-dir DIR` starts one; "+
+		"--api or $PEERQ_API names its address, --data-dir finds it)", addr)
 }
 
 // pagerCommand is the pager for answers taller than the terminal:

@@ -78,6 +78,9 @@ func exitFor(err error) error {
 	case errors.Is(err, api.ErrStorage):
 		return &exitError{exitStorage, fmt.Errorf("peerq: %w", err)}
 	}
+	if h := agentHint(err); h != "" {
+		return &exitError{exitUsage, fmt.Errorf("peerq: %w\nhint: %s", err, h)}
+	}
 	return &exitError{exitUsage, fmt.Errorf("peerq: %w", err)}
 }
 

@@ -22,14 +22,23 @@ type Member struct {
 	Boot uint64
 }
 
-// Departed is a member the membership still knows but no longer counts
-// alive: it failed, or left (or is leaving). Serf keeps such members, with
-// their last tags, until it reaps them; a network that keeps no states
-// lists none.
-type Departed struct {
+// The statuses of a member, as Serf names them: a failed or left member
+// is kept (and shown) until Serf reaps it.
+const (
+	StatusAlive   = "alive"
+	StatusLeaving = "leaving"
+	StatusLeft    = "left"
+	StatusFailed  = "failed"
+)
+
+// Known is a member as this peer's membership knows it: alive, or failed
+// or left and not reaped yet.
+type Known struct {
 	Member
-	// Status is "failed", "left" or "leaving".
-	Status string
+	Status string // StatusAlive, StatusLeaving, StatusLeft or StatusFailed
+	// LastSeen is when this peer last knew the member alive: zero while
+	// it is, and for a member that had gone before this peer heard of it.
+	LastSeen time.Time
 }
 
 // EventKind says what happened to members.
