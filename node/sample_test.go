@@ -78,7 +78,7 @@ func TestTrimmedMeanWithstandsALiar(t *testing.T) {
 		}
 		// Its claim decides a MAX, and is more than any machine reports.
 		if mx := ask(t, asker, compile(t, asker, "SELECT MAX(cpu_load) FROM peers")); mx.Status != answer.StatusContested ||
-			!strings.Contains(mx.Reason, "MAX(cpu_load) is 1e+05%, more than any machine reports (1600%)") {
+			!strings.Contains(mx.Reason, "MAX(cpu_load) is 100000%, more than any machine reports (1600%)") {
 			t.Errorf("MAX with a liar: %s (%s)", mx.Status, mx.Reason)
 		}
 		p := compile(t, asker, "SELECT AVG(cpu_load) TRIM 10% FROM peers")
