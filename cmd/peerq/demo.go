@@ -84,7 +84,8 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
-			defer stopDemo(cmd.ErrOrStderr(), e, demoGrace)
+			var endChurn func() // stops the churn and waits for it; nil without --churn
+			defer func() { stopDemo(cmd.ErrOrStderr(), e, endChurn, demoGrace) }()
 			asker := e.Nodes[0]
 			if rate > 0 {
 				churnCtx, stopChurn := context.WithCancel(context.Background())
@@ -93,7 +94,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 					defer close(churned)
 					e.Churn(churnCtx, node.ChurnConfig{PerMinute: rate, Down: churnDown, Spare: []int{0}, Seed: cfg.Seed})
 				}()
-				defer func() { stopChurn(); <-churned }()
+				endChurn = func() { stopChurn(); <-churned }
 				fmt.Fprintf(cmd.ErrOrStderr(), "peerq demo: churn: %.3g%% of the peers killed a minute (one every %.1fs), each restarted %v later on its own state; %s (this shell's peer) is spared\n",
 					100*rate, 60/(rate*float64(cfg.Nodes)), churnDown, asker.Name())
 			}
@@ -175,15 +176,19 @@ func startDemo(ctx context.Context, w io.Writer, cfg node.EmbeddedConfig) (*node
 // timeout after another.
 const demoGrace = 1500 * time.Millisecond
 
-// stopDemo stops the embedded peers, saying so first, and waits for them at
-// most grace. Ending the process with peers still running is safe: they are
-// in this process only, every peer's durable state (--data-dir) was made
-// durable when it changed (a crash at any step is tested), and nobody
-// outside waits for their leave messages.
-func stopDemo(w io.Writer, e *node.Embedded, grace time.Duration) {
+// stopDemo stops the churn, if any (first), and the embedded peers,
+// saying so first, and waits for them at most grace. Ending the process
+// with peers still running, or a churned one still restarting, is safe:
+// they are in this process only, every peer's durable state (--data-dir)
+// was made durable when it changed (a crash at any step is tested), and
+// nobody outside waits for their leave messages.
+func stopDemo(w io.Writer, e *node.Embedded, endChurn func(), grace time.Duration) {
 	fmt.Fprintf(w, "peerq demo: stopping %d embedded peers\n", len(e.Nodes))
 	done := make(chan struct{})
 	go func() {
+		if endChurn != nil {
+			endChurn()
+		}
 		e.Close()
 		close(done)
 	}()

@@ -188,6 +188,12 @@ func TestDemoChurn(t *testing.T) {
 	if !strings.Contains(errs, "churn: 60% of the peers killed a minute (one every 8.3s)") || !strings.Contains(errs, "peer-000000 (this shell's peer) is spared") {
 		t.Errorf("stderr: %s", errs)
 	}
+	// Leaving says what it stops (churn first, then the peers), and does
+	// not wait on them past the grace: its own line, then the bound.
+	if !strings.HasSuffix(errs, "peerq demo: stopping 12 embedded peers\n") &&
+		!strings.Contains(errs, "peerq demo: 12 peers still stopping after 1.5s") {
+		t.Errorf("stderr does not end by saying what it stops: %s", errs)
+	}
 	if !strings.Contains(out, "c,peer-000000,3,3,0,") {
 		t.Errorf("SHOW SUBCLOUDS: %s", out)
 	}
