@@ -813,7 +813,11 @@ func (s *Session) greet(ctx context.Context) {
 	defer cancel()
 	ans, err := s.exec.Execute(ctx, "SHOW ATTRIBUTES", nil)
 	if err != nil {
-		fmt.Fprintf(s.cfg.Err, "peerq shell: %s: %v\n", s.cfg.Agent, err)
+		if msg := err.Error(); strings.Contains(msg, s.cfg.Agent) {
+			fmt.Fprintf(s.cfg.Err, "peerq shell: %s\n", msg) // the client's errors name the agent already
+		} else {
+			fmt.Fprintf(s.cfg.Err, "peerq shell: %s: %s\n", s.cfg.Agent, msg)
+		}
 		s.hint(err)
 		return
 	}
