@@ -63,3 +63,44 @@ func Help(statement string) (string, bool) { return parser.Help(statement) }
 
 // HelpTopics are the kinds of statement Help describes.
 func HelpTopics() []string { return parser.HelpTopics() }
+
+// CompletionScope says, for a shell completing a name at the end of
+// before (after is the rest of the line), what the type checker takes
+// there: the table whose columns it may be ("peers" or "leases": the table
+// the statement's FROM names, peers when it names none yet); the functions
+// that may stand there, upper case (aggregates only in the select list of
+// a SELECT or WATCH and in the ORDER BY of an aggregate one, never inside
+// another aggregate); and, when not nil, the only columns that may stand
+// bare there (an aggregate statement's GROUP BY keys, in its ORDER BY, or
+// in its select list once the GROUP BY is written).
+func CompletionScope(before, after string) (table string, functions, keys []string) {
+	p := parser.PlaceOf(before, after)
+	table = "peers"
+	if p.Table == "leases" {
+		table = "leases"
+	}
+	inAgg := false
+	for _, c := range p.Calls {
+		_, agg := aggNames[c]
+		inAgg = inAgg || agg
+	}
+	grouped := p.GroupBy || table == "leases"
+	for _, c := range p.SelectCalls {
+		_, agg := aggNames[c]
+		grouped = grouped || agg
+	}
+	sel := p.Statement == "SELECT" || p.Statement == "WATCH"
+	aggregates := sel && !inAgg && (p.Clause == "SELECT" || p.Clause == "ORDER BY" && grouped)
+	bare := sel && !inAgg && grouped && (p.Clause == "ORDER BY" || p.Clause == "SELECT" && p.GroupBy)
+	if bare {
+		keys = append([]string{}, p.GroupKeys...)
+	}
+	for _, f := range functionNames() {
+		_, agg := aggNames[f]
+		if agg && !aggregates || f == "tag" && bare {
+			continue // TAG('x') reads a column too
+		}
+		functions = append(functions, strings.ToUpper(f))
+	}
+	return table, functions, keys
+}

@@ -19,8 +19,10 @@
 // is refused (Config.Hint). It completes only what may come next at the
 // cursor, as the grammar says (Config.Follow, parser.Follow: keywords where
 // the grammar takes them; where it takes a name, subclouds after SUBCLOUD
-// and RELEASE, else attributes and functions; nothing inside a string or
-// after AS), and pages answers taller than the screen (Config.Pager). Its
+// and RELEASE, else the columns of the table the statement reads and the
+// functions, as the type checker takes them there (Config.Scope,
+// query.CompletionScope: aggregates only in a select list or an aggregate
+// statement's ORDER BY); nothing inside a string or after AS), and pages answers taller than the screen (Config.Pager). Its
 // backslash commands are psql's: \d [NAME] describes the catalog, a table
 // (Config.Tables), an attribute or a subcloud; \x shows rows as records
 // (RenderExpanded); \i FILE runs a file, each error at FILE:line:col; \h

@@ -201,6 +201,16 @@ func (refused) Execute(context.Context, string, func(answer.Progress)) (*answer.
 	return nil, fmt.Errorf("agent at 127.0.0.1:7474: %w", syscall.ECONNREFUSED)
 }
 
+// failing is an executor whose every statement fails with err.
+type failing struct {
+	api.Executor
+	err error
+}
+
+func (f failing) Execute(context.Context, string, func(answer.Progress)) (*answer.Answer, error) {
+	return nil, f.err
+}
+
 // The first line says who answers and how big its cluster is; a refused
 // connection comes with the hint.
 func TestGreet(t *testing.T) {
@@ -220,5 +230,15 @@ func TestGreet(t *testing.T) {
 	s.greet(context.Background())
 	if got := errs.String(); !strings.Contains(got, "connection refused") || !strings.HasSuffix(got, "\nhint: start one\n") {
 		t.Errorf("refused: %q", got)
+	}
+	// The agent is named once, whether the error names it or not.
+	if got := errs.String(); strings.Count(got, "127.0.0.1:7474") != 1 || !strings.HasPrefix(got, "peerq shell: agent at 127.0.0.1:7474: ") {
+		t.Errorf("refused: %q names the agent other than once", got)
+	}
+	errs.Reset()
+	s = &Session{cfg: Config{Err: &errs, Agent: "peer p1 of the demo"}, exec: failing{err: errors.New("cluster is starting")}}
+	s.greet(context.Background())
+	if want := "peerq shell: peer p1 of the demo: cluster is starting\n"; errs.String() != want {
+		t.Errorf("error without the agent: %q, want %q", errs.String(), want)
 	}
 }

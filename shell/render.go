@@ -116,13 +116,14 @@ func renderTable(w io.Writer, t *Table) error {
 		_, err := io.WriteString(w, t.Plain)
 		return err
 	}
-	// Text reads from the left, numbers line up on the right (psql).
+	// Text (names, lists of names, booleans) reads from the left, numbers
+	// line up on the right (psql; docs/CLI.md).
 	align := make([]tw.Align, len(t.Columns))
 	header := make([]any, len(t.Columns))
 	for i, c := range t.Columns {
 		header[i] = c.Name
 		align[i] = tw.AlignRight
-		if c.Kind == "string" || c.Kind == "bool" || c.Kind == "" {
+		if c.Kind == "string" || c.Kind == "bool" || c.Kind == "list" || c.Kind == "" {
 			align[i] = tw.AlignLeft
 		}
 	}

@@ -97,7 +97,7 @@ func golden(t *testing.T, name, got string) {
 }
 
 // The renderers against golden files: text left and numbers right in a
-// table, a long list cut, EXPLAIN as plain text; raw values without
+// table (lists are text), a long list cut, EXPLAIN as plain text; raw values without
 // exponents in CSV; lists as arrays in JSON; no HTML escaping (>= as
 // written); NDJSON keys in the columns' order, a repeated name kept;
 // answers separated in tables and CSV.
@@ -111,10 +111,11 @@ func TestRenderGolden(t *testing.T) {
 		Columns:   []Column{{"node", "string"}, {"mem_free", "bytes"}, {"load", "ratio"}, {"big", "number"}, {"node", "string"}, {"members", "list"}},
 		Rows: [][]Cell{
 			{{"peer-1", "peer-1"}, {"4.0 GiB", int64(4 << 30)}, {"25%", 0.25}, {"1.2e+21", 1.2e21}, {"a<b&c", "a<b&c"}, {strings.Join(members, ", "), members}},
-			{{"a-much-longer-name", "a-much-longer-name"}, {"NULL", nil}, {"97.5%", 0.975}, {"0.5", 0.5}, {"x", "x"}, {"", []string{}}},
+			{{"a-much-longer-name", "a-much-longer-name"}, {"NULL", nil}, {"97.5%", 0.975}, {"0.5", 0.5}, {"x", "x"}, {"peer-07", []string{"peer-07"}}},
+			{{"c", "c"}, {"NULL", nil}, {"NULL", nil}, {"NULL", nil}, {"y", "y"}, {"", []string{}}},
 		},
 		Meta:   map[string]any{"peers": 2, "rounds": 7},
-		Footer: "2 row(s) · 2 peers",
+		Footer: "3 row(s) · 2 peers",
 	}
 	explain := TableOf(&answer.Answer{Explain: "protocol: flow updating\n  rounds: 23\n"})
 	for _, f := range []Format{FormatTable, FormatCSV, FormatJSON, FormatNDJSON} {

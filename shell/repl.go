@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -53,8 +54,17 @@ type Config struct {
 	// may stand. Without it, completion offers every keyword and name.
 	Follow func(prefix string) []string
 	// Functions are the language's functions, completed where a name may
-	// stand.
+	// stand (unless Scope says which).
 	Functions []string
+	// Scope says, for completion of a name at the end of before (after is
+	// the rest of the line), what the type checker takes there
+	// (query.CompletionScope): the table whose columns it may be ("peers":
+	// the agent's catalog; another: Tables lists its columns), the
+	// functions that may stand there (aggregates only where one may), and,
+	// if not nil, the only columns that may stand bare (an aggregate
+	// statement's GROUP BY keys). Without it, every attribute and function
+	// is offered where a name may stand.
+	Scope func(before, after string) (table string, functions, keys []string)
 	// Help describes a kind of statement for \h (parser.Help): its
 	// syntax from the grammar; Topics are the kinds it knows.
 	Help   func(statement string) (string, bool)
@@ -717,7 +727,7 @@ func (s *Session) complete(line string, pos int) (string, []string, string) {
 		for _, f := range s.cfg.Follow(prefix) {
 			switch {
 			case f == followName:
-				cands = append(cands, s.names(prefix)...)
+				cands = append(cands, s.names(prefix, line[pos:])...)
 			case isWordByte(f[0]) && f[0] != '_':
 				cands = append(cands, f) // a keyword; symbols and other classes are typed
 			}
@@ -741,16 +751,44 @@ func (s *Session) complete(line string, pos int) (string, []string, string) {
 	return line[:start], out, line[pos:]
 }
 
-// names are the names that may stand after prefix: subclouds after
-// SUBCLOUD and RELEASE, nothing after AS (a name of the user's own),
-// elsewhere the attributes and the functions.
-func (s *Session) names(prefix string) []string {
+// names are the names that may stand after prefix (rest is the line
+// after the cursor): subclouds after SUBCLOUD and RELEASE, nothing after
+// AS (a name of the user's own), elsewhere the columns of the table the
+// statement reads and the functions, aggregates only where one may stand
+// (Config.Scope).
+func (s *Session) names(prefix, rest string) []string {
 	switch strings.ToUpper(previousWord(prefix)) {
 	case "SUBCLOUD", "RELEASE":
 		return s.subclouds()
 	case "AS":
 		return nil
 	}
+	if s.cfg.Scope == nil {
+		return append(s.attributes(), s.cfg.Functions...)
+	}
+	table, functions, keys := s.cfg.Scope(prefix, rest)
+	var cols []string
+	if table == "peers" || s.cfg.Tables == nil {
+		cols = s.attributes()
+	} else if t := s.cfg.Tables(table); t != nil {
+		for _, row := range t.Text() {
+			if len(row) > 0 {
+				cols = append(cols, row[0]) // the table's columns (\d leases)
+			}
+		}
+	}
+	var out []string
+	for _, c := range cols {
+		if keys == nil || slices.ContainsFunc(keys, func(k string) bool { return strings.EqualFold(k, c) }) {
+			out = append(out, c)
+		}
+	}
+	return append(out, functions...)
+}
+
+// attributes are the agent's catalog's names (Words, less the subclouds):
+// the columns of peers.
+func (s *Session) attributes() []string {
 	subs := map[string]bool{}
 	for _, n := range s.subclouds() {
 		subs[n] = true
@@ -761,7 +799,7 @@ func (s *Session) names(prefix string) []string {
 			out = append(out, w) // attributes
 		}
 	}
-	return append(out, s.cfg.Functions...)
+	return out
 }
 
 // greet says, on a terminal, who answers: the agent, and the size of its
@@ -775,7 +813,11 @@ func (s *Session) greet(ctx context.Context) {
 	defer cancel()
 	ans, err := s.exec.Execute(ctx, "SHOW ATTRIBUTES", nil)
 	if err != nil {
-		fmt.Fprintf(s.cfg.Err, "peerq shell: %s: %v\n", s.cfg.Agent, err)
+		if msg := err.Error(); strings.Contains(msg, s.cfg.Agent) {
+			fmt.Fprintf(s.cfg.Err, "peerq shell: %s\n", msg) // the client's errors name the agent already
+		} else {
+			fmt.Fprintf(s.cfg.Err, "peerq shell: %s: %s\n", s.cfg.Agent, msg)
+		}
 		s.hint(err)
 		return
 	}

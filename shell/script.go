@@ -1,6 +1,7 @@
 package shell
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -174,23 +175,29 @@ func IsWatch(stmt string) bool {
 	return len(f) > 0 && strings.EqualFold(f[0], "WATCH")
 }
 
-// jsonArray writes JSON documents as the items of one array: "[" before
-// the first, "," between, "]" at close (only if one was written).
+// jsonArray writes JSON documents as the items of one array, as jq
+// prints one: "[" before the first, "},\n  {" between, "\n]" at close
+// (only if one was written). An item's last line waits for the comma, or
+// the close, that follows it.
 type jsonArray struct {
-	w io.Writer
-	n int // documents written
+	w   io.Writer
+	n   int // documents written
+	buf bytes.Buffer
 }
 
 func (a *jsonArray) item(t *Table) error {
-	sep := ",\n"
+	a.buf.Reset()
 	if a.n == 0 {
-		sep = "[\n"
+		a.buf.WriteString("[\n")
+	} else {
+		a.buf.WriteString(",\n")
 	}
-	a.n++
-	if _, err := io.WriteString(a.w, sep); err != nil {
+	if err := renderJSON(&a.buf, t, "  "); err != nil {
 		return err
 	}
-	return renderJSON(a.w, t, "  ")
+	a.n++
+	_, err := a.w.Write(bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")))
+	return err
 }
 
 func (a *jsonArray) close() error {
@@ -198,7 +205,7 @@ func (a *jsonArray) close() error {
 		return nil
 	}
 	a.n = 0
-	_, err := io.WriteString(a.w, "]\n")
+	_, err := io.WriteString(a.w, "\n]\n")
 	return err
 }
 

@@ -81,7 +81,8 @@ func TestCaretLongLine(t *testing.T) {
 
 // -F json writes one JSON value: a script of several statements (or a
 // WATCH) an array of documents, closed even when a statement fails; a
-// shell reading a pipe likewise, the array closed when \format changes.
+// shell reading a pipe likewise, the array closed when \format changes;
+// the items separated as jq prints them ("},\n  {").
 func TestJSONArray(t *testing.T) {
 	run := func(exec api.Executor, src string, opts ScriptOptions) ([]map[string]any, error) {
 		t.Helper()
@@ -91,6 +92,10 @@ func TestJSONArray(t *testing.T) {
 		var docs []map[string]any
 		if jerr := json.Unmarshal(out.Bytes(), &docs); jerr != nil {
 			t.Fatalf("%s: not one JSON array: %v\n%s", src, jerr, out.String())
+		}
+		// As jq prints an array: the comma ends the item's last line.
+		if strings.Contains(out.String(), "\n,") || strings.Count(out.String(), "\n  },\n  {\n") != max(len(docs)-1, 0) {
+			t.Errorf("%s: items not separated by \"},\\n  {\":\n%s", src, out.String())
 		}
 		return docs, err
 	}

@@ -105,12 +105,15 @@ func TestOutputSchemas(t *testing.T) {
 		{"SELECT COUNT(*), AVG(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers WHERE cpu_cores >= 1", "aggregate"},
 		{"SELECT region, COUNT(*) FROM peers GROUP BY region", "aggregate"},
 		{"RESERVE 3 FROM peers ORDER BY reliability DESC AS job FOR 1m", "reserve"},
+		{"ALTER SUBCLOUD job RESIZE TO 4", "alter"},
+		{"ALTER SUBCLOUD job EXTEND FOR 2m", "alter"},
 		{"SELECT COUNT(*), SUM(cpu_cores) FROM SUBCLOUD job WHERE cpu_cores >= 1", "aggregate"},
 		{"SELECT COUNT(*), SUM(peer_hours) FROM leases", "aggregate"},
 		{"SHOW SUBCLOUDS", "show-subclouds"},
 		{"SHOW MEMBERS", "show-members"},
 		{"SHOW ATTRIBUTES", "show-attributes"},
 		{"SHOW POOLS", "show-pools"},
+		{"SHOW EVENTS", "show-events"},
 		{"EXPLAIN SELECT region, COUNT(*) FROM peers GROUP BY region", "explain"},
 		{"RELEASE job", "release"},
 	}
@@ -119,6 +122,9 @@ func TestOutputSchemas(t *testing.T) {
 		doc := script(k.statement, shell.FormatJSON, shell.ScriptOptions{})
 		s.check(k.schema, k.statement+" -F json", doc)
 		s.check("script", k.statement+" -F json", doc)
+		if k.schema == "show-events" && !bytes.Contains(doc, []byte(`"member-join"`)) {
+			t.Errorf("SHOW EVENTS without the members' joins, so its rows' shape went unchecked:\n%s", doc)
+		}
 		if bytes.Contains(doc, []byte(`\u003`)) || bytes.Contains(doc, []byte(`\u0026`)) {
 			t.Errorf("%s: HTML escaping in JSON:\n%s", k.statement, doc)
 		}

@@ -66,6 +66,7 @@ func runShell(cmd *cobra.Command, exec api.Executor, agent string, cfg shell.Con
 	cfg.In, cfg.Out, cfg.Err, cfg.Terminal = in, cmd.OutOrStdout(), cmd.ErrOrStderr(), terminal
 	cfg.Keywords, cfg.Split = query.Keywords(), query.Split
 	cfg.Follow, cfg.Functions, cfg.Help, cfg.Topics = query.Follow, query.Functions(), query.Help, query.HelpTopics()
+	cfg.Scope = query.CompletionScope
 	cfg.Tables, cfg.Agent, cfg.Hint = query.DescribeTable, agent, agentHint
 	if !terminal {
 		cfg.HistoryFile = ""
