@@ -16,6 +16,7 @@ import (
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/shell"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -199,14 +200,11 @@ func stopDemo(w io.Writer, e *node.Embedded, endChurn func(), grace time.Duratio
 	}
 }
 
-// isTerminal reports whether f is a terminal (a character device).
+// isTerminal reports whether f is a terminal. A character device is not
+// enough: /dev/null is one, and `peerq shell </dev/null` showed a prompt.
 func isTerminal(f any) bool {
 	file, ok := f.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := file.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(file.Fd()))
 }
 
 // parseChurnRate reads a churn rate such as 10%/min, 0.1/min, 1%/s or

@@ -166,3 +166,16 @@ func TestAgentHint(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errs)
 	}
 }
+
+// /dev/null is a character device but no terminal: a shell reading it must
+// not prompt.
+func TestDevNullIsNoTerminal(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Errorf("%s is taken for a terminal", os.DevNull)
+	}
+}
