@@ -573,10 +573,16 @@ type Owner struct {
 	st    OwnerState
 
 	// Volatile, as in node: rebuilt after a restart.
-	renewed     time.Time
-	lastCheck   time.Time
-	lastMaint   time.Time
-	retryAt     time.Time
+	renewed   time.Time
+	lastCheck time.Time
+	lastMaint time.Time
+	retryAt   time.Time
+	// shortSaid is when the owner last logged that a repair found no
+	// replacement, and shortAt how many members it had then: it says so
+	// again when that count changes or after shortEvery, not at every
+	// retry (every RepairBackoff, 2 s by default, filled an agent's log).
+	shortSaid   time.Time
+	shortAt     int
 	misses      map[string]int
 	spares      []string
 	lostAt      []time.Time
@@ -1548,6 +1554,10 @@ func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []strin
 	o.recordOp(u)
 }
 
+// shortEvery is how often an owner whose repairs keep finding no
+// replacement says so again while its size stays the same.
+const shortEvery = time.Minute
+
 func (o *Owner) repairEnded(now time.Time, j *claimJob, got, spares []string, err error) {
 	o.dirty = true
 	if o.phase != PhaseHeld {
@@ -1563,10 +1573,14 @@ func (o *Owner) repairEnded(now time.Time, j *claimJob, got, spares []string, er
 	o.spares = spares
 	if err != nil {
 		o.retryAt = now.Add(o.cfg.RepairBackoff)
-		o.logf("subcloud %s: repair found no replacement (%v); %d of %d members, trying again in %v",
-			o.st.Subcloud, err, len(o.st.Members), o.st.Target, o.cfg.RepairBackoff)
+		if n := len(o.st.Members); n != o.shortAt || o.shortSaid.IsZero() || now.Sub(o.shortSaid) >= shortEvery {
+			o.shortSaid, o.shortAt = now, n
+			o.logf("subcloud %s: repair found no replacement (%v); %d of %d members, trying again every %v (said again in %v unless that changes)",
+				o.st.Subcloud, err, n, o.st.Target, o.cfg.RepairBackoff, shortEvery)
+		}
 		return
 	}
+	o.shortSaid = time.Time{}
 	if extra := min(len(o.st.Members)+len(got)-o.st.Target, len(got)); extra > 0 {
 		// Members came back while it claimed (node's take-backs run beside
 		// its repairs; here they wait for it): keep the size.

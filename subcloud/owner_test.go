@@ -1050,6 +1050,42 @@ func TestOwnerRepair(t *testing.T) {
 			t.Errorf("no search after the back-off, at the next maintenance: %+v", acts)
 		}
 	})
+	t.Run("a repair that keeps failing says so once a minute", func(t *testing.T) {
+		r := heldRig(t, 2, nil)
+		r.o.MemberLost(r.now, "p2", "it left")
+		var said []time.Duration // when a "found no replacement" was logged
+		failed := 0
+		acts := r.ready()
+		step := r.o.cfg.SearchBackoff
+		for d := time.Duration(0); d <= shortEvery+15*time.Second; d += step {
+			if d > 0 {
+				acts = r.tick(d)
+			}
+			for len(acts) > 0 {
+				for _, a := range acts {
+					switch {
+					case a.Kind == ActSearch:
+						r.o.Candidates(r.now, a.ID, []string{"c1"}, nil)
+					case a.Kind == ActSend && a.Req.Op == OpClaim:
+						r.o.Reply(r.now, a.ID, refusal(RefusedHeld), nil)
+					case a.Kind == ActLog && strings.Contains(a.Text, "found no replacement"):
+						said = append(said, d)
+					}
+				}
+				acts = r.ready()
+			}
+			if r.o.retryAt.Sub(r.now) == r.o.cfg.RepairBackoff {
+				failed++ // a repair failed at this step: its back-off starts now
+			}
+		}
+		if failed < 10 {
+			t.Fatalf("only %d repairs failed in %v: the rig did not drive them", failed, shortEvery+15*time.Second)
+		}
+		t.Logf("%d failed repairs, logged at %v", failed, said)
+		if len(said) != 2 || said[1]-said[0] < shortEvery {
+			t.Errorf("%d failed repairs logged at %v: want the first, then one a minute later", failed, said)
+		}
+	})
 	t.Run("no repair", func(t *testing.T) {
 		r := heldRig(t, 2, func(st *OwnerState, _ *OwnerConfig) { st.NoRepair = true })
 		r.o.MemberLost(r.now, "p2", "it failed")
