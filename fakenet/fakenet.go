@@ -129,7 +129,7 @@ func (h *Host) see(name string, alive bool) {
 // lose takes a peer out of this one's view, keeping it among the gone
 // with its status (failed, left) and when it was last known alive.
 func (h *Host) lose(name, status string) {
-	h.gone[name] = network.Known{Member: h.member(name), Status: status, LastSeen: time.Now()}
+	h.gone[name] = network.Known{Member: h.member(name), Status: status}
 	h.see(name, false)
 }
 

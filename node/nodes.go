@@ -57,13 +57,10 @@ func (n *Node) departedMember(d network.Known) api.Member {
 }
 
 // lastSeen is when this peer last knew the departed member d alive, in
-// UTC: the network's record of its going, else the observer's (which
-// keeps it across the network's reaping); false if this peer never saw it
+// UTC, as its observer recorded the member's up-times (the one record of
+// them: reliability is computed from it); false if this peer never saw it
 // alive.
 func (n *Node) lastSeen(d network.Known) (time.Time, bool) {
-	if !d.LastSeen.IsZero() {
-		return d.LastSeen.UTC(), true
-	}
 	if at, ok := n.rt.observer.lastSeen(d.Name); ok {
 		return at.UTC(), true
 	}

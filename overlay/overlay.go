@@ -148,9 +148,6 @@ type Overlay struct {
 	// a name to its address until then). conflicts counts refused changes.
 	pins      map[string]identity.Public
 	conflicts int64
-	// lastSeen is when members that failed or left were last known
-	// alive (their failure or leave event), until Serf reaps them.
-	lastSeen  map[string]time.Time
 	list      []string       // names of live peerq members but self, for sampling
 	pos       map[string]int // index of each name in list
 	events    chan network.Event
@@ -182,7 +179,7 @@ func New(cfg Config) (*Overlay, error) {
 	if logOut == nil {
 		logOut = io.Discard
 	}
-	o := &Overlay{cfg: cfg, members: map[string]network.Member{}, pos: map[string]int{}, pins: map[string]identity.Public{}, lastSeen: map[string]time.Time{},
+	o := &Overlay{cfg: cfg, members: map[string]network.Member{}, pos: map[string]int{}, pins: map[string]identity.Public{},
 		events: make(chan network.Event, 256), done: make(chan struct{})}
 
 	sc := serf.DefaultConfig()
@@ -336,14 +333,6 @@ func (o *Overlay) drain(events chan serf.Event) {
 			o.mu.Lock()
 			var conflicts []string
 			for _, m := range me.Members {
-				switch me.Type {
-				case serf.EventMemberLeave, serf.EventMemberFailed:
-					if _, ok := o.members[m.Name]; ok {
-						o.lastSeen[m.Name] = time.Now() // it was alive until now (SHOW MEMBERS)
-					}
-				case serf.EventMemberReap, serf.EventMemberJoin:
-					delete(o.lastSeen, m.Name) // reaped: gone from Serf too; back: alive
-				}
 				if me.Type == serf.EventMemberReap || me.Type == serf.EventMemberLeave || me.Type == serf.EventMemberFailed {
 					m.Status = serf.StatusLeft // whatever Serf's copy says, it is gone
 				}
@@ -460,8 +449,8 @@ func memberOf(m serf.Member) network.Member {
 // Known returns every peerq member this peer's Serf knows, by name: the
 // live ones, and those failed, leaving or left that Serf has not reaped
 // yet (after its ReconnectTimeout and TombstoneTimeout, 24 h each by
-// default), with the tags they last showed and when this peer last knew
-// them alive.
+// default), with the tags they last showed. When each was last alive is
+// the node's to know (its observer keeps every member's up-times).
 func (o *Overlay) Known() []network.Known {
 	all := o.serf.Members() // Serf's own lock: taken before ours, never inside it
 	o.mu.RLock()
@@ -478,7 +467,7 @@ func (o *Overlay) Known() []network.Known {
 		if m.Status == serf.StatusNone {
 			status = network.StatusFailed
 		}
-		out = append(out, network.Known{Member: memberOf(m), Status: status, LastSeen: o.lastSeen[m.Name]})
+		out = append(out, network.Known{Member: memberOf(m), Status: status})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -2,7 +2,7 @@ package parser
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,7 +56,6 @@ func Follow(prefix string) []string {
 			return nil
 		}
 	}
-	seen := map[string]bool{}
 	var out []string
 	for _, w := range ways {
 		if w == nil {
@@ -73,13 +72,10 @@ func Follow(prefix string) []string {
 		case ";":
 			continue // ends the statement: not a word to complete
 		}
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
-		}
+		out = append(out, t)
 	}
-	sort.Strings(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // gnode is a node of the grammar's EBNF: a literal ("SELECT"), a token

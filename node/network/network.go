@@ -36,9 +36,6 @@ const (
 type Known struct {
 	Member
 	Status string // StatusAlive, StatusLeaving, StatusLeft or StatusFailed
-	// LastSeen is when this peer last knew the member alive: zero while
-	// it is, and for a member that had gone before this peer heard of it.
-	LastSeen time.Time
 }
 
 // EventKind says what happened to members.
