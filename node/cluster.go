@@ -169,8 +169,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 				ncfg.Verified = verified
 				ncfg.Round, ncfg.MinRound, ncfg.Seed, ncfg.Tags = cfg.Round, cfg.MinRound, cfg.Seed*1_000_003+uint64(i)+1, ocfgs[k][j].Tags
 				// The last 64 membership events each, not 256: the joins
-				// alone would fill 200 peers' logs with 40,000 events
-				// (6.7 MB of the demo's 131 MB live heap).
+				// alone would fill 200 peers' logs with 40,000 events.
 				ncfg.EventLog = 64
 				if pools > 1 {
 					ncfg.Pool, ncfg.Cloud = PoolName(k), e.cloud
