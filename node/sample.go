@@ -261,9 +261,10 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 		return
 	}
 	v, check := rt.judgeSample(q, s, res)
-	if first := check.Asked; v.Doubt && !v.Contested && check.Verdict == answer.CheckAgrees && rt.cfg.Sample.More > 0 && len(s.names) > first {
-		// The first sample could not tell: ask the next More members
-		// in the same order and judge with them all.
+	if first := check.Asked; check.Verdict == answer.CheckAgrees && rt.cfg.Sample.AskMore(v, res.Converged, first, len(s.names)) {
+		// The first sample could not tell, or the answer did not
+		// converge: ask the next More members in the same order and
+		// judge with them all.
 		more := run.SampleOf(s.id[:], s.names, first+rt.cfg.Sample.More)[first:]
 		rt.askAll(s, more, escalateConcurrency)
 		s.mu.Lock()

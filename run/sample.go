@@ -152,6 +152,16 @@ type SampleVerdict struct {
 	Answer *answer.Answer
 }
 
+// AskMore says whether the asker samples More members after a first
+// verdict v that agreed, with members to draw from beyond the first
+// Size: where the first sample was in doubt, or where the answer did not
+// converge. A peer sending made-up flows keeps the answer moving, so an
+// answer that ran to its budget is the one most likely bent; an honest
+// answer almost always converges, so this costs honest clusters little.
+func (c SampleCheck) AskMore(v SampleVerdict, converged bool, first, members int) bool {
+	return (v.Doubt || !converged) && !v.Contested && c.More > 0 && members > first
+}
+
 // CheckSample checks an aggregate's gossip answer (flow, its groups as
 // GroupResults reads them, scaled by n) against the sampled members'
 // records, n being the members the sample was drawn from.

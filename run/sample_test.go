@@ -507,3 +507,31 @@ func TestSampleEscalation(t *testing.T) {
 		}
 	}
 }
+
+// AskMore: a doubt, or an answer that did not converge (a flow liar keeps
+// it moving), asks the next More members — unless the first sample
+// already contested it, escalation is off, or there is no one else.
+func TestAskMore(t *testing.T) {
+	c := DefaultSampleCheck()
+	off := c
+	off.More = 0
+	for _, tc := range []struct {
+		name      string
+		c         SampleCheck
+		v         SampleVerdict
+		converged bool
+		members   int
+		want      bool
+	}{
+		{"agrees, converged", c, SampleVerdict{}, true, 10000, false},
+		{"doubt", c, SampleVerdict{Doubt: true}, true, 10000, true},
+		{"not converged", c, SampleVerdict{}, false, 10000, true},
+		{"contested already", c, SampleVerdict{Contested: true, Doubt: true}, false, 10000, false},
+		{"escalation off", off, SampleVerdict{Doubt: true}, false, 10000, false},
+		{"everyone sampled", c, SampleVerdict{Doubt: true}, false, c.Size, false},
+	} {
+		if got := tc.c.AskMore(tc.v, tc.converged, c.Size, tc.members); got != tc.want {
+			t.Errorf("%s: AskMore %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

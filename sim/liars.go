@@ -296,8 +296,9 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 			return v
 		}
 		v := check(c.Size)
-		if v.Doubt && !v.Contested && c.More > 0 && len(names) > c.Size {
-			// As the runtime's asker: a doubt asks the next More.
+		if c.AskMore(v, ans != nil && ans.Converged, c.Size, len(names)) {
+			// As the runtime's asker: a doubt, or an answer that did
+			// not converge, asks the next More.
 			v = check(c.Size + c.More)
 			s.escalated = true
 		}
