@@ -60,9 +60,15 @@ type Config struct {
 	// as the exchanges of the last one are all back, but no sooner than
 	// MinRound after its start (so that a fast network does not spin the
 	// CPU) and no later than Round (so that a slow or lost exchange does
-	// not stall the others; an idle peer, with nothing to exchange, ticks
-	// every Round). One exchange per peer per round.
+	// not stall the others). One exchange per peer per round.
 	Round, MinRound time.Duration
+	// QuietRound is how long the round of a quiet peer lasts — one in no
+	// query, with no news of an ended one to pass on, nothing in flight and
+	// no member it suspects — when no query reaches it sooner (a query that
+	// reaches a peer, or one it asks, starts its next round at once). 0 is
+	// Round. A quiet round has nothing to send; ticking it every Round cost
+	// the 200 peers of the demo a share of a core for nothing.
+	QuietRound time.Duration
 	// Record returns the peer's current record: its resources and anything
 	// else it reports (the node adds node, addr, its tags and its lease
 	// attributes). It must be safe for concurrent use; it is called
@@ -203,7 +209,7 @@ type Config struct {
 // DefaultConfig returns the runtime configuration for a peer with the
 // given record.
 func DefaultConfig(record func() query.Record) Config {
-	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, Record: record, MaxQueries: 512, Linger: 10,
+	return Config{Round: 100 * time.Millisecond, MinRound: 10 * time.Millisecond, QuietRound: time.Second, Record: record, MaxQueries: 512, Linger: 10,
 		MaxAsk: 64, AskQueue: 0, AskWait: 10 * time.Second,
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,

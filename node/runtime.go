@@ -108,6 +108,7 @@ type runtime struct {
 	inflight  atomic.Int64
 	failed    atomic.Bool
 	idle      atomic.Bool // the last round sent nothing
+	quiet     atomic.Bool // the last round found nothing to do (Config.QuietRound)
 	roundDone chan struct{}
 }
 
@@ -241,6 +242,9 @@ func (rt *runtime) loop() {
 // calm, answered without their mass mixed in (GROUP BY averages 1–3% off
 // at 60 peers, 60%/min).
 func (rt *runtime) roundLength() time.Duration {
+	if rt.quiet.Load() && rt.inflight.Load() == 0 {
+		return max(rt.cfg.QuietRound, rt.cfg.Round)
+	}
 	if rt.inflight.Load() == 0 || rt.idle.Load() || rt.failed.Load() {
 		// Nothing out, the last round sent nothing (its partners'
 		// exchanges still out) or one of its exchanges failed: a full
@@ -329,6 +333,7 @@ func (rt *runtime) tick() {
 	}
 	hints := rt.prober.hints(now)
 	rt.instances.Store(int64(rt.running()))
+	rt.quiet.Store(len(rt.queries) == 0 && len(rt.ended) == 0 && len(out) == 0 && rt.prober.quiet())
 	rt.mu.Unlock()
 	for _, rp := range reports {
 		rp.deliver()

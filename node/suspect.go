@@ -225,6 +225,17 @@ func (p *prober) tick(round int64, now time.Time) {
 	}
 }
 
+// quiet says the prober has nothing to expire or look at again: no
+// member lost lately, suspected, being verified or probed, or skewed. A
+// quiet peer's rounds may then be longer (Config.QuietRound).
+func (p *prober) quiet() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := &p.sus
+	return len(p.lost) == 0 && len(s.failed) == 0 && len(s.confirmed) == 0 && len(s.skewed) == 0 &&
+		len(s.probing) == 0 && len(s.verifying) == 0
+}
+
 // failedWith records why an exchange with peer failed: a peer that
 // refused it for clock skew is reachable, and is noted as skewed; any
 // other failure is verified (a second ping) before it becomes a

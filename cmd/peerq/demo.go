@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +33,7 @@ func newDemoCmd() *cobra.Command {
 		churnDown      time.Duration
 		epochs         int
 		cpuProfile     string
+		memProfile     string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--nodes 200] [-e STATEMENT | -f FILE]",
@@ -87,6 +90,15 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			}
 			var endChurn func() // stops the churn and waits for it; nil without --churn
 			defer func() { stopDemo(cmd.ErrOrStderr(), e, endChurn, demoGrace) }()
+			if memProfile != "" {
+				// Deferred after stopDemo, so written before the peers stop: what the demo holds
+				// while it runs, not what is left once it stopped.
+				defer func() {
+					if err := writeHeapProfile(memProfile); err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "peerq demo: %v\n", err)
+					}
+				}()
+			}
 			asker := e.Nodes[0]
 			if rate > 0 {
 				churnCtx, stopChurn := context.WithCancel(context.Background())
@@ -131,6 +143,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 	f.StringVar(&churn, "churn", "", "kill and restart random peers at this rate, e.g. 10%/min (watch subclouds repair with SHOW SUBCLOUDS)")
 	f.DurationVar(&churnDown, "churn-down", 30*time.Second, "with --churn: how long a killed peer stays down before it restarts")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	f.StringVar(&memProfile, "memprofile", "", "write a heap profile to this file when the shell ends, before the peers stop (go tool pprof)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "give each peer a data dir under this one (leases and owned subclouds survive restarts); --churn makes a temporary one if unset")
 	return cmd
 }
@@ -236,4 +249,19 @@ func parseChurnRate(s string) (float64, error) {
 		return 0, fmt.Errorf("peerq: --churn %q: more than every peer each second", s)
 	}
 	return v * scale, nil
+}
+
+// writeHeapProfile writes the heap's live objects, after a collection, to
+// path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }
