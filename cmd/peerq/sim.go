@@ -119,6 +119,7 @@ convergence rule calls the originator's answer final.`,
 	f := cmd.Flags()
 	f.StringVarP(&expr, "execute", "e", "", "the statement to simulate")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	f.StringVar(&opts.MemProfile, "memprofile", "", "write a heap profile to this file after the last round, the simulation still live (go tool pprof -sample_index=inuse_space)")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of simulated peers")
 	f.IntVar(&cfg.Rounds, "rounds", 0, "rounds to run (0: the plan's budget for --nodes)")
 	f.Float64Var(&cfg.Loss, "loss", 0, "probability that a message is lost")
