@@ -66,7 +66,9 @@ type Config struct {
 	// Retries and FoldAfter tune Flow Updating (aggregate.Config). FoldAfter
 	// 0 chooses: with crashes, links are kept for the whole run, so that a
 	// survivor can undo every flow it exchanged with a peer that died and
-	// the estimate is of the survivors exactly; without, 5 rounds, which
+	// the estimate is of the survivors exactly; without, 5 rounds, and an
+	// initiator's link goes as soon as it is answered (nobody is ever
+	// removed, so no flow is undone: aggregate.Config.FoldAnswered), which
 	// keeps a million peers in memory.
 	Retries, FoldAfter int
 	// AllStart starts every peer's instance at round 0, as if the query
