@@ -173,8 +173,16 @@ type Config struct {
 	// and should exceed the rounds the failure detector needs, so that the
 	// links to a peer that died can still be undone.
 	FoldAfter int
-	Rand      *rand.Rand
-	Sampler   peer.Sampler
+	// FoldAnswered folds an initiator's link as soon as its reply
+	// arrives, not FoldAfter rounds later: its flow is in the estimate and
+	// nothing will be sent on it again (a responder's side stays, for the
+	// initiator's retries). Only a driver that never removes peers
+	// (RemovePeers) may set it, since a folded flow cannot be undone: the
+	// simulator without crashes or churn, where it halves the links a
+	// million peers hold and changes no estimate.
+	FoldAnswered bool
+	Rand         *rand.Rand
+	Sampler      peer.Sampler
 	// Buffers, if set, holds the message and scratch buffers, shared by
 	// every Node given the same Buffers. Sharing saves memory when one
 	// goroutine drives many Nodes (the simulator), and requires that each
@@ -232,7 +240,8 @@ type Stats struct {
 }
 
 // link is one exchange between two peers, seen from one side (Flow
-// Updating). Links are kept by value: a peer holds about 2·FoldAfter.
+// Updating). Links are kept by value: a peer holds about 2·FoldAfter
+// (FoldAfter with Config.FoldAnswered).
 type link struct {
 	peer peer.ID
 	id   uint32 // the initiator's exchange number, | initiatorBit on the initiator's side
@@ -449,11 +458,7 @@ func (n *Node) InitRowsAs(cfg *Config, self peer.ID, rows []Contribution) error 
 	}
 	if cfg.Scheme == FlowUpdating {
 		d := len(base.Keys)
-		if want := (1 + min(2*cfg.FoldAfter+4, maxLinkRoom)) * d; want <= len(n.slabArr) {
-			n.slab = n.slabArr[:d]
-		} else {
-			n.slab = make([]float64, d, want)
-		}
+		n.slab = n.place(d, n.linkRoom(0)*d)
 		copy(n.slab, base.Vals)
 		n.est.Keys, n.est.Vals = n.buf.intern(base.Keys), n.slab[:d:d]
 	}
@@ -645,20 +650,13 @@ func (n *Node) flow(i int) []float64 {
 	return n.slab[(i+1)*d : (i+2)*d : (i+2)*d]
 }
 
-// newLink adds a link with a zero flow. Room is made for 2·FoldAfter+4
-// links at first, about what a peer holds at once (FoldAfter each way, and
-// slack for the responder side, whose count is random), but for no more
-// than maxLinkRoom: with links kept for a whole run (FoldAfter of hundreds
-// of rounds, to undo the flows of peers lost late) most peers never hold
-// that many, and a million peers' room would be gigabytes.
+// newLink adds a link with a zero flow. The links and the slab start in
+// the Node's own storage when they fit, and grow onto the heap as links
+// come; when folds leave few enough, they come back (shrink), so that a
+// peer's heap follows the links it holds now, not the most it ever held.
 func (n *Node) newLink(peer peer.ID, id uint32) int {
 	if n.links == nil {
-		c := min(2*n.cfg.FoldAfter+4, maxLinkRoom)
-		if c <= len(n.linkArr) {
-			n.links = n.linkArr[:0]
-		} else {
-			n.links = make([]link, 0, c)
-		}
+		n.links = n.linkArr[:0]
 	}
 	n.links = append(n.links, link{peer: peer, id: id, last: n.round})
 	for range n.est.Keys {
@@ -666,6 +664,22 @@ func (n *Node) newLink(peer peer.ID, id uint32) int {
 	}
 	n.est.Vals = n.slab[:len(n.est.Keys):len(n.est.Keys)] // the slab may have moved
 	return len(n.links) - 1
+}
+
+// place returns storage for a slab of size floats: the Node's own when it
+// fits, else the heap with room floats.
+func (n *Node) place(size, room int) []float64 {
+	if size <= len(n.slabArr) {
+		return n.slabArr[:size]
+	}
+	return make([]float64, size, room)
+}
+
+// linkRoom is the rows (the estimate and a flow a link) a slab on the heap
+// makes room for, with links links now: 2·FoldAfter+4 at first, about
+// what a peer holds at once, but no more than maxLinkRoom.
+func (n *Node) linkRoom(links int) int {
+	return 1 + max(links, min(2*n.cfg.FoldAfter+4, maxLinkRoom))
 }
 
 // maxLinkRoom bounds the links a peer makes room for at first.
@@ -680,6 +694,22 @@ func (n *Node) dropLink(i int) {
 	}
 	n.links = n.links[:last]
 	n.slab = n.slab[:(last+1)*len(n.est.Keys)]
+}
+
+// shrink moves the links and the slab back into the Node's own storage
+// once they fit there again, so that the heap holds what a peer needs
+// now rather than the most links it ever held: over a long run at a
+// million peers, most peers once hold many more responder links than
+// usual, and the difference is gigabytes.
+func (n *Node) shrink() {
+	if cap(n.links) > len(n.linkArr) && len(n.links) <= len(n.linkArr) {
+		n.links = n.linkArr[:copy(n.linkArr[:], n.links)]
+	}
+	if cap(n.slab) > len(n.slabArr) && len(n.slab) <= len(n.slabArr) {
+		d := len(n.est.Keys)
+		n.slab = n.slabArr[:copy(n.slabArr[:], n.slab)]
+		n.est.Vals = n.slab[:d:d]
+	}
 }
 
 func (n *Node) linkIndex(peer peer.ID, id uint32) int {
@@ -729,20 +759,21 @@ func (n *Node) ensure(v *Vec) {
 		}
 	}
 	d, nd := len(old), len(keys)
-	size, room := (1+len(n.links))*nd, (1+max(cap(n.links), min(2*n.cfg.FoldAfter+4, maxLinkRoom)))*nd
+	size := (1 + len(n.links)) * nd
 	var tmp [len(Node{}.slabArr)]float64
 	var slab []float64
-	if room <= len(tmp) {
+	inline := size <= len(tmp)
+	if inline {
 		slab = tmp[:size] // then copied into the Node's own storage
 	} else {
-		slab = make([]float64, size, room)
+		slab = make([]float64, size, n.linkRoom(cap(n.links))*nd)
 	}
 	for l := 0; l <= len(n.links); l++ { // the estimate, then each flow
 		for i, x := range n.slab[l*d : (l+1)*d] {
 			slab[l*nd+at[i]] = x
 		}
 	}
-	if room <= len(tmp) {
+	if inline {
 		slab = n.slabArr[:copy(n.slabArr[:], slab)]
 	}
 	n.slab = slab
@@ -805,6 +836,7 @@ func (n *Node) fold() {
 		n.oldest = min(n.oldest, l.last)
 		i++
 	}
+	n.shrink()
 }
 
 // request builds a request on link l (Flow Updating) or of the pending
@@ -932,6 +964,9 @@ func (n *Node) Step(from peer.ID, m *Message) {
 				n.stuck = append(n.stuck[:k], n.stuck[k+1:]...)
 				break
 			}
+		}
+		if n.cfg.FoldAnswered {
+			n.dropLink(i) // answered: nothing will come on it again
 		}
 
 	case m.Kind == Request: // push-pull
@@ -1215,6 +1250,7 @@ func (n *Node) RemovePeers(dead func(peer.ID) bool) {
 		}
 		i++
 	}
+	n.shrink()
 	if n.pending.active && dead(n.pending.peer) {
 		n.pending.active = false
 	}

@@ -639,3 +639,51 @@ func TestValuesCheckedOnReceipt(t *testing.T) {
 		t.Errorf("MIN %v, want the honest 0.5", e.Ext[1].Num)
 	}
 }
+
+// FoldAnswered: without loss and removals, folding an initiator's link as
+// soon as it is answered changes no estimate, to the last bit, and leaves
+// about half the links (the responders'); the links and slabs that grew
+// onto the heap come back into the Node as they fold (shrink) with the
+// estimates intact.
+func TestFoldAnswered(t *testing.T) {
+	spec := Spec{Comps: []CompKind{Additive, Additive, Additive, Additive}, MaxGroups: 1}
+	contrib := func(i int) Contribution {
+		in := make([]Input, 4)
+		for c := range in {
+			in[c] = Input{Present: true, Num: float64(i%(7+c)) + 0.1*float64(c)}
+		}
+		return Contribution{Match: true, Inputs: in}
+	}
+	const n, rounds = 500, 30
+	keep := newNet(t, n, 3, FlowUpdating, spec, contrib)
+	fold := newNet(t, n, 3, FlowUpdating, spec, contrib)
+	for _, node := range fold.nodes {
+		node.cfg.FoldAnswered = true
+	}
+	var kept, folded, heap int
+	for r := 0; r < rounds; r++ {
+		keep.round()
+		fold.round()
+		for i := range fold.nodes {
+			a, b := keep.nodes[i], fold.nodes[i]
+			if !slices.Equal(a.est.Keys, b.est.Keys) || !slices.Equal(a.est.Vals, b.est.Vals) {
+				t.Fatalf("round %d peer %d: estimate %v with every link kept, %v with answered ones folded", r, i, a.est.Vals, b.est.Vals)
+			}
+			kept += a.Links()
+			folded += b.Links()
+			if cap(b.slab) > len(b.slabArr) {
+				heap++
+			}
+		}
+	}
+	if ratio := float64(folded) / float64(kept); ratio > 0.6 {
+		t.Errorf("links with answered ones folded: %d against %d kept (%.2f), want about half", folded, kept, ratio)
+	}
+	// With 5 slots a link, the Node holds 6 links: most peers hold more at
+	// some round, and fewer at most rounds.
+	if heap == 0 || heap > n*rounds/2 {
+		t.Errorf("slabs on the heap in %d of %d peer-rounds: want some, and back in the Node most rounds", heap, n*rounds)
+	}
+	t.Logf("%d peers, %d rounds: %.1f links a peer kept, %.1f folded when answered; slab on the heap in %.0f%% of peer-rounds",
+		n, rounds, float64(kept)/n/rounds, float64(folded)/n/rounds, 100*float64(heap)/n/rounds)
+}

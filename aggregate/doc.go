@@ -54,6 +54,14 @@
 //  4. Tell the Node of peers that died (RemovePeer), once the failure
 //     detector is sure.
 //
+// A Flow Updating link is kept FoldAfter rounds after its last message,
+// so that its flow can be undone if the peer dies, or retried if lost;
+// then it is folded (its flow stays in the estimate). A driver that never
+// removes peers may fold an initiator's link as soon as it is answered
+// (Config.FoldAnswered: the simulator without crashes). A Node's links and
+// flows live in the Node itself while they fit, and return there from the
+// heap as links fold.
+//
 // A running Node can take a new contribution in place (Reinput) when only
 // its additive inputs changed; the runtime does not (a WATCH restarts per
 // epoch, docs/PROTOCOLS.md), the simulator measures it.

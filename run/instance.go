@@ -101,6 +101,10 @@ type Config struct {
 	// budget, Linger and two rounds. A peer holds ~2 links a round, a few
 	// kilobytes.
 	KeepLinks int
+	// FoldAnswered folds an initiator's link once answered
+	// (aggregate.Config.FoldAnswered): only for a driver that never
+	// excludes peers, the simulator without crashes or churn.
+	FoldAnswered bool
 	// Scheme and Retries tune aggregation; zero values take
 	// aggregate.DefaultConfig's, and Retries < 0 means none: an exchange
 	// unanswered at the next round is kept to retry later (aggregate's
@@ -207,7 +211,7 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 		if cfg.Retries != 0 {
 			c.Retries = max(cfg.Retries, 0)
 		}
-		c.FoldAfter = cfg.KeepLinks
+		c.FoldAfter, c.FoldAnswered = cfg.KeepLinks, cfg.FoldAnswered
 		if c.FoldAfter <= 0 {
 			// Every link for as long as a peer keeps the query (a spent
 			// budget may be held, and a peer keeps it for as long: Hold),

@@ -39,6 +39,13 @@
 // words are drawn ahead of use), so those misses overlap the work of the
 // peers before (package internal/prefetch).
 //
+// Memory is the other limit: a peer's run.Instance and aggregate core
+// (~0.9 KB) live in one block, and without crashes or churn nobody is ever
+// removed, so an initiator folds its link as soon as it is answered
+// (aggregate.Config.FoldAnswered): a peer then holds only its responder
+// links, which fit in the core's own storage (no heap) most rounds.
+// peerq sim --memprofile shows where the rest goes.
+//
 // Tables, summaries, CSV and plots are in sim/report, so that the
 // simulator carries no plotting dependency.
 //

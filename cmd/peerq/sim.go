@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"time"
@@ -96,6 +97,9 @@ convergence rule calls the originator's answer final.`,
 				opts.Serf = latency.DefaultSerf()
 				opts.Serf.Bandwidth = bandwidth * 1e6 / 8
 			}
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(simGOGC)
+			}
 			stopProfile, err := startCPUProfile(cpuProfile)
 			if err != nil {
 				return &exitError{exitUsage, err}
@@ -119,6 +123,7 @@ convergence rule calls the originator's answer final.`,
 	f := cmd.Flags()
 	f.StringVarP(&expr, "execute", "e", "", "the statement to simulate")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	f.StringVar(&opts.MemProfile, "memprofile", "", "write a heap profile to this file after the last round, the simulation still live (go tool pprof -sample_index=inuse_space)")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of simulated peers")
 	f.IntVar(&cfg.Rounds, "rounds", 0, "rounds to run (0: the plan's budget for --nodes)")
 	f.Float64Var(&cfg.Loss, "loss", 0, "probability that a message is lost")
@@ -151,6 +156,17 @@ convergence rule calls the originator's answer final.`,
 	f.IntVar(&trials, "trials", 1, "with --session: run this many statements (seeds --seed, --seed+1, …) and print the share the runtime would call converged and their error")
 	return cmd
 }
+
+// simGOGC is the collector's target for peerq sim, unless GOGC is set: a
+// simulation's heap is mostly its peers' state, which lives the whole run,
+// and at Go's default (100) the heap grows to twice it between
+// collections — at 10^6 peers with liars, the difference between 2 GiB and
+// 3 GiB. At 50 it stays within 1.5 times; a collection comes twice as
+// often, which the simulator's own garbage (records regenerated, liars'
+// copies) no longer makes dear: a top-k with forging liars at 10^5 peers
+// takes the user time it took at 100 before (BENCHMARKS.md, "The simulator
+// at 10^6 with liars").
+const simGOGC = 50
 
 // churn sets cfg up for churn as a process: the session, the query's
 // exclusions and, unless --detect was given, Serf's verdict, in rounds of

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,11 @@ type Options struct {
 	RTT      *latency.Model
 	MinRound time.Duration
 	Serf     latency.Serf
+	// MemProfile, if set, gets a heap profile (go tool pprof) taken after
+	// the last round, while the simulation is still live: what its peers
+	// hold at the end of a run, which at a million peers is most of the
+	// peak (their state grows with rounds).
+	MemProfile string
 }
 
 // Run simulates plan with cfg and writes, to out, the table of rounds and
@@ -97,6 +103,11 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 		}
 	}
 	tw.Flush()
+	if opts.MemProfile != "" {
+		if err := writeHeapProfile(opts.MemProfile); err != nil {
+			return err
+		}
+	}
 	c := Convergence(plan, stats)
 	summarize(out, plan, cfg, s, stats, c, setup, time.Since(start))
 	if opts.RTT != nil {
@@ -471,4 +482,22 @@ func SummarizeTrials(plan *query.Plan, outcomes []sim.Outcome) TrialSummary {
 		t.Rounds = rounds[len(rounds)/2]
 	}
 	return t
+}
+
+// writeHeapProfile writes a heap profile to path, after a collection so
+// that it shows what is live (in-use figures are as of the last one).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("report: heap profile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("report: heap profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("report: heap profile: %w", err)
+	}
+	return nil
 }
