@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +149,7 @@ type Overlay struct {
 	// restarts with a new key must have been seen gone first: Serf binds
 	// a name to its address until then). conflicts counts refused changes.
 	pins      map[string]identity.Public
+	tagSets   tagSets
 	conflicts int64
 	list      []string       // names of live peerq members but self, for sampling
 	pos       map[string]int // index of each name in list
@@ -424,12 +427,43 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 		o.pins[m.Name] = key
 	}
 	nm.Key, nm.Boot = key, boot
+	nm.Tags = o.tagSets.intern(nm.Tags, len(o.members))
 	o.members[m.Name] = nm
 	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
 		o.pos[m.Name] = len(o.list)
 		o.list = append(o.list, m.Name)
 	}
 	return conflict
+}
+
+// tagSets holds one map for each set of user tags the members show, for
+// members that show the same to share: most show one of a few (their
+// zone, region, pool), and a peer holds every member's. In the demo's
+// process of 200 peers, 40,000 copies were a fifth of the live heap.
+// Members' tags are never written once made (network.Member).
+type tagSets struct{ byKey map[string]map[string]string }
+
+// intern returns the held map equal to t, holding t if none is; members
+// is how many members the peer holds, which bounds the sets worth
+// keeping: past twice as many, the sets start again.
+func (s *tagSets) intern(t map[string]string, members int) map[string]string {
+	keys := slices.Sorted(maps.Keys(t))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(t[k])
+		b.WriteByte(0)
+	}
+	key := b.String()
+	if held, ok := s.byKey[key]; ok {
+		return held
+	}
+	if s.byKey == nil || len(s.byKey) > 2*members+16 {
+		s.byKey = map[string]map[string]string{}
+	}
+	s.byKey[key] = t
+	return t
 }
 
 // memberOf is a Serf member as peerq shows it: its user tags (the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -100,5 +102,27 @@ func TestMemCluster(t *testing.T) {
 		case <-time.After(time.Second):
 			t.Fatal("no failed event")
 		}
+	}
+}
+
+// Members that show the same user tags share one map; others keep their
+// own; the held sets start again past twice the members.
+func TestTagSetsIntern(t *testing.T) {
+	var s tagSets
+	a := s.intern(map[string]string{"zone": "a", "region": "eu"}, 10)
+	b := s.intern(map[string]string{"region": "eu", "zone": "a"}, 10)
+	c := s.intern(map[string]string{"zone": "b", "region": "eu"}, 10)
+	d := s.intern(map[string]string{"zone": "a\x00region"}, 10) // not confused with a's key
+	if reflect.ValueOf(a).Pointer() != reflect.ValueOf(b).Pointer() {
+		t.Error("equal tags not shared")
+	}
+	if reflect.ValueOf(a).Pointer() == reflect.ValueOf(c).Pointer() || c["zone"] != "b" || len(d) != 1 {
+		t.Errorf("different tags shared: %v %v", c, d)
+	}
+	for i := range 100 {
+		s.intern(map[string]string{"n": strconv.Itoa(i)}, 10)
+	}
+	if len(s.byKey) > 2*10+17 {
+		t.Errorf("%d sets held for 10 members", len(s.byKey))
 	}
 }

@@ -13,7 +13,9 @@ type Member struct {
 	Name     string
 	Addr     string // gossip address, host:port
 	Exchange string // exchange address
-	Tags     map[string]string
+	// Tags are its user tags: read them, never write them (members that
+	// show the same share one map).
+	Tags map[string]string
 	// Key is the member's public key as this peer pinned it (the first
 	// one it saw for the name while the member was alive: a change while
 	// it stays alive is refused); zero if it shows none. Boot is its
