@@ -8,12 +8,11 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/peerq/peerq/internal/profile"
 	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/shell"
@@ -77,7 +76,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 					return exitFor(shell.Place(src, name, shell.Statement{Line: 1, Column: 1}, err))
 				}
 			}
-			stopProfile, err := startCPUProfile(cpuProfile)
+			stopProfile, err := profile.StartCPU(cpuProfile)
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
@@ -94,7 +93,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 				// Deferred after stopDemo, so written before the peers stop: what the demo holds
 				// while it runs, not what is left once it stopped.
 				defer func() {
-					if err := writeHeapProfile(memProfile); err != nil {
+					if err := profile.WriteHeap(memProfile); err != nil {
 						fmt.Fprintf(cmd.ErrOrStderr(), "peerq demo: %v\n", err)
 					}
 				}()
@@ -249,19 +248,4 @@ func parseChurnRate(s string) (float64, error) {
 		return 0, fmt.Errorf("peerq: --churn %q: more than every peer each second", s)
 	}
 	return v * scale, nil
-}
-
-// writeHeapProfile writes the heap's live objects, after a collection, to
-// path.
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	runtime.GC()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	return f.Close()
 }

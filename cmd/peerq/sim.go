@@ -6,10 +6,10 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
-	"runtime/pprof"
 	"slices"
 	"time"
 
+	"github.com/peerq/peerq/internal/profile"
 	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
@@ -100,7 +100,7 @@ convergence rule calls the originator's answer final.`,
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(simGOGC)
 			}
-			stopProfile, err := startCPUProfile(cpuProfile)
+			stopProfile, err := profile.StartCPU(cpuProfile)
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
@@ -217,24 +217,4 @@ func simPools(w io.Writer, plan *query.Plan, cfg sim.Config, pools int) error {
 		return &exitError{exitTimeout, fmt.Errorf("peerq: %d pools ran out of rounds, error %.4f", res.Partial, res.Err)}
 	}
 	return nil
-}
-
-// startCPUProfile writes a CPU profile to path until stop is called; an
-// empty path profiles nothing.
-func startCPUProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
 }

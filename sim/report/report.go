@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/internal/profile"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/sim"
 	"github.com/peerq/peerq/sim/latency"
@@ -104,7 +104,7 @@ func Run(out io.Writer, plan *query.Plan, cfg sim.Config, opts Options) error {
 	}
 	tw.Flush()
 	if opts.MemProfile != "" {
-		if err := writeHeapProfile(opts.MemProfile); err != nil {
+		if err := profile.WriteHeap(opts.MemProfile); err != nil {
 			return err
 		}
 	}
@@ -482,22 +482,4 @@ func SummarizeTrials(plan *query.Plan, outcomes []sim.Outcome) TrialSummary {
 		t.Rounds = rounds[len(rounds)/2]
 	}
 	return t
-}
-
-// writeHeapProfile writes a heap profile to path, after a collection so
-// that it shows what is live (in-use figures are as of the last one).
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("report: heap profile: %w", err)
-	}
-	runtime.GC()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
-		return fmt.Errorf("report: heap profile: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("report: heap profile: %w", err)
-	}
-	return nil
 }
