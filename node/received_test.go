@@ -147,6 +147,13 @@ func (l *liar) rewriteEntry(p *query.Plan, e *entry) bool {
 // liarAt on the network lie makes of its host.
 func liarCluster(t *testing.T, n, liarAt int, lie func(*fakenet.Host) Network) *cluster {
 	t.Helper()
+	return liarClusterWith(t, n, liarAt, lie, nil)
+}
+
+// liarClusterWith is liarCluster with every peer's Config tuned by tune
+// (nil: none).
+func liarClusterWith(t *testing.T, n, liarAt int, lie func(*fakenet.Host) Network, tune func(*Config)) *cluster {
+	t.Helper()
 	c := &cluster{net: fakenet.New(fakenet.DefaultConfig())}
 	for i := 0; i < n; i++ {
 		rec, tags := SyntheticPeer(1, i)
@@ -157,6 +164,9 @@ func liarCluster(t *testing.T, n, liarAt int, lie func(*fakenet.Host) Network) *
 		}
 		cfg := DefaultConfig(func() query.Record { return rec })
 		cfg.Tags, cfg.Seed = tags, uint64(i)+1
+		if tune != nil {
+			tune(&cfg)
+		}
 		node, err := New(cfg, nw)
 		if err != nil {
 			t.Fatal(err)

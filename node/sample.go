@@ -261,9 +261,14 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 		return
 	}
 	v, check := rt.judgeSample(q, s, res)
-	if first := check.Asked; check.Verdict == answer.CheckAgrees && rt.cfg.Sample.AskMore(v, res.Converged, first, len(s.names)) {
-		// The first sample could not tell, or the answer did not
-		// converge: ask the next More members in the same order and
+	rt.mu.Lock()
+	converged := q.run.Converged() // the runtime's lock guards the instance
+	rt.mu.Unlock()
+	if first := check.Asked; check.Verdict == answer.CheckAgrees && rt.cfg.Sample.AskMore(v, converged, first, len(s.names)) {
+		// The first sample could not tell, or the gossip did not
+		// converge (the rule's verdict: an answer partial for a lost
+		// member is not a reason to ask 448 more, some of them maybe
+		// lost too): ask the next More members in the same order and
 		// judge with them all.
 		more := run.SampleOf(s.id[:], s.names, first+rt.cfg.Sample.More)[first:]
 		rt.askAll(s, more, escalateConcurrency)

@@ -167,6 +167,43 @@ func TestFlowLiarIsContested(t *testing.T) {
 	})
 }
 
+// An answer whose gossip did not converge — a flow liar keeps it moving
+// — is checked with More members beyond the first sample, though the
+// first agreed with it (Escalate 0: a doubt never asks more here, and Z
+// so wide that nothing is contested, so what is seen is the escalation
+// alone); one that converged is not. Mutation: with AskMore ignoring
+// convergence, the answers that ran to their budget ask only 8.
+func TestSampleEscalatesWhenNotConverged(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 24, 6
+		var l *aggLiar
+		c := liarClusterWith(t, n, liarAt, func(h *fakenet.Host) Network { l = newFlowLiar(h); return l }, func(cfg *Config) {
+			cfg.Sample.Size, cfg.Sample.More, cfg.Sample.Escalate, cfg.Sample.Z = 8, 16, 0, 1e9
+		})
+		asker := c.nodes[0]
+		p := compile(t, asker, "SELECT SUM(mem_free), AVG(mem_free) FROM peers")
+		rolled := 0
+		for range 3 {
+			res := ask(t, asker, p)
+			ch := res.Check
+			if ch == nil {
+				t.Fatalf("%s (%s): no check", res.Status, res.Reason)
+			}
+			notConverged := strings.Contains(res.Reason, "not converged within the budget")
+			if notConverged {
+				rolled++
+			}
+			if notConverged != ch.Escalated || notConverged && ch.Asked != n {
+				t.Errorf("%s (%s): asked %d, escalated %v; want all %d asked exactly when the gossip did not converge", res.Status, res.Reason, ch.Asked, ch.Escalated, n)
+			}
+		}
+		if l.lies.Load() == 0 || rolled == 0 {
+			t.Fatalf("the liar sent %d bent messages, %d of 3 answers ran to their budget: the test proves nothing", l.lies.Load(), rolled)
+		}
+	})
+}
+
 // rightOrContested asks a SUM and an AVG three times at asker, over the
 // peers' records recs, with liar l among them: every answer is within 2%
 // of the exact one or contested with both figures, and at least one is

@@ -518,6 +518,11 @@ func (q *Instance) Origin() bool { return q.origin }
 // budget is spent, or Stop was called.
 func (q *Instance) Final() bool { return q.final }
 
+// Converged reports whether the convergence rule held at the last
+// Report (with its confirmation): false for an answer that ran to its
+// budget still moving — what a peer sending made-up flows causes.
+func (q *Instance) Converged() bool { return q.last.Converged }
+
 // Stop makes the answer final as it stands (a timeout, a cancellation).
 func (q *Instance) Stop() { q.final = true }
 
