@@ -379,3 +379,60 @@ func TestShowMembersStatus(t *testing.T) {
 		}
 	})
 }
+
+// Quiet peers: with nothing to do, a peer's rounds last QuietRound (an
+// hour here); a query asked anywhere wakes every peer it reaches at once,
+// so answers take no longer than with busy peers, and once the query and
+// the news of its end are gone, the peers are quiet again. With a member
+// crashed while all were quiet — seen failed, and, the second time, not
+// yet — the answer is right or flagged. Mutation: with the wake on a
+// joined query removed, the peers it reaches sit out their quiet
+// round and the answer comes back partial, not converged.
+func TestQuietPeersWake(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n = 12
+		c := startFake(t, n, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.QuietRound = time.Hour })
+		quiet := func() int {
+			q := 0
+			for _, node := range c.nodes {
+				if !node.closed() && node.rt.quiet.Load() {
+					q++
+				}
+			}
+			return q
+		}
+		elapse(10 * time.Second)
+		if q := quiet(); q != n {
+			t.Fatalf("%d of %d peers quiet with nothing to do", q, n)
+		}
+		asker := c.nodes[0]
+		p := compile(t, asker, "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1")
+		for step, crash := range []int{-1, 5, 7} {
+			if crash >= 0 {
+				c.kill(crash)
+				if step == 1 {
+					elapse(30 * time.Second) // seen failed by all, then quiet again
+				}
+			}
+			start := time.Now()
+			res := ask(t, asker, p)
+			if took := time.Since(start); took > 30*time.Second {
+				t.Errorf("step %d: answered in %v: the quiet peers were not woken", step, took)
+			}
+			t.Logf("step %d: %v %s in %v", step, res.Rows[0][0], res.Status, time.Since(start))
+			exact := query.Exact(p, c.records())
+			switch {
+			case step < 2 && (res.Status != StatusConverged || res.Rows[0][0].Num != exact.Rows[0][0].Num):
+				// Every live member known live: nothing to flag.
+				t.Errorf("step %d: %v (%s: %s), want %v converged", step, res.Rows[0][0], res.Status, res.Reason, exact.Rows[0][0])
+			case res.Status != StatusPartial && res.Rows[0][0].Num != exact.Rows[0][0].Num:
+				t.Errorf("step %d: %v (%s), want %v or partial", step, res.Rows[0][0], res.Status, exact.Rows[0][0])
+			}
+			elapse(time.Minute)
+			if q, live := quiet(), n-step; q != live {
+				t.Errorf("step %d: %d of %d live peers quiet a minute after the answer", step, q, live)
+			}
+		}
+	})
+}
