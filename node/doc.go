@@ -94,7 +94,9 @@
 // round waits for its exchange (three typical exchanges, at least two
 // MinRounds), one exchange is in flight per peer, a round that could send
 // nothing lasts Round, and rounds in which nothing reached the asker do
-// not spend the query's budget. An exchange refused for clock skew names the skewed
+// not spend the query's budget. A peer with nothing to do ticks every
+// QuietRound.
+// An exchange refused for clock skew names the skewed
 // member: answers leave it out and say so (suspect.go).
 //
 // Churn (suspect.go, instance.go): a member lost while a query runs is

@@ -110,3 +110,19 @@ func TestTCPExchangeIdentity(t *testing.T) {
 		t.Errorf("good's reading of srv's clock: %v %v, want about 0", off, ok)
 	}
 }
+
+// The identity tag carries the key and the incarnation; anything else in
+// it reads as no identity, never as half of one.
+func TestIdentityTag(t *testing.T) {
+	k := seededKey(t, 9).Public()
+	tag := identityTag(k, 0xbeef)
+	if key, boot := parseIdentityTag(tag); key != k || boot != 0xbeef {
+		t.Errorf("%q read as %v, %x", tag, key, boot)
+	}
+	for _, v := range []string{"", k.String(), k.String() + ".", k.String() + ".xyz", "." + "beef",
+		k.String()[1:] + ".beef", k.String() + ".beef.1", k.String() + "." + strings.Repeat("f", 17)} {
+		if key, boot := parseIdentityTag(v); !key.IsZero() || boot != 0 {
+			t.Errorf("%q read as %v, %x: want no identity", v, key, boot)
+		}
+	}
+}

@@ -33,6 +33,9 @@ type MemNetwork struct {
 	PacketQueue int
 	// Dropped counts packets dropped on full queues or to unknown nodes.
 	dropped int64
+	// tagSets are the members' user tags, shared by every peer on this
+	// network: they are in one process (overlay.tagSets).
+	tagSets tagSets
 }
 
 // NewMemNetwork returns an empty network.

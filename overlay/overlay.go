@@ -25,11 +25,10 @@ import (
 // Tags peerq sets on its own members. A member without TagProtocol is not a
 // peerq peer (a plain `serf agent` in the same cluster) and is ignored.
 const (
-	TagProtocol = "peerq"      // protocol version
-	TagExchange = "peerq_x"    // the exchange transport's address
-	TagIdentity = "peerq_id"   // the peer's public key (identity.Public.String)
-	TagBoot     = "peerq_boot" // the peer's incarnation, hex
-	protocolVer = "2"
+	TagProtocol = "peerq"    // protocol version
+	TagExchange = "peerq_x"  // the exchange transport's address
+	TagIdentity = "peerq_id" // the peer's public key (identity.Public.String), '.', its incarnation in hex
+	protocolVer = "3"
 	tagPrefix   = "peerq"
 )
 
@@ -81,7 +80,7 @@ type Config struct {
 	// for reuse; 0 takes DefaultPool, -1 dials one per exchange.
 	ExchangePool int
 	// Identity is the peer's key: its public half and incarnation are
-	// shown in its tags (TagIdentity, TagBoot), and on sockets every
+	// shown in its tags (TagIdentity), and on sockets every
 	// exchange is sealed with the key the two peers share, so that its
 	// sender is checked. nil: no identity (tests of the overlay alone).
 	Identity *identity.Key
@@ -149,7 +148,7 @@ type Overlay struct {
 	// restarts with a new key must have been seen gone first: Serf binds
 	// a name to its address until then). conflicts counts refused changes.
 	pins      map[string]identity.Public
-	tagSets   tagSets
+	tagSets   *tagSets // the MemNetwork's, shared by the peers on it; else this peer's
 	conflicts int64
 	list      []string       // names of live peerq members but self, for sampling
 	pos       map[string]int // index of each name in list
@@ -183,7 +182,10 @@ func New(cfg Config) (*Overlay, error) {
 		logOut = io.Discard
 	}
 	o := &Overlay{cfg: cfg, members: map[string]network.Member{}, pos: map[string]int{}, pins: map[string]identity.Public{},
-		events: make(chan network.Event, 256), done: make(chan struct{})}
+		events: make(chan network.Event, 256), done: make(chan struct{}), tagSets: &tagSets{}}
+	if cfg.Mem != nil {
+		o.tagSets = &cfg.Mem.tagSets
+	}
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -437,15 +439,22 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 }
 
 // tagSets holds one map for each set of user tags the members show, for
-// members that show the same to share: most show one of a few (their
-// zone, region, pool), and a peer holds every member's. In the demo's
-// process of 200 peers, 40,000 copies were a fifth of the live heap.
-// Members' tags are never written once made (network.Member).
-type tagSets struct{ byKey map[string]map[string]string }
+// members that show the same to share: every peer holds every member's,
+// and in one process (an embedded cluster, whose peers share one
+// MemNetwork and so its tagSets) 200 peers held 40,000 copies of 200
+// members' tags, a fifth of the live heap; a peer alone shares those of
+// members that show the same (their zone, region, pool). Members' tags
+// are never written once made (network.Member). Safe for concurrent use.
+type tagSets struct {
+	mu    sync.Mutex
+	byKey map[string]map[string]string
+	most  int // the most members a peer using these sets held
+}
 
 // intern returns the held map equal to t, holding t if none is; members
-// is how many members the peer holds, which bounds the sets worth
-// keeping: past twice as many, the sets start again.
+// is how many members the calling peer holds, which bounds the sets worth
+// keeping: past twice the most any peer held, the sets start again (maps
+// already handed out stay with their members).
 func (s *tagSets) intern(t map[string]string, members int) map[string]string {
 	keys := slices.Sorted(maps.Keys(t))
 	var b strings.Builder
@@ -456,10 +465,13 @@ func (s *tagSets) intern(t map[string]string, members int) map[string]string {
 		b.WriteByte(0)
 	}
 	key := b.String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if held, ok := s.byKey[key]; ok {
 		return held
 	}
-	if s.byKey == nil || len(s.byKey) > 2*members+16 {
+	s.most = max(s.most, members)
+	if s.byKey == nil || len(s.byKey) > 2*s.most+16 {
 		s.byKey = map[string]map[string]string{}
 	}
 	s.byKey[key] = t
@@ -475,8 +487,7 @@ func memberOf(m serf.Member) network.Member {
 			tags[k] = v
 		}
 	}
-	key, _ := identity.ParsePublic(m.Tags[TagIdentity])
-	boot, _ := strconv.ParseUint(m.Tags[TagBoot], 16, 64)
+	key, boot := parseIdentityTag(m.Tags[TagIdentity])
 	return network.Member{Name: m.Name, Addr: gossipAddr(m), Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
 }
 
@@ -521,10 +532,29 @@ func (o *Overlay) identityOf(name string) (identity.Public, bool) {
 func (o *Overlay) ownTags() map[string]string {
 	tags := map[string]string{TagProtocol: protocolVer, TagExchange: o.ex.Addr()}
 	if id := o.cfg.Identity; id != nil {
-		tags[TagIdentity] = id.Public().String()
-		tags[TagBoot] = strconv.FormatUint(id.Boot(), 16)
+		tags[TagIdentity] = identityTag(id.Public(), id.Boot())
 	}
 	return tags
+}
+
+// identityTag is TagIdentity's value: the key and the incarnation in one
+// tag, not two. Every peer keeps every member's tags as Serf decoded them,
+// a map each; past 8 keys a Go map is no longer one small group, and the
+// demo's members (5 user tags) had 9: 22 MB of the 200 peers' ~110 MB.
+func identityTag(key identity.Public, boot uint64) string {
+	return key.String() + "." + strconv.FormatUint(boot, 16)
+}
+
+// parseIdentityTag reads identityTag's value; a value it cannot read gives
+// the zero key (a member without an identity).
+func parseIdentityTag(v string) (identity.Public, uint64) {
+	k, b, ok := strings.Cut(v, ".")
+	key, err := identity.ParsePublic(k)
+	boot, berr := strconv.ParseUint(b, 16, 64)
+	if !ok || err != nil || berr != nil {
+		return identity.Public{}, 0
+	}
+	return key, boot
 }
 
 // gossipAddr is a member's gossip address, host:port.

@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +88,9 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 			e, err := startDemo(ctx, cmd.ErrOrStderr(), cfg)
 			if err != nil {
 				return &exitError{exitUsage, err}
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				defer debug.SetMemoryLimit(debug.SetMemoryLimit(demoMemoryLimit(liveHeap())))
 			}
 			var endChurn func() // stops the churn and waits for it; nil without --churn
 			defer func() { stopDemo(cmd.ErrOrStderr(), e, endChurn, demoGrace) }()
@@ -181,6 +186,29 @@ func startDemo(ctx context.Context, w io.Writer, cfg node.EmbeddedConfig) (*node
 	fmt.Fprintf(w, "peerq demo: %d peers joined in %.1fs, settled in %.1fs (every peer sees every other)\n",
 		cfg.Nodes, joined.Seconds(), time.Since(start).Seconds())
 	return e, nil
+}
+
+// demoMemoryLimit is the demo's soft memory limit (runtime/debug), given
+// the live heap of its settled peers: 2.5 times that, at least 128 MiB.
+// The collector's own goal is twice the live heap; what it held beyond
+// that (pages freed but kept, stacks, its own metadata) put 200 idle
+// peers at 300–340 MB resident where they hold ~110 MB. Under the limit
+// the runtime hands freed pages back sooner, and collects more often only
+// when the live heap has grown past ~2 times the settled one (a query of
+// every peer at once), the way GOGC does. GOMEMLIMIT, if set, is used
+// instead (BENCHMARKS.md, "The first hour").
+func demoMemoryLimit(live uint64) int64 {
+	return max(int64(live)*5/2, 128<<20)
+}
+
+// liveHeap is the heap the last collection found live.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // demoGrace is how long the demo waits for its peers to stop before it

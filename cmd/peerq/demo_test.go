@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -222,4 +223,26 @@ func TestDemoWatch(t *testing.T) {
 	if len(epochs) != 2 || epochs[0] != 1 || epochs[1] != 2 {
 		t.Errorf("epochs %v in\n%s", epochs, out)
 	}
+}
+
+func TestDemoMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int64
+	}{
+		{0, 128 << 20},
+		{40 << 20, 128 << 20},
+		{100 << 20, 250 << 20},
+		{1 << 30, 5 << 29},
+	} {
+		if got := demoMemoryLimit(tc.live); got != tc.want {
+			t.Errorf("live %d MiB: limit %d MiB, want %d MiB", tc.live>>20, got>>20, tc.want>>20)
+		}
+	}
+	held := make([]byte, 8<<20)
+	runtime.GC()
+	if live := liveHeap(); live < 8<<20 {
+		t.Errorf("live heap %d bytes with 8 MiB held", live)
+	}
+	runtime.KeepAlive(held)
 }

@@ -42,6 +42,9 @@ func peerqBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// The demos that tests run in this process share it: one's memory
+	// limit (demoMemoryLimit) must not hold another's peers.
+	os.Setenv("GOMEMLIMIT", "off")
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
