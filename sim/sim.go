@@ -226,8 +226,10 @@ type Sim struct {
 	honestKeys    map[string][]query.Value
 	honestTop     map[string]bool
 	// seen is each peer's observed reliability once read, NaN before
-	// (observedReliability).
-	seen []float64
+	// (observedReliability); forged the entries forging liars write for
+	// other nodes, by node (forgedEntry).
+	seen   []float64
+	forged map[int32]*topk.Entry
 
 	// recs are the peers' records once Drift has moved them (nil before:
 	// records are regenerated from the seed).
