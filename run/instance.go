@@ -183,7 +183,7 @@ type Binding struct {
 	spread   int         // the rounds in which a peer announces the query (Announce)
 	// topCfg is the top-k cores' configuration, a peer's and the asker's:
 	// every core of the binding keeps a pointer to it (topk.NewAs), not a
-	// copy and closures of its own (~200 bytes a peer at 10^6 simulated).
+	// copy and closures of its own (~200 bytes a peer).
 	topCfg [2]topk.Config
 }
 

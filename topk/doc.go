@@ -28,10 +28,10 @@
 // whole list beside what it sends, and a peer whose merge yields exactly
 // that list keeps the sender's slice rather than a copy of it, as does one
 // whose list holds the same entries already. Converged peers then hold a
-// few lists between them, not one each (at 10^6 simulated peers a list
-// each, 512 bytes, was half of a top-k's heap). The peers of a query in one
-// process share their Config too (NewAs). A message that went over the
-// wire carries no list to share.
+// few lists between them, not one each (a list each, 512 bytes, was half
+// of a forging top-k's heap at 10^5 simulated peers). The peers of a query
+// in one process share their Config too (NewAs). A message that went over
+// the wire carries no list to share.
 //
 // The package does no I/O, reads no clock, starts no goroutine and uses only
 // the random source it is given.

@@ -124,9 +124,9 @@ type Message struct {
 	// receiver in the same process (the simulator): one whose merge
 	// yields exactly these entries keeps this slice instead of a copy of
 	// it (lists are never modified, so peers may share them). Converged
-	// peers hold the same list, and one copy each was half of a top-k's
-	// heap at 10^6 simulated peers. It is not on the wire: a decoded
-	// message has none, and merges as before.
+	// peers hold the same list, and a copy each was half of a forging
+	// top-k's heap at 10^5 simulated peers. It is not on the wire: a
+	// decoded message has none, and merges as before.
 	list []*Entry
 }
 
@@ -141,7 +141,7 @@ type Stats struct {
 // concurrent use.
 type Node struct {
 	// cfg is shared by the peers of one query in one process (NewAs) and
-	// never modified: a copy each was ~110 bytes a peer at 10^6.
+	// never modified: a copy each was ~110 bytes a peer.
 	cfg  *Config
 	list []*Entry // best first, at most K+Reserve; replaced, never modified
 	own  *Entry   // this peer's entry, offered again after a prune
