@@ -38,6 +38,12 @@
 // registers; a top-k's list) and the asker merges one per pool (Merge),
 // refusing a partial whose shape does not fit the plan.
 //
+// The cores of one Binding keep one configuration between them (an
+// aggregate core points to the binding's aggregate.Config, a top-k core to
+// its topk.Config: topk.NewAs): the simulator's million peers of one query
+// share one Binding, and a copy each, with its closures, was ~200 bytes a
+// peer.
+//
 // The package does no I/O, reads no clock and starts no goroutine; the
 // cores' randomness is the *rand.Rand in Config.
 //

@@ -181,6 +181,10 @@ type Binding struct {
 	origCfg  aggregate.Config
 	entries  *entryCheck // top-k entries from other peers, with CheckReceived
 	spread   int         // the rounds in which a peer announces the query (Announce)
+	// topCfg is the top-k cores' configuration, a peer's and the asker's:
+	// every core of the binding keeps a pointer to it (topk.NewAs), not a
+	// copy and closures of its own (~200 bytes a peer).
+	topCfg [2]topk.Config
 }
 
 // Bind binds plan with cfg.
@@ -227,6 +231,9 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 		b.entries = newEntryCheck(plan)
 		b.entries.seal, b.entries.query, b.entries.reliability = cfg.Seal, cfg.Query, cfg.Reliability
 	}
+	if b.protocol == TopK {
+		b.configureTopK()
+	}
 	return b, nil
 }
 
@@ -268,8 +275,8 @@ func (b *Binding) signExtremes(n *aggregate.Node, node string) {
 	})
 }
 
-// NewTopK returns a top-k core with rec's entry; origin marks the asker's.
-func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
+// configureTopK sets topCfg from the binding's plan and Config.
+func (b *Binding) configureTopK() {
 	cfg := topk.DefaultConfig(b.plan.K, b.cfg.Rand, b.cfg.Sampler)
 	cfg.Reserve = query.TopKReserve(b.plan.K)
 	cfg.SeenAfter = CoveredRounds
@@ -282,20 +289,31 @@ func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
 		cfg.Alive = func(node string) bool { return (alive == nil || alive(node)) && !ex(idOf(node)) }
 	}
 	if b.entries != nil {
-		cfg.ValidEntry = func(e *topk.Entry) bool { return b.entries.check(e) == nil }
+		entries := b.entries
+		cfg.ValidEntry = func(e *topk.Entry) bool { return entries.check(e) == nil }
 	}
-	cfg.Self, cfg.CoverageBits, cfg.Origin = b.cfg.Self, b.cfg.Coverage, origin
-	if !origin {
-		cfg.Sampler = avoiding{cfg.Sampler, b.cfg.Asker}
+	cfg.CoverageBits = b.cfg.Coverage
+	b.topCfg[1] = cfg
+	b.topCfg[1].Origin = true
+	cfg.Sampler = avoiding{cfg.Sampler, b.cfg.Asker}
+	b.topCfg[0] = cfg
+}
+
+// NewTopK returns a top-k core with rec's entry; origin marks the asker's.
+func (b *Binding) NewTopK(rec query.Record, origin bool) (*topk.Node, error) {
+	cfg := &b.topCfg[0]
+	if origin {
+		cfg = &b.topCfg[1]
 	}
-	if cfg.Self == "" {
-		cfg.Self = rec["node"].Str
+	self := b.cfg.Self
+	if self == "" {
+		self = rec["node"].Str
 	}
 	own := Entry(b.plan, rec)
 	if own != nil && b.cfg.Seal != nil {
 		own.Proof = b.cfg.Seal.Sign(own.Node, EntryMessage(b.cfg.Query, own))
 	}
-	return topk.New(cfg, own)
+	return topk.NewAs(cfg, self, own)
 }
 
 // New returns this peer's instance of the plan, with its contribution from
@@ -317,6 +335,9 @@ func (b *Binding) NewRows(origin bool, recs []query.Record) (*Instance, error) {
 		c := *b
 		c.cfg.Excluded = q.isExcluded
 		c.peerCfg.Excluded, c.origCfg.Excluded = q.isExcluded, q.isExcluded
+		if c.protocol == TopK {
+			c.configureTopK() // its Alive asks the instance's set
+		}
 		bb = &c
 	}
 	switch b.protocol {

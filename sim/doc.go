@@ -43,8 +43,12 @@
 // (~0.9 KB) live in one block, and without crashes or churn nobody is ever
 // removed, so an initiator folds its link as soon as it is answered
 // (aggregate.Config.FoldAnswered): a peer then holds only its responder
-// links, which fit in the core's own storage (no heap) most rounds.
-// peerq sim --memprofile shows where the rest goes.
+// links, which fit in the core's own storage (no heap) most rounds. A
+// top-k's peers share one topk.Config (run's Binding) and, since
+// messages are handed over in the process, their lists: a peer whose
+// merge yields its partner's list keeps that list, not a copy (package
+// topk), so converged peers hold a few lists between them. peerq sim
+// --memprofile shows where the rest goes.
 //
 // Tables, summaries, CSV and plots are in sim/report, so that the
 // simulator carries no plotting dependency.
@@ -63,7 +67,9 @@
 // runtime does (run.Sealer), with a keyed hash as the model of each
 // peer's ed25519 signature, and bound reliability claims by their
 // observation (the true value: every peer watched every other); a message
-// refused for a lie is counted apart from the refusals of honest ones. An
+// refused for a lie is counted apart from the refusals of honest ones
+// (a forging liar's entry for a node is made once and kept, each peer's
+// observed reliability read from its record as it is made). An
 // aggregate's final answer is checked against the asker's sample as the
 // runtime does (run.CheckSample) and measured against the answer over the
 // honest peers' true records (RoundStats.HonestErr, Sim.Check); a top-k's

@@ -225,9 +225,11 @@ type Sim struct {
 	escalated     bool // the check asked More members (RoundStats.Escalated)
 	honestKeys    map[string][]query.Value
 	honestTop     map[string]bool
-	// seen is each peer's observed reliability once read, NaN before
-	// (observedReliability).
-	seen []float64
+	// seen is each peer's observed reliability, by peer, with liars
+	// (observedReliability); forged the entries forging liars write for
+	// other nodes, by node (forgedEntry).
+	seen   []float64
+	forged map[int32]*topk.Entry
 
 	// recs are the peers' records once Drift has moved them (nil before:
 	// records are regenerated from the seed).
@@ -436,6 +438,9 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	} else {
 		s.tops = make([]run.Instance, 0, total)
 	}
+	if cfg.Liars > 0 {
+		s.seen = make([]float64, 0, total)
+	}
 	// Build the peers and the exact answer in one pass over the records.
 	s.setExact(query.ExactSeq(plan, func(yield func(query.Record) bool) {
 		for k := 0; k < cfg.Nodes && err == nil; k++ {
@@ -468,7 +473,11 @@ func (s *Sim) add(m int) error {
 // addOne creates the next peer and returns its record.
 func (s *Sim) addOne() (query.Record, error) {
 	i := s.n
-	rec := s.claim(i, s.synthetic(i))
+	rec := s.synthetic(i)
+	if s.cfg.Liars > 0 {
+		s.seen = append(s.seen, rec["reliability"].Num) // before a liar's claim
+	}
+	rec = s.claim(i, rec)
 	if len(s.agg) == cap(s.agg) && len(s.tops) == cap(s.tops) {
 		return nil, errors.New("sim: more peers than planned") // a move would break the cores and instances
 	}

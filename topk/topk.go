@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 
@@ -64,10 +63,11 @@ type Config struct {
 	// the list are checked: reading every entry of every message doubled
 	// the simulator's time. It must not block.
 	ValidEntry func(e *Entry) bool
-	// Self is this peer's name, and CoverageBits (a multiple of 64, at
-	// most MaxCoverageBits; 0 for none) the size of the coverage filter
-	// that says which peers a list has heard from (coverage.go). Every
-	// peer of one query must use the same size.
+	// Self is this peer's name (read by New only; NewAs takes it apart),
+	// and CoverageBits (a multiple of 64, at most MaxCoverageBits; 0 for
+	// none) the size of the coverage filter that says which peers a list
+	// has heard from (coverage.go). Every peer of one query must use the
+	// same size.
 	Self         string
 	CoverageBits int
 	// Origin marks the asker, whose received bytes are the ones that
@@ -120,6 +120,14 @@ type Message struct {
 	Sparse  bool
 	Entries []*Entry
 	Seen    []uint64
+	// list is the sender's whole list as the message was made, for a
+	// receiver in the same process (the simulator): one whose merge
+	// yields exactly these entries keeps this slice instead of a copy of
+	// it (lists are never modified, so peers may share them). Converged
+	// peers hold the same list, and a copy each was half of a forging
+	// top-k's heap at 10^5 simulated peers. It is not on the wire: a
+	// decoded message has none, and merges as before.
+	list []*Entry
 }
 
 // Stats counts what a Node did.
@@ -132,7 +140,9 @@ type Stats struct {
 // Node is one peer's instance of one top-k query. It is not safe for
 // concurrent use.
 type Node struct {
-	cfg  Config
+	// cfg is shared by the peers of one query in one process (NewAs) and
+	// never modified: a copy each was ~110 bytes a peer.
+	cfg  *Config
 	list []*Entry // best first, at most K+Reserve; replaced, never modified
 	own  *Entry   // this peer's entry, offered again after a prune
 	seen []uint64 // coverage filter; replaced, never modified in place
@@ -149,19 +159,25 @@ type Node struct {
 
 // New returns a peer's instance; own is its entry, or nil when it does not
 // pass the filter.
-func New(cfg Config, own *Entry) (*Node, error) {
+func New(cfg Config, own *Entry) (*Node, error) { return NewAs(&cfg, cfg.Self, own) }
+
+// NewAs is New for a configuration the peers of a query share (the
+// simulator's million): the Node keeps cfg, which must not change after,
+// rather than a copy of it; self, the peer's name, stands for cfg.Self,
+// which a shared configuration cannot hold.
+func NewAs(cfg *Config, self string, own *Entry) (*Node, error) {
 	switch {
 	case cfg.Rand == nil || cfg.Sampler == nil:
 		return nil, errors.New("topk: Config needs Rand and Sampler")
 	case cfg.K < 1 || cfg.Reserve < 0 || cfg.StableRounds < 1 || cfg.StableK < 0 || cfg.StableK > cfg.K:
 		return nil, fmt.Errorf("topk: bad Config K=%d Reserve=%d StableRounds=%d StableK=%d", cfg.K, cfg.Reserve, cfg.StableRounds, cfg.StableK)
-	case cfg.CoverageBits < 0 || cfg.CoverageBits%64 != 0 || cfg.CoverageBits > MaxCoverageBits || cfg.CoverageBits > 0 && cfg.Self == "":
-		return nil, fmt.Errorf("topk: bad coverage of %d bits (Self %q)", cfg.CoverageBits, cfg.Self)
+	case cfg.CoverageBits < 0 || cfg.CoverageBits%64 != 0 || cfg.CoverageBits > MaxCoverageBits || cfg.CoverageBits > 0 && self == "":
+		return nil, fmt.Errorf("topk: bad coverage of %d bits (Self %q)", cfg.CoverageBits, self)
 	}
 	n := &Node{cfg: cfg, own: own, version: 1} // its own entry is news
 	if cfg.CoverageBits > 0 {
 		n.seen = make([]uint64, cfg.CoverageBits/64)
-		coverageAdd(n.seen, cfg.Self)
+		coverageAdd(n.seen, self)
 	}
 	if own != nil {
 		n.list = []*Entry{own}
@@ -179,13 +195,13 @@ func (n *Node) Tick() {
 	n.stats.Sent++
 	if n.version == n.sent && !n.cfg.Origin {
 		// Nothing new since the last request: the digest is enough.
-		n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Digest: n.Digest()}})
+		n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Digest: n.Digest(), list: n.list}})
 		return
 	}
 	n.sent = n.version
 	// The list is never modified in place, so the message may share it.
 	noSeen := n.cfg.Origin && n.round-n.lastChange < n.cfg.SeenAfter
-	n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Entries: n.list, Seen: n.seen, NoSeen: noSeen}})
+	n.out = append(n.out, Envelope{To: p, Msg: &Message{Kind: Request, Entries: n.list, Seen: n.seen, NoSeen: noSeen, list: n.list}})
 }
 
 // Digest is a hash (FNV-1a) of the list's names and keys and of the
@@ -194,20 +210,38 @@ func (n *Node) Digest() uint64 {
 	if n.digestOf == n.version {
 		return n.digest
 	}
-	var b []byte
+	// Hashed in place: every full request carries its digest and every
+	// peer that answers one compares its own, and a buffer of the list
+	// and the filter made these half of a top-k's allocations.
+	h := uint64(fnvOffset)
+	var num [binary.MaxVarintLen64]byte
 	for _, e := range n.list {
-		b = binary.AppendUvarint(b, uint64(len(e.Node)))
-		b = append(b, e.Node...)
-		b = binary.AppendUvarint(b, uint64(len(e.Key)))
-		b = append(b, e.Key...)
+		h = fnv1a(h, binary.PutUvarint(num[:], uint64(len(e.Node))), num[:])
+		h = fnv1a(h, len(e.Node), e.Node)
+		h = fnv1a(h, binary.PutUvarint(num[:], uint64(len(e.Key))), num[:])
+		h = fnv1a(h, len(e.Key), e.Key)
 	}
 	for _, w := range n.seen {
-		b = binary.LittleEndian.AppendUint64(b, w)
+		binary.LittleEndian.PutUint64(num[:], w)
+		h = fnv1a(h, 8, num[:])
 	}
-	h := fnv.New64a()
-	h.Write(b)
-	n.digest, n.digestOf = max(h.Sum64(), 1), n.version // 0 means "no digest"
+	n.digest, n.digestOf = max(h, 1), n.version // 0 means "no digest"
 	return n.digest
+}
+
+// FNV-1a, 64 bits (hash/fnv's, without its allocation).
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv1a hashes the first n bytes of b into h.
+func fnv1a[B string | []byte](h uint64, n int, b B) uint64 {
+	for i := 0; i < n; i++ {
+		h ^= uint64(b[i])
+		h *= fnvPrime
+	}
+	return h
 }
 
 // reply answers a request: with nothing when the digests agree, with
@@ -215,7 +249,7 @@ func (n *Node) Digest() uint64 {
 // digest that differs.
 func (n *Node) reply(to peer.ID, m *Message) {
 	n.stats.Sent++
-	r := &Message{Kind: Reply}
+	r := &Message{Kind: Reply, list: n.list}
 	switch {
 	case m.Digest != 0 && m.Digest == n.Digest():
 	case m.Digest != 0:
@@ -300,7 +334,7 @@ func (n *Node) Step(from peer.ID, m *Message) {
 		n.stats.Rejected++
 		return
 	}
-	if !n.merge(m.Entries) {
+	if !n.merge(m.Entries, m.list) {
 		n.stats.Rejected++
 		return
 	}
@@ -334,10 +368,13 @@ func sorted(es []*Entry) bool {
 }
 
 // merge keeps the best K+Reserve of the union of the list and theirs,
-// without duplicates or dead nodes. It allocates only when the list changes.
+// without duplicates or dead nodes. It allocates only when the list
+// changes, and not even then when the union is whole, the sender's list
+// (Message.list): the list then becomes that slice, shared, as it does
+// when nothing changes and whole holds the same entries (share).
 // It reports false, changing nothing, when Config.ValidEntry refuses an
 // entry of theirs that would enter the list.
-func (n *Node) merge(theirs []*Entry) bool {
+func (n *Node) merge(theirs, whole []*Entry) bool {
 	limit := n.cfg.K + n.cfg.Reserve
 	// First pass: does the union differ from the list?
 	changed, topChanged := false, false
@@ -357,11 +394,14 @@ func (n *Node) merge(theirs []*Entry) bool {
 		out++
 	}
 	if !changed {
+		n.share(whole)
 		return true
 	}
-	merged := make([]*Entry, 0, limit)
-	i, j = 0, 0
-	for len(merged) < limit {
+	// Second pass: the union, checked; merged stays nil while it is a
+	// prefix of whole, and copies that prefix when it leaves it.
+	var merged []*Entry
+	i, j, out = 0, 0, 0
+	for ; out < limit; out++ {
 		e, fromMine := n.pick(theirs, &i, &j)
 		if e == nil {
 			break
@@ -372,7 +412,16 @@ func (n *Node) merge(theirs []*Entry) bool {
 			}
 			e.checked = true
 		}
+		if merged == nil {
+			if out < len(whole) && whole[out] == e {
+				continue
+			}
+			merged = append(make([]*Entry, 0, limit), whole[:out]...)
+		}
 		merged = append(merged, e)
+	}
+	if merged == nil {
+		merged = whole[:out:out] // all of it, or its first out entries
 	}
 	n.list = merged
 	n.version++
@@ -380,6 +429,22 @@ func (n *Node) merge(theirs []*Entry) bool {
 		n.lastChange = n.round
 	}
 	return true
+}
+
+// share makes whole, the sender's list, this peer's when the two hold the
+// same entries: one slice then serves both, and converged peers come to
+// hold a few lists between them rather than one each. A list shared
+// already costs one comparison.
+func (n *Node) share(whole []*Entry) {
+	if len(whole) != len(n.list) || len(whole) == 0 || &whole[0] == &n.list[0] {
+		return
+	}
+	for i, e := range whole {
+		if n.list[i] != e {
+			return
+		}
+	}
+	n.list = whole
 }
 
 // pick returns the next entry of the union in order, skipping duplicates and
@@ -420,7 +485,7 @@ func (n *Node) Prune() {
 	}
 	defer func() {
 		if n.own != nil {
-			n.merge([]*Entry{n.own})
+			n.merge([]*Entry{n.own}, nil)
 		}
 	}()
 	var kept []*Entry

@@ -286,8 +286,8 @@ func TestDigestsAndDeltas(t *testing.T) {
 		return n
 	}
 	a, b := mk(es[0]), mk(es[1])
-	a.merge(es[:12])
-	b.merge(es[5:20])
+	a.merge(es[:12], nil)
+	b.merge(es[5:20], nil)
 	// A full request: b answers with the entries a lacks, and only those.
 	b.Step(1, &Message{Kind: Request, Entries: a.list, Seen: a.seen})
 	out := b.Outbox()
@@ -313,8 +313,8 @@ func TestDigestsAndDeltas(t *testing.T) {
 		t.Fatalf("reply to an equal digest: %+v", out[0].Msg)
 	}
 	// A list that changed: the digest differs, the reply is full.
-	b.merge(es[:1])
-	b.merge([]*Entry{{Node: "zz-best", Key: []byte{0}}})
+	b.merge(es[:1], nil)
+	b.merge([]*Entry{{Node: "zz-best", Key: []byte{0}}}, nil)
 	b.Step(1, &Message{Kind: Request, Digest: a.Digest()})
 	if out := b.Outbox(); len(out[0].Msg.Entries) != len(b.list) {
 		t.Fatalf("reply to a different digest: %d entries, list %d", len(out[0].Msg.Entries), len(b.list))
@@ -397,8 +397,8 @@ func TestReplyCarriesOnlyNews(t *testing.T) {
 	}
 	e := func(i int) *Entry { return &Entry{Node: fmt.Sprint("n", i), Key: []byte{byte(i)}} }
 	a, b := mk(e(10), "a"), mk(e(0), "b")
-	a.merge([]*Entry{e(2), e(4), e(6), e(8), e(10), e(12), e(14), e(16)}) // full: K+Reserve = 8
-	b.merge([]*Entry{e(1), e(3), e(20), e(22)})
+	a.merge([]*Entry{e(2), e(4), e(6), e(8), e(10), e(12), e(14), e(16)}, nil) // full: K+Reserve = 8
+	b.merge([]*Entry{e(1), e(3), e(20), e(22)}, nil)
 	b.Step(1, &Message{Kind: Request, Entries: a.list, Seen: a.seen})
 	r := b.Outbox()[0].Msg
 	if got := fmt.Sprint(names(r.Entries)); got != "[n0 n1 n3]" {
@@ -412,7 +412,7 @@ func TestReplyCarriesOnlyNews(t *testing.T) {
 		t.Error("the sparse filter did not merge")
 	}
 	b.Step(1, &Message{Kind: Request, Entries: a.list, Seen: a.seen, NoSeen: true})
-	b.merge([]*Entry{e(5)})
+	b.merge([]*Entry{e(5)}, nil)
 	if r := b.Outbox()[0].Msg; r.Seen != nil {
 		t.Errorf("NoSeen answered with a filter of %d words", len(r.Seen))
 	}
@@ -545,5 +545,72 @@ func TestEntryCheckedOnce(t *testing.T) {
 	}
 	if checks["a"] != 1 || checks["b"] != 2 {
 		t.Errorf("checks %v: want the good entry once, the bad one at each peer", checks)
+	}
+}
+
+// Peers in one process share lists: a peer whose merge yields exactly
+// the sender's list keeps the sender's slice (lists are never modified),
+// so converged peers hold a few lists between them, not one each; the
+// answers are those of an exact sort. A message that went over the wire
+// (encoded, decoded) carries no list to share.
+func TestConvergedPeersShareLists(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	es := randomEntries(r, 300)
+	for i := range es {
+		if es[i] == nil {
+			es[i] = &Entry{Node: fmt.Sprintf("m%05d", i), Key: []byte{200, byte(i)}, Row: []byte{1}}
+		}
+	}
+	want := exactTop(es, 10)
+	nw := newNet(t, es, 10, 5)
+	for range 40 {
+		nw.round()
+	}
+	lists := map[**Entry]bool{} // by the first element of each list's array
+	for i, n := range nw.nodes {
+		if !reflect.DeepEqual(n.Top(), want) {
+			t.Fatalf("peer %d: top %v, want %v", i, names(n.Top()), names(want))
+		}
+		lists[&n.list[0]] = true
+	}
+	if len(lists) > len(nw.nodes)/10 {
+		t.Errorf("%d peers hold %d lists: converged peers should share them", len(nw.nodes), len(lists))
+	}
+
+	// Over the wire: b takes a's list, a copy of its own.
+	a, b := nw.nodes[0], nw.nodes[1]
+	b.list, b.version = []*Entry{b.own}, b.version+1
+	m := &Message{Kind: Request, Entries: a.list, list: a.list}
+	d, err := Decode(m.Encode(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.list != nil {
+		t.Fatal("a decoded message carries a list to share")
+	}
+	b.Step(2, d)
+	if !reflect.DeepEqual(names(b.Top()), names(want)) || &b.list[0] == &a.list[0] {
+		t.Errorf("b after a decoded request: top %v, shares a's array %v", names(b.Top()), &b.list[0] == &a.list[0])
+	}
+}
+
+// Peers made with NewAs share one Config; each is still itself: its own
+// entry, its own bit in the coverage filter.
+func TestNewAsSharesConfig(t *testing.T) {
+	cfg := DefaultConfig(3, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
+	cfg.CoverageBits = 64
+	a, err := NewAs(&cfg, "a", &Entry{Node: "a", Key: []byte{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewAs(&cfg, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.cfg != b.cfg || !a.Covers("a") || a.Covers("b") || !b.Covers("b") || b.Covers("a") || len(a.Top()) != 1 || len(b.Top()) != 0 {
+		t.Errorf("shared %v; a covers a %v, b %v; b covers b %v, a %v; tops %d, %d", a.cfg == b.cfg, a.Covers("a"), a.Covers("b"), b.Covers("b"), b.Covers("a"), len(a.Top()), len(b.Top()))
+	}
+	if _, err := NewAs(&cfg, "", nil); err == nil {
+		t.Error("a coverage filter without a name: no error")
 	}
 }
