@@ -150,10 +150,10 @@ type Overlay struct {
 	pins      map[string]identity.Public
 	tagSets   *tagSets // the MemNetwork's, shared by the peers on it; else this peer's
 	conflicts int64
-	list      []string       // names of live peerq members but self, for sampling
-	pos       map[string]int // index of each name in list
-	events    chan network.Event
-	dropped   int64
+	list      []string           // names of live peerq members but self, for sampling
+	pos       map[string]int     // index of each name in list
+	events    chan network.Event // Events(); fed by queue, which never drops one
+	queue     *eventQueue
 	responder func(name string, payload []byte) []byte
 	done      chan struct{}
 	closing   sync.Once
@@ -182,7 +182,7 @@ func New(cfg Config) (*Overlay, error) {
 		logOut = io.Discard
 	}
 	o := &Overlay{cfg: cfg, members: map[string]network.Member{}, pos: map[string]int{}, pins: map[string]identity.Public{},
-		events: make(chan network.Event, 256), done: make(chan struct{}), tagSets: &tagSets{}}
+		events: make(chan network.Event, 256), queue: newEventQueue(), done: make(chan struct{}), tagSets: &tagSets{}}
 	if cfg.Mem != nil {
 		o.tagSets = &cfg.Mem.tagSets
 	}
@@ -301,8 +301,9 @@ func New(cfg Config) (*Overlay, error) {
 	}
 	o.serf = s
 	o.refresh()
-	o.wg.Add(1)
+	o.wg.Add(2)
 	go o.drain(events)
+	go func() { defer o.wg.Done(); o.queue.run(o.events, o.done) }()
 	return o, nil
 }
 
@@ -351,10 +352,7 @@ func (o *Overlay) drain(events chan serf.Event) {
 					o.cfg.Logf("refused a new identity for member(s) %s while alive: a member in another's name, or a forged update (the first key seen is kept)",
 						strings.Join(conflicts, ", "))
 				}
-				select {
-				case o.events <- network.Event{Kind: network.MemberConflict, Members: conflicts}:
-				default:
-				}
+				o.queue.push(network.Event{Kind: network.MemberConflict, Members: conflicts})
 			}
 			var kind network.EventKind
 			switch me.Type {
@@ -374,13 +372,7 @@ func (o *Overlay) drain(events chan serf.Event) {
 				names[i] = m.Name
 				info[i] = network.Member{Name: m.Name, Addr: gossipAddr(m), Tags: m.Tags}
 			}
-			select {
-			case o.events <- network.Event{Kind: kind, Members: names, Info: info, Reap: me.Type == serf.EventMemberReap}:
-			default:
-				o.mu.Lock()
-				o.dropped++
-				o.mu.Unlock()
-			}
+			o.queue.push(network.Event{Kind: kind, Members: names, Info: info, Reap: me.Type == serf.EventMemberReap})
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -133,6 +134,12 @@ func TestDescribe(t *testing.T) {
 	}
 	if _, errs := session(t, &catalogExec{}, `\d nothing`); !strings.Contains(errs, "no table, attribute or subcloud is named nothing") {
 		t.Errorf(`\d nothing: %q`, errs)
+	}
+	// and it is a failure: a piped shell exits with it.
+	var failed *FailedError
+	err := Run(context.Background(), &catalogExec{}, Config{In: strings.NewReader("\\d nothing\n"), Out: io.Discard, Err: io.Discard, Split: semicolons})
+	if !errors.As(err, &failed) || failed.N != 1 {
+		t.Errorf(`\d nothing through a pipe: %v, want 1 failure`, err)
 	}
 }
 

@@ -595,7 +595,7 @@ func (s *Session) describe(ctx context.Context, arg string) {
 		return
 	case len(f) == 2 && strings.EqualFold(f[0], "SUBCLOUD"):
 		if !s.describeRow(ctx, "SHOW SUBCLOUDS", f[1]) {
-			fmt.Fprintf(s.cfg.Err, "unknown subcloud %s (SHOW SUBCLOUDS lists them)\n", f[1])
+			s.describeFailed(fmt.Errorf("unknown subcloud %s (SHOW SUBCLOUDS lists them)", f[1]))
 		}
 		return
 	case len(f) == 1 && strings.EqualFold(f[0], "peers"):
@@ -609,11 +609,18 @@ func (s *Session) describe(ctx context.Context, arg string) {
 		return
 	case len(f) == 1:
 		if !s.describeRow(ctx, "SHOW ATTRIBUTES", f[0]) && !s.describeRow(ctx, "SHOW SUBCLOUDS", f[0]) {
-			fmt.Fprintf(s.cfg.Err, "no table, attribute or subcloud is named %s (\\d lists the attributes, SHOW SUBCLOUDS the subclouds; the tables are peers and leases)\n", f[0])
+			s.describeFailed(fmt.Errorf("no table, attribute or subcloud is named %s (\\d lists the attributes, SHOW SUBCLOUDS the subclouds; the tables are peers and leases)", f[0]))
 		}
 		return
 	}
-	fmt.Fprintln(s.cfg.Err, `usage: \d, \d TABLE, \d NAME or \d SUBCLOUD NAME`)
+	s.describeFailed(errors.New(`usage: \d, \d TABLE, \d NAME or \d SUBCLOUD NAME`))
+}
+
+// describeFailed says why a \d found nothing to describe, and counts it
+// as a failure: a script that pipes \d exits with it, as with \i.
+func (s *Session) describeFailed(err error) {
+	fmt.Fprintln(s.cfg.Err, err)
+	s.fail(err)
 }
 
 // title heads a description in the table format (the machine formats

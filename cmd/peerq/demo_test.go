@@ -118,9 +118,9 @@ func TestShellThroughPipe(t *testing.T) {
 		`SELECT 1 FROM peers;`,
 	}, "\n")
 	code, out, errs := runCLI(t, in, "demo", "--nodes", "6", "--freeze", "--round", "50ms")
-	// The shell went on after the bad statement, and exits as a script
-	// would for it.
-	if code != exitStatement || !strings.Contains(errs, "1 statement failed") {
+	// The shell went on after the bad statement and the \d of nothing,
+	// and exits as a script would for the first.
+	if code != exitStatement || !strings.Contains(errs, "2 statements failed; the first: ") {
 		t.Fatalf("exit %d, want %d: %s", code, exitStatement, errs)
 	}
 	for _, want := range []string{`\\pager`, `(?m)^members +\(2\)\n  peer-0+\d+\n  peer-`, `(?m)^kind +ratio$`} {

@@ -3,11 +3,14 @@
 # gossip statement, presses Ctrl-D and prints how long the process took to
 # end and the lines it said while stopping (BENCHMARKS.md, "The first hour").
 # usage: exit.py PEERQ_BINARY [demo flags...]
-import os, pty, sys, time, select
+import fcntl, os, pty, struct, sys, termios, time, select
 binary = sys.argv[1]
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(binary, [binary, "demo"] + sys.argv[2:])
+# A terminal of 120 × 40, as a user's: at 0 columns the line editor falls
+# back to plain input, and that is not what a user runs.
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
 buf = b""
 t0 = time.time()
 while b"peerq>" not in buf:

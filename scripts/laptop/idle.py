@@ -3,11 +3,14 @@
 # settle 20 s, then reads its CPU time and resident memory from /proc over
 # 60 s of idling (BENCHMARKS.md, "The first hour"). Linux only.
 # usage: idle.py PEERQ_BINARY
-import os, pty, sys, time, select
+import fcntl, os, pty, struct, sys, termios, time, select
 binary = sys.argv[1]
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(binary, [binary, "demo"])
+# A terminal of 120 × 40, as a user's: at 0 columns the line editor falls
+# back to plain input, and that is not what a user runs.
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
 buf=b""; t0=time.time()
 while b"peerq>" not in buf:
     r,_,_=select.select([fd],[],[],1)
