@@ -7,7 +7,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -619,6 +621,30 @@ func fanoutAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause
 	}
 }
 
+// profileRun starts a CPU profile of one run into
+// $PEERQ_BENCH_PROFILE/NAME.cpu when that is set (a directory), and
+// returns what stops it; merge a side's runs with
+// "go tool pprof -proto DIR/top50-defended-*.cpu > defended.pb".
+func profileRun(t *testing.T, name string) (stop func()) {
+	dir := os.Getenv("PEERQ_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".cpu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // abSide names an A/B's two sides, sets one on a node, puts the node
 // back as configured, and checks an answer on a side.
 type abSide struct {
@@ -675,7 +701,9 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			before := asker.Stats()
 			var ms0, ms1 goruntime.MemStats
 			goruntime.ReadMemStats(&ms0)
+			stop := profileRun(t, fmt.Sprintf("%s-%s-%d", q.name, map[bool]string{true: side.on, false: side.off}[on], run))
 			res, err := asker.Query(ctx, p, nil)
+			stop()
 			goruntime.ReadMemStats(&ms1)
 			// The cluster's peers share one heap: what they allocate
 			// brings garbage collections, which slow every peer at once.

@@ -5,8 +5,11 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/serf/serf"
 )
 
 // Cluster is an embedded cluster: many real Serf peers in one process on
@@ -128,10 +131,48 @@ func (c *Cluster) WaitSettled(ctx context.Context, progress func(settled int)) e
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("overlay: %d of %d peers settled: %w", s, len(c.Peers), ctx.Err())
+			return fmt.Errorf("overlay: %d of %d peers settled%s: %w", s, len(c.Peers), c.unsettled(3), ctx.Err())
 		case <-tick.C:
 		}
 	}
+}
+
+// unsettled says, for up to max peers that do not see the whole cluster,
+// which members they lack and in what state their Serf holds each: what
+// one needs to tell a peer that never heard of another from one that
+// declared it failed and was not told it lives.
+func (c *Cluster) unsettled(max int) string {
+	var b strings.Builder
+	shown := 0
+	for _, p := range c.Peers {
+		if p.closed() || p.Size() == len(c.Peers) {
+			continue
+		}
+		if shown == max {
+			b.WriteString("; …")
+			break
+		}
+		shown++
+		states := map[string]string{}
+		for _, m := range p.serf.Members() {
+			states[m.Name] = m.Status.String()
+			if m.Status == serf.StatusAlive && m.Tags[TagProtocol] == "" {
+				states[m.Name] = "alive without peerq's tags"
+			}
+		}
+		var lack []string
+		for _, q := range c.Peers {
+			if _, ok := p.Member(q.cfg.Name); !ok {
+				st := states[q.cfg.Name]
+				if st == "" {
+					st = "unknown"
+				}
+				lack = append(lack, q.cfg.Name+" ("+st+")")
+			}
+		}
+		fmt.Fprintf(&b, "; %s sees %d, lacks %s", p.cfg.Name, p.Size(), strings.Join(lack, ", "))
+	}
+	return b.String()
 }
 
 // Shutdown stops every peer, in parallel.

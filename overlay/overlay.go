@@ -150,14 +150,21 @@ type Overlay struct {
 	pins      map[string]identity.Public
 	tagSets   *tagSets // the MemNetwork's, shared by the peers on it; else this peer's
 	conflicts int64
-	list      []string           // names of live peerq members but self, for sampling
-	pos       map[string]int     // index of each name in list
-	events    chan network.Event // Events(); fed by queue, which never drops one
-	queue     *eventQueue
-	responder func(name string, payload []byte) []byte
-	done      chan struct{}
-	closing   sync.Once
-	wg        sync.WaitGroup
+	// touched names the members whose events were applied while a
+	// refresh was reading Serf's list (refreshing > 0); nil otherwise.
+	touched    map[string]struct{}
+	refreshing int
+	// afterSnapshot, if set (tests), runs between a refresh's reading
+	// of Serf's list and its applying it.
+	afterSnapshot func()
+	list          []string           // names of live peerq members but self, for sampling
+	pos           map[string]int     // index of each name in list
+	events        chan network.Event // Events(); fed by queue, which never drops one
+	queue         *eventQueue
+	responder     func(name string, payload []byte) []byte
+	done          chan struct{}
+	closing       sync.Once
+	wg            sync.WaitGroup
 }
 
 // New creates the peer's Serf instance and exchange endpoint. It does not
@@ -345,6 +352,9 @@ func (o *Overlay) drain(events chan serf.Event) {
 				if o.apply(m) {
 					conflicts = append(conflicts, m.Name)
 				}
+				if o.touched != nil {
+					o.touched[m.Name] = struct{}{}
+				}
 			}
 			o.mu.Unlock()
 			if len(conflicts) > 0 {
@@ -377,15 +387,43 @@ func (o *Overlay) drain(events chan serf.Event) {
 	}
 }
 
-// refresh rebuilds the member table from Serf: at start, and after a join
-// or a tag change of our own.
+// refresh brings the member table up to Serf's list of members: at
+// start, and after a join or a tag change of our own. The list is a
+// snapshot, and the event loop may apply a newer event while it is read
+// (Serf delivers events without its member lock held by us): a member
+// whose event was applied since the refresh began keeps the table's
+// entry, since anything newer about it brings an event of its own. A
+// table rebuilt from the snapshot alone lost a member that joined in
+// that window for good — with frozen tags no later event brings it
+// back — and a 20-peer demo on a loaded machine then never settled.
 func (o *Overlay) refresh() {
+	o.mu.Lock()
+	if o.refreshing == 0 {
+		o.touched = map[string]struct{}{}
+	}
+	o.refreshing++
+	o.mu.Unlock()
 	ms := o.serf.Members()
+	if o.afterSnapshot != nil {
+		o.afterSnapshot()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.members, o.list, o.pos = map[string]network.Member{}, nil, map[string]int{}
+	listed := make(map[string]struct{}, len(ms))
 	for _, m := range ms {
-		o.apply(m)
+		listed[m.Name] = struct{}{}
+		if _, newer := o.touched[m.Name]; !newer {
+			o.apply(m)
+		}
+	}
+	for name := range o.members {
+		_, newer := o.touched[name]
+		if _, ok := listed[name]; !ok && !newer {
+			o.apply(serf.Member{Name: name, Status: serf.StatusLeft}) // reaped
+		}
+	}
+	if o.refreshing--; o.refreshing == 0 {
+		o.touched = nil
 	}
 }
 

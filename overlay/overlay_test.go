@@ -162,3 +162,49 @@ func TestTagSetsIntern(t *testing.T) {
 		t.Errorf("%d sets held for 10 members", len(s.byKey))
 	}
 }
+
+// A member that joins while a refresh reads Serf's list is kept: its join
+// event, applied in that window, is newer than the list. A refresh that
+// rebuilt the table from the list lost it for good (no later event brings
+// it back), and a demo on a loaded machine never settled.
+func TestRefreshKeepsNewerEvents(t *testing.T) {
+	c := startConfigs(t, []Config{{Name: "p000"}, {Name: "p001"}}, nil)
+	a := c.Peers[0]
+	var late *Overlay
+	a.afterSnapshot = func() {
+		var err error
+		if late, err = New(Config{Name: "p002", Mem: c.Mem, ClusterSize: 3}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := late.Join(ctx, []string{c.Peers[1].JoinAddr()}); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until a's event loop applied the join: the list read
+		// before it does not hold p002.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, ok := a.Member("p002"); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("p000 never heard of p002's join")
+			}
+		}
+	}
+	a.refresh()
+	a.afterSnapshot = nil
+	t.Cleanup(func() {
+		if err := late.Shutdown(); err != nil {
+			t.Logf("p002: %v", err)
+		}
+	})
+	if _, ok := a.Member("p002"); !ok || a.Size() != 3 {
+		t.Errorf("after the refresh p000 sees %d members, p002 %v; want 3, p002 among them", a.Size(), ok)
+	}
+	// A refresh with nothing in flight still brings the table to Serf's.
+	a.refresh()
+	if a.Size() != 3 {
+		t.Errorf("p000 sees %d members, want 3", a.Size())
+	}
+}
