@@ -624,7 +624,10 @@ func fanoutAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause
 // profileRun starts a CPU profile of one run into
 // $PEERQ_BENCH_PROFILE/NAME.cpu when that is set (a directory), and
 // returns what stops it; merge a side's runs with
-// "go tool pprof -proto DIR/top50-defended-*.cpu > defended.pb".
+// "go tool pprof -proto DIR/top50-defended-*.cpu > defended.pb". Beside
+// it, NAME.allocs0 and NAME.allocs1 are the allocation profiles before
+// and after the run: "go tool pprof -sample_index=alloc_space -base
+// NAME.allocs0 NAME.allocs1" is what the run allocated.
 func profileRun(t *testing.T, name string) (stop func()) {
 	dir := os.Getenv("PEERQ_BENCH_PROFILE")
 	if dir == "" {
@@ -637,8 +640,21 @@ func profileRun(t *testing.T, name string) (stop func()) {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		t.Fatal(err)
 	}
+	heap := func(suffix string) {
+		goruntime.GC() // the profile is as of the last collection
+		h, err := os.Create(filepath.Join(dir, name+suffix))
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(h, 0)
+			err = errors.Join(err, h.Close())
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	heap(".allocs0")
 	return func() {
 		pprof.StopCPUProfile()
+		heap(".allocs1")
 		if err := f.Close(); err != nil {
 			t.Error(err)
 		}
@@ -687,6 +703,7 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		rounds := map[bool][]int64{}
 		alloc := map[bool][]int64{}
 		gcs := map[bool]int{}
+		refused := map[bool]int64{} // messages the cluster's peers refused (Stats.Malformed)
 		// Which of a pair runs first is drawn (seeded): in strict
 		// alternation a garbage collection that comes once a pair
 		// lands on the same side every time (10 against 0 in 20 pairs).
@@ -699,6 +716,10 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			on := first != (run%2 == 1)
 			setOn(on)
 			before := asker.Stats()
+			refused0 := int64(0)
+			for _, n := range e.Nodes {
+				refused0 += n.Stats().Malformed
+			}
 			var ms0, ms1 goruntime.MemStats
 			goruntime.ReadMemStats(&ms0)
 			stop := profileRun(t, fmt.Sprintf("%s-%s-%d", q.name, map[bool]string{true: side.on, false: side.off}[on], run))
@@ -713,6 +734,10 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 				t.Fatal(err)
 			}
 			after := asker.Stats()
+			for _, n := range e.Nodes {
+				refused[on] += n.Stats().Malformed
+			}
+			refused[on] -= refused0
 			if err := side.check(p, on, res); err != nil {
 				t.Errorf("%s (%s on %v): %v", q.src, side.on, on, err)
 			}
@@ -725,7 +750,7 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		for _, n := range e.Nodes {
 			forged += n.Stats().ForgedRecords
 		}
-		t.Logf("%s: %d records refused as forged on all peers so far", q.src, forged)
+		t.Logf("%s: %d records refused as forged on all peers so far; %d vs %d messages refused in the %s and %s runs", q.src, forged, refused[true], refused[false], side.on, side.off)
 		a, b := median(lat[true]), median(lat[false])
 		t.Logf("%s: %s %v (runs %v), %s %v (runs %v): ratio %.2f; asker bytes %v vs %v, rounds %v vs %v; medians: asker bytes %d vs %d, rounds %d vs %d; the cluster allocated %d vs %d MB a run (medians), %d vs %d garbage collections in all",
 			q.src, side.on, a.Round(time.Millisecond), lat[true], side.off, b.Round(time.Millisecond), lat[false], a.Seconds()/b.Seconds(),

@@ -145,8 +145,8 @@ func hash64(s string) uint64 {
 // coordinate and the coverage size, so that it can join; a peer that has
 // sent this peer a message of the query has it, and gets only the message:
 // the plan goes once, not every round.
-func (q *instance) entry(msg []byte, request bool, to peer.ID) entry {
-	e := entry{ID: q.id, Kind: q.kind, Round: uint32(q.run.Round()), Msg: msg, Excluded: q.wire}
+func (q *instance) entry(msg run.Message, request bool, to peer.ID) entry {
+	e := entry{ID: q.id, Kind: q.kind, Round: uint32(q.run.Round()), msg: msg, Excluded: q.wire}
 	if request && !q.has[to] {
 		e.Plan, e.Origin, e.Asker, e.Coverage = q.planBytes, q.coord, q.asker, q.coverage
 	}

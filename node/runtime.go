@@ -295,7 +295,7 @@ func (rt *runtime) tick() {
 			continue // lingering: counting down, sending nothing
 		}
 		q.run.Tick()
-		for _, env := range q.run.Outbox() {
+		for _, env := range q.run.Messages() {
 			if to := rt.names[env.To]; to != "" {
 				out[to] = append(out[to], q.entry(env.Msg, true, env.To))
 			}
@@ -332,6 +332,12 @@ func (rt *runtime) tick() {
 		rt.outTo[to]++
 	}
 	hints := rt.prober.hints(now)
+	// Encoded here, under rt.mu: the entries hold the cores' messages,
+	// which hold the cores' buffers.
+	bodies := make(map[string][]byte, len(out))
+	for to, es := range out {
+		bodies[to] = encodeBatch(batch{Hints: hints, Entries: es})
+	}
 	rt.instances.Store(int64(rt.running()))
 	rt.quiet.Store(len(rt.queries) == 0 && len(rt.ended) == 0 && len(out) == 0 && rt.prober.quiet())
 	rt.mu.Unlock()
@@ -351,7 +357,7 @@ func (rt *runtime) tick() {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()
-			ok := rt.exchange(to, batch{Hints: hints, Entries: es})
+			ok := rt.exchange(to, es, bodies[to])
 			if told {
 				return
 			}
@@ -488,10 +494,10 @@ func memberSet(net Network) map[string]bool {
 	return set
 }
 
-// exchange sends one batch and steps the replies; it reports whether the
-// round may go on at once: the peer answered, or refused the connection.
-func (rt *runtime) exchange(to string, req batch) bool {
-	body := encodeBatch(req)
+// exchange sends one batch, its entries encoded in body, and steps the
+// replies; it reports whether the round may go on at once: the peer
+// answered, or refused the connection.
+func (rt *runtime) exchange(to string, entries []entry, body []byte) bool {
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.ExchangeTimeout)
 	sent := rt.now()
 	slow := rt.prober.suspectIfSlow(to)
@@ -547,7 +553,7 @@ func (rt *runtime) exchange(to string, req batch) bool {
 	// A peer that answered nothing to a request sent without the plan no
 	// longer has the query (it restarted, or let it go): the next request
 	// carries the plan again.
-	for _, e := range req.Entries {
+	for _, e := range entries {
 		if q := rt.queries[e.ID]; q != nil && e.Plan == nil && !answered[e.ID] {
 			delete(q.has, from)
 		}
@@ -647,7 +653,7 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 			continue
 		}
 		q.heard(src)
-		for _, env := range q.run.Outbox() {
+		for _, env := range q.run.Messages() {
 			replies = append(replies, q.entry(env.Msg, false, src))
 		}
 	}

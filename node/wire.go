@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/peerq/peerq/internal/wire"
+	"github.com/peerq/peerq/run"
 )
 
 // QueryID names one query across the cluster: random, chosen by the
@@ -52,7 +53,11 @@ type entry struct {
 	// Coverage is, in requests, the size of a top-k's coverage filter,
 	// chosen by the asker (run.CoverageFor).
 	Coverage uint32
-	Msg      []byte // the core's encoded message
+	Msg      []byte // the core's encoded message (received)
+	// msg is, in an entry to send, the core's message, encoded straight
+	// into the batch (run.Instance.Messages): under the lock that
+	// guards the core, since it holds the core's buffers.
+	msg run.Message
 	// Excluded are the members left out of the query so far, as the
 	// sender knows them (a grow-only set, at most MaxExcluded): each
 	// receiver merges them and leaves them out too.
@@ -62,7 +67,7 @@ type entry struct {
 // announces says whether the entry is an announcement (runtime.announce):
 // a query's plan without a message of its core, which a core never
 // sends (every encoded message has at least its version byte).
-func (e entry) announces() bool { return len(e.Msg) == 0 && len(e.Plan) > 0 }
+func (e entry) announces() bool { return e.msg == nil && len(e.Msg) == 0 && len(e.Plan) > 0 }
 
 // hint is a peer the sender failed to reach AgeMillis ago: a suspicion an
 // asking peer checks for itself before it trusts an answer (suspect.go).
@@ -120,6 +125,9 @@ func encodeBatch(b batch) []byte {
 	}
 	for _, e := range b.Entries {
 		size += len(e.ID) + 1 + 7*binary.MaxVarintLen64 + len(e.Plan) + len(e.Origin) + len(e.Asker) + len(e.Msg)
+		if e.msg != nil {
+			size += e.msg.Size()
+		}
 		for _, x := range e.Excluded {
 			size += binary.MaxVarintLen64 + len(x)
 		}
@@ -142,8 +150,13 @@ func encodeBatch(b batch) []byte {
 			out = append(out, f...)
 		}
 		out = binary.AppendUvarint(out, uint64(e.Coverage))
-		out = binary.AppendUvarint(out, uint64(len(e.Msg)))
-		out = append(out, e.Msg...)
+		if e.msg != nil {
+			out = binary.AppendUvarint(out, uint64(e.msg.Size()))
+			out = e.msg.Encode(out)
+		} else {
+			out = binary.AppendUvarint(out, uint64(len(e.Msg)))
+			out = append(out, e.Msg...)
+		}
 		out = binary.AppendUvarint(out, uint64(len(e.Excluded)))
 		for _, x := range e.Excluded {
 			out = binary.AppendUvarint(out, uint64(len(x)))

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/peerq/peerq/topk"
 )
 
 func TestBatchRoundTrip(t *testing.T) {
@@ -15,6 +17,8 @@ func TestBatchRoundTrip(t *testing.T) {
 				Excluded: []string{"p3", "p9"}},
 			{ID: QueryID{9}, Kind: protoTopK, Msg: []byte{}},
 			{ID: QueryID{3}, Kind: protoEnd},
+			// A core's message, encoded straight into the batch.
+			{ID: QueryID{4}, Kind: protoTopK, msg: &topk.Message{Kind: topk.Reply, Entries: []*topk.Entry{{Node: "p1", Key: []byte{1}, Row: []byte{2}, Proof: []byte("sig")}}}},
 		},
 	}
 	got, err := decodeBatch(encodeBatch(b))
@@ -22,10 +26,10 @@ func TestBatchRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := got.Entries
-	if len(got.Hints) != 1 || got.Hints[0] != b.Hints[0] || len(e) != 3 || e[0].ID != b.Entries[0].ID || e[0].Round != 7 ||
+	if len(got.Hints) != 1 || got.Hints[0] != b.Hints[0] || len(e) != 4 || e[0].ID != b.Entries[0].ID || e[0].Round != 7 ||
 		string(e[0].Plan) != "plan" || string(e[0].Origin) != "xy" || e[0].Asker != "a1" || e[0].Coverage != 4096 ||
 		!reflect.DeepEqual(e[0].Msg, b.Entries[0].Msg) || !reflect.DeepEqual(e[0].Excluded, b.Entries[0].Excluded) || e[1].Kind != protoTopK ||
-		len(e[1].Plan) != 0 || e[2].Kind != protoEnd {
+		len(e[1].Plan) != 0 || e[2].Kind != protoEnd || string(e[3].Msg) != string(b.Entries[3].msg.Encode(nil)) {
 		t.Errorf("round trip: %+v", got)
 	}
 	good := encodeBatch(batch{Entries: b.Entries[:1]})

@@ -602,14 +602,37 @@ func (q *Instance) Announce() int {
 // reuses its buffers on the next call).
 func (q *Instance) Outbox() []peer.Envelope[[]byte] {
 	var out []peer.Envelope[[]byte]
+	for _, e := range q.Messages() {
+		out = append(out, peer.Envelope[[]byte]{To: e.To, Msg: e.Msg.Encode(nil)})
+	}
+	return out
+}
+
+// Message is a core's message, not yet encoded: an aggregate's or a
+// top-k's.
+type Message interface {
+	// Size is the length of its encoding.
+	Size() int
+	// Encode appends its encoding to b.
+	Encode(b []byte) []byte
+}
+
+// Messages returns what the core has to send, not encoded, for a driver
+// that encodes them straight into what carries them (the runtime's
+// batch): a top-k's list went through two copies, and with a signature
+// an entry those copies were most of what the defence allocated. The
+// messages hold the core's buffers: they must be encoded before the
+// core's next call.
+func (q *Instance) Messages() []peer.Envelope[Message] {
+	var out []peer.Envelope[Message]
 	if q.agg != nil {
 		for _, e := range q.agg.Outbox() {
-			out = append(out, peer.Envelope[[]byte]{To: e.To, Msg: e.Msg.Encode(nil)})
+			out = append(out, peer.Envelope[Message]{To: e.To, Msg: e.Msg})
 		}
 		return out
 	}
 	for _, e := range q.top.Outbox() {
-		out = append(out, peer.Envelope[[]byte]{To: e.To, Msg: e.Msg.Encode(nil)})
+		out = append(out, peer.Envelope[Message]{To: e.To, Msg: e.Msg})
 	}
 	return out
 }
@@ -626,7 +649,7 @@ func (q *Instance) Step(from peer.ID, msg []byte) error {
 		}
 		return q.StepAggregate(from, m)
 	}
-	m, err := topk.Decode(msg)
+	m, err := q.top.Decode(msg)
 	if err != nil {
 		return err
 	}

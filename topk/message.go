@@ -123,14 +123,22 @@ func EntrySize(e *Entry) int {
 }
 
 // Decode reads a message. It refuses oversized, malformed or unsorted input
-// with an error wrapping ErrMalformed, and never panics.
-func Decode(b []byte) (*Message, error) {
+// with an error wrapping ErrMalformed, and never panics. It does not keep
+// b.
+func Decode(b []byte) (*Message, error) { return DecodeKnown(b, nil) }
+
+// DecodeKnown is Decode for a peer that holds known, a list in order (its
+// own): an entry of the message equal in all its fields to one of known
+// is that entry, and only the others are made. A peer's list goes to
+// peers that hold most of it already, and making those entries again —
+// their bytes, with a 64-byte signature each — and checking them again
+// as they entered the list was most of what a top-k allocated and half
+// of what its defence cost.
+func DecodeKnown(b []byte, known []*Entry) (*Message, error) {
 	if len(b) > MaxMessageBytes {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessageBytes)
 	}
-	// One copy of the whole message; the entries alias it (they are
-	// immutable), rather than three allocations per entry.
-	d := wire.NewReader(bytes.Clone(b), ErrMalformed)
+	d := wire.NewReader(b, ErrMalformed)
 	if v := d.Byte(); v != WireVersion {
 		d.Fail(fmt.Sprintf("version %d, want %d", v, WireVersion))
 	}
@@ -145,13 +153,45 @@ func Decode(b []byte) (*Message, error) {
 	m.NoSeen, m.Sparse = f&FlagNoSeen != 0, f&FlagSparse != 0
 	m.Digest = d.Uvarint()
 	n := d.Count(MaxEntries)
+	// Two passes: the first finds the entries this peer holds and
+	// measures the others, the second makes those in one block of
+	// entries and one of bytes (they are immutable, and share them).
+	start := *d
+	fresh, size := 0, 0
+	held := matcher{known: known}
 	for i := 0; i < n && d.Err() == nil; i++ {
-		e := &Entry{Node: string(d.Next(d.Count(MaxFieldBytes))), Key: d.Next(d.Count(MaxFieldBytes)), Row: d.Next(d.Count(MaxFieldBytes)),
-			Proof: d.Next(d.Count(MaxProofBytes))}
-		if e.Node == "" {
-			d.Fail("entry without a node")
+		node, key, row, proof := readEntry(d)
+		if held.find(node, key, row, proof) == nil {
+			fresh++
+			size += len(key) + len(row) + len(proof)
 		}
-		m.Entries = append(m.Entries, e)
+	}
+	if d.Err() == nil && n > 0 {
+		*d, held = start, matcher{known: known}
+		m.Entries = make([]*Entry, 0, n)
+		made, buf := make([]Entry, fresh), make([]byte, 0, size)
+		field := func(f []byte) []byte {
+			if len(f) == 0 {
+				return nil
+			}
+			buf = append(buf, f...)
+			return buf[len(buf)-len(f) : len(buf) : len(buf)]
+		}
+		for i := 0; i < n && d.Err() == nil; i++ {
+			node, key, row, proof := readEntry(d)
+			if len(node) == 0 {
+				d.Fail("entry without a node")
+				break
+			}
+			if e := held.find(node, key, row, proof); e != nil {
+				m.Entries = append(m.Entries, e)
+				continue
+			}
+			e := &made[0]
+			made = made[1:]
+			e.Node, e.Key, e.Row, e.Proof = string(node), field(key), field(row), field(proof)
+			m.Entries = append(m.Entries, e)
+		}
 	}
 	// The filter's size is bounded before it is allocated; a dense
 	// filter must be present in full, a sparse one names each word once,
@@ -188,4 +228,46 @@ func Decode(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("%w: entries not in order", ErrMalformed)
 	}
 	return m, nil
+}
+
+// readEntry reads an entry's fields, aliasing the input.
+func readEntry(d *wire.Reader) (node, key, row, proof []byte) {
+	return d.Next(d.Count(MaxFieldBytes)), d.Next(d.Count(MaxFieldBytes)), d.Next(d.Count(MaxFieldBytes)), d.Next(d.Count(MaxProofBytes))
+}
+
+// matcher finds a message's entries, in order, in a list in the same
+// order: one walk for the whole message.
+type matcher struct {
+	known []*Entry
+	j     int
+}
+
+// find returns the held entry equal to (node, key, row, proof), or nil.
+func (m *matcher) find(node, key, row, proof []byte) *Entry {
+	for m.j < len(m.known) && compareRaw(m.known[m.j], key, node) < 0 {
+		m.j++
+	}
+	if m.j == len(m.known) {
+		return nil
+	}
+	e := m.known[m.j]
+	if compareRaw(e, key, node) != 0 || !bytes.Equal(e.Row, row) || !bytes.Equal(e.Proof, proof) {
+		return nil
+	}
+	m.j++
+	return e
+}
+
+// compareRaw orders e against an entry's raw key and node as Less does.
+func compareRaw(e *Entry, key, node []byte) int {
+	if c := bytes.Compare(e.Key, key); c != 0 {
+		return c
+	}
+	switch {
+	case e.Node < string(node):
+		return -1
+	case e.Node > string(node):
+		return 1
+	}
+	return 0
 }

@@ -509,6 +509,9 @@ func (n *Node) Prune() {
 	}
 }
 
+// Decode reads a message to this peer (DecodeKnown with its list).
+func (n *Node) Decode(b []byte) (*Message, error) { return DecodeKnown(b, n.list) }
+
 // Top returns the best K entries known, best first.
 func (n *Node) Top() []*Entry {
 	if len(n.list) > n.cfg.K {

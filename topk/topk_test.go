@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 
@@ -217,9 +218,70 @@ func FuzzDecodeMessage(f *testing.F) {
 		if got := m.Encode(nil); len(got) != m.Size() || string(got) != string(b) {
 			t.Fatalf("re-encoding differs")
 		}
+		// Decoded again by a peer that holds its entries, or some of
+		// the seed's: the same message, held entries taken as they are.
+		for _, known := range [][]*Entry{m.Entries, es} {
+			again, err := DecodeKnown(b, known)
+			if err != nil {
+				t.Fatalf("decoded, then refused with entries held: %v", err)
+			}
+			if got := again.Encode(nil); string(got) != string(b) {
+				t.Fatalf("re-encoding with entries held differs")
+			}
+		}
+		again, _ := DecodeKnown(b, m.Entries)
+		for i, e := range again.Entries {
+			if e != m.Entries[i] {
+				t.Fatalf("entry %d held, yet made again", i)
+			}
+		}
 		node.Step(1, m)
 		node.Top()
 	})
+}
+
+// A message's entries that the receiver holds, equal in every field, are
+// the receiver's own entries; the others are made, equal to what was sent,
+// and an entry that differs from a held one in any field (a row, a proof)
+// is made, never taken for the held one.
+func TestDecodeKnown(t *testing.T) {
+	held := []*Entry{
+		{Node: "a", Key: []byte{1}, Row: []byte("ra"), Proof: []byte("sa")},
+		{Node: "b", Key: []byte{2}, Row: []byte("rb"), Proof: []byte("sb")},
+		{Node: "c", Key: []byte{3}, Row: []byte("rc"), Proof: []byte("sc")},
+		{Node: "d", Key: []byte{5}, Row: []byte("rd"), Proof: []byte("sd")},
+	}
+	sent := []*Entry{
+		{Node: "a", Key: []byte{1}, Row: []byte("ra"), Proof: []byte("sa")},    // held
+		{Node: "a2", Key: []byte{1}, Row: []byte("r"), Proof: []byte("s")},     // new
+		{Node: "b", Key: []byte{2}, Row: []byte("rb"), Proof: []byte("other")}, // another proof
+		{Node: "c", Key: []byte{3}, Row: []byte("XX"), Proof: []byte("sc")},    // another row
+		{Node: "d", Key: []byte{5}, Row: []byte("rd"), Proof: []byte("sd")},    // held
+		{Node: "e", Key: []byte{9}},                                            // new, empty fields
+	}
+	b := (&Message{Kind: Request, Entries: sent}).Encode(nil)
+	got, err := DecodeKnown(b, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Entries) != len(sent) {
+		t.Fatalf("%d entries, sent %d", len(got.Entries), len(sent))
+	}
+	for i, want := range sent {
+		e := got.Entries[i]
+		if e.Node != want.Node || string(e.Key) != string(want.Key) || string(e.Row) != string(want.Row) || string(e.Proof) != string(want.Proof) {
+			t.Errorf("entry %d: %+v, sent %+v", i, e, want)
+		}
+		isHeld := slices.Contains(held, e)
+		if wantHeld := i == 0 || i == 4; isHeld != wantHeld {
+			t.Errorf("entry %d (%s): held %v, want %v", i, e.Node, isHeld, wantHeld)
+		}
+	}
+	// The made entries do not alias the input.
+	clear(b)
+	if string(got.Entries[1].Row) != "r" || got.Entries[2].Node != "b" || string(got.Entries[3].Row) != "XX" {
+		t.Errorf("entries changed with the input: %+v %+v %+v", got.Entries[1], got.Entries[2], got.Entries[3])
+	}
 }
 
 // Coverage is sound: whenever the asker's filter holds every peer, its list
