@@ -1,8 +1,11 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"net"
 
 	"slices"
@@ -52,6 +55,29 @@ func TestGateways(t *testing.T) {
 	}
 	if got := Gateways(nil, 3); len(got) != 0 {
 		t.Fatalf("no members, %d gateways", len(got))
+	}
+	// The same as sorting every member by hash/fnv's FNV-1a and taking
+	// the first k, for pools of any size, in any order, any k.
+	r := rand.New(rand.NewPCG(5, 5))
+	for trial := range 200 {
+		pool := slices.Clone(names[:r.IntN(len(names)+1)])
+		r.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+		k := r.IntN(6)
+		ref := slices.Clone(pool)
+		hash := func(s string) uint64 { h := fnv.New64a(); h.Write([]byte(s)); return h.Sum64() }
+		slices.SortFunc(ref, func(a, b string) int {
+			if c := cmp.Compare(hash(a), hash(b)); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+		if want := ref[:min(k, len(ref))]; !slices.Equal(Gateways(members(pool...), k), want) {
+			t.Fatalf("trial %d: %d members, k %d: %v, want %v", trial, len(pool), k, Gateways(members(pool...), k), want)
+		}
+	}
+	// Ties in the hash go by name.
+	if !(rankedName{1, "a"}).less(rankedName{1, "b"}) || (rankedName{1, "b"}).less(rankedName{1, "a"}) || !(rankedName{0, "z"}).less(rankedName{1, "a"}) {
+		t.Error("rankedName orders ties by name, then hashes first")
 	}
 }
 

@@ -107,7 +107,15 @@ func DefaultConfig(name string) Config {
 // took ~28 s at N=30). Beyond, probing every peer every second costs more
 // CPU than two cores have next to the joins' state exchanges: probes slow
 // to every 3 s, gossip to every 200 ms, and failures take ~30 s to be
-// declared. BENCHMARKS.md has the settle times.
+// declared. Past 500 (1,000 peers in 4 pools of 250), probes slow to every
+// 5 s with 3 s to answer, gossip to every 300 ms with 3 retransmits per
+// log10(N+1): with the 3 s profile the joins kept both cores busy, probes
+// timed out, and the suspicions and their refutations kept them busy (a
+// third of the CPU in memberlist's handling of alive and suspect
+// messages) for minutes after the last join: settled in 174–218 s, pools
+// seen at half their size; with these, 26–41 s, and the process idles at
+// a quarter of a core. A failure takes up to ~70 s to be declared.
+// BENCHMARKS.md has the settle times.
 func TunedConfig(n int) *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()
 	c.EnableCompression = false
@@ -127,6 +135,13 @@ func TunedConfig(n int) *memberlist.Config {
 		c.ProbeTimeout = 1500 * time.Millisecond
 		c.SuspicionMult = 5
 		c.GossipInterval = 200 * time.Millisecond
+	}
+	if n > 500 {
+		c.ProbeInterval = 5 * time.Second
+		c.ProbeTimeout = 3 * time.Second
+		c.SuspicionMult = 6
+		c.RetransmitMult = 3
+		c.GossipInterval = 300 * time.Millisecond
 	}
 	return c
 }
@@ -640,8 +655,19 @@ func (o *Overlay) Members() []network.Member {
 	for _, m := range o.members {
 		out = append(out, m)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b network.Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// EachMember calls fn with the name of each live peerq peer, this one
+// included, in no order, without copying the member table: fn must not
+// call the overlay.
+func (o *Overlay) EachMember(fn func(name string)) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for name := range o.members {
+		fn(name)
+	}
 }
 
 // Member looks up a live peerq peer by name.
