@@ -53,6 +53,8 @@
 //		Self: name, Coverage: run.CoverageFor(n), Members: members})
 //	q, err := b.New(origin, record)
 //	each round:  q.Tick(); send q.Outbox()
+//	             (or q.Messages(), encoded into what carries them before
+//	             the next call: the runtime's batch)
 //	on message:  q.Step(from, msg); send q.Outbox()
 //	             (or, decoded: q.StepAggregate(from, m) / q.StepTopK(from, m))
 //	on deaths:   q.RemovePeers(dead)

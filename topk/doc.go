@@ -42,6 +42,8 @@
 //	                                      // or topk.NewAs(&shared, self, ownEntry)
 //	each round:      n.Tick(); send n.Outbox()
 //	on message m:    n.Step(from, m); send n.Outbox()
+//	                 (from the wire: m, err := n.Decode(b): the entries this
+//	                 peer holds are taken as its own, not made again)
 //	on nodes dead:   n.Prune()            // Config.Alive now says so
 //	answer:          n.Top(), n.Covers(name) for every live member
 //
