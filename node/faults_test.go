@@ -147,7 +147,7 @@ func TestCrashMidQuery(t *testing.T) {
 					if o.at.Sub(killed) < noticeWithin && o.res != nil && o.res.Status != StatusPartial && closeTo(o.res, query.Exact(p, before)) {
 						continue
 					}
-					v := check(t, p, o.res, o.err, survivors, dead, fmt.Sprintf("%s (answered %v after the kill)", p.Text, o.at.Sub(killed)))
+					v := check(t, p, o.res, o.err, survivors, dead, fmt.Sprintf("%s (answered %v after the kill; before it %v)", p.Text, o.at.Sub(killed), query.Exact(p, before).Rows))
 					t.Logf("%s: %s, %v after the kill (%s)", p.Text, v, o.at.Sub(killed), o.res.Reason)
 				}
 				elapse(fcfg.Detect + time.Second)

@@ -35,7 +35,8 @@ import (
 // beyond Z standard errors plus the answer's own accuracy contests the
 // answer; so does one sampled value of a sum that is OutlierRatio times
 // the next largest and most of the sampled total (a liar about itself,
-// inflating a sum). The honest cluster is never contested in the simulator's 500 runs
+// inflating a sum). Where the sample is every member, the COUNTs, SUMs
+// and AVGs are held to the accuracy the answer claims (checkEvery). The honest cluster is never contested in the simulator's 500 runs
 // (sim.TestSampleNoFalseAlarms, BENCHMARKS.md); what a liar can still do
 // undetected is move the answer by less than the check's interval, which
 // EXPLAIN states (ExplainCheck).
@@ -324,6 +325,11 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 				}
 			}
 		}
+		if fpc == 0 && !perMember && !v.Contested && fg != nil {
+			if why := checkEvery(p, *fg, g, sampled); why != "" {
+				v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+			}
+		}
 		groups = append(groups, g)
 	}
 	v.Answer = query.Finalize(p, groups)
@@ -410,6 +416,39 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 		return "", c.Escalate > 0 && math.Abs(total-est) > above*c.Escalate*se+slack
 	}
 	return fmt.Sprintf("%s: gossip says %s, an independent sample of %d members says %s ± %s", componentName(p, j), fmtNum(total), int(k), fmtNum(est), fmtNum(tol)), false
+}
+
+// checkEvery holds a group's COUNTs and SUMs to the accuracy the answer
+// claims where the sample is every member it is about (exact's totals
+// are then exact), and its AVGs to twice that (a ratio of two totals,
+// each within the accuracy): the totals' check allows three accuracies
+// beside a sample's spread, as a sample is an estimate itself; here the
+// records leave no spread. This catches what an honest cluster can still
+// get wrong: a member that dies early in a query takes the mass it held,
+// and the survivors settle, calm, on a blend of the answers before and
+// after its death before anyone can find it lost (at 8 peers 1.2–2.3%
+// off, in about 3% of TestCrashMidQuery's seed 9 under -race). Other
+// aggregates keep their own checks: a percentile's histogram and a
+// variance's cancellation are not within the accuracy of their totals.
+func checkEvery(p *query.Plan, flow, exact query.GroupResult, members int) string {
+	got, want := make([]query.Value, len(p.Aggs)), make([]query.Value, len(p.Aggs))
+	p.Row(flow, got, nil)
+	p.Row(exact, want, nil)
+	for i, a := range p.Aggs {
+		if a.Func != query.AggCount && a.Func != query.AggSum && a.Func != query.AggAvg || got[i].IsNull() || want[i].IsNull() {
+			continue
+		}
+		g, w := got[i].Num, want[i].Num
+		allowed := p.Accuracy
+		if a.Func == query.AggAvg {
+			allowed *= 2 // a ratio of two totals, each within the accuracy
+		}
+		if math.Abs(g-w) > allowed*math.Max(math.Abs(g), math.Abs(w))+1e-9 {
+			return fmt.Sprintf("%s: gossip says %s, the records of all %d members say %s (±%s%% allowed)",
+				a.Text, fmtNum(g), members, fmtNum(w), fmtNum(100*allowed))
+		}
+	}
+	return ""
 }
 
 // checkOutlier looks for one sampled value of a sum that bends it: above

@@ -322,6 +322,59 @@ func TestSampleSmallClusterOneWord(t *testing.T) {
 	}
 }
 
+// TestSampleEveryMemberHeldToAccuracy: where the sample holds every
+// member the answer is about, its figure is exact, and a total off it by
+// more than the statement's accuracy is contested — the blend an early
+// crash leaves (TestCrashMidQuery: 74.96 against 76 at 8 peers); one
+// within it is not. A sample of some members allows three accuracies
+// beside its spread, as before.
+func TestSampleEveryMemberHeldToAccuracy(t *testing.T) {
+	p := compile(t, "SELECT COUNT(*), SUM(cpu_cores) FROM peers")
+	c := DefaultSampleCheck()
+	qid := []byte("q-every")
+	for _, tc := range []struct {
+		n         int
+		off       float64 // the gossip's SUM is the exact one times 1+off
+		contested bool
+	}{
+		{8, 0, false},
+		{8, 0.009, false},
+		{8, -0.009, false},
+		{8, 0.013, true},
+		{8, -0.014, true},
+		{64, 0.011, true},
+		{200, 0.013, false}, // 64 of 200: the sample's own spread, and 3%
+		{200, -0.025, false},
+	} {
+		recs, names := synthetic(7, tc.n)
+		flow := exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1)))
+		flow[0].Comps[1].Total *= 1 + tc.off
+		v := CheckSample(p, flow, sampleRecords(recs, names, qid, c.Size), float64(tc.n), c)
+		if v.Contested != tc.contested {
+			t.Errorf("%d members, SUM off by %+.1f%%: contested %v, want %v (%s)", tc.n, 100*tc.off, v.Contested, tc.contested, v.Reason)
+		}
+		if v.Contested && tc.n <= c.Size && !strings.Contains(v.Reason, fmt.Sprintf("the records of all %d members", tc.n)) {
+			t.Errorf("%d members: the reason does not say the sample is every member: %s", tc.n, v.Reason)
+		}
+	}
+	// An AVG is a ratio of two totals, each within the accuracy: twice
+	// it is allowed.
+	p = compile(t, "SELECT AVG(cpu_cores) FROM peers WHERE mem_free >= 1GB")
+	recs, names := synthetic(7, 8)
+	for _, tc := range []struct {
+		sum, count float64
+		contested  bool
+	}{{1.01, 0.99, false}, {1.012, 0.995, false}, {1.015, 0.99, true}, {0.985, 1.01, true}} {
+		flow := exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1)))
+		avg := p.Aggs[0].Comps // its sum's component, then its count's
+		flow[0].Comps[avg[0]].Total *= tc.sum
+		flow[0].Comps[avg[1]].Total *= tc.count
+		if v := CheckSample(p, flow, sampleRecords(recs, names, qid, c.Size), 8, c); v.Contested != tc.contested {
+			t.Errorf("AVG's sum ×%v, count ×%v: contested %v, want %v (%s)", tc.sum, tc.count, v.Contested, tc.contested, v.Reason)
+		}
+	}
+}
+
 func TestImplausible(t *testing.T) {
 	for _, c := range []struct {
 		src  string
