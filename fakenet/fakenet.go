@@ -338,6 +338,15 @@ func (h *Host) Members() []network.Member {
 	return out
 }
 
+// EachMember calls fn with each name Members would list, in no order.
+func (h *Host) EachMember(fn func(name string)) {
+	h.nw.mu.Lock()
+	defer h.nw.mu.Unlock()
+	for n := range h.view {
+		fn(n)
+	}
+}
+
 // Known are the peers this one believes alive, and those it saw fail or
 // leave (kept, as Serf keeps them until it reaps them), by name.
 func (h *Host) Known() []network.Known {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/internal/cputime"
+	"github.com/peerq/peerq/internal/profile"
 	"github.com/peerq/peerq/query"
 )
 
@@ -625,39 +625,27 @@ func fanoutAB(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause
 // $PEERQ_BENCH_PROFILE/NAME.cpu when that is set (a directory), and
 // returns what stops it; merge a side's runs with
 // "go tool pprof -proto DIR/top50-defended-*.cpu > defended.pb". Beside
-// it, NAME.allocs0 and NAME.allocs1 are the allocation profiles before
-// and after the run: "go tool pprof -sample_index=alloc_space -base
+// it, NAME.allocs0 and NAME.allocs1 are heap profiles (internal/profile),
+// which count allocations too, before and after the run: "go tool pprof -sample_index=alloc_space -base
 // NAME.allocs0 NAME.allocs1" is what the run allocated.
 func profileRun(t *testing.T, name string) (stop func()) {
 	dir := os.Getenv("PEERQ_BENCH_PROFILE")
 	if dir == "" {
 		return func() {}
 	}
-	f, err := os.Create(filepath.Join(dir, name+".cpu"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		t.Fatal(err)
-	}
 	heap := func(suffix string) {
-		goruntime.GC() // the profile is as of the last collection
-		h, err := os.Create(filepath.Join(dir, name+suffix))
-		if err == nil {
-			err = pprof.Lookup("allocs").WriteTo(h, 0)
-			err = errors.Join(err, h.Close())
-		}
-		if err != nil {
+		if err := profile.WriteHeap(filepath.Join(dir, name+suffix)); err != nil {
 			t.Error(err)
 		}
 	}
 	heap(".allocs0")
+	stopCPU, err := profile.StartCPU(filepath.Join(dir, name+".cpu"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return func() {
-		pprof.StopCPUProfile()
+		stopCPU()
 		heap(".allocs1")
-		if err := f.Close(); err != nil {
-			t.Error(err)
-		}
 	}
 }
 

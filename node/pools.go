@@ -309,13 +309,7 @@ const healEvery = 10 * time.Second
 // isGateway says whether this peer is one of its pool's gateways now.
 func (p *pools) isGateway() bool {
 	g := gatewayPick{k: p.cfg.Gateways}
-	if each, ok := p.lan.(interface{ EachMember(func(name string)) }); ok {
-		each.EachMember(g.add)
-	} else {
-		for _, m := range p.lan.Members() {
-			g.add(m.Name)
-		}
-	}
+	p.lan.EachMember(g.add)
 	return slices.Contains(g.names(), p.lan.Name())
 }
 

@@ -554,3 +554,17 @@ func FuzzDecodePool(f *testing.F) {
 		}
 	})
 }
+
+// An embedded cluster's longest round grows past 500 peers, whose
+// exchanges in one process take longer than 100 ms while statements run in
+// their pools.
+func TestEmbeddedRound(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want time.Duration
+	}{{2, 100 * time.Millisecond}, {200, 100 * time.Millisecond}, {500, 100 * time.Millisecond}, {501, 300 * time.Millisecond}, {2000, 300 * time.Millisecond}} {
+		if got := EmbeddedRound(c.n); got != c.want {
+			t.Errorf("EmbeddedRound(%d) = %v, want %v", c.n, got, c.want)
+		}
+	}
+}

@@ -114,7 +114,9 @@ func DefaultConfig(name string) Config {
 // third of the CPU in memberlist's handling of alive and suspect
 // messages) for minutes after the last join: settled in 174–218 s, pools
 // seen at half their size; with these, 26–41 s, and the process idles at
-// a quarter of a core. A failure takes up to ~70 s to be declared.
+// a quarter of a core. A failure then takes up to 6·log10(250)·5 s ≈ 72 s
+// to be declared in a pool of 250 (memberlist's suspicion timeout, less
+// with confirmations; computed, not measured).
 // BENCHMARKS.md has the settle times.
 func TunedConfig(n int) *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()

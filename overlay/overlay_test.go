@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,5 +207,27 @@ func TestRefreshKeepsNewerEvents(t *testing.T) {
 	a.refresh()
 	if a.Size() != 3 {
 		t.Errorf("p000 sees %d members, want 3", a.Size())
+	}
+}
+
+// A cluster that does not settle says, per unsettled peer, whom it lacks
+// and what its Serf knows of them.
+func TestWaitSettledSaysWhatIsMissing(t *testing.T) {
+	c := startConfigs(t, []Config{{Name: "p000"}, {Name: "p001"}}, nil)
+	alone, err := New(Config{Name: "p002", Mem: c.Mem, ClusterSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Peers = append(c.Peers, alone) // never joined; shut down with the cluster
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err = c.WaitSettled(ctx, nil)
+	if err == nil {
+		t.Fatal("a peer that never joined, yet the cluster settled")
+	}
+	for _, want := range []string{"0 of 3 peers settled", "p000 sees 2, lacks p002 (unknown)", "p002 sees 1, lacks p000 (unknown), p001 (unknown)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
 	}
 }

@@ -52,10 +52,9 @@
 //	b, err := run.Bind(plan, run.Config{Peers: n, Rand: r, Sampler: s, Alive: alive,
 //		Self: name, Coverage: run.CoverageFor(n), Members: members})
 //	q, err := b.New(origin, record)
-//	each round:  q.Tick(); send q.Outbox()
-//	             (or q.Messages(), encoded into what carries them before
-//	             the next call: the runtime's batch)
-//	on message:  q.Step(from, msg); send q.Outbox()
+//	each round:  q.Tick(); send q.Messages(), each encoded before
+//	             q's next call (the runtime encodes them into its batch)
+//	on message:  q.Step(from, msg); send q.Messages()
 //	             (or, decoded: q.StepAggregate(from, m) / q.StepTopK(from, m))
 //	on deaths:   q.RemovePeers(dead)
 //	on a member left out of this query (by its peers): q.Exclude(id)

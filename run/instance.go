@@ -598,16 +598,6 @@ func (q *Instance) Announce() int {
 	return q.b.cfg.Fanout
 }
 
-// Outbox returns what the core has to send, encoded (at once: the core
-// reuses its buffers on the next call).
-func (q *Instance) Outbox() []peer.Envelope[[]byte] {
-	var out []peer.Envelope[[]byte]
-	for _, e := range q.Messages() {
-		out = append(out, peer.Envelope[[]byte]{To: e.To, Msg: e.Msg.Encode(nil)})
-	}
-	return out
-}
-
 // Message is a core's message, not yet encoded: an aggregate's or a
 // top-k's.
 type Message interface {

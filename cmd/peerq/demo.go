@@ -52,7 +52,7 @@ exits; otherwise it reads statements, ended by ';', from standard input.`,
 				return &exitError{exitUsage, fmt.Errorf("peerq: --pools %d: want 1 to --nodes (%d)", cfg.Pools, cfg.Nodes)}
 			}
 			if !cmd.Flags().Changed("round") {
-				cfg.Round = demoRound(cfg.Nodes)
+				cfg.Round = 0 // node.EmbeddedRound: by size
 			}
 			var rate float64
 			if churn != "" {
@@ -189,20 +189,6 @@ func startDemo(ctx context.Context, w io.Writer, cfg node.EmbeddedConfig) (*node
 	fmt.Fprintf(w, "peerq demo: %d peers joined in %.1fs, settled in %.1fs (every peer sees every other)\n",
 		cfg.Nodes, joined.Seconds(), time.Since(start).Seconds())
 	return e, nil
-}
-
-// demoRound is the demo's longest round for n peers: 100 ms, and 300 ms
-// past 500. The round is how long a peer waits for its exchanges before
-// it goes on without them; 1,000 peers in one process on 2 cores take
-// longer than 100 ms to answer while a statement runs in each of 4 pools,
-// so rounds ended unanswered, the pools' budgets (in rounds) ran out, and
-// answers came back partial (2 of 4 pools converged, and 3 of 4: 300 ms
-// gave 4 of 4 and exact answers; BENCHMARKS.md, "Beyond one pool").
-func demoRound(n int) time.Duration {
-	if n > 500 {
-		return 300 * time.Millisecond
-	}
-	return 100 * time.Millisecond
 }
 
 // demoMemoryLimit is the demo's soft memory limit (runtime/debug), given

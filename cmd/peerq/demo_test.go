@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/peerq/peerq/query"
 )
@@ -246,17 +245,4 @@ func TestDemoMemoryLimit(t *testing.T) {
 		t.Errorf("live heap %d bytes with 8 MiB held", live)
 	}
 	runtime.KeepAlive(held)
-}
-
-// The demo's longest round grows past 500 peers, whose exchanges in one
-// process take longer than 100 ms while statements run in their pools.
-func TestDemoRound(t *testing.T) {
-	for _, c := range []struct {
-		n    int
-		want time.Duration
-	}{{2, 100 * time.Millisecond}, {200, 100 * time.Millisecond}, {500, 100 * time.Millisecond}, {501, 300 * time.Millisecond}, {2000, 300 * time.Millisecond}} {
-		if got := demoRound(c.n); got != c.want {
-			t.Errorf("demoRound(%d) = %v, want %v", c.n, got, c.want)
-		}
-	}
 }
