@@ -44,7 +44,11 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(answer
 		return nil, &api.Error{Code: api.CodeStatement, Message: "WATCH answers once every epoch, for as long as it is watched: run it in the shell, with peerq query, or through the API's stream"}
 	}
 	if plan.Explain {
-		return &answer.Answer{Explain: query.Explain(plan, n.net.Size()),
+		text := query.Explain(plan, n.net.Size())
+		if n.rt.pools.on() {
+			text += query.ExplainPools(plan, n.rt.pools.shape())
+		}
+		return &answer.Answer{Explain: text,
 			Meta: &answer.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
 	}
 	start := n.now()
@@ -265,7 +269,11 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		return &answer.Answer{Columns: plan.AnswerColumns(), Meta: &answer.Meta{Status: StatusExact, Converged: true, Peers: n.net.Size(), PlanHash: plan.Hash(),
 			Elapsed: n.now().Sub(start).Seconds()}}, nil
 	case plan.Kind == query.PlanReserve:
-		return n.sc.reserve(ctx, plan, progress)
+		res, err := n.sc.reserve(ctx, plan, progress)
+		if res != nil && res.Meta != nil && n.rt.pools.on() {
+			res.Meta.Warning = strings.TrimPrefix(res.Meta.Warning+"; "+n.rt.pools.reserveScope(), "; ")
+		}
+		return res, err
 	case plan.Kind == query.PlanLocal && plan.Local.Const:
 		// SELECT 1 + 1: constants, computed here; no member is asked.
 		res := plan.ConstAnswer()

@@ -432,6 +432,29 @@ func (p *pools) view(c CloudNetwork) []poolView {
 	return out
 }
 
+// shape is what this peer knows of the pooled cloud, for EXPLAIN: its
+// pool, and at a gateway the pools the cloud pool lists.
+func (p *pools) shape() query.CloudShape {
+	s := query.CloudShape{Pool: p.cfg.Pool, PoolPeers: p.lan.Size(), Gateways: p.cfg.Gateways,
+		Mine: Gateways(p.lan.Members(), p.cfg.Gateways), PollEvery: p.cfg.PollEvery.Seconds(), Timeout: p.cfg.PoolTimeout.Seconds()}
+	p.mu.Lock()
+	c := p.cloud
+	p.mu.Unlock()
+	if c != nil {
+		s.Pools = []string{}
+		for _, v := range p.view(c) {
+			s.Pools = append(s.Pools, v.Name)
+		}
+	}
+	return s
+}
+
+// reserveScope is what a RESERVE's answer says in a pooled cloud: it
+// claimed members of the asker's pool only.
+func (p *pools) reserveScope() string {
+	return fmt.Sprintf("a RESERVE in a pooled cloud claims members of this peer's pool only (%s, %d live); other pools' members were not considered", p.cfg.Pool, p.lan.Size())
+}
+
 // serveLAN answers an asker of this peer's pool (a protoPool entry).
 func (p *pools) serveLAN(from string, msg []byte) []byte {
 	var req poolReq

@@ -302,6 +302,42 @@ func TestPools(t *testing.T) {
 			t.Fatalf("asked at a gateway: %s (%s)", a.Meta.Status, a.Meta.Reason)
 		}
 	})
+	t.Run("explain and reserve", func(t *testing.T) {
+		// EXPLAIN shows both levels: at a peer that is not a gateway,
+		// its pool and that the gateways know the pools; at a gateway,
+		// the pools the cloud pool lists.
+		for _, at := range []int{asker, gw[0]} {
+			a, err := e.ask(t, at, "EXPLAIN "+statements[3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := PoolName(e.PoolOf(at))
+			for _, want := range []string{"levels:", "15 in this peer's pool, " + pool, "a pool runs it 3 times", "top-10 list", "most of its 3 gateways"} {
+				if !strings.Contains(a.Explain, want) {
+					t.Errorf("EXPLAIN at %s lacks %q:\n%s", pool, want, a.Explain)
+				}
+			}
+			if gateway := at == gw[0]; strings.Contains(a.Explain, "3 in the cloud pool as this gateway sees it: pool0, pool1, pool2") != gateway {
+				t.Errorf("EXPLAIN at a gateway %v: the pools line is wrong:\n%s", gateway, a.Explain)
+			}
+		}
+		a, err := e.ask(t, asker, "EXPLAIN RESERVE 2 FROM peers ORDER BY mem_free DESC AS scoped FOR 1m")
+		if err != nil || !strings.Contains(a.Explain, "members of this peer's pool only (pool0, 15 live)") {
+			t.Fatalf("EXPLAIN RESERVE in a pooled cloud: %v\n%s", err, a.Explain)
+		}
+		a, err = e.ask(t, asker, "RESERVE 2 FROM peers ORDER BY mem_free DESC AS scoped FOR 1m")
+		if err != nil || !strings.Contains(a.Meta.Warning, "pool only (pool0, 15 live)") {
+			t.Fatalf("RESERVE in a pooled cloud does not say it is about its pool: %v, %+v", err, a.Meta)
+		}
+		for _, row := range a.Rows {
+			if i := slices.IndexFunc(e.Nodes, func(n *Node) bool { return n.Name() == row[0].Str }); e.PoolOf(i) != 0 {
+				t.Errorf("RESERVE at pool0 claimed %s, of pool %d", row[0].Str, e.PoolOf(i))
+			}
+		}
+		if _, err := e.ask(t, asker, "RELEASE scoped"); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("one liar", func(t *testing.T) {
 		liar := e.Nodes[gw[0]].rt.pools
 		liar.bend = inflate

@@ -464,3 +464,70 @@ func thousands(n int) string {
 	}
 	return s
 }
+
+// CloudShape is what an asking peer of a pooled cloud knows of it, for
+// EXPLAIN (ExplainPools): its own pool, and — at a gateway, which is a
+// member of the cloud pool — the pools the cloud pool lists.
+type CloudShape struct {
+	// Pool is the asker's pool; PoolPeers its live members.
+	Pool      string
+	PoolPeers int
+	// Gateways is how many gateways each pool has; Mine are the asker's
+	// pool's.
+	Gateways int
+	Mine     []string
+	// Pools are the pools the cloud pool lists (nil: this peer is not a
+	// gateway, and does not see the cloud pool).
+	Pools []string
+	// PollEvery is how often an asker polls its coordinators and they
+	// the gateways; Timeout bounds a statement's wait for the pools.
+	PollEvery, Timeout float64 // seconds
+}
+
+// PartialBytes is about how large one pool's partial of p is (a gateway's
+// report, run.Partial, before its signature): an aggregate's per-group
+// state, as in a gossip message; a top-k's list, without the reserve and
+// the coverage filter a pool's gossip carries.
+func (p *Plan) PartialBytes() int {
+	if p.Kind == PlanAggregate {
+		return p.MessageBytes(1)
+	}
+	return MsgHeaderBytes + p.K*(EntryHeaderBytes+EntryValueBytes*(len(p.Columns)+len(p.Order)))
+}
+
+// ReportBytes is a gateway's report beside its partial: the query, pool,
+// plan hash, status, counts, and the gateway's signature.
+const ReportBytes = 160
+
+// ExplainPools is EXPLAIN's second level in a pooled cloud (node's pools
+// role, docs/PROTOCOLS.md "Pools"): how the statement that Explain
+// describes for one pool runs in every pool and how their partials merge.
+func ExplainPools(p *Plan, c CloudShape) string {
+	var b strings.Builder
+	w := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-12s %s\n", label+":", fmt.Sprintf(format, args...))
+	}
+	if p.Kind == PlanReserve {
+		w("pools", "a RESERVE claims members of this peer's pool only (%s, %d live): the members of other pools are not considered", c.Pool, c.PoolPeers)
+		return b.String()
+	}
+	if p.Kind != PlanAggregate && p.Kind != PlanTopK || p.Empty() {
+		return ""
+	}
+	w("levels", "two: every pool runs the statement as above (N = a pool's members: %d in this peer's pool, %s), and their partials merge across the cloud pool", c.PoolPeers, c.Pool)
+	if c.Pools != nil {
+		w("pools", "%d in the cloud pool as this gateway sees it: %s (SHOW POOLS counts their members)", len(c.Pools), strings.Join(c.Pools, ", "))
+	} else {
+		w("pools", "known to the gateways, which are members of the cloud pool; this peer is not one (SHOW POOLS asks them)")
+	}
+	w("coordinator", "two gateways of pool %s (of %s): this peer starts the statement at both and believes only what both say of the pools and their gateways' keys", c.Pool, strings.Join(c.Mine, ", "))
+	w("cloud level", "each coordinator asks every gateway of every pool (%d a pool) over the cloud pool (Serf, WAN profile) to run the statement in its pool as an ordinary asker, and polls it every %s; a gateway runs it once a query, whoever asks, so a pool runs it %d times", c.Gateways, answer.FormatDuration(c.PollEvery), c.Gateways)
+	what := fmt.Sprintf("means of the %d components per group, with the members they average over", len(p.Components))
+	if p.Kind == PlanTopK {
+		what = fmt.Sprintf("top-%d list (node, key, row)", p.K)
+	}
+	w("partial", "each gateway reports its pool's %s, with the pool's status and sample check, signed by its identity: ≈%s a report", what, answer.FormatBytes(float64(p.PartialBytes()+ReportBytes)))
+	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (the same rows, numbers within accuracy %s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, Num(KindRatio, p.Accuracy))
+	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts and a poll every %s until each gateway reports; the asker polls its coordinators as often; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Gateways, answer.FormatDuration(c.PollEvery), answer.FormatDuration(c.Timeout))
+	return b.String()
+}

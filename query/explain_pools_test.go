@@ -1,0 +1,46 @@
+package query
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestExplainPools: the cloud level of EXPLAIN says what the asker knows —
+// the pools at a gateway, that the gateways know them elsewhere — how many
+// runs a pool makes and what a report carries; a RESERVE says it stays in
+// its pool; a statement with no gossip has no second level.
+func TestExplainPools(t *testing.T) {
+	shape := CloudShape{Pool: "eu", PoolPeers: 250, Gateways: 3, Mine: []string{"a", "b", "c"}, PollEvery: 0.1, Timeout: 60}
+	gw := shape
+	gw.Pools = []string{"eu", "us"}
+	for _, c := range []struct {
+		src   string
+		shape CloudShape
+		want  []string
+		not   []string
+	}{
+		{"SELECT COUNT(*), SUM(mem_free) FROM peers", shape,
+			[]string{"levels:", "250 in this peer's pool, eu", "this peer is not one", "a pool runs it 3 times", "means of the 3 components", "most of its 3 gateways"},
+			[]string{"as this gateway sees it"}},
+		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 7", gw,
+			[]string{"2 in the cloud pool as this gateway sees it: eu, us", "top-7 list"}, []string{"not one"}},
+		{"RESERVE 2 FROM peers ORDER BY mem_free DESC AS x FOR 1m", shape,
+			[]string{"pool only (eu, 250 live)"}, []string{"levels:"}},
+		{"SELECT 1 + 1", shape, nil, []string{"levels:", "pools:"}},
+	} {
+		got := ExplainPools(compile(t, c.src), c.shape)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: lacks %q:\n%s", c.src, w, got)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(got, w) {
+				t.Errorf("%s: has %q:\n%s", c.src, w, got)
+			}
+		}
+	}
+	if top := compile(t, "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 50"); top.PartialBytes() >= top.MessageBytes(250) {
+		t.Errorf("a top-50's partial (%d B) is not smaller than its gossip message (%d B), which carries the reserve and the filter", top.PartialBytes(), top.MessageBytes(250))
+	}
+}
