@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,9 +34,9 @@ import (
 // (Config.Cloud) and leaves it when it stops being one.
 //
 // A statement asked in a pooled cloud goes to a gateway of the asker's
-// pool (the coordinator), which asks every gateway in the cloud pool to
-// run it in its own pool as an ordinary asker and polls them for their
-// reports: the pool's mergeable partial (run.Partial) with its status,
+// pool (the coordinator), which asks a majority of every pool's gateways
+// (the others only when those do not agree: coordinatePool) to run it in
+// their own pool as an ordinary asker and polls them for their reports: the pool's mergeable partial (run.Partial) with its status,
 // signed by the gateway's identity. The asker polls the coordinator, then
 // checks every report itself — the signature, the query, the plan, the
 // gateway's key against the cloud pool's (and, for its own pool, its own
@@ -583,8 +584,9 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 	return poolReport{Gateway: p.lan.Name(), Body: bb, Sig: p.id.Sign(reportDomain, bb)}
 }
 
-// coordinate asks every gateway in the view to run the statement in its
-// pool and polls them until each reported, failed, or the time is up.
+// coordinate asks the gateways in the view to run the statement in their
+// pools (coordinatePool) and polls them until each reported, failed, or
+// the time is up.
 func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.Plan, cr *coordRun) {
 	timeout := p.cfg.PoolTimeout
 	if plan.TimeoutSeconds > 0 {
@@ -594,23 +596,95 @@ func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, v := range cr.view {
-		for _, at := range v.at {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rep, ok := p.askGateway(ctx, c, at, id, wire, plan)
-				if ok {
-					p.mu.Lock()
-					cr.reports = append(cr.reports, rep)
-					p.mu.Unlock()
-				}
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.coordinatePool(ctx, c, id, wire, plan, v, cr)
+		}()
 	}
 	wg.Wait()
 	p.mu.Lock()
 	cr.done = true
 	p.mu.Unlock()
+}
+
+// coordinatePool asks a majority of pool v's gateways first, and the
+// others only when those do not make one. Agreeing reports from a
+// majority of the gateways listed decide the pool whatever the others
+// would say (choose, at the asker), so an honest pool runs the statement
+// ⌊G/2⌋+1 times (2 of 3), not G; a liar among the first, or one that
+// fails, brings the others in, and the pool's verdict is the one all G
+// would have given, a few polls later. The first are those whose names
+// rank lowest by a hash with the query's ID: the same at both
+// coordinators (each gateway runs a query once, whoever asks), and not
+// the same gateways every time.
+func (p *pools) coordinatePool(ctx context.Context, c CloudNetwork, id QueryID, wire []byte, plan *query.Plan, v poolView, cr *coordRun) {
+	order := make([]int, len(v.at))
+	for i := range order {
+		order[i] = i
+	}
+	rank := func(i int) uint64 { return hash64(string(id[:]) + "\x00" + v.at[i]) }
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(rank(a), rank(b)) })
+	first := len(order)/2 + 1
+	got := p.askGateways(ctx, c, id, wire, plan, v, order[:min(first, len(order))], cr)
+	if len(order) > first && ctx.Err() == nil && !p.decided(plan, id, v, got) {
+		p.askGateways(ctx, c, id, wire, plan, v, order[first:], cr)
+	}
+}
+
+// askGateways asks pool v's gateways at the indexes which, at once, and
+// returns their reports (also added to cr as they come).
+func (p *pools) askGateways(ctx context.Context, c CloudNetwork, id QueryID, wire []byte, plan *query.Plan, v poolView, which []int, cr *coordRun) []poolReport {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var got []poolReport
+	for _, i := range which {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, ok := p.askGateway(ctx, c, v.at[i], id, wire, plan)
+			if !ok {
+				return
+			}
+			p.mu.Lock()
+			cr.reports = append(cr.reports, rep)
+			p.mu.Unlock()
+			mu.Lock()
+			got = append(got, rep)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return got
+}
+
+// decided says whether reports from pool v's gateways already make the
+// pool's verdict: verified as the asker verifies them (check), a
+// majority of the gateways listed agreeing (choose).
+func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []poolReport) bool {
+	keyOf := map[string]identity.Public{}
+	for i, g := range v.Gateways {
+		if i < len(v.Keys) {
+			if k, err := identity.PublicOf(v.Keys[i]); err == nil {
+				keyOf[g] = k
+			}
+		}
+	}
+	mine := map[string]identity.Public{}
+	if v.Name == p.cfg.Pool {
+		for _, m := range p.lan.Members() {
+			mine[m.Name] = m.Key
+		}
+	}
+	views := map[string]poolView{v.Name: v}
+	var vs []verified
+	for _, r := range reports {
+		if ver, why := p.check(plan, id, r, keyOf, mine, views); why == "" {
+			vs = append(vs, ver)
+		}
+	}
+	chosen, _, _ := choose(plan, vs, len(v.Gateways))
+	return chosen != nil
 }
 
 // askGateway starts the statement at gateway g (itself without an

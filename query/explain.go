@@ -521,13 +521,14 @@ func ExplainPools(p *Plan, c CloudShape) string {
 		w("pools", "known to the gateways, which are members of the cloud pool; this peer is not one (SHOW POOLS asks them)")
 	}
 	w("coordinator", "two gateways of pool %s (of %s): this peer starts the statement at both and believes only what both say of the pools and their gateways' keys", c.Pool, strings.Join(c.Mine, ", "))
-	w("cloud level", "each coordinator asks every gateway of every pool (%d a pool) over the cloud pool (Serf, WAN profile) to run the statement in its pool as an ordinary asker, and polls it every %s; a gateway runs it once a query, whoever asks, so a pool runs it %d times", c.Gateways, answer.FormatDuration(c.PollEvery), c.Gateways)
+	first := c.Gateways/2 + 1
+	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them every %s; the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", first, c.Gateways, answer.FormatDuration(c.PollEvery), first, first)
 	what := fmt.Sprintf("means of the %d components per group, with the members they average over", len(p.Components))
 	if p.Kind == PlanTopK {
 		what = fmt.Sprintf("top-%d list (node, key, row)", p.K)
 	}
 	w("partial", "each gateway reports its pool's %s, with the pool's status and sample check, signed by its identity: ≈%s a report", what, answer.FormatBytes(float64(p.PartialBytes()+ReportBytes)))
 	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (the same rows, numbers within accuracy %s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, Num(KindRatio, p.Accuracy))
-	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts and a poll every %s until each gateway reports; the asker polls its coordinators as often; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Gateways, answer.FormatDuration(c.PollEvery), answer.FormatDuration(c.Timeout))
+	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a poll every %s until each gateway asked reports; the asker polls its coordinators as often; the pools run at once, so the answer waits for the slowest pool (up to %s)", first, c.Gateways, answer.FormatDuration(c.PollEvery), answer.FormatDuration(c.Timeout))
 	return b.String()
 }

@@ -20,7 +20,7 @@ func TestExplainPools(t *testing.T) {
 		not   []string
 	}{
 		{"SELECT COUNT(*), SUM(mem_free) FROM peers", shape,
-			[]string{"levels:", "250 in this peer's pool, eu", "this peer is not one", "a pool runs it 3 times", "means of the 3 components", "most of its 3 gateways"},
+			[]string{"levels:", "250 in this peer's pool, eu", "this peer is not one", "an honest pool runs it 2 times", "means of the 3 components", "most of its 3 gateways"},
 			[]string{"as this gateway sees it"}},
 		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 7", gw,
 			[]string{"2 in the cloud pool as this gateway sees it: eu, us", "top-7 list"}, []string{"not one"}},
