@@ -53,6 +53,11 @@ const (
 	CodeInternal Code = "internal"
 )
 
+// Codes are every error code above, in order: a new one goes here too,
+// and the exit codes' table (cmd/peerq) must give it an exit code.
+var Codes = []Code{CodeStatement, CodeBadRequest, CodeUnauthorized, CodeNotFound, CodeNotEnoughPeers, CodeTimeout,
+	CodeOverloaded, CodePartial, CodeContested, CodeUnsupported, CodeIncomplete, CodeStorage, CodeInternal}
+
 // Sentinels for the codes callers branch on; match with errors.Is. The
 // engine wraps them in its own errors, and Client returns errors that
 // match them.

@@ -37,8 +37,8 @@ type exitCode struct {
 // exitCodes are every exit code of the binary, in order.
 var exitCodes = []exitCode{
 	{exitOK, "ok", nil, "every statement answered"},
-	{exitUsage, "usage", []api.Code{api.CodeBadRequest, api.CodeUnauthorized, api.CodeUnsupported, api.CodeInternal},
-		"usage or I/O: a bad flag, an unreadable file, the agent unreachable, a wrong token"},
+	{exitUsage, "usage", []api.Code{api.CodeBadRequest, api.CodeUnauthorized, api.CodeNotFound, api.CodeUnsupported, api.CodeInternal},
+		"usage or I/O: a bad flag, an unreadable file, the agent unreachable, a wrong token, a member the agent does not know"},
 	{exitStatement, "statement", []api.Code{api.CodeStatement},
 		"a statement does not parse or type-check: `file:line:col: message` and the line with a caret"},
 	{exitNotEnough, "not_enough_peers", []api.Code{api.CodeNotEnoughPeers},
