@@ -44,8 +44,10 @@
 // Gateways, runs other pools' statements in its pool as their gateway
 // and reports its pool's run.Partial signed, and answers a gossip
 // statement asked here by having a gateway of this pool coordinate it
-// across the pools, then checking every pool's reports and merging one
-// partial per pool that most of its gateways agree on (run.Merge).
+// across the pools (a majority of each pool's gateways run it, the others
+// only when those disagree), then checking every pool's reports and
+// merging one partial per pool that most of its gateways agree on
+// (run.Merge).
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
 // cloud pool on its own in-memory network).
 //
