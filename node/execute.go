@@ -270,8 +270,16 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 			Elapsed: n.now().Sub(start).Seconds()}}, nil
 	case plan.Kind == query.PlanReserve:
 		res, err := n.sc.reserve(ctx, plan, progress)
-		if res != nil && res.Meta != nil && n.rt.pools.on() {
-			res.Meta.Warning = strings.TrimPrefix(res.Meta.Warning+"; "+n.rt.pools.reserveScope(), "; ")
+		if n.rt.pools.on() {
+			// Subclouds stay in their pool (docs/PROTOCOLS.md, Pools): a
+			// RESERVE says so, and so does one that found too few peers.
+			scope := n.rt.pools.reserveScope()
+			if res != nil && res.Meta != nil {
+				res.Meta.Warning = strings.TrimPrefix(res.Meta.Warning+"; "+scope, "; ")
+			}
+			if errors.Is(err, ErrNotEnoughPeers) {
+				err = fmt.Errorf("%w (%s)", err, scope)
+			}
 		}
 		return res, err
 	case plan.Kind == query.PlanLocal && plan.Local.Const:

@@ -36,8 +36,9 @@ import (
 // A statement asked in a pooled cloud goes to a gateway of the asker's
 // pool (the coordinator), which asks a majority of every pool's gateways
 // (the others only when those do not agree: coordinatePool) to run it in
-// their own pool as an ordinary asker and polls them for their reports: the pool's mergeable partial (run.Partial) with its status,
-// signed by the gateway's identity. The asker polls the coordinator, then
+// their own pool as an ordinary asker and polls them for their reports:
+// the pool's mergeable partial (run.Partial) with its status, signed by
+// the gateway's identity. The asker polls the coordinator, then
 // checks every report itself — the signature, the query, the plan, the
 // gateway's key against the cloud pool's (and, for its own pool, its own
 // membership's) — and counts a pool's partial only when a majority of
@@ -437,7 +438,7 @@ func (p *pools) view(c CloudNetwork) []poolView {
 // pool, and at a gateway the pools the cloud pool lists.
 func (p *pools) shape() query.CloudShape {
 	s := query.CloudShape{Pool: p.cfg.Pool, PoolPeers: p.lan.Size(), Gateways: p.cfg.Gateways,
-		Mine: Gateways(p.lan.Members(), p.cfg.Gateways), PollEvery: p.cfg.PollEvery.Seconds(), Timeout: p.cfg.PoolTimeout.Seconds()}
+		Asked: majority(p.cfg.Gateways), Mine: Gateways(p.lan.Members(), p.cfg.Gateways), PollEvery: p.cfg.PollEvery.Seconds(), Timeout: p.cfg.PoolTimeout.Seconds()}
 	p.mu.Lock()
 	c := p.cloud
 	p.mu.Unlock()
@@ -625,7 +626,7 @@ func (p *pools) coordinatePool(ctx context.Context, c CloudNetwork, id QueryID, 
 	}
 	rank := func(i int) uint64 { return hash64(string(id[:]) + "\x00" + v.at[i]) }
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(rank(a), rank(b)) })
-	first := len(order)/2 + 1
+	first := majority(len(order))
 	got := p.askGateways(ctx, c, id, wire, plan, v, order[:min(first, len(order))], cr)
 	if len(order) > first && ctx.Err() == nil && !p.decided(plan, id, v, got) {
 		p.askGateways(ctx, c, id, wire, plan, v, order[first:], cr)
@@ -663,18 +664,10 @@ func (p *pools) askGateways(ctx context.Context, c CloudNetwork, id QueryID, wir
 // majority of the gateways listed agreeing (choose).
 func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []poolReport) bool {
 	keyOf := map[string]identity.Public{}
-	for i, g := range v.Gateways {
-		if i < len(v.Keys) {
-			if k, err := identity.PublicOf(v.Keys[i]); err == nil {
-				keyOf[g] = k
-			}
-		}
-	}
-	mine := map[string]identity.Public{}
+	addKeys(keyOf, v)
+	var mine map[string]identity.Public
 	if v.Name == p.cfg.Pool {
-		for _, m := range p.lan.Members() {
-			mine[m.Name] = m.Key
-		}
+		mine = memberKeys(p.lan.Members())
 	}
 	views := map[string]poolView{v.Name: v}
 	var vs []verified
@@ -685,6 +678,30 @@ func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []pool
 	}
 	chosen, _, _ := choose(plan, vs, len(v.Gateways))
 	return chosen != nil
+}
+
+// majority is how many of n gateways make a pool's verdict.
+func majority(n int) int { return n/2 + 1 }
+
+// memberKeys are members' keys by name, as a membership pinned them.
+func memberKeys(members []network.Member) map[string]identity.Public {
+	out := make(map[string]identity.Public, len(members))
+	for _, m := range members {
+		out[m.Name] = m.Key
+	}
+	return out
+}
+
+// addKeys adds the keys the cloud pool shows for v's gateways to keyOf,
+// by their names in their pool; a key that does not parse is left out.
+func addKeys(keyOf map[string]identity.Public, v poolView) {
+	for i, g := range v.Gateways {
+		if i < len(v.Keys) {
+			if k, err := identity.PublicOf(v.Keys[i]); err == nil {
+				keyOf[g] = k
+			}
+		}
+	}
 }
 
 // askGateway starts the statement at gateway g (itself without an
@@ -949,10 +966,7 @@ type verified struct {
 
 // combine checks the reports and merges one partial per pool.
 func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []network.Member, start time.Time) (*answer.Answer, error) {
-	mine := map[string]identity.Public{}
-	for _, m := range members {
-		mine[m.Name] = m.Key
-	}
+	mine := memberKeys(members)
 	views := map[string]poolView{}
 	keyOf := map[string]identity.Public{}
 	for _, v := range resp.Pools {
@@ -960,13 +974,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 			return nil, fmt.Errorf("node: the gateway's view of pool %s is malformed", v.Name)
 		}
 		views[v.Name] = v
-		for i, g := range v.Gateways {
-			k, err := identity.PublicOf(v.Keys[i])
-			if err != nil {
-				continue
-			}
-			keyOf[g] = k
-		}
+		addKeys(keyOf, v)
 	}
 	if _, ok := views[p.cfg.Pool]; !ok {
 		views[p.cfg.Pool] = poolView{Name: p.cfg.Pool}
@@ -1102,7 +1110,7 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 		}
 		ok = append(ok, v)
 	}
-	need := max(listed, len(vs))/2 + 1
+	need := majority(max(listed, len(vs)))
 	best, bestN := -1, 0
 	for i := range ok {
 		n := 0

@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -376,6 +377,11 @@ func TestPools(t *testing.T) {
 		}
 		if _, err := e.ask(t, asker, "RELEASE scoped"); err != nil {
 			t.Fatal(err)
+		}
+		// 20 from a pool of 15 fail, and the error says the other pools'
+		// 30 were not looked at.
+		if _, err := e.ask(t, asker, "RESERVE 20 FROM peers AS toomany FOR 1m"); !errors.Is(err, ErrNotEnoughPeers) || !strings.Contains(err.Error(), "pool only (pool0, 15 live)") {
+			t.Fatalf("RESERVE 20 of a pool of 15: %v", err)
 		}
 	})
 	t.Run("one liar", func(t *testing.T) {

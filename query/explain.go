@@ -472,10 +472,11 @@ type CloudShape struct {
 	// Pool is the asker's pool; PoolPeers its live members.
 	Pool      string
 	PoolPeers int
-	// Gateways is how many gateways each pool has; Mine are the asker's
-	// pool's.
-	Gateways int
-	Mine     []string
+	// Gateways is how many gateways each pool has, Asked how many of
+	// them run a statement first (the others only when those disagree);
+	// Mine are the asker's pool's.
+	Gateways, Asked int
+	Mine            []string
 	// Pools are the pools the cloud pool lists (nil: this peer is not a
 	// gateway, and does not see the cloud pool).
 	Pools []string
@@ -521,14 +522,13 @@ func ExplainPools(p *Plan, c CloudShape) string {
 		w("pools", "known to the gateways, which are members of the cloud pool; this peer is not one (SHOW POOLS asks them)")
 	}
 	w("coordinator", "two gateways of pool %s (of %s): this peer starts the statement at both and believes only what both say of the pools and their gateways' keys", c.Pool, strings.Join(c.Mine, ", "))
-	first := c.Gateways/2 + 1
-	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them every %s; the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", first, c.Gateways, answer.FormatDuration(c.PollEvery), first, first)
+	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them every %s; the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", c.Asked, c.Gateways, answer.FormatDuration(c.PollEvery), c.Asked, c.Asked)
 	what := fmt.Sprintf("means of the %d components per group, with the members they average over", len(p.Components))
 	if p.Kind == PlanTopK {
 		what = fmt.Sprintf("top-%d list (node, key, row)", p.K)
 	}
 	w("partial", "each gateway reports its pool's %s, with the pool's status and sample check, signed by its identity: ≈%s a report", what, answer.FormatBytes(float64(p.PartialBytes()+ReportBytes)))
 	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (the same rows, numbers within accuracy %s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, Num(KindRatio, p.Accuracy))
-	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a poll every %s until each gateway asked reports; the asker polls its coordinators as often; the pools run at once, so the answer waits for the slowest pool (up to %s)", first, c.Gateways, answer.FormatDuration(c.PollEvery), answer.FormatDuration(c.Timeout))
+	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a poll every %s until each gateway asked reports; the asker polls its coordinators as often; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Asked, c.Gateways, answer.FormatDuration(c.PollEvery), answer.FormatDuration(c.Timeout))
 	return b.String()
 }

@@ -10,7 +10,7 @@ import (
 // runs a pool makes and what a report carries; a RESERVE says it stays in
 // its pool; a statement with no gossip has no second level.
 func TestExplainPools(t *testing.T) {
-	shape := CloudShape{Pool: "eu", PoolPeers: 250, Gateways: 3, Mine: []string{"a", "b", "c"}, PollEvery: 0.1, Timeout: 60}
+	shape := CloudShape{Pool: "eu", PoolPeers: 250, Gateways: 3, Asked: 2, Mine: []string{"a", "b", "c"}, PollEvery: 0.1, Timeout: 60}
 	gw := shape
 	gw.Pools = []string{"eu", "us"}
 	for _, c := range []struct {

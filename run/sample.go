@@ -427,7 +427,7 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 // get wrong: a member that dies early in a query takes the mass it held,
 // and the survivors settle, calm, on a blend of the answers before and
 // after its death before anyone can find it lost (at 8 peers 1.2–2.3%
-// off, in about 3% of TestCrashMidQuery's seed 9 under -race). Other
+// off, in 5 of 300 runs of TestCrashMidQuery's seed 9 under -race). Other
 // aggregates keep their own checks: a percentile's histogram and a
 // variance's cancellation are not within the accuracy of their totals.
 func checkEvery(p *query.Plan, flow, exact query.GroupResult, members int) string {
