@@ -659,9 +659,10 @@ type abSide struct {
 }
 
 // abSweep runs the same statements on the same cluster, in turn with a
-// side on and off, PEERQ_BENCH_AB_PAIRS of each (default 5); it logs the
-// medians, their ratio, the bytes the asker received and what the
-// cluster allocated.
+// side on and off, PEERQ_BENCH_AB_PAIRS of each (default 5), or the one
+// PEERQ_BENCH_AB_ONLY names (count or top50); it logs the medians, their
+// ratio, the bytes the asker received and what the cluster sent and
+// allocated.
 func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause func(), bench func(string, float64, string), side abSide) {
 	setOn := func(on bool) {
 		for _, n := range e.Nodes {
@@ -681,15 +682,20 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		}
 		pairs = n
 	}
+	only := os.Getenv("PEERQ_BENCH_AB_ONLY") // count or top50: that statement alone
 	for _, q := range []struct{ name, src string }{
 		{"count", "SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB"},
 		{"top50", "SELECT node, mem_free FROM peers WHERE mem_free >= 4GB ORDER BY reliability DESC LIMIT 50"},
 	} {
+		if only != "" && only != q.name {
+			continue
+		}
 		p := compile(t, asker, q.src)
 		lat := map[bool][]time.Duration{}
 		bytes := map[bool][]int64{}
 		rounds := map[bool][]int64{}
 		alloc := map[bool][]int64{}
+		sent := map[bool][]int64{} // KB the cluster's peers sent in a run
 		gcs := map[bool]int{}
 		refused := map[bool]int64{} // messages the cluster's peers refused (Stats.Malformed)
 		// Which of a pair runs first is drawn (seeded): in strict
@@ -704,9 +710,11 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			on := first != (run%2 == 1)
 			setOn(on)
 			before := asker.Stats()
-			refused0 := int64(0)
+			refused0, sent0 := int64(0), int64(0)
 			for _, n := range e.Nodes {
-				refused0 += n.Stats().Malformed
+				st := n.Stats()
+				refused0 += st.Malformed
+				sent0 += st.BytesSent
 			}
 			var ms0, ms1 goruntime.MemStats
 			goruntime.ReadMemStats(&ms0)
@@ -722,10 +730,14 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 				t.Fatal(err)
 			}
 			after := asker.Stats()
+			sent1 := int64(0)
 			for _, n := range e.Nodes {
-				refused[on] += n.Stats().Malformed
+				st := n.Stats()
+				refused[on] += st.Malformed
+				sent1 += st.BytesSent
 			}
 			refused[on] -= refused0
+			sent[on] = append(sent[on], (sent1-sent0)>>10)
 			if err := side.check(p, on, res); err != nil {
 				t.Errorf("%s (%s on %v): %v", q.src, side.on, on, err)
 			}
@@ -740,11 +752,11 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		}
 		t.Logf("%s: %d records refused as forged on all peers so far; %d vs %d messages refused in the %s and %s runs", q.src, forged, refused[true], refused[false], side.on, side.off)
 		a, b := median(lat[true]), median(lat[false])
-		t.Logf("%s: %s %v (runs %v), %s %v (runs %v): ratio %.2f; asker bytes %v vs %v, rounds %v vs %v; medians: asker bytes %d vs %d, rounds %d vs %d; the cluster allocated %d vs %d MB a run (medians), %d vs %d garbage collections in all",
+		t.Logf("%s: %s %v (runs %v), %s %v (runs %v): ratio %.2f; asker bytes %v vs %v, rounds %v vs %v; medians: asker bytes %d vs %d, rounds %d vs %d; the cluster sent %d vs %d KB and allocated %d vs %d MB a run (medians), %d vs %d garbage collections in all",
 			q.src, side.on, a.Round(time.Millisecond), lat[true], side.off, b.Round(time.Millisecond), lat[false], a.Seconds()/b.Seconds(),
 			bytes[true], bytes[false], rounds[true], rounds[false],
 			medianInt(bytes[true]), medianInt(bytes[false]), medianInt(rounds[true]), medianInt(rounds[false]),
-			medianInt(alloc[true]), medianInt(alloc[false]), gcs[true], gcs[false])
+			medianInt(sent[true]), medianInt(sent[false]), medianInt(alloc[true]), medianInt(alloc[false]), gcs[true], gcs[false])
 		bench(q.name+"_"+side.on+"_s", a.Seconds(), "s")
 		bench(q.name+"_"+side.off+"_s", b.Seconds(), "s")
 		bench(q.name+"_"+side.ratio, a.Seconds()/b.Seconds(), "x")

@@ -38,6 +38,11 @@ type PoolsResult struct {
 	// plan to and the partials from every gateway, 3 a pool).
 	BytesPerPeerRound float64
 	CloudBytes        int64
+	// BytesPerWorkingRound divides the same bytes by the peer-rounds in
+	// which a peer held the query (Step's Working): a peer that has not
+	// heard of it yet sends nothing, and a pool of 10^6 has such peers
+	// for most of its first twenty rounds, a pool of 10^3 for a few.
+	BytesPerWorkingRound float64
 	// BytesPerPeer is the pools' gossip bytes over their peers: what a
 	// peer sent for the answer, whatever the rounds.
 	BytesPerPeer float64
@@ -58,7 +63,7 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	}
 	res := &PoolsResult{Pools: pools}
 	var parts []*run.Partial
-	var bytes, peerRounds float64
+	var bytes, peerRounds, workingRounds float64
 	wire, err := plan.Encode()
 	if err != nil {
 		return nil, err
@@ -76,6 +81,7 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 			st := s.Step()
 			bytes += float64(st.Bytes)
 			peerRounds += float64(st.Alive)
+			workingRounds += float64(st.Working)
 			if st.RuleConverged {
 				final = st.Round
 				break
@@ -99,6 +105,7 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	}
 	res.Rounds = slices.Max(res.Final) + CloudRounds
 	res.BytesPerPeerRound = bytes / max(peerRounds, 1)
+	res.BytesPerWorkingRound = bytes / max(workingRounds, 1)
 	res.BytesPerPeer = bytes / float64(cfg.Nodes)
 	if res.Answer, err = run.Merge(plan, parts); err != nil {
 		return nil, err

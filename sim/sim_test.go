@@ -472,5 +472,13 @@ func TestPools(t *testing.T) {
 		if one.Err > c.tol || res.Rounds > one.Rounds+CloudRounds {
 			t.Fatalf("%s: one pool error %.4f, %d rounds; 8 pools %d rounds", c.text, one.Err, one.Rounds, res.Rounds)
 		}
+		// A peer that works sends; one that has not heard of the query
+		// does not: bytes per working peer-round are at least those per
+		// peer-round, more while the query spreads.
+		for _, r := range []*PoolsResult{res, one} {
+			if r.BytesPerPeerRound <= 0 || r.BytesPerWorkingRound <= r.BytesPerPeerRound {
+				t.Errorf("%s, %d pools: %.1f bytes per peer-round, %.1f per working one", c.text, r.Pools, r.BytesPerPeerRound, r.BytesPerWorkingRound)
+			}
+		}
 	}
 }

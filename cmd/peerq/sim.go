@@ -211,8 +211,8 @@ func simPools(w io.Writer, plan *query.Plan, cfg sim.Config, pools int) error {
 		cfg.Nodes, pools, finals[0], finals[len(finals)/2], finals[len(finals)-1], res.Partial)
 	fmt.Fprintf(w, "the asker's answer final at round %d (the slowest pool + %d for the cloud level), error %.4f%% against the exact answer\n",
 		res.Rounds, sim.CloudRounds, 100*res.Err)
-	fmt.Fprintf(w, "bytes per peer per round %.1f in the pools, %.0f per peer for the answer; the cloud level %d bytes (plan and partials, 3 gateways a pool); %.1fs\n",
-		res.BytesPerPeerRound, res.BytesPerPeer, res.CloudBytes, time.Since(start).Seconds())
+	fmt.Fprintf(w, "bytes per peer per round %.1f in the pools (%.1f per working peer-round), %.0f per peer for the answer; the cloud level %d bytes (plan and partials, 3 gateways a pool); %.1fs\n",
+		res.BytesPerPeerRound, res.BytesPerWorkingRound, res.BytesPerPeer, res.CloudBytes, time.Since(start).Seconds())
 	if res.Partial > 0 || res.Err > plan.Accuracy {
 		return &exitError{exitTimeout, fmt.Errorf("peerq: %d pools ran out of rounds, error %.4f", res.Partial, res.Err)}
 	}
