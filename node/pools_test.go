@@ -552,6 +552,9 @@ func TestPoolsOverSockets(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
+				if a != nil && a.Meta != nil {
+					t.Fatalf("asked at %s: no answer over both pools in 2 minutes: the last %s, %d peers, pools %+v (%s):\n%v", asker.Name(), a.Meta.Status, a.Meta.Peers, a.Meta.Pools, a.Meta.Reason, a.Text())
+				}
 				t.Fatalf("asked at %s: no answer over both pools in 2 minutes: %v, %v", asker.Name(), a, err)
 			}
 			time.Sleep(time.Second)
