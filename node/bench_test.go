@@ -203,10 +203,22 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// clusterTotals sums the messages the cluster's peers refused, the bytes
+// they sent and the records they refused as forged, so far.
+func clusterTotals(e *Embedded) (malformed, sent, forged int64) {
+	for _, n := range e.Nodes {
+		st := n.Stats()
+		malformed, sent, forged = malformed+st.Malformed, sent+st.BytesSent, forged+st.ForgedRecords
+	}
+	return malformed, sent, forged
+}
+
 // ratioInterval is a 95% percentile-bootstrap interval of median(on) ÷
 // median(off) (2,000 resamples, seeded): a sweep's ratio moves by ±0.13
 // between sweeps of one build, and the interval says how far this one's
-// may be from the build's own.
+// may be from the build's own. Each side is resampled on its own, not by
+// pairs: a pair's two runs share the moment's load, so the interval is,
+// if anything, wider than a paired one.
 func ratioInterval(on, off []time.Duration) (lo, hi float64) {
 	r := rand.New(rand.NewPCG(29, 31))
 	resample := func(ds []time.Duration) time.Duration {
@@ -731,12 +743,7 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			on := first != (run%2 == 1)
 			setOn(on)
 			before := asker.Stats()
-			refused0, sent0 := int64(0), int64(0)
-			for _, n := range e.Nodes {
-				st := n.Stats()
-				refused0 += st.Malformed
-				sent0 += st.BytesSent
-			}
+			refused0, sent0, _ := clusterTotals(e)
 			var ms0, ms1 goruntime.MemStats
 			goruntime.ReadMemStats(&ms0)
 			stop := profileRun(t, fmt.Sprintf("%s-%s-%d", q.name, map[bool]string{true: side.on, false: side.off}[on], run))
@@ -751,13 +758,8 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 				t.Fatal(err)
 			}
 			after := asker.Stats()
-			sent1 := int64(0)
-			for _, n := range e.Nodes {
-				st := n.Stats()
-				refused[on] += st.Malformed
-				sent1 += st.BytesSent
-			}
-			refused[on] -= refused0
+			refused1, sent1, _ := clusterTotals(e)
+			refused[on] += refused1 - refused0
 			sent[on] = append(sent[on], (sent1-sent0)>>10)
 			if err := side.check(p, on, res); err != nil {
 				t.Errorf("%s (%s on %v): %v", q.src, side.on, on, err)
@@ -767,10 +769,7 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			bytes[on] = append(bytes[on], after.BytesReceived-before.BytesReceived)
 			pause()
 		}
-		forged := int64(0)
-		for _, n := range e.Nodes {
-			forged += n.Stats().ForgedRecords
-		}
+		_, _, forged := clusterTotals(e)
 		t.Logf("%s: %d records refused as forged on all peers so far; %d vs %d messages refused in the %s and %s runs", q.src, forged, refused[true], refused[false], side.on, side.off)
 		a, b := median(lat[true]), median(lat[false])
 		lo, hi := ratioInterval(lat[true], lat[false])
