@@ -728,7 +728,8 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		bytes := map[bool][]int64{}
 		rounds := map[bool][]int64{}
 		alloc := map[bool][]int64{}
-		sent := map[bool][]int64{} // KB the cluster's peers sent in a run
+		sent := map[bool][]int64{}        // KB the cluster's peers sent in a run
+		cpu := map[bool][]time.Duration{} // the process's CPU time a run: every peer's work, both cores
 		gcs := map[bool]int{}
 		refused := map[bool]int64{} // messages the cluster's peers refused (Stats.Malformed)
 		// Which of a pair runs first is drawn (seeded): in strict
@@ -747,7 +748,9 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			var ms0, ms1 goruntime.MemStats
 			goruntime.ReadMemStats(&ms0)
 			stop := profileRun(t, fmt.Sprintf("%s-%s-%d", q.name, map[bool]string{true: side.on, false: side.off}[on], run))
+			c0 := cpuTime()
 			res, err := asker.Query(ctx, p, nil)
+			cpu[on] = append(cpu[on], cpuTime()-c0)
 			stop()
 			goruntime.ReadMemStats(&ms1)
 			// The cluster's peers share one heap: what they allocate
@@ -773,6 +776,8 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		t.Logf("%s: %d records refused as forged on all peers so far; %d vs %d messages refused in the %s and %s runs", q.src, forged, refused[true], refused[false], side.on, side.off)
 		a, b := median(lat[true]), median(lat[false])
 		lo, hi := ratioInterval(lat[true], lat[false])
+		ca, cb := median(cpu[true]), median(cpu[false])
+		t.Logf("%s: CPU a run (the process, medians): %s %v, %s %v, ratio %.2f", q.src, side.on, ca.Round(time.Millisecond), side.off, cb.Round(time.Millisecond), ca.Seconds()/cb.Seconds())
 		t.Logf("%s: %s %v (runs %v), %s %v (runs %v): ratio %.2f (95%% bootstrap interval %.2f–%.2f); asker bytes %v vs %v, rounds %v vs %v; medians: asker bytes %d vs %d, rounds %d vs %d; the cluster sent %d vs %d KB and allocated %d vs %d MB a run (medians), %d vs %d garbage collections in all",
 			q.src, side.on, a.Round(time.Millisecond), lat[true], side.off, b.Round(time.Millisecond), lat[false], a.Seconds()/b.Seconds(), lo, hi,
 			bytes[true], bytes[false], rounds[true], rounds[false],
@@ -783,5 +788,6 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		bench(q.name+"_"+side.ratio, a.Seconds()/b.Seconds(), "x")
 		bench(q.name+"_"+side.ratio+"_lo", lo, "x")
 		bench(q.name+"_"+side.ratio+"_hi", hi, "x")
+		bench(q.name+"_"+side.ratio+"_cpu", ca.Seconds()/cb.Seconds(), "x")
 	}
 }
