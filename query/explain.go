@@ -76,28 +76,22 @@ const AutoFanout = -1
 
 // FanoutFor is how many peers beyond its round's partner a peer tells of a
 // query of kind each round while the query is young (run.Config.Fanout),
-// as the engine chooses: 3 for a top-k and RESERVE's search, 0 for an
-// aggregate.
+// as the engine chooses: 3, for every kind.
 //
 // A top-k's list holds still once every peer's entry has spread: over 200
 // real Serf peers a top-50 took 0.53–0.56 of the time with 3 (node's
-// cluster benchmark, PEERQ_BENCH_FANOUT=ab). An aggregate gains rounds in
-// a calm cloud (the last of 10^5 simulated peers within 1% of a COUNT at
-// round 24 instead of 35, of 10^6 at 27 instead of 38: peerq sim --fanout
-// 3), but a query that reaches everyone at once converges worse under
-// heavy churn with fast exclusions (sim.TestExclusionsMakeItConverge, a
-// member of 2,000 lost every 3 rounds): 0 of seeds 3–6 converged with
-// fanout 3, 3 of 4 without, and 0 of 4 with every peer started at round
-// 0 and no fanout — so it is the fast start, not the announcements: each
-// lost member's undone flows move the asker's estimate for longer.
-// Until that is understood an aggregate spreads one partner a round
-// (BENCHMARKS.md, issue 24). A top-k undoes no flows.
-func FanoutFor(kind PlanKind) int {
-	if kind == PlanAggregate {
-		return 0
-	}
-	return 3
-}
+// cluster benchmark, PEERQ_BENCH_FANOUT=ab). An aggregate gains rounds
+// from 10^3 peers up (the last of 10^5 simulated peers within 1% of a
+// COUNT at round 24 instead of 35, of 10^6 at 27 instead of 38; the rule
+// final at 26 and 27 instead of 32 and 34: peerq sim). Aggregates spread
+// one partner a round until 2026-12-05, on four runs of a heavy churn
+// (sim.TestExclusionsMakeItConverge, seeds 3–6: 0 converged with 3, 3
+// without); twenty seeds of it converged 9 and 10 times, and the sim's
+// churn model at 1–10 min sessions 57 of 142 trials either way, with no
+// answer converged and wrong (BENCHMARKS.md, issue 24). What it costs:
+// the announcements, the plan alone, 3 a round for ⌈log_5 N + ln N/4⌉+1
+// rounds (~3 KB a peer a query at 10^5).
+func FanoutFor(PlanKind) int { return 3 }
 
 // ResolveFanout is the fanout a setting gives a plan of kind: the setting,
 // or FanoutFor(kind) for AutoFanout.

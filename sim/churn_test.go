@@ -60,12 +60,17 @@ func TestChurnOutcome(t *testing.T) {
 // converges over those that took part; never left out (within the run),
 // the members lost while it ran are unconfirmed, too many to ignore, and
 // the answer is partial — never converged and wrong.
+//
+// A member in 2,000 lost every 3 rounds is heavy churn: with exclusions
+// the answer converges in about half the seeds (10 of 20 with a fanout of
+// 0, 9 of 20 with 3), so the test takes several and asks for more
+// converged with exclusions than without, and none wrong.
 func TestExclusionsMakeItConverge(t *testing.T) {
 	t.Parallel()
 	oneGoroutine(t)
 	src := "SELECT SUM(cpu_cores) FROM peers"
-	run := func(exclude int) *Outcome {
-		cfg := churnConfig(2000, 3)
+	run := func(seed uint64, exclude int) *Outcome {
+		cfg := churnConfig(2000, seed)
 		// A peer in 3,000 leaves each round (with 2,000 peers, one every
 		// 3 rounds); Serf never decides within the run; room for every
 		// exclusion, so that only their timing differs.
@@ -80,17 +85,29 @@ func TestExclusionsMakeItConverge(t *testing.T) {
 		noneRefused(t, s)
 		return s.Outcome()
 	}
-	fast, never := run(3), run(100_000)
-	t.Logf("left out after 3 rounds: %+v", *fast)
-	t.Logf("never left out: %+v", *never)
-	if fast.Excluded == 0 || never.Excluded != 0 {
-		t.Fatalf("exclusions: %d with, %d without", fast.Excluded, never.Excluded)
+	const seeds = 8
+	fastConverged, neverConverged := 0, 0
+	for seed := uint64(1); seed <= seeds; seed++ {
+		fast, never := run(seed, 3), run(seed, 100_000)
+		t.Logf("seed %d: left out after 3 rounds: %+v", seed, *fast)
+		t.Logf("seed %d: never left out: %+v", seed, *never)
+		if fast.Excluded == 0 || never.Excluded != 0 {
+			t.Fatalf("seed %d: exclusions: %d with, %d without", seed, fast.Excluded, never.Excluded)
+		}
+		for _, o := range []*Outcome{fast, never} {
+			if o.Converged && o.Err > 0.01 {
+				t.Errorf("seed %d: converged and wrong: %+v", seed, *o)
+			}
+		}
+		if fast.Converged {
+			fastConverged++
+		}
+		if never.Converged {
+			neverConverged++
+		}
 	}
-	if !fast.Converged || fast.Err > 0.01 {
-		t.Errorf("with exclusions: %+v", *fast)
-	}
-	if never.Converged && never.Err > 0.01 {
-		t.Errorf("without exclusions: converged and wrong: %+v", *never)
+	if fastConverged < seeds/4 || fastConverged <= neverConverged {
+		t.Errorf("converged in %d of %d seeds with exclusions, %d without", fastConverged, seeds, neverConverged)
 	}
 }
 
