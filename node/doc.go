@@ -34,7 +34,8 @@
 // messages of every active query; while a query is young, a peer also
 // announces it (the plan alone) to Config.Fanout more peers in exchanges
 // of their own that the round does not wait for (announce, run's
-// Announce; by default a top-k's). Instances are collected some rounds after
+// Announce), until run.StopAnnouncing of them were answered by peers that
+// held it already. Instances are collected some rounds after
 // their budget. Statements whose every attribute is in the membership are
 // answered from the member list without gossip; SHOW is local.
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -288,6 +289,39 @@ func TestEndedNewsStops(t *testing.T) {
 		}
 		if told == 0 {
 			t.Error("no peer told the news of an ended query")
+		}
+	})
+}
+
+// Every query is announced to 3 more peers a round while it is young; a
+// peer that held it already says so, and the announcer counts it
+// (run.StopAnnouncing of them stop it). The answers are exact either way.
+func TestAnnouncementsFindHolders(t *testing.T) {
+	t.Parallel()
+	fake(t, 60, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		asker := c.nodes[5]
+		for _, src := range []string{
+			"SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 2GB",
+			"SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 10",
+		} {
+			p := compile(t, asker, src)
+			sameAnswer(t, ask(t, asker, p), query.Exact(p, c.records()), src)
+		}
+		var announced, holders int64
+		for _, n := range c.nodes {
+			st := n.Stats()
+			announced += st.Announced
+			holders += st.AnnouncedHolders
+			if st.AnnouncedHolders > st.Announced {
+				t.Errorf("%s: %d announcements found holders, of %d sent", n.Name(), st.AnnouncedHolders, st.Announced)
+			}
+		}
+		if announced == 0 || holders == 0 {
+			t.Errorf("%d announcements, %d of them to peers that held the query", announced, holders)
+		}
+		t.Logf("%d announcements, %d to peers that held the query", announced, holders)
+		if st, shown := asker.Stats().AnnouncedHolders, metric(t, asker, "peerq_queries_announced_holders_total"); shown != strconv.FormatInt(st, 10) {
+			t.Errorf("/metrics shows %s, Stats %d", shown, st)
 		}
 	})
 }

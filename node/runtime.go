@@ -383,6 +383,16 @@ func announcements(es []entry) bool {
 	return len(es) > 0
 }
 
+// announced says whether entries hold an announcement of query id.
+func announced(entries []entry, id QueryID) bool {
+	for _, e := range entries {
+		if e.ID == id && e.announces() {
+			return true
+		}
+	}
+	return false
+}
+
 // announce tells k random live peers not known to hold query q of it —
 // the plan alone, no message of the core — in this round's exchanges
 // (one to each; a peer this round's messages already go to is not
@@ -540,6 +550,17 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte) bool {
 			continue
 		}
 		if q := rt.queries[r.ID]; q != nil && q.kind == r.Kind {
+			if r.holds() {
+				// Only the answer to an announcement of it says that.
+				if !announced(entries, r.ID) {
+					rt.stats.Malformed++
+					continue
+				}
+				q.heard(from)
+				q.run.FoundHolder()
+				rt.stats.AnnouncedHolders++
+				continue
+			}
 			if !rt.takeExcluded(q, r.Excluded, to) {
 				continue
 			}
@@ -625,6 +646,7 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 			continue
 		}
 		q := rt.queries[e.ID]
+		held := q != nil
 		if q == nil {
 			_, over := rt.ended[e.ID]
 			if _, told := rt.told[e.ID]; over || told {
@@ -644,8 +666,13 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 		}
 		if e.announces() {
 			// The plan alone, to join by. The sender holds the query:
-			// it is not told of it again.
+			// it is not told of it again. If this peer held it before,
+			// it says so (entry.holds): the sender counts it, and stops
+			// announcing after run.StopAnnouncing such replies.
 			q.heard(src)
+			if held {
+				replies = append(replies, entry{ID: e.ID, Kind: q.kind})
+			}
 			continue
 		}
 		if err := q.run.Step(src, e.Msg); err != nil {

@@ -4,28 +4,31 @@ package node
 // what they do now (Running, Asking, Queued, LeaseHeld, StorageFault:
 // gauges).
 type Stats struct {
-	Rounds        int64
-	Exchanges     int64 // exchanges this peer started
-	Failed        int64 // exchanges that got no answer
-	Served        int64 // exchanges this peer answered
-	Joined        int64 // queries this peer joined on hearing of them
-	Malformed     int64 // exchanges, plans or messages refused as malformed
-	Refused       int64 // queries this peer refused to join, at MaxQueries
-	Overloaded    int64 // queries this peer refused to ask, at MaxAsk and AskQueue
-	Probes        int64 // suspects probed
-	Ended         int64 // instances dropped early on hearing their query ended
-	Stale         int64 // messages for queries this peer has already collected
-	Excluded      int64 // queries the others left this peer out of (it stopped)
-	Unreadable    int64 // queries this peer asked whose answer could not be read (ended partial, with the reason)
-	TagFailures   int64 // tag updates (the lease, the storage fault) the network refused
-	BadLeaseTags  int64 // members' lease tags that did not parse, once per member and tag
-	Skipped       int64 // batches not sent: an exchange with that peer was still out
-	Announced     int64 // queries announced to peers beyond the round's partner (Config.Fanout)
-	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
-	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
-	Indirect      int64 // indirect probes this peer ran for others
-	BytesSent     int64
-	BytesReceived int64
+	Rounds       int64
+	Exchanges    int64 // exchanges this peer started
+	Failed       int64 // exchanges that got no answer
+	Served       int64 // exchanges this peer answered
+	Joined       int64 // queries this peer joined on hearing of them
+	Malformed    int64 // exchanges, plans or messages refused as malformed
+	Refused      int64 // queries this peer refused to join, at MaxQueries
+	Overloaded   int64 // queries this peer refused to ask, at MaxAsk and AskQueue
+	Probes       int64 // suspects probed
+	Ended        int64 // instances dropped early on hearing their query ended
+	Stale        int64 // messages for queries this peer has already collected
+	Excluded     int64 // queries the others left this peer out of (it stopped)
+	Unreadable   int64 // queries this peer asked whose answer could not be read (ended partial, with the reason)
+	TagFailures  int64 // tag updates (the lease, the storage fault) the network refused
+	BadLeaseTags int64 // members' lease tags that did not parse, once per member and tag
+	Skipped      int64 // batches not sent: an exchange with that peer was still out
+	Announced    int64 // queries announced to peers beyond the round's partner (Config.Fanout)
+	// AnnouncedHolders counts the announcements answered by a peer that
+	// held the query already (run.StopAnnouncing of them stop a peer's).
+	AnnouncedHolders int64
+	Lost             int64 // members this peer found lost (probes, refused connections), left out of its queries
+	FalseLost        int64 // members found lost by this peer's probes that answered after (local health: degrade)
+	Indirect         int64 // indirect probes this peer ran for others
+	BytesSent        int64
+	BytesReceived    int64
 	// Lease and name requests refused as not signed by the owner they
 	// name (Forged) or made for an earlier incarnation of this peer
 	// (StaleIncarnation); owners' answers signed by another key than the

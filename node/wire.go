@@ -69,6 +69,13 @@ type entry struct {
 // sends (every encoded message has at least its version byte).
 func (e entry) announces() bool { return e.msg == nil && len(e.Msg) == 0 && len(e.Plan) > 0 }
 
+// holds says whether the entry is the reply of a peer that held a query
+// already to an announcement of it: the query's kind, no plan and no
+// message of its core.
+func (e entry) holds() bool {
+	return (e.Kind == protoAggregate || e.Kind == protoTopK) && e.msg == nil && len(e.Msg) == 0 && len(e.Plan) == 0
+}
+
 // hint is a peer the sender failed to reach AgeMillis ago: a suspicion an
 // asking peer checks for itself before it trusts an answer (suspect.go).
 type hint struct {

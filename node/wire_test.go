@@ -44,6 +44,37 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// An entry is an announcement (the plan alone), a reply that the peer held
+// the query already (its kind alone), a core's message, or none of these;
+// decoded, each stays what it was.
+func TestEntryRoles(t *testing.T) {
+	t.Parallel()
+	msg := &topk.Message{Kind: topk.Reply}
+	for _, c := range []struct {
+		name            string
+		e               entry
+		announces, held bool
+	}{
+		{"announcement", entry{ID: QueryID{1}, Kind: protoAggregate, Plan: []byte("plan")}, true, false},
+		{"held, aggregate", entry{ID: QueryID{1}, Kind: protoAggregate}, false, true},
+		{"held, top-k", entry{ID: QueryID{1}, Kind: protoTopK}, false, true},
+		{"a core's message", entry{ID: QueryID{1}, Kind: protoTopK, msg: msg}, false, false},
+		{"a core's message with the plan", entry{ID: QueryID{1}, Kind: protoTopK, Plan: []byte("plan"), msg: msg}, false, false},
+		{"the end of a query", entry{ID: QueryID{1}, Kind: protoEnd}, false, false},
+		{"a lease request", entry{ID: QueryID{1}, Kind: protoLease}, false, false},
+	} {
+		got, err := decodeBatch(encodeBatch(batch{Entries: []entry{c.e}}))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for _, e := range []entry{c.e, got.Entries[0]} {
+			if e.announces() != c.announces || e.holds() != c.held {
+				t.Errorf("%s: announces %v, holds %v; want %v, %v", c.name, e.announces(), e.holds(), c.announces, c.held)
+			}
+		}
+	}
+}
+
 // FuzzDecodeBatch: the exchange decoder never panics, and what it accepts
 // re-encodes to the same bytes.
 func FuzzDecodeBatch(f *testing.F) {

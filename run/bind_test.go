@@ -144,6 +144,27 @@ func TestAnnounceWhileYoung(t *testing.T) {
 			}
 		}
 	}
+	// Feedback: after StopAnnouncing peers found holding the query, none.
+	b, err := Bind(p, Config{Peers: 100_000, Rand: rand.New(rand.NewPCG(1, 1)), Sampler: fixed(3), Fanout: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := b.New(false, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.JoinAt(0)
+	for found := 0; found <= StopAnnouncing; found++ {
+		q.Tick()
+		want := 3
+		if found >= StopAnnouncing {
+			want = 0
+		}
+		if got := q.Announce(); got != want {
+			t.Errorf("after %d peers found holding it: announces to %d, want %d", found, got, want)
+		}
+		q.FoundHolder()
+	}
 	if _, err := Bind(p, Config{Peers: 10, Rand: rand.New(rand.NewPCG(1, 1)), Sampler: fixed(3), Fanout: -1}); err == nil {
 		t.Error("a negative fanout was taken")
 	}

@@ -63,8 +63,9 @@ func TestChurnOutcome(t *testing.T) {
 //
 // A member in 2,000 lost every 3 rounds is heavy churn: with exclusions
 // the answer converges in about half the seeds (10 of 20 with a fanout of
-// 0, 9 of 20 with 3), so the test takes several and asks for more
-// converged with exclusions than without, and none wrong.
+// 0, 9 of 20 with 3 and every announcement sent), so the test takes
+// several and asks for more converged with exclusions than without, and
+// none wrong.
 func TestExclusionsMakeItConverge(t *testing.T) {
 	t.Parallel()
 	oneGoroutine(t)

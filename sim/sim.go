@@ -118,6 +118,12 @@ type Config struct {
 // coordinate and the lengths (node's batch entry).
 const AnnounceOverhead = 96
 
+// HeldReplyBytes is the reply of a peer that held a query already to an
+// announcement of it, in bytes: an entry of the query's id (16), kind,
+// round and empty fields (node's batch entry). The announcer then counts
+// a holder (run.Instance.FoundHolder).
+const HeldReplyBytes = 24
+
 // DefaultConfig is the configuration for n peers.
 func DefaultConfig(n int) Config {
 	return Config{Nodes: n, Seed: 1, Scheme: aggregate.FlowUpdating, NFromGossip: true,
@@ -671,8 +677,10 @@ func (s *Sim) tick(i int32) {
 // runtime's announcements do (the plan alone): each that had not heard of
 // it joins at from's round and starts the next round. A peer is drawn
 // from the sampling pool, as a partner is; one that already holds the
-// query learns nothing (the runtime sends only to peers not known to hold
-// it, which the simulator does not track, so this counts a few more).
+// query says so (HeldReplyBytes), and from counts it
+// (run.Instance.FoundHolder: it stops after run.StopAnnouncing). The
+// runtime sends only to peers not known to hold it, which the simulator
+// does not track, so this counts a few more.
 func (s *Sim) announce(from int32, k int) {
 	r := s.peer(from).Round()
 	for range k {
@@ -683,7 +691,16 @@ func (s *Sim) announce(from int32, k int) {
 		s.stats.Messages++
 		s.stats.Announced++
 		s.stats.Bytes += int64(s.announceBytes)
-		if s.lost(int(to)) || s.st[to].joined {
+		if s.lost(int(to)) {
+			continue
+		}
+		if s.st[to].joined {
+			// It held the query: it says so, unless the reply is lost.
+			s.stats.Messages++
+			s.stats.Bytes += HeldReplyBytes
+			if !s.lost(int(from)) {
+				s.peer(from).FoundHolder()
+			}
 			continue
 		}
 		s.st[to].joined = true
