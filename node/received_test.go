@@ -436,3 +436,67 @@ func TestObservationsSurviveRestart(t *testing.T) {
 		}
 	})
 }
+
+// holdsLiar answers every announcement as a peer that held the query
+// already, whether it did or not (entry.holds): its announcers count it,
+// and stop sooner (run.StopAnnouncing).
+type holdsLiar struct {
+	wireLiar
+	lied atomic.Int64
+}
+
+func (l *holdsLiar) Serve(h network.Handler) error {
+	return l.Network.Serve(func(from string, req []byte) ([]byte, error) {
+		resp, err := h(from, req)
+		if err != nil {
+			return resp, err
+		}
+		in, err := decodeBatch(req)
+		if err != nil {
+			return resp, nil
+		}
+		out, err := decodeBatch(resp)
+		if err != nil {
+			return resp, nil
+		}
+		for _, e := range in.Entries {
+			if e.announces() && !slices.ContainsFunc(out.Entries, func(r entry) bool { return r.ID == e.ID }) {
+				out.Entries = append(out.Entries, entry{ID: e.ID, Kind: e.Kind})
+				l.lied.Add(1)
+			}
+		}
+		return encodeBatch(out), nil
+	})
+}
+
+// A peer that says it held every query it is told of, when it had not,
+// can only make the peers that told it stop announcing sooner: the query
+// still reaches every peer (by the rounds' exchanges), and the answers are
+// exact.
+func TestFalseHoldersStopNothingElse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 30, 4
+		var l *holdsLiar
+		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network {
+			// Its own messages go out as they are: it lies in answers only.
+			l = &holdsLiar{wireLiar: wireLiar{Network: h, plans: map[QueryID]*query.Plan{}, lie: func(*query.Plan, *entry) bool { return false }}}
+			return l
+		})
+		asker := c.nodes[0]
+		all := c.records()
+		for _, src := range []string{
+			"SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0",
+			"SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 5",
+		} {
+			p := compile(t, asker, src)
+			res := ask(t, asker, p)
+			if res.Flagged() {
+				t.Errorf("%s: %s (%s)", src, res.Status, res.Reason)
+			}
+			sameAnswer(t, res, query.Exact(p, all), src)
+		}
+		if l.lied.Load() == 0 {
+			t.Error("the liar answered no announcement: the lie did not arrive")
+		}
+	})
+}
