@@ -194,7 +194,8 @@ type Config struct {
 	// alone, to peers not known to hold it: run.Instance.Announce), so
 	// that a query reaches N peers in about log_{Fanout+2} N rounds
 	// rather than log₂ N + ln N. 0 tells none; query.AutoFanout (the
-	// default) takes the engine's for each plan (query.FanoutFor: 3).
+	// default) takes the engine's for each plan (query.FanoutFor: 3 for a
+	// top-k; for an aggregate, 3 from 32 peers, else 0).
 	Fanout int
 
 	// Pool names the Serf pool this peer's Network is (pools.go); "" is

@@ -293,9 +293,10 @@ func TestEndedNewsStops(t *testing.T) {
 	})
 }
 
-// Every query is announced to 3 more peers a round while it is young; a
-// peer that held it already says so, and the announcer counts it
-// (run.StopAnnouncing of them stop it). The answers are exact either way.
+// A top-k is announced to 3 more peers a round while it is young (an
+// aggregate too from 32 peers); a peer that held it already says so,
+// and the announcer counts it (run.StopAnnouncing of them stop it). The
+// answers are exact.
 func TestAnnouncementsFindHolders(t *testing.T) {
 	t.Parallel()
 	fake(t, 60, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {

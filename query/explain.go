@@ -71,36 +71,49 @@ func PushRounds(n int) int {
 }
 
 // AutoFanout, as a fanout setting (node.Config.Fanout, sim.Config.Fanout),
-// takes the engine's fanout for the plan's kind: FanoutFor.
+// takes the engine's fanout for the plan's kind and size: FanoutFor.
 const AutoFanout = -1
 
 // FanoutFor is how many peers beyond its round's partner a peer tells of a
-// query of kind each round while the query is young (run.Config.Fanout),
-// as the engine chooses: 3, for every kind.
+// query of kind among n peers each round while the query is young
+// (run.Config.Fanout), as the engine chooses: 3 for a top-k and RESERVE's
+// search; for an aggregate, 3 from AggregateFanoutFrom peers, else 0.
 //
 // A top-k's list holds still once every peer's entry has spread: over 200
 // real Serf peers a top-50 took 0.53–0.56 of the time with 3 (node's
 // cluster benchmark, PEERQ_BENCH_FANOUT=ab). An aggregate gains rounds
-// from 10^3 peers up (the last of 10^5 simulated peers within 1% of a
-// COUNT at round 24 instead of 35, of 10^6 at 27 instead of 38; the rule
-// final at 26 and 27 instead of 32 and 34: peerq sim). Aggregates spread
-// one partner a round until 2026-12-05, on four runs of a heavy churn
-// (sim.TestExclusionsMakeItConverge, seeds 3–6: 0 converged with 3, 3
-// without); twenty seeds of it converged 9 and 10 times, and the sim's
-// churn model at 1–10 min sessions 57 of 142 trials either way, with no
-// answer converged and wrong (BENCHMARKS.md, issue 24). What it costs:
-// the announcements, the plan alone, 3 a round for up to ⌈log_5 N + ln
+// too (the last of 10^5 simulated peers within 1% of a COUNT at round 24
+// instead of 35, of 10^6 at 27 instead of 38: peerq sim), and churn does
+// not make it worse (the sim's churn model, 2,000 peers, 1–10 min
+// sessions: 57 of 142 trials converged either way, none wrong;
+// BENCHMARKS.md, issue 24). Over 200 real Serf peers a COUNT took
+// 0.99–1.04 of the time with it, its cluster sending 17–19% more bytes.
+// Among very few peers it costs: 8 fakenet peers asked 200 queries at
+// once took up to 3 rounds more on average with it in 5 runs of 6 (their
+// budget is 31), which a test that wants every one of those answers
+// converged (node's TestManyAskersConverge) once did not get; 32 peers
+// asked the same took fewer rounds with it. What it costs: the
+// announcements, the plan alone, 3 a round for up to ⌈log_5 N + ln
 // N/4⌉+1 rounds, each peer stopping once 4 peers it told held the query
 // already (run.StopAnnouncing): a COUNT's bytes a peer until its answer
-// is final are about twice those without a fanout (2,455 against 1,098 at
-// 10^5).
-func FanoutFor(PlanKind) int { return 3 }
+// is final about twice those without (2,455 against 1,098 at 10^5).
+func FanoutFor(kind PlanKind, n int) int {
+	if kind == PlanAggregate && n < AggregateFanoutFrom {
+		return 0
+	}
+	return 3
+}
 
-// ResolveFanout is the fanout a setting gives a plan of kind: the setting,
-// or FanoutFor(kind) for AutoFanout.
-func ResolveFanout(setting int, kind PlanKind) int {
+// AggregateFanoutFrom is the least number of peers at which an aggregate
+// spreads with a fanout (FanoutFor): among fewer, a push reaches them all
+// in a few rounds anyway.
+const AggregateFanoutFrom = 32
+
+// ResolveFanout is the fanout a setting gives a plan of kind among n
+// peers: the setting, or FanoutFor(kind, n) for AutoFanout.
+func ResolveFanout(setting int, kind PlanKind, n int) int {
 	if setting == AutoFanout {
-		return FanoutFor(kind)
+		return FanoutFor(kind, n)
 	}
 	return setting
 }
@@ -331,7 +344,7 @@ func Explain(p *Plan, n int) string {
 	}
 	w("from tags", "no: the statement reads attributes only the peers themselves know")
 	exp := ExpectedRounds(p.Kind, n, p.Accuracy)
-	spread := SpreadRoundsFanout(n, FanoutFor(p.Kind))
+	spread := SpreadRoundsFanout(n, FanoutFor(p.Kind, n))
 	if p.Kind == PlanAggregate {
 		w("rounds", "≈%d to reach every peer, then ≈%d for N=%d at accuracy %s; budget %d", spread, exp, n, Num(KindRatio, p.Accuracy), p.RoundBudget(n))
 	} else {

@@ -386,7 +386,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	rc := run.Config{Peers: cfg.Nodes, Rand: s.r, Sampler: sampler{s}, Asker: 0 /* peer 0 asks */, Alive: s.knownAlive, NFromGossip: cfg.NFromGossip,
 		Scheme: cfg.Scheme, Retries: cfg.Retries, KeepLinks: 5, CheckReceived: true,
 		Buffers: &s.bufs, // delivery is immediate: one set of buffers serves all
-		Seal:    newSeal(cfg), Query: []byte("sim"), Fanout: query.ResolveFanout(cfg.Fanout, plan.Kind)}
+		Seal:    newSeal(cfg), Query: []byte("sim"), Fanout: query.ResolveFanout(cfg.Fanout, plan.Kind, cfg.Nodes)}
 	if rc.Fanout > 0 {
 		wire, err := plan.Encode()
 		if err != nil {

@@ -135,7 +135,7 @@ convergence rule calls the originator's answer final.`,
 	f.IntVar(&cfg.DetectRounds, "detect", cfg.DetectRounds, "rounds until survivors learn of a crash")
 	f.IntVar(&cfg.FoldAfter, "fold-after", cfg.FoldAfter, "rounds a flow-updating link is kept, so its flow can be undone if the peer dies (0: the whole run when --crash is given, else 5)")
 	f.BoolVar(&cfg.AllStart, "all-start", false, "start every peer at round 0 (default: peers join as the query reaches them, as in the runtime)")
-	f.IntVar(&cfg.Fanout, "fanout", cfg.Fanout, "peers beyond its partner a peer tells of the query each round while it is young; -1: the engine's (3); 3 spreads a query to 10^6 peers in ~13 rounds")
+	f.IntVar(&cfg.Fanout, "fanout", cfg.Fanout, "peers beyond its partner a peer tells of the query each round while it is young; -1: the engine's (3 for a top-k; for an aggregate 3 from 32 peers, else 0); 3 spreads a query to 10^6 peers in ~13 rounds")
 	f.IntVar(&cfg.MetricsSample, "sample", cfg.MetricsSample, "peers measured each round when a plan needs full estimates")
 	f.StringVar(&opts.CSVPath, "csv", "", "write the per-round table as CSV to this file")
 	f.StringVar(&opts.PlotPath, "plot", "", "draw error against round (log scale) as PNG to this file")
