@@ -438,8 +438,8 @@ func TestObservationsSurviveRestart(t *testing.T) {
 }
 
 // holdsLiar answers every announcement as a peer that held the query
-// already, whether it did or not (entry.holds): its announcers count it,
-// and stop sooner (run.StopAnnouncing).
+// already, whether it did or not (entry.holds), and says it
+// run.StopAnnouncing times in one reply, as if it were that many peers.
 type holdsLiar struct {
 	wireLiar
 	lied atomic.Int64
@@ -461,7 +461,9 @@ func (l *holdsLiar) Serve(h network.Handler) error {
 		}
 		for _, e := range in.Entries {
 			if e.announces() && !slices.ContainsFunc(out.Entries, func(r entry) bool { return r.ID == e.ID }) {
-				out.Entries = append(out.Entries, entry{ID: e.ID, Kind: e.Kind})
+				for range run.StopAnnouncing {
+					out.Entries = append(out.Entries, entry{ID: e.ID, Kind: e.Kind})
+				}
 				l.lied.Add(1)
 			}
 		}
@@ -470,12 +472,15 @@ func (l *holdsLiar) Serve(h network.Handler) error {
 }
 
 // A peer that says it held every query it is told of, when it had not,
-// can only make the peers that told it stop announcing sooner: the query
-// still reaches every peer (by the rounds' exchanges), and the answers are
-// exact.
+// counts as one holder at each peer that told it, however often its reply
+// says so, and can only make those peers stop announcing sooner: the
+// query still reaches every peer (by the rounds' exchanges), and the
+// answers are exact. Mutation: counting every held entry of a reply
+// (runtime.exchange without its holders set) makes the honest peers find
+// more holders than they told (this fails).
 func TestFalseHoldersStopNothingElse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const n, liarAt = 30, 4
+		const n, liarAt = 40, 4 // from query.AggregateFanoutFrom peers: the COUNT is announced too
 		var l *holdsLiar
 		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network {
 			// Its own messages go out as they are: it lies in answers only.
@@ -497,6 +502,11 @@ func TestFalseHoldersStopNothingElse(t *testing.T) {
 		}
 		if l.lied.Load() == 0 {
 			t.Error("the liar answered no announcement: the lie did not arrive")
+		}
+		for i, nd := range c.nodes {
+			if st := nd.Stats(); i != liarAt && st.AnnouncedHolders > st.Announced {
+				t.Errorf("%s found %d holders among the %d peers it told", nd.Name(), st.AnnouncedHolders, st.Announced)
+			}
 		}
 	})
 }

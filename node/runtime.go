@@ -84,7 +84,8 @@ type runtime struct {
 	// to those that had stopped: every exchange carrying every query that
 	// ever ended).
 	told map[QueryID]int64
-	// outTo counts the exchanges in flight to each peer (at most one).
+	// outTo counts the exchanges in flight to each peer (at most one;
+	// exchanges of announcements alone are not counted: tick).
 	outTo map[string]int
 	// stats are the runtime's counters (Node.Stats adds the other roles').
 	stats Stats
@@ -552,6 +553,7 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte) bool {
 	rt.prober.takeHints(replies.Hints, now)
 	from := peerID(to)
 	answered := make(map[QueryID]bool, len(replies.Entries))
+	var holders map[QueryID]bool // queries this reply said it held (entry.holds)
 	for _, r := range replies.Entries {
 		answered[r.ID] = true
 		if r.Kind == protoEnd {
@@ -560,11 +562,17 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte) bool {
 		}
 		if q := rt.queries[r.ID]; q != nil && q.kind == r.Kind {
 			if r.holds() {
-				// Only the answer to an announcement of it says that.
-				if !announced(entries, r.ID) {
+				// Only the answer to an announcement of it says that,
+				// once: a peer counts as one holder however many times
+				// its reply says so.
+				if !announced(entries, r.ID) || holders[r.ID] {
 					rt.stats.Malformed++
 					continue
 				}
+				if holders == nil {
+					holders = map[QueryID]bool{}
+				}
+				holders[r.ID] = true
 				q.heard(from)
 				q.run.FoundHolder()
 				rt.stats.AnnouncedHolders++

@@ -44,21 +44,26 @@ type sealer struct {
 // with the node and message it was found good for: a signature counts as
 // verified again only for exactly those bytes (an ed25519 signature is
 // deterministic, so a record sent again carries the same one). Up to
-// maxVerified; past it, it forgets them all (a query's entries are
-// checked again, once). It is safe for concurrent use.
+// maxVerified signatures and maxVerifiedBytes of what they sign; past
+// either, it forgets them all (a query's entries are checked again,
+// once). It is safe for concurrent use.
 //
 // It was keyed by a SHA-256 of (node, message, signature), which every
 // lookup had to compute: a record found again took 250 ns, now 31 ns
 // (BenchmarkSealer/verified-before, a 120-byte message), and the check is
 // exact rather than up to a hash.
 type SignatureCache struct {
-	mu sync.RWMutex
-	m  map[[identity.SignatureSize]byte]string // signature → node, 0, message
+	mu    sync.RWMutex
+	m     map[[identity.SignatureSize]byte]signed // signature → what it was found good for
+	bytes int                                     // of the nodes and messages in m
 }
+
+// signed is the node and message a signature was found good for.
+type signed struct{ node, msg string }
 
 // NewSignatureCache returns an empty cache.
 func NewSignatureCache() *SignatureCache {
-	return &SignatureCache{m: map[[identity.SignatureSize]byte]string{}}
+	return &SignatureCache{m: map[[identity.SignatureSize]byte]signed{}}
 }
 
 // has reports whether sig was found good as node's signature over msg.
@@ -69,30 +74,36 @@ func (c *SignatureCache) has(node string, msg, sig []byte) bool {
 	c.mu.RLock()
 	v, ok := c.m[[identity.SignatureSize]byte(sig)]
 	c.mu.RUnlock()
-	return ok && len(v) == len(node)+1+len(msg) && v[:len(node)] == node && v[len(node)] == 0 && v[len(node)+1:] == string(msg)
+	return ok && v.node == node && v.msg == string(msg)
 }
 
 func (c *SignatureCache) add(node string, msg, sig []byte) {
 	if len(sig) != identity.SignatureSize {
 		return
 	}
-	v := make([]byte, 0, len(node)+1+len(msg))
-	v = append(append(append(v, node...), 0), msg...)
+	v := signed{node, string(msg)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) >= maxVerified {
+	if len(c.m) >= maxVerified || c.bytes+len(v.node)+len(v.msg) > maxVerifiedBytes {
 		clear(c.m)
+		c.bytes = 0
 	}
-	c.m[[identity.SignatureSize]byte(sig)] = string(v)
+	c.bytes += len(v.node) + len(v.msg)
+	c.m[[identity.SignatureSize]byte(sig)] = v
 }
 
 // sealDomain separates these signatures from the peer's others (leases).
 const sealDomain = "peerq record v1"
 
-// maxVerified bounds the signatures a cache remembers: with records of
-// up to a few hundred bytes, a few MiB. A top-50 over 200 peers verifies
-// a few hundred distinct signatures.
-const maxVerified = 1 << 14
+// maxVerified bounds the signatures a cache remembers, and
+// maxVerifiedBytes the nodes and messages it keeps with them (a record
+// is a few hundred bytes; a member may sign larger ones of itself, within
+// the catalog's bounds). A top-50 over 200 peers verifies a few hundred
+// distinct signatures.
+const (
+	maxVerified      = 1 << 14
+	maxVerifiedBytes = 8 << 20
+)
 
 func newSealer(id *identity.Key, net Membership, verified *SignatureCache) *sealer {
 	if verified == nil {
