@@ -210,16 +210,23 @@ func TestPartitionMidQuery(t *testing.T) {
 	})
 }
 
-// Loss, duplication and jitter: right or flagged, and mostly right.
+// Loss, duplication and jitter: right or flagged, and mostly right; with
+// the engine's fanout for 30 peers (an aggregate's is 0) and with every
+// query announced to 3 more peers a round, whose announcements and
+// replies that the query is held are lost and duplicated too.
 func TestLossyNetwork(t *testing.T) {
 	t.Parallel()
-	for _, loss := range []float64{0.05, 0.2} {
-		t.Run(fmt.Sprint("loss", loss), func(t *testing.T) {
+	for _, tc := range []struct {
+		loss   float64
+		fanout int
+	}{{0.05, query.AutoFanout}, {0.2, query.AutoFanout}, {0.05, 3}, {0.2, 3}} {
+		loss, fanout := tc.loss, tc.fanout
+		t.Run(fmt.Sprintf("loss%v fanout%d", loss, fanout), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				fcfg := fakenet.DefaultConfig()
 				fcfg.Loss, fcfg.Duplicate, fcfg.Jitter = loss, 0.05, 20*time.Millisecond
-				c := startFake(t, 30, fcfg, 5, nil)
+				c := startFake(t, 30, fcfg, 5, func(cfg *Config) { cfg.Fanout = fanout })
 				recs := c.records()
 				right := 0
 				for i := 0; i < 6; i++ {

@@ -319,8 +319,10 @@ func (rt *runtime) tick() {
 			out[peer] = append(out[peer], entry{ID: id, Kind: protoEnd})
 		}
 	}
+	told := map[string]bool{} // the exchanges of announcements alone
 	for to, es := range out {
 		if announcements(es) {
+			told[to] = true
 			// Not counted: an exchange of announcements alone never holds
 			// up the next round's messages to that peer (with 8 peers and
 			// 200 queries at once, counting them made 4× the messages
@@ -358,14 +360,14 @@ func (rt *runtime) tick() {
 		// An exchange of announcements alone carries nothing the round
 		// waits for: the round neither waits for it nor lasts a full
 		// Round when it fails (the prober still hears of the failure).
-		told := announcements(es)
+		told := told[to]
 		if !told {
 			rt.inflight.Add(1)
 		}
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()
-			ok := rt.exchange(to, es, bodies[to])
+			ok := rt.exchange(to, es, bodies[to], told)
 			if told {
 				return
 			}
@@ -514,8 +516,9 @@ func memberSet(net Network) map[string]bool {
 
 // exchange sends one batch, its entries encoded in body, and steps the
 // replies; it reports whether the round may go on at once: the peer
-// answered, or refused the connection.
-func (rt *runtime) exchange(to string, entries []entry, body []byte) bool {
+// answered, or refused the connection. told marks a batch of
+// announcements alone, which tick did not count in outTo.
+func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) bool {
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.ExchangeTimeout)
 	sent := rt.now()
 	slow := rt.prober.suspectIfSlow(to)
@@ -530,7 +533,7 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte) bool {
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if !announcements(entries) {
+	if !told {
 		if rt.outTo[to]--; rt.outTo[to] <= 0 {
 			delete(rt.outTo, to)
 		}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/peerq/peerq/sim"
 	"github.com/peerq/peerq/topk"
 )
 
@@ -72,6 +73,18 @@ func TestEntryRoles(t *testing.T) {
 				t.Errorf("%s: announces %v, holds %v; want %v, %v", c.name, e.announces(), e.holds(), c.announces, c.held)
 			}
 		}
+	}
+}
+
+// The simulator counts a reply that a query is held as sim.HeldReplyBytes:
+// the entry the runtime sends for it (serve), in a batch of others.
+func TestHeldReplySizeModel(t *testing.T) {
+	t.Parallel()
+	held := entry{ID: QueryID{7}, Kind: protoAggregate}
+	empty := len(encodeBatch(batch{Entries: []entry{{ID: QueryID{8}, Kind: protoEnd}}}))
+	with := len(encodeBatch(batch{Entries: []entry{{ID: QueryID{8}, Kind: protoEnd}, held}}))
+	if got := with - empty; got != sim.HeldReplyBytes {
+		t.Errorf("a held reply is %d bytes on the wire, the simulator counts %d", got, sim.HeldReplyBytes)
 	}
 }
 
