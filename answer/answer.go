@@ -262,6 +262,9 @@ type PoolStatus struct {
 	GatewayNames []string `json:"gateway_names,omitempty"`
 	// Check is the verdict of the pool's own sample check, if it made one.
 	Check string `json:"check,omitempty"`
+	// Owner is, for a statement FROM SUBCLOUD, the owner of that name in
+	// the pool, as its gateways found it ("": nobody there owns it).
+	Owner string `json:"subcloud_owner,omitempty"`
 }
 
 // MaxNamed is how many excluded members an answer names (Meta.Excluded);

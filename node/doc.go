@@ -48,7 +48,9 @@
 // across the pools (a majority of each pool's gateways run it, the others
 // only when those disagree), then checking every pool's reports and
 // merging one partial per pool that most of its gateways agree on
-// (run.Merge).
+// (run.Merge). A statement FROM SUBCLOUD is answered by the pool whose
+// gateways find the name's owner there (subcloudPool); SHOW SUBCLOUDS
+// adds the other pools' subclouds, counted in their pools (local.go).
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
 // cloud pool on its own in-memory network).
 //

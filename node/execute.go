@@ -247,9 +247,13 @@ func (n *Node) Admit(ctx context.Context) (context.Context, func(), error) {
 // statement runs a plan: Query without EXPLAIN, WATCH's refusal, the
 // metrics and the answer's common meta.
 func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
-	if plan.Subcloud != "" {
+	pooled := n.rt.pools.on() && (plan.Kind == query.PlanAggregate || plan.Kind == query.PlanTopK)
+	if plan.Subcloud != "" && !pooled {
 		// A subcloud's members are the leases of its one owner; a name
 		// nobody holds is an error, not an empty answer after a gossip run.
+		// In a pooled cloud each pool's gateways find the owner in their
+		// pool, and the asker takes the pool that holds it (pools.go,
+		// subcloudPool).
 		owner, ok := n.sc.subcloudOwner(ctx, plan.Subcloud)
 		if !ok {
 			return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s: no agent owns it", plan.Subcloud)}
@@ -293,7 +297,7 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		return n.sc.alter(ctx, plan)
 	case plan.Kind == query.PlanLocal:
 		return n.local(ctx, plan, start)
-	case n.rt.pools.on() && (plan.Kind == query.PlanAggregate || plan.Kind == query.PlanTopK):
+	case pooled:
 		// A pooled cloud: every pool answers (pools.go). The member list
 		// is one pool's, so a statement it could answer is gossip too.
 		if plan.FromTags {

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,6 +113,9 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 		res.Columns, res.Rows, notes = n.sc.showSubclouds(ctx)
 		warning = strings.Join(append([]string{"subclouds owned by other agents are found through their members' tags, which reach this agent within a few seconds of a change (Serf's gossip); " +
 			"their owner is the one the name's keepers name, and a row from its owner is exact as of this answer"}, notes...), "; ")
+		if n.rt.pools.on() {
+			return n.otherPoolsSubclouds(ctx, plan, res, warning, start)
+		}
 	}
 	res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(),
 		FromTags: true, Converged: true, Warning: warning}
@@ -184,6 +189,49 @@ func (n *Node) showMembers() ([]answer.Column, [][]query.Value) {
 			answer.List(tags)})
 	}
 	return cols, rows
+}
+
+// otherPoolsSubclouds adds the other pools' subclouds to SHOW SUBCLOUDS
+// in a pooled cloud, and a pool column. A subcloud lives in its owner's
+// pool, whose tags and keepers this peer does not see: each pool counts
+// its members' leases by subcloud and owner (a GROUP BY run in every pool,
+// agreed by most of its gateways, as any statement), so that another
+// pool's row has its name, owner and size; its target, repairs, expiry
+// and members are its owner's to tell, in its pool. This pool's rows stay
+// the detailed ones of showSubclouds. A pool that does not answer makes
+// the answer partial, naming it.
+func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *answer.Answer, warning string, start time.Time) (*answer.Answer, error) {
+	mine := n.rt.pools.cfg.Pool
+	res.Columns = append(res.Columns, answer.Column{Name: "pool", Kind: query.KindString})
+	for i := range res.Rows {
+		res.Rows[i] = append(res.Rows[i], query.Str(mine))
+	}
+	plan, err := n.Compile("SELECT pool, subcloud, subcloud_owner, COUNT(*) FROM peers WHERE reserved GROUP BY pool, subcloud, subcloud_owner")
+	if err != nil {
+		return nil, err
+	}
+	a, err := n.rt.pools.ask(ctx, plan, nil, start)
+	if a == nil {
+		return nil, err
+	}
+	var others [][]query.Value
+	for _, row := range a.Rows {
+		if len(row) != 4 || row[0].Str == mine || row[1].Kind != query.KindString {
+			continue // this pool's are above, from their owners
+		}
+		others = append(others, []query.Value{row[1], row[2], query.Null, row[3], query.Null, query.Null, query.Null, query.Null,
+			query.Null, query.Str("its pool's leases, counted"), row[0]})
+	}
+	slices.SortFunc(others, func(x, y []query.Value) int {
+		return cmp.Or(cmp.Compare(x[10].Str, y[10].Str), cmp.Compare(x[0].Str, y[0].Str), cmp.Compare(x[1].Str, y[1].Str))
+	})
+	res.Rows = append(res.Rows, others...)
+	meta := a.Meta
+	meta.FromTags, meta.PlanHash = true, show.Hash()
+	meta.Warning = joinReason(warning, joinReason("other pools' subclouds are their members' leases counted by subcloud and owner in each pool (its gateways agreeing); "+
+		"their target, repairs, expiry and members are their owners' to tell, in their pool (SELECT ... FROM SUBCLOUD name asks them from here)", a.Meta.Warning))
+	res.Meta = meta
+	return res, err
 }
 
 // showPools lists the cloud's pools: each with its status, members and

@@ -202,6 +202,9 @@ func New(cfg Config, net Network) (*Node, error) {
 			cfg.PoolMemory = def.PoolMemory
 		}
 		rt.pools = newPools(cfg, net, id, rt, ctx, n.logf)
+		// Called by a gateway's pool runs, which start from the pools'
+		// loop, after n.sc.owner is set.
+		rt.pools.ownerOf = n.sc.subcloudOwner
 	}
 	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(rt.serve); err != nil {

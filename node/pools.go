@@ -15,6 +15,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/strictcbor"
 	"github.com/peerq/peerq/node/network"
@@ -183,6 +184,10 @@ type reportBody struct {
 	Partial []byte  `cbor:"9,keyasint,omitempty"`
 	// Check is the verdict of the pool's own sample check (run.SampleCheck).
 	Check string `cbor:"10,keyasint,omitempty"`
+	// Owner is, for a statement FROM SUBCLOUD, the owner of that name in
+	// the gateway's pool ("": none there); the pool ran it over that
+	// owner's members (ownerOf).
+	Owner string `cbor:"11,keyasint,omitempty"`
 }
 
 // statusFailed is a report's status when its pool gave no answer.
@@ -250,6 +255,10 @@ type pools struct {
 	// bend, if set, is a lying gateway's lie (tests): what it does to
 	// its pool's partial before it signs it.
 	bend func(*run.Partial)
+	// ownerOf finds the owner of a subcloud's name in this peer's pool
+	// (subclouds.subcloudOwner), for a statement FROM SUBCLOUD; a test's
+	// liar changes it (under mu).
+	ownerOf func(ctx context.Context, name string) (string, bool)
 }
 
 type poolRun struct {
@@ -559,6 +568,18 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash()}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
 	defer cancel()
+	if plan.Subcloud != "" {
+		// A subcloud lives in its owner's pool (its leases and its name's
+		// keepers are there): the pool runs the statement over the members
+		// of the owner its keepers name, and says which; a pool where
+		// nobody owns the name runs it over nobody (owner ""), which
+		// gives its partial the plan's shape with nothing in it.
+		p.mu.Lock()
+		ownerOf := p.ownerOf
+		p.mu.Unlock()
+		body.Owner, _ = ownerOf(ctx, plan.Subcloud)
+		plan = plan.OwnedBy(body.Owner)
+	}
 	a, part, err := p.rt.gossipPartial(ctx, plan)
 	switch {
 	case a == nil || a.Meta == nil || part == nil:
@@ -994,15 +1015,31 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash()}
-	var parts []*run.Partial
-	var partial, contested []string
+	decided := make([]pooled, 0, len(names))
 	for _, name := range names {
 		v := views[name]
 		ps := answer.PoolStatus{Pool: name, Gateways: len(v.Gateways), GatewayNames: v.Gateways}
 		chosen, agreeing, why := choose(plan, byPool[name], len(v.Gateways))
 		ps.Agreeing = agreeing
+		decided = append(decided, pooled{ps: ps, chosen: chosen, why: why})
+	}
+	var note string
+	if plan.Subcloud != "" {
+		var err error
+		if note, err = p.subcloudPool(plan.Subcloud, decided); err != nil {
+			return nil, err
+		}
+	}
+	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note}
+	var parts []*run.Partial
+	var partial, contested []string
+	for _, d := range decided {
+		ps, chosen, why, name := d.ps, d.chosen, d.why, d.ps.Pool
 		switch {
+		case d.aside != "" && chosen == nil:
+			ps.Status, ps.Reason = StatusPartial, d.aside // it does not make the answer partial
+		case d.aside != "":
+			ps.Status, ps.Reason, ps.Peers, ps.Rounds, ps.Owner = answer.StatusExact, d.aside, chosen.body.Peers, chosen.body.Rounds, chosen.body.Owner
 		case chosen == nil && why == "disagree":
 			ps.Status, ps.Reason = answer.StatusContested, fmt.Sprintf("its %d gateways' reports disagree and no majority agrees", len(byPool[name]))
 			contested = append(contested, fmt.Sprintf("pool %s: %s", name, ps.Reason))
@@ -1010,7 +1047,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 			ps.Status, ps.Reason = StatusPartial, why
 			partial = append(partial, fmt.Sprintf("pool %s: %s", name, why))
 		default:
-			ps.Status, ps.Reason, ps.Peers, ps.Rounds, ps.Check = chosen.body.Status, chosen.body.Reason, chosen.body.Peers, chosen.body.Rounds, chosen.body.Check
+			ps.Status, ps.Reason, ps.Peers, ps.Rounds, ps.Check, ps.Owner = chosen.body.Status, chosen.body.Reason, chosen.body.Peers, chosen.body.Rounds, chosen.body.Check, chosen.body.Owner
 			parts = append(parts, chosen.part)
 			meta.Peers += chosen.body.Peers
 			meta.Rounds = max(meta.Rounds, chosen.body.Rounds)
@@ -1033,7 +1070,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		meta.Status, meta.Converged, meta.Reason = StatusPartial, false, strings.Join(partial, "; ")
 	}
 	if len(refused) > 0 {
-		meta.Warning = "reports refused: " + strings.Join(refused, "; ")
+		meta.Warning = joinReason(meta.Warning, "reports refused: "+strings.Join(refused, "; "))
 	}
 	meta.MembersStart, meta.MembersEnd = meta.Peers, meta.Peers
 	meta.Elapsed = p.now().Sub(start).Seconds()
@@ -1042,6 +1079,63 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		a.Contest(strings.Join(contested, "; "))
 	}
 	return a, nil
+}
+
+// pooled is one pool's verdict at the asker: the report a majority of
+// its gateways agree on (nil: none, and why), and, for a statement FROM
+// SUBCLOUD, why the pool is set aside (it does not hold the subcloud).
+type pooled struct {
+	ps     answer.PoolStatus
+	chosen *verified
+	why    string
+	aside  string
+}
+
+// subcloudPool picks the pool whose subcloud a statement FROM SUBCLOUD
+// name is about, and sets the others aside. A subcloud lives in its
+// owner's pool, and a name is unique within a pool, not across pools: the
+// asker's own pool's comes first; else the one pool whose gateways agree
+// that a member of theirs owns the name. Two such pools make the name
+// ambiguous and none makes it unknown: both are errors in the statement,
+// not answers. note says which pools did not answer, and so might hold
+// another subcloud of that name.
+func (p *pools) subcloudPool(name string, ds []pooled) (note string, err error) {
+	var holding, silent []string
+	at := -1
+	for i, d := range ds {
+		switch {
+		case d.chosen == nil:
+			silent = append(silent, d.ps.Pool)
+		case d.chosen.body.Owner != "":
+			holding = append(holding, fmt.Sprintf("%s (owner %s)", d.ps.Pool, d.chosen.body.Owner))
+			if at < 0 || d.ps.Pool == p.cfg.Pool {
+				at = i
+			}
+		}
+	}
+	switch {
+	case at < 0 && len(silent) == 0:
+		return "", &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s: no agent owns it in any of the %d pools", name, len(ds))}
+	case at < 0:
+		return "", &api.Error{Code: api.CodePartial, Message: fmt.Sprintf("unknown subcloud %s in the pools that answered; pools %s did not answer, and one of them may hold it", name, strings.Join(silent, ", "))}
+	case len(holding) > 1 && ds[at].ps.Pool != p.cfg.Pool:
+		return "", &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("subcloud %s is ambiguous: %d pools hold one of that name, %s; ask from a peer of the pool you mean (its own pool's comes first)", name, len(holding), strings.Join(holding, ", "))}
+	}
+	for i := range ds {
+		switch {
+		case i == at:
+		case ds[i].chosen == nil:
+			ds[i].aside = fmt.Sprintf("did not answer (%s): subcloud %s is pool %s's", ds[i].why, name, ds[at].ps.Pool)
+		case ds[i].chosen.body.Owner != "":
+			ds[i].aside = fmt.Sprintf("holds another subcloud %s (owner %s): this peer's pool's comes first", name, ds[i].chosen.body.Owner)
+		default:
+			ds[i].aside = fmt.Sprintf("holds no subcloud %s", name)
+		}
+	}
+	if len(silent) > 0 {
+		note = fmt.Sprintf("subcloud %s is pool %s's; pools %s did not answer, and could hold another of that name", name, ds[at].ps.Pool, strings.Join(silent, ", "))
+	}
+	return note, nil
 }
 
 // check verifies one report: signed by the key the cloud pool shows for
@@ -1115,7 +1209,7 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 	for i := range ok {
 		n := 0
 		for j := range ok {
-			if agree(plan, ok[i].ans, ok[j].ans) {
+			if agree(plan, ok[i].ans, ok[j].ans) && ok[i].body.Owner == ok[j].body.Owner {
 				n++
 			}
 		}

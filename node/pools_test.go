@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
@@ -114,14 +115,27 @@ func TestChoose(t *testing.T) {
 		{"two disagree, a member lost between their runs", []verified{withPeers(ans(8), 4), withPeers(ans(7), 3)}, 3, 1,
 			"its gateways' reports differ and so do their members (4, 3): the pool changed while they ran"},
 		{"more reports than listed", []verified{ans(100), ans(1000), ans(1000)}, 1, 2, ""},
+		// FROM SUBCLOUD: the owner a gateway found in its pool is part of
+		// its report; a liar that claims one is outvoted however its
+		// numbers agree, and two that disagree on it make no majority.
+		{"a subcloud's owner claimed by a liar", []verified{owned(ans(0), "made-up"), owned(ans(0), ""), owned(ans(0), "")}, 3, 2, ""},
+		{"a subcloud's owner disputed", []verified{owned(ans(0), "made-up"), owned(ans(0), "")}, 2, 1, "disagree"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, agreeing, why := choose(plan, c.vs, c.listed)
 			if why != c.why || agreeing != c.agreeing || (got == nil) != (c.why != "") {
 				t.Fatalf("chose %v, %d agreeing, %q; want %d agreeing, %q", got != nil, agreeing, why, c.agreeing, c.why)
 			}
+			if got != nil && got.body.Owner == "made-up" {
+				t.Fatalf("chose the liar's report, owner %q", got.body.Owner)
+			}
 		})
 	}
+}
+
+func owned(v verified, owner string) verified {
+	v.body.Owner = owner
+	return v
 }
 
 func withPeers(v verified, n int) verified {
@@ -384,6 +398,81 @@ func TestPools(t *testing.T) {
 			t.Fatalf("RESERVE 20 of a pool of 15: %v", err)
 		}
 	})
+	t.Run("subclouds across pools", func(t *testing.T) {
+		// A subcloud lives in its owner's pool; FROM SUBCLOUD finds it from
+		// any pool, the asker's own pool's first when two hold the name.
+		member := func(k int) int { // a peer of pool k that is not a gateway
+			for i := range e.Nodes {
+				if e.PoolOf(i) == k && !slices.Contains(e.gatewaysOf(k), i) {
+					return i
+				}
+			}
+			t.Fatalf("pool%d has no peer that is not a gateway", k)
+			return 0
+		}
+		reserve := func(at int, n int) []string {
+			a, err := e.ask(t, at, fmt.Sprintf("RESERVE %d FROM peers ORDER BY mem_free DESC AS shared FOR 2m", n))
+			if err != nil {
+				t.Fatalf("RESERVE at pool%d: %v", e.PoolOf(at), err)
+			}
+			t.Cleanup(func() { e.ask(t, at, "RELEASE shared") })
+			return a.Nodes
+		}
+		p0, p1, p2 := asker, member(1), member(2)
+		in0 := reserve(p0, 2)
+		count, top := "SELECT COUNT(*) FROM SUBCLOUD shared", "SELECT node FROM SUBCLOUD shared ORDER BY mem_free DESC LIMIT 5"
+		for _, at := range []int{p0, p1, p2} {
+			subcloudRight(t, e, at, count, "pool0", e.Nodes[p0].Name(), func(a *answer.Answer) bool { return len(a.Rows) == 1 && a.Rows[0][0].Num == 2 })
+			subcloudRight(t, e, at, top, "pool0", e.Nodes[p0].Name(), func(a *answer.Answer) bool { return sameSet(a.Nodes, in0) })
+		}
+		_, err := e.ask(t, p1, "SELECT COUNT(*) FROM SUBCLOUD nosuch")
+		if ae := (*api.Error)(nil); !errors.As(err, &ae) || ae.Code != api.CodeStatement || !strings.Contains(err.Error(), "no agent owns it in any of the 3 pools") {
+			t.Fatalf("FROM SUBCLOUD nosuch: %v", err)
+		}
+		// One lying gateway of pool1 says a member of its pool owns it:
+		// outvoted by the other two.
+		liar := e.Nodes[e.gatewaysOf(1)[0]].rt.pools
+		honest := liar.ownerOf
+		setOwnerOf(liar, func(context.Context, string) (string, bool) { return "made-up", true })
+		subcloudRight(t, e, p2, count, "pool0", e.Nodes[p0].Name(), func(a *answer.Answer) bool { return len(a.Rows) == 1 && a.Rows[0][0].Num == 2 })
+		setOwnerOf(liar, honest)
+		// pool2 reserves a subcloud of the same name: each pool's peers
+		// get their own; pool1's cannot tell which is meant.
+		in2 := reserve(p2, 3)
+		subcloudRight(t, e, p2, top, "pool2", e.Nodes[p2].Name(), func(a *answer.Answer) bool { return sameSet(a.Nodes, in2) })
+		subcloudRight(t, e, p0, top, "pool0", e.Nodes[p0].Name(), func(a *answer.Answer) bool { return sameSet(a.Nodes, in0) })
+		_, err = e.ask(t, p1, count)
+		if ae := (*api.Error)(nil); !errors.As(err, &ae) || ae.Code != api.CodeStatement || !strings.Contains(err.Error(), "is ambiguous: 2 pools hold one") {
+			t.Fatalf("FROM SUBCLOUD of a name two pools hold, from a third: %v", err)
+		}
+		// SHOW SUBCLOUDS lists every pool's, with its pool: this pool's
+		// from their owners, the others' counted in their pools.
+		for _, at := range []int{p0, p1} {
+			want := []string{"shared " + e.Nodes[p0].Name() + " 2 pool0", "shared " + e.Nodes[p2].Name() + " 3 pool2"}
+			var got []string
+			for try := 1; try <= 3; try++ {
+				a, err := e.ask(t, at, "SHOW SUBCLOUDS")
+				if a != nil && a.Meta != nil && a.Meta.Status == answer.StatusPartial {
+					t.Logf("SHOW SUBCLOUDS at pool%d: try %d partial (%s)", e.PoolOf(at), try, a.Meta.Reason)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("SHOW SUBCLOUDS at pool%d: %v", e.PoolOf(at), err)
+				}
+				got = nil
+				for _, row := range a.Rows {
+					got = append(got, fmt.Sprintf("%s %s %v %s", row[0].Str, row[1].Str, row[3].Num, row[len(row)-1].Str))
+					if mine := row[len(row)-1].Str == PoolName(e.PoolOf(at)); mine == (row[9].Str == "its pool's leases, counted") {
+						t.Errorf("SHOW SUBCLOUDS at pool%d: row %v from %q", e.PoolOf(at), got[len(got)-1], row[9].Str)
+					}
+				}
+				break
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("SHOW SUBCLOUDS at pool%d: %q, want %q", e.PoolOf(at), got, want)
+			}
+		}
+	})
 	t.Run("one liar", func(t *testing.T) {
 		liar := e.Nodes[gw[0]].rt.pools
 		liar.bend = inflate
@@ -438,6 +527,49 @@ func TestPools(t *testing.T) {
 			t.Fatalf("pool1's gateways %v after %d died", got, dead)
 		}
 	})
+}
+
+// subcloudRight asks a statement FROM SUBCLOUD at peer at until its
+// answer is right — from pool, whose gateways name owner, every other pool
+// set aside — up to 3 times: a flagged answer (a pool out of rounds on a
+// busy machine) is retried, a wrong one fails the test at once.
+func subcloudRight(t *testing.T, e *Embedded, at int, text, pool, owner string, right func(*answer.Answer) bool) {
+	t.Helper()
+	for try := 1; try <= 3; try++ {
+		a, err := e.ask(t, at, text)
+		if a == nil || a.Meta == nil {
+			t.Fatalf("%s at pool%d: no answer: %v", text, e.PoolOf(at), err)
+		}
+		if a.Meta.Status == answer.StatusPartial || a.Meta.Status == answer.StatusContested {
+			t.Logf("%s at pool%d: try %d %s (%s)", text, e.PoolOf(at), try, a.Meta.Status, a.Meta.Reason)
+			continue
+		}
+		if err != nil || !right(a) {
+			t.Fatalf("%s at pool%d: %s, %v: %v", text, e.PoolOf(at), a.Meta.Status, err, a.Text())
+		}
+		for _, ps := range a.Meta.Pools {
+			if mine := ps.Pool == pool; mine != (ps.Owner == owner) || !mine && !strings.Contains(ps.Reason, "subcloud shared") {
+				t.Fatalf("%s at pool%d: pool %+v, want the subcloud in %s (owner %s)", text, e.PoolOf(at), ps, pool, owner)
+			}
+		}
+		return
+	}
+	t.Fatalf("%s at pool%d: flagged 3 times", text, e.PoolOf(at))
+}
+
+// setOwnerOf makes a gateway find subclouds' owners with f (a liar's
+// lie), between its runs.
+func setOwnerOf(p *pools, f func(context.Context, string) (string, bool)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ownerOf = f
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // inflate is a gateway's lie: its pool's counts and sums ×10, its top-k's
@@ -659,5 +791,51 @@ func TestEmbeddedRound(t *testing.T) {
 		if got := EmbeddedRound(c.n); got != c.want {
 			t.Errorf("EmbeddedRound(%d) = %v, want %v", c.n, got, c.want)
 		}
+	}
+}
+
+// TestSubcloudPool: a statement FROM SUBCLOUD is about the pool that holds
+// the name — the asker's own first, else the one other — and every other
+// pool is set aside; a name nobody holds is unknown, one that two other
+// pools hold ambiguous, and a pool that did not answer is named.
+func TestSubcloudPool(t *testing.T) {
+	p := &pools{cfg: Config{Pool: "b"}}
+	held := func(pool, owner string) pooled {
+		return pooled{ps: answer.PoolStatus{Pool: pool}, chosen: &verified{body: reportBody{Owner: owner}}}
+	}
+	silent := func(pool string) pooled { return pooled{ps: answer.PoolStatus{Pool: pool}, why: "busy"} }
+	for _, c := range []struct {
+		name  string
+		ds    []pooled
+		at    string // the pool chosen; "" an error
+		code  api.Code
+		words string // in the error, or in the note
+	}{
+		{"another pool's", []pooled{held("a", "o1"), held("b", ""), held("c", "")}, "a", "", ""},
+		{"the asker's own first", []pooled{held("a", "o1"), held("b", "o2"), held("c", "")}, "b", "", ""},
+		{"unknown", []pooled{held("a", ""), held("b", ""), held("c", "")}, "", api.CodeStatement, "no agent owns it in any of the 3 pools"},
+		{"unknown where answered", []pooled{held("a", ""), held("b", ""), silent("c")}, "", api.CodePartial, "pools c did not answer"},
+		{"ambiguous", []pooled{held("a", "o1"), held("b", ""), held("c", "o3")}, "", api.CodeStatement, "2 pools hold one of that name, a (owner o1), c (owner o3)"},
+		{"held, a pool silent", []pooled{held("a", "o1"), held("b", ""), silent("c")}, "a", "", "pools c did not answer, and could hold another"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ds := slices.Clone(c.ds)
+			note, err := p.subcloudPool("x", ds)
+			if c.at == "" {
+				var ae *api.Error
+				if !errors.As(err, &ae) || ae.Code != c.code || !strings.Contains(ae.Message, c.words) {
+					t.Fatalf("got %v, want a %s error with %q", err, c.code, c.words)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(note, c.words) {
+				t.Fatalf("note %q, %v; want %q", note, err, c.words)
+			}
+			for _, d := range ds {
+				if (d.ps.Pool == c.at) != (d.aside == "") {
+					t.Fatalf("pool %s set aside %q; want pool %s's answer alone", d.ps.Pool, d.aside, c.at)
+				}
+			}
+		})
 	}
 }
