@@ -203,9 +203,11 @@ type Config struct {
 	// In a pooled cloud Gateways of each pool's live members are its
 	// gateways, checked every GatewayCheck, and join the cloud pool
 	// through Cloud. A statement waits up to PoolTimeout for the pools
-	// (less with WITH TIMEOUT), polling every PollEvery; a pool seen in
-	// the cloud pool within PoolMemory that has no gateway now makes an
-	// answer partial, naming it.
+	// (less with WITH TIMEOUT), by polls each held until the reports are
+	// ready (up to half of ExchangeTimeout), and one every PollEvery at
+	// most of a peer that does not hold them; a pool seen in the cloud
+	// pool within PoolMemory that has no gateway now makes an answer
+	// partial, naming it.
 	Pool                                             string
 	Gateways                                         int
 	Cloud                                            Cloud

@@ -143,6 +143,11 @@ type poolReq struct {
 	Op   int    `cbor:"1,keyasint"`
 	ID   []byte `cbor:"2,keyasint"`
 	Plan []byte `cbor:"3,keyasint,omitempty"`
+	// Wait makes a poll a long poll: the answer waits until the run (or
+	// the coordination) is done, or this many milliseconds have passed
+	// (at most maxPollWait), so that a report comes back when it is ready
+	// rather than at the next poll.
+	Wait int64 `cbor:"4,keyasint,omitempty"`
 }
 
 type poolResp struct {
@@ -263,14 +268,50 @@ type pools struct {
 
 type poolRun struct {
 	at     time.Time
-	report *poolReport // nil while it runs
+	report *poolReport   // nil while it runs
+	ended  chan struct{} // closed once report is set
 }
 
 type coordRun struct {
 	at      time.Time
 	done    bool
+	ended   chan struct{} // closed once done
 	view    []poolView
 	reports []poolReport
+}
+
+// pollWait is how long this peer's polls ask to be held (poolReq.Wait):
+// half an exchange's time, so that a held poll is back well within it.
+func (p *pools) pollWait() time.Duration { return p.cfg.ExchangeTimeout / 2 }
+
+// hold holds a poll until ended is closed, wait has passed (capped at
+// half an exchange's time: a requester cannot hold this peer's
+// connection longer), ctx ends, or the peer stops.
+func (p *pools) hold(ctx context.Context, ended <-chan struct{}, waitMillis int64) {
+	wait := min(time.Duration(max(waitMillis, 0))*time.Millisecond, p.pollWait())
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ended:
+	case <-t.C:
+	case <-ctx.Done():
+	case <-p.ctx.Done():
+	}
+}
+
+// pace keeps a polling loop from spinning on a peer that does not hold
+// its polls (one that answered sooner than PollEvery, not done): it
+// sleeps the rest of PollEvery, or until ctx ends.
+func (p *pools) pace(ctx context.Context, began time.Time) {
+	if rest := p.cfg.PollEvery - time.Since(began); rest > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(rest):
+		}
+	}
 }
 
 func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
@@ -447,7 +488,7 @@ func (p *pools) view(c CloudNetwork) []poolView {
 // pool, and at a gateway the pools the cloud pool lists.
 func (p *pools) shape() query.CloudShape {
 	s := query.CloudShape{Pool: p.cfg.Pool, PoolPeers: p.lan.Size(), Gateways: p.cfg.Gateways,
-		Asked: majority(p.cfg.Gateways), Mine: Gateways(p.lan.Members(), p.cfg.Gateways), PollEvery: p.cfg.PollEvery.Seconds(), Timeout: p.cfg.PoolTimeout.Seconds()}
+		Asked: majority(p.cfg.Gateways), Mine: Gateways(p.lan.Members(), p.cfg.Gateways), PollWait: p.pollWait().Seconds(), PollEvery: p.cfg.PollEvery.Seconds(), Timeout: p.cfg.PoolTimeout.Seconds()}
 	p.mu.Lock()
 	c := p.cloud
 	p.mu.Unlock()
@@ -467,7 +508,11 @@ func (p *pools) reserveScope() string {
 }
 
 // serveLAN answers an asker of this peer's pool (a protoPool entry).
-func (p *pools) serveLAN(from string, msg []byte) []byte {
+func (p *pools) serveLAN(from string, msg []byte) []byte { return p.answerLAN(p.ctx, from, msg) }
+
+// answerLAN is serveLAN; a poll is held no longer than ctx (an asker's
+// own, when it asks itself).
+func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	var req poolReq
 	if err := decodePool(msg, &req); err != nil {
 		return encodePool(poolResp{Err: err.Error()})
@@ -492,7 +537,7 @@ func (p *pools) serveLAN(from string, msg []byte) []byte {
 		view := p.view(c)
 		p.mu.Lock()
 		if p.coords[id] == nil {
-			cr := &coordRun{at: p.now(), view: view}
+			cr := &coordRun{at: p.now(), view: view, ended: make(chan struct{})}
 			p.coords[id] = cr
 			go p.coordinate(c, id, req.Plan, plan, cr)
 		}
@@ -500,11 +545,14 @@ func (p *pools) serveLAN(from string, msg []byte) []byte {
 		return encodePool(poolResp{})
 	case opCloudPoll:
 		p.mu.Lock()
-		defer p.mu.Unlock()
 		cr := p.coords[id]
+		p.mu.Unlock()
 		if cr == nil {
 			return encodePool(poolResp{Err: "no such statement"})
 		}
+		p.hold(ctx, cr.ended, req.Wait) // not under p.mu
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		return encodePool(poolResp{Done: cr.done, Reports: slices.Clone(cr.reports), Pools: cr.view})
 	}
 	return encodePool(poolResp{Err: fmt.Sprintf("operation %d is not for a pool's members", req.Op)})
@@ -512,6 +560,12 @@ func (p *pools) serveLAN(from string, msg []byte) []byte {
 
 // serveCloud answers another gateway in the cloud pool.
 func (p *pools) serveCloud(from string, msg []byte) ([]byte, error) {
+	return p.answerCloud(p.ctx, from, msg)
+}
+
+// answerCloud is serveCloud; a poll is held no longer than ctx (a
+// coordinator's own, when it asks itself).
+func (p *pools) answerCloud(ctx context.Context, from string, msg []byte) ([]byte, error) {
 	var req poolReq
 	if err := decodePool(msg, &req); err != nil {
 		return nil, err
@@ -531,11 +585,14 @@ func (p *pools) serveCloud(from string, msg []byte) ([]byte, error) {
 		return encodePool(poolResp{}), nil
 	case opPoolPoll:
 		p.mu.Lock()
-		defer p.mu.Unlock()
 		r := p.runs[id]
+		p.mu.Unlock()
 		if r == nil {
 			return encodePool(poolResp{Err: "no such statement"}), nil
 		}
+		p.hold(ctx, r.ended, req.Wait) // not under p.mu
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		if r.report == nil {
 			return encodePool(poolResp{}), nil
 		}
@@ -551,13 +608,14 @@ func (p *pools) startRun(id QueryID, plan *query.Plan) {
 	if p.runs[id] != nil {
 		return
 	}
-	r := &poolRun{at: p.now()}
+	r := &poolRun{at: p.now(), ended: make(chan struct{})}
 	p.runs[id] = r
 	go func() {
 		rep := p.runPool(id, plan)
 		p.mu.Lock()
 		r.report = &rep
 		p.mu.Unlock()
+		close(r.ended)
 	}()
 }
 
@@ -628,6 +686,7 @@ func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.
 	p.mu.Lock()
 	cr.done = true
 	p.mu.Unlock()
+	close(cr.ended)
 }
 
 // coordinatePool asks a majority of pool v's gateways first, and the
@@ -730,11 +789,17 @@ func addKeys(keyOf map[string]identity.Public, v poolView) {
 func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id QueryID, wire []byte, plan *query.Plan) (poolReport, bool) {
 	call := func(op int) (poolResp, error) {
 		var resp poolResp
-		req := encodePool(poolReq{Op: op, ID: id[:], Plan: wire})
+		r := poolReq{Op: op, ID: id[:]}
+		if op == opPoolStart {
+			r.Plan = wire
+		} else {
+			r.Wait = p.pollWait().Milliseconds()
+		}
+		req := encodePool(r)
 		var out []byte
 		var err error
 		if g == c.Name() {
-			out, err = p.serveCloud(g, req)
+			out, err = p.answerCloud(ctx, g, req)
 		} else {
 			cctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout)
 			out, err = c.Exchange(cctx, g, req)
@@ -754,12 +819,14 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 	}
 	misses := 0
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return poolReport{}, false
-		case <-time.After(p.cfg.PollEvery):
 		}
-		resp, err := call(opPoolPoll)
+		began := time.Now()
+		resp, err := call(opPoolPoll) // held until the report is ready (pollWait)
+		if err != nil || !resp.Done {
+			p.pace(ctx, began)
+		}
 		switch {
 		case err != nil:
 			if misses++; misses >= 3 {
@@ -817,24 +884,25 @@ func (p *pools) ask(ctx context.Context, plan *query.Plan, progress func(answer.
 	last := make([]*poolResp, len(coords))
 	misses := make([]int, len(coords))
 	var stopped error
-poll:
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			stopped = ctx.Err()
-			break poll
-		case <-p.ctx.Done():
-			stopped = ErrClosed
-			break poll
-		case <-time.After(p.cfg.PollEvery):
+			break
 		}
+		if p.ctx.Err() != nil {
+			stopped = ErrClosed
+			break
+		}
+		began := time.Now()
 		waiting, alive := false, false
 		for i, c := range coords {
 			if misses[i] >= 3 || last[i] != nil && last[i].Done {
 				alive = alive || misses[i] < 3
 				continue
 			}
-			resp, err := p.callLAN(ctx, c, poolReq{Op: opCloudPoll, ID: id[:]})
+			// Held until the coordinator is done (pollWait); the second
+			// coordinator, asked after the first is done, mostly is too.
+			resp, err := p.callLAN(ctx, c, poolReq{Op: opCloudPoll, ID: id[:], Wait: p.pollWait().Milliseconds()})
 			if err != nil {
 				if misses[i]++; misses[i] < 3 {
 					waiting, alive = true, true
@@ -856,6 +924,7 @@ poll:
 		if !waiting {
 			break
 		}
+		p.pace(ctx, began)
 	}
 	resp, note := crossCheck(coords, last)
 	a, err := p.combine(plan, id, resp, members, start)
@@ -950,7 +1019,7 @@ func crossCheck(coords []string, last []*poolResp) (poolResp, string) {
 func (p *pools) callLAN(ctx context.Context, to string, req poolReq) (poolResp, error) {
 	var out []byte
 	if to == p.lan.Name() {
-		out = p.serveLAN(to, encodePool(req))
+		out = p.answerLAN(ctx, to, encodePool(req))
 	} else {
 		cctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout)
 		resp, err := p.lan.Exchange(cctx, to, encodeBatch(batch{Entries: []entry{{ID: QueryID(req.ID), Kind: protoPool, Msg: encodePool(req)}}}))

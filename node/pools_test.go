@@ -839,3 +839,50 @@ func TestSubcloudPool(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPoolsLatency: a statement in 3 pools of 15 peers against the
+// same statement in one pool of 15, asked in turn in the same run — what
+// the cloud level adds (two coordinators, the gateways' signed reports,
+// the polls). Only converged answers are timed; flagged ones are counted.
+//
+//	go test ./node -run '^$' -bench PoolsLatency -benchtime 30x
+func BenchmarkPoolsLatency(b *testing.B) {
+	pooled := startEmbeddedWith(b, EmbeddedConfig{Nodes: 45, Pools: 3, Seed: 1, Freeze: true, Round: 50 * time.Millisecond})
+	one := startEmbeddedWith(b, EmbeddedConfig{Nodes: 15, Seed: 1, Freeze: true, Round: 50 * time.Millisecond})
+	ask := func(e *Embedded, text string) (time.Duration, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		a, err := e.Nodes[0].Execute(ctx, text, nil)
+		return time.Since(start), err == nil && a.Meta.Status == answer.StatusConverged
+	}
+	for _, c := range []struct{ name, text string }{
+		{"count", "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"},
+		{"top10", "SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 10"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var inPools, inOne []time.Duration
+			flagged := 0
+			for range b.N {
+				if d, ok := ask(pooled, c.text); ok {
+					inPools = append(inPools, d)
+				} else {
+					flagged++
+				}
+				if d, ok := ask(one, c.text); ok {
+					inOne = append(inOne, d)
+				} else {
+					flagged++
+				}
+			}
+			if len(inPools) == 0 || len(inOne) == 0 {
+				b.Fatalf("%s: no converged answer (%d flagged)", c.name, flagged)
+			}
+			p, o := median(inPools), median(inOne)
+			b.ReportMetric(float64(p.Microseconds())/1000, "pools-ms")
+			b.ReportMetric(float64(o.Microseconds())/1000, "one-ms")
+			b.ReportMetric(p.Seconds()/o.Seconds(), "ratio")
+			b.ReportMetric(float64(flagged), "flagged")
+		})
+	}
+}

@@ -490,9 +490,11 @@ type CloudShape struct {
 	// Pools are the pools the cloud pool lists (nil: this peer is not a
 	// gateway, and does not see the cloud pool).
 	Pools []string
-	// PollEvery is how often an asker polls its coordinators and they
-	// the gateways; Timeout bounds a statement's wait for the pools.
-	PollEvery, Timeout float64 // seconds
+	// PollWait is how long a poll (an asker's of its coordinators, theirs
+	// of the gateways) is held for the reports to be ready; PollEvery
+	// paces polls of a peer that does not hold them; Timeout bounds a
+	// statement's wait for the pools.
+	PollWait, PollEvery, Timeout float64 // seconds
 }
 
 // PartialBytes is about how large one pool's partial of p is (a gateway's
@@ -532,13 +534,13 @@ func ExplainPools(p *Plan, c CloudShape) string {
 		w("pools", "known to the gateways, which are members of the cloud pool; this peer is not one (SHOW POOLS asks them)")
 	}
 	w("coordinator", "two gateways of pool %s (of %s): this peer starts the statement at both and believes only what both say of the pools and their gateways' keys", c.Pool, strings.Join(c.Mine, ", "))
-	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them every %s; the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", c.Asked, c.Gateways, answer.FormatDuration(c.PollEvery), c.Asked, c.Asked)
+	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them, each poll held until their report is ready (up to %s); the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), c.Asked, c.Asked)
 	what := fmt.Sprintf("means of the %d components per group, with the members they average over", len(p.Components))
 	if p.Kind == PlanTopK {
 		what = fmt.Sprintf("top-%d list (node, key, row)", p.K)
 	}
 	w("partial", "each gateway reports its pool's %s, with the pool's status and sample check, signed by its identity: ≈%s a report", what, answer.FormatBytes(float64(p.PartialBytes()+ReportBytes)))
 	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (the same rows, numbers within accuracy %s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, Num(KindRatio, p.Accuracy))
-	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a poll every %s until each gateway asked reports; the asker polls its coordinators as often; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Asked, c.Gateways, answer.FormatDuration(c.PollEvery), answer.FormatDuration(c.Timeout))
+	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a held poll (one every %s while it runs) for each gateway asked; the asker polls its coordinators so; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), answer.FormatDuration(c.Timeout))
 	return b.String()
 }
