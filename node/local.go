@@ -90,7 +90,7 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 	case query.ShowAttributes:
 		res = n.Catalog().Describe()
 	case query.ShowPools:
-		return n.showPools(ctx, start)
+		return n.showPools(ctx, plan, start)
 	case query.ShowEvents:
 		// This agent's own log of the membership, oldest first, as
 		// `serf monitor` shows it; other agents saw the same events at
@@ -237,14 +237,14 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 // showPools lists the cloud's pools: each with its status, members and
 // gateways, as a COUNT(*) run in every pool found them (pools.go); in a
 // cloud of one pool, that pool, from the membership.
-func (n *Node) showPools(ctx context.Context, start time.Time) (*answer.Answer, error) {
+func (n *Node) showPools(ctx context.Context, show *query.Plan, start time.Time) (*answer.Answer, error) {
 	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
 	res := &answer.Answer{Columns: []answer.Column{col("pool", query.KindString), col("status", query.KindString),
 		col("members", query.KindCount), col("gateways", answer.KindList), col("agreeing", query.KindCount)}}
 	if !n.rt.pools.on() {
 		res.Rows = [][]query.Value{{query.Str(""), query.Str(StatusExact), query.Num(query.KindCount, float64(n.net.Size())), query.Null, query.Null}}
 		res.Meta = &answer.Meta{Status: StatusExact, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(), FromTags: true, Converged: true,
-			Warning: "the cloud is one pool (no --pool)"}
+			Warning: "the cloud is one pool (no --pool)", PlanHash: show.Hash()}
 		return res, nil
 	}
 	plan, err := n.Compile("SELECT COUNT(*) FROM peers")
@@ -260,5 +260,6 @@ func (n *Node) showPools(ctx context.Context, start time.Time) (*answer.Answer, 
 			answer.List(p.GatewayNames), query.Num(query.KindCount, float64(p.Agreeing))})
 	}
 	res.Meta = a.Meta
+	res.Meta.PlanHash = show.Hash() // the statement's, not the COUNT's that found the pools
 	return res, err
 }

@@ -342,6 +342,9 @@ func TestPools(t *testing.T) {
 		if err != nil || len(sp.Rows) != 3 {
 			t.Fatalf("SHOW POOLS: %v, %v", sp, err)
 		}
+		if show, err := e.Nodes[asker].Compile("SHOW POOLS"); err != nil || sp.Meta.PlanHash != show.Hash() {
+			t.Errorf("SHOW POOLS answers with plan hash %s, not its own (%v)", sp.Meta.PlanHash, err)
+		}
 		for k, row := range sp.Rows {
 			if row[0].Str != PoolName(k) || row[1].Str != answer.StatusConverged || row[2].Num != 15 || len(row[3].Items()) != 3 {
 				t.Fatalf("SHOW POOLS row %d: %v", k, sp.Text()[k])
@@ -692,6 +695,26 @@ func TestPoolsOverSockets(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 	}
+	// A subcloud of pool a, found from pool b over the sockets.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := peers[1].Execute(ctx, "RESERVE 2 FROM peers ORDER BY mem_free DESC AS sock FOR 1m", nil)
+	if err != nil {
+		t.Fatalf("RESERVE at pool a: %v", err)
+	}
+	for try := 1; ; try++ {
+		a, err := peers[4].Execute(ctx, "SELECT node FROM SUBCLOUD sock ORDER BY mem_free DESC LIMIT 5", nil)
+		if err == nil && a.Meta.Status == answer.StatusConverged {
+			if !sameSet(a.Nodes, r.Nodes) {
+				t.Fatalf("FROM SUBCLOUD sock at pool b: %v, want %v", a.Nodes, r.Nodes)
+			}
+			break
+		}
+		if a == nil || a.Meta == nil || a.Meta.Status != answer.StatusPartial || try == 5 {
+			t.Fatalf("FROM SUBCLOUD sock at pool b, try %d: %v, %v", try, a, err)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // TestCrossCheck: the asker believes of the other pools' gateways only
@@ -751,6 +774,8 @@ func TestCrossCheck(t *testing.T) {
 func FuzzDecodePool(f *testing.F) {
 	body := encodePool(reportBody{ID: make([]byte, 16), Pool: "a", Plan: "p", Status: "converged", Peers: 3, Partial: []byte{0xa0}})
 	f.Add(encodePool(poolReq{Op: opCloudStart, ID: make([]byte, 16), Plan: []byte{1}}))
+	f.Add(encodePool(poolReq{Op: opPoolPoll, ID: make([]byte, 16), Wait: 1000}))
+	f.Add(encodePool(reportBody{ID: make([]byte, 16), Pool: "b", Plan: "p", Status: "converged", Peers: 3, Partial: []byte{0xa0}, Owner: "o"}))
 	f.Add(encodePool(poolResp{Done: true, Pools: []poolView{{Name: "a", Gateways: []string{"g"}, Keys: [][]byte{make([]byte, 32)}}},
 		Reports: []poolReport{{Gateway: "g", Body: body, Sig: make([]byte, 64)}}}))
 	f.Add(body)
