@@ -533,6 +533,9 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	} else {
 		w("pools", "known to the gateways, which are members of the cloud pool; this peer is not one (SHOW POOLS asks them)")
 	}
+	if p.Subcloud != "" {
+		w("subcloud", "%s lives in its owner's pool: each pool's gateways find the owner of the name in their pool and run it over that owner's members (or nobody), and say which in their signed reports; the pool that holds it answers — this peer's own first, else the one other (a name two other pools hold is ambiguous; one none holds, unknown)", p.Subcloud)
+	}
 	w("coordinator", "two gateways of pool %s (of %s): this peer starts the statement at both and believes only what both say of the pools and their gateways' keys", c.Pool, strings.Join(c.Mine, ", "))
 	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them, each poll held until their report is ready (up to %s); the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), c.Asked, c.Asked)
 	what := fmt.Sprintf("means of the %d components per group, with the members they average over", len(p.Components))

@@ -7,8 +7,9 @@ import (
 
 // TestExplainPools: the cloud level of EXPLAIN says what the asker knows —
 // the pools at a gateway, that the gateways know them elsewhere — how many
-// runs a pool makes and what a report carries; a RESERVE says it stays in
-// its pool; a statement with no gossip has no second level.
+// runs a pool makes and what a report carries; a statement FROM SUBCLOUD
+// says which pool answers it; a RESERVE says it stays in its pool; a
+// statement with no gossip has no second level.
 func TestExplainPools(t *testing.T) {
 	shape := CloudShape{Pool: "eu", PoolPeers: 250, Gateways: 3, Asked: 2, Mine: []string{"a", "b", "c"}, PollEvery: 0.1, Timeout: 60}
 	gw := shape
@@ -27,6 +28,9 @@ func TestExplainPools(t *testing.T) {
 		{"RESERVE 2 FROM peers ORDER BY mem_free DESC AS x FOR 1m", shape,
 			[]string{"pool only (eu, 250 live)"}, []string{"levels:"}},
 		{"SELECT 1 + 1", shape, nil, []string{"levels:", "pools:"}},
+		{"SELECT COUNT(*) FROM SUBCLOUD analytics", shape,
+			[]string{"levels:", "analytics lives in its owner's pool", "this peer's own first"}, nil},
+		{"SELECT COUNT(*) FROM peers", shape, []string{"levels:"}, []string{"subcloud:"}},
 	} {
 		got := ExplainPools(compile(t, c.src), c.shape)
 		for _, w := range c.want {
