@@ -234,3 +234,50 @@ func TestOutputSchemas(t *testing.T) {
 		t.Errorf("API, RELEASE of an unknown subcloud: %d %s", code, b)
 	}
 }
+
+// In a cloud of pools, the answers that say more — each pool's status,
+// the owner of a subcloud's name in each pool, SHOW SUBCLOUDS with its pool
+// column and other pools' subclouds — still fit their schemas: a subcloud
+// of pool0 asked about from pool1.
+func TestPooledOutputSchemas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := node.StartEmbedded(ctx, node.EmbeddedConfig{Nodes: 18, Pools: 2, Seed: 3, Freeze: true, Round: 50 * time.Millisecond, MinRound: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.WaitSettled(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	owner, other := e.Nodes[0], e.Nodes[1] // pool0, pool1
+	if e.PoolOf(0) == e.PoolOf(1) {
+		t.Fatalf("peers 0 and 1 are both in pool %d", e.PoolOf(0))
+	}
+	s := newSchemas(t)
+	run := func(at *node.Node, src, schema string) []byte {
+		t.Helper()
+		var out bytes.Buffer
+		// A pool out of rounds on a busy machine is partial, and says so:
+		// its shape is checked all the same.
+		opts := shell.ScriptOptions{Split: query.Split, Format: shell.FormatJSON, Out: &out, AllowPartial: true}
+		if err := shell.RunScript(ctx, at, src, opts); err != nil {
+			t.Fatalf("%s: %v\n%s", src, err, out.String())
+		}
+		s.check(schema, src+" -F json", out.Bytes())
+		return out.Bytes()
+	}
+	run(owner, "RESERVE 2 FROM peers ORDER BY mem_free DESC AS pj FOR 1m", "reserve")
+	defer run(owner, "RELEASE pj", "release")
+	if doc := run(other, "SELECT COUNT(*) FROM SUBCLOUD pj", "aggregate"); !bytes.Contains(doc, []byte(`"subcloud_owner": "`+owner.Name()+`"`)) {
+		t.Errorf("FROM SUBCLOUD from another pool does not name the owner in its pool:\n%s", doc)
+	}
+	run(other, "SELECT node FROM SUBCLOUD pj ORDER BY mem_free DESC LIMIT 5", "select")
+	if doc := run(other, "SHOW SUBCLOUDS", "show-subclouds"); !bytes.Contains(doc, []byte(`"its pool's leases, counted"`)) {
+		t.Errorf("SHOW SUBCLOUDS in pool1 does not list pool0's subcloud:\n%s", doc)
+	}
+	run(other, "SHOW POOLS", "show-pools")
+}
