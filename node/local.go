@@ -226,8 +226,10 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 		return cmp.Or(cmp.Compare(x[10].Str, y[10].Str), cmp.Compare(x[0].Str, y[0].Str), cmp.Compare(x[1].Str, y[1].Str))
 	})
 	res.Rows = append(res.Rows, others...)
+	// Not from tags alone: the other pools' rows are a gossip run's, and
+	// the answer says how it went in each pool (meta.pools).
 	meta := a.Meta
-	meta.FromTags, meta.PlanHash = true, show.Hash()
+	meta.FromTags, meta.PlanHash = false, show.Hash()
 	meta.Warning = joinReason(warning, joinReason("other pools' subclouds are their members' leases counted by subcloud and owner in each pool (its gateways agreeing); "+
 		"their target, repairs, expiry and members are their owners' to tell, in their pool (SELECT ... FROM SUBCLOUD name asks them from here)", a.Meta.Warning))
 	res.Meta = meta

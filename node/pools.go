@@ -1360,9 +1360,13 @@ func changed(vs []verified) bool {
 	return false
 }
 
+// joinReason joins two reasons or warnings, either of which may be empty.
 func joinReason(a, b string) string {
-	if a == "" {
+	switch {
+	case a == "":
 		return b
+	case b == "":
+		return a
 	}
 	return a + "; " + b
 }

@@ -6,22 +6,27 @@
 # every agent given --cloud-join for the cloud ports (gossip port + 2) of
 # the other pool's agents. It waits until SHOW POOLS at a1 lists both
 # pools converged with 4 members and 3 gateways; asks a COUNT, a top 5
-# and a GROUP BY pool at a1 (ROUNDS times each, 5); then starts a COUNT
-# at a1 and, KILL_AFTER seconds later (0.15; a COUNT takes about 0.4 s),
-# kills -9 one of pool b's gateways while it runs: that answer must be
-# right (8, the agents up when it was asked, or 7, those up when it
-# ended) or flagged (partial or contested, exit 4 or 8) — never another
-# number with exit 0. Then it asks COUNT and SHOW POOLS until the COUNT
-# is 7 and converged and pool b has 3 gateways again, none of them the
-# dead one, and a majority of them (2; the third is asked only when two
+# and a GROUP BY pool at a1 (ROUNDS times each, 5). Then subclouds across
+# pools: at a1 it RESERVEs 2 members AS netjob (both must be pool a's); at
+# a5, in pool b, a COUNT FROM SUBCLOUD netjob must be 2, its nodes the 2
+# reserved, SHOW SUBCLOUDS must list netjob in pool a with size 2, and a
+# COUNT FROM SUBCLOUD nosuchjob must exit 2 (unknown subcloud); each asked
+# again while flagged, up to 5 times; then a1 RELEASEs it. Then it starts
+# a COUNT at a1 and, KILL_AFTER seconds later (0.15; a COUNT takes about
+# 0.4 s), kills -9 one of pool b's gateways while it runs: that answer
+# must be right (8, the agents up when it was asked, or 7, those up when
+# it ended) or flagged (partial or contested, exit 4 or 8) — never another
+# number with exit 0. Then it asks COUNT and SHOW POOLS until the COUNT is
+# 7 and converged and pool b has 3 gateways again, none of them the dead
+# one, and a majority of them (2; the third is asked only when two
 # disagree) agreeing (RECOVER_TIMEOUT, 180 s), checks every answer in
 # between the same way, asks the three statements again, prints a summary
 # and exits 1 on a wrong answer or a timeout, 2 if an answer was flagged
 # with no fault going on. (The agents share one host's memory: their
-# mem_free is one figure sampled at different moments, so the top 5 by
-# it ties and reorders from run to run.) Needs root, iproute2, jq and Go
-# (it builds this checkout's peerq). The agents' logs and every answer
-# stay in $PEERQ_NETNS_DIR (/tmp/peerq-netns): a*.log, pools/.
+# mem_free is one figure sampled at different moments, so the top 5 by it
+# ties and reorders from run to run.) Needs root, iproute2, jq and Go (it
+# builds this checkout's peerq). The agents' logs and every answer stay in
+# $PEERQ_NETNS_DIR (/tmp/peerq-netns): a*.log, pools/.
 #
 #   sudo scripts/netns-pools.sh
 #   sudo KILL_AFTER=0.1 ROUNDS=10 scripts/netns-pools.sh
@@ -85,11 +90,11 @@ for i in $(seq 1 "$N"); do
 	)
 done
 
-# ask FILE STATEMENT: the statement at a1, its JSON answer in FILE; prints
-# its exit code.
+# ask FILE STATEMENT [I]: the statement at a1 (or aI), its JSON answer in
+# FILE; prints its exit code.
 ask() {
 	local code=0
-	$C query 1 "$2" --format json > "$1" 2> "${1%.json}.err" || code=$?
+	$C query "${3:-1}" "$2" --format json > "$1" 2> "${1%.json}.err" || code=$?
 	echo "$code"
 }
 # pools FILE: SHOW POOLS's rows from FILE, "pool status members gateways agreeing", one a line.
@@ -177,7 +182,79 @@ statements() {
 # 2. Three statements at a1, ROUNDS times each.
 for r in $(seq 1 "$ROUNDS"); do statements "steady-$r" 8 "a=4,b=4"; done
 
-# 3. A COUNT at a1, and one of pool b's gateways (as SHOW POOLS names
+# 3. Subclouds across pools: a subcloud of pool a reserved at a1, found
+# from a5 in pool b by FROM SUBCLOUD and SHOW SUBCLOUDS; a name no pool
+# holds is an error in the statement (exit 2); released at a1.
+# sub LABEL I STATEMENT WANT CHECK [TRIES]: the statement at aI, asked
+# again (TRIES times in all, 5, a second apart) while its answer is
+# flagged (partial or contested, exit 4 or 8; each counted in flags: no
+# fault is going on).
+# WANT is the exit code it must have: 0 (and converged or exact), or 2
+# (an error in the statement). CHECK FILE CODE sets val, what the answer
+# says, and right, 1 if that is the right answer. Sets f to the last
+# answer's file.
+sub() {
+	local label=$1 i=$2 stmt=$3 want=$4 check=$5 tries=${6:-5} try t code el st v
+	for try in $(seq 1 "$tries"); do
+		f="$OUT/sub.$label.$try.json"
+		t=$(now)
+		code=$(ask "$f" "$stmt" "$i")
+		el=$(since "$t" "$(now)")
+		st=$(status "$f")
+		val=none right=0
+		$check "$f" "$code"
+		if [ "$want" = 0 ]; then
+			v=$(judge "$st" "$code" "$right")
+		elif [ "$code" = "$want" ] && [ "$right" = 1 ]; then
+			v=ok
+		elif [[ "$code" =~ ^[48]$ ]]; then
+			v=flagged
+		else
+			v=WRONG
+		fi
+		[ "$v" = flagged ] && [ "$try" -lt "$tries" ] || break
+		flags=$((flags + 1))
+		row "sub $label at a$i (${el}s)" "$st" "$code" "$val" "flagged, asked again $(pools_meta "$f")"
+		sleep 1
+	done
+	[ "$v" = flagged ] && flags=$((flags + 1))
+	[ "$v" = ok ] || { v=WRONG; wrong=$((wrong + 1)); }
+	row "sub $label at a$i (${el}s)" "$st" "$code" "$val" "$v $(pools_meta "$f")"
+}
+reserved="" # the members RESERVE claimed, sorted, joined by commas
+c_reserve() { # 2 members, both of pool a
+	reserved=$(jq -r '[.rows[]?[0]] | sort | join(",")' "$1" 2> /dev/null || true)
+	val=${reserved:-none}
+	right=$([[ "$reserved" =~ ^a[1-4],a[1-4]$ ]] && [ "${reserved%,*}" != "${reserved#*,}" ] && echo 1 || echo 0)
+}
+c_count() { val=$(first_cell "$1"); right=$([ "$val" = 2 ] && echo 1 || echo 0); }
+c_nodes() { # the reserved members, no other
+	val=$(jq -r '[.rows[]?[0]] | sort | join(",")' "$1" 2> /dev/null || echo none)
+	right=$([ -n "$reserved" ] && [ "$val" = "$reserved" ] && echo 1 || echo 0)
+}
+c_show() { # netjob, pool a, size 2
+	val=$(jq -r '(.columns | map(.name)) as $c | [.rows[]? | [$c, .] | transpose | map({(.[0]): .[1]}) | add
+		| select(.subcloud == "netjob") | "pool \(.pool) size \(.size)"] | join("; ") | if . == "" then "no netjob" else . end' "$1" 2> /dev/null || echo none)
+	right=$([ "$val" = "pool a size 2" ] && echo 1 || echo 0)
+}
+c_unknown() { # the error names the subcloud unknown in every pool
+	val="exit $2"
+	if grep -q "unknown subcloud nosuchjob: no agent owns it in any of the" "${1%.json}.err" "$1" 2> /dev/null; then
+		val="unknown subcloud" right=1
+	fi
+}
+c_release() { # its 2 members let their lease go
+	val=$(jq -r '.rows[0] | "freed \(.[1]), unreachable \(.[2])"' "$1" 2> /dev/null || echo none)
+	right=$([ "$val" = "freed 2, unreachable 0" ] && echo 1 || echo 0)
+}
+sub "reserve netjob" 1 "RESERVE 2 FROM peers ORDER BY mem_free DESC AS netjob FOR 2m" 0 c_reserve 1
+sub "count netjob" 5 "SELECT COUNT(*) FROM SUBCLOUD netjob" 0 c_count
+sub "nodes netjob" 5 "SELECT node FROM SUBCLOUD netjob ORDER BY mem_free DESC LIMIT 5" 0 c_nodes
+sub "show subclouds" 5 "SHOW SUBCLOUDS" 0 c_show
+sub "count nosuchjob" 5 "SELECT COUNT(*) FROM SUBCLOUD nosuchjob" 2 c_unknown
+sub "release netjob" 1 "RELEASE netjob" 0 c_release 1
+
+# 4. A COUNT at a1, and one of pool b's gateways (as SHOW POOLS names
 # them now) killed while it runs.
 f="$OUT/before-kill.json"
 ask "$f" "SHOW POOLS" > /dev/null
@@ -207,7 +284,7 @@ echo "the answer asked across the kill of $victim:"
 echo "  asked at +0s, $victim killed at +$(since "$t_ask" "$t_kill")s, answered at +$(since "$t_ask" "$t_end")s"
 jq -c '.meta | {status, peers, elapsed_seconds, members_start, members_end, reason, excluded, pools}' "$f" 2> /dev/null || cat "$f" "$OUT/kill.err"
 
-# 4. Until COUNT is 7 and converged and pool b has 3 gateways (none of
+# 5. Until COUNT is 7 and converged and pool b has 3 gateways (none of
 # them the dead one), 2 or more agreeing. Every answer on the way: 7 or 8 (the
 # dead agent until pool b's gateways see it failed) with exit 0, or
 # flagged with exit 4 or 8.
@@ -253,13 +330,13 @@ row "pool b: and $victim gone from them" "" "" "${t_pool:-never}" "s after the k
 row "both at once" "" "" "${t_both:-never}" "s after the kill"
 row "answers after the kill" "" "" "$((k + 1))" "$right right (7 or 8, exit 0), $flagged flagged"
 
-# 5. The next statements, once recovered.
+# 6. The next statements, once recovered.
 [ -n "$t_both" ] && statements next 7 "a=4,b=3"
 
 echo
 printf '%-34s %-10s %-5s %-22s %s\n' "what" "status" "exit" "value" "verdict (pool:status:peers:agreeing/gateways)"
 printf '%s\n' "${TABLE[@]}"
 echo "pools formed in ${formed}s; killed $victim (gateway of pool b) $KILL_AFTER s into a COUNT; $wrong wrong answers;" \
-	"$flags flagged with no fault going on (steady, next)"
+	"$flags flagged with no fault going on (steady, subclouds, next)"
 [ "$wrong" = 0 ] && [ -n "$t_both" ] || exit 1
 [ "$flags" = 0 ] || exit 2

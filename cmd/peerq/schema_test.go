@@ -276,8 +276,9 @@ func TestPooledOutputSchemas(t *testing.T) {
 		t.Errorf("FROM SUBCLOUD from another pool does not name the owner in its pool:\n%s", doc)
 	}
 	run(other, "SELECT node FROM SUBCLOUD pj ORDER BY mem_free DESC LIMIT 5", "select")
-	if doc := run(other, "SHOW SUBCLOUDS", "show-subclouds"); !bytes.Contains(doc, []byte(`"its pool's leases, counted"`)) {
-		t.Errorf("SHOW SUBCLOUDS in pool1 does not list pool0's subcloud:\n%s", doc)
+	if doc := run(other, "SHOW SUBCLOUDS", "show-subclouds"); !bytes.Contains(doc, []byte(`"its pool's leases, counted"`)) || !bytes.Contains(doc, []byte(`"pools"`)) ||
+		bytes.Contains(doc, []byte(`; "`)) {
+		t.Errorf("SHOW SUBCLOUDS in pool1 does not list pool0's subcloud, or how each pool answered, or its warning ends in a stray separator:\n%s", doc)
 	}
 	run(other, "SHOW POOLS", "show-pools")
 }
