@@ -40,8 +40,8 @@ func check(t *testing.T, p *query.Plan, res *answer.Answer, err error, survivors
 		}
 		// Who was left out, unreachable or refused, and the answer's own
 		// figures: what a rare flag needs to be understood.
-		t.Logf("%s: flagged: %s (peers %d of %d, %d rounds, excluded %v, unreachable %v, refused %v, participants %.2f)", label, res.Reason,
-			res.Peers, res.MembersStart, res.Rounds, res.Excluded, res.Unreachable, res.Refused, res.Participants)
+		t.Logf("%s: flagged: %s (peers %d of %d, %d rounds, excluded %v, unreachable %v, refused %v, participants %.2f, error estimate %.3g)", label, res.Reason,
+			res.Peers, res.MembersStart, res.Rounds, res.Excluded, res.Unreachable, res.Refused, res.Participants, res.ErrEstimate)
 		return "flagged"
 	}
 	if err != nil {
@@ -307,8 +307,27 @@ func TestManyAskersConverge(t *testing.T) {
 		c := startFake(t, 8, fc, 7, func(cfg *Config) { cfg.Round = 200 * time.Millisecond })
 		if right := rightOfConcurrent(t, c, "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0", 200, 8); right != 200 {
 			t.Errorf("%d of 200 concurrent queries from 8 askers right", right)
-			for _, n := range c.nodes { // seen once in CI: every query of one asker out of rounds
+			// Seen in CI (e05ab70) and beside two simulator runs (about 1
+			// in 150–400 runs of this test): every query of one asker
+			// flagged at 35 rounds (its budget of 31 and 4 quiet ones),
+			// 8 of 8 peers, participants 8.00, error estimates of
+			// 0.001–0.002, nothing excluded, unreachable, refused or
+			// failed, its cores still hearing ~1.7 messages a round. On
+			// this slow network the queries end near their budget: one
+			// alone takes 26 rounds (15 at 1 ms), 8 at once 18–33, 200 at
+			// once 20–29 (a throwaway test, 3 runs each): rounds that end
+			// before their exchange is back still spend the budget when
+			// anything else was heard. Not fixed yet: the budget, or what
+			// counts as a quiet round, must account for them.
+			for _, n := range c.nodes {
 				t.Logf("%s: lost lately %v, stats %+v", n.Name(), n.rt.prober.lostLately(n.now()), n.rt.counters())
+				n.rt.mu.Lock()
+				for id, q := range n.rt.queries {
+					if agg := q.run.Aggregate(); q.origin && agg != nil {
+						t.Logf("  asked %x: round %d, final %v, core %+v, links %d", id[:4], q.run.Round(), q.run.Final(), agg.Stats(), agg.Links())
+					}
+				}
+				n.rt.mu.Unlock()
 			}
 		}
 	})
