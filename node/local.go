@@ -206,11 +206,7 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 	for i := range res.Rows {
 		res.Rows[i] = append(res.Rows[i], query.Str(mine))
 	}
-	plan, err := n.Compile("SELECT pool, subcloud, subcloud_owner, COUNT(*) FROM peers WHERE reserved GROUP BY pool, subcloud, subcloud_owner")
-	if err != nil {
-		return nil, err
-	}
-	a, err := n.rt.pools.ask(ctx, plan, nil, start)
+	a, err := n.askEveryPool(ctx, "SELECT pool, subcloud, subcloud_owner, COUNT(*) FROM peers WHERE reserved GROUP BY pool, subcloud, subcloud_owner", start)
 	if a == nil {
 		return nil, err
 	}
@@ -236,6 +232,16 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 	return res, err
 }
 
+// askEveryPool runs a statement of a SHOW's own in every pool (pools.go),
+// as SHOW POOLS and SHOW SUBCLOUDS do in a pooled cloud.
+func (n *Node) askEveryPool(ctx context.Context, text string, start time.Time) (*answer.Answer, error) {
+	plan, err := n.Compile(text)
+	if err != nil {
+		return nil, err
+	}
+	return n.rt.pools.ask(ctx, plan, nil, start)
+}
+
 // showPools lists the cloud's pools: each with its status, members and
 // gateways, as a COUNT(*) run in every pool found them (pools.go); in a
 // cloud of one pool, that pool, from the membership.
@@ -249,11 +255,7 @@ func (n *Node) showPools(ctx context.Context, show *query.Plan, start time.Time)
 			Warning: "the cloud is one pool (no --pool)", PlanHash: show.Hash()}
 		return res, nil
 	}
-	plan, err := n.Compile("SELECT COUNT(*) FROM peers")
-	if err != nil {
-		return nil, err
-	}
-	a, err := n.rt.pools.ask(ctx, plan, nil, start)
+	a, err := n.askEveryPool(ctx, "SELECT COUNT(*) FROM peers", start)
 	if a == nil {
 		return nil, err
 	}

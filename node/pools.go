@@ -145,8 +145,9 @@ type poolReq struct {
 	Plan []byte `cbor:"3,keyasint,omitempty"`
 	// Wait makes a poll a long poll: the answer waits until the run (or
 	// the coordination) is done, or this many milliseconds have passed
-	// (at most maxPollWait), so that a report comes back when it is ready
-	// rather than at the next poll.
+	// (at most half of the asked peer's exchange time: pools.hold), so
+	// that a report comes back when it is ready rather than at the next
+	// poll.
 	Wait int64 `cbor:"4,keyasint,omitempty"`
 }
 
@@ -274,10 +275,19 @@ type poolRun struct {
 
 type coordRun struct {
 	at      time.Time
-	done    bool
-	ended   chan struct{} // closed once done
+	ended   chan struct{} // closed once every pool reported, failed or timed out
 	view    []poolView
 	reports []poolReport
+}
+
+// closed says whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // pollWait is how long this peer's polls ask to be held (poolReq.Wait):
@@ -553,7 +563,7 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 		p.hold(ctx, cr.ended, req.Wait) // not under p.mu
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return encodePool(poolResp{Done: cr.done, Reports: slices.Clone(cr.reports), Pools: cr.view})
+		return encodePool(poolResp{Done: closed(cr.ended), Reports: slices.Clone(cr.reports), Pools: cr.view})
 	}
 	return encodePool(poolResp{Err: fmt.Sprintf("operation %d is not for a pool's members", req.Op)})
 }
@@ -638,7 +648,18 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 		body.Owner, _ = ownerOf(ctx, plan.Subcloud)
 		plan = plan.OwnedBy(body.Owner)
 	}
-	a, part, err := p.rt.gossipPartial(ctx, plan)
+	var a *answer.Answer
+	var part *run.Partial
+	var err error
+	if plan.Subcloud != "" && body.Owner == "" {
+		// Nobody here owns the name: the partial of a pool whose members
+		// hold none of it has the plan's shape and nothing in it, which
+		// this peer computes alone (its own record fails the filter)
+		// rather than run gossip rounds over the whole pool for nothing.
+		a, part, err = p.rt.alonePartial(plan)
+	} else {
+		a, part, err = p.rt.gossipPartial(ctx, plan)
+	}
 	switch {
 	case a == nil || a.Meta == nil || part == nil:
 		body.Status, body.Reason = statusFailed, fmt.Sprint(err)
@@ -683,9 +704,6 @@ func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.
 		}()
 	}
 	wg.Wait()
-	p.mu.Lock()
-	cr.done = true
-	p.mu.Unlock()
 	close(cr.ended)
 }
 
@@ -1108,7 +1126,8 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		case d.aside != "" && chosen == nil:
 			ps.Status, ps.Reason = StatusPartial, d.aside // it does not make the answer partial
 		case d.aside != "":
-			ps.Status, ps.Reason, ps.Peers, ps.Rounds, ps.Owner = answer.StatusExact, d.aside, chosen.body.Peers, chosen.body.Rounds, chosen.body.Owner
+			// Its members are not the answer's: no peers counted.
+			ps.Status, ps.Reason, ps.Rounds, ps.Owner = answer.StatusExact, d.aside, chosen.body.Rounds, chosen.body.Owner
 		case chosen == nil && why == "disagree":
 			ps.Status, ps.Reason = answer.StatusContested, fmt.Sprintf("its %d gateways' reports disagree and no majority agrees", len(byPool[name]))
 			contested = append(contested, fmt.Sprintf("pool %s: %s", name, ps.Reason))
@@ -1194,7 +1213,11 @@ func (p *pools) subcloudPool(name string, ds []pooled) (note string, err error) 
 		switch {
 		case i == at:
 		case ds[i].chosen == nil:
-			ds[i].aside = fmt.Sprintf("did not answer (%s): subcloud %s is pool %s's", ds[i].why, name, ds[at].ps.Pool)
+			why := ds[i].why
+			if why == "disagree" {
+				why = "its gateways disagree"
+			}
+			ds[i].aside = fmt.Sprintf("did not answer (%s): subcloud %s is pool %s's", why, name, ds[at].ps.Pool)
 		case ds[i].chosen.body.Owner != "":
 			ds[i].aside = fmt.Sprintf("holds another subcloud %s (owner %s): this peer's pool's comes first", name, ds[i].chosen.body.Owner)
 		default:

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/peerq/peerq/answer"
@@ -554,6 +555,11 @@ func subcloudRight(t *testing.T, e *Embedded, at int, text, pool, owner string, 
 			if mine := ps.Pool == pool; mine != (ps.Owner == owner) || !mine && !strings.Contains(ps.Reason, "subcloud shared") {
 				t.Fatalf("%s at pool%d: pool %+v, want the subcloud in %s (owner %s)", text, e.PoolOf(at), ps, pool, owner)
 			}
+			// A pool where nobody owns the name ran no gossip for it, and
+			// none of its members count.
+			if strings.Contains(ps.Reason, "holds no subcloud") && (ps.Rounds != 0 || ps.Peers != 0) {
+				t.Fatalf("%s at pool%d: pool %+v holds no subcloud but ran %d rounds over %d peers", text, e.PoolOf(at), ps, ps.Rounds, ps.Peers)
+			}
 		}
 		return
 	}
@@ -910,4 +916,46 @@ func BenchmarkPoolsLatency(b *testing.B) {
 			b.ReportMetric(float64(flagged), "flagged")
 		})
 	}
+}
+
+// TestHold: a held poll comes back as soon as the run it waits for ends,
+// when the asker's context ends, or after the wait it asked for — never
+// after more than half an exchange's time, whatever it asked; and a
+// polling loop facing a peer that does not hold its polls waits out
+// PollEvery rather than spin.
+func TestHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &pools{cfg: Config{ExchangeTimeout: 2 * time.Second, PollEvery: 100 * time.Millisecond}, ctx: context.Background()}
+		took := func(f func()) time.Duration {
+			start := time.Now()
+			f()
+			return time.Since(start)
+		}
+		never := make(chan struct{})
+		if d := took(func() { p.hold(context.Background(), never, 60_000) }); d != time.Second {
+			t.Errorf("a poll asking for 60 s was held %v, want the cap of 1 s", d)
+		}
+		if d := took(func() { p.hold(context.Background(), never, 300) }); d != 300*time.Millisecond {
+			t.Errorf("a poll asking for 300 ms was held %v", d)
+		}
+		if d := took(func() { p.hold(context.Background(), never, -5) }); d != 0 {
+			t.Errorf("a poll asking for no wait was held %v", d)
+		}
+		ended := make(chan struct{})
+		time.AfterFunc(40*time.Millisecond, func() { close(ended) })
+		if d := took(func() { p.hold(context.Background(), ended, 1000) }); d != 40*time.Millisecond {
+			t.Errorf("a poll whose run ended after 40 ms was held %v", d)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 70*time.Millisecond)
+		defer cancel()
+		if d := took(func() { p.hold(ctx, never, 1000) }); d != 70*time.Millisecond {
+			t.Errorf("a poll whose asker gave up after 70 ms was held %v", d)
+		}
+		if d := took(func() { p.pace(context.Background(), time.Now()) }); d != 100*time.Millisecond {
+			t.Errorf("pace after a poll that came back at once waited %v, want PollEvery", d)
+		}
+		if d := took(func() { p.pace(context.Background(), time.Now().Add(-time.Second)) }); d != 0 {
+			t.Errorf("pace after a poll that was held 1 s waited %v", d)
+		}
+	})
 }
