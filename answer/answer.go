@@ -117,6 +117,13 @@ const (
 	// has both figures; Reason says which): a liar may have bent it.
 	// Scripts exit 8 unless --allow-contested.
 	StatusContested = "contested"
+	// StatusSampled: the statement asked for an answer a minority cannot
+	// move (every aggregate a trimmed mean or a quantile, run.Robust),
+	// the sample contested the gossip's, and the answer is the sample's
+	// own: the signed records of Meta.Check.Sampled members chosen by a
+	// hash of the query, within ErrEstimate (a relative half-width at
+	// 95%). Reason has the gossip's figure. Scripts exit 0.
+	StatusSampled = "sampled"
 )
 
 // The verdicts of a sample check (Check.Verdict).
@@ -177,6 +184,19 @@ func (m *Meta) Contest(why string) {
 	m.Status, m.Reason, m.Converged = StatusContested, why, false
 }
 
+// StandIn makes the answer the sample's own (StatusSampled): rows its
+// figures, width their relative half-width at 95%, why the gossip's
+// figure and the sample's. A partial answer's reason is kept after it:
+// the sample is of the members the answer is about.
+func (a *Answer) StandIn(rows [][]Value, width float64, why string) {
+	m := a.Meta
+	if m.Status == StatusPartial && m.Reason != "" {
+		why += "; the gossip was also partial: " + m.Reason
+	}
+	a.Rows = rows
+	m.Status, m.Reason, m.Converged, m.ErrEstimate = StatusSampled, why, true, width
+}
+
 // Meta is how an answer was reached and how complete it is. The JSON
 // names are the API's (docs/API.md); the fields marked "-" are the
 // runtime's own reading of a running query (the round budget, whether the
@@ -186,7 +206,8 @@ func (m *Meta) Contest(why string) {
 type Meta struct {
 	Statement string `json:"statement"`
 	Protocol  string `json:"protocol"` // aggregate, top-k, reserve, local
-	// Status is exact, converged or partial; Reason says why partial.
+	// Status is exact, converged, sampled, contested or partial; Reason
+	// says why it is not exact or converged.
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`
 	// Peers is the membership the answer is about: the live members when
@@ -232,7 +253,8 @@ type Meta struct {
 	// Warning is said beside a good answer: that the cluster is this peer
 	// alone, say.
 	Warning string `json:"warning,omitempty"`
-	// Converged is Status != partial (kept for clients of the first API).
+	// Converged is Status exact, converged or sampled (kept for clients
+	// of the first API).
 	Converged bool `json:"converged"`
 	Timeout   bool `json:"timeout,omitempty"`
 	// Epoch and At place an answer of a WATCH: its epoch (1, 2, ...) and

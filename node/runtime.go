@@ -851,7 +851,7 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 
 // gossip runs a plan by gossip from this peer.
 func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
-	a, _, err := rt.askPlan(ctx, plan, progress)
+	a, _, err := rt.askPlan(ctx, plan, progress, true)
 	return a, err
 }
 
@@ -863,7 +863,7 @@ func (rt *runtime) gossipPartial(ctx context.Context, plan *query.Plan) (*answer
 	if rt.net.Size() == 1 {
 		return rt.alonePartial(plan)
 	}
-	a, q, err := rt.askPlan(ctx, plan, nil)
+	a, q, err := rt.askPlan(ctx, plan, nil, false)
 	if q == nil || a == nil || a.Meta == nil {
 		return a, nil, err
 	}
@@ -895,7 +895,11 @@ func (rt *runtime) alonePartial(plan *query.Plan) (*answer.Answer, *run.Partial,
 }
 
 // askPlan is gossip, with the asking instance (nil when it never started).
-func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, *instance, error) {
+// standIn: where the sample contests a robust answer, the sample's own
+// stands in for it (run.Fallback); not for a gateway's run in its pool,
+// whose share is merged with the other pools' (a sample's figure is not
+// a partial).
+func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(answer.Progress), standIn bool) (*answer.Answer, *instance, error) {
 	ctx, release, err := rt.adm.Admit(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -948,7 +952,7 @@ func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(
 		if out.busy != nil {
 			return nil, q, out.busy
 		}
-		rt.finishSample(q, sample, out.ans)
+		rt.finishSample(q, sample, out.ans, standIn)
 		if out.ans != nil && out.ans.Meta != nil && !rt.undefended.Load() {
 			if why := run.Implausible(plan, out.ans); why != "" {
 				out.ans.Contest(why)

@@ -250,8 +250,10 @@ func decodeSampleReply(b []byte) (row, sig []byte, err error) {
 
 // finishSample checks query q's final answer res against its sample,
 // once every sample request has ended: res then carries the check
-// (Meta.Check) and, contested, says so in its status.
-func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
+// (Meta.Check) and, contested, says so in its status — or, where standIn
+// and the plan is robust (run.Robust), is the sample's own answer, its
+// sample grown as far as that needs (answer.StatusSampled).
+func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer, standIn bool) {
 	if s == nil || res == nil || res.Meta == nil {
 		return
 	}
@@ -270,18 +272,39 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer) {
 		// member is not a reason to ask 448 more, some of them maybe
 		// lost too): ask the next More members in the same order and
 		// judge with them all.
-		more := run.SampleOf(s.id[:], s.names, first+rt.cfg.Sample.More)[first:]
-		rt.askAll(s, more, escalateConcurrency)
-		s.mu.Lock()
-		s.asked += len(more)
-		s.mu.Unlock()
-		v, check = rt.judgeSample(q, s, res)
-		check.Escalated = true
+		v, check = rt.sampleMore(q, s, res, first, rt.cfg.Sample.More)
+	}
+	if f := rt.cfg.Sample.Fallback; v.Contested && standIn {
+		// A robust answer the gossip could not keep (made-up flows):
+		// the sample keeps it, grown until its own answer is within
+		// the fallback's precision.
+		plan := q.run.Plan()
+		for more := f.More(plan, v, check.Asked, len(s.names)); more > 0; more = f.More(plan, v, check.Asked, len(s.names)) {
+			v, check = rt.sampleMore(q, s, res, check.Asked, more)
+		}
+		if width, why, ok := f.StandIn(plan, v); ok {
+			check.Verdict, check.Reason = answer.CheckContested, v.Reason
+			res.StandIn(v.Answer.Rows, width, why)
+			return
+		}
 	}
 	if v.Contested {
 		check.Verdict, check.Reason = answer.CheckContested, v.Reason
 		res.Contest(v.Reason)
 	}
+}
+
+// sampleMore asks the next more members of s's order after the first
+// asked, and judges res again with every record s holds.
+func (rt *runtime) sampleMore(q *instance, s *sampling, res *answer.Answer, asked, more int) (run.SampleVerdict, *answer.Check) {
+	names := run.SampleOf(s.id[:], s.names, asked+more)[asked:]
+	rt.askAll(s, names, escalateConcurrency)
+	s.mu.Lock()
+	s.asked += len(names)
+	s.mu.Unlock()
+	v, check := rt.judgeSample(q, s, res)
+	check.Escalated = true
+	return v, check
 }
 
 // judgeSample checks query q's final answer res against the records s

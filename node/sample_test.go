@@ -252,20 +252,27 @@ func FuzzDecodeSampleReply(f *testing.F) {
 // lie bends at least one (else the test proves nothing).
 func TestFlowLiarOverSockets(t *testing.T) {
 	t.Parallel()
+	rightOrContested(socketLiar(t, "flow", 9, newFlowLiar))
+}
+
+// socketLiar starts 8 agents on real Serf and sockets, with a cluster key,
+// the last one a liar made by newLiar; it returns the first, the agents'
+// records and the liar.
+func socketLiar(t *testing.T, name string, seed uint64, newLiar func(Network) *aggLiar) (*testing.T, *Node, []query.Record, *aggLiar) {
 	const n, liarAt = 8, 7
 	var l *aggLiar
-	peers := startSocketPeersWrapped(t, n, "flow", 9, func(int, query.Record, *Config) {}, func(i int, nw Network) Network {
+	peers := startSocketPeersWrapped(t, n, name, seed, func(int, query.Record, *Config) {}, func(i int, nw Network) Network {
 		if i != liarAt {
 			return nw
 		}
-		l = newFlowLiar(nw)
+		l = newLiar(nw)
 		return l
 	})
 	var recs []query.Record
 	for _, pr := range peers {
 		recs = append(recs, pr.record())
 	}
-	rightOrContested(t, peers[0].Node, recs, l)
+	return t, peers[0].Node, recs, l
 }
 
 // newExtremeLiar raises every numeric extreme it sends by half, keeping
@@ -340,4 +347,78 @@ func TestSampleEscalates(t *testing.T) {
 			t.Fatalf("%s (%s), check %+v: want agrees after asking all 24", res.Status, res.Reason, ch)
 		}
 	})
+}
+
+// newHistLiar sends made-up histogram flows: every value in the
+// aggregate messages it sends, a bucket's share or mass among them, one
+// more (within the ±1 a count's flow may move, which receivers check).
+func newHistLiar(h Network) *aggLiar {
+	return newAggLiar(h, func(m *aggregate.Message) bool {
+		for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
+			for i := range v.Vals {
+				v.Vals[i]++
+			}
+		}
+		return len(m.Flow.Vals)+len(m.Est.Vals) > 0
+	})
+}
+
+// One peer sending made-up histogram flows bends a trimmed mean and a
+// median; the statement asked for an answer a minority cannot move, so
+// the sample — here every member, each record signed by its member —
+// answers instead (status sampled, exit 0), exactly, with the gossip's
+// figure in the reason. Mutation: with Config.Sample.Fallback.Max 0 the
+// same answers come back contested, and this fails.
+func TestHistLiarIsOutvotedBySample(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 16, 6
+		var l *aggLiar
+		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { l = newHistLiar(h); return l })
+		sampledOrRight(t, c.nodes[0], c.records(), l)
+	})
+}
+
+// The same among agents on real Serf and sockets, with a cluster key.
+func TestHistLiarOverSockets(t *testing.T) {
+	t.Parallel()
+	sampledOrRight(socketLiar(t, "hist", 11, newHistLiar))
+}
+
+// sampledOrRight asks a trimmed mean and a median three times at asker,
+// over the peers' records recs (every one of them sampled), with liar l
+// among them: every answer is the sample's, exact, or converged within
+// 3%; and at least one is the sample's (else the lie bent nothing).
+func sampledOrRight(t *testing.T, asker *Node, recs []query.Record, l *aggLiar) {
+	t.Helper()
+	n := len(recs)
+	p := compile(t, asker, "SELECT AVG(mem_free) TRIM 10%, MEDIAN(cpu_cores) FROM peers")
+	exact := query.Exact(p, recs)
+	sampled := 0
+	for range 3 {
+		res := ask(t, asker, p)
+		switch res.Status {
+		case answer.StatusSampled:
+			sampled++
+			if res.Check == nil || res.Check.Verdict != answer.CheckContested || res.Check.Asked != n || !strings.Contains(res.Reason, "gossip was bent") {
+				t.Errorf("sampled without the check's figures: %s, %+v", res.Reason, res.Check)
+			}
+			for i, cell := range res.Rows[0] {
+				if cell != exact.Rows[0][i] || res.ErrEstimate != 0 {
+					t.Errorf("%s: the sample of every member says %v (±%g), exactly %v", p.Aggs[i].Text, cell, res.ErrEstimate, exact.Rows[0][i])
+				}
+			}
+		case answer.StatusConverged:
+			for i, cell := range res.Rows[0] {
+				if want := exact.Rows[0][i].Num; math.Abs(cell.Num-want) > 0.03*math.Abs(want) {
+					t.Errorf("%s: a bent answer (%v, exact %v) came back converged; check %+v", p.Aggs[i].Text, cell, exact.Rows[0][i], res.Check)
+				}
+			}
+		default:
+			t.Errorf("%s (%s): want sampled, or converged and right", res.Status, res.Reason)
+		}
+	}
+	if l.lies.Load() == 0 || sampled == 0 {
+		t.Fatalf("the liar sent %d bent messages, %d of 3 answers sampled: the lie bent nothing", l.lies.Load(), sampled)
+	}
 }

@@ -368,6 +368,14 @@ const SampleSize = 64
 // SampleSize leave a doubt (run.SampleCheck.More).
 const SampleMore = 7 * SampleSize
 
+// FallbackPrecision and FallbackMax: where the sample's answer stands in
+// for a bent robust one, it grows until within FallbackPrecision at 95%,
+// or to FallbackMax members (run.Fallback).
+const (
+	FallbackPrecision = 0.03
+	FallbackMax       = 4096
+)
+
 // liarNote says what one lying member can do to aggregate a, and what the
 // sample check catches (docs/SECURITY.md).
 func liarNote(p *Plan, a Aggregate) string {
@@ -384,6 +392,16 @@ func liarNote(p *Plan, a Aggregate) string {
 		}
 	}
 	flows := "made-up flows move it within the bounds a receiver checks; the check contests a bend past the sample's interval (for a count at a share of one half, ±28 points of it at 64 sampled; where they leave a doubt, 448 more narrow it to ±10 points): a smaller one passes"
+	// Where every aggregate is robust and there is one group, the sample
+	// answers a bent histogram (run.Robust, run.Fallback).
+	standIn := "; then, as this statement has GROUP BY or an aggregate that is not, the answer stays contested"
+	robust := len(p.GroupBy) == 0
+	for _, b := range p.Aggs {
+		robust = robust && (b.Func == AggPercentile || b.Func == AggTrimmedAvg)
+	}
+	if robust {
+		standIn = fmt.Sprintf("; then the sample's own answer stands in (status sampled), its members grown until it is within %g%% at 95%% (at most %d)", 100*FallbackPrecision, FallbackMax)
+	}
 	switch a.Func {
 	case AggCount:
 		return "counts once, as itself (it may say it matches); " + flows
@@ -392,9 +410,9 @@ func liarNote(p *Plan, a Aggregate) string {
 	case AggStddev, AggVariance:
 		return fmt.Sprintf("may claim up to %s; its sum and count are checked, its sum of squares is not", bound)
 	case AggPercentile:
-		return "moves it by one rank as itself; made-up histogram flows are contested when they move the histogram's mass (the members with a value) past the sample's count, or the value past the sample's order statistics (±30% of rank at 64 sampled)"
+		return "moves it by one rank as itself; made-up histogram flows are contested when they move the histogram's mass (the members with a value) past the sample's count, or the value past the sample's order statistics (±30% of rank at 64 sampled)" + standIn
 	case AggTrimmedAvg:
-		return fmt.Sprintf("may claim up to %s, which lands among the values left out (more such claims than the trim leaves out are contested), so it moves the answer by one value's share, not its own; made-up histogram flows are contested when they move the histogram's mass past the sample's count, or its quartiles or trimmed mean past the sample's", bound)
+		return fmt.Sprintf("may claim up to %s, which lands among the values left out (more such claims than the trim leaves out are contested), so it moves the answer by one value's share, not its own; made-up histogram flows are contested when they move the histogram's mass past the sample's count, or its quartiles or trimmed mean past the sample's%s", bound, standIn)
 	case AggMin, AggMax:
 		if typical != "" {
 			return fmt.Sprintf("decides it with its own value, up to %s: contested%s; a claim within the honest range is not seen (one peer's value, signed by it: it cannot set another's)", bound, strings.TrimSuffix(typical, " or"))

@@ -32,6 +32,13 @@
 // still do), and a message holding one that no peer could have reported is
 // refused (Instance.Step returns ErrRefused).
 //
+// At the asker, an aggregate's answer is checked against an independent
+// sample of signed records (sample.go: CheckSample, with its escalation);
+// where the sample contests an answer a minority should not move (every
+// aggregate a trimmed mean or a quantile, no GROUP BY: Robust), the
+// sample, grown to a stated precision, answers instead (fallback.go:
+// Fallback).
+//
 // In a cloud of pools (node/pools.go), a pool's asking instance hands
 // its share over as a Partial (Instance.Partial: an aggregate's means
 // with the members they average over, histograms, extremes, HyperLogLog

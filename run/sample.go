@@ -125,6 +125,9 @@ type SampleCheck struct {
 	// by the larger one. Escalate 0 never asks more.
 	Escalate float64
 	More     int
+	// Fallback: where the sample contests a Robust plan's answer, the
+	// sample's own answer stands in for it (fallback.go).
+	Fallback Fallback
 }
 
 // DefaultSampleCheck is the check the runtime and the simulator make.
@@ -133,7 +136,7 @@ type SampleCheck struct {
 // in 150,000 where the sample's mean is near normal.
 func DefaultSampleCheck() SampleCheck {
 	return SampleCheck{Size: query.SampleSize, Z: 4.5, OutlierRatio: 10, OutlierMin: 48, MinMatches: 30, LedgerMinMatches: 8,
-		Escalate: 1.5, More: query.SampleMore}
+		Escalate: 1.5, More: query.SampleMore, Fallback: DefaultFallback()}
 }
 
 // SampleVerdict is what the check found.
@@ -151,6 +154,11 @@ type SampleVerdict struct {
 	// Answer is the sample's own answer, in the plan's columns: what the
 	// records alone say.
 	Answer *answer.Answer
+
+	// For a Robust plan, the sampled values of each quantile component,
+	// sorted, and each aggregate's half-width in Answer (fallback.go).
+	sorted map[int][]float64
+	widths []width
 }
 
 // AskMore says whether the asker samples More members after a first
@@ -242,6 +250,10 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 	}
 	slices.Sort(keys)
 	fpc := math.Sqrt(math.Max(0, 1-k/n)) // sampled without replacement
+	robust := Robust(p) && !perMember
+	if robust {
+		v.sorted = map[int][]float64{}
+	}
 	var groups []query.GroupResult
 	for _, key := range keys {
 		g := query.GroupResult{Comps: make([]query.CompResult, len(p.Components))}
@@ -289,6 +301,9 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 				continue // a member's rows are one unit: no order statistic of rows
 			case comp.Kind == query.CompQuantile:
 				sorted := slices.Sorted(slices.Values(xs))
+				if robust {
+					v.sorted[j] = sorted
+				}
 				g.Comps[j].Quantile = func(q float64) (float64, bool) { return nearestRank(sorted, q) }
 				g.Comps[j].Trimmed = func(q float64) (float64, bool) { return query.TrimmedMean(sorted, q) }
 				g.Comps[j].Total = n * float64(len(xs)) / k
@@ -333,6 +348,9 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 		groups = append(groups, g)
 	}
 	v.Answer = query.Finalize(p, groups)
+	if robust {
+		v.widths = c.sampleWidths(p, v.sorted, fpc)
+	}
 	return v
 }
 
@@ -643,18 +661,7 @@ func (c SampleCheck) checkTrimmed(p *query.Plan, j int, sorted []float64, flow q
 		if !ok1 || !ok2 {
 			continue
 		}
-		g := int(math.Floor(trim * m))
-		lo, hi := sorted[g], sorted[len(sorted)-1-g]
-		mean, ss := 0.0, 0.0
-		for _, x := range sorted {
-			mean += min(max(x, lo), hi)
-		}
-		mean /= m
-		for _, x := range sorted {
-			d := min(max(x, lo), hi) - mean
-			ss += d * d
-		}
-		se := math.Sqrt(ss/(m-1)) / ((1 - 2*trim) * math.Sqrt(m)) * fpc
+		se := trimmedSE(sorted, trim, fpc)
 		z := c.Z
 		if got > est {
 			z *= 2 // as for a sum: the sample may have missed a skewed attribute's rare large values
@@ -667,6 +674,26 @@ func (c SampleCheck) checkTrimmed(p *query.Plan, j int, sorted []float64, flow q
 			a.Text, fmtNum(100*trim), fmtNum(got), len(sorted), fmtNum(est), fmtNum(tol))
 	}
 	return ""
+}
+
+// trimmedSE is the standard error of the mean of sorted without the share
+// trim at each end (Tukey and McLaughlin 1963: the winsorized sample's
+// standard deviation over (1-2·trim)√m), fpc the finite population
+// correction.
+func trimmedSE(sorted []float64, trim, fpc float64) float64 {
+	m := float64(len(sorted))
+	g := int(math.Floor(trim * m))
+	lo, hi := sorted[g], sorted[len(sorted)-1-g]
+	mean, ss := 0.0, 0.0
+	for _, x := range sorted {
+		mean += min(max(x, lo), hi)
+	}
+	mean /= m
+	for _, x := range sorted {
+		d := min(max(x, lo), hi) - mean
+		ss += d * d
+	}
+	return math.Sqrt(ss/math.Max(m-1, 1)) / ((1 - 2*trim) * math.Sqrt(m)) * fpc
 }
 
 // nearestRank is the q-quantile of sorted values by nearest rank.

@@ -63,7 +63,7 @@ func TableOf(a *answer.Answer) *Table {
 }
 
 // Footer is the line under a table, as psql's "(3 rows)": the rows, the
-// status (exact, converged, partial or contested: always said), the peers,
+// status (exact, converged, sampled, partial or contested: always said), the peers,
 // the rounds and the time, then what else the answer says — the error
 // estimate, pools, members that came and went, a warning, the sample
 // check, and why it is partial or contested:
@@ -95,7 +95,11 @@ func Footer(rows int, m *answer.Meta) string {
 		fmt.Fprintf(&b, " · %d of %d pools", answered, len(m.Pools))
 	}
 	if m.Protocol == answer.ProtocolAggregate && !m.FromTags {
-		fmt.Fprintf(&b, " · error ±%s (estimated)", answer.FormatPercent(m.ErrEstimate))
+		how := "estimated"
+		if status == answer.StatusSampled {
+			how = "95%, the sample's"
+		}
+		fmt.Fprintf(&b, " · error ±%s (%s)", answer.FormatPercent(m.ErrEstimate), how)
 	}
 	if changed := len(m.Joined) + len(m.Left); changed > 0 {
 		fmt.Fprintf(&b, " · %d joined, %d left during the query", len(m.Joined), len(m.Left))
@@ -126,6 +130,8 @@ func Footer(rows int, m *answer.Meta) string {
 			}
 			fmt.Fprintf(&b, " · the %d sampled members alone say: %s", c.Sampled, strings.Join(rows, "; "))
 		}
+	case status == answer.StatusSampled:
+		b.WriteString(" · SAMPLED: " + m.Reason)
 	case status == answer.StatusPartial:
 		b.WriteString(" · PARTIAL")
 		if m.Reason != "" {

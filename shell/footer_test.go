@@ -8,7 +8,7 @@ import (
 )
 
 // The footer says, as psql's does, how many rows; and always the status:
-// exact, converged, partial or contested.
+// exact, converged, sampled, partial or contested.
 func TestFooter(t *testing.T) {
 	for _, c := range []struct {
 		rows int
@@ -27,6 +27,9 @@ func TestFooter(t *testing.T) {
 		{1, answer.Meta{Status: answer.StatusContested, Protocol: answer.ProtocolAggregate, Peers: 8, Rounds: 3, Elapsed: 0.05, ErrEstimate: 0.001, Reason: "bent",
 			Check: &answer.Check{Sampled: 8, Verdict: answer.CheckContested, Text: [][]string{{"5"}}}},
 			"(1 row) · contested · 8 peers · 3 rounds · 50 ms · error ±0.1% (estimated) · CONTESTED: bent · the 8 sampled members alone say: 5"},
+		{1, answer.Meta{Status: answer.StatusSampled, Protocol: answer.ProtocolAggregate, Peers: 9000, Rounds: 40, Elapsed: 2.5, ErrEstimate: 0.024, Reason: "the gossip was bent (x); this is the answer of 4096 sampled members' signed records alone",
+			Check: &answer.Check{Sampled: 4096, Verdict: answer.CheckContested, Text: [][]string{{"5"}}}},
+			"(1 row) · sampled · 9000 peers · 40 rounds · 2.50 s · error ±2.4% (95%, the sample's) · SAMPLED: the gossip was bent (x); this is the answer of 4096 sampled members' signed records alone"},
 		{1, answer.Meta{Status: answer.StatusExact, Protocol: answer.ProtocolReserve, Peers: 1, Rounds: 1, Elapsed: 0.01},
 			"(1 row) · exact · 1 peer · 1 round · 10 ms"},
 	} {

@@ -32,6 +32,7 @@ func TestJudge(t *testing.T) {
 	partial := &answer.Answer{Meta: &answer.Meta{Status: answer.StatusPartial, Reason: "a1 unreachable"}}
 	contested := &answer.Answer{Meta: &answer.Meta{Status: answer.StatusContested, Reason: "bent"}}
 	exact := &answer.Answer{Meta: &answer.Meta{Status: answer.StatusExact}}
+	sampled := &answer.Answer{Meta: &answer.Meta{Status: answer.StatusSampled, Reason: "the gossip was bent", Converged: true}}
 	timeout := fmt.Errorf("node: %w", api.ErrTimeout)
 	for _, c := range []struct {
 		name                 string
@@ -41,6 +42,7 @@ func TestJudge(t *testing.T) {
 		want                 error // nil: accepted
 	}{
 		{"exact", exact, nil, false, false, nil},
+		{"sampled", sampled, nil, false, false, nil},
 		{"partial", partial, nil, false, false, api.ErrPartial},
 		{"partial allowed", partial, nil, true, false, nil},
 		{"timeout", partial, timeout, false, false, api.ErrTimeout},

@@ -71,8 +71,10 @@
 // (a forging liar's entry for a node is made once and kept, each peer's
 // observed reliability read from its record as it is made). An
 // aggregate's final answer is checked against the asker's sample as the
-// runtime does (run.CheckSample) and measured against the answer over the
-// honest peers' true records (RoundStats.HonestErr, Sim.Check); a top-k's
+// runtime does (run.CheckSample; a robust answer it contests is the
+// sample's own, grown as run.Fallback says: RoundStats.StandIn) and
+// measured against the answer over the honest peers' true records
+// (RoundStats.HonestErr, Sim.Check); a top-k's
 // final list is checked for entries that are not what their node says,
 // liars ranked above what was observed of them, and the share of the
 // honest top-k it holds.

@@ -309,7 +309,7 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 	if s.check == nil && (s.origin.Final() || s.round >= s.rounds) {
 		c := run.DefaultSampleCheck()
 		if s.cfg.CheckOnce {
-			c.More = 0
+			c.More, c.Fallback = 0, run.Fallback{}
 		}
 		names := make([]string, len(s.known))
 		for k, i := range s.known {
@@ -327,17 +327,36 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 			}
 			return v
 		}
-		v := check(c.Size)
+		asked := c.Size
+		v := check(asked)
 		if c.AskMore(v, ans != nil && ans.Converged, c.Size, len(names)) {
 			// As the runtime's asker: a doubt, or an answer that did
 			// not converge, asks the next More.
-			v = check(c.Size + c.More)
+			asked += c.More
+			v = check(asked)
 			s.escalated = true
 		}
-		s.check, s.honestAtCheck = &v, s.stats.HonestErr
+		honestErr := s.stats.HonestErr
+		// As the runtime's asker: a robust answer the sample
+		// contests is the sample's own, sampled as far as it needs
+		// (run.Fallback).
+		f := c.Fallback
+		for more := f.More(s.plan, v, asked, len(names)); more > 0; more = f.More(s.plan, v, asked, len(names)) {
+			asked += more
+			v = check(asked)
+			s.escalated = true
+		}
+		if _, _, ok := f.StandIn(s.plan, v); ok {
+			s.standIn = true
+			if s.cfg.Liars > 0 && !s.churning() {
+				honestErr = s.errAgainst(v.Answer, nil, s.honestKeys)
+			}
+		}
+		s.check, s.honestAtCheck = &v, honestErr
 	}
 	if s.check != nil {
-		s.stats.Checked, s.stats.Flagged, s.stats.Escalated = true, s.check.Contested, s.escalated
+		s.stats.Checked, s.stats.Flagged, s.stats.Escalated = true, s.check.Contested && !s.standIn, s.escalated
+		s.stats.StandIn = s.standIn
 	}
 }
 

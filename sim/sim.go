@@ -185,6 +185,10 @@ type RoundStats struct {
 	// answer.
 	HonestErr        float64
 	Checked, Flagged bool
+	// StandIn: the sample contested a robust answer (run.Robust), and
+	// the answer is the sample's own (run.Fallback): not flagged, and
+	// HonestErr is the sample's answer's.
+	StandIn bool
 }
 
 // Sim is one simulation. It is not safe for concurrent use.
@@ -229,6 +233,7 @@ type Sim struct {
 	check         *run.SampleVerdict
 	honestAtCheck float64
 	escalated     bool // the check asked More members (RoundStats.Escalated)
+	standIn       bool // the sample's answer stands in for the gossip's (RoundStats.StandIn)
 	honestKeys    map[string][]query.Value
 	honestTop     map[string]bool
 	// seen is each peer's observed reliability, by peer, with liars

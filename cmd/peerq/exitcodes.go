@@ -36,7 +36,7 @@ type exitCode struct {
 
 // exitCodes are every exit code of the binary, in order.
 var exitCodes = []exitCode{
-	{exitOK, "ok", nil, "every statement answered"},
+	{exitOK, "ok", nil, "every statement answered (an answer `sampled` too: docs/PQL.md)"},
 	{exitUsage, "usage", []api.Code{api.CodeBadRequest, api.CodeUnauthorized, api.CodeNotFound, api.CodeUnsupported, api.CodeInternal},
 		"usage or I/O: a bad flag, an unreadable file, the agent unreachable, a wrong token, a member the agent does not know"},
 	{exitStatement, "statement", []api.Code{api.CodeStatement},

@@ -17,6 +17,7 @@ import (
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/internal/profile"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 	"github.com/peerq/peerq/sim"
 	"github.com/peerq/peerq/sim/latency"
 )
@@ -219,11 +220,16 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 				if v.Contested {
 					verdict = "contested: " + v.Reason
 				}
+				if w, _, ok := run.DefaultSampleCheck().Fallback.StandIn(plan, v); ok && last.StandIn {
+					verdict += fmt.Sprintf("; the answer is the sample's own (a robust aggregate), within ±%.2g%% at 95%%", 100*w)
+				}
 				fmt.Fprintf(out, "sample check of the final answer (%d sampled members): %s\n", v.Sampled, verdict)
 				if cfg.Liars > 0 {
 					flagged := "no"
-					if v.Contested {
+					if last.Flagged {
 						flagged = "yes"
+					} else if last.StandIn {
+						flagged = "no (answered by the sample)"
 					}
 					refused := 0
 					for _, st := range stats {

@@ -1,0 +1,198 @@
+package run
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/peerq/peerq/query"
+)
+
+// The sample stands in for a bent robust answer (docs/SECURITY.md, "An
+// answer a minority cannot move").
+//
+// A statement whose every aggregate is AVG(x) TRIM p, MEDIAN(x) or
+// PERCENTILE(x, q) asks for an answer a minority cannot move. Its gossip
+// estimator, a histogram averaged by flow updating, keeps that promise
+// against peers that lie about themselves (a liar's value is one value,
+// cut off with the trim's ends or moving a rank by one), but not against
+// a peer that sends made-up histogram flows: those move the histogram
+// anywhere, and the sample check contests the answer. The sample keeps
+// the promise where the gossip cannot: its members are chosen by a hash
+// of the query's ID, each record is signed by its member, and a sampled
+// liar is one value of m. So where the sample contests a robust answer
+// without GROUP BY, the asker samples more members, as many as the
+// sample's own answer needs to be within Precision (a relative half-width
+// at 95%) or up to Max, and answers with the sample's figures: status
+// sampled, the gossip's figure in the check's reason. A statement with
+// GROUP BY stays contested (a group the sample holds few members of has
+// no figure worth standing on, and dropping a group the liar made up
+// would need the sample to prove a negative).
+
+// Robust reports whether plan p's contested answer may be its sample's:
+// every aggregate is a trimmed mean or a quantile of peers' records, and
+// there is one group.
+func Robust(p *query.Plan) bool {
+	if !Sampled(p) || p.Table != query.TablePeers || len(p.GroupBy) > 0 || len(p.Aggs) == 0 {
+		return false
+	}
+	for _, a := range p.Aggs {
+		if a.Func != query.AggTrimmedAvg && a.Func != query.AggPercentile {
+			return false
+		}
+	}
+	return true
+}
+
+// Fallback tunes the sample that stands in for a bent robust answer.
+type Fallback struct {
+	// Precision is the relative half-width at 95% the sample's answer
+	// aims for, each aggregate's (or the plan's accuracy, if larger).
+	// 0.03 keeps a trimmed mean of a skewed attribute (cpu_load's,
+	// spread about as much as its mean) within 5% in all but about one
+	// answer in 400.
+	Precision float64
+	// Max is the most members the asker samples for it: 4,096 is 0.4% of
+	// 10^6 members, but 41% of 10^4, where a trimmed mean of cpu_load
+	// needs about 4,000 to reach 3%. Max 0: the sample never stands in.
+	Max int
+}
+
+// DefaultFallback is the runtime's and the simulator's.
+func DefaultFallback() Fallback {
+	return Fallback{Precision: query.FallbackPrecision, Max: query.FallbackMax}
+}
+
+// width is one aggregate's half-width at 95% in the sample's answer:
+// absolute and relative to the value, and ok false where the sample holds
+// too few values for the aggregate to stand on.
+type width struct {
+	abs, rel float64
+	ok       bool
+}
+
+// sampleWidths is, for a robust plan, the half-width of each aggregate of
+// the sample's answer, from sorted[j], the sampled values of component j
+// sorted, fpc the finite population correction of the sample.
+func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc float64) []width {
+	out := make([]width, len(p.Aggs))
+	for i, a := range p.Aggs {
+		if len(a.Comps) == 0 {
+			continue
+		}
+		xs := sorted[a.Comps[0]]
+		m := float64(len(xs))
+		if len(xs) == 0 || fpc > 0 && len(xs) < c.MinMatches {
+			continue
+		}
+		var x, hw float64
+		switch a.Func {
+		case query.AggTrimmedAvg:
+			g := int(math.Floor(a.Param * m))
+			if fpc > 0 && g < trimCheckMin {
+				// The trim leaves out fewer sampled values than a
+				// sampled liar's could be among: more are needed.
+				continue
+			}
+			v, ok := query.TrimmedMean(xs, a.Param)
+			if !ok {
+				continue
+			}
+			x, hw = v, 1.96*trimmedSE(xs, a.Param, fpc)
+		case query.AggPercentile:
+			v, _ := nearestRank(xs, a.Param)
+			// A distribution-free interval: the order statistics
+			// 1.96 binomial standard deviations of rank either side.
+			r := 1.96 * math.Sqrt(m*a.Param*(1-a.Param)) * fpc
+			lo, _ := nearestRank(xs, math.Max(0, a.Param-r/m))
+			hi, _ := nearestRank(xs, math.Min(1, a.Param+r/m))
+			x, hw = v, math.Max(v-lo, hi-v)
+		default:
+			continue
+		}
+		w := width{abs: hw, ok: true}
+		switch {
+		case hw == 0:
+		case x != 0:
+			w.rel = hw / math.Abs(x)
+		default:
+			w.rel = math.Inf(1)
+		}
+		out[i] = w
+	}
+	return out
+}
+
+// StandIn reports whether the sample's answer in v stands in for plan p's
+// gossip answer, which v contests: p is Robust, the sample holds enough
+// values for each aggregate, and no trimmed mean's sampled values hold
+// more claims above what any machine reports than its trim leaves out
+// (then the liars are more than the trim, and the sample's answer is
+// theirs too). width is the widest aggregate's relative half-width at 95%.
+func (f Fallback) StandIn(p *query.Plan, v SampleVerdict) (width float64, why string, ok bool) {
+	if f.Max <= 0 || !v.Contested || v.Answer == nil || !Robust(p) || len(v.widths) != len(p.Aggs) {
+		return 0, "", false
+	}
+	if beyondTrim(p, v) {
+		return 0, "", false
+	}
+	for _, w := range v.widths {
+		if !w.ok {
+			return 0, "", false
+		}
+		width = math.Max(width, w.rel)
+	}
+	why = fmt.Sprintf("the gossip was bent (%s); this is the answer of %d sampled members' signed records alone, within ±%s at 95%%",
+		v.Reason, v.Sampled, fmtPercent(width))
+	return width, why, true
+}
+
+// beyondTrim reports whether a trimmed mean's sampled values in v hold
+// more claims above what any machine reports (the catalog's Typical) than
+// its trim leaves out: the liars are then more than the trim, and the
+// sample's answer would be theirs too.
+func beyondTrim(p *query.Plan, v SampleVerdict) bool {
+	for _, a := range p.Aggs {
+		if a.Func != query.AggTrimmedAvg || len(a.Comps) == 0 {
+			continue
+		}
+		typical := typicalOf(p, a.Comps[0])
+		if top, ok := nearestRank(v.sorted[a.Comps[0]], 1-a.Param); ok && typical > 0 && top > typical {
+			return true
+		}
+	}
+	return false
+}
+
+// More is how many members beyond asked the asker samples so that the
+// sample's answer to p, which v contests, reaches f.Precision: 0 where it
+// has, where p is not Robust, or where Max (or every one of members) is
+// asked already, or where more claims lie beyond a trim than it leaves
+// out (StandIn would not stand in at any size).
+func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
+	if !v.Contested || !Robust(p) || len(v.widths) != len(p.Aggs) || beyondTrim(p, v) {
+		return 0
+	}
+	target := math.Max(f.Precision, p.Accuracy)
+	m := float64(v.Sampled)
+	want := 0.0
+	for _, w := range v.widths {
+		switch {
+		case !w.ok || math.IsInf(w.rel, 1):
+			want = math.Max(want, 2*float64(asked))
+		case w.rel > target:
+			// The half-width falls as 1/√m: 20% more than that says,
+			// for the estimate's own spread.
+			want = math.Max(want, 1.2*m*(w.rel/target)*(w.rel/target))
+		}
+	}
+	n := min(int(math.Ceil(want)), f.Max, members)
+	if n <= asked {
+		return 0
+	}
+	return n - asked
+}
+
+// fmtPercent writes a share as a percentage, two significant digits.
+func fmtPercent(x float64) string {
+	return fmt.Sprintf("%.2g%%", 100*x)
+}

@@ -1,0 +1,171 @@
+package run
+
+import (
+	"maps"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/peerq/peerq/query"
+)
+
+func TestRobust(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{"SELECT AVG(cpu_load) TRIM 2% FROM peers", true},
+		{"SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers WHERE cpu_cores >= 4", true},
+		{"SELECT AVG(cpu_load) TRIM 1%, AVG(mem_free) TRIM 10% FROM peers", true},
+		{"SELECT AVG(cpu_load) FROM peers", false},
+		{"SELECT MEDIAN(cpu_load), COUNT(*) FROM peers", false},
+		{"SELECT region, MEDIAN(cpu_load) FROM peers GROUP BY region", false},
+		{"SELECT node, cpu_load FROM peers ORDER BY cpu_load DESC LIMIT 5", false},
+	} {
+		if got := Robust(compile(t, tc.text)); got != tc.want {
+			t.Errorf("Robust(%s) = %v, want %v", tc.text, got, tc.want)
+		}
+	}
+}
+
+// standIn is the asker's loop (node/sample.go finishSample): the first
+// sample, then more until the fallback's precision or its Max; it returns
+// the last verdict and how many members were asked.
+func standIn(p *query.Plan, flow []query.GroupResult, recs []query.Record, names []string, qid []byte, c SampleCheck, lie func(query.Record) query.Record) (SampleVerdict, int) {
+	sample := func(k int) []query.Record {
+		out := sampleRecords(recs, names, qid, k)
+		if lie != nil {
+			for i := range out {
+				out[i] = lie(out[i])
+			}
+		}
+		return out
+	}
+	n := float64(len(recs))
+	asked := c.Size
+	v := CheckSample(p, flow, sample(asked), n, c)
+	for more := c.Fallback.More(p, v, asked, len(names)); more > 0; more = c.Fallback.More(p, v, asked, len(names)) {
+		asked += more
+		v = CheckSample(p, flow, sample(asked), n, c)
+	}
+	return v, asked
+}
+
+// TestFallbackStandsIn: a robust statement whose gossip made-up flows
+// bent is answered by the sample, grown until within its precision, and
+// that answer is within its stated half-width of the exact one; where it
+// cannot stand (a GROUP BY, an aggregate that is not robust, liars beyond
+// the trim) the answer stays contested and no more members are asked.
+func TestFallbackStandsIn(t *testing.T) {
+	const n = 10000
+	recs, names := synthetic(5, n)
+	c := DefaultSampleCheck()
+	bendTrimmed := func(f float64) func([]query.GroupResult) {
+		return func(gs []query.GroupResult) {
+			for i := range gs {
+				for j := range gs[i].Comps {
+					if tr := gs[i].Comps[j].Trimmed; tr != nil {
+						gs[i].Comps[j].Trimmed = func(x float64) (float64, bool) { v, ok := tr(x); return v * f, ok }
+					}
+					if q := gs[i].Comps[j].Quantile; q != nil {
+						gs[i].Comps[j].Quantile = func(x float64) (float64, bool) { v, ok := q(x); return v * f, ok }
+					}
+				}
+			}
+		}
+	}
+	bendMass := func(gs []query.GroupResult) {
+		for i := range gs {
+			for j := range gs[i].Comps {
+				gs[i].Comps[j].Total *= 1.6
+			}
+		}
+	}
+	// aboveTypical makes every 40th record claim cpu_load 1024: 2.5% of
+	// the sampled values, more than a 2% trim leaves out.
+	aboveTypical := func(r query.Record) query.Record {
+		if SampleRank([]byte("salt"), r["node"].Str)%40 != 0 {
+			return r
+		}
+		r = maps.Clone(r)
+		r["cpu_load"] = query.Num(query.KindRatio, 1024)
+		return r
+	}
+	for _, tc := range []struct {
+		name, text string
+		bend       func([]query.GroupResult)
+		lie        func(query.Record) query.Record
+		stands     bool
+	}{
+		{name: "trimmed mean ×3", text: "SELECT AVG(cpu_load) TRIM 2% FROM peers", bend: bendTrimmed(3), stands: true},
+		{name: "trimmed mean's mass", text: "SELECT AVG(cpu_load) TRIM 5% FROM peers", bend: bendMass, stands: true},
+		{name: "median ×20", text: "SELECT MEDIAN(mem_free) FROM peers", bend: bendTrimmed(20), stands: true},
+		{name: "two robust, filtered", text: "SELECT AVG(cpu_load) TRIM 1%, PERCENTILE(mem_free, 0.9) FROM peers WHERE cpu_cores >= 8", bend: bendMass, stands: true},
+		{name: "grouped", text: "SELECT arch, MEDIAN(mem_free) FROM peers GROUP BY arch", bend: bendTrimmed(20)},
+		{name: "not robust", text: "SELECT MEDIAN(mem_free), COUNT(*) FROM peers", bend: bendMass},
+		{name: "liars beyond the trim", text: "SELECT AVG(cpu_load) TRIM 2% FROM peers", bend: bendTrimmed(3), lie: aboveTypical},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := compile(t, tc.text)
+			flow := exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1)))
+			tc.bend(flow)
+			qid := []byte("q-" + tc.name)
+			v, asked := standIn(p, flow, recs, names, qid, c, tc.lie)
+			if !v.Contested {
+				t.Fatalf("the bent answer is not contested (asked %d)", asked)
+			}
+			width, why, ok := c.Fallback.StandIn(p, v)
+			if ok != tc.stands {
+				t.Fatalf("stands in %v, want %v (asked %d; %s)", ok, tc.stands, asked, v.Reason)
+			}
+			if !tc.stands {
+				if asked != c.Size+c.More && asked != c.Size {
+					t.Fatalf("asked %d members for an answer the sample cannot stand in for", asked)
+				}
+				return
+			}
+			if asked > c.Fallback.Max || asked <= c.Size {
+				t.Fatalf("asked %d, want more than %d and at most %d", asked, c.Size, c.Fallback.Max)
+			}
+			if asked < c.Fallback.Max && width > c.Fallback.Precision {
+				t.Fatalf("stopped at %d members with a half-width of %.3f, above %.3f", asked, width, c.Fallback.Precision)
+			}
+			if !strings.Contains(why, "gossip was bent") || !strings.Contains(why, "sampled members' signed records") {
+				t.Fatalf("reason %q", why)
+			}
+			exact := query.Exact(p, recs)
+			for i, cell := range v.Answer.Rows[0] {
+				want := exact.Rows[0][i].Num
+				if d := math.Abs(cell.Num-want) / math.Abs(want); d > width {
+					t.Errorf("%s: the sample says %g, exactly %g: %.3f off, beyond its half-width %.3f (asked %d)", p.Aggs[i].Text, cell.Num, want, d, width, asked)
+				}
+			}
+		})
+	}
+}
+
+// TestFallbackMore: where the sample cannot reach the precision, it stops
+// at Max or at every member; disabled (Max 0), it never asks more nor
+// stands in.
+func TestFallbackMore(t *testing.T) {
+	recs, names := synthetic(9, 3000)
+	p := compile(t, "SELECT MEDIAN(cpu_load) FROM peers")
+	flow := exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1)))
+	for i := range flow[0].Comps {
+		flow[0].Comps[i].Total *= 2
+	}
+	c := DefaultSampleCheck()
+	v, asked := standIn(p, flow, recs, names, []byte("q-more"), c, nil)
+	if asked != len(names) {
+		t.Fatalf("asked %d of %d members: a median of cpu_load within 3%% needs them all here", asked, len(names))
+	}
+	if w, _, ok := c.Fallback.StandIn(p, v); !ok || w != 0 {
+		t.Fatalf("every member sampled: stands in %v with half-width %g, want true and 0", ok, w)
+	}
+	c.Fallback = Fallback{}
+	v, asked = standIn(p, flow, recs, names, []byte("q-more"), c, nil)
+	if _, _, ok := c.Fallback.StandIn(p, v); ok || asked != c.Size || !v.Contested {
+		t.Fatalf("disabled: stands in %v, asked %d, contested %v", ok, asked, v.Contested)
+	}
+}
