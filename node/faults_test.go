@@ -324,7 +324,7 @@ func TestManyAskersConverge(t *testing.T) {
 				n.rt.mu.Lock()
 				for id, q := range n.rt.queries {
 					if agg := q.run.Aggregate(); q.origin && agg != nil {
-						t.Logf("  asked %x: round %d, final %v, core %+v, links %d", id[:4], q.run.Round(), q.run.Final(), agg.Stats(), agg.Links())
+						t.Logf("  asked %x: round %d, final %v, rule waits for: %s; core %+v, links %d", id[:4], q.run.Round(), q.run.Final(), q.run.RuleWhy(), agg.Stats(), agg.Links())
 					}
 				}
 				n.rt.mu.Unlock()

@@ -535,6 +535,15 @@ func (q *Instance) received() int {
 	return q.top.Stats().Received
 }
 
+// RuleWhy says, at the asking peer, which of the rule's conditions did
+// not hold at the last Report (Rule.Why); "" elsewhere.
+func (q *Instance) RuleWhy() string {
+	if q.asking == nil {
+		return ""
+	}
+	return q.rule.Why()
+}
+
 // Origin says this is the asking peer's instance.
 func (q *Instance) Origin() bool { return q.origin }
 

@@ -1,7 +1,9 @@
 package run
 
 import (
+	"fmt"
 	"math"
+	"strings"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/answer"
@@ -54,6 +56,8 @@ type Rule struct {
 	calm    int
 	heard   int
 	lastErr float64
+	// seen is the last round's observation, for Why.
+	seen Observation
 }
 
 // Rule constants.
@@ -139,6 +143,7 @@ func (r *Rule) Observe(o Observation) Verdict {
 		v.Converged = v.Converged && o.Suspects == 0
 		return v
 	}
+	r.seen = o
 	if o.Received > r.heard {
 		r.heard = o.Received
 		cells := append([]float64{o.Participants}, o.Cells...)
@@ -153,6 +158,32 @@ func (r *Rule) Observe(o Observation) Verdict {
 	mixed := math.Abs(o.Participants-peers) <= MixedShare*peers
 	counted := r.Counted(o.Participants, o.Peers)
 	return Verdict{ErrEstimate: r.lastErr, Converged: o.Round >= r.minimum && r.calm >= CalmRounds && mixed && counted && o.Suspects == 0}
+}
+
+// Why says which of an aggregate's conditions the last round observed
+// did not hold ("" if none did not): what a test logs of an answer that
+// ran to its budget.
+func (r *Rule) Why() string {
+	if r.kind != query.PlanAggregate {
+		return ""
+	}
+	o := r.seen
+	var why []string
+	if o.Round < r.minimum {
+		why = append(why, fmt.Sprintf("round %d of at least %d", o.Round, r.minimum))
+	}
+	if r.calm < CalmRounds {
+		why = append(why, fmt.Sprintf("calm %d of %d heard rounds (error estimate %.3g)", r.calm, CalmRounds, r.lastErr))
+	}
+	if peers := float64(o.Peers); math.Abs(o.Participants-peers) > MixedShare*peers {
+		why = append(why, fmt.Sprintf("participants %.3f of %d members", o.Participants, o.Peers))
+	} else if !r.Counted(o.Participants, o.Peers) {
+		why = append(why, fmt.Sprintf("participants %.3f, not within half the accuracy of %d members", o.Participants, o.Peers))
+	}
+	if o.Suspects > 0 {
+		why = append(why, fmt.Sprintf("%d suspect(s)", o.Suspects))
+	}
+	return strings.Join(why, "; ")
 }
 
 // Counted says the membership's count of peers, by which a COUNT or a SUM

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/peerq/peerq/aggregate"
@@ -67,12 +68,23 @@ func TestRule(t *testing.T) {
 	if fired == 0 {
 		t.Error("never fired on a still answer")
 	}
-	// Participants far from the membership: never.
+	if why := r.Why(); why != "" {
+		t.Errorf("fired, yet waits for %q", why)
+	}
+	// Participants far from the membership: never, and Why says so.
 	r = NewRule(p, 100)
 	for round := 1; round <= 40; round++ {
-		if r.Observe(Observation{Round: round, Peers: 100, Received: round, Cells: cells(42), Participants: 80}).Converged {
+		if r.Observe(Observation{Round: round, Peers: 100, Received: round, Cells: cells(42), Participants: 80, Suspects: 1}).Converged {
 			t.Fatalf("fired with 80 participants of 100 (round %d)", round)
 		}
+	}
+	if why := r.Why(); why != "participants 80.000 of 100 members; 1 suspect(s)" {
+		t.Errorf("Why() = %q", why)
+	}
+	r = NewRule(p, 100)
+	r.Observe(Observation{Round: 1, Peers: 100, Received: 1, Cells: cells(42), Participants: 100})
+	if why := r.Why(); !strings.HasPrefix(why, "round 1 of at least") || !strings.Contains(why, "calm 0 of 3 heard rounds") {
+		t.Errorf("Why() = %q", why)
 	}
 	top, _ := query.CompileText("SELECT node FROM peers ORDER BY mem_free LIMIT 3", query.DefaultCatalog(), query.DefaultConfig())
 	r = NewRule(top, 100)
