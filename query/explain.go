@@ -392,15 +392,18 @@ func liarNote(p *Plan, a Aggregate) string {
 		}
 	}
 	flows := "made-up flows move it within the bounds a receiver checks; the check contests a bend past the sample's interval (for a count at a share of one half, ±28 points of it at 64 sampled; where they leave a doubt, 448 more narrow it to ±10 points): a smaller one passes"
-	// Where every aggregate is robust and there is one group, the sample
-	// answers a bent histogram (run.Robust, run.Fallback).
-	standIn := "; then, as this statement has GROUP BY or an aggregate that is not, the answer stays contested"
-	robust := len(p.GroupBy) == 0
+	// Where every aggregate is robust, the sample answers a bent
+	// histogram (run.Robust, run.Fallback).
+	standIn := "; then, as this statement has an aggregate that is not a trimmed mean or a quantile, the answer stays contested"
+	robust := true
 	for _, b := range p.Aggs {
 		robust = robust && (b.Func == AggPercentile || b.Func == AggTrimmedAvg)
 	}
 	if robust {
 		standIn = fmt.Sprintf("; then the sample's own answer stands in (status sampled), its members grown until it is within %g%% at 95%% (at most %d)", 100*FallbackPrecision, FallbackMax)
+		if len(p.GroupBy) > 0 {
+			standIn += ", each group holding enough sampled values (else it stays contested); a group no sampled member is in is left out, and named"
+		}
 	}
 	switch a.Func {
 	case AggCount:

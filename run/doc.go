@@ -35,7 +35,7 @@
 // At the asker, an aggregate's answer is checked against an independent
 // sample of signed records (sample.go: CheckSample, with its escalation);
 // where the sample contests an answer a minority should not move (every
-// aggregate a trimmed mean or a quantile, no GROUP BY: Robust), the
+// aggregate a trimmed mean or a quantile: Robust), the
 // sample, grown to a stated precision, answers instead (fallback.go:
 // Fallback).
 //

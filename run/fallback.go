@@ -3,6 +3,7 @@ package run
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/peerq/peerq/query"
 )
@@ -19,20 +20,20 @@ import (
 // anywhere, and the sample check contests the answer. The sample keeps
 // the promise where the gossip cannot: its members are chosen by a hash
 // of the query's ID, each record is signed by its member, and a sampled
-// liar is one value of m. So where the sample contests a robust answer
-// without GROUP BY, the asker samples more members, as many as the
-// sample's own answer needs to be within Precision (a relative half-width
-// at 95%) or up to Max, and answers with the sample's figures: status
-// sampled, the gossip's figure in the check's reason. A statement with
-// GROUP BY stays contested (a group the sample holds few members of has
-// no figure worth standing on, and dropping a group the liar made up
-// would need the sample to prove a negative).
+// liar is one value of m. So where the sample contests a robust answer,
+// the asker samples more members, as many as the sample's own answer
+// needs to be within Precision (a relative half-width at 95%, each group's
+// each aggregate) or up to Max, and answers with the sample's figures:
+// status sampled, the gossip's figure in the check's reason. With GROUP
+// BY, every group the sample holds must hold enough sampled values to
+// stand on (else the answer stays contested); a group only the gossip
+// holds — made up, or rarer than one member in those sampled — is left
+// out, and the reason names it.
 
 // Robust reports whether plan p's contested answer may be its sample's:
-// every aggregate is a trimmed mean or a quantile of peers' records, and
-// there is one group.
+// every aggregate is a trimmed mean or a quantile of peers' records.
 func Robust(p *query.Plan) bool {
-	if !Sampled(p) || p.Table != query.TablePeers || len(p.GroupBy) > 0 || len(p.Aggs) == 0 {
+	if !Sampled(p) || p.Table != query.TablePeers || len(p.Aggs) == 0 {
 		return false
 	}
 	for _, a := range p.Aggs {
@@ -124,65 +125,80 @@ func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc f
 
 // StandIn reports whether the sample's answer in v stands in for plan p's
 // gossip answer, which v contests: p is Robust, the sample holds enough
-// values for each aggregate, and no trimmed mean's sampled values hold
-// more claims above what any machine reports than its trim leaves out
-// (then the liars are more than the trim, and the sample's answer is
-// theirs too). width is the widest aggregate's relative half-width at 95%.
+// values for each aggregate of each of its groups, and no trimmed mean's
+// sampled values hold more claims above what any machine reports than its
+// trim leaves out (then the liars are more than the trim, and the
+// sample's answer is theirs too). width is the widest aggregate's
+// relative half-width at 95%; why says what the answer is, for its
+// reason.
 func (f Fallback) StandIn(p *query.Plan, v SampleVerdict) (width float64, why string, ok bool) {
-	if f.Max <= 0 || !v.Contested || v.Answer == nil || !Robust(p) || len(v.widths) != len(p.Aggs) {
+	if f.Max <= 0 || !v.Contested || v.Answer == nil || len(v.Answer.Rows) == 0 || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
 		return 0, "", false
 	}
-	if beyondTrim(p, v) {
-		return 0, "", false
-	}
-	for _, w := range v.widths {
-		if !w.ok {
+	for _, g := range v.groups {
+		if len(g.widths) != len(p.Aggs) {
 			return 0, "", false
 		}
-		width = math.Max(width, w.rel)
+		for _, w := range g.widths {
+			if !w.ok {
+				return 0, "", false
+			}
+			width = math.Max(width, w.rel)
+		}
 	}
 	why = fmt.Sprintf("the gossip was bent (%s); this is the answer of %d sampled members' signed records alone, within ±%s at 95%%",
 		v.Reason, v.Sampled, fmtPercent(width))
+	if len(v.unsampled) > 0 {
+		why += fmt.Sprintf("; left out, no sampled member being in them (made up, or rarer than 1 in %d): %s", v.Sampled, strings.Join(v.unsampled, ", "))
+	}
 	return width, why, true
 }
 
-// beyondTrim reports whether a trimmed mean's sampled values in v hold
-// more claims above what any machine reports (the catalog's Typical) than
-// its trim leaves out: the liars are then more than the trim, and the
-// sample's answer would be theirs too.
+// beyondTrim reports whether a trimmed mean's sampled values in a group
+// of v hold more claims above what any machine reports (the catalog's
+// Typical) than its trim leaves out: the liars are then more than the
+// trim, and the sample's answer would be theirs too.
 func beyondTrim(p *query.Plan, v SampleVerdict) bool {
 	for _, a := range p.Aggs {
 		if a.Func != query.AggTrimmedAvg || len(a.Comps) == 0 {
 			continue
 		}
 		typical := typicalOf(p, a.Comps[0])
-		if top, ok := nearestRank(v.sorted[a.Comps[0]], 1-a.Param); ok && typical > 0 && top > typical {
-			return true
+		for _, g := range v.groups {
+			if top, ok := nearestRank(g.sorted[a.Comps[0]], 1-a.Param); ok && typical > 0 && top > typical {
+				return true
+			}
 		}
 	}
 	return false
 }
 
 // More is how many members beyond asked the asker samples so that the
-// sample's answer to p, which v contests, reaches f.Precision: 0 where it
-// has, where p is not Robust, or where Max (or every one of members) is
-// asked already, or where more claims lie beyond a trim than it leaves
-// out (StandIn would not stand in at any size).
+// sample's answer to p, which v contests, reaches f.Precision in every
+// group: 0 where it has, where p is not Robust, or where Max (or every
+// one of members) is asked already, or where more claims lie beyond a
+// trim than it leaves out (StandIn would not stand in at any size).
 func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
-	if !v.Contested || !Robust(p) || len(v.widths) != len(p.Aggs) || beyondTrim(p, v) {
+	if !v.Contested || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
 		return 0
 	}
 	target := math.Max(f.Precision, p.Accuracy)
 	m := float64(v.Sampled)
 	want := 0.0
-	for _, w := range v.widths {
-		switch {
-		case !w.ok || math.IsInf(w.rel, 1):
-			want = math.Max(want, 2*float64(asked))
-		case w.rel > target:
-			// The half-width falls as 1/√m: 20% more than that says,
-			// for the estimate's own spread.
-			want = math.Max(want, 1.2*m*(w.rel/target)*(w.rel/target))
+	for _, g := range v.groups {
+		for i := range p.Aggs {
+			w := width{}
+			if i < len(g.widths) {
+				w = g.widths[i]
+			}
+			switch {
+			case !w.ok || math.IsInf(w.rel, 1):
+				want = math.Max(want, 2*float64(asked))
+			case w.rel > target:
+				// The half-width falls as 1/√m: 20% more than that
+				// says, for the estimate's own spread.
+				want = math.Max(want, 1.2*m*(w.rel/target)*(w.rel/target))
+			}
 		}
 	}
 	n := min(int(math.Ceil(want)), f.Max, members)

@@ -20,7 +20,7 @@ func TestRobust(t *testing.T) {
 		{"SELECT AVG(cpu_load) TRIM 1%, AVG(mem_free) TRIM 10% FROM peers", true},
 		{"SELECT AVG(cpu_load) FROM peers", false},
 		{"SELECT MEDIAN(cpu_load), COUNT(*) FROM peers", false},
-		{"SELECT region, MEDIAN(cpu_load) FROM peers GROUP BY region", false},
+		{"SELECT region, MEDIAN(cpu_load) FROM peers GROUP BY region", true},
 		{"SELECT node, cpu_load FROM peers ORDER BY cpu_load DESC LIMIT 5", false},
 	} {
 		if got := Robust(compile(t, tc.text)); got != tc.want {
@@ -97,12 +97,31 @@ func TestFallbackStandsIn(t *testing.T) {
 		bend       func([]query.GroupResult)
 		lie        func(query.Record) query.Record
 		stands     bool
+		leftOut    string // a group the reason names as left out
+		// grows: the sample grows to Max before it gives up (a group too
+		// rare for the first samples may have enough values in more).
+		grows bool
 	}{
 		{name: "trimmed mean ×3", text: "SELECT AVG(cpu_load) TRIM 2% FROM peers", bend: bendTrimmed(3), stands: true},
 		{name: "trimmed mean's mass", text: "SELECT AVG(cpu_load) TRIM 5% FROM peers", bend: bendMass, stands: true},
 		{name: "median ×20", text: "SELECT MEDIAN(mem_free) FROM peers", bend: bendTrimmed(20), stands: true},
 		{name: "two robust, filtered", text: "SELECT AVG(cpu_load) TRIM 1%, PERCENTILE(mem_free, 0.9) FROM peers WHERE cpu_cores >= 8", bend: bendMass, stands: true},
-		{name: "grouped", text: "SELECT arch, MEDIAN(mem_free) FROM peers GROUP BY arch", bend: bendTrimmed(20)},
+		{name: "grouped", text: "SELECT arch, MEDIAN(mem_free) FROM peers GROUP BY arch", bend: bendTrimmed(20), stands: true},
+		{name: "grouped, a group made up", text: "SELECT region, AVG(cpu_load) TRIM 5% FROM peers GROUP BY region", bend: func(gs []query.GroupResult) {
+			bendTrimmed(3)(gs)
+			made := gs[0]
+			made.Keys = []query.Value{query.Str("moon")}
+			gs = append(gs, made)
+			copy(gs[1:], gs)
+			gs[0] = made
+		}, stands: true, leftOut: "group (moon)"},
+		{name: "grouped, a group too rare to stand on", text: "SELECT region, MEDIAN(mem_free) FROM peers WHERE cpu_cores >= 32 GROUP BY region", bend: func(gs []query.GroupResult) {
+			for i := range gs {
+				for j := range gs[i].Comps {
+					gs[i].Comps[j].Total *= 20
+				}
+			}
+		}, grows: true},
 		{name: "not robust", text: "SELECT MEDIAN(mem_free), COUNT(*) FROM peers", bend: bendMass},
 		{name: "liars beyond the trim", text: "SELECT AVG(cpu_load) TRIM 2% FROM peers", bend: bendTrimmed(3), lie: aboveTypical},
 	} {
@@ -120,7 +139,10 @@ func TestFallbackStandsIn(t *testing.T) {
 				t.Fatalf("stands in %v, want %v (asked %d; %s)", ok, tc.stands, asked, v.Reason)
 			}
 			if !tc.stands {
-				if asked != c.Size+c.More && asked != c.Size {
+				if tc.grows && asked != c.Fallback.Max {
+					t.Fatalf("asked %d members, want %d before giving up", asked, c.Fallback.Max)
+				}
+				if !tc.grows && asked != c.Size+c.More && asked != c.Size {
 					t.Fatalf("asked %d members for an answer the sample cannot stand in for", asked)
 				}
 				return
@@ -131,14 +153,24 @@ func TestFallbackStandsIn(t *testing.T) {
 			if asked < c.Fallback.Max && width > c.Fallback.Precision {
 				t.Fatalf("stopped at %d members with a half-width of %.3f, above %.3f", asked, width, c.Fallback.Precision)
 			}
-			if !strings.Contains(why, "gossip was bent") || !strings.Contains(why, "sampled members' signed records") {
+			if !strings.Contains(why, "gossip was bent") || !strings.Contains(why, "sampled members' signed records") || !strings.Contains(why, tc.leftOut) {
 				t.Fatalf("reason %q", why)
 			}
 			exact := query.Exact(p, recs)
-			for i, cell := range v.Answer.Rows[0] {
-				want := exact.Rows[0][i].Num
-				if d := math.Abs(cell.Num-want) / math.Abs(want); d > width {
-					t.Errorf("%s: the sample says %g, exactly %g: %.3f off, beyond its half-width %.3f (asked %d)", p.Aggs[i].Text, cell.Num, want, d, width, asked)
+			if len(v.Answer.Rows) != len(exact.Rows) {
+				t.Fatalf("%d rows, exactly %d", len(v.Answer.Rows), len(exact.Rows))
+			}
+			for r, row := range v.Answer.Rows {
+				for i, a := range p.Aggs {
+					cell, want := row[len(p.GroupBy)+i], exact.Rows[r][len(p.GroupBy)+i]
+					for k := range p.GroupBy {
+						if row[k] != exact.Rows[r][k] {
+							t.Fatalf("row %d is group %v, exactly %v", r, row[:len(p.GroupBy)], exact.Rows[r][:len(p.GroupBy)])
+						}
+					}
+					if d := math.Abs(cell.Num-want.Num) / math.Abs(want.Num); d > width {
+						t.Errorf("%v %s: the sample says %g, exactly %g: %.3f off, beyond its half-width %.3f (asked %d)", row[:len(p.GroupBy)], a.Text, cell.Num, want.Num, d, width, asked)
+					}
 				}
 			}
 		})

@@ -155,8 +155,17 @@ type SampleVerdict struct {
 	// records alone say.
 	Answer *answer.Answer
 
-	// For a Robust plan, the sampled values of each quantile component,
-	// sorted, and each aggregate's half-width in Answer (fallback.go).
+	// For a Robust plan, per group the sample holds (by its encoded key),
+	// the sampled values of each quantile component, sorted, and each
+	// aggregate's half-width in Answer; and the groups the gossip holds
+	// that no sampled member is in (fallback.go).
+	groups    map[string]*sampledGroup
+	unsampled []string
+}
+
+// sampledGroup is one group of a Robust plan's sample.
+type sampledGroup struct {
+	name   string // groupName's
 	sorted map[int][]float64
 	widths []width
 }
@@ -252,7 +261,7 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 	fpc := math.Sqrt(math.Max(0, 1-k/n)) // sampled without replacement
 	robust := Robust(p) && !perMember
 	if robust {
-		v.sorted = map[int][]float64{}
+		v.groups = map[string]*sampledGroup{}
 	}
 	var groups []query.GroupResult
 	for _, key := range keys {
@@ -301,8 +310,15 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 				continue // a member's rows are one unit: no order statistic of rows
 			case comp.Kind == query.CompQuantile:
 				sorted := slices.Sorted(slices.Values(xs))
-				if robust {
-					v.sorted[j] = sorted
+				if robust && len(xs) > 0 {
+					sg := v.groups[key]
+					if sg == nil {
+						sg = &sampledGroup{name: groupName(p, g.Keys), sorted: map[int][]float64{}}
+						v.groups[key] = sg
+					}
+					sg.sorted[j] = sorted
+				} else if robust && fg != nil && !sampledKey(contribs, key) {
+					v.unsampled = append(v.unsampled, strings.TrimSpace(groupName(p, g.Keys)))
 				}
 				g.Comps[j].Quantile = func(q float64) (float64, bool) { return nearestRank(sorted, q) }
 				g.Comps[j].Trimmed = func(q float64) (float64, bool) { return query.TrimmedMean(sorted, q) }
@@ -349,9 +365,22 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 	}
 	v.Answer = query.Finalize(p, groups)
 	if robust {
-		v.widths = c.sampleWidths(p, v.sorted, fpc)
+		for _, sg := range v.groups {
+			sg.widths = c.sampleWidths(p, sg.sorted, fpc)
+		}
+		v.unsampled = slices.Compact(v.unsampled)
 	}
 	return v
+}
+
+// sampledKey reports whether a sampled record matched group key.
+func sampledKey(rows []aggregateRow, key string) bool {
+	for _, r := range rows {
+		if r.match && r.group == key {
+			return true
+		}
+	}
+	return false
 }
 
 // ones is n ones: the sampled values of a count.
