@@ -374,6 +374,9 @@ const SampleMore = 7 * SampleSize
 const (
 	FallbackPrecision = 0.03
 	FallbackMax       = 4096
+	// FallbackMaxWidth: a sample wider than this at 95% (a small group,
+	// at FallbackMax) does not stand in; the answer stays contested.
+	FallbackMaxWidth = 0.05
 )
 
 // liarNote says what one lying member can do to aggregate a, and what the
@@ -404,6 +407,7 @@ func liarNote(p *Plan, a Aggregate) string {
 		if len(p.GroupBy) > 0 {
 			standIn += ", each group holding enough sampled values (else it stays contested); a group no sampled member is in is left out, and named"
 		}
+		standIn += fmt.Sprintf("; a sample still wider than %g%% at %d members leaves the answer contested", 100*FallbackMaxWidth, FallbackMax)
 	}
 	switch a.Func {
 	case AggCount:

@@ -56,11 +56,16 @@ type Fallback struct {
 	// 10^6 members, but 41% of 10^4, where a trimmed mean of cpu_load
 	// needs about 4,000 to reach 3%. Max 0: the sample never stands in.
 	Max int
+	// MaxWidth is the widest relative half-width at 95% the sample's
+	// answer may have and stand in: beyond it (a small group, at Max) the
+	// answer stays contested, its sample's figures shown beside the
+	// gossip's. 0.05 is the error issue 23 allows a robust answer.
+	MaxWidth float64
 }
 
 // DefaultFallback is the runtime's and the simulator's.
 func DefaultFallback() Fallback {
-	return Fallback{Precision: query.FallbackPrecision, Max: query.FallbackMax}
+	return Fallback{Precision: query.FallbackPrecision, Max: query.FallbackMax, MaxWidth: query.FallbackMaxWidth}
 }
 
 // width is one aggregate's half-width at 95% in the sample's answer:
@@ -125,7 +130,8 @@ func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc f
 
 // StandIn reports whether the sample's answer in v stands in for plan p's
 // gossip answer, which v contests: p is Robust, the sample holds enough
-// values for each aggregate of each of its groups, and no trimmed mean's
+// values for each aggregate of each of its groups, each within MaxWidth
+// at 95%, and no trimmed mean's
 // sampled values hold more claims above what any machine reports than its
 // trim leaves out (then the liars are more than the trim, and the
 // sample's answer is theirs too). width is the widest aggregate's
@@ -145,6 +151,9 @@ func (f Fallback) StandIn(p *query.Plan, v SampleVerdict) (width float64, why st
 			}
 			width = math.Max(width, w.rel)
 		}
+	}
+	if width > f.MaxWidth {
+		return 0, "", false
 	}
 	why = fmt.Sprintf("the gossip was bent (%s); this is the answer of %d sampled members' signed records alone, within ±%s at 95%%",
 		v.Reason, v.Sampled, fmtPercent(width))

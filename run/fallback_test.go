@@ -105,9 +105,10 @@ func TestFallbackStandsIn(t *testing.T) {
 		{name: "trimmed mean ×3", text: "SELECT AVG(cpu_load) TRIM 2% FROM peers", bend: bendTrimmed(3), stands: true},
 		{name: "trimmed mean's mass", text: "SELECT AVG(cpu_load) TRIM 5% FROM peers", bend: bendMass, stands: true},
 		{name: "median ×20", text: "SELECT MEDIAN(mem_free) FROM peers", bend: bendTrimmed(20), stands: true},
-		{name: "two robust, filtered", text: "SELECT AVG(cpu_load) TRIM 1%, PERCENTILE(mem_free, 0.9) FROM peers WHERE cpu_cores >= 8", bend: bendMass, stands: true},
-		{name: "grouped", text: "SELECT arch, MEDIAN(mem_free) FROM peers GROUP BY arch", bend: bendTrimmed(20), stands: true},
-		{name: "grouped, a group made up", text: "SELECT region, AVG(cpu_load) TRIM 5% FROM peers GROUP BY region", bend: func(gs []query.GroupResult) {
+		{name: "two robust, filtered", text: "SELECT AVG(cpu_load) TRIM 1%, PERCENTILE(reliability, 0.9) FROM peers WHERE cpu_cores >= 8", bend: bendMass, stands: true},
+		{name: "grouped", text: "SELECT arch, MEDIAN(reliability) FROM peers GROUP BY arch", bend: bendTrimmed(20), stands: true},
+		{name: "grouped, too wide", text: "SELECT arch, MEDIAN(mem_free) FROM peers GROUP BY arch", bend: bendTrimmed(20), grows: true},
+		{name: "grouped, a group made up", text: "SELECT region, AVG(reliability) TRIM 5% FROM peers GROUP BY region", bend: func(gs []query.GroupResult) {
 			bendTrimmed(3)(gs)
 			made := gs[0]
 			made.Keys = []query.Value{query.Str("moon")}
@@ -168,8 +169,11 @@ func TestFallbackStandsIn(t *testing.T) {
 							t.Fatalf("row %d is group %v, exactly %v", r, row[:len(p.GroupBy)], exact.Rows[r][:len(p.GroupBy)])
 						}
 					}
-					if d := math.Abs(cell.Num-want.Num) / math.Abs(want.Num); d > width {
-						t.Errorf("%v %s: the sample says %g, exactly %g: %.3f off, beyond its half-width %.3f (asked %d)", row[:len(p.GroupBy)], a.Text, cell.Num, want.Num, d, width, asked)
+					// 1.5 half-widths at 95%: about 3 standard errors, for a
+					// test of a dozen cells (at 1.96 one in twenty would
+					// pass it by chance).
+					if d := math.Abs(cell.Num-want.Num) / math.Abs(want.Num); d > 1.5*width {
+						t.Errorf("%v %s: the sample says %g, exactly %g: %.3f off, beyond 1.5 times its half-width %.3f (asked %d)", row[:len(p.GroupBy)], a.Text, cell.Num, want.Num, d, width, asked)
 					}
 				}
 			}
@@ -194,6 +198,17 @@ func TestFallbackMore(t *testing.T) {
 	}
 	if w, _, ok := c.Fallback.StandIn(p, v); !ok || w != 0 {
 		t.Fatalf("every member sampled: stands in %v with half-width %g, want true and 0", ok, w)
+	}
+	// A sample wider than MaxWidth does not stand in: at 256 members at
+	// most, the median's half-width is past 5%.
+	c.Fallback.Max = 256
+	v, asked = standIn(p, flow, recs, names, []byte("q-more"), c, nil)
+	if w, _, ok := c.Fallback.StandIn(p, v); ok || asked != 256 || w != 0 {
+		t.Fatalf("at most 256 sampled: stands in %v (half-width %g), asked %d; want contested at 256", ok, w, asked)
+	}
+	c.Fallback.MaxWidth = 1
+	if w, _, ok := c.Fallback.StandIn(p, v); !ok || w <= 0.05 {
+		t.Fatalf("with MaxWidth 1: stands in %v with half-width %g; want true, past 5%%", ok, w)
 	}
 	c.Fallback = Fallback{}
 	v, asked = standIn(p, flow, recs, names, []byte("q-more"), c, nil)
