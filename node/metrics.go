@@ -16,10 +16,11 @@ import (
 
 // metrics is the metrics role: the Prometheus collector (client_golang)
 // that package server serves at GET /metrics behind its token (Node.Metrics).
-// It keeps only what it observes itself — the two histograms, observed as
-// this peer's own statements end, and the standing queries (exports) — and
-// reads everything else at scrape time from the roles that count it
-// (metricsSource): no second set of counters to keep in step.
+// It keeps only what it observes itself — the two histograms and the
+// answers by status, observed as this peer's own statements end, and the
+// standing queries (exports) — and reads everything else at scrape time
+// from the roles that count it (metricsSource): no second set of
+// counters to keep in step.
 //
 // It has no lock of its own: the histograms are safe for concurrent use,
 // the exports have theirs (exports.mu, which guards their latest answers
@@ -29,6 +30,7 @@ type metrics struct {
 	src     metricsSource
 	latency *prometheus.HistogramVec // by kind of statement
 	rounds  prometheus.Histogram
+	answers *prometheus.CounterVec // by status
 	exports exports
 }
 
@@ -62,6 +64,13 @@ func newMetrics(src metricsSource) *metrics {
 			Help:    "Gossip rounds a statement asked at this peer took to its answer.",
 			Buckets: []float64{1, 2, 4, 8, 12, 16, 20, 25, 30, 40, 60, 100},
 		}),
+		// What an operator alerts on: answers contested (a liar may have
+		// bent them) or sampled (a liar did, and the sample answered)
+		// where none were before.
+		answers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peerq_answers_total",
+			Help: "Answers to statements asked at this peer, by status (exact, converged, sampled, partial, contested: docs/PQL.md).",
+		}, []string{"status"}),
 	}
 }
 
@@ -82,6 +91,9 @@ func (m *metrics) observe(plan *query.Plan, res *answer.Answer, took time.Durati
 	m.latency.WithLabelValues(kind).Observe(took.Seconds())
 	if res != nil && res.Rounds > 0 {
 		m.rounds.Observe(float64(res.Rounds))
+	}
+	if res != nil && res.Meta != nil && res.Status != "" {
+		m.answers.WithLabelValues(res.Status).Inc()
 	}
 }
 
@@ -124,6 +136,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	m.latency.Describe(ch)
 	m.rounds.Describe(ch)
+	m.answers.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -214,6 +227,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	m.latency.Collect(ch)
 	m.rounds.Collect(ch)
+	m.answers.Collect(ch)
 	m.exports.collect(ch)
 }
 

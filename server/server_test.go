@@ -396,6 +396,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		`peerq_query_duration_seconds_count{kind="reserve"} 1`,
 		`peerq_query_duration_seconds_count{kind="membership"} 1`,
 		`peerq_query_rounds_count 2`,
+		`peerq_answers_total{status="exact"} 2`,
+		`peerq_answers_total{status="converged"} 1`,
 		`peerq_decoder_rejections_total 0`,
 		`peerq_lease_tags_malformed_total 0`,
 		`peerq_queries_unreadable_total 0`,
