@@ -54,14 +54,15 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(answer
 	start := n.now()
 	res, err := n.statement(ctx, plan, progress, start)
 	took := n.now().Sub(start)
-	n.metrics.observe(plan, res, took)
 	if res == nil {
+		n.metrics.observe(plan, res, took)
 		return nil, err
 	}
 	if res.Rounds > 0 {
 		noteTime(&n.rt.adm.statementTime, took)
 	}
 	completeMeta(plan, res.Meta, err)
+	n.metrics.observe(plan, res, took) // after completeMeta: its status is set
 	return res, err
 }
 

@@ -952,7 +952,13 @@ func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(
 		if out.busy != nil {
 			return nil, q, out.busy
 		}
-		rt.finishSample(q, sample, out.ans, standIn)
+		sctx := ctx
+		if plan.TimeoutSeconds > 0 {
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithDeadline(ctx, start.Add(time.Duration(plan.TimeoutSeconds*float64(time.Second))))
+			defer cancel()
+		}
+		rt.finishSample(sctx, q, sample, out.ans, standIn)
 		if out.ans != nil && out.ans.Meta != nil && !rt.undefended.Load() {
 			if why := run.Implausible(plan, out.ans); why != "" {
 				out.ans.Contest(why)

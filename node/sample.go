@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/peerq/peerq/answer"
@@ -82,7 +83,7 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 	go func() {
 		defer rt.wg.Done()
 		defer close(s.done)
-		rt.askAll(s, picked, sampleConcurrency)
+		rt.askAll(rt.ctx, s, picked, sampleConcurrency)
 	}()
 	return s
 }
@@ -90,10 +91,13 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 // askAll asks each of names for its record (its ledger's rows), at most
 // concurrency at once, and adds what comes back to s; it returns when
 // every request has ended.
-func (rt *runtime) askAll(s *sampling, names []string, concurrency int) {
+func (rt *runtime) askAll(ctx context.Context, s *sampling, names []string, concurrency int) {
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, concurrency)
 	for _, name := range names {
+		if ctx.Err() != nil {
+			break // the statement's time is up: judge with what came
+		}
 		if name == rt.net.Name() {
 			own := sampleReply{node: name, recs: []query.Record{s.self}} // the asker's own word, to itself
 			if s.plan.Table == query.TableLeases {
@@ -252,8 +256,9 @@ func decodeSampleReply(b []byte) (row, sig []byte, err error) {
 // once every sample request has ended: res then carries the check
 // (Meta.Check) and, contested, says so in its status — or, where standIn
 // and the plan is robust (run.Robust), is the sample's own answer, its
-// sample grown as far as that needs (answer.StatusSampled).
-func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer, standIn bool) {
+// sample grown as far as that needs (answer.StatusSampled) while ctx
+// lasts (the statement's context and timeout).
+func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, res *answer.Answer, standIn bool) {
 	if s == nil || res == nil || res.Meta == nil {
 		return
 	}
@@ -272,15 +277,15 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer, st
 		// member is not a reason to ask 448 more, some of them maybe
 		// lost too): ask the next More members in the same order and
 		// judge with them all.
-		v, check = rt.sampleMore(q, s, res, first, rt.cfg.Sample.More)
+		v, check = rt.sampleMore(rt.ctx, q, s, res, first, rt.cfg.Sample.More)
 	}
-	if f := rt.cfg.Sample.Fallback; v.Contested && standIn {
+	if f := rt.cfg.Sample.Fallback; v.Contested && standIn && budgetOnly(res.Meta) {
 		// A robust answer the gossip could not keep (made-up flows):
 		// the sample keeps it, grown until its own answer is within
 		// the fallback's precision.
 		plan := q.run.Plan()
-		for more := f.More(plan, v, check.Asked, len(s.names)); more > 0; more = f.More(plan, v, check.Asked, len(s.names)) {
-			v, check = rt.sampleMore(q, s, res, check.Asked, more)
+		for more := f.More(plan, v, check.Asked, len(s.names)); more > 0 && ctx.Err() == nil; more = f.More(plan, v, check.Asked, len(s.names)) {
+			v, check = rt.sampleMore(ctx, q, s, res, check.Asked, more)
 		}
 		if width, why, ok := f.StandIn(plan, v); ok {
 			check.Verdict, check.Reason = answer.CheckContested, v.Reason
@@ -294,11 +299,24 @@ func (rt *runtime) finishSample(q *instance, s *sampling, res *answer.Answer, st
 	}
 }
 
+// budgetOnly reports whether an answer the sample contests may be stood
+// in for: converged, or partial only for want of convergence within its
+// budget (what made-up flows cause). One partial for members it leaves
+// out or could not reach, for a timeout, or for being about a minority
+// stays partial: the sample, of the same members, is as incomplete.
+func budgetOnly(m *answer.Meta) bool {
+	if m.Status != StatusPartial {
+		return m.Status == StatusConverged
+	}
+	return !m.Timeout && len(m.Unreachable) == 0 && len(m.Refused) == 0 &&
+		strings.HasPrefix(m.Reason, "not converged within the budget") && !strings.Contains(m.Reason, ";")
+}
+
 // sampleMore asks the next more members of s's order after the first
 // asked, and judges res again with every record s holds.
-func (rt *runtime) sampleMore(q *instance, s *sampling, res *answer.Answer, asked, more int) (run.SampleVerdict, *answer.Check) {
+func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res *answer.Answer, asked, more int) (run.SampleVerdict, *answer.Check) {
 	names := run.SampleOf(s.id[:], s.names, asked+more)[asked:]
-	rt.askAll(s, names, escalateConcurrency)
+	rt.askAll(ctx, s, names, escalateConcurrency)
 	s.mu.Lock()
 	s.asked += len(names)
 	s.mu.Unlock()

@@ -109,8 +109,15 @@ func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc f
 			// A distribution-free interval: the order statistics
 			// 1.96 binomial standard deviations of rank either side.
 			r := 1.96 * math.Sqrt(m*a.Param*(1-a.Param)) * fpc
-			lo, _ := nearestRank(xs, math.Max(0, a.Param-r/m))
-			hi, _ := nearestRank(xs, math.Min(1, a.Param+r/m))
+			if fpc > 0 && (a.Param*m-r < 1 || a.Param*m+r > m-1 || m*min(a.Param, 1-a.Param) < 10) {
+				// The interval runs past the sample's ends (a tail
+				// percentile of a small sample): its width says nothing
+				// of the value's, and ten values beyond it are the
+				// fewest to stand on. More are needed.
+				continue
+			}
+			lo, _ := nearestRank(xs, a.Param-r/m)
+			hi, _ := nearestRank(xs, a.Param+r/m)
 			x, hw = v, math.Max(v-lo, hi-v)
 		default:
 			continue
@@ -129,7 +136,9 @@ func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc f
 }
 
 // StandIn reports whether the sample's answer in v stands in for plan p's
-// gossip answer, which v contests: p is Robust, the sample holds enough
+// gossip answer, which v contests (not for a sampled member's own lie,
+// v.Liar: its record would be in the sample's answer): p is Robust, the
+// sample holds enough
 // values for each aggregate of each of its groups, each within MaxWidth
 // at 95%, and no trimmed mean's
 // sampled values hold more claims above what any machine reports than its
@@ -138,7 +147,7 @@ func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc f
 // relative half-width at 95%; why says what the answer is, for its
 // reason.
 func (f Fallback) StandIn(p *query.Plan, v SampleVerdict) (width float64, why string, ok bool) {
-	if f.Max <= 0 || !v.Contested || v.Answer == nil || len(v.Answer.Rows) == 0 || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
+	if f.Max <= 0 || !v.Contested || v.Liar != "" || v.Answer == nil || len(v.Answer.Rows) == 0 || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
 		return 0, "", false
 	}
 	for _, g := range v.groups {
@@ -188,10 +197,12 @@ func beyondTrim(p *query.Plan, v SampleVerdict) bool {
 // one of members) is asked already, or where more claims lie beyond a
 // trim than it leaves out (StandIn would not stand in at any size).
 func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
-	if !v.Contested || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
+	if !v.Contested || v.Liar != "" || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
 		return 0
 	}
-	target := math.Max(f.Precision, p.Accuracy)
+	// A statement's looser accuracy loosens the aim, but never past what
+	// StandIn takes.
+	target := math.Min(math.Max(f.Precision, p.Accuracy), f.MaxWidth)
 	m := float64(v.Sampled)
 	want := 0.0
 	for _, g := range v.groups {

@@ -870,8 +870,8 @@ func (q *Instance) CheckSample(sample []query.Record, n int, c SampleCheck) (Sam
 	// disagree too (they do when the claim bent the answer, by as much as
 	// the gossip had converged: a test over a 10-peer cluster got one
 	// reason or the other by the goroutines' order).
-	if over, why := overclaimed(q.b.plan, sample, q.b.cfg.Reliability); over {
-		v.Contested, v.Reason = true, why
+	if liar, why := overclaimed(q.b.plan, sample, q.b.cfg.Reliability); liar != "" {
+		v.Contested, v.Reason, v.Liar = true, why, liar
 	}
 	return v, nil
 }

@@ -143,7 +143,7 @@ func (r *Rule) Observe(o Observation) Verdict {
 		v.Converged = v.Converged && o.Suspects == 0
 		return v
 	}
-	r.seen = o
+	r.seen = Observation{Round: o.Round, Peers: o.Peers, Participants: o.Participants, Suspects: o.Suspects} // what Why reads
 	if o.Received > r.heard {
 		r.heard = o.Received
 		cells := append([]float64{o.Participants}, o.Cells...)

@@ -154,6 +154,10 @@ type SampleVerdict struct {
 	// Answer is the sample's own answer, in the plan's columns: what the
 	// records alone say.
 	Answer *answer.Answer
+	// Liar names a sampled member whose own record the others'
+	// observations refute (its reliability claim): the contest is its
+	// lie, and the sample that holds its record does not stand in.
+	Liar string
 
 	// For a Robust plan, per group the sample holds (by its encoded key),
 	// the sampled values of each quantile component, sorted, and each
@@ -915,9 +919,9 @@ func Implausible(p *query.Plan, a *answer.Answer) string {
 // observations refute. A claim the statement does not read bends
 // nothing and is not judged (the runtime's sample does not even carry
 // it; the simulator's records are whole).
-func overclaimed(p *query.Plan, sample []query.Record, bound func(node string) (float64, bool)) (bool, string) {
+func overclaimed(p *query.Plan, sample []query.Record, bound func(node string) (float64, bool)) (liar, why string) {
 	if bound == nil || !slices.Contains(p.Reads(), "reliability") {
-		return false, ""
+		return "", ""
 	}
 	for _, r := range sample {
 		claim, ok := r["reliability"]
@@ -926,9 +930,9 @@ func overclaimed(p *query.Plan, sample []query.Record, bound func(node string) (
 		}
 		name := r["node"].Str
 		if most, seen := bound(name); seen && claim.Num > most+ReliabilitySlack {
-			return true, fmt.Sprintf("sampled member %s claims reliability %s, and was seen up at most %s of the window",
+			return name, fmt.Sprintf("sampled member %s claims reliability %s, and was seen up at most %s of the window",
 				name, claim, query.Num(query.KindRatio, most))
 		}
 	}
-	return false, ""
+	return "", ""
 }

@@ -420,15 +420,15 @@ func TestOverclaimed(t *testing.T) {
 		{"a member never seen is not judged", []query.Record{rec("c", 1)}, false},
 		{"a sample that does not carry reliability", []query.Record{{"node": query.Str("a")}}, false},
 	} {
-		got, why := overclaimed(reads, c.sample, bound)
-		if got != c.want || got && !strings.Contains(why, "sampled member a claims reliability 100%") {
-			t.Errorf("%s: %v (%s), want %v", c.name, got, why, c.want)
+		liar, why := overclaimed(reads, c.sample, bound)
+		if got := liar != ""; got != c.want || got && (liar != "a" || !strings.Contains(why, "sampled member a claims reliability 100%")) {
+			t.Errorf("%s: %q (%s), want %v", c.name, liar, why, c.want)
 		}
 	}
-	if got, _ := overclaimed(reads, []query.Record{rec("a", 1)}, nil); got {
+	if liar, _ := overclaimed(reads, []query.Record{rec("a", 1)}, nil); liar != "" {
 		t.Error("judged without a bound")
 	}
-	if got, _ := overclaimed(compile(t, "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"), []query.Record{rec("a", 1)}, bound); got {
+	if liar, _ := overclaimed(compile(t, "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"), []query.Record{rec("a", 1)}, bound); liar != "" {
 		t.Error("judged a claim the statement does not read")
 	}
 }

@@ -187,7 +187,8 @@ type RoundStats struct {
 	Checked, Flagged bool
 	// StandIn: the sample contested a robust answer (run.Robust), and
 	// the answer is the sample's own (run.Fallback): not flagged, and
-	// HonestErr is the sample's answer's.
+	// the honest error Sim.Check gives is the sample's answer's
+	// (HonestErr, a round's, stays the gossip's).
 	StandIn bool
 }
 
