@@ -38,10 +38,14 @@ type instance struct {
 	planBytes []byte
 	coord     []byte // the asker's network coordinate
 	asker     string // the asker's name
-	self      string // this peer's name
-	coverage  uint32 // the top-k's coverage filter size
-	planHash  string
-	origin    bool
+	// outOfRounds: the last answer read (result1) was partial for want
+	// of convergence within the budget alone — what made-up flows cause,
+	// and what the sample may stand in for (finishSample).
+	outOfRounds bool
+	self        string // this peer's name
+	coverage    uint32 // the top-k's coverage filter size
+	planHash    string
+	origin      bool
 	// finishedAt is the node's round when the asker's answer became
 	// final; the instance lingers from then on.
 	finishedAt int64
@@ -431,6 +435,7 @@ func (q *instance) result1(a *answer.Answer, members map[string]bool, suspects [
 	if !unshared {
 		suspects = nil // too few to move the answer: not a reason for partial
 	}
+	q.outOfRounds = false
 	switch {
 	case q.selfSkew != "":
 		why = append(why, q.selfSkew)
@@ -444,9 +449,11 @@ func (q *instance) result1(a *answer.Answer, members map[string]bool, suspects [
 		why = append(why, fmt.Sprintf("%d member(s) unreachable: %s", len(suspects), strings.Join(suspects, ", ")))
 	case !a.Converged:
 		why = append(why, fmt.Sprintf("not converged within the budget of %d rounds", a.Budget))
+		q.outOfRounds = true
 	}
 	if len(res.Refused) > 0 {
 		why = append(why, fmt.Sprintf("%d peer(s) refused to take part (at capacity)", len(res.Refused)))
+		q.outOfRounds = false
 	}
 	res.Status, res.Converged = StatusConverged, true
 	if len(why) > 0 {

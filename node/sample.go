@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/peerq/peerq/answer"
@@ -270,6 +269,11 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 	v, check := rt.judgeSample(q, s, res)
 	rt.mu.Lock()
 	converged := q.run.Converged() // the runtime's lock guards the instance
+	// Only an answer that converged, or is partial for want of
+	// convergence alone, may be stood in for: one partial for members it
+	// left out or could not reach, or about a minority, stays partial
+	// (the sample, of the same members, is as incomplete).
+	standIn = standIn && (res.Status == StatusConverged || res.Status == StatusPartial && q.outOfRounds)
 	rt.mu.Unlock()
 	if first := check.Asked; check.Verdict == answer.CheckAgrees && rt.cfg.Sample.AskMore(v, converged, first, len(s.names)) {
 		// The first sample could not tell, or the gossip did not
@@ -279,7 +283,7 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 		// judge with them all.
 		v, check = rt.sampleMore(rt.ctx, q, s, res, first, rt.cfg.Sample.More)
 	}
-	if f := rt.cfg.Sample.Fallback; v.Contested && standIn && budgetOnly(res.Meta) {
+	if f := rt.cfg.Sample.Fallback; v.Contested && standIn {
 		// A robust answer the gossip could not keep (made-up flows):
 		// the sample keeps it, grown until its own answer is within
 		// the fallback's precision.
@@ -297,19 +301,6 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 		check.Verdict, check.Reason = answer.CheckContested, v.Reason
 		res.Contest(v.Reason)
 	}
-}
-
-// budgetOnly reports whether an answer the sample contests may be stood
-// in for: converged, or partial only for want of convergence within its
-// budget (what made-up flows cause). One partial for members it leaves
-// out or could not reach, for a timeout, or for being about a minority
-// stays partial: the sample, of the same members, is as incomplete.
-func budgetOnly(m *answer.Meta) bool {
-	if m.Status != StatusPartial {
-		return m.Status == StatusConverged
-	}
-	return !m.Timeout && len(m.Unreachable) == 0 && len(m.Refused) == 0 &&
-		strings.HasPrefix(m.Reason, "not converged within the budget") && !strings.Contains(m.Reason, ";")
 }
 
 // sampleMore asks the next more members of s's order after the first

@@ -422,25 +422,3 @@ func sampledOrRight(t *testing.T, asker *Node, recs []query.Record, l *aggLiar) 
 		t.Fatalf("the liar sent %d bent messages, %d of 3 answers sampled: the lie bent nothing", l.lies.Load(), sampled)
 	}
 }
-
-// Only an answer that converged, or is partial for want of convergence
-// alone, may be stood in for: one partial for members it left out or could
-// not reach, or for a timeout, stays partial (the sample is as incomplete).
-func TestBudgetOnly(t *testing.T) {
-	for _, c := range []struct {
-		m    answer.Meta
-		want bool
-	}{
-		{answer.Meta{Status: StatusConverged}, true},
-		{answer.Meta{Status: StatusPartial, Reason: "not converged within the budget of 31 rounds"}, true},
-		{answer.Meta{Status: StatusPartial, Reason: "not converged within the budget of 31 rounds; 2 member(s) unreachable", Unreachable: []string{"a", "b"}}, false},
-		{answer.Meta{Status: StatusPartial, Reason: "more than half the members lost: the answer is about a minority"}, false},
-		{answer.Meta{Status: StatusPartial, Reason: "not converged within the budget of 31 rounds", Timeout: true}, false},
-		{answer.Meta{Status: StatusPartial, Reason: "not converged within the budget of 31 rounds", Refused: []string{"a"}}, false},
-		{answer.Meta{Status: answer.StatusExact}, false},
-	} {
-		if got := budgetOnly(&c.m); got != c.want {
-			t.Errorf("%s (%s): %v, want %v", c.m.Status, c.m.Reason, got, c.want)
-		}
-	}
-}

@@ -379,6 +379,18 @@ const (
 	FallbackMaxWidth = 0.05
 )
 
+// RobustAggs reports whether every aggregate of p is one a minority
+// cannot move — a trimmed mean or a quantile — so that where made-up
+// flows bend its gossip, its sample may answer (run.Robust, run.Fallback).
+func (p *Plan) RobustAggs() bool {
+	for _, a := range p.Aggs {
+		if a.Func != AggPercentile && a.Func != AggTrimmedAvg {
+			return false
+		}
+	}
+	return len(p.Aggs) > 0
+}
+
 // liarNote says what one lying member can do to aggregate a, and what the
 // sample check catches (docs/SECURITY.md).
 func liarNote(p *Plan, a Aggregate) string {
@@ -398,11 +410,7 @@ func liarNote(p *Plan, a Aggregate) string {
 	// Where every aggregate is robust, the sample answers a bent
 	// histogram (run.Robust, run.Fallback).
 	standIn := "; then, as this statement has an aggregate that is not a trimmed mean or a quantile, the answer stays contested"
-	robust := true
-	for _, b := range p.Aggs {
-		robust = robust && (b.Func == AggPercentile || b.Func == AggTrimmedAvg)
-	}
-	if robust {
+	if p.RobustAggs() {
 		standIn = fmt.Sprintf("; then the sample's own answer stands in (status sampled), its members grown until it is within %g%% at 95%% (at most %d)", 100*FallbackPrecision, FallbackMax)
 		if len(p.GroupBy) > 0 {
 			standIn += ", each group holding enough sampled values (else it stays contested); a group no sampled member is in is left out, and named"

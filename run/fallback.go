@@ -5,11 +5,12 @@ import (
 	"math"
 	"strings"
 
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 )
 
-// The sample stands in for a bent robust answer (docs/SECURITY.md, "An
-// answer a minority cannot move").
+// The sample stands in for a bent robust answer (docs/SECURITY.md, "When
+// the gossip is bent, the sample answers").
 //
 // A statement whose every aggregate is AVG(x) TRIM p, MEDIAN(x) or
 // PERCENTILE(x, q) asks for an answer a minority cannot move. Its gossip
@@ -33,15 +34,7 @@ import (
 // Robust reports whether plan p's contested answer may be its sample's:
 // every aggregate is a trimmed mean or a quantile of peers' records.
 func Robust(p *query.Plan) bool {
-	if !Sampled(p) || p.Table != query.TablePeers || len(p.Aggs) == 0 {
-		return false
-	}
-	for _, a := range p.Aggs {
-		if a.Func != query.AggTrimmedAvg && a.Func != query.AggPercentile {
-			return false
-		}
-	}
-	return true
+	return Sampled(p) && p.Table == query.TablePeers && p.RobustAggs()
 }
 
 // Fallback tunes the sample that stands in for a bent robust answer.
@@ -68,12 +61,12 @@ func DefaultFallback() Fallback {
 	return Fallback{Precision: query.FallbackPrecision, Max: query.FallbackMax, MaxWidth: query.FallbackMaxWidth}
 }
 
-// width is one aggregate's half-width at 95% in the sample's answer:
-// absolute and relative to the value, and ok false where the sample holds
-// too few values for the aggregate to stand on.
+// width is one aggregate's half-width at 95% in the sample's answer,
+// relative to the value; ok false where the sample holds too few values
+// for the aggregate to stand on.
 type width struct {
-	abs, rel float64
-	ok       bool
+	rel float64
+	ok  bool
 }
 
 // sampleWidths is, for a robust plan, the half-width of each aggregate of
@@ -122,7 +115,7 @@ func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc f
 		default:
 			continue
 		}
-		w := width{abs: hw, ok: true}
+		w := width{ok: true}
 		switch {
 		case hw == 0:
 		case x != 0:
@@ -136,18 +129,12 @@ func (c SampleCheck) sampleWidths(p *query.Plan, sorted map[int][]float64, fpc f
 }
 
 // StandIn reports whether the sample's answer in v stands in for plan p's
-// gossip answer, which v contests (not for a sampled member's own lie,
-// v.Liar: its record would be in the sample's answer): p is Robust, the
-// sample holds enough
-// values for each aggregate of each of its groups, each within MaxWidth
-// at 95%, and no trimmed mean's
-// sampled values hold more claims above what any machine reports than its
-// trim leaves out (then the liars are more than the trim, and the
-// sample's answer is theirs too). width is the widest aggregate's
-// relative half-width at 95%; why says what the answer is, for its
-// reason.
+// gossip answer, which v contests (standable), holding enough values for
+// each aggregate of each of its groups, each within MaxWidth at 95%.
+// width is the widest aggregate's relative half-width at 95%; why says
+// what the answer is, for its reason.
 func (f Fallback) StandIn(p *query.Plan, v SampleVerdict) (width float64, why string, ok bool) {
-	if f.Max <= 0 || !v.Contested || v.Liar != "" || v.Answer == nil || len(v.Answer.Rows) == 0 || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
+	if f.Max <= 0 || v.Answer == nil || len(v.Answer.Rows) == 0 || !standable(p, v) {
 		return 0, "", false
 	}
 	for _, g := range v.groups {
@@ -165,11 +152,20 @@ func (f Fallback) StandIn(p *query.Plan, v SampleVerdict) (width float64, why st
 		return 0, "", false
 	}
 	why = fmt.Sprintf("the gossip was bent (%s); this is the answer of %d sampled members' signed records alone, within ±%s at 95%%",
-		v.Reason, v.Sampled, fmtPercent(width))
+		v.Reason, v.Sampled, answer.FormatPercent(width))
 	if len(v.unsampled) > 0 {
 		why += fmt.Sprintf("; left out, no sampled member being in them (made up, or rarer than 1 in %d): %s", v.Sampled, strings.Join(v.unsampled, ", "))
 	}
 	return width, why, true
+}
+
+// standable reports whether the sample could stand in for p's answer at
+// some size: v contests it, not for a sampled member's own lie (v.Liar:
+// its record would be in the sample's answer), p is Robust, and no
+// trimmed mean's sampled values hold more claims beyond its trim than it
+// leaves out (beyondTrim).
+func standable(p *query.Plan, v SampleVerdict) bool {
+	return v.Contested && v.Liar == "" && Robust(p) && len(v.groups) > 0 && !beyondTrim(p, v)
 }
 
 // beyondTrim reports whether a trimmed mean's sampled values in a group
@@ -193,11 +189,11 @@ func beyondTrim(p *query.Plan, v SampleVerdict) bool {
 
 // More is how many members beyond asked the asker samples so that the
 // sample's answer to p, which v contests, reaches f.Precision in every
-// group: 0 where it has, where p is not Robust, or where Max (or every
-// one of members) is asked already, or where more claims lie beyond a
-// trim than it leaves out (StandIn would not stand in at any size).
+// group: 0 where it has, where Max (or every one of members) is asked
+// already, or where the sample could not stand in at any size
+// (standable).
 func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
-	if !v.Contested || v.Liar != "" || !Robust(p) || len(v.groups) == 0 || beyondTrim(p, v) {
+	if !standable(p, v) {
 		return 0
 	}
 	// A statement's looser accuracy loosens the aim, but never past what
@@ -226,9 +222,4 @@ func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
 		return 0
 	}
 	return n - asked
-}
-
-// fmtPercent writes a share as a percentage, two significant digits.
-func fmtPercent(x float64) string {
-	return fmt.Sprintf("%.2g%%", 100*x)
 }
