@@ -430,10 +430,18 @@ func TestSlowReserveKeepsItsLeases(t *testing.T) {
 				t.Errorf("RESERVE (took %v) returned %s, which does not hold its lease", took, m)
 			}
 		}
-		if len(holding) != len(res.Nodes) {
-			t.Errorf("%d peers hold the lease, RESERVE returned %d", len(holding), len(res.Nodes))
+		// A peer outside the answer may hold the lease only while its
+		// release goes unanswered, and the answer then names it.
+		named := strings.FieldsFunc(res.Meta.Warning, func(r rune) bool { return strings.ContainsRune(" ,;:", r) })
+		for p := range holding {
+			if !slices.Contains(res.Nodes, p) && !slices.Contains(named, p) {
+				t.Errorf("%s holds the lease, and RESERVE (took %v) neither returned it nor named it (warning %q)", p, took, res.Meta.Warning)
+			}
 		}
-		t.Logf("RESERVE 10 with 10 s leases took %v", took)
+		if len(res.Nodes) != 10 {
+			t.Errorf("RESERVE 10 returned %d", len(res.Nodes))
+		}
+		t.Logf("RESERVE 10 with 10 s leases took %v (%d hold it; %s)", took, len(holding), res.Meta.Warning)
 	})
 }
 

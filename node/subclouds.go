@@ -555,6 +555,11 @@ func (sc *subclouds) reserve(ctx context.Context, plan *query.Plan, progress fun
 		return nil, &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf("RESERVE %s: the subcloud was given up as it was recorded (SHOW SUBCLOUDS)", spec.Name)}
 	}
 	res := sc.ownedResult(plan, v, start)
+	if len(rep.Unanswered) > 0 {
+		res.Meta.Warning = fmt.Sprintf("%d peer(s) it claimed and did not keep (their claim's answer was lost) did not answer their release: %s; "+
+			"they are not members, and each lets go when it answers, asks this owner about its lease, or its lease lapses within %v",
+			len(rep.Unanswered), strings.Join(rep.Unanswered, ", "), v.Lease)
+	}
 	mu.Lock()
 	if cands != nil {
 		res.Rounds, res.Peers = cands.Rounds, cands.Peers

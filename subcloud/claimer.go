@@ -192,14 +192,20 @@ func (c *Claimer) Step(from string, rep Reply, err error) {
 	c.advance()
 }
 
-// Lost tells the Claimer that a peer it held no longer holds its lease (a
+// Lost tells the Claimer that a peer it held is no longer counted (a
 // renewal while the RESERVE runs was refused, or its lease lapsed): it is
 // not a member, and its place is claimed again from the candidates.
-func (c *Claimer) Lost(peer string) {
+// mayHold says the peer may still hold the lease (it refused the renewal
+// for want of a disk, say, and keeps what it granted until it lapses): it
+// is then released at the end unless claimed again meanwhile.
+func (c *Claimer) Lost(peer string, mayHold bool) {
 	if !c.held[peer] || c.state == Done {
 		return
 	}
 	delete(c.held, peer)
+	if mayHold {
+		c.uncertain[peer] = true
+	}
 	if c.state == Claiming {
 		c.advance()
 	}

@@ -340,7 +340,9 @@ type Report struct {
 	// Err is nil when OutcomeDone, else a *ChangeError.
 	Err error
 	// Freed counts the members let go (RELEASE, RESIZE down); Unanswered
-	// names those that did not answer, sorted.
+	// names those that did not answer, sorted (for a RESERVE done: the
+	// peers it claimed and does not keep that did not answer their
+	// release).
 	Freed      int
 	Unanswered []string
 }
@@ -533,10 +535,15 @@ type userOp struct {
 	// EXTEND
 	d, old  time.Duration
 	waiting int
-	renewed map[string]time.Time
-	unsure  map[string]time.Time // no answer: it may have renewed, until then at least
-	failed  map[string]bool
-	before  map[string]time.Time
+	// RESERVE: freeing while the releases of the peers it claimed and does
+	// not keep are unsettled; recorded once the subcloud is on disk
+	// meanwhile; stray are the freed that did not answer.
+	freeing, recorded bool
+	stray             []string
+	renewed           map[string]time.Time
+	unsure            map[string]time.Time // no answer: it may have renewed, until then at least
+	failed            map[string]bool
+	before            map[string]time.Time
 }
 
 // busy is whether the change keeps repairs and take-backs off.
@@ -1482,7 +1489,16 @@ func (o *Owner) heldRenewReplied(now time.Time, s sent, rep Reply, err error) {
 		j.held[s.peer] = expiry(rep, s.at)
 	case err == nil, !now.Before(exp):
 		delete(j.held, s.peer)
-		j.c.Lost(s.peer)
+		// Unless it said it holds none of ours, it may: a peer that
+		// refused only the renewal (its disk, say) keeps what it granted,
+		// and one whose answer was lost may have renewed for a whole term.
+		// It is released unless claimed again.
+		lets := err == nil && (rep.Refusal == RefusedNoLease || rep.Refusal == RefusedToken || rep.Refusal == RefusedHeld)
+		mayHold := !lets
+		if mayHold && j.c.State() == Done {
+			j.free = append(j.free, s.peer) // counted no more, and released with the claim's others
+		}
+		j.c.Lost(s.peer, mayHold)
 	}
 	o.drive(now)
 }
@@ -1542,8 +1558,20 @@ func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []strin
 		})
 		return
 	}
-	for _, p := range j.free {
-		o.releaseLater(now, p)
+	// The user is told which peers hold the lease: the others it claimed
+	// (claims whose reply was lost) are released before that answer, as a
+	// failed RESERVE's are, so that no peer outside the answer still holds
+	// it; the release goes out beside the write, and those that do not
+	// answer are named.
+	if len(j.free) > 0 {
+		u.freeing = true
+		o.confirmRelease(now, j.free, func(now time.Time, g *releaseGroup) {
+			u.freeing, u.stray = false, append([]string(nil), g.silent...)
+			sort.Strings(u.stray)
+			if u.recorded && o.op == u {
+				o.reserveDone(u)
+			}
+		})
 	}
 	o.phase = PhaseHeld
 	o.add(members, j.held, now)
@@ -1825,8 +1853,11 @@ func (o *Owner) recordOp(u *userOp) {
 func (o *Owner) recordedOK(now time.Time, u *userOp) {
 	switch u.change {
 	case ChangeReserve:
-		o.op = nil
-		o.report(&Report{Change: ChangeReserve, Outcome: OutcomeDone})
+		if u.freeing {
+			u.recorded = true // answered once the peers it does not keep let go
+			return
+		}
+		o.reserveDone(u)
 	case ChangeResize:
 		if o.phase != PhaseHeld {
 			// Released in the same write: the new size was never recorded.
@@ -1854,6 +1885,14 @@ func (o *Owner) recordedOK(now time.Time, u *userOp) {
 	case ChangeRelease:
 		o.released(now, u)
 	}
+}
+
+// reserveDone answers a RESERVE that is on disk and whose claimed but
+// not kept peers let go, or were sent their release ReleaseTries times
+// (Unanswered: each is released when it answers, or its lease lapses).
+func (o *Owner) reserveDone(u *userOp) {
+	o.op = nil
+	o.report(&Report{Change: ChangeReserve, Outcome: OutcomeDone, Unanswered: u.stray})
 }
 
 func (o *Owner) recordFailed(now time.Time, u *userOp, err error) {

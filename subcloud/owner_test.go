@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -171,6 +172,9 @@ type omodel struct {
 	asked, answered  int
 	noRepair         bool
 	rolled           []*oreq // EXTENDs that failed
+	// wasMember are the peers it has counted: what becomes of them after
+	// is its maintenance's, not its RESERVE's answer's.
+	wasMember map[string]bool
 }
 
 type ownerSim struct {
@@ -213,7 +217,7 @@ func runOwnerSchedule(t *testing.T, seed uint64) *ownerSim {
 	}
 	nOwners := 1 + r.IntN(2)
 	for k := 0; k < nOwners; k++ {
-		m := &omodel{name: fmt.Sprintf("o%d", k), sub: fmt.Sprintf("sc%d", k), token: strings.Repeat(string(rune('a'+k)), 32),
+		m := &omodel{wasMember: map[string]bool{}, name: fmt.Sprintf("o%d", k), sub: fmt.Sprintf("sc%d", k), token: strings.Repeat(string(rune('a'+k)), 32),
 			noRepair: r.IntN(5) == 0}
 		n := 1 + r.IntN(max(nPeers/nOwners, 1))
 		atLeast := 0
@@ -584,6 +588,16 @@ func (s *ownerSim) reported(k int, rep *Report) {
 			if d == nil || d.Token != m.token {
 				s.fail("%s: RESERVE answered yes, the disk has %+v", m.name, d)
 			}
+			// Nobody outside its answer holds its lease, unless named, owed
+			// a release (a repair's meanwhile), a member lost since (its
+			// maintenance's: taken back, or dropped when it asks), or
+			// claimed by a repair.
+			for _, p := range s.peers {
+				if l, ok := p.tb.Current(s.now); ok && l.Token == m.token && !slices.Contains(m.o.Members(), p.name) &&
+					!slices.Contains(rep.Unanswered, p.name) && m.o.releases[p.name] == nil && !m.wasMember[p.name] && !repairing(m.o, p.name) {
+					s.fail("%s: RESERVE answered yes with %v, and %s holds its lease unnamed", m.name, m.o.Members(), p.name)
+				}
+			}
 		case ChangeResize:
 			if d == nil || d.Target != q.size {
 				s.fail("%s: RESIZE TO %d answered yes, the disk has %+v", m.name, q.size, d)
@@ -625,12 +639,25 @@ func (s *ownerSim) reported(k int, rep *Report) {
 	}
 }
 
+// repairing is whether a repair of o's claims p, or may have.
+func repairing(o *Owner, p string) bool {
+	j := o.job
+	if j == nil || j.kind != jobRepair {
+		return false
+	}
+	_, held := j.held[p]
+	return held || j.c.pending[p] || j.c.uncertain[p] || slices.Contains(j.free, p)
+}
+
 // check is the invariants that hold after every step.
 func (s *ownerSim) check() {
 	liveIn := map[string]string{}
 	for _, m := range s.owners {
 		o := m.o
 		members := o.Members()
+		for _, p := range members {
+			m.wasMember[p] = true
+		}
 		if o.Phase() == PhaseHeld {
 			if len(members) > o.Target() {
 				s.fail("%s counts %d members, above its size %d", m.name, len(members), o.Target())
@@ -1449,6 +1476,59 @@ func TestOwnerReserve(t *testing.T) {
 		r.o.Reply(r.now, rel["b"].ID, Reply{OK: true}, nil)
 		if rep := reportOf(t, r.ready()); rep.Outcome != OutcomeStorage || !strings.Contains(rep.Err.Error(), "nothing stays reserved") {
 			t.Fatalf("report %+v", rep)
+		}
+	})
+}
+
+// A RESERVE whose claim's answer was lost holds that peer as maybe
+// claimed: its yes waits until the peer let go, or says it did not answer.
+func TestOwnerReserveReleasesTheUncertain(t *testing.T) {
+	start := func(t *testing.T) (*rig, uint64) {
+		o, err := NewOwner(DefaultOwnerConfig(), Reserve{Subcloud: "sc", Owner: "o", Token: tokA, N: 2, Lease: rigLease, Plan: []byte("plan")},
+			t0, rand.New(rand.NewPCG(1, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rig{t: t, o: o, now: t0}
+		o.Candidates(r.now, kinds(r.ready(), ActSearch)[0].ID, []string{"a", "b", "c"}, nil)
+		cl := sends(r.ready(), OpClaim)
+		o.Reply(r.now, cl["a"].ID, r.ok(rigLease), nil)
+		o.Reply(r.now, cl["b"].ID, Reply{}, errors.New("timed out")) // it may hold the lease
+		c := sends(r.ready(), OpClaim)["c"]
+		o.Reply(r.now, c.ID, r.ok(rigLease), nil)
+		acts := r.ready()
+		rel := sends(acts, OpRelease)
+		if len(rel) != 1 || rel["b"].ID == 0 || len(kinds(acts, ActPersist)) != 1 {
+			t.Fatalf("want b's release beside the write: %+v", acts)
+		}
+		noReport(t, r.persist(nil))
+		return r, rel["b"].ID
+	}
+	t.Run("it let go", func(t *testing.T) {
+		r, id := start(t)
+		r.o.Reply(r.now, id, Reply{OK: true}, nil)
+		if rep := reportOf(t, r.ready()); rep.Outcome != OutcomeDone || len(rep.Unanswered) != 0 || fmt.Sprint(r.o.Members()) != "[a c]" {
+			t.Fatalf("report %+v members %v", rep, r.o.Members())
+		}
+	})
+	t.Run("silent", func(t *testing.T) {
+		r, id := start(t)
+		for try := 1; ; try++ {
+			r.o.Reply(r.now, id, Reply{}, errors.New("timed out"))
+			acts := r.ready()
+			if try == DefaultOwnerConfig().ReleaseTries {
+				rep := reportOf(t, acts)
+				if rep.Outcome != OutcomeDone || fmt.Sprint(rep.Unanswered) != "[b]" || fmt.Sprint(r.o.Members()) != "[a c]" {
+					t.Fatalf("report %+v members %v", rep, r.o.Members())
+				}
+				break
+			}
+			noReport(t, acts)
+			rel := sends(r.tick(r.now.Sub(t0)+5*time.Second), OpRelease)
+			if rel["b"].ID == 0 {
+				t.Fatalf("try %d: no release of b sent again: %+v", try, r.acts)
+			}
+			id = rel["b"].ID
 		}
 	})
 }
