@@ -535,15 +535,15 @@ type userOp struct {
 	// EXTEND
 	d, old  time.Duration
 	waiting int
+	renewed map[string]time.Time
+	unsure  map[string]time.Time // no answer: it may have renewed, until then at least
+	failed  map[string]bool
+	before  map[string]time.Time
 	// RESERVE: freeing while the releases of the peers it claimed and does
 	// not keep are unsettled; recorded once the subcloud is on disk
 	// meanwhile; stray are the freed that did not answer.
 	freeing, recorded bool
 	stray             []string
-	renewed           map[string]time.Time
-	unsure            map[string]time.Time // no answer: it may have renewed, until then at least
-	failed            map[string]bool
-	before            map[string]time.Time
 }
 
 // busy is whether the change keeps repairs and take-backs off.
