@@ -163,8 +163,9 @@ func (nw *Network) Crash(name string) {
 		return
 	}
 	h.alive = false
+	detect := nw.cfg.Detect
 	nw.mu.Unlock()
-	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, network.MemberFailed) })
+	time.AfterFunc(detect, func() { nw.forget(name, network.MemberFailed) })
 }
 
 // SetClockOffset sets a host's clock ahead of the others' by d (behind,
@@ -185,6 +186,14 @@ func (nw *Network) SetLoss(p float64) {
 	nw.cfg.Loss = p
 }
 
+// SetDetect changes how long after a crash or a stop the others see a
+// peer fail, for the crashes and stops from now on.
+func (nw *Network) SetDetect(d time.Duration) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.cfg.Detect = d
+}
+
 // SetReplyLoss changes the share of replies lost from now on.
 func (nw *Network) SetReplyLoss(p float64) {
 	nw.mu.Lock()
@@ -203,8 +212,9 @@ func (nw *Network) Stop(name string) {
 		return
 	}
 	h.alive, h.stopped = false, true
+	detect := nw.cfg.Detect
 	nw.mu.Unlock()
-	time.AfterFunc(nw.cfg.Detect, func() { nw.forget(name, network.MemberFailed) })
+	time.AfterFunc(detect, func() { nw.forget(name, network.MemberFailed) })
 }
 
 // Revive brings a crashed peer back, as a restart on the same address:

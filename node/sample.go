@@ -275,22 +275,28 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 	// (the sample, of the same members, is as incomplete).
 	standIn = standIn && (res.Status == StatusConverged || res.Status == StatusPartial && q.outOfRounds)
 	rt.mu.Unlock()
-	if first := check.Asked; check.Verdict == answer.CheckAgrees && rt.cfg.Sample.AskMore(v, converged, first, len(s.names)) {
-		// The first sample could not tell, or the gossip did not
-		// converge (the rule's verdict: an answer partial for a lost
-		// member is not a reason to ask 448 more, some of them maybe
-		// lost too): ask the next More members in the same order and
-		// judge with them all.
-		v, check = rt.sampleMore(rt.ctx, q, s, res, first, rt.cfg.Sample.More)
-	}
+	// The first sample could not tell, or the gossip did not converge
+	// (the rule's verdict: an answer partial for a lost member is not a
+	// reason to ask 448 more, some of them maybe lost too): the next More
+	// members in the same order are asked, with the runtime's context. A
+	// robust answer the gossip could not keep (made-up flows) is then the
+	// sample's, grown until within the fallback's precision while the
+	// statement's context lasts.
+	plan := q.run.Plan()
+	v, _ = rt.cfg.Sample.Grow(plan, v, check.Asked, len(s.names), check.Verdict == answer.CheckAgrees, converged, standIn,
+		func(asked, more int, fallback bool) (run.SampleVerdict, bool) {
+			c := rt.ctx
+			if fallback {
+				c = ctx
+			}
+			if c.Err() != nil {
+				return run.SampleVerdict{}, false
+			}
+			var w run.SampleVerdict
+			w, check = rt.sampleMore(c, q, s, res, asked, more)
+			return w, true
+		})
 	if f := rt.cfg.Sample.Fallback; v.Contested && standIn {
-		// A robust answer the gossip could not keep (made-up flows):
-		// the sample keeps it, grown until its own answer is within
-		// the fallback's precision.
-		plan := q.run.Plan()
-		for more := f.More(plan, v, check.Asked, len(s.names)); more > 0 && ctx.Err() == nil; more = f.More(plan, v, check.Asked, len(s.names)) {
-			v, check = rt.sampleMore(ctx, q, s, res, check.Asked, more)
-		}
 		if width, why, ok := f.StandIn(plan, v); ok {
 			check.Verdict, check.Reason = answer.CheckContested, v.Reason
 			res.StandIn(v.Answer.Rows, width, why)
@@ -329,7 +335,11 @@ func (rt *runtime) judgeSample(q *instance, s *sampling, res *answer.Answer) (ru
 		// word is a lie about itself, whatever the totals say.
 		return run.SampleVerdict{Contested: true, Reason: lies[0]}, check
 	}
-	if len(answered) < rt.cfg.Sample.Size/2 && len(answered) < asked {
+	if 2*len(answered) < min(rt.cfg.Sample.Size, asked) {
+		// Fewer than half the sample it first sought: in a cluster smaller
+		// than the sample, all but one member answering is still nearly
+		// all of it (before, any one member unreachable there left every
+		// answer unchecked, a liar's included).
 		check.Verdict = answer.CheckUnchecked
 		check.Reason = fmt.Sprintf("%d of %d sampled members answered: too few to check the answer", len(answered), asked)
 		return run.SampleVerdict{}, check

@@ -223,3 +223,37 @@ func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
 	}
 	return n - asked
 }
+
+// Grow is the asker's sample after its first verdict v over asked of
+// members: the one loop the runtime's asker, the simulator's and the tests
+// share. A first sample in doubt, or an answer that did not converge, asks
+// the next c.More (AskMore; only after a check that agreed: checked);
+// then, where standIn and the plan is robust, a sample that contests the
+// answer grows until the fallback's precision or its Max (Fallback.More),
+// so that StandIn may take it. judge asks the next more members after
+// asked in the sample's order and judges with every one asked; fallback
+// says which of the two steps asks (the runtime bounds the second by the
+// statement's time). It returns false when nothing more may be asked,
+// which ends the growing. Grow returns the last verdict and how many
+// members were asked.
+func (c SampleCheck) Grow(p *query.Plan, v SampleVerdict, asked, members int, checked, converged, standIn bool,
+	judge func(asked, more int, fallback bool) (SampleVerdict, bool)) (SampleVerdict, int) {
+	if checked && c.AskMore(v, converged, asked, members) {
+		w, ok := judge(asked, c.More, false)
+		if !ok {
+			return v, asked
+		}
+		v, asked = w, asked+c.More
+	}
+	if !standIn {
+		return v, asked
+	}
+	for more := c.Fallback.More(p, v, asked, members); more > 0; more = c.Fallback.More(p, v, asked, members) {
+		w, ok := judge(asked, more, true)
+		if !ok {
+			break
+		}
+		v, asked = w, asked+more
+	}
+	return v, asked
+}

@@ -43,13 +43,11 @@ func standIn(p *query.Plan, flow []query.GroupResult, recs []query.Record, names
 		return out
 	}
 	n := float64(len(recs))
-	asked := c.Size
-	v := CheckSample(p, flow, sample(asked), n, c)
-	for more := c.Fallback.More(p, v, asked, len(names)); more > 0; more = c.Fallback.More(p, v, asked, len(names)) {
-		asked += more
-		v = CheckSample(p, flow, sample(asked), n, c)
-	}
-	return v, asked
+	c.More = 0 // the gossip is taken as converged: only the fallback grows it
+	return c.Grow(p, CheckSample(p, flow, sample(c.Size), n, c), c.Size, len(names), true, true, true,
+		func(asked, more int, _ bool) (SampleVerdict, bool) {
+			return CheckSample(p, flow, sample(asked+more), n, c), true
+		})
 }
 
 // TestFallbackStandsIn: a robust statement whose gossip made-up flows

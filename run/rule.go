@@ -160,6 +160,13 @@ func (r *Rule) Observe(o Observation) Verdict {
 	return Verdict{ErrEstimate: r.lastErr, Converged: o.Round >= r.minimum && r.calm >= CalmRounds && mixed && counted && o.Suspects == 0}
 }
 
+// Calming says an aggregate's estimate has been within half the target
+// for at least one heard round, and fewer than CalmRounds: the rule is a
+// round or two from calling it calm.
+func (r *Rule) Calming() bool {
+	return r.kind == query.PlanAggregate && r.calm > 0 && r.calm < CalmRounds
+}
+
 // Why says which of an aggregate's conditions the last round observed
 // did not hold ("" if none did not): what a test logs of an answer that
 // ran to its budget.

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -86,7 +87,26 @@ func TestRule(t *testing.T) {
 	if why := r.Why(); !strings.HasPrefix(why, "round 1 of at least") || !strings.Contains(why, "calm 0 of 3 heard rounds") {
 		t.Errorf("Why() = %q", why)
 	}
+	// Calming: within half the target for 1 or 2 heard rounds, not 0 or
+	// CalmRounds (the tracker needs two still rounds before the first); a
+	// round that heard nothing changes nothing; a jump starts again.
+	r = NewRule(p, 100)
+	r.Observe(Observation{Round: 1, Peers: 100, Received: 1, Cells: cells(10), Participants: 100})
+	var calming []bool
+	for i, c := range []struct {
+		received int
+		cell     float64
+	}{{2, 50}, {3, 50}, {3, 50}, {4, 50}, {5, 50}, {6, 50}, {7, 90}} {
+		r.Observe(Observation{Round: 2 + i, Peers: 100, Received: c.received, Cells: cells(c.cell), Participants: 100})
+		calming = append(calming, r.Calming())
+	}
+	if fmt.Sprint(calming) != "[false false false true true false false]" {
+		t.Errorf("Calming() over the rounds = %v", calming)
+	}
 	top, _ := query.CompileText("SELECT node FROM peers ORDER BY mem_free LIMIT 3", query.DefaultCatalog(), query.DefaultConfig())
+	if NewRule(top, 100).Calming() {
+		t.Error("a top-k is never calming")
+	}
 	r = NewRule(top, 100)
 	if v := r.Observe(Observation{Round: 50, Coverage: true, Covered: false, Unchanged: 30, Stable: true, Received: 99}); v.Converged || v.ErrEstimate != 1 {
 		t.Errorf("uncovered: %+v", v)

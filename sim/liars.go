@@ -327,26 +327,17 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 			}
 			return v
 		}
-		asked := c.Size
-		v := check(asked)
-		if c.AskMore(v, ans != nil && ans.Converged, c.Size, len(names)) {
-			// As the runtime's asker: a doubt, or an answer that did
-			// not converge, asks the next More.
-			asked += c.More
-			v = check(asked)
-			s.escalated = true
-		}
+		// As the runtime's asker (run.SampleCheck.Grow): a doubt, or an
+		// answer that did not converge, asks the next More; a robust
+		// answer the sample contests is the sample's own, sampled as far
+		// as it needs (run.Fallback).
+		v, _ := c.Grow(s.plan, check(c.Size), c.Size, len(names), true, ans != nil && ans.Converged, true,
+			func(asked, more int, _ bool) (run.SampleVerdict, bool) {
+				s.escalated = true
+				return check(asked + more), true
+			})
 		honestErr := s.stats.HonestErr
-		// As the runtime's asker: a robust answer the sample
-		// contests is the sample's own, sampled as far as it needs
-		// (run.Fallback).
-		f := c.Fallback
-		for more := f.More(s.plan, v, asked, len(names)); more > 0; more = f.More(s.plan, v, asked, len(names)) {
-			asked += more
-			v = check(asked)
-			s.escalated = true
-		}
-		if _, _, ok := f.StandIn(s.plan, v); ok {
+		if _, _, ok := c.Fallback.StandIn(s.plan, v); ok {
 			s.standIn = true
 			if s.cfg.Liars > 0 && !s.churning() {
 				honestErr = s.errAgainst(v.Answer, nil, s.honestKeys)
