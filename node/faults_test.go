@@ -393,7 +393,12 @@ func TestReadYourWrites(t *testing.T) {
 }
 
 // A RESERVE slower than its leases (a slow, lossy network; leases of 10 s)
-// returns exactly the peers that hold its lease when it returns.
+// returns 10 peers that hold its lease, and no other peer holds it unless
+// the answer names it (a release that went unanswered). Peers whose
+// claim's answer was lost used to be released after the yes: 2 of 400
+// runs under load found 11–15 holding it (the owner's property test,
+// TestOwnerProperty, and TestOwnerReserveReleasesTheUncertain are the
+// sharp checks of that; this one catches it a few times in 400).
 func TestSlowReserveKeepsItsLeases(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

@@ -322,6 +322,10 @@ func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res
 	return v, check
 }
 
+// minSampleAnswered is the fewest answers a sample that some member left
+// unanswered is judged with: below it every member sought must answer.
+const minSampleAnswered = 8
+
 // judgeSample checks query q's final answer res against the records s
 // holds, and sets res.Check to what it found.
 func (rt *runtime) judgeSample(q *instance, s *sampling, res *answer.Answer) (run.SampleVerdict, *answer.Check) {
@@ -335,11 +339,12 @@ func (rt *runtime) judgeSample(q *instance, s *sampling, res *answer.Answer) (ru
 		// word is a lie about itself, whatever the totals say.
 		return run.SampleVerdict{Contested: true, Reason: lies[0]}, check
 	}
-	if 2*len(answered) < min(rt.cfg.Sample.Size, asked) {
-		// Fewer than half the sample it first sought: in a cluster smaller
-		// than the sample, all but one member answering is still nearly
-		// all of it (before, any one member unreachable there left every
-		// answer unchecked, a liar's included).
+	if 2*len(answered) < min(rt.cfg.Sample.Size, asked) || len(answered) < asked && len(answered) < minSampleAnswered {
+		// Fewer than half the sample it first sought, or a handful with
+		// one missing (the asker's own record among them): in a cluster
+		// smaller than the sample, all but a few answering is still
+		// nearly all of it (before, any one member unreachable there left
+		// every answer unchecked, a liar's included).
 		check.Verdict = answer.CheckUnchecked
 		check.Reason = fmt.Sprintf("%d of %d sampled members answered: too few to check the answer", len(answered), asked)
 		return run.SampleVerdict{}, check

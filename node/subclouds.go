@@ -556,7 +556,7 @@ func (sc *subclouds) reserve(ctx context.Context, plan *query.Plan, progress fun
 	}
 	res := sc.ownedResult(plan, v, start)
 	if len(rep.Unanswered) > 0 {
-		res.Meta.Warning = fmt.Sprintf("%d peer(s) it claimed and did not keep (their claim's answer was lost) did not answer their release: %s; "+
+		res.Meta.Warning = fmt.Sprintf("%d peer(s) it claimed and did not keep (a claim's or a renewal's answer was lost, or a renewal refused) did not answer their release: %s; "+
 			"they are not members, and each lets go when it answers, asks this owner about its lease, or its lease lapses within %v",
 			len(rep.Unanswered), strings.Join(rep.Unanswered, ", "), v.Lease)
 	}

@@ -17,7 +17,10 @@
 // estimate of the participants agrees with the membership; a top-k is final
 // when its coverage filter holds every live member (topk/coverage.go) and
 // its list has not moved since — or, in clusters too large for a filter, by
-// the older heuristic of stability after the expected rounds.
+// the older heuristic of stability after the expected rounds. An
+// aggregate already within half its accuracy whose calm rounds are being
+// counted when the budget runs out gets the rest of them (at most
+// CalmRounds more: Rule.Calming), rather than being flagged a round short.
 //
 // Under churn the rule waits for exclusions to settle: a member left out
 // of the query restarts the calm count (the survivors' estimates move once
@@ -37,7 +40,8 @@
 // where the sample contests an answer a minority should not move (every
 // aggregate a trimmed mean or a quantile: Robust), the
 // sample, grown to a stated precision, answers instead (fallback.go:
-// Fallback).
+// Fallback). SampleCheck.Grow is the one loop that grows it, for the
+// runtime's asker and the simulator's alike.
 //
 // In a cloud of pools (node/pools.go), a pool's asking instance hands
 // its share over as a Partial (Instance.Partial: an aggregate's means

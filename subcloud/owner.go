@@ -539,9 +539,10 @@ type userOp struct {
 	unsure  map[string]time.Time // no answer: it may have renewed, until then at least
 	failed  map[string]bool
 	before  map[string]time.Time
-	// RESERVE: freeing while the releases of the peers it claimed and does
-	// not keep are unsettled; recorded once the subcloud is on disk
-	// meanwhile; stray are the freed that did not answer.
+	// RESERVE: free are the peers it claimed and does not keep; freeing
+	// while their releases are unsettled; recorded once the subcloud is
+	// on disk meanwhile; stray are the freed that did not answer.
+	free              []string
 	freeing, recorded bool
 	stray             []string
 }
@@ -1563,6 +1564,7 @@ func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []strin
 	// failed RESERVE's are, so that no peer outside the answer still holds
 	// it; the release goes out beside the write, and those that do not
 	// answer are named.
+	u.free = j.free
 	if len(j.free) > 0 {
 		u.freeing = true
 		o.confirmRelease(now, j.free, func(now time.Time, g *releaseGroup) {
@@ -1892,6 +1894,12 @@ func (o *Owner) recordedOK(now time.Time, u *userOp) {
 // (Unanswered: each is released when it answers, or its lease lapses).
 func (o *Owner) reserveDone(u *userOp) {
 	o.op = nil
+	if o.phase != PhaseHeld {
+		// Given up while its releases ran (its name lost to another
+		// owner): what it held is being released by that.
+		o.finish(u, OutcomeFailed, nil, "", "%s: the subcloud was given up as it was recorded (its name is held by another owner); its members are released", u.what)
+		return
+	}
 	o.report(&Report{Change: ChangeReserve, Outcome: OutcomeDone, Unanswered: u.stray})
 }
 
@@ -1906,12 +1914,15 @@ func (o *Owner) recordFailed(now time.Time, u *userOp, err error) {
 		o.gone(now, "")
 		o.clearMembers()
 		o.emit(Action{Kind: ActReleaseName, Peers: append([]string(nil), o.st.Keepers...)})
-		o.confirmRelease(now, members, func(now time.Time, g *releaseGroup) {
+		// The peers it claimed and does not keep, their releases maybe
+		// still out, are awaited (and named) with the members.
+		o.confirmRelease(now, append(members, u.free...), func(now time.Time, g *releaseGroup) {
 			o.op = nil
-			what := fmt.Sprintf("released its %d member(s); nothing stays reserved", len(members))
+			claimed := len(members) + len(u.free)
+			what := fmt.Sprintf("released the %d peer(s) it claimed; nothing stays reserved", claimed)
 			if len(g.silent) > 0 {
-				what = fmt.Sprintf("released %d of its %d member(s); %s did not answer: each is released when it answers or asks, or its lease lapses within %v",
-					len(members)-len(g.silent), len(members), strings.Join(g.silent, ", "), o.st.Lease)
+				what = fmt.Sprintf("released %d of the %d peer(s) it claimed; %s did not answer: each is released when it answers or asks, or its lease lapses within %v",
+					claimed-len(g.silent), claimed, strings.Join(g.silent, ", "), o.st.Lease)
 			}
 			fail(what).Unanswered = append([]string(nil), g.silent...)
 		})

@@ -173,8 +173,10 @@ type omodel struct {
 	noRepair         bool
 	rolled           []*oreq // EXTENDs that failed
 	// wasMember are the peers it has counted: what becomes of them after
-	// is its maintenance's, not its RESERVE's answer's.
-	wasMember map[string]bool
+	// is its maintenance's, not its RESERVE's answer's. reserveClaims are
+	// the peers its RESERVE claimed, laterClaims those claimed after
+	// (repairs, RESIZE).
+	wasMember, reserveClaims, laterClaims map[string]bool
 }
 
 type ownerSim struct {
@@ -217,7 +219,7 @@ func runOwnerSchedule(t *testing.T, seed uint64) *ownerSim {
 	}
 	nOwners := 1 + r.IntN(2)
 	for k := 0; k < nOwners; k++ {
-		m := &omodel{wasMember: map[string]bool{}, name: fmt.Sprintf("o%d", k), sub: fmt.Sprintf("sc%d", k), token: strings.Repeat(string(rune('a'+k)), 32),
+		m := &omodel{wasMember: map[string]bool{}, reserveClaims: map[string]bool{}, laterClaims: map[string]bool{}, name: fmt.Sprintf("o%d", k), sub: fmt.Sprintf("sc%d", k), token: strings.Repeat(string(rune('a'+k)), 32),
 			noRepair: r.IntN(5) == 0}
 		n := 1 + r.IntN(max(nPeers/nOwners, 1))
 		atLeast := 0
@@ -525,6 +527,13 @@ func (s *ownerSim) drain(k int) {
 			if a.Req.Subcloud != m.sub || a.Req.Token != m.token {
 				s.fail("%s sent %+v", m.name, a.Req)
 			}
+			if a.Req.Op == OpClaim {
+				if m.o.sent[a.ID].p == pClaim && m.o.job != nil && m.o.job.kind == jobReserve {
+					m.reserveClaims[a.To] = true
+				} else {
+					m.laterClaims[a.To] = true
+				}
+			}
 			f := oflight{k: k, id: a.ID, to: a.To, req: a.Req}
 			if m.o.sent[a.ID].p == pExtend {
 				for _, q := range m.reqs {
@@ -588,13 +597,14 @@ func (s *ownerSim) reported(k int, rep *Report) {
 			if d == nil || d.Token != m.token {
 				s.fail("%s: RESERVE answered yes, the disk has %+v", m.name, d)
 			}
-			// Nobody outside its answer holds its lease, unless named, owed
-			// a release (a repair's meanwhile), a member lost since (its
-			// maintenance's: taken back, or dropped when it asks), or
-			// claimed by a repair.
+			// Nobody outside its answer holds its lease, unless named, a
+			// member lost since (its maintenance's: taken back, or dropped
+			// when it asks), claimed by a repair, or — claimed only after
+			// the RESERVE's claim — owed a release (a repair's meanwhile).
 			for _, p := range s.peers {
+				owed := m.o.releases[p.name] != nil && (m.laterClaims[p.name] || !m.reserveClaims[p.name])
 				if l, ok := p.tb.Current(s.now); ok && l.Token == m.token && !slices.Contains(m.o.Members(), p.name) &&
-					!slices.Contains(rep.Unanswered, p.name) && m.o.releases[p.name] == nil && !m.wasMember[p.name] && !repairing(m.o, p.name) {
+					!slices.Contains(rep.Unanswered, p.name) && !owed && !m.wasMember[p.name] && !repairing(m.o, p.name) {
 					s.fail("%s: RESERVE answered yes with %v, and %s holds its lease unnamed", m.name, m.o.Members(), p.name)
 				}
 			}
@@ -1483,7 +1493,9 @@ func TestOwnerReserve(t *testing.T) {
 // A RESERVE whose claim's answer was lost holds that peer as maybe
 // claimed: its yes waits until the peer let go, or says it did not answer.
 func TestOwnerReserveReleasesTheUncertain(t *testing.T) {
-	start := func(t *testing.T) (*rig, uint64) {
+	// claim ends the claim holding a and c, b's claim unanswered: b's
+	// release goes out beside the write.
+	claim := func(t *testing.T) (*rig, uint64) {
 		o, err := NewOwner(DefaultOwnerConfig(), Reserve{Subcloud: "sc", Owner: "o", Token: tokA, N: 2, Lease: rigLease, Plan: []byte("plan")},
 			t0, rand.New(rand.NewPCG(1, 1)))
 		if err != nil {
@@ -1501,14 +1513,36 @@ func TestOwnerReserveReleasesTheUncertain(t *testing.T) {
 		if len(rel) != 1 || rel["b"].ID == 0 || len(kinds(acts, ActPersist)) != 1 {
 			t.Fatalf("want b's release beside the write: %+v", acts)
 		}
-		noReport(t, r.persist(nil))
 		return r, rel["b"].ID
+	}
+	start := func(t *testing.T) (*rig, uint64) {
+		r, id := claim(t)
+		noReport(t, r.persist(nil))
+		return r, id
 	}
 	t.Run("it let go", func(t *testing.T) {
 		r, id := start(t)
 		r.o.Reply(r.now, id, Reply{OK: true}, nil)
 		if rep := reportOf(t, r.ready()); rep.Outcome != OutcomeDone || len(rep.Unanswered) != 0 || fmt.Sprint(r.o.Members()) != "[a c]" {
 			t.Fatalf("report %+v members %v", rep, r.o.Members())
+		}
+	})
+	t.Run("disk full", func(t *testing.T) {
+		// The write fails while b's release is out: the failure waits
+		// for it with the members', and counts it among those claimed.
+		r, b := claim(t)
+		acts := r.persist(errDiskFull)
+		noReport(t, acts)
+		rel := sends(acts, OpRelease)
+		if len(rel) != 2 {
+			t.Fatalf("want a and c released beside b: %+v", acts)
+		}
+		r.o.Reply(r.now, rel["a"].ID, Reply{OK: true}, nil)
+		r.o.Reply(r.now, rel["c"].ID, Reply{OK: true}, nil)
+		noReport(t, r.ready()) // b's release is still out
+		r.o.Reply(r.now, b, Reply{OK: true}, nil)
+		if rep := reportOf(t, r.ready()); rep.Outcome != OutcomeStorage || !strings.Contains(rep.Err.Error(), "released the 3 peer(s) it claimed; nothing stays reserved") {
+			t.Fatalf("report %+v", rep)
 		}
 	})
 	t.Run("silent", func(t *testing.T) {
