@@ -547,9 +547,13 @@ func (sc *subclouds) reserve(ctx context.Context, plan *query.Plan, progress fun
 		sc.nameKeepers.release(spec.Name, vote.granted)
 		return nil, &api.Error{Code: api.CodeStatement, Message: err.Error(), Cause: err}
 	}
-	if err := reportError(rep, sc.net.Name()); err != nil {
-		return nil, err // the role released what it claimed, and the name
+	repErr := reportError(rep, sc.net.Name())
+	if repErr != nil && rep.Outcome != subcloud.OutcomeIncomplete {
+		return nil, repErr // the role released what it claimed, and the name
 	}
+	// Done, or incomplete: it reached its size and lost members as it was
+	// recorded, not repaired in time; it holds what the answer lists
+	// (code incomplete, as a RELEASE that could not reach every member).
 	v, ok := sc.owner.Lookup(spec.Name)
 	if !ok {
 		return nil, &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf("RESERVE %s: the subcloud was given up as it was recorded (SHOW SUBCLOUDS)", spec.Name)}
@@ -565,7 +569,7 @@ func (sc *subclouds) reserve(ctx context.Context, plan *query.Plan, progress fun
 		res.Rounds, res.Peers = cands.Rounds, cands.Peers
 	}
 	mu.Unlock()
-	return res, nil
+	return res, repErr
 }
 
 // unreleasedError is a change that failed and left peers that did not

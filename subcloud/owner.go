@@ -67,7 +67,8 @@ type OwnerConfig struct {
 	// not answer; they are released in the background after.
 	ReleaseTries int
 	// ResizeWait is how long a RESIZE that reached its size, then lost
-	// members, waits for their repair before it answers what it has.
+	// members, waits for their repair before it answers what it has; a
+	// RESERVE that lost members as it was recorded, the same.
 	ResizeWait time.Duration
 	// KeepRepairTimes is how many repair times (loss to replacement) are
 	// kept for RepairTimes.
@@ -517,7 +518,7 @@ const (
 	opRenewing                     // EXTEND: its renewals are in flight
 	opRecording                    // the change waits for its persist
 	opReleasing                    // releases the answer waits for
-	opAwaiting                     // RESIZE: reached, waits for repairs of what it lost meanwhile
+	opAwaiting                     // RESIZE, RESERVE: reached, waits for repairs of what it lost meanwhile
 )
 
 type userOp struct {
@@ -539,9 +540,11 @@ type userOp struct {
 	unsure  map[string]time.Time // no answer: it may have renewed, until then at least
 	failed  map[string]bool
 	before  map[string]time.Time
-	// RESERVE: free are the peers it claimed and does not keep; freeing
+	// RESERVE: need is the fewest members its yes may name (N, or AT
+	// LEAST's); free are the peers it claimed and does not keep; freeing
 	// while their releases are unsettled; recorded once the subcloud is
 	// on disk meanwhile; stray are the freed that did not answer.
+	need              int
 	free              []string
 	freeing, recorded bool
 	stray             []string
@@ -645,7 +648,10 @@ func NewOwner(cfg OwnerConfig, spec Reserve, now time.Time, r *rand.Rand) (*Owne
 	o.st = OwnerState{Subcloud: spec.Subcloud, Token: spec.Token, Key: spec.Key, Lease: spec.Lease, Plan: spec.Plan,
 		NoRepair: spec.NoRepair, Since: now, Members: map[string]time.Time{}, Dropped: map[string]time.Time{},
 		Episodes: map[string]Span{}, Keepers: mergeSorted(nil, spec.Keepers)}
-	o.op = &userOp{change: ChangeReserve, phase: opClaiming, what: "RESERVE " + spec.Subcloud}
+	o.op = &userOp{change: ChangeReserve, phase: opClaiming, what: "RESERVE " + spec.Subcloud, size: spec.N, need: spec.N}
+	if spec.AtLeast > 0 {
+		o.op.need = spec.AtLeast
+	}
 	o.job = o.newJob(jobReserve, c, ccfg, nil)
 	o.drive(now)
 	return o, nil
@@ -1061,6 +1067,9 @@ func (o *Owner) Cancel(now time.Time, err error) {
 	case u.change == ChangeResize && u.phase == opAwaiting:
 		o.op = nil
 		o.report(&Report{Change: ChangeResize, Outcome: OutcomeFailed, Err: o.changeErr(u, OutcomeFailed, err, "", "%s: %v", u.what, err)})
+	case u.change == ChangeReserve && u.phase == opAwaiting:
+		o.op = nil
+		o.reserveShort(u, err)
 	}
 }
 
@@ -1571,7 +1580,7 @@ func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []strin
 			u.freeing, u.stray = false, append([]string(nil), g.silent...)
 			sort.Strings(u.stray)
 			if u.recorded && o.op == u {
-				o.reserveDone(u)
+				o.reserveDone(now, u)
 			}
 		})
 	}
@@ -1710,6 +1719,16 @@ func (o *Owner) advanceOp(now time.Time) {
 		if u.waiting == 0 {
 			o.extendAnswered(now, u)
 		}
+	case u.change == ChangeReserve && u.phase == opAwaiting:
+		switch {
+		case len(o.st.Members) >= u.need:
+			o.reserveDone(now, u)
+		case !now.Before(u.deadline):
+			o.op = nil
+			o.reserveShort(u, nil)
+		default:
+			o.startRepair(now)
+		}
 	case u.change == ChangeResize && u.phase == opAwaiting:
 		switch {
 		case len(o.st.Members) >= u.size:
@@ -1724,6 +1743,20 @@ func (o *Owner) advanceOp(now time.Time) {
 			o.startRepair(now)
 		}
 	}
+}
+
+// reserveShort answers a RESERVE that reached its size, then lost members
+// as it was recorded and was not repaired in ResizeWait (or the user
+// stopped waiting: cause): it holds what it says, and repairs on.
+func (o *Owner) reserveShort(u *userOp, cause error) {
+	have := len(o.st.Members)
+	why := fmt.Sprintf("%s reached %d members, then lost %d as it was recorded: %d of %d now, being repaired (SHOW SUBCLOUDS; RELEASE %s gives it up)",
+		u.what, o.st.Target, o.st.Target-have, have, o.st.Target, o.st.Subcloud)
+	if cause != nil {
+		why += fmt.Sprintf(" — %v", cause)
+	}
+	r := o.finish(u, OutcomeIncomplete, cause, "", "%s", why)
+	r.Unanswered = u.stray
 }
 
 func (o *Owner) rollbacksInFlight() bool {
@@ -1859,7 +1892,7 @@ func (o *Owner) recordedOK(now time.Time, u *userOp) {
 			u.recorded = true // answered once the peers it does not keep let go
 			return
 		}
-		o.reserveDone(u)
+		o.reserveDone(now, u)
 	case ChangeResize:
 		if o.phase != PhaseHeld {
 			// Released in the same write: the new size was never recorded.
@@ -1892,7 +1925,15 @@ func (o *Owner) recordedOK(now time.Time, u *userOp) {
 // reserveDone answers a RESERVE that is on disk and whose claimed but
 // not kept peers let go, or were sent their release ReleaseTries times
 // (Unanswered: each is released when it answers, or its lease lapses).
-func (o *Owner) reserveDone(u *userOp) {
+func (o *Owner) reserveDone(now time.Time, u *userOp) {
+	if o.phase == PhaseHeld && len(o.st.Members) < u.need && u.phase != opAwaiting {
+		// Members lost as it was recorded (a renewal refused, a failure
+		// seen): a yes must name as many as it promised, so it waits for
+		// their repair, as a RESIZE does (advanceOp).
+		u.phase, u.deadline = opAwaiting, now.Add(o.cfg.ResizeWait)
+		o.advanceOp(now)
+		return
+	}
 	o.op = nil
 	if o.phase != PhaseHeld {
 		// Given up while its releases ran (its name lost to another
@@ -2052,7 +2093,10 @@ func (o *Owner) gone(now time.Time, why string) {
 	if o.job != nil {
 		o.job.c.Abort(errors.New("subcloud: " + why))
 	}
-	if u := o.op; u != nil && u.change != ChangeReserve {
+	if u := o.op; u != nil && u.change == ChangeReserve && u.phase == opAwaiting {
+		o.op = nil
+		o.finish(u, OutcomeFailed, nil, "", "%s: the subcloud was given up as it was repaired (%s); its members are released", u.what, why)
+	} else if u != nil && u.change != ChangeReserve {
 		switch u.phase {
 		case opQueued, opAwaiting:
 			o.op = nil

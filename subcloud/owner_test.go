@@ -73,6 +73,9 @@ type opeer struct {
 	tb, disk                Table
 	term, diskTerm          time.Duration
 	up, suspected, diskFull bool
+	// volatile: it let a lease go that its disk still holds (a release it
+	// could not record): after a restart it holds it until it asks.
+	volatile bool
 	// extend is the EXTEND whose renewal set the lease it holds (nil:
 	// anything else did).
 	extend *oreq
@@ -120,9 +123,9 @@ func (p *opeer) apply(now time.Time, owner string, req Request) Reply {
 			if req.Op != OpRelease {
 				return Reply{Refusal: RefusedStorage, Now: now.UnixNano()}
 			}
-			rep.Volatile = true
+			rep.Volatile, p.volatile = true, true
 		} else {
-			p.disk, p.diskTerm = cloneTable(next), term
+			p.disk, p.diskTerm, p.volatile = cloneTable(next), term, false
 		}
 		p.tb, p.term, p.extend = next, term, nil
 	}
@@ -177,6 +180,8 @@ type omodel struct {
 	// the peers its RESERVE claimed, laterClaims those claimed after
 	// (repairs, RESIZE).
 	wasMember, reserveClaims, laterClaims map[string]bool
+	// need is the fewest members its RESERVE's yes may name.
+	need int
 }
 
 type ownerSim struct {
@@ -232,7 +237,10 @@ func runOwnerSchedule(t *testing.T, seed uint64) *ownerSim {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.o = o
+		m.o, m.need = o, n
+		if atLeast > 0 {
+			m.need = atLeast
+		}
 		m.reqs = append(m.reqs, &oreq{change: ChangeReserve})
 		m.asked++
 		s.owners = append(s.owners, m)
@@ -597,12 +605,16 @@ func (s *ownerSim) reported(k int, rep *Report) {
 			if d == nil || d.Token != m.token {
 				s.fail("%s: RESERVE answered yes, the disk has %+v", m.name, d)
 			}
+			if rep.Outcome == OutcomeDone && len(m.o.Members()) < m.need {
+				s.fail("%s: RESERVE answered done with %d members, %d asked for", m.name, len(m.o.Members()), m.need)
+			}
 			// Nobody outside its answer holds its lease, unless named, a
 			// member lost since (its maintenance's: taken back, or dropped
-			// when it asks), claimed by a repair, or — claimed only after
-			// the RESERVE's claim — owed a release (a repair's meanwhile).
+			// when it asks), claimed by a repair, back from a disk that
+			// could not record its release (it asks), or — claimed only
+			// after the RESERVE's claim — owed a release (a repair's).
 			for _, p := range s.peers {
-				owed := m.o.releases[p.name] != nil && (m.laterClaims[p.name] || !m.reserveClaims[p.name])
+				owed := m.o.releases[p.name] != nil && (m.laterClaims[p.name] || !m.reserveClaims[p.name]) || p.volatile
 				if l, ok := p.tb.Current(s.now); ok && l.Token == m.token && !slices.Contains(m.o.Members(), p.name) &&
 					!slices.Contains(rep.Unanswered, p.name) && !owed && !m.wasMember[p.name] && !repairing(m.o, p.name) {
 					s.fail("%s: RESERVE answered yes with %v, and %s holds its lease unnamed", m.name, m.o.Members(), p.name)
@@ -1563,6 +1575,47 @@ func TestOwnerReserveReleasesTheUncertain(t *testing.T) {
 				t.Fatalf("try %d: no release of b sent again: %+v", try, r.acts)
 			}
 			id = rel["b"].ID
+		}
+	})
+}
+
+// A member lost as the RESERVE is recorded is repaired before the yes,
+// which names as many as were asked for; not repaired within ResizeWait,
+// the answer is incomplete and says what it holds.
+func TestOwnerReserveRepairsBeforeItsYes(t *testing.T) {
+	start := func(t *testing.T, candidates []string) *rig {
+		o, err := NewOwner(DefaultOwnerConfig(), Reserve{Subcloud: "sc", Owner: "o", Token: tokA, N: 2, Lease: rigLease, Plan: []byte("plan")},
+			t0, rand.New(rand.NewPCG(1, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rig{t: t, o: o, now: t0}
+		o.Candidates(r.now, kinds(r.ready(), ActSearch)[0].ID, candidates, nil)
+		cl := sends(r.ready(), OpClaim)
+		o.Reply(r.now, cl["a"].ID, r.ok(rigLease), nil)
+		o.Reply(r.now, cl["b"].ID, r.ok(rigLease), nil)
+		r.ready() // the write
+		o.MemberLost(r.now, "a", "it failed")
+		noReport(t, r.persist(nil))
+		return r
+	}
+	t.Run("repaired", func(t *testing.T) {
+		r := start(t, []string{"a", "b", "c"})
+		c := sends(r.acts, OpClaim)["c"] // the spare, claimed at once
+		if c.ID == 0 {
+			t.Fatalf("want c claimed: %+v", r.acts)
+		}
+		r.o.Reply(r.now, c.ID, r.ok(rigLease), nil)
+		if rep := reportOf(t, r.ready()); rep.Outcome != OutcomeDone || fmt.Sprint(r.o.Members()) != "[b c]" {
+			t.Fatalf("report %+v members %v", rep, r.o.Members())
+		}
+	})
+	t.Run("not in time", func(t *testing.T) {
+		r := start(t, []string{"a", "b"})
+		noReport(t, r.tick(DefaultOwnerConfig().ResizeWait-time.Millisecond))
+		rep := reportOf(t, r.tick(DefaultOwnerConfig().ResizeWait))
+		if rep.Outcome != OutcomeIncomplete || !strings.Contains(rep.Err.Error(), "1 of 2 now, being repaired") || r.o.Phase() != PhaseHeld {
+			t.Fatalf("report %+v, phase %v", rep, r.o.Phase())
 		}
 	})
 }
