@@ -48,7 +48,7 @@ var exitCodes = []exitCode{
 	{exitOverloaded, "busy", []api.Code{api.CodeOverloaded},
 		"the agent is busy: `busy, retry after N s` — retry then"},
 	{exitIncomplete, "incomplete", []api.Code{api.CodeIncomplete},
-		"a change reached only some of its members: a RELEASE whose members did not all answer (named: each is released when it answers or asks its owner, or its lease lapses); a RESIZE that lost members while it answered (being repaired)"},
+		"a change reached only some of its members: a RELEASE whose members did not all answer (named: each is released when it answers or asks its owner, or its lease lapses); a RESIZE that lost members while it answered, or a RESERVE that lost members as it was recorded, neither repaired within 10 s (the answer lists what it holds; being repaired)"},
 	{exitStorage, "storage", []api.Code{api.CodeStorage},
 		"a data dir could not be written (`disk full at a5`, `read-only at a5`): the statement changed nothing and holds nothing"},
 	{exitContested, "contested", []api.Code{api.CodeContested},
