@@ -483,7 +483,19 @@ func (sc *subclouds) reserve(ctx context.Context, plan *query.Plan, progress fun
 	start := sc.now()
 	if v, ok := sc.owner.Lookup(spec.Name); ok {
 		if spec.Key != "" && v.Key == spec.Key {
-			return sc.ownedResult(plan, v, start), nil // a retry: the same subcloud
+			// A retry: the same subcloud, as it is now — incomplete while
+			// it holds fewer than its first answer promised (members lost
+			// and not yet repaired), as that answer would have been.
+			res := sc.ownedResult(plan, v, start)
+			need := spec.N
+			if spec.AtLeast > 0 {
+				need = spec.AtLeast
+			}
+			if have := len(v.Members); have < need {
+				return res, &api.Error{Code: api.CodeIncomplete, Message: fmt.Sprintf("RESERVE %s (a retry of KEY '%s'): %d of %d members hold it now, being repaired (SHOW SUBCLOUDS)",
+					spec.Name, spec.Key, have, spec.N)}
+			}
+			return res, nil
 		}
 		return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("this agent already owns a subcloud %s; RELEASE it first or choose another name", spec.Name)}
 	}

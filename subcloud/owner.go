@@ -545,6 +545,7 @@ type userOp struct {
 	// while their releases are unsettled; recorded once the subcloud is
 	// on disk meanwhile; stray are the freed that did not answer.
 	need              int
+	cancelled         error // the user stopped waiting while it was recorded
 	free              []string
 	freeing, recorded bool
 	stray             []string
@@ -1070,6 +1071,8 @@ func (o *Owner) Cancel(now time.Time, err error) {
 	case u.change == ChangeReserve && u.phase == opAwaiting:
 		o.op = nil
 		o.reserveShort(u, err)
+	case u.change == ChangeReserve:
+		u.cancelled = err // recording: it will not wait for repairs then
 	}
 }
 
@@ -1517,6 +1520,7 @@ func (o *Owner) heldRenewReplied(now time.Time, s sent, rep Reply, err error) {
 // searches gave them, the spares of its last search, its releases.
 func (o *Owner) jobEnded(now time.Time, j *claimJob) {
 	members, err := j.c.Result()
+	reached := len(members) // the size the claim reached, kept as the target
 	var spares []string
 	if err == nil {
 		// A peer the Claimer counted whose renewal was refused after it
@@ -1537,7 +1541,7 @@ func (o *Owner) jobEnded(now time.Time, j *claimJob) {
 	}
 	switch j.kind {
 	case jobReserve:
-		o.reserveEnded(now, j, members, spares, err)
+		o.reserveEnded(now, j, members, spares, reached, err)
 	case jobRepair:
 		o.repairEnded(now, j, members, spares, err)
 	case jobGrow:
@@ -1545,7 +1549,7 @@ func (o *Owner) jobEnded(now time.Time, j *claimJob) {
 	}
 }
 
-func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []string, err error) {
+func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []string, reached int, err error) {
 	u := o.op
 	if err != nil {
 		o.phase = PhaseGone
@@ -1586,7 +1590,9 @@ func (o *Owner) reserveEnded(now time.Time, j *claimJob, members, spares []strin
 	}
 	o.phase = PhaseHeld
 	o.add(members, j.held, now)
-	o.st.Target, o.spares, o.renewed = len(members), spares, now
+	// The target is the size the claim reached: a member whose renewal
+	// was refused as it ended is repaired, not forgotten.
+	o.st.Target, o.spares, o.renewed = reached, spares, now
 	o.lastCheck, o.lastMaint = now, now
 	// Yes only once the owner's record is on disk: a restart must not
 	// forget a subcloud that was promised.
@@ -1750,8 +1756,12 @@ func (o *Owner) advanceOp(now time.Time) {
 // stopped waiting: cause): it holds what it says, and repairs on.
 func (o *Owner) reserveShort(u *userOp, cause error) {
 	have := len(o.st.Members)
-	why := fmt.Sprintf("%s reached %d members, then lost %d as it was recorded: %d of %d now, being repaired (SHOW SUBCLOUDS; RELEASE %s gives it up)",
-		u.what, o.st.Target, o.st.Target-have, have, o.st.Target, o.st.Subcloud)
+	then := "being repaired"
+	if o.st.NoRepair || o.st.Plan == nil {
+		then = "not repaired (NO REPAIR)"
+	}
+	why := fmt.Sprintf("%s reached %d members, then lost %d as it was recorded: %d of %d now, %s (SHOW SUBCLOUDS; RELEASE %s gives it up)",
+		u.what, o.st.Target, o.st.Target-have, have, o.st.Target, then, o.st.Subcloud)
 	if cause != nil {
 		why += fmt.Sprintf(" — %v", cause)
 	}
@@ -1929,7 +1939,13 @@ func (o *Owner) reserveDone(now time.Time, u *userOp) {
 	if o.phase == PhaseHeld && len(o.st.Members) < u.need && u.phase != opAwaiting {
 		// Members lost as it was recorded (a renewal refused, a failure
 		// seen): a yes must name as many as it promised, so it waits for
-		// their repair, as a RESIZE does (advanceOp).
+		// their repair, as a RESIZE does (advanceOp) — unless nothing
+		// will repair it, or nobody waits any more.
+		if o.st.NoRepair || o.st.Plan == nil || u.cancelled != nil {
+			o.op = nil
+			o.reserveShort(u, u.cancelled)
+			return
+		}
 		u.phase, u.deadline = opAwaiting, now.Add(o.cfg.ResizeWait)
 		o.advanceOp(now)
 		return

@@ -1,6 +1,7 @@
 package subcloud
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -607,6 +608,9 @@ func (s *ownerSim) reported(k int, rep *Report) {
 			}
 			if rep.Outcome == OutcomeDone && len(m.o.Members()) < m.need {
 				s.fail("%s: RESERVE answered done with %d members, %d asked for", m.name, len(m.o.Members()), m.need)
+			}
+			if m.o.Phase() == PhaseHeld && m.o.Target() < m.need {
+				s.fail("%s: RESERVE answered %v with a target of %d, %d asked for", m.name, rep.Outcome, m.o.Target(), m.need)
 			}
 			// Nobody outside its answer holds its lease, unless named, a
 			// member lost since (its maintenance's: taken back, or dropped
@@ -1583,8 +1587,8 @@ func TestOwnerReserveReleasesTheUncertain(t *testing.T) {
 // which names as many as were asked for; not repaired within ResizeWait,
 // the answer is incomplete and says what it holds.
 func TestOwnerReserveRepairsBeforeItsYes(t *testing.T) {
-	start := func(t *testing.T, candidates []string) *rig {
-		o, err := NewOwner(DefaultOwnerConfig(), Reserve{Subcloud: "sc", Owner: "o", Token: tokA, N: 2, Lease: rigLease, Plan: []byte("plan")},
+	start := func(t *testing.T, candidates []string, noRepair bool, cancel error) *rig {
+		o, err := NewOwner(DefaultOwnerConfig(), Reserve{Subcloud: "sc", Owner: "o", Token: tokA, N: 2, Lease: rigLease, Plan: []byte("plan"), NoRepair: noRepair},
 			t0, rand.New(rand.NewPCG(1, 1)))
 		if err != nil {
 			t.Fatal(err)
@@ -1596,11 +1600,18 @@ func TestOwnerReserveRepairsBeforeItsYes(t *testing.T) {
 		o.Reply(r.now, cl["b"].ID, r.ok(rigLease), nil)
 		r.ready() // the write
 		o.MemberLost(r.now, "a", "it failed")
-		noReport(t, r.persist(nil))
+		if cancel != nil {
+			o.Cancel(r.now, cancel)
+			r.acts = append(r.acts, r.o.Ready()...)
+			return r
+		}
+		if acts := r.persist(nil); !noRepair {
+			noReport(t, acts)
+		}
 		return r
 	}
 	t.Run("repaired", func(t *testing.T) {
-		r := start(t, []string{"a", "b", "c"})
+		r := start(t, []string{"a", "b", "c"}, false, nil)
 		c := sends(r.acts, OpClaim)["c"] // the spare, claimed at once
 		if c.ID == 0 {
 			t.Fatalf("want c claimed: %+v", r.acts)
@@ -1611,11 +1622,26 @@ func TestOwnerReserveRepairsBeforeItsYes(t *testing.T) {
 		}
 	})
 	t.Run("not in time", func(t *testing.T) {
-		r := start(t, []string{"a", "b"})
+		r := start(t, []string{"a", "b"}, false, nil)
 		noReport(t, r.tick(DefaultOwnerConfig().ResizeWait-time.Millisecond))
 		rep := reportOf(t, r.tick(DefaultOwnerConfig().ResizeWait))
 		if rep.Outcome != OutcomeIncomplete || !strings.Contains(rep.Err.Error(), "1 of 2 now, being repaired") || r.o.Phase() != PhaseHeld {
 			t.Fatalf("report %+v, phase %v", rep, r.o.Phase())
+		}
+	})
+	// Nothing to wait for: NO REPAIR, or a user who stopped waiting as it
+	// was recorded, is answered at once.
+	t.Run("no repair", func(t *testing.T) {
+		r := start(t, []string{"a", "b", "c"}, true, nil)
+		if rep := reportOf(t, r.acts); rep.Outcome != OutcomeIncomplete || !strings.Contains(rep.Err.Error(), "1 of 2 now, not repaired (NO REPAIR)") {
+			t.Fatalf("report %+v", rep)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		r := start(t, []string{"a", "b", "c"}, false, context.Canceled)
+		noReport(t, r.acts)
+		if rep := reportOf(t, r.persist(nil)); rep.Outcome != OutcomeIncomplete || !errors.Is(rep.Err, context.Canceled) {
+			t.Fatalf("report %+v", rep)
 		}
 	})
 }
