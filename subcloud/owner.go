@@ -1055,7 +1055,9 @@ func (o *Owner) NameVote(now time.Time, id uint64, v Vote) {
 }
 
 // Cancel ends the user's wait: a RESERVE's claim is aborted (it fails and
-// releases what it holds); a RESIZE waiting for repairs answers now. Other
+// releases what it holds); a RESERVE or a RESIZE waiting for repairs
+// answers now, incomplete (its change is on disk); a RESERVE being
+// recorded answers as soon as it is, without waiting for repairs. Other
 // changes run to their end.
 func (o *Owner) Cancel(now time.Time, err error) {
 	defer o.settle(now)
@@ -1066,8 +1068,12 @@ func (o *Owner) Cancel(now time.Time, err error) {
 		o.job.c.Abort(err)
 		o.drive(now)
 	case u.change == ChangeResize && u.phase == opAwaiting:
+		// The new size is on disk: the change happened, and is short of
+		// members lost since; not a failure.
 		o.op = nil
-		o.report(&Report{Change: ChangeResize, Outcome: OutcomeFailed, Err: o.changeErr(u, OutcomeFailed, err, "", "%s: %v", u.what, err)})
+		have := len(o.st.Members)
+		o.finish(u, OutcomeIncomplete, err, "", "%s reached %d members, then lost %d while it answered: %d of %d now, being repaired (SHOW SUBCLOUDS) — %v",
+			u.what, u.size, u.size-have, have, u.size, err)
 	case u.change == ChangeReserve && u.phase == opAwaiting:
 		o.op = nil
 		o.reserveShort(u, err)

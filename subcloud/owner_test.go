@@ -1316,6 +1316,20 @@ func TestOwnerGrow(t *testing.T) {
 			t.Fatalf("report %+v target %d members %v", rep, r.o.Target(), r.o.Members())
 		}
 	})
+	t.Run("cancelled while it waits for a repair", func(t *testing.T) {
+		// The new size is on disk: the answer is incomplete, not failed.
+		r, cl := grow(t)
+		r.o.Reply(r.now, cl["c1"].ID, r.ok(rigLease), nil)
+		r.o.Reply(r.now, cl["c2"].ID, r.ok(rigLease), nil)
+		r.ready()
+		r.o.MemberLost(r.now, "c1", "it failed")
+		noReport(t, r.persist(nil))
+		r.o.Cancel(r.now, context.DeadlineExceeded)
+		rep := reportOf(t, r.ready())
+		if rep.Outcome != OutcomeIncomplete || !errors.Is(rep.Err, context.DeadlineExceeded) || r.o.Target() != 3 || !strings.Contains(rep.Err.Error(), "2 of 3 now") {
+			t.Fatalf("report %+v target %d", rep, r.o.Target())
+		}
+	})
 }
 
 // EXTEND FOR renews every member for the new term, all or nothing: a
