@@ -182,7 +182,18 @@ func excludedAliveMemberStops(t *testing.T, fanout int) {
 			t.Fatal(err)
 		}
 		if !slices.Contains(res.Excluded, cut) {
-			t.Fatalf("the member cut off was not left out: %s in %v (%d rounds), excluded %v", res.Status, res.Took(), res.Rounds, res.Excluded)
+			// The rule may converge before any peer has found the member
+			// cut off (its 8 rounds of random partners missed it: about
+			// 1 run in 500 beside busy loops, fanout 0, also before
+			// 2026-12-05's changes): its mass is still in the flows, so the
+			// answer must be right over all 30 — right or flagged, as
+			// always; what follows the exclusion is not tried then.
+			if all := query.Exact(p, c.records()); res.Flagged() || !closeTo(res, all) {
+				t.Fatalf("the member cut off was not left out, and the answer is %s %v in %v (%d rounds), want converged %v over all (excluded %v)",
+					res.Status, res.Rows, res.Took(), res.Rounds, all.Rows, res.Excluded)
+			}
+			t.Logf("converged in %v (%d rounds) before the member cut off was found: right over all", res.Took(), res.Rounds)
+			return
 		}
 		if res.Flagged() {
 			t.Errorf("partial (%s) in %v, want converged over the others (unreachable at the end %v)", res.Reason, res.Took(), res.Unreachable)
