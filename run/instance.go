@@ -831,14 +831,15 @@ func (q *Instance) Report(peers, suspects int) (*answer.Answer, error) {
 	// flagged for want of two or three rounds (a member cut off for 1.5 s
 	// of a 3.8 s budget ended so about once in eight runs,
 	// TestExcludedAliveMemberStops). The hard bound still ends it.
-	confirming := q.confirmFrom != 0 && !v.Converged && q.round < MaxRoundsFactor*q.b.budget
+	bounded := q.round < MaxRoundsFactor*q.b.budget
+	confirming := q.confirmFrom != 0 && !v.Converged && bounded
 	// Likewise an answer already within half its accuracy that the rule
 	// is counting calm rounds for gets the rest of them, CalmRounds at
 	// most past the budget: 200 concurrent queries from 8 askers on a
 	// 30–90 ms network in 200 ms rounds ended one asker's 25 (one shared
 	// exchange each round) "calm 2 of 3" at the budget about once in 300
 	// runs (TestManyAskersConverge).
-	calming := !v.Converged && q.rule.Calming() && q.round-q.quiet < q.b.budget+CalmRounds && q.round < MaxRoundsFactor*q.b.budget
+	calming := !v.Converged && q.rule.Calming() && q.round-q.quiet < q.b.budget+CalmRounds && bounded
 	if v.Converged || q.Spent() && !q.held && !confirming && !calming {
 		q.final = true
 	}

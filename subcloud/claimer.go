@@ -197,13 +197,18 @@ func (c *Claimer) Step(from string, rep Reply, err error) {
 // not a member, and its place is claimed again from the candidates.
 // mayHold says the peer may still hold the lease (it refused the renewal
 // for want of a disk, say, and keeps what it granted until it lapses): it
-// is then released at the end unless claimed again meanwhile.
+// is then released at the end unless claimed again meanwhile — at once,
+// through the Outbox, when the Claimer is already Done (the caller leaves
+// it out of Result's members).
 func (c *Claimer) Lost(peer string, mayHold bool) {
-	if !c.held[peer] || c.state == Done {
+	if !c.held[peer] {
 		return
 	}
 	delete(c.held, peer)
-	if mayHold {
+	switch {
+	case mayHold && c.state == Done:
+		c.release(map[string]bool{peer: true})
+	case mayHold:
 		c.uncertain[peer] = true
 	}
 	if c.state == Claiming {

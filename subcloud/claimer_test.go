@@ -174,6 +174,42 @@ func TestClaimerAbort(t *testing.T) {
 	}
 }
 
+// A peer lost while the claim runs is claimed again; one that may still
+// hold the lease is released at the end unless claimed again, or at once
+// when the claim is already done; one that said it holds none is not.
+func TestClaimerLost(t *testing.T) {
+	released := func(c *Claimer) (out []string) {
+		for _, m := range c.Outbox() {
+			if m.Req.Op == OpRelease {
+				out = append(out, m.To)
+			}
+		}
+		return out
+	}
+	for _, mayHold := range []bool{false, true} {
+		c, err := NewClaimer(ClaimerConfig{Subcloud: "x", Owner: "o", Token: tokA, N: 2, Lease: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Candidates([]string{"a", "b", "c", "d"})
+		c.Outbox()
+		c.Step("a", Reply{OK: true}, nil)
+		c.Lost("a", mayHold) // c is claimed in its place
+		c.Step("b", Reply{OK: true}, nil)
+		c.Step("c", Reply{OK: true}, nil)
+		if c.State() != Done {
+			t.Fatalf("mayHold %v: %v", mayHold, c.State())
+		}
+		if got, want := fmt.Sprint(released(c)), map[bool]string{false: "[]", true: "[a]"}[mayHold]; got != want {
+			t.Errorf("mayHold %v, lost while claiming: released %s, want %s", mayHold, got, want)
+		}
+		c.Lost("b", mayHold) // after Done
+		if got, want := fmt.Sprint(released(c)), map[bool]string{false: "[]", true: "[b]"}[mayHold]; got != want {
+			t.Errorf("mayHold %v, lost once done: released %s, want %s", mayHold, got, want)
+		}
+	}
+}
+
 func TestClaimerConfig(t *testing.T) {
 	for _, cfg := range []ClaimerConfig{
 		{Subcloud: "x", Owner: "o", Token: "short", N: 1, Lease: time.Hour},

@@ -540,8 +540,8 @@ type userOp struct {
 	unsure  map[string]time.Time // no answer: it may have renewed, until then at least
 	failed  map[string]bool
 	before  map[string]time.Time
-	// RESERVE: need is the fewest members its yes may name (N, or AT
-	// LEAST's); free are the peers it claimed and does not keep; freeing
+	// need is the fewest members a RESERVE's or a RESIZE's yes may name
+	// (N, AT LEAST's m, or the new size). RESERVE: free are the peers it claimed and does not keep; freeing
 	// while their releases are unsettled; recorded once the subcloud is
 	// on disk meanwhile; stray are the freed that did not answer.
 	need              int
@@ -649,7 +649,7 @@ func NewOwner(cfg OwnerConfig, spec Reserve, now time.Time, r *rand.Rand) (*Owne
 	o.st = OwnerState{Subcloud: spec.Subcloud, Token: spec.Token, Key: spec.Key, Lease: spec.Lease, Plan: spec.Plan,
 		NoRepair: spec.NoRepair, Since: now, Members: map[string]time.Time{}, Dropped: map[string]time.Time{},
 		Episodes: map[string]Span{}, Keepers: mergeSorted(nil, spec.Keepers)}
-	o.op = &userOp{change: ChangeReserve, phase: opClaiming, what: "RESERVE " + spec.Subcloud, size: spec.N, need: spec.N}
+	o.op = &userOp{change: ChangeReserve, phase: opClaiming, what: "RESERVE " + spec.Subcloud, need: spec.N}
 	if spec.AtLeast > 0 {
 		o.op.need = spec.AtLeast
 	}
@@ -1067,16 +1067,11 @@ func (o *Owner) Cancel(now time.Time, err error) {
 	case u.change == ChangeReserve && u.phase == opClaiming && o.job != nil:
 		o.job.c.Abort(err)
 		o.drive(now)
-	case u.change == ChangeResize && u.phase == opAwaiting:
-		// The new size is on disk: the change happened, and is short of
-		// members lost since; not a failure.
+	case u.phase == opAwaiting:
+		// A RESERVE or a RESIZE on disk, short of members lost since: the
+		// change happened; not a failure.
 		o.op = nil
-		have := len(o.st.Members)
-		o.finish(u, OutcomeIncomplete, err, "", "%s reached %d members, then lost %d while it answered: %d of %d now, being repaired (SHOW SUBCLOUDS) — %v",
-			u.what, u.size, u.size-have, have, u.size, err)
-	case u.change == ChangeReserve && u.phase == opAwaiting:
-		o.op = nil
-		o.reserveShort(u, err)
+		o.answerShort(u, err)
 	case u.change == ChangeReserve:
 		u.cancelled = err // recording: it will not wait for repairs then
 	}
@@ -1087,7 +1082,7 @@ func (o *Owner) Cancel(now time.Time, err error) {
 // answers once the new size is on disk.
 func (o *Owner) Resize(now time.Time, size int) {
 	defer o.settle(now)
-	u := &userOp{change: ChangeResize, size: size, what: fmt.Sprintf("RESIZE %s TO %d", o.st.Subcloud, size)}
+	u := &userOp{change: ChangeResize, size: size, need: size, what: fmt.Sprintf("RESIZE %s TO %d", o.st.Subcloud, size)}
 	if !o.alterable(u) {
 		return
 	}
@@ -1513,11 +1508,7 @@ func (o *Owner) heldRenewReplied(now time.Time, s sent, rep Reply, err error) {
 		// and one whose answer was lost may have renewed for a whole term.
 		// It is released unless claimed again.
 		lets := err == nil && (rep.Refusal == RefusedNoLease || rep.Refusal == RefusedToken || rep.Refusal == RefusedHeld)
-		mayHold := !lets
-		if mayHold && j.c.State() == Done {
-			j.free = append(j.free, s.peer) // counted no more, and released with the claim's others
-		}
-		j.c.Lost(s.peer, mayHold)
+		j.c.Lost(s.peer, !lets)
 	}
 	o.drive(now)
 }
@@ -1731,48 +1722,38 @@ func (o *Owner) advanceOp(now time.Time) {
 		if u.waiting == 0 {
 			o.extendAnswered(now, u)
 		}
-	case u.change == ChangeReserve && u.phase == opAwaiting:
+	case u.phase == opAwaiting: // a RESERVE or a RESIZE on disk, short of members lost since
 		switch {
-		case len(o.st.Members) >= u.need:
+		case len(o.st.Members) >= u.need && u.change == ChangeReserve:
 			o.reserveDone(now, u)
+		case len(o.st.Members) >= u.need:
+			o.op = nil
+			o.report(&Report{Change: u.change, Outcome: OutcomeDone})
 		case !now.Before(u.deadline):
 			o.op = nil
-			o.reserveShort(u, nil)
-		default:
-			o.startRepair(now)
-		}
-	case u.change == ChangeResize && u.phase == opAwaiting:
-		switch {
-		case len(o.st.Members) >= u.size:
-			o.op = nil
-			o.report(&Report{Change: ChangeResize, Outcome: OutcomeDone})
-		case !now.Before(u.deadline):
-			o.op = nil
-			have := len(o.st.Members)
-			o.finish(u, OutcomeIncomplete, nil, "", "%s reached %d members, then lost %d while it answered: %d of %d now, being repaired (SHOW SUBCLOUDS)",
-				u.what, u.size, u.size-have, have, u.size)
+			o.answerShort(u, nil)
 		default:
 			o.startRepair(now)
 		}
 	}
 }
 
-// reserveShort answers a RESERVE that reached its size, then lost members
-// as it was recorded and was not repaired in ResizeWait (or the user
-// stopped waiting: cause): it holds what it says, and repairs on.
-func (o *Owner) reserveShort(u *userOp, cause error) {
+// answerShort answers a RESERVE or a RESIZE that reached its size on
+// disk, then lost members as it answered and was not repaired in
+// ResizeWait (or the user stopped waiting: cause), incomplete: it holds
+// what it says, and repairs on.
+func (o *Owner) answerShort(u *userOp, cause error) {
 	have := len(o.st.Members)
 	then := "being repaired"
 	if o.st.NoRepair || o.st.Plan == nil {
 		then = "not repaired (NO REPAIR)"
 	}
-	why := fmt.Sprintf("%s reached %d members, then lost %d as it was recorded: %d of %d now, %s (SHOW SUBCLOUDS; RELEASE %s gives it up)",
-		u.what, o.st.Target, o.st.Target-have, have, o.st.Target, then, o.st.Subcloud)
+	why := fmt.Sprintf("%s reached %d members, then lost %d as it answered: %d of %d now, %s (SHOW SUBCLOUDS)",
+		u.what, o.st.Target, o.st.Target-have, have, o.st.Target, then)
 	if cause != nil {
 		why += fmt.Sprintf(" — %v", cause)
 	}
-	r := o.finish(u, OutcomeIncomplete, cause, "", "%s", why)
-	r.Unanswered = u.stray
+	o.finish(u, OutcomeIncomplete, cause, "", "%s", why).Unanswered = u.stray
 }
 
 func (o *Owner) rollbacksInFlight() bool {
@@ -1949,7 +1930,7 @@ func (o *Owner) reserveDone(now time.Time, u *userOp) {
 		// will repair it, or nobody waits any more.
 		if o.st.NoRepair || o.st.Plan == nil || u.cancelled != nil {
 			o.op = nil
-			o.reserveShort(u, u.cancelled)
+			o.answerShort(u, u.cancelled)
 			return
 		}
 		u.phase, u.deadline = opAwaiting, now.Add(o.cfg.ResizeWait)
