@@ -18,6 +18,7 @@ import (
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
+	"github.com/peerq/peerq/internal/durable/crashfs"
 	"github.com/peerq/peerq/subcloud"
 )
 
@@ -280,4 +281,110 @@ func signedReq(t testing.TB, owner string, r subcloud.Request) subcloud.Request 
 	r.Owner, r.Target, r.Boot = owner, "peer", 1
 	r.Sign(testKeys[owner])
 	return r
+}
+
+// slowOwned is a file system whose commit of the owned subclouds (the
+// rename of owned.json) takes hold once armed, and says when it starts:
+// the window in which a member can be lost while a RESERVE is recorded.
+type slowOwned struct {
+	durable.FS
+	armed   atomic.Bool
+	hold    time.Duration
+	writing chan struct{} // closed at the first armed commit
+	once    sync.Once
+}
+
+func (s *slowOwned) Rename(oldname, newname string) error {
+	if s.armed.Load() && filepath.Base(newname) == ownedFile {
+		s.once.Do(func() { close(s.writing) })
+		time.Sleep(s.hold)
+	}
+	return s.FS.Rename(oldname, newname)
+}
+
+// A RESERVE that loses a member while its owner records it (a member
+// stopped, seen failed during the write) keeps its word at the node, as
+// the owner's property test checks it in the machine: with a spare it is
+// repaired before its yes and names as many as asked, each holding the
+// lease; NO REPAIR, or no spare in time, answers incomplete (exit 6) with
+// the members it holds, and the subcloud is kept at that size.
+func TestReserveLosesAMemberAsItIsRecorded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, where, suffix string
+		done                bool
+	}{
+		{"repaired", "node != 'peer-000000'", "", true},
+		{"no repair", "node != 'peer-000000'", " NO REPAIR", false},
+		{"no spare", "node IN ('peer-000001', 'peer-000002', 'peer-000003')", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fsys := &slowOwned{FS: crashfs.New(), hold: 3 * time.Second, writing: make(chan struct{})}
+				fcfg := fakenet.DefaultConfig()
+				fcfg.Detect = 500 * time.Millisecond // seen failed within the write
+				started := 0
+				c := startFake(t, 8, fcfg, 1, func(cfg *Config) {
+					if started == 0 { // peer 0, the owner
+						cfg.FS, cfg.DataDir = fsys, "/data"
+					}
+					started++
+				})
+				owner := c.nodes[0]
+				fsys.armed.Store(true)
+				var lost atomic.Value
+				go func() {
+					<-fsys.writing
+					// A member holding the lease: the claim granted it
+					// before the owner's write.
+					for _, n := range c.nodes[1:] {
+						if l, ok := n.leases.current(); ok && l.Subcloud == "job" {
+							lost.Store(n.Name())
+							n.Close()
+							c.net.Stop(n.Name())
+							return
+						}
+					}
+				}()
+				stmt := "RESERVE 3 FROM peers WHERE " + tc.where + " AS job FOR 10m" + tc.suffix
+				res, err := owner.Query(context.Background(), compile(t, owner, stmt), nil)
+				gone, _ := lost.Load().(string)
+				if gone == "" {
+					t.Fatalf("%s: no member held the lease as it was recorded (answer %v, %v)", stmt, res, err)
+				}
+				holders := c.leaseHolders()["job"][owner.Name()]
+				members := ownedMembers(owner, "job")
+				if res == nil {
+					t.Fatalf("%s with %s lost: no answer (%v)", stmt, gone, err)
+				}
+				named := res.Nodes
+				if tc.done {
+					if err != nil || len(named) != 3 {
+						t.Fatalf("%s with %s lost as it was recorded: %v, named %v; want done, 3 named", stmt, gone, err, named)
+					}
+					if _, _, repairs := ownedSize(owner, "job"); repairs < 1 {
+						t.Errorf("done with 3 named, %d repairs: the loss was not seen as it was recorded", repairs)
+					}
+				} else {
+					if !errors.Is(err, api.ErrIncomplete) || len(named) != 2 {
+						t.Fatalf("%s with %s lost as it was recorded: %v, named %v; want incomplete, 2 named", stmt, gone, err, named)
+					}
+					if !strings.Contains(err.Error(), "3") {
+						t.Errorf("the incomplete answer does not say what it reached: %v", err)
+					}
+				}
+				for _, m := range named {
+					if m == gone {
+						t.Errorf("the answer names %s, the member lost as it was recorded", m)
+					}
+				}
+				// What it names is what the peers hold and what the owner
+				// keeps: nobody else holds its lease.
+				if !sameSet(named, holders) || !sameSet(named, members) {
+					t.Errorf("named %v; the peers holding the lease %v; the owner's members %v", named, holders, members)
+				}
+				t.Logf("%s: %v (lost %s) named %v", tc.name, err, gone, named)
+			})
+		})
+	}
 }
