@@ -306,7 +306,7 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 	if !run.Sampled(s.plan) {
 		return
 	}
-	if s.check == nil && (s.origin.Final() || s.round >= s.rounds) {
+	if s.check == nil && (s.origin.Final() || s.Done()) {
 		c := run.DefaultSampleCheck()
 		if s.cfg.CheckOnce {
 			c.More, c.Fallback = 0, run.Fallback{}

@@ -48,7 +48,11 @@ func ParseEvent(s string) (Event, error) {
 // Config configures a simulation.
 type Config struct {
 	Nodes int
-	// Rounds is how many rounds to run; 0 takes the plan's budget for Nodes.
+	// Rounds is how many rounds to run; 0 takes the plan's budget for
+	// Nodes, and then runs on past it while the asker's instance does
+	// (run.Instance.Final: an answer the rule is confirming or counting
+	// calm rounds for gets a few more rounds, up to run.MaxRoundsFactor
+	// times the budget), as the runtime does.
 	Rounds int
 	// Loss is the probability that a message is lost.
 	Loss    float64
@@ -199,6 +203,10 @@ type Sim struct {
 	r      *rand.Rand
 	rounds int
 	round  int
+	// extend says the run may go past rounds while the asker's answer is
+	// not final (Config.Rounds 0, no churn: under churn rounds is already
+	// the hard bound).
+	extend bool
 
 	n       int         // peers created so far
 	st      []peerState // by peer
@@ -363,6 +371,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	s.rounds = cfg.Rounds
 	if s.rounds <= 0 {
 		s.rounds = plan.RoundBudget(cfg.Nodes)
+		s.extend = cfg.Session == 0
 		if cfg.Session > 0 {
 			// As long as the asker may run (run.Instance.Spent): rounds
 			// to mix again after an exclusion extend its budget.
@@ -422,6 +431,9 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		rc.KeepLinks = cfg.FoldAfter
 	case len(cfg.Crashes) > 0 || cfg.Session > 0:
 		rc.KeepLinks = s.rounds + cfg.DetectRounds + 1
+		if s.extend {
+			rc.KeepLinks += (run.MaxRoundsFactor - 1) * s.rounds // the rounds past the budget (Done)
+		}
 	default:
 		// Nobody is ever removed, so no flow is ever undone: an
 		// initiator's link is folded as soon as it is answered (only a
@@ -541,11 +553,19 @@ func (s *Sim) knownNames() []string {
 	return out
 }
 
-// Rounds is the number of rounds the simulation runs.
+// Rounds is the number of rounds the simulation runs: the budget, which
+// an answer not yet final may run past (Config.Rounds).
 func (s *Sim) Rounds() int { return s.rounds }
 
-// Done reports whether every round has run.
-func (s *Sim) Done() bool { return s.round >= s.rounds }
+// Done reports whether every round has run: the budget, and the rounds
+// past it that the asker's instance took as the runtime's would (its rule
+// confirming or counting calm rounds), up to run.MaxRoundsFactor times it.
+func (s *Sim) Done() bool {
+	if s.round < s.rounds {
+		return false
+	}
+	return !s.extend || s.origin.Final() || s.round >= run.MaxRoundsFactor*s.rounds
+}
 
 // Alive is the number of live peers.
 func (s *Sim) Alive() int {
@@ -590,21 +610,29 @@ func (s *Sim) Advance() {
 	}
 	s.order = order
 	s.r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	const ahead = 12
-	size := unsafe.Sizeof(aggPeer{})
+	// Ask for a peer a few places ahead, and for the partner that the
+	// draw as many places ahead will most likely name (a peer's round
+	// draws once), so that their cache misses overlap this peer's work:
+	// at millions of peers, memory latency sets the pace. First the head
+	// of each (its instance and the core's fixed fields) and its state
+	// here, then, half as far ahead, once the head is in, the links and
+	// flows it uses (aggregate.Node.PrefetchRest): the lines a round
+	// reads and no others, so that more peers' misses are in flight.
+	const ahead, near = 12, 6
+	head := unsafe.Offsetof(aggPeer{}.core) + aggregate.HeadBytes
 	for k, i := range order {
 		if s.agg != nil && k+ahead < len(order) {
-			// Ask for a peer a few places ahead, and for the partner that
-			// the draw as many places ahead will most likely name (a
-			// peer's round draws once), so that their cache misses overlap
-			// this peer's work: at millions of peers, memory latency sets
-			// the pace.
 			s.fill(ahead)
-			p := s.pick(s.draws[s.head+ahead])
-			next := order[k+ahead]
-			prefetch.Range(unsafe.Pointer(&s.agg[next]), size)
-			prefetch.Range(unsafe.Pointer(&s.agg[p]), size)
+			p, next := s.pick(s.draws[s.head+ahead]), order[k+ahead]
+			prefetch.Range(unsafe.Pointer(&s.agg[next]), head)
+			prefetch.Range(unsafe.Pointer(&s.st[next]), unsafe.Sizeof(s.st[next]))
+			prefetch.Range(unsafe.Pointer(&s.agg[p]), head)
 			prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
+		}
+		if s.agg != nil && k+near < len(order) {
+			s.fill(near)
+			s.agg[order[k+near]].core.PrefetchRest()
+			s.agg[s.pick(s.draws[s.head+near])].core.PrefetchRest()
 		}
 		s.tick(i)
 		if k := s.peer(i).Announce(); k > 0 {

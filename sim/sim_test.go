@@ -482,3 +482,40 @@ func TestPools(t *testing.T) {
 		}
 	}
 }
+
+// Without Config.Rounds the simulator ends where the runtime's asker
+// would: at the budget when its answer is final, else past it while its
+// instance runs on (the rule counting calm rounds, or confirming), never
+// past run.MaxRoundsFactor times the budget; every run ends with the
+// asker's answer final. With Config.Rounds it stops there, final or not.
+func TestRunsPastTheBudgetAsTheRuntime(t *testing.T) {
+	t.Parallel()
+	const q = "SELECT AVG(cpu_load) FROM peers WITH ACCURACY 0.05%"
+	extended := 0
+	for seed := uint64(1); seed <= 40; seed++ {
+		cfg := config(300, 0, seed)
+		cfg.Loss = 0.2
+		s, stats := simulate(t, q, cfg)
+		budget := s.Rounds()
+		switch {
+		case !s.origin.Final():
+			t.Errorf("seed %d: ended at round %d (budget %d) with the asker's answer not final", seed, len(stats), budget)
+		case len(stats) > run.MaxRoundsFactor*budget:
+			t.Errorf("seed %d: ran %d rounds, past %d × the budget %d", seed, len(stats), run.MaxRoundsFactor, budget)
+		case len(stats) < budget:
+			t.Errorf("seed %d: stopped at %d, before the budget %d", seed, len(stats), budget)
+		case len(stats) > budget:
+			extended++
+		}
+		if seed == 1 {
+			cfg.Rounds = budget
+			if _, fixed := simulate(t, q, cfg); len(fixed) != budget {
+				t.Errorf("seed %d with Rounds %d: ran %d rounds", seed, budget, len(fixed))
+			}
+		}
+	}
+	if extended == 0 {
+		t.Error("no run went past its budget: the case is not exercised")
+	}
+	t.Logf("%d of 40 runs went past the budget", extended)
+}
