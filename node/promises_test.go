@@ -284,32 +284,36 @@ func signedReq(t testing.TB, owner string, r subcloud.Request) subcloud.Request 
 }
 
 // slowOwned is a file system whose commit of the owned subclouds (the
-// rename of owned.json) takes hold once armed, and says when it starts:
-// the window in which a member can be lost while a RESERVE is recorded.
+// rename of owned.json), once armed, says when it starts and waits until
+// the test lets it end: the window in which a member can be lost while a
+// RESERVE is recorded.
 type slowOwned struct {
 	durable.FS
 	armed   atomic.Bool
-	hold    time.Duration
 	writing chan struct{} // closed at the first armed commit
+	release chan struct{} // closed by the test: the commit ends
 	once    sync.Once
 }
 
 func (s *slowOwned) Rename(oldname, newname string) error {
 	if s.armed.Load() && filepath.Base(newname) == ownedFile {
 		s.once.Do(func() { close(s.writing) })
-		time.Sleep(s.hold)
+		<-s.release
 	}
 	return s.FS.Rename(oldname, newname)
 }
 
 // A RESERVE that loses a member while its owner records it (a member
-// stopped, seen failed during the write) keeps its word at the node, as
-// the owner's property test checks it in the machine: with a spare it is
-// repaired before its yes and names as many as asked, each holding the
-// lease; NO REPAIR, or no spare in time, answers incomplete (exit 6) with
-// the members it holds, and the subcloud is kept at that size.
+// stopped, seen failed during the write, which ends at that moment)
+// keeps its word at the node, as the owner's property test checks it in
+// the machine: with a spare it waits for the repair (which needs the
+// network, so it ends after the write) and names as many as asked, each
+// holding the lease; NO REPAIR, or no spare in time, answers incomplete
+// (exit 6) with the members it holds, and the owner keeps those (still
+// repairing, unless NO REPAIR).
 func TestReserveLosesAMemberAsItIsRecorded(t *testing.T) {
 	t.Parallel()
+	const detect = 500 * time.Millisecond
 	for _, tc := range []struct {
 		name, where, suffix string
 		done                bool
@@ -320,9 +324,9 @@ func TestReserveLosesAMemberAsItIsRecorded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				fsys := &slowOwned{FS: crashfs.New(), hold: 3 * time.Second, writing: make(chan struct{})}
+				fsys := &slowOwned{FS: crashfs.New(), writing: make(chan struct{}), release: make(chan struct{})}
 				fcfg := fakenet.DefaultConfig()
-				fcfg.Detect = 500 * time.Millisecond // seen failed within the write
+				fcfg.Detect = detect
 				started := 0
 				c := startFake(t, 8, fcfg, 1, func(cfg *Config) {
 					if started == 0 { // peer 0, the owner
@@ -342,9 +346,14 @@ func TestReserveLosesAMemberAsItIsRecorded(t *testing.T) {
 							lost.Store(n.Name())
 							n.Close()
 							c.net.Stop(n.Name())
-							return
+							break
 						}
 					}
+					// The owner sees the loss (and starts what follows
+					// it, up to its first message), then its write ends.
+					time.Sleep(detect)
+					synctest.Wait()
+					close(fsys.release)
 				}()
 				stmt := "RESERVE 3 FROM peers WHERE " + tc.where + " AS job FOR 10m" + tc.suffix
 				res, err := owner.Query(context.Background(), compile(t, owner, stmt), nil)
@@ -369,7 +378,7 @@ func TestReserveLosesAMemberAsItIsRecorded(t *testing.T) {
 					if !errors.Is(err, api.ErrIncomplete) || len(named) != 2 {
 						t.Fatalf("%s with %s lost as it was recorded: %v, named %v; want incomplete, 2 named", stmt, gone, err, named)
 					}
-					if !strings.Contains(err.Error(), "3") {
+					if !strings.Contains(err.Error(), "reached 3 members") {
 						t.Errorf("the incomplete answer does not say what it reached: %v", err)
 					}
 				}

@@ -50,9 +50,13 @@ type Config struct {
 	Nodes int
 	// Rounds is how many rounds to run; 0 takes the plan's budget for
 	// Nodes, and then runs on past it while the asker's instance does
-	// (run.Instance.Final: an answer the rule is confirming or counting
-	// calm rounds for gets a few more rounds, up to run.MaxRoundsFactor
-	// times the budget), as the runtime does.
+	// (run.Instance.Final), up to run.MaxRoundsFactor times the budget,
+	// as the runtime's asker would: rounds in which it heard nothing do
+	// not spend its budget (under loss), and an answer the rule is
+	// counting calm rounds for gets the rest of them. (An answer being
+	// confirmed after an exclusion runs on too, but without churn the
+	// simulator's peers exclude nobody: a crash removes the dead at once,
+	// run.Instance.RemovePeers, where the runtime's peers exclude them.)
 	Rounds int
 	// Loss is the probability that a message is lost.
 	Loss    float64
@@ -558,8 +562,10 @@ func (s *Sim) knownNames() []string {
 func (s *Sim) Rounds() int { return s.rounds }
 
 // Done reports whether every round has run: the budget, and the rounds
-// past it that the asker's instance took as the runtime's would (its rule
-// confirming or counting calm rounds), up to run.MaxRoundsFactor times it.
+// past it that the asker's instance runs on for (Config.Rounds), up to
+// run.MaxRoundsFactor times it. The instance is final once Measure (or
+// Step) has applied the rule: a driver that only calls Advance runs to the
+// bound.
 func (s *Sim) Done() bool {
 	if s.round < s.rounds {
 		return false
@@ -630,9 +636,14 @@ func (s *Sim) Advance() {
 			prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
 		}
 		if s.agg != nil && k+near < len(order) {
-			s.fill(near)
 			s.agg[order[k+near]].core.PrefetchRest()
-			s.agg[s.pick(s.draws[s.head+near])].core.PrefetchRest()
+			// Only a word already drawn names the partner: drawing more
+			// here (the round's last places, where nothing is asked for
+			// 12 ahead) would take words from r before the next round's
+			// shuffle does, and change the run.
+			if s.head+near < len(s.draws) {
+				s.agg[s.pick(s.draws[s.head+near])].core.PrefetchRest()
+			}
 		}
 		s.tick(i)
 		if k := s.peer(i).Announce(); k > 0 {

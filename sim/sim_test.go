@@ -484,32 +484,43 @@ func TestPools(t *testing.T) {
 }
 
 // Without Config.Rounds the simulator ends where the runtime's asker
-// would: at the budget when its answer is final, else past it while its
-// instance runs on (the rule counting calm rounds, or confirming), never
-// past run.MaxRoundsFactor times the budget; every run ends with the
-// asker's answer final. With Config.Rounds it stops there, final or not.
+// would: at the budget when its answer is final, else at the first round
+// past it at which its instance is final (under loss, rounds in which the
+// asker heard nothing do not spend its budget), never past
+// run.MaxRoundsFactor times the budget. With Config.Rounds it stops
+// there, final or not.
 func TestRunsPastTheBudgetAsTheRuntime(t *testing.T) {
 	t.Parallel()
-	const q = "SELECT AVG(cpu_load) FROM peers WITH ACCURACY 0.05%"
+	p := plan(t, "SELECT AVG(cpu_load) FROM peers WITH ACCURACY 0.05%")
 	extended := 0
-	for seed := uint64(1); seed <= 40; seed++ {
+	for seed := uint64(1); seed <= 200; seed++ {
 		cfg := config(300, 0, seed)
 		cfg.Loss = 0.2
-		s, stats := simulate(t, q, cfg)
-		budget := s.Rounds()
-		switch {
-		case !s.origin.Final():
-			t.Errorf("seed %d: ended at round %d (budget %d) with the asker's answer not final", seed, len(stats), budget)
-		case len(stats) > run.MaxRoundsFactor*budget:
-			t.Errorf("seed %d: ran %d rounds, past %d × the budget %d", seed, len(stats), run.MaxRoundsFactor, budget)
-		case len(stats) < budget:
-			t.Errorf("seed %d: stopped at %d, before the budget %d", seed, len(stats), budget)
-		case len(stats) > budget:
+		s, err := New(p, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		budget, finalAt := s.Rounds(), 0
+		for !s.Done() {
+			s.Step()
+			if finalAt == 0 && s.origin.Final() {
+				finalAt = s.round
+			}
+		}
+		noneRefused(t, s)
+		want := max(budget, finalAt)
+		if finalAt == 0 {
+			want = run.MaxRoundsFactor * budget // never final: the bound
+		}
+		if s.round != want {
+			t.Errorf("seed %d: ran %d rounds; budget %d, the asker's answer final at round %d: want %d", seed, s.round, budget, finalAt, want)
+		}
+		if s.round > budget {
 			extended++
 		}
 		if seed == 1 {
 			cfg.Rounds = budget
-			if _, fixed := simulate(t, q, cfg); len(fixed) != budget {
+			if _, fixed := simulate(t, p.Text, cfg); len(fixed) != budget {
 				t.Errorf("seed %d with Rounds %d: ran %d rounds", seed, budget, len(fixed))
 			}
 		}
@@ -517,5 +528,5 @@ func TestRunsPastTheBudgetAsTheRuntime(t *testing.T) {
 	if extended == 0 {
 		t.Error("no run went past its budget: the case is not exercised")
 	}
-	t.Logf("%d of 40 runs went past the budget", extended)
+	t.Logf("%d of 200 runs went past the budget", extended)
 }

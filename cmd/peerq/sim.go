@@ -125,7 +125,7 @@ convergence rule calls the originator's answer final.`,
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	f.StringVar(&opts.MemProfile, "memprofile", "", "write a heap profile to this file after the last round, the simulation still live (go tool pprof -sample_index=inuse_space)")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of simulated peers")
-	f.IntVar(&cfg.Rounds, "rounds", 0, "rounds to run (0: the plan's budget for --nodes)")
+	f.IntVar(&cfg.Rounds, "rounds", 0, "rounds to run (0: the plan's budget for --nodes, and past it while the asker's answer is not final, as the runtime runs it)")
 	f.Float64Var(&cfg.Loss, "loss", 0, "probability that a message is lost")
 	f.StringArrayVar(&crashes, "crash", nil, "crash a share of the live peers at a round: 0.2@5 (repeatable)")
 	f.StringArrayVar(&joins, "join", nil, "add that share of --nodes new peers at a round: 0.1@10 (repeatable)")
