@@ -492,8 +492,14 @@ func TestPools(t *testing.T) {
 func TestRunsPastTheBudgetAsTheRuntime(t *testing.T) {
 	t.Parallel()
 	p := plan(t, "SELECT AVG(cpu_load) FROM peers WITH ACCURACY 0.05%")
-	extended := 0
-	for seed := uint64(1); seed <= 200; seed++ {
+	// Under -race (10–20 times slower; nothing here that the other tests'
+	// runs of measureAll do not reach) 25 seeds check the same, without
+	// counting on one going past its budget.
+	seeds, extended := uint64(200), 0
+	if raceDetector {
+		seeds = 25
+	}
+	for seed := uint64(1); seed <= seeds; seed++ {
 		cfg := config(300, 0, seed)
 		cfg.Loss = 0.2
 		s, err := New(p, cfg)
@@ -525,8 +531,8 @@ func TestRunsPastTheBudgetAsTheRuntime(t *testing.T) {
 			}
 		}
 	}
-	if extended == 0 {
+	if extended == 0 && !raceDetector {
 		t.Error("no run went past its budget: the case is not exercised")
 	}
-	t.Logf("%d of 200 runs went past the budget", extended)
+	t.Logf("%d of %d runs went past the budget", extended, seeds)
 }
