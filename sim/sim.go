@@ -207,10 +207,9 @@ type Sim struct {
 	r      *rand.Rand
 	rounds int
 	round  int
-	// extend says the run may go past rounds while the asker's answer is
-	// not final (Config.Rounds 0, no churn: under churn rounds is already
-	// the hard bound).
-	extend bool
+	// noPrefetch turns Advance's prefetches off (not its draws): a test's
+	// check that they change nothing in a run.
+	noPrefetch bool
 
 	n       int         // peers created so far
 	st      []peerState // by peer
@@ -375,7 +374,6 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	s.rounds = cfg.Rounds
 	if s.rounds <= 0 {
 		s.rounds = plan.RoundBudget(cfg.Nodes)
-		s.extend = cfg.Session == 0
 		if cfg.Session > 0 {
 			// As long as the asker may run (run.Instance.Spent): rounds
 			// to mix again after an exclusion extend its budget.
@@ -434,10 +432,7 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 	case cfg.FoldAfter > 0:
 		rc.KeepLinks = cfg.FoldAfter
 	case len(cfg.Crashes) > 0 || cfg.Session > 0:
-		rc.KeepLinks = s.rounds + cfg.DetectRounds + 1
-		if s.extend {
-			rc.KeepLinks += (run.MaxRoundsFactor - 1) * s.rounds // the rounds past the budget (Done)
-		}
+		rc.KeepLinks = s.bound() + cfg.DetectRounds + 1
 	default:
 		// Nobody is ever removed, so no flow is ever undone: an
 		// initiator's link is folded as soon as it is answered (only a
@@ -567,10 +562,20 @@ func (s *Sim) Rounds() int { return s.rounds }
 // Step) has applied the rule: a driver that only calls Advance runs to the
 // bound.
 func (s *Sim) Done() bool {
-	if s.round < s.rounds {
-		return false
+	return s.round >= s.rounds && (!s.runsOn() || s.origin.Final() || s.round >= s.bound())
+}
+
+// runsOn says the run may go past its budget while the asker's answer is
+// not final: Config.Rounds 0, and no churn (under churn rounds is already
+// the hard bound, New).
+func (s *Sim) runsOn() bool { return s.cfg.Rounds <= 0 && !s.churning() }
+
+// bound is the last round a run can reach.
+func (s *Sim) bound() int {
+	if s.runsOn() {
+		return run.MaxRoundsFactor * s.rounds
 	}
-	return !s.extend || s.origin.Final() || s.round >= run.MaxRoundsFactor*s.rounds
+	return s.rounds
 }
 
 // Alive is the number of live peers.
@@ -616,34 +621,9 @@ func (s *Sim) Advance() {
 	}
 	s.order = order
 	s.r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	// Ask for a peer a few places ahead, and for the partner that the
-	// draw as many places ahead will most likely name (a peer's round
-	// draws once), so that their cache misses overlap this peer's work:
-	// at millions of peers, memory latency sets the pace. First the head
-	// of each (its instance and the core's fixed fields) and its state
-	// here, then, half as far ahead, once the head is in, the links and
-	// flows it uses (aggregate.Node.PrefetchRest): the lines a round
-	// reads and no others, so that more peers' misses are in flight.
-	const ahead, near = 12, 6
-	head := unsafe.Offsetof(aggPeer{}.core) + aggregate.HeadBytes
 	for k, i := range order {
-		if s.agg != nil && k+ahead < len(order) {
-			s.fill(ahead)
-			p, next := s.pick(s.draws[s.head+ahead]), order[k+ahead]
-			prefetch.Range(unsafe.Pointer(&s.agg[next]), head)
-			prefetch.Range(unsafe.Pointer(&s.st[next]), unsafe.Sizeof(s.st[next]))
-			prefetch.Range(unsafe.Pointer(&s.agg[p]), head)
-			prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
-		}
-		if s.agg != nil && k+near < len(order) {
-			s.agg[order[k+near]].core.PrefetchRest()
-			// Only a word already drawn names the partner: drawing more
-			// here (the round's last places, where nothing is asked for
-			// 12 ahead) would take words from r before the next round's
-			// shuffle does, and change the run.
-			if s.head+near < len(s.draws) {
-				s.agg[s.pick(s.draws[s.head+near])].core.PrefetchRest()
-			}
+		if s.agg != nil {
+			s.prefetch(order, k)
 		}
 		s.tick(i)
 		if k := s.peer(i).Announce(); k > 0 {
@@ -651,6 +631,48 @@ func (s *Sim) Advance() {
 		}
 	}
 	s.stats.Alive, s.stats.Working = alive, len(order)
+}
+
+// Prefetch distances, in places of a round's order (Sim.prefetch).
+const ahead, near = 12, 6
+
+// headLines is the part of an aggregate peer that every round reads: its
+// instance and its core's fixed fields (aggregate.HeadBytes).
+const headLines = unsafe.Offsetof(aggPeer{}.core) + aggregate.HeadBytes
+
+// prefetch asks, at place k of the round's order, for the peers a few
+// places ahead and the partners that the draws as many places ahead will
+// most likely name (a peer's round draws once), so that their cache
+// misses overlap this peer's work: at millions of peers, memory latency
+// sets the pace. First, ahead, the head of each and its state here;
+// then, near, once the head is in, the links and flows it uses
+// (aggregate.Node.PrefetchRest): the lines a round reads and no others,
+// so that more peers' misses are in flight. It draws the words it reads
+// whether it prefetches or not (noPrefetch): when r is read is part of
+// the run, and a prefetch must change nothing in it.
+func (s *Sim) prefetch(order []int32, k int) {
+	if k+ahead < len(order) {
+		s.fill(ahead)
+	}
+	if s.noPrefetch {
+		return
+	}
+	if k+ahead < len(order) {
+		p, next := s.pick(s.draws[s.head+ahead]), order[k+ahead]
+		prefetch.Range(unsafe.Pointer(&s.agg[next]), headLines)
+		prefetch.Range(unsafe.Pointer(&s.st[next]), unsafe.Sizeof(s.st[next]))
+		prefetch.Range(unsafe.Pointer(&s.agg[p]), headLines)
+		prefetch.Range(unsafe.Pointer(&s.st[p]), unsafe.Sizeof(s.st[p]))
+	}
+	if k+near < len(order) {
+		s.agg[order[k+near]].core.PrefetchRest()
+		// Only a word already drawn names the partner: drawing more here
+		// (a round's last places, where nothing is asked for ahead) would
+		// read r before the next round's shuffle does.
+		if s.head+near < len(s.draws) {
+			s.agg[s.pick(s.draws[s.head+near])].core.PrefetchRest()
+		}
+	}
 }
 
 // Measure measures the round Advance ran and returns its statistics.

@@ -536,3 +536,43 @@ func TestRunsPastTheBudgetAsTheRuntime(t *testing.T) {
 	}
 	t.Logf("%d of %d runs went past the budget", extended, seeds)
 }
+
+// The round's prefetches change nothing in a run: the same seed gives the
+// same rounds, messages, bytes and errors with them and without (the
+// prefetch of a partner 6 places ahead once drew random words of its own
+// at a round's end, and changed every run after).
+func TestPrefetchChangesNothing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		src string
+		cfg func(*Config)
+	}{
+		{"SELECT AVG(cpu_load) FROM peers", func(*Config) {}},
+		{"SELECT COUNT(*) FROM peers WHERE mem_free >= 4GB", func(c *Config) { c.Loss = 0.05 }},
+		{"SELECT SUM(mem_free) FROM peers", func(c *Config) { c.AllStart = true }},
+		{"SELECT AVG(cpu_load) FROM peers", func(c *Config) { c.Crashes = []Event{{Round: 5, Frac: 0.1}} }},
+	} {
+		var runs [2]string
+		for k, off := range []bool{false, true} {
+			cfg := config(3000, 30, 5)
+			tc.cfg(&cfg)
+			s, err := New(plan(t, tc.src), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.noPrefetch = off
+			var stats []RoundStats
+			for !s.Done() {
+				stats = append(stats, s.Step())
+			}
+			a, err := s.Answer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs[k] = fmt.Sprint(stats, a.Rows, s.Exact().Rows)
+		}
+		if runs[0] != runs[1] {
+			t.Errorf("%s: the run with prefetches differs from the run without", tc.src)
+		}
+	}
+}
