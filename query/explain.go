@@ -423,7 +423,11 @@ func liarNote(p *Plan, a Aggregate) string {
 	case AggSum, AggAvg:
 		return fmt.Sprintf("may claim up to %s; a sampled claim%s 10× the others is contested; %s", bound, typical, flows)
 	case AggStddev, AggVariance:
-		return fmt.Sprintf("may claim up to %s; its sum and count are checked, its sum of squares is not", bound)
+		above := "; made-up flows that raise it are not seen"
+		if typical != "" {
+			above = fmt.Sprintf(", or the squares above what values up to %s could make with the sum: a rise within that is not seen (a sample cannot rule out large values it did not draw)", strings.TrimSuffix(strings.TrimPrefix(typical, " above "), " or"))
+		}
+		return fmt.Sprintf("may claim up to %s; its sum and count are checked as SUM's and COUNT's (a sampled claim%s 10× the others is contested); made-up flows of its squares are contested where they put the variance below the sample's interval%s", bound, typical, above)
 	case AggPercentile:
 		return "moves it by one rank as itself; made-up histogram flows are contested when they move the histogram's mass (the members with a value) past the sample's count, or the value past the sample's order statistics (±30% of rank at 64 sampled)" + standIn
 	case AggTrimmedAvg:

@@ -158,6 +158,11 @@ type SampleVerdict struct {
 	// observations refute (its reliability claim): the contest is its
 	// lie, and the sample that holds its record does not stand in.
 	Liar string
+	// Tail says the contest is a sum above the sample's interval: one
+	// that large values the sample did not draw could make (a few
+	// servers' disks in a small group), which a larger sample tells
+	// from a bend (SampleCheck.Grow).
+	Tail bool
 
 	// For a Robust plan, per group the sample holds (by its encoded key),
 	// the sampled values of each quantile component, sorted, and each
@@ -284,9 +289,9 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 			case comp.Kind.Additive():
 				g.Comps[j].Total = n * sum(xs) / k
 				if v.Contested || fg == nil && len(xs) == 0 || comp.Kind == query.CompSumSq {
-					// A sum of squares (STDDEV, VARIANCE) is too
-					// heavy-tailed for 64 records to bound; its
-					// sum and count are checked.
+					// A sum of squares (STDDEV, VARIANCE) is
+					// checked as the variance it makes, with its sum
+					// and count (checkVariances).
 					continue
 				}
 				total := 0.0
@@ -305,6 +310,9 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 				v.Doubt = v.Doubt || doubt
 				if why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
+					// A sum above the sample's interval may be a tail
+					// the sample missed: a larger one decides (Grow).
+					v.Tail = kind == query.CompSum && total > n*sum(xs)/k
 				} else if perMember {
 					continue
 				} else if why := c.checkOutlier(p, j, comp.Kind, xs, nodes, fpc == 0); why != "" {
@@ -358,6 +366,13 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 						v.Contested, v.Reason = true, groupName(p, g.Keys)+why
 					}
 				}
+			}
+		}
+		if !perMember && !v.Contested && fg != nil {
+			why, doubt := c.checkVariances(p, contribs, key, *fg, fpc)
+			v.Doubt = v.Doubt || doubt
+			if why != "" {
+				v.Contested, v.Reason = true, groupName(p, g.Keys)+why
 			}
 		}
 		if fpc == 0 && !perMember && !v.Contested && fg != nil {
@@ -467,6 +482,91 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 		return "", c.Escalate > 0 && math.Abs(total-est) > above*c.Escalate*se+slack
 	}
 	return fmt.Sprintf("%s: gossip says %s, an independent sample of %d members says %s ± %s", componentName(p, j), fmtNum(total), int(k), fmtNum(est), fmtNum(tol)), false
+}
+
+// checkVariances checks each STDDEV's and VARIANCE's variance as gossip
+// gives it, from its sum S, sum of squares Q and count C. The sum and the
+// count are checked as totals (checkTotal); the sum of squares is not, as
+// a total: it is mostly the mean squared, so that a sample's spread of it
+// hides a bent variance. Its values' tail is the square of theirs, and a
+// sample of 64 misses what a few large values add to a variance (an
+// honest cluster's group of uptimes: 8 times its sampled values'), so the
+// two sides are checked apart:
+//
+//   - Below the sample: gossip's variance less than the sampled values'
+//     by more than Z standard errors of a sample variance (from the
+//     sample's fourth central moment: a large value sampled widens it as
+//     it raises the estimate) and gossip's own error's cancellation
+//     (each total within three accuracies, of which the variance keeps
+//     3·accuracy·(Q + S²/C)/(C−1)). Fewer than MinMatches sampled values
+//     decide nothing, unless the sample is every member. doubt: past
+//     Escalate standard errors.
+//   - Above: no sample bounds a tail it did not see, but what machines
+//     report does. Values in [lo, hi] — the attribute's least and the most
+//     any machine reports (query.Attr.Typical, as checkOutlier holds a
+//     sampled value to) — have Q ≤ (lo+hi)·S − C·lo·hi, whatever their
+//     spread (Popoviciu's inequality, summed); more is contested. Squares
+//     bent less than that pass: EXPLAIN says what one liar can do.
+func (c SampleCheck) checkVariances(p *query.Plan, contribs []aggregateRow, key string, fg query.GroupResult, fpc float64) (why string, doubt bool) {
+	for _, a := range p.Aggs {
+		if a.Func != query.AggStddev && a.Func != query.AggVariance || len(a.Comps) != 3 {
+			continue
+		}
+		js, jq, jc := a.Comps[0], a.Comps[1], a.Comps[2]
+		if max(js, jq, jc) >= len(fg.Comps) {
+			continue
+		}
+		S, Q, C := fg.Comps[js].Total, fg.Comps[jq].Total, fg.Comps[jc].Total
+		if C < 2 {
+			continue // gossip's NULL (fewer than two values); the count's check judges that
+		}
+		eps := 3 * p.Accuracy
+		if lo, hi, ok := rangeOf(p, a.Arg); ok {
+			most := (lo+hi)*S - C*lo*hi
+			if Q-most > eps*(math.Abs(Q)+(math.Abs(lo)+math.Abs(hi))*math.Abs(S)+C*math.Abs(lo*hi)) {
+				return fmt.Sprintf("%s's sum of squares: gossip says %s, more than %s values between %s and %s (what any machine reports) can make with their sum %s (at most %s)",
+					a.Text, fmtNum(Q), fmtNum(C), fmtNum(lo), fmtNum(hi), fmtNum(S), fmtNum(most)), false
+			}
+		}
+		xs, _ := values(contribs, key, js)
+		m := float64(len(xs))
+		if m < 2 || len(xs) < c.MinMatches && fpc > 0 {
+			continue
+		}
+		flow := (Q - S*S/C) / (C - 1)
+		mean := sum(xs) / m
+		var m2, m4 float64
+		for _, x := range xs {
+			d := (x - mean) * (x - mean)
+			m2 += d
+			m4 += d * d
+		}
+		est := m2 / (m - 1)
+		m4 /= m
+		se := math.Sqrt(math.Max(0, m4-est*est*(m-3)/(m-1))/m) * fpc
+		slack := eps * (math.Abs(Q) + S*S/C) / (C - 1)
+		if est-flow <= c.Z*se+slack {
+			doubt = doubt || c.Escalate > 0 && est-flow > c.Escalate*se+slack
+			continue
+		}
+		return fmt.Sprintf("%s's variance: gossip says %s, an independent sample of %d values says %s ± %s",
+			a.Text, fmtNum(flow), len(xs), fmtNum(est), fmtNum(c.Z*se+slack)), false
+	}
+	return "", doubt
+}
+
+// rangeOf is the least value of e and the most any machine reports of it
+// (query.Attr.Typical) where e is an attribute with a Typical; ok false
+// otherwise.
+func rangeOf(p *query.Plan, e *query.Expr) (lo, hi float64, ok bool) {
+	if e == nil || e.Op != query.OpAttr {
+		return 0, 0, false
+	}
+	a, found := catalogOf(p).Lookup(e.Name)
+	if !found || a.Typical <= 0 {
+		return 0, 0, false
+	}
+	return a.Min, a.Typical, true
 }
 
 // checkEvery holds a group's COUNTs and SUMs to the accuracy the answer

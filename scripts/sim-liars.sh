@@ -12,6 +12,7 @@
 #   PARTS=honest SEEDS=100 scripts/sim-liars.sh
 #   ONLY=GROUP PARTS=honest scripts/sim-liars.sh   # the statements matching a regex
 #   LIES=flow PARTS=aggregates scripts/sim-liars.sh # some of the lies
+#   LIES=squares ONLY=STDDEV PARTS=aggregates scripts/sim-liars.sh # made-up squares
 #   SIMFLAGS=--check-once scripts/sim-liars.sh     # the first sample alone
 # The simulator measures at most 200 peers' full estimates a round
 # (--sample): the figures here are the asker's, and grouped statements
@@ -30,8 +31,8 @@ go build -o "$bin" ./cmd/peerq
 
 run() { "$bin" sim --nodes "$NODES" --quiet --n-from membership --sample 200 $SIMFLAGS "$@" 2>&1; }
 
-aggregates=("SELECT AVG(cpu_load) FROM peers" "SELECT SUM(mem_free) FROM peers" "SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB" "SELECT AVG(cpu_load) TRIM 2% FROM peers" "SELECT AVG(cpu_load) TRIM 5% FROM peers" "SELECT MEDIAN(cpu_load) FROM peers")
-honest=("${aggregates[@]:0:3}" "SELECT AVG(cpu_load) TRIM 1%, AVG(mem_free) TRIM 10% FROM peers" "SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region" "SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers")
+aggregates=("SELECT AVG(cpu_load) FROM peers" "SELECT SUM(mem_free) FROM peers" "SELECT COUNT(*) FROM peers WHERE mem_free >= 8GB" "SELECT AVG(cpu_load) TRIM 2% FROM peers" "SELECT AVG(cpu_load) TRIM 5% FROM peers" "SELECT MEDIAN(cpu_load) FROM peers" "SELECT STDDEV(cpu_load) FROM peers")
+honest=("${aggregates[@]:0:3}" "SELECT AVG(cpu_load) TRIM 1%, AVG(mem_free) TRIM 10% FROM peers" "SELECT region, AVG(disk_free), STDDEV(uptime) FROM peers GROUP BY region" "SELECT MEDIAN(cpu_load), PERCENTILE(mem_free, 0.9) FROM peers" "SELECT STDDEV(cpu_load), VARIANCE(mem_free), STDDEV(disk_free) FROM peers")
 
 for part in $PARTS; do
 	case $part in

@@ -49,9 +49,14 @@ const (
 	// the runtime's observer: node/observe.go) and refuse a claim above
 	// it (run.Config.Reliability).
 	LieSelfrank
+	// LieSquares sends made-up flows of sums of squares alone (STDDEV,
+	// VARIANCE): 1000 times, capped as LieFlow's, every sum and count
+	// true, so that every total the sample checks holds and only the
+	// spread moves.
+	LieSquares
 )
 
-var lieNames = []string{LieForge: "forge", LieAlter: "alter", LieInflate: "inflate", LieExtreme: "extreme", LieFlow: "flow", LieDrop: "drop", LieSelfrank: "selfrank"}
+var lieNames = []string{LieForge: "forge", LieAlter: "alter", LieInflate: "inflate", LieExtreme: "extreme", LieFlow: "flow", LieDrop: "drop", LieSelfrank: "selfrank", LieSquares: "squares"}
 
 // ParseLie reads a lie's name.
 func ParseLie(name string) (Lie, error) {
@@ -60,7 +65,7 @@ func ParseLie(name string) (Lie, error) {
 			return Lie(l), nil
 		}
 	}
-	return 0, fmt.Errorf("sim: --lie is one of forge, alter, inflate, extreme, flow, drop or selfrank, not %q", name)
+	return 0, fmt.Errorf("sim: --lie is one of forge, alter, inflate, extreme, flow, squares, drop or selfrank, not %q", name)
 }
 
 func (l Lie) String() string {
@@ -97,7 +102,8 @@ func (s *Sim) claim(i int, rec query.Record) query.Record {
 
 // lieFlows rewrites an aggregate message a flow liar sends: a copy, its
 // additive values, histogram buckets and numeric extremes 1000 times,
-// within the bounds receivers check.
+// within the bounds receivers check; a squares liar's, its sums of
+// squares alone.
 func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 	m := *e.Msg
 	lied := false
@@ -105,7 +111,7 @@ func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 		vals := slices.Clone(v.Vals)
 		for i, k := range v.Keys {
 			c, ok := aggregate.SlotComp(k)
-			if !ok || c >= len(s.bounds) || s.bounds[c] == 0 || vals[i] == 0 {
+			if !ok || c >= len(s.bounds) || s.bounds[c] == 0 || vals[i] == 0 || s.cfg.Lie == LieSquares && !s.squares[c] {
 				continue
 			}
 			vals[i] = math.Copysign(math.Min(1000*math.Abs(vals[i]), s.bounds[c]), vals[i])
@@ -115,7 +121,7 @@ func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 	}
 	// And its extremes: every numeric MIN or MAX it passes on, raised
 	// 1000 times within the bounds, under its witness's name and proof.
-	if len(m.Ext) > 0 {
+	if len(m.Ext) > 0 && s.cfg.Lie == LieFlow {
 		ext := slices.Clone(m.Ext)
 		for i := range ext {
 			c, ok := aggregate.SlotComp(ext[i].Slot)
