@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -119,14 +120,14 @@ type aggLiar struct {
 	lies atomic.Int64
 }
 
-func newAggLiar(h Network, rewrite func(m *aggregate.Message) bool) *aggLiar {
+func newAggLiar(h Network, rewrite func(p *query.Plan, m *aggregate.Message) bool) *aggLiar {
 	l := &aggLiar{wireLiar: wireLiar{Network: h, plans: map[QueryID]*query.Plan{}}}
-	l.lie = func(_ *query.Plan, e *entry) bool {
+	l.lie = func(p *query.Plan, e *entry) bool {
 		if e.Kind != protoAggregate {
 			return false
 		}
 		m, err := aggregate.Decode(e.Msg)
-		if err != nil || !rewrite(m) {
+		if err != nil || !rewrite(p, m) {
 			return false
 		}
 		e.Msg = m.Encode(nil)
@@ -140,7 +141,7 @@ func newAggLiar(h Network, rewrite func(m *aggregate.Message) bool) *aggLiar {
 // the aggregate messages it sends (sums of bytes; counts and shares stay
 // below, so that the checks of bounds on receipt pass them) is times 50.
 func newFlowLiar(h Network) *aggLiar {
-	return newAggLiar(h, func(m *aggregate.Message) bool {
+	return newAggLiar(h, func(_ *query.Plan, m *aggregate.Message) bool {
 		lied := false
 		for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
 			for i, x := range v.Vals {
@@ -159,14 +160,51 @@ func newFlowLiar(h Network) *aggLiar {
 // the bent answers (12–21 EiB against 279 GiB) come back partial, "not
 // converged within the budget" (or, in one run of three, converged),
 // never saying that a liar bent them, and this fails.
-func TestFlowLiarIsContested(t *testing.T) {
+func TestFlowLiarIsContested(t *testing.T) { liarIsContested(t, newFlowLiar, rightOrContested) }
+
+// liarIsContested runs judge over 16 fakenet peers, the seventh the liar
+// newLiar makes.
+func liarIsContested(t *testing.T, newLiar func(Network) *aggLiar, judge func(*testing.T, *Node, []query.Record, *aggLiar)) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const n, liarAt = 16, 6
 		var l *aggLiar
-		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { l = newFlowLiar(h); return l })
-		rightOrContested(t, c.nodes[0], c.records(), l)
+		c := liarCluster(t, n, liarAt, func(h *fakenet.Host) Network { l = newLiar(h); return l })
+		judge(t, c.nodes[0], c.records(), l)
 	})
+}
+
+// newSquaresLiar sends made-up flows of sums of squares alone: every
+// value of a STDDEV's or VARIANCE's sum of squares in the aggregate
+// messages it sends times 50, its sums and counts true, so that every
+// total the sample checks as a total holds.
+func newSquaresLiar(h Network) *aggLiar {
+	return newAggLiar(h, func(p *query.Plan, m *aggregate.Message) bool {
+		lied := false
+		for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
+			for i, k := range v.Keys {
+				if c, ok := aggregate.SlotComp(k); ok && c < len(p.Components) && p.Components[c].Kind == query.CompSumSq && v.Vals[i] != 0 {
+					v.Vals[i], lied = v.Vals[i]*50, true
+				}
+			}
+		}
+		return lied
+	})
+}
+
+// One peer sending made-up flows of sums of squares bends STDDEV and
+// VARIANCE while every sum and count stays true; the sample check
+// contests the spread. Mutation: without checkVariances the bent answers
+// come back unflagged, and this fails.
+func TestSquaresLiarIsContested(t *testing.T) {
+	liarIsContested(t, newSquaresLiar, spreadRightOrContested)
+}
+
+// spreadRightOrContested is rightOrContested for a STDDEV and a VARIANCE,
+// contested for their spread.
+func spreadRightOrContested(t *testing.T, asker *Node, recs []query.Record, l *aggLiar) {
+	t.Helper()
+	rightOrContestedAs(t, asker, recs, l, "SELECT STDDEV(mem_free), VARIANCE(cpu_cores) FROM peers", "'s variance: gossip says", "'s sum of squares: gossip says")
 }
 
 // An answer whose gossip did not converge — a flow liar keeps it moving
@@ -212,20 +250,31 @@ func TestSampleEscalatesWhenNotConverged(t *testing.T) {
 // contested (else the lie bent nothing and the test proves nothing).
 func rightOrContested(t *testing.T, asker *Node, recs []query.Record, l *aggLiar) {
 	t.Helper()
-	p := compile(t, asker, "SELECT SUM(mem_free), AVG(mem_free) FROM peers")
+	rightOrContestedAs(t, asker, recs, l, "SELECT SUM(mem_free), AVG(mem_free) FROM peers", "gossip says")
+}
+
+// rightOrContestedAs is rightOrContested for statement text, every
+// column of its one row, a contest's reason holding one of reasons.
+func rightOrContestedAs(t *testing.T, asker *Node, recs []query.Record, l *aggLiar, text string, reasons ...string) {
+	t.Helper()
+	p := compile(t, asker, text)
 	exact := query.Exact(p, recs)
 	contested := 0
 	for range 3 {
 		res := ask(t, asker, p)
-		off := math.Abs(res.Rows[0][0].Num-exact.Rows[0][0].Num) > 0.02*exact.Rows[0][0].Num
+		off := false
+		for i, want := range exact.Rows[0] {
+			off = off || math.Abs(res.Rows[0][i].Num-want.Num) > 0.02*want.Num
+		}
 		switch {
 		case res.Status == answer.StatusContested:
 			contested++
-			if res.Check == nil || res.Check.Verdict != answer.CheckContested || !strings.Contains(res.Reason, "gossip says") || len(res.Check.Text) == 0 {
-				t.Errorf("contested without both figures: %s, %+v", res.Reason, res.Check)
+			if res.Check == nil || res.Check.Verdict != answer.CheckContested || len(res.Check.Text) == 0 ||
+				!slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(res.Reason, r) }) {
+				t.Errorf("contested without both figures, or for another reason than %q: %s, %+v", reasons, res.Reason, res.Check)
 			}
 		case off:
-			t.Errorf("a bent answer (%v, exact %v) came back %s; check %+v", res.Rows[0][0], exact.Rows[0][0], res.Status, res.Check)
+			t.Errorf("a bent answer (%v, exact %v) came back %s; check %+v", res.Rows[0], exact.Rows[0], res.Status, res.Check)
 		}
 	}
 	if l.lies.Load() == 0 || contested == 0 {
@@ -257,6 +306,14 @@ func TestFlowLiarOverSockets(t *testing.T) {
 	rightOrContested(socketLiar(t, "flow", 9, newFlowLiar))
 }
 
+// The same over real Serf and sockets: eight agents, one sending made-up
+// flows of sums of squares.
+func TestSquaresLiarOverSockets(t *testing.T) {
+	t.Parallel()
+	tt, asker, recs, l := socketLiar(t, "squares", 10, newSquaresLiar)
+	spreadRightOrContested(tt, asker, recs, l)
+}
+
 // socketLiar starts 8 agents on real Serf and sockets, with a cluster key,
 // the last one a liar made by newLiar; it returns the first, the agents'
 // records and the liar.
@@ -280,7 +337,7 @@ func socketLiar(t *testing.T, name string, seed uint64, newLiar func(Network) *a
 // newExtremeLiar raises every numeric extreme it sends by half, keeping
 // its witness: a MAX another member vouched for, made larger.
 func newExtremeLiar(h Network) *aggLiar {
-	return newAggLiar(h, func(m *aggregate.Message) bool {
+	return newAggLiar(h, func(_ *query.Plan, m *aggregate.Message) bool {
 		for i := range m.Ext {
 			if !m.Ext[i].IsStr {
 				m.Ext[i].Num *= 1.5
@@ -355,7 +412,7 @@ func TestSampleEscalates(t *testing.T) {
 // aggregate messages it sends, a bucket's share or mass among them, one
 // more (within the ±1 a count's flow may move, which receivers check).
 func newHistLiar(h Network) *aggLiar {
-	return newAggLiar(h, func(m *aggregate.Message) bool {
+	return newAggLiar(h, func(_ *query.Plan, m *aggregate.Message) bool {
 		for _, v := range []*aggregate.Vec{&m.Flow, &m.Est} {
 			for i := range v.Vals {
 				v.Vals[i]++

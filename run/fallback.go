@@ -225,14 +225,13 @@ func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
 }
 
 // tailMore is how many more members a verdict contested by a sum above
-// the sample's interval (SampleVerdict.Tail) asks before it stands: as
-// many again as were asked (at least up to Size+More), up to the
-// fallback's Max. An honest group of
-// a skewed attribute can hold a few large values that 512 sampled
-// members miss (a region's servers' free disk, 4 times what its sampled
-// members said, in 2 of 100 honest clusters of 10^4 in
-// TestSampleNoFalseAlarms); a bend stays past a larger sample's
-// interval too.
+// the interval of fewer than OutlierMin sampled values (SampleVerdict.
+// Tail) asks before it stands: as many again as were asked (at least up
+// to Size+More), up to the fallback's Max. An honest group of a skewed
+// attribute can hold a few large values that 512 sampled members miss (a
+// region's servers' free disk, 4 times what its sampled members said, in
+// 2 of 100 honest clusters of 10^4 in TestSampleNoFalseAlarms); a bend
+// stays past a larger sample's interval too.
 func (c SampleCheck) tailMore(v SampleVerdict, asked, members int) int {
 	if !v.Contested || !v.Tail || v.Liar != "" {
 		return 0

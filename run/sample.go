@@ -310,9 +310,13 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 				v.Doubt = v.Doubt || doubt
 				if why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
-					// A sum above the sample's interval may be a tail
-					// the sample missed: a larger one decides (Grow).
-					v.Tail = kind == query.CompSum && total > n*sum(xs)/k
+					// A sum above the interval of fewer than
+					// OutlierMin sampled values may be a tail they
+					// missed (a group's few servers): a larger sample
+					// decides (Grow). With more, the sample sees its
+					// tail's class, and a larger one would hold the
+					// liars that bend it, agreeing with them.
+					v.Tail = !perMember && kind == query.CompSum && total > n*sum(xs)/k && len(xs) < c.OutlierMin
 				} else if perMember {
 					continue
 				} else if why := c.checkOutlier(p, j, comp.Kind, xs, nodes, fpc == 0); why != "" {
