@@ -397,12 +397,13 @@ func liarNote(p *Plan, a Aggregate) string {
 	if p.Table != TablePeers {
 		return "a peer bills only hours its owners' receipts back where it is sampled; one that is not sampled moves the sums within the sample's interval, as made-up flows do"
 	}
-	bound, typical := "its inputs' bounds", ""
+	bound, typical, most := "its inputs' bounds", "", ""
 	if a.Arg != nil && a.Arg.Op == OpAttr {
 		if at, ok := DefaultCatalog().Lookup(a.Arg.Name); ok && at.Max != 0 {
 			bound = Num(at.Kind, at.Max).String()
 			if at.Typical > 0 {
-				typical = fmt.Sprintf(" above %s (more than any machine reports) or", Num(at.Kind, at.Typical))
+				most = Num(at.Kind, at.Typical).String()
+				typical = fmt.Sprintf(" above %s (more than any machine reports) or", most)
 			}
 		}
 	}
@@ -424,10 +425,10 @@ func liarNote(p *Plan, a Aggregate) string {
 		return fmt.Sprintf("may claim up to %s; a sampled claim%s 10× the others is contested; %s", bound, typical, flows)
 	case AggStddev, AggVariance:
 		above := "; made-up flows that raise it are not seen"
-		if typical != "" {
-			above = fmt.Sprintf(", or the squares above what values up to %s could make with the sum: a rise within that is not seen (a sample cannot rule out large values it did not draw)", strings.TrimSuffix(strings.TrimPrefix(typical, " above "), " or"))
+		if most != "" {
+			above = fmt.Sprintf(", or the squares above what values up to %s (the most any machine reports) could make with the sum: a rise within that is not seen (a sample cannot rule out large values it did not draw), and one machine honestly above %s contests it", most, most)
 		}
-		return fmt.Sprintf("may claim up to %s; its sum and count are checked as SUM's and COUNT's (a sampled claim%s 10× the others is contested); made-up flows of its squares are contested where they put the variance below the sample's interval%s", bound, typical, above)
+		return fmt.Sprintf("may claim up to %s; its sum and count are checked as SUM's and COUNT's (a sampled claim%s 10× the others is contested); made-up flows of its squares are contested where they put the variance below 0, or below the sample's interval (wide for a skewed attribute: a variance lowered but not to 0 may pass)%s", bound, typical, above)
 	case AggPercentile:
 		return "moves it by one rank as itself; made-up histogram flows are contested when they move the histogram's mass (the members with a value) past the sample's count, or the value past the sample's order statistics (±30% of rank at 64 sampled)" + standIn
 	case AggTrimmedAvg:

@@ -241,18 +241,23 @@ func (c SampleCheck) tailMore(v SampleVerdict, asked, members int) int {
 
 // Grow is the asker's sample after its first verdict v over asked of
 // members: the one loop the runtime's asker, the simulator's and the tests
-// share. A first sample in doubt, or an answer that did not converge, asks
-// the next c.More (AskMore; only after a check that agreed: checked);
-// a verdict contested by a sum above the sample (SampleVerdict.Tail) asks
-// as many again, up to the fallback's Max, until it is not (tailMore);
-// then, where standIn and the plan is robust, a sample that contests the
-// answer grows until the fallback's precision or its Max (Fallback.More),
-// so that StandIn may take it. judge asks the next more members after
-// asked in the sample's order and judges with every one asked; fallback
-// says which of the two steps asks (the runtime bounds the second by the
-// statement's time). It returns false when nothing more may be asked,
-// which ends the growing. Grow returns the last verdict and how many
-// members were asked.
+// share. Three steps, each only where the one before left it so:
+//  1. A first sample in doubt, or an answer that did not converge, asks
+//     the next c.More (AskMore; only after a check that agreed: checked).
+//  2. A verdict contested by a small group's sum above the sample
+//     (SampleVerdict.Tail) asks as many again as were asked (at least up
+//     to Size+More), up to the fallback's Max, until it is not
+//     (tailMore), whether or not the first agreed.
+//  3. Where standIn and the plan is robust, a sample that contests the
+//     answer grows until the fallback's precision or its Max
+//     (Fallback.More), so that StandIn may take it.
+//
+// judge asks the next more members after asked in the sample's order and
+// judges with every one asked; fallback is false for the first step and
+// true for the other two (the runtime bounds those by the statement's
+// context and time, the first by its own). It returns false when nothing
+// more may be asked, which ends the growing. Grow returns the last
+// verdict and how many members were asked.
 func (c SampleCheck) Grow(p *query.Plan, v SampleVerdict, asked, members int, checked, converged, standIn bool,
 	judge func(asked, more int, fallback bool) (SampleVerdict, bool)) (SampleVerdict, int) {
 	if checked && c.AskMore(v, converged, asked, members) {

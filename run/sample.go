@@ -158,9 +158,9 @@ type SampleVerdict struct {
 	// observations refute (its reliability claim): the contest is its
 	// lie, and the sample that holds its record does not stand in.
 	Liar string
-	// Tail says the contest is a sum above the sample's interval: one
-	// that large values the sample did not draw could make (a few
-	// servers' disks in a small group), which a larger sample tells
+	// Tail says the contest is a small group's sum above the sample's
+	// interval: one that large values the sample did not draw could make
+	// (a few servers' disks in a region), which a larger sample tells
 	// from a bend (SampleCheck.Grow).
 	Tail bool
 
@@ -310,13 +310,16 @@ func (c SampleCheck) check(p *query.Plan, flow []query.GroupResult, contribs []a
 				v.Doubt = v.Doubt || doubt
 				if why != "" {
 					v.Contested, v.Reason = true, groupName(p, g.Keys)+why
-					// A sum above the interval of fewer than
-					// OutlierMin sampled values may be a tail they
-					// missed (a group's few servers): a larger sample
-					// decides (Grow). With more, the sample sees its
-					// tail's class, and a larger one would hold the
-					// liars that bend it, agreeing with them.
-					v.Tail = !perMember && kind == query.CompSum && total > n*sum(xs)/k && len(xs) < c.OutlierMin
+					// A sum above the interval of a small group's
+					// sampled values (fewer than OutlierMin, under a
+					// tenth of the sample) may be a tail they missed
+					// (a region's few servers): a larger sample
+					// decides (Grow). Where the group has more, or is
+					// much of the sample (a WHERE that keeps most
+					// members), a larger sample would hold the liars
+					// that bend it, signing their claims, and agree
+					// with them.
+					v.Tail = !perMember && kind == query.CompSum && total > n*sum(xs)/k && len(xs) < c.OutlierMin && float64(len(xs)) < 0.1*k
 				} else if perMember {
 					continue
 				} else if why := c.checkOutlier(p, j, comp.Kind, xs, nodes, fpc == 0); why != "" {
@@ -497,14 +500,21 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 // honest cluster's group of uptimes: 8 times its sampled values'), so the
 // two sides are checked apart:
 //
-//   - Below the sample: gossip's variance less than the sampled values'
-//     by more than Z standard errors of a sample variance (from the
-//     sample's fourth central moment: a large value sampled widens it as
-//     it raises the estimate) and gossip's own error's cancellation
-//     (each total within three accuracies, of which the variance keeps
-//     3·accuracy·(Q + S²/C)/(C−1)). Fewer than MinMatches sampled values
-//     decide nothing, unless the sample is every member. doubt: past
-//     Escalate standard errors.
+//   - Below: a variance below 0 is no values' (Q ≥ S²/C whatever they
+//     are), whatever was sampled; and one below the sampled values' by
+//     more than Z standard errors of a sample variance (from the sample's
+//     fourth central moment: a large value sampled widens it as it raises
+//     the estimate), beside gossip's own error's cancellation either
+//     way. That error is within the accuracy a total, which the variance
+//     keeps as accuracy·(|Q| + 3S²/C)/(C−1) at most (S²/C's is its
+//     square's, twice S's, and C's); the slack, 3·accuracy·(|Q| +
+//     S²/C)/(C−1), covers it. Fewer than MinMatches sampled values decide
+//     nothing, unless the sample is every member. doubt: past Escalate
+//     standard errors. The sample's interval is wide for a skewed
+//     attribute (Z standard errors of 64 values' variance are more than
+//     the variance itself for cpu_load, memory, disk and uptime): there a
+//     STDDEV lowered but not below 0 is seen only as 512 sampled, or
+//     every member, can see it.
 //   - Above: no sample bounds a tail it did not see, but what machines
 //     report does. Values in [lo, hi] — the attribute's least and the most
 //     any machine reports (query.Attr.Typical, as checkOutlier holds a
@@ -532,12 +542,18 @@ func (c SampleCheck) checkVariances(p *query.Plan, contribs []aggregateRow, key 
 					a.Text, fmtNum(Q), fmtNum(C), fmtNum(lo), fmtNum(hi), fmtNum(S), fmtNum(most)), false
 			}
 		}
+		flow := (Q - S*S/C) / (C - 1)
+		slack := eps * (math.Abs(Q) + S*S/C) / (C - 1)
+		if flow < -slack {
+			// No values have a negative variance: Q ≥ S²/C whatever
+			// they are, sampled or not.
+			return fmt.Sprintf("%s's variance: gossip says %s, less than any values can have (0)", a.Text, fmtNum(flow)), false
+		}
 		xs, _ := values(contribs, key, js)
 		m := float64(len(xs))
 		if m < 2 || len(xs) < c.MinMatches && fpc > 0 {
 			continue
 		}
-		flow := (Q - S*S/C) / (C - 1)
 		mean := sum(xs) / m
 		var m2, m4 float64
 		for _, x := range xs {
@@ -548,7 +564,6 @@ func (c SampleCheck) checkVariances(p *query.Plan, contribs []aggregateRow, key 
 		est := m2 / (m - 1)
 		m4 /= m
 		se := math.Sqrt(math.Max(0, m4-est*est*(m-3)/(m-1))/m) * fpc
-		slack := eps * (math.Abs(Q) + S*S/C) / (C - 1)
 		if est-flow <= c.Z*se+slack {
 			doubt = doubt || c.Escalate > 0 && est-flow > c.Escalate*se+slack
 			continue

@@ -151,7 +151,7 @@ convergence rule calls the originator's answer final.`,
 	f.IntVar(&suspicionMult, "suspicion-mult", 4, "with --session: Serf's suspicion multiplier: a verdict takes suspicion-mult × log10(N) probe intervals")
 	f.Float64Var(&cfg.Liars, "liars", 0, "share of the peers that lie (never the asker), as --lie says; the peers then sign their top-k entries and check the others'")
 	f.BoolVar(&cfg.CheckOnce, "check-once", false, "the sample check judges with its first sample alone, never asking more members on a doubt (to measure what the escalation adds)")
-	f.StringVar(&lie, "lie", "forge", "with --liars: inflate (its attributes ×1000, within the catalog's bounds), extreme (at the bounds), flow (made-up flows), squares (made-up flows of sums of squares alone), forge (top-k entries written for other nodes), alter (others' entries changed under their signatures) or drop (others' entries swallowed)")
+	f.StringVar(&lie, "lie", "forge", "with --liars: inflate (its attributes ×1000, within the catalog's bounds), extreme (at the bounds), flow (made-up flows), squares (made-up flows of sums of squares alone), forge (top-k entries written for other nodes), alter (others' entries changed under their signatures), drop (others' entries swallowed) or selfrank (claims reliability 1)")
 	f.IntVar(&pools, "pools", 0, "spread the peers over this many pools, each run to its own final answer, and merge them as the asker of a cloud of pools does (1 runs one pool the same way, for A/B); loss only")
 	f.IntVar(&trials, "trials", 1, "with --session: run this many statements (seeds --seed, --seed+1, …) and print the share the runtime would call converged and their error")
 	return cmd
