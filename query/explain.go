@@ -428,7 +428,7 @@ func liarNote(p *Plan, a Aggregate) string {
 		if most != "" {
 			above = fmt.Sprintf(", or the squares above what values up to %s (the most any machine reports) could make with the sum: a rise within that is not seen (a sample cannot rule out large values it did not draw), and one machine honestly above %s contests it", most, most)
 		}
-		return fmt.Sprintf("may claim up to %s; its sum and count are checked as SUM's and COUNT's (a sampled claim%s 10× the others is contested); made-up flows of its squares are contested where they put the variance below 0, or below the sample's interval (wide for a skewed attribute: a variance lowered but not to 0 may pass)%s", bound, typical, above)
+		return fmt.Sprintf("may claim up to %s; its sum and count are checked as SUM's and COUNT's (a sampled claim%s 10× the others is contested); made-up flows of its squares are contested where they put the variance below 0, below what the sampled values alone make, or below the sample's interval (wide for a skewed attribute: a variance lowered but not to 0 may pass)%s", bound, typical, above)
 	case AggPercentile:
 		return "moves it by one rank as itself; made-up histogram flows are contested when they move the histogram's mass (the members with a value) past the sample's count, or the value past the sample's order statistics (±30% of rank at 64 sampled)" + standIn
 	case AggTrimmedAvg:

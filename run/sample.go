@@ -501,7 +501,10 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 // two sides are checked apart:
 //
 //   - Below: a variance below 0 is no values' (Q ≥ S²/C whatever they
-//     are), whatever was sampled; and one below the sampled values' by
+//     are), whatever was sampled; nor one whose squared deviations are
+//     fewer than the sampled values' alone about its mean (they are some
+//     of its values: one server sampled among phones bounds a variance
+//     lowered to 0, whatever the spread); and one below the sampled values' by
 //     more than Z standard errors of a sample variance (from the sample's
 //     fourth central moment: a large value sampled widens it as it raises
 //     the estimate), beside gossip's own error's cancellation either
@@ -551,10 +554,27 @@ func (c SampleCheck) checkVariances(p *query.Plan, contribs []aggregateRow, key 
 		}
 		xs, _ := values(contribs, key, js)
 		m := float64(len(xs))
-		if m < 2 || len(xs) < c.MinMatches && fpc > 0 {
+		if m == 0 {
 			continue
 		}
 		mean := sum(xs) / m
+		// The sampled values are some of the values the variance is
+		// of, so its sum of squared deviations is at least theirs about
+		// the same mean: S/C, within the gossip's error (the nearest
+		// mean to theirs in it, where their sum is least).
+		mu, d := S/C, eps*math.Abs(S/C)
+		about := min(max(mean, mu-d), mu+d)
+		own := 0.0
+		for _, x := range xs {
+			own += (x - about) * (x - about)
+		}
+		if (flow+slack)*(C-1) < own {
+			return fmt.Sprintf("%s's variance: gossip says %s, less than the %d sampled values alone make about its mean (%s)",
+				a.Text, fmtNum(flow), len(xs), fmtNum(own/(C-1))), false
+		}
+		if m < 2 || len(xs) < c.MinMatches && fpc > 0 {
+			continue
+		}
 		var m2, m4 float64
 		for _, x := range xs {
 			d := (x - mean) * (x - mean)

@@ -455,6 +455,8 @@ func TestSampleCatchesLies(t *testing.T) {
 			want: "STDDEV(cpu_load)'s variance: gossip says -"},
 		{name: "variance made negative, few sampled", text: "SELECT STDDEV(cpu_load) FROM peers WHERE cpu_cores >= 64", bend: squares(0.3),
 			want: "STDDEV(cpu_load)'s variance: gossip says -"},
+		{name: "a skewed variance made 0", text: "SELECT STDDEV(mem_free) FROM peers", bend: spread(0),
+			want: "STDDEV(mem_free)'s variance: gossip says 0, less than the 64 sampled values alone make about its mean"},
 		// What SECURITY.md says is not seen at 64 sampled: a skewed
 		// attribute's variance lowered, not to 0.
 		{name: "variance halved", text: "SELECT STDDEV(cpu_load) FROM peers", bend: spread(0.5)},
