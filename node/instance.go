@@ -43,9 +43,13 @@ type instance struct {
 	// and what the sample may stand in for (finishSample).
 	outOfRounds bool
 	self        string // this peer's name
-	coverage    uint32 // the top-k's coverage filter size
-	planHash    string
-	origin      bool
+	// rec is the record this peer contributed (a FROM peers plan): what
+	// it shows the asker's sample check (answerSample), not the record
+	// as it is by then.
+	rec      query.Record
+	coverage uint32 // the top-k's coverage filter size
+	planHash string
+	origin   bool
 	// finishedAt is the node's round when the asker's answer became
 	// final; the instance lingers from then on.
 	finishedAt int64

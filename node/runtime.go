@@ -84,6 +84,12 @@ type runtime struct {
 	// to those that had stopped: every exchange carrying every query that
 	// ever ended).
 	told map[QueryID]int64
+	// shown are the records this peer showed the samples of queries it
+	// had not joined yet (answerSample), with the round until which it
+	// keeps them: joining one later, it contributes that record, so
+	// that what it showed the asker's check is what it gave the gossip.
+	// At most maxShown.
+	shown map[QueryID]earlyRecord
 	// outTo counts the exchanges in flight to each peer (at most one;
 	// exchanges of announcements alone are not counted: tick).
 	outTo map[string]int
@@ -130,7 +136,7 @@ type leaseSide interface {
 func newRuntime(cfg Config, net Network, ctx context.Context, done <-chan struct{}, seed uint64) *runtime {
 	rt := &runtime{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, done: done,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{}, told: map[QueryID]int64{},
+		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{}, told: map[QueryID]int64{}, shown: map[QueryID]earlyRecord{},
 		outTo: map[string]int{}, roundDone: make(chan struct{}, 1)}
 	rt.adm = newAdmission(cfg, net.Name(), &rt.instances, done)
 	rt.fanout.Store(int32(cfg.Fanout))
@@ -277,6 +283,11 @@ func (rt *runtime) tick() {
 	for id, until := range rt.gone {
 		if rt.round > until {
 			delete(rt.gone, id)
+		}
+	}
+	for id, r := range rt.shown {
+		if rt.round > r.until {
+			delete(rt.shown, id)
 		}
 	}
 	for id, until := range rt.told {
@@ -817,7 +828,12 @@ func (rt *runtime) join(e entry, rec query.Record) (*instance, error) {
 		rt.stats.Malformed++
 		return nil, err
 	}
-	q, err := rt.bind(e.ID, plan, e.Plan, e.Origin, e.Asker, e.Coverage, false, recordFor(rt.net, rec, e.Origin), rt.net.Size())
+	bound := recordFor(rt.net, rec, e.Origin)
+	if r, ok := rt.shown[e.ID]; ok {
+		bound = r.rec // what its sample was shown
+		delete(rt.shown, e.ID)
+	}
+	q, err := rt.bind(e.ID, plan, e.Plan, e.Origin, e.Asker, e.Coverage, false, bound, rt.net.Size())
 	if err != nil || q.kind != e.Kind {
 		rt.stats.Malformed++
 		return nil, fmt.Errorf("cannot join the query: %v", err)
@@ -837,9 +853,9 @@ func (rt *runtime) join(e entry, rec query.Record) (*instance, error) {
 func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker string, coverage uint32, origin bool, rec query.Record, peers int) (*instance, error) {
 	rows := []query.Record{rec}
 	if plan.Table == query.TableLeases {
-		rows = rt.leases.ledgerRows()
+		rows, rec = rt.leases.ledgerRows(), nil
 	}
-	return newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
+	q, err := newInstance(id, plan, wire, coord, asker, coverage, origin, rows, rt.now(), run.Config{Peers: peers, Rand: rt.r, Sampler: sampler{rt},
 		Alive: func(name string) bool { return alive(rt.net, name) }, Linger: rt.cfg.Linger, CheckReceived: true, Retries: -1, SelfID: peerID(rt.net.Name()), IDOf: peerID, Self: rt.net.Name(), Members: func() []string { return memberNames(rt.net) },
 		Seal: rt.seal, Query: id[:], Fanout: query.ResolveFanout(int(rt.fanout.Load()), plan.Kind, peers), Reliability: func(node string) (float64, bool) {
 			if rt.undefended.Load() {
@@ -847,6 +863,10 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 			}
 			return rt.observer.atMost(node, rt.now())
 		}})
+	if q != nil {
+		q.rec = rec
+	}
+	return q, err
 }
 
 // gossip runs a plan by gossip from this peer.

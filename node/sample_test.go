@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -205,6 +206,38 @@ func TestSquaresLiarIsContested(t *testing.T) {
 func spreadRightOrContested(t *testing.T, asker *Node, recs []query.Record, l *aggLiar) {
 	t.Helper()
 	rightOrContestedAs(t, asker, recs, l, "SELECT STDDEV(mem_free), VARIANCE(cpu_cores) FROM peers", "'s variance: gossip says", "'s sum of squares: gossip says")
+}
+
+// A member's record changes while a query runs (a probe, the embedded
+// cluster's drift): each shows the asker's sample the record it gave the
+// gossip, so an honest answer is not contested for it. Here every call
+// of a peer's Record moves its cpu_load by half of itself or more; the
+// sample is every member, so the check holds each SUM and the variance
+// to the gossip's accuracy. Mutation: answering with the record as it is
+// now (shownRecord) contests these answers.
+func TestSampleShowsContributedRecord(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n = 16
+		c := liarClusterWith(t, n, -1, nil, func(cfg *Config) {
+			record := cfg.Record
+			var calls atomic.Int64
+			cfg.Record = func() query.Record {
+				rec := maps.Clone(record())
+				k := calls.Add(1)
+				rec["cpu_load"] = query.Num(query.KindRatio, rec["cpu_load"].Num*float64(1+k%5)/2+0.01*float64(k%3))
+				return rec
+			}
+		})
+		asker := c.nodes[0]
+		p := compile(t, asker, "SELECT STDDEV(cpu_load), SUM(cpu_load) FROM peers")
+		for range 3 {
+			res := ask(t, asker, p)
+			if res.Status == answer.StatusContested || res.Check == nil || res.Check.Verdict != answer.CheckAgrees {
+				t.Errorf("%s (%s): an honest answer's check %+v", res.Status, res.Reason, res.Check)
+			}
+		}
+	})
 }
 
 // An answer whose gossip did not converge — a flow liar keeps it moving

@@ -504,15 +504,16 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 //     are), whatever was sampled; nor one whose squared deviations are
 //     fewer than the sampled values' alone about its mean (they are some
 //     of its values: one server sampled among phones bounds a variance
-//     lowered to 0, whatever the spread); and one below the sampled values' by
+//     lowered to 0, whatever the spread), with MinMatches of them or
+//     every member; and one below the sampled values' by
 //     more than Z standard errors of a sample variance (from the sample's
 //     fourth central moment: a large value sampled widens it as it raises
 //     the estimate), beside gossip's own error's cancellation either
 //     way. That error is within the accuracy a total, which the variance
 //     keeps as accuracy·(|Q| + 3S²/C)/(C−1) at most (S²/C's is its
 //     square's, twice S's, and C's); the slack, 3·accuracy·(|Q| +
-//     S²/C)/(C−1), covers it. Fewer than MinMatches sampled values decide
-//     nothing, unless the sample is every member. doubt: past Escalate
+//     S²/C)/(C−1), covers it. For the interval, fewer than MinMatches
+//     sampled values decide nothing, unless the sample is every member. doubt: past Escalate
 //     standard errors. The sample's interval is wide for a skewed
 //     attribute (Z standard errors of 64 values' variance are more than
 //     the variance itself for cpu_load, memory, disk and uptime): there a
@@ -568,7 +569,13 @@ func (c SampleCheck) checkVariances(p *query.Plan, contribs []aggregateRow, key 
 		for _, x := range xs {
 			own += (x - about) * (x - about)
 		}
-		if (flow+slack)*(C-1) < own {
+		// Only with as many sampled values as the interval below asks
+		// for, or every member: a member's record moves (the runtime
+		// shows the sample the record each member contributed, but one
+		// whose instance was collected shows its record as it is by
+		// then), and among a few values one moved can outweigh a small
+		// group's whole spread.
+		if (len(xs) >= c.MinMatches || fpc == 0) && (flow+slack)*(C-1) < own {
 			return fmt.Sprintf("%s's variance: gossip says %s, less than the %d sampled values alone make about its mean (%s)",
 				a.Text, fmtNum(flow), len(xs), fmtNum(own/(C-1))), false
 		}
