@@ -240,6 +240,48 @@ func TestSampleShowsContributedRecord(t *testing.T) {
 	})
 }
 
+// A member sampled before the query reached it contributes, when it
+// joins, the record it showed the sample, not the record as it is by
+// then; one that joined shows the record it contributed. Mutation:
+// joining with the record as it is (join ignoring runtime.shown) fails.
+func TestSampleBeforeJoin(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := liarClusterWith(t, 2, -1, nil, func(cfg *Config) {
+			record := cfg.Record
+			var calls atomic.Int64
+			cfg.Record = func() query.Record {
+				rec := maps.Clone(record())
+				rec["cpu_load"] = query.Num(query.KindRatio, float64(calls.Add(1)))
+				return rec
+			}
+		})
+		rt := c.nodes[1].rt
+		wire, err := compile(t, c.nodes[1], "SELECT SUM(cpu_load) FROM peers").Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := entry{ID: newQueryID(), Kind: protoAggregate, Plan: wire}
+		shown := rt.shownRecord(e)
+		if again := rt.shownRecord(e); again["cpu_load"] != shown["cpu_load"] {
+			t.Fatalf("sampled twice before joining, it showed %v, then %v", shown["cpu_load"], again["cpu_load"])
+		}
+		now := rt.record()
+		rt.mu.Lock()
+		q, err := rt.join(e, now)
+		rt.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.rec["cpu_load"] != shown["cpu_load"] || now["cpu_load"] == shown["cpu_load"] {
+			t.Errorf("joined with cpu_load %v; it showed the sample %v, and its record is %v now", q.rec["cpu_load"], shown["cpu_load"], now["cpu_load"])
+		}
+		if after := rt.shownRecord(e); after["cpu_load"] != shown["cpu_load"] {
+			t.Errorf("after joining it shows %v, not the %v it contributed", after["cpu_load"], shown["cpu_load"])
+		}
+	})
+}
+
 // An answer whose gossip did not converge — a flow liar keeps it moving
 // — is checked with More members beyond the first sample, though the
 // first agreed with it (Escalate 0: a doubt never asks more here, and Z
