@@ -9,7 +9,9 @@
 // stopped by it (node.go: New, Close) and talking to the others through
 // narrow interfaces: the query runtime (runtime.go: the instances of the
 // queries the peer takes part in, its rounds and exchanges, the queries it
-// asks, admitted by admission.go), the prober (suspect.go), the lease
+// asks, admitted by admission.go; sample.go: the asker's check of an
+// answer against members' signed records, and this peer's reply when
+// sampled, the record it contributed to the query), the prober (suspect.go), the lease
 // keeper (lease.go, over keeper.go), the name keepers' client (names.go),
 // the owner (node/owner, reached through owner.go and calls.go), the
 // subclouds' statements and the owner's answers to its members

@@ -36,7 +36,10 @@
 // refused (Instance.Step returns ErrRefused).
 //
 // At the asker, an aggregate's answer is checked against an independent
-// sample of signed records (sample.go: CheckSample, with its escalation);
+// sample of signed records (sample.go: CheckSample, with its escalation:
+// totals, outliers, quantiles, extremes and each STDDEV's and VARIANCE's
+// variance; a small group's sum above the sample grows it before it
+// stands);
 // where the sample contests an answer a minority should not move (every
 // aggregate a trimmed mean or a quantile: Robust), the
 // sample, grown to a stated precision, answers instead (fallback.go:
