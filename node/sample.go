@@ -234,31 +234,16 @@ func (rt *runtime) answerSample(e entry) entry {
 // members with 10 s of drift, a reviewer's probe). After the instance is
 // collected, the record as it is now.
 func (rt *runtime) shownRecord(e entry) query.Record {
-	rt.mu.Lock()
-	if q := rt.queries[e.ID]; q != nil && q.rec != nil {
-		rec := q.rec
-		rt.mu.Unlock()
-		return rec
-	}
-	if r, ok := rt.shown[e.ID]; ok {
-		rt.mu.Unlock()
-		return r.rec
-	}
-	_, over := rt.gone[e.ID]
-	rt.mu.Unlock()
 	rec := recordFor(rt.net, rt.record(), e.Origin) // not under mu: Record is the node's
-	if over {
-		return rec
-	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if q := rt.queries[e.ID]; q != nil && q.rec != nil {
-		return q.rec // it joined meanwhile
+		return q.rec
 	}
 	if r, ok := rt.shown[e.ID]; ok {
 		return r.rec
 	}
-	if len(rt.shown) < maxShown {
+	if _, over := rt.gone[e.ID]; !over && len(rt.shown) < maxShown {
 		rt.shown[e.ID] = earlyRecord{rec: rec, until: rt.round + int64(4*(query.MaxRounds+rt.cfg.Linger))}
 	}
 	return rec
@@ -271,7 +256,9 @@ type earlyRecord struct {
 }
 
 // maxShown bounds runtime.shown: the queries sampled here before they
-// reached it. Beyond it a later join contributes its record as it is then.
+// reached it (a member asking for samples of made-up queries fills it, up
+// to this many records, for as long as a query may last). Beyond it a
+// later join contributes its record as it is then.
 const maxShown = 1024
 
 // maxSampleRow bounds a sampled row: a plan reads at most a few dozen

@@ -226,8 +226,9 @@ func (f Fallback) More(p *query.Plan, v SampleVerdict, asked, members int) int {
 
 // tailMore is how many more members a verdict contested by a sum above
 // the interval of fewer than OutlierMin sampled values, under a tenth of
-// the sample (SampleVerdict.Tail), asks before it stands: as many again as were asked (at least up
-// to Size+More), up to the fallback's Max. An honest group of a skewed
+// the sample (SampleVerdict.Tail), asks before it stands: as many again
+// as were asked (at least up to Size+More), up to the fallback's Max.
+// An honest group of a skewed
 // attribute can hold a few large values that 512 sampled members miss (a
 // region's servers' free disk, 4 times what its sampled members said, in
 // 2 of 100 honest clusters of 10^4 in TestSampleNoFalseAlarms); a bend

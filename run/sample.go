@@ -513,8 +513,8 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 //     keeps as accuracy·(|Q| + 3S²/C)/(C−1) at most (S²/C's is its
 //     square's, twice S's, and C's); the slack, 3·accuracy·(|Q| +
 //     S²/C)/(C−1), covers it. For the interval, fewer than MinMatches
-//     sampled values decide nothing, unless the sample is every member. doubt: past Escalate
-//     standard errors. The sample's interval is wide for a skewed
+//     sampled values decide nothing, unless the sample is every member.
+//     doubt: past Escalate standard errors. The sample's interval is wide for a skewed
 //     attribute (Z standard errors of 64 values' variance are more than
 //     the variance itself for cpu_load, memory, disk and uptime): there a
 //     STDDEV lowered but not below 0 is seen only as 512 sampled, or
@@ -725,14 +725,8 @@ func typicalOf(p *query.Plan, j int) float64 { return typicalOfExpr(p, p.Compone
 // typicalOfExpr is the catalog's Typical for e where e is an attribute
 // with one, else 0.
 func typicalOfExpr(p *query.Plan, e *query.Expr) float64 {
-	if e == nil || e.Op != query.OpAttr {
-		return 0
-	}
-	a, ok := catalogOf(p).Lookup(e.Name)
-	if !ok {
-		return 0
-	}
-	return a.Typical
+	_, hi, _ := rangeOf(p, e)
+	return hi
 }
 
 // timesOf is a/b for a reason, "∞" when b is 0.

@@ -62,8 +62,8 @@
 // Liars (liars.go, Config.Liars and Lie): a share of the peers lies —
 // about itself, in the record it contributes and shows the sample
 // (inflate, extreme, selfrank), or in the messages it sends (flow: made-up
-// flows; squares: made-up flows of sums of squares alone; forge, alter: top-k entries for other nodes; drop: the others'
-// entries swallowed). The peers then sign and check entries as the
+// flows; squares: made-up flows of sums of squares alone; forge, alter:
+// top-k entries for other nodes; drop: the others' entries swallowed). The peers then sign and check entries as the
 // runtime does (run.Sealer), with a keyed hash as the model of each
 // peer's ed25519 signature, and bound reliability claims by their
 // observation (the true value: every peer watched every other); a message

@@ -111,7 +111,7 @@ func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 		vals := slices.Clone(v.Vals)
 		for i, k := range v.Keys {
 			c, ok := aggregate.SlotComp(k)
-			if !ok || c >= len(s.bounds) || s.bounds[c] == 0 || vals[i] == 0 || s.cfg.Lie == LieSquares && !s.squares[c] {
+			if !ok || c >= len(s.bounds) || s.bounds[c] == 0 || vals[i] == 0 || s.cfg.Lie == LieSquares && (c >= len(s.plan.Components) || s.plan.Components[c].Kind != query.CompSumSq) {
 				continue
 			}
 			vals[i] = math.Copysign(math.Min(1000*math.Abs(vals[i]), s.bounds[c]), vals[i])

@@ -236,8 +236,6 @@ type Sim struct {
 	// components that receivers check (a flow liar's lies stay within).
 	bind   *run.Binding
 	bounds []float64
-	// squares marks the sums of squares among the components (LieSquares).
-	squares []bool
 	// announceBytes is the size of an announcement (Config.Fanout).
 	announceBytes int
 	// check is the sample check of the originator's answer, made once
@@ -451,12 +449,6 @@ func New(plan *query.Plan, cfg Config) (*Sim, error) {
 		// bound, a histogram bucket's share of the peers (1).
 		spec := run.Spec(plan)
 		s.bounds = slices.Clone(spec.Bounds)
-		s.squares = make([]bool, len(s.bounds))
-		for c, comp := range plan.Components {
-			if c < len(s.squares) {
-				s.squares[c] = comp.Kind == query.CompSumSq
-			}
-		}
 		for c, k := range spec.Comps {
 			if k == aggregate.Histogram && c < len(s.bounds) {
 				s.bounds[c] = 1
