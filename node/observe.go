@@ -41,18 +41,6 @@ type observer struct {
 	mu      sync.Mutex
 	members map[string]*sighting
 	gaps    []span // times since it began that this peer did not watch (it was down)
-
-	// low is at most every member's atMost at lowAt (lowSet false until
-	// computed, and again when a new member is seen: it starts low); see
-	// floor.
-	low    float64
-	lowAt  time.Time
-	lowSet bool
-	// latest is the latest time of an event; skewed is set once an event
-	// came before it (the clock stepped back), after which spans may
-	// overlap and a bound fall faster than floor allows: floor is then 0.
-	latest time.Time
-	skewed bool
 }
 
 // sighting is one member as this peer saw it.
@@ -84,12 +72,10 @@ func newObserver(window time.Duration, now time.Time) *observer {
 func (o *observer) up(name string, now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.saw(now)
 	s := o.members[name]
 	if s == nil {
 		s = &sighting{firstSeen: now}
 		o.members[name] = s
-		o.lowSet = false // it may be the lowest (a member seen again only gains doubt)
 	}
 	if s.upSince.IsZero() {
 		s.upSince = now
@@ -101,7 +87,6 @@ func (o *observer) up(name string, now time.Time) {
 func (o *observer) down(name string, now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.saw(now)
 	s := o.members[name]
 	if s == nil || s.upSince.IsZero() {
 		return
@@ -110,14 +95,6 @@ func (o *observer) down(name string, now time.Time) {
 	s.upSince = time.Time{}
 	s.changes++
 	o.trim(s, now)
-}
-
-// saw notes an event's time. Called with o.mu held.
-func (o *observer) saw(now time.Time) {
-	if now.Before(o.latest) {
-		o.skewed = true
-	}
-	o.latest = now
 }
 
 // trim drops the spans that ended before the window and merges the
@@ -150,45 +127,6 @@ func (o *observer) atMost(name string, now time.Time) (float64, bool) {
 	if s == nil || o.window <= 0 {
 		return 0, false
 	}
-	return o.bound(s, now), true
-}
-
-// floor is at most atMost(name, now) for every member name this peer
-// saw: a claim at or under it needs no look at the member's own spans.
-// Every peer checks ~100 top-k entries a query, each atMost a lookup in
-// a table of every member — cache misses, in a process of many peers
-// (BENCHMARKS.md, the top-50's defence) — and floor is one number: the
-// least bound of all, computed at most every floorFresh of the window,
-// less what any bound can have fallen since. A bound falls only as the
-// window slides: its time up, and its time unwatched, each lose at most
-// the time slid (each is a sum over spans that do not overlap), so by at
-// most 2|now-lowAt|/window; an event only raises a member's (a change's
-// doubt, a span merged), but for a member seen for the first time,
-// whose bound starts low: the floor is computed again. (That holds while
-// events come in time order; after the clock stepped back, floor is 0.)
-func (o *observer) floor(now time.Time) float64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.window <= 0 || o.skewed {
-		return 0
-	}
-	drift := now.Sub(o.lowAt).Abs()
-	if !o.lowSet || drift > time.Duration(floorFresh*float64(o.window)) {
-		o.low, o.lowAt, o.lowSet, drift = 1, now, true, 0
-		for _, s := range o.members {
-			o.low = min(o.low, o.bound(s, now))
-		}
-	}
-	return o.low - 2*float64(drift)/float64(o.window)
-}
-
-// floorFresh is how old, as a share of the window, a floor is computed
-// again: it then allows at most 2·floorFresh less than the least bound
-// (1e-4, a tenth of run.ReliabilitySlack; 30 s of a week's window).
-const floorFresh = 5e-5
-
-// bound is atMost of the member s. Called with o.mu held.
-func (o *observer) bound(s *sighting, now time.Time) float64 {
 	start := now.Add(-o.window)
 	var up time.Duration
 	for _, sp := range s.ups {
@@ -202,7 +140,7 @@ func (o *observer) bound(s *sighting, now time.Time) float64 {
 		unwatched += overlap(g.from, g.to, start, now)
 	}
 	doubt := time.Duration(s.changes) * eventDoubt
-	return min(1, float64(up+unwatched+doubt)/float64(o.window))
+	return min(1, float64(up+unwatched+doubt)/float64(o.window)), true
 }
 
 // lastSeen is when this peer last saw name alive: the end of its last
@@ -338,8 +276,7 @@ func decodeObserved(b []byte, window time.Duration, now time.Time) (*observer, e
 	}
 	if len(o.gaps) > 0 && o.gaps[0].from.Before(since) {
 		// A gap is a time this peer did not watch after it began: one
-		// before would count the time twice (and floor's bound on how
-		// fast a bound falls would not hold).
+		// before would count that time twice.
 		return nil, fmt.Errorf("%w: a gap before it began watching", errObserved)
 	}
 	if saved.Before(now) {

@@ -862,11 +862,6 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 				return 0, false
 			}
 			return rt.observer.atMost(node, rt.now())
-		}, ReliabilityFloor: func() float64 {
-			if rt.undefended.Load() {
-				return 1
-			}
-			return rt.observer.floor(rt.now())
 		}})
 	if q != nil {
 		q.rec = rec

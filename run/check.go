@@ -142,10 +142,8 @@ type entryCheck struct {
 	// seal checks each entry's proof, for query (Config.Seal, Query).
 	seal  Sealer
 	query []byte
-	// reliability bounds a node's reliability claims (Config.Reliability),
-	// relLow all nodes' at once (Config.ReliabilityFloor; nil: none).
+	// reliability bounds a node's reliability claims (Config.Reliability).
 	reliability func(node string) (float64, bool)
-	relLow      func() float64
 	// attrs holds, per column, the attribute a column that is one carries
 	// (not the node, which the entry carries), or "".
 	attrs []string
@@ -259,8 +257,8 @@ func (c *entryCheck) check(e *topk.Entry) error {
 	if err := checkValue(c.cat, nodeExpr, query.Str(e.Node)); err != nil {
 		return fmt.Errorf("run: a top-k entry's node: %w", err)
 	}
-	if c.relFloor > 0 {
-		if most, over := c.refutes(e.Node, c.relFloor); over {
+	if c.relFloor > 0 && c.reliability != nil {
+		if most, ok := c.reliability(e.Node); ok && most+ReliabilitySlack < c.relFloor {
 			return fmt.Errorf("%w: %s passes WHERE reliability >= %.3f on its own claim, and this peer saw it up at most %.3f of the window", ErrImplausible, e.Node, c.relFloor, most)
 		}
 	}
@@ -328,24 +326,13 @@ func (c *entryCheck) check(e *topk.Entry) error {
 // plausible checks a value node claims for expression e against this
 // peer's observations: its reliability no higher than it saw.
 func (c *entryCheck) plausible(node string, e *query.Expr, v query.Value) error {
-	if e.Op != query.OpAttr || e.Name != "reliability" || v.IsNull() {
+	if c.reliability == nil || e.Op != query.OpAttr || e.Name != "reliability" || v.IsNull() {
 		return nil
 	}
-	if most, over := c.refutes(node, v.Num); over {
+	if most, ok := c.reliability(node); ok && v.Num > most+ReliabilitySlack {
 		return fmt.Errorf("%w: %s claims reliability %.3f, this peer saw it up at most %.3f of the window", ErrImplausible, node, v.Num, most)
 	}
 	return nil
-}
-
-// refutes reports whether this peer saw node up less than claim allows:
-// claim above its bound (most) by more than ReliabilitySlack. A claim at
-// or under every node's bound (relLow) is not looked up.
-func (c *entryCheck) refutes(node string, claim float64) (most float64, over bool) {
-	if c.reliability == nil || c.relLow != nil && claim <= c.relLow()+ReliabilitySlack {
-		return 0, false
-	}
-	most, ok := c.reliability(node)
-	return most, ok && claim > most+ReliabilitySlack
 }
 
 // nodeExpr is the node attribute, whose bounds an entry's node must keep.

@@ -425,43 +425,29 @@ func TestSealedEntries(t *testing.T) {
 // A reliability a node claims above what this peer saw of it (the share
 // of the window it was up, the time unwatched counted as up) is refused,
 // as a column or as a sort key; within the slack, or of a node this peer
-// cannot judge, it passes. The same with a floor of every node's bound
-// (Config.ReliabilityFloor), under which a claim is not looked up.
+// cannot judge, it passes.
 func TestReliabilityClaimsBounded(t *testing.T) {
-	seen := map[string]float64{"peer-1": 0.5, "peer-3": 0.9}
-	lookups := 0
-	observed := func(node string) (float64, bool) { lookups++; x, ok := seen[node]; return x, ok }
+	seen := map[string]float64{"peer-1": 0.5}
+	observed := func(node string) (float64, bool) { x, ok := seen[node]; return x, ok }
 	for _, text := range []string{
 		"SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3",
 		"SELECT node FROM peers ORDER BY reliability DESC LIMIT 3",
 	} {
-		for _, low := range []float64{-1, 0.3, 0.5} { // -1: no floor
-			p := mustCompile(t, text)
-			c := newEntryCheck(p)
-			c.reliability = observed
-			if low >= 0 {
-				c.relLow = func() float64 { return low }
-			}
-			for _, tc := range []struct {
-				node string
-				rel  float64
-				ok   bool
-			}{
-				{"peer-1", 0.99, false},
-				{"peer-1", 0.5005, true},
-				{"peer-1", 0.3, true},
-				{"peer-3", 0.99, false},
-				{"peer-3", 0.5, true},
-				{"peer-2", 0.99, true}, // never seen: not judged here
-			} {
-				lookups = 0
-				err := c.check(Entry(p, honest(tc.node, "reliability", ratio(tc.rel))))
-				if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrImplausible) {
-					t.Errorf("%s, floor %v: %s claims %v: %v", text, low, tc.node, tc.rel, err)
-				}
-				if under := tc.rel <= low+ReliabilitySlack; under != (lookups == 0) {
-					t.Errorf("%s, floor %v: %s claims %v: %d lookups", text, low, tc.node, tc.rel, lookups)
-				}
+		p := mustCompile(t, text)
+		c := newEntryCheck(p)
+		c.reliability = observed
+		for _, tc := range []struct {
+			node string
+			rel  float64
+			ok   bool
+		}{
+			{"peer-1", 0.99, false},
+			{"peer-1", 0.5005, true},
+			{"peer-2", 0.99, true}, // never seen: not judged here
+		} {
+			err := c.check(Entry(p, honest(tc.node, "reliability", ratio(tc.rel))))
+			if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrImplausible) {
+				t.Errorf("%s: %s claims %v: %v", text, tc.node, tc.rel, err)
 			}
 		}
 	}
@@ -491,17 +477,12 @@ func TestReliabilityFilterBounded(t *testing.T) {
 			t.Errorf("%s: floor %v, want %v", tc.text, c.relFloor, tc.floor)
 		}
 		c.reliability = observed
-		for _, low := range []float64{-1, 0.5} { // -1: no floor of every node's bound
-			if low >= 0 {
-				c.relLow = func() float64 { return low }
-			}
-			for _, node := range []string{"peer-1", "peer-2", "peer-3"} {
-				// Each claims 1: its record passes the WHERE where it is.
-				err := c.check(Entry(p, honest(node, "mem_free", query.Num(query.KindBytes, 8<<30), "reliability", ratio(1))))
-				refuse := node == "peer-1" && tc.floor > 0.5+ReliabilitySlack
-				if refuse != (err != nil) || refuse && !errors.Is(err, ErrImplausible) {
-					t.Errorf("%s, floor %v: %s (seen up %v): %v, want refused %v", tc.text, low, node, seen[node], err, refuse)
-				}
+		for _, node := range []string{"peer-1", "peer-2", "peer-3"} {
+			// Each claims 1: its record passes the WHERE where it is.
+			err := c.check(Entry(p, honest(node, "mem_free", query.Num(query.KindBytes, 8<<30), "reliability", ratio(1))))
+			refuse := node == "peer-1" && tc.floor > 0.5+ReliabilitySlack
+			if refuse != (err != nil) || refuse && !errors.Is(err, ErrImplausible) {
+				t.Errorf("%s: %s (seen up %v): %v, want refused %v", tc.text, node, seen[node], err, refuse)
 			}
 		}
 	}

@@ -141,12 +141,6 @@ type Config struct {
 	// ReliabilitySlack is refused (ErrImplausible): a node cannot rank
 	// itself above what the others saw.
 	Reliability func(node string) (atMost float64, ok bool)
-	// ReliabilityFloor, if set with Reliability, is at most what
-	// Reliability returns for any node it judges, at the time it is
-	// called: a top-k entry's claim at or under it is not refuted, and
-	// needs no look at its node's own bound (one number against a
-	// lookup per entry: the observer's floor, node/observe.go).
-	ReliabilityFloor func() float64
 	// Fanout is how many peers beyond its round's partner a peer tells of
 	// the query in each round while the query is young (Announce): the
 	// plan then spreads as a push with fanout, not one peer a round
@@ -235,7 +229,7 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 	}
 	if b.protocol == TopK && cfg.CheckReceived {
 		b.entries = newEntryCheck(plan)
-		b.entries.seal, b.entries.query, b.entries.reliability, b.entries.relLow = cfg.Seal, cfg.Query, cfg.Reliability, cfg.ReliabilityFloor
+		b.entries.seal, b.entries.query, b.entries.reliability = cfg.Seal, cfg.Query, cfg.Reliability
 	}
 	if b.protocol == TopK {
 		b.configureTopK()
