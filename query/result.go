@@ -35,6 +35,12 @@ type GroupResult struct {
 	Comps []CompResult
 }
 
+// VarianceMinCount is the least count, as gossip estimates it, that a
+// STDDEV or VARIANCE is given for: two values, less gossip's error
+// (fewer give NULL). The asker's sample check judges every variance
+// given (run's checkVariances).
+const VarianceMinCount = 1.5
+
 // AnswerColumns are the plan's columns as its answer names them, those
 // that identify a row marked Key (keyColumn).
 func (p *Plan) AnswerColumns() []answer.Column {
@@ -169,7 +175,7 @@ func finalAgg(a Aggregate, comps []CompResult) Value {
 		return v
 	case AggStddev, AggVariance:
 		n := c(2).Total
-		if n < 1.5 {
+		if n < VarianceMinCount {
 			return Null
 		}
 		mean := c(0).Total / n

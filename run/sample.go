@@ -535,7 +535,7 @@ func (c SampleCheck) checkVariances(p *query.Plan, contribs []aggregateRow, key 
 			continue
 		}
 		S, Q, C := fg.Comps[js].Total, fg.Comps[jq].Total, fg.Comps[jc].Total
-		if C < 2 {
+		if C < query.VarianceMinCount {
 			continue // gossip's NULL (fewer than two values); the count's check judges that
 		}
 		eps := 3 * p.Accuracy

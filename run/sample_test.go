@@ -358,6 +358,44 @@ func TestSampleVarianceFloor(t *testing.T) {
 	}
 }
 
+// A STDDEV is given once gossip counts 1.5 values (query's
+// VarianceMinCount), not 2: a group of two members whose count gossip
+// puts a little low still has its variance checked. Mutation: skipping
+// counts under 2, as the check did, leaves its variance made negative
+// uncontested (query gives it as 0).
+func TestSampleVarianceOfTwo(t *testing.T) {
+	p := mustCompile(t, "SELECT STDDEV(cpu_load) FROM peers")
+	recs, _ := synthetic(5, 2)
+	a := p.Aggs[0]
+	for _, tc := range []struct {
+		name    string
+		count   float64
+		squares float64 // Q as a share of S²/C: under 1 is a variance below 0
+		want    string
+	}{
+		{"two, honest", 2, -1, ""},
+		{"counted 1.8, honest", 1.8, -1, ""},
+		{"counted 1.8, made negative", 1.8, 0.5, "less than any values can have"},
+		{"two, made negative", 2, 0.5, "less than any values can have"},
+	} {
+		g := exactGroups(t, p, recs, 0, rand.New(rand.NewPCG(1, 1)))[0]
+		S, C := g.Comps[a.Comps[0]].Total, g.Comps[a.Comps[2]].Total
+		g.Comps[a.Comps[2]].Total = tc.count
+		g.Comps[a.Comps[0]].Total = S * tc.count / C
+		if tc.squares >= 0 {
+			S := g.Comps[a.Comps[0]].Total
+			g.Comps[a.Comps[1]].Total = tc.squares * S * S / tc.count
+		}
+		why, _ := DefaultSampleCheck().checkVariances(p, nil, "", g, 0)
+		if tc.want == "" && why != "" || !strings.Contains(why, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, why, tc.want)
+		}
+		if a := query.Finalize(p, []query.GroupResult{g}); len(a.Rows) != 1 || a.Rows[0][0].IsNull() {
+			t.Errorf("%s: query gives no STDDEV at a count of %v", tc.name, tc.count)
+		}
+	}
+}
+
 // TestSampleCatchesLies: the lies the check is for, each contested with a
 // reason that names the aggregate; the same answer untouched is not.
 func TestSampleCatchesLies(t *testing.T) {
