@@ -87,8 +87,9 @@ type runtime struct {
 	// shown are the records this peer showed the samples of queries it
 	// had not joined yet (answerSample), with the round until which it
 	// keeps them: joining one later, it contributes that record, so
-	// that what it showed the asker's check is what it gave the gossip.
-	// At most maxShown.
+	// that what it showed the asker's check is what it gave the gossip;
+	// and those its collected instances contributed (collect), shown to
+	// a sample that comes after. At most maxShown.
 	shown map[QueryID]earlyRecord
 	// outTo counts the exchanges in flight to each peer (at most one;
 	// exchanges of announcements alone are not counted: tick).
@@ -492,10 +493,16 @@ func (rt *runtime) wake() {
 }
 
 // collect forgets an instance, remembering its id for a while so that late
-// messages do not bring it back. Called with rt.mu held.
+// messages do not bring it back, and the record it contributed, so that
+// an asker's sample that comes after (a member hears the query's end
+// before the asker's sample request reaches it) is shown it, not the
+// record as it is by then (runtime.shown). Called with rt.mu held.
 func (rt *runtime) collect(id QueryID, q *instance) {
 	delete(rt.queries, id)
 	rt.gone[id] = rt.round + int64(4*(run.MaxRoundsFactor*q.run.Budget()+rt.cfg.Linger))
+	if q.rec != nil && len(rt.shown) < maxShown {
+		rt.shown[id] = earlyRecord{rec: q.rec, until: rt.gone[id]}
+	}
 }
 
 // end records that a query is over: this peer drops its instance (unless

@@ -279,6 +279,21 @@ func TestSampleBeforeJoin(t *testing.T) {
 		if after := rt.shownRecord(e); after["cpu_load"] != shown["cpu_load"] {
 			t.Errorf("after joining it shows %v, not the %v it contributed", after["cpu_load"], shown["cpu_load"])
 		}
+		// The query ends here (the end's news came before the asker's
+		// sample request): the instance is collected, and a sample that
+		// comes after is still shown the record it contributed.
+		// Mutation: collect without keeping it shows the record as it
+		// is now.
+		rt.mu.Lock()
+		rt.end(e.ID, 2)
+		_, still := rt.queries[e.ID]
+		rt.mu.Unlock()
+		if still {
+			t.Fatal("the instance was not collected at the query's end")
+		}
+		if late := rt.shownRecord(e); late["cpu_load"] != shown["cpu_load"] {
+			t.Errorf("after its instance was collected it shows %v, not the %v it contributed", late["cpu_load"], shown["cpu_load"])
+		}
 	})
 }
 
