@@ -87,10 +87,15 @@ type runtime struct {
 	// shown are the records this peer showed the samples of queries it
 	// had not joined yet (answerSample), with the round until which it
 	// keeps them: joining one later, it contributes that record, so
-	// that what it showed the asker's check is what it gave the gossip;
-	// and those its collected instances contributed (collect), shown to
-	// a sample that comes after. At most maxShown.
+	// that what it showed the asker's check is what it gave the gossip.
+	// At most maxShown.
 	shown map[QueryID]earlyRecord
+	// kept are the records this peer's collected instances of sampled
+	// plans contributed (collect), shown to a sample that comes after,
+	// until the query's id is forgotten. At most maxShown, apart from
+	// shown: queries asked here fill one, a member asking samples of
+	// made-up queries the other.
+	kept map[QueryID]earlyRecord
 	// outTo counts the exchanges in flight to each peer (at most one;
 	// exchanges of announcements alone are not counted: tick).
 	outTo map[string]int
@@ -137,7 +142,7 @@ type leaseSide interface {
 func newRuntime(cfg Config, net Network, ctx context.Context, done <-chan struct{}, seed uint64) *runtime {
 	rt := &runtime{cfg: cfg, net: net, now: cfg.Clock, ctx: ctx, done: done,
 		r:     mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{}, told: map[QueryID]int64{}, shown: map[QueryID]earlyRecord{},
+		names: map[peer.ID]string{}, queries: map[QueryID]*instance{}, gone: map[QueryID]int64{}, ended: map[QueryID]int64{}, told: map[QueryID]int64{}, shown: map[QueryID]earlyRecord{}, kept: map[QueryID]earlyRecord{},
 		outTo: map[string]int{}, roundDone: make(chan struct{}, 1)}
 	rt.adm = newAdmission(cfg, net.Name(), &rt.instances, done)
 	rt.fanout.Store(int32(cfg.Fanout))
@@ -286,9 +291,11 @@ func (rt *runtime) tick() {
 			delete(rt.gone, id)
 		}
 	}
-	for id, r := range rt.shown {
-		if rt.round > r.until {
-			delete(rt.shown, id)
+	for _, m := range []map[QueryID]earlyRecord{rt.shown, rt.kept} {
+		for id, r := range m {
+			if rt.round > r.until {
+				delete(m, id)
+			}
 		}
 	}
 	for id, until := range rt.told {
@@ -493,15 +500,16 @@ func (rt *runtime) wake() {
 }
 
 // collect forgets an instance, remembering its id for a while so that late
-// messages do not bring it back, and the record it contributed, so that
-// an asker's sample that comes after (a member hears the query's end
-// before the asker's sample request reaches it) is shown it, not the
-// record as it is by then (runtime.shown). Called with rt.mu held.
+// messages do not bring it back, and, for a plan the asker samples, the
+// record it contributed, so that a sample that comes after (a member
+// hears the query's end before the asker's sample request reaches it) is
+// shown it, not the record as it is by then (runtime.kept). Called with
+// rt.mu held.
 func (rt *runtime) collect(id QueryID, q *instance) {
 	delete(rt.queries, id)
 	rt.gone[id] = rt.round + int64(4*(run.MaxRoundsFactor*q.run.Budget()+rt.cfg.Linger))
-	if q.rec != nil && len(rt.shown) < maxShown {
-		rt.shown[id] = earlyRecord{rec: q.rec, until: rt.gone[id]}
+	if q.rec != nil && run.Sampled(q.run.Plan()) && len(rt.kept) < maxShown {
+		rt.kept[id] = earlyRecord{rec: q.rec, until: rt.gone[id]}
 	}
 }
 

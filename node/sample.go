@@ -232,14 +232,17 @@ func (rt *runtime) answerSample(e entry) entry {
 // answer look bent (a variance's bound by the sampled values' own
 // deviations contested 21 of 100 honest grouped STDDEV(cpu_load)s at 100
 // members with 10 s of drift, a reviewer's probe). After the instance is
-// collected, the record it contributed is kept as long as its id
-// (collect), and past maxShown such records, the record as it is now.
+// collected, the record it contributed, kept as long as its id (collect,
+// runtime.kept); past maxShown such records, the record as it is now.
 func (rt *runtime) shownRecord(e entry) query.Record {
 	rec := recordFor(rt.net, rt.record(), e.Origin) // not under mu: Record is the node's
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if q := rt.queries[e.ID]; q != nil && q.rec != nil {
 		return q.rec
+	}
+	if r, ok := rt.kept[e.ID]; ok {
+		return r.rec
 	}
 	if r, ok := rt.shown[e.ID]; ok {
 		return r.rec
@@ -250,18 +253,20 @@ func (rt *runtime) shownRecord(e entry) query.Record {
 	return rec
 }
 
-// earlyRecord is a record shown a sample before joining its query, or
-// contributed by an instance since collected.
+// earlyRecord is a record shown a sample before joining its query
+// (runtime.shown), or contributed by an instance since collected
+// (runtime.kept).
 type earlyRecord struct {
 	rec   query.Record
 	until int64 // the round until which it is kept
 }
 
-// maxShown bounds runtime.shown: the queries sampled here before they
+// maxShown bounds runtime.shown, the queries sampled here before they
 // reached it (a member asking for samples of made-up queries fills it, up
-// to this many records, for as long as a query may last), and those whose
-// instance was collected. Beyond it a later join contributes its record
-// as it is then, and a late sample is shown the record as it is then.
+// to this many records, for as long as a query may last): beyond it a
+// later join contributes its record as it is then. It bounds
+// runtime.kept apart: beyond it a sample after the instance was
+// collected is shown the record as it is then.
 const maxShown = 1024
 
 // maxSampleRow bounds a sampled row: a plan reads at most a few dozen

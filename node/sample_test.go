@@ -247,15 +247,7 @@ func TestSampleShowsContributedRecord(t *testing.T) {
 func TestSampleBeforeJoin(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c := liarClusterWith(t, 2, -1, nil, func(cfg *Config) {
-			record := cfg.Record
-			var calls atomic.Int64
-			cfg.Record = func() query.Record {
-				rec := maps.Clone(record())
-				rec["cpu_load"] = query.Num(query.KindRatio, float64(calls.Add(1)))
-				return rec
-			}
-		})
+		c := movingPair(t)
 		rt := c.nodes[1].rt
 		wire, err := compile(t, c.nodes[1], "SELECT SUM(cpu_load) FROM peers").Encode()
 		if err != nil {
@@ -293,6 +285,82 @@ func TestSampleBeforeJoin(t *testing.T) {
 		}
 		if late := rt.shownRecord(e); late["cpu_load"] != shown["cpu_load"] {
 			t.Errorf("after its instance was collected it shows %v, not the %v it contributed", late["cpu_load"], shown["cpu_load"])
+		}
+	})
+}
+
+// movingPair is two fakenet peers whose cpu_load counts the reads of
+// their record (by hundredths, wrapping at 10), so that every read shows
+// another record.
+func movingPair(t *testing.T) *cluster {
+	c := liarClusterWith(t, 2, -1, nil, func(cfg *Config) {
+		record := cfg.Record
+		var calls atomic.Int64
+		cfg.Record = func() query.Record {
+			rec := maps.Clone(record())
+			rec["cpu_load"] = query.Num(query.KindRatio, float64(calls.Add(1)%1000+1)/100) // within the catalog's bounds, which clamp
+			return rec
+		}
+	})
+	return c
+}
+
+// The records kept for samples that come after a collected instance
+// (runtime.kept) and those shown before a query reached the peer
+// (runtime.shown) are bounded apart: a peer that took part in more top-k
+// queries than maxShown keeps none of theirs (no sample asks for them),
+// and a member that filled shown with samples of made-up queries does not
+// stop a collected instance's record from being kept. Mutations: keeping
+// every plan's record, or one bound for both, fail it.
+func TestSampleKeptApart(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rt := movingPair(t).nodes[1].rt
+		plan := func(text string) []byte {
+			p, err := query.CompileText(text, query.DefaultCatalog(), query.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := p.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		top, sum := plan("SELECT node, cpu_load FROM peers ORDER BY cpu_load DESC LIMIT 3"), plan("SELECT SUM(cpu_load) FROM peers")
+		joinAndEnd := func(e entry) {
+			rt.mu.Lock()
+			defer rt.mu.Unlock()
+			if _, err := rt.join(e, rt.record()); err != nil {
+				t.Fatal(err)
+			}
+			rt.end(e.ID, 2)
+			rt.instances.Store(int64(rt.running())) // as a round counts them
+		}
+		for range maxShown + 8 {
+			joinAndEnd(entry{ID: newQueryID(), Kind: protoTopK, Plan: top})
+		}
+		for range maxShown {
+			rt.shownRecord(entry{ID: newQueryID(), Kind: protoAggregate, Plan: sum}) // made-up queries
+		}
+		rt.mu.Lock()
+		kept, shown := len(rt.kept), len(rt.shown)
+		rt.mu.Unlock()
+		if kept != 0 || shown != maxShown {
+			t.Fatalf("after %d top-k queries and %d samples of made-up ones: %d records kept, %d shown; want 0 and %d", maxShown+8, maxShown, kept, shown, maxShown)
+		}
+		e := entry{ID: newQueryID(), Kind: protoAggregate, Plan: sum}
+		rt.mu.Lock()
+		q, err := rt.join(e, rt.record())
+		if err != nil {
+			rt.mu.Unlock()
+			t.Fatal(err)
+		}
+		gave := q.rec["cpu_load"]
+		rt.end(e.ID, 2)
+		rt.mu.Unlock()
+		if late := rt.shownRecord(e); late["cpu_load"] != gave {
+			t.Errorf("a sample after its instance was collected, shown full: cpu_load %v, it contributed %v", late["cpu_load"], gave)
 		}
 	})
 }

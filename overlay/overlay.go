@@ -114,16 +114,19 @@ func DefaultConfig(name string) Config {
 // third of the CPU in memberlist's handling of alive and suspect
 // messages) for minutes after the last join: settled in 174–218 s, pools
 // seen at half their size; with these, 26–41 s, and the process idles at
-// a quarter of a core. A failure then takes up to 6·log10(250)·5 s ≈ 72 s
-// to be declared in a pool of 250 (memberlist's suspicion timeout, less
-// with confirmations; computed, not measured). Past 1,000 (2,000 peers in
+// a quarter of a core. A failure is then declared in a pool of 250 at
+// least 6·log10(250)·5 s ≈ 72 s after it was suspected, once others
+// confirm the suspicion, and up to 6 times that (432 s) without
+// (memberlist's suspicion timeout; computed, not measured). Past 1,000 (2,000 peers in
 // 8 pools of 250), the same storm came back: a CPU profile of the first
 // 170 s put 13.5% in memberlist's handling of suspect messages and 21% in
 // alive messages, the pools had not settled in 100 s (nor in 7 minutes
 // in earlier runs), 5.9 GB resident; probes now go every 10 s with 8 s
 // to answer and gossip every 500 ms, and the same cloud joins in ~38 s
-// and settles in ~55 s (3.8 GB). A failure then takes up to
-// 4·log10(250)·10 s ≈ 100 s to be declared (computed, not measured); a
+// and settles in ~55 s (3.8 GB). A failure is then declared at least
+// 4·log10(250)·10 s ≈ 96 s after it was suspected (two others
+// confirming), up to 6 times that (~9.6 min) without, and suspecting it
+// takes up to a probe interval and its 8 s (computed, not measured); a
 // query's own probes (node's prober) leave a lost member out sooner.
 // BENCHMARKS.md has the settle times.
 func TunedConfig(n int) *memberlist.Config {

@@ -571,10 +571,10 @@ func (c SampleCheck) checkVariances(p *query.Plan, contribs []aggregateRow, key 
 		}
 		// Only with as many sampled values as the interval below asks
 		// for, or every member: a member's record moves (the runtime
-		// shows the sample the record each member contributed, but one
-		// whose instance was collected shows its record as it is by
-		// then), and among a few values one moved can outweigh a small
-		// group's whole spread.
+		// shows the sample the record each member contributed, but past
+		// the runtime's bounds on the records it keeps, its record as it
+		// is by then), and among a few values one moved can outweigh a
+		// small group's whole spread.
 		if (len(xs) >= c.MinMatches || fpc == 0) && (flow+slack)*(C-1) < own {
 			return fmt.Sprintf("%s's variance: gossip says %s, less than the %d sampled values alone make about its mean (%s)",
 				a.Text, fmtNum(flow), len(xs), fmtNum(own/(C-1))), false
