@@ -117,17 +117,20 @@ func DefaultConfig(name string) Config {
 // a quarter of a core. A failure is then declared in a pool of 250 at
 // least 6·log10(250)·5 s ≈ 72 s after it was suspected, once others
 // confirm the suspicion, and up to 6 times that (432 s) without
-// (memberlist's suspicion timeout; computed, not measured). Past 1,000 (2,000 peers in
-// 8 pools of 250), the same storm came back: a CPU profile of the first
-// 170 s put 13.5% in memberlist's handling of suspect messages and 21% in
-// alive messages, the pools had not settled in 100 s (nor in 7 minutes
-// in earlier runs), 5.9 GB resident; probes now go every 10 s with 8 s
-// to answer and gossip every 500 ms, and the same cloud joins in ~38 s
-// and settles in ~55 s (3.8 GB). A failure is then declared at least
-// 4·log10(250)·10 s ≈ 96 s after it was suspected (two others
-// confirming), up to 6 times that (~9.6 min) without, and suspecting it
-// takes up to a probe interval and its 8 s (computed, not measured); a
-// query's own probes (node's prober) leave a lost member out sooner.
+// (memberlist's suspicion timeout; computed, not measured).
+//
+// Past 1,000 (2,000 peers in 8 pools of 250) the same storm came back: a
+// CPU profile of the first 170 s put 13.5% in memberlist's handling of
+// suspect messages and 21% in that of alive messages, the pools had not
+// settled in 100 s (nor in 7 minutes in earlier runs), 5.9 GB resident.
+// Probes now go every 10 s with 8 s to answer, suspicions last 4 probe
+// intervals per log10(N), gossip goes every 500 ms, and the same cloud
+// joins in ~38 s and settles in 48–58 s (3.8 GB). A failure is then
+// declared at least 4·log10(250)·10 s ≈ 96 s after it was suspected (two
+// others confirming), up to 6 times that (~9.6 min) without, and
+// suspecting it takes up to a probe interval and its 8 s (computed, not
+// measured); a query's own probes (node's prober) leave a lost member
+// out sooner.
 // BENCHMARKS.md has the settle times.
 func TunedConfig(n int) *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()

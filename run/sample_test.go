@@ -390,7 +390,7 @@ func TestSampleVarianceOfTwo(t *testing.T) {
 		if tc.want == "" && why != "" || !strings.Contains(why, tc.want) {
 			t.Errorf("%s: %q, want %q", tc.name, why, tc.want)
 		}
-		if a := query.Finalize(p, []query.GroupResult{g}); len(a.Rows) != 1 || a.Rows[0][0].IsNull() {
+		if ans := query.Finalize(p, []query.GroupResult{g}); len(ans.Rows) != 1 || ans.Rows[0][0].IsNull() {
 			t.Errorf("%s: query gives no STDDEV at a count of %v", tc.name, tc.count)
 		}
 	}
