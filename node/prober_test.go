@@ -64,3 +64,29 @@ func TestLocalHealthCountsOnlyMistakes(t *testing.T) {
 		})
 	}
 }
+
+// A failure noted after the time a peer's hints are read for (another
+// goroutine's miss, after the exchange's handler read the clock) is
+// passed on at age 0, and the exchange decodes. Mutation: without the
+// clamp its age wraps past 2^31 ms and the receiver refuses the whole
+// exchange ("bad hint age").
+func TestHintNotedAfterNow(t *testing.T) {
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	s := newSuspicions()
+	s.missed("early", now.Add(-1500*time.Millisecond))
+	s.missed("late", now.Add(3*time.Millisecond))
+	hs := s.hints(now, time.Minute)
+	want := map[string]uint32{"early": 1500, "late": 0}
+	if len(hs) != len(want) {
+		t.Fatalf("hints %v, want %v", hs, want)
+	}
+	for _, h := range hs {
+		if h.AgeMillis != want[h.Name] {
+			t.Errorf("%s: age %d ms, want %d", h.Name, h.AgeMillis, want[h.Name])
+		}
+	}
+	b, err := decodeBatch(encodeBatch(batch{Hints: hs}))
+	if err != nil || len(b.Hints) != 2 {
+		t.Fatalf("the exchange with these hints: %v, %d hints", err, len(b.Hints))
+	}
+}

@@ -439,14 +439,19 @@ func (s *suspicions) missed(peer string, t time.Time) {
 	}
 }
 
-// hints are the freshest failures to pass on.
+// hints are the freshest failures to pass on. A failure noted after now
+// (a caller reads the clock before another goroutine notes a miss: the
+// exchange's handler, a probe's) is of age 0: a negative age made a
+// uint32 past 2^31 that every receiver refused, with the whole exchange
+// (a 2,000-peer demo under churn lost a WATCH to "malformed exchange:
+// bad hint age").
 func (s *suspicions) hints(now time.Time, ttl time.Duration) []hint {
 	if len(s.failed) == 0 {
 		return nil
 	}
 	out := make([]hint, 0, len(s.failed))
 	for name, t := range s.failed {
-		if age := now.Sub(t); age < ttl {
+		if age := max(now.Sub(t), 0); age < ttl {
 			out = append(out, hint{Name: name, AgeMillis: uint32(age / time.Millisecond)})
 		}
 	}
