@@ -151,7 +151,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		// ClusterSize is the whole process's: the pools share its cores,
 		// and 2 pools of 250 with the profile of 250 (1 s probes) did
 		// not settle in 3 minutes; with that of 500, in 27 s
-		// (overlay.TunedConfig).
+		// (overlay.TunedConfig). Past 1,000 peers Serf declares a failure
+		// only minutes after it; a query's own probes (suspect.go) leave
+		// a lost member out of the answer sooner.
 		ocfgs[k] = append(ocfgs[k], overlay.Config{Name: name, Tags: tags, ExchangeTimeout: 2 * time.Second, Identity: id, ClusterSize: cfg.Nodes})
 		index[k] = append(index[k], i)
 	}

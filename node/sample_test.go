@@ -315,13 +315,10 @@ func movingPair(t *testing.T) *cluster {
 func TestSampleKeptApart(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := movingPair(t).nodes[1].rt
+		n := movingPair(t).nodes[1]
+		rt := n.rt
 		plan := func(text string) []byte {
-			p, err := query.CompileText(text, query.DefaultCatalog(), query.DefaultConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := p.Encode()
+			b, err := compile(t, n, text).Encode()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -129,8 +129,7 @@ func DefaultConfig(name string) Config {
 // declared at least 4·log10(250)·10 s ≈ 96 s after it was suspected (two
 // others confirming), up to 6 times that (~9.6 min) without, and
 // suspecting it takes up to a probe interval and its 8 s (computed, not
-// measured); a query's own probes (node's prober) leave a lost member
-// out sooner.
+// measured).
 // BENCHMARKS.md has the settle times.
 func TunedConfig(n int) *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()
