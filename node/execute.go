@@ -300,8 +300,11 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		return n.local(ctx, plan, start)
 	case pooled:
 		// A pooled cloud: every pool answers (pools.go). The member list
-		// is one pool's, so a statement it could answer is gossip too.
-		if plan.FromTags {
+		// is one pool's: a statement it could answer is answered by each
+		// pool's gateways from theirs (pools.runPool), and merged; one
+		// FROM SUBCLOUD is gossip, since only the subcloud's owner knows
+		// its members at once.
+		if plan.FromTags && plan.Subcloud != "" {
 			fresh := *plan
 			fresh.FromTags = false
 			plan = &fresh

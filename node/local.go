@@ -13,6 +13,7 @@ import (
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 )
 
 // memberRecords builds, from the member list alone, the record of every
@@ -45,22 +46,45 @@ func (n *Node) memberRecords() []query.Record {
 // Members this peer found lost lately (declareLost), which Serf has not
 // declared yet, are left out and named, as a gossip answer would.
 func (n *Node) fromMembership(plan *query.Plan, start time.Time) (*answer.Answer, error) {
-	all := n.memberRecords()
+	recs, all, excluded := n.liveRecords()
+	res := query.Exact(plan, recs)
+	res.Meta = &answer.Meta{Status: StatusExact, Peers: len(recs), MembersStart: all, MembersEnd: all,
+		Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(), FromTags: true, Converged: true}
+	leftOut(res.Meta, excluded)
+	return res, nil
+}
+
+// liveRecords are the member list's records (memberRecords) without the
+// members this peer found lost lately, which it names with why; all is
+// how many members the list holds.
+func (n *Node) liveRecords() (recs []query.Record, all int, excluded map[string]string) {
+	members := n.memberRecords()
 	lost := n.prober.lostLately(n.now())
-	recs := all[:0:0]
-	excluded := map[string]string{}
-	for _, r := range all {
+	excluded = map[string]string{}
+	for _, r := range members {
 		if why, ok := lost[r["node"].Str]; ok {
 			excluded[r["node"].Str] = why
 			continue
 		}
 		recs = append(recs, r)
 	}
-	res := query.Exact(plan, recs)
-	res.Meta = &answer.Meta{Status: StatusExact, Peers: len(recs), MembersStart: len(all), MembersEnd: len(all),
-		Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(), FromTags: true, Converged: true}
-	leftOut(res.Meta, excluded)
-	return res, nil
+	return recs, len(members), excluded
+}
+
+// tagsPartial is a pool's partial of a statement that reads only what the
+// membership shows, from this gateway's member list (run.ExactPartial):
+// exact, as this pool's own answer to it would be (fromMembership), at
+// once, rather than gossip rounds over the pool.
+func (n *Node) tagsPartial(plan *query.Plan, start time.Time) (*answer.Answer, *run.Partial, error) {
+	recs, all, excluded := n.liveRecords()
+	part, err := run.ExactPartial(plan, recs)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &answer.Answer{Meta: &answer.Meta{Status: StatusExact, Peers: len(recs), MembersStart: all, MembersEnd: all,
+		Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(), FromTags: true, Converged: true}}
+	leftOut(a.Meta, excluded)
+	return a, part, nil
 }
 
 // alone answers a statement when this peer is the only member: its own

@@ -205,6 +205,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		// Called by a gateway's pool runs, which start from the pools'
 		// loop, after n.sc.owner is set.
 		rt.pools.ownerOf = n.sc.subcloudOwner
+		rt.pools.fromTags = n.tagsPartial
 	}
 	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(rt.serve); err != nil {

@@ -265,6 +265,9 @@ type pools struct {
 	// (subclouds.subcloudOwner), for a statement FROM SUBCLOUD; a test's
 	// liar changes it (under mu).
 	ownerOf func(ctx context.Context, name string) (string, bool)
+	// fromTags is this pool's partial of a statement that reads only
+	// the membership, from this peer's member list (Node.tagsPartial).
+	fromTags func(plan *query.Plan, start time.Time) (*answer.Answer, *run.Partial, error)
 }
 
 type poolRun struct {
@@ -651,13 +654,19 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 	var a *answer.Answer
 	var part *run.Partial
 	var err error
-	if plan.Subcloud != "" && body.Owner == "" {
+	switch {
+	case plan.Subcloud != "" && body.Owner == "":
 		// Nobody here owns the name: the partial of a pool whose members
 		// hold none of it has the plan's shape and nothing in it, which
 		// this peer computes alone (its own record fails the filter)
 		// rather than run gossip rounds over the whole pool for nothing.
 		a, part, err = p.rt.alonePartial(plan)
-	} else {
+	case plan.FromTags && plan.Subcloud == "":
+		// What the membership shows is at hand: the pool's answer is its
+		// member list's, exact and at once, as it is in a cloud of one
+		// pool (Node.fromMembership).
+		a, part, err = p.fromTags(plan, start)
+	default:
 		a, part, err = p.rt.gossipPartial(ctx, plan)
 	}
 	switch {

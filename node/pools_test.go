@@ -330,6 +330,10 @@ func TestPools(t *testing.T) {
 			if len(a.Meta.Pools) != 3 || a.Meta.Peers != 45 {
 				t.Fatalf("%s: pools %+v, %d peers", text, a.Meta.Pools, a.Meta.Peers)
 			}
+			plan, err := e.Nodes[asker].Compile(text)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, p := range a.Meta.Pools {
 				// A majority, and every pool whole; a gateway whose own
 				// run the busy machine slowed may report a partial share
@@ -337,6 +341,14 @@ func TestPools(t *testing.T) {
 				if p.Agreeing < 2 || p.Peers != 15 {
 					t.Fatalf("%s: pool %+v", text, p)
 				}
+				// What the membership shows, each pool answers from its
+				// gateways' member lists: exact, without a round.
+				if plan.FromTags && (p.Status != answer.StatusExact || p.Rounds != 0) {
+					t.Fatalf("%s reads only tags: pool %+v", text, p)
+				}
+			}
+			if plan.FromTags != (a.Meta.Status == answer.StatusExact) {
+				t.Fatalf("%s (from tags %v): %s", text, plan.FromTags, a.Meta.Status)
 			}
 		}
 		sp, err := e.ask(t, asker, "SHOW POOLS")
@@ -347,7 +359,7 @@ func TestPools(t *testing.T) {
 			t.Errorf("SHOW POOLS answers with plan hash %s, not its own (%v)", sp.Meta.PlanHash, err)
 		}
 		for k, row := range sp.Rows {
-			if row[0].Str != PoolName(k) || row[1].Str != answer.StatusConverged || row[2].Num != 15 || len(row[3].Items()) != 3 {
+			if row[0].Str != PoolName(k) || row[1].Str != answer.StatusExact || row[2].Num != 15 || len(row[3].Items()) != 3 {
 				t.Fatalf("SHOW POOLS row %d: %v", k, sp.Text()[k])
 			}
 		}
@@ -511,14 +523,18 @@ func TestPools(t *testing.T) {
 		if err := e.Kill(dead); err != nil {
 			t.Fatal(err)
 		}
-		a, err := e.ask(t, asker, statements[0])
-		rightOrFlagged(t, e, statements[0], a, err) // right or flagged, while the pool finds it gone
+		// A statement that gossips (one that reads only tags counts what
+		// Serf's member lists say, as in a cloud of one pool: the killed
+		// peer until its pool declares it failed).
+		text := statements[1]
+		a, err := e.ask(t, asker, text)
+		rightOrFlagged(t, e, text, a, err) // right or flagged, while the pool finds it gone
 		// A new gateway is chosen once pool1 declares it failed; then the
 		// next statement is right, agreed by 3 again.
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			a, err = e.ask(t, asker, statements[0])
-			ok := rightOrFlagged(t, e, statements[0], a, err)
+			a, err = e.ask(t, asker, text)
+			ok := rightOrFlagged(t, e, text, a, err)
 			if ps := a.Meta.Pools[1]; ok && ps.Agreeing >= 2 && ps.Gateways == 3 && !slices.Contains(ps.GatewayNames, e.Nodes[dead].Name()) && a.Meta.Peers == 44 {
 				break
 			}
@@ -529,6 +545,10 @@ func TestPools(t *testing.T) {
 		}
 		if got := e.gatewaysOf(1); len(got) != 3 || slices.Contains(got, dead) {
 			t.Fatalf("pool1's gateways %v after %d died", got, dead)
+		}
+		// Its pool has declared it failed: the member lists count 44.
+		if a := askRight(t, e, asker, statements[0], "after a gateway was replaced"); a.Meta.Peers != 44 || a.Rows[0][0].Num != 44 {
+			t.Fatalf("%s after a peer died: %v (%d peers)", statements[0], a.Text(), a.Meta.Peers)
 		}
 	})
 }

@@ -565,7 +565,11 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	if p.Kind != PlanAggregate && p.Kind != PlanTopK || p.Empty() {
 		return ""
 	}
-	w("levels", "two: every pool runs the statement as above (N = a pool's members: %d in this peer's pool, %s), and their partials merge across the cloud pool", c.PoolPeers, c.Pool)
+	how := "runs the statement as above"
+	if p.FromTags && p.Subcloud == "" {
+		how = "answers the statement as above, from its gateways' member lists (no gossip)"
+	}
+	w("levels", "two: every pool %s (N = a pool's members: %d in this peer's pool, %s), and their partials merge across the cloud pool", how, c.PoolPeers, c.Pool)
 	if c.Pools != nil {
 		w("pools", "%d in the cloud pool as this gateway sees it: %s (SHOW POOLS counts their members)", len(c.Pools), strings.Join(c.Pools, ", "))
 	} else {

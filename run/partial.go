@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sort"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/internal/strictcbor"
+	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/topk"
 )
@@ -115,6 +117,73 @@ func (q *Instance) Partial(peers int) (*Partial, error) {
 	}
 	return p, nil
 }
+
+// ExactPartial is the partial of a pool whose records are all at hand —
+// a gateway's member list, for a statement that reads only what the
+// membership shows (query.Plan.FromTags) — computed exactly rather than
+// by gossip, as one pool of one peer would answer it over its member
+// list. For an aggregate it is one instance holding every record as its
+// own rows (what flow updating's means converge to, times N), divided by
+// N; for a top-k the records' entries sorted and cut to k.
+func ExactPartial(p *query.Plan, records []query.Record) (*Partial, error) {
+	n := len(records)
+	switch ProtocolOf(p.Kind) {
+	case TopK:
+		var all []*topk.Entry
+		for _, r := range records {
+			if e := Entry(p, r); e != nil {
+				all = append(all, e)
+			}
+		}
+		sort.Slice(all, func(i, j int) bool { return topk.Less(all[i], all[j]) })
+		if p.K > 0 && len(all) > p.K {
+			all = all[:p.K]
+		}
+		part := &Partial{Peers: n}
+		for _, e := range all {
+			part.Top = append(part.Top, PartialEntry{Node: e.Node, Key: e.Key, Row: e.Row})
+		}
+		return part, nil
+	case Aggregate:
+		if n == 0 {
+			return &Partial{}, nil
+		}
+		b, err := Bind(p, Config{Peers: 1, Rand: rand.New(rand.NewPCG(1, 1)), Sampler: alone{}, Self: "pool"}) // one instance, which never samples
+		if err != nil {
+			return nil, err
+		}
+		b.origCfg.Spec.Rows = n
+		q, err := b.NewRows(true, records)
+		if err != nil {
+			return nil, err
+		}
+		part, err := q.Partial(1)
+		if err != nil {
+			return nil, err
+		}
+		// The instance's means are the sum of its rows; a pool's are per
+		// member.
+		for gi := range part.Groups {
+			g := &part.Groups[gi]
+			for i := range g.Means {
+				g.Means[i] /= float64(n)
+			}
+			for i := range g.Buckets {
+				for j := range g.Buckets[i] {
+					g.Buckets[i][j].Mass /= float64(n)
+				}
+			}
+		}
+		part.Peers = n
+		return part, nil
+	}
+	return nil, ErrNoGossip
+}
+
+// alone samples nobody: the sampler of an instance that never exchanges.
+type alone struct{}
+
+func (alone) Sample(*rand.Rand) (peer.ID, bool) { return 0, false }
 
 // Merge reads the pools' partials of one plan as one answer: an
 // aggregate's means weighted by each pool's members, histograms likewise,

@@ -3,60 +3,20 @@ package run
 import (
 	"math"
 	"math/rand/v2"
-	"sort"
 	"testing"
 
 	"github.com/peerq/peerq/answer"
-	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
-	"github.com/peerq/peerq/topk"
 )
 
-// poolPartial is a pool's partial as its converged asker would hold it:
-// one instance holding every row of the pool (its means, times one peer,
-// are the pool's totals), or the pool's exact top-k list.
+// poolPartial is a pool's partial as its converged asker would hold it
+// (ExactPartial), as a gateway sends it.
 func poolPartial(t *testing.T, p *query.Plan, recs []query.Record) *Partial {
 	t.Helper()
-	if ProtocolOf(p.Kind) == TopK {
-		var es []*topk.Entry
-		for _, r := range recs {
-			if e := Entry(p, r); e != nil {
-				es = append(es, e)
-			}
-		}
-		sort.Slice(es, func(i, j int) bool { return topk.Less(es[i], es[j]) })
-		if p.K > 0 && len(es) > p.K {
-			es = es[:p.K]
-		}
-		part := &Partial{Peers: len(recs)}
-		for _, e := range es {
-			part.Top = append(part.Top, PartialEntry{Node: e.Node, Key: e.Key, Row: e.Row})
-		}
-		return part
-	}
-	q, err := rowsInstance(p, recs)
+	part, err := ExactPartial(p, recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	part, err := q.Partial(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A pool's asker averages over its members: its means are the totals
-	// over its n members divided by n.
-	n := float64(len(recs))
-	part.Peers = len(recs)
-	for _, g := range part.Groups {
-		for i := range g.Means {
-			g.Means[i] /= n
-		}
-		for _, bs := range g.Buckets {
-			for i := range bs {
-				bs[i].Mass /= n
-			}
-		}
-	}
-	// The wire, as a gateway sends it.
 	enc, err := part.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -78,11 +38,6 @@ func rowsInstance(p *query.Plan, recs []query.Record) (*Instance, error) {
 	b.origCfg.Spec.Rows = len(recs)
 	return b.NewRows(true, recs)
 }
-
-// alone samples nobody: a peer by itself.
-type alone struct{}
-
-func (alone) Sample(*rand.Rand) (peer.ID, bool) { return 0, false }
 
 func sameRows(a, b *answer.Answer, tol float64) bool {
 	if len(a.Rows) != len(b.Rows) {
