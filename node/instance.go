@@ -400,6 +400,18 @@ func leftOut(m *answer.Meta, excluded map[string]string) {
 	m.Warning = fmt.Sprintf("%d member(s) left out of the answer, which is about the others: %s", len(names), strings.Join(parts, ", "))
 }
 
+// outOfRounds is the reason of an answer that ran to its budget of
+// rounds: with which of the rule's conditions did not hold (Rule.Why), so
+// that a partial answer says what it waited for — on a machine too busy
+// to mix, the participants' estimate still off the membership's count.
+func outOfRounds(budget int, rule string) string {
+	w := fmt.Sprintf("not converged within the budget of %d rounds", budget)
+	if rule != "" {
+		w += " (the rule waited for: " + rule + ")"
+	}
+	return w
+}
+
 // withoutNodes drops from a top-k's rows those of the named members.
 func withoutNodes[V any](a *answer.Answer, drop map[string]V) {
 	var rows [][]answer.Value
@@ -452,7 +464,7 @@ func (q *instance) result1(a *answer.Answer, members map[string]bool, suspects [
 	case len(suspects) > 0:
 		why = append(why, fmt.Sprintf("%d member(s) unreachable: %s", len(suspects), strings.Join(suspects, ", ")))
 	case !a.Converged:
-		why = append(why, fmt.Sprintf("not converged within the budget of %d rounds", a.Budget))
+		why = append(why, outOfRounds(a.Budget, q.run.RuleWhy()))
 		q.outOfRounds = true
 	}
 	if len(res.Refused) > 0 {

@@ -213,6 +213,19 @@ func TestQueries(t *testing.T) {
 	})
 }
 
+// TestOutOfRoundsSaysWhy: an answer the rule did not call final within
+// its budget says which of the rule's conditions it waited for.
+func TestOutOfRoundsSaysWhy(t *testing.T) {
+	for _, c := range []struct{ rule, want string }{
+		{"", "not converged within the budget of 49 rounds"},
+		{"participants 244.603, not within half the accuracy of 250 members", "not converged within the budget of 49 rounds (the rule waited for: participants 244.603, not within half the accuracy of 250 members)"},
+	} {
+		if got := outOfRounds(49, c.rule); got != c.want {
+			t.Errorf("outOfRounds(49, %q) = %q, want %q", c.rule, got, c.want)
+		}
+	}
+}
+
 func TestConcurrentQueries(t *testing.T) {
 	t.Parallel()
 	fake(t, 40, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {

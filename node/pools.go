@@ -1126,7 +1126,9 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 			return nil, err
 		}
 	}
-	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note}
+	// A statement that reads only tags is answered from the gateways'
+	// member lists (runPool), as one pool's would be from its own.
+	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note, FromTags: plan.FromTags && plan.Subcloud == ""}
 	var parts []*run.Partial
 	var partial, contested []string
 	for _, d := range decided {

@@ -347,7 +347,7 @@ func TestPools(t *testing.T) {
 					t.Fatalf("%s reads only tags: pool %+v", text, p)
 				}
 			}
-			if plan.FromTags != (a.Meta.Status == answer.StatusExact) {
+			if plan.FromTags != (a.Meta.Status == answer.StatusExact) || plan.FromTags != a.Meta.FromTags {
 				t.Fatalf("%s (from tags %v): %s", text, plan.FromTags, a.Meta.Status)
 			}
 		}
