@@ -74,14 +74,21 @@ func (n *Node) liveRecords() (recs []query.Record, all int, excluded map[string]
 // tagsPartial is a pool's partial of a statement that reads only what the
 // membership shows, from this gateway's member list (run.ExactPartial):
 // exact, as this pool's own answer to it would be (fromMembership), at
-// once, rather than gossip rounds over the pool.
+// once, rather than gossip rounds over the pool — but for what a sketch
+// carries across pools (a quantile's histogram, a distinct count's
+// HyperLogLog: run.Sketched), which merges to an estimate within its
+// accuracy, and says so (converged).
 func (n *Node) tagsPartial(plan *query.Plan, start time.Time) (*answer.Answer, *run.Partial, error) {
 	recs, all, excluded := n.liveRecords()
 	part, err := run.ExactPartial(plan, recs)
 	if err != nil {
 		return nil, nil, err
 	}
-	a := &answer.Answer{Meta: &answer.Meta{Status: StatusExact, Peers: len(recs), MembersStart: all, MembersEnd: all,
+	status := StatusExact
+	if run.Sketched(plan) {
+		status = StatusConverged
+	}
+	a := &answer.Answer{Meta: &answer.Meta{Status: status, Peers: len(recs), MembersStart: all, MembersEnd: all,
 		Elapsed: n.now().Sub(start).Seconds(), PlanHash: plan.Hash(), FromTags: true, Converged: true}}
 	leftOut(a.Meta, excluded)
 	return a, part, nil
@@ -230,7 +237,9 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 	for i := range res.Rows {
 		res.Rows[i] = append(res.Rows[i], query.Str(mine))
 	}
-	a, err := n.askEveryPool(ctx, "SELECT pool, subcloud, subcloud_owner, COUNT(*) FROM peers WHERE reserved GROUP BY pool, subcloud, subcloud_owner", start)
+	// Gossip: every member tells its own lease, which the tags that other
+	// peers see show only a gossip interval or more later.
+	a, err := n.askEveryPool(ctx, "SELECT pool, subcloud, subcloud_owner, COUNT(*) FROM peers WHERE reserved GROUP BY pool, subcloud, subcloud_owner", true, start)
 	if a == nil {
 		return nil, err
 	}
@@ -257,11 +266,18 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 }
 
 // askEveryPool runs a statement of a SHOW's own in every pool (pools.go),
-// as SHOW POOLS and SHOW SUBCLOUDS do in a pooled cloud.
-func (n *Node) askEveryPool(ctx context.Context, text string, start time.Time) (*answer.Answer, error) {
+// as SHOW POOLS and SHOW SUBCLOUDS do in a pooled cloud; gossip makes
+// one that reads only tags a gossip run nonetheless (its pools' members
+// tell it, rather than their gateways' member lists).
+func (n *Node) askEveryPool(ctx context.Context, text string, gossip bool, start time.Time) (*answer.Answer, error) {
 	plan, err := n.Compile(text)
 	if err != nil {
 		return nil, err
+	}
+	if gossip && plan.FromTags {
+		fresh := *plan
+		fresh.FromTags = false
+		plan = &fresh
 	}
 	return n.rt.pools.ask(ctx, plan, nil, start)
 }
@@ -279,7 +295,7 @@ func (n *Node) showPools(ctx context.Context, show *query.Plan, start time.Time)
 			Warning: "the cloud is one pool (no --pool)", PlanHash: show.Hash()}
 		return res, nil
 	}
-	a, err := n.askEveryPool(ctx, "SELECT COUNT(*) FROM peers", start)
+	a, err := n.askEveryPool(ctx, "SELECT COUNT(*) FROM peers", false, start) // the member lists
 	if a == nil {
 		return nil, err
 	}

@@ -1345,7 +1345,8 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 
 // agree says whether two pools' answers are the same answer: the same
 // rows, numbers within the plan's accuracy (two runs of flow updating in
-// one pool converge each to its own last digits).
+// one pool converge each to its own last digits); for a statement
+// answered from member lists, the same to the last digit.
 //
 // A top-k's rows agree rank by rank on their values, not on the names: a
 // member's figures move between two runs (free memory, load), and
@@ -1363,6 +1364,16 @@ func agree(plan *query.Plan, a, b *answer.Answer) bool {
 		return false // the same members, in whatever order their values put them
 	}
 	tol := max(plan.Accuracy, 1e-9)
+	if plan.FromTags && plan.Subcloud == "" {
+		// From member lists (runPool): honest gateways that see the same
+		// members report the same partial to the bit, so any difference
+		// is a disagreement — else a liar's, within the accuracy, would
+		// pass for the pool's exact answer; and ties are in name order.
+		tol = 1e-12
+		if !slices.Equal(a.Nodes, b.Nodes) {
+			return false
+		}
+	}
 	for i := range a.Rows {
 		if len(a.Rows[i]) != len(b.Rows[i]) {
 			return false

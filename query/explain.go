@@ -584,9 +584,14 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	if p.Kind == PlanTopK {
 		what = fmt.Sprintf("top-%d list (node, key, row)", p.K)
 	}
-	w("partial", "each gateway reports its pool's %s, with the pool's status and sample check, signed by its identity: ≈%s a report", what, answer.FormatBytes(float64(p.PartialBytes()+ReportBytes)))
-	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (the same rows, numbers within accuracy %s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, Num(KindRatio, p.Accuracy))
-	if p.Kind == PlanAggregate {
+	tags := p.FromTags && p.Subcloud == ""
+	check, same := "status and sample check", fmt.Sprintf("the same rows, numbers within accuracy %s", Num(KindRatio, p.Accuracy))
+	if tags {
+		check, same = "status", "the same rows to the last digit, as member lists that agree give them"
+	}
+	w("partial", "each gateway reports its pool's %s, with the pool's %s, signed by its identity: ≈%s a report", what, check, answer.FormatBytes(float64(p.PartialBytes()+ReportBytes)))
+	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (%s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, same)
+	if p.Kind == PlanAggregate && !tags {
 		w("liars", "a pool whose gateways' sample check contests its partial is contested, naming the pool: across pools the sample does not stand in for a bent trimmed mean or quantile (a pool's partial is a histogram, not a sample)")
 	}
 	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a held poll (one every %s while it runs) for each gateway asked; the asker polls its coordinators so; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), answer.FormatDuration(c.Timeout))

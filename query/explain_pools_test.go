@@ -21,7 +21,7 @@ func TestExplainPools(t *testing.T) {
 		not   []string
 	}{
 		{"SELECT COUNT(*), SUM(mem_free) FROM peers", shape,
-			[]string{"levels:", "runs the statement as above", "250 in this peer's pool, eu", "this peer is not one", "an honest pool runs it 2 times", "means of the 3 components", "most of its 3 gateways"},
+			[]string{"levels:", "runs the statement as above", "sample check", "within accuracy", "liars:", "250 in this peer's pool, eu", "this peer is not one", "an honest pool runs it 2 times", "means of the 3 components", "most of its 3 gateways"},
 			[]string{"as this gateway sees it"}},
 		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 7", gw,
 			[]string{"2 in the cloud pool as this gateway sees it: eu, us", "top-7 list"}, []string{"not one"}},
@@ -30,7 +30,7 @@ func TestExplainPools(t *testing.T) {
 		{"SELECT 1 + 1", shape, nil, []string{"levels:", "pools:"}},
 		{"SELECT COUNT(*) FROM SUBCLOUD analytics", shape,
 			[]string{"levels:", "analytics lives in its owner's pool", "this peer's own first"}, nil},
-		{"SELECT COUNT(*) FROM peers", shape, []string{"levels:", "from its gateways' member lists"}, []string{"subcloud:"}},
+		{"SELECT COUNT(*) FROM peers", shape, []string{"levels:", "from its gateways' member lists", "to the last digit"}, []string{"subcloud:", "sample check", "liars:"}},
 		{"SELECT pool, COUNT(*) FROM SUBCLOUD analytics GROUP BY pool", shape, []string{"runs the statement as above"}, []string{"member lists"}},
 	} {
 		got := ExplainPools(compile(t, c.src), c.shape)

@@ -153,6 +153,12 @@ func ExactPartial(p *query.Plan, records []query.Record) (*Partial, error) {
 			return nil, err
 		}
 		b.origCfg.Spec.Rows = n
+		// Every group the records hold: gossip bounds the groups a peer
+		// tracks (the plan's MaxGroups), but the member list is at hand,
+		// and a pool that kept some groups and not others would merge
+		// into counts too low. A partial too large for the wire is
+		// refused at Encode.
+		b.origCfg.Spec.MaxGroups = max(b.origCfg.Spec.MaxGroups, n)
 		q, err := b.NewRows(true, records)
 		if err != nil {
 			return nil, err
@@ -178,6 +184,20 @@ func ExactPartial(p *query.Plan, records []query.Record) (*Partial, error) {
 		return part, nil
 	}
 	return nil, ErrNoGossip
+}
+
+// Sketched says a plan reads a sketch — a quantile's histogram (MEDIAN,
+// PERCENTILE, TRIM) or a distinct count's HyperLogLog — whose merged
+// answer is an estimate within the sketch's accuracy even when every
+// pool's records are at hand (ExactPartial), since pools share sketches,
+// not values.
+func Sketched(p *query.Plan) bool {
+	for _, c := range p.Components {
+		if c.Kind == query.CompQuantile || c.Kind == query.CompDistinct {
+			return true
+		}
+	}
+	return false
 }
 
 // alone samples nobody: the sampler of an instance that never exchanges.

@@ -168,8 +168,8 @@ func (r *Rule) Calming() bool {
 }
 
 // Why says which of an aggregate's conditions the last round observed
-// did not hold ("" if none did not): what a test logs of an answer that
-// ran to its budget.
+// did not hold ("" if none did not): what the reason of an answer that
+// ran to its budget says it waited for, and what tests log.
 func (r *Rule) Why() string {
 	if r.kind != query.PlanAggregate {
 		return ""
