@@ -194,6 +194,9 @@ type reportBody struct {
 	// the gateway's pool ("": none there); the pool ran it over that
 	// owner's members (ownerOf).
 	Owner string `cbor:"11,keyasint,omitempty"`
+	// Width is, for a pool whose sample stood in for its bent gossip
+	// (status sampled), the sample's widest relative half-width at 95%.
+	Width float64 `cbor:"12,keyasint,omitempty"`
 }
 
 // statusFailed is a report's status when its pool gave no answer.
@@ -667,13 +670,16 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 		// pool (Node.fromMembership).
 		a, part, err = p.fromTags(plan, start)
 	default:
-		a, part, err = p.rt.gossipPartial(ctx, plan)
+		a, part, err = p.rt.gossipPartial(ctx, plan, id)
 	}
 	switch {
 	case a == nil || a.Meta == nil || part == nil:
 		body.Status, body.Reason = statusFailed, fmt.Sprint(err)
 	default:
 		body.Status, body.Reason, body.Peers, body.Rounds = a.Meta.Status, a.Meta.Reason, part.Peers, a.Meta.Rounds
+		if a.Meta.Status == answer.StatusSampled {
+			body.Width = a.Meta.ErrEstimate
+		}
 		if a.Meta.Check != nil {
 			body.Check = a.Meta.Check.Verdict
 		}
@@ -1130,7 +1136,8 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	// member lists (runPool), as one pool's would be from its own.
 	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note, FromTags: plan.FromTags && plan.Subcloud == ""}
 	var parts []*run.Partial
-	var partial, contested []string
+	var partial, contested, sampled []string
+	width := 0.0 // the widest sample that stood in for a pool
 	for _, d := range decided {
 		ps, chosen, why, name := d.ps, d.chosen, d.why, d.ps.Pool
 		switch {
@@ -1157,9 +1164,17 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 				contested = append(contested, fmt.Sprintf("pool %s: %s", name, chosen.body.Reason))
 			case StatusConverged:
 				meta.Status = StatusConverged
+			case answer.StatusSampled:
+				sampled = append(sampled, fmt.Sprintf("pool %s: %s", name, chosen.body.Reason))
+				width = max(width, chosen.body.Width)
 			}
 		}
 		meta.Pools = append(meta.Pools, ps)
+	}
+	if len(sampled) > 0 {
+		// A pool's sample stood in for its bent gossip (gossipPartial):
+		// the answer is as good as the widest of those samples.
+		meta.Status, meta.Reason, meta.ErrEstimate = answer.StatusSampled, strings.Join(sampled, "; "), width
 	}
 	a, err := run.Merge(plan, parts)
 	if err != nil {
@@ -1272,6 +1287,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 		return verified{}, fmt.Sprintf("not a gateway of pool %s", body.Pool)
 	case body.Peers < 0 || body.Rounds < 0:
 		return verified{}, "negative counts"
+	case !(body.Width >= 0 && body.Width <= 1):
+		return verified{}, fmt.Sprintf("a sample's width of %v", body.Width)
 	}
 	v := verified{gateway: r.Gateway, body: body}
 	if body.Status == statusFailed {

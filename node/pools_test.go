@@ -697,21 +697,44 @@ func freeBlock(t *testing.T) int {
 // pool in the cloud pool on its port + 2: the pools' first gateways start
 // the cloud pool apart and heal into one; a statement asked in either
 // pool is exact over both.
-func TestPoolsOverSockets(t *testing.T) {
-	t.Parallel()
+// waitPools waits, up to 2 minutes, until a ranking asked at asker (by
+// gossip, which an aggregate's liar does not bend) converges over pools
+// pools and peers members.
+func waitPools(t *testing.T, asker *Peer, pools, peers int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		a, err := asker.Execute(ctx, "SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3", nil)
+		cancel()
+		if err == nil && a.Meta.Status == answer.StatusConverged && len(a.Meta.Pools) == pools && a.Meta.Peers == peers {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("asked at %s: no answer over %d pools of %d peers in 2 minutes: %v, %v", asker.Name(), pools, peers, a, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// socketPools starts agents on sockets in pools pools (a, b, ...) of per
+// each, with a cluster key, every agent's network wrapped by wrap (nil:
+// none), and returns them with their records.
+func socketPools(t *testing.T, pools, per int, seed uint64, wrap func(i int, nw Network) Network) ([]*Peer, []query.Record) {
+	t.Helper()
 	key := []byte("0123456789abcdef0123456789abcdef")
 	type seat struct {
 		pool string
 		port int
 	}
 	var seats []seat
-	for i := range 6 {
-		seats = append(seats, seat{pool: []string{"a", "b"}[i/3], port: freeBlock(t)})
+	for i := range pools * per {
+		seats = append(seats, seat{pool: string(rune('a' + i/per)), port: freeBlock(t)})
 	}
 	var peers []*Peer
 	var recs []query.Record
 	for i, s := range seats {
-		rec := query.Synthetic(9, i)
+		rec := query.Synthetic(seed, i)
 		cfg := DefaultConfig(func() query.Record { return rec })
 		cfg.Round, cfg.Seed = 50*time.Millisecond, uint64(i+1)
 		var cloudJoin []string
@@ -720,16 +743,20 @@ func TestPoolsOverSockets(t *testing.T) {
 				cloudJoin = append(cloudJoin, fmt.Sprintf("127.0.0.1:%d", o.port+2))
 			}
 		}
-		p, err := StartPeer(PeerConfig{Name: fmt.Sprintf("sock-%d", i), Bind: fmt.Sprintf("127.0.0.1:%d", s.port),
-			Exchange: fmt.Sprintf("127.0.0.1:%d", s.port+1), Key: key, Local: true, Runtime: cfg, Pool: s.pool, CloudJoin: cloudJoin})
+		var w func(Network) Network
+		if wrap != nil {
+			w = func(nw Network) Network { return wrap(i, nw) }
+		}
+		p, err := startPeer(PeerConfig{Name: fmt.Sprintf("sock-%d", i), Bind: fmt.Sprintf("127.0.0.1:%d", s.port),
+			Exchange: fmt.Sprintf("127.0.0.1:%d", s.port+1), Key: key, Local: true, Runtime: cfg, Pool: s.pool, CloudJoin: cloudJoin}, w)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { p.Close() })
 		peers = append(peers, p)
-		if i%3 > 0 {
+		if i%per > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := p.Join(ctx, []string{peers[i-i%3].Addr()}); err != nil {
+			if err := p.Join(ctx, []string{peers[i-i%per].Addr()}); err != nil {
 				t.Fatal(err)
 			}
 			cancel()
@@ -738,6 +765,14 @@ func TestPoolsOverSockets(t *testing.T) {
 	for _, p := range peers {
 		recs = append(recs, p.record())
 	}
+	return peers, recs
+}
+
+func TestPoolsOverSockets(t *testing.T) {
+	t.Parallel()
+	peers, recs := socketPools(t, 2, 3, 9, nil)
+	waitPools(t, peers[1], 2, 6)
+	waitPools(t, peers[4], 2, 6)
 	text := "SELECT pool, COUNT(*), SUM(mem_free) FROM peers GROUP BY pool"
 	plan, err := query.CompileText(text, query.DefaultCatalog(), query.DefaultConfig())
 	if err != nil {

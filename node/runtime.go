@@ -886,21 +886,38 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 
 // gossip runs a plan by gossip from this peer.
 func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
-	a, _, err := rt.askPlan(ctx, plan, progress, true)
+	a, _, _, err := rt.askPlan(ctx, plan, progress, nil)
 	return a, err
 }
 
 // gossipPartial runs plan as gossip does and also returns its pool's
 // share (run.Partial, read from the asking instance once it answered):
-// a gateway's run in its pool (pools.go). With one member, the peer
-// alone, it is the peer's own record's.
-func (rt *runtime) gossipPartial(ctx context.Context, plan *query.Plan) (*answer.Answer, *run.Partial, error) {
+// a gateway's run in its pool (pools.go), for the statement cloud, the
+// cloud-wide query's ID. With one member, the peer alone, it is the
+// peer's own record's.
+//
+// Where the sample stands in for a bent robust answer (status sampled),
+// the share is the sample's: its members' signed records as the pool's
+// partial (run.ExactPartial: the sampled distribution, over the pool's
+// members), which merges with the other pools' as any partial does. The
+// sample is drawn by cloud, not by this run's own ID, so that the pool's
+// gateways, each running the statement apart, draw the same members and
+// report the same partial: two samples of their own would disagree by
+// their widths, more than the accuracy allows.
+func (rt *runtime) gossipPartial(ctx context.Context, plan *query.Plan, cloud QueryID) (*answer.Answer, *run.Partial, error) {
 	if rt.net.Size() == 1 {
 		return rt.alonePartial(plan)
 	}
-	a, q, err := rt.askPlan(ctx, plan, nil, false)
+	a, q, s, err := rt.askPlan(ctx, plan, nil, cloud[:])
 	if q == nil || a == nil || a.Meta == nil {
 		return a, nil, err
+	}
+	if a.Meta.Status == answer.StatusSampled && s != nil {
+		part, perr := s.partial(plan, a.Meta.Peers)
+		if perr != nil {
+			return a, nil, errors.Join(err, perr)
+		}
+		return a, part, err
 	}
 	rt.mu.Lock()
 	part, perr := q.run.Partial(a.Meta.Peers)
@@ -929,15 +946,14 @@ func (rt *runtime) alonePartial(plan *query.Plan) (*answer.Answer, *run.Partial,
 	return a, part, nil
 }
 
-// askPlan is gossip, with the asking instance (nil when it never started).
-// standIn: where the sample contests a robust answer, the sample's own
-// stands in for it (run.Fallback); not for a gateway's run in its pool,
-// whose share is merged with the other pools' (a sample's figure is not
-// a partial).
-func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(answer.Progress), standIn bool) (*answer.Answer, *instance, error) {
+// askPlan is gossip, with the asking instance (nil when it never started)
+// and its sample (nil: none). Where the sample contests a robust answer,
+// the sample's own stands in for it (run.Fallback). drawBy is what the
+// sample's members are drawn by (SampleOf): nil is the query's own ID.
+func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(answer.Progress), drawBy []byte) (*answer.Answer, *instance, *sampling, error) {
 	ctx, release, err := rt.adm.Admit(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer release()
 	rt.asking.Add(1)
@@ -945,7 +961,7 @@ func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(
 	start := rt.now()
 	wire, err := plan.Encode()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// This peer's network coordinate travels beside the plan, so that
 	// every peer can compute its rtt to the asker.
@@ -962,7 +978,7 @@ func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(
 	q, err := rt.bind(id, plan, wire, coord, rt.net.Name(), coverage, true, rec, peers)
 	if err != nil {
 		rt.mu.Unlock()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	q.progress, q.started, q.atStart = progress, start, members
 	// Members this peer found lost lately are left out from the start:
@@ -976,7 +992,7 @@ func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(
 	rt.instances.Add(1)
 	rt.mu.Unlock()
 	rt.wake()
-	sample := rt.startSample(id, plan, wire, coord, rec, members)
+	sample := rt.startSample(id, drawBy, plan, wire, coord, rec, members)
 
 	var deadline <-chan time.Time
 	if plan.TimeoutSeconds > 0 {
@@ -985,7 +1001,7 @@ func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(
 	select {
 	case out := <-q.result:
 		if out.busy != nil {
-			return nil, q, out.busy
+			return nil, q, sample, out.busy
 		}
 		sctx := ctx
 		if plan.TimeoutSeconds > 0 {
@@ -993,22 +1009,22 @@ func (rt *runtime) askPlan(ctx context.Context, plan *query.Plan, progress func(
 			sctx, cancel = context.WithDeadline(ctx, start.Add(time.Duration(plan.TimeoutSeconds*float64(time.Second))))
 			defer cancel()
 		}
-		rt.finishSample(sctx, q, sample, out.ans, standIn)
+		rt.finishSample(sctx, q, sample, out.ans)
 		if out.ans != nil && out.ans.Meta != nil && !rt.undefended.Load() {
 			if why := run.Implausible(plan, out.ans); why != "" {
 				out.ans.Contest(why)
 			}
 		}
-		return out.ans, q, nil
+		return out.ans, q, sample, nil
 	case <-deadline:
 		a, err := rt.partial(q, ErrTimeout)
-		return a, q, err
+		return a, q, sample, err
 	case <-ctx.Done():
 		a, err := rt.partial(q, ctx.Err())
-		return a, q, err
+		return a, q, sample, err
 	case <-rt.done:
 		a, err := rt.partial(q, ErrClosed)
-		return a, q, err
+		return a, q, sample, err
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -39,7 +40,10 @@ type sampling struct {
 	done  chan struct{} // closed when every request has ended
 	// What the requests are made of, and the members the sample is
 	// drawn from (sorted): a doubt asks the next ones (finishSample).
-	id          QueryID
+	id QueryID
+	// drawBy is what the members are drawn by (run.SampleOf): the
+	// query's ID, or a pooled statement's cloud-wide one (gossipPartial).
+	drawBy      []byte
 	plan        *query.Plan
 	wire, coord []byte
 	self        query.Record
@@ -67,7 +71,7 @@ type sampleReply struct {
 
 // startSample asks query id's sampled members for their records, in the
 // background; the query's answer waits for them (finishSample).
-func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte, self query.Record, members map[string]bool) *sampling {
+func (rt *runtime) startSample(id QueryID, drawBy []byte, plan *query.Plan, wire, coord []byte, self query.Record, members map[string]bool) *sampling {
 	if rt.cfg.Sample.Size <= 0 || !run.Sampled(plan) || rt.undefended.Load() {
 		return nil
 	}
@@ -76,8 +80,11 @@ func (rt *runtime) startSample(id QueryID, plan *query.Plan, wire, coord []byte,
 		names = append(names, m)
 	}
 	sort.Strings(names)
-	picked := run.SampleOf(id[:], names, rt.cfg.Sample.Size)
-	s := &sampling{asked: len(picked), done: make(chan struct{}), id: id, plan: plan, wire: wire, coord: coord, self: self, names: names}
+	if drawBy == nil {
+		drawBy = id[:]
+	}
+	picked := run.SampleOf(drawBy, names, rt.cfg.Sample.Size)
+	s := &sampling{asked: len(picked), done: make(chan struct{}), id: id, drawBy: drawBy, plan: plan, wire: wire, coord: coord, self: self, names: names}
 	rt.wg.Add(1)
 	go func() {
 		defer rt.wg.Done()
@@ -298,11 +305,12 @@ func decodeSampleReply(b []byte) (row, sig []byte, err error) {
 
 // finishSample checks query q's final answer res against its sample,
 // once every sample request has ended: res then carries the check
-// (Meta.Check) and, contested, says so in its status — or, where standIn
-// and the plan is robust (run.Robust), is the sample's own answer, its
+// (Meta.Check) and, contested, says so in its status — or, where the
+// plan is robust (run.Robust) and the answer converged (or ran out of
+// rounds and nothing else), is the sample's own answer, its
 // sample grown as far as that needs (answer.StatusSampled) while ctx
 // lasts (the statement's context and timeout).
-func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, res *answer.Answer, standIn bool) {
+func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, res *answer.Answer) {
 	if s == nil || res == nil || res.Meta == nil {
 		return
 	}
@@ -318,7 +326,7 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 	// convergence alone, may be stood in for: one partial for members it
 	// left out or could not reach, or about a minority, stays partial
 	// (the sample, of the same members, is as incomplete).
-	standIn = standIn && (res.Status == StatusConverged || res.Status == StatusPartial && q.outOfRounds)
+	standIn := res.Status == StatusConverged || res.Status == StatusPartial && q.outOfRounds
 	rt.mu.Unlock()
 	// The first sample could not tell, or the gossip did not converge
 	// (the rule's verdict: an answer partial for a lost member is not a
@@ -357,7 +365,7 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 // sampleMore asks the next more members of s's order after the first
 // asked, and judges res again with every record s holds.
 func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res *answer.Answer, asked, more int) (run.SampleVerdict, *answer.Check) {
-	names := run.SampleOf(s.id[:], s.names, asked+more)[asked:]
+	names := run.SampleOf(s.drawBy, s.names, asked+more)[asked:]
 	rt.askAll(ctx, s, names, escalateConcurrency)
 	s.mu.Lock()
 	s.asked += len(names)
@@ -365,6 +373,24 @@ func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res
 	v, check := rt.judgeSample(q, s, res)
 	check.Escalated = true
 	return v, check
+}
+
+// partial is the sample's records as a pool's share of plan, a pool of
+// peers members (gossipPartial): what the sample answers, in the form
+// that merges with other pools'.
+func (s *sampling) partial(plan *query.Plan, peers int) (*run.Partial, error) {
+	s.mu.Lock()
+	recs := slices.Clone(s.recs)
+	s.mu.Unlock()
+	if len(recs) == 0 {
+		return nil, errors.New("node: the sample that stood in holds no record")
+	}
+	part, err := run.ExactPartial(plan, recs)
+	if err != nil {
+		return nil, err
+	}
+	part.Peers = peers // the means are the sample's estimates of the pool's
+	return part, nil
 }
 
 // minSampleAnswered is the fewest answers a sample that some member left

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"math"
@@ -649,6 +650,101 @@ func TestHistLiarWithStoppedMembers(t *testing.T) {
 func TestHistLiarOverSockets(t *testing.T) {
 	t.Parallel()
 	sampledOrRight(socketLiar(t, "hist", 11, newHistLiar))
+}
+
+// In a cloud of pools, a pool whose gossip a peer sending made-up
+// histogram flows bent answers with its sample too: its gateways, each
+// running the statement apart, draw the same members (by the statement's
+// cloud-wide ID) and report the same sampled partial, which merges with
+// the other pool's gossip (status sampled, the pool named). Here every
+// member of pool a is sampled (TestSampleDrawnByCloudID: the same members
+// in a larger pool). Mutation: with no stand-in at gateways (as before:
+// the run's partial always, its status contested) the answers come back
+// contested, and this fails.
+func TestHistLiarInAPool(t *testing.T) {
+	t.Parallel()
+	const per, liarAt = 5, 1
+	var l *aggLiar
+	peers, recs := socketPools(t, 2, per, 11, func(i int, nw Network) Network {
+		if i != liarAt {
+			return nw
+		}
+		l = newHistLiar(nw)
+		return l
+	})
+	asker := peers[per+2] // of pool b
+	waitPools(t, asker, 2, 2*per)
+	p := compile(t, asker.Node, "SELECT AVG(mem_free) TRIM 10%, MEDIAN(cpu_cores) FROM peers")
+	exact := query.Exact(p, recs)
+	sampled := 0
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		res, err := asker.Query(ctx, p, nil)
+		cancel()
+		if res == nil || res.Meta == nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		m := res.Meta
+		switch m.Status {
+		case answer.StatusSampled:
+			sampled++
+			if len(m.Pools) != 2 || m.Pools[0].Status != answer.StatusSampled || !strings.Contains(m.Reason, "pool a: ") || m.ErrEstimate != 0 {
+				t.Errorf("sampled, but pools %+v, reason %q, ±%g: want pool a's sample (all %d members: ±0)", m.Pools, m.Reason, m.ErrEstimate, per)
+			}
+		case answer.StatusConverged:
+		default:
+			t.Errorf("%s (%s): want sampled, or converged and right; pools %+v", m.Status, m.Reason, m.Pools)
+			continue
+		}
+		// Pool a's figures are its members' own; pool b's a converged
+		// histogram: the merge is within the histogram's accuracy.
+		for i, cell := range res.Rows[0] {
+			if want := exact.Rows[0][i].Num; math.Abs(cell.Num-want) > 0.03*math.Abs(want) {
+				t.Errorf("%s: %v (%s), exact %v", p.Aggs[i].Text, cell, m.Status, exact.Rows[0][i])
+			}
+		}
+	}
+	if l.lies.Load() == 0 || sampled == 0 {
+		t.Fatalf("the liar sent %d bent messages, %d of 3 answers sampled: the lie bent nothing", l.lies.Load(), sampled)
+	}
+}
+
+// The gateways of a pool run a statement apart, each as its own query,
+// but draw its sample by the statement's cloud-wide ID (gossipPartial):
+// the same members, so that the partials they report when the sample
+// stands in are the same. Drawn by each run's own ID, they differ.
+func TestSampleDrawnByCloudID(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := startFake(t, 30, fakenet.DefaultConfig(), 1, func(cfg *Config) { cfg.Sample.Size = 8 })
+		rt := c.nodes[0].rt
+		p := compile(t, c.nodes[0], "SELECT AVG(mem_free) TRIM 10% FROM peers")
+		wire, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		members := memberSet(rt.net)
+		drawn := func(drawBy []byte) []string {
+			s := rt.startSample(newQueryID(), drawBy, p, wire, rt.net.Coordinate(), recordFor(rt.net, rt.record(), rt.net.Coordinate()), members)
+			<-s.done
+			var names []string
+			for _, r := range s.recs {
+				names = append(names, r["node"].Str)
+			}
+			slices.Sort(names)
+			if len(names) != 8 {
+				t.Fatalf("%d records sampled, want 8: %v", len(names), names)
+			}
+			return names
+		}
+		cloud := newQueryID()
+		if a, b := drawn(cloud[:]), drawn(cloud[:]); !slices.Equal(a, b) {
+			t.Fatalf("two runs of one cloud-wide statement drew %v and %v", a, b)
+		}
+		if a, b := drawn(nil), drawn(nil); slices.Equal(a, b) {
+			t.Fatalf("two queries drew the same members by their own IDs (%v): the test proves nothing", a)
+		}
+	})
 }
 
 // sampledOrRight asks a trimmed mean and a median three times at asker,

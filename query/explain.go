@@ -592,7 +592,11 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	w("partial", "each gateway reports its pool's %s, with the pool's %s, signed by its identity: ≈%s a report", what, check, answer.FormatBytes(float64(p.PartialBytes()+ReportBytes)))
 	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (%s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, same)
 	if p.Kind == PlanAggregate && !tags {
-		w("liars", "a pool whose gateways' sample check contests its partial is contested, naming the pool: across pools the sample does not stand in for a bent trimmed mean or quantile (a pool's partial is a histogram, not a sample)")
+		liars := "a pool whose gateways' sample check contests its partial is contested, naming the pool"
+		if p.RobustAggs() {
+			liars += "; where made-up flows bent its trimmed means or quantiles, the pool's sample stands in for them: its gateways draw the same members, by the statement's ID across the cloud, and report the sampled records as the pool's partial (status sampled, the pool named)"
+		}
+		w("liars", "%s", liars)
 	}
 	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a held poll (one every %s while it runs) for each gateway asked; the asker polls its coordinators so; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), answer.FormatDuration(c.Timeout))
 	return b.String()

@@ -31,6 +31,8 @@ func TestExplainPools(t *testing.T) {
 		{"SELECT COUNT(*) FROM SUBCLOUD analytics", shape,
 			[]string{"levels:", "analytics lives in its owner's pool", "this peer's own first"}, nil},
 		{"SELECT COUNT(*) FROM peers", shape, []string{"levels:", "from its gateways' member lists", "to the last digit"}, []string{"subcloud:", "sample check", "liars:"}},
+		{"SELECT MEDIAN(mem_free) FROM peers", shape, []string{"the pool's sample stands in"}, nil},
+		{"SELECT SUM(mem_free) FROM peers", shape, []string{"liars:"}, []string{"stands in"}},
 		{"SELECT pool, COUNT(*) FROM SUBCLOUD analytics GROUP BY pool", shape, []string{"runs the statement as above"}, []string{"member lists"}},
 	} {
 		got := ExplainPools(compile(t, c.src), c.shape)
