@@ -1287,8 +1287,10 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 		return verified{}, fmt.Sprintf("not a gateway of pool %s", body.Pool)
 	case body.Peers < 0 || body.Rounds < 0:
 		return verified{}, "negative counts"
-	case !(body.Width >= 0 && body.Width <= 1):
-		return verified{}, fmt.Sprintf("a sample's width of %v", body.Width)
+	case !(body.Width >= 0 && body.Width <= query.FallbackMaxWidth) || body.Width > 0 && body.Status != answer.StatusSampled:
+		// A sample that stood in is within FallbackMaxWidth, and only a
+		// sampled report has one.
+		return verified{}, fmt.Sprintf("a sample's width of %v with status %s", body.Width, body.Status)
 	}
 	v := verified{gateway: r.Gateway, body: body}
 	if body.Status == statusFailed {
@@ -1339,7 +1341,7 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 	}
 	switch {
 	case bestN >= need:
-		return &ok[best], bestN, ""
+		return settle(plan, ok, best), bestN, ""
 	case listed == 0 && len(vs) == 0:
 		return nil, 0, "it has no gateway in the cloud pool now"
 	case len(ok) >= need && changed(ok):
@@ -1358,6 +1360,60 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 		return nil, bestN, fmt.Sprintf("%d of its %d gateways reported, %d failed to answer (%s)", len(ok), listed, failed, why)
 	}
 	return nil, bestN, fmt.Sprintf("%d of its %d gateways reported in time", len(ok), listed)
+}
+
+// settle is the report a pool's agreeing gateways speak for, the rows
+// of ok[best]'s: its status is the one most of them report (a tie goes to
+// the worse, by statusRank), and a sampled pool's width the widest any
+// of them reports with that status. agree compares rows alone, so that a
+// liar whose partial agrees with the others' would otherwise speak for
+// the pool's status and width by arriving first: calling a stood-in
+// answer converged, or an honest one ±100%.
+func settle(plan *query.Plan, ok []verified, best int) *verified {
+	votes := map[string]int{}
+	var agreeing []verified
+	for _, v := range ok {
+		if agree(plan, ok[best].ans, v.ans) && v.body.Owner == ok[best].body.Owner {
+			agreeing = append(agreeing, v)
+			votes[v.body.Status]++
+		}
+	}
+	status := ok[best].body.Status
+	for st, n := range votes {
+		if m := votes[status]; n > m || n == m && statusRank(st) > statusRank(status) {
+			status = st
+		}
+	}
+	var out *verified
+	for _, v := range agreeing {
+		if v.body.Status != status {
+			continue
+		}
+		if out == nil {
+			c := v
+			out = &c
+			continue
+		}
+		out.body.Width = max(out.body.Width, v.body.Width)
+	}
+	return out
+}
+
+// statusRank orders a pool's statuses from the best an answer can have
+// to the worst: a tie between a pool's agreeing gateways goes to the
+// worse.
+func statusRank(status string) int {
+	switch status {
+	case answer.StatusExact:
+		return 0
+	case StatusConverged:
+		return 1
+	case answer.StatusSampled:
+		return 2
+	case StatusPartial:
+		return 3
+	}
+	return 4 // contested, or one this peer does not know
 }
 
 // agree says whether two pools' answers are the same answer: the same

@@ -88,7 +88,9 @@ func TestGateways(t *testing.T) {
 // agreeing ones; a liar is outvoted; disagreement without a majority is
 // contested; too few reports leave the pool out.
 func TestChoose(t *testing.T) {
-	plan, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	// By gossip: numbers agree within the accuracy (TestAgreeFromTags
+	// for those answered from member lists).
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1", query.DefaultCatalog(), query.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +133,37 @@ func TestChoose(t *testing.T) {
 				t.Fatalf("chose the liar's report, owner %q", got.body.Owner)
 			}
 		})
+	}
+}
+
+// TestChooseSettlesStatus: the status a pool's answer carries is the one
+// most of its agreeing gateways report (a tie goes to the worse), and a
+// sampled pool's width the widest they report: a liar whose numbers agree
+// cannot relabel the pool by arriving first.
+func TestChooseSettlesStatus(t *testing.T) {
+	plan, err := query.CompileText("SELECT MEDIAN(mem_free) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := func(status string, width float64) verified {
+		return verified{part: &run.Partial{}, body: reportBody{Status: status, Width: width},
+			ans: &answer.Answer{Rows: [][]answer.Value{{answer.Num(answer.KindBytes, 1e9)}}}}
+	}
+	for _, c := range []struct {
+		name   string
+		vs     []verified
+		status string
+		width  float64
+	}{
+		{"a liar says sampled ±5%, two converged", []verified{rep(answer.StatusSampled, 0.05), rep(StatusConverged, 0), rep(StatusConverged, 0)}, StatusConverged, 0},
+		{"a liar says converged, two stood in", []verified{rep(StatusConverged, 0), rep(answer.StatusSampled, 0.02), rep(answer.StatusSampled, 0.03)}, answer.StatusSampled, 0.03},
+		{"two that agree, one each: the worse", []verified{rep(StatusConverged, 0), rep(answer.StatusSampled, 0.01)}, answer.StatusSampled, 0.01},
+		{"all converged", []verified{rep(StatusConverged, 0), rep(StatusConverged, 0)}, StatusConverged, 0},
+	} {
+		got, _, why := choose(plan, c.vs, 3)
+		if got == nil || got.body.Status != c.status || got.body.Width != c.width {
+			t.Errorf("%s: chose %+v (%q); want %s ±%g", c.name, got, why, c.status, c.width)
+		}
 	}
 }
 
@@ -711,7 +744,10 @@ func waitPools(t *testing.T, asker *Peer, pools, peers int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("asked at %s: no answer over %d pools of %d peers in 2 minutes: %v, %v", asker.Name(), pools, peers, a, err)
+			if a != nil && a.Meta != nil {
+				t.Fatalf("asked at %s: no answer over %d pools of %d peers in 2 minutes: the last %s over %d peers, pools %+v (%s)", asker.Name(), pools, peers, a.Meta.Status, a.Meta.Peers, a.Meta.Pools, a.Meta.Reason)
+			}
+			t.Fatalf("asked at %s: no answer over %d pools of %d peers in 2 minutes: %v", asker.Name(), pools, peers, err)
 		}
 		time.Sleep(time.Second)
 	}

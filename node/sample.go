@@ -49,8 +49,11 @@ type sampling struct {
 	self        query.Record
 	names       []string
 
-	mu      sync.Mutex
-	recs    []query.Record
+	mu   sync.Mutex
+	recs []query.Record
+	// judged are the records the last verdict was over (judgeSample):
+	// those of members the answer is about.
+	judged  []query.Record
 	refused []string // replies not signed by their node, or out of bounds
 	// FROM leases: recs are the rows of the members that answered
 	// (answered), unverified how many name an owner not live here, lies
@@ -376,11 +379,12 @@ func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res
 }
 
 // partial is the sample's records as a pool's share of plan, a pool of
-// peers members (gossipPartial): what the sample answers, in the form
-// that merges with other pools'.
+// peers members (gossipPartial): what the sample answers — over the
+// records its last verdict was (judgeSample: the members the answer is
+// about) — in the form that merges with other pools'.
 func (s *sampling) partial(plan *query.Plan, peers int) (*run.Partial, error) {
 	s.mu.Lock()
-	recs := slices.Clone(s.recs)
+	recs := slices.Clone(s.judged)
 	s.mu.Unlock()
 	if len(recs) == 0 {
 		return nil, errors.New("node: the sample that stood in holds no record")
@@ -446,6 +450,9 @@ func (rt *runtime) judgeSample(q *instance, s *sampling, res *answer.Answer) (ru
 		v, err = q.run.CheckSample(kept, res.Peers, rt.cfg.Sample)
 	}
 	rt.mu.Unlock()
+	s.mu.Lock()
+	s.judged = kept
+	s.mu.Unlock()
 	check.Sampled = keptMembers
 	if err != nil {
 		check.Verdict, check.Reason = answer.CheckUnchecked, err.Error()

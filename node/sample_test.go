@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/fakenet"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 )
 
 // An honest cluster's aggregates are checked against the sample and agree:
@@ -677,7 +679,7 @@ func TestHistLiarInAPool(t *testing.T) {
 	p := compile(t, asker.Node, "SELECT AVG(mem_free) TRIM 10%, MEDIAN(cpu_cores) FROM peers")
 	exact := query.Exact(p, recs)
 	sampled := 0
-	for range 3 {
+	for try := 1; try <= 6 && sampled < 2; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		res, err := asker.Query(ctx, p, nil)
 		cancel()
@@ -692,6 +694,12 @@ func TestHistLiarInAPool(t *testing.T) {
 				t.Errorf("sampled, but pools %+v, reason %q, ±%g: want pool a's sample (all %d members: ±0)", m.Pools, m.Reason, m.ErrEstimate, per)
 			}
 		case answer.StatusConverged:
+		case answer.StatusPartial, answer.StatusContested:
+			// Flagged, not wrong: on a busy machine a pool's run may run
+			// out of rounds with a sampled member unanswered (the check
+			// then cannot judge), or its gateways' runs disagree.
+			t.Logf("try %d: %s (%s)", try, m.Status, m.Reason)
+			continue
 		default:
 			t.Errorf("%s (%s): want sampled, or converged and right; pools %+v", m.Status, m.Reason, m.Pools)
 			continue
@@ -705,7 +713,7 @@ func TestHistLiarInAPool(t *testing.T) {
 		}
 	}
 	if l.lies.Load() == 0 || sampled == 0 {
-		t.Fatalf("the liar sent %d bent messages, %d of 3 answers sampled: the lie bent nothing", l.lies.Load(), sampled)
+		t.Fatalf("the liar sent %d bent messages, %d answers sampled in 6 tries: the lie bent nothing", l.lies.Load(), sampled)
 	}
 }
 
@@ -743,6 +751,45 @@ func TestSampleDrawnByCloudID(t *testing.T) {
 		}
 		if a, b := drawn(nil), drawn(nil); slices.Equal(a, b) {
 			t.Fatalf("two queries drew the same members by their own IDs (%v): the test proves nothing", a)
+		}
+	})
+}
+
+// Two gateways of a pool run a statement bent by a histogram liar, each
+// as its own query (gossipPartial, the pool's runs): drawn by the
+// statement's cloud-wide ID, their samples — 32 of the pool's 48 — are
+// the same members, and the partials they report where the sample stands
+// in are the same. Mutation: drawing by each run's own ID (gossipPartial
+// passing nil) makes them differ, and this fails.
+func TestGatewaysSampleAlike(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt = 48, 6
+		c := liarClusterWith(t, n, liarAt, func(h *fakenet.Host) Network { return newHistLiar(h) }, func(cfg *Config) {
+			cfg.Sample.Size, cfg.Sample.More = 32, 0
+			cfg.Sample.Fallback = run.Fallback{Precision: 1, Max: 32, MaxWidth: 1} // the first 32 stand in
+		})
+		p := compile(t, c.nodes[0], "SELECT AVG(mem_free) TRIM 10% FROM peers")
+		cloud := newQueryID()
+		var parts [][]byte
+		for _, g := range c.nodes[:2] {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			a, part, err := g.rt.gossipPartial(ctx, p, cloud)
+			cancel()
+			if err != nil || a.Meta.Status != answer.StatusSampled || part == nil {
+				t.Fatalf("%s: %v, %v (%s): want the sample's partial", g.Name(), err, a.Meta.Status, a.Meta.Reason)
+			}
+			b, err := part.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, b)
+			if part.Peers != n {
+				t.Fatalf("a sampled partial over %d members, want the pool's %d", part.Peers, n)
+			}
+		}
+		if !bytes.Equal(parts[0], parts[1]) {
+			t.Fatal("the two gateways' sampled partials differ")
 		}
 	})
 }

@@ -593,7 +593,7 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	w("merge", "a pool counts once (run.Merge), when most of its %d gateways report agreeing partials (%s): one lying gateway is outvoted; gateways with no majority contest the answer, and a pool with no report makes it partial, each naming the pool", c.Gateways, same)
 	if p.Kind == PlanAggregate && !tags {
 		liars := "a pool whose gateways' sample check contests its partial is contested, naming the pool"
-		if p.RobustAggs() {
+		if p.Table == TablePeers && p.RobustAggs() { // run.Robust
 			liars += "; where made-up flows bent its trimmed means or quantiles, the pool's sample stands in for them: its gateways draw the same members, by the statement's ID across the cloud, and report the sampled records as the pool's partial (status sampled, the pool named)"
 		}
 		w("liars", "%s", liars)

@@ -33,6 +33,7 @@ func TestExplainPools(t *testing.T) {
 		{"SELECT COUNT(*) FROM peers", shape, []string{"levels:", "from its gateways' member lists", "to the last digit"}, []string{"subcloud:", "sample check", "liars:"}},
 		{"SELECT MEDIAN(mem_free) FROM peers", shape, []string{"the pool's sample stands in"}, nil},
 		{"SELECT SUM(mem_free) FROM peers", shape, []string{"liars:"}, []string{"stands in"}},
+		{"SELECT MEDIAN(peer_hours) FROM leases", shape, []string{"liars:"}, []string{"stands in"}},
 		{"SELECT pool, COUNT(*) FROM SUBCLOUD analytics GROUP BY pool", shape, []string{"runs the statement as above"}, []string{"member lists"}},
 	} {
 		got := ExplainPools(compile(t, c.src), c.shape)
