@@ -5,15 +5,16 @@
 # a1..a4 in pool "a", a5..a8 in pool "b", each pool joined inside itself,
 # every agent given --cloud-join for the cloud ports (gossip port + 2) of
 # the other pool's agents. It waits until SHOW POOLS at a1 lists both
-# pools converged with 4 members and 3 gateways; asks a COUNT, a top 5
-# and a GROUP BY pool at a1 (ROUNDS times each, 5). Then subclouds across
+# pools, exact, with 4 members and 3 gateways; asks a COUNT by gossip,
+# one of tags alone (exact, from the gateways' member lists), a top 5 and
+# a GROUP BY pool at a1 (ROUNDS times each, 5). Then subclouds across
 # pools: at a1 it RESERVEs 2 members AS netjob (both must be pool a's); at
 # a5, in pool b, a COUNT FROM SUBCLOUD netjob must be 2, its nodes the 2
 # reserved, SHOW SUBCLOUDS must list netjob in pool a with size 2, and a
 # COUNT FROM SUBCLOUD nosuchjob must exit 2 (unknown subcloud); each asked
 # again while flagged, up to 5 times; then a1 RELEASEs it. Then it starts
-# a COUNT at a1 and, KILL_AFTER seconds later (0.15; a COUNT takes about
-# 0.4 s), kills -9 one of pool b's gateways while it runs: that answer
+# a gossip COUNT at a1 and, KILL_AFTER seconds later (0.03; a COUNT takes
+# 0.1–0.4 s), kills -9 one of pool b's gateways while it runs: that answer
 # must be right (8, the agents up when it was asked, or 7, those up when
 # it ended) or flagged (partial or contested, exit 4 or 8) — never another
 # number with exit 0. Then it asks COUNT and SHOW POOLS until the COUNT is
@@ -29,7 +30,7 @@
 # $PEERQ_NETNS_DIR (/tmp/peerq-netns): a*.log, pools/.
 #
 #   sudo scripts/netns-pools.sh
-#   sudo KILL_AFTER=0.1 ROUNDS=10 scripts/netns-pools.sh
+#   sudo KILL_AFTER=0.01 ROUNDS=10 scripts/netns-pools.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${PEERQ_NETNS_DIR:-/tmp/peerq-netns}
@@ -37,7 +38,7 @@ NET=10.77.0
 BR=pqbr0
 C=scripts/netns-cluster.sh
 N=8 # a1..a4 in pool a, a5..a8 in pool b
-KILL_AFTER=${KILL_AFTER:-0.15}
+KILL_AFTER=${KILL_AFTER:-0.03}
 ROUNDS=${ROUNDS:-5}
 FORM_TIMEOUT=${FORM_TIMEOUT:-120}
 RECOVER_TIMEOUT=${RECOVER_TIMEOUT:-180}
@@ -106,7 +107,7 @@ pools_meta() { # the answer's meta.pools, one pool a line: name status peers agr
 	jq -r '[.meta.pools[]? | "\(.pool):\(.status):\(.peers):\(.agreeing)/\(.gateways)"] | join(" ")' "$1" 2> /dev/null || true
 }
 
-# 1. The cloud forms: 2 pools, each converged with 4 members and 3 gateways.
+# 1. The cloud forms: 2 pools, each answered (exact) with 4 members and 3 gateways.
 t0=$(now)
 formed=""
 k=0
@@ -146,7 +147,11 @@ judge() {
 	fi
 }
 
-COUNT="SELECT COUNT(*) FROM peers"
+# A COUNT by gossip (every agent has a core): one that reads only tags is
+# answered from the gateways' member lists in milliseconds, and would be
+# done before the kill; that one (TAGS) is asked beside the others.
+COUNT="SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"
+TAGS="SELECT COUNT(*) FROM peers"
 TOP="SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 5"
 BY="SELECT pool, COUNT(*) FROM peers GROUP BY pool"
 # statements LABEL N BY: the three statements at a1 with no fault going
@@ -155,8 +160,8 @@ BY="SELECT pool, COUNT(*) FROM peers GROUP BY pool"
 # flags.
 statements() {
 	local label=$1 n=$2 by=$3 s stmt f t code el st val right v
-	for s in count top by; do
-		case $s in count) stmt=$COUNT ;; top) stmt=$TOP ;; by) stmt=$BY ;; esac
+	for s in count tags top by; do
+		case $s in count) stmt=$COUNT ;; tags) stmt=$TAGS ;; top) stmt=$TOP ;; by) stmt=$BY ;; esac
 		f="$OUT/$label.$s.json"
 		t=$(now)
 		code=$(ask "$f" "$stmt")
@@ -164,6 +169,7 @@ statements() {
 		st=$(status "$f")
 		case $s in
 		count) val=$(first_cell "$f"); right=$([ "$val" = "$n" ] && echo 1 || echo 0) ;;
+		tags) val=$(first_cell "$f"); right=$([ "$val" = "$n" ] && [ "$st" = exact ] && echo 1 || echo 0) ;;
 		top)
 			val=$(jq -r '.rows | map(.[0]) | join(",")' "$f" 2> /dev/null || echo none)
 			right=$(jq -r '[.rows[][1]] as $m | if (.rows | length) == 5 and ([.rows[][0]] | unique | length) == 5 and $m == ($m | sort | reverse) then 1 else 0 end' "$f" 2> /dev/null || echo 0)
