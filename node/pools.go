@@ -1180,6 +1180,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	if err != nil {
 		return nil, err
 	}
+	contested = append(contested, clashes(decided, a.Nodes)...)
 	if len(partial) > 0 {
 		meta.Status, meta.Converged, meta.Reason = StatusPartial, false, strings.Join(partial, "; ")
 	}
@@ -1193,6 +1194,35 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		a.Contest(strings.Join(contested, "; "))
 	}
 	return a, nil
+}
+
+// clashes are the answer's rows (nodes, a top-k's) whose name two pools'
+// partials both hold. A name is one member of the cloud (docs/CLI.md:
+// unique in the cluster), but each Serf pool keeps its names unique only
+// within itself: a member of one pool — or its gateways, lying alike —
+// can take the name of a member of another, and the merge, which keeps
+// one row a name, would then show one machine's figures under the
+// other's name. Such an answer is contested, naming the pools.
+func clashes(decided []pooled, nodes []string) []string {
+	if len(nodes) == 0 {
+		return nil
+	}
+	in := map[string][]string{}
+	for _, d := range decided {
+		if d.chosen == nil || d.chosen.part == nil || d.aside != "" {
+			continue
+		}
+		for _, e := range d.chosen.part.Top {
+			in[e.Node] = append(in[e.Node], d.ps.Pool)
+		}
+	}
+	var out []string
+	for _, n := range nodes {
+		if pools := in[n]; len(pools) > 1 {
+			out = append(out, fmt.Sprintf("node %s is in pools %s: a name is one member of the cloud, so one of them is not who it says", n, strings.Join(pools, " and ")))
+		}
+	}
+	return out
 }
 
 // pooled is one pool's verdict at the asker: the report a majority of

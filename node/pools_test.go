@@ -596,6 +596,37 @@ func TestPools(t *testing.T) {
 			t.Fatalf("two liars that disagree: %+v, %v", a.Meta, err)
 		}
 	})
+	t.Run("a name from another pool", func(t *testing.T) {
+		// Two of pool1's gateways, lying alike, give their pool's first
+		// row the name of the cloud's first member by mem_free, of
+		// another pool: each pool keeps names unique only within itself,
+		// and the merge keeps one row a name. The answer is contested,
+		// naming both pools — before, one row was dropped unsaid.
+		text := statements[3]
+		plan, err := query.CompileText(text, query.DefaultCatalog(), query.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := query.Exact(plan, e.Records()).Nodes[0]
+		liarPool := 1
+		if i := slices.IndexFunc(e.Nodes, func(n *Node) bool { return n.Name() == first }); e.PoolOf(i) == 1 {
+			liarPool = 2
+		}
+		gws := e.gatewaysOf(liarPool)
+		rename := func(p *run.Partial) {
+			if len(p.Top) > 0 {
+				p.Top[0].Node = first
+			}
+		}
+		a1, a2 := e.Nodes[gws[0]].rt.pools, e.Nodes[gws[1]].rt.pools
+		a1.bend, a2.bend = rename, rename
+		defer func() { a1.bend, a2.bend = nil, nil }()
+		a, err := e.ask(t, asker, text)
+		want := fmt.Sprintf("node %s is in pools", first)
+		if a == nil || a.Meta.Status != answer.StatusContested || !strings.Contains(a.Meta.Reason, want) || !strings.Contains(a.Meta.Reason, PoolName(liarPool)) {
+			t.Fatalf("a name two pools hold: %+v, %v", a.Meta, err)
+		}
+	})
 	t.Run("a gateway killed", func(t *testing.T) {
 		dead := gw[2]
 		if err := e.Kill(dead); err != nil {
