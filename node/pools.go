@@ -789,8 +789,8 @@ func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []pool
 			vs = append(vs, ver)
 		}
 	}
-	chosen, _, _ := choose(plan, vs, len(v.Gateways))
-	return chosen != nil
+	chosen, _, why := choose(plan, vs, len(v.Gateways))
+	return chosen != nil && why != statusesSplit
 }
 
 // majority is how many of n gateways make a pool's verdict.
@@ -1180,7 +1180,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	if err != nil {
 		return nil, err
 	}
-	contested = append(contested, clashes(decided, a.Nodes)...)
+	contested = append(contested, clashes(decided)...)
 	if len(partial) > 0 {
 		meta.Status, meta.Converged, meta.Reason = StatusPartial, false, strings.Join(partial, "; ")
 	}
@@ -1196,17 +1196,16 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	return a, nil
 }
 
-// clashes are the answer's rows (nodes, a top-k's) whose name two pools'
-// partials both hold. A name is one member of the cloud (docs/CLI.md:
-// unique in the cluster), but each Serf pool keeps its names unique only
-// within itself: a member of one pool — or its gateways, lying alike —
-// can take the name of a member of another, and the merge, which keeps
-// one row a name, would then show one machine's figures under the
-// other's name. Such an answer is contested, naming the pools.
-func clashes(decided []pooled, nodes []string) []string {
-	if len(nodes) == 0 {
-		return nil
-	}
+// clashes are the names that two pools' partials (a top-k's lists)
+// both hold. A name is one member of the cloud (docs/CLI.md: unique in
+// the cluster), but each Serf pool keeps its names unique only within
+// itself: a member of one pool — or its gateways, lying alike — can take
+// the name of a member of another, and the merge, which keeps one row a
+// name, would then show one machine's figures under the other's name, or
+// drop the other's row. Such an answer is contested, naming the pools,
+// whether or not the name made the merged list: which copy the merge kept
+// decided that.
+func clashes(decided []pooled) []string {
 	in := map[string][]string{}
 	for _, d := range decided {
 		if d.chosen == nil || d.chosen.part == nil || d.aside != "" {
@@ -1217,11 +1216,12 @@ func clashes(decided []pooled, nodes []string) []string {
 		}
 	}
 	var out []string
-	for _, n := range nodes {
-		if pools := in[n]; len(pools) > 1 {
+	for n, pools := range in {
+		if len(pools) > 1 {
 			out = append(out, fmt.Sprintf("node %s is in pools %s: a name is one member of the cloud, so one of them is not who it says", n, strings.Join(pools, " and ")))
 		}
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -1317,6 +1317,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 		return verified{}, fmt.Sprintf("not a gateway of pool %s", body.Pool)
 	case body.Peers < 0 || body.Rounds < 0:
 		return verified{}, "negative counts"
+	case !slices.Contains([]string{answer.StatusExact, StatusConverged, answer.StatusSampled, StatusPartial, answer.StatusContested, statusFailed}, body.Status):
+		return verified{}, fmt.Sprintf("a status of %q", body.Status)
 	case !(body.Width >= 0 && body.Width <= query.FallbackMaxWidth) || body.Width > 0 && body.Status != answer.StatusSampled:
 		// A sample that stood in is within FallbackMaxWidth, and only a
 		// sampled report has one.
@@ -1371,7 +1373,13 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 	}
 	switch {
 	case bestN >= need:
-		return settle(plan, ok, best), bestN, ""
+		v, settled := settle(plan, ok, best, need)
+		if !settled {
+			// Their rows agree, their statuses do not: the answer's is the
+			// worse, and a coordinator asks the pool's other gateways.
+			return v, bestN, statusesSplit
+		}
+		return v, bestN, ""
 	case listed == 0 && len(vs) == 0:
 		return nil, 0, "it has no gateway in the cloud pool now"
 	case len(ok) >= need && changed(ok):
@@ -1392,14 +1400,20 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 	return nil, bestN, fmt.Sprintf("%d of its %d gateways reported in time", len(ok), listed)
 }
 
+// statusesSplit is choose's why for a pool whose gateways' rows agree
+// but whose statuses do not: the chosen report carries the worse, and a
+// coordinator asks the pool's other gateways (decided).
+const statusesSplit = "statuses split"
+
 // settle is the report a pool's agreeing gateways speak for, the rows
 // of ok[best]'s: its status is the one most of them report (a tie goes to
 // the worse, by statusRank), and a sampled pool's width the widest any
-// of them reports with that status. agree compares rows alone, so that a
-// liar whose partial agrees with the others' would otherwise speak for
-// the pool's status and width by arriving first: calling a stood-in
-// answer converged, or an honest one ±100%.
-func settle(plan *query.Plan, ok []verified, best int) *verified {
+// of them reports with that status; settled says need of them report
+// that status. agree compares rows alone, so that a liar whose partial
+// agrees with the others' would otherwise speak for the pool's status
+// and width by arriving first: calling a stood-in answer converged, or
+// an honest one contested.
+func settle(plan *query.Plan, ok []verified, best, need int) (out *verified, settled bool) {
 	votes := map[string]int{}
 	var agreeing []verified
 	for _, v := range ok {
@@ -1414,7 +1428,6 @@ func settle(plan *query.Plan, ok []verified, best int) *verified {
 			status = st
 		}
 	}
-	var out *verified
 	for _, v := range agreeing {
 		if v.body.Status != status {
 			continue
@@ -1426,7 +1439,7 @@ func settle(plan *query.Plan, ok []verified, best int) *verified {
 		}
 		out.body.Width = max(out.body.Width, v.body.Width)
 	}
-	return out
+	return out, votes[status] >= need
 }
 
 // statusRank orders a pool's statuses from the best an answer can have

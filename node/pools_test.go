@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -139,7 +140,9 @@ func TestChoose(t *testing.T) {
 // TestChooseSettlesStatus: the status a pool's answer carries is the one
 // most of its agreeing gateways report (a tie goes to the worse), and a
 // sampled pool's width the widest they report: a liar whose numbers agree
-// cannot relabel the pool by arriving first.
+// cannot relabel the pool by arriving first; where fewer than a majority
+// of the listed gateways report one status, choose says so, and a
+// coordinator asks the rest.
 func TestChooseSettlesStatus(t *testing.T) {
 	plan, err := query.CompileText("SELECT MEDIAN(mem_free) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
 	if err != nil {
@@ -157,12 +160,57 @@ func TestChooseSettlesStatus(t *testing.T) {
 	}{
 		{"a liar says sampled ±5%, two converged", []verified{rep(answer.StatusSampled, 0.05), rep(StatusConverged, 0), rep(StatusConverged, 0)}, StatusConverged, 0},
 		{"a liar says converged, two stood in", []verified{rep(StatusConverged, 0), rep(answer.StatusSampled, 0.02), rep(answer.StatusSampled, 0.03)}, answer.StatusSampled, 0.03},
-		{"two that agree, one each: the worse", []verified{rep(StatusConverged, 0), rep(answer.StatusSampled, 0.01)}, answer.StatusSampled, 0.01},
+		{"two that agree, one each: the worse, and split", []verified{rep(StatusConverged, 0), rep(answer.StatusSampled, 0.01)}, answer.StatusSampled, 0.01},
+		{"a liar says contested, the other converged: split", []verified{rep(answer.StatusContested, 0), rep(StatusConverged, 0)}, answer.StatusContested, 0},
+		{"the third asked: the liar outvoted", []verified{rep(answer.StatusContested, 0), rep(StatusConverged, 0), rep(StatusConverged, 0)}, StatusConverged, 0},
 		{"all converged", []verified{rep(StatusConverged, 0), rep(StatusConverged, 0)}, StatusConverged, 0},
 	} {
 		got, _, why := choose(plan, c.vs, 3)
 		if got == nil || got.body.Status != c.status || got.body.Width != c.width {
 			t.Errorf("%s: chose %+v (%q); want %s ±%g", c.name, got, why, c.status, c.width)
+		}
+		// Fewer than a majority of the listed gateways report the status:
+		// a coordinator asks the others (decided).
+		votes := 0
+		for _, v := range c.vs {
+			if v.body.Status == c.status {
+				votes++
+			}
+		}
+		if split := why == statusesSplit; split != (votes < 2) {
+			t.Errorf("%s: why %q with %d of 3 reporting %s", c.name, why, votes, c.status)
+		}
+	}
+}
+
+// TestClashes: a name two pools' top-k lists both hold contests the
+// answer, whether or not the merge kept it: pool a's copy of x ranks
+// below the merged top 3, pool b's above, and the merge, keeping the first
+// copy it meets, would drop b's row unsaid. Pools set aside (FROM
+// SUBCLOUD) and pools without a verdict do not count.
+func TestClashes(t *testing.T) {
+	list := func(pool string, names ...string) pooled {
+		part := &run.Partial{}
+		for _, n := range names {
+			part.Top = append(part.Top, run.PartialEntry{Node: n})
+		}
+		return pooled{ps: answer.PoolStatus{Pool: pool}, chosen: &verified{part: part}}
+	}
+	aside := list("c", "x")
+	aside.aside = "it holds no subcloud s"
+	for _, c := range []struct {
+		name    string
+		decided []pooled
+		want    int
+	}{
+		{"distinct names", []pooled{list("a", "y", "z"), list("b", "w", "v")}, 0},
+		{"x in both, wherever it ranks", []pooled{list("a", "y", "z", "x"), list("b", "x", "w", "v")}, 1},
+		{"a pool set aside", []pooled{list("a", "x"), aside}, 0},
+		{"a pool with no verdict", []pooled{list("a", "x"), {ps: answer.PoolStatus{Pool: "b"}}}, 0},
+	} {
+		got := clashes(c.decided)
+		if len(got) != c.want || c.want > 0 && !strings.Contains(got[0], "node x is in pools a and b") {
+			t.Errorf("%s: %q", c.name, got)
 		}
 	}
 }
@@ -785,11 +833,17 @@ func waitPools(t *testing.T, asker *Peer, pools, peers int) {
 }
 
 // socketPools starts agents on sockets in pools pools (a, b, ...) of per
-// each, with a cluster key, every agent's network wrapped by wrap (nil:
-// none), and returns them with their records.
+// each, with a cluster key of the test's own, every agent's network
+// wrapped by wrap (nil: none), and returns them with their records.
+//
+// The key is the test's, not one for all: the ports are picked free and
+// let go before the agents bind them (freeBlock), so a parallel test's
+// agent may hold one that this test's agents are told to join — with a
+// shared key, two tests' pools then merged (a pool of 5 counted 11).
 func socketPools(t *testing.T, pools, per int, seed uint64, wrap func(i int, nw Network) Network) ([]*Peer, []query.Record) {
 	t.Helper()
-	key := []byte("0123456789abcdef0123456789abcdef")
+	sum := sha256.Sum256([]byte(t.Name()))
+	key := sum[:]
 	type seat struct {
 		pool string
 		port int
@@ -814,7 +868,7 @@ func socketPools(t *testing.T, pools, per int, seed uint64, wrap func(i int, nw 
 		if wrap != nil {
 			w = func(nw Network) Network { return wrap(i, nw) }
 		}
-		p, err := startPeer(PeerConfig{Name: fmt.Sprintf("sock-%d", i), Bind: fmt.Sprintf("127.0.0.1:%d", s.port),
+		p, err := startPeer(PeerConfig{Name: fmt.Sprintf("%s-%d", strings.ToLower(strings.TrimPrefix(t.Name(), "Test")), i), Bind: fmt.Sprintf("127.0.0.1:%d", s.port),
 			Exchange: fmt.Sprintf("127.0.0.1:%d", s.port+1), Key: key, Local: true, Runtime: cfg, Pool: s.pool, CloudJoin: cloudJoin}, w)
 		if err != nil {
 			t.Fatal(err)
@@ -938,6 +992,54 @@ func TestCrossCheck(t *testing.T) {
 				t.Errorf("reports from %v, want %v", got, c.reports)
 			}
 		})
+	}
+}
+
+// TestCheckReport: a gateway's signed report is refused for a status no
+// gateway reports, or a sample's width where it has none or wider than
+// a sample that stands in may be.
+func TestCheckReport(t *testing.T) {
+	plan, err := query.CompileText("SELECT MEDIAN(mem_free) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.New(rand.NewChaCha8([32]byte{7}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := run.ExactPartial(plan, []query.Record{query.Synthetic(1, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := part.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pools{cfg: Config{Pool: "a"}}
+	var id QueryID
+	views := map[string]poolView{"b": {Name: "b", Gateways: []string{"g"}}}
+	keyOf := map[string]identity.Public{"g": key.Public()}
+	for _, c := range []struct {
+		status string
+		width  float64
+		ok     bool
+	}{
+		{StatusConverged, 0, true},
+		{answer.StatusSampled, 0.03, true},
+		{StatusPartial, 0, true},
+		{"bogus", 0, false},
+		{StatusConverged, 0.03, false},
+		{answer.StatusSampled, 0.5, false},
+		{answer.StatusSampled, -0.1, false},
+	} {
+		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "b", Plan: plan.Hash(), Status: c.status, Width: c.width, Peers: 1, Partial: enc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, views)
+		if (why == "") != c.ok {
+			t.Errorf("status %s, width %g: %q", c.status, c.width, why)
+		}
 	}
 }
 

@@ -21,7 +21,7 @@
 # 7 and converged and pool b has 3 gateways again, none of them the dead
 # one, and a majority of them (2; the third is asked only when two
 # disagree) agreeing (RECOVER_TIMEOUT, 180 s), checks every answer in
-# between the same way, asks the three statements again, prints a summary
+# between the same way, asks the four statements again, prints a summary
 # and exits 1 on a wrong answer or a timeout, 2 if an answer was flagged
 # with no fault going on. (The agents share one host's memory: their
 # mem_free is one figure sampled at different moments, so the top 5 by it
@@ -154,7 +154,7 @@ COUNT="SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"
 TAGS="SELECT COUNT(*) FROM peers"
 TOP="SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 5"
 BY="SELECT pool, COUNT(*) FROM peers GROUP BY pool"
-# statements LABEL N BY: the three statements at a1 with no fault going
+# statements LABEL N BY: the four statements at a1 with no fault going
 # on: the COUNT must be N, the top 5 five distinct members by mem_free,
 # the GROUP BY BY. A flag here has no fault to explain it: counted in
 # flags.
@@ -336,7 +336,7 @@ row "pool b: and $victim gone from them" "" "" "${t_pool:-never}" "s after the k
 row "both at once" "" "" "${t_both:-never}" "s after the kill"
 row "answers after the kill" "" "" "$((k + 1))" "$right right (7 or 8, exit 0), $flagged flagged"
 
-# 6. The next statements, once recovered.
+# 6. The next four statements, once recovered.
 [ -n "$t_both" ] && statements next 7 "a=4,b=3"
 
 echo
