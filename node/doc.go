@@ -45,12 +45,16 @@
 // pool of a cloud of pools. The pools role keeps the peer in the
 // cloud-wide Serf pool (Config.Cloud) while it is one of its pool's
 // Gateways, runs other pools' statements in its pool as their gateway
-// and reports its pool's run.Partial signed, and answers a gossip
+// and reports its pool's run.Partial signed — from its member list for a
+// statement that reads only tags (Node.tagsPartial), or its sample's
+// records where the sample stood in for bent gossip (gossipPartial, the
+// sample drawn by the statement's cloud-wide ID) — and answers a gossip
 // statement asked here by having a gateway of this pool coordinate it
 // across the pools (a majority of each pool's gateways run it, the others
-// only when those disagree), then checking every pool's reports and
-// merging one partial per pool that most of its gateways agree on
-// (run.Merge). A statement FROM SUBCLOUD is answered by the pool whose
+// only when those disagree on rows or status), then checking every
+// pool's reports and merging one partial per pool that most of its
+// gateways agree on (run.Merge; a name two pools hold contests the
+// answer: clashes). A statement FROM SUBCLOUD is answered by the pool whose
 // gateways find the name's owner there (subcloudPool); SHOW SUBCLOUDS
 // adds the other pools' subclouds, counted in their pools (local.go).
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
