@@ -147,6 +147,14 @@ func TestAPI(t *testing.T) {
 	}
 	srv := serveToken(t, nodes[0], tok)
 	url := "http://" + srv.Addr()
+	// The membership's events reach an agent's log on a goroutine of its
+	// own (the node's watch): on a busy machine the log lagged the joins
+	// (6 of 11 shown), so the events asked below wait for the last one.
+	for deadline := time.Now().Add(30 * time.Second); !slices.ContainsFunc(nodes[0].Events(0), func(e node.MemberEvent) bool { return e.Node == "peer-000011" }); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("peer-000011's join is not in the event log after 30 s: %v", nodes[0].Events(0))
+		}
+	}
 	do := func(method, path, body, token string) *http.Response {
 		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
 		if token != "" {
