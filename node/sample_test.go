@@ -794,6 +794,51 @@ func TestGatewaysSampleAlike(t *testing.T) {
 	})
 }
 
+// A sampled member that leaves while a pool's run goes on is out of the
+// answer, and so out of the sampled partial its gateway reports: the
+// partial is over the records the verdict was (judgeSample's), not every
+// record that came. Mutation: the partial over every sampled record holds
+// the leaver's, and this fails.
+func TestSampledPartialLeavesOutTheLeft(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n, liarAt, leaver = 16, 6, 9
+		c := liarClusterWith(t, n, liarAt, func(h *fakenet.Host) Network { return newHistLiar(h) }, nil)
+		g := c.nodes[0]
+		p := compile(t, g, "SELECT AVG(mem_free) TRIM 10% FROM peers")
+		type out struct {
+			a    *answer.Answer
+			part *run.Partial
+			err  error
+		}
+		done := make(chan out, 1)
+		go func() {
+			a, part, err := g.rt.gossipPartial(context.Background(), p, newQueryID())
+			done <- out{a, part, err}
+		}()
+		elapse(3 * g.rt.cfg.Round) // every member sampled has answered; the run goes on
+		c.nodes[leaver].Close()
+		c.net.Leave(c.nodes[leaver].Name())
+		r := <-done
+		if r.err != nil || r.a.Meta.Status != answer.StatusSampled || r.part == nil {
+			t.Fatalf("%v, %s (%s): want the sample's partial", r.err, r.a.Meta.Status, r.a.Meta.Reason)
+		}
+		live := c.records() // the members still up
+		if len(live) != n-1 {
+			t.Fatalf("%d records of members up, want %d", len(live), n-1)
+		}
+		want, err := run.ExactPartial(p, live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := r.part.Encode()
+		exp, _ := want.Encode()
+		if r.part.Peers != n-1 || !bytes.Equal(got, exp) {
+			t.Fatalf("the sampled partial over %d members is not the %d live members' records", r.part.Peers, n-1)
+		}
+	})
+}
+
 // sampledOrRight asks a trimmed mean and a median three times at asker,
 // over the peers' records recs (every one of them sampled), with liar l
 // among them: every answer is the sample's, exact, or converged within
