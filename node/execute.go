@@ -260,13 +260,11 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 			return nil, &api.Error{Code: api.CodeStatement, Message: fmt.Sprintf("unknown subcloud %s: no agent owns it", plan.Subcloud)}
 		}
 		plan = plan.OwnedBy(owner)
-		if plan.FromTags && owner != n.Name() {
+		if owner != n.Name() {
 			// Only the owner knows its members at once; the tags at any
 			// other agent lag behind them. Every member knows its own
 			// lease exactly: ask them (gossip) instead.
-			fresh := *plan
-			fresh.FromTags = false
-			plan = &fresh
+			plan = plan.Gossiped()
 		}
 	}
 	switch {
@@ -304,10 +302,8 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		// pool's gateways from theirs (pools.runPool), and merged; one
 		// FROM SUBCLOUD is gossip, since only the subcloud's owner knows
 		// its members at once.
-		if plan.FromTags && plan.Subcloud != "" {
-			fresh := *plan
-			fresh.FromTags = false
-			plan = &fresh
+		if !plan.FromMemberLists() {
+			plan = plan.Gossiped()
 		}
 		return n.rt.pools.ask(ctx, plan, progress, start)
 	case plan.FromTags:

@@ -274,10 +274,8 @@ func (n *Node) askEveryPool(ctx context.Context, text string, gossip bool, start
 	if err != nil {
 		return nil, err
 	}
-	if gossip && plan.FromTags {
-		fresh := *plan
-		fresh.FromTags = false
-		plan = &fresh
+	if gossip {
+		plan = plan.Gossiped()
 	}
 	return n.rt.pools.ask(ctx, plan, nil, start)
 }

@@ -664,7 +664,7 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 		// this peer computes alone (its own record fails the filter)
 		// rather than run gossip rounds over the whole pool for nothing.
 		a, part, err = p.rt.alonePartial(plan)
-	case plan.FromTags && plan.Subcloud == "":
+	case plan.FromMemberLists():
 		// What the membership shows is at hand: the pool's answer is its
 		// member list's, exact and at once, as it is in a cloud of one
 		// pool (Node.fromMembership).
@@ -1134,7 +1134,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	// A statement that reads only tags is answered from the gateways'
 	// member lists (runPool), as one pool's would be from its own.
-	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note, FromTags: plan.FromTags && plan.Subcloud == ""}
+	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note, FromTags: plan.FromMemberLists()}
 	var parts []*run.Partial
 	var partial, contested, sampled []string
 	width := 0.0 // the widest sample that stood in for a pool
@@ -1480,7 +1480,7 @@ func agree(plan *query.Plan, a, b *answer.Answer) bool {
 		return false // the same members, in whatever order their values put them
 	}
 	tol := max(plan.Accuracy, 1e-9)
-	if plan.FromTags && plan.Subcloud == "" {
+	if plan.FromMemberLists() {
 		// From member lists (runPool): honest gateways that see the same
 		// members report the same partial to the bit, so any difference
 		// is a disagreement — else a liar's, within the accuracy, would

@@ -566,7 +566,7 @@ func ExplainPools(p *Plan, c CloudShape) string {
 		return ""
 	}
 	how := "runs the statement as above"
-	if p.FromTags && p.Subcloud == "" {
+	if p.FromMemberLists() {
 		how = "answers the statement as above, from its gateways' member lists (no gossip)"
 	}
 	w("levels", "two: every pool %s (N = a pool's members: %d in this peer's pool, %s), and their partials merge across the cloud pool", how, c.PoolPeers, c.Pool)
@@ -584,7 +584,7 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	if p.Kind == PlanTopK {
 		what = fmt.Sprintf("top-%d list (node, key, row)", p.K)
 	}
-	tags := p.FromTags && p.Subcloud == ""
+	tags := p.FromMemberLists()
 	check, same := "status and sample check", fmt.Sprintf("the same rows, numbers within accuracy %s", Num(KindRatio, p.Accuracy))
 	if tags {
 		check, same = "status", "the same rows to the last digit, as member lists that agree give them"

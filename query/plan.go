@@ -358,3 +358,22 @@ func (p *Plan) HasExtremes() bool {
 	}
 	return false
 }
+
+// Gossiped is p to be answered by gossip even if its attributes are all
+// in the membership (FromTags false): where the member list at hand is
+// not the one that knows (a subcloud's members at any peer but its owner,
+// a lease that reaches other peers' tags a gossip interval late).
+func (p *Plan) Gossiped() *Plan {
+	if !p.FromTags {
+		return p
+	}
+	fresh := *p
+	fresh.FromTags = false
+	return &fresh
+}
+
+// FromMemberLists says a cloud of pools answers p from its gateways'
+// member lists, a partial a pool, with no gossip: it reads only the
+// membership, and no subcloud (whose members only their owner knows at
+// once).
+func (p *Plan) FromMemberLists() bool { return p.FromTags && p.Subcloud == "" }

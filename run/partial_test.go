@@ -2,7 +2,6 @@ package run
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/peerq/peerq/answer"
@@ -26,17 +25,6 @@ func poolPartial(t *testing.T, p *query.Plan, recs []query.Record) *Partial {
 		t.Fatal(err)
 	}
 	return back
-}
-
-// rowsInstance is an asker holding every record as its own rows, alone:
-// its means are the records' totals.
-func rowsInstance(p *query.Plan, recs []query.Record) (*Instance, error) {
-	b, err := Bind(p, Config{Peers: 1, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: alone{}, Self: "pool"})
-	if err != nil {
-		return nil, err
-	}
-	b.origCfg.Spec.Rows = len(recs)
-	return b.NewRows(true, recs)
 }
 
 func sameRows(a, b *answer.Answer, tol float64) bool {
@@ -150,11 +138,10 @@ func FuzzDecodePartial(f *testing.F) {
 		if ProtocolOf(p.Kind) == TopK {
 			part = &Partial{Peers: 3, Top: []PartialEntry{{Node: "a", Key: []byte{1}, Row: []byte{2}}}}
 		} else {
-			q, err := rowsInstance(p, recs)
-			if err != nil {
+			var err error
+			if part, err = ExactPartial(p, recs); err != nil {
 				f.Fatal(err)
 			}
-			part, _ = q.Partial(1)
 		}
 		enc, err := part.Encode()
 		if err != nil {
