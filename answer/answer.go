@@ -273,13 +273,16 @@ type Meta struct {
 // its gateways reported, its members, its rounds, and how many of its
 // gateways (of those the cloud pool listed) agreed on its partial.
 type PoolStatus struct {
-	Pool     string `json:"pool"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason,omitempty"`
-	Peers    int    `json:"peers"`
-	Rounds   int    `json:"rounds"`
-	Gateways int    `json:"gateways"`
-	Agreeing int    `json:"agreeing"`
+	Pool   string `json:"pool"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	Peers  int    `json:"peers"`
+	Rounds int    `json:"rounds"`
+	// Elapsed is how long the chosen report's gateway ran the statement
+	// in its pool, in seconds, as it reported it.
+	Elapsed  float64 `json:"elapsed_seconds,omitempty"`
+	Gateways int     `json:"gateways"`
+	Agreeing int     `json:"agreeing"`
 	// GatewayNames are the gateways the cloud pool listed for the pool.
 	GatewayNames []string `json:"gateway_names,omitempty"`
 	// Check is the verdict of the pool's own sample check, if it made one.
@@ -287,6 +290,11 @@ type PoolStatus struct {
 	// Owner is, for a statement FROM SUBCLOUD, the owner of that name in
 	// the pool, as its gateways found it ("": nobody there owns it).
 	Owner string `json:"subcloud_owner,omitempty"`
+	// Excluded are the pool's members left out of its partial that every
+	// agreeing gateway names (the first MaxNamed); ExcludedCount is the
+	// fewest any of them counted.
+	Excluded      []string `json:"excluded,omitempty"`
+	ExcludedCount int      `json:"excluded_count,omitempty"`
 }
 
 // MaxNamed is how many excluded members an answer names (Meta.Excluded);

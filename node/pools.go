@@ -197,6 +197,11 @@ type reportBody struct {
 	// Width is, for a pool whose sample stood in for its bent gossip
 	// (status sampled), the sample's widest relative half-width at 95%.
 	Width float64 `cbor:"12,keyasint,omitempty"`
+	// Excluded names the members the gateway's run left out of the
+	// partial, lost while it ran (the first answer.MaxNamed, sorted);
+	// ExcludedCount is how many it left out.
+	Excluded      []string `cbor:"13,keyasint,omitempty"`
+	ExcludedCount int      `cbor:"14,keyasint,omitempty"`
 }
 
 // statusFailed is a report's status when its pool gave no answer.
@@ -677,6 +682,7 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 		body.Status, body.Reason = statusFailed, fmt.Sprint(err)
 	default:
 		body.Status, body.Reason, body.Peers, body.Rounds = a.Meta.Status, a.Meta.Reason, part.Peers, a.Meta.Rounds
+		body.Excluded, body.ExcludedCount = a.Meta.Excluded, a.Meta.ExcludedCount
 		if a.Meta.Status == answer.StatusSampled {
 			body.Width = a.Meta.ErrEstimate
 		}
@@ -1136,7 +1142,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	// member lists (runPool), as one pool's would be from its own.
 	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note, FromTags: plan.FromMemberLists()}
 	var parts []*run.Partial
-	var partial, contested, sampled []string
+	var partial, contested, sampled, left []string
 	width := 0.0 // the widest sample that stood in for a pool
 	for _, d := range decided {
 		ps, chosen, why, name := d.ps, d.chosen, d.why, d.ps.Pool
@@ -1154,6 +1160,18 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 			partial = append(partial, fmt.Sprintf("pool %s: %s", name, why))
 		default:
 			ps.Status, ps.Reason, ps.Peers, ps.Rounds, ps.Check, ps.Owner = chosen.body.Status, chosen.body.Reason, chosen.body.Peers, chosen.body.Rounds, chosen.body.Check, chosen.body.Owner
+			ps.Elapsed, ps.Excluded, ps.ExcludedCount = chosen.body.Elapsed, chosen.body.Excluded, chosen.body.ExcludedCount
+			if why == statusesSplit {
+				// settle took the worse of a tie, or the status fewer
+				// than a majority of the listed gateways give.
+				votes, agreeing := statusVotes(plan, byPool[name], chosen)
+				ps.Reason = joinReason(ps.Reason, fmt.Sprintf("its gateways' statuses split: %d of the %d that agree on its rows say %s, no status has a majority of its %d gateways, and the worse is taken", votes, agreeing, ps.Status, ps.Gateways))
+			}
+			if ps.ExcludedCount > 0 {
+				meta.ExcludedCount += ps.ExcludedCount
+				meta.Excluded = append(meta.Excluded, ps.Excluded[:min(len(ps.Excluded), answer.MaxNamed-len(meta.Excluded))]...)
+				left = append(left, fmt.Sprintf("%d in pool %s (%s)", ps.ExcludedCount, name, strings.Join(ps.Excluded[:min(len(ps.Excluded), 10)], ", ")))
+			}
 			parts = append(parts, chosen.part)
 			meta.Peers += chosen.body.Peers
 			meta.Rounds = max(meta.Rounds, chosen.body.Rounds)
@@ -1186,6 +1204,11 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	if len(refused) > 0 {
 		meta.Warning = joinReason(meta.Warning, "reports refused: "+strings.Join(refused, "; "))
+	}
+	if len(left) > 0 {
+		// As a cloud of one pool's answer names them (leftOut); the pools'
+		// Peers already leave them out.
+		meta.Warning = joinReason(meta.Warning, fmt.Sprintf("%d member(s) left out of the answer, which is about the others, lost while their pools ran it: %s", meta.ExcludedCount, strings.Join(left, "; ")))
 	}
 	meta.MembersStart, meta.MembersEnd = meta.Peers, meta.Peers
 	meta.Elapsed = p.now().Sub(start).Seconds()
@@ -1323,6 +1346,10 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 		// A sample that stood in is within FallbackMaxWidth, and only a
 		// sampled report has one.
 		return verified{}, fmt.Sprintf("a sample's width of %v with status %s", body.Width, body.Status)
+	case len(body.Excluded) > answer.MaxNamed || body.ExcludedCount < len(body.Excluded) || body.ExcludedCount > maxExcludedCount:
+		return verified{}, fmt.Sprintf("%d members named left out of %d", len(body.Excluded), body.ExcludedCount)
+	case !inOrder(body.Excluded):
+		return verified{}, "the members it left out are not distinct names in order"
 	}
 	v := verified{gateway: r.Gateway, body: body}
 	if body.Status == statusFailed {
@@ -1341,6 +1368,22 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 	}
 	v.part, v.ans = part, a
 	return v, ""
+}
+
+// maxExcludedCount bounds how many members a pool's report may say its
+// run left out: a member is left out once, and a Serf pool past a
+// million members is beyond what peerq is built for.
+const maxExcludedCount = 1 << 20
+
+// inOrder says names are non-empty, distinct and in order, as a
+// run's leftOut gives them.
+func inOrder(names []string) bool {
+	for i, n := range names {
+		if n == "" || len(n) > maxName || i > 0 && names[i-1] >= n {
+			return false
+		}
+	}
+	return true
 }
 
 // choose is a pool's partial: one that a majority of its listed
@@ -1407,9 +1450,10 @@ const statusesSplit = "statuses split"
 
 // settle is the report a pool's agreeing gateways speak for, the rows
 // of ok[best]'s: its status is the one most of them report (a tie goes to
-// the worse, by statusRank), and a sampled pool's width the widest any
-// of them reports with that status; settled says need of them report
-// that status. agree compares rows alone, so that a liar whose partial
+// the worse, by statusRank), a sampled pool's width the widest any of
+// them reports with that status, and the members it left out those need
+// of them name (leftOutBy), whatever their statuses; settled says need of
+// them report that status. agree compares rows alone, so that a liar whose partial
 // agrees with the others' would otherwise speak for the pool's status
 // and width by arriving first: calling a stood-in answer converged, or
 // an honest one contested.
@@ -1428,7 +1472,9 @@ func settle(plan *query.Plan, ok []verified, best, need int) (out *verified, set
 			status = st
 		}
 	}
+	bodies := make([]reportBody, 0, len(agreeing))
 	for _, v := range agreeing {
+		bodies = append(bodies, v.body)
 		if v.body.Status != status {
 			continue
 		}
@@ -1439,7 +1485,52 @@ func settle(plan *query.Plan, ok []verified, best, need int) (out *verified, set
 		}
 		out.body.Width = max(out.body.Width, v.body.Width)
 	}
+	// Who was left out is about the run, whatever status each gave it.
+	out.body.Excluded, out.body.ExcludedCount = leftOutBy(bodies, need)
 	return out, votes[status] >= need
+}
+
+// leftOutBy is who a pool's reports say their runs left out, as k of
+// them say it: that a member was left out is a word about another peer,
+// which one gateway's report does not make — the names k of them give,
+// and the most members k of them count (at least those names).
+func leftOutBy(bodies []reportBody, k int) ([]string, int) {
+	named := map[string]int{}
+	counts := make([]int, 0, len(bodies))
+	for _, b := range bodies {
+		for _, n := range b.Excluded {
+			named[n]++
+		}
+		counts = append(counts, b.ExcludedCount)
+	}
+	var names []string
+	for n, c := range named {
+		if c >= k {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	slices.SortFunc(counts, func(a, b int) int { return b - a })
+	count := 0
+	if k > 0 && k <= len(counts) {
+		count = counts[k-1]
+	}
+	return names, max(count, len(names))
+}
+
+// statusVotes counts the reports of vs that agree with chosen's rows,
+// and of those the ones with its status.
+func statusVotes(plan *query.Plan, vs []verified, chosen *verified) (votes, agreeing int) {
+	for _, v := range vs {
+		if v.part == nil || !agree(plan, chosen.ans, v.ans) || v.body.Owner != chosen.body.Owner {
+			continue
+		}
+		agreeing++
+		if v.body.Status == chosen.body.Status {
+			votes++
+		}
+	}
+	return votes, agreeing
 }
 
 // statusRank orders a pool's statuses from the best an answer can have

@@ -1023,26 +1023,130 @@ func TestCheckReport(t *testing.T) {
 	var id QueryID
 	views := map[string]poolView{"b": {Name: "b", Gateways: []string{"g"}}}
 	keyOf := map[string]identity.Public{"g": key.Public()}
+	many := make([]string, answer.MaxNamed+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("m%03d", i)
+	}
 	for _, c := range []struct {
-		status string
-		width  float64
-		ok     bool
+		status   string
+		width    float64
+		excluded []string
+		count    int
+		ok       bool
 	}{
-		{StatusConverged, 0, true},
-		{answer.StatusSampled, 0.03, true},
-		{StatusPartial, 0, true},
-		{"bogus", 0, false},
-		{StatusConverged, 0.03, false},
-		{answer.StatusSampled, 0.5, false},
-		{answer.StatusSampled, -0.1, false},
+		{StatusConverged, 0, nil, 0, true},
+		{answer.StatusSampled, 0.03, nil, 0, true},
+		{StatusPartial, 0, nil, 0, true},
+		{"bogus", 0, nil, 0, false},
+		{StatusConverged, 0.03, nil, 0, false},
+		{answer.StatusSampled, 0.5, nil, 0, false},
+		{answer.StatusSampled, -0.1, nil, 0, false},
+		// The members it left out: named in order, at most MaxNamed, no
+		// more than it counts, a count within bounds.
+		{StatusConverged, 0, []string{"a", "b"}, 2, true},
+		{StatusConverged, 0, many[:answer.MaxNamed], 1000, true},
+		{StatusConverged, 0, many, len(many), false},
+		{StatusConverged, 0, []string{"a", "b"}, 1, false},
+		{StatusConverged, 0, nil, -1, false},
+		{StatusConverged, 0, nil, maxExcludedCount + 1, false},
+		{StatusConverged, 0, []string{"b", "a"}, 2, false},
+		{StatusConverged, 0, []string{"a", "a"}, 2, false},
+		{StatusConverged, 0, []string{""}, 1, false},
+		{StatusConverged, 0, []string{strings.Repeat("x", maxName+1)}, 1, false},
 	} {
-		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "b", Plan: plan.Hash(), Status: c.status, Width: c.width, Peers: 1, Partial: enc})
+		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "b", Plan: plan.Hash(), Status: c.status, Width: c.width, Peers: 1, Partial: enc,
+			Excluded: c.excluded, ExcludedCount: c.count})
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, views)
 		if (why == "") != c.ok {
-			t.Errorf("status %s, width %g: %q", c.status, c.width, why)
+			t.Errorf("status %s, width %g, left out %d of %d: %q", c.status, c.width, len(c.excluded), c.count, why)
+		}
+	}
+}
+
+// TestCombineNamesLeftOut: a pooled answer names the members a pool's
+// gateways left out of its partial, as a cloud of one pool's names those
+// its run left out — but only those a majority of the listed gateways
+// name among the agreeing reports (both, when two report), as many as
+// they count: one gateway's word about others does not name them. A pool whose agreeing gateways'
+// statuses split says so. Mutation: the first report's names alone, and
+// the liar's m9 is named.
+func TestCombineNamesLeftOut(t *testing.T) {
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := run.ExactPartial(plan, []query.Record{query.Synthetic(1, 0), query.Synthetic(1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := part.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []*identity.Key
+	view := poolView{Name: "b", Gateways: []string{"g1", "g2", "g3"}}
+	for i := range view.Gateways {
+		k, err := identity.New(rand.NewChaCha8([32]byte{byte(i + 1)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+		pub := k.Public()
+		view.Keys = append(view.Keys, pub[:])
+	}
+	id := newQueryID()
+	report := func(g int, status string, excluded []string, count int) poolReport {
+		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "b", Plan: plan.Hash(), Status: status, Peers: 2, Rounds: 9, Partial: enc,
+			Excluded: excluded, ExcludedCount: count})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return poolReport{Gateway: view.Gateways[g], Body: body, Sig: keys[g].Sign(reportDomain, body)}
+	}
+	p := &pools{cfg: Config{Pool: "a"}, now: time.Now}
+	for _, c := range []struct {
+		name    string
+		reports []poolReport
+		named   []string
+		count   int
+		status  string
+		split   bool
+	}{
+		{"both name m2", []poolReport{report(0, StatusConverged, []string{"m1", "m2"}, 2), report(1, StatusConverged, []string{"m2", "m3"}, 3)}, []string{"m2"}, 2, StatusConverged, false},
+		{"a liar names m9 alone", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(1, StatusConverged, nil, 0)}, nil, 0, StatusConverged, false},
+		{"the third outvotes a liar", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(1, StatusConverged, []string{"m4"}, 1), report(2, StatusConverged, []string{"m4"}, 1)}, []string{"m4"}, 1, StatusConverged, false},
+		{"two of three name each", []poolReport{report(0, StatusConverged, []string{"m1", "m2"}, 2), report(1, StatusConverged, []string{"m1"}, 1), report(2, StatusConverged, []string{"m2"}, 1)}, []string{"m1", "m2"}, 2, StatusConverged, false},
+		{"statuses split", []poolReport{report(0, StatusConverged, []string{"m4"}, 1), report(1, StatusPartial, []string{"m4"}, 1)}, []string{"m4"}, 1, StatusPartial, true},
+	} {
+		a, err := p.combine(plan, id, poolResp{Pools: []poolView{view}, Reports: c.reports}, nil, time.Now())
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var ps answer.PoolStatus
+		for _, s := range a.Meta.Pools {
+			if s.Pool == "b" {
+				ps = s
+			}
+		}
+		if !slices.Equal(ps.Excluded, c.named) || ps.ExcludedCount != c.count || ps.Status != c.status {
+			t.Errorf("%s: pool b %s, left out %v of %d; want %s, %v of %d", c.name, ps.Status, ps.Excluded, ps.ExcludedCount, c.status, c.named, c.count)
+		}
+		if !slices.Equal(a.Meta.Excluded, c.named) || a.Meta.ExcludedCount != c.count {
+			t.Errorf("%s: the answer leaves out %v of %d; want %v of %d", c.name, a.Meta.Excluded, a.Meta.ExcludedCount, c.named, c.count)
+		}
+		for _, n := range c.named {
+			if !strings.Contains(a.Meta.Warning, n) {
+				t.Errorf("%s: warning %q does not name %s", c.name, a.Meta.Warning, n)
+			}
+		}
+		if c.count == 0 && strings.Contains(a.Meta.Warning, "left out") {
+			t.Errorf("%s: warning %q names members left out", c.name, a.Meta.Warning)
+		}
+		if split := strings.Contains(ps.Reason, "statuses split"); split != c.split {
+			t.Errorf("%s: pool b's reason %q", c.name, ps.Reason)
 		}
 	}
 }
