@@ -1219,7 +1219,13 @@ func FuzzDecodePool(f *testing.F) {
 	f.Add(encodePool(poolResp{Done: true, Pools: []poolView{{Name: "a", Gateways: []string{"g"}, Keys: [][]byte{make([]byte, 32)}}},
 		Reports: []poolReport{{Gateway: "g", Body: body, Sig: make([]byte, 64)}}}))
 	f.Add(body)
+	f.Add(encodePool(reportBody{ID: make([]byte, 16), Pool: "b", Plan: "p", Status: "converged", Peers: 3, Partial: []byte{0xa0},
+		Excluded: []string{"m1", "m2"}, ExcludedCount: 5, Elapsed: 0.5}))
 	plan, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, err := identity.New(rand.NewChaCha8([32]byte{9}))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -1228,7 +1234,17 @@ func FuzzDecodePool(f *testing.F) {
 		var req poolReq
 		_ = decodePool(b, &req)
 		var rb reportBody
-		_ = decodePool(b, &rb)
+		if decodePool(b, &rb) == nil && len(rb.ID) == len(QueryID{}) {
+			// A report its gateway signed: every check past the
+			// signature, on what the fuzzer made.
+			var id QueryID
+			copy(id[:], rb.ID)
+			views := map[string]poolView{rb.Pool: {Name: rb.Pool, Gateways: []string{"g"}}}
+			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: b, Sig: key.Sign(reportDomain, b)}, map[string]identity.Public{"g": key.Public()}, nil, views)
+			if why == "" && (len(v.body.Excluded) > answer.MaxNamed || v.body.ExcludedCount < len(v.body.Excluded)) {
+				t.Fatalf("a report naming %d of %d members left out passed", len(v.body.Excluded), v.body.ExcludedCount)
+			}
+		}
 		var resp poolResp
 		if decodePool(b, &resp) != nil {
 			return
