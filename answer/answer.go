@@ -290,9 +290,10 @@ type PoolStatus struct {
 	// Owner is, for a statement FROM SUBCLOUD, the owner of that name in
 	// the pool, as its gateways found it ("": nobody there owns it).
 	Owner string `json:"subcloud_owner,omitempty"`
-	// Excluded are the pool's members left out of its partial that every
-	// agreeing gateway names (the first MaxNamed); ExcludedCount is the
-	// fewest any of them counted.
+	// Excluded are the pool's members left out of its partial that a
+	// majority of its listed gateways name among its agreeing reports
+	// (the first MaxNamed); ExcludedCount is the most such a majority
+	// counts (node/pools.go, leftOutBy).
 	Excluded      []string `json:"excluded,omitempty"`
 	ExcludedCount int      `json:"excluded_count,omitempty"`
 }

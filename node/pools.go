@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -1110,7 +1111,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	byPool := map[string][]verified{}
 	var refused []string
-	for _, r := range resp.Reports {
+	for _, r := range onePerGateway(resp.Reports, &refused) {
 		v, why := p.check(plan, id, r, keyOf, mine, views)
 		if why != "" {
 			refused = append(refused, fmt.Sprintf("%s: %s", r.Gateway, why))
@@ -1162,10 +1163,10 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 			ps.Status, ps.Reason, ps.Peers, ps.Rounds, ps.Check, ps.Owner = chosen.body.Status, chosen.body.Reason, chosen.body.Peers, chosen.body.Rounds, chosen.body.Check, chosen.body.Owner
 			ps.Elapsed, ps.Excluded, ps.ExcludedCount = chosen.body.Elapsed, chosen.body.Excluded, chosen.body.ExcludedCount
 			if why == statusesSplit {
-				// settle took the worse of a tie, or the status fewer
-				// than a majority of the listed gateways give.
+				// settle took the status most of them give (the worse of
+				// a tie), which fewer than a majority of the listed give.
 				votes, agreeing := statusVotes(plan, byPool[name], chosen)
-				ps.Reason = joinReason(ps.Reason, fmt.Sprintf("its gateways' statuses split: %d of the %d that agree on its rows say %s, no status has a majority of its %d gateways, and the worse is taken", votes, agreeing, ps.Status, ps.Gateways))
+				ps.Reason = joinReason(ps.Reason, fmt.Sprintf("its gateways' statuses split: %d of the %d that agree on its rows say %s, fewer than the %d a majority needs", votes, agreeing, ps.Status, majority(max(ps.Gateways, len(byPool[name])))))
 			}
 			if ps.ExcludedCount > 0 {
 				meta.ExcludedCount += ps.ExcludedCount
@@ -1217,6 +1218,33 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		a.Contest(strings.Join(contested, "; "))
 	}
 	return a, nil
+}
+
+// onePerGateway keeps one report per gateway: a coordinator that lists
+// a gateway's report more than once would otherwise count it as that
+// many gateways in its pool's majority. A gateway with two different
+// reports signed both, which an honest one never does (it runs a
+// statement once): both are refused, and said in refused.
+func onePerGateway(reports []poolReport, refused *[]string) []poolReport {
+	bodies := map[string][][]byte{}
+	for _, r := range reports {
+		if !slices.ContainsFunc(bodies[r.Gateway], func(b []byte) bool { return bytes.Equal(b, r.Body) }) {
+			bodies[r.Gateway] = append(bodies[r.Gateway], r.Body)
+		}
+	}
+	out := make([]poolReport, 0, len(bodies))
+	for _, r := range reports {
+		switch n := len(bodies[r.Gateway]); {
+		case n == 0:
+			continue // kept already
+		case n > 1:
+			*refused = append(*refused, fmt.Sprintf("%s: %d different reports signed for one statement", r.Gateway, n))
+		default:
+			out = append(out, r)
+		}
+		delete(bodies, r.Gateway)
+	}
+	return out
 }
 
 // clashes are the names that two pools' partials (a top-k's lists)
@@ -1346,6 +1374,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 		// A sample that stood in is within FallbackMaxWidth, and only a
 		// sampled report has one.
 		return verified{}, fmt.Sprintf("a sample's width of %v with status %s", body.Width, body.Status)
+	case !(body.Elapsed >= 0 && body.Elapsed <= maxReportElapsed):
+		return verified{}, fmt.Sprintf("a run of %v s", body.Elapsed)
 	case len(body.Excluded) > answer.MaxNamed || body.ExcludedCount < len(body.Excluded) || body.ExcludedCount > maxExcludedCount:
 		return verified{}, fmt.Sprintf("%d members named left out of %d", len(body.Excluded), body.ExcludedCount)
 	case !inOrder(body.Excluded):
@@ -1369,6 +1399,11 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 	v.part, v.ans = part, a
 	return v, ""
 }
+
+// maxReportElapsed bounds how long a report may say its pool's run took,
+// in seconds: a gateway's run is bounded by its PoolTimeout (a minute by
+// default), and NaN or infinite times would make the answer's JSON fail.
+const maxReportElapsed = 3600
 
 // maxExcludedCount bounds how many members a pool's report may say its
 // run left out: a member is left out once, and a Serf pool past a
@@ -1492,8 +1527,10 @@ func settle(plan *query.Plan, ok []verified, best, need int) (out *verified, set
 
 // leftOutBy is who a pool's reports say their runs left out, as k of
 // them say it: that a member was left out is a word about another peer,
-// which one gateway's report does not make — the names k of them give,
-// and the most members k of them count (at least those names).
+// which one gateway's report does not make (unless the pool lists one
+// gateway) — the first MaxNamed of the names k of them give, and the most
+// members k of them count (at least those names). A liar among them can
+// leave names out (and the count down to the others' least), not add one.
 func leftOutBy(bodies []reportBody, k int) ([]string, int) {
 	named := map[string]int{}
 	counts := make([]int, 0, len(bodies))
@@ -1510,6 +1547,7 @@ func leftOutBy(bodies []reportBody, k int) ([]string, int) {
 		}
 	}
 	sort.Strings(names)
+	names = names[:min(len(names), answer.MaxNamed)]
 	slices.SortFunc(counts, func(a, b int) int { return b - a })
 	count := 0
 	if k > 0 && k <= len(counts) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"net"
 
@@ -1064,15 +1065,32 @@ func TestCheckReport(t *testing.T) {
 			t.Errorf("status %s, width %g, left out %d of %d: %q", c.status, c.width, len(c.excluded), c.count, why)
 		}
 	}
+	// How long the run took goes into the answer's JSON: a number within
+	// a gateway's bounds, not NaN, infinite or negative.
+	for _, c := range []struct {
+		elapsed float64
+		ok      bool
+	}{{0, true}, {12.5, true}, {maxReportElapsed, true}, {-1, false}, {maxReportElapsed + 1, false}, {math.NaN(), false}, {math.Inf(1), false}} {
+		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "b", Plan: plan.Hash(), Status: StatusConverged, Peers: 1, Partial: enc, Elapsed: c.elapsed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, views); (why == "") != c.ok {
+			t.Errorf("a run of %v s: %q", c.elapsed, why)
+		}
+	}
 }
 
 // TestCombineNamesLeftOut: a pooled answer names the members a pool's
 // gateways left out of its partial, as a cloud of one pool's names those
 // its run left out — but only those a majority of the listed gateways
 // name among the agreeing reports (both, when two report), as many as
-// they count: one gateway's word about others does not name them. A pool whose agreeing gateways'
-// statuses split says so. Mutation: the first report's names alone, and
-// the liar's m9 is named.
+// they count: one gateway's word about others does not name them, nor
+// does a coordinator that lists its report three times. A pool whose
+// agreeing gateways' statuses split says so; each pool says how long its
+// run took; the answer names at most MaxNamed across pools. Mutations:
+// the first report's names alone (the liar's m9 is named), no report kept
+// once per gateway (m9 again), the least count (1, not 3).
 func TestCombineNamesLeftOut(t *testing.T) {
 	plan, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1", query.DefaultCatalog(), query.DefaultConfig())
 	if err != nil {
@@ -1086,25 +1104,43 @@ func TestCombineNamesLeftOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var keys []*identity.Key
-	view := poolView{Name: "b", Gateways: []string{"g1", "g2", "g3"}}
-	for i := range view.Gateways {
-		k, err := identity.New(rand.NewChaCha8([32]byte{byte(i + 1)}))
-		if err != nil {
-			t.Fatal(err)
+	keys := map[string]*identity.Key{}
+	var views []poolView
+	for _, pool := range []string{"b", "c"} {
+		v := poolView{Name: pool}
+		for i := range 3 {
+			g := fmt.Sprintf("%s%d", pool, i+1)
+			k, err := identity.New(rand.NewChaCha8([32]byte{pool[0], byte(i + 1)}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys[g] = k
+			pub := k.Public()
+			v.Gateways, v.Keys = append(v.Gateways, g), append(v.Keys, pub[:])
 		}
-		keys = append(keys, k)
-		pub := k.Public()
-		view.Keys = append(view.Keys, pub[:])
+		views = append(views, v)
 	}
 	id := newQueryID()
-	report := func(g int, status string, excluded []string, count int) poolReport {
-		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "b", Plan: plan.Hash(), Status: status, Peers: 2, Rounds: 9, Partial: enc,
-			Excluded: excluded, ExcludedCount: count})
+	reportIn := func(pool string, g int, status string, excluded []string, count int) poolReport {
+		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: pool, Plan: plan.Hash(), Status: status, Peers: 2, Rounds: 9, Partial: enc,
+			Elapsed: 0.25, Excluded: excluded, ExcludedCount: count})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return poolReport{Gateway: view.Gateways[g], Body: body, Sig: keys[g].Sign(reportDomain, body)}
+		name := fmt.Sprintf("%s%d", pool, g+1)
+		return poolReport{Gateway: name, Body: body, Sig: keys[name].Sign(reportDomain, body)}
+	}
+	report := func(g int, status string, excluded []string, count int) poolReport {
+		return reportIn("b", g, status, excluded, count)
+	}
+	// Pool c answers too, leaving nobody out (but in the last case).
+	honestC := []poolReport{reportIn("c", 0, StatusConverged, nil, 0), reportIn("c", 1, StatusConverged, nil, 0)}
+	forty := func(from int) []string {
+		var ns []string
+		for k := range 40 {
+			ns = append(ns, fmt.Sprintf("m%03d", from+k))
+		}
+		return ns
 	}
 	p := &pools{cfg: Config{Pool: "a"}, now: time.Now}
 	for _, c := range []struct {
@@ -1119,9 +1155,12 @@ func TestCombineNamesLeftOut(t *testing.T) {
 		{"a liar names m9 alone", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(1, StatusConverged, nil, 0)}, nil, 0, StatusConverged, false},
 		{"the third outvotes a liar", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(1, StatusConverged, []string{"m4"}, 1), report(2, StatusConverged, []string{"m4"}, 1)}, []string{"m4"}, 1, StatusConverged, false},
 		{"two of three name each", []poolReport{report(0, StatusConverged, []string{"m1", "m2"}, 2), report(1, StatusConverged, []string{"m1"}, 1), report(2, StatusConverged, []string{"m2"}, 1)}, []string{"m1", "m2"}, 2, StatusConverged, false},
+		{"the most a majority counts", []poolReport{report(0, StatusConverged, []string{"m4"}, 1), report(1, StatusConverged, []string{"m4"}, 3), report(2, StatusConverged, []string{"m4"}, 3)}, []string{"m4"}, 3, StatusConverged, false},
+		{"a liar's report listed three times", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(0, StatusConverged, []string{"m9"}, 1), report(0, StatusConverged, []string{"m9"}, 1), report(1, StatusConverged, nil, 0), report(2, StatusConverged, nil, 0)}, nil, 0, StatusConverged, false},
+		{"a gateway that signed two reports", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(0, StatusConverged, []string{"m8", "m9"}, 2), report(1, StatusConverged, []string{"m9"}, 1), report(2, StatusConverged, nil, 0)}, nil, 0, StatusConverged, false},
 		{"statuses split", []poolReport{report(0, StatusConverged, []string{"m4"}, 1), report(1, StatusPartial, []string{"m4"}, 1)}, []string{"m4"}, 1, StatusPartial, true},
 	} {
-		a, err := p.combine(plan, id, poolResp{Pools: []poolView{view}, Reports: c.reports}, nil, time.Now())
+		a, err := p.combine(plan, id, poolResp{Pools: views, Reports: append(slices.Clone(c.reports), honestC...)}, nil, time.Now())
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -1131,8 +1170,8 @@ func TestCombineNamesLeftOut(t *testing.T) {
 				ps = s
 			}
 		}
-		if !slices.Equal(ps.Excluded, c.named) || ps.ExcludedCount != c.count || ps.Status != c.status {
-			t.Errorf("%s: pool b %s, left out %v of %d; want %s, %v of %d", c.name, ps.Status, ps.Excluded, ps.ExcludedCount, c.status, c.named, c.count)
+		if !slices.Equal(ps.Excluded, c.named) || ps.ExcludedCount != c.count || ps.Status != c.status || ps.Elapsed != 0.25 {
+			t.Errorf("%s: pool b %s, left out %v of %d, ran %v s; want %s, %v of %d, 0.25 s", c.name, ps.Status, ps.Excluded, ps.ExcludedCount, ps.Elapsed, c.status, c.named, c.count)
 		}
 		if !slices.Equal(a.Meta.Excluded, c.named) || a.Meta.ExcludedCount != c.count {
 			t.Errorf("%s: the answer leaves out %v of %d; want %v of %d", c.name, a.Meta.Excluded, a.Meta.ExcludedCount, c.named, c.count)
@@ -1145,9 +1184,25 @@ func TestCombineNamesLeftOut(t *testing.T) {
 		if c.count == 0 && strings.Contains(a.Meta.Warning, "left out") {
 			t.Errorf("%s: warning %q names members left out", c.name, a.Meta.Warning)
 		}
-		if split := strings.Contains(ps.Reason, "statuses split"); split != c.split {
+		if split := strings.Contains(ps.Reason, "statuses split: 1 of the 2 that agree on its rows say partial, fewer than the 2 a majority needs"); split != c.split {
 			t.Errorf("%s: pool b's reason %q", c.name, ps.Reason)
 		}
+		if two := strings.Contains(a.Meta.Warning, "b1: 2 different reports"); two != (c.name == "a gateway that signed two reports") {
+			t.Errorf("%s: warning %q", c.name, a.Meta.Warning)
+		}
+	}
+	// Two pools leave out 40 each: the answer counts 80 and names 64.
+	reports := []poolReport{report(0, StatusConverged, forty(0), 40), report(1, StatusConverged, forty(0), 40),
+		reportIn("c", 0, StatusConverged, forty(100), 40), reportIn("c", 1, StatusConverged, forty(100), 40)}
+	a, err := p.combine(plan, id, poolResp{Pools: views, Reports: reports}, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Meta.Excluded) != answer.MaxNamed || a.Meta.ExcludedCount != 80 {
+		t.Errorf("two pools leaving out 40 each: the answer names %d of %d, want %d of 80", len(a.Meta.Excluded), a.Meta.ExcludedCount, answer.MaxNamed)
+	}
+	if _, err := answer.Marshal(a.JSON()); err != nil {
+		t.Errorf("the answer's JSON: %v", err)
 	}
 }
 
@@ -1239,8 +1294,13 @@ func FuzzDecodePool(f *testing.F) {
 			// signature, on what the fuzzer made.
 			var id QueryID
 			copy(id[:], rb.ID)
+			rb.Plan = plan.Hash() // what the fuzzer cannot guess
+			signed, err := reportEnc.Marshal(rb)
+			if err != nil {
+				return
+			}
 			views := map[string]poolView{rb.Pool: {Name: rb.Pool, Gateways: []string{"g"}}}
-			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: b, Sig: key.Sign(reportDomain, b)}, map[string]identity.Public{"g": key.Public()}, nil, views)
+			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: signed, Sig: key.Sign(reportDomain, signed)}, map[string]identity.Public{"g": key.Public()}, nil, views)
 			if why == "" && (len(v.body.Excluded) > answer.MaxNamed || v.body.ExcludedCount < len(v.body.Excluded)) {
 				t.Fatalf("a report naming %d of %d members left out passed", len(v.body.Excluded), v.body.ExcludedCount)
 			}
