@@ -1111,12 +1111,16 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	byPool := map[string][]verified{}
 	var refused []string
-	for _, r := range onePerGateway(resp.Reports, &refused) {
-		v, why := p.check(plan, id, r, keyOf, mine, views)
-		if why != "" {
+	var signed []poolReport // those whose checks pass, their signatures first
+	for _, r := range resp.Reports {
+		if _, why := p.check(plan, id, r, keyOf, mine, views); why != "" {
 			refused = append(refused, fmt.Sprintf("%s: %s", r.Gateway, why))
 			continue
 		}
+		signed = append(signed, r)
+	}
+	for _, r := range onePerGateway(signed, &refused) {
+		v, _ := p.check(plan, id, r, keyOf, mine, views) // passed above
 		byPool[v.body.Pool] = append(byPool[v.body.Pool], v)
 	}
 	names := make([]string, 0, len(views))
@@ -1222,9 +1226,12 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 
 // onePerGateway keeps one report per gateway: a coordinator that lists
 // a gateway's report more than once would otherwise count it as that
-// many gateways in its pool's majority. A gateway with two different
-// reports signed both, which an honest one never does (it runs a
-// statement once): both are refused, and said in refused.
+// many gateways in its pool's majority. reports are those whose
+// signatures were checked (combine): a gateway with two different ones
+// signed both, which an honest one never does (it runs a statement
+// once), and both are refused, said in refused — a report made up in
+// its name fails its signature before this, and cannot get its own
+// refused.
 func onePerGateway(reports []poolReport, refused *[]string) []poolReport {
 	bodies := map[string][][]byte{}
 	for _, r := range reports {

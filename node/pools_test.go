@@ -1133,6 +1133,11 @@ func TestCombineNamesLeftOut(t *testing.T) {
 	report := func(g int, status string, excluded []string, count int) poolReport {
 		return reportIn("b", g, status, excluded, count)
 	}
+	forged := func(r poolReport) poolReport {
+		r.Sig = slices.Clone(r.Sig)
+		r.Sig[0] ^= 1 // not b1's signature
+		return r
+	}
 	// Pool c answers too, leaving nobody out (but in the last case).
 	honestC := []poolReport{reportIn("c", 0, StatusConverged, nil, 0), reportIn("c", 1, StatusConverged, nil, 0)}
 	forty := func(from int) []string {
@@ -1159,6 +1164,7 @@ func TestCombineNamesLeftOut(t *testing.T) {
 		{"a liar's report listed three times", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(0, StatusConverged, []string{"m9"}, 1), report(0, StatusConverged, []string{"m9"}, 1), report(1, StatusConverged, nil, 0), report(2, StatusConverged, nil, 0)}, nil, 0, StatusConverged, false},
 		{"a gateway that signed two reports", []poolReport{report(0, StatusConverged, []string{"m9"}, 1), report(0, StatusConverged, []string{"m8", "m9"}, 2), report(1, StatusConverged, []string{"m9"}, 1), report(2, StatusConverged, nil, 0)}, nil, 0, StatusConverged, false},
 		{"statuses split", []poolReport{report(0, StatusConverged, []string{"m4"}, 1), report(1, StatusPartial, []string{"m4"}, 1)}, []string{"m4"}, 1, StatusPartial, true},
+		{"a second report made up in an honest gateway's name", []poolReport{report(0, StatusConverged, []string{"m4"}, 1), forged(report(0, StatusConverged, []string{"m8"}, 1)), report(1, StatusConverged, []string{"m4"}, 1)}, []string{"m4"}, 1, StatusConverged, false},
 	} {
 		a, err := p.combine(plan, id, poolResp{Pools: views, Reports: append(slices.Clone(c.reports), honestC...)}, nil, time.Now())
 		if err != nil {
