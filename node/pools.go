@@ -1,12 +1,12 @@
 package node
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -764,8 +764,8 @@ func (p *pools) askGateways(ctx context.Context, c CloudNetwork, id QueryID, wir
 		go func() {
 			defer wg.Done()
 			rep, ok := p.askGateway(ctx, c, v.at[i], id, wire, plan)
-			if !ok {
-				return
+			if !ok || rep.Gateway != v.Gateways[i] {
+				return // a gateway answers for itself, not for another
 			}
 			p.mu.Lock()
 			cr.reports = append(cr.reports, rep)
@@ -796,7 +796,8 @@ func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []pool
 			vs = append(vs, ver)
 		}
 	}
-	chosen, _, why := choose(plan, vs, len(v.Gateways))
+	var refused []string
+	chosen, _, why := choose(plan, onePerGateway(vs, &refused), len(v.Gateways))
 	return chosen != nil && why != statusesSplit
 }
 
@@ -1031,28 +1032,22 @@ func crossCheck(coords []string, last []*poolResp) (poolResp, string) {
 			out.Pools = append(out.Pools, poolView{Name: v.Name}) // one saw it: none of its gateways is agreed
 		}
 	}
-	bodies := map[string][]byte{}
-	twice := map[string]bool{}
+	// Both coordinators' reports, each once. Two different ones in one
+	// gateway's name are both passed on: which of them that gateway signed
+	// is for combine to find (check, then onePerGateway), since a lying
+	// coordinator can make one up in an honest gateway's name.
+	seen := map[string]bool{}
 	for _, r := range append(slices.Clone(a.Reports), b.Reports...) {
-		if prev, ok := bodies[r.Gateway]; ok {
-			if string(prev) != string(r.Body) {
-				twice[r.Gateway] = true
-			}
-			continue
+		if k := r.Gateway + "\x00" + string(r.Body); !seen[k] {
+			seen[k] = true
+			out.Reports = append(out.Reports, r)
 		}
-		bodies[r.Gateway] = r.Body
-		out.Reports = append(out.Reports, r)
 	}
-	out.Reports = slices.DeleteFunc(out.Reports, func(r poolReport) bool { return twice[r.Gateway] })
-	var note []string
+	var note string
 	if len(dropped) > 0 {
-		note = append(note, fmt.Sprintf("gateways %s and %s do not both list %s (left out)", from[0], from[1], strings.Join(dropped, ", ")))
+		note = fmt.Sprintf("gateways %s and %s do not both list %s (left out)", from[0], from[1], strings.Join(dropped, ", "))
 	}
-	for g := range twice {
-		note = append(note, fmt.Sprintf("%s reported two different partials (both refused)", g))
-	}
-	sort.Strings(note)
-	return out, strings.Join(note, "; ")
+	return out, note
 }
 
 // callLAN sends one request to a gateway of this peer's pool.
@@ -1111,16 +1106,16 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	byPool := map[string][]verified{}
 	var refused []string
-	var signed []poolReport // those whose checks pass, their signatures first
+	var vs []verified // those whose checks pass, their signatures first
 	for _, r := range resp.Reports {
-		if _, why := p.check(plan, id, r, keyOf, mine, views); why != "" {
+		v, why := p.check(plan, id, r, keyOf, mine, views)
+		if why != "" {
 			refused = append(refused, fmt.Sprintf("%s: %s", r.Gateway, why))
 			continue
 		}
-		signed = append(signed, r)
+		vs = append(vs, v)
 	}
-	for _, r := range onePerGateway(signed, &refused) {
-		v, _ := p.check(plan, id, r, keyOf, mine, views) // passed above
+	for _, v := range onePerGateway(vs, &refused) {
 		byPool[v.body.Pool] = append(byPool[v.body.Pool], v)
 	}
 	names := make([]string, 0, len(views))
@@ -1224,32 +1219,35 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	return a, nil
 }
 
-// onePerGateway keeps one report per gateway: a coordinator that lists
-// a gateway's report more than once would otherwise count it as that
-// many gateways in its pool's majority. reports are those whose
-// signatures were checked (combine): a gateway with two different ones
-// signed both, which an honest one never does (it runs a statement
-// once), and both are refused, said in refused — a report made up in
-// its name fails its signature before this, and cannot get its own
-// refused.
-func onePerGateway(reports []poolReport, refused *[]string) []poolReport {
-	bodies := map[string][][]byte{}
-	for _, r := range reports {
-		if !slices.ContainsFunc(bodies[r.Gateway], func(b []byte) bool { return bytes.Equal(b, r.Body) }) {
-			bodies[r.Gateway] = append(bodies[r.Gateway], r.Body)
+// onePerGateway keeps one report per gateway of a pool: a coordinator
+// that lists a gateway's report more than once would otherwise count it
+// as that many gateways in its pool's majority. vs passed check, their
+// signatures first: a gateway with two different ones signed both, which
+// an honest one never does (it runs a statement once), and both are
+// refused, said in refused — a report made up in its name fails its
+// signature before this, and cannot get its own refused. A name is a
+// gateway's within its pool (another pool may have one of the same).
+func onePerGateway(vs []verified, refused *[]string) []verified {
+	type gw struct{ pool, name string }
+	bodies := map[gw][]reportBody{}
+	for _, v := range vs {
+		k := gw{v.body.Pool, v.gateway}
+		if !slices.ContainsFunc(bodies[k], func(b reportBody) bool { return reflect.DeepEqual(b, v.body) }) {
+			bodies[k] = append(bodies[k], v.body)
 		}
 	}
-	out := make([]poolReport, 0, len(bodies))
-	for _, r := range reports {
-		switch n := len(bodies[r.Gateway]); {
+	out := make([]verified, 0, len(bodies))
+	for _, v := range vs {
+		k := gw{v.body.Pool, v.gateway}
+		switch n := len(bodies[k]); {
 		case n == 0:
 			continue // kept already
 		case n > 1:
-			*refused = append(*refused, fmt.Sprintf("%s: %d different reports signed for one statement", r.Gateway, n))
+			*refused = append(*refused, fmt.Sprintf("%s: %d different reports signed for one statement", v.gateway, n))
 		default:
-			out = append(out, r)
+			out = append(out, v)
 		}
-		delete(bodies, r.Gateway)
+		delete(bodies, k)
 	}
 	return out
 }
@@ -1381,7 +1379,7 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 		// A sample that stood in is within FallbackMaxWidth, and only a
 		// sampled report has one.
 		return verified{}, fmt.Sprintf("a sample's width of %v with status %s", body.Width, body.Status)
-	case !(body.Elapsed >= 0 && body.Elapsed <= maxReportElapsed):
+	case !(body.Elapsed >= 0 && body.Elapsed <= max(maxReportElapsed, p.cfg.PoolTimeout.Seconds())):
 		return verified{}, fmt.Sprintf("a run of %v s", body.Elapsed)
 	case len(body.Excluded) > answer.MaxNamed || body.ExcludedCount < len(body.Excluded) || body.ExcludedCount > maxExcludedCount:
 		return verified{}, fmt.Sprintf("%d members named left out of %d", len(body.Excluded), body.ExcludedCount)
@@ -1408,8 +1406,10 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 }
 
 // maxReportElapsed bounds how long a report may say its pool's run took,
-// in seconds: a gateway's run is bounded by its PoolTimeout (a minute by
-// default), and NaN or infinite times would make the answer's JSON fail.
+// in seconds (or the asker's PoolTimeout, if longer: it waits no longer
+// for a report): a gateway's run is bounded by its PoolTimeout (a minute
+// by default), and NaN or infinite times would make the answer's JSON
+// fail.
 const maxReportElapsed = 3600
 
 // maxExcludedCount bounds how many members a pool's report may say its
@@ -1554,13 +1554,12 @@ func leftOutBy(bodies []reportBody, k int) ([]string, int) {
 		}
 	}
 	sort.Strings(names)
-	names = names[:min(len(names), answer.MaxNamed)]
 	slices.SortFunc(counts, func(a, b int) int { return b - a })
 	count := 0
 	if k > 0 && k <= len(counts) {
 		count = counts[k-1]
 	}
-	return names, max(count, len(names))
+	return names[:min(len(names), answer.MaxNamed)], max(count, len(names))
 }
 
 // statusVotes counts the reports of vs that agree with chosen's rows,

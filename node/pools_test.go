@@ -974,8 +974,10 @@ func TestCrossCheck(t *testing.T) {
 		note     string
 	}{
 		{"both honest", []*poolResp{&honest, &honest}, map[string][]string{"a": {"a1", "a2"}, "b": {"b1", "b2", "b3"}}, []string{"a1", "b1"}, ""},
-		{"one lies", []*poolResp{&honest, &liar}, map[string][]string{"a": {"a1", "a2"}, "b": {"b1"}}, []string{"a1", "evil"},
-			"b1 reported two different partials (both refused); gateways c1 and c2 do not both list b/b2, b/b3 (left out)"},
+		// Its b1 report differs from the honest one's: both are passed on,
+		// and the asker's checks find which b1 signed (combine).
+		{"one lies", []*poolResp{&honest, &liar}, map[string][]string{"a": {"a1", "a2"}, "b": {"b1"}}, []string{"a1", "b1", "b1", "evil"},
+			"gateways c1 and c2 do not both list b/b2, b/b3 (left out)"},
 		{"one coordinator", []*poolResp{nil, &liar}, map[string][]string{"a": {"a1", "a2"}, "b": {"b1", "b2", "evil"}}, []string{"a1", "b1", "evil"},
 			"the other pools' gateways as c2 alone listed them"},
 	} {
@@ -1078,6 +1080,61 @@ func TestCheckReport(t *testing.T) {
 		if _, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, views); (why == "") != c.ok {
 			t.Errorf("a run of %v s: %q", c.elapsed, why)
 		}
+	}
+}
+
+// TestLeftOutBy: who a pool left out, as k of its reports say it: the
+// names k give (the first MaxNamed), and the most members k count — never
+// fewer than the names they give, cut or not. Mutation: the count taken
+// after the cut (64, not 96).
+func TestLeftOutBy(t *testing.T) {
+	names := func(from, n int) []string {
+		var ns []string
+		for i := range n {
+			ns = append(ns, fmt.Sprintf("m%03d", from+i))
+		}
+		return ns
+	}
+	for _, c := range []struct {
+		name   string
+		bodies []reportBody
+		k      int
+		named  []string
+		count  int
+	}{
+		{"two of two", []reportBody{{Excluded: []string{"a", "b"}, ExcludedCount: 2}, {Excluded: []string{"b", "c"}, ExcludedCount: 3}}, 2, []string{"b"}, 2},
+		{"two of three", []reportBody{{Excluded: []string{"a"}, ExcludedCount: 5}, {Excluded: []string{"a"}, ExcludedCount: 1}, {ExcludedCount: 0}}, 2, []string{"a"}, 1},
+		{"none", []reportBody{{}, {}}, 2, nil, 0},
+		// 96 names, each given by two of three reports of 64.
+		{"past MaxNamed", []reportBody{{Excluded: names(0, 64), ExcludedCount: 64}, {Excluded: append(names(0, 32), names(64, 32)...), ExcludedCount: 64},
+			{Excluded: names(32, 64), ExcludedCount: 64}}, 2, names(0, answer.MaxNamed), 96},
+	} {
+		named, count := leftOutBy(c.bodies, c.k)
+		if !slices.Equal(named, c.named) || count != c.count {
+			t.Errorf("%s: %v of %d, want %v of %d", c.name, named, count, c.named, c.count)
+		}
+	}
+}
+
+// TestOnePerGateway: a gateway's report counts once however often it is
+// listed; a gateway that signed two different ones has both refused; a
+// gateway's name is its pool's (another pool's gateway of the same name
+// is another gateway).
+func TestOnePerGateway(t *testing.T) {
+	rep := func(pool, g string, peers int) verified {
+		return verified{gateway: g, body: reportBody{Pool: pool, Status: StatusConverged, Peers: peers}}
+	}
+	var refused []string
+	got := onePerGateway([]verified{rep("b", "x", 3), rep("b", "x", 3), rep("c", "x", 3), rep("b", "y", 3), rep("b", "y", 4), rep("b", "z", 3)}, &refused)
+	var kept []string
+	for _, v := range got {
+		kept = append(kept, v.body.Pool+"/"+v.gateway)
+	}
+	if want := []string{"b/x", "c/x", "b/z"}; !slices.Equal(kept, want) {
+		t.Errorf("kept %v, want %v", kept, want)
+	}
+	if len(refused) != 1 || !strings.HasPrefix(refused[0], "y: 2 different reports") {
+		t.Errorf("refused %q, want y's two", refused)
 	}
 }
 
@@ -1262,6 +1319,9 @@ func TestDecided(t *testing.T) {
 		{"rows alike, one partial", []poolReport{report("g1", StatusConverged, 10), report("g2", StatusPartial, 10)}, false},
 		{"and the third converged", []poolReport{report("g1", StatusConverged, 10), report("g2", StatusPartial, 10), report("g3", StatusConverged, 10)}, true},
 		{"rows differ", []poolReport{report("g1", StatusConverged, 10), report("g2", StatusConverged, 20)}, false},
+		// A liar in the first wave that hands in g2's report as well as
+		// g2 does is one vote, not two: the coordinator asks g3.
+		{"one report listed twice", []poolReport{report("g2", StatusConverged, 10), report("g2", StatusConverged, 10)}, false},
 	} {
 		if got := p.decided(plan, id, v, c.reports); got != c.want {
 			t.Errorf("%s: decided %v, want %v", c.name, got, c.want)
