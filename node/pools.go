@@ -786,13 +786,15 @@ func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []pool
 	keyOf := map[string]identity.Public{}
 	addKeys(keyOf, v)
 	var mine map[string]identity.Public
+	var own []string
 	if v.Name == p.cfg.Pool {
-		mine = memberKeys(p.lan.Members())
+		members := p.lan.Members()
+		mine, own = memberKeys(members), Gateways(members, p.cfg.Gateways)
 	}
 	views := map[string]poolView{v.Name: v}
 	var vs []verified
 	for _, r := range reports {
-		if ver, why := p.check(plan, id, r, keyOf, mine, views); why == "" {
+		if ver, why := p.check(plan, id, r, keyOf, mine, own, views); why == "" {
 			vs = append(vs, ver)
 		}
 	}
@@ -819,11 +821,15 @@ func addKeys(keyOf map[string]identity.Public, v poolView) {
 	for i, g := range v.Gateways {
 		if i < len(v.Keys) {
 			if k, err := identity.PublicOf(v.Keys[i]); err == nil {
-				keyOf[g] = k
+				keyOf[gatewayKey(v.Name, g)] = k
 			}
 		}
 	}
 }
+
+// gatewayKey is a gateway's key in keyOf: a name is a gateway's within
+// its pool, and another pool may have a gateway of the same name.
+func gatewayKey(pool, name string) string { return pool + "\x00" + name }
 
 // askGateway starts the statement at gateway g (itself without an
 // exchange) and polls it until it reports.
@@ -1091,7 +1097,7 @@ type verified struct {
 
 // combine checks the reports and merges one partial per pool.
 func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []network.Member, start time.Time) (*answer.Answer, error) {
-	mine := memberKeys(members)
+	mine, own := memberKeys(members), Gateways(members, p.cfg.Gateways)
 	views := map[string]poolView{}
 	keyOf := map[string]identity.Public{}
 	for _, v := range resp.Pools {
@@ -1108,7 +1114,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	var refused []string
 	var vs []verified // those whose checks pass, their signatures first
 	for _, r := range resp.Reports {
-		v, why := p.check(plan, id, r, keyOf, mine, views)
+		v, why := p.check(plan, id, r, keyOf, mine, own, views)
 		if why != "" {
 			refused = append(refused, fmt.Sprintf("%s: %s", r.Gateway, why))
 			continue
@@ -1343,21 +1349,45 @@ func (p *pools) subcloudPool(name string, ds []pooled) (note string, err error) 
 }
 
 // check verifies one report: signed by the key the cloud pool shows for
-// its gateway (and, in this peer's pool, the key its own membership
-// pinned), for this query and plan, from a gateway the view lists in the
-// pool it names, with a partial that fits the plan.
-func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine map[string]identity.Public, views map[string]poolView) (verified, string) {
-	key, ok := keyOf[r.Gateway]
-	if own, in := mine[r.Gateway]; in && !own.IsZero() {
-		if ok && own != key {
+// a gateway of that name in the pool the report names (keyOf, by
+// gatewayKey: another pool may have a gateway of the same name, whose key
+// does not speak for this one), for this query and plan, with a partial
+// that fits the plan. In this peer's pool the key is the one its own
+// membership pinned (mine), and a gateway is one the view lists there or
+// one of own, the gateways this peer computes: not any member.
+func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine map[string]identity.Public, own []string, views map[string]poolView) (verified, string) {
+	// The pools that list a gateway of this name, each with its key there
+	// (this pool's own gateways: the key its membership pinned); the
+	// report counts for the pool whose key signed it.
+	type candidate struct {
+		pool string
+		key  identity.Public
+	}
+	var cands []candidate
+	for name, v := range views {
+		if key, ok := keyOf[gatewayKey(name, r.Gateway)]; ok && slices.Contains(v.Gateways, r.Gateway) && name != p.cfg.Pool {
+			cands = append(cands, candidate{name, key})
+		}
+	}
+	if pinned, in := mine[r.Gateway]; in && !pinned.IsZero() && (slices.Contains(views[p.cfg.Pool].Gateways, r.Gateway) || slices.Contains(own, r.Gateway)) {
+		if key, ok := keyOf[gatewayKey(p.cfg.Pool, r.Gateway)]; ok && pinned != key {
 			return verified{}, "its key in the cloud pool is not the one this pool knows"
 		}
-		key, ok = own, true
+		cands = append(cands, candidate{p.cfg.Pool, pinned})
 	}
-	if !ok || key.IsZero() {
+	cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.key.IsZero() })
+	if len(cands) == 0 {
 		return verified{}, "no key known for it"
 	}
-	if !identity.Verify(key, reportDomain, r.Body, r.Sig) {
+	slices.SortFunc(cands, func(a, b candidate) int { return strings.Compare(a.pool, b.pool) })
+	signer := -1
+	for i, c := range cands {
+		if identity.Verify(c.key, reportDomain, r.Body, r.Sig) {
+			signer = i
+			break
+		}
+	}
+	if signer < 0 {
 		return verified{}, "a bad signature"
 	}
 	var body reportBody
@@ -1369,7 +1399,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 		return verified{}, "a report of another query"
 	case body.Plan != plan.Hash():
 		return verified{}, "a report of another plan"
-	case !slices.Contains(views[body.Pool].Gateways, r.Gateway) && !(body.Pool == p.cfg.Pool && mine[r.Gateway] != (identity.Public{})):
+	case body.Pool != cands[signer].pool:
+		// Signed by the key of a gateway of that name in another pool.
 		return verified{}, fmt.Sprintf("not a gateway of pool %s", body.Pool)
 	case body.Peers < 0 || body.Rounds < 0:
 		return verified{}, "negative counts"

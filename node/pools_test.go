@@ -1025,7 +1025,7 @@ func TestCheckReport(t *testing.T) {
 	p := &pools{cfg: Config{Pool: "a"}}
 	var id QueryID
 	views := map[string]poolView{"b": {Name: "b", Gateways: []string{"g"}}}
-	keyOf := map[string]identity.Public{"g": key.Public()}
+	keyOf := map[string]identity.Public{gatewayKey("b", "g"): key.Public()}
 	many := make([]string, answer.MaxNamed+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("m%03d", i)
@@ -1062,7 +1062,7 @@ func TestCheckReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, views)
+		_, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, nil, views)
 		if (why == "") != c.ok {
 			t.Errorf("status %s, width %g, left out %d of %d: %q", c.status, c.width, len(c.excluded), c.count, why)
 		}
@@ -1077,8 +1077,151 @@ func TestCheckReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, views); (why == "") != c.ok {
+		if _, why := p.check(plan, id, poolReport{Gateway: "g", Body: body, Sig: key.Sign(reportDomain, body)}, keyOf, nil, nil, views); (why == "") != c.ok {
 			t.Errorf("a run of %v s: %q", c.elapsed, why)
+		}
+	}
+}
+
+// TestGatewaysOfTheSameName: names are unique within a pool only, so
+// pools b and c may each have a gateway x. c's x cannot speak for pool b
+// with its own key, nor get b's x refused: each report is checked by the
+// key of the gateway of that name in the pool it names. Mutation: keys
+// by name alone (c's key replaces b's: b's x is refused as a bad
+// signature and c's x votes in pool b).
+func TestGatewaysOfTheSameName(t *testing.T) {
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*identity.Key{}
+	var views []poolView
+	seed := byte(1)
+	for _, pool := range []string{"b", "c"} {
+		v := poolView{Name: pool}
+		for _, g := range []string{"x", pool + "2", pool + "3"} {
+			k, err := identity.New(rand.NewChaCha8([32]byte{seed}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed++
+			keys[pool+"/"+g] = k
+			v.Gateways, v.Keys = append(v.Gateways, g), append(v.Keys, k.Public().Bytes())
+		}
+		views = append(views, v)
+	}
+	id := newQueryID()
+	rep := func(signer, gw, pool string, n int) poolReport {
+		recs := make([]query.Record, n)
+		for i := range recs {
+			recs[i] = query.Synthetic(1, i)
+		}
+		part, err := run.ExactPartial(plan, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := part.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: pool, Plan: plan.Hash(), Status: StatusConverged, Peers: n, Partial: enc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return poolReport{Gateway: gw, Body: body, Sig: keys[signer].Sign(reportDomain, body)}
+	}
+	reports := []poolReport{
+		rep("b/x", "x", "b", 5), rep("b/b2", "b2", "b", 5), // pool b: 5
+		rep("c/x", "x", "c", 7), rep("c/c2", "c2", "c", 7), // pool c: 7
+		rep("c/x", "x", "b", 50), // c's x, for pool b
+	}
+	p := &pools{cfg: Config{Pool: "a"}, now: time.Now}
+	a, err := p.combine(plan, id, poolResp{Pools: views, Reports: reports}, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range a.Meta.Pools {
+		want, mine := map[string]int{"b": 5, "c": 7}[ps.Pool]
+		if !mine {
+			continue // the asker's pool a, which has no gateway here
+		}
+		if ps.Status != StatusConverged || ps.Peers != want || ps.Agreeing != 2 {
+			t.Errorf("pool %s: %s (%s), %d peers, %d agreeing; want converged, %d, 2", ps.Pool, ps.Status, ps.Reason, ps.Peers, ps.Agreeing, want)
+		}
+	}
+	if w := a.Meta.Warning; !strings.Contains(w, "x: not a gateway of pool b") || strings.Contains(w, "bad signature") {
+		t.Errorf("warning %q: want c's x refused for pool b, and no bad signature", w)
+	}
+}
+
+// TestOwnPoolCountsItsGateways: in the asker's own pool a report counts
+// from its gateways (the keys its membership pinned), not from any
+// member: a lying gateway passing on two other members' reports does not
+// outvote the other two. Mutation: any member with a pinned key counts
+// (the answer says 9).
+func TestOwnPoolCountsItsGateways(t *testing.T) {
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*identity.Key{}
+	var members []network.Member
+	for i := range 8 {
+		name := fmt.Sprintf("m%d", i)
+		k, err := identity.New(rand.NewChaCha8([32]byte{byte(i + 1)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name] = k
+		members = append(members, network.Member{Name: name, Key: k.Public()})
+	}
+	gws := Gateways(members, 3)
+	var others []string
+	for _, m := range members {
+		if !slices.Contains(gws, m.Name) {
+			others = append(others, m.Name)
+		}
+	}
+	v := poolView{Name: "a"}
+	for _, g := range gws {
+		v.Gateways, v.Keys = append(v.Gateways, g), append(v.Keys, keys[g].Public().Bytes())
+	}
+	id := newQueryID()
+	rep := func(g string, n int) poolReport {
+		recs := make([]query.Record, n)
+		for i := range recs {
+			recs[i] = query.Synthetic(1, i)
+		}
+		part, err := run.ExactPartial(plan, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := part.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "a", Plan: plan.Hash(), Status: StatusConverged, Peers: n, Partial: enc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return poolReport{Gateway: g, Body: body, Sig: keys[g].Sign(reportDomain, body)}
+	}
+	p := &pools{cfg: Config{Pool: "a", Gateways: 3}, now: time.Now}
+	for _, listed := range []bool{true, false} { // the cloud pool lists this pool's gateways, or not
+		resp := poolResp{Reports: []poolReport{rep(gws[1], 5), rep(gws[2], 5), rep(gws[0], 9), rep(others[0], 9), rep(others[1], 9)}}
+		if listed {
+			resp.Pools = []poolView{v}
+		}
+		a, err := p.combine(plan, id, resp, members, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := a.Meta.Pools[0]
+		if ps.Peers != 5 || ps.Status != StatusConverged {
+			t.Errorf("listed %v: pool a %s (%s), %d peers; want converged, 5: its two honest gateways", listed, ps.Status, ps.Reason, ps.Peers)
+		}
+		if !strings.Contains(a.Meta.Warning, others[0]+": no key known for it") {
+			t.Errorf("listed %v: warning %q does not refuse %s", listed, a.Meta.Warning, others[0])
 		}
 	}
 }
@@ -1366,7 +1509,7 @@ func FuzzDecodePool(f *testing.F) {
 				return
 			}
 			views := map[string]poolView{rb.Pool: {Name: rb.Pool, Gateways: []string{"g"}}}
-			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: signed, Sig: key.Sign(reportDomain, signed)}, map[string]identity.Public{"g": key.Public()}, nil, views)
+			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: signed, Sig: key.Sign(reportDomain, signed)}, map[string]identity.Public{gatewayKey(rb.Pool, "g"): key.Public()}, nil, nil, views)
 			if why == "" && (len(v.body.Excluded) > answer.MaxNamed || v.body.ExcludedCount < len(v.body.Excluded)) {
 				t.Fatalf("a report naming %d of %d members left out passed", len(v.body.Excluded), v.body.ExcludedCount)
 			}
@@ -1382,7 +1525,7 @@ func FuzzDecodePool(f *testing.F) {
 			views[v.Name] = v
 		}
 		for _, r := range out.Reports {
-			p.check(plan, QueryID{}, r, keyOf, keyOf, views)
+			p.check(plan, QueryID{}, r, keyOf, keyOf, nil, views)
 		}
 	})
 }
