@@ -1112,23 +1112,7 @@ func TestGatewaysOfTheSameName(t *testing.T) {
 	}
 	id := newQueryID()
 	rep := func(signer, gw, pool string, n int) poolReport {
-		recs := make([]query.Record, n)
-		for i := range recs {
-			recs[i] = query.Synthetic(1, i)
-		}
-		part, err := run.ExactPartial(plan, recs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		enc, err := part.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: pool, Plan: plan.Hash(), Status: StatusConverged, Peers: n, Partial: enc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return poolReport{Gateway: gw, Body: body, Sig: keys[signer].Sign(reportDomain, body)}
+		return signedReport(t, plan, id, pool, gw, keys[signer], StatusConverged, n)
 	}
 	reports := []poolReport{
 		rep("b/x", "x", "b", 5), rep("b/b2", "b2", "b", 5), // pool b: 5
@@ -1188,23 +1172,7 @@ func TestOwnPoolCountsItsGateways(t *testing.T) {
 	}
 	id := newQueryID()
 	rep := func(g string, n int) poolReport {
-		recs := make([]query.Record, n)
-		for i := range recs {
-			recs[i] = query.Synthetic(1, i)
-		}
-		part, err := run.ExactPartial(plan, recs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		enc, err := part.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "a", Plan: plan.Hash(), Status: StatusConverged, Peers: n, Partial: enc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return poolReport{Gateway: g, Body: body, Sig: keys[g].Sign(reportDomain, body)}
+		return signedReport(t, plan, id, "a", g, keys[g], StatusConverged, n)
 	}
 	p := &pools{cfg: Config{Pool: "a", Gateways: 3}, now: time.Now}
 	for _, listed := range []bool{true, false} { // the cloud pool lists this pool's gateways, or not
@@ -1224,6 +1192,29 @@ func TestOwnPoolCountsItsGateways(t *testing.T) {
 			t.Errorf("listed %v: warning %q does not refuse %s", listed, a.Meta.Warning, others[0])
 		}
 	}
+}
+
+// signedReport is gateway g's report of a pool of n synthetic members,
+// signed with key: what the asker's checks take.
+func signedReport(t *testing.T, plan *query.Plan, id QueryID, pool, g string, key *identity.Key, status string, n int) poolReport {
+	t.Helper()
+	recs := make([]query.Record, n)
+	for i := range recs {
+		recs[i] = query.Synthetic(1, i)
+	}
+	part, err := run.ExactPartial(plan, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := part.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: pool, Plan: plan.Hash(), Status: status, Peers: n, Partial: enc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return poolReport{Gateway: g, Body: body, Sig: key.Sign(reportDomain, body)}
 }
 
 // TestLeftOutBy: who a pool left out, as k of its reports say it: the
@@ -1434,23 +1425,7 @@ func TestDecided(t *testing.T) {
 	}
 	var id QueryID
 	report := func(g, status string, count int) poolReport {
-		recs := make([]query.Record, count)
-		for i := range recs {
-			recs[i] = query.Synthetic(1, i)
-		}
-		part, err := run.ExactPartial(plan, recs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		enc, err := part.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: "b", Plan: plan.Hash(), Status: status, Peers: count, Partial: enc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return poolReport{Gateway: g, Body: body, Sig: keys[g].Sign(reportDomain, body)}
+		return signedReport(t, plan, id, "b", g, keys[g], status, count)
 	}
 	p := &pools{cfg: Config{Pool: "a"}}
 	for _, c := range []struct {
