@@ -427,8 +427,14 @@ func rightOrContestedAs(t *testing.T, asker *Node, recs []query.Record, l *aggLi
 		switch {
 		case res.Status == answer.StatusContested:
 			contested++
+			// A run out of rounds ("also partial") had not converged: its
+			// sums may differ from the sample's for that alone (a CI run
+			// on a quiet machine: a STDDEV's sum 3.6% off in 31 rounds),
+			// and the check rightly says so; only a converged run's
+			// figures say which lie the check caught.
+			unconverged := strings.Contains(res.Reason, "also partial")
 			if res.Check == nil || res.Check.Verdict != answer.CheckContested || len(res.Check.Text) == 0 ||
-				!slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(res.Reason, r) }) {
+				!unconverged && !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(res.Reason, r) }) {
 				t.Errorf("contested without both figures, or for another reason than %q: %s, %+v", reasons, res.Reason, res.Check)
 			}
 		case off:
