@@ -1,12 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -783,7 +783,7 @@ func (p *pools) askGateways(ctx context.Context, c CloudNetwork, id QueryID, wir
 // pool's verdict: verified as the asker verifies them (check), a
 // majority of the gateways listed agreeing (choose).
 func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []poolReport) bool {
-	keyOf := map[string]identity.Public{}
+	keyOf := gatewayKeys{}
 	addKeys(keyOf, v)
 	var mine map[string]identity.Public
 	var own []string
@@ -815,21 +815,28 @@ func memberKeys(members []network.Member) map[string]identity.Public {
 	return out
 }
 
-// addKeys adds the keys the cloud pool shows for v's gateways to keyOf,
-// by their names in their pool; a key that does not parse is left out.
-func addKeys(keyOf map[string]identity.Public, v poolView) {
+// gatewayKeys are the keys the cloud pool shows for gateways, by name:
+// a name is a gateway's within its pool, and another pool may have a
+// gateway of the same name, so a name has a key in each pool that lists
+// one by it.
+type gatewayKeys map[string][]poolKey
+
+type poolKey struct {
+	pool string
+	key  identity.Public
+}
+
+// addKeys adds the keys the cloud pool shows for v's gateways to keyOf;
+// a key that does not parse is left out.
+func addKeys(keyOf gatewayKeys, v poolView) {
 	for i, g := range v.Gateways {
 		if i < len(v.Keys) {
-			if k, err := identity.PublicOf(v.Keys[i]); err == nil {
-				keyOf[gatewayKey(v.Name, g)] = k
+			if k, err := identity.PublicOf(v.Keys[i]); err == nil && !k.IsZero() {
+				keyOf[g] = append(keyOf[g], poolKey{v.Name, k})
 			}
 		}
 	}
 }
-
-// gatewayKey is a gateway's key in keyOf: a name is a gateway's within
-// its pool, and another pool may have a gateway of the same name.
-func gatewayKey(pool, name string) string { return pool + "\x00" + name }
 
 // askGateway starts the statement at gateway g (itself without an
 // exchange) and polls it until it reports.
@@ -1090,16 +1097,26 @@ func (p *pools) callLAN(ctx context.Context, to string, req poolReq) (poolResp, 
 // verified is a report that passed the asker's checks.
 type verified struct {
 	gateway string
+	raw     []byte // the body as it was signed
 	body    reportBody
 	part    *run.Partial
 	ans     *answer.Answer // the pool's partial alone, for agreement
+	// votes is, for the report settle chose, how many of the reports
+	// that agree with it give its status.
+	votes int
+}
+
+// sameRun says two reports of a pool give the same answer (agree) over
+// the same members (a subcloud's owner).
+func sameRun(plan *query.Plan, a, b verified) bool {
+	return agree(plan, a.ans, b.ans) && a.body.Owner == b.body.Owner
 }
 
 // combine checks the reports and merges one partial per pool.
 func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []network.Member, start time.Time) (*answer.Answer, error) {
 	mine, own := memberKeys(members), Gateways(members, p.cfg.Gateways)
 	views := map[string]poolView{}
-	keyOf := map[string]identity.Public{}
+	keyOf := gatewayKeys{}
 	for _, v := range resp.Pools {
 		if len(v.Keys) != len(v.Gateways) {
 			return nil, fmt.Errorf("node: the gateway's view of pool %s is malformed", v.Name)
@@ -1170,8 +1187,7 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 			if why == statusesSplit {
 				// settle took the status most of them give (the worse of
 				// a tie), which fewer than a majority of the listed give.
-				votes, agreeing := statusVotes(plan, byPool[name], chosen)
-				ps.Reason = joinReason(ps.Reason, fmt.Sprintf("its gateways' statuses split: %d of the %d that agree on its rows say %s, fewer than the %d a majority needs", votes, agreeing, ps.Status, majority(max(ps.Gateways, len(byPool[name])))))
+				ps.Reason = joinReason(ps.Reason, fmt.Sprintf("its gateways' statuses split: %d of the %d that agree on its rows say %s, fewer than the %d a majority needs", chosen.votes, ps.Agreeing, ps.Status, majority(max(ps.Gateways, len(byPool[name])))))
 			}
 			if ps.ExcludedCount > 0 {
 				meta.ExcludedCount += ps.ExcludedCount
@@ -1235,11 +1251,11 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 // gateway's within its pool (another pool may have one of the same).
 func onePerGateway(vs []verified, refused *[]string) []verified {
 	type gw struct{ pool, name string }
-	bodies := map[gw][]reportBody{}
+	bodies := map[gw][][]byte{}
 	for _, v := range vs {
 		k := gw{v.body.Pool, v.gateway}
-		if !slices.ContainsFunc(bodies[k], func(b reportBody) bool { return reflect.DeepEqual(b, v.body) }) {
-			bodies[k] = append(bodies[k], v.body)
+		if !slices.ContainsFunc(bodies[k], func(b []byte) bool { return bytes.Equal(b, v.raw) }) {
+			bodies[k] = append(bodies[k], v.raw)
 		}
 	}
 	out := make([]verified, 0, len(bodies))
@@ -1349,44 +1365,32 @@ func (p *pools) subcloudPool(name string, ds []pooled) (note string, err error) 
 }
 
 // check verifies one report: signed by the key the cloud pool shows for
-// a gateway of that name in the pool the report names (keyOf, by
-// gatewayKey: another pool may have a gateway of the same name, whose key
-// does not speak for this one), for this query and plan, with a partial
-// that fits the plan. In this peer's pool the key is the one its own
-// membership pinned (mine), and a gateway is one the view lists there or
-// one of own, the gateways this peer computes: not any member.
-func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine map[string]identity.Public, own []string, views map[string]poolView) (verified, string) {
-	// The pools that list a gateway of this name, each with its key there
-	// (this pool's own gateways: the key its membership pinned); the
-	// report counts for the pool whose key signed it.
-	type candidate struct {
-		pool string
-		key  identity.Public
-	}
-	var cands []candidate
-	for name, v := range views {
-		if key, ok := keyOf[gatewayKey(name, r.Gateway)]; ok && slices.Contains(v.Gateways, r.Gateway) && name != p.cfg.Pool {
-			cands = append(cands, candidate{name, key})
+// the gateway of that name in the pool the report names (keyOf: another
+// pool's gateway of the same name neither speaks for it nor gets its
+// report refused), for this query and plan, with a partial that fits the
+// plan. In this peer's pool the key is the one its own membership pinned
+// (mine), which the coordinator cannot substitute, and a gateway is one
+// the view lists there or one of own, the gateways this peer computes:
+// not any member.
+func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf gatewayKeys, mine map[string]identity.Public, own []string, views map[string]poolView) (verified, string) {
+	var cands []poolKey // the report counts for the pool whose key signed it
+	for _, pk := range keyOf[r.Gateway] {
+		if pk.pool != p.cfg.Pool {
+			cands = append(cands, pk)
 		}
 	}
 	if pinned, in := mine[r.Gateway]; in && !pinned.IsZero() && (slices.Contains(views[p.cfg.Pool].Gateways, r.Gateway) || slices.Contains(own, r.Gateway)) {
-		if key, ok := keyOf[gatewayKey(p.cfg.Pool, r.Gateway)]; ok && pinned != key {
-			return verified{}, "its key in the cloud pool is not the one this pool knows"
+		for _, pk := range keyOf[r.Gateway] {
+			if pk.pool == p.cfg.Pool && pk.key != pinned {
+				return verified{}, "its key in the cloud pool is not the one this pool knows"
+			}
 		}
-		cands = append(cands, candidate{p.cfg.Pool, pinned})
+		cands = append(cands, poolKey{p.cfg.Pool, pinned})
 	}
-	cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.key.IsZero() })
 	if len(cands) == 0 {
 		return verified{}, "no key known for it"
 	}
-	slices.SortFunc(cands, func(a, b candidate) int { return strings.Compare(a.pool, b.pool) })
-	signer := -1
-	for i, c := range cands {
-		if identity.Verify(c.key, reportDomain, r.Body, r.Sig) {
-			signer = i
-			break
-		}
-	}
+	signer := slices.IndexFunc(cands, func(c poolKey) bool { return identity.Verify(c.key, reportDomain, r.Body, r.Sig) })
 	if signer < 0 {
 		return verified{}, "a bad signature"
 	}
@@ -1417,7 +1421,7 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf, mine ma
 	case !inOrder(body.Excluded):
 		return verified{}, "the members it left out are not distinct names in order"
 	}
-	v := verified{gateway: r.Gateway, body: body}
+	v := verified{gateway: r.Gateway, raw: r.Body, body: body}
 	if body.Status == statusFailed {
 		return v, ""
 	}
@@ -1479,7 +1483,7 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 	for i := range ok {
 		n := 0
 		for j := range ok {
-			if agree(plan, ok[i].ans, ok[j].ans) && ok[i].body.Owner == ok[j].body.Owner {
+			if sameRun(plan, ok[i], ok[j]) {
 				n++
 			}
 		}
@@ -1534,7 +1538,7 @@ func settle(plan *query.Plan, ok []verified, best, need int) (out *verified, set
 	votes := map[string]int{}
 	var agreeing []verified
 	for _, v := range ok {
-		if agree(plan, ok[best].ans, v.ans) && v.body.Owner == ok[best].body.Owner {
+		if sameRun(plan, ok[best], v) {
 			agreeing = append(agreeing, v)
 			votes[v.body.Status]++
 		}
@@ -1560,7 +1564,8 @@ func settle(plan *query.Plan, ok []verified, best, need int) (out *verified, set
 	}
 	// Who was left out is about the run, whatever status each gave it.
 	out.body.Excluded, out.body.ExcludedCount = leftOutBy(bodies, need)
-	return out, votes[status] >= need
+	out.votes = votes[status]
+	return out, out.votes >= need
 }
 
 // leftOutBy is who a pool's reports say their runs left out, as k of
@@ -1591,21 +1596,6 @@ func leftOutBy(bodies []reportBody, k int) ([]string, int) {
 		count = counts[k-1]
 	}
 	return names[:min(len(names), answer.MaxNamed)], max(count, len(names))
-}
-
-// statusVotes counts the reports of vs that agree with chosen's rows,
-// and of those the ones with its status.
-func statusVotes(plan *query.Plan, vs []verified, chosen *verified) (votes, agreeing int) {
-	for _, v := range vs {
-		if v.part == nil || !agree(plan, chosen.ans, v.ans) || v.body.Owner != chosen.body.Owner {
-			continue
-		}
-		agreeing++
-		if v.body.Status == chosen.body.Status {
-			votes++
-		}
-	}
-	return votes, agreeing
 }
 
 // statusRank orders a pool's statuses from the best an answer can have

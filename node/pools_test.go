@@ -1025,7 +1025,7 @@ func TestCheckReport(t *testing.T) {
 	p := &pools{cfg: Config{Pool: "a"}}
 	var id QueryID
 	views := map[string]poolView{"b": {Name: "b", Gateways: []string{"g"}}}
-	keyOf := map[string]identity.Public{gatewayKey("b", "g"): key.Public()}
+	keyOf := gatewayKeys{"g": {{"b", key.Public()}}}
 	many := make([]string, answer.MaxNamed+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("m%03d", i)
@@ -1256,7 +1256,12 @@ func TestLeftOutBy(t *testing.T) {
 // is another gateway).
 func TestOnePerGateway(t *testing.T) {
 	rep := func(pool, g string, peers int) verified {
-		return verified{gateway: g, body: reportBody{Pool: pool, Status: StatusConverged, Peers: peers}}
+		body := reportBody{Pool: pool, Status: StatusConverged, Peers: peers}
+		raw, err := reportEnc.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return verified{gateway: g, raw: raw, body: body}
 	}
 	var refused []string
 	got := onePerGateway([]verified{rep("b", "x", 3), rep("b", "x", 3), rep("c", "x", 3), rep("b", "y", 3), rep("b", "y", 4), rep("b", "z", 3)}, &refused)
@@ -1484,7 +1489,7 @@ func FuzzDecodePool(f *testing.F) {
 				return
 			}
 			views := map[string]poolView{rb.Pool: {Name: rb.Pool, Gateways: []string{"g"}}}
-			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: signed, Sig: key.Sign(reportDomain, signed)}, map[string]identity.Public{gatewayKey(rb.Pool, "g"): key.Public()}, nil, nil, views)
+			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: signed, Sig: key.Sign(reportDomain, signed)}, gatewayKeys{"g": {{rb.Pool, key.Public()}}}, nil, nil, views)
 			if why == "" && (len(v.body.Excluded) > answer.MaxNamed || v.body.ExcludedCount < len(v.body.Excluded)) {
 				t.Fatalf("a report naming %d of %d members left out passed", len(v.body.Excluded), v.body.ExcludedCount)
 			}
@@ -1494,13 +1499,20 @@ func FuzzDecodePool(f *testing.F) {
 			return
 		}
 		out, _ := crossCheck([]string{"c1", "c2"}, []*poolResp{&resp, &resp})
-		keyOf := map[string]identity.Public{}
+		// The keys as the fuzzed views give them, this pool's pinned too.
+		keyOf, mine := gatewayKeys{}, map[string]identity.Public{}
 		views := map[string]poolView{}
 		for _, v := range out.Pools {
 			views[v.Name] = v
+			addKeys(keyOf, v)
+		}
+		for _, g := range views["a"].Gateways {
+			for _, pk := range keyOf[g] {
+				mine[g] = pk.key
+			}
 		}
 		for _, r := range out.Reports {
-			p.check(plan, QueryID{}, r, keyOf, keyOf, nil, views)
+			p.check(plan, QueryID{}, r, keyOf, mine, views["a"].Gateways, views)
 		}
 	})
 }

@@ -417,32 +417,35 @@ func rightOrContestedAs(t *testing.T, asker *Node, recs []query.Record, l *aggLi
 	t.Helper()
 	p := compile(t, asker, text)
 	exact := query.Exact(p, recs)
-	contested := 0
-	for range 3 {
+	// Three answers, out of at most six: a run that also ran out of
+	// rounds ("also partial") may be contested for another of its
+	// figures, unconverged (a CI run on a quiet machine: a squares liar's
+	// STDDEV contested for its sum, 3.6% off in 31 rounds), which is
+	// right but does not show the lie caught: it is not counted.
+	contested, counted := 0, 0
+	for try := 0; try < 6 && counted < 3; try++ {
 		res := ask(t, asker, p)
 		off := false
 		for i, want := range exact.Rows[0] {
 			off = off || math.Abs(res.Rows[0][i].Num-want.Num) > 0.02*want.Num
 		}
+		named := slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(res.Reason, r) })
 		switch {
+		case res.Status == answer.StatusContested && !named && strings.Contains(res.Reason, "also partial"):
+			t.Logf("try %d: contested for another reason, out of rounds: %s", try+1, res.Reason)
+			continue
 		case res.Status == answer.StatusContested:
 			contested++
-			// A run out of rounds ("also partial") had not converged: its
-			// sums may differ from the sample's for that alone (a CI run
-			// on a quiet machine: a STDDEV's sum 3.6% off in 31 rounds),
-			// and the check rightly says so; only a converged run's
-			// figures say which lie the check caught.
-			unconverged := strings.Contains(res.Reason, "also partial")
-			if res.Check == nil || res.Check.Verdict != answer.CheckContested || len(res.Check.Text) == 0 ||
-				!unconverged && !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(res.Reason, r) }) {
+			if res.Check == nil || res.Check.Verdict != answer.CheckContested || len(res.Check.Text) == 0 || !named {
 				t.Errorf("contested without both figures, or for another reason than %q: %s, %+v", reasons, res.Reason, res.Check)
 			}
 		case off:
 			t.Errorf("a bent answer (%v, exact %v) came back %s; check %+v", res.Rows[0], exact.Rows[0], res.Status, res.Check)
 		}
+		counted++
 	}
 	if l.lies.Load() == 0 || contested == 0 {
-		t.Fatalf("the liar sent %d bent messages, %d of 3 answers contested: the lie did not bend an answer", l.lies.Load(), contested)
+		t.Fatalf("the liar sent %d bent messages, %d of %d answers contested for it: the lie did not bend an answer", l.lies.Load(), contested, counted)
 	}
 }
 

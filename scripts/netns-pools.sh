@@ -17,7 +17,8 @@
 # 0.1–0.4 s), kills -9 one of pool b's gateways while it runs: that answer
 # must be right (8, the agents up when it was asked, or 7, those up when
 # it ended) or flagged (partial or contested, exit 4 or 8) — never another
-# number with exit 0. Then it asks COUNT and SHOW POOLS until the COUNT is
+# number with exit 0, nor one that names another agent as left out (a
+# pool's gateways name the members their runs lost). Then it asks COUNT and SHOW POOLS until the COUNT is
 # 7 and converged and pool b has 3 gateways again, none of them the dead
 # one, and a majority of them (2; the third is asked only when two
 # disagree) agreeing (RECOVER_TIMEOUT, 180 s), checks every answer in
@@ -137,6 +138,13 @@ row() { TABLE+=("$(printf '%-34s %-10s %-5s %-22s %s' "$@")"); }
 
 # judge STATUS EXIT RIGHT: ok (RIGHT=1, converged or exact, exit 0),
 # flagged (partial or contested, exit 4 or 8) or WRONG (anything else).
+# named_only() says the answer in file $1 names no member left out but
+# $2 (the agent killed): a pool's gateways name those their runs lost,
+# and an answer naming a live agent so would be a wrong word about it.
+named_only() {
+	jq -e --arg v "$2" '[.meta.excluded // [] | .[] | select(. != $v)] | length == 0' "$1" > /dev/null 2>&1
+}
+
 judge() {
 	if [[ "$1" =~ ^(converged|exact)$ ]] && [ "$2" = 0 ]; then
 		if [ "$3" = 1 ]; then echo ok; else echo WRONG; fi
@@ -283,7 +291,8 @@ read -r code t_end < "$OUT/kill.done"
 st=$(status "$f")
 val=$(first_cell "$f")
 verdict=$(judge "$st" "$code" "$([[ "$val" =~ ^[78]$ ]] && echo 1 || echo 0)")
-[ "$verdict" = WRONG ] && wrong=$((wrong + 1))
+named_only "$f" "$victim" || verdict="WRONG (names a live agent left out)"
+[[ "$verdict" == WRONG* ]] && wrong=$((wrong + 1))
 mid=$(awk -v k="$t_kill" -v e="$t_end" 'BEGIN { print (k < e) ? "killed mid-query" : "KILLED AFTER THE ANSWER" }')
 row "kill $victim at +$(since "$t_ask" "$t_kill")s, done +$(since "$t_ask" "$t_end")s" "$st" "$code" "$val" "$verdict, $mid $(pools_meta "$f")"
 echo "the answer asked across the kill of $victim:"
@@ -302,7 +311,10 @@ while (($(date +%s) < ${t_kill%.*} + RECOVER_TIMEOUT)); do
 	st=$(status "$f")
 	val=$(first_cell "$f")
 	t=$(since "$t_kill" "$(now)")
-	if [[ "$st" =~ ^(converged|exact)$ ]] && [ "$code" = 0 ] && [[ "$val" =~ ^[78]$ ]]; then
+	if ! named_only "$f" "$victim"; then
+		wrong=$((wrong + 1))
+		row "after the kill +${t}s" "$st" "$code" "$val" "WRONG: names a live agent left out $(jq -c .meta.excluded "$f")"
+	elif [[ "$st" =~ ^(converged|exact)$ ]] && [ "$code" = 0 ] && [[ "$val" =~ ^[78]$ ]]; then
 		right=$((right + 1))
 	elif [[ "$st" =~ ^(partial|contested)$ ]] && [ "$code" != 0 ]; then
 		flagged=$((flagged + 1))
