@@ -36,6 +36,14 @@ type leaseCalls struct {
 	// self answers a request from this peer to itself (it may be a member
 	// of its own subcloud, and is a keeper of some names).
 	self func(from string, msg []byte) []byte
+	// across, in a cloud of pools, relays a request to a member of
+	// another pool (pool/name) and returns its reply, signed by it
+	// (relay.go); nil in a cloud of one pool.
+	across interface {
+		relayLease(ctx context.Context, to string, msg []byte) ([]byte, error)
+		remoteKey(q string) (identity.Public, uint64, bool)
+		poolName() string
+	}
 }
 
 // callLease sends one request of this peer's, as owner, to peer to: signed,
@@ -44,6 +52,12 @@ type leaseCalls struct {
 // incarnation: the request is signed anew for it, once.
 func (c *leaseCalls) callLease(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
 	req.Owner, req.Target, req.Boot, req.At = c.name, to, c.bootOf(to), c.now().UnixNano()
+	if _, name, remote := remoteName(to); remote && c.across != nil {
+		// A member of another pool: this owner is pool/name to it, and it
+		// is name in its pool.
+		_, req.Boot, _ = c.across.remoteKey(to)
+		req.Owner, req.Target = qualify(c.across.poolName(), c.name), name
+	}
 	for try := 0; ; try++ {
 		req.Sign(c.id)
 		rep, err := c.callRaw(ctx, to, req)
@@ -58,6 +72,18 @@ func (c *leaseCalls) callLease(ctx context.Context, to string, req subcloud.Requ
 func (c *leaseCalls) callRaw(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
 	if to == c.name {
 		return subcloud.DecodeReply(c.self(to, req.Encode())) // no exchange
+	}
+	if _, _, remote := remoteName(to); remote {
+		if c.across == nil {
+			return subcloud.Reply{}, fmt.Errorf("node: %s is a member of another pool, and this peer's cloud is one pool", to)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 2*c.timeout) // a vouch, then the relay
+		defer cancel()
+		msg, err := c.across.relayLease(ctx, to, req.Encode())
+		if err != nil {
+			return subcloud.Reply{}, err
+		}
+		return subcloud.DecodeReply(msg)
 	}
 	msg, err := c.entry(ctx, to, req)
 	if err != nil {

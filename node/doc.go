@@ -54,9 +54,17 @@
 // only when those disagree on rows or status), then checking every
 // pool's reports and merging one partial per pool that most of its
 // gateways agree on (run.Merge; a name two pools hold contests the
-// answer: clashes). A statement FROM SUBCLOUD is answered by the pool whose
-// gateways find the name's owner there (subcloudPool); SHOW SUBCLOUDS
-// adds the other pools' subclouds, counted in their pools (local.go).
+// answer: clashes). A statement FROM SUBCLOUD runs in every pool over
+// the members of an owner the asker fixes first (its own pool's, else
+// the pool whose gateways find the name's owner there: subcloudPool;
+// Plan.Owner); SHOW SUBCLOUDS adds the other pools' subclouds, counted
+// in every pool (local.go). Leases cross pools (relay.go): RESERVE's
+// search runs in every pool, and its owner claims, renews, checks and
+// releases a member of another pool, named pool/name, through a gateway
+// of each pool (opRelay, opDeliver), each end believing the other's key
+// as a majority of its own pool's gateways vouch for it (opVouch, each
+// vouch signed), the member's reply signed over the request, and its
+// loss believed only from majorities.
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
 // cloud pool on its own in-memory network).
 //

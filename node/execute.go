@@ -272,19 +272,9 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		return &answer.Answer{Columns: plan.AnswerColumns(), Meta: &answer.Meta{Status: StatusExact, Converged: true, Peers: n.net.Size(), PlanHash: plan.Hash(),
 			Elapsed: n.now().Sub(start).Seconds()}}, nil
 	case plan.Kind == query.PlanReserve:
-		res, err := n.sc.reserve(ctx, plan, progress)
-		if n.rt.pools.on() {
-			// Subclouds stay in their pool (docs/PROTOCOLS.md, Pools): a
-			// RESERVE says so, and so does one that found too few peers.
-			scope := n.rt.pools.reserveScope()
-			if res != nil && res.Meta != nil {
-				res.Meta.Warning = strings.TrimPrefix(res.Meta.Warning+"; "+scope, "; ")
-			}
-			if errors.Is(err, ErrNotEnoughPeers) {
-				err = fmt.Errorf("%w (%s)", err, scope)
-			}
-		}
-		return res, err
+		// In a cloud of pools its search runs in every pool, and members
+		// of other pools are claimed through the gateways (relay.go).
+		return n.sc.reserve(ctx, plan, progress)
 	case plan.Kind == query.PlanLocal && plan.Local.Const:
 		// SELECT 1 + 1: constants, computed here; no member is asked.
 		res := plan.ConstAnswer()
@@ -305,6 +295,16 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		if !plan.FromMemberLists() {
 			plan = plan.Gossiped()
 		}
+		if plan.Subcloud != "" && plan.Owner == "" {
+			// A subcloud's members may be in any pool (relay.go): its
+			// owner is fixed first, and every pool runs the statement
+			// over that owner's members.
+			owner, err := n.ownerAcross(ctx, plan, start)
+			if err != nil {
+				return nil, err
+			}
+			plan = plan.Across(owner)
+		}
 		return n.rt.pools.ask(ctx, plan, progress, start)
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
@@ -312,4 +312,26 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		return n.alone(plan, start)
 	}
 	return n.rt.gossip(ctx, plan, progress)
+}
+
+// ownerAcross is the owner of a FROM SUBCLOUD statement's subcloud in a
+// cloud of pools, as pool/name: this peer's pool's, which comes first,
+// as its name's keepers tell; else the one pool's whose gateways find it
+// there, the statement run in every pool as pools.subcloudPool chooses
+// (an unknown or ambiguous name is its error).
+func (n *Node) ownerAcross(ctx context.Context, plan *query.Plan, start time.Time) (string, error) {
+	if o, ok := n.sc.subcloudOwner(ctx, plan.Subcloud); ok {
+		return qualify(n.rt.pools.cfg.Pool, o), nil
+	}
+	a, facts, err := n.rt.pools.askWhere(ctx, plan, nil, start)
+	if facts.owner != "" {
+		return facts.owner, nil
+	}
+	if err == nil && a != nil && a.Meta != nil {
+		err = &api.Error{Code: api.CodePartial, Message: fmt.Sprintf("subcloud %s: no pool's gateways agreed on its owner (%s)", plan.Subcloud, a.Meta.Reason)}
+	}
+	if err == nil {
+		err = fmt.Errorf("node: subcloud %s: no owner found", plan.Subcloud)
+	}
+	return "", err
 }

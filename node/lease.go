@@ -56,6 +56,13 @@ type leaseKeeper struct {
 	owner ownerSide
 	call  leaseCaller
 	names *nameKeepers
+	// across, in a cloud of pools, are the keys of other pools' members
+	// (owners named pool/name) as this pool's gateways vouch for them
+	// (relay.go); nil in a cloud of one pool.
+	across interface {
+		remoteKey(q string) (identity.Public, uint64, bool)
+		poolName() string
+	}
 	// ask bounds a lookup of a name's owner for a dated claim: half an
 	// exchange, so that the claim's answer is not late.
 	ask time.Duration
@@ -138,16 +145,41 @@ func (lk *leaseKeeper) self() subcloud.Self {
 	return subcloud.Self{Name: lk.net.Name(), Boot: lk.boot, KeyOf: lk.keyOf}
 }
 
-// keyOf is the identity the membership shows for a live member.
+// keyOf is the identity the membership shows for a live member, or,
+// for a member of another pool (pool/name), the one its gateways vouched
+// for.
 func (lk *leaseKeeper) keyOf(name string) (identity.Public, bool) {
+	if _, _, remote := remoteName(name); remote {
+		if lk.across == nil {
+			return identity.Public{}, false
+		}
+		key, _, ok := lk.across.remoteKey(name)
+		return key, ok && !key.IsZero()
+	}
 	m, ok := lk.net.Member(name)
 	return m.Key, ok && !m.Key.IsZero()
 }
 
-// bootOf is a live member's incarnation (0: unknown).
+// bootOf is a live member's incarnation (0: unknown), as keyOf finds it.
 func (lk *leaseKeeper) bootOf(name string) uint64 {
+	if _, _, remote := remoteName(name); remote {
+		if lk.across == nil {
+			return 0
+		}
+		_, boot, _ := lk.across.remoteKey(name)
+		return boot
+	}
 	m, _ := lk.net.Member(name)
 	return m.Boot
+}
+
+// selfFor is this peer's name as the owner named owner knows it: pool/name
+// for an owner of another pool, which claimed it so.
+func (lk *leaseKeeper) selfFor(owner string) string {
+	if _, _, remote := remoteName(owner); remote && lk.across != nil {
+		return qualify(lk.across.poolName(), lk.net.Name())
+	}
+	return lk.net.Name()
 }
 
 // handle answers a lease or name request from the peer named from:
@@ -357,7 +389,7 @@ func (lk *leaseKeeper) askOwner(l subcloud.Lease) {
 	if err != nil || !rep.OK {
 		return // asked again later
 	}
-	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: lk.net.Name(), Nonce: req.Nonce, Held: rep.Held}
+	a := subcloud.AskAnswer{Subcloud: l.Subcloud, Token: l.Token, Member: lk.selfFor(l.Owner), Nonce: req.Nonce, Held: rep.Held}
 	now := lk.now()
 	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
 		// Asked again only after askEvery, and said once per lease: an

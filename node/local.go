@@ -243,13 +243,29 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 	if a == nil {
 		return nil, err
 	}
-	var others [][]query.Value
+	// A subcloud's members may be in any pool: a lease names its owner
+	// by name in the owner's pool and as pool/name in the others
+	// (relay.go). Each subcloud is one row, in its owner's pool, its
+	// members counted in every pool.
+	type sub struct{ pool, name, owner string }
+	counts := map[sub]float64{}
 	for _, row := range a.Rows {
-		if len(row) != 4 || row[0].Str == mine || row[1].Kind != query.KindString {
-			continue // this pool's are above, from their owners
+		if len(row) != 4 || row[1].Kind != query.KindString {
+			continue
 		}
-		others = append(others, []query.Value{row[1], row[2], query.Null, row[3], query.Null, query.Null, query.Null, query.Null,
-			query.Null, query.Str("its pool's leases, counted"), row[0]})
+		k := sub{row[0].Str, row[1].Str, row[2].Str}
+		if pool, owner, remote := remoteName(k.owner); remote {
+			k.pool, k.owner = pool, owner
+		}
+		if k.pool == mine {
+			continue // this pool's are above, from their owners, who know every member
+		}
+		counts[k] += row[3].Num
+	}
+	var others [][]query.Value
+	for k, c := range counts {
+		others = append(others, []query.Value{query.Str(k.name), query.Str(k.owner), query.Null, query.Num(query.KindCount, c), query.Null, query.Null, query.Null, query.Null,
+			query.Null, query.Str("its members' leases, counted in every pool"), query.Str(k.pool)})
 	}
 	slices.SortFunc(others, func(x, y []query.Value) int {
 		return cmp.Or(cmp.Compare(x[10].Str, y[10].Str), cmp.Compare(x[0].Str, y[0].Str), cmp.Compare(x[1].Str, y[1].Str))
@@ -259,7 +275,7 @@ func (n *Node) otherPoolsSubclouds(ctx context.Context, show *query.Plan, res *a
 	// the answer says how it went in each pool (meta.pools).
 	meta := a.Meta
 	meta.FromTags, meta.PlanHash = false, show.Hash()
-	meta.Warning = joinReason(warning, joinReason("other pools' subclouds are their members' leases counted by subcloud and owner in each pool (its gateways agreeing); "+
+	meta.Warning = joinReason(warning, joinReason("other pools' subclouds are their members' leases counted by subcloud and owner in every pool (each pool's gateways agreeing); "+
 		"their target, repairs, expiry and members are their owners' to tell, in their pool (SELECT ... FROM SUBCLOUD name asks them from here)", a.Meta.Warning))
 	res.Meta = meta
 	return res, err

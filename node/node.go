@@ -8,6 +8,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,6 +116,10 @@ func New(cfg Config, net Network) (*Node, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if strings.ContainsAny(cfg.Pool, "/ ") {
+		// pool/name names a member of another pool (relay.go).
+		return nil, fmt.Errorf("node: bad pool name %q: it holds a / or a space", cfg.Pool)
+	}
 	if cfg.Pool != "" {
 		// The pool is a tag (an attribute, `pool`), kept beside the lease's.
 		tags := map[string]string{TagPool: cfg.Pool}
@@ -206,6 +211,10 @@ func New(cfg Config, net Network) (*Node, error) {
 		// loop, after n.sc.owner is set.
 		rt.pools.ownerOf = n.sc.subcloudOwner
 		rt.pools.fromTags = n.tagsPartial
+		rt.pools.serveLease = n.leases.handle
+		// Members of other pools are reached, and believed, through the
+		// gateways (relay.go).
+		n.calls.across, n.leases.across = rt.pools, rt.pools
 	}
 	keeper.probe() // says so at once if the data dir cannot be written
 	if err := net.Serve(rt.serve); err != nil {
@@ -213,6 +222,9 @@ func New(cfg Config, net Network) (*Node, error) {
 		return nil, err
 	}
 	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), rt.r.Uint64()), ownerEnv{calls: n.calls, peer: rt, names: n.nameKeepers, fs: cfg.FS, dir: cfg.DataDir, stored: keeper.stored, now: n.now, logf: n.logf}, owned, func(p string) bool {
+		if _, _, remote := remoteName(p); remote {
+			return true // another pool's: the owner's checks find whether it is live
+		}
 		_, ok := net.Member(p)
 		return ok
 	})
@@ -329,6 +341,9 @@ func (n *Node) Stats() Stats {
 	st.Lost, st.FalseLost, st.Probes, st.Indirect = c.lost.Load(), c.falseLost.Load(), c.probes.Load(), c.indirect.Load()
 	st.Forged, st.StaleIncarnation, st.OwnerKeyChanged = n.leases.forged.Load(), n.leases.stale.Load(), n.leases.keyChanged.Load()
 	st.ForgedRecords = n.rt.seal.forged.Load()
+	if n.rt.pools != nil {
+		st.RelayForged = n.rt.pools.relayForged.Load()
+	}
 	st.Asking, st.Queued = n.rt.asking.Load(), n.rt.adm.waiting.Load()
 	_, st.LeaseHeld = n.leases.current()
 	st.StorageFault = n.keeper.fault() != nil

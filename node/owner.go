@@ -48,7 +48,7 @@ type ownerEnv struct {
 // of its places. It must be safe for concurrent use; it blocks for as long
 // as the gossip takes, and takes no lock of the role's.
 type ownerPeer interface {
-	gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error)
+	search(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, []string, error)
 }
 
 // ownerNames is the names' keepers as the owner's environment asks them
@@ -80,11 +80,11 @@ func (e ownerEnv) Search(ctx context.Context, raw []byte) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.peer.gossip(ctx, plan, nil)
+	_, names, err := e.peer.search(ctx, plan, nil)
 	if err != nil {
 		return nil, err
 	}
-	return res.Nodes, nil
+	return names, nil
 }
 
 func (e ownerEnv) RegisterName(ctx context.Context, name string, lease time.Duration) subcloud.Vote {

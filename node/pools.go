@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -150,6 +151,14 @@ type poolReq struct {
 	// that a report comes back when it is ready rather than at the next
 	// poll.
 	Wait int64 `cbor:"4,keyasint,omitempty"`
+	// Pool, Names: a vouch's (relay.go); Pool, To, Msg, From: a relayed
+	// lease request's — the member's pool and name, the request, and the
+	// sender as pool/name (set by its pool's gateway).
+	Pool  string   `cbor:"5,keyasint,omitempty"`
+	Names []string `cbor:"6,keyasint,omitempty"`
+	To    string   `cbor:"7,keyasint,omitempty"`
+	Msg   []byte   `cbor:"8,keyasint,omitempty"`
+	From  string   `cbor:"9,keyasint,omitempty"`
 }
 
 type poolResp struct {
@@ -157,6 +166,13 @@ type poolResp struct {
 	Reports []poolReport `cbor:"2,keyasint,omitempty"`
 	Pools   []poolView   `cbor:"3,keyasint,omitempty"`
 	Err     string       `cbor:"4,keyasint,omitempty"`
+	// Vouch and Sig: a gateway's signed vouchBody; Msg and Sig: a
+	// relayed reply, signed by the member; Unreachable: the member is
+	// not live in its pool (relay.go).
+	Vouch       []byte `cbor:"5,keyasint,omitempty"`
+	Sig         []byte `cbor:"6,keyasint,omitempty"`
+	Msg         []byte `cbor:"7,keyasint,omitempty"`
+	Unreachable bool   `cbor:"8,keyasint,omitempty"`
 }
 
 // poolView is a pool as the coordinator saw it in the cloud pool: its
@@ -277,6 +293,20 @@ type pools struct {
 	// fromTags is this pool's partial of a statement that reads only
 	// the membership, from this peer's member list (Node.tagsPartial).
 	fromTags func(plan *query.Plan, start time.Time) (*answer.Answer, *run.Partial, error)
+	// serveLease is the lease keeper's answer to a lease request
+	// (leaseKeeper.handle), for one relayed from another pool.
+	serveLease func(from string, msg []byte) []byte
+	// lieVouch, if set, is a lying gateway's lie (tests): what it does
+	// to the keys it vouches for before it signs.
+	lieVouch func(*vouchBody)
+
+	// known are the keys this peer believes for other pools' members, as
+	// its pool's gateways vouched for them; gateKeys, at a gateway, those
+	// it believes as the other pools' gateways did (relay.go).
+	known, gateKeys keyring
+	// relayForged counts relayed replies not signed by the member they
+	// came from.
+	relayForged atomic.Int64
 }
 
 type poolRun struct {
@@ -523,12 +553,6 @@ func (p *pools) shape() query.CloudShape {
 	return s
 }
 
-// reserveScope is what a RESERVE's answer says in a pooled cloud: it
-// claimed members of the asker's pool only.
-func (p *pools) reserveScope() string {
-	return fmt.Sprintf("a RESERVE in a pooled cloud claims members of this peer's pool only (%s, %d live); other pools' members were not considered", p.cfg.Pool, p.lan.Size())
-}
-
 // serveLAN answers an asker of this peer's pool (a protoPool entry).
 func (p *pools) serveLAN(from string, msg []byte) []byte { return p.answerLAN(p.ctx, from, msg) }
 
@@ -538,6 +562,13 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	var req poolReq
 	if err := decodePool(msg, &req); err != nil {
 		return encodePool(poolResp{Err: err.Error()})
+	}
+	if req.Op == opDeliver {
+		// To any member, from a gateway of its pool: within half an
+		// exchange, the rest of the relay's time (relay.go).
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout/2)
+		defer cancel()
+		return encodePool(p.deliver(ctx, req))
 	}
 	var id QueryID
 	if len(req.ID) != len(id) {
@@ -551,6 +582,17 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 		return encodePool(poolResp{Err: fmt.Sprintf("%s is not a gateway of pool %s now", p.lan.Name(), p.cfg.Pool)})
 	}
 	switch req.Op {
+	case opVouch:
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout/2)
+		defer cancel()
+		if len(req.Names) == 0 || len(req.Names) > maxVouch {
+			return encodePool(poolResp{Err: fmt.Sprintf("a vouch asks about 1 to %d members, not %d", maxVouch, len(req.Names))})
+		}
+		return encodePool(p.vouchFor(ctx, c, req.Pool, req.Names))
+	case opRelay:
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout*3/4)
+		defer cancel()
+		return encodePool(p.relayOut(ctx, c, from, req))
 	case opCloudStart:
 		plan, err := query.Decode(req.Plan)
 		if err != nil {
@@ -598,6 +640,15 @@ func (p *pools) answerCloud(ctx context.Context, from string, msg []byte) ([]byt
 	}
 	copy(id[:], req.ID)
 	switch req.Op {
+	case opVouch:
+		if req.Pool != p.cfg.Pool || len(req.Names) == 0 || len(req.Names) > maxVouch {
+			return nil, fmt.Errorf("%w: a vouch for pool %s of %d members, at a gateway of pool %s", ErrMalformed, req.Pool, len(req.Names), p.cfg.Pool)
+		}
+		return encodePool(p.vouchOwn(req.Names)), nil
+	case opRelay:
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout/2)
+		defer cancel()
+		return encodePool(p.relayIn(ctx, req)), nil
 	case opPoolStart:
 		plan, err := query.Decode(req.Plan)
 		if err != nil {
@@ -648,7 +699,17 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash()}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
 	defer cancel()
-	if plan.Subcloud != "" {
+	if plan.Owner != "" {
+		// The asker fixed the owner (pool/name): its members are in any
+		// pool, and their leases name it by name in its own pool and as
+		// pool/name in the others (relay.go).
+		body.Owner = plan.Owner
+		local := plan.Owner
+		if pool, name, ok := remoteName(plan.Owner); ok && pool == p.cfg.Pool {
+			local = name
+		}
+		plan = plan.OwnedBy(local)
+	} else if plan.Subcloud != "" {
 		// A subcloud lives in its owner's pool (its leases and its name's
 		// keepers are there): the pool runs the statement over the members
 		// of the owner its keepers name, and says which; a pool where
@@ -842,30 +903,13 @@ func addKeys(keyOf gatewayKeys, v poolView) {
 // exchange) and polls it until it reports.
 func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id QueryID, wire []byte, plan *query.Plan) (poolReport, bool) {
 	call := func(op int) (poolResp, error) {
-		var resp poolResp
 		r := poolReq{Op: op, ID: id[:]}
 		if op == opPoolStart {
 			r.Plan = wire
 		} else {
 			r.Wait = p.pollWait().Milliseconds()
 		}
-		req := encodePool(r)
-		var out []byte
-		var err error
-		if g == c.Name() {
-			out, err = p.answerCloud(ctx, g, req)
-		} else {
-			cctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout)
-			out, err = c.Exchange(cctx, g, req)
-			cancel()
-		}
-		if err == nil {
-			err = decodePool(out, &resp)
-		}
-		if err == nil && resp.Err != "" {
-			err = errors.New(resp.Err)
-		}
-		return resp, err
+		return p.callCloud(ctx, c, g, r)
 	}
 	if _, err := call(opPoolStart); err != nil {
 		p.logf("pools: gateway %s did not take query %s: %v", g, id, err)
@@ -899,13 +943,19 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 // gateway of this peer's pool, polls that gateway, and checks and merges
 // what the pools reported.
 func (p *pools) ask(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
+	a, _, err := p.askWhere(ctx, plan, progress, start)
+	return a, err
+}
+
+// askWhere is ask, and what the asker learns beside its answer.
+func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, asked, error) {
 	wire, err := plan.Encode()
 	if err != nil {
-		return nil, err
+		return nil, asked{}, err
 	}
 	ctx, release, err := p.rt.adm.Admit(ctx)
 	if err != nil {
-		return nil, err
+		return nil, asked{}, err
 	}
 	defer release()
 	id := newQueryID()
@@ -933,7 +983,7 @@ func (p *pools) ask(ctx context.Context, plan *query.Plan, progress func(answer.
 		coords = append(coords, g)
 	}
 	if len(coords) == 0 {
-		return nil, fmt.Errorf("node: no gateway of pool %s took the statement (%w)", p.cfg.Pool, errors.Join(errs...))
+		return nil, asked{}, fmt.Errorf("node: no gateway of pool %s took the statement (%w)", p.cfg.Pool, errors.Join(errs...))
 	}
 	last := make([]*poolResp, len(coords))
 	misses := make([]int, len(coords))
@@ -981,9 +1031,9 @@ func (p *pools) ask(ctx context.Context, plan *query.Plan, progress func(answer.
 		p.pace(ctx, began)
 	}
 	resp, note := crossCheck(coords, last)
-	a, err := p.combine(plan, id, resp, members, start)
+	a, where, err := p.combine(plan, id, resp, members, start)
 	if err != nil {
-		return nil, err
+		return nil, asked{}, err
 	}
 	if note != "" {
 		a.Meta.Warning = joinReason(a.Meta.Warning, note)
@@ -995,9 +1045,9 @@ func (p *pools) ask(ctx context.Context, plan *query.Plan, progress func(answer.
 		}
 		a.Meta.Status, a.Meta.Converged = StatusPartial, false
 		a.Meta.Reason = joinReason(a.Meta.Reason, why)
-		return a, &stoppedError{err: stopped, msg: why}
+		return a, where, &stoppedError{err: stopped, msg: why}
 	}
-	return a, nil
+	return a, where, nil
 }
 
 // crossCheck is what the coordinators that answered agree on: the
@@ -1113,13 +1163,13 @@ func sameRun(plan *query.Plan, a, b verified) bool {
 }
 
 // combine checks the reports and merges one partial per pool.
-func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []network.Member, start time.Time) (*answer.Answer, error) {
+func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []network.Member, start time.Time) (*answer.Answer, asked, error) {
 	mine, own := memberKeys(members), Gateways(members, p.cfg.Gateways)
 	views := map[string]poolView{}
 	keyOf := gatewayKeys{}
 	for _, v := range resp.Pools {
 		if len(v.Keys) != len(v.Gateways) {
-			return nil, fmt.Errorf("node: the gateway's view of pool %s is malformed", v.Name)
+			return nil, asked{}, fmt.Errorf("node: the gateway's view of pool %s is malformed", v.Name)
 		}
 		views[v.Name] = v
 		addKeys(keyOf, v)
@@ -1155,10 +1205,10 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		decided = append(decided, pooled{ps: ps, chosen: chosen, why: why})
 	}
 	var note string
-	if plan.Subcloud != "" {
+	if plan.Subcloud != "" && plan.Owner == "" {
 		var err error
 		if note, err = p.subcloudPool(plan.Subcloud, decided); err != nil {
-			return nil, err
+			return nil, asked{}, err
 		}
 	}
 	// A statement that reads only tags is answered from the gateways'
@@ -1218,8 +1268,26 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	a, err := run.Merge(plan, parts)
 	if err != nil {
-		return nil, err
+		return nil, asked{}, err
 	}
+	facts := asked{owner: plan.Owner}
+	where := make(map[string]string, len(a.Nodes))
+	for _, n := range a.Nodes {
+		where[n] = ""
+	}
+	for _, d := range decided {
+		if d.chosen != nil && d.chosen.part != nil && d.aside == "" {
+			for _, e := range d.chosen.part.Top {
+				if _, in := where[e.Node]; in {
+					where[e.Node] = d.ps.Pool
+				}
+			}
+			if facts.owner == "" && d.chosen.body.Owner != "" {
+				facts.owner = qualify(d.ps.Pool, d.chosen.body.Owner) // subcloudPool's choice
+			}
+		}
+	}
+	facts.where = where
 	contested = append(contested, clashes(decided)...)
 	if len(partial) > 0 {
 		meta.Status, meta.Converged, meta.Reason = StatusPartial, false, strings.Join(partial, "; ")
@@ -1238,7 +1306,15 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	if len(contested) > 0 {
 		a.Contest(strings.Join(contested, "; "))
 	}
-	return a, nil
+	return a, facts, nil
+}
+
+// asked is what an asker learns beside a pooled answer: for a top-k the
+// pool of each node in it (where[node]), and for FROM SUBCLOUD its
+// owner as pool/name.
+type asked struct {
+	where map[string]string
+	owner string
 }
 
 // onePerGateway keeps one report per gateway of a pool: a coordinator
@@ -1403,6 +1479,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf gatewayK
 		return verified{}, "a report of another query"
 	case body.Plan != plan.Hash():
 		return verified{}, "a report of another plan"
+	case plan.Owner != "" && body.Owner != plan.Owner:
+		return verified{}, fmt.Sprintf("a run over the members of %q, not of %s", body.Owner, plan.Owner)
 	case body.Pool != cands[signer].pool:
 		// Signed by the key of a gateway of that name in another pool.
 		return verified{}, fmt.Sprintf("not a gateway of pool %s", body.Pool)

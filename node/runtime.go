@@ -890,6 +890,20 @@ func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(a
 	return a, err
 }
 
+// search runs a subcloud's search for candidates (RESERVE's, a repair's,
+// a resize's) and returns them, best first: in a cloud of pools in every
+// pool, another pool's members named pool/name (relay.go).
+func (rt *runtime) search(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, []string, error) {
+	if rt.pools.on() {
+		return rt.pools.search(ctx, plan, progress)
+	}
+	a, err := rt.gossip(ctx, plan, progress)
+	if a == nil {
+		return nil, nil, err
+	}
+	return a, a.Nodes, err
+}
+
 // gossipPartial runs plan as gossip does and also returns its pool's
 // share (run.Partial, read from the asking instance once it answered):
 // a gateway's run in its pool (pools.go), for the statement cloud, the

@@ -34,6 +34,9 @@ type Stats struct {
 	// (StaleIncarnation); owners' answers signed by another key than the
 	// lease was claimed with (OwnerKeyChanged: the owner lost its data dir).
 	Forged, StaleIncarnation, OwnerKeyChanged int64
+	// RelayForged counts the replies of members of other pools that a
+	// relay passed on without their member's signature (relay.go).
+	RelayForged int64
 	// ForgedRecords are records (top-k entries) refused as not signed
 	// by the node they name (seal.go).
 	ForgedRecords int64

@@ -445,7 +445,9 @@ func (sc *subclouds) subcloudOwner(ctx context.Context, name string) (string, bo
 		return owner, ok
 	}
 	if h := rightful(holders(sc.leaseView(sc.net.Members()))[name]); h != nil {
-		return h.owner, true
+		if _, _, remote := remoteName(h.owner); !remote { // another pool's owner is not this pool's
+			return h.owner, true
+		}
 	}
 	return "", false
 }
@@ -544,14 +546,14 @@ func (sc *subclouds) reserve(ctx context.Context, plan *query.Plan, progress fun
 	var mu sync.Mutex
 	var cands *answer.Answer // the last search, for the answer's rounds and peers
 	search := func(context.Context) ([]string, error) {
-		res, err := sc.rt.gossip(ctx, plan, progress)
+		res, names, err := sc.rt.search(ctx, plan, progress)
 		if err != nil {
 			return nil, err
 		}
 		mu.Lock()
 		cands = res
 		mu.Unlock()
-		return res.Nodes, nil
+		return names, nil
 	}
 	rep, err := sc.owner.Reserve(ctx, subcloud.Reserve{Subcloud: spec.Name, Owner: sc.net.Name(), Token: token, Key: spec.Key,
 		N: spec.N, AtLeast: spec.AtLeast, Lease: lease, Plan: raw, NoRepair: spec.NoRepair, Keepers: vote.granted}, search)

@@ -79,7 +79,7 @@ func (p *Plan) Validate() error {
 	if p.Kind < PlanAggregate || p.Kind >= planKindEnd {
 		return fmt.Errorf("unknown plan kind %d", p.Kind)
 	}
-	if len(p.Text) > parser.MaxInputBytes || len(p.Subcloud) > MaxStringBytes {
+	if len(p.Text) > parser.MaxInputBytes || len(p.Subcloud) > MaxStringBytes || len(p.Owner) > MaxStringBytes || p.Owner != "" && p.Subcloud == "" {
 		return errors.New("text too long")
 	}
 	if p.Rounds < 0 || p.Rounds > MaxRounds {

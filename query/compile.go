@@ -268,6 +268,17 @@ func (p *Plan) OwnedBy(owner string) *Plan {
 	return &q
 }
 
+// Across fixes the owner of a FROM SUBCLOUD statement for a cloud of
+// pools (Plan.Owner): pool/name.
+func (p *Plan) Across(owner string) *Plan {
+	if p.Subcloud == "" {
+		return p
+	}
+	q := *p
+	q.Owner = owner
+	return &q
+}
+
 func and(a, b *Expr) *Expr {
 	switch {
 	case a == nil:

@@ -559,10 +559,10 @@ func ExplainPools(p *Plan, c CloudShape) string {
 		fmt.Fprintf(&b, "%-12s %s\n", label+":", fmt.Sprintf(format, args...))
 	}
 	if p.Kind == PlanReserve {
-		w("pools", "a RESERVE claims members of this peer's pool only (%s, %d live): the members of other pools are not considered", c.Pool, c.PoolPeers)
-		return b.String()
+		w("claims", "in every pool: a member of another pool is claimed, renewed, checked and released through a gateway of this pool and one of its own, which relay the owner's signed requests and the member's signed replies; "+
+			"each end believes the other's key only as a majority of its pool's gateways vouch for it, and that a member is gone only as a majority of them say so")
 	}
-	if p.Kind != PlanAggregate && p.Kind != PlanTopK || p.Empty() {
+	if p.Kind != PlanAggregate && p.Kind != PlanTopK && p.Kind != PlanReserve || p.Empty() {
 		return ""
 	}
 	how := "runs the statement as above"
@@ -581,7 +581,7 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	w("coordinator", "two gateways of pool %s (of %s): this peer starts the statement at both and believes only what both say of the pools and their gateways' keys", c.Pool, strings.Join(c.Mine, ", "))
 	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them, each poll held until their report is ready (up to %s); the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), c.Asked, c.Asked)
 	what := fmt.Sprintf("means of the %d components per group, with the members they average over", len(p.Components))
-	if p.Kind == PlanTopK {
+	if p.Kind == PlanTopK || p.Kind == PlanReserve {
 		what = fmt.Sprintf("top-%d list (node, key, row)", p.K)
 	}
 	tags := p.FromMemberLists()

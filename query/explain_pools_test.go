@@ -26,7 +26,7 @@ func TestExplainPools(t *testing.T) {
 		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 7", gw,
 			[]string{"2 in the cloud pool as this gateway sees it: eu, us", "top-7 list"}, []string{"not one"}},
 		{"RESERVE 2 FROM peers ORDER BY mem_free DESC AS x FOR 1m", shape,
-			[]string{"pool only (eu, 250 live)"}, []string{"levels:"}},
+			[]string{"claims:", "in every pool", "levels:", "top-6 list"}, []string{"pool only"}},
 		{"SELECT 1 + 1", shape, nil, []string{"levels:", "pools:"}},
 		{"SELECT COUNT(*) FROM SUBCLOUD analytics", shape,
 			[]string{"levels:", "analytics lives in its owner's pool", "this peer's own first"}, nil},

@@ -304,6 +304,11 @@ type Plan struct {
 	// Watch makes the statement a standing query (WATCH … EVERY d): the
 	// asking peer answers it anew every EverySeconds.
 	Watch *WatchSpec `cbor:"22,keyasint,omitempty"`
+	// Owner is, for FROM SUBCLOUD in a cloud of pools, the subcloud's
+	// owner as pool/name, fixed by the asker: every pool runs the
+	// statement over that owner's members, whose leases name it by name
+	// in its own pool and as pool/name in the others (node's pools role).
+	Owner string `cbor:"23,keyasint,omitempty"`
 	// Key 20 was the asking peer's network coordinate; it now travels in
 	// the runtime's envelope beside the plan (node), so that a plan's
 	// encoding and hash are the same at every asker. Do not reuse it.

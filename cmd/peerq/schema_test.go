@@ -272,11 +272,11 @@ func TestPooledOutputSchemas(t *testing.T) {
 	}
 	run(owner, "RESERVE 2 FROM peers ORDER BY mem_free DESC AS pj FOR 1m", "reserve")
 	defer run(owner, "RELEASE pj", "release")
-	if doc := run(other, "SELECT COUNT(*) FROM SUBCLOUD pj", "aggregate"); !bytes.Contains(doc, []byte(`"subcloud_owner": "`+owner.Name()+`"`)) {
-		t.Errorf("FROM SUBCLOUD from another pool does not name the owner in its pool:\n%s", doc)
+	if doc := run(other, "SELECT COUNT(*) FROM SUBCLOUD pj", "aggregate"); !bytes.Contains(doc, []byte(`"subcloud_owner": "pool0/`+owner.Name()+`"`)) {
+		t.Errorf("FROM SUBCLOUD from another pool does not name the owner with its pool:\n%s", doc)
 	}
 	run(other, "SELECT node FROM SUBCLOUD pj ORDER BY mem_free DESC LIMIT 5", "select")
-	if doc := run(other, "SHOW SUBCLOUDS", "show-subclouds"); !bytes.Contains(doc, []byte(`"its pool's leases, counted"`)) || !bytes.Contains(doc, []byte(`"pools"`)) ||
+	if doc := run(other, "SHOW SUBCLOUDS", "show-subclouds"); !bytes.Contains(doc, []byte(`"its members' leases, counted in every pool"`)) || !bytes.Contains(doc, []byte(`"pools"`)) ||
 		bytes.Contains(doc, []byte(`; "`)) {
 		t.Errorf("SHOW SUBCLOUDS in pool1 does not list pool0's subcloud, or how each pool answered, or its warning ends in a stray separator:\n%s", doc)
 	}

@@ -1,0 +1,567 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/subcloud"
+)
+
+// Leases across pools (docs/PROTOCOLS.md, "Subclouds across pools"). A
+// subcloud's owner claims members of any pool. Another pool's member is
+// named pool/name (a node name holds no "/": overlay.New; a pool's name
+// neither: Config.Pool), and is reached through gateways: the owner's
+// request goes to a gateway of its own pool (opRelay, over the pool's
+// exchanges), which hands it to a gateway of the member's pool (over the
+// cloud pool), which delivers it to the member (opDeliver). Every hop is
+// a stranger, so nothing rests on one's word:
+//
+//   - The request is signed by the owner, as in one pool, under its name
+//     in the cloud, pool/name: the member's lease names it so, and its
+//     renewals, releases and asks find it again. The member checks the
+//     signature with the owner's key as a majority of the member's own
+//     pool's gateways vouch for it (vouch), each of which believes a key
+//     only when a majority of the owner's pool's gateways, each signing,
+//     show it in their membership (vouchFor).
+//   - The member's reply is signed by the member over the request it
+//     answers (relayDomain); the owner checks it with the member's key,
+//     vouched for the same way at its own end. A relay can drop or delay a
+//     request; it cannot grant, refuse or forge one.
+//   - That a member cannot be reached is a gateway's word about another
+//     peer: the owner's gateway says so only when a majority of the
+//     member's pool's gateways do, and the owner believes it only when a
+//     majority of its own gateways say so; one lying gateway cannot make
+//     an owner drop a live member, only fail to reach it.
+//
+// A member of another pool that fails is found by the owner's checks of
+// its members (subcloud.OwnerConfig.CheckEvery), relayed like the rest:
+// the owner sees only its own pool's membership.
+
+// The role's operations across pools (pools.go has the others).
+const (
+	opVouch   = iota + 5 // which keys do these members of a pool show?
+	opRelay              // hand this lease request to a member of another pool
+	opDeliver            // a lease request relayed from another pool
+)
+
+// vouchDomain and relayDomain separate a vouch's and a relayed reply's
+// signatures from the identity's others.
+const (
+	vouchDomain = "peerq pool vouch v1"
+	relayDomain = "peerq relayed reply v1"
+)
+
+// maxVouch bounds the names one vouch asks about.
+const maxVouch = 64
+
+// vouchTTL is how long a vouched key is believed before it is asked for
+// again: a member that restarts with a new data dir has a new key.
+const vouchTTL = 30 * time.Second
+
+// vouchBody is what a gateway signs about members' keys: for each of
+// Names, the key and incarnation its membership shows (Keys[i] empty: no
+// live member of that name), in pool Pool. By is the gateway's name in
+// its pool; At when it signed, so that a vouch is not replayed for long.
+type vouchBody struct {
+	Pool  string   `cbor:"1,keyasint"`
+	By    string   `cbor:"2,keyasint"`
+	Names []string `cbor:"3,keyasint"`
+	Keys  [][]byte `cbor:"4,keyasint"`
+	Boots []uint64 `cbor:"5,keyasint"`
+	At    int64    `cbor:"6,keyasint"`
+}
+
+// qualify names a member of pool in the cloud: pool/name.
+func qualify(pool, name string) string { return pool + "/" + name }
+
+// remoteName splits a member's name in the cloud, pool/name; ok is false
+// for a plain name (a member of the asker's own pool).
+func remoteName(s string) (pool, name string, ok bool) {
+	pool, name, ok = strings.Cut(s, "/")
+	return pool, name, ok && pool != "" && name != ""
+}
+
+// vouched is a key believed for a member of another pool.
+type vouched struct {
+	key  identity.Public
+	boot uint64
+	at   time.Time
+}
+
+// keyring holds the keys believed for other pools' members, by pool/name,
+// with the lookups in flight (one per pool and set of names, whoever
+// waits for it). Its lock is held across no I/O.
+type keyring struct {
+	mu     sync.Mutex
+	keys   map[string]vouched
+	flying map[string]chan struct{}
+}
+
+func (k *keyring) get(q string, now time.Time) (vouched, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.keys[q]
+	return v, ok && now.Sub(v.at) < vouchTTL
+}
+
+func (k *keyring) put(q string, v vouched) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.keys == nil {
+		k.keys = map[string]vouched{}
+	}
+	if len(k.keys) > 1<<16 {
+		clear(k.keys) // bounded: what is dropped is asked for again
+	}
+	k.keys[q] = v
+}
+
+// missing are the names of pool not believed now.
+func (k *keyring) missing(pool string, names []string, now time.Time) []string {
+	var out []string
+	for _, n := range names {
+		if _, ok := k.get(qualify(pool, n), now); !ok && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// once runs look for key unless a run for it is in flight, which it then
+// waits for (or ctx).
+func (k *keyring) once(ctx context.Context, key string, look func()) {
+	k.mu.Lock()
+	if k.flying == nil {
+		k.flying = map[string]chan struct{}{}
+	}
+	if ch, ok := k.flying[key]; ok {
+		k.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		return
+	}
+	ch := make(chan struct{})
+	k.flying[key] = ch
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		delete(k.flying, key)
+		k.mu.Unlock()
+		close(ch)
+	}()
+	look()
+}
+
+// believe counts, for each name asked, the vouches that agree on its key
+// and incarnation, and believes those that need of them give.
+func believe(pool string, names []string, bodies []vouchBody, need int, now time.Time, into *keyring) {
+	type kb struct {
+		key  identity.Public
+		boot uint64
+	}
+	for _, n := range names {
+		votes := map[kb]int{}
+		for _, b := range bodies {
+			i := slices.Index(b.Names, n)
+			if i < 0 || i >= len(b.Keys) || i >= len(b.Boots) || len(b.Keys[i]) == 0 {
+				continue
+			}
+			key, err := identity.PublicOf(b.Keys[i])
+			if err != nil || key.IsZero() {
+				continue
+			}
+			votes[kb{key, b.Boots[i]}]++
+		}
+		// The key a majority gives; a restart between two gateways' views
+		// splits the incarnation, not the key: believe the key, and the
+		// incarnation most of them give (a stale one costs one retry:
+		// RefusedIncarnation carries the new one).
+		byKey := map[identity.Public]int{}
+		best := map[identity.Public]kb{}
+		for v, c := range votes {
+			byKey[v.key] += c
+			if b, ok := best[v.key]; !ok || votes[b] < c || votes[b] == c && v.boot > b.boot {
+				best[v.key] = v
+			}
+		}
+		for key, c := range byKey {
+			if c >= need {
+				into.put(qualify(pool, n), vouched{key: key, boot: best[key].boot, at: now})
+			}
+		}
+	}
+}
+
+// checkVouch decodes and checks one gateway's signed vouch: signed by
+// key, by the gateway named by, about pool, and only about names it was
+// asked.
+func checkVouch(resp poolResp, key identity.Public, by, pool string, asked []string) (vouchBody, error) {
+	var b vouchBody
+	switch {
+	case key.IsZero() || !identity.Verify(key, vouchDomain, resp.Vouch, resp.Sig):
+		return b, fmt.Errorf("a vouch not signed by %s", by)
+	case decodePool(resp.Vouch, &b) != nil:
+		return b, fmt.Errorf("a malformed vouch from %s", by)
+	case b.By != by || b.Pool != pool:
+		return b, fmt.Errorf("%s vouched as %s for pool %s, asked for pool %s", by, b.By, b.Pool, pool)
+	case len(b.Names) != len(b.Keys) || len(b.Names) != len(b.Boots) || len(b.Names) > maxVouch:
+		return b, fmt.Errorf("a malformed vouch from %s", by)
+	}
+	for _, n := range b.Names {
+		if !slices.Contains(asked, n) {
+			return b, fmt.Errorf("%s vouched for %s, which it was not asked about", by, n)
+		}
+	}
+	return b, nil
+}
+
+func (p *pools) poolName() string { return p.cfg.Pool }
+
+// remoteKey is the key and incarnation believed now for a member of
+// another pool (pool/name); it does no I/O.
+func (p *pools) remoteKey(q string) (identity.Public, uint64, bool) {
+	if !p.on() {
+		return identity.Public{}, 0, false
+	}
+	v, ok := p.known.get(q, p.now())
+	return v.key, v.boot, ok
+}
+
+// vouch has this peer believe the keys of members names of another
+// pool, as a majority of its own pool's gateways vouch for them (each
+// signing); the names no majority vouches for stay unknown.
+func (p *pools) vouch(ctx context.Context, pool string, names []string) {
+	if !p.on() || pool == p.cfg.Pool {
+		return
+	}
+	for len(names) > 0 {
+		batch := names[:min(len(names), maxVouch)]
+		names = names[len(batch):]
+		if batch = p.known.missing(pool, batch, p.now()); len(batch) == 0 {
+			continue
+		}
+		p.known.once(ctx, "m\x00"+pool+"\x00"+strings.Join(batch, "\x00"), func() {
+			members := p.lan.Members()
+			keys, gws := memberKeys(members), Gateways(members, p.cfg.Gateways)
+			ch := make(chan *vouchBody, len(gws))
+			for _, g := range gws {
+				go func() {
+					resp, err := p.callLAN(ctx, g, poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: batch})
+					if err == nil {
+						var b vouchBody
+						if b, err = checkVouch(resp, keys[g], g, pool, batch); err == nil {
+							ch <- &b
+							return
+						}
+					}
+					p.logf("pools: gateway %s did not vouch for %d member(s) of pool %s: %v", g, len(batch), pool, err)
+					ch <- nil
+				}()
+			}
+			var bodies []vouchBody
+			for range gws {
+				if b := <-ch; b != nil {
+					bodies = append(bodies, *b)
+				}
+			}
+			believe(pool, batch, bodies, majority(len(gws)), p.now(), &p.known)
+		})
+	}
+}
+
+// vouchFor is a gateway's vouch for members of pool, another pool: the
+// keys a majority of that pool's gateways, each signing, show in their
+// membership; signed by this gateway.
+func (p *pools) vouchFor(ctx context.Context, c CloudNetwork, pool string, names []string) poolResp {
+	if pool == p.cfg.Pool {
+		return poolResp{Err: fmt.Sprintf("pool %s is this gateway's own: its members show their keys to each other", pool)}
+	}
+	if miss := p.gateKeys.missing(pool, names, p.now()); len(miss) > 0 {
+		p.gateKeys.once(ctx, "g\x00"+pool+"\x00"+strings.Join(miss, "\x00"), func() {
+			views := p.view(c)
+			i := slices.IndexFunc(views, func(v poolView) bool { return v.Name == pool })
+			if i < 0 {
+				return
+			}
+			v := views[i]
+			ch := make(chan *vouchBody, len(v.Gateways))
+			for j, g := range v.Gateways {
+				go func() {
+					key, _ := identity.PublicOf(v.Keys[j])
+					resp, err := p.callCloud(ctx, c, v.at[j], poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: miss})
+					if err == nil {
+						var b vouchBody
+						if b, err = checkVouch(resp, key, g, pool, miss); err == nil {
+							ch <- &b
+							return
+						}
+					}
+					p.logf("pools: gateway %s of pool %s did not vouch for %d member(s): %v", g, pool, len(miss), err)
+					ch <- nil
+				}()
+			}
+			var bodies []vouchBody
+			for range v.Gateways {
+				if b := <-ch; b != nil {
+					bodies = append(bodies, *b)
+				}
+			}
+			believe(pool, miss, bodies, majority(len(v.Gateways)), p.now(), &p.gateKeys)
+		})
+	}
+	b := vouchBody{Pool: pool, By: p.lan.Name(), At: p.now().UnixNano()}
+	for _, n := range names {
+		v, ok := p.gateKeys.get(qualify(pool, n), p.now())
+		b.Names = append(b.Names, n)
+		if ok {
+			b.Keys, b.Boots = append(b.Keys, v.key.Bytes()), append(b.Boots, v.boot)
+		} else {
+			b.Keys, b.Boots = append(b.Keys, nil), append(b.Boots, 0)
+		}
+	}
+	return p.signVouch(b)
+}
+
+// vouchOwn is a gateway's vouch for members of its own pool, from its
+// membership, for a gateway of another pool.
+func (p *pools) vouchOwn(names []string) poolResp {
+	b := vouchBody{Pool: p.cfg.Pool, By: p.lan.Name(), At: p.now().UnixNano()}
+	for _, n := range names {
+		m, ok := p.lan.Member(n)
+		b.Names = append(b.Names, n)
+		if ok && !m.Key.IsZero() {
+			b.Keys, b.Boots = append(b.Keys, m.Key.Bytes()), append(b.Boots, m.Boot)
+		} else {
+			b.Keys, b.Boots = append(b.Keys, nil), append(b.Boots, 0)
+		}
+	}
+	return p.signVouch(b)
+}
+
+func (p *pools) signVouch(b vouchBody) poolResp {
+	p.mu.Lock()
+	lie := p.lieVouch
+	p.mu.Unlock()
+	if lie != nil {
+		lie(&b)
+	}
+	raw := encodePool(b)
+	return poolResp{Vouch: raw, Sig: p.id.Sign(vouchDomain, raw)}
+}
+
+// relaySigned is what a member signs when it answers a relayed request:
+// the request's hash and the reply, so that a relay cannot pair a reply
+// with another request.
+func relaySigned(req, reply []byte) []byte {
+	h := sha256.Sum256(req)
+	return append(h[:], reply...)
+}
+
+// relayLease sends a lease request (encoded, signed by this peer) to a
+// member of another pool (to: pool/name) through this pool's gateways and
+// returns the member's reply, signed by it with the key vouched for it.
+// A gateway that fails, or relays a reply the member did not sign, is
+// passed over for the next; that the member cannot be reached is
+// believed only when a majority of this pool's gateways say so (an error
+// wrapping network.ErrNoEndpoint, as in one pool).
+func (p *pools) relayLease(ctx context.Context, to string, msg []byte) ([]byte, error) {
+	pool, name, ok := remoteName(to)
+	if !p.on() || !ok || pool == p.cfg.Pool {
+		return nil, fmt.Errorf("node: %s is not a member of another pool", to)
+	}
+	p.vouch(ctx, pool, []string{name})
+	key, _, known := p.remoteKey(to)
+	if !known {
+		return nil, fmt.Errorf("node: no majority of pool %s's gateways vouches for the key of %s", p.cfg.Pool, to)
+	}
+	gws := Gateways(p.lan.Members(), p.cfg.Gateways)
+	if i := slices.Index(gws, p.lan.Name()); i > 0 {
+		gws[0], gws[i] = gws[i], gws[0] // itself first: no exchange
+	}
+	var errs []error
+	unreachable := 0
+	for _, g := range gws {
+		resp, err := p.callLAN(ctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg})
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", g, err))
+		case resp.Unreachable:
+			if unreachable++; unreachable >= majority(len(gws)) {
+				return nil, fmt.Errorf("%w: %d of this pool's %d gateways found no live %s (its pool's gateways said so)", network.ErrNoEndpoint, unreachable, len(gws), to)
+			}
+		case identity.Verify(key, relayDomain, relaySigned(msg, resp.Msg), resp.Sig):
+			return resp.Msg, nil
+		default:
+			p.relayForged.Add(1)
+			errs = append(errs, fmt.Errorf("%s relayed a reply %s did not sign", g, to))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("node: no gateway of pool %s relayed the request to %s: %w", p.cfg.Pool, to, errors.Join(errs...))
+}
+
+// relayOut is a gateway's hop for a member of its pool (from) to a
+// member of another pool: through that pool's gateways, the first that
+// delivers. Unreachable only when a majority of them say so.
+func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req poolReq) poolResp {
+	if req.Pool == p.cfg.Pool || req.To == "" {
+		return poolResp{Err: "a relay within one pool"}
+	}
+	views := p.view(c)
+	i := slices.IndexFunc(views, func(v poolView) bool { return v.Name == req.Pool })
+	if i < 0 || len(views[i].Gateways) == 0 {
+		return poolResp{Err: fmt.Sprintf("pool %s has no gateway in the cloud pool now", req.Pool)}
+	}
+	v := views[i]
+	// Start at a gateway picked by the member's name: requests for
+	// different members spread over the pool's gateways.
+	first := int(hash64(req.To) % uint64(len(v.at)))
+	hop := poolReq{Op: opRelay, ID: req.ID, Pool: req.Pool, To: req.To, Msg: req.Msg, From: qualify(p.cfg.Pool, from)}
+	var errs []string
+	unreachable := 0
+	for j := range v.at {
+		at := v.at[(first+j)%len(v.at)]
+		resp, err := p.callCloud(ctx, c, at, hop)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("%s: %v", at, err))
+		case resp.Unreachable:
+			if unreachable++; unreachable >= majority(len(v.at)) {
+				return poolResp{Unreachable: true}
+			}
+		case len(resp.Msg) > 0:
+			return poolResp{Msg: resp.Msg, Sig: resp.Sig}
+		}
+	}
+	return poolResp{Err: fmt.Sprintf("no gateway of pool %s delivered to %s: %s", req.Pool, req.To, strings.Join(errs, "; "))}
+}
+
+// relayIn is a gateway's last hop: it delivers a request from another
+// pool to the member of its own pool it names, or says it cannot reach
+// it.
+func (p *pools) relayIn(ctx context.Context, req poolReq) poolResp {
+	if req.Pool != p.cfg.Pool {
+		return poolResp{Err: fmt.Sprintf("a relay for pool %s reached a gateway of pool %s", req.Pool, p.cfg.Pool)}
+	}
+	if req.To == p.lan.Name() {
+		return p.deliver(ctx, req)
+	}
+	if _, ok := p.lan.Member(req.To); !ok {
+		return poolResp{Unreachable: true}
+	}
+	resp, err := p.callLAN(ctx, req.To, poolReq{Op: opDeliver, ID: req.ID, Msg: req.Msg, From: req.From})
+	switch {
+	case errors.Is(err, network.ErrNoEndpoint):
+		return poolResp{Unreachable: true}
+	case err != nil:
+		return poolResp{Err: err.Error()}
+	}
+	return resp
+}
+
+// deliver is a member's side of a request relayed from another pool:
+// the lease keeper answers it as it would a request from its own pool,
+// with the owner's key as this pool's gateways vouch for it, and the
+// reply is signed over the request.
+func (p *pools) deliver(ctx context.Context, req poolReq) poolResp {
+	r, err := subcloud.DecodeRequest(req.Msg)
+	if err != nil {
+		return poolResp{Err: err.Error()}
+	}
+	pool, name, ok := remoteName(req.From)
+	if !ok || pool == p.cfg.Pool {
+		return poolResp{Err: fmt.Sprintf("a relayed request from %q, not a member of another pool", req.From)}
+	}
+	switch r.Op {
+	case subcloud.OpClaim, subcloud.OpRenew, subcloud.OpRelease, subcloud.OpCheck:
+		if r.Owner != req.From {
+			return poolResp{Err: fmt.Sprintf("a request signed as %s relayed from %s", r.Owner, req.From)}
+		}
+		if r.Op == subcloud.OpClaim {
+			// The owner's key, as this pool's gateways vouch for it: in
+			// part of the time the relay has, so that the reply is back
+			// within the owner's exchange.
+			vctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout/4)
+			p.vouch(vctx, pool, []string{name})
+			cancel()
+		}
+	case subcloud.OpAsk:
+		// A member of another pool asks this owner about its lease: the
+		// answer, signed by this owner, names it as it was claimed.
+	default:
+		return poolResp{Err: fmt.Sprintf("a %v is not relayed across pools", r.Op)}
+	}
+	reply := p.serveLease(req.From, req.Msg)
+	return poolResp{Msg: reply, Sig: p.id.Sign(relayDomain, relaySigned(req.Msg, reply))}
+}
+
+// callCloud sends one request to a gateway in the cloud pool (at: its
+// name there), or answers it here when it is this gateway.
+func (p *pools) callCloud(ctx context.Context, c CloudNetwork, at string, req poolReq) (poolResp, error) {
+	msg := encodePool(req)
+	var out []byte
+	var err error
+	if at == c.Name() {
+		out, err = p.answerCloud(ctx, at, msg)
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout)
+		out, err = c.Exchange(cctx, at, msg)
+		cancel()
+	}
+	var resp poolResp
+	if err == nil {
+		err = decodePool(out, &resp)
+	}
+	if err == nil && resp.Err != "" {
+		err = errors.New(resp.Err)
+	}
+	return resp, err
+}
+
+// newID is a request's id: the role's requests carry one (pool runs are
+// keyed by it; a relay's or a vouch's is only its exchange's).
+func newID() []byte {
+	id := newQueryID()
+	return id[:]
+}
+
+// search runs a RESERVE's or a repair's search (a PlanReserve) in every
+// pool and returns its candidates, best first: this pool's by name,
+// another pool's as pool/name, whose keys it has its gateways vouch for
+// in one go per pool, before the claims need them.
+func (p *pools) search(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, []string, error) {
+	a, facts, err := p.askWhere(ctx, plan.Gossiped(), progress, p.now())
+	if a == nil {
+		return nil, nil, err
+	}
+	where := facts.where
+	names := make([]string, 0, len(a.Nodes))
+	byPool := map[string][]string{}
+	for _, n := range a.Nodes {
+		pool := where[n]
+		if pool == "" || pool == p.cfg.Pool {
+			names = append(names, n)
+			continue
+		}
+		names = append(names, qualify(pool, n))
+		byPool[pool] = append(byPool[pool], n)
+	}
+	for pool, ns := range byPool {
+		p.vouch(ctx, pool, ns)
+	}
+	return a, names, err
+}

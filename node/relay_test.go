@@ -1,0 +1,290 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/identity"
+	"github.com/peerq/peerq/query"
+)
+
+// memberIndex is the index of the member a subcloud names: name in the
+// owner's pool, pool/name in another.
+func (e *Embedded) memberIndex(ownerPool int, member string) int {
+	pool, name := PoolName(ownerPool), member
+	if p, n, remote := remoteName(member); remote {
+		pool, name = p, n
+	}
+	return slices.IndexFunc(e.Nodes, func(n *Node) bool { return n.Name() == name && PoolName(e.PoolOf(slices.Index(e.Nodes, n))) == pool })
+}
+
+// holdsAcross checks that members hold subcloud name of the owner at
+// index owner, each lease naming the owner as its pool knows it, and
+// that they are named as the owner's pool knows them.
+func holdsAcross(t *testing.T, e *Embedded, owner int, name string, members []string) {
+	t.Helper()
+	op := e.PoolOf(owner)
+	for _, m := range members {
+		i := e.memberIndex(op, m)
+		if i < 0 {
+			t.Fatalf("subcloud %s names %s, which is no member", name, m)
+		}
+		_, _, remote := remoteName(m)
+		if remote != (e.PoolOf(i) != op) {
+			t.Fatalf("subcloud %s names %s, of pool%d, the owner's being pool%d", name, m, e.PoolOf(i), op)
+		}
+		want := e.Nodes[owner].Name()
+		if remote {
+			want = qualify(PoolName(op), want)
+		}
+		l, held := e.Nodes[i].leases.current()
+		if !held || l.Subcloud != name || l.Owner != want {
+			t.Fatalf("%s (pool%d) holds %+v (held %v), want subcloud %s of %s", m, e.PoolOf(i), l, held, name, want)
+		}
+	}
+}
+
+// plain are names without their pools.
+func plain(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		if _, name, remote := remoteName(n); remote {
+			n = name
+		}
+		out[i] = n
+	}
+	return out
+}
+
+// TestReserveAcrossPools: a RESERVE searches every pool and claims
+// members of the others through the gateways, all or nothing; its
+// members hold leases that name the owner as pool/name; FROM SUBCLOUD
+// counts them in every pool; a remote member killed is found by the
+// owner's checks and replaced; RELEASE frees them all. One gateway that
+// vouches for made-up keys is outvoted; two (a majority) that vouch for
+// the same made-up key keep their pool's members from being claimed —
+// never claimed in a stranger's name.
+func TestReserveAcrossPools(t *testing.T) {
+	e := startPools(t, 30, 3)
+	asker := slices.IndexFunc(e.Nodes, func(n *Node) bool { return !n.rt.pools.isGateway() && e.PoolOf(slices.Index(e.Nodes, n)) == 0 })
+	top := func(k int) []string {
+		plan, err := query.CompileText(fmt.Sprintf("SELECT node FROM peers WHERE NOT reserved ORDER BY mem_free DESC LIMIT %d", k), query.DefaultCatalog(), query.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return query.Exact(plan, e.Records()).Nodes
+	}
+	reserve := func(text string) *answer.Answer {
+		t.Helper()
+		a, err := e.ask(t, asker, text)
+		if err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		return a
+	}
+	count := func(at int, name string, want int) {
+		t.Helper()
+		text := "SELECT COUNT(*) FROM SUBCLOUD " + name
+		for try := 1; try <= 3; try++ {
+			a, err := e.ask(t, at, text)
+			if a == nil || a.Meta == nil {
+				t.Fatalf("%s at pool%d: %v", text, e.PoolOf(at), err)
+			}
+			if a.Meta.Status == answer.StatusPartial || a.Meta.Status == answer.StatusContested {
+				t.Logf("%s at pool%d: try %d %s (%s)", text, e.PoolOf(at), try, a.Meta.Status, a.Meta.Reason)
+				continue
+			}
+			if err != nil || len(a.Rows) != 1 || a.Rows[0][0].Num != float64(want) {
+				t.Fatalf("%s at pool%d: %v, %v, want %d", text, e.PoolOf(at), a.Text(), err, want)
+			}
+			for _, ps := range a.Meta.Pools {
+				if ps.Owner != qualify(PoolName(e.PoolOf(asker)), e.Nodes[asker].Name()) {
+					t.Fatalf("%s at pool%d: pool %+v ran over another owner", text, e.PoolOf(at), ps)
+				}
+			}
+			return
+		}
+		t.Fatalf("%s at pool%d: flagged 3 times", text, e.PoolOf(at))
+	}
+
+	t.Run("reserve, count, release", func(t *testing.T) {
+		want := top(20) // more than a pool of 10 holds
+		a := reserve("RESERVE 20 FROM peers ORDER BY mem_free DESC AS wide FOR 2m")
+		if !sameSet(plain(a.Nodes), want) {
+			t.Fatalf("RESERVE 20 across 3 pools of 10: %v, want the cloud's first 20 by mem_free %v", a.Nodes, want)
+		}
+		if !slices.ContainsFunc(a.Nodes, func(n string) bool { _, _, r := remoteName(n); return r }) {
+			t.Fatalf("RESERVE 20 of 30 in pools of 10 claimed no member of another pool: %v", a.Nodes)
+		}
+		t.Logf("RESERVE 20: %v", a.Nodes)
+		holdsAcross(t, e, asker, "wide", a.Nodes)
+		other := slices.IndexFunc(e.Nodes, func(n *Node) bool { return e.PoolOf(slices.Index(e.Nodes, n)) == 2 })
+		count(asker, "wide", 20)
+		count(other, "wide", 20) // from a pool that holds no owner of it
+		reserve("RELEASE wide")
+		for _, m := range a.Nodes {
+			if l, held := e.Nodes[e.memberIndex(0, m)].leases.current(); held {
+				t.Fatalf("%s still holds %+v after RELEASE", m, l)
+			}
+		}
+	})
+
+	t.Run("one gateway vouches for made-up keys", func(t *testing.T) {
+		lieVouch(t, e, e.gatewaysOf(1)[:1], madeUpKeys)
+		a := reserve("RESERVE 25 FROM peers ORDER BY mem_free DESC AS outvoted FOR 2m")
+		in1 := slices.ContainsFunc(a.Nodes, func(n string) bool { p, _, r := remoteName(n); return r && p == "pool1" })
+		if len(a.Nodes) != 25 || !in1 {
+			t.Fatalf("RESERVE 25 with one lying gateway in pool1: %v", a.Nodes)
+		}
+		holdsAcross(t, e, asker, "outvoted", a.Nodes)
+		reserve("RELEASE outvoted")
+	})
+
+	t.Run("two gateways vouch for made-up keys", func(t *testing.T) {
+		gws := e.gatewaysOf(1)
+		lieVouch(t, e, gws[:2], madeUpKeys)
+		// Pool1's members' keys as pool0's gateways believe them are made
+		// up: no reply of theirs verifies, and no claim of pool0's owner
+		// verifies at them. 20 of the 30 are in pools 0 and 2.
+		a := reserve("RESERVE 20 FROM peers ORDER BY mem_free DESC AS pool1out FOR 2m")
+		for _, m := range a.Nodes {
+			if p, _, r := remoteName(m); r && p == "pool1" {
+				t.Fatalf("RESERVE with a majority of pool1's gateways lying about keys claimed %s: %v", m, a.Nodes)
+			}
+		}
+		t.Logf("RESERVE 20, pool1 lying: %v", a.Nodes)
+		holdsAcross(t, e, asker, "pool1out", a.Nodes)
+		for i, n := range e.Nodes {
+			if l, held := n.leases.current(); held && e.PoolOf(i) == 1 {
+				t.Fatalf("%s of pool1 holds %+v", n.Name(), l)
+			}
+		}
+		if _, err := e.ask(t, asker, "RESERVE 21 FROM peers ORDER BY mem_free DESC AS toomany FOR 2m"); !errors.Is(err, ErrNotEnoughPeers) {
+			t.Fatalf("RESERVE 21 with 20 reachable: %v", err)
+		}
+		for i, n := range e.Nodes {
+			if l, held := n.leases.current(); held && l.Subcloud == "toomany" {
+				t.Fatalf("a RESERVE that failed left %s (pool%d) holding %+v", n.Name(), e.PoolOf(i), l)
+			}
+		}
+		reserve("RELEASE pool1out")
+	})
+
+	t.Run("two gateways vouch for made-up keys of their own members", func(t *testing.T) {
+		// Now only the owner is misled: pool1's members know the owner's
+		// key and grant its claims, but their replies do not verify at
+		// the owner, which counts none of them and releases what it
+		// cannot know it holds; a member that granted asks the owner,
+		// which answers, signed, that it holds nothing.
+		gws := e.gatewaysOf(1)
+		own := func(b *vouchBody) {
+			if b.Pool == "pool1" {
+				madeUpKeys(b)
+			}
+		}
+		lieVouch(t, e, gws[:2], own)
+		before := e.Nodes[asker].rt.pools.relayForged.Load()
+		a := reserve("RESERVE 20 FROM peers ORDER BY mem_free DESC AS misled FOR 2m")
+		t.Logf("RESERVE 20, pool1 lying about its own: %v (%s)", a.Nodes, a.Meta.Warning)
+		for _, m := range a.Nodes {
+			if p, _, r := remoteName(m); r && p == "pool1" {
+				t.Fatalf("RESERVE counted %s, whose replies it cannot verify: %v", m, a.Nodes)
+			}
+		}
+		if e.Nodes[asker].rt.pools.relayForged.Load() == before {
+			t.Fatalf("no relayed reply refused as unsigned by its member")
+		}
+		holdsAcross(t, e, asker, "misled", a.Nodes)
+		reserve("RELEASE misled")
+		deadline := time.Now().Add(2 * time.Minute)
+		for i := 0; i < len(e.Nodes); i++ {
+			if l, held := e.Nodes[i].leases.current(); held && l.Subcloud == "misled" {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s (pool%d) still holds %+v", e.Nodes[i].Name(), e.PoolOf(i), l)
+				}
+				time.Sleep(100 * time.Millisecond)
+				i--
+			}
+		}
+	})
+
+	t.Run("a remote member killed is replaced", func(t *testing.T) {
+		forgetKeys(e)
+		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS kept FOR 2m")
+		var victim string
+		for _, m := range a.Nodes {
+			if _, _, r := remoteName(m); r && !e.Nodes[e.memberIndex(0, m)].rt.pools.isGateway() {
+				victim = m
+				break
+			}
+		}
+		if victim == "" {
+			t.Fatalf("no member of another pool that is not a gateway among %v", a.Nodes)
+		}
+		if err := e.Kill(e.memberIndex(0, victim)); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			v, ok := e.Nodes[asker].sc.owner.Lookup("kept")
+			var names []string
+			for _, m := range v.Members {
+				names = append(names, m.Name)
+			}
+			if ok && len(names) == 12 && !slices.Contains(names, victim) {
+				holdsAcross(t, e, asker, "kept", names)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("subcloud kept 90 s after %s was killed: %v", victim, names)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		reserve("RELEASE kept")
+	})
+}
+
+// madeUpKeys is a lying gateway's vouch: every key it vouches for is
+// one it made up (the same for every name, as two liars would agree).
+func madeUpKeys(b *vouchBody) {
+	k, _ := identity.New(strings.NewReader(strings.Repeat("liar", 16)))
+	for i := range b.Keys {
+		b.Keys[i] = k.Public().Bytes()
+	}
+}
+
+// lieVouch makes the gateways at gws lie with f in their vouches until
+// the test ends, and has every peer forget the keys it believed.
+func lieVouch(t *testing.T, e *Embedded, gws []int, f func(*vouchBody)) {
+	set := func(f func(*vouchBody)) {
+		for _, g := range gws {
+			p := e.Nodes[g].rt.pools
+			p.mu.Lock()
+			p.lieVouch = f
+			p.mu.Unlock()
+		}
+	}
+	set(f)
+	t.Cleanup(func() { set(nil) })
+	forgetKeys(e)
+}
+
+// forgetKeys drops every key the peers believe for other pools' members,
+// so that the next lease requests have them vouched for anew.
+func forgetKeys(e *Embedded) {
+	for i, n := range e.Nodes {
+		if e.Down(i) {
+			continue
+		}
+		for _, k := range []*keyring{&n.rt.pools.known, &n.rt.pools.gateKeys} {
+			k.mu.Lock()
+			clear(k.keys)
+			k.mu.Unlock()
+		}
+	}
+}
