@@ -173,6 +173,19 @@ func (lk *leaseKeeper) bootOf(name string) uint64 {
 	return m.Boot
 }
 
+// ownerBoot is the incarnation of the owner of this peer's lease, as the
+// lease loop compares it with the last it asked about: an owner of
+// another pool, whose incarnation this peer sees only while its key is
+// vouched for, is 1 when unseen, so that it is asked at once after this
+// peer restarts, and then every askEvery.
+func (lk *leaseKeeper) ownerBoot(owner string) uint64 {
+	b := lk.bootOf(owner)
+	if _, _, remote := remoteName(owner); remote && b == 0 {
+		return 1
+	}
+	return b
+}
+
 // selfFor is this peer's name as the owner named owner knows it: pool/name
 // for an owner of another pool, which claimed it so.
 func (lk *leaseKeeper) selfFor(owner string) string {
@@ -362,7 +375,7 @@ func (lk *leaseKeeper) loop() {
 		}
 		shown = held
 		if held {
-			if l2, due := lk.keeper.due(now, lk.bootOf(l.Owner)); due {
+			if l2, due := lk.keeper.due(now, lk.ownerBoot(l.Owner)); due {
 				lk.wg.Add(1)
 				go lk.askOwner(l2)
 			}
@@ -394,7 +407,7 @@ func (lk *leaseKeeper) askOwner(l subcloud.Lease) {
 	if !subcloud.VerifyAsk(l.OwnerKey, a, rep.Sig) {
 		// Asked again only after askEvery, and said once per lease: an
 		// owner that lost its key answers every time with its new one.
-		first := lk.keeper.unverified(now, lk.bootOf(l.Owner), l)
+		first := lk.keeper.unverified(now, lk.ownerBoot(l.Owner), l)
 		if key, _ := lk.keyOf(l.Owner); key != l.OwnerKey {
 			lk.keyChanged.Add(1)
 			if first {
@@ -410,7 +423,7 @@ func (lk *leaseKeeper) askOwner(l subcloud.Lease) {
 		return
 	}
 	if rep.Held {
-		lk.keeper.answered(now, lk.bootOf(l.Owner))
+		lk.keeper.answered(now, lk.ownerBoot(l.Owner))
 		return
 	}
 	err = lk.keeper.drop(now, l)

@@ -928,17 +928,21 @@ func TestPoolsOverSockets(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 	}
-	// A subcloud of pool a, found from pool b over the sockets.
+	// A subcloud of pool a of 4 members, more than pool a's 3: claimed
+	// across the pools over the sockets, and found from pool b.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := peers[1].Execute(ctx, "RESERVE 2 FROM peers ORDER BY mem_free DESC AS sock FOR 1m", nil)
+	r, err := peers[1].Execute(ctx, "RESERVE 4 FROM peers ORDER BY mem_free DESC AS sock FOR 1m", nil)
 	if err != nil {
-		t.Fatalf("RESERVE at pool a: %v", err)
+		t.Fatalf("RESERVE 4 at pool a: %v", err)
+	}
+	if !slices.ContainsFunc(r.Nodes, func(n string) bool { p, _, remote := remoteName(n); return remote && p == "b" }) {
+		t.Fatalf("RESERVE 4 of 2 pools of 3 at pool a claimed no member of pool b: %v", r.Nodes)
 	}
 	for try := 1; ; try++ {
 		a, err := peers[4].Execute(ctx, "SELECT node FROM SUBCLOUD sock ORDER BY mem_free DESC LIMIT 5", nil)
 		if err == nil && a.Meta.Status == answer.StatusConverged {
-			if !sameSet(a.Nodes, r.Nodes) {
+			if !sameSet(a.Nodes, plain(r.Nodes)) {
 				t.Fatalf("FROM SUBCLOUD sock at pool b: %v, want %v", a.Nodes, r.Nodes)
 			}
 			break
@@ -1487,10 +1491,10 @@ func FuzzDecodePool(f *testing.F) {
 		// then the count, on what the fuzzer made.
 		var vb vouchBody
 		if decodePool(b, &vb) == nil {
-			vb.By, vb.Pool = "g", "b"
+			vb.By, vb.Pool, vb.At = "g", "b", 5
 			raw := encodePool(vb)
 			asked := []string{"m1", "m2", "m3"}
-			if got, err := checkVouch(poolResp{Vouch: raw, Sig: key.Sign(vouchDomain, raw)}, key.Public(), "g", "b", asked); err == nil {
+			if got, err := checkVouch(poolResp{Vouch: raw, Sig: key.Sign(vouchDomain, raw)}, key.Public(), "g", "b", asked, time.Unix(0, 5)); err == nil {
 				var ring keyring
 				believe("b", asked, []vouchBody{got, got}, 2, time.Unix(0, 0), &ring)
 				if len(ring.keys) > len(asked) {

@@ -205,15 +205,17 @@ func believe(pool string, names []string, bodies []vouchBody, need int, now time
 }
 
 // checkVouch decodes and checks one gateway's signed vouch: signed by
-// key, by the gateway named by, about pool, and only about names it was
-// asked.
-func checkVouch(resp poolResp, key identity.Public, by, pool string, asked []string) (vouchBody, error) {
+// key, by the gateway named by, about pool, now (within the exchanges'
+// replay window), and only about names it was asked.
+func checkVouch(resp poolResp, key identity.Public, by, pool string, asked []string, now time.Time) (vouchBody, error) {
 	var b vouchBody
 	switch {
 	case key.IsZero() || !identity.Verify(key, vouchDomain, resp.Vouch, resp.Sig):
 		return b, fmt.Errorf("a vouch not signed by %s", by)
 	case decodePool(resp.Vouch, &b) != nil:
 		return b, fmt.Errorf("a malformed vouch from %s", by)
+	case now.Sub(time.Unix(0, b.At)) > network.ReplayWindow || time.Unix(0, b.At).Sub(now) > network.ReplayWindow:
+		return b, fmt.Errorf("a vouch from %s signed %v from now", by, now.Sub(time.Unix(0, b.At)).Round(time.Second))
 	case b.By != by || b.Pool != pool:
 		return b, fmt.Errorf("%s vouched as %s for pool %s, asked for pool %s", by, b.By, b.Pool, pool)
 	case len(b.Names) != len(b.Keys) || len(b.Names) != len(b.Boots) || len(b.Names) > maxVouch:
@@ -236,7 +238,10 @@ func (p *pools) remoteKey(q string) (identity.Public, uint64, bool) {
 		return identity.Public{}, 0, false
 	}
 	v, ok := p.known.get(q, p.now())
-	return v.key, v.boot, ok
+	if !ok {
+		return identity.Public{}, 0, false
+	}
+	return v.key, v.boot, true
 }
 
 // vouch has this peer believe the keys of members names of another
@@ -261,7 +266,7 @@ func (p *pools) vouch(ctx context.Context, pool string, names []string) {
 					resp, err := p.callLAN(ctx, g, poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: batch})
 					if err == nil {
 						var b vouchBody
-						if b, err = checkVouch(resp, keys[g], g, pool, batch); err == nil {
+						if b, err = checkVouch(resp, keys[g], g, pool, batch, p.now()); err == nil {
 							ch <- &b
 							return
 						}
@@ -303,7 +308,7 @@ func (p *pools) vouchFor(ctx context.Context, c CloudNetwork, pool string, names
 					resp, err := p.callCloud(ctx, c, v.at[j], poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: miss})
 					if err == nil {
 						var b vouchBody
-						if b, err = checkVouch(resp, key, g, pool, miss); err == nil {
+						if b, err = checkVouch(resp, key, g, pool, miss, p.now()); err == nil {
 							ch <- &b
 							return
 						}
@@ -490,6 +495,13 @@ func (p *pools) deliver(ctx context.Context, req poolReq) poolResp {
 	case subcloud.OpClaim, subcloud.OpRenew, subcloud.OpRelease, subcloud.OpCheck:
 		if r.Owner != req.From {
 			return poolResp{Err: fmt.Sprintf("a request signed as %s relayed from %s", r.Owner, req.From)}
+		}
+		// In one pool a request comes from its owner over the sealed
+		// exchange, which refuses replays; a relay could replay an old
+		// one (a release after the member was claimed again): only one
+		// signed within the exchanges' replay window is taken.
+		if at := time.Unix(0, r.At); p.now().Sub(at) > network.ReplayWindow || at.Sub(p.now()) > network.ReplayWindow {
+			return poolResp{Err: fmt.Sprintf("a relayed %v signed %v from now, beyond the %v replay window", r.Op, p.now().Sub(at).Round(time.Second), network.ReplayWindow)}
 		}
 		if r.Op == subcloud.OpClaim {
 			// The owner's key, as this pool's gateways vouch for it: in

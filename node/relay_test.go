@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -70,7 +71,8 @@ func plain(names []string) []string {
 // the same made-up key keep their pool's members from being claimed —
 // never claimed in a stranger's name.
 func TestReserveAcrossPools(t *testing.T) {
-	e := startPools(t, 30, 3)
+	// Data dirs: a member restarts with its lease (the last subtest).
+	e := startEmbeddedWith(t, EmbeddedConfig{Nodes: 30, Pools: 3, Seed: 1, Freeze: true, Round: 50 * time.Millisecond, DataDir: t.TempDir()})
 	asker := slices.IndexFunc(e.Nodes, func(n *Node) bool { return !n.rt.pools.isGateway() && e.PoolOf(slices.Index(e.Nodes, n)) == 0 })
 	top := func(k int) []string {
 		plan, err := query.CompileText(fmt.Sprintf("SELECT node FROM peers WHERE NOT reserved ORDER BY mem_free DESC LIMIT %d", k), query.DefaultCatalog(), query.DefaultConfig())
@@ -244,6 +246,30 @@ func TestReserveAcrossPools(t *testing.T) {
 				t.Fatalf("subcloud kept 90 s after %s was killed: %v", victim, names)
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+		// The victim comes back with its lease on disk: it is no longer a
+		// member, and it sees no membership event of the owner's pool;
+		// it asks the owner at once (relayed), which answers, signed,
+		// that it holds nothing, and the victim frees itself.
+		vi := e.memberIndex(0, victim)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.Restart(ctx, vi); err != nil {
+			t.Fatal(err)
+		}
+		if l, held := e.Nodes[vi].leases.current(); !held || l.Subcloud != "kept" {
+			t.Fatalf("%s restarted without its lease on disk: %+v", victim, l)
+		}
+		deadline = time.Now().Add(time.Minute)
+		for {
+			l, held := e.Nodes[vi].leases.current()
+			if !held {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s, replaced while it was down, still holds %+v a minute after its restart", victim, l)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		reserve("RELEASE kept")
 	})

@@ -8,9 +8,10 @@
 # pools, exact, with 4 members and 3 gateways; asks a COUNT by gossip,
 # one of tags alone (exact, from the gateways' member lists), a top 5 and
 # a GROUP BY pool at a1 (ROUNDS times each, 5). Then subclouds across
-# pools: at a1 it RESERVEs 2 members AS netjob (both must be pool a's); at
-# a5, in pool b, a COUNT FROM SUBCLOUD netjob must be 2, its nodes the 2
-# reserved, SHOW SUBCLOUDS must list netjob in pool a with size 2, and a
+# pools: at a1 it RESERVEs 6 members AS netjob, more than pool a's 4 (pool
+# b's named b/aN, claimed through the gateways); at a5, in pool b, and at
+# a1 a COUNT FROM SUBCLOUD netjob must be 6, at a5 its nodes the 6
+# reserved, SHOW SUBCLOUDS must list netjob in pool a with size 6, and a
 # COUNT FROM SUBCLOUD nosuchjob must exit 2 (unknown subcloud); each asked
 # again while flagged, up to 5 times; then a1 RELEASEs it. Then it starts
 # a gossip COUNT at a1 and, KILL_AFTER seconds later (0.03; a COUNT takes
@@ -196,8 +197,9 @@ statements() {
 # 2. Three statements at a1, ROUNDS times each.
 for r in $(seq 1 "$ROUNDS"); do statements "steady-$r" 8 "a=4,b=4"; done
 
-# 3. Subclouds across pools: a subcloud of pool a reserved at a1, found
-# from a5 in pool b by FROM SUBCLOUD and SHOW SUBCLOUDS; a name no pool
+# 3. Subclouds across pools: a subcloud of pool a with members in both
+# pools, reserved at a1, counted from a5 in pool b and from a1 by FROM
+# SUBCLOUD, listed by SHOW SUBCLOUDS; a name no pool
 # holds is an error in the statement (exit 2); released at a1.
 # sub LABEL I STATEMENT WANT CHECK [TRIES]: the statement at aI, asked
 # again (TRIES times in all, 5, a second apart) while its answer is
@@ -235,21 +237,24 @@ sub() {
 	[ "$v" = ok ] || { v=WRONG; wrong=$((wrong + 1)); }
 	row "sub $label at a$i (${el}s)" "$st" "$code" "$val" "$v $(pools_meta "$f")"
 }
-reserved="" # the members RESERVE claimed, sorted, joined by commas
-c_reserve() { # 2 members, both of pool a
-	reserved=$(jq -r '[.rows[]?[0]] | sort | join(",")' "$1" 2> /dev/null || true)
-	val=${reserved:-none}
-	right=$([[ "$reserved" =~ ^a[1-4],a[1-4]$ ]] && [ "${reserved%,*}" != "${reserved#*,}" ] && echo 1 || echo 0)
+reserved="" # the members RESERVE claimed, without their pools, sorted, joined by commas
+c_reserve() { # 6 members, more than pool a's 4: some of pool b's, named b/aN
+	local named
+	named=$(jq -r '[.rows[]?[0]] | sort | join(",")' "$1" 2> /dev/null || true)
+	reserved=$(jq -r '[.rows[]?[0] | sub("^b/"; "")] | sort | join(",")' "$1" 2> /dev/null || true)
+	val=${named:-none}
+	right=$([ "$(tr ',' '\n' <<< "$reserved" | sort -u | grep -c '^a[1-8]$')" = 6 ] && [[ "$named" =~ b/a[5-8] ]] &&
+		! [[ "$named" =~ (^|,)a[5-8] ]] && ! [[ "$named" =~ b/a[1-4] ]] && echo 1 || echo 0)
 }
-c_count() { val=$(first_cell "$1"); right=$([ "$val" = 2 ] && echo 1 || echo 0); }
+c_count() { val=$(first_cell "$1"); right=$([ "$val" = 6 ] && echo 1 || echo 0); }
 c_nodes() { # the reserved members, no other
 	val=$(jq -r '[.rows[]?[0]] | sort | join(",")' "$1" 2> /dev/null || echo none)
 	right=$([ -n "$reserved" ] && [ "$val" = "$reserved" ] && echo 1 || echo 0)
 }
-c_show() { # netjob, pool a, size 2
+c_show() { # netjob, pool a, size 6
 	val=$(jq -r '(.columns | map(.name)) as $c | [.rows[]? | [$c, .] | transpose | map({(.[0]): .[1]}) | add
 		| select(.subcloud == "netjob") | "pool \(.pool) size \(.size)"] | join("; ") | if . == "" then "no netjob" else . end' "$1" 2> /dev/null || echo none)
-	right=$([ "$val" = "pool a size 2" ] && echo 1 || echo 0)
+	right=$([ "$val" = "pool a size 6" ] && echo 1 || echo 0)
 }
 c_unknown() { # the error names the subcloud unknown in every pool
 	val="exit $2"
@@ -257,12 +262,13 @@ c_unknown() { # the error names the subcloud unknown in every pool
 		val="unknown subcloud" right=1
 	fi
 }
-c_release() { # its 2 members let their lease go
+c_release() { # its 6 members, in both pools, let their lease go
 	val=$(jq -r '.rows[0] | "freed \(.[1]), unreachable \(.[2])"' "$1" 2> /dev/null || echo none)
-	right=$([ "$val" = "freed 2, unreachable 0" ] && echo 1 || echo 0)
+	right=$([ "$val" = "freed 6, unreachable 0" ] && echo 1 || echo 0)
 }
-sub "reserve netjob" 1 "RESERVE 2 FROM peers ORDER BY mem_free DESC AS netjob FOR 2m" 0 c_reserve 1
+sub "reserve netjob" 1 "RESERVE 6 FROM peers ORDER BY mem_free DESC AS netjob FOR 2m" 0 c_reserve 1
 sub "count netjob" 5 "SELECT COUNT(*) FROM SUBCLOUD netjob" 0 c_count
+sub "count netjob" 1 "SELECT COUNT(*) FROM SUBCLOUD netjob" 0 c_count
 sub "nodes netjob" 5 "SELECT node FROM SUBCLOUD netjob ORDER BY mem_free DESC LIMIT 5" 0 c_nodes
 sub "show subclouds" 5 "SHOW SUBCLOUDS" 0 c_show
 sub "count nosuchjob" 5 "SELECT COUNT(*) FROM SUBCLOUD nosuchjob" 2 c_unknown
