@@ -41,6 +41,7 @@ type leaseCalls struct {
 	// (relay.go); nil in a cloud of one pool.
 	across interface {
 		relayLease(ctx context.Context, to string, msg []byte) ([]byte, error)
+		vouchName(ctx context.Context, q string)
 		remoteKey(q string) (identity.Public, uint64, bool)
 		poolName() string
 	}
@@ -54,7 +55,8 @@ func (c *leaseCalls) callLease(ctx context.Context, to string, req subcloud.Requ
 	req.Owner, req.Target, req.Boot, req.At = c.name, to, c.bootOf(to), c.now().UnixNano()
 	if _, name, remote := remoteName(to); remote && c.across != nil {
 		// A member of another pool: this owner is pool/name to it, and it
-		// is name in its pool.
+		// is name in its pool; its incarnation as its key's vouch shows it.
+		c.across.vouchName(ctx, to)
 		_, req.Boot, _ = c.across.remoteKey(to)
 		req.Owner, req.Target = qualify(c.across.poolName(), c.name), name
 	}

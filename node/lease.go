@@ -224,7 +224,11 @@ func (lk *leaseKeeper) handle(from string, raw []byte) []byte {
 	// checked with the name's keepers: no claim is older than its name.
 	// A fresh RESERVE's claims are dated now and need no lookup, which
 	// would cost each claim a round trip.
-	if req.Op == subcloud.OpClaim && req.Since > 0 && now.Sub(time.Unix(0, req.Since)) > sinceSlack {
+	// An owner of another pool (pool/name) registered the name with its
+	// own pool's keepers, which this peer cannot ask: a name is unique
+	// within its owner's pool (relay.go).
+	_, _, remote := remoteName(req.Owner)
+	if req.Op == subcloud.OpClaim && req.Since > 0 && now.Sub(time.Unix(0, req.Since)) > sinceSlack && !remote {
 		if _, held := lk.current(); !held {
 			// Asked before the keeper's lock is taken: no lock across I/O.
 			h, known := lk.holderOf(req.Subcloud)

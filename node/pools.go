@@ -304,6 +304,9 @@ type pools struct {
 	// its pool's gateways vouched for them; gateKeys, at a gateway, those
 	// it believes as the other pools' gateways did (relay.go).
 	known, gateKeys keyring
+	// answered are the relayed lease requests this peer answered lately,
+	// with its replies (relay.go: deliver).
+	answered replies
 	// relayForged counts relayed replies not signed by the member they
 	// came from.
 	relayForged atomic.Int64
@@ -1278,8 +1281,8 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	for _, d := range decided {
 		if d.chosen != nil && d.chosen.part != nil && d.aside == "" {
 			for _, e := range d.chosen.part.Top {
-				if _, in := where[e.Node]; in {
-					where[e.Node] = d.ps.Pool
+				if p, in := where[e.Node]; in && p == "" {
+					where[e.Node] = d.ps.Pool // the first pool's, as the merge keeps it
 				}
 			}
 			if facts.owner == "" && d.chosen.body.Owner != "" {

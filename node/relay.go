@@ -231,6 +231,16 @@ func checkVouch(resp poolResp, key identity.Public, by, pool string, asked []str
 
 func (p *pools) poolName() string { return p.cfg.Pool }
 
+// vouchName is vouch for one member of another pool, pool/name, within
+// an exchange's time of ctx.
+func (p *pools) vouchName(ctx context.Context, q string) {
+	if pool, name, ok := remoteName(q); ok {
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout)
+		defer cancel()
+		p.vouch(ctx, pool, []string{name})
+	}
+}
+
 // remoteKey is the key and incarnation believed now for a member of
 // another pool (pool/name); it does no I/O.
 func (p *pools) remoteKey(q string) (identity.Public, uint64, bool) {
@@ -432,15 +442,25 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 		return poolResp{Err: fmt.Sprintf("pool %s has no gateway in the cloud pool now", req.Pool)}
 	}
 	v := views[i]
-	// Start at a gateway picked by the member's name: requests for
-	// different members spread over the pool's gateways.
-	first := int(hash64(req.To) % uint64(len(v.at)))
+	// Start at a gateway picked by the member's name and this gateway's:
+	// requests for different members spread over the pool's gateways,
+	// and the owner's next try, through another gateway of its pool,
+	// starts at another of the member's pool. Each try gets its share of
+	// the time left, so that one gateway that stalls leaves time for the
+	// others.
+	first := int(hash64(req.To+"\x00"+p.lan.Name()) % uint64(len(v.at)))
 	hop := poolReq{Op: opRelay, ID: req.ID, Pool: req.Pool, To: req.To, Msg: req.Msg, From: qualify(p.cfg.Pool, from)}
+	known, _ := p.gateKeys.get(qualify(req.Pool, req.To), p.now())
 	var errs []string
 	unreachable := 0
 	for j := range v.at {
 		at := v.at[(first+j)%len(v.at)]
-		resp, err := p.callCloud(ctx, c, at, hop)
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			tctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(v.at)-j))
+		}
+		resp, err := p.callCloud(tctx, c, at, hop)
+		cancel()
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Sprintf("%s: %v", at, err))
@@ -448,8 +468,16 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 			if unreachable++; unreachable >= majority(len(v.at)) {
 				return poolResp{Unreachable: true}
 			}
-		case len(resp.Msg) > 0:
+		case len(resp.Msg) > 0 && known.key.IsZero():
+			return poolResp{Msg: resp.Msg, Sig: resp.Sig} // the owner checks it
+		case len(resp.Msg) > 0 && identity.Verify(known.key, relayDomain, relaySigned(req.Msg, resp.Msg), resp.Sig):
 			return poolResp{Msg: resp.Msg, Sig: resp.Sig}
+		case len(resp.Msg) > 0:
+			p.relayForged.Add(1)
+			errs = append(errs, fmt.Sprintf("%s: a reply %s did not sign", at, req.To))
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
 	return poolResp{Err: fmt.Sprintf("no gateway of pool %s delivered to %s: %s", req.Pool, req.To, strings.Join(errs, "; "))}
@@ -501,7 +529,7 @@ func (p *pools) deliver(ctx context.Context, req poolReq) poolResp {
 		// one (a release after the member was claimed again): only one
 		// signed within the exchanges' replay window is taken.
 		if at := time.Unix(0, r.At); p.now().Sub(at) > network.ReplayWindow || at.Sub(p.now()) > network.ReplayWindow {
-			return poolResp{Err: fmt.Sprintf("a relayed %v signed %v from now, beyond the %v replay window", r.Op, p.now().Sub(at).Round(time.Second), network.ReplayWindow)}
+			return poolResp{Err: fmt.Sprintf("a relayed %v signed %v away from this peer's clock (%s), beyond the %v replay window", r.Op, p.now().Sub(at).Abs().Round(time.Second), at.UTC().Format(time.RFC3339), network.ReplayWindow)}
 		}
 		if r.Op == subcloud.OpClaim {
 			// The owner's key, as this pool's gateways vouch for it: in
@@ -517,8 +545,18 @@ func (p *pools) deliver(ctx context.Context, req poolReq) poolResp {
 	default:
 		return poolResp{Err: fmt.Sprintf("a %v is not relayed across pools", r.Op)}
 	}
+	// A request relayed twice — the owner trying another gateway after a
+	// lost reply, or a relay replaying it — gets the reply it got the
+	// first time, and changes nothing again: the sealed exchange that
+	// refuses replays in one pool does not see inside a relay.
+	h := sha256.Sum256(req.Msg)
+	if resp, ok := p.answered.get(h, p.now()); ok {
+		return resp
+	}
 	reply := p.serveLease(req.From, req.Msg)
-	return poolResp{Msg: reply, Sig: p.id.Sign(relayDomain, relaySigned(req.Msg, reply))}
+	resp := poolResp{Msg: reply, Sig: p.id.Sign(relayDomain, relaySigned(req.Msg, reply))}
+	p.answered.put(h, resp, p.now())
+	return resp
 }
 
 // callCloud sends one request to a gateway in the cloud pool (at: its
@@ -576,4 +614,49 @@ func (p *pools) search(ctx context.Context, plan *query.Plan, progress func(answ
 		p.vouch(ctx, pool, ns)
 	}
 	return a, names, err
+}
+
+// replies are the relayed requests a member answered within the replay
+// window, by their hash, with its replies (deliver): bounded by the
+// requests a window can bring (maxAnswered), the oldest dropped first.
+type replies struct {
+	mu   sync.Mutex
+	byID map[[32]byte]replied
+}
+
+type replied struct {
+	resp poolResp
+	at   time.Time
+}
+
+// maxAnswered bounds the replies kept: 4096 of about 200 bytes.
+const maxAnswered = 4096
+
+func (r *replies) get(h [32]byte, now time.Time) (poolResp, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x, ok := r.byID[h]
+	return x.resp, ok && now.Sub(x.at) <= 2*network.ReplayWindow
+}
+
+func (r *replies) put(h [32]byte, resp poolResp, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID == nil {
+		r.byID = map[[32]byte]replied{}
+	}
+	if len(r.byID) >= maxAnswered {
+		for k, x := range r.byID {
+			if now.Sub(x.at) > 2*network.ReplayWindow {
+				delete(r.byID, k)
+			}
+		}
+		for k := range r.byID { // still full: any one goes
+			if len(r.byID) < maxAnswered {
+				break
+			}
+			delete(r.byID, k)
+		}
+	}
+	r.byID[h] = replied{resp, now}
 }

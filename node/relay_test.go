@@ -12,6 +12,7 @@ import (
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/subcloud"
 )
 
 // memberIndex is the index of the member a subcloud names: name in the
@@ -136,6 +137,57 @@ func TestReserveAcrossPools(t *testing.T) {
 		}
 	})
 
+	t.Run("a relayed request replayed", func(t *testing.T) {
+		// A relay that keeps the owner's signed claim and delivers it
+		// again, after the member was released: the member answers as it
+		// did the first time and grants nothing; one signed before the
+		// replay window is refused.
+		m := slices.IndexFunc(e.Nodes, func(n *Node) bool { i := slices.Index(e.Nodes, n); return e.PoolOf(i) == 1 && !n.rt.pools.isGateway() })
+		mp := e.Nodes[m].rt.pools
+		owner := qualify("pool0", e.Nodes[asker].Name())
+		mp.vouch(context.Background(), "pool0", []string{e.Nodes[asker].Name()})
+		claim := func(sub string, at time.Time) poolReq {
+			r := subcloud.Request{Op: subcloud.OpClaim, Subcloud: sub, Owner: owner, Token: "0123456789abcdef0123456789abcdef", For: time.Minute,
+				Target: e.Nodes[m].Name(), Boot: e.Nodes[m].id.Boot(), At: at.UnixNano()}
+			r.Sign(e.Nodes[asker].id)
+			return poolReq{Op: opDeliver, ID: newID(), Msg: r.Encode(), From: owner}
+		}
+		deliver := func(req poolReq) subcloud.Reply {
+			resp := mp.deliver(context.Background(), req)
+			if resp.Err != "" {
+				t.Logf("deliver: %s", resp.Err)
+				return subcloud.Reply{}
+			}
+			rep, err := subcloud.DecodeReply(resp.Msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rep
+		}
+		req := claim("replayed", time.Now())
+		if rep := deliver(req); !rep.OK {
+			t.Fatalf("a fresh relayed claim: %+v", rep)
+		}
+		release := subcloud.Request{Op: subcloud.OpRelease, Subcloud: "replayed", Owner: owner, Token: "0123456789abcdef0123456789abcdef",
+			Target: e.Nodes[m].Name(), Boot: e.Nodes[m].id.Boot(), At: time.Now().UnixNano()}
+		release.Sign(e.Nodes[asker].id)
+		if rep := deliver(poolReq{Op: opDeliver, ID: newID(), Msg: release.Encode(), From: owner}); !rep.OK {
+			t.Fatalf("the relayed release: %+v", rep)
+		}
+		if rep := deliver(req); !rep.OK {
+			t.Fatalf("the claim replayed: %+v, want the first reply again", rep)
+		}
+		if l, held := e.Nodes[m].leases.current(); held {
+			t.Fatalf("a claim replayed after the release granted %+v", l)
+		}
+		if rep := deliver(claim("stale", time.Now().Add(-time.Minute))); rep.OK {
+			t.Fatalf("a claim signed a minute ago granted: %+v", rep)
+		}
+		if l, held := e.Nodes[m].leases.current(); held {
+			t.Fatalf("a stale claim granted %+v", l)
+		}
+	})
+
 	t.Run("one gateway vouches for made-up keys", func(t *testing.T) {
 		lieVouch(t, e, e.gatewaysOf(1)[:1], madeUpKeys)
 		a := reserve("RESERVE 25 FROM peers ORDER BY mem_free DESC AS outvoted FOR 2m")
@@ -190,7 +242,15 @@ func TestReserveAcrossPools(t *testing.T) {
 			}
 		}
 		lieVouch(t, e, gws[:2], own)
-		before := e.Nodes[asker].rt.pools.relayForged.Load()
+		forged := func() (n int64) {
+			for i, node := range e.Nodes {
+				if !e.Down(i) {
+					n += node.rt.pools.relayForged.Load()
+				}
+			}
+			return n
+		}
+		before := forged()
 		a := reserve("RESERVE 20 FROM peers ORDER BY mem_free DESC AS misled FOR 2m")
 		t.Logf("RESERVE 20, pool1 lying about its own: %v (%s)", a.Nodes, a.Meta.Warning)
 		for _, m := range a.Nodes {
@@ -198,7 +258,7 @@ func TestReserveAcrossPools(t *testing.T) {
 				t.Fatalf("RESERVE counted %s, whose replies it cannot verify: %v", m, a.Nodes)
 			}
 		}
-		if e.Nodes[asker].rt.pools.relayForged.Load() == before {
+		if forged() == before { // at the owner, or at a gateway of its pool that knew the keys
 			t.Fatalf("no relayed reply refused as unsigned by its member")
 		}
 		holdsAcross(t, e, asker, "misled", a.Nodes)

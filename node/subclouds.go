@@ -79,6 +79,9 @@ func (sc *subclouds) leaseView(members []network.Member) map[string]leaseOf {
 		if !ok {
 			continue
 		}
+		if _, _, remote := remoteName(l.owner); remote {
+			continue // another pool's subcloud, held here across pools (relay.go): its pool lists it
+		}
 		if _, ok := mine[l.subcloud]; ok && l.owner == sc.net.Name() {
 			mineByTags[m.Name] = l
 			continue

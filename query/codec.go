@@ -79,7 +79,10 @@ func (p *Plan) Validate() error {
 	if p.Kind < PlanAggregate || p.Kind >= planKindEnd {
 		return fmt.Errorf("unknown plan kind %d", p.Kind)
 	}
-	if len(p.Text) > parser.MaxInputBytes || len(p.Subcloud) > MaxStringBytes || len(p.Owner) > MaxStringBytes || p.Owner != "" && p.Subcloud == "" {
+	if p.Owner != "" && p.Subcloud == "" {
+		return errors.New("a subcloud's owner without FROM SUBCLOUD")
+	}
+	if len(p.Text) > parser.MaxInputBytes || len(p.Subcloud) > MaxStringBytes || len(p.Owner) > MaxStringBytes {
 		return errors.New("text too long")
 	}
 	if p.Rounds < 0 || p.Rounds > MaxRounds {

@@ -269,7 +269,7 @@ c_release() { # its 6 members, in both pools, let their lease go
 sub "reserve netjob" 1 "RESERVE 6 FROM peers ORDER BY mem_free DESC AS netjob FOR 2m" 0 c_reserve 1
 sub "count netjob" 5 "SELECT COUNT(*) FROM SUBCLOUD netjob" 0 c_count
 sub "count netjob" 1 "SELECT COUNT(*) FROM SUBCLOUD netjob" 0 c_count
-sub "nodes netjob" 5 "SELECT node FROM SUBCLOUD netjob ORDER BY mem_free DESC LIMIT 5" 0 c_nodes
+sub "nodes netjob" 5 "SELECT node FROM SUBCLOUD netjob ORDER BY mem_free DESC LIMIT 10" 0 c_nodes
 sub "show subclouds" 5 "SHOW SUBCLOUDS" 0 c_show
 sub "count nosuchjob" 5 "SELECT COUNT(*) FROM SUBCLOUD nosuchjob" 2 c_unknown
 sub "release netjob" 1 "RELEASE netjob" 0 c_release 1
