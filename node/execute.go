@@ -292,18 +292,31 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		// pool's gateways from theirs (pools.runPool), and merged; one
 		// FROM SUBCLOUD is gossip, since only the subcloud's owner knows
 		// its members at once.
-		if !plan.FromMemberLists() {
-			plan = plan.Gossiped()
-		}
 		if plan.Subcloud != "" && plan.Owner == "" {
 			// A subcloud's members may be in any pool (relay.go): its
 			// owner is fixed first, and every pool runs the statement
-			// over that owner's members.
-			owner, err := n.ownerAcross(ctx, plan, start)
+			// over that owner's members — from its gateways' member lists
+			// over the members the owner lists, when the owner asks a
+			// statement that reads only the membership.
+			owner, err := n.ownerAcross(ctx, plan.Gossiped(), start)
 			if err != nil {
 				return nil, err
 			}
 			plan = plan.Across(owner)
+			if v, mine := n.sc.owner.Lookup(plan.Subcloud); mine && owner == qualify(n.rt.pools.cfg.Pool, n.Name()) {
+				var names []string
+				for _, m := range v.Members {
+					if m.Expires.After(n.now()) {
+						names = append(names, m.Name)
+					}
+				}
+				if listed := plan.Listed(names); listed != nil {
+					plan = listed
+				}
+			}
+		}
+		if !plan.FromMemberLists() {
+			plan = plan.Gossiped()
 		}
 		return n.rt.pools.ask(ctx, plan, progress, start)
 	case plan.FromTags:

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -80,6 +81,9 @@ func (n *Node) liveRecords() (recs []query.Record, all int, excluded map[string]
 // accuracy, and says so (converged).
 func (n *Node) tagsPartial(plan *query.Plan, start time.Time) (*answer.Answer, *run.Partial, error) {
 	recs, all, excluded := n.liveRecords()
+	if plan.ByOwner {
+		recs = listedRecords(plan, n.rt.pools.cfg.Pool, recs)
+	}
 	part, err := run.ExactPartial(plan, recs)
 	if err != nil {
 		return nil, nil, err
@@ -320,4 +324,35 @@ func (n *Node) showPools(ctx context.Context, show *query.Plan, start time.Time)
 	res.Meta = a.Meta
 	res.Meta.PlanHash = show.Hash() // the statement's, not the COUNT's that found the pools
 	return res, err
+}
+
+// listedRecords are the records of recs, a member list of pool, that a
+// FROM SUBCLOUD statement's owner lists as its members (Plan.Members:
+// pool/name, the owner's own pool's by name), each shown holding the
+// subcloud as that pool names its owner: the owner's word about its own
+// subcloud, which its table holds at once, where the members' tags lag.
+// A listed member not in the list is not live, and not counted.
+func listedRecords(plan *query.Plan, pool string, recs []query.Record) []query.Record {
+	ownerPool, ownerName, _ := remoteName(plan.Owner)
+	local := plan.Owner
+	if pool == ownerPool {
+		local = ownerName
+	}
+	listed := map[string]bool{}
+	for _, m := range plan.Members {
+		if p, name, remote := remoteName(m); remote && p == pool {
+			listed[name] = true
+		} else if !remote && pool == ownerPool {
+			listed[m] = true
+		}
+	}
+	var out []query.Record
+	for _, r := range recs {
+		if listed[r["node"].Str] {
+			r = maps.Clone(r)
+			r["reserved"], r[TagSubcloud], r[tagOwner] = query.Bool(true), query.Str(plan.Subcloud), query.Str(local)
+			out = append(out, r)
+		}
+	}
+	return out
 }

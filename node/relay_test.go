@@ -105,6 +105,11 @@ func TestReserveAcrossPools(t *testing.T) {
 			if err != nil || len(a.Rows) != 1 || a.Rows[0][0].Num != float64(want) {
 				t.Fatalf("%s at pool%d: %v, %v, want %d", text, e.PoolOf(at), a.Text(), err, want)
 			}
+			// At its owner, from the pools' member lists over the members
+			// it lists, exactly; elsewhere by gossip in every pool.
+			if byOwner := at == asker; a.Meta.FromTags != byOwner || byOwner && a.Meta.Status != answer.StatusExact {
+				t.Fatalf("%s at pool%d (the owner: %v): from tags %v, %s", text, e.PoolOf(at), byOwner, a.Meta.FromTags, a.Meta.Status)
+			}
 			for _, ps := range a.Meta.Pools {
 				if ps.Owner != qualify(PoolName(e.PoolOf(asker)), e.Nodes[asker].Name()) {
 					t.Fatalf("%s at pool%d: pool %+v ran over another owner", text, e.PoolOf(at), ps)
@@ -129,6 +134,20 @@ func TestReserveAcrossPools(t *testing.T) {
 		other := slices.IndexFunc(e.Nodes, func(n *Node) bool { return e.PoolOf(slices.Index(e.Nodes, n)) == 2 })
 		count(asker, "wide", 20)
 		count(other, "wide", 20) // from a pool that holds no owner of it
+		// By pool, at the owner: from the member lists, as it placed them.
+		byPool := map[string]float64{}
+		for _, m := range a.Nodes {
+			byPool[PoolName(e.PoolOf(e.memberIndex(0, m)))]++
+		}
+		g, err := e.ask(t, asker, "SELECT pool, COUNT(*) FROM SUBCLOUD wide GROUP BY pool")
+		if err != nil || g.Meta.Status != answer.StatusExact || len(g.Rows) != len(byPool) {
+			t.Fatalf("GROUP BY pool at the owner: %v, %v, want %v", g.Text(), err, byPool)
+		}
+		for _, row := range g.Rows {
+			if byPool[row[0].Str] != row[1].Num {
+				t.Fatalf("GROUP BY pool at the owner: %v, want %v", g.Text(), byPool)
+			}
+		}
 		reserve("RELEASE wide")
 		for _, m := range a.Nodes {
 			if l, held := e.Nodes[e.memberIndex(0, m)].leases.current(); held {

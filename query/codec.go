@@ -82,6 +82,14 @@ func (p *Plan) Validate() error {
 	if p.Owner != "" && p.Subcloud == "" {
 		return errors.New("a subcloud's owner without FROM SUBCLOUD")
 	}
+	if (p.ByOwner || len(p.Members) > 0) && (p.Owner == "" || !p.FromTags) || len(p.Members) > MaxListed {
+		return fmt.Errorf("a subcloud's %d members listed without its owner, or for a statement that does not read only the membership", len(p.Members))
+	}
+	for _, m := range p.Members {
+		if m == "" || len(m) > MaxStringBytes {
+			return errors.New("a listed member's name is empty or too long")
+		}
+	}
 	if len(p.Text) > parser.MaxInputBytes || len(p.Subcloud) > MaxStringBytes || len(p.Owner) > MaxStringBytes {
 		return errors.New("text too long")
 	}

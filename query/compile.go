@@ -279,6 +279,22 @@ func (p *Plan) Across(owner string) *Plan {
 	return &q
 }
 
+// MaxListed bounds the members a plan lists (Plan.Members).
+const MaxListed = 1 << 14
+
+// Listed has a FROM SUBCLOUD statement that reads only the membership,
+// whose owner (Across) is its asker, answered over members, as the
+// owner holds them (Plan.ByOwner); nil when there are more than
+// MaxListed, or the statement reads more than the membership.
+func (p *Plan) Listed(members []string) *Plan {
+	if p.Owner == "" || !p.FromTags || len(members) > MaxListed {
+		return nil
+	}
+	q := *p
+	q.ByOwner, q.Members = true, slices.Sorted(slices.Values(members))
+	return &q
+}
+
 func and(a, b *Expr) *Expr {
 	switch {
 	case a == nil:

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,29 @@ func TestExplainPools(t *testing.T) {
 	}
 	if top := compile(t, "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 50"); top.PartialBytes() >= top.MessageBytes(250) {
 		t.Errorf("a top-50's partial (%d B) is not smaller than its gossip message (%d B), which carries the reserve and the filter", top.PartialBytes(), top.MessageBytes(250))
+	}
+}
+
+// TestListed: only a FROM SUBCLOUD statement that reads only the
+// membership, with its owner fixed, lists its members; a plan that lists
+// them without an owner, or for gossip, is refused on the wire.
+func TestListed(t *testing.T) {
+	tags := compile(t, "SELECT COUNT(*) FROM SUBCLOUD analytics").Across("eu/o1")
+	gossip := compile(t, "SELECT AVG(mem_free) FROM SUBCLOUD analytics").Across("eu/o1")
+	if l := tags.Listed([]string{"us/m2", "m1"}); l == nil || !l.FromMemberLists() || !slices.Equal(l.Members, []string{"m1", "us/m2"}) || l.Validate() != nil {
+		t.Fatalf("a tag-only statement at its owner: %+v", l)
+	}
+	if tags.FromMemberLists() || gossip.Listed([]string{"m1"}) != nil || compile(t, "SELECT COUNT(*) FROM SUBCLOUD analytics").Listed(nil) != nil {
+		t.Fatal("listed without an owner, or for a statement that reads more than the membership")
+	}
+	bad := *tags
+	bad.ByOwner, bad.Members, bad.Owner = true, []string{"m1"}, ""
+	if bad.Validate() == nil {
+		t.Fatal("a plan listing members without an owner passed Validate")
+	}
+	bad = *gossip
+	bad.ByOwner, bad.Members = true, []string{"m1"}
+	if bad.Validate() == nil {
+		t.Fatal("a gossip plan listing members passed Validate")
 	}
 }

@@ -309,6 +309,14 @@ type Plan struct {
 	// statement over that owner's members, whose leases name it by name
 	// in its own pool and as pool/name in the others (node's pools role).
 	Owner string `cbor:"23,keyasint,omitempty"`
+	// ByOwner says Members are the subcloud's members as its owner, the
+	// asker, holds them (pool/name; its own pool's by name): a statement
+	// that reads only the membership is then answered in each pool from
+	// its gateways' member lists over those of them it lists, exactly and
+	// without gossip, as the owner of a cloud of one pool answers it from
+	// its table (Listed).
+	ByOwner bool     `cbor:"24,keyasint,omitempty"`
+	Members []string `cbor:"25,keyasint,omitempty"`
 	// Key 20 was the asking peer's network coordinate; it now travels in
 	// the runtime's envelope beside the plan (node), so that a plan's
 	// encoding and hash are the same at every asker. Do not reuse it.
@@ -381,4 +389,4 @@ func (p *Plan) Gossiped() *Plan {
 // member lists, a partial a pool, with no gossip: it reads only the
 // membership, and no subcloud (whose members only their owner knows at
 // once).
-func (p *Plan) FromMemberLists() bool { return p.FromTags && p.Subcloud == "" }
+func (p *Plan) FromMemberLists() bool { return p.FromTags && (p.Subcloud == "" || p.ByOwner) }
