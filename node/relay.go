@@ -598,6 +598,13 @@ func (p *pools) search(ctx context.Context, plan *query.Plan, progress func(answ
 	if a == nil {
 		return nil, nil, err
 	}
+	if err == nil && a.Meta != nil && (a.Meta.Status == StatusPartial || a.Meta.Status == answer.StatusContested) {
+		// As a cloud of one pool's search that did not converge: the
+		// candidates may not be the best, and a pool that did not answer
+		// offered none. The owner searches again (its Searches), or says
+		// why it could not.
+		err = fmt.Errorf("node: the search across the pools was %s: %s", a.Meta.Status, a.Meta.Reason)
+	}
 	where := facts.where
 	names := make([]string, 0, len(a.Nodes))
 	byPool := map[string][]string{}
