@@ -8,17 +8,19 @@
 // its exchange is back, and at least MinRound (node.Config), so a round of
 // a query costs E[max(MinRound, rtt)] (RoundTime, by sampling).
 //
-// Serf is the model of a serf.Query over N members: the query spreads by
-// memberlist's gossip — every GossipInterval each member that holds it
-// sends it to GossipNodes random members, so it reaches all N in about
-// log_{GossipNodes+1} N + ln N / GossipNodes hops (Pittel's push rumor
-// with a fanout), each hop half an interval's wait (the next tick, on
-// average) and half a round trip — then every member answers the asker
-// directly, and the N answers of ReplyBytes cross the asker's link at
-// Bandwidth. The time is when the last answer is in (an asker that knows
-// N; Serf's own default waits for its timeout, Timeout). Every choice
-// favours Serf: no loss, no queueing at the asker's socket, no retransmit
-// limit (memberlist stops retransmitting after RetransmitMult·log N).
+// Serf is the model of a serf.Query over N members, event by event
+// (Serf.Time): the query spreads by memberlist's gossip — every member
+// ticks every GossipInterval at its own phase, and from its first tick
+// after it holds the query sends it to GossipNodes random members a tick,
+// RetransmitMult·⌈log10(N+1)⌉ sends in all (memberlist's retransmit
+// limit), each arriving half a drawn round trip later — then every member
+// answers the asker directly, half a round trip away, and the answers of
+// ReplyBytes queue on the asker's link at Bandwidth as they arrive. The
+// time is when the last answer is in (an asker that knows N; Serf's own
+// default waits for its timeout, Timeout). DefaultSerf is memberlist's
+// LAN profile, Serf's default; WAN its WAN profile, which memberlist
+// advises across the internet: the simulator prints both. Every other
+// choice favours Serf: no loss, no drop at the asker's socket.
 //
 // Like the simulator's cores it does no I/O and reads no clock; it takes
 // a seeded *rand.Rand.

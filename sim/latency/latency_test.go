@@ -1,6 +1,7 @@
 package latency
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -62,22 +63,49 @@ func TestModel(t *testing.T) {
 	}
 }
 
-// A serf.Query's model: hops grow as log N, the asker's link is the
-// bottleneck only at large N, and Serf's default timeout is its formula.
+// A serf.Query's model, event by event: with no spread in the round
+// trips, a member holds the query a whole number of half round trips
+// plus tick waits after the asker; the spread grows as log N; the
+// asker's link is the bottleneck at 10^6 (128 MB at 12.5 MB/s) and not
+// at 10^4; the WAN profile spreads more slowly; Serf's default timeout is
+// its formula; a run is its seed's.
 func TestSerfTime(t *testing.T) {
 	m, _ := Parse("lognormal:80ms:0")
 	s := DefaultSerf()
-	small, large := s.Time(m, 10_000), s.Time(m, 1_000_000)
-	if small.Hops != 10 || large.Hops != 15 {
-		t.Errorf("hops %d and %d, want ⌈log4 N + ln N/3⌉ = 10 and 15", small.Hops, large.Hops)
+	r := func(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 1)) }
+	small, large := s.Time(m, 10_000, r(1)), s.Time(m, 1_000_000, r(1))
+	if small.Reached != 10_000 || large.Reached != 1_000_000 {
+		t.Errorf("reached %d of 10^4 and %d of 10^6", small.Reached, large.Reached)
 	}
-	if want := 10 * (100*time.Millisecond + 40*time.Millisecond); small.Spread != want || small.Last != want+40*time.Millisecond {
-		t.Errorf("10^4: spread %v, last %v; want %v, +40ms", small.Spread, small.Last, want)
+	// At least a hop (40 ms) per doubling-and-more: log_4 N hops; at most
+	// log_4 N + ln N/3 whole intervals and hops.
+	for _, c := range []struct {
+		st   SerfTime
+		n    float64
+		name string
+	}{{small, 1e4, "10^4"}, {large, 1e6, "10^6"}} {
+		lo := time.Duration(math.Log(c.n)/math.Log(4)) * 40 * time.Millisecond
+		hi := time.Duration(math.Ceil(math.Log(c.n)/math.Log(4)+math.Log(c.n)/3)+2) * (200*time.Millisecond + 40*time.Millisecond)
+		if c.st.Spread < lo || c.st.Spread > hi || c.st.Median > c.st.P99 || c.st.P99 > c.st.Spread {
+			t.Errorf("%s: half by %v, 99%% by %v, all by %v; want all within [%v, %v]", c.name, c.st.Median, c.st.P99, c.st.Spread, lo, hi)
+		}
 	}
-	if large.Link != 8*time.Second || large.Last != 8*time.Second+40*time.Millisecond {
-		t.Errorf("10^6: link %v, last %v; want 100 MB at 12.5 MB/s = 8s", large.Link, large.Last)
+	if large.Spread <= small.Spread {
+		t.Errorf("the spread does not grow with N: %v at 10^4, %v at 10^6", small.Spread, large.Spread)
 	}
-	if small.Timeout != 200*time.Millisecond*16*5 || large.Bytes != 100_000_000 {
+	if want := time.Duration(999_999) * 128 * time.Second / 12_500_000; large.Link != want || large.Last < want || large.Last > want+large.Spread {
+		t.Errorf("10^6: link %v, last %v; want %v, the last answer in after it and before it plus the spread", large.Link, large.Last, want)
+	}
+	if small.Last < small.Spread+40*time.Millisecond || small.Last > small.Spread+small.Link+40*time.Millisecond {
+		t.Errorf("10^4: last %v, spread %v: the link is not the bottleneck", small.Last, small.Spread)
+	}
+	if small.Timeout != 200*time.Millisecond*16*5 || large.Bytes != 999_999*128 {
 		t.Errorf("timeout %v, bytes %d", small.Timeout, large.Bytes)
+	}
+	if wan := s.WAN().Time(m, 10_000, r(1)); wan.Spread <= small.Spread || wan.Reached != 10_000 {
+		t.Errorf("WAN: all by %v, reached %d; LAN all by %v", wan.Spread, wan.Reached, small.Spread)
+	}
+	if again := s.Time(m, 10_000, r(1)); again != small {
+		t.Errorf("the same seed twice: %+v and %+v", small, again)
 	}
 }

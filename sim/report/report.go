@@ -159,12 +159,17 @@ func inSeconds(out io.Writer, cfg sim.Config, stats []sim.RoundStats, c Conv, op
 		fmt.Fprintf(out, "; the answer final at round %d: %.2f s, a peer's bytes until then %.1f KB", c.RuleRound, gossip.Seconds(), bytes*float64(c.RuleRound)/1000)
 	}
 	fmt.Fprintln(out)
-	st := opts.Serf.Time(opts.RTT, cfg.Nodes)
-	fmt.Fprintf(out, "serf.Query on the same model (gossip every %v to %d, %d hops; %d answers of %d B at %.0f Mbit/s): last answer in at %.2f s (spread %.2f s, asker's link %.2f s); Serf's default timeout %.1f s; the asker receives %.1f MB\n",
-		opts.Serf.GossipInterval, opts.Serf.GossipNodes, st.Hops, cfg.Nodes, opts.Serf.ReplyBytes, opts.Serf.Bandwidth*8/1e6,
-		st.Last.Seconds(), st.Spread.Seconds(), st.Link.Seconds(), st.Timeout.Seconds(), float64(st.Bytes)/1e6)
-	if c.RuleRound > 0 {
-		fmt.Fprintf(out, "gossip ÷ serf.Query (last answer): %.2f\n", gossip.Seconds()/st.Last.Seconds())
+	// memberlist's LAN profile (Serf's default) and its WAN one, which it
+	// advises across the internet: each modelled event by event, with its
+	// own stream of the run's seed.
+	for k, s := range []latency.Serf{opts.Serf, opts.Serf.WAN()} {
+		st := s.Time(opts.RTT, cfg.Nodes, rand.New(rand.NewPCG(cfg.Seed, 0x5e2f+uint64(k))))
+		fmt.Fprintf(out, "serf.Query, %s profile, on the same model (gossip every %v to %d, at most %d sends a member; %d answers of %d B at %.0f Mbit/s): reached %d, half by %.2f s, 99%% by %.2f s, all by %.2f s; last answer in at %.2f s (the asker's link alone %.2f s); Serf's default timeout %.1f s; the asker receives %.1f MB\n",
+			s.Profile, s.GossipInterval, s.GossipNodes, s.RetransmitMult*int(math.Ceil(math.Log10(float64(cfg.Nodes)+1))), st.Reached-1, s.ReplyBytes, s.Bandwidth*8/1e6,
+			st.Reached, st.Median.Seconds(), st.P99.Seconds(), st.Spread.Seconds(), st.Last.Seconds(), st.Link.Seconds(), st.Timeout.Seconds(), float64(st.Bytes)/1e6)
+		if c.RuleRound > 0 {
+			fmt.Fprintf(out, "gossip ÷ serf.Query, %s (last answer): %.2f\n", s.Profile, gossip.Seconds()/st.Last.Seconds())
+		}
 	}
 }
 

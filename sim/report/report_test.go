@@ -92,7 +92,7 @@ func TestRunInSeconds(t *testing.T) {
 	if err := Run(&out, p, sim.DefaultConfig(2000), opts); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"on the latency model (log-normal, median 80ms, sigma 0.5): a round 9", "the answer final at round", "serf.Query on the same model", "gossip ÷ serf.Query (last answer): "} {
+	for _, want := range []string{"on the latency model (log-normal, median 80ms, sigma 0.5): a round 9", "the answer final at round", "serf.Query, LAN profile, on the same model", "serf.Query, WAN profile", "gossip ÷ serf.Query, LAN (last answer): ", "gossip ÷ serf.Query, WAN (last answer): "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, out.String())
 		}
