@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -390,6 +391,89 @@ func forgetKeys(e *Embedded) {
 			k.mu.Lock()
 			clear(k.keys)
 			k.mu.Unlock()
+		}
+	}
+}
+
+// TestBelieve: a key is believed for a member only when need of the
+// vouches give it; a split incarnation does not split the key; a name
+// nobody was asked about, an empty key and a malformed one count for
+// nothing.
+func TestBelieve(t *testing.T) {
+	key := func(seed byte) []byte {
+		k, err := identity.New(strings.NewReader(strings.Repeat(string(rune('a'+seed)), 64)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Public().Bytes()
+	}
+	k1, k2 := key(1), key(2)
+	vb := func(names []string, keys [][]byte, boots []uint64) vouchBody {
+		return vouchBody{Pool: "b", Names: names, Keys: keys, Boots: boots}
+	}
+	at := time.Unix(100, 0)
+	for _, c := range []struct {
+		name   string
+		bodies []vouchBody
+		need   int
+		want   map[string][]byte // name → key believed (nil: none)
+		boot   uint64            // m1's believed incarnation
+	}{
+		{"two of three agree", []vouchBody{vb([]string{"m1"}, [][]byte{k1}, []uint64{7}), vb([]string{"m1"}, [][]byte{k1}, []uint64{7}), vb([]string{"m1"}, [][]byte{k2}, []uint64{7})},
+			2, map[string][]byte{"m1": k1}, 7},
+		{"one liar alone", []vouchBody{vb([]string{"m1"}, [][]byte{k2}, []uint64{7})}, 2, map[string][]byte{"m1": nil}, 0},
+		{"a split incarnation keeps the key", []vouchBody{vb([]string{"m1"}, [][]byte{k1}, []uint64{7}), vb([]string{"m1"}, [][]byte{k1}, []uint64{8})},
+			2, map[string][]byte{"m1": k1}, 8},
+		{"no live member", []vouchBody{vb([]string{"m1"}, [][]byte{nil}, []uint64{0}), vb([]string{"m1"}, [][]byte{nil}, []uint64{0})}, 2, map[string][]byte{"m1": nil}, 0},
+		{"a malformed key", []vouchBody{vb([]string{"m1"}, [][]byte{{1, 2}}, []uint64{1}), vb([]string{"m1"}, [][]byte{{1, 2}}, []uint64{1})}, 2, map[string][]byte{"m1": nil}, 0},
+		{"names apart", []vouchBody{vb([]string{"m1", "m2"}, [][]byte{k1, k2}, []uint64{1, 2}), vb([]string{"m2", "m1"}, [][]byte{k2, k1}, []uint64{2, 1})},
+			2, map[string][]byte{"m1": k1, "m2": k2}, 1},
+		{"a name not asked", []vouchBody{vb([]string{"m9"}, [][]byte{k1}, []uint64{1}), vb([]string{"m9"}, [][]byte{k1}, []uint64{1})}, 2, map[string][]byte{"m9": nil}, 0},
+	} {
+		var ring keyring
+		believe("b", []string{"m1", "m2"}, c.bodies, c.need, at, &ring)
+		for name, want := range c.want {
+			v, ok := ring.get(qualify("b", name), at)
+			if ok != (want != nil) || ok && !bytes.Equal(v.key.Bytes(), want) {
+				t.Errorf("%s: %s believed %v (%v), want %x", c.name, name, ok, v.key.Short(), want)
+			}
+			if name == "m1" && ok && v.boot != c.boot {
+				t.Errorf("%s: m1's incarnation %d, want %d", c.name, v.boot, c.boot)
+			}
+		}
+		if _, ok := ring.get(qualify("b", "m1"), at.Add(vouchTTL)); ok {
+			t.Errorf("%s: a key believed past vouchTTL", c.name)
+		}
+	}
+}
+
+// TestCheckVouch: a vouch counts only signed by the gateway asked, about
+// the pool asked, now, and about names asked.
+func TestCheckVouch(t *testing.T) {
+	g, err := identity.New(strings.NewReader(strings.Repeat("g", 64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := identity.New(strings.NewReader(strings.Repeat("o", 64)))
+	now := time.Unix(1000, 0)
+	good := vouchBody{Pool: "b", By: "g1", Names: []string{"m1"}, Keys: [][]byte{make([]byte, 32)}, Boots: []uint64{1}, At: now.UnixNano()}
+	sign := func(b vouchBody, k *identity.Key) poolResp {
+		raw := encodePool(b)
+		return poolResp{Vouch: raw, Sig: k.Sign(vouchDomain, raw)}
+	}
+	if _, err := checkVouch(sign(good, g), g.Public(), "g1", "b", []string{"m1"}, now); err != nil {
+		t.Fatalf("a good vouch: %v", err)
+	}
+	stale, by, pool, extra, short := good, good, good, good, good
+	stale.At = now.Add(-time.Minute).UnixNano()
+	by.By = "g2"
+	pool.Pool = "c"
+	extra.Names, extra.Keys, extra.Boots = []string{"m1", "m9"}, [][]byte{nil, nil}, []uint64{0, 0}
+	short.Keys = nil
+	for name, resp := range map[string]poolResp{"another's signature": sign(good, other), "stale": sign(stale, g), "by another": sign(by, g),
+		"another pool": sign(pool, g), "a name not asked": sign(extra, g), "keys short": sign(short, g), "garbage": {Vouch: []byte{0xff}, Sig: g.Sign(vouchDomain, []byte{0xff})}} {
+		if _, err := checkVouch(resp, g.Public(), "g1", "b", []string{"m1"}, now); err == nil {
+			t.Errorf("%s: passed", name)
 		}
 	}
 }
