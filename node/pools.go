@@ -304,6 +304,9 @@ type pools struct {
 	// its pool's gateways vouched for them; gateKeys, at a gateway, those
 	// it believes as the other pools' gateways did (relay.go).
 	known, gateKeys keyring
+	// relaying holds a place for each vouch or relay this gateway serves
+	// its pool's members (maxRelaying).
+	relaying chan struct{}
 	// answered are the relayed lease requests this peer answered lately,
 	// with its replies (relay.go: deliver).
 	answered replies
@@ -371,8 +374,13 @@ func (p *pools) pace(ctx context.Context, began time.Time) {
 
 func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
 	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, now: cfg.Clock, ctx: ctx,
-		seen: map[string]time.Time{}, runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{}}
+		seen: map[string]time.Time{}, runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{}, relaying: make(chan struct{}, maxRelaying)}
 }
+
+// maxRelaying bounds the vouches and relays a gateway serves its pool's
+// members at once (each costs exchanges over the cloud pool); the next
+// is refused at once, busy.
+const maxRelaying = 64
 
 // on says whether the cloud is pooled.
 func (p *pools) on() bool { return p != nil && p.cfg.Pool != "" }
@@ -583,6 +591,14 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	p.mu.Unlock()
 	if c == nil {
 		return encodePool(poolResp{Err: fmt.Sprintf("%s is not a gateway of pool %s now", p.lan.Name(), p.cfg.Pool)})
+	}
+	if req.Op == opVouch || req.Op == opRelay {
+		select {
+		case p.relaying <- struct{}{}:
+			defer func() { <-p.relaying }()
+		default:
+			return encodePool(poolResp{Err: fmt.Sprintf("%s is busy: %d vouches and relays for its pool's members at once; retry in a second", p.lan.Name(), maxRelaying)})
+		}
 	}
 	switch req.Op {
 	case opVouch:
