@@ -311,7 +311,9 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 					}
 				}
 				if listed := plan.Listed(names); listed != nil {
-					plan = listed
+					if _, err := listed.Encode(); err == nil { // else too large for the wire: gossip
+						plan = listed
+					}
 				}
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/node/network"
 	"github.com/peerq/peerq/query"
@@ -598,12 +599,11 @@ func (p *pools) search(ctx context.Context, plan *query.Plan, progress func(answ
 	if a == nil {
 		return nil, nil, err
 	}
-	if err == nil && a.Meta != nil && (a.Meta.Status == StatusPartial || a.Meta.Status == answer.StatusContested) {
-		// As a cloud of one pool's search that did not converge: the
-		// candidates may not be the best, and a pool that did not answer
-		// offered none. The owner searches again (its Searches), or says
-		// why it could not.
-		err = fmt.Errorf("node: the search across the pools was %s: %s", a.Meta.Status, a.Meta.Reason)
+	if err == nil && len(a.Nodes) == 0 && a.Meta != nil && (a.Meta.Status == StatusPartial || a.Meta.Status == answer.StatusContested) {
+		// Candidates from a search that did not converge are claimed, as
+		// one pool's are (each member grants its own lease); but none
+		// because no pool answered is not "no free peer": say why.
+		err = &api.Error{Code: api.CodePartial, Message: fmt.Sprintf("the search across the pools found no candidate: it was %s (%s)", a.Meta.Status, a.Meta.Reason)}
 	}
 	where := facts.where
 	names := make([]string, 0, len(a.Nodes))

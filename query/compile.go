@@ -279,8 +279,10 @@ func (p *Plan) Across(owner string) *Plan {
 	return &q
 }
 
-// MaxListed bounds the members a plan lists (Plan.Members).
-const MaxListed = 1 << 14
+// MaxListed bounds the members a plan lists (Plan.Members): below the
+// decoder's bound on a list (MaxExprNodes); a plan that lists them must
+// still fit MaxPlanBytes (Listed's caller encodes it).
+const MaxListed = 2000
 
 // Listed has a FROM SUBCLOUD statement that reads only the membership,
 // whose owner (Across) is its asker, answered over members, as the

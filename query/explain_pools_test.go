@@ -1,6 +1,7 @@
 package query
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +66,22 @@ func TestListed(t *testing.T) {
 	}
 	if tags.FromMemberLists() || gossip.Listed([]string{"m1"}) != nil || compile(t, "SELECT COUNT(*) FROM SUBCLOUD analytics").Listed(nil) != nil {
 		t.Fatal("listed without an owner, or for a statement that reads more than the membership")
+	}
+	many := make([]string, MaxListed)
+	for i := range many {
+		many[i] = fmt.Sprintf("pool%d/peer-%06d", i%10, i)
+	}
+	l := tags.Listed(many)
+	if l == nil {
+		t.Fatalf("%d members not listed", MaxListed)
+	}
+	if b, err := l.Encode(); err != nil {
+		t.Fatalf("%d listed members of 16 bytes do not encode: %v", MaxListed, err)
+	} else if back, err := Decode(b); err != nil || len(back.Members) != MaxListed {
+		t.Fatalf("%d listed members do not decode: %v", MaxListed, err)
+	}
+	if tags.Listed(append(many, "one/more")) != nil {
+		t.Fatalf("%d members listed", MaxListed+1)
 	}
 	bad := *tags
 	bad.ByOwner, bad.Members, bad.Owner = true, []string{"m1"}, ""

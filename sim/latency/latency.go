@@ -170,7 +170,8 @@ type SerfTime struct {
 // half a drawn round trip away, and the answers queue on the asker's
 // link, first in, first out. No loss, and no drop at the asker's socket
 // (memberlist's handoff queue holds 1,024): both would favour gossip.
-// It costs O(n log n) time and about 40 bytes a member.
+// It costs O(n log n) time; at 10^6 members about 4 s and 100 bytes a
+// member live (the sends in flight), 330 MB allocated in all.
 func (s Serf) Time(m *Model, n int, r *rand.Rand) SerfTime {
 	n = max(n, 2)
 	x := float64(n)

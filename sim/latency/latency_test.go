@@ -105,6 +105,21 @@ func TestSerfTime(t *testing.T) {
 	if wan := s.WAN().Time(m, 10_000, r(1)); wan.Spread <= small.Spread || wan.Reached != 10_000 {
 		t.Errorf("WAN: all by %v, reached %d; LAN all by %v", wan.Spread, wan.Reached, small.Spread)
 	}
+	// A hop is a wait for the next tick (100 ms on average, the phases
+	// random) and half a round trip: half the members hold the query
+	// after about log_4(N/2) ≈ 6 such hops. Ticks in step, or no wait
+	// for the tick, would put it near 1.3 s or 0.3 s.
+	if small.Median < 600*time.Millisecond || small.Median > 1150*time.Millisecond {
+		t.Errorf("10^4: half reached by %v, want about 6 hops of 140 ms", small.Median)
+	}
+	// memberlist's retransmit limit: with one target a tick and
+	// 1·⌈log10(1001)⌉ = 4 sends a member, about e^-4 of the members are
+	// never reached (1.8%); 8 sends would miss 0.03%.
+	one := s
+	one.GossipNodes, one.RetransmitMult = 1, 1
+	if got := one.Time(m, 1000, r(1)).Reached; got < 970 || got > 990 {
+		t.Errorf("1,000 members, 4 sends each to one: %d reached, want about 982", got)
+	}
 	if again := s.Time(m, 10_000, r(1)); again != small {
 		t.Errorf("the same seed twice: %+v and %+v", small, again)
 	}
