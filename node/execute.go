@@ -46,7 +46,7 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(answer
 	if plan.Explain {
 		text := query.Explain(plan, n.net.Size())
 		if n.rt.pools.on() {
-			text += query.ExplainPools(plan, n.rt.pools.shape())
+			text += query.ExplainPools(n.listedAtOwner(plan), n.rt.pools.shape())
 		}
 		return &answer.Answer{Explain: text,
 			Meta: &answer.Meta{Statement: plan.Text, Protocol: plan.Kind.String(), Status: StatusExact, Peers: n.net.Size(), PlanHash: plan.Hash(), Converged: true}}, nil
@@ -303,18 +303,8 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 				return nil, err
 			}
 			plan = plan.Across(owner)
-			if v, mine := n.sc.owner.Lookup(plan.Subcloud); mine && owner == qualify(n.rt.pools.cfg.Pool, n.Name()) {
-				var names []string
-				for _, m := range v.Members {
-					if m.Expires.After(n.now()) {
-						names = append(names, m.Name)
-					}
-				}
-				if listed := plan.Listed(names); listed != nil {
-					if _, err := listed.Encode(); err == nil { // else too large for the wire: gossip
-						plan = listed
-					}
-				}
+			if owner == qualify(n.rt.pools.cfg.Pool, n.Name()) {
+				plan = n.listedAtOwner(plan)
 			}
 		}
 		if !plan.FromMemberLists() {
@@ -349,4 +339,32 @@ func (n *Node) ownerAcross(ctx context.Context, plan *query.Plan, start time.Tim
 		err = fmt.Errorf("node: subcloud %s: no owner found", plan.Subcloud)
 	}
 	return "", err
+}
+
+// listedAtOwner is a FROM SUBCLOUD statement of a subcloud this peer
+// owns, in a cloud of pools, listing its members as its table holds
+// them (query.Plan.Listed), when it reads only the membership and fits
+// the wire; else plan as it is.
+func (n *Node) listedAtOwner(plan *query.Plan) *query.Plan {
+	if plan.Subcloud == "" {
+		return plan
+	}
+	v, mine := n.sc.owner.Lookup(plan.Subcloud)
+	if !mine {
+		return plan
+	}
+	var names []string
+	for _, m := range v.Members {
+		if m.Expires.After(n.now()) {
+			names = append(names, m.Name)
+		}
+	}
+	listed := plan.Across(qualify(n.rt.pools.cfg.Pool, n.Name())).Listed(names)
+	if listed == nil {
+		return plan
+	}
+	if _, err := listed.Encode(); err != nil {
+		return plan // too large for the wire: gossip
+	}
+	return listed
 }

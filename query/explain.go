@@ -576,7 +576,10 @@ func ExplainPools(p *Plan, c CloudShape) string {
 		w("pools", "known to the gateways, which are members of the cloud pool; this peer is not one (SHOW POOLS asks them)")
 	}
 	if p.Subcloud != "" {
-		w("subcloud", "%s lives in its owner's pool: each pool's gateways find the owner of the name in their pool and run it over that owner's members (or nobody), and say which in their signed reports; the pool that holds it answers — this peer's own first, else the one other (a name two other pools hold is ambiguous; one none holds, unknown)", p.Subcloud)
+		w("subcloud", "%s's members may be in any pool, its name in its owner's: the owner is fixed first — this peer's pool's, else the one pool whose gateways find it there (a run in every pool; a name two other pools hold is ambiguous, one none holds unknown) — then every pool runs the statement over that owner's members, and its gateways say which owner in their signed reports", p.Subcloud)
+		if p.ByOwner {
+			w("by owner", "asked at its owner, which lists its %d members: each pool's gateways answer from their member lists over those of them live in their pool, without gossip", len(p.Members))
+		}
 	}
 	w("coordinator", "two gateways of pool %s (of %s): this peer starts the statement at both and believes only what both say of the pools and their gateways' keys", c.Pool, strings.Join(c.Mine, ", "))
 	w("cloud level", "each coordinator asks %d of every pool's %d gateways over the cloud pool (Serf, WAN profile) to run the statement in their pool as an ordinary asker, and polls them, each poll held until their report is ready (up to %s); the others only when those %d do not agree (a gateway runs a query once, whoever asks): an honest pool runs it %d times", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), c.Asked, c.Asked)

@@ -31,7 +31,7 @@ func TestExplainPools(t *testing.T) {
 			[]string{"claims:", "in every pool", "levels:", "top-6 list"}, []string{"pool only"}},
 		{"SELECT 1 + 1", shape, nil, []string{"levels:", "pools:"}},
 		{"SELECT COUNT(*) FROM SUBCLOUD analytics", shape,
-			[]string{"levels:", "analytics lives in its owner's pool", "this peer's own first"}, nil},
+			[]string{"levels:", "analytics's members may be in any pool", "this peer's pool's, else the one pool"}, []string{"by owner:"}},
 		{"SELECT COUNT(*) FROM peers", shape, []string{"levels:", "from its gateways' member lists", "to the last digit"}, []string{"subcloud:", "sample check", "liars:"}},
 		{"SELECT MEDIAN(mem_free) FROM peers", shape, []string{"the pool's sample stands in"}, nil},
 		{"SELECT SUM(mem_free) FROM peers", shape, []string{"liars:"}, []string{"stands in"}},
@@ -52,6 +52,18 @@ func TestExplainPools(t *testing.T) {
 	}
 	if top := compile(t, "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 50"); top.PartialBytes() >= top.MessageBytes(250) {
 		t.Errorf("a top-50's partial (%d B) is not smaller than its gossip message (%d B), which carries the reserve and the filter", top.PartialBytes(), top.MessageBytes(250))
+	}
+}
+
+// At its owner, which lists its members, a FROM SUBCLOUD statement that
+// reads only the membership is answered from member lists.
+func TestExplainPoolsAtOwner(t *testing.T) {
+	plan := compile(t, "SELECT COUNT(*) FROM SUBCLOUD analytics").Across("eu/o1").Listed([]string{"m1", "us/m2"})
+	got := ExplainPools(plan, CloudShape{Pool: "eu", PoolPeers: 250, Gateways: 3, Asked: 2, Mine: []string{"g1", "g2", "g3"}})
+	for _, want := range []string{"by owner:", "lists its 2 members", "from its gateways' member lists"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lacks %q:\n%s", want, got)
+		}
 	}
 }
 
