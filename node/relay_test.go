@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -475,5 +476,121 @@ func TestCheckVouch(t *testing.T) {
 		if _, err := checkVouch(resp, g.Public(), "g1", "b", []string{"m1"}, now); err == nil {
 			t.Errorf("%s: passed", name)
 		}
+	}
+}
+
+// TestSubcloudsAcrossPoolsUnderChurn: two owners in different pools each
+// hold a subcloud with members in every pool while members of every pool
+// crash and restart on their own data dirs, a second apart, for 20 s. No
+// peer is ever counted by both; once the churn stops, each subcloud is
+// back at its size, and what each owner counts is exactly the peers that
+// hold its lease, under the name their pool knows the owner by.
+func TestSubcloudsAcrossPoolsUnderChurn(t *testing.T) {
+	e := startEmbeddedWith(t, EmbeddedConfig{Nodes: 30, Pools: 3, Seed: 5, Freeze: true, Round: 50 * time.Millisecond, DataDir: t.TempDir()})
+	var owners []int // one peer of pool0 and one of pool1 that are not gateways
+	for _, k := range []int{0, 1} {
+		owners = append(owners, slices.IndexFunc(e.Nodes, func(n *Node) bool {
+			i := slices.Index(e.Nodes, n)
+			return e.PoolOf(i) == k && !n.rt.pools.isGateway()
+		}))
+	}
+	for k, o := range owners {
+		if _, err := e.ask(t, o, fmt.Sprintf("RESERVE 8 FROM peers ORDER BY mem_free DESC AS sc%d FOR 30s", k)); err != nil {
+			t.Fatalf("RESERVE at pool%d: %v", e.PoolOf(o), err)
+		}
+	}
+	spare := map[int]bool{owners[0]: true, owners[1]: true}
+	for k := range 3 {
+		for _, g := range e.gatewaysOf(k) {
+			spare[g] = true // the churn is the members'; TestPools kills gateways
+		}
+	}
+	// holder names a member as an owner counts it: by name in the owner's
+	// pool, as pool/name in another.
+	holder := func(owner, member int) string {
+		if e.PoolOf(owner) == e.PoolOf(member) {
+			return e.Nodes[member].Name()
+		}
+		return qualify(PoolName(e.PoolOf(member)), e.Nodes[member].Name())
+	}
+	r := rand.New(rand.NewPCG(5, 99))
+	down := map[int]time.Time{}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for step := range 20 {
+		for i, at := range down {
+			if time.Since(at) >= 3*time.Second {
+				if err := e.Restart(ctx, i); err != nil {
+					t.Fatal(err)
+				}
+				delete(down, i)
+			}
+		}
+		if i := r.IntN(len(e.Nodes)); !spare[i] && down[i].IsZero() {
+			if err := e.Kill(i); err != nil {
+				t.Fatal(err)
+			}
+			down[i] = time.Now()
+		}
+		time.Sleep(time.Second)
+		counted := map[string]string{} // a peer, pool/name, → the subcloud that counts it
+		for k, o := range owners {
+			v, ok := e.Nodes[o].owner.Lookup(fmt.Sprint("sc", k))
+			if !ok {
+				t.Fatalf("step %d: sc%d is gone from its owner", step, k)
+			}
+			for _, m := range v.Members {
+				q := m.Name
+				if _, _, remote := remoteName(q); !remote {
+					q = qualify(PoolName(e.PoolOf(o)), q)
+				}
+				if prev, ok := counted[q]; ok {
+					t.Errorf("step %d: %s is counted by sc%d and by %s", step, q, k, prev)
+				}
+				counted[q] = fmt.Sprint("sc", k)
+			}
+		}
+	}
+	for i := range down {
+		if err := e.Restart(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var bad []string
+		for k, o := range owners {
+			name := fmt.Sprint("sc", k)
+			members := ownedMembers(e.Nodes[o], name)
+			var holds []string
+			for i, n := range e.Nodes {
+				if l, held := n.leases.current(); held && l.Subcloud == name {
+					if l.Owner != holder(i, o) { // the owner, as i's pool names it
+						bad = append(bad, fmt.Sprintf("%s holds %s of %s", n.Name(), name, l.Owner))
+					}
+					holds = append(holds, holder(o, i))
+				}
+			}
+			if len(members) != 8 || !sameSet(members, holds) {
+				bad = append(bad, fmt.Sprintf("%s: the owner counts %v, these hold it: %v", name, members, holds))
+			}
+		}
+		if len(bad) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the churn: %s", strings.Join(bad, "; "))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for k, o := range owners {
+		v, _ := e.Nodes[o].owner.Lookup(fmt.Sprint("sc", k))
+		remote := 0
+		for _, m := range v.Members {
+			if _, _, r := remoteName(m.Name); r {
+				remote++
+			}
+		}
+		t.Logf("sc%d at pool%d: 8 members, %d of other pools, %d repairs", k, e.PoolOf(o), remote, v.Info.Repairs)
 	}
 }
