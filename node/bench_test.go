@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/cputime"
 	"github.com/peerq/peerq/internal/profile"
 	"github.com/peerq/peerq/query"
@@ -732,6 +733,10 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		cpu := map[bool][]time.Duration{} // the process's CPU time a run: every peer's work, both cores
 		gcs := map[bool]int{}
 		refused := map[bool]int64{} // messages the cluster's peers refused (Stats.Malformed)
+		// Signatures the cluster's peers verified (not from their cache)
+		// and exchanges they served, a side's runs in all: the
+		// verification CPU per exchange (issue 23).
+		verified, served := map[bool]int64{}, map[bool]int64{}
 		// Which of a pair runs first is drawn (seeded): in strict
 		// alternation a garbage collection that comes once a pair
 		// lands on the same side every time (10 against 0 in 20 pairs).
@@ -745,6 +750,7 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			setOn(on)
 			before := asker.Stats()
 			refused0, sent0, _ := clusterTotals(e)
+			verified0, served0 := verifyTotals(e)
 			var ms0, ms1 goruntime.MemStats
 			goruntime.ReadMemStats(&ms0)
 			stop := profileRun(t, fmt.Sprintf("%s-%s-%d", q.name, map[bool]string{true: side.on, false: side.off}[on], run))
@@ -763,6 +769,9 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 			after := asker.Stats()
 			refused1, sent1, _ := clusterTotals(e)
 			refused[on] += refused1 - refused0
+			verified1, served1 := verifyTotals(e)
+			verified[on] += verified1 - verified0
+			served[on] += served1 - served0
 			sent[on] = append(sent[on], (sent1-sent0)>>10)
 			if err := side.check(p, on, res); err != nil {
 				t.Errorf("%s (%s on %v): %v", q.src, side.on, on, err)
@@ -789,5 +798,44 @@ func abSweep(t *testing.T, ctx context.Context, e *Embedded, asker *Node, pause 
 		bench(q.name+"_"+side.ratio+"_lo", lo, "x")
 		bench(q.name+"_"+side.ratio+"_hi", hi, "x")
 		bench(q.name+"_"+side.ratio+"_cpu", ca.Seconds()/cb.Seconds(), "x")
+		if verified[true]+verified[false] > 0 && served[true] > 0 {
+			per := float64(verified[true]) / float64(served[true])
+			cost := verifyCost(t)
+			t.Logf("%s: %s runs: %d signatures verified (not cached) over %d exchanges served, %.2f an exchange: %.1f µs of CPU an exchange at %.1f µs a verification (measured here); %s runs: %d verified",
+				q.src, side.on, verified[true], served[true], per, per*cost.Seconds()*1e6, cost.Seconds()*1e6, side.off, verified[false])
+			bench(q.name+"_"+side.on+"_verify_us_per_exchange", per*cost.Seconds()*1e6, "us")
+		}
 	}
+}
+
+// verifyTotals are the signatures the cluster's peers verified, not from
+// their caches, and the exchanges they served.
+func verifyTotals(e *Embedded) (verified, served int64) {
+	for _, n := range e.Nodes {
+		verified += n.rt.seal.verifies.Load()
+		served += n.Stats().Served
+	}
+	return verified, served
+}
+
+// verifyCost is what one ed25519 verification of a record costs this
+// process now (the median of 5 timings of 200).
+func verifyCost(t *testing.T) time.Duration {
+	k, err := identity.New(rand.NewChaCha8([32]byte{7}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 120)
+	sig := k.Sign(sealDomain, msg)
+	var runs []time.Duration
+	for range 5 {
+		start := time.Now()
+		for range 200 {
+			if !identity.Verify(k.Public(), sealDomain, msg, sig) {
+				t.Fatal("a good signature does not verify")
+			}
+		}
+		runs = append(runs, time.Since(start)/200)
+	}
+	return median(runs)
 }
