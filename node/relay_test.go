@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -592,5 +594,65 @@ func TestSubcloudsAcrossPoolsUnderChurn(t *testing.T) {
 			}
 		}
 		t.Logf("sc%d at pool%d: 8 members, %d of other pools, %d repairs", k, e.PoolOf(o), remote, v.Info.Repairs)
+	}
+}
+
+// TestHeldSubcloudCost measures what holding a subcloud costs the cloud
+// while nothing else happens: the process's CPU and the exchanges its
+// peers serve a second, idle, then holding RESERVE 50 — members in
+// every pool, checked through the gateways (relay.go), against one pool
+// whose owner checks them directly. A measurement, not a test: it runs
+// only with PEERQ_BENCH_HELD=N (peers) and asserts nothing about time.
+//
+//	PEERQ_BENCH_HELD=200 go test ./node -run TestHeldSubcloudCost -v
+func TestHeldSubcloudCost(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PEERQ_BENCH_HELD"))
+	if n == 0 {
+		t.Skip("set PEERQ_BENCH_HELD to the number of peers")
+	}
+	for _, pools := range []int{1, 4} {
+		t.Run(fmt.Sprint(pools, " pools"), func(t *testing.T) { heldCost(t, n, pools) })
+	}
+}
+
+// heldCost is TestHeldSubcloudCost for n peers in pools pools.
+func heldCost(t *testing.T, n, pools int) {
+	{
+		e := startEmbeddedWith(t, EmbeddedConfig{Nodes: n, Pools: pools, Seed: 1, Freeze: true})
+		owner := slices.IndexFunc(e.Nodes, func(x *Node) bool { return pools == 1 || !x.rt.pools.isGateway() })
+		window := func() (cpu time.Duration, served float64) {
+			time.Sleep(2 * time.Second) // what the last statement started settles
+			var s0 int64
+			for _, x := range e.Nodes {
+				s0 += x.Stats().Served
+			}
+			c0 := cpuTime()
+			time.Sleep(10 * time.Second)
+			cpu = (cpuTime() - c0) / 10
+			var s1 int64
+			for _, x := range e.Nodes {
+				s1 += x.Stats().Served
+			}
+			return cpu, float64(s1-s0) / 10
+		}
+		idleCPU, idleServed := window()
+		a, err := e.ask(t, owner, "RESERVE 50 FROM peers ORDER BY mem_free DESC AS held FOR 10m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote := 0
+		for _, m := range a.Nodes {
+			if _, _, r := remoteName(m); r {
+				remote++
+			}
+		}
+		heldCPU, heldServed := window()
+		t.Logf("%d peers in %d pool(s): idle %.3f cores, %.0f exchanges a second; holding 50 members (%d in other pools) %.3f cores, %.0f exchanges a second",
+			n, pools, idleCPU.Seconds(), idleServed, remote, heldCPU.Seconds(), heldServed)
+		fmt.Printf("bench: held_%dpools_idle_cores %.4g cores\nbench: held_%dpools_cores %.4g cores\nbench: held_%dpools_exchanges_per_s %.4g /s\n",
+			pools, idleCPU.Seconds(), pools, heldCPU.Seconds(), pools, heldServed-idleServed)
+		if _, err := e.ask(t, owner, "RELEASE held"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
