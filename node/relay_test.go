@@ -73,8 +73,9 @@ func plain(names []string) []string {
 // counts them in every pool; a remote member killed is found by the
 // owner's checks and replaced; RELEASE frees them all. One gateway that
 // vouches for made-up keys is outvoted; two (a majority) that vouch for
-// the same made-up key keep their pool's members from being claimed —
-// never claimed in a stranger's name.
+// the same made-up key, and forge nothing with it, keep their pool's
+// members from being claimed, and leave none held (a majority speaks for
+// its pool: docs/SECURITY.md).
 func TestReserveAcrossPools(t *testing.T) {
 	// Data dirs: a member restarts with its lease (the last subtest).
 	e := startEmbeddedWith(t, EmbeddedConfig{Nodes: 30, Pools: 3, Seed: 1, Freeze: true, Round: 50 * time.Millisecond, DataDir: t.TempDir()})
