@@ -350,7 +350,9 @@ func (n *Node) listedAtOwner(plan *query.Plan) *query.Plan {
 		return plan
 	}
 	v, mine := n.sc.owner.Lookup(plan.Subcloud)
-	if !mine {
+	if !mine || len(v.Dropped) > 0 {
+		// A former member back from a restart may still hold the lease,
+		// and counts, as in one pool: only it knows (gossip).
 		return plan
 	}
 	var names []string
