@@ -61,6 +61,7 @@ type leaseKeeper struct {
 	// (relay.go); nil in a cloud of one pool.
 	across interface {
 		remoteKey(q string) (identity.Public, uint64, bool)
+		lastBoot(q string) uint64
 		poolName() string
 	}
 	// ask bounds a lookup of a name's owner for a dated claim: half an
@@ -174,16 +175,20 @@ func (lk *leaseKeeper) bootOf(name string) uint64 {
 }
 
 // ownerBoot is the incarnation of the owner of this peer's lease, as the
-// lease loop compares it with the last it asked about: an owner of
-// another pool, whose incarnation this peer sees only while its key is
-// vouched for, is 1 when unseen, so that it is asked at once after this
-// peer restarts, and then every askEvery.
+// lease loop compares it with the last it asked about: for an owner of
+// another pool, the one last vouched for (however long ago: a vouch is
+// believed 30 s, and the incarnation changes only when the owner
+// restarts), 1 if none since this peer started, so that it is asked at
+// once after a restart, then every askEvery or when a vouch shows a new
+// incarnation.
 func (lk *leaseKeeper) ownerBoot(owner string) uint64 {
-	b := lk.bootOf(owner)
-	if _, _, remote := remoteName(owner); remote && b == 0 {
+	if _, _, remote := remoteName(owner); remote && lk.across != nil {
+		if b := lk.across.lastBoot(owner); b != 0 {
+			return b
+		}
 		return 1
 	}
-	return b
+	return lk.bootOf(owner)
 }
 
 // selfFor is this peer's name as the owner named owner knows it: pool/name

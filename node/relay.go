@@ -232,6 +232,18 @@ func checkVouch(resp poolResp, key identity.Public, by, pool string, asked []str
 
 func (p *pools) poolName() string { return p.cfg.Pool }
 
+// lastBoot is the incarnation last vouched for a member of another pool
+// (pool/name), however long ago; 0 if never: the lease loop compares it
+// with the one it last asked about (leaseKeeper.ownerBoot).
+func (p *pools) lastBoot(q string) uint64 {
+	if !p.on() {
+		return 0
+	}
+	p.known.mu.Lock()
+	defer p.known.mu.Unlock()
+	return p.known.keys[q].boot
+}
+
 // vouchName is vouch for one member of another pool, pool/name, within
 // an exchange's time of ctx.
 func (p *pools) vouchName(ctx context.Context, q string) {
