@@ -333,11 +333,8 @@ func (n *Node) showPools(ctx context.Context, show *query.Plan, start time.Time)
 // subcloud, which its table holds at once, where the members' tags lag.
 // A listed member not in the list is not live, and not counted.
 func listedRecords(plan *query.Plan, pool string, recs []query.Record) []query.Record {
-	ownerPool, ownerName, _ := remoteName(plan.Owner)
-	local := plan.Owner
-	if pool == ownerPool {
-		local = ownerName
-	}
+	ownerPool, _, _ := remoteName(plan.Owner)
+	local := nameIn(plan.Owner, pool)
 	listed := map[string]bool{}
 	for _, m := range plan.Members {
 		if p, name, remote := remoteName(m); remote && p == pool {

@@ -723,11 +723,7 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 		// pool, and their leases name it by name in its own pool and as
 		// pool/name in the others (relay.go).
 		body.Owner = plan.Owner
-		local := plan.Owner
-		if pool, name, ok := remoteName(plan.Owner); ok && pool == p.cfg.Pool {
-			local = name
-		}
-		plan = plan.OwnedBy(local)
+		plan = plan.OwnedBy(nameIn(plan.Owner, p.cfg.Pool))
 	} else if plan.Subcloud != "" {
 		// A subcloud lives in its owner's pool (its leases and its name's
 		// keepers are there): the pool runs the statement over the members

@@ -85,6 +85,15 @@ type vouchBody struct {
 // qualify names a member of pool in the cloud: pool/name.
 func qualify(pool, name string) string { return pool + "/" + name }
 
+// nameIn is q, a member's name in the cloud (pool/name), as pool knows
+// it: name for one of its own, pool/name for another's.
+func nameIn(q, pool string) string {
+	if p, name, ok := remoteName(q); ok && p == pool {
+		return name
+	}
+	return q
+}
+
 // remoteName splits a member's name in the cloud, pool/name; ok is false
 // for a plain name (a member of the asker's own pool).
 func remoteName(s string) (pool, name string, ok bool) {
