@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -45,6 +46,23 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
+// agentAddrs waits (up to 60 s: a loaded machine) for an agent's line
+// "gossip on A, exchanges on B, API on C" in its log and returns A and C,
+// the addresses it bound.
+func agentAddrs(t *testing.T, log string) (gossip, api string) {
+	t.Helper()
+	line := regexp.MustCompile(`gossip on (\S+), exchanges on \S+, API on (\S+) `)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(log)
+		if m := line.FindSubmatch(b); m != nil {
+			return string(m[1]), string(m[2])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no addresses in the agent's log in 60 s:\n%s", b)
+		}
+	}
+}
+
 // Three `peerq agent` processes on loopback ports join and answer a query
 // through `peerq query`, in JSON, with the token from the data dir; then
 // they leave on SIGTERM.
@@ -62,10 +80,13 @@ func TestThreeAgents(t *testing.T) {
 	var agents []agent
 	var seed string
 	for i := 0; i < 3; i++ {
-		gossip := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		a := agent{api: fmt.Sprintf("127.0.0.1:%d", freePort(t)), data: filepath.Join(dir, fmt.Sprint("a", i))}
-		args := []string{"agent", "--node", fmt.Sprint("agent-", i), "--bind", gossip,
-			"--exchange", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--api", a.api, "--data-dir", a.data,
+		// Every listener on port 0: the agent binds what the kernel gives
+		// and prints it, so no other process can take a port between a
+		// pick and the bind (a test that picked free ports first failed
+		// with "address already in use" beside other packages' tests).
+		a := agent{data: filepath.Join(dir, fmt.Sprint("a", i))}
+		args := []string{"agent", "--node", fmt.Sprint("agent-", i), "--bind", "127.0.0.1:0",
+			"--exchange", "127.0.0.1:0", "--api", "127.0.0.1:0", "--data-dir", a.data,
 			"--tag", "region=" + []string{"eu", "us", "eu"}[i], "--round", "50ms"}
 		switch i {
 		case 0: // the group any user may give its own files
@@ -74,12 +95,7 @@ func TestThreeAgents(t *testing.T) {
 			args = append(args, "--export", "peers=SELECT COUNT(*) FROM peers EVERY 1s")
 		}
 		if seed != "" {
-			// The first agent may take seconds to listen on a loaded
-			// machine: keep trying, as a deployment that starts its agents
-			// together would (a lone --join gives up after 10 s).
-			args = append(args, "--join", seed, "--retry-join", "--retry-interval", "1s")
-		} else {
-			seed = gossip
+			args = append(args, "--join", seed)
 		}
 		a.cmd = exec.Command(bin, args...)
 		a.log = filepath.Join(dir, fmt.Sprint("agent-", i, ".log"))
@@ -93,6 +109,11 @@ func TestThreeAgents(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { a.cmd.Process.Kill(); a.cmd.Wait() })
+		var gossip string
+		gossip, a.api = agentAddrs(t, a.log)
+		if seed == "" {
+			seed = gossip
+		}
 		agents = append(agents, a)
 	}
 	// Wait until the first agent's API says three peers.
