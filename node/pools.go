@@ -313,6 +313,9 @@ type pools struct {
 	// relayForged counts relayed replies not signed by the member they
 	// came from.
 	relayForged atomic.Int64
+	// failing are the gateways a relay through failed lately, tried
+	// last (relay.go: failing).
+	failing failing
 }
 
 type poolRun struct {
@@ -975,9 +978,9 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 	defer release()
 	id := newQueryID()
 	members := p.lan.Members()
-	gws := Gateways(members, p.cfg.Gateways)
+	gws := p.failing.last(Gateways(members, p.cfg.Gateways), p.now())
 	if i := slices.Index(gws, p.lan.Name()); i > 0 {
-		gws[0], gws[i] = gws[i], gws[0] // itself first: no exchange
+		gws = append([]string{gws[i]}, slices.Delete(gws, i, i+1)...) // itself first: no exchange
 	}
 	// Two coordinators, when the pool has them: each tells the asker
 	// which gateways the cloud pool lists for every pool and with which
@@ -992,6 +995,7 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 			break
 		}
 		if _, err := p.callLAN(ctx, g, poolReq{Op: opCloudStart, ID: id[:], Plan: wire}); err != nil {
+			p.failing.note(g, p.now()) // tried last for a while: it may hang
 			errs = append(errs, fmt.Errorf("%s: %w", g, err))
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -177,41 +178,76 @@ func (k *keyring) once(ctx context.Context, key string, look func()) {
 // believe counts, for each name asked, the vouches that agree on its key
 // and incarnation, and believes those that need of them give.
 func believe(pool string, names []string, bodies []vouchBody, need int, now time.Time, into *keyring) {
-	type kb struct {
-		key  identity.Public
-		boot uint64
-	}
 	for _, n := range names {
-		votes := map[kb]int{}
-		for _, b := range bodies {
-			i := slices.Index(b.Names, n)
-			if i < 0 || i >= len(b.Keys) || i >= len(b.Boots) || len(b.Keys[i]) == 0 {
-				continue
-			}
-			key, err := identity.PublicOf(b.Keys[i])
-			if err != nil || key.IsZero() {
-				continue
-			}
-			votes[kb{key, b.Boots[i]}]++
-		}
-		// The key a majority gives; a restart between two gateways' views
-		// splits the incarnation, not the key: believe the key, and the
-		// incarnation most of them give (a stale one costs one retry:
-		// RefusedIncarnation carries the new one).
-		byKey := map[identity.Public]int{}
-		best := map[identity.Public]kb{}
-		for v, c := range votes {
-			byKey[v.key] += c
-			if b, ok := best[v.key]; !ok || votes[b] < c || votes[b] == c && v.boot > b.boot {
-				best[v.key] = v
-			}
-		}
+		byKey, best := vouchTally(n, bodies)
 		for key, c := range byKey {
 			if c >= need {
 				into.put(qualify(pool, n), vouched{key: key, boot: best[key].boot, at: now})
 			}
 		}
 	}
+}
+
+// keyBoot is a key and incarnation a gateway vouches for.
+type keyBoot struct {
+	key  identity.Public
+	boot uint64
+}
+
+// vouchTally counts the gateways' vouches for member n by key, with the
+// incarnation most of them give for each key: a restart between two
+// gateways' views splits the incarnation, not the key, so the key a
+// majority gives is believed with the incarnation most of them give (a
+// stale one costs one retry: RefusedIncarnation carries the new one).
+func vouchTally(n string, bodies []vouchBody) (byKey map[identity.Public]int, best map[identity.Public]keyBoot) {
+	votes := map[keyBoot]int{}
+	for _, b := range bodies {
+		i := slices.Index(b.Names, n)
+		if i < 0 || i >= len(b.Keys) || i >= len(b.Boots) || len(b.Keys[i]) == 0 {
+			continue
+		}
+		key, err := identity.PublicOf(b.Keys[i])
+		if err != nil || key.IsZero() {
+			continue
+		}
+		votes[keyBoot{key, b.Boots[i]}]++
+	}
+	byKey, best = map[identity.Public]int{}, map[identity.Public]keyBoot{}
+	for v, c := range votes {
+		byKey[v.key] += c
+		if b, ok := best[v.key]; !ok || votes[b] < c || votes[b] == c && v.boot > b.boot {
+			best[v.key] = v
+		}
+	}
+	return byKey, best
+}
+
+// decided reports whether the vouches so far settle every name: a
+// majority already gives one key for each, so the gateways yet to answer
+// cannot change what is believed. Asking stops there, and a stalled or
+// lying gateway among the rest costs nothing.
+func decided(names []string, bodies []vouchBody, need int) bool {
+	for _, n := range names {
+		byKey, _ := vouchTally(n, bodies)
+		if !slices.ContainsFunc(slices.Collect(maps.Values(byKey)), func(c int) bool { return c >= need }) {
+			return false
+		}
+	}
+	return true
+}
+
+// gather receives up to n vouches from ch, stopping early once they
+// settle every name (decided).
+func gather(ch <-chan *vouchBody, n int, names []string, need int) []vouchBody {
+	var bodies []vouchBody
+	for range n {
+		if b := <-ch; b != nil {
+			if bodies = append(bodies, *b); decided(names, bodies, need) {
+				break
+			}
+		}
+	}
+	return bodies
 }
 
 // checkVouch decodes and checks one gateway's signed vouch: signed by
@@ -307,13 +343,8 @@ func (p *pools) vouch(ctx context.Context, pool string, names []string) {
 					ch <- nil
 				}()
 			}
-			var bodies []vouchBody
-			for range gws {
-				if b := <-ch; b != nil {
-					bodies = append(bodies, *b)
-				}
-			}
-			believe(pool, batch, bodies, majority(len(gws)), p.now(), &p.known)
+			need := majority(len(gws))
+			believe(pool, batch, gather(ch, len(gws), batch, need), need, p.now(), &p.known)
 		})
 	}
 }
@@ -349,13 +380,8 @@ func (p *pools) vouchFor(ctx context.Context, c CloudNetwork, pool string, names
 					ch <- nil
 				}()
 			}
-			var bodies []vouchBody
-			for range v.Gateways {
-				if b := <-ch; b != nil {
-					bodies = append(bodies, *b)
-				}
-			}
-			believe(pool, miss, bodies, majority(len(v.Gateways)), p.now(), &p.gateKeys)
+			need := majority(len(v.Gateways))
+			believe(pool, miss, gather(ch, len(v.Gateways), miss, need), need, p.now(), &p.gateKeys)
 		})
 	}
 	b := vouchBody{Pool: pool, By: p.lan.Name(), At: p.now().UnixNano()}
@@ -423,14 +449,19 @@ func (p *pools) relayLease(ctx context.Context, to string, msg []byte) ([]byte, 
 	if !known {
 		return nil, fmt.Errorf("node: no majority of pool %s's gateways vouches for the key of %s", p.cfg.Pool, to)
 	}
-	gws := Gateways(p.lan.Members(), p.cfg.Gateways)
+	gws := p.failing.last(Gateways(p.lan.Members(), p.cfg.Gateways), p.now())
 	if i := slices.Index(gws, p.lan.Name()); i > 0 {
-		gws[0], gws[i] = gws[i], gws[0] // itself first: no exchange
+		gws = append([]string{gws[i]}, slices.Delete(gws, i, i+1)...) // itself first: no exchange
 	}
 	var errs []error
 	unreachable := 0
-	for _, g := range gws {
-		resp, err := p.callLAN(ctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg})
+	for j, g := range gws {
+		tctx, cancel := share(ctx, len(gws)-j)
+		resp, err := p.callLAN(tctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg})
+		cancel()
+		if err != nil {
+			p.failing.note(g, p.now())
+		}
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", g, err))
@@ -449,6 +480,78 @@ func (p *pools) relayLease(ctx context.Context, to string, msg []byte) ([]byte, 
 		}
 	}
 	return nil, fmt.Errorf("node: no gateway of pool %s relayed the request to %s: %w", p.cfg.Pool, to, errors.Join(errs...))
+}
+
+// share is ctx with a deadline of its share of the time left, for the
+// first of tries tries: one gateway that stalls leaves time for the
+// others.
+func share(ctx context.Context, tries int) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && tries > 1 {
+		return context.WithTimeout(ctx, time.Until(dl)/time.Duration(tries))
+	}
+	return ctx, func() {}
+}
+
+// failing remembers the gateways a relay through failed within
+// failingFor, so that the next relays try them last: a gateway whose
+// process hangs while Serf still shows it alive would otherwise cost
+// every relay that starts there its share of the deadline, until the
+// failure detector (which it passes) says otherwise. It holds at most
+// maxFailing addresses. It is safe for concurrent use.
+type failing struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+const (
+	failingFor = 30 * time.Second
+	maxFailing = 256
+)
+
+// note records that a relay through g failed at now.
+func (f *failing) note(g string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.at == nil {
+		f.at = map[string]time.Time{}
+	}
+	if len(f.at) >= maxFailing {
+		for k, t := range f.at {
+			if now.Sub(t) >= failingFor {
+				delete(f.at, k)
+			}
+		}
+		if len(f.at) >= maxFailing {
+			return
+		}
+	}
+	f.at[g] = now
+}
+
+// last reorders gws (in place) so that those that failed within
+// failingFor come after the others, each side in its order.
+func (f *failing) last(gws []string, now time.Time) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.at) == 0 {
+		return gws
+	}
+	slices.SortStableFunc(gws, func(a, b string) int {
+		fa, fb := f.failed(a, now), f.failed(b, now)
+		switch {
+		case fa == fb:
+			return 0
+		case fb:
+			return -1
+		}
+		return 1
+	})
+	return gws
+}
+
+func (f *failing) failed(g string, now time.Time) bool {
+	t, ok := f.at[g]
+	return ok && now.Sub(t) < failingFor
 }
 
 // relayOut is a gateway's hop for a member of its pool (from) to a
@@ -471,18 +574,18 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 	// the time left, so that one gateway that stalls leaves time for the
 	// others.
 	first := int(hash64(req.To+"\x00"+p.lan.Name()) % uint64(len(v.at)))
+	order := p.failing.last(append(slices.Clone(v.at[first:]), v.at[:first]...), p.now())
 	hop := poolReq{Op: opRelay, ID: req.ID, Pool: req.Pool, To: req.To, Msg: req.Msg, From: qualify(p.cfg.Pool, from)}
 	known, _ := p.gateKeys.get(qualify(req.Pool, req.To), p.now())
 	var errs []string
 	unreachable := 0
-	for j := range v.at {
-		at := v.at[(first+j)%len(v.at)]
-		tctx, cancel := ctx, context.CancelFunc(func() {})
-		if dl, ok := ctx.Deadline(); ok {
-			tctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(v.at)-j))
-		}
+	for j, at := range order {
+		tctx, cancel := share(ctx, len(order)-j)
 		resp, err := p.callCloud(tctx, c, at, hop)
 		cancel()
+		if err != nil {
+			p.failing.note(at, p.now())
+		}
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Sprintf("%s: %v", at, err))

@@ -358,6 +358,70 @@ func TestReserveAcrossPools(t *testing.T) {
 		reserve("RELEASE cut")
 	})
 
+	t.Run("a gateway of pool1 stalls", func(t *testing.T) {
+		// One of pool1's gateways stays alive in the cloud pool's Serf but
+		// never handles an exchange over it (a hung process), and one of
+		// the owner's own pool's gateways handles none in its pool: every
+		// vouch and relay sent to them waits out its share of the
+		// deadline, and the other gateways carry them. RESERVE claims
+		// pool1's members, the owner's checks keep them, and the count at
+		// the owner is exact.
+		forgetKeys(e)
+		var names []string // pool1's gateways' names in the cloud pool
+		e.cloud.mu.Lock()
+		for m := range e.cloud.members {
+			if strings.Contains(m.Name(), ".pool1.") {
+				names = append(names, m.Name())
+			}
+		}
+		e.cloud.mu.Unlock()
+		if len(names) < 3 {
+			t.Fatalf("pool1 has %d gateways in the cloud pool, want 3", len(names))
+		}
+		slices.Sort(names)
+		e.cloud.mem.Stall(time.Hour, names[0])
+		defer e.cloud.mem.Stall(0, names[0])
+		lan := e.clusters[e.PoolOf(asker)].Mem
+		own := e.Nodes[e.gatewaysOf(e.PoolOf(asker))[0]].Name()
+		lan.Stall(time.Hour, own)
+		defer lan.Stall(0, own)
+		stalls, ownStalls := e.cloud.mem.Stalls(), lan.Stalls()
+		start := time.Now()
+		a := reserve("RESERVE 25 FROM peers ORDER BY mem_free DESC AS stall FOR 2m")
+		var in1 []string
+		for _, m := range a.Nodes {
+			if p, _, r := remoteName(m); r && p == "pool1" {
+				in1 = append(in1, m)
+			}
+		}
+		if len(a.Nodes) != 25 || len(in1) == 0 {
+			t.Fatalf("RESERVE 25 with %s and %s stalled: %v", names[0], own, a.Nodes)
+		}
+		t.Logf("RESERVE 25 with %s and %s stalled: %v in %v, %d in pool1", names[0], own, a.Nodes, time.Since(start).Round(time.Millisecond), len(in1))
+		holdsAcross(t, e, asker, "stall", a.Nodes)
+		// The owner checks its members every 500 ms; some of those checks
+		// start at the stalled gateway and must go on to another.
+		time.Sleep(3 * time.Second)
+		members := ownedMembers(e.Nodes[asker], "stall")
+		for _, m := range in1 {
+			if !slices.Contains(members, m) {
+				t.Fatalf("%s, behind a stalled gateway, was dropped from the subcloud: %v", m, members)
+			}
+		}
+		count(asker, "stall", 25)
+		n, m := e.cloud.mem.Stalls()-stalls, lan.Stalls()-ownStalls
+		if n == 0 || m == 0 {
+			t.Fatalf("exchanges that reached the stalled gateways: %d at %s, %d at %s", n, names[0], m, own)
+		}
+		t.Logf("exchanges that met the stalled gateways: %d at %s, %d at %s", n, names[0], m, own)
+		reserve("RELEASE stall")
+		for _, m := range a.Nodes {
+			if l, held := e.Nodes[e.memberIndex(0, m)].leases.current(); held && l.Subcloud == "stall" {
+				t.Fatalf("%s still holds %+v after RELEASE", m, l)
+			}
+		}
+	})
+
 	t.Run("a remote member killed is replaced", func(t *testing.T) {
 		forgetKeys(e)
 		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS kept FOR 2m")
@@ -508,6 +572,40 @@ func TestBelieve(t *testing.T) {
 		if _, ok := ring.get(qualify("b", "m1"), at.Add(vouchTTL)); ok {
 			t.Errorf("%s: a key believed past vouchTTL", c.name)
 		}
+		// The vouches settle the ask (no need to wait for the other
+		// gateways) exactly when both names are believed.
+		_, m1 := ring.get(qualify("b", "m1"), at)
+		_, m2 := ring.get(qualify("b", "m2"), at)
+		if got := decided([]string{"m1", "m2"}, c.bodies, c.need); got != (m1 && m2) {
+			t.Errorf("%s: decided %v, with m1 believed %v and m2 %v", c.name, got, m1, m2)
+		}
+		if got := decided([]string{"m1"}, c.bodies, c.need); got != m1 {
+			t.Errorf("%s: decided for m1 alone %v, believed %v", c.name, got, m1)
+		}
+	}
+}
+
+// TestFailing: gateways a relay failed through lately are tried last,
+// in their order, until failingFor has passed.
+func TestFailing(t *testing.T) {
+	var f failing
+	at := time.Unix(100, 0)
+	if got := f.last([]string{"g1", "g2", "g3"}, at); !slices.Equal(got, []string{"g1", "g2", "g3"}) {
+		t.Fatalf("no failures: %v", got)
+	}
+	f.note("g1", at)
+	f.note("g2", at.Add(time.Second))
+	if got := f.last([]string{"g1", "g2", "g3"}, at.Add(2*time.Second)); !slices.Equal(got, []string{"g3", "g1", "g2"}) {
+		t.Fatalf("g1 and g2 failed: %v, want g3 first", got)
+	}
+	if got := f.last([]string{"g1", "g2", "g3"}, at.Add(failingFor+time.Millisecond)); !slices.Equal(got, []string{"g1", "g3", "g2"}) {
+		t.Fatalf("g1's failure past failingFor: %v, want g1 and g3 before g2", got)
+	}
+	for i := range 2 * maxFailing {
+		f.note(fmt.Sprint("x", i), at)
+	}
+	if len(f.at) > maxFailing {
+		t.Fatalf("%d failing gateways kept, at most %d", len(f.at), maxFailing)
 	}
 }
 

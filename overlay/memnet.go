@@ -28,6 +28,10 @@ type MemNetwork struct {
 	group map[string]int
 	loss  float64
 	rnd   *rand.Rand
+	// stalled holds, by node name, how long an exchange with it waits
+	// before its handler runs (Stall).
+	stalled map[string]time.Duration
+	stalls  int64 // exchanges that met a stall
 	// PacketQueue is each node's packet buffer; a full queue drops, as a
 	// UDP socket's buffer would.
 	PacketQueue int
@@ -59,6 +63,34 @@ func (n *MemNetwork) Partition(groups ...[]string) {
 
 // Heal ends a partition.
 func (n *MemNetwork) Heal() { n.Partition() }
+
+// Stall makes every exchange with the named nodes wait d before their
+// handler runs, while their packets (Serf's gossip and probes) flow as
+// before: a host whose process is slow or hung but whose membership
+// looks alive. The caller waits no longer than its context allows, as
+// over TCP with a deadline; its request is then never handled. d = 0
+// ends the stall of the named nodes.
+func (n *MemNetwork) Stall(d time.Duration, names ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stalled == nil {
+		n.stalled = map[string]time.Duration{}
+	}
+	for _, name := range names {
+		if d > 0 {
+			n.stalled[name] = d
+		} else {
+			delete(n.stalled, name)
+		}
+	}
+}
+
+// Stalls is the number of exchanges that met a stall so far.
+func (n *MemNetwork) Stalls() int64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.stalls
+}
 
 // SetLoss makes every packet and exchange lost with probability p.
 func (n *MemNetwork) SetLoss(p float64) {
@@ -260,6 +292,21 @@ func (e *memExchange) Call(ctx context.Context, _, addr string, req []byte) ([]b
 	if e.net.cut(e.name, dst.name) {
 		<-ctx.Done() // lost: the caller times out
 		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, ctx.Err())
+	}
+	e.net.mu.Lock()
+	stall := e.net.stalled[dst.name]
+	if stall > 0 {
+		e.net.stalls++
+	}
+	e.net.mu.Unlock()
+	if stall > 0 {
+		t := time.NewTimer(stall)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("overlay: exchange with %s, stalled: %w", addr, ctx.Err())
+		case <-t.C:
+		}
 	}
 	return h(e.name, req)
 }
