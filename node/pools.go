@@ -978,10 +978,7 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 	defer release()
 	id := newQueryID()
 	members := p.lan.Members()
-	gws := p.failing.last(Gateways(members, p.cfg.Gateways), p.now())
-	if i := slices.Index(gws, p.lan.Name()); i > 0 {
-		gws = append([]string{gws[i]}, slices.Delete(gws, i, i+1)...) // itself first: no exchange
-	}
+	gws := selfFirst(p.failing.last(Gateways(members, p.cfg.Gateways), p.now()), p.lan.Name()) // itself first: no exchange
 	// Two coordinators, when the pool has them: each tells the asker
 	// which gateways the cloud pool lists for every pool and with which
 	// keys, and the asker believes only what both say (crossCheck), so
@@ -995,7 +992,9 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 			break
 		}
 		if _, err := p.callLAN(ctx, g, poolReq{Op: opCloudStart, ID: id[:], Plan: wire}); err != nil {
-			p.failing.note(g, p.now()) // tried last for a while: it may hang
+			if hung(err) {
+				p.failing.note(g, p.now()) // tried last for a while: it may hang
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", g, err))
 			continue
 		}
@@ -1158,7 +1157,7 @@ func (p *pools) callLAN(ctx context.Context, to string, req poolReq) (poolResp, 
 		return poolResp{}, err
 	}
 	if r.Err != "" {
-		return r, errors.New(r.Err)
+		return r, farError(r.Err)
 	}
 	return r, nil
 }

@@ -222,29 +222,62 @@ func vouchTally(n string, bodies []vouchBody) (byKey map[identity.Public]int, be
 	return byKey, best
 }
 
-// decided reports whether the vouches so far settle every name: a
-// majority already gives one key for each, so the gateways yet to answer
-// cannot change what is believed. Asking stops there, and a stalled or
-// lying gateway among the rest costs nothing.
-func decided(names []string, bodies []vouchBody, need int) bool {
+// decided reports whether the vouches so far settle every name, with
+// pending gateways yet to answer: a majority already gives one key and
+// incarnation for it (what believe takes, whatever the rest say: a
+// majority of one key's votes leaves no other key or incarnation a
+// majority), or no key can reach a majority any more. Asking stops there,
+// and a stalled or lying gateway among the rest costs nothing. (A key's
+// majority alone would not do: one liar giving the right key with another
+// incarnation, answering before the last honest gateway, would tie the
+// incarnation, and believe takes the higher.)
+func decided(names []string, bodies []vouchBody, need, pending int) bool {
 	for _, n := range names {
-		byKey, _ := vouchTally(n, bodies)
-		if !slices.ContainsFunc(slices.Collect(maps.Values(byKey)), func(c int) bool { return c >= need }) {
+		byKey, best := vouchTally(n, bodies)
+		settled := false
+		for key := range byKey {
+			if pairVotes(n, bodies, best[key]) >= need {
+				settled = true
+				break
+			}
+		}
+		if !settled && slices.Max(append(slices.Collect(maps.Values(byKey)), 0))+pending < need {
+			settled = true
+		}
+		if !settled {
 			return false
 		}
 	}
 	return true
 }
 
+// pairVotes counts the vouches for n that give exactly v's key and
+// incarnation.
+func pairVotes(n string, bodies []vouchBody, v keyBoot) int {
+	c := 0
+	for _, b := range bodies {
+		i := slices.Index(b.Names, n)
+		if i < 0 || i >= len(b.Keys) || i >= len(b.Boots) || b.Boots[i] != v.boot {
+			continue
+		}
+		if key, err := identity.PublicOf(b.Keys[i]); err == nil && key == v.key {
+			c++
+		}
+	}
+	return c
+}
+
 // gather receives up to n vouches from ch, stopping early once they
-// settle every name (decided).
-func gather(ch <-chan *vouchBody, n int, names []string, need int) []vouchBody {
+// settle every name (decided), and then cancels the asks still out.
+func gather(ch <-chan *vouchBody, n int, names []string, need int, cancel context.CancelFunc) []vouchBody {
+	defer cancel()
 	var bodies []vouchBody
-	for range n {
+	for got := 1; got <= n; got++ {
 		if b := <-ch; b != nil {
-			if bodies = append(bodies, *b); decided(names, bodies, need) {
-				break
-			}
+			bodies = append(bodies, *b)
+		}
+		if decided(names, bodies, need, n-got) {
+			break
 		}
 	}
 	return bodies
@@ -329,9 +362,10 @@ func (p *pools) vouch(ctx context.Context, pool string, names []string) {
 			members := p.lan.Members()
 			keys, gws := memberKeys(members), Gateways(members, p.cfg.Gateways)
 			ch := make(chan *vouchBody, len(gws))
+			vctx, cancel := context.WithCancel(ctx) // gather's, once the vouches decide
 			for _, g := range gws {
 				go func() {
-					resp, err := p.callLAN(ctx, g, poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: batch})
+					resp, err := p.callLAN(vctx, g, poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: batch})
 					if err == nil {
 						var b vouchBody
 						if b, err = checkVouch(resp, keys[g], g, pool, batch, p.now()); err == nil {
@@ -339,12 +373,14 @@ func (p *pools) vouch(ctx context.Context, pool string, names []string) {
 							return
 						}
 					}
-					p.logf("pools: gateway %s did not vouch for %d member(s) of pool %s: %v", g, len(batch), pool, err)
+					if ctx.Err() != nil || vctx.Err() == nil { // not cancelled by gather
+						p.logf("pools: gateway %s did not vouch for %d member(s) of pool %s: %v", g, len(batch), pool, err)
+					}
 					ch <- nil
 				}()
 			}
 			need := majority(len(gws))
-			believe(pool, batch, gather(ch, len(gws), batch, need), need, p.now(), &p.known)
+			believe(pool, batch, gather(ch, len(gws), batch, need, cancel), need, p.now(), &p.known)
 		})
 	}
 }
@@ -365,10 +401,11 @@ func (p *pools) vouchFor(ctx context.Context, c CloudNetwork, pool string, names
 			}
 			v := views[i]
 			ch := make(chan *vouchBody, len(v.Gateways))
+			vctx, cancel := context.WithCancel(ctx) // gather's, once the vouches decide
 			for j, g := range v.Gateways {
 				go func() {
 					key, _ := identity.PublicOf(v.Keys[j])
-					resp, err := p.callCloud(ctx, c, v.at[j], poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: miss})
+					resp, err := p.callCloud(vctx, c, v.at[j], poolReq{Op: opVouch, ID: newID(), Pool: pool, Names: miss})
 					if err == nil {
 						var b vouchBody
 						if b, err = checkVouch(resp, key, g, pool, miss, p.now()); err == nil {
@@ -376,12 +413,14 @@ func (p *pools) vouchFor(ctx context.Context, c CloudNetwork, pool string, names
 							return
 						}
 					}
-					p.logf("pools: gateway %s of pool %s did not vouch for %d member(s): %v", g, pool, len(miss), err)
+					if ctx.Err() != nil || vctx.Err() == nil { // not cancelled by gather
+						p.logf("pools: gateway %s of pool %s did not vouch for %d member(s): %v", g, pool, len(miss), err)
+					}
 					ch <- nil
 				}()
 			}
 			need := majority(len(v.Gateways))
-			believe(pool, miss, gather(ch, len(v.Gateways), miss, need), need, p.now(), &p.gateKeys)
+			believe(pool, miss, gather(ch, len(v.Gateways), miss, need, cancel), need, p.now(), &p.gateKeys)
 		})
 	}
 	b := vouchBody{Pool: pool, By: p.lan.Name(), At: p.now().UnixNano()}
@@ -449,17 +488,14 @@ func (p *pools) relayLease(ctx context.Context, to string, msg []byte) ([]byte, 
 	if !known {
 		return nil, fmt.Errorf("node: no majority of pool %s's gateways vouches for the key of %s", p.cfg.Pool, to)
 	}
-	gws := p.failing.last(Gateways(p.lan.Members(), p.cfg.Gateways), p.now())
-	if i := slices.Index(gws, p.lan.Name()); i > 0 {
-		gws = append([]string{gws[i]}, slices.Delete(gws, i, i+1)...) // itself first: no exchange
-	}
+	gws := selfFirst(p.failing.last(Gateways(p.lan.Members(), p.cfg.Gateways), p.now()), p.lan.Name())
 	var errs []error
 	unreachable := 0
 	for j, g := range gws {
 		tctx, cancel := share(ctx, len(gws)-j)
 		resp, err := p.callLAN(tctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg})
 		cancel()
-		if err != nil {
+		if hung(err) {
 			p.failing.note(g, p.now())
 		}
 		switch {
@@ -583,7 +619,7 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 		tctx, cancel := share(ctx, len(order)-j)
 		resp, err := p.callCloud(tctx, c, at, hop)
 		cancel()
-		if err != nil {
+		if hung(err) {
 			p.failing.note(at, p.now())
 		}
 		switch {
@@ -702,9 +738,33 @@ func (p *pools) callCloud(ctx context.Context, c CloudNetwork, at string, req po
 		err = decodePool(out, &resp)
 	}
 	if err == nil && resp.Err != "" {
-		err = errors.New(resp.Err)
+		err = farError(resp.Err)
 	}
 	return resp, err
+}
+
+// farError is an error a gateway answered with (a refusal, busy, or a
+// failure further along a relay), as against its own exchange failing:
+// only the latter says the gateway may hang (failing).
+type farError string
+
+func (e farError) Error() string { return string(e) }
+
+// hung reports whether err is the hop's own failure (its exchange timed
+// out or broke), not an answer the gateway gave.
+func hung(err error) bool {
+	var far farError
+	return err != nil && !errors.As(err, &far)
+}
+
+// selfFirst moves self, if gws holds it, to the front (no exchange with
+// itself), the others keeping their order, in place.
+func selfFirst(gws []string, self string) []string {
+	if i := slices.Index(gws, self); i > 0 {
+		copy(gws[1:i+1], gws[:i])
+		gws[0] = self
+	}
+	return gws
 }
 
 // newID is a request's id: the role's requests carry one (pool runs are

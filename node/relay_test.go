@@ -414,6 +414,22 @@ func TestReserveAcrossPools(t *testing.T) {
 			t.Fatalf("exchanges that reached the stalled gateways: %d at %s, %d at %s", n, names[0], m, own)
 		}
 		t.Logf("exchanges that met the stalled gateways: %d at %s, %d at %s", n, names[0], m, own)
+		// Each is tried last for a while where a relay or a statement
+		// failed through it: the asker for its own pool's, a gateway of
+		// its pool for pool1's (without it, 44-62 exchanges met pool1's
+		// stalled gateway in this subtest, against 8-10).
+		noted := func(i int, g string) bool {
+			f := &e.Nodes[i].rt.pools.failing
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.failed(g, time.Now())
+		}
+		if !noted(asker, own) {
+			t.Errorf("the asker does not try its pool's stalled gateway %s last", own)
+		}
+		if !slices.ContainsFunc(e.gatewaysOf(e.PoolOf(asker)), func(i int) bool { return noted(i, names[0]) }) {
+			t.Errorf("no gateway of the owner's pool tries pool1's stalled gateway %s last", names[0])
+		}
 		reserve("RELEASE stall")
 		for _, m := range a.Nodes {
 			if l, held := e.Nodes[e.memberIndex(0, m)].leases.current(); held && l.Subcloud == "stall" {
@@ -523,19 +539,22 @@ func forgetKeys(e *Embedded) {
 	}
 }
 
+// seededKey is the public key of an identity made from seed.
+func seededKey(t *testing.T, seed byte) []byte {
+	t.Helper()
+	k, err := identity.New(strings.NewReader(strings.Repeat(string(rune('a'+seed)), 64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public().Bytes()
+}
+
 // TestBelieve: a key is believed for a member only when need of the
 // vouches give it; a split incarnation does not split the key; a name
 // nobody was asked about, an empty key and a malformed one count for
 // nothing.
 func TestBelieve(t *testing.T) {
-	key := func(seed byte) []byte {
-		k, err := identity.New(strings.NewReader(strings.Repeat(string(rune('a'+seed)), 64)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k.Public().Bytes()
-	}
-	k1, k2 := key(1), key(2)
+	k1, k2 := seededKey(t, 1), seededKey(t, 2)
 	vb := func(names []string, keys [][]byte, boots []uint64) vouchBody {
 		return vouchBody{Pool: "b", Names: names, Keys: keys, Boots: boots}
 	}
@@ -572,15 +591,87 @@ func TestBelieve(t *testing.T) {
 		if _, ok := ring.get(qualify("b", "m1"), at.Add(vouchTTL)); ok {
 			t.Errorf("%s: a key believed past vouchTTL", c.name)
 		}
-		// The vouches settle the ask (no need to wait for the other
-		// gateways) exactly when both names are believed.
-		_, m1 := ring.get(qualify("b", "m1"), at)
-		_, m2 := ring.get(qualify("b", "m2"), at)
-		if got := decided([]string{"m1", "m2"}, c.bodies, c.need); got != (m1 && m2) {
-			t.Errorf("%s: decided %v, with m1 believed %v and m2 %v", c.name, got, m1, m2)
+	}
+}
+
+// TestGatherDecides: a vouch that stops waiting once the answers so far decide
+// (gather) believes what it would have believed waiting for every
+// gateway: every order of three gateways' answers, each an honest key
+// and incarnation, the same key with a lying incarnation, another key,
+// or no answer, for two names.
+func TestGatherDecides(t *testing.T) {
+	k1, k2 := seededKey(t, 1), seededKey(t, 2)
+	at := time.Unix(100, 0)
+	type say struct {
+		key  []byte
+		boot uint64
+	}
+	says := []*say{{k1, 7}, {k1, 1000}, {k2, 7}, nil} // nil: no vouch (failed or stalled)
+	body := func(m1, m2 *say) *vouchBody {
+		if m1 == nil {
+			return nil
 		}
-		if got := decided([]string{"m1"}, c.bodies, c.need); got != m1 {
-			t.Errorf("%s: decided for m1 alone %v, believed %v", c.name, got, m1)
+		b := vouchBody{Pool: "b", Names: []string{"m1", "m2"}, Keys: [][]byte{m1.key, nil}, Boots: []uint64{m1.boot, 0}}
+		if m2 != nil {
+			b.Keys[1], b.Boots[1] = m2.key, m2.boot
+		}
+		return &b
+	}
+	believed := func(bodies []vouchBody) (out [2]vouched) {
+		var ring keyring
+		believe("b", []string{"m1", "m2"}, bodies, 2, at, &ring)
+		for i, n := range []string{"m1", "m2"} {
+			out[i], _ = ring.get(qualify("b", n), at)
+		}
+		return out
+	}
+	early, cases := 0, 0
+	for _, a := range says {
+		for _, b := range says {
+			for _, c := range says {
+				for _, m2 := range says[:2] {
+					answers := []*vouchBody{body(a, m2), body(b, m2), body(c, m2)}
+					ch := make(chan *vouchBody, len(answers))
+					for _, v := range answers {
+						ch <- v
+					}
+					got := gather(ch, len(answers), []string{"m1", "m2"}, 2, func() {})
+					var all []vouchBody
+					for _, v := range answers {
+						if v != nil {
+							all = append(all, *v)
+						}
+					}
+					cases++
+					if len(got) < len(all) {
+						early++
+					}
+					if g, w := believed(got), believed(all); g != w {
+						t.Errorf("answers %v %v %v: believed %+v stopping after %d vouches, %+v after all %d", a, b, c, g, len(got), w, len(all))
+					}
+				}
+			}
+		}
+	}
+	if early == 0 {
+		t.Fatalf("gather never stopped early in %d orders", cases)
+	}
+	t.Logf("%d of %d orders stopped before the last gateway answered", early, cases)
+}
+
+// TestSelfFirst: a gateway asks itself first, the others in their
+// order, each once (an append over slices.Delete of the same slice gave
+// ["", a, b] and [b, a, b], a review found).
+func TestSelfFirst(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"a", "b", "s"}, []string{"s", "a", "b"}},
+		{[]string{"a", "s", "b"}, []string{"s", "a", "b"}},
+		{[]string{"s", "a", "b"}, []string{"s", "a", "b"}},
+		{[]string{"a", "b"}, []string{"a", "b"}},
+		{nil, nil},
+	} {
+		if got := selfFirst(slices.Clone(c.in), "s"); !slices.Equal(got, c.want) {
+			t.Errorf("selfFirst(%v): %v, want %v", c.in, got, c.want)
 		}
 	}
 }

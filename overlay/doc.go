@@ -12,7 +12,10 @@
 // in-memory memberlist transport that, unlike memberlist's MockNetwork,
 // never blocks: each node has a buffered packet queue, a full queue drops
 // the packet as UDP would, streams are net.Pipe pairs with a dial timeout,
-// and Shutdown unregisters the node.
+// and Shutdown unregisters the node. Its faults, for tests and benchmarks:
+// Partition, SetLoss, and Stall (a host whose exchanges wait d, or until
+// the caller's deadline if that comes first, before its handler runs, while
+// its Serf traffic flows: with d long, a hung process that looks alive).
 //
 // Identities: a peer made with an identity.Key shows its public key and
 // incarnation in reserved tags; every peer pins the first key it sees for
