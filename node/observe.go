@@ -21,8 +21,9 @@ import (
 //
 // It bounds what a node may claim (run.Config.Reliability): the share of
 // the window this peer saw it alive, counting the time before this peer
-// began watching as up (it cannot judge it) and each change it saw as a
-// few seconds' doubt (events reach peers apart). A top-k entry that
+// began watching as up (it cannot judge it), each change it saw as a
+// few seconds' doubt (events reach peers apart), and two seconds for the
+// clocks. A top-k entry that
 // claims more is refused where it arrives, so a node cannot rank itself
 // above what the others saw; a node that joined lately was not alive
 // before (the time before this peer first saw it, after it began
@@ -62,6 +63,13 @@ const (
 	// eventDoubt is how much of a member's state change this peer may
 	// have seen late or early: Serf's events reach peers seconds apart.
 	eventDoubt = 10 * time.Second
+	// clockDoubt is how far a member's own count of its time up (its
+	// journal, in whole seconds, on its clock) may run ahead of this
+	// peer's, changes or none. It is time, not a share of the window: a
+	// share (0.001 of a week is 10 minutes) let a liar's claim pass above
+	// what was seen by more than separates the most reliable peers of a
+	// large cloud.
+	clockDoubt = 2 * time.Second
 )
 
 func newObserver(window time.Duration, now time.Time) *observer {
@@ -139,7 +147,7 @@ func (o *observer) atMost(name string, now time.Time) (float64, bool) {
 	for _, g := range o.gaps {
 		unwatched += overlap(g.from, g.to, start, now)
 	}
-	doubt := time.Duration(s.changes) * eventDoubt
+	doubt := time.Duration(s.changes)*eventDoubt + clockDoubt
 	return min(1, float64(up+unwatched+doubt)/float64(o.window)), true
 }
 

@@ -258,7 +258,7 @@ func (c *entryCheck) check(e *topk.Entry) error {
 		return fmt.Errorf("run: a top-k entry's node: %w", err)
 	}
 	if c.relFloor > 0 && c.reliability != nil {
-		if most, ok := c.reliability(e.Node); ok && most+ReliabilitySlack < c.relFloor {
+		if most, ok := c.reliability(e.Node); ok && most < c.relFloor {
 			return fmt.Errorf("%w: %s passes WHERE reliability >= %.3f on its own claim, and this peer saw it up at most %.3f of the window", ErrImplausible, e.Node, c.relFloor, most)
 		}
 	}
@@ -329,7 +329,7 @@ func (c *entryCheck) plausible(node string, e *query.Expr, v query.Value) error 
 	if c.reliability == nil || e.Op != query.OpAttr || e.Name != "reliability" || v.IsNull() {
 		return nil
 	}
-	if most, ok := c.reliability(node); ok && v.Num > most+ReliabilitySlack {
+	if most, ok := c.reliability(node); ok && v.Num > most {
 		return fmt.Errorf("%w: %s claims reliability %.3f, this peer saw it up at most %.3f of the window", ErrImplausible, node, v.Num, most)
 	}
 	return nil

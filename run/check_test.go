@@ -424,8 +424,9 @@ func TestSealedEntries(t *testing.T) {
 
 // A reliability a node claims above what this peer saw of it (the share
 // of the window it was up, the time unwatched counted as up) is refused,
-// as a column or as a sort key; within the slack, or of a node this peer
-// cannot judge, it passes.
+// as a column or as a sort key, however little above (the bound carries
+// its own doubt); at the bound, or of a node this peer cannot judge, it
+// passes.
 func TestReliabilityClaimsBounded(t *testing.T) {
 	seen := map[string]float64{"peer-1": 0.5}
 	observed := func(node string) (float64, bool) { x, ok := seen[node]; return x, ok }
@@ -442,7 +443,8 @@ func TestReliabilityClaimsBounded(t *testing.T) {
 			ok   bool
 		}{
 			{"peer-1", 0.99, false},
-			{"peer-1", 0.5005, true},
+			{"peer-1", 0.5005, false},
+			{"peer-1", 0.5, true},
 			{"peer-2", 0.99, true}, // never seen: not judged here
 		} {
 			err := c.check(Entry(p, honest(tc.node, "reliability", ratio(tc.rel))))
@@ -480,7 +482,7 @@ func TestReliabilityFilterBounded(t *testing.T) {
 		for _, node := range []string{"peer-1", "peer-2", "peer-3"} {
 			// Each claims 1: its record passes the WHERE where it is.
 			err := c.check(Entry(p, honest(node, "mem_free", query.Num(query.KindBytes, 8<<30), "reliability", ratio(1))))
-			refuse := node == "peer-1" && tc.floor > 0.5+ReliabilitySlack
+			refuse := node == "peer-1" && tc.floor > 0.5
 			if refuse != (err != nil) || refuse && !errors.Is(err, ErrImplausible) {
 				t.Errorf("%s: %s (seen up %v): %v, want refused %v", tc.text, node, seen[node], err, refuse)
 			}

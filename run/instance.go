@@ -137,9 +137,12 @@ type Config struct {
 	// observations allow node to claim (the share of the trailing window
 	// this peer saw it alive, counting the time it did not watch as up),
 	// ok false where it cannot judge. With CheckReceived, a top-k entry
-	// whose reliability (a column or a sort key) is above it by more than
-	// ReliabilitySlack is refused (ErrImplausible): a node cannot rank
-	// itself above what the others saw.
+	// whose reliability (a column or a sort key) is above it is refused
+	// (ErrImplausible): a node cannot rank itself above what the others
+	// saw. The bound carries its own doubt (node's observer: events seen
+	// late, clocks apart), counted in time: a fixed share of slack let 1%
+	// of 10^6 simulated peers claiming 1 take every place of a top-50,
+	// whose true values lie within 10^-6 of 1.
 	Reliability func(node string) (atMost float64, ok bool)
 	// Fanout is how many peers beyond its round's partner a peer tells of
 	// the query in each round while the query is young (Announce): the
@@ -147,10 +150,6 @@ type Config struct {
 	// (query.SpreadRoundsFanout). 0 tells none.
 	Fanout int
 }
-
-// ReliabilitySlack is how far above an observer's bound a reliability
-// claim may be: membership events reach peers seconds apart.
-const ReliabilitySlack = 0.001
 
 // ErrImplausible wraps the refusal of a value a peer claims about itself
 // that this peer's own observations contradict (reliability).

@@ -1069,7 +1069,7 @@ func overclaimed(p *query.Plan, sample []query.Record, bound func(node string) (
 			continue
 		}
 		name := r["node"].Str
-		if most, seen := bound(name); seen && claim.Num > most+ReliabilitySlack {
+		if most, seen := bound(name); seen && claim.Num > most {
 			return name, fmt.Sprintf("sampled member %s claims reliability %s, and was seen up at most %s of the window",
 				name, claim, query.Num(query.KindRatio, most))
 		}

@@ -672,7 +672,6 @@ func TestOverclaimed(t *testing.T) {
 		want   bool
 	}{
 		{"within the bound", []query.Record{rec("a", 0.5), rec("b", 1)}, false},
-		{"within the slack", []query.Record{rec("a", 0.5+ReliabilitySlack/2)}, false},
 		{"above what was seen", []query.Record{rec("b", 0.9), rec("a", 1)}, true},
 		{"a member never seen is not judged", []query.Record{rec("c", 1)}, false},
 		{"a sample that does not carry reliability", []query.Record{{"node": query.Str("a")}}, false},

@@ -394,7 +394,7 @@ func (s *Sim) observedReliability(node string) (float64, bool) {
 }
 
 // selfRanked counts the liars in the asker's final top-k list that claim
-// more reliability than the peers observed (beyond run.ReliabilitySlack).
+// more reliability than the peers observed.
 func (s *Sim) selfRanked() int {
 	k := 0
 	for _, e := range s.origin.TopK().Top() {
@@ -403,7 +403,7 @@ func (s *Sim) selfRanked() int {
 			continue
 		}
 		seen, _ := s.observedReliability(e.Node)
-		if claimed := s.record(i)["reliability"].Num; claimed > seen+run.ReliabilitySlack {
+		if claimed := s.record(i)["reliability"].Num; claimed > seen {
 			k++
 		}
 	}
