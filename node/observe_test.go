@@ -15,7 +15,9 @@ func TestObserverBound(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	const w = 100 * time.Second
-	doubt := func(changes int) float64 { return (float64(changes)*eventDoubt.Seconds() + clockDoubt.Seconds()) / w.Seconds() }
+	doubt := func(changes int) float64 {
+		return (float64(changes)*eventDoubt.Seconds() + clockDoubt.Seconds()) / w.Seconds()
+	}
 	for _, tc := range []struct {
 		name  string
 		steps func(o *observer)
@@ -88,7 +90,9 @@ func TestObserverSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.up("b", at(200))
-	doubt := func(changes int) float64 { return (float64(changes)*eventDoubt.Seconds() + clockDoubt.Seconds()) / w.Seconds() }
+	doubt := func(changes int) float64 {
+		return (float64(changes)*eventDoubt.Seconds() + clockDoubt.Seconds()) / w.Seconds()
+	}
 	// a at 250 (window [50, 250]): up [50, 100], the gap [150, 200], 2 changes.
 	if got, _ := r.atMost("a", at(250)); math.Abs(got-(100.0/200+doubt(2))) > 1e-9 {
 		t.Errorf("a after the restart: %v, want %v", got, 100.0/200+doubt(2))
