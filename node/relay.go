@@ -179,7 +179,7 @@ func (k *keyring) once(ctx context.Context, key string, look func()) {
 // and incarnation, and believes those that need of them give.
 func believe(pool string, names []string, bodies []vouchBody, need int, now time.Time, into *keyring) {
 	for _, n := range names {
-		byKey, best := vouchTally(n, bodies)
+		byKey, best, _ := vouchTally(n, bodies)
 		for key, c := range byKey {
 			if c >= need {
 				into.put(qualify(pool, n), vouched{key: key, boot: best[key].boot, at: now})
@@ -199,8 +199,8 @@ type keyBoot struct {
 // gateways' views splits the incarnation, not the key, so the key a
 // majority gives is believed with the incarnation most of them give (a
 // stale one costs one retry: RefusedIncarnation carries the new one).
-func vouchTally(n string, bodies []vouchBody) (byKey map[identity.Public]int, best map[identity.Public]keyBoot) {
-	votes := map[keyBoot]int{}
+func vouchTally(n string, bodies []vouchBody) (byKey map[identity.Public]int, best map[identity.Public]keyBoot, votes map[keyBoot]int) {
+	votes = map[keyBoot]int{}
 	for _, b := range bodies {
 		i := slices.Index(b.Names, n)
 		if i < 0 || i >= len(b.Keys) || i >= len(b.Boots) || len(b.Keys[i]) == 0 {
@@ -219,7 +219,7 @@ func vouchTally(n string, bodies []vouchBody) (byKey map[identity.Public]int, be
 			best[v.key] = v
 		}
 	}
-	return byKey, best
+	return byKey, best, votes
 }
 
 // decided reports whether the vouches so far settle every name, with
@@ -233,10 +233,10 @@ func vouchTally(n string, bodies []vouchBody) (byKey map[identity.Public]int, be
 // incarnation, and believe takes the higher.)
 func decided(names []string, bodies []vouchBody, need, pending int) bool {
 	for _, n := range names {
-		byKey, best := vouchTally(n, bodies)
+		byKey, best, votes := vouchTally(n, bodies)
 		settled := false
 		for key := range byKey {
-			if pairVotes(n, bodies, best[key]) >= need {
+			if votes[best[key]] >= need {
 				settled = true
 				break
 			}
@@ -249,22 +249,6 @@ func decided(names []string, bodies []vouchBody, need, pending int) bool {
 		}
 	}
 	return true
-}
-
-// pairVotes counts the vouches for n that give exactly v's key and
-// incarnation.
-func pairVotes(n string, bodies []vouchBody, v keyBoot) int {
-	c := 0
-	for _, b := range bodies {
-		i := slices.Index(b.Names, n)
-		if i < 0 || i >= len(b.Keys) || i >= len(b.Boots) || b.Boots[i] != v.boot {
-			continue
-		}
-		if key, err := identity.PublicOf(b.Keys[i]); err == nil && key == v.key {
-			c++
-		}
-	}
-	return c
 }
 
 // gather receives up to n vouches from ch, stopping early once they

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -31,7 +32,7 @@ type MemNetwork struct {
 	// stalled holds, by node name, how long an exchange with it waits
 	// before its handler runs (Stall).
 	stalled map[string]time.Duration
-	stalls  int64 // exchanges that met a stall
+	stalls  atomic.Int64 // exchanges that met a stall
 	// PacketQueue is each node's packet buffer; a full queue drops, as a
 	// UDP socket's buffer would.
 	PacketQueue int
@@ -86,11 +87,7 @@ func (n *MemNetwork) Stall(d time.Duration, names ...string) {
 }
 
 // Stalls is the number of exchanges that met a stall so far.
-func (n *MemNetwork) Stalls() int64 {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.stalls
-}
+func (n *MemNetwork) Stalls() int64 { return n.stalls.Load() }
 
 // SetLoss makes every packet and exchange lost with probability p.
 func (n *MemNetwork) SetLoss(p float64) {
@@ -282,8 +279,9 @@ func (e *memExchange) Call(ctx context.Context, _, addr string, req []byte) ([]b
 	e.net.mu.RLock()
 	dst := e.net.exchanges[addr]
 	var h network.Handler
+	var stall time.Duration
 	if dst != nil {
-		h = dst.handler
+		h, stall = dst.handler, e.net.stalled[dst.name]
 	}
 	e.net.mu.RUnlock()
 	if h == nil {
@@ -293,13 +291,8 @@ func (e *memExchange) Call(ctx context.Context, _, addr string, req []byte) ([]b
 		<-ctx.Done() // lost: the caller times out
 		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, ctx.Err())
 	}
-	e.net.mu.Lock()
-	stall := e.net.stalled[dst.name]
 	if stall > 0 {
-		e.net.stalls++
-	}
-	e.net.mu.Unlock()
-	if stall > 0 {
+		e.net.stalls.Add(1)
 		t := time.NewTimer(stall)
 		select {
 		case <-ctx.Done():
