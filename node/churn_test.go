@@ -533,3 +533,45 @@ func TestExcludedIsNotReleased(t *testing.T) {
 		}
 	})
 }
+
+// A member that hangs — silent to every exchange, yet alive in the
+// membership for as long as it likes (Serf's verdict an hour away) — is
+// found lost by the first statement after it hangs, and stays left out
+// of every statement after, however long it stays: each one names it and
+// is right over the others, and none waits to find it again. (Its note
+// used to expire after HintTTL, and every statement asked later paid the
+// exchanges and probes that found it once more.)
+func TestHungMemberStaysLeftOut(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.Detect = time.Hour
+		c := startFake(t, 12, fcfg, 5, nil)
+		asker := c.nodes[0]
+		const src = "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0"
+		p := compile(t, asker, src)
+		healthy := ask(t, asker, p)
+		hung := c.nodes[7].Name()
+		c.kill(7)
+		survivors := c.records()
+		first := ask(t, asker, p)
+		if !slices.Contains(first.Excluded, hung) || first.Flagged() {
+			t.Fatalf("the statement after %s hung: %s (%s), left out %v", hung, first.Status, first.Reason, first.Excluded)
+		}
+		t.Logf("healthy %v, first after the hang %v", healthy.Took(), first.Took())
+		for i, wait := range []time.Duration{15 * time.Second, 40 * time.Second, 2 * time.Minute} {
+			elapse(wait)
+			res := ask(t, asker, p)
+			t.Logf("%v later: %s in %v, left out %v", wait, res.Status, res.Took(), res.Excluded)
+			if res.Flagged() || !slices.Contains(res.Excluded, hung) {
+				t.Errorf("statement %d: %s (%s), left out %v; want converged without %s", i+2, res.Status, res.Reason, res.Excluded, hung)
+			}
+			if want := query.Exact(p, survivors); !closeTo(res, want) {
+				t.Errorf("statement %d: %v, want %v", i+2, res.Rows, want.Rows)
+			}
+			if res.Took() > healthy.Took()+fcfg.Timeout/2 {
+				t.Errorf("statement %d took %v, the healthy cluster's %v: it looked for %s again", i+2, res.Took(), healthy.Took(), hung)
+			}
+		}
+	})
+}

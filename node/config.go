@@ -103,7 +103,8 @@ type Config struct {
 	MaxAsk, AskQueue int
 	AskWait          time.Duration
 	// HintTTL is how long a failure to reach a peer is remembered and
-	// passed on; ProbeTries how many pings an asker sends a suspect before
+	// passed on (renewed while the membership lists it and a look at it
+	// again finds it silent: a member that hangs stays left out); ProbeTries how many pings an asker sends a suspect before
 	// it believes it unreachable (suspect.go).
 	HintTTL    time.Duration
 	ProbeTries int

@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	mrand "math/rand/v2"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/peerq/peerq/node/network"
@@ -89,4 +91,55 @@ func TestHintNotedAfterNow(t *testing.T) {
 	if err != nil || len(b.Hints) != 2 {
 		t.Fatalf("the exchange with these hints: %v, %d hints", err, len(b.Hints))
 	}
+}
+
+// Members this peer found lost that the membership still lists and that
+// stay silent keep their notes, every one of them while there are no more
+// than maxRelooks·HintTTL/s (the oldest are looked at first); a member the
+// membership drops is forgotten after HintTTL; and one that answers at
+// last, long after it was found, is cleared without counting as a
+// mistake of this peer's timeouts. Mutations: without the renewal every
+// note expires at 10 s; with the map's order in place of the oldest
+// first, 30 notes lose some.
+func TestSilentMembersStayLost(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		net := boots{}
+		names := make([]string, 30)
+		for i := range names {
+			names[i] = fmt.Sprintf("m%02d", i)
+			net[names[i]] = 1
+		}
+		net["gone"] = 1
+		now := time.Unix(1000, 0)
+		cfg := proberConfig{HintTTL: 10 * time.Second, ProbeTries: 1, IndirectProbes: 3, ExchangeTimeout: time.Second,
+			MinRound: 50 * time.Millisecond, ExchangeTime: func() time.Duration { return 0 }, Now: func() time.Time { return now },
+			Rand: mrand.New(mrand.NewPCG(1, 1))}
+		p := newProber(context.Background(), cfg, net, func(string, string) {})
+		defer p.close()
+		for _, name := range append(names, "gone") {
+			p.declareLost(name, unreachablePrefix+": 2 pings failed", now)
+		}
+		delete(net, "gone")
+		for round := int64(10); round <= 1200; round += 10 {
+			now = now.Add(time.Second)
+			p.tick(round, now)
+			synctest.Wait() // the relooks' pings fail at once
+		}
+		for _, name := range names {
+			if !p.isLost(name) {
+				t.Errorf("%s: silent for 2 minutes and listed, but no longer lost", name)
+			}
+		}
+		if p.isLost("gone") {
+			t.Errorf("a member the membership dropped is still noted lost after 2 minutes")
+		}
+		if n := len(p.lostLately(now)); n != len(names) {
+			t.Errorf("lostLately: %d members, want %d", n, len(names))
+		}
+		p.reached(names[0], now)
+		if p.isLost(names[0]) || p.health.level != 0 {
+			t.Errorf("a member that answered 2 minutes after it was found: lost %v, health %d (want cleared, 0)", p.isLost(names[0]), p.health.level)
+		}
+	})
 }
