@@ -161,7 +161,7 @@ func DecodeKnown(b []byte, known []*Entry) (*Message, error) {
 	held := matcher{known: known}
 	for i := 0; i < n && d.Err() == nil; i++ {
 		node, key, row, proof := readEntry(d)
-		if held.find(node, key, row, proof) == nil {
+		if held.find(node, key, row) == nil {
 			fresh++
 			size += len(key) + len(row) + len(proof)
 		}
@@ -183,7 +183,7 @@ func DecodeKnown(b []byte, known []*Entry) (*Message, error) {
 				d.Fail("entry without a node")
 				break
 			}
-			if e := held.find(node, key, row, proof); e != nil {
+			if e := held.find(node, key, row); e != nil {
 				m.Entries = append(m.Entries, e)
 				continue
 			}
@@ -242,8 +242,13 @@ type matcher struct {
 	j     int
 }
 
-// find returns the held entry equal to (node, key, row, proof), or nil.
-func (m *matcher) find(node, key, row, proof []byte) *Entry {
+// find returns the held entry that says what (node, key, row) says, or
+// nil. Its proof is not compared: a held entry was checked as it entered
+// the list (or is the peer's own), and one that says the same is that
+// record whatever proof it carries — the held one, with its own proof, is
+// what the peer keeps and passes on. (Made apart, it would be dropped
+// as the held entry's duplicate in merge, unchecked.)
+func (m *matcher) find(node, key, row []byte) *Entry {
 	for m.j < len(m.known) && compareRaw(m.known[m.j], key, node) < 0 {
 		m.j++
 	}
@@ -251,7 +256,7 @@ func (m *matcher) find(node, key, row, proof []byte) *Entry {
 		return nil
 	}
 	e := m.known[m.j]
-	if compareRaw(e, key, node) != 0 || !bytes.Equal(e.Row, row) || !bytes.Equal(e.Proof, proof) {
+	if compareRaw(e, key, node) != 0 || !bytes.Equal(e.Row, row) {
 		return nil
 	}
 	m.j++

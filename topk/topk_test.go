@@ -240,10 +240,11 @@ func FuzzDecodeMessage(f *testing.F) {
 	})
 }
 
-// A message's entries that the receiver holds, equal in every field, are
-// the receiver's own entries; the others are made, equal to what was sent,
-// and an entry that differs from a held one in any field (a row, a proof)
-// is made, never taken for the held one.
+// A message's entries that say what a held entry says (node, key, row) are
+// the receiver's own entries, whatever proof they carry (the held one was
+// checked, and its proof is what the receiver keeps); the others are made,
+// equal to what was sent, and one that differs from a held entry in its
+// row is made, never taken for the held one.
 func TestDecodeKnown(t *testing.T) {
 	held := []*Entry{
 		{Node: "a", Key: []byte{1}, Row: []byte("ra"), Proof: []byte("sa")},
@@ -254,7 +255,7 @@ func TestDecodeKnown(t *testing.T) {
 	sent := []*Entry{
 		{Node: "a", Key: []byte{1}, Row: []byte("ra"), Proof: []byte("sa")},    // held
 		{Node: "a2", Key: []byte{1}, Row: []byte("r"), Proof: []byte("s")},     // new
-		{Node: "b", Key: []byte{2}, Row: []byte("rb"), Proof: []byte("other")}, // another proof
+		{Node: "b", Key: []byte{2}, Row: []byte("rb"), Proof: []byte("other")}, // another proof: held
 		{Node: "c", Key: []byte{3}, Row: []byte("XX"), Proof: []byte("sc")},    // another row
 		{Node: "d", Key: []byte{5}, Row: []byte("rd"), Proof: []byte("sd")},    // held
 		{Node: "e", Key: []byte{9}},                                            // new, empty fields
@@ -269,11 +270,14 @@ func TestDecodeKnown(t *testing.T) {
 	}
 	for i, want := range sent {
 		e := got.Entries[i]
+		if i == 2 {
+			want = held[1] // the held record, with the proof it was checked with
+		}
 		if e.Node != want.Node || string(e.Key) != string(want.Key) || string(e.Row) != string(want.Row) || string(e.Proof) != string(want.Proof) {
 			t.Errorf("entry %d: %+v, sent %+v", i, e, want)
 		}
 		isHeld := slices.Contains(held, e)
-		if wantHeld := i == 0 || i == 4; isHeld != wantHeld {
+		if wantHeld := i == 0 || i == 2 || i == 4; isHeld != wantHeld {
 			t.Errorf("entry %d (%s): held %v, want %v", i, e.Node, isHeld, wantHeld)
 		}
 	}
