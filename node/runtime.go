@@ -879,6 +879,20 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 	return q, err
 }
 
+// silentMember is the owner's word on a member of this pool that a lease
+// request failed to reach (ownerEnv.silent): the failure sets this peer's
+// probes going, as a query's failed exchange does, and the member counts
+// as unreachable once they have found it silent for HintTTL. Another
+// pool's member is its relays' to judge. Call it without rt.mu.
+func (rt *runtime) silentMember(peer string, err error) (time.Duration, bool) {
+	if _, _, remote := remoteName(peer); remote || peer == rt.net.Name() {
+		return 0, false
+	}
+	now := rt.now()
+	rt.prober.failedWith(peer, err, now)
+	return rt.prober.silentFor(peer, now)
+}
+
 // reliabilityBound is a query's run.Config.Reliability: the observer's
 // bound on a node's claim (atMost), each node's remembered for a second
 // of the query. A top-k checks every entry that enters a peer's list

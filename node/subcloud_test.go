@@ -798,3 +798,62 @@ func TestExtendRollsBack(t *testing.T) {
 		}
 	})
 }
+
+// A member that hangs — silent to every exchange while the membership,
+// whose verdict is an hour away, lists it — is replaced once this peer's
+// probes have found it silent for HintTTL, not kept until its lease
+// lapses unrenewed; a minute of lossy checks (a quarter of the messages
+// lost, so that many checks time out and set the probes going) replaces
+// nobody, nor does a member cut off for 6 s (found lost, then back).
+// Mutations: without the probes' word (ownerEnv.silent nil) the hung
+// member is still counted after a minute; with no time silent required
+// (silentFor's d >= 0), the member cut off is replaced.
+func TestSubcloudReplacesAHungMember(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.Detect = time.Hour
+		fcfg.Loss = 0.25
+		c := startFake(t, 20, fcfg, 3, nil)
+		owner := c.nodes[0]
+		c.net.SetLoss(0)
+		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS s FOR 1h"))
+		c.net.SetLoss(0.25)
+		elapse(time.Minute)
+		if size, _, repairs := ownedSize(owner, "s"); size != 4 || repairs != 0 {
+			t.Fatalf("a minute of lossy checks: size %d, %d repairs; want 4 members, none replaced", size, repairs)
+		}
+		// A member cut off for a few seconds is found lost by the owner's
+		// probes, and answers again before they have found it silent for
+		// long: it stays.
+		c.net.SetLoss(0)
+		cut := res.Nodes[1]
+		c.net.Partition([]string{cut})
+		elapse(6 * time.Second)
+		c.net.Heal()
+		elapse(20 * time.Second)
+		if owner.Stats().Lost == 0 {
+			t.Errorf("a member cut off for 6 s was never found lost: the cut tested nothing")
+		}
+		if size, _, repairs := ownedSize(owner, "s"); size != 4 || repairs != 0 {
+			t.Fatalf("a member cut off for 6 s: size %d, %d repairs; want 4 members, none replaced", size, repairs)
+		}
+		c.net.SetLoss(0.02) // a search that can succeed
+		hung := res.Nodes[0]
+		c.kill(c.index(hung))
+		start := time.Now()
+		if !until(time.Minute, func() bool {
+			size, _, repairs := ownedSize(owner, "s")
+			return size == 4 && repairs == 1 && !slices.Contains(c.leaseHolders()["s"][owner.Name()], hung)
+		}) {
+			size, _, repairs := ownedSize(owner, "s")
+			t.Fatalf("a hung member after a minute: size %d, %d repairs, holders %v", size, repairs, c.leaseHolders()["s"])
+		}
+		took := time.Since(start)
+		t.Logf("the hung member replaced %v after it hung", took)
+		if hint := DefaultConfig(nil).HintTTL; took < hint {
+			t.Errorf("replaced after %v, before the probes could find it silent for %v", took, hint)
+		}
+		c.close()
+	})
+}

@@ -274,7 +274,8 @@ func (p *prober) failedWith(peer string, err error, now time.Time) {
 // takes part in (each spreads the news with its messages), and out of
 // the queries it asks next while the news is fresh (HintTTL). The
 // member is not released from a subcloud for it: leases follow Serf's
-// verdict and the owner's checks. Call it without the runtime's lock.
+// verdict and the owner's checks (which count a member silent for
+// HintTTL as unreachable: silentFor). Call it without the runtime's lock.
 func (p *prober) declareLost(name, why string, now time.Time) {
 	p.mu.Lock()
 	why = p.lose(name, why, now)
@@ -336,6 +337,22 @@ func (p *prober) isLost(name string) bool {
 	defer p.mu.Unlock()
 	_, ok := p.lost[name]
 	return ok
+}
+
+// silentFor says how long this peer's own probes have found name silent,
+// and whether that is HintTTL or more: found lost by its probes (not a
+// refused connection, nor a hint), and every look at it since (relook)
+// unanswered. A member that answers is cleared, so one that is merely
+// slow, or was behind a loss, does not last so long.
+func (p *prober) silentFor(name string, now time.Time) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.lost[name]
+	if !ok || !strings.HasPrefix(l.why, unreachablePrefix) || now.Sub(l.last()) >= p.cfg.HintTTL {
+		return 0, false
+	}
+	d := now.Sub(l.at)
+	return d, d >= p.cfg.HintTTL
 }
 
 // lostLately are the members found lost within HintTTL of now, with why:

@@ -46,7 +46,8 @@ type OwnerConfig struct {
 	CheckEvery time.Duration
 	// CheckMisses is how many checks in a row a member's address must
 	// refuse (ErrUnreachable) before it is lost. A check that times out
-	// counts for nothing: loss does that too.
+	// counts for nothing: loss does that too. (The node's Env also says
+	// ErrUnreachable of a member its probes have found silent for long.)
 	CheckMisses int
 	// RepairBackoff is how long the owner waits before it searches again
 	// after a repair that found nobody.
