@@ -54,6 +54,9 @@ type Network struct {
 	// between two hosts whose clocks differ by more than the replay window
 	// are refused, as the overlay refuses them.
 	clock map[string]time.Duration
+	// slow is each host's extra delay (SetSlow): a loaded machine, or one
+	// far away, that answers late but answers.
+	slow map[string]time.Duration
 	// Exchanges counts exchanges attempted; Lost those lost to Loss,
 	// crashes or partitions.
 	exchanges, lost int64
@@ -65,7 +68,16 @@ func New(cfg Config) *Network {
 		cfg.Timeout = time.Second
 	}
 	return &Network{cfg: cfg, r: rand.New(rand.NewPCG(cfg.Seed, 0xfa4e)), hosts: map[string]*Host{}, cut: map[string]int{},
-		clock: map[string]time.Duration{}}
+		clock: map[string]time.Duration{}, slow: map[string]time.Duration{}}
+}
+
+// SetSlow makes every message to or from name take d more (0: none), a
+// reply within the network's Timeout still arriving: a peer that answers
+// late but answers.
+func (nw *Network) SetSlow(name string, d time.Duration) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.slow[name] = d
 }
 
 // Host is one peer's view of the network: it implements node.Network.
@@ -473,8 +485,9 @@ func (h *Host) Exchange(ctx context.Context, peer string, req []byte) ([]byte, e
 	ok := h.alive && to != nil && to.alive && to.handler != nil && h.view[peer] && nw.cut[h.name] == nw.cut[peer]
 	refused := h.alive && to != nil && to.stopped && nw.cut[h.name] == nw.cut[peer]
 	lost := !ok || nw.cfg.Loss > 0 && nw.r.Float64() < nw.cfg.Loss
-	delay := nw.delay()
-	back := nw.delay()
+	extra := nw.slow[h.name] + nw.slow[peer]
+	delay := nw.delay() + extra
+	back := nw.delay() + extra
 	twice := nw.cfg.Duplicate > 0 && nw.r.Float64() < nw.cfg.Duplicate
 	lostBack := nw.cfg.ReplyLoss > 0 && nw.r.Float64() < nw.cfg.ReplyLoss
 	var handler network.Handler

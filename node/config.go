@@ -104,8 +104,10 @@ type Config struct {
 	AskWait          time.Duration
 	// HintTTL is how long a failure to reach a peer is remembered and
 	// passed on (renewed while the membership lists it and a look at it
-	// again finds it silent: a member that hangs stays left out); ProbeTries how many pings an asker sends a suspect before
-	// it believes it unreachable (suspect.go).
+	// again finds it silent: a member that hangs stays left out, and a
+	// subcloud's owner replaces a member silent that long); ProbeTries
+	// how many pings an asker sends a suspect before it believes it
+	// unreachable (suspect.go).
 	HintTTL    time.Duration
 	ProbeTries int
 	// IndirectProbes is how many other members a peer asks to ping a

@@ -221,7 +221,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		cancel()
 		return nil, err
 	}
-	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), rt.r.Uint64()), ownerEnv{calls: n.calls, peer: rt, names: n.nameKeepers, fs: cfg.FS, dir: cfg.DataDir, stored: keeper.stored, now: n.now, logf: n.logf, silent: rt.silentMember}, owned, func(p string) bool {
+	n.owner, err = owner.New(ownerConfig(cfg, n.Name(), rt.r.Uint64()), ownerEnv{calls: n.calls, peer: rt, names: n.nameKeepers, fs: cfg.FS, dir: cfg.DataDir, stored: keeper.stored, now: n.now, logf: n.logf, contact: rt.leaseContact}, owned, func(p string) bool {
 		if _, _, remote := remoteName(p); remote {
 			return true // another pool's: the owner's checks find whether it is live
 		}

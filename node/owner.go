@@ -41,11 +41,11 @@ type ownerEnv struct {
 	stored func(error) error
 	now    func() time.Time
 	logf   func(format string, args ...any)
-	// silent, if set, is told of each member of this peer's pool that a
-	// request failed to reach (not one that refused the connection: that
-	// is ErrUnreachable already), and says whether the peer's own probes
-	// have found it silent for long (prober.silentFor), and for how long.
-	silent func(peer string, err error) (time.Duration, bool)
+	// contact, if set, is told how each request to a member went (nil
+	// for an answer; not a refused connection: that is ErrUnreachable
+	// already), and says whether the peer's own probes have found it
+	// silent for long, and for how long (runtime.leaseContact).
+	contact func(peer string, err error) (time.Duration, bool)
 }
 
 // ownerPeer is what the owner's environment asks of the rest of the peer
@@ -70,21 +70,21 @@ var _ owner.Env = ownerEnv{}
 // Send is one lease request. A member whose address refuses the
 // connection is unreachable (subcloud.ErrUnreachable: the owner's checks
 // lose it); so is one that the peer's own probes have found silent, and
-// kept finding silent, for HintTTL: a member that hangs — its process
-// stopped, its port cut — while Serf, whose probes it still answers,
-// lists it, was kept until its lease lapsed unrenewed (40–60 minutes of
-// a 1-hour lease, TestSubcloudReplacesAHungMember), and a job counted a
-// member that did nothing. A request that merely times out counts for
-// nothing: it sets the probes going (prober.failedWith), and a check lost
-// to the network is no loss.
+// kept finding silent, for HintTTL, with no answer to any request since:
+// a member that hangs — its process stopped, its port cut — while Serf,
+// whose probes it still answers, lists it, was kept until its lease
+// lapsed unrenewed (40–60 minutes of a 1-hour lease,
+// TestSubcloudReplacesAHungMember), and a job counted a member that did
+// nothing. A request that merely times out counts for nothing: it sets
+// the probes going (prober.failedWith), and a check lost to the network
+// is no loss; an answer clears what they noted.
 func (e ownerEnv) Send(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error) {
 	rep, err := e.calls.callLease(ctx, to, req)
 	switch {
-	case err == nil:
 	case errors.Is(err, network.ErrNoEndpoint):
 		err = fmt.Errorf("%w: %w", subcloud.ErrUnreachable, err)
-	case ctx.Err() == nil && e.silent != nil:
-		if d, ok := e.silent(to, err); ok {
+	case ctx.Err() == nil && e.contact != nil:
+		if d, ok := e.contact(to, err); ok {
 			err = fmt.Errorf("%w: this peer's probes have found it silent for %v: %w", subcloud.ErrUnreachable, d.Round(time.Second), err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -93,53 +94,112 @@ func TestHintNotedAfterNow(t *testing.T) {
 	}
 }
 
+// looks is a probeNet whose members each answer a ping, stay silent, or
+// answer refusing this peer's clock, as how says (absent: not listed).
+type looks struct {
+	mu  sync.Mutex
+	how map[string]string
+}
+
+func (l *looks) Name() string { return "self" }
+func (l *looks) Member(name string) (network.Member, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.how[name]
+	return network.Member{Name: name, Boot: 1}, ok
+}
+func (l *looks) Sample(r *mrand.Rand) (string, bool) { return "", false }
+func (l *looks) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
+	l.mu.Lock()
+	how := l.how[peer]
+	l.mu.Unlock()
+	switch how {
+	case "answers":
+		return encodeBatch(batch{}), nil
+	case "skewed":
+		return nil, &network.SkewError{Peer: peer, Offset: time.Minute}
+	}
+	return nil, errors.New("silent")
+}
+
+func (l *looks) set(name, how string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if how == "" {
+		delete(l.how, name)
+		return
+	}
+	l.how[name] = how
+}
+
 // Members this peer found lost that the membership still lists and that
 // stay silent keep their notes, every one of them while there are no more
-// than maxRelooks·HintTTL/s (the oldest are looked at first); a member the
-// membership drops is forgotten after HintTTL; and one that answers at
-// last, long after it was found, is cleared without counting as a
-// mistake of this peer's timeouts. Mutations: without the renewal every
-// note expires at 10 s; with the map's order in place of the oldest
-// first, 30 notes lose some.
+// than maxRelooks·HintTTL/s (the oldest are looked at first), and count
+// as silent for long (silentFor) but for while this peer's own health is
+// in doubt; a member the membership drops is forgotten after HintTTL; one
+// that answers at last, long after it was found, is cleared without
+// counting as a mistake of this peer's timeouts; one that answers
+// refusing this peer's clock is not silent, and its note runs out; and
+// notes kept so leave the prober quiet. Mutations: without the renewal
+// every note expires at 10 s; with the map's order in place of the oldest
+// first, 30 notes lose some; renewing on a skew refusal keeps that note.
 func TestSilentMembersStayLost(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		net := boots{}
+		net := &looks{how: map[string]string{"gone": "silent", "skewed": "skewed", "back": "silent"}}
 		names := make([]string, 30)
 		for i := range names {
 			names[i] = fmt.Sprintf("m%02d", i)
-			net[names[i]] = 1
+			net.how[names[i]] = "silent"
 		}
-		net["gone"] = 1
 		now := time.Unix(1000, 0)
 		cfg := proberConfig{HintTTL: 10 * time.Second, ProbeTries: 1, IndirectProbes: 3, ExchangeTimeout: time.Second,
 			MinRound: 50 * time.Millisecond, ExchangeTime: func() time.Duration { return 0 }, Now: func() time.Time { return now },
 			Rand: mrand.New(mrand.NewPCG(1, 1))}
 		p := newProber(context.Background(), cfg, net, func(string, string) {})
 		defer p.close()
-		for _, name := range append(names, "gone") {
+		for _, name := range append(names, "gone", "skewed", "back") {
 			p.declareLost(name, unreachablePrefix+": 2 pings failed", now)
 		}
-		delete(net, "gone")
-		for round := int64(10); round <= 1200; round += 10 {
+		net.set("gone", "")
+		for round := int64(1); round <= 120; round++ {
 			now = now.Add(time.Second)
-			p.tick(round, now)
-			synctest.Wait() // the relooks' pings fail at once
+			if round == 60 {
+				net.set("back", "answers")
+			}
+			p.tick(now)
+			synctest.Wait() // the looks' pings fail, or answer, at once
 		}
 		for _, name := range names {
 			if !p.isLost(name) {
 				t.Errorf("%s: silent for 2 minutes and listed, but no longer lost", name)
+			} else if d, silent := p.silentFor(name, now); !silent || d != 2*time.Minute {
+				t.Errorf("%s: silent for %v (%v), want 2m0s", name, d, silent)
 			}
 		}
-		if p.isLost("gone") {
-			t.Errorf("a member the membership dropped is still noted lost after 2 minutes")
+		for _, name := range []string{"gone", "skewed", "back"} {
+			if p.isLost(name) {
+				t.Errorf("%s is still noted lost after 2 minutes", name)
+			}
+		}
+		if p.health.level != 0 {
+			t.Errorf("health %d after a member answered a minute after it was found: want 0 (no mistake)", p.health.level)
 		}
 		if n := len(p.lostLately(now)); n != len(names) {
 			t.Errorf("lostLately: %d members, want %d", n, len(names))
 		}
+		if !p.quiet() {
+			t.Errorf("not quiet with only renewed notes: rounds would stay short for as long as a member hangs")
+		}
 		p.reached(names[0], now)
 		if p.isLost(names[0]) || p.health.level != 0 {
 			t.Errorf("a member that answered 2 minutes after it was found: lost %v, health %d (want cleared, 0)", p.isLost(names[0]), p.health.level)
+		}
+		p.mu.Lock()
+		p.health.mistake(now)
+		p.mu.Unlock()
+		if _, silent := p.silentFor(names[1], now); silent {
+			t.Errorf("silent for long while this peer's own health is in doubt")
 		}
 	})
 }

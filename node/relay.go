@@ -630,7 +630,11 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 
 // relayIn is a gateway's last hop: it delivers a request from another
 // pool to the member of its own pool it names, or says it cannot reach
-// it.
+// it: its membership does not list it, its address refuses the
+// connection, or this gateway's own probes have found it silent for
+// HintTTL (runtime.silentMember: a member that hangs while Serf lists
+// it). The owner believes it only from a majority of the pool's
+// gateways (relayOut), each its own observer.
 func (p *pools) relayIn(ctx context.Context, req poolReq) poolResp {
 	if req.Pool != p.cfg.Pool {
 		return poolResp{Err: fmt.Sprintf("a relay for pool %s reached a gateway of pool %s", req.Pool, p.cfg.Pool)}
@@ -641,7 +645,17 @@ func (p *pools) relayIn(ctx context.Context, req poolReq) poolResp {
 	if _, ok := p.lan.Member(req.To); !ok {
 		return poolResp{Unreachable: true}
 	}
+	if p.rt != nil {
+		// Said at once: a relay's hops share one deadline, and one more
+		// wait for the member would outlast the hop that asked.
+		if _, silent := p.rt.prober.silentFor(req.To, p.now()); silent {
+			return poolResp{Unreachable: true}
+		}
+	}
 	resp, err := p.callLAN(ctx, req.To, poolReq{Op: opDeliver, ID: req.ID, Msg: req.Msg, From: req.From})
+	if p.rt != nil && (err == nil || hung(err)) {
+		p.rt.leaseContact(req.To, err) // an answer clears the probes' note, a failure sets them going
+	}
 	switch {
 	case errors.Is(err, network.ErrNoEndpoint):
 		return poolResp{Unreachable: true}

@@ -476,6 +476,60 @@ func TestReserveAcrossPools(t *testing.T) {
 		}
 	})
 
+	// A member of another pool that hangs — alive to Serf, silent to
+	// exchanges — is replaced once a majority of its pool's gateways have
+	// found it silent for HintTTL (each its own probes: relayIn), not
+	// kept until its lease lapses; once it answers again, it lets its
+	// lease go. Mutation: without relayIn's word on a silent member, it
+	// is still a member after 90 s.
+	t.Run("a remote member that hangs is replaced", func(t *testing.T) {
+		forgetKeys(e)
+		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS hang FOR 10m")
+		var victim string
+		for _, m := range a.Nodes {
+			if _, _, r := remoteName(m); r && !e.Nodes[e.memberIndex(0, m)].rt.pools.isGateway() {
+				victim = m
+				break
+			}
+		}
+		if victim == "" {
+			t.Fatalf("no member of another pool that is not a gateway among %v", a.Nodes)
+		}
+		vi := e.memberIndex(0, victim)
+		lan := e.clusters[e.PoolOf(vi)].Mem
+		lan.Stall(time.Hour, e.Nodes[vi].Name())
+		start := time.Now()
+		deadline := start.Add(90 * time.Second)
+		for {
+			names := ownedMembers(e.Nodes[asker], "hang")
+			if len(names) == 12 && !slices.Contains(names, victim) {
+				holdsAcross(t, e, asker, "hang", names)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("subcloud hang 90 s after %s hung: %v", victim, names)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("%s hung: replaced after %v", victim, time.Since(start).Round(100*time.Millisecond))
+		if l, held := e.Nodes[vi].leases.current(); !held || l.Subcloud != "hang" {
+			t.Fatalf("%s, hung, no longer holds its lease: %+v (its lease is 10 minutes)", victim, l)
+		}
+		lan.Stall(0, e.Nodes[vi].Name())
+		deadline = time.Now().Add(time.Minute)
+		for {
+			l, held := e.Nodes[vi].leases.current()
+			if !held || l.Subcloud != "hang" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s, replaced while it hung, still holds %+v a minute after it answered again", victim, l)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		reserve("RELEASE hang")
+	})
+
 	t.Run("a remote member killed is replaced", func(t *testing.T) {
 		forgetKeys(e)
 		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS kept FOR 2m")

@@ -303,7 +303,7 @@ func (rt *runtime) tick() {
 			delete(rt.told, id)
 		}
 	}
-	rt.prober.tick(rt.round, now)
+	rt.prober.tick(now)
 	out := map[string][]entry{}
 	var reports []report
 	for id, q := range rt.queries {
@@ -879,16 +879,21 @@ func (rt *runtime) bind(id QueryID, plan *query.Plan, wire, coord []byte, asker 
 	return q, err
 }
 
-// silentMember is the owner's word on a member of this pool that a lease
-// request failed to reach (ownerEnv.silent): the failure sets this peer's
-// probes going, as a query's failed exchange does, and the member counts
-// as unreachable once they have found it silent for HintTTL. Another
-// pool's member is its relays' to judge. Call it without rt.mu.
-func (rt *runtime) silentMember(peer string, err error) (time.Duration, bool) {
+// leaseContact is told how a lease request to a member of this pool went
+// (ownerEnv.contact, relayIn): an answer clears what this peer's probes
+// noted of it, as any exchange does; a failure sets them going, as a
+// query's failed exchange does, and the member counts as unreachable
+// once they have found it silent for HintTTL (silentFor). Another pool's
+// member is its relays' to judge. Call it without rt.mu.
+func (rt *runtime) leaseContact(peer string, err error) (time.Duration, bool) {
 	if _, _, remote := remoteName(peer); remote || peer == rt.net.Name() {
 		return 0, false
 	}
 	now := rt.now()
+	if err == nil {
+		rt.prober.reached(peer, now)
+		return 0, false
+	}
 	rt.prober.failedWith(peer, err, now)
 	return rt.prober.silentFor(peer, now)
 }

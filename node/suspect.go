@@ -71,6 +71,10 @@ type prober struct {
 	// while the news is fresh.
 	lost   map[string]lostNote
 	health health
+	// relooking are the members a look at them again is under way for
+	// (relook); looked is when the last round of looks began.
+	relooking map[string]bool
+	looked    time.Time
 }
 
 // proberConfig is how the prober probes: the node's Config's fields of
@@ -111,7 +115,7 @@ type probeCounts struct {
 // when it ends, the probes in flight give up. onLost must be safe for
 // concurrent use (it is called from the prober's goroutines).
 func newProber(ctx context.Context, cfg proberConfig, net probeNet, onLost func(name, why string)) *prober {
-	p := &prober{cfg: cfg, net: net, onLost: onLost, r: cfg.Rand, sus: newSuspicions(), lost: map[string]lostNote{}}
+	p := &prober{cfg: cfg, net: net, onLost: onLost, r: cfg.Rand, sus: newSuspicions(), lost: map[string]lostNote{}, relooking: map[string]bool{}}
 	p.ctx, p.cancel = context.WithCancel(ctx)
 	p.healthMul.Store(1)
 	return p
@@ -204,22 +208,26 @@ func (h *health) factor(now time.Time) time.Duration {
 }
 
 // tick is the prober's part of the runtime's round: health recovers, and
-// every tenth round old news is forgotten and a few members found lost
-// that the network still lists are looked at again (relook): those that
+// once a second old news is forgotten and a few members found lost that
+// the network still lists are looked at again (relook): those that
 // answer are cleared, those still silent stay lost.
-func (p *prober) tick(round int64, now time.Time) {
+func (p *prober) tick(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.healthMul.Store(int64(p.health.factor(now)))
-	if round%10 != 0 {
+	// Once a second, by the clock: a quiet peer's rounds are a second
+	// long, and a member that hangs keeps a peer's notes (relook) but not
+	// its rounds short (quiet).
+	if now.Sub(p.looked) < time.Second && !now.Before(p.looked) {
 		return
 	}
+	p.looked = now
 	p.sus.expire(now, p.cfg.HintTTL, func(name string) bool { _, ok := p.net.Member(name); return ok })
 	var listed []string
 	for name, l := range p.lost {
 		if now.Sub(l.last()) >= p.cfg.HintTTL {
 			delete(p.lost, name)
-		} else if _, ok := p.net.Member(name); ok && !p.sus.verifying[name] {
+		} else if _, ok := p.net.Member(name); ok && !p.sus.verifying[name] && !p.relooking[name] {
 			listed = append(listed, name)
 		}
 	}
@@ -232,14 +240,21 @@ func (p *prober) tick(round int64, now time.Time) {
 	}
 }
 
-// quiet says the prober has nothing to expire or look at again: no
-// member lost lately, suspected, being verified or probed, or skewed. A
-// quiet peer's rounds may then be longer (Config.QuietRound).
+// quiet says the prober has nothing to expire or look at again but the
+// members it keeps finding silent: no member lost lately (a note not yet
+// renewed), suspected, being verified or probed, or skewed. A quiet
+// peer's rounds may then be longer (Config.QuietRound): a member that
+// hangs for hours needs one look a second (tick), not short rounds.
 func (p *prober) quiet() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := &p.sus
-	return len(p.lost) == 0 && len(s.failed) == 0 && len(s.confirmed) == 0 && len(s.skewed) == 0 &&
+	for _, l := range p.lost {
+		if l.renewed.IsZero() {
+			return false
+		}
+	}
+	return len(s.failed) == 0 && len(s.confirmed) == 0 && len(s.skewed) == 0 &&
 		len(s.probing) == 0 && len(s.verifying) == 0
 }
 
@@ -341,9 +356,11 @@ func (p *prober) isLost(name string) bool {
 
 // silentFor says how long this peer's own probes have found name silent,
 // and whether that is HintTTL or more: found lost by its probes (not a
-// refused connection, nor a hint), and every look at it since (relook)
-// unanswered. A member that answers is cleared, so one that is merely
-// slow, or was behind a loss, does not last so long.
+// refused connection, nor a hint), no exchange with it since (any clears
+// the note: reached), and every look at it since (relook: two pings and
+// the helpers' probes) unanswered. Never while this peer's own health is
+// in doubt (a member it wrongly found lost lately): a peer too loaded to
+// hear answers must not have members replaced on its word.
 func (p *prober) silentFor(name string, now time.Time) (time.Duration, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -352,7 +369,7 @@ func (p *prober) silentFor(name string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	d := now.Sub(l.at)
-	return d, d >= p.cfg.HintTTL
+	return d, d >= p.cfg.HintTTL && p.health.factor(now) == 1
 }
 
 // lostLately are the members found lost within HintTTL of now, with why:
@@ -551,20 +568,8 @@ func (p *prober) verify(peer string, t time.Time) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		err := p.ping(peer, p.verifyTimeout())
+		err, reachedBy := p.examine(peer, helpers, func() { p.sus.missed(peer, t) })
 		var skew *network.SkewError
-		reachedBy := ""
-		if err != nil && !errors.As(err, &skew) && !errors.Is(err, network.ErrNoEndpoint) {
-			p.mu.Lock()
-			p.sus.missed(peer, t)
-			p.mu.Unlock()
-			again := make(chan error, 1)
-			go func() { again <- p.ping(peer, p.verifyTimeout()) }()
-			reachedBy = p.probeThrough(peer, helpers)
-			if <-again == nil {
-				reachedBy = p.net.Name()
-			}
-		}
 		p.mu.Lock()
 		delete(p.sus.verifying, peer)
 		now, why := p.cfg.Now(), ""
@@ -586,6 +591,30 @@ func (p *prober) verify(peer string, t time.Time) {
 	}()
 }
 
+// examine is SWIM's look at peer: a ping; if it fails (not refused, not
+// for skew), first (with mu held) and then a second ping while helpers
+// are asked to ping it. err is the first ping's; reachedBy names who
+// reached it after that failed ("" for none). Call it without mu.
+func (p *prober) examine(peer string, helpers []string, first func()) (err error, reachedBy string) {
+	err = p.ping(peer, p.verifyTimeout())
+	var skew *network.SkewError
+	if err == nil || errors.As(err, &skew) || errors.Is(err, network.ErrNoEndpoint) {
+		return err, ""
+	}
+	if first != nil {
+		p.mu.Lock()
+		first()
+		p.mu.Unlock()
+	}
+	again := make(chan error, 1)
+	go func() { again <- p.ping(peer, p.verifyTimeout()) }()
+	reachedBy = p.probeThrough(peer, helpers)
+	if <-again == nil {
+		reachedBy = p.net.Name()
+	}
+	return err, reachedBy
+}
+
 // relook pings a member this peer found lost and Serf still lists: the
 // rounds pass over it (roundPartner), so without a look it would stay
 // left out of the queries asked here for HintTTL after it came back — a
@@ -593,33 +622,44 @@ func (p *prober) verify(peer string, t time.Time) {
 // silent has its note renewed. Called with mu held, once a second for up
 // to maxRelooks such members.
 func (p *prober) relook(peer string) {
-	if p.sus.verifying[peer] {
+	if p.sus.verifying[peer] || p.relooking[peer] {
 		return
 	}
-	p.sus.verifying[peer] = true
+	p.relooking[peer] = true
+	helpers := p.helpersFor(peer)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		err := p.ping(peer, p.verifyTimeout())
+		err, reachedBy := p.examine(peer, helpers, nil)
+		var skew *network.SkewError
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		delete(p.sus.verifying, peer)
+		delete(p.relooking, peer)
 		now := p.cfg.Now()
-		if err == nil {
+		switch {
+		case err == nil || reachedBy != "":
 			p.clear(peer, now)
-			return
-		}
-		// Still silent, and still listed by the membership: it stays
-		// lost, and a hint (a member that hangs — its process stopped, its
-		// port cut — while Serf's probes of it still pass is left out of
-		// every statement for as long as it does, not found again by each
-		// one after HintTTL: 0.94 s a statement against 0.18 s, 12 peers,
-		// TestHungMemberStaysLeftOut). Its first finding stays the note's
-		// time: answering later is no mistake of this peer's (clear).
-		if l, ok := p.lost[peer]; ok && p.ctx.Err() == nil {
-			l.renewed = now
-			p.lost[peer] = l
-			p.sus.missed(peer, now)
+		case errors.As(err, &skew):
+			// It answered, refusing this peer's clock: not silent, and
+			// its note runs out (the skew is noted as verify notes it).
+			p.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
+		case p.ctx.Err() != nil:
+		default:
+			// Still silent to a ping, a second and the helpers' — the
+			// evidence it was found lost on — and still listed by the
+			// membership: it stays lost (a member that hangs, its process
+			// stopped or its port cut, while Serf's probes of it pass, is
+			// left out of every statement for as long as it does, not
+			// found again by each one after HintTTL: 0.94 s a statement
+			// against 0.18 s, 12 peers, TestHungMemberStaysLeftOut). Its
+			// first finding stays the note's time: answering later is no
+			// mistake of this peer's (clear). No hint: the members that
+			// need it found it themselves, and hints of fresh losses are
+			// what a batch has room for.
+			if l, ok := p.lost[peer]; ok {
+				l.renewed = now
+				p.lost[peer] = l
+			}
 		}
 	}()
 }
