@@ -485,16 +485,7 @@ func TestReserveAcrossPools(t *testing.T) {
 	t.Run("a remote member that hangs is replaced", func(t *testing.T) {
 		forgetKeys(e)
 		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS hang FOR 10m")
-		var victim string
-		for _, m := range a.Nodes {
-			if _, _, r := remoteName(m); r && !e.Nodes[e.memberIndex(0, m)].rt.pools.isGateway() {
-				victim = m
-				break
-			}
-		}
-		if victim == "" {
-			t.Fatalf("no member of another pool that is not a gateway among %v", a.Nodes)
-		}
+		victim := remoteMember(t, e, a.Nodes)
 		vi := e.memberIndex(0, victim)
 		lan := e.clusters[e.PoolOf(vi)].Mem
 		lan.Stall(time.Hour, e.Nodes[vi].Name())
@@ -533,16 +524,7 @@ func TestReserveAcrossPools(t *testing.T) {
 	t.Run("a remote member killed is replaced", func(t *testing.T) {
 		forgetKeys(e)
 		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS kept FOR 2m")
-		var victim string
-		for _, m := range a.Nodes {
-			if _, _, r := remoteName(m); r && !e.Nodes[e.memberIndex(0, m)].rt.pools.isGateway() {
-				victim = m
-				break
-			}
-		}
-		if victim == "" {
-			t.Fatalf("no member of another pool that is not a gateway among %v", a.Nodes)
-		}
+		victim := remoteMember(t, e, a.Nodes)
 		if err := e.Kill(e.memberIndex(0, victim)); err != nil {
 			t.Fatal(err)
 		}
@@ -589,6 +571,19 @@ func TestReserveAcrossPools(t *testing.T) {
 		}
 		reserve("RELEASE kept")
 	})
+}
+
+// remoteMember is the first of members (named as an owner of pool 0
+// names them) in another pool that is not a gateway.
+func remoteMember(t *testing.T, e *Embedded, members []string) string {
+	t.Helper()
+	for _, m := range members {
+		if _, _, r := remoteName(m); r && !e.Nodes[e.memberIndex(0, m)].rt.pools.isGateway() {
+			return m
+		}
+	}
+	t.Fatalf("no member of another pool that is not a gateway among %v", members)
+	return ""
 }
 
 // madeUpKeys is a lying gateway's vouch: every key it vouches for is
