@@ -88,6 +88,9 @@ func startPeer(cfg PeerConfig, wrap func(Network) Network) (*Peer, error) {
 		ocfg.Memberlist = overlay.TunedConfig(max(cfg.ClusterSize, 8))
 	}
 	ocfg.ExchangePool = cfg.ExchangePool
+	if cfg.Pool != "" {
+		ocfg.Admit = func(tags map[string]string) error { return poolMember(cfg.Pool, tags) }
+	}
 	// The identity first: the overlay shows it in the peer's tags and
 	// seals every exchange with it.
 	if cfg.Runtime.Identity == nil {
@@ -166,6 +169,30 @@ func (p *Peer) Close() error {
 	return errors.Join(p.Node.Close(), p.ov.Shutdown())
 }
 
+// poolMember admits to pool's Serf only members of pool that are not
+// gateways' members of the cloud pool: a pool and the cloud pool share
+// the cluster key and a host's ports (the cloud's at the gossip port + 2),
+// so a cloud seed that is another agent's pool address would otherwise
+// make the two one cluster — the pool would count the cloud's members and
+// take them for its gateways.
+func poolMember(pool string, tags map[string]string) error {
+	switch {
+	case tags[TagGateway] != "":
+		return fmt.Errorf("a member of the cloud pool (gateway %s of pool %s), not of pool %s", tags[TagGateway], tags[TagPool], pool)
+	case tags[TagPool] != pool:
+		return fmt.Errorf("a member of pool %q, not of pool %s", tags[TagPool], pool)
+	}
+	return nil
+}
+
+// cloudMemberTags admits to the cloud pool only gateways' members of it.
+func cloudMemberTags(tags map[string]string) error {
+	if tags[TagGateway] == "" || tags[TagPool] == "" {
+		return fmt.Errorf("a member of pool %q's own Serf, not of the cloud pool", tags[TagPool])
+	}
+	return nil
+}
+
 // socketCloud joins a gateway to the cloud pool over sockets: a second
 // Serf on the peer's gossip port + 2 (memberlist's WAN profile, as
 // Consul's servers' WAN pool), its exchanges on port + 3.
@@ -212,6 +239,7 @@ func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.
 	ocfg.Key, ocfg.OldKeys, ocfg.LogOutput, ocfg.Identity, ocfg.Logf = c.cfg.Key, c.cfg.OldKeys, c.cfg.LogOutput, id, c.cfg.Runtime.Logf
 	ocfg.Clock = c.cfg.Runtime.Clock
 	ocfg.Tags = map[string]string{TagPool: pool, TagGateway: name}
+	ocfg.Admit = cloudMemberTags
 	if c.cfg.Local {
 		ocfg.Memberlist = overlay.TunedConfig(max(c.cfg.ClusterSize, 8))
 	} else {

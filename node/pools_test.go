@@ -3,7 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,6 +13,7 @@ import (
 
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -779,8 +780,20 @@ func inflate(p *run.Partial) {
 
 // freeBlock is a loopback port p with p..p+3 free for TCP and UDP: a
 // peer's gossip and exchanges in its pool, and in the cloud pool.
+//
+// A block is free when it is picked, but its agent binds p+2 and p+3 only
+// once it is a gateway, seconds later: the blocks handed out to this
+// process's agents are kept (blocks) until the test ends, so that no later
+// pick lands on them. One did: a seat of pool b got the gossip port of a
+// seat of pool a's cloud pool, which the gateways of pool b joined (that
+// address is among their cloud seeds) with the same key, and pool b's
+// Serf and the cloud pool became one — pool b counted 11 members, its
+// "gateways" were members of the cloud pool, and every statement asked
+// there ended in EOF at their cloud exchange ports.
 func freeBlock(t *testing.T) int {
 	t.Helper()
+	blocks.Lock()
+	defer blocks.Unlock()
 	for try := 0; try < 100; try++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -790,6 +803,10 @@ func freeBlock(t *testing.T) int {
 		l.Close()
 		ok := base+3 < 65536
 		for p := base; ok && p <= base+3; p++ {
+			if blocks.out[p] {
+				ok = false
+				break
+			}
 			tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 			if err != nil {
 				ok = false
@@ -804,12 +821,46 @@ func freeBlock(t *testing.T) int {
 			ul.Close()
 		}
 		if ok {
+			for p := base; p <= base+3; p++ {
+				blocks.out[p] = true
+			}
+			// Registered before the agents' cleanups: run after them.
+			t.Cleanup(func() {
+				blocks.Lock()
+				defer blocks.Unlock()
+				for p := base; p <= base+3; p++ {
+					delete(blocks.out, p)
+				}
+			})
 			return base
 		}
 	}
 	t.Fatal("no block of 4 free ports")
 	return 0
 }
+
+// TestFreeBlocksApart: the blocks freeBlock hands out while their agents
+// run never share a port, so that no agent's gossip port is another's
+// cloud port (+2).
+func TestFreeBlocksApart(t *testing.T) {
+	t.Parallel()
+	mine := map[int]bool{}
+	for range 300 {
+		base := freeBlock(t)
+		for p := base; p <= base+3; p++ {
+			if mine[p] {
+				t.Fatalf("port %d handed out twice", p)
+			}
+			mine[p] = true
+		}
+	}
+}
+
+// blocks are the ports freeBlock handed out to agents not yet stopped.
+var blocks = struct {
+	sync.Mutex
+	out map[int]bool
+}{out: map[int]bool{}}
 
 // Two pools of three peers on real sockets, each peer a gateway of its
 // pool in the cloud pool on its port + 2: the pools' first gateways start
@@ -842,14 +893,18 @@ func waitPools(t *testing.T, asker *Peer, pools, peers int) {
 // each, with a cluster key of the test's own, every agent's network
 // wrapped by wrap (nil: none), and returns them with their records.
 //
-// The key is the test's, not one for all: the ports are picked free and
-// let go before the agents bind them (freeBlock), so a parallel test's
-// agent may hold one that this test's agents are told to join — with a
-// shared key, two tests' pools then merged (a pool of 5 counted 11).
+// The key is the call's own, drawn at random, not one for all: the ports
+// are picked free and let go before the agents bind them (freeBlock), so
+// an agent of a parallel test, or of another process running the same
+// test (whose key a key made of the test's name would be), may hold one
+// that this test's agents are told to join — with a shared key, two
+// tests' pools then merged (a pool of 5 counted 11).
 func socketPools(t *testing.T, pools, per int, seed uint64, wrap func(i int, nw Network) Network) ([]*Peer, []query.Record) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(t.Name()))
-	key := sum[:]
+	key := make([]byte, 32)
+	if _, err := crand.Read(key); err != nil {
+		t.Fatal(err)
+	}
 	type seat struct {
 		pool string
 		port int
@@ -1691,4 +1746,27 @@ func TestHold(t *testing.T) {
 			t.Errorf("pace after a poll that was held 1 s waited %v", d)
 		}
 	})
+}
+
+// A pool's Serf admits its own members only, never a gateway's member of
+// the cloud pool; the cloud pool admits gateways' members only.
+func TestPoolAdmits(t *testing.T) {
+	for _, tc := range []struct {
+		tags        map[string]string
+		pool, cloud bool
+	}{
+		{map[string]string{TagPool: "a"}, true, false},
+		{map[string]string{TagPool: "b"}, false, false},
+		{map[string]string{}, false, false},
+		{map[string]string{TagPool: "a", TagGateway: "x"}, false, true},
+		{map[string]string{TagPool: "b", TagGateway: "y"}, false, true},
+		{map[string]string{TagGateway: "z"}, false, false},
+	} {
+		if got := poolMember("a", tc.tags) == nil; got != tc.pool {
+			t.Errorf("pool a admits %v: %v, want %v", tc.tags, got, tc.pool)
+		}
+		if got := cloudMemberTags(tc.tags) == nil; got != tc.cloud {
+			t.Errorf("the cloud pool admits %v: %v, want %v", tc.tags, got, tc.cloud)
+		}
+	}
 }

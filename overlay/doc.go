@@ -17,6 +17,10 @@
 // the caller's deadline if that comes first, before its handler runs, while
 // its Serf traffic flows: with d long, a hung process that looks alive).
 //
+// Config.Admit, if set, is Serf's merge delegate: a peerq member whose tags
+// it refuses is kept out of the membership (node: a pool admits its own
+// members, the cloud pool gateways only).
+//
 // Identities: a peer made with an identity.Key shows its public key and
 // incarnation in reserved tags; every peer pins the first key it sees for
 // a member while that member is alive (network.Member's Key and Boot), and

@@ -91,6 +91,28 @@ type Config struct {
 	// Clock is the time written on exchange frames and checked against
 	// the replay window; nil is time.Now (tests skew it).
 	Clock func() time.Time
+	// Admit, if set, keeps out a peerq member whose tags it refuses
+	// (Serf's merge delegate): a join or state exchange that brings one
+	// fails, and news of one alive is ignored. A pool's Serf and the cloud
+	// pool share the cluster key; without it, a cloud seed that is in
+	// fact an agent's pool address made the two one cluster.
+	Admit func(tags map[string]string) error
+}
+
+// admitMerge is Serf's merge delegate for Config.Admit: members without
+// TagProtocol (plain Serf agents) are left to the rest of the overlay.
+type admitMerge func(tags map[string]string) error
+
+func (a admitMerge) NotifyMerge(ms []*serf.Member) error {
+	for _, m := range ms {
+		if m.Tags[TagProtocol] == "" {
+			continue
+		}
+		if err := a(m.Tags); err != nil {
+			return fmt.Errorf("overlay: member %s refused: %w", m.Name, err)
+		}
+	}
+	return nil
 }
 
 // DefaultConfig returns a configuration for a real peer named name.
@@ -335,6 +357,9 @@ func New(cfg Config) (*Overlay, error) {
 		tags[k] = v
 	}
 	sc.Tags = tags
+	if cfg.Admit != nil {
+		sc.Merge = admitMerge(cfg.Admit)
+	}
 	events := make(chan serf.Event, 1024)
 	sc.EventCh = events
 	s, err := serf.Create(sc)

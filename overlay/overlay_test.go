@@ -231,3 +231,42 @@ func TestWaitSettledSaysWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// Config.Admit keeps out the peerq members whose tags it refuses: after a
+// join that would bring one, neither side lists the other; a member it
+// admits joins as before. Mutation: without the merge delegate the
+// refused member joins (the two lists hold 2).
+func TestAdmitRefusesMembers(t *testing.T) {
+	onlyPoolA := func(tags map[string]string) error {
+		if tags["pool"] != "a" {
+			return fmt.Errorf("pool %q", tags["pool"])
+		}
+		return nil
+	}
+	c := startConfigs(t, []Config{{Name: "p000", Tags: map[string]string{"pool": "a"}, Admit: onlyPoolA}}, nil)
+	a := c.Peers[0]
+	join := func(name, pool string) (*Overlay, error) {
+		o, err := New(Config{Name: name, Mem: c.Mem, ClusterSize: 3, Tags: map[string]string{"pool": pool}, Admit: onlyPoolA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = o.Shutdown() })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = o.Join(ctx, []string{a.JoinAddr()})
+		return o, err
+	}
+	b, _ := join("p001", "b")          // its own side may take the exchange as done
+	time.Sleep(500 * time.Millisecond) // any gossip of it would have come
+	if _, ok := a.Member("p001"); ok || a.Size() != 1 || b.Size() != 1 {
+		t.Errorf("after a refused join: p000 lists %d (p001 %v), p001 lists %d; want 1 each", a.Size(), ok, b.Size())
+	}
+	if _, err := join("p002", "a"); err != nil {
+		t.Fatalf("a member of pool a: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); a.Size() != 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("p000 lists %d after p002 of pool a joined, want 2", a.Size())
+		}
+	}
+}
