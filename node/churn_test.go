@@ -538,9 +538,11 @@ func TestExcludedIsNotReleased(t *testing.T) {
 // membership for as long as it likes (Serf's verdict an hour away) — is
 // found lost by the first statement after it hangs, and stays left out
 // of every statement after, however long it stays: each one names it and
-// is right over the others, and none waits to find it again. (Its note
-// used to expire after HintTTL, and every statement asked later paid the
-// exchanges and probes that found it once more.)
+// is right over the others, and none waits to find it again, nor asks it
+// for its record in the sample that checks the answer. (Its note used to
+// expire after HintTTL, and every statement asked later paid the
+// exchanges and probes that found it once more; the sample, drawn from
+// every member, waited for it and left the answer unchecked.)
 func TestHungMemberStaysLeftOut(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -550,7 +552,12 @@ func TestHungMemberStaysLeftOut(t *testing.T) {
 		asker := c.nodes[0]
 		const src = "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0"
 		p := compile(t, asker, src)
+		at := time.Now()
 		healthy := ask(t, asker, p)
+		healthyWall := time.Since(at)
+		if healthy.Check == nil || healthy.Check.Verdict != "agrees" {
+			t.Fatalf("the healthy cluster's answer: check %+v, want the sample's agreement", healthy.Check)
+		}
 		hung := c.nodes[7].Name()
 		c.kill(7)
 		survivors := c.records()
@@ -561,8 +568,10 @@ func TestHungMemberStaysLeftOut(t *testing.T) {
 		t.Logf("healthy %v, first after the hang %v", healthy.Took(), first.Took())
 		for i, wait := range []time.Duration{15 * time.Second, 40 * time.Second, 2 * time.Minute} {
 			elapse(wait)
+			at := time.Now()
 			res := ask(t, asker, p)
-			t.Logf("%v later: %s in %v, left out %v", wait, res.Status, res.Took(), res.Excluded)
+			wall := time.Since(at)
+			t.Logf("%v later: %s in %v (%v with the sample check), left out %v, check %s", wait, res.Status, res.Took(), wall, res.Excluded, res.Check.Verdict)
 			if res.Flagged() || !slices.Contains(res.Excluded, hung) {
 				t.Errorf("statement %d: %s (%s), left out %v; want converged without %s", i+2, res.Status, res.Reason, res.Excluded, hung)
 			}
@@ -571,6 +580,11 @@ func TestHungMemberStaysLeftOut(t *testing.T) {
 			}
 			if res.Took() > healthy.Took()+fcfg.Timeout/2 {
 				t.Errorf("statement %d took %v, the healthy cluster's %v: it looked for %s again", i+2, res.Took(), healthy.Took(), hung)
+			}
+			// The sample is of the members the answer is over: it asks
+			// none that hangs, and checks the answer.
+			if wall > healthyWall+fcfg.Timeout/2 || res.Check == nil || res.Check.Verdict != "agrees" {
+				t.Errorf("statement %d: %v with its sample check (healthy: %v), check %+v: it asked %s", i+2, wall, healthyWall, res.Check, hung)
 			}
 		}
 	})

@@ -47,7 +47,7 @@
 // ActSearch, ActPersist, ActRegisterName, ActReleaseName, ActReport,
 // ActLog). Its caller answers every action it asked an answer for — each
 // send once, with the reply or the error when none came in time (wrapping
-// ErrUnreachable when nothing served the address) — writes one persist at
+// ErrUnreachable when the peer cannot be reached) — writes one persist at
 // a time (EncodeOwned, versioned and fuzzed like the lease codec) and
 // answers it before the next, ticks it at least every MaintainEvery and
 // CheckEvery, and drops it once Idle. Its property test drives two Owners

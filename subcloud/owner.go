@@ -21,11 +21,13 @@ import (
 // Release, Cancel), actions come out (Ready). It reads no clock, does no
 // I/O and starts no goroutine.
 
-// ErrUnreachable marks a Reply error that says nothing served the peer's
-// address (the connection was refused: its process is gone), as opposed to
-// a reply that did not come in time. The caller wraps its transport's
-// error with it (node: overlay.ErrNoEndpoint).
-var ErrUnreachable = errors.New("subcloud: nothing serves the peer's address")
+// ErrUnreachable marks a Reply error that says the peer cannot be reached
+// — nothing served its address (the connection was refused: its process
+// is gone), or the caller's own probes have found it silent for long (a
+// process that hangs) — as opposed to a reply that did not come in time.
+// The caller wraps its transport's error with it (node:
+// network.ErrNoEndpoint; prober.silentFor).
+var ErrUnreachable = errors.New("subcloud: the peer is unreachable")
 
 // MaxOwnerMembers bounds a subcloud's size on the owner's side (RESERVE
 // and RESIZE; the same bound as query.MaxReserve).
@@ -1252,7 +1254,7 @@ func (o *Owner) checkReplied(now time.Time, s sent, rep Reply, err error) {
 		case !errors.Is(err, ErrUnreachable):
 		default:
 			if o.misses[s.peer]++; o.misses[s.peer] >= o.cfg.CheckMisses {
-				why = fmt.Sprintf("nothing served its address (%d check(s) in a row)", o.misses[s.peer])
+				why = fmt.Sprintf("%v (%d check(s) in a row)", err, o.misses[s.peer])
 			}
 		}
 		if why != "" {

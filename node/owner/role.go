@@ -19,7 +19,7 @@ type Env interface {
 	// Send sends one lease request of this peer's, as owner, to peer to
 	// (signed, for to's present incarnation) and returns its reply, or an
 	// error wrapping subcloud.ErrUnreachable when nothing served to's
-	// address.
+	// address or to hangs (node: its probes found it silent for long).
 	Send(ctx context.Context, to string, req subcloud.Request) (subcloud.Reply, error)
 	// Search runs a subcloud's search (its RESERVE's plan, encoded) over
 	// the free peers and returns their names, best first.
