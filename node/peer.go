@@ -77,10 +77,14 @@ func startPeer(cfg PeerConfig, wrap func(Network) Network) (*Peer, error) {
 	}
 	ocfg.AdvertiseAddr, ocfg.Key, ocfg.OldKeys, ocfg.SnapshotPath, ocfg.LogOutput = cfg.Advertise, cfg.Key, cfg.OldKeys, cfg.SnapshotPath, cfg.LogOutput
 	if cfg.Pool != "" {
-		tags := map[string]string{TagPool: cfg.Pool}
+		tags := map[string]string{}
 		for k, v := range cfg.Runtime.Tags {
+			if k == TagPool || k == TagGateway {
+				return nil, fmt.Errorf("node: the tag %q is peerq's own in a cloud of pools (--pool sets pool; gateway marks the cloud pool's members)", k)
+			}
 			tags[k] = v
 		}
+		tags[TagPool] = cfg.Pool
 		cfg.Runtime.Tags, cfg.Runtime.Pool = tags, cfg.Pool
 	}
 	ocfg.Tags = cfg.Runtime.Tags

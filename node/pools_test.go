@@ -1770,3 +1770,15 @@ func TestPoolAdmits(t *testing.T) {
 		}
 	}
 }
+
+// In a cloud of pools the tags pool and gateway are peerq's own: an agent
+// given either refuses to start (with --tag gateway=yes its pool's Serf
+// refused its own news, and it crashed).
+func TestPoolTagsAreOwn(t *testing.T) {
+	for _, k := range []string{TagPool, TagGateway} {
+		_, err := startPeer(PeerConfig{Name: "x", Pool: "a", Runtime: Config{Tags: map[string]string{k: "yes"}}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "peerq's own") {
+			t.Errorf("--pool a --tag %s=yes: %v, want a refusal", k, err)
+		}
+	}
+}

@@ -48,6 +48,12 @@ type sampling struct {
 	wire, coord []byte
 	self        query.Record
 	names       []string
+	// skip are the members the answer left out from its start (found
+	// lost lately), drawn in their places but not asked: every pool's
+	// gateways draw the same places, whatever each found lost; drawn
+	// is how many places of the order were drawn.
+	skip  map[string]bool
+	drawn int
 
 	mu   sync.Mutex
 	recs []query.Record
@@ -74,7 +80,7 @@ type sampleReply struct {
 
 // startSample asks query id's sampled members for their records, in the
 // background; the query's answer waits for them (finishSample).
-func (rt *runtime) startSample(id QueryID, drawBy []byte, plan *query.Plan, wire, coord []byte, self query.Record, members map[string]bool) *sampling {
+func (rt *runtime) startSample(id QueryID, drawBy []byte, plan *query.Plan, wire, coord []byte, self query.Record, members, skip map[string]bool) *sampling {
 	if rt.cfg.Sample.Size <= 0 || !run.Sampled(plan) || rt.undefended.Load() {
 		return nil
 	}
@@ -86,8 +92,9 @@ func (rt *runtime) startSample(id QueryID, drawBy []byte, plan *query.Plan, wire
 	if drawBy == nil {
 		drawBy = id[:]
 	}
-	picked := run.SampleOf(drawBy, names, rt.cfg.Sample.Size)
-	s := &sampling{asked: len(picked), done: make(chan struct{}), id: id, drawBy: drawBy, plan: plan, wire: wire, coord: coord, self: self, names: names}
+	s := &sampling{done: make(chan struct{}), id: id, drawBy: drawBy, plan: plan, wire: wire, coord: coord, self: self, names: names, skip: skip}
+	picked := s.draw(rt.cfg.Sample.Size)
+	s.asked = len(picked)
 	rt.wg.Add(1)
 	go func() {
 		defer rt.wg.Done()
@@ -365,10 +372,27 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 	}
 }
 
-// sampleMore asks the next more members of s's order after the first
-// asked, and judges res again with every record s holds.
-func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res *answer.Answer, asked, more int) (run.SampleVerdict, *answer.Check) {
-	names := run.SampleOf(s.drawBy, s.names, asked+more)[asked:]
+// draw takes the next more places of s's order (run.SampleOf) and
+// returns the members in them that s does not skip: to ask. Called with
+// s.mu held, or before s is shared.
+func (s *sampling) draw(more int) []string {
+	from := s.drawn
+	s.drawn += more
+	names := run.SampleOf(s.drawBy, s.names, from+more)
+	names = names[min(from, len(names)):]
+	if len(s.skip) == 0 {
+		return names
+	}
+	return slices.DeleteFunc(names, func(n string) bool { return s.skip[n] })
+}
+
+// sampleMore asks the next more members of s's order after those drawn
+// (the first asked, and the skipped among them), and judges res again
+// with every record s holds.
+func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res *answer.Answer, _, more int) (run.SampleVerdict, *answer.Check) {
+	s.mu.Lock()
+	names := s.draw(more)
+	s.mu.Unlock()
 	rt.askAll(ctx, s, names, escalateConcurrency)
 	s.mu.Lock()
 	s.asked += len(names)

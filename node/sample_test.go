@@ -748,7 +748,7 @@ func TestSampleDrawnByCloudID(t *testing.T) {
 		}
 		members := memberSet(rt.net)
 		drawn := func(drawBy []byte) []string {
-			s := rt.startSample(newQueryID(), drawBy, p, wire, rt.net.Coordinate(), recordFor(rt.net, rt.record(), rt.net.Coordinate()), members)
+			s := rt.startSample(newQueryID(), drawBy, p, wire, rt.net.Coordinate(), recordFor(rt.net, rt.record(), rt.net.Coordinate()), members, nil)
 			<-s.done
 			var names []string
 			for _, r := range s.recs {
@@ -889,5 +889,32 @@ func sampledOrRight(t *testing.T, asker *Node, recs []query.Record, l *aggLiar) 
 	}
 	if l.lies.Load() == 0 || sampled == 0 {
 		t.Fatalf("the liar sent %d bent messages, %d of 3 answers sampled: the lie bent nothing", l.lies.Load(), sampled)
+	}
+}
+
+// A sample's places are drawn from every member, whatever the asker found
+// lost: a member left out from the start is skipped in its place, not
+// replaced by the next, so that two gateways of one pool that found
+// different members lost ask the same others (their samples agree), and
+// the next draw (a doubt) takes the places after the first.
+func TestSampleSkipsInPlace(t *testing.T) {
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = fmt.Sprintf("m%03d", i)
+	}
+	by := []byte("query")
+	order := run.SampleOf(by, names, 100)
+	lost := order[3]
+	plain := &sampling{drawBy: by, names: names}
+	skips := &sampling{drawBy: by, names: names, skip: map[string]bool{lost: true}}
+	a, b := plain.draw(64), skips.draw(64)
+	if len(a) != 64 || len(b) != 63 || slices.Contains(b, lost) || slices.Contains(b, order[64]) {
+		t.Fatalf("first draws: %d and %d members; the second holds %s %v, the 65th %s %v", len(a), len(b), lost, slices.Contains(b, lost), order[64], slices.Contains(b, order[64]))
+	}
+	if want := slices.DeleteFunc(slices.Clone(a), func(n string) bool { return n == lost }); !slices.Equal(b, want) {
+		t.Errorf("the draw that skips %s: %v, want the other's without it %v", lost, b, want)
+	}
+	if more := skips.draw(10); !slices.Equal(more, order[64:74]) {
+		t.Errorf("the next 10 places: %v, want %v", more, order[64:74])
 	}
 }

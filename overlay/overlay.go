@@ -101,18 +101,33 @@ type Config struct {
 
 // admitMerge is Serf's merge delegate for Config.Admit: members without
 // TagProtocol (plain Serf agents) are left to the rest of the overlay.
+// Serf calls it with a whole remote state (a join, a push-pull) and with
+// each member as news of it alive arrives (memberlist's alive delegate,
+// which also sees every member a state merged): a state is refused only
+// when none of its peerq members is admitted — another cluster altogether,
+// the misjoined seed — so that one stray member an older peer lists does
+// not fail every join and push-pull with it; the stray member is then
+// refused alone, as news of it.
 type admitMerge func(tags map[string]string) error
 
 func (a admitMerge) NotifyMerge(ms []*serf.Member) error {
+	var refused error
 	for _, m := range ms {
 		if m.Tags[TagProtocol] == "" {
 			continue
 		}
-		if err := a(m.Tags); err != nil {
-			return fmt.Errorf("overlay: member %s refused: %w", m.Name, err)
+		err := a(m.Tags)
+		if err == nil {
+			if len(ms) > 1 {
+				return nil // a state that holds a member of ours
+			}
+			continue
+		}
+		if refused == nil {
+			refused = fmt.Errorf("overlay: member %s refused: %w", m.Name, err)
 		}
 	}
-	return nil
+	return refused
 }
 
 // DefaultConfig returns a configuration for a real peer named name.
@@ -358,6 +373,12 @@ func New(cfg Config) (*Overlay, error) {
 	}
 	sc.Tags = tags
 	if cfg.Admit != nil {
+		// Its own first news passes the delegate too: a peer that would
+		// refuse itself never lists itself, and Serf's LocalMember is nil.
+		if err := cfg.Admit(tags); err != nil {
+			o.ex.Close()
+			return nil, fmt.Errorf("overlay: this peer's own tags: %w", err)
+		}
 		sc.Merge = admitMerge(cfg.Admit)
 	}
 	events := make(chan serf.Event, 1024)
@@ -776,6 +797,11 @@ func (o *Overlay) SetTags(tags map[string]string) error {
 			return fmt.Errorf("tag %q is reserved for peerq", k)
 		}
 		all[k] = v
+	}
+	if o.cfg.Admit != nil {
+		if err := o.cfg.Admit(all); err != nil {
+			return fmt.Errorf("overlay: set tags: this peer would refuse itself: %w", err)
+		}
 	}
 	if err := o.serf.SetTags(all); err != nil {
 		return fmt.Errorf("overlay: set tags: %w", err)

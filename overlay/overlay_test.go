@@ -233,8 +233,8 @@ func TestWaitSettledSaysWhatIsMissing(t *testing.T) {
 }
 
 // Config.Admit keeps out the peerq members whose tags it refuses: after a
-// join that would bring one, neither side lists the other; a member it
-// admits joins as before. Mutation: without the merge delegate the
+// join that would bring one, the peer that refuses it does not list it; a
+// member it admits joins as before. Mutation: without the merge delegate the
 // refused member joins (the two lists hold 2).
 func TestAdmitRefusesMembers(t *testing.T) {
 	onlyPoolA := func(tags map[string]string) error {
@@ -246,7 +246,11 @@ func TestAdmitRefusesMembers(t *testing.T) {
 	c := startConfigs(t, []Config{{Name: "p000", Tags: map[string]string{"pool": "a"}, Admit: onlyPoolA}}, nil)
 	a := c.Peers[0]
 	join := func(name, pool string) (*Overlay, error) {
-		o, err := New(Config{Name: name, Mem: c.Mem, ClusterSize: 3, Tags: map[string]string{"pool": pool}, Admit: onlyPoolA})
+		cfg := Config{Name: name, Mem: c.Mem, ClusterSize: 3, Tags: map[string]string{"pool": pool}}
+		if pool == "a" {
+			cfg.Admit = onlyPoolA
+		}
+		o, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,10 +260,10 @@ func TestAdmitRefusesMembers(t *testing.T) {
 		_, err = o.Join(ctx, []string{a.JoinAddr()})
 		return o, err
 	}
-	b, _ := join("p001", "b")          // its own side may take the exchange as done
+	_, _ = join("p001", "b")           // it admits anyone: only p000 refuses
 	time.Sleep(500 * time.Millisecond) // any gossip of it would have come
-	if _, ok := a.Member("p001"); ok || a.Size() != 1 || b.Size() != 1 {
-		t.Errorf("after a refused join: p000 lists %d (p001 %v), p001 lists %d; want 1 each", a.Size(), ok, b.Size())
+	if _, ok := a.Member("p001"); ok || a.Size() != 1 {
+		t.Errorf("after a refused join: p000 lists %d (p001 %v); want itself alone", a.Size(), ok)
 	}
 	if _, err := join("p002", "a"); err != nil {
 		t.Fatalf("a member of pool a: %v", err)
@@ -268,5 +272,45 @@ func TestAdmitRefusesMembers(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("p000 lists %d after p002 of pool a joined, want 2", a.Size())
 		}
+	}
+}
+
+// Admit refuses only a state with no member it admits: a peer that holds
+// one stray member (an older peer, without Admit) is still joined, and
+// only the stray is kept out; and a peer whose own tags it would refuse
+// is not started (it would never list itself). Mutation: refusing a whole
+// state for one member fails the join through the older peer.
+func TestAdmitKeepsOutStraysOnly(t *testing.T) {
+	onlyPoolA := func(tags map[string]string) error {
+		if tags["pool"] != "a" {
+			return fmt.Errorf("pool %q", tags["pool"])
+		}
+		return nil
+	}
+	c := startConfigs(t, []Config{{Name: "p000", Tags: map[string]string{"pool": "a"}}, {Name: "p001", Tags: map[string]string{"pool": "b"}}}, nil)
+	o, err := New(Config{Name: "p002", Mem: c.Mem, ClusterSize: 3, Tags: map[string]string{"pool": "a"}, Admit: onlyPoolA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = o.Shutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := o.Join(ctx, []string{c.Peers[0].JoinAddr()}); err != nil {
+		t.Fatalf("joining a pool-a peer that lists one stray of pool b: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := o.Member("p000"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("p002 never listed p000")
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // gossip of the stray would have come
+	if _, ok := o.Member("p001"); ok {
+		t.Errorf("p002 lists p001, of pool b")
+	}
+	if _, err := New(Config{Name: "p003", Mem: c.Mem, Tags: map[string]string{"pool": "b"}, Admit: onlyPoolA}); err == nil {
+		t.Errorf("a peer whose own tags its Admit refuses was started")
 	}
 }
