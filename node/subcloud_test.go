@@ -862,3 +862,36 @@ func TestSubcloudReplacesAHungMember(t *testing.T) {
 		c.close()
 	})
 }
+
+// A member the owner reaches only slowly — its pings time out, and no
+// other member can reach it to vouch (they are cut off from it, or as
+// slow to it), but its checks are answered — is found lost again and
+// again, and kept: an answer clears the probes' note (leaseContact), and
+// each finding that an answer proves wrong stretches the owner's pings
+// (Lifeguard) until they reach it. (With answers not clearing the note it
+// is kept too, by the second alone: the test does not tell them apart.)
+func TestSubcloudKeepsASlowMemberItReaches(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		fcfg := fakenet.DefaultConfig()
+		fcfg.Detect = time.Hour
+		c := startFake(t, 12, fcfg, 4, nil)
+		owner := c.nodes[0]
+		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS s FOR 1h"))
+		slow := res.Nodes[0]
+		// The owner and its subcloud on one side: the helpers the owner
+		// asks to reach the slow member are its fellow members (as slow
+		// to it) or across the cut.
+		c.net.Partition(append([]string{owner.Name()}, res.Nodes...))
+		c.net.SetSlow(slow, 400*time.Millisecond)
+		c.net.SetLoss(0.05)
+		elapse(3 * time.Minute)
+		if owner.Stats().Lost == 0 {
+			t.Errorf("the owner's probes never found the slow member lost: the test tested nothing")
+		}
+		if size, _, repairs := ownedSize(owner, "s"); size != 4 || repairs != 0 {
+			t.Errorf("a slow member whose checks are answered: size %d, %d repairs; want 4, none", size, repairs)
+		}
+		c.close()
+	})
+}
