@@ -811,11 +811,7 @@ func TestExtendRollsBack(t *testing.T) {
 func TestSubcloudReplacesAHungMember(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		fcfg := fakenet.DefaultConfig()
-		fcfg.Detect = time.Hour
-		c := startFake(t, 20, fcfg, 3, nil)
-		owner := c.nodes[0]
-		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS s FOR 1h"))
+		c, owner, res := heldForAnHour(t, 20, 3)
 		// Slow: its pings (a few typical exchanges long) time out, its
 		// checks (an exchange timeout long) are answered.
 		slow := res.Nodes[2]
@@ -873,11 +869,7 @@ func TestSubcloudReplacesAHungMember(t *testing.T) {
 func TestSubcloudKeepsASlowMemberItReaches(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		fcfg := fakenet.DefaultConfig()
-		fcfg.Detect = time.Hour
-		c := startFake(t, 12, fcfg, 4, nil)
-		owner := c.nodes[0]
-		res := ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS s FOR 1h"))
+		c, owner, res := heldForAnHour(t, 12, 4)
 		slow := res.Nodes[0]
 		// The owner and its subcloud on one side: the helpers the owner
 		// asks to reach the slow member are its fellow members (as slow
@@ -894,4 +886,16 @@ func TestSubcloudKeepsASlowMemberItReaches(t *testing.T) {
 		}
 		c.close()
 	})
+}
+
+// heldForAnHour starts n peers on the fake network with Serf's verdict an
+// hour away (a member that hangs stays listed), and has peer 0 reserve 4
+// of the others AS s FOR 1h.
+func heldForAnHour(t *testing.T, n int, seed uint64) (*cluster, *Node, *answer.Answer) {
+	t.Helper()
+	fcfg := fakenet.DefaultConfig()
+	fcfg.Detect = time.Hour
+	c := startFake(t, n, fcfg, seed, nil)
+	owner := c.nodes[0]
+	return c, owner, ask(t, owner, compile(t, owner, "RESERVE 4 FROM peers WHERE node != 'peer-000000' ORDER BY reliability DESC AS s FOR 1h"))
 }
