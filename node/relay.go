@@ -632,7 +632,7 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 // pool to the member of its own pool it names, or says it cannot reach
 // it: its membership does not list it, its address refuses the
 // connection, or this gateway's own probes have found it silent for
-// HintTTL (runtime.silentMember: a member that hangs while Serf lists
+// HintTTL (prober.silentFor: a member that hangs while Serf lists
 // it). The owner believes it only from a majority of the pool's
 // gateways (relayOut), each its own observer.
 func (p *pools) relayIn(ctx context.Context, req poolReq) poolResp {
