@@ -566,6 +566,30 @@ func TestHungMemberStaysLeftOut(t *testing.T) {
 			t.Fatalf("the statement after %s hung: %s (%s), left out %v", hung, first.Status, first.Reason, first.Excluded)
 		}
 		t.Logf("healthy %v, first after the hang %v", healthy.Took(), first.Took())
+		// SHOW MEMBERS says why: alive to the membership, lost to this
+		// agent's exchanges; the others ok.
+		defer func() {
+			show := ask(t, asker, compile(t, asker, "SHOW MEMBERS"))
+			col := map[string]int{}
+			for i, k := range show.Columns {
+				col[k.Name] = i
+			}
+			for _, row := range show.Rows {
+				name, status, ex := row[col["node"]].Str, row[col["status"]].Str, row[col["exchanges"]]
+				switch {
+				case name == asker.Name():
+					if !ex.IsNull() {
+						t.Errorf("SHOW MEMBERS: exchanges %v for the asker itself, want NULL", ex)
+					}
+				case name == hung:
+					if status != "alive" || !strings.HasPrefix(ex.Str, "lost since ") || !strings.Contains(ex.Str, unreachablePrefix) {
+						t.Errorf("SHOW MEMBERS: %s %s, exchanges %q; want alive, lost since …: unreachable…", name, status, ex.Str)
+					}
+				case ex.Str != "ok":
+					t.Errorf("SHOW MEMBERS: %s exchanges %q, want ok", name, ex.Str)
+				}
+			}
+		}()
 		for i, wait := range []time.Duration{15 * time.Second, 40 * time.Second, 2 * time.Minute} {
 			elapse(wait)
 			at := time.Now()

@@ -166,11 +166,16 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 // this one's, as the exchanges measured it lately (NULL: not measured);
 // beyond the replay window (30 s) the two cannot exchange. storage is
 // the member's data dir fault, if any (it grants no lease meanwhile).
+// exchanges is, for a live member, what this agent's own exchanges and
+// probes found: ok, or lost since when and why — a member Serf lists
+// alive that answers no exchange (a process that hangs, a port cut) is
+// left out of this agent's statements (and, in its subclouds, replaced
+// after 10 s), and this is where an operator sees why.
 func (n *Node) showMembers() ([]answer.Column, [][]query.Value) {
 	col := func(name string, k query.Kind) answer.Column { return answer.Column{Name: name, Kind: k} }
 	cols := []answer.Column{col("node", query.KindString), col("status", query.KindString), col("addr", query.KindString),
 		col("zone", query.KindString), col("last_seen", query.KindString), col("clock_offset", query.KindDuration),
-		col("storage", query.KindString), col("identity", query.KindString), col("tags", answer.KindList)}
+		col("storage", query.KindString), col("identity", query.KindString), col("tags", answer.KindList), col("exchanges", query.KindString)}
 	var offsets map[string]time.Duration
 	if o, ok := n.net.(interface {
 		ClockOffsets() map[string]time.Duration
@@ -186,6 +191,7 @@ func (n *Node) showMembers() ([]answer.Column, [][]query.Value) {
 		}
 	}
 	members := n.known()
+	lost := n.prober.lostNotes(n.now())
 	now := query.Str(n.now().UTC().Format(time.RFC3339))
 	var rows [][]query.Value
 	for _, m := range members {
@@ -220,8 +226,15 @@ func (n *Node) showMembers() ([]answer.Column, [][]query.Value) {
 				seen = query.Str(at.Format(time.RFC3339))
 			}
 		}
+		exchanges := query.Null
+		if m.Status == network.StatusAlive && m.Name != n.Name() {
+			exchanges = query.Str("ok")
+			if l, ok := lost[m.Name]; ok {
+				exchanges = query.Str(fmt.Sprintf("lost since %s: %s", l.at.UTC().Format(time.RFC3339), l.why))
+			}
+		}
 		rows = append(rows, []query.Value{query.Str(m.Name), query.Str(m.Status), query.Str(m.Addr), zone, seen, offset, storage, id,
-			answer.List(tags)})
+			answer.List(tags), exchanges})
 	}
 	return cols, rows
 }

@@ -372,6 +372,20 @@ func (p *prober) silentFor(name string, now time.Time) (time.Duration, bool) {
 	return d, d >= p.cfg.HintTTL && p.health.factor(now) == 1
 }
 
+// lostNotes are the notes of the members found lost that are fresh at now
+// (SHOW MEMBERS' exchanges column).
+func (p *prober) lostNotes(now time.Time) map[string]lostNote {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]lostNote{}
+	for name, l := range p.lost {
+		if now.Sub(l.last()) < p.cfg.HintTTL {
+			out[name] = l
+		}
+	}
+	return out
+}
+
 // lostLately are the members found lost within HintTTL of now, with why:
 // a query asked now leaves them out from the start, rather than wait to
 // find them again.
