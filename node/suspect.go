@@ -390,13 +390,9 @@ func (p *prober) lostNotes(now time.Time) map[string]lostNote {
 // a query asked now leaves them out from the start, rather than wait to
 // find them again.
 func (p *prober) lostLately(now time.Time) map[string]string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	out := map[string]string{}
-	for name, l := range p.lost {
-		if now.Sub(l.last()) < p.cfg.HintTTL {
-			out[name] = l.why
-		}
+	for name, l := range p.lostNotes(now) {
+		out[name] = l.why
 	}
 	return out
 }
