@@ -653,8 +653,14 @@ func (p *pools) relayIn(ctx context.Context, req poolReq) poolResp {
 		}
 	}
 	resp, err := p.callLAN(ctx, req.To, poolReq{Op: opDeliver, ID: req.ID, Msg: req.Msg, From: req.From})
-	if p.rt != nil && (err == nil || hung(err)) {
-		p.rt.leaseContact(req.To, err) // an answer clears the probes' note, a failure sets them going
+	if p.rt != nil {
+		// An answer (an error it gave among them) clears the probes'
+		// note; the hop's own failure sets them going.
+		failed := err
+		if !hung(err) {
+			failed = nil
+		}
+		p.rt.leaseContact(req.To, failed)
 	}
 	switch {
 	case errors.Is(err, network.ErrNoEndpoint):

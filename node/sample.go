@@ -347,7 +347,7 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 	// statement's context lasts.
 	plan := q.run.Plan()
 	v, _ = rt.cfg.Sample.Grow(plan, v, check.Asked, len(s.names), check.Verdict == answer.CheckAgrees, converged, standIn,
-		func(asked, more int, fallback bool) (run.SampleVerdict, bool) {
+		func(_, more int, fallback bool) (run.SampleVerdict, bool) {
 			c := rt.ctx
 			if fallback {
 				c = ctx
@@ -356,7 +356,7 @@ func (rt *runtime) finishSample(ctx context.Context, q *instance, s *sampling, r
 				return run.SampleVerdict{}, false
 			}
 			var w run.SampleVerdict
-			w, check = rt.sampleMore(c, q, s, res, asked, more)
+			w, check = rt.sampleMore(c, q, s, res, more)
 			return w, true
 		})
 	if f := rt.cfg.Sample.Fallback; v.Contested && standIn {
@@ -389,7 +389,7 @@ func (s *sampling) draw(more int) []string {
 // sampleMore asks the next more members of s's order after those drawn
 // (the first asked, and the skipped among them), and judges res again
 // with every record s holds.
-func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res *answer.Answer, _, more int) (run.SampleVerdict, *answer.Check) {
+func (rt *runtime) sampleMore(ctx context.Context, q *instance, s *sampling, res *answer.Answer, more int) (run.SampleVerdict, *answer.Check) {
 	s.mu.Lock()
 	names := s.draw(more)
 	s.mu.Unlock()

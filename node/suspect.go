@@ -331,10 +331,10 @@ type lostNote struct {
 
 // last is when this peer last found the member silent.
 func (l lostNote) last() time.Time {
-	if l.renewed.After(l.at) {
-		return l.renewed
+	if l.renewed.IsZero() {
+		return l.at
 	}
-	return l.at
+	return l.renewed
 }
 
 // back forgets that a member was lost: the network says it joined, and
@@ -575,13 +575,29 @@ func (p *prober) verify(peer string, t time.Time) {
 	}
 	p.sus.verifying[peer] = true
 	helpers := p.helpersFor(peer)
+	p.look(peer, helpers, func() { p.sus.missed(peer, t) }, func() { delete(p.sus.verifying, peer) }, func(err error, now time.Time) string {
+		if errors.Is(err, network.ErrNoEndpoint) {
+			return p.lose(peer, "its address refused the connection", now)
+		}
+		return p.lose(peer, fmt.Sprintf(unreachablePrefix+": 2 pings and %d indirect probes failed", len(helpers)), now)
+	})
+}
+
+// look examines peer (with helpers; first as examine's) on a goroutine
+// of its own, and settles with mu held, after done, what every look
+// settles: a member reached is cleared, one that refused this peer's
+// clock answered (it is noted skewed), and a prober that stops notes
+// nothing. A member still silent, or whose address refused the
+// connection, is the caller's: silent says, with mu held, why to tell
+// onLost ("" for nothing).
+func (p *prober) look(peer string, helpers []string, first, done func(), silent func(err error, now time.Time) string) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		err, reachedBy := p.examine(peer, helpers, func() { p.sus.missed(peer, t) })
+		err, reachedBy := p.examine(peer, helpers, first)
 		var skew *network.SkewError
 		p.mu.Lock()
-		delete(p.sus.verifying, peer)
+		done()
 		now, why := p.cfg.Now(), ""
 		switch {
 		case err == nil || reachedBy != "":
@@ -589,10 +605,8 @@ func (p *prober) verify(peer string, t time.Time) {
 		case errors.As(err, &skew):
 			p.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
 		case p.ctx.Err() != nil:
-		case errors.Is(err, network.ErrNoEndpoint):
-			why = p.lose(peer, "its address refused the connection", now)
 		default:
-			why = p.lose(peer, fmt.Sprintf(unreachablePrefix+": 2 pings and %d indirect probes failed", len(helpers)), now)
+			why = silent(err, now)
 		}
 		p.mu.Unlock()
 		if why != "" {
@@ -629,49 +643,28 @@ func (p *prober) examine(peer string, helpers []string, first func()) (err error
 // rounds pass over it (roundPartner), so without a look it would stay
 // left out of the queries asked here for HintTTL after it came back — a
 // machine restarted in a few seconds, before Serf noticed. One still
-// silent has its note renewed. Called with mu held, once a second for up
-// to maxRelooks such members.
+// silent has its note renewed. Called with mu held, by tick, once a
+// second for up to maxRelooks such members not being looked at already.
 func (p *prober) relook(peer string) {
-	if p.sus.verifying[peer] || p.relooking[peer] {
-		return
-	}
 	p.relooking[peer] = true
-	helpers := p.helpersFor(peer)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		err, reachedBy := p.examine(peer, helpers, nil)
-		var skew *network.SkewError
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		delete(p.relooking, peer)
-		now := p.cfg.Now()
-		switch {
-		case err == nil || reachedBy != "":
-			p.clear(peer, now)
-		case errors.As(err, &skew):
-			// It answered, refusing this peer's clock: not silent, and
-			// its note runs out (the skew is noted as verify notes it).
-			p.sus.skewed[peer] = skewNote{off: skew.Offset, at: now}
-		case p.ctx.Err() != nil:
-		default:
-			// Still silent to a ping, a second and the helpers' — the
-			// evidence it was found lost on — and still listed by the
-			// membership: it stays lost (a member that hangs, its process
-			// stopped or its port cut, while Serf's probes of it pass, is
-			// left out of every statement for as long as it does, not
-			// found again by each one after HintTTL: 0.94 s a statement
-			// against 0.18 s, 12 peers, TestHungMemberStaysLeftOut). Its
-			// first finding stays the note's time: answering later is no
-			// mistake of this peer's (clear). No hint: the members that
-			// need it found it themselves, and hints of fresh losses are
-			// what a batch has room for.
-			if l, ok := p.lost[peer]; ok {
-				l.renewed = now
-				p.lost[peer] = l
-			}
+	p.look(peer, p.helpersFor(peer), nil, func() { delete(p.relooking, peer) }, func(_ error, now time.Time) string {
+		// Still silent to a ping, a second and the helpers' — the
+		// evidence it was found lost on — and still listed by the
+		// membership: it stays lost (a member that hangs, its process
+		// stopped or its port cut, while Serf's probes of it pass, is
+		// left out of every statement for as long as it does, not found
+		// again by each one after HintTTL: 0.94 s a statement against
+		// 0.18 s, 12 peers, TestHungMemberStaysLeftOut). Its first
+		// finding stays the note's time: answering later is no mistake
+		// of this peer's (clear). No hint: the members that need it
+		// found it themselves, and hints of fresh losses are what a
+		// batch has room for.
+		if l, ok := p.lost[peer]; ok {
+			l.renewed = now
+			p.lost[peer] = l
 		}
-	}()
+		return ""
+	})
 }
 
 // maxRelooks bounds the pings relook sends a second: a large cloud has

@@ -92,8 +92,9 @@ type Config struct {
 	// the replay window; nil is time.Now (tests skew it).
 	Clock func() time.Time
 	// Admit, if set, keeps out a peerq member whose tags it refuses
-	// (Serf's merge delegate): a join or state exchange that brings one
-	// fails, and news of one alive is ignored. A pool's Serf and the cloud
+	// (Serf's merge delegate, admitMerge): news of one alive is ignored,
+	// and a join or state exchange whose peerq members it refuses all
+	// fails; a peer whose own tags it refuses is not started. A pool's Serf and the cloud
 	// pool share the cluster key; without it, a cloud seed that is in
 	// fact an agent's pool address made the two one cluster.
 	Admit func(tags map[string]string) error
