@@ -817,14 +817,29 @@ func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.
 // would have given, a few polls later. The first are those whose names
 // rank lowest by a hash with the query's ID: the same at both
 // coordinators (each gateway runs a query once, whoever asks), and not
-// the same gateways every time.
+// the same gateways every time — but a gateway whose exchange failed
+// lately comes last (failing): one that hangs while both pools' Serf
+// list it alive would otherwise cost two statements in three an
+// exchange's timeout, until nobody knows when.
 func (p *pools) coordinatePool(ctx context.Context, c CloudNetwork, id QueryID, wire []byte, plan *query.Plan, v poolView, cr *coordRun) {
 	order := make([]int, len(v.at))
 	for i := range order {
 		order[i] = i
 	}
 	rank := func(i int) uint64 { return hash64(string(id[:]) + "\x00" + v.at[i]) }
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(rank(a), rank(b)) })
+	failed := make([]bool, len(v.at))
+	for i, at := range v.at {
+		failed[i] = p.failing.failedAt(at, p.now())
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		switch {
+		case failed[a] && !failed[b]:
+			return 1
+		case failed[b] && !failed[a]:
+			return -1
+		}
+		return cmp.Compare(rank(a), rank(b))
+	})
 	first := majority(len(order))
 	got := p.askGateways(ctx, c, id, wire, plan, v, order[:min(first, len(order))], cr)
 	if len(order) > first && ctx.Err() == nil && !p.decided(plan, id, v, got) {
@@ -930,6 +945,9 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 		return p.callCloud(ctx, c, g, r)
 	}
 	if _, err := call(opPoolStart); err != nil {
+		if hung(err) && ctx.Err() == nil {
+			p.failing.note(g, p.now()) // asked last for a while: it may hang
+		}
 		p.logf("pools: gateway %s did not take query %s: %v", g, id, err)
 		return poolReport{}, false
 	}
@@ -946,6 +964,9 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 		switch {
 		case err != nil:
 			if misses++; misses >= 3 {
+				if hung(err) && ctx.Err() == nil {
+					p.failing.note(g, p.now())
+				}
 				p.logf("pools: gateway %s stopped answering for query %s: %v", g, id, err)
 				return poolReport{}, false
 			}

@@ -685,6 +685,42 @@ func TestPools(t *testing.T) {
 			t.Fatalf("a name two pools hold: %+v, %v", a.Meta, err)
 		}
 	})
+	// A gateway of another pool that hangs — alive to both pools' Serf,
+	// silent to exchanges over the cloud pool — costs each coordinator
+	// that asks it an exchange's timeout once; then they ask it last
+	// (failing) and its pool's two others decide. Every answer right or
+	// flagged meanwhile. What is counted is the exchanges that met the
+	// hung gateway (MemNetwork.Stalls), not the time, which a busy
+	// machine stretches. Mutation: without the coordinators' note of a
+	// gateway that failed, 5 and 8 of 8 statements waited out the timeout
+	// in two runs (8 of 8: 16 exchanges met it).
+	t.Run("a gateway that hangs", func(t *testing.T) {
+		hung := gw[0]
+		p := e.Nodes[hung].rt.pools
+		p.mu.Lock()
+		c := p.cloud
+		p.mu.Unlock()
+		if c == nil {
+			t.Fatalf("gateway %d is not in the cloud pool", hung)
+		}
+		e.cloud.mem.Stall(time.Hour, c.Name())
+		defer e.cloud.mem.Stall(0, c.Name())
+		text := statements[1]
+		var took []time.Duration
+		before := e.cloud.mem.Stalls()
+		for range 8 {
+			start := time.Now()
+			a, err := e.ask(t, asker, text)
+			rightOrFlagged(t, e, text, a, err)
+			took = append(took, time.Since(start).Round(10*time.Millisecond))
+		}
+		met := e.cloud.mem.Stalls() - before
+		t.Logf("%s hung (its exchanges over the cloud pool): 8 statements took %v; %d exchanges met it", e.Nodes[hung].Name(), took, met)
+		if met > 2 { // once at each of the asker's two coordinators
+			t.Errorf("%d exchanges met a hung gateway in 8 statements (%v): the coordinators keep asking it", met, took)
+		}
+	})
+
 	t.Run("a gateway killed", func(t *testing.T) {
 		dead := gw[2]
 		if err := e.Kill(dead); err != nil {

@@ -569,6 +569,14 @@ func (f *failing) last(gws []string, now time.Time) []string {
 	return gws
 }
 
+// failedAt says whether a relay or a pool run through g failed within
+// failingFor of now.
+func (f *failing) failedAt(g string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed(g, now)
+}
+
 func (f *failing) failed(g string, now time.Time) bool {
 	t, ok := f.at[g]
 	return ok && now.Sub(t) < failingFor
