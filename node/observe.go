@@ -42,6 +42,18 @@ type observer struct {
 	mu      sync.Mutex
 	members map[string]*sighting
 	gaps    []span // times since it began that this peer did not watch (it was down)
+	// bounds remembers each member's atMost for boundMemo, until its
+	// next change: a top-k checks every entry that enters a peer's list
+	// against it, query after query. In a second the bound moves by a
+	// second's share of the window; a change of the member's is news.
+	bounds map[string]bound
+}
+
+// bound is a member's atMost as computed at at.
+type bound struct {
+	most float64
+	ok   bool
+	at   time.Time
 }
 
 // sighting is one member as this peer saw it.
@@ -70,6 +82,10 @@ const (
 	// what was seen by more than separates the most reliable peers of a
 	// large cloud.
 	clockDoubt = 2 * time.Second
+	// boundMemo is how long a member's bound is remembered (bounds), and
+	// maxBounds how many members' are.
+	boundMemo = time.Second
+	maxBounds = 1 << 14
 )
 
 func newObserver(window time.Duration, now time.Time) *observer {
@@ -88,6 +104,7 @@ func (o *observer) up(name string, now time.Time) {
 	if s.upSince.IsZero() {
 		s.upSince = now
 		s.changes++
+		delete(o.bounds, name)
 	}
 }
 
@@ -103,6 +120,7 @@ func (o *observer) down(name string, now time.Time) {
 	s.upSince = time.Time{}
 	s.changes++
 	o.trim(s, now)
+	delete(o.bounds, name)
 }
 
 // trim drops the spans that ended before the window and merges the
@@ -131,6 +149,19 @@ func trimSpans(spans []span, start time.Time) []span {
 func (o *observer) atMost(name string, now time.Time) (float64, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if b, ok := o.bounds[name]; ok && now.Sub(b.at) < boundMemo && !now.Before(b.at) {
+		return b.most, b.ok
+	}
+	most, ok := o.computeAtMost(name, now)
+	if o.bounds == nil || len(o.bounds) >= maxBounds {
+		o.bounds = map[string]bound{}
+	}
+	o.bounds[name] = bound{most, ok, now}
+	return most, ok
+}
+
+// computeAtMost is atMost, computed (o.mu held).
+func (o *observer) computeAtMost(name string, now time.Time) (float64, bool) {
 	s := o.members[name]
 	if s == nil || o.window <= 0 {
 		return 0, false

@@ -64,6 +64,47 @@ func TestObserverBound(t *testing.T) {
 // What a peer observed survives its restart: the spans it saw, a member
 // alive at the save seen so until then, and the time it was down a gap
 // it did not watch (counted as up, as the time before it began).
+// A member's bound is remembered for boundMemo (a top-k checks each
+// entry that enters a list against it), not past it, and not past a
+// change of the member's: a member seen going up or down is judged anew
+// at once. Mutations: without the up's or the down's forgetting, the
+// bound after it is the one from before it.
+func TestObserverRemembersBounds(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	const w = 1000 * time.Second
+	o := newObserver(w, t0)
+	o.up("a", at(0))
+	o.down("a", at(500*time.Second))
+	first, _ := o.atMost("a", at(1000*time.Second))
+	if again, _ := o.atMost("a", at(1000*time.Second+boundMemo/2)); again != first {
+		t.Errorf("within %v: %v, then %v; want it remembered", boundMemo, first, again)
+	}
+	later, _ := o.atMost("a", at(1000*time.Second+2*boundMemo))
+	if want, _ := o.computeAtMost("a", at(1000*time.Second+2*boundMemo)); later != want || later >= first {
+		t.Errorf("past %v: %v, want %v (below %v: the window slid over its time up)", boundMemo, later, want, first)
+	}
+	// Each change is news within the memo's time: up, then down.
+	base := 1000*time.Second + 2*boundMemo
+	o.up("a", at(base))
+	upNow, _ := o.atMost("a", at(base+boundMemo/8))
+	if want, _ := o.computeAtMost("a", at(base+boundMemo/8)); upNow != want || upNow == later {
+		t.Errorf("after an up within %v: %v, want %v (not the %v remembered)", boundMemo, upNow, want, later)
+	}
+	o.down("a", at(base+boundMemo/4))
+	now := at(base + boundMemo/2)
+	got, _ := o.atMost("a", now)
+	if want, _ := o.computeAtMost("a", now); got != want || got == upNow {
+		t.Errorf("after a down within %v: %v, want %v (not the %v remembered)", boundMemo, got, want, upNow)
+	}
+	// A clock that went back is not within the memo.
+	back := now.Add(-time.Hour)
+	if b, _ := o.atMost("a", back); b == got {
+		want, _ := o.computeAtMost("a", back)
+		t.Errorf("an hour back: %v, the bound remembered from an hour later; want %v", b, want)
+	}
+}
+
 func TestObserverSurvivesRestart(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d * time.Second) }

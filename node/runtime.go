@@ -899,44 +899,17 @@ func (rt *runtime) leaseContact(peer string, err error) (time.Duration, bool) {
 }
 
 // reliabilityBound is a query's run.Config.Reliability: the observer's
-// bound on a node's claim (atMost), each node's remembered for a second
-// of the query. A top-k checks every entry that enters a peer's list
-// against it, and the observer's lock, clock and spans cost 0.11 s of the
-// 0.8 s a top-50 over 200 embedded peers spent on its defence in 12 runs;
-// in a second the bound moves by a second's share of the window.
+// bound on a node's claim (atMost, which remembers each member's for a
+// second: a top-k checks every entry that enters a peer's list against
+// it). Undefended (the cluster benchmark's switch), there is none.
 func (rt *runtime) reliabilityBound() func(node string) (float64, bool) {
-	type bound struct {
-		most float64
-		ok   bool
-		at   time.Time
-	}
-	var mu sync.Mutex // the asker's sample check reads it beside the rounds
-	memo := map[string]bound{}
 	return func(node string) (float64, bool) {
 		if rt.undefended.Load() {
 			return 0, false
 		}
-		now := rt.now()
-		mu.Lock()
-		defer mu.Unlock()
-		if b, ok := memo[node]; ok && now.Sub(b.at) < reliabilityMemo && !now.Before(b.at) {
-			return b.most, b.ok
-		}
-		most, ok := rt.observer.atMost(node, now)
-		if len(memo) >= maxReliabilityMemo {
-			clear(memo)
-		}
-		memo[node] = bound{most, ok, now}
-		return most, ok
+		return rt.observer.atMost(node, rt.now())
 	}
 }
-
-// reliabilityMemo is how long a query remembers a node's bound, and
-// maxReliabilityMemo how many nodes' (a WATCH may run for days).
-const (
-	reliabilityMemo    = time.Second
-	maxReliabilityMemo = 1 << 14
-)
 
 // gossip runs a plan by gossip from this peer.
 func (rt *runtime) gossip(ctx context.Context, plan *query.Plan, progress func(answer.Progress)) (*answer.Answer, error) {
