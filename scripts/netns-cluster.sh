@@ -5,6 +5,7 @@
 # Needs root, iproute2 and iptables. docs/AGENT.md has a walkthrough.
 #
 #   scripts/netns-cluster.sh up 8            # agents a1..a8 at 10.77.0.1..8
+#   scripts/netns-cluster.sh pools 8 KEY     # the same in pools a (a1..a4) and b (a5..a8)
 #   scripts/netns-cluster.sh query 3 "SELECT COUNT(*) FROM peers" --format json
 #   scripts/netns-cluster.sh loss 20         # drop 20% of packets into every agent
 #   scripts/netns-cluster.sh partition 4     # a1..a4 | a5..aN
@@ -30,16 +31,22 @@ NET=10.77.0
 ns() { echo "pq$1"; }
 count() { cat "$DIR/count" 2>/dev/null || echo 0; }
 
-up() {
-	local n=$1
+# bridge N: the binary (built from this checkout unless there is one),
+# the count of agents, and the bridge their namespaces join.
+bridge() {
 	mkdir -p "$DIR"
 	if [ ! -x "$BIN" ]; then
 		(cd "$(dirname "$0")/.." && go build -o "$BIN" ./cmd/peerq)
 	fi
-	echo "$n" > "$DIR/count"
+	echo "$1" > "$DIR/count"
 	ip link add "$BR" type bridge 2>/dev/null || true
 	ip addr add "$NET.254/24" dev "$BR" 2>/dev/null || true
 	ip link set "$BR" up
+}
+
+up() {
+	local n=$1
+	bridge "$n"
 	for i in $(seq 1 "$n"); do
 		if [ "${PEERQ_NETNS_DISKS:-0}" = 1 ] && ! mountpoint -q "$DIR/a$i"; then
 			mkdir -p "$DIR/a$i"
@@ -49,12 +56,7 @@ up() {
 			mount -o loop,errors=remount-ro "$DIR/a$i.img" "$DIR/a$i"
 			noreserve "$DIR/a$i"
 		fi
-		ip netns add "$(ns "$i")"
-		ip link add "veth$i" type veth peer name eth0 netns "$(ns "$i")"
-		ip link set "veth$i" master "$BR" up
-		ip netns exec "$(ns "$i")" ip addr add "$NET.$i/24" dev eth0
-		ip netns exec "$(ns "$i")" ip link set eth0 up
-		ip netns exec "$(ns "$i")" ip link set lo up
+		netns "$i"
 		start "$i"
 	done
 	# Wait until every agent sees every other.
@@ -66,6 +68,44 @@ up() {
 		done
 	done
 	echo "up: $n agents"
+}
+
+# netns I: agent I's namespace on the bridge, at $NET.I.
+netns() {
+	local i=$1
+	ip netns add "$(ns "$i")"
+	ip link add "veth$i" type veth peer name eth0 netns "$(ns "$i")"
+	ip link set "veth$i" master "$BR" up
+	ip netns exec "$(ns "$i")" ip addr add "$NET.$i/24" dev eth0
+	ip netns exec "$(ns "$i")" ip link set eth0 up
+	ip netns exec "$(ns "$i")" ip link set lo up
+}
+
+# pools N KEY: N agents in two pools (docs/AGENT.md, Pools): a1..a(N/2)
+# in pool a, the others in pool b, each pool joined inside itself through
+# its first agent, every agent given the other pool's cloud ports (its
+# gossip port + 2) and the --encrypt key KEY. Like up's, these agents
+# answer query, kill and down (not start, which joins one pool); unlike
+# up, it does not wait for them.
+pools() {
+	local n=$1 key=$2 half=$(($1 / 2)) pool first flags
+	bridge "$n"
+	for i in $(seq 1 "$n"); do netns "$i"; done
+	for i in $(seq 1 "$n"); do
+		pool=a first=1
+		[ "$i" -gt "$half" ] && pool=b first=$((half + 1))
+		flags=(--pool "$pool" --encrypt "$key")
+		[ "$i" -ne "$first" ] && flags+=(--join "$NET.$first:7946" --retry-join)
+		if [ "$pool" = a ]; then
+			for j in $(seq $((half + 1)) "$n"); do flags+=(--cloud-join "$NET.$j:7948"); done
+		else
+			for j in $(seq 1 "$half"); do flags+=(--cloud-join "$NET.$j:7948"); done
+		fi
+		ip netns exec "$(ns "$i")" "$BIN" agent --node "a$i" --bind "$NET.$i:7946" --exchange "$NET.$i:7947" \
+			--api 127.0.0.1:7474 --data-dir "$DIR/a$i" --round 200ms "${flags[@]}" ${PEERQ_AGENT_FLAGS:-} \
+			>> "$DIR/a$i.log" 2>&1 &
+		echo $! > "$DIR/a$i.pid"
+	done
 }
 
 # start I: start agent I in its namespace (again, after a kill: same
@@ -182,6 +222,7 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
 up) up "${1:-8}" ;;
+pools) pools "$1" "$2" ;;
 query) query "$@" ;;
 loss) loss "$1" ;;
 partition) partition "$1" ;;
@@ -190,5 +231,5 @@ kill) kill_agent "$1" ;;
 start) start "$1" ;;
 disk) disk "$1" "$2" ;;
 down) down ;;
-*) sed -n '2,19p' "$0"; exit 1 ;;
+*) sed -n '2,20p' "$0"; exit 1 ;;
 esac

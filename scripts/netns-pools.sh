@@ -36,8 +36,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${PEERQ_NETNS_DIR:-/tmp/peerq-netns}
-NET=10.77.0
-BR=pqbr0
 C=scripts/netns-cluster.sh
 N=8 # a1..a4 in pool a, a5..a8 in pool b
 KILL_AFTER=${KILL_AFTER:-0.03}
@@ -48,7 +46,6 @@ KEY=$(head -c 32 /dev/urandom | base64)
 export PEERQ_BIN="$DIR/peerq" PEERQ_NETNS_DIR="$DIR"
 OUT="$DIR/pools"
 
-pool_of() { if [ "$1" -le 4 ]; then echo a; else echo b; fi; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
@@ -60,38 +57,10 @@ $C down > /dev/null 2>&1 || true     # a run before this one, if it left anythin
 rm -rf "$DIR"/a* "$OUT"
 mkdir -p "$OUT"
 
-# The namespaces as netns-cluster.sh's `up` makes them; its `start` joins
-# every agent to a1 with the same flags, so the agents are started here,
-# each with its pool's --join and the other pool's --cloud-join. Its
-# count and pid files stay as `up` leaves them: its query, kill and down
-# work on these agents.
-echo "$N" > "$DIR/count"
-ip link add "$BR" type bridge 2>/dev/null || true
-ip addr add "$NET.254/24" dev "$BR" 2>/dev/null || true
-ip link set "$BR" up
-for i in $(seq 1 "$N"); do
-	ip netns add "pq$i"
-	ip link add "veth$i" type veth peer name eth0 netns "pq$i"
-	ip link set "veth$i" master "$BR" up
-	ip netns exec "pq$i" ip addr add "$NET.$i/24" dev eth0
-	ip netns exec "pq$i" ip link set eth0 up
-	ip netns exec "pq$i" ip link set lo up
-done
-for i in $(seq 1 "$N"); do
-	pool=$(pool_of "$i")
-	first=1
-	[ "$pool" = b ] && first=5
-	flags=(--pool "$pool" --encrypt "$KEY")
-	[ "$i" -ne "$first" ] && flags+=(--join "$NET.$first:7946" --retry-join)
-	for j in $(seq 1 "$N"); do
-		[ "$(pool_of "$j")" != "$pool" ] && flags+=(--cloud-join "$NET.$j:7948")
-	done
-	( # in a subshell: not this shell's job, whose kill -9 it would report
-		ip netns exec "pq$i" "$PEERQ_BIN" agent --node "a$i" --bind "$NET.$i:7946" --exchange "$NET.$i:7947" \
-			--api 127.0.0.1:7474 --data-dir "$DIR/a$i" --round 200ms "${flags[@]}" >> "$DIR/a$i.log" 2>&1 &
-		echo $! > "$DIR/a$i.pid"
-	)
-done
+# The namespaces and the agents in two pools (netns-cluster.sh pools):
+# a1..a4 in pool a, a5..a8 in pool b, every agent given the other
+# pool's cloud ports; netns-cluster.sh's query, kill and down work on them.
+$C pools "$N" "$KEY"
 
 # ask FILE STATEMENT [I]: the statement at a1 (or aI), its JSON answer in
 # FILE; prints its exit code.
