@@ -232,6 +232,33 @@ func TestWaitSettledSaysWhatIsMissing(t *testing.T) {
 	}
 }
 
+// A cluster that gossip alone would leave unsettled — a peer whose join
+// never happened, which nobody knows and which knows nobody, so that
+// memberlist's anti-entropy never reaches it — settles while WaitSettled
+// waits: its unsettled peers push and pull their state with others
+// (syncUnsettled). Mutation: without the sync, it is still unsettled at
+// the deadline.
+func TestWaitSettledSyncs(t *testing.T) {
+	c := startConfigs(t, []Config{{Name: "p000"}, {Name: "p001"}}, nil)
+	alone, err := New(Config{Name: "p002", Mem: c.Mem, ClusterSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Peers = append(c.Peers, alone) // shut down with the cluster
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.WaitSettled(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("settled %v after the lone peer came", time.Since(start).Round(10*time.Millisecond))
+	for _, p := range c.Peers {
+		if p.Size() != 3 {
+			t.Errorf("%s sees %d of 3", p.cfg.Name, p.Size())
+		}
+	}
+}
+
 // Config.Admit keeps out the peerq members whose tags it refuses: after a
 // join that would bring one, the peer that refuses it does not list it; a
 // member it admits joins as before. Mutation: without the merge delegate the
