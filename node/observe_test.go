@@ -61,9 +61,6 @@ func TestObserverBound(t *testing.T) {
 	}
 }
 
-// What a peer observed survives its restart: the spans it saw, a member
-// alive at the save seen so until then, and the time it was down a gap
-// it did not watch (counted as up, as the time before it began).
 // A member's bound is remembered for boundMemo (a top-k checks each
 // entry that enters a list against it), not past it, and not past a
 // change of the member's: a member seen going up or down is judged anew
@@ -105,6 +102,9 @@ func TestObserverRemembersBounds(t *testing.T) {
 	}
 }
 
+// What a peer observed survives its restart: the spans it saw, a member
+// alive at the save seen so until then, and the time it was down a gap
+// it did not watch (counted as up, as the time before it began).
 func TestObserverSurvivesRestart(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d * time.Second) }

@@ -313,8 +313,8 @@ type pools struct {
 	// relayForged counts relayed replies not signed by the member they
 	// came from.
 	relayForged atomic.Int64
-	// failing are the gateways a relay through failed lately, tried
-	// last (relay.go: failing).
+	// failing are the gateways a relay through or a pool run at failed
+	// lately, tried last (relay.go: failing).
 	failing failing
 }
 
@@ -674,7 +674,9 @@ func (p *pools) answerCloud(ctx context.Context, from string, msg []byte) ([]byt
 	case opPoolStart:
 		plan, err := query.Decode(req.Plan)
 		if err != nil {
-			return nil, err
+			// Said, not a closed connection: a gateway of another build
+			// refuses a plan it cannot read, and must not look hung.
+			return encodePool(poolResp{Err: fmt.Sprintf("this gateway cannot read the plan: %v", err)}), nil
 		}
 		p.startRun(id, plan)
 		return encodePool(poolResp{}), nil
@@ -820,7 +822,12 @@ func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.
 // the same gateways every time — but a gateway whose exchange failed
 // lately comes last (failing): one that hangs while both pools' Serf
 // list it alive would otherwise cost two statements in three an
-// exchange's timeout, until nobody knows when.
+// exchange's timeout, until nobody knows when. A coordinator that has
+// such a note and one that has not may then ask different first pairs
+// (a pool may run the statement three times), and the asker waits for
+// the slower: each coordinator pays for a hung gateway once a
+// failingFor. A statement whose whole time is shorter than an
+// exchange's notes nothing (failedAlone): it pays its own time.
 func (p *pools) coordinatePool(ctx context.Context, c CloudNetwork, id QueryID, wire []byte, plan *query.Plan, v poolView, cr *coordRun) {
 	order := make([]int, len(v.at))
 	for i := range order {
@@ -945,7 +952,7 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 		return p.callCloud(ctx, c, g, r)
 	}
 	if _, err := call(opPoolStart); err != nil {
-		if hung(err) && ctx.Err() == nil {
+		if failedAlone(ctx, err) {
 			p.failing.note(g, p.now()) // asked last for a while: it may hang
 		}
 		p.logf("pools: gateway %s did not take query %s: %v", g, id, err)
@@ -964,7 +971,7 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 		switch {
 		case err != nil:
 			if misses++; misses >= 3 {
-				if hung(err) && ctx.Err() == nil {
+				if failedAlone(ctx, err) {
 					p.failing.note(g, p.now())
 				}
 				p.logf("pools: gateway %s stopped answering for query %s: %v", g, id, err)

@@ -513,10 +513,14 @@ func share(ctx context.Context, tries int) (context.Context, context.CancelFunc)
 }
 
 // failing remembers the gateways a relay through failed within
-// failingFor, so that the next relays try them last: a gateway whose
-// process hangs while Serf still shows it alive would otherwise cost
-// every relay that starts there its share of the deadline, until the
-// failure detector (which it passes) says otherwise. It holds at most
+// failingFor, so that the next relays try them last, and those a pool
+// run's start or polls failed at, so that the next statements ask them
+// last (coordinatePool): a gateway whose process hangs while Serf still
+// shows it alive would otherwise cost every relay that starts there its
+// share of the deadline, and two statements in three an exchange's
+// timeout, until the failure detector (which it passes) says otherwise.
+// Past failingFor it is tried in its turn again: one relay or statement
+// in each such window pays for it while it hangs. It holds at most
 // maxFailing addresses. It is safe for concurrent use.
 type failing struct {
 	mu sync.Mutex
@@ -767,6 +771,20 @@ func (e farError) Error() string { return string(e) }
 func hung(err error) bool {
 	var far farError
 	return err != nil && !errors.As(err, &far)
+}
+
+// failedAlone says whether err, from an exchange made under ctx, is the
+// other side's failure to answer (hung) and not ctx ending first: over
+// sockets an exchange's deadline is ctx's when that is the nearer, and
+// its read times out at that instant, before ctx says it is done — a
+// gateway that was only slower than the asker's own deadline is not one
+// that hangs.
+func failedAlone(ctx context.Context, err error) bool {
+	if !hung(err) || ctx.Err() != nil {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return !ok || time.Now().Before(dl)
 }
 
 // selfFirst moves self, if gws holds it, to the front (no exchange with

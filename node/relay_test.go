@@ -1020,3 +1020,56 @@ func heldCost(t *testing.T, n, pools int) {
 		}
 	}
 }
+
+// A gateway is noted as failing (failedAlone) only for its own failure to
+// answer: not for a refusal it answered with, and not when the asker's
+// own deadline ended the exchange — over sockets the exchange times out
+// at that deadline before ctx says it is done, so a gateway only slower
+// than a short statement's time would be asked last for 30 s. Mutation:
+// without the deadline's check, "the asker's deadline reached" is
+// noted.
+func TestFailedAlone(t *testing.T) {
+	timeout := errors.New("read tcp: i/o timeout")
+	live := context.Background()
+	later, cancelLater := context.WithDeadline(context.Background(), time.Now().Add(time.Hour))
+	defer cancelLater()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		now  bool // the deadline is now (reached): replaced below
+		want bool
+	}{
+		{"no answer, no deadline", live, timeout, false, true},
+		{"no answer, the asker's deadline an hour off", later, timeout, false, true},
+		{"no answer at the asker's deadline", nil, timeout, true, false},
+		{"the asker gave up", done, timeout, false, false},
+		{"a refusal", live, farError("busy"), false, false},
+		{"no error", live, nil, false, false},
+	} {
+		ctx := tc.ctx
+		if tc.now {
+			c, cancel := context.WithDeadline(context.Background(), time.Now().Add(20*time.Millisecond))
+			defer cancel()
+			// The socket's read times out at the deadline: ctx may not be done yet.
+			for time.Until(mustDeadline(c)) > 0 {
+				time.Sleep(time.Until(mustDeadline(c)))
+			}
+			ctx = valueOnly{c}
+		}
+		if got := failedAlone(ctx, tc.err); got != tc.want {
+			t.Errorf("%s: failedAlone = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func mustDeadline(ctx context.Context) time.Time { dl, _ := ctx.Deadline(); return dl }
+
+// valueOnly is a context whose deadline has passed but which does not say
+// so yet: what an exchange over a socket sees the instant its read times
+// out at that deadline.
+type valueOnly struct{ context.Context }
+
+func (valueOnly) Err() error { return nil }

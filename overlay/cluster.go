@@ -139,7 +139,7 @@ func (c *Cluster) WaitSettled(ctx context.Context, progress func(settled int)) e
 		if s == len(c.Peers) {
 			return nil
 		}
-		if time.Since(synced) >= time.Second {
+		if time.Since(synced) >= time.Second && ctx.Err() == nil {
 			c.syncUnsettled(r)
 			synced = time.Now()
 		}
@@ -154,14 +154,17 @@ func (c *Cluster) WaitSettled(ctx context.Context, progress func(settled int)) e
 // syncPerSecond bounds the unsettled peers WaitSettled has push and pull
 // their state each second: a few hundred at once, right after the joins,
 // would cost what memberlist's own anti-entropy every second did (a
-// settled cloud's CPU tripled, BENCHMARKS.md), and the tail it is for is
-// a few peers.
+// settled cloud's CPU 2.6 times, BENCHMARKS.md), and the tail it is for
+// is a few peers.
 const syncPerSecond = 16
 
 // syncUnsettled has up to syncPerSecond random peers that do not see the
 // whole cluster push and pull their state with a random other live peer,
 // at once, and waits for them. A failed push-pull is no matter: the next
-// second tries another.
+// second tries another. A push-pull with a peer cut off (MemNetwork's
+// partitions and loss) waits out memberlist's TCP timeout (TunedConfig: 5
+// s), by which a batch under way may hold WaitSettled past its ctx; no
+// caller waits for a cluster it has cut.
 func (c *Cluster) syncUnsettled(r *rand.Rand) {
 	var un []*Overlay
 	for _, p := range c.Peers {

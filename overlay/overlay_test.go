@@ -211,7 +211,9 @@ func TestRefreshKeepsNewerEvents(t *testing.T) {
 }
 
 // A cluster that does not settle says, per unsettled peer, whom it lacks
-// and what its Serf knows of them.
+// and what its Serf knows of them. (Its deadline, 200 ms, comes before
+// WaitSettled's first push-pulls of the unsettled, a second in, which
+// would bring the lone peer in: TestWaitSettledSyncs.)
 func TestWaitSettledSaysWhatIsMissing(t *testing.T) {
 	c := startConfigs(t, []Config{{Name: "p000"}, {Name: "p001"}}, nil)
 	alone, err := New(Config{Name: "p002", Mem: c.Mem, ClusterSize: 3})

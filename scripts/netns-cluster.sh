@@ -85,9 +85,14 @@ netns() {
 # in pool a, the others in pool b, each pool joined inside itself through
 # its first agent, every agent given the other pool's cloud ports (its
 # gossip port + 2) and the --encrypt key KEY. Like up's, these agents
-# answer query, kill and down (not start, which joins one pool); unlike
-# up, it does not wait for them.
+# answer query, kill and down (not start, which joins one pool, nor disk,
+# whose repair restarts through start; PEERQ_NETNS_DISKS does not apply);
+# unlike up, it does not wait for them.
 pools() {
+	if [ $# -lt 2 ]; then
+		echo "usage: netns-cluster.sh pools N KEY" >&2
+		return 1
+	fi
 	local n=$1 key=$2 half=$(($1 / 2)) pool first flags
 	bridge "$n"
 	for i in $(seq 1 "$n"); do netns "$i"; done
@@ -222,7 +227,7 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
 up) up "${1:-8}" ;;
-pools) pools "$1" "$2" ;;
+pools) pools "$@" ;;
 query) query "$@" ;;
 loss) loss "$1" ;;
 partition) partition "$1" ;;
