@@ -825,9 +825,10 @@ func (p *pools) coordinate(c CloudNetwork, id QueryID, wire []byte, plan *query.
 // exchange's timeout, until nobody knows when. A coordinator that has
 // such a note and one that has not may then ask different first pairs
 // (a pool may run the statement three times), and the asker waits for
-// the slower: each coordinator pays for a hung gateway once a
-// failingFor. A statement whose whole time is shorter than an
-// exchange's notes nothing (failedAlone): it pays its own time.
+// the slower: each coordinator pays for a hung gateway again each time
+// its note runs out (30 s, then twice as long each time: failing). A
+// statement whose whole time is shorter than an exchange's notes
+// nothing (failedAlone): it pays its own time.
 func (p *pools) coordinatePool(ctx context.Context, c CloudNetwork, id QueryID, wire []byte, plan *query.Plan, v poolView, cr *coordRun) {
 	order := make([]int, len(v.at))
 	for i := range order {

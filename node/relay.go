@@ -512,36 +512,48 @@ func share(ctx context.Context, tries int) (context.Context, context.CancelFunc)
 	return ctx, func() {}
 }
 
-// failing remembers the gateways a relay through failed within
-// failingFor, so that the next relays try them last, and those a pool
-// run's start or polls failed at, so that the next statements ask them
-// last (coordinatePool): a gateway whose process hangs while Serf still
-// shows it alive would otherwise cost every relay that starts there its
-// share of the deadline, and two statements in three an exchange's
-// timeout, until the failure detector (which it passes) says otherwise.
-// Past failingFor it is tried in its turn again: one relay or statement
-// in each such window pays for it while it hangs. It holds at most
-// maxFailing addresses. It is safe for concurrent use.
+// failing remembers the gateways a relay through failed, so that the
+// next relays try them last, and those a pool run's start or polls
+// failed at, so that the next statements ask them last (coordinatePool):
+// a gateway whose process hangs while Serf still shows it alive would
+// otherwise cost every relay that starts there its share of the
+// deadline, and two statements in three an exchange's timeout, until the
+// failure detector (which it passes) says otherwise. A note lasts
+// failingFor; past it the gateway is tried in its turn again, and one
+// relay or statement pays for it if it still hangs — so a gateway noted
+// again within twice its last note's time gets twice that time, up to
+// maxFailingFor: one that hangs for an hour costs each coordinator ten
+// timeouts, not 120. It holds at most maxFailing addresses. It is
+// safe for concurrent use.
 type failing struct {
 	mu sync.Mutex
-	at map[string]time.Time
+	at map[string]failNote
+}
+
+// failNote is when a gateway last failed, and for how long it is tried
+// last since.
+type failNote struct {
+	at   time.Time
+	span time.Duration
 }
 
 const (
-	failingFor = 30 * time.Second
-	maxFailing = 256
+	failingFor    = 30 * time.Second
+	maxFailingFor = 10 * time.Minute
+	maxFailing    = 256
 )
 
-// note records that a relay through g failed at now.
+// note records that a relay through g, or a pool run at g, failed at now.
 func (f *failing) note(g string, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.at == nil {
-		f.at = map[string]time.Time{}
+		f.at = map[string]failNote{}
 	}
-	if len(f.at) >= maxFailing {
-		for k, t := range f.at {
-			if now.Sub(t) >= failingFor {
+	prev, again := f.at[g]
+	if !again && len(f.at) >= maxFailing {
+		for k, n := range f.at {
+			if now.Sub(n.at) >= n.span {
 				delete(f.at, k)
 			}
 		}
@@ -549,11 +561,15 @@ func (f *failing) note(g string, now time.Time) {
 			return
 		}
 	}
-	f.at[g] = now
+	span := failingFor
+	if again && now.Sub(prev.at) < 2*prev.span && !now.Before(prev.at) {
+		span = min(2*prev.span, maxFailingFor)
+	}
+	f.at[g] = failNote{at: now, span: span}
 }
 
-// last reorders gws (in place) so that those that failed within
-// failingFor come after the others, each side in its order.
+// last reorders gws (in place) so that those still noted as failing come
+// after the others, each side in its order.
 func (f *failing) last(gws []string, now time.Time) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -573,8 +589,7 @@ func (f *failing) last(gws []string, now time.Time) []string {
 	return gws
 }
 
-// failedAt says whether a relay or a pool run through g failed within
-// failingFor of now.
+// failedAt says whether g is still noted as failing at now.
 func (f *failing) failedAt(g string, now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -582,8 +597,8 @@ func (f *failing) failedAt(g string, now time.Time) bool {
 }
 
 func (f *failing) failed(g string, now time.Time) bool {
-	t, ok := f.at[g]
-	return ok && now.Sub(t) < failingFor
+	n, ok := f.at[g]
+	return ok && now.Sub(n.at) < n.span
 }
 
 // relayOut is a gateway's hop for a member of its pool (from) to a

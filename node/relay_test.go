@@ -787,6 +787,36 @@ func TestFailing(t *testing.T) {
 	}
 }
 
+// A gateway noted again soon after its note ran out — it still hangs —
+// is tried last for twice as long each time, up to maxFailingFor; one
+// noted again long after starts at failingFor. Over an hour of a hang a
+// coordinator then pays for it 10 times, not 120. Mutation: without the
+// doubling, 120.
+func TestFailingBacksOff(t *testing.T) {
+	var f failing
+	t0 := time.Unix(1000, 0)
+	now, paid := t0, 0
+	for now.Before(t0.Add(time.Hour)) {
+		if !f.failedAt("g", now) { // asked in its turn, and it hangs
+			f.note("g", now)
+			paid++
+		}
+		now = now.Add(time.Second)
+	}
+	if paid != 10 {
+		t.Errorf("a gateway that hangs for an hour was asked in its turn %d times, want 10 (at 0, then 30 s, 1, 2, 4 and 8 min after each, then every 10 min)", paid)
+	}
+	if n := f.at["g"]; n.span != maxFailingFor {
+		t.Errorf("after an hour, noted for %v, want %v", n.span, maxFailingFor)
+	}
+	// Answering again, then failing long after: a fresh note.
+	later := now.Add(time.Hour)
+	f.note("g", later)
+	if f.failedAt("g", later.Add(failingFor)) || !f.failedAt("g", later.Add(failingFor-time.Second)) {
+		t.Errorf("a failure an hour after the last note: noted for %v, want %v", f.at["g"].span, failingFor)
+	}
+}
+
 // TestCheckVouch: a vouch counts only signed by the gateway asked, about
 // the pool asked, now, and about names asked.
 func TestCheckVouch(t *testing.T) {
