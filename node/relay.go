@@ -562,8 +562,13 @@ func (f *failing) note(g string, now time.Time) {
 		}
 	}
 	span := failingFor
-	if again && now.Sub(prev.at) < 2*prev.span && !now.Before(prev.at) {
-		span = min(2*prev.span, maxFailingFor)
+	if again && !now.Before(prev.at) {
+		switch age := now.Sub(prev.at); {
+		case age < prev.span:
+			span = prev.span // noted still (two relays or runs at once): renewed, not doubled
+		case age < 2*prev.span:
+			span = min(2*prev.span, maxFailingFor) // tried in its turn again, and it still fails
+		}
 	}
 	f.at[g] = failNote{at: now, span: span}
 }

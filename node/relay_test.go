@@ -809,6 +809,14 @@ func TestFailingBacksOff(t *testing.T) {
 	if n := f.at["g"]; n.span != maxFailingFor {
 		t.Errorf("after an hour, noted for %v, want %v", n.span, maxFailingFor)
 	}
+	// Two failures at once (two statements, or a relay beside one): one
+	// note's time, renewed, not doubled.
+	var g failing
+	g.note("h", t0)
+	g.note("h", t0.Add(time.Millisecond))
+	if n := g.at["h"]; n.span != failingFor {
+		t.Errorf("two failures a millisecond apart: noted for %v, want %v", n.span, failingFor)
+	}
 	// Answering again, then failing long after: a fresh note.
 	later := now.Add(time.Hour)
 	f.note("g", later)
