@@ -521,9 +521,10 @@ func share(ctx context.Context, tries int) (context.Context, context.CancelFunc)
 // failure detector (which it passes) says otherwise. A note lasts
 // failingFor; past it the gateway is tried in its turn again, and one
 // relay or statement pays for it if it still hangs — so a gateway noted
-// again within twice its last note's time gets twice that time, up to
-// maxFailingFor: one that hangs for an hour costs each coordinator ten
-// timeouts, not 120. It holds at most maxFailing addresses. It is
+// again after its note ran out, but within twice its time, gets twice
+// that time, up to maxFailingFor (one that hangs for an hour costs each
+// coordinator ten timeouts, not 120); noted again while still noted, it
+// keeps its time, from then. It holds at most maxFailing addresses. It is
 // safe for concurrent use.
 type failing struct {
 	mu sync.Mutex
@@ -562,9 +563,9 @@ func (f *failing) note(g string, now time.Time) {
 		}
 	}
 	span := failingFor
-	if again && !now.Before(prev.at) {
+	if again {
 		switch age := now.Sub(prev.at); {
-		case age < prev.span:
+		case age < prev.span: // a clock gone back included: failed still counts it noted
 			span = prev.span // noted still (two relays or runs at once): renewed, not doubled
 		case age < 2*prev.span:
 			span = min(2*prev.span, maxFailingFor) // tried in its turn again, and it still fails

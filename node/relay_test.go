@@ -789,9 +789,11 @@ func TestFailing(t *testing.T) {
 
 // A gateway noted again soon after its note ran out — it still hangs —
 // is tried last for twice as long each time, up to maxFailingFor; one
-// noted again long after starts at failingFor. Over an hour of a hang a
-// coordinator then pays for it 10 times, not 120. Mutation: without the
-// doubling, 120.
+// noted again long after starts at failingFor; one noted while noted
+// keeps its time. Over an hour of a hang a coordinator then pays for it
+// 10 times, not 120. Mutations: without the doubling, 120; a renewal
+// that starts at failingFor again, or does not move the note, or a full
+// table that drops the note it renews, each fail.
 func TestFailingBacksOff(t *testing.T) {
 	var f failing
 	t0 := time.Unix(1000, 0)
@@ -809,13 +811,34 @@ func TestFailingBacksOff(t *testing.T) {
 	if n := f.at["g"]; n.span != maxFailingFor {
 		t.Errorf("after an hour, noted for %v, want %v", n.span, maxFailingFor)
 	}
-	// Two failures at once (two statements, or a relay beside one): one
-	// note's time, renewed, not doubled.
+	// A failure while noted (two statements at once, or a relay beside
+	// one): the note's time kept, from then — not doubled, not cut back.
 	var g failing
 	g.note("h", t0)
-	g.note("h", t0.Add(time.Millisecond))
-	if n := g.at["h"]; n.span != failingFor {
-		t.Errorf("two failures a millisecond apart: noted for %v, want %v", n.span, failingFor)
+	g.note("h", t0.Add(failingFor)) // tried in its turn, fails: doubled
+	renewed := t0.Add(failingFor + time.Second)
+	g.note("h", renewed) // while noted
+	if n := g.at["h"]; n.span != 2*failingFor || !g.failedAt("h", renewed.Add(2*failingFor-time.Second)) || g.failedAt("h", renewed.Add(2*failingFor)) {
+		t.Errorf("a failure while noted for %v: noted for %v from %v, want %v from %v", 2*failingFor, n.span, n.at, 2*failingFor, renewed)
+	}
+	// A clock gone back: renewed, not started again.
+	g.note("h", renewed.Add(-time.Minute))
+	if n := g.at["h"]; n.span != 2*failingFor {
+		t.Errorf("a failure before the last note: noted for %v, want %v", n.span, 2*failingFor)
+	}
+	// A full table renews the notes it holds (and takes no new one while
+	// every note in it is live).
+	var full failing
+	for i := range maxFailing {
+		full.note(fmt.Sprint("x", i), t0)
+	}
+	full.note("x0", t0.Add(time.Second))
+	full.note("new", t0.Add(time.Second))
+	if n := full.at["x0"]; n.at != t0.Add(time.Second) {
+		t.Errorf("a full table: x0's note at %v, want renewed at %v", n.at, t0.Add(time.Second))
+	}
+	if _, ok := full.at["new"]; ok || len(full.at) != maxFailing {
+		t.Errorf("a full table of live notes took a new one (%d notes)", len(full.at))
 	}
 	// Answering again, then failing long after: a fresh note.
 	later := now.Add(time.Hour)
