@@ -835,19 +835,8 @@ func (p *pools) coordinatePool(ctx context.Context, c CloudNetwork, id QueryID, 
 		order[i] = i
 	}
 	rank := func(i int) uint64 { return hash64(string(id[:]) + "\x00" + v.at[i]) }
-	failed := make([]bool, len(v.at))
-	for i, at := range v.at {
-		failed[i] = p.failing.failedAt(at, p.now())
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		switch {
-		case failed[a] && !failed[b]:
-			return 1
-		case failed[b] && !failed[a]:
-			return -1
-		}
-		return cmp.Compare(rank(a), rank(b))
-	})
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(rank(a), rank(b)) })
+	order = failedLast(&p.failing, order, func(i int) string { return v.at[i] }, p.now())
 	first := majority(len(order))
 	got := p.askGateways(ctx, c, id, wire, plan, v, order[:min(first, len(order))], cr)
 	if len(order) > first && ctx.Err() == nil && !p.decided(plan, id, v, got) {

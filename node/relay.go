@@ -577,13 +577,20 @@ func (f *failing) note(g string, now time.Time) {
 // last reorders gws (in place) so that those still noted as failing come
 // after the others, each side in its order.
 func (f *failing) last(gws []string, now time.Time) []string {
+	return failedLast(f, gws, func(g string) string { return g }, now)
+}
+
+// failedLast reorders xs (in place), whose gateways name gives, so that
+// those f still notes as failing come after the others, each side in its
+// order: relays' gateways by name, a coordinator's by index (coordinatePool).
+func failedLast[T any](f *failing, xs []T, name func(T) string, now time.Time) []T {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.at) == 0 {
-		return gws
+		return xs
 	}
-	slices.SortStableFunc(gws, func(a, b string) int {
-		fa, fb := f.failed(a, now), f.failed(b, now)
+	slices.SortStableFunc(xs, func(a, b T) int {
+		fa, fb := f.failed(name(a), now), f.failed(name(b), now)
 		switch {
 		case fa == fb:
 			return 0
@@ -592,14 +599,7 @@ func (f *failing) last(gws []string, now time.Time) []string {
 		}
 		return 1
 	})
-	return gws
-}
-
-// failedAt says whether g is still noted as failing at now.
-func (f *failing) failedAt(g string, now time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.failed(g, now)
+	return xs
 }
 
 func (f *failing) failed(g string, now time.Time) bool {

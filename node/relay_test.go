@@ -799,7 +799,7 @@ func TestFailingBacksOff(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	now, paid := t0, 0
 	for now.Before(t0.Add(time.Hour)) {
-		if !f.failedAt("g", now) { // asked in its turn, and it hangs
+		if !f.failed("g", now) { // asked in its turn, and it hangs
 			f.note("g", now)
 			paid++
 		}
@@ -818,7 +818,7 @@ func TestFailingBacksOff(t *testing.T) {
 	g.note("h", t0.Add(failingFor)) // tried in its turn, fails: doubled
 	renewed := t0.Add(failingFor + time.Second)
 	g.note("h", renewed) // while noted
-	if n := g.at["h"]; n.span != 2*failingFor || !g.failedAt("h", renewed.Add(2*failingFor-time.Second)) || g.failedAt("h", renewed.Add(2*failingFor)) {
+	if n := g.at["h"]; n.span != 2*failingFor || !g.failed("h", renewed.Add(2*failingFor-time.Second)) || g.failed("h", renewed.Add(2*failingFor)) {
 		t.Errorf("a failure while noted for %v: noted for %v from %v, want %v from %v", 2*failingFor, n.span, n.at, 2*failingFor, renewed)
 	}
 	// A clock gone back: renewed, not started again.
@@ -843,7 +843,7 @@ func TestFailingBacksOff(t *testing.T) {
 	// Answering again, then failing long after: a fresh note.
 	later := now.Add(time.Hour)
 	f.note("g", later)
-	if f.failedAt("g", later.Add(failingFor)) || !f.failedAt("g", later.Add(failingFor-time.Second)) {
+	if f.failed("g", later.Add(failingFor)) || !f.failed("g", later.Add(failingFor-time.Second)) {
 		t.Errorf("a failure an hour after the last note: noted for %v, want %v", f.at["g"].span, failingFor)
 	}
 }

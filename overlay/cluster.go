@@ -182,7 +182,8 @@ func (c *Cluster) syncUnsettled(r *rand.Rand) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if n, _ := p.serf.Join([]string{q.JoinAddr()}, true); n > 0 {
+			// Its error is no matter (above): the next second tries another.
+			if n, err := p.serf.Join([]string{q.JoinAddr()}, true); err == nil && n > 0 {
 				p.refresh()
 			}
 		}()
