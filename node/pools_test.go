@@ -721,6 +721,20 @@ func TestPools(t *testing.T) {
 		}
 	})
 
+	// A gateway that cannot read a plan (another build) says so, as a
+	// refusal the coordinator takes for an answer (farError): a closed
+	// connection would be taken for a hang (failedAlone) and the gateway
+	// asked last for 30 s. Mutation: with the decode error returned as
+	// an error, there is no reply to read.
+	t.Run("a plan a gateway cannot read", func(t *testing.T) {
+		id := newQueryID()
+		out, err := e.Nodes[gw[1]].rt.pools.answerCloud(context.Background(), "someone", encodePool(poolReq{Op: opPoolStart, ID: id[:], Plan: []byte{0xff, 0x01}}))
+		var resp poolResp
+		if err != nil || decodePool(out, &resp) != nil || resp.Err == "" {
+			t.Fatalf("an unreadable plan: %v (reply %+v): want a refusal said in the reply", err, resp)
+		}
+	})
+
 	t.Run("a gateway killed", func(t *testing.T) {
 		dead := gw[2]
 		if err := e.Kill(dead); err != nil {
