@@ -149,7 +149,8 @@ type poolReq struct {
 	// the coordination) is done, or this many milliseconds have passed
 	// (at most half of the asked peer's exchange time: pools.hold), so
 	// that a report comes back when it is ready rather than at the next
-	// poll.
+	// poll. In a relay it is the time the sender's hop has: the gateway
+	// answers within most of it (hopTime).
 	Wait int64 `cbor:"4,keyasint,omitempty"`
 	// Pool, Names: a vouch's (relay.go); Pool, To, Msg, From: a relayed
 	// lease request's — the member's pool and name, the request, and the
@@ -612,7 +613,7 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 		}
 		return encodePool(p.vouchFor(ctx, c, req.Pool, req.Names))
 	case opRelay:
-		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout*3/4)
+		ctx, cancel := context.WithTimeout(ctx, hopTime(p.cfg.ExchangeTimeout*3/4, req.Wait))
 		defer cancel()
 		return encodePool(p.relayOut(ctx, c, from, req))
 	case opCloudStart:
@@ -668,7 +669,7 @@ func (p *pools) answerCloud(ctx context.Context, from string, msg []byte) ([]byt
 		}
 		return encodePool(p.vouchOwn(req.Names)), nil
 	case opRelay:
-		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout/2)
+		ctx, cancel := context.WithTimeout(ctx, hopTime(p.cfg.ExchangeTimeout/2, req.Wait))
 		defer cancel()
 		return encodePool(p.relayIn(ctx, req)), nil
 	case opPoolStart:

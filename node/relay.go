@@ -477,7 +477,7 @@ func (p *pools) relayLease(ctx context.Context, to string, msg []byte) ([]byte, 
 	unreachable := 0
 	for j, g := range gws {
 		tctx, cancel := share(ctx, len(gws)-j)
-		resp, err := p.callLAN(tctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg})
+		resp, err := p.callLAN(tctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg, Wait: hopWait(tctx)})
 		cancel()
 		if hung(err) {
 			p.failing.note(g, p.now())
@@ -510,6 +510,29 @@ func share(ctx context.Context, tries int) (context.Context, context.CancelFunc)
 		return context.WithTimeout(ctx, time.Until(dl)/time.Duration(tries))
 	}
 	return ctx, func() {}
+}
+
+// hopWait is the time a relay's hop has under ctx, in milliseconds, for
+// the request (poolReq.Wait); 0 without a deadline.
+func hopWait(ctx context.Context) int64 {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl).Milliseconds(), 1)
+	}
+	return 0
+}
+
+// hopTime is how long a gateway gives a relay hop it serves: its own
+// limit, or less when the sender's hop has less (waitMillis, from
+// hopWait), so that its answer — the member's reply or that it did not
+// give one — is back within the sender's time. Otherwise the sender
+// times out first and notes a gateway that is waiting on a silent member
+// as failing (relayOut gives each remote gateway a third of its time,
+// relayIn waits up to half an exchange for the member).
+func hopTime(limit time.Duration, waitMillis int64) time.Duration {
+	if waitMillis <= 0 || waitMillis > limit.Milliseconds() { // no product that overflows
+		return limit
+	}
+	return min(limit, time.Duration(waitMillis)*time.Millisecond*3/4)
 }
 
 // failing remembers the gateways a relay through failed, so that the
@@ -634,6 +657,7 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 	unreachable := 0
 	for j, at := range order {
 		tctx, cancel := share(ctx, len(order)-j)
+		hop.Wait = hopWait(tctx)
 		resp, err := p.callCloud(tctx, c, at, hop)
 		cancel()
 		if hung(err) {

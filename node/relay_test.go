@@ -487,6 +487,12 @@ func TestReserveAcrossPools(t *testing.T) {
 		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS hang FOR 10m")
 		victim := remoteMember(t, e, a.Nodes)
 		vi := e.memberIndex(0, victim)
+		for i := range e.Nodes {
+			f := &e.Nodes[i].rt.pools.failing
+			f.mu.Lock()
+			f.at = nil // notes of the stalls above
+			f.mu.Unlock()
+		}
 		lan := e.clusters[e.PoolOf(vi)].Mem
 		lan.Stall(time.Hour, e.Nodes[vi].Name())
 		start := time.Now()
@@ -505,6 +511,23 @@ func TestReserveAcrossPools(t *testing.T) {
 		t.Logf("%s hung: replaced after %v", victim, time.Since(start).Round(100*time.Millisecond))
 		if l, held := e.Nodes[vi].leases.current(); !held || l.Subcloud != "hang" {
 			t.Fatalf("%s, hung, no longer holds its lease: %+v (its lease is 10 minutes)", victim, l)
+		}
+		// Every gateway answered every relay, the member's pool's within
+		// the time the hop had (a hung member is theirs to report, as
+		// said, not by being silent): none is noted as failing, neither
+		// the owner's pool's nor the member's. Mutation: each gateway
+		// serving a relay for its own limit (relayIn half an exchange,
+		// past the third of relayOut's time a hop has) had every
+		// gateway of both pools noted.
+		for i := range e.Nodes {
+			f := &e.Nodes[i].rt.pools.failing
+			f.mu.Lock()
+			for g := range f.at {
+				if f.failed(g, time.Now()) {
+					t.Errorf("%s notes %s, a gateway that answered, as failing", e.Nodes[i].Name(), g)
+				}
+			}
+			f.mu.Unlock()
 		}
 		lan.Stall(0, e.Nodes[vi].Name())
 		deadline = time.Now().Add(time.Minute)
@@ -1134,3 +1157,24 @@ func mustDeadline(ctx context.Context) time.Time { dl, _ := ctx.Deadline(); retu
 type valueOnly struct{ context.Context }
 
 func (valueOnly) Err() error { return nil }
+
+// A gateway serving a relay hop gives it its own limit, or three
+// quarters of the sender's time when that is less; a wait it cannot use
+// (none, negative, past its limit) leaves its limit.
+func TestHopTime(t *testing.T) {
+	for _, c := range []struct {
+		limit time.Duration
+		wait  int64
+		want  time.Duration
+	}{
+		{time.Second, 0, time.Second},
+		{time.Second, -5, time.Second},
+		{time.Second, 400, 300 * time.Millisecond},
+		{time.Second, 1 << 60, time.Second},
+		{time.Second, 1334, time.Second},
+	} {
+		if got := hopTime(c.limit, c.wait); got != c.want {
+			t.Errorf("hopTime(%v, %d ms) = %v, want %v", c.limit, c.wait, got, c.want)
+		}
+	}
+}

@@ -301,7 +301,24 @@ func (e *memExchange) Call(ctx context.Context, _, addr string, req []byte) ([]b
 		case <-t.C:
 		}
 	}
-	return h(e.name, req)
+	// As over TCP with a deadline, the caller waits no longer than its
+	// context allows for a handler that takes long (a gateway waiting on
+	// a member of its pool); the handler runs on, its reply unread.
+	type reply struct {
+		b   []byte
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		b, err := h(e.name, req)
+		done <- reply{b, err}
+	}()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("overlay: exchange with %s: %w", addr, ctx.Err())
+	}
 }
 
 func (e *memExchange) Close() error {
