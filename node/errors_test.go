@@ -1,11 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +74,23 @@ func metric(t *testing.T, n *Node, name string) string {
 	}
 	t.Fatalf("/metrics has no %s", name)
 	return ""
+}
+
+// series is the value /metrics shows for one series, written as the
+// text format writes it (labels in name order: `peerq_relays_total{result="delivered",way="out"}`),
+// and whether it shows it.
+func series(t *testing.T, n *Node, name string) (float64, bool) {
+	t.Helper()
+	for _, line := range strings.Split(metricsText(t, n), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f, true
+		}
+	}
+	return 0, false
 }
 
 // toldOnce checks that one failure shows once everywhere: stat (from
@@ -244,4 +264,33 @@ func TestTagUpdateFailures(t *testing.T) {
 		elapse(time.Second)
 		toldOnce(t, n, n.Stats().TagFailures, "peerq_tag_update_failures_total", logs, "tags too large")
 	})
+}
+
+// Every series the collector can show is in docs/API.md's table, so that
+// an operator finds what it means. Mutation: before this test, four of
+// them were not (records refused, lease requests refused, storage fault,
+// skewed clocks).
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/API.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan *prometheus.Desc, 128)
+	newMetrics(metricsSource{}).Describe(ch)
+	close(ch)
+	n := 0
+	for d := range ch {
+		_, rest, _ := strings.Cut(d.String(), `fqName: "`)
+		name, _, _ := strings.Cut(rest, `"`)
+		if name == "" {
+			t.Fatalf("no name in %s", d)
+		}
+		n++
+		if !bytes.Contains(doc, []byte("`"+name)) {
+			t.Errorf("%s is not in docs/API.md", name)
+		}
+	}
+	if n < 30 {
+		t.Fatalf("%d series described, want every one", n)
+	}
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -48,6 +50,9 @@ type metricsSource struct {
 	// MemberStates, ExchangeStats and ClockOffsets (the overlay; fakenet
 	// does not).
 	net interface{ Size() int }
+	// pools is the pools role (Node.PoolStats): nothing in a cloud of
+	// one pool.
+	pools interface{ PoolStats() (PoolStats, bool) }
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -124,6 +129,13 @@ var (
 	descRepairs          = prometheus.NewDesc("peerq_subcloud_repairs_total", "Members claimed in place of lost ones, per subcloud this peer owns.", []string{"subcloud"}, nil)
 	descPeerHours        = prometheus.NewDesc("peerq_subcloud_peer_hours", "The owner's account of a subcloud's use, in peer-hours.", []string{"subcloud"}, nil)
 	descMalformed        = prometheus.NewDesc("peerq_decoder_rejections_total", "Exchanges, plans and messages refused as malformed.", nil, nil)
+	descPoolGateway      = prometheus.NewDesc("peerq_pool_gateway", "In a cloud of pools: 1 while this peer is one of its pool's gateways in the cloud pool, else 0.", []string{"pool"}, nil)
+	descCloudPools       = prometheus.NewDesc("peerq_cloud_pools", "At a gateway: the pools the cloud pool lists.", nil, nil)
+	descCloudPoolsShort  = prometheus.NewDesc("peerq_cloud_pools_short", "At a gateway: the pools the cloud pool lists with fewer gateways than each should have (3 by default): there, one gateway that lies or hangs leaves the others to agree alone, or no majority at all.", nil, nil)
+	descGatewaysFailing  = prometheus.NewDesc("peerq_gateways_failing", "In a cloud of pools: gateways this peer asks last now, because a relay or a statement through them got no answer lately (a gateway that hangs while Serf lists it alive).", nil, nil)
+	descRelays           = prometheus.NewDesc("peerq_relays_total", "Lease requests this peer relayed as a gateway: way out (for a member of its pool, to another pool) or in (from another pool, to a member of its own), by result: delivered, unreachable (the member is not live in its pool), failed (no answer in time, or refused).", []string{"way", "result"}, nil)
+	descGatewayBusy      = prometheus.NewDesc("peerq_gateway_busy_total", "Vouches and relays this gateway refused at its limit (64 at once), each told to retry in a second.", nil, nil)
+	descPoolRuns         = prometheus.NewDesc("peerq_pool_runs_total", "Statements this peer ran in its pool for the cloud as a gateway, by the status of the pool's partial it reported (exact, converged, sampled, partial, contested, failed).", []string{"status"}, nil)
 	descAuthFailures     = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed (replay), connections refused at the limit (connections), out of the replay window either way (clock_skew); identity changes of a live member refused (identity_conflict).", []string{"reason"}, nil)
 )
 
@@ -131,7 +143,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descAnnounced, descAnnouncedHolders, descRefused,
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
 		descRepairs, descPeerHours, descMalformed, descForgedRecords, descAuthFailures, descExport, descExportEpoch, descExportFailures,
-		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers} {
+		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers,
+		descPoolGateway, descCloudPools, descCloudPoolsShort, descGatewaysFailing, descRelays, descGatewayBusy, descPoolRuns} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -226,10 +239,39 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descSkewedPeers, float64(skewed))
 	}
+	if m.src.pools != nil {
+		if ps, ok := m.src.pools.PoolStats(); ok {
+			collectPools(ps, gauge, counter)
+		}
+	}
 	m.latency.Collect(ch)
 	m.rounds.Collect(ch)
 	m.answers.Collect(ch)
 	m.exports.collect(ch)
+}
+
+// collectPools emits the pools role's series (a cloud of pools only).
+func collectPools(ps PoolStats, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, int64, ...string)) {
+	v := 0.0
+	if ps.Gateway {
+		v = 1
+	}
+	gauge(descPoolGateway, v, ps.Pool)
+	if ps.Gateway {
+		gauge(descCloudPools, float64(ps.Pools))
+		gauge(descCloudPoolsShort, float64(ps.Short))
+	}
+	gauge(descGatewaysFailing, float64(ps.Failing))
+	for way, name := range relayWays {
+		for i, result := range relayResults {
+			counter(descRelays, ps.Relays[way][i], name, result)
+		}
+	}
+	counter(descGatewayBusy, ps.Busy)
+	statuses := slices.Sorted(maps.Keys(ps.Runs))
+	for _, status := range statuses {
+		counter(descPoolRuns, ps.Runs[status], status)
+	}
 }
 
 // export is a standing query whose latest answer /metrics shows as gauges

@@ -233,7 +233,7 @@ func New(cfg Config, net Network) (*Node, error) {
 		return nil, fmt.Errorf("node: owned subclouds: %w", err)
 	}
 	n.sc.owner = n.owner
-	n.metrics = newMetrics(metricsSource{runtime: n, owner: n.owner, net: net})
+	n.metrics = newMetrics(metricsSource{runtime: n, owner: n.owner, net: net, pools: n})
 	rt.start()
 	if rt.pools != nil {
 		n.wg.Add(1)
@@ -348,6 +348,15 @@ func (n *Node) Stats() Stats {
 	_, st.LeaseHeld = n.leases.current()
 	st.StorageFault = n.keeper.fault() != nil
 	return st
+}
+
+// PoolStats returns what the pools role shows; ok is false in a cloud of
+// one pool, which has none.
+func (n *Node) PoolStats() (st PoolStats, ok bool) {
+	if !n.rt.pools.on() {
+		return PoolStats{}, false
+	}
+	return n.rt.pools.stats(), true
 }
 
 // Close stops the runtime: its goroutines end, exchanges in flight give

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -317,6 +318,36 @@ type pools struct {
 	// failing are the gateways a relay through or a pool run at failed
 	// lately, tried last (relay.go: failing).
 	failing failing
+	// relays counts the relays this peer served as a gateway, by way
+	// (relayOut, relayIn) and outcome; busy the vouches and relays it
+	// refused at maxRelaying; ran (under mu) the pool runs it made for
+	// coordinators, by its partial's status (PoolStats).
+	relays [len(relayWays)][len(relayResults)]atomic.Int64
+	busy   atomic.Int64
+	ran    map[string]int64
+}
+
+// The ways and outcomes of a relay a gateway served (PoolStats.Relays).
+const (
+	relayWayOut = iota // for a member of its pool, to another pool's gateways
+	relayWayIn         // from another pool, to a member of its own
+)
+
+var (
+	relayWays    = [...]string{relayWayOut: "out", relayWayIn: "in"}
+	relayResults = [...]string{"delivered", "unreachable", "failed"}
+)
+
+// countRelay counts a relay served by way, by its outcome.
+func (p *pools) countRelay(way int, r poolResp) {
+	switch {
+	case len(r.Msg) > 0:
+		p.relays[way][0].Add(1)
+	case r.Unreachable:
+		p.relays[way][1].Add(1)
+	default:
+		p.relays[way][2].Add(1)
+	}
 }
 
 type poolRun struct {
@@ -601,6 +632,7 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 		case p.relaying <- struct{}{}:
 			defer func() { <-p.relaying }()
 		default:
+			p.busy.Add(1)
 			return encodePool(poolResp{Err: fmt.Sprintf("%s is busy: %d vouches and relays for its pool's members at once; retry in a second", p.lan.Name(), maxRelaying)})
 		}
 	}
@@ -615,7 +647,9 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	case opRelay:
 		ctx, cancel := context.WithTimeout(ctx, hopTime(p.cfg.ExchangeTimeout*3/4, req.Wait))
 		defer cancel()
-		return encodePool(p.relayOut(ctx, c, from, req))
+		resp := p.relayOut(ctx, c, from, req)
+		p.countRelay(relayWayOut, resp)
+		return encodePool(resp)
 	case opCloudStart:
 		plan, err := query.Decode(req.Plan)
 		if err != nil {
@@ -671,7 +705,9 @@ func (p *pools) answerCloud(ctx context.Context, from string, msg []byte) ([]byt
 	case opRelay:
 		ctx, cancel := context.WithTimeout(ctx, hopTime(p.cfg.ExchangeTimeout/2, req.Wait))
 		defer cancel()
-		return encodePool(p.relayIn(ctx, req)), nil
+		resp := p.relayIn(ctx, req)
+		p.countRelay(relayWayIn, resp)
+		return encodePool(resp), nil
 	case opPoolStart:
 		plan, err := query.Decode(req.Plan)
 		if err != nil {
@@ -709,17 +745,21 @@ func (p *pools) startRun(id QueryID, plan *query.Plan) {
 	r := &poolRun{at: p.now(), ended: make(chan struct{})}
 	p.runs[id] = r
 	go func() {
-		rep := p.runPool(id, plan)
+		rep, status := p.runPool(id, plan)
 		p.mu.Lock()
 		r.report = &rep
+		if p.ran == nil {
+			p.ran = map[string]int64{}
+		}
+		p.ran[status]++ // a few statuses: the map stays small
 		p.mu.Unlock()
 		close(r.ended)
 	}()
 }
 
 // runPool runs plan in this peer's pool as its asker and reports the
-// pool's partial, signed.
-func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
+// pool's partial, signed, and its status.
+func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	start := p.now()
 	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash()}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
@@ -786,7 +826,31 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) poolReport {
 	if err != nil {
 		panic(err)
 	}
-	return poolReport{Gateway: p.lan.Name(), Body: bb, Sig: p.id.Sign(reportDomain, bb)}
+	return poolReport{Gateway: p.lan.Name(), Body: bb, Sig: p.id.Sign(reportDomain, bb)}, body.Status
+}
+
+// stats is what this peer shows of the pools role (Node.PoolStats).
+func (p *pools) stats() PoolStats {
+	st := PoolStats{Pool: p.cfg.Pool, Failing: p.failing.count(p.now()), Busy: p.busy.Load()}
+	for way := range p.relays {
+		for i := range p.relays[way] {
+			st.Relays[way][i] = p.relays[way][i].Load()
+		}
+	}
+	p.mu.Lock()
+	c := p.cloud
+	st.Runs = maps.Clone(p.ran)
+	p.mu.Unlock()
+	if c != nil { // the view reads Serf's members, not under p.mu
+		st.Gateway = true
+		for _, v := range p.view(c) {
+			st.Pools++
+			if len(v.Gateways) < p.cfg.Gateways {
+				st.Short++
+			}
+		}
+	}
+	return st
 }
 
 // coordinate asks the gateways in the view to run the statement in their

@@ -506,6 +506,42 @@ func TestPools(t *testing.T) {
 		// gateway was asked.
 		checkRuns(t, statements[1], e.poolRuns()-before, tries, 3, 2*3, 2*3+1)
 	})
+	// /metrics says who is a gateway, what the cloud pool lists, and
+	// what the gateways ran: every statement above in every pool, at a
+	// majority of its gateways at least.
+	t.Run("metrics", func(t *testing.T) {
+		ran := 0.0
+		for i, n := range e.Nodes {
+			gateway := slices.Contains(e.gatewaysOf(e.PoolOf(i)), i)
+			want := 0.0
+			if gateway {
+				want = 1
+			}
+			pool := PoolName(e.PoolOf(i))
+			if v, ok := series(t, n, `peerq_pool_gateway{pool="`+pool+`"}`); !ok || v != want {
+				t.Errorf("%s: peerq_pool_gateway{pool=%q} %v (shown %v), want %v", n.Name(), pool, v, ok, want)
+			}
+			pools, shown := series(t, n, "peerq_cloud_pools")
+			short, _ := series(t, n, "peerq_cloud_pools_short")
+			switch {
+			case gateway && (pools != 3 || short != 0):
+				t.Errorf("gateway %s: peerq_cloud_pools %v, peerq_cloud_pools_short %v; want 3 and 0", n.Name(), pools, short)
+			case !gateway && shown:
+				t.Errorf("%s, not a gateway, shows peerq_cloud_pools %v", n.Name(), pools)
+			}
+			for _, status := range []string{answer.StatusExact, answer.StatusConverged, answer.StatusPartial, statusFailed} {
+				v, _ := series(t, n, `peerq_pool_runs_total{status="`+status+`"}`)
+				if !gateway && v > 0 {
+					t.Errorf("%s, not a gateway, ran %v statements for the cloud (%s)", n.Name(), v, status)
+				}
+				ran += v
+			}
+		}
+		if want := float64(len(statements) * 3 * 2); ran < want {
+			t.Errorf("the gateways ran %v statements in their pools, want at least %v (%d statements, 3 pools, 2 gateways each)", ran, want, len(statements))
+		}
+	})
+
 	t.Run("explain and reserve", func(t *testing.T) {
 		// EXPLAIN shows both levels: at a peer that is not a gateway,
 		// its pool and that the gateways know the pools; at a gateway,
@@ -718,6 +754,10 @@ func TestPools(t *testing.T) {
 		t.Logf("%s hung (its exchanges over the cloud pool): 8 statements took %v; %d exchanges met it", e.Nodes[hung].Name(), took, met)
 		if met > 2 { // once at each of the asker's two coordinators
 			t.Errorf("%d exchanges met a hung gateway in 8 statements (%v): the coordinators keep asking it", met, took)
+		}
+		// A coordinator that met it says so on /metrics.
+		if !slices.ContainsFunc(e.Nodes, func(n *Node) bool { v, _ := series(t, n, "peerq_gateways_failing"); return v >= 1 }) {
+			t.Errorf("no peer shows peerq_gateways_failing >= 1 with %s hung", e.Nodes[hung].Name())
 		}
 	})
 

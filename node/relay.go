@@ -625,6 +625,19 @@ func failedLast[T any](f *failing, xs []T, name func(T) string, now time.Time) [
 	return xs
 }
 
+// count is how many gateways f notes as failing at now.
+func (f *failing) count(now time.Time) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for g := range f.at {
+		if f.failed(g, now) {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *failing) failed(g string, now time.Time) bool {
 	n, ok := f.at[g]
 	return ok && now.Sub(n.at) < n.span

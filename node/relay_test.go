@@ -529,6 +529,22 @@ func TestReserveAcrossPools(t *testing.T) {
 			}
 			f.mu.Unlock()
 		}
+		// The relays to it show on /metrics: out of the owner's pool's
+		// gateways, into its own pool's, and none of them delivered.
+		relayed := func(way, result string) float64 {
+			sum := 0.0
+			for _, n := range e.Nodes {
+				v, _ := series(t, n, `peerq_relays_total{result="`+result+`",way="`+way+`"}`)
+				sum += v
+			}
+			return sum
+		}
+		if out, in := relayed("out", "delivered"), relayed("in", "delivered"); out == 0 || in == 0 {
+			t.Errorf("peerq_relays_total delivered: out %v, in %v; want both above 0 after RESERVE across pools", out, in)
+		}
+		if n := relayed("in", "unreachable") + relayed("in", "failed"); n == 0 {
+			t.Errorf("no relay in to the hung %s counted unreachable or failed", victim)
+		}
 		lan.Stall(0, e.Nodes[vi].Name())
 		deadline = time.Now().Add(time.Minute)
 		for {

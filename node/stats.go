@@ -47,3 +47,29 @@ type Stats struct {
 	LeaseHeld    bool  // this peer is a member of a subcloud
 	StorageFault bool  // this peer's data dir cannot be written
 }
+
+// PoolStats is what the pools role shows in a cloud of pools (/metrics):
+// this peer's pool, and whether it is one of the pool's gateways in the
+// cloud pool now; while it is, how many pools the cloud pool lists and
+// how many of them list fewer gateways than Config.Gateways (where one
+// gateway that lies or hangs leaves the rest to agree alone); the
+// gateways this peer asks last now, their relays or statements having
+// failed lately (a gateway that hangs); and what it served as a gateway.
+type PoolStats struct {
+	Pool         string
+	Gateway      bool
+	Pools, Short int
+	Failing      int
+	// Relays counts the lease requests this peer relayed as a gateway,
+	// by way — [0] out: for a member of its pool, through another pool's
+	// gateways; [1] in: from another pool, to a member of its own — and
+	// by outcome: delivered (the member's signed reply), unreachable
+	// (not live in its pool), failed (no answer in time, or refused).
+	Relays [len(relayWays)][len(relayResults)]int64
+	// Busy counts vouches and relays refused at the gateway's limit.
+	Busy int64
+	// Runs counts the statements this peer ran in its pool for the
+	// cloud as a gateway, by the status of the partial it reported
+	// (exact, converged, partial, …, failed).
+	Runs map[string]int64
+}
