@@ -7,6 +7,7 @@
 #   scripts/netns-cluster.sh up 8            # agents a1..a8 at 10.77.0.1..8
 #   scripts/netns-cluster.sh pools 8 KEY     # the same in pools a (a1..a4) and b (a5..a8)
 #   scripts/netns-cluster.sh query 3 "SELECT COUNT(*) FROM peers" --format json
+#   scripts/netns-cluster.sh metrics 3       # agent 3's /metrics (its API token)
 #   scripts/netns-cluster.sh loss 20         # drop 20% of packets into every agent
 #   scripts/netns-cluster.sh partition 4     # a1..a4 | a5..aN
 #   scripts/netns-cluster.sh heal            # no loss, no partition
@@ -132,6 +133,11 @@ query() {
 	ip netns exec "$(ns "$i")" "$BIN" query --data-dir "$DIR/a$i" --api 127.0.0.1:7474 -e "$stmt" "$@"
 }
 
+# metrics I: agent I's /metrics, with the token from its data dir.
+metrics() {
+	ip netns exec "$(ns "$1")" curl -sf -H "X-Peerq-Token: $(cat "$DIR/a$1/api-token")" http://127.0.0.1:7474/metrics
+}
+
 rules() { # rules I: flush agent I's filter
 	ip netns exec "$(ns "$1")" iptables -F INPUT
 }
@@ -229,6 +235,7 @@ case "$cmd" in
 up) up "${1:-8}" ;;
 pools) pools "$@" ;;
 query) query "$@" ;;
+metrics) metrics "$1" ;;
 loss) loss "$1" ;;
 partition) partition "$1" ;;
 heal) heal ;;

@@ -13,7 +13,10 @@
 # a1 a COUNT FROM SUBCLOUD netjob must be 6, at a5 its nodes the 6
 # reserved, SHOW SUBCLOUDS must list netjob in pool a with size 6, and a
 # COUNT FROM SUBCLOUD nosuchjob must exit 2 (unknown subcloud); each asked
-# again while flagged, up to 5 times; then a1 RELEASEs it. Then it starts
+# again while flagged, up to 5 times; then a1 RELEASEs it. Every agent's
+# /metrics must then show 3 gateways a pool (peerq_pool_gateway), relays
+# delivered out of pool a's gateways and into pool b's, and pool runs.
+# Then it starts
 # a gossip COUNT at a1 and, KILL_AFTER seconds later (0.03; a COUNT takes
 # 0.1–0.4 s), kills -9 one of pool b's gateways while it runs: that answer
 # must be right (8, the agents up when it was asked, or 7, those up when
@@ -242,6 +245,23 @@ sub "nodes netjob" 5 "SELECT node FROM SUBCLOUD netjob ORDER BY mem_free DESC LI
 sub "show subclouds" 5 "SHOW SUBCLOUDS" 0 c_show
 sub "count nosuchjob" 5 "SELECT COUNT(*) FROM SUBCLOUD nosuchjob" 2 c_unknown
 sub "release netjob" 1 "RELEASE netjob" 0 c_release 1
+
+# /metrics at every agent: 3 gateways a pool, as SHOW POOLS said; the
+# RESERVE above relayed out of pool a's gateways and into pool b's; the
+# gateways ran the statements in their pools.
+m_sum() { # m_sum PREFIX AGENTS...: the sum of the series whose line starts with PREFIX, over the agents
+	local prefix=$1 i
+	shift
+	for i in "$@"; do $C metrics "$i" || true; done | awk -v p="$prefix" 'index($0, p) == 1 { s += $NF } END { printf "%d", s }'
+}
+gw_a=$(m_sum 'peerq_pool_gateway{pool="a"} ' 1 2 3 4)
+gw_b=$(m_sum 'peerq_pool_gateway{pool="b"} ' 5 6 7 8)
+out_a=$(m_sum 'peerq_relays_total{result="delivered",way="out"} ' 1 2 3 4)
+in_b=$(m_sum 'peerq_relays_total{result="delivered",way="in"} ' 5 6 7 8)
+runs=$(m_sum 'peerq_pool_runs_total{' 1 2 3 4 5 6 7 8)
+val="gateways a $gw_a, b $gw_b; relays out of a $out_a, into b $in_b; pool runs $runs"
+if [ "$gw_a" = 3 ] && [ "$gw_b" = 3 ] && [ "$out_a" -gt 0 ] && [ "$in_b" -gt 0 ] && [ "$runs" -gt 0 ]; then v=ok; else v=WRONG; wrong=$((wrong + 1)); fi
+row "/metrics at a1..a8" "-" "-" "-" "$v $val"
 
 # 4. A COUNT at a1, and one of pool b's gateways (as SHOW POOLS names
 # them now) killed while it runs.
