@@ -381,7 +381,10 @@ func (p *pools) pollWait() time.Duration { return p.cfg.ExchangeTimeout / 2 }
 // half an exchange's time: a requester cannot hold this peer's
 // connection longer), ctx ends, or the peer stops.
 func (p *pools) hold(ctx context.Context, ended <-chan struct{}, waitMillis int64) {
-	wait := min(time.Duration(max(waitMillis, 0))*time.Millisecond, p.pollWait())
+	wait := p.pollWait() // a wait past it, however large, is capped before it is multiplied
+	if waitMillis < wait.Milliseconds() {
+		wait = time.Duration(max(waitMillis, 0)) * time.Millisecond
+	}
 	if wait <= 0 {
 		return
 	}
@@ -611,8 +614,8 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	}
 	if req.Op == opDeliver {
 		// To any member, from a gateway of its pool: within half an
-		// exchange, the rest of the relay's time (relay.go).
-		ctx, cancel := context.WithTimeout(ctx, p.cfg.ExchangeTimeout/2)
+		// exchange, or most of what the gateway's hop has (relay.go).
+		ctx, cancel := context.WithTimeout(ctx, hopTime(p.cfg.ExchangeTimeout/2, req.Wait))
 		defer cancel()
 		return encodePool(p.deliver(ctx, req))
 	}
@@ -1075,7 +1078,7 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 			break
 		}
 		if _, err := p.callLAN(ctx, g, poolReq{Op: opCloudStart, ID: id[:], Plan: wire}); err != nil {
-			if hung(err) {
+			if failedAlone(ctx, err) {
 				p.failing.note(g, p.now()) // tried last for a while: it may hang
 			}
 			errs = append(errs, fmt.Errorf("%s: %w", g, err))

@@ -1813,6 +1813,9 @@ func TestHold(t *testing.T) {
 		if d := took(func() { p.hold(context.Background(), never, 60_000) }); d != time.Second {
 			t.Errorf("a poll asking for 60 s was held %v, want the cap of 1 s", d)
 		}
+		if d := took(func() { p.hold(context.Background(), never, math.MaxInt64) }); d != time.Second {
+			t.Errorf("a poll asking for the largest wait a field holds was held %v, want the cap of 1 s (not a product that wrapped)", d)
+		}
 		if d := took(func() { p.hold(context.Background(), never, 300) }); d != 300*time.Millisecond {
 			t.Errorf("a poll asking for 300 ms was held %v", d)
 		}

@@ -477,7 +477,7 @@ func (p *pools) relayLease(ctx context.Context, to string, msg []byte) ([]byte, 
 	unreachable := 0
 	for j, g := range gws {
 		tctx, cancel := share(ctx, len(gws)-j)
-		resp, err := p.callLAN(tctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg, Wait: hopWait(tctx)})
+		resp, err := p.callLAN(tctx, g, poolReq{Op: opRelay, ID: newID(), Pool: pool, To: name, Msg: msg, Wait: p.hopWait(tctx)})
 		cancel()
 		if hung(err) {
 			p.failing.note(g, p.now())
@@ -513,12 +513,14 @@ func share(ctx context.Context, tries int) (context.Context, context.CancelFunc)
 }
 
 // hopWait is the time a relay's hop has under ctx, in milliseconds, for
-// the request (poolReq.Wait); 0 without a deadline.
-func hopWait(ctx context.Context) int64 {
+// the request (poolReq.Wait): ctx's, or the exchange's own limit when
+// that is nearer (callLAN, callCloud).
+func (p *pools) hopWait(ctx context.Context) int64 {
+	d := p.cfg.ExchangeTimeout
 	if dl, ok := ctx.Deadline(); ok {
-		return max(time.Until(dl).Milliseconds(), 1)
+		d = min(d, time.Until(dl))
 	}
-	return 0
+	return max(d.Milliseconds(), 1)
 }
 
 // hopTime is how long a gateway gives a relay hop it serves: its own
@@ -529,7 +531,7 @@ func hopWait(ctx context.Context) int64 {
 // as failing (relayOut gives each remote gateway a third of its time,
 // relayIn waits up to half an exchange for the member).
 func hopTime(limit time.Duration, waitMillis int64) time.Duration {
-	if waitMillis <= 0 || waitMillis > limit.Milliseconds() { // no product that overflows
+	if waitMillis <= 0 || waitMillis >= 2*limit.Milliseconds() { // past 4/3 of the limit, it is the limit; no product that overflows
 		return limit
 	}
 	return min(limit, time.Duration(waitMillis)*time.Millisecond*3/4)
@@ -670,7 +672,7 @@ func (p *pools) relayOut(ctx context.Context, c CloudNetwork, from string, req p
 	unreachable := 0
 	for j, at := range order {
 		tctx, cancel := share(ctx, len(order)-j)
-		hop.Wait = hopWait(tctx)
+		hop.Wait = p.hopWait(tctx)
 		resp, err := p.callCloud(tctx, c, at, hop)
 		cancel()
 		if hung(err) {
@@ -722,7 +724,7 @@ func (p *pools) relayIn(ctx context.Context, req poolReq) poolResp {
 			return poolResp{Unreachable: true}
 		}
 	}
-	resp, err := p.callLAN(ctx, req.To, poolReq{Op: opDeliver, ID: req.ID, Msg: req.Msg, From: req.From})
+	resp, err := p.callLAN(ctx, req.To, poolReq{Op: opDeliver, ID: req.ID, Msg: req.Msg, From: req.From, Wait: p.hopWait(ctx)})
 	if p.rt != nil {
 		// An answer (an error it gave among them) clears the probes'
 		// note; the hop's own failure sets them going.

@@ -493,6 +493,14 @@ func TestReserveAcrossPools(t *testing.T) {
 			f.at = nil // notes of the stalls above
 			f.mu.Unlock()
 		}
+		// Callers return at their deadlines, as over sockets, so that a
+		// gateway outlasting the hop that asked it shows (hopTime).
+		for _, c := range e.clusters {
+			c.Mem.SetCallerDeadlines(true)
+			defer c.Mem.SetCallerDeadlines(false)
+		}
+		e.cloud.mem.SetCallerDeadlines(true)
+		defer e.cloud.mem.SetCallerDeadlines(false)
 		lan := e.clusters[e.PoolOf(vi)].Mem
 		lan.Stall(time.Hour, e.Nodes[vi].Name())
 		start := time.Now()
@@ -515,19 +523,27 @@ func TestReserveAcrossPools(t *testing.T) {
 		// Every gateway answered every relay, the member's pool's within
 		// the time the hop had (a hung member is theirs to report, as
 		// said, not by being silent): none is noted as failing, neither
-		// the owner's pool's nor the member's. Mutation: each gateway
-		// serving a relay for its own limit (relayIn half an exchange,
-		// past the third of relayOut's time a hop has) had every
-		// gateway of both pools noted.
+		// the owner's pool's nor the member's — at most two, for a reply
+		// that a busy machine delayed past the quarter of the hop left
+		// for it. Mutation: each gateway serving a relay for its own
+		// limit (relayIn half an exchange, past the third of relayOut's
+		// time a hop has) had every gateway of both pools noted (18 and
+		// more notes).
+		var noted []string
 		for i := range e.Nodes {
 			f := &e.Nodes[i].rt.pools.failing
 			f.mu.Lock()
 			for g := range f.at {
 				if f.failed(g, time.Now()) {
-					t.Errorf("%s notes %s, a gateway that answered, as failing", e.Nodes[i].Name(), g)
+					noted = append(noted, e.Nodes[i].Name()+" notes "+g)
 				}
 			}
 			f.mu.Unlock()
+		}
+		if len(noted) > 2 {
+			t.Errorf("gateways that answered are noted as failing: %v", noted)
+		} else if len(noted) > 0 {
+			t.Logf("noted, answers late on a busy machine: %v", noted)
 		}
 		// The relays to it show on /metrics: out of the owner's pool's
 		// gateways, into its own pool's, and none of them delivered.
@@ -1187,7 +1203,10 @@ func TestHopTime(t *testing.T) {
 		{time.Second, -5, time.Second},
 		{time.Second, 400, 300 * time.Millisecond},
 		{time.Second, 1 << 60, time.Second},
+		{time.Second, 1001, 750750 * time.Microsecond}, // between the limit and 4/3 of it: 3/4 of the wait, not the limit
+		{time.Second, 1200, 900 * time.Millisecond},
 		{time.Second, 1334, time.Second},
+		{time.Second, 2000, time.Second},
 	} {
 		if got := hopTime(c.limit, c.wait); got != c.want {
 			t.Errorf("hopTime(%v, %d ms) = %v, want %v", c.limit, c.wait, got, c.want)
