@@ -134,6 +134,7 @@ var (
 	descCloudPoolsShort  = prometheus.NewDesc("peerq_cloud_pools_short", "At a gateway: the pools the cloud pool lists with fewer gateways than each should have (3 by default): there, one gateway that lies or hangs leaves the others to agree alone, or no majority at all.", nil, nil)
 	descGatewaysFailing  = prometheus.NewDesc("peerq_gateways_failing", "In a cloud of pools: gateways this peer asks last now, because a relay or a statement through them got no answer lately (a gateway that hangs while Serf lists it alive).", nil, nil)
 	descRelays           = prometheus.NewDesc("peerq_relays_total", "Lease requests this peer relayed as a gateway: way out (for a member of its pool, to another pool) or in (from another pool, to a member of its own), by result: delivered, unreachable (the member is not live in its pool), failed (no answer in time, or refused).", []string{"way", "result"}, nil)
+	descGatewayFailures  = prometheus.NewDesc("peerq_gateway_failures_total", "In a cloud of pools: relays and statements through a gateway that got no answer, as this peer noted them (each makes it ask that gateway last for a while: peerq_gateways_failing); one that hangs fails again each time its note runs out, at most 10 minutes apart.", nil, nil)
 	descGatewayBusy      = prometheus.NewDesc("peerq_gateway_busy_total", "Vouches and relays this gateway refused at its limit (64 at once), each told to retry in a second.", nil, nil)
 	descPoolRuns         = prometheus.NewDesc("peerq_pool_runs_total", "Statements this peer ran in its pool for the cloud as a gateway, by the status of the pool's partial it reported (exact, converged, sampled, partial, contested, failed).", []string{"status"}, nil)
 	descAuthFailures     = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed (replay), connections refused at the limit (connections), out of the replay window either way (clock_skew); identity changes of a live member refused (identity_conflict).", []string{"reason"}, nil)
@@ -144,7 +145,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
 		descRepairs, descPeerHours, descMalformed, descForgedRecords, descAuthFailures, descExport, descExportEpoch, descExportFailures,
 		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers,
-		descPoolGateway, descCloudPools, descCloudPoolsShort, descGatewaysFailing, descRelays, descGatewayBusy, descPoolRuns} {
+		descPoolGateway, descCloudPools, descCloudPoolsShort, descGatewaysFailing, descRelays, descGatewayBusy, descPoolRuns, descGatewayFailures} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -250,6 +251,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.exports.collect(ch)
 }
 
+// poolRunStatuses are the statuses a pool's partial can have
+// (peerq_pool_runs_total).
+var poolRunStatuses = []string{answer.StatusExact, answer.StatusConverged, answer.StatusSampled, answer.StatusPartial, answer.StatusContested, statusFailed}
+
 // collectPools emits the pools role's series (a cloud of pools only).
 func collectPools(ps PoolStats, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, int64, ...string)) {
 	v := 0.0
@@ -262,15 +267,22 @@ func collectPools(ps PoolStats, gauge func(*prometheus.Desc, float64, ...string)
 		gauge(descCloudPoolsShort, float64(ps.Short))
 	}
 	gauge(descGatewaysFailing, float64(ps.Failing))
+	counter(descGatewayFailures, ps.Failures)
 	for way, name := range relayWays {
 		for i, result := range relayResults {
 			counter(descRelays, ps.Relays[way][i], name, result)
 		}
 	}
 	counter(descGatewayBusy, ps.Busy)
-	statuses := slices.Sorted(maps.Keys(ps.Runs))
-	for _, status := range statuses {
+	// Every status from the start, at 0 until it happens: a series that
+	// appears at its first increment hides that increment from rate().
+	for _, status := range poolRunStatuses {
 		counter(descPoolRuns, ps.Runs[status], status)
+	}
+	for _, status := range slices.Sorted(maps.Keys(ps.Runs)) {
+		if !slices.Contains(poolRunStatuses, status) {
+			counter(descPoolRuns, ps.Runs[status], status)
+		}
 	}
 }
 

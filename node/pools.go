@@ -834,7 +834,8 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 
 // stats is what this peer shows of the pools role (Node.PoolStats).
 func (p *pools) stats() PoolStats {
-	st := PoolStats{Pool: p.cfg.Pool, Failing: p.failing.count(p.now()), Busy: p.busy.Load()}
+	st := PoolStats{Pool: p.cfg.Pool, Busy: p.busy.Load()}
+	st.Failing, st.Failures = p.failing.count(p.now())
 	for way := range p.relays {
 		for i := range p.relays[way] {
 			st.Relays[way][i] = p.relays[way][i].Load()

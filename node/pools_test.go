@@ -540,6 +540,53 @@ func TestPools(t *testing.T) {
 		if want := float64(len(statements) * 3 * 2); ran < want {
 			t.Errorf("the gateways ran %v statements in their pools, want at least %v (%d statements, 3 pools, 2 gateways each)", ran, want, len(statements))
 		}
+		// Exactly: one more statement, and the series grow by the runs
+		// it started, each counted once, by the status it reported.
+		ended := func(since time.Time) (n int, done bool) {
+			done = true
+			for _, node := range e.Nodes {
+				p := node.rt.pools
+				p.mu.Lock()
+				for _, r := range p.runs {
+					done = done && closed(r.ended)
+					if !r.at.Before(since) {
+						n++
+					}
+				}
+				p.mu.Unlock()
+			}
+			return n, done
+		}
+		settled := func(since time.Time) int {
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+				if n, done := ended(since); done {
+					return n
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("pool runs still running a minute after their statements")
+				}
+			}
+		}
+		counted := func() float64 {
+			sum := 0.0
+			for _, n := range e.Nodes {
+				for _, status := range poolRunStatuses {
+					v, ok := series(t, n, `peerq_pool_runs_total{status="`+status+`"}`)
+					if !ok {
+						t.Fatalf("%s shows no peerq_pool_runs_total{status=%q}: every status is shown from the start", n.Name(), status)
+					}
+					sum += v
+				}
+			}
+			return sum
+		}
+		settled(time.Now())
+		before, since := counted(), time.Now()
+		askRight(t, e, asker, statements[1], "in an honest cloud")
+		started := settled(since)
+		if got := counted() - before; got != float64(started) {
+			t.Errorf("peerq_pool_runs_total grew by %v for a statement that started %d pool runs", got, started)
+		}
 	})
 
 	t.Run("explain and reserve", func(t *testing.T) {
@@ -758,6 +805,9 @@ func TestPools(t *testing.T) {
 		// A coordinator that met it says so on /metrics.
 		if !slices.ContainsFunc(e.Nodes, func(n *Node) bool { v, _ := series(t, n, "peerq_gateways_failing"); return v >= 1 }) {
 			t.Errorf("no peer shows peerq_gateways_failing >= 1 with %s hung", e.Nodes[hung].Name())
+		}
+		if !slices.ContainsFunc(e.Nodes, func(n *Node) bool { v, _ := series(t, n, "peerq_gateway_failures_total"); return v >= 1 }) {
+			t.Errorf("no peer counts peerq_gateway_failures_total with %s hung", e.Nodes[hung].Name())
 		}
 	})
 

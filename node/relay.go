@@ -554,6 +554,9 @@ func hopTime(limit time.Duration, waitMillis int64) time.Duration {
 type failing struct {
 	mu sync.Mutex
 	at map[string]failNote
+	// noted counts the failures noted, for /metrics: a gauge of the
+	// notes alone drops to 0 between a note's end and the next failure.
+	noted int64
 }
 
 // failNote is when a gateway last failed, and for how long it is tried
@@ -573,6 +576,7 @@ const (
 func (f *failing) note(g string, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.noted++
 	if f.at == nil {
 		f.at = map[string]failNote{}
 	}
@@ -627,17 +631,17 @@ func failedLast[T any](f *failing, xs []T, name func(T) string, now time.Time) [
 	return xs
 }
 
-// count is how many gateways f notes as failing at now.
-func (f *failing) count(now time.Time) int {
+// count is how many gateways f notes as failing at now, and how many
+// failures it noted in all.
+func (f *failing) count(now time.Time) (failing int, noted int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := 0
 	for g := range f.at {
 		if f.failed(g, now) {
-			n++
+			failing++
 		}
 	}
-	return n
+	return failing, f.noted
 }
 
 func (f *failing) failed(g string, now time.Time) bool {

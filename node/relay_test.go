@@ -545,8 +545,8 @@ func TestReserveAcrossPools(t *testing.T) {
 		} else if len(noted) > 0 {
 			t.Logf("noted, answers late on a busy machine: %v", noted)
 		}
-		// The relays to it show on /metrics: out of the owner's pool's
-		// gateways, into its own pool's, and none of them delivered.
+		// The relays show on /metrics: out of the owner's pool's gateways
+		// and into the member's pool's.
 		relayed := func(way, result string) float64 {
 			sum := 0.0
 			for _, n := range e.Nodes {
@@ -558,8 +558,11 @@ func TestReserveAcrossPools(t *testing.T) {
 		if out, in := relayed("out", "delivered"), relayed("in", "delivered"); out == 0 || in == 0 {
 			t.Errorf("peerq_relays_total delivered: out %v, in %v; want both above 0 after RESERVE across pools", out, in)
 		}
-		if n := relayed("in", "unreachable") + relayed("in", "failed"); n == 0 {
-			t.Errorf("no relay in to the hung %s counted unreachable or failed", victim)
+		// The member was replaced once a majority of its pool's gateways
+		// said it unreachable, and the owner's pool's gateways passed
+		// that on.
+		if in, out := relayed("in", "unreachable"), relayed("out", "unreachable"); in == 0 || out == 0 {
+			t.Errorf("relays to the hung %s counted unreachable: in %v, out %v; want both above 0", victim, in, out)
 		}
 		lan.Stall(0, e.Nodes[vi].Name())
 		deadline = time.Now().Add(time.Minute)

@@ -50,16 +50,23 @@ type Stats struct {
 
 // PoolStats is what the pools role shows in a cloud of pools (/metrics):
 // this peer's pool, and whether it is one of the pool's gateways in the
-// cloud pool now; while it is, how many pools the cloud pool lists and
-// how many of them list fewer gateways than Config.Gateways (where one
-// gateway that lies or hangs leaves the rest to agree alone); the
-// gateways this peer asks last now, their relays or statements having
-// failed lately (a gateway that hangs); and what it served as a gateway.
+// cloud pool now; while it is, how many pools its view of the cloud pool
+// holds (those listed now, and for Config.PoolMemory those that lost
+// every gateway) and how many of them have fewer gateways than
+// Config.Gateways (where one gateway that lies or hangs leaves the rest
+// to agree alone, or no majority); the gateways this peer asks last now,
+// their relays or statements having failed lately (a gateway that
+// hangs; named as this peer asked them: by their name in its pool for
+// its own pool's, in the cloud pool for the others'), and the failures
+// noted in all; and what it served as a gateway.
 type PoolStats struct {
 	Pool         string
 	Gateway      bool
 	Pools, Short int
 	Failing      int
+	// Failures counts the failures of gateways this peer noted (each
+	// relay or statement through one that got no answer).
+	Failures int64
 	// Relays counts the lease requests this peer relayed as a gateway,
 	// by way — [0] out: for a member of its pool, through another pool's
 	// gateways; [1] in: from another pool, to a member of its own — and
