@@ -16,6 +16,9 @@
 // Partition, SetLoss, and Stall (a host whose exchanges wait d, or until
 // the caller's deadline if that comes first, before its handler runs, while
 // its Serf traffic flows: with d long, a hung process that looks alive).
+// A caller waits for a handler however long it runs, unless a test asks
+// for TCP's behaviour (SetCallerDeadlines: the caller returns at its
+// deadline, the handler's reply unread).
 //
 // Config.Admit, if set, is Serf's merge delegate: a peerq member whose tags
 // it refuses is kept out of the membership (node: a pool admits its own
