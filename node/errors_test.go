@@ -67,13 +67,23 @@ func metricsText(t *testing.T, n *Node) string {
 // metric is the value /metrics shows for a metric with no labels.
 func metric(t *testing.T, n *Node, name string) string {
 	t.Helper()
+	v, ok := seriesText(t, n, name)
+	if !ok {
+		t.Fatalf("/metrics has no %s", name)
+	}
+	return v
+}
+
+// seriesText is the value /metrics shows for one series, as text, and
+// whether it shows it.
+func seriesText(t *testing.T, n *Node, name string) (string, bool) {
+	t.Helper()
 	for _, line := range strings.Split(metricsText(t, n), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("/metrics has no %s", name)
-	return ""
+	return "", false
 }
 
 // series is the value /metrics shows for one series, written as the
@@ -81,16 +91,26 @@ func metric(t *testing.T, n *Node, name string) string {
 // and whether it shows it.
 func series(t *testing.T, n *Node, name string) (float64, bool) {
 	t.Helper()
-	for _, line := range strings.Split(metricsText(t, n), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f, true
-		}
+	v, ok := seriesText(t, n, name)
+	if !ok {
+		return 0, false
 	}
-	return 0, false
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		t.Fatalf("%s %s: %v", name, v, err)
+	}
+	return f, true
+}
+
+// seriesSum is a series' sum over nodes (0 where one does not show it).
+func seriesSum(t *testing.T, nodes []*Node, name string) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, n := range nodes {
+		v, _ := series(t, n, name)
+		sum += v
+	}
+	return sum
 }
 
 // toldOnce checks that one failure shows once everywhere: stat (from

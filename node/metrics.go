@@ -130,12 +130,12 @@ var (
 	descPeerHours        = prometheus.NewDesc("peerq_subcloud_peer_hours", "The owner's account of a subcloud's use, in peer-hours.", []string{"subcloud"}, nil)
 	descMalformed        = prometheus.NewDesc("peerq_decoder_rejections_total", "Exchanges, plans and messages refused as malformed.", nil, nil)
 	descPoolGateway      = prometheus.NewDesc("peerq_pool_gateway", "In a cloud of pools: 1 while this peer is one of its pool's gateways in the cloud pool, else 0.", []string{"pool"}, nil)
-	descCloudPools       = prometheus.NewDesc("peerq_cloud_pools", "At a gateway: the pools the cloud pool lists.", nil, nil)
-	descCloudPoolsShort  = prometheus.NewDesc("peerq_cloud_pools_short", "At a gateway: the pools the cloud pool lists with fewer gateways than each should have (3 by default): there, one gateway that lies or hangs leaves the others to agree alone, or no majority at all.", nil, nil)
+	descCloudPools       = prometheus.NewDesc("peerq_cloud_pools", "At a gateway: the pools its view of the cloud pool holds: those listed now, and for 10 minutes those that lost every gateway.", nil, nil)
+	descCloudPoolsShort  = prometheus.NewDesc("peerq_cloud_pools_short", "At a gateway: the pools of its view with fewer gateways than each should have (3 by default): there, one gateway that lies or hangs leaves the others to agree alone, or no majority at all.", nil, nil)
 	descGatewaysFailing  = prometheus.NewDesc("peerq_gateways_failing", "In a cloud of pools: gateways this peer asks last now, because a relay or a statement through them got no answer lately (a gateway that hangs while Serf lists it alive).", nil, nil)
 	descRelays           = prometheus.NewDesc("peerq_relays_total", "Lease requests this peer relayed as a gateway: way out (for a member of its pool, to another pool) or in (from another pool, to a member of its own), by result: delivered, unreachable (the member is not live in its pool), failed (no answer in time, or refused).", []string{"way", "result"}, nil)
 	descGatewayFailures  = prometheus.NewDesc("peerq_gateway_failures_total", "In a cloud of pools: relays and statements through a gateway that got no answer, as this peer noted them (each makes it ask that gateway last for a while: peerq_gateways_failing); one that hangs fails again each time its note runs out, at most 10 minutes apart.", nil, nil)
-	descGatewayBusy      = prometheus.NewDesc("peerq_gateway_busy_total", "Vouches and relays this gateway refused at its limit (64 at once), each told to retry in a second.", nil, nil)
+	descGatewayBusy      = prometheus.NewDesc("peerq_gateway_busy_total", "Vouches and relays for its own pool's members this gateway refused at its limit (64 at once), each told to retry in a second; those from other pools are not limited.", nil, nil)
 	descPoolRuns         = prometheus.NewDesc("peerq_pool_runs_total", "Statements this peer ran in its pool for the cloud as a gateway, by the status of the pool's partial it reported (exact, converged, sampled, partial, contested, failed).", []string{"status"}, nil)
 	descAuthFailures     = prometheus.NewDesc("peerq_exchange_auth_failures_total", "Exchange frames refused: failed authentication (auth), replayed (replay), connections refused at the limit (connections), out of the replay window either way (clock_skew); identity changes of a live member refused (identity_conflict).", []string{"reason"}, nil)
 )
@@ -257,11 +257,11 @@ var poolRunStatuses = []string{answer.StatusExact, answer.StatusConverged, answe
 
 // collectPools emits the pools role's series (a cloud of pools only).
 func collectPools(ps PoolStats, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, int64, ...string)) {
-	v := 0.0
+	gateway := 0.0
 	if ps.Gateway {
-		v = 1
+		gateway = 1
 	}
-	gauge(descPoolGateway, v, ps.Pool)
+	gauge(descPoolGateway, gateway, ps.Pool)
 	if ps.Gateway {
 		gauge(descCloudPools, float64(ps.Pools))
 		gauge(descCloudPoolsShort, float64(ps.Short))

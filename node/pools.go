@@ -333,21 +333,27 @@ const (
 	relayWayIn         // from another pool, to a member of its own
 )
 
+const (
+	relayDelivered   = iota // the member's signed reply
+	relayUnreachable        // the member is not live in its pool
+	relayFailed             // no answer in time, or refused
+)
+
 var (
 	relayWays    = [...]string{relayWayOut: "out", relayWayIn: "in"}
-	relayResults = [...]string{"delivered", "unreachable", "failed"}
+	relayResults = [...]string{relayDelivered: "delivered", relayUnreachable: "unreachable", relayFailed: "failed"}
 )
 
 // countRelay counts a relay served by way, by its outcome.
 func (p *pools) countRelay(way int, r poolResp) {
+	result := relayFailed
 	switch {
 	case len(r.Msg) > 0:
-		p.relays[way][0].Add(1)
+		result = relayDelivered
 	case r.Unreachable:
-		p.relays[way][1].Add(1)
-	default:
-		p.relays[way][2].Add(1)
+		result = relayUnreachable
 	}
+	p.relays[way][result].Add(1)
 }
 
 type poolRun struct {

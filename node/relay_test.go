@@ -548,12 +548,7 @@ func TestReserveAcrossPools(t *testing.T) {
 		// The relays show on /metrics: out of the owner's pool's gateways
 		// and into the member's pool's.
 		relayed := func(way, result string) float64 {
-			sum := 0.0
-			for _, n := range e.Nodes {
-				v, _ := series(t, n, `peerq_relays_total{result="`+result+`",way="`+way+`"}`)
-				sum += v
-			}
-			return sum
+			return seriesSum(t, e.Nodes, `peerq_relays_total{result="`+result+`",way="`+way+`"}`)
 		}
 		if out, in := relayed("out", "delivered"), relayed("in", "delivered"); out == 0 || in == 0 {
 			t.Errorf("peerq_relays_total delivered: out %v, in %v; want both above 0 after RESERVE across pools", out, in)

@@ -91,12 +91,10 @@ func (n *MemNetwork) Stall(d time.Duration, names ...string) {
 // SetCallerDeadlines makes a caller return at its context's deadline
 // while the handler it called runs on, its reply unread, as over TCP with
 // a deadline (on), or wait for the handler however long it takes (off,
-// the default). Off, a test on a busy machine sees slow peers as slow,
-// not silent: on, a coordinator starved of CPU takes healthy gateways
-// that answered late for hung ones and asks them last (TestPools under
-// -race and two busy loops asked pools' third gateways and counted runs
-// it did not expect). On, a gateway that waits longer than the hop that
-// asked it shows as the silence it is over sockets (relay.go, hopTime).
+// the default). On, a handler slower than its caller's deadline is the
+// silence it would be over sockets; off, a test on a busy machine sees a
+// slow handler as slow, not silent, so that CPU starvation alone does not
+// look like a peer that hangs.
 func (n *MemNetwork) SetCallerDeadlines(on bool) { n.deadlines.Store(on) }
 
 // Stalls is the number of exchanges that met a stall so far.
