@@ -307,8 +307,10 @@ type pools struct {
 	// it believes as the other pools' gateways did (relay.go).
 	known, gateKeys keyring
 	// relaying holds a place for each vouch or relay this gateway serves
-	// its pool's members (maxRelaying).
-	relaying chan struct{}
+	// its pool's members, and relayingIn for each relay from another
+	// pool it delivers to one of them (maxRelaying each: neither way can
+	// take the other's places).
+	relaying, relayingIn chan struct{}
 	// answered are the relayed lease requests this peer answered lately,
 	// with its replies (relay.go: deliver).
 	answered replies
@@ -418,13 +420,31 @@ func (p *pools) pace(ctx context.Context, began time.Time) {
 
 func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
 	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, now: cfg.Clock, ctx: ctx,
-		seen: map[string]time.Time{}, runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{}, relaying: make(chan struct{}, maxRelaying)}
+		seen: map[string]time.Time{}, runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{},
+		relaying: make(chan struct{}, maxRelaying), relayingIn: make(chan struct{}, maxRelaying)}
 }
 
 // maxRelaying bounds the vouches and relays a gateway serves its pool's
-// members at once (each costs exchanges over the cloud pool); the next
-// is refused at once, busy.
+// members at once (each costs exchanges over the cloud pool), and apart
+// the relays from other pools it delivers to them (each an exchange in
+// its pool, held up to its hop's time): the next is refused at once,
+// busy, and the relay's sender tries another gateway of the pool (a
+// refusal is not a gateway that hangs: farError). Without the second
+// bound, another pool's gateway — a stranger — could hold any number of
+// this one's exchanges waiting on members that do not answer.
 const maxRelaying = 64
+
+// take holds a place in places for a vouch or a relay, or says why not:
+// busy, counted (PoolStats.Busy). what names what the places are for.
+func (p *pools) take(places chan struct{}, what string) (release func(), busy string) {
+	select {
+	case places <- struct{}{}:
+		return func() { <-places }, ""
+	default:
+		p.busy.Add(1)
+		return nil, fmt.Sprintf("%s is busy: %d %s at once; retry in a second", p.lan.Name(), cap(places), what)
+	}
+}
 
 // on says whether the cloud is pooled.
 func (p *pools) on() bool { return p != nil && p.cfg.Pool != "" }
@@ -637,13 +657,11 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 		return encodePool(poolResp{Err: fmt.Sprintf("%s is not a gateway of pool %s now", p.lan.Name(), p.cfg.Pool)})
 	}
 	if req.Op == opVouch || req.Op == opRelay {
-		select {
-		case p.relaying <- struct{}{}:
-			defer func() { <-p.relaying }()
-		default:
-			p.busy.Add(1)
-			return encodePool(poolResp{Err: fmt.Sprintf("%s is busy: %d vouches and relays for its pool's members at once; retry in a second", p.lan.Name(), maxRelaying)})
+		release, busy := p.take(p.relaying, "vouches and relays for its pool's members")
+		if release == nil {
+			return encodePool(poolResp{Err: busy})
 		}
+		defer release()
 	}
 	switch req.Op {
 	case opVouch:
@@ -712,6 +730,11 @@ func (p *pools) answerCloud(ctx context.Context, from string, msg []byte) ([]byt
 		}
 		return encodePool(p.vouchOwn(req.Names)), nil
 	case opRelay:
+		release, busy := p.take(p.relayingIn, "relays from other pools")
+		if release == nil {
+			return encodePool(poolResp{Err: busy}), nil
+		}
+		defer release()
 		ctx, cancel := context.WithTimeout(ctx, hopTime(p.cfg.ExchangeTimeout/2, req.Wait))
 		defer cancel()
 		resp := p.relayIn(ctx, req)

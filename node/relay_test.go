@@ -193,6 +193,84 @@ func TestReserveAcrossPools(t *testing.T) {
 		}
 	})
 
+	t.Run("gateways at their limits", func(t *testing.T) {
+		// A gateway's places are full: a relay from another pool, or a
+		// member's relay, is refused at once, busy, and counted; the
+		// sender's gateway notes no gateway as hung for it, and once a
+		// place is free the next relay is served. Mutation: without the
+		// limit on relays from other pools, the first refusal below is
+		// not busy.
+		fill := func(places chan struct{}) (free func()) {
+			for range cap(places) {
+				places <- struct{}{}
+			}
+			return func() {
+				for range cap(places) {
+					<-places
+				}
+			}
+		}
+		cloudOf := func(i int) CloudNetwork {
+			p := e.Nodes[i].rt.pools
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.cloud == nil {
+				t.Fatalf("%s, a gateway, is not in the cloud pool", e.Nodes[i].Name())
+			}
+			return p.cloud
+		}
+		member := slices.IndexFunc(e.Nodes, func(n *Node) bool { i := slices.Index(e.Nodes, n); return e.PoolOf(i) == 1 && !n.rt.pools.isGateway() })
+		relay := poolReq{Op: opRelay, ID: newID(), Pool: "pool1", To: e.Nodes[member].Name(), Msg: []byte("a request"), From: qualify("pool0", e.Nodes[asker].Name())}
+
+		in := e.gatewaysOf(1)
+		var frees []func()
+		for _, g := range in {
+			frees = append(frees, fill(e.Nodes[g].rt.pools.relayingIn))
+		}
+		g1 := e.Nodes[in[0]].rt.pools
+		busy := g1.busy.Load()
+		out, err := g1.answerCloud(context.Background(), "a gateway of pool0", encodePool(relay))
+		var resp poolResp
+		if err == nil {
+			err = decodePool(out, &resp)
+		}
+		if err != nil || !strings.Contains(resp.Err, "busy") || g1.busy.Load() != busy+1 {
+			t.Fatalf("a relay from another pool at a gateway with its %d places full: %+v, %v, busy %d → %d; want refused busy, counted", maxRelaying, resp, err, busy, g1.busy.Load())
+		}
+		// The owner's gateway tries every gateway of pool1, each busy.
+		g0 := e.gatewaysOf(0)[0]
+		p0 := e.Nodes[g0].rt.pools
+		_, notedBefore := p0.failing.count(p0.now())
+		got := p0.relayOut(context.Background(), cloudOf(g0), e.Nodes[asker].Name(), relay)
+		if got.Err == "" || strings.Count(got.Err, "busy") != len(in) {
+			t.Fatalf("relayed out to pool1 with every gateway's places full: %+v; want each of its %d gateways busy", got, len(in))
+		}
+		if _, noted := p0.failing.count(p0.now()); noted != notedBefore {
+			t.Fatalf("gateways that said they were busy were noted as hung: %d notes, were %d", noted, notedBefore)
+		}
+		for _, free := range frees {
+			free()
+		}
+		gone := relay
+		gone.To = "nobody-here"
+		out, err = g1.answerCloud(context.Background(), "a gateway of pool0", encodePool(gone))
+		resp = poolResp{}
+		if err == nil {
+			err = decodePool(out, &resp)
+		}
+		if err != nil || !resp.Unreachable {
+			t.Fatalf("a relay to a member pool1 does not list, places free again: %+v, %v; want unreachable", resp, err)
+		}
+		// A member's relay, at its own gateway with its places full.
+		free := fill(p0.relaying)
+		busy = p0.busy.Load()
+		lan := poolReq{Op: opRelay, ID: newID(), Pool: "pool1", To: e.Nodes[member].Name(), Msg: []byte("a request")}
+		if err := decodePool(p0.answerLAN(context.Background(), e.Nodes[asker].Name(), encodePool(lan)), &resp); err != nil || !strings.Contains(resp.Err, "busy") || p0.busy.Load() != busy+1 {
+			t.Fatalf("a member's relay at a gateway with its places full: %+v, %v; want refused busy, counted", resp, err)
+		}
+		free()
+	})
+
 	t.Run("one gateway vouches for made-up keys", func(t *testing.T) {
 		lieVouch(t, e, e.gatewaysOf(1)[:1], madeUpKeys)
 		a := reserve("RESERVE 25 FROM peers ORDER BY mem_free DESC AS outvoted FOR 2m")
