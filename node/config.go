@@ -215,6 +215,15 @@ type Config struct {
 	Gateways                                         int
 	Cloud                                            Cloud
 	GatewayCheck, PoolTimeout, PollEvery, PoolMemory time.Duration
+
+	// BendPartial, if set, is what this peer does to its pool's partial
+	// before it signs its report as a gateway: a lie, for red-team runs
+	// among real agents (scripts/liar --lie gateway,
+	// scripts/netns-pools-liar.sh). No agent sets it — peerq has no flag
+	// for it — and a pool's partial counts only when a majority of its
+	// gateways report agreeing ones, so one gateway that bends it is
+	// outvoted (pools.go).
+	BendPartial func(*run.Partial)
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the

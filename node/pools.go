@@ -285,8 +285,9 @@ type pools struct {
 	runs    map[QueryID]*poolRun
 	coords  map[QueryID]*coordRun
 	joinErr string
-	// bend, if set, is a lying gateway's lie (tests): what it does to
-	// its pool's partial before it signs it.
+	// bend, if set, is a lying gateway's lie (tests, and
+	// Config.BendPartial): what it does to its pool's partial before it
+	// signs it.
 	bend func(*run.Partial)
 	// ownerOf finds the owner of a subcloud's name in this peer's pool
 	// (subclouds.subcloudOwner), for a statement FROM SUBCLOUD; a test's
@@ -419,7 +420,7 @@ func (p *pools) pace(ctx context.Context, began time.Time) {
 }
 
 func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
-	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, now: cfg.Clock, ctx: ctx,
+	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, now: cfg.Clock, ctx: ctx, bend: cfg.BendPartial,
 		seen: map[string]time.Time{}, runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{},
 		relaying: make(chan struct{}, maxRelaying), relayingIn: make(chan struct{}, maxRelaying)}
 }

@@ -49,61 +49,17 @@ KEY=$(head -c 32 /dev/urandom | base64)
 export PEERQ_BIN="$DIR/peerq" PEERQ_NETNS_DIR="$DIR"
 OUT="$DIR/pools"
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-
 trap '$C down' EXIT
+. scripts/netns-pools-lib.sh
+start_pools
 
-mkdir -p "$DIR"
-go build -o "$PEERQ_BIN" ./cmd/peerq # this checkout's agents, not an older build
-$C down > /dev/null 2>&1 || true     # a run before this one, if it left anything
-rm -rf "$DIR"/a* "$OUT"
-mkdir -p "$OUT"
-
-# The namespaces and the agents in two pools (netns-cluster.sh pools):
-# a1..a4 in pool a, a5..a8 in pool b, every agent given the other
-# pool's cloud ports; netns-cluster.sh's query, kill and down work on them.
-$C pools "$N" "$KEY"
-
-# ask FILE STATEMENT [I]: the statement at a1 (or aI), its JSON answer in
-# FILE; prints its exit code.
-ask() {
-	local code=0
-	$C query "${3:-1}" "$2" --format json > "$1" 2> "${1%.json}.err" || code=$?
-	echo "$code"
-}
-# pools FILE: SHOW POOLS's rows from FILE, "pool status members gateways agreeing", one a line.
-# (gateways is a list in JSON: joined with commas here)
-pools() { jq -r '.rows[] | "\(.[0]) \(.[1]) \(.[2]) \(.[3] | if type == "array" then join(",") else (. // "-") end) \(.[4] // 0)"' "$1" 2> /dev/null || true; }
-status() { jq -r '.meta.status // "none"' "$1" 2> /dev/null || echo none; }
 first_cell() { jq -r '.rows[0][0] // "none"' "$1" 2> /dev/null || echo none; }
 pools_meta() { # the answer's meta.pools, one pool a line: name status peers agreeing/gateways
 	jq -r '[.meta.pools[]? | "\(.pool):\(.status):\(.peers):\(.agreeing)/\(.gateways)"] | join(" ")' "$1" 2> /dev/null || true
 }
 
 # 1. The cloud forms: 2 pools, each answered (exact) with 4 members and 3 gateways.
-t0=$(now)
-formed=""
-k=0
-while (($(date +%s) < ${t0%.*} + FORM_TIMEOUT)); do
-	f="$OUT/form.$k.json"
-	ask "$f" "SHOW POOLS" > /dev/null
-	rows=$(pools "$f")
-	if [ "$(wc -l <<<"$rows")" -eq 2 ] && awk '$2 ~ /^(converged|exact)$/ && $3 == 4 && split($4, g, ",") == 3 { n++ } END { exit n != 2 }' <<<"$rows"; then
-		formed=$(since "$t0" "$(now)")
-		break
-	fi
-	k=$((k + 1))
-	sleep 1
-done
-if [ -z "$formed" ]; then
-	echo "the pools did not form in ${FORM_TIMEOUT}s; SHOW POOLS at a1 said:"
-	cat "$f" "${f%.json}.err"
-	tail -n 5 "$DIR"/a*.log
-	exit 1
-fi
-echo "formed in ${formed}s (${k} SHOW POOLS before):"
-sed 's/^/  /' <<<"$rows"
+form_pools
 
 wrong=0 flags=0
 declare -a TABLE

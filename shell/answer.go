@@ -46,13 +46,17 @@ func TableOf(a *answer.Answer) *Table {
 			t.Meta[k] = v
 		}
 	}
+	// Each pool's part, whether the pools ran gossip or read their
+	// member lists: in a cloud of pools a statement of tags alone is
+	// answered by each pool's gateways too, a majority of them agreeing
+	// (node/pools.go), and a script reads which did as the footer says.
+	if len(m.Pools) > 0 {
+		t.Meta["pools"] = m.Pools
+	}
 	if !m.FromTags {
 		t.Meta["error_estimate"] = m.ErrEstimate
 		if m.Participants > 0 {
 			t.Meta["participants_estimate"] = m.Participants
-		}
-		if len(m.Pools) > 0 {
-			t.Meta["pools"] = m.Pools
 		}
 		if m.Check != nil {
 			t.Meta["check"] = m.Check

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -129,5 +130,35 @@ func TestRenderGolden(t *testing.T) {
 			}
 		}
 		golden(t, "render."+f.String(), b.String())
+	}
+}
+
+// An answer of tags alone in a cloud of pools says in JSON which pools
+// answered and how many of their gateways agreed, as one by gossip does
+// and as the table's footer says. Mutation: pools kept for gossip
+// answers alone, as they were, leaves "pools" out of the first.
+func TestPoolsInJSON(t *testing.T) {
+	pools := []answer.PoolStatus{{Pool: "a", Status: answer.StatusExact, Peers: 4, Gateways: 3, Agreeing: 2}, {Pool: "b", Status: answer.StatusExact, Peers: 4, Gateways: 3, Agreeing: 3}}
+	for _, fromTags := range []bool{true, false} {
+		a := &answer.Answer{Columns: []answer.Column{{Name: "count", Kind: answer.KindNumber}}, Rows: [][]answer.Value{{answer.Num(answer.KindNumber, 8)}},
+			Meta: &answer.Meta{Status: answer.StatusExact, Peers: 8, Converged: true, FromTags: fromTags, Pools: pools}}
+		var b strings.Builder
+		Render(&b, FormatJSON, TableOf(a))
+		var doc struct {
+			Meta struct {
+				Pools []answer.PoolStatus `json:"pools"`
+			}
+		}
+		if err := json.Unmarshal([]byte(b.String()), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(doc.Meta.Pools, pools, func(x, y answer.PoolStatus) bool {
+			return x.Pool == y.Pool && x.Agreeing == y.Agreeing && x.Gateways == y.Gateways
+		}) {
+			t.Errorf("from tags %v: meta.pools %+v, want %+v", fromTags, doc.Meta.Pools, pools)
+		}
+		if footer := Footer(1, a.Meta); !strings.Contains(footer, "2 of 2 pools") {
+			t.Errorf("from tags %v: footer %q", fromTags, footer)
+		}
 	}
 }

@@ -12,53 +12,68 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/probe"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 )
 
 // lied are the attributes the liar exaggerates.
 var lied = []string{"cpu_cores", "cpu_load", "mem_free", "disk_free"}
 
+// options are the liar's flags.
+type options struct {
+	name, bind, exchange, dataDir, join, encrypt, lie string
+	pool, cloudJoin                                   string
+	round                                             time.Duration
+}
+
 func main() {
-	var (
-		name     = flag.String("node", "", "node name (required)")
-		bind     = flag.String("bind", "127.0.0.1:7946", "gossip address")
-		exchange = flag.String("exchange", "", "exchange address (default: the gossip port + 1)")
-		dataDir  = flag.String("data-dir", "", "data directory: the identity and the journal (required)")
-		join     = flag.String("join", "", "comma-separated addresses to join")
-		encrypt  = flag.String("encrypt", "", "the cluster key, base64")
-		lie      = flag.String("lie", "inflate", "inflate (×1000 within the catalog's bounds) or extreme (the bounds)")
-		round    = flag.Duration("round", 200*time.Millisecond, "gossip round")
-	)
+	var o options
+	flag.StringVar(&o.name, "node", "", "node name (required)")
+	flag.StringVar(&o.bind, "bind", "127.0.0.1:7946", "gossip address")
+	flag.StringVar(&o.exchange, "exchange", "", "exchange address (default: the gossip port + 1)")
+	flag.StringVar(&o.dataDir, "data-dir", "", "data directory: the identity and the journal (required)")
+	flag.StringVar(&o.join, "join", "", "comma-separated addresses to join")
+	flag.StringVar(&o.encrypt, "encrypt", "", "the cluster key, base64")
+	flag.StringVar(&o.lie, "lie", "inflate", "inflate (its record ×1000 within the catalog's bounds), extreme (at the bounds), or gateway (its record true; as one of its pool's gateways, its pool's partial bent: sums and counts ×1000, a top-k's first row dropped)")
+	flag.StringVar(&o.pool, "pool", "", "this peer's pool in a cloud of pools, as peerq agent --pool")
+	flag.StringVar(&o.cloudJoin, "cloud-join", "", "with --pool: comma-separated cloud pool addresses of other pools' agents, as peerq agent --cloud-join")
+	flag.DurationVar(&o.round, "round", 200*time.Millisecond, "gossip round")
 	flag.Parse()
-	if err := run(*name, *bind, *exchange, *dataDir, *join, *encrypt, *lie, *round); err != nil {
+	if err := lie(o); err != nil {
 		fmt.Fprintln(os.Stderr, "liar:", err)
 		os.Exit(1)
 	}
 }
 
-func run(name, bind, exchange, dataDir, join, encrypt, lie string, round time.Duration) error {
-	if name == "" || dataDir == "" {
+func lie(o options) error {
+	if o.name == "" || o.dataDir == "" {
 		return fmt.Errorf("--node and --data-dir are required")
 	}
-	if lie != "inflate" && lie != "extreme" {
-		return fmt.Errorf("--lie %q: inflate or extreme", lie)
+	switch {
+	case o.lie != "inflate" && o.lie != "extreme" && o.lie != "gateway":
+		return fmt.Errorf("--lie %q: inflate, extreme or gateway", o.lie)
+	case o.lie == "gateway" && o.pool == "":
+		return fmt.Errorf("--lie gateway needs --pool: a gateway is one of a pool's")
+	case o.cloudJoin != "" && o.pool == "":
+		return fmt.Errorf("--cloud-join needs --pool")
 	}
 	var key []byte
-	if encrypt != "" {
+	if o.encrypt != "" {
 		var err error
-		if key, err = base64.StdEncoding.DecodeString(encrypt); err != nil {
+		if key, err = base64.StdEncoding.DecodeString(o.encrypt); err != nil {
 			return fmt.Errorf("--encrypt: %w", err)
 		}
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return err
 	}
-	prober, err := probe.New(dataDir, time.Now())
+	prober, err := probe.New(o.dataDir, time.Now())
 	if prober == nil {
 		return err
 	}
@@ -66,6 +81,9 @@ func run(name, bind, exchange, dataDir, join, encrypt, lie string, round time.Du
 	cat := query.DefaultCatalog()
 	record := func() query.Record {
 		r := maps.Clone(prober.Record()) // the prober's own map: lie on a copy, the same lie each time
+		if o.lie == "gateway" {
+			return r
+		}
 		for _, a := range lied {
 			at, ok := cat.Lookup(a)
 			v, has := r[a]
@@ -73,7 +91,7 @@ func run(name, bind, exchange, dataDir, join, encrypt, lie string, round time.Du
 				continue
 			}
 			x := at.Max
-			if lie == "inflate" {
+			if o.lie == "inflate" {
 				x = math.Min(1000*math.Max(v.Num, 1), at.Max)
 			}
 			r[a] = query.Num(v.Kind, x)
@@ -81,26 +99,51 @@ func run(name, bind, exchange, dataDir, join, encrypt, lie string, round time.Du
 		return r
 	}
 	cfg := node.DefaultConfig(record)
-	cfg.Round, cfg.DataDir = round, dataDir
-	p, err := node.StartPeer(node.PeerConfig{Name: name, Bind: bind, Exchange: exchange, Key: key,
-		SnapshotPath: filepath.Join(dataDir, "serf.snapshot"), LogOutput: io.Discard, Runtime: cfg})
+	cfg.Round, cfg.DataDir = o.round, o.dataDir
+	var bent atomic.Int64
+	if o.lie == "gateway" {
+		cfg.BendPartial = func(p *run.Partial) {
+			bend(p)
+			fmt.Printf("liar %s: bent its pool's partial (%d so far)\n", o.name, bent.Add(1))
+		}
+	}
+	pc := node.PeerConfig{Name: o.name, Bind: o.bind, Exchange: o.exchange, Key: key,
+		SnapshotPath: filepath.Join(o.dataDir, "serf.snapshot"), LogOutput: io.Discard, Runtime: cfg, Pool: o.pool}
+	if o.cloudJoin != "" {
+		pc.CloudJoin = strings.Split(o.cloudJoin, ",")
+	}
+	p, err := node.StartPeer(pc)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if join != "" {
+	if o.join != "" {
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := p.Join(jctx, strings.Split(join, ","))
+		err := p.Join(jctx, strings.Split(o.join, ","))
 		cancel()
 		if err != nil {
-			return fmt.Errorf("join %s: %w", join, err)
+			return fmt.Errorf("join %s: %w", o.join, err)
 		}
 	}
 	r := record()
 	fmt.Printf("liar %s (%s): gossip on %s, claiming cpu_cores %s, cpu_load %s, mem_free %s; %d peers\n",
-		name, lie, p.Addr(), r["cpu_cores"], r["cpu_load"], r["mem_free"], p.Network().Size())
+		o.name, o.lie, p.Addr(), r["cpu_cores"], r["cpu_load"], r["mem_free"], p.Network().Size())
 	<-ctx.Done()
 	return p.Leave()
+}
+
+// bend is a lying gateway's lie about its pool (--lie gateway): every
+// sum and count ×1000 (a share of members with a value, a mean), a
+// top-k's first row dropped — what node's tests call inflate, larger.
+func bend(p *run.Partial) {
+	for _, g := range p.Groups {
+		for i := range g.Means {
+			g.Means[i] *= 1000
+		}
+	}
+	if len(p.Top) > 0 {
+		p.Top = p.Top[1:]
+	}
 }
