@@ -83,7 +83,13 @@
 // (Config.First keeps their records and random streams apart), each run
 // until its asker's rule calls it final, its run.Partial merged with the
 // others' as the asker of a cloud of pools merges them (run.Merge), the
-// cloud level counted as CloudRounds exchanges.
+// cloud level counted as CloudRounds exchanges. With liars each pool's
+// asker (its gateway, honest) checks its answer against its own sample
+// as the runtime's gateways do: a pool contested makes the merged answer
+// contested, and a pool whose sample answers for it (a bent robust
+// aggregate) gives the sample's partial. Since one pool is simulated at a
+// time, a cloud of 10^6 in pools of 10^3 holds one pool's state, not
+// 10^6 peers'.
 //
 // # Usage
 //

@@ -140,14 +140,21 @@ func (s *Sim) lieFlows(e aggregate.Envelope) (aggregate.Envelope, bool) {
 // liar says whether peer i lies: a share Liars of the peers, drawn from
 // the seed by peer (never the asker, peer 0), so that joiners draw too.
 func (s *Sim) liar(i int32) bool {
-	if s.cfg.Liars <= 0 || i == 0 {
+	return i != 0 && lies(s.cfg.Seed, s.cfg.Liars, s.cfg.First+int(i))
+}
+
+// lies says whether the peer of record n (Config.First + its index)
+// lies, for a share of liars: by a hash of the seed and n, so that the
+// pools of a cloud (RunPools, each its own Sim) draw theirs apart.
+func lies(seed uint64, share float64, n int) bool {
+	if share <= 0 {
 		return false
 	}
-	x := s.cfg.Seed ^ uint64(i)*0x9e3779b97f4a7c15
+	x := seed ^ uint64(n)*0x9e3779b97f4a7c15
 	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
 	x = (x ^ x>>27) * 0x94d049bb133111eb
 	x ^= x >> 31
-	return float64(x>>11)/(1<<53) < s.cfg.Liars
+	return float64(x>>11)/(1<<53) < share
 }
 
 // simSeal is the simulator's model of the peers' signatures (the runtime
@@ -194,12 +201,12 @@ func (s *Sim) lie(from int32, e topk.Envelope) (topk.Envelope, bool) {
 		return e, false
 	}
 	m := *e.Msg
-	self := query.SyntheticName(int(from))
+	self := query.SyntheticName(s.cfg.First + int(from))
 	es := make([]*topk.Entry, 0, len(m.Entries))
 	lied := false
 	for _, x := range m.Entries {
-		i, ok := peerIndex(x.Node)
-		if x.Node == self || !ok || i >= s.n {
+		i, ok := s.index(x.Node)
+		if x.Node == self || !ok {
 			es = append(es, x)
 			continue
 		}
@@ -261,10 +268,19 @@ func (s *Sim) forgedEntry(i int32, x *topk.Entry) *topk.Entry {
 // entries of many nodes, later those of the top few.
 const forgedKept = 1 << 16
 
-// peerIndex reads a simulated peer's index from its name.
+// peerIndex reads a simulated peer's record number from its name
+// (Config.First + its index in its Sim).
 func peerIndex(name string) (int, bool) {
 	i, err := strconv.Atoi(strings.TrimPrefix(name, "peer-"))
 	return i, err == nil && strings.HasPrefix(name, "peer-") && i >= 0
+}
+
+// index is the index in this Sim of the peer named name: false for a name
+// of no peer of it (another pool's, in RunPools, or none).
+func (s *Sim) index(name string) (int, bool) {
+	i, ok := peerIndex(name)
+	i -= s.cfg.First
+	return i, ok && i >= 0 && i < s.n
 }
 
 // forgedAccepted counts the entries in the asker's list that are not
@@ -272,8 +288,8 @@ func peerIndex(name string) (int, bool) {
 func (s *Sim) forgedAccepted() int {
 	k := 0
 	for _, e := range s.origin.TopK().Top() {
-		i, ok := peerIndex(e.Node)
-		if !ok || i >= s.n {
+		i, ok := s.index(e.Node)
+		if !ok {
 			k++
 			continue
 		}
@@ -319,18 +335,19 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 		}
 		names := make([]string, len(s.known))
 		for k, i := range s.known {
-			names[k] = query.SyntheticName(int(i))
+			names[k] = query.SyntheticName(s.cfg.First + int(i))
 		}
 		check := func(size int) run.SampleVerdict {
 			var recs []query.Record
 			for _, name := range run.SampleOf(s.sampleQuery(), names, size) {
-				i, _ := peerIndex(name)
+				i, _ := s.index(name)
 				recs = append(recs, s.record(i))
 			}
 			v, err := s.origin.CheckSample(recs, len(s.known), c)
 			if err != nil {
 				v = run.SampleVerdict{Reason: err.Error()}
 			}
+			s.judged = recs // the last asked is the verdict's (Grow)
 			return v
 		}
 		// As the runtime's asker (run.SampleCheck.Grow): a doubt, or an
@@ -386,7 +403,7 @@ func (s *Sim) honestValue() float64 {
 // each check made 40% of what a run with liars allocated, and at its first
 // check still a tenth of a forging run's (10^5 peers).
 func (s *Sim) observedReliability(node string) (float64, bool) {
-	i, ok := peerIndex(node)
+	i, ok := s.index(node)
 	if !ok || i >= len(s.seen) {
 		return 0, false
 	}
@@ -398,8 +415,8 @@ func (s *Sim) observedReliability(node string) (float64, bool) {
 func (s *Sim) selfRanked() int {
 	k := 0
 	for _, e := range s.origin.TopK().Top() {
-		i, ok := peerIndex(e.Node)
-		if !ok || i >= s.n || !s.liar(int32(i)) {
+		i, ok := s.index(e.Node)
+		if !ok || !s.liar(int32(i)) {
 			continue
 		}
 		seen, _ := s.observedReliability(e.Node)

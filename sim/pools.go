@@ -1,10 +1,13 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
+	"strings"
 
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
@@ -46,22 +49,41 @@ type PoolsResult struct {
 	// BytesPerPeer is the pools' gossip bytes over their peers: what a
 	// peer sent for the answer, whatever the rounds.
 	BytesPerPeer float64
+
+	// With liars (Config.Liars): each pool's asker makes the sample
+	// check its gateways make (node/pools.go, runPool). Contested names
+	// the pools whose check contested their answer, and why; Sampled
+	// counts those whose sample answered for them (a robust aggregate
+	// bent: run.Fallback), its partial standing in for the gossip's, as
+	// the runtime's (node/runtime.go, gossipPartial). The merged
+	// answer is contested if any pool's is (Answer.Meta). HonestErr is
+	// its relative error against the answer over the honest peers
+	// alone; for a top-k, Forged counts its rows that are not their
+	// node's own and HonestShare the share of the top-k over the honest
+	// peers it holds.
+	Contested   []string
+	Sampled     int
+	HonestErr   float64
+	Forged      int
+	HonestShare float64
 }
 
 // RunPools runs plan over cfg.Nodes peers spread evenly over pools pools
 // (peer i in pool ⌊i·pools/Nodes⌋), each pool a simulation of its own
 // (Config.First keeps their records apart), each until its asker's rule
 // calls its answer final; it merges the pools' partials as the asker of a
-// cloud of pools does (run.Merge). Loss applies inside each pool; crashes,
-// joins, churn and liars are not modelled across pools.
+// cloud of pools does (run.Merge). Loss applies inside each pool, and
+// liars (Config.Liars, never a pool's asker: its gateways are honest
+// here, and one that lies is outvoted, node/pools.go); crashes, joins and
+// churn are not modelled across pools.
 func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	if pools < 1 || pools > cfg.Nodes {
 		return nil, fmt.Errorf("sim: %d pools for %d peers", pools, cfg.Nodes)
 	}
-	if cfg.Liars > 0 || cfg.Session > 0 || len(cfg.Crashes) > 0 || len(cfg.Joins) > 0 {
-		return nil, errors.New("sim: pools are modelled without liars, churn, crashes or joins")
+	if cfg.Session > 0 || len(cfg.Crashes) > 0 || len(cfg.Joins) > 0 {
+		return nil, errors.New("sim: pools are modelled without churn, crashes or joins")
 	}
-	res := &PoolsResult{Pools: pools}
+	res := &PoolsResult{Pools: pools, HonestErr: math.NaN()}
 	var parts []*run.Partial
 	var bytes, peerRounds, workingRounds float64
 	wire, err := plan.Encode()
@@ -95,6 +117,18 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sim: pool %d: %w", k, err)
 		}
+		if v, _, checked := s.Check(); checked && s.standIn {
+			// The sample answers for its pool, as the runtime's gateway's
+			// does (gossipPartial): an exact partial of its records,
+			// scaled to the pool's members.
+			if part, err = run.ExactPartial(plan, s.judged); err != nil {
+				return nil, fmt.Errorf("sim: pool %d: %w", k, err)
+			}
+			part.Peers = len(s.known)
+			res.Sampled++
+		} else if checked && v.Contested {
+			res.Contested = append(res.Contested, fmt.Sprintf("pool %d: %s", k, v.Reason))
+		}
 		enc, err := part.Encode()
 		if err != nil {
 			return nil, err
@@ -110,15 +144,76 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	if res.Answer, err = run.Merge(plan, parts); err != nil {
 		return nil, err
 	}
+	if res.Answer.Meta == nil {
+		res.Answer.Meta = &answer.Meta{Status: answer.StatusConverged, Converged: true}
+	}
+	if len(res.Contested) > 0 {
+		res.Answer.Contest(strings.Join(res.Contested, "; "))
+	}
 	exact := query.ExactSeq(plan, syntheticSeq(cfg.Seed, cfg.First, cfg.Nodes))
+	var honest *answer.Answer
+	if cfg.Liars > 0 {
+		honest = query.ExactSeq(plan, func(yield func(query.Record) bool) {
+			for k := range pools {
+				lo, hi := k*cfg.Nodes/pools, (k+1)*cfg.Nodes/pools
+				for i := lo + 1; i < hi; i++ { // each pool's asker, lo, never lies
+					if !lies(cfg.Seed, cfg.Liars, cfg.First+i) && !yield(query.Synthetic(cfg.Seed, cfg.First+i)) {
+						return
+					}
+				}
+				if !yield(query.Synthetic(cfg.Seed, cfg.First+lo)) {
+					return
+				}
+			}
+		})
+	}
 	if run.ProtocolOf(plan.Kind) == run.TopK {
 		res.Err = 1 - float64(overlap(res.Answer.Nodes, exact.Nodes))/float64(max(len(exact.Nodes), 1))
+		if honest != nil {
+			res.HonestShare = float64(overlap(res.Answer.Nodes, honest.Nodes)) / float64(max(len(honest.Nodes), 1))
+			res.Forged = forgedRows(plan, parts, res.Answer.Nodes, cfg)
+		}
 		return res, nil
 	}
 	one := &Sim{plan: plan}
 	one.setExact(exact)
 	res.Err = one.errOf(res.Answer, nil)
+	if honest != nil {
+		keys := map[string][]query.Value{}
+		for _, row := range honest.Rows {
+			keys[rowKey(plan, row)] = row
+		}
+		res.HonestErr = one.errAgainst(res.Answer, nil, keys)
+	}
 	return res, nil
+}
+
+// forgedRows counts the entries of the pools' partials that the merged
+// top-k kept (nodes) and that are not their node's own: written for it by
+// another peer, or changed. A liar's own entry, whatever it claims about
+// itself, is its own.
+func forgedRows(plan *query.Plan, parts []*run.Partial, nodes []string, cfg Config) int {
+	n := 0
+	for _, part := range parts {
+		for _, e := range part.Top {
+			if !slices.Contains(nodes, e.Node) {
+				continue
+			}
+			j, ok := peerIndex(e.Node)
+			if !ok || j < cfg.First || j >= cfg.First+cfg.Nodes {
+				n++
+				continue
+			}
+			if lies(cfg.Seed, cfg.Liars, j) {
+				continue
+			}
+			own := run.Entry(plan, query.Synthetic(cfg.Seed, j))
+			if own == nil || !bytes.Equal(own.Key, e.Key) || !bytes.Equal(own.Row, e.Row) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // syntheticSeq is the records of peers first … first+n-1.

@@ -244,8 +244,9 @@ type Sim struct {
 	// (liars.go).
 	check         *run.SampleVerdict
 	honestAtCheck float64
-	escalated     bool // the check asked More members (RoundStats.Escalated)
-	standIn       bool // the sample's answer stands in for the gossip's (RoundStats.StandIn)
+	escalated     bool           // the check asked More members (RoundStats.Escalated)
+	standIn       bool           // the sample's answer stands in for the gossip's (RoundStats.StandIn)
+	judged        []query.Record // the records the check's verdict was made with
 	honestKeys    map[string][]query.Value
 	honestTop     map[string]bool
 	// seen is each peer's observed reliability, by peer, with liars
@@ -537,9 +538,8 @@ func (s *Sim) knownAlive(node string) bool {
 	if len(s.known) == s.n {
 		return true // nobody removed: no need to read the name
 	}
-	i, err := strconv.Atoi(strings.TrimPrefix(node, "peer-"))
-	i -= s.cfg.First
-	return err != nil || i < 0 || i >= len(s.pos) || s.pos[i] >= 0
+	i, ok := s.index(node)
+	return !ok || i >= len(s.pos) || s.pos[i] >= 0
 }
 
 // knownNames are the names of the peers the survivors believe alive: whom
@@ -1256,7 +1256,7 @@ func (s *Sim) measureTop() {
 		s.stats.ForgedAccepted, s.stats.SelfRanked, s.stats.HonestShare = s.forgedAccepted(), s.selfRanked(), s.honestShare()
 	}
 	for _, e := range s.origin.TopK().Top() {
-		if i, ok := peerIndex(e.Node); ok && i < len(s.st) && !s.st[i].alive {
+		if i, ok := s.index(e.Node); ok && !s.st[i].alive {
 			s.stats.OriginDead++
 		}
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 	"github.com/peerq/peerq/topk"
@@ -479,6 +481,48 @@ func TestPools(t *testing.T) {
 			if r.BytesPerPeerRound <= 0 || r.BytesPerWorkingRound <= r.BytesPerPeerRound {
 				t.Errorf("%s, %d pools: %.1f bytes per peer-round, %.1f per working one", c.text, r.Pools, r.BytesPerPeerRound, r.BytesPerWorkingRound)
 			}
+		}
+	}
+}
+
+// Liars in a cloud of pools, each pool's asker checking its answer
+// against its own sample as its gateways do: a sum they inflate is
+// contested (the merged answer too, naming the pools), a trimmed mean
+// leaves them out and is right and unflagged, and a top-k holds no entry
+// written for another node nor a liar above what was observed of it.
+// Mutation: liars drawn by their index in their pool (as before pools
+// had liars) put every pool's liars at the same places, and a selfrank
+// liar's entry was looked up in the wrong pool's observations: honest
+// share 0% at 1,000 peers a pool.
+func TestPoolsWithLiars(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig(4000)
+	cfg.NFromGossip, cfg.Liars = false, 0.01
+	for _, c := range []struct {
+		text      string
+		lie       Lie
+		contested bool
+	}{
+		{"SELECT SUM(cpu_load) FROM peers", LieInflate, true},
+		{"SELECT AVG(cpu_load) TRIM 2% FROM peers", LieInflate, false},
+		{"SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 20", LieForge, false},
+		{"SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 20", LieSelfrank, false},
+	} {
+		cfg.Lie = c.lie
+		res, err := RunPools(plan(t, c.text), cfg, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		contested := res.Answer.Meta.Status == answer.StatusContested
+		if contested != c.contested || c.contested && len(res.Contested) == 0 {
+			t.Errorf("%s, %v liars: contested %v in %d of 4 pools (%s), want %v", c.text, c.lie, contested, len(res.Contested), res.Answer.Meta.Reason, c.contested)
+		}
+		if strings.Contains(c.text, "LIMIT") {
+			if res.Forged != 0 || res.HonestShare < 0.9 {
+				t.Errorf("%s, %v liars: %d forged, honest share %.2f", c.text, c.lie, res.Forged, res.HonestShare)
+			}
+		} else if !c.contested && !(res.HonestErr <= 0.05) {
+			t.Errorf("%s, %v liars: honest error %.4f unflagged", c.text, c.lie, res.HonestErr)
 		}
 	}
 }

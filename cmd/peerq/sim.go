@@ -152,7 +152,7 @@ convergence rule calls the originator's answer final.`,
 	f.Float64Var(&cfg.Liars, "liars", 0, "share of the peers that lie (never the asker), as --lie says; the peers then sign their top-k entries and check the others'")
 	f.BoolVar(&cfg.CheckOnce, "check-once", false, "the sample check judges with its first sample alone, never asking more members on a doubt (to measure what the escalation adds)")
 	f.StringVar(&lie, "lie", "forge", "with --liars: inflate (its attributes ×1000, within the catalog's bounds), extreme (at the bounds), flow (made-up flows), squares (made-up flows of sums of squares alone), forge (top-k entries written for other nodes), alter (others' entries changed under their signatures), drop (others' entries swallowed) or selfrank (claims reliability 1)")
-	f.IntVar(&pools, "pools", 0, "spread the peers over this many pools, each run to its own final answer, and merge them as the asker of a cloud of pools does (1 runs one pool the same way, for A/B); loss only")
+	f.IntVar(&pools, "pools", 0, "spread the peers over this many pools, each run to its own final answer, and merge them as the asker of a cloud of pools does (1 runs one pool the same way, for A/B); loss and liars (each pool's sample check), no churn")
 	f.IntVar(&trials, "trials", 1, "with --session: run this many statements (seeds --seed, --seed+1, …) and print the share the runtime would call converged and their error")
 	return cmd
 }
@@ -213,8 +213,29 @@ func simPools(w io.Writer, plan *query.Plan, cfg sim.Config, pools int) error {
 		res.Rounds, sim.CloudRounds, 100*res.Err)
 	fmt.Fprintf(w, "bytes per peer per round %.1f in the pools (%.1f per working peer-round), %.0f per peer for the answer; the cloud level %d bytes (plan and partials, 3 gateways a pool); %.1fs\n",
 		res.BytesPerPeerRound, res.BytesPerWorkingRound, res.BytesPerPeer, res.CloudBytes, time.Since(start).Seconds())
-	if res.Partial > 0 || res.Err > plan.Accuracy {
+	if cfg.Liars > 0 {
+		if plan.Kind != query.PlanAggregate {
+			fmt.Fprintf(w, "liars %.2f%% (%s): forged entries %d in the asker's answer; honest top-%d share %.0f%%\n",
+				100*cfg.Liars, cfg.Lie, res.Forged, plan.K, 100*res.HonestShare)
+		} else {
+			flagged := "no"
+			if len(res.Contested) > 0 {
+				flagged = fmt.Sprintf("yes (%d of %d pools contested)", len(res.Contested), pools)
+			}
+			fmt.Fprintf(w, "liars %.2f%% (%s): honest error %.4f%%, flagged %s; %d pools answered by their sample\n",
+				100*cfg.Liars, cfg.Lie, 100*res.HonestErr, flagged, res.Sampled)
+		}
+	}
+	switch {
+	case len(res.Contested) > 0: // contested, partial or not, as the runtime's answer says (node/pools.go)
+		return &exitError{exitContested, fmt.Errorf("peerq: contested in %d pools: %s", len(res.Contested), res.Contested[0])}
+	case res.Partial > 0:
 		return &exitError{exitTimeout, fmt.Errorf("peerq: %d pools ran out of rounds, error %.4f", res.Partial, res.Err)}
+	case cfg.Liars == 0 && res.Err > plan.Accuracy:
+		// With liars the truth over every peer is no yardstick: the
+		// liars' own claims are in the answer, as they are in the
+		// runtime's (the honest error above is).
+		return &exitError{exitTimeout, fmt.Errorf("peerq: error %.4f against the exact answer", res.Err)}
 	}
 	return nil
 }
