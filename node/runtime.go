@@ -206,6 +206,25 @@ func (rt *runtime) roundPartner() string {
 	return peer
 }
 
+// straggler is a member that a top-k this peer asks still waits to hear
+// of, near its end (run.Instance.Straggler), and that this peer has not
+// found lost: the round's partner, so that the asker meets it directly.
+// "" when there is none. Called with rt.mu held.
+func (rt *runtime) straggler() string {
+	if rt.asking.Load() == 0 {
+		return ""
+	}
+	for _, q := range rt.queries {
+		if !q.origin || q.reported {
+			continue
+		}
+		if p, ok := q.run.Straggler(); ok && !rt.prober.isLost(p) {
+			return p
+		}
+	}
+	return ""
+}
+
 // loop drives the rounds.
 func (rt *runtime) loop() {
 	defer rt.wg.Done()
@@ -282,6 +301,9 @@ func (rt *runtime) tick() {
 	rt.stats.Rounds++
 	rt.round++
 	peer := rt.roundPartner()
+	if p := rt.straggler(); p != "" {
+		peer = p
+	}
 	rt.roundPeer = peer
 	if peer != "" {
 		rt.names[peerID(peer)] = peer
@@ -467,6 +489,12 @@ func (rt *runtime) askerRound(q *instance, members map[string]bool, now time.Tim
 		return report{}, false
 	}
 	q.run.Hold(now.Sub(q.started) < rt.prober.findWithin())
+	for name, why := range q.run.Implausible() {
+		// Its own signed claim, which this asker's observations refuse:
+		// its entry is not in the answer, which says so and does not
+		// wait for it (run.Instance.Straggler found it).
+		q.exclude(name, why+"; its entry refused")
+	}
 	if len(q.refused) > 0 && !q.reported {
 		// A peer at capacity would not join: the answer would leave it
 		// out. Stop, and say busy — retry — rather than answer partial.

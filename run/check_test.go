@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/peerq/peerq/aggregate"
+	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/peer"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/topk"
@@ -573,4 +575,145 @@ func encoded(q *Instance) []peer.Envelope[[]byte] {
 		out = append(out, peer.Envelope[[]byte]{To: e.To, Msg: e.Msg.Encode(nil)})
 	}
 	return out
+}
+
+// The asker of a top-k judges a node by that node's own signed claim: an
+// entry its observations refuse (a reliability above what it saw), signed
+// by the node it names, makes it Implausible — left out, not waited for
+// by coverage — whoever passed it on; a forgery of the same claim, or an
+// entry refused for another reason, judges nobody. Near the end the asker
+// names the member its coverage still lacks (Straggler), and once that
+// one is judged its answer is final without it. Mutations: judging on
+// any refusal, or without the claim's signature checked, judges peer-1 by
+// peer-2's forgery.
+func TestAskerJudgesImplausible(t *testing.T) {
+	p := mustCompile(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
+	k := threeKeys()
+	qid := []byte("query-1")
+	members := []string{"peer-0", "peer-1", "peer-2"}
+	seen := func(node string) (float64, bool) {
+		if node == "peer-1" {
+			return 0.5, true // the asker saw it up half the window
+		}
+		return 0, false
+	}
+	cfg := Config{Peers: 3, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(2), CheckReceived: true, Seal: k, Query: qid,
+		Reliability: seen, Self: "peer-0", Coverage: CoverageFor(3), Members: func() []string { return members }}
+	b, err := Bind(p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asker, err := b.New(true, honest("peer-0", "reliability", ratio(0.2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(node string, rel float64, by string) *topk.Entry {
+		e := Entry(p, honest(node, "reliability", ratio(rel)))
+		e.Proof = ed25519.Sign(k.priv[by], EntryMessage(qid, e))
+		return e
+	}
+	// A peer's message: its entry, and its filter with its own name.
+	from := func(node string, es ...*topk.Entry) []byte {
+		var seen []uint64
+		// It samples peer-1 (nobody pulls from the asker, peer 0); the
+		// message is handed to the asker all the same.
+		peerB, err := Bind(p, Config{Peers: 3, Rand: rand.New(rand.NewPCG(3, 4)), Sampler: fixed(1), Coverage: CoverageFor(3), Self: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk, err := peerB.NewTopK(honest(node, "reliability", ratio(0.1)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, env := range func() []topk.Envelope { tk.Tick(); return tk.Outbox() }() {
+			seen = env.Msg.Seen
+		}
+		return (&topk.Message{Kind: topk.Reply, Entries: es, Seen: seen}).Encode(nil)
+	}
+	for _, tc := range []struct {
+		name   string
+		from   string
+		e      *topk.Entry
+		judged bool
+	}{
+		{"a forgery of peer-1's claim, by peer-2", "peer-2", signed("peer-1", 0.99, "peer-2"), false},
+		{"peer-1's claim out of the catalog's range", "peer-1", lie(p, honest("peer-1"), honest("peer-1", "reliability", ratio(5))), false},
+		{"peer-1's own signed claim above what was seen", "peer-1", signed("peer-1", 0.99, "peer-1"), true},
+	} {
+		err := asker.Step(1, from(tc.from, tc.e))
+		_, judged := asker.Implausible()["peer-1"]
+		if !errors.Is(err, ErrRefused) || judged != tc.judged {
+			t.Fatalf("%s: %v, judged %v (%v), want judged %v", tc.name, err, judged, asker.Implausible(), tc.judged)
+		}
+	}
+	if why := asker.Implausible()["peer-1"]; !strings.Contains(why, "peer-1 claims reliability 0.990") {
+		t.Errorf("why: %q", why)
+	}
+	// peer-2's entry arrives; its name, in its filter, is covered.
+	if err := asker.Step(2, from("peer-2", signed("peer-2", 0.4, "peer-2"))); err != nil {
+		t.Fatal(err)
+	}
+	var a *answer.Answer
+	for range 4 {
+		asker.Tick()
+		if a, err = asker.Report(3, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !a.Converged || slices.Contains(a.Nodes, "peer-1") || !slices.Contains(a.Nodes, "peer-2") {
+		t.Errorf("with peer-1 judged: converged %v, %v", a.Converged, a.Nodes)
+	}
+}
+
+// Straggler names, at a top-k's asker whose list has not changed for
+// CoveredRounds rounds, a live member its coverage lacks, a different
+// one each round (among the first MaxStragglers); nothing while the list
+// still changes, or at a peer that does not ask. Mutation: without the
+// wait for an unchanged list, it names one the round the list changed.
+func TestStraggler(t *testing.T) {
+	p := mustCompile(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
+	for _, tc := range []struct {
+		name    string
+		members int
+		origin  bool
+		ticks   int
+		want    int // distinct members named over 8 rounds
+	}{
+		{"a peer that does not ask", 4, false, 4, 0},
+		{"the list just changed", 4, true, 0, 0},
+		{"three missing, the list still", 4, true, 3, 3},
+		{"more missing than MaxStragglers", MaxStragglers + 2, true, 3, 8},
+	} {
+		var members []string
+		for i := range tc.members {
+			members = append(members, fmt.Sprintf("peer-%d", i))
+		}
+		b, err := Bind(p, Config{Peers: tc.members, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(1), Self: "peer-0",
+			Coverage: CoverageFor(tc.members), Members: func() []string { return members }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := b.New(tc.origin, honest("peer-0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range tc.ticks {
+			q.Tick()
+		}
+		named := map[string]bool{}
+		for range 8 {
+			if s, ok := q.Straggler(); ok {
+				if s == "peer-0" || !slices.Contains(members, s) {
+					t.Errorf("%s: named %q", tc.name, s)
+				}
+				named[s] = true
+			}
+			if tc.ticks > 0 {
+				q.Tick()
+			}
+		}
+		if len(named) != tc.want {
+			t.Errorf("%s: named %v, want %d distinct", tc.name, named, tc.want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/answer"
@@ -431,6 +432,10 @@ type asking struct {
 	// exclusion (0: it has not), and confirmedAt the exclusions then;
 	// exclusions counts the members left out: see Report.
 	confirmFrom, confirmedAt, exclusions int
+	// implausible are, for a top-k, the nodes whose own signed entry
+	// this asker refused for a claim its observations contradict, and
+	// why (Implausible).
+	implausible map[string]string
 }
 
 func (q *Instance) isExcluded(p peer.ID) bool { return q.excluded[p] }
@@ -704,9 +709,81 @@ func (q *Instance) StepTopK(from peer.ID, m *topk.Message) error {
 	before := q.top.Rejected()
 	q.top.Step(from, m)
 	if q.top.Rejected() != before {
+		if q.asking != nil {
+			q.judge(q.top.Refused())
+		}
 		return ErrRefused
 	}
 	return nil
+}
+
+// judge notes, at the asking peer, a top-k entry its core refused whose
+// node signed a claim about itself that this peer's observations
+// contradict (ErrImplausible: a reliability above what it saw): that
+// node lied, by its own signature, whoever passed the entry on. Nothing
+// from the network can make the asker judge a node that did not sign
+// such a claim — an entry unsigned or signed by another key is a
+// forgery, not its node's word, and is not judged here.
+func (q *Instance) judge(e *topk.Entry) {
+	c := q.b.entries
+	if e == nil || c == nil || c.seal == nil || q.implausible[e.Node] != "" {
+		return
+	}
+	err := c.check(e)
+	if !errors.Is(err, ErrImplausible) || c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof) != nil {
+		return
+	}
+	if q.implausible == nil {
+		q.implausible = map[string]string{}
+	}
+	q.implausible[e.Node] = strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrImplausible.Error()), ": ")
+}
+
+// Implausible are the nodes this asking peer found claiming, in entries
+// they signed, more than its observations allow (a reliability above
+// what it saw them up), with why: their entries are not in its answer
+// (its core refuses them), and it does not wait for them to be covered
+// (Report). The runtime leaves them out of the query and names them in
+// the answer, as it does the members it lost. Nil at other peers.
+func (q *Instance) Implausible() map[string]string {
+	if q.asking == nil {
+		return nil
+	}
+	return q.implausible
+}
+
+// MaxStragglers is how many of the live members a top-k's coverage
+// filter lacks the asker goes after in turn (Straggler): the first, in
+// the membership's order; as those are heard or judged, the next.
+const MaxStragglers = 64
+
+// Straggler is, at the asking peer of a top-k whose list has not changed
+// for CoveredRounds rounds and whose coverage filter lacks some of the
+// live members (Config.Members), one of the first MaxStragglers of those,
+// a different one each round; false otherwise. The driver makes it the
+// round's partner: the asker then hears from it directly — its entry, or
+// a claim about itself the asker refuses (Implausible) — rather than wait
+// for gossip to bring an entry that every other peer refuses and so
+// never passes on. Without it, one member in a cluster of 10 to a few
+// thousand (a coverage filter's) claiming more reliability than the
+// others saw kept a top-k by reliability from its final answer until the
+// budget ran out: partial, after 5 times the rounds.
+func (q *Instance) Straggler() (string, bool) {
+	if q.asking == nil || q.top == nil || q.final || !q.top.Coverage() || q.b.cfg.Members == nil || q.top.Unchanged() < CoveredRounds {
+		return "", false
+	}
+	var missing []string
+	for _, m := range q.b.cfg.Members() {
+		if !q.top.Covers(m) && q.implausible[m] == "" && m != q.b.cfg.Self {
+			if missing = append(missing, m); len(missing) == MaxStragglers {
+				break
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return "", false
+	}
+	return missing[q.round%len(missing)], true
 }
 
 // RemovePeers tells the instance of peers the failure detector declared
@@ -796,7 +873,7 @@ func (q *Instance) Report(peers, suspects int) (*answer.Answer, error) {
 		if q.top.Coverage() && q.b.cfg.Members != nil {
 			o.Coverage, o.Covered = true, true
 			for _, m := range q.b.cfg.Members() {
-				if !q.top.Covers(m) {
+				if !q.top.Covers(m) && q.implausible[m] == "" {
 					o.Covered = false
 					break
 				}

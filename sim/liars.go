@@ -374,6 +374,11 @@ func (s *Sim) judge(ans *answer.Answer, err error) {
 	}
 }
 
+// Judged is how many peers the asker left out of its top-k for claims
+// about themselves, signed, that its own observations refuse
+// (run.Instance.Implausible).
+func (s *Sim) Judged() int { return len(s.origin.Implausible()) }
+
 // Check is the sample check of the originator's answer, once made, and
 // (with liars) that answer's error against the honest peers' alone: the
 // answer the runtime's asker returns is the one the rule made final, and

@@ -221,6 +221,12 @@ func TestSampleHonestClusters(t *testing.T) {
 // the asker's top-50 is the one over the true records but for liars
 // within the slack of the top. drop: a liar that swallows the others'
 // entries changes nothing (every entry reaches the asker by other paths).
+// Either way the asker's answer is final: it goes after the members its
+// coverage lacks and judges the selfrank liars itself (run.Instance's
+// Straggler and Implausible). Mutation: without the chase (the sampler's
+// straggler), the selfrank run's rule never fired — every peer refuses a
+// liar's entry, so none reaches the asker but by meeting it, which among
+// 1,000 in the budget it mostly does not.
 func TestSelfRankersAndDroppers(t *testing.T) {
 	p := plan(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 50")
 	for _, lie := range []Lie{LieSelfrank, LieDrop} {
@@ -232,13 +238,25 @@ func TestSelfRankersAndDroppers(t *testing.T) {
 				t.Fatal(err)
 			}
 			var last RoundStats
-			refused := 0
+			refused, final := 0, 0
 			for !s.Done() {
 				last = s.Step()
 				refused += last.LiesRefused
+				if last.RuleConverged && final == 0 {
+					final = last.Round
+				}
 			}
 			if n, err := s.Refused(); n > 0 {
 				t.Fatalf("%d honest messages refused: %v", n, err)
+			}
+			judged := s.origin.Implausible()
+			if final == 0 || lie == LieSelfrank && len(judged) == 0 {
+				t.Errorf("the asker's rule fired at round %d (0: never), %d liars judged by it", final, len(judged))
+			}
+			for name := range judged {
+				if i, ok := s.index(name); !ok || !s.liar(int32(i)) {
+					t.Errorf("the asker judged %s, no liar", name)
+				}
 			}
 			if last.SelfRanked != 0 || last.HonestShare < 0.96 {
 				t.Errorf("%d liars ranked above what was observed; honest share %.2f", last.SelfRanked, last.HonestShare)

@@ -323,6 +323,17 @@ func (sm sampler) Sample(*rand.Rand) (peer.ID, bool) {
 	}
 	for {
 		if p := s.pick(s.draw()); p != s.ticking {
+			if s.ticking == 0 && s.tops != nil {
+				// The asker goes after a member its top-k still lacks, as
+				// the runtime's does (run.Instance.Straggler); the word is
+				// drawn all the same, so that the other peers' draws stay
+				// those of the seed.
+				if name, ok := s.origin.Straggler(); ok {
+					if i, ok := s.index(name); ok && s.st[i].alive {
+						return peer.ID(i), true
+					}
+				}
+			}
 			return peer.ID(p), true
 		}
 	}

@@ -155,6 +155,9 @@ type Node struct {
 	lastChange    int
 	out           []Envelope
 	stats         Stats
+	// refused is the entry Config.ValidEntry refused in the last Step
+	// (Refused).
+	refused *Entry
 }
 
 // New returns a peer's instance; own is its entry, or nil when it does not
@@ -330,6 +333,7 @@ func (n *Node) Outbox() []Envelope {
 // Step handles a message from peer `from`: merge its list, and answer a
 // request with the merged list.
 func (n *Node) Step(from peer.ID, m *Message) {
+	n.refused = nil
 	if m.Kind != Request && m.Kind != Reply || !sorted(m.Entries) || len(m.Seen) != 0 && len(m.Seen) != len(n.seen) {
 		n.stats.Rejected++
 		return
@@ -408,6 +412,7 @@ func (n *Node) merge(theirs, whole []*Entry) bool {
 		}
 		if !fromMine && e != n.own && n.cfg.ValidEntry != nil && !e.checked {
 			if !n.cfg.ValidEntry(e) {
+				n.refused = e
 				return false
 			}
 			e.checked = true
@@ -519,6 +524,11 @@ func (n *Node) Top() []*Entry {
 	}
 	return n.list
 }
+
+// Refused is the entry Config.ValidEntry refused in the last Step, for
+// which the whole message was refused; nil when it refused none. A driver
+// may judge that entry's node by it (run.Instance.Implausible).
+func (n *Node) Refused() *Entry { return n.refused }
 
 // Unchanged is how many rounds the top K has not changed for.
 func (n *Node) Unchanged() int { return n.round - n.lastChange }

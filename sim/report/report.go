@@ -253,8 +253,8 @@ func summarize(out io.Writer, plan *query.Plan, cfg sim.Config, s *sim.Sim, stat
 				for _, st := range stats {
 					refused += st.LiesRefused
 				}
-				fmt.Fprintf(out, "liars %.2f%% (%s): messages refused for a lie %d; forged entries %d in the originator's final list; liars ranked above what was observed of them %d; honest top-%d share %.0f%%\n",
-					100*cfg.Liars, cfg.Lie, refused, last.ForgedAccepted, last.SelfRanked, plan.K, 100*last.HonestShare)
+				fmt.Fprintf(out, "liars %.2f%% (%s): messages refused for a lie %d; forged entries %d in the originator's final list; liars ranked above what was observed of them %d; honest top-%d share %.0f%%; left out by the asker for claims it refused %d\n",
+					100*cfg.Liars, cfg.Lie, refused, last.ForgedAccepted, last.SelfRanked, plan.K, 100*last.HonestShare, s.Judged())
 			}
 		}
 		fmt.Fprintf(out, "engine's rule: final at round %s (originator's error then %s); originator truly within target from round %s\n",
