@@ -32,8 +32,9 @@
 // message for a query it does not know decodes the plan (refusing anything
 // malformed), evaluates it on its own record and joins. The originator
 // never contacts every peer. A ticker drives rounds: each round a peer
-// picks one random live peer and sends it one exchange that carries the
-// messages of every active query; while a query is young, a peer also
+// picks one random live peer — or, asking a top-k near its end, a member
+// its coverage still lacks (run's Straggler) — and sends it one exchange
+// that carries the messages of every active query; while a query is young, a peer also
 // announces it (the plan alone) to Config.Fanout more peers in exchanges
 // of their own that the round does not wait for (announce, run's
 // Announce), until run.StopAnnouncing of them were answered by peers that
