@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/peerq/peerq/aggregate"
 	"github.com/peerq/peerq/query"
@@ -259,7 +260,8 @@ func (c *entryCheck) check(e *topk.Entry) error {
 	}
 	if c.relFloor > 0 && c.reliability != nil {
 		if most, ok := c.reliability(e.Node); ok && most < c.relFloor {
-			return fmt.Errorf("%w: %s passes WHERE reliability >= %.3f on its own claim, and this peer saw it up at most %.3f of the window", ErrImplausible, e.Node, c.relFloor, most)
+			floor, seen := apart(c.relFloor, most)
+			return fmt.Errorf("%w: %s passes WHERE reliability >= %s on its own claim, and this peer saw it up at most %s of the window", ErrImplausible, e.Node, floor, seen)
 		}
 	}
 	row, err := query.DecodeRow(e.Row)
@@ -330,7 +332,8 @@ func (c *entryCheck) plausible(node string, e *query.Expr, v query.Value) error 
 		return nil
 	}
 	if most, ok := c.reliability(node); ok && v.Num > most {
-		return fmt.Errorf("%w: %s claims reliability %.3f, this peer saw it up at most %.3f of the window", ErrImplausible, node, v.Num, most)
+		claim, seen := apart(v.Num, most)
+		return fmt.Errorf("%w: %s claims reliability %s, this peer saw it up at most %s of the window", ErrImplausible, node, claim, seen)
 	}
 	return nil
 }
@@ -426,5 +429,17 @@ func validBucket(p *query.Plan) func(int, int) bool {
 		}
 		v := aggregate.HistValue(bucket)
 		return v >= spans[comp].lo && v <= spans[comp].hi
+	}
+}
+
+// apart formats two different shares with as few digits as tell them
+// apart, 3 at least: a claim of 1 against a bound of 0.99991 (53 s of
+// a week) reads "1.0000" and "0.9999", not "1.000" and "1.000".
+func apart(a, b float64) (string, string) {
+	for d := 3; ; d++ {
+		x, y := strconv.FormatFloat(a, 'f', d, 64), strconv.FormatFloat(b, 'f', d, 64)
+		if x != y || d == 12 {
+			return x, y
+		}
 	}
 }

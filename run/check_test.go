@@ -717,3 +717,19 @@ func TestStraggler(t *testing.T) {
 		}
 	}
 }
+
+// A refused claim and the bound it passed say two different figures.
+func TestApart(t *testing.T) {
+	for _, c := range []struct {
+		a, b float64
+		x, y string
+	}{
+		{0.99, 0.5, "0.990", "0.500"},
+		{1, 1 - 53.0/604800, "1.0000", "0.9999"},
+		{1, 1, "1.000000000000", "1.000000000000"},
+	} {
+		if x, y := apart(c.a, c.b); x != c.x || y != c.y {
+			t.Errorf("apart(%v, %v) = %s, %s; want %s, %s", c.a, c.b, x, y, c.x, c.y)
+		}
+	}
+}

@@ -5,7 +5,8 @@
 // follows every protocol but in its lie. About itself (--lie inflate, the
 // simulator's inflate, or extreme) it reports a record of its machine with
 // cpu_cores, cpu_load, mem_free and disk_free exaggerated — ×1000 within
-// the catalog's bounds, or at the bounds. As a gateway of its pool in a
+// the catalog's bounds, or at the bounds; or (--lie selfrank) its record
+// true but for a reliability of 1. As a gateway of its pool in a
 // cloud of pools (--pool, --cloud-join, --lie gateway) it tells the truth
 // about itself and bends every partial it reports for its pool, signed
 // with its own identity: sums and counts ×1000, a top-k's first row

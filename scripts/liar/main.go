@@ -40,7 +40,7 @@ func main() {
 	flag.StringVar(&o.dataDir, "data-dir", "", "data directory: the identity and the journal (required)")
 	flag.StringVar(&o.join, "join", "", "comma-separated addresses to join")
 	flag.StringVar(&o.encrypt, "encrypt", "", "the cluster key, base64")
-	flag.StringVar(&o.lie, "lie", "inflate", "inflate (its record ×1000 within the catalog's bounds), extreme (at the bounds), or gateway (its record true; as one of its pool's gateways, its pool's partial bent: sums and counts ×1000, a top-k's first row dropped)")
+	flag.StringVar(&o.lie, "lie", "inflate", "inflate (its record ×1000 within the catalog's bounds), extreme (at the bounds), selfrank (reliability 1, all else true), or gateway (its record true; as one of its pool's gateways, its pool's partial bent: sums and counts ×1000, a top-k's first row dropped)")
 	flag.StringVar(&o.pool, "pool", "", "this peer's pool in a cloud of pools, as peerq agent --pool")
 	flag.StringVar(&o.cloudJoin, "cloud-join", "", "with --pool: comma-separated cloud pool addresses of other pools' agents, as peerq agent --cloud-join")
 	flag.DurationVar(&o.round, "round", 200*time.Millisecond, "gossip round")
@@ -56,8 +56,8 @@ func lie(o options) error {
 		return fmt.Errorf("--node and --data-dir are required")
 	}
 	switch {
-	case o.lie != "inflate" && o.lie != "extreme" && o.lie != "gateway":
-		return fmt.Errorf("--lie %q: inflate, extreme or gateway", o.lie)
+	case o.lie != "inflate" && o.lie != "extreme" && o.lie != "selfrank" && o.lie != "gateway":
+		return fmt.Errorf("--lie %q: inflate, extreme, selfrank or gateway", o.lie)
 	case o.lie == "gateway" && o.pool == "":
 		return fmt.Errorf("--lie gateway needs --pool: a gateway is one of a pool's")
 	case o.cloudJoin != "" && o.pool == "":
@@ -81,7 +81,11 @@ func lie(o options) error {
 	cat := query.DefaultCatalog()
 	record := func() query.Record {
 		r := maps.Clone(prober.Record()) // the prober's own map: lie on a copy, the same lie each time
-		if o.lie == "gateway" {
+		switch o.lie {
+		case "gateway":
+			return r
+		case "selfrank":
+			r["reliability"] = query.Num(query.KindRatio, 1)
 			return r
 		}
 		for _, a := range lied {
