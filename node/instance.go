@@ -459,7 +459,7 @@ func (q *instance) result1(a *answer.Answer, members map[string]bool, suspects [
 		why = append(why, fmt.Sprintf("%d members were lost while it ran, %d more than its peers can tell each other of (%d), and %d unconfirmed: more than the accuracy allows",
 			len(q.excluded), q.overflow, MaxExcluded, len(suspects)))
 	case 2*len(q.excluded) > len(q.atStart) && len(q.atStart) > 2:
-		why = append(why, fmt.Sprintf("%d of the %d members it started with were lost while it ran: the answer is about a minority",
+		why = append(why, fmt.Sprintf("%d of the %d members it started with were lost or left out while it ran: the answer is about a minority",
 			len(q.excluded), len(q.atStart)))
 	case len(suspects) > 0:
 		why = append(why, fmt.Sprintf("%d member(s) unreachable: %s", len(suspects), strings.Join(suspects, ", ")))

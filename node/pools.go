@@ -312,6 +312,10 @@ type pools struct {
 	// pool it delivers to one of them (maxRelaying each: neither way can
 	// take the other's places).
 	relaying, relayingIn chan struct{}
+	// relayingBy counts, under inMu, the places of relayingIn each
+	// sending gateway holds (takeIn).
+	inMu       sync.Mutex
+	relayingBy map[string]int
 	// answered are the relayed lease requests this peer answered lately,
 	// with its replies (relay.go: deliver).
 	answered replies
@@ -434,6 +438,41 @@ func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx contex
 // bound, another pool's gateway — a stranger — could hold any number of
 // this one's exchanges waiting on members that do not answer.
 const maxRelaying = 64
+
+// maxRelayingFrom bounds the places of relayingIn one sending gateway
+// holds at once: a stranger's gateway relaying to members that hang
+// cannot take all 64 and have every other pool's relays refused.
+const maxRelayingFrom = 16
+
+// takeIn holds a place for a relay from another pool's gateway, from
+// (its name in the cloud pool, which its exchange authenticated), or says
+// why not: busy, counted.
+func (p *pools) takeIn(from string) (release func(), busy string) {
+	p.inMu.Lock()
+	if p.relayingBy[from] >= maxRelayingFrom {
+		p.inMu.Unlock()
+		p.busy.Add(1)
+		return nil, fmt.Sprintf("%s is busy: %d relays from %s at once; retry in a second, or through another gateway", p.lan.Name(), maxRelayingFrom, from)
+	}
+	if p.relayingBy == nil {
+		p.relayingBy = map[string]int{}
+	}
+	p.relayingBy[from]++
+	p.inMu.Unlock()
+	done := func() {
+		p.inMu.Lock()
+		if p.relayingBy[from]--; p.relayingBy[from] <= 0 {
+			delete(p.relayingBy, from)
+		}
+		p.inMu.Unlock()
+	}
+	place, busy := p.take(p.relayingIn, "relays from other pools")
+	if place == nil {
+		done()
+		return nil, busy
+	}
+	return func() { place(); done() }, ""
+}
 
 // take holds a place in places for a vouch or a relay, or says why not:
 // busy, counted (PoolStats.Busy). what names what the places are for.
@@ -731,7 +770,7 @@ func (p *pools) answerCloud(ctx context.Context, from string, msg []byte) ([]byt
 		}
 		return encodePool(p.vouchOwn(req.Names)), nil
 	case opRelay:
-		release, busy := p.take(p.relayingIn, "relays from other pools")
+		release, busy := p.takeIn(from)
 		if release == nil {
 			return encodePool(poolResp{Err: busy}), nil
 		}

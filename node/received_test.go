@@ -352,7 +352,7 @@ func TestForgedEntriesAreRefused(t *testing.T) {
 // partial after 111 rounds, "not converged within the budget of 21
 // rounds". (Among 10 the asker meets the liar by chance within the
 // budget; the chase is what finds it among 1,000: sim's
-// TestSelfRankFinal.)
+// TestSelfRankersAndDroppers.)
 func TestSelfRankIsRefused(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

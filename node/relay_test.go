@@ -261,6 +261,25 @@ func TestReserveAcrossPools(t *testing.T) {
 		if err != nil || !resp.Unreachable {
 			t.Fatalf("a relay to a member pool1 does not list, places free again: %+v, %v; want unreachable", resp, err)
 		}
+		// One sending gateway holds at most maxRelayingFrom places: the
+		// next relay from it is refused, one from another is served.
+		// Mutation: without the bound per sender, the first is served.
+		g1.inMu.Lock()
+		g1.relayingBy = map[string]int{"a gateway of pool0": maxRelayingFrom}
+		g1.inMu.Unlock()
+		for _, sender := range []string{"a gateway of pool0", "a gateway of pool2"} {
+			out, err = g1.answerCloud(context.Background(), sender, encodePool(gone))
+			resp = poolResp{}
+			if err == nil {
+				err = decodePool(out, &resp)
+			}
+			if wantBusy := sender == "a gateway of pool0"; err != nil || strings.Contains(resp.Err, "busy") != wantBusy || !wantBusy && !resp.Unreachable {
+				t.Fatalf("a relay from %s, which holds %d places: %+v, %v; want busy %v", sender, g1.relayingBy[sender], resp, err, wantBusy)
+			}
+		}
+		g1.inMu.Lock()
+		g1.relayingBy = nil
+		g1.inMu.Unlock()
 		// A member's relay, at its own gateway with its places full.
 		free := fill(p0.relaying)
 		busy = p0.busy.Load()

@@ -612,6 +612,10 @@ func TestAskerJudgesImplausible(t *testing.T) {
 		e.Proof = ed25519.Sign(k.priv[by], EntryMessage(qid, e))
 		return e
 	}
+	// Signed by its node, but refused for its range, not for what the
+	// asker saw: no judgement of the node's reliability.
+	outOfRange := lie(p, honest("peer-1"), honest("peer-1", "reliability", ratio(5)))
+	outOfRange.Proof = ed25519.Sign(k.priv["peer-1"], EntryMessage(qid, outOfRange))
 	// A peer's message: its entry, and its filter with its own name.
 	from := func(node string, es ...*topk.Entry) []byte {
 		var seen []uint64
@@ -637,7 +641,7 @@ func TestAskerJudgesImplausible(t *testing.T) {
 		judged bool
 	}{
 		{"a forgery of peer-1's claim, by peer-2", "peer-2", signed("peer-1", 0.99, "peer-2"), false},
-		{"peer-1's claim out of the catalog's range", "peer-1", lie(p, honest("peer-1"), honest("peer-1", "reliability", ratio(5))), false},
+		{"peer-1's claim out of the catalog's range, signed", "peer-1", outOfRange, false},
 		{"peer-1's own signed claim above what was seen", "peer-1", signed("peer-1", 0.99, "peer-1"), true},
 	} {
 		err := asker.Step(1, from(tc.from, tc.e))
@@ -667,9 +671,11 @@ func TestAskerJudgesImplausible(t *testing.T) {
 
 // Straggler names, at a top-k's asker whose list has not changed for
 // CoveredRounds rounds, a live member its coverage lacks, a different
-// one each round (among the first MaxStragglers); nothing while the list
-// still changes, or at a peer that does not ask. Mutation: without the
-// wait for an unchanged list, it names one the round the list changed.
+// one each round (among the first MaxStragglers), each at most MaxChases
+// times; nothing while the list still changes, or at a peer that does not
+// ask. Mutations: without the wait for an unchanged list, it names one
+// the round the list changed; without MaxChases, the one member missing
+// is named 8 rounds of 8.
 func TestStraggler(t *testing.T) {
 	p := mustCompile(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
 	for _, tc := range []struct {
@@ -678,11 +684,13 @@ func TestStraggler(t *testing.T) {
 		origin  bool
 		ticks   int
 		want    int // distinct members named over 8 rounds
+		chases  int // rounds of the 8 in which one was named
 	}{
-		{"a peer that does not ask", 4, false, 4, 0},
-		{"the list just changed", 4, true, 0, 0},
-		{"three missing, the list still", 4, true, 3, 3},
-		{"more missing than MaxStragglers", MaxStragglers + 2, true, 3, 8},
+		{"a peer that does not ask", 4, false, 4, 0, 0},
+		{"the list just changed", 4, true, 0, 0, 0},
+		{"three missing, the list still", 4, true, 3, 3, 8},
+		{"one missing", 2, true, 3, 1, MaxChases},
+		{"more missing than MaxStragglers", MaxStragglers + 2, true, 3, 8, 8},
 	} {
 		var members []string
 		for i := range tc.members {
@@ -700,9 +708,10 @@ func TestStraggler(t *testing.T) {
 		for range tc.ticks {
 			q.Tick()
 		}
-		named := map[string]bool{}
+		named, chases := map[string]bool{}, 0
 		for range 8 {
 			if s, ok := q.Straggler(); ok {
+				chases++
 				if s == "peer-0" || !slices.Contains(members, s) {
 					t.Errorf("%s: named %q", tc.name, s)
 				}
@@ -712,8 +721,8 @@ func TestStraggler(t *testing.T) {
 				q.Tick()
 			}
 		}
-		if len(named) != tc.want {
-			t.Errorf("%s: named %v, want %d distinct", tc.name, named, tc.want)
+		if len(named) != tc.want || chases != tc.chases {
+			t.Errorf("%s: named %v in %d rounds, want %d distinct in %d", tc.name, named, chases, tc.want, tc.chases)
 		}
 	}
 }

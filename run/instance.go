@@ -434,8 +434,13 @@ type asking struct {
 	confirmFrom, confirmedAt, exclusions int
 	// implausible are, for a top-k, the nodes whose own signed entry
 	// this asker refused for a claim its observations contradict, and
-	// why (Implausible).
+	// why (Implausible); unsigned the entries judge found not signed by
+	// their node (a forger's), by proof, so that a forger sending them
+	// again costs no second verification; chased how many rounds each
+	// straggler was the asker's partner (Straggler).
 	implausible map[string]string
+	unsigned    map[string]bool
+	chased      map[string]int
 }
 
 func (q *Instance) isExcluded(p peer.ID) bool { return q.excluded[p] }
@@ -726,11 +731,18 @@ func (q *Instance) StepTopK(from peer.ID, m *topk.Message) error {
 // forgery, not its node's word, and is not judged here.
 func (q *Instance) judge(e *topk.Entry) {
 	c := q.b.entries
-	if e == nil || c == nil || c.seal == nil || q.implausible[e.Node] != "" {
+	if e == nil || c == nil || c.seal == nil || q.implausible[e.Node] != "" || q.unsigned[string(e.Proof)] {
 		return
 	}
 	err := c.check(e)
-	if !errors.Is(err, ErrImplausible) || c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof) != nil {
+	if !errors.Is(err, ErrImplausible) {
+		return
+	}
+	if c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof) != nil {
+		if q.unsigned == nil || len(q.unsigned) >= maxUnsigned {
+			q.unsigned = map[string]bool{}
+		}
+		q.unsigned[string(e.Proof)] = true
 		return
 	}
 	if q.implausible == nil {
@@ -739,12 +751,19 @@ func (q *Instance) judge(e *topk.Entry) {
 	q.implausible[e.Node] = strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrImplausible.Error()), ": ")
 }
 
+// maxUnsigned bounds the forged proofs an asker remembers (judge): past
+// it, it forgets them all and verifies again.
+const maxUnsigned = 1024
+
 // Implausible are the nodes this asking peer found claiming, in entries
 // they signed, more than its observations allow (a reliability above
 // what it saw them up), with why: their entries are not in its answer
 // (its core refuses them), and it does not wait for them to be covered
 // (Report). The runtime leaves them out of the query and names them in
-// the answer, as it does the members it lost. Nil at other peers.
+// the answer, as it does the members it lost. The verdict is this
+// peer's own: a member it saw down longer than it was (this peer cut off
+// from it) is left out, named, where others would have counted it. Nil
+// at other peers; the map is the instance's, to read, not to change.
 func (q *Instance) Implausible() map[string]string {
 	if q.asking == nil {
 		return nil
@@ -753,37 +772,63 @@ func (q *Instance) Implausible() map[string]string {
 }
 
 // MaxStragglers is how many of the live members a top-k's coverage
-// filter lacks the asker goes after in turn (Straggler): the first, in
-// the membership's order; as those are heard or judged, the next.
-const MaxStragglers = 64
+// filter lacks the asker goes after in turn (Straggler): the first
+// found, in the order Config.Members gives them; as those are heard or
+// judged, the next. MaxChases is how many rounds the asker spends on one
+// straggler: one that it met and that neither sent its entry nor a claim
+// it refuses (it answers without its own name, or not at all) is not
+// chased again, so that no member can hold the asker's partner — every
+// query's at this peer — for the rest of a statement.
+const (
+	MaxStragglers = 64
+	MaxChases     = 3
+)
 
 // Straggler is, at the asking peer of a top-k whose list has not changed
 // for CoveredRounds rounds and whose coverage filter lacks some of the
-// live members (Config.Members), one of the first MaxStragglers of those,
-// a different one each round; false otherwise. The driver makes it the
-// round's partner: the asker then hears from it directly — its entry, or
-// a claim about itself the asker refuses (Implausible) — rather than wait
-// for gossip to bring an entry that every other peer refuses and so
-// never passes on. Without it, one member in a cluster of 10 to a few
-// thousand (a coverage filter's) claiming more reliability than the
-// others saw kept a top-k by reliability from its final answer until the
-// budget ran out: partial, after 5 times the rounds.
+// live members (Config.Members) not left out, one of the first
+// MaxStragglers of those not yet chased MaxChases times, one a round in
+// turn; false otherwise. The driver makes it the round's partner: the
+// asker then hears from it directly — its entry, or a claim about itself
+// the asker refuses (Implausible) — rather than wait for gossip to bring
+// an entry that every other peer refuses and so never passes on. Without
+// it, one member in a cluster of 10 to a few thousand (a coverage
+// filter's) claiming more reliability than the others saw kept a top-k
+// by reliability from its final answer until the budget ran out:
+// partial, after 5 times the rounds.
 func (q *Instance) Straggler() (string, bool) {
 	if q.asking == nil || q.top == nil || q.final || !q.top.Coverage() || q.b.cfg.Members == nil || q.top.Unchanged() < CoveredRounds {
 		return "", false
 	}
 	var missing []string
 	for _, m := range q.b.cfg.Members() {
-		if !q.top.Covers(m) && q.implausible[m] == "" && m != q.b.cfg.Self {
-			if missing = append(missing, m); len(missing) == MaxStragglers {
-				break
-			}
+		if q.top.Covers(m) || q.implausible[m] != "" || m == q.b.cfg.Self || q.chased[m] >= MaxChases || q.leftOut(m) {
+			continue
+		}
+		if missing = append(missing, m); len(missing) == MaxStragglers {
+			break
 		}
 	}
 	if len(missing) == 0 {
 		return "", false
 	}
-	return missing[q.round%len(missing)], true
+	m := missing[q.round%len(missing)]
+	if q.chased == nil {
+		q.chased = map[string]int{}
+	}
+	q.chased[m]++
+	return m, true
+}
+
+// leftOut says whether the member named m is left out of the query here
+// (Exclude, or the binding's Config.Excluded): it is not waited for.
+func (q *Instance) leftOut(m string) bool {
+	idOf := q.b.cfg.IDOf
+	if idOf == nil {
+		return false
+	}
+	id := idOf(m)
+	return q.excluded[id] || q.b.cfg.Excluded != nil && q.b.cfg.Excluded(id)
 }
 
 // RemovePeers tells the instance of peers the failure detector declared

@@ -8,12 +8,13 @@
 # bends every partial it reports for pool b, signed with its own identity:
 # sums and counts ×1000, a top-k's first row dropped. It waits until SHOW
 # POOLS at a1 lists both pools, exact, 4 members and 3 gateways each, the
-# liar among pool b's; then asks, ROUNDS times (10) at a1 and at a5
-# (whose coordinator may be the liar), five statements whose answers are
-# known: a COUNT and an AVG(cpu_cores) by gossip (8; every agent shares
-# the host's cores), the top 5 by name by gossip (a8..a4: the liar's
-# dropped row would be its own), a COUNT of tags and a GROUP BY pool from
-# the gateways' member lists (8; a=4, b=4). Each must be right and not
+# liar among pool b's; then asks, ROUNDS times (10) at a1 and at pool b's
+# first agent that is not the liar (a5, or a6; its coordinator may be the
+# liar), five statements whose answers are known: a COUNT and an
+# AVG(cpu_cores) by gossip (8; every agent shares the host's cores), the
+# top 5 by name by gossip (a8..a4; the liar drops its pool's first row,
+# a8), a COUNT of tags and a GROUP BY pool from the gateways' member
+# lists (8; a=4, b=4). Each must be right and not
 # flagged: a pool's partial counts only when a majority of its gateways
 # report agreeing ones, so the liar is outvoted. It prints every answer
 # with pool b's agreeing gateways, how many partials the liar bent (its
@@ -22,7 +23,7 @@
 # answers stay in $PEERQ_NETNS_DIR (/tmp/peerq-netns): a*.log, pools-liar/.
 #
 #   sudo scripts/netns-pools-liar.sh
-#   sudo LIAR=5 ROUNDS=20 scripts/netns-pools-liar.sh
+#   sudo LIAR=6 ROUNDS=20 scripts/netns-pools-liar.sh  # a6: a gateway too
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${PEERQ_NETNS_DIR:-/tmp/peerq-netns}
@@ -34,10 +35,12 @@ FORM_TIMEOUT=${FORM_TIMEOUT:-120}
 KEY=$(head -c 32 /dev/urandom | base64)
 export PEERQ_BIN="$DIR/peerq" PEERQ_NETNS_DIR="$DIR" LIAR_AT=$LIAR LIAR_BIN="$DIR/liar" LIAR_LIE=gateway
 OUT="$DIR/pools-liar"
-if [ "$LIAR" -le $((N / 2)) ] || [ "$LIAR" -gt "$N" ]; then
+if ! [[ "$LIAR" =~ ^[0-9]+$ ]] || [ "$LIAR" -le $((N / 2)) ] || [ "$LIAR" -gt "$N" ]; then
 	echo "LIAR=$LIAR: one of pool b's agents, $((N / 2 + 1))..$N" >&2
 	exit 1
 fi
+B=$((N / 2 + 1)) # pool b's agent that asks: the first that is not the liar (it serves no API)
+[ "$B" = "$LIAR" ] && B=$((B + 1))
 
 trap '$C down' EXIT
 . scripts/netns-pools-lib.sh
@@ -50,7 +53,7 @@ if ! grep -qE "^b .*[ ,]a$LIAR(,| |$)" <<<"$rows"; then
 	exit 1
 fi
 
-# 2. The statements, ROUNDS times, at a1 and a5. right: the answer's
+# 2. The statements, ROUNDS times, at a1 and aB. right: the answer's
 # rows as text equal WANT (for the AVG: within 1% of it).
 declare -a STMT WANT
 STMT+=("SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1") WANT+=("8")
@@ -60,7 +63,7 @@ STMT+=("SELECT COUNT(*) FROM peers") WANT+=("8")
 STMT+=("SELECT pool, COUNT(*) FROM peers GROUP BY pool") WANT+=("a=4,b=4")
 ok=0 wrong=0 flagged=0
 for r in $(seq 1 "$ROUNDS"); do
-	for at in 1 5; do
+	for at in 1 "$B"; do
 		for s in "${!STMT[@]}"; do
 			f="$OUT/r$r.a$at.s$s.json"
 			code=$(ask "$f" "${STMT[$s]}" "$at")

@@ -47,6 +47,7 @@ FORM_TIMEOUT=${FORM_TIMEOUT:-120}
 RECOVER_TIMEOUT=${RECOVER_TIMEOUT:-180}
 KEY=$(head -c 32 /dev/urandom | base64)
 export PEERQ_BIN="$DIR/peerq" PEERQ_NETNS_DIR="$DIR"
+unset LIAR_AT LIAR_BIN # netns-pools-liar.sh's: every agent here is honest
 OUT="$DIR/pools"
 
 trap '$C down' EXIT

@@ -146,6 +146,10 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	}
 	if res.Answer.Meta == nil {
 		res.Answer.Meta = &answer.Meta{Status: answer.StatusConverged, Converged: true}
+		if res.Partial > 0 {
+			res.Answer.Meta.Status, res.Answer.Meta.Converged = answer.StatusPartial, false
+			res.Answer.Meta.Reason = fmt.Sprintf("%d pools ran out of rounds", res.Partial)
+		}
 	}
 	if len(res.Contested) > 0 {
 		res.Answer.Contest(strings.Join(res.Contested, "; "))
