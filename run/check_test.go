@@ -585,7 +585,9 @@ func encoded(q *Instance) []peer.Envelope[[]byte] {
 // names the member its coverage still lacks (Straggler), and once that
 // one is judged its answer is final without it. Mutations: judging on
 // any refusal, or without the claim's signature checked, judges peer-1 by
-// peer-2's forgery.
+// peer-2's forgery; remembering a forgery's proof (as 54bf7d1 did) kept
+// peer-1's real claim, under the proof of the altered copy before it,
+// from ever being judged.
 func TestAskerJudgesImplausible(t *testing.T) {
 	p := mustCompile(t, "SELECT node, reliability FROM peers ORDER BY reliability DESC LIMIT 3")
 	k := threeKeys()
@@ -616,6 +618,10 @@ func TestAskerJudgesImplausible(t *testing.T) {
 	// asker saw: no judgement of the node's reliability.
 	outOfRange := lie(p, honest("peer-1"), honest("peer-1", "reliability", ratio(5)))
 	outOfRange.Proof = ed25519.Sign(k.priv["peer-1"], EntryMessage(qid, outOfRange))
+	// peer-1's real claim, and a copy altered under its proof.
+	real := signed("peer-1", 0.99, "peer-1")
+	altered := Entry(p, honest("peer-1", "reliability", ratio(0.98)))
+	altered.Proof = real.Proof
 	// A peer's message: its entry, and its filter with its own name.
 	from := func(node string, es ...*topk.Entry) []byte {
 		var seen []uint64
@@ -642,7 +648,8 @@ func TestAskerJudgesImplausible(t *testing.T) {
 	}{
 		{"a forgery of peer-1's claim, by peer-2", "peer-2", signed("peer-1", 0.99, "peer-2"), false},
 		{"peer-1's claim out of the catalog's range, signed", "peer-1", outOfRange, false},
-		{"peer-1's own signed claim above what was seen", "peer-1", signed("peer-1", 0.99, "peer-1"), true},
+		{"an altered copy of peer-1's claim under its proof, by peer-2", "peer-2", altered, false},
+		{"peer-1's own signed claim above what was seen", "peer-1", real, true},
 	} {
 		err := asker.Step(1, from(tc.from, tc.e))
 		_, judged := asker.Implausible()["peer-1"]
@@ -724,6 +731,29 @@ func TestStraggler(t *testing.T) {
 		if len(named) != tc.want || chases != tc.chases {
 			t.Errorf("%s: named %v in %d rounds, want %d distinct in %d", tc.name, named, chases, tc.want, tc.chases)
 		}
+	}
+
+	// A member left out (Exclude, by Config.IDOf) is not chased.
+	members := []string{"peer-0", "peer-1", "peer-2"}
+	idOf := func(name string) peer.ID { return peer.ID(name[len(name)-1] - '0') }
+	b, err := Bind(p, Config{Peers: 3, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(1), Self: "peer-0", IDOf: idOf,
+		Coverage: CoverageFor(3), Members: func() []string { return members }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := b.New(true, honest("peer-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Exclude(idOf("peer-1"))
+	for range 3 {
+		q.Tick()
+	}
+	for range MaxChases {
+		if s, ok := q.Straggler(); !ok || s != "peer-2" {
+			t.Errorf("with peer-1 left out: named %q, %v; want peer-2", s, ok)
+		}
+		q.Tick()
 	}
 }
 

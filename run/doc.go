@@ -18,9 +18,10 @@
 // when its coverage filter holds every live member (topk/coverage.go) and
 // its list has not moved since — or, in clusters too large for a filter, by
 // the older heuristic of stability after the expected rounds. Near the end
-// the asker names the members its filter still lacks (Instance.Straggler)
-// for its driver to meet, and does not wait for one whose own signed claim
-// its observations refuse (Instance.Implausible). An
+// the asker names the members its filter still lacks (Instance.Straggler,
+// each at most MaxChases rounds) for its driver to meet, and does not wait
+// for one whose own signed claim its observations refuse
+// (Instance.Implausible). An
 // aggregate already within half its accuracy whose calm rounds are being
 // counted when the budget runs out gets the rest of them (at most
 // CalmRounds more: Rule.Calming), rather than being flagged a round short.

@@ -434,12 +434,9 @@ type asking struct {
 	confirmFrom, confirmedAt, exclusions int
 	// implausible are, for a top-k, the nodes whose own signed entry
 	// this asker refused for a claim its observations contradict, and
-	// why (Implausible); unsigned the entries judge found not signed by
-	// their node (a forger's), by proof, so that a forger sending them
-	// again costs no second verification; chased how many rounds each
-	// straggler was the asker's partner (Straggler).
+	// why (Implausible); chased how many rounds Straggler named each
+	// straggler.
 	implausible map[string]string
-	unsigned    map[string]bool
 	chased      map[string]int
 }
 
@@ -731,18 +728,15 @@ func (q *Instance) StepTopK(from peer.ID, m *topk.Message) error {
 // forgery, not its node's word, and is not judged here.
 func (q *Instance) judge(e *topk.Entry) {
 	c := q.b.entries
-	if e == nil || c == nil || c.seal == nil || q.implausible[e.Node] != "" || q.unsigned[string(e.Proof)] {
+	if e == nil || c == nil || c.seal == nil || q.implausible[e.Node] != "" {
 		return
 	}
+	// Nothing of a forgery is remembered: keyed by its proof, one altered
+	// copy of a liar's entry under the liar's own proof would keep the
+	// real entry from being judged. A forged implausible entry costs this
+	// asker one verification a message, as any entry does.
 	err := c.check(e)
-	if !errors.Is(err, ErrImplausible) {
-		return
-	}
-	if c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof) != nil {
-		if q.unsigned == nil || len(q.unsigned) >= maxUnsigned {
-			q.unsigned = map[string]bool{}
-		}
-		q.unsigned[string(e.Proof)] = true
+	if !errors.Is(err, ErrImplausible) || c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof) != nil {
 		return
 	}
 	if q.implausible == nil {
@@ -750,10 +744,6 @@ func (q *Instance) judge(e *topk.Entry) {
 	}
 	q.implausible[e.Node] = strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrImplausible.Error()), ": ")
 }
-
-// maxUnsigned bounds the forged proofs an asker remembers (judge): past
-// it, it forgets them all and verifies again.
-const maxUnsigned = 1024
 
 // Implausible are the nodes this asking peer found claiming, in entries
 // they signed, more than its observations allow (a reliability above
@@ -774,11 +764,13 @@ func (q *Instance) Implausible() map[string]string {
 // MaxStragglers is how many of the live members a top-k's coverage
 // filter lacks the asker goes after in turn (Straggler): the first
 // found, in the order Config.Members gives them; as those are heard or
-// judged, the next. MaxChases is how many rounds the asker spends on one
-// straggler: one that it met and that neither sent its entry nor a claim
-// it refuses (it answers without its own name, or not at all) is not
-// chased again, so that no member can hold the asker's partner — every
-// query's at this peer — for the rest of a statement.
+// judged, the next. MaxChases is how many rounds Straggler names one
+// straggler: one that the asker met and that neither sent its entry nor
+// a claim the asker refuses (it answers without its own name, or not at
+// all) is not named again, so that no member can hold the asker's
+// partner — every query's at this peer — for the rest of a statement.
+// (A round in which the driver did not meet it, found lost or still
+// waiting on it, counts too: such a member is chased less, never more.)
 const (
 	MaxStragglers = 64
 	MaxChases     = 3

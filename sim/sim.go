@@ -328,9 +328,10 @@ func (sm sampler) Sample(*rand.Rand) (peer.ID, bool) {
 				// the runtime's does (run.Instance.Straggler); the word is
 				// drawn all the same, so that the other peers' draws stay
 				// those of the seed.
-				if name, ok := s.origin.Straggler(); ok && s.knownAlive(name) {
-					// Alive as the survivors know (a crash not yet
-					// detected is chased, and fails, as in the runtime).
+				// Straggler names members among knownNames: alive as
+				// the survivors know (a crash not yet detected is chased,
+				// and fails, as in the runtime).
+				if name, ok := s.origin.Straggler(); ok {
 					if i, ok := s.index(name); ok {
 						return peer.ID(i), true
 					}
