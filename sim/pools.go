@@ -27,9 +27,13 @@ const CloudRounds = 4
 type PoolsResult struct {
 	Pools int
 	// Final is the round at which each pool's asker was final (its rule
-	// fired, or the budget ran out: Partial counts those).
+	// fired, or the budget ran out: Partial counts those its sample did
+	// not answer for).
 	Final   []int
 	Partial int
+	// OutOfRounds counts the pools whose rule never fired, those their
+	// sample answered for among them.
+	OutOfRounds int
 	// Rounds is the asker's: the slowest pool's plus CloudRounds.
 	Rounds int
 	// Err is the merged answer's relative error against the exact answer
@@ -109,15 +113,19 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 				break
 			}
 		}
+		v, _, checked := s.Check()
 		if final == 0 {
 			final = s.round
-			res.Partial++
+			res.OutOfRounds++
+			if !(checked && s.standIn) {
+				res.Partial++ // out of rounds; one its sample answered for is sampled, as in the runtime
+			}
 		}
 		part, err := s.origin.Partial(len(s.known))
 		if err != nil {
 			return nil, fmt.Errorf("sim: pool %d: %w", k, err)
 		}
-		if v, _, checked := s.Check(); checked && s.standIn {
+		if checked && s.standIn {
 			// The sample answers for its pool, as the runtime's gateway's
 			// does (gossipPartial): an exact partial of its records,
 			// scaled to the pool's members.
@@ -146,9 +154,13 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	}
 	if res.Answer.Meta == nil {
 		res.Answer.Meta = &answer.Meta{Status: answer.StatusConverged, Converged: true}
-		if res.Partial > 0 {
+		switch {
+		case res.Partial > 0:
 			res.Answer.Meta.Status, res.Answer.Meta.Converged = answer.StatusPartial, false
 			res.Answer.Meta.Reason = fmt.Sprintf("%d pools ran out of rounds", res.Partial)
+		case res.Sampled > 0:
+			res.Answer.Meta.Status = answer.StatusSampled // as the runtime's asker says it (node/pools.go, combine)
+			res.Answer.Meta.Reason = fmt.Sprintf("%d pools answered by their sample", res.Sampled)
 		}
 	}
 	if len(res.Contested) > 0 {

@@ -207,8 +207,8 @@ func simPools(w io.Writer, plan *query.Plan, cfg sim.Config, pools int) error {
 	}
 	finals := slices.Clone(res.Final)
 	slices.Sort(finals)
-	fmt.Fprintf(w, "%d peers in %d pools: each pool's answer final at round %d (min) / %d (median) / %d (max), %d ran out of rounds\n",
-		cfg.Nodes, pools, finals[0], finals[len(finals)/2], finals[len(finals)-1], res.Partial)
+	fmt.Fprintf(w, "%d peers in %d pools: each pool's answer final at round %d (min) / %d (median) / %d (max), %d ran out of rounds (%d of them answered by their sample)\n",
+		cfg.Nodes, pools, finals[0], finals[len(finals)/2], finals[len(finals)-1], res.OutOfRounds, res.OutOfRounds-res.Partial)
 	fmt.Fprintf(w, "the asker's answer final at round %d (the slowest pool + %d for the cloud level), error %.4f%% against the exact answer\n",
 		res.Rounds, sim.CloudRounds, 100*res.Err)
 	fmt.Fprintf(w, "bytes per peer per round %.1f in the pools (%.1f per working peer-round), %.0f per peer for the answer; the cloud level %d bytes (plan and partials, 3 gateways a pool); %.1fs\n",
