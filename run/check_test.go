@@ -733,28 +733,6 @@ func TestStraggler(t *testing.T) {
 		}
 	}
 
-	// A member left out (Exclude, by Config.IDOf) is not chased.
-	members := []string{"peer-0", "peer-1", "peer-2"}
-	idOf := func(name string) peer.ID { return peer.ID(name[len(name)-1] - '0') }
-	b, err := Bind(p, Config{Peers: 3, Rand: rand.New(rand.NewPCG(1, 2)), Sampler: fixed(1), Self: "peer-0", IDOf: idOf,
-		Coverage: CoverageFor(3), Members: func() []string { return members }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := b.New(true, honest("peer-0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Exclude(idOf("peer-1"))
-	for range 3 {
-		q.Tick()
-	}
-	for range MaxChases {
-		if s, ok := q.Straggler(); !ok || s != "peer-2" {
-			t.Errorf("with peer-1 left out: named %q, %v; want peer-2", s, ok)
-		}
-		q.Tick()
-	}
 }
 
 // A refused claim and the bound it passed say two different figures.

@@ -290,7 +290,7 @@ func (b *Binding) configureTopK() {
 	}
 	if b.entries != nil {
 		entries := b.entries
-		cfg.ValidEntry = func(e *topk.Entry) bool { return entries.check(e) == nil }
+		cfg.ValidEntry = entries.check
 	}
 	cfg.CoverageBits = b.cfg.Coverage
 	b.topCfg[1] = cfg
@@ -726,17 +726,16 @@ func (q *Instance) StepTopK(from peer.ID, m *topk.Message) error {
 // from the network can make the asker judge a node that did not sign
 // such a claim — an entry unsigned or signed by another key is a
 // forgery, not its node's word, and is not judged here.
-func (q *Instance) judge(e *topk.Entry) {
+func (q *Instance) judge(e *topk.Entry, err error) {
 	c := q.b.entries
-	if e == nil || c == nil || c.seal == nil || q.implausible[e.Node] != "" {
+	if e == nil || c == nil || c.seal == nil || q.implausible[e.Node] != "" || !errors.Is(err, ErrImplausible) {
 		return
 	}
-	// Nothing of a forgery is remembered: keyed by its proof, one altered
-	// copy of a liar's entry under the liar's own proof would keep the
-	// real entry from being judged. A forged implausible entry costs this
-	// asker one verification a message, as any entry does.
-	err := c.check(e)
-	if !errors.Is(err, ErrImplausible) || c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof) != nil {
+	// The check refused the claim before it reached the signature: verify
+	// it now. Nothing of a forgery is remembered: keyed by its proof, one
+	// altered copy of a liar's entry under the liar's own proof would keep
+	// the real entry from being judged.
+	if c.seal.Verify(e.Node, EntryMessage(c.query, e), e.Proof) != nil {
 		return
 	}
 	if q.implausible == nil {
@@ -778,7 +777,8 @@ const (
 
 // Straggler is, at the asking peer of a top-k whose list has not changed
 // for CoveredRounds rounds and whose coverage filter lacks some of the
-// live members (Config.Members) not left out, one of the first
+// live members (Config.Members, which leaves out the members the query
+// does: Report waits for every one it lists), one of the first
 // MaxStragglers of those not yet chased MaxChases times, one a round in
 // turn; false otherwise. The driver makes it the round's partner: the
 // asker then hears from it directly — its entry, or a claim about itself
@@ -794,7 +794,7 @@ func (q *Instance) Straggler() (string, bool) {
 	}
 	var missing []string
 	for _, m := range q.b.cfg.Members() {
-		if q.top.Covers(m) || q.implausible[m] != "" || m == q.b.cfg.Self || q.chased[m] >= MaxChases || q.leftOut(m) {
+		if q.top.Covers(m) || q.implausible[m] != "" || m == q.b.cfg.Self || q.chased[m] >= MaxChases {
 			continue
 		}
 		if missing = append(missing, m); len(missing) == MaxStragglers {
@@ -810,17 +810,6 @@ func (q *Instance) Straggler() (string, bool) {
 	}
 	q.chased[m]++
 	return m, true
-}
-
-// leftOut says whether the member named m is left out of the query here
-// (Exclude, or the binding's Config.Excluded): it is not waited for.
-func (q *Instance) leftOut(m string) bool {
-	idOf := q.b.cfg.IDOf
-	if idOf == nil {
-		return false
-	}
-	id := idOf(m)
-	return q.excluded[id] || q.b.cfg.Excluded != nil && q.b.cfg.Excluded(id)
 }
 
 // RemovePeers tells the instance of peers the failure detector declared

@@ -172,13 +172,10 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 		honest = query.ExactSeq(plan, func(yield func(query.Record) bool) {
 			for k := range pools {
 				lo, hi := k*cfg.Nodes/pools, (k+1)*cfg.Nodes/pools
-				for i := lo + 1; i < hi; i++ { // each pool's asker, lo, never lies
-					if !lies(cfg.Seed, cfg.Liars, cfg.First+i) && !yield(query.Synthetic(cfg.Seed, cfg.First+i)) {
+				for i := lo; i < hi; i++ { // each pool's asker, lo, never lies (Sim.liar)
+					if (i == lo || !lies(cfg.Seed, cfg.Liars, cfg.First+i)) && !yield(query.Synthetic(cfg.Seed, cfg.First+i)) {
 						return
 					}
-				}
-				if !yield(query.Synthetic(cfg.Seed, cfg.First+lo)) {
-					return
 				}
 			}
 		})

@@ -325,12 +325,11 @@ func (sm sampler) Sample(*rand.Rand) (peer.ID, bool) {
 		if p := s.pick(s.draw()); p != s.ticking {
 			if s.ticking == 0 && s.tops != nil {
 				// The asker goes after a member its top-k still lacks, as
-				// the runtime's does (run.Instance.Straggler); the word is
-				// drawn all the same, so that the other peers' draws stay
-				// those of the seed.
-				// Straggler names members among knownNames: alive as
-				// the survivors know (a crash not yet detected is chased,
-				// and fails, as in the runtime).
+				// the runtime's does (run.Instance.Straggler), among
+				// knownNames: alive as the survivors know (a crash not yet
+				// detected is chased, and fails, as in the runtime). The
+				// word is drawn all the same, so that the other peers'
+				// draws stay those of the seed.
 				if name, ok := s.origin.Straggler(); ok {
 					if i, ok := s.index(name); ok {
 						return peer.ID(i), true

@@ -59,10 +59,11 @@ type Config struct {
 	// message with an entry it refuses changes nothing: not the list, not
 	// the filter, and it gets no reply (Stats.Rejected), so that a lying
 	// peer can neither leave the asker a list it cannot read nor rank
-	// itself by a value no peer could have. Only entries that would enter
-	// the list are checked: reading every entry of every message doubled
-	// the simulator's time. It must not block.
-	ValidEntry func(e *Entry) bool
+	// itself by a value no peer could have; the error says why (Refused).
+	// Only entries that would enter the list are checked: reading every
+	// entry of every message doubled the simulator's time. It must not
+	// block.
+	ValidEntry func(e *Entry) error
 	// Self is this peer's name (read by New only; NewAs takes it apart),
 	// and CoverageBits (a multiple of 64, at most MaxCoverageBits; 0 for
 	// none) the size of the coverage filter that says which peers a list
@@ -155,9 +156,10 @@ type Node struct {
 	lastChange    int
 	out           []Envelope
 	stats         Stats
-	// refused is the entry Config.ValidEntry refused in the last Step
-	// (Refused).
-	refused *Entry
+	// refused is the entry Config.ValidEntry refused in the last Step,
+	// and why (Refused).
+	refused    *Entry
+	refusedWhy error
 }
 
 // New returns a peer's instance; own is its entry, or nil when it does not
@@ -333,7 +335,7 @@ func (n *Node) Outbox() []Envelope {
 // Step handles a message from peer `from`: merge its list, and answer a
 // request with the merged list.
 func (n *Node) Step(from peer.ID, m *Message) {
-	n.refused = nil
+	n.refused, n.refusedWhy = nil, nil
 	if m.Kind != Request && m.Kind != Reply || !sorted(m.Entries) || len(m.Seen) != 0 && len(m.Seen) != len(n.seen) {
 		n.stats.Rejected++
 		return
@@ -411,8 +413,8 @@ func (n *Node) merge(theirs, whole []*Entry) bool {
 			break
 		}
 		if !fromMine && e != n.own && n.cfg.ValidEntry != nil && !e.checked {
-			if !n.cfg.ValidEntry(e) {
-				n.refused = e
+			if err := n.cfg.ValidEntry(e); err != nil {
+				n.refused, n.refusedWhy = e, err
 				return false
 			}
 			e.checked = true
@@ -526,9 +528,10 @@ func (n *Node) Top() []*Entry {
 }
 
 // Refused is the entry Config.ValidEntry refused in the last Step, for
-// which the whole message was refused; nil when it refused none. A driver
-// may judge that entry's node by it (run.Instance.Implausible).
-func (n *Node) Refused() *Entry { return n.refused }
+// which the whole message was refused, and ValidEntry's error; nil, nil
+// when it refused none. A driver may judge that entry's node by it
+// (run.Instance.Implausible) without checking it again.
+func (n *Node) Refused() (*Entry, error) { return n.refused, n.refusedWhy }
 
 // Unchanged is how many rounds the top K has not changed for.
 func (n *Node) Unchanged() int { return n.round - n.lastChange }

@@ -552,7 +552,13 @@ func TestEntriesCheckedOnReceipt(t *testing.T) {
 	cfg := DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
 	cfg.CoverageBits, cfg.Self = 64, "me"
 	checked := map[string]int{}
-	cfg.ValidEntry = func(e *Entry) bool { checked[e.Node]++; return string(e.Row) != "bad" && e.Key[0] != 0 }
+	cfg.ValidEntry = func(e *Entry) error {
+		checked[e.Node]++
+		if string(e.Row) == "bad" || e.Key[0] == 0 {
+			return errors.New("bad")
+		}
+		return nil
+	}
 	n, err := New(cfg, &Entry{Node: "me", Key: []byte{0}, Row: []byte("bad")}) // never checked
 
 	if err != nil {
@@ -594,7 +600,13 @@ func TestEntriesCheckedOnReceipt(t *testing.T) {
 func TestEntryCheckedOnce(t *testing.T) {
 	checks := map[string]int{}
 	cfg := DefaultConfig(5, rand.New(rand.NewPCG(1, 1)), peertest.New[*Message](1).Sampler(0))
-	cfg.ValidEntry = func(e *Entry) bool { checks[e.Node]++; return string(e.Row) != "bad" }
+	cfg.ValidEntry = func(e *Entry) error {
+		checks[e.Node]++
+		if string(e.Row) == "bad" {
+			return errors.New("bad")
+		}
+		return nil
+	}
 	good := &Entry{Node: "a", Key: []byte{1}, Row: []byte("ok")}
 	bad := &Entry{Node: "b", Key: []byte{2}, Row: []byte("bad")}
 	for i := range 2 {
