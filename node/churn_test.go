@@ -546,9 +546,7 @@ func TestExcludedIsNotReleased(t *testing.T) {
 func TestHungMemberStaysLeftOut(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		fcfg := fakenet.DefaultConfig()
-		fcfg.Detect = time.Hour
-		c := startFake(t, 12, fcfg, 5, nil)
+		fcfg, c := startHanging(t)
 		asker := c.nodes[0]
 		const src = "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0"
 		p := compile(t, asker, src)
@@ -614,6 +612,14 @@ func TestHungMemberStaysLeftOut(t *testing.T) {
 	})
 }
 
+// startHanging starts 12 fake peers whose membership would take an hour
+// to declare a member failed: one that hangs stays alive to it.
+func startHanging(t *testing.T) (fakenet.Config, *cluster) {
+	fcfg := fakenet.DefaultConfig()
+	fcfg.Detect = time.Hour
+	return fcfg, startFake(t, 12, fcfg, 5, nil)
+}
+
 // A member that hangs while a top-k runs is a straggler the asker goes
 // after (run.Instance.Straggler): the exchange to it fails, the prober
 // finds it lost, and the answer is the exact top-k of the others, naming
@@ -624,9 +630,7 @@ func TestHungMemberStaysLeftOut(t *testing.T) {
 func TestHungMemberInATopK(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		fcfg := fakenet.DefaultConfig()
-		fcfg.Detect = time.Hour
-		c := startFake(t, 12, fcfg, 5, nil)
+		_, c := startHanging(t)
 		asker := c.nodes[0]
 		p := compile(t, asker, "SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 3")
 		healthy := ask(t, asker, p)
