@@ -490,9 +490,9 @@ func (rt *runtime) askerRound(q *instance, members map[string]bool, now time.Tim
 	}
 	q.run.Hold(now.Sub(q.started) < rt.prober.findWithin())
 	for name, why := range q.run.Implausible() {
-		// Its own signed claim, which this asker's observations refuse:
-		// its entry is not in the answer, which says so and does not
-		// wait for it (run.Instance.Straggler found it).
+		// Its own signed claim, which this asker's observations refuse
+		// (met directly, most often as a straggler): its entry is not
+		// in the answer, which says so and does not wait for it.
 		q.exclude(name, why+"; its entry refused")
 	}
 	if len(q.refused) > 0 && !q.reported {
