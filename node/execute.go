@@ -62,6 +62,7 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(answer
 		noteTime(&n.rt.adm.statementTime, took)
 	}
 	completeMeta(plan, res.Meta, err)
+	n.flagAlone(res.Meta)
 	n.metrics.observe(plan, res, took) // after completeMeta: its status is set
 	return res, err
 }
@@ -220,6 +221,9 @@ func firstWord(s string) string {
 	return ""
 }
 
+// warnAlone is said beside the answer of a peer that is alone.
+const warnAlone = "only this peer is in the cluster: it has joined no one (or every other member has failed)"
+
 // completeMeta fills in what every statement's answer says, whichever
 // path answered it: the statement and its protocol, whether its timeout
 // ended it (err), that this peer is alone (unless the path had a warning
@@ -227,12 +231,32 @@ func firstWord(s string) string {
 func completeMeta(plan *query.Plan, m *answer.Meta, err error) {
 	m.Statement, m.Protocol, m.Timeout = plan.Text, plan.Kind.String(), errors.Is(err, api.ErrTimeout)
 	if m.Warning == "" && (m.MembersEnd == 1 || m.Peers == 1 && !m.FromTags) {
-		m.Warning = "only this peer is in the cluster: it has joined no one (or every other member has failed)"
+		m.Warning = warnAlone
 	}
 	if m.Status == "" {
 		m.Status = StatusConverged
 		if !m.Converged {
 			m.Status = StatusPartial
+		}
+	}
+}
+
+// flagAlone makes partial an exact or converged answer of a peer that
+// restarted and has rejoined none of the peers it knew (overlay.Alone):
+// it answers for a cloud of one that it knows is larger. Restarted with
+// another --pool, or with none, it is refused by the pool it was in, and
+// answered exact over itself alone.
+func (n *Node) flagAlone(m *answer.Meta) {
+	lone, ok := n.net.(interface{ Alone() int })
+	if !ok || m.Status != StatusExact && m.Status != StatusConverged {
+		return
+	}
+	if k := lone.Alone(); k > 0 {
+		m.Status, m.Converged = StatusPartial, false
+		m.Reason = fmt.Sprintf("this peer has rejoined none of the %d peers it knew before it restarted (Serf's snapshot in its data dir): "+
+			"the cloud may be larger than this answer — they refuse it if its --pool or --encrypt key is not theirs, or they are down; --join one of them", k)
+		if m.Warning == warnAlone {
+			m.Warning = "" // the reason says more
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/durable"
@@ -76,25 +77,32 @@ func startPeer(cfg PeerConfig, wrap func(Network) Network) (*Peer, error) {
 		ocfg.ExchangeAddr = cfg.Exchange
 	}
 	ocfg.AdvertiseAddr, ocfg.Key, ocfg.OldKeys, ocfg.SnapshotPath, ocfg.LogOutput = cfg.Advertise, cfg.Key, cfg.OldKeys, cfg.SnapshotPath, cfg.LogOutput
-	if cfg.Pool != "" {
-		tags := map[string]string{}
-		for k, v := range cfg.Runtime.Tags {
-			if k == TagPool || k == TagGateway {
-				return nil, fmt.Errorf("node: the tag %q is peerq's own in a cloud of pools (--pool sets pool; gateway marks the cloud pool's members)", k)
-			}
-			tags[k] = v
+	// The tags pool and gateway are peerq's own, with --pool or without:
+	// a peer of a cloud of one pool tagged pool=a was admitted to pool a
+	// and took a gateway's place there that it never served.
+	tags := map[string]string{}
+	for k, v := range cfg.Runtime.Tags {
+		if k == TagPool || k == TagGateway {
+			return nil, fmt.Errorf("node: the tag %q is peerq's own (--pool sets pool; gateway marks the cloud pool's members)", k)
 		}
-		tags[TagPool] = cfg.Pool
-		cfg.Runtime.Tags, cfg.Runtime.Pool = tags, cfg.Pool
+		tags[k] = v
 	}
+	if cfg.Pool != "" {
+		tags[TagPool] = cfg.Pool
+		cfg.Runtime.Pool = cfg.Pool
+	}
+	cfg.Runtime.Tags = tags
 	ocfg.Tags = cfg.Runtime.Tags
 	if cfg.Local {
 		ocfg.Memberlist = overlay.TunedConfig(max(cfg.ClusterSize, 8))
 	}
 	ocfg.ExchangePool = cfg.ExchangePool
-	if cfg.Pool != "" {
-		ocfg.Admit = func(tags map[string]string) error { return poolMember(cfg.Pool, tags) }
-	}
+	// Both ways: a cloud of one pool admits no member of a pool, as a
+	// pool admits none of another or of none. Admitted one way only, an
+	// agent restarted with --pool counted the old cloud's members, which
+	// did not count it, and both answered exact (and a cloud of one pool
+	// has no cloud pool through which the two could meet).
+	ocfg.Admit = func(tags map[string]string) error { return poolMember(cfg.Pool, tags) }
 	// The identity first: the overlay shows it in the peer's tags and
 	// seals every exchange with it.
 	if cfg.Runtime.Identity == nil {
@@ -178,15 +186,25 @@ func (p *Peer) Close() error {
 // the cluster key and a host's ports (the cloud's at the gossip port + 2),
 // so a cloud seed that is another agent's pool address would otherwise
 // make the two one cluster — the pool would count the cloud's members and
-// take them for its gateways.
+// take them for its gateways. pool "" is a cloud of one pool (no
+// --pool), which admits no member of a pool.
 func poolMember(pool string, tags map[string]string) error {
 	switch {
 	case tags[TagGateway] != "":
-		return fmt.Errorf("a member of the cloud pool (gateway %s of pool %s), not of pool %s", tags[TagGateway], tags[TagPool], pool)
+		return fmt.Errorf("a member of the cloud pool (gateway %s of pool %s), not of %s", tags[TagGateway], tags[TagPool], poolPhrase(pool))
 	case tags[TagPool] != pool:
-		return fmt.Errorf("a member of pool %q, not of pool %s", tags[TagPool], pool)
+		return fmt.Errorf("a member of %s, not of %s (a cloud's agents are all given --pool or none is)", poolPhrase(tags[TagPool]), poolPhrase(pool))
 	}
 	return nil
+}
+
+// poolPhrase names pool in a sentence: "pool a", or for "" a cloud of
+// one pool.
+func poolPhrase(pool string) string {
+	if pool == "" {
+		return "a cloud of one pool (no --pool)"
+	}
+	return "pool " + pool
 }
 
 // cloudMemberTags admits to the cloud pool only gateways' members of it.
@@ -260,14 +278,25 @@ func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.
 		}
 	}
 	seeds = slices.DeleteFunc(seeds, func(s string) bool { return s == adv })
-	m := &socketMember{Overlay: o, seeds: seeds}
+	m := &socketMember{Overlay: o, seeds: seeds, logf: c.cfg.Runtime.Logf}
 	if len(seeds) == 0 {
 		return m, nil // the first gateway of the cloud: the others join it
 	}
-	if _, err := o.Join(ctx, seeds); err != nil {
+	jctx := ctx
+	if first {
+		// Alone it starts the cloud pool and heals into the others later
+		// (Heal): its pool waits for no longer than one join's try. It
+		// waited for the caller's 30 s, and its pool's statements failed
+		// meanwhile.
+		var cancel context.CancelFunc
+		jctx, cancel = context.WithTimeout(ctx, firstJoinWait)
+		defer cancel()
+	}
+	if _, err := o.Join(jctx, seeds); err != nil {
 		if first {
 			// Its pool's first gateway starts the cloud pool alone when
 			// nobody is there yet; Heal merges it with the others later.
+			m.note(err)
 			return m, nil
 		}
 		return nil, errors.Join(fmt.Errorf("node: joining the cloud pool through %v: %w", seeds, err), o.Shutdown())
@@ -275,11 +304,23 @@ func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.
 	return m, nil
 }
 
+// firstJoinWait is how long its pool's first gateway tries the cloud
+// pool's seeds before it starts the cloud pool alone.
+const firstJoinWait = 5 * time.Second
+
+// Seeds are the cloud pool's addresses this agent was given (--cloud-join):
+// other pools are expected there (pools.cutOff).
+func (c *socketCloud) Seeds() []string { return c.cfg.CloudJoin }
+
 // socketMember is a gateway's overlay in the cloud pool with the seeds it
 // joined through.
 type socketMember struct {
 	*overlay.Overlay
 	seeds []string
+	logf  func(string, ...any)
+	// failing is whether the last join through the seeds failed: said
+	// once when it starts and once when it ends, not at every heal.
+	failing atomic.Bool
 }
 
 // Heal joins the seeds again: two gateways that each started the cloud
@@ -287,6 +328,25 @@ type socketMember struct {
 // merges the states of any two members that join.
 func (m *socketMember) Heal(ctx context.Context) {
 	if len(m.seeds) > 0 {
-		_, _ = m.Join(ctx, m.seeds) // best effort: the next heal tries again
+		_, err := m.Join(ctx, m.seeds) // the next heal tries again
+		m.note(err)
 	}
+}
+
+// note logs a join through the seeds that failed, or succeeded after
+// failures: a --cloud-join that reaches nobody (a typo, a pool's port
+// rather than a cloud one) left a pool alone in the cloud pool, and its
+// agent said nothing.
+func (m *socketMember) note(err error) {
+	if m.logf == nil || (err != nil) == m.failing.Load() {
+		m.failing.Store(err != nil)
+		return
+	}
+	m.failing.Store(err != nil)
+	if err != nil {
+		m.logf("pools: joined none of the cloud pool's seeds %v (%v): this gateway holds the cloud pool alone, and answers are partial while it holds no other pool; "+
+			"check --cloud-join (an agent of another pool, HOST:GOSSIP_PORT+2); it tries again every %v", m.seeds, err, healEvery)
+		return
+	}
+	m.logf("pools: joined the cloud pool through its seeds %v (%d members)", m.seeds, m.Size())
 }

@@ -694,6 +694,9 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	c := p.cloud
 	p.mu.Unlock()
 	if c == nil {
+		if slices.Contains(Gateways(p.lan.Members(), p.cfg.Gateways), p.lan.Name()) {
+			return encodePool(poolResp{Err: fmt.Sprintf("%s is a gateway of pool %s but has not joined the cloud pool yet (its log says why)", p.lan.Name(), p.cfg.Pool)})
+		}
 		return encodePool(poolResp{Err: fmt.Sprintf("%s is not a gateway of pool %s now", p.lan.Name(), p.cfg.Pool)})
 	}
 	if req.Op == opVouch || req.Op == opRelay {
@@ -877,6 +880,9 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 		body.Status, body.Reason = statusFailed, fmt.Sprint(err)
 	default:
 		body.Status, body.Reason, body.Peers, body.Rounds = a.Meta.Status, a.Meta.Reason, part.Peers, a.Meta.Rounds
+		if why := p.split(); why != "" && body.Status != answer.StatusContested {
+			body.Status, body.Reason = answer.StatusPartial, joinReason(why, body.Reason)
+		}
 		body.Excluded, body.ExcludedCount = a.Meta.Excluded, a.Meta.ExcludedCount
 		if a.Meta.Status == answer.StatusSampled {
 			body.Width = a.Meta.ErrEstimate
@@ -899,6 +905,63 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 		panic(err)
 	}
 	return poolReport{Gateway: p.lan.Name(), Body: bb, Sig: p.id.Sign(reportDomain, bb)}, body.Status
+}
+
+// split says why this gateway's pool may be only part of the pool of its
+// name: the cloud pool lists a gateway of it that this peer's pool does
+// not know at all (neither live nor failed, leaving or left) — a second
+// Serf pool of the same name, formed by an agent given --pool without a
+// --join of its pool, or restarted with it on another pool's data dir.
+// Its members are in neither's answer, and each answered exact over its
+// own half. A member that claims in the cloud pool to be a gateway of a
+// pool it is not in can make that pool's answers partial, not wrong.
+func (p *pools) split() string {
+	c := p.cloudNet()
+	if c == nil {
+		return ""
+	}
+	var claims []string
+	for _, m := range c.Members() {
+		if g := m.Tags[TagGateway]; g != "" && m.Tags[TagPool] == p.cfg.Pool {
+			claims = append(claims, g)
+		}
+	}
+	strangers := p.strangers(claims)
+	if len(strangers) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("pool %s may be split: the cloud pool lists %s as its gateway(s), which %s's pool does not know — a second Serf pool of the name "+
+		"(an agent given --pool %s without a --join of its pool?); its members are not in this answer", p.cfg.Pool, strings.Join(strangers, ", "), p.lan.Name(), p.cfg.Pool)
+}
+
+// cloudNet is this peer's network in the cloud pool while it is a
+// gateway, else nil.
+func (p *pools) cloudNet() CloudNetwork {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cloud
+}
+
+// strangers are the names among names that this peer's pool does not
+// know at all, sorted: neither live nor failed, leaving or left (Known,
+// where the pool's network keeps it; else the live members).
+func (p *pools) strangers(names []string) []string {
+	known := map[string]bool{}
+	if kn, ok := p.lan.(interface{ Known() []network.Known }); ok {
+		for _, k := range kn.Known() {
+			known[k.Name] = true
+		}
+	} else {
+		p.lan.EachMember(func(name string) { known[name] = true })
+	}
+	var out []string
+	for _, g := range names {
+		if !known[g] {
+			out = append(out, g)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // stats is what this peer shows of the pools role (Node.PoolStats).
@@ -1463,6 +1526,9 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	facts.where = where
 	contested = append(contested, clashes(decided)...)
+	if why := p.cutOff(views); why != "" {
+		partial = append(partial, why)
+	}
 	if len(partial) > 0 {
 		meta.Status, meta.Converged, meta.Reason = StatusPartial, false, strings.Join(partial, "; ")
 	}
@@ -1481,6 +1547,24 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		a.Contest(strings.Join(contested, "; "))
 	}
 	return a, facts, nil
+}
+
+// cutOff says why an answer over views, the cloud pool's pools as this
+// peer's coordinators see them, may leave pools out: the views hold no
+// pool but this peer's own, and no gateway of it that its pool does not
+// know, although the agent was given seeds of the cloud pool
+// (--cloud-join) — none answered, so other pools, if any, are not in the
+// answer. Before, such a pool answered exact over itself.
+func (p *pools) cutOff(views map[string]poolView) string {
+	s, ok := p.cfg.Cloud.(interface{ Seeds() []string })
+	if !ok || len(s.Seeds()) == 0 || len(views) != 1 {
+		return ""
+	}
+	if v, own := views[p.cfg.Pool]; !own || len(p.strangers(v.Gateways)) > 0 {
+		return "" // others of its name are there: split says so
+	}
+	return fmt.Sprintf("the cloud pool holds no pool but this one (%s) as its gateways see it, though this agent was given --cloud-join %s: "+
+		"other pools, if any, are not in this answer", p.cfg.Pool, strings.Join(s.Seeds(), ", "))
 }
 
 // asked is what an asker learns beside a pooled answer: for a top-k the

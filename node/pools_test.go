@@ -11,7 +11,10 @@ import (
 	"math/rand/v2"
 	"net"
 
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1908,20 +1911,246 @@ func TestPoolAdmits(t *testing.T) {
 		if got := poolMember("a", tc.tags) == nil; got != tc.pool {
 			t.Errorf("pool a admits %v: %v, want %v", tc.tags, got, tc.pool)
 		}
+		// A cloud of one pool admits only members of none.
+		if got, want := poolMember("", tc.tags) == nil, len(tc.tags) == 0; got != want {
+			t.Errorf("a cloud of one pool admits %v: %v, want %v", tc.tags, got, want)
+		}
 		if got := cloudMemberTags(tc.tags) == nil; got != tc.cloud {
 			t.Errorf("the cloud pool admits %v: %v, want %v", tc.tags, got, tc.cloud)
 		}
 	}
 }
 
-// In a cloud of pools the tags pool and gateway are peerq's own: an agent
-// given either refuses to start (with --tag gateway=yes its pool's Serf
-// refused its own news, and it crashed).
+// An agent given --pool and one given none refuse each other's joins,
+// both ways, over sockets: admitted one way only (before), a peer of a
+// cloud of one pool joined a pool's agent, counted it and was not counted
+// by it, and the two answered exact over different members.
+func TestPoolLayoutsRefuseEachOther(t *testing.T) {
+	t.Parallel()
+	start := func(name, pool string) *Peer {
+		port := freeBlock(t)
+		p, err := startPeer(PeerConfig{Name: name, Bind: fmt.Sprintf("127.0.0.1:%d", port), Exchange: fmt.Sprintf("127.0.0.1:%d", port+1),
+			Local: true, Runtime: DefaultConfig(func() query.Record { return query.Synthetic(1, 0) }), Pool: pool}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	none, inA := start("layout-none", ""), start("layout-a", "a")
+	for _, tc := range []struct {
+		from, to *Peer
+		want     string
+	}{
+		{none, inA, "not of a cloud of one pool"},
+		{inA, none, "not of pool a"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		err := tc.from.Join(ctx, []string{tc.to.Addr()})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s joining %s: %v, want a refusal saying %q", tc.from.Name(), tc.to.Name(), err, tc.want)
+		}
+		if n := tc.from.Network().Size(); n != 1 {
+			t.Errorf("%s counts %d members after a refused join", tc.from.Name(), n)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // news of a refused joiner does not come in later either
+	for _, p := range []*Peer{none, inA} {
+		if n := p.Network().Size(); n != 1 {
+			t.Errorf("%s counts %d members", p.Name(), n)
+		}
+	}
+}
+
+// A peer restarted on its data dir with another pool layout than the
+// peers its Serf snapshot remembers is refused by them and alone: its
+// answers are partial, saying so, not exact over itself (as an agent
+// moved to --pool a answered COUNT 1, exact, while 5 ran). Restarted with
+// the same layout it rejoins them and its answers are whole again.
+func TestRestartedAloneIsPartial(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	start := func(name, pool, snapshot string, port int) *Peer {
+		rec := query.Synthetic(1, len(name))
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.GatewayCheck = 50 * time.Millisecond // alone in pool a, it is its gateway soon
+		p, err := startPeer(PeerConfig{Name: name, Bind: fmt.Sprintf("127.0.0.1:%d", port), Exchange: fmt.Sprintf("127.0.0.1:%d", port+1),
+			Local: true, SnapshotPath: snapshot, Runtime: cfg, Pool: pool}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	stay := start("stay", "", filepath.Join(dir, "stay.snapshot"), freeBlock(t))
+	// The snapshot of a peer that was a member with stay (Serf's format,
+	// serf/snapshot.go; Serf writes its lines a moment after each event).
+	snap, port := filepath.Join(dir, "moved.snapshot"), freeBlock(t)
+	if err := os.WriteFile(snap, []byte(fmt.Sprintf("alive: moved 127.0.0.1:%d\nalive: stay %s\nclock: 2\nleave\n", port, stay.Addr())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	count := func(p *Peer) *answer.Answer {
+		t.Helper()
+		for {
+			a, err := p.Execute(ctx, "SELECT COUNT(*) FROM peers", nil)
+			if a != nil {
+				return a
+			}
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond) // not yet its pool's gateway
+		}
+	}
+	for _, tc := range []struct {
+		pool   string
+		status string
+	}{{"a", StatusPartial}, {"", StatusExact}} {
+		p := start("moved", tc.pool, snap, port)
+		if tc.status == StatusExact {
+			for p.Network().Size() < 2 && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond) // Serf rejoins those it knew
+			}
+		} else {
+			for p.ov.Alone() == 0 && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond) // the overlay counts whom Serf tries to rejoin
+			}
+		}
+		a := count(p)
+		if a.Meta.Status != tc.status || tc.status == StatusPartial && !strings.Contains(a.Meta.Reason, "rejoined none of the 1 peers it knew") {
+			t.Errorf("restarted with pool %q: %s (%q), want %s; %d members", tc.pool, a.Meta.Status, a.Meta.Reason, tc.status, p.Network().Size())
+		}
+		if err := p.Leave(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A pool whose --cloud-join reaches nobody (here a free port) holds the
+// cloud pool alone: its answers are partial, saying why, not exact over
+// itself as if it were the whole cloud; its agent logs the failed join.
+func TestCloudJoinReachingNobodyIsPartial(t *testing.T) {
+	t.Parallel()
+	port, nobody := freeBlock(t), freeBlock(t)
+	rec := query.Synthetic(1, 0)
+	cfg := DefaultConfig(func() query.Record { return rec })
+	cfg.GatewayCheck = 50 * time.Millisecond
+	var mu sync.Mutex
+	var logged []string
+	cfg.Logf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, fmt.Sprintf(format, args...))
+	}
+	p, err := startPeer(PeerConfig{Name: "lone", Bind: fmt.Sprintf("127.0.0.1:%d", port), Exchange: fmt.Sprintf("127.0.0.1:%d", port+1),
+		Local: true, Runtime: cfg, Pool: "d", CloudJoin: []string{fmt.Sprintf("127.0.0.1:%d", nobody+2)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, text := range []string{"SELECT COUNT(*) FROM peers", "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"} {
+		var a *answer.Answer
+		for a == nil && ctx.Err() == nil {
+			if a, err = p.Execute(ctx, text, nil); a == nil {
+				time.Sleep(100 * time.Millisecond) // not yet its pool's gateway
+			}
+		}
+		if a == nil {
+			t.Fatal(err)
+		}
+		if a.Meta.Status != StatusPartial || !strings.Contains(a.Meta.Reason, "holds no pool but this one (d)") {
+			t.Errorf("%s: %s (%q), want partial: no other pool reached", text, a.Meta.Status, a.Meta.Reason)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(logged, func(l string) bool { return strings.Contains(l, "joined none of the cloud pool's seeds") }) {
+		t.Errorf("the failed join was not logged: %q", logged)
+	}
+}
+
+// An agent given --pool a and a --cloud-join but no --join of pool a
+// forms a second Serf pool named a, whose gateway joins the cloud pool:
+// pool a's gateways see a gateway of "their" pool that their pool does not
+// know, and its answers are partial, naming it — not exact over the half
+// they hold (as before, with the agent's record in neither).
+func TestSplitPoolIsPartial(t *testing.T) {
+	t.Parallel()
+	start := func(name string, cloudJoin ...string) *Peer {
+		port := freeBlock(t)
+		rec := query.Synthetic(1, len(name))
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.Round, cfg.GatewayCheck = 50*time.Millisecond, 50*time.Millisecond
+		p, err := startPeer(PeerConfig{Name: name, Bind: fmt.Sprintf("127.0.0.1:%d", port), Exchange: fmt.Sprintf("127.0.0.1:%d", port+1),
+			Local: true, Runtime: cfg, Pool: "a", CloudJoin: cloudJoin}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a0, a1 := start("a0"), start("a1")
+	if err := a1.Join(ctx, []string{a0.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	ask := func(p *Peer, text string) *answer.Answer {
+		t.Helper()
+		for {
+			a, err := p.Execute(ctx, text, nil)
+			if a != nil {
+				return a
+			}
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond) // gateways not chosen yet
+		}
+	}
+	for a := ask(a0, "SELECT COUNT(*) FROM peers"); a.Meta.Status != StatusExact || a.Meta.Peers != 2; a = ask(a0, "SELECT COUNT(*) FROM peers") {
+		time.Sleep(100 * time.Millisecond) // both in pool a, gateways in the cloud pool
+	}
+	host, port, _ := net.SplitHostPort(a0.Addr())
+	n, _ := strconv.Atoi(port)
+	lone := start("a2", net.JoinHostPort(host, strconv.Itoa(n+2))) // no --join of pool a
+	for {
+		if c := a0.rt.pools.cloudNet(); c != nil && slices.ContainsFunc(c.Members(), func(m network.Member) bool { return m.Tags[TagGateway] == "a2" }) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("a2 never joined the cloud pool")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, text := range []string{"SELECT COUNT(*) FROM peers", "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"} {
+		if a := ask(a0, text); a.Meta.Status != StatusPartial || !strings.Contains(a.Meta.Reason, "may be split: the cloud pool lists a2") {
+			t.Errorf("%s at a0: %s (%q), want partial: pool a split", text, a.Meta.Status, a.Meta.Reason)
+		}
+		// a2 refuses the reports of a0 and a1, whose keys its pool does
+		// not know: no majority of pool a's 3 gateways.
+		if a := ask(lone, text); a.Meta.Status != StatusPartial {
+			t.Errorf("%s at a2: %s (%q), want partial", text, a.Meta.Status, a.Meta.Reason)
+		}
+	}
+}
+
+// The tags pool and gateway are peerq's own: an agent given either
+// refuses to start, with --pool (its pool's Serf refused its own news
+// of --tag gateway=yes, and it crashed) or without (tagged pool=a, it was
+// admitted to pool a and took a gateway's place it never served).
 func TestPoolTagsAreOwn(t *testing.T) {
-	for _, k := range []string{TagPool, TagGateway} {
-		_, err := startPeer(PeerConfig{Name: "x", Pool: "a", Runtime: Config{Tags: map[string]string{k: "yes"}}}, nil)
-		if err == nil || !strings.Contains(err.Error(), "peerq's own") {
-			t.Errorf("--pool a --tag %s=yes: %v, want a refusal", k, err)
+	for _, pool := range []string{"a", ""} {
+		for _, k := range []string{TagPool, TagGateway} {
+			_, err := startPeer(PeerConfig{Name: "x", Pool: pool, Runtime: Config{Tags: map[string]string{k: "yes"}}}, nil)
+			if err == nil || !strings.Contains(err.Error(), "peerq's own") {
+				t.Errorf("--pool %q --tag %s=yes: %v, want a refusal", pool, k, err)
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -224,6 +225,11 @@ type Overlay struct {
 	pins      map[string]identity.Public
 	tagSets   *tagSets // the MemNetwork's, shared by the peers on it; else this peer's
 	conflicts int64
+	// remembered is how many peers Serf's snapshot listed alive when this
+	// peer started (those Serf tries to rejoin), and met whether another
+	// member has been live here since (Alone).
+	remembered int
+	met        bool
 	// touched names the members whose events were applied while a
 	// refresh was reading Serf's list (refreshing > 0); nil otherwise.
 	touched    map[string]struct{}
@@ -274,6 +280,9 @@ func New(cfg Config) (*Overlay, error) {
 	sc.LogOutput = logOut
 	sc.SnapshotPath = cfg.SnapshotPath
 	sc.RejoinAfterLeave = true
+	if cfg.SnapshotPath != "" {
+		o.remembered = rememberedPeers(cfg.SnapshotPath, cfg.Name)
+	}
 	ml := cfg.Memberlist
 	var keyring *memberlist.Keyring
 	if cfg.Mem != nil {
@@ -544,6 +553,7 @@ func (o *Overlay) apply(m serf.Member) (conflict bool) {
 	nm.Key, nm.Boot = key, boot
 	nm.Tags = o.tagSets.intern(nm.Tags, len(o.members))
 	o.members[m.Name] = nm
+	o.met = o.met || m.Name != o.cfg.Name
 	if _, ok := o.pos[m.Name]; !ok && m.Name != o.cfg.Name {
 		o.pos[m.Name] = len(o.list)
 		o.list = append(o.list, m.Name)
@@ -602,6 +612,47 @@ func memberOf(m serf.Member) network.Member {
 	}
 	key, boot := parseIdentityTag(m.Tags[TagIdentity])
 	return network.Member{Name: m.Name, Addr: gossipAddr(m), Exchange: m.Tags[TagExchange], Tags: tags, Key: key, Boot: boot}
+}
+
+// Alone returns, while no other member has been live at this peer since
+// it started, how many peers Serf's snapshot listed alive then (those it
+// tried to rejoin); otherwise 0. A peer that restarts and rejoins none of
+// the peers it knew — refused by them (another pool, another key), or
+// cut off — is a cloud of one that knows it is not alone.
+func (o *Overlay) Alone() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.met {
+		return 0
+	}
+	return o.remembered
+}
+
+// rememberedPeers counts the peers other than self that Serf's snapshot
+// at path lists alive: the lines "alive: NAME ADDR" less "not-alive:
+// NAME" (serf/snapshot.go's replay; a "leave" is ignored, as Serf does
+// with RejoinAfterLeave). A snapshot that cannot be read remembers none.
+func rememberedPeers(path, self string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	alive := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		line, whole := strings.CutSuffix(line, "\n")
+		if !whole {
+			break // a torn last line, as Serf's replay reads it
+		}
+		if info, ok := strings.CutPrefix(line, "alive: "); ok {
+			if i := strings.LastIndexByte(info, ' '); i > 0 {
+				alive[info[:i]] = true
+			}
+		} else if name, ok := strings.CutPrefix(line, "not-alive: "); ok {
+			delete(alive, name)
+		}
+	}
+	delete(alive, self)
+	return len(alive)
 }
 
 // Known returns every peerq member this peer's Serf knows, by name: the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -341,5 +343,37 @@ func TestAdmitKeepsOutStraysOnly(t *testing.T) {
 	}
 	if _, err := New(Config{Name: "p003", Mem: c.Mem, Tags: map[string]string{"pool": "b"}, Admit: onlyPoolA}); err == nil {
 		t.Errorf("a peer whose own tags its Admit refuses was started")
+	}
+}
+
+// rememberedPeers reads Serf's snapshot as Serf's replay does: members
+// alive less those not alive since, a leave ignored (RejoinAfterLeave),
+// this peer itself not counted, and a snapshot that cannot be read
+// remembering none.
+func TestRememberedPeers(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, text string
+		want       int
+	}{
+		{"none", "", 0},
+		{"two others", "alive: me 10.0.0.1:7946\nalive: a 10.0.0.2:7946\nalive: b 10.0.0.3:7946\nclock: 4\n", 2},
+		{"one gone", "alive: a 10.0.0.2:7946\nalive: b 10.0.0.3:7946\nnot-alive: a\n", 1},
+		{"back again", "alive: a 10.0.0.2:7946\nnot-alive: a\nalive: a 10.0.0.9:7946\n", 1},
+		{"a leave kept", "alive: a 10.0.0.2:7946\nleave\nclock: 9\n", 1},
+		{"a name with spaces", "alive: a b 10.0.0.2:7946\n", 1},
+		{"a torn last line", "alive: a 10.0.0.2:7946\nalive: b 10.0.0.3:79", 1},
+		{"junk", "# comment\ncoordinate: x\nalive:nospace\n", 0},
+	} {
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := rememberedPeers(path, "me"); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if got := rememberedPeers(filepath.Join(dir, "missing"), "me"); got != 0 {
+		t.Errorf("no snapshot: %d", got)
 	}
 }
