@@ -210,11 +210,14 @@ type Config struct {
 	// ready (up to half of ExchangeTimeout), and one every PollEvery at
 	// most of a peer that does not hold them; a pool seen in the cloud
 	// pool within PoolMemory that has no gateway now makes an answer
-	// partial, naming it.
-	Pool                                             string
-	Gateways                                         int
-	Cloud                                            Cloud
-	GatewayCheck, PoolTimeout, PollEvery, PoolMemory time.Duration
+	// partial, naming it. A gateway of this peer's pool that the cloud
+	// pool has listed for SplitAfter while the pool does not hold it alive
+	// makes the pool's answers partial ("may be split"): longer than the
+	// cloud pool takes to declare a dead gateway failed.
+	Pool                                                         string
+	Gateways                                                     int
+	Cloud                                                        Cloud
+	GatewayCheck, PoolTimeout, PollEvery, PoolMemory, SplitAfter time.Duration
 
 	// BendPartial, if set, is what this peer does to its pool's partial
 	// before it signs its report as a gateway: a lie, for red-team runs
@@ -234,5 +237,6 @@ func DefaultConfig(record func() query.Record) Config {
 		ExchangeTimeout: 2 * time.Second, LeaseTick: time.Second, MemberCheck: 500 * time.Millisecond, CheckMisses: 1,
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
 		ExportSettle: 5 * time.Second, ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.AutoFanout,
-		Gateways: 3, GatewayCheck: time.Second, PoolTimeout: time.Minute, PollEvery: 100 * time.Millisecond, PoolMemory: 10 * time.Minute}
+		Gateways: 3, GatewayCheck: time.Second, PoolTimeout: time.Minute, PollEvery: 100 * time.Millisecond, PoolMemory: 10 * time.Minute,
+		SplitAfter: 90 * time.Second}
 }

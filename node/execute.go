@@ -62,7 +62,7 @@ func (n *Node) Query(ctx context.Context, plan *query.Plan, progress func(answer
 		noteTime(&n.rt.adm.statementTime, took)
 	}
 	completeMeta(plan, res.Meta, err)
-	n.flagAlone(res.Meta)
+	n.flagAlone(plan, res.Meta)
 	n.metrics.observe(plan, res, took) // after completeMeta: its status is set
 	return res, err
 }
@@ -241,20 +241,22 @@ func completeMeta(plan *query.Plan, m *answer.Meta, err error) {
 	}
 }
 
-// flagAlone makes partial an exact or converged answer of a peer that
-// restarted and has rejoined none of the peers it knew (overlay.Alone):
-// it answers for a cloud of one that it knows is larger. Restarted with
-// another --pool, or with none, it is refused by the pool it was in, and
-// answered exact over itself alone.
-func (n *Node) flagAlone(m *answer.Meta) {
+// flagAlone makes partial an exact or converged answer over the peers
+// (a SELECT, not RESERVE, RELEASE, ALTER or SHOW, which do not count
+// the cloud) of a peer that restarted and has rejoined none of the peers
+// it knew (overlay.Alone): it answers for a cloud of one that it knows is
+// larger. Restarted with another --pool, or with none, it is refused by
+// the pool it was in, and answered exact over itself alone.
+func (n *Node) flagAlone(plan *query.Plan, m *answer.Meta) {
 	lone, ok := n.net.(interface{ Alone() int })
-	if !ok || m.Status != StatusExact && m.Status != StatusConverged {
+	if !ok || plan.Kind != query.PlanAggregate && plan.Kind != query.PlanTopK || m.Status != StatusExact && m.Status != StatusConverged {
 		return
 	}
 	if k := lone.Alone(); k > 0 {
 		m.Status, m.Converged = StatusPartial, false
 		m.Reason = fmt.Sprintf("this peer has rejoined none of the %d peers it knew before it restarted (Serf's snapshot in its data dir): "+
-			"the cloud may be larger than this answer — they refuse it if its --pool or --encrypt key is not theirs, or they are down; --join one of them", k)
+			"the cloud may be larger than this answer — they refuse it if its --pool or --encrypt key is not theirs, or they are down; "+
+			"--join one of them, or, if they are gone for good, stop it and remove serf.snapshot from its data dir", k)
 		if m.Warning == warnAlone {
 			m.Warning = "" // the reason says more
 		}

@@ -206,6 +206,9 @@ func New(cfg Config, net Network) (*Node, error) {
 		if cfg.PoolMemory <= 0 {
 			cfg.PoolMemory = def.PoolMemory
 		}
+		if cfg.SplitAfter <= 0 {
+			cfg.SplitAfter = def.SplitAfter
+		}
 		rt.pools = newPools(cfg, net, id, rt, ctx, n.logf)
 		// Called by a gateway's pool runs, which start from the pools'
 		// loop, after n.sc.owner is set.

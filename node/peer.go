@@ -278,7 +278,7 @@ func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.
 		}
 	}
 	seeds = slices.DeleteFunc(seeds, func(s string) bool { return s == adv })
-	m := &socketMember{Overlay: o, seeds: seeds, logf: c.cfg.Runtime.Logf}
+	m := &socketMember{Overlay: o, seeds: seeds}
 	if len(seeds) == 0 {
 		return m, nil // the first gateway of the cloud: the others join it
 	}
@@ -295,8 +295,8 @@ func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.
 	if _, err := o.Join(jctx, seeds); err != nil {
 		if first {
 			// Its pool's first gateway starts the cloud pool alone when
-			// nobody is there yet; Heal merges it with the others later.
-			m.note(err)
+			// nobody is there yet; Heal merges it with the others later
+			// (pools.noteAlone logs it if that lasts).
 			return m, nil
 		}
 		return nil, errors.Join(fmt.Errorf("node: joining the cloud pool through %v: %w", seeds, err), o.Shutdown())
@@ -317,36 +317,16 @@ func (c *socketCloud) Seeds() []string { return c.cfg.CloudJoin }
 type socketMember struct {
 	*overlay.Overlay
 	seeds []string
-	logf  func(string, ...any)
-	// failing is whether the last join through the seeds failed: said
-	// once when it starts and once when it ends, not at every heal.
-	failing atomic.Bool
 }
 
 // Heal joins the seeds again: two gateways that each started the cloud
 // pool alone (their pools formed at once) become one pool, as memberlist
-// merges the states of any two members that join.
+// merges the states of any two members that join. A failure is for the
+// next heal to mend; that the cloud pool holds no other pool is what
+// tells (pools.noteAlone), not whether a seed answered — the seeds
+// include the pool's own gateways.
 func (m *socketMember) Heal(ctx context.Context) {
 	if len(m.seeds) > 0 {
-		_, err := m.Join(ctx, m.seeds) // the next heal tries again
-		m.note(err)
+		_, _ = m.Join(ctx, m.seeds)
 	}
-}
-
-// note logs a join through the seeds that failed, or succeeded after
-// failures: a --cloud-join that reaches nobody (a typo, a pool's port
-// rather than a cloud one) left a pool alone in the cloud pool, and its
-// agent said nothing.
-func (m *socketMember) note(err error) {
-	if m.logf == nil || (err != nil) == m.failing.Load() {
-		m.failing.Store(err != nil)
-		return
-	}
-	m.failing.Store(err != nil)
-	if err != nil {
-		m.logf("pools: joined none of the cloud pool's seeds %v (%v): this gateway holds the cloud pool alone, and answers are partial while it holds no other pool; "+
-			"check --cloud-join (an agent of another pool, HOST:GOSSIP_PORT+2); it tries again every %v", m.seeds, err, healEvery)
-		return
-	}
-	m.logf("pools: joined the cloud pool through its seeds %v (%d members)", m.seeds, m.Size())
 }

@@ -279,12 +279,20 @@ type pools struct {
 	// healed is when this gateway last joined its seeds again (Heal).
 	healed time.Time
 
-	mu      sync.Mutex
-	cloud   CloudNetwork
-	seen    map[string]time.Time
-	runs    map[QueryID]*poolRun
-	coords  map[QueryID]*coordRun
-	joinErr string
+	mu    sync.Mutex
+	cloud CloudNetwork
+	seen  map[string]time.Time
+	// strange holds, by name, the gateways of this pool that the cloud
+	// pool lists and this pool does not hold alive, since when (tend);
+	// alone is since when the cloud pool has held no pool but this one
+	// while the agent was given seeds of it, and aloneSaid whether that
+	// was logged.
+	strange   map[string]strangeGateway
+	alone     time.Time
+	aloneSaid bool
+	runs      map[QueryID]*poolRun
+	coords    map[QueryID]*coordRun
+	joinErr   string
 	// bend, if set, is a lying gateway's lie (tests, and
 	// Config.BendPartial): what it does to its pool's partial before it
 	// signs it.
@@ -599,8 +607,27 @@ func (p *pools) tend() {
 			h.Heal(ctx)
 			cancel()
 		}
+		members := c.Members()
+		strange := map[string]strangeGateway{}
+		others := false
+		for _, m := range members {
+			if m.Tags[TagPool] != p.cfg.Pool {
+				others = true
+			} else if g := m.Tags[TagGateway]; g != "" {
+				if _, alive := p.lan.Member(g); !alive {
+					strange[g] = strangeGateway{at: m.Name, addr: m.Addr, since: now}
+				}
+			}
+		}
 		p.mu.Lock()
-		for _, m := range c.Members() {
+		for g, sg := range strange {
+			if old, ok := p.strange[g]; ok && old.at == sg.at {
+				strange[g] = old // listed since then
+			}
+		}
+		p.strange = strange
+		p.noteAlone(now, others)
+		for _, m := range members {
 			if name := m.Tags[TagPool]; name != "" {
 				p.seen[name] = now
 			}
@@ -695,7 +722,8 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	p.mu.Unlock()
 	if c == nil {
 		if slices.Contains(Gateways(p.lan.Members(), p.cfg.Gateways), p.lan.Name()) {
-			return encodePool(poolResp{Err: fmt.Sprintf("%s is a gateway of pool %s but has not joined the cloud pool yet (its log says why)", p.lan.Name(), p.cfg.Pool)})
+			return encodePool(poolResp{Err: fmt.Sprintf("%s is a gateway of pool %s but has not joined the cloud pool yet (a gateway joins it after %d checks, %v apart; "+
+				"if this lasts, its log says why)", p.lan.Name(), p.cfg.Pool, gatewayStreak, p.cfg.GatewayCheck)})
 		}
 		return encodePool(poolResp{Err: fmt.Sprintf("%s is not a gateway of pool %s now", p.lan.Name(), p.cfg.Pool)})
 	}
@@ -908,30 +936,62 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 }
 
 // split says why this gateway's pool may be only part of the pool of its
-// name: the cloud pool lists a gateway of it that this peer's pool does
-// not know at all (neither live nor failed, leaving or left) — a second
-// Serf pool of the same name, formed by an agent given --pool without a
-// --join of its pool, or restarted with it on another pool's data dir.
-// Its members are in neither's answer, and each answered exact over its
-// own half. A member that claims in the cloud pool to be a gateway of a
-// pool it is not in can make that pool's answers partial, not wrong.
+// name: the cloud pool has listed, for SplitAfter, a gateway of it that
+// this peer's pool does not hold alive (tend) — a second Serf pool of the
+// same name, formed by an agent given --pool without a --join of its
+// pool (or restarted with it on another pool's data dir, or a machine
+// back under the name of a member that left). Its members are in neither
+// half's answer, and each half answered exact over its own. A gateway
+// that died stays listed only until the cloud pool declares it failed,
+// sooner than SplitAfter; one newly chosen is alive here by the time the
+// cloud pool lists it. A member of the cloud pool that claims a pool it
+// is not in can make that pool's answers partial, not wrong.
 func (p *pools) split() string {
-	c := p.cloudNet()
-	if c == nil {
-		return ""
-	}
-	var claims []string
-	for _, m := range c.Members() {
-		if g := m.Tags[TagGateway]; g != "" && m.Tags[TagPool] == p.cfg.Pool {
-			claims = append(claims, g)
+	now := p.now()
+	p.mu.Lock()
+	var strangers []string
+	for g, sg := range p.strange {
+		if now.Sub(sg.since) >= p.cfg.SplitAfter {
+			strangers = append(strangers, fmt.Sprintf("%s (%s at %s)", g, sg.at, sg.addr))
 		}
 	}
-	strangers := p.strangers(claims)
+	p.mu.Unlock()
 	if len(strangers) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("pool %s may be split: the cloud pool lists %s as its gateway(s), which %s's pool does not know — a second Serf pool of the name "+
+	sort.Strings(strangers)
+	return fmt.Sprintf("pool %s may be split: the cloud pool lists %s as its gateway(s), which %s's pool does not hold alive — a second Serf pool of the name "+
 		"(an agent given --pool %s without a --join of its pool?); its members are not in this answer", p.cfg.Pool, strings.Join(strangers, ", "), p.lan.Name(), p.cfg.Pool)
+}
+
+// strangeGateway is a gateway of this peer's pool, by the cloud pool's
+// word, that the pool does not hold alive: its name in the cloud pool, its
+// address, and since when it has been listed so.
+type strangeGateway struct {
+	at, addr string
+	since    time.Time
+}
+
+// noteAlone logs, once, that the cloud pool has held no pool but this
+// one for two heals while the agent was given seeds of it (--cloud-join),
+// and once that it holds others again; p.mu is held.
+func (p *pools) noteAlone(now time.Time, others bool) {
+	s, ok := p.cfg.Cloud.(interface{ Seeds() []string })
+	if !ok || len(s.Seeds()) == 0 || others {
+		if p.aloneSaid {
+			p.logf("pools: the cloud pool holds other pools than %s again", p.cfg.Pool)
+		}
+		p.alone, p.aloneSaid = time.Time{}, false
+		return
+	}
+	if p.alone.IsZero() {
+		p.alone = now
+	}
+	if !p.aloneSaid && now.Sub(p.alone) >= 2*healEvery {
+		p.aloneSaid = true
+		p.logf("pools: the cloud pool has held no pool but %s for %v: none of --cloud-join %s has answered (an agent of another pool, HOST:GOSSIP_PORT+2); "+
+			"answers are partial while it lasts, and this gateway tries them again every %v", p.cfg.Pool, now.Sub(p.alone).Round(time.Second), strings.Join(s.Seeds(), ", "), healEvery)
+	}
 }
 
 // cloudNet is this peer's network in the cloud pool while it is a
@@ -943,24 +1003,14 @@ func (p *pools) cloudNet() CloudNetwork {
 }
 
 // strangers are the names among names that this peer's pool does not
-// know at all, sorted: neither live nor failed, leaving or left (Known,
-// where the pool's network keeps it; else the live members).
+// hold alive.
 func (p *pools) strangers(names []string) []string {
-	known := map[string]bool{}
-	if kn, ok := p.lan.(interface{ Known() []network.Known }); ok {
-		for _, k := range kn.Known() {
-			known[k.Name] = true
-		}
-	} else {
-		p.lan.EachMember(func(name string) { known[name] = true })
-	}
 	var out []string
 	for _, g := range names {
-		if !known[g] {
+		if _, alive := p.lan.Member(g); !alive {
 			out = append(out, g)
 		}
 	}
-	sort.Strings(out)
 	return out
 }
 
@@ -1526,8 +1576,8 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	facts.where = where
 	contested = append(contested, clashes(decided)...)
-	if why := p.cutOff(views); why != "" {
-		partial = append(partial, why)
+	if why := p.cutOff(views); why != "" && len(resp.Pools) > 0 {
+		partial = append(partial, why) // with no view, the answer says so already
 	}
 	if len(partial) > 0 {
 		meta.Status, meta.Converged, meta.Reason = StatusPartial, false, strings.Join(partial, "; ")
@@ -1552,16 +1602,18 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 // cutOff says why an answer over views, the cloud pool's pools as this
 // peer's coordinators see them, may leave pools out: the views hold no
 // pool but this peer's own, and no gateway of it that its pool does not
-// know, although the agent was given seeds of the cloud pool
+// hold alive, although the agent was given seeds of the cloud pool
 // (--cloud-join) — none answered, so other pools, if any, are not in the
-// answer. Before, such a pool answered exact over itself.
+// answer. Before, such a pool answered exact over itself. An agent given
+// no --cloud-join cannot tell: every agent of a pool is given them (any
+// may become a gateway).
 func (p *pools) cutOff(views map[string]poolView) string {
 	s, ok := p.cfg.Cloud.(interface{ Seeds() []string })
 	if !ok || len(s.Seeds()) == 0 || len(views) != 1 {
 		return ""
 	}
 	if v, own := views[p.cfg.Pool]; !own || len(p.strangers(v.Gateways)) > 0 {
-		return "" // others of its name are there: split says so
+		return "" // others of its name are there: its gateways' split says so
 	}
 	return fmt.Sprintf("the cloud pool holds no pool but this one (%s) as its gateways see it, though this agent was given --cloud-join %s: "+
 		"other pools, if any, are not in this answer", p.cfg.Pool, strings.Join(s.Seeds(), ", "))

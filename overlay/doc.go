@@ -39,13 +39,15 @@
 // exchange handler and its errors are node/network's types. It implements
 // node.Network. Known lists the members Serf still keeps after they failed
 // or left (until it reaps them), with their status and when this peer last
-// knew them alive, for SHOW MEMBERS.
+// knew them alive, for SHOW MEMBERS. Alone says, while no other member has
+// been live here since it started, how many peers Serf's snapshot listed
+// (a peer that rejoined none of them answers partial: node).
 //
 // # Usage
 //
 //	ov, err := overlay.New(cfg)              // Serf + exchange listener
 //	ov.Serve(func(from string, req []byte) ([]byte, error) { ... })
-//	n, err := ov.Join(ctx, seeds)            // retried with backoff
+//	n, err := ov.Join(ctx, seeds)            // retried with backoff, bounded by ctx
 //	peer, ok := ov.Sample(r)                 // a random live peerq peer
 //	resp, err := ov.Exchange(ctx, peer, req) // point-to-point, within ExchangeTimeout
 //	d, ok := ov.RTT(coord)                   // to the peer whose Coordinate() is coord

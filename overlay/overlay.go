@@ -230,6 +230,9 @@ type Overlay struct {
 	// member has been live here since (Alone).
 	remembered int
 	met        bool
+
+	joinMu  sync.Mutex
+	joining *joinTry // the serf.Join under way, if any (tryJoin)
 	// touched names the members whose events were applied while a
 	// refresh was reading Serf's list (refreshing > 0); nil otherwise.
 	touched    map[string]struct{}
@@ -752,7 +755,7 @@ func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
 	}
 	wait := 100 * time.Millisecond
 	for {
-		n, err := o.serf.Join(seeds, true)
+		n, err := o.tryJoin(ctx, seeds)
 		if n > 0 {
 			o.refresh()
 			return n, nil
@@ -763,6 +766,42 @@ func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// joinTry is one serf.Join under way.
+type joinTry struct {
+	done chan struct{}
+	n    int
+	err  error
+}
+
+// tryJoin makes one serf.Join, waiting for it no longer than ctx: Serf
+// visits the seeds one at a time, each for up to memberlist's TCP timeout
+// (30 s in the WAN profile), so two seeds that accept and never answer
+// held a 5-s join for a minute. A try given up on goes on until Serf ends
+// it; the next waits for it rather than starting another beside it (its
+// seeds, then, are the first try's).
+func (o *Overlay) tryJoin(ctx context.Context, seeds []string) (int, error) {
+	o.joinMu.Lock()
+	t := o.joining
+	if t == nil {
+		t = &joinTry{done: make(chan struct{})}
+		o.joining = t
+		go func() {
+			n, err := o.serf.Join(seeds, true)
+			o.joinMu.Lock()
+			t.n, t.err, o.joining = n, err, nil
+			o.joinMu.Unlock()
+			close(t.done)
+		}()
+	}
+	o.joinMu.Unlock()
+	select {
+	case <-t.done:
+		return t.n, t.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 }
 

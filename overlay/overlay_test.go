@@ -2,8 +2,10 @@ package overlay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -375,5 +377,58 @@ func TestRememberedPeers(t *testing.T) {
 	}
 	if got := rememberedPeers(filepath.Join(dir, "missing"), "me"); got != 0 {
 		t.Errorf("no snapshot: %d", got)
+	}
+}
+
+// A join waits no longer than its context, whatever memberlist's TCP
+// timeout: four seeds that accept a connection and never answer held a
+// join for a TCP timeout each, one after the other (a minute for two in
+// the WAN profile), though its caller had given it 5 s. The next join
+// waits for the try given up on rather than starting a second beside it.
+func TestJoinBoundedByItsContext(t *testing.T) {
+	var seeds []string
+	for range 4 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				t.Cleanup(func() { c.Close() }) // held open, never answered
+			}
+		}()
+		seeds = append(seeds, l.Addr().String())
+	}
+	cfg := DefaultConfig("hanging-seeds")
+	cfg.BindAddr = "127.0.0.1:0"
+	cfg.Memberlist = TunedConfig(8) // a TCP timeout of 5 s a seed: 20 s for the four
+	o, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Shutdown() })
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		_, err := o.Join(ctx, seeds)
+		took := time.Since(start)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("join through seeds that never answer: %v", err)
+		}
+		// The bound is the context's; 20 s is the four TCP timeouts.
+		if took > 10*time.Second {
+			t.Errorf("a join given 300 ms took %v", took)
+		}
+	}
+	o.joinMu.Lock()
+	defer o.joinMu.Unlock()
+	if o.joining == nil {
+		t.Error("no try under way: the first, given up on, should still be (the seeds hold it for 20 s)")
 	}
 }
