@@ -243,9 +243,9 @@ func completeMeta(plan *query.Plan, m *answer.Meta, err error) {
 
 // flagAlone makes partial an exact or converged answer over the peers
 // (a SELECT, not RESERVE, RELEASE, ALTER or SHOW, which do not count
-// the cloud) of a peer that restarted and has rejoined none of the peers
-// it knew (overlay.Alone): it answers for a cloud of one that it knows is
-// larger. Restarted with another --pool, or with none, it is refused by
+// the cloud) of a peer that has met none of the peers it was to join —
+// its --join seeds, or those it knew before it restarted (overlay.Alone):
+// it answers for a cloud of one that it knows is larger. Restarted with another --pool, or with none, it is refused by
 // the pool it was in, and answered exact over itself alone.
 func (n *Node) flagAlone(plan *query.Plan, m *answer.Meta) {
 	lone, ok := n.net.(interface{ Alone() int })
@@ -254,7 +254,7 @@ func (n *Node) flagAlone(plan *query.Plan, m *answer.Meta) {
 	}
 	if k := lone.Alone(); k > 0 {
 		m.Status, m.Converged = StatusPartial, false
-		m.Reason = fmt.Sprintf("this peer has rejoined none of the %d peers it knew before it restarted (Serf's snapshot in its data dir): "+
+		m.Reason = fmt.Sprintf("this peer has met none of the %d peers it was to join (its --join, or those it knew before it restarted: Serf's snapshot in its data dir): "+
 			"the cloud may be larger than this answer — they refuse it if its --pool or --encrypt key is not theirs, or they are down; "+
 			"--join one of them, or, if they are gone for good, stop it and remove serf.snapshot from its data dir", k)
 		if m.Warning == warnAlone {

@@ -158,6 +158,12 @@ func (p *Peer) Join(ctx context.Context, seeds []string) error {
 	return err
 }
 
+// Expect says the peer is to join n seeds: until it meets a member, its
+// answers over the peers are partial, saying so (overlay.Expect). An
+// agent with --retry-join serves while it tries them, and answered exact
+// over itself while every try was refused.
+func (p *Peer) Expect(n int) { p.ov.Expect(n) }
+
 // Addr is the peer's gossip address, for others to join.
 func (p *Peer) Addr() string { return p.ov.Addr() }
 

@@ -1967,7 +1967,8 @@ func TestPoolLayoutsRefuseEachOther(t *testing.T) {
 // peers its Serf snapshot remembers is refused by them and alone: its
 // answers are partial, saying so, not exact over itself (as an agent
 // moved to --pool a answered COUNT 1, exact, while 5 ran). Restarted with
-// the same layout it rejoins them and its answers are whole again.
+// the same layout it rejoins them and its answers are whole again. So is
+// a peer that has not joined the seeds it was given.
 func TestRestartedAloneIsPartial(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -2005,6 +2006,13 @@ func TestRestartedAloneIsPartial(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // not yet its pool's gateway
 		}
 	}
+	// An agent given --join seeds it has not joined (--retry-join serves
+	// meanwhile) is in the same place, without a snapshot.
+	seeded := start("seeded", "a", "", freeBlock(t))
+	seeded.Expect(1)
+	if a := count(seeded); a.Meta.Status != StatusPartial || !strings.Contains(a.Meta.Reason, "met none of the 1 peers it was to join") {
+		t.Errorf("given a seed it did not join: %s (%q), want partial", a.Meta.Status, a.Meta.Reason)
+	}
 	for _, tc := range []struct {
 		pool   string
 		status string
@@ -2020,7 +2028,7 @@ func TestRestartedAloneIsPartial(t *testing.T) {
 			}
 		}
 		a := count(p)
-		if a.Meta.Status != tc.status || tc.status == StatusPartial && !strings.Contains(a.Meta.Reason, "rejoined none of the 1 peers it knew") {
+		if a.Meta.Status != tc.status || tc.status == StatusPartial && !strings.Contains(a.Meta.Reason, "met none of the 1 peers it was to join") {
 			t.Errorf("restarted with pool %q: %s (%q), want %s; %d members", tc.pool, a.Meta.Status, a.Meta.Reason, tc.status, p.Network().Size())
 		}
 		if err := p.Leave(); err != nil {

@@ -40,8 +40,9 @@
 // node.Network. Known lists the members Serf still keeps after they failed
 // or left (until it reaps them), with their status and when this peer last
 // knew them alive, for SHOW MEMBERS. Alone says, while no other member has
-// been live here since it started, how many peers Serf's snapshot listed
-// (a peer that rejoined none of them answers partial: node).
+// been live here since it started, how many peers it was to join (Serf's
+// snapshot's, or the seeds given to Expect): a peer that met none of them
+// answers partial (node).
 //
 // # Usage
 //

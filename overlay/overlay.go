@@ -225,9 +225,9 @@ type Overlay struct {
 	pins      map[string]identity.Public
 	tagSets   *tagSets // the MemNetwork's, shared by the peers on it; else this peer's
 	conflicts int64
-	// remembered is how many peers Serf's snapshot listed alive when this
-	// peer started (those Serf tries to rejoin), and met whether another
-	// member has been live here since (Alone).
+	// remembered is how many peers this peer is to join: Serf's snapshot
+	// listed them alive when it started, or they are its seeds (Expect);
+	// met is whether another member has been live here since (Alone).
 	remembered int
 	met        bool
 
@@ -618,10 +618,11 @@ func memberOf(m serf.Member) network.Member {
 }
 
 // Alone returns, while no other member has been live at this peer since
-// it started, how many peers Serf's snapshot listed alive then (those it
-// tried to rejoin); otherwise 0. A peer that restarts and rejoins none of
-// the peers it knew — refused by them (another pool, another key), or
-// cut off — is a cloud of one that knows it is not alone.
+// it started, how many peers it was to join: those Serf's snapshot listed
+// alive (which Serf tries to rejoin), or the seeds given to Expect if
+// more; otherwise 0. A peer that joins none of them — refused (another
+// pool, another key), or cut off — is a cloud of one that knows it is
+// not alone.
 func (o *Overlay) Alone() int {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
@@ -629,6 +630,14 @@ func (o *Overlay) Alone() int {
 		return 0
 	}
 	return o.remembered
+}
+
+// Expect says this peer is to join n seeds (an agent's --join, retried
+// while it serves): Alone counts them until it meets a member.
+func (o *Overlay) Expect(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.remembered = max(o.remembered, n)
 }
 
 // rememberedPeers counts the peers other than self that Serf's snapshot

@@ -260,6 +260,7 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(s.Join) > 0 {
+		p.Expect(len(s.Join))
 		if err := join(ctx, p, s, out); err != nil {
 			p.Close()
 			return &exitError{exitUsage, err}
