@@ -211,9 +211,9 @@ type Config struct {
 	// most of a peer that does not hold them; a pool seen in the cloud
 	// pool within PoolMemory that has no gateway now makes an answer
 	// partial, naming it. A gateway of this peer's pool that the cloud
-	// pool has listed for SplitAfter while the pool does not hold it alive
-	// makes the pool's answers partial ("may be split"): longer than the
-	// cloud pool takes to declare a dead gateway failed.
+	// pool has listed, unsuspected, for SplitAfter while the pool does not
+	// hold it alive makes the pool's answers partial ("may be split"); a
+	// dead gateway is suspected in the cloud pool within seconds.
 	Pool                                                         string
 	Gateways                                                     int
 	Cloud                                                        Cloud

@@ -588,13 +588,18 @@ func (p *pools) tend() {
 			p.joinErr = err.Error()
 		} else {
 			p.cloud, p.joinErr = nc, ""
+			p.forgetCloud()
 			p.logf("pools: this peer is a gateway of pool %s: joined the cloud pool (%d members)", p.cfg.Pool, nc.Size())
 		}
 		p.mu.Unlock()
 	case !gw && c != nil && change:
 		p.mu.Lock()
 		p.cloud = nil
+		alone := p.forgetCloud()
 		p.mu.Unlock()
+		if alone != "" {
+			p.logf("%s", alone)
+		}
 		p.logf("pools: this peer is no longer a gateway of pool %s: leaving the cloud pool", p.cfg.Pool)
 		_ = c.Leave()
 		if err := c.Shutdown(); err != nil {
@@ -607,13 +612,22 @@ func (p *pools) tend() {
 			h.Heal(ctx)
 			cancel()
 		}
+		now = p.now() // Heal may have taken seconds
 		members := c.Members()
+		// A gateway that died is suspected in the cloud pool within a
+		// probe or two, long before it is declared failed there (which in
+		// memberlist's WAN profile takes 6·log10(N)·5 s or more: 90 s at
+		// 1,000 members); a stray of the same name answers its probes.
+		var suspect map[string]bool
+		if sc, ok := c.(interface{ Suspects() map[string]bool }); ok {
+			suspect = sc.Suspects()
+		}
 		strange := map[string]strangeGateway{}
 		others := false
 		for _, m := range members {
 			if m.Tags[TagPool] != p.cfg.Pool {
 				others = true
-			} else if g := m.Tags[TagGateway]; g != "" {
+			} else if g := m.Tags[TagGateway]; g != "" && !suspect[m.Name] {
 				if _, alive := p.lan.Member(g); !alive {
 					strange[g] = strangeGateway{at: m.Name, addr: m.Addr, since: now}
 				}
@@ -626,7 +640,7 @@ func (p *pools) tend() {
 			}
 		}
 		p.strange = strange
-		p.noteAlone(now, others)
+		line := p.noteAlone(now, others)
 		for _, m := range members {
 			if name := m.Tags[TagPool]; name != "" {
 				p.seen[name] = now
@@ -638,6 +652,9 @@ func (p *pools) tend() {
 			}
 		}
 		p.mu.Unlock()
+		if line != "" {
+			p.logf("%s", line) // not under p.mu: every pool operation takes it
+		}
 	}
 }
 
@@ -942,16 +959,20 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 // pool (or restarted with it on another pool's data dir, or a machine
 // back under the name of a member that left). Its members are in neither
 // half's answer, and each half answered exact over its own. A gateway
-// that died stays listed only until the cloud pool declares it failed,
-// sooner than SplitAfter; one newly chosen is alive here by the time the
-// cloud pool lists it. A member of the cloud pool that claims a pool it
+// that died is suspected in the cloud pool within seconds, and not
+// counted while it is (tend), until the cloud pool declares it failed;
+// one newly chosen is alive here by the time the cloud pool lists it. A member of the cloud pool that claims a pool it
 // is not in can make that pool's answers partial, not wrong.
 func (p *pools) split() string {
 	now := p.now()
 	p.mu.Lock()
 	var strangers []string
+	after := p.cfg.SplitAfter
+	if after <= 0 {
+		after = DefaultConfig(nil).SplitAfter
+	}
 	for g, sg := range p.strange {
-		if now.Sub(sg.since) >= p.cfg.SplitAfter {
+		if now.Sub(sg.since) >= after {
 			strangers = append(strangers, fmt.Sprintf("%s (%s at %s)", g, sg.at, sg.addr))
 		}
 	}
@@ -972,26 +993,45 @@ type strangeGateway struct {
 	since    time.Time
 }
 
-// noteAlone logs, once, that the cloud pool has held no pool but this
-// one for two heals while the agent was given seeds of it (--cloud-join),
-// and once that it holds others again; p.mu is held.
-func (p *pools) noteAlone(now time.Time, others bool) {
+// noteAlone returns, once, the line that says the cloud pool has held no
+// pool but this one for two heals while the agent was given seeds of it
+// (--cloud-join), and once the line that says it holds others again;
+// else "". p.mu is held; the caller logs it after.
+func (p *pools) noteAlone(now time.Time, others bool) string {
 	s, ok := p.cfg.Cloud.(interface{ Seeds() []string })
 	if !ok || len(s.Seeds()) == 0 || others {
-		if p.aloneSaid {
-			p.logf("pools: the cloud pool holds other pools than %s again", p.cfg.Pool)
-		}
-		p.alone, p.aloneSaid = time.Time{}, false
-		return
+		return p.endAlone()
 	}
 	if p.alone.IsZero() {
 		p.alone = now
 	}
 	if !p.aloneSaid && now.Sub(p.alone) >= 2*healEvery {
 		p.aloneSaid = true
-		p.logf("pools: the cloud pool has held no pool but %s for %v: none of --cloud-join %s has answered (an agent of another pool, HOST:GOSSIP_PORT+2); "+
-			"answers are partial while it lasts, and this gateway tries them again every %v", p.cfg.Pool, now.Sub(p.alone).Round(time.Second), strings.Join(s.Seeds(), ", "), healEvery)
+		return fmt.Sprintf("pools: the cloud pool has held no pool but %s for %v, though this agent was given --cloud-join %s: "+
+			"other pools, if any, are not in its answers, which are partial while it lasts — check those addresses (agents of other pools, HOST:GOSSIP_PORT+2); "+
+			"this gateway joins them again every %v", p.cfg.Pool, now.Sub(p.alone).Round(time.Second), strings.Join(s.Seeds(), ", "), healEvery)
 	}
+	return ""
+}
+
+// forgetCloud drops what this peer noted of the cloud pool as a gateway
+// (the strange gateways, since when it has been alone there) when it
+// stops or starts being one, and returns the line that ends an "alone"
+// said, if one was; p.mu is held.
+func (p *pools) forgetCloud() string {
+	p.strange = nil
+	return p.endAlone()
+}
+
+// endAlone ends an "alone" noted, returning the line that says so if it
+// was said; p.mu is held.
+func (p *pools) endAlone() string {
+	line := ""
+	if p.aloneSaid {
+		line = fmt.Sprintf("pools: the cloud pool holds other pools than %s again, or this peer is no longer its gateway", p.cfg.Pool)
+	}
+	p.alone, p.aloneSaid = time.Time{}, false
+	return line
 }
 
 // cloudNet is this peer's network in the cloud pool while it is a

@@ -2039,7 +2039,8 @@ func TestRestartedAloneIsPartial(t *testing.T) {
 
 // A pool whose --cloud-join reaches nobody (here a free port) holds the
 // cloud pool alone: its answers are partial, saying why, not exact over
-// itself as if it were the whole cloud; its agent logs the failed join.
+// itself as if it were the whole cloud; after two heals its gateway logs
+// that the cloud pool holds no other pool.
 func TestCloudJoinReachingNobodyIsPartial(t *testing.T) {
 	t.Parallel()
 	port, nobody := freeBlock(t), freeBlock(t)
@@ -2176,6 +2177,39 @@ func TestSplitPoolIsPartial(t *testing.T) {
 		}
 	}
 }
+
+// A gateway of the pool that the cloud pool lists and the pool does not
+// hold alive counts for a split only once listed for SplitAfter, and what
+// a peer noted as a gateway is forgotten when it stops or starts being
+// one: noted before, it named a gateway long gone the moment the peer
+// was a gateway again.
+func TestSplitAfterAndForgotten(t *testing.T) {
+	now := time.Unix(1e6, 0)
+	p := &pools{cfg: Config{Pool: "a", SplitAfter: 90 * time.Second}, lan: namedOnly{name: "a0"}, now: func() time.Time { return now }}
+	p.strange = map[string]strangeGateway{"a2": {at: "a2.a.1", addr: "10.0.0.2:7948", since: now.Add(-89 * time.Second)}}
+	if why := p.split(); why != "" {
+		t.Errorf("listed 89 s: %q", why)
+	}
+	now = now.Add(time.Second)
+	if why := p.split(); !strings.Contains(why, "a2 (a2.a.1 at 10.0.0.2:7948)") {
+		t.Errorf("listed 90 s: %q", why)
+	}
+	p.alone, p.aloneSaid = now.Add(-time.Minute), true
+	if line := p.forgetCloud(); !strings.Contains(line, "holds other pools than a again") {
+		t.Errorf("an alone said is not ended: %q", line)
+	}
+	if why := p.split(); why != "" || !p.alone.IsZero() || p.aloneSaid {
+		t.Errorf("after forgetCloud: split %q, alone %v, said %v", why, p.alone, p.aloneSaid)
+	}
+}
+
+// namedOnly is a Network that knows its name alone.
+type namedOnly struct {
+	Network
+	name string
+}
+
+func (n namedOnly) Name() string { return n.name }
 
 // The tags pool and gateway are peerq's own: an agent given either
 // refuses to start, with --pool (its pool's Serf refused its own news

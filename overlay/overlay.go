@@ -772,6 +772,8 @@ func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("join %v: %w (last: %v)", seeds, ctx.Err(), err)
+		case <-o.done:
+			return 0, fmt.Errorf("join %v: the overlay was shut down (last: %v)", seeds, err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)
@@ -811,7 +813,23 @@ func (o *Overlay) tryJoin(ctx context.Context, seeds []string) (int, error) {
 		return t.n, t.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	case <-o.done:
+		return 0, errors.New("overlay: shut down")
 	}
+}
+
+// Suspects are the members memberlist suspects now, by name: alive to
+// Serf until their suspicion ends, which can take minutes in a large
+// pool (its timeout grows with log N), though a dead member is suspected
+// within a probe or two.
+func (o *Overlay) Suspects() map[string]bool {
+	out := map[string]bool{}
+	for _, n := range o.serf.Memberlist().Members() {
+		if n.State == memberlist.StateSuspect {
+			out[n.Name] = true
+		}
+	}
+	return out
 }
 
 // Members returns the live peerq peers, this one included, by name.

@@ -260,7 +260,15 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(s.Join) > 0 {
-		p.Expect(len(s.Join))
+		// Its own address in a shared --join list, or one given twice, is
+		// no peer to meet.
+		others := map[string]bool{}
+		for _, a := range s.Join {
+			if a != p.Addr() && a != s.Bind && a != s.Advertise {
+				others[a] = true
+			}
+		}
+		p.Expect(len(others))
 		if err := join(ctx, p, s, out); err != nil {
 			p.Close()
 			return &exitError{exitUsage, err}
