@@ -961,8 +961,9 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 // half's answer, and each half answered exact over its own. A gateway
 // that died is suspected in the cloud pool within seconds, and not
 // counted while it is (tend), until the cloud pool declares it failed;
-// one newly chosen is alive here by the time the cloud pool lists it. A member of the cloud pool that claims a pool it
-// is not in can make that pool's answers partial, not wrong.
+// one newly chosen is alive here by the time the cloud pool lists it. A
+// member of the cloud pool that claims a pool it is not in can make that
+// pool's answers partial, not wrong.
 func (p *pools) split() string {
 	now := p.now()
 	p.mu.Lock()
