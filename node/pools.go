@@ -739,8 +739,8 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	p.mu.Unlock()
 	if c == nil {
 		if slices.Contains(Gateways(p.lan.Members(), p.cfg.Gateways), p.lan.Name()) {
-			return encodePool(poolResp{Err: fmt.Sprintf("%s is a gateway of pool %s but has not joined the cloud pool yet (a gateway joins it after %d checks, %v apart; "+
-				"if this lasts, its log says why)", p.lan.Name(), p.cfg.Pool, gatewayStreak, p.cfg.GatewayCheck)})
+			return encodePool(poolResp{Err: fmt.Sprintf("%s is a gateway of pool %s but %s (a gateway joins it after %d checks, %v apart; "+
+				"if this lasts, its log says why)", p.lan.Name(), p.cfg.Pool, notJoinedYet, gatewayStreak, p.cfg.GatewayCheck)})
 		}
 		return encodePool(poolResp{Err: fmt.Sprintf("%s is not a gateway of pool %s now", p.lan.Name(), p.cfg.Pool)})
 	}
@@ -951,6 +951,10 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	}
 	return poolReport{Gateway: p.lan.Name(), Body: bb, Sig: p.id.Sign(reportDomain, bb)}, body.Status
 }
+
+// notJoinedYet is what a gateway chosen in its pool answers while it has
+// not joined the cloud pool: the asker answers busy when all say it.
+const notJoinedYet = "has not joined the cloud pool yet"
 
 // split says why this gateway's pool may be only part of the pool of its
 // name: the cloud pool has listed, for SplitAfter, a gateway of it that
@@ -1311,7 +1315,14 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 		coords = append(coords, g)
 	}
 	if len(coords) == 0 {
-		return nil, asked{}, fmt.Errorf("node: no gateway of pool %s took the statement (%w)", p.cfg.Pool, errors.Join(errs...))
+		err := fmt.Errorf("node: no gateway of pool %s took the statement (%w)", p.cfg.Pool, errors.Join(errs...))
+		if len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !strings.Contains(e.Error(), notJoinedYet) }) {
+			// Every gateway is one that has not joined the cloud pool yet:
+			// a pool forming, ready in a few checks — busy, not a failure
+			// of the statement (it exited 1, as a usage error would).
+			return nil, asked{}, api.Busy(int(math.Ceil((gatewayStreak * p.cfg.GatewayCheck).Seconds())), err.Error())
+		}
+		return nil, asked{}, err
 	}
 	last := make([]*poolResp, len(coords))
 	misses := make([]int, len(coords))

@@ -2066,7 +2066,12 @@ func TestCloudJoinReachingNobodyIsPartial(t *testing.T) {
 		var a *answer.Answer
 		for a == nil && ctx.Err() == nil {
 			if a, err = p.Execute(ctx, text, nil); a == nil {
-				time.Sleep(100 * time.Millisecond) // not yet its pool's gateway
+				// Its pool's gateway, not yet in the cloud pool: busy, with
+				// when to retry (it exited 1, as a usage error).
+				if !errors.Is(err, api.ErrOverloaded) {
+					t.Errorf("%s before the gateway joined the cloud pool: %v, want busy", text, err)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 		if a == nil {
