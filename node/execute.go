@@ -245,8 +245,9 @@ func completeMeta(plan *query.Plan, m *answer.Meta, err error) {
 // (a SELECT, not RESERVE, RELEASE, ALTER or SHOW, which do not count
 // the cloud) of a peer that has met none of the peers it was to join —
 // its --join seeds, or those it knew before it restarted (overlay.Alone):
-// it answers for a cloud of one that it knows is larger. Restarted with another --pool, or with none, it is refused by
-// the pool it was in, and answered exact over itself alone.
+// it answers for a cloud of one that it knows is larger. Restarted with
+// another --pool, or with none, it is refused by the pool it was in, and
+// answered exact over itself alone.
 func (n *Node) flagAlone(plan *query.Plan, m *answer.Meta) {
 	lone, ok := n.net.(interface{ Alone() int })
 	if !ok || plan.Kind != query.PlanAggregate && plan.Kind != query.PlanTopK || m.Status != StatusExact && m.Status != StatusConverged {

@@ -580,18 +580,22 @@ func (p *pools) tend() {
 				_ = nc.Shutdown()
 			}
 		}
+		var line string
 		p.mu.Lock()
 		if err != nil {
 			if p.joinErr != err.Error() {
-				p.logf("pools: this peer is a gateway of pool %s but could not join the cloud pool: %v", p.cfg.Pool, err)
+				line = fmt.Sprintf("pools: this peer is a gateway of pool %s but could not join the cloud pool: %v", p.cfg.Pool, err)
 			}
 			p.joinErr = err.Error()
 		} else {
 			p.cloud, p.joinErr = nc, ""
-			p.forgetCloud()
-			p.logf("pools: this peer is a gateway of pool %s: joined the cloud pool (%d members)", p.cfg.Pool, nc.Size())
+			p.forgetCloud() // nothing said: it was said on leaving
+			line = fmt.Sprintf("pools: this peer is a gateway of pool %s: joined the cloud pool (%d members)", p.cfg.Pool, nc.Size())
 		}
 		p.mu.Unlock()
+		if line != "" {
+			p.logf("%s", line) // not under p.mu: every pool operation takes it
+		}
 	case !gw && c != nil && change:
 		p.mu.Lock()
 		p.cloud = nil
@@ -700,9 +704,7 @@ func (p *pools) view(c CloudNetwork) []poolView {
 func (p *pools) shape() query.CloudShape {
 	s := query.CloudShape{Pool: p.cfg.Pool, PoolPeers: p.lan.Size(), Gateways: p.cfg.Gateways,
 		Asked: majority(p.cfg.Gateways), Mine: Gateways(p.lan.Members(), p.cfg.Gateways), PollWait: p.pollWait().Seconds(), PollEvery: p.cfg.PollEvery.Seconds(), Timeout: p.cfg.PoolTimeout.Seconds()}
-	p.mu.Lock()
-	c := p.cloud
-	p.mu.Unlock()
+	c := p.cloudNet()
 	if c != nil {
 		s.Pools = []string{}
 		for _, v := range p.view(c) {
@@ -734,9 +736,7 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 		return encodePool(poolResp{Err: "a pool request without a query id"})
 	}
 	copy(id[:], req.ID)
-	p.mu.Lock()
-	c := p.cloud
-	p.mu.Unlock()
+	c := p.cloudNet()
 	if c == nil {
 		if slices.Contains(Gateways(p.lan.Members(), p.cfg.Gateways), p.lan.Name()) {
 			return encodePool(poolResp{Err: fmt.Sprintf("%s is a gateway of pool %s but %s (a gateway joins it after %d checks, %v apart; "+
@@ -1003,8 +1003,8 @@ type strangeGateway struct {
 // (--cloud-join), and once the line that says it holds others again;
 // else "". p.mu is held; the caller logs it after.
 func (p *pools) noteAlone(now time.Time, others bool) string {
-	s, ok := p.cfg.Cloud.(interface{ Seeds() []string })
-	if !ok || len(s.Seeds()) == 0 || others {
+	seeds := p.seeds()
+	if len(seeds) == 0 || others {
 		return p.endAlone()
 	}
 	if p.alone.IsZero() {
@@ -1014,7 +1014,7 @@ func (p *pools) noteAlone(now time.Time, others bool) string {
 		p.aloneSaid = true
 		return fmt.Sprintf("pools: the cloud pool has held no pool but %s for %v, though this agent was given --cloud-join %s: "+
 			"other pools, if any, are not in its answers, which are partial while it lasts — check those addresses (agents of other pools, HOST:GOSSIP_PORT+2); "+
-			"this gateway joins them again every %v", p.cfg.Pool, now.Sub(p.alone).Round(time.Second), strings.Join(s.Seeds(), ", "), healEvery)
+			"this gateway joins them again every %v", p.cfg.Pool, now.Sub(p.alone).Round(time.Second), strings.Join(seeds, ", "), healEvery)
 	}
 	return ""
 }
@@ -1037,6 +1037,16 @@ func (p *pools) endAlone() string {
 	}
 	p.alone, p.aloneSaid = time.Time{}, false
 	return line
+}
+
+// seeds are the cloud pool's addresses this agent was given
+// (--cloud-join: socketCloud.Seeds), where other pools are expected; none
+// in one process (the embedded cloud) or without the flag.
+func (p *pools) seeds() []string {
+	if s, ok := p.cfg.Cloud.(interface{ Seeds() []string }); ok {
+		return s.Seeds()
+	}
+	return nil
 }
 
 // cloudNet is this peer's network in the cloud pool while it is a
@@ -1660,15 +1670,15 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 // no --cloud-join cannot tell: every agent of a pool is given them (any
 // may become a gateway).
 func (p *pools) cutOff(views map[string]poolView) string {
-	s, ok := p.cfg.Cloud.(interface{ Seeds() []string })
-	if !ok || len(s.Seeds()) == 0 || len(views) != 1 {
+	seeds := p.seeds()
+	if len(seeds) == 0 || len(views) != 1 {
 		return ""
 	}
 	if v, own := views[p.cfg.Pool]; !own || len(p.strangers(v.Gateways)) > 0 {
 		return "" // others of its name are there: its gateways' split says so
 	}
 	return fmt.Sprintf("the cloud pool holds no pool but this one (%s) as its gateways see it, though this agent was given --cloud-join %s: "+
-		"other pools, if any, are not in this answer", p.cfg.Pool, strings.Join(s.Seeds(), ", "))
+		"other pools, if any, are not in this answer", p.cfg.Pool, strings.Join(seeds, ", "))
 }
 
 // asked is what an asker learns beside a pooled answer: for a top-k the

@@ -1955,12 +1955,6 @@ func TestPoolLayoutsRefuseEachOther(t *testing.T) {
 			t.Errorf("%s counts %d members after a refused join", tc.from.Name(), n)
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // news of a refused joiner does not come in later either
-	for _, p := range []*Peer{none, inA} {
-		if n := p.Network().Size(); n != 1 {
-			t.Errorf("%s counts %d members", p.Name(), n)
-		}
-	}
 }
 
 // A peer restarted on its data dir with another pool layout than the
@@ -2018,14 +2012,8 @@ func TestRestartedAloneIsPartial(t *testing.T) {
 		status string
 	}{{"a", StatusPartial}, {"", StatusExact}} {
 		p := start("moved", tc.pool, snap, port)
-		if tc.status == StatusExact {
-			for p.Network().Size() < 2 && ctx.Err() == nil {
-				time.Sleep(50 * time.Millisecond) // Serf rejoins those it knew
-			}
-		} else {
-			for p.ov.Alone() == 0 && ctx.Err() == nil {
-				time.Sleep(50 * time.Millisecond) // the overlay counts whom Serf tries to rejoin
-			}
+		for tc.status == StatusExact && p.Network().Size() < 2 && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond) // Serf rejoins those it knew
 		}
 		a := count(p)
 		if a.Meta.Status != tc.status || tc.status == StatusPartial && !strings.Contains(a.Meta.Reason, "met none of the 1 peers it was to join") {
@@ -2150,7 +2138,7 @@ func TestSplitPoolIsPartial(t *testing.T) {
 	if err := gone.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	whole(2) // a2's leaving is no split
+	whole(2) // a2 left: the pool answers whole again before the stray comes
 	host, port, _ := net.SplitHostPort(a0.Addr())
 	n, _ := strconv.Atoi(port)
 	lone := start("a2", net.JoinHostPort(host, strconv.Itoa(n+2))) // no --join of pool a

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -387,6 +388,15 @@ func TestRememberedPeers(t *testing.T) {
 // waits for the try given up on rather than starting a second beside it.
 func TestJoinBoundedByItsContext(t *testing.T) {
 	var seeds []string
+	var mu sync.Mutex
+	var held []net.Conn // open, never answered
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
 	for range 4 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -399,7 +409,9 @@ func TestJoinBoundedByItsContext(t *testing.T) {
 				if err != nil {
 					return
 				}
-				t.Cleanup(func() { c.Close() }) // held open, never answered
+				mu.Lock()
+				held = append(held, c)
+				mu.Unlock()
 			}
 		}()
 		seeds = append(seeds, l.Addr().String())
