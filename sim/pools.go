@@ -53,6 +53,15 @@ type PoolsResult struct {
 	// BytesPerPeer is the pools' gossip bytes over their peers: what a
 	// peer sent for the answer, whatever the rounds.
 	BytesPerPeer float64
+	// BytesPerQueryRound divides BytesPerPeer by the asker's rounds
+	// (Rounds): a peer's share of each round of the statement, counting
+	// the rounds in which its pool was done and the asker still waited
+	// on others — as one pool's run counts, in BytesPerPeerRound, the
+	// rounds before the statement reached a peer. It is the unit to
+	// compare pools with one pool by: BytesPerPeerRound divides each
+	// pool's bytes by its own rounds, so pools that finish sooner (the
+	// same bytes in fewer rounds) look dearer by it.
+	BytesPerQueryRound float64
 
 	// With liars (Config.Liars): each pool's asker makes the sample
 	// check its gateways make (node/pools.go, runPool). Contested names
@@ -149,6 +158,7 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	res.BytesPerPeerRound = bytes / max(peerRounds, 1)
 	res.BytesPerWorkingRound = bytes / max(workingRounds, 1)
 	res.BytesPerPeer = bytes / float64(cfg.Nodes)
+	res.BytesPerQueryRound = res.BytesPerPeer / float64(res.Rounds)
 	if res.Answer, err = run.Merge(plan, parts); err != nil {
 		return nil, err
 	}

@@ -481,6 +481,13 @@ func TestPools(t *testing.T) {
 			if r.BytesPerPeerRound <= 0 || r.BytesPerWorkingRound <= r.BytesPerPeerRound {
 				t.Errorf("%s, %d pools: %.1f bytes per peer-round, %.1f per working one", c.text, r.Pools, r.BytesPerPeerRound, r.BytesPerWorkingRound)
 			}
+			// Over the asker's rounds, which are more than any pool's own
+			// (the cloud level's at least), a peer's share of a round is
+			// less; times those rounds it is what the peer sent.
+			if r.BytesPerQueryRound <= 0 || r.BytesPerQueryRound >= r.BytesPerPeerRound ||
+				math.Abs(r.BytesPerQueryRound*float64(r.Rounds)-r.BytesPerPeer) > 1e-6*r.BytesPerPeer {
+				t.Errorf("%s, %d pools: %.1f bytes per query round over %d rounds, %.1f per peer-round, %.1f a peer", c.text, r.Pools, r.BytesPerQueryRound, r.Rounds, r.BytesPerPeerRound, r.BytesPerPeer)
+			}
 		}
 	}
 }

@@ -211,8 +211,8 @@ func simPools(w io.Writer, plan *query.Plan, cfg sim.Config, pools int) error {
 		cfg.Nodes, pools, finals[0], finals[len(finals)/2], finals[len(finals)-1], res.OutOfRounds, res.OutOfRounds-res.Partial)
 	fmt.Fprintf(w, "the asker's answer final at round %d (the slowest pool + %d for the cloud level), error %.4f%% against the exact answer\n",
 		res.Rounds, sim.CloudRounds, 100*res.Err)
-	fmt.Fprintf(w, "bytes per peer per round %.1f in the pools (%.1f per working peer-round), %.0f per peer for the answer; the cloud level %d bytes (plan and partials, 3 gateways a pool); %.1fs\n",
-		res.BytesPerPeerRound, res.BytesPerWorkingRound, res.BytesPerPeer, res.CloudBytes, time.Since(start).Seconds())
+	fmt.Fprintf(w, "bytes per peer per round %.1f over the asker's %d rounds; %.1f over each pool's own rounds (%.1f per working peer-round); %.0f per peer for the answer; the cloud level %d bytes (plan and partials, 3 gateways a pool); %.1fs\n",
+		res.BytesPerQueryRound, res.Rounds, res.BytesPerPeerRound, res.BytesPerWorkingRound, res.BytesPerPeer, res.CloudBytes, time.Since(start).Seconds())
 	if cfg.Liars > 0 {
 		if plan.Kind != query.PlanAggregate {
 			fmt.Fprintf(w, "liars %.2f%% (%s): forged entries %d in the asker's answer; honest top-%d share %.0f%%\n",
