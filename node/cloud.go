@@ -43,7 +43,7 @@ func (m *cloudMember) Shutdown() error {
 
 // Join implements Cloud: a new overlay on the cloud's network, joined
 // through up to three members already in.
-func (c *EmbeddedCloud) Join(ctx context.Context, name, pool string, id *identity.Key, _ []string) (CloudNetwork, error) {
+func (c *EmbeddedCloud) Join(ctx context.Context, name, pool string, id *identity.Key, _, _ []string) (CloudNetwork, error) {
 	// A gateway that leaves and comes back is a new member under a new
 	// name: Serf shuts down the loser of a conflict over a name, and the
 	// others remember the old one's address for a while.

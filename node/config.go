@@ -213,11 +213,14 @@ type Config struct {
 	// partial, naming it. A gateway of this peer's pool that the cloud
 	// pool has listed, unsuspected, for SplitAfter while the pool does not
 	// hold it alive makes the pool's answers partial ("may be split"); a
-	// dead gateway is suspected in the cloud pool within seconds.
-	Pool                                                         string
-	Gateways                                                     int
-	Cloud                                                        Cloud
-	GatewayCheck, PoolTimeout, PollEvery, PoolMemory, SplitAfter time.Duration
+	// dead gateway is suspected in the cloud pool within seconds. A
+	// member that is not a gateway asks one of its pool every LearnEvery
+	// which pools the cloud pool holds and where (learn.go), to join it
+	// through them, and miss them aloud, once it is a gateway.
+	Pool                                                                     string
+	Gateways                                                                 int
+	Cloud                                                                    Cloud
+	GatewayCheck, PoolTimeout, PollEvery, PoolMemory, SplitAfter, LearnEvery time.Duration
 
 	// BendPartial, if set, is what this peer does to its pool's partial
 	// before it signs its report as a gateway: a lie, for red-team runs
@@ -238,5 +241,5 @@ func DefaultConfig(record func() query.Record) Config {
 		HintTTL: 10 * time.Second, ProbeTries: 3, IndirectProbes: query.IndirectProbes, StorageProbe: 10 * time.Second,
 		ExportSettle: 5 * time.Second, ReliabilityWindow: 7 * 24 * time.Hour, ObserveSaveEvery: time.Minute, Sample: run.DefaultSampleCheck(), Fanout: query.AutoFanout,
 		Gateways: 3, GatewayCheck: time.Second, PoolTimeout: time.Minute, PollEvery: 100 * time.Millisecond, PoolMemory: 10 * time.Minute,
-		SplitAfter: 90 * time.Second}
+		SplitAfter: 90 * time.Second, LearnEvery: 30 * time.Second}
 }

@@ -209,6 +209,9 @@ func New(cfg Config, net Network) (*Node, error) {
 		if cfg.SplitAfter <= 0 {
 			cfg.SplitAfter = def.SplitAfter
 		}
+		if cfg.LearnEvery <= 0 {
+			cfg.LearnEvery = def.LearnEvery
+		}
 		rt.pools = newPools(cfg, net, id, rt, ctx, n.logf)
 		// Called by a gateway's pool runs, which start from the pools'
 		// loop, after n.sc.owner is set.

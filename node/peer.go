@@ -244,7 +244,7 @@ func cloudPort(addr string, plus int) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(p+plus)), nil
 }
 
-func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.Key, gateways []string) (CloudNetwork, error) {
+func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.Key, gateways, learned []string) (CloudNetwork, error) {
 	first := len(gateways) == 0 || Gateways(c.lan.Members(), len(gateways)+1)[0] == name
 	lan := c.lan.Addr()
 	adv, err := cloudPort(lan, 2)
@@ -280,6 +280,11 @@ func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.
 	seeds := slices.Clone(c.cfg.CloudJoin)
 	for _, g := range gateways {
 		if a, err := cloudPort(g, 2); err == nil && a != adv {
+			seeds = append(seeds, a)
+		}
+	}
+	for _, a := range learned {
+		if !slices.Contains(seeds, a) {
 			seeds = append(seeds, a)
 		}
 	}

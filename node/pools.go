@@ -65,9 +65,10 @@ type Cloud interface {
 	// Join makes the peer named name, of pool, a member of the cloud
 	// pool with its identity id and a tag pool=pool, and joins it to the
 	// pool's other members (through, among others, the other gateways of
-	// its pool, whose gossip addresses in the pool are gateways); the
+	// its pool, whose gossip addresses in the pool are gateways, and the
+	// cloud pool's addresses its pool's gateways told it, learned); the
 	// node serves the returned network's exchanges.
-	Join(ctx context.Context, name, pool string, id *identity.Key, gateways []string) (CloudNetwork, error)
+	Join(ctx context.Context, name, pool string, id *identity.Key, gateways, learned []string) (CloudNetwork, error)
 }
 
 // TagPool is the tag that names a peer's pool, in its pool and in the
@@ -175,6 +176,11 @@ type poolResp struct {
 	Sig         []byte `cbor:"6,keyasint,omitempty"`
 	Msg         []byte `cbor:"7,keyasint,omitempty"`
 	Unreachable bool   `cbor:"8,keyasint,omitempty"`
+	// Seeds and Held: what a gateway tells a member of its pool of the
+	// cloud pool (opLearn): addresses there of other pools' gateways,
+	// and the pools it holds.
+	Seeds []string `cbor:"9,keyasint,omitempty"`
+	Held  []string `cbor:"10,keyasint,omitempty"`
 }
 
 // poolView is a pool as the coordinator saw it in the cloud pool: its
@@ -221,6 +227,13 @@ type reportBody struct {
 	// ExcludedCount is how many it left out.
 	Excluded      []string `cbor:"13,keyasint,omitempty"`
 	ExcludedCount int      `cbor:"14,keyasint,omitempty"`
+	// Members and MembersEnd digest the pool's members, each by name and
+	// incarnation, as the gateway found them when its run began and when
+	// it ended (membersDigest): two honest runs that disagree because a
+	// member restarted between them count as many peers, but not the
+	// same members (changed).
+	Members    uint64 `cbor:"15,keyasint,omitempty"`
+	MembersEnd uint64 `cbor:"16,keyasint,omitempty"`
 }
 
 // statusFailed is a report's status when its pool gave no answer.
@@ -293,6 +306,14 @@ type pools struct {
 	runs      map[QueryID]*poolRun
 	coords    map[QueryID]*coordRun
 	joinErr   string
+	// learned is what this peer knows of the cloud pool from its pool's
+	// gateways, or as one (learn): where to join it and which pools it
+	// should find there when it becomes a gateway. learning says an ask
+	// is out, learnedAt when the last began.
+	learned   learnedCloud
+	learning  bool
+	learnedAt time.Time
+	asked     int // asks of a gateway (learn): the next asks another
 	// bend, if set, is a lying gateway's lie (tests, and
 	// Config.BendPartial): what it does to its pool's partial before it
 	// signs it.
@@ -572,7 +593,20 @@ func (p *pools) tend() {
 				others = append(others, m.Addr)
 			}
 		}
-		nc, err := p.cfg.Cloud.Join(ctx, p.lan.Name(), p.cfg.Pool, p.id, others)
+		p.mu.Lock()
+		learned := slices.Clone(p.learned.seeds)
+		for name, at := range p.learned.pools {
+			// The pools its pool's gateways held in the cloud pool: if
+			// this peer cannot find them there (every gateway of its pool
+			// died at once, and none of the seeds answers), its answers
+			// name them, partial, for PoolMemory — not exact over the
+			// pools it does find.
+			if name != p.cfg.Pool && now.Sub(at) < p.cfg.PoolMemory && p.seen[name].Before(at) {
+				p.seen[name] = at
+			}
+		}
+		p.mu.Unlock()
+		nc, err := p.cfg.Cloud.Join(ctx, p.lan.Name(), p.cfg.Pool, p.id, others, learned)
 		cancel()
 		if err == nil {
 			err = nc.Serve(p.serveCloud)
@@ -609,6 +643,8 @@ func (p *pools) tend() {
 		if err := c.Shutdown(); err != nil {
 			p.logf("pools: leaving the cloud pool: %v", err)
 		}
+	case c == nil && p.cfg.Cloud != nil:
+		p.askToLearn(now)
 	case c != nil:
 		if h, ok := c.(interface{ Heal(context.Context) }); ok && now.Sub(p.healed) >= healEvery {
 			p.healed = now
@@ -650,6 +686,13 @@ func (p *pools) tend() {
 				p.seen[name] = now
 			}
 		}
+		learned := learnFrom(members, p.cfg.Pool, now)
+		if len(learned.seeds) == 0 {
+			// Alone in the cloud pool: the addresses it joined through
+			// are still where the others were.
+			learned.seeds = p.learned.seeds
+		}
+		p.learned = learned
 		for name, at := range p.seen {
 			if now.Sub(at) > p.cfg.PoolMemory {
 				delete(p.seen, name)
@@ -723,6 +766,9 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 	var req poolReq
 	if err := decodePool(msg, &req); err != nil {
 		return encodePool(poolResp{Err: err.Error()})
+	}
+	if req.Op == opLearn {
+		return encodePool(p.tell())
 	}
 	if req.Op == opDeliver {
 		// To any member, from a gateway of its pool: within half an
@@ -881,7 +927,7 @@ func (p *pools) startRun(id QueryID, plan *query.Plan) {
 // pool's partial, signed, and its status.
 func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	start := p.now()
-	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash()}
+	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash(), Members: membersDigest(p.lan.Members())}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
 	defer cancel()
 	if plan.Owner != "" {
@@ -945,6 +991,7 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 		}
 	}
 	body.Elapsed = p.now().Sub(start).Seconds()
+	body.MembersEnd = membersDigest(p.lan.Members())
 	bb, err := reportEnc.Marshal(body)
 	if err != nil {
 		panic(err)
@@ -1961,7 +2008,11 @@ func choose(plan *query.Plan, vs []verified, listed int) (*verified, int, string
 		for _, v := range ok {
 			ns = append(ns, strconv.Itoa(v.body.Peers))
 		}
-		return nil, bestN, fmt.Sprintf("its gateways' reports differ and so do their members (%s): the pool changed while they ran", strings.Join(ns, ", "))
+		same := ""
+		if !slices.ContainsFunc(ok, func(v verified) bool { return v.body.Peers != ok[0].body.Peers }) {
+			same = " peers, not the same ones" // a member restarted, or one left as another came
+		}
+		return nil, bestN, fmt.Sprintf("its gateways' reports differ and so do their members (%s%s): the pool changed while they ran", strings.Join(ns, ", "), same)
 	case len(ok) >= need:
 		return nil, bestN, "disagree"
 	case failed > 0:
@@ -2119,12 +2170,33 @@ func agree(plan *query.Plan, a, b *answer.Answer) bool {
 // changed says whether reports count different members: their pool's
 // membership moved while they ran.
 func changed(vs []verified) bool {
+	for _, v := range vs {
+		if v.body.Members != v.body.MembersEnd {
+			return true // while it ran
+		}
+	}
 	for _, v := range vs[1:] {
-		if v.body.Peers != vs[0].body.Peers {
+		if v.body.Peers != vs[0].body.Peers || v.body.Members != vs[0].body.Members {
 			return true
 		}
 	}
 	return false
+}
+
+// membersDigest is a digest of a pool's members, each by name and
+// incarnation (Boot: new at every start), whatever their order: a sum
+// over them of the name's FNV-1a with the incarnation, mixed (MurmurHash3's
+// finalizer) so that two members' changes do not cancel out.
+func membersDigest(ms []network.Member) uint64 {
+	var sum uint64
+	for _, m := range ms {
+		x := hash64(m.Name) ^ m.Boot
+		x ^= x >> 33
+		x *= 0xff51afd7ed558ccd
+		x ^= x >> 33
+		sum += x
+	}
+	return sum
 }
 
 // joinReason joins two reasons or warnings, either of which may be empty.

@@ -124,6 +124,14 @@ func TestChoose(t *testing.T) {
 		{"no gateway", nil, 0, 0, "it has no gateway in the cloud pool now"},
 		{"two disagree, a member lost between their runs", []verified{withPeers(ans(8), 4), withPeers(ans(7), 3)}, 3, 1,
 			"its gateways' reports differ and so do their members (4, 3): the pool changed while they ran"},
+		// A member restarted between the two runs (a small pool, its
+		// record new): as many peers, not the same members. It made an
+		// honest pool's answer contested.
+		{"two disagree, a member restarted between their runs", []verified{withPeers(withMembers(ans(8), 1, 1), 4), withPeers(withMembers(ans(7), 2, 2), 4)}, 3, 1,
+			"its gateways' reports differ and so do their members (4, 4 peers, not the same ones): the pool changed while they ran"},
+		{"two disagree, a member restarted while one ran", []verified{withPeers(withMembers(ans(8), 1, 1), 4), withPeers(withMembers(ans(7), 1, 2), 4)}, 3, 1,
+			"its gateways' reports differ and so do their members (4, 4 peers, not the same ones): the pool changed while they ran"},
+		{"two disagree over the same members", []verified{withPeers(withMembers(ans(8), 1, 1), 4), withPeers(withMembers(ans(7), 1, 1), 4)}, 2, 1, "disagree"},
 		{"more reports than listed", []verified{ans(100), ans(1000), ans(1000)}, 1, 2, ""},
 		// FROM SUBCLOUD: the owner a gateway found in its pool is part of
 		// its report; a liar that claims one is outvoted however its
@@ -229,6 +237,12 @@ func owned(v verified, owner string) verified {
 
 func withPeers(v verified, n int) verified {
 	v.body.Peers = n
+	return v
+}
+
+// withMembers is v with its run's members' digests at its start and end.
+func withMembers(v verified, start, end uint64) verified {
+	v.body.Members, v.body.MembersEnd = start, end
 	return v
 }
 
@@ -1678,6 +1692,7 @@ func FuzzDecodePool(f *testing.F) {
 	}
 	f.Add(encodePool(vouchBody{Pool: "b", By: "g", Names: []string{"m1", "m2"}, Keys: [][]byte{make([]byte, 32), nil}, Boots: []uint64{1, 0}, At: 5}))
 	f.Add(encodePool(poolReq{Op: opRelay, ID: make([]byte, 16), Pool: "b", To: "m1", Msg: []byte{0xa0}, From: "a/o"}))
+	f.Add(encodePool(poolResp{Seeds: []string{"10.0.0.1:7948", "[::1]:7948"}, Held: []string{"a", "b"}}))
 	p := &pools{cfg: Config{Pool: "a"}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var req poolReq
@@ -1722,6 +1737,10 @@ func FuzzDecodePool(f *testing.F) {
 		var resp poolResp
 		if decodePool(b, &resp) != nil {
 			return
+		}
+		// What a gateway tells its pool's members of the cloud pool.
+		if l, err := checkLearned(resp, "a", time.Unix(0, 0)); err == nil && (len(l.seeds) > maxLearnedSeeds || len(l.pools) > maxLearnedPools) {
+			t.Fatalf("kept %d addresses and %d pools told", len(l.seeds), len(l.pools))
 		}
 		out, _ := crossCheck([]string{"c1", "c2"}, []*poolResp{&resp, &resp})
 		// The keys as the fuzzed views give them, this pool's pinned too.
@@ -1987,19 +2006,7 @@ func TestRestartedAloneIsPartial(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	count := func(p *Peer) *answer.Answer {
-		t.Helper()
-		for {
-			a, err := p.Execute(ctx, "SELECT COUNT(*) FROM peers", nil)
-			if a != nil {
-				return a
-			}
-			if ctx.Err() != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond) // not yet its pool's gateway
-		}
-	}
+	count := func(p *Peer) *answer.Answer { t.Helper(); return answerOf(ctx, t, p, "SELECT COUNT(*) FROM peers") }
 	// An agent given --join seeds it has not joined (--retry-join serves
 	// meanwhile) is in the same place, without a snapshot.
 	seeded := start("seeded", "a", "", freeBlock(t))
@@ -2112,19 +2119,7 @@ func TestSplitPoolIsPartial(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ask := func(p *Peer, text string) *answer.Answer {
-		t.Helper()
-		for {
-			a, err := p.Execute(ctx, text, nil)
-			if a != nil {
-				return a
-			}
-			if ctx.Err() != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond) // gateways not chosen yet
-		}
-	}
+	ask := func(p *Peer, text string) *answer.Answer { t.Helper(); return answerOf(ctx, t, p, text) }
 	whole := func(n int) {
 		t.Helper()
 		for a := ask(a0, "SELECT COUNT(*) FROM peers"); a.Meta.Status != StatusExact || a.Meta.Peers != n; a = ask(a0, "SELECT COUNT(*) FROM peers") {
@@ -2215,6 +2210,146 @@ func TestPoolTagsAreOwn(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "peerq's own") {
 				t.Errorf("--pool %q --tag %s=yes: %v, want a refusal", pool, k, err)
 			}
+		}
+	}
+}
+
+// Every gateway of a pool dies at once, and the members that take their
+// places were given no --cloud-join (an operator gives it to the first
+// agents): they join the cloud pool through what they learned from the
+// gateways before (learn.go). They started a cloud pool of their own, and
+// their pool answered exact over itself, without the other pool.
+func TestGatewaysAllGoneRejoin(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := func(name, pool string, cloudJoin ...string) *Peer {
+		port := freeBlock(t)
+		rec := query.Synthetic(1, len(name))
+		cfg := DefaultConfig(func() query.Record { return rec })
+		cfg.Round, cfg.GatewayCheck, cfg.LearnEvery = 50*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond
+		p, err := startPeer(PeerConfig{Name: name, Bind: fmt.Sprintf("127.0.0.1:%d", port), Exchange: fmt.Sprintf("127.0.0.1:%d", port+1),
+			Local: true, Runtime: cfg, Pool: pool, CloudJoin: cloudJoin}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	join := func(p, to *Peer) {
+		if err := p.Join(ctx, []string{to.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := []*Peer{start("a0", "a"), start("a1", "a"), start("a2", "a")}
+	join(a[1], a[0])
+	join(a[2], a[0])
+	host, port, _ := net.SplitHostPort(a[0].Addr())
+	n, _ := strconv.Atoi(port)
+	seed := net.JoinHostPort(host, strconv.Itoa(n+2)) // a0's cloud pool address
+	names := []string{"b0", "b1", "b2", "b3", "b4", "b5"}
+	var ms []network.Member
+	for _, name := range names {
+		ms = append(ms, network.Member{Name: name})
+	}
+	first := Gateways(ms, 3)
+	var b, gws, rest []*Peer
+	for _, name := range names {
+		var p *Peer
+		if slices.Contains(first, name) {
+			p = start(name, "b", seed) // only the first gateways know the other pool
+			gws = append(gws, p)
+		} else {
+			p = start(name, "b")
+			rest = append(rest, p)
+		}
+		if len(b) > 0 {
+			join(p, b[0])
+		}
+		b = append(b, p)
+	}
+	ask := func(p *Peer) *answer.Answer { t.Helper(); return answerOf(ctx, t, p, "SELECT COUNT(*) FROM peers") }
+	pools := func(a *answer.Answer) []string {
+		var out []string
+		for _, ps := range a.Meta.Pools {
+			out = append(out, ps.Pool)
+		}
+		return out
+	}
+	// whole waits for an exact answer over both pools at p, n peers; an
+	// exact one that leaves pool a out is wrong.
+	whole := func(p *Peer, n int) {
+		t.Helper()
+		for {
+			a := ask(p)
+			exact := a.Meta.Status == StatusExact || a.Meta.Status == StatusConverged
+			if exact && !slices.Contains(pools(a), "a") {
+				t.Fatalf("at %s: %s over pools %v, %d peers, without pool a", p.Name(), a.Meta.Status, pools(a), a.Meta.Peers)
+			}
+			if exact && a.Meta.Peers == n {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("at %s: never exact over both pools' %d peers: %s, %d peers, pools %v (%q)", p.Name(), n, a.Meta.Status, a.Meta.Peers, pools(a), a.Meta.Reason)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	whole(rest[0], 9)
+	for _, p := range rest { // every member has learned where pool a is
+		for {
+			p.rt.pools.mu.Lock()
+			l := p.rt.pools.learned
+			p.rt.pools.mu.Unlock()
+			if _, ok := l.pools["a"]; ok && len(l.seeds) == 3 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never learned pool a's gateways: %v", p.Name(), l)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, p := range gws {
+		p.Close() // all three at once, without leaving
+	}
+	whole(rest[0], 6)
+	whole(a[0], 6)
+}
+
+// answerOf asks p text until it answers (a pool whose gateways are not
+// chosen, or not in the cloud pool yet, refuses it), or fails the test
+// when ctx ends.
+func answerOf(ctx context.Context, t *testing.T, p *Peer, text string) *answer.Answer {
+	t.Helper()
+	for {
+		a, err := p.Execute(ctx, text, nil)
+		if a != nil {
+			return a
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// membersDigest tells members apart by name and incarnation, in any
+// order.
+func TestMembersDigest(t *testing.T) {
+	m := func(name string, boot uint64) network.Member { return network.Member{Name: name, Boot: boot} }
+	a := membersDigest([]network.Member{m("a0", 1), m("a1", 7), m("a2", 9)})
+	if b := membersDigest([]network.Member{m("a2", 9), m("a0", 1), m("a1", 7)}); b != a {
+		t.Errorf("order changed the digest: %x, %x", a, b)
+	}
+	for _, other := range [][]network.Member{
+		{m("a0", 1), m("a1", 8), m("a2", 9)}, // a1 restarted
+		{m("a0", 1), m("a1", 7)},             // a2 gone
+		{m("a0", 1), m("a1", 7), m("a3", 9)}, // a2 gone, a3 come
+		{m("a0", 2), m("a1", 6), m("a2", 9)}, // two restarted
+	} {
+		if membersDigest(other) == a {
+			t.Errorf("%v: the same digest as the pool before", other)
 		}
 	}
 }

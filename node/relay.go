@@ -54,6 +54,7 @@ const (
 	opVouch   = iota + 5 // which keys do these members of a pool show?
 	opRelay              // hand this lease request to a member of another pool
 	opDeliver            // a lease request relayed from another pool
+	opLearn              // which pools and cloud addresses does the cloud pool hold? (pools.learn)
 )
 
 // vouchDomain and relayDomain separate a vouch's and a relayed reply's
