@@ -214,9 +214,9 @@ type Config struct {
 	// pool has listed, unsuspected, for SplitAfter while the pool does not
 	// hold it alive makes the pool's answers partial ("may be split"); a
 	// dead gateway is suspected in the cloud pool within seconds. A
-	// member that is not a gateway asks one of its pool every LearnEvery
-	// which pools the cloud pool holds and where (learn.go), to join it
-	// through them, and miss them aloud, once it is a gateway.
+	// member not in the cloud pool asks a gateway of its pool every
+	// LearnEvery which pools the cloud pool holds and where (learn.go),
+	// to join it through them, and miss them aloud, once it is a gateway.
 	Pool                                                                     string
 	Gateways                                                                 int
 	Cloud                                                                    Cloud

@@ -65,7 +65,10 @@
 // of each pool (opRelay, opDeliver), each end believing the other's key
 // as a majority of its own pool's gateways vouch for it (opVouch, each
 // vouch signed), the member's reply signed over the request, and its
-// loss believed only from majorities.
+// loss believed only from majorities. A member that is not a gateway
+// learns from one of its pool's gateways what the cloud pool holds
+// (learn.go: opLearn), to join it through those addresses, and miss its
+// pools aloud, if it becomes one.
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
 // cloud pool on its own in-memory network).
 //

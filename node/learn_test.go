@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"github.com/peerq/peerq/identity"
 	"slices"
@@ -12,11 +13,10 @@ import (
 	"github.com/peerq/peerq/node/network"
 )
 
-// A gateway tells its pool's members addresses of other pools' gateways,
-// one of each pool in turn, at most maxLearnedSeeds, and every pool the
-// cloud pool holds (its own too: the member leaves its own out).
-func TestLearnFrom(t *testing.T) {
-	now := time.Unix(1e6, 0)
+// A gateway knows the pools the cloud pool holds and the other pools'
+// gateways' addresses; each member gets its own few of those
+// (rendezvous hashing), not every member the same.
+func TestHeldBy(t *testing.T) {
 	gw := func(pool, name, addr string) network.Member {
 		return network.Member{Name: name + "." + pool + ".1", Addr: addr, Tags: map[string]string{TagPool: pool, TagGateway: name}}
 	}
@@ -26,54 +26,96 @@ func TestLearnFrom(t *testing.T) {
 		gw("c", "c0", "10.0.2.1:7948"),
 		{Name: "stray", Addr: "10.0.9.9:7948", Tags: map[string]string{TagPool: "d"}}, // no gateway tag: not a gateway
 	}
-	l := learnFrom(ms, "a", now)
-	if want := []string{"10.0.1.1:7948", "10.0.2.1:7948", "10.0.1.2:7948"}; !slices.Equal(l.seeds, want) {
-		t.Errorf("seeds %v, want %v (other pools' gateways, one of each in turn)", l.seeds, want)
+	h := heldBy(ms, "a")
+	if want := []string{"10.0.1.1:7948", "10.0.1.2:7948", "10.0.2.1:7948"}; !slices.Equal(h.addrs, want) {
+		t.Errorf("addresses %v, want %v (other pools' gateways)", h.addrs, want)
 	}
-	if len(l.pools) != 3 || l.pools["a"] != now || l.pools["b"] != now || l.pools["c"] != now {
-		t.Errorf("pools %v, want a, b and c", l.pools)
+	if want := []string{"a", "b", "c"}; !slices.Equal(h.names, want) || h.sum != namesDigest(want) || h.sum == namesDigest([]string{"a", "b"}) {
+		t.Errorf("pools %v (digest %x), want %v", h.names, h.sum, want)
 	}
-	var many []network.Member
-	for i := range 20 {
-		many = append(many, gw(fmt.Sprintf("p%02d", i), "g", fmt.Sprintf("10.1.%d.1:7948", i)))
+	var many []string
+	for i := range 300 {
+		many = append(many, fmt.Sprintf("10.1.%d.%d:7948", i/100, i%100))
 	}
-	if l := learnFrom(many, "p00", now); len(l.seeds) != maxLearnedSeeds || slices.Contains(l.seeds, "10.1.0.1:7948") || len(l.pools) != 20 {
-		t.Errorf("20 pools: seeds %v, %d pools", l.seeds, len(l.pools))
+	firsts := map[string]bool{}
+	for i := range 50 {
+		seeds := pickSeeds(many, fmt.Sprintf("m%d", i), maxLearnedSeeds)
+		if len(seeds) != maxLearnedSeeds || !slices.Equal(seeds, pickSeeds(many, fmt.Sprintf("m%d", i), maxLearnedSeeds)) {
+			t.Fatalf("m%d: %v, not %d, or not the same twice", i, seeds, maxLearnedSeeds)
+		}
+		for _, a := range seeds {
+			if !slices.Contains(many, a) {
+				t.Fatalf("m%d: %s is not one of the addresses", i, a)
+			}
+		}
+		firsts[seeds[0]] = true
+	}
+	if len(firsts) < 30 { // 50 members, 300 addresses: about 46 distinct
+		t.Errorf("50 members' first addresses: only %d distinct", len(firsts))
+	}
+	if got := pickSeeds(many[:3], "m0", maxLearnedSeeds); len(got) != 3 {
+		t.Errorf("3 addresses: picked %v", got)
+	}
+}
+
+// A member keeps what any gateway told it for PoolMemory: a gateway that
+// leaves pools out (a liar, or one that started a cloud pool of its own)
+// does not make them forgotten.
+func TestLearnedHeard(t *testing.T) {
+	now := time.Unix(1e6, 0)
+	var l learnedCloud
+	l.heard([]string{"a", "b", "c"}, "a", now, 10*time.Minute)
+	l.heard([]string{"a"}, "a", now.Add(5*time.Minute), 10*time.Minute)
+	if _, ok := l.pools["b"]; !ok || len(l.pools) != 2 {
+		t.Errorf("after a list without b and c: %v", l.pools)
+	}
+	l.heard([]string{"a", "c"}, "a", now.Add(10*time.Minute), 10*time.Minute)
+	if _, ok := l.pools["b"]; ok || l.pools["c"] != now.Add(10*time.Minute) {
+		t.Errorf("b not heard of for 10 minutes is kept, or c not renewed: %v", l.pools)
+	}
+	if got := (&learnedCloud{seeds: []string{"x", "y"}}).next(3); !slices.Equal(got, []string{"y"}) {
+		t.Errorf("the 4th try's address: %v", got)
 	}
 }
 
 // What a gateway tells is checked before it is kept: bounded, each
-// address HOST:PORT, each name a pool's.
+// address an IP and a port, each name a pool's, in order.
 func TestCheckLearned(t *testing.T) {
-	now := time.Unix(1e6, 0)
 	long := strings.Repeat("x", maxPoolName+1)
 	var tooMany []string
 	for i := range maxLearnedSeeds + 1 {
 		tooMany = append(tooMany, fmt.Sprintf("10.0.0.%d:7948", i))
 	}
 	for _, c := range []struct {
-		name string
-		r    poolResp
-		err  string
+		name     string
+		r        poolResp
+		loopback bool
+		err      string
 	}{
-		{"good", poolResp{Seeds: []string{"10.0.0.1:7948", "[::1]:7948", "host.example:9"}, Held: []string{"a", "b"}}, ""},
-		{"too many addresses", poolResp{Seeds: tooMany}, "more than"},
-		{"no port", poolResp{Seeds: []string{"10.0.0.1"}}, "not a cloud pool address"},
-		{"port 0", poolResp{Seeds: []string{"10.0.0.1:0"}}, "not a cloud pool address"},
-		{"no host", poolResp{Seeds: []string{":7948"}}, "not a cloud pool address"},
-		{"port not a number", poolResp{Seeds: []string{"10.0.0.1:http"}}, "not a cloud pool address"},
-		{"empty name", poolResp{Held: []string{""}}, "not a pool's name"},
-		{"long name", poolResp{Held: []string{long}}, "not a pool's name"},
-		{"not UTF-8", poolResp{Held: []string{"a\xff"}}, "not a pool's name"},
+		{"good", poolResp{Seeds: []string{"10.0.0.1:7948", "[2001:db8::1]:7948"}, Held: []string{"a", "b"}}, false, ""},
+		{"unchanged", poolResp{Seeds: []string{"10.0.0.1:7948"}, Unchanged: true}, false, ""},
+		{"loopback, agents on one machine", poolResp{Seeds: []string{"127.0.0.1:7948"}}, true, ""},
+		{"loopback, told a peer on a network", poolResp{Seeds: []string{"127.0.0.1:7948"}}, false, "not a cloud pool address"},
+		{"too many addresses", poolResp{Seeds: tooMany}, false, "more than"},
+		{"a host name", poolResp{Seeds: []string{"host.example:7948"}}, false, "not a cloud pool address"},
+		{"no port", poolResp{Seeds: []string{"10.0.0.1"}}, false, "not a cloud pool address"},
+		{"port 0", poolResp{Seeds: []string{"10.0.0.1:0"}}, false, "not a cloud pool address"},
+		{"unspecified", poolResp{Seeds: []string{"0.0.0.0:7948"}}, false, "not a cloud pool address"},
+		{"multicast", poolResp{Seeds: []string{"224.0.0.1:7948"}}, false, "not a cloud pool address"},
+		{"port not a number", poolResp{Seeds: []string{"10.0.0.1:http"}}, false, "not a cloud pool address"},
+		{"empty name", poolResp{Held: []string{""}}, false, "not a pool's name"},
+		{"long name", poolResp{Held: []string{long}}, false, "not a pool's name"},
+		{"not UTF-8", poolResp{Held: []string{"a\xff"}}, false, "not a pool's name"},
+		{"out of order", poolResp{Held: []string{"b", "a"}}, false, "not a pool's name"},
+		{"twice", poolResp{Held: []string{"a", "a"}}, false, "not a pool's name"},
+		{"unchanged with a list", poolResp{Held: []string{"a"}, Unchanged: true}, false, "said to be unchanged"},
 	} {
-		l, err := checkLearned(c.r, "a", now)
+		err := checkLearned(c.r, c.loopback)
 		switch {
 		case c.err == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)
 		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 			t.Errorf("%s: %v, want %q", c.name, err, c.err)
-		case c.err == "" && (len(l.seeds) != 3 || len(l.pools) != 1 || l.pools["b"] != now):
-			t.Errorf("%s: kept %v (its own pool a left out)", c.name, l)
 		}
 	}
 }
@@ -139,3 +181,34 @@ type aloneCloudNet struct {
 func (c aloneCloudNet) Members() []network.Member   { return []network.Member{c.m} }
 func (c aloneCloudNet) Serve(network.Handler) error { return nil }
 func (c aloneCloudNet) Size() int                   { return 1 }
+
+// A gateway tells a member its own few addresses, and the pools' names
+// only when they changed since the list the member was told last.
+func TestTell(t *testing.T) {
+	now := time.Unix(1e6, 0)
+	p := &pools{cfg: Config{Pool: "a", PoolMemory: 10 * time.Minute}, lan: aloneLAN{name: "a0"}}
+	if r := p.tell("m1", nil); !strings.Contains(r.Err, "not in the cloud pool") {
+		t.Errorf("not a gateway: %+v", r)
+	}
+	p.cloud = aloneCloudNet{}
+	gw := func(pool, name, addr string) network.Member {
+		return network.Member{Name: name, Addr: addr, Tags: map[string]string{TagPool: pool, TagGateway: name}}
+	}
+	p.holding([]network.Member{gw("a", "a0", "10.0.0.1:7948"), gw("b", "b0", "10.0.1.1:7948"), gw("c", "c0", "10.0.2.1:7948")}, now)
+	r := p.tell("m1", nil)
+	if !slices.Equal(r.Held, []string{"a", "b", "c"}) || r.Unchanged || len(r.Seeds) != 2 || slices.Contains(r.Seeds, "10.0.0.1:7948") {
+		t.Fatalf("first ask: %+v", r)
+	}
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], namesDigest(r.Held))
+	if r := p.tell("m1", sum[:]); !r.Unchanged || r.Held != nil || len(r.Seeds) != 2 {
+		t.Errorf("the same list again: %+v", r)
+	}
+	binary.BigEndian.PutUint64(sum[:], namesDigest([]string{"a", "b"}))
+	if r := p.tell("m1", sum[:]); r.Unchanged || len(r.Held) != 3 {
+		t.Errorf("a list that changed: %+v", r)
+	}
+	if _, ok := p.learned.pools["b"]; !ok || len(p.learned.seeds) != 2 {
+		t.Errorf("the gateway keeps what it would tell, for when it is not one: %+v", p.learned)
+	}
+}

@@ -277,42 +277,65 @@ func (c *socketCloud) Join(ctx context.Context, name, pool string, id *identity.
 	if err != nil {
 		return nil, fmt.Errorf("node: the cloud pool: %w", err)
 	}
-	seeds := slices.Clone(c.cfg.CloudJoin)
-	for _, g := range gateways {
-		if a, err := cloudPort(g, 2); err == nil && a != adv {
-			seeds = append(seeds, a)
-		}
-	}
+	seeds := c.seeds(gateways, adv)
+	var tried []string // learned addresses: one at a time, each only if all before failed
 	for _, a := range learned {
-		if !slices.Contains(seeds, a) {
-			seeds = append(seeds, a)
+		if a != adv && !slices.Contains(seeds, a) && !slices.Contains(tried, a) {
+			tried = append(tried, a)
 		}
 	}
-	seeds = slices.DeleteFunc(seeds, func(s string) bool { return s == adv })
-	m := &socketMember{Overlay: o, seeds: seeds}
-	if len(seeds) == 0 {
+	m := &socketMember{Overlay: o, c: c, name: name, adv: adv}
+	if len(seeds) == 0 && len(tried) == 0 {
 		return m, nil // the first gateway of the cloud: the others join it
 	}
-	jctx := ctx
-	if first {
-		// Alone it starts the cloud pool and heals into the others later
-		// (Heal): its pool waits for no longer than one join's try. It
-		// waited for the caller's 30 s, and its pool's statements failed
-		// meanwhile.
-		var cancel context.CancelFunc
-		jctx, cancel = context.WithTimeout(ctx, firstJoinWait)
-		defer cancel()
-	}
-	if _, err := o.Join(jctx, seeds); err != nil {
+	var joinErr error
+	if len(seeds) > 0 {
+		jctx := ctx
 		if first {
-			// Its pool's first gateway starts the cloud pool alone when
-			// nobody is there yet; Heal merges it with the others later
-			// (pools.noteAlone logs it if that lasts).
+			// Alone it starts the cloud pool and heals into the others
+			// later (Heal): its pool waits for no longer than one join's
+			// try. It waited for the caller's 30 s, and its pool's
+			// statements failed meanwhile.
+			var cancel context.CancelFunc
+			jctx, cancel = context.WithTimeout(ctx, firstJoinWait)
+			defer cancel()
+		}
+		if _, joinErr = o.Join(jctx, seeds); joinErr == nil {
 			return m, nil
 		}
-		return nil, errors.Join(fmt.Errorf("node: joining the cloud pool through %v: %w", seeds, err), o.Shutdown())
 	}
-	return m, nil
+	// What its pool's gateways told it (learn.go), after the addresses it
+	// was given and its pool's gateways: a learned address that stalls —
+	// a liar's, or a host gone — holds up no join that could do without
+	// it (Serf visits seeds one at a time, each for up to its TCP
+	// timeout).
+	for _, a := range tried {
+		_, err := o.Join(ctx, []string{a})
+		if err == nil {
+			return m, nil
+		}
+		joinErr = errors.Join(joinErr, err)
+	}
+	if first {
+		// Its pool's first gateway starts the cloud pool alone when
+		// nobody is there yet; Heal merges it with the others later
+		// (pools.noteAlone logs it if that lasts).
+		return m, nil
+	}
+	return nil, errors.Join(fmt.Errorf("node: joining the cloud pool through %v and %d learned address(es): %w", seeds, len(tried), joinErr), o.Shutdown())
+}
+
+// seeds are the cloud pool addresses a gateway joins and heals through,
+// other than its own (adv): --cloud-join's, and those of its pool's other
+// gateways (their pool gossip addresses + 2).
+func (c *socketCloud) seeds(gateways []string, adv string) []string {
+	seeds := slices.Clone(c.cfg.CloudJoin)
+	for _, g := range gateways {
+		if a, err := cloudPort(g, 2); err == nil && a != adv && !slices.Contains(seeds, a) {
+			seeds = append(seeds, a)
+		}
+	}
+	return slices.DeleteFunc(seeds, func(s string) bool { return s == adv })
 }
 
 // firstJoinWait is how long its pool's first gateway tries the cloud
@@ -323,21 +346,42 @@ const firstJoinWait = 5 * time.Second
 // other pools are expected there (pools.cutOff).
 func (c *socketCloud) Seeds() []string { return c.cfg.CloudJoin }
 
-// socketMember is a gateway's overlay in the cloud pool with the seeds it
-// joined through.
+// socketMember is a gateway's overlay in the cloud pool.
 type socketMember struct {
 	*overlay.Overlay
-	seeds []string
+	c    *socketCloud
+	name string // its name in its pool
+	adv  string // its address in the cloud pool
 }
 
-// Heal joins the seeds again: two gateways that each started the cloud
-// pool alone (their pools formed at once) become one pool, as memberlist
-// merges the states of any two members that join. A failure is for the
-// next heal to mend; that the cloud pool holds no other pool is what
-// tells (pools.noteAlone), not whether a seed answered — the seeds
+// Heal joins the seeds again — --cloud-join's and its pool's gateways'
+// now, and learned (pools.tend gives one it learned while the cloud pool
+// holds no other pool) — so that two gateways that each started the
+// cloud pool alone (their pools formed at once) become one pool, as
+// memberlist merges the states of any two members that join. The seeds
+// are read anew each time: a gateway that started alone, its pool's
+// others not yet known, healed through nobody, for good. A failure is
+// for the next heal to mend; that the cloud pool holds no other pool is
+// what tells (pools.noteAlone), not whether a seed answered — the seeds
 // include the pool's own gateways.
-func (m *socketMember) Heal(ctx context.Context) {
-	if len(m.seeds) > 0 {
-		_, _ = m.Join(ctx, m.seeds)
+func (m *socketMember) Heal(ctx context.Context, learned []string) {
+	k := m.c.cfg.Runtime.Gateways
+	if k <= 0 {
+		k = DefaultConfig(nil).Gateways
+	}
+	var gws []string
+	for _, g := range Gateways(m.c.lan.Members(), k) {
+		if mem, ok := m.c.lan.Member(g); ok && g != m.name {
+			gws = append(gws, mem.Addr)
+		}
+	}
+	seeds := m.c.seeds(gws, m.adv)
+	for _, a := range learned {
+		if a != m.adv && !slices.Contains(seeds, a) {
+			seeds = append(seeds, a)
+		}
+	}
+	if len(seeds) > 0 {
+		_, _ = m.Join(ctx, seeds)
 	}
 }

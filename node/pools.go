@@ -181,6 +181,9 @@ type poolResp struct {
 	// and the pools it holds.
 	Seeds []string `cbor:"9,keyasint,omitempty"`
 	Held  []string `cbor:"10,keyasint,omitempty"`
+	// Unchanged says Held is the list the member was told last (its
+	// digest in the request's Msg), left out.
+	Unchanged bool `cbor:"11,keyasint,omitempty"`
 }
 
 // poolView is a pool as the coordinator saw it in the cloud pool: its
@@ -242,7 +245,10 @@ const statusFailed = "failed"
 // reportDomain separates a report's signatures from the identity's others.
 const reportDomain = "peerq pool report v1"
 
-var poolDec = strictcbor.DecMode(6, 4096, 16)
+// poolDec reads maps of up to 32 pairs: reportBody has 16 fields, as
+// many as a decoder of 16 reads, and the next field would have made
+// every full report unreadable.
+var poolDec = strictcbor.DecMode(6, 4096, 32)
 
 // reportEnc encodes the report bodies gateways sign: deterministically,
 // so that one report is one byte string (crossCheck compares them).
@@ -307,13 +313,22 @@ type pools struct {
 	coords    map[QueryID]*coordRun
 	joinErr   string
 	// learned is what this peer knows of the cloud pool from its pool's
-	// gateways, or as one (learn): where to join it and which pools it
+	// gateways, or as one (learn.go): where to join it and which pools it
 	// should find there when it becomes a gateway. learning says an ask
-	// is out, learnedAt when the last began.
+	// is out, learnedAt when the last began, asked how many there were
+	// (each asks another gateway), told the last list of pools told and
+	// toldSum its digest, learnErr the last ask's failure. held is, at
+	// a gateway, what it tells; tries counts its joins and heals that
+	// could use a learned address (each uses the next).
 	learned   learnedCloud
 	learning  bool
 	learnedAt time.Time
-	asked     int // asks of a gateway (learn): the next asks another
+	asked     int
+	told      []string
+	toldSum   uint64
+	learnErr  string
+	held      cloudHeld
+	tries     int
 	// bend, if set, is a lying gateway's lie (tests, and
 	// Config.BendPartial): what it does to its pool's partial before it
 	// signs it.
@@ -594,7 +609,8 @@ func (p *pools) tend() {
 			}
 		}
 		p.mu.Lock()
-		learned := slices.Clone(p.learned.seeds)
+		learned := p.learned.next(p.tries)
+		p.tries++
 		for name, at := range p.learned.pools {
 			// The pools its pool's gateways held in the cloud pool: if
 			// this peer cannot find them there (every gateway of its pool
@@ -630,6 +646,9 @@ func (p *pools) tend() {
 		if line != "" {
 			p.logf("%s", line) // not under p.mu: every pool operation takes it
 		}
+		if err != nil {
+			p.askToLearn(now) // the gateways it was to join through may be gone
+		}
 	case !gw && c != nil && change:
 		p.mu.Lock()
 		p.cloud = nil
@@ -646,10 +665,21 @@ func (p *pools) tend() {
 	case c == nil && p.cfg.Cloud != nil:
 		p.askToLearn(now)
 	case c != nil:
-		if h, ok := c.(interface{ Heal(context.Context) }); ok && now.Sub(p.healed) >= healEvery {
+		if h, ok := c.(interface {
+			Heal(context.Context, []string)
+		}); ok && now.Sub(p.healed) >= healEvery {
 			p.healed = now
+			var learned []string
+			if !slices.ContainsFunc(c.Members(), func(m network.Member) bool { return m.Tags[TagPool] != p.cfg.Pool }) {
+				// No other pool here: one of the addresses learned, a
+				// different one each heal.
+				p.mu.Lock()
+				learned = p.learned.next(p.tries)
+				p.tries++
+				p.mu.Unlock()
+			}
 			ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-			h.Heal(ctx)
+			h.Heal(ctx, learned)
 			cancel()
 		}
 		now = p.now() // Heal may have taken seconds
@@ -686,13 +716,7 @@ func (p *pools) tend() {
 				p.seen[name] = now
 			}
 		}
-		learned := learnFrom(members, p.cfg.Pool, now)
-		if len(learned.seeds) == 0 {
-			// Alone in the cloud pool: the addresses it joined through
-			// are still where the others were.
-			learned.seeds = p.learned.seeds
-		}
-		p.learned = learned
+		p.holding(members, now)
 		for name, at := range p.seen {
 			if now.Sub(at) > p.cfg.PoolMemory {
 				delete(p.seen, name)
@@ -768,7 +792,7 @@ func (p *pools) answerLAN(ctx context.Context, from string, msg []byte) []byte {
 		return encodePool(poolResp{Err: err.Error()})
 	}
 	if req.Op == opLearn {
-		return encodePool(p.tell())
+		return encodePool(p.tell(from, req.Msg))
 	}
 	if req.Op == opDeliver {
 		// To any member, from a gateway of its pool: within half an
@@ -2185,8 +2209,9 @@ func changed(vs []verified) bool {
 
 // membersDigest is a digest of a pool's members, each by name and
 // incarnation (Boot: new at every start), whatever their order: a sum
-// over them of the name's FNV-1a with the incarnation, mixed (MurmurHash3's
-// finalizer) so that two members' changes do not cancel out.
+// over them of the name's FNV-1a with the incarnation, mixed (the first
+// half of MurmurHash3's finalizer) so that two members' changes do not
+// cancel out.
 func membersDigest(ms []network.Member) uint64 {
 	var sum uint64
 	for _, m := range ms {
