@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -170,7 +171,7 @@ func (p *pools) tell(from string, sum []byte) poolResp {
 	held, in := p.held, p.cloud != nil // holding replaces held whole, never in place
 	p.mu.Unlock()
 	if !in {
-		return poolResp{Err: fmt.Sprintf("%s is not in the cloud pool now", p.lan.Name())}
+		return poolResp{Err: fmt.Sprintf("%s %s", p.lan.Name(), notInCloud)}
 	}
 	// Outside p.mu: 3,000 gateways' addresses hashed and sorted.
 	r := poolResp{Seeds: pickSeeds(held.addrs, from, maxLearnedSeeds)}
@@ -205,8 +206,11 @@ func (p *pools) askToLearn(now time.Time) {
 	p.mu.Lock()
 	if p.learnedAt.IsZero() {
 		// Each member at its own phase, by its name: a pool's members,
-		// started together, would otherwise ask at once, every time.
-		p.learnedAt = now.Add(-time.Duration(hash64(p.lan.Name()) % uint64(every)))
+		// started together, would otherwise ask at once, every time. The
+		// first ask comes one to two periods after the start: while a
+		// pool forms, its gateways are not in the cloud pool, and the
+		// asks would only add to the joins' work.
+		p.learnedAt = now.Add(time.Duration(hash64(p.lan.Name()) % uint64(every)))
 	}
 	if p.learning || now.Sub(p.learnedAt) < every {
 		p.mu.Unlock()
@@ -224,17 +228,21 @@ func (p *pools) askToLearn(now time.Time) {
 // learn asks one gateway of this peer's pool what the cloud pool holds —
 // the k-th ask, so that each asks another than the last, and one that
 // lies or hangs is not the only one heard — and keeps it if it is well
-// formed; a failure keeps what it had, and is logged when it is not the
-// last one's.
+// formed; a failure keeps what it had. The first failure after a success
+// is logged, and what a gateway told that was refused always (a gateway
+// that lies, or is broken): not every failure, since while a pool forms
+// its gateways are not in the cloud pool yet, and every member would say
+// so every LearnEvery.
 func (p *pools) learn(k int, sum []byte) {
 	var why string
+	refused := false
 	defer func() {
 		p.mu.Lock()
 		p.learning = false
-		say := why != p.learnErr
+		say := refused || why != "" && p.learnErr == ""
 		p.learnErr = why
 		p.mu.Unlock()
-		if say && why != "" {
+		if say {
 			p.logf("pools: learning what the cloud pool holds: %s", why) // not under p.mu
 		}
 	}()
@@ -252,14 +260,16 @@ func (p *pools) learn(k int, sum []byte) {
 	defer cancel()
 	resp, err := p.callLAN(ctx, to, poolReq{Op: opLearn, ID: make([]byte, len(QueryID{})), Msg: sum})
 	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			why = fmt.Sprintf("%s: %v", to, err) // not in the cloud pool yet, an older peerq, or no answer
+		// A gateway not in the cloud pool yet (its pool forming) is not
+		// worth a line; an older peerq, or no answer, is.
+		if !errors.Is(err, context.Canceled) && !strings.Contains(err.Error(), notInCloud) {
+			why = fmt.Sprintf("%s: %v", to, err)
 		}
 		return
 	}
 	self, _ := p.lan.Member(p.lan.Name())
 	if err := checkLearned(resp, loopback(self.Addr)); err != nil {
-		why = fmt.Sprintf("%s told it, refused: %v", to, err)
+		why, refused = fmt.Sprintf("%s told it, refused: %v", to, err), true
 		return
 	}
 	now := p.now()
@@ -276,6 +286,10 @@ func (p *pools) learn(k int, sum []byte) {
 	}
 	p.learned.heard(p.told, p.cfg.Pool, now, p.cfg.PoolMemory)
 }
+
+// notInCloud is what a gateway answers opLearn while it has not joined
+// the cloud pool.
+const notInCloud = "is not in the cloud pool now"
 
 // loopback says addr's host is a loopback address: agents on one machine.
 func loopback(addr string) bool {
