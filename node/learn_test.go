@@ -212,3 +212,24 @@ func TestTell(t *testing.T) {
 		t.Errorf("the gateway keeps what it would tell, for when it is not one: %+v", p.learned)
 	}
 }
+
+// An asker given no --cloud-join whose cloud pool holds no pool but its
+// own, while it learned of other pools' gateways, answers partial: when
+// every gateway of two pools died at once, each pool's new gateways knew
+// only the other's dead ones, and once PoolMemory had passed a pool
+// answered exact over itself.
+func TestCutOffByWhatWasLearned(t *testing.T) {
+	p := &pools{cfg: Config{Pool: "b"}, lan: aloneLAN{name: "b1"}}
+	views := map[string]poolView{"b": {Name: "b", Gateways: []string{"b1"}}}
+	if why := p.cutOff(views); why != "" {
+		t.Errorf("nothing learned: %q", why)
+	}
+	p.learned.seeds = []string{"10.0.0.1:7948"}
+	if why := p.cutOff(views); !strings.Contains(why, "learned of other pools' gateways at 10.0.0.1:7948") {
+		t.Errorf("learned, alone: %q", why)
+	}
+	views["a"] = poolView{Name: "a", Gateways: []string{"a0"}}
+	if why := p.cutOff(views); why != "" {
+		t.Errorf("another pool there: %q", why)
+	}
+}

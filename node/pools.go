@@ -1738,18 +1738,32 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 // hold alive, although the agent was given seeds of the cloud pool
 // (--cloud-join) — none answered, so other pools, if any, are not in the
 // answer. Before, such a pool answered exact over itself. An agent given
-// no --cloud-join cannot tell: every agent of a pool is given them (any
-// may become a gateway).
+// no --cloud-join can tell only from what it learned (learn.go): the
+// addresses of other pools' gateways it was told, kept until it learns
+// others or restarts. When every gateway of two pools died at once, each
+// pool's new gateways knew only the other's dead ones: the two never met
+// again, and once PoolMemory had passed, a pool answered exact over
+// itself (helper-71, among agents).
 func (p *pools) cutOff(views map[string]poolView) string {
+	if len(views) != 1 {
+		return ""
+	}
 	seeds := p.seeds()
-	if len(seeds) == 0 || len(views) != 1 {
+	p.mu.Lock()
+	learned := slices.Clone(p.learned.seeds)
+	p.mu.Unlock()
+	if len(seeds) == 0 && len(learned) == 0 {
 		return ""
 	}
 	if v, own := views[p.cfg.Pool]; !own || len(p.strangers(v.Gateways)) > 0 {
 		return "" // others of its name are there: its gateways' split says so
 	}
-	return fmt.Sprintf("the cloud pool holds no pool but this one (%s) as its gateways see it, though this agent was given --cloud-join %s: "+
-		"other pools, if any, are not in this answer", p.cfg.Pool, strings.Join(seeds, ", "))
+	if len(seeds) > 0 {
+		return fmt.Sprintf("the cloud pool holds no pool but this one (%s) as its gateways see it, though this agent was given --cloud-join %s: "+
+			"other pools, if any, are not in this answer", p.cfg.Pool, strings.Join(seeds, ", "))
+	}
+	return fmt.Sprintf("the cloud pool holds no pool but this one (%s) as its gateways see it, though this peer learned of other pools' gateways at %s: "+
+		"other pools, if any, are not in this answer (if they are gone for good, restart this pool's agents)", p.cfg.Pool, strings.Join(learned, ", "))
 }
 
 // asked is what an asker learns beside a pooled answer: for a top-k the
