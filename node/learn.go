@@ -31,7 +31,7 @@ import (
 // joins through one of those addresses when the others fail, one more
 // at each try (socketCloud.Join), and heals through one while the cloud
 // pool holds no other pool. The pools it learned go into what it has
-// seen (pools.seen): if it finds none of them, its answers name them,
+// known of (pools.view): if it finds none of them, its answers name them,
 // partial, for Config.PoolMemory — not exact over the pools it found.
 //
 // A gateway is a stranger: what it tells is bounded (maxLearnedSeeds
@@ -89,10 +89,11 @@ const (
 	// maxLearnedSeeds bounds the addresses a member keeps: a join needs
 	// one that answers.
 	maxLearnedSeeds = 8
-	// maxLearnedPools bounds the pools a member keeps (the names of a
-	// cloud of 1,024 pools are about 16 KB, told again only when they
-	// change: the member sends the digest of the last list it was told).
-	maxLearnedPools = 1024
+	// maxLearnedPools bounds the pools a peer keeps, as many as a pool
+	// message's list may hold (poolDec); the names of a cloud of 1,000
+	// pools are about 16 KB, told again only when they change: the member
+	// sends the digest of the last list it was told.
+	maxLearnedPools = 4096
 	// maxPoolName bounds a pool's name as a gateway tells it.
 	maxPoolName = 128
 )
@@ -149,11 +150,7 @@ func pickSeeds(addrs []string, who string, n int) []string {
 	hw := hash64(who)
 	s := make([]scored, 0, len(addrs))
 	for _, a := range addrs {
-		x := hw ^ hash64(a)
-		x ^= x >> 33
-		x *= 0xff51afd7ed558ccd
-		x ^= x >> 33
-		s = append(s, scored{x, a})
+		s = append(s, scored{mix64(hw ^ hash64(a)), a})
 	}
 	sort.Slice(s, func(i, j int) bool { return s[i].h < s[j].h || s[i].h == s[j].h && s[i].addr < s[j].addr })
 	out := make([]string, 0, min(n, len(s)))
@@ -220,7 +217,7 @@ func (p *pools) askToLearn(now time.Time) {
 	k := p.asked
 	p.asked++
 	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], p.toldSum)
+	binary.BigEndian.PutUint64(sum[:], namesDigest(p.told))
 	p.mu.Unlock()
 	go p.learn(k, sum[:])
 }
@@ -282,7 +279,7 @@ func (p *pools) learn(k int, sum []byte) {
 		p.learned.seeds = slices.Clone(resp.Seeds)
 	}
 	if !resp.Unchanged {
-		p.told, p.toldSum = slices.Clone(resp.Held), namesDigest(resp.Held)
+		p.told = slices.Clone(resp.Held)
 	}
 	p.learned.heard(p.told, p.cfg.Pool, now, p.cfg.PoolMemory)
 }

@@ -128,7 +128,7 @@ func TestLearnedPoolsAreSeen(t *testing.T) {
 	now := time.Unix(1e6, 0)
 	cloud := &aloneCloud{}
 	p := &pools{cfg: Config{Pool: "b", Gateways: 3, Cloud: cloud, PoolMemory: 10 * time.Minute}, lan: aloneLAN{name: "b3"},
-		now: func() time.Time { return now }, seen: map[string]time.Time{}, logf: func(string, ...any) {}}
+		now: func() time.Time { return now }, logf: func(string, ...any) {}}
 	p.ctx = t.Context()
 	p.learned = learnedCloud{seeds: []string{"10.0.0.1:7948"}, pools: map[string]time.Time{"a": now.Add(-time.Minute), "old": now.Add(-11 * time.Minute)}}
 	for range gatewayStreak {

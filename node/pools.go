@@ -300,7 +300,6 @@ type pools struct {
 
 	mu    sync.Mutex
 	cloud CloudNetwork
-	seen  map[string]time.Time
 	// strange holds, by name, the gateways of this pool that the cloud
 	// pool lists and this pool does not hold alive, since when (tend);
 	// alone is since when the cloud pool has held no pool but this one
@@ -316,8 +315,8 @@ type pools struct {
 	// gateways, or as one (learn.go): where to join it and which pools it
 	// should find there when it becomes a gateway. learning says an ask
 	// is out, learnedAt when the last began, asked how many there were
-	// (each asks another gateway), told the last list of pools told and
-	// toldSum its digest, learnErr the last ask's failure. held is, at
+	// (each asks another gateway), told the last list of pools told,
+	// learnErr the last ask's failure. held is, at
 	// a gateway, what it tells; tries counts its joins and heals that
 	// could use a learned address (each uses the next).
 	learned   learnedCloud
@@ -325,7 +324,6 @@ type pools struct {
 	learnedAt time.Time
 	asked     int
 	told      []string
-	toldSum   uint64
 	learnErr  string
 	held      cloudHeld
 	tries     int
@@ -469,7 +467,7 @@ func (p *pools) pace(ctx context.Context, began time.Time) {
 
 func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
 	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, now: cfg.Clock, ctx: ctx, bend: cfg.BendPartial,
-		seen: map[string]time.Time{}, runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{},
+		runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{},
 		relaying: make(chan struct{}, maxRelaying), relayingIn: make(chan struct{}, maxRelaying)}
 }
 
@@ -611,16 +609,6 @@ func (p *pools) tend() {
 		p.mu.Lock()
 		learned := p.learned.next(p.tries)
 		p.tries++
-		for name, at := range p.learned.pools {
-			// The pools its pool's gateways held in the cloud pool: if
-			// this peer cannot find them there (every gateway of its pool
-			// died at once, and none of the seeds answers), its answers
-			// name them, partial, for PoolMemory — not exact over the
-			// pools it does find.
-			if name != p.cfg.Pool && now.Sub(at) < p.cfg.PoolMemory && p.seen[name].Before(at) {
-				p.seen[name] = at
-			}
-		}
 		p.mu.Unlock()
 		nc, err := p.cfg.Cloud.Join(ctx, p.lan.Name(), p.cfg.Pool, p.id, others, learned)
 		cancel()
@@ -711,17 +699,7 @@ func (p *pools) tend() {
 		}
 		p.strange = strange
 		line := p.noteAlone(now, others)
-		for _, m := range members {
-			if name := m.Tags[TagPool]; name != "" {
-				p.seen[name] = now
-			}
-		}
 		p.holding(members, now)
-		for name, at := range p.seen {
-			if now.Sub(at) > p.cfg.PoolMemory {
-				delete(p.seen, name)
-			}
-		}
 		p.mu.Unlock()
 		if line != "" {
 			p.logf("%s", line) // not under p.mu: every pool operation takes it
@@ -730,7 +708,11 @@ func (p *pools) tend() {
 }
 
 // view is the cloud pool's pools with their gateways, as this gateway
-// sees them, and the pools seen lately that have none now.
+// sees them, and the pools it has known of lately (p.learned.pools:
+// seen there within PoolMemory, or told of by its pool's gateways before
+// it was one) that have none now — a pool that vanished, or one this
+// gateway cannot reach (every gateway of its pool died at once, and none
+// of the addresses it learned answers): named, partial, not left out.
 func (p *pools) view(c CloudNetwork) []poolView {
 	byPool := map[string]*poolView{}
 	for _, m := range c.Members() {
@@ -751,9 +733,10 @@ func (p *pools) view(c CloudNetwork) []poolView {
 		v.Keys = append(v.Keys, m.Key.Bytes())
 		v.at = append(v.at, m.Name)
 	}
+	now := p.now()
 	p.mu.Lock()
-	for name := range p.seen {
-		if byPool[name] == nil {
+	for name, at := range p.learned.pools {
+		if byPool[name] == nil && now.Sub(at) < p.cfg.PoolMemory {
 			byPool[name] = &poolView{Name: name}
 		}
 	}
@@ -2223,19 +2206,22 @@ func changed(vs []verified) bool {
 
 // membersDigest is a digest of a pool's members, each by name and
 // incarnation (Boot: new at every start), whatever their order: a sum
-// over them of the name's FNV-1a with the incarnation, mixed (the first
-// half of MurmurHash3's finalizer) so that two members' changes do not
-// cancel out.
+// over them of the name's FNV-1a with the incarnation, mixed (mix64) so
+// that two members' changes do not cancel out.
 func membersDigest(ms []network.Member) uint64 {
 	var sum uint64
 	for _, m := range ms {
-		x := hash64(m.Name) ^ m.Boot
-		x ^= x >> 33
-		x *= 0xff51afd7ed558ccd
-		x ^= x >> 33
-		sum += x
+		sum += mix64(hash64(m.Name) ^ m.Boot)
 	}
 	return sum
+}
+
+// mix64 spreads x's bits (the first half of MurmurHash3's finalizer):
+// hashes combined by a sum or compared by order need it.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	return x ^ x>>33
 }
 
 // joinReason joins two reasons or warnings, either of which may be empty.
