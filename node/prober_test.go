@@ -139,10 +139,11 @@ func (l *looks) set(name, how string) {
 // in doubt; a member the membership drops is forgotten after HintTTL; one
 // that answers at last, long after it was found, is cleared without
 // counting as a mistake of this peer's timeouts; one that answers
-// refusing this peer's clock is not silent, and its note runs out; and
-// notes kept so leave the prober quiet. Mutations: without the renewal
-// every note expires at 10 s; with the map's order in place of the oldest
-// first, 30 notes lose some; renewing on a skew refusal keeps that note.
+// refusing this peer's clock is not silent, is not looked at again while
+// its skew note lasts, and its lost note runs out; and notes kept so
+// leave the prober quiet. Mutations: without the renewal every note
+// expires at 10 s; with the map's order in place of the oldest first, 30
+// notes lose some; renewing on a skew refusal keeps that note past 10 s.
 func TestSilentMembersStayLost(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -169,6 +170,9 @@ func TestSilentMembersStayLost(t *testing.T) {
 			}
 			p.tick(now)
 			synctest.Wait() // the looks' pings fail, or answer, at once
+			if round == 10 && p.isLost("skewed") {
+				t.Errorf("skewed: still lost %v after it was found, though it answered (refusing this peer's clock): its note was renewed", 10*time.Second)
+			}
 		}
 		for _, name := range names {
 			if !p.isLost(name) {
