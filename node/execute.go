@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -337,13 +338,62 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		if !plan.FromMemberLists() {
 			plan = plan.Gossiped()
 		}
-		return n.rt.pools.ask(ctx, plan, progress, start)
+		a, err := n.rt.pools.ask(ctx, plan, progress, start)
+		if ng := (*noGateway)(nil); errors.As(err, &ng) && ctx.Err() == nil {
+			return n.ownPoolOnly(ctx, plan, progress, start, ng)
+		}
+		return a, err
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
 	case n.net.Size() == 1:
 		return n.alone(plan, start)
 	}
 	return n.rt.gossip(ctx, plan, progress)
+}
+
+// ownPoolOnly answers a statement that no gateway of this peer's pool
+// took (ng: each failed or refused — all of them killed at once, or
+// hung, while the pool still lists them alive) over this peer's pool
+// alone, as a cloud of one pool would answer it, and partial: the other
+// pools are named as not asked, those this peer knows of (otherPools).
+// Before, the statement failed for the 8–13 s the pool took to choose new
+// gateways, exiting 1 as a usage error does, though its own pool could
+// answer.
+func (n *Node) ownPoolOnly(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time, ng *noGateway) (*answer.Answer, error) {
+	var a *answer.Answer
+	var err error
+	switch {
+	case plan.FromMemberLists():
+		a, err = n.fromMembership(plan, start)
+	case n.net.Size() == 1:
+		a, err = n.alone(plan, start)
+	default:
+		a, err = n.rt.gossip(ctx, plan, progress)
+	}
+	if a == nil || a.Meta == nil {
+		return nil, errors.Join(ng, err)
+	}
+	p := n.rt.pools
+	own := answer.PoolStatus{Pool: p.cfg.Pool, Status: a.Meta.Status, Reason: a.Meta.Reason, Peers: a.Meta.Peers, Rounds: a.Meta.Rounds, Elapsed: a.Meta.Elapsed}
+	why := fmt.Sprintf("no gateway of pool %s answered (%s): the answer is over pool %s alone, asked by this peer", p.cfg.Pool, ng.why(), p.cfg.Pool)
+	others := p.otherPools()
+	pools := []answer.PoolStatus{own}
+	for _, name := range others {
+		pools = append(pools, answer.PoolStatus{Pool: name, Status: StatusPartial, Reason: fmt.Sprintf("not asked: no gateway of pool %s answered", p.cfg.Pool)})
+	}
+	slices.SortFunc(pools, func(x, y answer.PoolStatus) int { return strings.Compare(x.Pool, y.Pool) })
+	if len(others) > 0 {
+		why += fmt.Sprintf("; pools %s, which this peer knows of, were not asked", strings.Join(others, ", "))
+	} else {
+		why += "; other pools, if any, were not asked"
+	}
+	if a.Meta.Status != answer.StatusContested {
+		a.Meta.Status = StatusPartial
+	}
+	a.Meta.Converged = false
+	a.Meta.Reason = joinReason(why, a.Meta.Reason)
+	a.Meta.Pools = pools
+	return a, err
 }
 
 // ownerAcross is the owner of a FROM SUBCLOUD statement's subcloud in a

@@ -1379,7 +1379,7 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 		coords = append(coords, g)
 	}
 	if len(coords) == 0 {
-		err := fmt.Errorf("node: no gateway of pool %s took the statement (%w)", p.cfg.Pool, errors.Join(errs...))
+		err := &noGateway{pool: p.cfg.Pool, errs: errs}
 		if len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !strings.Contains(e.Error(), notJoinedYet) }) {
 			// Every gateway is one that has not joined the cloud pool yet:
 			// a pool forming, ready in a few checks — busy, not a failure
@@ -1451,6 +1451,48 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 		return a, where, &stoppedError{err: stopped, msg: why}
 	}
 	return a, where, nil
+}
+
+// noGateway is the error of a statement that no gateway of the asker's
+// pool took: each one failed or refused (err) — all of them killed at
+// once, or hung, and still listed alive until the pool's failure
+// detector says otherwise. A statement's asker answers it over its own
+// pool alone, partial (Node.ownPoolOnly).
+type noGateway struct {
+	pool string
+	errs []error // one a gateway
+}
+
+func (e *noGateway) Error() string {
+	return fmt.Sprintf("node: no gateway of pool %s took the statement (%s)", e.pool, e.why())
+}
+
+// why is what each gateway did, on one line.
+func (e *noGateway) why() string {
+	var s []string
+	for _, err := range e.errs {
+		s = append(s, err.Error())
+	}
+	return strings.Join(s, "; ")
+}
+
+func (e *noGateway) Unwrap() []error { return e.errs }
+
+// otherPools are the pools other than this peer's that it has known of
+// within PoolMemory (learn.go: told by its pool's gateways, or seen in
+// the cloud pool as one), sorted.
+func (p *pools) otherPools() []string {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for name, at := range p.learned.pools {
+		if name != p.cfg.Pool && now.Sub(at) < p.cfg.PoolMemory {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // crossCheck is what the coordinators that answered agree on: the

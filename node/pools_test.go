@@ -840,6 +840,72 @@ func TestPools(t *testing.T) {
 		}
 	})
 
+	// Every gateway of the asker's own pool hangs (or was killed, and is
+	// listed alive until its pool says otherwise): no other pool can be
+	// reached, but the asker's own pool can answer — over itself alone,
+	// partial, naming the pools it did not ask. Mutation: without
+	// ownPoolOnly, the statement fails ("no gateway of pool pool0 took
+	// the statement"), as a usage error does.
+	t.Run("every gateway of the asker's pool hangs", func(t *testing.T) {
+		own := e.gatewaysOf(0)
+		var names []string
+		for _, g := range own {
+			names = append(names, e.Nodes[g].Name())
+		}
+		// What a member learns every LearnEvery (learn.go), asked now:
+		// the pools it then names as not asked.
+		// (A gateway not yet in the cloud pool tells nothing: asked again.)
+		learner := e.Nodes[asker].rt.pools
+		for k, deadline := 0, time.Now().Add(time.Minute); !slices.Equal(learner.otherPools(), []string{"pool1", "pool2"}); k++ {
+			if time.Now().After(deadline) {
+				learner.mu.Lock()
+				why := learner.learnErr
+				learner.mu.Unlock()
+				t.Fatalf("the asker learned of pools %v in a minute, want pool1 and pool2 (%s)", learner.otherPools(), why)
+			}
+			learner.learn(k, nil)
+			time.Sleep(100 * time.Millisecond)
+		}
+		lan := e.clusters[0].Mem
+		lan.Stall(time.Hour, names...)
+		defer lan.Stall(0, names...)
+		for _, text := range []string{statements[0], statements[2]} {
+			a, err := e.ask(t, asker, text)
+			if a == nil || a.Meta == nil {
+				t.Fatalf("%s with pool0's gateways %v hung: no answer (%v)", text, names, err)
+			}
+			rightOrFlagged(t, e, text, a, err)
+			if a.Meta.Status != answer.StatusPartial || !strings.Contains(a.Meta.Reason, "no gateway of pool pool0 answered") || !strings.Contains(a.Meta.Reason, "not asked") {
+				t.Fatalf("%s with pool0's gateways hung: %s (%s), want partial over pool0 alone, saying why", text, a.Meta.Status, a.Meta.Reason)
+			}
+			at := slices.IndexFunc(a.Meta.Pools, func(ps answer.PoolStatus) bool { return ps.Pool == "pool0" })
+			if at < 0 || a.Meta.Pools[at].Peers != a.Meta.Peers || a.Meta.Peers == 0 || a.Meta.Peers > 15 {
+				t.Fatalf("%s: pools %+v, %d peers: want pool0's alone", text, a.Meta.Pools, a.Meta.Peers)
+			}
+			if len(a.Meta.Pools) != 3 || !strings.Contains(a.Meta.Reason, "pools pool1, pool2, which this peer knows of, were not asked") {
+				t.Fatalf("%s: pools %+v (%s): want pool1 and pool2 named as not asked", text, a.Meta.Pools, a.Meta.Reason)
+			}
+			for _, ps := range a.Meta.Pools {
+				if ps.Pool != "pool0" && (ps.Status != answer.StatusPartial || ps.Peers != 0 || !strings.Contains(ps.Reason, "not asked")) {
+					t.Fatalf("%s: pool %s %s with %d peers, though not asked", text, ps.Pool, ps.Status, ps.Peers)
+				}
+			}
+			switch text {
+			case statements[0]: // the pool's member list: 15, but those its prober lost to the stall (named)
+				if len(a.Rows) != 1 || int(a.Rows[0][0].Num) != a.Meta.Peers || a.Meta.Peers+a.Meta.ExcludedCount != 15 {
+					t.Fatalf("%s over pool0 alone: %s, %d peers and %d left out, want 15 in all", text, a.Text(), a.Meta.Peers, a.Meta.ExcludedCount)
+				}
+			case statements[2]: // GROUP BY pool: pool0's row alone
+				for _, r := range a.Rows {
+					if r[0].Str != "pool0" {
+						t.Fatalf("%s over pool0 alone: a row of %s (%s)", text, r[0].Str, a.Text())
+					}
+				}
+			}
+			t.Logf("%s: %s, %d peers, %d pools named: %s", text, a.Meta.Status, a.Meta.Peers, len(a.Meta.Pools), a.Meta.Reason)
+		}
+	})
+
 	// A gateway that cannot read a plan (another build) says so, as a
 	// refusal the coordinator takes for an answer (farError): a closed
 	// connection would be taken for a hang (failedAlone) and the gateway
