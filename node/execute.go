@@ -19,7 +19,13 @@ var _ api.Executor = (*Node)(nil)
 // Compile compiles a statement against the live catalog (the built-in
 // attributes and every tag the members carry).
 func (n *Node) Compile(text string) (*query.Plan, error) {
-	return query.CompileText(text, n.Catalog(), query.DefaultConfig())
+	cat := n.Catalog()
+	if n.rt.pools.on() {
+		// A tag this peer's pool lacks may be another pool's: read as a
+		// tag, and unknown only if no pool has it (pools.combine).
+		cat = cat.Open()
+	}
+	return query.CompileText(text, cat, query.DefaultConfig())
 }
 
 // Execute runs one statement's text from this peer (api.Executor, for
@@ -386,6 +392,10 @@ func (n *Node) ownPoolOnly(ctx context.Context, plan *query.Plan, progress func(
 		why += fmt.Sprintf("; pools %s, which this peer knows of, were not asked", strings.Join(others, ", "))
 	} else {
 		why += "; other pools, if any, were not asked"
+	}
+	for _, u := range plan.Unlisted {
+		// Another pool may have it (pools.unknownEverywhere): not an error.
+		a.Meta.Warning = joinReason(a.Meta.Warning, fmt.Sprintf("attribute %q: no member of pool %s has it, and no other pool was asked (read as a tag, NULL where a peer lacks it)", u.Name, p.cfg.Pool))
 	}
 	if a.Meta.Status != answer.StatusContested {
 		a.Meta.Status = StatusPartial

@@ -3,14 +3,18 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"github.com/peerq/peerq/identity"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/peerq/peerq/answer"
+	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/parser"
+	"github.com/peerq/peerq/query"
 )
 
 // A gateway knows the pools the cloud pool holds and the other pools'
@@ -231,5 +235,54 @@ func TestCutOffByWhatWasLearned(t *testing.T) {
 	views["a"] = poolView{Name: "a", Gateways: []string{"a0"}}
 	if why := p.cutOff(views); why != "" {
 		t.Errorf("another pool there: %q", why)
+	}
+}
+
+// A tag the asker's pool lacks is unknown only when every pool answered
+// and a majority of each pool's listed gateways say it lacks it: one
+// lying gateway can neither make a pool lack it nor have it; a pool that
+// did not answer leaves a warning, not an error.
+func TestUnknownEverywhere(t *testing.T) {
+	perr := &parser.Error{Pos: parser.Pos{Line: 1, Column: 34}, Msg: `unknown attribute "gpu"`}
+	plan := &query.Plan{Unlisted: []query.Unlisted{{Name: "gpu", Err: perr}}}
+	reports := func(lack ...bool) []verified {
+		var out []verified
+		for _, l := range lack {
+			v := verified{}
+			if l {
+				v.body.Lacks = []string{"gpu"}
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	chosen := &verified{}
+	cases := []struct {
+		name    string
+		a, b    []verified
+		bAnswer bool
+		err     bool
+		warning bool
+	}{
+		{"no pool has it", reports(true, true, true), reports(true, true, true), true, true, false},
+		{"one of b's gateways says b lacks it", reports(true, true, true), reports(true, false, false), true, false, false},
+		{"one of b's gateways says b has it", reports(true, true, true), reports(true, true, false), true, true, false},
+		{"b's only report says it lacks it", reports(true, true, true), reports(true), true, false, false},
+		{"b did not answer", reports(true, true, true), nil, false, false, true},
+	}
+	for _, c := range cases {
+		decided := []pooled{{ps: answer.PoolStatus{Pool: "a", Gateways: 3}, chosen: chosen}, {ps: answer.PoolStatus{Pool: "b", Gateways: 3}}}
+		if c.bAnswer {
+			decided[1].chosen = chosen
+		}
+		var warning string
+		err := unknownEverywhere(plan, decided, map[string][]verified{"a": c.a, "b": c.b}, &warning)
+		var pe *parser.Error
+		if c.err != (err != nil) || c.err && (!errors.As(err, &pe) || pe.Pos != perr.Pos) {
+			t.Errorf("%s: %v, want an error at 1:34: %v", c.name, err, c.err)
+		}
+		if c.warning != (warning != "") {
+			t.Errorf("%s: warning %q, want one: %v", c.name, warning, c.warning)
+		}
 	}
 }

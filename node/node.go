@@ -412,10 +412,13 @@ func (n *Node) record() query.Record {
 }
 
 // Catalog is the default catalog plus every tag the live members carry.
-func (n *Node) Catalog() *query.Catalog {
+func (n *Node) Catalog() *query.Catalog { return catalogOf(n.net.Members()) }
+
+// catalogOf is the built-in attributes and the tags members have.
+func catalogOf(members []network.Member) *query.Catalog {
 	seen := map[string]bool{}
 	var tags []string
-	for _, m := range n.net.Members() {
+	for _, m := range members {
 		for k := range m.Tags {
 			if !seen[k] {
 				seen[k] = true

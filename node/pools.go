@@ -22,6 +22,7 @@ import (
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/internal/strictcbor"
 	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 )
@@ -237,6 +238,13 @@ type reportBody struct {
 	// same members (changed).
 	Members    uint64 `cbor:"15,keyasint,omitempty"`
 	MembersEnd uint64 `cbor:"16,keyasint,omitempty"`
+	// Lacks names the attributes the plan reads that no member of the
+	// pool has as a tag, nor is built in (lacking): a tag the asker's
+	// pool lacks may be another pool's (Catalog.Open); if every pool
+	// lacks it, the asker says it is unknown, as a cloud of one pool
+	// does. Sent only then: a report without it is read by agents that
+	// predate it.
+	Lacks []string `cbor:"17,keyasint,omitempty"`
 }
 
 // statusFailed is a report's status when its pool gave no answer.
@@ -934,7 +942,8 @@ func (p *pools) startRun(id QueryID, plan *query.Plan) {
 // pool's partial, signed, and its status.
 func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	start := p.now()
-	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash(), Members: membersDigest(p.lan.Members())}
+	members := p.lan.Members()
+	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash(), Members: membersDigest(members), Lacks: lacking(plan, members)}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
 	defer cancel()
 	if plan.Owner != "" {
@@ -1004,6 +1013,19 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 		panic(err)
 	}
 	return poolReport{Gateway: p.lan.Name(), Body: bb, Sig: p.id.Sign(reportDomain, bb)}, body.Status
+}
+
+// lacking are the attributes plan reads that members do not have as tags
+// and that are not built in (reportBody.Lacks).
+func lacking(plan *query.Plan, members []network.Member) []string {
+	cat := catalogOf(members)
+	var out []string
+	for _, name := range plan.Reads() {
+		if _, ok := cat.Lookup(name); !ok {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // notJoinedYet is what a gateway chosen in its pool answers while it has
@@ -1733,6 +1755,9 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		}
 	}
 	facts.where = where
+	if err := unknownEverywhere(plan, decided, byPool, &meta.Warning); err != nil {
+		return nil, asked{}, err
+	}
 	contested = append(contested, clashes(decided)...)
 	if why := p.cutOff(views); why != "" && len(resp.Pools) > 0 {
 		partial = append(partial, why) // with no view, the answer says so already
@@ -1755,6 +1780,43 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		a.Contest(strings.Join(contested, "; "))
 	}
 	return a, facts, nil
+}
+
+// unknownEverywhere is, for a statement that reads a tag the asker's pool
+// lacks (Plan.Unlisted), the error a cloud of one pool would give when no
+// pool has it either: each pool that answered lacks it by a majority of
+// its listed gateways (reportBody.Lacks; one lying gateway cannot make a
+// pool lack a tag, nor have one). While some pool did not answer, the
+// answer is partial already, and warning says which tags no pool that
+// answered has.
+func unknownEverywhere(plan *query.Plan, decided []pooled, byPool map[string][]verified, warning *string) error {
+names:
+	for _, u := range plan.Unlisted {
+		everywhere, answered := true, 0
+		for _, d := range decided {
+			if d.chosen == nil || d.aside != "" {
+				everywhere = false
+				continue
+			}
+			answered++
+			lack := 0
+			for _, v := range byPool[d.ps.Pool] {
+				if slices.Contains(v.body.Lacks, u.Name) {
+					lack++
+				}
+			}
+			if lack < majority(max(d.ps.Gateways, len(byPool[d.ps.Pool]))) {
+				continue names // a pool has it
+			}
+		}
+		switch {
+		case everywhere:
+			return parser.Errorf(u.Err.Pos, "%s: no member of any of the %d pools has it", u.Err.Msg, answered)
+		case answered > 0:
+			*warning = joinReason(*warning, fmt.Sprintf("attribute %q: no member of the %d pools that answered has it (read as a tag, NULL where a peer lacks it)", u.Name, answered))
+		}
+	}
+	return nil
 }
 
 // cutOff says why an answer over views, the cloud pool's pools as this
@@ -1980,6 +2042,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf gatewayK
 		return verified{}, fmt.Sprintf("%d members named left out of %d", len(body.Excluded), body.ExcludedCount)
 	case !inOrder(body.Excluded):
 		return verified{}, "the members it left out are not distinct names in order"
+	case !inOrder(body.Lacks) || slices.ContainsFunc(body.Lacks, func(a string) bool { return !slices.Contains(plan.Reads(), a) }):
+		return verified{}, "the attributes its pool lacks are not distinct names the statement reads, in order"
 	}
 	v := verified{gateway: r.Gateway, raw: r.Body, body: body}
 	if body.Status == statusFailed {

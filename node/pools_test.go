@@ -25,6 +25,7 @@ import (
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
 	"github.com/peerq/peerq/subcloud"
@@ -838,6 +839,73 @@ func TestPools(t *testing.T) {
 		if !slices.ContainsFunc(e.Nodes, func(n *Node) bool { v, _ := series(t, n, "peerq_gateway_failures_total"); return v >= 1 }) {
 			t.Errorf("no peer counts peerq_gateway_failures_total with %s hung", e.Nodes[hung].Name())
 		}
+	})
+
+	// A tag only one pool has (gpu, in the pool of GPU machines) is read
+	// at a peer of another pool as it is at a peer of that pool: not an
+	// unknown attribute because the asker's pool lacks it; a name no pool
+	// has is the statement error a cloud of one pool gives, at its
+	// position. Mutations: with the closed catalog, the first statement
+	// fails (exit 2) at pool0; with no check of the pools' Lacks, the
+	// misspelt tag answers 0, exact.
+	t.Run("a tag only one pool has", func(t *testing.T) {
+		var gpus []string
+		for i := range e.Nodes {
+			if e.PoolOf(i) == 2 && len(gpus) < 3 {
+				at := e.at[i]
+				if err := e.clusters[at.pool].Peers[at.j].SetTags(map[string]string{"gpu": "a100"}); err != nil {
+					t.Fatal(err)
+				}
+				gpus = append(gpus, e.Nodes[i].Name())
+			}
+		}
+		// Until every gateway of pool2 lists them so (Serf's tag gossip).
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			seen := 0
+			for _, g := range e.gatewaysOf(2) {
+				for _, m := range e.Nodes[g].net.Members() {
+					if m.Tags["gpu"] == "a100" {
+						seen++
+					}
+				}
+			}
+			if seen == 3*len(e.gatewaysOf(2)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pool2's gateways list %d of %d gpu tags after a minute", seen, 3*len(e.gatewaysOf(2)))
+			}
+		}
+		if _, ok := e.Nodes[asker].Catalog().Lookup("gpu"); ok {
+			t.Fatal("pool0's catalog has gpu: the test would not show anything")
+		}
+		// (Not askRight: the records it checks against have no gpu.)
+		exact := func(text string) *answer.Answer {
+			t.Helper()
+			a, err := e.ask(t, asker, text)
+			if err != nil || a.Meta.Status != answer.StatusExact || len(a.Meta.Pools) != 3 || a.Meta.Peers != 45 {
+				t.Fatalf("%s at pool0: %v (%+v)", text, err, a)
+			}
+			return a
+		}
+		a := exact("SELECT gpu, COUNT(*) FROM peers GROUP BY gpu ORDER BY gpu")
+		if len(a.Rows) != 2 || a.Rows[0][0].Str != "a100" || a.Rows[0][1].Num != 3 || a.Rows[1][1].Num != 42 {
+			t.Fatalf("gpu's groups: %s, want a100 3 and NULL 42", a.Text())
+		}
+		a = exact("SELECT node FROM peers WHERE gpu = 'a100' ORDER BY node LIMIT 5")
+		var got []string
+		for _, r := range a.Rows {
+			got = append(got, r[0].Str)
+		}
+		if !slices.Equal(got, gpus) {
+			t.Fatalf("the gpu machines: %v, want %v", got, gpus)
+		}
+		_, err := e.ask(t, asker, "SELECT COUNT(*)\nFROM peers WHERE gpuu = 'a100'")
+		var pe *parser.Error
+		if !errors.As(err, &pe) || pe.Pos.Line != 2 || pe.Pos.Column != 18 || !strings.Contains(pe.Msg, `unknown attribute "gpuu"`) || !strings.Contains(pe.Msg, "no member of any of the 3 pools has it") {
+			t.Fatalf("a tag no pool has: %v, want unknown attribute at 2:18", err)
+		}
+		t.Logf("a tag no pool has: %v", err)
 	})
 
 	// Every gateway of the asker's own pool hangs (or was killed, and is

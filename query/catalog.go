@@ -70,6 +70,29 @@ type Catalog struct {
 	// fixed are its attributes other than tags, in their order: the
 	// built-ins, unless it is another table's (FROM leases).
 	fixed []Attr
+	// open makes the compiler read a name it does not hold as a tag
+	// (Open).
+	open bool
+}
+
+// Open is c, but a statement compiled with it may name a tag that no
+// member c was built from has: in a cloud of pools, a tag the asker's
+// pool lacks may be another pool's (gpu, in the pool of GPU machines).
+// The compiler reads such a name as a tag, NULL where a peer lacks it,
+// and lists it in Plan.Unlisted with the error a closed catalog gives,
+// so that the asker can give it when no pool has the tag either.
+func (c *Catalog) Open() *Catalog {
+	n := *c
+	n.open = true
+	return &n
+}
+
+// Unlisted is a name a statement read as a tag though its catalog did
+// not hold it (Catalog.Open): Err is the error the catalog would have
+// given, positioned in the statement's text.
+type Unlisted struct {
+	Name string
+	Err  *parser.Error
 }
 
 // The built-in attributes of DESIGN.md §2. Names of these are reserved for

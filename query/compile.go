@@ -76,6 +76,7 @@ func Compile(stmt parser.Statement, cat *Catalog, cfg Config) (*Plan, error) {
 		return nil, err
 	}
 	p.Text = stmt.String()
+	p.Unlisted = c.unlisted
 	if err := p.Validate(); err != nil {
 		// Compile checks every limit with a positioned error first; reaching
 		// here means the compiler and Validate disagree.
@@ -106,7 +107,10 @@ type compiler struct {
 	groupKind []Kind
 	aggs      []Aggregate
 	aggText   []string
-	comps     []Component
+	// unlisted are the names read as tags though the catalog (open) did
+	// not hold them (Plan.Unlisted).
+	unlisted []Unlisted
+	comps    []Component
 }
 
 // scope says what an expression may contain where it appears.

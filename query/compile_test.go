@@ -2,6 +2,7 @@ package query
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -389,6 +390,57 @@ func TestCompileConst(t *testing.T) {
 		_, err := CompileText(tc.src, DefaultCatalog(), DefaultConfig())
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q…", tc.src, err, tc.want)
+		}
+	}
+}
+
+// An open catalog (a cloud of pools: Catalog.Open) reads a name it does
+// not hold as a tag and lists it with the error a closed one gives, at
+// its position; a closed one refuses it; neither opens peerq's own
+// prefix, and a name the catalog holds in another case is no stranger.
+func TestOpenCatalog(t *testing.T) {
+	closed := DefaultCatalog().WithTags("rack")
+	cases := []struct {
+		text     string
+		unlisted []string
+		at       string // the closed catalog's error, or "" if it compiles
+	}{
+		{"SELECT COUNT(*) FROM peers WHERE gpu = 'a100'", []string{"gpu"}, "1:34: unknown attribute \"gpu\""},
+		{"SELECT gpu, COUNT(*) FROM peers WHERE gpu <> 'x' AND rak = 'r1' GROUP BY gpu", []string{"gpu", "rak"}, "1:39: unknown attribute \"gpu\""},
+		{"SELECT COUNT(*) FROM peers WHERE RACK = 'r1' AND MEM_FREE > 1GB", nil, ""},
+		{"SELECT COUNT(*) FROM peers WHERE peerq_x = 'a'", nil, "1:34: unknown attribute \"peerq_x\""},
+		{"SELECT COUNT(*) FROM leases WHERE gpu = 'a'", nil, "1:35: unknown attribute \"gpu\""},
+	}
+	for _, c := range cases {
+		_, cerr := CompileText(c.text, closed, DefaultConfig())
+		if c.at == "" && cerr != nil || c.at != "" && (cerr == nil || !strings.HasPrefix(cerr.Error(), c.at)) {
+			t.Errorf("%s, closed: %v, want %q", c.text, cerr, c.at)
+		}
+		p, err := CompileText(c.text, closed.Open(), DefaultConfig())
+		if len(c.unlisted) == 0 && c.at != "" {
+			if err == nil || err.Error() != cerr.Error() {
+				t.Errorf("%s, open: %v, want the closed catalog's %v", c.text, err, cerr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s, open: %v", c.text, err)
+			continue
+		}
+		var names []string
+		for _, u := range p.Unlisted {
+			names = append(names, u.Name)
+		}
+		if !slices.Equal(names, c.unlisted) {
+			t.Errorf("%s: unlisted %v, want %v", c.text, names, c.unlisted)
+		}
+		if len(p.Unlisted) > 0 && p.Unlisted[0].Err.Error() != cerr.Error() {
+			t.Errorf("%s: the first unlisted's error %v, want the closed catalog's %v", c.text, p.Unlisted[0].Err, cerr)
+		}
+		for _, name := range c.unlisted {
+			if !slices.Contains(p.Reads(), name) {
+				t.Errorf("%s: Reads %v, without %s", c.text, p.Reads(), name)
+			}
 		}
 	}
 }

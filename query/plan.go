@@ -264,6 +264,9 @@ type Plan struct {
 	Kind PlanKind `cbor:"1,keyasint"`
 	// Text is the canonical text of the statement.
 	Text string `cbor:"2,keyasint,omitempty"`
+	// Unlisted are the names the statement reads as tags that its
+	// catalog did not hold (Catalog.Open), at the asker only: never sent.
+	Unlisted []Unlisted `cbor:"-"`
 	// Subcloud is set for FROM SUBCLOUD name; Filter already requires it.
 	Subcloud string `cbor:"3,keyasint,omitempty"`
 	// Filter is the WHERE clause on a peer's record; nil keeps every peer.

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,7 +44,14 @@ func (c *compiler) exprAt(x parser.Expr, sc scope, depth int) (*Expr, error) {
 		}
 		a, ok := c.cat.Lookup(x.Name)
 		if !ok {
-			return nil, parser.Errorf(x.Pos, "unknown attribute %q%s", x.Name, c.cat.suggest(x.Name))
+			err := parser.Errorf(x.Pos, "unknown attribute %q%s", x.Name, c.cat.suggest(x.Name))
+			if !c.cat.open || x.Name == "" || strings.HasPrefix(x.Name, "peerq") {
+				return nil, err
+			}
+			a = Attr{Name: x.Name, Kind: KindString, Origin: OriginTag, Doc: "Serf tag"}
+			if !slices.ContainsFunc(c.unlisted, func(u Unlisted) bool { return u.Name == x.Name }) {
+				c.unlisted = append(c.unlisted, Unlisted{Name: x.Name, Err: err})
+			}
 		}
 		return &Expr{Op: OpAttr, Kind: a.Kind, Name: a.Name}, nil
 
