@@ -20,11 +20,22 @@ type EmbeddedCloud struct {
 	mu      sync.Mutex
 	members map[*cloudMember]bool
 	joins   int
+	// joined counts each peer's joins by its name: a peer not a
+	// gateway now may have been one (a busy machine's false failures
+	// re-choose a pool's gateways for a while), and ran statements then.
+	joined map[string]int
+}
+
+// Joined is how many times the peer of that name joined the cloud pool.
+func (c *EmbeddedCloud) Joined(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.joined[name]
 }
 
 // NewEmbeddedCloud is an empty cloud pool for about size gateways.
 func NewEmbeddedCloud(size int) *EmbeddedCloud {
-	return &EmbeddedCloud{mem: overlay.NewMemNetwork(), size: size, members: map[*cloudMember]bool{}}
+	return &EmbeddedCloud{mem: overlay.NewMemNetwork(), size: size, members: map[*cloudMember]bool{}, joined: map[string]int{}}
 }
 
 // cloudMember is one gateway's overlay in the cloud pool; Shutdown takes
@@ -49,6 +60,7 @@ func (c *EmbeddedCloud) Join(ctx context.Context, name, pool string, id *identit
 	// others remember the old one's address for a while.
 	c.mu.Lock()
 	c.joins++
+	c.joined[name]++
 	cloudName := fmt.Sprintf("%s.%s.%d", name, pool, c.joins)
 	c.mu.Unlock()
 	o, err := overlay.New(overlay.Config{Name: cloudName, Tags: map[string]string{TagPool: pool, TagGateway: name}, Mem: c.mem, ClusterSize: c.size,

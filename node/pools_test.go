@@ -549,8 +549,11 @@ func TestPools(t *testing.T) {
 			}
 			for _, status := range []string{answer.StatusExact, answer.StatusConverged, answer.StatusPartial, statusFailed} {
 				v, _ := series(t, n, `peerq_pool_runs_total{status="`+status+`"}`)
-				if !gateway && v > 0 {
-					t.Errorf("%s, not a gateway, ran %v statements for the cloud (%s)", n.Name(), v, status)
+				if !gateway && v > 0 && e.cloud.Joined(n.Name()) > 0 {
+					// Chosen for a while (a busy machine's false failures).
+					t.Logf("%s, not a gateway now, ran %v statements for the cloud (%s) while it was one", n.Name(), v, status)
+				} else if !gateway && v > 0 {
+					t.Errorf("%s, never a gateway, ran %v statements for the cloud (%s)", n.Name(), v, status)
 				}
 				ran += v
 			}
@@ -810,27 +813,32 @@ func TestPools(t *testing.T) {
 		var took []time.Duration
 		before := e.cloud.mem.Stalls()
 		began := time.Now()
+		thirds := 0 // statements whose two gateways of pool1 asked first did not agree
 		for range 8 {
 			start := time.Now()
 			a, err := e.ask(t, asker, text)
 			rightOrFlagged(t, e, text, a, err)
 			took = append(took, time.Since(start).Round(10*time.Millisecond))
+			if at := slices.IndexFunc(a.Meta.Pools, func(ps answer.PoolStatus) bool { return ps.Pool == "pool1" }); at < 0 || a.Meta.Pools[at].Agreeing < 2 || a.Meta.Pools[at].Status == answer.StatusPartial {
+				thirds++
+			}
 		}
 		met := e.cloud.mem.Stalls() - before
-		// Once at each of the asker's two coordinators, and once more
-		// each time a note runs out (failingFor, then twice as long): on
-		// a busy machine 8 statements can take longer than a note lasts
-		// (8 took 2.4–4.1 s each beside three busy loops, and met it 4
-		// times), and the gateway is then rightly tried again. Without
-		// the notes, every statement meets it.
+		// Once at each of the asker's two coordinators; once more each
+		// time a note runs out (failingFor, then twice as long), when the
+		// gateway is rightly tried again; and once more at each for a
+		// statement whose two other gateways of pool1 did not agree (one
+		// out of rounds on a busy machine), since a gateway noted is
+		// asked last, not never. Beside three busy loops 8 statements met
+		// it 4 times in 14 s. Without the notes, every statement meets it.
 		window := time.Since(began)
-		allowed := 0
+		allowed := 2 * thirds
 		for span, at := failingFor, time.Duration(0); at <= window; at, span = at+span, min(2*span, maxFailingFor) {
 			allowed += 2
 		}
-		t.Logf("%s hung (its exchanges over the cloud pool): 8 statements took %v in %v; %d exchanges met it (at most %d)", e.Nodes[hung].Name(), took, window.Round(time.Millisecond), met, allowed)
+		t.Logf("%s hung (its exchanges over the cloud pool): 8 statements took %v in %v, %d asked a third gateway of pool1; %d exchanges met it (at most %d)", e.Nodes[hung].Name(), took, window.Round(time.Millisecond), thirds, met, allowed)
 		if met > int64(allowed) {
-			t.Errorf("%d exchanges met a hung gateway in 8 statements (%v, %v in all; at most %d): the coordinators keep asking it", met, took, window.Round(time.Millisecond), allowed)
+			t.Errorf("%d exchanges met a hung gateway in 8 statements (%v, %v in all, %d with a third gateway asked; at most %d): the coordinators keep asking it", met, took, window.Round(time.Millisecond), thirds, allowed)
 		}
 		// A coordinator that met it says so on /metrics.
 		if !slices.ContainsFunc(e.Nodes, func(n *Node) bool { v, _ := series(t, n, "peerq_gateways_failing"); return v >= 1 }) {
