@@ -1476,7 +1476,7 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 }
 
 // noGateway is the error of a statement that no gateway of the asker's
-// pool took: each one failed or refused (err) — all of them killed at
+// pool took: each one failed or refused (errs) — all of them killed at
 // once, or hung, and still listed alive until the pool's failure
 // detector says otherwise. A statement's asker answers it over its own
 // pool alone, partial (Node.ownPoolOnly).

@@ -1836,7 +1836,8 @@ func FuzzDecodePool(f *testing.F) {
 	f.Add(body)
 	f.Add(encodePool(reportBody{ID: make([]byte, 16), Pool: "b", Plan: "p", Status: "converged", Peers: 3, Partial: []byte{0xa0},
 		Excluded: []string{"m1", "m2"}, ExcludedCount: 5, Elapsed: 0.5}))
-	plan, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	f.Add(encodePool(reportBody{ID: make([]byte, 16), Pool: "b", Plan: "p", Status: "exact", Peers: 3, Partial: []byte{0xa0}, Lacks: []string{"gpu"}}))
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE gpu = 'a100'", query.DefaultCatalog().Open(), query.DefaultConfig())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -1886,6 +1887,9 @@ func FuzzDecodePool(f *testing.F) {
 			v, why := p.check(plan, id, poolReport{Gateway: "g", Body: signed, Sig: key.Sign(reportDomain, signed)}, gatewayKeys{"g": {{rb.Pool, key.Public()}}}, nil, nil, views)
 			if why == "" && (len(v.body.Excluded) > answer.MaxNamed || v.body.ExcludedCount < len(v.body.Excluded)) {
 				t.Fatalf("a report naming %d of %d members left out passed", len(v.body.Excluded), v.body.ExcludedCount)
+			}
+			if why == "" && slices.ContainsFunc(v.body.Lacks, func(a string) bool { return !slices.Contains(plan.Reads(), a) }) {
+				t.Fatalf("a report saying its pool lacks %v, which the statement does not read, passed", v.body.Lacks)
 			}
 		}
 		var resp poolResp
