@@ -474,7 +474,13 @@ func (c SampleCheck) checkTotal(p *query.Plan, j int, kind query.CompKind, xs []
 			ss += (x - mean) * (x - mean)
 		}
 		ss += (k - float64(len(xs))) * mean * mean // the records outside the group, each 0
-		se = n * math.Sqrt(ss/(k-1)/k) * fpc
+		if fpc > 0 {
+			se = n * math.Sqrt(ss/(k-1)/k) * fpc
+		}
+		// else every member was sampled (a census, the total known): no
+		// spread. A census of one member gave 0/0, and a tolerance of NaN
+		// contested every total (helper-73: an asker whose pool's other
+		// members had just died, its answer over itself alone, exit 8).
 	}
 	above := 1.0
 	if total > est && kind != query.CompCount {

@@ -844,3 +844,27 @@ func TestAskMore(t *testing.T) {
 		}
 	}
 }
+
+// A census (every member sampled) knows the total: a census of one
+// member passes the total it holds and contests another, never NaN.
+// Mutation: the standard error computed for a census of one is NaN, and
+// the honest total is contested "± NaN".
+func TestCheckTotalCensus(t *testing.T) {
+	p, err := query.CompileText("SELECT SUM(mem_free) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultSampleCheck()
+	for _, k := range []float64{1, 2, 5} {
+		xs := make([]float64, int(k))
+		for i := range xs {
+			xs[i] = 2.464e10 / k
+		}
+		if why, _ := c.checkTotal(p, 1, query.CompSum, xs, k, k, 0, 2.464e10); why != "" {
+			t.Errorf("a census of %v, the total it holds: %s", k, why)
+		}
+		if why, _ := c.checkTotal(p, 1, query.CompSum, xs, k, k, 0, 5e10); why == "" || strings.Contains(why, "NaN") {
+			t.Errorf("a census of %v, twice the total it holds: %q, want contested with a number", k, why)
+		}
+	}
+}
