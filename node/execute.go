@@ -344,17 +344,24 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 		if !plan.FromMemberLists() {
 			plan = plan.Gossiped()
 		}
-		a, err := n.rt.pools.ask(ctx, plan, progress, start)
-		if ng := (*noGateway)(nil); errors.As(err, &ng) && ctx.Err() == nil {
-			return n.ownPoolOnly(ctx, plan, progress, start, ng)
-		}
-		return a, err
+		return n.askPools(ctx, plan, progress, start)
 	case plan.FromTags:
 		return n.fromMembership(plan, start)
 	case n.net.Size() == 1:
 		return n.alone(plan, start)
 	}
 	return n.rt.gossip(ctx, plan, progress)
+}
+
+// askPools runs a statement in every pool (pools.ask), or, when no
+// gateway of this peer's pool takes it, in this peer's pool alone
+// (ownPoolOnly).
+func (n *Node) askPools(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
+	a, err := n.rt.pools.ask(ctx, plan, progress, start)
+	if ng := (*noGateway)(nil); errors.As(err, &ng) && ctx.Err() == nil {
+		return n.ownPoolOnly(ctx, plan, progress, start, ng)
+	}
+	return a, err
 }
 
 // ownPoolOnly answers a statement that no gateway of this peer's pool
@@ -380,7 +387,9 @@ func (n *Node) ownPoolOnly(ctx context.Context, plan *query.Plan, progress func(
 		return nil, errors.Join(ng, err)
 	}
 	p := n.rt.pools
-	own := answer.PoolStatus{Pool: p.cfg.Pool, Status: a.Meta.Status, Reason: a.Meta.Reason, Peers: a.Meta.Peers, Rounds: a.Meta.Rounds, Elapsed: a.Meta.Elapsed}
+	gws := Gateways(p.lan.Members(), p.cfg.Gateways) // as this peer's pool lists them; none agreed
+	own := answer.PoolStatus{Pool: p.cfg.Pool, Status: a.Meta.Status, Reason: a.Meta.Reason, Peers: a.Meta.Peers, Rounds: a.Meta.Rounds, Elapsed: a.Meta.Elapsed,
+		Gateways: len(gws), GatewayNames: gws}
 	why := fmt.Sprintf("no gateway of pool %s answered (%s): the answer is over pool %s alone, asked by this peer", p.cfg.Pool, ng.why(), p.cfg.Pool)
 	others := p.otherPools()
 	pools := []answer.PoolStatus{own}

@@ -310,7 +310,7 @@ func (n *Node) askEveryPool(ctx context.Context, text string, gossip bool, start
 	if gossip {
 		plan = plan.Gossiped()
 	}
-	return n.rt.pools.ask(ctx, plan, nil, start)
+	return n.askPools(ctx, plan, nil, start)
 }
 
 // showPools lists the cloud's pools: each with its status, members and

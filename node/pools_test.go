@@ -980,6 +980,21 @@ func TestPools(t *testing.T) {
 			}
 			t.Logf("%s: %s, %d peers, %d pools named: %s", text, a.Meta.Status, a.Meta.Peers, len(a.Meta.Pools), a.Meta.Reason)
 		}
+		// SHOW POOLS too (it exited 1 among agents): this pool's row with
+		// its gateways as the pool lists them, none agreeing, and the
+		// others not asked.
+		a, err := e.ask(t, asker, "SHOW POOLS")
+		if err != nil || a.Meta.Status != answer.StatusPartial || len(a.Rows) != 3 {
+			t.Fatalf("SHOW POOLS with pool0's gateways hung: %v, %+v", err, a)
+		}
+		if r := a.Rows[0]; r[0].Str != "pool0" || r[2].Num+float64(a.Meta.ExcludedCount) != 15 || r[4].Num != 0 {
+			t.Fatalf("SHOW POOLS with pool0's gateways hung: %s", a.Text())
+		}
+		for _, r := range a.Rows[1:] {
+			if r[1].Str != answer.StatusPartial || r[2].Num != 0 {
+				t.Fatalf("SHOW POOLS with pool0's gateways hung: %s", a.Text())
+			}
+		}
 	})
 
 	// A gateway that cannot read a plan (another build) says so, as a
