@@ -286,3 +286,31 @@ func TestUnknownEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// The pools an asker knows of that its coordinators' views leave out are
+// named in its answer, partial: a coordinator that died as it answered
+// listed none. Mutation: without them, the answer is exact over pool b.
+func TestKnownPoolsNamed(t *testing.T) {
+	now := time.Unix(1e6, 0)
+	p := &pools{cfg: Config{Pool: "b", Gateways: 3, PoolMemory: 10 * time.Minute}, lan: aloneLAN{name: "b1"},
+		now: func() time.Time { return now }, logf: func(string, ...any) {}}
+	p.learned.pools = map[string]time.Time{"a": now.Add(-time.Minute), "old": now.Add(-11 * time.Minute)}
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := p.combine(plan, newQueryID(), poolResp{Done: true}, p.lan.Members(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ps := range a.Meta.Pools {
+		names = append(names, ps.Pool)
+		if ps.Pool == "a" && ps.Status != StatusPartial {
+			t.Errorf("pool a, known and not listed: %s", ps.Status)
+		}
+	}
+	if !slices.Equal(names, []string{"a", "b"}) || a.Meta.Status != StatusPartial || !strings.Contains(a.Meta.Reason, "pool a:") {
+		t.Errorf("pools %v, %s (%s): want a named partial beside b, old forgotten", names, a.Meta.Status, a.Meta.Reason)
+	}
+}

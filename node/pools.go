@@ -1644,6 +1644,15 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	if _, ok := views[p.cfg.Pool]; !ok {
 		views[p.cfg.Pool] = poolView{Name: p.cfg.Pool}
 	}
+	// The pools this peer knows of (otherPools) that its coordinators'
+	// views leave out, named partial: a coordinator dying as it answered
+	// listed no pool, and the answer named pool a alone (helper-73,
+	// SHOW POOLS 0.3 s after pool a's gateways were killed).
+	for _, name := range p.otherPools() {
+		if _, ok := views[name]; !ok {
+			views[name] = poolView{Name: name}
+		}
+	}
 	byPool := map[string][]verified{}
 	var refused []string
 	var vs []verified // those whose checks pass, their signatures first
