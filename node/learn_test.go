@@ -313,4 +313,13 @@ func TestKnownPoolsNamed(t *testing.T) {
 	if !slices.Equal(names, []string{"a", "b"}) || a.Meta.Status != StatusPartial || !strings.Contains(a.Meta.Reason, "pool a:") {
 		t.Errorf("pools %v, %s (%s): want a named partial beside b, old forgotten", names, a.Meta.Status, a.Meta.Reason)
 	}
+	// What an answer's coordinators list is known from then on, as what
+	// a gateway tells: the next answer that lists nothing names it.
+	// Mutation: without heardOf, c is not named.
+	if _, _, err := p.combine(plan, newQueryID(), poolResp{Done: true, Pools: []poolView{{Name: "c"}, {Name: strings.Repeat("x", maxPoolName+1)}}}, p.lan.Members(), now); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.otherPools(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("known after an answer that listed c (and a name too long): %v, want a and c", got)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/peerq/peerq/answer"
@@ -1500,6 +1501,24 @@ func (e *noGateway) why() string {
 
 func (e *noGateway) Unwrap() []error { return e.errs }
 
+// heardOf keeps the names of the pools views list, those well formed
+// (as checkLearned has them), as pools this peer knows of.
+func (p *pools) heardOf(views []poolView) {
+	var names []string
+	for _, v := range views {
+		if v.Name != "" && len(v.Name) <= maxPoolName && utf8.ValidString(v.Name) && len(names) < maxLearnedPools {
+			names = append(names, v.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.learned.heard(names, p.cfg.Pool, now, p.cfg.PoolMemory)
+}
+
 // otherPools are the pools other than this peer's that it has known of
 // within PoolMemory (learn.go: told by its pool's gateways, or seen in
 // the cloud pool as one), sorted.
@@ -1647,7 +1666,11 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	// The pools this peer knows of (otherPools) that its coordinators'
 	// views leave out, named partial: a coordinator dying as it answered
 	// listed no pool, and the answer named pool a alone (helper-73,
-	// SHOW POOLS 0.3 s after pool a's gateways were killed).
+	// SHOW POOLS 0.3 s after pool a's gateways were killed). What they
+	// list is known from now on, as what its gateways tell (learn.go):
+	// a member asks them first 30–60 s after it starts, and one whose
+	// gateways all died before that knew of no other pool (helper-74).
+	p.heardOf(resp.Pools)
 	for _, name := range p.otherPools() {
 		if _, ok := views[name]; !ok {
 			views[name] = poolView{Name: name}
