@@ -2137,7 +2137,12 @@ func TestPoolLayoutsRefuseEachOther(t *testing.T) {
 		{none, inA, "not of a cloud of one pool"},
 		{inA, none, "not of pool a"},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		// A refusal ends the join as soon as the state exchange does (no
+		// retry can change it): 1.5 s ran out first beside three busy
+		// loops and other tests; a join that retried a refusal took the
+		// whole deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		began := time.Now()
 		err := tc.from.Join(ctx, []string{tc.to.Addr()})
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -2145,6 +2150,9 @@ func TestPoolLayoutsRefuseEachOther(t *testing.T) {
 		}
 		if n := tc.from.Network().Size(); n != 1 {
 			t.Errorf("%s counts %d members after a refused join", tc.from.Name(), n)
+		}
+		if took := time.Since(began); took > 10*time.Second {
+			t.Errorf("%s joining %s: refused after %v: retried until nearly its deadline", tc.from.Name(), tc.to.Name(), took)
 		}
 	}
 }

@@ -126,10 +126,22 @@ func (a admitMerge) NotifyMerge(ms []*serf.Member) error {
 			continue
 		}
 		if refused == nil {
-			refused = fmt.Errorf("overlay: member %s refused: %w", m.Name, err)
+			refused = fmt.Errorf("overlay: member %s "+refusedMark+": %w", m.Name, err)
 		}
 	}
 	return refused
+}
+
+// refusedMark is in admitMerge's error. memberlist passes it on as text
+// (%v), one line a seed, so that Join finds it by counting.
+const refusedMark = "refused by this peer's admission"
+
+// refusedAll says every seed of a join failed because this peer refused
+// the state it sent (admitMerge: another pool's or layout's, or another
+// cluster's): a retry cannot change that, and it held the join's error
+// for its whole deadline (10 s at an agent's --join).
+func refusedAll(err error, seeds int) bool {
+	return err != nil && seeds > 0 && strings.Count(err.Error(), refusedMark) >= seeds
 }
 
 // DefaultConfig returns a configuration for a real peer named name.
@@ -757,7 +769,8 @@ func (o *Overlay) JoinAddr() string {
 }
 
 // Join contacts the seeds until one answers or ctx ends, backing off from
-// 100 ms to 5 s between tries. It returns how many seeds answered.
+// 100 ms to 5 s between tries, or until every seed is refused (refusedAll).
+// It returns how many seeds answered.
 func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
 	if len(seeds) == 0 {
 		return 0, nil
@@ -768,6 +781,9 @@ func (o *Overlay) Join(ctx context.Context, seeds []string) (int, error) {
 		if n > 0 {
 			o.refresh()
 			return n, nil
+		}
+		if refusedAll(err, len(seeds)) {
+			return 0, fmt.Errorf("join %v: %w", seeds, err)
 		}
 		select {
 		case <-ctx.Done():
