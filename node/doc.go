@@ -68,7 +68,12 @@
 // loss believed only from majorities. A member that is not a gateway
 // learns from one of its pool's gateways what the cloud pool holds
 // (learn.go: opLearn), to join it through those addresses, and miss its
-// pools aloud, if it becomes one.
+// pools aloud, if it becomes one; its answers name the pools it knows of
+// that its coordinators leave out, and when no gateway of its pool takes
+// a statement it answers over its own pool alone, partial
+// (Node.ownPoolOnly). A tag only some pools have is read at any peer
+// (query.Catalog.Open), unknown only if every pool's gateways say their
+// pool lacks it (reportBody.Lacks).
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
 // cloud pool on its own in-memory network).
 //

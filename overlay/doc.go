@@ -22,7 +22,8 @@
 //
 // Config.Admit, if set, is Serf's merge delegate: a peerq member whose tags
 // it refuses is kept out of the membership (node: a pool admits its own
-// members, the cloud pool gateways only).
+// members, the cloud pool gateways only), and a join whose every seed it
+// refuses ends at once with the refusal rather than retrying.
 //
 // Identities: a peer made with an identity.Key shows its public key and
 // incarnation in reserved tags; every peer pins the first key it sees for

@@ -28,7 +28,9 @@
 // The caller's duties:
 //
 //  1. Build the Catalog from what the cluster really has: the built-in
-//     attributes plus the Serf tags seen in the membership (WithTags).
+//     attributes plus the Serf tags seen in the membership (WithTags); in
+//     a cloud of pools, Open it (a tag the asker's pool lacks may be
+//     another pool's: Plan.Unlisted names those it read so).
 //  2. Treat a decoded Plan as hostile until Decode returns no error; Decode
 //     validates every limit in limits.go, so Eval on a decoded plan is bounded.
 //  3. Give Eval records whose values have the attribute's kind (Clamp does it).
