@@ -231,7 +231,7 @@ func (p *prober) tick(now time.Time) {
 			// It answered, refusing this peer's clock: not silent, and
 			// left out while its skew note lasts. Looked at again every
 			// second, it took one of the few looks a second from the
-			// silent members, whose notes then ran out (1 run in 40 of
+			// silent members, whose notes then ran out (7 runs in 300 of
 			// TestSilentMembersStayLost, as ties fell).
 		} else if _, ok := p.net.Member(name); ok && !p.sus.verifying[name] && !p.relooking[name] {
 			listed = append(listed, name)
