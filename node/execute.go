@@ -11,6 +11,7 @@ import (
 	"github.com/peerq/peerq/answer"
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/query"
+	"github.com/peerq/peerq/run"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -359,7 +360,7 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 func (n *Node) askPools(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
 	a, err := n.rt.pools.ask(ctx, plan, progress, start)
 	if ng := (*noGateway)(nil); errors.As(err, &ng) && ctx.Err() == nil {
-		return n.ownPoolOnly(ctx, plan, progress, start, ng)
+		return n.ownPoolOnly(ctx, plan, start, ng)
 	}
 	return a, err
 }
@@ -372,24 +373,24 @@ func (n *Node) askPools(ctx context.Context, plan *query.Plan, progress func(ans
 // Before, the statement failed for the 8–13 s the pool took to choose new
 // gateways, exiting 1 as a usage error does, though its own pool could
 // answer.
-func (n *Node) ownPoolOnly(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time, ng *noGateway) (*answer.Answer, error) {
-	var a *answer.Answer
-	var err error
-	switch {
-	case plan.FromMemberLists():
-		a, err = n.fromMembership(plan, start)
-	case n.net.Size() == 1:
-		a, err = n.alone(plan, start)
-	default:
-		a, err = n.rt.gossip(ctx, plan, progress)
-	}
-	if a == nil || a.Meta == nil {
+func (n *Node) ownPoolOnly(ctx context.Context, plan *query.Plan, start time.Time, ng *noGateway) (*answer.Answer, error) {
+	p := n.rt.pools
+	// As a gateway runs it in its pool (a FROM SUBCLOUD statement over
+	// the owner's members here, as the asker fixed it: Plan.Owner).
+	a, part, _, err := p.runHere(ctx, newQueryID(), plan, start)
+	if a == nil || a.Meta == nil || part == nil {
 		return nil, errors.Join(ng, err)
 	}
-	p := n.rt.pools
+	// The rows as the pools' are merged (pools.combine), of this one.
+	merged, merr := run.Merge(plan, []*run.Partial{part})
+	if merr != nil {
+		return nil, errors.Join(ng, merr)
+	}
+	merged.Meta, a = a.Meta, merged
 	gws := Gateways(p.lan.Members(), p.cfg.Gateways) // as this peer's pool lists them; none agreed
 	own := answer.PoolStatus{Pool: p.cfg.Pool, Status: a.Meta.Status, Reason: a.Meta.Reason, Peers: a.Meta.Peers, Rounds: a.Meta.Rounds, Elapsed: a.Meta.Elapsed,
 		Gateways: len(gws), GatewayNames: gws}
+	a.Meta.Elapsed = n.now().Sub(start).Seconds()
 	why := fmt.Sprintf("no gateway of pool %s answered (%s): the answer is over pool %s alone, asked by this peer", p.cfg.Pool, ng.why(), p.cfg.Pool)
 	others := p.otherPools()
 	pools := []answer.PoolStatus{own}

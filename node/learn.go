@@ -317,9 +317,15 @@ func checkLearned(r poolResp, loopbackOK bool) error {
 		return fmt.Errorf("a list of %d pools said to be unchanged", len(r.Held))
 	}
 	for i, name := range r.Held {
-		if name == "" || len(name) > maxPoolName || !utf8.ValidString(name) || i > 0 && r.Held[i-1] >= name {
+		if !poolNameOK(name) || i > 0 && r.Held[i-1] >= name {
 			return fmt.Errorf("%q is not a pool's name in order", name)
 		}
 	}
 	return nil
+}
+
+// poolNameOK says name could be a pool's, as another peer tells it: not
+// empty, at most maxPoolName bytes, UTF-8.
+func poolNameOK(name string) bool {
+	return name != "" && len(name) <= maxPoolName && utf8.ValidString(name)
 }

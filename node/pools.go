@@ -15,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/peerq/peerq/answer"
@@ -742,14 +741,11 @@ func (p *pools) view(c CloudNetwork) []poolView {
 		v.Keys = append(v.Keys, m.Key.Bytes())
 		v.at = append(v.at, m.Name)
 	}
-	now := p.now()
-	p.mu.Lock()
-	for name, at := range p.learned.pools {
-		if byPool[name] == nil && now.Sub(at) < p.cfg.PoolMemory {
+	for _, name := range p.otherPools() {
+		if byPool[name] == nil {
 			byPool[name] = &poolView{Name: name}
 		}
 	}
-	p.mu.Unlock()
 	out := make([]poolView, 0, len(byPool))
 	for _, v := range byPool {
 		out = append(out, *v)
@@ -939,19 +935,16 @@ func (p *pools) startRun(id QueryID, plan *query.Plan) {
 	}()
 }
 
-// runPool runs plan in this peer's pool as its asker and reports the
-// pool's partial, signed, and its status.
-func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
-	start := p.now()
-	members := p.lan.Members()
-	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash(), Members: membersDigest(members), Lacks: lacking(plan, members)}
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
-	defer cancel()
+// runHere runs plan in this peer's pool as its asker: the pool's answer
+// and partial, and for a statement FROM SUBCLOUD the owner whose members
+// it ran over. A gateway reports it (runPool); an asker whose pool's
+// gateways all fail answers with it (Node.ownPoolOnly).
+func (p *pools) runHere(ctx context.Context, id QueryID, plan *query.Plan, start time.Time) (a *answer.Answer, part *run.Partial, owner string, err error) {
 	if plan.Owner != "" {
 		// The asker fixed the owner (pool/name): its members are in any
 		// pool, and their leases name it by name in its own pool and as
 		// pool/name in the others (relay.go).
-		body.Owner = plan.Owner
+		owner = plan.Owner
 		plan = plan.OwnedBy(nameIn(plan.Owner, p.cfg.Pool))
 	} else if plan.Subcloud != "" {
 		// A subcloud lives in its owner's pool (its leases and its name's
@@ -962,14 +955,11 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 		p.mu.Lock()
 		ownerOf := p.ownerOf
 		p.mu.Unlock()
-		body.Owner, _ = ownerOf(ctx, plan.Subcloud)
-		plan = plan.OwnedBy(body.Owner)
+		owner, _ = ownerOf(ctx, plan.Subcloud)
+		plan = plan.OwnedBy(owner)
 	}
-	var a *answer.Answer
-	var part *run.Partial
-	var err error
 	switch {
-	case plan.Subcloud != "" && body.Owner == "":
+	case plan.Subcloud != "" && owner == "":
 		// Nobody here owns the name: the partial of a pool whose members
 		// hold none of it has the plan's shape and nothing in it, which
 		// this peer computes alone (its own record fails the filter)
@@ -983,6 +973,19 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	default:
 		a, part, err = p.rt.gossipPartial(ctx, plan, id)
 	}
+	return a, part, owner, err
+}
+
+// runPool runs plan in this peer's pool as its asker and reports the
+// pool's partial, signed, and its status.
+func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
+	start := p.now()
+	members := p.lan.Members()
+	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash(), Members: membersDigest(members), Lacks: lacking(plan, members)}
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
+	defer cancel()
+	a, part, owner, err := p.runHere(ctx, id, plan, start)
+	body.Owner = owner
 	switch {
 	case a == nil || a.Meta == nil || part == nil:
 		body.Status, body.Reason = statusFailed, fmt.Sprint(err)
@@ -1019,14 +1022,29 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 // lacking are the attributes plan reads that members do not have as tags
 // and that are not built in (reportBody.Lacks).
 func lacking(plan *query.Plan, members []network.Member) []string {
+	var tags []string // not built in: the members' tags, if any has them
+	builtIn := query.DefaultCatalog()
+	for _, name := range plan.Reads() {
+		if _, ok := builtIn.Lookup(name); !ok {
+			tags = append(tags, name)
+		}
+	}
+	if len(tags) == 0 {
+		return nil // most statements: no member list read
+	}
 	cat := catalogOf(members)
 	var out []string
-	for _, name := range plan.Reads() {
+	for _, name := range tags {
 		if _, ok := cat.Lookup(name); !ok {
 			out = append(out, name)
 		}
 	}
 	return out
+}
+
+// subset says every name of xs is in of.
+func subset(xs, of []string) bool {
+	return !slices.ContainsFunc(xs, func(x string) bool { return !slices.Contains(of, x) })
 }
 
 // notJoinedYet is what a gateway chosen in its pool answers while it has
@@ -1502,11 +1520,11 @@ func (e *noGateway) why() string {
 func (e *noGateway) Unwrap() []error { return e.errs }
 
 // heardOf keeps the names of the pools views list, those well formed
-// (as checkLearned has them), as pools this peer knows of.
+// (poolNameOK), as pools this peer knows of.
 func (p *pools) heardOf(views []poolView) {
 	var names []string
 	for _, v := range views {
-		if v.Name != "" && len(v.Name) <= maxPoolName && utf8.ValidString(v.Name) && len(names) < maxLearnedPools {
+		if poolNameOK(v.Name) && len(names) < maxLearnedPools {
 			names = append(names, v.Name)
 		}
 	}
@@ -2074,7 +2092,7 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf gatewayK
 		return verified{}, fmt.Sprintf("%d members named left out of %d", len(body.Excluded), body.ExcludedCount)
 	case !inOrder(body.Excluded):
 		return verified{}, "the members it left out are not distinct names in order"
-	case !inOrder(body.Lacks) || slices.ContainsFunc(body.Lacks, func(a string) bool { return !slices.Contains(plan.Reads(), a) }):
+	case !inOrder(body.Lacks) || len(body.Lacks) > 0 && !subset(body.Lacks, plan.Reads()):
 		return verified{}, "the attributes its pool lacks are not distinct names the statement reads, in order"
 	}
 	v := verified{gateway: r.Gateway, raw: r.Body, body: body}

@@ -87,6 +87,10 @@ func (c *Catalog) Open() *Catalog {
 	return &n
 }
 
+// userTag says name may be a tag of the user's: not empty, and not of
+// peerq's own (the prefix peerq).
+func userTag(name string) bool { return name != "" && !strings.HasPrefix(name, "peerq") }
+
 // Unlisted is a name a statement read as a tag though its catalog did
 // not hold it (Catalog.Open): Err is the error the catalog would have
 // given, positioned in the statement's text.
@@ -168,7 +172,7 @@ func (c *Catalog) WithTags(names ...string) *Catalog {
 		n.attrs[k] = v
 	}
 	for _, name := range names {
-		if _, ok := n.attrs[name]; ok || name == "" || strings.HasPrefix(name, "peerq") {
+		if _, ok := n.attrs[name]; ok || !userTag(name) {
 			continue
 		}
 		n.attrs[name] = Attr{Name: name, Kind: KindString, Origin: OriginTag, Doc: "Serf tag"}
