@@ -73,7 +73,8 @@
 // a statement it answers over its own pool alone, partial
 // (Node.ownPoolOnly). A tag only some pools have is read at any peer
 // (query.Catalog.Open), unknown only if every pool's gateways say their
-// pool lacks it (reportBody.Lacks).
+// pool lacks it (reportBody.Lacks); SHOW ATTRIBUTES lists every pool's
+// tags, as a majority of each pool's gateways name them (reportBody.Tags).
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
 // cloud pool on its own in-memory network).
 //

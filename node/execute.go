@@ -358,11 +358,19 @@ func (n *Node) statement(ctx context.Context, plan *query.Plan, progress func(an
 // gateway of this peer's pool takes it, in this peer's pool alone
 // (ownPoolOnly).
 func (n *Node) askPools(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, error) {
-	a, err := n.rt.pools.ask(ctx, plan, progress, start)
-	if ng := (*noGateway)(nil); errors.As(err, &ng) && ctx.Err() == nil {
-		return n.ownPoolOnly(ctx, plan, start, ng)
-	}
+	a, _, err := n.askPoolsWhere(ctx, plan, progress, start)
 	return a, err
+}
+
+// askPoolsWhere is askPools, and what the asker learned beside its
+// answer (nothing when its own pool answered alone).
+func (n *Node) askPoolsWhere(ctx context.Context, plan *query.Plan, progress func(answer.Progress), start time.Time) (*answer.Answer, asked, error) {
+	a, facts, err := n.rt.pools.askWhere(ctx, plan, progress, start)
+	if ng := (*noGateway)(nil); errors.As(err, &ng) && ctx.Err() == nil {
+		a, err = n.ownPoolOnly(ctx, plan, start, ng)
+		return a, asked{}, err
+	}
+	return a, facts, err
 }
 
 // ownPoolOnly answers a statement that no gateway of this peer's pool

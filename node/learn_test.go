@@ -287,6 +287,79 @@ func TestUnknownEverywhere(t *testing.T) {
 	}
 }
 
+// A pool's tags (SHOW ATTRIBUTES) are those a majority of its listed
+// gateways name: one lying gateway can neither add a tag to its pool nor
+// hide one, nor say there are more than a report names. Mutation: taking
+// any gateway's word fails the first two cases.
+func TestTagsByPool(t *testing.T) {
+	report := func(more int, tags ...string) verified {
+		v := verified{}
+		v.body.Tags, v.body.MoreTags = tags, more
+		return v
+	}
+	chosen := &verified{}
+	cases := []struct {
+		name    string
+		reports []verified
+		listed  int
+		want    []string
+		more    int
+	}{
+		{"a liar adds a tag", []verified{report(0, "gpu"), report(0, "gpu"), report(0, "fake", "gpu")}, 3, []string{"gpu"}, 0},
+		{"a liar hides one", []verified{report(0, "gpu", "ssd"), report(0, "gpu", "ssd"), report(0, "ssd")}, 3, []string{"gpu", "ssd"}, 0},
+		{"a liar says there are more", []verified{report(0, "gpu"), report(0, "gpu"), report(9, "gpu")}, 3, []string{"gpu"}, 0},
+		{"two say more", []verified{report(4, "gpu"), report(5, "gpu"), report(0, "gpu")}, 3, []string{"gpu"}, 4},
+		{"one report of three listed", []verified{report(0, "gpu")}, 3, nil, 0},
+		{"two of three listed agree", []verified{report(0, "gpu"), report(0, "gpu")}, 3, []string{"gpu"}, 0},
+	}
+	for _, c := range cases {
+		decided := []pooled{{ps: answer.PoolStatus{Pool: "b", Gateways: c.listed}, chosen: chosen}, {ps: answer.PoolStatus{Pool: "c", Gateways: 3}}}
+		got := tagsByPool(decided, map[string][]verified{"b": c.reports})
+		if !slices.Equal(got["b"].names, c.want) || got["b"].more != c.more {
+			t.Errorf("%s: %v, %d more; want %v, %d more", c.name, got["b"].names, got["b"].more, c.want, c.more)
+		}
+		if _, in := got["c"]; in {
+			t.Errorf("%s: pool c, which did not answer, has tags %v", c.name, got["c"])
+		}
+	}
+}
+
+// A report names tags only when asked, in order, not built in nor
+// peerq's own, and as many as it may.
+func TestTagsOK(t *testing.T) {
+	asked := &query.Plan{ListTags: true}
+	many := make([]string, maxPoolTags)
+	for i := range many {
+		many[i] = fmt.Sprintf("t%04d", i)
+	}
+	cases := []struct {
+		name string
+		plan *query.Plan
+		tags []string
+		more int
+		ok   bool
+	}{
+		{"asked", asked, []string{"gpu", "ssd"}, 0, true},
+		{"not asked", &query.Plan{}, []string{"gpu"}, 0, false},
+		{"none, not asked", &query.Plan{}, nil, 0, true},
+		{"out of order", asked, []string{"ssd", "gpu"}, 0, false},
+		{"twice", asked, []string{"gpu", "gpu"}, 0, false},
+		{"built in", asked, []string{"cpu_cores"}, 0, false},
+		{"peerq's own", asked, []string{"peerq_id"}, 0, false},
+		{"well known", asked, []string{"zone"}, 0, false},
+		{"empty", asked, []string{""}, 0, false},
+		{"the most, and more", asked, many, 7, true},
+		{"more, though not the most", asked, []string{"gpu"}, 7, false},
+		{"more than the most", asked, append(slices.Clone(many), "zz"), 0, false},
+		{"negative more", asked, many, -1, false},
+	}
+	for _, c := range cases {
+		if got := tagsOK(c.plan, c.tags, c.more); got != c.ok {
+			t.Errorf("%s: %v, want %v", c.name, got, c.ok)
+		}
+	}
+}
+
 // The pools an asker knows of that its coordinators' views leave out are
 // named in its answer, partial: a coordinator that died as it answered
 // listed none. Mutation: without them, the answer is exact over pool b.

@@ -123,6 +123,9 @@ func (n *Node) local(ctx context.Context, plan *query.Plan, start time.Time) (*a
 	case query.ShowMembers:
 		res.Columns, res.Rows = n.showMembers()
 	case query.ShowAttributes:
+		if n.rt.pools.on() {
+			return n.showAttributes(ctx, plan, start)
+		}
 		res = n.Catalog().Describe()
 	case query.ShowPools:
 		return n.showPools(ctx, plan, start)
@@ -311,6 +314,67 @@ func (n *Node) askEveryPool(ctx context.Context, text string, gossip bool, start
 		plan = plan.Gossiped()
 	}
 	return n.askPools(ctx, plan, nil, start)
+}
+
+// showAttributes is SHOW ATTRIBUTES in a cloud of pools: the built-in
+// attributes, and the tags of every pool, each with the pools whose
+// members carry it (a pools column) — this peer's pool's from its member
+// list, the others' as a majority of each pool's gateways name them
+// (Plan.ListTags, reportBody.Tags, tagsByPool). A statement may read a
+// tag only another pool has (Catalog.Open); before, this listed the
+// asker's pool's tags alone, and said it was exact.
+func (n *Node) showAttributes(ctx context.Context, show *query.Plan, start time.Time) (*answer.Answer, error) {
+	plan, err := n.Compile("SELECT COUNT(*) FROM peers") // from the member lists
+	if err != nil {
+		return nil, err
+	}
+	plan.ListTags = true
+	a, facts, err := n.askPoolsWhere(ctx, plan, nil, start)
+	if a == nil {
+		return nil, err
+	}
+	mine := n.rt.pools.cfg.Pool
+	own := n.Catalog()
+	res := own.Describe()
+	res.Columns = append(res.Columns, answer.Column{Name: "pools", Kind: answer.KindList})
+	pools := map[string][]string{}
+	for _, t := range tagNames(own) {
+		pools[t] = []string{mine}
+	}
+	var rows [][]query.Value
+	for _, row := range res.Rows {
+		if _, tag := pools[row[0].Str]; !tag {
+			rows = append(rows, append(row, query.Null)) // in every pool's catalog
+		}
+	}
+	var more []string
+	for pool, set := range facts.tags {
+		if pool == mine {
+			continue // its member list, above
+		}
+		for _, t := range set.names {
+			pools[t] = append(pools[t], pool)
+		}
+		if set.more > 0 {
+			more = append(more, fmt.Sprintf("pool %s: %d more tags than a report names (%d)", pool, set.more, maxPoolTags))
+		}
+	}
+	names := slices.Sorted(maps.Keys(pools))
+	for _, t := range names {
+		slices.Sort(pools[t])
+		rows = append(rows, []query.Value{query.Str(t), query.Str(query.KindString.String()), query.Str(query.OriginTag.String()), query.Str("Serf tag"), answer.List(pools[t])})
+	}
+	res.Rows = rows
+	meta := a.Meta
+	meta.PlanHash, meta.FromTags = show.Hash(), true
+	meta.Warning = joinReason("other pools' tags are those a majority of each pool's gateways name, from their member lists", meta.Warning)
+	if len(more) > 0 {
+		slices.Sort(more)
+		meta.Status, meta.Converged = StatusPartial, false
+		meta.Reason = joinReason(meta.Reason, strings.Join(more, "; "))
+	}
+	res.Meta = meta
+	return res, err
 }
 
 // showPools lists the cloud's pools: each with its status, members and

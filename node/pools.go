@@ -245,6 +245,51 @@ type reportBody struct {
 	// does. Sent only then: a report without it is read by agents that
 	// predate it.
 	Lacks []string `cbor:"17,keyasint,omitempty"`
+	// Tags names, for a plan that asks (Plan.ListTags: SHOW ATTRIBUTES),
+	// the tags some member of the pool carries, sorted (the first
+	// maxPoolTags); MoreTags is how many more there are.
+	Tags     []string `cbor:"18,keyasint,omitempty"`
+	MoreTags int      `cbor:"19,keyasint,omitempty"`
+}
+
+// maxPoolTags bounds the tags a pool's report names: Serf gives a member
+// 512 bytes of tags, so a pool whose members each carry tags of their own
+// could name thousands; past this many, SHOW ATTRIBUTES says how many it
+// leaves out.
+const maxPoolTags = 256
+
+// tagNames are the tags of cat (catalogOf) that the default catalog does
+// not hold — the well-known ones (zone, region, ...) every catalog has — in
+// order.
+func tagNames(cat *query.Catalog) []string {
+	known := query.DefaultCatalog().Names()
+	var out []string
+	for _, name := range cat.Names() {
+		if !slices.Contains(known, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// poolTags is a pool's Tags and MoreTags, from its member list.
+func poolTags(members []network.Member) ([]string, int) {
+	tags := tagNames(catalogOf(members))
+	if len(tags) > maxPoolTags {
+		return tags[:maxPoolTags], len(tags) - maxPoolTags
+	}
+	return tags, 0
+}
+
+// tagsOK says a report's Tags are what an honest gateway sends: only if
+// asked, in order, at most maxPoolTags, each a name catalogOf would list
+// as a tag (not built in, not peerq's own).
+func tagsOK(plan *query.Plan, tags []string, more int) bool {
+	if !plan.ListTags {
+		return len(tags) == 0 && more == 0
+	}
+	return more >= 0 && more <= maxExcludedCount && (more == 0 || len(tags) == maxPoolTags) && len(tags) <= maxPoolTags &&
+		inOrder(tags) && len(tagNames(query.DefaultCatalog().WithTags(tags...))) == len(tags)
 }
 
 // statusFailed is a report's status when its pool gave no answer.
@@ -982,6 +1027,9 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	start := p.now()
 	members := p.lan.Members()
 	body := reportBody{ID: id[:], Pool: p.cfg.Pool, Plan: plan.Hash(), Members: membersDigest(members), Lacks: lacking(plan, members)}
+	if plan.ListTags {
+		body.Tags, body.MoreTags = poolTags(members)
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
 	defer cancel()
 	a, part, owner, err := p.runHere(ctx, id, plan, start)
@@ -1805,6 +1853,9 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 		}
 	}
 	facts.where = where
+	if plan.ListTags {
+		facts.tags = tagsByPool(decided, byPool)
+	}
 	if err := unknownEverywhere(plan, decided, byPool, &meta.Warning); err != nil {
 		return nil, asked{}, err
 	}
@@ -1909,6 +1960,49 @@ func (p *pools) cutOff(views map[string]poolView) string {
 type asked struct {
 	where map[string]string
 	owner string
+	tags  map[string]poolTagSet // by pool, for a plan that lists them
+}
+
+// poolTagSet is what a pool's gateways said of its tags (reportBody.Tags).
+type poolTagSet struct {
+	names []string
+	more  int
+}
+
+// tagsByPool are, for each pool that answered (decided), the tags a
+// majority of its listed gateways name, and how many more a majority says
+// there are: one lying gateway can neither add a tag to its pool nor hide
+// one (unknownEverywhere reads Lacks the same way).
+func tagsByPool(decided []pooled, byPool map[string][]verified) map[string]poolTagSet {
+	out := map[string]poolTagSet{}
+	for _, d := range decided {
+		if d.chosen == nil || d.aside != "" {
+			continue
+		}
+		vs := byPool[d.ps.Pool]
+		need := majority(max(d.ps.Gateways, len(vs)))
+		named := map[string]int{}
+		var more []int
+		for _, v := range vs {
+			for _, t := range v.body.Tags {
+				named[t]++
+			}
+			more = append(more, v.body.MoreTags)
+		}
+		var set poolTagSet
+		for t, c := range named {
+			if c >= need {
+				set.names = append(set.names, t)
+			}
+		}
+		slices.Sort(set.names)
+		if len(more) >= need {
+			slices.Sort(more)
+			set.more = more[len(more)-need] // a majority says at least this many
+		}
+		out[d.ps.Pool] = set
+	}
+	return out
 }
 
 // onePerGateway keeps one report per gateway of a pool: a coordinator
@@ -2094,6 +2188,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf gatewayK
 		return verified{}, "the members it left out are not distinct names in order"
 	case !inOrder(body.Lacks) || len(body.Lacks) > 0 && !subset(body.Lacks, plan.Reads()):
 		return verified{}, "the attributes its pool lacks are not distinct names the statement reads, in order"
+	case !tagsOK(plan, body.Tags, body.MoreTags):
+		return verified{}, "the tags it names are not distinct tags in order, as many as a report may name, and asked for"
 	}
 	v := verified{gateway: r.Gateway, raw: r.Body, body: body}
 	if body.Status == statusFailed {

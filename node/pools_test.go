@@ -908,6 +908,22 @@ func TestPools(t *testing.T) {
 		if !slices.Equal(got, gpus) {
 			t.Fatalf("the gpu machines: %v, want %v", got, gpus)
 		}
+		// SHOW ATTRIBUTES at pool0 lists gpu, as pool2's: the catalog a
+		// statement there may read. Mutation: without ListTags, it lists
+		// pool0's tags alone.
+		a = exact("SHOW ATTRIBUTES")
+		var gpuRow []answer.Value
+		for _, r := range a.Rows {
+			if r[0].Str == "gpu" {
+				gpuRow = r
+			}
+			if r[0].Str == "node" && !r[4].IsNull() {
+				t.Fatalf("SHOW ATTRIBUTES: the built-in node is listed for pools %v", r[4].Items())
+			}
+		}
+		if len(a.Columns) != 5 || a.Columns[4].Name != "pools" || gpuRow == nil || !slices.Equal(gpuRow[4].Items(), []string{"pool2"}) || gpuRow[2].Str != "tag" {
+			t.Fatalf("SHOW ATTRIBUTES at pool0, want gpu a tag of pool2:\n%s", a.Text())
+		}
 		_, err := e.ask(t, asker, "SELECT COUNT(*)\nFROM peers WHERE gpuu = 'a100'")
 		var pe *parser.Error
 		if !errors.As(err, &pe) || pe.Pos.Line != 2 || pe.Pos.Column != 18 || !strings.Contains(pe.Msg, `unknown attribute "gpuu"`) || !strings.Contains(pe.Msg, "no member of any of the 3 pools has it") {
@@ -993,6 +1009,17 @@ func TestPools(t *testing.T) {
 		for _, r := range a.Rows[1:] {
 			if r[1].Str != answer.StatusPartial || r[2].Num != 0 {
 				t.Fatalf("SHOW POOLS with pool0's gateways hung: %s", a.Text())
+			}
+		}
+		// SHOW ATTRIBUTES: the catalog, partial, no tag said to be
+		// another pool's (none was asked).
+		a, err = e.ask(t, asker, "SHOW ATTRIBUTES")
+		if err != nil || a.Meta.Status != answer.StatusPartial || !strings.Contains(a.Meta.Reason, "not asked") || len(a.Rows) < len(query.DefaultCatalog().Names()) {
+			t.Fatalf("SHOW ATTRIBUTES with pool0's gateways hung: %v, %+v", err, a)
+		}
+		for _, r := range a.Rows {
+			if slices.ContainsFunc(r[4].Items(), func(p string) bool { return p != "pool0" }) {
+				t.Fatalf("SHOW ATTRIBUTES with pool0's gateways hung: %s is another pool's:\n%s", r[0].Str, a.Text())
 			}
 		}
 	})
@@ -1856,6 +1883,12 @@ func FuzzDecodePool(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	listing, err := query.CompileText("SELECT COUNT(*) FROM peers", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	listing.ListTags = true
+	f.Add(encodePool(reportBody{ID: make([]byte, 16), Pool: "b", Plan: "p", Status: "exact", Peers: 3, Partial: []byte{0xa0}, Tags: []string{"gpu", "ssd"}}))
 	key, err := identity.New(rand.NewChaCha8([32]byte{9}))
 	if err != nil {
 		f.Fatal(err)
@@ -1905,6 +1938,18 @@ func FuzzDecodePool(f *testing.F) {
 			}
 			if why == "" && slices.ContainsFunc(v.body.Lacks, func(a string) bool { return !slices.Contains(plan.Reads(), a) }) {
 				t.Fatalf("a report saying its pool lacks %v, which the statement does not read, passed", v.body.Lacks)
+			}
+			if why == "" && (len(v.body.Tags) > 0 || v.body.MoreTags != 0) {
+				t.Fatalf("a report naming tags %v (%d more) for a statement that did not ask passed", v.body.Tags, v.body.MoreTags)
+			}
+			// The same report for SHOW ATTRIBUTES' statement (ListTags).
+			rb.Plan = listing.Hash()
+			if signed, err = reportEnc.Marshal(rb); err != nil {
+				return
+			}
+			v, why = p.check(listing, id, poolReport{Gateway: "g", Body: signed, Sig: key.Sign(reportDomain, signed)}, gatewayKeys{"g": {{rb.Pool, key.Public()}}}, nil, nil, views)
+			if why == "" && (len(v.body.Tags) > maxPoolTags || !inOrder(v.body.Tags) || slices.ContainsFunc(v.body.Tags, func(n string) bool { return !query.UserTag(n) }) || v.body.MoreTags < 0) {
+				t.Fatalf("a report naming tags %v (%d more) passed", v.body.Tags, v.body.MoreTags)
 			}
 		}
 		var resp poolResp

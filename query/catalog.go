@@ -87,9 +87,9 @@ func (c *Catalog) Open() *Catalog {
 	return &n
 }
 
-// userTag says name may be a tag of the user's: not empty, and not of
+// UserTag says name may be a tag of the user's: not empty, and not of
 // peerq's own (the prefix peerq).
-func userTag(name string) bool { return name != "" && !strings.HasPrefix(name, "peerq") }
+func UserTag(name string) bool { return name != "" && !strings.HasPrefix(name, "peerq") }
 
 // Unlisted is a name a statement read as a tag though its catalog did
 // not hold it (Catalog.Open): Err is the error the catalog would have
@@ -172,7 +172,7 @@ func (c *Catalog) WithTags(names ...string) *Catalog {
 		n.attrs[k] = v
 	}
 	for _, name := range names {
-		if _, ok := n.attrs[name]; ok || !userTag(name) {
+		if _, ok := n.attrs[name]; ok || !UserTag(name) {
 			continue
 		}
 		n.attrs[name] = Attr{Name: name, Kind: KindString, Origin: OriginTag, Doc: "Serf tag"}

@@ -320,6 +320,10 @@ type Plan struct {
 	// its table (Listed).
 	ByOwner bool     `cbor:"24,keyasint,omitempty"`
 	Members []string `cbor:"25,keyasint,omitempty"`
+	// ListTags asks each pool of a cloud of pools to name, beside its
+	// answer, the tags its members carry (node's pools role): SHOW
+	// ATTRIBUTES there lists every pool's, not only the asker's.
+	ListTags bool `cbor:"26,keyasint,omitempty"`
 	// Key 20 was the asking peer's network coordinate; it now travels in
 	// the runtime's envelope beside the plan (node), so that a plan's
 	// encoding and hash are the same at every asker. Do not reuse it.

@@ -45,7 +45,7 @@ func (c *compiler) exprAt(x parser.Expr, sc scope, depth int) (*Expr, error) {
 		a, ok := c.cat.Lookup(x.Name)
 		if !ok {
 			err := parser.Errorf(x.Pos, "unknown attribute %q%s", x.Name, c.cat.suggest(x.Name))
-			if !c.cat.open || !userTag(x.Name) {
+			if !c.cat.open || !UserTag(x.Name) {
 				return nil, err
 			}
 			a = Attr{Name: x.Name, Kind: KindString, Origin: OriginTag, Doc: "Serf tag"}
