@@ -73,7 +73,10 @@
 // a statement it answers over its own pool alone, partial
 // (Node.ownPoolOnly). A tag only some pools have is read at any peer
 // (query.Catalog.Open), unknown only if every pool's gateways say their
-// pool lacks it (reportBody.Lacks); SHOW ATTRIBUTES lists every pool's
+// pool lacks it (reportBody.Lacks); a pool's gateways that died, listed
+// until the cloud pool declares them, are set aside once a majority of
+// its current ones agree on who they are (reportBody.Roster, current);
+// SHOW ATTRIBUTES lists every pool's
 // tags, as a majority of each pool's gateways name them (reportBody.Tags).
 // EmbeddedConfig.Pools makes an embedded cloud of pools (cloud.go: the
 // cloud pool on its own in-memory network).

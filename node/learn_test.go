@@ -396,3 +396,65 @@ func TestKnownPoolsNamed(t *testing.T) {
 		t.Errorf("known after an answer that listed c (and a name too long): %v, want a and c", got)
 	}
 }
+
+// A pool is answered for by the gateways that a majority of its own
+// roster say are its gateways now (reportBody.Roster), while the cloud
+// pool still lists ones that died; one liar can drop no honest gateway.
+// Mutation: without current, the first two cases keep all six listed.
+func TestCurrentRoster(t *testing.T) {
+	view := func(names ...string) poolView {
+		v := poolView{Name: "b"}
+		for _, n := range names {
+			v.Gateways, v.Keys, v.at = append(v.Gateways, n), append(v.Keys, []byte(n)), append(v.at, n+".cloud")
+		}
+		return v
+	}
+	rep := func(gateway string, roster ...string) verified {
+		v := verified{gateway: gateway}
+		v.body.Roster = roster
+		return v
+	}
+	dead := []string{"d1", "d2", "d3"}
+	cases := []struct {
+		name    string
+		listed  poolView
+		reports []verified
+		want    []string // the gateways that count; nil: as listed
+		kept    int      // reports that count
+	}{
+		{"the new gateways, the dead still listed", view(append(dead, "h1", "h2", "h3")...),
+			[]verified{rep("h1", "h1", "h2", "h3"), rep("h2", "h1", "h2", "h3"), rep("h3", "h1", "h2", "h3")}, []string{"h1", "h2", "h3"}, 3},
+		{"two of the new", view(append(dead, "h1", "h2", "h3")...),
+			[]verified{rep("h1", "h1", "h2", "h3"), rep("h3", "h1", "h2", "h3")}, []string{"h1", "h2", "h3"}, 2},
+		{"one of the new", view(append(dead, "h1", "h2", "h3")...),
+			[]verified{rep("h1", "h1", "h2", "h3")}, nil, 1},
+		{"a liar says the pool is itself", view("h1", "h2", "L"),
+			[]verified{rep("L", "L")}, nil, 1},
+		{"a liar names dead ones", view(append(dead, "h1", "h2", "L")...),
+			[]verified{rep("h1", "L", "h1", "h2"), rep("h2", "L", "h1", "h2"), rep("L", "L", "d1", "d2")}, []string{"h1", "h2", "L"}, 3},
+		{"a liar names gateways not listed", view(append(dead, "h1", "h2", "L")...),
+			[]verified{rep("L", "L", "x", "y"), rep("h1", "L", "h1", "h2")}, nil, 2},
+		{"a roster its reporter is not in", view(append(dead, "h1", "h2", "h3")...),
+			[]verified{rep("d1", "h1", "h2", "h3"), rep("h1", "h1", "h2", "h3")}, nil, 2},
+		{"two rosters as large", view("a1", "a2", "a3", "b1", "b2", "b3"),
+			[]verified{rep("a1", "a1", "a2", "a3"), rep("a2", "a1", "a2", "a3"), rep("b1", "b1", "b2", "b3"), rep("b2", "b1", "b2", "b3")}, nil, 4},
+		{"older gateways, no roster", view(append(dead, "h1", "h2", "h3")...),
+			[]verified{rep("h1"), rep("h2"), rep("h3")}, nil, 3},
+		{"a pool of two", view("x", "y"), []verified{rep("x", "x", "y"), rep("y", "x", "y")}, nil, 2},
+	}
+	for _, c := range cases {
+		got, kept := current(c.listed, c.reports, 3)
+		want := c.want
+		if want == nil {
+			want = c.listed.Gateways
+		}
+		if !slices.Equal(got.Gateways, want) || len(kept) != c.kept || len(got.Keys) != len(want) || len(got.at) != len(want) {
+			t.Errorf("%s: gateways %v (%d keys), %d reports kept; want %v, %d", c.name, got.Gateways, len(got.Keys), len(kept), want, c.kept)
+		}
+		for i, g := range got.Gateways {
+			if string(got.Keys[i]) != g || got.at[i] != g+".cloud" {
+				t.Errorf("%s: gateway %s with key %q at %s", c.name, g, got.Keys[i], got.at[i])
+			}
+		}
+	}
+}

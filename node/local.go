@@ -331,7 +331,16 @@ func (n *Node) showAttributes(ctx context.Context, show *query.Plan, start time.
 	plan.ListTags = true
 	a, facts, err := n.askPoolsWhere(ctx, plan, nil, start)
 	if a == nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// The pools were not asked (a pool whose gateways are still
+		// joining the cloud pool answers busy): this agent's catalog
+		// is there at once, as in a cloud of one pool — the shell greets
+		// with it — partial, saying why.
+		a = &answer.Answer{Meta: &answer.Meta{Status: StatusPartial, Peers: n.net.Size(), Elapsed: n.now().Sub(start).Seconds(),
+			Reason: fmt.Sprintf("this pool's tags alone: the other pools were not asked (%v)", err)}}
+		err = nil
 	}
 	mine := n.rt.pools.cfg.Pool
 	own := n.Catalog()
@@ -367,7 +376,9 @@ func (n *Node) showAttributes(ctx context.Context, show *query.Plan, start time.
 	res.Rows = rows
 	meta := a.Meta
 	meta.PlanHash, meta.FromTags = show.Hash(), true
-	meta.Warning = joinReason("other pools' tags are those a majority of each pool's gateways name, from their member lists", meta.Warning)
+	if len(facts.tags) > 0 {
+		meta.Warning = joinReason("other pools' tags are those a majority of each pool's gateways name, from their member lists", meta.Warning)
+	}
 	if len(more) > 0 {
 		slices.Sort(more)
 		meta.Status, meta.Converged = StatusPartial, false

@@ -250,7 +250,19 @@ type reportBody struct {
 	// maxPoolTags); MoreTags is how many more there are.
 	Tags     []string `cbor:"18,keyasint,omitempty"`
 	MoreTags int      `cbor:"19,keyasint,omitempty"`
+	// Roster is the pool's gateways as the gateway's pool listed them
+	// when its run began (Gateways), sorted by name. The cloud pool lists
+	// a gateway that died until its failure detector declares it — 30 s
+	// to minutes in the WAN profile — and the pool's new gateways, had
+	// they to outvote the dead ones too, could not: its answers were
+	// partial all that while (helper-71: 45–75 s). A roster that most of
+	// its own gateways report is the pool's (current).
+	Roster []string `cbor:"20,keyasint,omitempty"`
 }
+
+// maxRoster bounds the gateways a report's Roster names (a pool has
+// Config.Gateways, 3 by default).
+const maxRoster = 64
 
 // maxPoolTags bounds the tags a pool's report names: Serf gives a member
 // 512 bytes of tags, so a pool whose members each carry tags of their own
@@ -1030,6 +1042,8 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	if plan.ListTags {
 		body.Tags, body.MoreTags = poolTags(members)
 	}
+	body.Roster = Gateways(members, p.cfg.Gateways)
+	slices.Sort(body.Roster)
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
 	defer cancel()
 	a, part, owner, err := p.runHere(ctx, id, plan, start)
@@ -1339,8 +1353,71 @@ func (p *pools) decided(plan *query.Plan, id QueryID, v poolView, reports []pool
 		}
 	}
 	var refused []string
-	chosen, _, why := choose(plan, onePerGateway(vs, &refused), len(v.Gateways))
+	v, vs = current(v, onePerGateway(vs, &refused), p.cfg.Gateways)
+	chosen, _, why := choose(plan, vs, len(v.Gateways))
 	return chosen != nil && why != statusesSplit
+}
+
+// current is pool v as its own gateways say it is now, and the reports of
+// vs that count for it: the listed gateways of a roster
+// (reportBody.Roster) that a majority of that roster's own gateways
+// report, of at least k gateways (the asker's Config.Gateways, the
+// cloud's convention) or all those listed, if fewer — else v and vs as
+// they are. A pool whose gateways all died is answered for by its new
+// ones while the cloud pool still lists the dead (they do not report).
+// The roster is the largest that qualifies; two of that size leave v
+// as listed. Why it is safe: one lying gateway reports a roster alone,
+// which is no majority of any roster of k or more, so it can drop no
+// honest gateway from its pool; a roster of names not listed, or of
+// gateways that do not report it, does not qualify.
+func current(v poolView, vs []verified, k int) (poolView, []verified) {
+	type roster struct {
+		names []string
+		n     int
+	}
+	seen := map[string]*roster{}
+	for _, r := range vs {
+		if !slices.Contains(r.body.Roster, r.gateway) {
+			continue // not its pool's gateway as it says
+		}
+		key := strings.Join(r.body.Roster, "\x00")
+		if seen[key] == nil {
+			seen[key] = &roster{names: r.body.Roster}
+		}
+		seen[key].n++
+	}
+	var best *roster
+	tie := false
+	for _, r := range seen {
+		if r.n < majority(len(r.names)) || len(r.names) < min(k, len(v.Gateways)) || !subset(r.names, v.Gateways) {
+			continue
+		}
+		switch {
+		case best == nil || len(r.names) > len(best.names):
+			best, tie = r, false
+		case len(r.names) == len(best.names):
+			tie = true
+		}
+	}
+	if best == nil || tie || len(best.names) == len(v.Gateways) {
+		return v, vs
+	}
+	out := poolView{Name: v.Name}
+	for i, g := range v.Gateways {
+		if slices.Contains(best.names, g) {
+			out.Gateways, out.Keys = append(out.Gateways, g), append(out.Keys, v.Keys[i])
+			if i < len(v.at) {
+				out.at = append(out.at, v.at[i])
+			}
+		}
+	}
+	var kept []verified
+	for _, r := range vs {
+		if slices.Contains(best.names, r.gateway) {
+			kept = append(kept, r)
+		}
+	}
+	return out, kept
 }
 
 // majority is how many of n gateways make a pool's verdict.
@@ -1763,9 +1840,10 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	sort.Strings(names)
 	decided := make([]pooled, 0, len(names))
 	for _, name := range names {
-		v := views[name]
+		v, vs := current(views[name], byPool[name], p.cfg.Gateways)
+		byPool[name] = vs
 		ps := answer.PoolStatus{Pool: name, Gateways: len(v.Gateways), GatewayNames: v.Gateways}
-		chosen, agreeing, why := choose(plan, byPool[name], len(v.Gateways))
+		chosen, agreeing, why := choose(plan, vs, len(v.Gateways))
 		ps.Agreeing = agreeing
 		decided = append(decided, pooled{ps: ps, chosen: chosen, why: why})
 	}
@@ -1780,10 +1858,13 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	// member lists (runPool), as one pool's would be from its own.
 	meta := &answer.Meta{Status: StatusExact, Converged: true, PlanHash: plan.Hash(), Warning: note, FromTags: plan.FromMemberLists()}
 	var parts []*run.Partial
-	var partial, contested, sampled, left []string
+	var partial, contested, sampled, left, stale []string
 	width := 0.0 // the widest sample that stood in for a pool
 	for _, d := range decided {
 		ps, chosen, why, name := d.ps, d.chosen, d.why, d.ps.Pool
+		if listed := len(views[name].Gateways); listed > ps.Gateways {
+			stale = append(stale, fmt.Sprintf("pool %s: %d (its gateways %s agree on who they are)", name, listed-ps.Gateways, strings.Join(ps.GatewayNames, ", ")))
+		}
 		switch {
 		case d.aside != "" && chosen == nil:
 			ps.Status, ps.Reason = StatusPartial, d.aside // it does not make the answer partial
@@ -1868,6 +1949,9 @@ func (p *pools) combine(plan *query.Plan, id QueryID, resp poolResp, members []n
 	}
 	if len(refused) > 0 {
 		meta.Warning = joinReason(meta.Warning, "reports refused: "+strings.Join(refused, "; "))
+	}
+	if len(stale) > 0 {
+		meta.Warning = joinReason(meta.Warning, "gateways the cloud pool still lists that are no longer their pools' (failed, not yet declared so): "+strings.Join(stale, "; "))
 	}
 	if len(left) > 0 {
 		// As a cloud of one pool's answer names them (leftOut); the pools'
@@ -2188,6 +2272,8 @@ func (p *pools) check(plan *query.Plan, id QueryID, r poolReport, keyOf gatewayK
 		return verified{}, "the members it left out are not distinct names in order"
 	case !inOrder(body.Lacks) || len(body.Lacks) > 0 && !subset(body.Lacks, plan.Reads()):
 		return verified{}, "the attributes its pool lacks are not distinct names the statement reads, in order"
+	case len(body.Roster) > maxRoster || !inOrder(body.Roster):
+		return verified{}, "the gateways it names for its pool are not distinct names in order, as many as a report may name"
 	case !tagsOK(plan, body.Tags, body.MoreTags):
 		return verified{}, "the tags it names are not distinct tags in order, as many as a report may name, and asked for"
 	}
