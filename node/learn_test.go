@@ -458,3 +458,29 @@ func TestCurrentRoster(t *testing.T) {
 		}
 	}
 }
+
+// A gateway's failure logged again within the interval is held back, and
+// the next line says how many were; keys apart are apart.
+func TestQuietLog(t *testing.T) {
+	var lines []string
+	logf := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
+	q := quietLog{every: time.Minute}
+	t0 := time.Unix(1e6, 0)
+	for i := range 10 {
+		q.logf(logf, t0.Add(time.Duration(i)*time.Second), "g1", "g1 failed %d", i)
+	}
+	q.logf(logf, t0.Add(5*time.Second), "g2", "g2 failed")
+	q.logf(logf, t0.Add(70*time.Second), "g1", "g1 failed %d", 70)
+	q.logf(logf, t0.Add(200*time.Second), "g1", "g1 failed %d", 200)
+	want := []string{"g1 failed 0", "g2 failed", "g1 failed 70 (and 9 more like it in the last 1m10s)", "g1 failed 200"}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("logged %q, want %q", lines, want)
+	}
+	// Its keys stay bounded.
+	for i := range 3 * maxQuietKeys {
+		q.logf(func(string, ...any) {}, t0.Add(time.Duration(300+i)*time.Minute), fmt.Sprint(i), "x")
+	}
+	if len(q.seen) > maxQuietKeys {
+		t.Fatalf("%d keys kept, more than %d", len(q.seen), maxQuietKeys)
+	}
+}

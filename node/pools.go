@@ -352,8 +352,11 @@ type pools struct {
 	id   *identity.Key
 	rt   *runtime
 	logf func(string, ...any)
-	now  func() time.Time
-	ctx  context.Context
+	// quiet holds back a gateway's failures logged again within a
+	// minute (quietLog): an outage recurs with every statement.
+	quiet quietLog
+	now   func() time.Time
+	ctx   context.Context
 
 	// streak counts the checks in a row that disagreed with what this
 	// peer is (a gateway in the cloud pool or not): it changes only after
@@ -531,7 +534,7 @@ func (p *pools) pace(ctx context.Context, began time.Time) {
 }
 
 func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
-	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, now: cfg.Clock, ctx: ctx, bend: cfg.BendPartial,
+	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, quiet: quietLog{every: time.Minute}, now: cfg.Clock, ctx: ctx, bend: cfg.BendPartial,
 		runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{},
 		relaying: make(chan struct{}, maxRelaying), relayingIn: make(chan struct{}, maxRelaying)}
 }
@@ -1471,7 +1474,7 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 		if failedAlone(ctx, err) {
 			p.failing.note(g, p.now()) // asked last for a while: it may hang
 		}
-		p.logf("pools: gateway %s did not take query %s: %v", g, id, err)
+		p.quiet.logf(p.logf, p.now(), "take\x00"+g, "pools: gateway %s did not take query %s: %v", g, id, err)
 		return poolReport{}, false
 	}
 	misses := 0
@@ -1490,7 +1493,7 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 				if failedAlone(ctx, err) {
 					p.failing.note(g, p.now())
 				}
-				p.logf("pools: gateway %s stopped answering for query %s: %v", g, id, err)
+				p.quiet.logf(p.logf, p.now(), "poll\x00"+g, "pools: gateway %s stopped answering for query %s: %v", g, id, err)
 				return poolReport{}, false
 			}
 		case resp.Done && len(resp.Reports) == 1:

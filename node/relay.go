@@ -359,7 +359,7 @@ func (p *pools) vouch(ctx context.Context, pool string, names []string) {
 						}
 					}
 					if ctx.Err() != nil || vctx.Err() == nil { // not cancelled by gather
-						p.logf("pools: gateway %s did not vouch for %d member(s) of pool %s: %v", g, len(batch), pool, err)
+						p.quiet.logf(p.logf, p.now(), "vouch\x00"+g, "pools: gateway %s did not vouch for %d member(s) of pool %s: %v", g, len(batch), pool, err)
 					}
 					ch <- nil
 				}()
@@ -399,7 +399,7 @@ func (p *pools) vouchFor(ctx context.Context, c CloudNetwork, pool string, names
 						}
 					}
 					if ctx.Err() != nil || vctx.Err() == nil { // not cancelled by gather
-						p.logf("pools: gateway %s of pool %s did not vouch for %d member(s): %v", g, pool, len(miss), err)
+						p.quiet.logf(p.logf, p.now(), "vouch\x00"+pool+"\x00"+g, "pools: gateway %s of pool %s did not vouch for %d member(s): %v", g, pool, len(miss), err)
 					}
 					ch <- nil
 				}()
