@@ -48,6 +48,7 @@ func TestJudge(t *testing.T) {
 		{"timeout", partial, timeout, false, false, api.ErrTimeout},
 		{"timeout allowed", partial, timeout, true, false, nil},
 		{"timeout without an answer", nil, timeout, true, true, api.ErrTimeout},
+		{"partial without an answer", nil, fmt.Errorf("node: %w", api.ErrPartial), true, true, api.ErrPartial},
 		{"cancelled", partial, context.Canceled, true, true, context.Canceled},
 		{"contested", contested, nil, true, false, api.ErrContested},
 		{"contested allowed", contested, nil, false, true, nil},
@@ -57,6 +58,12 @@ func TestJudge(t *testing.T) {
 		got := Judge(c.ans, c.err, c.partialOK, c.contestOK)
 		if c.want == nil && got != nil || c.want != nil && !errors.Is(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		// A partial error that came back alone is said so: there is no
+		// answer for --allow-partial to accept (cmd/peerq's exitFor).
+		var un *Unanswered
+		if want := c.ans == nil && (partialOnly(c.err) || errors.Is(c.err, api.ErrContested)); errors.As(got, &un) != want {
+			t.Errorf("%s: %v unanswered %v, want %v", c.name, got, !want, want)
 		}
 	}
 }

@@ -348,6 +348,9 @@ func Judge(ans *answer.Answer, err error, allowPartial, allowContested bool) err
 	if ans != nil {
 		m = ans.Meta
 	}
+	if err != nil && m == nil && (partialOnly(err) || errors.Is(err, api.ErrContested)) {
+		return &Unanswered{Err: err}
+	}
 	if err != nil && (m == nil || !partialOnly(err)) {
 		return err
 	}
@@ -364,6 +367,15 @@ func Judge(ans *answer.Answer, err error, allowPartial, allowContested bool) err
 	}
 	return nil
 }
+
+// Unanswered is a statement's error that says its answer would be partial
+// (or contested) but came back without one (a FROM SUBCLOUD whose owner's pool did not
+// answer; a timeout before any answer): no answer was printed, and there
+// is none for --allow-partial to accept.
+type Unanswered struct{ Err error }
+
+func (u *Unanswered) Error() string { return u.Err.Error() }
+func (u *Unanswered) Unwrap() error { return u.Err }
 
 // partialOnly reports whether err, returned beside an answer, only says
 // why the answer is partial.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/shell"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite the exit codes' tables in docs/ from exitCodes")
@@ -62,6 +63,12 @@ func TestExitCodesTable(t *testing.T) {
 			var ee *exitError
 			if err := exitFor(fmt.Errorf("x: %w", &api.Error{Code: c, Message: "m"})); !errors.As(err, &ee) || ee.code != e.Code {
 				t.Errorf("API code %s: exitFor gives %v, the table %d", c, err, e.Code)
+			}
+			// Come back without an answer (shell.Judge), the same code,
+			// and no word of an answer above or of --allow-partial.
+			unanswered := shell.Judge(nil, fmt.Errorf("x: %w", &api.Error{Code: c, Message: "m"}), true, true)
+			if err := exitFor(unanswered); !errors.As(err, &ee) || ee.code != e.Code || strings.Contains(err.Error(), "above") || strings.Contains(err.Error(), "accepts") {
+				t.Errorf("API code %s without an answer: exitFor gives %v, the table %d", c, err, e.Code)
 			}
 		}
 	}

@@ -52,9 +52,18 @@ func compileScript(src, name string) ([]*query.Plan, error) {
 func exitFor(err error) error {
 	var se *shell.StatementError
 	var pe shell.Positioned
+	var un *shell.Unanswered
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &un):
+		// The code its error has; but not the words "the answer above"
+		// and "--allow-partial accepts it", for nothing came back
+		// (helper-75: a FROM SUBCLOUD at a peer whose owner's pool did
+		// not answer).
+		var ee *exitError
+		errors.As(exitFor(un.Err), &ee)
+		return &exitError{ee.code, fmt.Errorf("peerq: %w; no answer came back, so there is none to accept: ask again", un.Err)}
 	case errors.As(err, &se), errors.Is(err, api.ErrStatement), errors.As(err, &pe) && pe.Line() > 0:
 		return &exitError{exitStatement, err}
 	case errors.Is(err, api.ErrNotEnoughPeers):
