@@ -25,6 +25,7 @@ import (
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/identity"
 	"github.com/peerq/peerq/node/network"
+	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
@@ -2194,7 +2195,7 @@ func TestPoolLayoutsRefuseEachOther(t *testing.T) {
 		began := time.Now()
 		err := tc.from.Join(ctx, []string{tc.to.Addr()})
 		cancel()
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !overlay.Refused(err) {
 			t.Errorf("%s joining %s: %v, want a refusal saying %q", tc.from.Name(), tc.to.Name(), err, tc.want)
 		}
 		if n := tc.from.Network().Size(); n != 1 {

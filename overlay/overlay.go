@@ -144,6 +144,11 @@ func refusedAll(err error, seeds int) bool {
 	return err != nil && seeds > 0 && strings.Count(err.Error(), refusedMark) >= seeds
 }
 
+// Refused says err, a Join's, is that of a seed whose state this peer
+// refused (admitMerge): another pool's, layout's or cluster's, which the
+// error names — not an address that did not answer.
+func Refused(err error) bool { return err != nil && strings.Contains(err.Error(), refusedMark) }
+
 // DefaultConfig returns a configuration for a real peer named name.
 func DefaultConfig(name string) Config {
 	return Config{Name: name, BindAddr: "0.0.0.0:7946", ExchangeTimeout: 2 * time.Second}

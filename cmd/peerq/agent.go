@@ -19,6 +19,7 @@ import (
 	"github.com/peerq/peerq/api"
 	"github.com/peerq/peerq/internal/durable"
 	"github.com/peerq/peerq/node"
+	"github.com/peerq/peerq/overlay"
 	"github.com/peerq/peerq/probe"
 	"github.com/peerq/peerq/server"
 	"github.com/spf13/cobra"
@@ -319,6 +320,12 @@ func join(ctx context.Context, p *node.Peer, s *agentSettings, out io.Writer) er
 			return nil
 		}
 		if ctx.Err() != nil || !s.RetryJoin || s.RetryMax > 0 && attempt >= s.RetryMax {
+			if overlay.Refused(err) {
+				// The error says why (another pool, or none): the
+				// addresses and the key are right (helper-75).
+				return fmt.Errorf("peerq: joined no one of %s: %w — give this agent the --pool of the agents it joins "+
+					"(or none, if they have none), or --join agents of its own pool", strings.Join(s.Join, ", "), err)
+			}
 			return fmt.Errorf("peerq: joined no one of %s: %w — check the addresses, and that every agent has the same "+
 				"--encrypt key (a peer with another key cannot decrypt the join); --retry-join keeps trying", strings.Join(s.Join, ", "), err)
 		}
