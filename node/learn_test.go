@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -484,3 +485,41 @@ func TestQuietLog(t *testing.T) {
 		t.Fatalf("%d keys kept, more than %d", len(q.seen), maxQuietKeys)
 	}
 }
+
+// A gateway listed twice in the cloud pool under the same key (a join that
+// timed out after a seed took its state, then a second join) counts once,
+// at its latest join's name; a gateway of the same name with another key
+// is another. Mutation: without the check, pool b lists b1 three times.
+func TestViewListsAGatewayOnce(t *testing.T) {
+	key := func(seed byte) identity.Public {
+		k, err := identity.New(rand.NewChaCha8([32]byte{seed}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Public()
+	}
+	k1, k2, k9 := key(1), key(2), key(9)
+	gw := func(cloudName, name string, k identity.Public) network.Member {
+		return network.Member{Name: cloudName, Key: k, Tags: map[string]string{TagPool: "b", TagGateway: name}}
+	}
+	p := &pools{cfg: Config{Pool: "a"}, now: func() time.Time { return time.Unix(1e6, 0) }}
+	views := p.view(listedCloud{ms: []network.Member{gw("b1.b.2", "b1", k1), gw("b2.b.1", "b2", k2), gw("b1.b.3", "b1", k1), gw("b1.b.1", "b1", k9)}})
+	if len(views) != 1 {
+		t.Fatalf("views %+v, want pool b's", views)
+	}
+	v := views[0]
+	if !slices.Equal(v.Gateways, []string{"b1", "b2", "b1"}) || !slices.Equal(v.at, []string{"b1.b.3", "b2.b.1", "b1.b.1"}) {
+		t.Errorf("pool b: gateways %v at %v; want b1 at its latest join, b2, and the other key's b1", v.Gateways, v.at)
+	}
+	if joinNumber("b1.b.12") != 12 || joinNumber("b1") != 0 || joinNumber("b1.b.x") != 0 {
+		t.Error("joinNumber misreads a cloud name")
+	}
+}
+
+// listedCloud is a cloud pool whose members are ms.
+type listedCloud struct {
+	CloudNetwork
+	ms []network.Member
+}
+
+func (c listedCloud) Members() []network.Member { return c.ms }

@@ -775,6 +775,17 @@ func (p *pools) tend() {
 	}
 }
 
+// joinNumber is the count of a gateway's joins of the cloud pool that its
+// name there ends with (name.pool.N: socketCloud, EmbeddedCloud); 0 if
+// none.
+func joinNumber(cloudName string) int {
+	n, err := strconv.Atoi(cloudName[strings.LastIndexByte(cloudName, '.')+1:])
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // view is the cloud pool's pools with their gateways, as this gateway
 // sees them, and the pools it has known of lately (p.learned.pools:
 // seen there within PoolMemory, or told of by its pool's gateways before
@@ -797,8 +808,21 @@ func (p *pools) view(c CloudNetwork) []poolView {
 		if g == "" {
 			continue
 		}
+		key := m.Key.Bytes()
+		if i := slices.IndexFunc(v.Gateways, func(h string) bool { return h == g }); i >= 0 && bytes.Equal(v.Keys[i], key) {
+			// The same gateway twice: a join of the cloud pool that timed
+			// out after a seed took its state left that name listed
+			// alive, and the gateway joined again under the next
+			// (helper-76: "b1.b.2" beside "b1.b.3", b1 counted twice
+			// among pool b's gateways until the cloud pool declared the
+			// first failed). Its latest join is the one that answers.
+			if joinNumber(m.Name) > joinNumber(v.at[i]) {
+				v.at[i] = m.Name
+			}
+			continue
+		}
 		v.Gateways = append(v.Gateways, g)
-		v.Keys = append(v.Keys, m.Key.Bytes())
+		v.Keys = append(v.Keys, key)
 		v.at = append(v.at, m.Name)
 	}
 	for _, name := range p.otherPools() {
