@@ -294,14 +294,15 @@ func poolTags(members []network.Member) ([]string, int) {
 }
 
 // tagsOK says a report's Tags are what an honest gateway sends: only if
-// asked, in order, at most maxPoolTags, each a name catalogOf would list
-// as a tag (not built in, not peerq's own).
+// asked, in order, at most maxPoolTags, each a name tagNames would list
+// (a user's tag, not in the default catalog).
 func tagsOK(plan *query.Plan, tags []string, more int) bool {
 	if !plan.ListTags {
 		return len(tags) == 0 && more == 0
 	}
+	known := query.DefaultCatalog().Names()
 	return more >= 0 && more <= maxExcludedCount && (more == 0 || len(tags) == maxPoolTags) && len(tags) <= maxPoolTags &&
-		inOrder(tags) && len(tagNames(query.DefaultCatalog().WithTags(tags...))) == len(tags)
+		inOrder(tags) && !slices.ContainsFunc(tags, func(t string) bool { return !query.UserTag(t) || slices.Contains(known, t) })
 }
 
 // statusFailed is a report's status when its pool gave no answer.

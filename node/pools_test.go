@@ -1609,8 +1609,9 @@ func TestOwnPoolCountsItsGateways(t *testing.T) {
 }
 
 // signedReport is gateway g's report of a pool of n synthetic members,
-// signed with key: what the asker's checks take.
-func signedReport(t *testing.T, plan *query.Plan, id QueryID, pool, g string, key *identity.Key, status string, n int) poolReport {
+// naming roster as its pool's gateways, signed with key: what the asker's
+// checks take.
+func signedReport(t *testing.T, plan *query.Plan, id QueryID, pool, g string, key *identity.Key, status string, n int, roster ...string) poolReport {
 	t.Helper()
 	recs := make([]query.Record, n)
 	for i := range recs {
@@ -1624,11 +1625,64 @@ func signedReport(t *testing.T, plan *query.Plan, id QueryID, pool, g string, ke
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: pool, Plan: plan.Hash(), Status: status, Peers: n, Partial: enc})
+	body, err := reportEnc.Marshal(reportBody{ID: id[:], Pool: pool, Plan: plan.Hash(), Status: status, Peers: n, Partial: enc, Roster: roster})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return poolReport{Gateway: g, Body: body, Sig: key.Sign(reportDomain, body)}
+}
+
+// TestCombineSetsDeadGatewaysAside: the asker's answer counts pool b from
+// its current gateways while the cloud pool still lists its dead ones,
+// says so, and a liar among them is outvoted; without rosters (agents
+// that predate them) pool b stays partial, as before. Mutation: combine
+// without current leaves every case partial.
+func TestCombineSetsDeadGatewaysAside(t *testing.T) {
+	plan, err := query.CompileText("SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1", query.DefaultCatalog(), query.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*identity.Key{}
+	v := poolView{Name: "b"}
+	for i, g := range []string{"d1", "d2", "d3", "h1", "h2", "L"} {
+		k, err := identity.New(rand.NewChaCha8([32]byte{byte(i + 1)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[g] = k
+		v.Gateways, v.Keys = append(v.Gateways, g), append(v.Keys, k.Public().Bytes())
+	}
+	id := newQueryID()
+	rep := func(g string, n int, roster ...string) poolReport {
+		return signedReport(t, plan, id, "b", g, keys[g], StatusConverged, n, roster...)
+	}
+	current := []string{"L", "h1", "h2"}
+	p := &pools{cfg: Config{Pool: "a", Gateways: 3}, now: time.Now}
+	for _, c := range []struct {
+		name    string
+		reports []poolReport
+		status  string
+		peers   int
+	}{
+		{"its current gateways agree", []poolReport{rep("h1", 5, current...), rep("h2", 5, current...), rep("L", 5, current...)}, StatusConverged, 5},
+		{"a liar among them", []poolReport{rep("h1", 5, current...), rep("h2", 5, current...), rep("L", 50, "L", "d1", "d2")}, StatusConverged, 5},
+		{"a liar alone says the pool is itself", []poolReport{rep("L", 50, "L")}, StatusPartial, 0},
+		{"no rosters", []poolReport{rep("h1", 5), rep("h2", 5), rep("L", 5)}, StatusPartial, 0},
+	} {
+		a, _, err := p.combine(plan, id, poolResp{Done: true, Pools: []poolView{v}, Reports: c.reports}, nil, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(a.Meta.Pools, func(ps answer.PoolStatus) bool { return ps.Pool == "b" })
+		ps := a.Meta.Pools[i]
+		if ps.Status != c.status || ps.Peers != c.peers {
+			t.Errorf("%s: pool b %s (%s), %d peers; want %s, %d", c.name, ps.Status, ps.Reason, ps.Peers, c.status, c.peers)
+		}
+		setAside := strings.Contains(a.Meta.Warning, "pool b: 3 (its gateways h1, h2, L agree on who they are)")
+		if want := c.status != StatusPartial; setAside != want || want && !slices.Equal(ps.GatewayNames, []string{"h1", "h2", "L"}) {
+			t.Errorf("%s: gateways %v, warning %q; want the dead set aside and said so: %v", c.name, ps.GatewayNames, a.Meta.Warning, want)
+		}
+	}
 }
 
 // TestLeftOutBy: who a pool left out, as k of its reports say it: the
