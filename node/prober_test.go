@@ -207,3 +207,80 @@ func TestSilentMembersStayLost(t *testing.T) {
 		}
 	})
 }
+
+// silentNet is a probeNet whose members never answer: an exchange waits
+// until it is given up. It counts the pings (empty exchanges) sent.
+type silentNet struct {
+	boots
+	pings *int
+	mu    *sync.Mutex
+}
+
+func (s silentNet) Exchange(ctx context.Context, peer string, req []byte) ([]byte, error) {
+	s.mu.Lock()
+	*s.pings++
+	s.mu.Unlock()
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// An exchange that outlasts suspectAfter has its peer verified (pinged,
+// then found lost); one that ends before does not; and a prober closed
+// while an exchange's timer is armed pings no one after. Mutations: a
+// timer that is not stopped pings in the second case; one that verifies
+// without checking the prober's context pings in the third.
+func TestSuspectIfSlow(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		endAfter  time.Duration // 0: the exchange never ends
+		closeAt   time.Duration // 0: the prober stays open
+		wantPings bool
+	}{
+		{"slow exchange", 0, 0, true},
+		{"answered in time", 500 * time.Millisecond, 0, false},
+		{"prober closed first", 0, 500 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				pings := 0
+				net := silentNet{boots: boots{"a": 1}, pings: &pings, mu: &mu}
+				cfg := proberConfig{HintTTL: 10 * time.Second, ProbeTries: 1, IndirectProbes: 3, ExchangeTimeout: time.Second,
+					MinRound: 50 * time.Millisecond, ExchangeTime: func() time.Duration { return 0 }, Now: time.Now,
+					Rand: mrand.New(mrand.NewPCG(1, 1))}
+				var lost []string
+				p := newProber(context.Background(), cfg, net, func(name, why string) {
+					mu.Lock()
+					lost = append(lost, name)
+					mu.Unlock()
+				})
+				ended := p.suspectIfSlow("a")
+				if tc.endAfter > 0 {
+					time.Sleep(tc.endAfter)
+					ended()
+				}
+				if tc.closeAt > 0 {
+					time.Sleep(tc.closeAt)
+					p.close()
+				}
+				time.Sleep(10 * time.Second) // past suspectAfter (1 s here) and the pings
+				synctest.Wait()
+				mu.Lock()
+				gotPings, gotLost := pings, len(lost)
+				mu.Unlock()
+				if gotPings > 0 != tc.wantPings {
+					t.Errorf("%d pings; want pings: %v", gotPings, tc.wantPings)
+				}
+				if tc.wantPings && (gotLost != 1 || !p.isLost("a")) {
+					t.Errorf("a silent peer verified: onLost called %d times, isLost %v; want it lost", gotLost, p.isLost("a"))
+				}
+				if !tc.wantPings && gotLost != 0 {
+					t.Errorf("onLost called %d times, want none", gotLost)
+				}
+				if tc.closeAt == 0 {
+					p.close()
+				}
+			})
+		})
+	}
+}

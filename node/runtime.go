@@ -575,9 +575,9 @@ func memberSet(net Network) map[string]bool {
 func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) bool {
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.ExchangeTimeout)
 	sent := rt.now()
-	slow := rt.prober.suspectIfSlow(to)
+	ended := rt.prober.suspectIfSlow(to)
 	resp, err := rt.net.Exchange(ctx, to, body)
-	close(slow)
+	ended()
 	cancel()
 	now := rt.now()
 	if err == nil {
