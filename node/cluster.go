@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -45,7 +46,8 @@ type EmbeddedConfig struct {
 	Freeze bool
 	// Round is the longest round (node.Config.Round; 0: EmbeddedRound).
 	Round time.Duration
-	// MinRound is the shortest round (node.Config.MinRound; 0: its default).
+	// MinRound is the shortest round (node.Config.MinRound; 0:
+	// EmbeddedMinRound, by size and cores).
 	MinRound time.Duration
 	// OnJoin, if set, is called as peers join (for a progress bar).
 	OnJoin func(joined, total int)
@@ -126,6 +128,9 @@ func SyntheticPeer(seed uint64, i int) (query.Record, map[string]string) {
 func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.Round <= 0 {
 		cfg.Round = EmbeddedRound(cfg.Nodes)
+	}
+	if cfg.MinRound <= 0 {
+		cfg.MinRound = min(EmbeddedMinRound(cfg.Nodes, cfg.Pools, goruntime.GOMAXPROCS(0)), cfg.Round)
 	}
 	pools := max(cfg.Pools, 1)
 	e := &Embedded{stop: make(chan struct{}), down: map[int]bool{}, Nodes: make([]*Node, cfg.Nodes), ncfgs: make([]Config, cfg.Nodes),
@@ -244,6 +249,30 @@ func EmbeddedRound(n int) time.Duration {
 	}
 	return 100 * time.Millisecond
 }
+
+// EmbeddedMinRound is the shortest round of an embedded cluster of n
+// peers in pools pools on cores cores: the CPU time the process needs to
+// run every peer's round once (embeddedRoundCPU a peer, twice in a cloud
+// of pools, where each pool runs a statement once per gateway asked), and
+// at least a LAN's (Config.MinRound's default). A shorter round cannot be
+// kept by all of them: the peers that get a core run ahead, each of their
+// rounds mixes less, and the askers' budgets (in their rounds) run out.
+// 1,000 peers in 4 pools on 2 cores, eight COUNTs in a row: with 10 ms,
+// 42–47 rounds a pool and 1 answer in 16 partial; with 50 ms, 20–21
+// rounds, none partial, and each answer sooner (BENCHMARKS.md, "The
+// runtime's CPU an exchange").
+func EmbeddedMinRound(n, pools, cores int) time.Duration {
+	cpu := time.Duration(n) * embeddedRoundCPU
+	if pools > 1 {
+		cpu *= 2
+	}
+	return max(DefaultConfig(nil).MinRound, cpu/time.Duration(max(cores, 1)))
+}
+
+// embeddedRoundCPU is what a peer's round costs an embedded cluster's
+// process: the exchange it starts, about 40 µs with the other side's
+// work and the GC (BenchmarkExchangeCPU), and the rest of its round.
+const embeddedRoundCPU = 50 * time.Microsecond
 
 // embeddedIdentity is peer i's key: from its data dir if the cluster has
 // one (it survives a Restart), else made from the seed.

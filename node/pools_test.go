@@ -2052,6 +2052,26 @@ func TestEmbeddedRound(t *testing.T) {
 	}
 }
 
+// An embedded cluster's shortest round is what its process needs to run
+// every peer's round once: a LAN's 10 ms up to 200 peers a core in one
+// pool (100 in a cloud of pools, where a statement runs twice in each),
+// then longer with more peers a core.
+func TestEmbeddedMinRound(t *testing.T) {
+	for _, c := range []struct {
+		n, pools, cores int
+		want            time.Duration
+	}{
+		{2, 1, 2, 10 * time.Millisecond}, {250, 1, 2, 10 * time.Millisecond}, {400, 1, 2, 10 * time.Millisecond},
+		{1000, 1, 2, 25 * time.Millisecond}, {200, 4, 2, 10 * time.Millisecond},
+		{1000, 4, 2, 50 * time.Millisecond}, {1000, 4, 8, 12500 * time.Microsecond}, {2000, 8, 2, 100 * time.Millisecond},
+		{1000, 4, 0, 100 * time.Millisecond}, // cores unknown: one
+	} {
+		if got := EmbeddedMinRound(c.n, c.pools, c.cores); got != c.want {
+			t.Errorf("EmbeddedMinRound(%d, %d, %d) = %v, want %v", c.n, c.pools, c.cores, got, c.want)
+		}
+	}
+}
+
 // TestSubcloudPool: a statement FROM SUBCLOUD is about the pool that holds
 // the name — the asker's own first, else the one other — and every other
 // pool is set aside; a name nobody holds is unknown, one that two other
