@@ -444,3 +444,50 @@ func TestJoinBoundedByItsContext(t *testing.T) {
 		t.Error("no try under way: the first, given up on, should still be (the seeds hold it for 20 s)")
 	}
 }
+
+// An exchange ends at the earlier of the caller's deadline and
+// ExchangeTimeout: a caller's later deadline does not lift the bound, and
+// an earlier one is kept (Exchange makes no second context for it).
+// Mutation: an Exchange that trusts any caller's deadline waits out the
+// stall (an hour) in the first case.
+func TestExchangeBoundedByTimeoutAndCaller(t *testing.T) {
+	var cfgs []Config
+	for i := 0; i < 2; i++ {
+		cfgs = append(cfgs, Config{Name: fmt.Sprintf("p%03d", i), ExchangeTimeout: 300 * time.Millisecond})
+	}
+	c := startConfigs(t, cfgs, func(i int, o *Overlay) {
+		o.Serve(func(from string, req []byte) ([]byte, error) { return req, nil })
+	})
+	c.Mem.Stall(time.Hour, "p001")
+	defer c.Mem.Stall(0, "p001")
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration
+	}{
+		{"the caller's deadline is later", time.Hour},
+		{"the caller's deadline is earlier", 50 * time.Millisecond},
+		{"no deadline", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
+				defer cancel()
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Peers[0].Exchange(ctx, "p001", []byte("hi"))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("a stalled exchange ended with %v, want a deadline exceeded", err)
+				}
+			case <-time.After(30 * time.Second): // far beyond 300 ms, even on a busy machine
+				t.Fatal("a stalled exchange outlived ExchangeTimeout")
+			}
+		})
+	}
+}
