@@ -848,7 +848,7 @@ func verifyCost(t *testing.T) time.Duration {
 // 200 peers in one pool, and 200 in 4 pools (the cloud level's polls and
 // reports beside), each statement asked at a random peer in turn.
 //
-//	go test ./node -run '^$' -bench ExchangeCPU -benchtime 20x -count 5
+//	go test ./node -run '^$' -bench ExchangeCPU -benchtime 40x -count 5
 func BenchmarkExchangeCPU(b *testing.B) {
 	for _, pools := range []int{1, 4} {
 		b.Run(fmt.Sprintf("pools=%d", pools), func(b *testing.B) {

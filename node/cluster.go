@@ -126,12 +126,7 @@ func SyntheticPeer(seed uint64, i int) (query.Record, map[string]string) {
 // It returns once every peer has joined; call WaitSettled to wait until
 // every peer sees every other.
 func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
-	if cfg.Round <= 0 {
-		cfg.Round = EmbeddedRound(cfg.Nodes)
-	}
-	if cfg.MinRound <= 0 {
-		cfg.MinRound = min(EmbeddedMinRound(cfg.Nodes, cfg.Pools, goruntime.GOMAXPROCS(0)), cfg.Round)
-	}
+	cfg = cfg.withRounds(goruntime.GOMAXPROCS(0))
 	pools := max(cfg.Pools, 1)
 	e := &Embedded{stop: make(chan struct{}), down: map[int]bool{}, Nodes: make([]*Node, cfg.Nodes), ncfgs: make([]Config, cfg.Nodes),
 		at: make([]poolSeat, cfg.Nodes), clusters: make([]*overlay.Cluster, pools)}
@@ -234,6 +229,19 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		go e.drift(cfg.Seed)
 	}
 	return e, nil
+}
+
+// withRounds is cfg with the rounds it leaves at 0 set by its size, on
+// cores cores: Round by EmbeddedRound, MinRound by EmbeddedMinRound, no
+// longer than Round.
+func (cfg EmbeddedConfig) withRounds(cores int) EmbeddedConfig {
+	if cfg.Round <= 0 {
+		cfg.Round = EmbeddedRound(cfg.Nodes)
+	}
+	if cfg.MinRound <= 0 {
+		cfg.MinRound = min(EmbeddedMinRound(cfg.Nodes, cfg.Pools, cores), cfg.Round)
+	}
+	return cfg
 }
 
 // EmbeddedRound is the longest round of an embedded cluster of n peers:

@@ -2070,6 +2070,22 @@ func TestEmbeddedMinRound(t *testing.T) {
 			t.Errorf("EmbeddedMinRound(%d, %d, %d) = %v, want %v", c.n, c.pools, c.cores, got, c.want)
 		}
 	}
+	// What StartEmbedded runs with: the rounds left at 0 by size, the
+	// shortest no longer than the longest, and rounds given kept.
+	for _, c := range []struct {
+		cfg           EmbeddedConfig
+		round, minRnd time.Duration
+	}{
+		{EmbeddedConfig{Nodes: 1000, Pools: 4}, 300 * time.Millisecond, 50 * time.Millisecond},
+		{EmbeddedConfig{Nodes: 200}, 100 * time.Millisecond, 10 * time.Millisecond},
+		{EmbeddedConfig{Nodes: 2000, Pools: 8, Round: 60 * time.Millisecond}, 60 * time.Millisecond, 60 * time.Millisecond},
+		{EmbeddedConfig{Nodes: 1000, Pools: 4, MinRound: 20 * time.Millisecond}, 300 * time.Millisecond, 20 * time.Millisecond},
+	} {
+		got := c.cfg.withRounds(2)
+		if got.Round != c.round || got.MinRound != c.minRnd {
+			t.Errorf("%+v on 2 cores: rounds %v to %v, want %v to %v", c.cfg, got.MinRound, got.Round, c.minRnd, c.round)
+		}
+	}
 }
 
 // TestSubcloudPool: a statement FROM SUBCLOUD is about the pool that holds
