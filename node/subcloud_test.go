@@ -112,6 +112,49 @@ func TestReserveRelease(t *testing.T) {
 	})
 }
 
+// A member cut off for a moment as RELEASE starts is sent its release
+// again while the user waits: once the cut heals, RELEASE frees every
+// member and exits 0, not 6 naming it (one try each, before, named it;
+// it let go only at its next ask or when its lease lapsed).
+func TestReleaseRetriesAMemberCutOffForAMoment(t *testing.T) {
+	t.Parallel()
+	fake(t, 12, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		owner := c.nodes[0]
+		res := ask(t, owner, compile(t, owner, "RESERVE 3 AS brief FOR 10m"))
+		cut := res.Nodes[0]
+		c.net.Partition([]string{cut})
+		_, before := c.net.Stats()
+		type result struct {
+			a   *answer.Answer
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			a, err := owner.Query(context.Background(), compile(t, owner, "RELEASE brief"), nil)
+			done <- result{a, err}
+		}()
+		// Heal as soon as an exchange was lost to the cut (the first try,
+		// after the network's timeout), well before the others would see
+		// the member fail (Detect).
+		for _, lost := c.net.Stats(); lost == before; _, lost = c.net.Stats() {
+			elapse(10 * time.Millisecond)
+		}
+		c.net.Heal()
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("RELEASE with %s cut off for one try: %v", cut, r.err)
+		}
+		if r.a.Rows[0][1].Num != 3 || r.a.Rows[0][2].Num != 0 {
+			t.Errorf("released, unreachable: %v, want 3 and 0", r.a.Rows)
+		}
+		for _, n := range c.nodes {
+			if l, ok := n.leases.current(); ok {
+				t.Errorf("%s still holds %+v after RELEASE", n.Name(), l)
+			}
+		}
+	})
+}
+
 // Safety: eight RESERVEs at once from eight peers of a 200-peer cluster,
 // competing for overlapping candidates (all rank by reliability), over a
 // network with jitter and loss. No peer ends in two subclouds; each

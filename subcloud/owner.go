@@ -66,8 +66,11 @@ type OwnerConfig struct {
 	// lease has passed (the peer's lease has lapsed by then).
 	ReleaseRetry, ReleaseRetryMax time.Duration
 	// ReleaseTries is how many times a release the user waits for (a
-	// RESERVE that fails) is sent before its answer says which peers did
-	// not answer; they are released in the background after.
+	// RESERVE that fails, RELEASE, a RESIZE down) is sent before its answer
+	// says which peers did not answer; they are released in the background
+	// after. One try was too few: a member cut off for a moment, or one
+	// that cannot yet check the owner's signature, is a failure for the
+	// user that a second try a moment later does not have.
 	ReleaseTries int
 	// ResizeWait is how long a RESIZE that reached its size, then lost
 	// members, waits for their repair before it answers what it has; a
@@ -468,14 +471,14 @@ type groupKind uint8
 
 const (
 	groupConfirm groupKind = iota + 1 // RESERVE failed, or a grown RESIZE not recorded: up to ReleaseTries each
-	groupShrink                       // RESIZE down: one try each; the silent are dropped
-	groupRelease                      // RELEASE: one try each; the silent are released in the background
+	groupShrink                       // RESIZE down: up to ReleaseTries each; the silent are dropped
+	groupRelease                      // RELEASE: up to ReleaseTries each; the silent are released in the background
 )
 
 // releaseGroup is releases a report waits for.
 type releaseGroup struct {
 	kind groupKind
-	// limit is how many tries a groupConfirm sends a peer before it stops
+	// limit is how many tries a group sends a peer before it stops
 	// waiting for it.
 	limit            int
 	left, freed      int
@@ -2030,7 +2033,7 @@ func (o *Owner) recordFailed(now time.Time, u *userOp, err error) {
 // again.
 func (o *Owner) shrunk(now time.Time, u *userOp) {
 	u.phase = opReleasing
-	g := &releaseGroup{kind: groupShrink}
+	g := &releaseGroup{kind: groupShrink, limit: o.cfg.ReleaseTries}
 	g.done = func(now time.Time, g *releaseGroup) {
 		o.dirty = true
 		if o.phase != PhaseHeld {
@@ -2068,7 +2071,7 @@ func (o *Owner) released(now time.Time, u *userOp) {
 		o.releaseLater(now, p)
 	}
 	o.emit(Action{Kind: ActReleaseName, Peers: append([]string(nil), o.st.Keepers...)})
-	g := &releaseGroup{kind: groupRelease}
+	g := &releaseGroup{kind: groupRelease, limit: o.cfg.ReleaseTries}
 	g.done = func(now time.Time, g *releaseGroup) {
 		o.leaving = nil
 		if len(g.volatile) > 0 {
@@ -2183,9 +2186,10 @@ func (o *Owner) releaseGroup(now time.Time, g *releaseGroup, peers []string) {
 	}
 }
 
-// releaseReplied: any answer ends a release (one that no longer holds the
-// lease says so); no answer sends it again later. The groups waiting for
-// it learn how it went.
+// releaseReplied: an answer that lets go ends a release (one that no
+// longer holds the lease says so); no answer, or a refusal, sends it again
+// later. A group waiting for it learns how it went once it let go or its
+// tries are spent (a RESERVE's confirmation: once it answered at all).
 func (o *Owner) releaseReplied(now time.Time, s sent, rep Reply, err error) {
 	r := o.releases[s.peer]
 	if r == nil || r.id == 0 {
@@ -2201,11 +2205,7 @@ func (o *Owner) releaseReplied(now time.Time, s sent, rep Reply, err error) {
 		switch {
 		case g.kind == groupConfirm && answered:
 			g.settle(now, s.peer, true)
-		case g.kind == groupConfirm && (r.tries >= g.limit || !now.Before(r.until)):
-			g.settle(now, s.peer, false)
-		case g.kind == groupConfirm:
-			r.groups = append(r.groups, g) // still waiting: sent again
-		case let: // one try, and it let go
+		case let:
 			if g.kind == groupShrink {
 				o.renewedAt(s.peer, now) // metered to its release, as its ledger is
 				o.closeEpisode(s.peer)
@@ -2214,14 +2214,20 @@ func (o *Owner) releaseReplied(now time.Time, s sent, rep Reply, err error) {
 				g.volatile = append(g.volatile, s.peer)
 			}
 			g.settle(now, s.peer, true)
+		case r.tries < g.limit && now.Before(r.until):
+			// Silent, or a refusal that does not say it let go (it could
+			// not check the signature: a member of another pool believes
+			// the owner's key only once most of its pool's gateways vouch
+			// for it): the user still waits, and it is sent again.
+			r.groups = append(r.groups, g)
 		case g.kind == groupShrink && o.phase == PhaseHeld:
 			// A former member, released when it is seen again; not a loss
 			// to repair.
 			dropped = true
 			g.settle(now, s.peer, false)
 		default:
-			// Silent, or a refusal that does not say it let go (it could
-			// not check the signature, a malformed frame): sent again.
+			// Its tries spent: sent again in the background (at once after
+			// a refusal, which is an answer; after a wait if silent).
 			resend = resend || answered && !let
 			g.settle(now, s.peer, false)
 		}
@@ -2230,6 +2236,8 @@ func (o *Owner) releaseReplied(now time.Time, s sent, rep Reply, err error) {
 	case dropped && len(r.groups) == 0:
 		delete(o.releases, s.peer)
 		o.st.Dropped[s.peer] = now.Add(o.st.Lease)
+	case len(r.groups) > 0:
+		o.again(now, r, o.releases) // a group still waits for it
 	case resend:
 		o.try(now, r)
 	case answered:

@@ -1226,8 +1226,7 @@ func TestOwnerShrink(t *testing.T) {
 		r.o.Resize(r.now, 1)
 		r.ready()
 		rel := sends(r.persist(nil), OpRelease)
-		r.o.Reply(r.now, rel["p2"].ID, Reply{}, errLost)
-		rep := reportOf(t, r.ready())
+		rep := silentTries(t, r, rel["p2"].ID, "p2")
 		if rep.Outcome != OutcomeIncomplete || fmt.Sprint(rep.Unanswered) != "[p2]" || fmt.Sprint(r.o.Dropped()) != "[p2]" {
 			t.Fatalf("report %+v, dropped %v", rep, r.o.Dropped())
 		}
@@ -1398,6 +1397,26 @@ func TestOwnerExtend(t *testing.T) {
 	}
 }
 
+// silentTries has peer's release, sent as id, go unanswered ReleaseTries
+// times, each try sent again after its wait, and returns the report that
+// comes after the last: none comes before.
+func silentTries(t *testing.T, r *rig, id uint64, peer string) *Report {
+	t.Helper()
+	for try := 1; ; try++ {
+		r.o.Reply(r.now, id, Reply{}, errLost)
+		acts := r.ready()
+		if try == DefaultOwnerConfig().ReleaseTries {
+			return reportOf(t, acts)
+		}
+		noReport(t, acts)
+		again := sends(r.tick(r.now.Sub(t0)+5*time.Second), OpRelease)
+		if again[peer].ID == 0 {
+			t.Fatalf("try %d: %s's release not sent again: %+v", try, peer, r.acts)
+		}
+		id = again[peer].ID
+	}
+}
+
 // RELEASE: off the disk first (a failure changes nothing), then every
 // member is released, and the name given up.
 func TestOwnerRelease(t *testing.T) {
@@ -1414,8 +1433,7 @@ func TestOwnerRelease(t *testing.T) {
 			t.Fatalf("phase %v, %+v", r.o.Phase(), acts)
 		}
 		r.o.Reply(r.now, rel["p1"].ID, Reply{OK: true}, nil)
-		r.o.Reply(r.now, rel["p2"].ID, Reply{}, errLost)
-		rep := reportOf(t, r.ready())
+		rep := silentTries(t, r, rel["p2"].ID, "p2")
 		if rep.Outcome != OutcomeIncomplete || rep.Freed != 1 || fmt.Sprint(rep.Unanswered) != "[p2]" {
 			t.Fatalf("report %+v", rep)
 		}
@@ -1427,6 +1445,35 @@ func TestOwnerRelease(t *testing.T) {
 			t.Errorf("idle once every release is answered: %+v", r.o)
 		}
 	})
+	// A member silent at the first try, or refusing because it cannot
+	// check the owner's signature yet, is sent its release again while
+	// the user waits: RELEASE is done once it lets go, not incomplete.
+	for _, first := range []struct {
+		name string
+		rep  Reply
+		err  error
+	}{{"silent once", Reply{}, errLost}, {"cannot check the signature once", refusal(RefusedForged), nil}} {
+		t.Run(first.name, func(t *testing.T) {
+			r := heldRig(t, 2, nil)
+			r.o.Release(r.now)
+			r.ready()
+			rel := sends(r.persist(nil), OpRelease)
+			r.o.Reply(r.now, rel["p1"].ID, Reply{OK: true}, nil)
+			r.o.Reply(r.now, rel["p2"].ID, first.rep, first.err)
+			noReport(t, r.ready())
+			again := sends(r.tick(r.now.Sub(t0)+5*time.Second), OpRelease)
+			if again["p2"].ID == 0 {
+				t.Fatalf("p2's release not sent again: %+v", r.acts)
+			}
+			r.o.Reply(r.now, again["p2"].ID, Reply{OK: true}, nil)
+			if rep := reportOf(t, r.ready()); rep.Outcome != OutcomeDone || rep.Freed != 2 || len(rep.Unanswered) != 0 || rep.Err != nil {
+				t.Fatalf("report %+v", rep)
+			}
+			if !r.o.Idle() {
+				t.Errorf("idle once every release is answered: %+v", r.o)
+			}
+		})
+	}
 	t.Run("disk full", func(t *testing.T) {
 		r := heldRig(t, 2, nil)
 		r.o.Release(r.now)
