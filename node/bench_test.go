@@ -846,50 +846,58 @@ func verifyCost(t *testing.T) time.Duration {
 // less the idle cluster's (Serf's background), divided by the exchanges
 // the peers started in it.
 // 200 peers in one pool, and 200 in 4 pools (the cloud level's polls and
-// reports beside), each statement asked at a random peer in turn.
+// reports beside), each statement asked at a random peer in turn: a COUNT,
+// and a top-50 (lists of signed entries, each checked where it enters).
 //
 //	go test ./node -run '^$' -bench ExchangeCPU -benchtime 40x -count 5
 func BenchmarkExchangeCPU(b *testing.B) {
 	for _, pools := range []int{1, 4} {
-		b.Run(fmt.Sprintf("pools=%d", pools), func(b *testing.B) {
-			e := startEmbeddedWith(b, EmbeddedConfig{Nodes: 200, Pools: pools, Seed: 1, Freeze: true})
-			r := rand.New(rand.NewPCG(1, 2))
-			exchanges := func() (n int64) {
-				for _, p := range e.Nodes {
-					n += p.Stats().Exchanges
-				}
-				return n
-			}
-			// The cluster's own background (Serf's probes and gossip, the
-			// joins' broadcasts draining) is measured while nothing is
-			// asked, and taken out of the statements' CPU.
-			time.Sleep(3 * time.Second)
-			c0, w0 := cpuTime(), time.Now()
-			time.Sleep(2 * time.Second)
-			idle := (cpuTime() - c0).Seconds() / time.Since(w0).Seconds()
-			var cpu, wall time.Duration
-			var sent int64
-			flagged := 0
-			b.ResetTimer()
-			for range b.N {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				x0, c0, w0 := exchanges(), cpuTime(), time.Now()
-				a, err := e.Nodes[r.IntN(len(e.Nodes))].Execute(ctx, "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1", nil)
-				wall, cpu, sent = wall+time.Since(w0), cpu+cpuTime()-c0, sent+exchanges()-x0
-				cancel()
-				if err != nil || a.Meta.Status != answer.StatusConverged {
-					flagged++
-				}
-			}
-			if sent == 0 {
-				b.Fatal("no exchange in the statements")
-			}
-			busy := cpu.Seconds() - idle*wall.Seconds()
-			b.ReportMetric(busy*1e6/float64(sent), "cpu-us/exchange")
-			b.ReportMetric(idle, "idle-cores")
-			b.ReportMetric(float64(wall.Milliseconds())/float64(b.N), "ms/statement")
-			b.ReportMetric(float64(sent)/float64(b.N), "exchanges/statement")
-			b.ReportMetric(float64(flagged), "flagged")
-		})
+		for _, st := range []struct{ name, text string }{
+			{"count", "SELECT COUNT(*) FROM peers WHERE cpu_cores >= 1"},
+			{"top-50", "SELECT node, mem_free FROM peers ORDER BY mem_free DESC LIMIT 50"},
+		} {
+			b.Run(fmt.Sprintf("pools=%d/%s", pools, st.name), func(b *testing.B) { benchExchangeCPU(b, pools, st.text) })
+		}
 	}
+}
+
+func benchExchangeCPU(b *testing.B, pools int, text string) {
+	e := startEmbeddedWith(b, EmbeddedConfig{Nodes: 200, Pools: pools, Seed: 1, Freeze: true})
+	r := rand.New(rand.NewPCG(1, 2))
+	exchanges := func() (n int64) {
+		for _, p := range e.Nodes {
+			n += p.Stats().Exchanges
+		}
+		return n
+	}
+	// The cluster's own background (Serf's probes and gossip, the joins'
+	// broadcasts draining) is measured while nothing is asked, and taken
+	// out of the statements' CPU.
+	time.Sleep(3 * time.Second)
+	c0, w0 := cpuTime(), time.Now()
+	time.Sleep(2 * time.Second)
+	idle := (cpuTime() - c0).Seconds() / time.Since(w0).Seconds()
+	var cpu, wall time.Duration
+	var sent int64
+	flagged := 0
+	b.ResetTimer()
+	for range b.N {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		x0, c0, w0 := exchanges(), cpuTime(), time.Now()
+		a, err := e.Nodes[r.IntN(len(e.Nodes))].Execute(ctx, text, nil)
+		wall, cpu, sent = wall+time.Since(w0), cpu+cpuTime()-c0, sent+exchanges()-x0
+		cancel()
+		if err != nil || a.Meta.Status != answer.StatusConverged {
+			flagged++
+		}
+	}
+	if sent == 0 {
+		b.Fatal("no exchange in the statements")
+	}
+	busy := cpu.Seconds() - idle*wall.Seconds()
+	b.ReportMetric(busy*1e6/float64(sent), "cpu-us/exchange")
+	b.ReportMetric(idle, "idle-cores")
+	b.ReportMetric(float64(wall.Milliseconds())/float64(b.N), "ms/statement")
+	b.ReportMetric(float64(sent)/float64(b.N), "exchanges/statement")
+	b.ReportMetric(float64(flagged), "flagged")
 }

@@ -413,6 +413,9 @@ type pools struct {
 	// lieVouch, if set, is a lying gateway's lie (tests): what it does
 	// to the keys it vouches for before it signs.
 	lieVouch func(*vouchBody)
+	// lieReport, if set, is a lying gateway's lie (tests): what it does
+	// to its report (its pool's roster, say) before it signs it.
+	lieReport func(*reportBody)
 
 	// known are the keys this peer believes for other pools' members, as
 	// its pool's gateways vouched for them; gateKeys, at a gateway, those
@@ -1102,6 +1105,12 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	}
 	body.Elapsed = p.now().Sub(start).Seconds()
 	body.MembersEnd = membersDigest(p.lan.Members())
+	p.mu.Lock()
+	lie := p.lieReport
+	p.mu.Unlock()
+	if lie != nil {
+		lie(&body)
+	}
 	bb, err := reportEnc.Marshal(body)
 	if err != nil {
 		panic(err)

@@ -409,6 +409,14 @@ func askRight(t *testing.T, e *Embedded, asker int, text, where string) *answer.
 	return a
 }
 
+// setLieReport makes p a gateway that lies in its reports (f), or an
+// honest one again (nil).
+func setLieReport(p *pools, f func(*reportBody)) {
+	p.mu.Lock()
+	p.lieReport = f
+	p.mu.Unlock()
+}
+
 // askRightTries is askRight, and how many times it asked.
 func askRightTries(t *testing.T, e *Embedded, asker int, text, where string) (*answer.Answer, int) {
 	t.Helper()
@@ -748,6 +756,38 @@ func TestPools(t *testing.T) {
 			checkRuns(t, text, ran, tries, 3, 6, 7, 8) // 7: the liar was asked first; 8: and another pool's first two differed
 		}
 		t.Logf("the third gateway of pool1 was asked for %d of %d statements", third, len(statements))
+	})
+	t.Run("one liar's roster", func(t *testing.T) {
+		// One gateway of pool1 bends its partial and names, as its
+		// pool's gateways now (reportBody.Roster), a roster that would
+		// make it a majority alone: itself, or itself beside names that
+		// are not gateways, or every gateway and more. Counted, it would
+		// speak for its pool; none qualifies (current), and the two
+		// honest gateways decide, all 3 still listed.
+		liar := e.Nodes[gw[0]].rt.pools
+		self := e.Nodes[gw[0]].Name()
+		var names []string
+		for _, g := range gw {
+			names = append(names, e.Nodes[g].Name())
+		}
+		for _, roster := range [][]string{
+			{self},
+			{self, "made-up-1", "made-up-2"},
+			append(slices.Clone(names), "made-up-1", "made-up-2"),
+		} {
+			slices.Sort(roster)
+			liar.bend = inflate
+			setLieReport(liar, func(b *reportBody) { b.Roster = roster })
+			for _, text := range []string{statements[0], statements[3]} {
+				a, _ := askRightTries(t, e, asker, text, fmt.Sprintf("with a liar of pool1 naming its gateways %v", roster))
+				p := a.Meta.Pools[1]
+				if got := slices.Sorted(slices.Values(p.GatewayNames)); p.Agreeing != 2 || !slices.Equal(got, slices.Sorted(slices.Values(names))) {
+					t.Fatalf("%s, a liar naming %v: pool1 %d agreeing of gateways %v, want 2 of %v", text, roster, p.Agreeing, p.GatewayNames, names)
+				}
+			}
+			liar.bend = nil
+			setLieReport(liar, nil)
+		}
 	})
 	t.Run("two liars", func(t *testing.T) {
 		a1, a2 := e.Nodes[gw[0]].rt.pools, e.Nodes[gw[1]].rt.pools

@@ -390,6 +390,7 @@ func TestReserveAcrossPools(t *testing.T) {
 		// or flagged, and right again once the cut heals.
 		forgetKeys(e)
 		a := reserve("RESERVE 12 FROM peers ORDER BY mem_free DESC AS cut FOR 2m")
+		reserved := time.Now()
 		var in1 []string
 		for _, m := range a.Nodes {
 			if p, _, r := remoteName(m); r && p == "pool1" {
@@ -452,6 +453,10 @@ func TestReserveAcrossPools(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		holdsAcross(t, e, asker, "cut", ownedMembers(e.Nodes[asker], "cut"))
+		// For a failure's reading: the keys vouched for the RESERVE are
+		// believed for vouchTTL; a RELEASE later than that has them
+		// vouched for again.
+		t.Logf("RELEASE cut %.1fs after its RESERVE (keys believed for %v)", time.Since(reserved).Seconds(), vouchTTL)
 		reserve("RELEASE cut")
 	})
 
