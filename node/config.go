@@ -230,6 +230,14 @@ type Config struct {
 	// gateways report agreeing ones, so one gateway that bends it is
 	// outvoted (pools.go).
 	BendPartial func(*run.Partial)
+	// BendRoster, if set, is what this peer names as its pool's gateways
+	// now (a report's roster, which lets a pool whose gateways died be
+	// answered for by its new ones) when it reports as a gateway: a lie,
+	// for red-team runs among real agents (scripts/liar --roster). No
+	// agent sets it; a roster counts only when a majority of its own
+	// gateways report it, and only of as many gateways as the cloud's
+	// convention and all listed in the cloud pool (pools.go, current).
+	BendRoster func(roster []string) []string
 }
 
 // DefaultConfig returns the runtime configuration for a peer with the

@@ -413,9 +413,10 @@ type pools struct {
 	// lieVouch, if set, is a lying gateway's lie (tests): what it does
 	// to the keys it vouches for before it signs.
 	lieVouch func(*vouchBody)
-	// lieReport, if set, is a lying gateway's lie (tests): what it does
-	// to its report (its pool's roster, say) before it signs it.
-	lieReport func(*reportBody)
+	// bendRoster, if set, is a lying gateway's lie (tests, and
+	// Config.BendRoster): the roster it reports for its pool instead of
+	// its pool's gateways.
+	bendRoster func([]string) []string
 
 	// known are the keys this peer believes for other pools' members, as
 	// its pool's gateways vouched for them; gateKeys, at a gateway, those
@@ -538,7 +539,7 @@ func (p *pools) pace(ctx context.Context, began time.Time) {
 }
 
 func newPools(cfg Config, lan Network, id *identity.Key, rt *runtime, ctx context.Context, logf func(string, ...any)) *pools {
-	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, quiet: quietLog{every: time.Minute}, now: cfg.Clock, ctx: ctx, bend: cfg.BendPartial,
+	return &pools{cfg: cfg, lan: lan, id: id, rt: rt, logf: logf, quiet: quietLog{every: time.Minute}, now: cfg.Clock, ctx: ctx, bend: cfg.BendPartial, bendRoster: cfg.BendRoster,
 		runs: map[QueryID]*poolRun{}, coords: map[QueryID]*coordRun{},
 		relaying: make(chan struct{}, maxRelaying), relayingIn: make(chan struct{}, maxRelaying)}
 }
@@ -1074,6 +1075,12 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 		body.Tags, body.MoreTags = poolTags(members)
 	}
 	body.Roster = Gateways(members, p.cfg.Gateways)
+	p.mu.Lock()
+	bend := p.bendRoster
+	p.mu.Unlock()
+	if bend != nil {
+		body.Roster = bend(body.Roster)
+	}
 	slices.Sort(body.Roster)
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PoolTimeout)
 	defer cancel()
@@ -1105,12 +1112,6 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	}
 	body.Elapsed = p.now().Sub(start).Seconds()
 	body.MembersEnd = membersDigest(p.lan.Members())
-	p.mu.Lock()
-	lie := p.lieReport
-	p.mu.Unlock()
-	if lie != nil {
-		lie(&body)
-	}
 	bb, err := reportEnc.Marshal(body)
 	if err != nil {
 		panic(err)

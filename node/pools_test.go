@@ -409,11 +409,11 @@ func askRight(t *testing.T, e *Embedded, asker int, text, where string) *answer.
 	return a
 }
 
-// setLieReport makes p a gateway that lies in its reports (f), or an
-// honest one again (nil).
-func setLieReport(p *pools, f func(*reportBody)) {
+// setBendRoster makes p a gateway that lies about its pool's gateways
+// in its reports (f), or an honest one again (nil).
+func setBendRoster(p *pools, f func([]string) []string) {
 	p.mu.Lock()
-	p.lieReport = f
+	p.bendRoster = f
 	p.mu.Unlock()
 }
 
@@ -777,7 +777,7 @@ func TestPools(t *testing.T) {
 		} {
 			slices.Sort(roster)
 			liar.bend = inflate
-			setLieReport(liar, func(b *reportBody) { b.Roster = roster })
+			setBendRoster(liar, func([]string) []string { return slices.Clone(roster) })
 			for _, text := range []string{statements[0], statements[3]} {
 				a, _ := askRightTries(t, e, asker, text, fmt.Sprintf("with a liar of pool1 naming its gateways %v", roster))
 				p := a.Meta.Pools[1]
@@ -786,7 +786,7 @@ func TestPools(t *testing.T) {
 				}
 			}
 			liar.bend = nil
-			setLieReport(liar, nil)
+			setBendRoster(liar, nil)
 		}
 	})
 	t.Run("two liars", func(t *testing.T) {

@@ -6,7 +6,7 @@
 #
 #   scripts/netns-cluster.sh up 8            # agents a1..a8 at 10.77.0.1..8
 #   scripts/netns-cluster.sh pools 8 KEY     # the same in pools a (a1..a4) and b (a5..a8)
-#   LIAR_AT=8 LIAR_BIN=B scripts/netns-cluster.sh pools 8 KEY   # a8 is scripts/liar (B), LIAR_LIE gateway
+#   LIAR_AT=8 LIAR_BIN=B scripts/netns-cluster.sh pools 8 KEY   # a8 is scripts/liar (B), LIAR_LIE gateway, LIAR_ROSTER its --roster
 #   scripts/netns-cluster.sh query 3 "SELECT COUNT(*) FROM peers" --format json
 #   scripts/netns-cluster.sh metrics 3       # agent 3's /metrics (its API token)
 #   scripts/netns-cluster.sh loss 20         # drop 20% of packets into every agent
@@ -110,11 +110,12 @@ pools() {
 		fi
 		if [ "$i" = "${LIAR_AT:-}" ]; then
 			# scripts/liar in its place (netns-pools-liar.sh): the same
-			# pool, seeds and cloud seeds, no local API, the lie LIAR_LIE.
+			# pool, seeds and cloud seeds, no local API, the lie LIAR_LIE
+			# (and LIAR_ROSTER, if set, its --roster).
 			local cloud=() j
 			for j in "${!flags[@]}"; do [ "${flags[$j]}" = --cloud-join ] && cloud+=("${flags[$((j + 1))]}"); done
 			ip netns exec "$(ns "$i")" "$LIAR_BIN" --node "a$i" --bind "$NET.$i:7946" --exchange "$NET.$i:7947" \
-				--data-dir "$DIR/a$i" --round 200ms --pool "$pool" --encrypt "$key" --lie "${LIAR_LIE:-gateway}" \
+				--data-dir "$DIR/a$i" --round 200ms --pool "$pool" --encrypt "$key" --lie "${LIAR_LIE:-gateway}" ${LIAR_ROSTER:+--roster "$LIAR_ROSTER"} \
 				--cloud-join "$(IFS=,; echo "${cloud[*]}")" $([ "$i" -ne "$first" ] && echo --join "$NET.$first:7946") \
 				>> "$DIR/a$i.log" 2>&1 &
 		else

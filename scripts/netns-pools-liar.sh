@@ -24,6 +24,8 @@
 #
 #   sudo scripts/netns-pools-liar.sh
 #   sudo LIAR=6 ROUNDS=20 scripts/netns-pools-liar.sh  # a6: a gateway too
+#   sudo LIAR_ROSTER=alone scripts/netns-pools-liar.sh # its reports name it
+#       as pool b's only gateway (made-up, more: scripts/liar --roster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${PEERQ_NETNS_DIR:-/tmp/peerq-netns}
@@ -89,7 +91,8 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 bent=$(grep -c "bent its pool's partial" "$DIR/a$LIAR.log" || true)
+named=$(grep -c "as its pool's gateways, not" "$DIR/a$LIAR.log" || true)
 echo
-echo "a$LIAR, a gateway of pool b, bent $bent of its pool's partials; $((ROUNDS * 2 * ${#STMT[@]})) answers: $ok right, $flagged flagged, $wrong wrong"
+echo "a$LIAR, a gateway of pool b, bent $bent of its pool's partials${LIAR_ROSTER:+ and named a false roster ($LIAR_ROSTER) in $named reports}; $((ROUNDS * 2 * ${#STMT[@]})) answers: $ok right, $flagged flagged, $wrong wrong"
 if [ "$wrong" -gt 0 ]; then exit 1; fi
 if [ "$flagged" -gt 0 ]; then exit 2; fi

@@ -10,7 +10,10 @@
 // cloud of pools (--pool, --cloud-join, --lie gateway) it tells the truth
 // about itself and bends every partial it reports for its pool, signed
 // with its own identity: sums and counts ×1000, a top-k's first row
-// dropped; it prints a line for each. It serves no local API: the
+// dropped; it prints a line for each. With --roster it also names, as its
+// pool's gateways now, itself alone (alone), itself and two made-up names
+// (made-up), or its pool's gateways and two made-up names (more): a
+// roster that would make its report a majority, if the asker took it. It serves no local API: the
 // statements are asked at honest agents.
 //
 //	go run ./scripts/liar --node a8 --bind 10.77.0.8:7946 --exchange 10.77.0.8:7947 \

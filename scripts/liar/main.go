@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -28,7 +29,7 @@ var lied = []string{"cpu_cores", "cpu_load", "mem_free", "disk_free"}
 // options are the liar's flags.
 type options struct {
 	name, bind, exchange, dataDir, join, encrypt, lie string
-	pool, cloudJoin                                   string
+	pool, cloudJoin, roster                           string
 	round                                             time.Duration
 }
 
@@ -43,6 +44,7 @@ func main() {
 	flag.StringVar(&o.lie, "lie", "inflate", "inflate (its record ×1000 within the catalog's bounds), extreme (at the bounds), selfrank (reliability 1, all else true), or gateway (its record true; as one of its pool's gateways, its pool's partial bent: sums and counts ×1000, a top-k's first row dropped)")
 	flag.StringVar(&o.pool, "pool", "", "this peer's pool in a cloud of pools, as peerq agent --pool")
 	flag.StringVar(&o.cloudJoin, "cloud-join", "", "with --pool: comma-separated cloud pool addresses of other pools' agents, as peerq agent --cloud-join")
+	flag.StringVar(&o.roster, "roster", "", "with --lie gateway, its pool's gateways as its reports name them: alone (itself), made-up (itself and two names that are no gateway), more (its pool's gateways and two made-up names); default: the truth")
 	flag.DurationVar(&o.round, "round", 200*time.Millisecond, "gossip round")
 	flag.Parse()
 	if err := lie(o); err != nil {
@@ -62,6 +64,10 @@ func lie(o options) error {
 		return fmt.Errorf("--lie gateway needs --pool: a gateway is one of a pool's")
 	case o.cloudJoin != "" && o.pool == "":
 		return fmt.Errorf("--cloud-join needs --pool")
+	case o.roster != "" && o.lie != "gateway":
+		return fmt.Errorf("--roster needs --lie gateway: a roster is a gateway's report")
+	case o.roster != "" && o.roster != "alone" && o.roster != "made-up" && o.roster != "more":
+		return fmt.Errorf("--roster %q: alone, made-up or more", o.roster)
 	}
 	var key []byte
 	if o.encrypt != "" {
@@ -110,6 +116,14 @@ func lie(o options) error {
 			bend(p)
 			fmt.Printf("liar %s: bent its pool's partial (%d so far)\n", o.name, bent.Add(1))
 		}
+		if o.roster != "" {
+			var named atomic.Int64
+			cfg.BendRoster = func(honest []string) []string {
+				r := roster(o.roster, o.name, honest)
+				fmt.Printf("liar %s: named %v as its pool's gateways, not %v (%d so far)\n", o.name, r, honest, named.Add(1))
+				return r
+			}
+		}
 	}
 	pc := node.PeerConfig{Name: o.name, Bind: o.bind, Exchange: o.exchange, Key: key,
 		SnapshotPath: filepath.Join(o.dataDir, "serf.snapshot"), LogOutput: io.Discard, Runtime: cfg, Pool: o.pool}
@@ -141,6 +155,22 @@ func lie(o options) error {
 // bend is a lying gateway's lie about its pool (--lie gateway): every
 // sum and count ×1000 (a share of members with a value, a mean), a
 // top-k's first row dropped — what node's tests call inflate, larger.
+// roster is the lie a gateway named self tells about its pool's
+// gateways (honest: as its pool lists them): itself alone, itself and two
+// made-up names, or every gateway and two made-up names. Each would make its
+// report a majority of the roster it names, if the asker took it
+// (node/pools.go, current).
+func roster(lie, self string, honest []string) []string {
+	madeUp := []string{self + "-made-up-1", self + "-made-up-2"}
+	switch lie {
+	case "alone":
+		return []string{self}
+	case "made-up":
+		return append([]string{self}, madeUp...)
+	}
+	return append(slices.Clone(honest), madeUp...)
+}
+
 func bend(p *run.Partial) {
 	for _, g := range p.Groups {
 		for i := range g.Means {
