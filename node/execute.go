@@ -130,9 +130,42 @@ func (n *Node) CheckWatch(plan *query.Plan) error {
 	return nil
 }
 
-// Words lists the names worth completing: the catalog's attributes.
+// Words lists the names worth completing: the catalog's attributes, the
+// subclouds, and in a cloud of pools the tags only other pools have
+// (OtherTags).
 func (n *Node) Words(context.Context) []string {
-	return append(n.Catalog().Names(), n.sc.subcloudNames()...)
+	words := append(n.Catalog().Names(), n.sc.subcloudNames()...)
+	for _, t := range n.OtherTags() {
+		if !slices.Contains(words, t) {
+			words = append(words, t)
+		}
+	}
+	return words
+}
+
+// OtherTags are, in a cloud of pools, the tags that other pools' members
+// have, as the last SHOW ATTRIBUTES here found them (within
+// Config.PoolMemory); nil in a cloud of one pool. For completion, it does
+// not wait: when the pools were last asked a minute ago or more (or
+// never), a SHOW ATTRIBUTES runs in the background, and the next call has
+// what it found.
+func (n *Node) OtherTags() []string {
+	if !n.rt.pools.on() {
+		return nil
+	}
+	others, ask := n.rt.pools.otherTags(n.now())
+	if ask && n.ctx.Err() == nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.PoolTimeout)
+			defer cancel()
+			if _, err := n.Execute(ctx, "SHOW ATTRIBUTES", nil); err != nil {
+				n.logf("completion: the other pools' tags: %v", err)
+			}
+		}()
+	}
+	return others
 }
 
 // Metrics is the node's Prometheus collector (the metrics role): its

@@ -369,6 +369,13 @@ func (n *Node) showAttributes(ctx context.Context, show *query.Plan, start time.
 		}
 	}
 	names := slices.Sorted(maps.Keys(pools))
+	var others []string
+	for _, t := range names {
+		if !slices.Contains(pools[t], mine) {
+			others = append(others, t)
+		}
+	}
+	n.rt.pools.noteTags(others, n.now()) // for completion (Words)
 	for _, t := range names {
 		slices.Sort(pools[t])
 		rows = append(rows, []query.Value{query.Str(t), query.Str(query.KindString.String()), query.Str(query.OriginTag.String()), query.Str("Serf tag"), answer.List(pools[t])})

@@ -413,6 +413,12 @@ type pools struct {
 	// lieVouch, if set, is a lying gateway's lie (tests): what it does
 	// to the keys it vouches for before it signs.
 	lieVouch func(*vouchBody)
+	// tags are the other pools' tags as a SHOW ATTRIBUTES here last
+	// found them (a majority of each pool's gateways naming them), with
+	// when; tagsAsked when one last ran or was started for completion
+	// (otherTags).
+	tags      map[string]time.Time
+	tagsAsked time.Time
 	// bendRoster, if set, is a lying gateway's lie (tests, and
 	// Config.BendRoster): the roster it reports for its pool instead of
 	// its pool's gateways.
@@ -841,6 +847,47 @@ func (p *pools) view(c CloudNetwork) []poolView {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// tagsFresh is how often completion asks the pools for their tags
+// (otherTags), at most.
+const tagsFresh = time.Minute
+
+// noteTags keeps the other pools' tags a SHOW ATTRIBUTES found at now.
+func (p *pools) noteTags(names []string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tags == nil {
+		p.tags = map[string]time.Time{}
+	}
+	for _, t := range names {
+		p.tags[t] = now
+	}
+	for t, at := range p.tags {
+		if now.Sub(at) >= p.cfg.PoolMemory {
+			delete(p.tags, t)
+		}
+	}
+	p.tagsAsked = now
+}
+
+// otherTags are the other pools' tags found within PoolMemory, for
+// completion (Node.Words); ask is true when the pools were last asked
+// tagsFresh ago or more (or never): the caller asks them, and a minute
+// passes before the next is told to.
+func (p *pools) otherTags(now time.Time) (names []string, ask bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, at := range p.tags {
+		if now.Sub(at) < p.cfg.PoolMemory {
+			names = append(names, t)
+		}
+	}
+	slices.Sort(names)
+	if ask = p.tagsAsked.IsZero() || now.Sub(p.tagsAsked) >= tagsFresh; ask {
+		p.tagsAsked = now
+	}
+	return names, ask
 }
 
 // shape is what this peer knows of the pooled cloud, for EXPLAIN: its

@@ -29,6 +29,7 @@ import (
 	"github.com/peerq/peerq/parser"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/run"
+	"github.com/peerq/peerq/server"
 	"github.com/peerq/peerq/subcloud"
 )
 
@@ -965,7 +966,25 @@ func TestPools(t *testing.T) {
 		if len(a.Columns) != 5 || a.Columns[4].Name != "pools" || gpuRow == nil || !slices.Equal(gpuRow[4].Items(), []string{"pool2"}) || gpuRow[2].Str != "tag" {
 			t.Fatalf("SHOW ATTRIBUTES at pool0, want gpu a tag of pool2:\n%s", a.Text())
 		}
-		_, err := e.ask(t, asker, "SELECT COUNT(*)\nFROM peers WHERE gpuu = 'a100'")
+		// Completion at another peer of pool0, which never asked, as a
+		// shell over its API sees it (/v1/attributes): gpu once a SHOW
+		// ATTRIBUTES its first completion started in the background has
+		// answered. Mutation: without it, never.
+		other := slices.IndexFunc(e.Nodes, func(n *Node) bool { i := slices.Index(e.Nodes, n); return e.PoolOf(i) == 0 && i != asker })
+		scfg := server.DefaultConfig()
+		scfg.Addr, scfg.Token = "127.0.0.1:0", "t"
+		srv, err := server.Start(e.Nodes[other], scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		client := api.NewClient(srv.Addr(), "t", 10*time.Second)
+		for deadline := time.Now().Add(30 * time.Second); !slices.Contains(client.Words(context.Background()), "gpu"); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("completion at %s (pool0): no gpu in 30 s: %v", e.Nodes[other].Name(), client.Words(context.Background()))
+			}
+		}
+		_, err = e.ask(t, asker, "SELECT COUNT(*)\nFROM peers WHERE gpuu = 'a100'")
 		var pe *parser.Error
 		if !errors.As(err, &pe) || pe.Pos.Line != 2 || pe.Pos.Column != 18 || !strings.Contains(pe.Msg, `unknown attribute "gpuu"`) || !strings.Contains(pe.Msg, "no member of any of the 3 pools has it") {
 			t.Fatalf("a tag no pool has: %v, want unknown attribute at 2:18", err)

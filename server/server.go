@@ -62,6 +62,10 @@ type Peer interface {
 	WatchPlan(ctx context.Context, plan *query.Plan, each func(*answer.Answer, error) bool) error
 	// Catalog is the attributes statements may name (/v1/attributes).
 	Catalog() *query.Catalog
+	// OtherTags are, in a cloud of pools, the tags only other pools'
+	// members have, as the peer last found them, for completion
+	// (/v1/attributes); it does not wait for the pools.
+	OtherTags() []string
 	// Members are the live peers, this one included (/v1/members).
 	Members() []network.Member
 	// Departed are the members the membership still knows that failed
@@ -410,8 +414,14 @@ func (s *Server) lastEvents(node string, limit int) []api.MemberEvent {
 
 func (s *Server) attributes(w http.ResponseWriter, r *http.Request) {
 	var out []api.Attribute
-	for _, at := range s.p.Catalog().Attrs() {
+	cat := s.p.Catalog()
+	for _, at := range cat.Attrs() {
 		out = append(out, api.Attribute{Name: at.Name, Kind: at.Kind.String(), Source: at.Origin.String(), Doc: at.Doc})
+	}
+	for _, t := range s.p.OtherTags() {
+		if _, ok := cat.Lookup(t); !ok {
+			out = append(out, api.Attribute{Name: t, Kind: query.KindString.String(), Source: query.OriginTag.String(), Doc: "Serf tag of other pools' members (SHOW ATTRIBUTES names them)"})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
