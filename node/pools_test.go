@@ -766,6 +766,7 @@ func TestPools(t *testing.T) {
 		// speak for its pool; none qualifies (current), and the two
 		// honest gateways decide, all 3 still listed.
 		liar := e.Nodes[gw[0]].rt.pools
+		defer func() { liar.bend = nil; setBendRoster(liar, nil) }()
 		self := e.Nodes[gw[0]].Name()
 		var names []string
 		for _, g := range gw {
@@ -786,8 +787,6 @@ func TestPools(t *testing.T) {
 					t.Fatalf("%s, a liar naming %v: pool1 %d agreeing of gateways %v, want 2 of %v", text, roster, p.Agreeing, p.GatewayNames, names)
 				}
 			}
-			liar.bend = nil
-			setBendRoster(liar, nil)
 		}
 	})
 	t.Run("two liars", func(t *testing.T) {

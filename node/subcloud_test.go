@@ -129,8 +129,9 @@ func TestReleaseRetriesAMemberCutOffForAMoment(t *testing.T) {
 			err error
 		}
 		done := make(chan result, 1)
+		release := compile(t, owner, "RELEASE brief")
 		go func() {
-			a, err := owner.Query(context.Background(), compile(t, owner, "RELEASE brief"), nil)
+			a, err := owner.Query(context.Background(), release, nil)
 			done <- result{a, err}
 		}()
 		// Heal as soon as an exchange was lost to the cut (the first try,
