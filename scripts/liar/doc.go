@@ -13,8 +13,8 @@
 // dropped; it prints a line for each. With --roster it also names, as its
 // pool's gateways now, itself alone (alone), itself and two made-up names
 // (made-up), or its pool's gateways and two made-up names (more): a
-// roster that would make its report a majority, if the asker took it. It serves no local API: the
-// statements are asked at honest agents.
+// roster that would make its report a majority, if the asker took it. It
+// serves no local API: the statements are asked at honest agents.
 //
 //	go run ./scripts/liar --node a8 --bind 10.77.0.8:7946 --exchange 10.77.0.8:7947 \
 //		--data-dir /tmp/peerq-netns/a8 --join 10.77.0.1:7946 --lie inflate
