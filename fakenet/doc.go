@@ -17,6 +17,12 @@
 // Serf stays in the embedded cluster (node.StartEmbedded) and the agent
 // tests.
 //
+// A cloud of pools is several Networks: one a pool, whose peers are its
+// members, and one for the cloud pool, on which a gateway is added as a
+// new host each time it joins (node's tests: fakeCloud, TestPoolsOnFakenet).
+// Faults go to each separately: loss in one pool, a partition of the cloud
+// pool.
+//
 // # Usage
 //
 //	synctest.Test(t, func(t *testing.T) {

@@ -166,18 +166,12 @@ func excludedAliveMemberStops(t *testing.T, fanout int) {
 		}
 		src := "SELECT COUNT(*), SUM(cpu_cores) FROM peers WHERE mem_free >= 0"
 		p := compile(t, asker, src)
-		var res *answer.Answer
-		var err error
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			res, err = asker.Query(context.Background(), p, nil)
-		}()
+		wait := queryLater(asker, p)
 		elapse(600 * time.Millisecond) // it has taken part: its mass is in the flows
 		c.net.Partition([]string{cut}, rest)
 		elapse(1500 * time.Millisecond)
 		c.net.Heal()
-		<-done
+		res, err := wait()
 		if err != nil {
 			t.Fatal(err)
 		}

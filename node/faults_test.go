@@ -175,20 +175,14 @@ func TestPartitionMidQuery(t *testing.T) {
 		c := startFake(t, 8, fcfg, 3, nil)
 		asker := c.nodes[1]
 		p := compile(t, asker, faultQueries[0])
-		done := make(chan struct{})
-		var res *answer.Answer
-		var err error
-		go func() {
-			defer close(done)
-			res, err = asker.Query(context.Background(), p, nil)
-		}()
+		wait := queryLater(asker, p)
 		elapse(300 * time.Millisecond)
 		var half []string
 		for _, n := range c.nodes[:4] {
 			half = append(half, n.Name())
 		}
 		c.net.Partition(half)
-		<-done
+		res, err := wait()
 		var side []query.Record
 		for _, n := range c.nodes[:4] {
 			side = append(side, n.record())

@@ -110,6 +110,7 @@ var (
 	descJoined           = prometheus.NewDesc("peerq_queries_joined_total", "Queries of other peers this peer joined.", nil, nil)
 	descAnnounced        = prometheus.NewDesc("peerq_queries_announced_total", "Announcements of young queries this peer sent to peers beyond its round's partner (the plan alone: Config.Fanout).", nil, nil)
 	descAnnouncedHolders = prometheus.NewDesc("peerq_queries_announced_holders_total", "Announcements this peer sent that a peer holding the query already answered (a peer stops announcing a query after run.StopAnnouncing of them).", nil, nil)
+	descHandedOver       = prometheus.NewDesc("peerq_queries_handed_over_total", "Queries this peer handed over in its replies to peers that asked it something and were not known to hold them (the plan alone).", nil, nil)
 	descRefused          = prometheus.NewDesc("peerq_queries_refused_total", "Queries refused: to join (max_queries) or to ask (overloaded).", []string{"reason"}, nil)
 	descRunning          = prometheus.NewDesc("peerq_queries_running", "Query instances this peer takes part in now.", nil, nil)
 	descAsking           = prometheus.NewDesc("peerq_queries_asking", "Statements this peer asks now.", nil, nil)
@@ -141,7 +142,7 @@ var (
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descAnnounced, descAnnouncedHolders, descRefused,
+	for _, d := range []*prometheus.Desc{descExchanges, descFailures, descBytes, descRounds, descJoined, descAnnounced, descAnnouncedHolders, descHandedOver, descRefused,
 		descRunning, descAsking, descQueued, descMembers, descLease, descOwned, descSubMembers, descSubTarget,
 		descRepairs, descPeerHours, descMalformed, descForgedRecords, descAuthFailures, descExport, descExportEpoch, descExportFailures,
 		descRefusedLease, descTagFailures, descBadLeaseTags, descUnreadable, descStorageFault, descSkewedPeers,
@@ -177,6 +178,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descJoined, st.Joined)
 	counter(descAnnounced, st.Announced)
 	counter(descAnnouncedHolders, st.AnnouncedHolders)
+	counter(descHandedOver, st.HandedOver)
 	counter(descRefused, st.Refused, "max_queries")
 	counter(descRefused, st.Overloaded, "overloaded")
 	counter(descMalformed, st.Malformed)

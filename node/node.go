@@ -8,7 +8,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -116,9 +115,8 @@ func New(cfg Config, net Network) (*Node, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	if strings.ContainsAny(cfg.Pool, "/ ") {
-		// pool/name names a member of another pool (relay.go).
-		return nil, fmt.Errorf("node: bad pool name %q: it holds a / or a space", cfg.Pool)
+	if err := CheckPoolName(cfg.Pool); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	if cfg.Pool != "" {
 		// The pool is a tag (an attribute, `pool`), kept beside the lease's.

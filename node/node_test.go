@@ -115,9 +115,12 @@ func (c *cluster) kill(i int) {
 }
 
 // records is every live peer's record as it reports it: the oracle.
-func (c *cluster) records() []query.Record {
+func (c *cluster) records() []query.Record { return liveRecords(c.nodes) }
+
+// liveRecords are the records of the nodes not closed, as each reports it.
+func liveRecords(nodes []*Node) []query.Record {
 	var out []query.Record
-	for _, n := range c.nodes {
+	for _, n := range nodes {
 		if !n.closed() {
 			out = append(out, n.record())
 		}
@@ -148,6 +151,22 @@ func compile(t testing.TB, n *Node, src string) *query.Plan {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// queryLater asks p at n in the background; wait blocks until the answer
+// is back, and returns it.
+func queryLater(n *Node, p *query.Plan) (wait func() (*answer.Answer, error)) {
+	var res *answer.Answer
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err = n.Query(context.Background(), p, nil)
+	}()
+	return func() (*answer.Answer, error) {
+		<-done
+		return res, err
+	}
 }
 
 // ask runs a plan from n and fails the test on error.
@@ -356,18 +375,12 @@ func TestKillMidQuery(t *testing.T) {
 				victims = append(victims, i)
 			}
 		}
-		done := make(chan struct{})
-		var res *answer.Answer
-		var err error
-		go func() {
-			defer close(done)
-			res, err = asker.Query(context.Background(), count, nil)
-		}()
+		wait := queryLater(asker, count)
 		elapse(200 * time.Millisecond) // a few rounds in
 		for _, i := range victims {
 			c.kill(i)
 		}
-		<-done
+		res, err := wait()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -487,5 +500,115 @@ func TestQuietPeersWake(t *testing.T) {
 				t.Errorf("step %d: %d of %d live peers quiet a minute after the answer", step, q, live)
 			}
 		}
+	})
+}
+
+// A peer that exchanges with a peer holding a query it lacks, for a query
+// of its own, learns the query from the reply (runtime.handOver) and joins
+// it; the holder then counts it as holding the query, and does not hand it
+// over again. A lease request's reply hands nothing over.
+func TestHandOverToAPeerThatPulls(t *testing.T) {
+	t.Parallel()
+	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {
+		// held reports query id's instance at n, if n holds it.
+		held := func(n *Node, id QueryID) *instance {
+			n.rt.mu.Lock()
+			defer n.rt.mu.Unlock()
+			return n.rt.queries[id]
+		}
+		// started waits until n starts a query other than not, and
+		// returns its ID.
+		started := func(n *Node, not QueryID) QueryID {
+			for range 1000 {
+				n.rt.mu.Lock()
+				for id, q := range n.rt.queries {
+					if id != not && q.origin {
+						n.rt.mu.Unlock()
+						return id
+					}
+				}
+				n.rt.mu.Unlock()
+				elapse(time.Millisecond)
+			}
+			t.Fatalf("%s started no query", n.Name())
+			return QueryID{}
+		}
+		asker, other := c.nodes[0], c.nodes[1]
+		// A long query of other's, which every peer then runs: the
+		// exchanges a peer pulls with.
+		long := compile(t, other, "SELECT SUM(cpu_cores), COUNT(*) FROM peers WITH ROUNDS 150")
+		go other.Query(context.Background(), long, nil)
+		id2 := started(other, QueryID{})
+		for all, try := false, 0; !all; try++ {
+			if try == 1000 {
+				t.Fatal("the long query did not reach every peer in 1 s")
+			}
+			elapse(time.Millisecond)
+			all = true
+			for _, n := range c.nodes {
+				all = all && held(n, id2) != nil
+			}
+		}
+		p := compile(t, asker, "SELECT COUNT(*), SUM(mem_free) FROM peers WITH ROUNDS 150")
+		wait := queryLater(asker, p)
+		id := started(asker, id2)
+		q := held(asker, id)
+		var lacker *Node
+		for _, n := range c.nodes[2:] {
+			asker.rt.mu.Lock()
+			known := q.has[peerID(n.Name())]
+			asker.rt.mu.Unlock()
+			if held(n, id) == nil && !known && held(n, id2) != nil {
+				lacker = n
+				break
+			}
+		}
+		if lacker == nil {
+			n1, n2 := 0, 0
+			for _, n := range c.nodes {
+				if held(n, id) != nil {
+					n1++
+				}
+				if held(n, id2) != nil {
+					n2++
+				}
+			}
+			t.Fatalf("no peer lacks the query and holds the long one: %d hold it, %d the long one", n1, n2)
+		}
+		before := asker.Stats().HandedOver
+
+		// A lease request (a release of nothing) pulls nothing.
+		lease := encodeBatch(batch{Entries: []entry{{Kind: protoLease, Msg: []byte{0}}}})
+		lacker.rt.exchange(asker.Name(), nil, lease, true)
+		if held(lacker, id) != nil || asker.Stats().HandedOver != before {
+			t.Fatal("a lease request's reply handed the query over")
+		}
+
+		// An announcement of the long query, as a young query's exchange
+		// carries: the reply hands the new one over.
+		long2 := held(lacker, id2)
+		lacker.rt.mu.Lock()
+		e := long2.entry(nil, true, peerID(asker.Name()))
+		e.Plan, e.Excluded = long2.planBytes, nil
+		lacker.rt.mu.Unlock()
+		entries := []entry{e}
+		if !lacker.rt.exchange(asker.Name(), entries, encodeBatch(batch{Entries: entries}), true) {
+			t.Fatal("the exchange failed")
+		}
+		if held(lacker, id) == nil {
+			t.Errorf("%s exchanged with the asker and did not learn its query", lacker.Name())
+		}
+		if got := asker.Stats().HandedOver - before; got != 1 {
+			t.Errorf("the asker handed the query over %d times, want 1", got)
+		}
+		lacker.rt.exchange(asker.Name(), entries, encodeBatch(batch{Entries: entries}), true)
+		if got := asker.Stats().HandedOver - before; got != 1 {
+			t.Errorf("after a second exchange, handed over %d times, want 1: the peer holds it", got)
+		}
+		res, err := wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameAnswer(t, res, query.Exact(p, c.records()), p.Text)
 	})
 }

@@ -82,6 +82,16 @@ const (
 	TagGateway = "gateway"
 )
 
+// CheckPoolName says why name cannot name a pool, or nil: pool/name
+// names a member of another pool (relay.go), so a pool's name holds no /
+// (and, as a node's name, no space).
+func CheckPoolName(name string) error {
+	if strings.ContainsAny(name, "/ ") {
+		return fmt.Errorf("bad pool name %q: it holds a / or a space (pool/name names a member of another pool)", name)
+	}
+	return nil
+}
+
 // Gateways are the names of a pool's k gateways among its live members:
 // those whose names hash lowest (FNV-1a, ties by name). Every member
 // computes the same set from the same membership.
@@ -1123,7 +1133,7 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 	}
 	body.Roster = Gateways(members, p.cfg.Gateways)
 	p.mu.Lock()
-	bend := p.bendRoster
+	bend, bendPartial := p.bendRoster, p.bend
 	p.mu.Unlock()
 	if bend != nil {
 		body.Roster = bend(body.Roster)
@@ -1148,8 +1158,8 @@ func (p *pools) runPool(id QueryID, plan *query.Plan) (poolReport, string) {
 		if a.Meta.Check != nil {
 			body.Check = a.Meta.Check.Verdict
 		}
-		if p.bend != nil {
-			p.bend(part)
+		if bendPartial != nil {
+			bendPartial(part)
 		}
 		if b, perr := part.Encode(); perr != nil {
 			body.Status, body.Reason = statusFailed, perr.Error()

@@ -418,6 +418,13 @@ func setBendRoster(p *pools, f func([]string) []string) {
 	p.mu.Unlock()
 }
 
+// setBend makes a gateway lie about its pool's partials (f), or stop (nil).
+func setBend(p *pools, f func(*run.Partial)) {
+	p.mu.Lock()
+	p.bend = f
+	p.mu.Unlock()
+}
+
 // askRightTries is askRight, and how many times it asked.
 func askRightTries(t *testing.T, e *Embedded, asker int, text, where string) (*answer.Answer, int) {
 	t.Helper()
@@ -741,8 +748,8 @@ func TestPools(t *testing.T) {
 	})
 	t.Run("one liar", func(t *testing.T) {
 		liar := e.Nodes[gw[0]].rt.pools
-		liar.bend = inflate
-		defer func() { liar.bend = nil }()
+		setBend(liar, inflate)
+		defer setBend(liar, nil)
 		third := 0 // statements for which the liar was among the first two asked
 		for _, text := range statements {
 			before := e.poolRuns()
@@ -766,7 +773,7 @@ func TestPools(t *testing.T) {
 		// speak for its pool; none qualifies (current), and the two
 		// honest gateways decide, all 3 still listed.
 		liar := e.Nodes[gw[0]].rt.pools
-		defer func() { liar.bend = nil; setBendRoster(liar, nil) }()
+		defer func() { setBend(liar, nil); setBendRoster(liar, nil) }()
 		self := e.Nodes[gw[0]].Name()
 		var names []string
 		for _, g := range gw {
@@ -778,7 +785,7 @@ func TestPools(t *testing.T) {
 			append(slices.Clone(names), "made-up-1", "made-up-2"),
 		} {
 			slices.Sort(roster)
-			liar.bend = inflate
+			setBend(liar, inflate)
 			setBendRoster(liar, func([]string) []string { return slices.Clone(roster) })
 			for _, text := range []string{statements[0], statements[3]} {
 				a, _ := askRightTries(t, e, asker, text, fmt.Sprintf("with a liar of pool1 naming its gateways %v", roster))
@@ -791,9 +798,9 @@ func TestPools(t *testing.T) {
 	})
 	t.Run("two liars", func(t *testing.T) {
 		a1, a2 := e.Nodes[gw[0]].rt.pools, e.Nodes[gw[1]].rt.pools
-		a1.bend = inflate
-		a2.bend = func(p *run.Partial) { inflate(p); inflate(p) }
-		defer func() { a1.bend, a2.bend = nil, nil }()
+		setBend(a1, inflate)
+		setBend(a2, func(p *run.Partial) { inflate(p); inflate(p) })
+		defer func() { setBend(a1, nil); setBend(a2, nil) }()
 		a, err := e.ask(t, asker, statements[0])
 		if a == nil || a.Meta.Status != answer.StatusContested || !strings.Contains(a.Meta.Reason, "pool pool1") {
 			t.Fatalf("two liars that disagree: %+v, %v", a.Meta, err)
@@ -822,8 +829,9 @@ func TestPools(t *testing.T) {
 			}
 		}
 		a1, a2 := e.Nodes[gws[0]].rt.pools, e.Nodes[gws[1]].rt.pools
-		a1.bend, a2.bend = rename, rename
-		defer func() { a1.bend, a2.bend = nil, nil }()
+		setBend(a1, rename)
+		setBend(a2, rename)
+		defer func() { setBend(a1, nil); setBend(a2, nil) }()
 		a, err := e.ask(t, asker, text)
 		want := fmt.Sprintf("node %s is in pools", first)
 		if a == nil || a.Meta.Status != answer.StatusContested || !strings.Contains(a.Meta.Reason, want) || !strings.Contains(a.Meta.Reason, PoolName(liarPool)) {

@@ -580,8 +580,16 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) 
 	ended()
 	cancel()
 	now := rt.now()
+	var replies batch
+	var decodeErr error
+	var rec query.Record
 	if err == nil {
 		noteTime(&rt.exchangeTime, now.Sub(sent))
+		// Decoded before rt.mu, so that the record of a query handed
+		// over (handOver) is read, as serve reads it, outside it.
+		if replies, decodeErr = decodeBatch(resp); decodeErr == nil && rt.joins(replies.Entries) {
+			rec = rt.record()
+		}
 	} else {
 		rt.prober.failedWith(to, err, now) // before rt.mu: a refused connection is a loss (memberLost)
 	}
@@ -602,8 +610,7 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) 
 	}
 	rt.prober.reached(to, now)
 	rt.stats.BytesReceived += int64(len(resp))
-	replies, err := decodeBatch(resp)
-	if err != nil {
+	if decodeErr != nil {
 		rt.stats.Malformed++
 		return false
 	}
@@ -615,6 +622,10 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) 
 		answered[r.ID] = true
 		if r.Kind == protoEnd {
 			rt.end(r.ID, rt.net.Size())
+			continue
+		}
+		if r.announces() {
+			rt.handedOver(r, from, rec)
 			continue
 		}
 		if q := rt.queries[r.ID]; q != nil && q.kind == r.Kind {
@@ -758,10 +769,85 @@ func (rt *runtime) serve(from string, req []byte) ([]byte, error) {
 			replies = append(replies, q.entry(env.Msg, false, src))
 		}
 	}
+	if pulls(gossip) {
+		replies = rt.handOver(from, replies)
+	}
 	resp := encodeBatch(batch{Hints: rt.prober.hints(now), Entries: replies})
 	rt.stats.BytesSent += int64(len(resp))
 	rt.mu.Unlock()
 	return resp, nil
+}
+
+// handedOver takes a query a reply from peer from handed over (handOver):
+// a query this peer holds already, the sender holds too; one it does not,
+// it joins, as from a request, unless it ended here or this peer refused
+// it. Called with rt.mu held; rec is this peer's record, read before.
+func (rt *runtime) handedOver(e entry, from peer.ID, rec query.Record) {
+	if e.Kind != protoAggregate && e.Kind != protoTopK {
+		rt.stats.Malformed++
+		return
+	}
+	q := rt.queries[e.ID]
+	if q == nil {
+		_, over := rt.ended[e.ID]
+		if _, told := rt.told[e.ID]; over || told {
+			return
+		}
+		var err error
+		if q, err = rt.join(e, rec); err != nil {
+			return
+		}
+	}
+	if q.kind == e.Kind {
+		q.heard(from)
+	}
+}
+
+// pulls says whether a request's entries are a query's exchange, whose
+// reply may hand over other queries (handOver): a lease request's, a
+// probe's, a sample's and a pool's replies are theirs alone, each read by
+// its own protocol.
+func pulls(gossip []entry) bool {
+	for _, e := range gossip {
+		if e.Kind == protoAggregate || e.Kind == protoTopK {
+			return true
+		}
+	}
+	return false
+}
+
+// handOverMax bounds the queries one reply hands over (handOver): a few
+// hundred bytes of plan each.
+const handOverMax = 2
+
+// handOver adds to a reply to from, which exchanged with this peer for a
+// query (pulls), up to handOverMax of the queries this peer runs that from
+// is not known to hold — the plan alone, as an announcement — so that a
+// peer pulling from one that holds a query learns it, as a peer pushed to
+// does (push-pull rumor spreading: the last peers to hear of a query are
+// found by their own exchanges too, not only by the holders' draws; Karp
+// et al., "Randomized rumor spreading", 2000). A peer told so counts as
+// holding it: it is not told again. A peer left out of a query and the
+// asker's own finished one are not handed over. Called with rt.mu held,
+// after the request's entries: a query the request named is held.
+func (rt *runtime) handOver(from string, replies []entry) []entry {
+	src := peerID(from)
+	n := 0
+	for _, q := range rt.queries {
+		if n == handOverMax {
+			break
+		}
+		if q.has[src] || q.out(from) || q.origin && q.run.Final() {
+			continue
+		}
+		e := q.entry(nil, true, src)
+		e.Excluded = nil // as in announce: the members left out go with messages
+		replies = append(replies, e)
+		q.heard(src)
+		rt.stats.HandedOver++
+		n++
+	}
+	return replies
 }
 
 // takeExcluded merges the members a peer says are left out of query q, as

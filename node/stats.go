@@ -24,11 +24,15 @@ type Stats struct {
 	// AnnouncedHolders counts the announcements answered by a peer that
 	// held the query already (run.StopAnnouncing of them stop a peer's).
 	AnnouncedHolders int64
-	Lost             int64 // members this peer found lost (probes, refused connections), left out of its queries
-	FalseLost        int64 // members found lost by this peer's probes that answered after (local health: degrade)
-	Indirect         int64 // indirect probes this peer ran for others
-	BytesSent        int64
-	BytesReceived    int64
+	// HandedOver counts the queries this peer handed over in its replies
+	// to peers that asked it something and were not known to hold them
+	// (the plan alone, as an announcement).
+	HandedOver    int64
+	Lost          int64 // members this peer found lost (probes, refused connections), left out of its queries
+	FalseLost     int64 // members found lost by this peer's probes that answered after (local health: degrade)
+	Indirect      int64 // indirect probes this peer ran for others
+	BytesSent     int64
+	BytesReceived int64
 	// Lease and name requests refused as not signed by the owner they
 	// name (Forged) or made for an earlier incarnation of this peer
 	// (StaleIncarnation); owners' answers signed by another key than the

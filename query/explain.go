@@ -550,6 +550,20 @@ func (p *Plan) PartialBytes() int {
 // plan hash, status, counts, and the gateway's signature.
 const ReportBytes = 160
 
+// CloudExchanges is what the cloud level adds to a statement's rounds in a
+// cloud of pools (node/pools.go): the asker starts it at a gateway of its
+// pool, that gateway starts it at every pool's gateways, they report back
+// when their pool's answer is final, and the asker polls its gateway —
+// four exchanges one after the other, after the slowest pool's rounds.
+const CloudExchanges = 4
+
+// CloudBytes is about what the cloud level sends for one pool: from each
+// of the 2 coordinators, the statement to each of asked gateways (with a
+// report's header and signature) and a report back.
+func (p *Plan) CloudBytes(asked int) int {
+	return 2 * asked * (len(p.Text) + ReportBytes + p.PartialBytes() + ReportBytes)
+}
+
 // ExplainPools is EXPLAIN's second level in a pooled cloud (node's pools
 // role, docs/PROTOCOLS.md "Pools"): how the statement that Explain
 // describes for one pool runs in every pool and how their partials merge.
@@ -601,6 +615,16 @@ func ExplainPools(p *Plan, c CloudShape) string {
 		}
 		w("liars", "%s", liars)
 	}
+	rounds := "the slowest pool's rounds (above, for its N)"
+	if p.FromMemberLists() {
+		rounds = "its gateways' reading of their member lists"
+	}
+	w("cloud hops", "%d exchanges after %s, one after the other: the asker's start at its coordinators, theirs at every pool's gateways, the gateways' reports, the asker's poll", CloudExchanges, rounds)
+	total := ""
+	if c.Pools != nil {
+		total = fmt.Sprintf("; ≈%s for the %d pools", answer.FormatBytes(float64(len(c.Pools)*p.CloudBytes(c.Asked))), len(c.Pools))
+	}
+	w("cloud bytes", "≈%s a pool: the statement to and a report from each of its %d gateways asked, from each of the 2 coordinators, held polls aside%s", answer.FormatBytes(float64(p.CloudBytes(c.Asked))), c.Asked, total)
 	w("cloud cost", "per pool, from each of the 2 coordinators: %d starts (%d if they disagree) and a held poll (one every %s while it runs) for each gateway asked; the asker polls its coordinators so; the pools run at once, so the answer waits for the slowest pool (up to %s)", c.Asked, c.Gateways, answer.FormatDuration(c.PollWait), answer.FormatDuration(c.Timeout))
 	return b.String()
 }

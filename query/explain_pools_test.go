@@ -5,12 +5,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/peerq/peerq/answer"
 )
 
 // TestExplainPools: the cloud level of EXPLAIN says what the asker knows —
 // the pools at a gateway, that the gateways know them elsewhere — how many
 // runs a pool makes and what a report carries; a statement FROM SUBCLOUD
-// says which pool answers it; a RESERVE says it stays in its pool; a
+// says which pool answers it; a RESERVE says it reaches every pool; a
 // statement with no gossip has no second level.
 func TestExplainPools(t *testing.T) {
 	shape := CloudShape{Pool: "eu", PoolPeers: 250, Gateways: 3, Asked: 2, Mine: []string{"a", "b", "c"}, PollEvery: 0.1, Timeout: 60}
@@ -23,10 +25,11 @@ func TestExplainPools(t *testing.T) {
 		not   []string
 	}{
 		{"SELECT COUNT(*), SUM(mem_free) FROM peers", shape,
-			[]string{"levels:", "runs the statement as above", "sample check", "within accuracy", "liars:", "250 in this peer's pool, eu", "this peer is not one", "an honest pool runs it 2 times", "means of the 3 components", "most of its 3 gateways"},
-			[]string{"as this gateway sees it"}},
+			[]string{"levels:", "runs the statement as above", "sample check", "within accuracy", "liars:", "250 in this peer's pool, eu", "this peer is not one", "an honest pool runs it 2 times", "means of the 3 components", "most of its 3 gateways",
+				"cloud hops:  4 exchanges after the slowest pool's rounds", "each of its 2 gateways asked"},
+			[]string{"as this gateway sees it", "for the 2 pools"}},
 		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 7", gw,
-			[]string{"2 in the cloud pool as this gateway sees it: eu, us", "top-7 list"}, []string{"not one"}},
+			[]string{"2 in the cloud pool as this gateway sees it: eu, us", "top-7 list", "for the 2 pools"}, []string{"not one"}},
 		{"RESERVE 2 FROM peers ORDER BY mem_free DESC AS x FOR 1m", shape,
 			[]string{"claims:", "in every pool", "levels:", "top-6 list"}, []string{"pool only"}},
 		{"SELECT 1 + 1", shape, nil, []string{"levels:", "pools:"}},
@@ -50,7 +53,19 @@ func TestExplainPools(t *testing.T) {
 			}
 		}
 	}
-	if top := compile(t, "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 50"); top.PartialBytes() >= top.MessageBytes(250) {
+	// The cloud level's bytes: a pool's, and the cloud's at a gateway,
+	// which knows the pools.
+	top := compile(t, "SELECT node FROM peers ORDER BY mem_free DESC LIMIT 50")
+	pool := 2 * 2 * (len(top.Text) + 2*ReportBytes + top.PartialBytes())
+	if got := top.CloudBytes(2); got != pool {
+		t.Errorf("a top-50's cloud bytes a pool: %d, want %d", got, pool)
+	}
+	for _, want := range []string{"cloud bytes: ≈" + answer.FormatBytes(float64(pool)) + " a pool", "≈" + answer.FormatBytes(float64(2*pool)) + " for the 2 pools"} {
+		if got := ExplainPools(top, gw); !strings.Contains(got, want) {
+			t.Errorf("lacks %q:\n%s", want, got)
+		}
+	}
+	if top.PartialBytes() >= top.MessageBytes(250) {
 		t.Errorf("a top-50's partial (%d B) is not smaller than its gossip message (%d B), which carries the reserve and the filter", top.PartialBytes(), top.MessageBytes(250))
 	}
 }

@@ -15,13 +15,10 @@ import (
 )
 
 // CloudRounds is what the cloud level adds to a statement in a cloud of
-// pools, in rounds (node/pools.go): the asker hands it to a gateway of its
-// pool, that gateway starts it at every pool's gateways, they report back
-// when their pool's answer is final, and the asker polls its gateway —
-// four exchanges one after the other. The model counts each as a round;
-// the coordinator's one exchange per gateway (3 a pool) is not gossip, and
+// pools, in rounds: query.CloudExchanges, each counted as a round. The
+// coordinator's one exchange per gateway (3 a pool) is not gossip, and
 // BytesPerPeerRound leaves it out (PoolsResult.CloudBytes has it).
-const CloudRounds = 4
+const CloudRounds = query.CloudExchanges
 
 // PoolsResult is a statement over a cloud of pools (RunPools).
 type PoolsResult struct {

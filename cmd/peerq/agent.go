@@ -134,6 +134,9 @@ func runAgent(cmd *cobra.Command, s *agentSettings) error {
 	if s.DataDir == "" {
 		return &exitError{exitUsage, errors.New("peerq: --data-dir is required")}
 	}
+	if err := node.CheckPoolName(s.Pool); err != nil {
+		return &exitError{exitUsage, fmt.Errorf("peerq: --pool: %w", err)}
+	}
 	if len(s.CloudJoin) > 0 && s.Pool == "" {
 		return &exitError{exitUsage, errors.New("peerq: --cloud-join needs --pool: a cloud of one pool has no cloud pool")}
 	}

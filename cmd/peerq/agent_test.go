@@ -426,3 +426,16 @@ func TestKeylessFlood(t *testing.T) {
 		t.Errorf("the flood grew the agent by %d MB", (peak-idle)/1024)
 	}
 }
+
+// A pool's name that cannot be one is refused before anything starts,
+// naming the flag.
+func TestAgentRefusesABadPoolName(t *testing.T) {
+	dir := t.TempDir()
+	for _, pool := range []string{"eu/west", "eu west"} {
+		code, _, errs := runCLI(t, "", "agent", "--data-dir", dir, "--bind", "127.0.0.1:0", "--pool", pool)
+		want := fmt.Sprintf("peerq: --pool: bad pool name %q: it holds a / or a space", pool)
+		if code != exitUsage || !strings.Contains(errs, want) || strings.Contains(errs, "serf") {
+			t.Errorf("--pool %q: exit %d, stderr %q; want exit %d and %q, before Serf starts", pool, code, errs, exitUsage, want)
+		}
+	}
+}

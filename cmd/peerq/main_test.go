@@ -182,3 +182,31 @@ func TestDevNullIsNoTerminal(t *testing.T) {
 		t.Errorf("%s is taken for a terminal", os.DevNull)
 	}
 }
+
+// sim refuses what it would drop: the report's flags beside --pools or
+// --trials, and an --rtt that is neither a model nor a file; each error
+// names the flag (and the file).
+func TestSimRefusesWhatItWouldDrop(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "rtts.txt")
+	if err := os.WriteFile(bad, []byte("80ms\n# a comment\nabc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pools", "4", "--rtt", "lognormal:80ms"}, "--rtt: not printed by --pools"},
+		{[]string{"--pools", "4", "--baseline", "--csv", filepath.Join(dir, "x.csv")}, "--baseline, --csv: not printed by --pools"},
+		{[]string{"--session", "1h", "--trials", "3", "--plot", filepath.Join(dir, "x.png")}, "--plot: not printed by --trials"},
+		{[]string{"--rtt", filepath.Join(dir, "none.txt")}, "none.txt\": no such file; give a file of round trips"},
+		{[]string{"--rtt", "lognormal:fast"}, `--rtt: latency: "lognormal:fast": the median "fast" is not a positive duration`},
+		{[]string{"--rtt", bad}, "--rtt " + bad + `: latency: line 3: "abc" is neither a duration nor milliseconds`},
+	} {
+		args := append([]string{"sim", "--nodes", "100", "--quiet", "-e", "SELECT COUNT(*) FROM peers"}, c.args...)
+		code, out, errs := runCLI(t, "", args...)
+		if code != exitUsage || !strings.Contains(errs, c.want) || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, nothing run, and %q", c.args, code, out, errs, exitUsage, c.want)
+		}
+	}
+}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/peerq/peerq/internal/profile"
@@ -85,6 +88,17 @@ convergence rule calls the originator's answer final.`,
 				churn(&cfg, session, round, excludeAfter, serfProbe, suspicionMult, !cmd.Flags().Changed("detect"))
 			} else if trials > 1 {
 				return &exitError{exitUsage, fmt.Errorf("peerq: --trials measures answers under churn: give --session")}
+			}
+			// --pools and --trials print their own summaries: the flags
+			// of the one run's report would be dropped without a word.
+			if pools > 0 {
+				if err := notWith(cmd, "--pools", reportFlags...); err != nil {
+					return err
+				}
+			} else if trials > 1 {
+				if err := notWith(cmd, "--trials", reportFlags...); err != nil {
+					return err
+				}
 			}
 			if rtt != "" {
 				if opts.RTT, err = rttModel(rtt); err != nil {
@@ -183,18 +197,48 @@ func churn(cfg *sim.Config, session, round, excludeAfter, probe time.Duration, m
 	}
 }
 
-// rttModel reads --rtt: a log-normal, or a file of measured round trips.
+// reportFlags are the flags of one run's report (report.Options), which
+// --pools and --trials do not print.
+var reportFlags = []string{"rtt", "bandwidth", "baseline", "csv", "plot", "memprofile"}
+
+// notWith refuses the flags among names that were given, for a mode that
+// would run without them.
+func notWith(cmd *cobra.Command, mode string, names ...string) error {
+	var given []string
+	for _, n := range names {
+		if cmd.Flags().Changed(n) {
+			given = append(given, "--"+n)
+		}
+	}
+	if len(given) == 0 {
+		return nil
+	}
+	return &exitError{exitUsage, fmt.Errorf("peerq: %s: not printed by %s, which prints a summary of its own; run without one or the other",
+		strings.Join(given, ", "), mode)}
+}
+
+// rttModel reads --rtt: a log-normal ("lognormal:…"), or else a file of
+// measured round trips. Its errors name the flag, and the file.
 func rttModel(spec string) (*latency.Model, error) {
-	if m, err := latency.Parse(spec); err == nil {
+	if strings.HasPrefix(spec, "lognormal") {
+		m, err := latency.Parse(spec)
+		if err != nil {
+			return nil, fmt.Errorf("peerq: --rtt: %w", err)
+		}
 		return m, nil
-	} else if _, serr := os.Stat(spec); serr != nil {
-		return nil, err
 	}
 	text, err := os.ReadFile(spec)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("peerq: --rtt %q: no such file; give a file of round trips, one a line, or lognormal:MEDIAN[:SIGMA] (lognormal:80ms)", spec)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("peerq: --rtt: %w", err)
 	}
-	return latency.FromText(text)
+	m, err := latency.FromText(text)
+	if err != nil {
+		return nil, fmt.Errorf("peerq: --rtt %s: %w", spec, err)
+	}
+	return m, nil
 }
 
 // simPools runs a statement over a cloud of pools (sim.RunPools) and
