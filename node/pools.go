@@ -519,7 +519,11 @@ func closed(ch <-chan struct{}) bool {
 
 // pollWait is how long this peer's polls ask to be held (poolReq.Wait):
 // half an exchange's time, so that a held poll is back well within it.
-func (p *pools) pollWait() time.Duration { return p.cfg.ExchangeTimeout / 2 }
+func (p *pools) pollWait() time.Duration { return pollWait(p.cfg) }
+
+// pollWait is how long a poll is held for the reports to be ready: half an
+// exchange's time.
+func pollWait(cfg Config) time.Duration { return cfg.ExchangeTimeout / 2 }
 
 // hold holds a poll until ended is closed, wait has passed (capped at
 // half an exchange's time: a requester cannot hold this peer's
@@ -903,14 +907,39 @@ func (p *pools) otherTags(now time.Time) (names []string, ask bool) {
 // shape is what this peer knows of the pooled cloud, for EXPLAIN: its
 // pool, and at a gateway the pools the cloud pool lists.
 func (p *pools) shape() query.CloudShape {
-	s := query.CloudShape{Pool: p.cfg.Pool, PoolPeers: p.lan.Size(), Gateways: p.cfg.Gateways,
-		Asked: majority(p.cfg.Gateways), Mine: Gateways(p.lan.Members(), p.cfg.Gateways), PollWait: p.pollWait().Seconds(), PollEvery: p.cfg.PollEvery.Seconds(), Timeout: p.cfg.PoolTimeout.Seconds()}
+	s := shapeOf(p.cfg, p.lan.Size(), Gateways(p.lan.Members(), p.cfg.Gateways))
 	c := p.cloudNet()
 	if c != nil {
 		s.Pools = []string{}
 		for _, v := range p.view(c) {
 			s.Pools = append(s.Pools, v.Name)
 		}
+	}
+	return s
+}
+
+// shapeOf is EXPLAIN's view of a cloud of pools from a peer of cfg.Pool,
+// of peers live members, mine its gateways (the cloud pool's pools are
+// the caller's to add).
+func shapeOf(cfg Config, peers int, mine []string) query.CloudShape {
+	return query.CloudShape{Pool: cfg.Pool, PoolPeers: peers, Gateways: cfg.Gateways, Asked: majority(cfg.Gateways), Mine: mine,
+		PollWait: pollWait(cfg).Seconds(), PollEvery: cfg.PollEvery.Seconds(), Timeout: cfg.PoolTimeout.Seconds()}
+}
+
+// ExplainShape is EXPLAIN's view of a cloud of n peers spread over pools
+// pools as an embedded cluster spreads them (peer i in pool i % pools),
+// from a gateway of pool0, with DefaultConfig's gateways, polls and
+// timeout: what peerq explain --pools shows without a cloud.
+func ExplainShape(n, pools int) query.CloudShape {
+	cfg := DefaultConfig(nil)
+	cfg.Pool = PoolName(0)
+	var members []network.Member
+	for i := 0; i < n; i += pools {
+		members = append(members, network.Member{Name: query.SyntheticName(i)})
+	}
+	s := shapeOf(cfg, len(members), Gateways(members, cfg.Gateways))
+	for k := range pools {
+		s.Pools = append(s.Pools, PoolName(k))
 	}
 	return s
 }

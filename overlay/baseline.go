@@ -8,7 +8,7 @@ import (
 )
 
 // The baseline peerq is measured against: a serf.Query that every peer
-// answers (SERF-NOTES.md). It is not how peerq answers queries (no peer
+// answers (docs/SERF-NOTES.md). It is not how peerq answers queries (no peer
 // should collect a reply from every other); it exists as a test oracle and
 // for the benchmark that compares the two on one cluster.
 

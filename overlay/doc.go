@@ -3,7 +3,7 @@
 // re-implemented), a uniform random sampler over the live peerq peers, and a
 // request/response exchange transport for the protocols' point-to-point
 // messages, which Serf cannot carry (its delegate drops or misreads foreign
-// bytes; SERF-NOTES.md).
+// bytes; docs/SERF-NOTES.md).
 //
 // Two modes share the code: real peers over UDP/TCP sockets (memberlist's
 // NetTransport and a TCP exchange listener whose address is advertised in a

@@ -155,7 +155,7 @@ func DefaultConfig(name string) Config {
 }
 
 // TunedConfig is memberlist's configuration for n peers in one process
-// (SERF-NOTES.md): the local profile, with compression off (28% of CPU),
+// (docs/SERF-NOTES.md): the local profile, with compression off (28% of CPU),
 // 16 KiB packets (compound messages count their parts in a byte), more
 // retransmits, and no TCP fallback pings. Up to 250 peers, probes stay at
 // one a second with a suspicion of 4·log10(N+1) probe intervals, so that a

@@ -103,7 +103,7 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	for k := range pools {
 		lo, hi := k*cfg.Nodes/pools, (k+1)*cfg.Nodes/pools
 		pc := cfg
-		pc.Nodes, pc.First, pc.Seed = hi-lo, cfg.First+lo, cfg.Seed
+		pc.Nodes, pc.First, pc.Seed, pc.Pool = hi-lo, cfg.First+lo, cfg.Seed, poolName(k, pools)
 		s, err := New(plan, pc)
 		if err != nil {
 			return nil, fmt.Errorf("sim: pool %d: %w", k, err)
@@ -173,14 +173,14 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 	if len(res.Contested) > 0 {
 		res.Answer.Contest(strings.Join(res.Contested, "; "))
 	}
-	exact := query.ExactSeq(plan, syntheticSeq(cfg.Seed, cfg.First, cfg.Nodes))
+	exact := query.ExactSeq(plan, pooledSeq(cfg, pools))
 	var honest *answer.Answer
 	if cfg.Liars > 0 {
 		honest = query.ExactSeq(plan, func(yield func(query.Record) bool) {
 			for k := range pools {
 				lo, hi := k*cfg.Nodes/pools, (k+1)*cfg.Nodes/pools
 				for i := lo; i < hi; i++ { // each pool's asker, lo, never lies (Sim.liar)
-					if (i == lo || !lies(cfg.Seed, cfg.Liars, cfg.First+i)) && !yield(query.Synthetic(cfg.Seed, cfg.First+i)) {
+					if (i == lo || !lies(cfg.Seed, cfg.Liars, cfg.First+i)) && !yield(pooledRecord(cfg, pools, i)) {
 						return
 					}
 				}
@@ -191,7 +191,7 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 		res.Err = 1 - float64(overlap(res.Answer.Nodes, exact.Nodes))/float64(max(len(exact.Nodes), 1))
 		if honest != nil {
 			res.HonestShare = float64(overlap(res.Answer.Nodes, honest.Nodes)) / float64(max(len(honest.Nodes), 1))
-			res.Forged = forgedRows(plan, parts, res.Answer.Nodes, cfg)
+			res.Forged = forgedRows(plan, parts, res.Answer.Nodes, cfg, pools)
 		}
 		return res, nil
 	}
@@ -212,7 +212,7 @@ func RunPools(plan *query.Plan, cfg Config, pools int) (*PoolsResult, error) {
 // top-k kept (nodes) and that are not their node's own: written for it by
 // another peer, or changed. A liar's own entry, whatever it claims about
 // itself, is its own.
-func forgedRows(plan *query.Plan, parts []*run.Partial, nodes []string, cfg Config) int {
+func forgedRows(plan *query.Plan, parts []*run.Partial, nodes []string, cfg Config, pools int) int {
 	n := 0
 	for _, part := range parts {
 		for _, e := range part.Top {
@@ -227,7 +227,7 @@ func forgedRows(plan *query.Plan, parts []*run.Partial, nodes []string, cfg Conf
 			if lies(cfg.Seed, cfg.Liars, j) {
 				continue
 			}
-			own := run.Entry(plan, query.Synthetic(cfg.Seed, j))
+			own := run.Entry(plan, pooledRecord(cfg, pools, j-cfg.First))
 			if own == nil || !bytes.Equal(own.Key, e.Key) || !bytes.Equal(own.Row, e.Row) {
 				n++
 			}
@@ -236,11 +236,28 @@ func forgedRows(plan *query.Plan, parts []*run.Partial, nodes []string, cfg Conf
 	return n
 }
 
-// syntheticSeq is the records of peers first … first+n-1.
-func syntheticSeq(seed uint64, first, n int) iter.Seq[query.Record] {
+// poolName is pool k's name among pools: pool0, pool1, … (node.PoolName),
+// none when the cloud is one pool.
+func poolName(k, pools int) string {
+	if pools < 2 {
+		return ""
+	}
+	return fmt.Sprintf("pool%d", k)
+}
+
+// pooledRecord is peer i's record (of cfg.Nodes, First on) in a cloud of
+// pools pools: with the pool RunPools puts it in, the k of the range
+// [k·N/pools, (k+1)·N/pools) that holds i.
+func pooledRecord(cfg Config, pools, i int) query.Record {
+	k := ((i+1)*pools+cfg.Nodes-1)/cfg.Nodes - 1
+	return withPool(query.Synthetic(cfg.Seed, cfg.First+i), poolName(k, pools))
+}
+
+// pooledSeq is every peer's record in a cloud of pools pools.
+func pooledSeq(cfg Config, pools int) iter.Seq[query.Record] {
 	return func(yield func(query.Record) bool) {
-		for i := range n {
-			if !yield(query.Synthetic(seed, first+i)) {
+		for i := range cfg.Nodes {
+			if !yield(pooledRecord(cfg, pools, i)) {
 				return
 			}
 		}

@@ -112,6 +112,10 @@ type Config struct {
 	// apart and together the records of one cloud; it also moves the
 	// random choices' stream, so that pools do not draw alike.
 	First int
+	// Pool, if set, is the pool attribute of every peer's record (RunPools:
+	// pool0, pool1, …, as node.PoolName names an embedded cluster's),
+	// so that a statement can read it; none in a cloud of one pool.
+	Pool string
 	// Fanout is how many peers beyond its partner a peer tells of the
 	// query each round while it is young (run.Config.Fanout, the
 	// runtime's: node.DefaultConfig); 0 spreads it one partner a round,
@@ -889,8 +893,18 @@ func (s *Sim) liveRecords() iter.Seq[query.Record] {
 	}
 }
 
-// synthetic is peer i's synthetic record (Config.First).
-func (s *Sim) synthetic(i int) query.Record { return query.Synthetic(s.cfg.Seed, s.cfg.First+i) }
+// synthetic is peer i's synthetic record (Config.First), with its pool.
+func (s *Sim) synthetic(i int) query.Record {
+	return withPool(query.Synthetic(s.cfg.Seed, s.cfg.First+i), s.cfg.Pool)
+}
+
+// withPool is rec with its pool attribute, if pool is set.
+func withPool(rec query.Record, pool string) query.Record {
+	if pool != "" {
+		rec["pool"] = query.Str(pool)
+	}
+	return rec
+}
 
 // record is peer i's record now.
 func (s *Sim) record(i int) query.Record {

@@ -454,6 +454,7 @@ func TestPools(t *testing.T) {
 		{"SELECT COUNT(*), AVG(mem_free) FROM peers", 0.02},
 		{"SELECT region, COUNT(*) FROM peers GROUP BY region", 0.02},
 		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 10", 0},
+		{"SELECT pool, COUNT(*) FROM peers GROUP BY pool", 0.02},
 	} {
 		p, err := query.CompileText(c.text, query.DefaultCatalog(), query.DefaultConfig())
 		if err != nil {
@@ -466,6 +467,10 @@ func TestPools(t *testing.T) {
 		}
 		if res.Partial > 0 || res.Err > c.tol || len(res.Final) != 8 {
 			t.Fatalf("%s: %d pools partial, error %.4f (want ≤ %g), finals %v", c.text, res.Partial, res.Err, c.tol, res.Final)
+		}
+		// Each pool's peers read their pool's name: a group each.
+		if strings.HasPrefix(c.text, "SELECT pool") && (len(res.Answer.Rows) != 8 || res.Answer.Rows[7][0].Str != "pool7" || res.Answer.Rows[7][1].Num < 490) {
+			t.Errorf("%s over 8 pools: %v", c.text, res.Answer.Text())
 		}
 		one, err := RunPools(p, cfg, 1)
 		if err != nil {

@@ -72,6 +72,23 @@ func TestExplain(t *testing.T) {
 	}
 }
 
+// explain --pools P shows a pool's run at its size, then the cloud level,
+// as an agent with --pool does.
+func TestExplainPools(t *testing.T) {
+	code, out, errs := runCLI(t, "", "explain", "--nodes", "1000", "--pools", "4", "-e", "SELECT COUNT(*), AVG(mem_free) FROM peers WHERE region = 'eu'")
+	if code != exitOK || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	for _, want := range []string{"N=250", "levels:      two", "4 in the cloud pool as this gateway sees it: pool0, pool1, pool2, pool3", "cloud hops:  4 exchanges", "for the 4 pools"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain --pools 4 lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errs := runCLI(t, "", "explain", "--nodes", "10", "--pools", "11", "-e", "SELECT COUNT(*) FROM peers"); code != exitUsage || !strings.Contains(errs, "--pools 11: want 0 (one pool) to --nodes (10)") {
+		t.Errorf("--pools 11 of 10 peers: exit %d, %q", code, errs)
+	}
+}
+
 func TestExplainScriptFromStdin(t *testing.T) {
 	code, out, _ := runCLI(t, "SHOW SUBCLOUDS;\nSELECT COUNT(*) FROM peers WHERE region = 'eu';", "explain", "-f", "-")
 	if code != exitOK {

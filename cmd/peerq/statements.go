@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/peerq/peerq/api"
+	"github.com/peerq/peerq/node"
 	"github.com/peerq/peerq/query"
 	"github.com/peerq/peerq/shell"
 	"github.com/spf13/cobra"
@@ -95,7 +96,7 @@ func exitFor(err error) error {
 
 func newExplainCmd() *cobra.Command {
 	var expr, file string
-	var nodes int
+	var nodes, pools int
 	cmd := &cobra.Command{
 		Use:   "explain -e STATEMENT | -f FILE",
 		Short: "Print how statements would run: protocol, components, expected rounds and messages",
@@ -108,6 +109,9 @@ func newExplainCmd() *cobra.Command {
 			if nodes < 2 {
 				return &exitError{exitUsage, fmt.Errorf("peerq: --nodes must be at least 2")}
 			}
+			if pools < 0 || pools > nodes {
+				return &exitError{exitUsage, fmt.Errorf("peerq: --pools %d: want 0 (one pool) to --nodes (%d)", pools, nodes)}
+			}
 			plans, err := compileScript(src, name)
 			if err != nil {
 				return err
@@ -117,6 +121,13 @@ func newExplainCmd() *cobra.Command {
 				if i > 0 {
 					fmt.Fprintln(out)
 				}
+				if pools > 1 {
+					// One pool's run at its size, then the cloud level, as
+					// an agent with --pool explains it.
+					shape := node.ExplainShape(nodes, pools)
+					fmt.Fprint(out, query.Explain(p, shape.PoolPeers)+query.ExplainPools(p, shape))
+					continue
+				}
 				fmt.Fprint(out, query.Explain(p, nodes))
 			}
 			return nil
@@ -125,6 +136,7 @@ func newExplainCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&expr, "execute", "e", "", "the statement(s) to explain")
 	cmd.Flags().StringVarP(&file, "file", "f", "", "a script of statements (- for stdin)")
 	cmd.Flags().IntVar(&nodes, "nodes", 1000, "membership size N to estimate rounds and messages for")
+	cmd.Flags().IntVar(&pools, "pools", 0, "explain for a cloud of this many pools (N spread over them), as a gateway of one sees it: a pool's run, then the cloud level")
 	return cmd
 }
 
