@@ -610,5 +610,22 @@ func TestHandOverToAPeerThatPulls(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameAnswer(t, res, query.Exact(p, c.records()), p.Text)
+
+		// A liar's reply hands over more queries than an honest peer's
+		// does: those past handOverMax go no further.
+		wire, err := compile(t, asker, "SELECT SUM(cpu_cores) FROM peers").Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lies []entry
+		for range handOverMax + 2 {
+			lies = append(lies, entry{ID: newQueryID(), Kind: protoAggregate, Plan: wire, Round: 1})
+		}
+		c.net.Add("liar", nil).Serve(func(string, []byte) ([]byte, error) { return encodeBatch(batch{Entries: lies}), nil })
+		st := lacker.Stats()
+		lacker.rt.exchange("liar", entries, encodeBatch(batch{Entries: entries}), true)
+		if joined, malformed := lacker.Stats().Joined-st.Joined, lacker.Stats().Malformed-st.Malformed; joined != handOverMax || malformed != 2 {
+			t.Errorf("a reply handing over %d queries: %d joined, %d refused as malformed; want %d and 2", len(lies), joined, malformed, handOverMax)
+		}
 	})
 }

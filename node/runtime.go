@@ -618,6 +618,7 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) 
 	from := peerID(to)
 	answered := make(map[QueryID]bool, len(replies.Entries))
 	var holders map[QueryID]bool // queries this reply said it held (entry.holds)
+	handed := 0                  // queries this reply handed over (handOver)
 	for _, r := range replies.Entries {
 		answered[r.ID] = true
 		if r.Kind == protoEnd {
@@ -625,6 +626,12 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) 
 			continue
 		}
 		if r.announces() {
+			// An honest peer hands over at most handOverMax a reply:
+			// more are a liar's, and go no further.
+			if handed++; handed > handOverMax {
+				rt.stats.Malformed++
+				continue
+			}
 			rt.handedOver(r, from, rec)
 			continue
 		}
