@@ -61,7 +61,12 @@ type instance struct {
 	// joined and left since, and the peers that refused to take part.
 	atStart map[string]bool
 	// has are the peers known to have the query: they get no plan.
+	// handed are those this peer handed it over to (runtime.handOver),
+	// not handed it again; they still get the plan until they are heard
+	// holding it: a peer at capacity that never joined refuses a request
+	// with the plan and tells the asker so, which it cannot without.
 	has          map[peer.ID]bool
+	handed       map[peer.ID]bool
 	joined, left map[string]bool
 	refused      map[string]bool
 	// excluded are the members left out of the query (a grow-only set,

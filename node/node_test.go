@@ -505,8 +505,9 @@ func TestQuietPeersWake(t *testing.T) {
 
 // A peer that exchanges with a peer holding a query it lacks, for a query
 // of its own, learns the query from the reply (runtime.handOver) and joins
-// it; the holder then counts it as holding the query, and does not hand it
-// over again. A lease request's reply hands nothing over.
+// it; the holder does not hand it over to it again. A lease request's
+// reply hands nothing over, and a liar's reply no more than an honest
+// one's.
 func TestHandOverToAPeerThatPulls(t *testing.T) {
 	t.Parallel()
 	fake(t, 30, fakenet.DefaultConfig(), func(t *testing.T, c *cluster) {

@@ -828,15 +828,17 @@ func pulls(gossip []entry) bool {
 const handOverMax = 2
 
 // handOver adds to a reply to from, which exchanged with this peer for a
-// query (pulls), up to handOverMax of the queries this peer runs that from
-// is not known to hold — the plan alone, as an announcement — so that a
-// peer pulling from one that holds a query learns it, as a peer pushed to
-// does (push-pull rumor spreading: the last peers to hear of a query are
-// found by their own exchanges too, not only by the holders' draws; Karp
-// et al., "Randomized rumor spreading", 2000). A peer told so counts as
-// holding it: it is not told again. A peer left out of a query and the
-// asker's own finished one are not handed over. Called with rt.mu held,
-// after the request's entries: a query the request named is held.
+// query (pulls), up to handOverMax of the young queries this peer runs
+// (run.Instance.Young: still spreading) that from is not known to hold —
+// the plan alone, as an announcement — so that a peer pulling from one
+// that holds a query learns it, as a peer pushed to does (push-pull rumor
+// spreading: the last peers to hear of a query are found by their own
+// exchanges too, not only by the holders' draws; Karp et al., "Randomized
+// rumor spreading", 2000). A query is handed to a peer once (instance
+// handed); it counts as holding it only once heard from, as after a push.
+// A peer left out of a query and the asker's own finished one are not
+// handed it. Called with rt.mu held, after the request's entries: a query
+// the request named is held.
 func (rt *runtime) handOver(from string, replies []entry) []entry {
 	src := peerID(from)
 	n := 0
@@ -844,13 +846,16 @@ func (rt *runtime) handOver(from string, replies []entry) []entry {
 		if n == handOverMax {
 			break
 		}
-		if q.has[src] || q.out(from) || q.origin && q.run.Final() {
+		if q.has[src] || q.handed[src] || q.out(from) || q.origin && q.run.Final() || !q.run.Young() {
 			continue
 		}
 		e := q.entry(nil, true, src)
 		e.Excluded = nil // as in announce: the members left out go with messages
 		replies = append(replies, e)
-		q.heard(src)
+		if q.handed == nil {
+			q.handed = map[peer.ID]bool{}
+		}
+		q.handed[src] = true
 		rt.stats.HandedOver++
 		n++
 	}

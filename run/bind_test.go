@@ -142,6 +142,11 @@ func TestAnnounceWhileYoung(t *testing.T) {
 			if got := q.Announce(); got != want {
 				t.Errorf("%+v: round %d announces to %d, want %d (window %d)", c, r, got, want, window)
 			}
+			// Young, and so handed over to a peer that pulls, for the
+			// rounds the query spreads in, with a fanout or without.
+			if young, want := q.Young(), r <= query.SpreadRoundsFanout(c.peers, c.fanout); young != want {
+				t.Errorf("%+v: round %d young %v, want %v", c, r, young, want)
+			}
 		}
 	}
 	// Feedback: after StopAnnouncing peers found holding the query, none.

@@ -181,6 +181,7 @@ type Binding struct {
 	origCfg  aggregate.Config
 	entries  *entryCheck // top-k entries from other peers, with CheckReceived
 	spread   int         // the rounds in which a peer announces the query (Announce)
+	young    int         // the rounds in which the query spreads, fanout or not (Young)
 	// topCfg is the top-k cores' configuration, a peer's and the asker's:
 	// every core of the binding keeps a pointer to it (topk.NewAs), not a
 	// copy and closures of its own (~200 bytes a peer).
@@ -196,8 +197,9 @@ func Bind(plan *query.Plan, cfg Config) (*Binding, error) {
 	if cfg.Fanout < 0 {
 		return nil, fmt.Errorf("run: Fanout %d", cfg.Fanout)
 	}
+	b.young = query.SpreadRoundsFanout(max(cfg.Peers, 2), cfg.Fanout)
 	if cfg.Fanout > 0 {
-		b.spread = query.SpreadRoundsFanout(max(cfg.Peers, 2), cfg.Fanout)
+		b.spread = b.young
 	}
 	if cfg.Rand == nil || cfg.Sampler == nil {
 		return nil, errors.New("run: Config needs Rand and Sampler")
@@ -624,6 +626,15 @@ func (q *Instance) Announce() int {
 		return 0
 	}
 	return q.b.cfg.Fanout
+}
+
+// Young says whether the query is still spreading at this peer: in its
+// first query.SpreadRoundsFanout rounds for its peers and fanout (with no
+// fanout, a push rumor's), and not final. A driver hands it over to a
+// peer that pulls only then: past them every peer holds it with high
+// probability, and one that joins takes a place for a query about to end.
+func (q *Instance) Young() bool {
+	return !q.final && q.round <= q.b.young
 }
 
 // FoundHolder notes that a peer this one announced the query to held it
