@@ -86,8 +86,8 @@ func startFakePools(t testing.TB, n, pools int, fcfg fakenet.Config, seed uint64
 // records is every live peer's record: the oracle.
 func (c *fakePools) records() []query.Record { return liveRecords(c.nodes) }
 
-// kill crashes peer i: its pool sees it fail, and so does the cloud pool
-// if it is a gateway there.
+// kill crashes peer i: its pool sees it fail (fakenet's detection delay);
+// a gateway's Close leaves the cloud pool, which sees it leave.
 func (c *fakePools) kill(i int) {
 	n := c.nodes[i]
 	n.Close()

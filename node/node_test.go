@@ -576,12 +576,17 @@ func TestHandOverToAPeerThatPulls(t *testing.T) {
 			}
 			t.Fatalf("no peer lacks the query and holds the long one: %d hold it, %d the long one", n1, n2)
 		}
-		before := asker.Stats().HandedOver
+		// handed says whether the asker handed its query to the lacker.
+		handed := func() bool {
+			asker.rt.mu.Lock()
+			defer asker.rt.mu.Unlock()
+			return q.handed[peerID(lacker.Name())]
+		}
 
 		// A lease request (a release of nothing) pulls nothing.
 		lease := encodeBatch(batch{Entries: []entry{{Kind: protoLease, Msg: []byte{0}}}})
 		lacker.rt.exchange(asker.Name(), nil, lease, true)
-		if held(lacker, id) != nil || asker.Stats().HandedOver != before {
+		if held(lacker, id) != nil || handed() {
 			t.Fatal("a lease request's reply handed the query over")
 		}
 
@@ -596,15 +601,21 @@ func TestHandOverToAPeerThatPulls(t *testing.T) {
 		if !lacker.rt.exchange(asker.Name(), entries, encodeBatch(batch{Entries: entries}), true) {
 			t.Fatal("the exchange failed")
 		}
-		if held(lacker, id) == nil {
-			t.Errorf("%s exchanged with the asker and did not learn its query", lacker.Name())
+		if held(lacker, id) == nil || !handed() {
+			t.Errorf("%s exchanged with the asker and did not learn its query (handed %v)", lacker.Name(), handed())
 		}
-		if got := asker.Stats().HandedOver - before; got != 1 {
-			t.Errorf("the asker handed the query over %d times, want 1", got)
+		// Once handed, not again: the asker's reply to a second exchange
+		// carries no plan of it (read off the wire).
+		var again []entry
+		if resp, err := asker.rt.serve(lacker.Name(), encodeBatch(batch{Entries: entries})); err != nil {
+			t.Fatal(err)
+		} else if b, err := decodeBatch(resp); err != nil {
+			t.Fatal(err)
+		} else {
+			again = b.Entries
 		}
-		lacker.rt.exchange(asker.Name(), entries, encodeBatch(batch{Entries: entries}), true)
-		if got := asker.Stats().HandedOver - before; got != 1 {
-			t.Errorf("after a second exchange, handed over %d times, want 1: the peer holds it", got)
+		if announced(again, id) {
+			t.Errorf("a second exchange handed the query over again")
 		}
 		res, err := wait()
 		if err != nil {

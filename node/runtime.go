@@ -836,8 +836,8 @@ const handOverMax = 2
 // exchanges too, not only by the holders' draws; Karp et al., "Randomized
 // rumor spreading", 2000). A query is handed to a peer once (instance
 // handed); it counts as holding it only once heard from, as after a push.
-// A peer left out of a query and the asker's own finished one are not
-// handed it. Called with rt.mu held, after the request's entries: a query
+// A peer left out of a query, and the asker's own once finished or
+// answered (busy), are not handed it. Called with rt.mu held, after the request's entries: a query
 // the request named is held.
 func (rt *runtime) handOver(from string, replies []entry) []entry {
 	src := peerID(from)
@@ -846,7 +846,7 @@ func (rt *runtime) handOver(from string, replies []entry) []entry {
 		if n == handOverMax {
 			break
 		}
-		if q.has[src] || q.handed[src] || q.out(from) || q.origin && q.run.Final() || !q.run.Young() {
+		if q.has[src] || q.handed[src] || q.out(from) || q.origin && (q.run.Final() || q.reported) || !q.run.Young() {
 			continue
 		}
 		e := q.entry(nil, true, src)

@@ -619,7 +619,7 @@ func ExplainPools(p *Plan, c CloudShape) string {
 	if p.FromMemberLists() {
 		rounds = "its gateways' reading of their member lists"
 	}
-	w("cloud hops", "%d exchanges after %s, one after the other: the asker's start at its coordinators, theirs at every pool's gateways, the gateways' reports, the asker's poll", CloudExchanges, rounds)
+	w("cloud hops", "%d exchanges one after the other beside %s: before them the asker's start at its coordinators and theirs at every pool's gateways, after them the gateways' reports and the asker's poll (at least: the asker reaches its two coordinators in turn)", CloudExchanges, rounds)
 	total := ""
 	if c.Pools != nil {
 		total = fmt.Sprintf("; ≈%s for the %d pools", answer.FormatBytes(float64(len(c.Pools)*p.CloudBytes(c.Asked))), len(c.Pools))

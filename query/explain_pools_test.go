@@ -26,7 +26,7 @@ func TestExplainPools(t *testing.T) {
 	}{
 		{"SELECT COUNT(*), SUM(mem_free) FROM peers", shape,
 			[]string{"levels:", "runs the statement as above", "sample check", "within accuracy", "liars:", "250 in this peer's pool, eu", "this peer is not one", "an honest pool runs it 2 times", "means of the 3 components", "most of its 3 gateways",
-				"cloud hops:  4 exchanges after the slowest pool's rounds", "each of its 2 gateways asked"},
+				"cloud hops:  4 exchanges one after the other beside the slowest pool's rounds", "each of its 2 gateways asked"},
 			[]string{"as this gateway sees it", "for the 2 pools"}},
 		{"SELECT node FROM peers ORDER BY mem_free DESC LIMIT 7", gw,
 			[]string{"2 in the cloud pool as this gateway sees it: eu, us", "top-7 list", "for the 2 pools"}, []string{"not one"}},

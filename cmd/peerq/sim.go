@@ -220,7 +220,7 @@ func notWith(cmd *cobra.Command, mode string, names ...string) error {
 // rttModel reads --rtt: a log-normal ("lognormal:…"), or else a file of
 // measured round trips. Its errors name the flag, and the file.
 func rttModel(spec string) (*latency.Model, error) {
-	if strings.HasPrefix(spec, "lognormal") {
+	if strings.HasPrefix(spec, "lognormal:") {
 		m, err := latency.Parse(spec)
 		if err != nil {
 			return nil, fmt.Errorf("peerq: --rtt: %w", err)
