@@ -517,19 +517,16 @@ func closed(ch <-chan struct{}) bool {
 	}
 }
 
-// pollWait is how long this peer's polls ask to be held (poolReq.Wait):
-// half an exchange's time, so that a held poll is back well within it.
-func (p *pools) pollWait() time.Duration { return pollWait(p.cfg) }
-
-// pollWait is how long a poll is held for the reports to be ready: half an
-// exchange's time.
+// pollWait is how long a peer's polls ask to be held for the reports to
+// be ready (poolReq.Wait): half an exchange's time, so that a held poll is
+// back well within it.
 func pollWait(cfg Config) time.Duration { return cfg.ExchangeTimeout / 2 }
 
 // hold holds a poll until ended is closed, wait has passed (capped at
 // half an exchange's time: a requester cannot hold this peer's
 // connection longer), ctx ends, or the peer stops.
 func (p *pools) hold(ctx context.Context, ended <-chan struct{}, waitMillis int64) {
-	wait := p.pollWait() // a wait past it, however large, is capped before it is multiplied
+	wait := pollWait(p.cfg) // a wait past it, however large, is capped before it is multiplied
 	if waitMillis < wait.Milliseconds() {
 		wait = time.Duration(max(waitMillis, 0)) * time.Millisecond
 	}
@@ -1587,7 +1584,7 @@ func (p *pools) askGateway(ctx context.Context, c CloudNetwork, g string, id Que
 		if op == opPoolStart {
 			r.Plan = wire
 		} else {
-			r.Wait = p.pollWait().Milliseconds()
+			r.Wait = pollWait(p.cfg).Milliseconds()
 		}
 		return p.callCloud(ctx, c, g, r)
 	}
@@ -1699,7 +1696,7 @@ func (p *pools) askWhere(ctx context.Context, plan *query.Plan, progress func(an
 			}
 			// Held until the coordinator is done (pollWait); the second
 			// coordinator, asked after the first is done, mostly is too.
-			resp, err := p.callLAN(ctx, c, poolReq{Op: opCloudPoll, ID: id[:], Wait: p.pollWait().Milliseconds()})
+			resp, err := p.callLAN(ctx, c, poolReq{Op: opCloudPoll, ID: id[:], Wait: pollWait(p.cfg).Milliseconds()})
 			if err != nil {
 				if misses[i]++; misses[i] < 3 {
 					waiting, alive = true, true

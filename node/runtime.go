@@ -587,7 +587,7 @@ func (rt *runtime) exchange(to string, entries []entry, body []byte, told bool) 
 		noteTime(&rt.exchangeTime, now.Sub(sent))
 		// Decoded before rt.mu, so that the record of a query handed
 		// over (handOver) is read, as serve reads it, outside it.
-		if replies, decodeErr = decodeBatch(resp); decodeErr == nil && rt.joins(replies.Entries) {
+		if replies, decodeErr = decodeBatch(resp); decodeErr == nil && handsOver(replies.Entries) && rt.joins(replies.Entries) {
 			rec = rt.record()
 		}
 	} else {
@@ -808,6 +808,17 @@ func (rt *runtime) handedOver(e entry, from peer.ID, rec query.Record) {
 	if q.kind == e.Kind {
 		q.heard(from)
 	}
+}
+
+// handsOver says whether a reply hands over a query (an announcement):
+// only then may it need this peer's record, and rt.mu to know.
+func handsOver(es []entry) bool {
+	for _, e := range es {
+		if e.announces() {
+			return true
+		}
+	}
+	return false
 }
 
 // pulls says whether a request's entries are a query's exchange, whose
